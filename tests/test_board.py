@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from viraltrend.board import Board, Candidates
+from viraltrend.config import BoardConfig
+
+CFG = BoardConfig(size=3, promote_threshold=0.8, demote_threshold=0.4, confirm_s=60.0, min_dwell_s=300.0,
+                  max_per_seller=2, max_per_category=3, replace_margin=0.05, min_momentum=0.9)
+
+
+def cands(rows):
+    """rows: (slot, product, seller, category, score[, momentum])."""
+    return Candidates(
+        slot=np.array([r[0] for r in rows], np.int64),
+        product_id=[r[1] for r in rows],
+        seller_id=[r[2] for r in rows],
+        category=[r[3] for r in rows],
+        score=np.array([r[4] for r in rows], np.float64),
+        features={"momentum": np.array([r[5] if len(r) > 5 else 1.0 for r in rows]),
+                  "lift": np.array([10.0] * len(rows)), "velocity": np.ones(len(rows)), "z": np.ones(len(rows))},
+    )
+
+
+def actions(msgs):
+    return [(m["action"], m["product_id"]) for m in msgs]
+
+
+def promoted_board(cfg=CFG, rows=((1, "p1", "s1", "c1", 0.9),)):
+    b = Board(cfg)
+    b.step(0, cands(rows))
+    b.step(60_000, cands(rows))
+    return b
+
+
+def test_candidate_is_promoted_only_after_confirm_time():
+    b = Board(CFG)
+    assert b.step(0, cands([(1, "p1", "s1", "c1", 0.9)])) == []
+    assert b.step(30_000, cands([(1, "p1", "s1", "c1", 0.9)])) == []
+    msgs = b.step(60_000, cands([(1, "p1", "s1", "c1", 0.9)]))
+    assert actions(msgs) == [("promote", "p1")]
+    assert msgs[0]["rank"] == 1 and msgs[0]["event_ts"] == 60_000 and msgs[0]["schema"] == 1
+
+
+def test_fading_momentum_resets_the_wait():
+    b = Board(CFG)
+    b.step(0, cands([(1, "p1", "s1", "c1", 0.9)]))
+    b.step(30_000, cands([(1, "p1", "s1", "c1", 0.9, 0.5)]))  # burst fading
+    assert b.step(60_000, cands([(1, "p1", "s1", "c1", 0.9)])) == []
+
+
+def test_member_between_thresholds_stays_on_board():
+    b = promoted_board()
+    assert actions(b.step(900_000, cands([(1, "p1", "s1", "c1", 0.5)]))) == [("update", "p1")]
+    assert 1 in b.members
+
+
+def test_member_below_demote_threshold_leaves_after_dwell():
+    b = promoted_board()
+    msgs = b.step(400_000, cands([(1, "p1", "s1", "c1", 0.1)]))
+    assert actions(msgs) == [("demote", "p1")]
+    assert msgs[0]["rank"] is None and msgs[0]["reasons"] == ["score_below_0.4"]
+
+
+def test_member_is_not_demoted_before_min_dwell():
+    b = promoted_board()
+    b.step(120_000, cands([(1, "p1", "s1", "c1", 0.1)]))
+    assert 1 in b.members
+
+
+def test_seller_cap_keeps_third_product_of_a_seller_off():
+    rows = [(1, "p1", "s1", "c1", 0.95), (2, "p2", "s1", "c2", 0.9), (3, "p3", "s1", "c3", 0.85)]
+    b = promoted_board(rows=rows)
+    assert sorted(m.product_id for m in b.members.values()) == ["p1", "p2"]
+
+
+def test_full_board_displaces_weakest_served_member_by_margin():
+    rows = [(1, "p1", "s1", "c1", 0.95), (2, "p2", "s2", "c1", 0.9), (3, "p3", "s3", "c2", 0.85)]
+    b = promoted_board(rows=rows)
+    newcomer = [*rows, (4, "p4", "s4", "c3", 0.99)]
+    b.step(400_000, cands(newcomer))
+    msgs = b.step(460_000, cands(newcomer))
+    assert ("demote", "p3") in actions(msgs) and ("promote", "p4") in actions(msgs)
+    assert sorted(m.product_id for m in b.members.values()) == ["p1", "p2", "p4"]
+
+
+def test_close_score_does_not_displace():
+    rows = [(1, "p1", "s1", "c1", 0.95), (2, "p2", "s2", "c1", 0.9), (3, "p3", "s3", "c2", 0.85)]
+    b = promoted_board(rows=rows)
+    newcomer = [*rows, (4, "p4", "s4", "c3", 0.87)]
+    b.step(400_000, cands(newcomer))
+    b.step(460_000, cands(newcomer))
+    assert 4 not in b.members
+
+
+def test_blocked_seller_gets_one_block_and_never_a_promote():
+    b = Board(CFG, is_blocked=lambda p, s: "seller_blocked" if s == "bad" else None)
+    row = [(1, "p1", "bad", "c1", 0.95)]
+    first = b.step(0, cands(row))
+    later = b.step(60_000, cands(row)) + b.step(120_000, cands(row))
+    assert actions(first) == [("block", "p1")] and first[0]["reasons"][0] == "seller_blocked"
+    assert later == []
+
+
+def test_ties_are_broken_by_product_id():
+    rows = [(1, "pb", "s1", "c1", 0.9), (2, "pa", "s2", "c2", 0.9)]
+    b = promoted_board(rows=rows)
+    assert [m.product_id for m in b.ranked()] == ["pa", "pb"]
+
+
+def test_rank_change_sends_update():
+    rows = [(1, "p1", "s1", "c1", 0.9), (2, "p2", "s2", "c2", 0.85)]
+    b = promoted_board(rows=rows)
+    msgs = b.step(120_000, cands([(1, "p1", "s1", "c1", 0.82), (2, "p2", "s2", "c2", 0.95)]))
+    assert sorted(actions(msgs)) == [("update", "p1"), ("update", "p2")]
+    assert {m["product_id"]: m["rank"] for m in msgs} == {"p1": 2, "p2": 1}
+
+
+def test_board_state_round_trips_through_plain_data():
+    b = promoted_board()
+    b2 = Board(CFG)
+    b2.load_dict(b.to_dict())
+    assert b2.snapshot(1) == b.snapshot(1)
+
+
+def test_snapshot_lists_members_by_rank():
+    rows = [(1, "p1", "s1", "c1", 0.85), (2, "p2", "s2", "c2", 0.95)]
+    snap = promoted_board(rows=rows).snapshot(99)
+    assert snap["action"] == "board" and [i["product_id"] for i in snap["items"]] == ["p2", "p1"]
+    assert [i["rank"] for i in snap["items"]] == [1, 2]
+
+
+def test_bigger_board_admits_more():
+    rows = [(i, f"p{i}", f"s{i}", f"c{i}", 0.9) for i in range(5)]
+    b = promoted_board(cfg=dataclasses.replace(CFG, size=5), rows=rows)
+    assert len(b.members) == 5

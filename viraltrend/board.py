@@ -1,0 +1,247 @@
+"""The "Deals of the day" board policy: who enters, who stays, who leaves, and why.
+
+At every event-time tick the engine hands the board its scored candidates.  The board
+applies, in this order:
+
+1. **demote** members whose score fell below ``demote_threshold`` (hysteresis: the exit bar
+   is lower than the entry bar) once they have stayed ``min_dwell_s``;
+2. **block** trending products that a blocklist refuses (once per trending episode);
+3. **pending**: a product above ``promote_threshold`` whose momentum holds (its shortest
+   rate is not fading, ``momentum >= min_momentum``) waits ``confirm_s`` of event time,
+   so one-off spikes that fade never enter;
+4. **promote** confirmed products, best first, while the board has room and the diversity
+   caps (``max_per_seller``, ``max_per_category``) allow; when full, a candidate displaces
+   the weakest member that has served its dwell if it beats it by ``replace_margin``;
+5. **update** members whose rank changed or whose score moved by ``update_min_score_delta``.
+
+Every change becomes a decision message of ``shared/contract/deals.md``.  Ties are broken
+by ``product_id`` so the board is a deterministic function of the scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from viraltrend.config import BoardConfig
+
+__all__ = ["Board", "Candidates", "Member"]
+
+Message = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Candidates:
+    """Scored candidates at one tick: parallel columns of length m."""
+
+    slot: NDArray[np.int64]
+    product_id: list[str]
+    seller_id: list[str | None]
+    category: list[str | None]
+    score: NDArray[np.float64]
+    features: dict[str, NDArray[np.float64]]
+    scored_by: str = "rule"
+
+    def feature_dict(self, i: int) -> dict[str, float]:
+        """The features of candidate ``i`` as plain floats (6 significant digits)."""
+        return {k: float(f"{float(v[i]):.6g}") for k, v in self.features.items()}
+
+
+@dataclass(slots=True)
+class Member:
+    """A product on the board."""
+
+    slot: int
+    product_id: str
+    seller_id: str | None
+    category: str | None
+    score: float
+    since_ms: int
+    rank: int = 0
+    emitted_rank: int = 0
+    emitted_score: float = -1.0
+
+
+@dataclass(slots=True)
+class Board:
+    """The board state and its policy.  See the module docstring for the rules."""
+
+    cfg: BoardConfig
+    trend_label: str = "5m"
+    is_blocked: Callable[[str, str | None], str | None] = field(default=lambda product, seller: None)
+    members: dict[int, Member] = field(default_factory=dict)
+    pending: dict[int, int] = field(default_factory=dict)
+    blocked_shown: set[int] = field(default_factory=set)
+
+    def watched_slots(self) -> list[int]:
+        """Slots the engine must score at every tick (members and pending), sorted."""
+        return sorted(set(self.members) | set(self.pending))
+
+    def ranked(self) -> list[Member]:
+        """Members best first (score, then product_id)."""
+        return sorted(self.members.values(), key=lambda m: (-m.score, m.product_id))
+
+    def step(self, now_ms: int, cand: Candidates) -> list[Message]:
+        """Apply the policy at event time ``now_ms`` and return the decision messages."""
+        c = self.cfg
+        demotes: list[Message] = []
+        blocks: list[Message] = []
+        promotes: list[Message] = []
+        index = {int(s): i for i, s in enumerate(cand.slot.tolist())}
+        score = cand.score
+        momentum = cand.features.get("momentum", np.ones_like(score))
+        for slot, m in list(self.members.items()):
+            i = index.get(slot)
+            if i is None:
+                continue
+            m.score = float(score[i])
+            if m.score < c.demote_threshold and now_ms - m.since_ms >= c.min_dwell_s * 1000:
+                del self.members[slot]
+                demotes.append(self._message("demote", now_ms, cand, i, None, [f"score_below_{c.demote_threshold:g}"]))
+        hot = np.flatnonzero(score >= c.demote_threshold).tolist()
+        hot_set = set(hot)
+        for slot in [s for s in self.blocked_shown if index.get(s) not in hot_set and s in index]:
+            self.blocked_shown.discard(slot)
+        for slot in [s for s in self.pending if s in index]:
+            i = index[slot]
+            if score[i] < c.promote_threshold or momentum[i] < c.min_momentum:
+                del self.pending[slot]
+        for i in hot:
+            slot = int(cand.slot[i])
+            if slot in self.members or score[i] < c.promote_threshold:
+                continue
+            why = self.is_blocked(cand.product_id[i], cand.seller_id[i])
+            if why is not None:
+                self.pending.pop(slot, None)
+                if slot not in self.blocked_shown:
+                    self.blocked_shown.add(slot)
+                    blocks.append(self._message("block", now_ms, cand, i, None, [why, *self._why_trending(cand, i)]))
+                continue
+            if momentum[i] >= c.min_momentum:
+                self.pending.setdefault(slot, now_ms)
+        eligible = [
+            index[s] for s, since in self.pending.items()
+            if s in index and now_ms - since >= c.confirm_s * 1000
+        ]
+        eligible.sort(key=lambda i: (-score[i], cand.product_id[i]))
+        for i in eligible:
+            self._try_enter(now_ms, cand, i, demotes, promotes)
+        return demotes + blocks + promotes + self._rerank(now_ms, cand, index, promotes)
+
+    def _try_enter(self, now_ms: int, cand: Candidates, i: int, demotes: list[Message], promotes: list[Message]) -> None:
+        c = self.cfg
+        out: Member | None = None
+        if len(self.members) >= c.size:
+            served = [m for m in self.members.values() if now_ms - m.since_ms >= c.min_dwell_s * 1000]
+            if not served:
+                return
+            out = min(served, key=lambda m: (m.score, m.product_id))
+            if cand.score[i] <= out.score + c.replace_margin:
+                return
+        if not self._diversity_ok(cand.seller_id[i], cand.category[i], out):
+            return
+        slot = int(cand.slot[i])
+        if out is not None:
+            del self.members[out.slot]
+            reasons = ["displaced_by_higher_score", f"replaced_by_{cand.product_id[i]}"]
+            demotes.append(self._member_message("demote", now_ms, out, reasons))
+        self.pending.pop(slot, None)
+        self.members[slot] = Member(slot, cand.product_id[i], cand.seller_id[i], cand.category[i],
+                                    float(cand.score[i]), now_ms)
+        promotes.append(self._message("promote", now_ms, cand, i, 0, self._why_trending(cand, i)))
+
+    def _diversity_ok(self, seller: str | None, category: str | None, leaving: Member | None) -> bool:
+        stay = [m for m in self.members.values() if m is not leaving]
+        if seller is not None and sum(m.seller_id == seller for m in stay) >= self.cfg.max_per_seller:
+            return False
+        return category is None or sum(m.category == category for m in stay) < self.cfg.max_per_category
+
+    def _rerank(self, now_ms: int, cand: Candidates, index: dict[int, int], promotes: list[Message]) -> list[Message]:
+        new = {msg["product_id"]: msg for msg in promotes}
+        updates: list[Message] = []
+        for rank, m in enumerate(self.ranked(), start=1):
+            m.rank = rank
+            if m.product_id in new:
+                new[m.product_id]["rank"] = rank
+            elif rank == m.emitted_rank and abs(m.score - m.emitted_score) < self.cfg.update_min_score_delta:
+                continue
+            else:
+                i = index.get(m.slot)
+                reasons = ["rank_changed"] if rank != m.emitted_rank else ["score_changed"]
+                if i is None:
+                    updates.append(self._member_message("update", now_ms, m, reasons))
+                else:
+                    updates.append(self._message("update", now_ms, cand, i, rank, reasons))
+            m.emitted_rank, m.emitted_score = rank, m.score
+        return updates
+
+    def _why_trending(self, cand: Candidates, i: int) -> list[str]:
+        f = cand.features
+        reasons = [f"scored_by_{cand.scored_by}"]
+        if "lift" in f:
+            reasons.append(f"lift_x{float(f['lift'][i]):.1f}")
+        if "velocity" in f:
+            reasons.append(f"velocity_{self.trend_label}_x{float(f['velocity'][i]):.1f}")
+        if "z" in f:
+            reasons.append(f"z_{float(f['z'][i]):.1f}")
+        return reasons
+
+    def _message(self, action: str, now_ms: int, cand: Candidates, i: int, rank: int | None,
+                 reasons: Sequence[str]) -> Message:
+        return {
+            "schema": 1,
+            "action": action,
+            "product_id": cand.product_id[i],
+            "seller_id": cand.seller_id[i],
+            "category": cand.category[i],
+            "rank": rank,
+            "score": round(float(cand.score[i]), 6),
+            "event_ts": int(now_ms),
+            "emitted_at": None,
+            "reasons": list(reasons),
+            "features": cand.feature_dict(i),
+        }
+
+    def _member_message(self, action: str, now_ms: int, m: Member, reasons: Sequence[str]) -> Message:
+        return {
+            "schema": 1,
+            "action": action,
+            "product_id": m.product_id,
+            "seller_id": m.seller_id,
+            "category": m.category,
+            "rank": m.rank if action == "update" else None,
+            "score": round(m.score, 6),
+            "event_ts": int(now_ms),
+            "emitted_at": None,
+            "reasons": list(reasons),
+            "features": {},
+        }
+
+    def snapshot(self, now_ms: int) -> Message:
+        """The whole board as a ``board`` message (key ``__board__``)."""
+        items = [
+            {"rank": r, "product_id": m.product_id, "seller_id": m.seller_id, "category": m.category,
+             "score": round(m.score, 6), "since_ts": m.since_ms}
+            for r, m in enumerate(self.ranked(), start=1)
+        ]
+        return {"schema": 1, "action": "board", "event_ts": int(now_ms), "emitted_at": None, "items": items}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for a checkpoint."""
+        return {
+            "members": [[m.slot, m.product_id, m.seller_id, m.category, m.score, m.since_ms, m.rank,
+                         m.emitted_rank, m.emitted_score] for m in self.members.values()],
+            "pending": [[s, t] for s, t in self.pending.items()],
+            "blocked_shown": sorted(self.blocked_shown),
+        }
+
+    def load_dict(self, data: dict[str, Any]) -> None:
+        """Restore from :meth:`to_dict` output."""
+        self.members = {int(r[0]): Member(int(r[0]), r[1], r[2], r[3], float(r[4]), int(r[5]), int(r[6]),
+                                          int(r[7]), float(r[8])) for r in data["members"]}
+        self.pending = {int(s): int(t) for s, t in data["pending"]}
+        self.blocked_shown = {int(s) for s in data["blocked_shown"]}

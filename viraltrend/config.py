@@ -1,0 +1,390 @@
+"""One typed, frozen configuration for every part of viraltrend, loaded from TOML.
+
+The defaults live here, in the dataclasses (``config/default.toml`` is a commented copy,
+checked against them by a test).  A user's file holds only the keys it changes; it is
+layered over the defaults, then ``VIRALTREND_<SECTION>_<KEY>`` environment variables
+override single values.  Every problem (unknown key, wrong type, out-of-range value) is
+collected into one :class:`~viraltrend.errors.ConfigError` naming the file and dotted key.
+
+Examples
+--------
+>>> cfg = load_config(None, environ={})
+>>> cfg.decay.half_lives_s
+(60.0, 300.0, 3600.0, 86400.0)
+>>> cfg.board.size
+20
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from viraltrend.errors import ConfigError
+from viraltrend.events import EVENT_TYPES
+
+__all__ = [
+    "BoardConfig",
+    "CheckpointConfig",
+    "Config",
+    "DecayConfig",
+    "DedupConfig",
+    "KafkaConfig",
+    "MetricsConfig",
+    "ScoreConfig",
+    "SignalsConfig",
+    "StateConfig",
+    "TrustConfig",
+    "config_as_dict",
+    "load_config",
+]
+
+
+def _gt0(default: Any) -> Any:
+    return field(default=default, metadata={"min": 0.0, "strict": True})
+
+
+def _ge0(default: Any) -> Any:
+    return field(default=default, metadata={"min": 0.0})
+
+
+def _unit(default: Any) -> Any:
+    return field(default=default, metadata={"min": 0.0, "max": 1.0})
+
+
+@dataclass(frozen=True, slots=True)
+class DecayConfig:
+    """Event-time decay and the event-time clock."""
+
+    half_lives_s: tuple[float, ...] = _gt0((60.0, 300.0, 3600.0, 86400.0))
+    allowed_lateness_s: float = _ge0(300.0)
+    max_future_s: float = _gt0(3600.0)
+    tick_s: float = _gt0(10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalsConfig:
+    """Weight of each event type in a product's engagement signal."""
+
+    view: float = _ge0(1.0)
+    like: float = _ge0(2.0)
+    comment: float = _ge0(3.0)
+    share: float = _ge0(5.0)
+    add_to_cart: float = _ge0(4.0)
+    purchase: float = _ge0(8.0)
+
+    def weights(self) -> tuple[float, ...]:
+        """Weights in :data:`~viraltrend.events.EVENT_TYPES` order."""
+        return tuple(float(getattr(self, name)) for name in EVENT_TYPES)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreConfig:
+    """The trending score: which half-lives play which role, and the rule-based score's shape.
+
+    Each ``*_half_life_s`` must be one of ``decay.half_lives_s``.
+    """
+
+    momentum_half_life_s: float = _gt0(60.0)
+    trend_half_life_s: float = _gt0(300.0)
+    baseline_half_life_s: float = _gt0(86400.0)
+
+    lift_midpoint: float = _gt0(4.0)
+    lift_steepness: float = _gt0(3.0)
+    z_midpoint: float = _ge0(8.0)
+    z_steepness: float = _gt0(0.5)
+    min_baseline_per_hour: float = _gt0(2.0)
+    global_baseline_factor: float = _ge0(1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class BoardConfig:
+    """The "Deals of the day" board: size, hysteresis, dwell, diversity caps, snapshots."""
+
+    size: int = field(default=20, metadata={"min": 1})
+    promote_threshold: float = _unit(0.8)
+    demote_threshold: float = _unit(0.4)
+    confirm_s: float = _ge0(240.0)
+    min_momentum: float = _ge0(0.9)
+    min_dwell_s: float = _ge0(600.0)
+    max_per_seller: int = field(default=3, metadata={"min": 1})
+    max_per_category: int = field(default=6, metadata={"min": 1})
+    replace_margin: float = _unit(0.05)
+    update_min_score_delta: float = _unit(0.05)
+    snapshot_interval_s: float = _gt0(60.0)
+
+
+@dataclass(frozen=True, slots=True)
+class DedupConfig:
+    """Dropping repeated ``event_id`` values."""
+
+    enabled: bool = True
+    window_s: float = _gt0(600.0)
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """Per-product state: eviction of cold products."""
+
+    evict_every_s: float = _gt0(3600.0)
+    evict_below: float = _ge0(0.05)
+    initial_capacity: int = field(default=4096, metadata={"min": 16})
+
+
+@dataclass(frozen=True, slots=True)
+class TrustConfig:
+    """Blocklists: trending products of these sellers or ids get a ``block`` decision."""
+
+    blocked_sellers: tuple[str, ...] = ()
+    blocked_products: tuple[str, ...] = ()
+    blocked_sellers_file: str = ""
+    blocked_products_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    """The live service's topics and client settings."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    input_topic: str = "engagement-events"
+    output_topic: str = "deals-of-the-day"
+    dlq_topic: str = "engagement-events.dlq"
+    group_id: str = "viraltrend"
+    create_topics: bool = True
+    partitions: int = field(default=3, metadata={"min": 1})
+    max_batch_events: int = field(default=50_000, metadata={"min": 1})
+    poll_timeout_ms: int = field(default=200, metadata={"min": 1})
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_plain_username: str = ""
+    sasl_plain_password: str = ""
+    ssl_cafile: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The Prometheus endpoint."""
+
+    host: str = "127.0.0.1"
+    port: int = field(default=9108, metadata={"min": 0, "max": 65535})
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointConfig:
+    """Where and how often state is checkpointed (wall-clock interval)."""
+
+    dir: str = "checkpoints"
+    interval_s: float = _gt0(10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Every knob of viraltrend, one section per part."""
+
+    decay: DecayConfig = field(default_factory=DecayConfig)
+    signals: SignalsConfig = field(default_factory=SignalsConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    board: BoardConfig = field(default_factory=BoardConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+
+_SECRET_KEYS = {"sasl_plain_password"}
+
+
+def config_as_dict(cfg: Config, *, mask_secrets: bool = True) -> dict[str, dict[str, Any]]:
+    """Return the config as nested plain data (for logging once, secrets masked)."""
+    out: dict[str, dict[str, Any]] = {}
+    for sec in dataclasses.fields(cfg):
+        section = getattr(cfg, sec.name)
+        values = {}
+        for f in dataclasses.fields(section):
+            v = getattr(section, f.name)
+            if mask_secrets and f.name in _SECRET_KEYS and v:
+                v = "***"
+            values[f.name] = list(v) if isinstance(v, tuple) else v
+        out[sec.name] = values
+    return out
+
+
+def _check_value(key: str, hint: Any, value: Any, meta: Mapping[str, Any], problems: list[str]) -> Any:
+    """Coerce ``value`` to the field type ``hint`` or record a problem; returns the coerced value."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        item_type = typing.get_args(hint)[0]
+        if not isinstance(value, list | tuple):
+            problems.append(f"{key} must be a list of {item_type.__name__}, got {type(value).__name__}")
+            return None
+        items = [_check_value(f"{key}[{i}]", item_type, v, meta, problems) for i, v in enumerate(value)]
+        if item_type is float and not items and meta:
+            problems.append(f"{key} must not be empty")
+        return tuple(items)
+    if hint is bool:
+        if not isinstance(value, bool):
+            problems.append(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            problems.append(f"{key} must be a number, got {value!r}")
+            return value
+        value = float(value)
+        if not math.isfinite(value):
+            problems.append(f"{key} must be finite, got {value}")
+    elif hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"{key} must be an integer, got {value!r}")
+            return value
+    elif hint is str:
+        if not isinstance(value, str):
+            problems.append(f"{key} must be a string, got {value!r}")
+        return value
+    lo, hi = meta.get("min"), meta.get("max")
+    unit = " seconds" if key.split("[")[0].endswith("_s") else ""
+    if lo is not None and (value <= lo if meta.get("strict") else value < lo):
+        op = ">" if meta.get("strict") else ">="
+        problems.append(f"{key} must be {op} {lo:g}{unit}, got {value}")
+    if hi is not None and value > hi:
+        problems.append(f"{key} must be <= {hi:g}{unit}, got {value}")
+    return value
+
+
+def _did_you_mean(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(choices)})"
+
+
+def _build(overrides: Mapping[str, Any], origin: Mapping[str, str], problems: list[str]) -> Config:
+    sections: dict[str, Any] = {}
+    top_hints = typing.get_type_hints(Config)
+    for name in overrides:
+        if name not in top_hints:
+            problems.append(f"{origin.get(name, '')}unknown section '{name}'{_did_you_mean(name, list(top_hints))}")
+    for sec_name, sec_type in top_hints.items():
+        given = overrides.get(sec_name, {})
+        if not isinstance(given, Mapping):
+            problems.append(f"{origin.get(sec_name, '')}'{sec_name}' must be a table ([{sec_name}])")
+            given = {}
+        hints = typing.get_type_hints(sec_type)
+        fields = {f.name: f for f in dataclasses.fields(sec_type)}
+        kwargs = {}
+        for key, value in given.items():
+            dotted = f"{sec_name}.{key}"
+            where = origin.get(dotted, "")
+            if key not in fields:
+                problems.append(f"{where}unknown key '{dotted}'{_did_you_mean(key, list(fields))}")
+                continue
+            before = len(problems)
+            coerced = _check_value(dotted, hints[key], value, fields[key].metadata, problems)
+            for i in range(before, len(problems)):
+                problems[i] = where + problems[i]
+            kwargs[key] = coerced
+        sections[sec_name] = sec_type(**kwargs)
+    cfg = Config(**sections)
+    if cfg.board.demote_threshold > cfg.board.promote_threshold:
+        problems.append(
+            f"board.demote_threshold ({cfg.board.demote_threshold}) must be <= "
+            f"board.promote_threshold ({cfg.board.promote_threshold}): hysteresis needs a lower exit bar"
+        )
+    if cfg.decay.half_lives_s and list(cfg.decay.half_lives_s) != sorted(cfg.decay.half_lives_s):
+        problems.append(f"decay.half_lives_s must be increasing, got {list(cfg.decay.half_lives_s)}")
+    for role in ("momentum_half_life_s", "trend_half_life_s", "baseline_half_life_s"):
+        value = getattr(cfg.score, role)
+        if value not in cfg.decay.half_lives_s:
+            problems.append(
+                f"score.{role} = {value:g} must be one of decay.half_lives_s {list(cfg.decay.half_lives_s)}"
+            )
+    if not cfg.score.momentum_half_life_s <= cfg.score.trend_half_life_s < cfg.score.baseline_half_life_s:
+        problems.append("score half-lives must satisfy momentum <= trend < baseline")
+    if len(cfg.decay.half_lives_s) < 2:
+        problems.append("decay.half_lives_s needs at least 2 half-lives (a short one and a baseline)")
+    return cfg
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _merge(into: dict[str, Any], new: Mapping[str, Any], origin: dict[str, str], where: str) -> None:
+    for sec, values in new.items():
+        origin.setdefault(sec, where)
+        if isinstance(values, Mapping) and isinstance(into.get(sec, {}), dict):
+            into.setdefault(sec, {})
+            for k, v in values.items():
+                into[sec][k] = v
+                origin[f"{sec}.{k}"] = where
+        else:
+            into[sec] = values
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Load the config: defaults, then the TOML file at ``path``, then environment, then ``overrides``.
+
+    Parameters
+    ----------
+    path
+        A TOML file holding only the keys it changes, or None for the defaults alone.
+    environ
+        Environment to read ``VIRALTREND_<SECTION>_<KEY>`` overrides from (default ``os.environ``).
+    overrides
+        Values from command-line flags, ``{"kafka": {"group_id": "x"}}``; applied last.
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem, each with the file and dotted key.
+    """
+    environ = os.environ if environ is None else environ
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    problems: list[str] = []
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            msg = f"config file {p} does not exist; pass an existing TOML file to --config (see config/default.toml)"
+            raise ConfigError(msg) from None
+        except tomllib.TOMLDecodeError as exc:
+            msg = f"{p}: not valid TOML: {exc}"
+            raise ConfigError(msg) from exc
+        _merge(merged, data, origin, f"{p}: ")
+    sections = typing.get_type_hints(Config)
+    for var, raw in sorted(environ.items()):
+        if not var.startswith("VIRALTREND_") or var in ("VIRALTREND_CONFIG",):
+            continue
+        rest = var[len("VIRALTREND_") :].lower()
+        sec = next((s for s in sections if rest.startswith(s + "_")), None)
+        if sec is None:
+            problems.append(f"environment {var}: no config section matches; sections are {', '.join(sections)}")
+            continue
+        key = rest[len(sec) + 1 :]
+        hint = typing.get_type_hints(sections[sec]).get(key) if isinstance(sections[sec], type) else None
+        value = raw if hint is str else _parse_env_value(raw)
+        _merge(merged, {sec: {key: value}}, origin, f"environment {var}: ")
+    if overrides:
+        _merge(merged, overrides, origin, "command line: ")
+    cfg = _build(merged, origin, problems)
+    if problems:
+        msg = "invalid configuration:\n  " + "\n  ".join(problems)
+        raise ConfigError(msg)
+    return cfg

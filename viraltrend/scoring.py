@@ -1,0 +1,161 @@
+"""Features of candidate products, and the rule-based trending score.
+
+Features are read from the decayed counters for candidates only (products whose signal
+moved, plus the board and pending products), as numpy columns: rates per half-life, lift
+over the product's own long baseline (floored by a global per-product prior, so a brand-new
+product is judged against the catalogue), velocity (trend rate against the next longer
+one), momentum (the shortest rate against the trend rate: below 1 when a burst is fading),
+acceleration, and a Poisson significance ``z`` of the trend-window count against the
+baseline, so a niche product jumping from 2 to 200 views and a big one going from 20k to
+200k both stand out.
+
+:class:`RuleScorer` turns them into a score in [0, 1]; the online model replaces it
+through the same ``score_many(features) -> float64[m]`` interface.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from viraltrend.config import Config, ScoreConfig
+from viraltrend.events import EVENT_TYPE_CODE
+
+__all__ = ["FeatureReader", "RuleScorer", "half_life_label"]
+
+Columns = dict[str, NDArray[np.float64]]
+
+
+def half_life_label(half_life_s: float) -> str:
+    """Short label for a half-life: ``300 -> '5m'``, ``86400 -> '24h'``, ``45 -> '45s'``.
+
+    >>> [half_life_label(s) for s in (45, 60, 300, 3600, 86400, 5400)]
+    ['45s', '1m', '5m', '1h', '24h', '90m']
+    """
+    s = float(half_life_s)
+    if s >= 3600 and s % 3600 == 0:
+        return f"{int(s // 3600)}h"
+    if s >= 60 and s % 60 == 0:
+        return f"{int(s // 60)}m"
+    return f"{s:g}s"
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureReader:
+    """Turns decayed counts of candidates into named feature columns.
+
+    Parameters
+    ----------
+    half_lives_s
+        The counters' half-lives, increasing.
+    type_weights
+        Weight of each event type in the engagement signal (``EVENT_TYPES`` order).
+    score
+        Which half-lives play the momentum, trend and baseline roles, and the baseline floor.
+    """
+
+    half_lives_s: tuple[float, ...]
+    type_weights: tuple[float, ...]
+    score: ScoreConfig
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> FeatureReader:
+        """Build from the full config."""
+        return cls(cfg.decay.half_lives_s, cfg.signals.weights(), cfg.score)
+
+    def _index(self, half_life_s: float) -> int:
+        return self.half_lives_s.index(half_life_s)
+
+    def read(
+        self,
+        counts: NDArray[np.float64],
+        global_counts: NDArray[np.float64],
+        n_products: int,
+        age_s: NDArray[np.float64],
+    ) -> Columns:
+        """Return feature columns for ``m`` candidates.
+
+        Parameters
+        ----------
+        counts : float64[m, n_types, n_half_lives]
+            Decayed event counts of the candidates at the evaluation time.
+        global_counts : float64[n_types, n_half_lives]
+            Decayed event counts of all products together.
+        n_products : int
+            Products tracked, for the global per-product prior.
+        age_s : float64[m]
+            Seconds since each candidate's first event.
+        """
+        lam = math.log(2.0) / np.asarray(self.half_lives_s)
+        w = np.asarray(self.type_weights)
+        eng = np.einsum("mkh,k->mh", counts, w)  # weighted engagement, decayed count
+        events = counts.sum(axis=1)  # unweighted event counts
+        rate_h = eng * lam * 3600.0  # per hour
+        cfg = self.score
+        i_mom, i_trend, i_base = (self._index(cfg.momentum_half_life_s), self._index(cfg.trend_half_life_s),
+                                  self._index(cfg.baseline_half_life_s))
+        i_mid = min(i_trend + 1, i_base)
+        floor_h = cfg.min_baseline_per_hour
+        prior_h = cfg.global_baseline_factor * float(global_counts[:, i_base] @ w) * lam[i_base] * 3600.0
+        prior_h /= max(n_products, 1)
+        baseline_h = np.maximum(rate_h[:, i_base], max(floor_h, prior_h))
+        # Poisson significance on unweighted events: the trend-window count vs its baseline expectation
+        base_events_h = baseline_h * events_per_weight(eng, events, i_base)
+        expected = base_events_h / 3600.0 / lam[i_trend]
+        observed = events[:, i_trend]
+        cols: Columns = {}
+        for h, hl in enumerate(self.half_lives_s):
+            cols[f"rate_{half_life_label(hl)}_per_h"] = rate_h[:, h]
+        trend = half_life_label(self.half_lives_s[i_trend])
+        for name in ("view", "like", "share", "add_to_cart", "purchase"):
+            cols[f"{name}s_{trend}"] = counts[:, EVENT_TYPE_CODE[name], i_trend]
+        cols["baseline_per_h"] = baseline_h
+        cols["lift"] = rate_h[:, i_trend] / baseline_h
+        cols["velocity"] = rate_h[:, i_trend] / np.maximum(rate_h[:, i_mid], floor_h)
+        cols["momentum"] = rate_h[:, i_mom] / np.maximum(rate_h[:, i_trend], 1e-9)
+        cols["acceleration"] = cols["velocity"] - rate_h[:, i_mid] / np.maximum(baseline_h, floor_h)
+        cols["z"] = (observed - expected) / np.sqrt(expected + 1.0)
+        views = counts[:, EVENT_TYPE_CODE["view"], i_trend]
+        carts = counts[:, EVENT_TYPE_CODE["add_to_cart"], i_trend]
+        cols["share_rate"] = counts[:, EVENT_TYPE_CODE["share"], i_trend] / np.maximum(views, 1.0)
+        cols["cart_rate"] = carts / np.maximum(views, 1.0)
+        cols["purchase_rate"] = counts[:, EVENT_TYPE_CODE["purchase"], i_trend] / np.maximum(carts, 1.0)
+        cols["age_s"] = np.asarray(age_s, np.float64)
+        return cols
+
+
+def events_per_weight(eng: NDArray[np.float64], events: NDArray[np.float64], h: int) -> NDArray[np.float64]:
+    """Events per unit of weighted engagement at half-life ``h`` (1 where a product has none yet)."""
+    return np.where(eng[:, h] > 0, events[:, h] / np.maximum(eng[:, h], 1e-300), 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleScorer:
+    """Score = sigmoid(lift) x sigmoid(z): high only when a product is both far above its own
+    baseline and significantly so.
+
+    Examples
+    --------
+    >>> from viraltrend.config import ScoreConfig
+    >>> s = RuleScorer(ScoreConfig())
+    >>> s.score_many({"lift": np.array([1.0, 50.0]), "z": np.array([0.0, 40.0])}).round(3).tolist()
+    [0.0, 1.0]
+    """
+
+    cfg: ScoreConfig
+    name: str = "rule"
+
+    def score_many(self, features: Columns) -> NDArray[np.float64]:
+        """Return a score in [0, 1] per candidate (``float64[m]``)."""
+        c = self.cfg
+        log_lift = np.log(np.maximum(features["lift"], 1e-12))
+        a = c.lift_steepness * (log_lift - math.log(c.lift_midpoint))
+        b = c.z_steepness * (features["z"] - c.z_midpoint)
+        return _sigmoid(a) * _sigmoid(b)
+
+
+def _sigmoid(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.clip(x, -60.0, 60.0)))
