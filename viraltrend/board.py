@@ -130,6 +130,7 @@ class Board:
         eligible.sort(key=lambda i: (-score[i], cand.product_id[i]))
         for i in eligible:
             self._try_enter(now_ms, cand, i, demotes, promotes)
+        blocks.sort(key=lambda m: m["product_id"])
         return demotes + blocks + promotes + self._rerank(now_ms, cand, index, promotes)
 
     def _try_enter(self, now_ms: int, cand: Candidates, i: int, demotes: list[Message], promotes: list[Message]) -> None:

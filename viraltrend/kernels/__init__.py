@@ -1,0 +1,9 @@
+"""Numba kernels and the arrays they own: decayed counters, the event-time clock, interning."""
+
+from __future__ import annotations
+
+from viraltrend.kernels.clock import ACCEPTED, FUTURE, LATE, ClockStep, EventClock
+from viraltrend.kernels.decay import DecayedCounters
+from viraltrend.kernels.intern import Interner
+
+__all__ = ["ACCEPTED", "FUTURE", "LATE", "ClockStep", "DecayedCounters", "EventClock", "Interner"]

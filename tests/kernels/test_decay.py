@@ -1,0 +1,382 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.kernels import reference
+from tests.kernels.reference import BASE_TS_MS, Events
+from viraltrend.errors import CheckpointError
+from viraltrend.kernels.decay import DecayedCounters
+
+HALF_LIVES_S = (60.0, 3600.0)
+DAY_MS = 86_400_000
+RTOL = 1e-9
+ATOL = 1e-290  # below ~1e-300 both sides are underflow noise
+INT64_MAX = np.iinfo(np.int64).max
+INT64_MIN = np.iinfo(np.int64).min
+PROPERTY = settings(max_examples=50, deadline=None)
+
+
+def run_kernel(events: Events, half_lives_s=HALF_LIVES_S, **kwargs) -> DecayedCounters:
+    counters = DecayedCounters(
+        half_lives_s=half_lives_s, n_types=events.n_types, capacity=events.n_products, **kwargs
+    )
+    counters.add(*events.columns())
+    return counters
+
+
+def read_all(counters: DecayedCounters, now_ms: int, n_products: int) -> np.ndarray:
+    return counters.read(np.arange(n_products, dtype=np.int64), now_ms)
+
+
+def one_event(slot=0, type_code=0, ts_ms=BASE_TS_MS, weight=1.0):
+    return (
+        np.array([slot], np.int64),
+        np.array([type_code], np.int8),
+        np.array([ts_ms], np.int64),
+        np.array([weight], np.float64),
+    )
+
+
+def assert_same_state(a: DecayedCounters, b: DecayedCounters) -> None:
+    for key, value in a.to_arrays().items():
+        np.testing.assert_array_equal(value, b.to_arrays()[key], err_msg=key)
+
+
+# -- agreement with the reference ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_decayed_counters_match_reference(seed):
+    events = reference.random_events(seed, n=500, n_products=7)
+    got = read_all(run_kernel(events), events.max_ts_ms, events.n_products)
+    want = reference.decayed_counts(events, HALF_LIVES_S, events.max_ts_ms)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_read_later_and_global_match_reference(seed):
+    events = reference.random_events(seed, n=300, n_products=5)
+    counters = run_kernel(events)
+    now_ms = events.max_ts_ms + 1_234_567
+    np.testing.assert_allclose(
+        read_all(counters, now_ms, 5),
+        reference.decayed_counts(events, HALF_LIVES_S, now_ms),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+    np.testing.assert_allclose(
+        counters.read_global(now_ms),
+        reference.decayed_global(events, HALF_LIVES_S, now_ms),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_thirty_days_with_frequent_landmark_moves_match_reference(seed):
+    events = reference.random_events(seed, n=400, n_products=6, span_ms=30 * DAY_MS, jitter_ms=3_600_000)
+    half_lives_s = (300.0, 86_400.0)
+    counters = DecayedCounters(half_lives_s=half_lives_s, capacity=6)
+    for lo in range(0, len(events), 40):
+        counters.add(*events.take(slice(lo, lo + 40)).columns())
+    assert counters.landmark_ms > events.ts_ms.min() + 20 * DAY_MS
+    got = read_all(counters, events.max_ts_ms, 6)
+    np.testing.assert_allclose(
+        got, reference.decayed_counts(events, half_lives_s, events.max_ts_ms), rtol=RTOL, atol=ATOL
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_landmark_moving_at_almost_every_batch_matches_reference(seed):
+    events = reference.random_events(seed, n=300, n_products=4)
+    counters = DecayedCounters(half_lives_s=HALF_LIVES_S, capacity=4, renorm_exponent=0.5)
+    landmarks = set()
+    for lo in range(0, len(events), 10):
+        counters.add(*events.take(slice(lo, lo + 10)).columns())
+        landmarks.add(counters.landmark_ms)
+    assert len(landmarks) > 10
+    got = read_all(counters, events.max_ts_ms, 4)
+    want = reference.decayed_counts(events, HALF_LIVES_S, events.max_ts_ms)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+# -- properties ----------------------------------------------------------------------------------
+
+
+@st.composite
+def events_and_cuts(draw, max_span_ms=2 * 3_600_000):
+    n = draw(st.integers(1, 60))
+    n_products = draw(st.integers(1, 5))
+    ts = draw(st.lists(st.integers(0, max_span_ms), min_size=n, max_size=n))
+    slots = draw(st.lists(st.integers(0, n_products - 1), min_size=n, max_size=n))
+    types = draw(st.lists(st.integers(0, 5), min_size=n, max_size=n))
+    weights = draw(st.lists(st.floats(0.0, 100.0), min_size=n, max_size=n))
+    cuts = sorted(draw(st.lists(st.integers(0, n), max_size=6)))
+    events = Events(
+        np.array(slots, np.int64),
+        np.array(types, np.int8),
+        BASE_TS_MS + np.array(ts, np.int64),
+        np.array(weights, np.float64),
+        n_products,
+    )
+    return events, cuts
+
+
+def add_in_pieces(events: Events, cuts: list[int], **kwargs) -> DecayedCounters:
+    counters = DecayedCounters(half_lives_s=HALF_LIVES_S, capacity=events.n_products, **kwargs)
+    for lo, hi in zip([0, *cuts], [*cuts, len(events)], strict=True):
+        counters.add(*events.take(slice(lo, hi)).columns())
+    return counters
+
+
+@PROPERTY
+@given(events_and_cuts())
+def test_any_split_into_batches_gives_the_same_state(data):
+    # spans of two hours never move the landmark (60 s half-life: ~7 h), so sums are bit-identical
+    events, cuts = data
+    assert_same_state(add_in_pieces(events, cuts), run_kernel(events))
+
+
+@PROPERTY
+@given(events_and_cuts(max_span_ms=20 * DAY_MS))
+def test_any_split_gives_the_same_reads_when_the_landmark_moves(data):
+    events, cuts = data
+    split, whole = add_in_pieces(events, cuts), run_kernel(events)
+    now_ms = events.max_ts_ms
+    np.testing.assert_allclose(
+        read_all(split, now_ms, events.n_products),
+        read_all(whole, now_ms, events.n_products),
+        rtol=1e-10,
+        atol=ATOL,
+    )
+    np.testing.assert_array_equal(split.first_ts_ms, whole.first_ts_ms)
+    np.testing.assert_array_equal(split.last_ts_ms, whole.last_ts_ms)
+
+
+@PROPERTY
+@given(events_and_cuts(), st.randoms(use_true_random=False))
+def test_arrival_order_does_not_matter(data, rnd):
+    events, _ = data
+    order = np.arange(len(events))
+    rnd.shuffle(order)
+    now_ms = events.max_ts_ms
+    got = read_all(run_kernel(events.take(order)), now_ms, events.n_products)
+    want = read_all(run_kernel(events), now_ms, events.n_products)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=ATOL)
+
+
+@PROPERTY
+@given(events_and_cuts())
+def test_batch_add_equals_event_by_event_adds(data):
+    events, _ = data
+    one_by_one = DecayedCounters(half_lives_s=HALF_LIVES_S, capacity=events.n_products)
+    for i in range(len(events)):
+        one_by_one.add(*events.take(slice(i, i + 1)).columns())
+    assert_same_state(one_by_one, run_kernel(events))
+
+
+# -- edges ---------------------------------------------------------------------------------------
+
+
+def test_empty_batch_changes_nothing():
+    counters = DecayedCounters(half_lives_s=HALF_LIVES_S, capacity=4)
+    before = counters.to_arrays()
+    counters.add(np.empty(0, np.int64), np.empty(0, np.int8), np.empty(0, np.int64), np.empty(0, np.float64))
+    assert counters.landmark_ms is None
+    for key, value in before.items():
+        np.testing.assert_array_equal(value, counters.to_arrays()[key])
+    assert not read_all(counters, BASE_TS_MS, 4).any()
+
+
+def test_one_event_reads_its_weight_then_halves_per_half_life():
+    counters = DecayedCounters(half_lives_s=HALF_LIVES_S, capacity=4)
+    counters.add(*one_event(slot=2, type_code=3, ts_ms=BASE_TS_MS + 123, weight=2.5))
+    assert counters.landmark_ms == BASE_TS_MS
+    np.testing.assert_allclose(
+        counters.read(np.array([2], np.int64), BASE_TS_MS + 123)[0, 3], [2.5, 2.5], rtol=1e-15
+    )
+    later = counters.read(np.array([2], np.int64), BASE_TS_MS + 123 + 60_000)[0, 3]
+    np.testing.assert_allclose(later, [1.25, 2.5 * 0.5 ** (1 / 60)], rtol=1e-15)
+    assert not np.delete(counters.acc, (2 * 6 + 3) * 2 + np.arange(2)).any()
+    assert counters.first_ts_ms[2] == counters.last_ts_ms[2] == BASE_TS_MS + 123
+    assert counters.first_ts_ms[0] == INT64_MAX and counters.last_ts_ms[0] == INT64_MIN
+
+
+def test_product_repeated_in_a_batch_accumulates_every_event():
+    counters = DecayedCounters(half_lives_s=HALF_LIVES_S, capacity=2)
+    ts = np.array([BASE_TS_MS, BASE_TS_MS, BASE_TS_MS + 60_000], np.int64)
+    counters.add(np.array([1, 1, 1], np.int64), np.zeros(3, np.int8), ts, np.ones(3))
+    np.testing.assert_allclose(
+        counters.read(np.array([1], np.int64), BASE_TS_MS + 60_000)[0, 0, 0], 0.5 + 0.5 + 1.0
+    )
+    assert (counters.first_ts_ms[1], counters.last_ts_ms[1]) == (BASE_TS_MS, BASE_TS_MS + 60_000)
+
+
+def test_late_event_is_added_with_its_own_decay():
+    counters = DecayedCounters(half_lives_s=HALF_LIVES_S, capacity=1)
+    counters.add(*one_event(ts_ms=BASE_TS_MS + 600_000))
+    counters.add(*one_event(ts_ms=BASE_TS_MS))  # ten minutes late, before the landmark
+    got = counters.read(np.zeros(1, np.int64), BASE_TS_MS + 600_000)[0, 0]
+    np.testing.assert_allclose(got, [1 + 0.5**10, 1 + 0.5 ** (600 / 3600)], rtol=1e-12)
+    assert counters.first_ts_ms[0] == BASE_TS_MS
+
+
+def test_landmark_shift_leaves_reads_unchanged():
+    counters = DecayedCounters(half_lives_s=(300.0, 86_400.0), capacity=3)
+    events = reference.random_events(7, n=200, n_products=3)
+    counters.add(*events.columns())
+    now_ms = events.max_ts_ms
+    before, landmark = read_all(counters, now_ms, 3), counters.landmark_ms
+    counters.add(*one_event(slot=0, ts_ms=now_ms + 40 * 3_600_000, weight=0.0))  # 40 h later: 480 half-lives
+    assert counters.landmark_ms > landmark
+    np.testing.assert_allclose(read_all(counters, now_ms, 3), before, rtol=1e-12)
+
+
+def test_events_ten_years_apart_stay_finite():
+    counters = DecayedCounters(half_lives_s=(1.0, 300.0, 86_400.0), capacity=2)
+    ten_years_ms = 3650 * DAY_MS
+    for ts in (BASE_TS_MS - ten_years_ms, BASE_TS_MS, BASE_TS_MS + ten_years_ms, BASE_TS_MS - ten_years_ms):
+        counters.add(*one_event(slot=1, ts_ms=ts, weight=1e6))
+    now_ms = BASE_TS_MS + ten_years_ms
+    got = counters.read(np.array([0, 1], np.int64), now_ms)
+    assert (
+        np.isfinite(got).all() and np.isfinite(counters.acc).all() and np.isfinite(counters.global_acc).all()
+    )
+    np.testing.assert_allclose(got[1, 0], [1e6, 1e6, 1e6])
+    assert np.isfinite(counters.read_global(now_ms)).all()
+
+
+def test_extreme_timestamps_and_reads_far_before_the_landmark_never_give_nan():
+    counters = DecayedCounters(half_lives_s=(1.0, 86_400.0), capacity=1)
+    counters.add(*one_event(ts_ms=-(2**53)))
+    counters.add(*one_event(ts_ms=2**53, weight=1e-300))
+    for now_ms in (-(2**53), 0, 2**53):
+        got = counters.read(np.zeros(1, np.int64), now_ms)
+        assert not np.isnan(got).any()
+    assert np.isfinite(counters.read(np.zeros(1, np.int64), 2**53)).all()
+
+
+def test_read_before_the_landmark_combines_exponents_instead_of_overflowing():
+    counters = DecayedCounters(half_lives_s=(1.0,), n_types=1, capacity=2)
+    counters.add(*one_event(slot=1, ts_ms=BASE_TS_MS + 1_070_000))  # sets the landmark
+    counters.add(*one_event(slot=0, ts_ms=BASE_TS_MS))  # 1070 half-lives earlier: acc = 2**-1070, subnormal
+    assert counters.acc[0, 0, 0] == 2.0**-1070
+    # exp(+lam * 1070 s) alone overflows to inf; the combined exponent gives the exact answer
+    got = counters.read(np.zeros(1, np.int64), BASE_TS_MS)[0, 0, 0]
+    np.testing.assert_allclose(got, 1.0, rtol=1e-12)
+    got = counters.read(np.zeros(1, np.int64), BASE_TS_MS - 100_000)[0, 0, 0]
+    np.testing.assert_allclose(got, 2.0**100, rtol=1e-12)
+
+
+def test_capacity_growth_keeps_values_and_adds_empty_rows():
+    events = reference.random_events(3, n=200, n_products=5)
+    counters = run_kernel(events)
+    before = read_all(counters, events.max_ts_ms, 5)
+    counters.ensure_capacity(11)
+    assert counters.capacity == 20
+    np.testing.assert_array_equal(read_all(counters, events.max_ts_ms, 5), before)
+    assert not counters.acc[5:].any()
+    assert (counters.first_ts_ms[5:] == INT64_MAX).all() and (counters.last_ts_ms[5:] == INT64_MIN).all()
+    counters.add(*one_event(slot=19, ts_ms=events.max_ts_ms))
+    np.testing.assert_allclose(
+        counters.read(np.array([19], np.int64), events.max_ts_ms)[0, 0, 0], 1.0, rtol=1e-15
+    )
+
+
+def test_ensure_capacity_does_not_copy_when_large_enough():
+    counters = DecayedCounters(half_lives_s=HALF_LIVES_S, capacity=8)
+    acc = counters.acc
+    counters.ensure_capacity(8)
+    assert counters.acc is acc
+
+
+def test_cleared_slot_reads_zero_and_can_be_reused():
+    counters = run_kernel(reference.random_events(4, n=100, n_products=3))
+    global_before = counters.global_acc.copy()
+    counters.clear(np.array([1], np.int64))
+    assert not counters.acc[1].any()
+    assert (counters.first_ts_ms[1], counters.last_ts_ms[1]) == (INT64_MAX, INT64_MIN)
+    np.testing.assert_array_equal(counters.global_acc, global_before)
+    counters.add(*one_event(slot=1, type_code=2, ts_ms=BASE_TS_MS + 7_200_000, weight=3.0))
+    got = counters.read(np.array([1], np.int64), BASE_TS_MS + 7_200_000)[0]
+    want = np.zeros((6, 2))
+    want[2] = 3.0
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("with_events", [False, True])
+def test_to_arrays_from_arrays_round_trip_is_exact(with_events):
+    counters = DecayedCounters(half_lives_s=HALF_LIVES_S, capacity=4)
+    if with_events:
+        counters.add(*reference.random_events(5, n=100, n_products=4).columns())
+    arrays = counters.to_arrays()
+    restored = DecayedCounters.from_arrays(arrays, half_lives_s=HALF_LIVES_S)
+    assert_same_state(restored, counters)
+    assert restored.landmark_ms == counters.landmark_ms
+    assert all(isinstance(a, np.ndarray) for a in arrays.values())
+    more = reference.random_events(6, n=50, n_products=4)
+    counters.add(*more.columns())
+    restored.add(*more.columns())
+    assert_same_state(restored, counters)
+
+
+def test_from_arrays_refuses_other_half_lives_or_missing_arrays():
+    arrays = DecayedCounters(half_lives_s=HALF_LIVES_S, capacity=4).to_arrays()
+    with pytest.raises(CheckpointError, match="half_lives_s"):
+        DecayedCounters.from_arrays(arrays, half_lives_s=(60.0, 7200.0))
+    del arrays["landmark_set"]
+    with pytest.raises(CheckpointError, match="'landmark_set' must be bool"):
+        DecayedCounters.from_arrays(arrays, half_lives_s=HALF_LIVES_S)
+
+
+def test_nbytes_per_slot_counts_accumulators_and_timestamps():
+    counters = DecayedCounters(half_lives_s=(300.0, 3600.0, 86_400.0), n_types=6, capacity=1000)
+    assert counters.nbytes_per_slot == 6 * 3 * 8 + 2 * 8
+    assert counters.nbytes == 1000 * 160 + 6 * 3 * 8
+
+
+def test_wrong_dtype_error_says_how_to_convert():
+    counters = DecayedCounters(half_lives_s=HALF_LIVES_S, capacity=4)
+    slot, type_code, ts_ms, weight = one_event()
+    with pytest.raises(
+        TypeError, match=r"slot must be int64, got int32; convert with slot\.astype\(np\.int64\)"
+    ):
+        counters.add(slot.astype(np.int32), type_code, ts_ms, weight)
+    with pytest.raises(TypeError, match=r"type_code must be int8, got int64; convert with type_code\.astype"):
+        counters.add(slot, type_code.astype(np.int64), ts_ms, weight)
+    with pytest.raises(TypeError, match="weight must be a numpy array of float64, got list"):
+        counters.add(slot, type_code, ts_ms, [1.0])
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        (0, 4, r"slot must be in \[0, 4\), got 4; call ensure_capacity"),
+        (0, -1, r"slot must be in \[0, 4\), got -1"),
+        (1, 6, r"type_code must be in \[0, 6\), got 6"),
+        (2, 2**60, "ts_ms must be in"),
+        (3, float("nan"), "weight must be finite, got nan"),
+    ],
+)
+def test_out_of_range_values_are_refused_and_nothing_is_added(column, value, message):
+    counters = DecayedCounters(half_lives_s=HALF_LIVES_S, capacity=4)
+    columns = list(one_event())
+    columns[column] = np.array([value], columns[column].dtype)
+    with pytest.raises(ValueError, match=message):
+        counters.add(*columns)
+    assert counters.landmark_ms is None and not counters.global_acc.any()
+
+
+def test_length_mismatch_is_refused():
+    slot, type_code, ts_ms, weight = one_event()
+    with pytest.raises(ValueError, match="ts_ms must be 1-D of length 1, like slot"):
+        DecayedCounters(half_lives_s=HALF_LIVES_S).add(slot, type_code, np.repeat(ts_ms, 2), weight)
+
+
+@pytest.mark.parametrize("half_lives_s", [(), (0.0,), (-5.0, 60.0), (float("inf"),)])
+def test_bad_half_lives_are_refused(half_lives_s):
+    with pytest.raises(ValueError, match="half_lives_s must be"):
+        DecayedCounters(half_lives_s=half_lives_s)

@@ -1,0 +1,236 @@
+"""The ``viraltrend`` command line: simulate, replay, demo (and, with the live service, run).
+
+Every subcommand takes ``--config FILE`` (only the keys it changes, layered over the
+defaults; ``VIRALTREND_<SECTION>_<KEY>`` environment variables override single values).
+Errors of viraltrend's own kinds are printed as one clear message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from viraltrend import __version__
+from viraltrend.config import Config, load_config
+from viraltrend.errors import ViraltrendError
+
+__all__ = ["main"]
+
+_err = Console(stderr=True)
+
+
+def _iso(ts_ms: int | None) -> str:
+    if ts_ms is None:
+        return "-"
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML file with the keys to change (see config/default.toml)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="viraltrend",
+        description="Spot products going viral in engagement events and promote them onto a "
+        "'Deals of the day' board, refusing faked popularity.",
+        epilog="Examples:\n  viraltrend simulate --events 1000000 --out sim/\n"
+        "  viraltrend replay sim/events.ndjson --out decisions.ndjson --trace p-000042 --trace-out trace.csv\n"
+        "  viraltrend demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"viraltrend {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sim = sub.add_parser("simulate", help="write simulated engagement events with ground truth",
+                         description="Write DIR/events.ndjson and DIR/truth.json: Zipf popularity, viral products "
+                         "growing as a self-exciting process from their onset, steady sellers, one-off spikes.")
+    sim.add_argument("--events", type=int, default=1_000_000, help="number of events (default 1,000,000)")
+    sim.add_argument("--products", type=int, default=100_000, help="catalogue size (default 100,000)")
+    sim.add_argument("--viral", type=int, default=5, help="products that go viral (default 5)")
+    sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sim.add_argument("--hours", type=float, default=24.0, help="event-time span in hours (default 24)")
+    sim.add_argument("--duplicates", type=float, default=0.0, help="fraction of events re-sent with the same event_id")
+    sim.add_argument("--garbage", type=float, default=0.0, help="fraction of lines replaced by malformed input")
+    sim.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    _add_config(sim)
+
+    rep = sub.add_parser("replay", help="run the engine over event files and write every decision",
+                         description="Replay files of engagement events (NDJSON, CSV, Parquet; or the Taobao "
+                         "UserBehavior CSV with --format taobao) through the engine, in event-time order, and write "
+                         "every decision message (the deals contract) as NDJSON. Prints a summary.")
+    rep.add_argument("files", nargs="+", metavar="FILE", help="event files, replayed in the order given")
+    rep.add_argument("--out", default="decisions.ndjson", metavar="FILE", help="decisions (default decisions.ndjson)")
+    rep.add_argument("--rejects", metavar="FILE", help="write refused records here (default OUT.rejects.ndjson)")
+    rep.add_argument("--format", default="auto", choices=["auto", "ndjson", "csv", "parquet", "taobao"],
+                     help="input format (default: from the file extension)")
+    rep.add_argument("--sort", action="store_true", help="load all input and sort it by ts first (unsorted files)")
+    rep.add_argument("--batch-size", type=int, default=50_000, help="events per batch (does not change decisions)")
+    rep.add_argument("--trace", action="append", default=[], metavar="PRODUCT_ID",
+                     help="record this product's features and score at every tick (repeatable)")
+    rep.add_argument("--trace-out", metavar="FILE", help="CSV for --trace (default OUT.trace.csv)")
+    rep.add_argument("--summary-json", metavar="FILE", help="also write the summary as JSON")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_config(rep)
+
+    demo = sub.add_parser("demo", help="the newcomer's tour: simulate a day, replay it, show the board",
+                          description="Simulate a day of traffic with a few viral products, replay it through the "
+                          "engine and show the resulting board next to the ground truth.")
+    demo.add_argument("--events", type=int, default=1_000_000, help="events to simulate (default 1,000,000)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument("--out", metavar="DIR", help="keep the files here (default: a temporary directory)")
+    _add_config(demo)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                    TransferSpeedColumn(), TextColumn("{task.fields[events]:,} events"), TimeRemainingColumn(),
+                    console=_err, transient=True)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from viraltrend.simulate import Scenario, simulate
+
+    scenario = Scenario(n_events=args.events, n_products=args.products, n_viral=args.viral, seed=args.seed,
+                        duration_s=args.hours * 3600.0, duplicate_fraction=args.duplicates,
+                        garbage_fraction=args.garbage)
+    with _progress() as bar:
+        task = bar.add_task("simulating", total=args.events, events=0)
+        result = simulate(scenario, Path(args.out),
+                          progress=lambda done, total: bar.update(task, completed=done, total=total, events=done))
+    _err.print(f"wrote {result.events_path} and {result.truth_path}")
+    return 0
+
+
+def _summary_table(summary: Any) -> Table:
+    t = Table(title="replay summary", show_header=False)
+    t.add_row("events read", f"{summary.events_read:,}")
+    t.add_row("events applied", f"{summary.events_applied:,}")
+    t.add_row("throughput", f"{summary.events_per_s:,.0f} events/s over {summary.wall_s:.2f} s")
+    t.add_row("rejected", ", ".join(f"{k}={v:,}" for k, v in summary.rejected.items()) or "none")
+    t.add_row("decisions", ", ".join(f"{k}={v:,}" for k, v in summary.decisions.items()) or "none")
+    t.add_row("products tracked", f"{summary.products_tracked:,} ({summary.bytes_per_product:.0f} bytes/product)")
+    t.add_row("event time reached", _iso(summary.watermark_ms))
+    return t
+
+
+def _board_table(items: list[dict[str, Any]], truth: set[str] | None = None) -> Table:
+    t = Table(title="Deals of the day (end of input)")
+    for col in ("rank", "product", "seller", "category", "score", "on board since"):
+        t.add_column(col)
+    if truth is not None:
+        t.add_column("truly viral?")
+    for it in items:
+        row = [str(it["rank"]), it["product_id"], it.get("seller_id") or "-", it.get("category") or "-",
+               f"{it['score']:.3f}", _iso(it.get("since_ts"))]
+        if truth is not None:
+            row.append("yes" if it["product_id"] in truth else "no")
+        t.add_row(*row)
+    return t
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from viraltrend.replay import replay
+
+    cfg = _load(args)
+    out = Path(args.out)
+    rejects = args.rejects or str(out.with_suffix("")) + ".rejects.ndjson"
+    trace_out = args.trace_out or (str(out.with_suffix("")) + ".trace.csv" if args.trace else None)
+    bar = None if args.no_progress else _progress()
+    task = None
+    if bar is not None:
+        bar.start()
+        task = bar.add_task("replaying", total=None, events=0)
+
+    def on_progress(done: int, total: int, events: int) -> None:
+        if bar is not None and task is not None:
+            bar.update(task, completed=done, total=total, events=events)
+
+    try:
+        summary = replay(args.files, cfg, out=out, rejects_out=rejects, batch_size=args.batch_size,
+                         file_format=args.format, sort=args.sort, trace=args.trace, trace_out=trace_out,
+                         progress=on_progress)
+    finally:
+        if bar is not None:
+            bar.stop()
+    console = Console()
+    console.print(_summary_table(summary))
+    console.print(_board_table(summary.board))
+    console.print(f"decisions: {out}   rejects: {rejects}" + (f"   trace: {trace_out}" if trace_out else ""))
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2), encoding="utf-8")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from viraltrend.replay import replay
+    from viraltrend.simulate import Scenario, simulate
+
+    cfg = _load(args)
+    out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="viraltrend-demo-"))
+    console = Console()
+    console.print(f"[bold]viraltrend demo[/]: simulating {args.events:,} events of a day into {out_dir}")
+    with _progress() as bar:
+        task = bar.add_task("simulating", total=args.events, events=0)
+        result = simulate(Scenario(n_events=args.events, seed=args.seed), out_dir,
+                          progress=lambda d, t: bar.update(task, completed=d, total=t, events=d))
+    truth = json.loads(Path(result.truth_path).read_text(encoding="utf-8"))
+    viral = {v["product_id"]: v["onset_ts"] for v in truth["viral"]}
+    with _progress() as bar:
+        task = bar.add_task("replaying", total=None, events=0)
+        summary = replay([result.events_path], cfg, out=out_dir / "decisions.ndjson",
+                         rejects_out=out_dir / "rejects.ndjson",
+                         progress=lambda d, t, e: bar.update(task, completed=d, total=t, events=e))
+    console.print(_summary_table(summary))
+    console.print(_board_table(summary.board, set(viral)))
+    first_promote: dict[str, int] = {}
+    with open(out_dir / "decisions.ndjson", "rb") as fh:
+        for line in fh:
+            m = json.loads(line)
+            if m["action"] == "promote":
+                first_promote.setdefault(m["product_id"], m["event_ts"])
+    t = Table(title="the truly viral products: onset -> first promotion")
+    for col in ("product", "onset", "promoted", "delay"):
+        t.add_column(col)
+    for pid, onset in sorted(viral.items(), key=lambda kv: kv[1]):
+        got = first_promote.get(pid)
+        delay = f"{(got - onset) / 60000:.1f} min" if got is not None else "never"
+        t.add_row(pid, _iso(onset), _iso(got), delay)
+    console.print(t)
+    false = sorted(set(first_promote) - set(viral))
+    console.print(f"promoted but not viral in the ground truth: {len(false)}" + (f" ({', '.join(false[:10])})" if false else ""))
+    console.print(f"files: {out_dir}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    handlers = {"simulate": _cmd_simulate, "replay": _cmd_replay, "demo": _cmd_demo}
+    try:
+        return handlers[args.command](args)
+    except ViraltrendError as exc:
+        _err.print(f"[red]error:[/] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        _err.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,341 @@
+"""The engine: one batch of decoded events in, decision messages out.  Same code in replay and live.
+
+Per batch (DESIGN.md, "The way data flows"):
+
+1. drop repeated ``event_id`` values (:mod:`viraltrend.dedup`);
+2. run the event-time clock (:mod:`viraltrend.kernels.clock`): late and far-future events
+   become rejects; the ticks the watermark crosses split the batch into segments;
+3. per segment: intern ids to slots and add the events to the decayed counters (numba);
+4. at each tick: read features of the candidates (products that got events since the last
+   tick, plus the board's members and pending products), score them, run the board policy,
+   emit decision messages, a board snapshot when due, and evict cold products when due.
+
+Decisions depend only on the sequence of events, never on how it was cut into batches:
+ticks are multiples of ``decay.tick_s`` of event time, and evaluation at tick ``T`` sees
+exactly the events that arrived before the watermark passed ``T``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+
+from viraltrend.board import Board, Candidates
+from viraltrend.config import Config
+from viraltrend.dedup import Deduplicator
+from viraltrend.errors import ConfigError
+from viraltrend.events import EVENT_TYPES, EventBatch, Reject
+from viraltrend.kernels.clock import EventClock
+from viraltrend.kernels.decay import DecayedCounters
+from viraltrend.kernels.intern import Interner
+from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
+
+__all__ = ["Engine", "EngineStats", "Scorer"]
+
+Message = dict[str, Any]
+_STATUS_REASON = {1: "late", 2: "future_ts"}
+_NEVER = np.iinfo(np.int64).min  # last_ts_ms of a slot that holds no events
+
+
+class Scorer(Protocol):
+    """Anything with ``score_many(features) -> float64[m]`` in [0, 1] and a ``name``."""
+
+    name: str
+
+    def score_many(self, features: dict[str, NDArray[np.float64]]) -> NDArray[np.float64]:
+        """Score candidates."""
+        ...
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Running totals, for the replay summary and the metrics."""
+
+    events_in: int = 0
+    events_applied: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    ticks: int = 0
+    decisions: Counter[str] = field(default_factory=Counter)
+    evicted: int = 0
+
+
+def _load_ids(inline: tuple[str, ...], path: str, key: str) -> frozenset[str]:
+    ids = set(inline)
+    if path:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            msg = f"trust.{key}: cannot read {path}: {exc.strerror}; give a file with one id per line"
+            raise ConfigError(msg) from exc
+        ids.update(s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#"))
+    return frozenset(ids)
+
+
+class Engine:
+    """Holds all per-product state and turns event batches into decisions.
+
+    Parameters
+    ----------
+    cfg
+        The full configuration.
+    scorer
+        Replaces the rule-based score (the online model plugs in here).
+    trace_products
+        Product ids whose features and score are recorded at every tick (``trace_rows``).
+    """
+
+    def __init__(self, cfg: Config, *, scorer: Scorer | None = None, trace_products: tuple[str, ...] = ()) -> None:
+        self.cfg = cfg
+        d = cfg.decay
+        self.products = Interner()
+        self.sellers = Interner()
+        self.categories = Interner()
+        self.counters = DecayedCounters(half_lives_s=d.half_lives_s, n_types=len(EVENT_TYPES),
+                                        capacity=cfg.state.initial_capacity)
+        self.seller_of = np.full(cfg.state.initial_capacity, -1, np.int32)
+        self.category_of = np.full(cfg.state.initial_capacity, -1, np.int32)
+        self.clock = EventClock(tick_ms=round(d.tick_s * 1000), allowed_lateness_ms=round(d.allowed_lateness_s * 1000),
+                                max_future_ms=round(d.max_future_s * 1000))
+        self.dedup = Deduplicator(window_ms=round(cfg.dedup.window_s * 1000)) if cfg.dedup.enabled else None
+        self.reader = FeatureReader.from_config(cfg)
+        self.scorer: Scorer = scorer if scorer is not None else RuleScorer(cfg.score)
+        blocked_products = _load_ids(cfg.trust.blocked_products, cfg.trust.blocked_products_file, "blocked_products_file")
+        blocked_sellers = _load_ids(cfg.trust.blocked_sellers, cfg.trust.blocked_sellers_file, "blocked_sellers_file")
+
+        def is_blocked(product: str, seller: str | None) -> str | None:
+            if product in blocked_products:
+                return "product_blocked"
+            return "seller_blocked" if seller is not None and seller in blocked_sellers else None
+
+        self.board = Board(cfg.board, trend_label=half_life_label(cfg.score.trend_half_life_s), is_blocked=is_blocked)
+        self.stats = EngineStats()
+        self.trace_products = tuple(trace_products)
+        self.trace_rows: list[dict[str, Any]] = []
+        self._touched: list[NDArray[np.int64]] = []
+        self._last_snapshot_ms: int | None = None
+        self._next_evict_ms: int | None = None
+        self._start_ms: int | None = None  # ts of the first accepted event: the stream's start
+        self._n_live = 0  # products with state (at least one event since created or evicted)
+        self._evicted: list[NDArray[np.int64]] = []
+
+    # ------------------------------------------------------------------ batches
+    def process(self, batch: EventBatch) -> tuple[list[Message], list[Reject]]:
+        """Apply one batch; return the decision messages and the events refused by time rules."""
+        self.stats.events_in += len(batch)
+        if self.dedup is not None and len(batch):
+            keep = self.dedup.filter(batch.event_id, batch.ts_ms)
+            if not keep.all():
+                self.stats.duplicates += int((~keep).sum())
+                self.stats.rejected["duplicate"] += int((~keep).sum())
+                batch = batch.take(keep)
+        if not len(batch):
+            return [], []
+        step = self.clock.advance(batch.ts_ms)
+        rejects = self._time_rejects(batch, step.status, step.future_limit_ms)
+        accepted = np.flatnonzero(step.status == 0)
+        if self._start_ms is None and accepted.size:
+            self._start_ms = int(batch.ts_ms[accepted[0]])
+        slots = self._intern(batch, accepted)
+        messages: list[Message] = []
+        start = 0
+        # ticks fire "before event i": cut the accepted events at those positions
+        cuts = np.searchsorted(accepted, step.tick_before).tolist()
+        for cut, tick_ms in zip(cuts, step.tick_ms_values.tolist(), strict=True):
+            self._apply(batch, accepted[start:cut], slots[start:cut])
+            start = cut
+            messages.extend(self._on_tick(int(tick_ms)))
+        self._apply(batch, accepted[start:], slots[start:])
+        self._release_evicted()
+        return messages, rejects
+
+    def finish(self) -> list[Message]:
+        """The final board snapshot at the watermark, for the end of a replay."""
+        wm = self.clock.watermark_ms
+        if self.stats.events_applied == 0:
+            return []
+        return [self.board.snapshot(int(wm))]
+
+    def _time_rejects(self, batch: EventBatch, status: NDArray[np.int8], future_limit_ms: int) -> list[Reject]:
+        bad = np.flatnonzero(status != 0)
+        out = []
+        for i in bad.tolist():
+            reason = _STATUS_REASON[int(status[i])]
+            self.stats.rejected[reason] += 1
+            if reason == "late":
+                detail = (f"ts {batch.ts_ms[i]} is more than {self.cfg.decay.allowed_lateness_s:g} s behind the "
+                          f"event-time watermark {self.clock.watermark_ms}")
+            else:
+                detail = (f"ts {batch.ts_ms[i]} is more than {self.cfg.decay.max_future_s:g} s ahead of the "
+                          f"event-time watermark (limit {future_limit_ms} at the start of the batch)")
+            out.append(Reject(raw=_reencode(batch, i), reason=reason, detail=detail, source="engine",
+                              partition=int(batch.partition[i]), offset=int(batch.offset[i])))
+        return out
+
+    def _intern(self, batch: EventBatch, idx: NDArray[np.intp]) -> NDArray[np.int64]:
+        """Slots of the events at ``idx``; new products get their seller and category attached."""
+        whole = idx.size == len(batch)
+        slots = self.products.intern(batch.product_id if whole else [batch.product_id[i] for i in idx.tolist()])
+        self._grow(self.products.high_water)
+        new = np.flatnonzero(self.counters.last_ts_ms[slots] == _NEVER)
+        if new.size:
+            at = idx[new].tolist()
+            for names, table, column in ((batch.seller_id, self.sellers, self.seller_of),
+                                         (batch.category, self.categories, self.category_of)):
+                given = [(j, names[i]) for j, i in zip(new.tolist(), at, strict=True) if names[i] is not None]
+                if given:
+                    rows = slots[np.fromiter((g[0] for g in given), np.int64, len(given))]
+                    column[rows] = table.intern([g[1] for g in given]).astype(np.int32)
+        return slots
+
+    def _apply(self, batch: EventBatch, idx: NDArray[np.intp], slots: NDArray[np.int64]) -> None:
+        """Add the events at ``idx`` (slots already interned) to the counters."""
+        if idx.size == 0:
+            return
+        fresh = slots[self.counters.last_ts_ms[slots] == _NEVER]
+        if fresh.size:
+            self._n_live += int(np.unique(fresh).size)
+        self.counters.add(slots, batch.type_code[idx], batch.ts_ms[idx], np.ones(idx.size))
+        self._touched.append(slots)
+        self.stats.events_applied += idx.size
+
+    def _grow(self, n: int) -> None:
+        if n <= self.seller_of.shape[0]:
+            return
+        self.counters.ensure_capacity(n)
+        cap = self.counters.capacity
+        for name in ("seller_of", "category_of"):
+            old = getattr(self, name)
+            new = np.full(cap, -1, np.int32)
+            new[: old.shape[0]] = old
+            setattr(self, name, new)
+
+    # ------------------------------------------------------------------ ticks
+    def _on_tick(self, now_ms: int) -> list[Message]:
+        self.stats.ticks += 1
+        touched = np.unique(np.concatenate(self._touched)) if self._touched else np.empty(0, np.int64)
+        self._touched = []
+        watched = np.asarray(self.board.watched_slots(), np.int64)
+        traced = self.products.lookup(self.trace_products)
+        traced = traced[traced >= 0]
+        traced = traced[self.counters.last_ts_ms[traced] != _NEVER]  # from its first applied event on
+        slots = np.union1d(np.union1d(touched, watched), traced).astype(np.int64)
+        messages: list[Message] = []
+        if slots.size:
+            messages = self._evaluate(now_ms, slots, touched, watched, traced)
+        interval_ms = self.cfg.board.snapshot_interval_s * 1000
+        due = self._last_snapshot_ms is None or now_ms - self._last_snapshot_ms >= interval_ms
+        if messages or (due and self.board.members):
+            messages.append(self.board.snapshot(now_ms))
+            self._last_snapshot_ms = now_ms
+        self._maybe_evict(now_ms)
+        return messages
+
+    def _evaluate(self, now_ms: int, slots: NDArray[np.int64], touched: NDArray[np.int64], watched: NDArray[np.int64],
+                  traced: NDArray[np.int64]) -> list[Message]:
+        counts = self.counters.read(slots, now_ms)
+        first = self.counters.first_ts_ms[slots]
+        age_s = np.maximum(now_ms - first, 0) / 1000.0
+        observed_s = (now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0
+        feats = self.reader.read(counts, self.counters.read_global(now_ms), self._n_live, age_s, observed_s)
+        score = self.scorer.score_many(feats)
+        if traced.size:
+            self._trace(now_ms, slots, traced, score, feats)
+        is_watched = np.isin(slots, watched)
+        keep = (score >= self.cfg.board.demote_threshold) | is_watched
+        if traced.size:  # a traced product is scored for the trace; the board sees it only as usual
+            keep &= is_watched | np.isin(slots, touched)
+        sel = np.flatnonzero(keep)
+        if sel.size == 0 and not self.board.members:
+            return []
+        s = slots[sel]
+        cand = Candidates(
+            slot=s,
+            product_id=self.products.names(s.tolist()),
+            seller_id=[self.sellers.name(int(x)) if x >= 0 else None for x in self.seller_of[s].tolist()],
+            category=[self.categories.name(int(x)) if x >= 0 else None for x in self.category_of[s].tolist()],
+            score=score[sel],
+            features={k: v[sel] for k, v in feats.items()},
+            scored_by=self.scorer.name,
+        )
+        messages = self.board.step(now_ms, cand)
+        for m in messages:
+            self.stats.decisions[m["action"]] += 1
+        return messages
+
+    def _trace(self, now_ms: int, slots: NDArray[np.int64], traced: NDArray[np.int64], score: NDArray[np.float64],
+               feats: dict[str, NDArray[np.float64]]) -> None:
+        pos = np.searchsorted(slots, traced)
+        for p in pos.tolist():
+            row: dict[str, Any] = {"event_ts": now_ms, "product_id": self.products.name(int(slots[p])),
+                                   "score": float(score[p]), "on_board": int(slots[p]) in self.board.members}
+            row.update({k: float(v[p]) for k, v in feats.items()})
+            self.trace_rows.append(row)
+
+    def _maybe_evict(self, now_ms: int) -> None:
+        """At every ``state.evict_every_s`` of event time, clear the state of cold products.
+
+        Their ids are released at the end of the batch (unless events of theirs came later in
+        it): a cleared slot is exactly a fresh product, so decisions do not depend on batching.
+        """
+        every_ms = round(self.cfg.state.evict_every_s * 1000)
+        if self._next_evict_ms is None:
+            self._next_evict_ms = (now_ms // every_ms + 1) * every_ms
+        if now_ms < self._next_evict_ms:
+            return
+        self._next_evict_ms = (now_ms // every_ms + 1) * every_ms
+        hw = self.products.high_water
+        live = np.flatnonzero(self.counters.last_ts_ms[:hw] != _NEVER).astype(np.int64)
+        if live.size == 0:
+            return
+        base = self.cfg.decay.half_lives_s.index(self.cfg.score.baseline_half_life_s)
+        eng = self.counters.read(live, now_ms)[:, :, base] @ np.asarray(self.cfg.signals.weights())
+        cold = live[(eng < self.cfg.state.evict_below) & ~np.isin(live, self.board.watched_slots())]
+        if cold.size:
+            self.counters.clear(cold)
+            self._n_live -= int(cold.size)
+            self._evicted.append(cold)
+            self.stats.evicted += int(cold.size)
+
+    def _release_evicted(self) -> None:
+        if not self._evicted:
+            return
+        cold = np.unique(np.concatenate(self._evicted))
+        self._evicted = []
+        cold = cold[self.counters.last_ts_ms[cold] == _NEVER]  # no event since it was cleared
+        self.products.release(cold.tolist())
+        self.seller_of[cold] = -1
+        self.category_of[cold] = -1
+
+    # ------------------------------------------------------------------ introspection
+    @property
+    def tracked_products(self) -> int:
+        """Products currently holding state."""
+        return self._n_live
+
+    @property
+    def state_bytes(self) -> int:
+        """Bytes of per-product numeric state allocated (counters plus seller/category columns)."""
+        return int(self.counters.nbytes + self.seller_of.nbytes + self.category_of.nbytes)
+
+
+_ENCODE = msgspec.json.Encoder()
+
+
+def _reencode(batch: EventBatch, i: int) -> bytes:
+    """The event at ``i`` as contract JSON (for rejects decided after decoding)."""
+    obj: dict[str, Any] = {"ts": int(batch.ts_ms[i]), "type": EVENT_TYPES[int(batch.type_code[i])],
+                           "product_id": batch.product_id[i], "user_id": batch.user_id[i]}
+    for name in ("event_id", "seller_id", "category"):
+        v = getattr(batch, name)[i]
+        if v is not None:
+            obj[name] = v
+    if not np.isnan(batch.price[i]):
+        obj["price"] = float(batch.price[i])
+    return _ENCODE.encode(obj)

@@ -1,0 +1,85 @@
+"""Prometheus metrics of viraltrend, all built in one place.
+
+Every metric lives under ``namespace="viraltrend"`` in the registry passed in, so each test
+can use a fresh :class:`~prometheus_client.CollectorRegistry`.  Counters end in ``_total``;
+histograms are in seconds; no label ever carries a product, user or seller id (per-product
+detail goes to the decisions topic).  Label values come from fixed sets created at start-up.
+
+Examples
+--------
+>>> from prometheus_client import CollectorRegistry
+>>> reg = CollectorRegistry()
+>>> m = Metrics(reg)
+>>> m.rejected.labels(reason="bad_json").inc()
+>>> reg.get_sample_value("viraltrend_events_rejected_total", {"reason": "bad_json"})
+1.0
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from viraltrend import __version__
+from viraltrend.events import REJECT_REASONS
+
+__all__ = ["DECISION_ACTIONS", "Metrics", "serve_metrics"]
+
+DECISION_ACTIONS = ("promote", "update", "demote", "block", "board")
+
+_FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """All viraltrend metrics, registered in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        ns = "viraltrend"
+        self.registry = registry
+        self.consumed = Counter("events_consumed", "Records consumed from the input, valid or not.",
+                                ["partition"], namespace=ns, registry=registry)
+        self.rejected = Counter("events_rejected", "Records refused, by reason (sent to the dead-letter topic).",
+                                ["reason"], namespace=ns, registry=registry)
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason=reason)
+        self.late_dropped = Counter("events_late_dropped", "Events older than the allowed lateness.",
+                                    namespace=ns, registry=registry)
+        self.board_changes = Counter("board_changes", "Decision messages published, by action.", ["action"],
+                                     namespace=ns, registry=registry)
+        for action in DECISION_ACTIONS:
+            self.board_changes.labels(action=action)
+        self.batch_duration = Histogram("batch_duration_seconds", "Wall time to process one batch end to end.",
+                                        namespace=ns, registry=registry, buckets=_FAST)
+        self.kernel_duration = Histogram("kernel_update_duration_seconds", "Wall time in the engine per batch.",
+                                         namespace=ns, registry=registry, buckets=_FAST)
+        self.checkpoint_duration = Histogram("checkpoint_duration_seconds", "Wall time to write a checkpoint.",
+                                             namespace=ns, registry=registry, buckets=_LATENCY)
+        self.latency = Histogram("end_to_end_latency_seconds",
+                                 "From a batch's arrival (poll) to its decisions being published.",
+                                 namespace=ns, registry=registry, buckets=_LATENCY)
+        self.event_time_lag = Gauge("event_time_lag_seconds", "Wall clock minus the event-time watermark.",
+                                    namespace=ns, registry=registry)
+        self.last_checkpoint = Gauge("last_checkpoint_timestamp_seconds", "Wall time of the last checkpoint.",
+                                     namespace=ns, registry=registry)
+        self.tracked_products = Gauge("tracked_products", "Products holding state.", namespace=ns, registry=registry)
+        self.state_bytes = Gauge("state_bytes", "Bytes of per-product numeric state.", namespace=ns,
+                                 registry=registry)
+        self.board_size = Gauge("board_size", "Products on the board.", namespace=ns, registry=registry)
+        self.consumer_lag = Gauge("consumer_lag", "Messages behind the end of the input, per partition.",
+                                  ["partition"], namespace=ns, registry=registry)
+        self.broker_up = Gauge("broker_up", "1 while the broker answers, 0 while it is unreachable.",
+                               namespace=ns, registry=registry)
+        self.broker_errors = Counter("broker_errors", "Broker operations that failed and were retried.",
+                                     namespace=ns, registry=registry)
+        self.build_info = Gauge("build_info", "Always 1; the version is in the label.", ["version"],
+                                namespace=ns, registry=registry)
+        self.build_info.labels(version=__version__).set(1)
+
+
+def serve_metrics(registry: CollectorRegistry, *, host: str, port: int) -> tuple[object, int]:
+    """Serve ``registry`` at ``http://host:port/metrics`` in a daemon thread; returns (server, port).
+
+    Port 0 picks a free port; the port actually bound is returned.
+    """
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server, int(server.server_address[1])

@@ -1,0 +1,497 @@
+"""Kafka in and out with kafka-python: the live source, the producer sink, topic admin, DLQ records.
+
+- :class:`KafkaSource` reads engagement events in a consumer group, decodes each partition's
+  raw values with :func:`viraltrend.stream.decode.decode_records`, and commits only the
+  offsets the engine hands it (after decisions are published and state is checkpointed).
+- :class:`KafkaSink` produces decisions, board snapshots and dead-letter records
+  (``acks="all"``) and reports failed deliveries as :class:`~viraltrend.errors.StreamError`.
+- :func:`dlq_record` builds a dead-letter value; topic admin (:func:`create_topics`, ...) lives
+  in :mod:`viraltrend.stream.broker` and is re-exported here.
+
+Clients pass ``**client_options`` to kafka-python (``security_protocol``, ``sasl_mechanism``,
+``ssl_cafile``, ...).  Needs kafka-python >= 3.0 (rebalance hooks run on its IO thread).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from operator import attrgetter
+from typing import Any, Final
+
+import msgspec
+import numpy as np
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition  # type: ignore[import-untyped]
+from kafka import errors as kerr
+from kafka.consumer.subscription_state import (  # type: ignore[import-untyped]
+    AsyncConsumerRebalanceListener,
+)
+
+from viraltrend.errors import ConfigError, StreamError
+from viraltrend.events import EventBatch, Reject
+from viraltrend.stream.broker import (  # topic admin lives with the broker; re-exported here
+    _CREATE_HINT,
+    TopicInfo,
+    _connect,
+    _describe,
+    _unreachable,
+    create_topics,
+    describe_topic,
+    topic_exists,
+)
+from viraltrend.stream.decode import decode_records
+from viraltrend.stream.sources import Source
+
+__all__ = [
+    "DLQ_SCHEMA",
+    "KafkaSink",
+    "KafkaSource",
+    "TopicInfo",
+    "create_topics",
+    "describe_topic",
+    "dlq_record",
+    "topic_exists",
+]
+
+log = logging.getLogger(__name__)
+
+#: ``schema`` field of every dead-letter record.
+DLQ_SCHEMA: Final = 1
+_RESERVED: Final = frozenset({"group_id", "enable_auto_commit", "key_deserializer", "value_deserializer"})
+_ENCODER: Final = msgspec.json.Encoder()
+_VALUE: Final = attrgetter("value")
+_OFFSET: Final = attrgetter("offset")
+
+PartitionsCallback = Callable[[set[int]], None]
+
+
+# ----------------------------------------------------------------------------------------- source
+
+
+class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
+    """Forwards kafka-python's rebalance events (on its IO thread) to the source."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self._source = source
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._source._rebalanced("revoke", revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._source._rebalanced("assign", assigned)
+
+    async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        await self._source._rebalanced("lost", lost)
+
+
+class KafkaSource(Source):
+    """Engagement events from a Kafka topic, read in a consumer group, decoded per partition.
+
+    Parameters
+    ----------
+    bootstrap_servers : str
+        ``host:port[,host:port...]``.
+    topic : str
+        The events topic; it must exist (:class:`StreamError` otherwise).
+    group_id : str
+        The consumer group; workers in one group share the topic's partitions.
+    poll_timeout_ms : int
+        Longest :meth:`next_batch` waits for records.
+    on_assign, on_revoke, on_lost : callable(set[int]), optional
+        Rebalance hooks, called with partition numbers while :meth:`next_batch` is inside
+        ``poll`` (the engine thread is blocked there, so engine state is safe to touch).
+        ``on_revoke`` runs before the partitions move (checkpoint them, :meth:`commit`);
+        ``on_assign`` after (restore, :meth:`seek`); ``on_lost`` when the membership was lost
+        and the partitions may already be someone else's (drop state; defaults to
+        ``on_revoke``).  :meth:`commit` inside a hook is sent and awaited before the
+        rebalance goes on; an exception from a hook is re-raised by :meth:`next_batch`.
+    connect_timeout_s : float
+        Bounded wait for the first connection.
+    lag_interval_s : float
+        :meth:`lag` asks the broker for end offsets at most this often.
+    **client_options
+        Passed to :class:`kafka.KafkaConsumer` (security, fetch sizes, assignors, ...).
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        *,
+        group_id: str,
+        poll_timeout_ms: int = 200,
+        session_timeout_ms: int = 6000,
+        heartbeat_interval_ms: int = 1000,
+        max_poll_interval_ms: int = 300_000,
+        auto_offset_reset: str = "earliest",
+        on_assign: PartitionsCallback | None = None,
+        on_revoke: PartitionsCallback | None = None,
+        on_lost: PartitionsCallback | None = None,
+        connect_timeout_s: float = 10.0,
+        commit_timeout_s: float = 10.0,
+        lag_interval_s: float = 5.0,
+        **client_options: Any,
+    ) -> None:
+        reserved = _RESERVED & client_options.keys()
+        if reserved:
+            msg = f"KafkaSource sets {sorted(reserved)} itself; remove them from the client options"
+            raise ConfigError(msg)
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.group_id = group_id
+        self.poll_timeout_ms = poll_timeout_ms
+        self.commit_timeout_s = commit_timeout_s
+        self.lag_interval_s = lag_interval_s
+        self.on_assign, self.on_revoke, self.on_lost = on_assign, on_revoke, on_lost
+        config: dict[str, Any] = {
+            "group_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": auto_offset_reset,
+            "session_timeout_ms": session_timeout_ms,
+            "heartbeat_interval_ms": heartbeat_interval_ms,
+            "max_poll_interval_ms": max_poll_interval_ms,
+            "allow_auto_create_topics": False,
+            "bootstrap_timeout_ms": int(connect_timeout_s * 1000),
+            "fetch_max_bytes": 64 * 1024 * 1024,
+            "max_partition_fetch_bytes": 16 * 1024 * 1024,
+            "fetch_max_wait_ms": 100,
+            "max_poll_records": 10_000,
+        }
+        config.update(client_options)
+        self._next: dict[int, int] = {}
+        self._ends: dict[int, int] = {}
+        self._ends_due = 0.0
+        self._in_hook = False
+        self._deferred: list[dict[TopicPartition, OffsetAndMetadata]] = []
+        self._hook_error: BaseException | None = None
+        self._closed = False
+        self._consumer: KafkaConsumer = _connect(KafkaConsumer, bootstrap_servers, config)
+        try:
+            partitions = self._consumer.partitions_for_topic(topic)
+        except kerr.KafkaError as exc:
+            self._consumer.close(autocommit=False)
+            raise _unreachable(bootstrap_servers, exc) from exc
+        if not partitions:
+            self._consumer.close(autocommit=False)
+            msg = f"topic {topic!r} does not exist on {bootstrap_servers}; {_CREATE_HINT}"
+            raise StreamError(msg)
+        self._consumer.subscribe(topics=[topic], listener=_Listener(self))
+
+    # -- the Source interface
+
+    def next_batch(self, max_events: int) -> tuple[EventBatch, list[Reject]]:
+        """Poll once (at most ``poll_timeout_ms``) and decode what came, partition by partition.
+
+        Returns the valid events (each partition's in offset order) and the rejects, each
+        carrying its partition and offset.  An empty batch when nothing arrived.
+        """
+        if max_events < 1:
+            msg = f"max_events must be >= 1, got {max_events}"
+            raise ValueError(msg)
+        try:
+            polled = self._consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=max_events)
+        except kerr.KafkaError as exc:
+            self._raise_hook_error(exc)
+            msg = f"reading topic {self.topic!r} from {self.bootstrap_servers} failed: {_describe(exc)}"
+            raise StreamError(msg) from exc
+        self._raise_hook_error(None)
+        batches: list[EventBatch] = []
+        rejects: list[Reject] = []
+        for tp, records in polled.items():
+            raw = list(map(_VALUE, records))
+            if None in raw:  # tombstones: rejected below as empty values
+                raw = [b"" if v is None else v for v in raw]
+            offsets = np.fromiter(map(_OFFSET, records), dtype=np.int64, count=len(records))
+            batch, bad = decode_records(raw, offsets=offsets, partition=tp.partition, source=tp.topic)
+            if len(batch) + len(bad) < len(raw):
+                bad = _reject_blanks(raw, offsets, batch, bad, tp)
+            batches.append(batch)
+            rejects.extend(bad)
+            self._next[tp.partition] = int(offsets[-1]) + 1
+        return EventBatch.concat(batches), rejects
+
+    def snapshot(self) -> dict[int, int]:
+        """Per assigned partition read or sought, the offset of the next record to read."""
+        return dict(self._next)
+
+    @property
+    def exhausted(self) -> bool:
+        """Always False: a live topic never ends."""
+        return False
+
+    def close(self) -> None:
+        """Leave the group (which may call ``on_revoke``) and close the consumer.  Idempotent."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self._consumer.close(autocommit=False)
+            except kerr.KafkaError as exc:  # leaving a dead broker's group is not worth failing over
+                log.warning("closing the consumer of %r: %s", self.topic, exc)
+
+    # -- offsets and assignment
+
+    def commit(self, offsets: Mapping[int, int]) -> None:
+        """Commit exactly ``offsets`` (partition -> next offset to read) for the group, synchronously.
+
+        Raises :class:`StreamError` if the commit fails (e.g. the partitions moved to another
+        worker in a rebalance: their new owner re-reads from the last committed offsets).
+        """
+        if not offsets:
+            return
+        request = {}
+        for partition, offset in offsets.items():
+            if int(offset) < 0:
+                msg = f"offsets[{partition}] must be >= 0, got {offset}"
+                raise ValueError(msg)
+            request[TopicPartition(self.topic, int(partition))] = OffsetAndMetadata(int(offset), "", -1)
+        if self._in_hook:  # on the IO thread: blocking would deadlock; awaited after the hook
+            self._deferred.append(request)
+            return
+        try:
+            self._consumer.commit(request, timeout_ms=int(self.commit_timeout_s * 1000))
+        except kerr.KafkaError as exc:
+            what = f"offsets {dict(offsets)} of topic {self.topic!r} for group {self.group_id!r}"
+            msg = f"committing {what} failed: {_describe(exc)}"
+            raise StreamError(msg) from exc
+
+    def seek(self, offsets: Mapping[int, int]) -> None:
+        """Read each partition next from the given offset (restore from a checkpoint).
+
+        The partitions must be assigned to this consumer (call from ``on_assign``).
+        """
+        for partition, offset in offsets.items():
+            tp = TopicPartition(self.topic, int(partition))
+            try:
+                self._consumer.seek(tp, int(offset))
+            except ValueError as exc:
+                assigned = sorted(self.assignment())
+                msg = f"cannot seek {self.topic!r}[{partition}] to {offset}: {exc}; assigned: {assigned}"
+                raise StreamError(msg) from exc
+            self._next[int(partition)] = int(offset)
+
+    def assignment(self) -> set[int]:
+        """Return the partitions of the topic currently assigned to this consumer."""
+        return {tp.partition for tp in self._consumer.assignment() if tp.topic == self.topic}
+
+    def lag(self) -> dict[int, int]:
+        """Per assigned partition, how many records lie beyond what was returned.
+
+        Uses the high watermark of the latest fetch and, at most every ``lag_interval_s``,
+        the broker's end offsets (the larger of the two: Tansu's ``ListOffsets`` can lag).
+        """
+        assigned = [tp for tp in self._consumer.assignment() if tp.topic == self.topic]
+        now = time.monotonic()
+        if assigned and now >= self._ends_due:
+            self._ends_due = now + self.lag_interval_s
+            try:
+                ends = self._consumer.end_offsets(assigned, timeout_ms=2000)
+            except kerr.KafkaError as exc:
+                log.debug("end offsets of %r unavailable: %s", self.topic, exc)
+                ends = {}
+            self._ends.update({tp.partition: int(end) for tp, end in ends.items() if end is not None})
+        out: dict[int, int] = {}
+        for tp in assigned:
+            end = max(self._ends.get(tp.partition, 0), self._consumer.highwater(tp) or 0)
+            position = self._next.get(tp.partition)
+            if position is None:
+                try:
+                    position = self._consumer.position(tp, timeout_ms=1000)
+                except kerr.KafkaError:
+                    position = None
+            if position is not None:
+                out[tp.partition] = max(end - int(position), 0)
+        return out
+
+    # -- rebalance plumbing (runs on kafka-python's IO thread while poll() waits)
+
+    async def _rebalanced(self, kind: str, tps: Collection[TopicPartition]) -> None:
+        parts = {tp.partition for tp in tps if tp.topic == self.topic}
+        lost = self.on_lost if self.on_lost is not None else self.on_revoke
+        hook = {"assign": self.on_assign, "revoke": self.on_revoke, "lost": lost}[kind]
+        if hook is not None and parts:
+            self._in_hook = True
+            try:
+                hook(parts)
+            except Exception as exc:  # noqa: BLE001 - handed to the engine by next_batch
+                log.exception("the on_%s hook failed for partitions %s", kind, sorted(parts))
+                if self._hook_error is None:
+                    self._hook_error = exc
+            finally:
+                self._in_hook = False
+        if kind != "assign":  # after the hook, which may still read snapshot()
+            for p in parts:
+                self._next.pop(p, None)
+                self._ends.pop(p, None)
+        deferred, self._deferred = self._deferred, []
+        for request in deferred:
+            try:
+                await self._consumer.commit_async(request)
+            except kerr.KafkaError as exc:  # the next owner re-reads from the last committed offsets
+                log.warning("commit during %s of partitions %s failed: %s", kind, sorted(parts), exc)
+
+    def _raise_hook_error(self, cause: BaseException | None) -> None:
+        error, self._hook_error = self._hook_error, None
+        if error is not None:
+            raise error from cause
+
+
+def _reject_blanks(
+    raw: list[bytes], offsets: np.ndarray, batch: EventBatch, bad: list[Reject], tp: TopicPartition
+) -> list[Reject]:
+    """Reject the empty values the decoder skips: on a topic they are not events, they are bad input."""
+    seen = np.concatenate([batch.offset, np.array([r.offset for r in bad], np.int64)])
+    blank = np.flatnonzero(~np.isin(offsets, seen)).tolist()
+    detail = "the message value is empty (a tombstone or blank record); expected a JSON object"
+    extra = [Reject(raw[i], "bad_json", detail, tp.topic, tp.partition, int(offsets[i])) for i in blank]
+    return sorted([*bad, *extra], key=lambda r: r.offset)
+
+
+# ------------------------------------------------------------------------------------------- sink
+
+
+class KafkaSink:
+    """A producer for decisions, board snapshots and dead-letter records.
+
+    Parameters
+    ----------
+    bootstrap_servers : str
+        ``host:port[,host:port...]``.
+    linger_ms : int
+        How long the producer waits to fill a batch.
+    connect_timeout_s : float
+        Bounded wait for the first connection.
+    max_block_s : float
+        Longest :meth:`send` blocks for topic metadata or buffer space.
+    check_topics : bool
+        Check that a topic exists before the first send to it: Tansu creates any topic a
+        producer asks about (4 partitions, no configs) even with auto-creation off.
+    **client_options
+        Passed to :class:`kafka.KafkaProducer` (security, ``batch_size``, ...).
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        linger_ms: int = 5,
+        connect_timeout_s: float = 10.0,
+        max_block_s: float = 10.0,
+        check_topics: bool = True,
+        **client_options: Any,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.check_topics = check_topics
+        self._options = client_options
+        self._timeout_s = connect_timeout_s
+        self._known_topics: set[str] = set()
+        config: dict[str, Any] = {
+            "acks": "all",
+            "linger_ms": linger_ms,
+            "compression_type": None,
+            "allow_auto_create_topics": False,
+            "bootstrap_timeout_ms": int(connect_timeout_s * 1000),
+            "max_block_ms": int(max_block_s * 1000),
+        }
+        config.update(client_options)
+        self._producer: KafkaProducer = _connect(KafkaProducer, bootstrap_servers, config)
+        self._errors: list[str] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self.sent = 0  #: messages handed to the producer so far
+
+    def send(self, topic: str, key: bytes | str | None, value: bytes) -> None:
+        """Queue one message; delivery failures surface in :meth:`flush` (or the next send)."""
+        self._raise_failures()
+        if self.check_topics and topic not in self._known_topics:
+            if not topic_exists(self.bootstrap_servers, topic, timeout_s=self._timeout_s, **self._options):
+                where = self.bootstrap_servers
+                msg = f"cannot send to topic {topic!r}: it does not exist on {where}; {_CREATE_HINT}"
+                raise StreamError(msg)
+            self._known_topics.add(topic)
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        try:
+            future = self._producer.send(topic, key=key, value=value)
+        except kerr.KafkaError as exc:  # a timeout here: no metadata or no buffer space in time
+            msg = f"cannot send to topic {topic!r} on {self.bootstrap_servers}: {_describe(exc)}"
+            raise StreamError(msg) from exc
+        future.add_errback(self._failed, topic)
+        self.sent += 1
+
+    def send_json(self, topic: str, key: bytes | str | None, obj: object) -> None:
+        """Encode ``obj`` as UTF-8 JSON (msgspec) and :meth:`send` it."""
+        self.send(topic, key, _ENCODER.encode(obj))
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Wait until every queued message is acknowledged; :class:`StreamError` if any failed."""
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except kerr.KafkaError as exc:
+            msg = (
+                f"messages to {self.bootstrap_servers} were not acknowledged within {timeout_s:g} s "
+                f"({_describe(exc)}); is the broker running?"
+            )
+            raise StreamError(msg) from exc
+        self._raise_failures()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Flush and close the producer; failures are logged, not raised (call flush first).  Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._producer.close(timeout=timeout_s)
+            if self._errors:
+                log.error("%d message(s) failed before close; first: %s", len(self._errors), self._errors[0])
+
+    def __enter__(self) -> KafkaSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _failed(self, topic: str, exc: BaseException) -> None:  # on the producer's IO thread
+        with self._lock:
+            self._errors.append(f"{topic}: {_describe(exc)}")
+
+    def _raise_failures(self) -> None:
+        with self._lock:
+            errors, self._errors = self._errors, []
+        if errors:
+            msg = f"{len(errors)} message(s) to {self.bootstrap_servers} failed; first: {errors[0]}"
+            raise StreamError(msg)
+
+
+def dlq_record(reject: Reject, *, now_ms: int | None = None) -> bytes:
+    """Encode ``reject`` as a dead-letter value: UTF-8 JSON per the events contract.
+
+    Fields: ``schema`` (1), ``reason``, ``detail``, ``source_topic``, ``partition``,
+    ``offset``, ``original`` (the bytes as text if they are UTF-8, else null),
+    ``original_b64`` (always), ``rejected_at`` (wall-clock epoch ms), and ``extra`` when the
+    reject carries extra facts.
+
+    Examples
+    --------
+    >>> from viraltrend.events import Reject
+    >>> dlq_record(Reject(b"{", "bad_json", "truncated", "events", 1, 7), now_ms=5)[:40]
+    b'{"schema":1,"reason":"bad_json","detail"'
+    """
+    try:
+        original: str | None = reject.raw.decode("utf-8")
+    except UnicodeDecodeError:
+        original = None
+    record: dict[str, object] = {
+        "schema": DLQ_SCHEMA,
+        "reason": reject.reason,
+        "detail": reject.detail,
+        "source_topic": reject.source,
+        "partition": reject.partition,
+        "offset": reject.offset,
+        "original": original,
+        "original_b64": base64.b64encode(reject.raw).decode("ascii"),
+        "rejected_at": int(time.time() * 1000) if now_ms is None else now_ms,
+    }
+    if reject.extra:
+        record["extra"] = reject.extra
+    return msgspec.json.encode(record, enc_hook=str)
