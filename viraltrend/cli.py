@@ -83,6 +83,31 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_config(rep)
 
+    run = sub.add_parser("run", help="the live service: consume events from Kafka, publish Deals of the day",
+                         description="Consume engagement events from Kafka in a consumer group, run the engine, "
+                         "publish decisions and board snapshots (shared/contract/deals.md), send bad records to the "
+                         "dead-letter topic, serve Prometheus metrics, checkpoint state. Flags override [kafka], "
+                         "[metrics] and [checkpoint] config keys. Stops cleanly on SIGTERM/SIGINT.")
+    run.add_argument("--bootstrap-servers", help="Kafka brokers, host:port[,host:port] (kafka.bootstrap_servers)")
+    run.add_argument("--input-topic", help="engagement events topic (kafka.input_topic)")
+    run.add_argument("--output-topic", help="decisions topic (kafka.output_topic)")
+    run.add_argument("--dlq-topic", help="dead-letter topic (kafka.dlq_topic)")
+    run.add_argument("--group-id", help="consumer group; workers in one group share partitions (kafka.group_id)")
+    run.add_argument("--create-topics", action=argparse.BooleanOptionalAction, default=None,
+                     help="create missing topics with explicit retention and cleanup configs (kafka.create_topics)")
+    run.add_argument("--metrics-host", help="address of the /metrics endpoint (metrics.host, default 127.0.0.1)")
+    run.add_argument("--metrics-port", type=int, help="port of the /metrics endpoint, 0 = any free (metrics.port)")
+    run.add_argument("--checkpoint-dir", help="where state checkpoints go (checkpoint.dir)")
+    run.add_argument("--exit-when-idle", type=float, metavar="SECONDS",
+                     help="stop (publishing the final board) after this long with no input; for batch jobs and tests")
+    run.add_argument("--security-protocol", help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    run.add_argument("--sasl-mechanism", help="e.g. PLAIN, SCRAM-SHA-256")
+    run.add_argument("--sasl-username", help="SASL user (kafka.sasl_plain_username)")
+    run.add_argument("--sasl-password", help="SASL password; prefer VIRALTREND_KAFKA_SASL_PLAIN_PASSWORD")
+    run.add_argument("--ssl-cafile", help="CA bundle for TLS")
+    run.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    _add_config(run)
+
     demo = sub.add_parser("demo", help="the newcomer's tour: simulate a day, replay it, show the board",
                           description="Simulate a day of traffic with a few viral products, replay it through the "
                           "engine and show the resulting board next to the ground truth.")
@@ -93,8 +118,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace) -> Config:
-    return load_config(args.config)
+def _load(args: argparse.Namespace, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    return load_config(args.config, overrides=overrides)
+
+
+_RUN_FLAGS = {
+    "bootstrap_servers": ("kafka", "bootstrap_servers"), "input_topic": ("kafka", "input_topic"),
+    "output_topic": ("kafka", "output_topic"), "dlq_topic": ("kafka", "dlq_topic"),
+    "group_id": ("kafka", "group_id"), "create_topics": ("kafka", "create_topics"),
+    "metrics_host": ("metrics", "host"), "metrics_port": ("metrics", "port"),
+    "checkpoint_dir": ("checkpoint", "dir"), "security_protocol": ("kafka", "security_protocol"),
+    "sasl_mechanism": ("kafka", "sasl_mechanism"), "sasl_username": ("kafka", "sasl_plain_username"),
+    "sasl_password": ("kafka", "sasl_plain_password"), "ssl_cafile": ("kafka", "ssl_cafile"),
+}
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from viraltrend.stream.loop import run_service
+
+    overrides: dict[str, dict[str, Any]] = {}
+    for flag, (section, key) in _RUN_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.setdefault(section, {})[key] = value
+    cfg = _load(args, overrides)
+    return run_service(cfg, exit_when_idle_s=args.exit_when_idle, log_level=args.log_level)
 
 
 def _progress() -> Progress:
@@ -221,7 +269,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = _parser().parse_args(argv)
-    handlers = {"simulate": _cmd_simulate, "replay": _cmd_replay, "demo": _cmd_demo}
+    handlers = {"simulate": _cmd_simulate, "replay": _cmd_replay, "run": _cmd_run, "demo": _cmd_demo}
     try:
         return handlers[args.command](args)
     except ViraltrendError as exc:

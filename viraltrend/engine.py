@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from viraltrend.board import Board, Candidates
 from viraltrend.config import Config
 from viraltrend.dedup import Deduplicator
-from viraltrend.errors import ConfigError
+from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels.clock import EventClock
 from viraltrend.kernels.decay import DecayedCounters
@@ -312,6 +312,80 @@ class Engine:
         self.products.release(cold.tolist())
         self.seller_of[cold] = -1
         self.category_of[cold] = -1
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """All state as plain data: numpy arrays and a JSON-able dict (never pickled).
+
+        Call between batches.  :meth:`restore` rebuilds an engine that continues exactly as
+        this one would (the same decisions for the same following events).
+        """
+        arrays = {f"counters.{k}": v for k, v in self.counters.to_arrays().items()}
+        arrays["seller_of"] = self.seller_of.copy()
+        arrays["category_of"] = self.category_of.copy()
+        arrays["touched"] = np.concatenate([np.empty(0, np.int64), *self._touched])
+        meta: dict[str, Any] = {
+            "config": self._fingerprint(),
+            "products": self.products.to_list(),
+            "sellers": self.sellers.to_list(),
+            "categories": self.categories.to_list(),
+            "clock": self.clock.to_dict(),
+            "dedup": self.dedup.to_dict() if self.dedup is not None else None,
+            "board": self.board.to_dict(),
+            "start_ms": self._start_ms,
+            "n_live": self._n_live,
+            "last_snapshot_ms": self._last_snapshot_ms,
+            "next_evict_ms": self._next_evict_ms,
+            "stats": {"events_in": self.stats.events_in, "events_applied": self.stats.events_applied,
+                      "duplicates": self.stats.duplicates, "rejected": dict(self.stats.rejected),
+                      "ticks": self.stats.ticks, "decisions": dict(self.stats.decisions),
+                      "evicted": self.stats.evicted},
+        }
+        return arrays, meta
+
+    def _fingerprint(self) -> dict[str, Any]:
+        """The config that shapes the state: restoring under another one is refused."""
+        d = self.cfg.decay
+        return {"half_lives_s": list(d.half_lives_s), "tick_s": d.tick_s, "n_types": len(EVENT_TYPES)}
+
+    @classmethod
+    def restore(cls, cfg: Config, arrays: dict[str, NDArray[Any]], meta: dict[str, Any], *,
+                scorer: Scorer | None = None) -> Engine:
+        """Rebuild an engine from :meth:`state` output; CheckpointError if it does not fit ``cfg``."""
+        engine = cls(cfg, scorer=scorer)
+        if meta.get("config") != engine._fingerprint():
+            msg = (f"checkpoint was written with {meta.get('config')} but the config now says "
+                   f"{engine._fingerprint()}; delete the checkpoint directory or restore the old config")
+            raise CheckpointError(msg)
+        try:
+            engine.counters = DecayedCounters.from_arrays(
+                {k.removeprefix("counters."): v for k, v in arrays.items() if k.startswith("counters.")},
+                half_lives_s=cfg.decay.half_lives_s)
+            engine.seller_of = np.asarray(arrays["seller_of"], np.int32)
+            engine.category_of = np.asarray(arrays["category_of"], np.int32)
+            touched = np.asarray(arrays["touched"], np.int64)
+            engine._touched = [touched] if touched.size else []
+            engine.products = Interner.from_list(meta["products"])
+            engine.sellers = Interner.from_list(meta["sellers"])
+            engine.categories = Interner.from_list(meta["categories"])
+            engine.clock = EventClock.from_dict(meta["clock"])
+            if meta["dedup"] is not None and engine.dedup is not None:
+                engine.dedup = Deduplicator.from_dict(meta["dedup"])
+            engine.board.load_dict(meta["board"])
+            engine._start_ms = meta["start_ms"]
+            engine._n_live = int(meta["n_live"])
+            engine._last_snapshot_ms = meta["last_snapshot_ms"]
+            engine._next_evict_ms = meta["next_evict_ms"]
+            st = meta["stats"]
+            engine.stats = EngineStats(st["events_in"], st["events_applied"], st["duplicates"], Counter(st["rejected"]),
+                                       st["ticks"], Counter(st["decisions"]), st["evicted"])
+        except (KeyError, TypeError, ValueError) as exc:
+            msg = f"checkpoint is incomplete or malformed ({type(exc).__name__}: {exc}); it cannot be restored"
+            raise CheckpointError(msg) from exc
+        if engine.seller_of.shape[0] != engine.counters.capacity or engine.products.high_water > engine.counters.capacity:
+            msg = "checkpoint arrays disagree in size; it is corrupt"
+            raise CheckpointError(msg)
+        return engine
 
     # ------------------------------------------------------------------ introspection
     @property

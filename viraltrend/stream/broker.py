@@ -40,6 +40,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic  # type: ig
 from viraltrend.errors import ConfigError, StreamError
 
 __all__ = [
+    "reachable",
     "DEFAULT_RETENTION_MS",
     "EmbeddedBroker",
     "TopicInfo",
@@ -303,6 +304,22 @@ class EmbeddedBroker:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"EmbeddedBroker({self.bootstrap_servers}, {state}, log={self.log_path})"
+
+
+def reachable(bootstrap_servers: str, *, timeout_s: float = 1.0) -> bool:
+    """True if a TCP connection to any of the bootstrap servers opens within ``timeout_s``.
+
+    A cheap liveness check for an idle consumer, whose polls return nothing both when the topic
+    is quiet and when the broker is gone; it works whatever the security protocol.
+    """
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def _probe(bootstrap_servers: str, *, timeout_s: float) -> None:
