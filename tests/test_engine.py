@@ -184,3 +184,11 @@ def test_config_change_changes_behaviour(small_events, small_reference):
     cfg = dataclasses.replace(cfg, board=dataclasses.replace(cfg.board, promote_threshold=0.999999, demote_threshold=0.5))
     _, messages = run_engine(small_events, [], cfg)
     assert sum(m["action"] == "promote" for m in messages) < sum(m["action"] == "promote" for m in small_reference)
+
+
+def test_a_full_day_with_landmark_moves_is_identical_for_any_batching(scenario_factory):
+    events = read_events(scenario_factory(**DAY) / "events.ndjson")
+    engine, whole = run_engine(events, [])
+    assert engine.counters.landmark_ms > int(events.ts_ms.min()) + 3 * 3600 * 1000, "the landmark moved"
+    cuts = list(range(1, len(events), 7919))
+    assert run_engine(events, cuts)[1] == whole

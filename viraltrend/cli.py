@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,11 +107,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     _add_config(run)
 
-    demo = sub.add_parser("demo", help="the newcomer's tour: simulate a day, replay it, show the board",
-                          description="Simulate a day of traffic with a few viral products, replay it through the "
-                          "engine and show the resulting board next to the ground truth.")
+    demo = sub.add_parser("demo", help="the whole system live on this machine: broker, traffic, engine, board",
+                          description="Start the embedded Kafka-protocol broker, simulate a day of traffic with "
+                          "viral products, feed it in faster than real time (a day in about a minute), run the live "
+                          "service with its metrics endpoint, and watch the board change in the terminal as a "
+                          "subscriber of the output topic. Stops by itself after the day (or --duration, or Ctrl-C) "
+                          "and compares the board's decisions with the ground truth.")
     demo.add_argument("--events", type=int, default=1_000_000, help="events to simulate (default 1,000,000)")
+    demo.add_argument("--products", type=int, default=100_000, help="catalogue size (default 100,000)")
+    demo.add_argument("--viral", type=int, default=5, help="products that go viral (default 5)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument("--rate", type=float, default=25_000.0, help="events fed per second of wall time (default 25,000)")
+    demo.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: after the day)")
+    demo.add_argument("--metrics-port", type=int, default=0, help="port of the /metrics endpoint (default: a free one)")
     demo.add_argument("--out", metavar="DIR", help="keep the files here (default: a temporary directory)")
     _add_config(demo)
     return parser
@@ -226,44 +233,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from viraltrend.replay import replay
-    from viraltrend.simulate import Scenario, simulate
+    from viraltrend.demo import DemoOptions, run_demo
 
     cfg = _load(args)
-    out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="viraltrend-demo-"))
-    console = Console()
-    console.print(f"[bold]viraltrend demo[/]: simulating {args.events:,} events of a day into {out_dir}")
-    with _progress() as bar:
-        task = bar.add_task("simulating", total=args.events, events=0)
-        result = simulate(Scenario(n_events=args.events, seed=args.seed), out_dir,
-                          progress=lambda d, t: bar.update(task, completed=d, total=t, events=d))
-    truth = json.loads(Path(result.truth_path).read_text(encoding="utf-8"))
-    viral = {v["product_id"]: v["onset_ts"] for v in truth["viral"]}
-    with _progress() as bar:
-        task = bar.add_task("replaying", total=None, events=0)
-        summary = replay([result.events_path], cfg, out=out_dir / "decisions.ndjson",
-                         rejects_out=out_dir / "rejects.ndjson",
-                         progress=lambda d, t, e: bar.update(task, completed=d, total=t, events=e))
-    console.print(_summary_table(summary))
-    console.print(_board_table(summary.board, set(viral)))
-    first_promote: dict[str, int] = {}
-    with open(out_dir / "decisions.ndjson", "rb") as fh:
-        for line in fh:
-            m = json.loads(line)
-            if m["action"] == "promote":
-                first_promote.setdefault(m["product_id"], m["event_ts"])
-    t = Table(title="the truly viral products: onset -> first promotion")
-    for col in ("product", "onset", "promoted", "delay"):
-        t.add_column(col)
-    for pid, onset in sorted(viral.items(), key=lambda kv: kv[1]):
-        got = first_promote.get(pid)
-        delay = f"{(got - onset) / 60000:.1f} min" if got is not None else "never"
-        t.add_row(pid, _iso(onset), _iso(got), delay)
-    console.print(t)
-    false = sorted(set(first_promote) - set(viral))
-    console.print(f"promoted but not viral in the ground truth: {len(false)}" + (f" ({', '.join(false[:10])})" if false else ""))
-    console.print(f"files: {out_dir}")
-    return 0
+    opts = DemoOptions(events=args.events, products=args.products, viral=args.viral, seed=args.seed,
+                       rate_per_s=args.rate, duration_s=args.duration, metrics_port=args.metrics_port,
+                       out_dir=Path(args.out) if args.out else None)
+    return run_demo(cfg, opts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -219,6 +219,7 @@ class Engine:
     # ------------------------------------------------------------------ ticks
     def _on_tick(self, now_ms: int) -> list[Message]:
         self.stats.ticks += 1
+        self.counters.rebase(now_ms)  # landmark moves at ticks only: identical for any batching
         touched = np.unique(np.concatenate(self._touched)) if self._touched else np.empty(0, np.int64)
         self._touched = []
         watched = np.asarray(self.board.watched_slots(), np.int64)
@@ -231,7 +232,7 @@ class Engine:
             messages = self._evaluate(now_ms, slots, touched, watched, traced)
         interval_ms = self.cfg.board.snapshot_interval_s * 1000
         due = self._last_snapshot_ms is None or now_ms - self._last_snapshot_ms >= interval_ms
-        if messages or (due and self.board.members):
+        if messages or due:  # on change, and periodically (empty boards too: subscribers see time move)
             messages.append(self.board.snapshot(now_ms))
             self._last_snapshot_ms = now_ms
         self._maybe_evict(now_ms)

@@ -113,6 +113,8 @@ class BoardWatcher:
         self.messages = 0  #: messages consumed
         self.event_ts_ms: int | None = None  #: latest ``event_ts`` seen (event time of the board)
         self.board_ts_ms: int | None = None  #: ``event_ts`` of the snapshot the board is based on
+        self.first_promoted: dict[str, int] = {}  #: product -> event time of its first promotion
+        self.blocked: dict[str, list[str]] = {}  #: product -> reasons of its first block
 
     def poll(self, timeout_ms: int = 0, *, max_records: int = 100_000) -> int:
         """Consume what is there (waiting up to ``timeout_ms`` for the first records); return the count."""
@@ -151,6 +153,10 @@ class BoardWatcher:
         elif action in _PRODUCT_ACTIONS and isinstance(msg.get("product_id"), str):
             if action in _FEED_ACTIONS:
                 self._remember(msg, ts)
+            if action == "promote" and ts is not None:
+                self.first_promoted.setdefault(msg["product_id"], ts)
+            elif action == "block":
+                self.blocked.setdefault(msg["product_id"], [str(r) for r in msg.get("reasons") or []])
             if self.board_ts_ms is None or ts is None or ts > self.board_ts_ms:
                 self._apply_product(msg, ts)
                 self._since_board.append(msg)

@@ -380,3 +380,15 @@ def test_length_mismatch_is_refused():
 def test_bad_half_lives_are_refused(half_lives_s):
     with pytest.raises(ValueError, match="half_lives_s must be"):
         DecayedCounters(half_lives_s=half_lives_s)
+
+
+def test_rebase_moves_the_landmark_only_past_half_the_limit_and_keeps_reads():
+    c = DecayedCounters(half_lives_s=[60.0, 3600.0], n_types=1, capacity=2, renorm_exponent=100.0)
+    slot = np.array([0], np.int64)
+    c.add(slot, np.array([0], np.int8), np.array([0], np.int64), np.array([1.0]))
+    assert not c.rebase(1_000)  # far from half the limit
+    assert not c.rebase(3_000_000)  # ln2/60 * 3000 s = 34.7 <= 100 / 2
+    before = c.read(slot, now_ms=6_000_000)
+    assert c.rebase(6_000_000)  # 69.3 > 50
+    np.testing.assert_allclose(c.read(slot, now_ms=6_000_000), before, rtol=1e-12)
+    assert c.landmark_ms == 6_000_000

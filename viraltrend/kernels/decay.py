@@ -303,6 +303,21 @@ class DecayedCounters:
             slot, type_code, ts_ms, weight, self._lam, np.int64(self._landmark_ms), PREFETCH_DISTANCE,
         )  # fmt: skip
 
+    def rebase(self, now_ms: int) -> bool:
+        """Move the landmark to ``now_ms`` (whole seconds) once it is half-way to the renormalisation limit.
+
+        The engine calls this at event-time ticks, so landmark moves (and their rounding) happen
+        at the same points whatever the batching; :meth:`add` then never needs to move it
+        itself.  Returns True if it moved.
+        """
+        if self._landmark_ms is None:
+            return False
+        new = (int(now_ms) // 1000) * 1000
+        if new <= self._landmark_ms or float(self._lam.max()) * (new - self._landmark_ms) / 1000.0 <= self.renorm_exponent / 2:
+            return False
+        self._move_landmark(new)
+        return True
+
     def _move_landmark(self, new_landmark_ms: int) -> None:
         """Move the landmark forward to ``new_landmark_ms`` and rescale every accumulator."""
         assert self._landmark_ms is not None and new_landmark_ms > self._landmark_ms

@@ -290,7 +290,7 @@ class Feeder:
 
     @property
     def sent(self) -> int:
-        """Messages handed to the producer so far (all acknowledged once :attr:`done` is true)."""
+        """Messages handed to the producer so far (all delivered once done, unless :attr:`error`)."""
         return self._sent
 
     @property

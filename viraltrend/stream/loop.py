@@ -80,6 +80,7 @@ class Service:
         self._last_checkpoint = time.monotonic()
         self._lag_due = 0.0
         self._probe_due = 0.0
+        self._last_record_at = time.monotonic()
         self.stop_event = threading.Event()
 
     # ------------------------------------------------------------------ partitions
@@ -137,6 +138,7 @@ class Service:
         n = len(batch) + len(rejects)
         if n == 0:
             return 0
+        self._last_record_at = time.monotonic()
         self._count_consumed(batch, rejects)
         t_engine = time.perf_counter()
         messages: list[dict[str, Any]] = []
@@ -202,6 +204,11 @@ class Service:
             self._lag_due = time.monotonic() + 5.0
             for p, lag in self._source.lag().items():
                 self.metrics.consumer_lag.labels(partition=str(p)).set(lag)
+
+    @property
+    def idle_s(self) -> float:
+        """Seconds since the last polled batch held any record."""
+        return time.monotonic() - self._last_record_at
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self, only: set[int] | None = None) -> None:
