@@ -6,8 +6,11 @@ every event seen so far, in arrival order).  That rule depends only on the seque
 events, never on how it is split into batches, so a replay is deterministic.  Events
 without an ``event_id`` are never duplicates.
 
-The work per batch is C-level ``map``/``zip`` over dicts; ids older than the window are
-pruned whenever the table has doubled since the last prune (amortised O(1) per event).
+The work per batch is C-level ``map``/``zip`` over dicts.  Memory is bounded by two
+generations: ids go into ``current``; once ``current`` has covered a whole window of the
+watermark it becomes ``previous`` and the old ``previous`` is dropped.  Every id dropped that
+way was stored with a ``ts`` at most the watermark at its insertion, which is now more than a
+window ago, so it could never match again: the rotation changes no decision.
 
 Examples
 --------
@@ -38,11 +41,12 @@ class Deduplicator:
             raise ValueError(msg)
         self.window_ms = int(window_ms)
         self.watermark_ms = _NEVER
-        self._seen: dict[str | None, int] = {}
-        self._prune_at = 1 << 16
+        self._current: dict[str | None, int] = {}
+        self._previous: dict[str | None, int] = {}
+        self._current_since_ms = _NEVER  # watermark when ``current`` was started
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return len(self._current) + len(self._previous)
 
     def filter(self, event_id: Sequence[str | None], ts_ms: NDArray[np.int64]) -> NDArray[np.bool_]:
         """Return ``keep: bool[n]``, False for duplicates, and remember the kept ids."""
@@ -52,7 +56,10 @@ class Deduplicator:
         ts = np.asarray(ts_ms, np.int64)
         running = np.maximum.accumulate(np.maximum(ts, self.watermark_ms))
         horizon = running - self.window_ms
-        prev_ts = np.fromiter(map(self._seen.get, event_id, repeat(_NEVER)), np.int64, n)
+        prev_ts = np.fromiter(map(self._current.get, event_id, repeat(_NEVER)), np.int64, n)
+        if self._previous:
+            older = np.fromiter(map(self._previous.get, event_id, repeat(_NEVER)), np.int64, n)
+            prev_ts = np.maximum(prev_ts, older)
         has_id = np.fromiter(map(bool, event_id), np.bool_, n)
         distinct = set(event_id)
         distinct.discard(None)
@@ -62,10 +69,13 @@ class Deduplicator:
             dup = has_id & (prev_ts >= horizon)
         keep = ~dup
         remember = keep & has_id
-        self._seen.update(zip(compress(event_id, remember.tolist()), ts[remember].tolist(), strict=True))
+        self._current.update(zip(compress(event_id, remember.tolist()), ts[remember].tolist(), strict=True))
         self.watermark_ms = int(running[-1])
-        if len(self._seen) >= self._prune_at:
-            self._prune()
+        if self._current_since_ms == _NEVER:
+            self._current_since_ms = int(running[0])
+        elif self.watermark_ms - self._current_since_ms > self.window_ms:
+            self._previous, self._current = self._current, {}
+            self._current_since_ms = self.watermark_ms
         return keep
 
     def _resolve_chains(
@@ -94,19 +104,17 @@ class Deduplicator:
                 last_kept[eid] = int(ts[i])
         return dup
 
-    def _prune(self) -> None:
-        cutoff = self.watermark_ms - self.window_ms
-        self._seen = {k: v for k, v in self._seen.items() if v >= cutoff}
-        self._prune_at = max(1 << 16, 2 * len(self._seen))
-
     def to_dict(self) -> dict[str, object]:
         """Plain data for a checkpoint."""
-        return {"window_ms": self.window_ms, "watermark_ms": self.watermark_ms, "seen": self._seen}
+        return {"window_ms": self.window_ms, "watermark_ms": self.watermark_ms, "current": self._current,
+                "previous": self._previous, "current_since_ms": self._current_since_ms}
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Deduplicator:
         """Rebuild from :meth:`to_dict` output."""
         d = cls(window_ms=int(data["window_ms"]))  # type: ignore[call-overload]
         d.watermark_ms = int(data["watermark_ms"])  # type: ignore[call-overload]
-        d._seen = dict(data["seen"])  # type: ignore[call-overload]
+        d._current = dict(data["current"])  # type: ignore[call-overload]
+        d._previous = dict(data["previous"])  # type: ignore[call-overload]
+        d._current_since_ms = int(data["current_since_ms"])  # type: ignore[call-overload]
         return d

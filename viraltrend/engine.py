@@ -185,6 +185,7 @@ class Engine:
         self._grow(self.products.high_water)
         new = np.flatnonzero(self.counters.last_ts_ms[slots] == _NEVER)
         if new.size:
+            new = new[np.unique(slots[new], return_index=True)[1]]  # one event per new product
             at = idx[new].tolist()
             for names, table, column in ((batch.seller_id, self.sellers, self.seller_of),
                                          (batch.category, self.categories, self.category_of)):
