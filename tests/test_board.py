@@ -96,7 +96,7 @@ def test_close_score_does_not_displace():
 
 
 def test_blocked_seller_gets_one_block_and_never_a_promote():
-    b = Board(CFG, is_blocked=lambda p, s: "seller_blocked" if s == "bad" else None)
+    b = Board(CFG, guard=lambda cand, i: ["seller_blocked"] if cand.seller_id[i] == "bad" else None)
     row = [(1, "p1", "bad", "c1", 0.95)]
     first = b.step(0, cands(row))
     later = b.step(60_000, cands(row)) + b.step(120_000, cands(row))
@@ -136,3 +136,15 @@ def test_bigger_board_admits_more():
     rows = [(i, f"p{i}", f"s{i}", f"c{i}", 0.9) for i in range(5)]
     b = promoted_board(cfg=dataclasses.replace(CFG, size=5), rows=rows)
     assert len(b.members) == 5
+
+
+def test_member_blocked_while_on_the_board_leaves_with_a_block():
+    blocked = set()
+    b = Board(CFG, guard=lambda cand, i: ["seller_blocked:fraud"] if cand.seller_id[i] in blocked else None)
+    row = [(1, "p1", "s1", "c1", 0.95)]
+    b.step(0, cands(row))
+    b.step(60_000, cands(row))
+    blocked.add("s1")
+    msgs = b.step(70_000, cands(row))
+    assert actions(msgs) == [("block", "p1")] and msgs[0]["rank"] is None
+    assert not b.members

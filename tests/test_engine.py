@@ -17,13 +17,13 @@ DAY = dict(n_events=400_000, n_products=50_000, n_viral=4, seed=11)
 
 
 def batch_of(rows, *, partition=0):
-    """rows: (ts_ms, type, product, seller, event_id)."""
+    """rows: (ts_ms, type, product, seller[, event_id[, user]])."""
     n = len(rows)
     return EventBatch(
         ts_ms=np.array([r[0] for r in rows], np.int64),
         type_code=np.array([EVENT_TYPE_CODE[r[1]] for r in rows], np.int8),
         product_id=[r[2] for r in rows],
-        user_id=[f"u{i}" for i in range(n)],
+        user_id=[r[5] if len(r) > 5 else f"u{i}" for i, r in enumerate(rows)],
         event_id=[r[4] if len(r) > 4 else None for r in rows],
         seller_id=[r[3] for r in rows],
         category=["c"] * n,
@@ -120,11 +120,17 @@ def test_repeated_event_id_is_counted_once():
     assert engine.stats.duplicates == 1 and engine.stats.events_applied == 1
 
 
-def _burst(product, seller, start_ms, n, spacing_ms=200):
-    """A sustained burst over a quiet catalogue of 300 products with a view a minute each."""
-    background = [(start_ms - 3_600_000 + k * 60_000 + p * 100, "view", f"bg{p}", f"s{p % 50}")
-                  for p in range(300) for k in range(60 + n * spacing_ms // 60_000 + 2)]
-    return background + [(start_ms + i * spacing_ms, "share", product, seller) for i in range(n)]
+def _burst(product, seller, start_ms, n, spacing_ms=200, users=2000):
+    """A sustained burst over a quiet catalogue of 300 products with a view a minute each.
+
+    The burst comes from the catalogue's existing audience (``users`` accounts, active for an
+    hour before), and one event in ten is an add-to-cart: organic, converting engagement.
+    """
+    background = [(start_ms - 3_600_000 + k * 60_000 + p * 100, "view", f"bg{p}", f"s{p % 50}", None,
+                   f"user{(p * 61 + k) % users}") for p in range(300) for k in range(60 + n * spacing_ms // 60_000 + 2)]
+    burst = [(start_ms + i * spacing_ms, "add_to_cart" if i % 10 == 0 else "share", product, seller, None,
+              f"user{(i * 7919) % users}") for i in range(n)]
+    return background + burst
 
 
 def test_blocked_seller_trending_product_gets_block_not_promote():
@@ -176,7 +182,8 @@ def test_tracing_does_not_change_decisions(small_events, small_reference):
 
 def test_state_stays_under_256_bytes_per_product(small_events):
     engine, _ = run_engine(small_events, [])
-    assert engine.state_bytes / engine.counters.capacity <= 256
+    assert engine.bytes_per_product <= 256
+    assert engine.state_bytes <= engine.bytes_per_product * engine.counters.capacity + 64 * 1024
 
 
 def test_config_change_changes_behaviour(small_events, small_reference):

@@ -72,7 +72,7 @@ class Board:
 
     cfg: BoardConfig
     trend_label: str = "5m"
-    is_blocked: Callable[[str, str | None], str | None] = field(default=lambda product, seller: None)
+    guard: Callable[[Candidates, int], list[str] | None] = field(default=lambda cand, i: None)
     members: dict[int, Member] = field(default_factory=dict)
     pending: dict[int, int] = field(default_factory=dict)
     blocked_shown: set[int] = field(default_factory=set)
@@ -99,7 +99,12 @@ class Board:
             if i is None:
                 continue
             m.score = float(score[i])
-            if m.score < c.demote_threshold and now_ms - m.since_ms >= c.min_dwell_s * 1000:
+            refused = self.guard(cand, i) if m.score >= c.demote_threshold else None
+            if refused is not None and any(r.startswith(("seller_blocked", "product_blocked")) for r in refused):
+                del self.members[slot]  # blocked while on the board (a live blocklist change)
+                self.blocked_shown.add(slot)
+                blocks.append(self._message("block", now_ms, cand, i, None, refused))
+            elif m.score < c.demote_threshold and now_ms - m.since_ms >= c.min_dwell_s * 1000:
                 del self.members[slot]
                 demotes.append(self._message("demote", now_ms, cand, i, None, [f"score_below_{c.demote_threshold:g}"]))
         hot = np.flatnonzero(score >= c.demote_threshold).tolist()
@@ -114,12 +119,12 @@ class Board:
             slot = int(cand.slot[i])
             if slot in self.members or score[i] < c.promote_threshold:
                 continue
-            why = self.is_blocked(cand.product_id[i], cand.seller_id[i])
-            if why is not None:
+            refused = self.guard(cand, i)
+            if refused is not None:
                 self.pending.pop(slot, None)
                 if slot not in self.blocked_shown:
                     self.blocked_shown.add(slot)
-                    blocks.append(self._message("block", now_ms, cand, i, None, [why, *self._why_trending(cand, i)]))
+                    blocks.append(self._message("block", now_ms, cand, i, None, [*refused, *self._why_trending(cand, i)]))
                 continue
             if momentum[i] >= c.min_momentum:
                 self.pending.setdefault(slot, now_ms)

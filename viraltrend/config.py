@@ -141,12 +141,19 @@ class StateConfig:
 
 @dataclass(frozen=True, slots=True)
 class TrustConfig:
-    """Blocklists: trending products of these sellers or ids get a ``block`` decision."""
+    """The trust guard: per-user caps, fake-engagement thresholds, blocklists (see viraltrend.trust)."""
 
+    cap_window_s: float = _ge0(3600.0)
+    fresh_window_s: float = _gt0(600.0)
+    min_unique_users: float = _ge0(15.0)
+    max_fresh_share: float = _unit(0.8)
+    min_conversion_ratio: float = _ge0(0.2)
+    lockstep_similarity: float = _unit(0.5)
     blocked_sellers: tuple[str, ...] = ()
     blocked_products: tuple[str, ...] = ()
     blocked_sellers_file: str = ""
     blocked_products_file: str = ""
+    blocklist_topic: str = ""
 
 
 @dataclass(frozen=True, slots=True)

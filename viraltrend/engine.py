@@ -34,7 +34,9 @@ from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels.clock import EventClock
 from viraltrend.kernels.decay import DecayedCounters
 from viraltrend.kernels.intern import Interner
+from viraltrend.kernels.users import UserSignals, UserSketches
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
+from viraltrend.trust import TrustGuard
 
 __all__ = ["Engine", "EngineStats", "Scorer"]
 
@@ -106,15 +108,25 @@ class Engine:
         self.dedup = Deduplicator(window_ms=round(cfg.dedup.window_s * 1000)) if cfg.dedup.enabled else None
         self.reader = FeatureReader.from_config(cfg)
         self.scorer: Scorer = scorer if scorer is not None else RuleScorer(cfg.score)
-        blocked_products = _load_ids(cfg.trust.blocked_products, cfg.trust.blocked_products_file, "blocked_products_file")
-        blocked_sellers = _load_ids(cfg.trust.blocked_sellers, cfg.trust.blocked_sellers_file, "blocked_sellers_file")
+        t = cfg.trust
+        self.users = Interner()
+        self.user_signals = UserSignals(cap_window_ms=round(t.cap_window_s * 1000),
+                                        fresh_window_ms=round(t.fresh_window_s * 1000),
+                                        allowed_lateness_ms=round(d.allowed_lateness_s * 1000))
+        # distinct-user, fresh-account and raw event counts at the trend half-life (40 bytes/product)
+        self.trust_counters = DecayedCounters(half_lives_s=(cfg.score.trend_half_life_s,), n_types=3,
+                                              capacity=cfg.state.initial_capacity)
+        self.sketches = UserSketches(k=32, seed=0)
+        self.guard = TrustGuard(t)
+        for pid in _load_ids(t.blocked_products, t.blocked_products_file, "blocked_products_file"):
+            self.guard.set_blocked("product", pid, "config")
+        for sid in _load_ids(t.blocked_sellers, t.blocked_sellers_file, "blocked_sellers_file"):
+            self.guard.set_blocked("seller", sid, "config")
 
-        def is_blocked(product: str, seller: str | None) -> str | None:
-            if product in blocked_products:
-                return "product_blocked"
-            return "seller_blocked" if seller is not None and seller in blocked_sellers else None
+        def guard(cand: Candidates, i: int) -> list[str] | None:
+            return self.guard.check(cand.product_id[i], cand.seller_id[i], int(cand.slot[i]), cand.features, i)
 
-        self.board = Board(cfg.board, trend_label=half_life_label(cfg.score.trend_half_life_s), is_blocked=is_blocked)
+        self.board = Board(cfg.board, trend_label=half_life_label(cfg.score.trend_half_life_s), guard=guard)
         self.stats = EngineStats()
         self.trace_products = tuple(trace_products)
         self.trace_rows: list[dict[str, Any]] = []
@@ -124,6 +136,7 @@ class Engine:
         self._start_ms: int | None = None  # ts of the first accepted event: the stream's start
         self._n_live = 0  # products with state (at least one event since created or evicted)
         self._evicted: list[NDArray[np.int64]] = []
+        self._sketched = np.empty(0, np.int64)  # products whose user sets are sketched (hot ones)
 
     # ------------------------------------------------------------------ batches
     def process(self, batch: EventBatch) -> tuple[list[Message], list[Reject]]:
@@ -143,15 +156,18 @@ class Engine:
         if self._start_ms is None and accepted.size:
             self._start_ms = int(batch.ts_ms[accepted[0]])
         slots = self._intern(batch, accepted)
+        whole = accepted.size == len(batch)
+        users = self.users.intern(batch.user_id if whole else [batch.user_id[i] for i in accepted.tolist()])
+        self.user_signals.ensure_users(self.users.high_water)
         messages: list[Message] = []
         start = 0
         # ticks fire "before event i": cut the accepted events at those positions
         cuts = np.searchsorted(accepted, step.tick_before).tolist()
         for cut, tick_ms in zip(cuts, step.tick_ms_values.tolist(), strict=True):
-            self._apply(batch, accepted[start:cut], slots[start:cut])
+            self._apply(batch, accepted[start:cut], slots[start:cut], users[start:cut])
             start = cut
             messages.extend(self._on_tick(int(tick_ms)))
-        self._apply(batch, accepted[start:], slots[start:])
+        self._apply(batch, accepted[start:], slots[start:], users[start:])
         self._release_evicted()
         return messages, rejects
 
@@ -195,14 +211,22 @@ class Engine:
                     column[rows] = table.intern([g[1] for g in given]).astype(np.int32)
         return slots
 
-    def _apply(self, batch: EventBatch, idx: NDArray[np.intp], slots: NDArray[np.int64]) -> None:
-        """Add the events at ``idx`` (slots already interned) to the counters."""
+    def _apply(self, batch: EventBatch, idx: NDArray[np.intp], slots: NDArray[np.int64],
+               users: NDArray[np.int64]) -> None:
+        """Add the events at ``idx`` (slots and users already interned) to the counters."""
         if idx.size == 0:
             return
-        fresh = slots[self.counters.last_ts_ms[slots] == _NEVER]
-        if fresh.size:
-            self._n_live += int(np.unique(fresh).size)
-        self.counters.add(slots, batch.type_code[idx], batch.ts_ms[idx], np.ones(idx.size))
+        first = slots[self.counters.last_ts_ms[slots] == _NEVER]
+        if first.size:
+            self._n_live += int(np.unique(first).size)
+        types, ts = batch.type_code[idx], batch.ts_ms[idx]
+        weight, new_pair, fresh = self.user_signals.process(slots, users, types, ts)
+        self.counters.add(slots, types, ts, weight)  # per-user caps: repeats within the window weigh 0
+        channel = np.concatenate([np.zeros(int(new_pair.sum()), np.int8), np.ones(int(fresh.sum()), np.int8),
+                                  np.full(idx.size, 2, np.int8)])
+        self.trust_counters.add(np.concatenate([slots[new_pair], slots[fresh], slots]), channel,
+                                np.concatenate([ts[new_pair], ts[fresh], ts]), np.ones(channel.size))
+        self.sketches.update(slots, users)
         self._touched.append(slots)
         self.stats.events_applied += idx.size
 
@@ -210,6 +234,7 @@ class Engine:
         if n <= self.seller_of.shape[0]:
             return
         self.counters.ensure_capacity(n)
+        self.trust_counters.ensure_capacity(n)
         cap = self.counters.capacity
         for name in ("seller_of", "category_of"):
             old = getattr(self, name)
@@ -221,6 +246,7 @@ class Engine:
     def _on_tick(self, now_ms: int) -> list[Message]:
         self.stats.ticks += 1
         self.counters.rebase(now_ms)  # landmark moves at ticks only: identical for any batching
+        self.trust_counters.rebase(now_ms)
         touched = np.unique(np.concatenate(self._touched)) if self._touched else np.empty(0, np.int64)
         self._touched = []
         watched = np.asarray(self.board.watched_slots(), np.int64)
@@ -245,12 +271,14 @@ class Engine:
         first = self.counters.first_ts_ms[slots]
         age_s = np.maximum(now_ms - first, 0) / 1000.0
         observed_s = (now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0
-        feats = self.reader.read(counts, self.counters.read_global(now_ms), self._n_live, age_s, observed_s)
+        feats = self.reader.read(counts, self.counters.read_global(now_ms), self._n_live, age_s, observed_s,
+                                 trust=self.trust_counters.read(slots, now_ms)[:, :, 0])
         score = self.scorer.score_many(feats)
         if traced.size:
             self._trace(now_ms, slots, traced, score, feats)
         is_watched = np.isin(slots, watched)
         keep = (score >= self.cfg.board.demote_threshold) | is_watched
+        self._track_lockstep(slots[keep & (np.isin(slots, touched) | is_watched)])
         if traced.size:  # a traced product is scored for the trace; the board sees it only as usual
             keep &= is_watched | np.isin(slots, touched)
         sel = np.flatnonzero(keep)
@@ -270,6 +298,24 @@ class Engine:
         for m in messages:
             self.stats.decisions[m["action"]] += 1
         return messages
+
+    def _track_lockstep(self, hot: NDArray[np.int64]) -> None:
+        """Keep MinHash sketches of the users of hot products; record pairs that move in lockstep."""
+        watched = self._sketched
+        fresh = hot[~np.isin(hot, watched)]
+        gone = watched[~np.isin(watched, hot)]
+        if gone.size:
+            self.sketches.unwatch(gone)
+        if fresh.size:
+            self.sketches.watch(fresh)
+        self._sketched = np.sort(hot)
+        m = self._sketched.size
+        if m < 2:
+            self.guard.lockstep = {}
+            return
+        a, b = np.repeat(self._sketched, m), np.tile(self._sketched, m)
+        sim = self.sketches.similarity(a, b).reshape(m, m)
+        self.guard.find_lockstep(self._sketched, self.products.names(self._sketched.tolist()), sim)
 
     def _trace(self, now_ms: int, slots: NDArray[np.int64], traced: NDArray[np.int64], score: NDArray[np.float64],
                feats: dict[str, NDArray[np.float64]]) -> None:
@@ -301,6 +347,7 @@ class Engine:
         cold = live[(eng < self.cfg.state.evict_below) & ~np.isin(live, self.board.watched_slots())]
         if cold.size:
             self.counters.clear(cold)
+            self.trust_counters.clear(cold)
             self._n_live -= int(cold.size)
             self._evicted.append(cold)
             self.stats.evicted += int(cold.size)
@@ -312,6 +359,7 @@ class Engine:
         self._evicted = []
         cold = cold[self.counters.last_ts_ms[cold] == _NEVER]  # no event since it was cleared
         self.products.release(cold.tolist())
+        self.user_signals.forget_products(cold)
         self.seller_of[cold] = -1
         self.category_of[cold] = -1
 
@@ -326,11 +374,18 @@ class Engine:
         arrays["seller_of"] = self.seller_of.copy()
         arrays["category_of"] = self.category_of.copy()
         arrays["touched"] = np.concatenate([np.empty(0, np.int64), *self._touched])
+        arrays.update({f"trust.{k}": v for k, v in self.trust_counters.to_arrays().items()})
+        arrays.update({f"users.{k}": v for k, v in self.user_signals.to_arrays().items()})
+        arrays.update({f"sketches.{k}": v for k, v in self.sketches.to_arrays().items()})
+        arrays["sketched"] = self._sketched.copy()
         meta: dict[str, Any] = {
             "config": self._fingerprint(),
             "products": self.products.to_list(),
             "sellers": self.sellers.to_list(),
             "categories": self.categories.to_list(),
+            "users": self.users.to_list(),
+            "blocked_products": self.guard.blocked_products,
+            "blocked_sellers": self.guard.blocked_sellers,
             "clock": self.clock.to_dict(),
             "dedup": self.dedup.to_dict() if self.dedup is not None else None,
             "board": self.board.to_dict(),
@@ -348,7 +403,10 @@ class Engine:
     def _fingerprint(self) -> dict[str, Any]:
         """The config that shapes the state: restoring under another one is refused."""
         d = self.cfg.decay
-        return {"half_lives_s": list(d.half_lives_s), "tick_s": d.tick_s, "n_types": len(EVENT_TYPES)}
+        t = self.cfg.trust
+        return {"half_lives_s": list(d.half_lives_s), "tick_s": d.tick_s, "n_types": len(EVENT_TYPES),
+                "trend_half_life_s": self.cfg.score.trend_half_life_s, "cap_window_s": t.cap_window_s,
+                "fresh_window_s": t.fresh_window_s}
 
     @classmethod
     def restore(cls, cfg: Config, arrays: dict[str, NDArray[Any]], meta: dict[str, Any], *,
@@ -370,6 +428,21 @@ class Engine:
             engine.products = Interner.from_list(meta["products"])
             engine.sellers = Interner.from_list(meta["sellers"])
             engine.categories = Interner.from_list(meta["categories"])
+            engine.users = Interner.from_list(meta["users"])
+
+            def part(prefix: str) -> dict[str, NDArray[Any]]:
+                return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
+
+            engine.trust_counters = DecayedCounters.from_arrays(part("trust."),
+                                                                half_lives_s=(cfg.score.trend_half_life_s,))
+            t = cfg.trust
+            engine.user_signals = UserSignals.from_arrays(
+                part("users."), cap_window_ms=round(t.cap_window_s * 1000), fresh_window_ms=round(t.fresh_window_s * 1000),
+                allowed_lateness_ms=round(cfg.decay.allowed_lateness_s * 1000))
+            engine.sketches = UserSketches.from_arrays(part("sketches."), k=32, seed=0)
+            engine._sketched = np.asarray(arrays["sketched"], np.int64)
+            engine.guard.blocked_products = dict(meta["blocked_products"])
+            engine.guard.blocked_sellers = dict(meta["blocked_sellers"])
             engine.clock = EventClock.from_dict(meta["clock"])
             if meta["dedup"] is not None and engine.dedup is not None:
                 engine.dedup = Deduplicator.from_dict(meta["dedup"])
@@ -396,9 +469,15 @@ class Engine:
         return self._n_live
 
     @property
+    def bytes_per_product(self) -> int:
+        """Bytes of numeric state per product slot (counters, trust counters, seller and category)."""
+        return int(self.counters.nbytes_per_slot + self.trust_counters.nbytes_per_slot
+                   + self.seller_of.itemsize + self.category_of.itemsize)
+
+    @property
     def state_bytes(self) -> int:
         """Bytes of per-product numeric state allocated (counters plus seller/category columns)."""
-        return int(self.counters.nbytes + self.seller_of.nbytes + self.category_of.nbytes)
+        return int(self.counters.nbytes + self.trust_counters.nbytes + self.seller_of.nbytes + self.category_of.nbytes)
 
 
 _ENCODE = msgspec.json.Encoder()

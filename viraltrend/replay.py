@@ -144,7 +144,7 @@ def replay(
     summary.decisions = dict(sorted(stats.decisions.items()))
     summary.products_tracked = engine.tracked_products
     summary.state_bytes = engine.state_bytes
-    summary.bytes_per_product = engine.state_bytes / max(engine.counters.capacity, 1)
+    summary.bytes_per_product = float(engine.bytes_per_product)
     summary.ticks = stats.ticks
     summary.events_per_s = summary.events_read / summary.wall_s if summary.wall_s > 0 else 0.0
     summary.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -76,6 +76,7 @@ class FeatureReader:
         n_products: int,
         age_s: NDArray[np.float64],
         observed_s: float = math.inf,
+        trust: NDArray[np.float64] | None = None,
     ) -> Columns:
         """Return feature columns for ``m`` candidates.
 
@@ -94,6 +95,9 @@ class FeatureReader:
             window shorter than its half-life underestimates the rate; rates are divided by
             ``(1 - exp(-lam * observed_s)) / lam`` instead of ``1 / lam`` (bias correction), so
             the first minutes of a stream do not make every product look like it is trending.
+        trust : float64[m, 3], optional
+            Decayed counts at the trend half-life of new (user, product) pairs, events from
+            fresh accounts, and raw (uncapped) events; adds the trust features.
         """
         lam = math.log(2.0) / np.asarray(self.half_lives_s)
         w = np.asarray(self.type_weights)
@@ -132,6 +136,16 @@ class FeatureReader:
         cols["cart_rate"] = carts / np.maximum(views, 1.0)
         cols["purchase_rate"] = counts[:, EVENT_TYPE_CODE["purchase"], i_trend] / np.maximum(carts, 1.0)
         cols["age_s"] = np.asarray(age_s, np.float64)
+        if trust is not None:
+            raw = np.maximum(trust[:, 2], 1e-12)
+            cols["unique_users"] = trust[:, 0]
+            cols["events_per_user"] = trust[:, 2] / np.maximum(trust[:, 0], 1.0)
+            cols["fresh_share"] = np.minimum(trust[:, 1] / raw, 1.0)
+            buys = counts[:, EVENT_TYPE_CODE["add_to_cart"], i_trend] + counts[:, EVENT_TYPE_CODE["purchase"], i_trend]
+            g = global_counts[:, i_base]
+            global_conv = (g[EVENT_TYPE_CODE["add_to_cart"]] + g[EVENT_TYPE_CODE["purchase"]]) / max(
+                float(g[EVENT_TYPE_CODE["view"]]), 1.0)
+            cols["conversion_ratio"] = buys / np.maximum(views, 1.0) / max(global_conv, 1e-9)
         return cols
 
 

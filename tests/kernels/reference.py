@@ -165,3 +165,116 @@ def clock_reference(
             ticks.extend((i, t) for t in crossed)
             watermark_ms = ts
     return statuses, ticks, watermark_ms
+
+
+# -- user signals and MinHash sketches (viraltrend.kernels.users) ---------------------------------
+
+
+@dataclass(frozen=True)
+class UserEvents:
+    """Events as the user kernels receive them: product and user slots, type code, time."""
+
+    product: np.ndarray  # int64[n]
+    user: np.ndarray  # int64[n]
+    type_code: np.ndarray  # int8[n]
+    ts_ms: np.ndarray  # int64[n]
+    n_users: int
+
+    def __len__(self) -> int:
+        return int(self.ts_ms.shape[0])
+
+    def rows(self) -> list[tuple[int, int, int, int]]:
+        """(product, user, type_code, ts_ms) per event, as Python ints."""
+        cols = (self.product, self.user, self.type_code, self.ts_ms)
+        return list(zip(*(c.tolist() for c in cols), strict=True))
+
+    def take(self, index: np.ndarray | slice) -> UserEvents:
+        """The events at ``index`` (a slice or an integer array), in that order."""
+        return UserEvents(
+            self.product[index], self.user[index], self.type_code[index], self.ts_ms[index], self.n_users
+        )
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.product, self.user, self.type_code, self.ts_ms
+
+
+def random_user_events(
+    seed: int,
+    n: int,
+    n_products: int,
+    n_users: int,
+    n_types: int = 3,
+    *,
+    span_ms: int = 3 * 3_600_000,
+    jitter_ms: int = 60_000,
+    first_product: int = 0,
+) -> UserEvents:
+    """Events over ``span_ms`` from few products and users (keys repeat often), out of order.
+
+    Times jitter by up to ``jitter_ms`` and 5% are stragglers up to ``20 * jitter_ms`` late; a
+    third of the events come from a few hot (product, user) pairs, as from a like-farming account.
+    """
+    rng = random.Random(seed)
+    times = sorted(rng.randrange(span_ms) for _ in range(n))
+    ts, products, users = [], [], []
+    for t in times:
+        if rng.random() < 0.05:
+            t -= rng.randrange(20 * jitter_ms + 1)
+        ts.append(BASE_TS_MS + t + rng.randint(-jitter_ms, jitter_ms))
+        if rng.random() < 1 / 3:
+            products.append(first_product + rng.randrange(min(2, n_products)))
+            users.append(rng.randrange(min(2, n_users)))
+        else:
+            products.append(first_product + rng.randrange(n_products))
+            users.append(rng.randrange(n_users))
+    types = [rng.randrange(n_types) for _ in range(n)]
+    return UserEvents(
+        np.array(products, np.int64),
+        np.array(users, np.int64),
+        np.array(types, np.int8),
+        np.array(ts, np.int64),
+        n_users,
+    )
+
+
+def user_signals_reference(
+    events: UserEvents, cap_window_ms: int, fresh_window_ms: int, allowed_lateness_ms: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weight float64[n], new_pair bool[n], fresh bool[n]), one event at a time, with dicts.
+
+    Effective time ``e = max(ts, running max ts - allowed_lateness_ms)``.  A key, (product, user)
+    or (product, user, type), counts when it has no stored time or its stored time is
+    ``< e - cap_window_ms``; then ``e`` is stored.  Fresh: ``e - (e of the user's first event) <
+    fresh_window_ms``.  Nothing is ever forgotten.
+    """
+    stored: dict[tuple[int, ...], int] = {}
+    first_seen: dict[int, int] = {}
+    max_ts: int | None = None
+    weight, new_pair, fresh = [], [], []
+    for product, user, type_code, ts in events.rows():
+        max_ts = ts if max_ts is None else max(max_ts, ts)
+        e = max(ts, max_ts - allowed_lateness_ms)
+        first_seen.setdefault(user, e)
+        fresh.append(e - first_seen[user] < fresh_window_ms)
+        for key, out in (((product, user), new_pair), ((product, user, type_code), weight)):
+            counted = key not in stored or stored[key] < e - cap_window_ms
+            if counted:
+                stored[key] = e
+            out.append(counted)
+    return np.array(weight, np.float64), np.array(new_pair, np.bool_), np.array(fresh, np.bool_)
+
+
+def splitmix64(state: int) -> int:
+    """The splitmix64 output for ``state`` (Steele, Lea, Flood 2014), as an int in [0, 2**64)."""
+    mask = 2**64 - 1
+    z = (state + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+def minhash_signature(users: list[int], k: int, seed: int) -> list[int]:
+    """min over users of splitmix64(user ^ seed_j), seed_j = splitmix64(seed + j * golden gamma)."""
+    mask = 2**64 - 1
+    seeds = [splitmix64((seed + j * 0x9E3779B97F4A7C15) & mask) for j in range(k)]
+    return [min((splitmix64((u & mask) ^ s) for u in users), default=mask) for s in seeds]

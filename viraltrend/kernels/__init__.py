@@ -1,9 +1,11 @@
-"""Numba kernels and the arrays they own: decayed counters, the event-time clock, interning."""
+"""Numba kernels and the arrays they own: decayed counters, the event-time clock, interning, user signals."""
 
 from __future__ import annotations
 
 from viraltrend.kernels.clock import ACCEPTED, FUTURE, LATE, ClockStep, EventClock
 from viraltrend.kernels.decay import DecayedCounters
 from viraltrend.kernels.intern import Interner
+from viraltrend.kernels.users import UserSignals, UserSketches
 
-__all__ = ["ACCEPTED", "FUTURE", "LATE", "ClockStep", "DecayedCounters", "EventClock", "Interner"]
+__all__ = ["ACCEPTED", "FUTURE", "LATE", "ClockStep", "DecayedCounters", "EventClock", "Interner", "UserSignals",
+           "UserSketches"]
