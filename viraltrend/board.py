@@ -5,7 +5,9 @@ applies, in this order:
 
 1. **demote** members whose score fell below ``demote_threshold`` (hysteresis: the exit bar
    is lower than the entry bar) once they have stayed ``min_dwell_s``;
-2. **block** trending products that a blocklist refuses (once per trending episode);
+2. **block** trending products that the trust guard refuses (once per trending episode);
+   a *soft* refusal (too few distinct users yet) only holds the product back, and becomes a
+   block if it still holds after ``confirm_s``;
 3. **pending**: a product above ``promote_threshold`` whose momentum holds (its shortest
    rate is not fading, ``momentum >= min_momentum``) waits ``confirm_s`` of event time,
    so one-off spikes that fade never enter;
@@ -32,6 +34,9 @@ from viraltrend.config import BoardConfig
 __all__ = ["Board", "Candidates", "Member"]
 
 Message = dict[str, Any]
+#: Refusals that may resolve as a trend grows (more distinct users arrive): the product is held
+#: back silently and blocked only if still refused after ``confirm_s``.
+_SOFT_REASONS = ("low_unique_users",)
 
 
 @dataclass(slots=True)
@@ -75,11 +80,12 @@ class Board:
     guard: Callable[[Candidates, int], list[str] | None] = field(default=lambda cand, i: None)
     members: dict[int, Member] = field(default_factory=dict)
     pending: dict[int, int] = field(default_factory=dict)
+    held: dict[int, int] = field(default_factory=dict)  # slot -> since when a soft refusal holds it back
     blocked_shown: set[int] = field(default_factory=set)
 
     def watched_slots(self) -> list[int]:
-        """Slots the engine must score at every tick (members and pending), sorted."""
-        return sorted(set(self.members) | set(self.pending))
+        """Slots the engine must score at every tick (members, pending and held), sorted."""
+        return sorted(set(self.members) | set(self.pending) | set(self.held))
 
     def ranked(self) -> list[Member]:
         """Members best first (score, then product_id)."""
@@ -111,6 +117,8 @@ class Board:
         hot_set = set(hot)
         for slot in [s for s in self.blocked_shown if index.get(s) not in hot_set and s in index]:
             self.blocked_shown.discard(slot)
+        for slot in [s for s in self.held if s not in index or score[index[s]] < c.promote_threshold]:
+            del self.held[slot]
         for slot in [s for s in self.pending if s in index]:
             i = index[slot]
             if score[i] < c.promote_threshold or momentum[i] < c.min_momentum:
@@ -122,10 +130,13 @@ class Board:
             refused = self.guard(cand, i)
             if refused is not None:
                 self.pending.pop(slot, None)
-                if slot not in self.blocked_shown:
+                soft = all(r.startswith(_SOFT_REASONS) for r in refused)
+                held_since = self.held.setdefault(slot, now_ms)
+                if slot not in self.blocked_shown and (not soft or now_ms - held_since >= c.confirm_s * 1000):
                     self.blocked_shown.add(slot)
                     blocks.append(self._message("block", now_ms, cand, i, None, [*refused, *self._why_trending(cand, i)]))
                 continue
+            self.held.pop(slot, None)
             if momentum[i] >= c.min_momentum:
                 self.pending.setdefault(slot, now_ms)
         eligible = [
@@ -242,6 +253,7 @@ class Board:
             "members": [[m.slot, m.product_id, m.seller_id, m.category, m.score, m.since_ms, m.rank,
                          m.emitted_rank, m.emitted_score] for m in self.members.values()],
             "pending": [[s, t] for s, t in self.pending.items()],
+            "held": [[s, t] for s, t in self.held.items()],
             "blocked_shown": sorted(self.blocked_shown),
         }
 
@@ -250,4 +262,5 @@ class Board:
         self.members = {int(r[0]): Member(int(r[0]), r[1], r[2], r[3], float(r[4]), int(r[5]), int(r[6]),
                                           int(r[7]), float(r[8])) for r in data["members"]}
         self.pending = {int(s): int(t) for s, t in data["pending"]}
+        self.held = {int(s): int(t) for s, t in data["held"]}
         self.blocked_shown = {int(s) for s in data["blocked_shown"]}

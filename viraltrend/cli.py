@@ -61,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--hours", type=float, default=24.0, help="event-time span in hours (default 24)")
     sim.add_argument("--duplicates", type=float, default=0.0, help="fraction of events re-sent with the same event_id")
     sim.add_argument("--garbage", type=float, default=0.0, help="fraction of lines replaced by malformed input")
+    sim.add_argument("--bot-farms", type=int, default=0, help="products pumped by a few accounts (attack)")
+    sim.add_argument("--click-farms", type=int, default=0, help="products pumped by many fresh accounts that never buy")
+    sim.add_argument("--lockstep-rings", type=int, default=0, help="rings of accounts boosting one seller's products")
+    sim.add_argument("--banned-viral", type=int, default=0, help="really viral products of banned sellers")
     sim.add_argument("--out", required=True, metavar="DIR", help="output directory")
     _add_config(sim)
 
@@ -120,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=25_000.0, help="events fed per second of wall time (default 25,000)")
     demo.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: after the day)")
     demo.add_argument("--metrics-port", type=int, default=0, help="port of the /metrics endpoint (default: a free one)")
+    demo.add_argument("--attacks", type=int, default=1, metavar="N",
+                      help="bot farms, click farms and banned sellers' viral products, N of each (default 1; 0 = none)")
     demo.add_argument("--out", metavar="DIR", help="keep the files here (default: a temporary directory)")
     _add_config(demo)
     return parser
@@ -163,7 +169,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     scenario = Scenario(n_events=args.events, n_products=args.products, n_viral=args.viral, seed=args.seed,
                         duration_s=args.hours * 3600.0, duplicate_fraction=args.duplicates,
-                        garbage_fraction=args.garbage)
+                        garbage_fraction=args.garbage, n_bot_farms=args.bot_farms, n_click_farms=args.click_farms,
+                        n_lockstep_rings=args.lockstep_rings, n_banned_viral=args.banned_viral)
     with _progress() as bar:
         task = bar.add_task("simulating", total=args.events, events=0)
         result = simulate(scenario, Path(args.out),
@@ -238,7 +245,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     cfg = _load(args)
     opts = DemoOptions(events=args.events, products=args.products, viral=args.viral, seed=args.seed,
                        rate_per_s=args.rate, duration_s=args.duration, metrics_port=args.metrics_port,
-                       out_dir=Path(args.out) if args.out else None)
+                       out_dir=Path(args.out) if args.out else None,
+                       attacks=(("n_bot_farms", args.attacks), ("n_click_farms", args.attacks),
+                                ("n_banned_viral", args.attacks)))
     return run_demo(cfg, opts)
 
 

@@ -6,7 +6,9 @@ faster than real time (a day of event time in about a minute of wall time), runs
 service (:class:`~viraltrend.stream.loop.Service`) against it in a background thread with its
 Prometheus endpoint, and shows the board live in the terminal as a real subscriber of the
 output topic (:mod:`viraltrend.watch`).  At the end it compares what was promoted with the
-simulator's ground truth.  Everything it started, it stops.
+simulator's ground truth.  The simulated day also holds attacks (a bot farm, a click farm, and a
+really viral product of a banned seller) that the trust guard must block.  Everything it
+started, it stops.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class DemoOptions:
     duration_s: float | None = None
     metrics_port: int = 0
     out_dir: Path | None = None
-    attacks: dict[str, int] | None = None
+    attacks: tuple[tuple[str, int], ...] = (("n_bot_farms", 1), ("n_click_farms", 1), ("n_banned_viral", 1))
 
 
 def _truth_table(truth: dict[str, Any], first_promote: dict[str, int], blocked: dict[str, list[str]]) -> Table:
@@ -111,9 +113,12 @@ def run_demo(cfg: Config, opts: DemoOptions, *, console: Console | None = None) 
     out = opts.out_dir or Path(tempfile.mkdtemp(prefix="viraltrend-demo-"))
     console.print(f"[bold]viraltrend demo[/]: simulating {opts.events:,} events of a day into {out} ...")
     scenario = Scenario(n_events=opts.events, n_products=opts.products, n_viral=opts.viral, seed=opts.seed,
-                        **(opts.attacks or {}))
+                        **dict(opts.attacks))
     result = simulate(scenario, out)
     truth = json.loads(Path(result.truth_path).read_text(encoding="utf-8"))
+    banned = tuple(truth.get("banned_sellers", []))
+    if banned:  # the demo's stand-in for "sellers banned elsewhere for faking reviews"
+        cfg = replace(cfg, trust=replace(cfg.trust, blocked_sellers=cfg.trust.blocked_sellers + banned))
     broker = EmbeddedBroker(log_path=out / "tansu.log")
     console.print("starting the embedded Kafka-protocol broker (Tansu) ...")
     broker.start()

@@ -282,3 +282,25 @@ def test_broker_outage_is_ridden_out_and_processing_resumes(small, tmp_path):
         finish(proc, tmp_path, timeout_s=30)
     finally:
         own.stop()
+
+
+def test_blocklist_topic_blocks_a_trending_product_live(broker, scenario_factory, tmp_path):
+    directory = scenario_factory(**SMALL)
+    lines = (directory / "events.ndjson").read_bytes().splitlines()
+    viral = json.loads((directory / "truth.json").read_text())["viral"][0]
+    names = topics(broker.bootstrap_servers, "blocklist")
+    blocklist = f"{names['input']}-blocklist"
+    create_topics(broker.bootstrap_servers, {blocklist: 1}, compacted={blocklist})
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+    producer.send(blocklist, key=f"seller:{viral['seller_id']}".encode(), value=b"fake_reviews_elsewhere")
+    producer.send(blocklist, key=b"seller:s-unblocked-later", value=b"x")
+    producer.send(blocklist, key=b"seller:s-unblocked-later", value=None)
+    producer.flush()
+    producer.close()
+    produce(broker.bootstrap_servers, names["input"], lines)
+    finish(start_service(broker.bootstrap_servers, names, tmp_path,
+                         env={"VIRALTREND_TRUST_BLOCKLIST_TOPIC": blocklist}), tmp_path)
+    got = [m for m in decisions(broker.bootstrap_servers, names["output"]) if m.get("product_id") == viral["product_id"]]
+    assert [m["action"] for m in got][:1] == ["block"]
+    assert "promote" not in [m["action"] for m in got]
+    assert got[0]["reasons"][:2] == ["seller_blocked", "blocklist_reason:fake_reviews_elsewhere"]

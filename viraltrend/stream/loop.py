@@ -57,6 +57,51 @@ class ServiceOptions:
     max_backoff_s: float = 5.0
 
 
+class BlocklistFollower:
+    """Follows the compacted blocklist topic (``trust.blocklist_topic``) from its beginning.
+
+    Key ``seller:<id>`` or ``product:<id>``; value a UTF-8 reason to block, or a tombstone
+    (null value) to unblock.  Malformed keys are logged and skipped.
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, options: dict[str, Any]) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self.topic = topic
+        self.state: dict[tuple[str, str], str] = {}
+        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
+                                       **options)
+        parts = self._consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            self._consumer.close()
+            msg = f"blocklist topic {topic!r} does not exist on {bootstrap_servers}; create it (compacted) or unset trust.blocklist_topic"
+            raise StreamError(msg)
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        self._consumer.assign(tps)
+        self._consumer.seek_to_beginning(*tps)
+
+    def poll(self) -> list[tuple[str, str, str | None]]:
+        """Changes since the last call: (kind, id, reason or None)."""
+        changes: list[tuple[str, str, str | None]] = []
+        for records in self._consumer.poll(timeout_ms=0).values():
+            for r in records:
+                kind, _, ident = (r.key or b"").decode("utf-8", "replace").partition(":")
+                if kind not in ("seller", "product") or not ident:
+                    log.warning("blocklist %s offset %d: key %r is not seller:<id> or product:<id>", self.topic, r.offset, r.key)
+                    continue
+                reason = None if r.value is None else (r.value.decode("utf-8", "replace") or "blocked")
+                if reason is None:
+                    self.state.pop((kind, ident), None)
+                else:
+                    self.state[(kind, ident)] = reason
+                changes.append((kind, ident, reason))
+        return changes
+
+    def close(self) -> None:
+        """Close the consumer."""
+        self._consumer.close()
+
+
 class Service:
     """Runs engines over a Kafka topic and publishes their decisions.  See the module docstring."""
 
@@ -77,6 +122,7 @@ class Service:
         self._sink_factory = sink_factory
         self._source: KafkaSource | None = None
         self._sink: KafkaSink | None = None
+        self._blocklist: BlocklistFollower | None = None
         self._last_checkpoint = time.monotonic()
         self._lag_due = 0.0
         self._probe_due = 0.0
@@ -91,10 +137,12 @@ class Service:
             loaded = self.store.load(f"{self.k.input_topic}-{p}")
             if loaded is None:
                 self.engines[p] = Engine(self.cfg)
+                self._apply_blocklist(self.engines[p], None)
                 log.info("partition %d: no checkpoint, starting fresh", p)
                 continue
             arrays, meta, offsets = loaded
             self.engines[p] = Engine.restore(self.cfg, arrays, meta)
+            self._apply_blocklist(self.engines[p], None)
             if p in offsets:
                 seek[p] = offsets[p]
             log.info("partition %d: restored checkpoint at offset %s", p, offsets.get(p))
@@ -120,7 +168,19 @@ class Service:
             self.k.bootstrap_servers, self.k.input_topic, group_id=self.k.group_id,
             poll_timeout_ms=self.k.poll_timeout_ms, on_assign=self._restore, on_revoke=self._revoke,
             on_lost=self._lost, **self.client_options)
+        if self.cfg.trust.blocklist_topic and self._blocklist is None:
+            self._blocklist = BlocklistFollower(self.k.bootstrap_servers, self.cfg.trust.blocklist_topic,
+                                                self.client_options)
         self.metrics.broker_up.set(1)
+
+    def _apply_blocklist(self, engine: Engine, changes: list[tuple[str, str, str | None]] | None) -> None:
+        """Apply blocklist ``changes`` to ``engine`` (None: the follower's whole current state)."""
+        if self._blocklist is None:
+            return
+        if changes is None:
+            changes = [(kind, ident, reason) for (kind, ident), reason in self._blocklist.state.items()]
+        for kind, ident, reason in changes:
+            engine.guard.set_blocked(kind, ident, reason)
 
     def close(self) -> None:
         """Close the clients (after :meth:`checkpoint`)."""
@@ -134,6 +194,10 @@ class Service:
         """Process one polled batch; return the number of records it held."""
         assert self._source is not None and self._sink is not None
         t0 = time.perf_counter()
+        if self._blocklist is not None:
+            changes = self._blocklist.poll()
+            for engine in self.engines.values():
+                self._apply_blocklist(engine, changes)
         batch, rejects = self._source.next_batch(self.k.max_batch_events)
         n = len(batch) + len(rejects)
         if n == 0:
@@ -299,6 +363,8 @@ class Service:
             log.warning("could not checkpoint on shutdown (%s); the next start resumes from the last one", exc)
         finally:
             self.close()
+            if self._blocklist is not None:
+                self._blocklist.close()
 
     def _final_board(self) -> dict[str, Any] | None:
         engines = list(self.engines.values())
@@ -333,8 +399,9 @@ def prepare_topics(cfg: Config, options: dict[str, Any]) -> None:
 
     k = cfg.kafka
     if k.create_topics:
-        create_topics(k.bootstrap_servers, {k.input_topic: k.partitions, k.output_topic: 1, k.dlq_topic: 1},
-                      compacted=frozenset({k.output_topic}), **options)
+        extra = {cfg.trust.blocklist_topic: 1} if cfg.trust.blocklist_topic else {}
+        create_topics(k.bootstrap_servers, {k.input_topic: k.partitions, k.output_topic: 1, k.dlq_topic: 1, **extra},
+                      compacted=frozenset({k.output_topic, cfg.trust.blocklist_topic} - {""}), **options)
         return
     missing = [t for t in (k.input_topic, k.output_topic, k.dlq_topic)
                if not topic_exists(k.bootstrap_servers, t, **options)]

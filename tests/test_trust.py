@@ -1,0 +1,86 @@
+"""The trust guard against the simulator's attacks, and organic viral products that must get through."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import read_events, run_engine, truth
+from viraltrend.config import TrustConfig, load_config
+from viraltrend.trust import TrustGuard
+
+ATTACKS = dict(n_events=300_000, n_products=20_000, n_viral=3, seed=4, n_bot_farms=1, n_click_farms=1,
+               n_lockstep_rings=1, n_banned_viral=1)
+
+
+@pytest.fixture(scope="module")
+def attacked(scenario_factory):
+    directory = scenario_factory(**ATTACKS)
+    t = truth(directory)
+    cfg = load_config(None, environ={}, overrides={"trust": {"blocked_sellers": t["banned_sellers"]}})
+    engine, messages = run_engine(read_events(directory / "events.ndjson"), [], cfg)
+    promoted = {m["product_id"] for m in messages if m["action"] == "promote"}
+    blocked = {}
+    for m in messages:
+        if m["action"] == "block":
+            blocked.setdefault(m["product_id"], m["reasons"])
+    return t, promoted, blocked, engine
+
+
+def test_no_attacked_product_is_promoted(attacked):
+    t, promoted, _, _ = attacked
+    assert {a["product_id"] for a in t["attacks"]} & promoted == set()
+
+
+def test_organic_viral_products_still_get_through_unblocked(attacked):
+    t, promoted, blocked, _ = attacked
+    viral = {v["product_id"] for v in t["viral"]}
+    assert viral <= promoted
+    assert not viral & set(blocked)
+
+
+@pytest.mark.parametrize(("kind", "reason"), [("bot_farm", "low_unique_users"), ("click_farm", "fresh_accounts"),
+                                              ("lockstep_ring", "lockstep_with_"), ("banned_viral", "seller_blocked")])
+def test_each_attack_is_blocked_with_its_reason(attacked, kind, reason):
+    t, _, blocked, _ = attacked
+    rows = [a for a in t["attacks"] if a["kind"] == kind]
+    assert rows
+    reasons = [r for a in rows for r in blocked.get(a["product_id"], [])]
+    assert any(r.startswith(reason) for r in reasons), (kind, reasons)
+
+
+def test_refusals_are_counted(attacked):
+    *_, engine = attacked
+    assert engine.guard.refused["seller_blocked"] >= 1 and sum(engine.guard.refused.values()) >= 4
+
+
+def features(**cols):
+    return {k: np.array([v], float) for k, v in cols.items()}
+
+
+def test_guard_passes_a_converting_product_with_many_users():
+    g = TrustGuard(TrustConfig())
+    f = features(unique_users=200, fresh_share=0.9, conversion_ratio=1.2)
+    assert g.check("p", "s", 1, f, 0) is None
+
+
+def test_guard_refuses_fresh_accounts_that_never_convert():
+    g = TrustGuard(TrustConfig())
+    f = features(unique_users=200, fresh_share=0.95, conversion_ratio=0.0)
+    assert g.check("p", "s", 1, f, 0)[0].startswith("fresh_accounts_95%")
+
+
+def test_live_blocklist_change_blocks_and_unblocks():
+    g = TrustGuard(TrustConfig())
+    f = features(unique_users=200, fresh_share=0.1, conversion_ratio=1.0)
+    g.set_blocked("seller", "s", "fake_reviews")
+    assert g.check("p", "s", 1, f, 0) == ["seller_blocked", "blocklist_reason:fake_reviews"]
+    g.set_blocked("seller", "s", None)
+    assert g.check("p", "s", 1, f, 0) is None
+
+
+def test_lockstep_pairs_are_found_from_similarity():
+    g = TrustGuard(TrustConfig(lockstep_similarity=0.5))
+    sim = np.array([[1.0, 0.8, 0.1], [0.8, 1.0, np.nan], [0.1, np.nan, 1.0]])
+    g.find_lockstep(np.array([4, 5, 6], np.int64), ["a", "b", "c"], sim)
+    assert g.lockstep == {4: "b", 5: "a"}
