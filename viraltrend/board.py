@@ -50,6 +50,7 @@ class Candidates:
     score: NDArray[np.float64]
     features: dict[str, NDArray[np.float64]]
     scored_by: str = "rule"
+    explain: Callable[[int], list[str]] | None = None  # the model's top contributions, when it scored
 
     def feature_dict(self, i: int) -> dict[str, float]:
         """The features of candidate ``i`` as plain floats (6 significant digits)."""
@@ -199,6 +200,8 @@ class Board:
     def _why_trending(self, cand: Candidates, i: int) -> list[str]:
         f = cand.features
         reasons = [f"scored_by_{cand.scored_by}"]
+        if cand.explain is not None:
+            reasons += cand.explain(i)
         if "lift" in f:
             reasons.append(f"lift_x{float(f['lift'][i]):.1f}")
         if "velocity" in f:

@@ -39,6 +39,7 @@ __all__ = [
     "DedupConfig",
     "KafkaConfig",
     "MetricsConfig",
+    "ModelConfig",
     "ScoreConfig",
     "SignalsConfig",
     "StateConfig",
@@ -123,6 +124,26 @@ class BoardConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """The online model (river) that learns from delayed labels which signals precede going viral.
+
+    Off by default until the detection benchmark shows it beats the rule (see benchmarks/).
+    """
+
+    enabled: bool = False
+    horizon_s: float = _gt0(1800.0)
+    sample_every_s: float = _gt0(60.0)
+    negative_rate: float = _unit(0.01)
+    hint_lift: float = _ge0(3.0)
+    label_min_events: float = _ge0(100.0)
+    label_lift: float = _ge0(10.0)
+    min_labels: int = field(default=200, metadata={"min": 1})
+    learning_rate: float = _gt0(0.05)
+    l2: float = _ge0(1e-4)
+    buffer_capacity: int = field(default=50_000, metadata={"min": 1})
+
+
+@dataclass(frozen=True, slots=True)
 class DedupConfig:
     """Dropping repeated ``event_id`` values."""
 
@@ -200,6 +221,7 @@ class Config:
     signals: SignalsConfig = field(default_factory=SignalsConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     board: BoardConfig = field(default_factory=BoardConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     state: StateConfig = field(default_factory=StateConfig)
     trust: TrustConfig = field(default_factory=TrustConfig)

@@ -17,6 +17,7 @@ exactly the events that arrived before the watermark passed ``T``.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from viraltrend.kernels.clock import EventClock
 from viraltrend.kernels.decay import DecayedCounters
 from viraltrend.kernels.intern import Interner
 from viraltrend.kernels.users import UserSignals, UserSketches
+from viraltrend.model import DEFAULT_FEATURES, LabelBuffer, OnlineModel
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
 from viraltrend.trust import TrustGuard
 
@@ -107,7 +109,17 @@ class Engine:
                                 max_future_ms=round(d.max_future_s * 1000))
         self.dedup = Deduplicator(window_ms=round(cfg.dedup.window_s * 1000)) if cfg.dedup.enabled else None
         self.reader = FeatureReader.from_config(cfg)
-        self.scorer: Scorer = scorer if scorer is not None else RuleScorer(cfg.score)
+        self.model: OnlineModel | None = None
+        self.labels: LabelBuffer | None = None
+        if scorer is None and cfg.model.enabled:
+            m = cfg.model
+            trend = f"rate_{half_life_label(cfg.score.trend_half_life_s)}_per_h"
+            features = tuple(trend if f == "rate_5m_per_h" else f for f in DEFAULT_FEATURES)
+            self.model = OnlineModel(features=features, fallback=RuleScorer(cfg.score), min_labels=m.min_labels,
+                                     learning_rate=m.learning_rate, l2=m.l2)
+            self.labels = LabelBuffer(horizon_ms=round(m.horizon_s * 1000), capacity=m.buffer_capacity,
+                                      negative_rate=m.negative_rate)
+        self.scorer: Scorer = scorer if scorer is not None else (self.model or RuleScorer(cfg.score))
         t = cfg.trust
         self.users = Interner()
         self.user_signals = UserSignals(cap_window_ms=round(t.cap_window_s * 1000),
@@ -247,6 +259,8 @@ class Engine:
         self.stats.ticks += 1
         self.counters.rebase(now_ms)  # landmark moves at ticks only: identical for any batching
         self.trust_counters.rebase(now_ms)
+        if self.labels is not None:
+            self._learn(now_ms)  # labels of rows sampled at t <= now - horizon, from counts up to now
         touched = np.unique(np.concatenate(self._touched)) if self._touched else np.empty(0, np.int64)
         self._touched = []
         watched = np.asarray(self.board.watched_slots(), np.int64)
@@ -276,6 +290,8 @@ class Engine:
         score = self.scorer.score_many(feats)
         if traced.size:
             self._trace(now_ms, slots, traced, score, feats)
+        if self.labels is not None:
+            self._sample(now_ms, slots, touched, feats, counts)
         is_watched = np.isin(slots, watched)
         keep = (score >= self.cfg.board.demote_threshold) | is_watched
         self._track_lockstep(slots[keep & (np.isin(slots, touched) | is_watched)])
@@ -294,10 +310,52 @@ class Engine:
             features={k: v[sel] for k, v in feats.items()},
             scored_by=self.scorer.name,
         )
+        if self.model is not None and self.model.warm:
+            model, sel_feats = self.model, cand.features
+            cand.explain = lambda i: [f"model:{n}{v:+.2f}" for n, v in model.explain(sel_feats, i)]
         messages = self.board.step(now_ms, cand)
         for m in messages:
             self.stats.decisions[m["action"]] += 1
         return messages
+
+    # ------------------------------------------------------------------ the online model
+    def _baseline_count(self, counts: NDArray[np.float64]) -> NDArray[np.float64]:
+        base = self.cfg.decay.half_lives_s.index(self.cfg.score.baseline_half_life_s)
+        return np.asarray(counts[:, :, base] @ np.asarray(self.cfg.signals.weights()), np.float64)
+
+    def _sample(self, now_ms: int, slots: NDArray[np.int64], touched: NDArray[np.int64],
+                feats: dict[str, NDArray[np.float64]], counts: NDArray[np.float64]) -> None:
+        """Every ``model.sample_every_s``: keep candidates' features for labelling one horizon later."""
+        assert self.labels is not None and self.model is not None
+        every_ms = round(self.cfg.model.sample_every_s * 1000)
+        if now_ms % every_ms:
+            return
+        rows = np.flatnonzero(np.isin(slots, touched))
+        if rows.size == 0:
+            return
+        self.labels.add(now_ms, slots[rows], {n: feats[n][rows] for n in self.model.features},
+                        feats["lift"][rows] >= self.cfg.model.hint_lift,
+                        baseline_per_s=feats["baseline_per_h"][rows] / 3600.0,
+                        count_at_t=self._baseline_count(counts[rows]))
+
+    def _learn(self, now_ms: int) -> None:
+        """Label the rows whose horizon has passed and learn from them (predict first, then learn).
+
+        The label uses only events up to ``now_ms`` (this tick fires before any later event is
+        applied): weighted engagement gained since ``t``, read off the baseline counter as
+        ``C(now) - C(t) * exp(-lam * (now - t))``, against ``model.label_min_events`` and
+        ``model.label_lift`` times what the baseline rate predicts.
+        """
+        assert self.labels is not None and self.model is not None
+        due = self.labels.due(now_ms)
+        if len(due) == 0:
+            return
+        m = self.cfg.model
+        lam = math.log(2.0) / self.cfg.score.baseline_half_life_s
+        elapsed_s = (now_ms - due.t_ms) / 1000.0
+        gained = self._baseline_count(self.counters.read(due.slot, now_ms)) - due.count_at_t * np.exp(-lam * elapsed_s)
+        labels = gained >= np.maximum(m.label_min_events, m.label_lift * due.baseline_per_s * elapsed_s)
+        self.model.learn_many(due.rows(), labels, due.weight)
 
     def _track_lockstep(self, hot: NDArray[np.int64]) -> None:
         """Keep MinHash sketches of the users of hot products; record pairs that move in lockstep."""
@@ -378,6 +436,8 @@ class Engine:
         arrays.update({f"users.{k}": v for k, v in self.user_signals.to_arrays().items()})
         arrays.update({f"sketches.{k}": v for k, v in self.sketches.to_arrays().items()})
         arrays["sketched"] = self._sketched.copy()
+        if self.labels is not None:
+            arrays.update({f"labels.{k}": v for k, v in self.labels.to_arrays().items()})
         meta: dict[str, Any] = {
             "config": self._fingerprint(),
             "products": self.products.to_list(),
@@ -389,6 +449,7 @@ class Engine:
             "clock": self.clock.to_dict(),
             "dedup": self.dedup.to_dict() if self.dedup is not None else None,
             "board": self.board.to_dict(),
+            "model": self.model.to_dict() if self.model is not None else None,
             "start_ms": self._start_ms,
             "n_live": self._n_live,
             "last_snapshot_ms": self._last_snapshot_ms,
@@ -405,6 +466,7 @@ class Engine:
         d = self.cfg.decay
         t = self.cfg.trust
         return {"half_lives_s": list(d.half_lives_s), "tick_s": d.tick_s, "n_types": len(EVENT_TYPES),
+                "model": self.cfg.model.enabled,
                 "trend_half_life_s": self.cfg.score.trend_half_life_s, "cap_window_s": t.cap_window_s,
                 "fresh_window_s": t.fresh_window_s}
 
@@ -443,6 +505,10 @@ class Engine:
             engine._sketched = np.asarray(arrays["sketched"], np.int64)
             engine.guard.blocked_products = dict(meta["blocked_products"])
             engine.guard.blocked_sellers = dict(meta["blocked_sellers"])
+            if engine.model is not None and meta.get("model") is not None:
+                engine.model = OnlineModel.from_dict(meta["model"], fallback=RuleScorer(cfg.score))
+                engine.scorer = engine.model
+                engine.labels = LabelBuffer.from_arrays(part("labels."))
             engine.clock = EventClock.from_dict(meta["clock"])
             if meta["dedup"] is not None and engine.dedup is not None:
                 engine.dedup = Deduplicator.from_dict(meta["dedup"])

@@ -150,6 +150,8 @@ def replay(
     summary.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     summary.watermark_ms = engine.clock.watermark_ms if stats.events_applied else None
     summary.board = engine.board.snapshot(engine.clock.watermark_ms)["items"] if stats.events_applied else []
+    if engine.model is not None:
+        summary.model = engine.model.metrics()
     return summary
 
 

@@ -1,0 +1,106 @@
+"""The online model inside the engine: delayed labels without leakage, cold start, checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import read_events, run_engine
+from tests.test_engine import SMALL, _burst, batch_of
+from viraltrend.config import load_config
+from viraltrend.engine import Engine
+from viraltrend.stream.checkpoint import CheckpointStore
+
+MODEL = {"model": {"enabled": True, "min_labels": 20, "horizon_s": 600.0, "sample_every_s": 60.0,
+                   "label_min_events": 50.0, "label_lift": 5.0}}
+
+
+def cfg(**extra):
+    return load_config(None, environ={}, overrides={**MODEL, **extra})
+
+
+def recording(engine: Engine) -> list[tuple[list[dict], list[bool]]]:
+    seen: list[tuple[list[dict], list[bool]]] = []
+    learn = engine.model.learn_many
+
+    def spy(rows, ys, ws=None):
+        seen.append((rows, list(map(bool, ys))))
+        return learn(rows, ys, ws)
+
+    engine.model.learn_many = spy
+    return seen
+
+
+def _label_of_late_burst(burst_offset_ms: int) -> bool:
+    """Sample p-x at t, then send (in one batch) the tick t + horizon and a burst starting at t + offset."""
+    t0 = 1_000_000_000_000
+    horizon_ms = 600_000
+    engine = Engine(cfg())
+    seen = recording(engine)
+    background = _burst("bg-only", "s", t0, 1)  # a quiet catalogue from t0 - 1 h
+    start = sorted(r for r in background if r[0] <= t0) + [(t0, "view", "p-x", "s", None, "user1")]
+    engine.process(batch_of(start))
+    engine.process(batch_of([(t0 + 10_000, "view", "bg1", "s", None, "user2")]))  # fires tick t0 + 10 s
+    t = t0 + 10_000
+    slot = engine.products.lookup(["p-x"])
+    counts = engine.counters.read(slot, t)
+    feats = {n: np.zeros(1) for n in engine.model.features}
+    engine.labels.add(t, slot, feats, np.array([True]), baseline_per_s=np.array([0.001]),
+                      count_at_t=engine._baseline_count(counts))
+    rest = [(t0 + 20_000 + k * 20_000, "view", f"bg{k % 300}", "s", None, f"user{k}") for k in range(60)]
+    rest += [(t + burst_offset_ms + i * 100, "share", "p-x", "s", None, f"user{i}") for i in range(2000)]
+    engine.process(batch_of(sorted(rest)))  # one batch: the tick t + horizon and the burst
+    labels = [y for rows, ys in seen for row, y in zip(rows, ys, strict=True) if row == {**feats_row(feats)}]
+    assert len(labels) == 1, labels
+    return labels[0]
+
+
+def feats_row(feats):
+    return {n: float(v[0]) for n, v in feats.items()}
+
+
+def test_a_burst_just_after_the_horizon_does_not_leak_into_the_label():
+    assert _label_of_late_burst(600_000 + 5_000) is False
+
+
+def test_a_burst_inside_the_horizon_is_labelled_positive():
+    assert _label_of_late_burst(600_000 - 400_000) is True
+
+
+def test_cold_model_leaves_the_rule_deciding():
+    t0 = 1_000_000_000_000
+    _, messages = run_engine(batch_of(sorted(_burst("p-hot", "s", t0, 3000))), [], cfg(model={"enabled": True,
+                                                                                              "min_labels": 10_000}))
+    promote = next(m for m in messages if m["action"] == "promote")
+    assert promote["reasons"][0] == "scored_by_rule"
+
+
+@pytest.fixture(scope="module")
+def small_events(scenario_factory):
+    return read_events(scenario_factory(**SMALL) / "events.ndjson")
+
+
+def test_model_learns_on_a_scenario_and_reports_progressive_metrics(small_events):
+    engine, _ = run_engine(small_events, [], cfg())
+    metrics = engine.model.metrics()
+    assert metrics["labels_seen"] > 100 and metrics["warm"]
+    assert 0.0 <= metrics["roc_auc"] <= 1.0 and metrics["log_loss"] > 0
+
+
+def test_model_state_round_trips_through_a_checkpoint(small_events, tmp_path):
+    config = cfg()
+    _, want = run_engine(small_events, [], config)
+    first = Engine(config)
+    cut = len(small_events) // 2
+    got, _ = first.process(small_events.take(np.arange(cut)))
+    store = CheckpointStore(tmp_path)
+    store.save("x", *first.state(), {0: cut})
+    arrays, meta, _ = store.load("x")
+    second = Engine.restore(config, arrays, meta)
+    more, _ = second.process(small_events.take(np.arange(cut, len(small_events))))
+    assert got + more + second.finish() == want
+
+
+def test_model_decisions_do_not_depend_on_batching(small_events):
+    config = cfg()
+    assert run_engine(small_events, [1234, 9999, 25_000], config)[1] == run_engine(small_events, [], config)[1]
