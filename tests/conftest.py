@@ -42,12 +42,14 @@ def read_events(path: Path) -> EventBatch:
     return EventBatch.concat(parts)
 
 
-def run_engine(events: EventBatch, cuts: list[int], cfg: Config | None = None, **kwargs: Any) -> tuple[Engine, list[dict]]:
+def run_engine(
+    events: EventBatch, cuts: list[int], cfg: Config | None = None, **kwargs: Any
+) -> tuple[Engine, list[dict]]:
     """Run a fresh engine over ``events`` cut at ``cuts``; return it and its messages (no emitted_at)."""
     engine = Engine(cfg or load_config(None, environ={}), **kwargs)
     bounds = sorted({0, len(events), *[c for c in cuts if 0 < c < len(events)]})
     out: list[dict] = []
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in zip(bounds, bounds[1:], strict=False):
         msgs, _ = engine.process(events.take(np.arange(a, b)))
         out += msgs
     out += engine.finish()

@@ -7,8 +7,17 @@ import numpy as np
 from viraltrend.board import Board, Candidates
 from viraltrend.config import BoardConfig
 
-CFG = BoardConfig(size=3, promote_threshold=0.8, demote_threshold=0.4, confirm_s=60.0, min_dwell_s=300.0,
-                  max_per_seller=2, max_per_category=3, replace_margin=0.05, min_momentum=0.9)
+CFG = BoardConfig(
+    size=3,
+    promote_threshold=0.8,
+    demote_threshold=0.4,
+    confirm_s=60.0,
+    min_dwell_s=300.0,
+    max_per_seller=2,
+    max_per_category=3,
+    replace_margin=0.05,
+    min_momentum=0.9,
+)
 
 
 def cands(rows):
@@ -19,8 +28,12 @@ def cands(rows):
         seller_id=[r[2] for r in rows],
         category=[r[3] for r in rows],
         score=np.array([r[4] for r in rows], np.float64),
-        features={"momentum": np.array([r[5] if len(r) > 5 else 1.0 for r in rows]),
-                  "lift": np.array([10.0] * len(rows)), "velocity": np.ones(len(rows)), "z": np.ones(len(rows))},
+        features={
+            "momentum": np.array([r[5] if len(r) > 5 else 1.0 for r in rows]),
+            "lift": np.array([10.0] * len(rows)),
+            "velocity": np.ones(len(rows)),
+            "z": np.ones(len(rows)),
+        },
     )
 
 

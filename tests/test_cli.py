@@ -15,18 +15,41 @@ pytestmark = pytest.mark.integration
 
 
 def vt(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "viraltrend", *args], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, "-m", "viraltrend", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        msg = f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        raise AssertionError(msg)
     return proc
 
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sim")
-    vt("simulate", "--events", "60000", "--products", "5000", "--viral", "2", "--hours", "6", "--seed", "5",
-       "--garbage", "0.01", "--duplicates", "0.01", "--out", str(out))
+    vt(
+        "simulate",
+        "--events",
+        "60000",
+        "--products",
+        "5000",
+        "--viral",
+        "2",
+        "--hours",
+        "6",
+        "--seed",
+        "5",
+        "--garbage",
+        "0.01",
+        "--duplicates",
+        "0.01",
+        "--out",
+        str(out),
+    )
     return out
 
 
@@ -53,13 +76,25 @@ def test_simulate_writes_events_and_truth(simulated):
 def test_replay_writes_decisions_rejects_summary_and_trace(simulated, tmp_path):
     truth = json.loads((simulated / "truth.json").read_text())
     viral = truth["viral"][0]["product_id"]
-    proc = vt("replay", str(simulated / "events.ndjson"), "--out", str(tmp_path / "d.ndjson"),
-              "--summary-json", str(tmp_path / "s.json"), "--trace", viral, "--no-progress",
-              env={"VIRALTREND_DEDUP_WINDOW_S": "7200"})  # the simulator re-sends up to ~15 min later
+    proc = vt(
+        "replay",
+        str(simulated / "events.ndjson"),
+        "--out",
+        str(tmp_path / "d.ndjson"),
+        "--summary-json",
+        str(tmp_path / "s.json"),
+        "--trace",
+        viral,
+        "--no-progress",
+        env={"VIRALTREND_DEDUP_WINDOW_S": "7200"},
+    )  # the simulator re-sends up to ~15 min later
     assert "replay summary" in proc.stdout
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["rejected"]["duplicate"] == truth["n_duplicates"]
-    assert sum(n for r, n in summary["rejected"].items() if r not in ("duplicate", "late", "future_ts")) == truth["n_garbage"]
+    assert (
+        sum(n for r, n in summary["rejected"].items() if r not in ("duplicate", "late", "future_ts"))
+        == truth["n_garbage"]
+    )
     rejects = [json.loads(x) for x in (tmp_path / "d.rejects.ndjson").read_text().splitlines()]
     assert {r["reason"] for r in rejects} and all(r["offset"] >= 1 and r["detail"] for r in rejects)
     decisions = strip(tmp_path / "d.ndjson")
@@ -70,10 +105,24 @@ def test_replay_writes_decisions_rejects_summary_and_trace(simulated, tmp_path):
 
 
 def test_replay_is_byte_identical_whatever_the_batch_size(simulated, tmp_path):
-    vt("replay", str(simulated / "events.ndjson"), "--out", str(tmp_path / "a.ndjson"), "--batch-size", "777",
-       "--no-progress")
-    vt("replay", str(simulated / "events.ndjson"), "--out", str(tmp_path / "b.ndjson"), "--batch-size", "100000",
-       "--no-progress")
+    vt(
+        "replay",
+        str(simulated / "events.ndjson"),
+        "--out",
+        str(tmp_path / "a.ndjson"),
+        "--batch-size",
+        "777",
+        "--no-progress",
+    )
+    vt(
+        "replay",
+        str(simulated / "events.ndjson"),
+        "--out",
+        str(tmp_path / "b.ndjson"),
+        "--batch-size",
+        "100000",
+        "--no-progress",
+    )
     assert strip(tmp_path / "a.ndjson") == strip(tmp_path / "b.ndjson")
 
 
@@ -87,8 +136,14 @@ def test_bad_config_is_one_clear_error_and_exit_2(simulated, tmp_path):
 
 
 def test_missing_input_file_says_which(tmp_path):
-    proc = vt("replay", str(tmp_path / "nope.ndjson"), "--no-progress", "--out", str(tmp_path / "d.ndjson"),
-              check=False)
+    proc = vt(
+        "replay",
+        str(tmp_path / "nope.ndjson"),
+        "--no-progress",
+        "--out",
+        str(tmp_path / "d.ndjson"),
+        check=False,
+    )
     assert proc.returncode == 2 and "nope.ndjson" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -96,8 +151,18 @@ def test_taobao_sample_replays_with_sort(tmp_path):
     data = Path(__file__).resolve().parents[2] / "shared" / "data" / "taobao_userbehavior_sample.csv.gz"
     if not data.exists():
         pytest.skip("shared/data is not beside this checkout")
-    vt("replay", str(data), "--format", "taobao", "--sort", "--out", str(tmp_path / "t.ndjson"),
-       "--summary-json", str(tmp_path / "t.json"), "--no-progress")
+    vt(
+        "replay",
+        str(data),
+        "--format",
+        "taobao",
+        "--sort",
+        "--out",
+        str(tmp_path / "t.ndjson"),
+        "--summary-json",
+        str(tmp_path / "t.json"),
+        "--no-progress",
+    )
     summary = json.loads((tmp_path / "t.json").read_text())
     assert summary["events_read"] == 84_475
     assert summary["events_applied"] > 84_000

@@ -51,7 +51,9 @@ def test_unknown_section_suggests_the_right_one(tmp_path):
 
 def test_hysteresis_requires_demote_below_promote():
     with pytest.raises(ConfigError, match="demote_threshold"):
-        load_config(None, environ={}, overrides={"board": {"demote_threshold": 0.9, "promote_threshold": 0.5}})
+        load_config(
+            None, environ={}, overrides={"board": {"demote_threshold": 0.9, "promote_threshold": 0.5}}
+        )
 
 
 def test_score_half_lives_must_be_counted(tmp_path):

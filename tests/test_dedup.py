@@ -12,7 +12,7 @@ def reference_keep(ids, ts, window_ms):
     last_kept: dict[str, int] = {}
     running = None
     keep = []
-    for eid, t in zip(ids, ts):
+    for eid, t in zip(ids, ts, strict=False):
         running = t if running is None else max(running, t)
         if eid is not None and eid in last_kept and last_kept[eid] >= running - window_ms:
             keep.append(False)
@@ -53,7 +53,7 @@ def test_any_batch_split_matches_the_reference(events, cuts):
     d = Deduplicator(window_ms=1000)
     bounds = sorted({0, len(ids), *[min(c, len(ids)) for c in cuts]})
     got: list[bool] = []
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in zip(bounds, bounds[1:], strict=False):
         got += d.filter(ids[a:b], np.array(ts[a:b], np.int64)).tolist()
     assert got == reference_keep(ids, ts, 1000)
 

@@ -12,7 +12,9 @@ from viraltrend.config import load_config
 from viraltrend.engine import Engine
 from viraltrend.events import EVENT_TYPE_CODE, EventBatch
 
-SMALL = dict(n_events=40_000, n_products=5_000, n_viral=2, n_steady=3, n_spikes=4, duration_s=6 * 3600.0, seed=3)
+SMALL = dict(
+    n_events=40_000, n_products=5_000, n_viral=2, n_steady=3, n_spikes=4, duration_s=6 * 3600.0, seed=3
+)
 DAY = dict(n_events=400_000, n_products=50_000, n_viral=4, seed=11)
 
 
@@ -60,8 +62,19 @@ def test_decision_messages_follow_the_contract(small_reference):
     assert per_product
     for m in per_product:
         assert m["schema"] == 1
-        assert set(m) == {"schema", "action", "product_id", "seller_id", "category", "rank", "score", "event_ts",
-                          "emitted_at", "reasons", "features"}
+        assert set(m) == {
+            "schema",
+            "action",
+            "product_id",
+            "seller_id",
+            "category",
+            "rank",
+            "score",
+            "event_ts",
+            "emitted_at",
+            "reasons",
+            "features",
+        }
         assert 0.0 <= m["score"] <= 1.0 and m["reasons"]
         assert (m["rank"] is None) == (m["action"] in ("demote", "block"))
     snapshots = [m for m in small_reference if m["action"] == "board"]
@@ -70,7 +83,9 @@ def test_decision_messages_follow_the_contract(small_reference):
 
 def test_promotions_carry_the_numbers_behind_the_score(small_reference):
     promote = next(m for m in small_reference if m["action"] == "promote")
-    assert {"lift", "z", "velocity", "momentum", "rate_5m_per_h", "baseline_per_h"} <= set(promote["features"])
+    assert {"lift", "z", "velocity", "momentum", "rate_5m_per_h", "baseline_per_h"} <= set(
+        promote["features"]
+    )
     assert any(r.startswith("lift_x") for r in promote["reasons"])
 
 
@@ -108,15 +123,20 @@ def test_late_event_within_lateness_is_applied():
 def test_far_future_event_is_rejected_without_moving_event_time():
     engine = Engine(load_config(None, environ={}))
     t0 = 1_000_000_000_000
-    _, rejects = engine.process(batch_of([(t0, "view", "p", "s"), (t0 + 1000, "view", "p", "s"),
-                                          (t0 + 10 * 86_400_000, "view", "p", "s")]))
+    _, rejects = engine.process(
+        batch_of(
+            [(t0, "view", "p", "s"), (t0 + 1000, "view", "p", "s"), (t0 + 10 * 86_400_000, "view", "p", "s")]
+        )
+    )
     assert [r.reason for r in rejects] == ["future_ts"]
     assert engine.clock.watermark_ms == t0 + 1000
 
 
 def test_repeated_event_id_is_counted_once():
     engine = Engine(load_config(None, environ={}))
-    engine.process(batch_of([(1_000_000_000_000, "view", "p", "s", "e1"), (1_000_000_000_001, "view", "p", "s", "e1")]))
+    engine.process(
+        batch_of([(1_000_000_000_000, "view", "p", "s", "e1"), (1_000_000_000_001, "view", "p", "s", "e1")])
+    )
     assert engine.stats.duplicates == 1 and engine.stats.events_applied == 1
 
 
@@ -126,10 +146,29 @@ def _burst(product, seller, start_ms, n, spacing_ms=200, users=2000):
     The burst comes from the catalogue's existing audience (``users`` accounts, active for an
     hour before), and one event in ten is an add-to-cart: organic, converting engagement.
     """
-    background = [(start_ms - 3_600_000 + k * 60_000 + p * 100, "view", f"bg{p}", f"s{p % 50}", None,
-                   f"user{(p * 61 + k) % users}") for p in range(300) for k in range(60 + n * spacing_ms // 60_000 + 2)]
-    burst = [(start_ms + i * spacing_ms, "add_to_cart" if i % 10 == 0 else "share", product, seller, None,
-              f"user{(i * 7919) % users}") for i in range(n)]
+    background = [
+        (
+            start_ms - 3_600_000 + k * 60_000 + p * 100,
+            "view",
+            f"bg{p}",
+            f"s{p % 50}",
+            None,
+            f"user{(p * 61 + k) % users}",
+        )
+        for p in range(300)
+        for k in range(60 + n * spacing_ms // 60_000 + 2)
+    ]
+    burst = [
+        (
+            start_ms + i * spacing_ms,
+            "add_to_cart" if i % 10 == 0 else "share",
+            product,
+            seller,
+            None,
+            f"user{(i * 7919) % users}",
+        )
+        for i in range(n)
+    ]
     return background + burst
 
 
@@ -152,9 +191,15 @@ def test_sustained_burst_is_promoted():
 
 
 def test_cold_products_are_evicted_and_come_back_fresh():
-    cfg = load_config(None, environ={}, overrides={"state": {"evict_every_s": 600.0, "evict_below": 0.5},
-                                                   "decay": {"half_lives_s": [60.0, 300.0, 3600.0, 7200.0]},
-                                                   "score": {"baseline_half_life_s": 7200.0}})
+    cfg = load_config(
+        None,
+        environ={},
+        overrides={
+            "state": {"evict_every_s": 600.0, "evict_below": 0.5},
+            "decay": {"half_lives_s": [60.0, 300.0, 3600.0, 7200.0]},
+            "score": {"baseline_half_life_s": 7200.0},
+        },
+    )
     engine = Engine(cfg)
     t0 = 1_000_000_000_000
     engine.process(batch_of([(t0, "view", "gone", "s")]))
@@ -188,9 +233,13 @@ def test_state_stays_under_256_bytes_per_product(small_events):
 
 def test_config_change_changes_behaviour(small_events, small_reference):
     cfg = load_config(None, environ={})
-    cfg = dataclasses.replace(cfg, board=dataclasses.replace(cfg.board, promote_threshold=0.999999, demote_threshold=0.5))
+    cfg = dataclasses.replace(
+        cfg, board=dataclasses.replace(cfg.board, promote_threshold=0.999999, demote_threshold=0.5)
+    )
     _, messages = run_engine(small_events, [], cfg)
-    assert sum(m["action"] == "promote" for m in messages) < sum(m["action"] == "promote" for m in small_reference)
+    assert sum(m["action"] == "promote" for m in messages) < sum(
+        m["action"] == "promote" for m in small_reference
+    )
 
 
 def test_a_full_day_with_landmark_moves_is_identical_for_any_batching(scenario_factory):

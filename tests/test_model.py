@@ -32,7 +32,7 @@ def synthetic(seed: int, n: int, *, pos_rate: float = 0.15) -> tuple[dict[str, n
 
 def rows_of(cols: dict[str, np.ndarray]) -> list[dict[str, float]]:
     names = list(cols)
-    return [dict(zip(names, r)) for r in np.column_stack([cols[n] for n in names]).tolist()]
+    return [dict(zip(names, r, strict=False)) for r in np.column_stack([cols[n] for n in names]).tolist()]
 
 
 def make_model(**kwargs) -> OnlineModel:
@@ -131,7 +131,7 @@ def test_learn_many_equals_a_loop_of_learn_one():
     w = np.where(y, 1.0, 20.0)
     a, b = make_model(), make_model()
     a.learn_many(rows_of(cols), y, w)
-    for x, yi, wi in zip(rows_of(cols), y, w):
+    for x, yi, wi in zip(rows_of(cols), y, w, strict=False):
         b.learn_one(x, bool(yi), float(wi))
     assert a.to_dict() == b.to_dict()
 
@@ -146,8 +146,13 @@ def test_sampled_negative_weights_do_not_blow_up_the_step():
 
 def test_explain_names_the_dominant_feature_first():
     model = trained(seed=6, n=2000, min_labels=100)
-    cols = {"lift": np.array([1.0, 60.0]), "z": np.array([0.0, 0.0]), "velocity": np.array([1.0, 1.0]),
-            "share_rate": np.array([0.05, 0.05]), "age_s": np.array([86_400.0, 86_400.0])}
+    cols = {
+        "lift": np.array([1.0, 60.0]),
+        "z": np.array([0.0, 0.0]),
+        "velocity": np.array([1.0, 1.0]),
+        "share_rate": np.array([0.05, 0.05]),
+        "age_s": np.array([86_400.0, 86_400.0]),
+    }
     top = model.explain(cols, 1, top=3)
     assert top[0][0] == "lift"
     assert top[0][1] > 0
@@ -228,7 +233,9 @@ def test_due_releases_a_row_exactly_at_t_plus_horizon_and_not_a_millisecond_befo
     assert len(buf) == 0
 
 
-STEP_MS = st.one_of(st.sampled_from([0, 1, 4_999, 5_000, 5_001, 9_999, 10_000, 10_001]), st.integers(0, 30_000))
+STEP_MS = st.one_of(
+    st.sampled_from([0, 1, 4_999, 5_000, 5_001, 9_999, 10_000, 10_001]), st.integers(0, 30_000)
+)
 
 
 @settings(max_examples=100, deadline=None)
@@ -245,7 +252,7 @@ def test_due_never_releases_early_and_never_holds_a_row_past_its_time(ops):
         if call_due:
             got = buf.due(t)
             want = [p for p in pending if p[0] + 10_000 <= t]
-            assert list(zip(got.t_ms.tolist(), got.slot.tolist())) == want
+            assert list(zip(got.t_ms.tolist(), got.slot.tolist(), strict=True)) == want
             assert np.all(got.t_ms + 10_000 <= t)
             pending = [p for p in pending if p[0] + 10_000 > t]
     assert len(buf) == len(pending)
@@ -338,8 +345,13 @@ def test_add_rejects_time_going_backwards_and_non_int64_slots():
 
 def test_label_rows_needs_both_min_events_and_lift_over_baseline():
     buf = LabelBuffer(horizon_ms=H, negative_rate=1.0)
-    buf.add(0, np.arange(4, dtype=np.int64), {"lift": np.ones(4)},
-            baseline_per_s=np.array([0.0, 0.0, 1.0, 1.0]), count_at_t=np.array([10.0, 10.0, 10.0, 10.0]))
+    buf.add(
+        0,
+        np.arange(4, dtype=np.int64),
+        {"lift": np.ones(4)},
+        baseline_per_s=np.array([0.0, 0.0, 1.0, 1.0]),
+        count_at_t=np.array([10.0, 10.0, 10.0, 10.0]),
+    )
     rows = buf.due(H)
     # need max(5, 3 * baseline * 60): 5 for the first two, 180 for the last two
     got = label_rows(rows, np.array([14.0, 15.0, 189.0, 190.0]), min_events=5, lift=3.0, horizon_s=60.0)
@@ -356,8 +368,14 @@ def test_buffer_feeds_the_model_end_to_end():
     for i in range(30):
         slots = np.arange(50, dtype=np.int64)
         lift = rng.lognormal(0.0, 1.0, 50)
-        buf.add(i * 10_000, slots, {"lift": lift, "z": np.log(lift) * 5}, lift > 3,
-                baseline_per_s=np.full(50, 0.1), count_at_t=np.zeros(50))
+        buf.add(
+            i * 10_000,
+            slots,
+            {"lift": lift, "z": np.log(lift) * 5},
+            lift > 3,
+            baseline_per_s=np.full(50, 0.1),
+            count_at_t=np.zeros(50),
+        )
         rows = buf.due(i * 10_000)
         if len(rows):
             gained = rows.features[:, 0] * 10  # the future follows the lift, for the test

@@ -11,8 +11,16 @@ from viraltrend.config import load_config
 from viraltrend.engine import Engine
 from viraltrend.stream.checkpoint import CheckpointStore
 
-MODEL = {"model": {"enabled": True, "min_labels": 20, "horizon_s": 600.0, "sample_every_s": 60.0,
-                   "label_min_events": 50.0, "label_lift": 5.0}}
+MODEL = {
+    "model": {
+        "enabled": True,
+        "min_labels": 20,
+        "horizon_s": 600.0,
+        "sample_every_s": 60.0,
+        "label_min_events": 50.0,
+        "label_lift": 5.0,
+    }
+}
 
 
 def cfg(**extra):
@@ -34,7 +42,6 @@ def recording(engine: Engine) -> list[tuple[list[dict], list[bool]]]:
 def _label_of_late_burst(burst_offset_ms: int) -> bool:
     """Sample p-x at t, then send (in one batch) the tick t + horizon and a burst starting at t + offset."""
     t0 = 1_000_000_000_000
-    horizon_ms = 600_000
     engine = Engine(cfg())
     seen = recording(engine)
     background = _burst("bg-only", "s", t0, 1)  # a quiet catalogue from t0 - 1 h
@@ -45,8 +52,14 @@ def _label_of_late_burst(burst_offset_ms: int) -> bool:
     slot = engine.products.lookup(["p-x"])
     counts = engine.counters.read(slot, t)
     feats = {n: np.zeros(1) for n in engine.model.features}
-    engine.labels.add(t, slot, feats, np.array([True]), baseline_per_s=np.array([0.001]),
-                      count_at_t=engine._baseline_count(counts))
+    engine.labels.add(
+        t,
+        slot,
+        feats,
+        np.array([True]),
+        baseline_per_s=np.array([0.001]),
+        count_at_t=engine._baseline_count(counts),
+    )
     rest = [(t0 + 20_000 + k * 20_000, "view", f"bg{k % 300}", "s", None, f"user{k}") for k in range(60)]
     rest += [(t + burst_offset_ms + i * 100, "share", "p-x", "s", None, f"user{i}") for i in range(2000)]
     engine.process(batch_of(sorted(rest)))  # one batch: the tick t + horizon and the burst
@@ -69,8 +82,11 @@ def test_a_burst_inside_the_horizon_is_labelled_positive():
 
 def test_cold_model_leaves_the_rule_deciding():
     t0 = 1_000_000_000_000
-    _, messages = run_engine(batch_of(sorted(_burst("p-hot", "s", t0, 3000))), [], cfg(model={"enabled": True,
-                                                                                              "min_labels": 10_000}))
+    _, messages = run_engine(
+        batch_of(sorted(_burst("p-hot", "s", t0, 3000))),
+        [],
+        cfg(model={"enabled": True, "min_labels": 10_000}),
+    )
     promote = next(m for m in messages if m["action"] == "promote")
     assert promote["reasons"][0] == "scored_by_rule"
 
@@ -103,4 +119,6 @@ def test_model_state_round_trips_through_a_checkpoint(small_events, tmp_path):
 
 def test_model_decisions_do_not_depend_on_batching(small_events):
     config = cfg()
-    assert run_engine(small_events, [1234, 9999, 25_000], config)[1] == run_engine(small_events, [], config)[1]
+    assert (
+        run_engine(small_events, [1234, 9999, 25_000], config)[1] == run_engine(small_events, [], config)[1]
+    )

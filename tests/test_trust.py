@@ -9,8 +9,16 @@ from tests.conftest import read_events, run_engine, truth
 from viraltrend.config import TrustConfig, load_config
 from viraltrend.trust import TrustGuard
 
-ATTACKS = dict(n_events=300_000, n_products=20_000, n_viral=3, seed=4, n_bot_farms=1, n_click_farms=1,
-               n_lockstep_rings=1, n_banned_viral=1)
+ATTACKS = dict(
+    n_events=300_000,
+    n_products=20_000,
+    n_viral=3,
+    seed=4,
+    n_bot_farms=1,
+    n_click_farms=1,
+    n_lockstep_rings=1,
+    n_banned_viral=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +47,15 @@ def test_organic_viral_products_still_get_through_unblocked(attacked):
     assert not viral & set(blocked)
 
 
-@pytest.mark.parametrize(("kind", "reason"), [("bot_farm", "low_unique_users"), ("click_farm", "fresh_accounts"),
-                                              ("lockstep_ring", "lockstep_with_"), ("banned_viral", "seller_blocked")])
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("bot_farm", "low_unique_users"),
+        ("click_farm", "fresh_accounts"),
+        ("lockstep_ring", "lockstep_with_"),
+        ("banned_viral", "seller_blocked"),
+    ],
+)
 def test_each_attack_is_blocked_with_its_reason(attacked, kind, reason):
     t, _, blocked, _ = attacked
     rows = [a for a in t["attacks"] if a["kind"] == kind]

@@ -107,13 +107,17 @@ class Board:
                 continue
             m.score = float(score[i])
             refused = self.guard(cand, i) if m.score >= c.demote_threshold else None
-            if refused is not None and any(r.startswith(("seller_blocked", "product_blocked")) for r in refused):
+            if refused is not None and any(
+                r.startswith(("seller_blocked", "product_blocked")) for r in refused
+            ):
                 del self.members[slot]  # blocked while on the board (a live blocklist change)
                 self.blocked_shown.add(slot)
                 blocks.append(self._message("block", now_ms, cand, i, None, refused))
             elif m.score < c.demote_threshold and now_ms - m.since_ms >= c.min_dwell_s * 1000:
                 del self.members[slot]
-                demotes.append(self._message("demote", now_ms, cand, i, None, [f"score_below_{c.demote_threshold:g}"]))
+                demotes.append(
+                    self._message("demote", now_ms, cand, i, None, [f"score_below_{c.demote_threshold:g}"])
+                )
         hot = np.flatnonzero(score >= c.demote_threshold).tolist()
         hot_set = set(hot)
         for slot in [s for s in self.blocked_shown if index.get(s) not in hot_set and s in index]:
@@ -135,13 +139,18 @@ class Board:
                 held_since = self.held.setdefault(slot, now_ms)
                 if slot not in self.blocked_shown and (not soft or now_ms - held_since >= c.confirm_s * 1000):
                     self.blocked_shown.add(slot)
-                    blocks.append(self._message("block", now_ms, cand, i, None, [*refused, *self._why_trending(cand, i)]))
+                    blocks.append(
+                        self._message(
+                            "block", now_ms, cand, i, None, [*refused, *self._why_trending(cand, i)]
+                        )
+                    )
                 continue
             self.held.pop(slot, None)
             if momentum[i] >= c.min_momentum:
                 self.pending.setdefault(slot, now_ms)
         eligible = [
-            index[s] for s, since in self.pending.items()
+            index[s]
+            for s, since in self.pending.items()
             if s in index and now_ms - since >= c.confirm_s * 1000
         ]
         eligible.sort(key=lambda i: (-score[i], cand.product_id[i]))
@@ -150,7 +159,9 @@ class Board:
         blocks.sort(key=lambda m: m["product_id"])
         return demotes + blocks + promotes + self._rerank(now_ms, cand, index, promotes)
 
-    def _try_enter(self, now_ms: int, cand: Candidates, i: int, demotes: list[Message], promotes: list[Message]) -> None:
+    def _try_enter(
+        self, now_ms: int, cand: Candidates, i: int, demotes: list[Message], promotes: list[Message]
+    ) -> None:
         c = self.cfg
         out: Member | None = None
         if len(self.members) >= c.size:
@@ -168,8 +179,9 @@ class Board:
             reasons = ["displaced_by_higher_score", f"replaced_by_{cand.product_id[i]}"]
             demotes.append(self._member_message("demote", now_ms, out, reasons))
         self.pending.pop(slot, None)
-        self.members[slot] = Member(slot, cand.product_id[i], cand.seller_id[i], cand.category[i],
-                                    float(cand.score[i]), now_ms)
+        self.members[slot] = Member(
+            slot, cand.product_id[i], cand.seller_id[i], cand.category[i], float(cand.score[i]), now_ms
+        )
         promotes.append(self._message("promote", now_ms, cand, i, 0, self._why_trending(cand, i)))
 
     def _diversity_ok(self, seller: str | None, category: str | None, leaving: Member | None) -> bool:
@@ -178,7 +190,9 @@ class Board:
             return False
         return category is None or sum(m.category == category for m in stay) < self.cfg.max_per_category
 
-    def _rerank(self, now_ms: int, cand: Candidates, index: dict[int, int], promotes: list[Message]) -> list[Message]:
+    def _rerank(
+        self, now_ms: int, cand: Candidates, index: dict[int, int], promotes: list[Message]
+    ) -> list[Message]:
         new = {msg["product_id"]: msg for msg in promotes}
         updates: list[Message] = []
         for rank, m in enumerate(self.ranked(), start=1):
@@ -210,8 +224,9 @@ class Board:
             reasons.append(f"z_{float(f['z'][i]):.1f}")
         return reasons
 
-    def _message(self, action: str, now_ms: int, cand: Candidates, i: int, rank: int | None,
-                 reasons: Sequence[str]) -> Message:
+    def _message(
+        self, action: str, now_ms: int, cand: Candidates, i: int, rank: int | None, reasons: Sequence[str]
+    ) -> Message:
         return {
             "schema": 1,
             "action": action,
@@ -244,8 +259,14 @@ class Board:
     def snapshot(self, now_ms: int) -> Message:
         """The whole board as a ``board`` message (key ``__board__``)."""
         items = [
-            {"rank": r, "product_id": m.product_id, "seller_id": m.seller_id, "category": m.category,
-             "score": round(m.score, 6), "since_ts": m.since_ms}
+            {
+                "rank": r,
+                "product_id": m.product_id,
+                "seller_id": m.seller_id,
+                "category": m.category,
+                "score": round(m.score, 6),
+                "since_ts": m.since_ms,
+            }
             for r, m in enumerate(self.ranked(), start=1)
         ]
         return {"schema": 1, "action": "board", "event_ts": int(now_ms), "emitted_at": None, "items": items}
@@ -253,8 +274,20 @@ class Board:
     def to_dict(self) -> dict[str, Any]:
         """Plain data for a checkpoint."""
         return {
-            "members": [[m.slot, m.product_id, m.seller_id, m.category, m.score, m.since_ms, m.rank,
-                         m.emitted_rank, m.emitted_score] for m in self.members.values()],
+            "members": [
+                [
+                    m.slot,
+                    m.product_id,
+                    m.seller_id,
+                    m.category,
+                    m.score,
+                    m.since_ms,
+                    m.rank,
+                    m.emitted_rank,
+                    m.emitted_score,
+                ]
+                for m in self.members.values()
+            ],
             "pending": [[s, t] for s, t in self.pending.items()],
             "held": [[s, t] for s, t in self.held.items()],
             "blocked_shown": sorted(self.blocked_shown),
@@ -262,8 +295,12 @@ class Board:
 
     def load_dict(self, data: dict[str, Any]) -> None:
         """Restore from :meth:`to_dict` output."""
-        self.members = {int(r[0]): Member(int(r[0]), r[1], r[2], r[3], float(r[4]), int(r[5]), int(r[6]),
-                                          int(r[7]), float(r[8])) for r in data["members"]}
+        self.members = {
+            int(r[0]): Member(
+                int(r[0]), r[1], r[2], r[3], float(r[4]), int(r[5]), int(r[6]), int(r[7]), float(r[8])
+            )
+            for r in data["members"]
+        }
         self.pending = {int(s): int(t) for s, t in data["pending"]}
         self.held = {int(s): int(t) for s, t in data["held"]}
         self.blocked_shown = {int(s) for s in data["blocked_shown"]}

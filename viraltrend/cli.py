@@ -35,7 +35,9 @@ def _iso(ts_ms: int | None) -> str:
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE", help="TOML file with the keys to change (see config/default.toml)")
+    p.add_argument(
+        "--config", metavar="FILE", help="TOML file with the keys to change (see config/default.toml)"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,65 +46,115 @@ def _parser() -> argparse.ArgumentParser:
         description="Spot products going viral in engagement events and promote them onto a "
         "'Deals of the day' board, refusing faked popularity.",
         epilog="Examples:\n  viraltrend simulate --events 1000000 --out sim/\n"
-        "  viraltrend replay sim/events.ndjson --out decisions.ndjson --trace p-000042 --trace-out trace.csv\n"
+        "  viraltrend replay sim/events.ndjson --out decisions.ndjson --trace p-000042\n"
         "  viraltrend demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"viraltrend {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sim = sub.add_parser("simulate", help="write simulated engagement events with ground truth",
-                         description="Write DIR/events.ndjson and DIR/truth.json: Zipf popularity, viral products "
-                         "growing as a self-exciting process from their onset, steady sellers, one-off spikes.")
+    sim = sub.add_parser(
+        "simulate",
+        help="write simulated engagement events with ground truth",
+        description="Write DIR/events.ndjson and DIR/truth.json: Zipf popularity, viral products "
+        "growing as a self-exciting process from their onset, steady sellers, one-off spikes.",
+    )
     sim.add_argument("--events", type=int, default=1_000_000, help="number of events (default 1,000,000)")
     sim.add_argument("--products", type=int, default=100_000, help="catalogue size (default 100,000)")
     sim.add_argument("--viral", type=int, default=5, help="products that go viral (default 5)")
     sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sim.add_argument("--hours", type=float, default=24.0, help="event-time span in hours (default 24)")
-    sim.add_argument("--duplicates", type=float, default=0.0, help="fraction of events re-sent with the same event_id")
-    sim.add_argument("--garbage", type=float, default=0.0, help="fraction of lines replaced by malformed input")
+    sim.add_argument(
+        "--duplicates", type=float, default=0.0, help="fraction of events re-sent with the same event_id"
+    )
+    sim.add_argument(
+        "--garbage", type=float, default=0.0, help="fraction of lines replaced by malformed input"
+    )
     sim.add_argument("--bot-farms", type=int, default=0, help="products pumped by a few accounts (attack)")
-    sim.add_argument("--click-farms", type=int, default=0, help="products pumped by many fresh accounts that never buy")
-    sim.add_argument("--lockstep-rings", type=int, default=0, help="rings of accounts boosting one seller's products")
+    sim.add_argument(
+        "--click-farms", type=int, default=0, help="products pumped by many fresh accounts that never buy"
+    )
+    sim.add_argument(
+        "--lockstep-rings", type=int, default=0, help="rings of accounts boosting one seller's products"
+    )
     sim.add_argument("--banned-viral", type=int, default=0, help="really viral products of banned sellers")
     sim.add_argument("--out", required=True, metavar="DIR", help="output directory")
     _add_config(sim)
 
-    rep = sub.add_parser("replay", help="run the engine over event files and write every decision",
-                         description="Replay files of engagement events (NDJSON, CSV, Parquet; or the Taobao "
-                         "UserBehavior CSV with --format taobao) through the engine, in event-time order, and write "
-                         "every decision message (the deals contract) as NDJSON. Prints a summary.")
+    rep = sub.add_parser(
+        "replay",
+        help="run the engine over event files and write every decision",
+        description="Replay files of engagement events (NDJSON, CSV, Parquet; or the Taobao "
+        "UserBehavior CSV with --format taobao) through the engine, in event-time order, and write "
+        "every decision message (the deals contract) as NDJSON. Prints a summary.",
+    )
     rep.add_argument("files", nargs="+", metavar="FILE", help="event files, replayed in the order given")
-    rep.add_argument("--out", default="decisions.ndjson", metavar="FILE", help="decisions (default decisions.ndjson)")
-    rep.add_argument("--rejects", metavar="FILE", help="write refused records here (default OUT.rejects.ndjson)")
-    rep.add_argument("--format", default="auto", choices=["auto", "ndjson", "csv", "parquet", "taobao"],
-                     help="input format (default: from the file extension)")
-    rep.add_argument("--sort", action="store_true", help="load all input and sort it by ts first (unsorted files)")
-    rep.add_argument("--batch-size", type=int, default=50_000, help="events per batch (does not change decisions)")
-    rep.add_argument("--trace", action="append", default=[], metavar="PRODUCT_ID",
-                     help="record this product's features and score at every tick (repeatable)")
+    rep.add_argument(
+        "--out", default="decisions.ndjson", metavar="FILE", help="decisions (default decisions.ndjson)"
+    )
+    rep.add_argument(
+        "--rejects", metavar="FILE", help="write refused records here (default OUT.rejects.ndjson)"
+    )
+    rep.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "ndjson", "csv", "parquet", "taobao"],
+        help="input format (default: from the file extension)",
+    )
+    rep.add_argument(
+        "--sort", action="store_true", help="load all input and sort it by ts first (unsorted files)"
+    )
+    rep.add_argument(
+        "--batch-size", type=int, default=50_000, help="events per batch (does not change decisions)"
+    )
+    rep.add_argument(
+        "--trace",
+        action="append",
+        default=[],
+        metavar="PRODUCT_ID",
+        help="record this product's features and score at every tick (repeatable)",
+    )
     rep.add_argument("--trace-out", metavar="FILE", help="CSV for --trace (default OUT.trace.csv)")
     rep.add_argument("--summary-json", metavar="FILE", help="also write the summary as JSON")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_config(rep)
 
-    run = sub.add_parser("run", help="the live service: consume events from Kafka, publish Deals of the day",
-                         description="Consume engagement events from Kafka in a consumer group, run the engine, "
-                         "publish decisions and board snapshots (shared/contract/deals.md), send bad records to the "
-                         "dead-letter topic, serve Prometheus metrics, checkpoint state. Flags override [kafka], "
-                         "[metrics] and [checkpoint] config keys. Stops cleanly on SIGTERM/SIGINT.")
-    run.add_argument("--bootstrap-servers", help="Kafka brokers, host:port[,host:port] (kafka.bootstrap_servers)")
+    run = sub.add_parser(
+        "run",
+        help="the live service: consume events from Kafka, publish Deals of the day",
+        description="Consume engagement events from Kafka in a consumer group, run the engine, "
+        "publish decisions and board snapshots (shared/contract/deals.md), send bad records to the "
+        "dead-letter topic, serve Prometheus metrics, checkpoint state. Flags override [kafka], "
+        "[metrics] and [checkpoint] config keys. Stops cleanly on SIGTERM/SIGINT.",
+    )
+    run.add_argument(
+        "--bootstrap-servers", help="Kafka brokers, host:port[,host:port] (kafka.bootstrap_servers)"
+    )
     run.add_argument("--input-topic", help="engagement events topic (kafka.input_topic)")
     run.add_argument("--output-topic", help="decisions topic (kafka.output_topic)")
     run.add_argument("--dlq-topic", help="dead-letter topic (kafka.dlq_topic)")
-    run.add_argument("--group-id", help="consumer group; workers in one group share partitions (kafka.group_id)")
-    run.add_argument("--create-topics", action=argparse.BooleanOptionalAction, default=None,
-                     help="create missing topics with explicit retention and cleanup configs (kafka.create_topics)")
-    run.add_argument("--metrics-host", help="address of the /metrics endpoint (metrics.host, default 127.0.0.1)")
-    run.add_argument("--metrics-port", type=int, help="port of the /metrics endpoint, 0 = any free (metrics.port)")
+    run.add_argument(
+        "--group-id", help="consumer group; workers in one group share partitions (kafka.group_id)"
+    )
+    run.add_argument(
+        "--create-topics",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="create missing topics with explicit retention and cleanup configs (kafka.create_topics)",
+    )
+    run.add_argument(
+        "--metrics-host", help="address of the /metrics endpoint (metrics.host, default 127.0.0.1)"
+    )
+    run.add_argument(
+        "--metrics-port", type=int, help="port of the /metrics endpoint, 0 = any free (metrics.port)"
+    )
     run.add_argument("--checkpoint-dir", help="where state checkpoints go (checkpoint.dir)")
-    run.add_argument("--exit-when-idle", type=float, metavar="SECONDS",
-                     help="stop (publishing the final board) after this long with no input; for batch jobs and tests")
+    run.add_argument(
+        "--exit-when-idle",
+        type=float,
+        metavar="SECONDS",
+        help="stop (publishing the final board) after this long with no input; for batch jobs and tests",
+    )
     run.add_argument("--security-protocol", help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
     run.add_argument("--sasl-mechanism", help="e.g. PLAIN, SCRAM-SHA-256")
     run.add_argument("--sasl-username", help="SASL user (kafka.sasl_plain_username)")
@@ -111,21 +163,35 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     _add_config(run)
 
-    demo = sub.add_parser("demo", help="the whole system live on this machine: broker, traffic, engine, board",
-                          description="Start the embedded Kafka-protocol broker, simulate a day of traffic with "
-                          "viral products, feed it in faster than real time (a day in about a minute), run the live "
-                          "service with its metrics endpoint, and watch the board change in the terminal as a "
-                          "subscriber of the output topic. Stops by itself after the day (or --duration, or Ctrl-C) "
-                          "and compares the board's decisions with the ground truth.")
+    demo = sub.add_parser(
+        "demo",
+        help="the whole system live on this machine: broker, traffic, engine, board",
+        description="Start the embedded Kafka-protocol broker, simulate a day of traffic with "
+        "viral products, feed it in faster than real time (a day in about a minute), run the live "
+        "service with its metrics endpoint, and watch the board change in the terminal as a "
+        "subscriber of the output topic. Stops by itself after the day (or --duration, or Ctrl-C) "
+        "and compares the board's decisions with the ground truth.",
+    )
     demo.add_argument("--events", type=int, default=1_000_000, help="events to simulate (default 1,000,000)")
     demo.add_argument("--products", type=int, default=100_000, help="catalogue size (default 100,000)")
     demo.add_argument("--viral", type=int, default=5, help="products that go viral (default 5)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    demo.add_argument("--rate", type=float, default=25_000.0, help="events fed per second of wall time (default 25,000)")
-    demo.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: after the day)")
-    demo.add_argument("--metrics-port", type=int, default=0, help="port of the /metrics endpoint (default: a free one)")
-    demo.add_argument("--attacks", type=int, default=1, metavar="N",
-                      help="bot farms, click farms and banned sellers' viral products, N of each (default 1; 0 = none)")
+    demo.add_argument(
+        "--rate", type=float, default=25_000.0, help="events fed per second of wall time (default 25,000)"
+    )
+    demo.add_argument(
+        "--duration", type=float, metavar="SECONDS", help="stop after this long (default: after the day)"
+    )
+    demo.add_argument(
+        "--metrics-port", type=int, default=0, help="port of the /metrics endpoint (default: a free one)"
+    )
+    demo.add_argument(
+        "--attacks",
+        type=int,
+        default=1,
+        metavar="N",
+        help="bot farms, click farms and banned sellers' viral products, N of each (default 1; 0 = none)",
+    )
     demo.add_argument("--out", metavar="DIR", help="keep the files here (default: a temporary directory)")
     _add_config(demo)
     return parser
@@ -136,13 +202,20 @@ def _load(args: argparse.Namespace, overrides: dict[str, dict[str, Any]] | None 
 
 
 _RUN_FLAGS = {
-    "bootstrap_servers": ("kafka", "bootstrap_servers"), "input_topic": ("kafka", "input_topic"),
-    "output_topic": ("kafka", "output_topic"), "dlq_topic": ("kafka", "dlq_topic"),
-    "group_id": ("kafka", "group_id"), "create_topics": ("kafka", "create_topics"),
-    "metrics_host": ("metrics", "host"), "metrics_port": ("metrics", "port"),
-    "checkpoint_dir": ("checkpoint", "dir"), "security_protocol": ("kafka", "security_protocol"),
-    "sasl_mechanism": ("kafka", "sasl_mechanism"), "sasl_username": ("kafka", "sasl_plain_username"),
-    "sasl_password": ("kafka", "sasl_plain_password"), "ssl_cafile": ("kafka", "ssl_cafile"),
+    "bootstrap_servers": ("kafka", "bootstrap_servers"),
+    "input_topic": ("kafka", "input_topic"),
+    "output_topic": ("kafka", "output_topic"),
+    "dlq_topic": ("kafka", "dlq_topic"),
+    "group_id": ("kafka", "group_id"),
+    "create_topics": ("kafka", "create_topics"),
+    "metrics_host": ("metrics", "host"),
+    "metrics_port": ("metrics", "port"),
+    "checkpoint_dir": ("checkpoint", "dir"),
+    "security_protocol": ("kafka", "security_protocol"),
+    "sasl_mechanism": ("kafka", "sasl_mechanism"),
+    "sasl_username": ("kafka", "sasl_plain_username"),
+    "sasl_password": ("kafka", "sasl_plain_password"),
+    "ssl_cafile": ("kafka", "ssl_cafile"),
 }
 
 
@@ -159,22 +232,41 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                    TransferSpeedColumn(), TextColumn("{task.fields[events]:,} events"), TimeRemainingColumn(),
-                    console=_err, transient=True)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TransferSpeedColumn(),
+        TextColumn("{task.fields[events]:,} events"),
+        TimeRemainingColumn(),
+        console=_err,
+        transient=True,
+    )
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from viraltrend.simulate import Scenario, simulate
 
-    scenario = Scenario(n_events=args.events, n_products=args.products, n_viral=args.viral, seed=args.seed,
-                        duration_s=args.hours * 3600.0, duplicate_fraction=args.duplicates,
-                        garbage_fraction=args.garbage, n_bot_farms=args.bot_farms, n_click_farms=args.click_farms,
-                        n_lockstep_rings=args.lockstep_rings, n_banned_viral=args.banned_viral)
+    scenario = Scenario(
+        n_events=args.events,
+        n_products=args.products,
+        n_viral=args.viral,
+        seed=args.seed,
+        duration_s=args.hours * 3600.0,
+        duplicate_fraction=args.duplicates,
+        garbage_fraction=args.garbage,
+        n_bot_farms=args.bot_farms,
+        n_click_farms=args.click_farms,
+        n_lockstep_rings=args.lockstep_rings,
+        n_banned_viral=args.banned_viral,
+    )
     with _progress() as bar:
         task = bar.add_task("simulating", total=args.events, events=0)
-        result = simulate(scenario, Path(args.out),
-                          progress=lambda done, total: bar.update(task, completed=done, total=total, events=done))
+        result = simulate(
+            scenario,
+            Path(args.out),
+            progress=lambda done, total: bar.update(task, completed=done, total=total, events=done),
+        )
     _err.print(f"wrote {result.events_path} and {result.truth_path}")
     return 0
 
@@ -186,7 +278,9 @@ def _summary_table(summary: Any) -> Table:
     t.add_row("throughput", f"{summary.events_per_s:,.0f} events/s over {summary.wall_s:.2f} s")
     t.add_row("rejected", ", ".join(f"{k}={v:,}" for k, v in summary.rejected.items()) or "none")
     t.add_row("decisions", ", ".join(f"{k}={v:,}" for k, v in summary.decisions.items()) or "none")
-    t.add_row("products tracked", f"{summary.products_tracked:,} ({summary.bytes_per_product:.0f} bytes/product)")
+    t.add_row(
+        "products tracked", f"{summary.products_tracked:,} ({summary.bytes_per_product:.0f} bytes/product)"
+    )
     t.add_row("event time reached", _iso(summary.watermark_ms))
     return t
 
@@ -198,8 +292,14 @@ def _board_table(items: list[dict[str, Any]], truth: set[str] | None = None) -> 
     if truth is not None:
         t.add_column("truly viral?")
     for it in items:
-        row = [str(it["rank"]), it["product_id"], it.get("seller_id") or "-", it.get("category") or "-",
-               f"{it['score']:.3f}", _iso(it.get("since_ts"))]
+        row = [
+            str(it["rank"]),
+            it["product_id"],
+            it.get("seller_id") or "-",
+            it.get("category") or "-",
+            f"{it['score']:.3f}",
+            _iso(it.get("since_ts")),
+        ]
         if truth is not None:
             row.append("yes" if it["product_id"] in truth else "no")
         t.add_row(*row)
@@ -224,9 +324,18 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             bar.update(task, completed=done, total=total, events=events)
 
     try:
-        summary = replay(args.files, cfg, out=out, rejects_out=rejects, batch_size=args.batch_size,
-                         file_format=args.format, sort=args.sort, trace=args.trace, trace_out=trace_out,
-                         progress=on_progress)
+        summary = replay(
+            args.files,
+            cfg,
+            out=out,
+            rejects_out=rejects,
+            batch_size=args.batch_size,
+            file_format=args.format,
+            sort=args.sort,
+            trace=args.trace,
+            trace_out=trace_out,
+            progress=on_progress,
+        )
     finally:
         if bar is not None:
             bar.stop()
@@ -243,11 +352,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from viraltrend.demo import DemoOptions, run_demo
 
     cfg = _load(args)
-    opts = DemoOptions(events=args.events, products=args.products, viral=args.viral, seed=args.seed,
-                       rate_per_s=args.rate, duration_s=args.duration, metrics_port=args.metrics_port,
-                       out_dir=Path(args.out) if args.out else None,
-                       attacks=(("n_bot_farms", args.attacks), ("n_click_farms", args.attacks),
-                                ("n_banned_viral", args.attacks)))
+    opts = DemoOptions(
+        events=args.events,
+        products=args.products,
+        viral=args.viral,
+        seed=args.seed,
+        rate_per_s=args.rate,
+        duration_s=args.duration,
+        metrics_port=args.metrics_port,
+        out_dir=Path(args.out) if args.out else None,
+        attacks=(
+            ("n_bot_farms", args.attacks),
+            ("n_click_farms", args.attacks),
+            ("n_banned_viral", args.attacks),
+        ),
+    )
     return run_demo(cfg, opts)
 
 

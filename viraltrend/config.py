@@ -299,7 +299,9 @@ def _build(overrides: Mapping[str, Any], origin: Mapping[str, str], problems: li
     top_hints = typing.get_type_hints(Config)
     for name in overrides:
         if name not in top_hints:
-            problems.append(f"{origin.get(name, '')}unknown section '{name}'{_did_you_mean(name, list(top_hints))}")
+            problems.append(
+                f"{origin.get(name, '')}unknown section '{name}'{_did_you_mean(name, list(top_hints))}"
+            )
     for sec_name, sec_type in top_hints.items():
         given = overrides.get(sec_name, {})
         if not isinstance(given, Mapping):
@@ -391,7 +393,7 @@ def load_config(
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            msg = f"config file {p} does not exist; pass an existing TOML file to --config (see config/default.toml)"
+            msg = f"config file {p} does not exist; pass an existing TOML file (see config/default.toml)"
             raise ConfigError(msg) from None
         except tomllib.TOMLDecodeError as exc:
             msg = f"{p}: not valid TOML: {exc}"
@@ -404,7 +406,9 @@ def load_config(
         rest = var[len("VIRALTREND_") :].lower()
         sec = next((s for s in sections if rest.startswith(s + "_")), None)
         if sec is None:
-            problems.append(f"environment {var}: no config section matches; sections are {', '.join(sections)}")
+            problems.append(
+                f"environment {var}: no config section matches; sections are {', '.join(sections)}"
+            )
             continue
         key = rest[len(sec) + 1 :]
         hint = typing.get_type_hints(sections[sec]).get(key) if isinstance(sections[sec], type) else None

@@ -106,8 +106,13 @@ class Deduplicator:
 
     def to_dict(self) -> dict[str, object]:
         """Plain data for a checkpoint."""
-        return {"window_ms": self.window_ms, "watermark_ms": self.watermark_ms, "current": self._current,
-                "previous": self._previous, "current_since_ms": self._current_since_ms}
+        return {
+            "window_ms": self.window_ms,
+            "watermark_ms": self.watermark_ms,
+            "current": self._current,
+            "previous": self._previous,
+            "current_since_ms": self._current_since_ms,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Deduplicator:

@@ -52,7 +52,9 @@ class DemoOptions:
     attacks: tuple[tuple[str, int], ...] = (("n_bot_farms", 1), ("n_click_farms", 1), ("n_banned_viral", 1))
 
 
-def _truth_table(truth: dict[str, Any], first_promote: dict[str, int], blocked: dict[str, list[str]]) -> Table:
+def _truth_table(
+    truth: dict[str, Any], first_promote: dict[str, int], blocked: dict[str, list[str]]
+) -> Table:
     t = Table(title="ground truth vs what the board did")
     for col in ("product", "truth", "onset (event time)", "outcome"):
         t.add_column(col)
@@ -77,8 +79,11 @@ class _FeederProcess:
         ctx = multiprocessing.get_context("spawn")
         self._sent = ctx.Value("q", 0)
         self._done = ctx.Value("b", 0)
-        self._proc = ctx.Process(target=_feed, args=(bootstrap_servers, topic, str(path), rate_per_s, self._sent,
-                                                     self._done), daemon=True)
+        self._proc = ctx.Process(
+            target=_feed,
+            args=(bootstrap_servers, topic, str(path), rate_per_s, self._sent, self._done),
+            daemon=True,
+        )
         self._proc.start()
 
     @property
@@ -112,8 +117,13 @@ def run_demo(cfg: Config, opts: DemoOptions, *, console: Console | None = None) 
     console = console or Console()
     out = opts.out_dir or Path(tempfile.mkdtemp(prefix="viraltrend-demo-"))
     console.print(f"[bold]viraltrend demo[/]: simulating {opts.events:,} events of a day into {out} ...")
-    scenario = Scenario(n_events=opts.events, n_products=opts.products, n_viral=opts.viral, seed=opts.seed,
-                        **dict(opts.attacks))
+    scenario = Scenario(
+        n_events=opts.events,
+        n_products=opts.products,
+        n_viral=opts.viral,
+        seed=opts.seed,
+        **dict(opts.attacks),
+    )
     result = simulate(scenario, out)
     truth = json.loads(Path(result.truth_path).read_text(encoding="utf-8"))
     banned = tuple(truth.get("banned_sellers", []))
@@ -127,11 +137,18 @@ def run_demo(cfg: Config, opts: DemoOptions, *, console: Console | None = None) 
     thread: threading.Thread | None = None
     server = None
     try:
-        k = replace(cfg.kafka, bootstrap_servers=broker.bootstrap_servers, partitions=1,
-                    group_id=f"demo-{int(time.time())}")
+        k = replace(
+            cfg.kafka,
+            bootstrap_servers=broker.bootstrap_servers,
+            partitions=1,
+            group_id=f"demo-{int(time.time())}",
+        )
         cfg = replace(cfg, kafka=k, checkpoint=replace(cfg.checkpoint, dir=str(out / "checkpoints")))
-        create_topics(k.bootstrap_servers, {k.input_topic: 1, k.output_topic: 1, k.dlq_topic: 1},
-                      compacted=frozenset({k.output_topic}))
+        create_topics(
+            k.bootstrap_servers,
+            {k.input_topic: 1, k.output_topic: 1, k.dlq_topic: 1},
+            compacted=frozenset({k.output_topic}),
+        )
         registry = CollectorRegistry()
         metrics = Metrics(registry)
         server, port = serve_metrics(registry, host=cfg.metrics.host, port=opts.metrics_port)
@@ -145,18 +162,29 @@ def run_demo(cfg: Config, opts: DemoOptions, *, console: Console | None = None) 
 
         def status() -> str:
             state = "done" if feed.done else f"{opts.rate_per_s:,.0f}/s"
-            return (f"fed {feed.sent:,}/{result.n_lines:,} events ({state}) · broker {k.bootstrap_servers} · "
-                    f"metrics {url} · Ctrl-C to stop")
+            return (
+                f"fed {feed.sent:,}/{result.n_lines:,} events ({state}) · broker {k.bootstrap_servers} · "
+                f"metrics {url} · Ctrl-C to stop"
+            )
 
         def finished() -> bool:  # everything fed and the service idle for a few seconds: the board settled
             return feed.done and svc.idle_s > 4.0
 
-        watcher = watch(k.bootstrap_servers, k.output_topic, duration_s=opts.duration_s,
-                        truth_path=result.truth_path, extra_status=status, console=console, should_stop=finished)
+        watcher = watch(
+            k.bootstrap_servers,
+            k.output_topic,
+            duration_s=opts.duration_s,
+            truth_path=result.truth_path,
+            extra_status=status,
+            console=console,
+            should_stop=finished,
+        )
         console.print(_truth_table(truth, watcher.first_promoted, watcher.blocked))
         false = sorted(set(watcher.first_promoted) - {v["product_id"] for v in truth.get("viral", [])})
-        console.print(f"promoted but not viral in the ground truth: {len(false)}"
-                      + (f" ({', '.join(false[:10])})" if false else ""))
+        console.print(
+            f"promoted but not viral in the ground truth: {len(false)}"
+            + (f" ({', '.join(false[:10])})" if false else "")
+        )
         console.print(f"files kept in {out} (events, truth, checkpoints, broker log)")
         return 0
     finally:

@@ -95,18 +95,24 @@ class Engine:
         Product ids whose features and score are recorded at every tick (``trace_rows``).
     """
 
-    def __init__(self, cfg: Config, *, scorer: Scorer | None = None, trace_products: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, cfg: Config, *, scorer: Scorer | None = None, trace_products: tuple[str, ...] = ()
+    ) -> None:
         self.cfg = cfg
         d = cfg.decay
         self.products = Interner()
         self.sellers = Interner()
         self.categories = Interner()
-        self.counters = DecayedCounters(half_lives_s=d.half_lives_s, n_types=len(EVENT_TYPES),
-                                        capacity=cfg.state.initial_capacity)
+        self.counters = DecayedCounters(
+            half_lives_s=d.half_lives_s, n_types=len(EVENT_TYPES), capacity=cfg.state.initial_capacity
+        )
         self.seller_of = np.full(cfg.state.initial_capacity, -1, np.int32)
         self.category_of = np.full(cfg.state.initial_capacity, -1, np.int32)
-        self.clock = EventClock(tick_ms=round(d.tick_s * 1000), allowed_lateness_ms=round(d.allowed_lateness_s * 1000),
-                                max_future_ms=round(d.max_future_s * 1000))
+        self.clock = EventClock(
+            tick_ms=round(d.tick_s * 1000),
+            allowed_lateness_ms=round(d.allowed_lateness_s * 1000),
+            max_future_ms=round(d.max_future_s * 1000),
+        )
         self.dedup = Deduplicator(window_ms=round(cfg.dedup.window_s * 1000)) if cfg.dedup.enabled else None
         self.reader = FeatureReader.from_config(cfg)
         self.model: OnlineModel | None = None
@@ -115,19 +121,30 @@ class Engine:
             m = cfg.model
             trend = f"rate_{half_life_label(cfg.score.trend_half_life_s)}_per_h"
             features = tuple(trend if f == "rate_5m_per_h" else f for f in DEFAULT_FEATURES)
-            self.model = OnlineModel(features=features, fallback=RuleScorer(cfg.score), min_labels=m.min_labels,
-                                     learning_rate=m.learning_rate, l2=m.l2)
-            self.labels = LabelBuffer(horizon_ms=round(m.horizon_s * 1000), capacity=m.buffer_capacity,
-                                      negative_rate=m.negative_rate)
+            self.model = OnlineModel(
+                features=features,
+                fallback=RuleScorer(cfg.score),
+                min_labels=m.min_labels,
+                learning_rate=m.learning_rate,
+                l2=m.l2,
+            )
+            self.labels = LabelBuffer(
+                horizon_ms=round(m.horizon_s * 1000),
+                capacity=m.buffer_capacity,
+                negative_rate=m.negative_rate,
+            )
         self.scorer: Scorer = scorer if scorer is not None else (self.model or RuleScorer(cfg.score))
         t = cfg.trust
         self.users = Interner()
-        self.user_signals = UserSignals(cap_window_ms=round(t.cap_window_s * 1000),
-                                        fresh_window_ms=round(t.fresh_window_s * 1000),
-                                        allowed_lateness_ms=round(d.allowed_lateness_s * 1000))
+        self.user_signals = UserSignals(
+            cap_window_ms=round(t.cap_window_s * 1000),
+            fresh_window_ms=round(t.fresh_window_s * 1000),
+            allowed_lateness_ms=round(d.allowed_lateness_s * 1000),
+        )
         # distinct-user, fresh-account and raw event counts at the trend half-life (40 bytes/product)
-        self.trust_counters = DecayedCounters(half_lives_s=(cfg.score.trend_half_life_s,), n_types=3,
-                                              capacity=cfg.state.initial_capacity)
+        self.trust_counters = DecayedCounters(
+            half_lives_s=(cfg.score.trend_half_life_s,), n_types=3, capacity=cfg.state.initial_capacity
+        )
         self.sketches = UserSketches(k=32, seed=0)
         self.guard = TrustGuard(t)
         for pid in _load_ids(t.blocked_products, t.blocked_products_file, "blocked_products_file"):
@@ -136,7 +153,9 @@ class Engine:
             self.guard.set_blocked("seller", sid, "config")
 
         def guard(cand: Candidates, i: int) -> list[str] | None:
-            return self.guard.check(cand.product_id[i], cand.seller_id[i], int(cand.slot[i]), cand.features, i)
+            return self.guard.check(
+                cand.product_id[i], cand.seller_id[i], int(cand.slot[i]), cand.features, i
+            )
 
         self.board = Board(cfg.board, trend_label=half_life_label(cfg.score.trend_half_life_s), guard=guard)
         self.stats = EngineStats()
@@ -190,41 +209,60 @@ class Engine:
             return []
         return [self.board.snapshot(int(wm))]
 
-    def _time_rejects(self, batch: EventBatch, status: NDArray[np.int8], future_limit_ms: int) -> list[Reject]:
+    def _time_rejects(
+        self, batch: EventBatch, status: NDArray[np.int8], future_limit_ms: int
+    ) -> list[Reject]:
         bad = np.flatnonzero(status != 0)
         out = []
         for i in bad.tolist():
             reason = _STATUS_REASON[int(status[i])]
             self.stats.rejected[reason] += 1
             if reason == "late":
-                detail = (f"ts {batch.ts_ms[i]} is more than {self.cfg.decay.allowed_lateness_s:g} s behind the "
-                          f"event-time watermark {self.clock.watermark_ms}")
+                detail = (
+                    f"ts {batch.ts_ms[i]} is more than {self.cfg.decay.allowed_lateness_s:g} s behind the "
+                    f"event-time watermark {self.clock.watermark_ms}"
+                )
             else:
-                detail = (f"ts {batch.ts_ms[i]} is more than {self.cfg.decay.max_future_s:g} s ahead of the "
-                          f"event-time watermark (limit {future_limit_ms} at the start of the batch)")
-            out.append(Reject(raw=_reencode(batch, i), reason=reason, detail=detail, source="engine",
-                              partition=int(batch.partition[i]), offset=int(batch.offset[i])))
+                detail = (
+                    f"ts {batch.ts_ms[i]} is more than {self.cfg.decay.max_future_s:g} s ahead of the "
+                    f"event-time watermark (limit {future_limit_ms} at the start of the batch)"
+                )
+            out.append(
+                Reject(
+                    raw=_reencode(batch, i),
+                    reason=reason,
+                    detail=detail,
+                    source="engine",
+                    partition=int(batch.partition[i]),
+                    offset=int(batch.offset[i]),
+                )
+            )
         return out
 
     def _intern(self, batch: EventBatch, idx: NDArray[np.intp]) -> NDArray[np.int64]:
         """Slots of the events at ``idx``; new products get their seller and category attached."""
         whole = idx.size == len(batch)
-        slots = self.products.intern(batch.product_id if whole else [batch.product_id[i] for i in idx.tolist()])
+        slots = self.products.intern(
+            batch.product_id if whole else [batch.product_id[i] for i in idx.tolist()]
+        )
         self._grow(self.products.high_water)
         new = np.flatnonzero(self.counters.last_ts_ms[slots] == _NEVER)
         if new.size:
             new = new[np.unique(slots[new], return_index=True)[1]]  # one event per new product
             at = idx[new].tolist()
-            for names, table, column in ((batch.seller_id, self.sellers, self.seller_of),
-                                         (batch.category, self.categories, self.category_of)):
+            for names, table, column in (
+                (batch.seller_id, self.sellers, self.seller_of),
+                (batch.category, self.categories, self.category_of),
+            ):
                 given = [(j, names[i]) for j, i in zip(new.tolist(), at, strict=True) if names[i] is not None]
                 if given:
                     rows = slots[np.fromiter((g[0] for g in given), np.int64, len(given))]
                     column[rows] = table.intern([g[1] for g in given]).astype(np.int32)
         return slots
 
-    def _apply(self, batch: EventBatch, idx: NDArray[np.intp], slots: NDArray[np.int64],
-               users: NDArray[np.int64]) -> None:
+    def _apply(
+        self, batch: EventBatch, idx: NDArray[np.intp], slots: NDArray[np.int64], users: NDArray[np.int64]
+    ) -> None:
         """Add the events at ``idx`` (slots and users already interned) to the counters."""
         if idx.size == 0:
             return
@@ -234,10 +272,19 @@ class Engine:
         types, ts = batch.type_code[idx], batch.ts_ms[idx]
         weight, new_pair, fresh = self.user_signals.process(slots, users, types, ts)
         self.counters.add(slots, types, ts, weight)  # per-user caps: repeats within the window weigh 0
-        channel = np.concatenate([np.zeros(int(new_pair.sum()), np.int8), np.ones(int(fresh.sum()), np.int8),
-                                  np.full(idx.size, 2, np.int8)])
-        self.trust_counters.add(np.concatenate([slots[new_pair], slots[fresh], slots]), channel,
-                                np.concatenate([ts[new_pair], ts[fresh], ts]), np.ones(channel.size))
+        channel = np.concatenate(
+            [
+                np.zeros(int(new_pair.sum()), np.int8),
+                np.ones(int(fresh.sum()), np.int8),
+                np.full(idx.size, 2, np.int8),
+            ]
+        )
+        self.trust_counters.add(
+            np.concatenate([slots[new_pair], slots[fresh], slots]),
+            channel,
+            np.concatenate([ts[new_pair], ts[fresh], ts]),
+            np.ones(channel.size),
+        )
         self.sketches.update(slots, users)
         self._touched.append(slots)
         self.stats.events_applied += idx.size
@@ -279,14 +326,26 @@ class Engine:
         self._maybe_evict(now_ms)
         return messages
 
-    def _evaluate(self, now_ms: int, slots: NDArray[np.int64], touched: NDArray[np.int64], watched: NDArray[np.int64],
-                  traced: NDArray[np.int64]) -> list[Message]:
+    def _evaluate(
+        self,
+        now_ms: int,
+        slots: NDArray[np.int64],
+        touched: NDArray[np.int64],
+        watched: NDArray[np.int64],
+        traced: NDArray[np.int64],
+    ) -> list[Message]:
         counts = self.counters.read(slots, now_ms)
         first = self.counters.first_ts_ms[slots]
         age_s = np.maximum(now_ms - first, 0) / 1000.0
         observed_s = (now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0
-        feats = self.reader.read(counts, self.counters.read_global(now_ms), self._n_live, age_s, observed_s,
-                                 trust=self.trust_counters.read(slots, now_ms)[:, :, 0])
+        feats = self.reader.read(
+            counts,
+            self.counters.read_global(now_ms),
+            self._n_live,
+            age_s,
+            observed_s,
+            trust=self.trust_counters.read(slots, now_ms)[:, :, 0],
+        )
         score = self.scorer.score_many(feats)
         if traced.size:
             self._trace(now_ms, slots, traced, score, feats)
@@ -323,8 +382,14 @@ class Engine:
         base = self.cfg.decay.half_lives_s.index(self.cfg.score.baseline_half_life_s)
         return np.asarray(counts[:, :, base] @ np.asarray(self.cfg.signals.weights()), np.float64)
 
-    def _sample(self, now_ms: int, slots: NDArray[np.int64], touched: NDArray[np.int64],
-                feats: dict[str, NDArray[np.float64]], counts: NDArray[np.float64]) -> None:
+    def _sample(
+        self,
+        now_ms: int,
+        slots: NDArray[np.int64],
+        touched: NDArray[np.int64],
+        feats: dict[str, NDArray[np.float64]],
+        counts: NDArray[np.float64],
+    ) -> None:
         """Every ``model.sample_every_s``: keep candidates' features for labelling one horizon later."""
         assert self.labels is not None and self.model is not None
         every_ms = round(self.cfg.model.sample_every_s * 1000)
@@ -333,10 +398,14 @@ class Engine:
         rows = np.flatnonzero(np.isin(slots, touched))
         if rows.size == 0:
             return
-        self.labels.add(now_ms, slots[rows], {n: feats[n][rows] for n in self.model.features},
-                        feats["lift"][rows] >= self.cfg.model.hint_lift,
-                        baseline_per_s=feats["baseline_per_h"][rows] / 3600.0,
-                        count_at_t=self._baseline_count(counts[rows]))
+        self.labels.add(
+            now_ms,
+            slots[rows],
+            {n: feats[n][rows] for n in self.model.features},
+            feats["lift"][rows] >= self.cfg.model.hint_lift,
+            baseline_per_s=feats["baseline_per_h"][rows] / 3600.0,
+            count_at_t=self._baseline_count(counts[rows]),
+        )
 
     def _learn(self, now_ms: int) -> None:
         """Label the rows whose horizon has passed and learn from them (predict first, then learn).
@@ -353,7 +422,9 @@ class Engine:
         m = self.cfg.model
         lam = math.log(2.0) / self.cfg.score.baseline_half_life_s
         elapsed_s = (now_ms - due.t_ms) / 1000.0
-        gained = self._baseline_count(self.counters.read(due.slot, now_ms)) - due.count_at_t * np.exp(-lam * elapsed_s)
+        gained = self._baseline_count(self.counters.read(due.slot, now_ms)) - due.count_at_t * np.exp(
+            -lam * elapsed_s
+        )
         labels = gained >= np.maximum(m.label_min_events, m.label_lift * due.baseline_per_s * elapsed_s)
         self.model.learn_many(due.rows(), labels, due.weight)
 
@@ -375,12 +446,22 @@ class Engine:
         sim = self.sketches.similarity(a, b).reshape(m, m)
         self.guard.find_lockstep(self._sketched, self.products.names(self._sketched.tolist()), sim)
 
-    def _trace(self, now_ms: int, slots: NDArray[np.int64], traced: NDArray[np.int64], score: NDArray[np.float64],
-               feats: dict[str, NDArray[np.float64]]) -> None:
+    def _trace(
+        self,
+        now_ms: int,
+        slots: NDArray[np.int64],
+        traced: NDArray[np.int64],
+        score: NDArray[np.float64],
+        feats: dict[str, NDArray[np.float64]],
+    ) -> None:
         pos = np.searchsorted(slots, traced)
         for p in pos.tolist():
-            row: dict[str, Any] = {"event_ts": now_ms, "product_id": self.products.name(int(slots[p])),
-                                   "score": float(score[p]), "on_board": int(slots[p]) in self.board.members}
+            row: dict[str, Any] = {
+                "event_ts": now_ms,
+                "product_id": self.products.name(int(slots[p])),
+                "score": float(score[p]),
+                "on_board": int(slots[p]) in self.board.members,
+            }
             row.update({k: float(v[p]) for k, v in feats.items()})
             self.trace_rows.append(row)
 
@@ -454,10 +535,15 @@ class Engine:
             "n_live": self._n_live,
             "last_snapshot_ms": self._last_snapshot_ms,
             "next_evict_ms": self._next_evict_ms,
-            "stats": {"events_in": self.stats.events_in, "events_applied": self.stats.events_applied,
-                      "duplicates": self.stats.duplicates, "rejected": dict(self.stats.rejected),
-                      "ticks": self.stats.ticks, "decisions": dict(self.stats.decisions),
-                      "evicted": self.stats.evicted},
+            "stats": {
+                "events_in": self.stats.events_in,
+                "events_applied": self.stats.events_applied,
+                "duplicates": self.stats.duplicates,
+                "rejected": dict(self.stats.rejected),
+                "ticks": self.stats.ticks,
+                "decisions": dict(self.stats.decisions),
+                "evicted": self.stats.evicted,
+            },
         }
         return arrays, meta
 
@@ -465,24 +551,38 @@ class Engine:
         """The config that shapes the state: restoring under another one is refused."""
         d = self.cfg.decay
         t = self.cfg.trust
-        return {"half_lives_s": list(d.half_lives_s), "tick_s": d.tick_s, "n_types": len(EVENT_TYPES),
-                "model": self.cfg.model.enabled,
-                "trend_half_life_s": self.cfg.score.trend_half_life_s, "cap_window_s": t.cap_window_s,
-                "fresh_window_s": t.fresh_window_s}
+        return {
+            "half_lives_s": list(d.half_lives_s),
+            "tick_s": d.tick_s,
+            "n_types": len(EVENT_TYPES),
+            "model": self.cfg.model.enabled,
+            "trend_half_life_s": self.cfg.score.trend_half_life_s,
+            "cap_window_s": t.cap_window_s,
+            "fresh_window_s": t.fresh_window_s,
+        }
 
     @classmethod
-    def restore(cls, cfg: Config, arrays: dict[str, NDArray[Any]], meta: dict[str, Any], *,
-                scorer: Scorer | None = None) -> Engine:
+    def restore(
+        cls,
+        cfg: Config,
+        arrays: dict[str, NDArray[Any]],
+        meta: dict[str, Any],
+        *,
+        scorer: Scorer | None = None,
+    ) -> Engine:
         """Rebuild an engine from :meth:`state` output; CheckpointError if it does not fit ``cfg``."""
         engine = cls(cfg, scorer=scorer)
         if meta.get("config") != engine._fingerprint():
-            msg = (f"checkpoint was written with {meta.get('config')} but the config now says "
-                   f"{engine._fingerprint()}; delete the checkpoint directory or restore the old config")
+            msg = (
+                f"checkpoint was written with {meta.get('config')} but the config now says "
+                f"{engine._fingerprint()}; delete the checkpoint directory or restore the old config"
+            )
             raise CheckpointError(msg)
         try:
             engine.counters = DecayedCounters.from_arrays(
                 {k.removeprefix("counters."): v for k, v in arrays.items() if k.startswith("counters.")},
-                half_lives_s=cfg.decay.half_lives_s)
+                half_lives_s=cfg.decay.half_lives_s,
+            )
             engine.seller_of = np.asarray(arrays["seller_of"], np.int32)
             engine.category_of = np.asarray(arrays["category_of"], np.int32)
             touched = np.asarray(arrays["touched"], np.int64)
@@ -495,12 +595,16 @@ class Engine:
             def part(prefix: str) -> dict[str, NDArray[Any]]:
                 return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
 
-            engine.trust_counters = DecayedCounters.from_arrays(part("trust."),
-                                                                half_lives_s=(cfg.score.trend_half_life_s,))
+            engine.trust_counters = DecayedCounters.from_arrays(
+                part("trust."), half_lives_s=(cfg.score.trend_half_life_s,)
+            )
             t = cfg.trust
             engine.user_signals = UserSignals.from_arrays(
-                part("users."), cap_window_ms=round(t.cap_window_s * 1000), fresh_window_ms=round(t.fresh_window_s * 1000),
-                allowed_lateness_ms=round(cfg.decay.allowed_lateness_s * 1000))
+                part("users."),
+                cap_window_ms=round(t.cap_window_s * 1000),
+                fresh_window_ms=round(t.fresh_window_s * 1000),
+                allowed_lateness_ms=round(cfg.decay.allowed_lateness_s * 1000),
+            )
             engine.sketches = UserSketches.from_arrays(part("sketches."), k=32, seed=0)
             engine._sketched = np.asarray(arrays["sketched"], np.int64)
             engine.guard.blocked_products = dict(meta["blocked_products"])
@@ -518,12 +622,24 @@ class Engine:
             engine._last_snapshot_ms = meta["last_snapshot_ms"]
             engine._next_evict_ms = meta["next_evict_ms"]
             st = meta["stats"]
-            engine.stats = EngineStats(st["events_in"], st["events_applied"], st["duplicates"], Counter(st["rejected"]),
-                                       st["ticks"], Counter(st["decisions"]), st["evicted"])
+            engine.stats = EngineStats(
+                st["events_in"],
+                st["events_applied"],
+                st["duplicates"],
+                Counter(st["rejected"]),
+                st["ticks"],
+                Counter(st["decisions"]),
+                st["evicted"],
+            )
         except (KeyError, TypeError, ValueError) as exc:
-            msg = f"checkpoint is incomplete or malformed ({type(exc).__name__}: {exc}); it cannot be restored"
+            msg = (
+                f"checkpoint is incomplete or malformed ({type(exc).__name__}: {exc}); it cannot be restored"
+            )
             raise CheckpointError(msg) from exc
-        if engine.seller_of.shape[0] != engine.counters.capacity or engine.products.high_water > engine.counters.capacity:
+        if (
+            engine.seller_of.shape[0] != engine.counters.capacity
+            or engine.products.high_water > engine.counters.capacity
+        ):
             msg = "checkpoint arrays disagree in size; it is corrupt"
             raise CheckpointError(msg)
         return engine
@@ -537,13 +653,22 @@ class Engine:
     @property
     def bytes_per_product(self) -> int:
         """Bytes of numeric state per product slot (counters, trust counters, seller and category)."""
-        return int(self.counters.nbytes_per_slot + self.trust_counters.nbytes_per_slot
-                   + self.seller_of.itemsize + self.category_of.itemsize)
+        return int(
+            self.counters.nbytes_per_slot
+            + self.trust_counters.nbytes_per_slot
+            + self.seller_of.itemsize
+            + self.category_of.itemsize
+        )
 
     @property
     def state_bytes(self) -> int:
         """Bytes of per-product numeric state allocated (counters plus seller/category columns)."""
-        return int(self.counters.nbytes + self.trust_counters.nbytes + self.seller_of.nbytes + self.category_of.nbytes)
+        return int(
+            self.counters.nbytes
+            + self.trust_counters.nbytes
+            + self.seller_of.nbytes
+            + self.category_of.nbytes
+        )
 
 
 _ENCODE = msgspec.json.Encoder()
@@ -551,8 +676,12 @@ _ENCODE = msgspec.json.Encoder()
 
 def _reencode(batch: EventBatch, i: int) -> bytes:
     """The event at ``i`` as contract JSON (for rejects decided after decoding)."""
-    obj: dict[str, Any] = {"ts": int(batch.ts_ms[i]), "type": EVENT_TYPES[int(batch.type_code[i])],
-                           "product_id": batch.product_id[i], "user_id": batch.user_id[i]}
+    obj: dict[str, Any] = {
+        "ts": int(batch.ts_ms[i]),
+        "type": EVENT_TYPES[int(batch.type_code[i])],
+        "product_id": batch.product_id[i],
+        "user_id": batch.user_id[i],
+    }
     for name in ("event_id", "seller_id", "category"):
         v = getattr(batch, name)[i]
         if v is not None:

@@ -73,12 +73,18 @@ class BoardMerger:
         for pid in sorted(set(self.current) - set(new)):
             m = self.current[pid]
             src = latest.get(pid)
-            reasons = src["reasons"] if src is not None and src["action"] == "demote" else ["displaced_in_merge"]
+            reasons = (
+                src["reasons"] if src is not None and src["action"] == "demote" else ["displaced_in_merge"]
+            )
             out.append(self._message("demote", m, None, event_ts, reasons, src))
         for rank, m in enumerate(chosen, start=1):
             src = latest.get(m.product_id)
             if m.product_id not in self.current:
-                reasons = src["reasons"] if src is not None and src["action"] == "promote" else ["entered_merged_board"]
+                reasons = (
+                    src["reasons"]
+                    if src is not None and src["action"] == "promote"
+                    else ["entered_merged_board"]
+                )
                 out.append(self._message("promote", m, rank, event_ts, reasons, src))
             elif self.ranks.get(m.product_id) != rank or (src is not None and src["action"] == "update"):
                 out.append(self._message("update", m, rank, event_ts, ["rank_changed"], src))
@@ -90,17 +96,33 @@ class BoardMerger:
 
     def snapshot(self, event_ts: int) -> Message:
         """The merged board as a ``board`` message."""
-        items = [{"rank": self.ranks[pid], "product_id": pid, "seller_id": m.seller_id, "category": m.category,
-                  "score": round(m.score, 6), "since_ts": m.since_ms}
-                 for pid, m in sorted(self.current.items(), key=lambda kv: self.ranks[kv[0]])]
+        items = [
+            {
+                "rank": self.ranks[pid],
+                "product_id": pid,
+                "seller_id": m.seller_id,
+                "category": m.category,
+                "score": round(m.score, 6),
+                "since_ts": m.since_ms,
+            }
+            for pid, m in sorted(self.current.items(), key=lambda kv: self.ranks[kv[0]])
+        ]
         return {"schema": 1, "action": "board", "event_ts": int(event_ts), "emitted_at": None, "items": items}
 
     @staticmethod
-    def _message(action: str, m: Member, rank: int | None, event_ts: int, reasons: list[str],
-                 src: Message | None) -> Message:
+    def _message(
+        action: str, m: Member, rank: int | None, event_ts: int, reasons: list[str], src: Message | None
+    ) -> Message:
         return {
-            "schema": 1, "action": action, "product_id": m.product_id, "seller_id": m.seller_id,
-            "category": m.category, "rank": rank, "score": round(m.score, 6),
-            "event_ts": int(src["event_ts"]) if src is not None else int(event_ts), "emitted_at": None,
-            "reasons": list(reasons), "features": dict(src["features"]) if src is not None else {},
+            "schema": 1,
+            "action": action,
+            "product_id": m.product_id,
+            "seller_id": m.seller_id,
+            "category": m.category,
+            "rank": rank,
+            "score": round(m.score, 6),
+            "event_ts": int(src["event_ts"]) if src is not None else int(event_ts),
+            "emitted_at": None,
+            "reasons": list(reasons),
+            "features": dict(src["features"]) if src is not None else {},
         }

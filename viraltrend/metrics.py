@@ -36,43 +36,107 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         ns = "viraltrend"
         self.registry = registry
-        self.consumed = Counter("events_consumed", "Records consumed from the input, valid or not.",
-                                ["partition"], namespace=ns, registry=registry)
-        self.rejected = Counter("events_rejected", "Records refused, by reason (sent to the dead-letter topic).",
-                                ["reason"], namespace=ns, registry=registry)
+        self.consumed = Counter(
+            "events_consumed",
+            "Records consumed from the input, valid or not.",
+            ["partition"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "events_rejected",
+            "Records refused, by reason (sent to the dead-letter topic).",
+            ["reason"],
+            namespace=ns,
+            registry=registry,
+        )
         for reason in REJECT_REASONS:
             self.rejected.labels(reason=reason)
-        self.late_dropped = Counter("events_late_dropped", "Events older than the allowed lateness.",
-                                    namespace=ns, registry=registry)
-        self.board_changes = Counter("board_changes", "Decision messages published, by action.", ["action"],
-                                     namespace=ns, registry=registry)
+        self.late_dropped = Counter(
+            "events_late_dropped", "Events older than the allowed lateness.", namespace=ns, registry=registry
+        )
+        self.board_changes = Counter(
+            "board_changes",
+            "Decision messages published, by action.",
+            ["action"],
+            namespace=ns,
+            registry=registry,
+        )
         for action in DECISION_ACTIONS:
             self.board_changes.labels(action=action)
-        self.batch_duration = Histogram("batch_duration_seconds", "Wall time to process one batch end to end.",
-                                        namespace=ns, registry=registry, buckets=_FAST)
-        self.kernel_duration = Histogram("kernel_update_duration_seconds", "Wall time in the engine per batch.",
-                                         namespace=ns, registry=registry, buckets=_FAST)
-        self.checkpoint_duration = Histogram("checkpoint_duration_seconds", "Wall time to write a checkpoint.",
-                                             namespace=ns, registry=registry, buckets=_LATENCY)
-        self.latency = Histogram("end_to_end_latency_seconds",
-                                 "From a batch's arrival (poll) to its decisions being published.",
-                                 namespace=ns, registry=registry, buckets=_LATENCY)
-        self.event_time_lag = Gauge("event_time_lag_seconds", "Wall clock minus the event-time watermark.",
-                                    namespace=ns, registry=registry)
-        self.last_checkpoint = Gauge("last_checkpoint_timestamp_seconds", "Wall time of the last checkpoint.",
-                                     namespace=ns, registry=registry)
-        self.tracked_products = Gauge("tracked_products", "Products holding state.", namespace=ns, registry=registry)
-        self.state_bytes = Gauge("state_bytes", "Bytes of per-product numeric state.", namespace=ns,
-                                 registry=registry)
+        self.batch_duration = Histogram(
+            "batch_duration_seconds",
+            "Wall time to process one batch end to end.",
+            namespace=ns,
+            registry=registry,
+            buckets=_FAST,
+        )
+        self.kernel_duration = Histogram(
+            "kernel_update_duration_seconds",
+            "Wall time in the engine per batch.",
+            namespace=ns,
+            registry=registry,
+            buckets=_FAST,
+        )
+        self.checkpoint_duration = Histogram(
+            "checkpoint_duration_seconds",
+            "Wall time to write a checkpoint.",
+            namespace=ns,
+            registry=registry,
+            buckets=_LATENCY,
+        )
+        self.latency = Histogram(
+            "end_to_end_latency_seconds",
+            "From a batch's arrival (poll) to its decisions being published.",
+            namespace=ns,
+            registry=registry,
+            buckets=_LATENCY,
+        )
+        self.event_time_lag = Gauge(
+            "event_time_lag_seconds",
+            "Wall clock minus the event-time watermark.",
+            namespace=ns,
+            registry=registry,
+        )
+        self.last_checkpoint = Gauge(
+            "last_checkpoint_timestamp_seconds",
+            "Wall time of the last checkpoint.",
+            namespace=ns,
+            registry=registry,
+        )
+        self.tracked_products = Gauge(
+            "tracked_products", "Products holding state.", namespace=ns, registry=registry
+        )
+        self.state_bytes = Gauge(
+            "state_bytes", "Bytes of per-product numeric state.", namespace=ns, registry=registry
+        )
         self.board_size = Gauge("board_size", "Products on the board.", namespace=ns, registry=registry)
-        self.consumer_lag = Gauge("consumer_lag", "Messages behind the end of the input, per partition.",
-                                  ["partition"], namespace=ns, registry=registry)
-        self.broker_up = Gauge("broker_up", "1 while the broker answers, 0 while it is unreachable.",
-                               namespace=ns, registry=registry)
-        self.broker_errors = Counter("broker_errors", "Broker operations that failed and were retried.",
-                                     namespace=ns, registry=registry)
-        self.build_info = Gauge("build_info", "Always 1; the version is in the label.", ["version"],
-                                namespace=ns, registry=registry)
+        self.consumer_lag = Gauge(
+            "consumer_lag",
+            "Messages behind the end of the input, per partition.",
+            ["partition"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.broker_up = Gauge(
+            "broker_up",
+            "1 while the broker answers, 0 while it is unreachable.",
+            namespace=ns,
+            registry=registry,
+        )
+        self.broker_errors = Counter(
+            "broker_errors",
+            "Broker operations that failed and were retried.",
+            namespace=ns,
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "build_info",
+            "Always 1; the version is in the label.",
+            ["version"],
+            namespace=ns,
+            registry=registry,
+        )
         self.build_info.labels(version=__version__).set(1)
 
 

@@ -25,8 +25,18 @@ __all__ = ["DEFAULT_FEATURES", "DueRows", "LabelBuffer", "OnlineModel", "label_r
 
 Columns = Mapping[str, NDArray[np.float64]]
 DEFAULT_FEATURES: tuple[str, ...] = (
-    "lift", "z", "velocity", "momentum", "acceleration", "share_rate", "cart_rate", "purchase_rate",
-    "rate_5m_per_h", "baseline_per_h", "age_s")
+    "lift",
+    "z",
+    "velocity",
+    "momentum",
+    "acceleration",
+    "share_rate",
+    "cart_rate",
+    "purchase_rate",
+    "rate_5m_per_h",
+    "baseline_per_h",
+    "age_s",
+)
 _T_MAX = 50.0  # bound of a squashed input: log1p(|x|) = 50 at |x| ~ 5e21
 _MAX_CLASS_WEIGHT = 100.0  # bound of the online-balanced positive weight (and of its inverse)
 
@@ -48,9 +58,14 @@ def _squash(x: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def _cm_to_dict(cm: metrics.ConfusionMatrix) -> dict[str, Any]:
-    return {"cells": [[t, p, w] for t, row in cm.data.items() for p, w in row.items()],
-            "sum_row": list(map(list, cm.sum_row.items())), "sum_col": list(map(list, cm.sum_col.items())),
-            "n": cm.n_samples, "total": cm.total_weight, "tp": cm._total_true_positives}
+    return {
+        "cells": [[t, p, w] for t, row in cm.data.items() for p, w in row.items()],
+        "sum_row": list(map(list, cm.sum_row.items())),
+        "sum_col": list(map(list, cm.sum_col.items())),
+        "n": cm.n_samples,
+        "total": cm.total_weight,
+        "tp": cm._total_true_positives,
+    }
 
 
 def _cm_restore(cm: metrics.ConfusionMatrix, d: Mapping[str, Any]) -> None:
@@ -116,9 +131,16 @@ class OnlineModel:
     """
 
     def __init__(
-        self, *, features: tuple[str, ...] = DEFAULT_FEATURES, min_labels: int = 200, fallback: Scorer,
-        learning_rate: float = 0.05, l2: float = 1e-4, positive_weight: float | None = None,
-        min_per_class: int = 10, seed: int = 0,
+        self,
+        *,
+        features: tuple[str, ...] = DEFAULT_FEATURES,
+        min_labels: int = 200,
+        fallback: Scorer,
+        learning_rate: float = 0.05,
+        l2: float = 1e-4,
+        positive_weight: float | None = None,
+        min_per_class: int = 10,
+        seed: int = 0,
     ) -> None:
         self.features = tuple(features)
         self.min_labels = min_labels
@@ -136,7 +158,8 @@ class OnlineModel:
             raise ValueError(msg)
         self._scaler = preprocessing.StandardScaler()
         self._logreg = linear_model.LogisticRegression(
-            optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=learning_rate)
+            optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=learning_rate
+        )
         self._pipeline = compose.Pipeline(self._scaler, self._logreg)
         self._roc_auc, self._log_loss = metrics.ROCAUC(), metrics.LogLoss()
         self._precision = metrics.Precision()  # of predictions >= 0.5
@@ -149,8 +172,11 @@ class OnlineModel:
     def warm(self) -> bool:
         """Whether the model has learned enough to score (else the fallback scores)."""
         negatives = self.labels_seen - self.positives_seen
-        return (self.labels_seen >= self.min_labels and self.positives_seen >= self.min_per_class
-                and negatives >= self.min_per_class)
+        return (
+            self.labels_seen >= self.min_labels
+            and self.positives_seen >= self.min_per_class
+            and negatives >= self.min_per_class
+        )
 
     @property
     def name(self) -> str:
@@ -190,8 +216,12 @@ class OnlineModel:
         self._neg_mass += 0.0 if y else w
         self._pipeline.learn_one(xt, y, w=w * self._class_weight(y))
 
-    def learn_many(self, rows: Sequence[Mapping[str, float]], ys: Sequence[bool] | NDArray[np.bool_],
-                   ws: Sequence[float] | NDArray[np.float64] | None = None) -> None:
+    def learn_many(
+        self,
+        rows: Sequence[Mapping[str, float]],
+        ys: Sequence[bool] | NDArray[np.bool_],
+        ws: Sequence[float] | NDArray[np.float64] | None = None,
+    ) -> None:
         """Learn the rows in order, exactly as a loop of :meth:`learn_one` (``ws=None``: weight 1)."""
         weights = np.ones(len(rows)) if ws is None else np.asarray(ws, dtype=np.float64)
         if not len(rows) == len(ys) == len(weights):
@@ -244,9 +274,14 @@ class OnlineModel:
 
     def metrics(self) -> dict[str, Any]:
         """Progressive-validation metrics (weighted by sample weight) and label counts."""
-        return {"roc_auc": float(self._roc_auc.get()), "log_loss": float(self._log_loss.get()),
-                "precision": float(self._precision.get()), "labels_seen": self.labels_seen,
-                "positives_seen": self.positives_seen, "warm": self.warm}
+        return {
+            "roc_auc": float(self._roc_auc.get()),
+            "log_loss": float(self._log_loss.get()),
+            "precision": float(self._precision.get()),
+            "labels_seen": self.labels_seen,
+            "positives_seen": self.positives_seen,
+            "warm": self.warm,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """The whole state as JSON-able plain data (never a pickle).
@@ -257,20 +292,34 @@ class OnlineModel:
         confusion matrices, log loss's mean).  Dicts keep river's order, so the sums' order.
         """
         sc, lr = self._scaler, self._logreg
-        params = {"features": list(self.features), "min_labels": self.min_labels, "l2": self.l2,
-                  "learning_rate": self.learning_rate, "positive_weight": self.positive_weight,
-                  "min_per_class": self.min_per_class, "seed": self.seed}
+        params = {
+            "features": list(self.features),
+            "min_labels": self.min_labels,
+            "l2": self.l2,
+            "learning_rate": self.learning_rate,
+            "positive_weight": self.positive_weight,
+            "min_per_class": self.min_per_class,
+            "seed": self.seed,
+        }
         return {
-            "version": 1, "params": params,
-            "scaler": {"counts": {k: int(v) for k, v in sc.counts.items()},
-                       "means": {k: float(v) for k, v in sc.means.items()},
-                       "vars": {k: float(v) for k, v in sc.vars.items()}},
-            "logreg": {"weights": {k: float(v) for k, v in lr.weights.items()},
-                       "intercept": float(lr.intercept), "n_iterations": int(lr.optimizer.n_iterations)},
+            "version": 1,
+            "params": params,
+            "scaler": {
+                "counts": {k: int(v) for k, v in sc.counts.items()},
+                "means": {k: float(v) for k, v in sc.means.items()},
+                "vars": {k: float(v) for k, v in sc.vars.items()},
+            },
+            "logreg": {
+                "weights": {k: float(v) for k, v in lr.weights.items()},
+                "intercept": float(lr.intercept),
+                "n_iterations": int(lr.optimizer.n_iterations),
+            },
             "labels": [self.labels_seen, self.positives_seen, self._pos_mass, self._neg_mass],
-            "metrics": {"roc_auc": [_cm_to_dict(cm) for cm in self._roc_auc.cms],
-                        "precision": _cm_to_dict(self._precision.cm),
-                        "log_loss": [self._log_loss._mean.n, self._log_loss._mean._mean]},
+            "metrics": {
+                "roc_auc": [_cm_to_dict(cm) for cm in self._roc_auc.cms],
+                "precision": _cm_to_dict(self._precision.cm),
+                "log_loss": [self._log_loss._mean.n, self._log_loss._mean._mean],
+            },
         }
 
     @classmethod
@@ -327,15 +376,28 @@ class DueRows:
 
     @staticmethod
     def _concat(parts: Sequence[DueRows], feature_names: tuple[str, ...]) -> DueRows:
-        empty = DueRows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(feature_names))),
-                        np.zeros(0), np.zeros(0), np.zeros(0), feature_names)
+        empty = DueRows(
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros((0, len(feature_names))),
+            np.zeros(0),
+            np.zeros(0),
+            np.zeros(0),
+            feature_names,
+        )
         cols = (np.concatenate([getattr(p, a) for p in (empty, *parts)]) for a in _ARRAYS)
         return DueRows(*cols, feature_names=feature_names)
 
 
-def label_rows(due_rows: DueRows, count_at_t_plus_h: NDArray[np.float64], *, min_events: float,
-               lift: float, horizon_s: float) -> NDArray[np.bool_]:
-    """Label due rows (``bool[k]``): did the product gain enough events over the horizon?
+def label_rows(
+    due_rows: DueRows,
+    count_at_t_plus_h: NDArray[np.float64],
+    *,
+    min_events: float,
+    lift: float,
+    horizon_s: float,
+) -> NDArray[np.bool_]:
+    """Label due rows (``bool[k]``): whether each product gained enough events over the horizon.
 
     ``count_at_t_plus_h - count_at_t >= max(min_events, lift * baseline_per_s * horizon_s)``:
     at least ``min_events`` new events, and ``lift`` times what the baseline rate predicts over
@@ -395,8 +457,9 @@ class LabelBuffer:
 
     label_rows = staticmethod(label_rows)
 
-    def __init__(self, *, horizon_ms: int, capacity: int = 50_000, negative_rate: float = 0.05,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, *, horizon_ms: int, capacity: int = 50_000, negative_rate: float = 0.05, seed: int = 0
+    ) -> None:
         self.horizon_ms = int(horizon_ms)
         self.capacity = int(capacity)
         self.negative_rate = float(negative_rate)
@@ -415,9 +478,16 @@ class LabelBuffer:
     def __len__(self) -> int:
         return sum(map(len, self._chunks))
 
-    def add(self, t_ms: int, product_slots: NDArray[np.int64], features: Columns,
-            positive_hint: NDArray[np.bool_] | None = None, *, baseline_per_s: NDArray[np.float64],
-            count_at_t: NDArray[np.float64]) -> None:
+    def add(
+        self,
+        t_ms: int,
+        product_slots: NDArray[np.int64],
+        features: Columns,
+        positive_hint: NDArray[np.bool_] | None = None,
+        *,
+        baseline_per_s: NDArray[np.float64],
+        count_at_t: NDArray[np.float64],
+    ) -> None:
         """Keep the hinted and the sampled rows of the ``m`` candidates scored at tick ``t_ms``.
 
         ``t_ms`` (epoch ms) must not decrease between calls.  ``product_slots`` int64[m];
@@ -451,8 +521,11 @@ class LabelBuffer:
             return
         mat = np.stack([c[keep] for c in cols], axis=1) if cols else np.zeros((keep.size, 0))
         weight = np.where(hint[keep], 1.0, 1.0 / self.negative_rate if self.negative_rate > 0 else 1.0)
-        self._chunks.append(DueRows(np.full(keep.size, t_ms, np.int64), slots[keep], mat, weight,
-                                    base[keep], count[keep], names))
+        self._chunks.append(
+            DueRows(
+                np.full(keep.size, t_ms, np.int64), slots[keep], mat, weight, base[keep], count[keep], names
+            )
+        )
         excess = len(self) - self.capacity
         while excess > 0:  # drop the oldest rows
             first = self._chunks.popleft()
@@ -489,8 +562,9 @@ class LabelBuffer:
     def from_arrays(cls, arrays: Mapping[str, NDArray[Any]]) -> LabelBuffer:
         """Rebuild a buffer from :meth:`to_arrays`'s output."""
         horizon_ms, capacity, seed, dropped = (int(v) for v in arrays["config"])
-        buf = cls(horizon_ms=horizon_ms, capacity=capacity, negative_rate=float(arrays["negative_rate"]),
-                  seed=seed)
+        buf = cls(
+            horizon_ms=horizon_ms, capacity=capacity, negative_rate=float(arrays["negative_rate"]), seed=seed
+        )
         buf.feature_names, buf.dropped = tuple(str(n) for n in arrays["feature_names"]) or None, dropped
         buf.last_t_ms = int(arrays["last_t_ms"][0]) if len(arrays["last_t_ms"]) else None
         rows = DueRows(*(np.array(arrays[a]) for a in _ARRAYS), feature_names=buf.feature_names or ())

@@ -55,7 +55,9 @@ class ReplaySummary:
         return asdict(self)
 
 
-def _sorted_batches(source: FileSource, batch_size: int, on_rejects: Callable[[list[Reject]], None]) -> list[EventBatch]:
+def _sorted_batches(
+    source: FileSource, batch_size: int, on_rejects: Callable[[list[Reject]], None]
+) -> list[EventBatch]:
     parts = []
     while not source.exhausted:
         batch, rejects = source.next_batch(batch_size)
@@ -64,7 +66,9 @@ def _sorted_batches(source: FileSource, batch_size: int, on_rejects: Callable[[l
     whole = EventBatch.concat(parts)
     order = np.argsort(whole.ts_ms, kind="stable")
     whole = whole.take(order)
-    return [whole.take(np.arange(i, min(i + batch_size, len(whole)))) for i in range(0, len(whole), batch_size)]
+    return [
+        whole.take(np.arange(i, min(i + batch_size, len(whole)))) for i in range(0, len(whole), batch_size)
+    ]
 
 
 def replay(
@@ -139,7 +143,9 @@ def replay(
     for reason, n in stats.rejected.items():
         rejected[reason] = rejected.get(reason, 0) + n
     summary.rejected = dict(sorted(rejected.items()))
-    summary.events_read = summary.events_valid + sum(n for r, n in rejected.items() if r not in engine_reasons())
+    summary.events_read = summary.events_valid + sum(
+        n for r, n in rejected.items() if r not in engine_reasons()
+    )
     summary.events_applied = stats.events_applied
     summary.decisions = dict(sorted(stats.decisions.items()))
     summary.products_tracked = engine.tracked_products

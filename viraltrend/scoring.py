@@ -107,8 +107,11 @@ class FeatureReader:
         norm = lam / -np.expm1(-lam * seen)  # -> lam once seen >> half-life
         rate_h = eng * norm * 3600.0  # per hour
         cfg = self.score
-        i_mom, i_trend, i_base = (self._index(cfg.momentum_half_life_s), self._index(cfg.trend_half_life_s),
-                                  self._index(cfg.baseline_half_life_s))
+        i_mom, i_trend, i_base = (
+            self._index(cfg.momentum_half_life_s),
+            self._index(cfg.trend_half_life_s),
+            self._index(cfg.baseline_half_life_s),
+        )
         i_mid = min(i_trend + 1, i_base)
         floor_h = cfg.min_baseline_per_hour
         prior_h = cfg.global_baseline_factor * float(global_counts[:, i_base] @ w) * norm[i_base] * 3600.0
@@ -141,10 +144,14 @@ class FeatureReader:
             cols["unique_users"] = trust[:, 0]
             cols["events_per_user"] = trust[:, 2] / np.maximum(trust[:, 0], 1.0)
             cols["fresh_share"] = np.minimum(trust[:, 1] / raw, 1.0)
-            buys = counts[:, EVENT_TYPE_CODE["add_to_cart"], i_trend] + counts[:, EVENT_TYPE_CODE["purchase"], i_trend]
+            buys = (
+                counts[:, EVENT_TYPE_CODE["add_to_cart"], i_trend]
+                + counts[:, EVENT_TYPE_CODE["purchase"], i_trend]
+            )
             g = global_counts[:, i_base]
             global_conv = (g[EVENT_TYPE_CODE["add_to_cart"]] + g[EVENT_TYPE_CODE["purchase"]]) / max(
-                float(g[EVENT_TYPE_CODE["view"]]), 1.0)
+                float(g[EVENT_TYPE_CODE["view"]]), 1.0
+            )
             cols["conversion_ratio"] = buys / np.maximum(views, 1.0) / max(global_conv, 1e-9)
         return cols
 
@@ -156,8 +163,9 @@ def events_per_weight(eng: NDArray[np.float64], events: NDArray[np.float64], h: 
 
 @dataclass(frozen=True, slots=True)
 class RuleScorer:
-    """Score = sigmoid(lift) x sigmoid(z): high only when a product is both far above its own
-    baseline and significantly so.
+    """Score = sigmoid(lift) x sigmoid(z), high only when a product is far above its baseline.
+
+    Both factors matter: a big relative jump (lift) that is also statistically significant (z).
 
     Examples
     --------

@@ -289,8 +289,12 @@ class _Parts:
         """One user per event, -1 where it is to be drawn from the base population; None if all are."""
         if all(u is None for u in self.user):
             return None
-        return np.concatenate([np.full(t.shape[0], -1, np.int64) if u is None else u
-                               for t, u in zip(self.ts_rel_ms, self.user, strict=True)])
+        return np.concatenate(
+            [
+                np.full(t.shape[0], -1, np.int64) if u is None else u
+                for t, u in zip(self.ts_rel_ms, self.user, strict=True)
+            ]
+        )
 
 
 def _draw_types(rng: np.random.Generator, n: int, mix: tuple[float, ...]) -> NDArray[np.int8]:
@@ -328,14 +332,20 @@ def _make_world(s: Scenario, rng: np.random.Generator) -> _World:
         seller_id=pl.lit("s-") + pl.col("s").cast(pl.String),
         category=pl.lit("c-") + pl.col("c").cast(pl.String),
         price=pl.concat_str(
-            (pl.col("cents") // 100).cast(pl.String), pl.lit("."),
+            (pl.col("cents") // 100).cast(pl.String),
+            pl.lit("."),
             (pl.col("cents") % 100).cast(pl.String).str.zfill(2),
         ),
     )
     head = pl.concat_str(pl.lit(',"product_id":"'), "product_id", pl.lit('","user_id":"u-'))
     tail = pl.concat_str(
-        pl.lit('","seller_id":"'), "seller_id", pl.lit('","category":"'), "category",
-        pl.lit('","price":'), "price", pl.lit("}"),
+        pl.lit('","seller_id":"'),
+        "seller_id",
+        pl.lit('","category":"'),
+        "category",
+        pl.lit('","price":'),
+        "price",
+        pl.lit("}"),
     )
     frags = ids.select(head.alias("head"), tail.alias("tail"))
     return _World(
@@ -570,9 +580,14 @@ def _format(df: pl.DataFrame, world: _World, type_frag: pl.Series) -> pl.Series:
     """One JSON line per row of ``df`` (eid, ts, t, p, u), no trailing newline."""
     return df.select(
         pl.concat_str(
-            pl.lit('{"event_id":"e-'), pl.col("eid").cast(pl.String), pl.lit('","ts":'),
-            pl.col("ts").cast(pl.String), pl.lit(type_frag).gather("t"), pl.lit(world.head).gather("p"),
-            pl.col("u").cast(pl.String), pl.lit(world.tail).gather("p"),
+            pl.lit('{"event_id":"e-'),
+            pl.col("eid").cast(pl.String),
+            pl.lit('","ts":'),
+            pl.col("ts").cast(pl.String),
+            pl.lit(type_frag).gather("t"),
+            pl.lit(world.head).gather("p"),
+            pl.col("u").cast(pl.String),
+            pl.lit(world.tail).gather("p"),
         ).alias("line")
     ).to_series()
 
@@ -709,8 +724,10 @@ def _truth(
     steady_out = [{**ids(p, rank), "events": int(per_product[p])} for p, rank in steady]
     spikes_out = [
         {
-            **ids(x["product"], x["rank"]), "ts": s.start_ts_ms + x["start_rel_ms"],
-            "duration_s": x["duration_s"], "events": int(by_component[1 + len(viral) + j]),
+            **ids(x["product"], x["rank"]),
+            "ts": s.start_ts_ms + x["start_rel_ms"],
+            "duration_s": x["duration_s"],
+            "events": int(by_component[1 + len(viral) + j]),
         }  # fmt: skip
         for j, x in enumerate(spikes)
     ]

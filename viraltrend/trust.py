@@ -49,8 +49,9 @@ class TrustGuard:
         else:
             table[ident] = reason
 
-    def find_lockstep(self, slots: NDArray[np.int64], product_ids: list[str],
-                      similarity: NDArray[np.float64]) -> None:
+    def find_lockstep(
+        self, slots: NDArray[np.int64], product_ids: list[str], similarity: NDArray[np.float64]
+    ) -> None:
         """Record hot products whose user sets nearly coincide (``similarity``: float64[m, m])."""
         self.lockstep = {}
         if slots.size < 2:
@@ -61,13 +62,21 @@ class TrustGuard:
         for i in np.flatnonzero(sim.max(axis=1) >= self.cfg.lockstep_similarity).tolist():
             self.lockstep[int(slots[i])] = product_ids[int(best[i])]
 
-    def check(self, product_id: str, seller_id: str | None, slot: int,
-              features: dict[str, NDArray[np.float64]], i: int) -> list[str] | None:
+    def check(
+        self,
+        product_id: str,
+        seller_id: str | None,
+        slot: int,
+        features: dict[str, NDArray[np.float64]],
+        i: int,
+    ) -> list[str] | None:
         """Reasons to refuse candidate ``i`` (machine-readable strings), or None if it may be promoted."""
         c = self.cfg
         reasons: list[str] = []
-        for kind, table, ident in (("product", self.blocked_products, product_id),
-                                   ("seller", self.blocked_sellers, seller_id)):
+        for kind, table, ident in (
+            ("product", self.blocked_products, product_id),
+            ("seller", self.blocked_sellers, seller_id),
+        ):
             if ident is not None and ident in table:
                 reasons.append(f"{kind}_blocked")
                 if table[ident] != "config":

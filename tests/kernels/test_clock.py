@@ -198,8 +198,9 @@ def test_any_split_into_batches_gives_the_same_statuses_ticks_and_watermark(data
     np.testing.assert_array_equal(np.concatenate([np.empty(0, np.int64), *before]), whole.tick_before)
     np.testing.assert_array_equal(np.concatenate([np.empty(0, np.int64), *values]), whole.tick_ms_values)
     assert split_clock.watermark_ms == whole_clock.watermark_ms
-    want = reference.clock_reference(ts_list, TICK_MS, LATENESS_MS, HUGE_MS, max_ticks,
-                                     first_limit_ms=whole.future_limit_ms)
+    want = reference.clock_reference(
+        ts_list, TICK_MS, LATENESS_MS, HUGE_MS, max_ticks, first_limit_ms=whole.future_limit_ms
+    )
     assert as_lists(whole) == want[:2] and whole_clock.watermark_ms == want[2]
 
 
@@ -258,9 +259,13 @@ def test_future_rule_is_split_invariant_once_the_watermark_is_set(data, max_futu
     whole_clock.advance(start)
     split_clock.advance(start)
     whole = whole_clock.advance(np.array(ts_list, np.int64))
-    status = [split_clock.advance(np.array(ts_list[lo:hi], np.int64)).status
-              for lo, hi in zip([0, *cuts], [*cuts, len(ts_list)], strict=True)]
+    status = [
+        split_clock.advance(np.array(ts_list[lo:hi], np.int64)).status
+        for lo, hi in zip([0, *cuts], [*cuts, len(ts_list)], strict=True)
+    ]
     np.testing.assert_array_equal(np.concatenate([np.empty(0, np.int8), *status]), whole.status)
     assert split_clock.to_dict() == whole_clock.to_dict()
-    want = reference.clock_reference(ts_list, TICK_MS, LATENESS_MS, max_future_ms, 360, watermark_ms=int(start[0]))
+    want = reference.clock_reference(
+        ts_list, TICK_MS, LATENESS_MS, max_future_ms, 360, watermark_ms=int(start[0])
+    )
     assert whole.status.tolist() == want[0]

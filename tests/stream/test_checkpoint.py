@@ -58,8 +58,14 @@ def test_corrupted_checkpoint_is_refused(events, tmp_path):
 def test_checkpoint_from_other_half_lives_is_refused(events, tmp_path):
     engine, _ = run_engine(events.take(np.arange(1000)), [])
     arrays, meta = engine.state()
-    other = load_config(None, environ={}, overrides={"decay": {"half_lives_s": [60.0, 300.0, 86400.0]},
-                                                     "score": {"baseline_half_life_s": 86400.0}})
+    other = load_config(
+        None,
+        environ={},
+        overrides={
+            "decay": {"half_lives_s": [60.0, 300.0, 86400.0]},
+            "score": {"baseline_half_life_s": 86400.0},
+        },
+    )
     with pytest.raises(CheckpointError, match="delete the checkpoint directory"):
         Engine.restore(other, arrays, meta)
 

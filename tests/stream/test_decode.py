@@ -152,7 +152,10 @@ def test_null_optional_fields_are_treated_as_absent() -> None:
     raw = raw_with(b'"price":null,"quantity":null,"seller_id":null')
     batch, rejects = decode_records([raw])
     assert (rejects, np.isnan(batch.price).tolist(), batch.quantity.tolist(), batch.seller_id) == (
-        [], [True], [1], [None]
+        [],
+        [True],
+        [1],
+        [None],
     )
 
 
@@ -160,7 +163,10 @@ def test_all_fields_are_decoded_into_columns() -> None:
     raw = event(type="purchase", event_id="e-1", seller_id="s-1", category="beauty", price=12.99, quantity=3)
     batch, _ = decode_records([raw])
     assert (batch.ts_ms.tolist(), batch.type_code.tolist(), batch.event_id, batch.seller_id) == (
-        [TS], [EVENT_TYPES.index("purchase")], ["e-1"], ["s-1"]
+        [TS],
+        [EVENT_TYPES.index("purchase")],
+        ["e-1"],
+        ["s-1"],
     )
     assert (batch.category, batch.price.tolist(), batch.quantity.tolist()) == (["beauty"], [12.99], [3])
 

@@ -68,7 +68,7 @@ GOOD = [msgspec.json.encode(event(i)) for i in range(5)]
 CSV_TEXT = (
     "ts,type,product_id,user_id,seller_id,price,quantity,extra\n"
     f"{TS},view,p-0,u,s-1,,,x\n"
-    f"{TS + 1},purchase,\"p,1\",u,,12.5,2,y\n"
+    f'{TS + 1},purchase,"p,1",u,,12.5,2,y\n'
     f"{TS + 2},share,p-2,u,s-1,0,,z\n"
 )
 
@@ -155,7 +155,9 @@ def test_csv_with_header_decodes_the_contract_columns(write_csv: Callable[..., P
     assert (batch.ts_ms.tolist(), batch.product_id) == ([TS, TS + 1, TS + 2], ["p-0", "p,1", "p-2"])
     assert batch.seller_id == ["s-1", None, "s-1"]
     assert (np.isnan(batch.price).tolist(), batch.quantity.tolist(), batch.offset.tolist()) == (
-        [True, False, False], [1, 2, 1], [2, 3, 4]
+        [True, False, False],
+        [1, 2, 1],
+        [2, 3, 4],
     )
 
 

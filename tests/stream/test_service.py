@@ -71,22 +71,50 @@ def decisions(bootstrap: str, topic: str) -> list[dict]:
 
 def topics(bootstrap: str, stem: str, partitions: int = 1) -> dict[str, str]:
     names = {"input": f"{stem}-in", "output": f"{stem}-out", "dlq": f"{stem}-dlq"}
-    create_topics(bootstrap, {names["input"]: partitions, names["output"]: 1, names["dlq"]: 1},
-                  compacted={names["output"]})
+    create_topics(
+        bootstrap,
+        {names["input"]: partitions, names["output"]: 1, names["dlq"]: 1},
+        compacted={names["output"]},
+    )
     return names
 
 
-def start_service(bootstrap: str, names: dict[str, str], tmp: Path, *, idle_s: float | None = 4.0,
-                  metrics_port: int = 0, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    args = [sys.executable, "-m", "viraltrend", "run", "--bootstrap-servers", bootstrap,
-            "--input-topic", names["input"], "--output-topic", names["output"], "--dlq-topic", names["dlq"],
-            "--group-id", f"g-{names['input']}", "--no-create-topics", "--checkpoint-dir", str(tmp / "ckpt"),
-            "--metrics-port", str(metrics_port)]
+def start_service(
+    bootstrap: str,
+    names: dict[str, str],
+    tmp: Path,
+    *,
+    idle_s: float | None = 4.0,
+    metrics_port: int = 0,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[str]:
+    args = [
+        sys.executable,
+        "-m",
+        "viraltrend",
+        "run",
+        "--bootstrap-servers",
+        bootstrap,
+        "--input-topic",
+        names["input"],
+        "--output-topic",
+        names["output"],
+        "--dlq-topic",
+        names["dlq"],
+        "--group-id",
+        f"g-{names['input']}",
+        "--no-create-topics",
+        "--checkpoint-dir",
+        str(tmp / "ckpt"),
+        "--metrics-port",
+        str(metrics_port),
+    ]
     if idle_s is not None:
         args += ["--exit-when-idle", str(idle_s)]
     log = (tmp / "service.log").open("a")
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {})})
+    return subprocess.Popen(
+        args, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
+    )
 
 
 def finish(proc: subprocess.Popen[str], tmp: Path, timeout_s: float = 120) -> None:
@@ -144,27 +172,38 @@ def test_live_run_publishes_exactly_the_replay_decisions(broker, small, tmp_path
 
 
 def test_bad_messages_go_to_the_dlq_with_reasons_and_good_ones_flow(broker, tmp_path):
-    good = [json.dumps({"ts": 1_764_000_000_000 + i, "type": "view", "product_id": f"p{i % 7}",
-                        "user_id": "u"}).encode() for i in range(200)]
-    bad = {b"not json": "bad_json", b"[1,2]": "not_object", b'{"ts":1764000000000,"type":"view","user_id":"u"}':
-           "missing_field", b'{"ts":"x","type":"view","product_id":"p","user_id":"u"}': "bad_ts",
-           b'{"ts":1764000000000,"type":"wishlist","product_id":"p","user_id":"u"}': "unknown_event_type",
-           b'{"ts":1764000000000,"type":"view","product_id":"p","user_id":"u","price":NaN}': "bad_number",
-           b'{"ts":-5,"type":"view","product_id":"p","user_id":"u"}': "bad_ts",
-           b'{"ts":99999999999999,"type":"view","product_id":"p","user_id":"u"}': "bad_ts",
-           ('{"ts":1764000000000,"type":"view","product_id":"' + "x" * 5000 + '","user_id":"u"}').encode():
-           "bad_string",
-           b'{"ts":1764000000000,"type":"view","product_id":"\xff\xfe","user_id":"u"}': "bad_utf8"}
+    good = [
+        json.dumps(
+            {"ts": 1_764_000_000_000 + i, "type": "view", "product_id": f"p{i % 7}", "user_id": "u"}
+        ).encode()
+        for i in range(200)
+    ]
+    bad = {
+        b"not json": "bad_json",
+        b"[1,2]": "not_object",
+        b'{"ts":1764000000000,"type":"view","user_id":"u"}': "missing_field",
+        b'{"ts":"x","type":"view","product_id":"p","user_id":"u"}': "bad_ts",
+        b'{"ts":1764000000000,"type":"wishlist","product_id":"p","user_id":"u"}': "unknown_event_type",
+        b'{"ts":1764000000000,"type":"view","product_id":"p","user_id":"u","price":NaN}': "bad_number",
+        b'{"ts":-5,"type":"view","product_id":"p","user_id":"u"}': "bad_ts",
+        b'{"ts":99999999999999,"type":"view","product_id":"p","user_id":"u"}': "bad_ts",
+        (
+            '{"ts":1764000000000,"type":"view","product_id":"' + "x" * 5000 + '","user_id":"u"}'
+        ).encode(): "bad_string",
+        b'{"ts":1764000000000,"type":"view","product_id":"\xff\xfe","user_id":"u"}': "bad_utf8",
+    }
     stream = []
     for i, raw in enumerate(bad):
-        stream += good[i * 20:(i + 1) * 20] + [raw]
+        stream += good[i * 20 : (i + 1) * 20] + [raw]
     names = topics(broker.bootstrap_servers, "dlq")
     produce(broker.bootstrap_servers, names["input"], stream)
     port = free_port()
     proc = start_service(broker.bootstrap_servers, names, tmp_path, metrics_port=port, idle_s=None)
     try:
-        wait_for(lambda: len(read_topic(broker.bootstrap_servers, names["dlq"], timeout_s=2)) >= len(bad),
-                 what="dead letters")
+        wait_for(
+            lambda: len(read_topic(broker.bootstrap_servers, names["dlq"], timeout_s=2)) >= len(bad),
+            what="dead letters",
+        )
         text = scrape(port)
         assert sample(text, 'viraltrend_events_consumed_total{partition="0"}') == len(stream)
         assert sample(text, 'viraltrend_events_rejected_total{reason="bad_ts"}') == 3
@@ -219,10 +258,13 @@ def test_sigterm_finishes_the_batch_checkpoints_commits_and_exits(broker, small,
     proc.send_signal(signal.SIGTERM)
     finish(proc, tmp_path, timeout_s=30)
     assert time.monotonic() - t0 < 15
-    meta = json.loads((tmp_path / "ckpt" / f"g-{names['input']}" / f"{names['input']}-0" / "meta.json").read_text())
+    meta = json.loads(
+        (tmp_path / "ckpt" / f"g-{names['input']}" / f"{names['input']}-0" / "meta.json").read_text()
+    )
     assert meta["offsets"] == {"0": 5000}
-    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=f"g-{names['input']}",
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap_servers, group_id=f"g-{names['input']}", enable_auto_commit=False
+    )
     committed = consumer.committed(TopicPartition(names["input"], 0))
     consumer.close()
     assert committed == 5000
@@ -242,16 +284,27 @@ def test_metrics_endpoint_serves_the_documented_metrics(broker, small, tmp_path)
     port = free_port()
     proc = start_service(broker.bootstrap_servers, names, tmp_path, metrics_port=port, idle_s=None)
     try:
-        wait_for(lambda: _consumed(port) >= 3000 and (sample(scrape(port), "viraltrend_tracked_products") or 0) > 0,
-                 what="consumption")
+        wait_for(
+            lambda: (
+                _consumed(port) >= 3000 and (sample(scrape(port), "viraltrend_tracked_products") or 0) > 0
+            ),
+            what="consumption",
+        )
         text = scrape(port)
     finally:
         proc.send_signal(signal.SIGTERM)
         finish(proc, tmp_path, timeout_s=30)
-    for name in ("viraltrend_batch_duration_seconds_bucket", "viraltrend_end_to_end_latency_seconds_count",
-                 "viraltrend_tracked_products", "viraltrend_board_size", "viraltrend_broker_up",
-                 "viraltrend_last_checkpoint_timestamp_seconds", 'viraltrend_board_changes_total{action="promote"}',
-                 'viraltrend_build_info{version="0.1.0"}', 'viraltrend_events_rejected_total{reason="bad_json"}'):
+    for name in (
+        "viraltrend_batch_duration_seconds_bucket",
+        "viraltrend_end_to_end_latency_seconds_count",
+        "viraltrend_tracked_products",
+        "viraltrend_board_size",
+        "viraltrend_broker_up",
+        "viraltrend_last_checkpoint_timestamp_seconds",
+        'viraltrend_board_changes_total{action="promote"}',
+        'viraltrend_build_info{version="0.1.0"}',
+        'viraltrend_events_rejected_total{reason="bad_json"}',
+    ):
         assert sample(text, name) is not None, name
     assert sample(text, "viraltrend_tracked_products") > 100
     assert sample(text, "viraltrend_broker_up") == 1.0
@@ -269,15 +322,20 @@ def test_broker_outage_is_ridden_out_and_processing_resumes(small, tmp_path):
         proc = start_service(own.bootstrap_servers, names, tmp_path, metrics_port=mport, idle_s=None)
         wait_for(lambda: _consumed(mport) >= 2000, what="consumption before the outage")
         own.stop()
-        wait_for(lambda: sample(scrape(mport), "viraltrend_broker_up") == 0.0, timeout_s=90, what="broker_up 0")
+        wait_for(
+            lambda: sample(scrape(mport), "viraltrend_broker_up") == 0.0, timeout_s=90, what="broker_up 0"
+        )
         assert proc.poll() is None, "the service must not crash while the broker is away"
         own.start()
         # The memory-only broker forgot its topics and offsets (a real cluster keeps them): recreate,
         # and fill offsets 0..2999; the service resumes from its checkpointed offset 2000.
         topics(own.bootstrap_servers, "outage")
         produce(own.bootstrap_servers, names["input"], lines[2000:5000])
-        wait_for(lambda: sample(scrape(mport), "viraltrend_broker_up") == 1.0 and _consumed(mport) >= 3000,
-                 timeout_s=90, what="consumption after the outage")
+        wait_for(
+            lambda: sample(scrape(mport), "viraltrend_broker_up") == 1.0 and _consumed(mport) >= 3000,
+            timeout_s=90,
+            what="consumption after the outage",
+        )
         proc.send_signal(signal.SIGTERM)
         finish(proc, tmp_path, timeout_s=30)
     finally:
@@ -298,9 +356,17 @@ def test_blocklist_topic_blocks_a_trending_product_live(broker, scenario_factory
     producer.flush()
     producer.close()
     produce(broker.bootstrap_servers, names["input"], lines)
-    finish(start_service(broker.bootstrap_servers, names, tmp_path,
-                         env={"VIRALTREND_TRUST_BLOCKLIST_TOPIC": blocklist}), tmp_path)
-    got = [m for m in decisions(broker.bootstrap_servers, names["output"]) if m.get("product_id") == viral["product_id"]]
+    finish(
+        start_service(
+            broker.bootstrap_servers, names, tmp_path, env={"VIRALTREND_TRUST_BLOCKLIST_TOPIC": blocklist}
+        ),
+        tmp_path,
+    )
+    got = [
+        m
+        for m in decisions(broker.bootstrap_servers, names["output"])
+        if m.get("product_id") == viral["product_id"]
+    ]
     assert [m["action"] for m in got][:1] == ["block"]
     assert "promote" not in [m["action"] for m in got]
     assert got[0]["reasons"][:2] == ["seller_blocked", "blocklist_reason:fake_reviews_elsewhere"]

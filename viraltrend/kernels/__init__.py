@@ -7,5 +7,14 @@ from viraltrend.kernels.decay import DecayedCounters
 from viraltrend.kernels.intern import Interner
 from viraltrend.kernels.users import UserSignals, UserSketches
 
-__all__ = ["ACCEPTED", "FUTURE", "LATE", "ClockStep", "DecayedCounters", "EventClock", "Interner", "UserSignals",
-           "UserSketches"]
+__all__ = [
+    "ACCEPTED",
+    "FUTURE",
+    "LATE",
+    "ClockStep",
+    "DecayedCounters",
+    "EventClock",
+    "Interner",
+    "UserSignals",
+    "UserSketches",
+]

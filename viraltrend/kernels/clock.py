@@ -241,7 +241,14 @@ class EventClock:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EventClock:
         """Rebuild a clock from :meth:`to_dict` output; CheckpointError if it does not fit."""
-        keys = {"tick_ms", "allowed_lateness_ms", "max_future_ms", "max_ticks_per_gap", "watermark_ms", "jump_ms"}
+        keys = {
+            "tick_ms",
+            "allowed_lateness_ms",
+            "max_future_ms",
+            "max_ticks_per_gap",
+            "watermark_ms",
+            "jump_ms",
+        }
         if set(data) != keys:
             msg = f"clock checkpoint must have keys {sorted(keys)}, got {sorted(data)}"
             raise CheckpointError(msg)

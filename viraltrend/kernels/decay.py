@@ -313,7 +313,10 @@ class DecayedCounters:
         if self._landmark_ms is None:
             return False
         new = (int(now_ms) // 1000) * 1000
-        if new <= self._landmark_ms or float(self._lam.max()) * (new - self._landmark_ms) / 1000.0 <= self.renorm_exponent / 2:
+        if (
+            new <= self._landmark_ms
+            or float(self._lam.max()) * (new - self._landmark_ms) / 1000.0 <= self.renorm_exponent / 2
+        ):
             return False
         self._move_landmark(new)
         return True

@@ -51,7 +51,9 @@ class CheckpointStore:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         return self.directory / safe
 
-    def save(self, name: str, arrays: dict[str, NDArray[Any]], meta: dict[str, Any], offsets: dict[int, int]) -> int:
+    def save(
+        self, name: str, arrays: dict[str, NDArray[Any]], meta: dict[str, Any], offsets: dict[int, int]
+    ) -> int:
         """Write a checkpoint atomically; returns its size in bytes."""
         for key, arr in arrays.items():
             if arr.dtype == object:
@@ -60,10 +62,18 @@ class CheckpointStore:
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         npz = buf.getvalue()
-        meta_bytes = json.dumps({"format": _FORMAT, "offsets": {str(p): o for p, o in offsets.items()},
-                                 "saved_at_ms": int(time.time() * 1000), "state": meta},
-                                separators=(",", ":")).encode("utf-8")
-        manifest = json.dumps({"format": _FORMAT, "arrays.npz": _sha256(npz), "meta.json": _sha256(meta_bytes)})
+        meta_bytes = json.dumps(
+            {
+                "format": _FORMAT,
+                "offsets": {str(p): o for p, o in offsets.items()},
+                "saved_at_ms": int(time.time() * 1000),
+                "state": meta,
+            },
+            separators=(",", ":"),
+        ).encode("utf-8")
+        manifest = json.dumps(
+            {"format": _FORMAT, "arrays.npz": _sha256(npz), "meta.json": _sha256(meta_bytes)}
+        )
         final = self._path(name)
         tmp = final.with_name(final.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -102,8 +112,10 @@ class CheckpointStore:
             raise CheckpointError(msg) from exc
         for fname, data in (("arrays.npz", npz), ("meta.json", meta_bytes)):
             if manifest.get(fname) != _sha256(data):
-                msg = (f"checkpoint {path}: {fname} does not match its SHA-256 in manifest.json (corrupt or "
-                       "tampered); refusing to load it. Move the directory away to start that partition fresh")
+                msg = (
+                    f"checkpoint {path}: {fname} does not match its SHA-256 in manifest.json (corrupt or "
+                    "tampered); refusing to load it. Move the directory away to start that partition fresh"
+                )
                 raise CheckpointError(msg)
         try:
             with np.load(io.BytesIO(npz), allow_pickle=False) as z:

@@ -45,7 +45,7 @@ _END: Final = "\x1e"  # sentinel field appended to every CSV line to detect ragg
 
 
 class FileSource(Source):
-    """Replay files of events in order, as batches of decoded records.
+    r"""Replay files of events in order, as batches of decoded records.
 
     Parameters
     ----------

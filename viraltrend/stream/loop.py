@@ -70,12 +70,16 @@ class BlocklistFollower:
 
         self.topic = topic
         self.state: dict[tuple[str, str], str] = {}
-        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
-                                       **options)
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, **options
+        )
         parts = self._consumer.partitions_for_topic(topic) or set()
         if not parts:
             self._consumer.close()
-            msg = f"blocklist topic {topic!r} does not exist on {bootstrap_servers}; create it (compacted) or unset trust.blocklist_topic"
+            msg = (
+                f"blocklist topic {topic!r} does not exist on {bootstrap_servers}; "
+                "create it (compacted) or unset trust.blocklist_topic"
+            )
             raise StreamError(msg)
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)
@@ -88,7 +92,12 @@ class BlocklistFollower:
             for r in records:
                 kind, _, ident = (r.key or b"").decode("utf-8", "replace").partition(":")
                 if kind not in ("seller", "product") or not ident:
-                    log.warning("blocklist %s offset %d: key %r is not seller:<id> or product:<id>", self.topic, r.offset, r.key)
+                    log.warning(
+                        "blocklist %s offset %d: key %r is not seller:<id> or product:<id>",
+                        self.topic,
+                        r.offset,
+                        r.key,
+                    )
                     continue
                 reason = None if r.value is None else (r.value.decode("utf-8", "replace") or "blocked")
                 if reason is None:
@@ -106,10 +115,16 @@ class BlocklistFollower:
 class Service:
     """Runs engines over a Kafka topic and publishes their decisions.  See the module docstring."""
 
-    def __init__(self, cfg: Config, *, metrics: Metrics, client_options: dict[str, Any] | None = None,
-                 options: ServiceOptions | None = None,
-                 source_factory: Callable[..., KafkaSource] = KafkaSource,
-                 sink_factory: Callable[..., KafkaSink] = KafkaSink) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        metrics: Metrics,
+        client_options: dict[str, Any] | None = None,
+        options: ServiceOptions | None = None,
+        source_factory: Callable[..., KafkaSource] = KafkaSource,
+        sink_factory: Callable[..., KafkaSink] = KafkaSink,
+    ) -> None:
         self.cfg = cfg
         self.k = cfg.kafka
         self.metrics = metrics
@@ -166,12 +181,19 @@ class Service:
         """Open the consumer and producer (the consumer joins the group on the first poll)."""
         self._sink = self._sink_factory(self.k.bootstrap_servers, **self.client_options)
         self._source = self._source_factory(
-            self.k.bootstrap_servers, self.k.input_topic, group_id=self.k.group_id,
-            poll_timeout_ms=self.k.poll_timeout_ms, on_assign=self._restore, on_revoke=self._revoke,
-            on_lost=self._lost, **self.client_options)
+            self.k.bootstrap_servers,
+            self.k.input_topic,
+            group_id=self.k.group_id,
+            poll_timeout_ms=self.k.poll_timeout_ms,
+            on_assign=self._restore,
+            on_revoke=self._revoke,
+            on_lost=self._lost,
+            **self.client_options,
+        )
         if self.cfg.trust.blocklist_topic and self._blocklist is None:
-            self._blocklist = BlocklistFollower(self.k.bootstrap_servers, self.cfg.trust.blocklist_topic,
-                                                self.client_options)
+            self._blocklist = BlocklistFollower(
+                self.k.bootstrap_servers, self.cfg.trust.blocklist_topic, self.client_options
+            )
         self.metrics.broker_up.set(1)
 
     def _apply_blocklist(self, engine: Engine, changes: list[tuple[str, str, str | None]] | None) -> None:
@@ -223,7 +245,9 @@ class Service:
         if len(self.engines) > 1:
             blocks = [m for m in messages if m["action"] == "block"]
             wm = max((e.clock.watermark_ms or 0) for e in self.engines.values())
-            merged = self.merger.merge((m for e in self.engines.values() for m in e.board.members.values()), wm, latest)
+            merged = self.merger.merge(
+                (m for e in self.engines.values() for m in e.board.members.values()), wm, latest
+            )
             messages = blocks + merged
         self._publish(messages, rejects)
         self.metrics.latency.observe(time.perf_counter() - t0)
@@ -328,7 +352,7 @@ class Service:
         self.shutdown()
 
     def _broker_gone(self) -> bool:
-        """While idle, every 2 s: is the broker still there?  (An idle poll cannot tell.)"""
+        """While idle, every 2 s, check the broker is still there (an idle poll cannot tell)."""
         if time.monotonic() < self._probe_due:
             return False
         self._probe_due = time.monotonic() + 2.0
@@ -361,7 +385,9 @@ class Service:
                     self._publish([final], [])
             self.checkpoint()
         except StreamError as exc:
-            log.warning("could not checkpoint on shutdown (%s); the next start resumes from the last one", exc)
+            log.warning(
+                "could not checkpoint on shutdown (%s); the next start resumes from the last one", exc
+            )
         finally:
             self.close()
             if self._blocklist is not None:
@@ -401,19 +427,29 @@ def prepare_topics(cfg: Config, options: dict[str, Any]) -> None:
     k = cfg.kafka
     if k.create_topics:
         extra = {cfg.trust.blocklist_topic: 1} if cfg.trust.blocklist_topic else {}
-        create_topics(k.bootstrap_servers, {k.input_topic: k.partitions, k.output_topic: 1, k.dlq_topic: 1, **extra},
-                      compacted=frozenset({k.output_topic, cfg.trust.blocklist_topic} - {""}), **options)
+        create_topics(
+            k.bootstrap_servers,
+            {k.input_topic: k.partitions, k.output_topic: 1, k.dlq_topic: 1, **extra},
+            compacted=frozenset({k.output_topic, cfg.trust.blocklist_topic} - {""}),
+            **options,
+        )
         return
-    missing = [t for t in (k.input_topic, k.output_topic, k.dlq_topic)
-               if not topic_exists(k.bootstrap_servers, t, **options)]
+    missing = [
+        t
+        for t in (k.input_topic, k.output_topic, k.dlq_topic)
+        if not topic_exists(k.bootstrap_servers, t, **options)
+    ]
     if missing:
-        msg = (f"topic(s) {', '.join(missing)} do not exist on {k.bootstrap_servers}; create them or pass "
-               "--create-topics (kafka.create_topics = true)")
+        msg = (
+            f"topic(s) {', '.join(missing)} do not exist on {k.bootstrap_servers}; create them or pass "
+            "--create-topics (kafka.create_topics = true)"
+        )
         raise StreamError(msg)
 
 
-def run_service(cfg: Config, *, exit_when_idle_s: float | None = None, log_level: str = "INFO",
-                registry: Any = None) -> int:
+def run_service(
+    cfg: Config, *, exit_when_idle_s: float | None = None, log_level: str = "INFO", registry: Any = None
+) -> int:
     """``viraltrend run``: metrics endpoint, topics, signal handling, then :meth:`Service.run`."""
     import json
     import signal
@@ -430,8 +466,12 @@ def run_service(cfg: Config, *, exit_when_idle_s: float | None = None, log_level
     server, port = serve_metrics(registry, host=cfg.metrics.host, port=cfg.metrics.port)
     log.info("metrics at http://%s:%d/metrics", cfg.metrics.host, port)
     options = client_options(cfg)
-    service = Service(cfg, metrics=metrics, client_options=options,
-                      options=ServiceOptions(exit_when_idle_s=exit_when_idle_s))
+    service = Service(
+        cfg,
+        metrics=metrics,
+        client_options=options,
+        options=ServiceOptions(exit_when_idle_s=exit_when_idle_s),
+    )
 
     def _stop(signum: int, _frame: object) -> None:
         log.info("signal %d: finishing the batch, checkpointing, stopping", signum)
