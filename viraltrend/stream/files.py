@@ -67,7 +67,7 @@ class FileSource(Source):
     --------
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "events.ndjson"
-    >>> _ = path.write_bytes(b'{"ts":1764253200123,"type":"like","product_id":"p","user_id":"u"}\\n[]\\n')
+    >>> _ = path.write_bytes(b'{"ts":1764253200123,"type":"like","product_id":"p","user_id":"u"}\n[]\n')
     >>> with FileSource([path]) as source:
     ...     batch, rejects = source.next_batch(10)
     ...     len(batch), [r.reason for r in rejects], source.snapshot(), source.exhausted
