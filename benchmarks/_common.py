@@ -48,7 +48,9 @@ decode >= 1M events/s; replay end to end >= 1M events/s; <= 256 bytes per produc
 products promoted within a few minutes of onset; steady and spike products never promoted.
 
 Each replay run happens in a fresh child process, so its peak RSS (`VmHWM`) is its own.
-"""
+The engine is under active development: replay figures follow its code at the time of the run
+(each section gives a fingerprint of the `viraltrend/` sources; compare runs with equal ones).
+"""  # noqa: E501
 
 
 def loadavg() -> str:
@@ -70,6 +72,18 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def source_fingerprint() -> str:
+    """First 12 hex digits of a sha256 over the ``viraltrend/`` sources (path and bytes), in path order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    root = BENCH_DIR.parent / "viraltrend"
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def machine() -> dict[str, str]:
@@ -117,10 +131,12 @@ class Report:
     argv: Sequence[str]
     started_utc: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     load_start: str = field(default_factory=loadavg)
+    fingerprint: str = field(default_factory=lambda: source_fingerprint())
     parts: list[str] = field(default_factory=list)
 
-    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[object]],
-              notes: Sequence[str] = ()) -> None:  # fmt: skip
+    def table(
+        self, title: str, columns: Sequence[str], rows: Sequence[Sequence[object]], notes: Sequence[str] = ()
+    ) -> None:
         """Print a rich table and keep it as markdown."""
         t = Table(title=title, title_justify="left")
         for i, c in enumerate(columns):
@@ -158,12 +174,13 @@ class Report:
             f"- versions: Python {m['python']}, numpy {m['numpy']}, numba {m['numba']}, "
             f"polars {m['polars']}, msgspec {m['msgspec']}",
             f"- load average (1/5/15 min): {self.load_start} at start, {loadavg()} at end",
+            f"- viraltrend sources: sha256 {self.fingerprint} at start",
             "",
         ]
         if not path.exists():
             path.write_text(_HEADER, encoding="utf-8")
         with path.open("a", encoding="utf-8") as f:
-            f.write("\n" + "\n".join(head) + "\n\n".join(self.parts) + "\n")
+            f.write("\n" + "\n".join(head) + "\n" + "\n\n".join(self.parts) + "\n")
         console.print(f"[green]appended to {path}[/green]")
 
 

@@ -14,8 +14,6 @@ Run: ``.venv/bin/python benchmarks/bench_kernels.py [--quick] [--events N] [--pr
 
 from __future__ import annotations
 
-import _common  # first: sets the numba cache dir before numba is imported  # noqa: I001
-
 import argparse
 import gc
 import json
@@ -27,11 +25,12 @@ import tracemalloc
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import _common  # first: sets the numba cache dir before numba is imported  # noqa: I001
 import numpy as np
-from numpy.typing import NDArray
-
 import workloads
 from _common import Report, fmt_rate, peak_rss_mb, verdict
+from numpy.typing import NDArray
+
 from viraltrend.config import load_config
 from viraltrend.events import EVENT_TYPE_CODE, EVENT_TYPES
 from viraltrend.kernels import decay
@@ -49,8 +48,9 @@ def _fresh_counters(half_lives_s: Sequence[float], capacity: int) -> DecayedCoun
     return c
 
 
-def run_numba(cols: workloads.EventColumns, half_lives_s: Sequence[float], batch: int,
-              mode: str = "add") -> tuple[float, int, float, DecayedCounters]:  # fmt: skip
+def run_numba(
+    cols: workloads.EventColumns, half_lives_s: Sequence[float], batch: int, mode: str = "add"
+) -> tuple[float, int, float, DecayedCounters]:
     """Feed ``cols`` in batches; return (seconds, landmark moves, seconds of batches that moved it, state).
 
     ``mode``: ``"add"`` the public method (validation included); ``"kernel"`` the private
@@ -75,8 +75,19 @@ def run_numba(cols: workloads.EventColumns, half_lives_s: Sequence[float], batch
             if lam.max() * (ts_max - c._landmark_ms) / 1000.0 > RENORM_EXPONENT:
                 c._move_landmark((ts_max // 1000) * 1000)
             distance = decay.PREFETCH_DISTANCE if mode == "kernel" else 0
-            decay._add_events(c.acc, c.global_acc, c.first_ts_ms, c.last_ts_ms, b.slot, b.type_code, b.ts_ms,
-                              b.weight, lam, np.int64(c._landmark_ms), distance)  # fmt: skip
+            decay._add_events(
+                c.acc,
+                c.global_acc,
+                c.first_ts_ms,
+                c.last_ts_ms,
+                b.slot,
+                b.type_code,
+                b.ts_ms,
+                b.weight,
+                lam,
+                np.int64(c._landmark_ms),
+                distance,
+            )
         if before is not None and c.landmark_ms != before:
             moves += 1
             move_s += time.perf_counter() - t0
@@ -99,8 +110,13 @@ class NumpyCounters:
         self.landmark_ms: int | None = None
         self._h = np.arange(n_hl, dtype=np.int64)
 
-    def add(self, slot: NDArray[np.int64], type_code: NDArray[np.int8], ts_ms: NDArray[np.int64],
-            weight: NDArray[np.float64]) -> None:  # fmt: skip
+    def add(
+        self,
+        slot: NDArray[np.int64],
+        type_code: NDArray[np.int8],
+        ts_ms: NDArray[np.int64],
+        weight: NDArray[np.float64],
+    ) -> None:
         if self.landmark_ms is None:
             self.landmark_ms = (int(ts_ms[0]) // 1000) * 1000
         ts_max = int(ts_ms.max())
@@ -121,7 +137,9 @@ class NumpyCounters:
         np.maximum.at(self.last_ts_ms, slot, ts_ms)
 
 
-def run_numpy(cols: workloads.EventColumns, half_lives_s: Sequence[float], batch: int) -> tuple[float, NumpyCounters]:
+def run_numpy(
+    cols: workloads.EventColumns, half_lives_s: Sequence[float], batch: int
+) -> tuple[float, NumpyCounters]:
     c = NumpyCounters(half_lives_s, N_TYPES, cols.n_products)
     parts = cols.batches(batch)
     gc.disable()
@@ -133,8 +151,15 @@ def run_numpy(cols: workloads.EventColumns, half_lives_s: Sequence[float], batch
     return elapsed, c
 
 
-def python_dict_add(state: dict[str, Any], slot: list[int], type_code: list[int], ts_ms: list[int],
-                    weight: list[float], lam: list[float], landmark_ms: int) -> None:  # fmt: skip
+def python_dict_add(
+    state: dict[str, Any],
+    slot: list[int],
+    type_code: list[int],
+    ts_ms: list[int],
+    weight: list[float],
+    lam: list[float],
+    landmark_ms: int,
+) -> None:
     """Pure Python: dicts keyed by (slot, type) and slot, ``math.exp`` per event and half-life."""
     acc, glob, first, last = state["acc"], state["global"], state["first"], state["last"]
     exp = math.exp
@@ -161,7 +186,9 @@ def _new_dict_state(n_hl: int) -> dict[str, Any]:
     return {"acc": {}, "global": [[0.0] * n_hl for _ in range(N_TYPES)], "first": {}, "last": {}}
 
 
-def run_python(cols: workloads.EventColumns, half_lives_s: Sequence[float]) -> tuple[float, dict[str, Any], int]:
+def run_python(
+    cols: workloads.EventColumns, half_lives_s: Sequence[float]
+) -> tuple[float, dict[str, Any], int]:
     """Return (seconds, state, landmark_ms); the subset is short enough that no landmark move is due."""
     lam = [math.log(2.0) / h for h in half_lives_s]
     landmark_ms = (int(cols.ts_ms[0]) // 1000) * 1000
@@ -191,7 +218,9 @@ def python_bytes_per_product(cols: workloads.EventColumns, half_lives_s: Sequenc
     return used / max(len(state["first"]), 1)
 
 
-def _check_python_agrees(cols: workloads.EventColumns, half_lives_s: Sequence[float], state: dict[str, Any]) -> bool:
+def _check_python_agrees(
+    cols: workloads.EventColumns, half_lives_s: Sequence[float], state: dict[str, Any]
+) -> bool:
     c = _fresh_counters(half_lives_s, cols.n_products)
     c.add(cols.slot, cols.type_code, cols.ts_ms, cols.weight)
     keys = list(state["acc"])
@@ -228,7 +257,9 @@ def _repeat(fn: Callable[[], tuple[float, Any]], repeats: int) -> tuple[list[flo
 def bench_counters(args: argparse.Namespace, report: Report) -> None:
     half_lives = load_config(None).decay.half_lives_s
     n, p = args.events, args.products
-    _common.console.print(f"[bold]building workload[/bold]: {n:,} Zipf events over {p:,} products (seed {args.seed})")
+    _common.console.print(
+        f"[bold]building workload[/bold]: {n:,} Zipf events over {p:,} products (seed {args.seed})"
+    )
     cols = workloads.event_columns(n, p, dist="zipf", seed=args.seed)
     # warm the JIT (and numba's disk cache) on a tiny workload before anything is timed
     warm = workloads.event_columns(10_000, 1_000, seed=99)
@@ -260,14 +291,23 @@ def bench_counters(args: argparse.Namespace, report: Report) -> None:
 
     numba_row("numba DecayedCounters.add (public, validated)", cols, "add", "")
     numba_row("numba _add_events kernel only", cols, "kernel", "diagnostic: no input validation")
-    numba_row("numba _add_events, prefetch off", cols, "kernel-noprefetch", "diagnostic: no validation, no prefetch")
+    numba_row(
+        "numba _add_events, prefetch off", cols, "kernel-noprefetch", "diagnostic: no validation, no prefetch"
+    )
     gc.collect()
 
     np_times, np_out = _repeat(lambda: run_numpy(cols, half_lives, args.batch), max(1, args.repeats - 2))
     numpy_state = np_out[1]
     agree_np = _agree(numba_state, numpy_state)
-    rows.append(("numpy np.add.at (vectorised)", n, np_times, f"same final state as numba: {'yes' if agree_np else 'NO'}",
-                 numpy_state.acc[0].nbytes + 16))  # fmt: skip
+    rows.append(
+        (
+            "numpy np.add.at (vectorised)",
+            n,
+            np_times,
+            f"same final state as numba: {'yes' if agree_np else 'NO'}",
+            numpy_state.acc[0].nbytes + 16,
+        )
+    )
     del numpy_state, np_out
     numba_state = None
     gc.collect()
@@ -276,9 +316,16 @@ def bench_counters(args: argparse.Namespace, report: Report) -> None:
     py_times, py_out = _repeat(lambda: run_python(sub, half_lives), max(1, args.repeats - 2))
     agree_py = _check_python_agrees(sub, half_lives, py_out[1])
     py_bytes = python_bytes_per_product(sub, half_lives)
-    rows.append(("pure Python dicts", len(sub), py_times,
-                 f"{len(sub):,}-event subset, extrapolated per event; agrees with numba: {'yes' if agree_py else 'NO'}",
-                 py_bytes))  # fmt: skip
+    rows.append(
+        (
+            "pure Python dicts",
+            len(sub),
+            py_times,
+            f"{len(sub):,}-event subset, extrapolated per event; "
+            f"agrees with numba: {'yes' if agree_py else 'NO'}",
+            py_bytes,
+        )
+    )
     del py_out
     gc.collect()
 
@@ -286,7 +333,12 @@ def bench_counters(args: argparse.Namespace, report: Report) -> None:
         ucols = workloads.event_columns(n, p, dist="uniform", seed=args.seed)
         del cols
         gc.collect()
-        numba_row("numba DecayedCounters.add, uniform slots", ucols, "add", "cache-hostile: all products equally likely")
+        numba_row(
+            "numba DecayedCounters.add, uniform slots",
+            ucols,
+            "add",
+            "cache-hostile: all products equally likely",
+        )
         del ucols
         gc.collect()
 
@@ -295,15 +347,34 @@ def bench_counters(args: argparse.Namespace, report: Report) -> None:
     for name, events, ts, note, b in rows:
         med, best = events / statistics.median(ts), events / min(ts)
         ex = fmt_rate(statistics.median(excl[name])) if name in excl else ""
-        table.append((name, f"{events:,}", fmt_rate(med), fmt_rate(best), ex, f"{med / numpy_rate:.2f}x",
-                      "n/a" if b is None else f"{b:.0f}", note))  # fmt: skip
+        table.append(
+            (
+                name,
+                f"{events:,}",
+                fmt_rate(med),
+                fmt_rate(best),
+                ex,
+                f"{med / numpy_rate:.2f}x",
+                "n/a" if b is None else f"{b:.0f}",
+                note,
+            )
+        )
+    every_h = RENORM_EXPONENT / (math.log(2) / min(half_lives)) / 3600
     public = n / statistics.median(rows[0][2])
     public_ex = statistics.median(excl[rows[0][0]])
     report.table(
         f"(a) decayed-counter update: {n:,} events over {p:,} products (Zipf 1.1, one simulated day), "
         f"half-lives {list(half_lives)} s x {N_TYPES} types, batches of {args.batch:,}",
-        ("method", "events", "events/s (median)", "events/s (best)", "excl. landmark moves", "vs numpy",
-         "bytes/product", "notes"),  # fmt: skip
+        (
+            "method",
+            "events",
+            "events/s (median)",
+            "events/s (best)",
+            "excl. landmark moves",
+            "vs numpy",
+            "bytes/product",
+            "notes",
+        ),
         table,
         notes=[
             f"median and best of {args.repeats} runs (numpy and Python: {max(1, args.repeats - 2)}); "
@@ -314,7 +385,7 @@ def bench_counters(args: argparse.Namespace, report: Report) -> None:
             f"({fmt_rate(public)}/s, public add, Zipf; {fmt_rate(public_ex)}/s over the batches that did not "
             "move the landmark)",
             "a landmark move rescales all capacity x types x half-lives accumulators (O(capacity)); with the "
-            f"60 s half-life it is due every ~{RENORM_EXPONENT / (math.log(2) / min(half_lives)) / 3600:.1f} h "
+            f"60 s half-life it is due every ~{every_h:.1f} h "
             f"of event time: {rows[0][3].split('; ')[-1]} in this simulated day",
             f"target <= 256 bytes/product: {verdict(nbytes <= 256)} (nbytes_per_slot = {nbytes}: "
             f"{N_TYPES} types x {len(half_lives)} half-lives x 8 B + first/last ts 16 B)",
@@ -324,8 +395,15 @@ def bench_counters(args: argparse.Namespace, report: Report) -> None:
 
 
 # ---------------------------------------------------------------------------------------- (b)
-_LIMITS = {"product_id": 128, "user_id": 128, "event_id": 128, "seller_id": 128, "category": 64,
-           "video_id": 128, "creator_id": 128}  # fmt: skip
+_LIMITS = {
+    "product_id": 128,
+    "user_id": 128,
+    "event_id": 128,
+    "seller_id": 128,
+    "category": 64,
+    "video_id": 128,
+    "creator_id": 128,
+}
 _OPTIONAL = ("event_id", "seller_id", "category", "video_id", "creator_id")
 _INT64_MAX = 2**63 - 1
 
@@ -394,10 +472,14 @@ def stdlib_decode(raw: Sequence[bytes]) -> tuple[dict[str, Any], list[tuple[int,
         qty_l.append(q)
     n = len(ts_l)
     cols = {
-        "ts_ms": np.fromiter(ts_l, np.int64, n), "type_code": np.fromiter(code_l, np.int8, n),
-        "product_id": pid, "user_id": uid, **opt,
-        "price": np.fromiter(price_l, np.float64, n), "quantity": np.fromiter(qty_l, np.int64, n),
-    }  # fmt: skip
+        "ts_ms": np.fromiter(ts_l, np.int64, n),
+        "type_code": np.fromiter(code_l, np.int8, n),
+        "product_id": pid,
+        "user_id": uid,
+        **opt,
+        "price": np.fromiter(price_l, np.float64, n),
+        "quantity": np.fromiter(qty_l, np.int64, n),
+    }
     return cols, rejects
 
 
@@ -448,9 +530,11 @@ def bench_decode(args: argparse.Namespace, report: Report) -> None:
 
     results: dict[str, list[float]] = {}
     outs: dict[str, Any] = {}
-    for name, fn in (("decode_records (msgspec + columns)", lambda: decode_records(lines)),
-                     ("stdlib json.loads + Python validation", lambda: stdlib_decode(lines)),
-                     ("msgspec typed decode alone (upper bound)", lambda: list(map(dec.decode, lines)))):  # fmt: skip
+    for name, fn in (
+        ("decode_records (msgspec + columns)", lambda: decode_records(lines)),
+        ("stdlib json.loads + Python validation", lambda: stdlib_decode(lines)),
+        ("msgspec typed decode alone (upper bound)", lambda: list(map(dec.decode, lines))),
+    ):
         times = []
         for _ in range(args.repeats if "stdlib" not in name else max(1, args.repeats - 2)):
             outs.pop(name, None)
@@ -461,39 +545,58 @@ def bench_decode(args: argparse.Namespace, report: Report) -> None:
     batch, rejects = outs["decode_records (msgspec + columns)"]
     cols, std_rejects = outs["stdlib json.loads + Python validation"]
     agree = (
-        not rejects and not std_rejects and len(batch) == n
-        and np.array_equal(batch.ts_ms, cols["ts_ms"]) and np.array_equal(batch.type_code, cols["type_code"])
-        and batch.product_id == cols["product_id"] and batch.user_id == cols["user_id"]
-        and batch.seller_id == cols["seller_id"] and np.array_equal(batch.quantity, cols["quantity"])
+        not rejects
+        and not std_rejects
+        and len(batch) == n
+        and np.array_equal(batch.ts_ms, cols["ts_ms"])
+        and np.array_equal(batch.type_code, cols["type_code"])
+        and batch.product_id == cols["product_id"]
+        and batch.user_id == cols["user_id"]
+        and batch.seller_id == cols["seller_id"]
+        and np.array_equal(batch.quantity, cols["quantity"])
         and np.allclose(batch.price, cols["price"], equal_nan=True)
-    )  # fmt: skip
+    )
     outs.clear()
     base = n / statistics.median(results["stdlib json.loads + Python validation"])
     rows = []
     for name, times in results.items():
         med = n / statistics.median(times)
-        rows.append((name, f"{n:,}", fmt_rate(med), fmt_rate(n / min(times)), f"{med / base:.2f}x",
-                     f"{mb / statistics.median(times):.0f}"))  # fmt: skip
+        rows.append(
+            (
+                name,
+                f"{n:,}",
+                fmt_rate(med),
+                fmt_rate(n / min(times)),
+                f"{med / base:.2f}x",
+                f"{mb / statistics.median(times):.0f}",
+            )
+        )
     dr = n / statistics.median(results["decode_records (msgspec + columns)"])
     report.table(
         f"(b) decoding {n:,} contract NDJSON lines ({mb:.0f} MB, all valid, ~{mb * 1e6 / n:.0f} B/line)",
         ("method", "lines", "events/s (median)", "events/s (best)", "vs stdlib json", "MB/s"),
         rows,
         notes=[
-            f"median and best of {args.repeats} runs (stdlib: {max(1, args.repeats - 2)}); one call over all lines",
+            f"median and best of {args.repeats} runs (stdlib: {max(1, args.repeats - 2)}); "
+            "one call over all lines",
             f"decode_records and the stdlib baseline give the same columns: {'yes' if agree else 'NO'}",
             f"target decode >= 1M events/s: {verdict(dr >= 1e6)} ({fmt_rate(dr)}/s)",
-            "msgspec alone = the engine's typed msgspec Decoder mapped over the lines, structs not turned into columns",
+            "msgspec alone = the engine's typed msgspec Decoder mapped over the lines; "
+            "structs not turned into columns",
         ],
     )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--events", type=int, default=10_000_000, help="events for the kernel benchmark (10M)")
     ap.add_argument("--products", type=int, default=1_000_000, help="distinct products (1M)")
     ap.add_argument("--lines", type=int, default=1_000_000, help="NDJSON lines for the decode benchmark (1M)")
-    ap.add_argument("--batch", type=int, default=50_000, help="events per add() call (replay's default batch)")
+    ap.add_argument(
+        "--batch", type=int, default=50_000, help="events per add() call (replay's default batch)"
+    )
     ap.add_argument("--python-events", type=int, default=200_000, help="subset for the pure-Python baseline")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per method (baselines: 2 fewer)")
     ap.add_argument("--seed", type=int, default=1)
@@ -508,7 +611,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.lines //= 10
         args.python_events //= 10
         args.repeats = min(args.repeats, 3)
-    report = Report("bench_kernels", ["benchmarks/bench_kernels.py", *(sys.argv[1:] if argv is None else argv)])
+    report = Report(
+        "bench_kernels", ["benchmarks/bench_kernels.py", *(sys.argv[1:] if argv is None else argv)]
+    )
     if args.part in ("all", "kernels"):
         bench_counters(args, report)
     if args.part in ("all", "decode"):

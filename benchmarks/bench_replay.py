@@ -16,8 +16,6 @@ Run: ``.venv/bin/python benchmarks/bench_replay.py [--quick] [--events N] [--rec
 
 from __future__ import annotations
 
-import _common  # first: sets the numba cache dir before numba is imported  # noqa: I001
-
 import argparse
 import json
 import multiprocessing as mp
@@ -27,7 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import _common  # first: sets the numba cache dir before numba is imported  # noqa: I001
 from _common import OUT_DIR, Report, fmt_rate, peak_rss_mb, verdict
+
 from viraltrend.config import load_config
 
 TARGET_EVENTS_PER_S = 1e6
@@ -64,8 +64,9 @@ def _warm_up() -> None:
     replay([events], load_config(None), out=OUT_DIR / "warmup-decisions.ndjson", batch_size=5_000)
 
 
-def replay_child(events: str, out: str, batch_size: int, trace: list[str], trace_out: str | None,
-                 profile_out: str | None) -> dict[str, Any]:  # fmt: skip
+def replay_child(
+    events: str, out: str, batch_size: int, trace: list[str], trace_out: str | None, profile_out: str | None
+) -> dict[str, Any]:
     """Run in a spawned process: warm up, replay once (profiled if asked), return the summary."""
     from viraltrend.config import load_config
     from viraltrend.replay import replay
@@ -131,13 +132,24 @@ def detection(truth: dict[str, Any], promoted: dict[str, int]) -> dict[str, Any]
         delay = None if at is None else (at - v["onset_ts"]) / 60_000
         if delay is not None:
             delays.append(delay)
-        rows.append((pid, v["rank"], _utc(v["onset_ts"]), "-" if at is None else _utc(at),
-                     "not promoted" if delay is None else f"{delay:.1f}", v["events"], v["events_first_10min"]))  # fmt: skip
+        rows.append(
+            (
+                pid,
+                v["rank"],
+                _utc(v["onset_ts"]),
+                "-" if at is None else _utc(at),
+                "not promoted" if delay is None else f"{delay:.1f}",
+                v["events"],
+                v["events_first_10min"],
+            )
+        )
     hits = set(promoted) & set(viral)
     return {
         "rows": rows,
-        "delays": {pid: None if pid not in promoted else (promoted[pid] - v["onset_ts"]) / 60_000
-                   for pid, v in viral.items()},  # fmt: skip
+        "delays": {
+            pid: None if pid not in promoted else (promoted[pid] - v["onset_ts"]) / 60_000
+            for pid, v in viral.items()
+        },
         "median": statistics.median(delays) if delays else None,
         "max": max(delays) if delays else None,
         "precision": len(hits) / len(promoted) if promoted else None,
@@ -150,15 +162,20 @@ def detection(truth: dict[str, Any], promoted: dict[str, int]) -> dict[str, Any]
 
 
 def score_crossings(trace_csv: Path, truth: dict[str, Any], threshold: float) -> dict[str, str]:
-    """Per viral product, minutes from onset to the first traced tick (at or after onset) with score >= threshold."""
+    """Per viral product, minutes from onset to the first traced tick with score >= threshold."""
     import polars as pl
 
     df = pl.read_csv(trace_csv)
     out = {}
     for v in truth["viral"]:
-        hit = df.filter((pl.col("product_id") == v["product_id"]) & (pl.col("event_ts") >= v["onset_ts"])
-                        & (pl.col("score") >= threshold))  # fmt: skip
-        out[v["product_id"]] = "never" if hit.is_empty() else f"{(hit['event_ts'].min() - v['onset_ts']) / 60_000:.1f}"
+        hit = df.filter(
+            (pl.col("product_id") == v["product_id"])
+            & (pl.col("event_ts") >= v["onset_ts"])
+            & (pl.col("score") >= threshold)
+        )
+        out[v["product_id"]] = (
+            "never" if hit.is_empty() else f"{(hit['event_ts'].min() - v['onset_ts']) / 60_000:.1f}"
+        )
     return out
 
 
@@ -179,8 +196,13 @@ def plot_delays(delays: dict[str, float | None], crossings: dict[str, str], path
         cross.append(min(float(c), t) if c.replace(".", "", 1).lstrip("-").isdigit() and t > 0 else 0.0)
     if any(cross):
         ax.bar(names, cross, color="tab:orange", label="onset -> score crosses promote threshold")
-        ax.bar(names, [t - c for t, c in zip(total, cross, strict=True)], bottom=cross, color="tab:blue",
-               label="-> promote (confirm_s hold, tick alignment)")  # fmt: skip
+        ax.bar(
+            names,
+            [t - c for t, c in zip(total, cross, strict=True)],
+            bottom=cross,
+            color="tab:blue",
+            label="-> promote (confirm_s hold, tick alignment)",
+        )
     else:
         ax.bar(names, total, color="tab:blue", label="onset -> first promote")
     for x, (t, d) in enumerate(zip(total, delays.values(), strict=True)):
@@ -208,14 +230,20 @@ def plot_trace(trace_csv: Path, product: str, onset_ts: int, promote_ts: int | N
         pl.col("minutes").is_between(-30, 90)
     )
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.plot(df["minutes"], df["rate_5m_per_h"], label="rate_5m_per_h (weighted engagements/h)", color="tab:blue")
+    ax.plot(
+        df["minutes"], df["rate_5m_per_h"], label="rate_5m_per_h (weighted engagements/h)", color="tab:blue"
+    )
     if "baseline_per_h" in df.columns:
         ax.plot(df["minutes"], df["baseline_per_h"], label="baseline_per_h", color="tab:gray", ls="--")
     ax.set_yscale("symlog", linthresh=10)
     ax.axvline(0, color="black", lw=1, label="onset (truth)")
     if promote_ts is not None:
-        ax.axvline((promote_ts - onset_ts) / 60_000, color="tab:red", lw=1.5,
-                   label=f"first promote (+{(promote_ts - onset_ts) / 60_000:.1f} min)")  # fmt: skip
+        ax.axvline(
+            (promote_ts - onset_ts) / 60_000,
+            color="tab:red",
+            lw=1.5,
+            label=f"first promote (+{(promote_ts - onset_ts) / 60_000:.1f} min)",
+        )
     ax2 = ax.twinx()
     ax2.plot(df["minutes"], df["score"], color="tab:orange", lw=0.8, alpha=0.7, label="score")
     ax2.set_ylim(0, 1.05)
@@ -244,44 +272,72 @@ def _profile_text(path: Path, top: int) -> str:
     return text[start:] if start >= 0 else text
 
 
-_STAGES = (
-    ("read file + decode (FileSource.next_batch)", "files.py", "next_batch"),
-    ("  of which decode_records", "decode.py", "decode_records"),
-    ("dedup event_id (Deduplicator.filter)", "dedup.py", "filter"),
-    ("intern ids (Engine._intern)", "engine.py", "_intern"),
-    ("decayed-counter update (Engine._apply)", "engine.py", "_apply"),
-    ("  of which DecayedCounters.add", "decay.py", "add"),
-    ("ticks: features, score, board, eviction (Engine._on_tick)", "engine.py", "_on_tick"),
-    ("write decisions (DecisionFile.write)", "sinks.py", "write"),
-)
-
-
 def stage_rows(path: Path) -> list[tuple[str, str, str, str]]:
-    """Cumulative time of the replay's stages in a cProfile dump (names looked up; n/a if renamed)."""
+    """Where replay() spends its time, from a cProfile dump.
+
+    Reading + decoding, writing decisions, then every callee of ``Engine.process`` above 1 % of
+    the total (found by name, so the table follows the engine's code as it changes), then the rest.
+    """
     import pstats
 
     stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
-    total = max((v[3] for k, v in stats.items() if k[2] == "replay" and k[0].endswith("replay.py")), default=0.0)
-    rows = []
-    for label, file, func in _STAGES:
-        hits = [(k, v) for k, v in stats.items() if k[0].endswith("/" + file) and k[2] == func]
-        cum = sum(v[3] for _, v in hits)
-        calls = sum(v[1] for _, v in hits)
-        rows.append((label, f"{calls:,}" if hits else "n/a", f"{cum:.2f}" if hits else "n/a",
-                     f"{100 * cum / total:.0f}%" if hits and total else "n/a"))  # fmt: skip
+
+    def find(file: str, func: str) -> list[Any]:
+        return [k for k in stats if k[0].endswith("/" + file) and k[2] == func]
+
+    def cum(keys: list[Any]) -> tuple[int, float]:
+        return sum(stats[k][1] for k in keys), sum(stats[k][3] for k in keys)
+
+    total = cum(find("replay.py", "replay"))[1]
+    rows: list[tuple[str, str, str, str]] = []
+
+    def add(label: str, calls: int, seconds: float) -> None:
+        share = f"{100 * seconds / total:.0f}%" if total else "n/a"
+        rows.append((label, f"{calls:,}", f"{seconds:.2f}", share))
+
+    read, write = cum(find("files.py", "next_batch")), cum(find("sinks.py", "write"))
+    add("read file + decode (FileSource.next_batch)", *read)
+    add("... of which decode_records", *cum(find("decode.py", "decode_records")))
+    add("write decisions (DecisionFile.write)", *write)
+    process = find("engine.py", "process")
+    callees = []
+    for key, entry in stats.items():
+        for p in process:
+            if p in entry[4]:
+                _, nc, _, ct = entry[4][p]
+                name = key[2] if key[0] == "~" else f"{Path(key[0]).stem}.{key[2]}"
+                callees.append((ct, nc, name))
+    shown = 0.0
+    for ct, nc, name in sorted(callees, reverse=True):
+        if total and ct >= 0.01 * total:
+            add(f"Engine.process -> {name}", nc, ct)
+            shown += ct
+            if name == "engine._apply":
+                add("... of which DecayedCounters.add", *cum(find("decay.py", "add")))
+    n_process, process_s = cum(process)
+    add("Engine.process: own time and callees under 1 % each", n_process, process_s - shown)
+    add("rest of replay() (batch loop, summary)", 1, max(total - read[1] - write[1] - process_s, 0.0))
     rows.append(("replay() total", "1", f"{total:.2f}", "100%"))
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--events", type=int, default=2_000_000)
     ap.add_argument("--products", type=int, default=100_000)
     ap.add_argument("--viral", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--batch-sizes", default="10000,200000", help="other batch sizes whose decisions must match")
-    ap.add_argument("--profile", choices=("auto", "yes", "no"), default="auto",
-                    help="cProfile one replay (auto: when below 1M events/s)")  # fmt: skip
+    ap.add_argument(
+        "--batch-sizes", default="10000,200000", help="other batch sizes whose decisions must match"
+    )
+    ap.add_argument(
+        "--profile",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="cProfile one replay (auto: when below 1M events/s)",
+    )
     ap.add_argument("--top", type=int, default=10, help="profile lines to show")
     ap.add_argument("--quick", action="store_true", help="10x smaller scenario, for a fast check")
     ap.add_argument("--record", action="store_true", help="append the results to benchmarks/RESULTS.md")
@@ -300,8 +356,16 @@ def main(argv: list[str] | None = None) -> None:
     for b in sizes:
         out = OUT_DIR / f"decisions-{tag}-b{b}.ndjson"
         _common.console.print(f"replay, batch {b:,} ...")
-        runs.append((f"batch {b:,}", b, in_child(events=str(events), out=str(out), batch_size=b, trace=[],
-                                                 trace_out=None, profile_out=None), out))  # fmt: skip
+        runs.append(
+            (
+                f"batch {b:,}",
+                b,
+                in_child(
+                    events=str(events), out=str(out), batch_size=b, trace=[], trace_out=None, profile_out=None
+                ),
+                out,
+            )
+        )
 
     decisions = {label: load_decisions(out) for label, _, _, out in runs}
     main_label = runs[0][0]
@@ -314,9 +378,17 @@ def main(argv: list[str] | None = None) -> None:
     trace_csv = OUT_DIR / f"trace-{tag}.csv"
     if traced is not None:
         out = OUT_DIR / f"decisions-{tag}-b{MAIN_BATCH}-trace.ndjson"
-        _common.console.print(f"replay, batch {MAIN_BATCH:,}, tracing the {len(viral_ids)} viral products ...")
-        s = in_child(events=str(events), out=str(out), batch_size=MAIN_BATCH, trace=viral_ids,
-                     trace_out=str(trace_csv), profile_out=None)  # fmt: skip
+        _common.console.print(
+            f"replay, batch {MAIN_BATCH:,}, tracing the {len(viral_ids)} viral products ..."
+        )
+        s = in_child(
+            events=str(events),
+            out=str(out),
+            batch_size=MAIN_BATCH,
+            trace=viral_ids,
+            trace_out=str(trace_csv),
+            profile_out=None,
+        )
         runs.append((f"batch {MAIN_BATCH:,} + trace of {len(viral_ids)}", MAIN_BATCH, s, out))
         decisions[runs[-1][0]] = load_decisions(out)
         first_cross = score_crossings(trace_csv, truth, load_config(None).board.promote_threshold)
@@ -328,21 +400,56 @@ def main(argv: list[str] | None = None) -> None:
 
     # ---- throughput table
     rows = []
-    for label, b, s, _ in runs:
+    for label, _, s, _ in runs:
         per_live = s["state_bytes"] / max(s["products_tracked"], 1)
-        rows.append((label, f"{s['events_read']:,}", f"{s['wall_s']:.2f}", fmt_rate(s["events_per_s"]),
-                     f"{s['vm_hwm_mb']:.0f}", f"{s['peak_rss_mb']:.0f}", f"{s['bytes_per_product']:.0f}",
-                     f"{per_live:.0f}", f"{s['products_tracked']:,}", f"{s['ticks']:,}",
-                     ", ".join(f"{k} {v}" for k, v in s["decisions"].items())))  # fmt: skip
+        rows.append(
+            (
+                label,
+                f"{s['events_read']:,}",
+                f"{s['wall_s']:.2f}",
+                fmt_rate(s["events_per_s"]),
+                f"{s['vm_hwm_mb']:.0f}",
+                f"{s['peak_rss_mb']:.0f}",
+                f"{s['bytes_per_product']:.0f}",
+                f"{per_live:.0f}",
+                f"{s['products_tracked']:,}",
+                f"{s['ticks']:,}",
+                ", ".join(f"{k} {v}" for k, v in s["decisions"].items()),
+            )
+        )
     main_s = runs[0][2]
+    per_live_main = main_s["state_bytes"] / max(main_s["products_tracked"], 1)
+    inherited = any(s["peak_rss_mb"] > s["vm_hwm_mb"] + 1 for _, _, s, _ in runs)
+    rss_note = (
+        [
+            "summary peak_rss_mb (ReplaySummary, ru_maxrss) exceeds VmHWM: ru_maxrss survives exec, so a "
+            "child started from a bigger process reports at least the parent's RSS at fork; VmHWM is the "
+            "run's own peak"
+        ]
+        if inherited
+        else []
+    )
     report.table(
-        f"replay end to end: {args.events:,} simulated events ({size_mb:.0f} MB NDJSON), {args.products:,} products, "
+        f"replay end to end: {args.events:,} simulated events ({size_mb:.0f} MB NDJSON), "
+        f"{args.products:,} products, "
         f"{args.viral} viral, seed {args.seed}, default config",
-        ("run", "events read", "wall s", "events/s", "peak RSS MB (VmHWM)", "summary peak_rss_mb",
-         "bytes/product (per slot)", "state B / tracked product", "products tracked", "ticks", "decisions"),
+        (
+            "run",
+            "events read",
+            "wall s",
+            "events/s",
+            "peak RSS MB (VmHWM)",
+            "summary peak_rss_mb",
+            "bytes/product (per slot)",
+            "state B / tracked product",
+            "products tracked",
+            "ticks",
+            "decisions",
+        ),
         rows,
         notes=[
-            "each run in a fresh spawned process, after a warm-up replay of a 20k-event scenario in that process; "
+            "each run in a fresh spawned process, after a warm-up replay of a 20k-event scenario "
+            "in that process; "
             "wall = replay() from opening the file to the final snapshot (decode, engine, decision file)",
             "bytes/product (per slot) = ReplaySummary.bytes_per_product = state bytes / allocated slots; "
             "the next column divides by the products holding state at the end",
@@ -350,24 +457,35 @@ def main(argv: list[str] | None = None) -> None:
             f"({fmt_rate(main_s['events_per_s'])}/s at batch {MAIN_BATCH:,})",
             f"target <= 256 bytes/product: {verdict(main_s['bytes_per_product'] <= 256)} per allocated slot "
             f"({main_s['bytes_per_product']:.0f} B); per product holding state at the end: "
-            f"{verdict(main_s['state_bytes'] / max(main_s['products_tracked'], 1) <= 256)} "
-            f"({main_s['state_bytes'] / max(main_s['products_tracked'], 1):.0f} B: capacity grows by doubling)",
-            "summary peak_rss_mb is ReplaySummary's ru_maxrss; in a child started from this process it starts at "
-            "the parent's RSS at fork, so VmHWM (reset by exec) is the run's own peak",
+            f"{verdict(per_live_main <= 256)} "
+            f"({per_live_main:.0f} B: capacity grows by doubling)",
+            *rss_note,
         ],
     )
 
     # ---- detection quality
     board = load_config(None).board
     report.table(
-        f"detection quality (batch {MAIN_BATCH:,}): viral products, onset (truth) to first promote, event time UTC",
-        ("product", "popularity rank", "onset", "first promote", f"score >= {board.promote_threshold:g} after, min",
-         "delay to promote, min", "viral events", "events in first 10 min"),
+        f"detection quality (batch {MAIN_BATCH:,}): viral products, onset (truth) to first promote, "
+        "event time UTC",
+        (
+            "product",
+            "popularity rank",
+            "onset",
+            "first promote",
+            f"score >= {board.promote_threshold:g} after, min",
+            "delay to promote, min",
+            "viral events",
+            "events in first 10 min",
+        ),
         det["rows"],
-        notes=[f"a candidate must hold score >= board.promote_threshold ({board.promote_threshold:g}) with momentum "
-               f">= {board.min_momentum:g} for board.confirm_s = {board.confirm_s:g} s before it is promoted; "
-               "'score >= ... after' is the first 10 s tick at which the traced score crossed it"],
-    )  # fmt: skip
+        notes=[
+            f"a candidate must hold score >= board.promote_threshold ({board.promote_threshold:g}) "
+            "with momentum "
+            f">= {board.min_momentum:g} for board.confirm_s = {board.confirm_s:g} s before it is promoted; "
+            "'score >= ... after' is the first 10 s tick at which the traced score crossed it"
+        ],
+    )
 
     def f(x: float | None, fmt: str = "{:.1f}") -> str:
         return "n/a" if x is None else fmt.format(x)
@@ -377,22 +495,38 @@ def main(argv: list[str] | None = None) -> None:
         "detection summary",
         ("measure", "value", "target"),
         [
-            ("median delay, min", f(det["median"]), f"<= {FEW_MINUTES:g} (my reading of \"a few minutes\")"),
+            ("median delay, min", f(det["median"]), f'<= {FEW_MINUTES:g} (my reading of "a few minutes")'),
             ("max delay, min", f(det["max"]), f"<= {FEW_MINUTES:g}: {verdict(all_fast)}"),
-            ("precision (promoted viral / promoted)", f(det["precision"], "{:.2f}") + f" of {det['n_promoted']} promoted", ""),
+            (
+                "precision (promoted viral / promoted)",
+                f(det["precision"], "{:.2f}") + f" of {det['n_promoted']} promoted",
+                "",
+            ),
             ("recall (promoted viral / viral)", f(det["recall"], "{:.2f}"), "1.00"),
-            ("steady products promoted", f"{len(det['steady_promoted'])} {det['steady_promoted'] or ''}",
-             f"0: {verdict(not det['steady_promoted'])}"),
-            ("spike products promoted", f"{len(det['spikes_promoted'])} {det['spikes_promoted'] or ''}",
-             f"0: {verdict(not det['spikes_promoted'])}"),
-            ("other (non-viral base) products promoted", f"{len(det['other_promoted'])} {det['other_promoted'][:5] or ''}", ""),
-        ],  # fmt: skip
+            (
+                "steady products promoted",
+                f"{len(det['steady_promoted'])} {det['steady_promoted'] or ''}",
+                f"0: {verdict(not det['steady_promoted'])}",
+            ),
+            (
+                "spike products promoted",
+                f"{len(det['spikes_promoted'])} {det['spikes_promoted'] or ''}",
+                f"0: {verdict(not det['spikes_promoted'])}",
+            ),
+            (
+                "other (non-viral base) products promoted",
+                f"{len(det['other_promoted'])} {det['other_promoted'][:5] or ''}",
+                "",
+            ),
+        ],
     )
 
     # ---- determinism
     ref = decisions[main_label]
-    det_rows = [(label, f"{len(decisions[label]):,}", "yes" if decisions[label] == ref else "NO")
-                for label, *_ in runs[1:]]  # fmt: skip
+    det_rows = [
+        (label, f"{len(decisions[label]):,}", "yes" if decisions[label] == ref else "NO")
+        for label, *_ in runs[1:]
+    ]
     report.table(
         f"same decisions as batch {MAIN_BATCH:,} ({len(ref):,} messages), ignoring emitted_at",
         ("run", "messages", "identical"),
@@ -405,15 +539,23 @@ def main(argv: list[str] | None = None) -> None:
     if traced is not None and trace_csv.exists():
         onset = next(v["onset_ts"] for v in truth["viral"] if v["product_id"] == traced)
         plot_trace(trace_csv, traced, onset, promoted.get(traced), trace_png)
-        report.note(f"plots: `{delay_png.relative_to(OUT_DIR.parent)}`, `{trace_png.relative_to(OUT_DIR.parent)}` "
-                    f"(trace of {traced})")  # fmt: skip
+        report.note(
+            f"plots: `{delay_png.relative_to(OUT_DIR.parent)}`, `{trace_png.relative_to(OUT_DIR.parent)}` "
+            f"(trace of {traced})"
+        )
 
     # ---- profile
     if args.profile == "yes" or (args.profile == "auto" and main_s["events_per_s"] < TARGET_EVENTS_PER_S):
         prof = OUT_DIR / f"replay-{tag}.prof"
         _common.console.print("profiling one replay (cProfile) ...")
-        s = in_child(events=str(events), out=str(OUT_DIR / f"decisions-{tag}-profiled.ndjson"), batch_size=MAIN_BATCH,
-                     trace=[], trace_out=None, profile_out=str(prof))  # fmt: skip
+        s = in_child(
+            events=str(events),
+            out=str(OUT_DIR / f"decisions-{tag}-profiled.ndjson"),
+            batch_size=MAIN_BATCH,
+            trace=[],
+            trace_out=None,
+            profile_out=str(prof),
+        )
         report.code(
             _profile_text(prof, args.top),
             f"cProfile of replay (batch {MAIN_BATCH:,}; {s['wall_s']:.1f} s under the profiler vs "

@@ -6,13 +6,12 @@ Run: ``.venv/bin/python benchmarks/run_all.py [--quick] [--no-record]``.  Argume
 
 from __future__ import annotations
 
-import _common  # noqa: F401  # first: numba cache dir, sys.path
-
 import argparse
 import subprocess
 import sys
 import time
 
+import _common  # noqa: F401  # first: numba cache dir, sys.path
 from _common import BENCH_DIR, console, loadavg
 
 BENCHMARKS = ("bench_kernels.py", "bench_replay.py")

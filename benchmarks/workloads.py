@@ -42,7 +42,10 @@ Distribution = Literal["zipf", "uniform"]
 
 @dataclass(frozen=True, slots=True)
 class EventColumns:
-    """Pre-decoded events: ``slot`` int64[n], ``type_code`` int8[n], ``ts_ms`` int64[n], ``weight`` float64[n]."""
+    """Pre-decoded events, columns of equal length n.
+
+    ``slot`` int64[n], ``type_code`` int8[n], ``ts_ms`` int64[n], ``weight`` float64[n].
+    """
 
     slot: NDArray[np.int64]
     type_code: NDArray[np.int8]
@@ -55,18 +58,27 @@ class EventColumns:
 
     def head(self, n: int) -> EventColumns:
         """The first ``n`` events."""
-        return EventColumns(self.slot[:n], self.type_code[:n], self.ts_ms[:n], self.weight[:n], self.n_products)
+        return EventColumns(
+            self.slot[:n], self.type_code[:n], self.ts_ms[:n], self.weight[:n], self.n_products
+        )
 
     def batches(self, size: int) -> list[EventColumns]:
         """Consecutive slices of at most ``size`` events (views, no copies)."""
         return [
-            EventColumns(self.slot[i : i + size], self.type_code[i : i + size], self.ts_ms[i : i + size],
-                         self.weight[i : i + size], self.n_products)
+            EventColumns(
+                self.slot[i : i + size],
+                self.type_code[i : i + size],
+                self.ts_ms[i : i + size],
+                self.weight[i : i + size],
+                self.n_products,
+            )
             for i in range(0, len(self), size)
-        ]  # fmt: skip
+        ]
 
 
-def _slots(rng: np.random.Generator, n: int, n_products: int, dist: Distribution, zipf_exponent: float) -> NDArray[np.int64]:
+def _slots(
+    rng: np.random.Generator, n: int, n_products: int, dist: Distribution, zipf_exponent: float
+) -> NDArray[np.int64]:
     if dist == "uniform":
         return rng.integers(0, n_products, n, dtype=np.int64)
     if dist != "zipf":
@@ -100,7 +112,9 @@ def event_columns(
     rng = np.random.default_rng(seed)
     slot = _slots(rng, n_events, n_products, dist, zipf_exponent)
     mix = np.cumsum(TYPE_MIX)
-    type_code = np.minimum(np.searchsorted(mix / mix[-1], rng.random(n_events), side="right"), len(TYPE_MIX) - 1).astype(np.int8)
+    type_code = np.minimum(
+        np.searchsorted(mix / mix[-1], rng.random(n_events), side="right"), len(TYPE_MIX) - 1
+    ).astype(np.int8)
     grid = (np.arange(n_events, dtype=np.float64) * (duration_s * 1000.0 / n_events)).astype(np.int64)
     ts_ms = START_TS_MS + grid + rng.integers(-jitter_ms, jitter_ms + 1, n_events, dtype=np.int64)
     return EventColumns(slot, type_code, ts_ms, np.ones(n_events, np.float64), n_products)
@@ -128,8 +142,9 @@ def ndjson_lines(
     user = rng.integers(0, n_users, n_events).tolist()
     quantity = rng.integers(1, 4, n_events).tolist()
     out = []
-    for i, (p, k, t, u, q) in enumerate(zip(cols.slot.tolist(), cols.type_code.tolist(), cols.ts_ms.tolist(),
-                                            user, quantity, strict=True)):  # fmt: skip
+    for i, (p, k, t, u, q) in enumerate(
+        zip(cols.slot.tolist(), cols.type_code.tolist(), cols.ts_ms.tolist(), user, quantity, strict=True)
+    ):
         qty = f',"quantity":{q}' if k >= 4 else ""
         out.append(
             f'{{"event_id":"e-{i}","ts":{t},"type":"{EVENT_TYPES[k]}","product_id":"p-{p:07d}",'
