@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 
 import numpy as np
 from numpy.typing import NDArray
@@ -44,9 +45,13 @@ class Interner:
         return len(self._names)
 
     def intern(self, ids: Sequence[str]) -> NDArray[np.int64]:
-        """Return the slot of each id (``int64[n]``), adding ids not seen before."""
+        """Return the slot of each id (``int64[n]``), adding ids not seen before (in first-seen order)."""
         table = self._slot_of
-        new = [s for s in dict.fromkeys(ids) if s not in table]
+        slots = np.fromiter(map(table.get, ids, repeat(-1)), np.int64, len(ids))  # one C-level pass
+        missing = np.flatnonzero(slots < 0)
+        if missing.size == 0:
+            return slots
+        new = dict.fromkeys(ids[i] for i in missing.tolist())  # first-seen order: deterministic slots
         for name in new:
             if self._free:
                 slot = heapq.heappop(self._free)
@@ -55,7 +60,8 @@ class Interner:
                 slot = len(self._names)
                 self._names.append(name)
             table[name] = slot
-        return np.fromiter(map(table.__getitem__, ids), np.int64, len(ids))
+        slots[missing] = np.fromiter((table[ids[i]] for i in missing.tolist()), np.int64, missing.size)
+        return slots
 
     def lookup(self, ids: Iterable[str]) -> NDArray[np.int64]:
         """Return the slot of each id, or -1 where it is not interned (adds nothing)."""
