@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench setup clean
+.PHONY: demo test lint bench setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,13 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/viraltrend demo
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check viraltrend tests benchmarks
+	$(BIN)/ruff format --check viraltrend tests
+	$(BIN)/mypy viraltrend
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

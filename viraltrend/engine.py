@@ -50,7 +50,10 @@ _NEVER = np.iinfo(np.int64).min  # last_ts_ms of a slot that holds no events
 class Scorer(Protocol):
     """Anything with ``score_many(features) -> float64[m]`` in [0, 1] and a ``name``."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Which scorer decided (``rule``, ``model``, ...), for decision reasons."""
+        ...
 
     def score_many(self, features: dict[str, NDArray[np.float64]]) -> NDArray[np.float64]:
         """Score candidates."""
@@ -207,7 +210,7 @@ class Engine:
         wm = self.clock.watermark_ms
         if self.stats.events_applied == 0:
             return []
-        return [self.board.snapshot(int(wm))]
+        return [self.board.snapshot(int(wm or 0))]
 
     def _time_rejects(
         self, batch: EventBatch, status: NDArray[np.int8], future_limit_ms: int

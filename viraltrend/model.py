@@ -54,7 +54,10 @@ def _squash(x: NDArray[np.float64]) -> NDArray[np.float64]:
     """``sign(x) * log1p(|x|)``, NaN -> 0, clipped to ``[-50, 50]`` (so ``+-inf -> +-50``)."""
     with np.errstate(invalid="ignore"):
         t = np.sign(x) * np.log1p(np.abs(x))
-    return np.clip(np.nan_to_num(t, nan=0.0, posinf=_T_MAX, neginf=-_T_MAX), -_T_MAX, _T_MAX)
+    out: NDArray[np.float64] = np.clip(
+        np.nan_to_num(t, nan=0.0, posinf=_T_MAX, neginf=-_T_MAX), -_T_MAX, _T_MAX
+    )
+    return out
 
 
 def _cm_to_dict(cm: metrics.ConfusionMatrix) -> dict[str, Any]:
@@ -372,7 +375,7 @@ class DueRows:
         return [dict(zip(self.feature_names, r, strict=True)) for r in self.features.tolist()]
 
     def _take(self, rows: slice | NDArray[np.int64]) -> DueRows:
-        return DueRows(*(getattr(self, a)[rows] for a in _ARRAYS), feature_names=self.feature_names)
+        return DueRows(*(getattr(self, a)[rows] for a in _ARRAYS), feature_names=self.feature_names)  # type: ignore[misc]
 
     @staticmethod
     def _concat(parts: Sequence[DueRows], feature_names: tuple[str, ...]) -> DueRows:
@@ -386,7 +389,7 @@ class DueRows:
             feature_names,
         )
         cols = (np.concatenate([getattr(p, a) for p in (empty, *parts)]) for a in _ARRAYS)
-        return DueRows(*cols, feature_names=feature_names)
+        return DueRows(*cols, feature_names=feature_names)  # type: ignore[misc, arg-type]
 
 
 def label_rows(
@@ -567,7 +570,7 @@ class LabelBuffer:
         )
         buf.feature_names, buf.dropped = tuple(str(n) for n in arrays["feature_names"]) or None, dropped
         buf.last_t_ms = int(arrays["last_t_ms"][0]) if len(arrays["last_t_ms"]) else None
-        rows = DueRows(*(np.array(arrays[a]) for a in _ARRAYS), feature_names=buf.feature_names or ())
+        rows = DueRows(*(np.array(arrays[a]) for a in _ARRAYS), feature_names=buf.feature_names or ())  # type: ignore[misc, arg-type]
         if len(rows):
             buf._chunks.append(rows)
         return buf

@@ -155,7 +155,8 @@ def replay(
     summary.events_per_s = summary.events_read / summary.wall_s if summary.wall_s > 0 else 0.0
     summary.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     summary.watermark_ms = engine.clock.watermark_ms if stats.events_applied else None
-    summary.board = engine.board.snapshot(engine.clock.watermark_ms)["items"] if stats.events_applied else []
+    wm = engine.clock.watermark_ms
+    summary.board = engine.board.snapshot(wm)["items"] if stats.events_applied and wm is not None else []
     if engine.model is not None:
         summary.model = engine.model.metrics()
     return summary

@@ -16,6 +16,7 @@ through the same ``score_many(features) -> float64[m]`` interface.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,7 +179,7 @@ class RuleScorer:
     cfg: ScoreConfig
     name: str = "rule"
 
-    def score_many(self, features: Columns) -> NDArray[np.float64]:
+    def score_many(self, features: Mapping[str, NDArray[np.float64]]) -> NDArray[np.float64]:
         """Return a score in [0, 1] per candidate (``float64[m]``)."""
         c = self.cfg
         log_lift = np.log(np.maximum(features["lift"], 1e-12))

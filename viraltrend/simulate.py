@@ -311,7 +311,10 @@ def _second_widths_ms(s: Scenario) -> NDArray[np.int64]:
 def _cycle(s: Scenario, n_sec: int, amplitude: float) -> NDArray[np.float64]:
     """Relative intensity of each second, ``1 + amplitude * sin(...)`` over the UTC day."""
     tod_s = (s.start_ts_ms / 1000.0 + np.arange(n_sec) + 0.5) % 86_400.0
-    return 1.0 + amplitude * np.sin(2.0 * np.pi * (tod_s / 3600.0 - _PEAK_HOUR_UTC + 6.0) / 24.0)
+    out: NDArray[np.float64] = 1.0 + amplitude * np.sin(
+        2.0 * np.pi * (tod_s / 3600.0 - _PEAK_HOUR_UTC + 6.0) / 24.0
+    )
+    return out
 
 
 def _spread(

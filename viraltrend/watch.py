@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import msgspec
-from kafka import KafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+from kafka import KafkaConsumer, TopicPartition
 from kafka import errors as kerr
 from rich.console import Console, Group
 from rich.live import Live

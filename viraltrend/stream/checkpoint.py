@@ -60,7 +60,7 @@ class CheckpointStore:
                 msg = f"array {key!r} has dtype object; checkpoints hold plain numbers only"
                 raise CheckpointError(msg)
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds too narrowly
         npz = buf.getvalue()
         meta_bytes = json.dumps(
             {

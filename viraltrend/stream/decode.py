@@ -360,7 +360,7 @@ def decode_frame(
         _qty=pl.col("quantity").str.to_integer(strict=False),
     )
     checks = _frame_checks(ts_scale)
-    verdict = pl.when(checks[0][2]).then(0)
+    verdict: Any = pl.when(checks[0][2]).then(0)
     for index, (_, _, bad) in enumerate(checks[1:], start=1):
         verdict = verdict.when(bad).then(index)
     work = work.with_columns(_check=verdict.otherwise(-1).cast(pl.Int16))

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import msgspec
-from kafka import KafkaProducer  # type: ignore[import-untyped]
+from kafka import KafkaProducer
 from kafka import errors as kerr
 
 from viraltrend.errors import InputError, StreamError

@@ -209,7 +209,9 @@ class _LineReader(_Reader):
         self.size = path.stat().st_size
         self._raw = path.open("rb")
         gzipped = self._raw.peek(2)[:2] == b"\x1f\x8b"
-        self._stream: IO[bytes] = gzip.GzipFile(fileobj=self._raw, mode="rb") if gzipped else self._raw
+        self._stream: IO[bytes] = (
+            gzip.GzipFile(fileobj=self._raw, mode="rb") if gzipped else self._raw  # type: ignore[assignment]
+        )
         self._crlf = fmt != "ndjson"  # JSON takes the \r as white space; CSV must drop it
         self._pending: list[bytes] = []  # whole lines read ahead
         self._tail = b""  # the start of a line whose end is not read yet

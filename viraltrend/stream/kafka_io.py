@@ -24,9 +24,9 @@ from typing import Any, Final
 
 import msgspec
 import numpy as np
-from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition  # type: ignore[import-untyped]
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka import errors as kerr
-from kafka.consumer.subscription_state import (  # type: ignore[import-untyped]
+from kafka.consumer.subscription_state import (
     AsyncConsumerRebalanceListener,
 )
 

@@ -231,9 +231,10 @@ class Service:
         messages: list[dict[str, Any]] = []
         latest: dict[str, dict[str, Any]] = {}
         for p in np.unique(batch.partition).tolist():
-            engine = self.engines.get(p)
-            if engine is None:  # assigned without a hook call (should not happen); start fresh
-                engine = self.engines[p] = Engine(self.cfg)
+            got = self.engines.get(p)
+            if got is None:  # assigned without a hook call (should not happen); start fresh
+                got = self.engines[p] = Engine(self.cfg)
+            engine = got
             part = batch if len(self.engines) == 1 else batch.take(batch.partition == p)
             msgs, late = engine.process(part)
             rejects.extend(late)

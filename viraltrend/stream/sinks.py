@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import msgspec
 
@@ -60,7 +60,7 @@ class _NdjsonFile:
         if not self._fh.closed:
             self._fh.close()
 
-    def __enter__(self) -> _NdjsonFile:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
