@@ -80,3 +80,8 @@ def test_secrets_are_masked_when_logged():
 def test_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Config().board.size = 3  # type: ignore[misc]
+
+
+def test_a_choice_key_names_its_choices():
+    with pytest.raises(ConfigError, match="kafka.client must be one of kafka-python, confluent"):
+        load_config(None, environ={"VIRALTREND_KAFKA_CLIENT": "librdkafka"})

@@ -130,6 +130,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--bootstrap-servers", help="Kafka brokers, host:port[,host:port] (kafka.bootstrap_servers)"
     )
+    run.add_argument(
+        "--kafka-client",
+        choices=["kafka-python", "confluent"],
+        help="consumer library (kafka.client); confluent needs pip install 'viraltrend[fast]'",
+    )
     run.add_argument("--input-topic", help="engagement events topic (kafka.input_topic)")
     run.add_argument("--output-topic", help="decisions topic (kafka.output_topic)")
     run.add_argument("--dlq-topic", help="dead-letter topic (kafka.dlq_topic)")
@@ -203,6 +208,7 @@ def _load(args: argparse.Namespace, overrides: dict[str, dict[str, Any]] | None 
 
 _RUN_FLAGS = {
     "bootstrap_servers": ("kafka", "bootstrap_servers"),
+    "kafka_client": ("kafka", "client"),
     "input_topic": ("kafka", "input_topic"),
     "output_topic": ("kafka", "output_topic"),
     "dlq_topic": ("kafka", "dlq_topic"),

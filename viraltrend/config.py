@@ -182,6 +182,7 @@ class KafkaConfig:
     """The live service's topics and client settings."""
 
     bootstrap_servers: str = "127.0.0.1:9092"
+    client: str = field(default="kafka-python", metadata={"choices": ("kafka-python", "confluent")})
     input_topic: str = "engagement-events"
     output_topic: str = "deals-of-the-day"
     dlq_topic: str = "engagement-events.dlq"
@@ -278,6 +279,8 @@ def _check_value(key: str, hint: Any, value: Any, meta: Mapping[str, Any], probl
     elif hint is str:
         if not isinstance(value, str):
             problems.append(f"{key} must be a string, got {value!r}")
+        elif "choices" in meta and value not in meta["choices"]:
+            problems.append(f"{key} must be one of {', '.join(meta['choices'])}; got {value!r}")
         return value
     lo, hi = meta.get("min"), meta.get("max")
     unit = " seconds" if key.split("[")[0].endswith("_s") else ""

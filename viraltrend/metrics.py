@@ -130,6 +130,25 @@ class Metrics:
             namespace=ns,
             registry=registry,
         )
+        self.assigned_partitions = Gauge(
+            "assigned_partitions", "Input partitions this worker owns.", namespace=ns, registry=registry
+        )
+        self.rebalances = Counter(
+            "rebalances",
+            "Partition assignments and revocations, by kind.",
+            ["kind"],
+            namespace=ns,
+            registry=registry,
+        )
+        for kind in ("assigned", "revoked", "lost"):
+            self.rebalances.labels(kind=kind)
+        self.restore_duration = Histogram(
+            "restore_duration_seconds",
+            "Wall time to restore a partition's state.",
+            namespace=ns,
+            registry=registry,
+            buckets=_LATENCY,
+        )
         self.build_info = Gauge(
             "build_info",
             "Always 1; the version is in the label.",

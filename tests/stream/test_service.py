@@ -304,10 +304,13 @@ def test_metrics_endpoint_serves_the_documented_metrics(broker, small, tmp_path)
         'viraltrend_board_changes_total{action="promote"}',
         'viraltrend_build_info{version="0.1.0"}',
         'viraltrend_events_rejected_total{reason="bad_json"}',
+        "viraltrend_restore_duration_seconds_count",
+        'viraltrend_rebalances_total{kind="assigned"}',
     ):
         assert sample(text, name) is not None, name
     assert sample(text, "viraltrend_tracked_products") > 100
     assert sample(text, "viraltrend_broker_up") == 1.0
+    assert sample(text, "viraltrend_assigned_partitions") == 1.0
     assert "product_id" not in text
 
 

@@ -149,7 +149,9 @@ class Service:
     def _restore(self, partitions: set[int]) -> None:
         """Rebalance hook (assign): restore each partition's checkpoint and seek to its offsets."""
         seek: dict[int, int] = {}
+        self.metrics.rebalances.labels(kind="assigned").inc()
         for p in sorted(partitions):
+            t0 = time.perf_counter()
             loaded = self.store.load(f"{self.k.input_topic}-{p}")
             if loaded is None:
                 self.engines[p] = Engine(self.cfg)
@@ -161,26 +163,37 @@ class Service:
             self._apply_blocklist(self.engines[p], None)
             if p in offsets:
                 seek[p] = offsets[p]
+            self.metrics.restore_duration.observe(time.perf_counter() - t0)
             log.info("partition %d: restored checkpoint at offset %s", p, offsets.get(p))
         if seek and self._source is not None:
             self._source.seek(seek)
         self.merger.reset(m for e in self.engines.values() for m in e.board.members.values())
+        self.metrics.assigned_partitions.set(len(self.engines))
 
     def _revoke(self, partitions: set[int]) -> None:
         """Rebalance hook (revoke): publish, checkpoint and commit, then drop the partitions' state."""
         self.checkpoint(only=partitions)
         for p in partitions:
             self.engines.pop(p, None)
+        self.metrics.rebalances.labels(kind="revoked").inc()
+        self.metrics.assigned_partitions.set(len(self.engines))
 
     def _lost(self, partitions: set[int]) -> None:
         for p in partitions:
             self.engines.pop(p, None)
+        self.metrics.rebalances.labels(kind="lost").inc()
+        self.metrics.assigned_partitions.set(len(self.engines))
 
     # ------------------------------------------------------------------ connections
     def connect(self) -> None:
         """Open the consumer and producer (the consumer joins the group on the first poll)."""
         self._sink = self._sink_factory(self.k.bootstrap_servers, **self.client_options)
-        self._source = self._source_factory(
+        factory = self._source_factory
+        if factory is KafkaSource and self.k.client == "confluent":
+            from viraltrend.stream.kafka_confluent import ConfluentSource
+
+            factory = ConfluentSource
+        self._source = factory(
             self.k.bootstrap_servers,
             self.k.input_topic,
             group_id=self.k.group_id,
