@@ -160,11 +160,15 @@ def small(scenario_factory):
     return lines, want
 
 
-def test_live_run_publishes_exactly_the_replay_decisions(broker, small, tmp_path):
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_live_run_publishes_exactly_the_replay_decisions(broker, small, tmp_path, client):
     lines, want = small
-    names = topics(broker.bootstrap_servers, "live")
+    names = topics(broker.bootstrap_servers, f"live-{client}")
     produce(broker.bootstrap_servers, names["input"], lines)
-    finish(start_service(broker.bootstrap_servers, names, tmp_path), tmp_path)
+    finish(
+        start_service(broker.bootstrap_servers, names, tmp_path, env={"VIRALTREND_KAFKA_CLIENT": client}),
+        tmp_path,
+    )
     got = decisions(broker.bootstrap_servers, names["output"])
     assert got == want
     keys = {k for k, _ in read_topic(broker.bootstrap_servers, names["output"])}

@@ -27,9 +27,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -48,6 +48,34 @@ __all__ = ["Service", "ServiceOptions"]
 
 log = logging.getLogger("viraltrend.service")
 BOARD_KEY = b"__board__"
+
+
+class GroupSource(Protocol):
+    """A consumer-group source: :class:`KafkaSource` (kafka-python) or ``ConfluentSource`` (librdkafka)."""
+
+    def next_batch(self, max_events: int) -> tuple[EventBatch, list[Reject]]:
+        """Poll once; decoded events and rejects."""
+        ...
+
+    def snapshot(self) -> dict[int, int]:
+        """Next offset per partition."""
+        ...
+
+    def commit(self, offsets: Mapping[int, int]) -> None:
+        """Commit exactly these offsets."""
+        ...
+
+    def seek(self, offsets: Mapping[int, int]) -> None:
+        """Move the read positions."""
+        ...
+
+    def lag(self) -> dict[int, int]:
+        """Messages behind the end, per partition."""
+        ...
+
+    def close(self) -> None:
+        """Leave the group and close."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +150,7 @@ class Service:
         metrics: Metrics,
         client_options: dict[str, Any] | None = None,
         options: ServiceOptions | None = None,
-        source_factory: Callable[..., KafkaSource] = KafkaSource,
+        source_factory: Callable[..., GroupSource] = KafkaSource,
         sink_factory: Callable[..., KafkaSink] = KafkaSink,
     ) -> None:
         self.cfg = cfg
@@ -136,7 +164,7 @@ class Service:
         self.n_partitions = 1
         self._source_factory = source_factory
         self._sink_factory = sink_factory
-        self._source: KafkaSource | None = None
+        self._source: GroupSource | None = None
         self._sink: KafkaSink | None = None
         self._blocklist: BlocklistFollower | None = None
         self._last_checkpoint = time.monotonic()

@@ -1,0 +1,263 @@
+"""ConfluentSource (confluent-kafka / librdkafka) against the embedded broker, no mocks of Kafka.
+
+Mirrors tests/stream/test_kafka_io.py: same corpus, same expectations as KafkaSource.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from tests.stream.conftest import drain
+from tests.stream.test_kafka_io import BAD, TS, closed_port, event, produce
+from viraltrend.errors import ConfigError, StreamError
+from viraltrend.events import EVENT_TYPE_CODE
+from viraltrend.stream.kafka_confluent import ConfluentSource, librdkafka_options
+from viraltrend.stream.kafka_io import create_topics, topic_exists
+
+
+@pytest.fixture
+def confluent_factory(broker) -> Iterator[Callable[..., ConfluentSource]]:
+    """``confluent_factory(topic, group_id=None, **options)``; closed at teardown."""
+    made: list[ConfluentSource] = []
+
+    def make(topic: str, *, group_id: str | None = None, **options: object) -> ConfluentSource:
+        group = group_id if group_id is not None else f"g-{uuid.uuid4().hex[:8]}"
+        source = ConfluentSource(broker.bootstrap_servers, topic, group_id=group, **options)  # type: ignore[arg-type]
+        made.append(source)
+        return source
+
+    yield make
+    for source in made:
+        source.close()
+
+
+def committed(bootstrap: str, group: str, topic: str, partition: int = 0) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        return consumer.committed([TopicPartition(topic, partition)], timeout=10)[0].offset
+    finally:
+        consumer.close()
+
+
+# ------------------------------------------------------------------------------- decoding corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(broker):
+    """One partition, good events interleaved with every kind of bad message (and a tombstone)."""
+    name = f"ccorpus-{time.monotonic_ns()}"
+    create_topics(broker.bootstrap_servers, {name: 1})
+    values, expected_good, expected_bad = [], [], {}
+    for i, (bad, reason) in enumerate(BAD):
+        expected_good.append(len(values))
+        values.append(event(i, product=f"p-{i}"))
+        expected_bad[len(values)] = reason
+        values.append(bad)
+    expected_bad[len(values)] = "bad_json"
+    values.append(None)  # a tombstone
+    expected_good.append(len(values))
+    values.append(event(99, product="p-last", price=12.5, quantity=2))
+    produce(broker.bootstrap_servers, name, values, keys=[b"k"] * len(values))  # a tombstone needs a key
+    source = ConfluentSource(broker.bootstrap_servers, name, group_id=f"{name}-g")
+    try:
+        batch, rejects = drain(source, len(values))  # type: ignore[arg-type]
+        snapshot = source.snapshot()
+    finally:
+        source.close()
+    return {"values": values, "good": expected_good, "bad": expected_bad, "batch": batch,
+            "rejects": rejects, "snapshot": snapshot, "topic": name}  # fmt: skip
+
+
+@pytest.mark.integration
+def test_good_events_come_back_in_order_with_partition_and_offset(corpus):
+    batch = corpus["batch"]
+    assert batch.offset.tolist() == corpus["good"]
+    assert batch.partition.tolist() == [0] * len(corpus["good"])
+    assert batch.product_id == [f"p-{i}" for i in range(len(BAD))] + ["p-last"]
+    assert batch.ts_ms[-1] == TS + 99
+    assert batch.price[-1] == 12.5 and batch.quantity[-1] == 2
+    assert set(batch.type_code.tolist()) == {EVENT_TYPE_CODE["view"]}
+
+
+@pytest.mark.integration
+def test_bad_messages_become_rejects_with_reasons_offsets_and_original_bytes(corpus):
+    rejects = corpus["rejects"]
+    assert {r.offset: r.reason for r in rejects} == corpus["bad"]
+    for r in rejects:
+        assert r.raw == (corpus["values"][r.offset] or b"")
+        assert (r.source, r.partition) == (corpus["topic"], 0)
+        assert r.detail and "\n" not in r.detail
+    tombstone = next(r for r in rejects if r.offset == len(corpus["values"]) - 2)
+    assert "empty" in tombstone.detail
+
+
+@pytest.mark.integration
+def test_snapshot_is_the_offset_after_the_last_record_returned(corpus):
+    assert corpus["snapshot"] == {0: len(corpus["values"])}
+
+
+# ------------------------------------------------------------------------------- groups, offsets
+
+
+@pytest.mark.integration
+def test_a_new_consumer_in_the_group_resumes_after_the_committed_offsets(
+    broker, topic_factory, confluent_factory
+):
+    topic = topic_factory(partitions=1)
+    produce(broker.bootstrap_servers, topic, [event(i) for i in range(10)])
+    first = confluent_factory(topic, group_id=f"{topic}-g")
+    drain(first, 10)
+    first.commit({0: 6})  # as if only the first 6 were checkpointed
+    first.close()
+    assert committed(broker.bootstrap_servers, f"{topic}-g", topic) == 6
+    produce(broker.bootstrap_servers, topic, [event(i) for i in range(10, 12)])
+    second = confluent_factory(topic, group_id=f"{topic}-g")
+    batch, _ = drain(second, 6)
+    assert batch.offset.tolist() == [6, 7, 8, 9, 10, 11]
+    assert second.snapshot() == {0: 12}
+
+
+@pytest.mark.integration
+def test_keyed_messages_on_two_partitions_keep_per_key_order(broker, topic_factory, confluent_factory):
+    topic = topic_factory(partitions=2)
+    products = [f"p-{i % 5}" for i in range(60)]
+    produce(broker.bootstrap_servers, topic, [event(i, p) for i, p in enumerate(products)],
+            keys=[p.encode() for p in products])  # fmt: skip
+    source = confluent_factory(topic)
+    batch, rejects = drain(source, 60)
+    assert not rejects and len(batch) == 60
+    partitions_of = defaultdict(set)
+    ts_of = defaultdict(list)
+    for p, part, ts in zip(batch.product_id, batch.partition.tolist(), batch.ts_ms.tolist(), strict=True):
+        partitions_of[p].add(part)
+        ts_of[p].append(ts)
+    assert all(len(parts) == 1 for parts in partitions_of.values())  # one product, one partition
+    assert all(ts == sorted(ts) for ts in ts_of.values())  # produced order kept per product
+    assert set(batch.partition.tolist()) == {0, 1}
+    assert source.assignment() == {0, 1}
+    counts = np.bincount(batch.partition, minlength=2)
+    assert source.snapshot() == {0: int(counts[0]), 1: int(counts[1])}
+    assert source.lag() == {0: 0, 1: 0}
+
+
+@pytest.mark.integration
+def test_lag_counts_the_records_beyond_those_returned(broker, topic_factory, confluent_factory):
+    topic = topic_factory(partitions=1)
+    produce(broker.bootstrap_servers, topic, [event(i) for i in range(50)])
+    source = confluent_factory(topic)
+    drain(source, 10, max_events=10)
+    assert source.snapshot() == {0: 10}
+    assert source.lag() == {0: 40}
+
+
+@pytest.mark.integration
+def test_seek_in_on_assign_restores_and_commit_in_on_revoke_checkpoints(
+    broker, topic_factory, confluent_factory
+):
+    topic = topic_factory(partitions=1)
+    produce(broker.bootstrap_servers, topic, [event(i) for i in range(8)])
+    calls = []
+
+    def on_assign(parts):
+        calls.append(("assign", parts))
+        source.seek({p: 3 for p in parts})  # restore: the checkpoint said offset 3
+
+    def on_revoke(parts):
+        calls.append(("revoke", parts, source.snapshot()))
+        source.commit(source.snapshot())  # a plain synchronous commit inside the hook
+
+    source = confluent_factory(topic, group_id=f"{topic}-g", on_assign=on_assign, on_revoke=on_revoke)
+    batch, _ = drain(source, 5)
+    assert batch.offset.tolist() == [3, 4, 5, 6, 7]
+    source.close()  # leaving the group revokes
+    assert calls == [("assign", {0}), ("revoke", {0}, {0: 8})]
+    assert committed(broker.bootstrap_servers, f"{topic}-g", topic) == 8
+
+
+@pytest.mark.integration
+def test_an_error_in_a_rebalance_hook_is_raised_by_next_batch(topic_factory, confluent_factory):
+    def on_assign(parts):
+        msg = f"cannot restore {sorted(parts)}"
+        raise RuntimeError(msg)
+
+    source = confluent_factory(topic_factory(partitions=1), on_assign=on_assign)
+    deadline = time.monotonic() + 20
+    with pytest.raises(RuntimeError, match=r"cannot restore \[0\]"):
+        while time.monotonic() < deadline:
+            source.next_batch(100)
+
+
+@pytest.mark.integration
+def test_next_batch_never_blocks_longer_than_the_poll_timeout_while_joining(topic_factory, confluent_factory):
+    source = confluent_factory(topic_factory(partitions=1), poll_timeout_ms=100)
+    slowest = 0.0
+    for _ in range(10):
+        started = time.monotonic()
+        batch, rejects = source.next_batch(100)
+        slowest = max(slowest, time.monotonic() - started)
+        assert len(batch) == 0 and rejects == []
+    assert slowest < 1.0
+    assert source.exhausted is False
+
+
+# ------------------------------------------------------------------------------------- errors
+
+
+@pytest.mark.integration
+def test_an_unreachable_bootstrap_is_a_stream_error_within_a_bounded_time():
+    address = f"127.0.0.1:{closed_port()}"
+    started = time.monotonic()
+    with pytest.raises(StreamError, match=rf"cannot reach Kafka at {address}.*is the broker running"):
+        ConfluentSource(address, "events", group_id="g", connect_timeout_s=1.5)
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.integration
+def test_a_missing_topic_is_a_stream_error_naming_it_and_the_create_flag(broker):
+    name = f"no-such-events-{time.monotonic_ns()}"
+    with pytest.raises(StreamError, match=rf"topic '{name}' does not exist.*--create-topics"):
+        ConfluentSource(broker.bootstrap_servers, name, group_id="g")
+    assert not topic_exists(broker.bootstrap_servers, name)  # asking did not create it
+
+
+def test_reserved_and_unknown_consumer_options_are_refused():
+    with pytest.raises(ConfigError, match="enable_auto_commit"):
+        ConfluentSource("127.0.0.1:1", "events", group_id="g", enable_auto_commit=True)
+    with pytest.raises(ConfigError, match="invalid Kafka client option.*no.such.option"):
+        ConfluentSource("127.0.0.1:1", "events", group_id="g", no_such_option=1)
+
+
+def test_kafka_python_client_options_are_translated_to_librdkafka_names():
+    options = {
+        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "svc", "sasl_plain_password": "pw", "ssl_cafile": "/etc/ca.pem",
+        "ssl_check_hostname": False, "max_poll_records": 500, "fetch.min.bytes": 10,
+    }  # fmt: skip
+    assert librdkafka_options(options) == {
+        "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "svc", "sasl.password": "pw", "ssl.ca.location": "/etc/ca.pem",
+        "ssl.endpoint.identification.algorithm": "none", "fetch.min.bytes": 10,
+    }  # fmt: skip
+
+
+@pytest.mark.integration
+def test_seek_outside_a_hook_rereads_and_seeking_an_unassigned_partition_is_a_stream_error(
+    broker, topic_factory, confluent_factory
+):
+    topic = topic_factory(partitions=1)
+    produce(broker.bootstrap_servers, topic, [event(i) for i in range(6)])
+    source = confluent_factory(topic)
+    drain(source, 6)
+    source.seek({0: 2})
+    assert source.snapshot() == {0: 2}
+    batch, _ = drain(source, 4)
+    assert batch.offset.tolist() == [2, 3, 4, 5]
+    with pytest.raises(StreamError, match=r"cannot seek .*\[7\] to 0.*assigned: \[0\]"):
+        source.seek({7: 0})
