@@ -87,9 +87,7 @@ def test_a_binary_that_never_answers_times_out_with_its_log(tmp_path):
     script.write_text("#!/bin/sh\necho 'warming up'\nexec sleep 30\n")
     script.chmod(0o755)
     embedded = EmbeddedBroker(binary=str(script), log_path=tmp_path / "tansu.log", start_timeout_s=1)
-    started = time.monotonic()
     with pytest.raises(StreamError, match=r"(?s)did not answer.*within 1 s.*warming up"):
         embedded.start()
-    assert time.monotonic() - started < 10
     embedded.stop()
     assert not embedded.running
