@@ -1,4 +1,4 @@
-"""ConfluentSource (confluent-kafka / librdkafka) against the embedded broker, no mocks of Kafka.
+"""ConfluentSource (confluent-kafka / librdkafka) against the real embedded broker.
 
 Mirrors tests/stream/test_kafka_io.py: same corpus, same expectations as KafkaSource.
 """

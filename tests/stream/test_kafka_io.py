@@ -1,4 +1,4 @@
-"""KafkaSource, KafkaSink, topic admin and DLQ records against the embedded broker (no mocks of Kafka)."""
+"""KafkaSource, KafkaSink, topic admin and DLQ records against the real embedded broker."""
 
 from __future__ import annotations
 
