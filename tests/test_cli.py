@@ -62,7 +62,7 @@ def strip(path: Path) -> list[dict]:
 
 def test_help_explains_every_subcommand():
     out = vt("--help").stdout
-    for word in ("simulate", "replay", "demo"):
+    for word in ("simulate", "replay", "explain", "run", "demo"):
         assert word in out
     assert "--trace" in vt("replay", "--help").stdout
 
@@ -166,3 +166,37 @@ def test_taobao_sample_replays_with_sort(tmp_path):
     summary = json.loads((tmp_path / "t.json").read_text())
     assert summary["events_read"] == 84_475
     assert summary["events_applied"] > 84_000
+
+
+def test_explain_tells_the_story_of_a_promoted_product(simulated, tmp_path):
+    viral = json.loads((simulated / "truth.json").read_text())["viral"][0]["product_id"]
+    vt(
+        "replay",
+        str(simulated / "events.ndjson"),
+        "--out",
+        str(tmp_path / "d.ndjson"),
+        "--trace",
+        viral,
+        "--no-progress",
+    )
+    out = vt(
+        "explain",
+        viral,
+        "--from",
+        str(tmp_path / "d.ndjson"),
+        "--trace",
+        str(tmp_path / "d.trace.csv"),
+        "--plot",
+        str(tmp_path / "story.png"),
+    ).stdout
+    out = " ".join(out.split())  # rich wraps lines at the terminal width
+    assert "promote" in out and "lift=" in out and "first at or above the promote threshold" in out
+    assert (tmp_path / "story.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_explain_of_an_unknown_product_says_why_nothing_is_known(simulated, tmp_path):
+    vt("replay", str(simulated / "events.ndjson"), "--out", str(tmp_path / "d.ndjson"), "--no-progress")
+    proc = vt("explain", "p-nope", "--from", str(tmp_path / "d.ndjson"), check=False)
+    assert proc.returncode == 1 and "never came close to the promote threshold" in " ".join(
+        proc.stdout.split()
+    )

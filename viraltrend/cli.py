@@ -119,6 +119,23 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_config(rep)
 
+    exp = sub.add_parser(
+        "explain",
+        help="why was this product promoted, or not? (from replay output)",
+        description="Print every decision about one product with its reasons and the numbers behind the "
+        "score; with --trace (the CSV of replay --trace), its score curve and when it crossed the promote "
+        "threshold; with --plot, a PNG of it.",
+    )
+    exp.add_argument("product_id", metavar="PRODUCT_ID")
+    exp.add_argument(
+        "--from", dest="decisions", required=True, metavar="FILE", help="decisions NDJSON (replay --out)"
+    )
+    exp.add_argument("--trace", metavar="CSV", help="trace CSV from replay --trace PRODUCT_ID")
+    exp.add_argument(
+        "--plot", metavar="PNG", help="also draw the score and the decisions to this PNG (needs --trace)"
+    )
+    _add_config(exp)
+
     run = sub.add_parser(
         "run",
         help="the live service: consume events from Kafka, publish Deals of the day",
@@ -376,10 +393,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(cfg, opts)
 
 
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from viraltrend.explain import explain
+
+    return explain(args.product_id, args.decisions, _load(args), trace_path=args.trace, plot_path=args.plot)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = _parser().parse_args(argv)
-    handlers = {"simulate": _cmd_simulate, "replay": _cmd_replay, "run": _cmd_run, "demo": _cmd_demo}
+    handlers = {
+        "simulate": _cmd_simulate,
+        "replay": _cmd_replay,
+        "explain": _cmd_explain,
+        "run": _cmd_run,
+        "demo": _cmd_demo,
+    }
     try:
         return handlers[args.command](args)
     except ViraltrendError as exc:
