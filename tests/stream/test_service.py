@@ -79,6 +79,20 @@ def topics(bootstrap: str, stem: str, partitions: int = 1) -> dict[str, str]:
     return names
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap_services():
+    """A test that fails half-way must not leave its service running: kill what is still alive."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 def start_service(
     bootstrap: str,
     names: dict[str, str],
@@ -112,9 +126,11 @@ def start_service(
     if idle_s is not None:
         args += ["--exit-when-idle", str(idle_s)]
     log = (tmp / "service.log").open("a")
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         args, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
     )
+    _STARTED.append(proc)
+    return proc
 
 
 def finish(proc: subprocess.Popen[str], tmp: Path, timeout_s: float = 120) -> None:
