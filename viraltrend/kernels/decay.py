@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import numba
 import numpy as np
@@ -34,6 +34,7 @@ from numba.extending import intrinsic
 from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
+from viraltrend.kernels._checks import check_range, column
 
 __all__ = ["PREFETCH_DISTANCE", "RENORM_EXPONENT", "DecayedCounters"]
 
@@ -164,27 +165,11 @@ def _require(ok: bool, msg: str) -> None:
 
 
 def _column(name: str, values: object, dtype: type[_Scalar], n: int | None = None) -> NDArray[_Scalar]:
-    """Check that ``values`` is a 1-D numpy array of ``dtype`` (and length ``n``); make it contiguous."""
-    want = np.dtype(dtype)
-    if not isinstance(values, np.ndarray):
-        msg = f"{name} must be a numpy array of {want}, got {type(values).__name__}"
-        raise TypeError(msg)
-    if values.dtype != want:
-        msg = f"{name} must be {want}, got {values.dtype}; convert with {name}.astype(np.{want})"
-        raise TypeError(msg)
-    if values.ndim != 1 or (n is not None and values.shape[0] != n):
-        like = "" if n is None else f" of length {n}, like slot"
-        msg = f"{name} must be 1-D{like}, got shape {values.shape}"
-        raise ValueError(msg)
-    return np.ascontiguousarray(values)
+    """Check a 1-D array column of ``dtype`` (length ``n``, like ``slot``); make it contiguous."""
+    return column(name, values, dtype, n, like="slot")
 
 
-def _check_range(name: str, values: NDArray[Any], low: int, high: int, fix: str = "") -> None:
-    """Raise ValueError unless every value lies in ``[low, high)``."""
-    if values.shape[0] and (int(values.min()) < low or int(values.max()) >= high):
-        bad = values[(values < low) | (values >= high)][0]
-        msg = f"{name} must be in [{low}, {high}), got {bad}{fix}"
-        raise ValueError(msg)
+_check_range = check_range
 
 
 class DecayedCounters:

@@ -62,6 +62,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
+from viraltrend.kernels._checks import check_range, column
 from viraltrend.kernels.decay import PREFETCH_DISTANCE, _prefetch  # one llvm.prefetch intrinsic
 
 __all__ = ["BYTES_PER_ENTRY", "UserSignals", "UserSketches"]
@@ -268,27 +269,11 @@ def _count_entries(rows: NDArray[np.int64]) -> _Int:
 
 
 def _column(name: str, values: object, dtype: type[_Scalar], n: int | None = None) -> NDArray[_Scalar]:
-    """Check that ``values`` is a 1-D numpy array of ``dtype`` (and length ``n``); make it contiguous."""
-    want = np.dtype(dtype)
-    if not isinstance(values, np.ndarray):
-        msg = f"{name} must be a numpy array of {want}, got {type(values).__name__}"
-        raise TypeError(msg)
-    if values.dtype != want:
-        msg = f"{name} must be {want}, got {values.dtype}; convert with {name}.astype(np.{want})"
-        raise TypeError(msg)
-    if values.ndim != 1 or (n is not None and values.shape[0] != n):
-        like = "" if n is None else f" of length {n}, like product"
-        msg = f"{name} must be 1-D{like}, got shape {values.shape}"
-        raise ValueError(msg)
-    return np.ascontiguousarray(values)
+    """Check a 1-D array column of ``dtype`` (length ``n``, like ``product``); make it contiguous."""
+    return column(name, values, dtype, n, like="product")
 
 
-def _check_range(name: str, values: NDArray[Any], low: int, high: int, fix: str = "") -> None:
-    """Raise ValueError unless every value lies in ``[low, high)``."""
-    if values.shape[0] and (int(values.min()) < low or int(values.max()) >= high):
-        bad = values[(values < low) | (values >= high)][0]
-        msg = f"{name} must be in [{low}, {high}), got {bad}{fix}"
-        raise ValueError(msg)
+_check_range = check_range
 
 
 def _int_arg(name: str, value: object, low: int, high: int) -> int:
