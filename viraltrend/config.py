@@ -187,6 +187,7 @@ class KafkaConfig:
     output_topic: str = "deals-of-the-day"
     dlq_topic: str = "engagement-events.dlq"
     group_id: str = "viraltrend"
+    candidates_topic: str = ""  # "" -> "<group_id>.candidates" (see viraltrend.merge)
     create_topics: bool = True
     partitions: int = field(default=3, metadata={"min": 1})
     max_batch_events: int = field(default=50_000, metadata={"min": 1})
@@ -208,8 +209,15 @@ class MetricsConfig:
 
 @dataclass(frozen=True, slots=True)
 class CheckpointConfig:
-    """Where and how often state is checkpointed (wall-clock interval)."""
+    """Where and how often state is checkpointed (wall-clock interval).
 
+    ``store = "changelog"`` keeps checkpoints in a compacted Kafka topic (``changelog_topic``,
+    default ``<group_id>.state``), so a worker on any machine can restore any partition;
+    ``"local"`` keeps them under ``dir`` (one machine only).
+    """
+
+    store: str = field(default="changelog", metadata={"choices": ("changelog", "local")})
+    changelog_topic: str = ""
     dir: str = "checkpoints"
     interval_s: float = _gt0(10.0)
 
