@@ -156,7 +156,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output-topic", help="decisions topic (kafka.output_topic)")
     run.add_argument("--dlq-topic", help="dead-letter topic (kafka.dlq_topic)")
     run.add_argument(
-        "--group-id", help="consumer group; workers in one group share partitions (kafka.group_id)"
+        "--group-id",
+        help="consumer group; workers started with the same group share the partitions and publish "
+        "one merged board (kafka.group_id)",
     )
     run.add_argument(
         "--create-topics",
@@ -170,7 +172,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--metrics-port", type=int, help="port of the /metrics endpoint, 0 = any free (metrics.port)"
     )
-    run.add_argument("--checkpoint-dir", help="where state checkpoints go (checkpoint.dir)")
+    run.add_argument(
+        "--checkpoint-store",
+        choices=["changelog", "local"],
+        help="where checkpoints live: the compacted topic <group-id>.state, which any worker can "
+        "restore from (default), or files under --checkpoint-dir on this machine (checkpoint.store)",
+    )
+    run.add_argument(
+        "--checkpoint-dir",
+        help="directory of local checkpoints, with --checkpoint-store local (checkpoint.dir)",
+    )
     run.add_argument(
         "--exit-when-idle",
         type=float,
@@ -233,6 +244,7 @@ _RUN_FLAGS = {
     "create_topics": ("kafka", "create_topics"),
     "metrics_host": ("metrics", "host"),
     "metrics_port": ("metrics", "port"),
+    "checkpoint_store": ("checkpoint", "store"),
     "checkpoint_dir": ("checkpoint", "dir"),
     "security_protocol": ("kafka", "security_protocol"),
     "sasl_mechanism": ("kafka", "sasl_mechanism"),

@@ -149,6 +149,52 @@ class Metrics:
             registry=registry,
             buckets=_LATENCY,
         )
+        self.changelog_lag = Gauge(
+            "changelog_lag",
+            "Input records processed but not yet checkpointed (how far the changelog trails), per partition.",
+            ["partition"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.checkpoint_bytes = Gauge(
+            "checkpoint_bytes",
+            "Size of the last checkpoint written, summed over this worker's partitions.",
+            namespace=ns,
+            registry=registry,
+        )
+        self.board_publisher = Gauge(
+            "board_publisher",
+            "1 on the worker that publishes the merged board (it holds input partition 0), else 0.",
+            namespace=ns,
+            registry=registry,
+        )
+        self.model_roc_auc = Gauge(
+            "model_roc_auc",
+            "Online model: progressive ROC AUC (predict, then learn), label-weighted over partitions.",
+            namespace=ns,
+            registry=registry,
+        )
+        self.model_log_loss = Gauge(
+            "model_log_loss",
+            "Online model: progressive-validation log loss, label-weighted over partitions.",
+            namespace=ns,
+            registry=registry,
+        )
+        self.model_precision = Gauge(
+            "model_precision",
+            "Online model: progressive-validation precision at the 0.5 cut, label-weighted over partitions.",
+            namespace=ns,
+            registry=registry,
+        )
+        self.model_labels_seen = Gauge(
+            "model_labels_seen", "Online model: delayed labels learned from.", namespace=ns, registry=registry
+        )
+        self.model_warm = Gauge(
+            "model_warm",
+            "Online model: partitions whose model has seen enough labels to decide (else the rule decides).",
+            namespace=ns,
+            registry=registry,
+        )
         self.build_info = Gauge(
             "build_info",
             "Always 1; the version is in the label.",

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.stream.services import STARTED
 from viraltrend.events import EventBatch, Reject
 from viraltrend.stream.broker import EmbeddedBroker
 from viraltrend.stream.kafka_io import KafkaSource, create_topics
@@ -22,6 +23,17 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
     embedded.start()  # raises StreamError with the binary and its log tail
     yield embedded
     embedded.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reap_services():
+    """A test that fails half-way must not leave its service running: kill what is still alive."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 @pytest.fixture

@@ -1,5 +1,8 @@
+"""Checkpoint encoding and the local-directory store: round trips, layout, refusal of corrupt data."""
+
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -10,12 +13,96 @@ from tests.test_engine import SMALL
 from viraltrend.config import load_config
 from viraltrend.engine import Engine
 from viraltrend.errors import CheckpointError
-from viraltrend.stream.checkpoint import CheckpointStore
+from viraltrend.stream.checkpoint import (
+    CheckpointStore,
+    EncodedCheckpoint,
+    LocalStore,
+    StateStore,
+    decode_checkpoint,
+    encode_checkpoint,
+)
+
+TOPIC = "events"
 
 
 @pytest.fixture(scope="module")
 def events(scenario_factory):
     return read_events(scenario_factory(**SMALL) / "events.ndjson")
+
+
+def sample_arrays() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    return {
+        "f64": rng.normal(size=(50, 3)),
+        "i64": rng.integers(-(2**62), 2**62, size=40, dtype=np.int64),
+        "u8": rng.integers(0, 255, size=17, dtype=np.uint8),
+        "flags": rng.random(9) > 0.5,
+        "names": np.array(["p-1", "p-22", "ü"]),
+        "empty": np.zeros((0, 4), dtype=np.float32),
+    }
+
+
+def assert_arrays_equal(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
+    assert sorted(got) == sorted(want)
+    for key, arr in want.items():
+        assert got[key].dtype == arr.dtype, key
+        np.testing.assert_array_equal(got[key], arr, err_msg=key)
+
+
+# ----------------------------------------------------------------------------- shared encoding
+
+
+def test_encoded_checkpoint_round_trips_through_a_blob():
+    arrays = sample_arrays()
+    blob = encode_checkpoint(arrays, {"clock_ms": 12, "ids": ["a"]}, {3: 99}).to_blob()
+    encoded = EncodedCheckpoint.from_blob(blob, where="test", remedy="fix it")
+    got, meta, offsets = decode_checkpoint(encoded, where="test", remedy="fix it")
+    assert_arrays_equal(got, arrays)
+    assert meta == {"clock_ms": 12, "ids": ["a"]}
+    assert offsets == {3: 99}
+
+
+def test_truncated_blob_is_refused_with_the_remedy():
+    blob = encode_checkpoint(sample_arrays(), {}, {0: 1}).to_blob()
+    with pytest.raises(CheckpointError, match="truncated.*delete it"):
+        EncodedCheckpoint.from_blob(blob[:-1], where="here", remedy="delete it")
+
+
+def test_blob_without_magic_is_refused():
+    with pytest.raises(CheckpointError, match="bad magic"):
+        EncodedCheckpoint.from_blob(b"PK\x03\x04 some zip", where="here", remedy="delete it")
+
+
+def test_flipped_byte_in_a_blob_fails_the_checksum():
+    blob = bytearray(encode_checkpoint(sample_arrays(), {}, {0: 1}).to_blob())
+    blob[-100] ^= 0xFF  # inside the npz
+    encoded = EncodedCheckpoint.from_blob(bytes(blob), where="here", remedy="delete it")
+    with pytest.raises(CheckpointError, match=r"arrays\.npz does not match its SHA-256"):
+        decode_checkpoint(encoded, where="here", remedy="delete it")
+
+
+def test_consistent_manifest_over_undecodable_npz_is_refused():
+    good = encode_checkpoint(sample_arrays(), {}, {0: 1})
+    npz = b"not a zip file at all"
+    manifest = json.loads(good.manifest)
+    manifest["arrays.npz"] = hashlib.sha256(npz).hexdigest()
+    bad = EncodedCheckpoint(npz=npz, meta=good.meta, manifest=json.dumps(manifest).encode())
+    with pytest.raises(CheckpointError, match="cannot be decoded"):
+        decode_checkpoint(bad, where="here", remedy="delete it")
+
+
+def test_object_arrays_are_refused_on_save():
+    with pytest.raises(CheckpointError, match="dtype object"):
+        encode_checkpoint({"bad": np.array([{"a": 1}], dtype=object)}, {}, {})
+
+
+# ------------------------------------------------------------------------------- LocalStore
+
+
+def test_local_store_is_a_state_store(tmp_path):
+    store = LocalStore(tmp_path, TOPIC)
+    assert isinstance(store, StateStore)
+    assert store.describe == f"directory {tmp_path}"
 
 
 def test_restored_engine_continues_exactly_like_an_uninterrupted_one(events, tmp_path):
@@ -24,35 +111,76 @@ def test_restored_engine_continues_exactly_like_an_uninterrupted_one(events, tmp
     first = Engine(cfg)
     cut = len(events) // 2
     got, _ = first.process(events.take(np.arange(cut)))
-    store = CheckpointStore(tmp_path)
+    store = LocalStore(tmp_path, TOPIC)
     arrays, meta = first.state()
-    store.save("events-0", arrays, meta, {0: cut})
-    arrays2, meta2, offsets = store.load("events-0")
+    store.save(0, arrays, meta, {0: cut})
+    arrays2, meta2, offsets = store.load(0)
     assert offsets == {0: cut}
     second = Engine.restore(cfg, arrays2, meta2)
     more, _ = second.process(events.take(np.arange(cut, len(events))))
     assert got + more + second.finish() == want
 
 
-def test_checkpoint_is_plain_json_and_npz(events, tmp_path):
+def test_checkpoint_is_plain_json_and_npz_named_after_topic_and_partition(events, tmp_path):
     engine, _ = run_engine(events.take(np.arange(1000)), [])
-    CheckpointStore(tmp_path).save("x", *engine.state(), {0: 1000})
-    meta = json.loads((tmp_path / "x" / "meta.json").read_text())
-    assert meta["offsets"] == {"0": 1000}
-    with np.load(tmp_path / "x" / "arrays.npz", allow_pickle=False) as z:
+    LocalStore(tmp_path, TOPIC).save(2, *engine.state(), {2: 1000})
+    meta = json.loads((tmp_path / "events-2" / "meta.json").read_text())
+    assert meta["offsets"] == {"2": 1000}
+    with np.load(tmp_path / "events-2" / "arrays.npz", allow_pickle=False) as z:
         assert "counters.acc" in z.files
+
+
+def test_local_store_loads_checkpoints_written_by_name(tmp_path):
+    arrays = sample_arrays()
+    CheckpointStore(tmp_path).save("events-3", arrays, {"k": 1}, {3: 7})
+    got, meta, offsets = LocalStore(tmp_path, TOPIC).load(3)
+    assert_arrays_equal(got, arrays)
+    assert (meta, offsets) == ({"k": 1}, {3: 7})
+
+
+def test_second_save_replaces_the_first(tmp_path):
+    store = LocalStore(tmp_path, TOPIC)
+    store.save(0, {"x": np.arange(3)}, {"v": 1}, {0: 10})
+    store.save(0, {"x": np.arange(5)}, {"v": 2}, {0: 20})
+    arrays, meta, offsets = store.load(0)
+    assert arrays["x"].tolist() == [0, 1, 2, 3, 4]
+    assert (meta, offsets) == ({"v": 2}, {0: 20})
+    assert store.last_load_bytes > 0
+
+
+def test_checkpoint_left_between_the_renames_is_loaded(tmp_path):
+    store = LocalStore(tmp_path, TOPIC)
+    store.save(0, {"x": np.arange(3)}, {"v": 1}, {0: 10})
+    store.path(0).rename(store.path(0).with_name("events-0.old"))  # crash after the first rename
+    assert store.load(0)[2] == {0: 10}
 
 
 def test_corrupted_checkpoint_is_refused(events, tmp_path):
     engine, _ = run_engine(events.take(np.arange(1000)), [])
-    store = CheckpointStore(tmp_path)
-    store.save("x", *engine.state(), {0: 1000})
-    path = tmp_path / "x" / "arrays.npz"
+    store = LocalStore(tmp_path, TOPIC)
+    store.save(0, *engine.state(), {0: 1000})
+    path = store.path(0) / "arrays.npz"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="does not match its SHA-256"):
-        store.load("x")
+    with pytest.raises(CheckpointError, match="does not match its SHA-256.*Move the directory away"):
+        store.load(0)
+
+
+def test_checkpoint_with_a_missing_file_is_refused(tmp_path):
+    store = LocalStore(tmp_path, TOPIC)
+    store.save(0, {"x": np.arange(3)}, {}, {0: 1})
+    (store.path(0) / "meta.json").unlink()
+    with pytest.raises(CheckpointError, match="unreadable.*move the directory away"):
+        store.load(0)
+
+
+def test_checkpoint_with_a_garbled_manifest_is_refused(tmp_path):
+    store = LocalStore(tmp_path, TOPIC)
+    store.save(0, {"x": np.arange(3)}, {}, {0: 1})
+    (store.path(0) / "manifest.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="manifest.json is unreadable"):
+        store.load(0)
 
 
 def test_checkpoint_from_other_half_lives_is_refused(events, tmp_path):
@@ -71,4 +199,7 @@ def test_checkpoint_from_other_half_lives_is_refused(events, tmp_path):
 
 
 def test_missing_checkpoint_is_none(tmp_path):
+    store = LocalStore(tmp_path, TOPIC)
+    assert store.load(0) is None
+    assert store.last_load_bytes == 0
     assert CheckpointStore(tmp_path).load("nothing") is None

@@ -7,160 +7,28 @@ CLI, decisions and dead letters are read back from their topics, metrics are scr
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
-import msgspec
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from tests.stream.services import (
+    decisions,
+    finish,
+    produce,
+    read_topic,
+    sample,
+    scrape,
+    start_service,
+    topics,
+    wait_for,
+)
 from tests.test_engine import SMALL
 from viraltrend.config import load_config
 from viraltrend.replay import replay
 from viraltrend.stream.broker import EmbeddedBroker, create_topics, free_port
 
 pytestmark = pytest.mark.integration
-
-
-class _Key(msgspec.Struct):
-    product_id: str
-
-
-_KEY = msgspec.json.Decoder(_Key)
-
-
-def produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, batch_size=256 * 1024, acks=1)
-    for line in lines:
-        try:
-            key = _KEY.decode(line).product_id.encode()
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            key = None
-        producer.send(topic, key=key, value=line)
-    producer.flush()
-    producer.close()
-
-
-def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 15.0) -> list[tuple[bytes | None, bytes]]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000)
-    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-    consumer.assign(parts)
-    consumer.seek_to_beginning()
-    ends = consumer.end_offsets(parts)
-    out: list[tuple[int, int, bytes | None, bytes]] = []
-    deadline = time.monotonic() + timeout_s
-    while any(consumer.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
-        for tp, records in consumer.poll(timeout_ms=500).items():
-            out.extend((tp.partition, r.offset, r.key, r.value) for r in records)
-    consumer.close()
-    out.sort()
-    return [(k, v) for _, _, k, v in out]
-
-
-def decisions(bootstrap: str, topic: str) -> list[dict]:
-    rows = [json.loads(v) for _, v in read_topic(bootstrap, topic)]
-    for r in rows:
-        r.pop("emitted_at")
-    return rows
-
-
-def topics(bootstrap: str, stem: str, partitions: int = 1) -> dict[str, str]:
-    names = {"input": f"{stem}-in", "output": f"{stem}-out", "dlq": f"{stem}-dlq"}
-    create_topics(
-        bootstrap,
-        {names["input"]: partitions, names["output"]: 1, names["dlq"]: 1},
-        compacted={names["output"]},
-    )
-    return names
-
-
-_STARTED: list[subprocess.Popen[str]] = []
-
-
-@pytest.fixture(autouse=True)
-def _reap_services():
-    """A test that fails half-way must not leave its service running: kill what is still alive."""
-    yield
-    while _STARTED:
-        proc = _STARTED.pop()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def start_service(
-    bootstrap: str,
-    names: dict[str, str],
-    tmp: Path,
-    *,
-    idle_s: float | None = 4.0,
-    metrics_port: int = 0,
-    env: dict[str, str] | None = None,
-) -> subprocess.Popen[str]:
-    args = [
-        sys.executable,
-        "-m",
-        "viraltrend",
-        "run",
-        "--bootstrap-servers",
-        bootstrap,
-        "--input-topic",
-        names["input"],
-        "--output-topic",
-        names["output"],
-        "--dlq-topic",
-        names["dlq"],
-        "--group-id",
-        f"g-{names['input']}",
-        "--no-create-topics",
-        "--checkpoint-dir",
-        str(tmp / "ckpt"),
-        "--metrics-port",
-        str(metrics_port),
-    ]
-    if idle_s is not None:
-        args += ["--exit-when-idle", str(idle_s)]
-    log = (tmp / "service.log").open("a")
-    proc = subprocess.Popen(
-        args, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
-    )
-    _STARTED.append(proc)
-    return proc
-
-
-def finish(proc: subprocess.Popen[str], tmp: Path, timeout_s: float = 120) -> None:
-    try:
-        rc = proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-    assert rc == 0, (tmp / "service.log").read_text()[-3000:]
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        return resp.read().decode()
-
-
-def sample(text: str, name: str) -> float | None:
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
-def wait_for(predicate, timeout_s: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +111,7 @@ def test_kill_9_then_restart_gives_the_board_of_an_uninterrupted_run(broker, sma
     names = topics(broker.bootstrap_servers, "crash")
     produce(broker.bootstrap_servers, names["input"], lines)
     slow = {"VIRALTREND_KAFKA_MAX_BATCH_EVENTS": "1500", "VIRALTREND_CHECKPOINT_INTERVAL_S": "0.3"}
-    proc = start_service(broker.bootstrap_servers, names, tmp_path, env=slow, idle_s=None)
+    proc = start_service(broker.bootstrap_servers, names, tmp_path, env=slow, idle_s=None, store="local")
     ckpt = tmp_path / "ckpt" / f"g-{names['input']}" / f"{names['input']}-0" / "meta.json"
 
     def progressed() -> bool:
@@ -255,7 +123,7 @@ def test_kill_9_then_restart_gives_the_board_of_an_uninterrupted_run(broker, sma
     wait_for(progressed, what="a checkpoint in the middle of the stream")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    finish(start_service(broker.bootstrap_servers, names, tmp_path, env=slow), tmp_path)
+    finish(start_service(broker.bootstrap_servers, names, tmp_path, env=slow, store="local"), tmp_path)
     got = decisions(broker.bootstrap_servers, names["output"])
     assert got[-1]["action"] == "board"
     assert got[-1] == want[-1], "the final board equals the uninterrupted run's"
@@ -272,7 +140,9 @@ def test_sigterm_finishes_the_batch_checkpoints_commits_and_exits(broker, small,
     names = topics(broker.bootstrap_servers, "term")
     produce(broker.bootstrap_servers, names["input"], lines[:5000])
     port = free_port()
-    proc = start_service(broker.bootstrap_servers, names, tmp_path, metrics_port=port, idle_s=None)
+    proc = start_service(
+        broker.bootstrap_servers, names, tmp_path, metrics_port=port, idle_s=None, store="local"
+    )
     wait_for(lambda: _consumed(port) >= 5000, what="the service to consume the input")
     proc.send_signal(signal.SIGTERM)
     finish(proc, tmp_path, timeout_s=30)
@@ -340,7 +210,10 @@ def test_broker_outage_is_ridden_out_and_processing_resumes(small, tmp_path):
         names = topics(own.bootstrap_servers, "outage")
         produce(own.bootstrap_servers, names["input"], lines[:2000])
         mport = free_port()
-        proc = start_service(own.bootstrap_servers, names, tmp_path, metrics_port=mport, idle_s=None)
+        # local checkpoints: this memory-only broker forgets a changelog topic when it restarts
+        proc = start_service(
+            own.bootstrap_servers, names, tmp_path, metrics_port=mport, idle_s=None, store="local"
+        )
         wait_for(lambda: _consumed(mport) >= 2000, what="consumption before the outage")
         own.stop()
         wait_for(

@@ -1,15 +1,19 @@
 """The live service's batch loop: consume, run the engines, publish, checkpoint, commit.
 
 State is kept per input partition (one :class:`~viraltrend.engine.Engine` each), restored
-from its checkpoint when the partition is assigned and checkpointed when it is revoked.
-One turn of the loop:
+from its checkpoint (the compacted changelog topic ``<group_id>.state``, or a local directory)
+when the partition is assigned, and checkpointed when it is revoked.  One turn of the loop:
 
-1. poll a batch (decoded; bad records become rejects);
+1. poll a batch (decoded; bad records become rejects), and the other workers' board candidates;
 2. send each reject to the dead-letter topic, with its reason;
 3. run each partition's events through that partition's engine;
-4. publish the decisions (passed through for a single partition, merged otherwise: see
-   :mod:`viraltrend.merge`) keyed by ``product_id`` / ``__board__`` (the producer sends them
-   in the background; ``end_to_end_latency_seconds`` runs from the poll to this hand-over);
+4. publish the decisions keyed by ``product_id`` / ``__board__`` (the producer sends them in
+   the background; ``end_to_end_latency_seconds`` runs from the poll to this hand-over).  With
+   one input partition the engine's decisions pass through unchanged.  With several, each worker
+   shares its partitions' boards on the candidates topic and publishes only ``block`` decisions;
+   the worker holding input partition 0 merges every partition's board into the one global board
+   and publishes its promote / demote / update messages and snapshots (see
+   :mod:`viraltrend.stream.candidates` and :mod:`viraltrend.merge`);
 5. every ``checkpoint.interval_s`` (and on shutdown or revoke): checkpoint each engine with the
    offsets its state reflects, then commit those offsets.
 
@@ -33,20 +37,24 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from viraltrend.board import Member
 from viraltrend.config import Config
 from viraltrend.engine import Engine
-from viraltrend.errors import StreamError
+from viraltrend.errors import CheckpointError, StreamError
 from viraltrend.events import EventBatch, Reject
 from viraltrend.merge import BoardMerger
 from viraltrend.metrics import Metrics
 from viraltrend.stream.broker import reachable
-from viraltrend.stream.checkpoint import CheckpointStore
-from viraltrend.stream.kafka_io import KafkaSink, KafkaSource, dlq_record
+from viraltrend.stream.candidates import CandidatesFollower, PartitionCandidates, encode_candidates
+from viraltrend.stream.changelog import ChangelogStore
+from viraltrend.stream.checkpoint import LocalStore, StateStore
+from viraltrend.stream.kafka_io import KafkaSink, KafkaSource, create_topics, describe_topic, dlq_record
 from viraltrend.stream.sinks import stamp
 
 __all__ = ["Service", "ServiceOptions"]
 
 log = logging.getLogger("viraltrend.service")
+Message = dict[str, Any]
 BOARD_KEY = b"__board__"
 
 
@@ -158,7 +166,7 @@ class Service:
         self.metrics = metrics
         self.options = options or ServiceOptions()
         self.client_options = client_options or {}
-        self.store = CheckpointStore(f"{cfg.checkpoint.dir}/{self.k.group_id}")
+        self.store: StateStore | None = None
         self.engines: dict[int, Engine] = {}
         self.merger = BoardMerger(cfg.board)
         self.n_partitions = 1
@@ -167,54 +175,122 @@ class Service:
         self._source: GroupSource | None = None
         self._sink: KafkaSink | None = None
         self._blocklist: BlocklistFollower | None = None
+        self._follower: CandidatesFollower | None = None
+        self._published: dict[int, tuple[Any, ...]] = {}  # partition -> board signature last published
+        self._round: dict[int, dict[str, Message]] = {}  # partition -> decisions since its last candidates
+        self._checkpointed: dict[int, int] = {}  # partition -> offset of its last checkpoint
+        self._merged_wm = 0  # event time of the last merge: the newest watermark of any partition
+        self._announce = False  # publish a board snapshot at the next merge (just became publisher)
         self._last_checkpoint = time.monotonic()
         self._lag_due = 0.0
         self._probe_due = 0.0
         self._last_record_at = time.monotonic()
         self.stop_event = threading.Event()
 
+    @property
+    def candidates_topic(self) -> str:
+        """Where workers share their partitions' boards (see :mod:`viraltrend.stream.candidates`)."""
+        return self.k.candidates_topic or f"{self.k.group_id}.candidates"
+
+    @property
+    def changelog_topic(self) -> str:
+        """The compacted topic holding checkpoints when ``checkpoint.store = "changelog"``."""
+        return self.cfg.checkpoint.changelog_topic or f"{self.k.group_id}.state"
+
+    @property
+    def is_publisher(self) -> bool:
+        """Whether this worker publishes the board: it holds input partition 0."""
+        return 0 in self.engines
+
     # ------------------------------------------------------------------ partitions
     def _restore(self, partitions: set[int]) -> None:
         """Rebalance hook (assign): restore each partition's checkpoint and seek to its offsets."""
+        assert self.store is not None
         seek: dict[int, int] = {}
         self.metrics.rebalances.labels(kind="assigned").inc()
         for p in sorted(partitions):
             t0 = time.perf_counter()
-            loaded = self.store.load(f"{self.k.input_topic}-{p}")
+            loaded = self.store.load(p)
+            self._published.pop(p, None)
+            self._round[p] = {}
             if loaded is None:
                 self.engines[p] = Engine(self.cfg)
                 self._apply_blocklist(self.engines[p], None)
-                log.info("partition %d: no checkpoint, starting fresh", p)
+                self._checkpointed[p] = 0
+                log.info("partition %d: no checkpoint in %s, starting fresh", p, self.store.describe)
                 continue
             arrays, meta, offsets = loaded
             self.engines[p] = Engine.restore(self.cfg, arrays, meta)
             self._apply_blocklist(self.engines[p], None)
             if p in offsets:
                 seek[p] = offsets[p]
+            self._checkpointed[p] = offsets.get(p, 0)
             self.metrics.restore_duration.observe(time.perf_counter() - t0)
-            log.info("partition %d: restored checkpoint at offset %s", p, offsets.get(p))
+            log.info("partition %d: restored from %s at offset %s", p, self.store.describe, offsets.get(p))
         if seek and self._source is not None:
             self._source.seek(seek)
-        self.merger.reset(m for e in self.engines.values() for m in e.board.members.values())
+        if 0 in partitions and self.n_partitions > 1:
+            self._announce = True
+            log.info("holding input partition 0: this worker now publishes the merged board")
+        self.merger.reset(self._all_members())
         self.metrics.assigned_partitions.set(len(self.engines))
+        self.metrics.board_publisher.set(int(self.is_publisher))
 
     def _revoke(self, partitions: set[int]) -> None:
-        """Rebalance hook (revoke): publish, checkpoint and commit, then drop the partitions' state."""
+        """Rebalance hook (revoke): share, publish, checkpoint and commit, then drop the partitions' state."""
+        if self.n_partitions > 1:
+            self._share_candidates(partitions & set(self.engines), force=True)
         self.checkpoint(only=partitions)
-        for p in partitions:
-            self.engines.pop(p, None)
+        self._drop(partitions)
         self.metrics.rebalances.labels(kind="revoked").inc()
-        self.metrics.assigned_partitions.set(len(self.engines))
 
     def _lost(self, partitions: set[int]) -> None:
+        self._drop(partitions)
+        self.metrics.rebalances.labels(kind="lost").inc()
+
+    def _drop(self, partitions: set[int]) -> None:
         for p in partitions:
             self.engines.pop(p, None)
-        self.metrics.rebalances.labels(kind="lost").inc()
+            self._round.pop(p, None)
+            self._published.pop(p, None)
+            self._checkpointed.pop(p, None)
         self.metrics.assigned_partitions.set(len(self.engines))
+        self.metrics.board_publisher.set(int(self.is_publisher))
 
     # ------------------------------------------------------------------ connections
     def connect(self) -> None:
-        """Open the consumer and producer (the consumer joins the group on the first poll)."""
+        """Open the state store, the candidates follower, the consumer and the producer.
+
+        The consumer joins the group on its first poll, which calls :meth:`_restore`.
+        """
+        self.n_partitions = describe_topic(
+            self.k.bootstrap_servers, self.k.input_topic, **self.client_options
+        ).partitions
+        internal = {}
+        if self.n_partitions > 1:
+            internal[self.candidates_topic] = 1
+        if self.cfg.checkpoint.store == "changelog":
+            internal[self.changelog_topic] = self.n_partitions
+        if internal:  # internal topics, created whatever kafka.create_topics says (as Kafka Streams does)
+            create_topics(
+                self.k.bootstrap_servers, internal, compacted=frozenset(internal), **self.client_options
+            )
+        if self.store is None:
+            if self.cfg.checkpoint.store == "changelog":
+                self.store = ChangelogStore(
+                    self.k.bootstrap_servers,
+                    self.changelog_topic,
+                    self.k.input_topic,
+                    partitions=self.n_partitions,
+                    **self.client_options,
+                )
+            else:
+                self.store = LocalStore(f"{self.cfg.checkpoint.dir}/{self.k.group_id}", self.k.input_topic)
+        if self.n_partitions > 1 and self._follower is None:
+            self._follower = CandidatesFollower(
+                self.k.bootstrap_servers, self.candidates_topic, self.client_options
+            )
+            self._follower.catch_up()
         self._sink = self._sink_factory(self.k.bootstrap_servers, **self.client_options)
         factory = self._source_factory
         if factory is KafkaSource and self.k.client == "confluent":
@@ -248,14 +324,15 @@ class Service:
 
     def close(self) -> None:
         """Close the clients (after :meth:`checkpoint`)."""
-        if self._source is not None:
-            self._source.close()
-        if self._sink is not None:
-            self._sink.close()
+        for closer in (self._source, self._sink, self._follower, self.store):
+            if closer is not None:
+                closer.close()
+        self._follower = None
+        self.store = None
 
     # ------------------------------------------------------------------ one batch
     def step(self) -> int:
-        """Process one polled batch; return the number of records it held."""
+        """Process one polled batch; return the number of records it held (input and candidates)."""
         assert self._source is not None and self._sink is not None
         t0 = time.perf_counter()
         if self._blocklist is not None:
@@ -263,14 +340,16 @@ class Service:
             for engine in self.engines.values():
                 self._apply_blocklist(engine, changes)
         batch, rejects = self._source.next_batch(self.k.max_batch_events)
+        shared = self._follower.poll() if self._follower is not None else 0
         n = len(batch) + len(rejects)
-        if n == 0:
+        if n == 0 and shared == 0 and not (self._announce and self.is_publisher):
             return 0
         self._last_record_at = time.monotonic()
-        self._count_consumed(batch, rejects)
+        if n:
+            self._count_consumed(batch, rejects)
         t_engine = time.perf_counter()
-        messages: list[dict[str, Any]] = []
-        latest: dict[str, dict[str, Any]] = {}
+        messages: list[Message] = []
+        touched: set[int] = set()
         for p in np.unique(batch.partition).tolist():
             got = self.engines.get(p)
             if got is None:  # assigned without a hook call (should not happen); start fresh
@@ -280,24 +359,76 @@ class Service:
             msgs, late = engine.process(part)
             rejects.extend(late)
             messages.extend(msgs)
+            touched.add(p)
+            round_msgs = self._round.setdefault(p, {})
             for m in msgs:
                 if m["action"] != "board":
-                    latest[m["product_id"]] = m
+                    round_msgs[m["product_id"]] = m
         self.metrics.kernel_duration.observe(time.perf_counter() - t_engine)
-        if len(self.engines) > 1:
-            blocks = [m for m in messages if m["action"] == "block"]
-            wm = max((e.clock.watermark_ms or 0) for e in self.engines.values())
-            merged = self.merger.merge(
-                (m for e in self.engines.values() for m in e.board.members.values()), wm, latest
-            )
-            messages = blocks + merged
+        if self.n_partitions > 1:
+            latest = {pid: m for p in touched for pid, m in self._round[p].items()}
+            self._share_candidates(touched)
+            out = [m for m in messages if m["action"] == "block"]
+            if self.is_publisher:
+                out += self._merge(latest)
+            messages = out
         self._publish(messages, rejects)
         self.metrics.latency.observe(time.perf_counter() - t0)
         self.metrics.batch_duration.observe(time.perf_counter() - t0)
         self._update_gauges()
         if time.monotonic() - self._last_checkpoint >= self.cfg.checkpoint.interval_s:
             self.checkpoint()
-        return n
+        return n + shared
+
+    # ------------------------------------------------------------------ one board across workers
+    def _all_members(self) -> list[Member]:
+        """Members of every partition's board: this worker's own, and the others' latest candidates."""
+        members = [m for e in self.engines.values() for m in e.board.members.values()]
+        if self._follower is not None:
+            for p, pc in self._follower.latest.items():
+                if p not in self.engines:
+                    members.extend(pc.members)
+        return members
+
+    def _share_candidates(self, partitions: set[int], *, force: bool = False) -> None:
+        """Publish the boards of ``partitions`` that changed to the candidates topic (keyed by partition)."""
+        assert self._source is not None and self._sink is not None
+        offsets = self._source.snapshot()
+        for p in sorted(partitions):
+            engine = self.engines.get(p)
+            if engine is None or p not in offsets:
+                continue
+            members = engine.board.ranked()
+            signature = tuple((m.product_id, m.score, m.since_ms) for m in members)
+            if not force and signature == self._published.get(p) and not self._round.get(p):
+                continue
+            record = PartitionCandidates(
+                partition=p,
+                offset=offsets[p],
+                watermark_ms=engine.clock.watermark_ms,
+                members=members,
+                messages=self._round.get(p, {}),
+            )
+            self._sink.send(self.candidates_topic, str(p).encode(), encode_candidates(record))
+            self._published[p] = signature
+            self._round[p] = {}
+
+    def _merge(self, latest: dict[str, Message]) -> list[Message]:
+        """The publisher's turn: merge every partition's board and return the changes (and snapshot)."""
+        remote: dict[str, Message] = self._follower.drain_messages() if self._follower is not None else {}
+        wms = [e.clock.watermark_ms for e in self.engines.values() if e.clock.watermark_ms is not None]
+        if self._follower is not None:
+            wms += [
+                pc.watermark_ms
+                for p, pc in self._follower.latest.items()
+                if p not in self.engines and pc.watermark_ms is not None
+            ]
+        wm = self._merged_wm = max(wms, default=0)
+        merged = self.merger.merge(self._all_members(), wm, {**remote, **latest})
+        if self._announce and not merged:
+            merged = [self.merger.snapshot(wm)]
+        self._announce = False
+        return merged
 
     def _count_consumed(self, batch: EventBatch, rejects: list[Reject]) -> None:
         parts, counts = np.unique(batch.partition, return_counts=True)
@@ -306,7 +437,7 @@ class Service:
         for r in rejects:
             self.metrics.consumed.labels(partition=str(r.partition)).inc()
 
-    def _publish(self, messages: list[dict[str, Any]], rejects: list[Reject]) -> None:
+    def _publish(self, messages: list[Message], rejects: list[Reject]) -> None:
         assert self._sink is not None
         sink = self._sink
         now_ms = int(time.time() * 1000)
@@ -326,15 +457,39 @@ class Service:
         engines = list(self.engines.values())
         self.metrics.tracked_products.set(sum(e.tracked_products for e in engines))
         self.metrics.state_bytes.set(sum(e.state_bytes for e in engines))
-        board = len(self.merger.current) if len(engines) > 1 else sum(len(e.board.members) for e in engines)
+        if self.n_partitions == 1:
+            board = sum(len(e.board.members) for e in engines)
+        else:  # the publisher knows the merged board; the others their own partitions' part of it
+            board = (
+                len(self.merger.current) if self.is_publisher else sum(len(e.board.members) for e in engines)
+            )
         self.metrics.board_size.set(board)
         wms = [e.clock.watermark_ms for e in engines if e.clock.watermark_ms is not None]
         if wms:
             self.metrics.event_time_lag.set(time.time() - max(wms) / 1000.0)
+        self._model_gauges(engines)
         if time.monotonic() >= self._lag_due and self._source is not None:
             self._lag_due = time.monotonic() + 5.0
             for p, lag in self._source.lag().items():
                 self.metrics.consumer_lag.labels(partition=str(p)).set(lag)
+            for p, pos in self._source.snapshot().items():
+                if p in self._checkpointed:
+                    self.metrics.changelog_lag.labels(partition=str(p)).set(pos - self._checkpointed[p])
+
+    def _model_gauges(self, engines: list[Engine]) -> None:
+        models = [e.model.metrics() for e in engines if e.model is not None]
+        if not models:
+            return
+        seen = sum(int(m["labels_seen"]) for m in models)
+        self.metrics.model_labels_seen.set(seen)
+        self.metrics.model_warm.set(sum(bool(m["warm"]) for m in models))
+        if seen:
+            for gauge, key in (
+                (self.metrics.model_roc_auc, "roc_auc"),
+                (self.metrics.model_log_loss, "log_loss"),
+                (self.metrics.model_precision, "precision"),
+            ):
+                gauge.set(sum(float(m[key]) * int(m["labels_seen"]) for m in models) / seen)
 
     @property
     def idle_s(self) -> float:
@@ -344,20 +499,25 @@ class Service:
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self, only: set[int] | None = None) -> None:
         """Flush the producer, checkpoint each engine with its offsets, then commit those offsets."""
-        if self._source is None or self._sink is None:
+        if self._source is None or self._sink is None or self.store is None:
             return
         t0 = time.perf_counter()
         self._sink.flush()
         offsets = self._source.snapshot()
         done: dict[int, int] = {}
+        size = 0
         for p, engine in sorted(self.engines.items()):
             if (only is not None and p not in only) or p not in offsets:
                 continue
+            if self._checkpointed.get(p) == offsets[p] and only is None:
+                continue  # nothing read since the last checkpoint of this partition
             arrays, meta = engine.state()
-            self.store.save(f"{self.k.input_topic}-{p}", arrays, meta, {p: offsets[p]})
+            size += self.store.save(p, arrays, meta, {p: offsets[p]})
             done[p] = offsets[p]
+            self._checkpointed[p] = offsets[p]
         if done:
             self._source.commit(done)
+            self.metrics.checkpoint_bytes.set(size)
         self._last_checkpoint = time.monotonic()
         self.metrics.checkpoint_duration.observe(time.perf_counter() - t0)
         self.metrics.last_checkpoint.set(time.time())
@@ -365,6 +525,15 @@ class Service:
     # ------------------------------------------------------------------ the loop
     def run(self) -> None:
         """Loop until :attr:`stop_event` is set (SIGTERM/SIGINT) or the input stays idle long enough."""
+        try:
+            self._loop()
+        except CheckpointError:
+            log.error("a checkpoint cannot be restored; stopping without writing any state")
+            self.close()
+            raise
+        self.shutdown()
+
+    def _loop(self) -> None:
         backoff = 0.1
         idle_since = time.monotonic()
         while not self.stop_event.is_set():
@@ -391,7 +560,6 @@ class Service:
                 log.info("input idle for %.1f s: stopping", self.options.exit_when_idle_s)
                 break
             self.metrics.broker_up.set(1)
-        self.shutdown()
 
     def _broker_gone(self) -> bool:
         """While idle, every 2 s, check the broker is still there (an idle poll cannot tell)."""
@@ -408,7 +576,7 @@ class Service:
 
     def _recover(self) -> None:
         """After a failed publish or poll: drop the clients and roll state back to the last checkpoint."""
-        for closer in (self._source, self._sink):
+        for closer in (self._source, self._sink, self._follower, self.store):
             try:
                 if closer is not None:
                     closer.close()
@@ -416,15 +584,18 @@ class Service:
                 log.debug("closing after broker trouble: %s", exc)
         self._source = None
         self._sink = None
-        self.engines = {}  # the next assignment restores them from their checkpoints
+        self._follower = None
+        if self.cfg.checkpoint.store == "changelog":
+            self.store = None  # reopened on connect
+        self._drop(set(self.engines))  # the next assignment restores them from their checkpoints
 
     def shutdown(self) -> None:
-        """Finish: publish the final board, checkpoint, commit, close."""
+        """Finish: publish the final board (the publisher only), checkpoint, commit, close."""
         try:
             if self._sink is not None and self.engines:
                 final = self._final_board()
-                if final is not None:
-                    self._publish([final], [])
+                if final:
+                    self._publish(final, [])
             self.checkpoint()
         except StreamError as exc:
             log.warning(
@@ -435,14 +606,19 @@ class Service:
             if self._blocklist is not None:
                 self._blocklist.close()
 
-    def _final_board(self) -> dict[str, Any] | None:
+    def _final_board(self) -> list[Message]:
         engines = list(self.engines.values())
         wms = [e.clock.watermark_ms for e in engines if e.clock.watermark_ms is not None]
         if not wms:
-            return None
-        if len(engines) == 1:
-            return engines[0].board.snapshot(wms[0])
-        return self.merger.snapshot(max(wms))
+            return []
+        if self.n_partitions == 1:
+            return [engines[0].board.snapshot(wms[0])]
+        if not self.is_publisher:
+            return []
+        if self._follower is not None:
+            self._follower.poll(timeout_ms=200)
+        out = [m for m in self._merge({}) if m["action"] != "board"]
+        return [*out, self.merger.snapshot(self._merged_wm)]
 
 
 def client_options(cfg: Config) -> dict[str, Any]:

@@ -1,0 +1,159 @@
+"""Helpers of the service tests: produce and read topics, start ``viraltrend run`` subprocesses, scrape.
+
+Every service started here is listed in :data:`STARTED`; the stream conftest kills what a failed
+test left running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import msgspec
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from viraltrend.stream.broker import create_topics
+
+
+class _Key(msgspec.Struct):
+    product_id: str
+
+
+_KEY = msgspec.json.Decoder(_Key)
+
+
+def key_of(line: bytes) -> bytes | None:
+    """The record key of an event line: its product id (None for lines that are not events)."""
+    try:
+        return _KEY.decode(line).product_id.encode()
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+
+
+def produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, batch_size=256 * 1024, acks=1)
+    for line in lines:
+        producer.send(topic, key=key_of(line), value=line)
+    producer.flush()
+    producer.close()
+
+
+def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 15.0) -> list[tuple[bytes | None, bytes]]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000)
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    consumer.assign(parts)
+    consumer.seek_to_beginning()
+    ends = consumer.end_offsets(parts)
+    out: list[tuple[int, int, bytes | None, bytes]] = []
+    deadline = time.monotonic() + timeout_s
+    while any(consumer.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
+        for tp, records in consumer.poll(timeout_ms=500).items():
+            out.extend((tp.partition, r.offset, r.key, r.value) for r in records)
+    consumer.close()
+    out.sort()
+    return [(k, v) for _, _, k, v in out]
+
+
+def decisions(bootstrap: str, topic: str) -> list[dict]:
+    rows = [json.loads(v) for _, v in read_topic(bootstrap, topic)]
+    for r in rows:
+        r.pop("emitted_at")
+    return rows
+
+
+def topics(bootstrap: str, stem: str, partitions: int = 1) -> dict[str, str]:
+    names = {"input": f"{stem}-in", "output": f"{stem}-out", "dlq": f"{stem}-dlq"}
+    create_topics(
+        bootstrap,
+        {names["input"]: partitions, names["output"]: 1, names["dlq"]: 1},
+        compacted={names["output"]},
+    )
+    return names
+
+
+STARTED: list[subprocess.Popen[str]] = []
+
+
+def start_service(
+    bootstrap: str,
+    names: dict[str, str],
+    tmp: Path,
+    *,
+    idle_s: float | None = 4.0,
+    metrics_port: int = 0,
+    env: dict[str, str] | None = None,
+    store: str = "changelog",
+    group_id: str | None = None,
+    log_name: str = "service.log",
+) -> subprocess.Popen[str]:
+    """Start ``viraltrend run`` as a subprocess (reaped after the test by the stream conftest)."""
+    args = [
+        sys.executable,
+        "-m",
+        "viraltrend",
+        "run",
+        "--bootstrap-servers",
+        bootstrap,
+        "--input-topic",
+        names["input"],
+        "--output-topic",
+        names["output"],
+        "--dlq-topic",
+        names["dlq"],
+        "--group-id",
+        group_id or f"g-{names['input']}",
+        "--no-create-topics",
+        "--checkpoint-store",
+        store,
+        "--checkpoint-dir",
+        str(tmp / "ckpt"),
+        "--metrics-port",
+        str(metrics_port),
+    ]
+    if idle_s is not None:
+        args += ["--exit-when-idle", str(idle_s)]
+    log = (tmp / log_name).open("a")
+    proc = subprocess.Popen(
+        args, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
+    )
+    STARTED.append(proc)
+    return proc
+
+
+def finish(
+    proc: subprocess.Popen[str], tmp: Path, timeout_s: float = 120, log_name: str = "service.log"
+) -> None:
+    """Wait for a service to exit by itself; it must exit 0 (else its log tail is shown)."""
+    try:
+        rc = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert rc == 0, (tmp / log_name).read_text()[-3000:]
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        return resp.read().decode()
+
+
+def sample(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def wait_for(predicate, timeout_s: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")

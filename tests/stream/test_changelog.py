@@ -1,0 +1,310 @@
+"""ChangelogStore against the real embedded broker: chunked round trips, replacement, tombstones, refusals."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from viraltrend.errors import CheckpointError, ConfigError, StreamError
+from viraltrend.stream.broker import EmbeddedBroker, describe_topic
+from viraltrend.stream.changelog import HEADER_FORMAT, ChangelogStore, create_changelog_topic
+from viraltrend.stream.checkpoint import StateStore
+
+pytestmark = pytest.mark.integration
+
+INPUT = "engagement-events"
+CHUNK = 16_384  # small chunks, so that every test state needs several
+
+
+def sample_arrays(seed: int = 0, n: int = 4000) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "counters.acc": rng.normal(size=(n, 3)),  # float64, 96 kB at n=4000
+        "slots": rng.integers(-(2**62), 2**62, size=n, dtype=np.int64),
+        "small": rng.integers(-100, 100, size=n, dtype=np.int32),
+        "bytes": rng.integers(0, 255, size=n, dtype=np.uint8),
+        "flags": rng.random(n) > 0.5,
+        "f32": rng.random((7, 5)).astype(np.float32),
+        "names": np.array([f"p-{i}" for i in range(50)]),
+        "empty": np.zeros(0, dtype=np.int64),
+    }
+
+
+def assert_arrays_equal(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
+    assert sorted(got) == sorted(want)
+    for key, arr in want.items():
+        assert got[key].dtype == arr.dtype, key
+        assert got[key].shape == arr.shape, key
+        np.testing.assert_array_equal(got[key], arr, err_msg=key)
+
+
+def read_partition(bootstrap: str, topic: str, partition: int) -> list[tuple[str, bytes | None]]:
+    """Every (key, value) record of ``topic``/``partition``, in order (an independent raw reader)."""
+    tp = TopicPartition(topic, partition)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    out: list[tuple[str, bytes | None]] = []
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=500).get(tp, [])
+            out += [(r.key.decode(), r.value) for r in batch]
+            high = consumer.highwater(tp)
+            if not batch and high is not None and consumer.position(tp) >= high:
+                return out
+    finally:
+        consumer.close(autocommit=False)
+    pytest.fail(f"could not read {topic}/{partition} to its end")
+
+
+def produce(bootstrap: str, topic: str, partition: int, records: list[tuple[str, bytes | None]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=4_000_000)
+    for key, value in records:
+        producer.send(topic, key=key.encode(), value=value, partition=partition)
+    producer.flush(timeout=30)
+    producer.close()
+
+
+def header(records: list[tuple[str, bytes | None]], name: str) -> dict:
+    """The latest header record of checkpoint ``name``."""
+    values = [v for k, v in records if k == name]
+    assert values and values[-1] is not None
+    return json.loads(values[-1])
+
+
+@pytest.fixture
+def changelog(broker: EmbeddedBroker, topic_factory: Callable[..., str]) -> Callable[..., str]:
+    """``changelog(partitions=1)``: a new compacted topic for checkpoints."""
+
+    def make(partitions: int = 1) -> str:
+        return topic_factory(partitions, compacted=True)
+
+    return make
+
+
+@pytest.fixture
+def store_factory(broker: EmbeddedBroker) -> Iterator[Callable[..., ChangelogStore]]:
+    """``store_factory(topic, partitions=1, **options)``: a ChangelogStore closed at teardown."""
+    made: list[ChangelogStore] = []
+
+    def make(topic: str, partitions: int = 1, **options: object) -> ChangelogStore:
+        options.setdefault("max_chunk_bytes", CHUNK)
+        store = ChangelogStore(broker.bootstrap_servers, topic, INPUT, partitions=partitions, **options)  # type: ignore[arg-type]
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+def test_round_trip_of_a_chunked_checkpoint(broker, changelog, store_factory):
+    topic = changelog()
+    store = store_factory(topic)
+    arrays = sample_arrays()
+    meta = {"clock_ms": 1_764_253_200_123, "board": [{"product_id": "p-1", "score": 2.5}], "ü": "ok"}
+    written = store.save(0, arrays, meta, {0: 12345})
+    got, got_meta, offsets = store.load(0)
+    assert_arrays_equal(got, arrays)
+    assert got_meta == meta
+    assert offsets == {0: 12345}
+    head = header(read_partition(broker.bootstrap_servers, topic, 0), f"{INPUT}-0")
+    assert head["format"] == HEADER_FORMAT
+    assert head["n_chunks"] == len(head["chunks"]) > 3
+    assert head["total_bytes"] > 3 * CHUNK
+    assert written > head["total_bytes"]
+    assert head["offsets"] == {"0": 12345}
+
+
+def test_store_implements_the_state_store_protocol(changelog, store_factory):
+    topic = changelog()
+    store = store_factory(topic)
+    assert isinstance(store, StateStore)
+    assert topic in store.describe
+
+
+def test_second_save_replaces_the_first(changelog, store_factory):
+    store = store_factory(changelog())
+    store.save(0, sample_arrays(seed=1), {"v": 1}, {0: 10})
+    second = sample_arrays(seed=2, n=3000)
+    store.save(0, second, {"v": 2}, {0: 20})
+    got, meta, offsets = store.load(0)
+    assert_arrays_equal(got, second)
+    assert (meta, offsets) == ({"v": 2}, {0: 20})
+
+
+def test_old_chunks_are_tombstoned_after_the_new_header(broker, changelog, store_factory):
+    topic = changelog()
+    store = store_factory(topic)
+    store.save(0, sample_arrays(seed=1), {"v": 1}, {0: 10})
+    store.save(0, sample_arrays(seed=2), {"v": 2}, {0: 20})
+    records = read_partition(broker.bootstrap_servers, topic, 0)
+    name = f"{INPUT}-0"
+    first, second = (json.loads(v) for k, v in records if k == name and v is not None)
+    old_keys = {f"{name}/{first['seq']}/{i}" for i in range(first["n_chunks"])}
+    new_keys = {f"{name}/{second['seq']}/{i}" for i in range(second["n_chunks"])}
+    assert second["seq"] > first["seq"]
+    last_header = max(i for i, (k, _) in enumerate(records) if k == name)
+    tombstones = {k for k, v in records[last_header + 1 :] if v is None}
+    assert tombstones == old_keys
+    assert not any(v is None for k, v in records if k in new_keys)
+
+
+def test_partitions_are_independent(changelog, store_factory):
+    store = store_factory(changelog(3), partitions=3)
+    a, c = sample_arrays(seed=10, n=500), sample_arrays(seed=30, n=900)
+    store.save(0, a, {"p": 0}, {0: 100})
+    store.save(2, c, {"p": 2}, {2: 300})
+    store.save(0, a, {"p": 0, "again": True}, {0: 101})
+    assert store.load(1) is None
+    got_a, meta_a, off_a = store.load(0)
+    got_c, meta_c, off_c = store.load(2)
+    assert_arrays_equal(got_a, a)
+    assert_arrays_equal(got_c, c)
+    assert (meta_a, off_a) == ({"p": 0, "again": True}, {0: 101})
+    assert (meta_c, off_c) == ({"p": 2}, {2: 300})
+
+
+def test_partition_with_nothing_loads_none(changelog, store_factory):
+    store = store_factory(changelog())
+    assert store.load(0) is None
+    assert store.last_load_records == 0
+
+
+def test_fresh_store_restores_what_another_one_wrote(broker, changelog, store_factory):
+    topic = changelog(2)
+    writer = store_factory(topic, partitions=2)
+    arrays = sample_arrays(seed=5)
+    writer.save(1, arrays, {"from": "machine-a"}, {1: 777})
+    writer.close()
+    reader = store_factory(topic, partitions=2)  # "another machine": knows nothing of the writer
+    got, meta, offsets = reader.load(1)
+    assert_arrays_equal(got, arrays)
+    assert (meta, offsets) == ({"from": "machine-a"}, {1: 777})
+    records = read_partition(broker.bootstrap_servers, topic, 1)
+    assert reader.last_load_records == len(records)
+    assert reader.last_load_bytes == sum(len(v) for _, v in records if v is not None)
+
+
+def test_fresh_store_saving_first_tombstones_the_previous_chunks(broker, changelog, store_factory):
+    topic = changelog()
+    store_factory(topic).save(0, sample_arrays(seed=1), {"v": 1}, {0: 10})
+    store_factory(topic).save(0, sample_arrays(seed=2), {"v": 2}, {0: 20})  # never loaded first
+    records = read_partition(broker.bootstrap_servers, topic, 0)
+    name = f"{INPUT}-0"
+    first = json.loads(next(v for k, v in records if k == name))
+    live = {k: v for k, v in records}  # what compaction keeps: the latest value per key
+    assert all(live[f"{name}/{first['seq']}/{i}"] is None for i in range(first["n_chunks"]))
+    assert store_factory(topic).load(0)[1] == {"v": 2}
+
+
+def test_crash_before_the_header_leaves_the_previous_checkpoint(broker, changelog, store_factory):
+    topic = changelog()
+    arrays = sample_arrays(seed=1)
+    store_factory(topic).save(0, arrays, {"v": 1}, {0: 10})
+    name = f"{INPUT}-0"
+    orphans = [(f"{name}/7/{i}", b"half-written chunk") for i in range(3)]
+    produce(broker.bootstrap_servers, topic, 0, orphans)  # chunks of a save that died before its header
+    survivor = store_factory(topic)
+    got, meta, offsets = survivor.load(0)
+    assert_arrays_equal(got, arrays)
+    assert (meta, offsets) == ({"v": 1}, {0: 10})
+    survivor.save(0, arrays, {"v": 2}, {0: 20})
+    live = dict(read_partition(broker.bootstrap_servers, topic, 0))
+    assert all(live[key] is None for key, _ in orphans)
+    assert header(list(live.items()), name)["seq"] > 7
+
+
+def test_corrupted_chunk_is_refused(broker, changelog, store_factory):
+    topic = changelog()
+    store = store_factory(topic)
+    store.save(0, sample_arrays(), {"v": 1}, {0: 10})
+    seq = header(read_partition(broker.bootstrap_servers, topic, 0), f"{INPUT}-0")["seq"]
+    produce(broker.bootstrap_servers, topic, 0, [(f"{INPUT}-0/{seq}/1", b"\x00" * CHUNK)])
+    with pytest.raises(CheckpointError, match=rf"chunk .*/{seq}/1.* does not match its SHA-256") as info:
+        store_factory(topic).load(0)
+    assert topic in str(info.value) and "partition 0" in str(info.value)
+    assert "tombstone" in str(info.value)
+
+
+def test_header_pointing_to_missing_chunks_is_refused(broker, changelog, store_factory):
+    topic = changelog()
+    store = store_factory(topic)
+    store.save(0, sample_arrays(), {"v": 1}, {0: 10})
+    name = f"{INPUT}-0"
+    forged = dict(header(read_partition(broker.bootstrap_servers, topic, 0), name), seq=99)
+    produce(broker.bootstrap_servers, topic, 0, [(name, json.dumps(forged).encode())])
+    with pytest.raises(CheckpointError, match=rf"chunk '{name}/99/0' .* is missing") as info:
+        store.load(0)
+    assert topic in str(info.value)
+
+
+def test_unreadable_header_is_refused(broker, changelog, store_factory):
+    topic = changelog()
+    produce(broker.bootstrap_servers, topic, 0, [(f"{INPUT}-0", b"{this is not json")])
+    with pytest.raises(CheckpointError, match="header .* is unreadable"):
+        store_factory(topic).load(0)
+
+
+def test_tombstoned_header_starts_the_partition_fresh(broker, changelog, store_factory):
+    topic = changelog()
+    store = store_factory(topic)
+    store.save(0, sample_arrays(), {"v": 1}, {0: 10})
+    produce(broker.bootstrap_servers, topic, 0, [(f"{INPUT}-0", None)])  # the remedy the errors give
+    assert store.load(0) is None
+
+
+def test_default_chunk_size_carries_a_multi_megabyte_state(broker, changelog, store_factory):
+    topic = changelog()
+    store = store_factory(topic, max_chunk_bytes=900_000)
+    arrays = {"acc": np.random.default_rng(3).normal(size=(100_000, 3))}  # 2.4 MB
+    store.save(0, arrays, {}, {0: 1})
+    assert_arrays_equal(store_factory(topic).load(0)[0], arrays)
+    assert header(read_partition(broker.bootstrap_servers, topic, 0), f"{INPUT}-0")["n_chunks"] == 3
+
+
+def test_object_arrays_are_refused_before_anything_is_written(broker, changelog, store_factory):
+    topic = changelog()
+    store = store_factory(topic)
+    with pytest.raises(CheckpointError, match="dtype object"):
+        store.save(0, {"bad": np.array([None, 1], dtype=object)}, {}, {0: 1})
+    assert read_partition(broker.bootstrap_servers, topic, 0) == []
+
+
+def test_partition_outside_the_input_topic_is_a_value_error(changelog, store_factory):
+    store = store_factory(changelog(2), partitions=2)
+    with pytest.raises(ValueError, match=r"partition must be in \[0, 2\)"):
+        store.load(2)
+
+
+def test_changelog_with_another_partition_count_is_refused(broker, changelog):
+    with pytest.raises(ConfigError, match="has 2 partitions but the input topic .* has 3"):
+        ChangelogStore(broker.bootstrap_servers, changelog(2), INPUT, partitions=3)
+
+
+def test_changelog_that_is_not_compacted_is_refused(broker, topic_factory):
+    with pytest.raises(ConfigError, match="cleanup.policy=delete"):
+        ChangelogStore(broker.bootstrap_servers, topic_factory(1), INPUT, partitions=1)
+
+
+def test_missing_changelog_topic_is_a_stream_error(broker):
+    with pytest.raises(StreamError, match="does not exist"):
+        ChangelogStore(broker.bootstrap_servers, "no-such-changelog", INPUT, partitions=1)
+
+
+def test_create_changelog_topic_makes_a_compacted_topic_once(broker, request):
+    topic = f"state-{request.node.name[-20:]}-{time.monotonic_ns()}"
+    assert create_changelog_topic(broker.bootstrap_servers, topic, 3) is True
+    assert create_changelog_topic(broker.bootstrap_servers, topic, 3) is False
+    info = describe_topic(broker.bootstrap_servers, topic)
+    assert info.partitions == 3
+    assert info.configs["cleanup.policy"] == "compact"
+    with ChangelogStore(broker.bootstrap_servers, topic, INPUT, partitions=3) as store:
+        store.save(1, {"x": np.arange(4)}, {}, {1: 4})
+        assert store.load(1)[2] == {1: 4}

@@ -1,0 +1,181 @@
+"""Board candidates shared by the workers of one consumer group, so that the group publishes one board.
+
+State is kept per input partition, and partitions are spread over workers, so no worker sees
+every partition's board.  Each worker therefore publishes, after every batch that changed a
+partition's board, that partition's members (its *candidates* for the global board) to a
+compacted topic (``kafka.candidates_topic``, default ``<group_id>.candidates``) keyed by the
+partition number: the value carries the members, the partition's event-time watermark and the
+input offset the state reflects.  Every worker follows that topic (:class:`CandidatesFollower`);
+the worker that currently holds input partition 0 is the *board publisher*: it merges its own
+partitions' boards with everyone else's latest candidates (:class:`viraltrend.merge.BoardMerger`,
+a pure function of the members) and publishes the promote / demote / update messages and the
+``__board__`` snapshots.  The other workers publish only ``block`` decisions.
+
+A record older than the one already held for its partition (a lower input offset) is ignored:
+after a worker dies, the partition's new owner restores an older checkpoint and replays, and the
+board keeps the dead worker's newer view until the replay passes it (it reproduces the same
+state, since the engine is deterministic).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from viraltrend.board import Member
+from viraltrend.errors import StreamError
+
+__all__ = ["CandidatesFollower", "PartitionCandidates", "decode_candidates", "encode_candidates"]
+
+log = logging.getLogger(__name__)
+Message = dict[str, Any]
+_SCHEMA = 1
+
+
+@dataclass(slots=True)
+class PartitionCandidates:
+    """One input partition's board as published by the worker holding it."""
+
+    partition: int
+    offset: int  # next input offset: the state reflects every record before it
+    watermark_ms: int | None
+    members: list[Member]
+    messages: dict[str, Message] = field(default_factory=dict)  # last decision per member (reasons)
+
+
+def encode_candidates(pc: PartitionCandidates) -> bytes:
+    """The candidates record's value (JSON; floats round-trip exactly)."""
+    return json.dumps(
+        {
+            "schema": _SCHEMA,
+            "partition": pc.partition,
+            "offset": pc.offset,
+            "watermark_ms": pc.watermark_ms,
+            "members": [
+                {
+                    "product_id": m.product_id,
+                    "seller_id": m.seller_id,
+                    "category": m.category,
+                    "score": m.score,
+                    "since_ms": m.since_ms,
+                }
+                for m in pc.members
+            ],
+            "messages": pc.messages,
+        },
+        separators=(",", ":"),
+    ).encode("utf-8")
+
+
+def decode_candidates(value: bytes) -> PartitionCandidates:
+    """Parse a candidates record; :class:`ValueError` says what is wrong with a malformed one."""
+    try:
+        d = json.loads(value)
+        if d.get("schema") != _SCHEMA:
+            msg = f"schema {d.get('schema')!r} is not {_SCHEMA}"
+            raise ValueError(msg)
+        members = [
+            Member(
+                slot=-1,
+                product_id=str(m["product_id"]),
+                seller_id=m["seller_id"],
+                category=m["category"],
+                score=float(m["score"]),
+                since_ms=int(m["since_ms"]),
+            )
+            for m in d["members"]
+        ]
+        wm = d["watermark_ms"]
+        return PartitionCandidates(
+            partition=int(d["partition"]),
+            offset=int(d["offset"]),
+            watermark_ms=None if wm is None else int(wm),
+            members=members,
+            messages=dict(d.get("messages") or {}),
+        )
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        msg = f"malformed candidates record: {exc!r}"
+        raise ValueError(msg) from exc
+
+
+class CandidatesFollower:
+    """Follows the candidates topic from its beginning; :attr:`latest` holds each partition's newest.
+
+    Parameters
+    ----------
+    bootstrap_servers, topic : str
+        Where the candidates topic is.
+    options : dict
+        kafka-python client options (security).
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, options: dict[str, Any]) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self.topic = topic
+        self.latest: dict[int, PartitionCandidates] = {}
+        self.records_read = 0
+        self._fresh: dict[int, dict[str, Message]] = {}  # partition -> decisions not yet drained
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, **options
+        )
+        parts = self._consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            self._consumer.close()
+            msg = f"candidates topic {topic!r} does not exist on {bootstrap_servers}"
+            raise StreamError(msg)
+        self._tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        self._consumer.assign(self._tps)
+        self._consumer.seek_to_beginning(*self._tps)
+
+    def poll(self, timeout_ms: int = 0) -> int:
+        """Read what arrived; returns how many records changed :attr:`latest`."""
+        changed = 0
+        for records in self._consumer.poll(timeout_ms=timeout_ms).values():
+            for r in records:
+                self.records_read += 1
+                if r.value is None:
+                    continue
+                try:
+                    pc = decode_candidates(r.value)
+                except ValueError as exc:
+                    log.warning("candidates %s offset %d skipped: %s", self.topic, r.offset, exc)
+                    continue
+                held = self.latest.get(pc.partition)
+                if held is not None and pc.offset < held.offset:
+                    continue  # an older view (a replay after a crash): keep the newer one
+                self.latest[pc.partition] = pc
+                self._fresh.setdefault(pc.partition, {}).update(pc.messages)
+                changed += 1
+        return changed
+
+    def drain_messages(self, exclude: Collection[int] = ()) -> dict[str, Message]:
+        """Decisions of other workers' partitions received since the last drain, by product id.
+
+        Partitions in ``exclude`` (this worker's own, whose decisions it has first-hand) are dropped.
+        """
+        out: dict[str, Message] = {}
+        for p, msgs in self._fresh.items():
+            if p not in exclude:
+                out.update(msgs)
+        self._fresh = {}
+        return out
+
+    def catch_up(self, timeout_s: float = 10.0) -> int:
+        """Read up to the topic's current end (bounded by ``timeout_s``); returns records changed."""
+        ends = self._consumer.end_offsets(self._tps)
+        deadline = time.monotonic() + timeout_s
+        changed = 0
+        while time.monotonic() < deadline:
+            changed += self.poll(timeout_ms=200)
+            if all(self._consumer.position(tp) >= ends[tp] for tp in self._tps):
+                break
+        return changed
+
+    def close(self) -> None:
+        """Close the consumer."""
+        self._consumer.close()

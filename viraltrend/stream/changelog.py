@@ -1,0 +1,524 @@
+"""Checkpoints in a changelog: a compacted Kafka topic, so any worker of the group can restore them.
+
+:class:`ChangelogStore` is a :class:`~viraltrend.stream.checkpoint.StateStore` that keeps the
+checkpoint of input partition ``p`` in partition ``p`` of a compacted topic with as many
+partitions as the input topic (as Kafka Streams does).  A checkpoint is the blob of
+:meth:`~viraltrend.stream.checkpoint.EncodedCheckpoint.to_blob` (npz + JSON + SHA-256 manifest,
+never pickle), cut into chunks small enough for Kafka's message size limit.  With
+``name = <input_topic>-<p>``, one save writes, in this order, each step flushed with
+``acks="all"`` before the next:
+
+1. the chunks, keyed ``<name>/<seq>/<i>`` (``seq`` grows by one per save);
+2. a header keyed ``<name>``: JSON with ``format``, ``seq``, ``n_chunks``, ``total_bytes``, the
+   SHA-256 of every chunk and of the whole blob, and the offsets;
+3. tombstones (null values) for every other chunk key of ``name`` still live: the previous
+   save's, and any a crashed save left behind.
+
+A crash before step 2 completes leaves the previous header, whose chunks are untouched, as the
+latest one; compaction eventually drops the old chunks and their tombstones.  :meth:`load` reads
+the partition from its beginning to its end (the end offset *and* a poll that returns nothing:
+Tansu's end-offset answer can lag), takes the latest header, gathers its chunks and verifies them.
+A record with a null value under the header key ``<name>`` deletes the checkpoint: the partition
+then starts fresh.  Each partition is assumed to have one writer at a time (its owner in the
+consumer group); records mixed by two writers fail the checksums and are refused, never loaded.
+Create the topic with :func:`create_changelog_topic`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import errors as kerr
+
+from viraltrend.errors import CheckpointError, ConfigError, StreamError
+from viraltrend.stream.broker import _connect, _describe, create_topics, describe_topic
+from viraltrend.stream.checkpoint import (
+    Arrays,
+    EncodedCheckpoint,
+    Loaded,
+    decode_checkpoint,
+    encode_checkpoint,
+)
+
+__all__ = ["HEADER_FORMAT", "ChangelogStore", "create_changelog_topic"]
+
+log = logging.getLogger(__name__)
+
+#: ``format`` field of every header record.
+HEADER_FORMAT: Final = "viraltrend-changelog-1"
+_RESERVED: Final = frozenset(
+    {"group_id", "enable_auto_commit", "key_deserializer", "value_deserializer", "key_serializer"}
+    | {"value_serializer", "acks"}
+)
+_PRODUCER_KEYS: Final = frozenset(KafkaProducer.DEFAULT_CONFIG)
+_CONSUMER_KEYS: Final = frozenset(KafkaConsumer.DEFAULT_CONFIG)
+_REQUEST_OVERHEAD: Final = 64 * 1024  # record and request framing beyond a chunk's bytes
+_CLOSE_TIMEOUT_S: Final = 5.0
+
+
+def create_changelog_topic(
+    bootstrap_servers: str,
+    topic: str,
+    partitions: int,
+    *,
+    replication_factor: int = 1,
+    timeout_s: float = 10.0,
+    **client_options: Any,
+) -> bool:
+    """Create the compacted changelog ``topic`` if it does not exist; return True if it was created.
+
+    ``partitions`` must equal the input topic's partition count.  Retention is unlimited
+    (``retention.ms=-1``, ``cleanup.policy=compact``): only compaction removes old records.
+    An existing topic is left as it is (with a warning if its partition count differs).
+    """
+    created = create_topics(
+        bootstrap_servers,
+        {topic: partitions},
+        compacted={topic},
+        retention_ms=-1,
+        replication_factor=replication_factor,
+        timeout_s=timeout_s,
+        **client_options,
+    )
+    return topic in created
+
+
+@dataclass(slots=True)
+class _Scan:
+    """What a read of one changelog partition found for one checkpoint name."""
+
+    header: bytes | None = None  #: value of the latest header record (None: none, or a tombstone)
+    header_offset: int = -1
+    header_seq: int = -1  #: ``seq`` of the latest header, -1 if it has none or is unreadable
+    max_seq: int = -1  #: largest ``seq`` seen in any header or chunk key
+    chunks: dict[str, bytes] = field(default_factory=dict)  #: live chunk values of ``header_seq``
+    live: set[str] = field(default_factory=set)  #: chunk keys whose latest record is not a tombstone
+    records: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """The state of a partition after this store's last read or save of it."""
+
+    seq: int  #: the largest seq in use; the next save uses seq + 1
+    live: frozenset[str]  #: chunk keys that are not tombstoned
+
+
+def _chunk_seq(key: str, prefix: str) -> int | None:
+    """``seq`` of chunk key ``<name>/<seq>/<i>`` (``prefix`` is ``<name>/``), None if malformed."""
+    parts = key[len(prefix) :].split("/")
+    if len(parts) != 2 or not (parts[0].isdigit() and parts[1].isdigit()):
+        return None
+    return int(parts[0])
+
+
+def _header_seq(value: bytes) -> int:
+    try:
+        seq = json.loads(value).get("seq")
+    except (ValueError, AttributeError):
+        return -1
+    return seq if isinstance(seq, int) else -1
+
+
+class ChangelogStore:
+    """A :class:`~viraltrend.stream.checkpoint.StateStore` in a compacted Kafka topic.
+
+    Parameters
+    ----------
+    bootstrap_servers : str
+        ``host:port[,host:port...]`` of the Kafka cluster.
+    topic : str
+        The changelog topic (compacted, ``partitions`` partitions; see :func:`create_changelog_topic`).
+    input_topic : str
+        The topic whose partitions the checkpoints belong to; names them ``<input_topic>-<p>``.
+    partitions : int
+        Partition count of the input topic; the changelog topic must have exactly as many.
+    max_chunk_bytes : int
+        Largest chunk value; keep it below the broker's ``message.max.bytes`` (1 MB by default).
+    load_timeout_s : float
+        How long :meth:`load` may take to read a partition to its end before it gives up.
+    poll_timeout_ms : int
+        Wait of each poll while loading; the end is confirmed by one poll that returns nothing.
+    flush_timeout_s : float
+        How long :meth:`save` waits for the broker to acknowledge each step.
+    connect_timeout_s : float
+        How long to wait for the cluster when connecting.
+    **client_options
+        Passed to kafka-python's producer and consumer where they apply (security, ...).
+
+    Raises
+    ------
+    StreamError
+        If the cluster cannot be reached or the topic does not exist.
+    ConfigError
+        If the topic's partition count differs from ``partitions``, or an option is invalid.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        input_topic: str,
+        *,
+        partitions: int,
+        max_chunk_bytes: int = 900_000,
+        load_timeout_s: float = 120.0,
+        poll_timeout_ms: int = 300,
+        flush_timeout_s: float = 30.0,
+        connect_timeout_s: float = 10.0,
+        **client_options: Any,
+    ) -> None:
+        if partitions < 1:
+            msg = f"partitions must be >= 1, got {partitions}"
+            raise ValueError(msg)
+        if max_chunk_bytes < 1:
+            msg = f"max_chunk_bytes must be >= 1, got {max_chunk_bytes}"
+            raise ValueError(msg)
+        reserved = _RESERVED & client_options.keys()
+        if reserved:
+            msg = f"ChangelogStore sets {sorted(reserved)} itself; remove them from the client options"
+            raise ConfigError(msg)
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.input_topic = input_topic
+        self.partitions = partitions
+        self.max_chunk_bytes = max_chunk_bytes
+        self.load_timeout_s = load_timeout_s
+        self.poll_timeout_ms = poll_timeout_ms
+        self.flush_timeout_s = flush_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self._options = client_options
+        #: Records read from the changelog by the last :meth:`load` (its restore lag).
+        self.last_load_records = 0
+        #: Bytes of record values read from the changelog by the last :meth:`load`.
+        self.last_load_bytes = 0
+        self._known: dict[int, _Known] = {}
+        self._closed = False
+        config: dict[str, Any] = {
+            "acks": "all",
+            "linger_ms": 5,
+            "compression_type": None,
+            "allow_auto_create_topics": False,
+            "max_request_size": max(1_048_576, max_chunk_bytes + _REQUEST_OVERHEAD),
+            "bootstrap_timeout_ms": int(connect_timeout_s * 1000),
+            "max_block_ms": int(flush_timeout_s * 1000),
+        }
+        config.update({k: v for k, v in client_options.items() if k in _PRODUCER_KEYS})
+        self._producer: KafkaProducer = _connect(KafkaProducer, bootstrap_servers, config)
+        try:
+            self._check_topic()
+        except BaseException:
+            self._producer.close(timeout=1)
+            raise
+
+    @property
+    def describe(self) -> str:
+        """``"changelog topic <topic> on <bootstrap servers>"``, for logs."""
+        return f"changelog topic {self.topic} on {self.bootstrap_servers}"
+
+    def name(self, partition: int) -> str:
+        """Checkpoint name (header key) of input ``partition``: ``<input_topic>-<partition>``."""
+        return f"{self.input_topic}-{partition}"
+
+    # ------------------------------------------------------------------------------- save
+
+    def save(self, partition: int, arrays: Arrays, meta: dict[str, Any], offsets: dict[int, int]) -> int:
+        """Write the checkpoint of input ``partition`` to changelog partition ``partition``.
+
+        Returns after the broker acknowledged every record (``acks="all"``); returns the bytes
+        written (chunks plus header).  If this store has not read or written that partition
+        before, it first reads it (as :meth:`load` does) to learn which chunks to tombstone.
+
+        Raises
+        ------
+        CheckpointError
+            If an array has ``dtype=object``.
+        StreamError
+            If the broker does not acknowledge a record; the previous checkpoint then stays the
+            latest one unless the header was written.
+        """
+        self._check_partition(partition)
+        blob = encode_checkpoint(arrays, meta, offsets).to_blob()
+        known = self._known.get(partition)
+        if known is None:
+            scan = self._scan(partition)
+            known = _Known(scan.max_seq, frozenset(scan.live))
+        name = self.name(partition)
+        seq = known.seq + 1
+        chunks = [blob[i : i + self.max_chunk_bytes] for i in range(0, len(blob), self.max_chunk_bytes)]
+        keys = [f"{name}/{seq}/{i}" for i in range(len(chunks))]
+        header = json.dumps(
+            {
+                "format": HEADER_FORMAT,
+                "name": name,
+                "seq": seq,
+                "n_chunks": len(chunks),
+                "total_bytes": len(blob),
+                "sha256": hashlib.sha256(blob).hexdigest(),
+                "chunks": [hashlib.sha256(c).hexdigest() for c in chunks],
+                "offsets": {str(p): int(o) for p, o in offsets.items()},
+                "saved_at_ms": int(time.time() * 1000),
+            },
+            separators=(",", ":"),
+        ).encode("utf-8")
+        stale = sorted(known.live - set(keys))
+        # Until the tombstones are acknowledged, count this save's keys and the stale ones as live
+        # and its seq as used (a failed send may still have reached the broker).
+        self._known[partition] = _Known(seq, known.live | set(keys))
+        self._send(partition, list(zip(keys, chunks, strict=True)), "chunks")
+        self._send(partition, [(name, header)], "header")
+        self._send(partition, [(key, None) for key in stale], "tombstones of the previous chunks")
+        self._known[partition] = _Known(seq, frozenset(keys))
+        return len(blob) + len(header)
+
+    def _send(self, partition: int, records: list[tuple[str, bytes | None]], what: str) -> None:
+        """Produce ``records`` to ``partition`` and wait until the broker acknowledged all of them."""
+        if not records:
+            return
+        futures = []
+        try:
+            for key, value in records:
+                futures.append(
+                    self._producer.send(self.topic, key=key.encode("utf-8"), value=value, partition=partition)
+                )
+            self._producer.flush(timeout=self.flush_timeout_s)
+        except kerr.KafkaError as exc:
+            msg = (
+                f"writing the checkpoint {what} to {self.describe}, partition {partition}, failed: "
+                f"{_describe(exc)}; is the broker running?"
+            )
+            raise StreamError(msg) from exc
+        failed = [f.exception for f in futures if f.failed()]
+        if failed or not all(f.is_done for f in futures):
+            reason = _describe(failed[0]) if failed else f"not acknowledged within {self.flush_timeout_s:g} s"
+            msg = (
+                f"writing the checkpoint {what} to {self.describe}, partition {partition}, failed: "
+                f"{reason}; the previous checkpoint stays the latest one"
+            )
+            raise StreamError(msg)
+
+    # ------------------------------------------------------------------------------- load
+
+    def load(self, partition: int) -> Loaded | None:
+        """Return the latest checkpoint of input ``partition``, or None if it has none.
+
+        Reads changelog partition ``partition`` from its beginning to its end; sets
+        :attr:`last_load_records` and :attr:`last_load_bytes`.
+
+        Raises
+        ------
+        CheckpointError
+            If the latest header is unreadable, a chunk is missing or does not match its SHA-256,
+            or the checkpoint cannot be decoded.
+        StreamError
+            If the partition cannot be read to its end within ``load_timeout_s``.
+        """
+        self._check_partition(partition)
+        self.last_load_records = self.last_load_bytes = 0
+        scan = self._scan(partition)
+        self._known[partition] = _Known(scan.max_seq, frozenset(scan.live))
+        self.last_load_records, self.last_load_bytes = scan.records, scan.bytes
+        if scan.header is None:
+            return None
+        where = f"changelog topic {self.topic!r} partition {partition} (key {self.name(partition)!r})"
+        remedy = (
+            f"To start input partition {partition} fresh, produce a record with key "
+            f"{self.name(partition)!r} and a null value (a tombstone) to partition {partition} of "
+            f"{self.topic!r}"
+        )
+        blob = self._assemble(
+            scan, self.name(partition), where=f"{where} at offset {scan.header_offset}", remedy=remedy
+        )
+        encoded = EncodedCheckpoint.from_blob(blob, where=where, remedy=remedy)
+        return decode_checkpoint(encoded, where=where, remedy=remedy)
+
+    def _assemble(self, scan: _Scan, name: str, *, where: str, remedy: str) -> bytes:
+        """Check the header of ``scan`` (checkpoint ``name``) and its chunks; return their blob."""
+        assert scan.header is not None
+        try:
+            header = json.loads(scan.header)
+            if not isinstance(header, dict) or header.get("format") != HEADER_FORMAT:
+                msg = f"format is not {HEADER_FORMAT!r}"
+                raise ValueError(msg)
+            seq, n_chunks, total = int(header["seq"]), int(header["n_chunks"]), int(header["total_bytes"])
+            shas = [str(s) for s in header["chunks"]]
+            whole = str(header["sha256"])
+            if header["name"] != name:
+                msg = f"it names checkpoint {header['name']!r}, not {name!r}"
+                raise ValueError(msg)
+        except (ValueError, TypeError, KeyError) as exc:
+            msg = f"the checkpoint header in {where} is unreadable ({type(exc).__name__}: {exc}). {remedy}"
+            raise CheckpointError(msg) from exc
+        if len(shas) != n_chunks:
+            msg = (
+                f"the checkpoint header in {where} lists {len(shas)} chunk checksums for {n_chunks} "
+                f"chunks. {remedy}"
+            )
+            raise CheckpointError(msg)
+        parts: list[bytes] = []
+        for i, sha in enumerate(shas):
+            key = f"{name}/{seq}/{i}"
+            chunk = scan.chunks.get(key)
+            if chunk is None:
+                msg = (
+                    f"chunk {key!r} of the checkpoint in {where} is missing (a lost or deleted record; "
+                    f"{n_chunks} chunks expected). {remedy}"
+                )
+                raise CheckpointError(msg)
+            if hashlib.sha256(chunk).hexdigest() != sha:
+                msg = (
+                    f"chunk {key!r} of the checkpoint in {where} does not match its SHA-256 in the "
+                    f"header (corrupt or tampered); refusing to load it. {remedy}"
+                )
+                raise CheckpointError(msg)
+            parts.append(chunk)
+        blob = b"".join(parts)
+        if len(blob) != total or hashlib.sha256(blob).hexdigest() != whole:
+            msg = (
+                f"the chunks of the checkpoint in {where} add up to {len(blob)} bytes that do not match "
+                f"the header's total_bytes={total} and SHA-256; refusing to load it. {remedy}"
+            )
+            raise CheckpointError(msg)
+        return blob
+
+    def _scan(self, partition: int) -> _Scan:
+        """Read changelog ``partition`` to its end, keeping what concerns its checkpoint name."""
+        name = self.name(partition)
+        prefix = name + "/"
+        scan = _Scan()
+        for key, value, offset in self._read(partition):
+            scan.records += 1
+            scan.bytes += len(value) if value is not None else 0
+            if key == name:
+                scan.header, scan.header_offset = value, offset
+                scan.header_seq = -1 if value is None else _header_seq(value)
+                scan.max_seq = max(scan.max_seq, scan.header_seq)
+                # chunks of older saves are not needed any more; keep only their keys
+                for old in [k for k in scan.chunks if (_chunk_seq(k, prefix) or 0) < scan.header_seq]:
+                    del scan.chunks[old]
+            elif key.startswith(prefix):
+                seq = _chunk_seq(key, prefix)
+                if seq is None:
+                    continue
+                scan.max_seq = max(scan.max_seq, seq)
+                if value is None:
+                    scan.live.discard(key)
+                    scan.chunks.pop(key, None)
+                else:
+                    scan.live.add(key)
+                    scan.chunks[key] = value
+        return scan
+
+    def _read(self, partition: int) -> Iterator[tuple[str, bytes | None, int]]:
+        """Yield ``(key, value, offset)`` of changelog ``partition`` from its beginning to its end.
+
+        The end is reached when the position is at or past both the end offset asked at the start
+        and the high watermark of the latest fetch, *and* a poll returned nothing.
+        """
+        config: dict[str, Any] = {
+            "group_id": None,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "bootstrap_timeout_ms": int(self.connect_timeout_s * 1000),
+            "fetch_max_bytes": 64 * 1024 * 1024,
+            "max_partition_fetch_bytes": max(16 * 1024 * 1024, self.max_chunk_bytes + _REQUEST_OVERHEAD),
+            "fetch_max_wait_ms": 100,
+        }
+        config.update({k: v for k, v in self._options.items() if k in _CONSUMER_KEYS})
+        consumer: KafkaConsumer = _connect(KafkaConsumer, self.bootstrap_servers, config)
+        tp = TopicPartition(self.topic, partition)
+        try:
+            consumer.assign([tp])
+            consumer.seek_to_beginning(tp)
+            try:
+                end = int(consumer.end_offsets([tp], timeout_ms=5000).get(tp) or 0)
+            except kerr.KafkaError as exc:  # the fetches' high watermark and an empty poll still tell
+                log.debug("end offset of %s unavailable: %s", tp, exc)
+                end = 0
+            deadline = time.monotonic() + self.load_timeout_s
+            read = 0
+            while True:
+                batch = consumer.poll(timeout_ms=self.poll_timeout_ms).get(tp, [])
+                for record in batch:
+                    key = record.key.decode("utf-8", "replace") if record.key is not None else ""
+                    yield key, record.value, record.offset
+                read += len(batch)
+                highwater = consumer.highwater(tp)
+                position = consumer.position(tp, timeout_ms=1000)
+                if (
+                    not batch
+                    and highwater is not None
+                    and position is not None
+                    and position >= max(end, highwater)
+                ):
+                    return
+                if time.monotonic() > deadline:
+                    msg = (
+                        f"could not read {self.describe}, partition {partition}, to its end within "
+                        f"{self.load_timeout_s:g} s (read {read} records, at offset {position}, end "
+                        f"{max(end, highwater or 0)}); is the broker reachable? raise load_timeout_s "
+                        "if the changelog is large"
+                    )
+                    raise StreamError(msg)
+        except kerr.KafkaError as exc:
+            msg = f"reading {self.describe}, partition {partition}, failed: {_describe(exc)}"
+            raise StreamError(msg) from exc
+        finally:
+            consumer.close(autocommit=False)
+
+    # ------------------------------------------------------------------------------- admin
+
+    def _check_partition(self, partition: int) -> None:
+        if self._closed:
+            msg = f"the ChangelogStore for {self.topic!r} is closed"
+            raise StreamError(msg)
+        if not 0 <= partition < self.partitions:
+            msg = f"partition must be in [0, {self.partitions}) for {self.describe}, got {partition}"
+            raise ValueError(msg)
+
+    def _check_topic(self) -> None:
+        info = describe_topic(
+            self.bootstrap_servers, self.topic, timeout_s=self.connect_timeout_s, **self._options
+        )  # StreamError if it does not exist
+        if info.partitions != self.partitions:
+            msg = (
+                f"changelog topic {self.topic!r} has {info.partitions} partitions but the input topic "
+                f"{self.input_topic!r} has {self.partitions}; they must be equal (checkpoint of input "
+                "partition p goes to changelog partition p). Use another changelog topic, or delete "
+                "this one and create it again with create_changelog_topic()"
+            )
+            raise ConfigError(msg)
+        policy = info.configs.get("cleanup.policy")  # Tansu reports it only when set at creation
+        if policy is not None and "compact" not in policy:
+            msg = (
+                f"changelog topic {self.topic!r} has cleanup.policy={policy}: retention would delete "
+                "checkpoints. Set cleanup.policy=compact on it, or create it with create_changelog_topic()"
+            )
+            raise ConfigError(msg)
+
+    def close(self) -> None:
+        """Close the producer; idempotent.
+
+        Every :meth:`save` that returned was flushed already, so this waits at most a few seconds
+        (records of a failed save may be dropped: that save did not count).
+        """
+        if not self._closed:
+            self._closed = True
+            self._producer.close(timeout=min(self.flush_timeout_s, _CLOSE_TIMEOUT_S))
+
+    def __enter__(self) -> ChangelogStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ChangelogStore({self.bootstrap_servers!r}, {self.topic!r}, {self.input_topic!r})"
