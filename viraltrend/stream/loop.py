@@ -179,10 +179,12 @@ class Service:
         self._published: dict[int, tuple[Any, ...]] = {}  # partition -> board signature last published
         self._round: dict[int, dict[str, Message]] = {}  # partition -> decisions since its last candidates
         self._checkpointed: dict[int, int] = {}  # partition -> offset of its last checkpoint
+        self._snapshot_wm = 0  # event time of the last merged snapshot
         self._merged_wm = 0  # event time of the last merge: the newest watermark of any partition
         self._announce = False  # publish a board snapshot at the next merge (just became publisher)
         self._last_checkpoint = time.monotonic()
         self._lag_due = 0.0
+        self._log_due = 0.0
         self._probe_due = 0.0
         self._last_record_at = time.monotonic()
         self.stop_event = threading.Event()
@@ -343,6 +345,12 @@ class Service:
         shared = self._follower.poll() if self._follower is not None else 0
         n = len(batch) + len(rejects)
         if n == 0 and shared == 0 and not (self._announce and self.is_publisher):
+            if self.is_publisher and self.n_partitions > 1 and self._merged_wm > self._snapshot_wm:
+                # caught up: the latest snapshot carries the newest event time, so it is the final board
+                self._publish([self.merger.snapshot(self._merged_wm)], [])
+                self._snapshot_wm = self._merged_wm
+            if time.monotonic() - self._last_checkpoint >= self.cfg.checkpoint.interval_s:
+                self.checkpoint()  # idle, but what was read since the last checkpoint is not yet in one
             return 0
         self._last_record_at = time.monotonic()
         if n:
@@ -399,7 +407,7 @@ class Service:
             if engine is None or p not in offsets:
                 continue
             members = engine.board.ranked()
-            signature = tuple((m.product_id, m.score, m.since_ms) for m in members)
+            signature = (engine.clock.watermark_ms, *((m.product_id, m.score, m.since_ms) for m in members))
             if not force and signature == self._published.get(p) and not self._round.get(p):
                 continue
             record = PartitionCandidates(
@@ -425,8 +433,11 @@ class Service:
             ]
         wm = self._merged_wm = max(wms, default=0)
         merged = self.merger.merge(self._all_members(), wm, {**remote, **latest})
-        if self._announce and not merged:
-            merged = [self.merger.snapshot(wm)]
+        every_ms = self.cfg.board.snapshot_interval_s * 1000
+        if not merged and (self._announce or wm - self._snapshot_wm >= every_ms):
+            merged = [self.merger.snapshot(wm)]  # periodically, so subscribers see event time move
+        if merged:
+            self._snapshot_wm = wm
         self._announce = False
         return merged
 
@@ -472,9 +483,19 @@ class Service:
             self._lag_due = time.monotonic() + 5.0
             for p, lag in self._source.lag().items():
                 self.metrics.consumer_lag.labels(partition=str(p)).set(lag)
-            for p, pos in self._source.snapshot().items():
+            positions = self._source.snapshot()
+            for p, pos in positions.items():
                 if p in self._checkpointed:
                     self.metrics.changelog_lag.labels(partition=str(p)).set(pos - self._checkpointed[p])
+            if time.monotonic() >= self._log_due:
+                self._log_due = time.monotonic() + 30.0
+                log.info(
+                    "partitions %s at offsets %s, checkpointed %s; board publisher: %s",
+                    sorted(self.engines),
+                    positions,
+                    self._checkpointed,
+                    self.is_publisher,
+                )
 
     def _model_gauges(self, engines: list[Engine]) -> None:
         models = [e.model.metrics() for e in engines if e.model is not None]
@@ -669,6 +690,7 @@ def run_service(
     cfg: Config, *, exit_when_idle_s: float | None = None, log_level: str = "INFO", registry: Any = None
 ) -> int:
     """``viraltrend run``: metrics endpoint, topics, signal handling, then :meth:`Service.run`."""
+    import faulthandler
     import json
     import signal
 
@@ -697,6 +719,9 @@ def run_service(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    faulthandler.register(
+        signal.SIGUSR1, all_threads=True
+    )  # kill -USR1 <pid>: every thread's stack to stderr
     try:
         prepare_topics(cfg, options)
         service.connect()

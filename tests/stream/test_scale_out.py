@@ -1,0 +1,366 @@
+"""Scale-out: several ``viraltrend run`` workers in one consumer group publish one board.
+
+Real subprocesses of the CLI against the real embedded broker.  One input topic with four
+partitions is filled once per module; the reference is one worker over it.  Every other run
+uses its own consumer group and output topic and must end with the reference's final board,
+and with the same state per partition in its changelog (nothing lost, nothing counted twice).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from tests.stream.services import decisions, finish, key_of, produce, sample, scrape, start_service, wait_for
+from viraltrend.errors import CheckpointError
+from viraltrend.stream.broker import create_topics, free_port
+from viraltrend.stream.changelog import ChangelogStore
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 4
+INPUT = "scale-in"
+
+
+def topic_out(stem: str) -> str:
+    return f"{stem}-out"
+
+
+def outputs(bootstrap: str, stem: str) -> dict[str, str]:
+    names = {"input": INPUT, "output": topic_out(stem), "dlq": f"{stem}-dlq"}
+    create_topics(bootstrap, {names["output"]: 1, names["dlq"]: 1}, compacted={names["output"]})
+    return names
+
+
+def last_board(bootstrap: str, topic: str) -> dict[str, Any] | None:
+    boards = [m for m in decisions(bootstrap, topic) if m["action"] == "board"]
+    return boards[-1] if boards else None
+
+
+def states(bootstrap: str, group: str) -> dict[int, dict[str, np.ndarray]]:
+    store = ChangelogStore(bootstrap, f"{group}.state", INPUT, partitions=PARTITIONS)
+    try:
+        out = {}
+        for p in range(PARTITIONS):
+            loaded = store.load(p)
+            assert loaded is not None, f"no checkpoint of partition {p} in {group}.state"
+            out[p] = loaded[0]
+        return out
+    finally:
+        store.close()
+
+
+def assert_same_state(got: dict[int, dict[str, np.ndarray]], want: dict[int, dict[str, np.ndarray]]) -> None:
+    for p in range(PARTITIONS):
+        assert sorted(got[p]) == sorted(want[p])
+        for name, arr in want[p].items():
+            assert np.array_equal(got[p][name], arr, equal_nan=arr.dtype.kind == "f"), (p, name)
+
+
+# Two hours of traffic with six viral products, cut at 80 minutes, while two of them are on the
+# board (a final board that is empty would make "the same board" an empty claim).
+SCENARIO = dict(
+    n_events=60_000, n_products=2_000, n_viral=6, n_steady=3, n_spikes=4, duration_s=7200.0, seed=5
+)
+CUT_S = 4800
+FAST = {"VIRALTREND_CHECKPOINT_INTERVAL_S": "1"}
+
+
+def _before(lines: list[bytes], ts_ms: int) -> list[bytes]:
+    for i, line in enumerate(lines):
+        try:
+            if json.loads(line)["ts"] >= ts_ms:
+                return lines[:i]
+        except (ValueError, KeyError, TypeError):
+            continue
+    return lines
+
+
+@pytest.fixture(scope="module")
+def reference(broker, scenario_factory, tmp_path_factory):
+    """The input topic (4 partitions, keyed by product) and one worker's final board and state."""
+    directory = scenario_factory(**SCENARIO)
+    truth = json.loads((directory / "truth.json").read_text())
+    lines = _before(
+        (directory / "events.ndjson").read_bytes().splitlines(),
+        truth["scenario"]["start_ts_ms"] + CUT_S * 1000,
+    )
+    create_topics(broker.bootstrap_servers, {INPUT: PARTITIONS})
+    produce(broker.bootstrap_servers, INPUT, lines)
+    tmp = tmp_path_factory.mktemp("scale-ref")
+    names = outputs(broker.bootstrap_servers, "scale-ref")
+    finish(start_service(broker.bootstrap_servers, names, tmp, group_id="scale-ref"), tmp)
+    board = last_board(broker.bootstrap_servers, names["output"])
+    assert board is not None
+    return lines, truth, board, states(broker.bootstrap_servers, "scale-ref")
+
+
+def test_the_reference_board_is_a_real_one(reference):
+    _, truth, board, _ = reference
+    on_board = {item["product_id"] for item in board["items"]}
+    assert len(on_board) >= 2 and on_board <= {v["product_id"] for v in truth["viral"]}
+    assert len({item["rank"] for item in board["items"]}) == len(board["items"])
+
+
+def _stop_all(procs: list[subprocess.Popen[str]], tmp: Path, first: int = 0) -> None:
+    """SIGTERM every worker still running; each must then exit 0 (``w<i>.log`` from ``first``)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for i, proc in enumerate(procs, start=first):
+        if proc.returncode != -signal.SIGKILL:
+            finish(proc, tmp, timeout_s=60, log_name=f"w{i}.log")
+
+
+def committed(bootstrap: str, group: str, topic: str) -> int:
+    """Offsets the group has committed, summed over the partitions of ``topic``."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in range(PARTITIONS))
+    finally:
+        consumer.close()
+
+
+def _caught_up(bootstrap: str, group: str, topic: str, n_lines: int, want: dict[str, Any], what: str) -> None:
+    """Wait until the group has committed every record, then until the latest snapshot is ``want``.
+
+    Once a worker has caught up, the latest ``__board__`` snapshot is the final merged board.
+    """
+    wait_for(lambda: committed(bootstrap, group, topic) == n_lines, timeout_s=150, what=f"{what}: commits")
+    seen: list[Any] = []
+
+    def matches() -> bool:
+        seen[:] = [last_board(bootstrap, topic_out(group))]
+        return seen[0] == want
+
+    try:
+        wait_for(matches, timeout_s=120, what=what)
+    except BaseException:
+        print("last board seen:", json.dumps(seen[:1])[:3000], "\nwanted:", json.dumps(want)[:3000])
+        raise
+
+
+@pytest.mark.parametrize(("workers", "client"), [(2, "kafka-python"), (3, "confluent")])
+def test_n_workers_publish_the_board_of_one_worker(broker, reference, tmp_path, workers, client):
+    lines, _, want_board, want_state = reference
+    group = f"scale-{workers}w"
+    names = outputs(broker.bootstrap_servers, group)
+    ports = [free_port() for _ in range(workers)]
+    procs = [
+        start_service(
+            broker.bootstrap_servers,
+            names,
+            tmp_path,
+            group_id=group,
+            idle_s=None,
+            metrics_port=port,
+            env={**FAST, "VIRALTREND_KAFKA_CLIENT": client},
+            log_name=f"w{i}.log",
+        )
+        for i, port in enumerate(ports)
+    ]
+    _caught_up(broker.bootstrap_servers, group, INPUT, len(lines), want_board, f"{workers} workers")
+    shares = [sample(scrape(port), "viraltrend_assigned_partitions") for port in ports]
+    publishers = [sample(scrape(port), "viraltrend_board_publisher") for port in ports]
+    _stop_all(procs, tmp_path)
+    assert sum(s or 0 for s in shares) == PARTITIONS and all(s for s in shares), shares
+    assert sorted(publishers) == [0.0] * (workers - 1) + [1.0], "exactly one worker publishes the board"
+    assert last_board(broker.bootstrap_servers, names["output"]) == want_board
+    assert_same_state(states(broker.bootstrap_servers, group), want_state)
+
+
+def _gauge(port: int, name: str) -> float | None:
+    try:
+        return sample(scrape(port), name)
+    except OSError:  # not serving yet
+        return None
+
+
+def _consumed(port: int) -> float:
+    try:
+        text = scrape(port)
+    except OSError:
+        return 0.0
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("viraltrend_events_consumed_total{")
+    )
+
+
+def test_kill_9_of_a_worker_mid_stream_loses_and_double_counts_nothing(broker, reference, tmp_path):
+    lines, _, want_board, want_state = reference
+    group = "scale-kill"
+    names = {**outputs(broker.bootstrap_servers, group), "input": f"{INPUT}-kill"}
+    create_topics(broker.bootstrap_servers, {names["input"]: PARTITIONS})
+    thirds = [
+        lines[: len(lines) // 3],
+        lines[len(lines) // 3 : 2 * len(lines) // 3],
+        lines[2 * len(lines) // 3 :],
+    ]
+    produce(broker.bootstrap_servers, names["input"], thirds[0])
+    env = {"VIRALTREND_CHECKPOINT_INTERVAL_S": "0.5", "VIRALTREND_KAFKA_MAX_BATCH_EVENTS": "500"}
+    ports = [free_port(), free_port()]
+    procs = [
+        start_service(
+            broker.bootstrap_servers,
+            names,
+            tmp_path,
+            group_id=group,
+            idle_s=None,
+            metrics_port=port,
+            env=env,
+            log_name=f"w{i}.log",
+        )
+        for i, port in enumerate(ports)
+    ]
+    wait_for(
+        lambda: (
+            all(_gauge(p, "viraltrend_assigned_partitions") == 2 for p in ports)
+            and sum(_consumed(p) for p in ports) >= len(thirds[0])
+        ),
+        timeout_s=90,
+        what="both workers to share the partitions and read the first third",
+    )
+    before = [_consumed(p) for p in ports]
+    produce(broker.bootstrap_servers, names["input"], thirds[1])
+    wait_for(
+        lambda: all(_consumed(p) > b for p, b in zip(ports, before, strict=True)), what="both to read more"
+    )
+    # kill the worker that is not the group leader (Tansu elects no new leader when its leader goes)
+    victim = 1 if not group_leader(tmp_path / "w1.log") else 0
+    survivor = 1 - victim
+    procs[victim].send_signal(signal.SIGKILL)  # mid-stream: it has read events not yet checkpointed
+    procs[victim].wait(timeout=10)
+    produce(broker.bootstrap_servers, names["input"], thirds[2])
+    _caught_up(broker.bootstrap_servers, group, names["input"], len(lines), want_board, "the survivor")
+    assert sample(scrape(ports[survivor]), "viraltrend_assigned_partitions") == PARTITIONS
+    _stop_all(procs, tmp_path)
+    assert last_board(broker.bootstrap_servers, names["output"]) == want_board
+    assert_same_state(_states_of(broker.bootstrap_servers, group, names["input"]), want_state)
+
+
+def _states_of(bootstrap: str, group: str, input_topic: str) -> dict[int, dict[str, np.ndarray]]:
+    store = ChangelogStore(bootstrap, f"{group}.state", input_topic, partitions=PARTITIONS)
+    try:
+        return {p: store.load(p)[0] for p in range(PARTITIONS)}  # type: ignore[index]
+    finally:
+        store.close()
+
+
+def group_leader(log: Path) -> bool:
+    """Whether this worker is its group's leader since its last join (it ran the assignor)."""
+    text = log.read_text()
+    return text.rfind("Elected group leader") > text.rfind("Successfully joined group")
+
+
+def test_workers_joining_and_leaving_while_events_flow_end_on_the_same_board(broker, reference, tmp_path):
+    lines, _, want_board, want_state = reference
+    group = "scale-flow"
+    names = {**outputs(broker.bootstrap_servers, group), "input": f"{INPUT}-flow"}
+    create_topics(broker.bootstrap_servers, {names["input"]: PARTITIONS})
+    chunks = np.array_split(np.arange(len(lines)), 20)
+    fed = {"chunks": 0}
+    rebalanced = threading.Event()
+
+    def feed() -> None:  # the last quarter waits until the test's joins and leave are done
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=5)
+        for k, idx in enumerate(chunks):
+            if k == 15:
+                rebalanced.wait(timeout=240)
+            for i in idx.tolist():
+                producer.send(names["input"], key=key_of(lines[i]), value=lines[i])
+            producer.flush()
+            fed["chunks"] += 1
+            time.sleep(0.5)
+        producer.close()
+
+    ports = [free_port() for _ in range(3)]
+
+    def worker(i: int) -> subprocess.Popen[str]:
+        return start_service(
+            broker.bootstrap_servers,
+            names,
+            tmp_path,
+            group_id=group,
+            idle_s=None,
+            metrics_port=ports[i],
+            env=FAST,
+            log_name=f"w{i}.log",
+        )
+
+    def owns_partitions(i: int) -> bool:
+        return (_gauge(ports[i], "viraltrend_assigned_partitions") or 0) > 0
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    procs = [worker(0)]
+    feeder.start()
+    wait_for(lambda: owns_partitions(0) and fed["chunks"] >= 2, what="the first worker to start reading")
+    procs.append(worker(1))
+    wait_for(lambda: owns_partitions(1), timeout_s=90, what="the second worker to get partitions")
+    procs.append(worker(2))
+    wait_for(lambda: owns_partitions(2), timeout_s=90, what="the third worker to get partitions")
+    # A worker leaves.  Not the group leader: the embedded broker (Tansu) does not elect a new one
+    # when its leader leaves, and the group would never settle (a real Kafka cluster does).
+    leaving = next(i for i in (1, 2, 0) if not group_leader(tmp_path / f"w{i}.log"))
+    assert fed["chunks"] < len(chunks), "the rebalances happen while events flow"
+    procs[leaving].send_signal(signal.SIGTERM)
+    finish(procs[leaving], tmp_path, timeout_s=60, log_name=f"w{leaving}.log")
+    rebalanced.set()
+    feeder.join(timeout=120)
+    assert fed["chunks"] == len(chunks)
+    _caught_up(broker.bootstrap_servers, group, names["input"], len(lines), want_board, "after rebalances")
+    stay = [i for i in range(3) if i != leaving]
+    for i in stay:
+        procs[i].send_signal(signal.SIGTERM)
+    for i in stay:
+        finish(procs[i], tmp_path, timeout_s=60, log_name=f"w{i}.log")
+    assert last_board(broker.bootstrap_servers, names["output"]) == want_board
+    assert_same_state(_states_of(broker.bootstrap_servers, group, names["input"]), want_state)
+
+
+def corrupt_changelog(bootstrap: str, topic: str, name: str, partition: int) -> None:
+    """Overwrite chunk 0 of the latest checkpoint ``name`` in ``topic`` with garbage."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    tp = TopicPartition(topic, partition)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    end = consumer.end_offsets([tp])[tp]
+    header = None
+    while consumer.position(tp) < end:
+        for r in consumer.poll(timeout_ms=500).get(tp, []):
+            if r.key == name.encode() and r.value is not None:
+                header = json.loads(r.value)
+    consumer.close()
+    assert header is not None, f"no checkpoint {name} in {topic}"
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer.send(topic, key=f"{name}/{header['seq']}/0".encode(), value=b"\x00garbage", partition=partition)
+    producer.flush()
+    producer.close()
+
+
+def test_a_corrupted_changelog_checkpoint_is_refused_with_a_clear_error(broker, reference, tmp_path):
+    group = "scale-corrupt"
+    names = outputs(broker.bootstrap_servers, group)
+    finish(start_service(broker.bootstrap_servers, names, tmp_path, group_id=group), tmp_path)
+    published = decisions(broker.bootstrap_servers, names["output"])
+    corrupt_changelog(broker.bootstrap_servers, f"{group}.state", f"{INPUT}-0", partition=0)
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        _states_of(broker.bootstrap_servers, group, INPUT)
+    proc = start_service(broker.bootstrap_servers, names, tmp_path, group_id=group, log_name="again.log")
+    rc = proc.wait(timeout=90)
+    log = (tmp_path / "again.log").read_text()
+    assert rc == 2, log[-3000:]
+    assert "error:" in log and f"{INPUT}-0" in log and "tombstone" in log, log[-3000:]
+    assert decisions(broker.bootstrap_servers, names["output"]) == published, (
+        "nothing published from bad state"
+    )
