@@ -161,3 +161,57 @@ def test_member_blocked_while_on_the_board_leaves_with_a_block():
     msgs = b.step(70_000, cands(row))
     assert actions(msgs) == [("block", "p1")] and msgs[0]["rank"] is None
     assert not b.members
+
+
+def model_cands(rows, *, scored_by="model", probability=0.95):
+    c = cands(rows)
+    c.scored_by = scored_by
+    c.probability = np.full(len(rows), probability)
+    return c
+
+
+def fast_board():
+    return Board(CFG, model_confirm_s=20.0, fast_track_probability=0.9)
+
+
+def test_warm_model_candidate_waits_only_the_model_confirm_time():
+    b = fast_board()
+    row = [(1, "p1", "s1", "c1", 0.9)]
+    assert b.step(0, model_cands(row)) == []
+    assert b.step(10_000, model_cands(row)) == []
+    msgs = b.step(20_000, model_cands(row))
+    assert actions(msgs) == [("promote", "p1")]
+    assert msgs[0]["reasons"][0] == "scored_by_model" and "fast_track_confirm_20s" in msgs[0]["reasons"]
+
+
+def test_rule_scored_candidate_keeps_the_board_confirm_time_on_a_fast_track_board():
+    b = fast_board()
+    row = [(1, "p1", "s1", "c1", 0.9)]
+    for t in (0, 20_000, 40_000):
+        assert b.step(t, model_cands(row, scored_by="rule")) == []
+    assert actions(b.step(60_000, model_cands(row, scored_by="rule"))) == [("promote", "p1")]
+
+
+def test_model_candidate_below_the_fast_track_probability_waits_the_board_confirm_time():
+    b = fast_board()
+    row = [(1, "p1", "s1", "c1", 0.9)]
+    for t in (0, 20_000, 40_000):
+        assert b.step(t, model_cands(row, probability=0.85)) == []
+    msgs = b.step(60_000, model_cands(row, probability=0.85))
+    assert actions(msgs) == [("promote", "p1")]
+    assert not any(r.startswith("fast_track") for r in msgs[0]["reasons"])
+
+
+def test_fading_momentum_resets_the_model_fast_track_wait_too():
+    b = fast_board()
+    b.step(0, model_cands([(1, "p1", "s1", "c1", 0.9)]))
+    b.step(10_000, model_cands([(1, "p1", "s1", "c1", 0.9, 0.5)]))  # burst fading
+    assert b.step(20_000, model_cands([(1, "p1", "s1", "c1", 0.9)])) == []
+    assert actions(b.step(40_000, model_cands([(1, "p1", "s1", "c1", 0.9)]))) == [("promote", "p1")]
+
+
+def test_without_a_model_confirm_time_the_model_waits_like_the_rule():
+    b = Board(CFG)  # the engine passes model_confirm_s only when [model] is enabled
+    row = [(1, "p1", "s1", "c1", 0.9)]
+    assert b.step(0, model_cands(row)) == [] and b.step(20_000, model_cands(row)) == []
+    assert actions(b.step(60_000, model_cands(row))) == [("promote", "p1")]

@@ -181,11 +181,40 @@ def test_non_finite_inputs_neither_crash_nor_give_nan_scores():
     json.dumps(model.to_dict(), allow_nan=False)
 
 
+# ---------------------------------------------------------------- calibration to the board
+
+
+def test_score_puts_promote_probability_exactly_on_the_promote_score():
+    model = trained(seed=4, n=400, min_labels=50, promote_probability=0.2, promote_score=0.8)
+    cols, _ = synthetic(11, 300)
+    p, score = model.predict_proba_many(cols), model.score_many(cols)
+    logit = np.log(p / (1 - p))
+    want = 1 / (1 + np.exp(-(logit - np.log(0.2 / 0.8) + np.log(0.8 / 0.2))))
+    inside = (p > 1e-9) & (p < 1 - 1e-9)
+    np.testing.assert_allclose(score[inside], want[inside], rtol=1e-9)
+    assert np.array_equal(np.argsort(score, kind="stable"), np.argsort(p, kind="stable"))
+    assert ((p >= 0.2) == (score >= 0.8 - 1e-12))[inside].all()
+
+
+def test_promote_probability_sets_the_progressive_precision_cut():
+    loose = trained(seed=6, n=1500, min_labels=50, promote_probability=0.05)
+    strict = trained(seed=6, n=1500, min_labels=50, promote_probability=0.95)
+    assert loose.metrics()["roc_auc"] == strict.metrics()["roc_auc"]  # same learning, another cut
+    assert strict.metrics()["precision"] > loose.metrics()["precision"]
+
+
+@pytest.mark.parametrize("key", ["promote_probability", "promote_score"])
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.5])
+def test_calibration_outside_the_open_unit_interval_is_refused(key, bad):
+    with pytest.raises(ValueError, match=key):
+        make_model(**{key: bad})
+
+
 # ---------------------------------------------------------------- checkpoints
 
 
 def test_round_trip_through_json_scores_and_keeps_learning_identically():
-    model = trained(seed=8, n=300, min_labels=100)
+    model = trained(seed=8, n=300, min_labels=100, promote_probability=0.3, promote_score=0.8)
     checkpoint = json.loads(json.dumps(model.to_dict()))
     restored = OnlineModel.from_dict(checkpoint, fallback=RuleScorer(ScoreConfig()))
     probe, _ = synthetic(9, 500)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import read_events, run_engine
+from tests.conftest import read_events, run_engine, truth
 from tests.test_engine import SMALL, _burst, batch_of
 from viraltrend.config import load_config
 from viraltrend.engine import Engine
@@ -122,3 +122,93 @@ def test_model_decisions_do_not_depend_on_batching(small_events):
     assert (
         run_engine(small_events, [1234, 9999, 25_000], config)[1] == run_engine(small_events, [], config)[1]
     )
+
+
+# Half a day at about 1/8 of the detection benchmark's event rate: six organic viral products at staggered
+# onsets, so the model has learned from the first ones (labels one horizon later) when later ones
+# start; steady sellers and one-off spikes as distractors.
+LEARNING = dict(
+    n_events=60_000, n_products=5_000, n_viral=6, n_steady=3, n_spikes=4, duration_s=12 * 3600.0, seed=3
+)
+# The guard's absolute floor of distinct users, scaled down with the traffic (15 at the benchmark's
+# rate): at this rate a viral product needs minutes to reach 15 users and every scorer would wait
+# for that gate, so the scores' own timing could not show.
+GATE = {"trust": {"min_unique_users": 3.0}}
+
+
+def _first_promotes(messages: list[dict]) -> dict[str, tuple[int, str, tuple[str, ...]]]:
+    """Product -> (event_ts, which scorer decided, all reasons) of its first promote."""
+    out: dict[str, tuple[int, str, tuple[str, ...]]] = {}
+    for m in messages:
+        if m["action"] == "promote":
+            out.setdefault(m["product_id"], (m["event_ts"], m["reasons"][0], tuple(m["reasons"])))
+    return out
+
+
+@pytest.fixture(scope="module")
+def learning_runs(scenario_factory):
+    where = scenario_factory(**LEARNING)
+    events = read_events(where / "events.ndjson")
+    rule = load_config(None, environ={}, overrides=GATE)
+    model = load_config(None, environ={}, overrides={**GATE, "model": {"enabled": True, "min_labels": 50}})
+    _, by_rule = run_engine(events, [], rule)
+    engine, by_model = run_engine(events, [], model)
+    return truth(where), _first_promotes(by_rule), _first_promotes(by_model), engine
+
+
+def test_model_learns_to_promote_viral_products_earlier_than_the_rule(learning_runs):
+    facts, rule, model, _ = learning_runs
+    decided = [v for v in facts["viral"] if model.get(v["product_id"], (0, "", ()))[1] == "scored_by_model"]
+    assert len(decided) >= 3  # warm in time for most onsets (the first ones teach it)
+    for v in decided:
+        pid = v["product_id"]
+        assert pid in rule, f"the rule never promoted {pid}"
+        assert v["onset_ts"] <= model[pid][0] < rule[pid][0], (pid, model[pid][:2], rule[pid][:2])
+
+
+def test_model_decided_promotions_name_the_features_that_pushed_most(learning_runs):
+    _, _, model, engine = learning_runs
+    decided = [r for _, by, r in model.values() if by == "scored_by_model"]
+    assert decided
+    for reasons in decided:
+        pushed = [r.removeprefix("model:") for r in reasons if r.startswith("model:")]
+        assert 1 <= len(pushed) <= 3
+        assert all(p.rstrip("+-.0123456789") in engine.model.features for p in pushed), pushed
+
+
+def test_while_cold_the_model_run_promotes_exactly_when_the_rule_does(learning_runs):
+    facts, rule, model, _ = learning_runs
+    cold = [
+        v["product_id"]
+        for v in facts["viral"]
+        if model.get(v["product_id"], (0, "", ()))[1] == "scored_by_rule"
+    ]
+    assert cold  # the first onset comes before any label is due
+    assert all(model[pid] == rule[pid] for pid in cold)
+
+
+def test_learning_model_promotes_only_viral_products(learning_runs):
+    facts, _, model, engine = learning_runs
+    viral = {v["product_id"] for v in facts["viral"]}
+    assert set(model) == viral  # every viral product; no steady seller, spike or background product
+    assert not set(model) & {s["product_id"] for s in facts["steady"]}
+    assert engine.model.metrics()["warm"] and engine.model.metrics()["positives_seen"] >= 10
+
+
+@pytest.fixture(scope="module")
+def fast_track_run(scenario_factory):
+    """The learning scenario with the default guard and the model's fast track on (60 s wait)."""
+    events = read_events(scenario_factory(**LEARNING) / "events.ndjson")
+    config = load_config(
+        None, environ={}, overrides={"model": {"enabled": True, "min_labels": 50, "confirm_s": 60.0}}
+    )
+    _, messages = run_engine(events, [], config)
+    return _first_promotes(messages)
+
+
+def test_only_warm_model_promotions_take_the_fast_track(fast_track_run):
+    decided = {pid: r for pid, (_, by, r) in fast_track_run.items()}
+    assert any(r[0] == "scored_by_model" for r in decided.values())
+    for reasons in decided.values():
+        fast = "fast_track_confirm_60s" in reasons
+        assert fast == (reasons[0] == "scored_by_model"), reasons  # the rule (model cold) waits confirm_s

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import read_events, run_engine, truth
-from viraltrend.config import TrustConfig, load_config
-from viraltrend.trust import TrustGuard
+from viraltrend.board import Board, Candidates
+from viraltrend.config import BoardConfig, TrustConfig, load_config
+from viraltrend.trust import TrustGuard, soft_refusal
 
 ATTACKS = dict(
     n_events=300_000,
@@ -99,3 +100,60 @@ def test_lockstep_pairs_are_found_from_similarity():
     sim = np.array([[1.0, 0.8, 0.1], [0.8, 1.0, np.nan], [0.1, np.nan, 1.0]])
     g.find_lockstep(np.array([4, 5, 6], np.int64), ["a", "b", "c"], sim)
     assert g.lockstep == {4: "b", 5: "a"}
+
+
+def test_fresh_accounts_below_the_user_floor_are_a_soft_refusal():
+    g = TrustGuard(TrustConfig(min_unique_users=15))
+    f = features(unique_users=2, fresh_share=1.0, conversion_ratio=0.0)
+    reasons = g.check("p", "s", 1, f, 0)
+    assert [r.split("_")[0] for r in reasons] == ["low", "fresh"]
+    assert soft_refusal(reasons)
+
+
+def test_fresh_accounts_at_the_user_floor_are_a_hard_refusal():
+    g = TrustGuard(TrustConfig(min_unique_users=15))
+    reasons = g.check("p", "s", 1, features(unique_users=15, fresh_share=1.0, conversion_ratio=0.0), 0)
+    assert reasons[0].startswith("fresh_accounts") and not soft_refusal(reasons)
+
+
+def test_few_users_with_a_blocked_seller_or_lockstep_stay_hard():
+    assert not soft_refusal(["low_unique_users_3", "seller_blocked"])
+    fresh = "fresh_accounts_90%_no_conversion_x0.00"
+    assert not soft_refusal(["low_unique_users_3", fresh, "lockstep_with_p-1"])
+
+
+def _early_then_organic(unique_users: float, fresh_share: float) -> dict:
+    return features(unique_users=unique_users, fresh_share=fresh_share, conversion_ratio=0.0)
+
+
+def test_board_holds_an_early_product_of_fresh_accounts_then_promotes_it_when_its_audience_grows():
+    guard = TrustGuard(TrustConfig(min_unique_users=15))
+    board = Board(
+        BoardConfig(confirm_s=60.0), guard=lambda c, i: guard.check(c.product_id[i], None, 1, c.features, i)
+    )
+
+    def at(now_ms, users, fresh):
+        cand = Candidates(
+            slot=np.array([1], np.int64), product_id=["p1"], seller_id=[None], category=[None],
+            score=np.array([0.95]), features={**_early_then_organic(users, fresh), "momentum": np.ones(1)},
+        )  # fmt: skip
+        return [m["action"] for m in board.step(now_ms, cand)]
+
+    assert at(0, 2, 1.0) == [] and 1 in board.held  # two brand-new accounts: held, not blocked
+    assert at(30_000, 20, 0.2) == [] and 1 not in board.held  # the audience grew: now confirming
+    assert at(90_000, 40, 0.1) == ["promote"]
+
+
+def test_board_blocks_a_product_still_below_the_user_floor_after_the_confirm_time():
+    guard = TrustGuard(TrustConfig(min_unique_users=15))
+    board = Board(
+        BoardConfig(confirm_s=60.0), guard=lambda c, i: guard.check(c.product_id[i], None, 1, c.features, i)
+    )
+    cand = Candidates(
+        slot=np.array([1], np.int64), product_id=["p1"], seller_id=[None], category=[None],
+        score=np.array([0.95]), features={**_early_then_organic(4, 1.0), "momentum": np.ones(1)},
+    )  # fmt: skip
+    assert board.step(0, cand) == []
+    msgs = board.step(60_000, cand)
+    assert [m["action"] for m in msgs] == ["block"]
+    assert msgs[0]["reasons"][0].startswith("low_unique_users") and msgs[0]["reasons"][1].startswith("fresh")

@@ -6,11 +6,18 @@ applies, in this order:
 1. **demote** members whose score fell below ``demote_threshold`` (hysteresis: the exit bar
    is lower than the entry bar) once they have stayed ``min_dwell_s``;
 2. **block** trending products that the trust guard refuses (once per trending episode);
-   a *soft* refusal (too few distinct users yet) only holds the product back, and becomes a
-   block if it still holds after ``confirm_s``;
+   a *soft* refusal (too few distinct users yet, see :func:`~viraltrend.trust.soft_refusal`)
+   only holds the product back, and becomes a block if it still holds after ``confirm_s``;
 3. **pending**: a product above ``promote_threshold`` whose momentum holds (its shortest
    rate is not fading, ``momentum >= min_momentum``) waits ``confirm_s`` of event time,
-   so one-off spikes that fade never enter;
+   so one-off spikes that fade never enter.  A candidate the *warm* online model scored with
+   probability at least ``fast_track_probability`` waits ``model_confirm_s``
+   (``[model] confirm_s``) instead: the wait exists to see whether growth is sustained, and
+   the model is trained on "engagement over the next horizon", so a confident score may carry
+   that evidence already.  The rule (and a cold model, whose fallback is the rule) always
+   waits ``confirm_s``; the momentum check applies to both.  ``[model] confirm_s`` defaults to
+   ``board.confirm_s`` (no fast track): the detection benchmark found that the model's score
+   does not tell a one-off spike's first minute from a viral onset's;
 4. **promote** confirmed products, best first, while the board has room and the diversity
    caps (``max_per_seller``, ``max_per_category``) allow; when full, a candidate displaces
    the weakest member that has served its dwell if it beats it by ``replace_margin``;
@@ -30,13 +37,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from viraltrend.config import BoardConfig
+from viraltrend.trust import soft_refusal
 
 __all__ = ["Board", "Candidates", "Member"]
 
 Message = dict[str, Any]
-#: Refusals that may resolve as a trend grows (more distinct users arrive): the product is held
-#: back silently and blocked only if still refused after ``confirm_s``.
-_SOFT_REASONS = ("low_unique_users",)
 
 
 @dataclass(slots=True)
@@ -51,6 +56,7 @@ class Candidates:
     features: dict[str, NDArray[np.float64]]
     scored_by: str = "rule"
     explain: Callable[[int], list[str]] | None = None  # the model's top contributions, when it scored
+    probability: NDArray[np.float64] | None = None  # float64[m], the warm model's probability
 
     def feature_dict(self, i: int) -> dict[str, float]:
         """The features of candidate ``i`` as plain floats (6 significant digits)."""
@@ -83,6 +89,24 @@ class Board:
     pending: dict[int, int] = field(default_factory=dict)
     held: dict[int, int] = field(default_factory=dict)  # slot -> since when a soft refusal holds it back
     blocked_shown: set[int] = field(default_factory=set)
+    model_confirm_s: float | None = None  # [model] confirm_s; None: every candidate waits confirm_s
+    fast_track_probability: float = 0.0  # [model] fast_track_probability
+
+    def confirm_ms(self, cand: Candidates, i: int) -> int:
+        """How long candidate ``i`` must stay pending (ms of event time) before it may be promoted.
+
+        ``model_confirm_s`` if the warm model scored it (``scored_by == "model"``) with
+        probability >= ``fast_track_probability``, else ``cfg.confirm_s``.  Read at every tick,
+        so a fast-tracked candidate whose probability drops waits the full ``confirm_s``.
+        """
+        fast = (
+            self.model_confirm_s is not None
+            and cand.scored_by == "model"
+            and cand.probability is not None
+            and float(cand.probability[i]) >= self.fast_track_probability
+        )
+        wait_s = self.model_confirm_s if fast and self.model_confirm_s is not None else self.cfg.confirm_s
+        return round(wait_s * 1000)
 
     def watched_slots(self) -> list[int]:
         """Slots the engine must score at every tick (members, pending and held), sorted."""
@@ -135,7 +159,7 @@ class Board:
             refused = self.guard(cand, i)
             if refused is not None:
                 self.pending.pop(slot, None)
-                soft = all(r.startswith(_SOFT_REASONS) for r in refused)
+                soft = soft_refusal(refused)
                 held_since = self.held.setdefault(slot, now_ms)
                 if slot not in self.blocked_shown and (not soft or now_ms - held_since >= c.confirm_s * 1000):
                     self.blocked_shown.add(slot)
@@ -151,7 +175,7 @@ class Board:
         eligible = [
             index[s]
             for s, since in self.pending.items()
-            if s in index and now_ms - since >= c.confirm_s * 1000
+            if s in index and now_ms - since >= self.confirm_ms(cand, index[s])
         ]
         eligible.sort(key=lambda i: (-score[i], cand.product_id[i]))
         for i in eligible:
@@ -182,7 +206,11 @@ class Board:
         self.members[slot] = Member(
             slot, cand.product_id[i], cand.seller_id[i], cand.category[i], float(cand.score[i]), now_ms
         )
-        promotes.append(self._message("promote", now_ms, cand, i, 0, self._why_trending(cand, i)))
+        reasons = self._why_trending(cand, i)
+        wait_ms = self.confirm_ms(cand, i)
+        if wait_ms < round(c.confirm_s * 1000):
+            reasons.append(f"fast_track_confirm_{wait_ms / 1000:g}s")  # the model's shorter wait
+        promotes.append(self._message("promote", now_ms, cand, i, 0, reasons))
 
     def _diversity_ok(self, seller: str | None, category: str | None, leaving: Member | None) -> bool:
         stay = [m for m in self.members.values() if m is not leaving]

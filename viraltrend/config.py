@@ -128,6 +128,12 @@ class ModelConfig:
     """The online model (river) that learns from delayed labels which signals precede going viral.
 
     Off by default until the detection benchmark shows it beats the rule (see benchmarks/).
+    ``positive_weight`` 0 balances the classes online; ``promote_probability`` is the model
+    probability that scores exactly ``board.promote_threshold``.  ``confirm_s`` is the board's
+    confirm wait for candidates the warm model scored with probability >=
+    ``fast_track_probability`` (the rule keeps ``board.confirm_s``); it defaults to
+    ``board.confirm_s`` because on the tuning seeds every shorter wait (30-210 s) let one-off
+    spikes onto the board, for the model as for the rule.
     """
 
     enabled: bool = False
@@ -141,6 +147,10 @@ class ModelConfig:
     learning_rate: float = _gt0(0.05)
     l2: float = _ge0(1e-4)
     buffer_capacity: int = field(default=50_000, metadata={"min": 1})
+    positive_weight: float = _ge0(0.0)
+    promote_probability: float = field(default=0.5, metadata={"min": 0.0, "max": 0.999, "strict": True})
+    confirm_s: float = _ge0(240.0)
+    fast_track_probability: float = _unit(0.5)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,10 @@ def _squash(x: NDArray[np.float64]) -> NDArray[np.float64]:
     return out
 
 
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
 def _cm_to_dict(cm: metrics.ConfusionMatrix) -> dict[str, Any]:
     return {
         "cells": [[t, p, w] for t, row in cm.data.items() for p, w in row.items()],
@@ -100,6 +104,15 @@ class OnlineModel:
         weighted mass of negatives seen so far over that of positives, bounded to [1/100, 100].
     min_per_class
         Labels of each class needed before warming up.
+    promote_probability, promote_score
+        Calibration of the score to the board: a warm model's score is its probability ``p``
+        moved on the logit scale so that ``p == promote_probability`` scores exactly
+        ``promote_score`` (the board's promote threshold), i.e.
+        ``score = sigmoid(logit(p) - logit(promote_probability) + logit(promote_score))``.
+        Monotone, so the ranking is the probability's; with ``positive_weight=1`` the
+        probability is not inflated by class re-balancing and ``promote_probability`` is the
+        chance, at that tick, that the product goes viral within the horizon.  The progressive
+        ``precision`` metric counts predictions ``p >= promote_probability`` as positive.
     seed
         Recorded only: the model is deterministic (zero initial weights, plain SGD).
 
@@ -143,6 +156,8 @@ class OnlineModel:
         l2: float = 1e-4,
         positive_weight: float | None = None,
         min_per_class: int = 10,
+        promote_probability: float = 0.5,
+        promote_score: float = 0.5,
         seed: int = 0,
     ) -> None:
         self.features = tuple(features)
@@ -152,6 +167,8 @@ class OnlineModel:
         self.l2 = l2
         self.positive_weight = positive_weight
         self.min_per_class = min_per_class
+        self.promote_probability = promote_probability
+        self.promote_score = promote_score
         self.seed = seed
         if not self.features or len(set(self.features)) != len(self.features):
             msg = f"features must be one or more distinct names, got {features!r}"
@@ -159,13 +176,18 @@ class OnlineModel:
         if positive_weight is not None and not positive_weight > 0:
             msg = f"positive_weight must be > 0, or None to balance online; got {positive_weight}"
             raise ValueError(msg)
+        for key, v in (("promote_probability", promote_probability), ("promote_score", promote_score)):
+            if not 0.0 < v < 1.0:
+                msg = f"{key} must be in (0, 1), got {v}"
+                raise ValueError(msg)
+        self._shift = _logit(promote_score) - _logit(promote_probability)
         self._scaler = preprocessing.StandardScaler()
         self._logreg = linear_model.LogisticRegression(
             optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=learning_rate
         )
         self._pipeline = compose.Pipeline(self._scaler, self._logreg)
         self._roc_auc, self._log_loss = metrics.ROCAUC(), metrics.LogLoss()
-        self._precision = metrics.Precision()  # of predictions >= 0.5
+        self._precision = metrics.Precision()  # of predictions >= promote_probability
         self.labels_seen = 0
         self.positives_seen = 0
         self._pos_mass = 0.0  # sum of the sample weights of positive rows
@@ -212,7 +234,7 @@ class OnlineModel:
         p = float(self._pipeline.predict_proba_one(xt)[True])
         self._roc_auc.update(y, p, w)
         self._log_loss.update(y, p, w)
-        self._precision.update(y, p >= 0.5, w)
+        self._precision.update(y, p >= self.promote_probability, w)
         self.labels_seen += 1
         self.positives_seen += int(y)
         self._pos_mass += w if y else 0.0
@@ -249,18 +271,32 @@ class OnlineModel:
         scaled = np.where(std > 0, (x - mean) / np.where(std > 0, std, 1.0), 0.0)
         return scaled, w, np.array(float(self._logreg.intercept))
 
+    def _logits(self, features: Columns) -> NDArray[np.float64]:
+        scaled, w, b = self._scaled(features)
+        out: NDArray[np.float64] = scaled @ w + b
+        return out
+
+    @staticmethod
+    def _sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
+        """River's sigmoid: saturates to exactly 0 and 1 beyond +-30."""
+        p = 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
+        out: NDArray[np.float64] = np.where(z < -30.0, 0.0, np.where(z > 30.0, 1.0, p))
+        return out
+
     def predict_proba_many(self, features: Columns) -> NDArray[np.float64]:
         """Probability per candidate (``float64[m]``) in numpy, as river's would be; ignores warmth."""
-        scaled, w, b = self._scaled(features)
-        z = scaled @ w + b
-        p = 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
-        return np.where(z < -30.0, 0.0, np.where(z > 30.0, 1.0, p))  # river's sigmoid saturates at 30
+        return self._sigmoid(self._logits(features))
 
     def score_many(self, features: Columns) -> NDArray[np.float64]:
-        """Score in [0, 1] per candidate (``float64[m]``): the model's if warm, else the fallback's."""
+        """Score in [0, 1] per candidate (``float64[m]``): the model's if warm, else the fallback's.
+
+        The model's score is its probability moved on the logit scale so that
+        ``promote_probability`` lands on ``promote_score`` (see the class docstring); when the
+        two are equal it is the probability itself.
+        """
         if not self.warm:
             return np.asarray(self.fallback.score_many(features), dtype=np.float64)
-        return self.predict_proba_many(features)
+        return self._sigmoid(self._logits(features) + self._shift)
 
     def explain(self, features: Columns, i: int, top: int = 3) -> list[tuple[str, float]]:
         """The features that pushed candidate ``i``'s logit most: ``[(name, w_j * x_j), ...]``.
@@ -302,6 +338,8 @@ class OnlineModel:
             "learning_rate": self.learning_rate,
             "positive_weight": self.positive_weight,
             "min_per_class": self.min_per_class,
+            "promote_probability": self.promote_probability,
+            "promote_score": self.promote_score,
             "seed": self.seed,
         }
         return {

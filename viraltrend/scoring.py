@@ -78,6 +78,7 @@ class FeatureReader:
         age_s: NDArray[np.float64],
         observed_s: float = math.inf,
         trust: NDArray[np.float64] | None = None,
+        fast: bool = False,
     ) -> Columns:
         """Return feature columns for ``m`` candidates.
 
@@ -99,6 +100,10 @@ class FeatureReader:
         trust : float64[m, 3], optional
             Decayed counts at the trend half-life of new (user, product) pairs, events from
             fresh accounts, and raw (uncapped) events; adds the trust features.
+        fast : bool
+            Also add ``lift_<m>`` and ``z_<m>`` for the momentum half-life ``m`` (e.g. ``lift_1m``):
+            the same lift and Poisson significance on the freshest window, which react to an
+            onset before the trend window's do (features of the online model).
         """
         lam = math.log(2.0) / np.asarray(self.half_lives_s)
         w = np.asarray(self.type_weights)
@@ -140,6 +145,11 @@ class FeatureReader:
         cols["cart_rate"] = carts / np.maximum(views, 1.0)
         cols["purchase_rate"] = counts[:, EVENT_TYPE_CODE["purchase"], i_trend] / np.maximum(carts, 1.0)
         cols["age_s"] = np.asarray(age_s, np.float64)
+        if fast:
+            mom = half_life_label(self.half_lives_s[i_mom])
+            expected_mom = base_events_h / 3600.0 / norm[i_mom]
+            cols[f"lift_{mom}"] = rate_h[:, i_mom] / baseline_h
+            cols[f"z_{mom}"] = (events[:, i_mom] - expected_mom) / np.sqrt(expected_mom + 1.0)
         if trust is not None:
             raw = np.maximum(trust[:, 2], 1e-12)
             cols["unique_users"] = trust[:, 0]

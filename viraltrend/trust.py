@@ -15,7 +15,10 @@ Three layers, cheapest first:
 3. **Blocklists** of sellers and products, from config, files, and live from a compacted topic.
 
 :meth:`TrustGuard.check` returns the reasons a candidate is refused (or None); the board
-turns them into a ``block`` decision instead of a ``promote``.
+turns them into a ``block`` decision instead of a ``promote``.  :func:`soft_refusal` tells a
+refusal that may resolve as the trend grows (the board holds the product back, and blocks it
+only if the refusal still holds after ``board.confirm_s``) from one that is final (blocked at
+once).
 """
 
 from __future__ import annotations
@@ -28,7 +31,37 @@ from numpy.typing import NDArray
 
 from viraltrend.config import TrustConfig
 
-__all__ = ["TrustGuard"]
+__all__ = ["TrustGuard", "soft_refusal"]
+
+_LOW_USERS = "low_unique_users"
+#: Signals read off too few distinct users to be final: while ``low_unique_users`` holds, these
+#: only hold the product back (the first users of any product may all be new accounts).
+_SOFT_WHILE_FEW_USERS = (_LOW_USERS, "fresh_accounts")
+
+
+def soft_refusal(reasons: list[str]) -> bool:
+    """Whether a refusal may resolve as the trend grows, so the board holds rather than blocks.
+
+    Soft: too few distinct users (``low_unique_users``), alone or with the fresh-accounts /
+    low-conversion signal.  Below ``trust.min_unique_users`` that signal rests on a handful of
+    accounts: the first two users of an organic viral product may both be new accounts, so it
+    would block a product that is merely early.  Once the floor is reached, a product still
+    driven by fresh accounts that never convert gets a hard refusal (a click farm); a product
+    held below the floor for ``board.confirm_s`` is blocked too, so nothing soft is ever promoted.
+    Blocklists and lockstep are always hard.
+
+    Examples
+    --------
+    >>> soft_refusal(["low_unique_users_2", "fresh_accounts_100%_no_conversion_x0.00"])
+    True
+    >>> soft_refusal(["fresh_accounts_95%_no_conversion_x0.00"])
+    False
+    >>> soft_refusal(["low_unique_users_4", "lockstep_with_p-000001"])
+    False
+    """
+    return any(r.startswith(_LOW_USERS) for r in reasons) and all(
+        r.startswith(_SOFT_WHILE_FEW_USERS) for r in reasons
+    )
 
 
 @dataclass(slots=True)
