@@ -168,15 +168,20 @@ def _consumed(port: int) -> float:
 def test_metrics_endpoint_serves_the_documented_metrics(broker, small, tmp_path):
     lines, _ = small
     names = topics(broker.bootstrap_servers, "metrics")
-    produce(broker.bootstrap_servers, names["input"], lines[:3000])
+    produce(broker.bootstrap_servers, names["input"], lines[:20000])
     port = free_port()
-    proc = start_service(broker.bootstrap_servers, names, tmp_path, metrics_port=port, idle_s=None)
+    model_on = {"VIRALTREND_MODEL_ENABLED": "true", "VIRALTREND_CHECKPOINT_INTERVAL_S": "1"}
+    proc = start_service(
+        broker.bootstrap_servers, names, tmp_path, metrics_port=port, idle_s=None, env=model_on
+    )
     try:
         wait_for(
             lambda: (
-                _consumed(port) >= 3000 and (sample(scrape(port), "viraltrend_tracked_products") or 0) > 0
+                _consumed(port) >= 20000
+                and (sample(scrape(port), "viraltrend_model_labels_seen") or 0) > 0
+                and sample(scrape(port), 'viraltrend_changelog_lag{partition="0"}') == 0
             ),
-            what="consumption",
+            what="consumption, delayed labels and a checkpoint of everything read",
         )
         text = scrape(port)
     finally:
@@ -194,11 +199,19 @@ def test_metrics_endpoint_serves_the_documented_metrics(broker, small, tmp_path)
         'viraltrend_events_rejected_total{reason="bad_json"}',
         "viraltrend_restore_duration_seconds_count",
         'viraltrend_rebalances_total{kind="assigned"}',
+        "viraltrend_checkpoint_bytes",
+        "viraltrend_board_publisher",
+        "viraltrend_model_roc_auc",
+        "viraltrend_model_log_loss",
+        "viraltrend_model_precision",
+        "viraltrend_model_warm",
     ):
         assert sample(text, name) is not None, name
     assert sample(text, "viraltrend_tracked_products") > 100
     assert sample(text, "viraltrend_broker_up") == 1.0
     assert sample(text, "viraltrend_assigned_partitions") == 1.0
+    assert sample(text, "viraltrend_checkpoint_bytes") > 0
+    assert 0.0 <= sample(text, "viraltrend_model_roc_auc") <= 1.0
     assert "product_id" not in text
 
 

@@ -536,6 +536,7 @@ class Service:
             size += self.store.save(p, arrays, meta, {p: offsets[p]})
             done[p] = offsets[p]
             self._checkpointed[p] = offsets[p]
+            self.metrics.changelog_lag.labels(partition=str(p)).set(0)
         if done:
             self._source.commit(done)
             self.metrics.checkpoint_bytes.set(size)
