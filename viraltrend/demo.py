@@ -143,6 +143,7 @@ def run_demo(cfg: Config, opts: DemoOptions, *, console: Console | None = None) 
             partitions=1,
             group_id=f"demo-{int(time.time())}",
         )
+        # state checkpoints go to the changelog topic <group_id>.state on the embedded broker
         cfg = replace(cfg, kafka=k, checkpoint=replace(cfg.checkpoint, dir=str(out / "checkpoints")))
         create_topics(
             k.bootstrap_servers,
@@ -185,7 +186,7 @@ def run_demo(cfg: Config, opts: DemoOptions, *, console: Console | None = None) 
             f"promoted but not viral in the ground truth: {len(false)}"
             + (f" ({', '.join(false[:10])})" if false else "")
         )
-        console.print(f"files kept in {out} (events, truth, checkpoints, broker log)")
+        console.print(f"files kept in {out} (events, truth, broker log)")
         return 0
     finally:
         if feeder is not None:
