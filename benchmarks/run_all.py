@@ -14,7 +14,7 @@ import time
 import _common  # noqa: F401  # first: numba cache dir, sys.path
 from _common import BENCH_DIR, console, loadavg
 
-BENCHMARKS = ("bench_kernels.py", "bench_replay.py")
+BENCHMARKS = ("bench_kernels.py", "bench_replay.py", "bench_scaleout.py")
 
 
 def main() -> int:

@@ -274,8 +274,12 @@ class Service:
         if self.cfg.checkpoint.store == "changelog":
             internal[self.changelog_topic] = self.n_partitions
         if internal:  # internal topics, created whatever kafka.create_topics says (as Kafka Streams does)
-            create_topics(
-                self.k.bootstrap_servers, internal, compacted=frozenset(internal), **self.client_options
+            create_topics(  # compacted and kept forever: the latest record per key is the state
+                self.k.bootstrap_servers,
+                internal,
+                compacted=frozenset(internal),
+                retention_ms=-1,
+                **self.client_options,
             )
         if self.store is None:
             if self.cfg.checkpoint.store == "changelog":
