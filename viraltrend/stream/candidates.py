@@ -76,7 +76,7 @@ def decode_candidates(value: bytes) -> PartitionCandidates:
     try:
         d = json.loads(value)
         if d.get("schema") != _SCHEMA:
-            msg = f"schema {d.get('schema')!r} is not {_SCHEMA}"
+            msg = f"candidates record has schema {d.get('schema')!r}, this worker reads schema {_SCHEMA}"
             raise ValueError(msg)
         members = [
             Member(
