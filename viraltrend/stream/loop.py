@@ -235,6 +235,7 @@ class Service:
             self._announce = True
             log.info("holding input partition 0: this worker now publishes the merged board")
         self.merger.reset(self._all_members())
+        self._state_gauges()  # restored state shows before the first batch (no broker calls in a hook)
         self.metrics.assigned_partitions.set(len(self.engines))
         self.metrics.board_publisher.set(int(self.is_publisher))
 
@@ -258,6 +259,7 @@ class Service:
             self._checkpointed.pop(p, None)
         self.metrics.assigned_partitions.set(len(self.engines))
         self.metrics.board_publisher.set(int(self.is_publisher))
+        self._state_gauges()
 
     # ------------------------------------------------------------------ connections
     def connect(self) -> None:
@@ -468,10 +470,14 @@ class Service:
         # No flush here: the producer batches on its IO thread.  Acknowledgement is awaited in
         # checkpoint() before any offset is committed, which is all the guarantee needs.
 
-    def _update_gauges(self) -> None:
+    def _state_gauges(self) -> None:
         engines = list(self.engines.values())
         self.metrics.tracked_products.set(sum(e.tracked_products for e in engines))
         self.metrics.state_bytes.set(sum(e.state_bytes for e in engines))
+
+    def _update_gauges(self) -> None:
+        engines = list(self.engines.values())
+        self._state_gauges()
         if self.n_partitions == 1:
             board = sum(len(e.board.members) for e in engines)
         else:  # the publisher knows the merged board; the others their own partitions' part of it
