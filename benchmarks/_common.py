@@ -163,8 +163,11 @@ class Report:
         console.print(text, markup=False, highlight=False)
         self.parts.append(f"**{title}**\n\n```\n{text.rstrip()}\n```")
 
-    def record(self, path: Path = RESULTS) -> None:
-        """Append this run, with the machine and the load average, to RESULTS.md."""
+    def record(self, path: Path = RESULTS, header: str | None = None) -> None:
+        """Append this run, with the machine and the load average, to ``path`` (RESULTS.md).
+
+        ``header`` starts the file when it does not exist yet (RESULTS.md's own by default).
+        """
         m = machine()
         head = [
             f"## {self.title} — {self.started_utc}",
@@ -178,7 +181,7 @@ class Report:
             "",
         ]
         if not path.exists():
-            path.write_text(_HEADER, encoding="utf-8")
+            path.write_text(_HEADER if header is None else header, encoding="utf-8")
         with path.open("a", encoding="utf-8") as f:
             f.write("\n" + "\n".join(head) + "\n" + "\n\n".join(self.parts) + "\n")
         console.print(f"[green]appended to {path}[/green]")

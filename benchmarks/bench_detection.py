@@ -885,9 +885,7 @@ def main(argv: list[str] | None = None) -> None:
         at_floor.append(f"{name} {hit}/{len(floors)}")
     report.note(
         "Organic viral products promoted exactly at the earliest possible tick (guard gate + confirm_s; "
-        f"for {MODEL_FAST} and {SHORT}: + {FAST_CONFIRM_S:g} s): "
-        + ", ".join(at_floor)
-        + "."
+        f"for {MODEL_FAST} and {SHORT}: + {FAST_CONFIRM_S:g} s): " + ", ".join(at_floor) + "."
     )
     mrows = [
         [str(sd), *(_num(runs["model", sd].model_metrics, k) for k in MODEL_KEYS)]

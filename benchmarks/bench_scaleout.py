@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 # _common before viraltrend: it sets NUMBA_CACHE_DIR (out/numba-cache) before numba is first imported
-from _common import OUT_DIR, Report, console, fmt_rate, loadavg, machine, peak_rss_mb
+from _common import OUT_DIR, Report, console, fmt_rate, loadavg, peak_rss_mb
 from bench_service import (
     SCRAPE_S,
     ServiceProc,
@@ -806,27 +806,13 @@ def projection(
     )
 
 
-def write_md(report: Report, argv: list[str]) -> None:
-    m = machine()
-    head = [
-        f"## {report.title} — {report.started_utc}",
-        "",
-        f"- command: `{' '.join(['.venv/bin/python', *argv])}`",
-        f"- machine: {m['cpu']}, {m['cores']}, {m['ram']} RAM, {m['os']}",
-        f"- versions: Python {m['python']}, numpy {m['numpy']}, numba {m['numba']}, msgspec {m['msgspec']}",
-        f"- load average (1/5/15 min): {report.load_start} at start, {loadavg()} at end",
-        f"- viraltrend sources: sha256 {report.fingerprint} at start",
-        "",
-    ]
-    if not SCALEOUT_MD.exists():
-        SCALEOUT_MD.write_text(
-            "# Scale-out benchmark (`benchmarks/bench_scaleout.py`)\n\n"
-            "Sections are appended by each run; the newest is last.\n",
-            encoding="utf-8",
-        )
-    with SCALEOUT_MD.open("a", encoding="utf-8") as f:
-        f.write("\n" + "\n".join(head) + "\n" + "\n\n".join(report.parts) + "\n")
-    console.print(f"[green]appended to {SCALEOUT_MD}[/green]")
+def write_md(report: Report) -> None:
+    """Append this run to ``SCALEOUT_MD`` (the benchmark's own log of runs)."""
+    report.record(
+        SCALEOUT_MD,
+        header="# Scale-out benchmark (`benchmarks/bench_scaleout.py`)\n\n"
+        "Sections are appended by each run; the newest is last.\n",
+    )
 
 
 # ------------------------------------------------------------------ main
@@ -905,7 +891,7 @@ def main(argv: list[str] | None = None) -> int:
             + f". Whole run: {time.perf_counter() - t_all:.0f} s; load average at the end "
             f"{loadavg()}."
         )
-    write_md(report, cli)
+    write_md(report)
     if args.record:
         report.record()
     return 0

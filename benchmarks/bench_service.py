@@ -54,7 +54,7 @@ import msgspec
 import numpy as np
 
 # _common before viraltrend: it sets NUMBA_CACHE_DIR (out/numba-cache) before numba is first imported
-from _common import OUT_DIR, Report, console, fmt_rate, loadavg, machine, verdict
+from _common import OUT_DIR, Report, console, fmt_rate, loadavg, verdict
 
 from viraltrend.config import load_config
 
@@ -648,26 +648,13 @@ def latency_table(report: Report, runs: list[dict[str, Any]], n_lines: int, dura
     )
 
 
-def write_md(report: Report, argv: list[str]) -> None:
-    m = machine()
-    head = [
-        f"## {report.title} — {report.started_utc}",
-        "",
-        f"- command: `{' '.join(['.venv/bin/python', *argv])}`",
-        f"- machine: {m['cpu']}, {m['cores']}, {m['ram']} RAM, {m['os']}",
-        f"- versions: Python {m['python']}, numpy {m['numpy']}, numba {m['numba']}, msgspec {m['msgspec']}",
-        f"- load average (1/5/15 min): {report.load_start} at start, {loadavg()} at end",
-        "",
-    ]
-    if not SERVICE_MD.exists():
-        SERVICE_MD.write_text(
-            "# End-to-end service benchmark (`benchmarks/bench_service.py`)\n\n"
-            "Sections are appended by each run; the newest is last.\n",
-            encoding="utf-8",
-        )
-    with SERVICE_MD.open("a", encoding="utf-8") as f:
-        f.write("\n" + "\n".join(head) + "\n" + "\n\n".join(report.parts) + "\n")
-    console.print(f"[green]appended to {SERVICE_MD}[/green]")
+def write_md(report: Report) -> None:
+    """Append this run to ``SERVICE_MD`` (the benchmark's own log of runs)."""
+    report.record(
+        SERVICE_MD,
+        header="# End-to-end service benchmark (`benchmarks/bench_service.py`)\n\n"
+        "Sections are appended by each run; the newest is last.\n",
+    )
 
 
 # ------------------------------------------------------------------ main
@@ -744,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 runs.append(latency_series(events, lower, seconds, tmp, "lat2"))
             latency_table(report, runs, n, 86_400.0)
-    write_md(report, ["benchmarks/bench_service.py", *sys.argv[1:]])
+    write_md(report)
     return 0
 
 
