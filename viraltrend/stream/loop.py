@@ -374,10 +374,11 @@ class Service:
             rejects.extend(late)
             messages.extend(msgs)
             touched.add(p)
-            round_msgs = self._round.setdefault(p, {})
-            for m in msgs:
-                if m["action"] != "board":
-                    round_msgs[m["product_id"]] = m
+            if self.n_partitions > 1:  # kept until shared with the board publisher
+                round_msgs = self._round.setdefault(p, {})
+                for m in msgs:
+                    if m["action"] != "board":
+                        round_msgs[m["product_id"]] = m
         self.metrics.kernel_duration.observe(time.perf_counter() - t_engine)
         if self.n_partitions > 1:
             latest = {pid: m for p in touched for pid, m in self._round[p].items()}
