@@ -78,6 +78,20 @@ def _parser() -> argparse.ArgumentParser:
         "--lockstep-rings", type=int, default=0, help="rings of accounts boosting one seller's products"
     )
     sim.add_argument("--banned-viral", type=int, default=0, help="really viral products of banned sellers")
+    sim.add_argument(
+        "--family",
+        action="store_true",
+        help="write a member of the scenario family instead (viraltrend.family: 3 days, 40k products, "
+        "300k events a day, viral ramps, distractors, attacks, all drawn from the seed); the other "
+        "options above except --seed are ignored",
+    )
+    sim.add_argument(
+        "--family-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed of the family scenario (default: --seed)",
+    )
     sim.add_argument("--out", required=True, metavar="DIR", help="output directory")
     _add_config(sim)
 
@@ -282,6 +296,19 @@ def _progress() -> Progress:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from viraltrend.simulate import Scenario, simulate
 
+    if args.family:
+        from viraltrend.family import FamilyScenario, simulate_family
+
+        family = FamilyScenario(seed=args.seed if args.family_seed is None else args.family_seed)
+        with _progress() as bar:
+            task = bar.add_task("simulating", total=family.n_days * family.events_per_day, events=0)
+            result = simulate_family(
+                family,
+                Path(args.out),
+                progress=lambda done, total: bar.update(task, completed=done, total=total, events=done),
+            )
+        _err.print(f"wrote {result.events_path} and {result.truth_path}")
+        return 0
     scenario = Scenario(
         n_events=args.events,
         n_products=args.products,
