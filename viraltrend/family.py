@@ -241,6 +241,7 @@ class _Ctx:
     cents: NDArray[np.int64]
     cycle: NDArray[np.float64]  # relative intensity per second of event time
     taken: set[int] = field(default_factory=set)  # popularity ranks given a special role
+    n_steady: int = 0  # the top ranks, steady (taken, but open to attack accounts' cover)
     events: _Events = field(default_factory=_Events)
     comps: list[dict[str, Any]] = field(default_factory=list)  # component k + 1
 
@@ -494,8 +495,16 @@ def _plan_attack(ctx: _Ctx, rng: np.random.Generator, kind: str, k: int) -> dict
     }  # fmt: skip
 
 
-def _add_attack(ctx: _Ctx, rng: np.random.Generator, a: dict[str, Any], scale: float, pool: Any) -> None:
-    """Generate one planned attack; ``pool`` int64[accounts] are its accounts' user ids."""
+_Cover = tuple[NDArray[np.int64], NDArray[np.int64], int, int]  # seconds, users, component, top ranks
+
+
+def _add_attack(
+    ctx: _Ctx, rng: np.random.Generator, a: dict[str, Any], scale: float, pool: Any
+) -> list[_Cover]:
+    """Generate one planned attack; ``pool`` int64[accounts] are its accounts' user ids.
+
+    Returns the organic-looking cover of its accounts, to be generated once every product is taken.
+    """
     n_acc = pool.shape[0]
     onset = ctx.onset_s(rng, a["offsets_s"][-1] + a["duration_s"] + 1800)
     sec = np.arange(a["duration_s"], dtype=np.float64)
@@ -532,25 +541,32 @@ def _add_attack(ctx: _Ctx, rng: np.random.Generator, a: dict[str, Any], scale: f
         ctx.events.add(ts, product, _draw_types(rng, ts.shape[0], a["type_mix"]), comp, pool[local])
         per_account += np.bincount(local, minlength=n_acc)
     extra = ctx.new_comp({"kind": "attack_cover", "attack_id": a["attack_id"]})
+    cover: list[_Cover] = []
     if a["account_age"] == "aged":  # a few organic events a day on popular products, from day 1 on
         per_day = 1 + rng.poisson(4.0, (n_acc, ctx.s.n_days))
         day = np.repeat(np.tile(np.arange(ctx.s.n_days), n_acc), per_day.ravel())
         who = np.repeat(np.arange(n_acc), per_day.sum(axis=1))
-        _add_cover(ctx, rng, day * _DAY_S + rng.integers(0, _DAY_S, day.shape[0]), pool[who], extra, 5_000)
+        cover.append((day * _DAY_S + rng.integers(0, _DAY_S, day.shape[0]), pool[who], extra, 5_000))
     if a["camouflage"]:  # FRAUDAR-style: the same accounts also engage with popular products
         n_cover = np.minimum(1 + rng.poisson(a["camouflage_ratio"] * per_account), 3 * per_account + 1)
         who = np.repeat(np.arange(n_acc), n_cover)
         lo = onset - (7200 if a["account_age"] == "aged" else 0)
         t = rng.integers(lo, min(end_s + 7200, ctx.n_sec), who.shape[0])
-        _add_cover(ctx, rng, t, pool[who], extra, 500)
+        cover.append((t, pool[who], extra, 500))
+    return cover
 
 
 def _add_cover(
     ctx: _Ctx, rng: np.random.Generator, t_s: NDArray[np.int64], users: NDArray[np.int64], comp: int, top: int
 ) -> None:
-    """Organic-looking events of attack accounts at seconds ``t_s`` on the ``top`` most popular products."""
+    """Organic-looking events of attack accounts at seconds ``t_s`` on the ``top`` most popular products.
+
+    Only ordinary and steady products: none with a role in the truth (viral, distractor, attacked).
+    """
     top = min(top, ctx.s.n_products)
-    ranks = np.asarray(rng.choice(top, size=t_s.shape[0], p=ctx.p_rank[:top] / ctx.p_rank[:top].sum()))
+    p = ctx.p_rank[:top].copy()
+    p[[r for r in ctx.taken if ctx.n_steady <= r < top]] = 0.0
+    ranks = np.asarray(rng.choice(top, size=t_s.shape[0], p=p / p.sum()))
     order = np.argsort(t_s, kind="stable")
     ts = t_s[order] * 1000 + rng.integers(0, 1000, t_s.shape[0])
     types = _draw_types(rng, t_s.shape[0], _BASE_MIX)
@@ -572,17 +588,19 @@ def _add_attacks(ctx: _Ctx, rng: np.random.Generator, banned: list[dict[str, Any
         max(round(a["accounts_total"] * (scale if a["kind"] == "click_farm" else 1.0)), 5) for a in plans
     ]
     ids = ctx.s.n_users + rng.choice(4 * max(sum(sizes), 1), size=sum(sizes), replace=False).astype(np.int64)
-    at = 0
+    at, cover = 0, []
     for a, n in zip(plans, sizes, strict=True):
         a["accounts_total"] = n
-        _add_attack(ctx, rng, a, scale, ids[at : at + n])
+        cover += _add_attack(ctx, rng, a, scale, ids[at : at + n])
         at += n
+    for job in cover:
+        _add_cover(ctx, rng, *job)
     sellers = []
     for j, plan in enumerate(banned):
         record = _add_viral(ctx, rng, plan, "banned_viral")
         sellers.append(ctx.s.n_sellers + 100 + j)
         ctx.seller[record["product"]] = sellers[-1]
-        record |= {"attack_id": f"a-{n_attacks + j}", "account_age": "organic", "mix_kind": "organic"}
+        record |= {"attack_id": f"a-{n_attacks + j}", "account_age": "organic"}
     return [f"s-{x}" for x in sellers]
 
 
@@ -621,6 +639,7 @@ def simulate_family(
     rngs = [np.random.default_rng(c) for c in np.random.SeedSequence(s.seed).spawn(6)]
     ctx = _make_ctx(s, rngs[0])
     n_steady = _count(rngs[0], s.n_steady)
+    ctx.n_steady = n_steady
     ctx.taken.update(range(n_steady))
     n_viral, n_banned = _count(rngs[1], s.n_viral), _count(rngs[1], s.n_banned_viral)
     plans = _plan_viral(ctx, rngs[1], n_viral + n_banned)
