@@ -225,17 +225,17 @@ def test_tracing_does_not_change_decisions(small_events, small_reference):
     assert run_engine(small_events, [], trace_products=(traced, "p-000002"))[1] == small_reference
 
 
-def test_state_stays_under_256_bytes_per_product(small_events):
+def test_state_stays_under_340_bytes_per_product(small_events):
+    # 256 (counters, trust counters at the trend half-life, seller, category) + 24 (trust counters at
+    # the baseline half-life: the detector's own baseline) + 58 (the change detector)
     engine, _ = run_engine(small_events, [])
-    assert engine.bytes_per_product <= 256
+    assert engine.bytes_per_product <= 340
     assert engine.state_bytes <= engine.bytes_per_product * engine.counters.capacity + 64 * 1024
 
 
 def test_config_change_changes_behaviour(small_events, small_reference):
     cfg = load_config(None, environ={})
-    cfg = dataclasses.replace(
-        cfg, board=dataclasses.replace(cfg.board, promote_threshold=0.999999, demote_threshold=0.5)
-    )
+    cfg = dataclasses.replace(cfg, detect=dataclasses.replace(cfg.detect, min_recent_lift=1e6))
     _, messages = run_engine(small_events, [], cfg)
     assert sum(m["action"] == "promote" for m in messages) < sum(
         m["action"] == "promote" for m in small_reference

@@ -133,7 +133,8 @@ LEARNING = dict(
 # The guard's absolute floor of distinct users, scaled down with the traffic (15 at the benchmark's
 # rate): at this rate a viral product needs minutes to reach 15 users and every scorer would wait
 # for that gate, so the scores' own timing could not show.
-GATE = {"trust": {"min_unique_users": 3.0}}
+# The model's fast track shortens the confirm wait, a confirm-mode feature (detect.method = "confirm").
+GATE = {"trust": {"min_unique_users": 3.0}, "detect": {"method": "confirm"}}
 
 
 def _first_promotes(messages: list[dict]) -> dict[str, tuple[int, str, tuple[str, ...]]]:

@@ -57,6 +57,7 @@ class Candidates:
     scored_by: str = "rule"
     explain: Callable[[int], list[str]] | None = None  # the model's top contributions, when it scored
     probability: NDArray[np.float64] | None = None  # float64[m], the warm model's probability
+    ready: NDArray[np.bool_] | None = None  # bool[m], the sequential detector's verdict (viraltrend.detect)
 
     def feature_dict(self, i: int) -> dict[str, float]:
         """The features of candidate ``i`` as plain floats (6 significant digits)."""
@@ -91,6 +92,7 @@ class Board:
     blocked_shown: set[int] = field(default_factory=set)
     model_confirm_s: float | None = None  # [model] confirm_s; None: every candidate waits confirm_s
     fast_track_probability: float = 0.0  # [model] fast_track_probability
+    sequential: bool = False  # detect.method == "sequential": promote on the detector's verdict, no wait
 
     def confirm_ms(self, cand: Candidates, i: int) -> int:
         """How long candidate ``i`` must stay pending (ms of event time) before it may be promoted.
@@ -124,7 +126,6 @@ class Board:
         promotes: list[Message] = []
         index = {int(s): i for i, s in enumerate(cand.slot.tolist())}
         score = cand.score
-        momentum = cand.features.get("momentum", np.ones_like(score))
         for slot, m in list(self.members.items()):
             i = index.get(slot)
             if i is None:
@@ -142,10 +143,53 @@ class Board:
                 demotes.append(
                     self._message("demote", now_ms, cand, i, None, [f"score_below_{c.demote_threshold:g}"])
                 )
-        hot = np.flatnonzero(score >= c.demote_threshold).tolist()
+        hot_mask = score >= c.demote_threshold
+        if self.sequential and cand.ready is not None:
+            hot_mask = hot_mask | cand.ready
+        hot = np.flatnonzero(hot_mask).tolist()
         hot_set = set(hot)
         for slot in [s for s in self.blocked_shown if index.get(s) not in hot_set and s in index]:
             self.blocked_shown.discard(slot)
+        if self.sequential and cand.ready is not None:
+            eligible = self._ready(now_ms, cand, cand.ready, blocks)
+        else:
+            eligible = self._confirmed(now_ms, cand, index, hot, blocks)
+        eligible.sort(key=lambda i: (-score[i], cand.product_id[i]))
+        for i in eligible:
+            self._try_enter(now_ms, cand, i, demotes, promotes)
+        blocks.sort(key=lambda m: m["product_id"])
+        return demotes + blocks + promotes + self._rerank(now_ms, cand, index, promotes)
+
+    def _ready(
+        self, now_ms: int, cand: Candidates, ready: NDArray[np.bool_], blocks: list[Message]
+    ) -> list[int]:
+        """Sequential mode: candidates the detector calls ready and the guard accepts, at once.
+
+        A hard refusal of a ready product becomes a ``block`` (once per trending episode); a soft
+        one (too few distinct users) only keeps it off the board.
+        """
+        eligible = []
+        for i in np.flatnonzero(ready).tolist():
+            slot = int(cand.slot[i])
+            if slot in self.members:
+                continue
+            refused = self.guard(cand, i)
+            if refused is None:
+                eligible.append(i)
+            elif not soft_refusal(refused) and slot not in self.blocked_shown:
+                self.blocked_shown.add(slot)
+                blocks.append(
+                    self._message("block", now_ms, cand, i, None, [*refused, *self._why_trending(cand, i)])
+                )
+        return eligible
+
+    def _confirmed(
+        self, now_ms: int, cand: Candidates, index: dict[int, int], hot: list[int], blocks: list[Message]
+    ) -> list[int]:
+        """Confirm mode: candidates that held above ``promote_threshold`` for ``confirm_s``."""
+        c = self.cfg
+        score = cand.score
+        momentum = cand.features.get("momentum", np.ones_like(score))
         for slot in [s for s in self.held if s not in index or score[index[s]] < c.promote_threshold]:
             del self.held[slot]
         for slot in [s for s in self.pending if s in index]:
@@ -172,16 +216,11 @@ class Board:
             self.held.pop(slot, None)
             if momentum[i] >= c.min_momentum:
                 self.pending.setdefault(slot, now_ms)
-        eligible = [
+        return [
             index[s]
             for s, since in self.pending.items()
             if s in index and now_ms - since >= self.confirm_ms(cand, index[s])
         ]
-        eligible.sort(key=lambda i: (-score[i], cand.product_id[i]))
-        for i in eligible:
-            self._try_enter(now_ms, cand, i, demotes, promotes)
-        blocks.sort(key=lambda m: m["product_id"])
-        return demotes + blocks + promotes + self._rerank(now_ms, cand, index, promotes)
 
     def _try_enter(
         self, now_ms: int, cand: Candidates, i: int, demotes: list[Message], promotes: list[Message]
@@ -250,6 +289,13 @@ class Board:
             reasons.append(f"velocity_{self.trend_label}_x{float(f['velocity'][i]):.1f}")
         if "z" in f:
             reasons.append(f"z_{float(f['z'][i]):.1f}")
+        if self.sequential and "evidence" in f:
+            reasons += [
+                f"change_evidence_x{float(f['evidence'][i]):.2f}",
+                f"change_lift_x{float(f['evidence_lift'][i]):g}",
+                f"change_{float(f['change_s'][i]):.0f}s_ago",
+                f"growth_z_{float(f['growth_z'][i]):.1f}",
+            ]
         return reasons
 
     def _message(

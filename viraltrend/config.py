@@ -37,6 +37,7 @@ __all__ = [
     "Config",
     "DecayConfig",
     "DedupConfig",
+    "DetectConfig",
     "KafkaConfig",
     "MetricsConfig",
     "ModelConfig",
@@ -206,7 +207,13 @@ class KafkaConfig:
     sasl_mechanism: str = ""
     sasl_plain_username: str = ""
     sasl_plain_password: str = ""
+    sasl_plain_password_file: str = ""  # a file holding the SASL password (kept out of ``ps``)
     ssl_cafile: str = ""
+    ssl_certfile: str = ""  # client certificate (PEM) for mutual TLS
+    ssl_keyfile: str = ""  # its private key (PEM)
+    ssl_check_hostname: bool = True
+    # the producer's largest message; dead letters are truncated (size and SHA-256 kept) to fit it
+    max_message_bytes: int = field(default=1_048_576, metadata={"min": 1024})
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +240,22 @@ class CheckpointConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DetectConfig:
+    """When a trending product may be promoted: the sequential change test (see viraltrend.detect)."""
+
+    method: str = field(default="sequential", metadata={"choices": ("sequential", "confirm")})
+    false_alarms_per_day: float = _gt0(1.0)
+    lifts: tuple[float, ...] = field(default=(3.0, 10.0, 30.0, 100.0), metadata={"min": 1.0, "strict": True})
+    window_ticks: int = field(default=18, metadata={"min": 4, "max": 360})
+    growth_z: float = _ge0(2.0)
+    fade_z: float = _ge0(2.0)
+    sustain_s: float = _ge0(120.0)
+    min_recent_lift: float = _ge0(3.0)
+    baseline_floor_users_per_h: float = _gt0(0.5)
+    prior_factor: float = _ge0(1.0)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Every knob of viraltrend, one section per part."""
 
@@ -240,6 +263,7 @@ class Config:
     signals: SignalsConfig = field(default_factory=SignalsConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     board: BoardConfig = field(default_factory=BoardConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     state: StateConfig = field(default_factory=StateConfig)

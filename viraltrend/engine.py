@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ from numpy.typing import NDArray
 from viraltrend.board import Board, Candidates
 from viraltrend.config import Config
 from viraltrend.dedup import Deduplicator
+from viraltrend.detect import SequentialDetector
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels.clock import EventClock
@@ -168,10 +170,12 @@ class Engine:
             fresh_window_ms=round(t.fresh_window_s * 1000),
             allowed_lateness_ms=round(d.allowed_lateness_s * 1000),
         )
-        # distinct-user, fresh-account and raw event counts at the trend half-life (40 bytes/product)
+        # distinct-user, fresh-account and raw event counts at the trend and baseline half-lives
         self.trust_counters = DecayedCounters(
-            half_lives_s=(cfg.score.trend_half_life_s,), n_types=3, capacity=cfg.state.initial_capacity
+            half_lives_s=_trust_half_lives(cfg), n_types=3, capacity=cfg.state.initial_capacity
         )
+        self.detector = SequentialDetector(cfg, cfg.state.initial_capacity)
+        self._new_users: list[NDArray[np.int64]] = []  # one slot per new (user, product) pair this tick
         self.sketches = UserSketches(k=32, seed=0)
         self.guard = TrustGuard(t)
         for pid in _load_ids(t.blocked_products, t.blocked_products_file, "blocked_products_file"):
@@ -190,6 +194,7 @@ class Engine:
             guard=guard,
             model_confirm_s=cfg.model.confirm_s if self.model is not None else None,
             fast_track_probability=cfg.model.fast_track_probability,
+            sequential=cfg.detect.method == "sequential",
         )
         self.stats = EngineStats()
         self.trace_products = tuple(trace_products)
@@ -320,6 +325,7 @@ class Engine:
         )
         self.sketches.update(slots, users)
         self._touched.append(slots)
+        self._new_users.append(slots[new_pair])
         self.stats.events_applied += idx.size
 
     def _grow(self, n: int) -> None:
@@ -327,6 +333,7 @@ class Engine:
             return
         self.counters.ensure_capacity(n)
         self.trust_counters.ensure_capacity(n)
+        self.detector.ensure_capacity(n)
         cap = self.counters.capacity
         for name in ("seller_of", "category_of"):
             old = getattr(self, name)
@@ -339,6 +346,10 @@ class Engine:
         self.stats.ticks += 1
         self.counters.rebase(now_ms)  # landmark moves at ticks only: identical for any batching
         self.trust_counters.rebase(now_ms)
+        mu_of = self._baseline_users(now_ms)
+        if self._new_users:
+            self.detector.update(now_ms, np.concatenate(self._new_users), mu_of)
+            self._new_users = []
         if self.labels is not None:
             self._learn(now_ms)  # labels of rows sampled at t <= now - horizon, from counts up to now
         touched = np.unique(np.concatenate(self._touched)) if self._touched else np.empty(0, np.int64)
@@ -350,7 +361,7 @@ class Engine:
         slots = np.union1d(np.union1d(touched, watched), traced).astype(np.int64)
         messages: list[Message] = []
         if slots.size:
-            messages = self._evaluate(now_ms, slots, touched, watched, traced)
+            messages = self._evaluate(now_ms, slots, touched, watched, traced, mu_of)
         interval_ms = self.cfg.board.snapshot_interval_s * 1000
         due = self._last_snapshot_ms is None or now_ms - self._last_snapshot_ms >= interval_ms
         if messages or due:  # on change, and periodically (empty boards too: subscribers see time move)
@@ -366,8 +377,10 @@ class Engine:
         touched: NDArray[np.int64],
         watched: NDArray[np.int64],
         traced: NDArray[np.int64],
+        mu_of: Callable[[NDArray[np.int64]], NDArray[np.float64]],
     ) -> list[Message]:
         counts = self.counters.read(slots, now_ms)
+        trust = self.trust_counters.read(slots, now_ms)
         first = self.counters.first_ts_ms[slots]
         age_s = np.maximum(now_ms - first, 0) / 1000.0
         observed_s = (now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0
@@ -377,16 +390,18 @@ class Engine:
             self._n_live,
             age_s,
             observed_s,
-            trust=self.trust_counters.read(slots, now_ms)[:, :, 0],
+            trust=trust[:, :, 0],
             fast=self.model is not None,
         )
+        feats.update(self.detector.read(now_ms, slots, mu_of(slots), feats["unique_users"]))
         score = self.scorer.score_many(feats)
         if traced.size:
             self._trace(now_ms, slots, traced, score, feats)
         if self.labels is not None:
             self._sample(now_ms, slots, touched, feats, counts)
         is_watched = np.isin(slots, watched)
-        keep = (score >= self.cfg.board.demote_threshold) | is_watched
+        ready = feats["ready"] > 0.0
+        keep = (score >= self.cfg.board.demote_threshold) | is_watched | ready
         self._track_lockstep(slots[keep & (np.isin(slots, touched) | is_watched)])
         if traced.size:  # a traced product is scored for the trace; the board sees it only as usual
             keep &= is_watched | np.isin(slots, touched)
@@ -402,6 +417,7 @@ class Engine:
             score=score[sel],
             features={k: v[sel] for k, v in feats.items()},
             scored_by=self.scorer.name,
+            ready=ready[sel],
         )
         if self.model is not None and self.model.warm:
             model, sel_feats = self.model, cand.features
@@ -411,6 +427,32 @@ class Engine:
         for m in messages:
             self.stats.decisions[m["action"]] += 1
         return messages
+
+    def _baseline_users(self, now_ms: int) -> Callable[[NDArray[np.int64]], NDArray[np.float64]]:
+        """The detector's baseline: distinct users per second of given slots at ``now_ms``."""
+        hl = self.cfg.decay.half_lives_s
+        base_s = self.cfg.score.baseline_half_life_s
+        seen = max((now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0, 1.0)
+
+        def norm(half_life_s: float) -> float:
+            lam = math.log(2.0) / half_life_s
+            return lam / -math.expm1(-lam * seen)
+
+        cycle = 1.0
+        if 3600.0 in hl and self._start_ms is not None:
+            g = self.counters.read_global(now_ms).sum(axis=0)
+            cycle = SequentialDetector.cycle_factor(
+                float(g[hl.index(3600.0)]) * norm(3600.0), float(g[hl.index(base_s)]) * norm(base_s)
+            )
+        global_users = float(self.trust_counters.read_global(now_ms)[0, 1])
+        n_live, norm_base = self._n_live, norm(base_s)
+        trust, detector = self.trust_counters, self.detector
+
+        def mu_of(slots: NDArray[np.int64]) -> NDArray[np.float64]:
+            users = trust.read(slots, now_ms)[:, 0, 1]
+            return detector.baseline(users, global_users, n_live, cycle, norm_base)
+
+        return mu_of
 
     # ------------------------------------------------------------------ the online model
     def _baseline_count(self, counts: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -522,6 +564,7 @@ class Engine:
         if cold.size:
             self.counters.clear(cold)
             self.trust_counters.clear(cold)
+            self.detector.clear(cold)
             self._n_live -= int(cold.size)
             self._evicted.append(cold)
             self.stats.evicted += int(cold.size)
@@ -551,6 +594,7 @@ class Engine:
         arrays.update({f"trust.{k}": v for k, v in self.trust_counters.to_arrays().items()})
         arrays.update({f"users.{k}": v for k, v in self.user_signals.to_arrays().items()})
         arrays.update({f"sketches.{k}": v for k, v in self.sketches.to_arrays().items()})
+        arrays.update({f"detect.{k}": v for k, v in self.detector.to_arrays().items()})
         arrays["sketched"] = self._sketched.copy()
         if self.labels is not None:
             arrays.update({f"labels.{k}": v for k, v in self.labels.to_arrays().items()})
@@ -594,6 +638,9 @@ class Engine:
             "trend_half_life_s": self.cfg.score.trend_half_life_s,
             "cap_window_s": t.cap_window_s,
             "fresh_window_s": t.fresh_window_s,
+            "trust_half_lives_s": list(_trust_half_lives(self.cfg)),
+            "detect_lifts": list(self.cfg.detect.lifts),
+            "detect_window_ticks": self.cfg.detect.window_ticks,
         }
 
     @classmethod
@@ -631,8 +678,9 @@ class Engine:
                 return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
 
             engine.trust_counters = DecayedCounters.from_arrays(
-                part("trust."), half_lives_s=(cfg.score.trend_half_life_s,)
+                part("trust."), half_lives_s=_trust_half_lives(cfg)
             )
+            engine.detector.load_arrays(part("detect."))
             t = cfg.trust
             engine.user_signals = UserSignals.from_arrays(
                 part("users."),
@@ -691,6 +739,7 @@ class Engine:
         return int(
             self.counters.nbytes_per_slot
             + self.trust_counters.nbytes_per_slot
+            + self.detector.nbytes_per_slot
             + self.seller_of.itemsize
             + self.category_of.itemsize
         )
@@ -701,9 +750,15 @@ class Engine:
         return int(
             self.counters.nbytes
             + self.trust_counters.nbytes
+            + self.detector.cusum.nbytes
             + self.seller_of.nbytes
             + self.category_of.nbytes
         )
+
+
+def _trust_half_lives(cfg: Config) -> tuple[float, ...]:
+    """Half-lives of the trust counters: the trend window, and the baseline (the detector's ``mu``)."""
+    return (cfg.score.trend_half_life_s, cfg.score.baseline_half_life_s)
 
 
 _ENCODE = msgspec.json.Encoder()

@@ -1,0 +1,180 @@
+"""When is a product trending?  The sequential change test and the shape of its growth.
+
+Each product's *distinct users* (new (user, product) pairs: a user counts once per
+``trust.cap_window_s``, so repeats and bot hammering add nothing) arrive as a Poisson stream.
+:class:`SequentialDetector` runs Poisson CUSUMs against the product's own baseline
+(:mod:`viraltrend.kernels.cusum`) and reads, for the candidates of a tick:
+
+* ``evidence``: the largest CUSUM statistic over the lift grid divided by the alarm threshold
+  ``h`` (``h`` follows from ``detect.false_alarms_per_day``: expected false alarms per day per
+  100k products, by Lorden's bound).  ``evidence >= 1`` means the rate has changed;
+* ``change_s``: seconds since the change point (the last time that statistic was 0);
+* ``growth_z``: since the change point, new users in the newer half of the recent ticks
+  against the older half (a conditional binomial z): > 0 accelerating, < 0 fading;
+* ``fade_z``: new users of the last 30 s against what the rate since the change predicts.
+
+A product is **ready** for the board when the evidence suffices (``evidence >= 1``), it has at
+least ``trust.min_unique_users`` distinct users in the trend window, it is not fading (neither z
+at or below ``-detect.fade_z``), and its growth is either significantly accelerating
+(``growth_z >= detect.growth_z``) or has been sustained ``detect.sustain_s`` since the change
+point.  A steep ramp is ready within seconds of enough users; a one-off spike jumps and stays
+flat or fades, so it must last ``sustain_s`` without fading first; a burst that fades never is.
+
+The baseline rate ``mu`` (distinct users per second) is the product's own 24-hour rate, floored
+by the catalogue's average per product (``detect.prior_factor``) and by
+``detect.baseline_floor_users_per_h``, times the daily-cycle factor learned from the stream: the
+catalogue's 1-hour rate over its 24-hour rate, so night traffic is not judged as day traffic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from viraltrend.config import Config
+from viraltrend.errors import CheckpointError
+from viraltrend.kernels.cusum import ChangeDetector, alarm_threshold
+
+__all__ = ["SequentialDetector"]
+
+Columns = dict[str, NDArray[np.float64]]
+_MuFn = Callable[[NDArray[np.int64]], NDArray[np.float64]]
+_FADE_TICKS = 3  # the "last 30 s" of fade_z, in ticks
+_CYCLE_CLIP = (0.2, 5.0)
+
+
+class SequentialDetector:
+    """Poisson CUSUMs of distinct-user arrivals per product, and the readiness verdict.
+
+    Parameters
+    ----------
+    cfg
+        The full configuration (``[detect]``, ``decay.tick_s``, ``trust.min_unique_users``).
+    capacity
+        Initial product slots.
+    """
+
+    def __init__(self, cfg: Config, capacity: int) -> None:
+        d = cfg.detect
+        self.cfg = cfg
+        self.tick_ms = round(cfg.decay.tick_s * 1000)
+        self.h = alarm_threshold(d.false_alarms_per_day, cfg.decay.tick_s, len(d.lifts))
+        self.cusum = ChangeDetector(
+            lifts=d.lifts, tick_ms=self.tick_ms, n_bins=d.window_ticks, capacity=capacity
+        )
+
+    # ------------------------------------------------------------------ baseline
+    def baseline(
+        self,
+        users_24h: NDArray[np.float64],
+        global_users_24h: float,
+        n_products: int,
+        cycle: float,
+        norm_24h: float,
+    ) -> NDArray[np.float64]:
+        """Baseline distinct users per second, float64[m].
+
+        ``users_24h`` are the candidates' decayed distinct-user counts at the 24-hour half-life,
+        ``norm_24h`` the factor that turns a decayed count into a rate per second (bias-corrected
+        for the stream's age), ``cycle`` the daily-cycle factor.
+        """
+        d = self.cfg.detect
+        prior = d.prior_factor * global_users_24h * norm_24h / max(n_products, 1)
+        floor = max(prior, d.baseline_floor_users_per_h / 3600.0)
+        return np.maximum(users_24h * norm_24h, floor) * cycle
+
+    @staticmethod
+    def cycle_factor(rate_1h: float, rate_24h: float) -> float:
+        """Daily-cycle factor: the catalogue's rate now (1-hour half-life) over its 24-hour rate.
+
+        >>> SequentialDetector.cycle_factor(50.0, 100.0), SequentialDetector.cycle_factor(0.0, 0.0)
+        (0.5, 1.0)
+        """
+        if rate_24h <= 0.0 or not math.isfinite(rate_1h / rate_24h):
+            return 1.0
+        return float(min(max(rate_1h / rate_24h, _CYCLE_CLIP[0]), _CYCLE_CLIP[1]))
+
+    # ------------------------------------------------------------------ ticks
+    def update(self, now_ms: int, new_user_slots: NDArray[np.int64], mu_of: _MuFn) -> None:
+        """Apply the tick ending at ``now_ms``: ``new_user_slots`` holds one slot per new user."""
+        if new_user_slots.size == 0:
+            return
+        slots, counts = np.unique(new_user_slots, return_counts=True)
+        self.cusum.update(slots, counts.astype(np.float64), mu_of(slots), now_ms=now_ms)
+
+    def read(
+        self, now_ms: int, slots: NDArray[np.int64], mu: NDArray[np.float64], users: NDArray[np.float64]
+    ) -> Columns:
+        """Feature columns of the detector for ``slots``, plus ``ready`` (1.0 / 0.0)."""
+        d = self.cfg.detect
+        stat, zero, bins = self.cusum.read(slots, mu, now_ms=now_ms)
+        m, k = bins.shape
+        best = stat.argmax(axis=1) if m else np.zeros(0, np.int64)
+        rows = np.arange(m)
+        s = stat[rows, best]
+        since_ms = now_ms - zero[rows, best]
+        ticks = np.clip(np.ceil(since_ms / self.tick_ms).astype(np.int64), 1, k)
+        # the tick holding the change point is partial: growth compares whole ticks after it
+        half = np.maximum(ticks - 1, 0) // 2
+        j = np.arange(k)[None, :]
+        newer = (j >= k - half[:, None]).astype(np.float64)
+        older = ((j >= k - 2 * half[:, None]) & (j < k - half[:, None])).astype(np.float64)
+        a, b = (bins * newer).sum(axis=1), (bins * older).sum(axis=1)
+        growth = np.where(half >= 2, (a - b) / np.sqrt(a + b + 1.0), 0.0)
+        last = bins[:, k - _FADE_TICKS :].sum(axis=1)
+        before = (j >= k - ticks[:, None]) & (j < k - _FADE_TICKS)
+        n_before = before.sum(axis=1)
+        expected = np.where(
+            n_before > 0, (bins * before).sum(axis=1) / np.maximum(n_before, 1) * _FADE_TICKS, last
+        )
+        fade = np.where(n_before >= _FADE_TICKS, (last - expected) / np.sqrt(expected + 1.0), 0.0)
+        window = (j >= k - ticks[:, None]).astype(np.float64)
+        recent_lift = (bins * window).sum(axis=1) / (mu * ticks * self.tick_ms / 1000.0)
+        evidence = s / self.h
+        fading = (growth <= -d.fade_z) | (fade <= -d.fade_z)
+        shaped = (growth >= d.growth_z) | (since_ms >= d.sustain_s * 1000)
+        ready = (evidence >= 1.0) & (users >= self.cfg.trust.min_unique_users) & ~fading & shaped
+        ready &= recent_lift >= d.min_recent_lift
+        lifts = np.asarray(self.cusum.lifts)
+        return {
+            "evidence": evidence,
+            "evidence_lift": lifts[best] if m else np.zeros(0),
+            "change_s": since_ms / 1000.0,
+            "growth_z": growth,
+            "fade_z": fade,
+            "recent_users": last,
+            "recent_lift": recent_lift,
+            "ready": ready.astype(np.float64),
+        }
+
+    # ------------------------------------------------------------------ state
+    def ensure_capacity(self, n: int) -> None:
+        """Grow with the product table."""
+        self.cusum.ensure_capacity(n)
+
+    def clear(self, slots: NDArray[np.int64]) -> None:
+        """Forget evicted products."""
+        self.cusum.clear(slots)
+
+    @property
+    def nbytes_per_slot(self) -> int:
+        """Bytes of detector state per product slot."""
+        return self.cusum.nbytes_per_slot
+
+    def to_arrays(self) -> dict[str, NDArray[np.generic]]:
+        """Plain arrays for a checkpoint."""
+        return self.cusum.to_arrays()
+
+    def load_arrays(self, arrays: dict[str, NDArray[np.generic]]) -> None:
+        """Restore from :meth:`to_arrays` output."""
+        d = self.cfg.detect
+        try:
+            self.cusum = ChangeDetector.from_arrays(
+                arrays, lifts=d.lifts, tick_ms=self.tick_ms, n_bins=d.window_ticks
+            )
+        except (KeyError, ValueError) as exc:
+            msg = f"detector state does not fit the config ({exc})"
+            raise CheckpointError(msg) from exc
