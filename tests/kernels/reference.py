@@ -278,3 +278,28 @@ def minhash_signature(users: list[int], k: int, seed: int) -> list[int]:
     mask = 2**64 - 1
     seeds = [splitmix64((seed + j * 0x9E3779B97F4A7C15) & mask) for j in range(k)]
     return [min((splitmix64((u & mask) ^ s) for u in users), default=mask) for s in seeds]
+
+
+def cusum(
+    counts: dict[int, dict[int, int]], mu: dict[int, float], lifts: list[float], tick_s: float, last_tick: int
+) -> dict[int, tuple[list[float], list[int]]]:
+    """Poisson CUSUMs updated at every tick, idle ones included (the kernel skips idle ticks).
+
+    ``counts[tick][product]`` are new users in that tick; ``mu[product]`` a constant baseline per
+    second.  Returns, per product seen, the statistics and the change-point ticks (the last tick
+    after which the statistic was 0) after tick ``last_tick``.
+    """
+    products = sorted({p for per_tick in counts.values() for p in per_tick})
+    first = min(counts)
+    stat = {p: [0.0] * len(lifts) for p in products}
+    zero = {p: [first - 1] * len(lifts) for p in products}
+    for tick in range(first, last_tick + 1):
+        for p in products:
+            x = counts.get(tick, {}).get(p, 0)
+            for g, rho in enumerate(lifts):
+                s = stat[p][g] + x * math.log(rho) - (rho - 1.0) * mu[p] * tick_s
+                if s <= 0.0:
+                    s = 0.0
+                    zero[p][g] = tick
+                stat[p][g] = s
+    return {p: (stat[p], zero[p]) for p in products}

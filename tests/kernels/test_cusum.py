@@ -1,0 +1,130 @@
+"""The change detector's lazy Poisson CUSUMs against a reference that updates every tick."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.kernels import reference
+from viraltrend.errors import CheckpointError
+from viraltrend.kernels.cusum import ChangeDetector, alarm_threshold
+
+TICK_MS = 10_000
+LIFTS = [3.0, 10.0, 100.0]
+PROPERTY = settings(max_examples=60, deadline=None)
+
+# per tick: a few (product, new users) pairs; products 0..4, constant baselines per product
+ticks = st.lists(
+    st.dictionaries(st.integers(0, 4), st.integers(0, 40), max_size=3), min_size=1, max_size=40
+)
+MU = {0: 0.001, 1: 0.0123, 2: 0.05, 3: 0.2, 4: 0.0007}
+
+
+def run(history: list[dict[int, int]], n_bins: int = 6, first_tick: int = 1000) -> ChangeDetector:
+    d = ChangeDetector(lifts=LIFTS, tick_ms=TICK_MS, n_bins=n_bins, capacity=2)
+    for k, per_tick in enumerate(history):
+        touched = sorted(p for p, x in per_tick.items() if x > 0)
+        if touched:
+            slots = np.array(touched, np.int64)
+            d.ensure_capacity(int(slots.max()) + 1)
+            x = np.array([per_tick[p] for p in touched], np.float64)
+            mu = np.array([MU[p] for p in touched])
+            d.update(slots, x, mu, now_ms=(first_tick + k) * TICK_MS)
+    return d
+
+
+@PROPERTY
+@given(ticks, st.integers(0, 30))
+def test_lazy_cusum_equals_updating_every_tick(history, idle_after):
+    first = 1000
+    counts = {first + k: {p: x for p, x in t.items() if x > 0} for k, t in enumerate(history)}
+    counts = {k: v for k, v in counts.items() if v}
+    if not counts:
+        return
+    d = run(history, first_tick=first)
+    now_tick = first + len(history) - 1 + idle_after
+    want = reference.cusum(counts, MU, LIFTS, TICK_MS / 1000, now_tick)
+    slots = np.array(sorted(want), np.int64)
+    stat, zero_ms, _ = d.read(slots, np.array([MU[int(p)] for p in slots]), now_ms=now_tick * TICK_MS)
+    for i, p in enumerate(slots.tolist()):
+        w_stat, w_zero = want[p]
+        np.testing.assert_allclose(stat[i], w_stat, rtol=1e-5, atol=1e-3)
+        got_zero = (zero_ms[i] // TICK_MS).tolist()
+        for g in range(len(LIFTS)):
+            if w_stat[g] > 1e-3:  # a statistic at 0 within rounding has its change point "now"
+                assert got_zero[g] == w_zero[g], (p, g, got_zero, w_zero, stat[i], w_stat)
+
+
+@PROPERTY
+@given(ticks, st.integers(0, 10))
+def test_ring_holds_the_last_ticks_counts(history, idle_after):
+    n_bins = 6
+    d = run(history, n_bins=n_bins)
+    now_tick = 1000 + len(history) - 1 + idle_after
+    slots = np.arange(5, dtype=np.int64)
+    d.ensure_capacity(5)
+    _, _, bins = d.read(slots, np.full(5, 0.01), now_ms=now_tick * TICK_MS)
+    for p in range(5):
+        want = [
+            min(history[t - 1000].get(p, 0), 255) if 0 <= t - 1000 < len(history) else 0
+            for t in range(now_tick - n_bins + 1, now_tick + 1)
+        ]
+        assert bins[p].tolist() == want
+
+
+def test_a_steep_onset_alarms_within_ticks_and_a_quiet_product_never_does():
+    h = alarm_threshold(1.0, TICK_MS / 1000, len(LIFTS))
+    d = ChangeDetector(lifts=LIFTS, tick_ms=TICK_MS, n_bins=6, capacity=4)
+    rng = np.random.default_rng(0)
+    mu = np.array([0.01, 0.01])
+    alarm_tick = None
+    for k in range(1, 2000):
+        rate = np.array([0.01, 0.01 if k < 1000 else 1.0])  # product 1 jumps 100x at tick 1000
+        x = rng.poisson(rate * TICK_MS / 1000).astype(np.float64)
+        d.update(np.array([0, 1], np.int64), x, mu, now_ms=k * TICK_MS)
+        stat, _, _ = d.read(np.array([0, 1], np.int64), mu, now_ms=k * TICK_MS)
+        assert stat[0].max() < h
+        if alarm_tick is None and stat[1].max() >= h:
+            alarm_tick = k
+    assert alarm_tick is not None and 1000 <= alarm_tick <= 1004
+
+
+def test_counts_saturate_at_255_and_state_round_trips():
+    d = ChangeDetector(lifts=LIFTS, tick_ms=TICK_MS, n_bins=4, capacity=2)
+    d.update(np.array([1], np.int64), np.array([1000.0]), np.array([0.01]), now_ms=TICK_MS)
+    back = ChangeDetector.from_arrays(d.to_arrays(), lifts=LIFTS, tick_ms=TICK_MS, n_bins=4)
+    for a, b in zip(d.read(np.array([1], np.int64), np.array([0.01]), now_ms=TICK_MS),
+                    back.read(np.array([1], np.int64), np.array([0.01]), now_ms=TICK_MS), strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+    assert d.read(np.array([1], np.int64), np.array([0.01]), now_ms=TICK_MS)[2][0, -1] == 255
+    with pytest.raises(CheckpointError):
+        ChangeDetector.from_arrays(d.to_arrays(), lifts=LIFTS, tick_ms=TICK_MS, n_bins=5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"lifts": [1.0]}, "lifts"),
+        ({"lifts": []}, "lifts"),
+        ({"n_bins": 1}, "n_bins"),
+    ],
+)
+def test_bad_parameters_are_refused_with_the_name(kwargs, match):
+    args = {"lifts": LIFTS, "tick_ms": TICK_MS, "n_bins": 4} | kwargs
+    with pytest.raises(ValueError, match=match):
+        ChangeDetector(**args)
+
+
+def test_bad_inputs_say_how_to_fix_them():
+    d = ChangeDetector(lifts=LIFTS, tick_ms=TICK_MS, n_bins=4, capacity=4)
+    one = np.array([1], np.int64)
+    with pytest.raises(ValueError, match="unique"):
+        d.update(np.array([1, 1], np.int64), np.ones(2), np.ones(2), now_ms=TICK_MS)
+    with pytest.raises(ValueError, match="multiple of tick_ms"):
+        d.update(one, np.ones(1), np.ones(1), now_ms=TICK_MS + 1)
+    with pytest.raises(ValueError, match="mu must be finite and > 0"):
+        d.update(one, np.ones(1), np.zeros(1), now_ms=TICK_MS)
+    with pytest.raises(TypeError, match="astype"):
+        d.update(one.astype(np.int32), np.ones(1), np.ones(1), now_ms=TICK_MS)
