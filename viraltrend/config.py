@@ -213,7 +213,7 @@ class KafkaConfig:
     ssl_keyfile: str = ""  # its private key (PEM)
     ssl_check_hostname: bool = True
     # the producer's largest message; dead letters are truncated (size and SHA-256 kept) to fit it
-    max_message_bytes: int = field(default=1_048_576, metadata={"min": 1024})
+    max_message_bytes: int = field(default=1_048_576, metadata={"min": 512})
 
 
 @dataclass(frozen=True, slots=True)

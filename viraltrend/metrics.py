@@ -43,9 +43,16 @@ class Metrics:
             namespace=ns,
             registry=registry,
         )
+        self.applied = Counter(
+            "events_applied",
+            "Events applied to the state; consumed = applied + the sum of rejected over reasons.",
+            ["partition"],
+            namespace=ns,
+            registry=registry,
+        )
         self.rejected = Counter(
             "events_rejected",
-            "Records refused, by reason (sent to the dead-letter topic).",
+            "Records refused, by reason (sent to the dead-letter topic); duplicates included.",
             ["reason"],
             namespace=ns,
             registry=registry,

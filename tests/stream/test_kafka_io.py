@@ -324,3 +324,44 @@ def test_create_topics_is_idempotent(broker):
     assert create_topics(broker.bootstrap_servers, {name: 2}) == []
     assert topic_exists(broker.bootstrap_servers, name)
     assert describe_topic(broker.bootstrap_servers, name).partitions == 2
+
+
+def test_dlq_record_over_the_limit_is_truncated_with_size_and_sha256_never_dropped():
+    import hashlib
+
+    raw = ("é" * 3000 + "tail").encode()  # two-byte characters: the cut must not split one
+    record_bytes = dlq_record(Reject(raw, "bad_string", "too long", "events", 2, 9), now_ms=1, max_bytes=4000)
+    record = json.loads(record_bytes)
+    assert len(record_bytes) <= 4000
+    assert record["truncated"] is True
+    assert record["original_size"] == len(raw)
+    assert record["original_sha256"] == hashlib.sha256(raw).hexdigest()
+    prefix = base64.b64decode(record["original_b64"])
+    assert raw.startswith(prefix) and len(prefix) > 1000
+    assert record["original"] == prefix.decode("utf-8")
+    # one more character would not fit: the prefix is the longest that does
+    assert len(dlq_record(Reject(raw, "bad_string", "too long", "events", 2, 9), now_ms=1)) > 4000
+
+
+def test_dlq_record_that_cannot_fit_even_without_its_original_is_a_stream_error():
+    with pytest.raises(StreamError, match="without its original"):
+        dlq_record(Reject(b"x" * 1000, "bad_json", "d" * 600, "events", 0, 1), now_ms=1, max_bytes=300)
+
+
+@pytest.mark.integration
+def test_a_failed_message_fails_every_later_flush_until_the_sink_is_replaced(broker, topic_factory):
+    topic = topic_factory(partitions=1)
+    with KafkaSink(broker.bootstrap_servers, max_message_bytes=1024) as sink:
+        sink.send(topic, None, b"small")
+        with pytest.raises(StreamError, match="MessageSizeTooLarge"):
+            sink.send(topic, None, b"x" * 5000)
+        assert sink.failed
+        for _ in range(2):  # never cleared: nothing may be committed after the lost message
+            with pytest.raises(StreamError, match="nothing after them may be committed"):
+                sink.flush(timeout_s=5)
+        with pytest.raises(StreamError):
+            sink.send(topic, None, b"more")
+    with KafkaSink(broker.bootstrap_servers) as fresh:
+        fresh.send(topic, None, b"again")
+        fresh.flush(timeout_s=10)
+        assert not fresh.failed

@@ -15,6 +15,7 @@ Clients pass ``**client_options`` to kafka-python (``security_protocol``, ``sasl
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import threading
 import time
@@ -46,6 +47,7 @@ from viraltrend.stream.decode import decode_records
 from viraltrend.stream.sources import Source
 
 __all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
     "DLQ_SCHEMA",
     "KafkaSink",
     "KafkaSource",
@@ -62,6 +64,10 @@ log = logging.getLogger(__name__)
 DLQ_SCHEMA: Final = 1
 _RESERVED: Final = frozenset({"group_id", "enable_auto_commit", "key_deserializer", "value_deserializer"})
 _ENCODER: Final = msgspec.json.Encoder()
+#: kafka-python's default ``max_request_size``; Kafka's default ``message.max.bytes`` is a little more.
+DEFAULT_MAX_MESSAGE_BYTES: Final = 1_048_576
+_MIN_MESSAGE_BYTES: Final = 512
+_FRAMING_BYTES: Final = 128  # record batch (61 bytes) and record headers, with room to spare
 _VALUE: Final = attrgetter("value")
 _OFFSET: Final = attrgetter("offset")
 
@@ -368,8 +374,19 @@ class KafkaSink:
     check_topics : bool
         Check that a topic exists before the first send to it: Tansu creates any topic a
         producer asks about (4 partitions, no configs) even with auto-creation off.
+    max_message_bytes : int
+        The producer's ``max_request_size``: the largest message it sends.  :func:`dlq_record`
+        truncates dead letters to fit under it (see :meth:`max_value_bytes`).
     **client_options
         Passed to :class:`kafka.KafkaProducer` (security, ``batch_size``, ...).
+
+    Notes
+    -----
+    A failure is *sticky*: once one message failed (an error from the broker, a message too
+    large, a delivery that timed out, a flush that timed out), every later :meth:`send` and
+    :meth:`flush` raises :class:`StreamError` until the sink is closed.  The caller must not
+    commit input offsets past records whose output was not acknowledged; it drops this sink,
+    rolls back to its last checkpoint and re-reads.
     """
 
     def __init__(
@@ -380,9 +397,14 @@ class KafkaSink:
         connect_timeout_s: float = 10.0,
         max_block_s: float = 10.0,
         check_topics: bool = True,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         **client_options: Any,
     ) -> None:
+        if max_message_bytes < _MIN_MESSAGE_BYTES:
+            msg = f"max_message_bytes must be >= {_MIN_MESSAGE_BYTES}, got {max_message_bytes}"
+            raise ConfigError(msg)
         self.bootstrap_servers = bootstrap_servers
+        self.max_message_bytes = int(max_message_bytes)
         self.check_topics = check_topics
         self._options = client_options
         self._timeout_s = connect_timeout_s
@@ -394,6 +416,7 @@ class KafkaSink:
             "allow_auto_create_topics": False,
             "bootstrap_timeout_ms": int(connect_timeout_s * 1000),
             "max_block_ms": int(max_block_s * 1000),
+            "max_request_size": self.max_message_bytes,
         }
         config.update(client_options)
         self._producer: KafkaProducer = _connect(KafkaProducer, bootstrap_servers, config)
@@ -415,11 +438,16 @@ class KafkaSink:
             key = key.encode("utf-8")
         try:
             future = self._producer.send(topic, key=key, value=value)
-        except kerr.KafkaError as exc:  # a timeout here: no metadata or no buffer space in time
+        except kerr.KafkaError as exc:  # too large, or a timeout: no metadata or no buffer space in time
+            self._failed(topic, exc)
             msg = f"cannot send to topic {topic!r} on {self.bootstrap_servers}: {_describe(exc)}"
             raise StreamError(msg) from exc
         future.add_errback(self._failed, topic)
         self.sent += 1
+
+    def max_value_bytes(self, key: bytes | None = None) -> int:
+        """The longest value a message with ``key`` may have: :attr:`max_message_bytes` less framing."""
+        return self.max_message_bytes - _FRAMING_BYTES - (len(key) if key else 0)
 
     def send_json(self, topic: str, key: bytes | str | None, obj: object) -> None:
         """Encode ``obj`` as UTF-8 JSON (msgspec) and :meth:`send` it."""
@@ -427,6 +455,7 @@ class KafkaSink:
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Wait until every queued message is acknowledged; :class:`StreamError` if any failed."""
+        self._raise_failures()
         try:
             self._producer.flush(timeout=timeout_s)
         except kerr.KafkaError as exc:
@@ -434,8 +463,15 @@ class KafkaSink:
                 f"messages to {self.bootstrap_servers} were not acknowledged within {timeout_s:g} s "
                 f"({_describe(exc)}); is the broker running?"
             )
+            self._failed("(flush)", exc)  # unacknowledged: this sink can no longer vouch for them
             raise StreamError(msg) from exc
         self._raise_failures()
+
+    @property
+    def failed(self) -> bool:
+        """True once any message failed: the sink then refuses to send or flush (see Notes)."""
+        with self._lock:
+            return bool(self._errors)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Flush and close the producer; failures are logged, not raised (call flush first).  Idempotent."""
@@ -456,14 +492,18 @@ class KafkaSink:
             self._errors.append(f"{topic}: {_describe(exc)}")
 
     def _raise_failures(self) -> None:
+        """Raise while any message failed.  Never clears: a failed sink stays failed (see Notes)."""
         with self._lock:
-            errors, self._errors = self._errors, []
+            errors = list(self._errors)
         if errors:
-            msg = f"{len(errors)} message(s) to {self.bootstrap_servers} failed; first: {errors[0]}"
+            msg = (
+                f"{len(errors)} message(s) to {self.bootstrap_servers} failed; first: {errors[0]}; "
+                "nothing after them may be committed"
+            )
             raise StreamError(msg)
 
 
-def dlq_record(reject: Reject, *, now_ms: int | None = None) -> bytes:
+def dlq_record(reject: Reject, *, now_ms: int | None = None, max_bytes: int | None = None) -> bytes:
     """Encode ``reject`` as a dead-letter value: UTF-8 JSON per the events contract.
 
     Fields: ``schema`` (1), ``reason``, ``detail``, ``source_topic``, ``partition``,
@@ -471,14 +511,29 @@ def dlq_record(reject: Reject, *, now_ms: int | None = None) -> bytes:
     ``original_b64`` (always), ``rejected_at`` (wall-clock epoch ms), and ``extra`` when the
     reject carries extra facts.
 
+    When the record would be longer than ``max_bytes``, it is *truncated*, never dropped:
+    ``original`` and ``original_b64`` then hold the longest prefix of the original bytes that
+    fits (cut on a UTF-8 character boundary), and ``truncated`` (true), ``original_size`` (the
+    full length in bytes) and ``original_sha256`` (hex digest of the full original) are added.
+
+    Raises
+    ------
+    StreamError
+        Even with no byte of the original, the record is longer than ``max_bytes``.
+
     Examples
     --------
     >>> from viraltrend.events import Reject
     >>> dlq_record(Reject(b"{", "bad_json", "truncated", "events", 1, 7), now_ms=5)[:40]
     b'{"schema":1,"reason":"bad_json","detail"'
+    >>> import json
+    >>> big = dlq_record(Reject(b"x" * 5000, "bad_json", "not JSON"), now_ms=5, max_bytes=2000)
+    >>> r = json.loads(big); len(big) <= 2000, r["truncated"], r["original_size"], len(r["original"]) > 500
+    (True, True, 5000, True)
     """
+    raw = reject.raw
     try:
-        original: str | None = reject.raw.decode("utf-8")
+        original: str | None = raw.decode("utf-8")
     except UnicodeDecodeError:
         original = None
     record: dict[str, object] = {
@@ -489,9 +544,43 @@ def dlq_record(reject: Reject, *, now_ms: int | None = None) -> bytes:
         "partition": reject.partition,
         "offset": reject.offset,
         "original": original,
-        "original_b64": base64.b64encode(reject.raw).decode("ascii"),
+        "original_b64": base64.b64encode(raw).decode("ascii"),
         "rejected_at": int(time.time() * 1000) if now_ms is None else now_ms,
     }
     if reject.extra:
         record["extra"] = reject.extra
-    return msgspec.json.encode(record, enc_hook=str)
+    encoded = msgspec.json.encode(record, enc_hook=str)
+    if max_bytes is None or len(encoded) <= max_bytes:
+        return encoded
+    return _truncated(record, raw, utf8=original is not None, max_bytes=max_bytes)
+
+
+def _truncated(record: dict[str, object], raw: bytes, *, utf8: bool, max_bytes: int) -> bytes:
+    """``record`` with the longest prefix of ``raw`` that keeps it within ``max_bytes`` (see dlq_record)."""
+    record.update(truncated=True, original_size=len(raw), original_sha256=hashlib.sha256(raw).hexdigest())
+
+    def encode(k: int) -> bytes:
+        if utf8:
+            while 0 < k < len(raw) and raw[k] & 0xC0 == 0x80:  # not inside a UTF-8 character
+                k -= 1
+        prefix = raw[:k]
+        record["original"] = prefix.decode("utf-8") if utf8 else None
+        record["original_b64"] = base64.b64encode(prefix).decode("ascii")
+        return msgspec.json.encode(record, enc_hook=str)
+
+    empty = encode(0)
+    if len(empty) > max_bytes:
+        msg = (
+            f"the dead letter of {record['source_topic']!r}[{record['partition']}] offset "
+            f"{record['offset']} needs {len(empty)} bytes without its original, over the "
+            f"{max_bytes}-byte limit; raise kafka.max_message_bytes"
+        )
+        raise StreamError(msg)
+    lo, hi = 0, len(raw)  # the longest fitting prefix: lo fits, hi + 1 does not
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(encode(mid)) <= max_bytes:
+            lo = mid
+        else:
+            hi = mid - 1
+    return encode(lo)

@@ -299,7 +299,9 @@ class Service:
                 self.k.bootstrap_servers, self.candidates_topic, self.client_options
             )
             self._follower.catch_up()
-        self._sink = self._sink_factory(self.k.bootstrap_servers, **self.client_options)
+        self._sink = self._sink_factory(
+            self.k.bootstrap_servers, max_message_bytes=self.k.max_message_bytes, **self.client_options
+        )
         factory = self._source_factory
         if factory is KafkaSource and self.k.client == "confluent":
             from viraltrend.stream.kafka_confluent import ConfluentSource
@@ -370,8 +372,9 @@ class Service:
                 got = self.engines[p] = Engine(self.cfg)
             engine = got
             part = batch if len(self.engines) == 1 else batch.take(batch.partition == p)
-            msgs, late = engine.process(part)
+            msgs, late = engine.process(part)  # late: duplicates, late and far-future events
             rejects.extend(late)
+            self.metrics.applied.labels(partition=str(p)).inc(len(part) - len(late))
             messages.extend(msgs)
             touched.add(p)
             if self.n_partitions > 1:  # kept until shared with the board publisher
@@ -459,8 +462,9 @@ class Service:
         assert self._sink is not None
         sink = self._sink
         now_ms = int(time.time() * 1000)
-        for r in rejects:
-            sink.send(self.k.dlq_topic, None, dlq_record(r, now_ms=now_ms))
+        limit = sink.max_value_bytes()
+        for r in rejects:  # a dead letter too large is truncated (size and SHA-256 kept), never dropped
+            sink.send(self.k.dlq_topic, None, dlq_record(r, now_ms=now_ms, max_bytes=limit))
             self.metrics.rejected.labels(reason=r.reason).inc()
             if r.reason == "late":
                 self.metrics.late_dropped.inc()
@@ -534,15 +538,21 @@ class Service:
         if self._source is None or self._sink is None or self.store is None:
             return
         t0 = time.perf_counter()
-        self._sink.flush()
         offsets = self._source.snapshot()
+        due = [
+            (p, engine)
+            for p, engine in sorted(self.engines.items())
+            if (only is None or p in only)
+            and p in offsets
+            and not (only is None and self._checkpointed.get(p) == offsets[p])  # nothing read since
+        ]
+        self._last_checkpoint = time.monotonic()
+        if not due:
+            return
+        self._sink.flush()  # every output of what was read is acknowledged, or StreamError: no commit
         done: dict[int, int] = {}
         size = 0
-        for p, engine in sorted(self.engines.items()):
-            if (only is not None and p not in only) or p not in offsets:
-                continue
-            if self._checkpointed.get(p) == offsets[p] and only is None:
-                continue  # nothing read since the last checkpoint of this partition
+        for p, engine in due:
             arrays, meta = engine.state()
             size += self.store.save(p, arrays, meta, {p: offsets[p]})
             done[p] = offsets[p]
@@ -608,7 +618,13 @@ class Service:
         return True
 
     def _recover(self) -> None:
-        """After a failed publish or poll: drop the clients and roll state back to the last checkpoint."""
+        """After a failed publish or poll: drop the clients and roll state back to the last checkpoint.
+
+        The engines go first: closing the source leaves the group, which runs the revoke hook,
+        and that hook must find nothing to checkpoint or commit (what was read since the last
+        checkpoint may not have been published).
+        """
+        self._drop(set(self.engines))  # the next assignment restores them from their checkpoints
         for closer in (self._source, self._sink, self._follower, self.store):
             try:
                 if closer is not None:
@@ -620,7 +636,6 @@ class Service:
         self._follower = None
         if self.cfg.checkpoint.store == "changelog":
             self.store = None  # reopened on connect
-        self._drop(set(self.engines))  # the next assignment restores them from their checkpoints
 
     def shutdown(self) -> None:
         """Finish: publish the final board (the publisher only), checkpoint, commit, close."""
@@ -634,6 +649,7 @@ class Service:
             log.warning(
                 "could not checkpoint on shutdown (%s); the next start resumes from the last one", exc
             )
+            self._drop(set(self.engines))  # leaving the group must not checkpoint or commit either
         finally:
             self.close()
             if self._blocklist is not None:
