@@ -63,3 +63,87 @@ def test_checkpoint_round_trip_keeps_memory():
     d.filter(["a"], np.array([10]))
     d2 = Deduplicator.from_dict(d.to_dict())
     assert d2.filter(["a"], np.array([20])).tolist() == [False]
+
+
+YEAR_2099_MS = 4_070_908_800_000
+
+
+def test_a_few_far_future_events_do_not_switch_dedup_off():
+    d = Deduplicator(window_ms=600_000)
+    base = 1_764_000_000_000
+    d.filter(["a", "b"], np.array([base, base + 1000]))
+    d.filter(["x", "y"], np.array([YEAR_2099_MS, YEAR_2099_MS + 1]))  # the watermark does not follow
+    assert d.watermark_ms == base + 1000
+    assert d.filter(["a", "c", "b"], np.array([base + 2000, base + 3000, base + 4000])).tolist() == [
+        False,
+        True,
+        False,
+    ]
+
+
+def test_dedup_takes_its_future_rule_from_the_engine_clock():
+    from viraltrend.kernels.clock import EventClock
+
+    engine_clock = EventClock(tick_ms=1000, allowed_lateness_ms=0, max_future_ms=10_000, jump_quorum=2)
+    d = Deduplicator(window_ms=1000)
+    d.filter(["a"], np.array([0]), future_rule=engine_clock)
+    d.filter(["b", "c"], np.array([50_000, 50_001]), future_rule=engine_clock)  # two votes: a jump
+    assert d.watermark_ms == 50_001
+
+
+def reference_keep_robust(ids, ts, window_ms, max_future_ms, quorum):
+    """The reference rule with the watermark of the clock reference (far-future jumps need a quorum)."""
+    from tests.kernels.reference import clock_reference
+
+    status, _, _ = clock_reference(list(ts), 1 << 53, 0, max_future_ms, 360, jump_quorum=quorum)
+    last_kept: dict[str, int] = {}
+    running = None
+    keep = []
+    for eid, t, s in zip(ids, ts, status, strict=True):
+        if s == 0:
+            running = t if running is None else max(running, t)
+        horizon = -(2**62) + 1 if running is None else running - window_ms
+        if eid is not None and eid in last_kept and last_kept[eid] >= horizon:
+            keep.append(False)
+            continue
+        keep.append(True)
+        if eid is not None:
+            last_kept[eid] = t
+    return keep
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c", "d", None]),
+            st.integers(0, 5000) | st.sampled_from([90_000, 90_500, 400_000]),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    cuts=st.lists(st.integers(0, 60), max_size=5),
+    quorum=st.integers(1, 3),
+)
+def test_any_batch_split_matches_the_reference_with_far_future_events(events, cuts, quorum):
+    ids = ["a", *[e for e, _ in events]]
+    ts = [0, *[t for _, t in events]]  # a first event sets the watermark: no first-batch median rule
+    d = Deduplicator(window_ms=1000, max_future_ms=10_000, jump_quorum=quorum)
+    bounds = sorted({0, 1, len(ids), *[min(c + 1, len(ids)) for c in cuts]})
+    got: list[bool] = []
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        got += d.filter(ids[a:b], np.array(ts[a:b], np.int64)).tolist()
+    assert got == reference_keep_robust(ids, ts, 1000, 10_000, quorum)
+
+
+def test_a_checkpoint_from_before_the_dedup_clock_still_loads():
+    old = {
+        "window_ms": 1000,
+        "watermark_ms": 10,
+        "current": {"a": 10},
+        "previous": {},
+        "current_since_ms": 10,
+    }
+    d = Deduplicator.from_dict(old)
+    assert d.watermark_ms == 10
+    assert d.filter(["a"], np.array([20])).tolist() == [False]

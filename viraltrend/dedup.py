@@ -1,16 +1,20 @@
 """Dropping repeated ``event_id`` values within an event-time window.
 
 An event is a duplicate when an earlier *kept* event carried the same ``event_id`` and its
-``ts`` is within ``window_ms`` of the dedup watermark (the running maximum ``ts`` of
-every event seen so far, in arrival order).  That rule depends only on the sequence of
-events, never on how it is split into batches, so a replay is deterministic.  Events
-without an ``event_id`` are never duplicates.
+``ts`` is within ``window_ms`` of the dedup watermark.  The dedup watermark is an event-time
+watermark with the engine clock's future rule (:class:`~viraltrend.kernels.clock.EventClock`,
+run over every event dedup sees, in arrival order): a timestamp more than ``max_future_ms``
+ahead moves it only when a clear majority of the events after it confirm the jump, so a few
+absurd timestamps (the year 2099) cannot push the window past every real event and switch
+dedup off.  That rule depends only on the sequence of events, never on how it is split into
+batches, so a replay is deterministic.  Events without an ``event_id`` are never duplicates.
 
 The work per batch is C-level ``map``/``zip`` over dicts.  Memory is bounded by two
 generations: ids go into ``current``; once ``current`` has covered a whole window of the
 watermark it becomes ``previous`` and the old ``previous`` is dropped.  Every id dropped that
-way was stored with a ``ts`` at most the watermark at its insertion, which is now more than a
-window ago, so it could never match again: the rotation changes no decision.
+way was stored with a ``ts`` at most the watermark at its insertion (or with a far-future ``ts``
+the watermark did not follow: an event the engine rejects as ``future_ts``), which is now more
+than a window ago, so it could never match again: the rotation changes no decision.
 
 Examples
 --------
@@ -23,24 +27,41 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import compress, repeat
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from viraltrend.kernels.clock import DEFAULT_JUMP_QUORUM, EventClock
+
 __all__ = ["Deduplicator"]
 
 _NEVER = -(2**62)
+_NO_TICKS = 2**53  # dedup's clock only keeps the watermark: ticks this far apart never fire
 
 
 class Deduplicator:
-    """Remembers kept ``event_id`` values and their ``ts`` for ``window_ms`` of event time."""
+    """Remembers kept ``event_id`` values and their ``ts`` for ``window_ms`` of event time.
 
-    def __init__(self, *, window_ms: int) -> None:
+    Parameters
+    ----------
+    window_ms : int
+        How long an id is remembered, in event time (> 0).
+    max_future_ms, jump_quorum : int
+        The future rule of the dedup watermark (see the module docstring); :meth:`filter` can
+        take them from the engine's clock instead.
+    """
+
+    def __init__(
+        self, *, window_ms: int, max_future_ms: int = 3_600_000, jump_quorum: int = DEFAULT_JUMP_QUORUM
+    ) -> None:
         if window_ms <= 0:
             msg = f"window_ms must be > 0, got {window_ms}"
             raise ValueError(msg)
         self.window_ms = int(window_ms)
-        self.watermark_ms = _NEVER
+        self._clock = EventClock(
+            tick_ms=_NO_TICKS, allowed_lateness_ms=0, max_future_ms=max_future_ms, jump_quorum=jump_quorum
+        )
         self._current: dict[str | None, int] = {}
         self._previous: dict[str | None, int] = {}
         self._current_since_ms = _NEVER  # watermark when ``current`` was started
@@ -48,14 +69,35 @@ class Deduplicator:
     def __len__(self) -> int:
         return len(self._current) + len(self._previous)
 
-    def filter(self, event_id: Sequence[str | None], ts_ms: NDArray[np.int64]) -> NDArray[np.bool_]:
-        """Return ``keep: bool[n]``, False for duplicates, and remember the kept ids."""
+    @property
+    def watermark_ms(self) -> int:
+        """The dedup watermark, epoch ms (a large negative number before the first event)."""
+        wm = self._clock.watermark_ms
+        return _NEVER if wm is None else wm
+
+    def filter(
+        self,
+        event_id: Sequence[str | None],
+        ts_ms: NDArray[np.int64],
+        *,
+        future_rule: EventClock | None = None,
+    ) -> NDArray[np.bool_]:
+        """Return ``keep: bool[n]``, False for duplicates, and remember the kept ids.
+
+        ``future_rule``: take ``max_future_ms`` and ``jump_quorum`` of the watermark from this
+        clock (the engine's), so that dedup follows event time exactly as far as the engine does.
+        """
         n = len(event_id)
         if n == 0:
             return np.ones(0, np.bool_)
-        ts = np.asarray(ts_ms, np.int64)
-        running = np.maximum.accumulate(np.maximum(ts, self.watermark_ms))
-        horizon = running - self.window_ms
+        if future_rule is not None:
+            self._clock.max_future_ms = future_rule.max_future_ms
+            self._clock.jump_quorum = future_rule.jump_quorum
+        ts = np.ascontiguousarray(ts_ms, np.int64)
+        step = self._clock.advance(ts, watermarks=True)
+        assert step.watermarks is not None
+        running = np.maximum(step.watermarks, _NEVER)  # the clock's "unset" is the int64 minimum
+        horizon = np.maximum(running - self.window_ms, _NEVER + 1)  # an id never seen is never a dup
         prev_ts = np.fromiter(map(self._current.get, event_id, repeat(_NEVER)), np.int64, n)
         if self._previous:
             older = np.fromiter(map(self._previous.get, event_id, repeat(_NEVER)), np.int64, n)
@@ -70,9 +112,10 @@ class Deduplicator:
         keep = ~dup
         remember = keep & has_id
         self._current.update(zip(compress(event_id, remember.tolist()), ts[remember].tolist(), strict=True))
-        self.watermark_ms = int(running[-1])
-        if self._current_since_ms == _NEVER:
-            self._current_since_ms = int(running[0])
+        if self.watermark_ms == _NEVER:
+            pass  # no event accepted by the watermark yet
+        elif self._current_since_ms == _NEVER:
+            self._current_since_ms = int(running[running > _NEVER][0])
         elif self.watermark_ms - self._current_since_ms > self.window_ms:
             self._previous, self._current = self._current, {}
             self._current_since_ms = self.watermark_ms
@@ -109,17 +152,21 @@ class Deduplicator:
         return {
             "window_ms": self.window_ms,
             "watermark_ms": self.watermark_ms,
+            "clock": self._clock.to_dict(),
             "current": self._current,
             "previous": self._previous,
             "current_since_ms": self._current_since_ms,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> Deduplicator:
-        """Rebuild from :meth:`to_dict` output."""
-        d = cls(window_ms=int(data["window_ms"]))  # type: ignore[call-overload]
-        d.watermark_ms = int(data["watermark_ms"])  # type: ignore[call-overload]
-        d._current = dict(data["current"])  # type: ignore[call-overload]
-        d._previous = dict(data["previous"])  # type: ignore[call-overload]
-        d._current_since_ms = int(data["current_since_ms"])  # type: ignore[call-overload]
+    def from_dict(cls, data: dict[str, Any]) -> Deduplicator:
+        """Rebuild from :meth:`to_dict` output (also from checkpoints written before ``clock``)."""
+        d = cls(window_ms=int(data["window_ms"]))
+        if "clock" in data:
+            d._clock = EventClock.from_dict(data["clock"])
+        elif int(data["watermark_ms"]) != _NEVER:
+            d._clock = EventClock.from_dict({**d._clock.to_dict(), "watermark_ms": int(data["watermark_ms"])})
+        d._current = dict(data["current"])
+        d._previous = dict(data["previous"])
+        d._current_since_ms = int(data["current_since_ms"])
         return d

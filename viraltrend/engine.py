@@ -212,7 +212,7 @@ class Engine:
         """Apply one batch; return the decision messages and the events refused by time rules."""
         self.stats.events_in += len(batch)
         if self.dedup is not None and len(batch):
-            keep = self.dedup.filter(batch.event_id, batch.ts_ms)
+            keep = self.dedup.filter(batch.event_id, batch.ts_ms, future_rule=self.clock)
             if not keep.all():
                 self.stats.duplicates += int((~keep).sum())
                 self.stats.rejected["duplicate"] += int((~keep).sum())

@@ -127,16 +127,19 @@ def clock_reference(
     max_ticks_per_gap: int,
     watermark_ms: int | None = None,
     first_limit_ms: int | None = None,
+    jump_quorum: int = 16,
 ) -> tuple[list[int], list[tuple[int, int]], int | None]:
     """Run the event clock one event at a time.
 
     Returns (status per event: 0 accepted / 1 late / 2 future, ticks as (fires before event i,
     tick time) in order, watermark after the last event).  ``first_limit_ms`` is the future
-    limit used while no event has been accepted (None: no limit).
+    limit used while no event has been accepted (None: no limit).  A jump beyond
+    ``max_future_ms`` needs ``jump_quorum`` votes for it, more than twice the votes against.
     """
     statuses: list[int] = []
     ticks: list[tuple[int, int]] = []
-    jump: int | None = None
+    candidate: int | None = None
+    votes_for = votes_against = 0
     for i, ts in enumerate(ts_list):
         if watermark_ms is None:
             if first_limit_ms is not None and ts > first_limit_ms:
@@ -145,20 +148,32 @@ def clock_reference(
                 statuses.append(0)
                 watermark_ms = ts
             continue
+        status = 0
         if ts > watermark_ms + max_future_ms:
-            if jump is not None and abs(ts - jump) <= max_future_ms:
-                jump = None
+            if candidate is not None and abs(ts - candidate) <= max_future_ms:
+                votes_for += 1
+                if votes_for >= jump_quorum and votes_for > 2 * votes_against:
+                    candidate = None  # the jump is confirmed: accepted below
+                else:
+                    status = 2
             else:
-                jump = ts
-                statuses.append(2)
-                continue
-        elif ts < watermark_ms - lateness_ms:
-            statuses.append(1)
-            continue
+                if candidate is not None:
+                    votes_against += 1
+                if candidate is None or votes_against >= votes_for:
+                    candidate, votes_for, votes_against = ts, 1, 0
+                if jump_quorum == 1:
+                    candidate = None
+                else:
+                    status = 2
         else:
-            jump = None
-        statuses.append(0)
-        if ts > watermark_ms:
+            if candidate is not None:
+                votes_against += 1
+                if votes_against >= votes_for:
+                    candidate = None
+            if ts < watermark_ms - lateness_ms:
+                status = 1
+        statuses.append(status)
+        if status == 0 and ts > watermark_ms:
             crossed = [k * tick_ms for k in range(watermark_ms // tick_ms + 1, ts // tick_ms + 1)]
             if len(crossed) > max_ticks_per_gap:
                 crossed = crossed[: max_ticks_per_gap - 1] + crossed[-1:]

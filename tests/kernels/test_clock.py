@@ -86,13 +86,91 @@ def test_event_beyond_the_future_limit_is_future_and_does_not_move_the_watermark
     assert clock.watermark_ms == BASE_TS_MS + 63_000
 
 
-def test_a_second_far_event_confirms_a_jump_in_event_time():
-    clock = make_clock(max_future_ms=60_000)
+def test_a_jump_is_accepted_once_a_quorum_of_following_events_confirms_it():
+    clock = make_clock(max_future_ms=60_000, jump_quorum=3)
     clock.advance(ts(0))
     day = 86_400_000
-    step = clock.advance(ts(day, day + 1_000, day + 2_000))
-    assert step.status.tolist() == [FUTURE, ACCEPTED, ACCEPTED]
-    assert clock.watermark_ms == BASE_TS_MS + day + 2_000
+    step = clock.advance(ts(day, day + 1_000, day + 2_000, day + 3_000))
+    assert step.status.tolist() == [FUTURE, FUTURE, ACCEPTED, ACCEPTED]
+    assert clock.watermark_ms == BASE_TS_MS + day + 3_000
+
+
+def test_two_absurd_events_among_normal_ones_never_move_the_watermark():
+    clock = make_clock(max_future_ms=60_000)
+    clock.advance(ts(0))
+    year_2099 = 4_070_908_800_000 - BASE_TS_MS
+    normal = list(range(1_000, 41_000, 1_000))
+    step = clock.advance(ts(*normal[:20], year_2099, year_2099 + 5, *normal[20:]))
+    assert np.flatnonzero(step.status != ACCEPTED).tolist() == [20, 21]
+    assert step.status[20:22].tolist() == [FUTURE, FUTURE]
+    assert clock.watermark_ms == BASE_TS_MS + normal[-1]
+
+
+def test_a_jump_with_a_minority_of_stragglers_is_confirmed():
+    clock = make_clock(max_future_ms=60_000, jump_quorum=4)
+    clock.advance(ts(0))
+    day = 86_400_000
+    # after the first far event: far, far, old, far -> 4 votes for, 1 against (4 > 2 * 1)
+    step = clock.advance(ts(day, day + 10, day + 20, 500, day + 30, day + 40))
+    assert step.status.tolist() == [FUTURE, FUTURE, FUTURE, ACCEPTED, ACCEPTED, ACCEPTED]
+    assert clock.watermark_ms == BASE_TS_MS + day + 40
+
+
+def test_a_candidate_is_dropped_once_the_votes_against_catch_up():
+    clock = make_clock(max_future_ms=60_000, jump_quorum=3)
+    clock.advance(ts(0))
+    day = 86_400_000
+    step = clock.advance(ts(day, day + 1, 10, 20, day + 2, day + 3, 30, 40))
+    # the candidate (2 votes for) is gone after 2 normal events; the next far pair starts over
+    assert step.status.tolist() == [FUTURE, FUTURE, ACCEPTED, ACCEPTED, FUTURE, FUTURE, ACCEPTED, ACCEPTED]
+    assert clock.watermark_ms == BASE_TS_MS + 40
+    assert clock.to_dict()["jump_ms"] is None
+
+
+def test_a_far_event_elsewhere_votes_against_the_candidate():
+    clock = make_clock(max_future_ms=60_000, jump_quorum=4)
+    clock.advance(ts(0))
+    day = 86_400_000
+    step = clock.advance(ts(day, day + 1, 9 * day, day + 2))
+    # 9 days is no vote for the 1-day candidate but one against; it does not replace it (1 < 2)
+    assert step.status.tolist() == [FUTURE, FUTURE, FUTURE, FUTURE]
+    assert clock.to_dict()["jump_ms"] == BASE_TS_MS + day
+    assert clock.to_dict()["jump_votes"] == [3, 1]
+    step = clock.advance(ts(9 * day + 1, 9 * day + 2))  # against catches up: the 9-day one takes over
+    assert clock.to_dict()["jump_ms"] == BASE_TS_MS + 9 * day + 2
+    assert clock.to_dict()["jump_votes"] == [1, 0]
+
+
+def test_jump_quorum_one_accepts_any_jump_at_once():
+    clock = make_clock(max_future_ms=60_000, jump_quorum=1)
+    clock.advance(ts(0))
+    step = clock.advance(ts(86_400_000, 86_400_500))
+    assert step.status.tolist() == [ACCEPTED, ACCEPTED]
+
+
+def test_watermarks_after_each_event_are_returned_on_request():
+    clock = make_clock(max_future_ms=60_000)
+    step = clock.advance(ts(100, 50, 300, 10**9, 200), watermarks=True)
+    assert step.status.tolist() == [ACCEPTED, ACCEPTED, ACCEPTED, FUTURE, ACCEPTED]
+    assert step.watermarks is not None
+    assert (step.watermarks - BASE_TS_MS).tolist() == [100, 100, 300, 300, 300]
+    assert clock.advance(ts(400)).watermarks is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("quorum", [1, 2, 3, 16])
+def test_clock_with_far_future_events_matches_reference(seed, quorum):
+    rng = random.Random(seed)
+    ts_list = []
+    for t in random_ts(seed, 600):  # about one in ten events jumps ahead, some by the same amount
+        ts_list.append(t + rng.choice([0] * 9 + [rng.choice([200_000, 200_500, 9_000_000])]))
+    clock = make_clock(max_future_ms=30_000, max_ticks_per_gap=5, jump_quorum=quorum)
+    step = clock.advance(np.array(ts_list, np.int64))
+    want_status, want_ticks, want_watermark = reference.clock_reference(
+        ts_list, TICK_MS, LATENESS_MS, 30_000, 5, first_limit_ms=step.future_limit_ms, jump_quorum=quorum
+    )
+    assert as_lists(step) == (want_status, want_ticks)
+    assert clock.watermark_ms == want_watermark
 
 
 def test_a_normal_event_between_two_absurd_ones_keeps_them_out():
@@ -250,11 +328,11 @@ def test_bad_settings_are_refused():
 
 
 @PROPERTY
-@given(ts_and_cuts(), st.integers(0, 100_000))
-def test_future_rule_is_split_invariant_once_the_watermark_is_set(data, max_future_ms):
+@given(ts_and_cuts(), st.integers(0, 100_000), st.integers(1, 4))
+def test_future_rule_is_split_invariant_once_the_watermark_is_set(data, max_future_ms, quorum):
     ts_list, cuts = data
-    whole_clock = make_clock(max_future_ms=max_future_ms)
-    split_clock = make_clock(max_future_ms=max_future_ms)
+    whole_clock = make_clock(max_future_ms=max_future_ms, jump_quorum=quorum)
+    split_clock = make_clock(max_future_ms=max_future_ms, jump_quorum=quorum)
     start = np.array([min(ts_list, default=BASE_TS_MS)], np.int64)
     whole_clock.advance(start)
     split_clock.advance(start)
@@ -266,6 +344,13 @@ def test_future_rule_is_split_invariant_once_the_watermark_is_set(data, max_futu
     np.testing.assert_array_equal(np.concatenate([np.empty(0, np.int8), *status]), whole.status)
     assert split_clock.to_dict() == whole_clock.to_dict()
     want = reference.clock_reference(
-        ts_list, TICK_MS, LATENESS_MS, max_future_ms, 360, watermark_ms=int(start[0])
+        ts_list, TICK_MS, LATENESS_MS, max_future_ms, 360, watermark_ms=int(start[0]), jump_quorum=quorum
     )
     assert whole.status.tolist() == want[0]
+
+
+def test_a_checkpoint_from_before_the_quorum_loads_with_the_default():
+    old = {"tick_ms": 1000, "allowed_lateness_ms": 5000, "max_future_ms": 60_000, "max_ticks_per_gap": 360,
+           "watermark_ms": BASE_TS_MS, "jump_ms": BASE_TS_MS + 86_400_000}  # fmt: skip
+    clock = EventClock.from_dict(old)
+    assert clock.jump_quorum == 16 and clock.to_dict()["jump_votes"] == [1, 0]
