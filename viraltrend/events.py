@@ -35,6 +35,7 @@ REJECT_REASONS: Final = (
     "unknown_event_type",  # type is not one of EVENT_TYPES
     "bad_ts",  # ts negative, not an integer, or outside 2000-01-01 .. 2100-01-01
     "bad_string",  # an id/category string empty or longer than allowed
+    "reserved_id",  # an id begins with "__" (reserved for control keys such as __board__)
     "bad_number",  # price < 0, quantity < 1, or a non-finite number
     "future_ts",  # ts too far ahead of the stream's event-time watermark
     "late",  # ts older than the watermark minus the allowed lateness

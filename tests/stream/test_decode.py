@@ -269,3 +269,60 @@ def test_frame_ts_scale_and_type_names_translate_other_spellings() -> None:
     frame = string_frame(ts="1511544070", type="pv")
     batch, _ = decode_frame(frame, ts_scale=1000, type_names={"pv": "view"})
     assert (batch.ts_ms.tolist(), batch.type_code.tolist()) == ([1_511_544_070_000], [0])
+
+
+# ------------------------------------------------------------------------------- reserved ids
+
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        (event(product_id="__board__"), "product_id"),
+        (event(user_id="__x"), "user_id"),
+        (event(event_id="__e"), "event_id"),
+        (event(seller_id="__s"), "seller_id"),
+        (event(video_id="__v"), "video_id"),
+        (event(creator_id="__c"), "creator_id"),
+        (rb'{"ts":1764253200123,"type":"view","product_id":"\u005f_board__","user_id":"u"}', "product_id"),
+        (rb'{"ts":1764253200123,"type":"view","product_id":"\u005F\u005Fx","user_id":"u"}', "product_id"),
+    ],
+)
+def test_an_id_beginning_with_two_underscores_is_rejected_as_reserved(raw, field):
+    batch, rejects = decode_records([event(), raw, event(product_id="p-2")])
+    assert batch.product_id == ["p-1", "p-2"] and batch.offset.tolist() == [1, 3]
+    [reject] = rejects
+    assert (reject.reason, reject.offset, reject.raw) == ("reserved_id", 2, raw)
+    assert f"'{field}'" in reject.detail and "reserved" in reject.detail
+
+
+def test_underscores_elsewhere_are_fine():
+    ok = [event(product_id="p__x", user_id="_u"), event(category="__cat"), raw_with(b'"__extra":1')]
+    batch, rejects = decode_records(ok)
+    assert len(batch) == 3 and rejects == []
+
+
+def test_reserved_ids_among_bad_records_keep_offset_order():
+    records = [b"nope", event(product_id="__board__"), event(), b"[]", event(user_id="__u")]
+    batch, rejects = decode_records(records)
+    assert [(r.offset, r.reason) for r in rejects] == [
+        (1, "bad_json"),
+        (2, "reserved_id"),
+        (4, "not_object"),
+        (5, "reserved_id"),
+    ]
+    assert batch.offset.tolist() == [3]
+
+
+def test_frame_rejects_reserved_ids_too():
+    frame = pl.DataFrame(
+        {
+            "ts": [str(TS)] * 3,
+            "type": ["view"] * 3,
+            "product_id": ["p", "__board__", "q"],
+            "user_id": ["u"] * 3,
+        }
+    )
+    batch, rejects = decode_frame(frame)
+    assert batch.product_id == ["p", "q"]
+    assert [(r.reason, r.offset) for r in rejects] == [("reserved_id", 2)]
+    assert "reserved" in rejects[0].detail

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from itertools import chain
 from collections.abc import Mapping, Sequence
 from operator import attrgetter
 from typing import Annotated, Any, Final, Literal
@@ -49,6 +50,13 @@ _MAX_CHARS: Final = {
 }  # fmt: skip
 
 _Id = Annotated[str, Meta(min_length=1, max_length=128)]
+#: Ids beginning ``__`` are reserved for control keys (reason ``reserved_id``).  The id columns
+#: are checked after decoding (:func:`_reserved_ids`, fast); ``video_id`` and ``creator_id``, not
+#: kept as columns and rarely given, by a pattern in the decoder.
+_COLUMN_IDS: Final = ("product_id", "user_id", "event_id", "seller_id")
+_ID_FIELDS: Final = (*_COLUMN_IDS, "video_id", "creator_id")
+_UNRESERVED: Final = "^(?!__)"
+_ContentId = Annotated[str, Meta(min_length=1, max_length=128, pattern=_UNRESERVED)]
 _Category = Annotated[str, Meta(min_length=1, max_length=64)]
 
 
@@ -64,8 +72,8 @@ class _Event(msgspec.Struct, frozen=True, gc=False):
     category: _Category | None = None
     price: Annotated[float, Meta(ge=0.0)] | None = math.nan
     quantity: Annotated[int, Meta(ge=1, le=_INT64_MAX)] | None = 1
-    video_id: _Id | None = None
-    creator_id: _Id | None = None
+    video_id: _ContentId | None = None
+    creator_id: _ContentId | None = None
 
 
 _DECODER: Final = msgspec.json.Decoder(_Event)
@@ -151,8 +159,42 @@ def decode_records(
             offset = int(offsets[pos])
             rejects.append(Reject(bytes(raw[pos]), "bad_number", detail, source, partition, offset))
         rejects.sort(key=attrgetter("offset"))
+        kept = kept[~infinite]
         batch = batch.take(~infinite)
+    reserved = _reserved_ids(batch) if columns.maybe_reserved else None
+    if reserved is not None:
+        for pos, name in zip(kept[reserved[0]].tolist(), reserved[1], strict=True):
+            offset = int(offsets[pos])
+            rejects.append(
+                Reject(bytes(raw[pos]), "reserved_id", _reserved_detail(name), source, partition, offset)
+            )
+        rejects.sort(key=attrgetter("offset"))
+        batch = batch.take(np.delete(np.arange(len(batch)), reserved[0]))
     return batch, rejects
+
+
+def _reserved_ids(batch: EventBatch) -> tuple[NDArray[np.intp], list[str]] | None:
+    """Rows of ``batch`` with an id beginning ``__``, and the first such field of each; None if none.
+
+    One C-level join and search per id column, then an exact check of the columns that hit.
+    """
+    bad: dict[int, str] = {}
+    for name in _COLUMN_IDS:
+        column: list[str | None] = getattr(batch, name)
+        present = column if name in REQUIRED_COLUMNS else filter(None, column)
+        if "\0__" not in "\0" + "\0".join(present):  # type: ignore[arg-type]
+            continue
+        for i, value in enumerate(column):
+            if value is not None and value.startswith("__"):
+                bad.setdefault(i, name)
+    if not bad:
+        return None
+    rows = sorted(bad)
+    return np.asarray(rows, np.intp), [bad[i] for i in rows]
+
+
+def _reserved_detail(name: str) -> str:
+    return f"field '{name}' begins with '__', which is reserved for control keys (such as __board__)"
 
 
 class _Columns:
@@ -172,17 +214,24 @@ class _Columns:
         self.event_id: list[str | None] = []
         self.seller_id: list[str | None] = []
         self.category: list[str | None] = []
+        self.maybe_reserved = False  # some id may begin with "__"
 
     def add(self, events: list[_Event]) -> None:
         n = len(events)
         self.ts_ms.append(np.fromiter([e.ts for e in events], np.int64, n))
         codes = map(EVENT_TYPE_CODE.__getitem__, [e.type for e in events])
         self.type_code.append(np.fromiter(codes, np.int8, n))
-        self.product_id += [e.product_id for e in events]
-        self.user_id += [e.user_id for e in events]
-        self.event_id += [e.event_id for e in events]
-        self.seller_id += [e.seller_id for e in events]
+        ids = ([e.product_id for e in events], [e.user_id for e in events])
+        optional = ([e.event_id for e in events], [e.seller_id for e in events])
+        self.product_id += ids[0]
+        self.user_id += ids[1]
+        self.event_id += optional[0]
+        self.seller_id += optional[1]
         self.category += [e.category for e in events]
+        # one join and search while the strings are in the CPU cache; a hit (or a "\0" inside an
+        # id) only costs an exact check after decoding, in _reserved_ids
+        present = chain(*ids, filter(None, optional[0]), filter(None, optional[1]))
+        self.maybe_reserved = self.maybe_reserved or "\0__" in "\0" + "\0".join(present)  # type: ignore[arg-type]
         self.price.append(_column([e.price for e in events], np.float64, math.nan))
         self.quantity.append(_column([e.quantity for e in events], np.int64, 1))
 
@@ -267,6 +316,8 @@ def _classify_invalid(line: bytes, message: str) -> tuple[str, str]:
         if isinstance(value, str | int | float) and not isinstance(value, bool):
             kind = f"{kind} {_short(value)}"
         return _FIELD_REASON.get(field, "wrong_type"), f"field '{field}' must be {rule}, got {kind}"
+    if "matching regex" in what and _UNRESERVED in what:
+        return "reserved_id", _reserved_detail(field)
     if "length" in what:
         size = len(value) if isinstance(value, str) else "?"
         return "bad_string", f"field '{field}' must be {rule}, got {size} characters"
@@ -407,6 +458,8 @@ def _frame_checks(ts_scale: int) -> list[tuple[str, str, pl.Expr]]:
     checks.append(("unknown_event_type", "type", pl.col("_code") == -1))
     for name, limit in _MAX_CHARS.items():
         checks.append(("bad_string", name, ~pl.col(name).str.len_chars().is_between(1, limit)))
+    for name in _ID_FIELDS:
+        checks.append(("reserved_id", name, pl.col(name).str.starts_with("__")))
     price, quantity = pl.col("_price"), pl.col("_qty")
     checks.append(("wrong_type", "price", pl.col("price").is_not_null() & price.is_null()))
     checks.append(("bad_number", "price", ~price.is_finite() | (price < 0)))
@@ -430,4 +483,6 @@ def _frame_detail(reason: str, field: str, value: str | None, names: dict[str, s
         rule = "a number" if field == "price" else "an integer"
     if reason == "bad_string":
         return f"field '{field}' must be {rule}, got {len(value or '')} characters"
+    if reason == "reserved_id":
+        return _reserved_detail(field)
     return f"field '{field}' must be {rule}, got {_short(value)}"
