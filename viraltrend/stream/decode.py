@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 import re
-from itertools import chain
 from collections.abc import Mapping, Sequence
+from itertools import chain
 from operator import attrgetter
 from typing import Annotated, Any, Final, Literal
 
@@ -231,7 +231,7 @@ class _Columns:
         # one join and search while the strings are in the CPU cache; a hit (or a "\0" inside an
         # id) only costs an exact check after decoding, in _reserved_ids
         present = chain(*ids, filter(None, optional[0]), filter(None, optional[1]))
-        self.maybe_reserved = self.maybe_reserved or "\0__" in "\0" + "\0".join(present)  # type: ignore[arg-type]
+        self.maybe_reserved = self.maybe_reserved or "\0__" in "\0" + "\0".join(present)
         self.price.append(_column([e.price for e in events], np.float64, math.nan))
         self.quantity.append(_column([e.quantity for e in events], np.int64, 1))
 
