@@ -145,3 +145,16 @@ def test_decoder_accepts_every_line_and_the_clock_rejects_only_the_very_late(sma
     assert rejected == 0 and n == truth["n_lines"]
     very_late = truth["late"]["n_very_late"]
     assert 0.8 * very_late <= n_late <= very_late
+
+
+def test_cli_simulate_family_writes_the_member_of_the_given_seed(tmp_path):
+    import json
+
+    from viraltrend.cli import main
+
+    assert main(["simulate", "--family", "--seed", "1", "--family-seed", "7", "--out", str(tmp_path)]) == 0
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert truth["family"]["seed"] == 7
+    assert truth["n_lines"] == FamilyScenario().n_days * FamilyScenario().events_per_day
+    with (tmp_path / "events.ndjson").open() as f:
+        assert sum(1 for _ in f) == truth["n_lines"]
