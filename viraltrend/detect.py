@@ -63,8 +63,9 @@ class SequentialDetector:
         self.tick_ms = round(cfg.decay.tick_s * 1000)
         self.h = alarm_threshold(d.false_alarms_per_day, cfg.decay.tick_s, len(d.lifts))
         self.cusum = ChangeDetector(
-            lifts=d.lifts, tick_ms=self.tick_ms, n_bins=d.window_ticks, capacity=capacity
-        )
+            lifts=d.lifts, tick_ms=self.tick_ms, n_bins=d.window_ticks, capacity=capacity,
+            ticks_per_coarse=d.ticks_per_slow_bin, n_coarse=d.slow_bins,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ baseline
     def baseline(
@@ -110,32 +111,35 @@ class SequentialDetector:
     ) -> Columns:
         """Feature columns of the detector for ``slots``, plus ``ready`` (1.0 / 0.0)."""
         d = self.cfg.detect
-        stat, zero, bins = self.cusum.read(slots, mu, now_ms=now_ms)
-        m, k = bins.shape
+        stat, zero, fine, coarse = self.cusum.read(slots, mu, now_ms=now_ms)
+        m, k = fine.shape
         best = stat.argmax(axis=1) if m else np.zeros(0, np.int64)
         rows = np.arange(m)
         s = stat[rows, best]
         since_ms = now_ms - zero[rows, best]
         ticks = np.clip(np.ceil(since_ms / self.tick_ms).astype(np.int64), 1, k)
-        # the tick holding the change point is partial: growth compares whole ticks after it
-        half = np.maximum(ticks - 1, 0) // 2
+        # fine ring: whole ticks, but the one holding the change point is partial
+        growth_fine = _growth(fine, np.maximum(ticks - 1, 0), k - 1)
+        # slow ring: whole bins after the change point's bin, the current one if it is complete
+        per, n_slow = self.cusum.ticks_per_coarse, coarse.shape[1]
+        tick = now_ms // self.tick_ms
+        complete = int(tick % per == per - 1)
+        newest = n_slow - 2 + complete
+        c_now, c_zero = tick // per, (zero[rows, best] // self.tick_ms) // per
+        usable = np.clip(c_now - c_zero - 1 + complete, 0, newest + 1)
+        growth_slow = _growth(coarse, usable, newest)
         j = np.arange(k)[None, :]
-        newer = (j >= k - half[:, None]).astype(np.float64)
-        older = ((j >= k - 2 * half[:, None]) & (j < k - half[:, None])).astype(np.float64)
-        a, b = (bins * newer).sum(axis=1), (bins * older).sum(axis=1)
-        growth = np.where(half >= 2, (a - b) / np.sqrt(a + b + 1.0), 0.0)
-        last = bins[:, k - _FADE_TICKS :].sum(axis=1)
+        last = fine[:, k - _FADE_TICKS :].sum(axis=1)
         before = (j >= k - ticks[:, None]) & (j < k - _FADE_TICKS)
         n_before = before.sum(axis=1)
-        expected = np.where(
-            n_before > 0, (bins * before).sum(axis=1) / np.maximum(n_before, 1) * _FADE_TICKS, last
-        )
+        expected = (fine * before).sum(axis=1) / np.maximum(n_before, 1) * _FADE_TICKS
         fade = np.where(n_before >= _FADE_TICKS, (last - expected) / np.sqrt(expected + 1.0), 0.0)
         window = (j >= k - ticks[:, None]).astype(np.float64)
-        recent_lift = (bins * window).sum(axis=1) / (mu * ticks * self.tick_ms / 1000.0)
+        recent_lift = (fine * window).sum(axis=1) / (mu * ticks * self.tick_ms / 1000.0)
         evidence = s / self.h
-        fading = (growth <= -d.fade_z) | (fade <= -d.fade_z)
-        shaped = (growth >= d.growth_z) | (since_ms >= d.sustain_s * 1000)
+        fading = (growth_fine <= -d.fade_z) | (growth_slow <= -d.fade_z) | (fade <= -d.fade_z)
+        growing = (growth_fine >= d.growth_z) | (growth_slow >= d.growth_z)
+        shaped = growing | (since_ms >= d.sustain_s * 1000)
         ready = (evidence >= 1.0) & (users >= self.cfg.trust.min_unique_users) & ~fading & shaped
         ready &= recent_lift >= d.min_recent_lift
         lifts = np.asarray(self.cusum.lifts)
@@ -143,7 +147,8 @@ class SequentialDetector:
             "evidence": evidence,
             "evidence_lift": lifts[best] if m else np.zeros(0),
             "change_s": since_ms / 1000.0,
-            "growth_z": growth,
+            "growth_z": growth_fine,
+            "growth_z_slow": growth_slow,
             "fade_z": fade,
             "recent_users": last,
             "recent_lift": recent_lift,
@@ -173,8 +178,28 @@ class SequentialDetector:
         d = self.cfg.detect
         try:
             self.cusum = ChangeDetector.from_arrays(
-                arrays, lifts=d.lifts, tick_ms=self.tick_ms, n_bins=d.window_ticks
-            )
+                arrays, lifts=d.lifts, tick_ms=self.tick_ms, n_bins=d.window_ticks,
+                ticks_per_coarse=d.ticks_per_slow_bin, n_coarse=d.slow_bins,
+            )  # fmt: skip
         except (KeyError, ValueError) as exc:
             msg = f"detector state does not fit the config ({exc})"
             raise CheckpointError(msg) from exc
+
+
+def _growth(bins: NDArray[np.float64], usable: NDArray[np.int64], newest: int) -> NDArray[np.float64]:
+    """Newer half against older half of each row's ``usable`` bins ending at column ``newest``.
+
+    A conditional binomial z-score, ``(a - b) / sqrt(a + b + 1)``: positive when the counts grow,
+    negative when they fade, 0 while fewer than two bins per half are usable.
+
+    >>> b = np.array([[0, 1, 2, 4, 8, 16], [9, 9, 9, 9, 9, 9]], np.float64)
+    >>> _growth(b, np.array([4, 6]), 5).round(2).tolist()
+    [3.23, 0.0]
+    """
+    half = np.minimum(usable, newest + 1) // 2
+    j = np.arange(bins.shape[1])[None, :]
+    top = newest + 1 - half[:, None]
+    newer = (j >= top) & (j <= newest)
+    older = (j >= top - half[:, None]) & (j < top)
+    a, b = (bins * newer).sum(axis=1), (bins * older).sum(axis=1)
+    return np.where(half >= 2, (a - b) / np.sqrt(a + b + 1.0), 0.0)

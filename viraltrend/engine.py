@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 
 from viraltrend.board import Board, Candidates
 from viraltrend.config import Config
-from viraltrend.dedup import Deduplicator
+from viraltrend.dedup import Deduplicator, duplicate_rejects
 from viraltrend.detect import SequentialDetector
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
@@ -40,12 +40,14 @@ from viraltrend.kernels.intern import Interner
 from viraltrend.kernels.users import UserSignals, UserSketches
 from viraltrend.model import LabelBuffer, OnlineModel
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
-from viraltrend.trust import TrustGuard
+from viraltrend.trust import AudienceMemory, TrustGuard
 
 __all__ = ["Engine", "EngineStats", "Scorer", "model_features"]
 
 Message = dict[str, Any]
 _STATUS_REASON = {1: "late", 2: "future_ts"}
+_SKETCH_K = 32  # MinHash signature length of the audiences (standard error of a Jaccard <= 0.09)
+_SKETCH_EVIDENCE = 0.3  # change evidence (fraction of the alarm threshold) from which a product is sketched
 _NEVER = np.iinfo(np.int64).min  # last_ts_ms of a slot that holds no events
 
 
@@ -176,7 +178,10 @@ class Engine:
         )
         self.detector = SequentialDetector(cfg, cfg.state.initial_capacity)
         self._new_users: list[NDArray[np.int64]] = []  # one slot per new (user, product) pair this tick
-        self.sketches = UserSketches(k=32, seed=0)
+        self.sketches = UserSketches(k=_SKETCH_K, seed=0)
+        self.audiences = AudienceMemory(
+            capacity=t.audience_memory_size, k=_SKETCH_K, memory_ms=round(t.audience_memory_s * 1000)
+        )
         self.guard = TrustGuard(t)
         for pid in _load_ids(t.blocked_products, t.blocked_products_file, "blocked_products_file"):
             self.guard.set_blocked("product", pid, "config")
@@ -209,16 +214,18 @@ class Engine:
 
     # ------------------------------------------------------------------ batches
     def process(self, batch: EventBatch) -> tuple[list[Message], list[Reject]]:
-        """Apply one batch; return the decision messages and the events refused by time rules."""
+        """Apply one batch; return the decision messages and the refused events (duplicate, late, future)."""
         self.stats.events_in += len(batch)
+        self._duplicates: list[Reject] = []
         if self.dedup is not None and len(batch):
             keep = self.dedup.filter(batch.event_id, batch.ts_ms, future_rule=self.clock)
             if not keep.all():
                 self.stats.duplicates += int((~keep).sum())
                 self.stats.rejected["duplicate"] += int((~keep).sum())
+                self._duplicates = duplicate_rejects(batch, ~keep, self.dedup.window_ms)  # -> _time_rejects
                 batch = batch.take(keep)
         if not len(batch):
-            return [], []
+            return [], self._duplicates
         step = self.clock.advance(batch.ts_ms)
         rejects = self._time_rejects(batch, step.status, step.future_limit_ms)
         accepted = np.flatnonzero(step.status == 0)
@@ -250,8 +257,9 @@ class Engine:
     def _time_rejects(
         self, batch: EventBatch, status: NDArray[np.int8], future_limit_ms: int
     ) -> list[Reject]:
+        """Late and far-future events, after this batch's duplicates, with their original bytes."""
         bad = np.flatnonzero(status != 0)
-        out = []
+        out, self._duplicates = self._duplicates, []
         for i in bad.tolist():
             reason = _STATUS_REASON[int(status[i])]
             self.stats.rejected[reason] += 1
@@ -270,12 +278,12 @@ class Engine:
                     raw=_reencode(batch, i),
                     reason=reason,
                     detail=detail,
-                    source="engine",
+                    source=batch.source,
                     partition=int(batch.partition[i]),
                     offset=int(batch.offset[i]),
                 )
             )
-        return out
+        return sorted(out, key=lambda r: (r.partition, r.offset)) if len(out) > len(bad) else out
 
     def _intern(self, batch: EventBatch, idx: NDArray[np.intp]) -> NDArray[np.int64]:
         """Slots of the events at ``idx``; new products get their seller and category attached."""
@@ -402,7 +410,10 @@ class Engine:
         is_watched = np.isin(slots, watched)
         ready = feats["ready"] > 0.0
         keep = (score >= self.cfg.board.demote_threshold) | is_watched | ready
-        self._track_lockstep(slots[keep & (np.isin(slots, touched) | is_watched)])
+        is_touched = np.isin(slots, touched)
+        hot = (keep | (feats["evidence"] >= _SKETCH_EVIDENCE)) & (is_touched | is_watched)
+        judged = ready if self.board.sequential else score >= self.cfg.board.promote_threshold
+        self._track_audiences(now_ms, slots, hot, judged & ~np.isin(slots, list(self.board.members)), feats)
         if traced.size:  # a traced product is scored for the trace; the board sees it only as usual
             keep &= is_watched | np.isin(slots, touched)
         sel = np.flatnonzero(keep)
@@ -505,23 +516,51 @@ class Engine:
         labels = gained >= np.maximum(m.label_min_events, m.label_lift * due.baseline_per_s * elapsed_s)
         self.model.learn_many(due.rows(), labels, due.weight)
 
-    def _track_lockstep(self, hot: NDArray[np.int64]) -> None:
-        """Keep MinHash sketches of the users of hot products; record pairs that move in lockstep."""
-        watched = self._sketched
-        fresh = hot[~np.isin(hot, watched)]
-        gone = watched[~np.isin(watched, hot)]
+    def _track_audiences(
+        self,
+        now_ms: int,
+        slots: NDArray[np.int64],
+        hot: NDArray[np.bool_],
+        ready: NDArray[np.bool_],
+        feats: dict[str, NDArray[np.float64]],
+    ) -> None:
+        """Sketch the audiences of hot products, remember them, and compare the ready ones with memory.
+
+        Hot: on or near the board, or with change evidence building (at most ``trust.max_sketched``,
+        most evidence first).  A ready product whose audience repeats a remembered one's
+        (``trust.lockstep_similarity``), or a remembered product's of the same seller
+        (``trust.seller_overlap_similarity``), gets a lockstep refusal with the numbers.
+        """
+        t = self.cfg.trust
+        idx = np.flatnonzero(hot)
+        if idx.size > t.max_sketched:
+            idx = idx[np.argsort(-feats["evidence"][idx], kind="stable")[: t.max_sketched]]
+        now_hot = np.sort(slots[idx])
+        gone = self._sketched[~np.isin(self._sketched, now_hot)]
         if gone.size:
             self.sketches.unwatch(gone)
-        if fresh.size:
-            self.sketches.watch(fresh)
-        self._sketched = np.sort(hot)
-        m = self._sketched.size
-        if m < 2:
-            self.guard.lockstep = {}
+        self.sketches.watch(now_hot)
+        self._sketched = now_hot
+        self.guard.lockstep = {}
+        if now_hot.size == 0:
             return
-        a, b = np.repeat(self._sketched, m), np.tile(self._sketched, m)
-        sim = self.sketches.similarity(a, b).reshape(m, m)
-        self.guard.find_lockstep(self._sketched, self.products.names(self._sketched.tolist()), sim)
+        sig = self.sketches.signatures(now_hot)
+        filled = (sig != np.iinfo(np.uint64).max).any(axis=1)
+        cand = slots[ready]
+        cand = cand[np.isin(cand, now_hot[filled])]
+        if cand.size:  # compare before remembering this tick, so a product never matches itself
+            csig = self.sketches.signatures(cand)
+            sellers = self.seller_of[cand].astype(np.int64)
+            sim, other, sim_same, other_same = self.audiences.best_match(cand, sellers, csig, now_ms=now_ms)
+            for j, slot in enumerate(cand.tolist()):
+                if sim[j] >= t.lockstep_similarity:
+                    name = self.products.name(int(other[j]))
+                    self.guard.lockstep[slot] = f"lockstep_with_{name}_jaccard_{sim[j]:.2f}"
+                elif other_same[j] >= 0 and sim_same[j] >= t.seller_overlap_similarity:
+                    name = self.products.name(int(other_same[j]))
+                    self.guard.lockstep[slot] = f"seller_ring_with_{name}_jaccard_{sim_same[j]:.2f}"
+        keep = now_hot[filled]
+        self.audiences.remember(keep, self.seller_of[keep].astype(np.int64), sig[filled], now_ms=now_ms)
 
     def _trace(
         self,
@@ -577,6 +616,7 @@ class Engine:
         cold = cold[self.counters.last_ts_ms[cold] == _NEVER]  # no event since it was cleared
         self.products.release(cold.tolist())
         self.user_signals.forget_products(cold)
+        self.audiences.forget(cold)
         self.seller_of[cold] = -1
         self.category_of[cold] = -1
 
@@ -596,6 +636,7 @@ class Engine:
         arrays.update({f"sketches.{k}": v for k, v in self.sketches.to_arrays().items()})
         arrays.update({f"detect.{k}": v for k, v in self.detector.to_arrays().items()})
         arrays["sketched"] = self._sketched.copy()
+        arrays.update({f"audiences.{k}": v for k, v in self.audiences.to_arrays().items()})
         if self.labels is not None:
             arrays.update({f"labels.{k}": v for k, v in self.labels.to_arrays().items()})
         meta: dict[str, Any] = {
@@ -688,7 +729,8 @@ class Engine:
                 fresh_window_ms=round(t.fresh_window_s * 1000),
                 allowed_lateness_ms=round(cfg.decay.allowed_lateness_s * 1000),
             )
-            engine.sketches = UserSketches.from_arrays(part("sketches."), k=32, seed=0)
+            engine.sketches = UserSketches.from_arrays(part("sketches."), k=_SKETCH_K, seed=0)
+            engine.audiences.load_arrays(part("audiences."))
             engine._sketched = np.asarray(arrays["sketched"], np.int64)
             engine.guard.blocked_products = dict(meta["blocked_products"])
             engine.guard.blocked_sellers = dict(meta["blocked_sellers"])
@@ -765,17 +807,5 @@ _ENCODE = msgspec.json.Encoder()
 
 
 def _reencode(batch: EventBatch, i: int) -> bytes:
-    """The event at ``i`` as contract JSON (for rejects decided after decoding)."""
-    obj: dict[str, Any] = {
-        "ts": int(batch.ts_ms[i]),
-        "type": EVENT_TYPES[int(batch.type_code[i])],
-        "product_id": batch.product_id[i],
-        "user_id": batch.user_id[i],
-    }
-    for name in ("event_id", "seller_id", "category"):
-        v = getattr(batch, name)[i]
-        if v is not None:
-            obj[name] = v
-    if not np.isnan(batch.price[i]):
-        obj["price"] = float(batch.price[i])
-    return _ENCODE.encode(obj)
+    """The event at ``i`` as received (re-encoded as contract JSON only if the source kept no bytes)."""
+    return batch.record_bytes(i)

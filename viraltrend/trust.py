@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 
 from viraltrend.config import TrustConfig
 
-__all__ = ["TrustGuard", "soft_refusal"]
+__all__ = ["AudienceMemory", "TrustGuard", "soft_refusal"]
 
 _LOW_USERS = "low_unique_users"
 #: Signals read off too few distinct users to be final: while ``low_unique_users`` holds, these
@@ -71,7 +71,7 @@ class TrustGuard:
     cfg: TrustConfig
     blocked_products: dict[str, str] = field(default_factory=dict)  # id -> reason
     blocked_sellers: dict[str, str] = field(default_factory=dict)
-    lockstep: dict[int, str] = field(default_factory=dict)  # slot -> the product it moves with
+    lockstep: dict[int, str] = field(default_factory=dict)  # slot -> the lockstep reason (set by the engine)
     refused: Counter[str] = field(default_factory=Counter)  # reason -> candidates refused
 
     def set_blocked(self, kind: str, ident: str, reason: str | None) -> None:
@@ -81,19 +81,6 @@ class TrustGuard:
             table.pop(ident, None)
         else:
             table[ident] = reason
-
-    def find_lockstep(
-        self, slots: NDArray[np.int64], product_ids: list[str], similarity: NDArray[np.float64]
-    ) -> None:
-        """Record hot products whose user sets nearly coincide (``similarity``: float64[m, m])."""
-        self.lockstep = {}
-        if slots.size < 2:
-            return
-        sim = np.where(np.isnan(similarity), 0.0, similarity)
-        np.fill_diagonal(sim, 0.0)
-        best = sim.argmax(axis=1)
-        for i in np.flatnonzero(sim.max(axis=1) >= self.cfg.lockstep_similarity).tolist():
-            self.lockstep[int(slots[i])] = product_ids[int(best[i])]
 
     def check(
         self,
@@ -123,7 +110,108 @@ class TrustGuard:
             if fresh >= c.max_fresh_share and conversion < c.min_conversion_ratio:
                 reasons.append(f"fresh_accounts_{fresh:.0%}_no_conversion_x{conversion:.2f}")
         if slot in self.lockstep:
-            reasons.append(f"lockstep_with_{self.lockstep[slot]}")
+            reasons.append(self.lockstep[slot])
         for r in reasons:
             self.refused[r.split(":")[0].split("_x")[0].rstrip("_0123456789.%")] += 1
         return reasons or None
+
+
+@dataclass(slots=True)
+class AudienceMemory:
+    """MinHash signatures of the audiences of recently hot products, remembered for hours.
+
+    CopyCatch (Beutel et al., WWW 2013) finds groups of accounts acting on the same products in the
+    same time windows.  Here every product hot enough to be sketched leaves its audience's MinHash
+    signature (:class:`~viraltrend.kernels.users.UserSketches`) in a table of at most ``capacity``
+    entries, kept for ``memory_ms`` of event time after it was last hot; an entry is the union of
+    the product's audiences while watched (the element-wise min of signatures).  A product about to
+    be promoted is compared with every remembered one (``O(capacity * k)``, never all pairs of hot
+    products): a ring recycling the same accounts over several products, at once or staggered by
+    hours, shows the same audience again.  The oldest entry gives way when the table is full.
+
+    Examples
+    --------
+    >>> mem = AudienceMemory(capacity=4, k=4, memory_ms=1000)
+    >>> sig = np.array([[1, 2, 3, 4], [9, 9, 9, 9]], np.uint64)
+    >>> mem.remember(np.array([5, 6]), np.array([0, 1]), sig, now_ms=0)
+    >>> new = np.array([[1, 2, 3, 8]], np.uint64)
+    >>> sim, other, sim_same, other_same = mem.best_match(np.array([7]), np.array([1]), new, now_ms=500)
+    >>> sim.tolist(), other.tolist(), sim_same.tolist(), other_same.tolist()
+    ([0.75], [5], [0.0], [6])
+    """
+
+    capacity: int
+    k: int
+    memory_ms: int
+    slot: NDArray[np.int64] = field(init=False)
+    seller: NDArray[np.int64] = field(init=False)
+    seen_ms: NDArray[np.int64] = field(init=False)
+    sig: NDArray[np.uint64] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slot = np.full(self.capacity, -1, np.int64)
+        self.seller = np.full(self.capacity, -1, np.int64)
+        self.seen_ms = np.full(self.capacity, np.iinfo(np.int64).min, np.int64)
+        self.sig = np.full((self.capacity, self.k), np.iinfo(np.uint64).max, np.uint64)
+
+    def remember(
+        self, slots: NDArray[np.int64], sellers: NDArray[np.int64], sig: NDArray[np.uint64], *, now_ms: int
+    ) -> None:
+        """Store the audiences (``sig``: uint64[m, k]) of hot ``slots`` (int64[m], unique) at ``now_ms``."""
+        for i, s in enumerate(slots.tolist()):
+            rows = np.flatnonzero(self.slot == s)
+            if rows.size:
+                r = int(rows[0])
+                self.sig[r] = np.minimum(self.sig[r], sig[i])
+            else:
+                r = int(np.argmin(self.seen_ms))  # a free row (never seen) or the oldest
+                self.slot[r], self.sig[r] = s, sig[i]
+            self.seller[r], self.seen_ms[r] = int(sellers[i]), now_ms
+
+    def forget(self, slots: NDArray[np.int64]) -> None:
+        """Drop the entries of ``slots`` (evicted products whose slots will be reused)."""
+        gone = np.isin(self.slot, slots)
+        self.slot[gone] = -1
+        self.seen_ms[gone] = np.iinfo(np.int64).min
+        self.sig[gone] = np.iinfo(np.uint64).max
+
+    def best_match(
+        self, slots: NDArray[np.int64], sellers: NDArray[np.int64], sig: NDArray[np.uint64], *, now_ms: int
+    ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
+        """Per row of ``sig`` (uint64[m, k]), the closest other remembered audience.
+
+        Returns the largest Jaccard estimate and that product's slot (-1: nothing remembered),
+        then the same among the remembered products of the same seller (``sellers``, -1: none).
+        """
+        m = slots.size
+        out = (np.zeros(m), np.full(m, -1, np.int64), np.zeros(m), np.full(m, -1, np.int64))
+        live = (self.slot >= 0) & (self.seen_ms >= now_ms - self.memory_ms)
+        if m == 0 or not live.any():
+            return out
+        rows = np.flatnonzero(live)
+        empty = np.iinfo(np.uint64).max
+        sim = ((sig[:, None, :] == self.sig[rows][None, :, :]) & (sig[:, None, :] != empty)).mean(axis=2)
+        sim[self.slot[rows][None, :] == slots[:, None]] = 0.0
+        mine = (self.seller[rows][None, :] == sellers[:, None]) & (sellers[:, None] >= 0)
+        mine &= self.slot[rows][None, :] != slots[:, None]
+        same = np.where(mine, sim, -1.0)
+        at, at_same = sim.argmax(axis=1), same.argmax(axis=1)
+        i = np.arange(m)
+        has = mine.any(axis=1)
+        other_same = np.where(has, self.slot[rows][at_same], -1)
+        return sim[i, at], self.slot[rows][at], np.where(has, same[i, at_same], 0.0), other_same
+
+    def to_arrays(self) -> dict[str, NDArray[np.generic]]:
+        """Plain arrays for a checkpoint."""
+        return {"slot": self.slot.copy(), "seller": self.seller.copy(), "seen_ms": self.seen_ms.copy(),
+                "sig": self.sig.copy()}  # fmt: skip
+
+    def load_arrays(self, arrays: dict[str, NDArray[np.generic]]) -> None:
+        """Restore from :meth:`to_arrays` output (shapes must match the config)."""
+        for name in ("slot", "seller", "seen_ms", "sig"):
+            got = np.asarray(arrays[name])
+            want = getattr(self, name)
+            if got.shape != want.shape or got.dtype != want.dtype:
+                msg = f"audience memory {name}: expected {want.dtype}{want.shape}, got {got.dtype}{got.shape}"
+                raise ValueError(msg)
+            setattr(self, name, got.copy())

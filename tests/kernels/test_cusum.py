@@ -47,7 +47,7 @@ def test_lazy_cusum_equals_updating_every_tick(history, idle_after):
     now_tick = first + len(history) - 1 + idle_after
     want = reference.cusum(counts, MU, LIFTS, TICK_MS / 1000, now_tick)
     slots = np.array(sorted(want), np.int64)
-    stat, zero_ms, _ = d.read(slots, np.array([MU[int(p)] for p in slots]), now_ms=now_tick * TICK_MS)
+    stat, zero_ms, _, _ = d.read(slots, np.array([MU[int(p)] for p in slots]), now_ms=now_tick * TICK_MS)
     for i, p in enumerate(slots.tolist()):
         w_stat, w_zero = want[p]
         np.testing.assert_allclose(stat[i], w_stat, rtol=1e-5, atol=1e-3)
@@ -65,7 +65,7 @@ def test_ring_holds_the_last_ticks_counts(history, idle_after):
     now_tick = 1000 + len(history) - 1 + idle_after
     slots = np.arange(5, dtype=np.int64)
     d.ensure_capacity(5)
-    _, _, bins = d.read(slots, np.full(5, 0.01), now_ms=now_tick * TICK_MS)
+    _, _, bins, _ = d.read(slots, np.full(5, 0.01), now_ms=now_tick * TICK_MS)
     for p in range(5):
         want = [
             min(history[t - 1000].get(p, 0), 255) if 0 <= t - 1000 < len(history) else 0
@@ -84,7 +84,7 @@ def test_a_steep_onset_alarms_within_ticks_and_a_quiet_product_never_does():
         rate = np.array([0.01, 0.01 if k < 1000 else 1.0])  # product 1 jumps 100x at tick 1000
         x = rng.poisson(rate * TICK_MS / 1000).astype(np.float64)
         d.update(np.array([0, 1], np.int64), x, mu, now_ms=k * TICK_MS)
-        stat, _, _ = d.read(np.array([0, 1], np.int64), mu, now_ms=k * TICK_MS)
+        stat, _, _, _ = d.read(np.array([0, 1], np.int64), mu, now_ms=k * TICK_MS)
         assert stat[0].max() < h
         if alarm_tick is None and stat[1].max() >= h:
             alarm_tick = k

@@ -23,10 +23,11 @@ moment: an idle tick costs nothing.
 ring (``uint8``, saturating at 255), so the detector can read the *shape* of the growth since the change
 point (sustained, accelerating or fading) rather than wait a fixed time.
 
-Updates happen at ticks only, so a slot's last update is its ``last_tick`` (int64), and each
-change point is kept as ticks before it (int32).  State per product: ``n_lifts`` statistics
-(float32) and change points, the last tick and the ring: ``8 * n_lifts + 8 + n_bins`` bytes (58
-with four lifts and 18 bins).
+A second, coarse ring (``uint16``) sums the same counts over ``ticks_per_coarse`` ticks per bin,
+for the growth of slower ramps.  Updates happen at ticks only, so a slot's last update is its
+``last_tick`` (int64), and each change point is kept as ticks before it (int32).  State per
+product: ``n_lifts`` statistics (float32) and change points, the last tick and the rings:
+``8 * n_lifts + 8 + n_bins + 2 * n_coarse`` bytes (106 with four lifts, 18 fine and 24 coarse bins).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = ["ChangeDetector"]
 _NEVER: Final = int(np.iinfo(np.int64).min)
 _BIN_MAX: Final = 255  # new users of one product in one tick: a uint8 that saturates
 _BACK_MAX: Final = 2**31 - 1
+_COARSE_MAX: Final = 65_535
 
 
 @njit(cache=True)
@@ -54,6 +56,8 @@ def _update(
     stat: NDArray[np.float32],
     back: NDArray[np.int32],
     bins: NDArray[np.uint8],
+    coarse: NDArray[np.uint16],
+    per_coarse: int,
     last_tick: NDArray[np.int64],
     slots: NDArray[np.int64],
     x: NDArray[np.float64],
@@ -101,6 +105,15 @@ def _update(
                 bins[p, (last + k) % n_bins] = 0
         v = x[i]
         bins[p, tick % n_bins] = _BIN_MAX if v >= _BIN_MAX else int(v)
+        n_coarse = coarse.shape[1]
+        c, last_c = tick // per_coarse, last // per_coarse
+        if last == _NEVER or c - last_c >= n_coarse:
+            coarse[p, :] = 0
+        else:
+            for k in range(1, c - last_c + 1):
+                coarse[p, (last_c + k) % n_coarse] = 0
+        total = coarse[p, c % n_coarse] + v
+        coarse[p, c % n_coarse] = _COARSE_MAX if total >= _COARSE_MAX else int(total)
         last_tick[p] = tick
 
 
@@ -109,6 +122,8 @@ def _read(
     stat: NDArray[np.float32],
     back: NDArray[np.int32],
     bins: NDArray[np.uint8],
+    coarse: NDArray[np.uint16],
+    per_coarse: int,
     last_tick: NDArray[np.int64],
     slots: NDArray[np.int64],
     mu: NDArray[np.float64],
@@ -118,8 +133,9 @@ def _read(
     out_stat: NDArray[np.float64],
     out_zero: NDArray[np.int64],
     out_bins: NDArray[np.float64],
+    out_coarse: NDArray[np.float64],
 ) -> None:
-    """Statistics and change-point ticks (idle ticks applied up to ``tick``), and the ring, oldest first."""
+    """Statistics and change-point ticks (idle ticks applied up to ``tick``), and both rings, oldest first."""
     n_bins = bins.shape[1]
     for i in range(slots.shape[0]):
         p = slots[i]
@@ -142,6 +158,14 @@ def _read(
                 out_bins[i, j] = bins[p, t % n_bins]
             else:
                 out_bins[i, j] = 0.0
+        n_coarse = coarse.shape[1]
+        c, last_c = tick // per_coarse, last // per_coarse
+        for j in range(n_coarse):
+            t = c - n_coarse + 1 + j
+            if last != _NEVER and last_c - n_coarse < t <= last_c:
+                out_coarse[i, j] = coarse[p, t % n_coarse]
+            else:
+                out_coarse[i, j] = 0.0
 
 
 class ChangeDetector:
@@ -155,27 +179,38 @@ class ChangeDetector:
         Length of a tick of event time; :meth:`update` is called once per tick with that tick's counts.
     n_bins : int
         Ticks of counts kept per product (the window the growth shape is read over).
+    ticks_per_coarse, n_coarse : int
+        A second ring of ``n_coarse`` bins of ``ticks_per_coarse`` ticks each (uint16): the growth
+        of slower ramps.
     capacity : int
         Initial product slots; grows with :meth:`ensure_capacity`.
 
     Examples
     --------
-    >>> d = ChangeDetector(lifts=(4.0,), tick_ms=10_000, n_bins=6, capacity=4)
+    >>> d = ChangeDetector(lifts=(4.0,), tick_ms=10_000, n_bins=6, capacity=4, ticks_per_coarse=3, n_coarse=2)
     >>> slots = np.array([1], np.int64)
     >>> d.update(slots, np.array([5.0]), np.array([0.01]), now_ms=10_000)
-    >>> stat, zero, bins = d.read(slots, np.array([0.01]), now_ms=10_000)
-    >>> round(float(stat[0, 0]), 3), int(zero[0, 0]), bins[0].tolist()
-    (6.631, 0, [0.0, 0.0, 0.0, 0.0, 0.0, 5.0])
+    >>> d.update(slots, np.array([2.0]), np.array([0.01]), now_ms=20_000)
+    >>> stat, zero, bins, coarse = d.read(slots, np.array([0.01]), now_ms=30_000)
+    >>> round(float(stat[0, 0]), 3), int(zero[0, 0]), bins[0].tolist(), coarse[0].tolist()
+    (8.804, 0, [0.0, 0.0, 0.0, 5.0, 2.0, 0.0], [7.0, 0.0])
     """
 
-    def __init__(self, *, lifts: Sequence[float], tick_ms: int, n_bins: int, capacity: int = 1024) -> None:
+    def __init__(
+        self, *, lifts: Sequence[float], tick_ms: int, n_bins: int, capacity: int = 1024,
+        ticks_per_coarse: int = 6, n_coarse: int = 24,
+    ) -> None:  # fmt: skip
         rho = np.asarray(lifts, np.float64)
         if rho.ndim != 1 or rho.shape[0] == 0 or not bool(np.all(np.isfinite(rho) & (rho > 1.0))):
             msg = f"lifts must be a non-empty sequence of finite numbers > 1, got {lifts!r}"
             raise ValueError(msg)
-        if tick_ms < 1 or n_bins < 2 or capacity < 1:
-            msg = f"need tick_ms >= 1, n_bins >= 2, capacity >= 1; got {tick_ms}, {n_bins}, {capacity}"
+        if tick_ms < 1 or n_bins < 2 or capacity < 1 or ticks_per_coarse < 1 or n_coarse < 2:
+            msg = (
+                "need tick_ms >= 1, n_bins >= 2, capacity >= 1, ticks_per_coarse >= 1, n_coarse >= 2; "
+                f"got {tick_ms}, {n_bins}, {capacity}, {ticks_per_coarse}, {n_coarse}"
+            )
             raise ValueError(msg)
+        self.ticks_per_coarse = int(ticks_per_coarse)
         self.lifts: tuple[float, ...] = tuple(float(r) for r in rho)
         self.tick_ms = int(tick_ms)
         self.n_bins = int(n_bins)
@@ -185,6 +220,7 @@ class ChangeDetector:
         self.stat: NDArray[np.float32] = np.zeros((capacity, g), np.float32)
         self.back: NDArray[np.int32] = np.zeros((capacity, g), np.int32)
         self.bins: NDArray[np.uint8] = np.zeros((capacity, n_bins), np.uint8)
+        self.coarse: NDArray[np.uint16] = np.zeros((capacity, n_coarse), np.uint16)
         self.last_tick: NDArray[np.int64] = np.full(capacity, _NEVER, np.int64)
 
     @property
@@ -195,7 +231,9 @@ class ChangeDetector:
     @property
     def nbytes_per_slot(self) -> int:
         """Bytes of state per product slot."""
-        return int(self.stat[0].nbytes + self.back[0].nbytes + self.bins[0].nbytes + 8)
+        return int(
+            self.stat[0].nbytes + self.back[0].nbytes + self.bins[0].nbytes + self.coarse[0].nbytes + 8
+        )
 
     @property
     def nbytes(self) -> int:
@@ -207,6 +245,7 @@ class ChangeDetector:
             "stat": self.stat,
             "back": self.back,
             "bins": self.bins,
+            "coarse": self.coarse,
             "last_tick": self.last_tick,
         }
 
@@ -230,6 +269,7 @@ class ChangeDetector:
         self.stat[slots] = 0.0
         self.back[slots] = 0
         self.bins[slots] = 0
+        self.coarse[slots] = 0
         self.last_tick[slots] = _NEVER
 
     def _check(
@@ -259,28 +299,30 @@ class ChangeDetector:
             msg = "slots must be unique: aggregate a tick's counts per slot first (np.unique, return_counts)"
             raise ValueError(msg)
         _update(
-            self.stat, self.back, self.bins, self.last_tick, slots, x, mu,
+            self.stat, self.back, self.bins, self.coarse, self.ticks_per_coarse, self.last_tick, slots, x, mu,
             self._log_rho, self._rho_m1, int(now_ms) // self.tick_ms, self.tick_ms / 1000.0,
         )  # fmt: skip
 
     def read(
         self, slots: NDArray[np.int64], mu: NDArray[np.float64], *, now_ms: int
-    ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]]:
+    ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
         """Statistics, change points and recent counts of ``slots`` at ``now_ms``; changes nothing.
 
         Returns statistics float64[m, n_lifts], change points int64[m, n_lifts] (ms), and the
         last ``n_bins`` ticks' new-user counts float64[m, n_bins] (oldest first, the tick ending
-        at ``now_ms`` last).  Reading changes nothing.
+        at ``now_ms`` last) and the coarse ring float64[m, n_coarse] (oldest first, the bin holding
+        the tick that ends at ``now_ms`` last, partial until its last tick).
         """
         slots, mu = self._check(slots, mu, now_ms)
         m, g = slots.shape[0], len(self.lifts)
         stat, zero = np.empty((m, g), np.float64), np.empty((m, g), np.int64)
         bins = np.empty((m, self.n_bins), np.float64)
+        coarse = np.empty((m, self.coarse.shape[1]), np.float64)
         _read(
-            self.stat, self.back, self.bins, self.last_tick, slots, mu, self._rho_m1,
-            int(now_ms) // self.tick_ms, self.tick_ms / 1000.0, stat, zero, bins,
+            self.stat, self.back, self.bins, self.coarse, self.ticks_per_coarse, self.last_tick, slots, mu,
+            self._rho_m1, int(now_ms) // self.tick_ms, self.tick_ms / 1000.0, stat, zero, bins, coarse,
         )  # fmt: skip
-        return stat, zero * self.tick_ms, bins
+        return stat, zero * self.tick_ms, bins, coarse
 
     def to_arrays(self) -> dict[str, NDArray[np.generic]]:
         """Plain arrays for a checkpoint."""
@@ -288,12 +330,16 @@ class ChangeDetector:
 
     @classmethod
     def from_arrays(
-        cls, arrays: Mapping[str, NDArray[np.generic]], *, lifts: Sequence[float], tick_ms: int, n_bins: int
-    ) -> ChangeDetector:
+        cls, arrays: Mapping[str, NDArray[np.generic]], *, lifts: Sequence[float], tick_ms: int, n_bins: int,
+        ticks_per_coarse: int = 6, n_coarse: int = 24,
+    ) -> ChangeDetector:  # fmt: skip
         """Rebuild from :meth:`to_arrays` output; CheckpointError if the shapes do not fit."""
         try:
             cap = int(np.asarray(arrays["last_tick"]).shape[0])
-            d = cls(lifts=lifts, tick_ms=tick_ms, n_bins=n_bins, capacity=max(cap, 1))
+            d = cls(
+                lifts=lifts, tick_ms=tick_ms, n_bins=n_bins, capacity=max(cap, 1),
+                ticks_per_coarse=ticks_per_coarse, n_coarse=n_coarse,
+            )  # fmt: skip
             for name, want in d._arrays().items():
                 got = np.asarray(arrays[name])
                 if got.shape != (cap, *want.shape[1:]) or got.dtype != want.dtype:
