@@ -16,9 +16,7 @@ LIFTS = [3.0, 10.0, 100.0]
 PROPERTY = settings(max_examples=60, deadline=None)
 
 # per tick: a few (product, new users) pairs; products 0..4, constant baselines per product
-ticks = st.lists(
-    st.dictionaries(st.integers(0, 4), st.integers(0, 40), max_size=3), min_size=1, max_size=40
-)
+ticks = st.lists(st.dictionaries(st.integers(0, 4), st.integers(0, 40), max_size=3), min_size=1, max_size=40)
 MU = {0: 0.001, 1: 0.0123, 2: 0.05, 3: 0.2, 4: 0.0007}
 
 
@@ -95,10 +93,11 @@ def test_counts_saturate_at_255_and_state_round_trips():
     d = ChangeDetector(lifts=LIFTS, tick_ms=TICK_MS, n_bins=4, capacity=2)
     d.update(np.array([1], np.int64), np.array([1000.0]), np.array([0.01]), now_ms=TICK_MS)
     back = ChangeDetector.from_arrays(d.to_arrays(), lifts=LIFTS, tick_ms=TICK_MS, n_bins=4)
-    for a, b in zip(d.read(np.array([1], np.int64), np.array([0.01]), now_ms=TICK_MS),
-                    back.read(np.array([1], np.int64), np.array([0.01]), now_ms=TICK_MS), strict=True):  # fmt: skip
+    one, mu = np.array([1], np.int64), np.array([0.01])
+    for a, b in zip(d.read(one, mu, now_ms=TICK_MS), back.read(one, mu, now_ms=TICK_MS), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert d.read(np.array([1], np.int64), np.array([0.01]), now_ms=TICK_MS)[2][0, -1] == 255
+    fine = d.read(np.array([1], np.int64), np.array([0.01]), now_ms=TICK_MS)[2]
+    assert fine[0, -1] == 255
     with pytest.raises(CheckpointError):
         ChangeDetector.from_arrays(d.to_arrays(), lifts=LIFTS, tick_ms=TICK_MS, n_bins=5)
 
