@@ -110,7 +110,6 @@ class SequentialDetector:
         self, now_ms: int, slots: NDArray[np.int64], mu: NDArray[np.float64], users: NDArray[np.float64]
     ) -> Columns:
         """Feature columns of the detector for ``slots``, plus ``ready`` (1.0 / 0.0)."""
-        d = self.cfg.detect
         stat, zero, fine, coarse = self.cusum.read(slots, mu, now_ms=now_ms)
         m, k = fine.shape
         best = stat.argmax(axis=1) if m else np.zeros(0, np.int64)
@@ -136,15 +135,9 @@ class SequentialDetector:
         fade = np.where(n_before >= _FADE_TICKS, (last - expected) / np.sqrt(expected + 1.0), 0.0)
         window = (j >= k - ticks[:, None]).astype(np.float64)
         recent_lift = (fine * window).sum(axis=1) / (mu * ticks * self.tick_ms / 1000.0)
-        evidence = s / self.h
-        fading = (growth_fine <= -d.fade_z) | (growth_slow <= -d.fade_z) | (fade <= -d.fade_z)
-        growing = (growth_fine >= d.growth_z) | (growth_slow >= d.growth_z)
-        shaped = growing | (since_ms >= d.sustain_s * 1000)
-        ready = (evidence >= 1.0) & (users >= self.cfg.trust.min_unique_users) & ~fading & shaped
-        ready &= recent_lift >= d.min_recent_lift
         lifts = np.asarray(self.cusum.lifts)
-        return {
-            "evidence": evidence,
+        cols = {
+            "evidence": s / self.h,
             "evidence_lift": lifts[best] if m else np.zeros(0),
             "change_s": since_ms / 1000.0,
             "growth_z": growth_fine,
@@ -152,8 +145,29 @@ class SequentialDetector:
             "fade_z": fade,
             "recent_users": last,
             "recent_lift": recent_lift,
-            "ready": ready.astype(np.float64),
         }
+        cols["ready"] = self.ready(cols, users).astype(np.float64)
+        return cols
+
+    def ready(
+        self, cols: Columns, users: NDArray[np.float64], probability: NDArray[np.float64] | None = None
+    ) -> NDArray[np.bool_]:
+        """The verdict from :meth:`read`'s columns (see the module docstring).
+
+        With ``probability`` (the warm online model's, float64[m]), a candidate the model gives at
+        least ``model.fast_track_probability`` needs no growth or sustain evidence of its shape:
+        the model has learnt from the stream which early shapes go on to grow.  The change evidence,
+        the distinct-user floor, the recent lift and the fading check still apply.
+        """
+        d = self.cfg.detect
+        fading = (cols["growth_z"] <= -d.fade_z) | (cols["growth_z_slow"] <= -d.fade_z)
+        fading |= cols["fade_z"] <= -d.fade_z
+        shaped = (cols["growth_z"] >= d.growth_z) | (cols["growth_z_slow"] >= d.growth_z)
+        shaped |= cols["change_s"] >= d.sustain_s
+        if probability is not None:
+            shaped |= probability >= self.cfg.model.fast_track_probability
+        ok = (cols["evidence"] >= 1.0) & (users >= self.cfg.trust.min_unique_users) & ~fading & shaped
+        return np.asarray(ok & (cols["recent_lift"] >= d.min_recent_lift), np.bool_)
 
     # ------------------------------------------------------------------ state
     def ensure_capacity(self, n: int) -> None:

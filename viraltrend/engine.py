@@ -403,6 +403,9 @@ class Engine:
         )
         feats.update(self.detector.read(now_ms, slots, mu_of(slots), feats["unique_users"]))
         score = self.scorer.score_many(feats)
+        if self.model is not None and self.model.warm and self.board.sequential:
+            probability = self.model.predict_proba_many(feats)  # the model vouches for the shape
+            feats["ready"] = self.detector.ready(feats, feats["unique_users"], probability).astype(np.float64)
         if traced.size:
             self._trace(now_ms, slots, traced, score, feats)
         if self.labels is not None:
