@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from viraltrend.events import EventBatch, Reject
 from viraltrend.kernels.clock import DEFAULT_JUMP_QUORUM, EventClock
 
-__all__ = ["Deduplicator"]
+__all__ = ["Deduplicator", "duplicate_rejects"]
 
 _NEVER = -(2**62)
 _NO_TICKS = 2**53  # dedup's clock only keeps the watermark: ticks this far apart never fire
@@ -170,3 +171,18 @@ class Deduplicator:
         d._previous = dict(data["previous"])
         d._current_since_ms = int(data["current_since_ms"])
         return d
+
+
+def duplicate_rejects(batch: EventBatch, duplicate: NDArray[np.bool_], window_ms: int) -> list[Reject]:
+    """One ``duplicate`` reject per marked event of ``batch``, with its original bytes and place."""
+    return [
+        Reject(
+            raw=batch.record_bytes(i),
+            reason="duplicate",
+            detail=f"event_id {batch.event_id[i]!r} already seen within {window_ms / 1000:g} s of event time",
+            source=batch.source,
+            partition=int(batch.partition[i]),
+            offset=int(batch.offset[i]),
+        )
+        for i in np.flatnonzero(duplicate).tolist()
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
@@ -24,6 +25,8 @@ __all__ = [
 #: Event types in code order; ``type_code`` columns index into this tuple.
 EVENT_TYPES: Final = ("view", "like", "comment", "share", "add_to_cart", "purchase")
 EVENT_TYPE_CODE: Final = {name: code for code, name in enumerate(EVENT_TYPES)}
+
+_ENCODE: Final = msgspec.json.Encoder()
 
 #: Every reason an event can be refused for.  Metrics label values come from this tuple only.
 REJECT_REASONS: Final = (
@@ -63,6 +66,14 @@ class EventBatch:
         Source partition (0 for files).
     offset : int64[n]
         Source offset (Kafka) or 1-based line number (files).
+    raw : list[bytes] of length n, or None
+        The original bytes of each event as received (a Kafka value, a file line), kept so that
+        an event refused after decoding (late, far-future, duplicate) reaches the rejects file or
+        the dead-letter topic exactly as it came; None when the source has no such bytes
+        (Parquet), and then :meth:`record_bytes` re-encodes the event.
+    source : str
+        Where the events came from (a topic, a file path), for rejects; several joined by ``,``
+        after :meth:`concat` of batches of different sources.
     """
 
     ts_ms: NDArray[np.int64]
@@ -76,6 +87,8 @@ class EventBatch:
     quantity: NDArray[np.int64]
     partition: NDArray[np.int32]
     offset: NDArray[np.int64]
+    raw: list[bytes] | None = None
+    source: str = ""
 
     def __len__(self) -> int:
         return int(self.ts_ms.shape[0])
@@ -95,6 +108,7 @@ class EventBatch:
             quantity=np.empty(0, np.int64),
             partition=np.empty(0, np.int32),
             offset=np.empty(0, np.int64),
+            raw=[],
         )
 
     def take(self, index: NDArray[np.intp] | NDArray[np.bool_]) -> EventBatch:
@@ -113,7 +127,29 @@ class EventBatch:
             quantity=self.quantity[idx],
             partition=self.partition[idx],
             offset=self.offset[idx],
+            raw=None if self.raw is None else [self.raw[i] for i in pick],
+            source=self.source,
         )
+
+    def record_bytes(self, i: int) -> bytes:
+        """The event at ``i`` as received, or re-encoded as contract JSON when :attr:`raw` is None."""
+        if self.raw is not None:
+            return self.raw[i]
+        obj: dict[str, object] = {
+            "ts": int(self.ts_ms[i]),
+            "type": EVENT_TYPES[int(self.type_code[i])],
+            "product_id": self.product_id[i],
+            "user_id": self.user_id[i],
+        }
+        for name in ("event_id", "seller_id", "category"):
+            value = getattr(self, name)[i]
+            if value is not None:
+                obj[name] = value
+        if not np.isnan(self.price[i]):
+            obj["price"] = float(self.price[i])
+        if self.quantity[i] != 1:
+            obj["quantity"] = int(self.quantity[i])
+        return _ENCODE.encode(obj)
 
     @classmethod
     def concat(cls, batches: list[EventBatch]) -> EventBatch:
@@ -134,6 +170,8 @@ class EventBatch:
             quantity=np.concatenate([b.quantity for b in batches]),
             partition=np.concatenate([b.partition for b in batches]),
             offset=np.concatenate([b.offset for b in batches]),
+            raw=None if any(b.raw is None for b in batches) else [x for b in batches for x in b.raw or ()],
+            source=",".join(dict.fromkeys(b.source for b in batches if b.source)),
         )
 
 

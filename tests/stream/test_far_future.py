@@ -69,6 +69,9 @@ def test_two_events_in_2099_are_the_only_rejects_of_a_replay(streams, batch_size
         ("future_ts", middle + 1),
         ("future_ts", middle + 2),
     ]
+    future = [r for r in rejects if r["reason"] == "future_ts"]
+    assert [r["original"].encode() for r in future] == [far(0), far(1)]  # the lines as written
+    assert {r["source"] for r in future} == {str(out / "poisoned.ndjson")}
     assert _decisions(out / f"poisoned-{batch_size}.ndjson") == _decisions(out / f"clean-{batch_size}.ndjson")
 
 
@@ -82,6 +85,6 @@ def test_two_events_in_2099_are_the_only_dead_letters_of_a_live_run(broker, stre
     finish(start_service(broker.bootstrap_servers, names, tmp_path), tmp_path)
     dead = [json.loads(v) for _, v in read_topic(broker.bootstrap_servers, names["dlq"])]
     assert [d["reason"] for d in dead] == ["future_ts", "future_ts"]
-    originals = sorted(json.loads(base64.b64decode(d["original_b64"]))["event_id"] for d in dead)
-    assert originals == ["far-0", "far-1"]
+    assert [base64.b64decode(d["original_b64"]) for d in dead] == [far(0), far(1)]  # as produced
+    assert {(d["source_topic"], d["partition"]) for d in dead} == {(names["input"], 0)}
     assert decisions(broker.bootstrap_servers, names["output"]) == want

@@ -151,7 +151,8 @@ def decode_records(
                         rejects.append(Reject(bytes(line), *verdict, source, partition, offset))
         columns.add(events)
     kept = np.delete(np.arange(n), skipped)
-    batch = columns.batch(offsets[kept], partition)
+    originals = list(raw) if not skipped else [raw[i] for i in kept.tolist()]
+    batch = columns.batch(offsets[kept], partition, raw=originals, source=source)
     infinite = np.isinf(batch.price)  # a guard: msgspec already refuses overflow, JSON has no NaN
     if infinite.any():
         for pos in kept[infinite].tolist():
@@ -235,7 +236,9 @@ class _Columns:
         self.price.append(_column([e.price for e in events], np.float64, math.nan))
         self.quantity.append(_column([e.quantity for e in events], np.int64, 1))
 
-    def batch(self, offsets: NDArray[np.int64], partition: int) -> EventBatch:
+    def batch(
+        self, offsets: NDArray[np.int64], partition: int, *, raw: list[bytes] | None, source: str
+    ) -> EventBatch:
         def join(parts: list[NDArray[Any]], dtype: type[np.generic]) -> NDArray[Any]:
             return np.concatenate(parts) if parts else np.empty(0, dtype)
 
@@ -251,6 +254,8 @@ class _Columns:
             quantity=join(self.quantity, np.int64),
             partition=np.full(len(offsets), partition, np.int32),
             offset=offsets,
+            raw=raw,
+            source=source,
         )
 
 
@@ -430,6 +435,8 @@ def decode_frame(
         quantity=ok.get_column("_qty").fill_null(1).to_numpy().astype(np.int64, copy=False),
         partition=np.full(m, partition, np.int32),
         offset=offsets[valid],
+        raw=None if raw is None else [bytes(raw[i]) for i in np.flatnonzero(valid).tolist()],
+        source=source,
     )
     if m == frame.height:
         return batch, []
