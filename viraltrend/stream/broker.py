@@ -28,7 +28,7 @@ import subprocess
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar
@@ -351,6 +351,20 @@ def _unreachable(bootstrap_servers: str, exc: BaseException) -> StreamError:
         "is the broker running? check --bootstrap-servers"
     )
     return StreamError(msg)
+
+
+@contextlib.contextmanager
+def kafka_errors(what: str) -> Iterator[None]:
+    """Turn kafka-python's errors inside the block into :class:`StreamError` ("``what`` failed: ...").
+
+    The service loop rides out a StreamError (backoff, rollback, reconnect); any other exception
+    would end it, so every broker call of a long-lived client runs inside this.
+    """
+    try:
+        yield
+    except kerr.KafkaError as exc:
+        msg = f"{what} failed: {_describe(exc)}; is the broker running?"
+        raise StreamError(msg) from exc
 
 
 def _connect(cls: Callable[..., _C], bootstrap_servers: str, config: dict[str, Any]) -> _C:

@@ -28,6 +28,7 @@ from typing import Any
 
 from viraltrend.board import Member
 from viraltrend.errors import StreamError
+from viraltrend.stream.broker import _connect, kafka_errors
 
 __all__ = ["CandidatesFollower", "PartitionCandidates", "decode_candidates", "encode_candidates"]
 
@@ -120,22 +121,27 @@ class CandidatesFollower:
         self.latest: dict[int, PartitionCandidates] = {}
         self.records_read = 0
         self._fresh: dict[int, dict[str, Message]] = {}  # partition -> decisions not yet drained
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, **options
-        )
-        parts = self._consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            self._consumer.close()
-            msg = f"candidates topic {topic!r} does not exist on {bootstrap_servers}"
-            raise StreamError(msg)
-        self._tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        self._consumer.assign(self._tps)
-        self._consumer.seek_to_beginning(*self._tps)
+        config = {"group_id": None, "enable_auto_commit": False, "bootstrap_timeout_ms": 10_000, **options}
+        self._consumer = _connect(KafkaConsumer, bootstrap_servers, config)
+        try:
+            with kafka_errors(f"reading the candidates topic {topic!r} on {bootstrap_servers}"):
+                parts = self._consumer.partitions_for_topic(topic) or set()
+                if not parts:
+                    msg = f"candidates topic {topic!r} does not exist on {bootstrap_servers}"
+                    raise StreamError(msg)
+                self._tps = [TopicPartition(topic, p) for p in sorted(parts)]
+                self._consumer.assign(self._tps)
+                self._consumer.seek_to_beginning(*self._tps)
+        except StreamError:
+            self.close()
+            raise
 
     def poll(self, timeout_ms: int = 0) -> int:
         """Read what arrived; returns how many records changed :attr:`latest`."""
         changed = 0
-        for records in self._consumer.poll(timeout_ms=timeout_ms).values():
+        with kafka_errors(f"reading the candidates topic {self.topic!r}"):
+            polled = self._consumer.poll(timeout_ms=timeout_ms)
+        for records in polled.values():
             for r in records:
                 self.records_read += 1
                 if r.value is None:
@@ -167,15 +173,20 @@ class CandidatesFollower:
 
     def catch_up(self, timeout_s: float = 10.0) -> int:
         """Read up to the topic's current end (bounded by ``timeout_s``); returns records changed."""
-        ends = self._consumer.end_offsets(self._tps)
+        with kafka_errors(f"reading the end of the candidates topic {self.topic!r}"):
+            ends = self._consumer.end_offsets(self._tps, timeout_ms=int(timeout_s * 1000))
         deadline = time.monotonic() + timeout_s
         changed = 0
         while time.monotonic() < deadline:
             changed += self.poll(timeout_ms=200)
-            if all(self._consumer.position(tp) >= ends[tp] for tp in self._tps):
-                break
+            with kafka_errors(f"reading the candidates topic {self.topic!r}"):
+                if all(self._consumer.position(tp, timeout_ms=1000) >= ends[tp] for tp in self._tps):
+                    break
         return changed
 
     def close(self) -> None:
-        """Close the consumer."""
-        self._consumer.close()
+        """Close the consumer (errors of a gone broker are logged, not raised)."""
+        try:
+            self._consumer.close()
+        except Exception as exc:  # noqa: BLE001 - closing is best effort
+            log.warning("closing the candidates follower: %s", exc)

@@ -44,7 +44,7 @@ from viraltrend.errors import CheckpointError, StreamError
 from viraltrend.events import EventBatch, Reject
 from viraltrend.merge import BoardMerger
 from viraltrend.metrics import Metrics
-from viraltrend.stream.broker import reachable
+from viraltrend.stream.broker import _connect, kafka_errors, reachable
 from viraltrend.stream.candidates import CandidatesFollower, PartitionCandidates, encode_candidates
 from viraltrend.stream.changelog import ChangelogStore
 from viraltrend.stream.checkpoint import LocalStore, StateStore
@@ -106,25 +106,30 @@ class BlocklistFollower:
 
         self.topic = topic
         self.state: dict[tuple[str, str], str] = {}
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, **options
-        )
-        parts = self._consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            self._consumer.close()
-            msg = (
-                f"blocklist topic {topic!r} does not exist on {bootstrap_servers}; "
-                "create it (compacted) or unset trust.blocklist_topic"
-            )
-            raise StreamError(msg)
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        self._consumer.assign(tps)
-        self._consumer.seek_to_beginning(*tps)
+        config = {"group_id": None, "enable_auto_commit": False, "bootstrap_timeout_ms": 10_000, **options}
+        self._consumer = _connect(KafkaConsumer, bootstrap_servers, config)
+        try:
+            with kafka_errors(f"reading the blocklist topic {topic!r} on {bootstrap_servers}"):
+                parts = self._consumer.partitions_for_topic(topic) or set()
+                if not parts:
+                    msg = (
+                        f"blocklist topic {topic!r} does not exist on {bootstrap_servers}; "
+                        "create it (compacted) or unset trust.blocklist_topic"
+                    )
+                    raise StreamError(msg)
+                tps = [TopicPartition(topic, p) for p in sorted(parts)]
+                self._consumer.assign(tps)
+                self._consumer.seek_to_beginning(*tps)
+        except StreamError:
+            self.close()
+            raise
 
     def poll(self) -> list[tuple[str, str, str | None]]:
-        """Changes since the last call: (kind, id, reason or None)."""
+        """Changes since the last call: (kind, id, reason or None); StreamError if the broker fails."""
         changes: list[tuple[str, str, str | None]] = []
-        for records in self._consumer.poll(timeout_ms=0).values():
+        with kafka_errors(f"reading the blocklist topic {self.topic!r}"):
+            polled = self._consumer.poll(timeout_ms=0)
+        for records in polled.values():
             for r in records:
                 kind, _, ident = (r.key or b"").decode("utf-8", "replace").partition(":")
                 if kind not in ("seller", "product") or not ident:
@@ -144,8 +149,11 @@ class BlocklistFollower:
         return changes
 
     def close(self) -> None:
-        """Close the consumer."""
-        self._consumer.close()
+        """Close the consumer (errors of a gone broker are logged, not raised)."""
+        try:
+            self._consumer.close()
+        except Exception as exc:  # noqa: BLE001 - closing is best effort
+            log.warning("closing the blocklist follower: %s", exc)
 
 
 class Service:
@@ -593,10 +601,10 @@ class Service:
                 backoff = min(backoff * 2, self.options.max_backoff_s)
                 self._recover()
                 continue
+            if n == 0 and self._broker_gone():  # also while no partition is assigned yet
+                continue
             if n or not self.engines:  # idle counts only once partitions are assigned
                 idle_since = time.monotonic()
-            elif self._broker_gone():
-                continue
             elif self.options.exit_when_idle_s is not None and (
                 time.monotonic() - idle_since >= self.options.exit_when_idle_s
             ):
