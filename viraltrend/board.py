@@ -283,6 +283,10 @@ class Board:
         reasons = [f"scored_by_{cand.scored_by}"]
         if cand.explain is not None:
             reasons += cand.explain(i)
+        p = None if cand.probability is None else float(cand.probability[i])
+        vouched = p is not None and p >= self.fast_track_probability
+        if self.sequential and cand.scored_by == "model" and vouched:
+            reasons.append(f"model_vouched_p{p:.2f}")  # the warm model vouched for its shape (detect.ready)
         if "lift" in f:
             reasons.append(f"lift_x{float(f['lift'][i]):.1f}")
         if "velocity" in f:

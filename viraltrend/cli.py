@@ -1,4 +1,4 @@
-"""The ``viraltrend`` command line: simulate, replay, demo (and, with the live service, run).
+"""The ``viraltrend`` command line: simulate, replay, train, explain, demo, and the live service (run).
 
 Every subcommand takes ``--config FILE`` (only the keys it changes, layered over the
 defaults; ``VIRALTREND_<SECTION>_<KEY>`` environment variables override single values).
@@ -37,6 +37,15 @@ def _iso(ts_ms: int | None) -> str:
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", metavar="FILE", help="TOML file with the keys to change (see config/default.toml)"
+    )
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        metavar="FILE",
+        help="start the online model warm from this file (written by `viraltrend train --out`); turns "
+        "the model on (model.enabled, model.checkpoint)",
     )
 
 
@@ -131,7 +140,29 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--trace-out", metavar="FILE", help="CSV for --trace (default OUT.trace.csv)")
     rep.add_argument("--summary-json", metavar="FILE", help="also write the summary as JSON")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_model(rep)
     _add_config(rep)
+
+    trn = sub.add_parser(
+        "train",
+        help="learn the online model from event files (a replay that only learns)",
+        description="Replay files of engagement events through the engine with the online model on, "
+        "learning from the delayed labels the stream provides (one horizon later, from the engine's own "
+        "counters), and write the model as JSON. No decisions are written. Start replay, run or demo "
+        "warm from it with --model FILE. Prints the model's progressive ROC AUC, log loss and labels seen.",
+    )
+    trn.add_argument("files", nargs="+", metavar="FILE", help="event files, in event-time order")
+    trn.add_argument("--out", required=True, metavar="FILE", help="model file to write (JSON)")
+    trn.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "ndjson", "csv", "parquet", "taobao"],
+        help="input format (default: from the file extension)",
+    )
+    trn.add_argument("--batch-size", type=int, default=50_000, help="events per batch")
+    trn.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_model(trn)
+    _add_config(trn)
 
     exp = sub.add_parser(
         "explain",
@@ -208,6 +239,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--sasl-password", help="SASL password; prefer VIRALTREND_KAFKA_SASL_PLAIN_PASSWORD")
     run.add_argument("--ssl-cafile", help="CA bundle for TLS")
     run.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    _add_model(run)
     _add_config(run)
 
     demo = sub.add_parser(
@@ -240,11 +272,15 @@ def _parser() -> argparse.ArgumentParser:
         help="bot farms, click farms and banned sellers' viral products, N of each (default 1; 0 = none)",
     )
     demo.add_argument("--out", metavar="DIR", help="keep the files here (default: a temporary directory)")
+    _add_model(demo)
     _add_config(demo)
     return parser
 
 
 def _load(args: argparse.Namespace, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    overrides = dict(overrides or {})
+    if getattr(args, "model", None):  # --model FILE: the model on, warm from FILE
+        overrides["model"] = {**overrides.get("model", {}), "enabled": True, "checkpoint": args.model}
     return load_config(args.config, overrides=overrides)
 
 
@@ -410,6 +446,48 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from viraltrend.train import train
+
+    cfg = _load(args)
+    bar = None if args.no_progress else _progress()
+    task = None
+    if bar is not None:
+        bar.start()
+        task = bar.add_task("training", total=None, events=0)
+
+    def on_progress(done: int, total: int, events: int) -> None:
+        if bar is not None and task is not None:
+            bar.update(task, completed=done, total=total, events=events)
+
+    try:
+        summary = train(
+            args.files,
+            cfg,
+            out=args.out,
+            batch_size=args.batch_size,
+            file_format=args.format,
+            progress=on_progress,
+        )
+    finally:
+        if bar is not None:
+            bar.stop()
+    m = summary.model
+    t = Table(title="train summary", show_header=False)
+    streams = f"{summary.streams} stream{'s' if summary.streams > 1 else ''}"
+    t.add_row("events", f"{summary.events_valid:,} ({streams}) in {summary.wall_s:.1f} s")
+    t.add_row("labels seen", f"{m['labels_seen']:,} ({m['positives_seen']:,} positive)")
+    t.add_row("progressive ROC AUC", f"{m['roc_auc']:.3f}")
+    t.add_row("progressive log loss", f"{m['log_loss']:.4f}")
+    cold = "no (the rule decides until it has seen model.min_labels labels)"
+    t.add_row("warm", "yes" if m["warm"] else cold)
+    t.add_row("features", ", ".join(summary.features))
+    console = Console()
+    console.print(t)
+    console.print(f"model: {summary.out}   (start warm with --model {summary.out})")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from viraltrend.demo import DemoOptions, run_demo
 
@@ -444,6 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "simulate": _cmd_simulate,
         "replay": _cmd_replay,
+        "train": _cmd_train,
         "explain": _cmd_explain,
         "run": _cmd_run,
         "demo": _cmd_demo,

@@ -38,7 +38,7 @@ from viraltrend.kernels.clock import EventClock
 from viraltrend.kernels.decay import DecayedCounters
 from viraltrend.kernels.intern import Interner
 from viraltrend.kernels.users import UserSignals, UserSketches
-from viraltrend.model import LabelBuffer, OnlineModel
+from viraltrend.model import LabelBuffer, OnlineModel, load_model
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
 from viraltrend.trust import AudienceMemory, TrustGuard
 
@@ -52,17 +52,18 @@ _NEVER = np.iinfo(np.int64).min  # last_ts_ms of a slot that holds no events
 
 
 def model_features(cfg: Config) -> tuple[str, ...]:
-    """The online model's input columns under ``cfg``'s half-lives.
+    """The online model's input columns under ``cfg``'s half-lives and ``model.features``.
 
-    Lift and Poisson significance of the trend window (``lift``, ``z``) and of the momentum
-    window (``lift_1m``, ``z_1m`` by default: they move first at an onset), ``velocity``, the
-    product's own baseline rate, and the organic-audience signals ``unique_users`` and
-    ``conversion_ratio``.  Chosen on the detection benchmark's tuning seeds: the longer list
-    of ``DEFAULT_FEATURES`` (noisy ratios at low counts, age) made the score swing during a
-    ramp, so promotions waited for it to settle.
+    ``rates``: lift and Poisson significance of the trend window (``lift``, ``z``) and of the
+    momentum window (``lift_1m``, ``z_1m`` by default: they move first at an onset),
+    ``velocity``, the product's own baseline rate, and the organic-audience signals
+    ``unique_users`` and ``conversion_ratio``.  ``shape`` (the default) adds the sequential
+    detector's growth-shape columns: change ``evidence``, seconds since the change point
+    (``change_s``), growth over the fine and the slow ring (``growth_z``, ``growth_z_slow``),
+    ``fade_z`` and ``recent_lift``: the model decides where the detector waits for the shape.
     """
     mom = half_life_label(cfg.score.momentum_half_life_s)
-    return (
+    rates = (
         "lift",
         "z",
         f"lift_{mom}",
@@ -72,6 +73,9 @@ def model_features(cfg: Config) -> tuple[str, ...]:
         "unique_users",
         "conversion_ratio",
     )
+    if cfg.model.features == "rates":
+        return rates
+    return (*rates, "evidence", "change_s", "growth_z", "growth_z_slow", "fade_z", "recent_lift")
 
 
 class Scorer(Protocol):
@@ -159,6 +163,14 @@ class Engine:
                 promote_probability=m.promote_probability,
                 promote_score=cfg.board.promote_threshold,
             )
+            if m.checkpoint:  # start warm from `viraltrend train --out` (CheckpointError names the fix)
+                self.model = load_model(
+                    m.checkpoint,
+                    features=model_features(cfg),
+                    fallback=RuleScorer(cfg.score),
+                    promote_probability=m.promote_probability,
+                    promote_score=cfg.board.promote_threshold,
+                )
             self.labels = LabelBuffer(
                 horizon_ms=round(m.horizon_s * 1000),
                 capacity=m.buffer_capacity,
@@ -481,7 +493,13 @@ class Engine:
         feats: dict[str, NDArray[np.float64]],
         counts: NDArray[np.float64],
     ) -> None:
-        """Every ``model.sample_every_s``: keep candidates' features for labelling one horizon later."""
+        """Every ``model.sample_every_s``: keep touched products' features for labelling one horizon later.
+
+        Every product with events since the last tick is a row, not only the board's candidates,
+        so the model sees spikes, bursts and onsets: those with ``lift >= model.hint_lift`` or
+        change evidence building are all kept (weight 1), ``model.negative_rate`` of the others
+        (weight ``1 / negative_rate``).
+        """
         assert self.labels is not None and self.model is not None
         every_ms = round(self.cfg.model.sample_every_s * 1000)
         if now_ms % every_ms:
@@ -493,7 +511,7 @@ class Engine:
             now_ms,
             slots[rows],
             {n: feats[n][rows] for n in self.model.features},
-            feats["lift"][rows] >= self.cfg.model.hint_lift,
+            (feats["lift"][rows] >= self.cfg.model.hint_lift) | (feats["evidence"][rows] >= _SKETCH_EVIDENCE),
             baseline_per_s=feats["baseline_per_h"][rows] / 3600.0,
             count_at_t=self._baseline_count(counts[rows]),
         )
@@ -519,6 +537,12 @@ class Engine:
         labels = gained >= np.maximum(m.label_min_events, m.label_lift * due.baseline_per_s * elapsed_s)
         self.model.learn_many(due.rows(), labels, due.weight)
 
+        if m.label_sustain > 0:  # onset phase: still running at the horizon, not a spike that stopped
+            trend_s = self.cfg.score.trend_half_life_s
+            trend = self.cfg.decay.half_lives_s.index(trend_s)
+            w = np.asarray(self.cfg.signals.weights())
+            rate_now = (self.counters.read(due.slot, now_ms)[:, :, trend] @ w) * math.log(2.0) / trend_s
+            labels &= rate_now >= m.label_sustain * gained / np.maximum(elapsed_s, 1.0)
     def _track_audiences(
         self,
         now_ms: int,

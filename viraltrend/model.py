@@ -11,17 +11,31 @@ own counters (:func:`label_rows`).  Both checkpoint as plain numbers, never pick
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 from river import compose, linear_model, metrics, optim, preprocessing, utils
 
-__all__ = ["DEFAULT_FEATURES", "DueRows", "LabelBuffer", "OnlineModel", "label_rows"]
+from viraltrend.errors import CheckpointError
+
+__all__ = [
+    "DEFAULT_FEATURES",
+    "MODEL_FORMAT",
+    "DueRows",
+    "LabelBuffer",
+    "OnlineModel",
+    "label_rows",
+    "load_model",
+    "save_model",
+]
 
 Columns = Mapping[str, NDArray[np.float64]]
 DEFAULT_FEATURES: tuple[str, ...] = (
@@ -383,6 +397,79 @@ class OnlineModel:
         _cm_restore(model._precision.cm, d["metrics"]["precision"])
         model._log_loss._mean.n, model._log_loss._mean._mean = d["metrics"]["log_loss"]
         return model
+
+
+MODEL_FORMAT = "viraltrend-online-model"  # the "format" key of a model file (save_model / load_model)
+
+
+def save_model(model: OnlineModel, path: str | Path) -> None:
+    """Write ``model`` as one JSON file (plain numbers, never a pickle), atomically.
+
+    The file is :meth:`OnlineModel.to_dict`'s output with ``"format": MODEL_FORMAT``;
+    :func:`load_model` reads it back.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps({"format": MODEL_FORMAT, **model.to_dict()}), encoding="utf-8")
+    os.replace(tmp, out)
+
+
+def load_model(
+    path: str | Path,
+    *,
+    features: tuple[str, ...],
+    fallback: Scorer,
+    promote_probability: float | None = None,
+    promote_score: float | None = None,
+) -> OnlineModel:
+    """Read a model written by :func:`save_model` (``viraltrend train --out``) to start warm.
+
+    ``features`` are the columns the running config feeds the model; a file trained on other
+    columns is refused.  ``promote_probability`` and ``promote_score``, when given, replace the
+    file's calibration (they belong to the running board, not to what was learned).
+
+    Raises
+    ------
+    CheckpointError
+        Naming the file, what is wrong with it, and the fix: a missing, unreadable, corrupt or
+        foreign file, or one trained on other feature columns.
+    """
+    fix = (
+        f"retrain it with `viraltrend train FILE... --out {path}` under this config, "
+        'or start cold without --model (model.checkpoint = "")'
+    )
+    try:
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        msg = f"model file {path}: no such file; {fix}"
+        raise CheckpointError(msg) from exc
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        msg = f"model file {path} is not a readable model ({type(exc).__name__}: {exc}); {fix}"
+        raise CheckpointError(msg) from exc
+    if not isinstance(d, dict) or d.get("format") != MODEL_FORMAT:
+        found = d.get("format") if isinstance(d, dict) else type(d).__name__
+        msg = f"model file {path} is not a viraltrend model (format {found!r}, not {MODEL_FORMAT!r}); {fix}"
+        raise CheckpointError(msg)
+    try:
+        trained_on = tuple(d["params"]["features"])
+        if trained_on != tuple(features):
+            msg = (
+                f"model file {path} was trained on the features {list(trained_on)} but this config feeds "
+                f"{list(features)}; {fix}"
+            )
+            raise CheckpointError(msg)
+        params = dict(d["params"])
+        if promote_probability is not None:
+            params["promote_probability"] = promote_probability
+        if promote_score is not None:
+            params["promote_score"] = promote_score
+        return OnlineModel.from_dict({**d, "params": params}, fallback=fallback)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        msg = f"model file {path} is corrupt or incomplete ({type(exc).__name__}: {exc}); {fix}"
+        raise CheckpointError(msg) from exc
 
 
 _ARRAYS = ("t_ms", "slot", "features", "weight", "baseline_per_s", "count_at_t")
