@@ -30,6 +30,7 @@ _ENCODE: Final = msgspec.json.Encoder()
 
 #: Every reason an event can be refused for.  Metrics label values come from this tuple only.
 REJECT_REASONS: Final = (
+    "oversized",  # a file line longer than the reader's limit (only its start is kept)
     "bad_utf8",  # the bytes are not UTF-8
     "bad_json",  # not parseable JSON
     "not_object",  # JSON, but not an object

@@ -203,3 +203,47 @@ def test_missing_checkpoint_is_none(tmp_path):
     assert store.load(0) is None
     assert store.last_load_bytes == 0
     assert CheckpointStore(tmp_path).load("nothing") is None
+
+
+def test_a_save_interrupted_while_only_old_holds_the_checkpoint_keeps_it(tmp_path, monkeypatch):
+    """A crash between the renames leaves only ``.old``; the next save must not delete it first."""
+    store = LocalStore(tmp_path, TOPIC)
+    store.save(0, sample_arrays(), {"v": "A"}, {0: 10})
+    final = tmp_path / "events-0"
+    final.rename(tmp_path / "events-0.old")  # the state a crash between the two renames leaves
+    assert store.load(0)[1] == {"v": "A"}
+    real_rename = type(final).rename
+
+    def crash_on_the_last_rename(self, target):
+        if str(self).endswith(".tmp"):
+            msg = "crash (simulated) before the new checkpoint is in place"
+            raise OSError(msg)
+        return real_rename(self, target)
+
+    monkeypatch.setattr(type(final), "rename", crash_on_the_last_rename)
+    with pytest.raises(OSError, match="simulated"):
+        store.save(0, sample_arrays(), {"v": "B"}, {0: 20})
+    monkeypatch.undo()
+    assert store.load(0)[1:] == ({"v": "A"}, {0: 10})
+    store.save(0, sample_arrays(), {"v": "B"}, {0: 20})
+    assert store.load(0)[1:] == ({"v": "B"}, {0: 20})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events-0"]
+
+
+def test_a_local_save_fsyncs_the_directory_after_renaming(tmp_path, monkeypatch):
+    import os
+
+    synced_dirs: list[str] = []
+    real_fsync = os.fsync
+
+    def record(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if os.path.isdir(path):
+            synced_dirs.append(path)
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    store = LocalStore(tmp_path, TOPIC)
+    store.save(0, sample_arrays(), {}, {0: 1})
+    store.save(0, sample_arrays(), {}, {0: 2})
+    assert str(tmp_path) in synced_dirs

@@ -315,3 +315,47 @@ def test_file_that_is_not_parquet_is_an_input_error(tmp_path: Path) -> None:
     path.write_bytes(b"not parquet at all")
     with pytest.raises(InputError, match="not a readable Parquet file"):
         read_all(FileSource([path]))
+
+
+# ------------------------------------------------------------------------------- oversized lines
+
+
+@pytest.mark.parametrize("name", ["events.ndjson", "events.ndjson.gz"])
+def test_a_line_over_the_limit_is_rejected_as_oversized_and_the_others_are_read(
+    write_ndjson: Callable[..., Path], name: str
+) -> None:
+    huge = b'{"ts": 1, "junk": "' + b"x" * 3_000_000 + b'"}'
+    path = write_ndjson([GOOD[0], huge, GOOD[1], GOOD[2]], name=name)
+    batch, rejects = read_all(FileSource([path], max_line_bytes=100_000))
+    assert batch.offset.tolist() == [1, 3, 4]
+    [reject] = rejects
+    assert (reject.reason, reject.offset) == ("oversized", 2)
+    assert huge.startswith(reject.raw) and len(reject.raw) == 65_536
+    assert f"{len(huge)} bytes" in reject.detail
+
+
+def test_a_last_line_without_a_newline_cannot_grow_without_bound(tmp_path: Path) -> None:
+    import tracemalloc
+
+    path = tmp_path / "endless.ndjson"
+    with path.open("wb") as fh:
+        fh.write(GOOD[0] + b"\n")
+        for _ in range(12):  # 48 MiB and never a line end
+            fh.write(b"y" * (4 << 20))
+    tracemalloc.start()
+    try:
+        batch, rejects = read_all(FileSource([path], max_line_bytes=1 << 20))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(batch) == 1
+    assert [(r.reason, r.offset) for r in rejects] == [("oversized", 2)]
+    assert f"{48 << 20} bytes" in rejects[0].detail
+    assert peak < 24 << 20  # a few read blocks, never the whole line
+
+
+def test_oversized_csv_lines_are_rejected_too(write_csv: Callable[..., Path]) -> None:
+    text = CSV_TEXT + f"{TS + 3},view,{'q' * 200_000},u,,,,w\n" + f"{TS + 4},view,p-4,u,,,,v\n"
+    batch, rejects = read_all(FileSource([write_csv(text)], max_line_bytes=10_000))
+    assert batch.product_id == ["p-0", "p,1", "p-2", "p-4"]
+    assert [(r.reason, r.offset) for r in rejects] == [("oversized", 5)]  # line 5, after the header

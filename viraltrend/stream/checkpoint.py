@@ -283,19 +283,40 @@ def _safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
+def _fsync_dir(path: Path) -> None:
+    """Make the entries of directory ``path`` (new files, renames) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _save_dir(final: Path, encoded: EncodedCheckpoint) -> None:
-    """Write ``encoded`` as three files in directory ``final``, atomically by rename."""
+    """Write ``encoded`` as three files in directory ``final``, atomically by rename.
+
+    At every step a complete checkpoint is on disk, in ``final`` or in ``final.old`` (which
+    :func:`_load_dir` reads when ``final`` is missing): ``.old`` is deleted only while ``final``
+    holds a complete checkpoint, and every rename is made durable (fsync of the directory).
+    """
+    parent = final.parent
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     _write(tmp / _NPZ, encoded.npz)
     _write(tmp / _META, encoded.meta)
     _write(tmp / _MANIFEST, encoded.manifest)
+    _fsync_dir(tmp)
     old = final.with_name(final.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
+    if not final.exists() and old.exists():  # a crash between the renames below: .old is the latest
+        old.rename(final)
+        _fsync_dir(parent)
+    shutil.rmtree(old, ignore_errors=True)  # final (if any) is complete: .old is a spare copy
     if final.exists():
         final.rename(old)
+        _fsync_dir(parent)
     tmp.rename(final)
+    _fsync_dir(parent)
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -29,7 +29,7 @@ from viraltrend.events import EventBatch, Reject
 from viraltrend.stream.decode import COLUMNS, REQUIRED_COLUMNS, decode_frame, decode_records
 from viraltrend.stream.sources import Source
 
-__all__ = ["FORMATS", "TAOBAO_BEHAVIORS", "FileFormat", "FileSource"]
+__all__ = ["FORMATS", "MAX_LINE_BYTES", "TAOBAO_BEHAVIORS", "FileFormat", "FileSource"]
 
 FileFormat = Literal["auto", "ndjson", "csv", "parquet", "taobao"]
 FORMATS: Final = get_args(FileFormat)
@@ -42,6 +42,15 @@ _SUFFIXES: Final = {
 _BOM: Final = b"\xef\xbb\xbf"
 _READ_BYTES: Final = 1 << 22  # bytes read from a file at a time
 _END: Final = "\x1e"  # sentinel field appended to every CSV line to detect ragged rows
+#: Default longest line of a file (a contract event is well under 2 KiB).
+MAX_LINE_BYTES: Final = 1 << 20
+_KEPT_BYTES: Final = 1 << 16  # the start of an oversized line kept for its reject
+
+
+class _Oversized(bytes):
+    """The first bytes of a line longer than the limit; ``size`` is the line's full length."""
+
+    size: int
 
 
 class FileSource(Source):
@@ -57,6 +66,10 @@ class FileSource(Source):
         UserBehavior CSV (``user_id,item_id,category_id,behavior_type,timestamp`` in seconds).
     batch_size : int
         Most lines (or rows) read and decoded at once; bounds memory.
+    max_line_bytes : int
+        Longest line read (NDJSON and CSV): a longer one, with or without a line end, is
+        rejected as ``oversized`` with its first bytes (at most 64 KiB) and its length, and never
+        held whole in memory.
 
     Raises
     ------
@@ -75,7 +88,12 @@ class FileSource(Source):
     """
 
     def __init__(
-        self, paths: Sequence[str | Path], *, format: FileFormat = "auto", batch_size: int = 100_000
+        self,
+        paths: Sequence[str | Path],
+        *,
+        format: FileFormat = "auto",
+        batch_size: int = 100_000,
+        max_line_bytes: int = MAX_LINE_BYTES,
     ) -> None:
         if format not in FORMATS:
             msg = f"format must be one of {', '.join(FORMATS)}; got {format!r}"
@@ -83,6 +101,10 @@ class FileSource(Source):
         if batch_size < 1:
             msg = f"batch_size must be >= 1, got {batch_size}"
             raise ValueError(msg)
+        if max_line_bytes < 1:
+            msg = f"max_line_bytes must be >= 1, got {max_line_bytes}"
+            raise ValueError(msg)
+        self.max_line_bytes = max_line_bytes
         self.paths = [Path(p) for p in paths]
         self.format = format
         self.batch_size = batch_size
@@ -152,7 +174,9 @@ class FileSource(Source):
                 return None
             path, fmt = self.paths[self._next_file], self._formats[self._next_file]
             self._next_file += 1
-            self._reader = _ParquetReader(path) if fmt == "parquet" else _LineReader(path, fmt)
+            self._reader = (
+                _ParquetReader(path) if fmt == "parquet" else _LineReader(path, fmt, self.max_line_bytes)
+            )
 
 
 def _format_of(path: Path, format: FileFormat) -> str:
@@ -204,8 +228,11 @@ class _Reader(ABC):
 class _LineReader(_Reader):
     """NDJSON, contract CSV or Taobao CSV: lines of a plain or gzip file, a block at a time."""
 
-    def __init__(self, path: Path, fmt: str) -> None:
+    def __init__(self, path: Path, fmt: str, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self.path, self.fmt, self.source = path, fmt, str(path)
+        self.max_line_bytes = max_line_bytes
+        self._skip: _Oversized | None = None  # the start of an oversized line whose end is not read yet
+        self._markers = 0  # _Oversized lines made and not yet read
         self.size = path.stat().st_size
         self._raw = path.open("rb")
         gzipped = self._raw.peek(2)[:2] == b"\x1f\x8b"
@@ -240,8 +267,24 @@ class _LineReader(_Reader):
             data = data.replace(b"\r\n", b"\n")
         lines = data.split(b"\n")
         self._tail = lines.pop()
+        if self._skip is not None:  # inside an oversized line: its bytes are counted, not kept
+            if lines:
+                self._skip.size += len(lines[0])
+                lines[0] = self._skip
+                self._skip = None
+            else:
+                self._skip.size += len(self._tail)
+                self._tail = b""
+        if len(self._tail) > self.max_line_bytes:  # a line too long, not ended yet: keep only its start
+            self._skip = _Oversized(self._tail[:_KEPT_BYTES])
+            self._skip.size = len(self._tail)
+            self._markers += 1
+            self._tail = b""
         if not block:
             self._eof = True
+            if self._skip is not None:  # the file ends inside an oversized line
+                lines.append(self._skip)
+                self._skip = None
             if self._tail:  # a last line without a line end
                 lines.append(self._tail.removesuffix(b"\r") if self._crlf else self._tail)
                 self._tail = b""
@@ -278,11 +321,35 @@ class _LineReader(_Reader):
         first = self._line + 1
         lines = self._lines(n)
         offsets = np.arange(first, first + len(lines), dtype=np.int64)
+        oversized = self._oversized(lines, offsets)
         if self.fmt == "ndjson":
             batch, rejects = decode_records(lines, offsets=offsets, source=self.source)
         else:
             batch, rejects = self._decode_csv(lines, offsets)
+        if oversized:
+            rejects = sorted([*rejects, *oversized], key=attrgetter("offset"))
         return batch, rejects, len(lines)
+
+    def _oversized(self, lines: list[bytes], offsets: NDArray[np.int64]) -> list[Reject]:
+        """Rejects for the lines over the limit, which become blank lines (skipped) in ``lines``."""
+        if not lines or (max(map(len, lines)) <= self.max_line_bytes and not self._markers):
+            return []
+        out = []
+        for i, line in enumerate(lines):
+            size = len(line)
+            if isinstance(line, _Oversized):
+                size = line.size
+                self._markers -= 1
+            if size <= self.max_line_bytes:
+                continue
+            detail = (
+                f"line is {size} bytes, over the {self.max_line_bytes}-byte limit; "
+                f"its first {min(size, _KEPT_BYTES)} bytes are kept"
+            )
+            kept = bytes(line[:_KEPT_BYTES])
+            out.append(Reject(kept, "oversized", detail, self.source, 0, int(offsets[i])))
+            lines[i] = b""
+        return out
 
     def _decode_csv(self, lines: list[bytes], offsets: NDArray[np.int64]) -> tuple[EventBatch, list[Reject]]:
         frame, kept, bad = _parse_csv(lines, self._columns)

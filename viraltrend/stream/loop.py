@@ -28,6 +28,7 @@ again, rolls back to its last checkpoint and replays from there, so nothing is l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -187,6 +188,7 @@ class Service:
         self._published: dict[int, tuple[Any, ...]] = {}  # partition -> board signature last published
         self._round: dict[int, dict[str, Message]] = {}  # partition -> decisions since its last candidates
         self._checkpointed: dict[int, int] = {}  # partition -> offset of its last checkpoint
+        self._fresh: set[int] = set()  # partitions started without a checkpoint, before their first record
         self._snapshot_wm = 0  # event time of the last merged snapshot
         self._merged_wm = 0  # event time of the last merge: the newest watermark of any partition
         self._announce = False  # publish a board snapshot at the next merge (just became publisher)
@@ -227,6 +229,7 @@ class Service:
                 self.engines[p] = Engine(self.cfg)
                 self._apply_blocklist(self.engines[p], None)
                 self._checkpointed[p] = 0
+                self._fresh.add(p)  # _check_fresh_start() warns if the group had read past offset 0
                 log.info("partition %d: no checkpoint in %s, starting fresh", p, self.store.describe)
                 continue
             arrays, meta, offsets = loaded
@@ -265,6 +268,10 @@ class Service:
             self._round.pop(p, None)
             self._published.pop(p, None)
             self._checkpointed.pop(p, None)
+            self._fresh.discard(p)
+            for gauge in (self.metrics.consumer_lag, self.metrics.changelog_lag):  # not ours any more
+                with contextlib.suppress(KeyError):
+                    gauge.remove(str(p))
         self.metrics.assigned_partitions.set(len(self.engines))
         self.metrics.board_publisher.set(int(self.is_publisher))
         self._state_gauges()
@@ -358,6 +365,8 @@ class Service:
             for engine in self.engines.values():
                 self._apply_blocklist(engine, changes)
         batch, rejects = self._source.next_batch(self.k.max_batch_events)
+        if self._fresh:
+            self._check_fresh_start(batch, rejects)
         shared = self._follower.poll() if self._follower is not None else 0
         n = len(batch) + len(rejects)
         if n == 0 and shared == 0 and not (self._announce and self.is_publisher):
@@ -405,6 +414,33 @@ class Service:
         if time.monotonic() - self._last_checkpoint >= self.cfg.checkpoint.interval_s:
             self.checkpoint()
         return n + shared
+
+    def _check_fresh_start(self, batch: EventBatch, rejects: list[Reject]) -> None:
+        """Warn loudly when a partition without a checkpoint starts reading past offset 0.
+
+        Then the group had committed offsets (or retention removed the log's start), so the
+        state starts empty in the middle of the stream: the events before are in no state.
+        """
+        for p in sorted(self._fresh):
+            offsets = [int(o) for o in batch.offset[batch.partition == p][:1]]
+            offsets += [r.offset for r in rejects if r.partition == p][:1]
+            if not offsets:
+                continue
+            self._fresh.discard(p)
+            first = min(offsets)
+            if first > 0:
+                assert self.store is not None
+                log.warning(
+                    "partition %d: NO CHECKPOINT in %s, yet reading starts at offset %d (the group's "
+                    "committed offset, or the log's start): the state of this partition starts EMPTY "
+                    "there and holds none of the %d events before it. If a checkpoint was expected "
+                    "(was it deleted, or did --checkpoint-store / --checkpoint-dir change?), stop now "
+                    "and restore it; to rebuild from the beginning, reset the group's offsets to 0.",
+                    p,
+                    self.store.describe,
+                    first,
+                    first,
+                )
 
     # ------------------------------------------------------------------ one board across workers
     def _all_members(self) -> list[Member]:
