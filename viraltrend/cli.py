@@ -21,7 +21,7 @@ from rich.table import Table
 
 from viraltrend import __version__
 from viraltrend.config import Config, load_config
-from viraltrend.errors import ViraltrendError
+from viraltrend.errors import ConfigError, ViraltrendError
 
 __all__ = ["main"]
 
@@ -236,8 +236,23 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--security-protocol", help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
     run.add_argument("--sasl-mechanism", help="e.g. PLAIN, SCRAM-SHA-256")
     run.add_argument("--sasl-username", help="SASL user (kafka.sasl_plain_username)")
-    run.add_argument("--sasl-password", help="SASL password; prefer VIRALTREND_KAFKA_SASL_PLAIN_PASSWORD")
-    run.add_argument("--ssl-cafile", help="CA bundle for TLS")
+    run.add_argument(
+        "--sasl-password-file",
+        metavar="FILE",
+        help="file holding the SASL password (kafka.sasl_plain_password_file); or set "
+        "VIRALTREND_KAFKA_SASL_PLAIN_PASSWORD. There is no password flag: ps would show it",
+    )
+    run.add_argument("--sasl-password", help=argparse.SUPPRESS)  # refused in _cmd_run, with the way out
+    run.add_argument("--ssl-cafile", help="CA bundle for TLS (kafka.ssl_cafile)")
+    run.add_argument("--ssl-certfile", help="client certificate (PEM) for mutual TLS (kafka.ssl_certfile)")
+    run.add_argument("--ssl-keyfile", help="the client certificate's private key (PEM) (kafka.ssl_keyfile)")
+    run.add_argument(
+        "--no-ssl-check-hostname",
+        dest="ssl_check_hostname",
+        action="store_const",
+        const=False,
+        help="do not check the broker certificate's host name (kafka.ssl_check_hostname)",
+    )
     run.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     _add_model(run)
     _add_config(run)
@@ -299,14 +314,23 @@ _RUN_FLAGS = {
     "security_protocol": ("kafka", "security_protocol"),
     "sasl_mechanism": ("kafka", "sasl_mechanism"),
     "sasl_username": ("kafka", "sasl_plain_username"),
-    "sasl_password": ("kafka", "sasl_plain_password"),
+    "sasl_password_file": ("kafka", "sasl_plain_password_file"),
     "ssl_cafile": ("kafka", "ssl_cafile"),
+    "ssl_certfile": ("kafka", "ssl_certfile"),
+    "ssl_keyfile": ("kafka", "ssl_keyfile"),
+    "ssl_check_hostname": ("kafka", "ssl_check_hostname"),
 }
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from viraltrend.stream.loop import run_service
 
+    if args.sasl_password is not None:
+        msg = (
+            "--sasl-password would show the password in ps; put it in a file and pass "
+            "--sasl-password-file FILE, or set VIRALTREND_KAFKA_SASL_PLAIN_PASSWORD"
+        )
+        raise ConfigError(msg)
     overrides: dict[str, dict[str, Any]] = {}
     for flag, (section, key) in _RUN_FLAGS.items():
         value = getattr(args, flag)

@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,7 +42,7 @@ import numpy as np
 from viraltrend.board import Member
 from viraltrend.config import Config
 from viraltrend.engine import Engine
-from viraltrend.errors import CheckpointError, StreamError
+from viraltrend.errors import CheckpointError, ConfigError, StreamError
 from viraltrend.events import EventBatch, Reject
 from viraltrend.merge import BoardMerger
 from viraltrend.metrics import Metrics
@@ -715,7 +716,18 @@ class Service:
 
 
 def client_options(cfg: Config) -> dict[str, Any]:
-    """kafka-python security options from ``[kafka]`` (only the ones that are set)."""
+    """Security options of both Kafka clients from ``[kafka]`` (only the ones that are set).
+
+    kafka-python names (``ssl_certfile``, ...); :func:`~viraltrend.stream.kafka_confluent.librdkafka_options`
+    renames them for librdkafka.  The SASL password comes from ``kafka.sasl_plain_password_file``
+    (a file, trailing newline dropped) or ``kafka.sasl_plain_password`` (set it with
+    ``VIRALTREND_KAFKA_SASL_PLAIN_PASSWORD``), never from a command-line flag that ``ps`` shows.
+
+    Raises
+    ------
+    ConfigError
+        The password file cannot be read or is empty, or the password is given both ways.
+    """
     k = cfg.kafka
     opts: dict[str, Any] = {}
     if k.security_protocol != "PLAINTEXT":
@@ -724,11 +736,35 @@ def client_options(cfg: Config) -> dict[str, Any]:
         opts["sasl_mechanism"] = k.sasl_mechanism
     if k.sasl_plain_username:
         opts["sasl_plain_username"] = k.sasl_plain_username
-    if k.sasl_plain_password:
-        opts["sasl_plain_password"] = k.sasl_plain_password
-    if k.ssl_cafile:
-        opts["ssl_cafile"] = k.ssl_cafile
+    password = _sasl_password(k.sasl_plain_password, k.sasl_plain_password_file)
+    if password:
+        opts["sasl_plain_password"] = password
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        if getattr(k, key):
+            opts[key] = getattr(k, key)
+    if not k.ssl_check_hostname:
+        opts["ssl_check_hostname"] = False
     return opts
+
+
+def _sasl_password(inline: str, path: str) -> str:
+    if not path:
+        return inline
+    if inline:
+        msg = (
+            "kafka.sasl_plain_password and kafka.sasl_plain_password_file are both set; "
+            "give the SASL password one way (the file, or VIRALTREND_KAFKA_SASL_PLAIN_PASSWORD)"
+        )
+        raise ConfigError(msg)
+    try:
+        password = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"kafka.sasl_plain_password_file: cannot read {path}: {exc}; give a file holding the password"
+        raise ConfigError(msg) from exc
+    if not password:
+        msg = f"kafka.sasl_plain_password_file: {path} is empty; it must hold the SASL password"
+        raise ConfigError(msg)
+    return password
 
 
 def prepare_topics(cfg: Config, options: dict[str, Any]) -> None:
