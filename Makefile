@@ -1,6 +1,11 @@
 # Two commands for a newcomer (see README): `make demo` and `make test`.
-# Each creates .venv with Python 3.11 and installs what it needs first.
-PYTHON ?= python3.11
+# Each creates .venv with the first Python >= 3.11 on the PATH (python3.13, python3.12,
+# python3.11, python3, in that order; `make PYTHON=/path/to/python` picks one) and installs
+# what it needs first.
+FIND_PYTHON = for p in python3.13 python3.12 python3.11 python3; do \
+	  if $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then echo $$p; break; fi; \
+	done
+PYTHON ?= $(shell $(FIND_PYTHON))
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -8,6 +13,8 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test lint bench setup clean
 
 $(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "make: no Python >= 3.11 on the PATH (tried python3.13, python3.12," \
+	  "python3.11, python3); install one, or pass PYTHON=/path/to/python3.11" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
