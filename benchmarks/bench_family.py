@@ -128,6 +128,9 @@ NAIVE_BOARD = {
     "board.max_per_category": 20,
 }
 
+#: The online model's inputs with the detector's growth-shape columns (engine.model_features).
+SHAPE = {"model.features": "shape"}
+
 #: The rows; add one per method (unknown config keys fail loudly in with_overrides).
 METHODS: list[Method] = [
     Method("today"),
@@ -141,6 +144,37 @@ METHODS: list[Method] = [
     ),
     Method("zscore_top20", NAIVE_BOARD, scorer=lambda cfg: ZTop()),
     Method("today, guard off", GUARD_OFF, guarded=False),
+    # The online model (issue 10) on the detector's growth-shape columns (SHAPE): trained online from
+    # the stream itself (cold until min_labels), and started warm from a model trained on OTHER tuning
+    # seeds' files (quick: 100-101), evaluated on the remaining ones (--tune 102-104 --quick). Make
+    # that model first: `viraltrend train benchmarks/out/family/seed-10{0,1}-quick/events.ndjson
+    # --out benchmarks/out/model-tune-100-101-quick.json --config` a file with [model] features = "shape".
+    Method("model", {"model.enabled": True, **SHAPE}),
+    Method(
+        "model, warm (trained on 100-101)",
+        {"model.enabled": True, **SHAPE, "model.checkpoint": str(OUT_DIR / "model-tune-100-101-quick.json")},
+        default=False,
+    ),
+    # onset-phase labels: positive only if still running at t + horizon at >= its average rate over the
+    # horizon (spikes and fading bursts are negatives); warm file trained with the same label on 100-101
+    Method(
+        "model, onset labels", {"model.enabled": True, **SHAPE, "model.label_sustain": 1.0}, default=False
+    ),
+    Method(
+        "model, onset labels, p>=0.8",
+        {"model.enabled": True, **SHAPE, "model.label_sustain": 1.0, "model.fast_track_probability": 0.8},
+        default=False,
+    ),
+    Method(
+        "model, onset labels, warm (trained on 100-101)",
+        {
+            "model.enabled": True,
+            **SHAPE,
+            "model.label_sustain": 1.0,
+            "model.checkpoint": str(OUT_DIR / "model-onset-tune-100-101-quick.json"),
+        },
+        default=False,
+    ),
 ]
 
 

@@ -39,10 +39,10 @@ def recording(engine: Engine) -> list[tuple[list[dict], list[bool]]]:
     return seen
 
 
-def _label_of_late_burst(burst_offset_ms: int) -> bool:
+def _label_of_late_burst(burst_offset_ms: int, **model: float) -> bool:
     """Sample p-x at t, then send (in one batch) the tick t + horizon and a burst starting at t + offset."""
     t0 = 1_000_000_000_000
-    engine = Engine(cfg())
+    engine = Engine(cfg(model={**MODEL["model"], **model}))
     seen = recording(engine)
     background = _burst("bg-only", "s", t0, 1)  # a quiet catalogue from t0 - 1 h
     start = sorted(r for r in background if r[0] <= t0) + [(t0, "view", "p-x", "s", None, "user1")]
@@ -78,6 +78,22 @@ def test_a_burst_just_after_the_horizon_does_not_leak_into_the_label():
 
 def test_a_burst_inside_the_horizon_is_labelled_positive():
     assert _label_of_late_burst(600_000 - 400_000) is True
+
+
+def test_onset_phase_label_makes_a_burst_that_stopped_before_the_horizon_negative():
+    # the same burst (t + 200 s to t + 400 s) is positive by its gain alone, negative once the label
+    # also asks for the 5-minute rate at t + horizon to match the average rate over the horizon
+    assert _label_of_late_burst(600_000 - 400_000, label_sustain=1.0) is False
+
+
+def test_onset_phase_label_keeps_a_burst_still_running_at_the_horizon_positive():
+    assert _label_of_late_burst(600_000 - 200_000, label_sustain=1.0) is True
+
+
+def test_the_model_learns_on_the_detectors_growth_shape_columns(small_events):
+    engine, _ = run_engine(small_events, [], cfg(model={**MODEL["model"], "features": "shape"}))
+    assert {"evidence", "growth_z", "fade_z"} <= set(engine.model.features)
+    assert engine.model.metrics()["warm"]
 
 
 def test_cold_model_leaves_the_rule_deciding():

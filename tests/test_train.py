@@ -84,7 +84,7 @@ def test_a_corrupted_model_file_is_refused_naming_the_file_and_the_fix(tmp_path,
 
 def test_a_model_trained_on_other_features_is_refused(tmp_path, trained):
     with pytest.raises(CheckpointError, match=r"trained on the features .*viraltrend train"):
-        Engine(cfg(enabled=True, checkpoint=str(trained[0]), features="rates"))
+        Engine(cfg(enabled=True, checkpoint=str(trained[0]), features="shape"))
 
 
 @pytest.mark.parametrize(

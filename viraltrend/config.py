@@ -135,7 +135,7 @@ class ModelConfig:
     ``fast_track_probability`` (the rule keeps ``board.confirm_s``); it defaults to
     ``board.confirm_s`` because on the tuning seeds every shorter wait (30-210 s) let one-off
     spikes onto the board, for the model as for the rule.  ``features`` picks the input columns
-    (``shape``: the detector's growth-shape columns with the rates; ``rates``: the rates alone);
+    (``rates``: the rates alone; ``shape``: the detector's growth-shape columns with the rates);
     ``label_sustain`` > 0 makes the label an onset-phase one (see ``config/default.toml``);
     ``checkpoint`` is a model file (``viraltrend train --out``) to start warm from, "" for cold.
     """
@@ -155,7 +155,7 @@ class ModelConfig:
     promote_probability: float = field(default=0.5, metadata={"min": 0.0, "max": 0.999, "strict": True})
     confirm_s: float = _ge0(240.0)
     fast_track_probability: float = _unit(0.5)
-    features: str = field(default="shape", metadata={"choices": ("shape", "rates")})
+    features: str = field(default="rates", metadata={"choices": ("shape", "rates")})
     label_sustain: float = _ge0(0.0)
     checkpoint: str = ""
 

@@ -57,7 +57,7 @@ def model_features(cfg: Config) -> tuple[str, ...]:
     ``rates``: lift and Poisson significance of the trend window (``lift``, ``z``) and of the
     momentum window (``lift_1m``, ``z_1m`` by default: they move first at an onset),
     ``velocity``, the product's own baseline rate, and the organic-audience signals
-    ``unique_users`` and ``conversion_ratio``.  ``shape`` (the default) adds the sequential
+    ``unique_users`` and ``conversion_ratio`` (the default).  ``shape`` adds the sequential
     detector's growth-shape columns: change ``evidence``, seconds since the change point
     (``change_s``), growth over the fine and the slow ring (``growth_z``, ``growth_z_slow``),
     ``fade_z`` and ``recent_lift``: the model decides where the detector waits for the shape.
