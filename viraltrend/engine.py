@@ -535,14 +535,14 @@ class Engine:
             -lam * elapsed_s
         )
         labels = gained >= np.maximum(m.label_min_events, m.label_lift * due.baseline_per_s * elapsed_s)
-        self.model.learn_many(due.rows(), labels, due.weight)
-
         if m.label_sustain > 0:  # onset phase: still running at the horizon, not a spike that stopped
             trend_s = self.cfg.score.trend_half_life_s
             trend = self.cfg.decay.half_lives_s.index(trend_s)
             w = np.asarray(self.cfg.signals.weights())
             rate_now = (self.counters.read(due.slot, now_ms)[:, :, trend] @ w) * math.log(2.0) / trend_s
             labels &= rate_now >= m.label_sustain * gained / np.maximum(elapsed_s, 1.0)
+        self.model.learn_many(due.rows(), labels, due.weight)
+
     def _track_audiences(
         self,
         now_ms: int,
