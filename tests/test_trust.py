@@ -78,9 +78,22 @@ def features(**cols):
 
 
 def test_guard_passes_a_converting_product_with_many_users():
-    g = TrustGuard(TrustConfig())
-    f = features(unique_users=200, fresh_share=0.9, conversion_ratio=1.2)
+    g = TrustGuard(TrustConfig(), catalogue_fresh_share=0.05)
+    f = features(unique_users=200, fresh_share=0.85, conversion_ratio=1.2, events_per_user=1.3)
     assert g.check("p", "s", 1, f, 0) is None
+
+
+def test_almost_all_fresh_accounts_are_refused_even_converting_where_the_catalogue_is_not():
+    f = features(unique_users=200, fresh_share=0.97, conversion_ratio=1.2, events_per_user=1.3)
+    refused = TrustGuard(TrustConfig(), catalogue_fresh_share=0.05).check("p", "s", 1, f, 0)
+    assert refused == ["fresh_accounts_97%_catalogue_5%"]
+    # a young stream, or one where most accounts are new anyway: every audience is fresh
+    assert TrustGuard(TrustConfig(), catalogue_fresh_share=0.6).check("p", "s", 1, f, 0) is None
+
+
+def test_an_audience_that_sends_many_events_each_is_refused_as_recycled():
+    f = features(unique_users=40, fresh_share=0.0, conversion_ratio=1.0, events_per_user=7.5)
+    assert TrustGuard(TrustConfig()).check("p", "s", 1, f, 0) == ["recycled_audience_7.5_events_per_user"]
 
 
 def test_guard_refuses_fresh_accounts_that_never_convert():

@@ -163,7 +163,7 @@ class SequentialDetector:
         fading = (cols["growth_z"] <= -d.fade_z) | (cols["growth_z_slow"] <= -d.fade_z)
         fading |= cols["fade_z"] <= -d.fade_z
         shaped = (cols["growth_z"] >= d.growth_z) | (cols["growth_z_slow"] >= d.growth_z)
-        shaped |= cols["change_s"] >= d.sustain_s
+        shaped |= (cols["change_s"] >= d.sustain_s) & (cols["change_s"] <= d.max_change_age_s)
         if probability is not None:
             shaped |= probability >= self.cfg.model.fast_track_probability
         ok = (cols["evidence"] >= 1.0) & (users >= self.cfg.trust.min_unique_users) & ~fading & shaped
@@ -201,19 +201,24 @@ class SequentialDetector:
 
 
 def _growth(bins: NDArray[np.float64], usable: NDArray[np.int64], newest: int) -> NDArray[np.float64]:
-    """Newer half against older half of each row's ``usable`` bins ending at column ``newest``.
+    """Trend of each row's ``usable`` bins ending at column ``newest``, as a z-score.
 
-    A conditional binomial z-score, ``(a - b) / sqrt(a + b + 1)``: positive when the counts grow,
-    negative when they fade, 0 while fewer than two bins per half are usable.
+    The score test for a log-linear trend in Poisson counts: with ``j`` the bin index and ``c_j``
+    its count, ``z = sum((j - mean j) c_j) / sqrt(mean c * sum((j - mean j)**2))``.  Positive when
+    the counts grow, negative when they fade, 0 while fewer than four bins are usable.  It uses
+    every bin (more power than comparing halves) and needs no model of the rate.
 
-    >>> b = np.array([[0, 1, 2, 4, 8, 16], [9, 9, 9, 9, 9, 9]], np.float64)
-    >>> _growth(b, np.array([4, 6]), 5).round(2).tolist()
-    [3.23, 0.0]
+    >>> b = np.array([[0, 0, 2, 4, 8, 16], [9, 9, 9, 9, 9, 9], [0, 0, 16, 8, 4, 2]], np.float64)
+    >>> _growth(b, np.array([4, 6, 4]), 5).round(2).tolist()
+    [3.71, 0.0, -3.71]
     """
-    half = np.minimum(usable, newest + 1) // 2
-    j = np.arange(bins.shape[1])[None, :]
-    top = newest + 1 - half[:, None]
-    newer = (j >= top) & (j <= newest)
-    older = (j >= top - half[:, None]) & (j < top)
-    a, b = (bins * newer).sum(axis=1), (bins * older).sum(axis=1)
-    return np.where(half >= 2, (a - b) / np.sqrt(a + b + 1.0), 0.0)
+    u = np.minimum(usable, newest + 1)
+    j = np.arange(bins.shape[1], dtype=np.float64)[None, :]
+    inside = (j > newest - u[:, None]) & (j <= newest)
+    n = np.maximum(u, 1).astype(np.float64)
+    centre = (newest - (u - 1) / 2.0)[:, None]
+    dev = np.where(inside, j - centre, 0.0)
+    mean_count = (bins * inside).sum(axis=1) / n
+    score = (dev * bins).sum(axis=1)
+    var = mean_count * (dev**2).sum(axis=1)
+    return np.where(u >= 4, score / np.sqrt(var + 1.0), 0.0)

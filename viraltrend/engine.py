@@ -223,6 +223,7 @@ class Engine:
         self._n_live = 0  # products with state (at least one event since created or evicted)
         self._evicted: list[NDArray[np.int64]] = []
         self._sketched = np.empty(0, np.int64)  # products whose user sets are sketched (hot ones)
+        self._ring_refusals: dict[int, tuple[str, int]] = {}  # slot -> (lockstep reason, when found)
 
     # ------------------------------------------------------------------ batches
     def process(self, batch: EventBatch) -> tuple[list[Message], list[Reject]]:
@@ -366,6 +367,8 @@ class Engine:
         self.stats.ticks += 1
         self.counters.rebase(now_ms)  # landmark moves at ticks only: identical for any batching
         self.trust_counters.rebase(now_ms)
+        g = self.trust_counters.read_global(now_ms)[:, 0]  # new pairs, fresh, raw at the trend half-life
+        self.guard.catalogue_fresh_share = float(g[1] / g[2]) if g[2] > 0 else 1.0
         mu_of = self._baseline_users(now_ms)
         if self._new_users:
             self.detector.update(now_ms, np.concatenate(self._new_users), mu_of)
@@ -568,7 +571,9 @@ class Engine:
             self.sketches.unwatch(gone)
         self.sketches.watch(now_hot)
         self._sketched = now_hot
-        self.guard.lockstep = {}
+        memory_ms = round(t.audience_memory_s * 1000)
+        self._ring_refusals = {s: v for s, v in self._ring_refusals.items() if now_ms - v[1] <= memory_ms}
+        self.guard.lockstep = {s: v[0] for s, v in self._ring_refusals.items()}  # a refusal sticks
         if now_hot.size == 0:
             return
         sig = self.sketches.signatures(now_hot)
@@ -580,12 +585,18 @@ class Engine:
             sellers = self.seller_of[cand].astype(np.int64)
             sim, other, sim_same, other_same = self.audiences.best_match(cand, sellers, csig, now_ms=now_ms)
             for j, slot in enumerate(cand.tolist()):
+                if slot in self._ring_refusals:
+                    continue
                 if sim[j] >= t.lockstep_similarity:
                     name = self.products.name(int(other[j]))
-                    self.guard.lockstep[slot] = f"lockstep_with_{name}_jaccard_{sim[j]:.2f}"
+                    reason = f"lockstep_with_{name}_shared_{sim[j]:.0%}"
                 elif other_same[j] >= 0 and sim_same[j] >= t.seller_overlap_similarity:
                     name = self.products.name(int(other_same[j]))
-                    self.guard.lockstep[slot] = f"seller_ring_with_{name}_jaccard_{sim_same[j]:.2f}"
+                    reason = f"seller_ring_with_{name}_shared_{sim_same[j]:.0%}"
+                else:
+                    continue
+                self._ring_refusals[slot] = (reason, now_ms)
+                self.guard.lockstep[slot] = reason
         keep = now_hot[filled]
         self.audiences.remember(keep, self.seller_of[keep].astype(np.int64), sig[filled], now_ms=now_ms)
 
@@ -644,6 +655,8 @@ class Engine:
         self.products.release(cold.tolist())
         self.user_signals.forget_products(cold)
         self.audiences.forget(cold)
+        for s in cold.tolist():
+            self._ring_refusals.pop(int(s), None)
         self.seller_of[cold] = -1
         self.category_of[cold] = -1
 
@@ -679,6 +692,7 @@ class Engine:
             "board": self.board.to_dict(),
             "model": self.model.to_dict() if self.model is not None else None,
             "start_ms": self._start_ms,
+            "ring_refusals": [[s, r, t] for s, (r, t) in sorted(self._ring_refusals.items())],
             "n_live": self._n_live,
             "last_snapshot_ms": self._last_snapshot_ms,
             "next_evict_ms": self._next_evict_ms,
@@ -770,6 +784,7 @@ class Engine:
                 engine.dedup = Deduplicator.from_dict(meta["dedup"])
             engine.board.load_dict(meta["board"])
             engine._start_ms = meta["start_ms"]
+            engine._ring_refusals = {int(s): (str(r), int(t)) for s, r, t in meta["ring_refusals"]}
             engine._n_live = int(meta["n_live"])
             engine._last_snapshot_ms = meta["last_snapshot_ms"]
             engine._next_evict_ms = meta["next_evict_ms"]

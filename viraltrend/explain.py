@@ -23,7 +23,20 @@ from viraltrend.errors import InputError
 __all__ = ["explain", "sparkline"]
 
 _BARS = "▁▂▃▄▅▆▇█"
-_KEY_FEATURES = ("lift", "z", "velocity", "momentum", "unique_users", "fresh_share", "conversion_ratio")
+_KEY_FEATURES = (
+    "evidence",
+    "change_s",
+    "growth_z",
+    "growth_z_slow",
+    "fade_z",
+    "recent_lift",
+    "lift",
+    "z",
+    "unique_users",
+    "events_per_user",
+    "fresh_share",
+    "conversion_ratio",
+)
 
 
 def sparkline(values: list[float], width: int = 60) -> str:
@@ -125,7 +138,9 @@ def explain(
             f"highest score {best['score']:.3f} at {_utc(best['event_ts'])}"
             + (f" (lift {best['lift']:.1f}, z {best['z']:.1f})" if "lift" in best and "z" in best else "")
         )
-        if crossed.is_empty():
+        if cfg.detect.method == "sequential" and "evidence" in trace.columns:
+            _sequential_story(console, trace, cfg)
+        elif crossed.is_empty():
             bar = cfg.board.promote_threshold
             console.print(f"never reached the promote threshold {bar}: not promoted for that reason")
         else:
@@ -137,6 +152,47 @@ def explain(
             _plot(trace, product_id, found, cfg, Path(plot_path))
             console.print(f"plot: {plot_path}")
     return 0
+
+
+def _sequential_story(console: Console, trace: pl.DataFrame, cfg: Config) -> None:
+    """The change test's side of the story: evidence over time, when it sufficed, what held it back."""
+    d = cfg.detect
+    evidence = trace["evidence"].to_list()
+    console.print("change evidence (1 = the alarm threshold of detect.false_alarms_per_day):")
+    console.print("  " + sparkline([min(e, 1.0) for e in evidence]))
+    alarmed = trace.filter(pl.col("evidence") >= 1.0)
+    if alarmed.is_empty():
+        console.print(
+            f"the evidence never reached the alarm threshold (highest {max(evidence):.2f}): its distinct "
+            f"users never left its own baseline by enough for a budget of {d.false_alarms_per_day:g} false "
+            "alarms per day per 100k products"
+        )
+        return
+    console.print(f"evidence first sufficed at {_utc(alarmed['event_ts'][0])}")
+    ready = trace.filter(pl.col("ready") > 0) if "ready" in trace.columns else alarmed.head(0)
+    if not ready.is_empty():
+        console.print(f"first ready for the board at {_utc(ready['event_ts'][0])}")
+        return
+    r = alarmed.sort("evidence", descending=True).row(0, named=True)
+    held = []
+    if r.get("unique_users", 0.0) < cfg.trust.min_unique_users:
+        held.append(
+            f"{r['unique_users']:.1f} distinct users < trust.min_unique_users {cfg.trust.min_unique_users:g}"
+        )
+    if r.get("recent_lift", 0.0) < d.min_recent_lift:
+        held.append(f"recent lift {r['recent_lift']:.1f} < detect.min_recent_lift {d.min_recent_lift:g}")
+    if min(r.get("growth_z", 0.0), r.get("growth_z_slow", 0.0), r.get("fade_z", 0.0)) <= -d.fade_z:
+        held.append("fading (a growth z at or below -detect.fade_z)")
+    elif (
+        max(r.get("growth_z", 0.0), r.get("growth_z_slow", 0.0)) < d.growth_z and r["change_s"] < d.sustain_s
+    ):
+        held.append(
+            f"neither accelerating (growth z < {d.growth_z:g}) nor sustained {d.sustain_s:g} s "
+            f"(change {r['change_s']:.0f} s old): the shape of a spike"
+        )
+    console.print(
+        f"never ready; at its strongest evidence ({_utc(r['event_ts'])}): " + "; ".join(held or ["-"])
+    )
 
 
 def _plot(trace: pl.DataFrame, product_id: str, found: list[dict[str, Any]], cfg: Config, path: Path) -> None:
@@ -151,6 +207,10 @@ def _plot(trace: pl.DataFrame, product_id: str, found: list[dict[str, Any]], cfg
     hours = [(t - trace["event_ts"][0]) / 3_600_000 for t in trace["event_ts"].to_list()]
     fig, ax = plt.subplots(figsize=(10, 4))
     ax.plot(hours, trace["score"].to_list(), label="score")
+    if "evidence" in trace.columns:
+        ax.plot(
+            hours, [min(e, 1.1) for e in trace["evidence"].to_list()], label="change evidence (1 = alarm)"
+        )
     ax.axhline(
         cfg.board.promote_threshold, color="green", linestyle="--", linewidth=0.8, label="promote threshold"
     )

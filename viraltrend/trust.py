@@ -34,6 +34,10 @@ from viraltrend.config import TrustConfig
 __all__ = ["AudienceMemory", "TrustGuard", "soft_refusal"]
 
 _LOW_USERS = "low_unique_users"
+#: "Almost all fresh accounts" alone refuses only where the catalogue's own share of events from
+#: fresh accounts is at most this many times smaller: at the start of a stream, or where most
+#: accounts are new anyway, every product's audience is fresh.
+_FRESH_CONTRAST = 3.0
 #: Signals read off too few distinct users to be final: while ``low_unique_users`` holds, these
 #: only hold the product back (the first users of any product may all be new accounts).
 _SOFT_WHILE_FEW_USERS = (_LOW_USERS, "fresh_accounts")
@@ -73,6 +77,7 @@ class TrustGuard:
     blocked_sellers: dict[str, str] = field(default_factory=dict)
     lockstep: dict[int, str] = field(default_factory=dict)  # slot -> the lockstep reason (set by the engine)
     refused: Counter[str] = field(default_factory=Counter)  # reason -> candidates refused
+    catalogue_fresh_share: float = 1.0  # share of all events from fresh accounts (set by the engine per tick)
 
     def set_blocked(self, kind: str, ident: str, reason: str | None) -> None:
         """Block (``reason``) or unblock (None) a ``"seller"`` or ``"product"`` id."""
@@ -109,6 +114,15 @@ class TrustGuard:
             conversion = float(features["conversion_ratio"][i])
             if fresh >= c.max_fresh_share and conversion < c.min_conversion_ratio:
                 reasons.append(f"fresh_accounts_{fresh:.0%}_no_conversion_x{conversion:.2f}")
+            elif (
+                fresh >= c.max_fresh_share_any
+                and users >= c.min_unique_users
+                and self.catalogue_fresh_share * _FRESH_CONTRAST <= fresh
+            ):
+                reasons.append(f"fresh_accounts_{fresh:.0%}_catalogue_{self.catalogue_fresh_share:.0%}")
+            per_user = float(features["events_per_user"][i]) if "events_per_user" in features else 0.0
+            if users >= c.min_unique_users and per_user >= c.max_events_per_user:
+                reasons.append(f"recycled_audience_{per_user:.1f}_events_per_user")
         if slot in self.lockstep:
             reasons.append(self.lockstep[slot])
         for r in reasons:
@@ -136,8 +150,8 @@ class AudienceMemory:
     >>> mem.remember(np.array([5, 6]), np.array([0, 1]), sig, now_ms=0)
     >>> new = np.array([[1, 2, 3, 8]], np.uint64)
     >>> sim, other, sim_same, other_same = mem.best_match(np.array([7]), np.array([1]), new, now_ms=500)
-    >>> sim.tolist(), other.tolist(), sim_same.tolist(), other_same.tolist()
-    ([0.75], [5], [0.0], [6])
+    >>> other.tolist(), sim_same.tolist(), other_same.tolist()
+    ([5], [0.0], [6])
     """
 
     capacity: int
@@ -178,10 +192,14 @@ class AudienceMemory:
     def best_match(
         self, slots: NDArray[np.int64], sellers: NDArray[np.int64], sig: NDArray[np.uint64], *, now_ms: int
     ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
-        """Per row of ``sig`` (uint64[m, k]), the closest other remembered audience.
+        """Per row of ``sig`` (uint64[m, k]), the remembered audience that holds most of it.
 
-        Returns the largest Jaccard estimate and that product's slot (-1: nothing remembered),
-        then the same among the remembered products of the same seller (``sellers``, -1: none).
+        The measure is *containment*: the share of the candidate's users also in the other
+        product's audience, ``J * |A u B| / |A|`` (Jaccard ``J`` from equal signature entries, set
+        sizes from the signatures themselves, :func:`minhash_cardinality`).  A ring recycling its
+        accounts shows up even when the earlier product's audience is larger or smaller.
+        Returns the largest share and that product's slot (-1: nothing remembered), then the same
+        among the remembered products of the same seller (``sellers``, -1: none).
         """
         m = slots.size
         out = (np.zeros(m), np.full(m, -1, np.int64), np.zeros(m), np.full(m, -1, np.int64))
@@ -190,7 +208,11 @@ class AudienceMemory:
             return out
         rows = np.flatnonzero(live)
         empty = np.iinfo(np.uint64).max
-        sim = ((sig[:, None, :] == self.sig[rows][None, :, :]) & (sig[:, None, :] != empty)).mean(axis=2)
+        theirs = self.sig[rows][None, :, :]
+        jaccard = ((sig[:, None, :] == theirs) & (sig[:, None, :] != empty)).mean(axis=2)
+        union = minhash_cardinality(np.minimum(sig[:, None, :], theirs))
+        own = np.maximum(minhash_cardinality(sig), 1.0)[:, None]
+        sim = np.clip(jaccard * union / own, 0.0, 1.0)
         sim[self.slot[rows][None, :] == slots[:, None]] = 0.0
         mine = (self.seller[rows][None, :] == sellers[:, None]) & (sellers[:, None] >= 0)
         mine &= self.slot[rows][None, :] != slots[:, None]
@@ -215,3 +237,17 @@ class AudienceMemory:
                 msg = f"audience memory {name}: expected {want.dtype}{want.shape}, got {got.dtype}{got.shape}"
                 raise ValueError(msg)
             setattr(self, name, got.copy())
+
+
+def minhash_cardinality(sig: NDArray[np.uint64]) -> NDArray[np.float64]:
+    """Distinct users behind MinHash signatures (uint64[..., k]): ``k / sum(min_j / 2**64) - 1``.
+
+    Each entry is the minimum of ``n`` uniform hashes, of mean ``1 / (n + 1)``; relative error
+    about ``1 / sqrt(k)``.  An empty signature (all ``2**64 - 1``) gives 0.
+
+    >>> sk = np.sort(np.random.default_rng(0).integers(0, 2**63, (32, 200)).astype(np.uint64) * 2, axis=1)
+    >>> 120 < float(minhash_cardinality(sk[:, 0])) < 300
+    True
+    """
+    x = sig.astype(np.float64) / 2.0**64
+    return np.asarray(np.maximum(sig.shape[-1] / np.maximum(x.sum(axis=-1), 1e-300) - 1.0, 0.0), np.float64)

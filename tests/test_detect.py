@@ -1,0 +1,100 @@
+"""The sequential detector on shapes: a ramp is promoted; a flat spike and a decaying burst are not."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_engine
+from tests.test_engine import batch_of
+from viraltrend.config import load_config
+from viraltrend.detect import SequentialDetector, _growth
+
+T0 = 1_000_000_000_000
+HOUR_MS = 3_600_000
+
+
+def _catalogue(hours: float = 26.0) -> list[tuple]:
+    """300 quiet products, a view every 2 minutes each from a pool of returning users."""
+    n = int(hours * 30)
+    return [
+        (
+            T0 - HOUR_MS * 24 + k * 120_000 + p * 300,
+            "view",
+            f"bg{p}",
+            f"s{p % 50}",
+            None,
+            f"user{(p * 61 + k) % 3000}",
+        )
+        for p in range(300)
+        for k in range(n)
+    ]
+
+
+def _shaped(product: str, times_ms: list[int]) -> list[tuple]:
+    """One event per user of ``product`` at ``times_ms`` (one in ten an add-to-cart).
+
+    The users are the catalogue's existing audience (accounts active for a day), each new to the
+    product: an organic audience (one of brand-new accounts only is refused as fresh accounts).
+    """
+    return [
+        (T0 + t, "add_to_cart" if i % 10 == 0 else "view", product, "s-x", None, f"user{(i * 7919) % 3000}")
+        for i, t in enumerate(sorted(times_ms))
+    ]
+
+
+def _promotes(rows: list[tuple]) -> dict[str, dict]:
+    _, messages = run_engine(batch_of(sorted(rows)), [], load_config(None, environ={}))
+    out: dict[str, dict] = {}
+    for m in messages:
+        if m["action"] == "promote":
+            out.setdefault(m["product_id"], m)
+    return out
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    rng = np.random.default_rng(7)
+    # ramp: the rate doubles every 3 min from 1/min: cumulative count 1/min * d/ln2 * (2**(t/d) - 1)
+    d_s = 180.0
+    n = 1500  # fewer than the 3000 accounts: every user is new to the product
+    ramp = [int(1000 * d_s / math.log(2) * math.log2(1 + i * math.log(2) / d_s * 60)) for i in range(n)]
+    # flat spike: 400 users evenly over 5 minutes, then nothing
+    spike = sorted(int(x) for x in rng.uniform(0, 300_000, 400))
+    # creator burst: 600 users, exponential decay with a 6-minute time constant from its start
+    burst = sorted(int(x) for x in rng.exponential(360_000, 600))
+    rows = _catalogue() + _shaped("p-ramp", ramp) + _shaped("p-spike", [t + HOUR_MS for t in spike])
+    rows += _shaped("p-burst", [t + 2 * HOUR_MS for t in burst])
+    return _promotes(rows)
+
+
+def test_a_growing_ramp_is_promoted_within_minutes_with_its_evidence(shapes):
+    promote = shapes["p-ramp"]
+    assert promote["event_ts"] - T0 <= 20 * 60_000  # evidence suffices at ~13 min (18 users), growth by ~17
+    assert promote["features"]["evidence"] >= 1.0
+    assert any(r.startswith("change_evidence_x") for r in promote["reasons"])
+    assert any(r.startswith("growth_z_") for r in promote["reasons"])
+
+
+def test_a_flat_spike_is_never_promoted(shapes):
+    assert "p-spike" not in shapes
+
+
+def test_a_decaying_burst_is_never_promoted(shapes):
+    assert "p-burst" not in shapes
+
+
+def test_growth_compares_whole_bins_after_the_change():
+    bins = np.array(
+        [[0, 0, 0, 5, 5, 5, 5, 5], [0, 0, 1, 2, 4, 8, 16, 32], [0, 0, 40, 30, 20, 15, 10, 8]], float
+    )
+    z = _growth(bins, np.array([5, 6, 6]), 7)
+    assert abs(z[0]) < 1.0 and z[1] > 3.0 and z[2] < -2.0
+
+
+def test_cycle_factor_is_clipped_and_neutral_without_history():
+    assert SequentialDetector.cycle_factor(1.0, 0.0) == 1.0
+    assert SequentialDetector.cycle_factor(100.0, 1.0) == 5.0
+    assert SequentialDetector.cycle_factor(0.01, 1.0) == 0.2
