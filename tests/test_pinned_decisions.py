@@ -1,0 +1,70 @@
+"""Pinned decisions: a fixed scenario under the default config gives byte-identical decisions.
+
+The hot-path rewrite (issue 11: columns, hashed ids, bounded user state, cheap idle ticks) must
+not change a single decision.  The pin is the SHA-256 of the decision messages (every key but
+``emitted_at``, keys sorted, one JSON line each) of a small simulated day with every attack
+and duplicates, run whole and cut into batches.  A change that is *meant* to change decisions
+(detection, trust, board policy) recomputes the pin and says so in its commit message::
+
+    .venv/bin/python -m pytest tests/test_pinned_decisions.py -q -p no:cacheprovider
+    # the failure message prints the new digest
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+import pytest
+
+from tests.conftest import read_events, run_engine
+
+SCENARIO = dict(
+    n_events=60_000,
+    n_products=4_000,
+    n_viral=2,
+    n_steady=3,
+    n_spikes=4,
+    duration_s=8 * 3600.0,
+    seed=7,
+    n_users=20_000,
+    duplicate_fraction=0.01,
+    n_bot_farms=1,
+    n_click_farms=1,
+    n_lockstep_rings=1,
+    n_banned_viral=1,
+)
+#: SHA-256 of the scenario's events.ndjson: if this moves, the simulator changed, not the engine.
+EVENTS_SHA256 = "9d80085c3dbdbca77b6f442917d4be869c97150b08c5dd1a1b3f08bfdf32a661"
+#: SHA-256 of the decisions (computed from the engine of ee7f54b, before the issue 11 rewrite).
+DECISIONS_SHA256 = "50d964178462f850060d6bd19ca55f652f03a6e948aedc544be9ea1defe6df30"
+
+_ENCODE = msgspec.json.Encoder(order="sorted")
+
+
+def decisions_digest(messages: list[dict[str, object]]) -> str:
+    """SHA-256 of ``messages`` without ``emitted_at``, one sorted-key JSON line each."""
+    h = hashlib.sha256()
+    for m in messages:
+        h.update(_ENCODE.encode({k: v for k, v in m.items() if k != "emitted_at"}))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def pinned_events(scenario_factory):
+    directory = scenario_factory(**SCENARIO)
+    digest = hashlib.sha256((directory / "events.ndjson").read_bytes()).hexdigest()
+    assert digest == EVENTS_SHA256, "the simulator's output changed: recompute both pins from main"
+    return read_events(directory / "events.ndjson")
+
+
+def test_pinned_scenario_decisions_are_byte_identical(pinned_events):
+    _, messages = run_engine(pinned_events, [])
+    assert {m["action"] for m in messages} >= {"promote", "block", "demote", "board"}
+    assert decisions_digest(messages) == DECISIONS_SHA256
+
+
+def test_pinned_scenario_decisions_are_byte_identical_in_small_batches(pinned_events):
+    _, messages = run_engine(pinned_events, list(range(0, len(pinned_events), 4_999)))
+    assert decisions_digest(messages) == DECISIONS_SHA256
