@@ -105,15 +105,25 @@ class Method:
     default: bool = True  # run without --methods (the sweep rows run with --methods all or by label)
 
 
+#: Every trust signal off except the per-user caps (they are part of counting distinct users).  The
+#: distinct-user floor stays: under detect.method = "sequential" it is also the detector's magnitude floor.
 GUARD_OFF = {
-    "trust.min_unique_users": 0.0,
     "trust.max_fresh_share": 1.0,
     "trust.min_conversion_ratio": 0.0,
+    "trust.max_fresh_share_any": 1.0,
+    "trust.max_events_per_user": 1e9,
     "trust.lockstep_similarity": LOCKSTEP_OFF,  # 1.0 still flags identical audiences (see bench_detection)
+    "trust.seller_overlap_similarity": LOCKSTEP_OFF,
     "trust.blocked_sellers": (),
     "trust.blocked_products": (),
     "trust.blocked_sellers_file": "",
     "trust.blocked_products_file": "",
+}
+#: Each trust signal alone (issue 13): GUARD_OFF with that one signal back at its default.
+ONLY = {
+    "fresh accounts": ("trust.max_fresh_share", "trust.min_conversion_ratio", "trust.max_fresh_share_any"),
+    "recycled audience": ("trust.max_events_per_user",),
+    "audience memory": ("trust.lockstep_similarity", "trust.seller_overlap_similarity"),
 }
 #: Score-driven rows: the board promotes on the score after its confirm wait (the rule's old path), not on
 #: the sequential detector's verdict (``detect.method = "sequential"``, where the score only ranks).
@@ -144,6 +154,22 @@ METHODS: list[Method] = [
     ),
     Method("zscore_top20", NAIVE_BOARD, scorer=lambda cfg: ZTop()),
     Method("today, guard off", GUARD_OFF, guarded=False),
+    *(
+        Method(f"guard: {name} only", {k: v for k, v in GUARD_OFF.items() if k not in keys}, guarded=False)
+        for name, keys in ONLY.items()
+    ),
+    Method("guard: blocklist only", {k: v for k, v in GUARD_OFF.items() if "blocked" not in k}),
+    # Poisson z with no confirm wait (the naive baseline of issue 10), at several thresholds, so it can be
+    # compared with the detector at equal precision
+    *(
+        Method(
+            f"poisson_z@{k}, no wait",
+            {**SCORED, "board.confirm_s": 0.0, "board.min_momentum": 0.0},
+            scorer=lambda cfg, k=k: PoissonZ(z_full=k / PROMOTE_AT),
+            default=False,
+        )
+        for k in (8, 16, 32)
+    ),
     # The online model (issue 10) on the detector's growth-shape columns (SHAPE): trained online from
     # the stream itself (cold until min_labels), and started warm from a model trained on OTHER tuning
     # seeds' files (quick: 100-101), evaluated on the remaining ones (--tune 102-104 --quick). Make
