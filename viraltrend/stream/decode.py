@@ -78,7 +78,7 @@ class _Event(msgspec.Struct, frozen=True, gc=False):
 
 _DECODER: Final = msgspec.json.Decoder(_Event)
 _BLOCK: Final = 1024  # records decoded, then turned into columns, at a time
-_DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError)  # ValidationError is a DecodeError
+_DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)  # ValidationError is one
 
 #: What each field must be, as the end of "field 'x' must be ...".
 _RULES: Final = {
@@ -92,6 +92,7 @@ _ERROR_AT: Final = re.compile(r"^(?P<what>.*?)(?: - at `\$(?:\.(?P<field>\w+))?[
 _GOT: Final = re.compile(r"got `(\w+)`")
 _BAD_BYTE: Final = re.compile(r"invalid character \(byte (\d+)\)")
 _NON_FINITE: Final = re.compile(rb"-?(?:NaN|nan|Infinity|inf)")
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")  # control characters: never in an id
 _MISSING: Final = object()
 
 
@@ -136,12 +137,22 @@ def decode_records(
     rejects: list[Reject] = []
     for start in range(0, n, _BLOCK):
         block = raw[start : start + _BLOCK]
+        joined = b"\n".join(block)  # C-level scans of the whole block: UTF-8, control characters
+        is_ascii = joined.isascii()
+        valid_utf8 = is_ascii or _is_utf8(joined)  # msgspec skips unknown fields without checking them
+        columns.escapes = (  # where a control character may be: an escape, DEL, C1 (U+0080..U+009F)
+            columns.escapes or b"\\" in joined or b"\x7f" in joined or (not is_ascii and b"\xc2" in joined)
+        )
         try:
+            if not valid_utf8:
+                raise UnicodeDecodeError("utf-8", b"", 0, 1, "somewhere in the block")  # noqa: EM101
             events = list(map(_DECODER.decode, block))  # the whole fast path: one C-level loop
         except _DECODE_ERRORS:
             events = []
             for pos, line in enumerate(block, start):
                 try:
+                    if not valid_utf8:
+                        bytes(line).decode("utf-8")
                     events.append(_DECODER.decode(line))
                 except _DECODE_ERRORS as exc:
                     skipped.append(pos)
@@ -162,36 +173,44 @@ def decode_records(
         rejects.sort(key=attrgetter("offset"))
         kept = kept[~infinite]
         batch = batch.take(~infinite)
-    reserved = _reserved_ids(batch) if columns.maybe_reserved else None
-    if reserved is not None:
-        for pos, name in zip(kept[reserved[0]].tolist(), reserved[1], strict=True):
-            offset = int(offsets[pos])
-            rejects.append(
-                Reject(bytes(raw[pos]), "reserved_id", _reserved_detail(name), source, partition, offset)
-            )
-        rejects.sort(key=attrgetter("offset"))
-        batch = batch.take(np.delete(np.arange(len(batch)), reserved[0]))
+    if columns.maybe_reserved or columns.escapes:
+        bad = _bad_strings(batch, reserved=columns.maybe_reserved, control=columns.escapes)
+        if bad:
+            for row, (reason, detail) in bad.items():
+                pos = int(kept[row])
+                offset = int(offsets[pos])
+                rejects.append(Reject(bytes(raw[pos]), reason, detail, source, partition, offset))
+            rejects.sort(key=attrgetter("offset"))
+            batch = batch.take(np.delete(np.arange(len(batch)), sorted(bad)))
     return batch, rejects
 
 
-def _reserved_ids(batch: EventBatch) -> tuple[NDArray[np.intp], list[str]] | None:
-    """Rows of ``batch`` with an id beginning ``__``, and the first such field of each; None if none.
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
-    One C-level join and search per id column, then an exact check of the columns that hit.
+
+def _bad_strings(batch: EventBatch, *, reserved: bool, control: bool) -> dict[int, tuple[str, str]]:
+    """Rows of ``batch`` whose strings break the contract: row -> (reason, detail), the first per row.
+
+    ``reserved``: look for ids beginning ``__`` (``reserved_id``); ``control``: for control
+    characters (C0, DEL, C1) in ids and the category (``bad_string``).  Called only for the
+    rare batches whose cheap per-block scans hit.
     """
-    bad: dict[int, str] = {}
-    for name in _COLUMN_IDS:
+    bad: dict[int, tuple[str, str]] = {}
+    for name in (*_COLUMN_IDS, "category"):
         column: list[str | None] = getattr(batch, name)
-        present = column if name in REQUIRED_COLUMNS else filter(None, column)
-        if "\0__" not in "\0" + "\0".join(present):  # type: ignore[arg-type]
-            continue
         for i, value in enumerate(column):
-            if value is not None and value.startswith("__"):
-                bad.setdefault(i, name)
-    if not bad:
-        return None
-    rows = sorted(bad)
-    return np.asarray(rows, np.intp), [bad[i] for i in rows]
+            if value is None or i in bad:
+                continue
+            if reserved and name != "category" and value.startswith("__"):
+                bad[i] = ("reserved_id", _reserved_detail(name))
+            elif control and (found := _CONTROL.search(value)) is not None:
+                bad[i] = ("bad_string", f"field '{name}' holds control character U+{ord(found.group()):04X}")
+    return dict(sorted(bad.items()))
 
 
 def _reserved_detail(name: str) -> str:
@@ -216,6 +235,7 @@ class _Columns:
         self.seller_id: list[str | None] = []
         self.category: list[str | None] = []
         self.maybe_reserved = False  # some id may begin with "__"
+        self.escapes = False  # some record may hold a control character (an escape, DEL, a C1 byte)
 
     def add(self, events: list[_Event]) -> None:
         n = len(events)
@@ -230,7 +250,7 @@ class _Columns:
         self.seller_id += optional[1]
         self.category += [e.category for e in events]
         # one join and search while the strings are in the CPU cache; a hit (or a "\0" inside an
-        # id) only costs an exact check after decoding, in _reserved_ids
+        # id) only costs an exact check after decoding, in _bad_strings
         present = chain(*ids, filter(None, optional[0]), filter(None, optional[1]))
         self.maybe_reserved = self.maybe_reserved or "\0__" in "\0" + "\0".join(present)
         self.price.append(_column([e.price for e in events], np.float64, math.nan))
