@@ -190,7 +190,8 @@ def test_explain_tells_the_story_of_a_promoted_product(simulated, tmp_path):
         str(tmp_path / "story.png"),
     ).stdout
     out = " ".join(out.split())  # rich wraps lines at the terminal width
-    assert "promote" in out and "lift=" in out and "first at or above the promote threshold" in out
+    assert "promote" in out and "evidence=" in out and "growth_z=" in out and "lift=" in out
+    assert "evidence first sufficed at" in out and "first ready for the board at" in out
     assert (tmp_path / "story.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
