@@ -163,9 +163,10 @@ class SequentialDetector:
         fading = (cols["growth_z"] <= -d.fade_z) | (cols["growth_z_slow"] <= -d.fade_z)
         fading |= cols["fade_z"] <= -d.fade_z
         shaped = (cols["growth_z"] >= d.growth_z) | (cols["growth_z_slow"] >= d.growth_z)
-        shaped |= (cols["change_s"] >= d.sustain_s) & (cols["change_s"] <= d.max_change_age_s)
+        shaped |= cols["change_s"] >= d.sustain_s
         if probability is not None:
             shaped |= probability >= self.cfg.model.fast_track_probability
+        shaped &= cols["change_s"] <= d.max_change_age_s  # creeping up for hours: a slow riser
         ok = (cols["evidence"] >= 1.0) & (users >= self.cfg.trust.min_unique_users) & ~fading & shaped
         return np.asarray(ok & (cols["recent_lift"] >= d.min_recent_lift), np.bool_)
 
