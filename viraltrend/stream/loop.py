@@ -17,8 +17,12 @@ when the partition is assigned, and checkpointed when it is revoked.  One turn o
 5. every ``checkpoint.interval_s`` (and on shutdown or revoke): checkpoint each engine with the
    offsets its state reflects, then commit those offsets.
 
-**Guarantees.**  Offsets are committed only after the decisions of those events were
-acknowledged and the state reflecting them was checkpointed.  After a crash the service
+**Guarantees.**  Offsets are committed only after every message produced for those events
+(decisions, snapshots, dead letters, candidates) was acknowledged and the state reflecting them
+was checkpointed.  A failed message leaves the producer failed (see :class:`KafkaSink`): the
+loop then drops its engines *before* closing the clients (leaving the group runs the revoke
+hook, which must find nothing to checkpoint), reconnects and restores the last checkpoints, so
+no offset is ever committed past an unpublished record.  After a crash the service
 restores the checkpoint and re-reads from its offsets, so the state counts every event exactly
 once; decisions made after the last checkpoint are published again (at-least-once), identical
 apart from ``emitted_at`` and idempotent by key.  When the broker cannot be reached the loop
