@@ -183,7 +183,7 @@ class TrustConfig:
 
     cap_window_s: float = _ge0(3600.0)
     fresh_window_s: float = _gt0(600.0)
-    min_unique_users: float = _ge0(15.0)
+    min_unique_users: float = _ge0(12.0)
     max_fresh_share: float = _unit(0.8)
     min_conversion_ratio: float = _ge0(0.2)
     lockstep_similarity: float = _unit(0.5)
