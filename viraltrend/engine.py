@@ -17,6 +17,7 @@ exactly the events that arrived before the watermark passed ``T``.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels.clock import EventClock
 from viraltrend.kernels.decay import DecayedCounters
+from viraltrend.kernels.hashtable import UserTable, hash_ids, in_signatures
 from viraltrend.kernels.intern import Interner
 from viraltrend.kernels.users import UserSignals, UserSketches
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
@@ -49,6 +51,8 @@ _STATUS_REASON = {1: "late", 2: "future_ts"}
 _SKETCH_K = 32  # MinHash signature length of the audiences (standard error of a Jaccard <= 0.09)
 _SKETCH_EVIDENCE = 0.3  # change evidence (fraction of the alarm threshold) from which a product is sketched
 _NEVER = np.iinfo(np.int64).min  # last_ts_ms of a slot that holds no events
+_VETERAN_MS = -(2**53)  # first_seen_ms of a released user who came back: long ago, never fresh
+_USER_SWEEPS = 8  # idle users are released this many times per idle window (at ticks)
 
 
 def model_features(cfg: Config) -> tuple[str, ...]:
@@ -178,7 +182,10 @@ class Engine:
             )
         self.scorer: Scorer = scorer if scorer is not None else (self.model or RuleScorer(cfg.score))
         t = cfg.trust
-        self.users = Interner()
+        self.users = UserTable(
+            idle_ms=_user_idle_ms(cfg), allowed_lateness_ms=round(d.allowed_lateness_s * 1000)
+        )
+        self._next_user_sweep_ms: int | None = None
         self.user_signals = UserSignals(
             cap_window_ms=round(t.cap_window_s * 1000),
             fresh_window_ms=round(t.fresh_window_s * 1000),
@@ -246,16 +253,28 @@ class Engine:
             self._start_ms = int(batch.ts_ms[accepted[0]])
         slots = self._intern(batch, accepted)
         whole = accepted.size == len(batch)
-        users = self.users.intern(batch.user_id if whole else [batch.user_id[i] for i in accepted.tolist()])
-        self.user_signals.ensure_users(self.users.high_water)
+        user_hash = hash_ids(batch.user_id if whole else [batch.user_id[i] for i in accepted.tolist()])
+        users = np.empty(accepted.size, np.int64)
+        interned = 0  # users[:interned] hold slots; slots are handed out up to the next user sweep only
         messages: list[Message] = []
         start = 0
         # ticks fire "before event i": cut the accepted events at those positions
         cuts = np.searchsorted(accepted, step.tick_before).tolist()
-        for cut, tick_ms in zip(cuts, step.tick_ms_values.tolist(), strict=True):
+        ticks = step.tick_ms_values.tolist()
+        for k, (cut, tick_ms) in enumerate(zip(cuts, ticks, strict=True)):
+            if interned < cut:
+                sweep = self._next_user_sweep_ms
+                j = k if sweep is None else bisect.bisect_left(ticks, sweep, lo=k)
+                end = cuts[j] if j < len(ticks) else accepted.size
+                users[interned:end] = self._intern_users(
+                    user_hash[interned:end], batch.ts_ms[accepted[interned:end]]
+                )
+                interned = end
             self._apply(batch, accepted[start:cut], slots[start:cut], users[start:cut])
             start = cut
             messages.extend(self._on_tick(int(tick_ms)))
+        if interned < accepted.size:
+            users[interned:] = self._intern_users(user_hash[interned:], batch.ts_ms[accepted[interned:]])
         self._apply(batch, accepted[start:], slots[start:], users[start:])
         self._release_evicted()
         return messages, rejects
@@ -319,6 +338,37 @@ class Engine:
                     column[rows] = table.intern([g[1] for g in given]).astype(np.int32)
         return slots
 
+    def _intern_users(self, hashes: NDArray[np.uint64], ts_ms: NDArray[np.int64]) -> NDArray[np.int64]:
+        """User slots of events up to the next user sweep (so slot reuse does not depend on batching).
+
+        A released user who comes back gets a slot whose first-seen time is long ago: it is not
+        fresh, exactly as if it had never been released (:mod:`viraltrend.kernels.hashtable`).
+        """
+        users, returning = self.users.intern(hashes, ts_ms)
+        self.user_signals.ensure_users(self.users.high_water)
+        if returning.any():
+            self.user_signals.first_seen_ms[users[returning]] = _VETERAN_MS
+        return users
+
+    def _sweep_users(self, now_ms: int) -> None:
+        """At ``_USER_SWEEPS`` points per idle window of event time, release the idle users' slots."""
+        every_ms = max(_user_idle_ms(self.cfg) // _USER_SWEEPS, 1)
+        if self._next_user_sweep_ms is not None and now_ms < self._next_user_sweep_ms:
+            return
+        self._next_user_sweep_ms = (now_ms // every_ms + 1) * every_ms
+        released = self.users.release_idle()
+        if released.size:
+            self.user_signals.first_seen_ms[released] = _NEVER  # a reused slot starts unseen
+        held = self.users.held_slots()
+        if held.size:  # a slot whose MinHash values a kept audience holds would merge two users there
+            stored = np.concatenate(
+                [
+                    self.sketches.sig[self.sketches.product_of_row >= 0],
+                    self.audiences.sig[self.audiences.slot >= 0],
+                ]
+            )
+            self.users.recycle(held[~in_signatures(held, self.sketches.seeds, stored)])
+
     def _apply(
         self, batch: EventBatch, idx: NDArray[np.intp], slots: NDArray[np.int64], users: NDArray[np.int64]
     ) -> None:
@@ -365,8 +415,11 @@ class Engine:
     # ------------------------------------------------------------------ ticks
     def _on_tick(self, now_ms: int) -> list[Message]:
         self.stats.ticks += 1
+        self._sweep_users(now_ms)
         self.counters.rebase(now_ms)  # landmark moves at ticks only: identical for any batching
         self.trust_counters.rebase(now_ms)
+        if self._idle(now_ms):
+            return []
         g = self.trust_counters.read_global(now_ms)[:, 0]  # new pairs, fresh, raw at the trend half-life
         self.guard.catalogue_fresh_share = float(g[1] / g[2]) if g[2] > 0 else 1.0
         mu_of = self._baseline_users(now_ms)
@@ -392,6 +445,24 @@ class Engine:
             self._last_snapshot_ms = now_ms
         self._maybe_evict(now_ms)
         return messages
+
+    def _idle(self, now_ms: int) -> bool:
+        """Whether this tick would change nothing (the fast path of idle ticks).
+
+        True when no events came since the last tick, nothing is watched, traced or labelled,
+        and neither a snapshot nor an eviction is due.
+        """
+        b = self.board
+        return (
+            not self._touched
+            and not (b.members or b.pending or b.held)
+            and self.labels is None
+            and not self.trace_products
+            and self._last_snapshot_ms is not None
+            and now_ms - self._last_snapshot_ms < self.cfg.board.snapshot_interval_s * 1000
+            and self._next_evict_ms is not None
+            and now_ms < self._next_evict_ms
+        )
 
     def _evaluate(
         self,
@@ -673,6 +744,7 @@ class Engine:
         arrays["touched"] = np.concatenate([np.empty(0, np.int64), *self._touched])
         arrays.update({f"trust.{k}": v for k, v in self.trust_counters.to_arrays().items()})
         arrays.update({f"users.{k}": v for k, v in self.user_signals.to_arrays().items()})
+        arrays.update({f"usertable.{k}": v for k, v in self.users.to_arrays().items()})
         arrays.update({f"sketches.{k}": v for k, v in self.sketches.to_arrays().items()})
         arrays.update({f"detect.{k}": v for k, v in self.detector.to_arrays().items()})
         arrays["sketched"] = self._sketched.copy()
@@ -684,7 +756,7 @@ class Engine:
             "products": self.products.to_list(),
             "sellers": self.sellers.to_list(),
             "categories": self.categories.to_list(),
-            "users": self.users.to_list(),
+            "users_next_sweep_ms": self._next_user_sweep_ms,
             "blocked_products": self.guard.blocked_products,
             "blocked_sellers": self.guard.blocked_sellers,
             "clock": self.clock.to_dict(),
@@ -754,7 +826,6 @@ class Engine:
             engine.products = Interner.from_list(meta["products"])
             engine.sellers = Interner.from_list(meta["sellers"])
             engine.categories = Interner.from_list(meta["categories"])
-            engine.users = Interner.from_list(meta["users"])
 
             def part(prefix: str) -> dict[str, NDArray[Any]]:
                 return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
@@ -770,6 +841,7 @@ class Engine:
                 fresh_window_ms=round(t.fresh_window_s * 1000),
                 allowed_lateness_ms=round(cfg.decay.allowed_lateness_s * 1000),
             )
+            engine.users = engine._restore_users(part("usertable."), meta)
             engine.sketches = UserSketches.from_arrays(part("sketches."), k=_SKETCH_K, seed=0)
             engine.audiences.load_arrays(part("audiences."))
             engine._sketched = np.asarray(arrays["sketched"], np.int64)
@@ -811,6 +883,19 @@ class Engine:
             raise CheckpointError(msg)
         return engine
 
+    def _restore_users(self, arrays: dict[str, NDArray[Any]], meta: dict[str, Any]) -> UserTable:
+        """The user table of a checkpoint; from the user names of a checkpoint written before hashing."""
+        idle_ms, lateness_ms = self.users.idle_ms, self.users.allowed_lateness_ms
+        self._next_user_sweep_ms = meta.get("users_next_sweep_ms")
+        if "users" in meta:
+            return UserTable.from_names(
+                meta["users"],
+                idle_ms=idle_ms,
+                allowed_lateness_ms=lateness_ms,
+                max_ts_ms=self.user_signals.max_ts_ms,
+            )
+        return UserTable.from_arrays(arrays, idle_ms=idle_ms, allowed_lateness_ms=lateness_ms)
+
     # ------------------------------------------------------------------ introspection
     @property
     def tracked_products(self) -> int:
@@ -838,6 +923,11 @@ class Engine:
             + self.seller_of.nbytes
             + self.category_of.nbytes
         )
+
+
+def _user_idle_ms(cfg: Config) -> int:
+    """Inactivity after which a user is released: both trust windows have passed (caps and freshness)."""
+    return round(max(cfg.trust.cap_window_s, cfg.trust.fresh_window_s) * 1000)
 
 
 def _trust_half_lives(cfg: Config) -> tuple[float, ...]:

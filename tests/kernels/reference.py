@@ -318,3 +318,76 @@ def cusum(
                     zero[p][g] = tick
                 stat[p][g] = s
     return {p: (stat[p], zero[p]) for p in products}
+
+
+def user_hash(user_id: str) -> int:
+    """FNV-1a 64 of the UTF-8 bytes, then murmur3's finaliser; 0 becomes 1 (hashtable.hash_ids)."""
+    mask = 2**64 - 1
+    h = 0xCBF29CE484222325
+    for b in user_id.encode("utf-8", "surrogatepass"):
+        h = ((h ^ b) * 0x100000001B3) & mask
+    for mult in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
+        h = ((h ^ (h >> 33)) * mult) & mask
+    h ^= h >> 33
+    return h or 1
+
+
+class UserTableReference:
+    """Dicts for hashtable.UserTable: slots lowest-free-first, idle users released, veterans kept.
+
+    ``intern`` gives each event's slot and whether it brought a released user back; a released
+    user's slot is *held* until ``recycle``; a returning user takes its last slot back while held.
+    """
+
+    def __init__(self, idle_ms: int, lateness_ms: int) -> None:
+        self.idle_ms, self.lateness_ms = idle_ms, lateness_ms
+        self.slot_of: dict[int, int] = {}
+        self.last: dict[int, int] = {}  # slot -> latest effective time
+        self.veteran: dict[int, int] = {}  # hash -> last slot
+        self.held: set[int] = set()
+        self.free: set[int] = set()
+        self.high_water = 0
+        self.max_ts: int | None = None
+
+    def intern(self, hashes: list[int], ts: list[int]) -> tuple[list[int], list[bool]]:
+        slots, returning = [], []
+        for h, t in zip(hashes, ts, strict=True):
+            self.max_ts = t if self.max_ts is None else max(self.max_ts, t)
+            e = max(t, self.max_ts - self.lateness_ms)
+            back = False
+            if h not in self.slot_of:
+                back = h in self.veteran
+                if back and self.veteran[h] in self.held:
+                    s = self.veteran[h]
+                    self.held.discard(s)
+                elif self.free:
+                    s = min(self.free)
+                    self.free.discard(s)
+                else:
+                    s = self.high_water
+                    self.high_water += 1
+                self.slot_of[h] = s
+                self.last[s] = e
+            s = self.slot_of[h]
+            self.last[s] = max(self.last[s], e)
+            slots.append(s)
+            returning.append(back)
+        return slots, returning
+
+    def release_idle(self) -> list[int]:
+        if self.max_ts is None:
+            return []
+        cutoff = self.max_ts - self.lateness_ms - self.idle_ms
+        gone = sorted(s for s in self.slot_of.values() if self.last[s] < cutoff)
+        for h, s in list(self.slot_of.items()):
+            if s in gone:
+                del self.slot_of[h]
+                del self.last[s]
+                self.veteran[h] = s
+                self.held.add(s)
+        return gone
+
+    def recycle(self, slots: list[int]) -> None:
+        for s in slots:
+            self.held.discard(s)
+            self.free.add(s)

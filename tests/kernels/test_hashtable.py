@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.kernels import reference
+from viraltrend.errors import CheckpointError
+from viraltrend.kernels.hashtable import UserTable, hash_ids, in_signatures
+from viraltrend.kernels.users import UserSketches
+
+IDS = st.text(min_size=1, max_size=12)
+
+
+@settings(max_examples=50, deadline=None)
+@given(ids=st.lists(IDS, max_size=30))
+def test_hash_ids_match_reference(ids):
+    assert hash_ids(ids).tolist() == [reference.user_hash(s) for s in ids]
+
+
+def test_ids_with_nul_and_non_ascii_hash_like_the_reference():
+    ids = ["a\x00b", "é", "", "\x00", "u1"]
+    assert hash_ids(ids).tolist() == [reference.user_hash(s) for s in ids]
+
+
+def test_empty_batch_hashes_to_nothing():
+    assert hash_ids([]).shape == (0,)
+
+
+def test_hashes_are_distinct_on_a_million_ids():
+    h = hash_ids([f"user-{i}" for i in range(1_000_000)])
+    assert np.unique(h).shape[0] == h.shape[0] and (h != 0).all()
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("intern"), st.lists(st.tuples(st.integers(0, 12), st.integers(0, 400)), max_size=20)
+        ),
+        st.tuples(st.just("release"), st.none()),
+        st.tuples(st.just("recycle"), st.integers(0, 3)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=OPS)
+def test_user_table_matches_reference(ops):
+    got = UserTable(idle_ms=50, allowed_lateness_ms=20, capacity=2)
+    want = reference.UserTableReference(50, 20)
+    clock = 0
+    for op, arg in ops:
+        if op == "intern":
+            users = [f"u{u}" for u, _ in arg]
+            ts = [clock + dt for _, dt in arg]
+            clock += 100
+            slots, back = got.intern(hash_ids(users), np.array(ts, np.int64))
+            w_slots, w_back = want.intern([reference.user_hash(u) for u in users], ts)
+            assert (slots.tolist(), back.tolist()) == (w_slots, w_back)
+        elif op == "release":
+            assert got.release_idle().tolist() == want.release_idle()
+        else:
+            held = got.held_slots()
+            assert held.tolist() == sorted(want.held)
+            got.recycle(held[arg::2])
+            want.recycle(held[arg::2].tolist())
+        assert len(got) == len(want.slot_of) and got.high_water == want.high_water
+
+
+def test_batch_of_events_equals_one_event_at_a_time():
+    users = [f"u{i % 37}" for i in range(500)]
+    ts = np.arange(500, dtype=np.int64) * 7
+    whole = UserTable(idle_ms=100, allowed_lateness_ms=0).intern(hash_ids(users), ts)[0]
+    one = UserTable(idle_ms=100, allowed_lateness_ms=0)
+    each = [int(one.intern(hash_ids([u]), ts[i : i + 1])[0][0]) for i, u in enumerate(users)]
+    assert whole.tolist() == each
+
+
+def test_idle_users_are_released_and_slots_reused_lowest_first():
+    t = UserTable(idle_ms=1000, allowed_lateness_ms=0)
+    t.intern(hash_ids(["a", "b", "c"]), np.array([0, 0, 5000], np.int64))
+    assert t.release_idle().tolist() == [0, 1]
+    t.recycle(t.held_slots())
+    slots, back = t.intern(hash_ids(["d", "e", "f"]), np.array([5001, 5002, 5003], np.int64))
+    assert slots.tolist() == [0, 1, 3] and not back.any() and len(t) == 4
+
+
+def test_returning_user_takes_its_held_slot_back():
+    t = UserTable(idle_ms=1000, allowed_lateness_ms=0)
+    t.intern(hash_ids(["a", "b"]), np.array([0, 3000], np.int64))
+    t.release_idle()
+    slots, back = t.intern(hash_ids(["x", "a"]), np.array([3001, 3002], np.int64))
+    assert slots.tolist() == [2, 0] and back.tolist() == [False, True]
+
+
+def test_late_events_count_at_their_effective_time():
+    t = UserTable(idle_ms=100, allowed_lateness_ms=50)
+    t.intern(hash_ids(["new", "old"]), np.array([1000, 0], np.int64))  # "old" is effective at 950
+    assert t.last_ms[:2].tolist() == [1000, 950]
+
+
+def test_round_trip_through_plain_arrays_continues_identically():
+    t = UserTable(idle_ms=100, allowed_lateness_ms=0)
+    t.intern(hash_ids(["a", "b", "c", "d"]), np.array([0, 10, 20, 500], np.int64))
+    t.release_idle()
+    t.recycle(t.held_slots()[:1])
+    t2 = UserTable.from_arrays(t.to_arrays(), idle_ms=100, allowed_lateness_ms=0)
+    more = (hash_ids(["b", "e", "f", "d"]), np.array([600, 601, 602, 603], np.int64))
+    a, b = t.intern(*more), t2.intern(*more)
+    assert a[0].tolist() == b[0].tolist() and a[1].tolist() == b[1].tolist()
+
+
+def test_checkpoint_under_other_windows_is_refused():
+    arrays = UserTable(idle_ms=100, allowed_lateness_ms=0).to_arrays()
+    with pytest.raises(CheckpointError, match="idle_ms"):
+        UserTable.from_arrays(arrays, idle_ms=200, allowed_lateness_ms=0)
+
+
+def test_corrupt_checkpoint_is_refused():
+    t = UserTable(idle_ms=100, allowed_lateness_ms=0)
+    t.intern(hash_ids(["a", "b"]), np.array([0, 1], np.int64))
+    arrays = t.to_arrays()
+    arrays["hash_of"] = np.array([arrays["hash_of"][0]] * 2, np.uint64)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        UserTable.from_arrays(arrays, idle_ms=100, allowed_lateness_ms=0)
+
+
+def test_names_of_an_older_checkpoint_become_hashes_in_the_same_slots():
+    t = UserTable.from_names(["a", None, "c"], idle_ms=100, allowed_lateness_ms=0, max_ts_ms=50)
+    slots, _ = t.intern(hash_ids(["c", "a", "z"]), np.array([60, 61, 62], np.int64))
+    assert slots.tolist() == [2, 0, 1]
+
+
+def test_in_signatures_finds_the_slots_a_kept_signature_holds():
+    sk = UserSketches(k=8, seed=3)
+    sk.watch(np.array([0], np.int64))
+    sk.update(np.array([0, 0], np.int64), np.array([4, 9], np.int64))
+    found = in_signatures(np.array([4, 9, 5], np.int64), sk.seeds, sk.sig[:1])
+    want = [
+        any(v == m for v, m in zip(reference.minhash_signature([u], 8, 3), sk.sig[0].tolist(), strict=True))
+        for u in (4, 9, 5)
+    ]
+    assert found.tolist() == want and found[:2].any() and not found[2]

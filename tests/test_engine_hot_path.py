@@ -1,0 +1,72 @@
+"""The engine's hot path (issue 11): hashed user ids released after the trust windows, idle ticks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import read_events, run_engine
+from tests.test_engine import batch_of
+from tests.test_pinned_decisions import SCENARIO
+from viraltrend.config import load_config
+from viraltrend.engine import Engine
+from viraltrend.kernels.hashtable import hash_ids
+
+
+@pytest.fixture(scope="module")
+def pinned_events(scenario_factory):
+    return read_events(scenario_factory(**SCENARIO) / "events.ndjson")
+
+
+def _sparse_rows(n=400, gap_ms=7 * 60_000):
+    """A sparse stream (one event every few minutes, hundreds of idle ticks between), users repeating."""
+    t0 = 1_000_000_000_000
+    return [(t0 + i * gap_ms, "view", f"p{i % 23}", "s", None, f"u{(i * 7) % 150}") for i in range(n)]
+
+
+def test_idle_ticks_take_the_fast_path_and_change_nothing(monkeypatch):
+    events = batch_of(_sparse_rows())
+    fast, fast_msgs = run_engine(events, [57, 200])
+    monkeypatch.setattr(Engine, "_idle", lambda self, now_ms: False)
+    slow, slow_msgs = run_engine(events, [57, 200])
+    assert fast_msgs == slow_msgs and fast.stats.ticks == slow.stats.ticks > 10 * len(events)
+    fa, fm = fast.state()
+    sa, sm = slow.state()
+    assert fa.keys() == sa.keys() and all(np.array_equal(fa[k], sa[k]) for k in fa)
+    assert fm == sm
+
+
+def test_idle_users_are_released_and_their_slots_reused(pinned_events):
+    engine, _ = run_engine(pinned_events, [])
+    seen = len(set(pinned_events.user_id))
+    assert engine.users.n_veterans > 0 and len(engine.users) < seen / 2
+    assert engine.users.high_water < seen / 2  # slots reused: user arrays bounded by the active users
+    assert engine.user_signals.capacity_users < seen
+
+
+def test_restore_between_batches_continues_with_the_same_decisions(pinned_events):
+    cfg = load_config(None, environ={})
+    _, whole = run_engine(pinned_events, [])
+    half = len(pinned_events) // 2
+    first = Engine(cfg)
+    msgs, _ = first.process(pinned_events.take(np.arange(half)))
+    second = Engine.restore(cfg, *first.state())
+    rest, _ = second.process(pinned_events.take(np.arange(half, len(pinned_events))))
+    assert msgs + rest + second.finish() == whole
+
+
+def test_a_checkpoint_with_user_names_restores(pinned_events):
+    """Checkpoints written before user ids were hashed keep every user in its slot."""
+    cfg = load_config(None, environ={})
+    engine = Engine(cfg)
+    engine.process(pinned_events.take(np.arange(5_000)))
+    arrays, meta = engine.state()
+    names: list[str | None] = [None] * engine.users.high_water
+    slot_of = dict(
+        zip(engine.users.hash_of[: engine.users.high_water].tolist(), range(len(names)), strict=True)
+    )
+    for u in set(pinned_events.user_id[:5_000]):
+        names[slot_of[int(hash_ids([u])[0])]] = u
+    arrays = {k: v for k, v in arrays.items() if not k.startswith("usertable.")}
+    restored = Engine.restore(cfg, arrays, {**meta, "users": names})
+    assert restored.users.hash_of.tolist()[: len(names)] == engine.users.hash_of.tolist()[: len(names)]
