@@ -36,8 +36,10 @@ SCENARIO = dict(
 )
 #: SHA-256 of the scenario's events.ndjson: if this moves, the simulator changed, not the engine.
 EVENTS_SHA256 = "9d80085c3dbdbca77b6f442917d4be869c97150b08c5dd1a1b3f08bfdf32a661"
-#: SHA-256 of the decisions (computed from the engine of ee7f54b, before the issue 11 rewrite).
-DECISIONS_SHA256 = "50d964178462f850060d6bd19ca55f652f03a6e948aedc544be9ea1defe6df30"
+#: SHA-256 of the decisions.  First computed on ee7f54b, before the issue 11 rewrite (50d96417...);
+#: recomputed for ea85ff7 (audience memory: containment of shared minima, a detection change), with
+#: the engine's user releases and idle-tick fast path switched off and on: the same digest.
+DECISIONS_SHA256 = "f29f612f960e854de8a521cc376b81f350b2c72ef4cabf3e6dff732383f220f8"
 
 _ENCODE = msgspec.json.Encoder(order="sorted")
 
