@@ -344,7 +344,7 @@ class UserTableReference:
         self.slot_of: dict[int, int] = {}
         self.last: dict[int, int] = {}  # slot -> latest effective time
         self.veteran: dict[int, int] = {}  # hash -> last slot
-        self.held: set[int] = set()
+        self.held: dict[int, int] = {}  # slot -> the hash released from it
         self.free: set[int] = set()
         self.high_water = 0
         self.max_ts: int | None = None
@@ -357,9 +357,9 @@ class UserTableReference:
             back = False
             if h not in self.slot_of:
                 back = h in self.veteran
-                if back and self.veteran[h] in self.held:
+                if back and self.held.get(self.veteran[h]) == h:
                     s = self.veteran[h]
-                    self.held.discard(s)
+                    del self.held[s]
                 elif self.free:
                     s = min(self.free)
                     self.free.discard(s)
@@ -384,10 +384,10 @@ class UserTableReference:
                 del self.slot_of[h]
                 del self.last[s]
                 self.veteran[h] = s
-                self.held.add(s)
+                self.held[s] = h
         return gone
 
     def recycle(self, slots: list[int]) -> None:
         for s in slots:
-            self.held.discard(s)
+            del self.held[s]
             self.free.add(s)

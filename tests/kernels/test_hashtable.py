@@ -95,6 +95,18 @@ def test_returning_user_takes_its_held_slot_back():
     assert slots.tolist() == [2, 0] and back.tolist() == [False, True]
 
 
+def test_returning_user_does_not_take_a_slot_another_user_was_released_from():
+    t = UserTable(idle_ms=1000, allowed_lateness_ms=0)
+    t.intern(hash_ids(["a", "b"]), np.array([0, 1001], np.int64))
+    assert t.release_idle().tolist() == [0]
+    t.recycle(t.held_slots())
+    t.intern(hash_ids(["c"]), np.array([1002], np.int64))  # slot 0 again, now c's
+    t.intern(hash_ids(["d"]), np.array([3000], np.int64))
+    assert t.release_idle().tolist() == [0, 1]  # c's and b's slots are held
+    slots, back = t.intern(hash_ids(["a"]), np.array([3001], np.int64))
+    assert back.tolist() == [True] and slots.tolist() == [3]
+
+
 def test_late_events_count_at_their_effective_time():
     t = UserTable(idle_ms=100, allowed_lateness_ms=50)
     t.intern(hash_ids(["new", "old"]), np.array([1000, 0], np.int64))  # "old" is effective at 950

@@ -35,7 +35,8 @@ remembered audiences.  (A veteran whose slot was recycled gets a new one: its ol
 no kept minimum, so no kept overlap is lost.)
 
 Memory per live user: the slot table (8-byte hash and 8-byte slot per row, at most 3/4 full, at
-least 3/8 after growth: 21 to 43 bytes), ``hash_of`` and ``last_ms`` (16 bytes per slot).
+least 3/8 after growth: 21 to 43 bytes), ``hash_of``, ``prev_of`` and ``last_ms`` (24 bytes per
+slot).
 
 Examples
 --------
@@ -197,17 +198,17 @@ def _sorted_has(values: _I64, start: _Int, x: _Int) -> bool:
 
 @njit(cache=True)
 def _intern(
-    keys: _U64, vals: _I64, used: _Int, hash_of: _U64, last_ms: _I64, high_water: _Int,
+    keys: _U64, vals: _I64, used: _Int, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int,
     free: _I64, free_pos: _Int, vet_keys: _U64, vet_vals: _I64, vet_used: _Int, max_ts_ms: _Int,
     hashes: _U64, ts_ms: _I64, lateness_ms: _Int,
-) -> tuple[_U64, _I64, _Int, _U64, _I64, _Int, _Int, _Int, _I64, NDArray[np.bool_]]:  # fmt: skip
+) -> tuple[_U64, _I64, _Int, _U64, _U64, _I64, _Int, _Int, _Int, _I64, NDArray[np.bool_]]:  # fmt: skip
     """Slots of ``hashes`` in order, new ones from ``free[free_pos:]`` (sorted) then ``high_water``.
 
     Updates ``last_ms`` with each event's effective time; returns the (possibly regrown)
-    ``keys``, ``vals``, ``hash_of``, ``last_ms`` and the new ``used``, ``high_water``,
+    ``keys``, ``vals``, ``hash_of``, ``prev_of``, ``last_ms`` and the new ``used``, ``high_water``,
     ``free_pos``, ``max_ts_ms``, plus ``slots`` int64[n] and ``returning`` bool[n] (a new entry
     whose hash is a veteran's).  A veteran takes back its last slot while that slot is held
-    (released, not recycled: free slots are ``free[free_pos:]``, not yet handed out).
+    (released by it, ``prev_of[slot] == hash``, and not recycled: free slots are ``free[free_pos:]``).
     """
     n = hashes.shape[0]
     slots = np.empty(n, np.int64)
@@ -231,7 +232,8 @@ def _intern(
                 if vet_keys[j] == h:
                     returning[i] = True
                     v = vet_vals[j]
-                    if v < high_water and hash_of[v] == _EMPTY and not _sorted_has(free, free_pos, v):
+                    held = hash_of[v] == _EMPTY and prev_of[v] == h and not _sorted_has(free, free_pos, v)
+                    if held:
                         s = v  # held: its MinHash values may be in kept signatures, so keep them its own
             if s < 0 and free_pos < free.shape[0]:
                 s = free[free_pos]
@@ -242,9 +244,11 @@ def _intern(
                 if s >= hash_of.shape[0]:
                     grown_h = np.zeros(2 * hash_of.shape[0], np.uint64)
                     grown_h[: hash_of.shape[0]] = hash_of
+                    grown_p = np.zeros(2 * hash_of.shape[0], np.uint64)
+                    grown_p[: hash_of.shape[0]] = prev_of
                     grown_l = np.full(2 * hash_of.shape[0], _UNSET, np.int64)
                     grown_l[: hash_of.shape[0]] = last_ms
-                    hash_of, last_ms = grown_h, grown_l
+                    hash_of, prev_of, last_ms = grown_h, grown_p, grown_l
             keys[idx] = h
             vals[idx] = s
             used += 1
@@ -253,17 +257,23 @@ def _intern(
         if e > last_ms[s]:
             last_ms[s] = e
         slots[i] = s
-    return keys, vals, used, hash_of, last_ms, high_water, free_pos, max_ts_ms, slots, returning
+    return keys, vals, used, hash_of, prev_of, last_ms, high_water, free_pos, max_ts_ms, slots, returning
 
 
 @njit(cache=True)
-def _release(keys: _U64, vals: _I64, hash_of: _U64, last_ms: _I64, high_water: _Int, cutoff_ms: _Int) -> _I64:
-    """Delete the users whose ``last_ms < cutoff_ms`` from the table; return their slots (ascending)."""
+def _release(
+    keys: _U64, vals: _I64, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int, cutoff_ms: _Int
+) -> _I64:
+    """Delete the users whose ``last_ms < cutoff_ms`` from the table; return their slots (ascending).
+
+    ``prev_of[slot]`` keeps the released hash (a veteran takes its slot back only if it is still its).
+    """
     out = np.empty(high_water, np.int64)
     m = 0
     for s in range(high_water):
         if hash_of[s] != _EMPTY and last_ms[s] < cutoff_ms:
             _delete(keys, vals, _find(keys, hash_of[s]))
+            prev_of[s] = hash_of[s]
             hash_of[s] = _EMPTY
             last_ms[s] = _UNSET
             out[m] = s
@@ -358,6 +368,7 @@ class UserTable:
         self._vals: _I64 = np.full(2 * cap, -1, np.int64)
         self._used = 0
         self.hash_of: _U64 = np.zeros(cap, np.uint64)
+        self.prev_of: _U64 = np.zeros(cap, np.uint64)  # the last user released from each slot
         self.last_ms: _I64 = np.full(cap, _UNSET, np.int64)
         self._high_water = 0
         self._free: _I64 = np.empty(0, np.int64)
@@ -388,6 +399,7 @@ class UserTable:
             self._keys,
             self._vals,
             self.hash_of,
+            self.prev_of,
             self.last_ms,
             self._free,
             self._vet_keys,
@@ -409,12 +421,24 @@ class UserTable:
             msg = "hashes must come from hash_ids (never 0)"
             raise ValueError(msg)
         out = _intern(
-            self._keys, self._vals, np.int64(self._used), self.hash_of, self.last_ms,
+            self._keys, self._vals, np.int64(self._used), self.hash_of, self.prev_of, self.last_ms,
             np.int64(self._high_water), self._free, np.int64(self._free_pos), self._vet_keys,
             self._vet_vals, np.int64(self._vet_used), np.int64(self._max_ts_ms), np.ascontiguousarray(hashes),
             np.ascontiguousarray(ts_ms), np.int64(self.allowed_lateness_ms),
         )  # fmt: skip
-        (self._keys, self._vals, used, self.hash_of, self.last_ms, hw, fp, mx, slots, returning) = out
+        (
+            self._keys,
+            self._vals,
+            used,
+            self.hash_of,
+            self.prev_of,
+            self.last_ms,
+            hw,
+            fp,
+            mx,
+            slots,
+            returning,
+        ) = out
         self._used, self._high_water, self._free_pos, self._max_ts_ms = int(used), int(hw), int(fp), int(mx)
         return slots, returning
 
@@ -430,8 +454,9 @@ class UserTable:
         cutoff = max(cutoff, _UNSET + 1)
         gone_hashes = self.hash_of[: self._high_water].copy()
         slots = _release(
-            self._keys, self._vals, self.hash_of, self.last_ms, np.int64(self._high_water), np.int64(cutoff)
-        )
+            self._keys, self._vals, self.hash_of, self.prev_of, self.last_ms, np.int64(self._high_water),
+            np.int64(cutoff),
+        )  # fmt: skip
         if slots.shape[0]:
             self._used -= int(slots.shape[0])
             self._vet_keys, self._vet_vals, vet_used = _add_veterans(
@@ -459,7 +484,8 @@ class UserTable:
     def to_arrays(self) -> dict[str, NDArray[np.generic]]:
         """Plain numpy arrays for a checkpoint (the slot table is rebuilt from ``hash_of`` on restore).
 
-        Keys: ``hash_of`` uint64[high_water] (0: free slot), ``last_ms`` int64[high_water],
+        Keys: ``hash_of`` uint64[high_water] (0: free slot), ``prev_of`` uint64[high_water] (the
+        last user released from each slot, 0: none), ``last_ms`` int64[high_water],
         ``free`` int64[m] (free slots, ascending), ``veterans`` uint64[v] (ascending) and
         ``veteran_slots`` int64[v] (the last slot of each), ``meta``
         int64[3] (``max_ts_ms``, ``idle_ms``, ``allowed_lateness_ms``).  Free slots not in
@@ -470,6 +496,7 @@ class UserTable:
         order = np.argsort(self._vet_keys[filled])
         return {
             "hash_of": self.hash_of[:hw].copy(),
+            "prev_of": self.prev_of[:hw].copy(),
             "last_ms": self.last_ms[:hw].copy(),
             "free": self._free[self._free_pos :].copy(),
             "veterans": self._vet_keys[filled][order],
@@ -484,6 +511,7 @@ class UserTable:
         """Rebuild a table from :meth:`to_arrays` output, exactly; CheckpointError if it does not fit."""
         try:
             hash_of = np.asarray(arrays["hash_of"], np.uint64)
+            prev_of = np.asarray(arrays["prev_of"], np.uint64)
             last_ms = np.asarray(arrays["last_ms"], np.int64)
             free = np.asarray(arrays["free"], np.int64)
             vets = np.asarray(arrays["veterans"], np.uint64)
@@ -503,6 +531,7 @@ class UserTable:
         empty = np.flatnonzero(hash_of == _EMPTY)
         if (
             last_ms.shape != (hw,)
+            or prev_of.shape != (hw,)
             or np.unique(free).shape[0] != free.shape[0]
             or not np.isin(free, empty).all()
             or np.unique(hash_of[live]).shape[0] != live.shape[0]
@@ -514,6 +543,7 @@ class UserTable:
             raise CheckpointError(msg)
         out = cls(idle_ms=idle_ms, allowed_lateness_ms=allowed_lateness_ms, capacity=max(hw, 1))
         out.hash_of[:hw] = hash_of
+        out.prev_of[:hw] = prev_of
         out.last_ms[:hw] = last_ms
         out._high_water = hw
         out._free = np.sort(free)
@@ -545,6 +575,7 @@ class UserTable:
         t = _UNSET if max_ts_ms is None else int(max_ts_ms)
         arrays = {
             "hash_of": hash_of,
+            "prev_of": np.zeros(hw, np.uint64),
             "last_ms": np.where(hash_of != _EMPTY, t, _UNSET).astype(np.int64),
             "free": np.flatnonzero(hash_of == _EMPTY).astype(np.int64),
             "veterans": np.empty(0, np.uint64),
