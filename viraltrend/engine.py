@@ -742,6 +742,7 @@ class Engine:
         arrays["seller_of"] = self.seller_of.copy()
         arrays["category_of"] = self.category_of.copy()
         arrays["touched"] = np.concatenate([np.empty(0, np.int64), *self._touched])
+        arrays["new_users"] = np.concatenate([np.empty(0, np.int64), *self._new_users])  # this tick's, so far
         arrays.update({f"trust.{k}": v for k, v in self.trust_counters.to_arrays().items()})
         arrays.update({f"users.{k}": v for k, v in self.user_signals.to_arrays().items()})
         arrays.update({f"usertable.{k}": v for k, v in self.users.to_arrays().items()})
@@ -823,6 +824,8 @@ class Engine:
             engine.category_of = np.asarray(arrays["category_of"], np.int32)
             touched = np.asarray(arrays["touched"], np.int64)
             engine._touched = [touched] if touched.size else []
+            new_users = np.asarray(arrays["new_users"], np.int64)
+            engine._new_users = [new_users] if new_users.size else []
             engine.products = Interner.from_list(meta["products"])
             engine.sellers = Interner.from_list(meta["sellers"])
             engine.categories = Interner.from_list(meta["categories"])

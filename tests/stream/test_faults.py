@@ -67,11 +67,6 @@ def _checkpointed(meta_path) -> int:
         return -1
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="a restore can change later detector features (tests/stream/test_restore_exact.py): then a "
-    "republished decision differs from the uninterrupted run's; remove once that test passes",
-)
 def test_repeated_kill_9_loses_nothing_and_counts_nothing_twice(broker, stream, tmp_path):
     records, expected, want, uninterrupted = stream
     names = topics(broker.bootstrap_servers, "faults")

@@ -26,11 +26,6 @@ def _messages(engine: Engine, events, lo: int, hi: int, step: int = 700) -> list
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="detector state does not round-trip through Engine.state()/restore() exactly (reported to "
-    "the engine owner); remove this marker, and the one in test_faults.py, once it does",
-)
 def test_a_restore_at_any_cut_changes_no_decision(scenario_factory):
     events = read_events(scenario_factory(**SMALL) / "events.ndjson")
     cfg = load_config(None, environ={})
