@@ -10,7 +10,6 @@ uninterrupted run's.  The sequential detector's state does not round-trip throug
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from tests.conftest import read_events
 from tests.test_engine import SMALL
