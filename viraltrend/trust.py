@@ -35,7 +35,7 @@ __all__ = ["AudienceMemory", "TrustGuard", "soft_refusal"]
 
 _LOW_USERS = "low_unique_users"
 #: Shared MinHash minima (of k) below which two audiences' overlap is not estimated (see best_match).
-_MIN_SHARED_MINIMA = 6
+_MIN_SHARED_MINIMA = 3
 #: "Almost all fresh accounts" alone refuses only where the catalogue's own share of events from
 #: fresh accounts is at most this many times smaller: at the start of a stream, or where most
 #: accounts are new anyway, every product's audience is fresh.
@@ -197,12 +197,12 @@ class AudienceMemory:
         """Per row of ``sig`` (uint64[m, k]), the remembered audience that holds most of it.
 
         The measure is *containment*: the share of the candidate's users also in the other
-        product's audience.  Per hash function, the minimum over both audiences is the candidate's
-        with probability ``|A| / |A u B|`` and shared with probability ``|A n B| / |A u B|``, so
-        shared / candidate's minima estimates ``|A n B| / |A|``.  Equal minima are the same user
-        (the hashes are a bijection), never a coincidence; a share counts only from
-        ``_MIN_SHARED_MINIMA`` shared minima on (a few power users are in every big audience).  A
-        ring recycling its accounts shows up even when the earlier product's audience is larger.
+        product's audience, ``J * |A u B| / |A|`` (Jaccard ``J``: the share of equal minima; set
+        sizes from the signatures, :func:`minhash_cardinality`), so a ring recycling its accounts
+        shows up even when the earlier product's audience is larger.  Equal minima are the same
+        user (the hashes are a bijection), never a coincidence, but one power user shared with a
+        30x larger audience would read as "all shared": a share counts only from
+        ``_MIN_SHARED_MINIMA`` equal minima on.
         Returns the largest share and that product's slot (-1: nothing remembered), then the same
         among the remembered products of the same seller (``sellers``, -1: none).
         """
@@ -218,8 +218,10 @@ class AudienceMemory:
         # per hash: the union's minimum is the candidate's (a "win"), and the other's too (a match:
         # the same user, since the hashes are a bijection); matches / wins estimates |A n B| / |A|
         matches = ((mine_sig == theirs) & filled).sum(axis=2)
-        wins = ((mine_sig <= theirs) & filled).sum(axis=2)
-        sim = np.where(matches >= _MIN_SHARED_MINIMA, matches / np.maximum(wins, 1), 0.0)
+        union = minhash_cardinality(np.minimum(mine_sig, theirs))
+        own = np.maximum(minhash_cardinality(sig), 1.0)[:, None]
+        share = np.clip(matches / sig.shape[1] * union / own, 0.0, 1.0)
+        sim = np.where(matches >= _MIN_SHARED_MINIMA, share, 0.0)
         sim[self.slot[rows][None, :] == slots[:, None]] = 0.0
         mine = (self.seller[rows][None, :] == sellers[:, None]) & (sellers[:, None] >= 0)
         mine &= self.slot[rows][None, :] != slots[:, None]
@@ -244,3 +246,17 @@ class AudienceMemory:
                 msg = f"audience memory {name}: expected {want.dtype}{want.shape}, got {got.dtype}{got.shape}"
                 raise ValueError(msg)
             setattr(self, name, got.copy())
+
+
+def minhash_cardinality(sig: NDArray[np.uint64]) -> NDArray[np.float64]:
+    """Distinct users behind MinHash signatures (uint64[..., k]): ``k / sum(min_j / 2**64) - 1``.
+
+    Each entry is the minimum of ``n`` uniform hashes, of mean ``1 / (n + 1)``; relative error
+    about ``1 / sqrt(k)``.  An empty signature (all ``2**64 - 1``) gives 0.
+
+    >>> hashes = np.random.default_rng(0).integers(0, 2**63, (32, 200)).astype(np.uint64) * 2
+    >>> 120 < float(minhash_cardinality(hashes.min(axis=1))) < 300
+    True
+    """
+    x = sig.astype(np.float64) / 2.0**64
+    return np.asarray(np.maximum(sig.shape[-1] / np.maximum(x.sum(axis=-1), 1e-300) - 1.0, 0.0), np.float64)
