@@ -37,7 +37,7 @@ from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels.clock import EventClock
 from viraltrend.kernels.decay import DecayedCounters
-from viraltrend.kernels.hashtable import UserTable, hash_ids, in_signatures
+from viraltrend.kernels.hashtable import UserTable, hash_ids, signature_slots
 from viraltrend.kernels.intern import Interner
 from viraltrend.kernels.users import UserSignals, UserSketches
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
@@ -367,7 +367,8 @@ class Engine:
                     self.audiences.sig[self.audiences.slot >= 0],
                 ]
             )
-            self.users.recycle(held[~in_signatures(held, self.sketches.seeds, stored)])
+            kept = signature_slots(stored, self.sketches.seeds, self.users.high_water)
+            self.users.recycle(held[~kept[held]])
 
     def _apply(
         self, batch: EventBatch, idx: NDArray[np.intp], slots: NDArray[np.int64], users: NDArray[np.int64]

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from tests.kernels import reference
 from viraltrend.errors import CheckpointError
-from viraltrend.kernels.hashtable import UserTable, hash_ids, in_signatures
+from viraltrend.kernels.hashtable import UserTable, hash_ids, signature_slots
 from viraltrend.kernels.users import UserSketches
 
 IDS = st.text(min_size=1, max_size=12)
@@ -145,13 +145,25 @@ def test_names_of_an_older_checkpoint_become_hashes_in_the_same_slots():
     assert slots.tolist() == [2, 0, 1]
 
 
-def test_in_signatures_finds_the_slots_a_kept_signature_holds():
+def test_signature_slots_are_the_slots_a_kept_signature_holds():
     sk = UserSketches(k=8, seed=3)
     sk.watch(np.array([0], np.int64))
-    sk.update(np.array([0, 0], np.int64), np.array([4, 9], np.int64))
-    found = in_signatures(np.array([4, 9, 5], np.int64), sk.seeds, sk.sig[:1])
+    sk.update(np.array([0, 0, 0], np.int64), np.array([4, 9, 700], np.int64))
+    got = np.flatnonzero(signature_slots(sk.sig[:1], sk.seeds, 600)).tolist()
     want = [
-        any(v == m for v, m in zip(reference.minhash_signature([u], 8, 3), sk.sig[0].tolist(), strict=True))
-        for u in (4, 9, 5)
+        u
+        for u in (4, 9)
+        if any(
+            v == m for v, m in zip(reference.minhash_signature([u], 8, 3), sk.sig[0].tolist(), strict=True)
+        )
     ]
-    assert found.tolist() == want and found[:2].any() and not found[2]
+    assert got == want and got  # slot 700 is beyond high water: not reported
+
+
+@settings(max_examples=30, deadline=None)
+@given(slots=st.lists(st.integers(0, 2**20 - 1), min_size=1, max_size=5), seed=st.integers(0, 2**64 - 1))
+def test_signature_slots_invert_the_hash_family(slots, seed):
+    sk = UserSketches(k=4, seed=seed)
+    values = np.array([reference.minhash_signature([u], 4, seed) for u in slots], np.uint64)
+    got = signature_slots(values, sk.seeds, 2**20)
+    assert np.flatnonzero(got).tolist() == sorted(set(slots))

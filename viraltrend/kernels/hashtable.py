@@ -28,7 +28,7 @@ per user ever released, at most 3/4 full), and :meth:`UserTable.intern` flags a 
 
 A released slot is *held* until :meth:`UserTable.recycle` makes it reusable.  The engine recycles
 a slot only once its MinHash values (:class:`~viraltrend.kernels.users.UserSketches` hashes the
-slot) are in no kept signature (:func:`in_signatures`): else a new user in that slot would look
+slot) are in no kept signature (:func:`signature_slots`): else a new user in that slot would look
 like the old one to the audience comparison.  A veteran coming back while its slot is held takes
 that slot back, so a ring's accounts returning hours later are still the same accounts to the
 remembered audiences.  (A veteran whose slot was recycled gets a new one: its old values were in
@@ -66,7 +66,7 @@ from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
 
-__all__ = ["UserTable", "hash_ids", "in_signatures"]
+__all__ = ["UserTable", "hash_ids", "signature_slots"]
 
 _EMPTY: Final = 0  # key of an empty row: hash_ids never returns 0
 _UNSET: Final = int(np.iinfo(np.int64).min)
@@ -298,40 +298,43 @@ def _add_veterans(
 
 
 @njit(cache=True)
-def _in_signatures(slots: _I64, seeds: _U64, stored: _U64) -> NDArray[np.bool_]:
-    """For each slot, whether ``splitmix64(slot ^ seeds[j]) == stored[r, j]`` for some row ``r`` and ``j``."""
-    k = seeds.shape[0]
-    out = np.zeros(slots.shape[0], np.bool_)
-    for j in range(k):
-        col = np.sort(stored[:, j])
-        for i in range(slots.shape[0]):
-            z = np.uint64(slots[i]) ^ seeds[j]
-            z = z + np.uint64(0x9E3779B97F4A7C15)
-            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            z = z ^ (z >> np.uint64(31))
-            pos = np.searchsorted(col, z)
-            if pos < col.shape[0] and col[pos] == z:
-                out[i] = True
+def _signature_slots(stored: _U64, seeds: _U64, high_water: _Int) -> NDArray[np.bool_]:
+    """Mark each slot ``s < high_water`` whose ``splitmix64(s ^ seeds[j])`` is some ``stored[r, j]``.
+
+    splitmix64 is a bijection: each stored value names one slot per position, found by inverting
+    the finaliser (xor-shifts undone, multipliers inverted modulo 2**64) and the golden-gamma add.
+    """
+    out = np.zeros(high_water, np.bool_)
+    for r in range(stored.shape[0]):
+        for j in range(seeds.shape[0]):
+            z = stored[r, j]
+            z = z ^ (z >> np.uint64(31)) ^ (z >> np.uint64(62))
+            z = z * np.uint64(0x319642B2D24D8EC3)  # 0x94D049BB133111EB ** -1 mod 2**64
+            z = z ^ (z >> np.uint64(27)) ^ (z >> np.uint64(54))
+            z = z * np.uint64(0x96DE1B173F119089)  # 0xBF58476D1CE4E5B9 ** -1 mod 2**64
+            z = z ^ (z >> np.uint64(30)) ^ (z >> np.uint64(60))
+            s = (z - np.uint64(0x9E3779B97F4A7C15)) ^ seeds[j]
+            if s < np.uint64(high_water):
+                out[np.int64(s)] = True
     return out
 
 
-def in_signatures(slots: _I64, seeds: _U64, stored: _U64) -> NDArray[np.bool_]:
-    """Whether each user slot's MinHash value is kept in ``stored`` (uint64[r, k]) at its position.
+def signature_slots(stored: _U64, seeds: _U64, high_water: int) -> NDArray[np.bool_]:
+    """``bool[high_water]``: the user slots whose MinHash value is kept in ``stored`` at its position.
 
     The hash family of :class:`~viraltrend.kernels.users.UserSketches` (``splitmix64(user ^ seed_j)``,
-    ``seeds`` uint64[k]).  A released slot whose values are in no stored signature can be given to
-    another user without the signatures mistaking one for the other; one that is must wait.
+    ``seeds`` uint64[k]), ``stored`` uint64[r, k] the signatures kept.  O(r k), whatever the number
+    of slots.  A released slot whose values are in no stored signature can be given to another user
+    without the signatures mistaking one for the other; one that is must wait.
     """
-    slots = np.ascontiguousarray(slots, np.int64)
     if stored.ndim != 2 or stored.shape[1] != seeds.shape[0]:
         msg = f"stored must be uint64[r, {seeds.shape[0]}], got shape {stored.shape}"
         raise ValueError(msg)
-    if slots.shape[0] == 0 or stored.shape[0] == 0:
-        return np.zeros(slots.shape[0], np.bool_)
-    with np.errstate(over="ignore"):
-        return _in_signatures(
-            slots, np.ascontiguousarray(seeds, np.uint64), np.ascontiguousarray(stored, np.uint64)
+    with np.errstate(over="ignore"):  # wrapping arithmetic, for runs with NUMBA_DISABLE_JIT=1
+        return _signature_slots(
+            np.ascontiguousarray(stored, np.uint64),
+            np.ascontiguousarray(seeds, np.uint64),
+            np.int64(high_water),
         )
 
 
@@ -465,20 +468,24 @@ class UserTable:
             self._vet_used = int(vet_used)
         return slots
 
+    def _held_mask(self) -> NDArray[np.bool_]:
+        held: NDArray[np.bool_] = self.hash_of[: self._high_water] == _EMPTY
+        held[self._free[self._free_pos :]] = False
+        return held
+
     def held_slots(self) -> _I64:
         """Released slots not yet reusable (int64[m], ascending)."""
-        empty = np.flatnonzero(self.hash_of[: self._high_water] == _EMPTY).astype(np.int64)
-        return np.setdiff1d(empty, self._free[self._free_pos :], assume_unique=True)
+        return np.flatnonzero(self._held_mask()).astype(np.int64)
 
     def recycle(self, slots: _I64) -> None:
         """Make held ``slots`` (int64[m]) reusable: later :meth:`intern` calls take them lowest first."""
-        slots = np.asarray(slots, np.int64)
+        slots = np.unique(np.asarray(slots, np.int64))
         if slots.shape[0] == 0:
             return
-        if not np.isin(slots, self.held_slots()).all():
+        if slots[0] < 0 or slots[-1] >= self._high_water or not self._held_mask()[slots].all():
             msg = "recycle takes held slots only (released by release_idle and not recycled yet)"
             raise ValueError(msg)
-        self._free = np.union1d(self._free[self._free_pos :], slots)
+        self._free = np.sort(np.concatenate([self._free[self._free_pos :], slots]))
         self._free_pos = 0
 
     def to_arrays(self) -> dict[str, NDArray[np.generic]]:
