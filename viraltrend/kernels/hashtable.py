@@ -23,7 +23,7 @@ the rule of :class:`~viraltrend.kernels.users.UserSignals`).  :meth:`UserTable.r
 removes the users whose ``last_ms < M - L - idle_ms``: with ``idle_ms >= max(cap_window,
 fresh_window)`` every later event of such a user has ``e > last_ms + idle_ms``, so its caps have
 expired and it is no longer fresh.  Forgetting it changes no signal, provided a returning user is
-known not to be fresh: released hashes stay in a map of *veterans* (hash -> last slot, 16 bytes
+known not to be fresh: released hashes stay in a map of *veterans* (hash -> last slot, 12 bytes
 per user ever released, at most 3/4 full), and :meth:`UserTable.intern` flags a veteran's return.
 
 A released slot is *held* until :meth:`UserTable.recycle` makes it reusable.  The engine recycles
@@ -34,8 +34,8 @@ that slot back, so a ring's accounts returning hours later are still the same ac
 remembered audiences.  (A veteran whose slot was recycled gets a new one: its old values were in
 no kept minimum, so no kept overlap is lost.)
 
-Memory per live user: the slot table (8-byte hash and 8-byte slot per row, at most 3/4 full, at
-least 3/8 after growth: 21 to 43 bytes), ``hash_of``, ``prev_of`` and ``last_ms`` (24 bytes per
+Memory per live user: the slot table (8-byte hash and 4-byte slot per row, at most 3/4 full, at
+least 3/8 after growth: 16 to 32 bytes), ``hash_of``, ``prev_of`` and ``last_ms`` (24 bytes per
 slot).
 
 Examples
@@ -75,6 +75,7 @@ _FNV_PRIME: Final = 0x100000001B3
 _Int: TypeAlias = int | np.integer[Any]
 _U64: TypeAlias = NDArray[np.uint64]
 _I64: TypeAlias = NDArray[np.int64]
+_I32: TypeAlias = NDArray[np.int32]  # slots in the hash maps (< 2**31)
 
 
 @njit(cache=True)
@@ -157,7 +158,7 @@ def _find(keys: _U64, h: np.uint64) -> _Int:
 
 
 @njit(cache=True)
-def _delete(keys: _U64, vals: _I64, idx: _Int) -> None:
+def _delete(keys: _U64, vals: _I32, idx: _Int) -> None:
     """Empty row ``idx`` by backward-shift deletion: later rows of its run move up; no tombstones."""
     mask = keys.shape[0] - 1
     hole = idx
@@ -177,10 +178,10 @@ def _delete(keys: _U64, vals: _I64, idx: _Int) -> None:
 
 
 @njit(cache=True)
-def _rehash(keys: _U64, vals: _I64, capacity: _Int) -> tuple[_U64, _I64]:
+def _rehash(keys: _U64, vals: _I32, capacity: _Int) -> tuple[_U64, _I32]:
     """Copy every entry into a table of ``capacity`` rows (a power of two)."""
     nk = np.zeros(capacity, np.uint64)
-    nv = np.full(capacity, -1, np.int64)
+    nv = np.full(capacity, -1, np.int32)
     for idx in range(keys.shape[0]):
         if keys[idx] != _EMPTY:
             j = _find(nk, keys[idx])
@@ -198,10 +199,10 @@ def _sorted_has(values: _I64, start: _Int, x: _Int) -> bool:
 
 @njit(cache=True)
 def _intern(
-    keys: _U64, vals: _I64, used: _Int, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int,
-    free: _I64, free_pos: _Int, vet_keys: _U64, vet_vals: _I64, vet_used: _Int, max_ts_ms: _Int,
+    keys: _U64, vals: _I32, used: _Int, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int,
+    free: _I64, free_pos: _Int, vet_keys: _U64, vet_vals: _I32, vet_used: _Int, max_ts_ms: _Int,
     hashes: _U64, ts_ms: _I64, lateness_ms: _Int,
-) -> tuple[_U64, _I64, _Int, _U64, _U64, _I64, _Int, _Int, _Int, _I64, NDArray[np.bool_]]:  # fmt: skip
+) -> tuple[_U64, _I32, _Int, _U64, _U64, _I64, _Int, _Int, _Int, _I64, NDArray[np.bool_]]:  # fmt: skip
     """Slots of ``hashes`` in order, new ones from ``free[free_pos:]`` (sorted) then ``high_water``.
 
     Updates ``last_ms`` with each event's effective time; returns the (possibly regrown)
@@ -262,7 +263,7 @@ def _intern(
 
 @njit(cache=True)
 def _release(
-    keys: _U64, vals: _I64, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int, cutoff_ms: _Int
+    keys: _U64, vals: _I32, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int, cutoff_ms: _Int
 ) -> _I64:
     """Delete the users whose ``last_ms < cutoff_ms`` from the table; return their slots (ascending).
 
@@ -283,8 +284,8 @@ def _release(
 
 @njit(cache=True)
 def _add_veterans(
-    vet_keys: _U64, vet_vals: _I64, vet_used: _Int, hashes: _U64, slots: _I64
-) -> tuple[_U64, _I64, _Int]:
+    vet_keys: _U64, vet_vals: _I32, vet_used: _Int, hashes: _U64, slots: _I64
+) -> tuple[_U64, _I32, _Int]:
     """Set ``veteran[hashes[i]] = slots[i]`` (the map grows to stay at most 3/4 full)."""
     for i in range(hashes.shape[0]):
         if 4 * (vet_used + 1) > 3 * vet_keys.shape[0]:
@@ -368,7 +369,7 @@ class UserTable:
         self.allowed_lateness_ms = int(allowed_lateness_ms)
         cap = _pow2_at_least(capacity)
         self._keys: _U64 = np.zeros(2 * cap, np.uint64)
-        self._vals: _I64 = np.full(2 * cap, -1, np.int64)
+        self._vals: _I32 = np.full(2 * cap, -1, np.int32)
         self._used = 0
         self.hash_of: _U64 = np.zeros(cap, np.uint64)
         self.prev_of: _U64 = np.zeros(cap, np.uint64)  # the last user released from each slot
@@ -377,7 +378,7 @@ class UserTable:
         self._free: _I64 = np.empty(0, np.int64)
         self._free_pos = 0
         self._vet_keys: _U64 = np.zeros(16, np.uint64)
-        self._vet_vals: _I64 = np.full(16, -1, np.int64)
+        self._vet_vals: _I32 = np.full(16, -1, np.int32)
         self._vet_used = 0
         self._max_ts_ms = _UNSET
 
@@ -423,6 +424,9 @@ class UserTable:
         if (hashes == _EMPTY).any():
             msg = "hashes must come from hash_ids (never 0)"
             raise ValueError(msg)
+        if self._high_water + hashes.shape[0] >= 2**31:
+            msg = f"the user table holds at most 2**31 - 1 slots; {self._high_water} are in use"
+            raise OverflowError(msg)
         out = _intern(
             self._keys, self._vals, np.int64(self._used), self.hash_of, self.prev_of, self.last_ms,
             np.int64(self._high_water), self._free, np.int64(self._free_pos), self._vet_keys,
@@ -507,7 +511,7 @@ class UserTable:
             "last_ms": self.last_ms[:hw].copy(),
             "free": self._free[self._free_pos :].copy(),
             "veterans": self._vet_keys[filled][order],
-            "veteran_slots": self._vet_vals[filled][order],
+            "veteran_slots": self._vet_vals[filled][order].astype(np.int64),
             "meta": np.array([self._max_ts_ms, self.idle_ms, self.allowed_lateness_ms], np.int64),
         }
 
@@ -555,7 +559,7 @@ class UserTable:
         out._high_water = hw
         out._free = np.sort(free)
         out._keys, out._vals = _rehash(
-            np.asarray(hash_of[live], np.uint64), live.astype(np.int64), np.int64(out._keys.shape[0])
+            np.asarray(hash_of[live], np.uint64), live.astype(np.int32), np.int64(out._keys.shape[0])
         )
         out._used = int(live.shape[0])
         out._vet_keys, out._vet_vals, vet_used = _add_veterans(
