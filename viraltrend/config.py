@@ -265,6 +265,7 @@ class DetectConfig:
     fade_z: float = _ge0(2.0)
     sustain_s: float = _ge0(1500.0)
     max_change_age_s: float = _ge0(10800.0)
+    min_score: float = _unit(0.4)
     min_recent_lift: float = _ge0(3.0)
     baseline_floor_users_per_h: float = _gt0(0.5)
     prior_factor: float = _ge0(1.0)

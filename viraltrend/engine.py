@@ -493,6 +493,7 @@ class Engine:
         if self.model is not None and self.model.warm and self.board.sequential:
             probability = self.model.predict_proba_many(feats)  # the model vouches for the shape
             feats["ready"] = self.detector.ready(feats, feats["unique_users"], probability).astype(np.float64)
+        feats["ready"] = np.where(score >= self.cfg.detect.min_score, feats["ready"], 0.0)
         if traced.size:
             self._trace(now_ms, slots, traced, score, feats)
         if self.labels is not None:
