@@ -17,7 +17,7 @@ from viraltrend.stream import files
 from viraltrend.stream.files import FileSource
 
 TS = 1_764_253_200_123
-TAOBAO_SAMPLE = Path("/work/shared/data/taobao_userbehavior_sample.csv.gz")
+TAOBAO_SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "taobao_userbehavior_sample.csv.gz"
 
 
 def event(i: int, **fields: object) -> dict[str, object]:
