@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -148,6 +149,16 @@ def sample(text: str, name: str) -> float | None:
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+def samples(text: str, name: str) -> dict[str, float]:
+    """Label value (or "") -> sample value, for every sample of metric ``name`` (one label at most)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = re.match(rf'^{name}(?:\{{\w+="([^"]*)"\}})? (\S+)$', line)
+        if m:
+            out[m.group(1) or ""] = float(m.group(2))
+    return out
 
 
 def wait_for(predicate, timeout_s: float = 60.0, what: str = "condition") -> None:

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import signal
 
 import pytest
 
-from tests.stream.services import finish, produce, read_topic, scrape, start_service, topics, wait_for
+from tests.stream.services import (
+    finish,
+    produce,
+    read_topic,
+    samples,
+    scrape,
+    start_service,
+    topics,
+    wait_for,
+)
 from viraltrend.config import load_config
 from viraltrend.events import REJECT_REASONS
 from viraltrend.replay import replay
@@ -69,16 +77,6 @@ def mixed_stream() -> tuple[list[bytes], dict[int, str]]:
     return records, expected
 
 
-def _samples(text: str, name: str) -> dict[str, float]:
-    """Label value (or "") -> sample value, for every sample of metric ``name``."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        m = re.match(rf'^{name}(?:\{{\w+="([^"]*)"\}})? (\S+)$', line)
-        if m:
-            out[m.group(1) or ""] = float(m.group(2))
-    return out
-
-
 def test_replay_sends_duplicates_late_and_future_events_to_the_rejects_file_as_they_came(tmp_path):
     records, expected = mixed_stream()
     path = tmp_path / "mixed.ndjson"
@@ -105,9 +103,7 @@ def test_consumed_equals_applied_plus_rejected_and_every_reject_is_in_the_dlq(br
 
         def consumed_all() -> bool:
             try:
-                return sum(_samples(scrape(port), "viraltrend_events_consumed_total").values()) >= len(
-                    records
-                )
+                return sum(samples(scrape(port), "viraltrend_events_consumed_total").values()) >= len(records)
             except OSError:
                 return False
 
@@ -120,9 +116,9 @@ def test_consumed_equals_applied_plus_rejected_and_every_reject_is_in_the_dlq(br
     finally:
         proc.send_signal(signal.SIGTERM)
         finish(proc, tmp_path, timeout_s=30)
-    consumed = sum(_samples(text, "viraltrend_events_consumed_total").values())
-    applied = sum(_samples(text, "viraltrend_events_applied_total").values())
-    rejected = _samples(text, "viraltrend_events_rejected_total")
+    consumed = sum(samples(text, "viraltrend_events_consumed_total").values())
+    applied = sum(samples(text, "viraltrend_events_applied_total").values())
+    rejected = samples(text, "viraltrend_events_rejected_total")
     assert set(rejected) == set(REJECT_REASONS)
     assert consumed == len(records)
     assert consumed == applied + sum(rejected.values())

@@ -9,14 +9,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 import signal
 
 import pytest
 from kafka import KafkaProducer
 
 from tests.stream.hostile import HOSTILE, Kind, hostile_stream
-from tests.stream.services import finish, read_topic, scrape, start_service, topics, wait_for
+from tests.stream.services import finish, read_topic, samples, scrape, start_service, topics, wait_for
 from viraltrend.config import load_config
 from viraltrend.events import REJECT_REASONS
 from viraltrend.replay import replay
@@ -69,15 +68,6 @@ def test_replay_rejects_every_hostile_record_with_its_reason_and_applies_every_g
     assert summary.events_read == len(records)
 
 
-def _samples(text: str, name: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        m = re.match(rf'^{name}(?:\{{\w+="([^"]*)"\}})? (\S+)$', line)
-        if m:
-            out[m.group(1) or ""] = float(m.group(2))
-    return out
-
-
 @pytest.mark.integration
 def test_every_hostile_record_reaches_the_dlq_with_its_reason_and_the_good_ones_are_applied(broker, tmp_path):
     records, hostile_at, good_at = hostile_stream()
@@ -96,7 +86,7 @@ def test_every_hostile_record_reaches_the_dlq_with_its_reason_and_the_good_ones_
         )
 
         def applied_all() -> bool:
-            return sum(_samples(scrape(port), "viraltrend_events_applied_total").values()) >= len(good_at)
+            return sum(samples(scrape(port), "viraltrend_events_applied_total").values()) >= len(good_at)
 
         wait_for(applied_all, what="every good event applied")
         text = scrape(port)
@@ -114,8 +104,8 @@ def test_every_hostile_record_reaches_the_dlq_with_its_reason_and_the_good_ones_
         else:
             assert base64.b64decode(d["original_b64"]) == original, hostile_at[d["offset"]].name
         assert (d["source_topic"], d["partition"]) == (names["input"], 0)
-    consumed = sum(_samples(text, "viraltrend_events_consumed_total").values())
-    applied = sum(_samples(text, "viraltrend_events_applied_total").values())
-    rejected = _samples(text, "viraltrend_events_rejected_total")
+    consumed = sum(samples(text, "viraltrend_events_consumed_total").values())
+    applied = sum(samples(text, "viraltrend_events_applied_total").values())
+    rejected = samples(text, "viraltrend_events_rejected_total")
     assert consumed == len(records) == applied + sum(rejected.values())
     assert applied == len(good_at)
