@@ -98,3 +98,45 @@ def test_cycle_factor_is_clipped_and_neutral_without_history():
     assert SequentialDetector.cycle_factor(1.0, 0.0) == 1.0
     assert SequentialDetector.cycle_factor(100.0, 1.0) == 5.0
     assert SequentialDetector.cycle_factor(0.01, 1.0) == 0.2
+
+
+def _slow_ramp() -> list[int]:
+    """Users of a ramp from 0.2/min doubling every 30 min, over 2 hours (ms from T0)."""
+    d_s, r0 = 1800.0, 0.2 / 60.0
+    n = int(r0 * d_s / math.log(2) * (2 ** (7200 / d_s) - 1))
+    return [int(1000 * d_s * math.log2(1 + i * math.log(2) / (r0 * d_s))) for i in range(n)]
+
+
+def _sparse_catalogue() -> list[tuple]:
+    """300 quiet products over 26 hours, a view every 20 minutes each (3 distinct users an hour)."""
+    return [
+        (
+            T0 - HOUR_MS * 24 + k * 1_200_000 + p * 4000,
+            "view",
+            f"bg{p}",
+            f"s{p % 50}",
+            None,
+            f"user{(p * 61 + k) % 3000}",
+        )
+        for p in range(300)
+        for k in range(26 * 3)
+    ]
+
+
+def _first_promote_s(min_change_users: float) -> float | None:
+    cfg = load_config(None, environ={"VIRALTREND_DETECT_MIN_CHANGE_USERS": str(min_change_users)})
+    rows = sorted(_sparse_catalogue() + _shaped("p-slow", _slow_ramp()))
+    _, messages = run_engine(batch_of(rows), [], cfg)
+    ts = [m["event_ts"] for m in messages if m["action"] == "promote" and m["product_id"] == "p-slow"]
+    return (min(ts) - T0) / 1000.0 if ts else None
+
+
+def test_a_slow_ramp_is_backed_by_its_users_since_the_change_point():
+    """Its 5-minute window holds fewer than trust.min_unique_users users until its rate reaches about
+    1.7/min (~90 min in); its users since the change point (up to the coarse ring's 24 minutes) reach
+    detect.min_change_users at about 1.3/min (~80 min in).  With that backing it is promoted earlier
+    than without it (an unreachable floor)."""
+    with_backing = _first_promote_s(24.0)
+    without = _first_promote_s(1e9)
+    assert with_backing is not None
+    assert without is None or without >= with_backing + 300.0

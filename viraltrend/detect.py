@@ -11,10 +11,13 @@ Each product's *distinct users* (new (user, product) pairs: a user counts once p
 * ``change_s``: seconds since the change point (the last time that statistic was 0);
 * ``growth_z``: since the change point, new users in the newer half of the recent ticks
   against the older half (a conditional binomial z): > 0 accelerating, < 0 fading;
-* ``fade_z``: new users of the last 30 s against what the rate since the change predicts.
+* ``fade_z``: new users of the last 30 s against what the rate since the change predicts;
+* ``change_users``: distinct users since the change point (the fine ring while it reaches back to
+  it, else the coarse bins from the change point's on: at most the coarse ring's 24 minutes).
 
 A product is **ready** for the board when the evidence suffices (``evidence >= 1``), it has at
-least ``trust.min_unique_users`` distinct users in the trend window, it is not fading (neither z
+least ``trust.min_unique_users`` distinct users in the trend window or ``detect.min_change_users``
+since its change point (a slow ramp gathers the second long before the first), it is not fading (neither z
 at or below ``-detect.fade_z``), and its growth is either significantly accelerating
 (``growth_z >= detect.growth_z``) or has been sustained ``detect.sustain_s`` since the change
 point.  A steep ramp is ready within seconds of enough users; a one-off spike jumps and stays
@@ -134,7 +137,13 @@ class SequentialDetector:
         expected = (fine * before).sum(axis=1) / np.maximum(n_before, 1) * _FADE_TICKS
         fade = np.where(n_before >= _FADE_TICKS, (last - expected) / np.sqrt(expected + 1.0), 0.0)
         window = (j >= k - ticks[:, None]).astype(np.float64)
-        recent_lift = (fine * window).sum(axis=1) / (mu * ticks * self.tick_ms / 1000.0)
+        fine_users = (fine * window).sum(axis=1)
+        recent_lift = fine_users / (mu * ticks * self.tick_ms / 1000.0)
+        # distinct users since the change point: the fine ring while it reaches back to it, else the
+        # coarse bins from the one holding it to the current one (at most the whole coarse ring)
+        c_since = np.clip(c_now - c_zero + 1, 1, n_slow)
+        in_coarse = np.arange(n_slow)[None, :] >= n_slow - c_since[:, None]
+        change_users = np.where(since_ms <= k * self.tick_ms, fine_users, (coarse * in_coarse).sum(axis=1))
         lifts = np.asarray(self.cusum.lifts)
         cols = {
             "evidence": s / self.h,
@@ -145,6 +154,7 @@ class SequentialDetector:
             "fade_z": fade,
             "recent_users": last,
             "recent_lift": recent_lift,
+            "change_users": change_users,
         }
         cols["ready"] = self.ready(cols, users).astype(np.float64)
         return cols
@@ -167,7 +177,8 @@ class SequentialDetector:
         if probability is not None:
             shaped |= probability >= self.cfg.model.fast_track_probability
         shaped &= cols["change_s"] <= d.max_change_age_s  # creeping up for hours: a slow riser
-        ok = (cols["evidence"] >= 1.0) & (users >= self.cfg.trust.min_unique_users) & ~fading & shaped
+        backed = (users >= self.cfg.trust.min_unique_users) | (cols["change_users"] >= d.min_change_users)
+        ok = (cols["evidence"] >= 1.0) & backed & ~fading & shaped
         return np.asarray(ok & (cols["recent_lift"] >= d.min_recent_lift), np.bool_)
 
     # ------------------------------------------------------------------ state

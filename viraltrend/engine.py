@@ -201,7 +201,7 @@ class Engine:
         self.audiences = AudienceMemory(
             capacity=t.audience_memory_size, k=_SKETCH_K, memory_ms=round(t.audience_memory_s * 1000)
         )
-        self.guard = TrustGuard(t)
+        self.guard = TrustGuard(t, min_change_users=cfg.detect.min_change_users)
         for pid in _load_ids(t.blocked_products, t.blocked_products_file, "blocked_products_file"):
             self.guard.set_blocked("product", pid, "config")
         for sid in _load_ids(t.blocked_sellers, t.blocked_sellers_file, "blocked_sellers_file"):

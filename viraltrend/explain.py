@@ -175,9 +175,14 @@ def _sequential_story(console: Console, trace: pl.DataFrame, cfg: Config) -> Non
         return
     r = alarmed.sort("evidence", descending=True).row(0, named=True)
     held = []
-    if r.get("unique_users", 0.0) < cfg.trust.min_unique_users:
+    if (
+        r.get("unique_users", 0.0) < cfg.trust.min_unique_users
+        and r.get("change_users", 0.0) < d.min_change_users
+    ):
         held.append(
             f"{r['unique_users']:.1f} distinct users < trust.min_unique_users {cfg.trust.min_unique_users:g}"
+            f" and {r.get('change_users', 0.0):.0f} since the change < detect.min_change_users"
+            f" {d.min_change_users:g}"
         )
     if r.get("recent_lift", 0.0) < d.min_recent_lift:
         held.append(f"recent lift {r['recent_lift']:.1f} < detect.min_recent_lift {d.min_recent_lift:g}")

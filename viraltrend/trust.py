@@ -23,6 +23,7 @@ once).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -80,6 +81,7 @@ class TrustGuard:
     lockstep: dict[int, str] = field(default_factory=dict)  # slot -> the lockstep reason (set by the engine)
     refused: Counter[str] = field(default_factory=Counter)  # reason -> candidates refused
     catalogue_fresh_share: float = 1.0  # share of all events from fresh accounts (set by the engine per tick)
+    min_change_users: float = math.inf  # detect.min_change_users: users since a change point that back it
 
     def set_blocked(self, kind: str, ident: str, reason: str | None) -> None:
         """Block (``reason``) or unblock (None) a ``"seller"`` or ``"product"`` id."""
@@ -110,6 +112,8 @@ class TrustGuard:
                     reasons.append(f"blocklist_reason:{table[ident]}")
         if "unique_users" in features:
             users = float(features["unique_users"][i])
+            if "change_users" in features and features["change_users"][i] >= self.min_change_users:
+                users = max(users, c.min_unique_users)  # a slow trend: enough users since its change point
             if users < c.min_unique_users:
                 reasons.append(f"low_unique_users_{users:.0f}")
             fresh = float(features["fresh_share"][i])
