@@ -231,6 +231,7 @@ class Engine:
         self._evicted: list[NDArray[np.int64]] = []
         self._sketched = np.empty(0, np.int64)  # products whose user sets are sketched (hot ones)
         self._ring_refusals: dict[int, tuple[str, int]] = {}  # slot -> (lockstep reason, when found)
+        self._screen_off = False  # True: no screening of quiet products at ticks (see `screen`)
 
     # ------------------------------------------------------------------ batches
     def process(self, batch: EventBatch) -> tuple[list[Message], list[Reject]]:
@@ -421,24 +422,30 @@ class Engine:
         self.trust_counters.rebase(now_ms)
         if self._idle(now_ms):
             return []
-        g = self.trust_counters.read_global(now_ms)[:, 0]  # new pairs, fresh, raw at the trend half-life
-        self.guard.catalogue_fresh_share = float(g[1] / g[2]) if g[2] > 0 else 1.0
         mu_of = self._baseline_users(now_ms)
         if self._new_users:
             self.detector.update(now_ms, np.concatenate(self._new_users), mu_of)
             self._new_users = []
         if self.labels is not None:
             self._learn(now_ms)  # labels of rows sampled at t <= now - horizon, from counts up to now
-        touched = np.unique(np.concatenate(self._touched)) if self._touched else np.empty(0, np.int64)
+        touched = _unique(self._touched)
         self._touched = []
         watched = np.asarray(self.board.watched_slots(), np.int64)
-        traced = self.products.lookup(self.trace_products)
-        traced = traced[traced >= 0]
-        traced = traced[self.counters.last_ts_ms[traced] != _NEVER]  # from its first applied event on
-        slots = np.union1d(np.union1d(touched, watched), traced).astype(np.int64)
+        traced = _EMPTY
+        if self.trace_products:
+            traced = self.products.lookup(self.trace_products)
+            traced = traced[traced >= 0]
+            traced = traced[self.counters.last_ts_ms[traced] != _NEVER]  # from its first applied event on
+        slots = touched[self._may_matter(now_ms, touched)] if self.screen and touched.size else touched
+        if watched.size or traced.size:
+            slots = np.union1d(np.union1d(slots, watched), traced).astype(np.int64)
         messages: list[Message] = []
         if slots.size:
+            g = self.trust_counters.read_global(now_ms)[:, 0]  # new pairs, fresh, raw at the trend half-life
+            self.guard.catalogue_fresh_share = float(g[1] / g[2]) if g[2] > 0 else 1.0
             messages = self._evaluate(now_ms, slots, touched, watched, traced, mu_of)
+        elif touched.size and (self._sketched.size or self._ring_refusals):
+            self._quiet_audiences(now_ms)
         interval_ms = self.cfg.board.snapshot_interval_s * 1000
         due = self._last_snapshot_ms is None or now_ms - self._last_snapshot_ms >= interval_ms
         if messages or due:  # on change, and periodically (empty boards too: subscribers see time move)
@@ -446,6 +453,54 @@ class Engine:
             self._last_snapshot_ms = now_ms
         self._maybe_evict(now_ms)
         return messages
+
+    def _may_matter(self, now_ms: int, touched: NDArray[np.int64]) -> NDArray[np.bool_]:
+        """Bool mask of ``touched``: products the exact evaluation could keep, sketch or judge.
+
+        The others are quiet: rule score below ``min(board.demote_threshold, detect.min_score,
+        board.promote_threshold)`` and change evidence below ``_SKETCH_EVIDENCE``, so
+        :meth:`_evaluate` would neither keep nor sketch them, and its result for the other rows does
+        not depend on them (every column is row-wise).  Only used under the rule scorer without
+        labels (:attr:`screen`).
+        """
+        c = self.cfg
+        return self.reader.screen(
+            self.counters.acc,
+            self.counters.lam,
+            self.counters.dt_s(now_ms),
+            touched,
+            global_counts=self.counters.read_global(now_ms),
+            n_products=self._n_live,
+            observed_s=(now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0,
+            stat=self.detector.cusum.stat,
+            h=self.detector.h,
+            score_limit=min(c.board.demote_threshold, c.detect.min_score, c.board.promote_threshold),
+            evidence_limit=_SKETCH_EVIDENCE,
+        )
+
+    @property
+    def screen(self) -> bool:
+        """Whether ticks screen out quiet touched products first (:meth:`_may_matter`).
+
+        Under the rule scorer with no labels to sample (the model's score is not bounded by the
+        screen, and its samples take every touched product).  ``_screen_off`` forces the exact
+        path for every touched product (the tests compare both).
+        """
+        return (
+            not self._screen_off
+            and self.labels is None
+            and self.model is None
+            and type(self.scorer) is RuleScorer
+        )
+
+    def _quiet_audiences(self, now_ms: int) -> None:
+        """What :meth:`_evaluate` does to the audiences at a tick whose candidates are all quiet.
+
+        None is hot: sketched products are unwatched and old lockstep refusals expire, exactly as
+        :meth:`_track_audiences` does with no hot row (called so, with empty columns).
+        """
+        empty = np.zeros(0, np.bool_)
+        self._track_audiences(now_ms, _EMPTY, empty, empty, {"evidence": np.zeros(0)})
 
     def _idle(self, now_ms: int) -> bool:
         """Whether this tick would change nothing (the fast path of idle ticks).
@@ -540,19 +595,21 @@ class Engine:
             lam = math.log(2.0) / half_life_s
             return lam / -math.expm1(-lam * seen)
 
-        cycle = 1.0
-        if 3600.0 in hl and self._start_ms is not None:
-            g = self.counters.read_global(now_ms).sum(axis=0)
-            cycle = SequentialDetector.cycle_factor(
-                float(g[hl.index(3600.0)]) * norm(3600.0), float(g[hl.index(base_s)]) * norm(base_s)
-            )
-        global_users = float(self.trust_counters.read_global(now_ms)[0, 1])
-        n_live, norm_base = self._n_live, norm(base_s)
-        trust, detector = self.trust_counters, self.detector
+        counters, trust, detector = self.counters, self.trust_counters, self.detector
+        n_live, cycle_known = self._n_live, 3600.0 in hl and self._start_ms is not None
+        memo: list[float] = []  # global users and the cycle factor, read at the first call
 
         def mu_of(slots: NDArray[np.int64]) -> NDArray[np.float64]:
+            if not memo:  # the global counts do not change within a tick: read them once, if needed
+                cycle = 1.0
+                if cycle_known:
+                    g = counters.read_global(now_ms).sum(axis=0)
+                    cycle = SequentialDetector.cycle_factor(
+                        float(g[hl.index(3600.0)]) * norm(3600.0), float(g[hl.index(base_s)]) * norm(base_s)
+                    )
+                memo.extend((float(trust.read_global(now_ms)[0, 1]), cycle, norm(base_s)))
             users = trust.read(slots, now_ms)[:, 0, 1]
-            return detector.baseline(users, global_users, n_live, cycle, norm_base)
+            return detector.baseline(users, memo[0], n_live, memo[1], memo[2])
 
         return mu_of
 
@@ -928,6 +985,16 @@ class Engine:
             + self.seller_of.nbytes
             + self.category_of.nbytes
         )
+
+
+_EMPTY = np.zeros(0, np.int64)
+
+
+def _unique(parts: list[NDArray[np.int64]]) -> NDArray[np.int64]:
+    """Sorted distinct values of the arrays in ``parts`` (int64)."""
+    if not parts:
+        return _EMPTY
+    return np.unique(parts[0] if len(parts) == 1 else np.concatenate(parts))
 
 
 def _user_idle_ms(cfg: Config) -> int:

@@ -323,6 +323,15 @@ class DecayedCounters:
         self.first_ts_ms[slots] = _INT64_MAX
         self.last_ts_ms[slots] = _INT64_MIN
 
+    @property
+    def lam(self) -> NDArray[np.float64]:
+        """Decay rates ``ln 2 / half_life_s`` (1/s), float64[n_hl]; read-only use."""
+        return self._lam
+
+    def dt_s(self, now_ms: int) -> float:
+        """Seconds from the landmark to ``now_ms``: a read decays ``acc`` by ``exp(-lam * dt_s)``."""
+        return self._dt_s(now_ms)
+
     def _dt_s(self, now_ms: int) -> float:
         """Return ``now - landmark`` in seconds, after checking ``now_ms``."""
         if isinstance(now_ms, bool) or not isinstance(now_ms, int | np.integer):

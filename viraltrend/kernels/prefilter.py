@@ -1,0 +1,113 @@
+"""Which touched products could matter at a tick: a cheap, conservative screen before the exact features.
+
+At a tick the engine scores the products touched since the last one.  Under the rule scorer
+almost all of them are *quiet*: their score is below every board threshold and their change
+evidence below the sketching level, so the exact path (:class:`~viraltrend.scoring.FeatureReader`,
+the detector's columns, the score, the board) decides nothing for them.  This kernel computes, per
+product, the rule score (``lift`` and ``z`` of the trend window against the baseline, as
+:class:`~viraltrend.scoring.RuleScorer` does) and an upper bound of the change evidence (the
+largest CUSUM statistic as stored: a read at a later tick only lowers it), and keeps a product
+unless both lie *below* their limits by a margin.  The margin (``1e-9``) is far wider than the
+rounding by which a fused loop can differ from numpy's vectorised formulas (a few ulps), so a
+product the screen drops is one the exact path would have found quiet too; a NaN keeps it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+from viraltrend.kernels._checks import check_range, column
+from viraltrend.kernels.decay import _scaled
+
+__all__ = ["MARGIN", "may_matter"]
+
+#: How far below its limit a quiet product's score and evidence must lie.
+MARGIN: Final = 1e-9
+
+
+@njit(cache=True)
+def _sigmoid(x: float) -> float:
+    return 0.5 * (1.0 + math.tanh(0.5 * min(max(x, -60.0), 60.0)))
+
+
+@njit(cache=True)
+def _may_matter(
+    acc: NDArray[np.float64], lam: NDArray[np.float64], dt_s: float, slots: NDArray[np.int64],
+    w: NDArray[np.float64], norm: NDArray[np.float64], i_trend: int, i_base: int, floor_h: float,
+    lift_mid: float, lift_k: float, z_mid: float, z_k: float,
+    stat: NDArray[np.float32], h: float, score_below: float, evidence_below: float,
+    out: NDArray[np.bool_],
+) -> None:  # fmt: skip
+    """``out[j]``: whether ``slots[j]`` may have score >= ``score_below`` or evidence >= ``evidence_below``.
+
+    ``acc`` float64[capacity, n_types, n_hl] (forward-decay accumulators, read at ``dt_s`` past the
+    landmark), ``lam`` and ``norm`` float64[n_hl], ``w`` float64[n_types], ``stat``
+    float32[capacity, n_lifts] (CUSUM statistics), ``slots`` int64[m], ``out`` bool[m].
+    ``floor_h`` is the baseline floor per hour (``max(min_baseline_per_hour, prior)``).
+    """
+    log_mid = math.log(lift_mid)
+    for j in range(slots.shape[0]):
+        p = slots[j]
+        eng_t = 0.0
+        ev_t = 0.0
+        eng_b = 0.0
+        ev_b = 0.0
+        for k in range(acc.shape[1]):
+            ct = _scaled(acc[p, k, i_trend], -lam[i_trend] * dt_s)
+            cb = _scaled(acc[p, k, i_base], -lam[i_base] * dt_s)
+            eng_t += ct * w[k]
+            ev_t += ct
+            eng_b += cb * w[k]
+            ev_b += cb
+        rate_t = eng_t * norm[i_trend] * 3600.0
+        baseline = max(eng_b * norm[i_base] * 3600.0, floor_h)
+        per_weight = ev_b / max(eng_b, 1e-300) if eng_b > 0 else 1.0
+        expected = baseline * per_weight / 3600.0 / norm[i_trend]
+        z = (ev_t - expected) / math.sqrt(expected + 1.0)
+        lift = rate_t / baseline
+        score = _sigmoid(lift_k * (math.log(max(lift, 1e-12)) - log_mid)) * _sigmoid(z_k * (z - z_mid))
+        top = 0.0
+        for g in range(stat.shape[1]):
+            top = max(top, float(stat[p, g]))
+        quiet = score < score_below and top / h < evidence_below
+        out[j] = not quiet
+
+
+def may_matter(
+    acc: NDArray[np.float64],
+    lam: NDArray[np.float64],
+    dt_s: float,
+    slots: NDArray[np.int64],
+    *,
+    type_weights: NDArray[np.float64],
+    norm: NDArray[np.float64],
+    i_trend: int,
+    i_base: int,
+    floor_h: float,
+    lift_midpoint: float,
+    lift_steepness: float,
+    z_midpoint: float,
+    z_steepness: float,
+    stat: NDArray[np.float32],
+    h: float,
+    score_limit: float,
+    evidence_limit: float,
+) -> NDArray[np.bool_]:
+    """Bool[m]: ``slots`` whose rule score may reach ``score_limit`` or evidence ``evidence_limit``.
+
+    See the module docstring; both limits are lowered by :data:`MARGIN` (a product within it is kept).
+    """
+    slots = column("slots", slots, np.int64, None, "")
+    check_range("slots", slots, 0, min(acc.shape[0], stat.shape[0]))
+    out = np.empty(slots.shape[0], np.bool_)
+    _may_matter(
+        acc, lam, float(dt_s), slots, type_weights, norm, int(i_trend), int(i_base), float(floor_h),
+        float(lift_midpoint), float(lift_steepness), float(z_midpoint), float(z_steepness),
+        stat, float(h), float(score_limit) - MARGIN, float(evidence_limit) - MARGIN, out,
+    )  # fmt: skip
+    return out
