@@ -36,6 +36,7 @@ from viraltrend.detect import SequentialDetector
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels.clock import EventClock
+from viraltrend.kernels.columns import in_sorted, trust_rows
 from viraltrend.kernels.decay import DecayedCounters
 from viraltrend.kernels.hashtable import UserTable, hash_ids, signature_slots
 from viraltrend.kernels.intern import Interner
@@ -383,19 +384,8 @@ class Engine:
         types, ts = batch.type_code[idx], batch.ts_ms[idx]
         weight, new_pair, fresh = self.user_signals.process(slots, users, types, ts)
         self.counters.add(slots, types, ts, weight)  # per-user caps: repeats within the window weigh 0
-        channel = np.concatenate(
-            [
-                np.zeros(int(new_pair.sum()), np.int8),
-                np.ones(int(fresh.sum()), np.int8),
-                np.full(idx.size, 2, np.int8),
-            ]
-        )
-        self.trust_counters.add(
-            np.concatenate([slots[new_pair], slots[fresh], slots]),
-            channel,
-            np.concatenate([ts[new_pair], ts[fresh], ts]),
-            np.ones(channel.size),
-        )
+        rows, channel, rows_ts = trust_rows(slots, ts, new_pair, fresh)  # new pairs, fresh, all
+        self.trust_counters.add(rows, channel, rows_ts, np.ones(channel.size))
         self.sketches.update(slots, users)
         self._touched.append(slots)
         self._new_users.append(slots[new_pair])
@@ -553,15 +543,16 @@ class Engine:
             self._trace(now_ms, slots, traced, score, feats)
         if self.labels is not None:
             self._sample(now_ms, slots, touched, feats, counts)
-        is_watched = np.isin(slots, watched)
+        is_watched = in_sorted(slots, watched)
         ready = feats["ready"] > 0.0
         keep = (score >= self.cfg.board.demote_threshold) | is_watched | ready
-        is_touched = np.isin(slots, touched)
+        is_touched = in_sorted(slots, touched)
         hot = (keep | (feats["evidence"] >= _SKETCH_EVIDENCE)) & (is_touched | is_watched)
         judged = ready if self.board.sequential else score >= self.cfg.board.promote_threshold
-        self._track_audiences(now_ms, slots, hot, judged & ~np.isin(slots, list(self.board.members)), feats)
+        members = np.sort(np.fromiter(self.board.members, np.int64, len(self.board.members)))
+        self._track_audiences(now_ms, slots, hot, judged & ~in_sorted(slots, members), feats)
         if traced.size:  # a traced product is scored for the trace; the board sees it only as usual
-            keep &= is_watched | np.isin(slots, touched)
+            keep &= is_watched | is_touched
         sel = np.flatnonzero(keep)
         if sel.size == 0 and not self.board.members:
             return []

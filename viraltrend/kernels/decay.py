@@ -46,6 +46,7 @@ _MAX_ABS_TS_MS: Final = 2**53  # |ts_ms| bound: differences of two times stay ex
 _INT64_MAX: Final = int(np.iinfo(np.int64).max)
 _INT64_MIN: Final = int(np.iinfo(np.int64).min)
 _Scalar = TypeVar("_Scalar", bound=np.generic)
+_ROW0: Final = np.zeros(1, np.int64)  # the one row of the global accumulator, as slots
 
 if numba.config.DISABLE_JIT:  # type: ignore[attr-defined]
 
@@ -216,6 +217,7 @@ class DecayedCounters:
         self.n_types = int(n_types)
         self.renorm_exponent = float(renorm_exponent)
         self._lam: NDArray[np.float64] = math.log(2.0) / hl
+        self._lam_max = float(self._lam.max())
         self.acc: NDArray[np.float64] = np.zeros((capacity, n_types, hl.shape[0]), np.float64)
         self.global_acc: NDArray[np.float64] = np.zeros((n_types, hl.shape[0]), np.float64)
         self.first_ts_ms: NDArray[np.int64] = np.full(capacity, _INT64_MAX, np.int64)
@@ -281,7 +283,7 @@ class DecayedCounters:
         if self._landmark_ms is None:
             self._landmark_ms = (int(ts_ms[0]) // 1000) * 1000
         ts_max = int(ts_ms.max())
-        if float(self._lam.max()) * (ts_max - self._landmark_ms) / 1000.0 > self.renorm_exponent:
+        if self._lam_max * (ts_max - self._landmark_ms) / 1000.0 > self.renorm_exponent:
             self._move_landmark((ts_max // 1000) * 1000)
         _add_events(
             self.acc, self.global_acc, self.first_ts_ms, self.last_ts_ms,
@@ -300,7 +302,7 @@ class DecayedCounters:
         new = (int(now_ms) // 1000) * 1000
         if (
             new <= self._landmark_ms
-            or float(self._lam.max()) * (new - self._landmark_ms) / 1000.0 <= self.renorm_exponent / 2
+            or self._lam_max * (new - self._landmark_ms) / 1000.0 <= self.renorm_exponent / 2
         ):
             return False
         self._move_landmark(new)
@@ -337,7 +339,9 @@ class DecayedCounters:
         if isinstance(now_ms, bool) or not isinstance(now_ms, int | np.integer):
             msg = f"now_ms must be an int (epoch milliseconds), got {type(now_ms).__name__}"
             raise TypeError(msg)
-        _check_range("now_ms", np.array([now_ms], np.int64), -_MAX_ABS_TS_MS, _MAX_ABS_TS_MS + 1)
+        if not -_MAX_ABS_TS_MS <= now_ms <= _MAX_ABS_TS_MS:
+            msg = f"now_ms must be in [{-_MAX_ABS_TS_MS}, {_MAX_ABS_TS_MS + 1}), got {now_ms}"
+            raise ValueError(msg)
         return (int(now_ms) - (self._landmark_ms or 0)) / 1000.0
 
     def read(self, slots: NDArray[np.int64], now_ms: int) -> NDArray[np.float64]:
@@ -355,7 +359,7 @@ class DecayedCounters:
     def read_global(self, now_ms: int) -> NDArray[np.float64]:
         """Return the decayed counts over all products at ``now_ms``, float64[n_types, n_hl]."""
         out = np.empty_like(self.global_acc)
-        _decay_rows(self.global_acc[None], np.zeros(1, np.int64), self._lam, self._dt_s(now_ms), out[None])
+        _decay_rows(self.global_acc[None], _ROW0, self._lam, self._dt_s(now_ms), out[None])
         return out
 
     def to_arrays(self) -> dict[str, NDArray[np.generic]]:
