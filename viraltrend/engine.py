@@ -456,10 +456,10 @@ class Engine:
         c = self.cfg
         return self.reader.screen(
             self.counters.acc,
+            self.counters.global_acc,
             self.counters.lam,
             self.counters.dt_s(now_ms),
             touched,
-            global_counts=self.counters.read_global(now_ms),
             n_products=self._n_live,
             observed_s=(now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0,
             stat=self.detector.cusum.stat,

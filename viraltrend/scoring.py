@@ -170,11 +170,11 @@ class FeatureReader:
     def screen(
         self,
         acc: NDArray[np.float64],
+        global_acc: NDArray[np.float64],
         lam: NDArray[np.float64],
         dt_s: float,
         slots: NDArray[np.int64],
         *,
-        global_counts: NDArray[np.float64],
         n_products: int,
         observed_s: float,
         stat: NDArray[np.float32],
@@ -187,24 +187,24 @@ class FeatureReader:
         The rule score of :class:`RuleScorer` over :meth:`read`'s ``lift`` and ``z``, fused in one
         kernel (:mod:`viraltrend.kernels.prefilter`), and the CUSUM statistics ``stat``
         (float32[capacity, n_lifts]) over the alarm threshold ``h`` as the evidence's upper bound.
-        ``acc`` (float64[capacity, n_types, n_hl]) are the counters' accumulators read at ``dt_s``
-        seconds past their landmark, ``lam`` their decay rates.  A slot left out is quiet: the
-        exact features would give it a lower score and evidence.
+        ``acc`` (float64[capacity, n_types, n_hl]) and ``global_acc`` (float64[n_types, n_hl]) are
+        the counters' accumulators, read at ``dt_s`` seconds past their landmark, ``lam`` their
+        decay rates (those of ``half_lives_s``).  A slot left out is quiet: the exact features
+        would give it a lower score and evidence.
         """
-        lam_hl = math.log(2.0) / np.asarray(self.half_lives_s)
-        w = np.asarray(self.type_weights)
-        seen = max(observed_s, 1.0)
-        norm = lam_hl / -np.expm1(-lam_hl * seen)  # as in read(), element by element
         cfg = self.score
-        i_trend, i_base = self._index(cfg.trend_half_life_s), self._index(cfg.baseline_half_life_s)
-        prior_h = cfg.global_baseline_factor * float(global_counts[:, i_base] @ w) * norm[i_base] * 3600.0
-        prior_h /= max(n_products, 1)
         return may_matter(
-            acc, lam, dt_s, slots, type_weights=w, norm=norm, i_trend=i_trend, i_base=i_base,
-            floor_h=max(cfg.min_baseline_per_hour, prior_h), lift_midpoint=cfg.lift_midpoint,
+            acc, global_acc, lam, dt_s, slots, type_weights=self._weights, observed_s=observed_s,
+            n_products=n_products, i_trend=self._index(cfg.trend_half_life_s),
+            i_base=self._index(cfg.baseline_half_life_s), min_baseline_per_hour=cfg.min_baseline_per_hour,
+            global_baseline_factor=cfg.global_baseline_factor, lift_midpoint=cfg.lift_midpoint,
             lift_steepness=cfg.lift_steepness, z_midpoint=cfg.z_midpoint, z_steepness=cfg.z_steepness,
             stat=stat, h=h, score_limit=score_limit, evidence_limit=evidence_limit,
         )  # fmt: skip
+
+    @property
+    def _weights(self) -> NDArray[np.float64]:
+        return np.asarray(self.type_weights, np.float64)
 
 
 def events_per_weight(eng: NDArray[np.float64], events: NDArray[np.float64], h: int) -> NDArray[np.float64]:

@@ -37,8 +37,8 @@ def _exact(cfg, counters, stat, slots, now_ms, observed_s, n_live):
 
 def _screen(cfg, counters, stat, slots, now_ms, observed_s, n_live, score_limit, evidence_limit):
     return FeatureReader.from_config(cfg).screen(
-        counters.acc, counters.lam, counters.dt_s(now_ms), slots,
-        global_counts=counters.read_global(now_ms), n_products=n_live, observed_s=observed_s,
+        counters.acc, counters.global_acc, counters.lam, counters.dt_s(now_ms), slots,
+        n_products=n_live, observed_s=observed_s,
         stat=stat, h=H, score_limit=score_limit, evidence_limit=evidence_limit,
     )  # fmt: skip
 

@@ -28,7 +28,7 @@ def column(name: str, values: object, dtype: type[_Scalar], n: int | None, like:
 
 
 _SIGNED = frozenset(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64))
-_INT64 = np.iinfo(np.int64)
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
 @njit(cache=True)
@@ -44,7 +44,7 @@ def check_range(name: str, values: NDArray[Any], low: int, high: int, fix: str =
     """Raise ValueError unless every value lies in ``[low, high)``."""
     if not values.shape[0]:
         return
-    if values.dtype in _SIGNED and values.ndim == 1 and _INT64.min <= low <= high <= _INT64.max:
+    if values.dtype in _SIGNED and values.ndim == 1 and _INT64_MIN <= low <= high <= _INT64_MAX:
         i = _first_outside(values, low, high)  # one compiled pass instead of two reductions
         if i >= 0:
             msg = f"{name} must be in [{low}, {high}), got {values[i]}{fix}"

@@ -37,19 +37,30 @@ def _sigmoid(x: float) -> float:
 
 @njit(cache=True)
 def _may_matter(
-    acc: NDArray[np.float64], lam: NDArray[np.float64], dt_s: float, slots: NDArray[np.int64],
-    w: NDArray[np.float64], norm: NDArray[np.float64], i_trend: int, i_base: int, floor_h: float,
+    acc: NDArray[np.float64], global_acc: NDArray[np.float64], lam: NDArray[np.float64], dt_s: float,
+    slots: NDArray[np.int64], w: NDArray[np.float64], observed_s: float, n_products: int,
+    i_trend: int, i_base: int, min_baseline_h: float, global_factor: float,
     lift_mid: float, lift_k: float, z_mid: float, z_k: float,
     stat: NDArray[np.float32], h: float, score_below: float, evidence_below: float,
     out: NDArray[np.bool_],
 ) -> None:  # fmt: skip
     """``out[j]``: whether ``slots[j]`` may have score >= ``score_below`` or evidence >= ``evidence_below``.
 
-    ``acc`` float64[capacity, n_types, n_hl] (forward-decay accumulators, read at ``dt_s`` past the
-    landmark), ``lam`` and ``norm`` float64[n_hl], ``w`` float64[n_types], ``stat``
-    float32[capacity, n_lifts] (CUSUM statistics), ``slots`` int64[m], ``out`` bool[m].
-    ``floor_h`` is the baseline floor per hour (``max(min_baseline_per_hour, prior)``).
+    ``acc`` float64[capacity, n_types, n_hl] and ``global_acc`` float64[n_types, n_hl]
+    (forward-decay accumulators, read at ``dt_s`` past the landmark), ``lam`` float64[n_hl],
+    ``w`` float64[n_types], ``stat`` float32[capacity, n_lifts] (CUSUM statistics), ``slots``
+    int64[m], ``out`` bool[m].  The rates' bias correction for a stream observed ``observed_s``
+    seconds and the baseline floor (``min_baseline_h``, ``global_factor`` x the catalogue's
+    rate per product) follow :meth:`~viraltrend.scoring.FeatureReader.read`.
     """
+    seen = max(observed_s, 1.0)
+    norm_t = lam[i_trend] / -math.expm1(-lam[i_trend] * seen)
+    norm_b = lam[i_base] / -math.expm1(-lam[i_base] * seen)
+    glob = 0.0
+    for k in range(global_acc.shape[0]):
+        glob += _scaled(global_acc[k, i_base], -lam[i_base] * dt_s) * w[k]
+    prior_h = global_factor * glob * norm_b * 3600.0 / max(n_products, 1)
+    floor_h = max(min_baseline_h, prior_h)
     log_mid = math.log(lift_mid)
     for j in range(slots.shape[0]):
         p = slots[j]
@@ -64,10 +75,10 @@ def _may_matter(
             ev_t += ct
             eng_b += cb * w[k]
             ev_b += cb
-        rate_t = eng_t * norm[i_trend] * 3600.0
-        baseline = max(eng_b * norm[i_base] * 3600.0, floor_h)
+        rate_t = eng_t * norm_t * 3600.0
+        baseline = max(eng_b * norm_b * 3600.0, floor_h)
         per_weight = ev_b / max(eng_b, 1e-300) if eng_b > 0 else 1.0
-        expected = baseline * per_weight / 3600.0 / norm[i_trend]
+        expected = baseline * per_weight / 3600.0 / norm_t
         z = (ev_t - expected) / math.sqrt(expected + 1.0)
         lift = rate_t / baseline
         score = _sigmoid(lift_k * (math.log(max(lift, 1e-12)) - log_mid)) * _sigmoid(z_k * (z - z_mid))
@@ -80,15 +91,18 @@ def _may_matter(
 
 def may_matter(
     acc: NDArray[np.float64],
+    global_acc: NDArray[np.float64],
     lam: NDArray[np.float64],
     dt_s: float,
     slots: NDArray[np.int64],
     *,
     type_weights: NDArray[np.float64],
-    norm: NDArray[np.float64],
+    observed_s: float,
+    n_products: int,
     i_trend: int,
     i_base: int,
-    floor_h: float,
+    min_baseline_per_hour: float,
+    global_baseline_factor: float,
     lift_midpoint: float,
     lift_steepness: float,
     z_midpoint: float,
@@ -106,7 +120,8 @@ def may_matter(
     check_range("slots", slots, 0, min(acc.shape[0], stat.shape[0]))
     out = np.empty(slots.shape[0], np.bool_)
     _may_matter(
-        acc, lam, float(dt_s), slots, type_weights, norm, int(i_trend), int(i_base), float(floor_h),
+        acc, global_acc, lam, float(dt_s), slots, type_weights, float(observed_s), int(n_products),
+        int(i_trend), int(i_base), float(min_baseline_per_hour), float(global_baseline_factor),
         float(lift_midpoint), float(lift_steepness), float(z_midpoint), float(z_steepness),
         stat, float(h), float(score_limit) - MARGIN, float(evidence_limit) - MARGIN, out,
     )  # fmt: skip
