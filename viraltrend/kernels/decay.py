@@ -120,6 +120,25 @@ def _add_events(
 
 
 @njit(cache=True)
+def _first_bad(
+    slot: NDArray[np.int64], type_code: NDArray[np.int8], ts_ms: NDArray[np.int64],
+    weight: NDArray[np.float64], capacity: int, n_types: int, max_abs_ts_ms: int,
+) -> tuple[int, int]:  # fmt: skip
+    """(index of the first event with a value out of range or a weight not finite, or -1; max ts_ms)."""
+    ts_max = ts_ms[0]
+    for i in range(slot.shape[0]):
+        if (
+            not 0 <= slot[i] < capacity
+            or not 0 <= type_code[i] < n_types
+            or not -max_abs_ts_ms <= ts_ms[i] <= max_abs_ts_ms
+            or not math.isfinite(weight[i])
+        ):
+            return i, ts_max
+        ts_max = max(ts_max, ts_ms[i])
+    return -1, ts_max
+
+
+@njit(cache=True)
 def _exp(x: float) -> float:
     """``exp(x)``, or inf from 709 up (near the double limit; without the JIT math.exp would raise)."""
     return math.exp(x) if x < 709.0 else math.inf
@@ -274,15 +293,16 @@ class DecayedCounters:
         weight = _column("weight", weight, np.float64, n)
         if n == 0:
             return
-        _check_range("slot", slot, 0, self.capacity, "; call ensure_capacity(max(slot) + 1) first")
-        _check_range("type_code", type_code, 0, self.n_types)
-        _check_range("ts_ms", ts_ms, -_MAX_ABS_TS_MS, _MAX_ABS_TS_MS + 1, " (epoch milliseconds)")
-        if not np.isfinite(weight).all():
+        bad = _first_bad(slot, type_code, ts_ms, weight, self.capacity, self.n_types, _MAX_ABS_TS_MS)
+        if bad[0] >= 0:  # one compiled pass; the first bad value of the first column that has one
+            _check_range("slot", slot, 0, self.capacity, "; call ensure_capacity(max(slot) + 1) first")
+            _check_range("type_code", type_code, 0, self.n_types)
+            _check_range("ts_ms", ts_ms, -_MAX_ABS_TS_MS, _MAX_ABS_TS_MS + 1, " (epoch milliseconds)")
             msg = f"weight must be finite, got {weight[~np.isfinite(weight)][0]}"
             raise ValueError(msg)
         if self._landmark_ms is None:
             self._landmark_ms = (int(ts_ms[0]) // 1000) * 1000
-        ts_max = int(ts_ms.max())
+        ts_max = int(bad[1])
         if self._lam_max * (ts_max - self._landmark_ms) / 1000.0 > self.renorm_exponent:
             self._move_landmark((ts_max // 1000) * 1000)
         _add_events(
