@@ -110,3 +110,14 @@ def test_screened_sparse_stream_gives_the_same_decisions_and_state(monkeypatch):
     fa, fm = fast.state()
     sa, sm = slow.state()
     assert all(np.array_equal(fa[k], sa[k]) for k in fa) and fm == sm
+
+
+def test_detector_evidence_is_the_evidence_column_of_read(pinned_events):
+    engine, _ = run_engine(pinned_events, [])
+    now_ms = int(engine.clock.watermark_ms) // 10_000 * 10_000
+    slots = np.flatnonzero(engine.detector.cusum.last_tick != np.iinfo(np.int64).min).astype(np.int64)
+    mu = np.full(slots.size, 0.01)
+    got = engine.detector.evidence(now_ms, slots, mu)
+    want = engine.detector.read(now_ms, slots, mu, np.full(slots.size, 10.0))["evidence"]
+    assert slots.size > 100 and (want >= 0.3).any()
+    np.testing.assert_array_equal(got, want)

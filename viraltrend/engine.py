@@ -40,6 +40,7 @@ from viraltrend.kernels.columns import in_sorted, trust_rows
 from viraltrend.kernels.decay import DecayedCounters
 from viraltrend.kernels.hashtable import UserTable, hash_ids, signature_slots
 from viraltrend.kernels.intern import Interner
+from viraltrend.kernels.prefilter import SCORE
 from viraltrend.kernels.users import UserSignals, UserSketches
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
@@ -426,11 +427,18 @@ class Engine:
             traced = self.products.lookup(self.trace_products)
             traced = traced[traced >= 0]
             traced = traced[self.counters.last_ts_ms[traced] != _NEVER]  # from its first applied event on
-        slots = touched[self._may_matter(now_ms, touched)] if self.screen and touched.size else touched
+        slots, sketch_only = touched, False
+        if self.screen and touched.size:
+            why = self._may_matter(now_ms, touched)
+            slots = touched[why != 0]
+            sketch_only = not (why & SCORE).any()  # evidence building at most: nothing to score
         if watched.size or traced.size:
             slots = np.union1d(np.union1d(slots, watched), traced).astype(np.int64)
+            sketch_only = False
         messages: list[Message] = []
-        if slots.size:
+        if slots.size and sketch_only:
+            self._sketch_only(now_ms, slots, mu_of)
+        elif slots.size:
             g = self.trust_counters.read_global(now_ms)[:, 0]  # new pairs, fresh, raw at the trend half-life
             self.guard.catalogue_fresh_share = float(g[1] / g[2]) if g[2] > 0 else 1.0
             messages = self._evaluate(now_ms, slots, touched, watched, traced, mu_of)
@@ -444,8 +452,8 @@ class Engine:
         self._maybe_evict(now_ms)
         return messages
 
-    def _may_matter(self, now_ms: int, touched: NDArray[np.int64]) -> NDArray[np.bool_]:
-        """Bool mask of ``touched``: products the exact evaluation could keep, sketch or judge.
+    def _may_matter(self, now_ms: int, touched: NDArray[np.int64]) -> NDArray[np.int8]:
+        """Per product of ``touched``: may its score (bit ``SCORE``) or evidence (``EVIDENCE``) matter.
 
         The others are quiet: rule score below ``min(board.demote_threshold, detect.min_score,
         board.promote_threshold)`` and change evidence below ``_SKETCH_EVIDENCE``, so
@@ -482,6 +490,20 @@ class Engine:
             and self.model is None
             and type(self.scorer) is RuleScorer
         )
+
+    def _sketch_only(
+        self, now_ms: int, slots: NDArray[np.int64], mu_of: Callable[[NDArray[np.int64]], NDArray[np.float64]]
+    ) -> None:
+        """What :meth:`_evaluate` does when no candidate's score can reach a board limit.
+
+        Nothing is watched or traced and every candidate (touched, may be sketched) has a rule score
+        below ``_may_matter``'s limit: none is kept, ready or judged, so the only effect is on the
+        audiences, where products whose change evidence reaches ``_SKETCH_EVIDENCE`` are hot.  The
+        evidence is the detector's own column, exactly.
+        """
+        evidence = self.detector.evidence(now_ms, slots, mu_of(slots))
+        hot = evidence >= _SKETCH_EVIDENCE
+        self._track_audiences(now_ms, slots, hot, np.zeros(slots.size, np.bool_), {"evidence": evidence})
 
     def _quiet_audiences(self, now_ms: int) -> None:
         """What :meth:`_evaluate` does to the audiences at a tick whose candidates are all quiet.

@@ -181,16 +181,16 @@ class FeatureReader:
         h: float,
         score_limit: float,
         evidence_limit: float,
-    ) -> NDArray[np.bool_]:
-        """Bool[m]: which ``slots`` may reach ``score_limit`` (rule score) or ``evidence_limit``.
+    ) -> NDArray[np.int8]:
+        """Int8[m]: may each slot reach ``score_limit`` (rule score, bit 1) or ``evidence_limit`` (bit 2).
 
         The rule score of :class:`RuleScorer` over :meth:`read`'s ``lift`` and ``z``, fused in one
         kernel (:mod:`viraltrend.kernels.prefilter`), and the CUSUM statistics ``stat``
         (float32[capacity, n_lifts]) over the alarm threshold ``h`` as the evidence's upper bound.
         ``acc`` (float64[capacity, n_types, n_hl]) and ``global_acc`` (float64[n_types, n_hl]) are
         the counters' accumulators, read at ``dt_s`` seconds past their landmark, ``lam`` their
-        decay rates (those of ``half_lives_s``).  A slot left out is quiet: the exact features
-        would give it a lower score and evidence.
+        decay rates (those of ``half_lives_s``).  A slot with neither bit is quiet: the exact
+        features would give it a lower score and evidence.
         """
         cfg = self.score
         return may_matter(

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from tests.kernels import reference
 from viraltrend.config import load_config
 from viraltrend.kernels.decay import DecayedCounters
-from viraltrend.kernels.prefilter import MARGIN
+from viraltrend.kernels.prefilter import EVIDENCE, MARGIN, SCORE
 from viraltrend.scoring import FeatureReader, RuleScorer
 
 PROPERTY = settings(max_examples=60, deadline=None)
@@ -59,10 +59,12 @@ def test_screen_keeps_every_product_at_or_above_a_limit_and_drops_those_clearly_
     slots = np.arange(n_products, dtype=np.int64)
     score, evidence = _exact(cfg, counters, stat, slots, now_ms, observed_s, n_products)
     got = _screen(cfg, counters, stat, slots, now_ms, observed_s, n_products, score_limit, evidence_limit)
-    matters = (score >= score_limit) | (evidence >= evidence_limit)
-    assert got[matters].all()  # sound: never drops a product the exact path could keep
-    clearly_quiet = (score < score_limit - 2 * MARGIN) & (evidence < evidence_limit - 2 * MARGIN)
-    assert not got[clearly_quiet].any()  # tight: agrees with the exact score to within the margin
+    # sound: never calls quiet a score or evidence that reaches its limit
+    assert (got[score >= score_limit] & SCORE).all()
+    assert (got[evidence >= evidence_limit] & EVIDENCE).all()
+    # tight: agrees with the exact score to within the margin
+    assert not (got[score < score_limit - 2 * MARGIN] & SCORE).any()
+    assert not (got[evidence < evidence_limit - 2 * MARGIN] & EVIDENCE).any()
 
 
 @PROPERTY
@@ -74,13 +76,13 @@ def test_screen_at_each_products_exact_score_keeps_it(seed, n_products):
     score, _ = _exact(cfg, counters, stat, slots, now_ms, 3600.0, n_products)
     for j in range(n_products):
         got = _screen(cfg, counters, stat, slots[j : j + 1], now_ms, 3600.0, n_products, score[j], 2.0)
-        assert got[0]
+        assert got[0] & SCORE
 
 
 def test_screen_of_no_slots_is_empty():
     cfg, counters, stat, now_ms = _setup(1, 5, 1.0)
     got = _screen(cfg, counters, stat, np.zeros(0, np.int64), now_ms, 60.0, 5, 0.4, 0.3)
-    assert got.dtype == np.bool_ and got.shape == (0,)
+    assert got.dtype == np.int8 and got.shape == (0,)
 
 
 def test_screen_keeps_a_product_with_nan_counts():
@@ -88,4 +90,4 @@ def test_screen_keeps_a_product_with_nan_counts():
     cfg, counters, stat, now_ms = _setup(2, 3, 1.0)
     counters.acc[1] = np.nan
     got = _screen(cfg, counters, stat, np.arange(3, dtype=np.int64), now_ms, 60.0, 3, 0.4, 10.0)
-    assert got[1]
+    assert got[1] & SCORE

@@ -24,10 +24,13 @@ from numpy.typing import NDArray
 from viraltrend.kernels._checks import check_range, column
 from viraltrend.kernels.decay import _scaled
 
-__all__ = ["MARGIN", "may_matter"]
+__all__ = ["EVIDENCE", "MARGIN", "SCORE", "may_matter"]
 
 #: How far below its limit a quiet product's score and evidence must lie.
 MARGIN: Final = 1e-9
+#: Bits of :func:`may_matter`'s answer: the score may reach its limit; the evidence may reach its.
+SCORE: Final = 1
+EVIDENCE: Final = 2
 
 
 @njit(cache=True)
@@ -42,14 +45,14 @@ def _may_matter(
     i_trend: int, i_base: int, min_baseline_h: float, global_factor: float,
     lift_mid: float, lift_k: float, z_mid: float, z_k: float,
     stat: NDArray[np.float32], h: float, score_below: float, evidence_below: float,
-    out: NDArray[np.bool_],
+    out: NDArray[np.int8],
 ) -> None:  # fmt: skip
-    """``out[j]``: whether ``slots[j]`` may have score >= ``score_below`` or evidence >= ``evidence_below``.
+    """``out[j]``: 1 if ``slots[j]`` may have score >= ``score_below``, + 2 if evidence >= ``evidence_below``.
 
     ``acc`` float64[capacity, n_types, n_hl] and ``global_acc`` float64[n_types, n_hl]
     (forward-decay accumulators, read at ``dt_s`` past the landmark), ``lam`` float64[n_hl],
     ``w`` float64[n_types], ``stat`` float32[capacity, n_lifts] (CUSUM statistics), ``slots``
-    int64[m], ``out`` bool[m].  The rates' bias correction for a stream observed ``observed_s``
+    int64[m], ``out`` int8[m].  The rates' bias correction for a stream observed ``observed_s``
     seconds and the baseline floor (``min_baseline_h``, ``global_factor`` x the catalogue's
     rate per product) follow :meth:`~viraltrend.scoring.FeatureReader.read`.
     """
@@ -85,8 +88,7 @@ def _may_matter(
         top = 0.0
         for g in range(stat.shape[1]):
             top = max(top, float(stat[p, g]))
-        quiet = score < score_below and top / h < evidence_below
-        out[j] = not quiet
+        out[j] = (0 if score < score_below else 1) + (0 if top / h < evidence_below else 2)
 
 
 def may_matter(
@@ -111,14 +113,17 @@ def may_matter(
     h: float,
     score_limit: float,
     evidence_limit: float,
-) -> NDArray[np.bool_]:
-    """Bool[m]: ``slots`` whose rule score may reach ``score_limit`` or evidence ``evidence_limit``.
+) -> NDArray[np.int8]:
+    """Int8[m]: per slot, bit :data:`SCORE` or :data:`EVIDENCE` if either may reach its limit.
 
-    See the module docstring; both limits are lowered by :data:`MARGIN` (a product within it is kept).
+    :data:`SCORE` if the rule score may reach ``score_limit``, plus :data:`EVIDENCE` if the change
+    evidence may reach ``evidence_limit``; 0 for a quiet product.  See the module docstring; both
+    limits are lowered by :data:`MARGIN` (a product within it counts).  A NaN score or evidence
+    counts as reaching its limit.
     """
     slots = column("slots", slots, np.int64, None, "")
     check_range("slots", slots, 0, min(acc.shape[0], stat.shape[0]))
-    out = np.empty(slots.shape[0], np.bool_)
+    out = np.empty(slots.shape[0], np.int8)
     _may_matter(
         acc, global_acc, lam, float(dt_s), slots, type_weights, float(observed_s), int(n_products),
         int(i_trend), int(i_base), float(min_baseline_per_hour), float(global_baseline_factor),
