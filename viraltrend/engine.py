@@ -36,7 +36,7 @@ from viraltrend.detect import SequentialDetector
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels.clock import EventClock
-from viraltrend.kernels.columns import in_sorted, trust_rows
+from viraltrend.kernels.columns import below, in_sorted, trust_rows
 from viraltrend.kernels.decay import DecayedCounters
 from viraltrend.kernels.hashtable import UserTable, hash_ids, signature_slots
 from viraltrend.kernels.intern import Interner
@@ -779,8 +779,17 @@ class Engine:
         if live.size == 0:
             return
         base = self.cfg.decay.half_lives_s.index(self.cfg.score.baseline_half_life_s)
-        eng = self.counters.read(live, now_ms)[:, :, base] @ np.asarray(self.cfg.signals.weights())
-        cold = live[(eng < self.cfg.state.evict_below) & ~np.isin(live, self.board.watched_slots())]
+        weights = np.asarray(self.cfg.signals.weights(), np.float64)
+        c = self.counters
+        fast = below(
+            c.acc, live, lam=float(c.lam[base]), dt_s=c.dt_s(now_ms), half_life=base, weights=weights,
+            limit=self.cfg.state.evict_below,
+        )  # fmt: skip
+        if fast is not None:
+            low = fast != 0
+        else:  # some product within rounding of the limit: the exact expression decides
+            low = c.read(live, now_ms)[:, :, base] @ weights < self.cfg.state.evict_below
+        cold = live[low & ~np.isin(live, self.board.watched_slots())]
         if cold.size:
             self.counters.clear(cold)
             self.trust_counters.clear(cold)

@@ -11,9 +11,13 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from viraltrend.kernels._checks import column
+from viraltrend.kernels._checks import check_range, column
+from viraltrend.kernels.decay import _scaled
 
-__all__ = ["in_sorted", "trust_rows"]
+#: Relative distance from the limit within which :func:`below` leaves the verdict to the caller.
+BELOW_MARGIN = 1e-9
+
+__all__ = ["below", "in_sorted", "trust_rows"]
 
 
 @njit(cache=True)
@@ -82,3 +86,51 @@ def trust_rows(
     new_pair = column("new_pair", new_pair, np.bool_, slots.shape[0], "slots")
     fresh = column("fresh", fresh, np.bool_, slots.shape[0], "slots")
     return _trust_rows(slots, ts_ms, new_pair, fresh)
+
+
+@njit(cache=True)
+def _below(
+    acc: NDArray[np.float64], slots: NDArray[np.int64], lam: float, dt_s: float, h: int,
+    w: NDArray[np.float64], limit: float, margin: float, out: NDArray[np.int8],
+) -> int:  # fmt: skip
+    n_unsure = 0
+    for j in range(slots.shape[0]):
+        p = slots[j]
+        total = 0.0
+        size = 0.0
+        for k in range(acc.shape[1]):
+            term = _scaled(acc[p, k, h], -lam * dt_s) * w[k]
+            total += term
+            size += abs(term)
+        if not (abs(total - limit) > margin * (size + abs(limit))):  # NaN: unsure
+            out[j] = -1
+            n_unsure += 1
+        else:
+            out[j] = 1 if total < limit else 0
+    return n_unsure
+
+
+def below(
+    acc: NDArray[np.float64],
+    slots: NDArray[np.int64],
+    *,
+    lam: float,
+    dt_s: float,
+    half_life: int,
+    weights: NDArray[np.float64],
+    limit: float,
+) -> NDArray[np.int8] | None:
+    """Int8[m]: 1 where the weighted decayed count of ``slots`` at one half-life is below ``limit``, else 0.
+
+    ``acc`` float64[capacity, n_types, n_hl] are forward-decay accumulators read at ``dt_s``
+    seconds past their landmark with rate ``lam`` (that of half-life index ``half_life``),
+    ``weights`` float64[n_types].  None when some slot lies within :data:`BELOW_MARGIN` (relative)
+    of ``limit``: there the order of the sum could decide, so the caller computes exactly.
+    """
+    slots = column("slots", slots, np.int64, None, "")
+    check_range("slots", slots, 0, acc.shape[0])
+    out = np.empty(slots.shape[0], np.int8)
+    unsure = _below(
+        acc, slots, float(lam), float(dt_s), int(half_life), weights, float(limit), BELOW_MARGIN, out
+    )
+    return None if unsure else out
