@@ -22,6 +22,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -330,15 +331,17 @@ class Engine:
         new = np.flatnonzero(self.counters.last_ts_ms[slots] == _NEVER)
         if new.size:
             new = new[np.unique(slots[new], return_index=True)[1]]  # one event per new product
-            at = idx[new].tolist()
+            pick = itemgetter(*idx[new].tolist())
             for names, table, column in (
                 (batch.seller_id, self.sellers, self.seller_of),
                 (batch.category, self.categories, self.category_of),
             ):
-                given = [(j, names[i]) for j, i in zip(new.tolist(), at, strict=True) if names[i] is not None]
-                if given:
-                    rows = slots[np.fromiter((g[0] for g in given), np.int64, len(given))]
-                    column[rows] = table.intern([g[1] for g in given]).astype(np.int32)
+                values = np.empty(new.size, object)  # the new products' names, None where not given
+                values[:] = pick(names) if new.size > 1 else [pick(names)]
+                given = values != None  # noqa: E711 (elementwise)
+                if given.any():
+                    rows = slots[new[given]]
+                    column[rows] = table.intern(values[given].tolist()).astype(np.int32)
         return slots
 
     def _intern_users(self, hashes: NDArray[np.uint64], ts_ms: NDArray[np.int64]) -> NDArray[np.int64]:
