@@ -70,3 +70,54 @@ def test_a_checkpoint_with_user_names_restores(pinned_events):
     arrays = {k: v for k, v in arrays.items() if not k.startswith("usertable.")}
     restored = Engine.restore(cfg, arrays, {**meta, "users": names})
     assert restored.users.hash_of.tolist()[: len(names)] == engine.users.hash_of.tolist()[: len(names)]
+
+
+def _evaluated_rows(monkeypatch):
+    rows: list[int] = []
+    evaluate = Engine._evaluate
+
+    def counting(self, now_ms, slots, *args):
+        rows.append(int(slots.size))
+        return evaluate(self, now_ms, slots, *args)
+
+    monkeypatch.setattr(Engine, "_evaluate", counting)
+    return rows
+
+
+@pytest.mark.parametrize("cuts", [[], [7_001, 30_000]])
+def test_screened_ticks_give_the_same_decisions_and_state(pinned_events, monkeypatch, cuts):
+    """Quiet touched products screened out at ticks: the same messages and checkpoint as scoring all."""
+    rows = _evaluated_rows(monkeypatch)
+    fast, fast_msgs = run_engine(pinned_events, cuts)
+    screened = sum(rows)
+    rows.clear()
+    monkeypatch.setattr(Engine, "screen", property(lambda self: False))
+    slow, slow_msgs = run_engine(pinned_events, cuts)
+    assert fast_msgs == slow_msgs
+    assert screened < sum(rows) / 5  # most touched products are quiet at most ticks
+    fa, fm = fast.state()
+    sa, sm = slow.state()
+    assert fa.keys() == sa.keys() and all(np.array_equal(fa[k], sa[k]) for k in fa)
+    assert fm == sm
+
+
+def test_screened_sparse_stream_gives_the_same_decisions_and_state(monkeypatch):
+    events = batch_of(_sparse_rows())
+    fast, fast_msgs = run_engine(events, [57, 200])
+    monkeypatch.setattr(Engine, "screen", property(lambda self: False))
+    slow, slow_msgs = run_engine(events, [57, 200])
+    assert fast_msgs == slow_msgs
+    fa, fm = fast.state()
+    sa, sm = slow.state()
+    assert all(np.array_equal(fa[k], sa[k]) for k in fa) and fm == sm
+
+
+def test_detector_evidence_is_the_evidence_column_of_read(pinned_events):
+    engine, _ = run_engine(pinned_events, [])
+    now_ms = int(engine.clock.watermark_ms) // 10_000 * 10_000
+    slots = np.flatnonzero(engine.detector.cusum.last_tick != np.iinfo(np.int64).min).astype(np.int64)
+    mu = np.full(slots.size, 0.01)
+    got = engine.detector.evidence(now_ms, slots, mu)
+    want = engine.detector.read(now_ms, slots, mu, np.full(slots.size, 10.0))["evidence"]
+    assert slots.size > 100 and (want >= 0.3).any()
+    np.testing.assert_array_equal(got, want)

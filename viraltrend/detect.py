@@ -159,6 +159,11 @@ class SequentialDetector:
         cols["ready"] = self.ready(cols, users).astype(np.float64)
         return cols
 
+    def evidence(self, now_ms: int, slots: NDArray[np.int64], mu: NDArray[np.float64]) -> NDArray[np.float64]:
+        """:meth:`read`'s ``evidence`` column alone, float64[m] (the engine's ticks that only sketch)."""
+        stat = self.cusum.read(slots, mu, now_ms=now_ms)[0]
+        return stat.max(axis=1) / self.h if stat.shape[0] else np.zeros(0)
+
     def ready(
         self, cols: Columns, users: NDArray[np.float64], probability: NDArray[np.float64] | None = None
     ) -> NDArray[np.bool_]:

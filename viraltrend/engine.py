@@ -22,6 +22,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,9 +37,11 @@ from viraltrend.detect import SequentialDetector
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels.clock import EventClock
+from viraltrend.kernels.columns import below, in_sorted, trust_rows
 from viraltrend.kernels.decay import DecayedCounters
 from viraltrend.kernels.hashtable import UserTable, hash_ids, signature_slots
 from viraltrend.kernels.intern import Interner
+from viraltrend.kernels.prefilter import SCORE
 from viraltrend.kernels.users import UserSignals, UserSketches
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
@@ -231,6 +234,7 @@ class Engine:
         self._evicted: list[NDArray[np.int64]] = []
         self._sketched = np.empty(0, np.int64)  # products whose user sets are sketched (hot ones)
         self._ring_refusals: dict[int, tuple[str, int]] = {}  # slot -> (lockstep reason, when found)
+        self._screen_off = False  # True: no screening of quiet products at ticks (see `screen`)
 
     # ------------------------------------------------------------------ batches
     def process(self, batch: EventBatch) -> tuple[list[Message], list[Reject]]:
@@ -327,15 +331,17 @@ class Engine:
         new = np.flatnonzero(self.counters.last_ts_ms[slots] == _NEVER)
         if new.size:
             new = new[np.unique(slots[new], return_index=True)[1]]  # one event per new product
-            at = idx[new].tolist()
+            pick = itemgetter(*idx[new].tolist())
             for names, table, column in (
                 (batch.seller_id, self.sellers, self.seller_of),
                 (batch.category, self.categories, self.category_of),
             ):
-                given = [(j, names[i]) for j, i in zip(new.tolist(), at, strict=True) if names[i] is not None]
-                if given:
-                    rows = slots[np.fromiter((g[0] for g in given), np.int64, len(given))]
-                    column[rows] = table.intern([g[1] for g in given]).astype(np.int32)
+                values = np.empty(new.size, object)  # the new products' names, None where not given
+                values[:] = pick(names) if new.size > 1 else [pick(names)]
+                given = values != None  # noqa: E711 (elementwise)
+                if given.any():
+                    rows = slots[new[given]]
+                    column[rows] = table.intern(values[given].tolist()).astype(np.int32)
         return slots
 
     def _intern_users(self, hashes: NDArray[np.uint64], ts_ms: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -382,19 +388,8 @@ class Engine:
         types, ts = batch.type_code[idx], batch.ts_ms[idx]
         weight, new_pair, fresh = self.user_signals.process(slots, users, types, ts)
         self.counters.add(slots, types, ts, weight)  # per-user caps: repeats within the window weigh 0
-        channel = np.concatenate(
-            [
-                np.zeros(int(new_pair.sum()), np.int8),
-                np.ones(int(fresh.sum()), np.int8),
-                np.full(idx.size, 2, np.int8),
-            ]
-        )
-        self.trust_counters.add(
-            np.concatenate([slots[new_pair], slots[fresh], slots]),
-            channel,
-            np.concatenate([ts[new_pair], ts[fresh], ts]),
-            np.ones(channel.size),
-        )
+        rows, channel, rows_ts = trust_rows(slots, ts, new_pair, fresh)  # new pairs, fresh, all
+        self.trust_counters.add(rows, channel, rows_ts, np.ones(channel.size))
         self.sketches.update(slots, users)
         self._touched.append(slots)
         self._new_users.append(slots[new_pair])
@@ -421,24 +416,37 @@ class Engine:
         self.trust_counters.rebase(now_ms)
         if self._idle(now_ms):
             return []
-        g = self.trust_counters.read_global(now_ms)[:, 0]  # new pairs, fresh, raw at the trend half-life
-        self.guard.catalogue_fresh_share = float(g[1] / g[2]) if g[2] > 0 else 1.0
         mu_of = self._baseline_users(now_ms)
         if self._new_users:
             self.detector.update(now_ms, np.concatenate(self._new_users), mu_of)
             self._new_users = []
         if self.labels is not None:
             self._learn(now_ms)  # labels of rows sampled at t <= now - horizon, from counts up to now
-        touched = np.unique(np.concatenate(self._touched)) if self._touched else np.empty(0, np.int64)
+        touched = _unique(self._touched)
         self._touched = []
         watched = np.asarray(self.board.watched_slots(), np.int64)
-        traced = self.products.lookup(self.trace_products)
-        traced = traced[traced >= 0]
-        traced = traced[self.counters.last_ts_ms[traced] != _NEVER]  # from its first applied event on
-        slots = np.union1d(np.union1d(touched, watched), traced).astype(np.int64)
+        traced = _EMPTY
+        if self.trace_products:
+            traced = self.products.lookup(self.trace_products)
+            traced = traced[traced >= 0]
+            traced = traced[self.counters.last_ts_ms[traced] != _NEVER]  # from its first applied event on
+        slots, sketch_only = touched, False
+        if self.screen and touched.size:
+            why = self._may_matter(now_ms, touched)
+            slots = touched[why != 0]
+            sketch_only = not (why & SCORE).any()  # evidence building at most: nothing to score
+        if watched.size or traced.size:
+            slots = np.union1d(np.union1d(slots, watched), traced).astype(np.int64)
+            sketch_only = False
         messages: list[Message] = []
-        if slots.size:
+        if slots.size and sketch_only:
+            self._sketch_only(now_ms, slots, mu_of)
+        elif slots.size:
+            g = self.trust_counters.read_global(now_ms)[:, 0]  # new pairs, fresh, raw at the trend half-life
+            self.guard.catalogue_fresh_share = float(g[1] / g[2]) if g[2] > 0 else 1.0
             messages = self._evaluate(now_ms, slots, touched, watched, traced, mu_of)
+        elif touched.size and (self._sketched.size or self._ring_refusals):
+            self._quiet_audiences(now_ms)
         interval_ms = self.cfg.board.snapshot_interval_s * 1000
         due = self._last_snapshot_ms is None or now_ms - self._last_snapshot_ms >= interval_ms
         if messages or due:  # on change, and periodically (empty boards too: subscribers see time move)
@@ -446,6 +454,68 @@ class Engine:
             self._last_snapshot_ms = now_ms
         self._maybe_evict(now_ms)
         return messages
+
+    def _may_matter(self, now_ms: int, touched: NDArray[np.int64]) -> NDArray[np.int8]:
+        """Per product of ``touched``: may its score (bit ``SCORE``) or evidence (``EVIDENCE``) matter.
+
+        The others are quiet: rule score below ``min(board.demote_threshold, detect.min_score,
+        board.promote_threshold)`` and change evidence below ``_SKETCH_EVIDENCE``, so
+        :meth:`_evaluate` would neither keep nor sketch them, and its result for the other rows does
+        not depend on them (every column is row-wise).  Only used under the rule scorer without
+        labels (:attr:`screen`).
+        """
+        c = self.cfg
+        return self.reader.screen(
+            self.counters.acc,
+            self.counters.global_acc,
+            self.counters.lam,
+            self.counters.dt_s(now_ms),
+            touched,
+            n_products=self._n_live,
+            observed_s=(now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0,
+            stat=self.detector.cusum.stat,
+            h=self.detector.h,
+            score_limit=min(c.board.demote_threshold, c.detect.min_score, c.board.promote_threshold),
+            evidence_limit=_SKETCH_EVIDENCE,
+        )
+
+    @property
+    def screen(self) -> bool:
+        """Whether ticks screen out quiet touched products first (:meth:`_may_matter`).
+
+        Under the rule scorer with no labels to sample (the model's score is not bounded by the
+        screen, and its samples take every touched product).  ``_screen_off`` forces the exact
+        path for every touched product (the tests compare both).
+        """
+        return (
+            not self._screen_off
+            and self.labels is None
+            and self.model is None
+            and type(self.scorer) is RuleScorer
+        )
+
+    def _sketch_only(
+        self, now_ms: int, slots: NDArray[np.int64], mu_of: Callable[[NDArray[np.int64]], NDArray[np.float64]]
+    ) -> None:
+        """What :meth:`_evaluate` does when no candidate's score can reach a board limit.
+
+        Nothing is watched or traced and every candidate (touched, may be sketched) has a rule score
+        below ``_may_matter``'s limit: none is kept, ready or judged, so the only effect is on the
+        audiences, where products whose change evidence reaches ``_SKETCH_EVIDENCE`` are hot.  The
+        evidence is the detector's own column, exactly.
+        """
+        evidence = self.detector.evidence(now_ms, slots, mu_of(slots))
+        hot = evidence >= _SKETCH_EVIDENCE
+        self._track_audiences(now_ms, slots, hot, np.zeros(slots.size, np.bool_), {"evidence": evidence})
+
+    def _quiet_audiences(self, now_ms: int) -> None:
+        """What :meth:`_evaluate` does to the audiences at a tick whose candidates are all quiet.
+
+        None is hot: sketched products are unwatched and old lockstep refusals expire, exactly as
+        :meth:`_track_audiences` does with no hot row (called so, with empty columns).
+        """
+        empty = np.zeros(0, np.bool_)
+        self._track_audiences(now_ms, _EMPTY, empty, empty, {"evidence": np.zeros(0)})
 
     def _idle(self, now_ms: int) -> bool:
         """Whether this tick would change nothing (the fast path of idle ticks).
@@ -498,15 +568,16 @@ class Engine:
             self._trace(now_ms, slots, traced, score, feats)
         if self.labels is not None:
             self._sample(now_ms, slots, touched, feats, counts)
-        is_watched = np.isin(slots, watched)
+        is_watched = in_sorted(slots, watched)
         ready = feats["ready"] > 0.0
         keep = (score >= self.cfg.board.demote_threshold) | is_watched | ready
-        is_touched = np.isin(slots, touched)
+        is_touched = in_sorted(slots, touched)
         hot = (keep | (feats["evidence"] >= _SKETCH_EVIDENCE)) & (is_touched | is_watched)
         judged = ready if self.board.sequential else score >= self.cfg.board.promote_threshold
-        self._track_audiences(now_ms, slots, hot, judged & ~np.isin(slots, list(self.board.members)), feats)
+        members = np.sort(np.fromiter(self.board.members, np.int64, len(self.board.members)))
+        self._track_audiences(now_ms, slots, hot, judged & ~in_sorted(slots, members), feats)
         if traced.size:  # a traced product is scored for the trace; the board sees it only as usual
-            keep &= is_watched | np.isin(slots, touched)
+            keep &= is_watched | is_touched
         sel = np.flatnonzero(keep)
         if sel.size == 0 and not self.board.members:
             return []
@@ -540,19 +611,21 @@ class Engine:
             lam = math.log(2.0) / half_life_s
             return lam / -math.expm1(-lam * seen)
 
-        cycle = 1.0
-        if 3600.0 in hl and self._start_ms is not None:
-            g = self.counters.read_global(now_ms).sum(axis=0)
-            cycle = SequentialDetector.cycle_factor(
-                float(g[hl.index(3600.0)]) * norm(3600.0), float(g[hl.index(base_s)]) * norm(base_s)
-            )
-        global_users = float(self.trust_counters.read_global(now_ms)[0, 1])
-        n_live, norm_base = self._n_live, norm(base_s)
-        trust, detector = self.trust_counters, self.detector
+        counters, trust, detector = self.counters, self.trust_counters, self.detector
+        n_live, cycle_known = self._n_live, 3600.0 in hl and self._start_ms is not None
+        memo: list[float] = []  # global users and the cycle factor, read at the first call
 
         def mu_of(slots: NDArray[np.int64]) -> NDArray[np.float64]:
+            if not memo:  # the global counts do not change within a tick: read them once, if needed
+                cycle = 1.0
+                if cycle_known:
+                    g = counters.read_global(now_ms).sum(axis=0)
+                    cycle = SequentialDetector.cycle_factor(
+                        float(g[hl.index(3600.0)]) * norm(3600.0), float(g[hl.index(base_s)]) * norm(base_s)
+                    )
+                memo.extend((float(trust.read_global(now_ms)[0, 1]), cycle, norm(base_s)))
             users = trust.read(slots, now_ms)[:, 0, 1]
-            return detector.baseline(users, global_users, n_live, cycle, norm_base)
+            return detector.baseline(users, memo[0], n_live, memo[1], memo[2])
 
         return mu_of
 
@@ -709,8 +782,17 @@ class Engine:
         if live.size == 0:
             return
         base = self.cfg.decay.half_lives_s.index(self.cfg.score.baseline_half_life_s)
-        eng = self.counters.read(live, now_ms)[:, :, base] @ np.asarray(self.cfg.signals.weights())
-        cold = live[(eng < self.cfg.state.evict_below) & ~np.isin(live, self.board.watched_slots())]
+        weights = np.asarray(self.cfg.signals.weights(), np.float64)
+        c = self.counters
+        fast = below(
+            c.acc, live, lam=float(c.lam[base]), dt_s=c.dt_s(now_ms), half_life=base, weights=weights,
+            limit=self.cfg.state.evict_below,
+        )  # fmt: skip
+        if fast is not None:
+            low = fast != 0
+        else:  # some product within rounding of the limit: the exact expression decides
+            low = c.read(live, now_ms)[:, :, base] @ weights < self.cfg.state.evict_below
+        cold = live[low & ~np.isin(live, self.board.watched_slots())]
         if cold.size:
             self.counters.clear(cold)
             self.trust_counters.clear(cold)
@@ -928,6 +1010,16 @@ class Engine:
             + self.seller_of.nbytes
             + self.category_of.nbytes
         )
+
+
+_EMPTY = np.zeros(0, np.int64)
+
+
+def _unique(parts: list[NDArray[np.int64]]) -> NDArray[np.int64]:
+    """Sorted distinct values of the arrays in ``parts`` (int64)."""
+    if not parts:
+        return _EMPTY
+    return np.unique(parts[0] if len(parts) == 1 else np.concatenate(parts))
 
 
 def _user_idle_ms(cfg: Config) -> int:

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 
 from viraltrend.config import Config, ScoreConfig
 from viraltrend.events import EVENT_TYPE_CODE
+from viraltrend.kernels.prefilter import may_matter
 
 __all__ = ["FeatureReader", "RuleScorer", "half_life_label"]
 
@@ -165,6 +166,45 @@ class FeatureReader:
             )
             cols["conversion_ratio"] = buys / np.maximum(views, 1.0) / max(global_conv, 1e-9)
         return cols
+
+    def screen(
+        self,
+        acc: NDArray[np.float64],
+        global_acc: NDArray[np.float64],
+        lam: NDArray[np.float64],
+        dt_s: float,
+        slots: NDArray[np.int64],
+        *,
+        n_products: int,
+        observed_s: float,
+        stat: NDArray[np.float32],
+        h: float,
+        score_limit: float,
+        evidence_limit: float,
+    ) -> NDArray[np.int8]:
+        """Int8[m]: may each slot reach ``score_limit`` (rule score, bit 1) or ``evidence_limit`` (bit 2).
+
+        The rule score of :class:`RuleScorer` over :meth:`read`'s ``lift`` and ``z``, fused in one
+        kernel (:mod:`viraltrend.kernels.prefilter`), and the CUSUM statistics ``stat``
+        (float32[capacity, n_lifts]) over the alarm threshold ``h`` as the evidence's upper bound.
+        ``acc`` (float64[capacity, n_types, n_hl]) and ``global_acc`` (float64[n_types, n_hl]) are
+        the counters' accumulators, read at ``dt_s`` seconds past their landmark, ``lam`` their
+        decay rates (those of ``half_lives_s``).  A slot with neither bit is quiet: the exact
+        features would give it a lower score and evidence.
+        """
+        cfg = self.score
+        return may_matter(
+            acc, global_acc, lam, dt_s, slots, type_weights=self._weights, observed_s=observed_s,
+            n_products=n_products, i_trend=self._index(cfg.trend_half_life_s),
+            i_base=self._index(cfg.baseline_half_life_s), min_baseline_per_hour=cfg.min_baseline_per_hour,
+            global_baseline_factor=cfg.global_baseline_factor, lift_midpoint=cfg.lift_midpoint,
+            lift_steepness=cfg.lift_steepness, z_midpoint=cfg.z_midpoint, z_steepness=cfg.z_steepness,
+            stat=stat, h=h, score_limit=score_limit, evidence_limit=evidence_limit,
+        )  # fmt: skip
+
+    @property
+    def _weights(self) -> NDArray[np.float64]:
+        return np.asarray(self.type_weights, np.float64)
 
 
 def events_per_weight(eng: NDArray[np.float64], events: NDArray[np.float64], h: int) -> NDArray[np.float64]:

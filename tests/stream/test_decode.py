@@ -301,6 +301,18 @@ def test_underscores_elsewhere_are_fine():
     assert len(batch) == 3 and rejects == []
 
 
+@pytest.mark.parametrize(
+    "reserved",
+    [event(user_id="__u"), rb'{"ts":1764253200123,"type":"view","product_id":"\u005F_p","user_id":"u"}'],
+)
+def test_a_reserved_id_in_a_later_block_is_found(reserved):
+    """Blocks whose raw bytes hold neither '"__' nor an escape skip the id scan; the others do not."""
+    raw = [event(product_id=f"p-{i}") for i in range(2_500)]
+    raw[2_100] = reserved
+    batch, rejects = decode_records(raw)
+    assert len(batch) == 2_499 and [(r.reason, r.offset) for r in rejects] == [("reserved_id", 2_101)]
+
+
 def test_reserved_ids_among_bad_records_keep_offset_order():
     records = [b"nope", event(product_id="__board__"), event(), b"[]", event(user_id="__u")]
     batch, rejects = decode_records(records)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
 
 _Scalar = TypeVar("_Scalar", bound=np.generic)
@@ -26,9 +27,30 @@ def column(name: str, values: object, dtype: type[_Scalar], n: int | None, like:
     return np.ascontiguousarray(values)
 
 
+_SIGNED = frozenset(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64))
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+
+
+@njit(cache=True)
+def _first_outside(values: NDArray[Any], low: int, high: int) -> int:
+    """Index of the first value outside ``[low, high)``, or -1 (one pass; ``values`` signed ints)."""
+    for i in range(values.shape[0]):
+        if values[i] < low or values[i] >= high:
+            return i
+    return -1
+
+
 def check_range(name: str, values: NDArray[Any], low: int, high: int, fix: str = "") -> None:
     """Raise ValueError unless every value lies in ``[low, high)``."""
-    if values.shape[0] and (int(values.min()) < low or int(values.max()) >= high):
+    if not values.shape[0]:
+        return
+    if values.dtype in _SIGNED and values.ndim == 1 and _INT64_MIN <= low <= high <= _INT64_MAX:
+        i = _first_outside(values, low, high)  # one compiled pass instead of two reductions
+        if i >= 0:
+            msg = f"{name} must be in [{low}, {high}), got {values[i]}{fix}"
+            raise ValueError(msg)
+        return
+    if int(values.min()) < low or int(values.max()) >= high:
         bad = values[(values < low) | (values >= high)][0]
         msg = f"{name} must be in [{low}, {high}), got {bad}{fix}"
         raise ValueError(msg)

@@ -46,6 +46,7 @@ _MAX_ABS_TS_MS: Final = 2**53  # |ts_ms| bound: differences of two times stay ex
 _INT64_MAX: Final = int(np.iinfo(np.int64).max)
 _INT64_MIN: Final = int(np.iinfo(np.int64).min)
 _Scalar = TypeVar("_Scalar", bound=np.generic)
+_ROW0: Final = np.zeros(1, np.int64)  # the one row of the global accumulator, as slots
 
 if numba.config.DISABLE_JIT:  # type: ignore[attr-defined]
 
@@ -116,6 +117,25 @@ def _add_events(
             first_ts_ms[s] = t
         if t > last_ts_ms[s]:
             last_ts_ms[s] = t
+
+
+@njit(cache=True)
+def _first_bad(
+    slot: NDArray[np.int64], type_code: NDArray[np.int8], ts_ms: NDArray[np.int64],
+    weight: NDArray[np.float64], capacity: int, n_types: int, max_abs_ts_ms: int,
+) -> tuple[int, int]:  # fmt: skip
+    """(index of the first event with a value out of range or a weight not finite, or -1; max ts_ms)."""
+    ts_max = ts_ms[0]
+    for i in range(slot.shape[0]):
+        if (
+            not 0 <= slot[i] < capacity
+            or not 0 <= type_code[i] < n_types
+            or not -max_abs_ts_ms <= ts_ms[i] <= max_abs_ts_ms
+            or not math.isfinite(weight[i])
+        ):
+            return i, ts_max
+        ts_max = max(ts_max, ts_ms[i])
+    return -1, ts_max
 
 
 @njit(cache=True)
@@ -216,6 +236,7 @@ class DecayedCounters:
         self.n_types = int(n_types)
         self.renorm_exponent = float(renorm_exponent)
         self._lam: NDArray[np.float64] = math.log(2.0) / hl
+        self._lam_max = float(self._lam.max())
         self.acc: NDArray[np.float64] = np.zeros((capacity, n_types, hl.shape[0]), np.float64)
         self.global_acc: NDArray[np.float64] = np.zeros((n_types, hl.shape[0]), np.float64)
         self.first_ts_ms: NDArray[np.int64] = np.full(capacity, _INT64_MAX, np.int64)
@@ -272,16 +293,17 @@ class DecayedCounters:
         weight = _column("weight", weight, np.float64, n)
         if n == 0:
             return
-        _check_range("slot", slot, 0, self.capacity, "; call ensure_capacity(max(slot) + 1) first")
-        _check_range("type_code", type_code, 0, self.n_types)
-        _check_range("ts_ms", ts_ms, -_MAX_ABS_TS_MS, _MAX_ABS_TS_MS + 1, " (epoch milliseconds)")
-        if not np.isfinite(weight).all():
+        bad = _first_bad(slot, type_code, ts_ms, weight, self.capacity, self.n_types, _MAX_ABS_TS_MS)
+        if bad[0] >= 0:  # one compiled pass; the first bad value of the first column that has one
+            _check_range("slot", slot, 0, self.capacity, "; call ensure_capacity(max(slot) + 1) first")
+            _check_range("type_code", type_code, 0, self.n_types)
+            _check_range("ts_ms", ts_ms, -_MAX_ABS_TS_MS, _MAX_ABS_TS_MS + 1, " (epoch milliseconds)")
             msg = f"weight must be finite, got {weight[~np.isfinite(weight)][0]}"
             raise ValueError(msg)
         if self._landmark_ms is None:
             self._landmark_ms = (int(ts_ms[0]) // 1000) * 1000
-        ts_max = int(ts_ms.max())
-        if float(self._lam.max()) * (ts_max - self._landmark_ms) / 1000.0 > self.renorm_exponent:
+        ts_max = int(bad[1])
+        if self._lam_max * (ts_max - self._landmark_ms) / 1000.0 > self.renorm_exponent:
             self._move_landmark((ts_max // 1000) * 1000)
         _add_events(
             self.acc, self.global_acc, self.first_ts_ms, self.last_ts_ms,
@@ -300,7 +322,7 @@ class DecayedCounters:
         new = (int(now_ms) // 1000) * 1000
         if (
             new <= self._landmark_ms
-            or float(self._lam.max()) * (new - self._landmark_ms) / 1000.0 <= self.renorm_exponent / 2
+            or self._lam_max * (new - self._landmark_ms) / 1000.0 <= self.renorm_exponent / 2
         ):
             return False
         self._move_landmark(new)
@@ -323,12 +345,23 @@ class DecayedCounters:
         self.first_ts_ms[slots] = _INT64_MAX
         self.last_ts_ms[slots] = _INT64_MIN
 
+    @property
+    def lam(self) -> NDArray[np.float64]:
+        """Decay rates ``ln 2 / half_life_s`` (1/s), float64[n_hl]; read-only use."""
+        return self._lam
+
+    def dt_s(self, now_ms: int) -> float:
+        """Seconds from the landmark to ``now_ms``: a read decays ``acc`` by ``exp(-lam * dt_s)``."""
+        return self._dt_s(now_ms)
+
     def _dt_s(self, now_ms: int) -> float:
         """Return ``now - landmark`` in seconds, after checking ``now_ms``."""
         if isinstance(now_ms, bool) or not isinstance(now_ms, int | np.integer):
             msg = f"now_ms must be an int (epoch milliseconds), got {type(now_ms).__name__}"
             raise TypeError(msg)
-        _check_range("now_ms", np.array([now_ms], np.int64), -_MAX_ABS_TS_MS, _MAX_ABS_TS_MS + 1)
+        if not -_MAX_ABS_TS_MS <= now_ms <= _MAX_ABS_TS_MS:
+            msg = f"now_ms must be in [{-_MAX_ABS_TS_MS}, {_MAX_ABS_TS_MS + 1}), got {now_ms}"
+            raise ValueError(msg)
         return (int(now_ms) - (self._landmark_ms or 0)) / 1000.0
 
     def read(self, slots: NDArray[np.int64], now_ms: int) -> NDArray[np.float64]:
@@ -346,7 +379,7 @@ class DecayedCounters:
     def read_global(self, now_ms: int) -> NDArray[np.float64]:
         """Return the decayed counts over all products at ``now_ms``, float64[n_types, n_hl]."""
         out = np.empty_like(self.global_acc)
-        _decay_rows(self.global_acc[None], np.zeros(1, np.int64), self._lam, self._dt_s(now_ms), out[None])
+        _decay_rows(self.global_acc[None], _ROW0, self._lam, self._dt_s(now_ms), out[None])
         return out
 
     def to_arrays(self) -> dict[str, NDArray[np.generic]]:

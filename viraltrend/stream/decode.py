@@ -160,7 +160,8 @@ def decode_records(
                     if verdict is not None:
                         offset = int(offsets[pos])
                         rejects.append(Reject(bytes(line), *verdict, source, partition, offset))
-        columns.add(events)
+        # an id can begin with "__" only where the raw block has '"__' or an escape (such as \u005f)
+        columns.add(events, may_be_reserved=b'"__' in joined or b"\\" in joined)
     kept = np.delete(np.arange(n), skipped)
     originals = list(raw) if not skipped else [raw[i] for i in kept.tolist()]
     batch = columns.batch(offsets[kept], partition, raw=originals, source=source)
@@ -237,7 +238,7 @@ class _Columns:
         self.maybe_reserved = False  # some id may begin with "__"
         self.escapes = False  # some record may hold a control character (an escape, DEL, a C1 byte)
 
-    def add(self, events: list[_Event]) -> None:
+    def add(self, events: list[_Event], *, may_be_reserved: bool = True) -> None:
         n = len(events)
         self.ts_ms.append(np.fromiter([e.ts for e in events], np.int64, n))
         codes = map(EVENT_TYPE_CODE.__getitem__, [e.type for e in events])
@@ -251,8 +252,9 @@ class _Columns:
         self.category += [e.category for e in events]
         # one join and search while the strings are in the CPU cache; a hit (or a "\0" inside an
         # id) only costs an exact check after decoding, in _bad_strings
-        present = chain(*ids, filter(None, optional[0]), filter(None, optional[1]))
-        self.maybe_reserved = self.maybe_reserved or "\0__" in "\0" + "\0".join(present)
+        if may_be_reserved and not self.maybe_reserved:
+            present = chain(*ids, filter(None, optional[0]), filter(None, optional[1]))
+            self.maybe_reserved = "\0__" in "\0" + "\0".join(present)
         self.price.append(_column([e.price for e in events], np.float64, math.nan))
         self.quantity.append(_column([e.quantity for e in events], np.int64, 1))
 

@@ -1,0 +1,70 @@
+"""The engine's small column kernels against the numpy expressions they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.kernels import reference
+from viraltrend.kernels.columns import below, in_sorted, trust_rows
+from viraltrend.kernels.decay import DecayedCounters
+
+PROPERTY = settings(max_examples=200, deadline=None)
+_SLOTS = st.lists(st.integers(0, 60), max_size=40)
+
+
+@PROPERTY
+@given(a=_SLOTS, b=_SLOTS)
+def test_in_sorted_is_isin_for_sorted_columns(a, b):
+    a_, b_ = np.sort(np.array(a, np.int64)), np.sort(np.array(b, np.int64))
+    np.testing.assert_array_equal(in_sorted(a_, b_), np.isin(a_, b_))
+
+
+@PROPERTY
+@given(rows=st.lists(st.tuples(st.integers(0, 50), st.integers(0, 10**13), st.booleans(), st.booleans())))
+def test_trust_rows_are_the_three_concatenated_selections(rows):
+    slots = np.array([r[0] for r in rows], np.int64)
+    ts = np.array([r[1] for r in rows], np.int64)
+    new_pair = np.array([r[2] for r in rows], np.bool_)
+    fresh = np.array([r[3] for r in rows], np.bool_)
+    got_slots, channel, got_ts = trust_rows(slots, ts, new_pair, fresh)
+    want_channel = np.concatenate(
+        [
+            np.zeros(int(new_pair.sum()), np.int8),
+            np.ones(int(fresh.sum()), np.int8),
+            np.full(len(rows), 2, np.int8),
+        ]
+    )
+    np.testing.assert_array_equal(got_slots, np.concatenate([slots[new_pair], slots[fresh], slots]))
+    np.testing.assert_array_equal(got_ts, np.concatenate([ts[new_pair], ts[fresh], ts]))
+    np.testing.assert_array_equal(channel, want_channel)
+    assert channel.dtype == np.int8 and got_slots.dtype == got_ts.dtype == np.int64
+
+
+@PROPERTY
+@given(seed=st.integers(0, 10_000), n_products=st.integers(1, 30), limit=st.floats(1e-3, 50.0))
+def test_below_is_the_exact_comparison_or_declines(seed, n_products, limit):
+    events = reference.random_events(seed, n=200, n_products=n_products)
+    counters = DecayedCounters(half_lives_s=(60.0, 3600.0), n_types=6, capacity=n_products)
+    counters.add(*events.columns())
+    now_ms, w = events.max_ts_ms + 60_000, np.array([1.0, 2.0, 3.0, 5.0, 4.0, 8.0])
+    slots = np.arange(n_products, dtype=np.int64)
+    want = counters.read(slots, now_ms)[:, :, 1] @ w < limit
+    got = below(counters.acc, slots, lam=float(counters.lam[1]), dt_s=counters.dt_s(now_ms), half_life=1,
+                weights=w, limit=limit)  # fmt: skip
+    if got is not None:
+        np.testing.assert_array_equal(got != 0, want)
+
+
+def test_below_declines_at_the_limit():
+    acc = np.zeros((2, 2, 1))
+    acc[1, 0, 0] = 0.05
+    got = below(
+        acc, np.arange(2, dtype=np.int64), lam=0.0, dt_s=0.0, half_life=0, weights=np.ones(2), limit=0.05
+    )
+    assert got is None
+    got = below(
+        acc, np.arange(2, dtype=np.int64), lam=0.0, dt_s=0.0, half_life=0, weights=np.ones(2), limit=0.06
+    )
+    assert got is not None and got.tolist() == [1, 1]

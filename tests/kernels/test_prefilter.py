@@ -1,0 +1,93 @@
+"""The tick screen (viraltrend.kernels.prefilter) against the exact features and rule score it bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.kernels import reference
+from viraltrend.config import load_config
+from viraltrend.kernels.decay import DecayedCounters
+from viraltrend.kernels.prefilter import EVIDENCE, MARGIN, SCORE
+from viraltrend.scoring import FeatureReader, RuleScorer
+
+PROPERTY = settings(max_examples=60, deadline=None)
+H = 21.96
+
+
+def _setup(seed: int, n_products: int, weight_scale: float):
+    cfg = load_config(None, environ={})
+    events = reference.random_events(seed, n=300, n_products=n_products, span_ms=4 * 3_600_000)
+    events.weight[:] = np.round(events.weight * weight_scale)  # whole events, as the engine adds them
+    counters = DecayedCounters(half_lives_s=cfg.decay.half_lives_s, n_types=6, capacity=n_products)
+    counters.add(*events.columns())
+    rng = np.random.default_rng(seed)
+    stat = (rng.exponential(3.0, (n_products, 4)) * (rng.random((n_products, 4)) < 0.5)).astype(np.float32)
+    return cfg, counters, stat, events.max_ts_ms + int(rng.integers(0, 600_000))
+
+
+def _exact(cfg, counters, stat, slots, now_ms, observed_s, n_live):
+    """Rule score and evidence bound of ``slots`` by the engine's exact (numpy) path."""
+    feats = FeatureReader.from_config(cfg).read(
+        counters.read(slots, now_ms), counters.read_global(now_ms), n_live, np.zeros(slots.size), observed_s
+    )
+    return RuleScorer(cfg.score).score_many(feats), stat[slots].astype(np.float64).max(axis=1) / H
+
+
+def _screen(cfg, counters, stat, slots, now_ms, observed_s, n_live, score_limit, evidence_limit):
+    return FeatureReader.from_config(cfg).screen(
+        counters.acc, counters.global_acc, counters.lam, counters.dt_s(now_ms), slots,
+        n_products=n_live, observed_s=observed_s,
+        stat=stat, h=H, score_limit=score_limit, evidence_limit=evidence_limit,
+    )  # fmt: skip
+
+
+@PROPERTY
+@given(
+    seed=st.integers(0, 10_000),
+    n_products=st.integers(1, 40),
+    weight_scale=st.sampled_from([1.0, 3.0, 20.0]),
+    observed_s=st.sampled_from([0.0, 30.0, 4000.0, 1e6]),
+    score_limit=st.floats(1e-6, 1.0),
+    evidence_limit=st.floats(0.01, 1.0),
+)
+def test_screen_keeps_every_product_at_or_above_a_limit_and_drops_those_clearly_below(
+    seed, n_products, weight_scale, observed_s, score_limit, evidence_limit
+):
+    cfg, counters, stat, now_ms = _setup(seed, n_products, weight_scale)
+    slots = np.arange(n_products, dtype=np.int64)
+    score, evidence = _exact(cfg, counters, stat, slots, now_ms, observed_s, n_products)
+    got = _screen(cfg, counters, stat, slots, now_ms, observed_s, n_products, score_limit, evidence_limit)
+    # sound: never calls quiet a score or evidence that reaches its limit
+    assert (got[score >= score_limit] & SCORE).all()
+    assert (got[evidence >= evidence_limit] & EVIDENCE).all()
+    # tight: agrees with the exact score to within the margin
+    assert not (got[score < score_limit - 2 * MARGIN] & SCORE).any()
+    assert not (got[evidence < evidence_limit - 2 * MARGIN] & EVIDENCE).any()
+
+
+@PROPERTY
+@given(seed=st.integers(0, 10_000), n_products=st.integers(1, 40))
+def test_screen_at_each_products_exact_score_keeps_it(seed, n_products):
+    """The limit placed exactly at a product's score (the worst case for rounding) keeps that product."""
+    cfg, counters, stat, now_ms = _setup(seed, n_products, 3.0)
+    slots = np.arange(n_products, dtype=np.int64)
+    score, _ = _exact(cfg, counters, stat, slots, now_ms, 3600.0, n_products)
+    for j in range(n_products):
+        got = _screen(cfg, counters, stat, slots[j : j + 1], now_ms, 3600.0, n_products, score[j], 2.0)
+        assert got[0] & SCORE
+
+
+def test_screen_of_no_slots_is_empty():
+    cfg, counters, stat, now_ms = _setup(1, 5, 1.0)
+    got = _screen(cfg, counters, stat, np.zeros(0, np.int64), now_ms, 60.0, 5, 0.4, 0.3)
+    assert got.dtype == np.int8 and got.shape == (0,)
+
+
+def test_screen_keeps_a_product_with_nan_counts():
+    """A NaN never makes a product quiet: the exact path decides."""
+    cfg, counters, stat, now_ms = _setup(2, 3, 1.0)
+    counters.acc[1] = np.nan
+    got = _screen(cfg, counters, stat, np.arange(3, dtype=np.int64), now_ms, 60.0, 3, 0.4, 10.0)
+    assert got[1] & SCORE

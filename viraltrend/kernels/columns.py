@@ -1,0 +1,136 @@
+"""Small column kernels of the engine's batch path: membership of sorted slots, trust-counter rows.
+
+Each replaces a handful of numpy calls (and their fixed cost per call) made per tick or per
+segment of a batch with one compiled pass; results are exactly those of the numpy expressions
+they replace (the tests compare them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+from viraltrend.kernels._checks import check_range, column
+from viraltrend.kernels.decay import _scaled
+
+#: Relative distance from the limit within which :func:`below` leaves the verdict to the caller.
+BELOW_MARGIN = 1e-9
+
+__all__ = ["below", "in_sorted", "trust_rows"]
+
+
+@njit(cache=True)
+def _in_sorted(a: NDArray[np.int64], b: NDArray[np.int64], out: NDArray[np.bool_]) -> None:
+    """``out[i] = a[i] in b`` for ascending ``a`` and ``b``: one merge pass."""
+    j = 0
+    for i in range(a.shape[0]):
+        while j < b.shape[0] and b[j] < a[i]:
+            j += 1
+        out[i] = j < b.shape[0] and b[j] == a[i]
+
+
+def in_sorted(a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Bool[m]: ``np.isin(a, b)`` for ascending int64 ``a`` (int64[m]) and ``b``, in one merge pass.
+
+    >>> in_sorted(np.array([1, 3, 5, 7]), np.array([3, 4, 7])).tolist()
+    [False, True, False, True]
+    """
+    a = column("a", a, np.int64, None, "")
+    b = column("b", b, np.int64, None, "")
+    out = np.empty(a.shape[0], np.bool_)
+    _in_sorted(a, b, out)
+    return out
+
+
+@njit(cache=True)
+def _trust_rows(
+    slots: NDArray[np.int64], ts_ms: NDArray[np.int64], new_pair: NDArray[np.bool_], fresh: NDArray[np.bool_],
+) -> tuple[NDArray[np.int64], NDArray[np.int8], NDArray[np.int64]]:  # fmt: skip
+    n_new = 0
+    n_fresh = 0
+    for i in range(slots.shape[0]):
+        n_new += new_pair[i]
+        n_fresh += fresh[i]
+    m = n_new + n_fresh + slots.shape[0]
+    out_slot = np.empty(m, np.int64)
+    channel = np.empty(m, np.int8)
+    out_ts = np.empty(m, np.int64)
+    j = 0
+    for c in range(3):
+        for i in range(slots.shape[0]):
+            if c == 2 or (c == 0 and new_pair[i]) or (c == 1 and fresh[i]):
+                out_slot[j] = slots[i]
+                channel[j] = c
+                out_ts[j] = ts_ms[i]
+                j += 1
+    return out_slot, channel, out_ts
+
+
+def trust_rows(
+    slots: NDArray[np.int64], ts_ms: NDArray[np.int64], new_pair: NDArray[np.bool_], fresh: NDArray[np.bool_]
+) -> tuple[NDArray[np.int64], NDArray[np.int8], NDArray[np.int64]]:
+    """The trust counters' rows of a segment: (slot int64[m], channel int8[m], ts_ms int64[m]).
+
+    Channel 0 for the events of new (user, product) pairs, 1 for those of fresh accounts, 2 for
+    every event, in that order and in event order within each: ``np.concatenate`` of
+    ``slots[new_pair]``, ``slots[fresh]`` and ``slots`` (and the same for ``ts_ms``).
+
+    >>> yes, no = np.array([True, True]), np.array([False, True])
+    >>> s, c, t = trust_rows(np.array([4, 5]), np.array([10, 20]), no, yes)
+    >>> s.tolist(), c.tolist(), t.tolist()
+    ([5, 4, 5, 4, 5], [0, 1, 1, 2, 2], [20, 10, 20, 10, 20])
+    """
+    slots = column("slots", slots, np.int64, None, "")
+    ts_ms = column("ts_ms", ts_ms, np.int64, slots.shape[0], "slots")
+    new_pair = column("new_pair", new_pair, np.bool_, slots.shape[0], "slots")
+    fresh = column("fresh", fresh, np.bool_, slots.shape[0], "slots")
+    return _trust_rows(slots, ts_ms, new_pair, fresh)
+
+
+@njit(cache=True)
+def _below(
+    acc: NDArray[np.float64], slots: NDArray[np.int64], lam: float, dt_s: float, h: int,
+    w: NDArray[np.float64], limit: float, margin: float, out: NDArray[np.int8],
+) -> int:  # fmt: skip
+    n_unsure = 0
+    for j in range(slots.shape[0]):
+        p = slots[j]
+        total = 0.0
+        size = 0.0
+        for k in range(acc.shape[1]):
+            term = _scaled(acc[p, k, h], -lam * dt_s) * w[k]
+            total += term
+            size += abs(term)
+        if not (abs(total - limit) > margin * (size + abs(limit))):  # NaN: unsure
+            out[j] = -1
+            n_unsure += 1
+        else:
+            out[j] = 1 if total < limit else 0
+    return n_unsure
+
+
+def below(
+    acc: NDArray[np.float64],
+    slots: NDArray[np.int64],
+    *,
+    lam: float,
+    dt_s: float,
+    half_life: int,
+    weights: NDArray[np.float64],
+    limit: float,
+) -> NDArray[np.int8] | None:
+    """Int8[m]: 1 where the weighted decayed count of ``slots`` at one half-life is below ``limit``, else 0.
+
+    ``acc`` float64[capacity, n_types, n_hl] are forward-decay accumulators read at ``dt_s``
+    seconds past their landmark with rate ``lam`` (that of half-life index ``half_life``),
+    ``weights`` float64[n_types].  None when some slot lies within :data:`BELOW_MARGIN` (relative)
+    of ``limit``: there the order of the sum could decide, so the caller computes exactly.
+    """
+    slots = column("slots", slots, np.int64, None, "")
+    check_range("slots", slots, 0, acc.shape[0])
+    out = np.empty(slots.shape[0], np.int8)
+    unsure = _below(
+        acc, slots, float(lam), float(dt_s), int(half_life), weights, float(limit), BELOW_MARGIN, out
+    )
+    return None if unsure else out

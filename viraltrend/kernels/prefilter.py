@@ -1,0 +1,133 @@
+"""Which touched products could matter at a tick: a cheap, conservative screen before the exact features.
+
+At a tick the engine scores the products touched since the last one.  Under the rule scorer
+almost all of them are *quiet*: their score is below every board threshold and their change
+evidence below the sketching level, so the exact path (:class:`~viraltrend.scoring.FeatureReader`,
+the detector's columns, the score, the board) decides nothing for them.  This kernel computes, per
+product, the rule score (``lift`` and ``z`` of the trend window against the baseline, as
+:class:`~viraltrend.scoring.RuleScorer` does) and an upper bound of the change evidence (the
+largest CUSUM statistic as stored: a read at a later tick only lowers it), and keeps a product
+unless both lie *below* their limits by a margin.  The margin (``1e-9``) is far wider than the
+rounding by which a fused loop can differ from numpy's vectorised formulas (a few ulps), so a
+product the screen drops is one the exact path would have found quiet too; a NaN keeps it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+from viraltrend.kernels._checks import check_range, column
+from viraltrend.kernels.decay import _scaled
+
+__all__ = ["EVIDENCE", "MARGIN", "SCORE", "may_matter"]
+
+#: How far below its limit a quiet product's score and evidence must lie.
+MARGIN: Final = 1e-9
+#: Bits of :func:`may_matter`'s answer: the score may reach its limit; the evidence may reach its.
+SCORE: Final = 1
+EVIDENCE: Final = 2
+
+
+@njit(cache=True)
+def _sigmoid(x: float) -> float:
+    return 0.5 * (1.0 + math.tanh(0.5 * min(max(x, -60.0), 60.0)))
+
+
+@njit(cache=True)
+def _may_matter(
+    acc: NDArray[np.float64], global_acc: NDArray[np.float64], lam: NDArray[np.float64], dt_s: float,
+    slots: NDArray[np.int64], w: NDArray[np.float64], observed_s: float, n_products: int,
+    i_trend: int, i_base: int, min_baseline_h: float, global_factor: float,
+    lift_mid: float, lift_k: float, z_mid: float, z_k: float,
+    stat: NDArray[np.float32], h: float, score_below: float, evidence_below: float,
+    out: NDArray[np.int8],
+) -> None:  # fmt: skip
+    """``out[j]``: 1 if ``slots[j]`` may have score >= ``score_below``, + 2 if evidence >= ``evidence_below``.
+
+    ``acc`` float64[capacity, n_types, n_hl] and ``global_acc`` float64[n_types, n_hl]
+    (forward-decay accumulators, read at ``dt_s`` past the landmark), ``lam`` float64[n_hl],
+    ``w`` float64[n_types], ``stat`` float32[capacity, n_lifts] (CUSUM statistics), ``slots``
+    int64[m], ``out`` int8[m].  The rates' bias correction for a stream observed ``observed_s``
+    seconds and the baseline floor (``min_baseline_h``, ``global_factor`` x the catalogue's
+    rate per product) follow :meth:`~viraltrend.scoring.FeatureReader.read`.
+    """
+    seen = max(observed_s, 1.0)
+    norm_t = lam[i_trend] / -math.expm1(-lam[i_trend] * seen)
+    norm_b = lam[i_base] / -math.expm1(-lam[i_base] * seen)
+    glob = 0.0
+    for k in range(global_acc.shape[0]):
+        glob += _scaled(global_acc[k, i_base], -lam[i_base] * dt_s) * w[k]
+    prior_h = global_factor * glob * norm_b * 3600.0 / max(n_products, 1)
+    floor_h = max(min_baseline_h, prior_h)
+    log_mid = math.log(lift_mid)
+    for j in range(slots.shape[0]):
+        p = slots[j]
+        eng_t = 0.0
+        ev_t = 0.0
+        eng_b = 0.0
+        ev_b = 0.0
+        for k in range(acc.shape[1]):
+            ct = _scaled(acc[p, k, i_trend], -lam[i_trend] * dt_s)
+            cb = _scaled(acc[p, k, i_base], -lam[i_base] * dt_s)
+            eng_t += ct * w[k]
+            ev_t += ct
+            eng_b += cb * w[k]
+            ev_b += cb
+        rate_t = eng_t * norm_t * 3600.0
+        baseline = max(eng_b * norm_b * 3600.0, floor_h)
+        per_weight = ev_b / max(eng_b, 1e-300) if eng_b > 0 else 1.0
+        expected = baseline * per_weight / 3600.0 / norm_t
+        z = (ev_t - expected) / math.sqrt(expected + 1.0)
+        lift = rate_t / baseline
+        score = _sigmoid(lift_k * (math.log(max(lift, 1e-12)) - log_mid)) * _sigmoid(z_k * (z - z_mid))
+        top = 0.0
+        for g in range(stat.shape[1]):
+            top = max(top, float(stat[p, g]))
+        out[j] = (0 if score < score_below else 1) + (0 if top / h < evidence_below else 2)
+
+
+def may_matter(
+    acc: NDArray[np.float64],
+    global_acc: NDArray[np.float64],
+    lam: NDArray[np.float64],
+    dt_s: float,
+    slots: NDArray[np.int64],
+    *,
+    type_weights: NDArray[np.float64],
+    observed_s: float,
+    n_products: int,
+    i_trend: int,
+    i_base: int,
+    min_baseline_per_hour: float,
+    global_baseline_factor: float,
+    lift_midpoint: float,
+    lift_steepness: float,
+    z_midpoint: float,
+    z_steepness: float,
+    stat: NDArray[np.float32],
+    h: float,
+    score_limit: float,
+    evidence_limit: float,
+) -> NDArray[np.int8]:
+    """Int8[m]: per slot, bit :data:`SCORE` or :data:`EVIDENCE` if either may reach its limit.
+
+    :data:`SCORE` if the rule score may reach ``score_limit``, plus :data:`EVIDENCE` if the change
+    evidence may reach ``evidence_limit``; 0 for a quiet product.  See the module docstring; both
+    limits are lowered by :data:`MARGIN` (a product within it counts).  A NaN score or evidence
+    counts as reaching its limit.
+    """
+    slots = column("slots", slots, np.int64, None, "")
+    check_range("slots", slots, 0, min(acc.shape[0], stat.shape[0]))
+    out = np.empty(slots.shape[0], np.int8)
+    _may_matter(
+        acc, global_acc, lam, float(dt_s), slots, type_weights, float(observed_s), int(n_products),
+        int(i_trend), int(i_base), float(min_baseline_per_hour), float(global_baseline_factor),
+        float(lift_midpoint), float(lift_steepness), float(z_midpoint), float(z_steepness),
+        stat, float(h), float(score_limit) - MARGIN, float(evidence_limit) - MARGIN, out,
+    )  # fmt: skip
+    return out
