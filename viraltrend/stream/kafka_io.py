@@ -107,13 +107,19 @@ class KafkaSource(Source):
     poll_timeout_ms : int
         Longest :meth:`next_batch` waits for records.
     on_assign, on_revoke, on_lost : callable(set[int]), optional
-        Rebalance hooks, called with partition numbers while :meth:`next_batch` is inside
-        ``poll`` (the engine thread is blocked there, so engine state is safe to touch).
-        ``on_revoke`` runs before the partitions move (checkpoint them, :meth:`commit`);
-        ``on_assign`` after (restore, :meth:`seek`); ``on_lost`` when the membership was lost
-        and the partitions may already be someone else's (drop state; defaults to
-        ``on_revoke``).  :meth:`commit` inside a hook is sent and awaited before the
-        rebalance goes on; an exception from a hook is re-raised by :meth:`next_batch`.
+        Rebalance hooks, called with partition numbers on the thread that calls
+        :meth:`next_batch`, never while engine work is under way.  ``on_revoke`` runs before
+        the partitions move (checkpoint them, :meth:`commit`), inside ``poll`` on
+        kafka-python's IO thread while the caller waits; :meth:`commit` there is sent and
+        awaited before the rebalance goes on.  ``on_lost`` runs there too, when the
+        membership was lost and the partitions may already be someone else's (drop state;
+        defaults to ``on_revoke``).  ``on_assign`` (restore, :meth:`seek`) does *not* run in
+        kafka-python's callback: that thread also sends the heartbeats, so a restore longer
+        than ``session_timeout_ms`` would get this worker evicted.  The callback only pauses
+        the new partitions; :meth:`next_batch` then calls ``on_assign`` on the caller's
+        thread after ``poll`` returns (heartbeats go on meanwhile) and resumes them.  An
+        exception from ``on_revoke`` / ``on_lost`` is re-raised by :meth:`next_batch`; one
+        from ``on_assign`` propagates from it, the partitions left paused.
     connect_timeout_s : float
         Bounded wait for the first connection.
     lag_interval_s : float
@@ -171,6 +177,7 @@ class KafkaSource(Source):
         self._ends: dict[int, int] = {}
         self._ends_due = 0.0
         self._in_hook = False
+        self._to_assign: set[int] = set()  # assigned and paused; on_assign not yet called
         self._deferred: list[dict[TopicPartition, OffsetAndMetadata]] = []
         self._hook_error: BaseException | None = None
         self._closed = False
@@ -204,6 +211,9 @@ class KafkaSource(Source):
             msg = f"reading topic {self.topic!r} from {self.bootstrap_servers} failed: {_describe(exc)}"
             raise StreamError(msg) from exc
         self._raise_hook_error(None)
+        if self._to_assign:  # outside kafka-python's callback: heartbeats go on during a long restore
+            polled = {tp: r for tp, r in polled.items() if tp.partition not in self._to_assign}
+            self._assign_paused()
         batches: list[EventBatch] = []
         rejects: list[Reject] = []
         for tp, records in polled.items():
@@ -313,8 +323,27 @@ class KafkaSource(Source):
 
     # -- rebalance plumbing (runs on kafka-python's IO thread while poll() waits)
 
+    def _assign_paused(self) -> None:
+        """Call ``on_assign`` for the partitions the last rebalance paused, then resume them.
+
+        On the caller's thread, outside ``poll``: kafka-python's IO thread keeps heartbeating.
+        """
+        parts, self._to_assign = self._to_assign, set()
+        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        if self.on_assign is not None:
+            self.on_assign(parts)  # restore; seek() sets where each partition is read from
+        owned = self._consumer.assignment()
+        self._consumer.resume(*[tp for tp in tps if tp in owned])
+
     async def _rebalanced(self, kind: str, tps: Collection[TopicPartition]) -> None:
         parts = {tp.partition for tp in tps if tp.topic == self.topic}
+        if kind == "assign":  # pause now; next_batch restores on the caller's thread, then resumes
+            self._consumer.pause(*[tp for tp in tps if tp.topic == self.topic])
+            self._to_assign |= parts
+            return
+        never = parts & self._to_assign  # assigned and taken away before on_assign ran: nothing to save
+        self._to_assign -= never
+        parts -= never
         lost = self.on_lost if self.on_lost is not None else self.on_revoke
         hook = {"assign": self.on_assign, "revoke": self.on_revoke, "lost": lost}[kind]
         if hook is not None and parts:
