@@ -36,6 +36,7 @@ from viraltrend.events import EventBatch, Reject
 from viraltrend.stream.broker import (  # topic admin lives with the broker; re-exported here
     _CREATE_HINT,
     TopicInfo,
+    _admin,
     _connect,
     _describe,
     _unreachable,
@@ -438,6 +439,8 @@ class KafkaSink:
         self._options = client_options
         self._timeout_s = connect_timeout_s
         self._known_topics: set[str] = set()
+        self._pending_topics: set[str] = set()  # sent to since the last flush
+        self._admin: Any = None  # for the topic check after a flush, made on first use
         config: dict[str, Any] = {
             "acks": "all",
             "linger_ms": linger_ms,
@@ -472,6 +475,7 @@ class KafkaSink:
             msg = f"cannot send to topic {topic!r} on {self.bootstrap_servers}: {_describe(exc)}"
             raise StreamError(msg) from exc
         future.add_errback(self._failed, topic)
+        self._pending_topics.add(topic)
         self.sent += 1
 
     def max_value_bytes(self, key: bytes | None = None) -> int:
@@ -483,7 +487,12 @@ class KafkaSink:
         self.send(topic, key, _ENCODER.encode(obj))
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        """Wait until every queued message is acknowledged; :class:`StreamError` if any failed."""
+        """Wait until every queued message is acknowledged; :class:`StreamError` if any failed.
+
+        Then, with ``check_topics``, check that every topic sent to since the last flush still
+        exists: a broker may acknowledge records for a topic deleted meanwhile (Tansu does) and
+        keep none of them.  A missing topic fails the sink (sticky, like any failed message).
+        """
         self._raise_failures()
         try:
             self._producer.flush(timeout=timeout_s)
@@ -494,6 +503,25 @@ class KafkaSink:
             )
             self._failed("(flush)", exc)  # unacknowledged: this sink can no longer vouch for them
             raise StreamError(msg) from exc
+        self._raise_failures()
+        if self.check_topics and self._pending_topics:
+            self._check_still_there()
+
+    def _check_still_there(self) -> None:
+        """Fail the sink if a topic written since the last flush was deleted meanwhile."""
+        try:
+            if self._admin is None:
+                self._admin = _admin(self.bootstrap_servers, self._timeout_s, self._options)
+            existing = set(self._admin.list_topics())
+        except (kerr.KafkaError, StreamError) as exc:
+            self._failed("(topic check)", exc)
+            msg = f"cannot check the topics written on {self.bootstrap_servers}: {exc}"
+            raise StreamError(msg) from exc
+        gone = sorted(self._pending_topics - existing)
+        self._pending_topics = set()
+        for topic in gone:
+            self._known_topics.discard(topic)
+            self._failed(topic, RuntimeError("the topic was deleted while messages were sent to it"))
         self._raise_failures()
 
     @property
@@ -507,6 +535,8 @@ class KafkaSink:
         if not self._closed:
             self._closed = True
             self._producer.close(timeout=timeout_s)
+            if self._admin is not None:
+                self._admin.close()
             if self._errors:
                 log.error("%d message(s) failed before close; first: %s", len(self._errors), self._errors[0])
 

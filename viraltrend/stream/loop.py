@@ -571,11 +571,12 @@ class Service:
         sink = self._sink
         now_ms = int(time.time() * 1000)
         limit = sink.max_value_bytes()
-        for r in rejects:  # a dead letter too large is truncated (size and SHA-256 kept), never dropped
-            sink.send(self.k.dlq_topic, None, dlq_record(r, now_ms=now_ms, max_bytes=limit))
+        for r in rejects:  # counted as read, like consumed: a failed send below re-reads (and counts) both
             self.metrics.rejected.labels(reason=r.reason).inc()
             if r.reason == "late":
                 self.metrics.late_dropped.inc()
+        for r in rejects:  # a dead letter too large is truncated (size and SHA-256 kept), never dropped
+            sink.send(self.k.dlq_topic, None, dlq_record(r, now_ms=now_ms, max_bytes=limit))
         for m in messages:
             key = BOARD_KEY if m["action"] == "board" else m["product_id"].encode("utf-8")
             sink.send_json(self.k.output_topic, key, stamp(m, now_ms))
