@@ -439,14 +439,14 @@ def create_topics(
     try:
         existing = set(admin.list_topics())
         for name, partitions in topics.items():
-            configs = {
+            topic_configs = {
                 "retention.ms": str(retention_ms),
                 "retention.bytes": str(retention_bytes),
                 "cleanup.policy": "compact" if name in compacted else "delete",
                 **(configs or {}),
             }
             if name not in existing:
-                new = NewTopic(name, int(partitions), replication_factor, topic_configs=configs)
+                new = NewTopic(name, int(partitions), replication_factor, topic_configs=topic_configs)
                 try:
                     admin.create_topics([new])
                     created.append(name)
