@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
 import signal
 
@@ -230,3 +231,50 @@ def _scraped(port: int, name: str) -> float | None:
         return sample(scrape(port), name)
     except OSError:
         return None
+
+
+def test_a_delivery_timeout_loses_nothing_and_counts_nothing_twice(stream, tmp_path):
+    """The broker freezes (SIGSTOP) mid-stream for longer than the producer's 30 s flush timeout.
+
+    Nothing it holds is lost (unlike a restart), so every dead letter must be in the DLQ at the end.
+    """
+    records, expected, want, uninterrupted = stream
+    own = EmbeddedBroker(port=free_port(), log_path=tmp_path / "tansu.log").start()
+    try:
+        names = topics(own.bootstrap_servers, "frozen")
+        produce(own.bootstrap_servers, names["input"], records)
+        slow = {"VIRALTREND_KAFKA_MAX_BATCH_EVENTS": "700", "VIRALTREND_CHECKPOINT_INTERVAL_S": "0.05"}
+        meta = tmp_path / "ckpt" / f"g-{names['input']}" / f"{names['input']}-0" / "meta.json"
+        port = free_port()
+        proc = start_service(
+            own.bootstrap_servers, names, tmp_path, env=slow, idle_s=None, store="local", metrics_port=port
+        )
+        wait_for(lambda: _checkpointed(meta) >= 5_000, timeout_s=90, what="a checkpoint past 5000")
+        assert own.pid is not None
+        os.kill(own.pid, signal.SIGSTOP)
+        try:
+            wait_for(
+                lambda: (_scraped(port, "viraltrend_broker_errors_total") or 0) >= 1,
+                timeout_s=90,
+                what="the flush timing out",
+            )
+        finally:
+            os.kill(own.pid, signal.SIGCONT)
+        wait_for(
+            lambda: _checkpointed(meta) == len(records), timeout_s=120, what="the stream's end checkpointed"
+        )
+        text = scrape(port)
+        proc.send_signal(signal.SIGTERM)
+        finish(proc, tmp_path, timeout_s=30)
+        assert_accounted(text)
+        got = decisions(own.bootstrap_servers, names["output"])
+        assert got[-1] == want[-1]
+        assert_same_state(meta.parent.parent, names["input"], len(records), uninterrupted)
+        dead = {
+            (d["offset"], d["reason"]): base64.b64decode(d["original_b64"])
+            for d in (json.loads(v) for _, v in read_topic(own.bootstrap_servers, names["dlq"]))
+        }
+        assert set(dead) == set(expected.items())
+        assert all(dead[(o, r)] == records[o] for o, r in expected.items())
+    finally:
+        own.stop()

@@ -191,6 +191,12 @@ class EmbeddedBroker:
         """True while the broker process is alive."""
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (fault tests pause it with SIGSTOP), else None."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
     def start(self) -> EmbeddedBroker:
         """Start the broker and wait until it answers Kafka metadata requests.
 
