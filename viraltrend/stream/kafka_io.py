@@ -44,8 +44,7 @@ from viraltrend.stream.broker import (  # topic admin lives with the broker; re-
     describe_topic,
     topic_exists,
 )
-from viraltrend.stream.decode import decode_records
-from viraltrend.stream.sources import Source
+from viraltrend.stream.sources import KafkaGroupSource
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -94,7 +93,7 @@ class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
         await self._source._rebalanced("lost", lost)
 
 
-class KafkaSource(Source):
+class KafkaSource(KafkaGroupSource):
     """Engagement events from a Kafka topic, read in a consumer group, decoded per partition.
 
     Parameters
@@ -152,13 +151,17 @@ class KafkaSource(Source):
         if reserved:
             msg = f"KafkaSource sets {sorted(reserved)} itself; remove them from the client options"
             raise ConfigError(msg)
-        self.bootstrap_servers = bootstrap_servers
-        self.topic = topic
-        self.group_id = group_id
-        self.poll_timeout_ms = poll_timeout_ms
-        self.commit_timeout_s = commit_timeout_s
-        self.lag_interval_s = lag_interval_s
-        self.on_assign, self.on_revoke, self.on_lost = on_assign, on_revoke, on_lost
+        self._init_group_source(
+            bootstrap_servers,
+            topic,
+            group_id,
+            poll_timeout_ms=poll_timeout_ms,
+            commit_timeout_s=commit_timeout_s,
+            lag_interval_s=lag_interval_s,
+            on_assign=on_assign,
+            on_revoke=on_revoke,
+            on_lost=on_lost,
+        )
         config: dict[str, Any] = {
             "group_id": group_id,
             "enable_auto_commit": False,
@@ -174,14 +177,9 @@ class KafkaSource(Source):
             "max_poll_records": 10_000,
         }
         config.update(client_options)
-        self._next: dict[int, int] = {}
-        self._ends: dict[int, int] = {}
-        self._ends_due = 0.0
         self._in_hook = False
         self._to_assign: set[int] = set()  # assigned and paused; on_assign not yet called
         self._deferred: list[dict[TopicPartition, OffsetAndMetadata]] = []
-        self._hook_error: BaseException | None = None
-        self._closed = False
         self._consumer: KafkaConsumer = _connect(KafkaConsumer, bootstrap_servers, config)
         try:
             partitions = self._consumer.partitions_for_topic(topic)
@@ -218,26 +216,11 @@ class KafkaSource(Source):
         batches: list[EventBatch] = []
         rejects: list[Reject] = []
         for tp, records in polled.items():
-            raw = list(map(_VALUE, records))
-            if None in raw:  # tombstones: rejected below as empty values
-                raw = [b"" if v is None else v for v in raw]
             offsets = np.fromiter(map(_OFFSET, records), dtype=np.int64, count=len(records))
-            batch, bad = decode_records(raw, offsets=offsets, partition=tp.partition, source=tp.topic)
-            if len(batch) + len(bad) < len(raw):
-                bad = _reject_blanks(raw, offsets, batch, bad, tp)
+            batch, bad = self._decode(tp.partition, list(map(_VALUE, records)), offsets)
             batches.append(batch)
             rejects.extend(bad)
-            self._next[tp.partition] = int(offsets[-1]) + 1
         return EventBatch.concat(batches), rejects
-
-    def snapshot(self) -> dict[int, int]:
-        """Per assigned partition read or sought, the offset of the next record to read."""
-        return dict(self._next)
-
-    @property
-    def exhausted(self) -> bool:
-        """Always False: a live topic never ends."""
-        return False
 
     def close(self) -> None:
         """Leave the group (which may call ``on_revoke``) and close the consumer.  Idempotent."""
@@ -258,12 +241,10 @@ class KafkaSource(Source):
         """
         if not offsets:
             return
-        request = {}
-        for partition, offset in offsets.items():
-            if int(offset) < 0:
-                msg = f"offsets[{partition}] must be >= 0, got {offset}"
-                raise ValueError(msg)
-            request[TopicPartition(self.topic, int(partition))] = OffsetAndMetadata(int(offset), "", -1)
+        request = {
+            TopicPartition(self.topic, partition): OffsetAndMetadata(offset, "", -1)
+            for partition, offset in self._checked(offsets).items()
+        }
         if self._in_hook:  # on the IO thread: blocking would deadlock; awaited after the hook
             self._deferred.append(request)
             return
@@ -357,32 +338,13 @@ class KafkaSource(Source):
                     self._hook_error = exc
             finally:
                 self._in_hook = False
-        if kind != "assign":  # after the hook, which may still read snapshot()
-            for p in parts:
-                self._next.pop(p, None)
-                self._ends.pop(p, None)
+        self._drop_positions(parts)  # after the hook, which may still read snapshot()
         deferred, self._deferred = self._deferred, []
         for request in deferred:
             try:
                 await self._consumer.commit_async(request)
             except kerr.KafkaError as exc:  # the next owner re-reads from the last committed offsets
                 log.warning("commit during %s of partitions %s failed: %s", kind, sorted(parts), exc)
-
-    def _raise_hook_error(self, cause: BaseException | None) -> None:
-        error, self._hook_error = self._hook_error, None
-        if error is not None:
-            raise error from cause
-
-
-def _reject_blanks(
-    raw: list[bytes], offsets: np.ndarray, batch: EventBatch, bad: list[Reject], tp: TopicPartition
-) -> list[Reject]:
-    """Reject the empty values the decoder skips: on a topic they are not events, they are bad input."""
-    seen = np.concatenate([batch.offset, np.array([r.offset for r in bad], np.int64)])
-    blank = np.flatnonzero(~np.isin(offsets, seen)).tolist()
-    detail = "the message value is empty (a tombstone or blank record); expected a JSON object"
-    extra = [Reject(raw[i], "bad_json", detail, tp.topic, tp.partition, int(offsets[i])) for i in blank]
-    return sorted([*bad, *extra], key=lambda r: r.offset)
 
 
 # ------------------------------------------------------------------------------------------- sink
