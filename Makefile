@@ -9,6 +9,8 @@ PYTHON ?= $(shell $(FIND_PYTHON))
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# pytest workers for `make test` (pytest-xdist); each starts its own embedded broker. 0: no workers.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint bench setup clean
 
@@ -26,7 +28,7 @@ demo: $(STAMP)
 	$(BIN)/viraltrend demo
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check viraltrend tests benchmarks

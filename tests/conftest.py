@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,11 @@ from viraltrend.engine import Engine
 from viraltrend.events import EventBatch
 from viraltrend.simulate import Scenario, simulate
 from viraltrend.stream.files import FileSource
+
+# rich wraps error messages at the terminal width (80 columns without a terminal), and tests look
+# for file paths in them: pytest-xdist's temporary paths (``.../popen-gw0/...``) are long enough
+# to be cut.  Set before any test imports the CLI, and inherited by the CLI subprocesses.
+os.environ["COLUMNS"] = "400"
 
 
 @pytest.fixture(scope="session")

@@ -60,6 +60,26 @@ class BoardMerger:
         self.current = {m.product_id: m for m in chosen}
         self.ranks = {m.product_id: r for r, m in enumerate(chosen, start=1)}
 
+    def adopt(self, snapshot: Message) -> None:
+        """Take the board of a published ``board`` message as the current one (a new publisher).
+
+        The next :meth:`merge` then publishes every change since that board, including those the
+        previous publisher decided but never published before it failed over.
+        """
+        items = sorted(snapshot.get("items") or [], key=lambda item: int(item["rank"]))
+        self.current = {
+            str(item["product_id"]): Member(
+                slot=-1,
+                product_id=str(item["product_id"]),
+                seller_id=item.get("seller_id"),
+                category=item.get("category"),
+                score=float(item["score"]),
+                since_ms=int(item["since_ts"]),
+            )
+            for item in items
+        }
+        self.ranks = {str(item["product_id"]): int(item["rank"]) for item in items}
+
     def merge(self, members: Iterable[Member], event_ts: int, latest: dict[str, Message]) -> list[Message]:
         """Merge, and return the messages that turn the previous global board into the new one.
 

@@ -308,3 +308,41 @@ def test_create_changelog_topic_makes_a_compacted_topic_once(broker, request):
     with ChangelogStore(broker.bootstrap_servers, topic, INPUT, partitions=3) as store:
         store.save(1, {"x": np.arange(4)}, {}, {1: 4})
         assert store.load(1)[2] == {1: 4}
+
+
+def test_a_load_reads_the_last_checkpoints_not_the_whole_changelog(broker, changelog, store_factory):
+    """Tansu never compacts (and Kafka compacts late): a restore must not replay every old save."""
+    topic = changelog()
+    writer = store_factory(topic)
+    saves = 25
+    for i in range(saves):
+        writer.save(0, sample_arrays(seed=i), {"v": i}, {0: i})
+    total = len(read_partition(broker.bootstrap_servers, topic, 0))
+    reader = store_factory(topic)
+    got, meta, offsets = reader.load(0)
+    assert_arrays_equal(got, sample_arrays(seed=saves - 1))
+    assert (meta, offsets) == ({"v": saves - 1}, {0: saves - 1})
+    per_save = total / saves
+    assert reader.last_load_records <= 4 * per_save, (reader.last_load_records, total)
+
+
+def test_a_save_after_a_windowed_load_leaves_only_its_own_chunks_live(broker, changelog, store_factory):
+    topic = changelog()
+    writer = store_factory(topic)
+    for i in range(10):
+        writer.save(0, sample_arrays(seed=i), {"v": i}, {0: i})
+    name = f"{INPUT}-0"
+    # a save that died between its header and its tombstones: the chunks before it stay live
+    records = read_partition(broker.bootstrap_servers, topic, 0)
+    last = header(records, name)
+    forged_chunks = [(f"{name}/{last['seq'] + 1}/{i}", b"x") for i in range(2)]
+    forged = dict(last, seq=last["seq"] + 1, n_chunks=2, chunks=[])
+    produce(broker.bootstrap_servers, topic, 0, [*forged_chunks, (name, json.dumps(forged).encode())])
+    survivor = store_factory(topic)
+    survivor.save(0, sample_arrays(seed=99), {"v": 99}, {0: 99})
+    live = {k: v for k, v in read_partition(broker.bootstrap_servers, topic, 0)}
+    newest = header(list(live.items()), name)
+    mine = {f"{name}/{newest['seq']}/{i}" for i in range(newest["n_chunks"])}
+    still = {k for k, v in live.items() if k.startswith(name + "/") and v is not None}
+    assert still == mine  # the forged save's chunks and the ones it left live are tombstoned
+    assert store_factory(topic).load(0)[1] == {"v": 99}

@@ -13,7 +13,7 @@ import signal
 
 import numpy as np
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from tests.stream.services import (
     decisions,
@@ -21,6 +21,7 @@ from tests.stream.services import (
     produce,
     read_topic,
     sample,
+    samples,
     scrape,
     start_service,
     topics,
@@ -29,7 +30,7 @@ from tests.stream.services import (
 from tests.test_engine import SMALL
 from viraltrend.config import load_config
 from viraltrend.replay import replay
-from viraltrend.stream.broker import free_port
+from viraltrend.stream.broker import create_topics, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -171,3 +172,63 @@ def _tick_events(lines: list[bytes]):
         return int(np.searchsorted(running, event_ts, side="left"))
 
     return fired_at
+
+
+def test_dead_letters_to_a_deleted_topic_are_never_committed_past(broker, tmp_path):
+    """The DLQ topic is deleted mid-run: Tansu acknowledges records sent to it and keeps none.
+
+    The sink checks, before each commit, that the topics it wrote still exist; the service rolls
+    back and waits until the topic is back, then the dead letters of every record read since are
+    in it, with their original bytes.
+    """
+    first = [good(i) for i in range(1000)]
+    second: list[bytes] = []
+    expected: dict[int, bytes] = {}
+    for i in range(1000, 2000):
+        second.append(good(i))
+        if i % 100 == 50:
+            expected[len(first) + len(second)] = b"not json %d" % i
+            second.append(expected[len(first) + len(second)])
+    names = topics(broker.bootstrap_servers, "deleted-dlq")
+    group = f"g-{names['input']}"
+    produce(broker.bootstrap_servers, names["input"], first)
+    port = free_port()
+    env = {"VIRALTREND_CHECKPOINT_INTERVAL_S": "0.2"}
+    proc = start_service(broker.bootstrap_servers, names, tmp_path, metrics_port=port, idle_s=None, env=env)
+    try:
+        wait_for(
+            lambda: committed(broker.bootstrap_servers, group, names["input"]) == len(first),
+            what="the first part committed",
+        )
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        admin.delete_topics([names["dlq"]])
+        admin.close()
+        produce(broker.bootstrap_servers, names["input"], second)
+        wait_for(
+            lambda: (
+                _metric(port, "viraltrend_broker_errors_total") >= 1
+                or committed(broker.bootstrap_servers, group, names["input"]) == len(first) + len(second)
+            ),
+            what="the deleted topic noticed (or, before, everything committed)",
+        )
+        assert committed(broker.bootstrap_servers, group, names["input"]) < len(first) + len(second)
+        create_topics(broker.bootstrap_servers, {names["dlq"]: 1})
+        total = len(first) + len(second)
+        wait_for(
+            lambda: committed(broker.bootstrap_servers, group, names["input"]) == total,
+            timeout_s=90,
+            what="everything committed once the topic is back",
+        )
+        text = scrape(port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        finish(proc, tmp_path, timeout_s=30)
+    dead = {
+        d["offset"]: base64.b64decode(d["original_b64"])
+        for d in (json.loads(v) for _, v in read_topic(broker.bootstrap_servers, names["dlq"]))
+    }
+    assert dead == expected  # every reject read after the deletion, with its original bytes
+    consumed = sum(samples(text, "viraltrend_events_consumed_total").values())
+    applied = sum(samples(text, "viraltrend_events_applied_total").values())
+    rejected = sum(samples(text, "viraltrend_events_rejected_total").values())
+    assert consumed == applied + rejected

@@ -10,7 +10,9 @@ run whose restored checkpoint is already past its point is killed during start-u
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import random
 import signal
 
@@ -18,17 +20,31 @@ import numpy as np
 import pytest
 
 from tests.stream.hostile import HOSTILE
-from tests.stream.services import decisions, finish, produce, read_topic, start_service, topics, wait_for
+from tests.stream.services import (
+    decisions,
+    finish,
+    produce,
+    read_topic,
+    sample,
+    samples,
+    scrape,
+    start_service,
+    topics,
+    wait_for,
+)
 from tests.test_engine import SMALL
 from viraltrend.config import load_config
 from viraltrend.engine import Engine
 from viraltrend.replay import replay
+from viraltrend.stream.broker import EmbeddedBroker, free_port
 from viraltrend.stream.checkpoint import LocalStore
 from viraltrend.stream.files import FileSource
 
 pytestmark = pytest.mark.integration
 
-KILLS = 8
+#: 20 kills in all: two runs of 10 (parallel under ``make test``'s two pytest workers).
+KILLS = 10
+SEEDS = (12, 13)
 BAD = [k for k in HOSTILE if k.reason not in {"duplicate", "late", "future_ts"} and len(k.raw) < 100_000]
 
 
@@ -67,14 +83,40 @@ def _checkpointed(meta_path) -> int:
         return -1
 
 
-def test_repeated_kill_9_loses_nothing_and_counts_nothing_twice(broker, stream, tmp_path):
+def assert_same_state(directory, input_topic: str, n_records: int, uninterrupted: Engine) -> None:
+    """The last local checkpoint is at the stream's end and its state equals the uninterrupted engine's."""
+    loaded = LocalStore(directory, input_topic).load(0)
+    assert loaded is not None
+    arrays, state_meta, offsets = loaded
+    assert offsets == {0: n_records}
+    restored = Engine.restore(load_config(None, environ={}), arrays, state_meta)
+    assert restored.products.to_list() == uninterrupted.products.to_list()
+    assert restored.clock.to_dict() == uninterrupted.clock.to_dict()
+    wm = int(uninterrupted.clock.watermark_ms)
+    slots = np.arange(len(uninterrupted.products.to_list()), dtype=np.int64)
+    np.testing.assert_allclose(
+        restored.counters.read(slots, wm), uninterrupted.counters.read(slots, wm), rtol=1e-12
+    )
+    assert restored.board.to_dict() == uninterrupted.board.to_dict()
+
+
+def assert_accounted(text: str) -> None:
+    """consumed = applied + the sum of rejected (duplicates included), from one scrape."""
+    consumed = sum(samples(text, "viraltrend_events_consumed_total").values())
+    applied = sum(samples(text, "viraltrend_events_applied_total").values())
+    rejected = sum(samples(text, "viraltrend_events_rejected_total").values())
+    assert consumed > 0 and consumed == applied + rejected, (consumed, applied, rejected)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_repeated_kill_9_loses_nothing_and_counts_nothing_twice(broker, stream, tmp_path, seed):
     records, expected, want, uninterrupted = stream
-    names = topics(broker.bootstrap_servers, "faults")
+    names = topics(broker.bootstrap_servers, f"faults{seed}")
     produce(broker.bootstrap_servers, names["input"], records)
     slow = {"VIRALTREND_KAFKA_MAX_BATCH_EVENTS": "700", "VIRALTREND_CHECKPOINT_INTERVAL_S": "0.05"}
     group = f"g-{names['input']}"
     meta = tmp_path / "ckpt" / group / f"{names['input']}-0" / "meta.json"
-    rng = random.Random(12)
+    rng = random.Random(seed)
     points = sorted(rng.sample(range(2_000, len(records) - 2_000), KILLS))
     for k, point in enumerate(points):
         proc = start_service(
@@ -91,10 +133,21 @@ def test_repeated_kill_9_loses_nothing_and_counts_nothing_twice(broker, stream, 
         )
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
+    port = free_port()
     last = start_service(
-        broker.bootstrap_servers, names, tmp_path, env=slow, store="local", log_name="last.log"
+        broker.bootstrap_servers,
+        names,
+        tmp_path,
+        env=slow,
+        store="local",
+        idle_s=None,
+        metrics_port=port,
+        log_name="last.log",
     )
-    finish(last, tmp_path, log_name="last.log")
+    wait_for(lambda: _checkpointed(meta) == len(records), timeout_s=120, what="the stream's end checkpointed")
+    assert_accounted(scrape(port))
+    last.send_signal(signal.SIGTERM)
+    finish(last, tmp_path, timeout_s=30, log_name="last.log")
     # the board: the final snapshot equals the uninterrupted run's
     got = decisions(broker.bootstrap_servers, names["output"])
     assert got[-1] == want[-1]
@@ -103,22 +156,125 @@ def test_repeated_kill_9_loses_nothing_and_counts_nothing_twice(broker, stream, 
     for message in (m for m in want if m["action"] != "board"):
         assert any(m == message for m in published), f"missing or out of order: {message}"
     # exactly once in the state: the checkpointed counters equal the uninterrupted engine's
-    loaded = LocalStore(tmp_path / "ckpt" / group, names["input"]).load(0)
-    assert loaded is not None
-    arrays, state_meta, offsets = loaded
-    assert offsets == {0: len(records)}
-    restored = Engine.restore(load_config(None, environ={}), arrays, state_meta)
-    assert restored.products.to_list() == uninterrupted.products.to_list()
-    assert restored.clock.to_dict() == uninterrupted.clock.to_dict()
-    wm = int(uninterrupted.clock.watermark_ms)
-    slots = np.arange(len(uninterrupted.products.to_list()), dtype=np.int64)
-    np.testing.assert_allclose(
-        restored.counters.read(slots, wm), uninterrupted.counters.read(slots, wm), rtol=1e-12
-    )
-    assert restored.board.to_dict() == uninterrupted.board.to_dict()
+    assert_same_state(tmp_path / "ckpt" / group, names["input"], len(records), uninterrupted)
     # every rejected record is in the dead-letter topic with its reason (maybe twice: at-least-once)
     dead = {
         (d["offset"], d["reason"])
         for d in (json.loads(v) for _, v in read_topic(broker.bootstrap_servers, names["dlq"]))
     }
     assert dead == set(expected.items())
+
+
+RESTARTS = 3
+
+
+def test_broker_stop_and_restart_three_times_loses_nothing_and_counts_nothing_twice(stream, tmp_path):
+    """The broker goes away 3 times mid-stream and comes back empty (Tansu keeps nothing in memory).
+
+    Each time the topics are made again and the same records produced again (same offsets): the
+    service rolls back to its last local checkpoint, seeks to its offset and carries on.  The
+    dead-letter and output topics forget what was published before a restart, so the DLQ is
+    checked for every reject the service read after the last one.
+    """
+    records, expected, want, uninterrupted = stream
+    own = EmbeddedBroker(port=free_port(), log_path=tmp_path / "tansu.log").start()
+    try:
+        names = topics(own.bootstrap_servers, "restarts")
+        slow = {"VIRALTREND_KAFKA_MAX_BATCH_EVENTS": "700", "VIRALTREND_CHECKPOINT_INTERVAL_S": "0.05"}
+        meta = tmp_path / "ckpt" / f"g-{names['input']}" / f"{names['input']}-0" / "meta.json"
+        port = free_port()
+        proc = start_service(
+            own.bootstrap_servers, names, tmp_path, env=slow, idle_s=None, store="local", metrics_port=port
+        )
+        # the stream arrives in parts; the broker goes away while the service reads each of the first 3
+        points = sorted(random.Random(7).sample(range(2_000, len(records) - 2_000), RESTARTS))
+        resumed_at = produced = 0
+        for point in points:
+            produce(own.bootstrap_servers, names["input"], records[produced:point])
+            produced = point
+            wait_for(
+                lambda point=point: _checkpointed(meta) >= point - 1_000,
+                timeout_s=90,
+                what=f"a checkpoint near {point}",
+            )
+            own.stop()
+            wait_for(lambda: _scraped(port, "viraltrend_broker_up") == 0.0, timeout_s=60, what="broker_up 0")
+            resumed_at = _checkpointed(meta)  # no checkpoint is written while the broker is away
+            own.start()
+            topics(own.bootstrap_servers, "restarts")
+            produce(own.bootstrap_servers, names["input"], records[:produced])  # the same offsets again
+        produce(own.bootstrap_servers, names["input"], records[produced:])
+        wait_for(
+            lambda: _checkpointed(meta) == len(records), timeout_s=120, what="the stream's end checkpointed"
+        )
+        text = scrape(port)
+        proc.send_signal(signal.SIGTERM)
+        finish(proc, tmp_path, timeout_s=30)
+        assert sample(text, "viraltrend_broker_errors_total") >= RESTARTS
+        assert_accounted(text)
+        got = decisions(own.bootstrap_servers, names["output"])
+        assert got[-1] == want[-1]  # the final board of an uninterrupted run
+        assert_same_state(meta.parent.parent, names["input"], len(records), uninterrupted)
+        dead = {
+            (d["offset"], d["reason"]): base64.b64decode(d["original_b64"])
+            for d in (json.loads(v) for _, v in read_topic(own.bootstrap_servers, names["dlq"]))
+        }
+        after = {(o, r) for o, r in expected.items() if o >= resumed_at}
+        assert after and after <= set(dead)
+        assert all(dead[(o, r)] == records[o] for o, r in after)  # the original bytes
+    finally:
+        own.stop()
+
+
+def _scraped(port: int, name: str) -> float | None:
+    try:
+        return sample(scrape(port), name)
+    except OSError:
+        return None
+
+
+def test_a_delivery_timeout_loses_nothing_and_counts_nothing_twice(stream, tmp_path):
+    """The broker freezes (SIGSTOP) mid-stream for longer than the producer's 30 s flush timeout.
+
+    Nothing it holds is lost (unlike a restart), so every dead letter must be in the DLQ at the end.
+    """
+    records, expected, want, uninterrupted = stream
+    own = EmbeddedBroker(port=free_port(), log_path=tmp_path / "tansu.log").start()
+    try:
+        names = topics(own.bootstrap_servers, "frozen")
+        produce(own.bootstrap_servers, names["input"], records)
+        slow = {"VIRALTREND_KAFKA_MAX_BATCH_EVENTS": "700", "VIRALTREND_CHECKPOINT_INTERVAL_S": "0.05"}
+        meta = tmp_path / "ckpt" / f"g-{names['input']}" / f"{names['input']}-0" / "meta.json"
+        port = free_port()
+        proc = start_service(
+            own.bootstrap_servers, names, tmp_path, env=slow, idle_s=None, store="local", metrics_port=port
+        )
+        wait_for(lambda: _checkpointed(meta) >= 5_000, timeout_s=90, what="a checkpoint past 5000")
+        assert own.pid is not None
+        os.kill(own.pid, signal.SIGSTOP)
+        try:
+            wait_for(
+                lambda: (_scraped(port, "viraltrend_broker_errors_total") or 0) >= 1,
+                timeout_s=90,
+                what="the flush timing out",
+            )
+        finally:
+            os.kill(own.pid, signal.SIGCONT)
+        wait_for(
+            lambda: _checkpointed(meta) == len(records), timeout_s=120, what="the stream's end checkpointed"
+        )
+        text = scrape(port)
+        proc.send_signal(signal.SIGTERM)
+        finish(proc, tmp_path, timeout_s=30)
+        assert_accounted(text)
+        got = decisions(own.bootstrap_servers, names["output"])
+        assert got[-1] == want[-1]
+        assert_same_state(meta.parent.parent, names["input"], len(records), uninterrupted)
+        dead = {
+            (d["offset"], d["reason"]): base64.b64decode(d["original_b64"])
+            for d in (json.loads(v) for _, v in read_topic(own.bootstrap_servers, names["dlq"]))
+        }
+        assert set(dead) == set(expected.items())
+        assert all(dead[(o, r)] == records[o] for o, r in expected.items())
+    finally:
+        own.stop()

@@ -42,6 +42,7 @@ from viraltrend.errors import ConfigError, StreamError
 __all__ = [
     "reachable",
     "DEFAULT_RETENTION_MS",
+    "INTERNAL_TOPIC_CONFIGS",
     "EmbeddedBroker",
     "TopicInfo",
     "create_topics",
@@ -54,6 +55,17 @@ log = logging.getLogger(__name__)
 
 #: Default retention of created topics: 7 days, no size limit.
 DEFAULT_RETENTION_MS: Final = 7 * 24 * 3600 * 1000
+#: Configs of the service's internal compacted topics (changelog, candidates), beyond retention
+#: and cleanup policy: segments that roll at least hourly (the active segment is never
+#: compacted), compaction once a tenth of the log is stale, tombstones kept a day (a restore
+#: that reads them in time sees the deletion).
+INTERNAL_TOPIC_CONFIGS: Final = {
+    "segment.bytes": str(64 * 1024 * 1024),
+    "segment.ms": str(3600 * 1000),
+    "min.cleanable.dirty.ratio": "0.1",
+    "delete.retention.ms": str(24 * 3600 * 1000),
+    "min.compaction.lag.ms": "0",
+}
 _CREATE_HINT: Final = "pass --create-topics to create it, or create it with your Kafka tooling"
 _C = TypeVar("_C")
 
@@ -178,6 +190,12 @@ class EmbeddedBroker:
     def running(self) -> bool:
         """True while the broker process is alive."""
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (fault tests pause it with SIGSTOP), else None."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
 
     def start(self) -> EmbeddedBroker:
         """Start the broker and wait until it answers Kafka metadata requests.
@@ -404,13 +422,15 @@ def create_topics(
     retention_bytes: int = -1,
     replication_factor: int = 1,
     timeout_s: float = 10.0,
+    configs: Mapping[str, str] | None = None,
     **client_options: Any,
 ) -> list[str]:
     """Create the topics that do not exist yet, with explicit configs; return the names created.
 
     Each topic gets ``retention.ms``, ``retention.bytes`` and ``cleanup.policy`` (``compact``
-    for the names in ``compacted``, else ``delete``): Tansu reports only configs given at
-    creation.  Existing topics are left as they are (a different partition count is logged).
+    for the names in ``compacted``, else ``delete``), and ``configs`` (more topic configs, for
+    every topic): Tansu reports only configs given at creation.  Existing topics are left as
+    they are (a different partition count is logged).
     """
     for name, partitions in topics.items():
         if int(partitions) < 1:
@@ -425,13 +445,14 @@ def create_topics(
     try:
         existing = set(admin.list_topics())
         for name, partitions in topics.items():
-            configs = {
+            topic_configs = {
                 "retention.ms": str(retention_ms),
                 "retention.bytes": str(retention_bytes),
                 "cleanup.policy": "compact" if name in compacted else "delete",
+                **(configs or {}),
             }
             if name not in existing:
-                new = NewTopic(name, int(partitions), replication_factor, topic_configs=configs)
+                new = NewTopic(name, int(partitions), replication_factor, topic_configs=topic_configs)
                 try:
                     admin.create_topics([new])
                     created.append(name)

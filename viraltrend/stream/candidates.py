@@ -190,3 +190,51 @@ class CandidatesFollower:
             self._consumer.close()
         except Exception as exc:  # noqa: BLE001 - closing is best effort
             log.warning("closing the candidates follower: %s", exc)
+
+
+def last_value(
+    bootstrap_servers: str, topic: str, key: bytes, options: dict[str, Any], *, timeout_s: float = 30.0
+) -> bytes | None:
+    """The value of the latest record keyed ``key`` in ``topic``, None if it has none.
+
+    Reads the key's partition (Kafka's default partitioner: murmur2 of the key) back from its
+    end, in windows that grow four times until the key is found or the log's start is reached:
+    the publisher's last board snapshot lies near the end of the output topic.  StreamError if
+    the broker fails.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.partitioner.default import murmur2
+
+    config = {"group_id": None, "enable_auto_commit": False, "bootstrap_timeout_ms": 10_000, **options}
+    consumer = _connect(KafkaConsumer, bootstrap_servers, config)
+    try:
+        with kafka_errors(f"reading the last {key!r} record of topic {topic!r}"):
+            parts = sorted(consumer.partitions_for_topic(topic) or [])
+            if not parts:
+                return None
+            tp = TopicPartition(topic, parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)])
+            consumer.assign([tp])
+            begin = int(consumer.beginning_offsets([tp])[tp] or 0)
+            end = int(consumer.end_offsets([tp])[tp] or 0)
+            window = 256
+            deadline = time.monotonic() + timeout_s
+            while True:
+                start = max(begin, end - window)
+                consumer.seek(tp, start)
+                found: bytes | None = None
+                while True:
+                    records = consumer.poll(timeout_ms=200).get(tp, [])
+                    for r in records:
+                        if r.key == key:
+                            found = r.value
+                    high = consumer.highwater(tp)
+                    if not records and high is not None and consumer.position(tp) >= max(end, high):
+                        break
+                    if time.monotonic() > deadline:
+                        msg = f"could not read topic {topic!r} to its end within {timeout_s:g} s"
+                        raise StreamError(msg)
+                if found is not None or start <= begin:
+                    return found
+                window *= 4
+    finally:
+        consumer.close()

@@ -16,8 +16,11 @@ never pickle), cut into chunks small enough for Kafka's message size limit.  Wit
 
 A crash before step 2 completes leaves the previous header, whose chunks are untouched, as the
 latest one; compaction eventually drops the old chunks and their tombstones.  :meth:`load` reads
-the partition from its beginning to its end (the end offset *and* a poll that returns nothing:
-Tansu's end-offset answer can lag), takes the latest header, gathers its chunks and verifies them.
+the end of the partition (to the end offset *and* a poll that returns nothing: Tansu's end-offset
+answer can lag), from far enough back to hold the latest header, all its chunks and the header
+before it; it widens that window down to the log's start only when it must.  So a restore reads
+about two checkpoints, however long the history (Tansu never compacts).  It takes the latest
+header, gathers its chunks and verifies them.
 A record with a null value under the header key ``<name>`` deletes the checkpoint: the partition
 then starts fresh.  Each partition is assumed to have one writer at a time (its owner in the
 consumer group); records mixed by two writers fail the checksums and are refused, never loaded.
@@ -38,7 +41,13 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerr
 
 from viraltrend.errors import CheckpointError, ConfigError, StreamError
-from viraltrend.stream.broker import _connect, _describe, create_topics, describe_topic
+from viraltrend.stream.broker import (
+    INTERNAL_TOPIC_CONFIGS,
+    _connect,
+    _describe,
+    create_topics,
+    describe_topic,
+)
 from viraltrend.stream.checkpoint import (
     Arrays,
     EncodedCheckpoint,
@@ -61,6 +70,7 @@ _PRODUCER_KEYS: Final = frozenset(KafkaProducer.DEFAULT_CONFIG)
 _CONSUMER_KEYS: Final = frozenset(KafkaConsumer.DEFAULT_CONFIG)
 _REQUEST_OVERHEAD: Final = 64 * 1024  # record and request framing beyond a chunk's bytes
 _CLOSE_TIMEOUT_S: Final = 5.0
+_FIRST_WINDOW: Final = 64  # records read back from the end of a changelog partition at first
 
 
 def create_changelog_topic(
@@ -83,6 +93,7 @@ def create_changelog_topic(
         {topic: partitions},
         compacted={topic},
         retention_ms=-1,
+        configs=INTERNAL_TOPIC_CONFIGS,
         replication_factor=replication_factor,
         timeout_s=timeout_s,
         **client_options,
@@ -101,7 +112,62 @@ class _Scan:
     chunks: dict[str, bytes] = field(default_factory=dict)  #: live chunk values of ``header_seq``
     live: set[str] = field(default_factory=set)  #: chunk keys whose latest record is not a tombstone
     records: int = 0
-    bytes: int = 0
+    n_bytes: int = 0
+    headers: list[tuple[int, int]] = field(default_factory=list)  #: (seq, n_chunks) of readable headers
+    dead: set[str] = field(default_factory=set)  #: chunk keys whose latest record is a tombstone
+    deleted: bool = False  #: the latest header record is a tombstone (the checkpoint was deleted)
+
+    def add(self, name: str, key: str, value: bytes | None, offset: int) -> None:
+        """Take one record of the changelog partition, read in offset order."""
+        prefix = name + "/"
+        self.records += 1
+        self.n_bytes += len(value) if value is not None else 0
+        if key == name:
+            self.header, self.header_offset = value, offset
+            self.deleted = value is None
+            self.header_seq = -1 if value is None else _header_seq(value)
+            self.max_seq = max(self.max_seq, self.header_seq)
+            if value is not None and self.header_seq >= 0:
+                self.headers.append((self.header_seq, _header_chunks(value)))
+            # chunks of older saves are not needed any more; keep only their keys
+            for old in [k for k in self.chunks if (_chunk_seq(k, prefix) or 0) < self.header_seq]:
+                del self.chunks[old]
+        elif key.startswith(prefix):
+            seq = _chunk_seq(key, prefix)
+            if seq is None:
+                return
+            self.max_seq = max(self.max_seq, seq)
+            if value is None:
+                self.live.discard(key)
+                self.dead.add(key)
+                self.chunks.pop(key, None)
+            else:
+                self.live.add(key)
+                self.dead.discard(key)
+                self.chunks[key] = value
+
+    def complete(self, name: str) -> bool:
+        """Whether a read that began past the log's start saw all a load and the next save need.
+
+        The latest header (not a tombstone) and every one of its chunks, and the header before
+        it, whose chunks the next save tombstones unless a tombstone of theirs was seen.
+        """
+        if self.deleted or self.header is None or self.header_seq < 0 or len(self.headers) < 2:
+            return False
+        n_chunks = self.headers[-1][1]
+        return all(f"{name}/{self.header_seq}/{i}" in self.chunks for i in range(n_chunks))
+
+    def finish(self, name: str) -> None:
+        """Count the chunks of every header seen as live unless a tombstone of theirs was read.
+
+        A save that stopped between its header and its tombstones left the previous chunks live,
+        maybe before the window read.
+        """
+        for seq, n_chunks in self.headers[:-1]:
+            for i in range(n_chunks):
+                key = f"{name}/{seq}/{i}"
+                if key not in self.dead:
+                    self.live.add(key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +184,14 @@ def _chunk_seq(key: str, prefix: str) -> int | None:
     if len(parts) != 2 or not (parts[0].isdigit() and parts[1].isdigit()):
         return None
     return int(parts[0])
+
+
+def _header_chunks(value: bytes) -> int:
+    try:
+        n = json.loads(value).get("n_chunks")
+    except (ValueError, AttributeError):
+        return 0
+    return n if isinstance(n, int) and n >= 0 else 0
 
 
 def _header_seq(value: bytes) -> int:
@@ -201,6 +275,7 @@ class ChangelogStore:
         #: Bytes of record values read from the changelog by the last :meth:`load`.
         self.last_load_bytes = 0
         self._known: dict[int, _Known] = {}
+        self._window: dict[int, int] = {}  # partition -> records read back from its end last time
         self._closed = False
         config: dict[str, Any] = {
             "acks": "all",
@@ -310,7 +385,8 @@ class ChangelogStore:
     def load(self, partition: int) -> Loaded | None:
         """Return the latest checkpoint of input ``partition``, or None if it has none.
 
-        Reads changelog partition ``partition`` from its beginning to its end; sets
+        Reads changelog partition ``partition`` from the last complete checkpoint to its end
+        (see :meth:`_scan`); sets
         :attr:`last_load_records` and :attr:`last_load_bytes`.
 
         Raises
@@ -325,7 +401,7 @@ class ChangelogStore:
         self.last_load_records = self.last_load_bytes = 0
         scan = self._scan(partition)
         self._known[partition] = _Known(scan.max_seq, frozenset(scan.live))
-        self.last_load_records, self.last_load_bytes = scan.records, scan.bytes
+        self.last_load_records, self.last_load_bytes = scan.records, scan.n_bytes
         if scan.header is None:
             return None
         where = f"changelog topic {self.topic!r} partition {partition} (key {self.name(partition)!r})"
@@ -390,39 +466,36 @@ class ChangelogStore:
         return blob
 
     def _scan(self, partition: int) -> _Scan:
-        """Read changelog ``partition`` to its end, keeping what concerns its checkpoint name."""
-        name = self.name(partition)
-        prefix = name + "/"
-        scan = _Scan()
-        for key, value, offset in self._read(partition):
-            scan.records += 1
-            scan.bytes += len(value) if value is not None else 0
-            if key == name:
-                scan.header, scan.header_offset = value, offset
-                scan.header_seq = -1 if value is None else _header_seq(value)
-                scan.max_seq = max(scan.max_seq, scan.header_seq)
-                # chunks of older saves are not needed any more; keep only their keys
-                for old in [k for k in scan.chunks if (_chunk_seq(k, prefix) or 0) < scan.header_seq]:
-                    del scan.chunks[old]
-            elif key.startswith(prefix):
-                seq = _chunk_seq(key, prefix)
-                if seq is None:
-                    continue
-                scan.max_seq = max(scan.max_seq, seq)
-                if value is None:
-                    scan.live.discard(key)
-                    scan.chunks.pop(key, None)
-                else:
-                    scan.live.add(key)
-                    scan.chunks[key] = value
-        return scan
+        """Read changelog ``partition`` to its end from the last complete checkpoint of its name.
 
-    def _read(self, partition: int) -> Iterator[tuple[str, bytes | None, int]]:
-        """Yield ``(key, value, offset)`` of changelog ``partition`` from its beginning to its end.
-
-        The end is reached when the position is at or past both the end offset asked at the start
-        and the high watermark of the latest fetch, *and* a poll returned nothing.
+        Reads a window at the end of the partition, and widens it (times 4, down to the log's
+        start) until it holds the latest header, every chunk of that header and the header
+        before it (see :meth:`_Scan.complete`): a load reads about two checkpoints, not the
+        whole history (Tansu does not compact, and a real cluster compacts only eventually).
         """
+        name = self.name(partition)
+        tp = TopicPartition(self.topic, partition)
+        consumer = self._consumer()
+        try:
+            begin, end = self._bounds(consumer, tp)
+            window = self._window.get(partition, _FIRST_WINDOW)
+            while True:
+                start = max(begin, end - window)
+                scan = _Scan()
+                for key, value, offset in self._read(consumer, tp, start, end):
+                    scan.add(name, key, value, offset)
+                if start <= begin or scan.complete(name):
+                    self._window[partition] = window
+                    scan.finish(name)
+                    return scan
+                window *= 4
+        except kerr.KafkaError as exc:
+            msg = f"reading {self.describe}, partition {partition}, failed: {_describe(exc)}"
+            raise StreamError(msg) from exc
+        finally:
+            consumer.close(autocommit=False)
+
+    def _consumer(self) -> KafkaConsumer:
         config: dict[str, Any] = {
             "group_id": None,
             "enable_auto_commit": False,
@@ -434,45 +507,53 @@ class ChangelogStore:
         }
         config.update({k: v for k, v in self._options.items() if k in _CONSUMER_KEYS})
         consumer: KafkaConsumer = _connect(KafkaConsumer, self.bootstrap_servers, config)
-        tp = TopicPartition(self.topic, partition)
+        return consumer
+
+    def _bounds(self, consumer: KafkaConsumer, tp: TopicPartition) -> tuple[int, int]:
+        """The log start and end offsets of ``tp`` (0, 0 when the broker does not say)."""
+        consumer.assign([tp])
         try:
-            consumer.assign([tp])
-            consumer.seek_to_beginning(tp)
-            try:
-                end = int(consumer.end_offsets([tp], timeout_ms=5000).get(tp) or 0)
-            except kerr.KafkaError as exc:  # the fetches' high watermark and an empty poll still tell
-                log.debug("end offset of %s unavailable: %s", tp, exc)
-                end = 0
-            deadline = time.monotonic() + self.load_timeout_s
-            read = 0
-            while True:
-                batch = consumer.poll(timeout_ms=self.poll_timeout_ms).get(tp, [])
-                for record in batch:
-                    key = record.key.decode("utf-8", "replace") if record.key is not None else ""
-                    yield key, record.value, record.offset
-                read += len(batch)
-                highwater = consumer.highwater(tp)
-                position = consumer.position(tp, timeout_ms=1000)
-                if (
-                    not batch
-                    and highwater is not None
-                    and position is not None
-                    and position >= max(end, highwater)
-                ):
-                    return
-                if time.monotonic() > deadline:
-                    msg = (
-                        f"could not read {self.describe}, partition {partition}, to its end within "
-                        f"{self.load_timeout_s:g} s (read {read} records, at offset {position}, end "
-                        f"{max(end, highwater or 0)}); is the broker reachable? raise load_timeout_s "
-                        "if the changelog is large"
-                    )
-                    raise StreamError(msg)
-        except kerr.KafkaError as exc:
-            msg = f"reading {self.describe}, partition {partition}, failed: {_describe(exc)}"
-            raise StreamError(msg) from exc
-        finally:
-            consumer.close(autocommit=False)
+            begin = int(consumer.beginning_offsets([tp], timeout_ms=5000).get(tp) or 0)
+            end = int(consumer.end_offsets([tp], timeout_ms=5000).get(tp) or 0)
+        except kerr.KafkaError as exc:  # read it all: the fetches' high watermark and an empty poll tell
+            log.debug("offsets of %s unavailable: %s", tp, exc)
+            return 0, 0
+        return begin, end
+
+    def _read(
+        self, consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int
+    ) -> Iterator[tuple[str, bytes | None, int]]:
+        """Yield ``(key, value, offset)`` of ``tp`` from offset ``start`` to its end.
+
+        The end is reached when the position is at or past both ``end`` (the end offset asked
+        at the start) and the high watermark of the latest fetch, *and* a poll returned nothing.
+        """
+        consumer.seek(tp, start)
+        deadline = time.monotonic() + self.load_timeout_s
+        read = 0
+        while True:
+            batch = consumer.poll(timeout_ms=self.poll_timeout_ms).get(tp, [])
+            for record in batch:
+                key = record.key.decode("utf-8", "replace") if record.key is not None else ""
+                yield key, record.value, record.offset
+            read += len(batch)
+            highwater = consumer.highwater(tp)
+            position = consumer.position(tp, timeout_ms=1000)
+            if (
+                not batch
+                and highwater is not None
+                and position is not None
+                and position >= max(end, highwater)
+            ):
+                return
+            if time.monotonic() > deadline:
+                msg = (
+                    f"could not read {self.describe}, partition {tp.partition}, to its end within "
+                    f"{self.load_timeout_s:g} s (read {read} records from offset {start}, at offset "
+                    f"{position}, end {max(end, highwater or 0)}); is the broker reachable? raise "
+                    "load_timeout_s if the changelog is large"
+                )
+                raise StreamError(msg)
 
     # ------------------------------------------------------------------------------- admin
 

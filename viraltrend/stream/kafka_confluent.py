@@ -31,9 +31,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from viraltrend.errors import ConfigError, StreamError
 from viraltrend.events import EventBatch, Reject
 from viraltrend.stream.broker import _CREATE_HINT
-from viraltrend.stream.decode import decode_records
-from viraltrend.stream.kafka_io import _reject_blanks
-from viraltrend.stream.sources import Source
+from viraltrend.stream.sources import KafkaGroupSource
 
 __all__ = ["ConfluentSource", "librdkafka_options"]
 
@@ -110,7 +108,7 @@ def librdkafka_options(client_options: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-class ConfluentSource(Source):
+class ConfluentSource(KafkaGroupSource):
     """Engagement events from a Kafka topic, read in a consumer group with confluent-kafka.
 
     A drop-in for :class:`viraltrend.stream.kafka_io.KafkaSource` (same parameters, same
@@ -143,13 +141,17 @@ class ConfluentSource(Source):
         if reserved:
             msg = f"ConfluentSource sets {sorted(reserved)} itself; remove them from the client options"
             raise ConfigError(msg)
-        self.bootstrap_servers = bootstrap_servers
-        self.topic = topic
-        self.group_id = group_id
-        self.poll_timeout_ms = poll_timeout_ms
-        self.commit_timeout_s = commit_timeout_s
-        self.lag_interval_s = lag_interval_s
-        self.on_assign, self.on_revoke, self.on_lost = on_assign, on_revoke, on_lost
+        self._init_group_source(
+            bootstrap_servers,
+            topic,
+            group_id,
+            poll_timeout_ms=poll_timeout_ms,
+            commit_timeout_s=commit_timeout_s,
+            lag_interval_s=lag_interval_s,
+            on_assign=on_assign,
+            on_revoke=on_revoke,
+            on_lost=on_lost,
+        )
         config: dict[str, Any] = {
             "bootstrap.servers": bootstrap_servers,
             "group.id": group_id,
@@ -174,16 +176,11 @@ class ConfluentSource(Source):
         config.update(librdkafka_options(client_options))
         strategy = str(config.get("partition.assignment.strategy", ""))
         self._cooperative = "cooperative" in strategy
-        self._next: dict[int, int] = {}
-        self._ends: dict[int, int] = {}
-        self._ends_due = 0.0
         self._in_assign = False
         self._pending_seek: dict[int, int] = {}
         self._assigning: set[int] = set()
-        self._hook_error: BaseException | None = None
         self._fatal: KafkaError | None = None
         self._quiet_until: dict[int, float] = {}
-        self._closed = False
         try:
             self._consumer = Consumer(config)
         except (KafkaException, ValueError, TypeError) as exc:
@@ -249,25 +246,10 @@ class ConfluentSource(Source):
         batches: list[EventBatch] = []
         rejects: list[Reject] = []
         for partition, raw, part_offsets in groups:
-            if None in raw:  # tombstones: rejected below as empty values
-                raw = [b"" if v is None else v for v in raw]
-            batch, bad = decode_records(raw, offsets=part_offsets, partition=partition, source=self.topic)
-            if len(batch) + len(bad) < len(raw):
-                tp = TopicPartition(self.topic, partition)
-                bad = _reject_blanks(raw, part_offsets, batch, bad, tp)
+            batch, bad = self._decode(partition, raw, part_offsets)
             batches.append(batch)
             rejects.extend(bad)
-            self._next[partition] = int(part_offsets[-1]) + 1
         return EventBatch.concat(batches), rejects
-
-    def snapshot(self) -> dict[int, int]:
-        """Per assigned partition read or sought, the offset of the next record to read."""
-        return dict(self._next)
-
-    @property
-    def exhausted(self) -> bool:
-        """Always False: a live topic never ends."""
-        return False
 
     def close(self) -> None:
         """Leave the group (which may call ``on_revoke``) and close the consumer.  Idempotent."""
@@ -292,12 +274,7 @@ class ConfluentSource(Source):
         """
         if not offsets:
             return
-        request = []
-        for partition, offset in offsets.items():
-            if int(offset) < 0:
-                msg = f"offsets[{partition}] must be >= 0, got {offset}"
-                raise ValueError(msg)
-            request.append(TopicPartition(self.topic, int(partition), int(offset)))
+        request = [TopicPartition(self.topic, p, o) for p, o in self._checked(offsets).items()]
         what = f"offsets {dict(offsets)} of topic {self.topic!r} for group {self.group_id!r}"
         try:
             result = self._consumer.commit(offsets=request, asynchronous=False)
@@ -402,9 +379,7 @@ class ConfluentSource(Source):
     def _forget(self, kind: str, hook: PartitionsCallback | None, tps: list[TopicPartition]) -> None:
         parts = {tp.partition for tp in tps if tp.topic == self.topic}
         self._call(kind, hook, parts)
-        for p in parts:  # after the hook, which may still read snapshot()
-            self._next.pop(p, None)
-            self._ends.pop(p, None)
+        self._drop_positions(parts)  # after the hook, which may still read snapshot()
         # confluent-kafka unassigns (eagerly or incrementally) after this callback returns
 
     def _call(self, kind: str, hook: PartitionsCallback | None, parts: set[int]) -> None:
@@ -416,11 +391,6 @@ class ConfluentSource(Source):
             log.exception("the on_%s hook failed for partitions %s", kind, sorted(parts))
             if self._hook_error is None:
                 self._hook_error = exc
-
-    def _raise_hook_error(self, cause: BaseException | None) -> None:
-        error, self._hook_error = self._hook_error, None
-        if error is not None:
-            raise error from cause
 
     def _on_error(self, error: KafkaError) -> None:  # from librdkafka, inside consume
         if error.fatal():

@@ -36,6 +36,7 @@ from viraltrend.events import EventBatch, Reject
 from viraltrend.stream.broker import (  # topic admin lives with the broker; re-exported here
     _CREATE_HINT,
     TopicInfo,
+    _admin,
     _connect,
     _describe,
     _unreachable,
@@ -43,8 +44,7 @@ from viraltrend.stream.broker import (  # topic admin lives with the broker; re-
     describe_topic,
     topic_exists,
 )
-from viraltrend.stream.decode import decode_records
-from viraltrend.stream.sources import Source
+from viraltrend.stream.sources import KafkaGroupSource
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -93,7 +93,7 @@ class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
         await self._source._rebalanced("lost", lost)
 
 
-class KafkaSource(Source):
+class KafkaSource(KafkaGroupSource):
     """Engagement events from a Kafka topic, read in a consumer group, decoded per partition.
 
     Parameters
@@ -107,13 +107,19 @@ class KafkaSource(Source):
     poll_timeout_ms : int
         Longest :meth:`next_batch` waits for records.
     on_assign, on_revoke, on_lost : callable(set[int]), optional
-        Rebalance hooks, called with partition numbers while :meth:`next_batch` is inside
-        ``poll`` (the engine thread is blocked there, so engine state is safe to touch).
-        ``on_revoke`` runs before the partitions move (checkpoint them, :meth:`commit`);
-        ``on_assign`` after (restore, :meth:`seek`); ``on_lost`` when the membership was lost
-        and the partitions may already be someone else's (drop state; defaults to
-        ``on_revoke``).  :meth:`commit` inside a hook is sent and awaited before the
-        rebalance goes on; an exception from a hook is re-raised by :meth:`next_batch`.
+        Rebalance hooks, called with partition numbers on the thread that calls
+        :meth:`next_batch`, never while engine work is under way.  ``on_revoke`` runs before
+        the partitions move (checkpoint them, :meth:`commit`), inside ``poll`` on
+        kafka-python's IO thread while the caller waits; :meth:`commit` there is sent and
+        awaited before the rebalance goes on.  ``on_lost`` runs there too, when the
+        membership was lost and the partitions may already be someone else's (drop state;
+        defaults to ``on_revoke``).  ``on_assign`` (restore, :meth:`seek`) does *not* run in
+        kafka-python's callback: that thread also sends the heartbeats, so a restore longer
+        than ``session_timeout_ms`` would get this worker evicted.  The callback only pauses
+        the new partitions; :meth:`next_batch` then calls ``on_assign`` on the caller's
+        thread after ``poll`` returns (heartbeats go on meanwhile) and resumes them.  An
+        exception from ``on_revoke`` / ``on_lost`` is re-raised by :meth:`next_batch`; one
+        from ``on_assign`` propagates from it, the partitions left paused.
     connect_timeout_s : float
         Bounded wait for the first connection.
     lag_interval_s : float
@@ -145,13 +151,17 @@ class KafkaSource(Source):
         if reserved:
             msg = f"KafkaSource sets {sorted(reserved)} itself; remove them from the client options"
             raise ConfigError(msg)
-        self.bootstrap_servers = bootstrap_servers
-        self.topic = topic
-        self.group_id = group_id
-        self.poll_timeout_ms = poll_timeout_ms
-        self.commit_timeout_s = commit_timeout_s
-        self.lag_interval_s = lag_interval_s
-        self.on_assign, self.on_revoke, self.on_lost = on_assign, on_revoke, on_lost
+        self._init_group_source(
+            bootstrap_servers,
+            topic,
+            group_id,
+            poll_timeout_ms=poll_timeout_ms,
+            commit_timeout_s=commit_timeout_s,
+            lag_interval_s=lag_interval_s,
+            on_assign=on_assign,
+            on_revoke=on_revoke,
+            on_lost=on_lost,
+        )
         config: dict[str, Any] = {
             "group_id": group_id,
             "enable_auto_commit": False,
@@ -167,13 +177,9 @@ class KafkaSource(Source):
             "max_poll_records": 10_000,
         }
         config.update(client_options)
-        self._next: dict[int, int] = {}
-        self._ends: dict[int, int] = {}
-        self._ends_due = 0.0
         self._in_hook = False
+        self._to_assign: set[int] = set()  # assigned and paused; on_assign not yet called
         self._deferred: list[dict[TopicPartition, OffsetAndMetadata]] = []
-        self._hook_error: BaseException | None = None
-        self._closed = False
         self._consumer: KafkaConsumer = _connect(KafkaConsumer, bootstrap_servers, config)
         try:
             partitions = self._consumer.partitions_for_topic(topic)
@@ -204,29 +210,17 @@ class KafkaSource(Source):
             msg = f"reading topic {self.topic!r} from {self.bootstrap_servers} failed: {_describe(exc)}"
             raise StreamError(msg) from exc
         self._raise_hook_error(None)
+        if self._to_assign:  # outside kafka-python's callback: heartbeats go on during a long restore
+            polled = {tp: r for tp, r in polled.items() if tp.partition not in self._to_assign}
+            self._assign_paused()
         batches: list[EventBatch] = []
         rejects: list[Reject] = []
         for tp, records in polled.items():
-            raw = list(map(_VALUE, records))
-            if None in raw:  # tombstones: rejected below as empty values
-                raw = [b"" if v is None else v for v in raw]
             offsets = np.fromiter(map(_OFFSET, records), dtype=np.int64, count=len(records))
-            batch, bad = decode_records(raw, offsets=offsets, partition=tp.partition, source=tp.topic)
-            if len(batch) + len(bad) < len(raw):
-                bad = _reject_blanks(raw, offsets, batch, bad, tp)
+            batch, bad = self._decode(tp.partition, list(map(_VALUE, records)), offsets)
             batches.append(batch)
             rejects.extend(bad)
-            self._next[tp.partition] = int(offsets[-1]) + 1
         return EventBatch.concat(batches), rejects
-
-    def snapshot(self) -> dict[int, int]:
-        """Per assigned partition read or sought, the offset of the next record to read."""
-        return dict(self._next)
-
-    @property
-    def exhausted(self) -> bool:
-        """Always False: a live topic never ends."""
-        return False
 
     def close(self) -> None:
         """Leave the group (which may call ``on_revoke``) and close the consumer.  Idempotent."""
@@ -247,12 +241,10 @@ class KafkaSource(Source):
         """
         if not offsets:
             return
-        request = {}
-        for partition, offset in offsets.items():
-            if int(offset) < 0:
-                msg = f"offsets[{partition}] must be >= 0, got {offset}"
-                raise ValueError(msg)
-            request[TopicPartition(self.topic, int(partition))] = OffsetAndMetadata(int(offset), "", -1)
+        request = {
+            TopicPartition(self.topic, partition): OffsetAndMetadata(offset, "", -1)
+            for partition, offset in self._checked(offsets).items()
+        }
         if self._in_hook:  # on the IO thread: blocking would deadlock; awaited after the hook
             self._deferred.append(request)
             return
@@ -313,8 +305,27 @@ class KafkaSource(Source):
 
     # -- rebalance plumbing (runs on kafka-python's IO thread while poll() waits)
 
+    def _assign_paused(self) -> None:
+        """Call ``on_assign`` for the partitions the last rebalance paused, then resume them.
+
+        On the caller's thread, outside ``poll``: kafka-python's IO thread keeps heartbeating.
+        """
+        parts, self._to_assign = self._to_assign, set()
+        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        if self.on_assign is not None:
+            self.on_assign(parts)  # restore; seek() sets where each partition is read from
+        owned = self._consumer.assignment()
+        self._consumer.resume(*[tp for tp in tps if tp in owned])
+
     async def _rebalanced(self, kind: str, tps: Collection[TopicPartition]) -> None:
         parts = {tp.partition for tp in tps if tp.topic == self.topic}
+        if kind == "assign":  # pause now; next_batch restores on the caller's thread, then resumes
+            self._consumer.pause(*[tp for tp in tps if tp.topic == self.topic])
+            self._to_assign |= parts
+            return
+        never = parts & self._to_assign  # assigned and taken away before on_assign ran: nothing to save
+        self._to_assign -= never
+        parts -= never
         lost = self.on_lost if self.on_lost is not None else self.on_revoke
         hook = {"assign": self.on_assign, "revoke": self.on_revoke, "lost": lost}[kind]
         if hook is not None and parts:
@@ -327,32 +338,13 @@ class KafkaSource(Source):
                     self._hook_error = exc
             finally:
                 self._in_hook = False
-        if kind != "assign":  # after the hook, which may still read snapshot()
-            for p in parts:
-                self._next.pop(p, None)
-                self._ends.pop(p, None)
+        self._drop_positions(parts)  # after the hook, which may still read snapshot()
         deferred, self._deferred = self._deferred, []
         for request in deferred:
             try:
                 await self._consumer.commit_async(request)
             except kerr.KafkaError as exc:  # the next owner re-reads from the last committed offsets
                 log.warning("commit during %s of partitions %s failed: %s", kind, sorted(parts), exc)
-
-    def _raise_hook_error(self, cause: BaseException | None) -> None:
-        error, self._hook_error = self._hook_error, None
-        if error is not None:
-            raise error from cause
-
-
-def _reject_blanks(
-    raw: list[bytes], offsets: np.ndarray, batch: EventBatch, bad: list[Reject], tp: TopicPartition
-) -> list[Reject]:
-    """Reject the empty values the decoder skips: on a topic they are not events, they are bad input."""
-    seen = np.concatenate([batch.offset, np.array([r.offset for r in bad], np.int64)])
-    blank = np.flatnonzero(~np.isin(offsets, seen)).tolist()
-    detail = "the message value is empty (a tombstone or blank record); expected a JSON object"
-    extra = [Reject(raw[i], "bad_json", detail, tp.topic, tp.partition, int(offsets[i])) for i in blank]
-    return sorted([*bad, *extra], key=lambda r: r.offset)
 
 
 # ------------------------------------------------------------------------------------------- sink
@@ -409,6 +401,8 @@ class KafkaSink:
         self._options = client_options
         self._timeout_s = connect_timeout_s
         self._known_topics: set[str] = set()
+        self._pending_topics: set[str] = set()  # sent to since the last flush
+        self._admin: Any = None  # for the topic check after a flush, made on first use
         config: dict[str, Any] = {
             "acks": "all",
             "linger_ms": linger_ms,
@@ -443,6 +437,7 @@ class KafkaSink:
             msg = f"cannot send to topic {topic!r} on {self.bootstrap_servers}: {_describe(exc)}"
             raise StreamError(msg) from exc
         future.add_errback(self._failed, topic)
+        self._pending_topics.add(topic)
         self.sent += 1
 
     def max_value_bytes(self, key: bytes | None = None) -> int:
@@ -454,7 +449,12 @@ class KafkaSink:
         self.send(topic, key, _ENCODER.encode(obj))
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        """Wait until every queued message is acknowledged; :class:`StreamError` if any failed."""
+        """Wait until every queued message is acknowledged; :class:`StreamError` if any failed.
+
+        Then, with ``check_topics``, check that every topic sent to since the last flush still
+        exists: a broker may acknowledge records for a topic deleted meanwhile (Tansu does) and
+        keep none of them.  A missing topic fails the sink (sticky, like any failed message).
+        """
         self._raise_failures()
         try:
             self._producer.flush(timeout=timeout_s)
@@ -465,6 +465,25 @@ class KafkaSink:
             )
             self._failed("(flush)", exc)  # unacknowledged: this sink can no longer vouch for them
             raise StreamError(msg) from exc
+        self._raise_failures()
+        if self.check_topics and self._pending_topics:
+            self._check_still_there()
+
+    def _check_still_there(self) -> None:
+        """Fail the sink if a topic written since the last flush was deleted meanwhile."""
+        try:
+            if self._admin is None:
+                self._admin = _admin(self.bootstrap_servers, self._timeout_s, self._options)
+            existing = set(self._admin.list_topics())
+        except (kerr.KafkaError, StreamError) as exc:
+            self._failed("(topic check)", exc)
+            msg = f"cannot check the topics written on {self.bootstrap_servers}: {exc}"
+            raise StreamError(msg) from exc
+        gone = sorted(self._pending_topics - existing)
+        self._pending_topics = set()
+        for topic in gone:
+            self._known_topics.discard(topic)
+            self._failed(topic, RuntimeError("the topic was deleted while messages were sent to it"))
         self._raise_failures()
 
     @property
@@ -478,6 +497,8 @@ class KafkaSink:
         if not self._closed:
             self._closed = True
             self._producer.close(timeout=timeout_s)
+            if self._admin is not None:
+                self._admin.close()
             if self._errors:
                 log.error("%d message(s) failed before close; first: %s", len(self._errors), self._errors[0])
 

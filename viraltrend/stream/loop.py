@@ -2,7 +2,12 @@
 
 State is kept per input partition (one :class:`~viraltrend.engine.Engine` each), restored
 from its checkpoint (the compacted changelog topic ``<group_id>.state``, or a local directory)
-when the partition is assigned, and checkpointed when it is revoked.  One turn of the loop:
+when the partition is assigned, and checkpointed when it is revoked.  A partition's life:
+kafka-python's rebalance callback only pauses a newly assigned partition; the restore runs on
+the loop's thread, outside that callback (whose thread also sends the group heartbeats, so a
+restore longer than the session timeout would get the worker evicted), then the partition is
+sought to the checkpoint's offsets and resumed.  On revoke, the partition is checkpointed and
+its offsets committed inside the callback, before it moves.  One turn of the loop:
 
 1. poll a batch (decoded; bad records become rejects), and the other workers' board candidates;
 2. send each reject to the dead-letter topic, with its reason;
@@ -33,7 +38,9 @@ again, rolls back to its last checkpoint and replays from there, so nothing is l
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -50,8 +57,13 @@ from viraltrend.errors import CheckpointError, ConfigError, StreamError
 from viraltrend.events import EventBatch, Reject
 from viraltrend.merge import BoardMerger
 from viraltrend.metrics import Metrics
-from viraltrend.stream.broker import _connect, kafka_errors, reachable
-from viraltrend.stream.candidates import CandidatesFollower, PartitionCandidates, encode_candidates
+from viraltrend.stream.broker import INTERNAL_TOPIC_CONFIGS, _connect, kafka_errors, reachable
+from viraltrend.stream.candidates import (
+    CandidatesFollower,
+    PartitionCandidates,
+    encode_candidates,
+    last_value,
+)
 from viraltrend.stream.changelog import ChangelogStore
 from viraltrend.stream.checkpoint import LocalStore, StateStore
 from viraltrend.stream.kafka_io import KafkaSink, KafkaSource, create_topics, describe_topic, dlq_record
@@ -62,6 +74,8 @@ __all__ = ["Service", "ServiceOptions"]
 log = logging.getLogger("viraltrend.service")
 Message = dict[str, Any]
 BOARD_KEY = b"__board__"
+#: Fault injection (the fault suite): seconds added to each partition's restore from a checkpoint.
+RESTORE_DELAY_ENV = "VTFAULT_RESTORE_DELAY_S"  # not VIRALTREND_*: those are config keys
 
 
 class GroupSource(Protocol):
@@ -221,8 +235,10 @@ class Service:
 
     # ------------------------------------------------------------------ partitions
     def _restore(self, partitions: set[int]) -> None:
-        """Rebalance hook (assign): restore each partition's checkpoint and seek to its offsets."""
+        """Assign hook, on the loop's thread: restore each partition's checkpoint, seek to its offsets."""
         assert self.store is not None
+        delay_s = float(os.environ.get(RESTORE_DELAY_ENV) or 0)
+        was_publisher = self.is_publisher
         seek: dict[int, int] = {}
         self.metrics.rebalances.labels(kind="assigned").inc()
         for p in sorted(partitions):
@@ -239,6 +255,15 @@ class Service:
                 continue
             arrays, meta, offsets = loaded
             self.engines[p] = Engine.restore(self.cfg, arrays, meta)
+            if delay_s > 0:  # fault injection: a restore as long as one of a few million products
+                log.warning(
+                    "partition %d: %s=%g: the restore lasts %g s longer",
+                    p,
+                    RESTORE_DELAY_ENV,
+                    delay_s,
+                    delay_s,
+                )
+                time.sleep(delay_s)
             self._apply_blocklist(self.engines[p], None)
             if p in offsets:
                 seek[p] = offsets[p]
@@ -247,13 +272,46 @@ class Service:
             log.info("partition %d: restored from %s at offset %s", p, self.store.describe, offsets.get(p))
         if seek and self._source is not None:
             self._source.seek(seek)
-        if 0 in partitions and self.n_partitions > 1:
+        if self.n_partitions > 1 and self.is_publisher and not was_publisher:
             self._announce = True
             log.info("holding input partition 0: this worker now publishes the merged board")
-        self.merger.reset(self._all_members())
-        self._state_gauges()  # restored state shows before the first batch (no broker calls in a hook)
+            self._adopt_published()
+        elif not self.is_publisher:
+            self.merger.reset(self._all_members())
+        # (a publisher that stays one keeps its merger: it holds what this worker published)
+        self._state_gauges()  # restored state shows before the first batch
         self.metrics.assigned_partitions.set(len(self.engines))
         self.metrics.board_publisher.set(int(self.is_publisher))
+
+    def _adopt_published(self) -> None:
+        """A new board publisher starts from the last board published on the output topic.
+
+        Not from the merge of the restored boards: the changes the previous publisher decided
+        but never published before it failed over would then never be published (issue 12,
+        item 5).  With no snapshot on the topic, the first merge promotes every member.
+        """
+        value = last_value(self.k.bootstrap_servers, self.k.output_topic, BOARD_KEY, self.client_options)
+        self.merger.reset([])
+        if value is None:
+            log.info(
+                "no board snapshot on %s: the first merge publishes the whole board", self.k.output_topic
+            )
+            return
+        try:
+            self.merger.adopt(json.loads(value))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning(
+                "the last board snapshot on %s is unreadable (%s); starting from an empty board",
+                self.k.output_topic,
+                exc,
+            )
+            self.merger.reset([])
+            return
+        log.info(
+            "adopted the last published board (%d products) from %s",
+            len(self.merger.current),
+            self.k.output_topic,
+        )
 
     def _revoke(self, partitions: set[int]) -> None:
         """Rebalance hook (revoke): share, publish, checkpoint and commit, then drop the partitions' state."""
@@ -301,6 +359,7 @@ class Service:
                 internal,
                 compacted=frozenset(internal),
                 retention_ms=-1,
+                configs=INTERNAL_TOPIC_CONFIGS,
                 **self.client_options,
             )
         if self.store is None:
@@ -512,11 +571,12 @@ class Service:
         sink = self._sink
         now_ms = int(time.time() * 1000)
         limit = sink.max_value_bytes()
-        for r in rejects:  # a dead letter too large is truncated (size and SHA-256 kept), never dropped
-            sink.send(self.k.dlq_topic, None, dlq_record(r, now_ms=now_ms, max_bytes=limit))
+        for r in rejects:  # counted as read, like consumed: a failed send below re-reads (and counts) both
             self.metrics.rejected.labels(reason=r.reason).inc()
             if r.reason == "late":
                 self.metrics.late_dropped.inc()
+        for r in rejects:  # a dead letter too large is truncated (size and SHA-256 kept), never dropped
+            sink.send(self.k.dlq_topic, None, dlq_record(r, now_ms=now_ms, max_bytes=limit))
         for m in messages:
             key = BOARD_KEY if m["action"] == "board" else m["product_id"].encode("utf-8")
             sink.send_json(self.k.output_topic, key, stamp(m, now_ms))

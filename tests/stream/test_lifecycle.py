@@ -1,0 +1,134 @@
+"""Partition lifecycle (issue 12, item 3): restore outside kafka-python's rebalance callback.
+
+kafka-python runs its rebalance listener on its IO thread, the one that also sends the group
+heartbeats: a restore inside it that lasts longer than ``session_timeout_ms`` (6 s) gets the
+worker evicted, which starts another rebalance, and another restore.  The source now only pauses
+a newly assigned partition in the callback; the restore runs on the caller's thread and the
+partition is resumed after it.  Real broker, real ``viraltrend run`` subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+
+import pytest
+
+from tests.stream.conftest import drain
+from tests.stream.services import (
+    decisions,
+    finish,
+    produce,
+    samples,
+    scrape,
+    start_service,
+    topics,
+    wait_for,
+)
+from viraltrend.config import load_config
+from viraltrend.replay import replay
+from viraltrend.stream.broker import INTERNAL_TOPIC_CONFIGS, describe_topic, free_port
+from viraltrend.stream.loop import RESTORE_DELAY_ENV
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_764_000_000_000
+
+
+def event(i: int) -> bytes:
+    obj = {
+        "event_id": f"e-{i}",
+        "ts": T0 + i * 500,
+        "type": "view",
+        "product_id": f"p{i % 11}",
+        "user_id": f"u{i}",
+    }
+    return json.dumps(obj).encode()
+
+
+def test_on_assign_runs_on_the_callers_thread_then_the_partition_is_resumed(
+    broker, topic_factory, source_factory
+):
+    topic = topic_factory(1)
+    produce(broker.bootstrap_servers, topic, [event(i) for i in range(50)])
+    threads: list[int] = []
+    source = source_factory(topic, on_assign=lambda parts: threads.append(threading.get_ident()))
+    batch, rejects = drain(source, 50)
+    assert len(batch) == 50 and not rejects
+    assert threads == [threading.get_ident()]  # not kafka-python's IO thread, which heartbeats
+    assert not source._consumer.paused()  # resumed after the restore
+
+
+def _counts(port: int, name: str) -> dict[str, float]:
+    try:
+        return samples(scrape(port), name)
+    except OSError:
+        return {}
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_a_restore_longer_than_the_session_timeout_keeps_the_worker_in_the_group(broker, tmp_path, client):
+    """A restore of 9 s (session timeout 6 s): one assignment, no eviction, the board of one run.
+
+    librdkafka heartbeats on its own threads and calls the hook on the polling thread anyway.
+    """
+    first, second = [event(i) for i in range(1500)], [event(i) for i in range(1500, 3000)]
+    path = tmp_path / "all.ndjson"
+    path.write_bytes(b"\n".join(first + second) + b"\n")
+    replay([path], load_config(None, environ={}), out=tmp_path / "want.ndjson")
+    want = [json.loads(x) for x in (tmp_path / "want.ndjson").read_text().splitlines()]
+    for w in want:
+        w.pop("emitted_at")
+    names = topics(broker.bootstrap_servers, f"longrestore-{client}")
+    produce(broker.bootstrap_servers, names["input"], first)
+    finish(
+        start_service(broker.bootstrap_servers, names, tmp_path, idle_s=2.0, log_name="first.log"),
+        tmp_path,
+        log_name="first.log",
+    )
+    produce(broker.bootstrap_servers, names["input"], second)
+    port = free_port()
+    proc = start_service(
+        broker.bootstrap_servers,
+        names,
+        tmp_path,
+        idle_s=None,
+        metrics_port=port,
+        env={RESTORE_DELAY_ENV: "9", "VIRALTREND_KAFKA_CLIENT": client},
+        log_name="slow.log",
+    )
+    try:
+        wait_for(
+            lambda: sum(_counts(port, "viraltrend_events_applied_total").values()) >= len(second),
+            timeout_s=90,
+            what="the second half applied after the slow restore",
+        )
+        rebalances = _counts(port, "viraltrend_rebalances_total")
+        broker_errors = _counts(port, "viraltrend_broker_errors_total")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        finish(proc, tmp_path, timeout_s=60, log_name="slow.log")
+    log = (tmp_path / "slow.log").read_text()
+    assert "the restore lasts 9 s longer" in log  # the fault was injected
+    assert rebalances == {"assigned": 1.0, "revoked": 0.0, "lost": 0.0}, log[-3000:]
+    assert broker_errors == {"": 0.0}
+    # Before, kafka-python said so itself: the restore blocked its IO thread and the heartbeats.
+    # (Tansu then let the lone member stay; a Kafka cluster evicts it and rebalances again.)
+    assert "Sync listeners block the consumer event loop" not in log
+    assert "Heartbeat session expired" not in log
+    got = decisions(broker.bootstrap_servers, names["output"])
+    assert got[-1] == want[-1]  # the final board of an uninterrupted run
+
+
+def test_internal_topics_get_explicit_cleanup_and_segment_settings(broker, tmp_path):
+    names = topics(broker.bootstrap_servers, "internal", partitions=2)
+    produce(broker.bootstrap_servers, names["input"], [event(i) for i in range(20)])
+    finish(start_service(broker.bootstrap_servers, names, tmp_path, idle_s=1.0), tmp_path)
+    group = f"g-{names['input']}"
+    for topic in (f"{group}.state", f"{group}.candidates"):
+        configs = describe_topic(broker.bootstrap_servers, topic).configs
+        assert configs["cleanup.policy"] == "compact", topic
+        assert configs["retention.ms"] == "-1", topic
+        for key, value in INTERNAL_TOPIC_CONFIGS.items():
+            assert configs.get(key) == value, (topic, key)
