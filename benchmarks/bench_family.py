@@ -141,6 +141,9 @@ NAIVE_BOARD = {
 #: The online model's inputs with the detector's growth-shape columns (engine.model_features).
 SHAPE = {"model.features": "shape"}
 
+#: Labels from the detector's own later verdict, rows where the fast track decides, sampled every tick.
+READY_EVIDENCE = {"model.label": "ready", "model.rows": "evidence", "model.sample_every_s": 10.0}
+
 #: The rows; add one per method (unknown config keys fail loudly in with_overrides).
 METHODS: list[Method] = [
     Method("today"),
@@ -200,6 +203,27 @@ METHODS: list[Method] = [
             "model.checkpoint": str(OUT_DIR / "model-onset-tune-100-101-quick.json"),
         },
         default=False,
+    ),
+    # "ready" labels: a row is positive when the detector's own rule (without the model) finds the product
+    # ready within the horizon; the model learns which early shapes the rule will later call a trend, and
+    # its fast track (p >= fast_track_probability) skips the shape wait for them
+    *(
+        Method(
+            f"model, ready labels, p>={p}",
+            {"model.enabled": True, **SHAPE, "model.label": "ready", "model.fast_track_probability": p},
+            default=False,
+        )
+        for p in (0.5, 0.8, 0.9, 0.95)
+    ),
+    # the same labels, learnt only from the rows where the fast track decides (change evidence, distinct
+    # users, recent lift and score suffice, not fading): spikes and bursts there against onsets there
+    *(
+        Method(
+            f"model, ready labels, evidence rows, p>={p}",
+            {"model.enabled": True, **SHAPE, **READY_EVIDENCE, "model.fast_track_probability": p},
+            default=False,
+        )
+        for p in (0.5, 0.8, 0.9, 0.95)
     ),
 ]
 

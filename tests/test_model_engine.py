@@ -229,3 +229,89 @@ def test_only_warm_model_promotions_take_the_fast_track(fast_track_run):
     for reasons in decided.values():
         fast = "fast_track_confirm_60s" in reasons
         assert fast == (reasons[0] == "scored_by_model"), reasons  # the rule (model cold) waits confirm_s
+
+
+def _ready_label_of(events_after, label: str = "ready", horizon_s: float = 1200.0) -> tuple[bool, bool]:
+    """Sample p-x at t, replay ``events_after`` (ts > t) and the tick t + horizon over a quiet catalogue.
+
+    Returns (its label, whether the rule found p-x ready at some tick in between).
+    """
+    t0 = 1_000_000_000_000
+    engine = Engine(cfg(model={**MODEL["model"], "label": label, "horizon_s": horizon_s}))
+    seen = recording(engine)
+    background = [r for r in _burst("bg-only", "s", t0, 1) if r[2] != "bg-only" and r[0] <= t0]
+    engine.process(batch_of(sorted([*background, (t0, "view", "p-x", "s", None, "user1")])))
+    engine.process(batch_of([(t0 + 10_000, "view", "bg1", "s", None, "user2")]))  # fires tick t0 + 10 s
+    t = t0 + 10_000
+    slot = engine.products.lookup(["p-x"])
+    feats = {n: np.zeros(1) for n in engine.model.features}
+    engine.labels.add(
+        t,
+        slot,
+        feats,
+        np.array([True]),
+        baseline_per_s=np.array([0.001]),
+        count_at_t=engine._baseline_count(engine.counters.read(slot, t)),
+    )
+    ready_seen: list[int] = []
+    note = engine._note_ready
+    engine._note_ready = lambda now, slots: (ready_seen.extend(slots.tolist()), note(now, slots))[1]
+    end = t + round(horizon_s * 1000) + 10_000
+    quiet = [
+        (ts, "view", f"bg{k % 300}", "s", None, f"user{k % 2000}")
+        for k, ts in enumerate(range(t + 20_000, end, 20_000))
+    ]
+    engine.process(batch_of(sorted([*events_after, *quiet])))
+    labels = [y for rows, ys in seen for row, y in zip(rows, ys, strict=True) if row == feats_row(feats)]
+    assert len(labels) == 1, labels
+    return labels[0], int(slot[0]) in ready_seen
+
+
+T0 = 1_000_000_000_000
+RAMP = [r for r in _burst("p-x", "s", T0 + 60_000, 3000) if r[2] == "p-x"]  # accelerating: a trend
+# 3000 shares by distinct users evenly over 10 minutes, then nothing: a big gain, a flat step
+STEP = [(T0 + 60_000 + i * 200, "share", "p-x", "s", None, f"step{i}") for i in range(3000)]
+
+
+def test_ready_label_is_positive_when_the_rule_later_finds_the_product_ready():
+    assert _ready_label_of(RAMP) == (True, True)
+
+
+def test_ready_label_is_negative_for_a_flat_step_the_rule_never_finds_ready():
+    assert _ready_label_of(STEP) == (False, False)
+
+
+def test_gain_label_calls_the_same_flat_step_positive():
+    assert _ready_label_of(STEP, label="gain")[0] is True
+
+
+def test_evidence_rows_are_only_rows_where_the_change_evidence_and_user_floor_suffice(small_events):
+    model = {"features": "shape", "label": "ready", "rows": "evidence", "sample_every_s": 10.0}
+    engine = Engine(cfg(model={**MODEL["model"], **model}))
+    added: list[dict[str, np.ndarray]] = []
+    add = engine.labels.add
+
+    def spy(t_ms, slots, features, hint=None, **kw):
+        added.append({k: np.asarray(v).copy() for k, v in features.items()})
+        return add(t_ms, slots, features, hint, **kw)
+
+    engine.labels.add = spy
+    engine.process(small_events)
+    assert added, "no product reached the change evidence"
+    evidence = np.concatenate([f["evidence"] for f in added])
+    users = np.concatenate([f["unique_users"] for f in added])
+    assert (evidence >= 1.0).all() and (users >= engine.cfg.trust.min_unique_users).all()
+
+
+def test_touched_rows_include_products_without_change_evidence(small_events):
+    engine = Engine(cfg(model={**MODEL["model"], "features": "shape", "sample_every_s": 10.0}))
+    added: list[np.ndarray] = []
+    add = engine.labels.add
+
+    def spy(t_ms, slots, features, hint=None, **kw):
+        added.append(np.asarray(features["evidence"]).copy())
+        return add(t_ms, slots, features, hint, **kw)
+
+    engine.labels.add = spy
+    engine.process(small_events)
+    assert (np.concatenate(added) < 1.0).any()
