@@ -225,6 +225,24 @@ METHODS: list[Method] = [
         )
         for p in (0.5, 0.8, 0.9, 0.95)
     ),
+    # ...started warm from `viraltrend train` on OTHER seeds' files (make it first, with a config holding
+    # READY_EVIDENCE and model.features = "shape"): out/model-ready-tune-100-101-quick.json from
+    # seed-10{0,1}-quick for --tune 102-104; model-ready-tune-100-104-quick.json from all five for --eval
+    *(
+        Method(
+            f"model, ready labels, evidence rows, warm ({seeds}), p>={p}",
+            {
+                "model.enabled": True,
+                **SHAPE,
+                **READY_EVIDENCE,
+                "model.fast_track_probability": p,
+                "model.checkpoint": str(OUT_DIR / f"model-ready-tune-{seeds}-quick.json"),
+            },
+            default=False,
+        )
+        for seeds in ("100-101", "100-104")
+        for p in (0.5, 0.8, 0.9)
+    ),
 ]
 
 

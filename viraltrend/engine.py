@@ -494,6 +494,8 @@ class Engine:
         rule = score
         if self.model is not None and self.model.warm:  # the rule's own verdict, for the "ready" labels
             rule = self.model.fallback.score_many(feats)
+            if self.cfg.model.rows == "evidence":  # learnt only where the evidence suffices: it vouches
+                score = rule  # there, the rule's score ranks (its probability means nothing elsewhere)
         if self.labels is not None:
             self._note_ready(now_ms, slots[(feats["ready"] > 0.0) & (rule >= self.cfg.detect.min_score)])
         if self.model is not None and self.model.warm and self.board.sequential:
