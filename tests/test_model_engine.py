@@ -315,3 +315,32 @@ def test_touched_rows_include_products_without_change_evidence(small_events):
     engine.labels.add = spy
     engine.process(small_events)
     assert (np.concatenate(added) < 1.0).any()
+
+
+def _warm(engine: Engine) -> None:
+    """Teach the engine's model 40 rows of both classes, so that it is warm."""
+    rows = [{n: float(i % 2) for n in engine.model.features} for i in range(40)]
+    engine.model.learn_many(rows, [bool(i % 2) for i in range(40)])
+    assert engine.model.warm
+
+
+def test_a_model_learnt_on_evidence_rows_vouches_but_the_rules_score_ranks(monkeypatch):
+    from viraltrend.board import Board
+    from viraltrend.scoring import RuleScorer
+
+    model = {"features": "shape", "label": "ready", "rows": "evidence", "min_labels": 20}
+    engine = Engine(cfg(model={**MODEL["model"], **model}))
+    _warm(engine)
+    seen = []
+    step = Board.step
+
+    def spy(board, now_ms, cand):
+        seen.append((cand.score.copy(), {k: v.copy() for k, v in cand.features.items()}, cand.probability))
+        return step(board, now_ms, cand)
+
+    monkeypatch.setattr(Board, "step", spy)
+    engine.process(batch_of(sorted(_burst("p-hot", "s", T0, 3000))))
+    assert seen and all(p is not None for _, _, p in seen)  # warm: the model's probability is there
+    rule = RuleScorer(engine.cfg.score)
+    for score, feats, _ in seen:
+        np.testing.assert_array_equal(score, rule.score_many(feats))
