@@ -243,6 +243,29 @@ METHODS: list[Method] = [
         for seeds in ("100-101", "100-104")
         for p in (0.5, 0.8, 0.9)
     ),
+    # ...vouching only for a change at least min_change_s old (on 102-104 the spikes and bursts it vouched
+    # for were 12-37 s past their onset, one 127 s)
+    *(
+        Method(
+            f"model, ready labels, evidence rows{warm}, p>={p}, change>={c}s",
+            {
+                "model.enabled": True,
+                **SHAPE,
+                **READY_EVIDENCE,
+                "model.fast_track_probability": p,
+                "model.min_change_s": float(c),
+                **(
+                    {"model.checkpoint": str(OUT_DIR / f"model-ready-tune-{warm[8:-1]}-quick.json")}
+                    if warm
+                    else {}
+                ),
+            },
+            default=False,
+        )
+        for warm in ("", ", warm (100-101)", ", warm (100-104)")
+        for p in (0.9, 0.95)
+        for c in (120, 180)
+    ),
 ]
 
 
