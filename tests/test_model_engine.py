@@ -11,8 +11,11 @@ from viraltrend.config import load_config
 from viraltrend.engine import Engine
 from viraltrend.stream.checkpoint import CheckpointStore
 
+#: The model before ready labels: gain labels on every touched product, the rates alone, its score ranks.
+GAIN = {"label": "gain", "rows": "touched", "features": "rates", "sample_every_s": 60.0, "min_change_s": 0.0}
 MODEL = {
     "model": {
+        **GAIN,
         "enabled": True,
         "min_labels": 20,
         "horizon_s": 600.0,
@@ -166,8 +169,10 @@ def _first_promotes(messages: list[dict]) -> dict[str, tuple[int, str, tuple[str
 def learning_runs(scenario_factory):
     where = scenario_factory(**LEARNING)
     events = read_events(where / "events.ndjson")
-    rule = load_config(None, environ={}, overrides=GATE)
-    model = load_config(None, environ={}, overrides={**GATE, "model": {"enabled": True, "min_labels": 50}})
+    rule = load_config(None, environ={}, overrides={**GATE, "model": {"enabled": False}})
+    model = load_config(
+        None, environ={}, overrides={**GATE, "model": {**GAIN, "enabled": True, "min_labels": 50}}
+    )
     _, by_rule = run_engine(events, [], rule)
     engine, by_model = run_engine(events, [], model)
     return truth(where), _first_promotes(by_rule), _first_promotes(by_model), engine
@@ -217,7 +222,7 @@ def fast_track_run(scenario_factory):
     """The learning scenario with the default guard and the model's fast track on (60 s wait)."""
     events = read_events(scenario_factory(**LEARNING) / "events.ndjson")
     config = load_config(
-        None, environ={}, overrides={"model": {"enabled": True, "min_labels": 50, "confirm_s": 60.0}}
+        None, environ={}, overrides={"model": {**GAIN, "enabled": True, "min_labels": 50, "confirm_s": 60.0}}
     )
     _, messages = run_engine(events, [], config)
     return _first_promotes(messages)

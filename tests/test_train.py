@@ -17,7 +17,18 @@ from viraltrend.model import MODEL_FORMAT
 from viraltrend.replay import replay
 from viraltrend.train import train
 
-MODEL = {"min_labels": 20, "horizon_s": 600.0, "label_min_events": 50.0, "label_lift": 5.0}
+MODEL = {
+    "min_labels": 20,
+    "horizon_s": 600.0,
+    "label_min_events": 50.0,
+    "label_lift": 5.0,
+    # gain labels on every touched product (the default learns ready labels on evidence rows only)
+    "label": "gain",
+    "rows": "touched",
+    "features": "rates",
+    "sample_every_s": 60.0,
+    "min_change_s": 0.0,
+}
 
 
 def cfg(**model):
@@ -63,7 +74,7 @@ def test_replay_with_the_model_starts_warm_from_the_first_promotion(trained, sma
 def test_cli_train_then_replay_with_model(small_file, tmp_path, capsys):
     model_file = tmp_path / "m.json"
     config = tmp_path / "c.toml"
-    config.write_text("[model]\n" + "".join(f"{k} = {v}\n" for k, v in MODEL.items()))
+    config.write_text("[model]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in MODEL.items()))
     args = ["--config", str(config), "--no-progress"]
     assert main(["train", str(small_file), "--out", str(model_file), *args]) == 0
     printed = capsys.readouterr().out
