@@ -138,3 +138,16 @@ def test_a_promotion_the_model_vouched_for_says_so(p, by, vouched):
     reasons = board._why_trending(_candidate(p, by), 0)
     assert ("model_vouched_p0.93" in reasons) == vouched
     assert reasons[0] == f"scored_by_{by}"
+
+
+READY = {"label": "ready", "rows": "evidence", "features": "shape", "sample_every_s": 10.0}
+
+
+def test_train_with_ready_labels_learns_only_at_the_change_evidence_and_starts_replay_warm(
+    small_file, tmp_path
+):
+    out = tmp_path / "ready.json"
+    summary = train([small_file], cfg(**READY), out=out)
+    assert summary.model["warm"] and 0 < summary.model["positives_seen"] < summary.model["labels_seen"]
+    engine = Engine(cfg(enabled=True, checkpoint=str(out), **READY))
+    assert engine.model is not None and engine.model.warm  # decides from the first tick
