@@ -266,6 +266,29 @@ METHODS: list[Method] = [
         for p in (0.9, 0.95)
         for c in (120, 180)
     ),
+    # ...and only for a growing shape (growth z >= 1 in either ring, where the rule asks 3): on the traces of
+    # 100-104, 79 % of the viral products' ticks between the evidence and the rule's verdict, 9 % of spikes'
+    *(
+        Method(
+            f"model, ready labels, evidence rows{warm}, p>={p}, change>=120s, growth_z>=1",
+            {
+                "model.enabled": True,
+                **SHAPE,
+                **READY_EVIDENCE,
+                "model.fast_track_probability": p,
+                "model.min_change_s": 120.0,
+                "model.min_growth_z": 1.0,
+                **(
+                    {"model.checkpoint": str(OUT_DIR / f"model-ready-tune-{warm[8:-1]}-quick.json")}
+                    if warm
+                    else {}
+                ),
+            },
+            default=False,
+        )
+        for warm in ("", ", warm (100-101)", ", warm (100-104)")
+        for p in (0.5, 0.9)
+    ),
 ]
 
 

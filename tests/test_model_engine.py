@@ -351,15 +351,22 @@ def test_a_model_learnt_on_evidence_rows_vouches_but_the_rules_score_ranks(monke
         np.testing.assert_array_equal(score, rule.score_many(feats))
 
 
-def _vouched(change_s: float, probability: float, min_change_s: float) -> bool:
-    """The detector's verdict on a flat candidate whose evidence suffices, with the model's probability."""
+def _vouched(
+    change_s: float,
+    probability: float,
+    min_change_s: float,
+    growth_z: float = 0.0,
+    min_growth_z: float = -2.0,
+) -> bool:
+    """The detector's verdict on a candidate whose evidence suffices, with the model's probability."""
     from viraltrend.detect import SequentialDetector
 
-    config = cfg(model={"enabled": True, "fast_track_probability": 0.9, "min_change_s": min_change_s})
+    model = {"fast_track_probability": 0.9, "min_change_s": min_change_s, "min_growth_z": min_growth_z}
+    config = cfg(model={"enabled": True, **model})
     cols = {
         "evidence": np.array([2.0]),
         "change_s": np.array([change_s]),
-        "growth_z": np.array([0.0]),  # flat: the rule alone waits detect.sustain_s
+        "growth_z": np.array([growth_z]),  # below detect.growth_z: the rule alone waits detect.sustain_s
         "growth_z_slow": np.array([0.0]),
         "fade_z": np.array([0.0]),
         "recent_lift": np.array([20.0]),
@@ -377,3 +384,9 @@ def test_the_model_vouches_for_a_flat_candidate_only_at_high_probability():
 def test_the_model_does_not_vouch_for_a_change_younger_than_min_change_s():
     assert not _vouched(60.0, 0.999, min_change_s=120.0)
     assert _vouched(60.0, 0.999, min_change_s=0.0)
+
+
+def test_the_model_vouches_only_for_a_growing_shape_when_min_growth_z_asks_for_it():
+    assert not _vouched(200.0, 0.999, min_change_s=120.0, growth_z=-0.5, min_growth_z=1.0)
+    assert _vouched(200.0, 0.999, min_change_s=120.0, growth_z=1.5, min_growth_z=1.0)
+    assert _vouched(200.0, 0.999, min_change_s=120.0, growth_z=-0.5)  # the default adds nothing

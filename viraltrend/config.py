@@ -158,6 +158,7 @@ class ModelConfig:
     confirm_s: float = _ge0(240.0)
     fast_track_probability: float = _unit(0.5)
     min_change_s: float = _ge0(0.0)
+    min_growth_z: float = -2.0
     features: str = field(default="rates", metadata={"choices": ("shape", "rates")})
     label_sustain: float = _ge0(0.0)
     label: str = field(default="gain", metadata={"choices": ("gain", "ready")})

@@ -156,9 +156,10 @@ class SequentialDetector:
 
         With ``probability`` (the warm online model's, float64[m]), a candidate the model gives at
         least ``model.fast_track_probability`` needs no growth or sustain evidence of its shape
-        once its change is ``model.min_change_s`` old: the model has learnt from the stream which
-        early shapes go on to grow.  The change evidence,
-        the distinct-user floor, the recent lift and the fading check still apply.
+        once its change is ``model.min_change_s`` old and its growth z (either ring) is at least
+        ``model.min_growth_z``: the model has learnt from the stream which early shapes go on to
+        grow.  The change evidence, the distinct-user floor, the recent lift and the fading check
+        still apply.
         """
         d = self.cfg.detect
         fading = (cols["growth_z"] <= -d.fade_z) | (cols["growth_z_slow"] <= -d.fade_z)
@@ -167,7 +168,8 @@ class SequentialDetector:
         shaped |= cols["change_s"] >= d.sustain_s
         if probability is not None:  # too young a change: the rings cannot tell a step from a ramp yet
             m = self.cfg.model
-            shaped |= (probability >= m.fast_track_probability) & (cols["change_s"] >= m.min_change_s)
+            vouched = (probability >= m.fast_track_probability) & (cols["change_s"] >= m.min_change_s)
+            shaped |= vouched & (np.maximum(cols["growth_z"], cols["growth_z_slow"]) >= m.min_growth_z)
         shaped &= cols["change_s"] <= d.max_change_age_s  # creeping up for hours: a slow riser
         ok = (cols["evidence"] >= 1.0) & (users >= self.cfg.trust.min_unique_users) & ~fading & shaped
         return np.asarray(ok & (cols["recent_lift"] >= d.min_recent_lift), np.bool_)
