@@ -141,6 +141,9 @@ NAIVE_BOARD = {
 #: The online model's inputs with the detector's growth-shape columns (engine.model_features).
 SHAPE = {"model.features": "shape"}
 
+#: Labels from the detector's own later verdict, rows where the fast track decides, sampled every tick.
+READY_EVIDENCE = {"model.label": "ready", "model.rows": "evidence", "model.sample_every_s": 10.0}
+
 #: The rows; add one per method (unknown config keys fail loudly in with_overrides).
 METHODS: list[Method] = [
     Method("today"),
@@ -200,6 +203,91 @@ METHODS: list[Method] = [
             "model.checkpoint": str(OUT_DIR / "model-onset-tune-100-101-quick.json"),
         },
         default=False,
+    ),
+    # "ready" labels: a row is positive when the detector's own rule (without the model) finds the product
+    # ready within the horizon; the model learns which early shapes the rule will later call a trend, and
+    # its fast track (p >= fast_track_probability) skips the shape wait for them
+    *(
+        Method(
+            f"model, ready labels, p>={p}",
+            {"model.enabled": True, **SHAPE, "model.label": "ready", "model.fast_track_probability": p},
+            default=False,
+        )
+        for p in (0.5, 0.8, 0.9, 0.95)
+    ),
+    # the same labels, learnt only from the rows where the fast track decides (change evidence, distinct
+    # users, recent lift and score suffice, not fading): spikes and bursts there against onsets there
+    *(
+        Method(
+            f"model, ready labels, evidence rows, p>={p}",
+            {"model.enabled": True, **SHAPE, **READY_EVIDENCE, "model.fast_track_probability": p},
+            default=False,
+        )
+        for p in (0.5, 0.8, 0.9, 0.95)
+    ),
+    # ...started warm from `viraltrend train` on OTHER seeds' files (make it first, with a config holding
+    # READY_EVIDENCE and model.features = "shape"): out/model-ready-tune-100-101-quick.json from
+    # seed-10{0,1}-quick for --tune 102-104; model-ready-tune-100-104-quick.json from all five for --eval
+    *(
+        Method(
+            f"model, ready labels, evidence rows, warm ({seeds}), p>={p}",
+            {
+                "model.enabled": True,
+                **SHAPE,
+                **READY_EVIDENCE,
+                "model.fast_track_probability": p,
+                "model.checkpoint": str(OUT_DIR / f"model-ready-tune-{seeds}-quick.json"),
+            },
+            default=False,
+        )
+        for seeds in ("100-101", "100-104")
+        for p in (0.5, 0.8, 0.9)
+    ),
+    # ...vouching only for a change at least min_change_s old (on 102-104 the spikes and bursts it vouched
+    # for were 12-37 s past their onset, one 127 s)
+    *(
+        Method(
+            f"model, ready labels, evidence rows{warm}, p>={p}, change>={c}s",
+            {
+                "model.enabled": True,
+                **SHAPE,
+                **READY_EVIDENCE,
+                "model.fast_track_probability": p,
+                "model.min_change_s": float(c),
+                **(
+                    {"model.checkpoint": str(OUT_DIR / f"model-ready-tune-{warm[8:-1]}-quick.json")}
+                    if warm
+                    else {}
+                ),
+            },
+            default=False,
+        )
+        for warm in ("", ", warm (100-101)", ", warm (100-104)")
+        for p in (0.9, 0.95)
+        for c in (120, 180)
+    ),
+    # ...and only for a growing shape (growth z >= 1 in either ring, where the rule asks 3): on the traces of
+    # 100-104, 79 % of the viral products' ticks between the evidence and the rule's verdict, 9 % of spikes'
+    *(
+        Method(
+            f"model, ready labels, evidence rows{warm}, p>={p}, change>=120s, growth_z>=1",
+            {
+                "model.enabled": True,
+                **SHAPE,
+                **READY_EVIDENCE,
+                "model.fast_track_probability": p,
+                "model.min_change_s": 120.0,
+                "model.min_growth_z": 1.0,
+                **(
+                    {"model.checkpoint": str(OUT_DIR / f"model-ready-tune-{warm[8:-1]}-quick.json")}
+                    if warm
+                    else {}
+                ),
+            },
+            default=False,
+        )
+        for warm in ("", ", warm (100-101)", ", warm (100-104)")
+        for p in (0.5, 0.9)
     ),
 ]
 

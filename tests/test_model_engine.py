@@ -11,8 +11,11 @@ from viraltrend.config import load_config
 from viraltrend.engine import Engine
 from viraltrend.stream.checkpoint import CheckpointStore
 
+#: The model before ready labels: gain labels on every touched product, the rates alone, its score ranks.
+GAIN = {"label": "gain", "rows": "touched", "features": "rates", "sample_every_s": 60.0, "min_change_s": 0.0}
 MODEL = {
     "model": {
+        **GAIN,
         "enabled": True,
         "min_labels": 20,
         "horizon_s": 600.0,
@@ -166,8 +169,10 @@ def _first_promotes(messages: list[dict]) -> dict[str, tuple[int, str, tuple[str
 def learning_runs(scenario_factory):
     where = scenario_factory(**LEARNING)
     events = read_events(where / "events.ndjson")
-    rule = load_config(None, environ={}, overrides=GATE)
-    model = load_config(None, environ={}, overrides={**GATE, "model": {"enabled": True, "min_labels": 50}})
+    rule = load_config(None, environ={}, overrides={**GATE, "model": {"enabled": False}})
+    model = load_config(
+        None, environ={}, overrides={**GATE, "model": {**GAIN, "enabled": True, "min_labels": 50}}
+    )
     _, by_rule = run_engine(events, [], rule)
     engine, by_model = run_engine(events, [], model)
     return truth(where), _first_promotes(by_rule), _first_promotes(by_model), engine
@@ -217,7 +222,7 @@ def fast_track_run(scenario_factory):
     """The learning scenario with the default guard and the model's fast track on (60 s wait)."""
     events = read_events(scenario_factory(**LEARNING) / "events.ndjson")
     config = load_config(
-        None, environ={}, overrides={"model": {"enabled": True, "min_labels": 50, "confirm_s": 60.0}}
+        None, environ={}, overrides={"model": {**GAIN, "enabled": True, "min_labels": 50, "confirm_s": 60.0}}
     )
     _, messages = run_engine(events, [], config)
     return _first_promotes(messages)
@@ -229,3 +234,160 @@ def test_only_warm_model_promotions_take_the_fast_track(fast_track_run):
     for reasons in decided.values():
         fast = "fast_track_confirm_60s" in reasons
         assert fast == (reasons[0] == "scored_by_model"), reasons  # the rule (model cold) waits confirm_s
+
+
+def _ready_label_of(events_after, label: str = "ready", horizon_s: float = 1200.0) -> tuple[bool, bool]:
+    """Sample p-x at t, replay ``events_after`` (ts > t) and the tick t + horizon over a quiet catalogue.
+
+    Returns (its label, whether the rule found p-x ready at some tick in between).
+    """
+    t0 = 1_000_000_000_000
+    engine = Engine(cfg(model={**MODEL["model"], "label": label, "horizon_s": horizon_s}))
+    seen = recording(engine)
+    background = [r for r in _burst("bg-only", "s", t0, 1) if r[2] != "bg-only" and r[0] <= t0]
+    engine.process(batch_of(sorted([*background, (t0, "view", "p-x", "s", None, "user1")])))
+    engine.process(batch_of([(t0 + 10_000, "view", "bg1", "s", None, "user2")]))  # fires tick t0 + 10 s
+    t = t0 + 10_000
+    slot = engine.products.lookup(["p-x"])
+    feats = {n: np.zeros(1) for n in engine.model.features}
+    engine.labels.add(
+        t,
+        slot,
+        feats,
+        np.array([True]),
+        baseline_per_s=np.array([0.001]),
+        count_at_t=engine._baseline_count(engine.counters.read(slot, t)),
+    )
+    ready_seen: list[int] = []
+    note = engine._note_ready
+    engine._note_ready = lambda now, slots: (ready_seen.extend(slots.tolist()), note(now, slots))[1]
+    end = t + round(horizon_s * 1000) + 10_000
+    quiet = [
+        (ts, "view", f"bg{k % 300}", "s", None, f"user{k % 2000}")
+        for k, ts in enumerate(range(t + 20_000, end, 20_000))
+    ]
+    engine.process(batch_of(sorted([*events_after, *quiet])))
+    labels = [y for rows, ys in seen for row, y in zip(rows, ys, strict=True) if row == feats_row(feats)]
+    assert len(labels) == 1, labels
+    return labels[0], int(slot[0]) in ready_seen
+
+
+T0 = 1_000_000_000_000
+RAMP = [r for r in _burst("p-x", "s", T0 + 60_000, 3000) if r[2] == "p-x"]  # accelerating: a trend
+# 3000 shares by distinct users evenly over 10 minutes, then nothing: a big gain, a flat step
+STEP = [(T0 + 60_000 + i * 200, "share", "p-x", "s", None, f"step{i}") for i in range(3000)]
+
+
+def test_ready_label_is_positive_when_the_rule_later_finds_the_product_ready():
+    assert _ready_label_of(RAMP) == (True, True)
+
+
+def test_ready_label_is_negative_for_a_flat_step_the_rule_never_finds_ready():
+    assert _ready_label_of(STEP) == (False, False)
+
+
+def test_gain_label_calls_the_same_flat_step_positive():
+    assert _ready_label_of(STEP, label="gain")[0] is True
+
+
+def test_evidence_rows_are_only_rows_where_the_change_evidence_and_user_floor_suffice(small_events):
+    model = {"features": "shape", "label": "ready", "rows": "evidence", "sample_every_s": 10.0}
+    engine = Engine(cfg(model={**MODEL["model"], **model}))
+    added: list[dict[str, np.ndarray]] = []
+    add = engine.labels.add
+
+    def spy(t_ms, slots, features, hint=None, **kw):
+        added.append({k: np.asarray(v).copy() for k, v in features.items()})
+        return add(t_ms, slots, features, hint, **kw)
+
+    engine.labels.add = spy
+    engine.process(small_events)
+    assert added, "no product reached the change evidence"
+    evidence = np.concatenate([f["evidence"] for f in added])
+    users = np.concatenate([f["unique_users"] for f in added])
+    assert (evidence >= 1.0).all() and (users >= engine.cfg.trust.min_unique_users).all()
+
+
+def test_touched_rows_include_products_without_change_evidence(small_events):
+    engine = Engine(cfg(model={**MODEL["model"], "features": "shape", "sample_every_s": 10.0}))
+    added: list[np.ndarray] = []
+    add = engine.labels.add
+
+    def spy(t_ms, slots, features, hint=None, **kw):
+        added.append(np.asarray(features["evidence"]).copy())
+        return add(t_ms, slots, features, hint, **kw)
+
+    engine.labels.add = spy
+    engine.process(small_events)
+    assert (np.concatenate(added) < 1.0).any()
+
+
+def _warm(engine: Engine) -> None:
+    """Teach the engine's model 40 rows of both classes, so that it is warm."""
+    rows = [{n: float(i % 2) for n in engine.model.features} for i in range(40)]
+    engine.model.learn_many(rows, [bool(i % 2) for i in range(40)])
+    assert engine.model.warm
+
+
+def test_a_model_learnt_on_evidence_rows_vouches_but_the_rules_score_ranks(monkeypatch):
+    from viraltrend.board import Board
+    from viraltrend.scoring import RuleScorer
+
+    model = {"features": "shape", "label": "ready", "rows": "evidence", "min_labels": 20}
+    engine = Engine(cfg(model={**MODEL["model"], **model}))
+    _warm(engine)
+    seen = []
+    step = Board.step
+
+    def spy(board, now_ms, cand):
+        seen.append((cand.score.copy(), {k: v.copy() for k, v in cand.features.items()}, cand.probability))
+        return step(board, now_ms, cand)
+
+    monkeypatch.setattr(Board, "step", spy)
+    engine.process(batch_of(sorted(_burst("p-hot", "s", T0, 3000))))
+    assert seen and all(p is not None for _, _, p in seen)  # warm: the model's probability is there
+    rule = RuleScorer(engine.cfg.score)
+    for score, feats, _ in seen:
+        np.testing.assert_array_equal(score, rule.score_many(feats))
+
+
+def _vouched(
+    change_s: float,
+    probability: float,
+    min_change_s: float,
+    growth_z: float = 0.0,
+    min_growth_z: float = -2.0,
+) -> bool:
+    """The detector's verdict on a candidate whose evidence suffices, with the model's probability."""
+    from viraltrend.detect import SequentialDetector
+
+    model = {"fast_track_probability": 0.9, "min_change_s": min_change_s, "min_growth_z": min_growth_z}
+    config = cfg(model={"enabled": True, **model})
+    cols = {
+        "evidence": np.array([2.0]),
+        "change_s": np.array([change_s]),
+        "growth_z": np.array([growth_z]),  # below detect.growth_z: the rule alone waits detect.sustain_s
+        "growth_z_slow": np.array([0.0]),
+        "fade_z": np.array([0.0]),
+        "recent_lift": np.array([20.0]),
+        "change_users": np.array([0.0]),
+    }
+    users = np.array([50.0])
+    assert not SequentialDetector(config, 16).ready(cols, users)[0]
+    return bool(SequentialDetector(config, 16).ready(cols, users, np.array([probability]))[0])
+
+
+def test_the_model_vouches_for_a_flat_candidate_only_at_high_probability():
+    assert _vouched(200.0, 0.95, min_change_s=120.0)
+    assert not _vouched(200.0, 0.85, min_change_s=120.0)
+
+
+def test_the_model_does_not_vouch_for_a_change_younger_than_min_change_s():
+    assert not _vouched(60.0, 0.999, min_change_s=120.0)
+    assert _vouched(60.0, 0.999, min_change_s=0.0)
+
+
+def test_the_model_vouches_only_for_a_growing_shape_when_min_growth_z_asks_for_it():
+    assert not _vouched(200.0, 0.999, min_change_s=120.0, growth_z=-0.5, min_growth_z=1.0)
+    assert _vouched(200.0, 0.999, min_change_s=120.0, growth_z=1.5, min_growth_z=1.0)
+    assert _vouched(200.0, 0.999, min_change_s=120.0, growth_z=-0.5)  # the default adds nothing

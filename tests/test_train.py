@@ -17,7 +17,18 @@ from viraltrend.model import MODEL_FORMAT
 from viraltrend.replay import replay
 from viraltrend.train import train
 
-MODEL = {"min_labels": 20, "horizon_s": 600.0, "label_min_events": 50.0, "label_lift": 5.0}
+MODEL = {
+    "min_labels": 20,
+    "horizon_s": 600.0,
+    "label_min_events": 50.0,
+    "label_lift": 5.0,
+    # gain labels on every touched product (the default learns ready labels on evidence rows only)
+    "label": "gain",
+    "rows": "touched",
+    "features": "rates",
+    "sample_every_s": 60.0,
+    "min_change_s": 0.0,
+}
 
 
 def cfg(**model):
@@ -63,7 +74,7 @@ def test_replay_with_the_model_starts_warm_from_the_first_promotion(trained, sma
 def test_cli_train_then_replay_with_model(small_file, tmp_path, capsys):
     model_file = tmp_path / "m.json"
     config = tmp_path / "c.toml"
-    config.write_text("[model]\n" + "".join(f"{k} = {v}\n" for k, v in MODEL.items()))
+    config.write_text("[model]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in MODEL.items()))
     args = ["--config", str(config), "--no-progress"]
     assert main(["train", str(small_file), "--out", str(model_file), *args]) == 0
     printed = capsys.readouterr().out
@@ -127,3 +138,16 @@ def test_a_promotion_the_model_vouched_for_says_so(p, by, vouched):
     reasons = board._why_trending(_candidate(p, by), 0)
     assert ("model_vouched_p0.93" in reasons) == vouched
     assert reasons[0] == f"scored_by_{by}"
+
+
+READY = {"label": "ready", "rows": "evidence", "features": "shape", "sample_every_s": 10.0}
+
+
+def test_train_with_ready_labels_learns_only_at_the_change_evidence_and_starts_replay_warm(
+    small_file, tmp_path
+):
+    out = tmp_path / "ready.json"
+    summary = train([small_file], cfg(**READY), out=out)
+    assert summary.model["warm"] and 0 < summary.model["positives_seen"] < summary.model["labels_seen"]
+    engine = Engine(cfg(enabled=True, checkpoint=str(out), **READY))
+    assert engine.model is not None and engine.model.warm  # decides from the first tick

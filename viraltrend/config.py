@@ -137,6 +137,8 @@ class ModelConfig:
     spikes onto the board, for the model as for the rule.  ``features`` picks the input columns
     (``rates``: the rates alone; ``shape``: the detector's growth-shape columns with the rates);
     ``label_sustain`` > 0 makes the label an onset-phase one (see ``config/default.toml``);
+    ``label = "ready"`` labels a row by the detector's own later verdict instead; ``rows =
+    "evidence"`` learns only from the rows where the fast track decides;
     ``checkpoint`` is a model file (``viraltrend train --out``) to start warm from, "" for cold.
     """
 
@@ -155,8 +157,12 @@ class ModelConfig:
     promote_probability: float = field(default=0.5, metadata={"min": 0.0, "max": 0.999, "strict": True})
     confirm_s: float = _ge0(240.0)
     fast_track_probability: float = _unit(0.5)
+    min_change_s: float = _ge0(0.0)
+    min_growth_z: float = -2.0
     features: str = field(default="rates", metadata={"choices": ("shape", "rates")})
     label_sustain: float = _ge0(0.0)
+    label: str = field(default="gain", metadata={"choices": ("gain", "ready")})
+    rows: str = field(default="touched", metadata={"choices": ("touched", "evidence")})
     checkpoint: str = ""
 
 

@@ -235,6 +235,7 @@ class Engine:
         self._sketched = np.empty(0, np.int64)  # products whose user sets are sketched (hot ones)
         self._ring_refusals: dict[int, tuple[str, int]] = {}  # slot -> (lockstep reason, when found)
         self._screen_off = False  # True: no screening of quiet products at ticks (see `screen`)
+        self._ready_ms: dict[int, int] = {}  # slot -> last tick the rule found it ready (model labels)
 
     # ------------------------------------------------------------------ batches
     def process(self, batch: EventBatch) -> tuple[list[Message], list[Reject]]:
@@ -560,6 +561,13 @@ class Engine:
         )
         feats.update(self.detector.read(now_ms, slots, mu_of(slots), feats["unique_users"]))
         score = self.scorer.score_many(feats)
+        rule = score
+        if self.model is not None and self.model.warm:  # the rule's own verdict, for the "ready" labels
+            rule = self.model.fallback.score_many(feats)
+            if self.cfg.model.rows == "evidence":  # learnt only where the evidence suffices: it vouches
+                score = rule  # there, the rule's score ranks (its probability means nothing elsewhere)
+        if self.labels is not None:
+            self._note_ready(now_ms, slots[(feats["ready"] > 0.0) & (rule >= self.cfg.detect.min_score)])
         if self.model is not None and self.model.warm and self.board.sequential:
             probability = self.model.predict_proba_many(feats)  # the model vouches for the shape
             feats["ready"] = self.detector.ready(feats, feats["unique_users"], probability).astype(np.float64)
@@ -567,7 +575,7 @@ class Engine:
         if traced.size:
             self._trace(now_ms, slots, traced, score, feats)
         if self.labels is not None:
-            self._sample(now_ms, slots, touched, feats, counts)
+            self._sample(now_ms, slots, touched, feats, counts, rule)
         is_watched = in_sorted(slots, watched)
         ready = feats["ready"] > 0.0
         keep = (score >= self.cfg.board.demote_threshold) | is_watched | ready
@@ -641,6 +649,7 @@ class Engine:
         touched: NDArray[np.int64],
         feats: dict[str, NDArray[np.float64]],
         counts: NDArray[np.float64],
+        rule_score: NDArray[np.float64],
     ) -> None:
         """Every ``model.sample_every_s``: keep touched products' features for labelling one horizon later.
 
@@ -654,13 +663,19 @@ class Engine:
         if now_ms % every_ms:
             return
         rows = np.flatnonzero(np.isin(slots, touched))
+        hint = feats["lift"][rows] >= self.cfg.model.hint_lift
+        hint |= feats["evidence"][rows] >= _SKETCH_EVIDENCE
+        if self.cfg.model.rows == "evidence":  # only where the fast track decides: all but the shape test
+            gate = self.detector.ready(feats, feats["unique_users"], np.ones(slots.shape[0]))[rows]
+            rows = rows[gate & (rule_score[rows] >= self.cfg.detect.min_score)]
+            hint = np.ones(rows.size, np.bool_)
         if rows.size == 0:
             return
         self.labels.add(
             now_ms,
             slots[rows],
             {n: feats[n][rows] for n in self.model.features},
-            (feats["lift"][rows] >= self.cfg.model.hint_lift) | (feats["evidence"][rows] >= _SKETCH_EVIDENCE),
+            hint,
             baseline_per_s=feats["baseline_per_h"][rows] / 3600.0,
             count_at_t=self._baseline_count(counts[rows]),
         )
@@ -684,13 +699,24 @@ class Engine:
             -lam * elapsed_s
         )
         labels = gained >= np.maximum(m.label_min_events, m.label_lift * due.baseline_per_s * elapsed_s)
-        if m.label_sustain > 0:  # onset phase: still running at the horizon, not a spike that stopped
+        if m.label == "ready":  # did the rule itself find it ready at some tick in [t, now]?
+            seen = self._ready_ms
+            ready_ms = np.array([seen.get(s, _NEVER) for s in due.slot.tolist()], np.int64)
+            labels = ready_ms >= due.t_ms
+            oldest = now_ms - 2 * round(m.horizon_s * 1000)
+            self._ready_ms = {s: t for s, t in seen.items() if t >= oldest}
+        elif m.label_sustain > 0:  # onset phase: still running at the horizon, not a spike that stopped
             trend_s = self.cfg.score.trend_half_life_s
             trend = self.cfg.decay.half_lives_s.index(trend_s)
             w = np.asarray(self.cfg.signals.weights())
             rate_now = (self.counters.read(due.slot, now_ms)[:, :, trend] @ w) * math.log(2.0) / trend_s
             labels &= rate_now >= m.label_sustain * gained / np.maximum(elapsed_s, 1.0)
         self.model.learn_many(due.rows(), labels, due.weight)
+
+    def _note_ready(self, now_ms: int, ready_slots: NDArray[np.int64]) -> None:
+        """Remember the last tick at which the rule found each product ready (the "ready" labels)."""
+        for s in ready_slots.tolist():
+            self._ready_ms[int(s)] = now_ms
 
     def _track_audiences(
         self,
@@ -850,6 +876,7 @@ class Engine:
             "model": self.model.to_dict() if self.model is not None else None,
             "start_ms": self._start_ms,
             "ring_refusals": [[s, r, t] for s, (r, t) in sorted(self._ring_refusals.items())],
+            "ready_ms": sorted(self._ready_ms.items()),
             "n_live": self._n_live,
             "last_snapshot_ms": self._last_snapshot_ms,
             "next_evict_ms": self._next_evict_ms,
@@ -944,6 +971,7 @@ class Engine:
             engine.board.load_dict(meta["board"])
             engine._start_ms = meta["start_ms"]
             engine._ring_refusals = {int(s): (str(r), int(t)) for s, r, t in meta["ring_refusals"]}
+            engine._ready_ms = {int(s): int(t) for s, t in meta.get("ready_ms", [])}
             engine._n_live = int(meta["n_live"])
             engine._last_snapshot_ms = meta["last_snapshot_ms"]
             engine._next_evict_ms = meta["next_evict_ms"]
