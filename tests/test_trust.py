@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import read_events, run_engine, truth
 from viraltrend.board import Board, Candidates
 from viraltrend.config import BoardConfig, TrustConfig, load_config
-from viraltrend.kernels.users import UserSketches
+from viraltrend.kernels.audience import AudienceSketches, containment
 from viraltrend.trust import AudienceMemory, TrustGuard, soft_refusal
 
 ATTACKS = dict(
@@ -112,7 +112,7 @@ def test_live_blocklist_change_blocks_and_unblocks():
 
 
 def _signature(users, k=32):
-    sk = UserSketches(k=k)
+    sk = AudienceSketches(k=k)
     sk.watch(np.array([0], np.int64))
     sk.update(np.zeros(len(users), np.int64), np.asarray(users, np.int64))
     return sk.signatures(np.array([0], np.int64))
@@ -147,6 +147,40 @@ def test_audience_memory_reports_the_same_seller_separately_and_gives_way_when_f
     assert other_same[0] == 1 and same[0] > 0.3
     mem.remember(np.array([3], np.int64), np.array([5], np.int64), _signature(range(300, 400)), now_ms=2)
     assert sorted(mem.slot.tolist()) == [2, 3]  # the oldest (slot 1) gave way
+
+
+def test_audience_memory_finds_a_small_audience_inside_a_large_remembered_one():
+    # the weakness of k MinHash minima: 12 ring accounts inside a 400-account audience share about
+    # k * 12 / 400 minima (1 of 32); a bottom-256 sample holds about 8 of the 12 below its threshold
+    mem = AudienceMemory(capacity=8, k=256, memory_ms=10**9)
+    ring = list(range(10_000, 10_400))
+    mem.remember(np.array([1], np.int64), np.array([-1], np.int64), _signature(ring, k=256), now_ms=0)
+    share, other, _, _ = mem.best_match(
+        np.array([2], np.int64), np.array([-1], np.int64), _signature(ring[100:112], k=256), now_ms=1
+    )
+    assert other[0] == 1 and share[0] == 1.0
+
+
+def test_audience_memory_leaves_an_organic_audience_drawn_from_a_large_population_alone():
+    # an organic trend's users are strangers to a remembered 3,000-user audience of a popular
+    # product, except for the few who are in both by chance (3,000 of 60,000 users: 5 %)
+    rng = np.random.default_rng(1)
+    mem = AudienceMemory(capacity=8, k=256, memory_ms=10**9)
+    big = rng.choice(60_000, 3_000, replace=False)
+    mem.remember(np.array([1], np.int64), np.array([-1], np.int64), _signature(big, k=256), now_ms=0)
+    for n in (12, 40, 200):
+        share, _, _, _ = mem.best_match(
+            np.array([2], np.int64), np.array([-1], np.int64), _signature(rng.choice(60_000, n), k=256),
+            now_ms=1,
+        )  # fmt: skip
+        assert share[0] < 0.3
+
+
+def test_containment_is_exact_below_the_sample_size():
+    a = _signature(range(50), k=64)
+    b = _signature(range(25, 60), k=64)
+    sampled, shared = containment(a, b, np.array([0]))
+    assert (sampled[0, 0], shared[0, 0]) == (50, 25)
 
 
 def test_fresh_accounts_below_the_user_floor_are_a_soft_refusal():

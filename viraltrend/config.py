@@ -192,6 +192,7 @@ class TrustConfig:
     max_fresh_share_any: float = _unit(0.9)
     audience_memory_s: float = _ge0(21600.0)
     audience_memory_size: int = field(default=512, metadata={"min": 1})
+    audience_sample: int = field(default=256, metadata={"min": 8})
     max_sketched: int = field(default=256, metadata={"min": 1})
     blocked_sellers: tuple[str, ...] = ()
     blocked_products: tuple[str, ...] = ()

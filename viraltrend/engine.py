@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,19 +38,21 @@ from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels.clock import EventClock
 from viraltrend.kernels.decay import DecayedCounters
-from viraltrend.kernels.hashtable import UserTable, hash_ids, signature_slots
+from viraltrend.kernels.audience import AudienceSketches
+from viraltrend.kernels.hashtable import UserTable, hash_ids
 from viraltrend.kernels.intern import Interner
-from viraltrend.kernels.users import UserSignals, UserSketches
+from viraltrend.kernels.users import UserSignals
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
-from viraltrend.trust import AudienceMemory, TrustGuard
+from viraltrend.trust import AudienceMemory, TrustGuard, soft_refusal
 
 __all__ = ["Engine", "EngineStats", "Scorer", "model_features"]
 
 Message = dict[str, Any]
 _STATUS_REASON = {1: "late", 2: "future_ts"}
-_SKETCH_K = 32  # MinHash signature length of the audiences (standard error of a Jaccard <= 0.09)
 _SKETCH_EVIDENCE = 0.3  # change evidence (fraction of the alarm threshold) from which a product is sketched
+#: Refusals that do not stick (blocklists change live; too few users is soft)
+_NOT_STICKY = ("product_blocked", "seller_blocked", "blocklist_reason", "low_unique_users")
 _NEVER = np.iinfo(np.int64).min  # last_ts_ms of a slot that holds no events
 _VETERAN_MS = -(2**53)  # first_seen_ms of a released user who came back: long ago, never fresh
 _USER_SWEEPS = 8  # idle users are released this many times per idle window (at ticks)
@@ -197,10 +200,12 @@ class Engine:
         )
         self.detector = SequentialDetector(cfg, cfg.state.initial_capacity)
         self._new_users: list[NDArray[np.int64]] = []  # one slot per new (user, product) pair this tick
-        self.sketches = UserSketches(k=_SKETCH_K, seed=0)
+        self.sketches = AudienceSketches(k=t.audience_sample, seed=0)
         self.audiences = AudienceMemory(
-            capacity=t.audience_memory_size, k=_SKETCH_K, memory_ms=round(t.audience_memory_s * 1000)
+            capacity=t.audience_memory_size, k=t.audience_sample, memory_ms=round(t.audience_memory_s * 1000)
         )
+        self.guard_s = 0.0  # seconds spent in the trust guard (sketches, audience memory, checks)
+        self._guard_now_ms = 0
         self.guard = TrustGuard(t)
         for pid in _load_ids(t.blocked_products, t.blocked_products_file, "blocked_products_file"):
             self.guard.set_blocked("product", pid, "config")
@@ -208,9 +213,15 @@ class Engine:
             self.guard.set_blocked("seller", sid, "config")
 
         def guard(cand: Candidates, i: int) -> list[str] | None:
-            return self.guard.check(
-                cand.product_id[i], cand.seller_id[i], int(cand.slot[i]), cand.features, i
-            )
+            t0 = time.perf_counter()
+            slot = int(cand.slot[i])
+            reasons = self.guard.check(cand.product_id[i], cand.seller_id[i], slot, cand.features, i)
+            if reasons is not None and slot not in self._ring_refusals and not soft_refusal(reasons):
+                hard = [r for r in reasons if not r.startswith(_NOT_STICKY)]
+                if hard:  # a hard refusal sticks for the episode: the ring does not wait out a window
+                    self._ring_refusals[slot] = (hard[0], self._guard_now_ms)
+            self.guard_s += time.perf_counter() - t0
+            return reasons
 
         self.board = Board(
             cfg.board,
@@ -360,15 +371,8 @@ class Engine:
         if released.size:
             self.user_signals.first_seen_ms[released] = _NEVER  # a reused slot starts unseen
         held = self.users.held_slots()
-        if held.size:  # a slot whose MinHash values a kept audience holds would merge two users there
-            stored = np.concatenate(
-                [
-                    self.sketches.sig[self.sketches.product_of_row >= 0],
-                    self.audiences.sig[self.audiences.slot >= 0],
-                ]
-            )
-            kept = signature_slots(stored, self.sketches.seeds, self.users.high_water)
-            self.users.recycle(held[~kept[held]])
+        if held.size:  # audience samples hold user id hashes, never slots: every released slot is free
+            self.users.recycle(held)
 
     def _apply(
         self, batch: EventBatch, idx: NDArray[np.intp], slots: NDArray[np.int64], users: NDArray[np.int64]
@@ -395,7 +399,9 @@ class Engine:
             np.concatenate([ts[new_pair], ts[fresh], ts]),
             np.ones(channel.size),
         )
-        self.sketches.update(slots, users)
+        t0 = time.perf_counter()
+        self.sketches.update(slots, self.users.hash_of[users].view(np.int64))  # ids: slots get reused
+        self.guard_s += time.perf_counter() - t0
         self._touched.append(slots)
         self._new_users.append(slots[new_pair])
         self.stats.events_applied += idx.size
@@ -504,7 +510,9 @@ class Engine:
         is_touched = np.isin(slots, touched)
         hot = (keep | (feats["evidence"] >= _SKETCH_EVIDENCE)) & (is_touched | is_watched)
         judged = ready if self.board.sequential else score >= self.cfg.board.promote_threshold
+        t0 = time.perf_counter()
         self._track_audiences(now_ms, slots, hot, judged & ~np.isin(slots, list(self.board.members)), feats)
+        self.guard_s += time.perf_counter() - t0
         if traced.size:  # a traced product is scored for the trace; the board sees it only as usual
             keep &= is_watched | np.isin(slots, touched)
         sel = np.flatnonzero(keep)
@@ -635,6 +643,7 @@ class Engine:
         (``trust.seller_overlap_similarity``), gets a lockstep refusal with the numbers.
         """
         t = self.cfg.trust
+        self._guard_now_ms = now_ms
         idx = np.flatnonzero(hot)
         if idx.size > t.max_sketched:
             idx = idx[np.argsort(-feats["evidence"][idx], kind="stable")[: t.max_sketched]]
@@ -847,7 +856,7 @@ class Engine:
                 allowed_lateness_ms=round(cfg.decay.allowed_lateness_s * 1000),
             )
             engine.users = engine._restore_users(part("usertable."), meta)
-            engine.sketches = UserSketches.from_arrays(part("sketches."), k=_SKETCH_K, seed=0)
+            engine.sketches = AudienceSketches.from_arrays(part("sketches."), k=t.audience_sample, seed=0)
             engine.audiences.load_arrays(part("audiences."))
             engine._sketched = np.asarray(arrays["sketched"], np.int64)
             engine.guard.blocked_products = dict(meta["blocked_products"])

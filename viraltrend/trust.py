@@ -30,12 +30,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from viraltrend.config import TrustConfig
+from viraltrend.kernels.audience import containment, union_into
 
 __all__ = ["AudienceMemory", "TrustGuard", "soft_refusal"]
 
 _LOW_USERS = "low_unique_users"
-#: Shared MinHash minima (of k) below which two audiences' overlap is not estimated (see best_match).
-_MIN_SHARED_MINIMA = 3
+#: Shared sampled users below which two audiences' overlap is not estimated (see best_match).
+_MIN_SHARED_USERS = 4
 #: "Almost all fresh accounts" alone refuses only where the catalogue's own share of events from
 #: fresh accounts is at most this many times smaller: at the start of a stream, or where most
 #: accounts are new anyway, every product's audience is fresh.
@@ -134,26 +135,28 @@ class TrustGuard:
 
 @dataclass(slots=True)
 class AudienceMemory:
-    """MinHash signatures of the audiences of recently hot products, remembered for hours.
+    """Bottom-k samples of the audiences of recently hot products, remembered for hours.
 
     CopyCatch (Beutel et al., WWW 2013) finds groups of accounts acting on the same products in the
-    same time windows.  Here every product hot enough to be sketched leaves its audience's MinHash
-    signature (:class:`~viraltrend.kernels.users.UserSketches`) in a table of at most ``capacity``
-    entries, kept for ``memory_ms`` of event time after it was last hot; an entry is the union of
-    the product's audiences while watched (the element-wise min of signatures).  A product about to
-    be promoted is compared with every remembered one (``O(capacity * k)``, never all pairs of hot
-    products): a ring recycling the same accounts over several products, at once or staggered by
-    hours, shows the same audience again.  The oldest entry gives way when the table is full.
+    same time windows.  Here every product hot enough to be sketched leaves its audience sample
+    (:class:`~viraltrend.kernels.audience.AudienceSketches`, the ``k`` smallest user hashes) in a
+    table of at most ``capacity`` entries, kept for ``memory_ms`` of event time after it was last
+    hot; an entry is the sample of the union of the product's audiences while watched.  A product
+    about to be promoted is compared with every remembered one (``O(capacity * k)`` per candidate,
+    never all pairs of hot products): a ring recycling the same accounts over several products, at
+    once or staggered by hours, shows the same audience again.  The oldest entry gives way when
+    the table is full.  Memory: ``capacity * (8 k + 24)`` bytes.
 
     Examples
     --------
-    >>> mem = AudienceMemory(capacity=4, k=4, memory_ms=1000)
-    >>> sig = np.array([[1, 2, 3, 4], [9, 9, 9, 9]], np.uint64)
-    >>> mem.remember(np.array([5, 6]), np.array([0, 1]), sig, now_ms=0)
-    >>> new = np.array([[1, 2, 3, 8]], np.uint64)
+    >>> mem = AudienceMemory(capacity=4, k=8, memory_ms=1000)
+    >>> pad = 2**64 - 1
+    >>> old = np.array([[1, 2, 3, 4, 5, 6, pad, pad], [9, 10, 11, 12, 13, 14, pad, pad]], np.uint64)
+    >>> mem.remember(np.array([5, 6]), np.array([0, 1]), old, now_ms=0)
+    >>> new = np.array([[2, 3, 4, 5, 99, pad, pad, pad]], np.uint64)
     >>> sim, other, sim_same, other_same = mem.best_match(np.array([7]), np.array([1]), new, now_ms=500)
-    >>> other.tolist(), sim_same.tolist(), other_same.tolist()
-    ([5], [0.0], [6])
+    >>> sim.tolist(), other.tolist(), sim_same.tolist(), other_same.tolist()
+    ([0.8], [5], [0.0], [6])
     """
 
     capacity: int
@@ -170,19 +173,29 @@ class AudienceMemory:
         self.seen_ms = np.full(self.capacity, np.iinfo(np.int64).min, np.int64)
         self.sig = np.full((self.capacity, self.k), np.iinfo(np.uint64).max, np.uint64)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the table (its configured bound)."""
+        return int(self.slot.nbytes + self.seller.nbytes + self.seen_ms.nbytes + self.sig.nbytes)
+
     def remember(
         self, slots: NDArray[np.int64], sellers: NDArray[np.int64], sig: NDArray[np.uint64], *, now_ms: int
     ) -> None:
-        """Store the audiences (``sig``: uint64[m, k]) of hot ``slots`` (int64[m], unique) at ``now_ms``."""
+        """Store the audience samples (``sig``: uint64[m, k], sorted) of hot ``slots`` (int64[m], unique)."""
+        row_of = {s: r for r, s in enumerate(self.slot.tolist()) if s >= 0}
+        rows = np.empty(len(slots), np.int64)
         for i, s in enumerate(slots.tolist()):
-            rows = np.flatnonzero(self.slot == s)
-            if rows.size:
-                r = int(rows[0])
-                self.sig[r] = np.minimum(self.sig[r], sig[i])
-            else:
+            r = row_of.get(s, -1)
+            if r < 0:
                 r = int(np.argmin(self.seen_ms))  # a free row (never seen) or the oldest
-                self.slot[r], self.sig[r] = s, sig[i]
+                if self.slot[r] >= 0:
+                    row_of.pop(int(self.slot[r]), None)
+                self.slot[r] = s
+                self.sig[r] = np.iinfo(np.uint64).max
+                row_of[s] = r
+            rows[i] = r
             self.seller[r], self.seen_ms[r] = int(sellers[i]), now_ms
+        union_into(self.sig, rows, sig)
 
     def forget(self, slots: NDArray[np.int64]) -> None:
         """Drop the entries of ``slots`` (evicted products whose slots will be reused)."""
@@ -197,12 +210,10 @@ class AudienceMemory:
         """Per row of ``sig`` (uint64[m, k]), the remembered audience that holds most of it.
 
         The measure is *containment*: the share of the candidate's users also in the other
-        product's audience, ``J * |A u B| / |A|`` (Jaccard ``J``: the share of equal minima; set
-        sizes from the signatures, :func:`minhash_cardinality`), so a ring recycling its accounts
-        shows up even when the earlier product's audience is larger.  Equal minima are the same
-        user (the hashes are a bijection), never a coincidence, but one power user shared with a
-        30x larger audience would read as "all shared": a share counts only from
-        ``_MIN_SHARED_MINIMA`` equal minima on.
+        product's audience (:func:`~viraltrend.kernels.audience.containment`, over the users both
+        samples hold completely), so a ring recycling its accounts shows up even when the earlier
+        product's audience is much larger.  A share counts only from ``_MIN_SHARED_USERS`` shared
+        sampled users on: one power user shared with a large audience is not a ring.
         Returns the largest share and that product's slot (-1: nothing remembered), then the same
         among the remembered products of the same seller (``sellers``, -1: none).
         """
@@ -211,17 +222,9 @@ class AudienceMemory:
         live = (self.slot >= 0) & (self.seen_ms >= now_ms - self.memory_ms)
         if m == 0 or not live.any():
             return out
-        rows = np.flatnonzero(live)
-        empty = np.iinfo(np.uint64).max
-        mine_sig, theirs = sig[:, None, :], self.sig[rows][None, :, :]
-        filled = mine_sig != empty
-        # per hash: the union's minimum is the candidate's (a "win"), and the other's too (a match:
-        # the same user, since the hashes are a bijection); matches / wins estimates |A n B| / |A|
-        matches = ((mine_sig == theirs) & filled).sum(axis=2)
-        union = minhash_cardinality(np.minimum(mine_sig, theirs))
-        own = np.maximum(minhash_cardinality(sig), 1.0)[:, None]
-        share = np.clip(matches / sig.shape[1] * union / own, 0.0, 1.0)
-        sim = np.where(matches >= _MIN_SHARED_MINIMA, share, 0.0)
+        rows = np.flatnonzero(live).astype(np.int64)
+        sampled, shared = containment(sig, self.sig, rows)
+        sim = np.where(shared >= _MIN_SHARED_USERS, shared / np.maximum(sampled, 1), 0.0)
         sim[self.slot[rows][None, :] == slots[:, None]] = 0.0
         mine = (self.seller[rows][None, :] == sellers[:, None]) & (sellers[:, None] >= 0)
         mine &= self.slot[rows][None, :] != slots[:, None]
