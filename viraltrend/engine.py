@@ -220,6 +220,7 @@ class Engine:
                 hard = [r for r in reasons if not r.startswith(_NOT_STICKY)]
                 if hard:  # a hard refusal sticks for the episode: the ring does not wait out a window
                     self._ring_refusals[slot] = (hard[0], self._guard_now_ms)
+                    self.guard.lockstep[slot] = hard[0]
             self.guard_s += time.perf_counter() - t0
             return reasons
 
@@ -429,6 +430,7 @@ class Engine:
             return []
         g = self.trust_counters.read_global(now_ms)[:, 0]  # new pairs, fresh, raw at the trend half-life
         self.guard.catalogue_fresh_share = float(g[1] / g[2]) if g[2] > 0 else 1.0
+        self.guard.catalogue_events_per_user = float(g[2] / g[0]) if g[0] > 0 else 1.0
         mu_of = self._baseline_users(now_ms)
         if self._new_users:
             self.detector.update(now_ms, np.concatenate(self._new_users), mu_of)
@@ -660,9 +662,11 @@ class Engine:
             return
         sig = self.sketches.signatures(now_hot)
         filled = (sig != np.iinfo(np.uint64).max).any(axis=1)
+        keep = now_hot[filled]  # remembered first: ring products hot at the same tick see each other
+        self.audiences.remember(keep, self.seller_of[keep].astype(np.int64), sig[filled], now_ms=now_ms)
         cand = slots[ready]
-        cand = cand[np.isin(cand, now_hot[filled])]
-        if cand.size:  # compare before remembering this tick, so a product never matches itself
+        cand = cand[np.isin(cand, keep)]
+        if cand.size:  # best_match skips a product's own entry
             csig = self.sketches.signatures(cand)
             sellers = self.seller_of[cand].astype(np.int64)
             sim, other, sim_same, other_same = self.audiences.best_match(cand, sellers, csig, now_ms=now_ms)
@@ -679,8 +683,6 @@ class Engine:
                     continue
                 self._ring_refusals[slot] = (reason, now_ms)
                 self.guard.lockstep[slot] = reason
-        keep = now_hot[filled]
-        self.audiences.remember(keep, self.seller_of[keep].astype(np.int64), sig[filled], now_ms=now_ms)
 
     def _trace(
         self,

@@ -41,6 +41,9 @@ _MIN_SHARED_USERS = 4
 #: fresh accounts is at most this many times smaller: at the start of a stream, or where most
 #: accounts are new anyway, every product's audience is fresh.
 _FRESH_CONTRAST = 3.0
+#: "No conversion at all" (``trust.min_conversion_ratio_any``) refuses only from this many times
+#: ``trust.min_unique_users`` on: a dozen users may all just look, a crowd that never buys is not a deal.
+_NO_CONVERSION_USERS = 2.0
 #: Signals read off too few distinct users to be final: while ``low_unique_users`` holds, these
 #: only hold the product back (the first users of any product may all be new accounts).
 _SOFT_WHILE_FEW_USERS = (_LOW_USERS, "fresh_accounts")
@@ -78,9 +81,10 @@ class TrustGuard:
     cfg: TrustConfig
     blocked_products: dict[str, str] = field(default_factory=dict)  # id -> reason
     blocked_sellers: dict[str, str] = field(default_factory=dict)
-    lockstep: dict[int, str] = field(default_factory=dict)  # slot -> the lockstep reason (set by the engine)
+    lockstep: dict[int, str] = field(default_factory=dict)  # slot -> a sticky refusal (set by the engine)
     refused: Counter[str] = field(default_factory=Counter)  # reason -> candidates refused
     catalogue_fresh_share: float = 1.0  # share of all events from fresh accounts (set by the engine per tick)
+    catalogue_events_per_user: float = 1.0  # raw events per (user, product) pair, all products (engine, per tick)
 
     def set_blocked(self, kind: str, ident: str, reason: str | None) -> None:
         """Block (``reason``) or unblock (None) a ``"seller"`` or ``"product"`` id."""
@@ -123,11 +127,16 @@ class TrustGuard:
                 and self.catalogue_fresh_share * _FRESH_CONTRAST <= fresh
             ):
                 reasons.append(f"fresh_accounts_{fresh:.0%}_catalogue_{self.catalogue_fresh_share:.0%}")
+            elif users >= _NO_CONVERSION_USERS * c.min_unique_users and conversion < c.min_conversion_ratio_any:
+                reasons.append(f"no_conversion_x{conversion:.2f}_{users:.0f}_users")
             per_user = float(features["events_per_user"][i]) if "events_per_user" in features else 0.0
-            if users >= c.min_unique_users and per_user >= c.max_events_per_user:
-                reasons.append(f"recycled_audience_{per_user:.1f}_events_per_user")
-        if slot in self.lockstep:
-            reasons.append(self.lockstep[slot])
+            usual = self.catalogue_events_per_user
+            if users >= c.min_unique_users and (
+                per_user >= c.max_events_per_user or per_user >= c.recycled_contrast * usual
+            ):
+                reasons.append(f"recycled_audience_{per_user:.1f}_events_per_user_catalogue_{usual:.1f}")
+        if slot in self.lockstep and self.lockstep[slot] not in reasons:
+            reasons.append(self.lockstep[slot])  # a ring match, or an earlier hard refusal that sticks
         for r in reasons:
             self.refused[r.split(":")[0].split("_x")[0].rstrip("_0123456789.%")] += 1
         return reasons or None
