@@ -36,9 +36,9 @@ from viraltrend.dedup import Deduplicator, duplicate_rejects
 from viraltrend.detect import SequentialDetector
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
+from viraltrend.kernels.audience import AudienceSketches
 from viraltrend.kernels.clock import EventClock
 from viraltrend.kernels.decay import DecayedCounters
-from viraltrend.kernels.audience import AudienceSketches
 from viraltrend.kernels.hashtable import UserTable, hash_ids
 from viraltrend.kernels.intern import Interner
 from viraltrend.kernels.users import UserSignals

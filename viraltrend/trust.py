@@ -84,7 +84,7 @@ class TrustGuard:
     lockstep: dict[int, str] = field(default_factory=dict)  # slot -> a sticky refusal (set by the engine)
     refused: Counter[str] = field(default_factory=Counter)  # reason -> candidates refused
     catalogue_fresh_share: float = 1.0  # share of all events from fresh accounts (set by the engine per tick)
-    catalogue_events_per_user: float = 1.0  # raw events per (user, product) pair, all products (engine, per tick)
+    catalogue_events_per_user: float = 1.0  # raw events per (user, product) pair (set by the engine per tick)
 
     def set_blocked(self, kind: str, ident: str, reason: str | None) -> None:
         """Block (``reason``) or unblock (None) a ``"seller"`` or ``"product"`` id."""
@@ -114,6 +114,7 @@ class TrustGuard:
                 if table[ident] != "config":
                     reasons.append(f"blocklist_reason:{table[ident]}")
         if "unique_users" in features:
+            floor = c.min_unique_users
             users = float(features["unique_users"][i])
             if users < c.min_unique_users:
                 reasons.append(f"low_unique_users_{users:.0f}")
@@ -127,7 +128,7 @@ class TrustGuard:
                 and self.catalogue_fresh_share * _FRESH_CONTRAST <= fresh
             ):
                 reasons.append(f"fresh_accounts_{fresh:.0%}_catalogue_{self.catalogue_fresh_share:.0%}")
-            elif users >= _NO_CONVERSION_USERS * c.min_unique_users and conversion < c.min_conversion_ratio_any:
+            elif conversion < c.min_conversion_ratio_any and users >= _NO_CONVERSION_USERS * floor:
                 reasons.append(f"no_conversion_x{conversion:.2f}_{users:.0f}_users")
             per_user = float(features["events_per_user"][i]) if "events_per_user" in features else 0.0
             usual = self.catalogue_events_per_user

@@ -21,6 +21,7 @@ held back for a stored sample.  Memory: ``8 k + 9`` bytes per watched row, plus 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 import numpy as np
@@ -64,14 +65,14 @@ def _bottomk_update(
     ``sig`` uint64[rows, k], ``nonempty`` bool[rows], ``row_of`` int64[n_slots] (-1: unwatched),
     ``product`` (>= 0) and ``user`` (id hashes as int64 bits) int64[n].  Serial: rows repeat.
     """
-    top = np.uint64(2**64 - 2)
+    top: np.uint64 = np.uint64(2**64 - 2)
     for i in range(product.shape[0]):
         p = product[i]
         if p >= row_of.shape[0] or row_of[p] < 0:
             continue
         r = row_of[p]
         nonempty[r] = True
-        h = _mix64(user[i] ^ seed)
+        h = np.uint64(_mix64(user[i] ^ seed))
         _insert(sig, r, min(h, top))  # 2**64 - 1 is the padding
 
 
@@ -110,11 +111,11 @@ def _containment(
     cand: NDArray[np.uint64], mem: NDArray[np.uint64], rows: NDArray[np.int64],
     sampled: NDArray[np.int64], shared: NDArray[np.int64],
 ) -> None:  # fmt: skip
-    """For every candidate ``i`` and memory row ``rows[j]``: ``sampled[i, j]`` = the candidate's values
-    at or below ``tau = min(threshold_i, threshold_j)``, ``shared[i, j]`` = those also in the row.
+    """Sampled and shared users of every candidate ``i`` against every memory row ``rows[j]``.
 
-    ``cand`` uint64[m, k] and ``mem`` uint64[r, k], sorted rows padded with ``2**64 - 1``.
-    O(m * len(rows) * k).
+    ``sampled[i, j]``: the candidate's values at or below ``tau = min(threshold_i, threshold_j)``;
+    ``shared[i, j]``: those also in the row.  ``cand`` uint64[m, k] and ``mem`` uint64[r, k],
+    sorted rows padded with ``2**64 - 1``.  O(m * len(rows) * k).
     """
     k = cand.shape[1]
     for i in range(cand.shape[0]):
@@ -139,8 +140,10 @@ def _containment(
 def containment(
     cand: NDArray[np.uint64], mem: NDArray[np.uint64], rows: NDArray[np.int64]
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """``(sampled, shared)``, int64[m, len(rows)]: see :func:`_containment`; ``shared / sampled`` estimates
-    the share of candidate ``i``'s users in row ``rows[j]``'s audience.
+    """Return ``(sampled, shared)``, int64[m, len(rows)], of each candidate against each memory row.
+
+    See :func:`_containment`; ``shared / sampled`` estimates the share of candidate ``i``'s users
+    in row ``rows[j]``'s audience.
 
     >>> a = np.array([[1, 2, 3, 2**64 - 1]], np.uint64)
     >>> b = np.array([[2, 3, 5, 7]], np.uint64)
@@ -212,3 +215,12 @@ class AudienceSketches(UserSketches):
                 self.sig, self.nonempty, self.row_of, self._seeds[0], np.ascontiguousarray(product),
                 np.ascontiguousarray(user),
             )  # fmt: skip
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: Mapping[str, NDArray[np.generic]], *, k: int = 16, seed: int = 0
+    ) -> AudienceSketches:
+        """Rebuild samples from :meth:`to_arrays` output, exactly; CheckpointError if they do not fit."""
+        out = super().from_arrays(arrays, k=k, seed=seed)
+        assert isinstance(out, AudienceSketches)
+        return out
