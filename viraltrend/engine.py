@@ -513,7 +513,9 @@ class Engine:
         hot = (keep | (feats["evidence"] >= _SKETCH_EVIDENCE)) & (is_touched | is_watched)
         judged = ready if self.board.sequential else score >= self.cfg.board.promote_threshold
         t0 = time.perf_counter()
-        self._track_audiences(now_ms, slots, hot, judged & ~np.isin(slots, list(self.board.members)), feats)
+        self._track_audiences(
+            now_ms, slots, hot, is_touched, judged & ~np.isin(slots, list(self.board.members)), feats
+        )
         self.guard_s += time.perf_counter() - t0
         if traced.size:  # a traced product is scored for the trace; the board sees it only as usual
             keep &= is_watched | np.isin(slots, touched)
@@ -634,13 +636,15 @@ class Engine:
         now_ms: int,
         slots: NDArray[np.int64],
         hot: NDArray[np.bool_],
+        touched: NDArray[np.bool_],
         ready: NDArray[np.bool_],
         feats: dict[str, NDArray[np.float64]],
     ) -> None:
         """Sketch the audiences of hot products, remember them, and compare the ready ones with memory.
 
         Hot: on or near the board, or with change evidence building (at most ``trust.max_sketched``,
-        most evidence first).  A ready product whose audience repeats a remembered one's
+        most evidence first); the hot products with events this tick (``touched``) refresh their
+        remembered audience.  Per tick ``O(hot * k)`` plus ``O(capacity * k)`` per ready product.  A ready product whose audience repeats a remembered one's
         (``trust.lockstep_similarity``), or a remembered product's of the same seller
         (``trust.seller_overlap_similarity``), gets a lockstep refusal with the numbers.
         """
@@ -648,24 +652,28 @@ class Engine:
         self._guard_now_ms = now_ms
         idx = np.flatnonzero(hot)
         if idx.size > t.max_sketched:
-            idx = idx[np.argsort(-feats["evidence"][idx], kind="stable")[: t.max_sketched]]
-        now_hot = np.sort(slots[idx])
-        gone = self._sketched[~np.isin(self._sketched, now_hot)]
-        if gone.size:
-            self.sketches.unwatch(gone)
-        self.sketches.watch(now_hot)
-        self._sketched = now_hot
+            idx = np.sort(idx[np.argsort(-feats["evidence"][idx], kind="stable")[: t.max_sketched]])
+        now_hot = slots[idx]  # slots are sorted
+        if not np.array_equal(now_hot, self._sketched):
+            gone = self._sketched[~np.isin(self._sketched, now_hot)]
+            if gone.size:
+                self.sketches.unwatch(gone)
+            self.sketches.watch(now_hot)
+            self._sketched = now_hot
         memory_ms = round(t.audience_memory_s * 1000)
         self._ring_refusals = {s: v for s, v in self._ring_refusals.items() if now_ms - v[1] <= memory_ms}
         self.guard.lockstep = {s: v[0] for s, v in self._ring_refusals.items()}  # a refusal sticks
         if now_hot.size == 0:
             return
-        sig = self.sketches.signatures(now_hot)
-        filled = (sig != np.iinfo(np.uint64).max).any(axis=1)
-        keep = now_hot[filled]  # remembered first: ring products hot at the same tick see each other
-        self.audiences.remember(keep, self.seller_of[keep].astype(np.int64), sig[filled], now_ms=now_ms)
+        sketches = self.sketches
+        changed = now_hot[touched[idx]]
+        changed = changed[sketches.nonempty[sketches.row_of[changed]]]
+        if changed.size:  # remembered first: ring products hot at the same tick see each other
+            sig = sketches.signatures(changed)
+            self.audiences.remember(changed, self.seller_of[changed].astype(np.int64), sig, now_ms=now_ms)
         cand = slots[ready]
-        cand = cand[np.isin(cand, keep)]
+        cand = cand[sketches.is_watched(cand)]
+        cand = cand[sketches.nonempty[sketches.row_of[cand]]]
         if cand.size:  # best_match skips a product's own entry
             csig = self.sketches.signatures(cand)
             sellers = self.seller_of[cand].astype(np.int64)

@@ -151,7 +151,7 @@ class AudienceMemory:
     same time windows.  Here every product hot enough to be sketched leaves its audience sample
     (:class:`~viraltrend.kernels.audience.AudienceSketches`, the ``k`` smallest user hashes) in a
     table of at most ``capacity`` entries, kept for ``memory_ms`` of event time after it was last
-    hot; an entry is the sample of the union of the product's audiences while watched.  A product
+    hot with events; an entry is the sample of the union of the product's audiences while watched.  A product
     about to be promoted is compared with every remembered one (``O(capacity * k)`` per candidate,
     never all pairs of hot products): a ring recycling the same accounts over several products, at
     once or staggered by hours, shows the same audience again.  The oldest entry gives way when
@@ -176,8 +176,10 @@ class AudienceMemory:
     seller: NDArray[np.int64] = field(init=False)
     seen_ms: NDArray[np.int64] = field(init=False)
     sig: NDArray[np.uint64] = field(init=False)
+    _row: dict[int, int] = field(init=False)  # slot -> row, for the entries held
 
     def __post_init__(self) -> None:
+        self._row = {}
         self.slot = np.full(self.capacity, -1, np.int64)
         self.seller = np.full(self.capacity, -1, np.int64)
         self.seen_ms = np.full(self.capacity, np.iinfo(np.int64).min, np.int64)
@@ -192,7 +194,7 @@ class AudienceMemory:
         self, slots: NDArray[np.int64], sellers: NDArray[np.int64], sig: NDArray[np.uint64], *, now_ms: int
     ) -> None:
         """Store the audience samples (``sig``: uint64[m, k], sorted) of hot ``slots`` (int64[m], unique)."""
-        row_of = {s: r for r, s in enumerate(self.slot.tolist()) if s >= 0}
+        row_of = self._row
         rows = np.empty(len(slots), np.int64)
         for i, s in enumerate(slots.tolist()):
             r = row_of.get(s, -1)
@@ -210,6 +212,8 @@ class AudienceMemory:
     def forget(self, slots: NDArray[np.int64]) -> None:
         """Drop the entries of ``slots`` (evicted products whose slots will be reused)."""
         gone = np.isin(self.slot, slots)
+        for s in self.slot[gone].tolist():
+            self._row.pop(s, None)
         self.slot[gone] = -1
         self.seen_ms[gone] = np.iinfo(np.int64).min
         self.sig[gone] = np.iinfo(np.uint64).max
@@ -259,6 +263,7 @@ class AudienceMemory:
                 msg = f"audience memory {name}: expected {want.dtype}{want.shape}, got {got.dtype}{got.shape}"
                 raise ValueError(msg)
             setattr(self, name, got.copy())
+        self._row = {s: r for r, s in enumerate(self.slot.tolist()) if s >= 0}
 
 
 def minhash_cardinality(sig: NDArray[np.uint64]) -> NDArray[np.float64]:
