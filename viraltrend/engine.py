@@ -644,7 +644,8 @@ class Engine:
 
         Hot: on or near the board, or with change evidence building (at most ``trust.max_sketched``,
         most evidence first); the hot products with events this tick (``touched``) refresh their
-        remembered audience.  Per tick ``O(hot * k)`` plus ``O(capacity * k)`` per ready product.  A ready product whose audience repeats a remembered one's
+        remembered audience.  Per tick ``O(hot * k)`` plus ``O(capacity * k)`` per ready product.
+        A ready product whose audience repeats a remembered one's
         (``trust.lockstep_similarity``), or a remembered product's of the same seller
         (``trust.seller_overlap_similarity``), gets a lockstep refusal with the numbers.
         """

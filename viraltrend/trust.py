@@ -151,8 +151,8 @@ class AudienceMemory:
     same time windows.  Here every product hot enough to be sketched leaves its audience sample
     (:class:`~viraltrend.kernels.audience.AudienceSketches`, the ``k`` smallest user hashes) in a
     table of at most ``capacity`` entries, kept for ``memory_ms`` of event time after it was last
-    hot with events; an entry is the sample of the union of the product's audiences while watched.  A product
-    about to be promoted is compared with every remembered one (``O(capacity * k)`` per candidate,
+    hot with events; an entry is the sample of the union of the product's audiences while watched.
+    A product about to be promoted is compared with every remembered one (``O(capacity * k)`` per candidate,
     never all pairs of hot products): a ring recycling the same accounts over several products, at
     once or staggered by hours, shows the same audience again.  The oldest entry gives way when
     the table is full.  Memory: ``capacity * (8 k + 24)`` bytes.
