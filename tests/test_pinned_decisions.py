@@ -39,7 +39,10 @@ EVENTS_SHA256 = "9d80085c3dbdbca77b6f442917d4be869c97150b08c5dd1a1b3f08bfdf32a66
 #: SHA-256 of the decisions.  First computed on ee7f54b, before the issue 11 rewrite (50d96417...);
 #: recomputed for ea85ff7 (audience memory: containment of shared minima, a detection change), with
 #: the engine's user releases and idle-tick fast path switched off and on: the same digest.
-DECISIONS_SHA256 = "f29f612f960e854de8a521cc376b81f350b2c72ef4cabf3e6dff732383f220f8"
+#: Recomputed for issue 13 (branch trust): every decision is the same (532 messages, the same actions,
+#: products and times); the 4 ring blocks now also give ``recycled_audience_..._catalogue_...``
+#: (trust.recycled_contrast) among their reasons.
+DECISIONS_SHA256 = "6c45ea8bc9d6fcacf9569fbfab4df48e742128a32d513f18a1f874eeb0fd2084"
 
 _ENCODE = msgspec.json.Encoder(order="sorted")
 
