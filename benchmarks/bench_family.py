@@ -24,7 +24,9 @@ report ``--eval`` seeds (1-20, the default).  The two sets may not overlap.
      not run by default) to compare it at equal precision;
    * ``zscore_top20``: a naive board: every product with z >= 3 qualifies at once (no confirm
      wait, no momentum check, no dwell, no seller/category caps), the 20 highest z hold the board;
-   * ``today, guard off``: the default config with the trust thresholds off (bench_detection.guard_off).
+   * ``today, guard off``: the default config with the trust thresholds off (:data:`GUARD_OFF`);
+   * ``guard: <signal> only``: GUARD_OFF with one signal back at its default (:data:`ONLY`; add a
+     signal's keys there and its row follows).
 3. **Measures**, pooled over seeds, overall and per ramp bucket (fast <= 300 s doubling, medium
    <= 1200 s, slow): organic viral recall within 1 h of onset (and at any time); precision =
    promoted organic viral / products promoted at or after ``score_from_ts`` (the end of the
@@ -32,7 +34,8 @@ report ``--eval`` seeds (1-20, the default).  The two sets may not overlap.
    before ``score_from_ts``; median and p90 seconds from onset to first promotion; spikes, bursts,
    slow risers and steady products promoted; attack success per attack kind (attacked products
    promoted / attacked products); organic viral products blocked; the model's progressive metrics
-   when a row enables it.
+   when a row enables it; the trust guard's cost per 1M events (``Engine.guard_s``: audience
+   sampling per event, audience memory and guard checks per tick, timed inside the engine).
 4. **Output**: rich tables, ``benchmarks/out/family.md`` (machine, load, date),
    ``benchmarks/out/family.json`` (every per-product result, to diff runs) and
    ``benchmarks/out/family_onset_to_promotion.png``.
