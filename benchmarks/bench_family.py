@@ -113,7 +113,7 @@ class Method:
 GUARD_OFF = {
     "trust.max_fresh_share": 1.0,
     "trust.min_conversion_ratio": 0.0,
-    "trust.max_fresh_share_any": 1.0,
+    "trust.max_fresh_share_any": 1.01,  # the check is >=: 1.0 still refuses audiences 100 % fresh
     "trust.min_conversion_ratio_any": 0.0,
     "trust.max_events_per_user": 1e9,
     "trust.recycled_contrast": 1e9,
