@@ -194,7 +194,7 @@ class TrustConfig:
     min_conversion_ratio_any: float = _ge0(0.1)
     audience_memory_s: float = _ge0(21600.0)
     audience_memory_size: int = field(default=512, metadata={"min": 1})
-    audience_sample: int = field(default=256, metadata={"min": 8})
+    audience_sample: int = field(default=256, metadata={"min": 8, "max": 4096})
     max_sketched: int = field(default=256, metadata={"min": 1})
     blocked_sellers: tuple[str, ...] = ()
     blocked_products: tuple[str, ...] = ()
