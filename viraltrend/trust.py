@@ -9,9 +9,10 @@ Three layers, cheapest first:
    trend window (``unique_users``), raw events per user (``events_per_user``), the share of
    events from accounts first seen within ``trust.fresh_window_s`` (``fresh_share``), the
    product's conversion (add-to-cart and purchases per view) against the catalogue's
-   (``conversion_ratio``), and lockstep: the MinHash Jaccard similarity of the user sets of two
-   hot products (the CopyCatch idea: the same accounts hitting the same products in the same
-   windows).
+   (``conversion_ratio``), and lockstep: the share of a candidate's users found in the audience of
+   a product hot in the last hours (:class:`AudienceMemory`, bottom-k samples; the CopyCatch idea:
+   the same accounts hitting the same products in the same windows).  A hard refusal sticks to the
+   product (the engine keeps it for ``trust.audience_memory_s``).
 3. **Blocklists** of sellers and products, from config, files, and live from a compacted topic.
 
 :meth:`TrustGuard.check` returns the reasons a candidate is refused (or None); the board
@@ -264,17 +265,3 @@ class AudienceMemory:
                 raise ValueError(msg)
             setattr(self, name, got.copy())
         self._row = {s: r for r, s in enumerate(self.slot.tolist()) if s >= 0}
-
-
-def minhash_cardinality(sig: NDArray[np.uint64]) -> NDArray[np.float64]:
-    """Distinct users behind MinHash signatures (uint64[..., k]): ``k / sum(min_j / 2**64) - 1``.
-
-    Each entry is the minimum of ``n`` uniform hashes, of mean ``1 / (n + 1)``; relative error
-    about ``1 / sqrt(k)``.  An empty signature (all ``2**64 - 1``) gives 0.
-
-    >>> hashes = np.random.default_rng(0).integers(0, 2**63, (32, 200)).astype(np.uint64) * 2
-    >>> 120 < float(minhash_cardinality(hashes.min(axis=1))) < 300
-    True
-    """
-    x = sig.astype(np.float64) / 2.0**64
-    return np.asarray(np.maximum(sig.shape[-1] / np.maximum(x.sum(axis=-1), 1e-300) - 1.0, 0.0), np.float64)
