@@ -153,7 +153,17 @@ LEARNING = dict(
 # rate): at this rate a viral product needs minutes to reach 15 users and every scorer would wait
 # for that gate, so the scores' own timing could not show.
 # The model's fast track shortens the confirm wait, a confirm-mode feature (detect.method = "confirm").
-GATE = {"trust": {"min_unique_users": 3.0}, "detect": {"method": "confirm"}}
+# With 3 users a fresh-account share or a conversion rate is a coin toss, and the refusal sticks
+# (trust: a hard refusal holds for the episode), so this timing test leaves those rules out.
+GATE = {
+    "trust": {
+        "min_unique_users": 3.0,
+        "min_conversion_ratio": 0.0,
+        "max_fresh_share_any": 1.0,
+        "min_conversion_ratio_any": 0.0,
+    },
+    "detect": {"method": "confirm"},
+}
 
 
 def _first_promotes(messages: list[dict]) -> dict[str, tuple[int, str, tuple[str, ...]]]:

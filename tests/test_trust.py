@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import read_events, run_engine, truth
 from viraltrend.board import Board, Candidates
 from viraltrend.config import BoardConfig, TrustConfig, load_config
-from viraltrend.kernels.users import UserSketches
+from viraltrend.kernels.audience import AudienceSketches, containment
 from viraltrend.trust import AudienceMemory, TrustGuard, soft_refusal
 
 ATTACKS = dict(
@@ -93,7 +93,36 @@ def test_almost_all_fresh_accounts_are_refused_even_converting_where_the_catalog
 
 def test_an_audience_that_sends_many_events_each_is_refused_as_recycled():
     f = features(unique_users=40, fresh_share=0.0, conversion_ratio=1.0, events_per_user=7.5)
-    assert TrustGuard(TrustConfig()).check("p", "s", 1, f, 0) == ["recycled_audience_7.5_events_per_user"]
+    assert TrustGuard(TrustConfig()).check("p", "s", 1, f, 0) == [
+        "recycled_audience_7.5_events_per_user_catalogue_1.0"
+    ]
+
+
+def test_an_audience_sending_twice_the_catalogue_s_events_each_is_refused_below_the_ceiling():
+    # 12 ring accounts sending about 5 events each, where the catalogue's users send 1.2 per product
+    g = TrustGuard(TrustConfig(), catalogue_events_per_user=1.2)
+    ring = features(unique_users=12.2, fresh_share=0.5, conversion_ratio=3.0, events_per_user=4.9)
+    assert g.check("p", "s", 1, ring, 0) == ["recycled_audience_4.9_events_per_user_catalogue_1.2"]
+    # an organic trend recruits: about one event per new user, a little above the catalogue's
+    trend = features(unique_users=12.2, fresh_share=0.1, conversion_ratio=3.0, events_per_user=1.4)
+    assert g.check("p", "s", 1, trend, 0) is None
+    # where users send several events per product anyway, the same 4.9 is ordinary
+    busy = TrustGuard(TrustConfig(), catalogue_events_per_user=3.0)
+    assert busy.check("p", "s", 1, ring, 0) is None
+
+
+def test_a_crowd_that_never_converts_is_refused_whoever_its_accounts_are():
+    g = TrustGuard(TrustConfig(min_unique_users=12), catalogue_fresh_share=0.05)
+    f = features(unique_users=60, fresh_share=0.05, conversion_ratio=0.0, events_per_user=1.2)
+    assert g.check("p", "s", 1, f, 0) == ["no_conversion_x0.00_60_users"]
+
+
+def test_an_organic_trend_that_converts_a_little_is_not_refused_for_conversion():
+    g = TrustGuard(TrustConfig(min_unique_users=12), catalogue_fresh_share=0.05)
+    few = features(unique_users=20, fresh_share=0.05, conversion_ratio=0.0, events_per_user=1.2)
+    assert g.check("p", "s", 1, few, 0) is None  # below 2 x the user floor: may just be early lookers
+    some = features(unique_users=60, fresh_share=0.05, conversion_ratio=0.3, events_per_user=1.2)
+    assert g.check("p", "s", 1, some, 0) is None
 
 
 def test_guard_refuses_fresh_accounts_that_never_convert():
@@ -112,7 +141,7 @@ def test_live_blocklist_change_blocks_and_unblocks():
 
 
 def _signature(users, k=32):
-    sk = UserSketches(k=k)
+    sk = AudienceSketches(k=k)
     sk.watch(np.array([0], np.int64))
     sk.update(np.zeros(len(users), np.int64), np.asarray(users, np.int64))
     return sk.signatures(np.array([0], np.int64))
@@ -149,6 +178,40 @@ def test_audience_memory_reports_the_same_seller_separately_and_gives_way_when_f
     assert sorted(mem.slot.tolist()) == [2, 3]  # the oldest (slot 1) gave way
 
 
+def test_audience_memory_finds_a_small_audience_inside_a_large_remembered_one():
+    # the weakness of k MinHash minima: 12 ring accounts inside a 400-account audience share about
+    # k * 12 / 400 minima (1 of 32); a bottom-256 sample holds about 8 of the 12 below its threshold
+    mem = AudienceMemory(capacity=8, k=256, memory_ms=10**9)
+    ring = list(range(10_000, 10_400))
+    mem.remember(np.array([1], np.int64), np.array([-1], np.int64), _signature(ring, k=256), now_ms=0)
+    share, other, _, _ = mem.best_match(
+        np.array([2], np.int64), np.array([-1], np.int64), _signature(ring[100:112], k=256), now_ms=1
+    )
+    assert other[0] == 1 and share[0] == 1.0
+
+
+def test_audience_memory_leaves_an_organic_audience_drawn_from_a_large_population_alone():
+    # an organic trend's users are strangers to a remembered 3,000-user audience of a popular
+    # product, except for the few who are in both by chance (3,000 of 60,000 users: 5 %)
+    rng = np.random.default_rng(1)
+    mem = AudienceMemory(capacity=8, k=256, memory_ms=10**9)
+    big = rng.choice(60_000, 3_000, replace=False)
+    mem.remember(np.array([1], np.int64), np.array([-1], np.int64), _signature(big, k=256), now_ms=0)
+    for n in (12, 40, 200):
+        share, _, _, _ = mem.best_match(
+            np.array([2], np.int64), np.array([-1], np.int64), _signature(rng.choice(60_000, n), k=256),
+            now_ms=1,
+        )  # fmt: skip
+        assert share[0] < 0.3
+
+
+def test_containment_is_exact_below_the_sample_size():
+    a = _signature(range(50), k=64)
+    b = _signature(range(25, 60), k=64)
+    sampled, shared = containment(a, b, np.array([0]))
+    assert (sampled[0, 0], shared[0, 0]) == (50, 25)
+
+
 def test_fresh_accounts_below_the_user_floor_are_a_soft_refusal():
     g = TrustGuard(TrustConfig(min_unique_users=15))
     f = features(unique_users=2, fresh_share=1.0, conversion_ratio=0.0)
@@ -169,8 +232,8 @@ def test_few_users_with_a_blocked_seller_or_lockstep_stay_hard():
     assert not soft_refusal(["low_unique_users_3", fresh, "lockstep_with_p-1"])
 
 
-def _early_then_organic(unique_users: float, fresh_share: float) -> dict:
-    return features(unique_users=unique_users, fresh_share=fresh_share, conversion_ratio=0.0)
+def _early_then_organic(unique_users: float, fresh_share: float, conversion: float = 0.0) -> dict:
+    return features(unique_users=unique_users, fresh_share=fresh_share, conversion_ratio=conversion)
 
 
 def test_board_holds_an_early_product_of_fresh_accounts_then_promotes_it_when_its_audience_grows():
@@ -179,16 +242,17 @@ def test_board_holds_an_early_product_of_fresh_accounts_then_promotes_it_when_it
         BoardConfig(confirm_s=60.0), guard=lambda c, i: guard.check(c.product_id[i], None, 1, c.features, i)
     )
 
-    def at(now_ms, users, fresh):
+    def at(now_ms, users, fresh, conversion):
+        feats = _early_then_organic(users, fresh, conversion)
         cand = Candidates(
             slot=np.array([1], np.int64), product_id=["p1"], seller_id=[None], category=[None],
-            score=np.array([0.95]), features={**_early_then_organic(users, fresh), "momentum": np.ones(1)},
+            score=np.array([0.95]), features={**feats, "momentum": np.ones(1)},
         )  # fmt: skip
         return [m["action"] for m in board.step(now_ms, cand)]
 
-    assert at(0, 2, 1.0) == [] and 1 in board.held  # two brand-new accounts: held, not blocked
-    assert at(30_000, 20, 0.2) == [] and 1 not in board.held  # the audience grew: now confirming
-    assert at(90_000, 40, 0.1) == ["promote"]
+    assert at(0, 2, 1.0, 0.0) == [] and 1 in board.held  # two brand-new accounts: held, not blocked
+    assert at(30_000, 20, 0.2, 0.5) == [] and 1 not in board.held  # the audience grew: now confirming
+    assert at(90_000, 40, 0.1, 1.0) == ["promote"]
 
 
 def test_board_blocks_a_product_still_below_the_user_floor_after_the_confirm_time():
@@ -204,3 +268,41 @@ def test_board_blocks_a_product_still_below_the_user_floor_after_the_confirm_tim
     msgs = board.step(60_000, cand)
     assert [m["action"] for m in msgs] == ["block"]
     assert msgs[0]["reasons"][0].startswith("low_unique_users") and msgs[0]["reasons"][1].startswith("fresh")
+
+
+def _one_candidate(**cols):
+    return Candidates(
+        slot=np.array([3], np.int64), product_id=["p3"], seller_id=[None], category=[None],
+        score=np.array([0.95]), features=features(**cols),
+    )  # fmt: skip
+
+
+def test_a_hard_refusal_sticks_when_the_signal_later_fades():
+    # a ring of fresh accounts is refused while they are fresh; ten minutes later they are not,
+    # but the product stays refused (for trust.audience_memory_s): the ring cannot wait out a window
+    from viraltrend.engine import Engine
+
+    engine = Engine(load_config(None, environ={}))
+    engine.guard.catalogue_fresh_share = 0.05
+    first = engine.board.guard(
+        _one_candidate(unique_users=40, fresh_share=1.0, conversion_ratio=0.0, events_per_user=1.2), 0
+    )
+    assert first is not None and first[0].startswith("fresh_accounts")
+    later = engine.board.guard(
+        _one_candidate(unique_users=80, fresh_share=0.1, conversion_ratio=1.5, events_per_user=1.2), 0
+    )
+    assert later == [first[0]]
+
+
+def test_a_soft_refusal_does_not_stick():
+    from viraltrend.engine import Engine
+
+    engine = Engine(load_config(None, environ={}))
+    early = engine.board.guard(
+        _one_candidate(unique_users=3, fresh_share=1.0, conversion_ratio=0.0, events_per_user=1.0), 0
+    )
+    assert early is not None and soft_refusal(early)
+    grown = engine.board.guard(
+        _one_candidate(unique_users=80, fresh_share=0.1, conversion_ratio=1.5, events_per_user=1.2), 0
+    )
+    assert grown is None

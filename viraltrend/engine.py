@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,23 +37,25 @@ from viraltrend.dedup import Deduplicator, duplicate_rejects
 from viraltrend.detect import SequentialDetector
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
+from viraltrend.kernels.audience import AudienceSketches
 from viraltrend.kernels.clock import EventClock
 from viraltrend.kernels.columns import below, in_sorted, trust_rows
 from viraltrend.kernels.decay import DecayedCounters
-from viraltrend.kernels.hashtable import UserTable, hash_ids, signature_slots
+from viraltrend.kernels.hashtable import UserTable, hash_ids
 from viraltrend.kernels.intern import Interner
 from viraltrend.kernels.prefilter import SCORE
-from viraltrend.kernels.users import UserSignals, UserSketches
+from viraltrend.kernels.users import UserSignals
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
-from viraltrend.trust import AudienceMemory, TrustGuard
+from viraltrend.trust import AudienceMemory, TrustGuard, soft_refusal
 
 __all__ = ["Engine", "EngineStats", "Scorer", "model_features"]
 
 Message = dict[str, Any]
 _STATUS_REASON = {1: "late", 2: "future_ts"}
-_SKETCH_K = 32  # MinHash signature length of the audiences (standard error of a Jaccard <= 0.09)
 _SKETCH_EVIDENCE = 0.3  # change evidence (fraction of the alarm threshold) from which a product is sketched
+#: Refusals that do not stick (blocklists change live; too few users is soft)
+_NOT_STICKY = ("product_blocked", "seller_blocked", "blocklist_reason", "low_unique_users")
 _NEVER = np.iinfo(np.int64).min  # last_ts_ms of a slot that holds no events
 _VETERAN_MS = -(2**53)  # first_seen_ms of a released user who came back: long ago, never fresh
 _USER_SWEEPS = 8  # idle users are released this many times per idle window (at ticks)
@@ -200,10 +203,12 @@ class Engine:
         )
         self.detector = SequentialDetector(cfg, cfg.state.initial_capacity)
         self._new_users: list[NDArray[np.int64]] = []  # one slot per new (user, product) pair this tick
-        self.sketches = UserSketches(k=_SKETCH_K, seed=0)
+        self.sketches = AudienceSketches(k=t.audience_sample, seed=0)
         self.audiences = AudienceMemory(
-            capacity=t.audience_memory_size, k=_SKETCH_K, memory_ms=round(t.audience_memory_s * 1000)
+            capacity=t.audience_memory_size, k=t.audience_sample, memory_ms=round(t.audience_memory_s * 1000)
         )
+        self.guard_s = 0.0  # seconds spent in the trust guard (sketches, audience memory, checks)
+        self._guard_now_ms = 0
         self.guard = TrustGuard(t, min_change_users=cfg.detect.min_change_users)
         for pid in _load_ids(t.blocked_products, t.blocked_products_file, "blocked_products_file"):
             self.guard.set_blocked("product", pid, "config")
@@ -211,9 +216,16 @@ class Engine:
             self.guard.set_blocked("seller", sid, "config")
 
         def guard(cand: Candidates, i: int) -> list[str] | None:
-            return self.guard.check(
-                cand.product_id[i], cand.seller_id[i], int(cand.slot[i]), cand.features, i
-            )
+            t0 = time.perf_counter()
+            slot = int(cand.slot[i])
+            reasons = self.guard.check(cand.product_id[i], cand.seller_id[i], slot, cand.features, i)
+            if reasons is not None and slot not in self._ring_refusals and not soft_refusal(reasons):
+                hard = [r for r in reasons if not r.startswith(_NOT_STICKY)]
+                if hard:  # a hard refusal sticks for the episode: the ring does not wait out a window
+                    self._ring_refusals[slot] = (hard[0], self._guard_now_ms)
+                    self.guard.lockstep[slot] = hard[0]
+            self.guard_s += time.perf_counter() - t0
+            return reasons
 
         self.board = Board(
             cfg.board,
@@ -367,15 +379,8 @@ class Engine:
         if released.size:
             self.user_signals.first_seen_ms[released] = _NEVER  # a reused slot starts unseen
         held = self.users.held_slots()
-        if held.size:  # a slot whose MinHash values a kept audience holds would merge two users there
-            stored = np.concatenate(
-                [
-                    self.sketches.sig[self.sketches.product_of_row >= 0],
-                    self.audiences.sig[self.audiences.slot >= 0],
-                ]
-            )
-            kept = signature_slots(stored, self.sketches.seeds, self.users.high_water)
-            self.users.recycle(held[~kept[held]])
+        if held.size:  # audience samples hold user id hashes, never slots: every released slot is free
+            self.users.recycle(held)
 
     def _apply(
         self, batch: EventBatch, idx: NDArray[np.intp], slots: NDArray[np.int64], users: NDArray[np.int64]
@@ -391,7 +396,9 @@ class Engine:
         self.counters.add(slots, types, ts, weight)  # per-user caps: repeats within the window weigh 0
         rows, channel, rows_ts = trust_rows(slots, ts, new_pair, fresh)  # new pairs, fresh, all
         self.trust_counters.add(rows, channel, rows_ts, np.ones(channel.size))
-        self.sketches.update(slots, users)
+        t0 = time.perf_counter()
+        self.sketches.update(slots, self.users.hash_of[users].view(np.int64))  # ids: slots get reused
+        self.guard_s += time.perf_counter() - t0
         self._touched.append(slots)
         self._new_users.append(slots[new_pair])
         self.stats.events_applied += idx.size
@@ -445,6 +452,7 @@ class Engine:
         elif slots.size:
             g = self.trust_counters.read_global(now_ms)[:, 0]  # new pairs, fresh, raw at the trend half-life
             self.guard.catalogue_fresh_share = float(g[1] / g[2]) if g[2] > 0 else 1.0
+            self.guard.catalogue_events_per_user = float(g[2] / g[0]) if g[0] > 0 else 1.0
             messages = self._evaluate(now_ms, slots, touched, watched, traced, mu_of)
         elif touched.size and (self._sketched.size or self._ring_refusals):
             self._quiet_audiences(now_ms)
@@ -507,7 +515,10 @@ class Engine:
         """
         evidence = self.detector.evidence(now_ms, slots, mu_of(slots))
         hot = evidence >= _SKETCH_EVIDENCE
-        self._track_audiences(now_ms, slots, hot, np.zeros(slots.size, np.bool_), {"evidence": evidence})
+        t0 = time.perf_counter()
+        none = np.zeros(slots.size, np.bool_)
+        self._track_audiences(now_ms, slots, hot, ~none, none, {"evidence": evidence})  # all touched
+        self.guard_s += time.perf_counter() - t0
 
     def _quiet_audiences(self, now_ms: int) -> None:
         """What :meth:`_evaluate` does to the audiences at a tick whose candidates are all quiet.
@@ -516,7 +527,9 @@ class Engine:
         :meth:`_track_audiences` does with no hot row (called so, with empty columns).
         """
         empty = np.zeros(0, np.bool_)
-        self._track_audiences(now_ms, _EMPTY, empty, empty, {"evidence": np.zeros(0)})
+        t0 = time.perf_counter()
+        self._track_audiences(now_ms, _EMPTY, empty, empty, empty, {"evidence": np.zeros(0)})
+        self.guard_s += time.perf_counter() - t0
 
     def _idle(self, now_ms: int) -> bool:
         """Whether this tick would change nothing (the fast path of idle ticks).
@@ -583,7 +596,9 @@ class Engine:
         hot = (keep | (feats["evidence"] >= _SKETCH_EVIDENCE)) & (is_touched | is_watched)
         judged = ready if self.board.sequential else score >= self.cfg.board.promote_threshold
         members = np.sort(np.fromiter(self.board.members, np.int64, len(self.board.members)))
-        self._track_audiences(now_ms, slots, hot, judged & ~in_sorted(slots, members), feats)
+        t0 = time.perf_counter()
+        self._track_audiences(now_ms, slots, hot, is_touched, judged & ~in_sorted(slots, members), feats)
+        self.guard_s += time.perf_counter() - t0
         if traced.size:  # a traced product is scored for the trace; the board sees it only as usual
             keep &= is_watched | is_touched
         sel = np.flatnonzero(keep)
@@ -723,36 +738,46 @@ class Engine:
         now_ms: int,
         slots: NDArray[np.int64],
         hot: NDArray[np.bool_],
+        touched: NDArray[np.bool_],
         ready: NDArray[np.bool_],
         feats: dict[str, NDArray[np.float64]],
     ) -> None:
         """Sketch the audiences of hot products, remember them, and compare the ready ones with memory.
 
         Hot: on or near the board, or with change evidence building (at most ``trust.max_sketched``,
-        most evidence first).  A ready product whose audience repeats a remembered one's
+        most evidence first); the hot products with events this tick (``touched``) refresh their
+        remembered audience.  Per tick ``O(hot * k)`` plus ``O(capacity * k)`` per ready product.
+        A ready product whose audience repeats a remembered one's
         (``trust.lockstep_similarity``), or a remembered product's of the same seller
         (``trust.seller_overlap_similarity``), gets a lockstep refusal with the numbers.
         """
         t = self.cfg.trust
+        self._guard_now_ms = now_ms
         idx = np.flatnonzero(hot)
         if idx.size > t.max_sketched:
-            idx = idx[np.argsort(-feats["evidence"][idx], kind="stable")[: t.max_sketched]]
-        now_hot = np.sort(slots[idx])
-        gone = self._sketched[~np.isin(self._sketched, now_hot)]
-        if gone.size:
-            self.sketches.unwatch(gone)
-        self.sketches.watch(now_hot)
-        self._sketched = now_hot
+            idx = np.sort(idx[np.argsort(-feats["evidence"][idx], kind="stable")[: t.max_sketched]])
+        now_hot = slots[idx]  # slots are sorted
+        if not np.array_equal(now_hot, self._sketched):
+            gone = self._sketched[~np.isin(self._sketched, now_hot)]
+            if gone.size:
+                self.sketches.unwatch(gone)
+            self.sketches.watch(now_hot)
+            self._sketched = now_hot
         memory_ms = round(t.audience_memory_s * 1000)
         self._ring_refusals = {s: v for s, v in self._ring_refusals.items() if now_ms - v[1] <= memory_ms}
         self.guard.lockstep = {s: v[0] for s, v in self._ring_refusals.items()}  # a refusal sticks
         if now_hot.size == 0:
             return
-        sig = self.sketches.signatures(now_hot)
-        filled = (sig != np.iinfo(np.uint64).max).any(axis=1)
+        sketches = self.sketches
+        changed = now_hot[touched[idx]]
+        changed = changed[sketches.nonempty[sketches.row_of[changed]]]
+        if changed.size:  # remembered first: ring products hot at the same tick see each other
+            sig = sketches.signatures(changed)
+            self.audiences.remember(changed, self.seller_of[changed].astype(np.int64), sig, now_ms=now_ms)
         cand = slots[ready]
-        cand = cand[np.isin(cand, now_hot[filled])]
-        if cand.size:  # compare before remembering this tick, so a product never matches itself
+        cand = cand[sketches.is_watched(cand)]
+        cand = cand[sketches.nonempty[sketches.row_of[cand]]]
+        if cand.size:  # best_match skips a product's own entry
             csig = self.sketches.signatures(cand)
             sellers = self.seller_of[cand].astype(np.int64)
             sim, other, sim_same, other_same = self.audiences.best_match(cand, sellers, csig, now_ms=now_ms)
@@ -769,8 +794,6 @@ class Engine:
                     continue
                 self._ring_refusals[slot] = (reason, now_ms)
                 self.guard.lockstep[slot] = reason
-        keep = now_hot[filled]
-        self.audiences.remember(keep, self.seller_of[keep].astype(np.int64), sig[filled], now_ms=now_ms)
 
     def _trace(
         self,
@@ -956,7 +979,7 @@ class Engine:
                 allowed_lateness_ms=round(cfg.decay.allowed_lateness_s * 1000),
             )
             engine.users = engine._restore_users(part("usertable."), meta)
-            engine.sketches = UserSketches.from_arrays(part("sketches."), k=_SKETCH_K, seed=0)
+            engine.sketches = AudienceSketches.from_arrays(part("sketches."), k=t.audience_sample, seed=0)
             engine.audiences.load_arrays(part("audiences."))
             engine._sketched = np.asarray(arrays["sketched"], np.int64)
             engine.guard.blocked_products = dict(meta["blocked_products"])

@@ -9,9 +9,10 @@ Three layers, cheapest first:
    trend window (``unique_users``), raw events per user (``events_per_user``), the share of
    events from accounts first seen within ``trust.fresh_window_s`` (``fresh_share``), the
    product's conversion (add-to-cart and purchases per view) against the catalogue's
-   (``conversion_ratio``), and lockstep: the MinHash Jaccard similarity of the user sets of two
-   hot products (the CopyCatch idea: the same accounts hitting the same products in the same
-   windows).
+   (``conversion_ratio``), and lockstep: the share of a candidate's users found in the audience of
+   a product hot in the last hours (:class:`AudienceMemory`, bottom-k samples; the CopyCatch idea:
+   the same accounts hitting the same products in the same windows).  A hard refusal sticks to the
+   product (the engine keeps it for ``trust.audience_memory_s``).
 3. **Blocklists** of sellers and products, from config, files, and live from a compacted topic.
 
 :meth:`TrustGuard.check` returns the reasons a candidate is refused (or None); the board
@@ -31,16 +32,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from viraltrend.config import TrustConfig
+from viraltrend.kernels.audience import containment, union_into
 
 __all__ = ["AudienceMemory", "TrustGuard", "soft_refusal"]
 
 _LOW_USERS = "low_unique_users"
-#: Shared MinHash minima (of k) below which two audiences' overlap is not estimated (see best_match).
-_MIN_SHARED_MINIMA = 3
+#: Shared sampled users below which two audiences' overlap is not estimated (see best_match).
+_MIN_SHARED_USERS = 4
 #: "Almost all fresh accounts" alone refuses only where the catalogue's own share of events from
 #: fresh accounts is at most this many times smaller: at the start of a stream, or where most
 #: accounts are new anyway, every product's audience is fresh.
 _FRESH_CONTRAST = 3.0
+#: "No conversion at all" (``trust.min_conversion_ratio_any``) refuses only from this many times
+#: ``trust.min_unique_users`` on: a dozen users may all just look, a crowd that never buys is not a deal.
+_NO_CONVERSION_USERS = 2.0
 #: Signals read off too few distinct users to be final: while ``low_unique_users`` holds, these
 #: only hold the product back (the first users of any product may all be new accounts).
 _SOFT_WHILE_FEW_USERS = (_LOW_USERS, "fresh_accounts")
@@ -78,10 +83,11 @@ class TrustGuard:
     cfg: TrustConfig
     blocked_products: dict[str, str] = field(default_factory=dict)  # id -> reason
     blocked_sellers: dict[str, str] = field(default_factory=dict)
-    lockstep: dict[int, str] = field(default_factory=dict)  # slot -> the lockstep reason (set by the engine)
+    lockstep: dict[int, str] = field(default_factory=dict)  # slot -> a sticky refusal (set by the engine)
     refused: Counter[str] = field(default_factory=Counter)  # reason -> candidates refused
     catalogue_fresh_share: float = 1.0  # share of all events from fresh accounts (set by the engine per tick)
     min_change_users: float = math.inf  # detect.min_change_users: users since a change point that back it
+    catalogue_events_per_user: float = 1.0  # raw events per (user, product) pair (set by the engine per tick)
 
     def set_blocked(self, kind: str, ident: str, reason: str | None) -> None:
         """Block (``reason``) or unblock (None) a ``"seller"`` or ``"product"`` id."""
@@ -111,6 +117,7 @@ class TrustGuard:
                 if table[ident] != "config":
                     reasons.append(f"blocklist_reason:{table[ident]}")
         if "unique_users" in features:
+            floor = c.min_unique_users
             users = float(features["unique_users"][i])
             if "change_users" in features and features["change_users"][i] >= self.min_change_users:
                 users = max(users, c.min_unique_users)  # a slow trend: enough users since its change point
@@ -126,11 +133,16 @@ class TrustGuard:
                 and self.catalogue_fresh_share * _FRESH_CONTRAST <= fresh
             ):
                 reasons.append(f"fresh_accounts_{fresh:.0%}_catalogue_{self.catalogue_fresh_share:.0%}")
+            elif conversion < c.min_conversion_ratio_any and users >= _NO_CONVERSION_USERS * floor:
+                reasons.append(f"no_conversion_x{conversion:.2f}_{users:.0f}_users")
             per_user = float(features["events_per_user"][i]) if "events_per_user" in features else 0.0
-            if users >= c.min_unique_users and per_user >= c.max_events_per_user:
-                reasons.append(f"recycled_audience_{per_user:.1f}_events_per_user")
-        if slot in self.lockstep:
-            reasons.append(self.lockstep[slot])
+            usual = self.catalogue_events_per_user
+            if users >= c.min_unique_users and (
+                per_user >= c.max_events_per_user or per_user >= c.recycled_contrast * usual
+            ):
+                reasons.append(f"recycled_audience_{per_user:.1f}_events_per_user_catalogue_{usual:.1f}")
+        if slot in self.lockstep and self.lockstep[slot] not in reasons:
+            reasons.append(self.lockstep[slot])  # a ring match, or an earlier hard refusal that sticks
         for r in reasons:
             self.refused[r.split(":")[0].split("_x")[0].rstrip("_0123456789.%")] += 1
         return reasons or None
@@ -138,26 +150,28 @@ class TrustGuard:
 
 @dataclass(slots=True)
 class AudienceMemory:
-    """MinHash signatures of the audiences of recently hot products, remembered for hours.
+    """Bottom-k samples of the audiences of recently hot products, remembered for hours.
 
     CopyCatch (Beutel et al., WWW 2013) finds groups of accounts acting on the same products in the
-    same time windows.  Here every product hot enough to be sketched leaves its audience's MinHash
-    signature (:class:`~viraltrend.kernels.users.UserSketches`) in a table of at most ``capacity``
-    entries, kept for ``memory_ms`` of event time after it was last hot; an entry is the union of
-    the product's audiences while watched (the element-wise min of signatures).  A product about to
-    be promoted is compared with every remembered one (``O(capacity * k)``, never all pairs of hot
-    products): a ring recycling the same accounts over several products, at once or staggered by
-    hours, shows the same audience again.  The oldest entry gives way when the table is full.
+    same time windows.  Here every product hot enough to be sketched leaves its audience sample
+    (:class:`~viraltrend.kernels.audience.AudienceSketches`, the ``k`` smallest user hashes) in a
+    table of at most ``capacity`` entries, kept for ``memory_ms`` of event time after it was last
+    hot with events; an entry is the sample of the union of the product's audiences while watched.
+    A product about to be promoted is compared with every remembered one (``O(capacity * k)`` per candidate,
+    never all pairs of hot products): a ring recycling the same accounts over several products, at
+    once or staggered by hours, shows the same audience again.  The oldest entry gives way when
+    the table is full.  Memory: ``capacity * (8 k + 24)`` bytes.
 
     Examples
     --------
-    >>> mem = AudienceMemory(capacity=4, k=4, memory_ms=1000)
-    >>> sig = np.array([[1, 2, 3, 4], [9, 9, 9, 9]], np.uint64)
-    >>> mem.remember(np.array([5, 6]), np.array([0, 1]), sig, now_ms=0)
-    >>> new = np.array([[1, 2, 3, 8]], np.uint64)
+    >>> mem = AudienceMemory(capacity=4, k=8, memory_ms=1000)
+    >>> pad = 2**64 - 1
+    >>> old = np.array([[1, 2, 3, 4, 5, 6, pad, pad], [9, 10, 11, 12, 13, 14, pad, pad]], np.uint64)
+    >>> mem.remember(np.array([5, 6]), np.array([0, 1]), old, now_ms=0)
+    >>> new = np.array([[2, 3, 4, 5, 99, pad, pad, pad]], np.uint64)
     >>> sim, other, sim_same, other_same = mem.best_match(np.array([7]), np.array([1]), new, now_ms=500)
-    >>> other.tolist(), sim_same.tolist(), other_same.tolist()
-    ([5], [0.0], [6])
+    >>> sim.tolist(), other.tolist(), sim_same.tolist(), other_same.tolist()
+    ([0.8], [5], [0.0], [6])
     """
 
     capacity: int
@@ -167,30 +181,44 @@ class AudienceMemory:
     seller: NDArray[np.int64] = field(init=False)
     seen_ms: NDArray[np.int64] = field(init=False)
     sig: NDArray[np.uint64] = field(init=False)
+    _row: dict[int, int] = field(init=False)  # slot -> row, for the entries held
 
     def __post_init__(self) -> None:
+        self._row = {}
         self.slot = np.full(self.capacity, -1, np.int64)
         self.seller = np.full(self.capacity, -1, np.int64)
         self.seen_ms = np.full(self.capacity, np.iinfo(np.int64).min, np.int64)
         self.sig = np.full((self.capacity, self.k), np.iinfo(np.uint64).max, np.uint64)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the table (its configured bound)."""
+        return int(self.slot.nbytes + self.seller.nbytes + self.seen_ms.nbytes + self.sig.nbytes)
+
     def remember(
         self, slots: NDArray[np.int64], sellers: NDArray[np.int64], sig: NDArray[np.uint64], *, now_ms: int
     ) -> None:
-        """Store the audiences (``sig``: uint64[m, k]) of hot ``slots`` (int64[m], unique) at ``now_ms``."""
+        """Store the audience samples (``sig``: uint64[m, k], sorted) of hot ``slots`` (int64[m], unique)."""
+        row_of = self._row
+        rows = np.empty(len(slots), np.int64)
         for i, s in enumerate(slots.tolist()):
-            rows = np.flatnonzero(self.slot == s)
-            if rows.size:
-                r = int(rows[0])
-                self.sig[r] = np.minimum(self.sig[r], sig[i])
-            else:
+            r = row_of.get(s, -1)
+            if r < 0:
                 r = int(np.argmin(self.seen_ms))  # a free row (never seen) or the oldest
-                self.slot[r], self.sig[r] = s, sig[i]
+                if self.slot[r] >= 0:
+                    row_of.pop(int(self.slot[r]), None)
+                self.slot[r] = s
+                self.sig[r] = np.iinfo(np.uint64).max
+                row_of[s] = r
+            rows[i] = r
             self.seller[r], self.seen_ms[r] = int(sellers[i]), now_ms
+        union_into(self.sig, rows, sig)
 
     def forget(self, slots: NDArray[np.int64]) -> None:
         """Drop the entries of ``slots`` (evicted products whose slots will be reused)."""
         gone = np.isin(self.slot, slots)
+        for s in self.slot[gone].tolist():
+            self._row.pop(s, None)
         self.slot[gone] = -1
         self.seen_ms[gone] = np.iinfo(np.int64).min
         self.sig[gone] = np.iinfo(np.uint64).max
@@ -201,12 +229,10 @@ class AudienceMemory:
         """Per row of ``sig`` (uint64[m, k]), the remembered audience that holds most of it.
 
         The measure is *containment*: the share of the candidate's users also in the other
-        product's audience, ``J * |A u B| / |A|`` (Jaccard ``J``: the share of equal minima; set
-        sizes from the signatures, :func:`minhash_cardinality`), so a ring recycling its accounts
-        shows up even when the earlier product's audience is larger.  Equal minima are the same
-        user (the hashes are a bijection), never a coincidence, but one power user shared with a
-        30x larger audience would read as "all shared": a share counts only from
-        ``_MIN_SHARED_MINIMA`` equal minima on.
+        product's audience (:func:`~viraltrend.kernels.audience.containment`, over the users both
+        samples hold completely), so a ring recycling its accounts shows up even when the earlier
+        product's audience is much larger.  A share counts only from ``_MIN_SHARED_USERS`` shared
+        sampled users on: one power user shared with a large audience is not a ring.
         Returns the largest share and that product's slot (-1: nothing remembered), then the same
         among the remembered products of the same seller (``sellers``, -1: none).
         """
@@ -215,17 +241,9 @@ class AudienceMemory:
         live = (self.slot >= 0) & (self.seen_ms >= now_ms - self.memory_ms)
         if m == 0 or not live.any():
             return out
-        rows = np.flatnonzero(live)
-        empty = np.iinfo(np.uint64).max
-        mine_sig, theirs = sig[:, None, :], self.sig[rows][None, :, :]
-        filled = mine_sig != empty
-        # per hash: the union's minimum is the candidate's (a "win"), and the other's too (a match:
-        # the same user, since the hashes are a bijection); matches / wins estimates |A n B| / |A|
-        matches = ((mine_sig == theirs) & filled).sum(axis=2)
-        union = minhash_cardinality(np.minimum(mine_sig, theirs))
-        own = np.maximum(minhash_cardinality(sig), 1.0)[:, None]
-        share = np.clip(matches / sig.shape[1] * union / own, 0.0, 1.0)
-        sim = np.where(matches >= _MIN_SHARED_MINIMA, share, 0.0)
+        rows = np.flatnonzero(live).astype(np.int64)
+        sampled, shared = containment(sig, self.sig, rows)
+        sim = np.where(shared >= _MIN_SHARED_USERS, shared / np.maximum(sampled, 1), 0.0)
         sim[self.slot[rows][None, :] == slots[:, None]] = 0.0
         mine = (self.seller[rows][None, :] == sellers[:, None]) & (sellers[:, None] >= 0)
         mine &= self.slot[rows][None, :] != slots[:, None]
@@ -250,17 +268,4 @@ class AudienceMemory:
                 msg = f"audience memory {name}: expected {want.dtype}{want.shape}, got {got.dtype}{got.shape}"
                 raise ValueError(msg)
             setattr(self, name, got.copy())
-
-
-def minhash_cardinality(sig: NDArray[np.uint64]) -> NDArray[np.float64]:
-    """Distinct users behind MinHash signatures (uint64[..., k]): ``k / sum(min_j / 2**64) - 1``.
-
-    Each entry is the minimum of ``n`` uniform hashes, of mean ``1 / (n + 1)``; relative error
-    about ``1 / sqrt(k)``.  An empty signature (all ``2**64 - 1``) gives 0.
-
-    >>> hashes = np.random.default_rng(0).integers(0, 2**63, (32, 200)).astype(np.uint64) * 2
-    >>> 120 < float(minhash_cardinality(hashes.min(axis=1))) < 300
-    True
-    """
-    x = sig.astype(np.float64) / 2.0**64
-    return np.asarray(np.maximum(sig.shape[-1] / np.maximum(x.sum(axis=-1), 1e-300) - 1.0, 0.0), np.float64)
+        self._row = {s: r for r, s in enumerate(self.slot.tolist()) if s >= 0}
