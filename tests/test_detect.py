@@ -16,12 +16,12 @@ T0 = 1_000_000_000_000
 HOUR_MS = 3_600_000
 
 
-def _catalogue(hours: float = 26.0) -> list[tuple]:
-    """300 quiet products, a view every 2 minutes each from a pool of returning users."""
-    n = int(hours * 30)
+def _catalogue(hours: float = 26.0, every_s: int = 120, stagger_ms: int = 300) -> list[tuple]:
+    """300 quiet products, a view every ``every_s`` each from a pool of returning users."""
+    n = int(hours * 3600 / every_s)
     return [
         (
-            T0 - HOUR_MS * 24 + k * 120_000 + p * 300,
+            T0 - HOUR_MS * 24 + k * every_s * 1000 + p * stagger_ms,
             "view",
             f"bg{p}",
             f"s{p % 50}",
@@ -109,18 +109,7 @@ def _slow_ramp() -> list[int]:
 
 def _sparse_catalogue() -> list[tuple]:
     """300 quiet products over 26 hours, a view every 20 minutes each (3 distinct users an hour)."""
-    return [
-        (
-            T0 - HOUR_MS * 24 + k * 1_200_000 + p * 4000,
-            "view",
-            f"bg{p}",
-            f"s{p % 50}",
-            None,
-            f"user{(p * 61 + k) % 3000}",
-        )
-        for p in range(300)
-        for k in range(26 * 3)
-    ]
+    return _catalogue(every_s=1200, stagger_ms=4000)
 
 
 def _first_promote_s(min_change_users: float) -> float | None:
