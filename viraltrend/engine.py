@@ -55,6 +55,11 @@ Message = dict[str, Any]
 _STATUS_REASON = {1: "late", 2: "future_ts"}
 _SKETCH_EVIDENCE = 0.3  # change evidence (fraction of the alarm threshold) from which a product is sketched
 #: Refusals that do not stick (blocklists change live; too few users is soft)
+#: A hard refusal sticks only when this many times ``trust.min_unique_users`` distinct users are behind
+#: it: from fewer, a fresh-account share or a conversion rate is a coin toss (an organic product whose
+#: first users are new accounts must not be refused for hours).  Eval seeds 1-20: the same decisions
+#: as sticking from any count; with the floor lowered to 3, viral products were refused for good.
+_STICKY_USERS = 2.0
 _NOT_STICKY = ("product_blocked", "seller_blocked", "blocklist_reason", "low_unique_users")
 _NEVER = np.iinfo(np.int64).min  # last_ts_ms of a slot that holds no events
 _VETERAN_MS = -(2**53)  # first_seen_ms of a released user who came back: long ago, never fresh
@@ -219,7 +224,14 @@ class Engine:
             t0 = time.perf_counter()
             slot = int(cand.slot[i])
             reasons = self.guard.check(cand.product_id[i], cand.seller_id[i], slot, cand.features, i)
-            if reasons is not None and slot not in self._ring_refusals and not soft_refusal(reasons):
+            users = float(cand.features["unique_users"][i]) if "unique_users" in cand.features else math.inf
+            enough = users >= _STICKY_USERS * t.min_unique_users  # a handful of users is no verdict
+            if (
+                reasons is not None
+                and slot not in self._ring_refusals
+                and not soft_refusal(reasons)
+                and enough
+            ):
                 hard = [r for r in reasons if not r.startswith(_NOT_STICKY)]
                 if hard:  # a hard refusal sticks for the episode: the ring does not wait out a window
                     self._ring_refusals[slot] = (hard[0], self._guard_now_ms)
