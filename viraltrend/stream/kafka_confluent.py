@@ -137,10 +137,6 @@ class ConfluentSource(KafkaGroupSource):
         lag_interval_s: float = 5.0,
         **client_options: Any,
     ) -> None:
-        reserved = _RESERVED & client_options.keys()
-        if reserved:
-            msg = f"ConfluentSource sets {sorted(reserved)} itself; remove them from the client options"
-            raise ConfigError(msg)
         self._init_group_source(
             bootstrap_servers,
             topic,
@@ -151,6 +147,8 @@ class ConfluentSource(KafkaGroupSource):
             on_assign=on_assign,
             on_revoke=on_revoke,
             on_lost=on_lost,
+            client_options=client_options,
+            reserved=_RESERVED,
         )
         config: dict[str, Any] = {
             "bootstrap.servers": bootstrap_servers,

@@ -147,10 +147,6 @@ class KafkaSource(KafkaGroupSource):
         lag_interval_s: float = 5.0,
         **client_options: Any,
     ) -> None:
-        reserved = _RESERVED & client_options.keys()
-        if reserved:
-            msg = f"KafkaSource sets {sorted(reserved)} itself; remove them from the client options"
-            raise ConfigError(msg)
         self._init_group_source(
             bootstrap_servers,
             topic,
@@ -161,6 +157,8 @@ class KafkaSource(KafkaGroupSource):
             on_assign=on_assign,
             on_revoke=on_revoke,
             on_lost=on_lost,
+            client_options=client_options,
+            reserved=_RESERVED,
         )
         config: dict[str, Any] = {
             "group_id": group_id,

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
+from viraltrend.errors import ConfigError
 from viraltrend.events import EventBatch, Reject
 from viraltrend.stream.decode import decode_records
 
@@ -75,7 +76,13 @@ class KafkaGroupSource(Source):
         on_assign: PartitionsCallback | None,
         on_revoke: PartitionsCallback | None,
         on_lost: PartitionsCallback | None,
+        client_options: Mapping[str, Any],
+        reserved: frozenset[str],
     ) -> None:
+        taken = reserved & client_options.keys()
+        if taken:
+            msg = f"{type(self).__name__} sets {sorted(taken)} itself; remove them from the client options"
+            raise ConfigError(msg)
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.group_id = group_id
