@@ -374,8 +374,14 @@ def family_scenario(seed: int, quick: bool) -> FamilyScenario:
     return FamilyScenario(seed=seed)
 
 
-def generated(seed: int, quick: bool) -> tuple[Path, dict[str, Any]]:
-    """Events and truth of one member, generated once and cached (regenerated if family.py changed)."""
+def generated(seed: int, quick: bool, generator: str = "family") -> tuple[Path, dict[str, Any]]:
+    """Events and truth of one member, generated once and cached (regenerated if family.py changed).
+
+    ``generator = "foreign"``: the independent generator of ``benchmarks/foreign.py`` instead (the
+    out-of-family check; quick or not, it draws 100k events a day over 20k products).
+    """
+    if generator == "foreign":
+        return _foreign(seed)
     scenario = family_scenario(seed, quick)
     where = FAMILY_DIR / (f"seed-{seed}-quick" if quick else f"seed-{seed}")
     events, truth_path, stamp = where / "events.ndjson", where / "truth.json", where / "generator.sha256"
@@ -390,6 +396,21 @@ def generated(seed: int, quick: bool) -> tuple[Path, dict[str, Any]]:
     stamp.write_text(digest)
     console.print(f"  generated seed {seed} ({result.n_lines:,} events) in {time.perf_counter() - t0:.1f} s")
     return result.events_path, result.truth
+
+
+def _foreign(seed: int) -> tuple[Path, dict[str, Any]]:
+    from foreign import write_foreign
+
+    where = OUT_DIR / "foreign" / f"seed-{seed}"
+    events, truth_path, stamp = where / "events.ndjson", where / "truth.json", where / "generator.sha256"
+    digest = hashlib.sha256((Path(__file__).parent / "foreign.py").read_bytes()).hexdigest()
+    if events.exists() and truth_path.exists() and stamp.exists() and stamp.read_text() == digest:
+        return events, json.loads(truth_path.read_text())
+    t0 = time.perf_counter()
+    truth = write_foreign(seed, where)
+    stamp.write_text(digest)
+    console.print(f"  generated foreign seed {seed} in {time.perf_counter() - t0:.1f} s")
+    return events, truth
 
 
 # ------------------------------------------------------------------ one seed, every method (a worker)
@@ -434,9 +455,11 @@ def run_engine(batches: list[Any], cfg: Config, scorer: Any, score_from: int) ->
     }
 
 
-def run_seed(seed: int, quick: bool, labels: list[str], queue: Any) -> dict[str, Any]:
+def run_seed(
+    seed: int, quick: bool, labels: list[str], queue: Any, generator: str = "family"
+) -> dict[str, Any]:
     """Decode one seed's file once; run every method over it."""
-    path, truth = generated(seed, quick)
+    path, truth = generated(seed, quick, generator)
     batches = load_batches(path, BATCH)
     base = load_config(None, environ={})
     methods = method_by_label()
@@ -636,13 +659,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="2 eval seeds, 100k events a day over 20k products")
     ap.add_argument("--methods", type=parse_methods, default=None, help="rows by label, comma-separated")
     ap.add_argument("--jobs", type=int, default=2, help="seeds run in this many processes (default 2)")
+    ap.add_argument(
+        "--generator",
+        choices=("family", "foreign"),
+        default="family",
+        help="family: viraltrend.family (tuned on its tuning seeds); foreign: benchmarks/foreign.py, an"
+        " independent generator never tuned on (its seeds are all evaluation seeds)",
+    )
     args = ap.parse_args(argv)
     tuning = parse_seeds(TUNE_SEEDS)
     if args.tune is not None:
         seeds, kind = parse_seeds(args.tune), "tuning"
     else:
         seeds, kind = parse_seeds(args.eval or (QUICK_EVAL_SEEDS if args.quick else EVAL_SEEDS)), "evaluation"
-        if set(seeds) & set(tuning):
+        if args.generator == "foreign":
+            kind = "foreign-generator evaluation"
+        elif set(seeds) & set(tuning):
             msg = f"evaluation seeds {sorted(set(seeds) & set(tuning))} are tuning seeds; keep them apart"
             raise SystemExit(msg)
     labels = args.methods or [m.label for m in METHODS if m.default]
@@ -658,7 +690,7 @@ def main(argv: list[str] | None = None) -> None:
     console.print(f"[bold]{kind} seeds[/bold] {seeds}; methods: {labels}")
     t0 = time.perf_counter()
     for seed in seeds:
-        generated(seed, args.quick)
+        generated(seed, args.quick, args.generator)
     gen_s = time.perf_counter() - t0
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -679,7 +711,9 @@ def main(argv: list[str] | None = None) -> None:
     ):
         queue = manager.Queue()
         task = bar.add_task("seeds x methods", total=len(seeds) * len(labels))
-        futures = {pool.submit(run_seed, seed, args.quick, labels, queue): seed for seed in seeds}
+        futures = {
+            pool.submit(run_seed, seed, args.quick, labels, queue, args.generator): seed for seed in seeds
+        }
         pending = set(futures)
         while pending:
             while not queue.empty():
