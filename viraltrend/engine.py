@@ -43,6 +43,7 @@ from viraltrend.kernels.columns import below, in_sorted, trust_rows
 from viraltrend.kernels.decay import DecayedCounters
 from viraltrend.kernels.hashtable import UserTable, hash_ids
 from viraltrend.kernels.intern import Interner
+from viraltrend.kernels.names import NameTable
 from viraltrend.kernels.prefilter import SCORE
 from viraltrend.kernels.users import UserSignals
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
@@ -149,7 +150,7 @@ class Engine:
     ) -> None:
         self.cfg = cfg
         d = cfg.decay
-        self.products = Interner()
+        self.products = NameTable()  # names only for products, in an arena (kernels/names.py)
         self.sellers = Interner()
         self.categories = Interner()
         self.counters = DecayedCounters(
@@ -770,7 +771,7 @@ class Engine:
             idx = np.sort(idx[np.argsort(-feats["evidence"][idx], kind="stable")[: t.max_sketched]])
         now_hot = slots[idx]  # slots are sorted
         if not np.array_equal(now_hot, self._sketched):
-            gone = self._sketched[~np.isin(self._sketched, now_hot)]
+            gone = self._sketched[~in_sorted(self._sketched, now_hot)]
             if gone.size:
                 self.sketches.unwatch(gone)
             self.sketches.watch(now_hot)
@@ -972,7 +973,7 @@ class Engine:
             engine._touched = [touched] if touched.size else []
             new_users = np.asarray(arrays["new_users"], np.int64)
             engine._new_users = [new_users] if new_users.size else []
-            engine.products = Interner.from_list(meta["products"])
+            engine.products = NameTable.from_list(meta["products"])
             engine.sellers = Interner.from_list(meta["sellers"])
             engine.categories = Interner.from_list(meta["categories"])
 
