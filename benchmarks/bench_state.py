@@ -152,7 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--events", type=int, default=20_000_000, help="random-user events of part 2 (20M)")
     p.add_argument("--record", action="store_true", help="append the results to benchmarks/RESULTS.md")
     args = p.parse_args(argv)
-    report = Report(title="Bounded state (issue 11)", argv=["benchmarks/bench_state.py", *(argv or sys.argv[1:])])
+    report = Report(
+        title="Bounded state (issue 11)", argv=["benchmarks/bench_state.py", *(argv or sys.argv[1:])]
+    )
     if args.products:
         r = child("products", args.products)
         n = int(r["tracked"])  # type: ignore[call-overload]
@@ -165,31 +167,54 @@ def main(argv: list[str] | None = None) -> None:
             ["measure", "bytes per tracked product"],
             [
                 ("VmRSS growth (everything the engine holds)", f"{grown / n:.0f}"),
-                ("engine product arrays (counters, trust counters, CUSUM, columns, name table)",
-                 f"{sum(per[k] for k in own):.0f}"),  # fmt: skip
+                (
+                    "engine product arrays (counters, trust counters, CUSUM, columns, name table)",
+                    f"{sum(per[k] for k in own):.0f}",
+                ),  # fmt: skip
                 *((f"  {k}", f"{per[k]:.1f}") for k in own),
-                ("user and dedup state (bounded by windows, not by products)", f"{sum(per[k] for k in users):.0f}"),
+                (
+                    "user and dedup state (bounded by windows, not by products)",
+                    f"{sum(per[k] for k in users):.0f}",
+                ),
                 *((f"  {k}", f"{per[k]:.1f}") for k in users),
             ],
             [
                 f"base RSS after the JIT warm-up {float(r['base_rss_mb']):.0f} MB, at the end "  # type: ignore[arg-type]
                 f"{float(r['rss_mb']):.0f} MB; array capacity {int(r['capacity']):,} slots (doubling growth)",  # type: ignore[call-overload, arg-type]
-                "target (issue 11): <= 320 bytes of RSS per tracked product at 10M products, id tables included",
+                "target (issue 11): <= 320 bytes of RSS per tracked product at 10M products, id tables in",
             ],
         )
     if args.events:
         r = child("users", args.events)
         rows = [
-            (f"{s['events']:,}", f"{s['event_time_h']:.1f}", f"{s['rss_mb']:.0f}", f"{s['users_live']:,}",
-             f"{s['user_table_b'] / 2**20:.1f}", f"{s['user_signals_b'] / 2**20:.1f}",
-             f"{s['veterans']:,}", f"{s['veterans_b'] / 2**20:.1f}", f"{s['dedup_b'] / 2**20:.1f}",
-             f"{s['wall_s']:.0f}")  # fmt: skip
+            (
+                f"{s['events']:,}",
+                f"{s['event_time_h']:.1f}",
+                f"{s['rss_mb']:.0f}",
+                f"{s['users_live']:,}",
+                f"{s['user_table_b'] / 2**20:.1f}",
+                f"{s['user_signals_b'] / 2**20:.1f}",
+                f"{s['veterans']:,}",
+                f"{s['veterans_b'] / 2**20:.1f}",
+                f"{s['dedup_b'] / 2**20:.1f}",
+                f"{s['wall_s']:.0f}",
+            )  # fmt: skip
             for s in r["samples"]  # type: ignore[attr-defined]
         ]
         report.table(
             f"RSS under {args.events:,} events with random user ids (100k products, 8 h of event time)",
-            ["events", "event time h", "VmRSS MB", "users live", "user table MB", "user signals MB",
-             "veterans", "veterans MB", "dedup MB", "wall s"],  # fmt: skip
+            [
+                "events",
+                "event time h",
+                "VmRSS MB",
+                "users live",
+                "user table MB",
+                "user signals MB",
+                "veterans",
+                "veterans MB",
+                "dedup MB",
+                "wall s",
+            ],  # fmt: skip
             rows,
             [
                 f"base RSS after the JIT warm-up {float(r['base_rss_mb']):.0f} MB"  # type: ignore[arg-type]

@@ -72,9 +72,14 @@ def _first_bad(
     for i in range(mu.shape[0]):
         if not (mu[i] > 0.0 and mu[i] < np.inf):
             return 2
+    negative = False
     for i in range(x.shape[0]):
-        if x[i] < 0.0:
-            return 3
+        if x[i] != x[i]:  # NaN: the minimum is NaN, which numpy's ``x.min() < 0`` let through
+            negative = False
+            break
+        negative |= x[i] < 0.0
+    if negative:
+        return 3
     return 0 if ascending else 4
 
 
