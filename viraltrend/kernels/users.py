@@ -523,9 +523,10 @@ def _watch(
     row_of: NDArray[np.int64], product_of_row: NDArray[np.int64], sig: NDArray[np.uint64],
     nonempty: NDArray[np.bool_], products: NDArray[np.int64],
 ) -> int:  # fmt: skip
-    """:meth:`UserSketches.watch` when no array has to grow: the new products (ascending, distinct)
-    take the free rows (ascending).  Returns how many were added, or -1 (nothing changed) when a
-    new product lies beyond ``row_of`` or the free rows are too few.
+    """:meth:`UserSketches.watch` when no array has to grow; -1 (nothing changed) when one must.
+
+    The new products (ascending, distinct) take the free rows (ascending).  Returns how many were
+    added, or -1 when a new product lies beyond ``row_of`` or the free rows are too few.
     """
     new = np.empty(products.shape[0], np.int64)
     m = 0
