@@ -9,7 +9,9 @@ absurd timestamps (the year 2099) cannot push the window past every real event a
 dedup off.  That rule depends only on the sequence of events, never on how it is split into
 batches, so a replay is deterministic.  Events without an ``event_id`` are never duplicates.
 
-The work per batch is C-level ``map``/``zip`` over dicts.  Memory is bounded by two
+Ids are kept as 128-bit hashes (:mod:`viraltrend.kernels.idset`), and a batch is filtered in one
+compiled loop in arrival order (a kept id is stored at once, so a repeat later in the batch sees
+it; no Python step per event).  Memory is bounded by two
 generations: ids go into ``current``; once ``current`` has covered a whole window of the
 watermark it becomes ``previous`` and the old ``previous`` is dropped.  Every id dropped that
 way was stored with a ``ts`` at most the watermark at its insertion (or with a far-future ``ts``
@@ -26,7 +28,6 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import compress, repeat
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from numpy.typing import NDArray
 
 from viraltrend.events import EventBatch, Reject
 from viraltrend.kernels.clock import DEFAULT_JUMP_QUORUM, EventClock
+from viraltrend.kernels.idset import SeenIds, filter_seen, hash_pairs
 
 __all__ = ["Deduplicator", "duplicate_rejects"]
 
@@ -63,8 +65,8 @@ class Deduplicator:
         self._clock = EventClock(
             tick_ms=_NO_TICKS, allowed_lateness_ms=0, max_future_ms=max_future_ms, jump_quorum=jump_quorum
         )
-        self._current: dict[str | None, int] = {}
-        self._previous: dict[str | None, int] = {}
+        self._current = SeenIds()
+        self._previous = SeenIds()
         self._current_since_ms = _NEVER  # watermark when ``current`` was started
 
     def __len__(self) -> int:
@@ -99,76 +101,52 @@ class Deduplicator:
         assert step.watermarks is not None
         running = np.maximum(step.watermarks, _NEVER)  # the clock's "unset" is the int64 minimum
         horizon = np.maximum(running - self.window_ms, _NEVER + 1)  # an id never seen is never a dup
-        prev_ts = np.fromiter(map(self._current.get, event_id, repeat(_NEVER)), np.int64, n)
-        if self._previous:
-            older = np.fromiter(map(self._previous.get, event_id, repeat(_NEVER)), np.int64, n)
-            prev_ts = np.maximum(prev_ts, older)
         has_id = np.fromiter(map(bool, event_id), np.bool_, n)
-        distinct = set(event_id)
-        distinct.discard(None)
-        if len(distinct) < int(has_id.sum()):
-            dup = self._resolve_chains(event_id, ts, horizon, prev_ts, has_id)  # an id repeats in the batch
-        else:
-            dup = has_id & (prev_ts >= horizon)
-        keep = ~dup
-        remember = keep & has_id
-        self._current.update(zip(compress(event_id, remember.tolist()), ts[remember].tolist(), strict=True))
+        h1 = np.zeros(n, np.uint64)
+        h2 = np.zeros(n, np.uint64)
+        if has_id.all():
+            h1, h2 = hash_pairs(event_id)  # type: ignore[arg-type]  # no None: all have an id
+        elif has_id.any():
+            h1[has_id], h2[has_id] = hash_pairs(list(filter(None, event_id)))  # those with an id
+        keep = filter_seen(self._current, self._previous, h1, h2, has_id, ts, horizon, _NEVER)
         if self.watermark_ms == _NEVER:
             pass  # no event accepted by the watermark yet
         elif self._current_since_ms == _NEVER:
             self._current_since_ms = int(running[running > _NEVER][0])
         elif self.watermark_ms - self._current_since_ms > self.window_ms:
-            self._previous, self._current = self._current, {}
+            self._previous, self._current = self._current, SeenIds()
             self._current_since_ms = self.watermark_ms
         return keep
 
-    def _resolve_chains(
-        self,
-        event_id: Sequence[str | None],
-        ts: NDArray[np.int64],
-        horizon: NDArray[np.int64],
-        prev_ts: NDArray[np.int64],
-        has_id: NDArray[np.bool_],
-    ) -> NDArray[np.bool_]:
-        """Exact rule for ids repeated inside one batch: compare with the last *kept* copy."""
-        n = len(event_id)
-        dup = has_id & (prev_ts >= horizon)
-        first_of = dict(zip(reversed(event_id), range(n - 1, -1, -1), strict=True))
-        first = np.fromiter(map(first_of.__getitem__, event_id), np.int64, n)
-        repeated = {event_id[i] for i in np.flatnonzero(has_id & (first < np.arange(n))).tolist()}
-        in_repeated = np.fromiter(map(repeated.__contains__, event_id), np.bool_, n)
-        last_kept: dict[str | None, int] = {}
-        for i in np.flatnonzero(in_repeated).tolist():
-            eid = event_id[i]
-            before = last_kept.get(eid, int(prev_ts[i]))
-            if before >= horizon[i]:
-                dup[i] = True
-            else:
-                dup[i] = False
-                last_kept[eid] = int(ts[i])
-        return dup
-
     def to_dict(self) -> dict[str, object]:
-        """Plain data for a checkpoint."""
+        """Plain data for a checkpoint: the ids of each generation as ``[h1s, h2s, ts]`` lists."""
         return {
             "window_ms": self.window_ms,
             "watermark_ms": self.watermark_ms,
             "clock": self._clock.to_dict(),
-            "current": self._current,
-            "previous": self._previous,
+            "current_hashed": self._current.to_lists(),
+            "previous_hashed": self._previous.to_lists(),
             "current_since_ms": self._current_since_ms,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Deduplicator:
-        """Rebuild from :meth:`to_dict` output (also from checkpoints written before ``clock``)."""
+        """Rebuild from :meth:`to_dict` output (also from older checkpoints: id strings, no ``clock``)."""
         d = cls(window_ms=int(data["window_ms"]))
         if "clock" in data:
             d._clock = EventClock.from_dict(data["clock"])
         elif int(data["watermark_ms"]) != _NEVER:
             d._clock = EventClock.from_dict({**d._clock.to_dict(), "watermark_ms": int(data["watermark_ms"])})
-        d._current = dict(data["current"])
-        d._previous = dict(data["previous"])
+        for name in ("current", "previous"):
+            if f"{name}_hashed" in data:
+                h1, h2, ts = data[f"{name}_hashed"]
+                table = SeenIds.from_arrays(
+                    np.array(h1, np.uint64), np.array(h2, np.uint64), np.array(ts, np.int64)
+                )
+            else:  # written when ids were kept as strings
+                ids: dict[str, int] = dict(data[name])
+                table = SeenIds.from_arrays(*hash_pairs(list(ids)), np.array(list(ids.values()), np.int64))
+            setattr(d, f"_{name}", table)
         d._current_since_ms = int(data["current_since_ms"])
         return d
 

@@ -43,7 +43,9 @@ from viraltrend.kernels.columns import below, in_sorted, trust_rows
 from viraltrend.kernels.decay import DecayedCounters
 from viraltrend.kernels.hashtable import UserTable, hash_ids
 from viraltrend.kernels.intern import Interner
+from viraltrend.kernels.names import NameTable
 from viraltrend.kernels.prefilter import SCORE
+from viraltrend.kernels.segment import apply_segment
 from viraltrend.kernels.users import UserSignals
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
@@ -149,7 +151,7 @@ class Engine:
     ) -> None:
         self.cfg = cfg
         d = cfg.decay
-        self.products = Interner()
+        self.products = NameTable()  # names only for products, in an arena (kernels/names.py)
         self.sellers = Interner()
         self.categories = Interner()
         self.counters = DecayedCounters(
@@ -390,9 +392,7 @@ class Engine:
         released = self.users.release_idle()
         if released.size:
             self.user_signals.first_seen_ms[released] = _NEVER  # a reused slot starts unseen
-        held = self.users.held_slots()
-        if held.size:  # audience samples hold user id hashes, never slots: every released slot is free
-            self.users.recycle(held)
+        self.users.recycle_all()  # audience samples hold user id hashes, never slots: all released slots free
 
     def _apply(
         self, batch: EventBatch, idx: NDArray[np.intp], slots: NDArray[np.int64], users: NDArray[np.int64]
@@ -400,14 +400,19 @@ class Engine:
         """Add the events at ``idx`` (slots and users already interned) to the counters."""
         if idx.size == 0:
             return
-        first = slots[self.counters.last_ts_ms[slots] == _NEVER]
-        if first.size:
-            self._n_live += int(np.unique(first).size)
         types, ts = batch.type_code[idx], batch.ts_ms[idx]
-        weight, new_pair, fresh = self.user_signals.process(slots, users, types, ts)
-        self.counters.add(slots, types, ts, weight)  # per-user caps: repeats within the window weigh 0
-        rows, channel, rows_ts = trust_rows(slots, ts, new_pair, fresh)  # new pairs, fresh, all
-        self.trust_counters.add(rows, channel, rows_ts, np.ones(channel.size))
+        fused = apply_segment(self.user_signals, self.counters, self.trust_counters, slots, users, types, ts)
+        if fused is not None:  # the steps below in one compiled call (bit-identical)
+            new_pair, first_seen = fused
+            self._n_live += first_seen
+        else:
+            first = slots[self.counters.last_ts_ms[slots] == _NEVER]
+            if first.size:
+                self._n_live += int(np.unique(first).size)
+            weight, new_pair, fresh = self.user_signals.process(slots, users, types, ts)
+            self.counters.add(slots, types, ts, weight)  # per-user caps: repeats within the window weigh 0
+            rows, channel, rows_ts = trust_rows(slots, ts, new_pair, fresh)  # new pairs, fresh, all
+            self.trust_counters.add(rows, channel, rows_ts, np.ones(channel.size))
         t0 = time.perf_counter()
         self.sketches.update(slots, self.users.hash_of[users].view(np.int64))  # ids: slots get reused
         self.guard_s += time.perf_counter() - t0
@@ -770,7 +775,7 @@ class Engine:
             idx = np.sort(idx[np.argsort(-feats["evidence"][idx], kind="stable")[: t.max_sketched]])
         now_hot = slots[idx]  # slots are sorted
         if not np.array_equal(now_hot, self._sketched):
-            gone = self._sketched[~np.isin(self._sketched, now_hot)]
+            gone = self._sketched[~in_sorted(self._sketched, now_hot)]
             if gone.size:
                 self.sketches.unwatch(gone)
             self.sketches.watch(now_hot)
@@ -972,7 +977,7 @@ class Engine:
             engine._touched = [touched] if touched.size else []
             new_users = np.asarray(arrays["new_users"], np.int64)
             engine._new_users = [new_users] if new_users.size else []
-            engine.products = Interner.from_list(meta["products"])
+            engine.products = NameTable.from_list(meta["products"])
             engine.sellers = Interner.from_list(meta["sellers"])
             engine.categories = Interner.from_list(meta["categories"])
 

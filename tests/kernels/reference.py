@@ -391,3 +391,43 @@ class UserTableReference:
         for s in slots:
             del self.held[s]
             self.free.add(s)
+
+
+def id_hash_pair(event_id: str) -> tuple[int, int]:
+    """Both hashes of :func:`viraltrend.kernels.idset.hash_pairs`: FNV-1a/murmur3, and a polynomial hash.
+
+    The second: ``b <- b * 0x9E3779B97F4A7C15 + byte + 1`` over the UTF-8 bytes, plus the length,
+    then splitmix64's finaliser.
+    """
+    mask = 2**64 - 1
+    data = event_id.encode("utf-8", "surrogatepass")
+    b = 0
+    for byte in data:
+        b = (b * 0x9E3779B97F4A7C15 + byte + 1) & mask
+    z = (b + len(data)) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return user_hash(event_id), z ^ (z >> 31)
+
+
+def seen_filter(
+    current: dict[tuple[int, int], int],
+    previous: dict[tuple[int, int], int],
+    keys: list[tuple[int, int] | None],
+    ts: list[int],
+    horizon: list[int],
+    never: int,
+) -> list[bool]:
+    """Keep an event unless the last kept ts of its key (either generation) is >= its horizon."""
+    keep = []
+    for key, t, h in zip(keys, ts, horizon, strict=True):
+        if key is None:
+            keep.append(True)
+            continue
+        before = max(current.get(key, never), previous.get(key, never))
+        if before >= h:
+            keep.append(False)
+        else:
+            keep.append(True)
+            current[key] = t
+    return keep

@@ -127,3 +127,29 @@ def test_bad_inputs_say_how_to_fix_them():
         d.update(one, np.ones(1), np.zeros(1), now_ms=TICK_MS)
     with pytest.raises(TypeError, match="astype"):
         d.update(one.astype(np.int32), np.ones(1), np.ones(1), now_ms=TICK_MS)
+
+
+def _first_bad_reference(slots, mu, x, capacity):
+    """The checks of ChangeDetector._check in numpy, in their order (see cusum._first_bad)."""
+    if slots.size and (slots.min() < 0 or slots.max() >= capacity):
+        return 1
+    if mu.size and not np.all(np.isfinite(mu) & (mu > 0.0)):
+        return 2
+    if x.size and float(x.min()) < 0.0:
+        return 3
+    return 0 if np.all(np.diff(slots) > 0) else 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    slots=st.lists(st.integers(-2, 9), max_size=6),
+    values=st.lists(st.sampled_from([0.0, -1.0, 1.5, np.inf, np.nan, 1e-300]), min_size=12, max_size=12),
+)
+def test_the_one_pass_check_matches_numpy(slots, values):
+    from viraltrend.kernels.cusum import _first_bad
+
+    s = np.array(slots, np.int64)
+    mu, x = np.array(values[: s.size]), np.array(values[6 : 6 + s.size])
+    mu = np.abs(mu) if s.size % 2 else mu  # both all-valid and invalid mu columns occur
+    assert _first_bad(s, mu, x, 8) == _first_bad_reference(s, mu, x, 8)
+    assert _first_bad(s, mu, np.zeros(0), 8) == _first_bad_reference(s, mu, np.zeros(0), 8)

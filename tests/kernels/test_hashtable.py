@@ -39,7 +39,7 @@ OPS = st.lists(
             st.just("intern"), st.lists(st.tuples(st.integers(0, 12), st.integers(0, 400)), max_size=20)
         ),
         st.tuples(st.just("release"), st.none()),
-        st.tuples(st.just("recycle"), st.integers(0, 3)),
+        st.tuples(st.just("recycle"), st.integers(0, 4)),  # 4: recycle_all
     ),
     max_size=30,
 )
@@ -64,8 +64,13 @@ def test_user_table_matches_reference(ops):
         else:
             held = got.held_slots()
             assert held.tolist() == sorted(want.held)
-            got.recycle(held[arg::2])
-            want.recycle(held[arg::2].tolist())
+            if arg == 4:
+                got.recycle_all()
+                want.recycle(held.tolist())
+            else:
+                got.recycle(held[arg::2])
+                want.recycle(held[arg::2].tolist())
+            assert got.to_arrays()["free"].tolist() == sorted(want.free)
         assert len(got) == len(want.slot_of) and got.high_water == want.high_water
 
 

@@ -535,3 +535,49 @@ def test_sketch_inputs_are_checked():
         sk.similarity(users([1]), users([1, 2]))
     with pytest.raises(ValueError, match="k must be in"):
         UserSketches(k=0)
+
+
+def _unwatch_numpy(sk: UserSketches, products: np.ndarray) -> None:
+    """The numpy version of ``unwatch`` (the reference of the compiled pass)."""
+    rows = sk._rows(products)
+    rows = rows[rows >= 0]
+    sk.row_of[sk.product_of_row[rows]] = -1
+    sk.product_of_row[rows] = -1
+    sk.sig[rows] = np.iinfo(np.uint64).max
+    sk.nonempty[rows] = False
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(st.sampled_from(["watch", "unwatch", "update"]), st.lists(st.integers(0, 40), max_size=12)),
+        max_size=25,
+    )
+)
+def test_compiled_watch_and_unwatch_match_numpy(ops):
+    import viraltrend.kernels.users as module
+
+    fast, slow = UserSketches(k=4), UserSketches(k=4)
+    real = module._watch
+    for op, values in ops:
+        products = users(values)
+        if op == "watch":
+            fast.watch(products)
+            module._watch = lambda *args: -1  # the numpy path for `slow`
+            try:
+                slow.watch(products)
+            finally:
+                module._watch = real
+        elif op == "unwatch":
+            fast.unwatch(products)
+            _unwatch_numpy(slow, products)
+        else:
+            fast.update(products, products * 7 + 1)
+            slow.update(products, products * 7 + 1)
+        a, b = fast.to_arrays(), slow.to_arrays()
+        n = min(a["row_of"].shape[0], b["row_of"].shape[0])  # the fast path grows only when it must
+        assert (a["row_of"][n:] == -1).all() and (b["row_of"][n:] == -1).all()
+        np.testing.assert_array_equal(a["row_of"][:n], b["row_of"][:n])
+        rows = min(a["product_of_row"].shape[0], b["product_of_row"].shape[0])
+        for key in ("product_of_row", "sig", "nonempty"):
+            np.testing.assert_array_equal(a[key][:rows], b[key][:rows], err_msg=key)

@@ -51,6 +51,38 @@ _BACK_MAX: Final = 2**31 - 1
 _COARSE_MAX: Final = 65_535
 
 
+_NO_X: Final = np.zeros(0, np.float64)
+
+
+@njit(cache=True)
+def _first_bad(
+    slots: NDArray[np.int64], mu: NDArray[np.float64], x: NDArray[np.float64], capacity: int
+) -> int:
+    """0: all valid and ``slots`` strictly ascending; 4: all valid, ``slots`` not ascending.
+
+    Else the first failed check: 1 a slot outside ``[0, capacity)``, 2 a ``mu`` not finite and > 0,
+    3 an ``x`` < 0 (an empty ``x`` is not checked).
+    """
+    ascending = True
+    for i in range(slots.shape[0]):
+        if slots[i] < 0 or slots[i] >= capacity:
+            return 1
+        if i and slots[i] <= slots[i - 1]:
+            ascending = False
+    for i in range(mu.shape[0]):
+        if not (mu[i] > 0.0 and mu[i] < np.inf):
+            return 2
+    negative = False
+    for i in range(x.shape[0]):
+        if x[i] != x[i]:  # NaN: the minimum is NaN, which numpy's ``x.min() < 0`` let through
+            negative = False
+            break
+        negative |= x[i] < 0.0
+    if negative:
+        return 3
+    return 0 if ascending else 4
+
+
 @njit(cache=True)
 def _update(
     stat: NDArray[np.float32],
@@ -273,29 +305,37 @@ class ChangeDetector:
         self.last_tick[slots] = _NEVER
 
     def _check(
-        self, slots: NDArray[np.int64], mu: NDArray[np.float64], now_ms: int
-    ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        self,
+        slots: NDArray[np.int64],
+        mu: NDArray[np.float64],
+        now_ms: int,
+        x: NDArray[np.float64] | None = None,
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64], bool]:
+        """Checked ``slots`` and ``mu`` (and ``x`` if given), plus whether ``slots`` is strictly ascending."""
         slots = column("slots", slots, np.int64, None, "")
-        check_range("slots", slots, 0, self.capacity)
         mu = column("mu", mu, np.float64, slots.shape[0], "slots")
-        if mu.shape[0] and not bool(np.all(np.isfinite(mu) & (mu > 0.0))):
+        xs = _NO_X if x is None else column("x", x, np.float64, slots.shape[0], "slots")
+        bad = _first_bad(slots, mu, xs, self.capacity)  # one compiled pass over every column
+        if bad == 1:
+            check_range("slots", slots, 0, self.capacity)
+        if bad == 2:
             msg = "mu must be finite and > 0 (a baseline rate per second); floor it before the call"
             raise ValueError(msg)
         if now_ms % self.tick_ms:
             msg = f"now_ms must be a multiple of tick_ms={self.tick_ms}, got {now_ms}"
             raise ValueError(msg)
-        return slots, mu
+        if bad == 3:
+            msg = "x must be >= 0 (counts of new users in the tick)"
+            raise ValueError(msg)
+        return slots, mu, bad == 0
 
     def update(
         self, slots: NDArray[np.int64], x: NDArray[np.float64], mu: NDArray[np.float64], *, now_ms: int
     ) -> None:
         """Apply the tick ending at ``now_ms``: ``x`` new users per slot (``slots`` unique)."""
-        slots, mu = self._check(slots, mu, now_ms)
-        x = column("x", x, np.float64, slots.shape[0], "slots")
-        if x.shape[0] and float(x.min()) < 0.0:
-            msg = "x must be >= 0 (counts of new users in the tick)"
-            raise ValueError(msg)
-        if np.unique(slots).shape[0] != slots.shape[0]:
+        slots, mu, ascending = self._check(slots, mu, now_ms, x)
+        x = np.ascontiguousarray(x)
+        if not ascending and np.unique(slots).shape[0] != slots.shape[0]:
             msg = "slots must be unique: aggregate a tick's counts per slot first (np.unique, return_counts)"
             raise ValueError(msg)
         _update(
@@ -313,7 +353,7 @@ class ChangeDetector:
         at ``now_ms`` last) and the coarse ring float64[m, n_coarse] (oldest first, the bin holding
         the tick that ends at ``now_ms`` last, partial until its last tick).
         """
-        slots, mu = self._check(slots, mu, now_ms)
+        slots, mu, _ = self._check(slots, mu, now_ms)
         m, g = slots.shape[0], len(self.lifts)
         stat, zero = np.empty((m, g), np.float64), np.empty((m, g), np.int64)
         bins = np.empty((m, self.n_bins), np.float64)

@@ -492,6 +492,12 @@ class UserTable:
         self._free = np.sort(np.concatenate([self._free[self._free_pos :], slots]))
         self._free_pos = 0
 
+    def recycle_all(self) -> None:
+        """``recycle(held_slots())`` in one pass: every released slot becomes reusable, lowest first."""
+        free = np.flatnonzero(self.hash_of[: self._high_water] == _EMPTY).astype(np.int64)
+        if free.shape[0] != self._free.shape[0] - self._free_pos:  # some slot is held
+            self._free, self._free_pos = free, 0
+
     def to_arrays(self) -> dict[str, NDArray[np.generic]]:
         """Plain numpy arrays for a checkpoint (the slot table is rebuilt from ``hash_of`` on restore).
 

@@ -518,6 +518,62 @@ def _sketch_update(
                 sig[r, j] = h
 
 
+@njit(cache=True)
+def _watch(
+    row_of: NDArray[np.int64], product_of_row: NDArray[np.int64], sig: NDArray[np.uint64],
+    nonempty: NDArray[np.bool_], products: NDArray[np.int64],
+) -> int:  # fmt: skip
+    """:meth:`UserSketches.watch` when no array has to grow; -1 (nothing changed) when one must.
+
+    The new products (ascending, distinct) take the free rows (ascending).  Returns how many were
+    added, or -1 when a new product lies beyond ``row_of`` or the free rows are too few.
+    """
+    new = np.empty(products.shape[0], np.int64)
+    m = 0
+    for i in range(products.shape[0]):
+        p = products[i]
+        if p >= row_of.shape[0]:
+            return -1
+        if row_of[p] < 0:
+            new[m] = p
+            m += 1
+    if m == 0:
+        return 0
+    new = np.unique(new[:m])
+    rows = np.empty(new.shape[0], np.int64)
+    k = 0
+    for r in range(product_of_row.shape[0]):
+        if k == new.shape[0]:
+            break
+        if product_of_row[r] < 0:
+            rows[k] = r
+            k += 1
+    if k < new.shape[0]:
+        return -1
+    for j in range(k):
+        row_of[new[j]] = rows[j]
+        product_of_row[rows[j]] = new[j]
+        sig[rows[j], :] = np.iinfo(np.uint64).max
+        nonempty[rows[j]] = False
+    return k
+
+
+@njit(cache=True)
+def _unwatch(
+    row_of: NDArray[np.int64], product_of_row: NDArray[np.int64], sig: NDArray[np.uint64],
+    nonempty: NDArray[np.bool_], products: NDArray[np.int64],
+) -> None:  # fmt: skip
+    """:meth:`UserSketches.unwatch`: free the rows of the watched ``products``."""
+    for i in range(products.shape[0]):
+        p = products[i]
+        if p < row_of.shape[0] and row_of[p] >= 0:
+            r = row_of[p]
+            row_of[p] = -1
+            product_of_row[r] = -1
+            sig[r, :] = np.iinfo(np.uint64).max
+            nonempty[r] = False
+
+
 class UserSketches:
     """MinHash signatures of the users behind watched products, for Jaccard estimates between them.
 
@@ -590,6 +646,8 @@ class UserSketches:
     def watch(self, products: NDArray[np.int64]) -> None:
         """Start tracking ``products`` (int64[m]) with empty signatures; watched ones are left as they are."""
         products = self._products("products", products)
+        if _watch(self.row_of, self.product_of_row, self.sig, self.nonempty, products) >= 0:
+            return  # done in one compiled pass: no array had to grow
         new = np.unique(products[self._rows(products) < 0])
         if new.shape[0] == 0:
             return
@@ -616,13 +674,9 @@ class UserSketches:
 
     def unwatch(self, products: NDArray[np.int64]) -> None:
         """Stop tracking ``products`` (int64[m]) and free their rows; unwatched ones are ignored."""
-        products = self._products("products", products)
-        rows = self._rows(products)
-        rows = rows[rows >= 0]
-        self.row_of[self.product_of_row[rows]] = -1
-        self.product_of_row[rows] = -1
-        self.sig[rows] = _U64_MAX
-        self.nonempty[rows] = False
+        _unwatch(
+            self.row_of, self.product_of_row, self.sig, self.nonempty, self._products("products", products)
+        )
 
     def reset(self, products: NDArray[np.int64]) -> None:
         """Empty the signatures of watched ``products`` (int64[m]): start a new window; others ignored."""

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from viraltrend.kernels import names as names_module
+from viraltrend.kernels.hashtable import hash_ids
+from viraltrend.kernels.intern import Interner
+from viraltrend.kernels.names import NameTable
+
+IDS = st.sampled_from(["p1", "p2", "p3", "é", "", "a\x00b", "\x00", "long-" * 20, "p4", "p5"])
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("intern"), st.lists(IDS, max_size=15)),
+        st.tuples(st.just("release"), st.lists(st.integers(0, 12), max_size=5)),
+        st.tuples(st.just("restore"), st.just([])),
+    ),
+    max_size=25,
+)
+
+
+def run_both(ops, table: NameTable) -> None:
+    """The table against :class:`Interner` (a dict and a list: the plain-Python reference)."""
+    ref = Interner()
+    for op, arg in ops:
+        if op == "intern":
+            assert table.intern(arg).tolist() == ref.intern(arg).tolist()
+        elif op == "release":
+            slots = [s for s in arg if s < ref.high_water]
+            table.release(slots)
+            ref.release(slots)
+        else:
+            table = NameTable.from_list(table.to_list())
+        assert table.to_list() == ref.to_list()
+        assert len(table) == len(ref) and table.high_water == ref.high_water
+        probe = ["p1", "p5", "é", "nope", "a\x00b"]
+        assert table.lookup(probe).tolist() == ref.lookup(probe).tolist()
+
+
+@settings(max_examples=80, deadline=None)
+@given(ops=OPS)
+def test_name_table_matches_the_interner(ops):
+    run_both(ops, NameTable(capacity=2))
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=OPS)
+def test_hash_collisions_never_merge_two_products(ops):
+    """Every id gets one of two hashes: probes must tell ids apart by their bytes."""
+    real = names_module._hashes
+    names_module._hashes = lambda buf, starts, ends: (  # type: ignore[assignment]
+        1 + (ends - starts) % 2
+    ).astype(np.uint64)
+    try:
+        run_both(ops, NameTable(capacity=2))
+    finally:
+        names_module._hashes = real
+
+
+def test_hashes_are_those_of_hash_ids():
+    ids = ["p1", "é", "", "a\x00b"]
+    buf, starts, ends = names_module._encode(ids)
+    assert names_module._hashes(buf, starts, ends).tolist() == hash_ids(ids).tolist()
+
+
+def test_the_arena_is_squeezed_after_many_releases():
+    t = NameTable()
+    ids = [f"product-{i:06d}" for i in range(20_000)]
+    t.intern(ids)
+    t.release(range(0, 20_000, 2))
+    t.release(range(1, 15_000, 2))
+    assert t._arena_end < 5_000 * 14 * 2
+    assert t.names([15_001, 19_999]) == ["product-015001", "product-019999"]
+    assert t.intern(["x", "product-019999"]).tolist() == [0, 19_999]
+
+
+def test_free_slot_has_no_name_and_corrupt_lists_are_refused():
+    t = NameTable()
+    t.intern(["a"])
+    t.release([0])
+    with pytest.raises(KeyError, match="free"):
+        t.name(0)
+    with pytest.raises(ValueError, match="corrupt"):
+        NameTable.from_list(["a", None, "a"])

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from viraltrend.kernels.columns import trust_rows
+from viraltrend.kernels.decay import DecayedCounters
+from viraltrend.kernels.segment import apply_segment
+from viraltrend.kernels.users import UserSignals
+
+NEVER = int(np.iinfo(np.int64).min)
+START = 1_764_201_600_000
+
+
+def parts():
+    signals = UserSignals(cap_window_ms=3_600_000, fresh_window_ms=600_000, allowed_lateness_ms=30_000)
+    counters = DecayedCounters(half_lives_s=(60.0, 3600.0), n_types=6, capacity=8)
+    trust = DecayedCounters(half_lives_s=(300.0, 86400.0), n_types=3, capacity=8)
+    return signals, counters, trust
+
+
+def steps(signals, counters, trust, slots, users, types, ts):
+    """The step-by-step path (each step checks its inputs): the reference."""
+    first = int(np.unique(slots[counters.last_ts_ms[slots] == NEVER]).size)
+    weight, new_pair, fresh = signals.process(slots, users, types, ts)
+    counters.add(slots, types, ts, weight)
+    rows, channel, rows_ts = trust_rows(slots, ts, new_pair, fresh)
+    trust.add(rows, channel, rows_ts, np.ones(channel.size))
+    return new_pair, first
+
+
+SEGMENTS = st.lists(
+    st.lists(
+        st.tuples(st.integers(0, 7), st.integers(0, 5), st.integers(0, 5), st.integers(-40_000, 900_000)),
+        min_size=0,
+        max_size=25,
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(segments=SEGMENTS, gap_s=st.sampled_from([0, 60, 4000, 200_000]))
+def test_one_call_equals_the_steps_bit_for_bit(segments, gap_s):
+    a, b = parts(), parts()
+    for signals in (a[0], b[0]):
+        signals.ensure_users(6)
+    fused_calls = 0
+    for k, seg in enumerate(segments):
+        slots = np.array([s for s, _, _, _ in seg], np.int64)
+        users = np.array([u for _, u, _, _ in seg], np.int64)
+        types = np.array([t for _, _, t, _ in seg], np.int8)
+        ts = np.array([START + k * gap_s * 1000 + d for _, _, _, d in seg], np.int64)
+        want = steps(*a, slots, users, types, ts)
+        got = apply_segment(*b, slots, users, types, ts)
+        if got is None:  # first segment (no landmark yet), a landmark move, an empty segment
+            got = steps(*b, slots, users, types, ts)
+        else:
+            fused_calls += 1
+        assert got[0].tolist() == want[0].tolist() and got[1] == want[1]
+        for x, y in zip(a, b, strict=True):
+            for name, arr in x.to_arrays().items():
+                np.testing.assert_array_equal(arr, y.to_arrays()[name], err_msg=name, strict=True)
+    if gap_s == 0 and len(segments) > 2 and sum(map(len, segments[1:])) and len(segments[0]):
+        assert fused_calls > 0
+
+
+def test_out_of_range_inputs_leave_it_to_the_steps():
+    signals, counters, trust = parts()
+    signals.ensure_users(4)
+    one = np.ones(1, np.int64)
+    steps(signals, counters, trust, one, one, np.ones(1, np.int8), np.full(1, START, np.int64))
+    assert apply_segment(signals, counters, trust, one * 8, one, np.ones(1, np.int8), one * START) is None
+    big = one * signals.capacity_users
+    assert apply_segment(signals, counters, trust, one, big, np.ones(1, np.int8), one * START) is None
+    assert apply_segment(signals, counters, trust, one, one, np.full(1, 6, np.int8), one * START) is None
+    assert apply_segment(signals, counters, trust, one, one, np.ones(1, np.int8), one * START) is not None

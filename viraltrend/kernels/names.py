@@ -1,0 +1,350 @@
+r"""Product ids -> dense slots in a numba open-addressing table, with the names in one byte arena.
+
+:class:`NameTable` does what :class:`~viraltrend.kernels.intern.Interner` does (same slots for the
+same sequence of calls: new ids in first-seen order, released slots reused lowest first), without
+a Python ``dict`` entry or ``str`` per product: a batch's ids are joined into one UTF-8 buffer
+(``"\0".join``, one ``encode``), hashed in one numba pass (the 64-bit hash of
+:func:`~viraltrend.kernels.hashtable.hash_ids`), and looked up in one compiled loop.
+
+**Collisions never merge two products.**  A table row holds a hash and a slot; a probe stops at a
+row only when the hash matches *and* the slot's name bytes in the arena equal the id's bytes, so
+two ids with the same hash get two slots (the second one's row lies further along the probe run).
+
+**Memory.**  Per slot: its hash (8 bytes), the start (8) and length (4) of its name in the arena,
+and the name's UTF-8 bytes; per table row (at most 3/4 full): 12 bytes.  Released names leave
+holes in the arena, squeezed out once they are more than half of it.
+
+Examples
+--------
+>>> t = NameTable()
+>>> t.intern(["p1", "p2", "p1"]).tolist()
+[0, 1, 0]
+>>> t.release([0]); t.intern(["p3"]).tolist(), t.name(0)
+([0], 'p3')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, TypeAlias
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+from viraltrend.kernels.hashtable import _FNV_OFFSET, _FNV_PRIME, _finish
+
+__all__ = ["NameTable"]
+
+_EMPTY: Final = 0  # hash of an empty row (hashes are never 0)
+_U64: TypeAlias = NDArray[np.uint64]
+_I64: TypeAlias = NDArray[np.int64]
+_I32: TypeAlias = NDArray[np.int32]
+_U8: TypeAlias = NDArray[np.uint8]
+_Int: TypeAlias = int | np.integer[Any]
+
+
+@njit(cache=True)
+def _hashes(buf: _U8, starts: _I64, ends: _I64) -> _U64:
+    """FNV-1a 64 of ``buf[starts[i]:ends[i]]``, finalised (``hash_ids``'s hash)."""
+    out = np.empty(starts.shape[0], np.uint64)
+    for i in range(starts.shape[0]):
+        h = np.uint64(_FNV_OFFSET)
+        for j in range(starts[i], ends[i]):
+            h = (h ^ np.uint64(buf[j])) * np.uint64(_FNV_PRIME)
+        out[i] = _finish(h)
+    return out
+
+
+@njit(cache=True)
+def _same(arena: _U8, a0: _Int, alen: _Int, buf: _U8, b0: _Int, b1: _Int) -> bool:
+    if alen != b1 - b0:
+        return False
+    for j in range(alen):
+        if arena[a0 + j] != buf[b0 + j]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _find(
+    keys: _U64, vals: _I32, arena: _U8, start: _I64, length: _I32, h: np.uint64, buf: _U8, b0: _Int, b1: _Int
+) -> _Int:
+    """Row holding the id ``buf[b0:b1]`` of hash ``h``, or the empty row where it would go."""
+    mask = keys.shape[0] - 1
+    r = np.int64(h & np.uint64(mask))
+    while keys[r] != _EMPTY:
+        if keys[r] == h:
+            s = vals[r]
+            if _same(arena, start[s], length[s], buf, b0, b1):
+                return r
+        r = (r + 1) & mask
+    return r
+
+
+@njit(cache=True)
+def _rehash(keys: _U64, vals: _I32, size: _Int) -> tuple[_U64, _I32]:
+    """The rows in a table of ``size`` rows (equal hashes keep their probe order)."""
+    nk = np.zeros(size, np.uint64)
+    nv = np.full(size, -1, np.int32)
+    mask = size - 1
+    for r in range(keys.shape[0]):
+        if keys[r] != _EMPTY:
+            j = np.int64(keys[r] & np.uint64(mask))
+            while nk[j] != _EMPTY:
+                j = (j + 1) & mask
+            nk[j] = keys[r]
+            nv[j] = vals[r]
+    return nk, nv
+
+
+@njit(cache=True)
+def _grow1(a: NDArray[Any], n: _Int, fill: Any) -> NDArray[Any]:
+    size = a.shape[0]
+    while size < n:
+        size *= 2
+    if size == a.shape[0]:
+        return a
+    out = np.full(size, fill, a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+@njit(cache=True)
+def _intern(
+    keys: _U64, vals: _I32, used: _Int, hash_of: _U64, start: _I64, length: _I32, arena: _U8, arena_end: _Int,
+    high_water: _Int, free: _I64, free_pos: _Int, buf: _U8, starts: _I64, ends: _I64, hashes: _U64,
+    insert: bool,
+) -> tuple[_I64, _U64, _I32, _Int, _U64, _I64, _I32, _U8, _Int, _Int, _Int]:  # fmt: skip
+    """Slot of each id ``buf[starts[i]:ends[i]]`` (hash ``hashes[i]``); new ones added if ``insert``, else -1.
+
+    A new id takes ``free[free_pos]`` (ascending) or ``high_water``, and its bytes go to the end of
+    the arena.  Returns the slots and the (possibly regrown) arrays and counters.
+    """
+    n = hashes.shape[0]
+    slots = np.empty(n, np.int64)
+    for i in range(n):
+        h = hashes[i]
+        r = _find(keys, vals, arena, start, length, h, buf, starts[i], ends[i])
+        if keys[r] != _EMPTY:
+            slots[i] = vals[r]
+            continue
+        if not insert:
+            slots[i] = -1
+            continue
+        if 4 * (used + 1) > 3 * keys.shape[0]:
+            keys, vals = _rehash(keys, vals, 2 * keys.shape[0])
+            r = _find(keys, vals, arena, start, length, h, buf, starts[i], ends[i])
+        if free_pos < free.shape[0]:
+            s = free[free_pos]
+            free_pos += 1
+        else:
+            s = high_water
+            high_water += 1
+            hash_of = _grow1(hash_of, high_water, np.uint64(0))
+            start = _grow1(start, high_water, np.int64(0))
+            length = _grow1(length, high_water, np.int32(-1))
+        size = ends[i] - starts[i]
+        arena = _grow1(arena, arena_end + size, np.uint8(0))
+        arena[arena_end : arena_end + size] = buf[starts[i] : ends[i]]
+        keys[r] = h
+        vals[r] = s
+        used += 1
+        hash_of[s] = h
+        start[s] = arena_end
+        length[s] = size
+        arena_end += size
+        slots[i] = s
+    return slots, keys, vals, used, hash_of, start, length, arena, arena_end, high_water, free_pos
+
+
+@njit(cache=True)
+def _release(keys: _U64, vals: _I32, hash_of: _U64, length: _I32, slots: _I64) -> tuple[_I64, _Int]:
+    """Delete the rows of ``slots`` (backward-shift); return the slots actually held and their bytes."""
+    mask = keys.shape[0] - 1
+    out = np.empty(slots.shape[0], np.int64)
+    m = 0
+    freed = 0
+    for i in range(slots.shape[0]):
+        s = slots[i]
+        if length[s] < 0:
+            continue  # already free
+        r = np.int64(hash_of[s] & np.uint64(mask))
+        while vals[r] != s or keys[r] == _EMPTY:
+            r = (r + 1) & mask
+        hole = r
+        j = r
+        while True:
+            j = (j + 1) & mask
+            if keys[j] == _EMPTY:
+                break
+            home = np.int64(keys[j] & np.uint64(mask))
+            if (j > hole and (home <= hole or home > j)) or (j < hole and home <= hole and home > j):
+                keys[hole] = keys[j]
+                vals[hole] = vals[j]
+                hole = j
+        keys[hole] = _EMPTY
+        vals[hole] = -1
+        freed += length[s]
+        hash_of[s] = _EMPTY
+        length[s] = -1
+        out[m] = s
+        m += 1
+    return out[:m], freed
+
+
+@njit(cache=True)
+def _compact(arena: _U8, start: _I64, length: _I32, high_water: _Int, live_bytes: _Int) -> tuple[_U8, _Int]:
+    """Copy the live names into a fresh arena in slot order; ``start`` is updated in place."""
+    out = np.zeros(max(2 * live_bytes, 64), np.uint8)
+    end = 0
+    for s in range(high_water):
+        if length[s] >= 0:
+            out[end : end + length[s]] = arena[start[s] : start[s] + length[s]]
+            start[s] = end
+            end += length[s]
+    return out, end
+
+
+def _encode(ids: Sequence[str]) -> tuple[_U8, _I64, _I64]:
+    """The ids' UTF-8 in one buffer, with each id's start and end."""
+    n = len(ids)
+    joined = "\x00".join(ids).encode("utf-8", "surrogatepass")
+    buf = np.frombuffer(joined, np.uint8)
+    if joined.count(b"\x00") == n - 1:
+        ends = np.empty(n, np.int64)
+        ends[: n - 1] = np.flatnonzero(buf == 0)
+        ends[n - 1] = buf.shape[0]
+    else:  # an id holds a NUL: lengths per id
+        sizes = np.fromiter((len(s.encode("utf-8", "surrogatepass")) for s in ids), np.int64, n)
+        ends = np.cumsum(sizes + 1) - 1
+    starts = np.empty(n, np.int64)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    return buf, starts, ends
+
+
+class NameTable:
+    """Product id -> dense slot, names kept in a byte arena; slots reused lowest first after release."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        cap = 1 << max(int(capacity) - 1, 1).bit_length()
+        self._keys: _U64 = np.zeros(2 * cap, np.uint64)
+        self._vals: _I32 = np.full(2 * cap, -1, np.int32)
+        self._used = 0
+        self._hash_of: _U64 = np.zeros(cap, np.uint64)
+        self._start: _I64 = np.zeros(cap, np.int64)
+        self._length: _I32 = np.full(cap, -1, np.int32)  # -1: a free slot
+        self._arena: _U8 = np.zeros(16 * cap, np.uint8)
+        self._arena_end = 0
+        self._garbage = 0  # bytes of released names still in the arena
+        self._high_water = 0
+        self._free: _I64 = np.empty(0, np.int64)
+        self._free_pos = 0
+
+    def __len__(self) -> int:
+        """Number of ids currently interned."""
+        return self._used
+
+    @property
+    def high_water(self) -> int:
+        """One past the highest slot ever handed out: arrays indexed by slot need this length."""
+        return self._high_water
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every array owned (free rows and arena space included)."""
+        arrays = (self._keys, self._vals, self._hash_of, self._start, self._length, self._arena, self._free)
+        return int(sum(a.nbytes for a in arrays))
+
+    def _run(self, ids: Sequence[str], *, insert: bool) -> _I64:
+        n = len(ids)
+        if n == 0:
+            return np.empty(0, np.int64)
+        if self._high_water + n >= 2**31:
+            msg = f"the name table holds at most 2**31 - 1 slots; {self._high_water} are in use"
+            raise OverflowError(msg)
+        buf, starts, ends = _encode(ids)
+        if int((ends - starts).max()) >= 2**31:
+            msg = "an id is longer than 2**31 - 1 bytes"
+            raise ValueError(msg)
+        with np.errstate(over="ignore"):  # wrapping arithmetic, for runs with NUMBA_DISABLE_JIT=1
+            hashes = _hashes(buf, starts, ends)
+        out = _intern(
+            self._keys, self._vals, np.int64(self._used), self._hash_of, self._start, self._length,
+            self._arena, np.int64(self._arena_end), np.int64(self._high_water), self._free,
+            np.int64(self._free_pos), buf, starts, ends, hashes, insert,
+        )  # fmt: skip
+        slots = out[0]
+        if insert:
+            (self._keys, self._vals, used, self._hash_of, self._start, self._length, self._arena,
+             end, hw, fp) = out[1:]  # fmt: skip
+            self._used, self._arena_end, self._high_water, self._free_pos = (
+                int(used),
+                int(end),
+                int(hw),
+                int(fp),
+            )
+        return slots
+
+    def intern(self, ids: Sequence[str]) -> _I64:
+        """Return the slot of each id (``int64[n]``), adding ids not seen before (in first-seen order)."""
+        return self._run(ids, insert=True)
+
+    def lookup(self, ids: Iterable[str]) -> _I64:
+        """Return the slot of each id, or -1 where it is not interned (adds nothing)."""
+        return self._run(list(ids), insert=False)
+
+    def name(self, slot: int) -> str:
+        """Return the id held by ``slot``."""
+        s = int(slot)
+        if not 0 <= s < self._high_water or self._length[s] < 0:
+            msg = f"slot {slot} is free; it holds no id"
+            raise KeyError(msg)
+        a = int(self._start[s])
+        return self._arena[a : a + int(self._length[s])].tobytes().decode("utf-8", "surrogatepass")
+
+    def names(self, slots: Iterable[int]) -> list[str]:
+        """Return the ids held by ``slots``."""
+        return [self.name(int(s)) for s in slots]
+
+    def release(self, slots: Iterable[int]) -> None:
+        """Forget the ids in ``slots``; the slots will be reused by later :meth:`intern` calls."""
+        ask = np.unique(np.fromiter((int(s) for s in slots), np.int64))
+        if ask.size == 0:
+            return
+        if ask[0] < 0 or ask[-1] >= self._high_water:
+            msg = f"slots must be in [0, {self._high_water}), got {ask[0] if ask[0] < 0 else ask[-1]}"
+            raise IndexError(msg)
+        gone, freed = _release(self._keys, self._vals, self._hash_of, self._length, ask)
+        self._used -= int(gone.shape[0])
+        self._garbage += int(freed)
+        self._free = np.union1d(self._free[self._free_pos :], gone).astype(np.int64)
+        self._free_pos = 0
+        if self._garbage > max(self._arena_end - self._garbage, 1 << 16):
+            self._arena, end = _compact(
+                self._arena, self._start, self._length, np.int64(self._high_water),
+                np.int64(self._arena_end - self._garbage),
+            )  # fmt: skip
+            self._arena_end, self._garbage = int(end), 0
+
+    def to_list(self) -> list[str | None]:
+        """Plain data for a checkpoint: the id of every slot, None for free slots."""
+        return [self.name(s) if self._length[s] >= 0 else None for s in range(self._high_water)]
+
+    @classmethod
+    def from_list(cls, names: Sequence[str | None]) -> NameTable:
+        """Rebuild a table from :meth:`to_list` output (ValueError if an id appears twice)."""
+        table = cls(capacity=max(len(names), 1))
+        live = [i for i, n in enumerate(names) if n is not None]
+        held = [names[i] for i in live]
+        table._high_water = len(names)
+        # every slot starts free and the live ones are taken in order: give each its own slot
+        table._free = np.asarray(live, np.int64)
+        got = table.intern(held)  # type: ignore[arg-type]  # no None in held
+        if got.tolist() != live:
+            msg = "name table checkpoint holds the same id twice; the checkpoint is corrupt"
+            raise ValueError(msg)
+        free = np.setdiff1d(np.arange(len(names), dtype=np.int64), np.asarray(live, np.int64))
+        table._free, table._free_pos = free, 0
+        return table
