@@ -667,6 +667,10 @@ def main(argv: list[str] | None = None) -> None:
         " independent generator never tuned on (its seeds are all evaluation seeds)",
     )
     args = ap.parse_args(argv)
+    if args.generator == "foreign":  # its own report files, beside the family's
+        global MD_PATH, JSON_PATH, PLOT_PATH
+        MD_PATH, JSON_PATH = OUT_DIR / "foreign.md", OUT_DIR / "foreign.json"
+        PLOT_PATH = OUT_DIR / "foreign_onset_to_promotion.png"
     tuning = parse_seeds(TUNE_SEEDS)
     if args.tune is not None:
         seeds, kind = parse_seeds(args.tune), "tuning"
@@ -761,7 +765,8 @@ def write_report(
     n_viral = per_method[labels[0]].n_viral()
     report.note(
         f"{kind.capitalize()} seeds {seeds[0]}-{seeds[-1]} ({len(seeds)}), each {first['n_days']} days x "
-        f"{first['events_per_day']:,} events over {first['n_products']:,} products (day 1 a warm-up); "
+        f"{first['events_per_day']:,} events over {first['n_products']:,} products "
+        f"({'the first 12 h' if args.generator == 'foreign' else 'day 1'} a warm-up); "
         f"{n_viral} organic viral products in all. Every method runs a fresh engine over the same decoded "
         f"batches of {BATCH:,} events."
     )

@@ -7,8 +7,9 @@ figures on it (no seed of it was ever tuned on).  It follows the issue's own des
 streams that exposed the old engine (issue 10 and 13):
 
 * two days, a sinusoidal daily cycle (amplitude 0.4-0.8), scored from hour 12 on;
-* base traffic: Zipf products *and Zipf users* (a few power users act on many products, so a
-  viral product's audience overlaps with everyone else's), sellers Zipf over products;
+* base traffic: Zipf products *and Zipf users* (exponent 0.4-0.7: the Taobao sample in
+  ``shared/data`` has a rank-frequency slope of -0.47 over its users; power users act on many
+  products, so viral products' audiences overlap), sellers Zipf over products;
 * viral products as a **branching process** (Hawkes with an exponential kernel): a creator's
   post seeds 2-5 events, every event begets ``Poisson(n (1 - k / S))`` more after an exponential
   delay, with branching ratio ``n`` in 1.3-2.2, audience size ``S`` log-uniform 600-20,000 events,
@@ -130,7 +131,7 @@ def write_foreign(
     score_from = t0 + DAY_MS // 2
     amp, peak_h = rng.uniform(0.4, 0.8), rng.uniform(0, 24)
     products = _zipf_sampler(rng, n_products, rng.uniform(0.9, 1.2))
-    users = _zipf_sampler(rng, n_users, rng.uniform(0.6, 1.0))
+    users = _zipf_sampler(rng, n_users, rng.uniform(0.4, 0.7))
     n_sellers = max(n_products // 10, 2)
     seller_of = _draw(rng, _zipf_sampler(rng, n_sellers, 1.0), n_products)
     category_of = rng.integers(0, 30, n_products)
@@ -155,10 +156,18 @@ def write_foreign(
         return int(rng.uniform(score_from + 600_000, t1 - 3 * 3_600_000))
 
     truth: dict[str, Any] = {"generator": "foreign", "seed": seed, "score_from_ts": score_from}
+    truth["family"] = {
+        "n_days": 2,
+        "events_per_day": events_per_day,
+        "n_products": n_products,
+        "n_users": n_users,
+    }
     truth.update(viral=[], spikes=[], bursts=[], slow_risers=[], attacks=[], banned_sellers=[])
 
     def viral_product(kind: str) -> dict[str, Any]:
         p = fresh_product(20, n_products)
+        if kind == "banned_viral":  # its own seller: the blocklist must not hide organic products
+            seller_of[p] = n_sellers + 2
         doubling = float(np.exp(rng.uniform(np.log(60), np.log(3600))))
         size = int(np.exp(rng.uniform(np.log(600), np.log(20_000))))
         onset = onset_time()
