@@ -14,6 +14,7 @@ import signal
 import numpy as np
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from prometheus_client import CollectorRegistry
 
 from tests.stream.services import (
     decisions,
@@ -29,8 +30,12 @@ from tests.stream.services import (
 )
 from tests.test_engine import SMALL
 from viraltrend.config import load_config
+from viraltrend.errors import StreamError
+from viraltrend.metrics import Metrics
 from viraltrend.replay import replay
 from viraltrend.stream.broker import create_topics, free_port
+from viraltrend.stream.checkpoint import LocalStore
+from viraltrend.stream.loop import Service
 
 pytestmark = pytest.mark.integration
 
@@ -232,3 +237,36 @@ def test_dead_letters_to_a_deleted_topic_are_never_committed_past(broker, tmp_pa
     applied = sum(samples(text, "viraltrend_events_applied_total").values())
     rejected = sum(samples(text, "viraltrend_events_rejected_total").values())
     assert consumed == applied + rejected
+
+
+def test_shutdown_after_a_failed_publish_checkpoints_and_commits_nothing(broker, small, tmp_path):
+    """Item 1's last path: ``shutdown()`` with a failed sink must not checkpoint or commit.
+
+    In process, on the real broker: decisions over a 600-byte limit fail to publish, then the
+    service is shut down as SIGTERM would.  Its final publish and checkpoint fail (the failure is
+    sticky), and leaving the group (the revoke hook) must not checkpoint or commit either.
+    """
+    lines, _ = small
+    names = topics(broker.bootstrap_servers, "shutdown-failed")
+    produce(broker.bootstrap_servers, names["input"], lines)
+    group = f"g-{names['input']}"
+    env = {
+        "VIRALTREND_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "VIRALTREND_KAFKA_INPUT_TOPIC": names["input"],
+        "VIRALTREND_KAFKA_OUTPUT_TOPIC": names["output"],
+        "VIRALTREND_KAFKA_DLQ_TOPIC": names["dlq"],
+        "VIRALTREND_KAFKA_GROUP_ID": group,
+        "VIRALTREND_KAFKA_MAX_MESSAGE_BYTES": "600",
+        "VIRALTREND_CHECKPOINT_STORE": "local",
+        "VIRALTREND_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
+        "VIRALTREND_CHECKPOINT_INTERVAL_S": "3600",  # only shutdown() would checkpoint
+    }
+    service = Service(load_config(None, environ=env), metrics=Metrics(CollectorRegistry()))
+    service.connect()
+    with pytest.raises(StreamError, match="cannot send"):
+        for _ in range(10_000):
+            service.step()
+    assert service.engines, "the failure must come while partitions are assigned"
+    service.shutdown()
+    assert committed(broker.bootstrap_servers, group, names["input"]) is None
+    assert LocalStore(tmp_path / "ckpt" / group, names["input"]).load(0) is None

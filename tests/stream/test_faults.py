@@ -16,17 +16,19 @@ import os
 import random
 import signal
 
-import numpy as np
 import pytest
 
 from tests.stream.hostile import HOSTILE
 from tests.stream.services import (
+    assert_accounted,
+    assert_same_state,
+    checkpointed_at,
     decisions,
+    engine_over,
     finish,
     produce,
     read_topic,
     sample,
-    samples,
     scrape,
     start_service,
     topics,
@@ -34,11 +36,8 @@ from tests.stream.services import (
 )
 from tests.test_engine import SMALL
 from viraltrend.config import load_config
-from viraltrend.engine import Engine
 from viraltrend.replay import replay
 from viraltrend.stream.broker import EmbeddedBroker, free_port
-from viraltrend.stream.checkpoint import LocalStore
-from viraltrend.stream.files import FileSource
 
 pytestmark = pytest.mark.integration
 
@@ -68,44 +67,7 @@ def stream(scenario_factory, tmp_path_factory):
     want = [json.loads(x) for x in (out / "want.ndjson").read_text().splitlines()]
     for w in want:
         w.pop("emitted_at")
-    engine = Engine(cfg)
-    with FileSource([path]) as source:
-        while not source.exhausted:
-            batch, _ = source.next_batch(50_000)
-            engine.process(batch)
-    return records, expected, want, engine
-
-
-def _checkpointed(meta_path) -> int:
-    try:
-        return int(json.loads(meta_path.read_text())["offsets"]["0"])
-    except (OSError, ValueError, KeyError):
-        return -1
-
-
-def assert_same_state(directory, input_topic: str, n_records: int, uninterrupted: Engine) -> None:
-    """The last local checkpoint is at the stream's end and its state equals the uninterrupted engine's."""
-    loaded = LocalStore(directory, input_topic).load(0)
-    assert loaded is not None
-    arrays, state_meta, offsets = loaded
-    assert offsets == {0: n_records}
-    restored = Engine.restore(load_config(None, environ={}), arrays, state_meta)
-    assert restored.products.to_list() == uninterrupted.products.to_list()
-    assert restored.clock.to_dict() == uninterrupted.clock.to_dict()
-    wm = int(uninterrupted.clock.watermark_ms)
-    slots = np.arange(len(uninterrupted.products.to_list()), dtype=np.int64)
-    np.testing.assert_allclose(
-        restored.counters.read(slots, wm), uninterrupted.counters.read(slots, wm), rtol=1e-12
-    )
-    assert restored.board.to_dict() == uninterrupted.board.to_dict()
-
-
-def assert_accounted(text: str) -> None:
-    """consumed = applied + the sum of rejected (duplicates included), from one scrape."""
-    consumed = sum(samples(text, "viraltrend_events_consumed_total").values())
-    applied = sum(samples(text, "viraltrend_events_applied_total").values())
-    rejected = sum(samples(text, "viraltrend_events_rejected_total").values())
-    assert consumed > 0 and consumed == applied + rejected, (consumed, applied, rejected)
+    return records, expected, want, engine_over(path)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -129,7 +91,9 @@ def test_repeated_kill_9_loses_nothing_and_counts_nothing_twice(broker, stream, 
             log_name=f"run{k}.log",
         )
         wait_for(
-            lambda point=point: _checkpointed(meta) >= point, timeout_s=90, what=f"a checkpoint past {point}"
+            lambda point=point: checkpointed_at(meta) >= point,
+            timeout_s=90,
+            what=f"a checkpoint past {point}",
         )
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
@@ -144,7 +108,9 @@ def test_repeated_kill_9_loses_nothing_and_counts_nothing_twice(broker, stream, 
         metrics_port=port,
         log_name="last.log",
     )
-    wait_for(lambda: _checkpointed(meta) == len(records), timeout_s=120, what="the stream's end checkpointed")
+    wait_for(
+        lambda: checkpointed_at(meta) == len(records), timeout_s=120, what="the stream's end checkpointed"
+    )
     assert_accounted(scrape(port))
     last.send_signal(signal.SIGTERM)
     finish(last, tmp_path, timeout_s=30, log_name="last.log")
@@ -193,19 +159,19 @@ def test_broker_stop_and_restart_three_times_loses_nothing_and_counts_nothing_tw
             produce(own.bootstrap_servers, names["input"], records[produced:point])
             produced = point
             wait_for(
-                lambda point=point: _checkpointed(meta) >= point - 1_000,
+                lambda point=point: checkpointed_at(meta) >= point - 1_000,
                 timeout_s=90,
                 what=f"a checkpoint near {point}",
             )
             own.stop()
             wait_for(lambda: _scraped(port, "viraltrend_broker_up") == 0.0, timeout_s=60, what="broker_up 0")
-            resumed_at = _checkpointed(meta)  # no checkpoint is written while the broker is away
+            resumed_at = checkpointed_at(meta)  # no checkpoint is written while the broker is away
             own.start()
             topics(own.bootstrap_servers, "restarts")
             produce(own.bootstrap_servers, names["input"], records[:produced])  # the same offsets again
         produce(own.bootstrap_servers, names["input"], records[produced:])
         wait_for(
-            lambda: _checkpointed(meta) == len(records), timeout_s=120, what="the stream's end checkpointed"
+            lambda: checkpointed_at(meta) == len(records), timeout_s=120, what="the stream's end checkpointed"
         )
         text = scrape(port)
         proc.send_signal(signal.SIGTERM)
@@ -249,7 +215,7 @@ def test_a_delivery_timeout_loses_nothing_and_counts_nothing_twice(stream, tmp_p
         proc = start_service(
             own.bootstrap_servers, names, tmp_path, env=slow, idle_s=None, store="local", metrics_port=port
         )
-        wait_for(lambda: _checkpointed(meta) >= 5_000, timeout_s=90, what="a checkpoint past 5000")
+        wait_for(lambda: checkpointed_at(meta) >= 5_000, timeout_s=90, what="a checkpoint past 5000")
         assert own.pid is not None
         os.kill(own.pid, signal.SIGSTOP)
         try:
@@ -261,7 +227,7 @@ def test_a_delivery_timeout_loses_nothing_and_counts_nothing_twice(stream, tmp_p
         finally:
             os.kill(own.pid, signal.SIGCONT)
         wait_for(
-            lambda: _checkpointed(meta) == len(records), timeout_s=120, what="the stream's end checkpointed"
+            lambda: checkpointed_at(meta) == len(records), timeout_s=120, what="the stream's end checkpointed"
         )
         text = scrape(port)
         proc.send_signal(signal.SIGTERM)
