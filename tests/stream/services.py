@@ -216,3 +216,28 @@ def engine_over(path: Path) -> Engine:
             batch, _ = source.next_batch(50_000)
             engine.process(batch)
     return engine
+
+
+def tick_events(lines: list[bytes], skip: frozenset[int] = frozenset()):
+    """For a decision's ``event_ts``, the index of the record whose arrival fired that tick.
+
+    Records that are not events (no integer ``ts``) and those at the indices in ``skip`` (bad
+    records) keep the running maximum where it was.
+    """
+    ts = []
+    for i, line in enumerate(lines):
+        if i in skip:
+            ts.append(-(2**62))
+            continue
+        try:
+            value = json.loads(line)["ts"]
+        except (ValueError, KeyError, TypeError, RecursionError):  # the hostile corpus nests deep
+            value = None
+        ok = isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**62
+        ts.append(value if ok else -(2**62))
+    running = np.maximum.accumulate(np.array(ts, np.int64))
+
+    def fired_at(event_ts: int) -> int:
+        return int(np.searchsorted(running, event_ts, side="left"))
+
+    return fired_at

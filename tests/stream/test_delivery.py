@@ -11,7 +11,6 @@ import hashlib
 import json
 import signal
 
-import numpy as np
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
@@ -25,6 +24,7 @@ from tests.stream.services import (
     samples,
     scrape,
     start_service,
+    tick_events,
     topics,
     wait_for,
 )
@@ -145,7 +145,7 @@ def test_output_that_cannot_be_published_is_never_committed_past(broker, small, 
     offset = committed(broker.bootstrap_servers, group, names["input"]) or 0
     published = {_canon(m) for m in decisions(broker.bootstrap_servers, names["output"])}
     assert published <= {_canon(m) for m in want}
-    fired_at = _tick_events(lines)
+    fired_at = tick_events(lines)
     unpublished = [m for m in want if _canon(m) not in published]
     assert unpublished, "the tiny limit must have stopped some decisions"
     first = min(fired_at(m["event_ts"]) for m in unpublished)
@@ -167,16 +167,6 @@ def test_output_that_cannot_be_published_is_never_committed_past(broker, small, 
 
 def _canon(message: dict) -> str:
     return json.dumps(message, sort_keys=True)
-
-
-def _tick_events(lines: list[bytes]):
-    """For a decision's ``event_ts``, the index of the event whose arrival fired that tick."""
-    running = np.maximum.accumulate(np.array([json.loads(x)["ts"] for x in lines], np.int64))
-
-    def fired_at(event_ts: int) -> int:
-        return int(np.searchsorted(running, event_ts, side="left"))
-
-    return fired_at
 
 
 def test_dead_letters_to_a_deleted_topic_are_never_committed_past(broker, tmp_path):

@@ -17,6 +17,7 @@ import random
 import signal
 
 import pytest
+from kafka import KafkaAdminClient
 
 from tests.stream.hostile import HOSTILE
 from tests.stream.services import (
@@ -31,13 +32,14 @@ from tests.stream.services import (
     sample,
     scrape,
     start_service,
+    tick_events,
     topics,
     wait_for,
 )
 from tests.test_engine import SMALL
 from viraltrend.config import load_config
 from viraltrend.replay import replay
-from viraltrend.stream.broker import EmbeddedBroker, free_port
+from viraltrend.stream.broker import EmbeddedBroker, create_topics, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -244,3 +246,59 @@ def test_a_delivery_timeout_loses_nothing_and_counts_nothing_twice(stream, tmp_p
         assert all(dead[(o, r)] == records[o] for o, r in expected.items())
     finally:
         own.stop()
+
+
+def test_a_deleted_output_topic_loses_nothing_and_counts_nothing_twice(broker, stream, tmp_path):
+    """The output topic is deleted mid-run, then made again (the fifth produce-error injection).
+
+    Tansu acknowledges records sent to a deleted topic and keeps none; the sink checks before each
+    commit that the topics it wrote still exist, so nothing is committed past decisions that went
+    nowhere.  The service rolls back, waits for the topic, and publishes every decision since its
+    last checkpoint; the state, the final board, the accounting and the DLQ are those of an
+    uninterrupted run.
+    """
+    records, expected, want, uninterrupted = stream
+    names = topics(broker.bootstrap_servers, "deleted-out")
+    produce(broker.bootstrap_servers, names["input"], records)
+    slow = {"VIRALTREND_KAFKA_MAX_BATCH_EVENTS": "700", "VIRALTREND_CHECKPOINT_INTERVAL_S": "0.05"}
+    meta = tmp_path / "ckpt" / f"g-{names['input']}" / f"{names['input']}-0" / "meta.json"
+    port = free_port()
+    proc = start_service(
+        broker.bootstrap_servers, names, tmp_path, env=slow, idle_s=None, store="local", metrics_port=port
+    )
+    try:
+        wait_for(lambda: checkpointed_at(meta) >= 5_000, timeout_s=90, what="a checkpoint past 5000")
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        admin.delete_topics([names["output"]])
+        admin.close()
+        wait_for(
+            lambda: (_scraped(port, "viraltrend_broker_errors_total") or 0) >= 1,
+            timeout_s=90,
+            what="the deleted output topic noticed",
+        )
+        resumed_at = checkpointed_at(meta)
+        assert resumed_at < len(records)
+        create_topics(broker.bootstrap_servers, {names["output"]: 1}, compacted={names["output"]})
+        wait_for(
+            lambda: checkpointed_at(meta) == len(records), timeout_s=120, what="the stream's end checkpointed"
+        )
+        text = scrape(port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        finish(proc, tmp_path, timeout_s=30)
+    assert_accounted(text)
+    got = decisions(broker.bootstrap_servers, names["output"])
+    assert got[-1] == want[-1]  # the final board of an uninterrupted run
+    fired_at = tick_events(records, skip=frozenset(expected))
+    since = [m for m in want if m["action"] != "board" and fired_at(m["event_ts"]) >= resumed_at]
+    assert since, "decisions must fire after the rollback point"
+    published = iter(got)  # every decision since the last checkpoint, in order (at-least-once)
+    for message in since:
+        assert any(m == message for m in published), f"missing or out of order: {message}"
+    assert_same_state(meta.parent.parent, names["input"], len(records), uninterrupted)
+    dead = {
+        (d["offset"], d["reason"]): base64.b64decode(d["original_b64"])
+        for d in (json.loads(v) for _, v in read_topic(broker.bootstrap_servers, names["dlq"]))
+    }
+    assert set(dead) == set(expected.items())
+    assert all(dead[(o, r)] == records[o] for o, r in expected.items())
