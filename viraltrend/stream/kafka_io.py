@@ -253,6 +253,17 @@ class KafkaSource(KafkaGroupSource):
             msg = f"committing {what} failed: {_describe(exc)}"
             raise StreamError(msg) from exc
 
+    def generation(self) -> int | None:
+        """The consumer-group generation of this member's assignment (None before it joined).
+
+        The group coordinator bumps it at every rebalance: the owner of a partition in a later
+        generation supersedes any earlier one (the changelog's fencing epoch).
+        """
+        coordinator = self._consumer._coordinator
+        generation = coordinator.generation_if_stable() or getattr(coordinator, "_generation", None)
+        gid = int(getattr(generation, "generation_id", -1))
+        return gid if gid >= 0 else None
+
     def seek(self, offsets: Mapping[int, int]) -> None:
         """Read each partition next from the given offset (restore from a checkpoint).
 

@@ -97,6 +97,10 @@ class GroupSource(Protocol):
         """Move the read positions."""
         ...
 
+    def generation(self) -> int | None:
+        """The consumer-group generation of the current assignment (the checkpoints' epoch)."""
+        ...
+
     def lag(self) -> dict[int, int]:
         """Messages behind the end, per partition."""
         ...
@@ -207,6 +211,7 @@ class Service:
         self._published: dict[int, tuple[Any, ...]] = {}  # partition -> board signature last published
         self._round: dict[int, dict[str, Message]] = {}  # partition -> decisions since its last candidates
         self._checkpointed: dict[int, int] = {}  # partition -> offset of its last checkpoint
+        self._epochs: dict[int, int] = {}  # partition -> group generation it was assigned in (fencing)
         self._fresh: set[int] = set()  # partitions started without a checkpoint, before their first record
         self._snapshot_wm = 0  # event time of the last merged snapshot
         self._merged_wm = 0  # event time of the last merge: the newest watermark of any partition
@@ -241,8 +246,11 @@ class Service:
         was_publisher = self.is_publisher
         seek: dict[int, int] = {}
         self.metrics.rebalances.labels(kind="assigned").inc()
+        generation = self._source.generation() if self._source is not None else None
+        log.info("assigned partitions %s in group generation %s", sorted(partitions), generation)
         for p in sorted(partitions):
             t0 = time.perf_counter()
+            self._epochs[p] = generation or 0
             loaded = self.store.load(p)
             self._published.pop(p, None)
             self._round[p] = {}
@@ -331,6 +339,7 @@ class Service:
             self._round.pop(p, None)
             self._published.pop(p, None)
             self._checkpointed.pop(p, None)
+            self._epochs.pop(p, None)
             self._fresh.discard(p)
             for gauge in (self.metrics.consumer_lag, self.metrics.changelog_lag):  # not ours any more
                 with contextlib.suppress(KeyError):
@@ -663,7 +672,7 @@ class Service:
         size = 0
         for p, engine in due:
             arrays, meta = engine.state()
-            size += self.store.save(p, arrays, meta, {p: offsets[p]})
+            size += self.store.save(p, arrays, meta, {p: offsets[p]}, epoch=self._epochs.get(p, 0))
             done[p] = offsets[p]
             self._checkpointed[p] = offsets[p]
             self.metrics.changelog_lag.labels(partition=str(p)).set(0)
