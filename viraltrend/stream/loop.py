@@ -56,6 +56,7 @@ from viraltrend.engine import Engine
 from viraltrend.errors import CheckpointError, ConfigError, StreamError
 from viraltrend.events import EventBatch, Reject
 from viraltrend.merge import BoardMerger
+from viraltrend.messages import Message, decode_board_snapshot
 from viraltrend.metrics import Metrics
 from viraltrend.stream.broker import INTERNAL_TOPIC_CONFIGS, _connect, kafka_errors, reachable
 from viraltrend.stream.candidates import (
@@ -72,7 +73,6 @@ from viraltrend.stream.sinks import stamp
 __all__ = ["Service", "ServiceOptions"]
 
 log = logging.getLogger("viraltrend.service")
-Message = dict[str, Any]
 BOARD_KEY = b"__board__"
 #: Fault injection (the fault suite): seconds added to each partition's restore from a checkpoint.
 RESTORE_DELAY_ENV = "VTFAULT_RESTORE_DELAY_S"  # not VIRALTREND_*: those are config keys
@@ -306,8 +306,8 @@ class Service:
             )
             return
         try:
-            self.merger.adopt(json.loads(value))
-        except (ValueError, KeyError, TypeError) as exc:
+            self.merger.adopt(decode_board_snapshot(value))
+        except ValueError as exc:
             log.warning(
                 "the last board snapshot on %s is unreadable (%s); starting from an empty board",
                 self.k.output_topic,
@@ -872,7 +872,6 @@ def run_service(
 ) -> int:
     """``viraltrend run``: metrics endpoint, topics, signal handling, then :meth:`Service.run`."""
     import faulthandler
-    import json
     import signal
 
     from prometheus_client import CollectorRegistry
