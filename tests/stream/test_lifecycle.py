@@ -30,7 +30,7 @@ from tests.stream.services import (
 from viraltrend.config import load_config
 from viraltrend.replay import replay
 from viraltrend.stream.broker import INTERNAL_TOPIC_CONFIGS, describe_topic, free_port
-from viraltrend.stream.loop import RESTORE_DELAY_ENV
+from viraltrend.stream.partitions import RESTORE_DELAY_ENV
 
 pytestmark = pytest.mark.integration
 
