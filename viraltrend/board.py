@@ -37,11 +37,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from viraltrend.config import BoardConfig
+from viraltrend.messages import DecisionAction, Message, board_snapshot, decision
 from viraltrend.trust import soft_refusal
 
 __all__ = ["Board", "Candidates", "Member"]
-
-Message = dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -303,51 +302,44 @@ class Board:
         return reasons
 
     def _message(
-        self, action: str, now_ms: int, cand: Candidates, i: int, rank: int | None, reasons: Sequence[str]
+        self,
+        action: DecisionAction,
+        now_ms: int,
+        cand: Candidates,
+        i: int,
+        rank: int | None,
+        reasons: Sequence[str],
     ) -> Message:
-        return {
-            "schema": 1,
-            "action": action,
-            "product_id": cand.product_id[i],
-            "seller_id": cand.seller_id[i],
-            "category": cand.category[i],
-            "rank": rank,
-            "score": round(float(cand.score[i]), 6),
-            "event_ts": int(now_ms),
-            "emitted_at": None,
-            "reasons": list(reasons),
-            "features": cand.feature_dict(i),
-        }
+        return decision(
+            action,
+            product_id=cand.product_id[i],
+            seller_id=cand.seller_id[i],
+            category=cand.category[i],
+            rank=rank,
+            score=float(cand.score[i]),
+            event_ts=now_ms,
+            reasons=reasons,
+            features=cand.feature_dict(i),
+        )
 
-    def _member_message(self, action: str, now_ms: int, m: Member, reasons: Sequence[str]) -> Message:
-        return {
-            "schema": 1,
-            "action": action,
-            "product_id": m.product_id,
-            "seller_id": m.seller_id,
-            "category": m.category,
-            "rank": m.rank if action == "update" else None,
-            "score": round(m.score, 6),
-            "event_ts": int(now_ms),
-            "emitted_at": None,
-            "reasons": list(reasons),
-            "features": {},
-        }
+    def _member_message(
+        self, action: DecisionAction, now_ms: int, m: Member, reasons: Sequence[str]
+    ) -> Message:
+        return decision(
+            action,
+            product_id=m.product_id,
+            seller_id=m.seller_id,
+            category=m.category,
+            rank=m.rank if action == "update" else None,
+            score=m.score,
+            event_ts=now_ms,
+            reasons=reasons,
+            features={},
+        )
 
     def snapshot(self, now_ms: int) -> Message:
         """The whole board as a ``board`` message (key ``__board__``)."""
-        items = [
-            {
-                "rank": r,
-                "product_id": m.product_id,
-                "seller_id": m.seller_id,
-                "category": m.category,
-                "score": round(m.score, 6),
-                "since_ts": m.since_ms,
-            }
-            for r, m in enumerate(self.ranked(), start=1)
-        ]
-        return {"schema": 1, "action": "board", "event_ts": int(now_ms), "emitted_at": None, "items": items}
+        return board_snapshot(now_ms, enumerate(self.ranked(), start=1))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for a checkpoint."""

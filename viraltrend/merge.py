@@ -17,14 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from viraltrend.board import Member
 from viraltrend.config import BoardConfig
+from viraltrend.messages import BoardSnapshot, DecisionAction, Message, board_snapshot, decision
 
 __all__ = ["BoardMerger"]
-
-Message = dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -60,25 +58,25 @@ class BoardMerger:
         self.current = {m.product_id: m for m in chosen}
         self.ranks = {m.product_id: r for r, m in enumerate(chosen, start=1)}
 
-    def adopt(self, snapshot: Message) -> None:
+    def adopt(self, snapshot: BoardSnapshot) -> None:
         """Take the board of a published ``board`` message as the current one (a new publisher).
 
         The next :meth:`merge` then publishes every change since that board, including those the
         previous publisher decided but never published before it failed over.
         """
-        items = sorted(snapshot.get("items") or [], key=lambda item: int(item["rank"]))
+        items = sorted(snapshot.items, key=lambda item: item.rank)
         self.current = {
-            str(item["product_id"]): Member(
+            item.product_id: Member(
                 slot=-1,
-                product_id=str(item["product_id"]),
-                seller_id=item.get("seller_id"),
-                category=item.get("category"),
-                score=float(item["score"]),
-                since_ms=int(item["since_ts"]),
+                product_id=item.product_id,
+                seller_id=item.seller_id,
+                category=item.category,
+                score=item.score,
+                since_ms=item.since_ts,
             )
             for item in items
         }
-        self.ranks = {str(item["product_id"]): int(item["rank"]) for item in items}
+        self.ranks = {item.product_id: item.rank for item in items}
 
     def merge(self, members: Iterable[Member], event_ts: int, latest: dict[str, Message]) -> list[Message]:
         """Merge, and return the messages that turn the previous global board into the new one.
@@ -116,33 +114,26 @@ class BoardMerger:
 
     def snapshot(self, event_ts: int) -> Message:
         """The merged board as a ``board`` message."""
-        items = [
-            {
-                "rank": self.ranks[pid],
-                "product_id": pid,
-                "seller_id": m.seller_id,
-                "category": m.category,
-                "score": round(m.score, 6),
-                "since_ts": m.since_ms,
-            }
-            for pid, m in sorted(self.current.items(), key=lambda kv: self.ranks[kv[0]])
-        ]
-        return {"schema": 1, "action": "board", "event_ts": int(event_ts), "emitted_at": None, "items": items}
+        ranked = sorted(self.current.items(), key=lambda kv: self.ranks[kv[0]])
+        return board_snapshot(event_ts, ((self.ranks[pid], m) for pid, m in ranked))
 
     @staticmethod
     def _message(
-        action: str, m: Member, rank: int | None, event_ts: int, reasons: list[str], src: Message | None
+        action: DecisionAction,
+        m: Member,
+        rank: int | None,
+        event_ts: int,
+        reasons: list[str],
+        src: Message | None,
     ) -> Message:
-        return {
-            "schema": 1,
-            "action": action,
-            "product_id": m.product_id,
-            "seller_id": m.seller_id,
-            "category": m.category,
-            "rank": rank,
-            "score": round(m.score, 6),
-            "event_ts": int(src["event_ts"]) if src is not None else int(event_ts),
-            "emitted_at": None,
-            "reasons": list(reasons),
-            "features": dict(src["features"]) if src is not None else {},
-        }
+        return decision(
+            action,
+            product_id=m.product_id,
+            seller_id=m.seller_id,
+            category=m.category,
+            rank=rank,
+            score=m.score,
+            event_ts=int(src["event_ts"]) if src is not None else event_ts,
+            reasons=reasons,
+            features=src["features"] if src is not None else {},
+        )

@@ -16,10 +16,15 @@ import urllib.request
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from viraltrend.config import load_config
+from viraltrend.engine import Engine
 from viraltrend.stream.broker import create_topics
+from viraltrend.stream.checkpoint import LocalStore
+from viraltrend.stream.files import FileSource
 
 
 class _Key(msgspec.Struct):
@@ -168,3 +173,71 @@ def wait_for(predicate, timeout_s: float = 60.0, what: str = "condition") -> Non
             return
         time.sleep(0.2)
     pytest.fail(f"timed out waiting for {what}")
+
+
+def checkpointed_at(meta_path: Path) -> int:
+    """The input offset of the local checkpoint whose ``meta.json`` is ``meta_path`` (-1 if none)."""
+    try:
+        return int(json.loads(meta_path.read_text())["offsets"]["0"])
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def assert_same_state(directory: Path, input_topic: str, n_records: int, uninterrupted: Engine) -> None:
+    """The last local checkpoint is at the stream's end and its state equals the uninterrupted engine's."""
+    loaded = LocalStore(directory, input_topic).load(0)
+    assert loaded is not None
+    arrays, state_meta, offsets = loaded
+    assert offsets == {0: n_records}
+    restored = Engine.restore(load_config(None, environ={}), arrays, state_meta)
+    assert restored.products.to_list() == uninterrupted.products.to_list()
+    assert restored.clock.to_dict() == uninterrupted.clock.to_dict()
+    wm = int(uninterrupted.clock.watermark_ms)
+    slots = np.arange(len(uninterrupted.products.to_list()), dtype=np.int64)
+    np.testing.assert_allclose(
+        restored.counters.read(slots, wm), uninterrupted.counters.read(slots, wm), rtol=1e-12
+    )
+    assert restored.board.to_dict() == uninterrupted.board.to_dict()
+
+
+def assert_accounted(text: str) -> None:
+    """consumed = applied + the sum of rejected (duplicates included), from one scrape."""
+    consumed = sum(samples(text, "viraltrend_events_consumed_total").values())
+    applied = sum(samples(text, "viraltrend_events_applied_total").values())
+    rejected = sum(samples(text, "viraltrend_events_rejected_total").values())
+    assert consumed > 0 and consumed == applied + rejected, (consumed, applied, rejected)
+
+
+def engine_over(path: Path) -> Engine:
+    """The engine of an uninterrupted run over the file at ``path`` (default config)."""
+    engine = Engine(load_config(None, environ={}))
+    with FileSource([path]) as source:
+        while not source.exhausted:
+            batch, _ = source.next_batch(50_000)
+            engine.process(batch)
+    return engine
+
+
+def tick_events(lines: list[bytes], skip: frozenset[int] = frozenset()):
+    """For a decision's ``event_ts``, the index of the record whose arrival fired that tick.
+
+    Records that are not events (no integer ``ts``) and those at the indices in ``skip`` (bad
+    records) keep the running maximum where it was.
+    """
+    ts = []
+    for i, line in enumerate(lines):
+        if i in skip:
+            ts.append(-(2**62))
+            continue
+        try:
+            value = json.loads(line)["ts"]
+        except (ValueError, KeyError, TypeError, RecursionError):  # the hostile corpus nests deep
+            value = None
+        ok = isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**62
+        ts.append(value if ok else -(2**62))
+    running = np.maximum.accumulate(np.array(ts, np.int64))
+
+    def fired_at(event_ts: int) -> int:
+        return int(np.searchsorted(running, event_ts, side="left"))
+
+    return fired_at

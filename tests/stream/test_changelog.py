@@ -12,7 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from viraltrend.errors import CheckpointError, ConfigError, StreamError
 from viraltrend.stream.broker import EmbeddedBroker, describe_topic
-from viraltrend.stream.changelog import HEADER_FORMAT, ChangelogStore, create_changelog_topic
+from viraltrend.stream.changelog import HEADER_FORMAT, ChangelogStore, FencedError, create_changelog_topic
 from viraltrend.stream.checkpoint import StateStore
 
 pytestmark = pytest.mark.integration
@@ -346,3 +346,71 @@ def test_a_save_after_a_windowed_load_leaves_only_its_own_chunks_live(broker, ch
     still = {k for k, v in live.items() if k.startswith(name + "/") and v is not None}
     assert still == mine  # the forged save's chunks and the ones it left live are tombstoned
     assert store_factory(topic).load(0)[1] == {"v": 99}
+
+
+# ---------------------------------------------------------------------------- fencing (issue 12, item 8)
+
+
+def test_a_superseded_writer_can_no_longer_overwrite_the_new_owners_checkpoint(
+    broker, changelog, store_factory
+):
+    """An evicted worker (epoch 1) saves after the partition's new owner (epoch 2) took over.
+
+    Its checkpoint is ignored by every later load, its chunk keys differ from the new owner's
+    (interleaved writes corrupt nothing), and the new owner's next save still goes through.
+    """
+    topic = changelog()
+    old, new = store_factory(topic), store_factory(topic)
+    old.save(0, sample_arrays(1), {"who": "old"}, {0: 100}, epoch=1)
+    assert new.load(0)[1] == {"who": "old"}  # the new owner restores what the old one saved
+    new.save(0, sample_arrays(2), {"who": "new"}, {0: 200}, epoch=2)
+    old.save(0, sample_arrays(3), {"who": "zombie"}, {0: 150}, epoch=1)  # evicted, but not told yet
+    arrays, meta, offsets = store_factory(topic).load(0)
+    assert (meta, offsets) == ({"who": "new"}, {0: 200})
+    assert_arrays_equal(arrays, sample_arrays(2))
+    records = read_partition(broker.bootstrap_servers, topic, 0)
+    name = f"{INPUT}-0"
+    heads = [json.loads(v) for k, v in records if k == name and v is not None]
+    assert [h["epoch"] for h in heads] == [1, 2, 1]
+    keys = [{f"{name}/{h['seq']}/{i}" for i in range(h["n_chunks"])} for h in heads]
+    assert not keys[1] & keys[2]  # the zombie wrote none of the new owner's chunk keys
+    new.save(0, sample_arrays(4), {"who": "new, again"}, {0: 300}, epoch=2)
+    assert store_factory(topic).load(0)[1:] == ({"who": "new, again"}, {0: 300})
+
+
+def test_a_writer_that_saw_a_newer_epoch_refuses_to_save(changelog, store_factory):
+    topic = changelog()
+    new = store_factory(topic)
+    new.save(0, sample_arrays(1), {"who": "new"}, {0: 10}, epoch=5)
+    late = store_factory(topic)
+    assert late.load(0)[1] == {"who": "new"}
+    with pytest.raises(FencedError, match=r"epoch 4: .* a save of epoch 5, a newer owner"):
+        late.save(0, sample_arrays(2), {"who": "late"}, {0: 5}, epoch=4)
+    assert store_factory(topic).load(0)[1] == {"who": "new"}
+
+
+def test_a_superseded_writer_interleaving_its_chunks_corrupts_nothing(broker, changelog, store_factory):
+    """Chunks of both writers interleave record by record: the newer epoch's checkpoint loads.
+
+    Without epochs in the keys, both writers used the same seq, so the later chunks replaced the
+    earlier writer's under the same keys and its header failed its checksums.
+    """
+    topic = changelog()
+    old, new = store_factory(topic), store_factory(topic)
+    old.save(0, sample_arrays(1), {"who": "old"}, {0: 100}, epoch=1)
+    new.load(0)
+    new.save(0, sample_arrays(2), {"who": "new"}, {0: 200}, epoch=2)
+    name = f"{INPUT}-0"
+    records = read_partition(broker.bootstrap_servers, topic, 0)
+    new_head = json.loads([v for k, v in records if k == name][-1])
+    # the zombie's next save, as it would come: seq one past its last, its chunks after the header
+    zombie_seq = json.loads([v for k, v in records if k == name][0])["seq"] + 1
+    produce(
+        broker.bootstrap_servers,
+        topic,
+        0,
+        [(f"{name}/{zombie_seq}/{i}", b"zombie") for i in range(new_head["n_chunks"])],
+    )
+    arrays, meta, _ = store_factory(topic).load(0)
+    assert meta == {"who": "new"}
+    assert_arrays_equal(arrays, sample_arrays(2))

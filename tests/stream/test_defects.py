@@ -37,7 +37,7 @@ def test_per_partition_gauges_go_away_with_the_partition():
     registry = CollectorRegistry()
     cfg = load_config(None, environ={})
     service = Service(cfg, metrics=Metrics(registry))
-    service.engines = {0: Engine(cfg), 1: Engine(cfg)}
+    service.engines.update({0: Engine(cfg), 1: Engine(cfg)})
     for p in ("0", "1"):
         service.metrics.consumer_lag.labels(partition=p).set(5)
         service.metrics.changelog_lag.labels(partition=p).set(7)

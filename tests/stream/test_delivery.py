@@ -11,9 +11,9 @@ import hashlib
 import json
 import signal
 
-import numpy as np
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from prometheus_client import CollectorRegistry
 
 from tests.stream.services import (
     decisions,
@@ -24,13 +24,18 @@ from tests.stream.services import (
     samples,
     scrape,
     start_service,
+    tick_events,
     topics,
     wait_for,
 )
 from tests.test_engine import SMALL
 from viraltrend.config import load_config
+from viraltrend.errors import StreamError
+from viraltrend.metrics import Metrics
 from viraltrend.replay import replay
 from viraltrend.stream.broker import create_topics, free_port
+from viraltrend.stream.checkpoint import LocalStore
+from viraltrend.stream.loop import Service
 
 pytestmark = pytest.mark.integration
 
@@ -140,7 +145,7 @@ def test_output_that_cannot_be_published_is_never_committed_past(broker, small, 
     offset = committed(broker.bootstrap_servers, group, names["input"]) or 0
     published = {_canon(m) for m in decisions(broker.bootstrap_servers, names["output"])}
     assert published <= {_canon(m) for m in want}
-    fired_at = _tick_events(lines)
+    fired_at = tick_events(lines)
     unpublished = [m for m in want if _canon(m) not in published]
     assert unpublished, "the tiny limit must have stopped some decisions"
     first = min(fired_at(m["event_ts"]) for m in unpublished)
@@ -162,16 +167,6 @@ def test_output_that_cannot_be_published_is_never_committed_past(broker, small, 
 
 def _canon(message: dict) -> str:
     return json.dumps(message, sort_keys=True)
-
-
-def _tick_events(lines: list[bytes]):
-    """For a decision's ``event_ts``, the index of the event whose arrival fired that tick."""
-    running = np.maximum.accumulate(np.array([json.loads(x)["ts"] for x in lines], np.int64))
-
-    def fired_at(event_ts: int) -> int:
-        return int(np.searchsorted(running, event_ts, side="left"))
-
-    return fired_at
 
 
 def test_dead_letters_to_a_deleted_topic_are_never_committed_past(broker, tmp_path):
@@ -232,3 +227,36 @@ def test_dead_letters_to_a_deleted_topic_are_never_committed_past(broker, tmp_pa
     applied = sum(samples(text, "viraltrend_events_applied_total").values())
     rejected = sum(samples(text, "viraltrend_events_rejected_total").values())
     assert consumed == applied + rejected
+
+
+def test_shutdown_after_a_failed_publish_checkpoints_and_commits_nothing(broker, small, tmp_path):
+    """Item 1's last path: ``shutdown()`` with a failed sink must not checkpoint or commit.
+
+    In process, on the real broker: decisions over a 600-byte limit fail to publish, then the
+    service is shut down as SIGTERM would.  Its final publish and checkpoint fail (the failure is
+    sticky), and leaving the group (the revoke hook) must not checkpoint or commit either.
+    """
+    lines, _ = small
+    names = topics(broker.bootstrap_servers, "shutdown-failed")
+    produce(broker.bootstrap_servers, names["input"], lines)
+    group = f"g-{names['input']}"
+    env = {
+        "VIRALTREND_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "VIRALTREND_KAFKA_INPUT_TOPIC": names["input"],
+        "VIRALTREND_KAFKA_OUTPUT_TOPIC": names["output"],
+        "VIRALTREND_KAFKA_DLQ_TOPIC": names["dlq"],
+        "VIRALTREND_KAFKA_GROUP_ID": group,
+        "VIRALTREND_KAFKA_MAX_MESSAGE_BYTES": "600",
+        "VIRALTREND_CHECKPOINT_STORE": "local",
+        "VIRALTREND_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
+        "VIRALTREND_CHECKPOINT_INTERVAL_S": "3600",  # only shutdown() would checkpoint
+    }
+    service = Service(load_config(None, environ=env), metrics=Metrics(CollectorRegistry()))
+    service.connect()
+    with pytest.raises(StreamError, match="cannot send"):
+        for _ in range(10_000):
+            service.step()
+    assert service.engines, "the failure must come while partitions are assigned"
+    service.shutdown()
+    assert committed(broker.bootstrap_servers, group, names["input"]) is None
+    assert LocalStore(tmp_path / "ckpt" / group, names["input"]).load(0) is None

@@ -14,9 +14,9 @@ import pytest
 
 from tests.stream.services import finish, produce, sample, scrape, start_service, topics, wait_for
 from viraltrend.errors import StreamError
+from viraltrend.stream.blocklist import BlocklistFollower
 from viraltrend.stream.broker import EmbeddedBroker, create_topics, free_port
 from viraltrend.stream.candidates import CandidatesFollower
-from viraltrend.stream.loop import BlocklistFollower
 
 pytestmark = pytest.mark.integration
 

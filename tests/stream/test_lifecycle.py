@@ -20,6 +20,7 @@ from tests.stream.services import (
     decisions,
     finish,
     produce,
+    read_topic,
     samples,
     scrape,
     start_service,
@@ -29,7 +30,7 @@ from tests.stream.services import (
 from viraltrend.config import load_config
 from viraltrend.replay import replay
 from viraltrend.stream.broker import INTERNAL_TOPIC_CONFIGS, describe_topic, free_port
-from viraltrend.stream.loop import RESTORE_DELAY_ENV
+from viraltrend.stream.partitions import RESTORE_DELAY_ENV
 
 pytestmark = pytest.mark.integration
 
@@ -132,3 +133,32 @@ def test_internal_topics_get_explicit_cleanup_and_segment_settings(broker, tmp_p
         assert configs["retention.ms"] == "-1", topic
         for key, value in INTERNAL_TOPIC_CONFIGS.items():
             assert configs.get(key) == value, (topic, key)
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_checkpoints_are_stamped_with_the_group_generation_that_owns_them(broker, tmp_path, client):
+    """Fencing: each owner of a partition stamps its checkpoints with its group generation.
+
+    A later owner's generation is higher, so a load ignores what an evicted owner writes after it
+    (the store's side is tested in test_changelog).
+    """
+    names = topics(broker.bootstrap_servers, f"epochs-{client}")
+    env = {"VIRALTREND_KAFKA_CLIENT": client}
+    group = f"g-{names['input']}"
+    epochs = []
+    for run in range(2):
+        produce(broker.bootstrap_servers, names["input"], [event(i) for i in range(run * 50, run * 50 + 50)])
+        log_name = f"run{run}.log"
+        finish(
+            start_service(broker.bootstrap_servers, names, tmp_path, env=env, log_name=log_name),
+            tmp_path,
+            log_name=log_name,
+        )
+        heads = [
+            json.loads(v)
+            for k, v in read_topic(broker.bootstrap_servers, f"{group}.state")
+            if k == f"{names['input']}-0".encode() and v is not None
+        ]
+        assert heads[-1]["offsets"] == {"0": run * 50 + 50}
+        epochs.append(heads[-1]["epoch"])
+    assert epochs[0] < epochs[1], epochs  # (Tansu numbers generations from 0)

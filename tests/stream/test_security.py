@@ -8,8 +8,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from viraltrend.cli import _parser, main
 from viraltrend.config import load_config
 from viraltrend.errors import ConfigError
+from viraltrend.stream.clients import client_options
 from viraltrend.stream.kafka_confluent import librdkafka_options
-from viraltrend.stream.loop import client_options
 
 MTLS = {
     "VIRALTREND_KAFKA_SECURITY_PROTOCOL": "SSL",

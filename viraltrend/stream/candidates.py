@@ -19,22 +19,22 @@ state, since the engine is deterministic).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from viraltrend.board import Member
 from viraltrend.errors import StreamError
+from viraltrend.messages import ENCODER, SCHEMA, CandidateMember, CandidatesRecord, Message
 from viraltrend.stream.broker import _connect, kafka_errors
 
 __all__ = ["CandidatesFollower", "PartitionCandidates", "decode_candidates", "encode_candidates"]
 
 log = logging.getLogger(__name__)
-Message = dict[str, Any]
-_SCHEMA = 1
 
 
 @dataclass(slots=True)
@@ -49,58 +49,57 @@ class PartitionCandidates:
 
 
 def encode_candidates(pc: PartitionCandidates) -> bytes:
-    """The candidates record's value (JSON; floats round-trip exactly)."""
-    return json.dumps(
-        {
-            "schema": _SCHEMA,
-            "partition": pc.partition,
-            "offset": pc.offset,
-            "watermark_ms": pc.watermark_ms,
-            "members": [
-                {
-                    "product_id": m.product_id,
-                    "seller_id": m.seller_id,
-                    "category": m.category,
-                    "score": m.score,
-                    "since_ms": m.since_ms,
-                }
-                for m in pc.members
-            ],
-            "messages": pc.messages,
-        },
-        separators=(",", ":"),
-    ).encode("utf-8")
+    """The candidates record's value: a :class:`~viraltrend.messages.CandidatesRecord` as JSON."""
+    record = CandidatesRecord(
+        partition=pc.partition,
+        offset=pc.offset,
+        watermark_ms=pc.watermark_ms,
+        members=[
+            CandidateMember(
+                product_id=m.product_id,
+                seller_id=m.seller_id,
+                category=m.category,
+                score=m.score,
+                since_ms=m.since_ms,
+            )
+            for m in pc.members
+        ],
+        messages=pc.messages,
+    )
+    return ENCODER.encode(record)
+
+
+_DECODER = msgspec.json.Decoder(CandidatesRecord)
 
 
 def decode_candidates(value: bytes) -> PartitionCandidates:
     """Parse a candidates record; :class:`ValueError` says what is wrong with a malformed one."""
     try:
-        d = json.loads(value)
-        if d.get("schema") != _SCHEMA:
-            msg = f"candidates record has schema {d.get('schema')!r}, this worker reads schema {_SCHEMA}"
-            raise ValueError(msg)
-        members = [
-            Member(
-                slot=-1,
-                product_id=str(m["product_id"]),
-                seller_id=m["seller_id"],
-                category=m["category"],
-                score=float(m["score"]),
-                since_ms=int(m["since_ms"]),
-            )
-            for m in d["members"]
-        ]
-        wm = d["watermark_ms"]
-        return PartitionCandidates(
-            partition=int(d["partition"]),
-            offset=int(d["offset"]),
-            watermark_ms=None if wm is None else int(wm),
-            members=members,
-            messages=dict(d.get("messages") or {}),
-        )
-    except (KeyError, TypeError, AttributeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        msg = f"malformed candidates record: {exc!r}"
+        record = _DECODER.decode(value)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        msg = f"malformed candidates record: {exc}"
         raise ValueError(msg) from exc
+    if record.schema != SCHEMA:
+        msg = f"candidates record has schema {record.schema!r}, this worker reads schema {SCHEMA}"
+        raise ValueError(msg)
+    members = [
+        Member(
+            slot=-1,
+            product_id=m.product_id,
+            seller_id=m.seller_id,
+            category=m.category,
+            score=m.score,
+            since_ms=m.since_ms,
+        )
+        for m in record.members
+    ]
+    return PartitionCandidates(
+        partition=record.partition,
+        offset=record.offset,
+        watermark_ms=record.watermark_ms,
+        members=members,
+        messages=record.messages,
+    )
 
 
 class CandidatesFollower:

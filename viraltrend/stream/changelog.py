@@ -22,9 +22,19 @@ before it; it widens that window down to the log's start only when it must.  So 
 about two checkpoints, however long the history (Tansu never compacts).  It takes the latest
 header, gathers its chunks and verifies them.
 A record with a null value under the header key ``<name>`` deletes the checkpoint: the partition
-then starts fresh.  Each partition is assumed to have one writer at a time (its owner in the
-consumer group); records mixed by two writers fail the checksums and are refused, never loaded.
-Create the topic with :func:`create_changelog_topic`.
+then starts fresh.  Create the topic with :func:`create_changelog_topic`.
+
+**Fencing.**  A worker evicted from the group (paused, partitioned away) may still write a
+checkpoint of a partition that another worker now owns.  Each save is stamped with an ``epoch``,
+the consumer-group generation in which its writer got the partition (the coordinator bumps it
+at every rebalance), in the header and in its chunk keys: ``seq`` lies in
+``[epoch * 10**9, (epoch + 1) * 10**9)``, so writers of two epochs never share a key.  A load
+ignores every header whose epoch is below one seen earlier in the partition: a superseded
+writer's checkpoint is never restored, and a writer that sees a newer epoch's keys refuses to
+save (:class:`FencedError`).  What is not fenced: a superseded writer's header when the window
+read holds nothing newer before it (the newer owner never saved, or saved only before the
+window): it is then a complete checkpoint with its own offsets, so the restore is still exact,
+only older.
 """
 
 from __future__ import annotations
@@ -56,7 +66,7 @@ from viraltrend.stream.checkpoint import (
     encode_checkpoint,
 )
 
-__all__ = ["HEADER_FORMAT", "ChangelogStore", "create_changelog_topic"]
+__all__ = ["HEADER_FORMAT", "SEQS_PER_EPOCH", "ChangelogStore", "FencedError", "create_changelog_topic"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +81,12 @@ _CONSUMER_KEYS: Final = frozenset(KafkaConsumer.DEFAULT_CONFIG)
 _REQUEST_OVERHEAD: Final = 64 * 1024  # record and request framing beyond a chunk's bytes
 _CLOSE_TIMEOUT_S: Final = 5.0
 _FIRST_WINDOW: Final = 64  # records read back from the end of a changelog partition at first
+#: Saves stamped with ``epoch`` use ``seq`` in ``[epoch * SEQS_PER_EPOCH, (epoch + 1) * SEQS_PER_EPOCH)``.
+SEQS_PER_EPOCH: Final = 1_000_000_000
+
+
+class FencedError(StreamError):
+    """A save refused: a writer of a later epoch (a newer owner of the partition) wrote there."""
 
 
 def create_changelog_topic(
@@ -108,6 +124,8 @@ class _Scan:
     header: bytes | None = None  #: value of the latest header record (None: none, or a tombstone)
     header_offset: int = -1
     header_seq: int = -1  #: ``seq`` of the latest header, -1 if it has none or is unreadable
+    epoch: int = 0  #: the largest epoch of any header read (a header below it is fenced)
+    fenced: int = 0  #: headers ignored: written by a superseded writer after a newer one
     max_seq: int = -1  #: largest ``seq`` seen in any header or chunk key
     chunks: dict[str, bytes] = field(default_factory=dict)  #: live chunk values of ``header_seq``
     live: set[str] = field(default_factory=set)  #: chunk keys whose latest record is not a tombstone
@@ -123,6 +141,12 @@ class _Scan:
         self.records += 1
         self.n_bytes += len(value) if value is not None else 0
         if key == name:
+            if value is not None:
+                epoch = _header_int(value, "epoch", 0)
+                if epoch < self.epoch:  # a superseded writer's: never the latest checkpoint
+                    self.fenced += 1
+                    return
+                self.epoch = epoch
             self.header, self.header_offset = value, offset
             self.deleted = value is None
             self.header_seq = -1 if value is None else _header_seq(value)
@@ -186,20 +210,21 @@ def _chunk_seq(key: str, prefix: str) -> int | None:
     return int(parts[0])
 
 
-def _header_chunks(value: bytes) -> int:
+def _header_int(value: bytes, key: str, default: int) -> int:
+    """Integer field ``key`` of a header record's value (``default`` if unreadable or absent)."""
     try:
-        n = json.loads(value).get("n_chunks")
+        got = json.loads(value).get(key)
     except (ValueError, AttributeError):
-        return 0
-    return n if isinstance(n, int) and n >= 0 else 0
+        return default
+    return got if isinstance(got, int) and not isinstance(got, bool) else default
+
+
+def _header_chunks(value: bytes) -> int:
+    return max(_header_int(value, "n_chunks", 0), 0)
 
 
 def _header_seq(value: bytes) -> int:
-    try:
-        seq = json.loads(value).get("seq")
-    except (ValueError, AttributeError):
-        return -1
-    return seq if isinstance(seq, int) else -1
+    return _header_int(value, "seq", -1)
 
 
 class ChangelogStore:
@@ -305,12 +330,22 @@ class ChangelogStore:
 
     # ------------------------------------------------------------------------------- save
 
-    def save(self, partition: int, arrays: Arrays, meta: dict[str, Any], offsets: dict[int, int]) -> int:
+    def save(
+        self,
+        partition: int,
+        arrays: Arrays,
+        meta: dict[str, Any],
+        offsets: dict[int, int],
+        *,
+        epoch: int = 0,
+    ) -> int:
         """Write the checkpoint of input ``partition`` to changelog partition ``partition``.
 
         Returns after the broker acknowledged every record (``acks="all"``); returns the bytes
         written (chunks plus header).  If this store has not read or written that partition
         before, it first reads it (as :meth:`load` does) to learn which chunks to tombstone.
+        ``epoch`` is the consumer-group generation in which the caller got the partition (see
+        the module's *Fencing*); 0 for an unfenced writer.
 
         Raises
         ------
@@ -319,15 +354,27 @@ class ChangelogStore:
         StreamError
             If the broker does not acknowledge a record; the previous checkpoint then stays the
             latest one unless the header was written.
+        FencedError
+            If this store saw a save of a later epoch in that partition: a newer owner writes it.
         """
         self._check_partition(partition)
+        if epoch < 0:
+            msg = f"epoch must be >= 0, got {epoch}"
+            raise ValueError(msg)
         blob = encode_checkpoint(arrays, meta, offsets).to_blob()
         known = self._known.get(partition)
         if known is None:
             scan = self._scan(partition)
             known = _Known(scan.max_seq, frozenset(scan.live))
         name = self.name(partition)
-        seq = known.seq + 1
+        seq = max(known.seq + 1, epoch * SEQS_PER_EPOCH)
+        if epoch > 0 and seq >= (epoch + 1) * SEQS_PER_EPOCH:
+            msg = (
+                f"not saving the checkpoint of input partition {partition} with epoch {epoch}: "
+                f"{self.describe} holds a save of epoch {seq // SEQS_PER_EPOCH}, a newer owner of "
+                "the partition (this worker was evicted from the group)"
+            )
+            raise FencedError(msg)
         chunks = [blob[i : i + self.max_chunk_bytes] for i in range(0, len(blob), self.max_chunk_bytes)]
         keys = [f"{name}/{seq}/{i}" for i in range(len(chunks))]
         header = json.dumps(
@@ -335,6 +382,7 @@ class ChangelogStore:
                 "format": HEADER_FORMAT,
                 "name": name,
                 "seq": seq,
+                "epoch": epoch,
                 "n_chunks": len(chunks),
                 "total_bytes": len(blob),
                 "sha256": hashlib.sha256(blob).hexdigest(),
@@ -402,6 +450,15 @@ class ChangelogStore:
         scan = self._scan(partition)
         self._known[partition] = _Known(scan.max_seq, frozenset(scan.live))
         self.last_load_records, self.last_load_bytes = scan.records, scan.n_bytes
+        if scan.fenced:
+            log.warning(
+                "%s, partition %d: ignored %d checkpoint(s) written by a superseded owner (epoch "
+                "below %d) after a newer one",
+                self.describe,
+                partition,
+                scan.fenced,
+                scan.epoch,
+            )
         if scan.header is None:
             return None
         where = f"changelog topic {self.topic!r} partition {partition} (key {self.name(partition)!r})"

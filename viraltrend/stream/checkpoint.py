@@ -249,11 +249,21 @@ class StateStore(Protocol):
         """Where checkpoints go, for logs: ``"directory X"``, ``"changelog topic T"``."""
         ...
 
-    def save(self, partition: int, arrays: Arrays, meta: dict[str, Any], offsets: dict[int, int]) -> int:
+    def save(
+        self,
+        partition: int,
+        arrays: Arrays,
+        meta: dict[str, Any],
+        offsets: dict[int, int],
+        *,
+        epoch: int = 0,
+    ) -> int:
         """Store the checkpoint of input ``partition`` durably, replacing the previous one.
 
         When this returns, :meth:`load` (by this or any other process) returns this checkpoint;
         a crash during the call leaves the previous one loadable.  Returns the bytes written.
+        ``epoch``: the consumer-group generation in which the caller got the partition; a store
+        shared by several workers ignores checkpoints of a superseded epoch (fencing).
         """
         ...
 
@@ -380,7 +390,15 @@ class LocalStore:
         """The directory holding the checkpoint of input ``partition``."""
         return self.directory / _safe_name(f"{self.input_topic}-{partition}")
 
-    def save(self, partition: int, arrays: Arrays, meta: dict[str, Any], offsets: dict[int, int]) -> int:
+    def save(
+        self,
+        partition: int,
+        arrays: Arrays,
+        meta: dict[str, Any],
+        offsets: dict[int, int],
+        *,
+        epoch: int = 0,  # noqa: ARG002 - one machine, one worker: nothing to fence
+    ) -> int:
         """Write the checkpoint of ``partition`` atomically; return its size in bytes."""
         encoded = encode_checkpoint(arrays, meta, offsets)
         _save_dir(self.path(partition), encoded)

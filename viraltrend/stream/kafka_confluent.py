@@ -21,6 +21,7 @@ Needs ``confluent-kafka`` (``pip install confluent-kafka``).
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -79,6 +80,7 @@ _VALUE: Final = Message.value
 _OFFSET: Final = Message.offset
 _PARTITION: Final = Message.partition
 _ERROR: Final = Message.error
+_CGMD_MAGIC: Final = b"CGMDv2:"  # librdkafka's serialized consumer-group metadata
 
 
 def librdkafka_options(client_options: Mapping[str, Any]) -> dict[str, Any]:
@@ -283,6 +285,21 @@ class ConfluentSource(KafkaGroupSource):
         if failed:
             msg = f"committing {what} failed: {'; '.join(failed)}"
             raise StreamError(msg)
+
+    def generation(self) -> int | None:
+        """The consumer-group generation of this member's assignment (None before it joined).
+
+        librdkafka does not expose it directly; its serialized group metadata (``CGMDv2:``, then
+        the generation as a native int32) holds it.  None if that format ever changes.
+        """
+        try:
+            raw = self._consumer.consumer_group_metadata()
+        except (KafkaException, RuntimeError):
+            return None
+        if not isinstance(raw, bytes) or not raw.startswith(_CGMD_MAGIC) or len(raw) < len(_CGMD_MAGIC) + 4:
+            return None
+        gid = int.from_bytes(raw[len(_CGMD_MAGIC) : len(_CGMD_MAGIC) + 4], sys.byteorder, signed=True)
+        return gid if gid >= 0 else None
 
     def seek(self, offsets: Mapping[int, int]) -> None:
         """Read each partition next from the given offset (restore from a checkpoint).

@@ -33,6 +33,7 @@ from kafka.consumer.subscription_state import (
 
 from viraltrend.errors import ConfigError, StreamError
 from viraltrend.events import EventBatch, Reject
+from viraltrend.messages import ENCODER, SCHEMA, DeadLetter, dead_letter
 from viraltrend.stream.broker import (  # topic admin lives with the broker; re-exported here
     _CREATE_HINT,
     TopicInfo,
@@ -61,9 +62,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: ``schema`` field of every dead-letter record.
-DLQ_SCHEMA: Final = 1
+DLQ_SCHEMA: Final = SCHEMA
 _RESERVED: Final = frozenset({"group_id", "enable_auto_commit", "key_deserializer", "value_deserializer"})
-_ENCODER: Final = msgspec.json.Encoder()
 #: kafka-python's default ``max_request_size``; Kafka's default ``message.max.bytes`` is a little more.
 DEFAULT_MAX_MESSAGE_BYTES: Final = 1_048_576
 _MIN_MESSAGE_BYTES: Final = 512
@@ -252,6 +252,17 @@ class KafkaSource(KafkaGroupSource):
             what = f"offsets {dict(offsets)} of topic {self.topic!r} for group {self.group_id!r}"
             msg = f"committing {what} failed: {_describe(exc)}"
             raise StreamError(msg) from exc
+
+    def generation(self) -> int | None:
+        """The consumer-group generation of this member's assignment (None before it joined).
+
+        The group coordinator bumps it at every rebalance: the owner of a partition in a later
+        generation supersedes any earlier one (the changelog's fencing epoch).
+        """
+        coordinator = self._consumer._coordinator
+        generation = coordinator.generation_if_stable() or getattr(coordinator, "_generation", None)
+        gid = int(getattr(generation, "generation_id", -1))
+        return gid if gid >= 0 else None
 
     def seek(self, offsets: Mapping[int, int]) -> None:
         """Read each partition next from the given offset (restore from a checkpoint).
@@ -444,7 +455,7 @@ class KafkaSink:
 
     def send_json(self, topic: str, key: bytes | str | None, obj: object) -> None:
         """Encode ``obj`` as UTF-8 JSON (msgspec) and :meth:`send` it."""
-        self.send(topic, key, _ENCODER.encode(obj))
+        self.send(topic, key, ENCODER.encode(obj))
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Wait until every queued message is acknowledged; :class:`StreamError` if any failed.
@@ -550,48 +561,38 @@ def dlq_record(reject: Reject, *, now_ms: int | None = None, max_bytes: int | No
     >>> r = json.loads(big); len(big) <= 2000, r["truncated"], r["original_size"], len(r["original"]) > 500
     (True, True, 5000, True)
     """
-    raw = reject.raw
-    try:
-        original: str | None = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        original = None
-    record: dict[str, object] = {
-        "schema": DLQ_SCHEMA,
-        "reason": reject.reason,
-        "detail": reject.detail,
-        "source_topic": reject.source,
-        "partition": reject.partition,
-        "offset": reject.offset,
-        "original": original,
-        "original_b64": base64.b64encode(raw).decode("ascii"),
-        "rejected_at": int(time.time() * 1000) if now_ms is None else now_ms,
-    }
-    if reject.extra:
-        record["extra"] = reject.extra
-    encoded = msgspec.json.encode(record, enc_hook=str)
+    letter = dead_letter(reject, now_ms=now_ms)
+    encoded = ENCODER.encode(letter)
     if max_bytes is None or len(encoded) <= max_bytes:
         return encoded
-    return _truncated(record, raw, utf8=original is not None, max_bytes=max_bytes)
+    return _truncated(letter, reject.raw, max_bytes=max_bytes)
 
 
-def _truncated(record: dict[str, object], raw: bytes, *, utf8: bool, max_bytes: int) -> bytes:
-    """``record`` with the longest prefix of ``raw`` that keeps it within ``max_bytes`` (see dlq_record)."""
-    record.update(truncated=True, original_size=len(raw), original_sha256=hashlib.sha256(raw).hexdigest())
+def _truncated(letter: DeadLetter, raw: bytes, *, max_bytes: int) -> bytes:
+    """``letter`` with the longest prefix of ``raw`` that keeps it within ``max_bytes`` (see dlq_record)."""
+    utf8 = letter.original is not None
+    whole = msgspec.structs.replace(
+        letter, truncated=True, original_size=len(raw), original_sha256=hashlib.sha256(raw).hexdigest()
+    )
 
     def encode(k: int) -> bytes:
         if utf8:
             while 0 < k < len(raw) and raw[k] & 0xC0 == 0x80:  # not inside a UTF-8 character
                 k -= 1
         prefix = raw[:k]
-        record["original"] = prefix.decode("utf-8") if utf8 else None
-        record["original_b64"] = base64.b64encode(prefix).decode("ascii")
-        return msgspec.json.encode(record, enc_hook=str)
+        return ENCODER.encode(
+            msgspec.structs.replace(
+                whole,
+                original=prefix.decode("utf-8") if utf8 else None,
+                original_b64=base64.b64encode(prefix).decode("ascii"),
+            )
+        )
 
     empty = encode(0)
     if len(empty) > max_bytes:
         msg = (
-            f"the dead letter of {record['source_topic']!r}[{record['partition']}] offset "
-            f"{record['offset']} needs {len(empty)} bytes without its original, over the "
+            f"the dead letter of {letter.source_topic!r}[{letter.partition}] offset "
+            f"{letter.offset} needs {len(empty)} bytes without its original, over the "
             f"{max_bytes}-byte limit; raise kafka.max_message_bytes"
         )
         raise StreamError(msg)
