@@ -298,6 +298,42 @@ METHODS: list[Method] = [
 ]
 
 
+#: The candidate for the model on by default (issue 10; not the default: on the evaluation seeds it added two
+#: flash spikes, see RESULTS.md "The online model on by default?"): ready labels on the rows where only the
+#: shape test waits, learnt online from the stream (cold: the rule decides until min_labels), vouching for a
+#: shape at p >= fast_track_probability once the change is min_change_s old, grows (growth z >= min_growth_z)
+#: and has at most max_change_users users (more, and the rule's own growth test has the power to see a ramp).
+MODEL_ON = {
+    "model.enabled": True,
+    **SHAPE,
+    **READY_EVIDENCE,
+    "model.fast_track_probability": 0.5,
+    "model.min_change_s": 120.0,
+    "model.min_growth_z": 1.0,
+    "model.max_change_users": 60.0,
+}
+METHODS += [
+    Method("rule only", {"model.enabled": False}, default=False),
+    Method("model, cold, vouch p>=0.5, users<=60", MODEL_ON, default=False),
+    # the fast track's knobs around the default, for the sweep on tuning seeds
+    *(
+        Method(
+            f"model, p>={p}, growth_z>={g}, users<={u}",
+            {
+                **MODEL_ON,
+                "model.fast_track_probability": p,
+                "model.min_growth_z": g,
+                "model.max_change_users": float(u),
+            },
+            default=False,
+        )
+        for p in (0.5, 0.8, 0.9)
+        for g in (1.0, 1.5)
+        for u in (60, 100, 200)
+    ),
+]
+
+
 def method_by_label() -> dict[str, Method]:
     return {m.label: m for m in METHODS}
 

@@ -12,7 +12,15 @@ from viraltrend.engine import Engine
 from viraltrend.stream.checkpoint import CheckpointStore
 
 #: The model before ready labels: gain labels on every touched product, the rates alone, its score ranks.
-GAIN = {"label": "gain", "rows": "touched", "features": "rates", "sample_every_s": 60.0, "min_change_s": 0.0}
+GAIN = {
+    "label": "gain",
+    "rows": "touched",
+    "features": "rates",
+    "sample_every_s": 60.0,
+    "min_change_s": 0.0,
+    "min_growth_z": -2.0,
+    "max_change_users": 1e9,
+}
 MODEL = {
     "model": {
         **GAIN,
@@ -367,11 +375,18 @@ def _vouched(
     min_change_s: float,
     growth_z: float = 0.0,
     min_growth_z: float = -2.0,
+    change_users: float = 0.0,
+    max_change_users: float = 1e9,
 ) -> bool:
     """The detector's verdict on a candidate whose evidence suffices, with the model's probability."""
     from viraltrend.detect import SequentialDetector
 
-    model = {"fast_track_probability": 0.9, "min_change_s": min_change_s, "min_growth_z": min_growth_z}
+    model = {
+        "fast_track_probability": 0.9,
+        "min_change_s": min_change_s,
+        "min_growth_z": min_growth_z,
+        "max_change_users": max_change_users,
+    }
     config = cfg(model={"enabled": True, **model})
     cols = {
         "evidence": np.array([2.0]),
@@ -380,7 +395,7 @@ def _vouched(
         "growth_z_slow": np.array([0.0]),
         "fade_z": np.array([0.0]),
         "recent_lift": np.array([20.0]),
-        "change_users": np.array([0.0]),
+        "change_users": np.array([change_users]),
     }
     users = np.array([50.0])
     assert not SequentialDetector(config, 16).ready(cols, users)[0]
@@ -401,3 +416,25 @@ def test_the_model_vouches_only_for_a_growing_shape_when_min_growth_z_asks_for_i
     assert not _vouched(200.0, 0.999, min_change_s=120.0, growth_z=-0.5, min_growth_z=1.0)
     assert _vouched(200.0, 0.999, min_change_s=120.0, growth_z=1.5, min_growth_z=1.0)
     assert _vouched(200.0, 0.999, min_change_s=120.0, growth_z=-0.5)  # the default adds nothing
+
+
+def test_the_model_does_not_vouch_once_the_growth_test_has_the_users_to_see_a_ramp():
+    """Past max_change_users users since the change point, a shape without significant growth is a step."""
+    assert _vouched(200.0, 0.999, min_change_s=120.0, change_users=100.0, max_change_users=100.0)
+    assert not _vouched(200.0, 0.999, min_change_s=120.0, change_users=101.0, max_change_users=100.0)
+    assert _vouched(200.0, 0.999, min_change_s=120.0, change_users=5000.0)  # no cap
+
+
+#: The model as shipped: ready labels learnt on the rows where only the shape test waits.
+READY = {"label": "ready", "rows": "evidence", "features": "shape", "sample_every_s": 10.0}
+
+
+def test_screened_ticks_change_nothing_under_a_model_learning_on_evidence_rows(small_events, monkeypatch):
+    """Quiet touched products screened out: the same messages and the same model as scoring all."""
+    config = cfg(model={**MODEL["model"], **READY, "min_labels": 20})
+    fast, fast_msgs = run_engine(small_events, [7_001], config)
+    assert fast.screen and fast.model is not None and fast.model.labels_seen > 20
+    monkeypatch.setattr(Engine, "screen", property(lambda self: False))
+    slow, slow_msgs = run_engine(small_events, [7_001], config)
+    assert fast_msgs == slow_msgs
+    assert fast.model.to_dict() == slow.model.to_dict()

@@ -159,6 +159,7 @@ class ModelConfig:
     fast_track_probability: float = _unit(0.5)
     min_change_s: float = _ge0(0.0)
     min_growth_z: float = -2.0
+    max_change_users: float = _ge0(1e9)
     features: str = field(default="rates", metadata={"choices": ("shape", "rates")})
     label_sustain: float = _ge0(0.0)
     label: str = field(default="gain", metadata={"choices": ("gain", "ready")})

@@ -165,25 +165,36 @@ class SequentialDetector:
         return stat.max(axis=1) / self.h if stat.shape[0] else np.zeros(0)
 
     def ready(
-        self, cols: Columns, users: NDArray[np.float64], probability: NDArray[np.float64] | None = None
+        self,
+        cols: Columns,
+        users: NDArray[np.float64],
+        probability: NDArray[np.float64] | None = None,
+        *,
+        shape_free: bool = False,
     ) -> NDArray[np.bool_]:
         """The verdict from :meth:`read`'s columns (see the module docstring).
 
         With ``probability`` (the warm online model's, float64[m]), a candidate the model gives at
         least ``model.fast_track_probability`` needs no growth or sustain evidence of its shape
-        once its change is ``model.min_change_s`` old and its growth z (either ring) is at least
-        ``model.min_growth_z``: the model has learnt from the stream which early shapes go on to
-        grow.  The change evidence, the distinct-user floor, the recent lift and the fading check
-        still apply.
+        once its change is ``model.min_change_s`` old, its growth z (either ring) is at least
+        ``model.min_growth_z`` and at most ``model.max_change_users`` distinct users came since
+        the change point (beyond that the growth test has the power to see a ramp: a flat step
+        there is a spike): the model has learnt from the stream which early shapes go on to grow.
+        The change evidence, the distinct-user floor, the recent lift and the fading check still
+        apply.  ``shape_free=True`` drops the shape test altogether (growth, sustain or vouch): where
+        only the shape still waits, the rows the online model learns from.
         """
         d = self.cfg.detect
         fading = (cols["growth_z"] <= -d.fade_z) | (cols["growth_z_slow"] <= -d.fade_z)
         fading |= cols["fade_z"] <= -d.fade_z
         shaped = (cols["growth_z"] >= d.growth_z) | (cols["growth_z_slow"] >= d.growth_z)
         shaped |= cols["change_s"] >= d.sustain_s
-        if probability is not None:  # too young a change: the rings cannot tell a step from a ramp yet
+        if shape_free:
+            shaped = np.ones_like(shaped)
+        elif probability is not None:  # too young a change: the rings cannot tell a step from a ramp yet
             m = self.cfg.model
             vouched = (probability >= m.fast_track_probability) & (cols["change_s"] >= m.min_change_s)
+            vouched &= cols["change_users"] <= m.max_change_users
             shaped |= vouched & (np.maximum(cols["growth_z"], cols["growth_z_slow"]) >= m.min_growth_z)
         shaped &= cols["change_s"] <= d.max_change_age_s  # creeping up for hours: a slow riser
         backed = (users >= self.cfg.trust.min_unique_users) | (cols["change_users"] >= d.min_change_users)

@@ -510,15 +510,17 @@ class Engine:
         """Whether ticks screen out quiet touched products first (:meth:`_may_matter`).
 
         Under the rule scorer with no labels to sample (the model's score is not bounded by the
-        screen, and its samples take every touched product).  ``_screen_off`` forces the exact
-        path for every touched product (the tests compare both).
+        screen, and its samples take every touched product), or under the online model with
+        ``model.rows = "evidence"``: then the rule's score ranks, and the model samples, learns and
+        vouches only where that score reaches ``detect.min_score``, which a screened-out product
+        cannot.  ``_screen_off`` forces the exact path for every touched product (the tests compare
+        both).
         """
-        return (
-            not self._screen_off
-            and self.labels is None
-            and self.model is None
-            and type(self.scorer) is RuleScorer
-        )
+        if self._screen_off:
+            return False
+        if self.model is not None and self.scorer is self.model:
+            return self.cfg.model.rows == "evidence"
+        return self.labels is None and self.model is None and type(self.scorer) is RuleScorer
 
     def _sketch_only(
         self, now_ms: int, slots: NDArray[np.int64], mu_of: Callable[[NDArray[np.int64]], NDArray[np.float64]]
@@ -698,7 +700,7 @@ class Engine:
         hint = feats["lift"][rows] >= self.cfg.model.hint_lift
         hint |= feats["evidence"][rows] >= _SKETCH_EVIDENCE
         if self.cfg.model.rows == "evidence":  # only where the fast track decides: all but the shape test
-            gate = self.detector.ready(feats, feats["unique_users"], np.ones(slots.shape[0]))[rows]
+            gate = self.detector.ready(feats, feats["unique_users"], shape_free=True)[rows]
             rows = rows[gate & (rule_score[rows] >= self.cfg.detect.min_score)]
             hint = np.ones(rows.size, np.bool_)
         if rows.size == 0:
