@@ -308,3 +308,80 @@ def test_a_soft_refusal_does_not_stick():
         _one_candidate(unique_users=80, fresh_share=0.1, conversion_ratio=1.5, events_per_user=1.2), 0
     )
     assert grown is None
+
+
+def test_block_density_finds_a_ring_spread_over_many_products_and_not_organic_audiences():
+    # a ring of 300 accounts spreads over 8 products, each drawing a third of them: no pair of its
+    # products shares half its users (lockstep misses it), but each user is in ~2-3 other audiences
+    rng = np.random.default_rng(3)
+    mem = AudienceMemory(capacity=32, k=256, memory_ms=10**9)
+    ring = np.arange(100_000, 100_300)
+    for j in range(7):
+        mem.remember(np.array([j], np.int64), np.array([-1], np.int64),
+                     _signature(rng.choice(ring, 100, replace=False), k=256), now_ms=0)  # fmt: skip
+    for j in range(7, 27):  # organic hot products: audiences drawn from a large population
+        mem.remember(np.array([j], np.int64), np.array([-1], np.int64),
+                     _signature(rng.choice(60_000, 400, replace=False), k=256), now_ms=0)  # fmt: skip
+    cand = _signature(rng.choice(ring, 100, replace=False), k=256)
+    share, _, _, _ = mem.best_match(np.array([99], np.int64), np.array([-1], np.int64), cand, now_ms=1)
+    assert share[0] < 0.5  # no single product holds half of its users
+    dense, n = mem.block_density(np.array([99], np.int64), cand, now_ms=1)
+    assert dense[0] >= 0.5 and n[0] == 7
+    organic = _signature(rng.choice(60_000, 200, replace=False), k=256)
+    dense, _ = mem.block_density(np.array([98], np.int64), organic, now_ms=1)
+    assert dense[0] < 0.1
+
+
+def test_block_density_weighs_popular_audiences_little_camouflage():
+    # FRAUDAR's column weight 1 / log(d + 5): the same share of users in a 20,000-user audience of a
+    # popular product counts less than in a 60-user ring product's
+    mem = AudienceMemory(capacity=4, k=256, memory_ms=10**9)
+    users = np.arange(60)
+    mem.remember(np.array([1], np.int64), np.array([-1], np.int64), _signature(users, k=256), now_ms=0)
+    mem.remember(np.array([2], np.int64), np.array([-1], np.int64),
+                 _signature(np.concatenate([users, np.arange(1000, 21_000)]), k=256), now_ms=0)  # fmt: skip
+    small = mem.block_density(np.array([9], np.int64), _signature(users, k=256), now_ms=1)[0][0]
+    mem.forget(np.array([1], np.int64))
+    popular = mem.block_density(np.array([9], np.int64), _signature(users, k=256), now_ms=1)[0][0]
+    assert 0.0 <= popular < small / 2
+
+
+def test_catalogue_figures_are_the_smaller_of_the_trend_and_baseline_windows():
+    # an attack running now inflates the trend window's catalogue events per user; the guard's
+    # reference is the smaller of that and the slow baseline window, so it cannot lift its own bar
+    from viraltrend.engine import Engine
+
+    engine = Engine(load_config(None, environ={}))
+    counters = engine.trust_counters
+    counters.global_acc[:] = np.array([[100.0, 100.0], [10.0, 20.0], [400.0, 150.0]])  # pairs, fresh, raw
+    engine._catalogue_trust(0)
+    g = counters.read_global(0)
+    assert engine.guard.catalogue_events_per_user == pytest.approx(min(g[2] / g[0]))
+    assert engine.guard.catalogue_fresh_share == pytest.approx(min(g[1] / g[2]))
+    assert engine.guard.catalogue_events_per_user < 2.0 < g[2, 0] / g[0, 0]
+
+
+def test_a_hot_product_stays_sketched_across_ticks_without_its_events():
+    # a trending product with an event every few minutes keeps one audience sample for its whole
+    # trend: it used to be unwatched (its sample emptied) at every tick without one of its events
+    from viraltrend.engine import Engine
+
+    engine = Engine(load_config(None, environ={}))
+    a, b = np.array([3, 8], np.int64), np.array([0.9, 0.5])
+    kept = engine._keep_sketched(0, np.empty(0, np.int64), a, b, cap=4)
+    engine._sketched = kept
+    kept = engine._keep_sketched(
+        60_000, np.empty(0, np.int64), np.array([5], np.int64), np.array([0.4]), cap=4
+    )
+    assert kept.tolist() == [3, 5, 8]  # 3 and 8 had no events this tick: still sketched
+    engine._sketched = kept
+    kept = engine._keep_sketched(120_000, np.array([8], np.int64), np.empty(0, np.int64), np.zeros(0), cap=4)
+    assert kept.tolist() == [3, 5]  # 8 was read and has cooled
+    engine._sketched = kept
+    kept = engine._keep_sketched(1_800_001, np.empty(0, np.int64), np.array([7], np.int64),
+                                 np.array([0.2]), cap=4)  # fmt: skip
+    assert kept.tolist() == [5, 7]  # 3 was last hot 30 min + 1 ms ago (_SKETCH_IDLE_MS); 5, 29 min ago
+    engine._sketched = kept
+    kept = engine._keep_sketched(1_800_002, np.empty(0, np.int64), np.array([1, 2, 9], np.int64),
+                                 np.array([0.3, 0.6, 0.1]), cap=3)  # fmt: skip
+    assert kept.tolist() == [1, 2, 5]  # at most cap, most evidence first (9: the least)
