@@ -91,6 +91,15 @@ def test_almost_all_fresh_accounts_are_refused_even_converting_where_the_catalog
     assert TrustGuard(TrustConfig(), catalogue_fresh_share=0.6).check("p", "s", 1, f, 0) is None
 
 
+@pytest.mark.parametrize(("fresh", "refused"), [(0.97, True), (0.93, False)])
+def test_fresh_accounts_are_compared_with_the_catalogue_on_the_odds_scale(fresh, refused):
+    # a click farm inflates the catalogue's own fresh share (36 % here): 97 % is no longer 3 times
+    # that, but its odds (32 to 1) are 57 times the catalogue's (0.56); 93 % (13 to 1) is 24 times
+    f = features(unique_users=14, fresh_share=fresh, conversion_ratio=0.7, events_per_user=1.5)
+    got = TrustGuard(TrustConfig(), catalogue_fresh_share=0.36).check("p", "s", 1, f, 0)
+    assert (got == [f"fresh_accounts_{fresh:.0%}_catalogue_36%"]) if refused else got is None
+
+
 def test_an_audience_that_sends_many_events_each_is_refused_as_recycled():
     f = features(unique_users=40, fresh_share=0.0, conversion_ratio=1.0, events_per_user=7.5)
     assert TrustGuard(TrustConfig()).check("p", "s", 1, f, 0) == [

@@ -43,6 +43,17 @@ _MIN_SHARED_USERS = 4
 #: fresh accounts is at most this many times smaller: at the start of a stream, or where most
 #: accounts are new anyway, every product's audience is fresh.
 _FRESH_CONTRAST = 3.0
+#: ...or where the odds of an event coming from a fresh account are this many times the catalogue's: a
+#: share near 1 has no room left for a ratio (97 % fresh against a catalogue at 36 %, a click farm
+#: inflating the catalogue's own share, is a ratio of 2.7 but odds 57 times the catalogue's), while
+#: 97 % against 60 % (odds 22 times) is still a young stream's.
+_FRESH_ODDS_CONTRAST = 40.0
+
+
+def _odds(share: float) -> float:
+    return share / max(1.0 - share, 1e-9)
+
+
 #: "No conversion at all" (``trust.min_conversion_ratio_any``) refuses only from this many times
 #: ``trust.min_unique_users`` on: a dozen users may all just look, a crowd that never buys is not a deal.
 _NO_CONVERSION_USERS = 2.0
@@ -130,7 +141,10 @@ class TrustGuard:
             elif (
                 fresh >= c.max_fresh_share_any
                 and users >= c.min_unique_users
-                and self.catalogue_fresh_share * _FRESH_CONTRAST <= fresh
+                and (
+                    self.catalogue_fresh_share * _FRESH_CONTRAST <= fresh
+                    or _odds(fresh) >= _FRESH_ODDS_CONTRAST * _odds(self.catalogue_fresh_share)
+                )
             ):
                 reasons.append(f"fresh_accounts_{fresh:.0%}_catalogue_{self.catalogue_fresh_share:.0%}")
             elif conversion < c.min_conversion_ratio_any and users >= _NO_CONVERSION_USERS * floor:
