@@ -45,7 +45,8 @@ EVENTS_SHA256 = "9d80085c3dbdbca77b6f442917d4be869c97150b08c5dd1a1b3f08bfdf32a66
 #: the 4 ring blocks now also give ``recycled_audience_..._catalogue_...`` among their reasons; and for
 #: issue 13 again (branch trust: hot products stay sketched across ticks, catalogue references from the
 #: smaller of the trend and baseline windows): the same actions, products and times; the 4 ring blocks'
-#: reasons now also name ``lockstep_with_<product>_shared_<n>%`` and the catalogue's figure is 1.0, not 1.2-1.3.
+#: reasons now also name ``lockstep_with_<product>_shared_<n>%``, and the catalogue's figure is 1.0
+#: (was 1.2-1.3).
 DECISIONS_SHA256 = "d7cc1351ebbda01cedbae4fa3ca040c34e91334d0e13022b71d3dba8951546eb"
 
 _ENCODE = msgspec.json.Encoder(order="sorted")

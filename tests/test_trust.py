@@ -394,3 +394,26 @@ def test_a_hot_product_stays_sketched_across_ticks_without_its_events():
     kept = engine._keep_sketched(1_800_002, np.empty(0, np.int64), np.array([1, 2, 9], np.int64),
                                  np.array([0.3, 0.6, 0.1]), cap=3)  # fmt: skip
     assert kept.tolist() == [1, 2, 5]  # at most cap, most evidence first (9: the least)
+
+
+def test_the_engine_refuses_a_ring_spread_over_many_products_as_a_dense_block_with_its_numbers():
+    # 7 remembered ring products each hold a third of 300 accounts; a candidate drawing 100 of them
+    # shares under half its users with any one (no lockstep), but is refused as a dense block, and
+    # the refusal carries the density and the number of products behind it
+    from viraltrend.engine import Engine
+
+    rng = np.random.default_rng(3)
+    engine = Engine(load_config(None, environ={}))
+    ring = np.arange(100_000, 100_300)
+    for j in range(7):
+        sig = _signature(rng.choice(ring, 100, replace=False), k=256)
+        engine.audiences.remember(np.array([j], np.int64), np.array([-1], np.int64), sig, now_ms=0)
+    cand = np.array([9], np.int64)
+    engine._grow(16)
+    engine.sketches.watch(cand)
+    engine.sketches.update(np.full(100, 9, np.int64), rng.choice(ring, 100, replace=False).astype(np.int64))
+    yes = np.array([True])
+    engine._track_audiences(60_000, cand, yes, yes, yes, {"evidence": np.array([1.0])})
+    reason = engine.guard.lockstep.get(9, "")
+    assert reason.startswith("dense_block_") and reason.endswith("_over_7_products"), reason
+    assert float(reason.split("_")[2]) >= engine.cfg.trust.dense_block_density

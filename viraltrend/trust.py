@@ -11,7 +11,11 @@ Three layers, cheapest first:
    product's conversion (add-to-cart and purchases per view) against the catalogue's
    (``conversion_ratio``), and lockstep: the share of a candidate's users found in the audience of
    a product hot in the last hours (:class:`AudienceMemory`, bottom-k samples; the CopyCatch idea:
-   the same accounts hitting the same products in the same windows).  A hard refusal sticks to the
+   the same accounts hitting the same products in the same windows), and a dense user x product
+   block (:meth:`AudienceMemory.block_density`, the FRAUDAR idea with its log-degree column weights:
+   the candidate's users' weighted number of other recently hot products they acted on).  The
+   catalogue references (fresh share, events per user) are the smaller of the trend and baseline
+   windows, so a running attack does not lift its own bar.  A hard refusal sticks to the
    product (the engine keeps it for ``trust.audience_memory_s``).
 3. **Blocklists** of sellers and products, from config, files, and live from a compacted topic.
 
