@@ -98,6 +98,9 @@ def test_fresh_accounts_are_compared_with_the_catalogue_on_the_odds_scale(fresh,
     f = features(unique_users=14, fresh_share=fresh, conversion_ratio=0.7, events_per_user=1.5)
     got = TrustGuard(TrustConfig(), catalogue_fresh_share=0.36).check("p", "s", 1, f, 0)
     assert (got == [f"fresh_accounts_{fresh:.0%}_catalogue_36%"]) if refused else got is None
+    # where most of the catalogue is fresh (a young stream), even 100 % fresh is no signal
+    f = features(unique_users=14, fresh_share=1.0, conversion_ratio=0.7, events_per_user=1.5)
+    assert TrustGuard(TrustConfig(), catalogue_fresh_share=0.9).check("p", "s", 1, f, 0) is None
 
 
 def test_an_audience_that_sends_many_events_each_is_refused_as_recycled():
@@ -377,22 +380,15 @@ def test_a_hot_product_stays_sketched_across_ticks_without_its_events():
 
     engine = Engine(load_config(None, environ={}))
     a, b = np.array([3, 8], np.int64), np.array([0.9, 0.5])
-    kept = engine._keep_sketched(0, np.empty(0, np.int64), a, b, cap=4)
+    kept = engine._keep_sketched(0, a, b, cap=4)
     engine._sketched = kept
-    kept = engine._keep_sketched(
-        60_000, np.empty(0, np.int64), np.array([5], np.int64), np.array([0.4]), cap=4
-    )
+    kept = engine._keep_sketched(60_000, np.array([5], np.int64), np.array([0.4]), cap=4)
     assert kept.tolist() == [3, 5, 8]  # 3 and 8 had no events this tick: still sketched
     engine._sketched = kept
-    kept = engine._keep_sketched(120_000, np.array([8], np.int64), np.empty(0, np.int64), np.zeros(0), cap=4)
-    assert kept.tolist() == [3, 5]  # 8 was read and has cooled
+    kept = engine._keep_sketched(1_800_001, np.array([7], np.int64), np.array([0.2]), cap=4)
+    assert kept.tolist() == [5, 7]  # 3 and 8 were last hot 30 min + 1 ms ago (_SKETCH_IDLE_MS); 5, 29 min ago
     engine._sketched = kept
-    kept = engine._keep_sketched(1_800_001, np.empty(0, np.int64), np.array([7], np.int64),
-                                 np.array([0.2]), cap=4)  # fmt: skip
-    assert kept.tolist() == [5, 7]  # 3 was last hot 30 min + 1 ms ago (_SKETCH_IDLE_MS); 5, 29 min ago
-    engine._sketched = kept
-    kept = engine._keep_sketched(1_800_002, np.empty(0, np.int64), np.array([1, 2, 9], np.int64),
-                                 np.array([0.3, 0.6, 0.1]), cap=3)  # fmt: skip
+    kept = engine._keep_sketched(1_800_002, np.array([1, 2, 9], np.int64), np.array([0.3, 0.6, 0.1]), cap=3)
     assert kept.tolist() == [1, 2, 5]  # at most cap, most evidence first (9: the least)
 
 

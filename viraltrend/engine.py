@@ -784,8 +784,7 @@ class Engine:
         t = self.cfg.trust
         self._guard_now_ms = now_ms
         idx = np.flatnonzero(hot & touched)
-        cooled = slots[~hot]
-        now_hot = self._keep_sketched(now_ms, cooled, slots[idx], feats["evidence"][idx], t.max_sketched)
+        now_hot = self._keep_sketched(now_ms, slots[idx], feats["evidence"][idx], t.max_sketched)
         if not np.array_equal(now_hot, self._sketched):
             gone = self._sketched[~np.isin(self._sketched, now_hot)]
             if gone.size:
@@ -830,20 +829,20 @@ class Engine:
     def _keep_sketched(
         self,
         now_ms: int,
-        cooled: NDArray[np.int64],
         hot: NDArray[np.int64],
         evidence: NDArray[np.float64],
         cap: int,
     ) -> NDArray[np.int64]:
         """The products to sketch after this tick (sorted), at most ``cap``, most evidence first.
 
-        The ``hot`` ones with events now, and those sketched before that are neither ``cooled``
-        (read now, not hot) nor idle for ``_SKETCH_IDLE_MS``.  ``O(sketched + hot)`` per tick.
+        The ``hot`` ones with events now, and those sketched before that were last hot with events
+        at most ``_SKETCH_IDLE_MS`` ago.  Only hot products with events count, so screened ticks
+        (quiet products not read) keep the same set.  ``O(sketched + hot)`` per tick.
         """
         old, old_ms, old_ev = self._sketched, self._sketched_ms, self._sketched_ev
         if old_ms.shape != old.shape:  # restored from a checkpoint without the times: hot as of now
             old_ms, old_ev = np.full(old.size, now_ms, np.int64), np.full(old.size, np.inf)
-        stay = (now_ms - old_ms <= _SKETCH_IDLE_MS) & ~in_sorted(old, cooled) & ~in_sorted(old, hot)
+        stay = (now_ms - old_ms <= _SKETCH_IDLE_MS) & ~in_sorted(old, hot)
         slots = np.concatenate([old[stay], hot])
         ms = np.concatenate([old_ms[stay], np.full(hot.size, now_ms, np.int64)])
         ev = np.concatenate([old_ev[stay], evidence])

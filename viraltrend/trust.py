@@ -52,6 +52,11 @@ _FRESH_CONTRAST = 3.0
 #: inflating the catalogue's own share, is a ratio of 2.7 but odds 57 times the catalogue's), while
 #: 97 % against 60 % (odds 22 times) is still a young stream's.
 _FRESH_ODDS_CONTRAST = 40.0
+#: ...only where most of the catalogue's events come from accounts that are not fresh (a young stream,
+#: or one where most accounts are new, has every audience fresh: 100 % against 90 % is no signal),
+_FRESH_ODDS_BELOW = 0.5
+#: ...and a share counted as at most this (a dozen users all fresh are not infinite odds).
+_FRESH_ODDS_CAP = 0.99
 
 
 def _odds(share: float) -> float:
@@ -147,7 +152,11 @@ class TrustGuard:
                 and users >= c.min_unique_users
                 and (
                     self.catalogue_fresh_share * _FRESH_CONTRAST <= fresh
-                    or _odds(fresh) >= _FRESH_ODDS_CONTRAST * _odds(self.catalogue_fresh_share)
+                    or (
+                        self.catalogue_fresh_share < _FRESH_ODDS_BELOW
+                        and _odds(min(fresh, _FRESH_ODDS_CAP))
+                        >= _FRESH_ODDS_CONTRAST * _odds(self.catalogue_fresh_share)
+                    )
                 )
             ):
                 reasons.append(f"fresh_accounts_{fresh:.0%}_catalogue_{self.catalogue_fresh_share:.0%}")
