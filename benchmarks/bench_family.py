@@ -119,6 +119,7 @@ GUARD_OFF = {
     "trust.recycled_contrast": 1e9,
     "trust.lockstep_similarity": LOCKSTEP_OFF,  # 1.0 still flags identical audiences (see bench_detection)
     "trust.seller_overlap_similarity": LOCKSTEP_OFF,
+    "trust.dense_block_density": 1e9,
     "trust.blocked_sellers": (),
     "trust.blocked_products": (),
     "trust.blocked_sellers_file": "",
@@ -130,6 +131,7 @@ ONLY = {
     "no conversion": ("trust.min_conversion_ratio_any",),
     "recycled audience": ("trust.max_events_per_user", "trust.recycled_contrast"),
     "audience memory": ("trust.lockstep_similarity", "trust.seller_overlap_similarity"),
+    "dense block": ("trust.dense_block_density",),
 }
 #: Score-driven rows: the board promotes on the score after its confirm wait (the rule's old path), not on
 #: the sequential detector's verdict (``detect.method = "sequential"``, where the score only ranks).

@@ -42,8 +42,12 @@ EVENTS_SHA256 = "9d80085c3dbdbca77b6f442917d4be869c97150b08c5dd1a1b3f08bfdf32a66
 #: detector's ``change_users`` feature column (the decisions, actions, products and times, are the
 #: same with detect.min_change_users at 24 and at 1e9: only the messages' features gained a key); and
 #: for issue 13 (branch trust): every decision is the same (the same actions, products and times);
-#: the 4 ring blocks now also give ``recycled_audience_..._catalogue_...`` among their reasons.
-DECISIONS_SHA256 = "fe49fed97a169730557cef6bcbce0a490188171d15573d0097afb025deecf80d"
+#: the 4 ring blocks now also give ``recycled_audience_..._catalogue_...`` among their reasons; and for
+#: issue 13 again (branch trust: hot products stay sketched across ticks, catalogue references from the
+#: smaller of the trend and baseline windows): the same actions, products and times; the 4 ring blocks'
+#: reasons now also name ``lockstep_with_<product>_shared_<n>%``, and the catalogue's figure is 1.0
+#: (was 1.2-1.3).
+DECISIONS_SHA256 = "d7cc1351ebbda01cedbae4fa3ca040c34e91334d0e13022b71d3dba8951546eb"
 
 _ENCODE = msgspec.json.Encoder(order="sorted")
 

@@ -91,6 +91,18 @@ def test_almost_all_fresh_accounts_are_refused_even_converting_where_the_catalog
     assert TrustGuard(TrustConfig(), catalogue_fresh_share=0.6).check("p", "s", 1, f, 0) is None
 
 
+@pytest.mark.parametrize(("fresh", "refused"), [(0.97, True), (0.93, False)])
+def test_fresh_accounts_are_compared_with_the_catalogue_on_the_odds_scale(fresh, refused):
+    # a click farm inflates the catalogue's own fresh share (36 % here): 97 % is no longer 3 times
+    # that, but its odds (32 to 1) are 57 times the catalogue's (0.56); 93 % (13 to 1) is 24 times
+    f = features(unique_users=14, fresh_share=fresh, conversion_ratio=0.7, events_per_user=1.5)
+    got = TrustGuard(TrustConfig(), catalogue_fresh_share=0.36).check("p", "s", 1, f, 0)
+    assert (got == [f"fresh_accounts_{fresh:.0%}_catalogue_36%"]) if refused else got is None
+    # where most of the catalogue is fresh (a young stream), even 100 % fresh is no signal
+    f = features(unique_users=14, fresh_share=1.0, conversion_ratio=0.7, events_per_user=1.5)
+    assert TrustGuard(TrustConfig(), catalogue_fresh_share=0.9).check("p", "s", 1, f, 0) is None
+
+
 def test_an_audience_that_sends_many_events_each_is_refused_as_recycled():
     f = features(unique_users=40, fresh_share=0.0, conversion_ratio=1.0, events_per_user=7.5)
     assert TrustGuard(TrustConfig()).check("p", "s", 1, f, 0) == [
@@ -308,3 +320,96 @@ def test_a_soft_refusal_does_not_stick():
         _one_candidate(unique_users=80, fresh_share=0.1, conversion_ratio=1.5, events_per_user=1.2), 0
     )
     assert grown is None
+
+
+def test_block_density_finds_a_ring_spread_over_many_products_and_not_organic_audiences():
+    # a ring of 300 accounts spreads over 8 products, each drawing a third of them: no pair of its
+    # products shares half its users (lockstep misses it), but each user is in ~2-3 other audiences
+    rng = np.random.default_rng(3)
+    mem = AudienceMemory(capacity=32, k=256, memory_ms=10**9)
+    ring = np.arange(100_000, 100_300)
+    for j in range(7):
+        mem.remember(np.array([j], np.int64), np.array([-1], np.int64),
+                     _signature(rng.choice(ring, 100, replace=False), k=256), now_ms=0)  # fmt: skip
+    for j in range(7, 27):  # organic hot products: audiences drawn from a large population
+        mem.remember(np.array([j], np.int64), np.array([-1], np.int64),
+                     _signature(rng.choice(60_000, 400, replace=False), k=256), now_ms=0)  # fmt: skip
+    cand = _signature(rng.choice(ring, 100, replace=False), k=256)
+    share, _, _, _ = mem.best_match(np.array([99], np.int64), np.array([-1], np.int64), cand, now_ms=1)
+    assert share[0] < 0.5  # no single product holds half of its users
+    dense, n = mem.block_density(np.array([99], np.int64), cand, now_ms=1)
+    assert dense[0] >= 0.5 and n[0] == 7
+    organic = _signature(rng.choice(60_000, 200, replace=False), k=256)
+    dense, _ = mem.block_density(np.array([98], np.int64), organic, now_ms=1)
+    assert dense[0] < 0.1
+
+
+def test_block_density_weighs_popular_audiences_little_camouflage():
+    # FRAUDAR's column weight 1 / log(d + 5): the same share of users in a 20,000-user audience of a
+    # popular product counts less than in a 60-user ring product's
+    mem = AudienceMemory(capacity=4, k=256, memory_ms=10**9)
+    users = np.arange(60)
+    mem.remember(np.array([1], np.int64), np.array([-1], np.int64), _signature(users, k=256), now_ms=0)
+    mem.remember(np.array([2], np.int64), np.array([-1], np.int64),
+                 _signature(np.concatenate([users, np.arange(1000, 21_000)]), k=256), now_ms=0)  # fmt: skip
+    small = mem.block_density(np.array([9], np.int64), _signature(users, k=256), now_ms=1)[0][0]
+    mem.forget(np.array([1], np.int64))
+    popular = mem.block_density(np.array([9], np.int64), _signature(users, k=256), now_ms=1)[0][0]
+    assert 0.0 <= popular < small / 2
+
+
+def test_catalogue_figures_are_the_smaller_of_the_trend_and_baseline_windows():
+    # an attack running now inflates the trend window's catalogue events per user; the guard's
+    # reference is the smaller of that and the slow baseline window, so it cannot lift its own bar
+    from viraltrend.engine import Engine
+
+    engine = Engine(load_config(None, environ={}))
+    counters = engine.trust_counters
+    counters.global_acc[:] = np.array([[100.0, 100.0], [10.0, 20.0], [400.0, 150.0]])  # pairs, fresh, raw
+    engine._catalogue_trust(0)
+    g = counters.read_global(0)
+    assert engine.guard.catalogue_events_per_user == pytest.approx(min(g[2] / g[0]))
+    assert engine.guard.catalogue_fresh_share == pytest.approx(min(g[1] / g[2]))
+    assert engine.guard.catalogue_events_per_user < 2.0 < g[2, 0] / g[0, 0]
+
+
+def test_a_hot_product_stays_sketched_across_ticks_without_its_events():
+    # a trending product with an event every few minutes keeps one audience sample for its whole
+    # trend: it used to be unwatched (its sample emptied) at every tick without one of its events
+    from viraltrend.engine import Engine
+
+    engine = Engine(load_config(None, environ={}))
+    a, b = np.array([3, 8], np.int64), np.array([0.9, 0.5])
+    kept = engine._keep_sketched(0, a, b, cap=4)
+    engine._sketched = kept
+    kept = engine._keep_sketched(60_000, np.array([5], np.int64), np.array([0.4]), cap=4)
+    assert kept.tolist() == [3, 5, 8]  # 3 and 8 had no events this tick: still sketched
+    engine._sketched = kept
+    kept = engine._keep_sketched(1_800_001, np.array([7], np.int64), np.array([0.2]), cap=4)
+    assert kept.tolist() == [5, 7]  # 3 and 8 were last hot 30 min + 1 ms ago (_SKETCH_IDLE_MS); 5, 29 min ago
+    engine._sketched = kept
+    kept = engine._keep_sketched(1_800_002, np.array([1, 2, 9], np.int64), np.array([0.3, 0.6, 0.1]), cap=3)
+    assert kept.tolist() == [1, 2, 5]  # at most cap, most evidence first (9: the least)
+
+
+def test_the_engine_refuses_a_ring_spread_over_many_products_as_a_dense_block_with_its_numbers():
+    # 7 remembered ring products each hold a third of 300 accounts; a candidate drawing 100 of them
+    # shares under half its users with any one (no lockstep), but is refused as a dense block, and
+    # the refusal carries the density and the number of products behind it
+    from viraltrend.engine import Engine
+
+    rng = np.random.default_rng(3)
+    engine = Engine(load_config(None, environ={}))
+    ring = np.arange(100_000, 100_300)
+    for j in range(7):
+        sig = _signature(rng.choice(ring, 100, replace=False), k=256)
+        engine.audiences.remember(np.array([j], np.int64), np.array([-1], np.int64), sig, now_ms=0)
+    cand = np.array([9], np.int64)
+    engine._grow(16)
+    engine.sketches.watch(cand)
+    engine.sketches.update(np.full(100, 9, np.int64), rng.choice(ring, 100, replace=False).astype(np.int64))
+    yes = np.array([True])
+    engine._track_audiences(60_000, cand, yes, yes, yes, {"evidence": np.array([1.0])})
+    reason = engine.guard.lockstep.get(9, "")
+    assert reason.startswith("dense_block_") and reason.endswith("_over_7_products"), reason
+    assert float(reason.split("_")[2]) >= engine.cfg.trust.dense_block_density

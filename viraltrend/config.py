@@ -195,6 +195,7 @@ class TrustConfig:
     min_conversion_ratio: float = _ge0(0.2)
     lockstep_similarity: float = _unit(0.5)
     seller_overlap_similarity: float = _unit(0.3)
+    dense_block_density: float = _ge0(0.5)
     max_events_per_user: float = _gt0(5.0)
     recycled_contrast: float = _gt0(2.0)
     max_fresh_share_any: float = _unit(0.9)

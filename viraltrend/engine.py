@@ -56,6 +56,10 @@ __all__ = ["Engine", "EngineStats", "Scorer", "model_features"]
 Message = dict[str, Any]
 _STATUS_REASON = {1: "late", 2: "future_ts"}
 _SKETCH_EVIDENCE = 0.3  # change evidence (fraction of the alarm threshold) from which a product is sketched
+#: A sketched product stays sketched while it has events at least this often (ms of event time), so its
+#: audience sample spans its whole trend, not the events of one tick (a product with events every few
+#: minutes used to be unwatched, and its sample emptied, at every tick without one of its events).
+_SKETCH_IDLE_MS = 1_800_000
 #: Refusals that do not stick (blocklists change live; too few users is soft)
 #: A hard refusal sticks only when this many times ``trust.min_unique_users`` distinct users are behind
 #: it: from fewer, a fresh-account share or a conversion rate is a coin toss (an organic product whose
@@ -258,7 +262,9 @@ class Engine:
         self._start_ms: int | None = None  # ts of the first accepted event: the stream's start
         self._n_live = 0  # products with state (at least one event since created or evicted)
         self._evicted: list[NDArray[np.int64]] = []
-        self._sketched = np.empty(0, np.int64)  # products whose user sets are sketched (hot ones)
+        self._sketched = np.empty(0, np.int64)  # products whose user sets are sketched (hot ones), sorted
+        self._sketched_ms = np.empty(0, np.int64)  # per sketched product: last tick hot with events
+        self._sketched_ev = np.empty(0, np.float64)  # ...and its change evidence then
         self._ring_refusals: dict[int, tuple[str, int]] = {}  # slot -> (lockstep reason, when found)
         self._screen_off = False  # True: no screening of quiet products at ticks (see `screen`)
         self._ready_ms: dict[int, int] = {}  # slot -> last tick the rule found it ready (model labels)
@@ -467,9 +473,7 @@ class Engine:
         if slots.size and sketch_only:
             self._sketch_only(now_ms, slots, mu_of)
         elif slots.size:
-            g = self.trust_counters.read_global(now_ms)[:, 0]  # new pairs, fresh, raw at the trend half-life
-            self.guard.catalogue_fresh_share = float(g[1] / g[2]) if g[2] > 0 else 1.0
-            self.guard.catalogue_events_per_user = float(g[2] / g[0]) if g[0] > 0 else 1.0
+            self._catalogue_trust(now_ms)
             messages = self._evaluate(now_ms, slots, touched, watched, traced, mu_of)
         elif touched.size and (self._sketched.size or self._ring_refusals):
             self._quiet_audiences(now_ms)
@@ -480,6 +484,20 @@ class Engine:
             self._last_snapshot_ms = now_ms
         self._maybe_evict(now_ms)
         return messages
+
+    def _catalogue_trust(self, now_ms: int) -> None:
+        """The catalogue's fresh-account share and raw events per (user, product), for the guard.
+
+        The smaller of the trend and the baseline half-life: an attack running now inflates the
+        trend-window figures of the whole catalogue (its own events are in them), and would raise the
+        bar it is measured against; the baseline window moves slowly.
+        """
+        g = self.trust_counters.read_global(now_ms)  # new pairs, fresh, raw x (trend, baseline half-life)
+        pairs, fresh, raw = g[0], g[1], g[2]
+        ok = raw > 0
+        self.guard.catalogue_fresh_share = float((fresh[ok] / raw[ok]).min()) if ok.any() else 1.0
+        ok = pairs > 0
+        self.guard.catalogue_events_per_user = float((raw[ok] / pairs[ok]).min()) if ok.any() else 1.0
 
     def _may_matter(self, now_ms: int, touched: NDArray[np.int64]) -> NDArray[np.int8]:
         """Per product of ``touched``: may its score (bit ``SCORE``) or evidence (``EVIDENCE``) matter.
@@ -772,23 +790,21 @@ class Engine:
         """
         t = self.cfg.trust
         self._guard_now_ms = now_ms
-        idx = np.flatnonzero(hot)
-        if idx.size > t.max_sketched:
-            idx = np.sort(idx[np.argsort(-feats["evidence"][idx], kind="stable")[: t.max_sketched]])
-        now_hot = slots[idx]  # slots are sorted
+        idx = np.flatnonzero(hot & touched)
+        now_hot = self._keep_sketched(now_ms, slots[idx], feats["evidence"][idx], t.max_sketched)
         if not np.array_equal(now_hot, self._sketched):
             gone = self._sketched[~in_sorted(self._sketched, now_hot)]
             if gone.size:
                 self.sketches.unwatch(gone)
             self.sketches.watch(now_hot)
-            self._sketched = now_hot
+        self._sketched = now_hot
         memory_ms = round(t.audience_memory_s * 1000)
         self._ring_refusals = {s: v for s, v in self._ring_refusals.items() if now_ms - v[1] <= memory_ms}
         self.guard.lockstep = {s: v[0] for s, v in self._ring_refusals.items()}  # a refusal sticks
         if now_hot.size == 0:
             return
         sketches = self.sketches
-        changed = now_hot[touched[idx]]
+        changed = slots[idx][in_sorted(slots[idx], now_hot)]
         changed = changed[sketches.nonempty[sketches.row_of[changed]]]
         if changed.size:  # remembered first: ring products hot at the same tick see each other
             sig = sketches.signatures(changed)
@@ -800,6 +816,7 @@ class Engine:
             csig = self.sketches.signatures(cand)
             sellers = self.seller_of[cand].astype(np.int64)
             sim, other, sim_same, other_same = self.audiences.best_match(cand, sellers, csig, now_ms=now_ms)
+            dense, dense_n = self.audiences.block_density(cand, csig, now_ms=now_ms)
             for j, slot in enumerate(cand.tolist()):
                 if slot in self._ring_refusals:
                     continue
@@ -809,10 +826,39 @@ class Engine:
                 elif other_same[j] >= 0 and sim_same[j] >= t.seller_overlap_similarity:
                     name = self.products.name(int(other_same[j]))
                     reason = f"seller_ring_with_{name}_shared_{sim_same[j]:.0%}"
+                elif dense[j] >= t.dense_block_density:
+                    reason = f"dense_block_{dense[j]:.2f}_over_{dense_n[j]}_products"
                 else:
                     continue
                 self._ring_refusals[slot] = (reason, now_ms)
                 self.guard.lockstep[slot] = reason
+
+    def _keep_sketched(
+        self,
+        now_ms: int,
+        hot: NDArray[np.int64],
+        evidence: NDArray[np.float64],
+        cap: int,
+    ) -> NDArray[np.int64]:
+        """The products to sketch after this tick (sorted), at most ``cap``, most evidence first.
+
+        The ``hot`` ones with events now, and those sketched before that were last hot with events
+        at most ``_SKETCH_IDLE_MS`` ago.  Only hot products with events count, so screened ticks
+        (quiet products not read) keep the same set.  ``O(sketched + hot)`` per tick.
+        """
+        old, old_ms, old_ev = self._sketched, self._sketched_ms, self._sketched_ev
+        if old_ms.shape != old.shape:  # restored from a checkpoint without the times: hot as of now
+            old_ms, old_ev = np.full(old.size, now_ms, np.int64), np.full(old.size, np.inf)
+        stay = (now_ms - old_ms <= _SKETCH_IDLE_MS) & ~in_sorted(old, hot)
+        slots = np.concatenate([old[stay], hot])
+        ms = np.concatenate([old_ms[stay], np.full(hot.size, now_ms, np.int64)])
+        ev = np.concatenate([old_ev[stay], evidence])
+        if slots.size > cap:
+            top = np.argsort(-ev, kind="stable")[:cap]
+            slots, ms, ev = slots[top], ms[top], ev[top]
+        order = np.argsort(slots, kind="stable")
+        self._sketched_ms, self._sketched_ev = ms[order], ev[order]
+        return slots[order]
 
     def _trace(
         self,
@@ -878,6 +924,12 @@ class Engine:
         self.products.release(cold.tolist())
         self.user_signals.forget_products(cold)
         self.audiences.forget(cold)
+        gone = in_sorted(self._sketched, cold)
+        if gone.any():  # a released slot's sample must not carry over to the next product in it
+            self.sketches.unwatch(self._sketched[gone])
+            if self._sketched_ms.shape == self._sketched.shape:  # else restored without the times
+                self._sketched_ms, self._sketched_ev = self._sketched_ms[~gone], self._sketched_ev[~gone]
+            self._sketched = self._sketched[~gone]
         for s in cold.tolist():
             self._ring_refusals.pop(int(s), None)
         self.seller_of[cold] = -1
@@ -901,6 +953,8 @@ class Engine:
         arrays.update({f"sketches.{k}": v for k, v in self.sketches.to_arrays().items()})
         arrays.update({f"detect.{k}": v for k, v in self.detector.to_arrays().items()})
         arrays["sketched"] = self._sketched.copy()
+        arrays["sketched_ms"] = self._sketched_ms.copy()
+        arrays["sketched_ev"] = self._sketched_ev.copy()
         arrays.update({f"audiences.{k}": v for k, v in self.audiences.to_arrays().items()})
         if self.labels is not None:
             arrays.update({f"labels.{k}": v for k, v in self.labels.to_arrays().items()})
@@ -1001,6 +1055,9 @@ class Engine:
             engine.sketches = AudienceSketches.from_arrays(part("sketches."), k=t.audience_sample, seed=0)
             engine.audiences.load_arrays(part("audiences."))
             engine._sketched = np.asarray(arrays["sketched"], np.int64)
+            if "sketched_ms" in arrays:  # older checkpoints: kept as if hot at the next tick
+                engine._sketched_ms = np.asarray(arrays["sketched_ms"], np.int64)
+                engine._sketched_ev = np.asarray(arrays["sketched_ev"], np.float64)
             engine.guard.blocked_products = dict(meta["blocked_products"])
             engine.guard.blocked_sellers = dict(meta["blocked_sellers"])
             if engine.model is not None and meta.get("model") is not None:

@@ -11,7 +11,11 @@ Three layers, cheapest first:
    product's conversion (add-to-cart and purchases per view) against the catalogue's
    (``conversion_ratio``), and lockstep: the share of a candidate's users found in the audience of
    a product hot in the last hours (:class:`AudienceMemory`, bottom-k samples; the CopyCatch idea:
-   the same accounts hitting the same products in the same windows).  A hard refusal sticks to the
+   the same accounts hitting the same products in the same windows), and a dense user x product
+   block (:meth:`AudienceMemory.block_density`, the FRAUDAR idea with its log-degree column weights:
+   the candidate's users' weighted number of other recently hot products they acted on).  The
+   catalogue references (fresh share, events per user) are the smaller of the trend and baseline
+   windows, so a running attack does not lift its own bar.  A hard refusal sticks to the
    product (the engine keeps it for ``trust.audience_memory_s``).
 3. **Blocklists** of sellers and products, from config, files, and live from a compacted topic.
 
@@ -32,7 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from viraltrend.config import TrustConfig
-from viraltrend.kernels.audience import containment, union_into
+from viraltrend.kernels.audience import containment, estimated_users, union_into
 
 __all__ = ["AudienceMemory", "TrustGuard", "soft_refusal"]
 
@@ -43,6 +47,22 @@ _MIN_SHARED_USERS = 4
 #: fresh accounts is at most this many times smaller: at the start of a stream, or where most
 #: accounts are new anyway, every product's audience is fresh.
 _FRESH_CONTRAST = 3.0
+#: ...or where the odds of an event coming from a fresh account are this many times the catalogue's: a
+#: share near 1 has no room left for a ratio (97 % fresh against a catalogue at 36 %, a click farm
+#: inflating the catalogue's own share, is a ratio of 2.7 but odds 57 times the catalogue's), while
+#: 97 % against 60 % (odds 22 times) is still a young stream's.
+_FRESH_ODDS_CONTRAST = 40.0
+#: ...only where most of the catalogue's events come from accounts that are not fresh (a young stream,
+#: or one where most accounts are new, has every audience fresh: 100 % against 90 % is no signal),
+_FRESH_ODDS_BELOW = 0.5
+#: ...and a share counted as at most this (a dozen users all fresh are not infinite odds).
+_FRESH_ODDS_CAP = 0.99
+
+
+def _odds(share: float) -> float:
+    return share / max(1.0 - share, 1e-9)
+
+
 #: "No conversion at all" (``trust.min_conversion_ratio_any``) refuses only from this many times
 #: ``trust.min_unique_users`` on: a dozen users may all just look, a crowd that never buys is not a deal.
 _NO_CONVERSION_USERS = 2.0
@@ -130,7 +150,14 @@ class TrustGuard:
             elif (
                 fresh >= c.max_fresh_share_any
                 and users >= c.min_unique_users
-                and self.catalogue_fresh_share * _FRESH_CONTRAST <= fresh
+                and (
+                    self.catalogue_fresh_share * _FRESH_CONTRAST <= fresh
+                    or (
+                        self.catalogue_fresh_share < _FRESH_ODDS_BELOW
+                        and _odds(min(fresh, _FRESH_ODDS_CAP))
+                        >= _FRESH_ODDS_CONTRAST * _odds(self.catalogue_fresh_share)
+                    )
+                )
             ):
                 reasons.append(f"fresh_accounts_{fresh:.0%}_catalogue_{self.catalogue_fresh_share:.0%}")
             elif conversion < c.min_conversion_ratio_any and users >= _NO_CONVERSION_USERS * floor:
@@ -253,6 +280,43 @@ class AudienceMemory:
         has = mine.any(axis=1)
         other_same = np.where(has, self.slot[rows][at_same], -1)
         return sim[i, at], self.slot[rows][at], np.where(has, same[i, at_same], 0.0), other_same
+
+    def block_density(
+        self, slots: NDArray[np.int64], sig: NDArray[np.uint64], *, now_ms: int
+    ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        """FRAUDAR-style density of the user x product block around each candidate (``sig``: uint64[m, k]).
+
+        FRAUDAR (Hooi et al., KDD 2016) scores a block of users and products by its edges per node,
+        each edge to product ``j`` weighted ``1 / log(d_j + 5)`` (``d_j``: the product's users), so
+        accounts that also act on popular products (camouflage) add no weight to them, and popular
+        products, whose audiences overlap everything, weigh little.  Restricted to the candidate's
+        sampled users and the remembered audiences of recently hot products, the block's edges per
+        user are ``sum_j share_j / log(d_j + 5)``: the candidate's users' (weighted) number of other
+        recently hot products they also acted on (``share_j``: the candidate's users in ``j``'s
+        audience, as in :meth:`best_match`, from ``_MIN_SHARED_USERS`` shared users).  Organic
+        audiences spread over the whole catalogue and score near 0; a ring that spreads its accounts
+        over many products scores high although no single pair of its products shares most users.
+        Returns the density and the number of products behind it.  ``O(m * capacity * k)``.
+
+        >>> mem = AudienceMemory(capacity=4, k=8, memory_ms=1000)
+        >>> pad = 2**64 - 1
+        >>> ring = np.array([[1, 2, 3, 4, 5, 6, pad, pad], [3, 4, 5, 6, 7, 8, pad, pad]], np.uint64)
+        >>> mem.remember(np.array([5, 6]), np.array([0, 0]), ring, now_ms=0)
+        >>> d, n = mem.block_density(np.array([7]), np.array([[1, 2, 3, 4, 5, 6, 7, 8]], np.uint64), now_ms=1)
+        >>> round(float(d[0]), 3), n.tolist()
+        (0.626, [2])
+        """
+        m = slots.size
+        dens, n = np.zeros(m), np.zeros(m, np.int64)
+        live = (self.slot >= 0) & (self.seen_ms >= now_ms - self.memory_ms)
+        if m == 0 or not live.any():
+            return dens, n
+        rows = np.flatnonzero(live).astype(np.int64)
+        sampled, shared = containment(sig, self.sig, rows)
+        share = np.where(shared >= _MIN_SHARED_USERS, shared / np.maximum(sampled, 1), 0.0)
+        share[self.slot[rows][None, :] == slots[:, None]] = 0.0
+        weight = 1.0 / np.log(estimated_users(self.sig[rows]) + 5.0)
+        return share @ weight, (share > 0).sum(axis=1).astype(np.int64)
 
     def to_arrays(self) -> dict[str, NDArray[np.generic]]:
         """Plain arrays for a checkpoint."""
