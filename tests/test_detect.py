@@ -123,9 +123,9 @@ def _first_promote_s(min_change_users: float) -> float | None:
 def test_a_slow_ramp_is_backed_by_its_users_since_the_change_point():
     """Its 5-minute window holds fewer than trust.min_unique_users users until its rate reaches about
     1.7/min (~90 min in); its users since the change point (up to the coarse ring's 24 minutes) reach
-    detect.min_change_users at about 1.3/min (~80 min in).  With that backing it is promoted earlier
+    detect.min_change_users (the default, 16; 24 before) sooner.  With that backing it is promoted earlier
     than without it (an unreachable floor)."""
-    with_backing = _first_promote_s(24.0)
+    with_backing = _first_promote_s(load_config(None, environ={}).detect.min_change_users)
     without = _first_promote_s(1e9)
     assert with_backing is not None
     assert without is None or without >= with_backing + 300.0

@@ -278,7 +278,7 @@ class DetectConfig:
     max_change_age_s: float = _ge0(10800.0)
     min_score: float = _unit(0.4)
     min_recent_lift: float = _ge0(3.0)
-    min_change_users: float = _ge0(24.0)
+    min_change_users: float = _ge0(16.0)
     baseline_floor_users_per_h: float = _gt0(0.5)
     prior_factor: float = _ge0(1.0)
 
