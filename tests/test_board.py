@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
 from viraltrend.board import Board, Candidates
 from viraltrend.config import BoardConfig
@@ -151,16 +152,27 @@ def test_bigger_board_admits_more():
     assert len(b.members) == 5
 
 
-def test_member_blocked_while_on_the_board_leaves_with_a_block():
-    blocked = set()
-    b = Board(CFG, guard=lambda cand, i: ["seller_blocked:fraud"] if cand.seller_id[i] in blocked else None)
+@pytest.mark.parametrize(
+    ("reason", "leaves"),
+    [
+        ("seller_blocked:fraud", True),  # a live blocklist change
+        ("ring_member_of_p9_shared_90%", True),  # a later sibling of the same audience exposed the ring
+        ("no_conversion_x0.10_28_users", False),  # judged at promotion; a member is not re-judged on it
+    ],
+)
+def test_member_refused_while_on_the_board_leaves_with_a_block_only_for_a_blocklist_or_ring(reason, leaves):
+    refused = set()
+    b = Board(CFG, guard=lambda cand, i: [reason] if cand.seller_id[i] in refused else None)
     row = [(1, "p1", "s1", "c1", 0.95)]
     b.step(0, cands(row))
     b.step(60_000, cands(row))
-    blocked.add("s1")
+    refused.add("s1")
     msgs = b.step(70_000, cands(row))
-    assert actions(msgs) == [("block", "p1")] and msgs[0]["rank"] is None
-    assert not b.members
+    if leaves:
+        assert actions(msgs) == [("block", "p1")] and msgs[0]["rank"] is None and reason in msgs[0]["reasons"]
+        assert not b.members
+    else:
+        assert ("block", "p1") not in actions(msgs) and 1 in b.members
 
 
 def model_cands(rows, *, scored_by="model", probability=0.95):

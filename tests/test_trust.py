@@ -413,3 +413,31 @@ def test_the_engine_refuses_a_ring_spread_over_many_products_as_a_dense_block_wi
     reason = engine.guard.lockstep.get(9, "")
     assert reason.startswith("dense_block_") and reason.endswith("_over_7_products"), reason
     assert float(reason.split("_")[2]) >= engine.cfg.trust.dense_block_density
+
+
+def test_a_ring_product_already_on_the_board_is_exposed_by_its_later_sibling():
+    # the first product of a staggered ring is promoted before any sibling trends; when a later product
+    # of the same audience is refused as lockstep with it, the first one gets a refusal that takes it off
+    # the board (ring_member_of_<sibling>); a stranger's audience exposes nothing
+    from viraltrend.board import Member
+    from viraltrend.engine import Engine
+
+    rng = np.random.default_rng(5)
+    engine = Engine(load_config(None, environ={}))
+    assert engine.products.intern([f"p-{i}" for i in range(12)]).tolist() == list(range(12))
+    engine._grow(16)
+    ring = np.arange(200_000, 200_250)
+    sig = _signature(rng.choice(ring, 120, replace=False), k=256)
+    engine.audiences.remember(np.array([0], np.int64), np.array([-1], np.int64), sig, now_ms=0)
+    engine.board.members[0] = Member(
+        slot=0, product_id="p-first", seller_id=None, category=None, score=1.0, since_ms=0
+    )
+    yes = np.array([True, True])
+    for slot, users in ((9, rng.choice(ring, 120, replace=False)), (11, np.arange(900_000, 900_120))):
+        engine.sketches.watch(np.array([slot], np.int64))
+        engine.sketches.update(np.full(users.size, slot, np.int64), users.astype(np.int64))
+    engine._track_audiences(60_000, np.array([9, 11], np.int64), yes, yes, yes, {"evidence": np.ones(2)})
+    assert engine.guard.lockstep[9].startswith("lockstep_with_")
+    assert 11 not in engine.guard.lockstep
+    exposed = engine.guard.lockstep.get(0, "")
+    assert exposed.startswith("ring_member_of_p-9_shared_"), exposed

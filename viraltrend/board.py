@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 
 from viraltrend.config import BoardConfig
 from viraltrend.messages import DecisionAction, Message, board_snapshot, decision
-from viraltrend.trust import soft_refusal
+from viraltrend.trust import evicts, soft_refusal
 
 __all__ = ["Board", "Candidates", "Member"]
 
@@ -131,10 +131,8 @@ class Board:
                 continue
             m.score = float(score[i])
             refused = self.guard(cand, i) if m.score >= c.demote_threshold else None
-            if refused is not None and any(
-                r.startswith(("seller_blocked", "product_blocked")) for r in refused
-            ):
-                del self.members[slot]  # blocked while on the board (a live blocklist change)
+            if refused is not None and evicts(refused):
+                del self.members[slot]  # blocked while on the board (a live blocklist change, a ring exposed)
                 self.blocked_shown.add(slot)
                 blocks.append(self._message("block", now_ms, cand, i, None, refused))
             elif m.score < c.demote_threshold and now_ms - m.since_ms >= c.min_dwell_s * 1000:

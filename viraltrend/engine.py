@@ -820,18 +820,24 @@ class Engine:
             for j, slot in enumerate(cand.tolist()):
                 if slot in self._ring_refusals:
                     continue
+                partner, shared = -1, 0.0
                 if sim[j] >= t.lockstep_similarity:
-                    name = self.products.name(int(other[j]))
-                    reason = f"lockstep_with_{name}_shared_{sim[j]:.0%}"
+                    partner, shared = int(other[j]), float(sim[j])
+                    reason = f"lockstep_with_{self.products.name(partner)}_shared_{shared:.0%}"
                 elif other_same[j] >= 0 and sim_same[j] >= t.seller_overlap_similarity:
-                    name = self.products.name(int(other_same[j]))
-                    reason = f"seller_ring_with_{name}_shared_{sim_same[j]:.0%}"
+                    partner, shared = int(other_same[j]), float(sim_same[j])
+                    reason = f"seller_ring_with_{self.products.name(partner)}_shared_{shared:.0%}"
                 elif dense[j] >= t.dense_block_density:
                     reason = f"dense_block_{dense[j]:.2f}_over_{dense_n[j]}_products"
                 else:
                     continue
                 self._ring_refusals[slot] = (reason, now_ms)
                 self.guard.lockstep[slot] = reason
+                if partner in self.board.members and partner not in self._ring_refusals:
+                    # the ring's earlier product, promoted before its sibling exposed it, leaves the board
+                    exposed = f"ring_member_of_{self.products.name(slot)}_shared_{shared:.0%}"
+                    self._ring_refusals[partner] = (exposed, now_ms)
+                    self.guard.lockstep[partner] = exposed
 
     def _keep_sketched(
         self,

@@ -71,6 +71,20 @@ _NO_CONVERSION_USERS = 2.0
 _SOFT_WHILE_FEW_USERS = (_LOW_USERS, "fresh_accounts")
 
 
+#: Refusals that take a product off the board: blocklists (they change live) and a ring exposed after
+#: the product was promoted, through a later product of the same audience (``ring_member_of_...``).
+_EVICTING = ("seller_blocked", "product_blocked", "ring_member_of_")
+
+
+def evicts(reasons: list[str]) -> bool:
+    """Whether a refusal of a product on the board takes it off (a ``block``) rather than nothing.
+
+    >>> evicts(["ring_member_of_p-2_shared_91%"]), evicts(["no_conversion_x0.10_28_users"])
+    (True, False)
+    """
+    return any(r.startswith(_EVICTING) for r in reasons)
+
+
 def soft_refusal(reasons: list[str]) -> bool:
     """Whether a refusal may resolve as the trend grows, so the board holds rather than blocks.
 
