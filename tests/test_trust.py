@@ -432,6 +432,7 @@ def test_a_ring_product_already_on_the_board_is_exposed_by_its_later_sibling():
     engine.board.members[0] = Member(
         slot=0, product_id="p-first", seller_id=None, category=None, score=1.0, since_ms=0
     )
+    engine._ring_refusals[0] = ("recycled_audience_3.1_per_user", 0)  # got on the board: did not evict it
     yes = np.array([True, True])
     for slot, users in ((9, rng.choice(ring, 120, replace=False)), (11, np.arange(900_000, 900_120))):
         engine.sketches.watch(np.array([slot], np.int64))

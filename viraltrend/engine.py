@@ -833,8 +833,10 @@ class Engine:
                     continue
                 self._ring_refusals[slot] = (reason, now_ms)
                 self.guard.lockstep[slot] = reason
-                if partner in self.board.members and partner not in self._ring_refusals:
+                earlier = self._ring_refusals.get(partner, ("", 0))[0]
+                if partner in self.board.members and not earlier.startswith("ring_member_of_"):
                     # the ring's earlier product, promoted before its sibling exposed it, leaves the board
+                    # (a sticky refusal it got on the board, e.g. a recycled audience, did not evict it)
                     exposed = f"ring_member_of_{self.products.name(slot)}_shared_{shared:.0%}"
                     self._ring_refusals[partner] = (exposed, now_ms)
                     self.guard.lockstep[partner] = exposed
