@@ -144,9 +144,18 @@ def finish(
     assert rc == 0, (tmp / log_name).read_text()[-3000:]
 
 
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        return resp.read().decode()
+def scrape(port: int, up_within_s: float = 30.0) -> str:
+    """The metrics endpoint's text; a service just started may not listen yet, so it is retried for
+    ``up_within_s`` (a wait on a checkpoint can be met by an earlier run's before this one is up)."""
+    deadline = time.monotonic() + up_within_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                return resp.read().decode()
+        except OSError:  # URLError is an OSError: connection refused while the server starts
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def sample(text: str, name: str) -> float | None:
