@@ -182,6 +182,7 @@ class StateConfig:
     evict_every_s: float = _gt0(3600.0)
     evict_below: float = _ge0(0.05)
     initial_capacity: int = field(default=4096, metadata={"min": 16})
+    max_veterans: int = field(default=4_000_000, metadata={"min": 2})
 
 
 @dataclass(frozen=True, slots=True)

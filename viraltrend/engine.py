@@ -200,7 +200,9 @@ class Engine:
         self.scorer: Scorer = scorer if scorer is not None else (self.model or RuleScorer(cfg.score))
         t = cfg.trust
         self.users = UserTable(
-            idle_ms=_user_idle_ms(cfg), allowed_lateness_ms=round(d.allowed_lateness_s * 1000)
+            idle_ms=_user_idle_ms(cfg),
+            allowed_lateness_ms=round(d.allowed_lateness_s * 1000),
+            max_veterans=cfg.state.max_veterans,
         )
         self._next_user_sweep_ms: int | None = None
         self.user_signals = UserSignals(
@@ -1110,13 +1112,17 @@ class Engine:
         idle_ms, lateness_ms = self.users.idle_ms, self.users.allowed_lateness_ms
         self._next_user_sweep_ms = meta.get("users_next_sweep_ms")
         if "users" in meta:
-            return UserTable.from_names(
+            table = UserTable.from_names(
                 meta["users"],
                 idle_ms=idle_ms,
                 allowed_lateness_ms=lateness_ms,
                 max_ts_ms=self.user_signals.max_ts_ms,
             )
-        return UserTable.from_arrays(arrays, idle_ms=idle_ms, allowed_lateness_ms=lateness_ms)
+            table.max_veterans = self.cfg.state.max_veterans
+            return table
+        return UserTable.from_arrays(
+            arrays, idle_ms=idle_ms, allowed_lateness_ms=lateness_ms, max_veterans=self.cfg.state.max_veterans
+        )
 
     # ------------------------------------------------------------------ introspection
     @property

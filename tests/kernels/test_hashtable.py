@@ -172,3 +172,58 @@ def test_signature_slots_invert_the_hash_family(slots, seed):
     values = np.array([reference.minhash_signature([u], 4, seed) for u in slots], np.uint64)
     got = signature_slots(values, sk.seeds, 2**20)
     assert np.flatnonzero(got).tolist() == sorted(set(slots))
+
+
+def _release_wave(t, names, at_ms):
+    """Intern ``names`` at ``at_ms``, then let them go idle and release them (a wave of veterans)."""
+    t.intern(hash_ids(names), np.full(len(names), at_ms, np.int64))
+    t.intern(hash_ids(["clock"]), np.array([at_ms + 10_000], np.int64))  # moves time past idle_ms
+    t.release_idle()
+    t.recycle_all()
+
+
+def test_veterans_are_bounded_in_two_generations_and_the_oldest_return_as_new():
+    # generations of 10; each wave releases 5 (4 + the previous wave's clock user), so the newer
+    # generation turns older every second or third wave: waves 0-2, then 3-4, then 5
+    t = UserTable(idle_ms=1000, allowed_lateness_ms=0, max_veterans=20)
+    waves = [[f"w{w}-{i}" for i in range(4)] for w in range(6)]
+    for w, names in enumerate(waves):
+        _release_wave(t, names, w * 100_000)
+        assert t.n_veterans <= 20
+    # the newest waves are remembered: a returning user is known, not new
+    _, back = t.intern(hash_ids([waves[-1][0], waves[-2][0]]), np.array([700_000, 700_001], np.int64))
+    assert back.tolist() == [True, True]
+    # the oldest wave was forgotten with its generation: its users come back as new ones
+    _, back = t.intern(hash_ids([waves[0][0]]), np.array([700_002], np.int64))
+    assert back.tolist() == [False]
+    unbounded = UserTable(idle_ms=1000, allowed_lateness_ms=0)
+    for w, names in enumerate(waves):
+        _release_wave(unbounded, names, w * 100_000)
+    _, back = unbounded.intern(hash_ids([waves[0][0]]), np.array([700_002], np.int64))
+    assert back.tolist() == [True] and unbounded.n_veterans > 20
+
+
+def test_memory_stays_flat_under_endless_new_user_ids():
+    t = UserTable(idle_ms=1000, allowed_lateness_ms=0, max_veterans=2_000)
+    sizes = []
+    for w in range(40):
+        _release_wave(t, [f"r{w}-{i}" for i in range(500)], w * 100_000)
+        sizes.append(t.nbytes)
+    assert max(sizes[20:]) == max(sizes[10:20])  # flat once both generations are full
+
+
+def test_round_trip_keeps_both_generations_of_veterans():
+    t = UserTable(idle_ms=1000, allowed_lateness_ms=0, max_veterans=8)
+    for w in range(3):
+        _release_wave(t, [f"w{w}-{i}" for i in range(4)], w * 100_000)
+    t2 = UserTable.from_arrays(t.to_arrays(), idle_ms=1000, allowed_lateness_ms=0, max_veterans=8)
+    names = ["w0-0", "w1-0", "w2-0", "new"]
+    for w in range(3, 5):  # both keep rotating alike
+        _release_wave(t, [f"w{w}-{i}" for i in range(4)], w * 100_000)
+        _release_wave(t2, [f"w{w}-{i}" for i in range(4)], w * 100_000)
+    more = (hash_ids(names), np.arange(600_000, 600_004, dtype=np.int64))
+    a, b = t.intern(*more), t2.intern(*more)
+    assert a[0].tolist() == b[0].tolist() and a[1].tolist() == b[1].tolist()
+    assert {k: v.tolist() for k, v in t.to_arrays().items()} == {
+        k: v.tolist() for k, v in t2.to_arrays().items()
+    }

@@ -24,7 +24,11 @@ removes the users whose ``last_ms < M - L - idle_ms``: with ``idle_ms >= max(cap
 fresh_window)`` every later event of such a user has ``e > last_ms + idle_ms``, so its caps have
 expired and it is no longer fresh.  Forgetting it changes no signal, provided a returning user is
 known not to be fresh: released hashes stay in a map of *veterans* (hash -> last slot, 12 bytes
-per user ever released, at most 3/4 full), and :meth:`UserTable.intern` flags a veteran's return.
+per user released, at most 3/4 full), and :meth:`UserTable.intern` flags a veteran's return.  The
+veterans are kept in two generations, as dedup keeps ids: once the newer one holds
+``max_veterans / 2`` users it becomes the older one and the oldest generation is forgotten, so
+hostile or merely endless random user ids cost a bounded map; a user released more than two
+generations ago counts as new again when it returns.
 
 A released slot is *held* until :meth:`UserTable.recycle` makes it reusable.  The engine recycles
 a slot only once its MinHash values (:class:`~viraltrend.kernels.users.UserSketches` hashes the
@@ -200,8 +204,8 @@ def _sorted_has(values: _I64, start: _Int, x: _Int) -> bool:
 @njit(cache=True)
 def _intern(
     keys: _U64, vals: _I32, used: _Int, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int,
-    free: _I64, free_pos: _Int, vet_keys: _U64, vet_vals: _I32, vet_used: _Int, max_ts_ms: _Int,
-    hashes: _U64, ts_ms: _I64, lateness_ms: _Int,
+    free: _I64, free_pos: _Int, vet_keys: _U64, vet_vals: _I32, vet_used: _Int, old_keys: _U64,
+    old_vals: _I32, old_used: _Int, max_ts_ms: _Int, hashes: _U64, ts_ms: _I64, lateness_ms: _Int,
 ) -> tuple[_U64, _I32, _Int, _U64, _U64, _I64, _Int, _Int, _Int, _I64, NDArray[np.bool_]]:  # fmt: skip
     """Slots of ``hashes`` in order, new ones from ``free[free_pos:]`` (sorted) then ``high_water``.
 
@@ -228,14 +232,20 @@ def _intern(
                 keys, vals = _rehash(keys, vals, 2 * keys.shape[0])
                 idx = _find(keys, h)
             s = -1
-            if vet_used:
+            v = -1
+            if vet_used:  # the newer generation of veterans first, then the older one
                 j = _find(vet_keys, h)
                 if vet_keys[j] == h:
-                    returning[i] = True
                     v = vet_vals[j]
-                    held = hash_of[v] == _EMPTY and prev_of[v] == h and not _sorted_has(free, free_pos, v)
-                    if held:
-                        s = v  # held: its MinHash values may be in kept signatures, so keep them its own
+            if v < 0 and old_used:
+                j = _find(old_keys, h)
+                if old_keys[j] == h:
+                    v = old_vals[j]
+            if v >= 0:
+                returning[i] = True
+                held = hash_of[v] == _EMPTY and prev_of[v] == h and not _sorted_has(free, free_pos, v)
+                if held:
+                    s = v  # held: its MinHash values may be in kept signatures, so keep them its own
             if s < 0 and free_pos < free.shape[0]:
                 s = free[free_pos]
                 free_pos += 1
@@ -356,9 +366,14 @@ class UserTable:
         ``L``, the event clock's allowed lateness (as for :class:`~viraltrend.kernels.users.UserSignals`).
     capacity : int
         Initial number of slots (grows by doubling).
+    max_veterans : int or None
+        Released users remembered, in two generations of ``max_veterans / 2`` (see the module
+        docstring); None: all of them.
     """
 
-    def __init__(self, *, idle_ms: int, allowed_lateness_ms: int, capacity: int = 1024) -> None:
+    def __init__(
+        self, *, idle_ms: int, allowed_lateness_ms: int, capacity: int = 1024, max_veterans: int | None = None
+    ) -> None:
         if idle_ms < 0 or allowed_lateness_ms < 0 or capacity < 1:
             msg = (
                 f"idle_ms and allowed_lateness_ms must be >= 0 and capacity >= 1, got {idle_ms}, "
@@ -380,6 +395,13 @@ class UserTable:
         self._vet_keys: _U64 = np.zeros(16, np.uint64)
         self._vet_vals: _I32 = np.full(16, -1, np.int32)
         self._vet_used = 0
+        self._old_keys: _U64 = np.zeros(16, np.uint64)  # the older generation of veterans
+        self._old_vals: _I32 = np.full(16, -1, np.int32)
+        self._old_used = 0
+        if max_veterans is not None and max_veterans < 2:
+            msg = f"max_veterans must be >= 2 or None, got {max_veterans}"
+            raise ValueError(msg)
+        self.max_veterans = max_veterans
         self._max_ts_ms = _UNSET
 
     def __len__(self) -> int:
@@ -393,8 +415,8 @@ class UserTable:
 
     @property
     def n_veterans(self) -> int:
-        """Users released at least once (remembered by hash only)."""
-        return self._vet_used
+        """Released users remembered by hash (both generations; one released twice may count twice)."""
+        return self._vet_used + self._old_used
 
     @property
     def nbytes(self) -> int:
@@ -408,6 +430,8 @@ class UserTable:
             self._free,
             self._vet_keys,
             self._vet_vals,
+            self._old_keys,
+            self._old_vals,
         )
         return int(sum(a.nbytes for a in arrays))
 
@@ -430,7 +454,8 @@ class UserTable:
         out = _intern(
             self._keys, self._vals, np.int64(self._used), self.hash_of, self.prev_of, self.last_ms,
             np.int64(self._high_water), self._free, np.int64(self._free_pos), self._vet_keys,
-            self._vet_vals, np.int64(self._vet_used), np.int64(self._max_ts_ms), np.ascontiguousarray(hashes),
+            self._vet_vals, np.int64(self._vet_used), self._old_keys, self._old_vals,
+            np.int64(self._old_used), np.int64(self._max_ts_ms), np.ascontiguousarray(hashes),
             np.ascontiguousarray(ts_ms), np.int64(self.allowed_lateness_ms),
         )  # fmt: skip
         (
@@ -470,7 +495,16 @@ class UserTable:
                 self._vet_keys, self._vet_vals, np.int64(self._vet_used), gone_hashes[slots], slots
             )
             self._vet_used = int(vet_used)
+            if self.max_veterans is not None and self._vet_used >= self.max_veterans // 2:
+                self._rotate_veterans()
         return slots
+
+    def _rotate_veterans(self) -> None:
+        """The newer generation of veterans becomes the older one; the older one is forgotten."""
+        self._old_keys, self._old_vals, self._old_used = self._vet_keys, self._vet_vals, self._vet_used
+        self._vet_keys = np.zeros(16, np.uint64)
+        self._vet_vals = np.full(16, -1, np.int32)
+        self._vet_used = 0
 
     def _held_mask(self) -> NDArray[np.bool_]:
         held: NDArray[np.bool_] = self.hash_of[: self._high_water] == _EMPTY
@@ -504,14 +538,19 @@ class UserTable:
         Keys: ``hash_of`` uint64[high_water] (0: free slot), ``prev_of`` uint64[high_water] (the
         last user released from each slot, 0: none), ``last_ms`` int64[high_water],
         ``free`` int64[m] (free slots, ascending), ``veterans`` uint64[v] (ascending) and
-        ``veteran_slots`` int64[v] (the last slot of each), ``meta``
+        ``veteran_slots`` int64[v] (the last slot of each), the same of the older generation
+        (``veterans_old``, ``veteran_slots_old``; absent in older checkpoints), ``meta``
         int64[3] (``max_ts_ms``, ``idle_ms``, ``allowed_lateness_ms``).  Free slots not in
         ``free`` are held.
         """
         hw = self._high_water
         filled = self._vet_keys != _EMPTY
         order = np.argsort(self._vet_keys[filled])
+        old = self._old_keys != _EMPTY
+        old_order = np.argsort(self._old_keys[old])
         return {
+            "veterans_old": self._old_keys[old][old_order],
+            "veteran_slots_old": self._old_vals[old][old_order].astype(np.int64),
             "hash_of": self.hash_of[:hw].copy(),
             "prev_of": self.prev_of[:hw].copy(),
             "last_ms": self.last_ms[:hw].copy(),
@@ -523,7 +562,12 @@ class UserTable:
 
     @classmethod
     def from_arrays(
-        cls, arrays: Mapping[str, NDArray[Any]], *, idle_ms: int, allowed_lateness_ms: int
+        cls,
+        arrays: Mapping[str, NDArray[Any]],
+        *,
+        idle_ms: int,
+        allowed_lateness_ms: int,
+        max_veterans: int | None = None,
     ) -> UserTable:
         """Rebuild a table from :meth:`to_arrays` output, exactly; CheckpointError if it does not fit."""
         try:
@@ -534,6 +578,8 @@ class UserTable:
             vets = np.asarray(arrays["veterans"], np.uint64)
             vet_slots = np.asarray(arrays["veteran_slots"], np.int64)
             meta = np.asarray(arrays["meta"], np.int64)
+            old = np.asarray(arrays.get("veterans_old", np.empty(0, np.uint64)), np.uint64)
+            old_slots = np.asarray(arrays.get("veteran_slots_old", np.empty(0, np.int64)), np.int64)
         except KeyError as exc:
             msg = f"user table checkpoint lacks array {exc}; it cannot be restored"
             raise CheckpointError(msg) from exc
@@ -555,10 +601,18 @@ class UserTable:
             or np.unique(vets).shape[0] != vets.shape[0]
             or (vets == _EMPTY).any()
             or vet_slots.shape != vets.shape
+            or np.unique(old).shape[0] != old.shape[0]
+            or (old == _EMPTY).any()
+            or old_slots.shape != old.shape
         ):
             msg = "user table checkpoint is corrupt: slots, free list or hashes disagree"
             raise CheckpointError(msg)
-        out = cls(idle_ms=idle_ms, allowed_lateness_ms=allowed_lateness_ms, capacity=max(hw, 1))
+        out = cls(
+            idle_ms=idle_ms,
+            allowed_lateness_ms=allowed_lateness_ms,
+            capacity=max(hw, 1),
+            max_veterans=max_veterans,
+        )
         out.hash_of[:hw] = hash_of
         out.prev_of[:hw] = prev_of
         out.last_ms[:hw] = last_ms
@@ -572,6 +626,10 @@ class UserTable:
             out._vet_keys, out._vet_vals, np.int64(0), vets, vet_slots
         )
         out._vet_used = int(vet_used)
+        out._old_keys, out._old_vals, old_used = _add_veterans(
+            out._old_keys, out._old_vals, np.int64(0), old, old_slots
+        )
+        out._old_used = int(old_used)
         out._max_ts_ms = int(meta[0])
         return out
 
