@@ -425,6 +425,27 @@ def test_the_model_does_not_vouch_once_the_growth_test_has_the_users_to_see_a_ra
     assert _vouched(200.0, 0.999, min_change_s=120.0, change_users=5000.0)  # no cap
 
 
+def test_a_vouch_counts_only_once_it_has_held_at_every_tick_for_vouch_hold_s():
+    """A streak starts at the first vouched tick, breaks at a tick without the vouch, and restarts."""
+    engine = Engine(cfg(model={**MODEL["model"], "vouch_hold_s": 20.0}))
+    slots = np.array([3, 7], np.int64)
+
+    def tick(t_s: int, *vouched: bool) -> list[bool]:
+        return engine._vouch_held(t_s * 1000, slots, np.array(vouched)).tolist()
+
+    assert tick(100, True, True) == [False, False]
+    assert tick(110, True, False) == [False, False]  # slot 7's streak broke
+    assert tick(120, True, True) == [True, False]  # slot 3 vouched at 100, 110, 120: held 20 s
+    assert tick(140, True, True) == [False, False]  # no tick at 130: both streaks start again
+    assert tick(150, True, True) == [False, False]
+    assert tick(160, True, True) == [True, True]
+    assert tick(170, False, True) == [False, True]
+    state = Engine.restore(engine.cfg, *engine.state())
+    assert state._vouch_ms == engine._vouch_ms == {7: (140_000, 170_000)}
+    engine = Engine(cfg())  # no hold by default: every vouch counts at once
+    assert tick(100, True, False) == [True, False]
+
+
 #: The model as shipped: ready labels learnt on the rows where only the shape test waits.
 READY = {"label": "ready", "rows": "evidence", "features": "shape", "sample_every_s": 10.0}
 

@@ -160,6 +160,7 @@ class ModelConfig:
     min_change_s: float = _ge0(0.0)
     min_growth_z: float = -2.0
     max_change_users: float = _ge0(1e9)
+    vouch_hold_s: float = _ge0(0.0)
     features: str = field(default="rates", metadata={"choices": ("shape", "rates")})
     label_sustain: float = _ge0(0.0)
     label: str = field(default="gain", metadata={"choices": ("gain", "ready")})

@@ -270,6 +270,7 @@ class Engine:
         self._ring_refusals: dict[int, tuple[str, int]] = {}  # slot -> (lockstep reason, when found)
         self._screen_off = False  # True: no screening of quiet products at ticks (see `screen`)
         self._ready_ms: dict[int, int] = {}  # slot -> last tick the rule found it ready (model labels)
+        self._vouch_ms: dict[int, tuple[int, int]] = {}  # slot -> (first, last) tick of its vouch streak
 
     # ------------------------------------------------------------------ batches
     def process(self, batch: EventBatch) -> tuple[list[Message], list[Reject]]:
@@ -622,7 +623,10 @@ class Engine:
             self._note_ready(now_ms, slots[(feats["ready"] > 0.0) & (rule >= self.cfg.detect.min_score)])
         if self.model is not None and self.model.warm and self.board.sequential:
             probability = self.model.predict_proba_many(feats)  # the model vouches for the shape
-            feats["ready"] = self.detector.ready(feats, feats["unique_users"], probability).astype(np.float64)
+            rule_ready = feats["ready"] > 0.0
+            vouched = self.detector.ready(feats, feats["unique_users"], probability) & ~rule_ready
+            vouched &= self._vouch_held(now_ms, slots, vouched)
+            feats["ready"] = (rule_ready | vouched).astype(np.float64)
         feats["ready"] = np.where(score >= self.cfg.detect.min_score, feats["ready"], 0.0)
         if traced.size:
             self._trace(now_ms, slots, traced, score, feats)
@@ -766,6 +770,30 @@ class Engine:
             rate_now = (self.counters.read(due.slot, now_ms)[:, :, trend] @ w) * math.log(2.0) / trend_s
             labels &= rate_now >= m.label_sustain * gained / np.maximum(elapsed_s, 1.0)
         self.model.learn_many(due.rows(), labels, due.weight)
+
+    def _vouch_held(
+        self, now_ms: int, slots: NDArray[np.int64], vouched: NDArray[np.bool_]
+    ) -> NDArray[np.bool_]:
+        """Which of this tick's vouches have held at every tick for ``model.vouch_hold_s``, bool[m].
+
+        A streak starts at a product's first vouched tick and breaks at the first tick it is not
+        vouched (or not evaluated); only the vouched products of a tick are kept.
+        """
+        hold_ms = round(self.cfg.model.vouch_hold_s * 1000)
+        if hold_ms <= 0:
+            return vouched
+        tick_ms = round(self.cfg.decay.tick_s * 1000)
+        streaks: dict[int, tuple[int, int]] = {}
+        held = np.zeros_like(vouched)
+        for i in np.flatnonzero(vouched).tolist():
+            s = int(slots[i])
+            start, last = self._vouch_ms.get(s, (now_ms, now_ms))
+            if now_ms - last > tick_ms:  # a tick without the vouch broke the streak
+                start = now_ms
+            streaks[s] = (start, now_ms)
+            held[i] = now_ms - start >= hold_ms
+        self._vouch_ms = streaks
+        return held
 
     def _note_ready(self, now_ms: int, ready_slots: NDArray[np.int64]) -> None:
         """Remember the last tick at which the rule found each product ready (the "ready" labels)."""
@@ -983,6 +1011,7 @@ class Engine:
             "start_ms": self._start_ms,
             "ring_refusals": [[s, r, t] for s, (r, t) in sorted(self._ring_refusals.items())],
             "ready_ms": sorted(self._ready_ms.items()),
+            "vouch_ms": [[s, a, b] for s, (a, b) in sorted(self._vouch_ms.items())],
             "n_live": self._n_live,
             "last_snapshot_ms": self._last_snapshot_ms,
             "next_evict_ms": self._next_evict_ms,
@@ -1081,6 +1110,7 @@ class Engine:
             engine._start_ms = meta["start_ms"]
             engine._ring_refusals = {int(s): (str(r), int(t)) for s, r, t in meta["ring_refusals"]}
             engine._ready_ms = {int(s): int(t) for s, t in meta.get("ready_ms", [])}
+            engine._vouch_ms = {int(s): (int(a), int(b)) for s, a, b in meta.get("vouch_ms", [])}
             engine._n_live = int(meta["n_live"])
             engine._last_snapshot_ms = meta["last_snapshot_ms"]
             engine._next_evict_ms = meta["next_evict_ms"]
