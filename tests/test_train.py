@@ -118,7 +118,7 @@ def test_cli_reports_a_bad_model_file_as_an_error(tmp_path, small_file, capsys):
     assert "broken.json" in capsys.readouterr().err
 
 
-def _candidate(p: float, scored_by: str = "model") -> Candidates:
+def _candidate(p: float, vouched: bool, scored_by: str = "rule") -> Candidates:
     one = np.ones(1)
     return Candidates(
         slot=np.array([0], np.int64),
@@ -126,18 +126,26 @@ def _candidate(p: float, scored_by: str = "model") -> Candidates:
         seller_id=[None],
         category=[None],
         score=one,
-        features={"evidence": one, "evidence_lift": one, "change_s": one, "growth_z": one},
+        features={
+            "evidence": one,
+            "evidence_lift": one,
+            "change_s": one,
+            "growth_z": one,
+            "model_p": np.array([p]),
+            "model_vouched": np.array([float(vouched)]),
+        },
         scored_by=scored_by,
         probability=np.array([p]),
     )
 
 
-@pytest.mark.parametrize(("p", "by", "vouched"), [(0.93, "model", True), (0.4, "model", False)])
-def test_a_promotion_the_model_vouched_for_says_so(p, by, vouched):
+@pytest.mark.parametrize(("p", "vouched"), [(0.93, True), (0.93, False)])
+def test_a_promotion_the_model_vouched_for_says_so(p, vouched):
+    """Only a promotion made ready by the model's vouch says so; a high probability alone does not."""
     board = Board(load_config(None, environ={}).board, sequential=True, fast_track_probability=0.5)
-    reasons = board._why_trending(_candidate(p, by), 0)
+    reasons = board._why_trending(_candidate(p, vouched), 0)
     assert ("model_vouched_p0.93" in reasons) == vouched
-    assert reasons[0] == f"scored_by_{by}"
+    assert reasons[0] == "scored_by_rule"
 
 
 READY = {"label": "ready", "rows": "evidence", "features": "shape", "sample_every_s": 10.0}

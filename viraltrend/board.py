@@ -278,12 +278,10 @@ class Board:
     def _why_trending(self, cand: Candidates, i: int) -> list[str]:
         f = cand.features
         reasons = [f"scored_by_{cand.scored_by}"]
-        if cand.explain is not None:
-            reasons += cand.explain(i)
-        p = None if cand.probability is None else float(cand.probability[i])
-        vouched = p is not None and p >= self.fast_track_probability
-        if self.sequential and cand.scored_by == "model" and vouched:
-            reasons.append(f"model_vouched_p{p:.2f}")  # the warm model vouched for its shape (detect.ready)
+        if cand.explain is not None and (cand.scored_by == "model" or "model_vouched" in f):
+            reasons += cand.explain(i)  # the model's largest contributions to its probability
+        if "model_vouched" in f and f["model_vouched"][i] > 0.0:  # ready only because the warm model vouched
+            reasons.append(f"model_vouched_p{float(f['model_p'][i]):.2f}")  # for its shape (detect.ready)
         if "lift" in f:
             reasons.append(f"lift_x{float(f['lift'][i]):.1f}")
         if "velocity" in f:

@@ -627,6 +627,8 @@ class Engine:
             vouched = self.detector.ready(feats, feats["unique_users"], probability) & ~rule_ready
             vouched &= self._vouch_held(now_ms, slots, vouched)
             feats["ready"] = (rule_ready | vouched).astype(np.float64)
+            feats["model_p"] = probability  # the evidence of a vouch, in the messages' features
+            feats["model_vouched"] = vouched.astype(np.float64)  # ready only because the model vouched
         feats["ready"] = np.where(score >= self.cfg.detect.min_score, feats["ready"], 0.0)
         if traced.size:
             self._trace(now_ms, slots, traced, score, feats)
@@ -648,6 +650,9 @@ class Engine:
         if sel.size == 0 and not self.board.members:
             return []
         s = slots[sel]
+        scored_by = self.scorer.name
+        if score is rule and self.model is not None:  # evidence rows: the model vouches, the rule ranks
+            scored_by = str(self.model.fallback.name)
         cand = Candidates(
             slot=s,
             product_id=self.products.names(s.tolist()),
@@ -655,7 +660,7 @@ class Engine:
             category=[self.categories.name(int(x)) if x >= 0 else None for x in self.category_of[s].tolist()],
             score=score[sel],
             features={k: v[sel] for k, v in feats.items()},
-            scored_by=self.scorer.name,
+            scored_by=scored_by,
             ready=ready[sel],
         )
         if self.model is not None and self.model.warm:
