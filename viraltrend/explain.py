@@ -36,6 +36,8 @@ _KEY_FEATURES = (
     "events_per_user",
     "fresh_share",
     "conversion_ratio",
+    "model_p",
+    "model_vouched",
 )
 
 
