@@ -39,11 +39,10 @@ from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels.audience import AudienceSketches
 from viraltrend.kernels.clock import EventClock
-from viraltrend.kernels.columns import below, in_sorted, trust_rows
+from viraltrend.kernels.columns import below, coldest, in_sorted, trust_rows, unique_counts
 from viraltrend.kernels.decay import DecayedCounters
 from viraltrend.kernels.hashtable import UserTable, hash_ids
-from viraltrend.kernels.intern import Interner
-from viraltrend.kernels.names import NameTable
+from viraltrend.kernels.names import CountedNames, NameTable
 from viraltrend.kernels.prefilter import SCORE
 from viraltrend.kernels.segment import apply_segment
 from viraltrend.kernels.users import UserSignals
@@ -123,6 +122,7 @@ class EngineStats:
     ticks: int = 0
     decisions: Counter[str] = field(default_factory=Counter)
     evicted: int = 0
+    evicted_over_cap: int = 0  # of ``evicted``: those evicted because over state.max_products
 
 
 def _load_ids(inline: tuple[str, ...], path: str, key: str) -> frozenset[str]:
@@ -156,8 +156,8 @@ class Engine:
         self.cfg = cfg
         d = cfg.decay
         self.products = NameTable()  # names only for products, in an arena (kernels/names.py)
-        self.sellers = Interner()
-        self.categories = Interner()
+        self.sellers = CountedNames()  # held while a live product refers to them (bounded by products)
+        self.categories = CountedNames()
         self.counters = DecayedCounters(
             half_lives_s=d.half_lives_s, n_types=len(EVENT_TYPES), capacity=cfg.state.initial_capacity
         )
@@ -376,7 +376,10 @@ class Engine:
                 given = values != None  # noqa: E711 (elementwise)
                 if given.any():
                     rows = slots[new[given]]
-                    column[rows] = table.intern(values[given].tolist()).astype(np.int32)
+                    ids = table.intern(values[given].tolist())
+                    table.hold(ids)
+                    table.drop(column[rows].astype(np.int64))  # a revived product's earlier id
+                    column[rows] = ids.astype(np.int32)
         return slots
 
     def _intern_users(self, hashes: NDArray[np.uint64], ts_ms: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -451,7 +454,7 @@ class Engine:
             return []
         mu_of = self._baseline_users(now_ms)
         if self._new_users:
-            self.detector.update(now_ms, np.concatenate(self._new_users), mu_of)
+            self.detector.update_counted(now_ms, *unique_counts(self._new_users), mu_of)
             self._new_users = []
         if self.labels is not None:
             self._learn(now_ms)  # labels of rows sampled at t <= now - horizon, from counts up to now
@@ -485,6 +488,7 @@ class Engine:
             messages.append(self.board.snapshot(now_ms))
             self._last_snapshot_ms = now_ms
         self._maybe_evict(now_ms)
+        self._cap_products()
         return messages
 
     def _catalogue_trust(self, now_ms: int) -> None:
@@ -925,6 +929,35 @@ class Engine:
             self._evicted.append(cold)
             self.stats.evicted += int(cold.size)
 
+    def _cap_products(self) -> None:
+        """Past ``state.max_products`` live products, evict the coldest down to 90 % of it.
+
+        At ticks only (the count at a tick does not depend on batching), never the board's watched
+        products; coldest by weighted engagement at the baseline half-life, ties by the id's hash.
+        """
+        cap = self.cfg.state.max_products
+        if self._n_live <= cap:
+            return
+        hw = self.products.high_water
+        keep = np.zeros(hw, np.bool_)
+        watched = np.asarray(self.board.watched_slots(), np.int64)
+        keep[watched[watched < hw]] = True
+        base = self.cfg.decay.half_lives_s.index(self.cfg.score.baseline_half_life_s)
+        order = coldest(
+            self.counters.acc, self.counters.last_ts_ms, never=_NEVER, half_life=base,
+            weights=np.asarray(self.cfg.signals.weights(), np.float64),
+            name_hash=self.products.hash_of, keep=keep, n=hw,
+        )  # fmt: skip
+        cold = np.sort(order[: max(self._n_live - (cap * 9) // 10, 0)])
+        if cold.size:
+            self.counters.clear(cold)
+            self.trust_counters.clear(cold)
+            self.detector.clear(cold)
+            self._n_live -= int(cold.size)
+            self._evicted.append(cold)
+            self.stats.evicted += int(cold.size)
+            self.stats.evicted_over_cap += int(cold.size)
+
     def _release_evicted(self) -> None:
         if not self._evicted:
             return
@@ -942,6 +975,8 @@ class Engine:
             self._sketched = self._sketched[~gone]
         for s in cold.tolist():
             self._ring_refusals.pop(int(s), None)
+        self.sellers.drop(self.seller_of[cold].astype(np.int64))  # ids no live product holds are released
+        self.categories.drop(self.category_of[cold].astype(np.int64))
         self.seller_of[cold] = -1
         self.category_of[cold] = -1
 
@@ -994,6 +1029,7 @@ class Engine:
                 "ticks": self.stats.ticks,
                 "decisions": dict(self.stats.decisions),
                 "evicted": self.stats.evicted,
+                "evicted_over_cap": self.stats.evicted_over_cap,
             },
         }
         return arrays, meta
@@ -1044,8 +1080,8 @@ class Engine:
             new_users = np.asarray(arrays["new_users"], np.int64)
             engine._new_users = [new_users] if new_users.size else []
             engine.products = NameTable.from_list(meta["products"])
-            engine.sellers = Interner.from_list(meta["sellers"])
-            engine.categories = Interner.from_list(meta["categories"])
+            engine.sellers = CountedNames.from_list(meta["sellers"], engine.seller_of)
+            engine.categories = CountedNames.from_list(meta["categories"], engine.category_of)
 
             def part(prefix: str) -> dict[str, NDArray[Any]]:
                 return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
@@ -1093,6 +1129,7 @@ class Engine:
                 st["ticks"],
                 Counter(st["decisions"]),
                 st["evicted"],
+                st.get("evicted_over_cap", 0),  # older checkpoints: none counted
             )
         except (KeyError, TypeError, ValueError) as exc:
             msg = (
@@ -1160,7 +1197,7 @@ def _unique(parts: list[NDArray[np.int64]]) -> NDArray[np.int64]:
     """Sorted distinct values of the arrays in ``parts`` (int64)."""
     if not parts:
         return _EMPTY
-    return np.unique(parts[0] if len(parts) == 1 else np.concatenate(parts))
+    return unique_counts(parts)[0]
 
 
 def _user_idle_ms(cfg: Config) -> int:

@@ -68,3 +68,28 @@ def test_below_declines_at_the_limit():
         acc, np.arange(2, dtype=np.int64), lam=0.0, dt_s=0.0, half_life=0, weights=np.ones(2), limit=0.06
     )
     assert got is not None and got.tolist() == [1, 1]
+
+
+def test_unique_counts_is_np_unique_with_counts():
+    from viraltrend.kernels.columns import unique_counts
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 5, 1000):
+        parts = [rng.integers(0, 50, n), rng.integers(0, 50, n // 2)]
+        v, c = unique_counts(parts)
+        ev, ec = np.unique(np.concatenate(parts), return_counts=True)
+        assert v.tolist() == ev.tolist() and c.tolist() == ec.tolist()
+    assert unique_counts([])[0].size == 0
+
+
+def test_coldest_orders_by_weighted_count_then_id_hash():
+    from viraltrend.kernels.columns import coldest
+
+    acc = np.zeros((6, 2, 2))
+    acc[:, 0, 1] = [3.0, 1.0, 1.0, 0.0, 9.0, 2.0]
+    last = np.array([5, 5, 5, np.iinfo(np.int64).min, 5, 5], np.int64)  # slot 3 holds nothing
+    keep = np.array([False, False, False, False, True, False])  # slot 4 is on the board
+    h = np.array([1, 9, 4, 0, 2, 3], np.uint64)
+    got = coldest(acc, last, never=int(np.iinfo(np.int64).min), half_life=1, weights=np.array([1.0, 0.0]),
+                  name_hash=h, keep=keep, n=6)  # fmt: skip
+    assert got.tolist() == [2, 1, 5, 0]  # 1.0 (hash 4), 1.0 (hash 9), 2.0, 3.0
