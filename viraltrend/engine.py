@@ -39,11 +39,11 @@ from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels.audience import AudienceSketches
 from viraltrend.kernels.clock import EventClock
-from viraltrend.kernels.columns import below, coldest, in_sorted, trust_rows, unique_counts
+from viraltrend.kernels.columns import baseline_rates, below, coldest, in_sorted, trust_rows, unique_counts
 from viraltrend.kernels.decay import DecayedCounters
 from viraltrend.kernels.hashtable import UserTable, hash_ids
 from viraltrend.kernels.names import CountedNames, NameTable
-from viraltrend.kernels.prefilter import SCORE
+from viraltrend.kernels.prefilter import SCORE, Screen
 from viraltrend.kernels.segment import apply_segment
 from viraltrend.kernels.users import UserSignals
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
@@ -269,6 +269,7 @@ class Engine:
         self._sketched_ev = np.empty(0, np.float64)  # ...and its change evidence then
         self._ring_refusals: dict[int, tuple[str, int]] = {}  # slot -> (lockstep reason, when found)
         self._screen_off = False  # True: no screening of quiet products at ticks (see `screen`)
+        self._screen: Screen | None = None  # the screen's fixed arguments (built at its first use)
         self._ready_ms: dict[int, int] = {}  # slot -> last tick the rule found it ready (model labels)
 
     # ------------------------------------------------------------------ batches
@@ -396,9 +397,9 @@ class Engine:
 
     def _sweep_users(self, now_ms: int) -> None:
         """At ``_USER_SWEEPS`` points per idle window of event time, release the idle users' slots."""
-        every_ms = max(_user_idle_ms(self.cfg) // _USER_SWEEPS, 1)
         if self._next_user_sweep_ms is not None and now_ms < self._next_user_sweep_ms:
             return
+        every_ms = max(_user_idle_ms(self.cfg) // _USER_SWEEPS, 1)
         self._next_user_sweep_ms = (now_ms // every_ms + 1) * every_ms
         released = self.users.release_idle()
         if released.size:
@@ -514,8 +515,19 @@ class Engine:
         not depend on them (every column is row-wise).  Only used under the rule scorer without
         labels (:attr:`screen`).
         """
-        c = self.cfg
-        return self.reader.screen(
+        if self._screen is None:  # FeatureReader.screen's arguments, prepared once
+            c, hl = self.cfg, self.cfg.decay.half_lives_s
+            self._screen = Screen(
+                type_weights=np.asarray(c.signals.weights(), np.float64),
+                i_trend=hl.index(c.score.trend_half_life_s), i_base=hl.index(c.score.baseline_half_life_s),
+                min_baseline_per_hour=c.score.min_baseline_per_hour,
+                global_baseline_factor=c.score.global_baseline_factor, lift_midpoint=c.score.lift_midpoint,
+                lift_steepness=c.score.lift_steepness, z_midpoint=c.score.z_midpoint,
+                z_steepness=c.score.z_steepness, h=self.detector.h,
+                score_limit=min(c.board.demote_threshold, c.detect.min_score, c.board.promote_threshold),
+                evidence_limit=_SKETCH_EVIDENCE,
+            )  # fmt: skip
+        return self._screen(
             self.counters.acc,
             self.counters.global_acc,
             self.counters.lam,
@@ -524,9 +536,6 @@ class Engine:
             n_products=self._n_live,
             observed_s=(now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0,
             stat=self.detector.cusum.stat,
-            h=self.detector.h,
-            score_limit=min(c.board.demote_threshold, c.detect.min_score, c.board.promote_threshold),
-            evidence_limit=_SKETCH_EVIDENCE,
         )
 
     @property
@@ -689,9 +698,15 @@ class Engine:
                     cycle = SequentialDetector.cycle_factor(
                         float(g[hl.index(3600.0)]) * norm(3600.0), float(g[hl.index(base_s)]) * norm(base_s)
                     )
-                memo.extend((float(trust.read_global(now_ms)[0, 1]), cycle, norm(base_s)))
-            users = trust.read(slots, now_ms)[:, 0, 1]
-            return detector.baseline(users, memo[0], n_live, memo[1], memo[2])
+                nb = norm(base_s)
+                memo.extend(
+                    (cycle, nb, detector.baseline_floor(float(trust.read_global(now_ms)[0, 1]), n_live, nb))
+                )
+            # detector.baseline(trust.read(slots, now_ms)[:, 0, 1], ...) in one compiled pass, bit for bit
+            return baseline_rates(
+                trust.acc, slots, channel=0, half_life=1, lam=float(trust.lam[1]), dt_s=trust.dt_s(now_ms),
+                norm=memo[1], floor=memo[2], cycle=memo[0],
+            )  # fmt: skip
 
         return mu_of
 

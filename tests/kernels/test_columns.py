@@ -93,3 +93,32 @@ def test_coldest_orders_by_weighted_count_then_id_hash():
     got = coldest(acc, last, never=int(np.iinfo(np.int64).min), half_life=1, weights=np.array([1.0, 0.0]),
                   name_hash=h, keep=keep, n=6)  # fmt: skip
     assert got.tolist() == [2, 1, 5, 0]  # 1.0 (hash 4), 1.0 (hash 9), 2.0, 3.0
+
+
+def test_baseline_rates_are_the_detectors_baseline_of_the_read_counts_bit_for_bit():
+    from viraltrend.config import load_config
+    from viraltrend.detect import SequentialDetector
+    from viraltrend.kernels.columns import baseline_rates
+
+    rng = np.random.default_rng(11)
+    c = DecayedCounters(half_lives_s=(300.0, 86400.0), n_types=3, capacity=64)
+    n = 500
+    c.add(
+        rng.integers(0, 64, n).astype(np.int64), rng.integers(0, 3, n).astype(np.int8),
+        1_700_000_000_000 + np.sort(rng.integers(0, 3_600_000, n)).astype(np.int64), np.ones(n),
+    )  # fmt: skip
+    det = SequentialDetector(load_config(None, environ={}), 64)
+    now = 1_700_000_000_000 + 4_000_000
+    slots = rng.integers(0, 64, 30).astype(np.int64)
+    for g_users, n_products, cycle, norm in ((5.0, 64, 1.0, 1e-5), (0.0, 1, 0.7, 3e-3), (1e6, 3, 1.3, 1e-2)):
+        want = det.baseline(c.read(slots, now)[:, 0, 1], g_users, n_products, cycle, norm)
+        floor = det.baseline_floor(g_users, n_products, norm)
+        got = baseline_rates(
+            c.acc, slots, channel=0, half_life=1, lam=float(c.lam[1]), dt_s=c.dt_s(now), norm=norm,
+            floor=floor, cycle=cycle,
+        )  # fmt: skip
+        assert got.tobytes() == want.tobytes()
+    with np.testing.assert_raises(ValueError):
+        baseline_rates(
+            c.acc, np.array([64]), channel=0, half_life=1, lam=1.0, dt_s=0.0, norm=1, floor=0, cycle=1
+        )

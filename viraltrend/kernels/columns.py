@@ -17,7 +17,7 @@ from viraltrend.kernels.decay import _scaled
 #: Relative distance from the limit within which :func:`below` leaves the verdict to the caller.
 BELOW_MARGIN = 1e-9
 
-__all__ = ["below", "coldest", "in_sorted", "trust_rows", "unique_counts"]
+__all__ = ["baseline_rates", "below", "coldest", "in_sorted", "trust_rows", "unique_counts"]
 
 
 @njit(cache=True)
@@ -212,3 +212,44 @@ def coldest(
     """
     slots, score = _coldest(acc, last_ts_ms, int(never), int(half_life), weights, keep, int(n))
     return slots[np.lexsort((name_hash[slots], score))]
+
+
+@njit(cache=True)
+def _baseline_rates(
+    acc: NDArray[np.float64], slots: NDArray[np.int64], k: int, h: int, lam: float, dt_s: float, norm: float,
+    floor: float, cycle: float, out: NDArray[np.float64],
+) -> int:  # fmt: skip
+    for j in range(slots.shape[0]):
+        p = slots[j]
+        if p < 0 or p >= acc.shape[0]:
+            return j
+        v = _scaled(acc[p, k, h], -lam * dt_s) * norm
+        out[j] = (v if not v < floor else floor) * cycle  # np.maximum(v, floor): NaN stays NaN
+    return -1
+
+
+def baseline_rates(
+    acc: NDArray[np.float64],
+    slots: NDArray[np.int64],
+    *,
+    channel: int,
+    half_life: int,
+    lam: float,
+    dt_s: float,
+    norm: float,
+    floor: float,
+    cycle: float,
+) -> NDArray[np.float64]:
+    """``np.maximum(decayed(acc[slots, channel, half_life]) * norm, floor) * cycle``, float64[m], in one pass.
+
+    ``acc`` forward-decay accumulators read at ``dt_s`` seconds past their landmark with rate ``lam``:
+    the value of ``DecayedCounters.read(slots)[:, channel, half_life]``, bit for bit (the same
+    ``_scaled``), scaled as ``SequentialDetector.baseline`` does, without the intermediate
+    ``[m, channels, half-lives]`` array and its checks.
+    """
+    slots = column("slots", slots, np.int64, None, "")
+    out = np.empty(slots.shape[0], np.float64)
+    bad = _baseline_rates(acc, slots, channel, half_life, lam, dt_s, norm, floor, cycle, out)
+    if bad >= 0:
+        check_range("slots", slots, 0, acc.shape[0])
+    return out

@@ -356,6 +356,11 @@ class DecayedCounters:
 
     def _dt_s(self, now_ms: int) -> float:
         """Return ``now - landmark`` in seconds, after checking ``now_ms``."""
+        if type(now_ms) is int:  # the engine's ticks: the checks below, without the isinstance calls
+            if not -_MAX_ABS_TS_MS <= now_ms <= _MAX_ABS_TS_MS:
+                msg = f"now_ms must be in [{-_MAX_ABS_TS_MS}, {_MAX_ABS_TS_MS + 1}), got {now_ms}"
+                raise ValueError(msg)
+            return (now_ms - (self._landmark_ms or 0)) / 1000.0
         if isinstance(now_ms, bool) or not isinstance(now_ms, int | np.integer):
             msg = f"now_ms must be an int (epoch milliseconds), got {type(now_ms).__name__}"
             raise TypeError(msg)

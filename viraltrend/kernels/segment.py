@@ -26,6 +26,7 @@ from viraltrend.kernels.users import _MAX_PRODUCT, UserSignals, _process
 __all__ = ["apply_segment"]
 
 _NEVER: Final = int(np.iinfo(np.int64).min)
+_I64, _I8 = np.dtype(np.int64), np.dtype(np.int8)
 _Int: TypeAlias = int | np.integer[Any]
 
 
@@ -114,10 +115,17 @@ def apply_segment(
     or None, changing nothing, when the steps must be taken one by one (see the module docstring).
     """
     n = slots.shape[0]
-    columns: tuple[NDArray[Any], ...] = (slots, users, types, ts_ms)
-    dtypes = (np.int64, np.int64, np.int8, np.int64)
-    if n == 0 or any(
-        a.dtype != d or a.ndim != 1 or a.shape[0] != n for a, d in zip(columns, dtypes, strict=True)
+    shape = (n,)
+    if (
+        n == 0
+        or slots.dtype != _I64
+        or users.dtype != _I64
+        or types.dtype != _I8
+        or ts_ms.dtype != _I64
+        or slots.shape != shape
+        or users.shape != shape
+        or types.shape != shape
+        or ts_ms.shape != shape
     ):
         return None
     if trust.n_types < 3 or counters._landmark_ms is None or trust._landmark_ms is None:  # noqa: SLF001
@@ -126,7 +134,14 @@ def apply_segment(
     if not (_steady(counters, ts_max) and _steady(trust, ts_max)):
         return None
     n_slots = min(counters.capacity, trust.capacity, _MAX_PRODUCT)
-    slots, users, types, ts_ms = (np.ascontiguousarray(a) for a in columns)
+    if not (
+        slots.flags.c_contiguous
+        and users.flags.c_contiguous
+        and types.flags.c_contiguous
+        and ts_ms.flags.c_contiguous
+    ):
+        slots, users = np.ascontiguousarray(slots), np.ascontiguousarray(users)
+        types, ts_ms = np.ascontiguousarray(types), np.ascontiguousarray(ts_ms)
     if not _valid(
         slots, users, types, ts_ms, n_slots, signals.capacity_users, counters.n_types, _MAX_ABS_TS_MS
     ):
