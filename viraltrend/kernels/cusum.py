@@ -289,8 +289,9 @@ class ChangeDetector:
         while new < n_slots:
             new *= 2
         for name, old in self._arrays().items():
-            fill = _NEVER if name == "last_tick" else 0
-            grown = np.full((new, *old.shape[1:]), fill, old.dtype)
+            # zeros come from calloc: the pages of the unused capacity stay untouched (no RSS)
+            shape = (new, *old.shape[1:])
+            grown = np.full(shape, _NEVER, old.dtype) if name == "last_tick" else np.zeros(shape, old.dtype)
             grown[: old.shape[0]] = old
             setattr(self, name, grown)
 
