@@ -39,7 +39,15 @@ from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels.audience import AudienceSketches
 from viraltrend.kernels.clock import EventClock
-from viraltrend.kernels.columns import baseline_rates, below, coldest, in_sorted, trust_rows, unique_counts
+from viraltrend.kernels.columns import (
+    baseline_rates,
+    below,
+    coldest,
+    in_sorted,
+    keep_hot,
+    trust_rows,
+    unique_counts,
+)
 from viraltrend.kernels.decay import DecayedCounters
 from viraltrend.kernels.hashtable import UserTable, hash_ids
 from viraltrend.kernels.names import CountedNames, NameTable
@@ -878,16 +886,12 @@ class Engine:
         old, old_ms, old_ev = self._sketched, self._sketched_ms, self._sketched_ev
         if old_ms.shape != old.shape:  # restored from a checkpoint without the times: hot as of now
             old_ms, old_ev = np.full(old.size, now_ms, np.int64), np.full(old.size, np.inf)
-        stay = (now_ms - old_ms <= _SKETCH_IDLE_MS) & ~in_sorted(old, hot)
-        slots = np.concatenate([old[stay], hot])
-        ms = np.concatenate([old_ms[stay], np.full(hot.size, now_ms, np.int64)])
-        ev = np.concatenate([old_ev[stay], evidence])
-        if slots.size > cap:
-            top = np.argsort(-ev, kind="stable")[:cap]
-            slots, ms, ev = slots[top], ms[top], ev[top]
-        order = np.argsort(slots, kind="stable")
-        self._sketched_ms, self._sketched_ev = ms[order], ev[order]
-        return slots[order]
+        # old ones hot within _SKETCH_IDLE_MS and not hot now, then the hot ones; at most cap (most
+        # evidence first, stable), sorted by slot: one compiled pass (kernels/columns.py keep_hot)
+        slots, self._sketched_ms, self._sketched_ev = keep_hot(
+            old, old_ms, old_ev, hot, evidence, now_ms=now_ms, idle_ms=_SKETCH_IDLE_MS, cap=cap
+        )
+        return slots
 
     def _trace(
         self,

@@ -122,3 +122,29 @@ def test_baseline_rates_are_the_detectors_baseline_of_the_read_counts_bit_for_bi
         baseline_rates(
             c.acc, np.array([64]), channel=0, half_life=1, lam=1.0, dt_s=0.0, norm=1, floor=0, cycle=1
         )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_old=st.integers(0, 30),
+    n_hot=st.integers(0, 30),
+    cap=st.integers(1, 40),
+    ties=st.booleans(),
+)
+def test_keep_hot_is_the_numpy_expression(seed, n_old, n_hot, cap, ties):
+    from viraltrend.kernels.columns import keep_hot, keep_hot_numpy
+
+    rng = np.random.default_rng(seed)
+    old = np.sort(rng.choice(60, n_old, replace=False)).astype(np.int64)
+    hot = np.sort(rng.choice(60, n_hot, replace=False)).astype(np.int64)
+    now = 10_000_000
+    old_ms = now - rng.integers(0, 3_000_000, n_old).astype(np.int64)
+    draw = (lambda n: rng.integers(0, 3, n).astype(np.float64)) if ties else (lambda n: rng.random(n) * 5)
+    old_ev, ev = draw(n_old), draw(n_hot)
+    if n_old:
+        old_ev[0] = np.inf  # restored without times: hot as of now
+    got = keep_hot(old, old_ms, old_ev, hot, ev, now_ms=now, idle_ms=1_800_000, cap=cap)
+    want = keep_hot_numpy(old, old_ms, old_ev, hot, ev, now_ms=now, idle_ms=1_800_000, cap=cap)
+    for g, w in zip(got, want, strict=True):
+        assert g.tobytes() == w.tobytes()

@@ -17,7 +17,7 @@ from viraltrend.kernels.decay import _scaled
 #: Relative distance from the limit within which :func:`below` leaves the verdict to the caller.
 BELOW_MARGIN = 1e-9
 
-__all__ = ["baseline_rates", "below", "coldest", "in_sorted", "trust_rows", "unique_counts"]
+__all__ = ["baseline_rates", "below", "coldest", "in_sorted", "keep_hot", "trust_rows", "unique_counts"]
 
 
 @njit(cache=True)
@@ -253,3 +253,83 @@ def baseline_rates(
     if bad >= 0:
         check_range("slots", slots, 0, acc.shape[0])
     return out
+
+
+@njit(cache=True)
+def _keep_hot(
+    old: NDArray[np.int64], old_ms: NDArray[np.int64], old_ev: NDArray[np.float64], hot: NDArray[np.int64],
+    evidence: NDArray[np.float64], now_ms: int, idle_ms: int, cap: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:  # fmt: skip
+    n_old = old.shape[0]
+    stay = np.empty(n_old, np.bool_)
+    j = 0
+    m = 0
+    for i in range(n_old):  # hot is ascending: a merge tells which old ones are hot again
+        while j < hot.shape[0] and hot[j] < old[i]:
+            j += 1
+        stay[i] = now_ms - old_ms[i] <= idle_ms and not (j < hot.shape[0] and hot[j] == old[i])
+        m += stay[i]
+    n = m + hot.shape[0]
+    slots = np.empty(n, np.int64)
+    ms = np.empty(n, np.int64)
+    ev = np.empty(n, np.float64)
+    k = 0
+    for i in range(n_old):
+        if stay[i]:
+            slots[k], ms[k], ev[k] = old[i], old_ms[i], old_ev[i]
+            k += 1
+    for i in range(hot.shape[0]):
+        slots[k], ms[k], ev[k] = hot[i], now_ms, evidence[i]
+        k += 1
+    if n > cap:
+        top = np.argsort(-ev, kind="mergesort")[:cap]
+        slots, ms, ev = slots[top], ms[top], ev[top]
+    order = np.argsort(slots, kind="mergesort")
+    return slots[order], ms[order], ev[order]
+
+
+def keep_hot(
+    old: NDArray[np.int64],
+    old_ms: NDArray[np.int64],
+    old_ev: NDArray[np.float64],
+    hot: NDArray[np.int64],
+    evidence: NDArray[np.float64],
+    *,
+    now_ms: int,
+    idle_ms: int,
+    cap: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """The sketched set after a tick: ``old`` ones hot within ``idle_ms`` and not in ``hot``, plus ``hot``.
+
+    Exactly the numpy expression of ``Engine._keep_sketched`` (``old`` and ``hot`` ascending int64):
+    at most ``cap``, most evidence first (stable: earlier rows win ties), returned sorted by slot
+    with each one's last hot time and evidence.
+    """
+    hot = column("hot", hot, np.int64, None, "")
+    evidence = column("evidence", evidence, np.float64, hot.shape[0], "hot")
+    if old.shape[0] + hot.shape[0] > cap and (np.isnan(evidence).any() or np.isnan(old_ev).any()):
+        return keep_hot_numpy(old, old_ms, old_ev, hot, evidence, now_ms=now_ms, idle_ms=idle_ms, cap=cap)
+    return _keep_hot(old, old_ms, old_ev, hot, evidence, int(now_ms), int(idle_ms), int(cap))
+
+
+def keep_hot_numpy(
+    old: NDArray[np.int64],
+    old_ms: NDArray[np.int64],
+    old_ev: NDArray[np.float64],
+    hot: NDArray[np.int64],
+    evidence: NDArray[np.float64],
+    *,
+    now_ms: int,
+    idle_ms: int,
+    cap: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """:func:`keep_hot` in numpy (the reference; where an evidence is NaN, numpy's sort order decides)."""
+    stay = (now_ms - old_ms <= idle_ms) & ~in_sorted(old, hot)
+    slots = np.concatenate([old[stay], hot])
+    ms = np.concatenate([old_ms[stay], np.full(hot.size, now_ms, np.int64)])
+    ev = np.concatenate([old_ev[stay], evidence])
+    if slots.size > cap:
+        top = np.argsort(-ev, kind="stable")[:cap]
+        slots, ms, ev = slots[top], ms[top], ev[top]
+    order = np.argsort(slots, kind="stable")
+    return slots[order], ms[order], ev[order]
