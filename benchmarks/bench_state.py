@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         help="part 3: events with random product, seller, category, user and event ids (20M: issue 12)",
     )  # fmt: skip
     p.add_argument(
-        "--tree", default="", help="source tree of part 3 (default: this one; e.g. a base checkout)"
+        "--tree", default="", help="source tree of parts 1 and 3 (default: this one; e.g. a base checkout)"
     )
     p.add_argument("--max-products", type=int, default=0, help="state.max_products for part 3 (0: default)")
     p.add_argument("--record", action="store_true", help="append the results to benchmarks/RESULTS.md")
@@ -191,8 +191,9 @@ def main(argv: list[str] | None = None) -> None:
     report = Report(
         title="Bounded state (issue 11)", argv=["benchmarks/bench_state.py", *(argv or sys.argv[1:])]
     )
+    tree = Path(args.tree) if args.tree else None
     if args.products:
-        r = child("products", args.products)
+        r = child("products", args.products, None, tree)
         n = int(r["tracked"])  # type: ignore[call-overload]
         grown = (float(r["rss_mb"]) - float(r["base_rss_mb"])) * 2**20  # type: ignore[arg-type]
         own = ("counters_b", "cusum_b", "columns_b", "names_b")
@@ -261,7 +262,6 @@ def main(argv: list[str] | None = None) -> None:
         )
     if args.hostile:
         over = {"state": {"max_products": args.max_products}} if args.max_products else {}
-        tree = Path(args.tree) if args.tree else None
         r = child("hostile", args.hostile, over, tree)
         rows = [
             (

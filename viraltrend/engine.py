@@ -278,6 +278,7 @@ class Engine:
         self._ring_refusals: dict[int, tuple[str, int]] = {}  # slot -> (lockstep reason, when found)
         self._screen_off = False  # True: no screening of quiet products at ticks (see `screen`)
         self._screen: Screen | None = None  # the screen's fixed arguments (built at its first use)
+        self._quiet_until_ms: int | None = None  # idle ticks before it do nothing (see _quiet_until)
         self._ready_ms: dict[int, int] = {}  # slot -> last tick the rule found it ready (model labels)
 
     # ------------------------------------------------------------------ batches
@@ -456,10 +457,20 @@ class Engine:
     # ------------------------------------------------------------------ ticks
     def _on_tick(self, now_ms: int) -> list[Message]:
         self.stats.ticks += 1
+        b = self.board
+        if (  # idle, and no sweep, landmark move, snapshot or eviction due before _quiet_until_ms
+            self._quiet_until_ms is not None
+            and now_ms < self._quiet_until_ms
+            and not self._touched
+            and not (b.members or b.pending or b.held)
+        ):
+            return []  # exactly what the steps below do at such a tick: nothing
+        self._quiet_until_ms = None
         self._sweep_users(now_ms)
         self.counters.rebase(now_ms)  # landmark moves at ticks only: identical for any batching
         self.trust_counters.rebase(now_ms)
         if self._idle(now_ms):
+            self._quiet_until_ms = self._quiet_until(now_ms)
             return []
         mu_of = self._baseline_users(now_ms)
         if self._new_users:
@@ -608,6 +619,25 @@ class Engine:
             and self._next_evict_ms is not None
             and now_ms < self._next_evict_ms
         )
+
+    def _quiet_until(self, now_ms: int) -> int | None:
+        """After an idle tick at ``now_ms``: the first tick time at which a later idle tick could do work.
+
+        Before it, with no event applied and nothing watched, a tick only counts itself: no user
+        sweep (``_next_user_sweep_ms``), landmark move (``next_rebase_ms``), snapshot or eviction is due.
+        """
+        due = [
+            self._next_user_sweep_ms,
+            self.counters.next_rebase_ms(),
+            self.trust_counters.next_rebase_ms(),
+            self._next_evict_ms,
+        ]
+        if self._last_snapshot_ms is not None:
+            # _idle's test now - last < interval * 1000, for whole ms: now < last + ceil(interval * 1000)
+            due.append(self._last_snapshot_ms + math.ceil(self.cfg.board.snapshot_interval_s * 1000))
+        if any(t is None for t in due) or self.labels is not None or self.trace_products:
+            return None
+        return int(min(t for t in due if t is not None))
 
     def _evaluate(
         self,

@@ -328,6 +328,26 @@ class DecayedCounters:
         self._move_landmark(new)
         return True
 
+    def next_rebase_ms(self) -> int | None:
+        """The earliest ``now_ms`` at which :meth:`rebase` would move the landmark (None: none before an add).
+
+        :meth:`rebase` at any earlier ``now_ms`` returns False and changes nothing.
+        """
+        landmark = self._landmark_ms
+        if landmark is None:
+            return None
+        half = self.renorm_exponent / 2
+
+        def moves(new: int) -> bool:  # rebase's own test, for new a whole second
+            return new > landmark and self._lam_max * (new - landmark) / 1000.0 > half
+
+        new = landmark + (int(half / self._lam_max) + 1) * 1000
+        while new - 1000 > landmark and moves(new - 1000):
+            new -= 1000
+        while not moves(new):
+            new += 1000
+        return new
+
     def _move_landmark(self, new_landmark_ms: int) -> None:
         """Move the landmark forward to ``new_landmark_ms`` and rescale every accumulator."""
         assert self._landmark_ms is not None and new_landmark_ms > self._landmark_ms
