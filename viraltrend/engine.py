@@ -464,13 +464,16 @@ class Engine:
             and not self._touched
             and not (b.members or b.pending or b.held)
         ):
-            return []  # exactly what the steps below do at such a tick: nothing
-        self._quiet_until_ms = None
+            return []  # exactly what _tick does at such a tick: nothing
+        messages = self._tick(now_ms)
+        self._quiet_until_ms = None if (b.members or b.pending or b.held) else self._quiet_until(now_ms)
+        return messages
+
+    def _tick(self, now_ms: int) -> list[Message]:
         self._sweep_users(now_ms)
         self.counters.rebase(now_ms)  # landmark moves at ticks only: identical for any batching
         self.trust_counters.rebase(now_ms)
         if self._idle(now_ms):
-            self._quiet_until_ms = self._quiet_until(now_ms)
             return []
         mu_of = self._baseline_users(now_ms)
         if self._new_users:
@@ -621,10 +624,11 @@ class Engine:
         )
 
     def _quiet_until(self, now_ms: int) -> int | None:
-        """After an idle tick at ``now_ms``: the first tick time at which a later idle tick could do work.
+        """After the tick at ``now_ms``: the first tick time at which a later idle tick could do work.
 
-        Before it, with no event applied and nothing watched, a tick only counts itself: no user
-        sweep (``_next_user_sweep_ms``), landmark move (``next_rebase_ms``), snapshot or eviction is due.
+        Before it, with no event applied since and nothing watched, a tick only counts itself: no
+        user sweep (``_next_user_sweep_ms``), landmark move (``next_rebase_ms``), snapshot or
+        eviction is due (:meth:`_idle` holds).  None: no such promise.
         """
         due = [
             self._next_user_sweep_ms,

@@ -237,6 +237,7 @@ class DecayedCounters:
         self.renorm_exponent = float(renorm_exponent)
         self._lam: NDArray[np.float64] = math.log(2.0) / hl
         self._lam_max = float(self._lam.max())
+        self._next_rebase: tuple[int, int] | None = None  # (landmark, next_rebase_ms()) for that landmark
         self.acc: NDArray[np.float64] = np.zeros((capacity, n_types, hl.shape[0]), np.float64)
         self.global_acc: NDArray[np.float64] = np.zeros((n_types, hl.shape[0]), np.float64)
         self.first_ts_ms: NDArray[np.int64] = np.full(capacity, _INT64_MAX, np.int64)
@@ -336,6 +337,9 @@ class DecayedCounters:
         landmark = self._landmark_ms
         if landmark is None:
             return None
+        cached = self._next_rebase
+        if cached is not None and cached[0] == landmark:
+            return cached[1]
         half = self.renorm_exponent / 2
 
         def moves(new: int) -> bool:  # rebase's own test, for new a whole second
@@ -346,6 +350,7 @@ class DecayedCounters:
             new -= 1000
         while not moves(new):
             new += 1000
+        self._next_rebase = (landmark, new)
         return new
 
     def _move_landmark(self, new_landmark_ms: int) -> None:
