@@ -477,7 +477,14 @@ class Engine:
             return []
         mu_of = self._baseline_users(now_ms)
         if self._new_users:
-            self.detector.update_counted(now_ms, *unique_counts(self._new_users), mu_of)
+            new_users = self._new_users[0] if len(self._new_users) == 1 else np.concatenate(self._new_users)
+            if new_users.size:  # counted, their baselines read and the CUSUMs updated in one compiled call
+                norm, floor, cycle = mu_of.params()
+                t = self.trust_counters
+                self.detector.cusum.update_from_users(
+                    new_users, t.acc, channel=0, half_life=1, lam=float(t.lam[1]), dt_s=t.dt_s(now_ms),
+                    norm=norm, floor=floor, cycle=cycle, now_ms=now_ms,
+                )  # fmt: skip
             self._new_users = []
         if self.labels is not None:
             self._learn(now_ms)  # labels of rows sampled at t <= now - horizon, from counts up to now
@@ -718,39 +725,9 @@ class Engine:
             self.stats.decisions[m["action"]] += 1
         return messages
 
-    def _baseline_users(self, now_ms: int) -> Callable[[NDArray[np.int64]], NDArray[np.float64]]:
+    def _baseline_users(self, now_ms: int) -> _TickBaseline:
         """The detector's baseline: distinct users per second of given slots at ``now_ms``."""
-        hl = self.cfg.decay.half_lives_s
-        base_s = self.cfg.score.baseline_half_life_s
-        seen = max((now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0, 1.0)
-
-        def norm(half_life_s: float) -> float:
-            lam = math.log(2.0) / half_life_s
-            return lam / -math.expm1(-lam * seen)
-
-        counters, trust, detector = self.counters, self.trust_counters, self.detector
-        n_live, cycle_known = self._n_live, 3600.0 in hl and self._start_ms is not None
-        memo: list[float] = []  # global users and the cycle factor, read at the first call
-
-        def mu_of(slots: NDArray[np.int64]) -> NDArray[np.float64]:
-            if not memo:  # the global counts do not change within a tick: read them once, if needed
-                cycle = 1.0
-                if cycle_known:
-                    g = counters.read_global(now_ms).sum(axis=0)
-                    cycle = SequentialDetector.cycle_factor(
-                        float(g[hl.index(3600.0)]) * norm(3600.0), float(g[hl.index(base_s)]) * norm(base_s)
-                    )
-                nb = norm(base_s)
-                memo.extend(
-                    (cycle, nb, detector.baseline_floor(float(trust.read_global(now_ms)[0, 1]), n_live, nb))
-                )
-            # detector.baseline(trust.read(slots, now_ms)[:, 0, 1], ...) in one compiled pass, bit for bit
-            return baseline_rates(
-                trust.acc, slots, channel=0, half_life=1, lam=float(trust.lam[1]), dt_s=trust.dt_s(now_ms),
-                norm=memo[1], floor=memo[2], cycle=memo[0],
-            )  # fmt: skip
-
-        return mu_of
+        return _TickBaseline(self, now_ms)
 
     # ------------------------------------------------------------------ the online model
     def _baseline_count(self, counts: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -1241,6 +1218,52 @@ class Engine:
             + self.seller_of.nbytes
             + self.category_of.nbytes
         )
+
+
+class _TickBaseline:
+    """The detector's baseline at one tick: ``mu_of(slots)``, distinct users per second of ``slots``.
+
+    :meth:`params` reads the catalogue's figures (norm, floor, daily-cycle factor) at the first call
+    only: they do not change within a tick.
+    """
+
+    def __init__(self, engine: Engine, now_ms: int) -> None:
+        self._engine, self._now_ms = engine, now_ms
+        self._n_live = engine._n_live  # products with state at the start of the tick
+        self._memo: tuple[float, float, float] | None = None
+
+    def params(self) -> tuple[float, float, float]:
+        """The 24-hour norm, the floor and the daily-cycle factor of the baseline at this tick."""
+        if self._memo is not None:
+            return self._memo
+        e, now_ms = self._engine, self._now_ms
+        hl = e.cfg.decay.half_lives_s
+        base_s = e.cfg.score.baseline_half_life_s
+        seen = max((now_ms - e._start_ms) / 1000.0 if e._start_ms is not None else 0.0, 1.0)
+
+        def norm(half_life_s: float) -> float:
+            lam = math.log(2.0) / half_life_s
+            return lam / -math.expm1(-lam * seen)
+
+        cycle = 1.0
+        if 3600.0 in hl and e._start_ms is not None:
+            g = e.counters.read_global(now_ms).sum(axis=0)
+            cycle = SequentialDetector.cycle_factor(
+                float(g[hl.index(3600.0)]) * norm(3600.0), float(g[hl.index(base_s)]) * norm(base_s)
+            )
+        nb = norm(base_s)
+        users = float(e.trust_counters.read_global(now_ms)[0, 1])
+        self._memo = (nb, e.detector.baseline_floor(users, self._n_live, nb), cycle)
+        return self._memo
+
+    def __call__(self, slots: NDArray[np.int64]) -> NDArray[np.float64]:
+        """``detector.baseline(trust.read(slots, now)[:, 0, 1], ...)`` in one compiled pass, bit for bit."""
+        nb, floor, cycle = self.params()
+        trust = self._engine.trust_counters
+        return baseline_rates(
+            trust.acc, slots, channel=0, half_life=1, lam=float(trust.lam[1]), dt_s=trust.dt_s(self._now_ms),
+            norm=nb, floor=floor, cycle=cycle,
+        )  # fmt: skip
 
 
 _EMPTY = np.zeros(0, np.int64)
