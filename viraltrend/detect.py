@@ -115,14 +115,6 @@ class SequentialDetector:
         slots, counts = np.unique(new_user_slots, return_counts=True)
         self.cusum.update(slots, counts.astype(np.float64), mu_of(slots), now_ms=now_ms)
 
-    def update_counted(
-        self, now_ms: int, slots: NDArray[np.int64], counts: NDArray[np.int64], mu_of: _MuFn
-    ) -> None:
-        """:meth:`update` with the new users already counted: ``slots`` ascending and unique."""
-        if slots.size == 0:
-            return
-        self.cusum.update(slots, counts.astype(np.float64), mu_of(slots), now_ms=now_ms)
-
     def read(
         self, now_ms: int, slots: NDArray[np.int64], mu: NDArray[np.float64], users: NDArray[np.float64]
     ) -> Columns:
