@@ -48,7 +48,7 @@ from viraltrend.kernels.columns import (
     trust_rows,
     unique_counts,
 )
-from viraltrend.kernels.decay import DecayedCounters
+from viraltrend.kernels.decay import DecayedCounters, global_figures
 from viraltrend.kernels.hashtable import UserTable, hash_ids
 from viraltrend.kernels.names import CountedNames, NameTable
 from viraltrend.kernels.prefilter import SCORE, Screen
@@ -279,6 +279,7 @@ class Engine:
         self._screen_off = False  # True: no screening of quiet products at ticks (see `screen`)
         self._screen: Screen | None = None  # the screen's fixed arguments (built at its first use)
         self._quiet_until_ms: int | None = None  # idle ticks before it do nothing (see _quiet_until)
+        self._quiet_pending = False  # True: _quiet_until_ms is to be read at the next idle tick
         self._ready_ms: dict[int, int] = {}  # slot -> last tick the rule found it ready (model labels)
 
     # ------------------------------------------------------------------ batches
@@ -458,15 +459,14 @@ class Engine:
     def _on_tick(self, now_ms: int) -> list[Message]:
         self.stats.ticks += 1
         b = self.board
-        if (  # idle, and no sweep, landmark move, snapshot or eviction due before _quiet_until_ms
-            self._quiet_until_ms is not None
-            and now_ms < self._quiet_until_ms
-            and not self._touched
-            and not (b.members or b.pending or b.held)
-        ):
-            return []  # exactly what _tick does at such a tick: nothing
+        if not self._touched and not (b.members or b.pending or b.held):
+            if self._quiet_pending:  # nothing changed since the last full tick: its horizon, read now
+                self._quiet_until_ms, self._quiet_pending = self._quiet_until(now_ms), False
+            if self._quiet_until_ms is not None and now_ms < self._quiet_until_ms:
+                return []  # idle, and no sweep, landmark move, snapshot or eviction due: _tick does nothing
         messages = self._tick(now_ms)
-        self._quiet_until_ms = None if (b.members or b.pending or b.held) else self._quiet_until(now_ms)
+        self._quiet_until_ms = None
+        self._quiet_pending = not (b.members or b.pending or b.held)
         return messages
 
     def _tick(self, now_ms: int) -> list[Message]:
@@ -631,7 +631,7 @@ class Engine:
         )
 
     def _quiet_until(self, now_ms: int) -> int | None:
-        """After the tick at ``now_ms``: the first tick time at which a later idle tick could do work.
+        """After the last full tick (read at ``now_ms``, nothing applied since): when an idle tick could work.
 
         Before it, with no event applied since and nothing watched, a tick only counts itself: no
         user sweep (``_next_user_sweep_ms``), landmark move (``next_rebase_ms``), snapshot or
@@ -1246,13 +1246,13 @@ class _TickBaseline:
             return lam / -math.expm1(-lam * seen)
 
         cycle = 1.0
+        # counters.read_global(now).sum(axis=0) and trust.read_global(now)[0, 1] in one call, bit for bit
+        g, users = global_figures(e.counters, e.trust_counters, now_ms, channel=0, half_life=1)
         if 3600.0 in hl and e._start_ms is not None:
-            g = e.counters.read_global(now_ms).sum(axis=0)
             cycle = SequentialDetector.cycle_factor(
                 float(g[hl.index(3600.0)]) * norm(3600.0), float(g[hl.index(base_s)]) * norm(base_s)
             )
         nb = norm(base_s)
-        users = float(e.trust_counters.read_global(now_ms)[0, 1])
         self._memo = (nb, e.detector.baseline_floor(users, self._n_live, nb), cycle)
         return self._memo
 

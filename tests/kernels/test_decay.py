@@ -408,3 +408,21 @@ def test_next_rebase_ms_is_the_first_time_rebase_moves_the_landmark():
         probe = DecayedCounters.from_arrays(c.to_arrays(), half_lives_s=half_lives)
         assert not probe.rebase(t - 1)  # one ms earlier: no move (rebase floors to whole seconds)
         assert probe.rebase(t)
+
+
+def test_global_figures_are_the_read_global_sums_bit_for_bit():
+    from viraltrend.kernels.decay import global_figures
+
+    rng = np.random.default_rng(4)
+    for trial in range(30):
+        c = DecayedCounters(half_lives_s=(60.0, 300.0, 3600.0, 86400.0), n_types=6, capacity=32)
+        t = DecayedCounters(half_lives_s=(300.0, 86400.0), n_types=3, capacity=32)
+        n = int(rng.integers(1, 400))
+        ts = 1_764_201_600_000 + np.sort(rng.integers(0, 7_200_000, n)).astype(np.int64)
+        w = rng.random(n) * 10.0 ** rng.integers(-3, 4, n)
+        c.add(rng.integers(0, 32, n).astype(np.int64), rng.integers(0, 6, n).astype(np.int8), ts, w)
+        t.add(rng.integers(0, 32, n).astype(np.int64), rng.integers(0, 3, n).astype(np.int8), ts, np.ones(n))
+        now = int(ts[-1]) + int(rng.integers(0, 600_000)) * (1 if trial % 3 else -1)
+        sums, users = global_figures(c, t, now, channel=0, half_life=1)
+        assert sums.tobytes() == c.read_global(now).sum(axis=0).tobytes()
+        assert users == float(t.read_global(now)[0, 1])

@@ -460,3 +460,35 @@ class DecayedCounters:
         out.last_ts_ms = np.array(arrays["last_ts_ms"], np.int64)
         out._landmark_ms = int(arrays["landmark_ms"][0]) if bool(arrays["landmark_set"][0]) else None
         return out
+
+
+@njit(cache=True)
+def _global_figures(
+    g_acc: NDArray[np.float64], lam: NDArray[np.float64], dt_s: float, t_acc: NDArray[np.float64],
+    t_lam: NDArray[np.float64], t_dt_s: float, channel: int, half_life: int,
+) -> tuple[NDArray[np.float64], float]:  # fmt: skip
+    out = np.empty(g_acc.shape[1], np.float64)
+    for h in range(g_acc.shape[1]):
+        out[h] = _scaled(g_acc[0, h], -lam[h] * dt_s)
+    for k in range(1, g_acc.shape[0]):  # row by row, as numpy's sum over axis 0 adds them
+        for h in range(g_acc.shape[1]):
+            out[h] += _scaled(g_acc[k, h], -lam[h] * dt_s)
+    return out, _scaled(t_acc[channel, half_life], -t_lam[half_life] * t_dt_s)
+
+
+def global_figures(
+    counters: DecayedCounters, trust: DecayedCounters, now_ms: int, *, channel: int, half_life: int
+) -> tuple[NDArray[np.float64], float]:
+    """``counters.read_global(now_ms).sum(axis=0)`` and ``trust.read_global(now_ms)[channel, half_life]``.
+
+    Bit for bit (the same ``_scaled``, the types added in row order as numpy adds them), in one
+    compiled call: the engine reads both at every tick that updates its change detector.
+    """
+    if not (0 <= channel < trust.n_types and 0 <= half_life < trust.global_acc.shape[1]):
+        msg = f"channel {channel} or half_life {half_life} outside the trust counters"
+        raise ValueError(msg)
+    sums, value = _global_figures(
+        counters.global_acc, counters.lam, counters.dt_s(now_ms), trust.global_acc, trust.lam,
+        trust.dt_s(now_ms), int(channel), int(half_life),
+    )  # fmt: skip
+    return sums, float(value)
