@@ -45,7 +45,7 @@ from viraltrend.events import EventBatch
 
 START_MS, BATCH = int(sys.argv[2]), int(sys.argv[3])
 mode, n = sys.argv[1], int(sys.argv[4])
-cfg = load_config(None, environ={})
+cfg = load_config(None, environ={}, overrides=json.loads(sys.argv[5]))
 
 
 def rss_mb():
@@ -109,6 +109,32 @@ if mode == "products":
         "columns_b": e.seller_of.nbytes + e.category_of.nbytes, "names_b": e.products.nbytes,
         "capacity": e.counters.capacity, **user_state(e),
     })
+elif mode == "hostile":  # every product, seller, category, user and event id new and random
+    hours = 8.0
+    span = int(hours * 3_600_000)
+    samples = []
+    for a in range(0, n, BATCH):
+        b = min(n, a + BATCH)
+        m = b - a
+        ts = START_MS + (np.arange(a, b, dtype=np.int64) * span) // n
+        ids = rng.integers(0, 2**63, (5, m))
+        engine.process(batch(ts, rng.choice(6, m, p=[0.7, 0.12, 0.05, 0.04, 0.06, 0.03]).astype(np.int8),
+                             [f"p{x:x}" for x in ids[0].tolist()], [f"u{x:x}" for x in ids[1].tolist()],
+                             [f"e{x:x}" for x in ids[2].tolist()], [f"s{x:x}" for x in ids[3].tolist()],
+                             [f"c{x:x}" for x in ids[4].tolist()]))
+        if b % 1_000_000 == 0 or b == n:
+            gc.collect()
+            e = engine
+            samples.append({"events": b, "event_time_h": (int(ts[-1]) - START_MS) / 3.6e6, "rss_mb": rss_mb(),
+                            "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time(),
+                            "tracked": e.tracked_products, "products_held": len(e.products),
+                            "sellers": len(e.sellers), "categories": len(e.categories),
+                            "evicted_over_cap": getattr(e.stats, "evicted_over_cap", 0),
+                            "names_b": e.products.nbytes,
+                            "id_tables_b": sum(getattr(t, "nbytes", 0) for t in (e.sellers, e.categories)),
+                            "capacity": e.counters.capacity, **user_state(e)})
+            print(json.dumps(samples[-1]), file=sys.stderr, flush=True)
+    out["samples"] = samples
 else:
     hours = 8.0
     span = int(hours * 3_600_000)
@@ -136,10 +162,12 @@ print(json.dumps(out))
 """
 
 
-def child(mode: str, n: int) -> dict[str, object]:
-    """Run one part in a fresh interpreter with PYTHONPATH at this tree; return its JSON."""
-    env = {**_common.os.environ, "PYTHONPATH": str(BENCH_DIR.parent)}
-    cmd = [sys.executable, "-c", _CHILD, mode, str(START_MS), str(BATCH), str(n)]
+def child(
+    mode: str, n: int, overrides: dict[str, object] | None = None, tree: Path | None = None
+) -> dict[str, object]:
+    """Run one part in a fresh interpreter with PYTHONPATH at ``tree`` (this one); return its JSON."""
+    env = {**_common.os.environ, "PYTHONPATH": str(tree or BENCH_DIR.parent)}
+    cmd = [sys.executable, "-c", _CHILD, mode, str(START_MS), str(BATCH), str(n), json.dumps(overrides or {})]
     done = subprocess.run(cmd, env=env, check=True, stdout=subprocess.PIPE, text=True)  # noqa: S603
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
@@ -150,13 +178,22 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--products", type=int, default=10_000_000, help="tracked products of part 1 (10M)")
     p.add_argument("--events", type=int, default=20_000_000, help="random-user events of part 2 (20M)")
+    p.add_argument(
+        "--hostile", type=int, default=0,
+        help="part 3: events with random product, seller, category, user and event ids (20M: issue 12)",
+    )  # fmt: skip
+    p.add_argument(
+        "--tree", default="", help="source tree of parts 1 and 3 (default: this one; e.g. a base checkout)"
+    )
+    p.add_argument("--max-products", type=int, default=0, help="state.max_products for part 3 (0: default)")
     p.add_argument("--record", action="store_true", help="append the results to benchmarks/RESULTS.md")
     args = p.parse_args(argv)
     report = Report(
         title="Bounded state (issue 11)", argv=["benchmarks/bench_state.py", *(argv or sys.argv[1:])]
     )
+    tree = Path(args.tree) if args.tree else None
     if args.products:
-        r = child("products", args.products)
+        r = child("products", args.products, None, tree)
         n = int(r["tracked"])  # type: ignore[call-overload]
         grown = (float(r["rss_mb"]) - float(r["base_rss_mb"])) * 2**20  # type: ignore[arg-type]
         own = ("counters_b", "cusum_b", "columns_b", "names_b")
@@ -222,6 +259,40 @@ def main(argv: list[str] | None = None) -> None:
                 "target (issue 11): user state <= 64 B per active user, released after the trust windows; "
                 "RSS flat once the windows are full",
             ],
+        )
+    if args.hostile:
+        over = {"state": {"max_products": args.max_products}} if args.max_products else {}
+        r = child("hostile", args.hostile, over, tree)
+        rows = [
+            (
+                f"{s['events']:,}", f"{s['event_time_h']:.1f}", f"{s['rss_mb']:.0f}", f"{s['tracked']:,}",
+                f"{s['products_held']:,}", f"{s['evicted_over_cap']:,}", f"{s['sellers']:,}",
+                f"{s['categories']:,}", f"{s['names_b'] / 2**20:.0f}", f"{s['id_tables_b'] / 2**20:.0f}",
+                f"{s['users_live']:,}", f"{s['veterans']:,}", f"{s['cpu_s']:.0f}",
+            )
+            for s in r["samples"]  # type: ignore[attr-defined]
+        ]  # fmt: skip
+        report.table(
+            f"RSS under {args.hostile:,} events of hostile ids (every product, seller, category, user and "
+            f"event id new and random; 8 h of event time; {over or 'default config'}; "
+            f"sources {tree or 'this tree'})",
+            [
+                "events",
+                "event time h",
+                "VmRSS MB",
+                "products live",
+                "product ids held",
+                "evicted over cap",
+                "sellers held",
+                "categories held",
+                "product names MB",
+                "seller+category MB",
+                "users live",
+                "veterans",
+                "CPU s",
+            ],  # fmt: skip
+            rows,
+            [f"base RSS after the JIT warm-up {float(r['base_rss_mb']):.0f} MB"],  # type: ignore[arg-type]
         )
     if args.record:
         report.record()

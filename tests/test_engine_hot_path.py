@@ -36,6 +36,31 @@ def test_idle_ticks_take_the_fast_path_and_change_nothing(monkeypatch):
     assert fm == sm
 
 
+def test_quiet_ticks_skip_every_step_and_change_nothing(monkeypatch):
+    """Hours between events: sweeps, landmark moves, snapshots and evictions fall on idle ticks."""
+    events = batch_of(_sparse_rows(n=150, gap_ms=53 * 60_000))
+    calls = {"n": 0}
+    sweep = Engine._sweep_users
+
+    def counted(self, now_ms):
+        calls["n"] += 1
+        return sweep(self, now_ms)
+
+    monkeypatch.setattr(Engine, "_sweep_users", counted)
+    fast, fast_msgs = run_engine(events, [40, 41, 99])
+    fast_calls, calls["n"] = calls["n"], 0
+    monkeypatch.setattr(Engine, "_quiet_until", lambda self, now_ms: None)
+    slow, slow_msgs = run_engine(events, [40, 41, 99])
+    # most idle ticks took the quiet path (a snapshot every board.snapshot_interval_s is real work)
+    assert fast_calls < calls["n"] // 2 and calls["n"] == slow.stats.ticks
+    assert fast_msgs == slow_msgs and fast.stats.ticks == slow.stats.ticks
+    assert fast.counters.to_arrays()["landmark_ms"][0] > events.ts_ms[0] + 3_600_000  # the landmark moved
+    fa, fm = fast.state()
+    sa, sm = slow.state()
+    assert fa.keys() == sa.keys() and all(np.array_equal(fa[k], sa[k]) for k in fa)
+    assert fm == sm
+
+
 def test_idle_users_are_released_and_their_slots_reused(pinned_events):
     engine, _ = run_engine(pinned_events, [])
     seen = len(set(pinned_events.user_id))

@@ -184,6 +184,7 @@ class StateConfig:
     evict_below: float = _ge0(0.05)
     initial_capacity: int = field(default=4096, metadata={"min": 16})
     max_veterans: int = field(default=4_000_000, metadata={"min": 2})
+    max_products: int = field(default=10_000_000, metadata={"min": 16})
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,10 +85,16 @@ class SequentialDetector:
         ``norm_24h`` the factor that turns a decayed count into a rate per second (bias-corrected
         for the stream's age), ``cycle`` the daily-cycle factor.
         """
+        return (
+            np.maximum(users_24h * norm_24h, self.baseline_floor(global_users_24h, n_products, norm_24h))
+            * cycle
+        )
+
+    def baseline_floor(self, global_users_24h: float, n_products: int, norm_24h: float) -> float:
+        """The floor of :meth:`baseline` (before the cycle factor): a share of the catalogue's rate."""
         d = self.cfg.detect
         prior = d.prior_factor * global_users_24h * norm_24h / max(n_products, 1)
-        floor = max(prior, d.baseline_floor_users_per_h / 3600.0)
-        return np.maximum(users_24h * norm_24h, floor) * cycle
+        return max(prior, d.baseline_floor_users_per_h / 3600.0)
 
     @staticmethod
     def cycle_factor(rate_1h: float, rate_24h: float) -> float:

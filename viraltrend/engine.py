@@ -39,12 +39,19 @@ from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels.audience import AudienceSketches
 from viraltrend.kernels.clock import EventClock
-from viraltrend.kernels.columns import below, in_sorted, trust_rows
-from viraltrend.kernels.decay import DecayedCounters
+from viraltrend.kernels.columns import (
+    baseline_rates,
+    below,
+    coldest,
+    in_sorted,
+    keep_hot,
+    trust_rows,
+    unique_counts,
+)
+from viraltrend.kernels.decay import DecayedCounters, global_figures
 from viraltrend.kernels.hashtable import UserTable, hash_ids
-from viraltrend.kernels.intern import Interner
-from viraltrend.kernels.names import NameTable
-from viraltrend.kernels.prefilter import SCORE
+from viraltrend.kernels.names import CountedNames, NameTable
+from viraltrend.kernels.prefilter import SCORE, Screen
 from viraltrend.kernels.segment import apply_segment
 from viraltrend.kernels.users import UserSignals
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
@@ -123,6 +130,7 @@ class EngineStats:
     ticks: int = 0
     decisions: Counter[str] = field(default_factory=Counter)
     evicted: int = 0
+    evicted_over_cap: int = 0  # of ``evicted``: those evicted because over state.max_products
 
 
 def _load_ids(inline: tuple[str, ...], path: str, key: str) -> frozenset[str]:
@@ -156,8 +164,8 @@ class Engine:
         self.cfg = cfg
         d = cfg.decay
         self.products = NameTable()  # names only for products, in an arena (kernels/names.py)
-        self.sellers = Interner()
-        self.categories = Interner()
+        self.sellers = CountedNames()  # held while a live product refers to them (bounded by products)
+        self.categories = CountedNames()
         self.counters = DecayedCounters(
             half_lives_s=d.half_lives_s, n_types=len(EVENT_TYPES), capacity=cfg.state.initial_capacity
         )
@@ -269,6 +277,9 @@ class Engine:
         self._sketched_ev = np.empty(0, np.float64)  # ...and its change evidence then
         self._ring_refusals: dict[int, tuple[str, int]] = {}  # slot -> (lockstep reason, when found)
         self._screen_off = False  # True: no screening of quiet products at ticks (see `screen`)
+        self._screen: Screen | None = None  # the screen's fixed arguments (built at its first use)
+        self._quiet_until_ms: int | None = None  # idle ticks before it do nothing (see _quiet_until)
+        self._quiet_pending = False  # True: _quiet_until_ms is to be read at the next idle tick
         self._ready_ms: dict[int, int] = {}  # slot -> last tick the rule found it ready (model labels)
         self._vouch_ms: dict[int, tuple[int, int]] = {}  # slot -> (first, last) tick of its vouch streak
 
@@ -377,7 +388,10 @@ class Engine:
                 given = values != None  # noqa: E711 (elementwise)
                 if given.any():
                     rows = slots[new[given]]
-                    column[rows] = table.intern(values[given].tolist()).astype(np.int32)
+                    ids = table.intern(values[given].tolist())
+                    table.hold(ids)
+                    table.drop(column[rows].astype(np.int64))  # a revived product's earlier id
+                    column[rows] = ids.astype(np.int32)
         return slots
 
     def _intern_users(self, hashes: NDArray[np.uint64], ts_ms: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -394,9 +408,9 @@ class Engine:
 
     def _sweep_users(self, now_ms: int) -> None:
         """At ``_USER_SWEEPS`` points per idle window of event time, release the idle users' slots."""
-        every_ms = max(_user_idle_ms(self.cfg) // _USER_SWEEPS, 1)
         if self._next_user_sweep_ms is not None and now_ms < self._next_user_sweep_ms:
             return
+        every_ms = max(_user_idle_ms(self.cfg) // _USER_SWEEPS, 1)
         self._next_user_sweep_ms = (now_ms // every_ms + 1) * every_ms
         released = self.users.release_idle()
         if released.size:
@@ -445,6 +459,18 @@ class Engine:
     # ------------------------------------------------------------------ ticks
     def _on_tick(self, now_ms: int) -> list[Message]:
         self.stats.ticks += 1
+        b = self.board
+        if not self._touched and not (b.members or b.pending or b.held):
+            if self._quiet_pending:  # nothing changed since the last full tick: its horizon, read now
+                self._quiet_until_ms, self._quiet_pending = self._quiet_until(now_ms), False
+            if self._quiet_until_ms is not None and now_ms < self._quiet_until_ms:
+                return []  # idle, and no sweep, landmark move, snapshot or eviction due: _tick does nothing
+        messages = self._tick(now_ms)
+        self._quiet_until_ms = None
+        self._quiet_pending = not (b.members or b.pending or b.held)
+        return messages
+
+    def _tick(self, now_ms: int) -> list[Message]:
         self._sweep_users(now_ms)
         self.counters.rebase(now_ms)  # landmark moves at ticks only: identical for any batching
         self.trust_counters.rebase(now_ms)
@@ -452,7 +478,14 @@ class Engine:
             return []
         mu_of = self._baseline_users(now_ms)
         if self._new_users:
-            self.detector.update(now_ms, np.concatenate(self._new_users), mu_of)
+            new_users = self._new_users[0] if len(self._new_users) == 1 else np.concatenate(self._new_users)
+            if new_users.size:  # counted, their baselines read and the CUSUMs updated in one compiled call
+                norm, floor, cycle = mu_of.params()
+                t = self.trust_counters
+                self.detector.cusum.update_from_users(
+                    new_users, t.acc, channel=0, half_life=1, lam=float(t.lam[1]), dt_s=t.dt_s(now_ms),
+                    norm=norm, floor=floor, cycle=cycle, now_ms=now_ms,
+                )  # fmt: skip
             self._new_users = []
         if self.labels is not None:
             self._learn(now_ms)  # labels of rows sampled at t <= now - horizon, from counts up to now
@@ -486,6 +519,7 @@ class Engine:
             messages.append(self.board.snapshot(now_ms))
             self._last_snapshot_ms = now_ms
         self._maybe_evict(now_ms)
+        self._cap_products()
         return messages
 
     def _catalogue_trust(self, now_ms: int) -> None:
@@ -511,8 +545,19 @@ class Engine:
         not depend on them (every column is row-wise).  Only used under the rule scorer without
         labels (:attr:`screen`).
         """
-        c = self.cfg
-        return self.reader.screen(
+        if self._screen is None:  # FeatureReader.screen's arguments, prepared once
+            c, hl = self.cfg, self.cfg.decay.half_lives_s
+            self._screen = Screen(
+                type_weights=np.asarray(c.signals.weights(), np.float64),
+                i_trend=hl.index(c.score.trend_half_life_s), i_base=hl.index(c.score.baseline_half_life_s),
+                min_baseline_per_hour=c.score.min_baseline_per_hour,
+                global_baseline_factor=c.score.global_baseline_factor, lift_midpoint=c.score.lift_midpoint,
+                lift_steepness=c.score.lift_steepness, z_midpoint=c.score.z_midpoint,
+                z_steepness=c.score.z_steepness, h=self.detector.h,
+                score_limit=min(c.board.demote_threshold, c.detect.min_score, c.board.promote_threshold),
+                evidence_limit=_SKETCH_EVIDENCE,
+            )  # fmt: skip
+        return self._screen(
             self.counters.acc,
             self.counters.global_acc,
             self.counters.lam,
@@ -521,9 +566,6 @@ class Engine:
             n_products=self._n_live,
             observed_s=(now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0,
             stat=self.detector.cusum.stat,
-            h=self.detector.h,
-            score_limit=min(c.board.demote_threshold, c.detect.min_score, c.board.promote_threshold),
-            evidence_limit=_SKETCH_EVIDENCE,
         )
 
     @property
@@ -588,6 +630,26 @@ class Engine:
             and self._next_evict_ms is not None
             and now_ms < self._next_evict_ms
         )
+
+    def _quiet_until(self, now_ms: int) -> int | None:
+        """After the last full tick (read at ``now_ms``, nothing applied since): when an idle tick could work.
+
+        Before it, with no event applied since and nothing watched, a tick only counts itself: no
+        user sweep (``_next_user_sweep_ms``), landmark move (``next_rebase_ms``), snapshot or
+        eviction is due (:meth:`_idle` holds).  None: no such promise.
+        """
+        due = [
+            self._next_user_sweep_ms,
+            self.counters.next_rebase_ms(),
+            self.trust_counters.next_rebase_ms(),
+            self._next_evict_ms,
+        ]
+        if self._last_snapshot_ms is not None:
+            # _idle's test now - last < interval * 1000, for whole ms: now < last + ceil(interval * 1000)
+            due.append(self._last_snapshot_ms + math.ceil(self.cfg.board.snapshot_interval_s * 1000))
+        if any(t is None for t in due) or self.labels is not None or self.trace_products:
+            return None
+        return int(min(t for t in due if t is not None))
 
     def _evaluate(
         self,
@@ -672,33 +734,9 @@ class Engine:
             self.stats.decisions[m["action"]] += 1
         return messages
 
-    def _baseline_users(self, now_ms: int) -> Callable[[NDArray[np.int64]], NDArray[np.float64]]:
+    def _baseline_users(self, now_ms: int) -> _TickBaseline:
         """The detector's baseline: distinct users per second of given slots at ``now_ms``."""
-        hl = self.cfg.decay.half_lives_s
-        base_s = self.cfg.score.baseline_half_life_s
-        seen = max((now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0, 1.0)
-
-        def norm(half_life_s: float) -> float:
-            lam = math.log(2.0) / half_life_s
-            return lam / -math.expm1(-lam * seen)
-
-        counters, trust, detector = self.counters, self.trust_counters, self.detector
-        n_live, cycle_known = self._n_live, 3600.0 in hl and self._start_ms is not None
-        memo: list[float] = []  # global users and the cycle factor, read at the first call
-
-        def mu_of(slots: NDArray[np.int64]) -> NDArray[np.float64]:
-            if not memo:  # the global counts do not change within a tick: read them once, if needed
-                cycle = 1.0
-                if cycle_known:
-                    g = counters.read_global(now_ms).sum(axis=0)
-                    cycle = SequentialDetector.cycle_factor(
-                        float(g[hl.index(3600.0)]) * norm(3600.0), float(g[hl.index(base_s)]) * norm(base_s)
-                    )
-                memo.extend((float(trust.read_global(now_ms)[0, 1]), cycle, norm(base_s)))
-            users = trust.read(slots, now_ms)[:, 0, 1]
-            return detector.baseline(users, memo[0], n_live, memo[1], memo[2])
-
-        return mu_of
+        return _TickBaseline(self, now_ms)
 
     # ------------------------------------------------------------------ the online model
     def _baseline_count(self, counts: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -892,16 +930,12 @@ class Engine:
         old, old_ms, old_ev = self._sketched, self._sketched_ms, self._sketched_ev
         if old_ms.shape != old.shape:  # restored from a checkpoint without the times: hot as of now
             old_ms, old_ev = np.full(old.size, now_ms, np.int64), np.full(old.size, np.inf)
-        stay = (now_ms - old_ms <= _SKETCH_IDLE_MS) & ~in_sorted(old, hot)
-        slots = np.concatenate([old[stay], hot])
-        ms = np.concatenate([old_ms[stay], np.full(hot.size, now_ms, np.int64)])
-        ev = np.concatenate([old_ev[stay], evidence])
-        if slots.size > cap:
-            top = np.argsort(-ev, kind="stable")[:cap]
-            slots, ms, ev = slots[top], ms[top], ev[top]
-        order = np.argsort(slots, kind="stable")
-        self._sketched_ms, self._sketched_ev = ms[order], ev[order]
-        return slots[order]
+        # old ones hot within _SKETCH_IDLE_MS and not hot now, then the hot ones; at most cap (most
+        # evidence first, stable), sorted by slot: one compiled pass (kernels/columns.py keep_hot)
+        slots, self._sketched_ms, self._sketched_ev = keep_hot(
+            old, old_ms, old_ev, hot, evidence, now_ms=now_ms, idle_ms=_SKETCH_IDLE_MS, cap=cap
+        )
+        return slots
 
     def _trace(
         self,
@@ -958,6 +992,35 @@ class Engine:
             self._evicted.append(cold)
             self.stats.evicted += int(cold.size)
 
+    def _cap_products(self) -> None:
+        """Past ``state.max_products`` live products, evict the coldest down to 90 % of it.
+
+        At ticks only (the count at a tick does not depend on batching), never the board's watched
+        products; coldest by weighted engagement at the baseline half-life, ties by the id's hash.
+        """
+        cap = self.cfg.state.max_products
+        if self._n_live <= cap:
+            return
+        hw = self.products.high_water
+        keep = np.zeros(hw, np.bool_)
+        watched = np.asarray(self.board.watched_slots(), np.int64)
+        keep[watched[watched < hw]] = True
+        base = self.cfg.decay.half_lives_s.index(self.cfg.score.baseline_half_life_s)
+        order = coldest(
+            self.counters.acc, self.counters.last_ts_ms, never=_NEVER, half_life=base,
+            weights=np.asarray(self.cfg.signals.weights(), np.float64),
+            name_hash=self.products.hash_of, keep=keep, n=hw,
+        )  # fmt: skip
+        cold = np.sort(order[: max(self._n_live - (cap * 9) // 10, 0)])
+        if cold.size:
+            self.counters.clear(cold)
+            self.trust_counters.clear(cold)
+            self.detector.clear(cold)
+            self._n_live -= int(cold.size)
+            self._evicted.append(cold)
+            self.stats.evicted += int(cold.size)
+            self.stats.evicted_over_cap += int(cold.size)
+
     def _release_evicted(self) -> None:
         if not self._evicted:
             return
@@ -975,6 +1038,8 @@ class Engine:
             self._sketched = self._sketched[~gone]
         for s in cold.tolist():
             self._ring_refusals.pop(int(s), None)
+        self.sellers.drop(self.seller_of[cold].astype(np.int64))  # ids no live product holds are released
+        self.categories.drop(self.category_of[cold].astype(np.int64))
         self.seller_of[cold] = -1
         self.category_of[cold] = -1
 
@@ -1028,6 +1093,7 @@ class Engine:
                 "ticks": self.stats.ticks,
                 "decisions": dict(self.stats.decisions),
                 "evicted": self.stats.evicted,
+                "evicted_over_cap": self.stats.evicted_over_cap,
             },
         }
         return arrays, meta
@@ -1078,8 +1144,8 @@ class Engine:
             new_users = np.asarray(arrays["new_users"], np.int64)
             engine._new_users = [new_users] if new_users.size else []
             engine.products = NameTable.from_list(meta["products"])
-            engine.sellers = Interner.from_list(meta["sellers"])
-            engine.categories = Interner.from_list(meta["categories"])
+            engine.sellers = CountedNames.from_list(meta["sellers"], engine.seller_of)
+            engine.categories = CountedNames.from_list(meta["categories"], engine.category_of)
 
             def part(prefix: str) -> dict[str, NDArray[Any]]:
                 return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
@@ -1128,6 +1194,7 @@ class Engine:
                 st["ticks"],
                 Counter(st["decisions"]),
                 st["evicted"],
+                st.get("evicted_over_cap", 0),  # older checkpoints: none counted
             )
         except (KeyError, TypeError, ValueError) as exc:
             msg = (
@@ -1188,6 +1255,52 @@ class Engine:
         )
 
 
+class _TickBaseline:
+    """The detector's baseline at one tick: ``mu_of(slots)``, distinct users per second of ``slots``.
+
+    :meth:`params` reads the catalogue's figures (norm, floor, daily-cycle factor) at the first call
+    only: they do not change within a tick.
+    """
+
+    def __init__(self, engine: Engine, now_ms: int) -> None:
+        self._engine, self._now_ms = engine, now_ms
+        self._n_live = engine._n_live  # products with state at the start of the tick
+        self._memo: tuple[float, float, float] | None = None
+
+    def params(self) -> tuple[float, float, float]:
+        """The 24-hour norm, the floor and the daily-cycle factor of the baseline at this tick."""
+        if self._memo is not None:
+            return self._memo
+        e, now_ms = self._engine, self._now_ms
+        hl = e.cfg.decay.half_lives_s
+        base_s = e.cfg.score.baseline_half_life_s
+        seen = max((now_ms - e._start_ms) / 1000.0 if e._start_ms is not None else 0.0, 1.0)
+
+        def norm(half_life_s: float) -> float:
+            lam = math.log(2.0) / half_life_s
+            return lam / -math.expm1(-lam * seen)
+
+        cycle = 1.0
+        # counters.read_global(now).sum(axis=0) and trust.read_global(now)[0, 1] in one call, bit for bit
+        g, users = global_figures(e.counters, e.trust_counters, now_ms, channel=0, half_life=1)
+        if 3600.0 in hl and e._start_ms is not None:
+            cycle = SequentialDetector.cycle_factor(
+                float(g[hl.index(3600.0)]) * norm(3600.0), float(g[hl.index(base_s)]) * norm(base_s)
+            )
+        nb = norm(base_s)
+        self._memo = (nb, e.detector.baseline_floor(users, self._n_live, nb), cycle)
+        return self._memo
+
+    def __call__(self, slots: NDArray[np.int64]) -> NDArray[np.float64]:
+        """``detector.baseline(trust.read(slots, now)[:, 0, 1], ...)`` in one compiled pass, bit for bit."""
+        nb, floor, cycle = self.params()
+        trust = self._engine.trust_counters
+        return baseline_rates(
+            trust.acc, slots, channel=0, half_life=1, lam=float(trust.lam[1]), dt_s=trust.dt_s(self._now_ms),
+            norm=nb, floor=floor, cycle=cycle,
+        )  # fmt: skip
+
+
 _EMPTY = np.zeros(0, np.int64)
 
 
@@ -1195,7 +1308,7 @@ def _unique(parts: list[NDArray[np.int64]]) -> NDArray[np.int64]:
     """Sorted distinct values of the arrays in ``parts`` (int64)."""
     if not parts:
         return _EMPTY
-    return np.unique(parts[0] if len(parts) == 1 else np.concatenate(parts))
+    return unique_counts(parts)[0]
 
 
 def _user_idle_ms(cfg: Config) -> int:

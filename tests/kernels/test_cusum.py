@@ -153,3 +153,34 @@ def test_the_one_pass_check_matches_numpy(slots, values):
     mu = np.abs(mu) if s.size % 2 else mu  # both all-valid and invalid mu columns occur
     assert _first_bad(s, mu, x, 8) == _first_bad_reference(s, mu, x, 8)
     assert _first_bad(s, mu, np.zeros(0), 8) == _first_bad_reference(s, mu, np.zeros(0), 8)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), ticks=st.integers(1, 40))
+def test_update_from_users_is_update_of_the_counted_users_bit_for_bit(seed, ticks):
+    from viraltrend.kernels.columns import baseline_rates, unique_counts
+    from viraltrend.kernels.decay import DecayedCounters
+
+    rng = np.random.default_rng(seed)
+    trust = DecayedCounters(half_lives_s=(300.0, 86400.0), n_types=3, capacity=16)
+    n = 300
+    ts = 1_700_000_000_000 + np.sort(rng.integers(0, 3_600_000, n)).astype(np.int64)
+    trust.add(rng.integers(0, 16, n).astype(np.int64), rng.integers(0, 3, n).astype(np.int8), ts, np.ones(n))
+    a = ChangeDetector(lifts=LIFTS, tick_ms=TICK_MS, n_bins=6, capacity=16)
+    b = ChangeDetector(lifts=LIFTS, tick_ms=TICK_MS, n_bins=6, capacity=16)
+    now = (int(ts[-1]) // TICK_MS + 1) * TICK_MS
+    t = now
+    for _ in range(ticks):
+        t += TICK_MS * int(rng.integers(1, 4))
+        users = rng.integers(0, 16, int(rng.integers(1, 30))).astype(np.int64)
+        kw = dict(channel=0, half_life=1, lam=float(trust.lam[1]), dt_s=trust.dt_s(t), norm=1e-3, floor=2e-4)
+        slots, counts = unique_counts([users])
+        a.update(
+            slots, counts.astype(np.float64), baseline_rates(trust.acc, slots, cycle=0.9, **kw), now_ms=t
+        )
+        b.update_from_users(users, trust.acc, cycle=0.9, now_ms=t, **kw)
+    for name, want in a.to_arrays().items():
+        assert b.to_arrays()[name].tobytes() == want.tobytes(), name
+    with pytest.raises(ValueError, match="mu must be finite"):
+        b.update_from_users(np.array([1], np.int64), trust.acc, floor=0.0, norm=0.0, cycle=1.0, channel=0,
+                            half_life=1, lam=1.0, dt_s=0.0, now_ms=now)  # fmt: skip

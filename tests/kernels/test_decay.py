@@ -392,3 +392,37 @@ def test_rebase_moves_the_landmark_only_past_half_the_limit_and_keeps_reads():
     assert c.rebase(6_000_000)  # 69.3 > 50
     np.testing.assert_allclose(c.read(slot, now_ms=6_000_000), before, rtol=1e-12)
     assert c.landmark_ms == 6_000_000
+
+
+def test_next_rebase_ms_is_the_first_time_rebase_moves_the_landmark():
+    for half_lives, ts in (
+        ((60.0, 300.0, 3600.0, 86400.0), 1_764_201_600_123),
+        ((10.0,), 5_000),
+        ((86400.0,), 0),
+    ):
+        c = DecayedCounters(half_lives_s=half_lives, n_types=1, capacity=4)
+        assert c.next_rebase_ms() is None
+        c.add(np.array([0], np.int64), np.array([0], np.int8), np.array([ts], np.int64), np.ones(1))
+        t = c.next_rebase_ms()
+        assert t is not None and t % 1000 == 0
+        probe = DecayedCounters.from_arrays(c.to_arrays(), half_lives_s=half_lives)
+        assert not probe.rebase(t - 1)  # one ms earlier: no move (rebase floors to whole seconds)
+        assert probe.rebase(t)
+
+
+def test_global_figures_are_the_read_global_sums_bit_for_bit():
+    from viraltrend.kernels.decay import global_figures
+
+    rng = np.random.default_rng(4)
+    for trial in range(30):
+        c = DecayedCounters(half_lives_s=(60.0, 300.0, 3600.0, 86400.0), n_types=6, capacity=32)
+        t = DecayedCounters(half_lives_s=(300.0, 86400.0), n_types=3, capacity=32)
+        n = int(rng.integers(1, 400))
+        ts = 1_764_201_600_000 + np.sort(rng.integers(0, 7_200_000, n)).astype(np.int64)
+        w = rng.random(n) * 10.0 ** rng.integers(-3, 4, n)
+        c.add(rng.integers(0, 32, n).astype(np.int64), rng.integers(0, 6, n).astype(np.int8), ts, w)
+        t.add(rng.integers(0, 32, n).astype(np.int64), rng.integers(0, 3, n).astype(np.int8), ts, np.ones(n))
+        now = int(ts[-1]) + int(rng.integers(0, 600_000)) * (1 if trial % 3 else -1)
+        sums, users = global_figures(c, t, now, channel=0, half_life=1)
+        assert sums.tobytes() == c.read_global(now).sum(axis=0).tobytes()
+        assert users == float(t.read_global(now)[0, 1])

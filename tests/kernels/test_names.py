@@ -84,3 +84,20 @@ def test_free_slot_has_no_name_and_corrupt_lists_are_refused():
         t.name(0)
     with pytest.raises(ValueError, match="corrupt"):
         NameTable.from_list(["a", None, "a"])
+
+
+def test_counted_names_release_an_id_when_no_product_holds_it():
+    from viraltrend.kernels.names import CountedNames
+
+    t = CountedNames()
+    a = t.intern(["s1", "s2", "s1"])
+    t.hold(a)
+    assert len(t) == 2 and t.refs[a[0]] == 2
+    t.drop(a[:1])
+    assert len(t) == 2
+    t.drop(np.array([a[0], -1]))
+    assert len(t) == 1 and t.released == 1 and t.table.lookup(["s1"]).tolist() == [-1]
+    b = t.intern(["s3"])  # the freed slot is reused
+    assert b.tolist() == [int(a[0])]
+    again = CountedNames.from_list(t.to_list(), np.array([a[1], -1, -1]))
+    assert len(again) == 1 and again.name(int(a[1])) == "s2"

@@ -91,3 +91,27 @@ def test_screen_keeps_a_product_with_nan_counts():
     counters.acc[1] = np.nan
     got = _screen(cfg, counters, stat, np.arange(3, dtype=np.int64), now_ms, 60.0, 3, 0.4, 10.0)
     assert got[1] & SCORE
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), n_products=st.integers(1, 40), observed_s=st.sampled_from([0.0, 4000.0]))
+def test_prepared_screen_is_the_readers_screen(seed, n_products, observed_s):
+    """The engine's :class:`Screen` (arguments prepared once) gives what ``FeatureReader.screen`` gives."""
+    from viraltrend.kernels.prefilter import Screen
+
+    cfg, counters, stat, now_ms = _setup(seed, n_products, 3.0)
+    hl, sc = cfg.decay.half_lives_s, cfg.score
+    screen = Screen(
+        type_weights=np.asarray(cfg.signals.weights()), i_trend=hl.index(sc.trend_half_life_s),
+        i_base=hl.index(sc.baseline_half_life_s), min_baseline_per_hour=sc.min_baseline_per_hour,
+        global_baseline_factor=sc.global_baseline_factor, lift_midpoint=sc.lift_midpoint,
+        lift_steepness=sc.lift_steepness, z_midpoint=sc.z_midpoint, z_steepness=sc.z_steepness, h=H,
+        score_limit=0.3, evidence_limit=0.2,
+    )  # fmt: skip
+    slots = np.arange(n_products, dtype=np.int64)[::-1].copy()
+    want = _screen(cfg, counters, stat, slots, now_ms, observed_s, n_products, 0.3, 0.2)
+    got = screen(
+        counters.acc, counters.global_acc, counters.lam, counters.dt_s(now_ms), slots,
+        observed_s=observed_s, n_products=n_products, stat=stat,
+    )  # fmt: skip
+    assert got.tolist() == want.tolist()

@@ -13,6 +13,14 @@ _Scalar = TypeVar("_Scalar", bound=np.generic)
 
 def column(name: str, values: object, dtype: type[_Scalar], n: int | None, like: str) -> NDArray[_Scalar]:
     """Check that ``values`` is a 1-D numpy array of ``dtype`` (and length ``n``, like column ``like``)."""
+    if (  # the common case, called at every tick and segment: as below, without building a dtype or a view
+        type(values) is np.ndarray
+        and values.dtype == dtype
+        and values.ndim == 1
+        and (n is None or values.shape[0] == n)
+        and values.flags.c_contiguous
+    ):
+        return values
     want = np.dtype(dtype)
     if not isinstance(values, np.ndarray):
         msg = f"{name} must be a numpy array of {want}, got {type(values).__name__}"

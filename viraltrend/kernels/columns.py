@@ -17,7 +17,7 @@ from viraltrend.kernels.decay import _scaled
 #: Relative distance from the limit within which :func:`below` leaves the verdict to the caller.
 BELOW_MARGIN = 1e-9
 
-__all__ = ["below", "in_sorted", "trust_rows"]
+__all__ = ["baseline_rates", "below", "coldest", "in_sorted", "keep_hot", "trust_rows", "unique_counts"]
 
 
 @njit(cache=True)
@@ -134,3 +134,202 @@ def below(
         acc, slots, float(lam), float(dt_s), int(half_life), weights, float(limit), BELOW_MARGIN, out
     )
     return None if unsure else out
+
+
+@njit(cache=True)
+def _unique_counts(a: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    s = np.sort(a)
+    n = s.shape[0]
+    vals = np.empty(n, np.int64)
+    counts = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        if m and vals[m - 1] == s[i]:
+            counts[m - 1] += 1
+        else:
+            vals[m] = s[i]
+            counts[m] = 1
+            m += 1
+    return vals[:m].copy(), counts[:m].copy()
+
+
+def unique_counts(parts: list[NDArray[np.int64]]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """``np.unique(np.concatenate(parts), return_counts=True)`` for int64 arrays, in one compiled pass.
+
+    The engine calls this at every tick with the tick's few slots, where ``np.unique``'s fixed
+    cost per call (tens of microseconds) was most of the work.
+
+    >>> v, c = unique_counts([np.array([5, 1, 5]), np.array([1, 7, 5])])
+    >>> v.tolist(), c.tolist()
+    ([1, 5, 7], [2, 3, 1])
+    """
+    if not parts:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    a = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    a = column("values", a, np.int64, None, "")
+    return _unique_counts(a)
+
+
+@njit(cache=True)
+def _coldest(
+    acc: NDArray[np.float64], last_ts: NDArray[np.int64], never: int, h: int, w: NDArray[np.float64],
+    keep: NDArray[np.bool_], n: int,
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:  # fmt: skip
+    m = 0
+    for p in range(n):
+        if last_ts[p] != never and not keep[p]:
+            m += 1
+    slots = np.empty(m, np.int64)
+    score = np.empty(m, np.float64)
+    j = 0
+    for p in range(n):
+        if last_ts[p] != never and not keep[p]:
+            total = 0.0
+            for k in range(acc.shape[1]):
+                total += acc[p, k, h] * w[k]
+            slots[j] = p
+            score[j] = total
+            j += 1
+    return slots, score
+
+
+def coldest(
+    acc: NDArray[np.float64],
+    last_ts_ms: NDArray[np.int64],
+    *,
+    never: int,
+    half_life: int,
+    weights: NDArray[np.float64],
+    name_hash: NDArray[np.uint64],
+    keep: NDArray[np.bool_],
+    n: int,
+) -> NDArray[np.int64]:
+    """Live slots below ``n`` (``last_ts_ms != never``, not ``keep``), coldest first.
+
+    Cold: the smallest weighted accumulator at half-life index ``half_life`` (the decayed counts
+    share one decay factor, so the order is that of the decayed counts); equal ones in the order
+    of ``name_hash`` (the product id's hash, not its slot: slots depend on batching, ids do not).
+    """
+    slots, score = _coldest(acc, last_ts_ms, int(never), int(half_life), weights, keep, int(n))
+    return slots[np.lexsort((name_hash[slots], score))]
+
+
+@njit(cache=True)
+def _baseline_rates(
+    acc: NDArray[np.float64], slots: NDArray[np.int64], k: int, h: int, lam: float, dt_s: float, norm: float,
+    floor: float, cycle: float, out: NDArray[np.float64],
+) -> int:  # fmt: skip
+    for j in range(slots.shape[0]):
+        p = slots[j]
+        if p < 0 or p >= acc.shape[0]:
+            return j
+        v = _scaled(acc[p, k, h], -lam * dt_s) * norm
+        out[j] = (v if not v < floor else floor) * cycle  # np.maximum(v, floor): NaN stays NaN
+    return -1
+
+
+def baseline_rates(
+    acc: NDArray[np.float64],
+    slots: NDArray[np.int64],
+    *,
+    channel: int,
+    half_life: int,
+    lam: float,
+    dt_s: float,
+    norm: float,
+    floor: float,
+    cycle: float,
+) -> NDArray[np.float64]:
+    """``np.maximum(decayed(acc[slots, channel, half_life]) * norm, floor) * cycle``, float64[m], in one pass.
+
+    ``acc`` forward-decay accumulators read at ``dt_s`` seconds past their landmark with rate ``lam``:
+    the value of ``DecayedCounters.read(slots)[:, channel, half_life]``, bit for bit (the same
+    ``_scaled``), scaled as ``SequentialDetector.baseline`` does, without the intermediate
+    ``[m, channels, half-lives]`` array and its checks.
+    """
+    slots = column("slots", slots, np.int64, None, "")
+    out = np.empty(slots.shape[0], np.float64)
+    bad = _baseline_rates(acc, slots, channel, half_life, lam, dt_s, norm, floor, cycle, out)
+    if bad >= 0:
+        check_range("slots", slots, 0, acc.shape[0])
+    return out
+
+
+@njit(cache=True)
+def _keep_hot(
+    old: NDArray[np.int64], old_ms: NDArray[np.int64], old_ev: NDArray[np.float64], hot: NDArray[np.int64],
+    evidence: NDArray[np.float64], now_ms: int, idle_ms: int, cap: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:  # fmt: skip
+    n_old = old.shape[0]
+    stay = np.empty(n_old, np.bool_)
+    j = 0
+    m = 0
+    for i in range(n_old):  # hot is ascending: a merge tells which old ones are hot again
+        while j < hot.shape[0] and hot[j] < old[i]:
+            j += 1
+        stay[i] = now_ms - old_ms[i] <= idle_ms and not (j < hot.shape[0] and hot[j] == old[i])
+        m += stay[i]
+    n = m + hot.shape[0]
+    slots = np.empty(n, np.int64)
+    ms = np.empty(n, np.int64)
+    ev = np.empty(n, np.float64)
+    k = 0
+    for i in range(n_old):
+        if stay[i]:
+            slots[k], ms[k], ev[k] = old[i], old_ms[i], old_ev[i]
+            k += 1
+    for i in range(hot.shape[0]):
+        slots[k], ms[k], ev[k] = hot[i], now_ms, evidence[i]
+        k += 1
+    if n > cap:
+        top = np.argsort(-ev, kind="mergesort")[:cap]
+        slots, ms, ev = slots[top], ms[top], ev[top]
+    order = np.argsort(slots, kind="mergesort")
+    return slots[order], ms[order], ev[order]
+
+
+def keep_hot(
+    old: NDArray[np.int64],
+    old_ms: NDArray[np.int64],
+    old_ev: NDArray[np.float64],
+    hot: NDArray[np.int64],
+    evidence: NDArray[np.float64],
+    *,
+    now_ms: int,
+    idle_ms: int,
+    cap: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """The sketched set after a tick: ``old`` ones hot within ``idle_ms`` and not in ``hot``, plus ``hot``.
+
+    Exactly the numpy expression of ``Engine._keep_sketched`` (``old`` and ``hot`` ascending int64):
+    at most ``cap``, most evidence first (stable: earlier rows win ties), returned sorted by slot
+    with each one's last hot time and evidence.
+    """
+    hot = column("hot", hot, np.int64, None, "")
+    evidence = column("evidence", evidence, np.float64, hot.shape[0], "hot")
+    if old.shape[0] + hot.shape[0] > cap and (np.isnan(evidence).any() or np.isnan(old_ev).any()):
+        return keep_hot_numpy(old, old_ms, old_ev, hot, evidence, now_ms=now_ms, idle_ms=idle_ms, cap=cap)
+    return _keep_hot(old, old_ms, old_ev, hot, evidence, int(now_ms), int(idle_ms), int(cap))
+
+
+def keep_hot_numpy(
+    old: NDArray[np.int64],
+    old_ms: NDArray[np.int64],
+    old_ev: NDArray[np.float64],
+    hot: NDArray[np.int64],
+    evidence: NDArray[np.float64],
+    *,
+    now_ms: int,
+    idle_ms: int,
+    cap: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """:func:`keep_hot` in numpy (the reference; where an evidence is NaN, numpy's sort order decides)."""
+    stay = (now_ms - old_ms <= idle_ms) & ~in_sorted(old, hot)
+    slots = np.concatenate([old[stay], hot])
+    ms = np.concatenate([old_ms[stay], np.full(hot.size, now_ms, np.int64)])
+    ev = np.concatenate([old_ev[stay], evidence])
+    if slots.size > cap:
+        top = np.argsort(-ev, kind="stable")[:cap]
+        slots, ms, ev = slots[top], ms[top], ev[top]
+    order = np.argsort(slots, kind="stable")
+    return slots[order], ms[order], ev[order]

@@ -42,6 +42,7 @@ from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
 from viraltrend.kernels._checks import check_range, column
+from viraltrend.kernels.decay import _scaled
 
 __all__ = ["ChangeDetector"]
 
@@ -147,6 +148,45 @@ def _update(
         total = coarse[p, c % n_coarse] + v
         coarse[p, c % n_coarse] = _COARSE_MAX if total >= _COARSE_MAX else int(total)
         last_tick[p] = tick
+
+
+@njit(cache=True)
+def _update_from_users(
+    stat: NDArray[np.float32], back: NDArray[np.int32], bins: NDArray[np.uint8], coarse: NDArray[np.uint16],
+    per_coarse: int, last_tick: NDArray[np.int64], new_users: NDArray[np.int64], acc: NDArray[np.float64],
+    channel: int, half_life: int, lam: float, dt_s: float, norm: float, floor: float, cycle: float,
+    log_rho: NDArray[np.float64], rho_m1: NDArray[np.float64], tick: int, tick_s: float,
+) -> int:  # fmt: skip
+    """:func:`_update` of the tick's new users (one slot per new user, any order), in one call.
+
+    The slots are counted (``np.unique(..., return_counts=True)``) and each one's baseline ``mu`` read
+    as ``columns.baseline_rates`` reads it, bit for bit.  Returns 0, or (nothing changed) 1 for a slot
+    outside both arrays, 2 for a ``mu`` not finite and > 0.
+    """
+    s = np.sort(new_users)
+    n = s.shape[0]
+    slots = np.empty(n, np.int64)
+    x = np.empty(n, np.float64)
+    m = 0
+    for i in range(n):
+        if m and slots[m - 1] == s[i]:
+            x[m - 1] += 1.0
+        else:
+            slots[m] = s[i]
+            x[m] = 1.0
+            m += 1
+    slots, x = slots[:m], x[:m]
+    mu = np.empty(m, np.float64)
+    for j in range(m):
+        p = slots[j]
+        if p < 0 or p >= acc.shape[0] or p >= last_tick.shape[0]:
+            return 1
+        v = _scaled(acc[p, channel, half_life], -lam * dt_s) * norm
+        mu[j] = (v if not v < floor else floor) * cycle
+        if not (mu[j] > 0.0 and mu[j] < np.inf):
+            return 2
+    _update(stat, back, bins, coarse, per_coarse, last_tick, slots, x, mu, log_rho, rho_m1, tick, tick_s)
+    return 0
 
 
 @njit(cache=True)
@@ -289,8 +329,9 @@ class ChangeDetector:
         while new < n_slots:
             new *= 2
         for name, old in self._arrays().items():
-            fill = _NEVER if name == "last_tick" else 0
-            grown = np.full((new, *old.shape[1:]), fill, old.dtype)
+            # zeros come from calloc: the pages of the unused capacity stay untouched (no RSS)
+            shape = (new, *old.shape[1:])
+            grown = np.full(shape, _NEVER, old.dtype) if name == "last_tick" else np.zeros(shape, old.dtype)
             grown[: old.shape[0]] = old
             setattr(self, name, grown)
 
@@ -342,6 +383,40 @@ class ChangeDetector:
             self.stat, self.back, self.bins, self.coarse, self.ticks_per_coarse, self.last_tick, slots, x, mu,
             self._log_rho, self._rho_m1, int(now_ms) // self.tick_ms, self.tick_ms / 1000.0,
         )  # fmt: skip
+
+    def update_from_users(
+        self,
+        new_users: NDArray[np.int64],
+        acc: NDArray[np.float64],
+        *,
+        channel: int,
+        half_life: int,
+        lam: float,
+        dt_s: float,
+        norm: float,
+        floor: float,
+        cycle: float,
+        now_ms: int,
+    ) -> None:
+        """:meth:`update` of the tick's new users (one slot per new user), counted, in one compiled call.
+
+        ``slots, x = np.unique(new_users, return_counts=True)``, and ``mu`` read off decayed counters
+        as :func:`~viraltrend.kernels.columns.baseline_rates` reads it (bit for bit).
+        """
+        new_users = column("new_users", new_users, np.int64, None, "")
+        if now_ms % self.tick_ms:
+            msg = f"now_ms must be a multiple of tick_ms={self.tick_ms}, got {now_ms}"
+            raise ValueError(msg)
+        bad = _update_from_users(
+            self.stat, self.back, self.bins, self.coarse, self.ticks_per_coarse, self.last_tick, new_users,
+            acc, int(channel), int(half_life), float(lam), float(dt_s), float(norm), float(floor),
+            float(cycle), self._log_rho, self._rho_m1, int(now_ms) // self.tick_ms, self.tick_ms / 1000.0,
+        )  # fmt: skip
+        if bad == 1:
+            check_range("slots", new_users, 0, min(self.capacity, acc.shape[0]))
+        if bad == 2:
+            msg = "mu must be finite and > 0 (a baseline rate per second); floor it before the call"
+            raise ValueError(msg)
 
     def read(
         self, slots: NDArray[np.int64], mu: NDArray[np.float64], *, now_ms: int

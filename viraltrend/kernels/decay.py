@@ -237,6 +237,7 @@ class DecayedCounters:
         self.renorm_exponent = float(renorm_exponent)
         self._lam: NDArray[np.float64] = math.log(2.0) / hl
         self._lam_max = float(self._lam.max())
+        self._next_rebase: tuple[int, int] | None = None  # (landmark, next_rebase_ms()) for that landmark
         self.acc: NDArray[np.float64] = np.zeros((capacity, n_types, hl.shape[0]), np.float64)
         self.global_acc: NDArray[np.float64] = np.zeros((n_types, hl.shape[0]), np.float64)
         self.first_ts_ms: NDArray[np.int64] = np.full(capacity, _INT64_MAX, np.int64)
@@ -328,6 +329,30 @@ class DecayedCounters:
         self._move_landmark(new)
         return True
 
+    def next_rebase_ms(self) -> int | None:
+        """The earliest ``now_ms`` at which :meth:`rebase` would move the landmark (None: none before an add).
+
+        :meth:`rebase` at any earlier ``now_ms`` returns False and changes nothing.
+        """
+        landmark = self._landmark_ms
+        if landmark is None:
+            return None
+        cached = self._next_rebase
+        if cached is not None and cached[0] == landmark:
+            return cached[1]
+        half = self.renorm_exponent / 2
+
+        def moves(new: int) -> bool:  # rebase's own test, for new a whole second
+            return new > landmark and self._lam_max * (new - landmark) / 1000.0 > half
+
+        new = landmark + (int(half / self._lam_max) + 1) * 1000
+        while new - 1000 > landmark and moves(new - 1000):
+            new -= 1000
+        while not moves(new):
+            new += 1000
+        self._next_rebase = (landmark, new)
+        return new
+
     def _move_landmark(self, new_landmark_ms: int) -> None:
         """Move the landmark forward to ``new_landmark_ms`` and rescale every accumulator."""
         assert self._landmark_ms is not None and new_landmark_ms > self._landmark_ms
@@ -356,6 +381,11 @@ class DecayedCounters:
 
     def _dt_s(self, now_ms: int) -> float:
         """Return ``now - landmark`` in seconds, after checking ``now_ms``."""
+        if type(now_ms) is int:  # the engine's ticks: the checks below, without the isinstance calls
+            if not -_MAX_ABS_TS_MS <= now_ms <= _MAX_ABS_TS_MS:
+                msg = f"now_ms must be in [{-_MAX_ABS_TS_MS}, {_MAX_ABS_TS_MS + 1}), got {now_ms}"
+                raise ValueError(msg)
+            return (now_ms - (self._landmark_ms or 0)) / 1000.0
         if isinstance(now_ms, bool) or not isinstance(now_ms, int | np.integer):
             msg = f"now_ms must be an int (epoch milliseconds), got {type(now_ms).__name__}"
             raise TypeError(msg)
@@ -430,3 +460,35 @@ class DecayedCounters:
         out.last_ts_ms = np.array(arrays["last_ts_ms"], np.int64)
         out._landmark_ms = int(arrays["landmark_ms"][0]) if bool(arrays["landmark_set"][0]) else None
         return out
+
+
+@njit(cache=True)
+def _global_figures(
+    g_acc: NDArray[np.float64], lam: NDArray[np.float64], dt_s: float, t_acc: NDArray[np.float64],
+    t_lam: NDArray[np.float64], t_dt_s: float, channel: int, half_life: int,
+) -> tuple[NDArray[np.float64], float]:  # fmt: skip
+    out = np.empty(g_acc.shape[1], np.float64)
+    for h in range(g_acc.shape[1]):
+        out[h] = _scaled(g_acc[0, h], -lam[h] * dt_s)
+    for k in range(1, g_acc.shape[0]):  # row by row, as numpy's sum over axis 0 adds them
+        for h in range(g_acc.shape[1]):
+            out[h] += _scaled(g_acc[k, h], -lam[h] * dt_s)
+    return out, _scaled(t_acc[channel, half_life], -t_lam[half_life] * t_dt_s)
+
+
+def global_figures(
+    counters: DecayedCounters, trust: DecayedCounters, now_ms: int, *, channel: int, half_life: int
+) -> tuple[NDArray[np.float64], float]:
+    """``counters.read_global(now_ms).sum(axis=0)`` and ``trust.read_global(now_ms)[channel, half_life]``.
+
+    Bit for bit (the same ``_scaled``, the types added in row order as numpy adds them), in one
+    compiled call: the engine reads both at every tick that updates its change detector.
+    """
+    if not (0 <= channel < trust.n_types and 0 <= half_life < trust.global_acc.shape[1]):
+        msg = f"channel {channel} or half_life {half_life} outside the trust counters"
+        raise ValueError(msg)
+    sums, value = _global_figures(
+        counters.global_acc, counters.lam, counters.dt_s(now_ms), trust.global_acc, trust.lam,
+        trust.dt_s(now_ms), int(channel), int(half_life),
+    )  # fmt: skip
+    return sums, float(value)

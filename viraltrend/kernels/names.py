@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 
 from viraltrend.kernels.hashtable import _FNV_OFFSET, _FNV_PRIME, _finish
 
-__all__ = ["NameTable"]
+__all__ = ["CountedNames", "NameTable"]
 
 _EMPTY: Final = 0  # hash of an empty row (hashes are never 0)
 _U64: TypeAlias = NDArray[np.uint64]
@@ -252,6 +252,11 @@ class NameTable:
         return self._high_water
 
     @property
+    def hash_of(self) -> _U64:
+        """Each slot's id hash (0 for a free slot), uint64[>= high_water]; read-only use."""
+        return self._hash_of
+
+    @property
     def nbytes(self) -> int:
         """Bytes of every array owned (free rows and arena space included)."""
         arrays = (self._keys, self._vals, self._hash_of, self._start, self._length, self._arena, self._free)
@@ -348,3 +353,94 @@ class NameTable:
         free = np.setdiff1d(np.arange(len(names), dtype=np.int64), np.asarray(live, np.int64))
         table._free, table._free_pos = free, 0
         return table
+
+
+class CountedNames:
+    """Ids shared by products (sellers, categories): held while a product refers to them, then released.
+
+    A :class:`NameTable` plus a reference count per slot: :meth:`hold` when a product takes the id,
+    :meth:`drop` when the product lets go of it (it is released, or it takes another one); an id
+    whose count falls to 0 is released at once and its slot reused lowest first.  So the table
+    never holds more ids than there are live products, however many distinct ids the stream
+    carries (issue 12: hostile seller and category ids).
+
+    Examples
+    --------
+    >>> t = CountedNames()
+    >>> a = t.intern(["s1", "s2"]); t.hold(a); len(t)
+    2
+    >>> t.drop(a[:1]); len(t), t.name(1)
+    (1, 's2')
+    """
+
+    def __init__(self) -> None:
+        self.table = NameTable(capacity=64)
+        self.refs: _I64 = np.zeros(64, np.int64)
+        self.released = 0  # ids released so far (a metric: ids the table did not keep)
+
+    def __len__(self) -> int:
+        """Number of ids currently held."""
+        return len(self.table)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every array owned."""
+        return self.table.nbytes + int(self.refs.nbytes)
+
+    def intern(self, ids: Sequence[str]) -> _I64:
+        """Slots of ``ids`` (new ones added); call :meth:`hold` for the products that take them."""
+        slots = self.table.intern(ids)
+        hw = self.table.high_water
+        if hw > self.refs.shape[0]:
+            refs = np.zeros(max(2 * self.refs.shape[0], hw), np.int64)
+            refs[: self.refs.shape[0]] = self.refs
+            self.refs = refs
+        return slots
+
+    def hold(self, slots: _I64) -> None:
+        """One more product refers to each of ``slots`` (repeats count each time)."""
+        np.add.at(self.refs, slots, 1)
+
+    def drop(self, slots: _I64) -> None:
+        """One product fewer refers to each of ``slots`` (``-1``: none, ignored); release unheld ids."""
+        slots = slots[slots >= 0]
+        if slots.size == 0:
+            return
+        np.subtract.at(self.refs, slots, 1)
+        gone = np.unique(slots[self.refs[slots] <= 0])
+        if gone.size:
+            self.refs[gone] = 0
+            self.table.release(gone.tolist())
+            self.released += int(gone.size)
+
+    def name(self, slot: int) -> str:
+        """The id held by ``slot``."""
+        return self.table.name(slot)
+
+    def to_list(self) -> list[str | None]:
+        """Plain data for a checkpoint: the id of every slot, None for free slots (Interner's format)."""
+        return self.table.to_list()
+
+    @classmethod
+    def from_list(cls, names: Sequence[str | None], column: NDArray[Any]) -> CountedNames:
+        """Rebuild from :meth:`to_list` output and the products' column of slots (``-1``: none).
+
+        The counts are those of ``column``; ids no product refers to (a checkpoint written before
+        ids were released) are released here.
+        """
+        t = cls()
+        t.table = NameTable.from_list(names)
+        n = max(t.table.high_water, 64)
+        held = np.asarray(column, np.int64)
+        held = held[held >= 0]
+        if held.size and (
+            int(held.max()) >= t.table.high_water or any(names[i] is None for i in np.unique(held).tolist())
+        ):
+            msg = "a product refers to a seller or category slot the checkpoint does not hold"
+            raise ValueError(msg)
+        t.refs = np.bincount(held, minlength=n).astype(np.int64)
+        live = np.asarray([i for i, x in enumerate(names) if x is not None], np.int64)
+        unheld = live[t.refs[live] == 0] if live.size else live
+        if unheld.size:
+            t.table.release(unheld.tolist())
+        return t

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from viraltrend.kernels._checks import check_range, column
 from viraltrend.kernels.decay import _scaled
 
-__all__ = ["EVIDENCE", "MARGIN", "SCORE", "may_matter"]
+__all__ = ["EVIDENCE", "MARGIN", "SCORE", "Screen", "may_matter"]
 
 #: How far below its limit a quiet product's score and evidence must lie.
 MARGIN: Final = 1e-9
@@ -131,3 +131,59 @@ def may_matter(
         stat, float(h), float(score_limit) - MARGIN, float(evidence_limit) - MARGIN, out,
     )  # fmt: skip
     return out
+
+
+class Screen:
+    """:func:`may_matter` with the arguments that never change prepared once (the engine's ticks).
+
+    ``FeatureReader.screen`` rebuilt them (weights array, half-life indices, conversions) and
+    checked them at every tick; the result is the same kernel on the same values.
+    """
+
+    def __init__(
+        self,
+        *,
+        type_weights: NDArray[np.float64],
+        i_trend: int,
+        i_base: int,
+        min_baseline_per_hour: float,
+        global_baseline_factor: float,
+        lift_midpoint: float,
+        lift_steepness: float,
+        z_midpoint: float,
+        z_steepness: float,
+        h: float,
+        score_limit: float,
+        evidence_limit: float,
+    ) -> None:
+        self._w = np.ascontiguousarray(type_weights, np.float64)
+        self._fixed = (
+            int(i_trend), int(i_base), float(min_baseline_per_hour), float(global_baseline_factor),
+            float(lift_midpoint), float(lift_steepness), float(z_midpoint), float(z_steepness),
+        )  # fmt: skip
+        self._h = float(h)
+        self._limits = (float(score_limit) - MARGIN, float(evidence_limit) - MARGIN)
+
+    def __call__(
+        self,
+        acc: NDArray[np.float64],
+        global_acc: NDArray[np.float64],
+        lam: NDArray[np.float64],
+        dt_s: float,
+        slots: NDArray[np.int64],
+        *,
+        observed_s: float,
+        n_products: int,
+        stat: NDArray[np.float32],
+    ) -> NDArray[np.int8]:
+        """Int8[m] as :func:`may_matter` returns it for these arguments."""
+        if slots.dtype != np.int64 or slots.ndim != 1:
+            slots = column("slots", slots, np.int64, None, "")
+        slots = np.ascontiguousarray(slots)
+        check_range("slots", slots, 0, min(acc.shape[0], stat.shape[0]))
+        out = np.empty(slots.shape[0], np.int8)
+        _may_matter(
+            acc, global_acc, lam, float(dt_s), slots, self._w, float(observed_s), int(n_products),
+            *self._fixed, stat, self._h, *self._limits, out,
+        )  # fmt: skip
+        return out

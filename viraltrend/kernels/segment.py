@@ -26,6 +26,7 @@ from viraltrend.kernels.users import _MAX_PRODUCT, UserSignals, _process
 __all__ = ["apply_segment"]
 
 _NEVER: Final = int(np.iinfo(np.int64).min)
+_I64, _I8 = np.dtype(np.int64), np.dtype(np.int8)
 _Int: TypeAlias = int | np.integer[Any]
 
 
@@ -88,12 +89,58 @@ def _segment(
     return rows, used, max_ts_ms, new_pair, n_first
 
 
-def _steady(counters: DecayedCounters, ts_max: int) -> bool:
-    """Whether ``counters.add`` of events up to ``ts_max`` would only run its loop (landmark kept)."""
-    landmark = counters._landmark_ms  # noqa: SLF001 - the kernels package shares its classes' state
-    return (
-        landmark is not None and counters._lam_max * (ts_max - landmark) / 1000.0 <= counters.renorm_exponent
-    )  # noqa: SLF001
+@njit(cache=True)
+def _checked_segment(
+    rows: NDArray[np.int64], used: _Int, max_ts_ms: _Int, first_seen_ms: NDArray[np.int64],
+    slots: NDArray[np.int64], users: NDArray[np.int64], types: NDArray[np.int8], ts: NDArray[np.int64],
+    cap_window_ms: _Int, fresh_window_ms: _Int, lateness_ms: _Int, min_capacity: _Int,
+    acc: NDArray[np.float64], g_acc: NDArray[np.float64], first_ts: NDArray[np.int64],
+    last_ts: NDArray[np.int64], lam: NDArray[np.float64], landmark: np.int64,
+    t_acc: NDArray[np.float64], t_g_acc: NDArray[np.float64], t_first_ts: NDArray[np.int64],
+    t_last_ts: NDArray[np.int64], t_lam: NDArray[np.float64], t_landmark: np.int64, never: _Int,
+    prefetch: int, n_slots: int, n_users: int, n_types: int, max_abs_ts: int, lam_max: float, renorm: float,
+    t_lam_max: float, t_renorm: float,
+) -> tuple[bool, NDArray[np.int64], _Int, _Int, NDArray[np.bool_], _Int]:  # fmt: skip
+    """:func:`_valid`, ``_steady`` of both counters, :func:`_segment`; False (no change) if a check fails."""
+    if not _valid(slots, users, types, ts, n_slots, n_users, n_types, max_abs_ts):
+        return False, rows, used, max_ts_ms, np.zeros(0, np.bool_), 0
+    ts_max = ts[0]
+    for i in range(1, ts.shape[0]):
+        ts_max = max(ts_max, ts[i])
+    if not (
+        lam_max * (ts_max - landmark) / 1000.0 <= renorm
+        and t_lam_max * (ts_max - t_landmark) / 1000.0 <= t_renorm
+    ):
+        return False, rows, used, max_ts_ms, np.zeros(0, np.bool_), 0
+    rows, used, max_ts_ms, new_pair, first = _segment(
+        rows,
+        used,
+        max_ts_ms,
+        first_seen_ms,
+        slots,
+        users,
+        types,
+        ts,
+        cap_window_ms,
+        fresh_window_ms,
+        lateness_ms,
+        min_capacity,
+        acc,
+        g_acc,
+        first_ts,
+        last_ts,
+        lam,
+        landmark,
+        t_acc,
+        t_g_acc,
+        t_first_ts,
+        t_last_ts,
+        t_lam,
+        t_landmark,
+        never,
+        prefetch,
+    )
+    return True, rows, used, max_ts_ms, new_pair, first
 
 
 def apply_segment(
@@ -114,30 +161,42 @@ def apply_segment(
     or None, changing nothing, when the steps must be taken one by one (see the module docstring).
     """
     n = slots.shape[0]
-    columns: tuple[NDArray[Any], ...] = (slots, users, types, ts_ms)
-    dtypes = (np.int64, np.int64, np.int8, np.int64)
-    if n == 0 or any(
-        a.dtype != d or a.ndim != 1 or a.shape[0] != n for a, d in zip(columns, dtypes, strict=True)
+    shape = (n,)
+    if (
+        n == 0
+        or slots.dtype != _I64
+        or users.dtype != _I64
+        or types.dtype != _I8
+        or ts_ms.dtype != _I64
+        or slots.shape != shape
+        or users.shape != shape
+        or types.shape != shape
+        or ts_ms.shape != shape
     ):
         return None
     if trust.n_types < 3 or counters._landmark_ms is None or trust._landmark_ms is None:  # noqa: SLF001
         return None
-    ts_max = int(ts_ms.max())
-    if not (_steady(counters, ts_max) and _steady(trust, ts_max)):
-        return None
     n_slots = min(counters.capacity, trust.capacity, _MAX_PRODUCT)
-    slots, users, types, ts_ms = (np.ascontiguousarray(a) for a in columns)
-    if not _valid(
-        slots, users, types, ts_ms, n_slots, signals.capacity_users, counters.n_types, _MAX_ABS_TS_MS
+    if not (
+        slots.flags.c_contiguous
+        and users.flags.c_contiguous
+        and types.flags.c_contiguous
+        and ts_ms.flags.c_contiguous
     ):
-        return None
-    rows, used, max_ts, new_pair, first = _segment(
+        slots, users = np.ascontiguousarray(slots), np.ascontiguousarray(users)
+        types, ts_ms = np.ascontiguousarray(types), np.ascontiguousarray(ts_ms)
+    # _valid, _steady (both counters) and _segment in one call: False when a check fails
+    ok, rows, used, max_ts, new_pair, first = _checked_segment(
         signals.rows, signals._used, signals._max_ts_ms, signals.first_seen_ms,  # noqa: SLF001
         slots, users, types, ts_ms, signals.cap_window_ms, signals.fresh_window_ms,
         signals.allowed_lateness_ms, signals.min_table_capacity,
         counters.acc, counters.global_acc, counters.first_ts_ms, counters.last_ts_ms, counters.lam,
         np.int64(counters._landmark_ms), trust.acc, trust.global_acc, trust.first_ts_ms,  # noqa: SLF001
         trust.last_ts_ms, trust.lam, np.int64(trust._landmark_ms), _NEVER, PREFETCH_DISTANCE,  # noqa: SLF001
+        n_slots, signals.capacity_users, counters.n_types, _MAX_ABS_TS_MS,
+        counters._lam_max, counters.renorm_exponent, trust._lam_max, trust.renorm_exponent,  # noqa: SLF001
     )  # fmt: skip
+    if not ok:
+        return None
     signals.rows, signals._used, signals._max_ts_ms = rows, int(used), int(max_ts)  # noqa: SLF001
     return new_pair, int(first)
