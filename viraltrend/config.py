@@ -195,6 +195,7 @@ class TrustConfig:
     max_fresh_share: float = _unit(0.8)
     min_conversion_ratio: float = _ge0(0.2)
     lockstep_similarity: float = _unit(0.5)
+    lockstep_z: float = _ge0(1.0)
     seller_overlap_similarity: float = _unit(0.3)
     dense_block_density: float = _ge0(0.5)
     max_events_per_user: float = _gt0(5.0)
