@@ -79,8 +79,25 @@ def features(**cols):
 
 def test_guard_passes_a_converting_product_with_many_users():
     g = TrustGuard(TrustConfig(), catalogue_fresh_share=0.05)
-    f = features(unique_users=200, fresh_share=0.85, conversion_ratio=1.2, events_per_user=1.3)
+    f = features(unique_users=200, fresh_share=0.45, conversion_ratio=1.2, events_per_user=1.3)
     assert g.check("p", "s", 1, f, 0) is None
+
+
+@pytest.mark.parametrize(
+    ("fresh", "catalogue", "refused"), [(0.74, 0.09, True), (0.74, 0.3, False), (0.55, 0.05, False)]
+)
+def test_a_small_farm_of_new_accounts_is_refused_converting_or_not(fresh, catalogue, refused):
+    # a bot farm of a few dozen accounts created for it: most of its events come from accounts
+    # first seen minutes ago, where the catalogue's share is a small fraction of that; it converts
+    # (an organic-looking mix) and passes the user floor by its users since the change point
+    g = TrustGuard(
+        TrustConfig(), catalogue_fresh_share=catalogue, min_change_users=16, catalogue_events_per_user=1.06
+    )
+    f = features(
+        unique_users=8.6, change_users=28, fresh_share=fresh, conversion_ratio=3.6, events_per_user=2.0
+    )
+    got = g.check("p", "s", 1, f, 0)
+    assert (got == [f"fresh_accounts_{fresh:.0%}_catalogue_{catalogue:.0%}"]) if refused else got is None
 
 
 def test_almost_all_fresh_accounts_are_refused_even_converting_where_the_catalogue_is_not():

@@ -73,3 +73,37 @@ def test_a_same_seller_match_carries_its_own_numbers():
     assert m.other_same[0] == 1 and (m.shared_same[0], m.sampled_same[0]) == (10, 40)
     assert m.other[0] == 2 and (m.shared[0], m.sampled[0]) == (30, 40)
     assert match_numbers(m, 0, same=True) == "shared_25%_of_40_sampled_chance_1%"
+
+
+def test_chance_evidence_grows_with_the_overlap_beyond_chance():
+    from viraltrend.trust import chance_evidence
+
+    n = np.array([30, 30, 30, 300, 30])
+    got = chance_evidence(np.array([1, 5, 10, 50, 10]), n, np.array([0.003, 0.003, 0.003, 0.003, 0.5]))
+    assert got[0] == 0.0  # below the minimum of shared users
+    assert 6.0 < got[1] < got[2] < got[3]  # more shared, or as many among more sampled: less likely
+    assert got[4] == 0.0  # 10 of 30 where half is chance: below chance
+
+
+def test_a_group_acting_together_on_part_of_two_audiences_is_found_and_strangers_are_not():
+    # 200 ring accounts: a sibling's first minute holds 30 of them, the candidate 60 others and 10 of those
+    # 30; neither holds half of the other, but 10 shared where 60 * 30 / 3,000 = 0.6 are expected is a group
+    rng = np.random.default_rng(5)
+    ring = rng.choice(np.arange(100_000, 200_000), 200, replace=False)
+    mem = AudienceMemory(capacity=8, k=256, memory_ms=10**9)
+    organic = rng.choice(60_000, 800, replace=False)
+    mem.remember(np.array([1, 2], np.int64), np.array([-1, -1], np.int64),
+                 np.concatenate([_signature(ring[:30]), _signature(organic)]), now_ms=0)  # fmt: skip
+    cand = _signature(np.concatenate([ring[20:30], ring[30:80]]))
+    m = mem.best_match(np.array([7], np.int64), np.array([-1], np.int64), cand, now_ms=1, z=1.0,
+                       population=3_000.0, co_lift=5.0)  # fmt: skip
+    assert m.sim[0] < 0.5  # no lockstep
+    assert m.co_other[0] == 1 and (m.co_shared[0], m.co_sampled[0]) == (10, 60) and m.co_evidence[0] > 6
+    # an organic trend's users, strangers to both but for chance (800 of 60,000 users)
+    stranger = _signature(rng.choice(60_000, 300, replace=False))
+    m = mem.best_match(np.array([8], np.int64), np.array([-1], np.int64), stranger, now_ms=1, z=1.0,
+                       population=60_000.0, co_lift=5.0)  # fmt: skip
+    assert m.co_evidence[0] < 2 and m.sim[0] == 0.0
+    # off without a population or with an infinite lift
+    m = mem.best_match(np.array([7], np.int64), np.array([-1], np.int64), cand, now_ms=1)
+    assert m.co_evidence[0] == 0.0 and m.co_other[0] == -1

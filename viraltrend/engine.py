@@ -49,7 +49,7 @@ from viraltrend.kernels.segment import apply_segment
 from viraltrend.kernels.users import UserSignals
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
-from viraltrend.trust import AudienceMemory, TrustGuard, match_numbers, soft_refusal
+from viraltrend.trust import AudienceMemory, TrustGuard, co_numbers, match_numbers, soft_refusal
 
 __all__ = ["Engine", "EngineStats", "Scorer", "model_features"]
 
@@ -818,7 +818,13 @@ class Engine:
             csig = self.sketches.signatures(cand)
             sellers = self.seller_of[cand].astype(np.int64)
             match = self.audiences.best_match(
-                cand, sellers, csig, now_ms=now_ms, z=t.lockstep_z, population=float(len(self.users))
+                cand,
+                sellers,
+                csig,
+                now_ms=now_ms,
+                z=t.lockstep_z,
+                population=float(len(self.users)),
+                co_lift=t.co_audience_lift,
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             dense, dense_n = self.audiences.block_density(cand, csig, now_ms=now_ms)
@@ -834,6 +840,10 @@ class Engine:
                     shared = match.shared_same[j] / max(match.sampled_same[j], 1)
                     numbers = match_numbers(match, j, same=True)
                     reason = f"seller_ring_with_{self.products.name(partner)}_{numbers}"
+                elif match.co_evidence[j] >= t.co_audience_evidence:
+                    partner = int(match.co_other[j])
+                    shared = match.co_shared[j] / max(match.co_sampled[j], 1)
+                    reason = f"co_audience_with_{self.products.name(partner)}_{co_numbers(match, j)}"
                 elif dense[j] >= t.dense_block_density:
                     reason = f"dense_block_{dense[j]:.2f}_over_{dense_n[j]}_products"
                 else:

@@ -39,7 +39,16 @@ from numpy.typing import NDArray
 from viraltrend.config import TrustConfig
 from viraltrend.kernels.audience import containment, estimated_users, union_into
 
-__all__ = ["AudienceMemory", "Match", "TrustGuard", "match_numbers", "significant_share", "soft_refusal"]
+__all__ = [
+    "AudienceMemory",
+    "Match",
+    "TrustGuard",
+    "chance_evidence",
+    "co_numbers",
+    "match_numbers",
+    "significant_share",
+    "soft_refusal",
+]
 
 _LOW_USERS = "low_unique_users"
 #: Shared sampled users below which two audiences' overlap is not estimated (see best_match).
@@ -216,6 +225,29 @@ def significant_share(
     return np.where(ok, np.clip(excess, 0.0, 1.0), 0.0)
 
 
+def chance_evidence(
+    shared: NDArray[np.int64], sampled: NDArray[np.int64], chance: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """How unlikely ``shared`` of ``sampled`` users in another audience are by chance, in powers of ten.
+
+    Under chance each sampled user is in the other audience with probability ``chance``; the
+    Chernoff bound ``P(X >= shared) <= exp(-sampled * KL(shared / sampled || chance))`` gives the
+    returned ``sampled * KL / ln 10`` (at least that many powers of ten against chance; 0 where
+    the share is not above chance, or below ``_MIN_SHARED_USERS`` shared users).  CopyCatch's
+    question: do these accounts act together far more often than strangers would?
+
+    >>> [round(float(x), 1) for x in chance_evidence(np.array([5, 5, 20]), np.array([29, 200, 200]),
+    ...                                               np.array([0.003, 0.03, 0.1]))]
+    [6.9, 0.0, 0.0]
+    """
+    n = np.maximum(sampled, 1).astype(np.float64)
+    q = np.clip(shared / n, 1e-12, 1 - 1e-12)
+    p = np.clip(chance, 1e-12, 1 - 1e-12)
+    kl = q * np.log(q / p) + (1 - q) * np.log((1 - q) / (1 - p))
+    ok = (shared >= _MIN_SHARED_USERS) & (q > p) & (chance < 1.0)
+    return np.where(ok, n * kl / math.log(10.0), 0.0)
+
+
 class Match(NamedTuple):
     """:meth:`AudienceMemory.best_match`'s answer per candidate (float64[m] / int64[m] arrays)."""
 
@@ -229,13 +261,18 @@ class Match(NamedTuple):
     shared_same: NDArray[np.int64]
     sampled_same: NDArray[np.int64]
     chance_same: NDArray[np.float64]
+    co_evidence: NDArray[np.float64]  # chance_evidence of the least likely overlap (lift >= co_lift)
+    co_other: NDArray[np.int64]  # its slot, -1: none
+    co_shared: NDArray[np.int64]
+    co_sampled: NDArray[np.int64]
+    co_expected: NDArray[np.float64]  # shared users expected by chance
 
 
 def match_numbers(match: Match, j: int, *, same: bool = False) -> str:
     """The numbers behind candidate ``j``'s (same-seller, ``same``) match, for its refusal reason.
 
     >>> one = lambda x: np.array([x])
-    >>> m = Match(one(0.8), one(5), one(0.0), one(-1), one(30), one(32), one(0.04), one(0), one(0), one(0.0))
+    >>> m = Match(one(0.8), one(5), one(0.0), one(-1), one(30), one(32), one(0.04), *[one(0)] * 8)
     >>> "lockstep_with_p-5_" + match_numbers(m, 0)
     'lockstep_with_p-5_shared_94%_of_32_sampled_chance_4%'
     """
@@ -244,6 +281,21 @@ def match_numbers(match: Match, j: int, *, same: bool = False) -> str:
     else:
         shared, sampled, chance = match.shared[j], match.sampled[j], match.chance[j]
     return f"shared_{shared / max(sampled, 1):.0%}_of_{sampled}_sampled_chance_{chance:.0%}"
+
+
+def co_numbers(match: Match, j: int) -> str:
+    """The numbers behind candidate ``j``'s co-audience match, for its refusal reason.
+
+    >>> one = lambda x: np.array([x])
+    >>> z = one(0)
+    >>> m = Match(z, z, z, z, z, z, z, z, z, z, one(6.9), one(4), one(5), one(29), one(0.08))
+    >>> "co_audience_with_p-4_" + co_numbers(m, 0)
+    'co_audience_with_p-4_shared_5_of_29_sampled_expected_0.1_evidence_6.9'
+    """
+    return (
+        f"shared_{match.co_shared[j]}_of_{match.co_sampled[j]}_sampled_expected_{match.co_expected[j]:.1f}"
+        f"_evidence_{match.co_evidence[j]:.1f}"
+    )
 
 
 @dataclass(slots=True)
@@ -332,6 +384,7 @@ class AudienceMemory:
         now_ms: int,
         z: float = 0.0,
         population: float = 0.0,
+        co_lift: float = math.inf,
     ) -> Match:
         """Per row of ``sig`` (uint64[m, k]), the remembered audience that holds most of it.
 
@@ -345,11 +398,14 @@ class AudienceMemory:
         ``population`` (:func:`significant_share`): a huge audience holding everyone is no ring.
         Returns the largest such share and that product's slot (-1: nothing remembered), then the
         same among the remembered products of the same seller (``sellers``, -1: none), with the
-        numbers behind both.
+        numbers behind both.  ``co_*``: the remembered audience whose overlap with the candidate's is
+        least likely by chance (:func:`chance_evidence`) among those sharing at least ``co_lift``
+        times the users chance would (needs ``population``): small groups of accounts acting together
+        that hold only a part of each other's audiences.
         """
         m = slots.size
         i0, f0 = np.full(m, -1, np.int64), np.zeros(m)
-        out = Match(f0, i0, f0, i0, i0 * 0, i0 * 0, f0, i0 * 0, i0 * 0, f0)
+        out = Match(f0, i0, f0, i0, i0 * 0, i0 * 0, f0, i0 * 0, i0 * 0, f0, f0, i0, i0 * 0, i0 * 0, f0)
         live = (self.slot >= 0) & (self.seen_ms >= now_ms - self.memory_ms)
         if m == 0 or not live.any():
             return out
@@ -368,10 +424,20 @@ class AudienceMemory:
         i = np.arange(m)
         has = mine.any(axis=1)
         other_same = np.where(has, self.slot[rows][at_same], -1)
+        if population > 0 and math.isfinite(co_lift):
+            lifted = shared >= co_lift * sampled * chance
+            evidence = np.where(lifted, chance_evidence(shared, sampled, chance), 0.0)
+        else:
+            evidence = np.zeros(sim.shape)
+        evidence[self.slot[rows][None, :] == slots[:, None]] = 0.0
+        at_co = evidence.argmax(axis=1)
+        co = evidence[i, at_co]
         return Match(
             sim[i, at], self.slot[rows][at], np.where(has, same[i, at_same], 0.0), other_same,
             shared[i, at], sampled[i, at], chance[i, at],
             shared[i, at_same], sampled[i, at_same], chance[i, at_same],
+            co, np.where(co > 0, self.slot[rows][at_co], -1), shared[i, at_co], sampled[i, at_co],
+            sampled[i, at_co] * chance[i, at_co],
         )  # fmt: skip
 
     def block_density(
