@@ -788,7 +788,8 @@ class Engine:
         remembered audience.  Per tick ``O(hot * k)`` plus ``O(capacity * k)`` per ready product.
         A ready product whose audience repeats a remembered one's
         (``trust.lockstep_similarity``), or a remembered product's of the same seller
-        (``trust.seller_overlap_similarity``), gets a lockstep refusal with the numbers.
+        (``trust.seller_overlap_similarity``), or overlaps one far beyond chance
+        (``trust.co_audience_evidence``), gets a lockstep refusal with the numbers.
         """
         t = self.cfg.trust
         self._guard_now_ms = now_ms

@@ -11,7 +11,10 @@ Three layers, cheapest first:
    product's conversion (add-to-cart and purchases per view) against the catalogue's
    (``conversion_ratio``), and lockstep: the share of a candidate's users found in the audience of
    a product hot in the last hours (:class:`AudienceMemory`, bottom-k samples; the CopyCatch idea:
-   the same accounts hitting the same products in the same windows), and a dense user x product
+   the same accounts hitting the same products in the same windows), counted at its lower
+   confidence bound and beyond chance (:func:`significant_share`); a co-audience: an overlap with
+   a remembered audience far beyond chance although neither holds half of the other
+   (:func:`chance_evidence`, a sibling's first minute); and a dense user x product
    block (:meth:`AudienceMemory.block_density`, the FRAUDAR idea with its log-degree column weights:
    the candidate's users' weighted number of other recently hot products they acted on).  The
    catalogue references (fresh share, events per user) are the smaller of the trend and baseline
