@@ -263,6 +263,7 @@ def guard_off(base: Config, lockstep: float, caps: bool = True) -> Config:
         max_fresh_share=1.0,
         min_conversion_ratio=0.0,
         lockstep_similarity=lockstep,
+        co_audience_evidence=1e9,
         dense_block_density=1e9,
         blocked_sellers=(),
         blocked_products=(),

@@ -119,6 +119,7 @@ GUARD_OFF = {
     "trust.recycled_contrast": 1e9,
     "trust.lockstep_similarity": LOCKSTEP_OFF,  # 1.0 still flags identical audiences (see bench_detection)
     "trust.seller_overlap_similarity": LOCKSTEP_OFF,
+    "trust.co_audience_evidence": 1e9,
     "trust.dense_block_density": 1e9,
     "trust.blocked_sellers": (),
     "trust.blocked_products": (),
@@ -130,7 +131,11 @@ ONLY = {
     "fresh accounts": ("trust.max_fresh_share", "trust.min_conversion_ratio", "trust.max_fresh_share_any"),
     "no conversion": ("trust.min_conversion_ratio_any",),
     "recycled audience": ("trust.max_events_per_user", "trust.recycled_contrast"),
-    "audience memory": ("trust.lockstep_similarity", "trust.seller_overlap_similarity"),
+    "audience memory": (
+        "trust.lockstep_similarity",
+        "trust.seller_overlap_similarity",
+        "trust.co_audience_evidence",
+    ),
     "dense block": ("trust.dense_block_density",),
 }
 #: Score-driven rows: the board promotes on the score after its confirm wait (the rule's old path), not on

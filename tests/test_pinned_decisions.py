@@ -46,8 +46,11 @@ EVENTS_SHA256 = "9d80085c3dbdbca77b6f442917d4be869c97150b08c5dd1a1b3f08bfdf32a66
 #: issue 13 again (branch trust: hot products stay sketched across ticks, catalogue references from the
 #: smaller of the trend and baseline windows): the same actions, products and times; the 4 ring blocks'
 #: reasons now also name ``lockstep_with_<product>_shared_<n>%``, and the catalogue's figure is 1.0
-#: (was 1.2-1.3).
-DECISIONS_SHA256 = "d7cc1351ebbda01cedbae4fa3ca040c34e91334d0e13022b71d3dba8951546eb"
+#: (was 1.2-1.3); and for issue 13 (branch trust4: lockstep shares at their lower bound and beyond
+#: chance, co-audience, fresh-account farms from 60 %): the same actions, products and times; the 4 ring
+#: blocks' lockstep reasons now give ``..._shared_<n>%_of_<sampled>_sampled_chance_<c>%``, and two name
+#: another sibling of the same ring as their partner (the most significant match, not the largest share).
+DECISIONS_SHA256 = "da1aa80292e94affe48b538a94e5356fd7bdf690ae3c711dec2b8909b8fd6fcc"
 
 _ENCODE = msgspec.json.Encoder(order="sorted")
 

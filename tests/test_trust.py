@@ -79,8 +79,25 @@ def features(**cols):
 
 def test_guard_passes_a_converting_product_with_many_users():
     g = TrustGuard(TrustConfig(), catalogue_fresh_share=0.05)
-    f = features(unique_users=200, fresh_share=0.85, conversion_ratio=1.2, events_per_user=1.3)
+    f = features(unique_users=200, fresh_share=0.45, conversion_ratio=1.2, events_per_user=1.3)
     assert g.check("p", "s", 1, f, 0) is None
+
+
+@pytest.mark.parametrize(
+    ("fresh", "catalogue", "refused"), [(0.74, 0.09, True), (0.74, 0.3, False), (0.55, 0.05, False)]
+)
+def test_a_small_farm_of_new_accounts_is_refused_converting_or_not(fresh, catalogue, refused):
+    # a bot farm of a few dozen accounts created for it: most of its events come from accounts
+    # first seen minutes ago, where the catalogue's share is a small fraction of that; it converts
+    # (an organic-looking mix) and passes the user floor by its users since the change point
+    g = TrustGuard(
+        TrustConfig(), catalogue_fresh_share=catalogue, min_change_users=16, catalogue_events_per_user=1.06
+    )
+    f = features(
+        unique_users=8.6, change_users=28, fresh_share=fresh, conversion_ratio=3.6, events_per_user=2.0
+    )
+    got = g.check("p", "s", 1, f, 0)
+    assert (got == [f"fresh_accounts_{fresh:.0%}_catalogue_{catalogue:.0%}"]) if refused else got is None
 
 
 def test_almost_all_fresh_accounts_are_refused_even_converting_where_the_catalogue_is_not():
@@ -166,15 +183,15 @@ def test_audience_memory_finds_a_ring_hours_later_and_not_a_stranger():
     later = 3 * 3_600_000
     same, other, _, _ = mem.best_match(
         np.array([2], np.int64), np.array([9], np.int64), _signature(ring[15:]), now_ms=later
-    )
+    )[:4]
     assert same[0] >= 0.5 and other[0] == 1
     stranger, _, _, _ = mem.best_match(
         np.array([3], np.int64), np.array([9], np.int64), _signature(range(5000, 5200)), now_ms=later
-    )
+    )[:4]
     assert stranger[0] < 0.2
     gone, other, _, _ = mem.best_match(
         np.array([2], np.int64), np.array([9], np.int64), _signature(ring), now_ms=7 * 3_600_000
-    )
+    )[:4]
     assert other[0] == -1 and gone[0] == 0.0  # forgotten after audience_memory_s
 
 
@@ -184,7 +201,7 @@ def test_audience_memory_reports_the_same_seller_separately_and_gives_way_when_f
                  np.concatenate([_signature(range(100)), _signature(range(100, 200))]), now_ms=0)  # fmt: skip
     _, _, same, other_same = mem.best_match(
         np.array([9], np.int64), np.array([5], np.int64), _signature(range(60)), now_ms=1
-    )
+    )[:4]
     assert other_same[0] == 1 and same[0] > 0.3
     mem.remember(np.array([3], np.int64), np.array([5], np.int64), _signature(range(300, 400)), now_ms=2)
     assert sorted(mem.slot.tolist()) == [2, 3]  # the oldest (slot 1) gave way
@@ -198,7 +215,7 @@ def test_audience_memory_finds_a_small_audience_inside_a_large_remembered_one():
     mem.remember(np.array([1], np.int64), np.array([-1], np.int64), _signature(ring, k=256), now_ms=0)
     share, other, _, _ = mem.best_match(
         np.array([2], np.int64), np.array([-1], np.int64), _signature(ring[100:112], k=256), now_ms=1
-    )
+    )[:4]
     assert other[0] == 1 and share[0] == 1.0
 
 
@@ -213,7 +230,7 @@ def test_audience_memory_leaves_an_organic_audience_drawn_from_a_large_populatio
         share, _, _, _ = mem.best_match(
             np.array([2], np.int64), np.array([-1], np.int64), _signature(rng.choice(60_000, n), k=256),
             now_ms=1,
-        )  # fmt: skip
+        )[:4]  # fmt: skip
         assert share[0] < 0.3
 
 
@@ -335,7 +352,7 @@ def test_block_density_finds_a_ring_spread_over_many_products_and_not_organic_au
         mem.remember(np.array([j], np.int64), np.array([-1], np.int64),
                      _signature(rng.choice(60_000, 400, replace=False), k=256), now_ms=0)  # fmt: skip
     cand = _signature(rng.choice(ring, 100, replace=False), k=256)
-    share, _, _, _ = mem.best_match(np.array([99], np.int64), np.array([-1], np.int64), cand, now_ms=1)
+    share, _, _, _ = mem.best_match(np.array([99], np.int64), np.array([-1], np.int64), cand, now_ms=1)[:4]
     assert share[0] < 0.5  # no single product holds half of its users
     dense, n = mem.block_density(np.array([99], np.int64), cand, now_ms=1)
     assert dense[0] >= 0.5 and n[0] == 7

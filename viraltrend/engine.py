@@ -56,7 +56,7 @@ from viraltrend.kernels.segment import apply_segment
 from viraltrend.kernels.users import UserSignals
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
-from viraltrend.trust import AudienceMemory, TrustGuard, soft_refusal
+from viraltrend.trust import AudienceMemory, TrustGuard, co_numbers, match_numbers, soft_refusal
 
 __all__ = ["Engine", "EngineStats", "Scorer", "model_features"]
 
@@ -859,7 +859,8 @@ class Engine:
         remembered audience.  Per tick ``O(hot * k)`` plus ``O(capacity * k)`` per ready product.
         A ready product whose audience repeats a remembered one's
         (``trust.lockstep_similarity``), or a remembered product's of the same seller
-        (``trust.seller_overlap_similarity``), gets a lockstep refusal with the numbers.
+        (``trust.seller_overlap_similarity``), or overlaps one far beyond chance
+        (``trust.co_audience_evidence``), gets a lockstep refusal with the numbers.
         """
         t = self.cfg.trust
         self._guard_now_ms = now_ms
@@ -888,18 +889,33 @@ class Engine:
         if cand.size:  # best_match skips a product's own entry
             csig = self.sketches.signatures(cand)
             sellers = self.seller_of[cand].astype(np.int64)
-            sim, other, sim_same, other_same = self.audiences.best_match(cand, sellers, csig, now_ms=now_ms)
+            match = self.audiences.best_match(
+                cand,
+                sellers,
+                csig,
+                now_ms=now_ms,
+                z=t.lockstep_z,
+                population=float(len(self.users)),
+                co_lift=t.co_audience_lift,
+            )
+            sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             dense, dense_n = self.audiences.block_density(cand, csig, now_ms=now_ms)
             for j, slot in enumerate(cand.tolist()):
                 if slot in self._ring_refusals:
                     continue
                 partner, shared = -1, 0.0
                 if sim[j] >= t.lockstep_similarity:
-                    partner, shared = int(other[j]), float(sim[j])
-                    reason = f"lockstep_with_{self.products.name(partner)}_shared_{shared:.0%}"
+                    partner, shared = int(other[j]), match.shared[j] / max(match.sampled[j], 1)
+                    reason = f"lockstep_with_{self.products.name(partner)}_{match_numbers(match, j)}"
                 elif other_same[j] >= 0 and sim_same[j] >= t.seller_overlap_similarity:
-                    partner, shared = int(other_same[j]), float(sim_same[j])
-                    reason = f"seller_ring_with_{self.products.name(partner)}_shared_{shared:.0%}"
+                    partner = int(other_same[j])
+                    shared = match.shared_same[j] / max(match.sampled_same[j], 1)
+                    numbers = match_numbers(match, j, same=True)
+                    reason = f"seller_ring_with_{self.products.name(partner)}_{numbers}"
+                elif match.co_evidence[j] >= t.co_audience_evidence:
+                    partner = int(match.co_other[j])
+                    shared = match.co_shared[j] / max(match.co_sampled[j], 1)
+                    reason = f"co_audience_with_{self.products.name(partner)}_{co_numbers(match, j)}"
                 elif dense[j] >= t.dense_block_density:
                     reason = f"dense_block_{dense[j]:.2f}_over_{dense_n[j]}_products"
                 else:

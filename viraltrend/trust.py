@@ -11,7 +11,10 @@ Three layers, cheapest first:
    product's conversion (add-to-cart and purchases per view) against the catalogue's
    (``conversion_ratio``), and lockstep: the share of a candidate's users found in the audience of
    a product hot in the last hours (:class:`AudienceMemory`, bottom-k samples; the CopyCatch idea:
-   the same accounts hitting the same products in the same windows), and a dense user x product
+   the same accounts hitting the same products in the same windows), counted at its lower
+   confidence bound and beyond chance (:func:`significant_share`); a co-audience: an overlap with
+   a remembered audience far beyond chance although neither holds half of the other
+   (:func:`chance_evidence`, a sibling's first minute); and a dense user x product
    block (:meth:`AudienceMemory.block_density`, the FRAUDAR idea with its log-degree column weights:
    the candidate's users' weighted number of other recently hot products they acted on).  The
    catalogue references (fresh share, events per user) are the smaller of the trend and baseline
@@ -31,6 +34,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,7 +42,16 @@ from numpy.typing import NDArray
 from viraltrend.config import TrustConfig
 from viraltrend.kernels.audience import containment, estimated_users, union_into
 
-__all__ = ["AudienceMemory", "TrustGuard", "soft_refusal"]
+__all__ = [
+    "AudienceMemory",
+    "Match",
+    "TrustGuard",
+    "chance_evidence",
+    "co_numbers",
+    "match_numbers",
+    "significant_share",
+    "soft_refusal",
+]
 
 _LOW_USERS = "low_unique_users"
 #: Shared sampled users below which two audiences' overlap is not estimated (see best_match).
@@ -189,6 +202,105 @@ class TrustGuard:
         return reasons or None
 
 
+def significant_share(
+    shared: NDArray[np.int64], sampled: NDArray[np.int64], chance: NDArray[np.float64], z: float
+) -> NDArray[np.float64]:
+    """The share of a candidate's sampled users in another audience that is not explained by chance.
+
+    ``shared`` of ``sampled`` users are in the other audience; ``chance`` is the share expected if the
+    candidate's users were strangers to it (the other audience's users over the active population).
+    The share counts at its lower confidence bound (Wilson score interval, ``z`` standard errors:
+    4 of 8 is not "half" the way 120 of 240 is), and only beyond ``chance``: ``(lower - chance) /
+    (1 - chance)``, 0 where the other audience holds (about) everyone.  0 below ``_MIN_SHARED_USERS``
+    shared users.  ``z = 0`` and ``chance = 0``: the plain share.
+
+    >>> shared, sampled = np.array([4, 120, 10, 4]), np.array([8, 240, 10, 4])
+    >>> [round(float(x), 2) for x in significant_share(shared, sampled, np.array([0, 0, 0, 1.0]), 1.0)]
+    [0.33, 0.47, 0.91, 0.0]
+    """
+    n = np.maximum(sampled, 1).astype(np.float64)
+    p = shared / n
+    z2 = z * z
+    lower = (p + z2 / (2 * n) - z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))) / (1 + z2 / n)
+    chance = np.clip(chance, 0.0, 1.0)
+    excess = (lower - chance) / np.maximum(1.0 - chance, 1e-12)
+    ok = (shared >= _MIN_SHARED_USERS) & (chance < 1.0)
+    return np.where(ok, np.clip(excess, 0.0, 1.0), 0.0)
+
+
+def chance_evidence(
+    shared: NDArray[np.int64], sampled: NDArray[np.int64], chance: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """How unlikely ``shared`` of ``sampled`` users in another audience are by chance, in powers of ten.
+
+    Under chance each sampled user is in the other audience with probability ``chance``; the
+    Chernoff bound ``P(X >= shared) <= exp(-sampled * KL(shared / sampled || chance))`` gives the
+    returned ``sampled * KL / ln 10`` (at least that many powers of ten against chance; 0 where
+    the share is not above chance, or below ``_MIN_SHARED_USERS`` shared users).  CopyCatch's
+    question: do these accounts act together far more often than strangers would?
+
+    >>> [round(float(x), 1) for x in chance_evidence(np.array([5, 5, 20]), np.array([29, 200, 200]),
+    ...                                               np.array([0.003, 0.03, 0.1]))]
+    [6.9, 0.0, 0.0]
+    """
+    n = np.maximum(sampled, 1).astype(np.float64)
+    q = np.clip(shared / n, 1e-12, 1 - 1e-12)
+    p = np.clip(chance, 1e-12, 1 - 1e-12)
+    kl = q * np.log(q / p) + (1 - q) * np.log((1 - q) / (1 - p))
+    ok = (shared >= _MIN_SHARED_USERS) & (q > p) & (chance < 1.0)
+    return np.where(ok, n * kl / math.log(10.0), 0.0)
+
+
+class Match(NamedTuple):
+    """:meth:`AudienceMemory.best_match`'s answer per candidate (float64[m] / int64[m] arrays)."""
+
+    sim: NDArray[np.float64]  # the significant share (see significant_share) of the best match
+    other: NDArray[np.int64]  # its slot, -1: nothing remembered
+    sim_same: NDArray[np.float64]  # the same among the remembered products of the candidate's seller
+    other_same: NDArray[np.int64]
+    shared: NDArray[np.int64]  # shared / sampled users behind sim (the numbers of a refusal)
+    sampled: NDArray[np.int64]
+    chance: NDArray[np.float64]  # the share expected by chance behind sim
+    shared_same: NDArray[np.int64]
+    sampled_same: NDArray[np.int64]
+    chance_same: NDArray[np.float64]
+    co_evidence: NDArray[np.float64]  # chance_evidence of the least likely overlap (lift >= co_lift)
+    co_other: NDArray[np.int64]  # its slot, -1: none
+    co_shared: NDArray[np.int64]
+    co_sampled: NDArray[np.int64]
+    co_expected: NDArray[np.float64]  # shared users expected by chance
+
+
+def match_numbers(match: Match, j: int, *, same: bool = False) -> str:
+    """The numbers behind candidate ``j``'s (same-seller, ``same``) match, for its refusal reason.
+
+    >>> one = lambda x: np.array([x])
+    >>> m = Match(one(0.8), one(5), one(0.0), one(-1), one(30), one(32), one(0.04), *[one(0)] * 8)
+    >>> "lockstep_with_p-5_" + match_numbers(m, 0)
+    'lockstep_with_p-5_shared_94%_of_32_sampled_chance_4%'
+    """
+    if same:
+        shared, sampled, chance = match.shared_same[j], match.sampled_same[j], match.chance_same[j]
+    else:
+        shared, sampled, chance = match.shared[j], match.sampled[j], match.chance[j]
+    return f"shared_{shared / max(sampled, 1):.0%}_of_{sampled}_sampled_chance_{chance:.0%}"
+
+
+def co_numbers(match: Match, j: int) -> str:
+    """The numbers behind candidate ``j``'s co-audience match, for its refusal reason.
+
+    >>> one = lambda x: np.array([x])
+    >>> z = one(0)
+    >>> m = Match(z, z, z, z, z, z, z, z, z, z, one(6.9), one(4), one(5), one(29), one(0.08))
+    >>> "co_audience_with_p-4_" + co_numbers(m, 0)
+    'co_audience_with_p-4_shared_5_of_29_sampled_expected_0.1_evidence_6.9'
+    """
+    return (
+        f"shared_{match.co_shared[j]}_of_{match.co_sampled[j]}_sampled_expected_{match.co_expected[j]:.1f}"
+        f"_evidence_{match.co_evidence[j]:.1f}"
+    )
+
+
 @dataclass(slots=True)
 class AudienceMemory:
     """Bottom-k samples of the audiences of recently hot products, remembered for hours.
@@ -210,9 +322,11 @@ class AudienceMemory:
     >>> old = np.array([[1, 2, 3, 4, 5, 6, pad, pad], [9, 10, 11, 12, 13, 14, pad, pad]], np.uint64)
     >>> mem.remember(np.array([5, 6]), np.array([0, 1]), old, now_ms=0)
     >>> new = np.array([[2, 3, 4, 5, 99, pad, pad, pad]], np.uint64)
-    >>> sim, other, sim_same, other_same = mem.best_match(np.array([7]), np.array([1]), new, now_ms=500)
-    >>> sim.tolist(), other.tolist(), sim_same.tolist(), other_same.tolist()
+    >>> m = mem.best_match(np.array([7]), np.array([1]), new, now_ms=500)
+    >>> m.sim.tolist(), m.other.tolist(), m.sim_same.tolist(), m.other_same.tolist()
     ([0.8], [5], [0.0], [6])
+    >>> m.shared.tolist(), m.sampled.tolist(), m.chance.tolist()
+    ([4], [5], [0.0])
     """
 
     capacity: int
@@ -265,26 +379,46 @@ class AudienceMemory:
         self.sig[gone] = np.iinfo(np.uint64).max
 
     def best_match(
-        self, slots: NDArray[np.int64], sellers: NDArray[np.int64], sig: NDArray[np.uint64], *, now_ms: int
-    ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
+        self,
+        slots: NDArray[np.int64],
+        sellers: NDArray[np.int64],
+        sig: NDArray[np.uint64],
+        *,
+        now_ms: int,
+        z: float = 0.0,
+        population: float = 0.0,
+        co_lift: float = math.inf,
+    ) -> Match:
         """Per row of ``sig`` (uint64[m, k]), the remembered audience that holds most of it.
 
         The measure is *containment*: the share of the candidate's users also in the other
         product's audience (:func:`~viraltrend.kernels.audience.containment`, over the users both
         samples hold completely), so a ring recycling its accounts shows up even when the earlier
         product's audience is much larger.  A share counts only from ``_MIN_SHARED_USERS`` shared
-        sampled users on: one power user shared with a large audience is not a ring.
-        Returns the largest share and that product's slot (-1: nothing remembered), then the same
-        among the remembered products of the same seller (``sellers``, -1: none).
+        sampled users on: one power user shared with a large audience is not a ring.  With ``z > 0``
+        it counts at its lower confidence bound, and with ``population > 0`` (users active now) only
+        beyond the share expected by chance, the other audience's estimated users over
+        ``population`` (:func:`significant_share`): a huge audience holding everyone is no ring.
+        Returns the largest such share and that product's slot (-1: nothing remembered), then the
+        same among the remembered products of the same seller (``sellers``, -1: none), with the
+        numbers behind both.  ``co_*``: the remembered audience whose overlap with the candidate's is
+        least likely by chance (:func:`chance_evidence`) among those sharing at least ``co_lift``
+        times the users chance would (needs ``population``): small groups of accounts acting together
+        that hold only a part of each other's audiences.
         """
         m = slots.size
-        out = (np.zeros(m), np.full(m, -1, np.int64), np.zeros(m), np.full(m, -1, np.int64))
+        i0, f0 = np.full(m, -1, np.int64), np.zeros(m)
+        out = Match(f0, i0, f0, i0, i0 * 0, i0 * 0, f0, i0 * 0, i0 * 0, f0, f0, i0, i0 * 0, i0 * 0, f0)
         live = (self.slot >= 0) & (self.seen_ms >= now_ms - self.memory_ms)
         if m == 0 or not live.any():
             return out
         rows = np.flatnonzero(live).astype(np.int64)
         sampled, shared = containment(sig, self.sig, rows)
-        sim = np.where(shared >= _MIN_SHARED_USERS, shared / np.maximum(sampled, 1), 0.0)
+        if population > 0:
+            chance = np.broadcast_to(estimated_users(self.sig[rows]) / population, sampled.shape)
+        else:
+            chance = np.zeros(sampled.shape)
+        sim = significant_share(shared, sampled, chance, z)
         sim[self.slot[rows][None, :] == slots[:, None]] = 0.0
         mine = (self.seller[rows][None, :] == sellers[:, None]) & (sellers[:, None] >= 0)
         mine &= self.slot[rows][None, :] != slots[:, None]
@@ -293,7 +427,21 @@ class AudienceMemory:
         i = np.arange(m)
         has = mine.any(axis=1)
         other_same = np.where(has, self.slot[rows][at_same], -1)
-        return sim[i, at], self.slot[rows][at], np.where(has, same[i, at_same], 0.0), other_same
+        if population > 0 and math.isfinite(co_lift):
+            lifted = shared >= co_lift * sampled * chance
+            evidence = np.where(lifted, chance_evidence(shared, sampled, chance), 0.0)
+        else:
+            evidence = np.zeros(sim.shape)
+        evidence[self.slot[rows][None, :] == slots[:, None]] = 0.0
+        at_co = evidence.argmax(axis=1)
+        co = evidence[i, at_co]
+        return Match(
+            sim[i, at], self.slot[rows][at], np.where(has, same[i, at_same], 0.0), other_same,
+            shared[i, at], sampled[i, at], chance[i, at],
+            shared[i, at_same], sampled[i, at_same], chance[i, at_same],
+            co, np.where(co > 0, self.slot[rows][at_co], -1), shared[i, at_co], sampled[i, at_co],
+            sampled[i, at_co] * chance[i, at_co],
+        )  # fmt: skip
 
     def block_density(
         self, slots: NDArray[np.int64], sig: NDArray[np.uint64], *, now_ms: int
