@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -57,7 +59,7 @@ from viraltrend.config import Config
 from viraltrend.engine import Engine
 from viraltrend.errors import CheckpointError, StreamError
 from viraltrend.events import EventBatch, Reject
-from viraltrend.messages import Message
+from viraltrend.messages import ENCODER, Message, message_key, stamp
 from viraltrend.metrics import Metrics
 from viraltrend.stream.blocklist import BlocklistFollower
 from viraltrend.stream.broker import INTERNAL_TOPIC_CONFIGS, reachable
@@ -68,12 +70,14 @@ from viraltrend.stream.clients import client_options, prepare_topics
 from viraltrend.stream.gauges import Gauges
 from viraltrend.stream.kafka_io import KafkaSink, KafkaSource, create_topics, describe_topic, dlq_record
 from viraltrend.stream.partitions import Partitions
-from viraltrend.stream.scaleout import BOARD_KEY, BoardShare
-from viraltrend.stream.sinks import stamp
+from viraltrend.stream.scaleout import BoardShare
 
 __all__ = ["Service", "ServiceOptions", "run_service"]
 
 log = logging.getLogger("viraltrend.service")
+#: Fault injection (the fault suite): a file whose appearance makes the service stop itself (SIGSTOP)
+#: between a batch's engines and its publication (see :meth:`Service._maybe_freeze`).
+FREEZE_FILE_ENV = "VTFAULT_FREEZE_FILE"  # not VIRALTREND_*: those are config keys
 
 
 class GroupSource(Protocol):
@@ -148,6 +152,7 @@ class Service:
         self._probe_due = 0.0
         self._last_record_at = time.monotonic()
         self.stop_event = threading.Event()
+        self._freeze_file = os.environ.get(FREEZE_FILE_ENV) or None
 
     @property
     def engines(self) -> dict[int, Engine]:
@@ -235,6 +240,8 @@ class Service:
         messages, touched = self._run_engines(batch, rejects)
         if self.n_partitions > 1:
             messages = self.board.turn(messages, touched, self._sink, self._source.snapshot())
+        if self._freeze_file is not None and n:
+            self._maybe_freeze(self._freeze_file)
         # 3. publish (the producer sends in the background; step 4 awaits the acks)
         self._publish(messages, rejects)
         self.metrics.latency.observe(time.perf_counter() - t0)
@@ -244,6 +251,22 @@ class Service:
         if time.monotonic() - self._last_checkpoint >= self.cfg.checkpoint.interval_s:
             self.checkpoint()
         return n + shared
+
+    @staticmethod
+    def _maybe_freeze(path: str) -> None:
+        """Fault injection: once ``path`` exists, remove it and stop this process (SIGSTOP) here.
+
+        Between a batch's engines and its publication, so that when the test sends SIGCONT
+        (after the group evicted this worker and gave its partitions to another), it publishes
+        and checkpoints from its stale state first: the writes fencing must make harmless.
+        """
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            return
+        log.warning("fault injection (%s): stopping this process before publishing", FREEZE_FILE_ENV)
+        os.kill(os.getpid(), signal.SIGSTOP)
+        log.warning("fault injection (%s): resumed", FREEZE_FILE_ENV)
 
     def _idle(self) -> None:
         """Nothing read: the caught-up publisher's final snapshot, and a checkpoint when due."""
@@ -282,9 +305,8 @@ class Service:
         for r in rejects:  # a dead letter too large is truncated (size and SHA-256 kept), never dropped
             sink.send(self.k.dlq_topic, None, dlq_record(r, now_ms=now_ms, max_bytes=limit))
         for m in messages:
-            key = BOARD_KEY if m["action"] == "board" else m["product_id"].encode("utf-8")
-            sink.send_json(self.k.output_topic, key, stamp(m, now_ms))
-            self.metrics.board_changes.labels(action=m["action"]).inc()
+            sink.send(self.k.output_topic, message_key(m), ENCODER.encode(stamp(m, now_ms)))  # encoded once
+            self.metrics.board_changes.labels(action=m.action).inc()
 
     def checkpoint(self, only: set[int] | None = None) -> None:
         """Steps 4-6: await every ack, checkpoint each due partition with its offsets, commit them."""
@@ -513,7 +535,6 @@ def run_service(
 ) -> int:
     """``viraltrend run``: metrics endpoint, topics, signal handling, then :meth:`Service.run`."""
     import faulthandler
-    import signal
 
     from prometheus_client import CollectorRegistry
 
