@@ -173,6 +173,8 @@ class KafkaSource(KafkaGroupSource):
         config.update(client_options)
         self._in_hook = False
         self._to_assign: set[int] = set()  # assigned and paused; on_assign not yet called
+        self._session_timeout_s = float(config["session_timeout_ms"]) / 1000
+        self._assigned_at = time.monotonic()  # when the current assignment came (membership fence)
         self._deferred: list[dict[TopicPartition, OffsetAndMetadata]] = []
         self._consumer: KafkaConsumer = _connect(KafkaConsumer, bootstrap_servers, config)
         try:
@@ -279,6 +281,19 @@ class KafkaSource(KafkaGroupSource):
         """Return the partitions of the topic currently assigned to this consumer."""
         return {tp.partition for tp in self._consumer.assignment() if tp.topic == self.topic}
 
+    def session_expired(self) -> bool:
+        """True when no heartbeat was answered within ``session_timeout_ms`` (see the base class).
+
+        Counted from the later of the last answered heartbeat and the current assignment, not
+        from kafka-python's own timer, which restarts when it finds the coordinator again after
+        the session expired (as it does first thing when a frozen process resumes).
+        """
+        heartbeat = getattr(self._consumer._coordinator, "heartbeat", None)
+        if heartbeat is None or not self._consumer.assignment():
+            return False
+        last = max(float(heartbeat.last_receive), self._assigned_at)
+        return time.monotonic() - last > self._session_timeout_s
+
     def lag(self) -> dict[int, int]:
         """Per assigned partition, how many records lie beyond what was returned.
 
@@ -325,6 +340,7 @@ class KafkaSource(KafkaGroupSource):
     async def _rebalanced(self, kind: str, tps: Collection[TopicPartition]) -> None:
         parts = {tp.partition for tp in tps if tp.topic == self.topic}
         if kind == "assign":  # pause now; next_batch restores on the caller's thread, then resumes
+            self._assigned_at = time.monotonic()
             self._consumer.pause(*[tp for tp in tps if tp.topic == self.topic])
             self._to_assign |= parts
             return

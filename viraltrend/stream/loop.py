@@ -76,7 +76,7 @@ __all__ = ["Service", "ServiceOptions", "run_service"]
 
 log = logging.getLogger("viraltrend.service")
 #: Fault injection (the fault suite): a file whose appearance makes the service stop itself (SIGSTOP)
-#: between a batch's engines and its publication (see :meth:`Service._maybe_freeze`).
+#: before publishing or before a checkpoint's saves (see :meth:`Service._maybe_freeze`).
 FREEZE_FILE_ENV = "VTFAULT_FREEZE_FILE"  # not VIRALTREND_*: those are config keys
 
 
@@ -101,6 +101,10 @@ class GroupSource(Protocol):
 
     def generation(self) -> int | None:
         """The consumer-group generation of the current assignment (the checkpoints' epoch)."""
+        ...
+
+    def session_expired(self) -> bool:
+        """True when the group has surely evicted this member (no heartbeat answered in time)."""
         ...
 
     def lag(self) -> dict[int, int]:
@@ -241,8 +245,9 @@ class Service:
         if self.n_partitions > 1:
             messages = self.board.turn(messages, touched, self._sink, self._source.snapshot())
         if self._freeze_file is not None and n:
-            self._maybe_freeze(self._freeze_file)
+            self._maybe_freeze(self._freeze_file, "publish")
         # 3. publish (the producer sends in the background; step 4 awaits the acks)
+        self._check_membership("publishing")
         self._publish(messages, rejects)
         self.metrics.latency.observe(time.perf_counter() - t0)
         self.metrics.batch_duration.observe(time.perf_counter() - t0)
@@ -252,19 +257,38 @@ class Service:
             self.checkpoint()
         return n + shared
 
-    @staticmethod
-    def _maybe_freeze(path: str) -> None:
-        """Fault injection: once ``path`` exists, remove it and stop this process (SIGSTOP) here.
+    def _check_membership(self, what: str) -> None:
+        """Fence this worker's own writes: :class:`StreamError` (roll back, rejoin) once evicted.
 
-        Between a batch's engines and its publication, so that when the test sends SIGCONT
-        (after the group evicted this worker and gave its partitions to another), it publishes
-        and checkpoints from its stale state first: the writes fencing must make harmless.
+        A worker whose group session expired (frozen past ``session_timeout_ms``, say) no longer
+        owns its partitions; what it would publish or checkpoint now comes from a superseded
+        state.  This catches it before the write; the changelog's epochs fence a save that
+        slips through (the session may expire between this check and the write).
+        """
+        if self._source is not None and self._source.session_expired():
+            msg = (
+                f"not {what}: no group heartbeat was answered within the session timeout, so the "
+                "group has evicted this worker and its partitions may have a new owner"
+            )
+            raise StreamError(msg)
+
+    @staticmethod
+    def _maybe_freeze(path: str, point: str) -> None:
+        """Fault injection: once ``path`` holds ``point``, remove it and stop this process (SIGSTOP).
+
+        ``publish``: between a batch's engines and its publication; ``checkpoint``: after the
+        membership check of a checkpoint, before its saves.  The test resumes the process
+        (SIGCONT) once the group evicted it and another worker took its partitions: what it
+        then writes comes from a superseded state, and fencing must keep it harmless.
         """
         try:
+            with open(path, encoding="utf-8") as fh:
+                if fh.read().strip() != point:
+                    return
             os.remove(path)
         except FileNotFoundError:
             return
-        log.warning("fault injection (%s): stopping this process before publishing", FREEZE_FILE_ENV)
+        log.warning("fault injection (%s): stopping this process before %s", FREEZE_FILE_ENV, point)
         os.kill(os.getpid(), signal.SIGSTOP)
         log.warning("fault injection (%s): resumed", FREEZE_FILE_ENV)
 
@@ -328,6 +352,9 @@ class Service:
         # 4. await acks: every output of what was read is acknowledged, or StreamError: no commit
         self._sink.flush()
         # 5. checkpoint: the state with the offsets it reflects, stamped with the partition's epoch
+        self._check_membership("checkpointing")
+        if self._freeze_file is not None:
+            self._maybe_freeze(self._freeze_file, "checkpoint")
         done: dict[int, int] = {}
         size = 0
         for p, engine in due:
