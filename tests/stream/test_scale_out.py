@@ -500,8 +500,22 @@ def test_a_frozen_worker_is_evicted_and_its_stale_writes_are_fenced(broker, refe
             timeout_s=90,
             what="the survivor to checkpoint every partition in its newer epoch",
         )
+        # and it checkpointed everything: when the resumed worker rejoins, nothing newer than its
+        # stale save is written before the partitions are restored (fencing must skip that save)
+        wait_for(
+            lambda: committed(broker.bootstrap_servers, group, names["input"]) == len(lines),
+            timeout_s=150,
+            what="the survivor to read and checkpoint everything",
+        )
     finally:
         procs[victim].send_signal(signal.SIGCONT)
+
+    def rejoined() -> bool:  # an assignment logged after it resumed (its gauges still show the old one)
+        log = (tmp_path / f"w{victim}.log").read_text()
+        after = log[log.find("fault injection (VTFAULT_FREEZE_FILE): resumed") :]
+        return re.search(r"assigned partitions \[\d[\d, ]*\] in group generation", after) is not None
+
+    wait_for(rejoined, timeout_s=90, what="the resumed worker to rejoin and get partitions again")
     _caught_up(broker.bootstrap_servers, group, names["input"], len(lines), want_board, "after the thaw")
     texts = [scrape(p) for p in ports]
     _stop_all(procs, tmp_path)
@@ -517,6 +531,13 @@ def test_a_frozen_worker_is_evicted_and_its_stale_writes_are_fenced(broker, refe
     else:  # a save slipped through: written after the newer owner's, ignored by every restore
         assert "UnknownMemberIdError" in victim_log or "IllegalGenerationError" in victim_log
         assert any(stale.values()) and {p for p, h in stale.items() if h} <= owned, (stale, owned)
+        logs = "".join((tmp_path / f"w{i}.log").read_text() for i in (0, 1))
+        for p, headers in stale.items():
+            every = changelog_headers(broker.bootstrap_servers, group, names["input"], p)
+            fresh_at = {h["offsets"][str(p)] for h in every if h not in headers}
+            for at in {h["offsets"][str(p)] for h in headers} - fresh_at:  # else a restore there says nothing
+                restored = re.search(rf"partition {p}: restored from .* at offset {at}$", logs, re.MULTILINE)
+                assert restored is None, f"partition {p} was restored from the superseded save at {at}"
     assert last_board(broker.bootstrap_servers, names["output"]) == want_board
     assert_same_state(_states_of(broker.bootstrap_servers, group, names["input"]), want_state)
     for text in texts:

@@ -240,14 +240,16 @@ class Service:
         self._last_record_at = time.monotonic()
         if n:
             self.gauges.consumed(batch, rejects)
-        # 2. engines (rejects grow by the events they refuse), and the scale-out turn
+        # 2. engines (rejects grow by the events they refuse)
         messages, touched = self._run_engines(batch, rejects)
-        if self.n_partitions > 1:
-            messages = self.board.turn(messages, touched, self._sink, self._source.snapshot())
+        self.gauges.rejected(rejects)  # counted as read, like consumed, before anything can fail
         if self._freeze_file is not None and n:
             self._maybe_freeze(self._freeze_file, "publish")
-        # 3. publish (the producer sends in the background; step 4 awaits the acks)
+        # 3. publish: the scale-out turn (candidates, the merged board), dead letters, decisions; the
+        # producer sends in the background, step 4 awaits the acks.  Not once evicted.
         self._check_membership("publishing")
+        if self.n_partitions > 1:
+            messages = self.board.turn(messages, touched, self._sink, self._source.snapshot())
         self._publish(messages, rejects)
         self.metrics.latency.observe(time.perf_counter() - t0)
         self.metrics.batch_duration.observe(time.perf_counter() - t0)
@@ -325,7 +327,7 @@ class Service:
         sink = self._sink
         now_ms = int(time.time() * 1000)
         limit = sink.max_value_bytes()
-        self.gauges.rejected(rejects)  # counted as read, like consumed
+        self._check_membership("publishing")  # evicted: nothing from a superseded state goes out
         for r in rejects:  # a dead letter too large is truncated (size and SHA-256 kept), never dropped
             sink.send(self.k.dlq_topic, None, dlq_record(r, now_ms=now_ms, max_bytes=limit))
         for m in messages:
