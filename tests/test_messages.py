@@ -203,7 +203,7 @@ def test_a_replay_truncates_a_reject_too_large_for_the_dlq_with_its_size_and_dig
     assert len(line) <= 4096 - FRAMING_BYTES
 
 
-def test_a_message_is_read_by_the_contracts_names_but_changed_only_by_stamping():
+def test_a_message_is_read_by_the_contracts_names_and_its_view_is_read_only():
     d = decision(
         "update",
         product_id="p",

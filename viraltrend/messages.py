@@ -67,7 +67,8 @@ class _ByName:
 
     What a reader of the published JSON object would write; the Struct stays the one typed
     object (no dict is built).  Names are the JSON's (a snapshot's ``items`` is the attribute
-    :attr:`BoardSnapshot.entries`).  Read-only: a message is changed only by :func:`stamp`.
+    :attr:`BoardSnapshot.entries`).  The view is read-only (no item assignment): fields are set
+    by their builder (the board ranks its fresh promotes) and by :func:`stamp` only.
     """
 
     __slots__ = ()
