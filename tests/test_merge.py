@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from viraltrend.board import Member
 from viraltrend.config import BoardConfig
 from viraltrend.merge import BoardMerger
+from viraltrend.messages import decision
 
 
 def member(pid: str, score: float, seller: str | None = None, category: str | None = None) -> Member:
@@ -72,7 +73,17 @@ def test_the_merged_board_does_not_depend_on_the_order_members_arrive_in(rows, s
 
 def test_merge_emits_the_changes_and_one_snapshot_and_reuses_partition_reasons():
     merger = BoardMerger(BoardConfig(size=2))
-    promote = {"action": "promote", "event_ts": 900, "reasons": ["lift_x9"], "features": {"lift": 9.0}}
+    promote = decision(
+        "promote",
+        product_id="a",
+        seller_id="s",
+        category="c",
+        rank=1,
+        score=0.9,
+        event_ts=900,
+        reasons=["lift_x9"],
+        features={"lift": 9.0},
+    )
     out = merger.merge([member("a", 0.9), member("b", 0.8)], 1000, {"a": promote})
     assert [(m["action"], m.get("product_id"), m.get("rank")) for m in out] == [
         ("promote", "a", 1),

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from viraltrend.config import BoardConfig
-from viraltrend.messages import DecisionAction, Message, board_snapshot, decision
+from viraltrend.messages import BoardSnapshot, Decision, DecisionAction, board_snapshot, decision
 from viraltrend.trust import evicts, soft_refusal
 
 __all__ = ["Board", "Candidates", "Member"]
@@ -117,12 +117,12 @@ class Board:
         """Members best first (score, then product_id)."""
         return sorted(self.members.values(), key=lambda m: (-m.score, m.product_id))
 
-    def step(self, now_ms: int, cand: Candidates) -> list[Message]:
+    def step(self, now_ms: int, cand: Candidates) -> list[Decision]:
         """Apply the policy at event time ``now_ms`` and return the decision messages."""
         c = self.cfg
-        demotes: list[Message] = []
-        blocks: list[Message] = []
-        promotes: list[Message] = []
+        demotes: list[Decision] = []
+        blocks: list[Decision] = []
+        promotes: list[Decision] = []
         index = {int(s): i for i, s in enumerate(cand.slot.tolist())}
         score = cand.score
         for slot, m in list(self.members.items()):
@@ -154,11 +154,11 @@ class Board:
         eligible.sort(key=lambda i: (-score[i], cand.product_id[i]))
         for i in eligible:
             self._try_enter(now_ms, cand, i, demotes, promotes)
-        blocks.sort(key=lambda m: m["product_id"])
+        blocks.sort(key=lambda m: m.product_id)
         return demotes + blocks + promotes + self._rerank(now_ms, cand, index, promotes)
 
     def _ready(
-        self, now_ms: int, cand: Candidates, ready: NDArray[np.bool_], blocks: list[Message]
+        self, now_ms: int, cand: Candidates, ready: NDArray[np.bool_], blocks: list[Decision]
     ) -> list[int]:
         """Sequential mode: candidates the detector calls ready and the guard accepts, at once.
 
@@ -181,7 +181,7 @@ class Board:
         return eligible
 
     def _confirmed(
-        self, now_ms: int, cand: Candidates, index: dict[int, int], hot: list[int], blocks: list[Message]
+        self, now_ms: int, cand: Candidates, index: dict[int, int], hot: list[int], blocks: list[Decision]
     ) -> list[int]:
         """Confirm mode: candidates that held above ``promote_threshold`` for ``confirm_s``."""
         c = self.cfg
@@ -220,7 +220,7 @@ class Board:
         ]
 
     def _try_enter(
-        self, now_ms: int, cand: Candidates, i: int, demotes: list[Message], promotes: list[Message]
+        self, now_ms: int, cand: Candidates, i: int, demotes: list[Decision], promotes: list[Decision]
     ) -> None:
         c = self.cfg
         out: Member | None = None
@@ -255,14 +255,14 @@ class Board:
         return category is None or sum(m.category == category for m in stay) < self.cfg.max_per_category
 
     def _rerank(
-        self, now_ms: int, cand: Candidates, index: dict[int, int], promotes: list[Message]
-    ) -> list[Message]:
-        new = {msg["product_id"]: msg for msg in promotes}
-        updates: list[Message] = []
+        self, now_ms: int, cand: Candidates, index: dict[int, int], promotes: list[Decision]
+    ) -> list[Decision]:
+        new = {msg.product_id: msg for msg in promotes}
+        updates: list[Decision] = []
         for rank, m in enumerate(self.ranked(), start=1):
             m.rank = rank
             if m.product_id in new:
-                new[m.product_id]["rank"] = rank
+                new[m.product_id].rank = rank
             elif rank == m.emitted_rank and abs(m.score - m.emitted_score) < self.cfg.update_min_score_delta:
                 continue
             else:
@@ -305,7 +305,7 @@ class Board:
         i: int,
         rank: int | None,
         reasons: Sequence[str],
-    ) -> Message:
+    ) -> Decision:
         return decision(
             action,
             product_id=cand.product_id[i],
@@ -320,7 +320,7 @@ class Board:
 
     def _member_message(
         self, action: DecisionAction, now_ms: int, m: Member, reasons: Sequence[str]
-    ) -> Message:
+    ) -> Decision:
         return decision(
             action,
             product_id=m.product_id,
@@ -333,7 +333,7 @@ class Board:
             features={},
         )
 
-    def snapshot(self, now_ms: int) -> Message:
+    def snapshot(self, now_ms: int) -> BoardSnapshot:
         """The whole board as a ``board`` message (key ``__board__``)."""
         return board_snapshot(now_ms, enumerate(self.ranked(), start=1))
 

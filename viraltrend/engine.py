@@ -54,13 +54,13 @@ from viraltrend.kernels.names import CountedNames, NameTable
 from viraltrend.kernels.prefilter import SCORE, Screen
 from viraltrend.kernels.segment import apply_segment
 from viraltrend.kernels.users import UserSignals
+from viraltrend.messages import Message
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
 from viraltrend.trust import AudienceMemory, TrustGuard, co_numbers, match_numbers, soft_refusal
 
 __all__ = ["Engine", "EngineStats", "Scorer", "model_features"]
 
-Message = dict[str, Any]
 _STATUS_REASON = {1: "late", 2: "future_ts"}
 _SKETCH_EVIDENCE = 0.3  # change evidence (fraction of the alarm threshold) from which a product is sketched
 #: A sketched product stays sketched while it has events at least this often (ms of event time), so its
@@ -729,9 +729,9 @@ class Engine:
             model, sel_feats = self.model, cand.features
             cand.explain = lambda i: [f"model:{n}{v:+.2f}" for n, v in model.explain(sel_feats, i)]
             cand.probability = model.predict_proba_many(sel_feats)  # the board's fast track
-        messages = self.board.step(now_ms, cand)
+        messages: list[Message] = [*self.board.step(now_ms, cand)]
         for m in messages:
-            self.stats.decisions[m["action"]] += 1
+            self.stats.decisions[m.action] += 1
         return messages
 
     def _baseline_users(self, now_ms: int) -> _TickBaseline:

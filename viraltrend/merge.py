@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from viraltrend.board import Member
 from viraltrend.config import BoardConfig
-from viraltrend.messages import BoardSnapshot, DecisionAction, Message, board_snapshot, decision
+from viraltrend.messages import BoardSnapshot, Decision, DecisionAction, Message, board_snapshot, decision
 
 __all__ = ["BoardMerger"]
 
@@ -64,7 +64,7 @@ class BoardMerger:
         The next :meth:`merge` then publishes every change since that board, including those the
         previous publisher decided but never published before it failed over.
         """
-        items = sorted(snapshot.items, key=lambda item: item.rank)
+        items = sorted(snapshot.entries, key=lambda item: item.rank)
         self.current = {
             item.product_id: Member(
                 slot=-1,
@@ -78,7 +78,7 @@ class BoardMerger:
         }
         self.ranks = {item.product_id: item.rank for item in items}
 
-    def merge(self, members: Iterable[Member], event_ts: int, latest: dict[str, Message]) -> list[Message]:
+    def merge(self, members: Iterable[Member], event_ts: int, latest: dict[str, Decision]) -> list[Message]:
         """Merge, and return the messages that turn the previous global board into the new one.
 
         ``latest`` maps product ids to the last per-product message a partition engine emitted
@@ -91,20 +91,16 @@ class BoardMerger:
         for pid in sorted(set(self.current) - set(new)):
             m = self.current[pid]
             src = latest.get(pid)
-            reasons = (
-                src["reasons"] if src is not None and src["action"] == "demote" else ["displaced_in_merge"]
-            )
+            reasons = src.reasons if src is not None and src.action == "demote" else ["displaced_in_merge"]
             out.append(self._message("demote", m, None, event_ts, reasons, src))
         for rank, m in enumerate(chosen, start=1):
             src = latest.get(m.product_id)
             if m.product_id not in self.current:
                 reasons = (
-                    src["reasons"]
-                    if src is not None and src["action"] == "promote"
-                    else ["entered_merged_board"]
+                    src.reasons if src is not None and src.action == "promote" else ["entered_merged_board"]
                 )
                 out.append(self._message("promote", m, rank, event_ts, reasons, src))
-            elif self.ranks.get(m.product_id) != rank or (src is not None and src["action"] == "update"):
+            elif self.ranks.get(m.product_id) != rank or (src is not None and src.action == "update"):
                 out.append(self._message("update", m, rank, event_ts, ["rank_changed"], src))
         self.current = new
         self.ranks = {m.product_id: r for r, m in enumerate(chosen, start=1)}
@@ -112,7 +108,7 @@ class BoardMerger:
             out.append(self.snapshot(event_ts))
         return out
 
-    def snapshot(self, event_ts: int) -> Message:
+    def snapshot(self, event_ts: int) -> BoardSnapshot:
         """The merged board as a ``board`` message."""
         ranked = sorted(self.current.items(), key=lambda kv: self.ranks[kv[0]])
         return board_snapshot(event_ts, ((self.ranks[pid], m) for pid, m in ranked))
@@ -124,8 +120,8 @@ class BoardMerger:
         rank: int | None,
         event_ts: int,
         reasons: list[str],
-        src: Message | None,
-    ) -> Message:
+        src: Decision | None,
+    ) -> Decision:
         return decision(
             action,
             product_id=m.product_id,
@@ -133,7 +129,7 @@ class BoardMerger:
             category=m.category,
             rank=rank,
             score=m.score,
-            event_ts=int(src["event_ts"]) if src is not None else event_ts,
+            event_ts=src.event_ts if src is not None else event_ts,
             reasons=reasons,
-            features=src["features"] if src is not None else {},
+            features=src.features if src is not None else {},
         )

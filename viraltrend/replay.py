@@ -15,12 +15,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import polars as pl
 
 from viraltrend.config import Config
 from viraltrend.engine import Engine, Scorer
 from viraltrend.events import EventBatch, Reject
+from viraltrend.messages import FRAMING_BYTES
 from viraltrend.stream.files import FileSource
 from viraltrend.stream.sinks import DecisionFile, RejectsFile
 
@@ -94,7 +96,9 @@ def replay(
     out
         Decisions file (NDJSON, the deals contract), ending with the final board snapshot.
     rejects_out
-        Where refused records go (original line, line number, reason); none written if None.
+        Where refused records go, none written if None: one dead-letter record per line, the same
+        :class:`~viraltrend.messages.DeadLetter` as the live DLQ's (original bytes, reason, file,
+        line number), truncated with its full size and SHA-256 past ``kafka.max_message_bytes``.
     sort
         Load everything and sort stably by ``ts`` first (for files not in event-time order).
     trace, trace_out
@@ -106,7 +110,8 @@ def replay(
     t0 = time.perf_counter()
     source = FileSource(paths, format=file_format, batch_size=batch_size)  # type: ignore[arg-type]
     with source, DecisionFile(out) as decisions:
-        rejects_file = RejectsFile(rejects_out) if rejects_out is not None else None
+        limit = cfg.kafka.max_message_bytes - FRAMING_BYTES  # what the DLQ would hold
+        rejects_file = RejectsFile(rejects_out, max_bytes=limit) if rejects_out is not None else None
 
         def on_rejects(rejects: list[Reject]) -> None:
             for r in rejects:
@@ -156,7 +161,8 @@ def replay(
     summary.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     summary.watermark_ms = engine.clock.watermark_ms if stats.events_applied else None
     wm = engine.clock.watermark_ms
-    summary.board = engine.board.snapshot(wm)["items"] if stats.events_applied and wm is not None else []
+    if stats.events_applied and wm is not None:
+        summary.board = msgspec.to_builtins(engine.board.snapshot(wm).entries)
     if engine.model is not None:
         summary.model = engine.model.metrics()
     return summary

@@ -88,7 +88,7 @@ def test_replay_sends_duplicates_late_and_future_events_to_the_rejects_file_as_t
     got = {r["offset"] - 1: r["reason"] for r in rejects}  # file offsets are 1-based line numbers
     assert got == expected
     assert all(r["original"].encode() == records[r["offset"] - 1] for r in rejects)
-    assert all(r["source"] == str(path) for r in rejects)
+    assert all(r["source_topic"] == str(path) for r in rejects)
     assert summary.events_applied == 3000
     assert summary.events_read == len(records)
 

@@ -71,7 +71,7 @@ def test_two_events_in_2099_are_the_only_rejects_of_a_replay(streams, batch_size
     ]
     future = [r for r in rejects if r["reason"] == "future_ts"]
     assert [r["original"].encode() for r in future] == [far(0), far(1)]  # the lines as written
-    assert {r["source"] for r in future} == {str(out / "poisoned.ndjson")}
+    assert {r["source_topic"] for r in future} == {str(out / "poisoned.ndjson")}
     assert _decisions(out / f"poisoned-{batch_size}.ndjson") == _decisions(out / f"clean-{batch_size}.ndjson")
 
 

@@ -6,14 +6,13 @@ original bytes, and every good event between them must be applied.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import signal
 
 import pytest
 from kafka import KafkaProducer
 
+from tests.stream.contract import check_dead_letter
 from tests.stream.hostile import HOSTILE, Kind, hostile_stream
 from tests.stream.services import finish, read_topic, samples, scrape, start_service, topics, wait_for
 from viraltrend.config import load_config
@@ -39,15 +38,6 @@ def test_each_kind_alone_is_rejected_by_the_decoder_with_its_reason(kind: Kind):
     assert rejects[0].detail and "\n" not in rejects[0].detail
 
 
-def _original(record: dict) -> bytes:
-    """The original bytes of a rejects-file record (text or hex)."""
-    return (
-        record["original"].encode()
-        if record["original"] is not None
-        else bytes.fromhex(record["original_hex"])
-    )
-
-
 @pytest.mark.parametrize("batch_size", [100_000, 7])
 def test_replay_rejects_every_hostile_record_with_its_reason_and_applies_every_good_one(tmp_path, batch_size):
     records, hostile_at, good_at = hostile_stream()
@@ -60,10 +50,11 @@ def test_replay_rejects_every_hostile_record_with_its_reason_and_applies_every_g
         rejects_out=tmp_path / "rejects.ndjson",
         batch_size=batch_size,
     )
-    rejects = [json.loads(x) for x in (tmp_path / "rejects.ndjson").read_text().splitlines()]
+    lines = (tmp_path / "rejects.ndjson").read_bytes().splitlines()
+    rejects = [json.loads(x) for x in lines]
     assert {r["offset"] - 1: r["reason"] for r in rejects} == {p: k.reason for p, k in hostile_at.items()}
-    for r in rejects:
-        assert _original(r) == records[r["offset"] - 1], hostile_at[r["offset"] - 1].name
+    for line, r in zip(lines, rejects, strict=True):  # the DLQ's record, with the original bytes
+        check_dead_letter(line, original=records[r["offset"] - 1])
     assert summary.events_applied == len(good_at)
     assert summary.events_read == len(records)
 
@@ -93,16 +84,11 @@ def test_every_hostile_record_reaches_the_dlq_with_its_reason_and_the_good_ones_
     finally:
         proc.send_signal(signal.SIGTERM)
         finish(proc, tmp_path, timeout_s=30)
-    dead = [json.loads(v) for _, v in read_topic(broker.bootstrap_servers, names["dlq"])]
+    values = [v for _, v in read_topic(broker.bootstrap_servers, names["dlq"])]
+    dead = [json.loads(v) for v in values]
     assert {d["offset"]: d["reason"] for d in dead} == {p: k.reason for p, k in hostile_at.items()}
-    for d in dead:
-        original = records[d["offset"]]
-        if d.get("truncated"):  # too large for one message: its start, size and digest
-            assert d["original_size"] == len(original)
-            assert d["original_sha256"] == hashlib.sha256(original).hexdigest()
-            assert original.startswith(base64.b64decode(d["original_b64"]))
-        else:
-            assert base64.b64decode(d["original_b64"]) == original, hostile_at[d["offset"]].name
+    for value, d in zip(values, dead, strict=True):  # whole, or its start with its size and digest
+        check_dead_letter(value, original=records[d["offset"]])
         assert (d["source_topic"], d["partition"]) == (names["input"], 0)
     consumed = sum(samples(text, "viraltrend_events_consumed_total").values())
     applied = sum(samples(text, "viraltrend_events_applied_total").values())

@@ -9,6 +9,7 @@ and with the same state per partition in its changelog (nothing lost, nothing co
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import threading
@@ -20,10 +21,21 @@ import numpy as np
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from tests.stream.services import decisions, finish, key_of, produce, sample, scrape, start_service, wait_for
+from tests.stream.services import (
+    assert_accounted,
+    decisions,
+    finish,
+    key_of,
+    produce,
+    sample,
+    scrape,
+    start_service,
+    wait_for,
+)
 from viraltrend.errors import CheckpointError
 from viraltrend.stream.broker import create_topics, free_port
 from viraltrend.stream.changelog import ChangelogStore
+from viraltrend.stream.loop import FREEZE_FILE_ENV
 
 pytestmark = pytest.mark.integration
 
@@ -364,3 +376,169 @@ def test_a_corrupted_changelog_checkpoint_is_refused_with_a_clear_error(broker, 
     assert decisions(broker.bootstrap_servers, names["output"]) == published, (
         "nothing published from bad state"
     )
+
+
+def changelog_headers(bootstrap: str, group: str, input_topic: str, partition: int) -> list[dict[str, Any]]:
+    """The checkpoint headers of input ``partition`` in the group's changelog, in the order written."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    tp = TopicPartition(f"{group}.state", partition)
+    name = f"{input_topic}-{partition}".encode()
+    out = []
+    try:
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        end = consumer.end_offsets([tp])[tp]
+        deadline = time.monotonic() + 30
+        while consumer.position(tp) < end:
+            assert time.monotonic() < deadline, f"could not read {tp} to its end ({end})"
+            for r in consumer.poll(timeout_ms=500).get(tp, []):
+                if r.key == name and r.value is not None:
+                    out.append(json.loads(r.value))
+    finally:
+        consumer.close()
+    return out
+
+
+def stale_headers(headers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Headers written after one of a newer epoch: a superseded owner's saves, which fencing ignores."""
+    newest = -1
+    out = []
+    for h in headers:
+        if h["epoch"] < newest:
+            out.append(h)
+        newest = max(newest, h["epoch"])
+    return out
+
+
+def assigned(log: Path) -> set[int]:
+    """The input partitions a worker was last assigned, from its log."""
+    found = re.findall(r"assigned partitions \[([\d, ]*)\] in group generation", log.read_text())
+    assert found, f"no assignment in {log}"
+    return {int(p) for p in found[-1].split(",") if p.strip()}
+
+
+def stopped(proc: subprocess.Popen[str]) -> bool:
+    """Whether ``proc`` is stopped (SIGSTOP): state ``T`` in /proc."""
+    stat = Path(f"/proc/{proc.pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2] == "T"
+
+
+@pytest.mark.parametrize("point", ["publish", "checkpoint"])
+def test_a_frozen_worker_is_evicted_and_its_stale_writes_are_fenced(broker, reference, tmp_path, point):
+    """The board publisher of two workers is frozen (SIGSTOP) until the group evicts it, then resumed.
+
+    It stops itself (``VTFAULT_FREEZE_FILE``) mid-batch: before publishing (``publish``), or in a
+    checkpoint after its membership check, before its saves (``checkpoint``).  The group evicts
+    it (its session expires) and gives its partitions to the other worker, which checkpoints them
+    in a newer epoch and reads the rest of the input.  Then it is resumed (SIGCONT):
+
+    - ``publish``: it sees its session expired and writes nothing (no decision, no merged board,
+      no checkpoint), rolls back and rejoins;
+    - ``checkpoint``: it saves its stale state after the newer owner's checkpoint (the race the
+      membership check cannot close), its commit is refused, and a restore ignores that save.
+
+    Either way the final board, the state and the accounting are those of an uninterrupted run.
+    Whether the frozen worker is also the group leader varies from run to run (member ids are
+    random): Tansu moves the leadership when a leader's session expires.
+    """
+    lines, _, want_board, want_state = reference
+    group = f"scale-freeze-{point}"
+    names = {**outputs(broker.bootstrap_servers, group), "input": f"{INPUT}-freeze-{point}"}
+    create_topics(broker.bootstrap_servers, {names["input"]: PARTITIONS})
+    thirds = [
+        lines[: len(lines) // 3],
+        lines[len(lines) // 3 : 2 * len(lines) // 3],
+        lines[2 * len(lines) // 3 :],
+    ]
+    produce(broker.bootstrap_servers, names["input"], thirds[0])
+    freeze = [tmp_path / "freeze-w0", tmp_path / "freeze-w1"]
+    env = {"VIRALTREND_CHECKPOINT_INTERVAL_S": "0.5", "VIRALTREND_KAFKA_MAX_BATCH_EVENTS": "500"}
+    ports = [free_port(), free_port()]
+    procs = [
+        start_service(
+            broker.bootstrap_servers,
+            names,
+            tmp_path,
+            group_id=group,
+            idle_s=None,
+            metrics_port=port,
+            env={**env, FREEZE_FILE_ENV: str(freeze[i])},
+            log_name=f"w{i}.log",
+        )
+        for i, port in enumerate(ports)
+    ]
+    wait_for(
+        lambda: (
+            all(_gauge(p, "viraltrend_assigned_partitions") == 2 for p in ports)
+            and sum(_consumed(p) for p in ports) >= len(thirds[0])
+        ),
+        timeout_s=90,
+        what="both workers to share the partitions and read the first third",
+    )
+    publishers = [_gauge(p, "viraltrend_board_publisher") for p in ports]
+    assert sorted(publishers) == [0.0, 1.0], publishers
+    victim = publishers.index(1.0)  # the board publisher: its stale output is a merged board
+    survivor = 1 - victim
+    owned = assigned(tmp_path / f"w{victim}.log")
+    freeze[victim].write_text(point)  # it stops itself there, at its next batch or checkpoint
+    produce(broker.bootstrap_servers, names["input"], thirds[1])
+    try:
+        wait_for(lambda: stopped(procs[victim]), timeout_s=60, what="the victim to stop mid-batch")
+        wait_for(
+            lambda: _gauge(ports[survivor], "viraltrend_assigned_partitions") == PARTITIONS,
+            timeout_s=90,
+            what="the group to evict the frozen worker and give the survivor its partitions",
+        )
+        produce(broker.bootstrap_servers, names["input"], thirds[2])
+
+        def newest_epoch(p: int) -> int:
+            headers = changelog_headers(broker.bootstrap_servers, group, names["input"], p)
+            return max((h["epoch"] for h in headers), default=-1)
+
+        wait_for(  # the newer owner's checkpoints precede the frozen worker's stale ones
+            lambda: all(newest_epoch(p) > 0 for p in range(PARTITIONS)),
+            timeout_s=90,
+            what="the survivor to checkpoint every partition in its newer epoch",
+        )
+        # and it checkpointed everything: when the resumed worker rejoins, nothing newer than its
+        # stale save is written before the partitions are restored (fencing must skip that save)
+        wait_for(
+            lambda: committed(broker.bootstrap_servers, group, names["input"]) == len(lines),
+            timeout_s=150,
+            what="the survivor to read and checkpoint everything",
+        )
+    finally:
+        procs[victim].send_signal(signal.SIGCONT)
+
+    def rejoined() -> bool:  # an assignment logged after it resumed (its gauges still show the old one)
+        log = (tmp_path / f"w{victim}.log").read_text()
+        after = log[log.find("fault injection (VTFAULT_FREEZE_FILE): resumed") :]
+        return re.search(r"assigned partitions \[\d[\d, ]*\] in group generation", after) is not None
+
+    wait_for(rejoined, timeout_s=90, what="the resumed worker to rejoin and get partitions again")
+    _caught_up(broker.bootstrap_servers, group, names["input"], len(lines), want_board, "after the thaw")
+    texts = [scrape(p) for p in ports]
+    _stop_all(procs, tmp_path)
+    victim_log = (tmp_path / f"w{victim}.log").read_text()
+    assert f"stopping this process before {point}" in victim_log
+    stale = {
+        p: stale_headers(changelog_headers(broker.bootstrap_servers, group, names["input"], p))
+        for p in range(PARTITIONS)
+    }
+    if point == "publish":  # fenced before any write
+        assert "not publishing: no group heartbeat was answered" in victim_log
+        assert not any(stale.values()), stale
+    else:  # a save slipped through: written after the newer owner's, ignored by every restore
+        assert "UnknownMemberIdError" in victim_log or "IllegalGenerationError" in victim_log
+        assert any(stale.values()) and {p for p, h in stale.items() if h} <= owned, (stale, owned)
+        logs = "".join((tmp_path / f"w{i}.log").read_text() for i in (0, 1))
+        for p, headers in stale.items():
+            every = changelog_headers(broker.bootstrap_servers, group, names["input"], p)
+            fresh_at = {h["offsets"][str(p)] for h in every if h not in headers}
+            for at in {h["offsets"][str(p)] for h in headers} - fresh_at:  # else a restore there says nothing
+                restored = re.search(rf"partition {p}: restored from .* at offset {at}$", logs, re.MULTILINE)
+                assert restored is None, f"partition {p} was restored from the superseded save at {at}"
+    assert last_board(broker.bootstrap_servers, names["output"]) == want_board
+    assert_same_state(_states_of(broker.bootstrap_servers, group, names["input"]), want_state)
+    for text in texts:
+        assert_accounted(text)

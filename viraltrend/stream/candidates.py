@@ -29,7 +29,7 @@ import msgspec
 
 from viraltrend.board import Member
 from viraltrend.errors import StreamError
-from viraltrend.messages import ENCODER, SCHEMA, CandidateMember, CandidatesRecord, Message
+from viraltrend.messages import ENCODER, SCHEMA, CandidateMember, CandidatesRecord, Decision
 from viraltrend.stream.broker import _connect, kafka_errors
 
 __all__ = ["CandidatesFollower", "PartitionCandidates", "decode_candidates", "encode_candidates"]
@@ -45,7 +45,7 @@ class PartitionCandidates:
     offset: int  # next input offset: the state reflects every record before it
     watermark_ms: int | None
     members: list[Member]
-    messages: dict[str, Message] = field(default_factory=dict)  # last decision per member (reasons)
+    messages: dict[str, Decision] = field(default_factory=dict)  # last decision per member (reasons)
 
 
 def encode_candidates(pc: PartitionCandidates) -> bytes:
@@ -119,7 +119,7 @@ class CandidatesFollower:
         self.topic = topic
         self.latest: dict[int, PartitionCandidates] = {}
         self.records_read = 0
-        self._fresh: dict[int, dict[str, Message]] = {}  # partition -> decisions not yet drained
+        self._fresh: dict[int, dict[str, Decision]] = {}  # partition -> decisions not yet drained
         config = {"group_id": None, "enable_auto_commit": False, "bootstrap_timeout_ms": 10_000, **options}
         self._consumer = _connect(KafkaConsumer, bootstrap_servers, config)
         try:
@@ -158,12 +158,12 @@ class CandidatesFollower:
                 changed += 1
         return changed
 
-    def drain_messages(self, exclude: Collection[int] = ()) -> dict[str, Message]:
+    def drain_messages(self, exclude: Collection[int] = ()) -> dict[str, Decision]:
         """Decisions of other workers' partitions received since the last drain, by product id.
 
         Partitions in ``exclude`` (this worker's own, whose decisions it has first-hand) are dropped.
         """
-        out: dict[str, Message] = {}
+        out: dict[str, Decision] = {}
         for p, msgs in self._fresh.items():
             if p not in exclude:
                 out.update(msgs)

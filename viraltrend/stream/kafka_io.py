@@ -14,8 +14,6 @@ Clients pass ``**client_options`` to kafka-python (``security_protocol``, ``sasl
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import threading
 import time
@@ -23,7 +21,6 @@ from collections.abc import Callable, Collection, Mapping
 from operator import attrgetter
 from typing import Any, Final
 
-import msgspec
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka import errors as kerr
@@ -33,7 +30,7 @@ from kafka.consumer.subscription_state import (
 
 from viraltrend.errors import ConfigError, StreamError
 from viraltrend.events import EventBatch, Reject
-from viraltrend.messages import ENCODER, SCHEMA, DeadLetter, dead_letter
+from viraltrend.messages import ENCODER, FRAMING_BYTES, SCHEMA, dead_letter
 from viraltrend.stream.broker import (  # topic admin lives with the broker; re-exported here
     _CREATE_HINT,
     TopicInfo,
@@ -67,7 +64,6 @@ _RESERVED: Final = frozenset({"group_id", "enable_auto_commit", "key_deserialize
 #: kafka-python's default ``max_request_size``; Kafka's default ``message.max.bytes`` is a little more.
 DEFAULT_MAX_MESSAGE_BYTES: Final = 1_048_576
 _MIN_MESSAGE_BYTES: Final = 512
-_FRAMING_BYTES: Final = 128  # record batch (61 bytes) and record headers, with room to spare
 _VALUE: Final = attrgetter("value")
 _OFFSET: Final = attrgetter("offset")
 
@@ -177,6 +173,8 @@ class KafkaSource(KafkaGroupSource):
         config.update(client_options)
         self._in_hook = False
         self._to_assign: set[int] = set()  # assigned and paused; on_assign not yet called
+        self._session_timeout_s = float(config["session_timeout_ms"]) / 1000
+        self._assigned_at = time.monotonic()  # when the current assignment came (membership fence)
         self._deferred: list[dict[TopicPartition, OffsetAndMetadata]] = []
         self._consumer: KafkaConsumer = _connect(KafkaConsumer, bootstrap_servers, config)
         try:
@@ -283,6 +281,19 @@ class KafkaSource(KafkaGroupSource):
         """Return the partitions of the topic currently assigned to this consumer."""
         return {tp.partition for tp in self._consumer.assignment() if tp.topic == self.topic}
 
+    def session_expired(self) -> bool:
+        """True when no heartbeat was answered within ``session_timeout_ms`` (see the base class).
+
+        Counted from the later of the last answered heartbeat and the current assignment, not
+        from kafka-python's own timer, which restarts when it finds the coordinator again after
+        the session expired (as it does first thing when a frozen process resumes).
+        """
+        heartbeat = getattr(self._consumer._coordinator, "heartbeat", None)
+        if heartbeat is None or not self._consumer.assignment():
+            return False
+        last = max(float(heartbeat.last_receive), self._assigned_at)
+        return time.monotonic() - last > self._session_timeout_s
+
     def lag(self) -> dict[int, int]:
         """Per assigned partition, how many records lie beyond what was returned.
 
@@ -329,6 +340,7 @@ class KafkaSource(KafkaGroupSource):
     async def _rebalanced(self, kind: str, tps: Collection[TopicPartition]) -> None:
         parts = {tp.partition for tp in tps if tp.topic == self.topic}
         if kind == "assign":  # pause now; next_batch restores on the caller's thread, then resumes
+            self._assigned_at = time.monotonic()
             self._consumer.pause(*[tp for tp in tps if tp.topic == self.topic])
             self._to_assign |= parts
             return
@@ -451,7 +463,7 @@ class KafkaSink:
 
     def max_value_bytes(self, key: bytes | None = None) -> int:
         """The longest value a message with ``key`` may have: :attr:`max_message_bytes` less framing."""
-        return self.max_message_bytes - _FRAMING_BYTES - (len(key) if key else 0)
+        return self.max_message_bytes - FRAMING_BYTES - (len(key) if key else 0)
 
     def send_json(self, topic: str, key: bytes | str | None, obj: object) -> None:
         """Encode ``obj`` as UTF-8 JSON (msgspec) and :meth:`send` it."""
@@ -534,73 +546,15 @@ class KafkaSink:
 
 
 def dlq_record(reject: Reject, *, now_ms: int | None = None, max_bytes: int | None = None) -> bytes:
-    """Encode ``reject`` as a dead-letter value: UTF-8 JSON per the events contract.
+    """The dead-letter value of ``reject``, encoded once as UTF-8 JSON per the events contract.
 
-    Fields: ``schema`` (1), ``reason``, ``detail``, ``source_topic``, ``partition``,
-    ``offset``, ``original`` (the bytes as text if they are UTF-8, else null),
-    ``original_b64`` (always), ``rejected_at`` (wall-clock epoch ms), and ``extra`` when the
-    reject carries extra facts.
-
-    When the record would be longer than ``max_bytes``, it is *truncated*, never dropped:
-    ``original`` and ``original_b64`` then hold the longest prefix of the original bytes that
-    fits (cut on a UTF-8 character boundary), and ``truncated`` (true), ``original_size`` (the
-    full length in bytes) and ``original_sha256`` (hex digest of the full original) are added.
-
-    Raises
-    ------
-    StreamError
-        Even with no byte of the original, the record is longer than ``max_bytes``.
+    The record is :func:`~viraltrend.messages.dead_letter`'s: truncated (full size and SHA-256
+    kept), never dropped, when it would be longer than ``max_bytes``.
 
     Examples
     --------
     >>> from viraltrend.events import Reject
     >>> dlq_record(Reject(b"{", "bad_json", "truncated", "events", 1, 7), now_ms=5)[:40]
     b'{"schema":1,"reason":"bad_json","detail"'
-    >>> import json
-    >>> big = dlq_record(Reject(b"x" * 5000, "bad_json", "not JSON"), now_ms=5, max_bytes=2000)
-    >>> r = json.loads(big); len(big) <= 2000, r["truncated"], r["original_size"], len(r["original"]) > 500
-    (True, True, 5000, True)
     """
-    letter = dead_letter(reject, now_ms=now_ms)
-    encoded = ENCODER.encode(letter)
-    if max_bytes is None or len(encoded) <= max_bytes:
-        return encoded
-    return _truncated(letter, reject.raw, max_bytes=max_bytes)
-
-
-def _truncated(letter: DeadLetter, raw: bytes, *, max_bytes: int) -> bytes:
-    """``letter`` with the longest prefix of ``raw`` that keeps it within ``max_bytes`` (see dlq_record)."""
-    utf8 = letter.original is not None
-    whole = msgspec.structs.replace(
-        letter, truncated=True, original_size=len(raw), original_sha256=hashlib.sha256(raw).hexdigest()
-    )
-
-    def encode(k: int) -> bytes:
-        if utf8:
-            while 0 < k < len(raw) and raw[k] & 0xC0 == 0x80:  # not inside a UTF-8 character
-                k -= 1
-        prefix = raw[:k]
-        return ENCODER.encode(
-            msgspec.structs.replace(
-                whole,
-                original=prefix.decode("utf-8") if utf8 else None,
-                original_b64=base64.b64encode(prefix).decode("ascii"),
-            )
-        )
-
-    empty = encode(0)
-    if len(empty) > max_bytes:
-        msg = (
-            f"the dead letter of {letter.source_topic!r}[{letter.partition}] offset "
-            f"{letter.offset} needs {len(empty)} bytes without its original, over the "
-            f"{max_bytes}-byte limit; raise kafka.max_message_bytes"
-        )
-        raise StreamError(msg)
-    lo, hi = 0, len(raw)  # the longest fitting prefix: lo fits, hi + 1 does not
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if len(encode(mid)) <= max_bytes:
-            lo = mid
-        else:
-            hi = mid - 1
-    return encode(lo)
+    return ENCODER.encode(dead_letter(reject, now_ms=now_ms, max_bytes=max_bytes))

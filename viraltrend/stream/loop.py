@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -57,7 +59,7 @@ from viraltrend.config import Config
 from viraltrend.engine import Engine
 from viraltrend.errors import CheckpointError, StreamError
 from viraltrend.events import EventBatch, Reject
-from viraltrend.messages import Message
+from viraltrend.messages import ENCODER, Message, message_key, stamp
 from viraltrend.metrics import Metrics
 from viraltrend.stream.blocklist import BlocklistFollower
 from viraltrend.stream.broker import INTERNAL_TOPIC_CONFIGS, reachable
@@ -68,12 +70,14 @@ from viraltrend.stream.clients import client_options, prepare_topics
 from viraltrend.stream.gauges import Gauges
 from viraltrend.stream.kafka_io import KafkaSink, KafkaSource, create_topics, describe_topic, dlq_record
 from viraltrend.stream.partitions import Partitions
-from viraltrend.stream.scaleout import BOARD_KEY, BoardShare
-from viraltrend.stream.sinks import stamp
+from viraltrend.stream.scaleout import BoardShare
 
 __all__ = ["Service", "ServiceOptions", "run_service"]
 
 log = logging.getLogger("viraltrend.service")
+#: Fault injection (the fault suite): a file whose appearance makes the service stop itself (SIGSTOP)
+#: before publishing or before a checkpoint's saves (see :meth:`Service._maybe_freeze`).
+FREEZE_FILE_ENV = "VTFAULT_FREEZE_FILE"  # not VIRALTREND_*: those are config keys
 
 
 class GroupSource(Protocol):
@@ -97,6 +101,10 @@ class GroupSource(Protocol):
 
     def generation(self) -> int | None:
         """The consumer-group generation of the current assignment (the checkpoints' epoch)."""
+        ...
+
+    def session_expired(self) -> bool:
+        """True when the group has surely evicted this member (no heartbeat answered in time)."""
         ...
 
     def lag(self) -> dict[int, int]:
@@ -148,6 +156,7 @@ class Service:
         self._probe_due = 0.0
         self._last_record_at = time.monotonic()
         self.stop_event = threading.Event()
+        self._freeze_file = os.environ.get(FREEZE_FILE_ENV) or None
 
     @property
     def engines(self) -> dict[int, Engine]:
@@ -231,11 +240,16 @@ class Service:
         self._last_record_at = time.monotonic()
         if n:
             self.gauges.consumed(batch, rejects)
-        # 2. engines (rejects grow by the events they refuse), and the scale-out turn
+        # 2. engines (rejects grow by the events they refuse)
         messages, touched = self._run_engines(batch, rejects)
+        self.gauges.rejected(rejects)  # counted as read, like consumed, before anything can fail
+        if self._freeze_file is not None and n:
+            self._maybe_freeze(self._freeze_file, "publish")
+        # 3. publish: the scale-out turn (candidates, the merged board), dead letters, decisions; the
+        # producer sends in the background, step 4 awaits the acks.  Not once evicted.
+        self._check_membership("publishing")
         if self.n_partitions > 1:
             messages = self.board.turn(messages, touched, self._sink, self._source.snapshot())
-        # 3. publish (the producer sends in the background; step 4 awaits the acks)
         self._publish(messages, rejects)
         self.metrics.latency.observe(time.perf_counter() - t0)
         self.metrics.batch_duration.observe(time.perf_counter() - t0)
@@ -244,6 +258,41 @@ class Service:
         if time.monotonic() - self._last_checkpoint >= self.cfg.checkpoint.interval_s:
             self.checkpoint()
         return n + shared
+
+    def _check_membership(self, what: str) -> None:
+        """Fence this worker's own writes: :class:`StreamError` (roll back, rejoin) once evicted.
+
+        A worker whose group session expired (frozen past ``session_timeout_ms``, say) no longer
+        owns its partitions; what it would publish or checkpoint now comes from a superseded
+        state.  This catches it before the write; the changelog's epochs fence a save that
+        slips through (the session may expire between this check and the write).
+        """
+        if self._source is not None and self._source.session_expired():
+            msg = (
+                f"not {what}: no group heartbeat was answered within the session timeout, so the "
+                "group has evicted this worker and its partitions may have a new owner"
+            )
+            raise StreamError(msg)
+
+    @staticmethod
+    def _maybe_freeze(path: str, point: str) -> None:
+        """Fault injection: once ``path`` holds ``point``, remove it and stop this process (SIGSTOP).
+
+        ``publish``: between a batch's engines and its publication; ``checkpoint``: after the
+        membership check of a checkpoint, before its saves.  The test resumes the process
+        (SIGCONT) once the group evicted it and another worker took its partitions: what it
+        then writes comes from a superseded state, and fencing must keep it harmless.
+        """
+        try:
+            with open(path, encoding="utf-8") as fh:
+                if fh.read().strip() != point:
+                    return
+            os.remove(path)
+        except FileNotFoundError:
+            return
+        log.warning("fault injection (%s): stopping this process before %s", FREEZE_FILE_ENV, point)
+        os.kill(os.getpid(), signal.SIGSTOP)
+        log.warning("fault injection (%s): resumed", FREEZE_FILE_ENV)
 
     def _idle(self) -> None:
         """Nothing read: the caught-up publisher's final snapshot, and a checkpoint when due."""
@@ -278,13 +327,12 @@ class Service:
         sink = self._sink
         now_ms = int(time.time() * 1000)
         limit = sink.max_value_bytes()
-        self.gauges.rejected(rejects)  # counted as read, like consumed
+        self._check_membership("publishing")  # evicted: nothing from a superseded state goes out
         for r in rejects:  # a dead letter too large is truncated (size and SHA-256 kept), never dropped
             sink.send(self.k.dlq_topic, None, dlq_record(r, now_ms=now_ms, max_bytes=limit))
         for m in messages:
-            key = BOARD_KEY if m["action"] == "board" else m["product_id"].encode("utf-8")
-            sink.send_json(self.k.output_topic, key, stamp(m, now_ms))
-            self.metrics.board_changes.labels(action=m["action"]).inc()
+            sink.send(self.k.output_topic, message_key(m), ENCODER.encode(stamp(m, now_ms)))  # encoded once
+            self.metrics.board_changes.labels(action=m.action).inc()
 
     def checkpoint(self, only: set[int] | None = None) -> None:
         """Steps 4-6: await every ack, checkpoint each due partition with its offsets, commit them."""
@@ -306,6 +354,9 @@ class Service:
         # 4. await acks: every output of what was read is acknowledged, or StreamError: no commit
         self._sink.flush()
         # 5. checkpoint: the state with the offsets it reflects, stamped with the partition's epoch
+        self._check_membership("checkpointing")
+        if self._freeze_file is not None:
+            self._maybe_freeze(self._freeze_file, "checkpoint")
         done: dict[int, int] = {}
         size = 0
         for p, engine in due:
@@ -513,7 +564,6 @@ def run_service(
 ) -> int:
     """``viraltrend run``: metrics endpoint, topics, signal handling, then :meth:`Service.run`."""
     import faulthandler
-    import signal
 
     from prometheus_client import CollectorRegistry
 

@@ -17,7 +17,7 @@ from viraltrend.board import Member
 from viraltrend.config import Config
 from viraltrend.engine import Engine
 from viraltrend.merge import BoardMerger
-from viraltrend.messages import Message, decode_board_snapshot
+from viraltrend.messages import BOARD_KEY, BoardSnapshot, Decision, Message, decode_board_snapshot
 from viraltrend.stream.candidates import (
     CandidatesFollower,
     PartitionCandidates,
@@ -29,7 +29,6 @@ from viraltrend.stream.kafka_io import KafkaSink
 __all__ = ["BOARD_KEY", "BoardShare"]
 
 log = logging.getLogger("viraltrend.service")
-BOARD_KEY = b"__board__"
 
 
 class BoardShare:
@@ -47,7 +46,7 @@ class BoardShare:
         self.merger = BoardMerger(cfg.board)
         self.follower: CandidatesFollower | None = None
         self._published: dict[int, tuple[Any, ...]] = {}  # partition -> board signature last shared
-        self._round: dict[int, dict[str, Message]] = {}  # partition -> decisions since its last share
+        self._round: dict[int, dict[str, Decision]] = {}  # partition -> decisions since its last share
         self._snapshot_wm = 0  # event time of the last merged snapshot
         self.merged_wm = 0  # event time of the last merge: the newest watermark of any partition
         self.announce = False  # publish a board snapshot at the next merge (just became publisher)
@@ -109,8 +108,8 @@ class BoardShare:
         """Keep ``partition``'s per-product decisions until they are shared with the publisher."""
         round_msgs = self._round.setdefault(partition, {})
         for m in messages:
-            if m["action"] != "board":
-                round_msgs[m["product_id"]] = m
+            if isinstance(m, Decision):
+                round_msgs[m.product_id] = m
 
     def turn(
         self, messages: list[Message], touched: set[int], sink: KafkaSink, offsets: Mapping[int, int]
@@ -118,12 +117,12 @@ class BoardShare:
         """The batch's scale-out turn: share the touched boards; the messages this worker publishes."""
         latest = {pid: m for p in touched for pid, m in self._round[p].items()}
         self.share(touched, sink, offsets)
-        out = [m for m in messages if m["action"] == "block"]
+        out: list[Message] = [m for m in messages if isinstance(m, Decision) and m.action == "block"]
         if self.is_publisher:
             out += self.merge(latest)
         return out
 
-    def idle_snapshot(self) -> Message | None:
+    def idle_snapshot(self) -> BoardSnapshot | None:
         """Caught up: the publisher's snapshot with the newest event time, the final board."""
         if self.is_publisher and self.merged_wm > self._snapshot_wm:
             self._snapshot_wm = self.merged_wm
@@ -167,9 +166,9 @@ class BoardShare:
         """Where workers share their partitions' boards."""
         return self.cfg.kafka.candidates_topic or f"{self.cfg.kafka.group_id}.candidates"
 
-    def merge(self, latest: dict[str, Message]) -> list[Message]:
+    def merge(self, latest: dict[str, Decision]) -> list[Message]:
         """The publisher's turn: merge every partition's board and return the changes (and snapshot)."""
-        remote: dict[str, Message] = self.follower.drain_messages() if self.follower is not None else {}
+        remote: dict[str, Decision] = self.follower.drain_messages() if self.follower is not None else {}
         wms = [e.clock.watermark_ms for e in self.engines.values() if e.clock.watermark_ms is not None]
         if self.follower is not None:
             wms += [
@@ -193,5 +192,5 @@ class BoardShare:
             return []
         if self.follower is not None:
             self.follower.poll(timeout_ms=200)
-        out = [m for m in self.merge({}) if m["action"] != "board"]
+        out = [m for m in self.merge({}) if isinstance(m, Decision)]
         return [*out, self.merger.snapshot(self.merged_wm)]

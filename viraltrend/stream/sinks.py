@@ -2,46 +2,22 @@
 
 A decision message leaves the engine with ``emitted_at = None``; the sink stamps the wall
 clock at publication (the only wall-clock value in the output, so replays compare equal
-once ``emitted_at`` is ignored).
+once ``emitted_at`` is ignored).  A reject is written as the same
+:class:`~viraltrend.messages.DeadLetter` record as on the dead-letter topic, truncated (full
+size and SHA-256 kept) past the same limit, so a replay's rejects file and the live DLQ hold
+byte-identical records apart from ``rejected_at``.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import IO, Any, Self
-
-import msgspec
+from typing import IO, Self
 
 from viraltrend.events import Reject
+from viraltrend.messages import ENCODER, Message, dead_letter, stamp
 
-__all__ = ["DecisionFile", "RejectsFile", "reject_record", "stamp"]
-
-_ENCODE = msgspec.json.Encoder()
-
-
-def stamp(message: dict[str, Any], now_ms: int | None = None) -> dict[str, Any]:
-    """Set ``emitted_at`` (wall-clock epoch ms) on a decision message and return it."""
-    message["emitted_at"] = int(time.time() * 1000) if now_ms is None else now_ms
-    return message
-
-
-def reject_record(reject: Reject) -> dict[str, Any]:
-    """A reject as plain data: where it came from, why, and the original text."""
-    try:
-        original: str | None = reject.raw.decode("utf-8")
-    except UnicodeDecodeError:
-        original = None
-    return {
-        "schema": 1,
-        "reason": reject.reason,
-        "detail": reject.detail,
-        "source": reject.source,
-        "partition": reject.partition,
-        "offset": reject.offset,
-        "original": original,
-        "original_hex": None if original is not None else reject.raw.hex(),
-    }
+__all__ = ["DecisionFile", "RejectsFile", "stamp"]
 
 
 class _NdjsonFile:
@@ -51,8 +27,8 @@ class _NdjsonFile:
         self._fh: IO[bytes] = self.path.open("wb")
         self.count = 0
 
-    def _write(self, obj: dict[str, Any]) -> None:
-        self._fh.write(_ENCODE.encode(obj) + b"\n")
+    def _write(self, encoded: bytes) -> None:
+        self._fh.write(encoded + b"\n")
         self.count += 1
 
     def close(self) -> None:
@@ -70,17 +46,26 @@ class _NdjsonFile:
 class DecisionFile(_NdjsonFile):
     """Writes decision messages, one JSON object per line, stamping ``emitted_at``."""
 
-    def write(self, messages: list[dict[str, Any]]) -> None:
+    def write(self, messages: list[Message]) -> None:
         """Append ``messages`` in order."""
         now = int(time.time() * 1000)
         for m in messages:
-            self._write(stamp(m, now))
+            self._write(ENCODER.encode(stamp(m, now)))
 
 
 class RejectsFile(_NdjsonFile):
-    """Writes rejects (original line, line number, reason) as NDJSON."""
+    """Writes rejects as dead-letter records (NDJSON), each at most ``max_bytes`` long.
+
+    ``max_bytes`` is the longest dead letter the live service would send (``kafka.max_message_bytes``
+    less the framing); None keeps every original whole.
+    """
+
+    def __init__(self, path: str | Path, *, max_bytes: int | None = None) -> None:
+        super().__init__(path)
+        self.max_bytes = max_bytes
 
     def write(self, rejects: list[Reject]) -> None:
         """Append ``rejects`` in order."""
+        now = int(time.time() * 1000)
         for r in rejects:
-            self._write(reject_record(r))
+            self._write(ENCODER.encode(dead_letter(r, now_ms=now, max_bytes=self.max_bytes)))

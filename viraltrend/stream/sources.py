@@ -105,6 +105,15 @@ class KafkaGroupSource(Source):
         """Always False: a live topic never ends."""
         return False
 
+    def session_expired(self) -> bool:
+        """True when this member's group session has surely expired.
+
+        No heartbeat was answered within the session timeout (the process was frozen, or cut
+        off), so the group has evicted it and its partitions may have a new owner.  False when
+        the client cannot tell (librdkafka).
+        """
+        return False
+
     def _decode(
         self, partition: int, raw: Sequence[bytes | None], offsets: NDArray[np.int64]
     ) -> tuple[EventBatch, list[Reject]]:
