@@ -128,7 +128,9 @@ class BoardConfig:
 class ModelConfig:
     """The online model (river) that learns from delayed labels which signals precede going viral.
 
-    Off by default until the detection benchmark shows it beats the rule (see benchmarks/).
+    On by default: learnt online on the rows where only the detector's shape test waits
+    (``rows = "evidence"``, ``label = "ready"``), it vouches for shapes the rule later calls a trend
+    once the vouch held ``vouch_hold_s`` (see ``config/default.toml`` and benchmarks/RESULTS.md).
     ``positive_weight`` 0 balances the classes online; ``promote_probability`` is the model
     probability that scores exactly ``board.promote_threshold``.  ``confirm_s`` is the board's
     confirm wait for candidates the warm model scored with probability >=
@@ -142,9 +144,9 @@ class ModelConfig:
     ``checkpoint`` is a model file (``viraltrend train --out``) to start warm from, "" for cold.
     """
 
-    enabled: bool = False
+    enabled: bool = True
     horizon_s: float = _gt0(1800.0)
-    sample_every_s: float = _gt0(60.0)
+    sample_every_s: float = _gt0(10.0)
     negative_rate: float = _unit(0.01)
     hint_lift: float = _ge0(3.0)
     label_min_events: float = _ge0(100.0)
@@ -157,14 +159,14 @@ class ModelConfig:
     promote_probability: float = field(default=0.5, metadata={"min": 0.0, "max": 0.999, "strict": True})
     confirm_s: float = _ge0(240.0)
     fast_track_probability: float = _unit(0.5)
-    min_change_s: float = _ge0(0.0)
-    min_growth_z: float = -2.0
-    max_change_users: float = _ge0(1e9)
-    vouch_hold_s: float = _ge0(0.0)
-    features: str = field(default="rates", metadata={"choices": ("shape", "rates")})
+    min_change_s: float = _ge0(120.0)
+    min_growth_z: float = 1.0
+    max_change_users: float = _ge0(60.0)
+    vouch_hold_s: float = _ge0(10.0)
+    features: str = field(default="shape", metadata={"choices": ("shape", "rates")})
     label_sustain: float = _ge0(0.0)
-    label: str = field(default="gain", metadata={"choices": ("gain", "ready")})
-    rows: str = field(default="touched", metadata={"choices": ("touched", "evidence")})
+    label: str = field(default="ready", metadata={"choices": ("gain", "ready")})
+    rows: str = field(default="evidence", metadata={"choices": ("touched", "evidence")})
     checkpoint: str = ""
 
 

@@ -186,6 +186,17 @@ def run_demo(cfg: Config, opts: DemoOptions, *, console: Console | None = None) 
             f"promoted but not viral in the ground truth: {len(false)}"
             + (f" ({', '.join(false[:10])})" if false else "")
         )
+        warm, labels = (
+            registry.get_sample_value("viraltrend_model_warm"),
+            registry.get_sample_value("viraltrend_model_labels_seen"),
+        )
+        if warm is not None and labels is not None:  # the online model is on (the default)
+            auc = registry.get_sample_value("viraltrend_model_roc_auc")
+            console.print(
+                f"online model: {'warm' if warm else 'still cold (the rule decided alone)'}, "
+                f"{labels:,.0f} labels seen"
+                + (f", progressive ROC AUC {auc:.3f}" if auc is not None and auc == auc else "")
+            )
         console.print(f"files kept in {out} (events, truth, broker log)")
         return 0
     finally:
