@@ -140,7 +140,7 @@ ONLY = {
 }
 #: Score-driven rows: the board promotes on the score after its confirm wait (the rule's old path), not on
 #: the sequential detector's verdict (``detect.method = "sequential"``, where the score only ranks).
-SCORED = {"detect.method": "confirm"}
+SCORED = {"detect.method": "confirm", "model.enabled": False}  # the old engine: the rule and a confirm wait
 NAIVE_BOARD = {
     **SCORED,
     "board.confirm_s": 0.0,
@@ -191,7 +191,7 @@ METHODS: list[Method] = [
     # seeds' files (quick: 100-101), evaluated on the remaining ones (--tune 102-104 --quick). Make
     # that model first: `viraltrend train benchmarks/out/family/seed-10{0,1}-quick/events.ndjson
     # --out benchmarks/out/model-tune-100-101-quick.json --config` a file with [model] features = "shape".
-    Method("model", {"model.enabled": True, **SHAPE}),
+    Method("model", {"model.enabled": True, **SHAPE}, default=False),
     Method(
         "model, warm (trained on 100-101)",
         {"model.enabled": True, **SHAPE, "model.checkpoint": str(OUT_DIR / "model-tune-100-101-quick.json")},
@@ -320,7 +320,7 @@ MODEL_ON = {
     "model.max_change_users": 60.0,
 }
 METHODS += [
-    Method("rule only", {"model.enabled": False}, default=False),
+    Method("rule only", {"model.enabled": False}),
     Method("model, cold, vouch p>=0.5, users<=60", MODEL_ON, default=False),
     # ...counting a vouch only once it has held at every tick for 10 s (two ticks): on the evaluation seeds
     # the one-tick vouch above let two flash spikes on; on tuning seeds 105-116 the held vouch kept the rule's
