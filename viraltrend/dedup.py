@@ -11,12 +11,16 @@ batches, so a replay is deterministic.  Events without an ``event_id`` are never
 
 Ids are kept as 128-bit hashes (:mod:`viraltrend.kernels.idset`), and a batch is filtered in one
 compiled loop in arrival order (a kept id is stored at once, so a repeat later in the batch sees
-it; no Python step per event).  Memory is bounded by two
+it; no Python step per event).  Memory is kept in two
 generations: ids go into ``current``; once ``current`` has covered a whole window of the
-watermark it becomes ``previous`` and the old ``previous`` is dropped.  Every id dropped that
-way was stored with a ``ts`` at most the watermark at its insertion (or with a far-future ``ts``
-the watermark did not follow: an event the engine rejects as ``future_ts``), which is now more
-than a window ago, so it could never match again: the rotation changes no decision.
+watermark it becomes ``previous`` and the entries of the old ``previous`` whose ``ts`` is more
+than a window behind the watermark are dropped.  The watermark never goes back, so such an entry
+can never match again: the rotation changes no decision, however the stream is cut into
+batches.  The entries of the old ``previous`` still inside the window are carried into the new
+``previous``: these are ids stored with a ``ts`` ahead of the watermark (far-future events the
+watermark did not follow, which the engine rejects as ``future_ts``, or ahead of a jump the
+watermark has made since), and they stay duplicates until the watermark is a window past them.
+Memory is two windows of ids plus those ids stored ahead of the watermark.
 
 Examples
 --------
@@ -114,9 +118,30 @@ class Deduplicator:
         elif self._current_since_ms == _NEVER:
             self._current_since_ms = int(running[running > _NEVER][0])
         elif self.watermark_ms - self._current_since_ms > self.window_ms:
+            self._carry_live(
+                self._previous, into=self._current, horizon_ms=self.watermark_ms - self.window_ms
+            )
             self._previous, self._current = self._current, SeenIds()
             self._current_since_ms = self.watermark_ms
         return keep
+
+    @staticmethod
+    def _carry_live(old: SeenIds, *, into: SeenIds, horizon_ms: int) -> None:
+        """Copy the entries of ``old`` with ``ts >= horizon_ms`` into ``into`` (the larger ``ts`` wins).
+
+        The others can never match again (every later event's horizon is at least ``horizon_ms``);
+        the live ones are ids stored ahead of the watermark, which must outlive the rotation.
+        """
+        rows = old.rows
+        live = (rows[:, 0] != 0) & (rows[:, 2] >= horizon_ms)
+        if not live.any():
+            return
+        h = rows[live, :2].copy().view(np.uint64)
+        ts = np.ascontiguousarray(rows[live, 2])
+        # horizon = ts: an entry of ``into`` with a ts at least as large keeps it, else ts is stored
+        filter_seen(
+            into, SeenIds(capacity=2), h[:, 0], h[:, 1], np.ones(ts.shape[0], np.bool_), ts, ts, _NEVER
+        )
 
     def to_dict(self) -> dict[str, object]:
         """Plain data for a checkpoint: the ids of each generation as ``[h1s, h2s, ts]`` lists."""
