@@ -36,8 +36,14 @@ def test_idle_ticks_take_the_fast_path_and_change_nothing(monkeypatch):
     assert fm == sm
 
 
-def test_quiet_ticks_skip_every_step_and_change_nothing(monkeypatch):
-    """Hours between events: sweeps, landmark moves, snapshots and evictions fall on idle ticks."""
+#: The online model buffering every touched product's row: its labels come due on idle ticks.
+LABELLED = {"model": {"rows": "touched", "label": "gain", "negative_rate": 1.0, "horizon_s": 600.0}}
+
+
+@pytest.mark.parametrize("overrides", [{}, LABELLED], ids=["default", "labels-due-on-idle-ticks"])
+def test_quiet_ticks_skip_every_step_and_change_nothing(monkeypatch, overrides):
+    """Hours between events: sweeps, landmark moves, snapshots, evictions and labels fall on idle ticks."""
+    config = load_config(None, environ={}, overrides=overrides)
     events = batch_of(_sparse_rows(n=150, gap_ms=53 * 60_000))
     calls = {"n": 0}
     sweep = Engine._sweep_users
@@ -47,10 +53,12 @@ def test_quiet_ticks_skip_every_step_and_change_nothing(monkeypatch):
         return sweep(self, now_ms)
 
     monkeypatch.setattr(Engine, "_sweep_users", counted)
-    fast, fast_msgs = run_engine(events, [40, 41, 99])
+    fast, fast_msgs = run_engine(events, [40, 41, 99], config)
     fast_calls, calls["n"] = calls["n"], 0
     monkeypatch.setattr(Engine, "_quiet_until", lambda self, now_ms: None)
-    slow, slow_msgs = run_engine(events, [40, 41, 99])
+    slow, slow_msgs = run_engine(events, [40, 41, 99], config)
+    if overrides:  # every touched product's row was labelled, each at an idle tick one horizon later
+        assert fast.model is not None and fast.model.labels_seen == slow.model.labels_seen > 100
     # most idle ticks took the quiet path (a snapshot every board.snapshot_interval_s is real work)
     assert fast_calls < calls["n"] // 2 and calls["n"] == slow.stats.ticks
     assert fast_msgs == slow_msgs and fast.stats.ticks == slow.stats.ticks

@@ -38,5 +38,8 @@ def test_without_fast_the_rule_sees_the_same_columns_and_values_as_before():
 
 
 def test_every_model_feature_is_a_column_the_engine_reads():
-    cfg = load_config(None, environ={})
-    assert set(model_features(cfg)) <= set(_read(fast=True))
+    rates = load_config(None, environ={}, overrides={"model": {"features": "rates"}})
+    assert set(model_features(rates)) <= set(_read(fast=True))
+    shape = load_config(None, environ={})  # the default: the rates and the detector's shape columns
+    extra = set(model_features(shape)) - set(model_features(rates))
+    assert extra == {"evidence", "change_s", "growth_z", "growth_z_slow", "fade_z", "recent_lift"}

@@ -278,9 +278,10 @@ class Board:
     def _why_trending(self, cand: Candidates, i: int) -> list[str]:
         f = cand.features
         reasons = [f"scored_by_{cand.scored_by}"]
-        if cand.explain is not None and (cand.scored_by == "model" or "model_vouched" in f):
+        vouched = "model_vouched" in f and f["model_vouched"][i] > 0.0  # ready only because the model vouched
+        if cand.explain is not None and (cand.scored_by == "model" or vouched):
             reasons += cand.explain(i)  # the model's largest contributions to its probability
-        if "model_vouched" in f and f["model_vouched"][i] > 0.0:  # ready only because the warm model vouched
+        if vouched:
             reasons.append(f"model_vouched_p{float(f['model_p'][i]):.2f}")  # for its shape (detect.ready)
         if "lift" in f:
             reasons.append(f"lift_x{float(f['lift'][i]):.1f}")

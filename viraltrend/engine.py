@@ -616,14 +616,14 @@ class Engine:
     def _idle(self, now_ms: int) -> bool:
         """Whether this tick would change nothing (the fast path of idle ticks).
 
-        True when no events came since the last tick, nothing is watched, traced or labelled,
-        and neither a snapshot nor an eviction is due.
+        True when no events came since the last tick, nothing is watched or traced, and neither
+        a snapshot, an eviction nor a label of the online model is due.
         """
         b = self.board
         return (
             not self._touched
             and not (b.members or b.pending or b.held)
-            and self.labels is None
+            and (self.labels is None or now_ms < (self.labels.next_due_ms() or now_ms + 1))
             and not self.trace_products
             and self._last_snapshot_ms is not None
             and now_ms - self._last_snapshot_ms < self.cfg.board.snapshot_interval_s * 1000
@@ -635,8 +635,8 @@ class Engine:
         """After the last full tick (read at ``now_ms``, nothing applied since): when an idle tick could work.
 
         Before it, with no event applied since and nothing watched, a tick only counts itself: no
-        user sweep (``_next_user_sweep_ms``), landmark move (``next_rebase_ms``), snapshot or
-        eviction is due (:meth:`_idle` holds).  None: no such promise.
+        user sweep (``_next_user_sweep_ms``), landmark move (``next_rebase_ms``), snapshot,
+        eviction or label of the online model is due (:meth:`_idle` holds).  None: no such promise.
         """
         due = [
             self._next_user_sweep_ms,
@@ -647,7 +647,9 @@ class Engine:
         if self._last_snapshot_ms is not None:
             # _idle's test now - last < interval * 1000, for whole ms: now < last + ceil(interval * 1000)
             due.append(self._last_snapshot_ms + math.ceil(self.cfg.board.snapshot_interval_s * 1000))
-        if any(t is None for t in due) or self.labels is not None or self.trace_products:
+        if self.labels is not None and (label_due := self.labels.next_due_ms()) is not None:
+            due.append(label_due)  # the online model learns the rows whose horizon has passed
+        if any(t is None for t in due) or self.trace_products:
             return None
         return int(min(t for t in due if t is not None))
 

@@ -663,6 +663,10 @@ class LabelBuffer:
             excess -= drop
             self.dropped += drop
 
+    def next_due_ms(self) -> int | None:
+        """When the oldest row comes due (:meth:`due` returns it from then on); None if empty."""
+        return int(self._chunks[0].t_ms[0]) + self.horizon_ms if self._chunks else None
+
     def due(self, now_ms: int) -> DueRows:
         """Remove and return the rows with ``t_ms + horizon_ms <= now_ms``, in ``t_ms`` order."""
         out = []
