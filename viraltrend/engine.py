@@ -677,16 +677,17 @@ class Engine:
             fast=self.model is not None,
         )
         feats.update(self.detector.read(now_ms, slots, mu_of(slots), feats["unique_users"]))
-        score = self.scorer.score_many(feats)
-        rule = score
-        if self.model is not None and self.model.warm:  # the rule's own verdict, for the "ready" labels
-            rule = self.model.fallback.score_many(feats)
-            if self.cfg.model.rows == "evidence":  # learnt only where the evidence suffices: it vouches
-                score = rule  # there, the rule's score ranks (its probability means nothing elsewhere)
+        model = self.model if self.model is not None and self.model.warm else None
+        if model is not None and self.cfg.model.rows == "evidence":  # learnt only where the evidence
+            score = rule = model.fallback.score_many(feats)  # suffices: it vouches; the rule's score ranks
+        else:
+            score = rule = self.scorer.score_many(feats)
+            if model is not None:  # the rule's own verdict, for the "ready" labels
+                rule = model.fallback.score_many(feats)
+        probability = model.predict_proba_many(feats) if model is not None else None  # once per tick
         if self.labels is not None:
             self._note_ready(now_ms, slots[(feats["ready"] > 0.0) & (rule >= self.cfg.detect.min_score)])
-        if self.model is not None and self.model.warm and self.board.sequential:
-            probability = self.model.predict_proba_many(feats)  # the model vouches for the shape
+        if probability is not None and self.board.sequential:  # the model vouches for the shape
             rule_ready = feats["ready"] > 0.0
             vouched = self.detector.ready(feats, feats["unique_users"], probability) & ~rule_ready
             vouched &= self._vouch_held(now_ms, slots, vouched)
@@ -727,10 +728,10 @@ class Engine:
             scored_by=scored_by,
             ready=ready[sel],
         )
-        if self.model is not None and self.model.warm:
-            model, sel_feats = self.model, cand.features
+        if model is not None and probability is not None:
+            sel_feats = cand.features
             cand.explain = lambda i: [f"model:{n}{v:+.2f}" for n, v in model.explain(sel_feats, i)]
-            cand.probability = model.predict_proba_many(sel_feats)  # the board's fast track
+            cand.probability = probability[sel]  # the board's fast track
         messages: list[Message] = [*self.board.step(now_ms, cand)]
         for m in messages:
             self.stats.decisions[m.action] += 1
