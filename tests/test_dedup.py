@@ -103,11 +103,12 @@ def reference_keep_robust(ids, ts, window_ms, max_future_ms, quorum):
         if s == 0:
             running = t if running is None else max(running, t)
         horizon = -(2**62) + 1 if running is None else running - window_ms
-        if eid is not None and eid in last_kept and last_kept[eid] >= horizon:
+        # a far-future event (status 2, rejected as future_ts) is never a duplicate and reserves no id
+        if s != 2 and eid is not None and eid in last_kept and last_kept[eid] >= horizon:
             keep.append(False)
             continue
         keep.append(True)
-        if eid is not None:
+        if eid is not None and s != 2:  # a far-future event (rejected as future_ts) reserves no id
             last_kept[eid] = t
     return keep
 
@@ -150,17 +151,28 @@ def test_any_batch_split_matches_the_reference_with_far_future_events(events, cu
 
 
 def test_an_id_stored_ahead_of_the_watermark_outlives_rotations():
-    """A far-future id stays a duplicate until the watermark is a window past it, across rotations."""
+    """An id stored ahead of the watermark stays a duplicate until the watermark is a window past it."""
     d = Deduplicator(window_ms=1000, max_future_ms=10_000, jump_quorum=2)
-    assert d.filter(["a", "b"], np.array([0, 400_000])).tolist() == [True, True]  # b: far future
-    assert d.watermark_ms == 0
-    for t in range(2000, 20_000, 2000):  # many batches, each one rotates the generations
+    assert d.filter(["a", "b"], np.array([0, 9_000])).tolist() == [True, True]  # b: ahead, not far
+    assert d.watermark_ms == 9_000
+    assert d.filter(["b"], np.array([8_500])).tolist() == [False]
+    d.filter(["c"], np.array([9_500]))
+    for t in range(9_600, 9_900, 100):  # many batches: each may rotate the generations
         assert d.filter([f"x{t}"], np.array([t])).tolist() == [True]
-    assert d.filter(["b"], np.array([18_500])).tolist() == [False]
-    assert d.filter(["a"], np.array([18_500])).tolist() == [True]  # a@0 is long out of the window
-    d.filter(["y", "z"], np.array([401_500, 401_600]))  # two votes: the watermark jumps past b + window
-    assert d.watermark_ms == 401_600
-    assert d.filter(["b"], np.array([401_700])).tolist() == [True]
+    assert d.filter(["b"], np.array([9_900])).tolist() == [False]  # still inside the window
+    d.filter(["y"], np.array([10_001]))
+    assert d.filter(["b"], np.array([10_002])).tolist() == [True]  # 9_000 < 10_001 - 1_000
+
+
+def test_far_future_events_reserve_no_id_so_hostile_ids_cost_no_memory():
+    """Ids of events beyond the future rule (rejected as future_ts) are not remembered."""
+    d = Deduplicator(window_ms=1000, max_future_ms=10_000, jump_quorum=10**9)  # the watermark never jumps
+    d.filter(["a"], np.array([0]))
+    for k in range(20):  # 20 batches of 5,000 distinct far-future ids
+        ids = [f"f{k}-{i}" for i in range(5_000)]
+        assert d.filter(ids, np.full(5_000, 400_000 + k, np.int64)).all()
+    assert len(d) == 1  # only "a"
+    assert d.filter(["f0-0"], np.array([500])).tolist() == [True]  # its far-future copy was no event
 
 
 def test_a_checkpoint_from_before_the_dedup_clock_still_loads():

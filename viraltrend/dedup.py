@@ -17,10 +17,11 @@ watermark it becomes ``previous`` and the entries of the old ``previous`` whose 
 than a window behind the watermark are dropped.  The watermark never goes back, so such an entry
 can never match again: the rotation changes no decision, however the stream is cut into
 batches.  The entries of the old ``previous`` still inside the window are carried into the new
-``previous``: these are ids stored with a ``ts`` ahead of the watermark (far-future events the
-watermark did not follow, which the engine rejects as ``future_ts``, or ahead of a jump the
-watermark has made since), and they stay duplicates until the watermark is a window past them.
-Memory is two windows of ids plus those ids stored ahead of the watermark.
+``previous``: these are ids stored with a ``ts`` ahead of the watermark (at most
+``max_future_ms`` ahead of it when stored), and they stay duplicates until the watermark is a
+window past them.  A far-future event (beyond the future rule, rejected by the engine as
+``future_ts``) is never a duplicate and reserves no id, so hostile far-future ids cost no memory.
+Memory is two windows of ids plus at most ``max_future_ms`` of ids ahead of the watermark.
 
 Examples
 --------
@@ -112,7 +113,10 @@ class Deduplicator:
             h1, h2 = hash_pairs(event_id)  # type: ignore[arg-type]  # no None: all have an id
         elif has_id.any():
             h1[has_id], h2[has_id] = hash_pairs(list(filter(None, event_id)))  # those with an id
-        keep = filter_seen(self._current, self._previous, h1, h2, has_id, ts, horizon, _NEVER)
+        # a far-future event (status 2) is rejected as future_ts: it reserves no id, so endless
+        # distinct far-future ids cost no memory, and a later copy inside the window is no duplicate
+        remember = has_id & (step.status != 2)
+        keep = filter_seen(self._current, self._previous, h1, h2, remember, ts, horizon, _NEVER)
         if self.watermark_ms == _NEVER:
             pass  # no event accepted by the watermark yet
         elif self._current_since_ms == _NEVER:
