@@ -117,6 +117,20 @@ class Metrics:
         self.state_bytes = Gauge(
             "state_bytes", "Bytes of per-product numeric state.", namespace=ns, registry=registry
         )
+        self.tracked_ids = Gauge(
+            "tracked_ids",
+            "Ids held by the engines' bounded tables, by kind: products, sellers, categories (released"
+            " with their last product), users (released after the trust windows), dedup (event ids).",
+            ["kind"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.evicted_over_cap = Gauge(
+            "products_evicted_over_cap",
+            "Products evicted because the state held state.max_products (running total of the held state).",
+            namespace=ns,
+            registry=registry,
+        )
         self.board_size = Gauge("board_size", "Products on the board.", namespace=ns, registry=registry)
         self.consumer_lag = Gauge(
             "consumer_lag",

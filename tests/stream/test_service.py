@@ -210,9 +210,16 @@ def test_metrics_endpoint_serves_the_documented_metrics(broker, small, tmp_path)
         "viraltrend_model_log_loss",
         "viraltrend_model_precision",
         "viraltrend_model_warm",
+        "viraltrend_products_evicted_over_cap",
     ):
         assert sample(text, name) is not None, name
     assert sample(text, "viraltrend_tracked_products") > 100
+    ids = {
+        k: sample(text, f'viraltrend_tracked_ids{{kind="{k}"}}')
+        for k in ("products", "sellers", "users", "dedup")
+    }
+    assert ids["products"] == sample(text, "viraltrend_tracked_products")
+    assert ids["sellers"] >= 1 and ids["users"] > 100 and ids["dedup"] > 100, ids
     assert sample(text, "viraltrend_broker_up") == 1.0
     assert sample(text, "viraltrend_assigned_partitions") == 1.0
     assert sample(text, "viraltrend_checkpoint_bytes") > 0

@@ -42,10 +42,20 @@ class Gauges:
                 self.metrics.late_dropped.inc()
 
     def state(self, engines: Iterable[Engine]) -> None:
-        """Tracked products and state bytes over ``engines``."""
+        """Tracked products, state bytes, the bounded id tables and cap evictions over ``engines``."""
         held = list(engines)
         self.metrics.tracked_products.set(sum(e.tracked_products for e in held))
         self.metrics.state_bytes.set(sum(e.state_bytes for e in held))
+        ids = {
+            "products": sum(e.tracked_products for e in held),
+            "sellers": sum(len(e.sellers) for e in held),
+            "categories": sum(len(e.categories) for e in held),
+            "users": sum(len(e.users) for e in held),
+            "dedup": sum(len(e.dedup) for e in held if e.dedup is not None),
+        }
+        for kind, n in ids.items():
+            self.metrics.tracked_ids.labels(kind=kind).set(n)
+        self.metrics.evicted_over_cap.set(sum(e.stats.evicted_over_cap for e in held))
 
     def partitions(self, n_assigned: int, *, publisher: bool) -> None:
         """How many partitions this worker holds, and whether it publishes the board."""
