@@ -191,3 +191,5 @@ class Reject:
     partition: int = 0
     offset: int = -1
     extra: dict[str, object] = field(default_factory=dict)
+    full_size: int = -1  # >= 0: ``raw`` is only the start of a record of this many bytes...
+    full_sha256: str = ""  # ...whose SHA-256 is this (an oversized file line)

@@ -306,6 +306,10 @@ def dead_letter(reject: Reject, *, now_ms: int | None = None, max_bytes: int | N
         rejected_at=int(time.time() * 1000) if now_ms is None else now_ms,
         extra=dict(reject.extra) if reject.extra else msgspec.UNSET,
     )
+    if reject.full_size >= 0:  # the source kept only the start of the record (an oversized file line)
+        letter = msgspec.structs.replace(
+            letter, truncated=True, original_size=reject.full_size, original_sha256=reject.full_sha256
+        )
     if max_bytes is None or (not reject.extra and _most_bytes(reject) <= max_bytes):
         return letter  # surely fits: not encoded here, only once by its sink
     if len(ENCODER.encode(letter)) <= max_bytes:
@@ -326,9 +330,11 @@ def _most_bytes(reject: Reject) -> int:
 def _truncated(letter: DeadLetter, raw: bytes, *, max_bytes: int) -> DeadLetter:
     """``letter`` with the longest prefix of ``raw`` that keeps it within ``max_bytes`` (see dead_letter)."""
     utf8 = letter.original is not None
-    whole = msgspec.structs.replace(
-        letter, truncated=True, original_size=len(raw), original_sha256=hashlib.sha256(raw).hexdigest()
-    )
+    whole = letter  # already the start of a longer record: its full size and digest stay
+    if letter.truncated is not True:
+        whole = msgspec.structs.replace(
+            letter, truncated=True, original_size=len(raw), original_sha256=hashlib.sha256(raw).hexdigest()
+        )
 
     def cut(k: int) -> DeadLetter:
         if utf8:

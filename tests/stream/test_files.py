@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
@@ -13,6 +15,7 @@ from polars.testing import assert_frame_equal
 
 from viraltrend.errors import InputError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
+from viraltrend.messages import dead_letter
 from viraltrend.stream import files
 from viraltrend.stream.files import FileSource
 
@@ -332,6 +335,16 @@ def test_a_line_over_the_limit_is_rejected_as_oversized_and_the_others_are_read(
     assert (reject.reason, reject.offset) == ("oversized", 2)
     assert huge.startswith(reject.raw) and len(reject.raw) == 65_536
     assert f"{len(huge)} bytes" in reject.detail
+    assert (reject.full_size, reject.full_sha256) == (len(huge), hashlib.sha256(huge).hexdigest())
+    letter = dead_letter(reject, now_ms=1)  # its DLQ / rejects-file record says it is a prefix
+    assert (letter.truncated, letter.original_size, letter.original_sha256) == (
+        True,
+        len(huge),
+        hashlib.sha256(huge).hexdigest(),
+    )
+    assert base64.b64decode(letter.original_b64) == reject.raw
+    small = dead_letter(reject, now_ms=1, max_bytes=10_000)  # cut further: the full size and digest stay
+    assert (small.original_size, small.original_sha256) == (len(huge), hashlib.sha256(huge).hexdigest())
 
 
 def test_a_last_line_without_a_newline_cannot_grow_without_bound(tmp_path: Path) -> None:
@@ -351,6 +364,8 @@ def test_a_last_line_without_a_newline_cannot_grow_without_bound(tmp_path: Path)
     assert len(batch) == 1
     assert [(r.reason, r.offset) for r in rejects] == [("oversized", 2)]
     assert f"{48 << 20} bytes" in rejects[0].detail
+    assert rejects[0].full_size == 48 << 20
+    assert rejects[0].full_sha256 == hashlib.sha256(b"y" * (48 << 20)).hexdigest()
     assert peak < 24 << 20  # a few read blocks, never the whole line
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from operator import attrgetter
 from pathlib import Path
-from typing import IO, Final, Literal, get_args
+from typing import IO, Any, Final, Literal, get_args
 
 import numpy as np
 import polars as pl
@@ -48,9 +49,13 @@ _KEPT_BYTES: Final = 1 << 16  # the start of an oversized line kept for its reje
 
 
 class _Oversized(bytes):
-    """The first bytes of a line longer than the limit; ``size`` is the line's full length."""
+    """The first bytes of a line longer than the limit.
+
+    ``size`` is the line's full length and ``digest`` the SHA-256 of all its bytes, fed as they are read.
+    """
 
     size: int
+    digest: Any
 
 
 class FileSource(Source):
@@ -270,14 +275,17 @@ class _LineReader(_Reader):
         if self._skip is not None:  # inside an oversized line: its bytes are counted, not kept
             if lines:
                 self._skip.size += len(lines[0])
+                self._skip.digest.update(lines[0])
                 lines[0] = self._skip
                 self._skip = None
             else:
                 self._skip.size += len(self._tail)
+                self._skip.digest.update(self._tail)
                 self._tail = b""
         if len(self._tail) > self.max_line_bytes:  # a line too long, not ended yet: keep only its start
             self._skip = _Oversized(self._tail[:_KEPT_BYTES])
             self._skip.size = len(self._tail)
+            self._skip.digest = hashlib.sha256(self._tail)
             self._markers += 1
             self._tail = b""
         if not block:
@@ -338,16 +346,29 @@ class _LineReader(_Reader):
         for i, line in enumerate(lines):
             size = len(line)
             if isinstance(line, _Oversized):
-                size = line.size
+                size, digest = line.size, line.digest.hexdigest()
                 self._markers -= 1
             if size <= self.max_line_bytes:
                 continue
+            if not isinstance(line, _Oversized):
+                digest = hashlib.sha256(line).hexdigest()
             detail = (
                 f"line is {size} bytes, over the {self.max_line_bytes}-byte limit; "
                 f"its first {min(size, _KEPT_BYTES)} bytes are kept"
             )
             kept = bytes(line[:_KEPT_BYTES])
-            out.append(Reject(kept, "oversized", detail, self.source, 0, int(offsets[i])))
+            out.append(
+                Reject(
+                    kept,
+                    "oversized",
+                    detail,
+                    self.source,
+                    0,
+                    int(offsets[i]),
+                    full_size=size,
+                    full_sha256=digest,
+                )  # fmt: skip
+            )
             lines[i] = b""
         return out
 
