@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import read_events, run_engine, truth
+from tests.stream.contract import DECISION_FIELDS
 from viraltrend.config import load_config
 from viraltrend.engine import Engine
 from viraltrend.events import EVENT_TYPE_CODE, EventBatch
@@ -63,19 +64,7 @@ def test_decision_messages_follow_the_contract(small_reference):
     assert per_product
     for m in per_product:
         assert m["schema"] == 1
-        assert set(m) == {
-            "schema",
-            "action",
-            "product_id",
-            "seller_id",
-            "category",
-            "rank",
-            "score",
-            "event_ts",
-            "emitted_at",
-            "reasons",
-            "features",
-        }
+        assert set(m) == set(DECISION_FIELDS)
         assert 0.0 <= m["score"] <= 1.0 and m["reasons"]
         assert (m["rank"] is None) == (m["action"] in ("demote", "block"))
     snapshots = [m for m in small_reference if m["action"] == "board"]

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from tests.conftest import read_events, run_engine
-from tests.stream.contract import check_dead_letter, check_deals_message
+from tests.stream.contract import DECISION_FIELDS, check_dead_letter, check_deals_message
 from viraltrend.board import Member
 from viraltrend.config import load_config
 from viraltrend.events import Reject
@@ -30,19 +30,7 @@ from viraltrend.replay import replay
 from viraltrend.stream.kafka_io import dlq_record
 from viraltrend.stream.sinks import RejectsFile
 
-DECISION_KEYS = [
-    "schema",
-    "action",
-    "product_id",
-    "seller_id",
-    "category",
-    "rank",
-    "score",
-    "event_ts",
-    "emitted_at",
-    "reasons",
-    "features",
-]
+DECISION_KEYS = list(DECISION_FIELDS)  # the contract's order (tests/stream/contract.py)
 
 
 def member(pid: str, score: float) -> Member:

@@ -42,6 +42,7 @@ from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
 from viraltrend.kernels._checks import check_range, column
+from viraltrend.kernels.columns import _unique_counts
 from viraltrend.kernels.decay import _scaled
 
 __all__ = ["ChangeDetector"]
@@ -163,19 +164,9 @@ def _update_from_users(
     as ``columns.baseline_rates`` reads it, bit for bit.  Returns 0, or (nothing changed) 1 for a slot
     outside both arrays, 2 for a ``mu`` not finite and > 0.
     """
-    s = np.sort(new_users)
-    n = s.shape[0]
-    slots = np.empty(n, np.int64)
-    x = np.empty(n, np.float64)
-    m = 0
-    for i in range(n):
-        if m and slots[m - 1] == s[i]:
-            x[m - 1] += 1.0
-        else:
-            slots[m] = s[i]
-            x[m] = 1.0
-            m += 1
-    slots, x = slots[:m], x[:m]
+    slots, counts = _unique_counts(new_users)
+    x = counts.astype(np.float64)
+    m = slots.shape[0]
     mu = np.empty(m, np.float64)
     for j in range(m):
         p = slots[j]
