@@ -18,6 +18,7 @@ exactly the events that arrived before the watermark passed ``T``.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import time
 from collections import Counter
@@ -793,6 +794,9 @@ class Engine:
         ``model.label_lift`` times what the baseline rate predicts.
         """
         assert self.labels is not None and self.model is not None
+        next_due = self.labels.next_due_ms()  # due() is empty before it (the oldest row's t + horizon)
+        if next_due is None or now_ms < next_due:
+            return
         due = self.labels.due(now_ms)
         if len(due) == 0:
             return
@@ -1291,22 +1295,17 @@ class _TickBaseline:
         if self._memo is not None:
             return self._memo
         e, now_ms = self._engine, self._now_ms
-        hl = e.cfg.decay.half_lives_s
-        base_s = e.cfg.score.baseline_half_life_s
+        i_hour, lam_hour, i_base, lam_base = _baseline_rates(
+            e.cfg.decay.half_lives_s, e.cfg.score.baseline_half_life_s
+        )
         seen = max((now_ms - e._start_ms) / 1000.0 if e._start_ms is not None else 0.0, 1.0)
-
-        def norm(half_life_s: float) -> float:
-            lam = math.log(2.0) / half_life_s
-            return lam / -math.expm1(-lam * seen)
-
+        nb = lam_base / -math.expm1(-lam_base * seen)  # the norm of a decayed count at that half-life
         cycle = 1.0
         # counters.read_global(now).sum(axis=0) and trust.read_global(now)[0, 1] in one call, bit for bit
         g, users = global_figures(e.counters, e.trust_counters, now_ms, channel=0, half_life=1)
-        if 3600.0 in hl and e._start_ms is not None:
-            cycle = SequentialDetector.cycle_factor(
-                float(g[hl.index(3600.0)]) * norm(3600.0), float(g[hl.index(base_s)]) * norm(base_s)
-            )
-        nb = norm(base_s)
+        if i_hour >= 0 and e._start_ms is not None:
+            norm_hour = lam_hour / -math.expm1(-lam_hour * seen)
+            cycle = SequentialDetector.cycle_factor(float(g[i_hour]) * norm_hour, float(g[i_base]) * nb)
         self._memo = (nb, e.detector.baseline_floor(users, self._n_live, nb), cycle)
         return self._memo
 
@@ -1318,6 +1317,13 @@ class _TickBaseline:
             trust.acc, slots, channel=0, half_life=1, lam=float(trust.lam[1]), dt_s=trust.dt_s(self._now_ms),
             norm=nb, floor=floor, cycle=cycle,
         )  # fmt: skip
+
+
+@functools.cache
+def _baseline_rates(half_lives_s: tuple[float, ...], base_s: float) -> tuple[int, float, int, float]:
+    """The index and ``ln 2 / h`` of the 1-hour (-1: none) and the baseline half-life (for ``params``)."""
+    i_hour = half_lives_s.index(3600.0) if 3600.0 in half_lives_s else -1
+    return i_hour, math.log(2.0) / 3600.0, half_lives_s.index(base_s), math.log(2.0) / base_s
 
 
 _EMPTY = np.zeros(0, np.int64)
