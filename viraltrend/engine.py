@@ -52,7 +52,7 @@ from viraltrend.kernels.columns import (
 from viraltrend.kernels.decay import DecayedCounters, global_figures
 from viraltrend.kernels.hashtable import UserTable, hash_ids
 from viraltrend.kernels.names import CountedNames, NameTable
-from viraltrend.kernels.prefilter import SCORE, Screen
+from viraltrend.kernels.prefilter import Screen
 from viraltrend.kernels.segment import apply_segment
 from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
@@ -473,8 +473,10 @@ class Engine:
 
     def _tick(self, now_ms: int) -> list[Message]:
         self._sweep_users(now_ms)
-        self.counters.rebase(now_ms)  # landmark moves at ticks only: identical for any batching
-        self.trust_counters.rebase(now_ms)
+        for c in (self.counters, self.trust_counters):  # landmarks move at ticks only: any batching
+            at = c.next_rebase_ms()  # rebase before it changes nothing: skip the call
+            if at is not None and now_ms >= at:
+                c.rebase(now_ms)
         if self._idle(now_ms):
             return []
         mu_of = self._baseline_users(now_ms)
@@ -490,19 +492,20 @@ class Engine:
             self._new_users = []
         if self.labels is not None:
             self._learn(now_ms)  # labels of rows sampled at t <= now - horizon, from counts up to now
-        touched = _unique(self._touched)
-        self._touched = []
-        watched = np.asarray(self.board.watched_slots(), np.int64)
+        parts, self._touched = self._touched, []
+        b = self.board
+        watched = np.asarray(b.watched_slots(), np.int64) if b.members or b.pending or b.held else _EMPTY
         traced = _EMPTY
         if self.trace_products:
             traced = self.products.lookup(self.trace_products)
             traced = traced[traced >= 0]
             traced = traced[self.counters.last_ts_ms[traced] != _NEVER]  # from its first applied event on
-        slots, sketch_only = touched, False
-        if self.screen and touched.size:
-            why = self._may_matter(now_ms, touched)
-            slots = touched[why != 0]
-            sketch_only = not (why & SCORE).any()  # evidence building at most: nothing to score
+        if self.screen and parts:  # _may_matter's screen of the distinct touched slots, in one call
+            touched, slots, may_score = self._screen_touched(now_ms, parts)
+            sketch_only = touched.size > 0 and not may_score  # evidence building at most: nothing to score
+        else:
+            touched = _unique(parts)
+            slots, sketch_only = touched, False
         if watched.size or traced.size:
             slots = np.union1d(np.union1d(slots, watched), traced).astype(np.int64)
             sketch_only = False
@@ -546,7 +549,39 @@ class Engine:
         not depend on them (every column is row-wise).  Only used under the rule scorer without
         labels (:attr:`screen`).
         """
-        if self._screen is None:  # FeatureReader.screen's arguments, prepared once
+        return self._screen_of()(
+            self.counters.acc,
+            self.counters.global_acc,
+            self.counters.lam,
+            self.counters.dt_s(now_ms),
+            touched,
+            n_products=self._n_live,
+            observed_s=(now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0,
+            stat=self.detector.cusum.stat,
+        )
+
+    def _screen_touched(
+        self, now_ms: int, parts: list[NDArray[np.int64]]
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], bool]:
+        """The distinct touched slots, those that may matter, and whether any may score: one call.
+
+        ``touched = _unique(parts)``, ``touched[why != 0]`` and ``(why & SCORE).any()`` for
+        ``why = self._may_matter(now_ms, touched)``, exactly (kernels/prefilter.py ``Screen.touched``).
+        """
+        return self._screen_of().touched(
+            self.counters.acc,
+            self.counters.global_acc,
+            self.counters.lam,
+            self.counters.dt_s(now_ms),
+            parts,
+            n_products=self._n_live,
+            observed_s=(now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0,
+            stat=self.detector.cusum.stat,
+        )
+
+    def _screen_of(self) -> Screen:
+        """The screen's fixed arguments (FeatureReader.screen's), prepared at the first use."""
+        if self._screen is None:
             c, hl = self.cfg, self.cfg.decay.half_lives_s
             self._screen = Screen(
                 type_weights=np.asarray(c.signals.weights(), np.float64),
@@ -558,16 +593,7 @@ class Engine:
                 score_limit=min(c.board.demote_threshold, c.detect.min_score, c.board.promote_threshold),
                 evidence_limit=_SKETCH_EVIDENCE,
             )  # fmt: skip
-        return self._screen(
-            self.counters.acc,
-            self.counters.global_acc,
-            self.counters.lam,
-            self.counters.dt_s(now_ms),
-            touched,
-            n_products=self._n_live,
-            observed_s=(now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0,
-            stat=self.detector.cusum.stat,
-        )
+        return self._screen
 
     @property
     def screen(self) -> bool:
@@ -985,6 +1011,8 @@ class Engine:
         Their ids are released at the end of the batch (unless events of theirs came later in
         it): a cleared slot is exactly a fresh product, so decisions do not depend on batching.
         """
+        if self._next_evict_ms is not None and now_ms < self._next_evict_ms:
+            return
         every_ms = round(self.cfg.state.evict_every_s * 1000)
         if self._next_evict_ms is None:
             self._next_evict_ms = (now_ms // every_ms + 1) * every_ms

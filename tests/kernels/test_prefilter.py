@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -115,3 +116,52 @@ def test_prepared_screen_is_the_readers_screen(seed, n_products, observed_s):
         observed_s=observed_s, n_products=n_products, stat=stat,
     )  # fmt: skip
     assert got.tolist() == want.tolist()
+
+
+def _prepared(cfg, score_limit=0.3, evidence_limit=0.2):
+    from viraltrend.kernels.prefilter import Screen
+
+    hl, sc = cfg.decay.half_lives_s, cfg.score
+    return Screen(
+        type_weights=np.asarray(cfg.signals.weights()), i_trend=hl.index(sc.trend_half_life_s),
+        i_base=hl.index(sc.baseline_half_life_s), min_baseline_per_hour=sc.min_baseline_per_hour,
+        global_baseline_factor=sc.global_baseline_factor, lift_midpoint=sc.lift_midpoint,
+        lift_steepness=sc.lift_steepness, z_midpoint=sc.z_midpoint, z_steepness=sc.z_steepness, h=H,
+        score_limit=score_limit, evidence_limit=evidence_limit,
+    )  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_products=st.integers(1, 40),
+    parts=st.lists(st.lists(st.integers(0, 39), min_size=0, max_size=12), min_size=0, max_size=4),
+    score_limit=st.sampled_from([1e-6, 0.05, 0.3, 0.9]),
+    evidence_limit=st.sampled_from([0.01, 0.2, 1.0]),
+)
+def test_screen_of_touched_parts_is_unique_then_screen_then_filter(
+    seed, n_products, parts, score_limit, evidence_limit
+):
+    """``Screen.touched`` (one compiled call) against its plain steps: unique, screen, keep, any SCORE."""
+    from viraltrend.kernels.columns import unique_counts
+
+    cfg, counters, stat, now_ms = _setup(seed, 40, 3.0)
+    screen = _prepared(cfg, score_limit, evidence_limit)
+    arrays = [np.asarray(p, np.int64) for p in parts]
+    args = (counters.acc, counters.global_acc, counters.lam, counters.dt_s(now_ms))
+    kw = {"observed_s": 4000.0, "n_products": n_products, "stat": stat}
+    touched, kept, may_score = screen.touched(*args, arrays, **kw)
+    want = unique_counts(arrays)[0]
+    why = screen(*args, want, **kw)
+    assert touched.dtype == kept.dtype == np.int64
+    assert touched.tolist() == want.tolist()
+    assert kept.tolist() == want[why != 0].tolist()
+    assert may_score is bool((why & SCORE).any())
+
+
+def test_screen_of_touched_parts_refuses_a_slot_out_of_range():
+    cfg, counters, stat, now_ms = _setup(3, 5, 1.0)
+    args = (counters.acc, counters.global_acc, counters.lam, counters.dt_s(now_ms))
+    for bad in (5, -1):
+        with pytest.raises(ValueError, match="slots"):
+            _prepared(cfg).touched(*args, [np.array([1, bad])], observed_s=60.0, n_products=5, stat=stat)

@@ -22,6 +22,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from viraltrend.kernels._checks import check_range, column
+from viraltrend.kernels.columns import _unique_counts
 from viraltrend.kernels.decay import _scaled
 
 __all__ = ["EVIDENCE", "MARGIN", "SCORE", "Screen", "may_matter"]
@@ -133,6 +134,40 @@ def may_matter(
     return out
 
 
+@njit(cache=True)
+def _screen_touched(
+    acc: NDArray[np.float64], global_acc: NDArray[np.float64], lam: NDArray[np.float64], dt_s: float,
+    touched: NDArray[np.int64], w: NDArray[np.float64], observed_s: float, n_products: int,
+    i_trend: int, i_base: int, min_baseline_h: float, global_factor: float,
+    lift_mid: float, lift_k: float, z_mid: float, z_k: float,
+    stat: NDArray[np.float32], h: float, score_below: float, evidence_below: float, bound: int,
+) -> tuple[bool, NDArray[np.int64], NDArray[np.int64], bool]:  # fmt: skip
+    """:meth:`Screen.touched`: False (nothing screened) if a slot is outside ``[0, bound)``."""
+    uniq = _unique_counts(touched)[0]
+    m = uniq.shape[0]
+    if m and (uniq[0] < 0 or uniq[m - 1] >= bound):
+        return False, uniq, uniq[:0].copy(), False
+    out = np.empty(m, np.int8)
+    _may_matter(
+        acc, global_acc, lam, dt_s, uniq, w, observed_s, n_products, i_trend, i_base, min_baseline_h,
+        global_factor, lift_mid, lift_k, z_mid, z_k, stat, h, score_below, evidence_below, out,
+    )  # fmt: skip
+    n_kept = 0
+    may_score = False
+    for j in range(m):
+        if out[j] != 0:
+            n_kept += 1
+        if out[j] & SCORE:
+            may_score = True
+    kept = np.empty(n_kept, np.int64)
+    k = 0
+    for j in range(m):
+        if out[j] != 0:
+            kept[k] = uniq[j]
+            k += 1
+    return True, uniq, kept, may_score
+
+
 class Screen:
     """:func:`may_matter` with the arguments that never change prepared once (the engine's ticks).
 
@@ -187,3 +222,33 @@ class Screen:
             *self._fixed, stat, self._h, *self._limits, out,
         )  # fmt: skip
         return out
+
+    def touched(
+        self,
+        acc: NDArray[np.float64],
+        global_acc: NDArray[np.float64],
+        lam: NDArray[np.float64],
+        dt_s: float,
+        parts: list[NDArray[np.int64]],
+        *,
+        observed_s: float,
+        n_products: int,
+        stat: NDArray[np.float32],
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], bool]:
+        """A tick's touched products screened, in one compiled call (the engine's ticks).
+
+        ``parts`` holds the slots applied since the last tick (int64 arrays, repeats allowed).
+        Returns ``touched`` (their distinct values, sorted: ``unique_counts(parts)[0]``), the
+        touched products that may matter (``touched[why != 0]`` for ``why = self(..., touched,
+        ...)``) and whether any may score (``(why & SCORE).any()``), exactly.
+        """
+        a = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, np.int64)
+        a = column("values", a, np.int64, None, "")
+        bound = min(acc.shape[0], stat.shape[0])
+        ok, uniq, kept, may_score = _screen_touched(
+            acc, global_acc, lam, float(dt_s), a, self._w, float(observed_s), int(n_products),
+            *self._fixed, stat, self._h, *self._limits, bound,
+        )  # fmt: skip
+        if not ok:  # a slot out of range: the checks of __call__ raise
+            check_range("slots", uniq, 0, bound)
+        return uniq, kept, bool(may_score)
