@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from viraltrend.board import Board, Candidates
 from viraltrend.config import Config
 from viraltrend.dedup import Deduplicator, duplicate_rejects
-from viraltrend.detect import SequentialDetector
+from viraltrend.detect import _CYCLE_CLIP, SequentialDetector
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels.audience import AudienceSketches
@@ -52,7 +52,7 @@ from viraltrend.kernels.columns import (
 from viraltrend.kernels.decay import DecayedCounters, global_figures
 from viraltrend.kernels.hashtable import UserTable, hash_ids
 from viraltrend.kernels.names import CountedNames, NameTable
-from viraltrend.kernels.prefilter import Screen
+from viraltrend.kernels.prefilter import Screen, TickBaseline
 from viraltrend.kernels.segment import apply_segment
 from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
@@ -480,19 +480,30 @@ class Engine:
         if self._idle(now_ms):
             return []
         mu_of = self._baseline_users(now_ms)
+        parts, self._touched = self._touched, []
+        new_users = _EMPTY
         if self._new_users:
             new_users = self._new_users[0] if len(self._new_users) == 1 else np.concatenate(self._new_users)
-            if new_users.size:  # counted, their baselines read and the CUSUMs updated in one compiled call
-                norm, floor, cycle = mu_of.params()
-                t = self.trust_counters
-                self.detector.cusum.update_from_users(
-                    new_users, t.acc, channel=0, half_life=1, lam=float(t.lam[1]), dt_s=t.dt_s(now_ms),
-                    norm=norm, floor=floor, cycle=cycle, now_ms=now_ms,
-                )  # fmt: skip
             self._new_users = []
+        fused = bool(self.screen and parts)
+        if fused:  # the baseline's figures, the CUSUM update and the screen below, in one compiled call
+            mu_of._memo, touched, slots, may_score = self._screen_of().tick(
+                self.counters, self.trust_counters, self.detector.cusum, _tick_base(self.cfg), now_ms,
+                start_ms=self._start_ms, n_live=mu_of._n_live, new_users=new_users, parts=parts,
+            )  # fmt: skip
+            sketch_only = touched.size > 0 and not may_score  # evidence building at most: nothing to score
+        elif new_users.size:  # counted, their baselines read and the CUSUMs updated in one compiled call
+            norm, floor, cycle = mu_of.params()
+            t = self.trust_counters
+            self.detector.cusum.update_from_users(
+                new_users, t.acc, channel=0, half_life=1, lam=float(t.lam[1]), dt_s=t.dt_s(now_ms),
+                norm=norm, floor=floor, cycle=cycle, now_ms=now_ms,
+            )  # fmt: skip
         if self.labels is not None:
             self._learn(now_ms)  # labels of rows sampled at t <= now - horizon, from counts up to now
-        parts, self._touched = self._touched, []
+        if not fused:
+            touched = _unique(parts)
+            slots, sketch_only = touched, False
         b = self.board
         watched = np.asarray(b.watched_slots(), np.int64) if b.members or b.pending or b.held else _EMPTY
         traced = _EMPTY
@@ -500,12 +511,6 @@ class Engine:
             traced = self.products.lookup(self.trace_products)
             traced = traced[traced >= 0]
             traced = traced[self.counters.last_ts_ms[traced] != _NEVER]  # from its first applied event on
-        if self.screen and parts:  # _may_matter's screen of the distinct touched slots, in one call
-            touched, slots, may_score = self._screen_touched(now_ms, parts)
-            sketch_only = touched.size > 0 and not may_score  # evidence building at most: nothing to score
-        else:
-            touched = _unique(parts)
-            slots, sketch_only = touched, False
         if watched.size or traced.size:
             slots = np.union1d(np.union1d(slots, watched), traced).astype(np.int64)
             sketch_only = False
@@ -555,25 +560,6 @@ class Engine:
             self.counters.lam,
             self.counters.dt_s(now_ms),
             touched,
-            n_products=self._n_live,
-            observed_s=(now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0,
-            stat=self.detector.cusum.stat,
-        )
-
-    def _screen_touched(
-        self, now_ms: int, parts: list[NDArray[np.int64]]
-    ) -> tuple[NDArray[np.int64], NDArray[np.int64], bool]:
-        """The distinct touched slots, those that may matter, and whether any may score: one call.
-
-        ``touched = _unique(parts)``, ``touched[why != 0]`` and ``(why & SCORE).any()`` for
-        ``why = self._may_matter(now_ms, touched)``, exactly (kernels/prefilter.py ``Screen.touched``).
-        """
-        return self._screen_of().touched(
-            self.counters.acc,
-            self.counters.global_acc,
-            self.counters.lam,
-            self.counters.dt_s(now_ms),
-            parts,
             n_products=self._n_live,
             observed_s=(now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0,
             stat=self.detector.cusum.stat,
@@ -1323,17 +1309,16 @@ class _TickBaseline:
         if self._memo is not None:
             return self._memo
         e, now_ms = self._engine, self._now_ms
-        i_hour, lam_hour, i_base, lam_base = _baseline_rates(
-            e.cfg.decay.half_lives_s, e.cfg.score.baseline_half_life_s
-        )
+        base = _tick_base(e.cfg)
         seen = max((now_ms - e._start_ms) / 1000.0 if e._start_ms is not None else 0.0, 1.0)
-        nb = lam_base / -math.expm1(-lam_base * seen)  # the norm of a decayed count at that half-life
+        norm_hour, nb = base.norms(seen)  # rates per second of decayed counts at those half-lives
         cycle = 1.0
         # counters.read_global(now).sum(axis=0) and trust.read_global(now)[0, 1] in one call, bit for bit
         g, users = global_figures(e.counters, e.trust_counters, now_ms, channel=0, half_life=1)
-        if i_hour >= 0 and e._start_ms is not None:
-            norm_hour = lam_hour / -math.expm1(-lam_hour * seen)
-            cycle = SequentialDetector.cycle_factor(float(g[i_hour]) * norm_hour, float(g[i_base]) * nb)
+        if base.i_hour >= 0 and e._start_ms is not None:
+            cycle = SequentialDetector.cycle_factor(
+                float(g[base.i_hour]) * norm_hour, float(g[base.i_base]) * nb
+            )
         self._memo = (nb, e.detector.baseline_floor(users, self._n_live, nb), cycle)
         return self._memo
 
@@ -1347,11 +1332,27 @@ class _TickBaseline:
         )  # fmt: skip
 
 
+def _tick_base(cfg: Config) -> TickBaseline:
+    """The fixed arguments of :meth:`_TickBaseline.params` (and of the screen's tick call) for ``cfg``."""
+    d = cfg.detect
+    return _tick_base_of(
+        cfg.decay.half_lives_s, cfg.score.baseline_half_life_s, d.prior_factor, d.baseline_floor_users_per_h
+    )
+
+
 @functools.cache
-def _baseline_rates(half_lives_s: tuple[float, ...], base_s: float) -> tuple[int, float, int, float]:
-    """The index and ``ln 2 / h`` of the 1-hour (-1: none) and the baseline half-life (for ``params``)."""
-    i_hour = half_lives_s.index(3600.0) if 3600.0 in half_lives_s else -1
-    return i_hour, math.log(2.0) / 3600.0, half_lives_s.index(base_s), math.log(2.0) / base_s
+def _tick_base_of(
+    half_lives_s: tuple[float, ...], base_s: float, prior: float, floor_h: float
+) -> TickBaseline:
+    return TickBaseline(
+        i_hour=half_lives_s.index(3600.0) if 3600.0 in half_lives_s else -1,
+        lam_hour=math.log(2.0) / 3600.0,
+        i_base=half_lives_s.index(base_s),
+        lam_base=math.log(2.0) / base_s,
+        prior_factor=prior,
+        floor_min=floor_h / 3600.0,  # SequentialDetector.baseline_floor's floor per second
+        clip=_CYCLE_CLIP,
+    )
 
 
 _EMPTY = np.zeros(0, np.int64)
