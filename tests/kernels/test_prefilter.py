@@ -278,7 +278,6 @@ def test_tick_call_is_params_then_cusum_update_then_screen(
         parts=arrays,
     )
     assert got_memo == memo  # exactly: floats compared bit for bit
-    CYCLES.add(min(max(memo[2], 0.2), 5.0) in (0.2, 5.0))
     for name in ("stat", "back", "bins", "coarse", "last_tick"):
         assert np.array_equal(getattr(got_cusum, name), getattr(want_cusum, name)), name
     assert touched.tolist() == touched_want.tolist()
@@ -305,11 +304,23 @@ def test_tick_call_raises_as_the_update_does_and_changes_nothing():
     assert detector.cusum.last_tick[2] == now_ms // detector.tick_ms
 
 
-CYCLES: set[bool] = set()  # whether the daily-cycle factor was clipped, over the examples above
+@pytest.mark.parametrize(("later_h", "clipped"), [(0, 5.0), (12, 0.2), (2, None)])
+def test_tick_call_daily_cycle_factor_at_and_inside_its_clip(later_h, clipped):
+    """A month-old stream read just after a burst (1-hour rate far above the day's), half a day later
+    (far below), and in between: the fused call's factor is the detector's, clipped or not."""
+    cfg, counters, trust, detector, base, now_ms = _tick_setup(7, 20, 1.0, later_h * 3_600_000)
+    start_ms = now_ms - 30 * 86_400_000
+    screen = _prepared(cfg)
+    import copy
 
-
-def test_tick_call_examples_reach_both_sides_of_the_cycle_clip():
-    """The property above saw clipped and unclipped daily-cycle factors (else it proves less)."""
-    if not CYCLES:
-        pytest.skip("runs after test_tick_call_is_params_then_cusum_update_then_screen only")
-    assert CYCLES == {True, False}
+    plain = copy.deepcopy(detector)
+    memo = _plain_tick(cfg, counters, trust, plain, now_ms, start_ms, 20, np.zeros(0, np.int64))
+    got, *_ = screen.tick(
+        counters, trust, detector.cusum, base, now_ms, start_ms=start_ms, n_live=20,
+        new_users=np.zeros(0, np.int64), parts=[np.array([1, 2])],
+    )  # fmt: skip
+    assert got == memo
+    if clipped is None:
+        assert 0.2 < got[2] < 5.0
+    else:
+        assert got[2] == clipped
