@@ -18,6 +18,7 @@ exactly the events that arrived before the watermark passed ``T``.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import time
 from collections import Counter
@@ -34,7 +35,7 @@ from numpy.typing import NDArray
 from viraltrend.board import Board, Candidates
 from viraltrend.config import Config
 from viraltrend.dedup import Deduplicator, duplicate_rejects
-from viraltrend.detect import SequentialDetector
+from viraltrend.detect import _CYCLE_CLIP, SequentialDetector
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels.audience import AudienceSketches
@@ -51,7 +52,7 @@ from viraltrend.kernels.columns import (
 from viraltrend.kernels.decay import DecayedCounters, global_figures
 from viraltrend.kernels.hashtable import UserTable, hash_ids
 from viraltrend.kernels.names import CountedNames, NameTable
-from viraltrend.kernels.prefilter import SCORE, Screen
+from viraltrend.kernels.prefilter import Screen, TickBaseline
 from viraltrend.kernels.segment import apply_segment
 from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
@@ -472,36 +473,44 @@ class Engine:
 
     def _tick(self, now_ms: int) -> list[Message]:
         self._sweep_users(now_ms)
-        self.counters.rebase(now_ms)  # landmark moves at ticks only: identical for any batching
-        self.trust_counters.rebase(now_ms)
+        for c in (self.counters, self.trust_counters):  # landmarks move at ticks only: any batching
+            at = c.next_rebase_ms()  # rebase before it changes nothing: skip the call
+            if at is not None and now_ms >= at:
+                c.rebase(now_ms)
         if self._idle(now_ms):
             return []
         mu_of = self._baseline_users(now_ms)
+        parts, self._touched = self._touched, []
+        new_users = _EMPTY
         if self._new_users:
             new_users = self._new_users[0] if len(self._new_users) == 1 else np.concatenate(self._new_users)
-            if new_users.size:  # counted, their baselines read and the CUSUMs updated in one compiled call
-                norm, floor, cycle = mu_of.params()
-                t = self.trust_counters
-                self.detector.cusum.update_from_users(
-                    new_users, t.acc, channel=0, half_life=1, lam=float(t.lam[1]), dt_s=t.dt_s(now_ms),
-                    norm=norm, floor=floor, cycle=cycle, now_ms=now_ms,
-                )  # fmt: skip
             self._new_users = []
+        fused = bool(self.screen and parts)
+        if fused:  # the baseline's figures, the CUSUM update and the screen below, in one compiled call
+            mu_of._memo, touched, slots, may_score = self._screen_of().tick(
+                self.counters, self.trust_counters, self.detector.cusum, _tick_base(self.cfg), now_ms,
+                start_ms=self._start_ms, n_live=mu_of._n_live, new_users=new_users, parts=parts,
+            )  # fmt: skip
+            sketch_only = touched.size > 0 and not may_score  # evidence building at most: nothing to score
+        elif new_users.size:  # counted, their baselines read and the CUSUMs updated in one compiled call
+            norm, floor, cycle = mu_of.params()
+            t = self.trust_counters
+            self.detector.cusum.update_from_users(
+                new_users, t.acc, channel=0, half_life=1, lam=float(t.lam[1]), dt_s=t.dt_s(now_ms),
+                norm=norm, floor=floor, cycle=cycle, now_ms=now_ms,
+            )  # fmt: skip
         if self.labels is not None:
             self._learn(now_ms)  # labels of rows sampled at t <= now - horizon, from counts up to now
-        touched = _unique(self._touched)
-        self._touched = []
-        watched = np.asarray(self.board.watched_slots(), np.int64)
+        if not fused:
+            touched = _unique(parts)
+            slots, sketch_only = touched, False
+        b = self.board
+        watched = np.asarray(b.watched_slots(), np.int64) if b.members or b.pending or b.held else _EMPTY
         traced = _EMPTY
         if self.trace_products:
             traced = self.products.lookup(self.trace_products)
             traced = traced[traced >= 0]
             traced = traced[self.counters.last_ts_ms[traced] != _NEVER]  # from its first applied event on
-        slots, sketch_only = touched, False
-        if self.screen and touched.size:
-            why = self._may_matter(now_ms, touched)
-            slots = touched[why != 0]
-            sketch_only = not (why & SCORE).any()  # evidence building at most: nothing to score
         if watched.size or traced.size:
             slots = np.union1d(np.union1d(slots, watched), traced).astype(np.int64)
             sketch_only = False
@@ -545,7 +554,20 @@ class Engine:
         not depend on them (every column is row-wise).  Only used under the rule scorer without
         labels (:attr:`screen`).
         """
-        if self._screen is None:  # FeatureReader.screen's arguments, prepared once
+        return self._screen_of()(
+            self.counters.acc,
+            self.counters.global_acc,
+            self.counters.lam,
+            self.counters.dt_s(now_ms),
+            touched,
+            n_products=self._n_live,
+            observed_s=(now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0,
+            stat=self.detector.cusum.stat,
+        )
+
+    def _screen_of(self) -> Screen:
+        """The screen's fixed arguments (FeatureReader.screen's), prepared at the first use."""
+        if self._screen is None:
             c, hl = self.cfg, self.cfg.decay.half_lives_s
             self._screen = Screen(
                 type_weights=np.asarray(c.signals.weights(), np.float64),
@@ -557,16 +579,7 @@ class Engine:
                 score_limit=min(c.board.demote_threshold, c.detect.min_score, c.board.promote_threshold),
                 evidence_limit=_SKETCH_EVIDENCE,
             )  # fmt: skip
-        return self._screen(
-            self.counters.acc,
-            self.counters.global_acc,
-            self.counters.lam,
-            self.counters.dt_s(now_ms),
-            touched,
-            n_products=self._n_live,
-            observed_s=(now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0,
-            stat=self.detector.cusum.stat,
-        )
+        return self._screen
 
     @property
     def screen(self) -> bool:
@@ -793,6 +806,9 @@ class Engine:
         ``model.label_lift`` times what the baseline rate predicts.
         """
         assert self.labels is not None and self.model is not None
+        next_due = self.labels.next_due_ms()  # due() is empty before it (the oldest row's t + horizon)
+        if next_due is None or now_ms < next_due:
+            return
         due = self.labels.due(now_ms)
         if len(due) == 0:
             return
@@ -981,6 +997,8 @@ class Engine:
         Their ids are released at the end of the batch (unless events of theirs came later in
         it): a cleared slot is exactly a fresh product, so decisions do not depend on batching.
         """
+        if self._next_evict_ms is not None and now_ms < self._next_evict_ms:
+            return
         every_ms = round(self.cfg.state.evict_every_s * 1000)
         if self._next_evict_ms is None:
             self._next_evict_ms = (now_ms // every_ms + 1) * every_ms
@@ -1291,22 +1309,16 @@ class _TickBaseline:
         if self._memo is not None:
             return self._memo
         e, now_ms = self._engine, self._now_ms
-        hl = e.cfg.decay.half_lives_s
-        base_s = e.cfg.score.baseline_half_life_s
+        base = _tick_base(e.cfg)
         seen = max((now_ms - e._start_ms) / 1000.0 if e._start_ms is not None else 0.0, 1.0)
-
-        def norm(half_life_s: float) -> float:
-            lam = math.log(2.0) / half_life_s
-            return lam / -math.expm1(-lam * seen)
-
+        norm_hour, nb = base.norms(seen)  # rates per second of decayed counts at those half-lives
         cycle = 1.0
         # counters.read_global(now).sum(axis=0) and trust.read_global(now)[0, 1] in one call, bit for bit
         g, users = global_figures(e.counters, e.trust_counters, now_ms, channel=0, half_life=1)
-        if 3600.0 in hl and e._start_ms is not None:
+        if base.i_hour >= 0 and e._start_ms is not None:
             cycle = SequentialDetector.cycle_factor(
-                float(g[hl.index(3600.0)]) * norm(3600.0), float(g[hl.index(base_s)]) * norm(base_s)
+                float(g[base.i_hour]) * norm_hour, float(g[base.i_base]) * nb
             )
-        nb = norm(base_s)
         self._memo = (nb, e.detector.baseline_floor(users, self._n_live, nb), cycle)
         return self._memo
 
@@ -1318,6 +1330,29 @@ class _TickBaseline:
             trust.acc, slots, channel=0, half_life=1, lam=float(trust.lam[1]), dt_s=trust.dt_s(self._now_ms),
             norm=nb, floor=floor, cycle=cycle,
         )  # fmt: skip
+
+
+def _tick_base(cfg: Config) -> TickBaseline:
+    """The fixed arguments of :meth:`_TickBaseline.params` (and of the screen's tick call) for ``cfg``."""
+    d = cfg.detect
+    return _tick_base_of(
+        cfg.decay.half_lives_s, cfg.score.baseline_half_life_s, d.prior_factor, d.baseline_floor_users_per_h
+    )
+
+
+@functools.cache
+def _tick_base_of(
+    half_lives_s: tuple[float, ...], base_s: float, prior: float, floor_h: float
+) -> TickBaseline:
+    return TickBaseline(
+        i_hour=half_lives_s.index(3600.0) if 3600.0 in half_lives_s else -1,
+        lam_hour=math.log(2.0) / 3600.0,
+        i_base=half_lives_s.index(base_s),
+        lam_base=math.log(2.0) / base_s,
+        prior_factor=prior,
+        floor_min=floor_h / 3600.0,  # SequentialDetector.baseline_floor's floor per second
+        clip=_CYCLE_CLIP,
+    )
 
 
 _EMPTY = np.zeros(0, np.int64)

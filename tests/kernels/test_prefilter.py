@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -115,3 +116,211 @@ def test_prepared_screen_is_the_readers_screen(seed, n_products, observed_s):
         observed_s=observed_s, n_products=n_products, stat=stat,
     )  # fmt: skip
     assert got.tolist() == want.tolist()
+
+
+def _prepared(cfg, score_limit=0.3, evidence_limit=0.2):
+    from viraltrend.kernels.prefilter import Screen
+
+    hl, sc = cfg.decay.half_lives_s, cfg.score
+    return Screen(
+        type_weights=np.asarray(cfg.signals.weights()), i_trend=hl.index(sc.trend_half_life_s),
+        i_base=hl.index(sc.baseline_half_life_s), min_baseline_per_hour=sc.min_baseline_per_hour,
+        global_baseline_factor=sc.global_baseline_factor, lift_midpoint=sc.lift_midpoint,
+        lift_steepness=sc.lift_steepness, z_midpoint=sc.z_midpoint, z_steepness=sc.z_steepness, h=H,
+        score_limit=score_limit, evidence_limit=evidence_limit,
+    )  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_products=st.integers(1, 40),
+    parts=st.lists(st.lists(st.integers(0, 39), min_size=0, max_size=12), min_size=0, max_size=4),
+    score_limit=st.sampled_from([1e-6, 0.05, 0.3, 0.9]),
+    evidence_limit=st.sampled_from([0.01, 0.2, 1.0]),
+)
+def test_screen_of_touched_parts_is_unique_then_screen_then_filter(
+    seed, n_products, parts, score_limit, evidence_limit
+):
+    """``Screen.touched`` (one compiled call) against its plain steps: unique, screen, keep, any SCORE."""
+    from viraltrend.kernels.columns import unique_counts
+
+    cfg, counters, stat, now_ms = _setup(seed, 40, 3.0)
+    screen = _prepared(cfg, score_limit, evidence_limit)
+    arrays = [np.asarray(p, np.int64) for p in parts]
+    args = (counters.acc, counters.global_acc, counters.lam, counters.dt_s(now_ms))
+    kw = {"observed_s": 4000.0, "n_products": n_products, "stat": stat}
+    touched, kept, may_score = screen.touched(*args, arrays, **kw)
+    want = unique_counts(arrays)[0]
+    why = screen(*args, want, **kw)
+    assert touched.dtype == kept.dtype == np.int64
+    assert touched.tolist() == want.tolist()
+    assert kept.tolist() == want[why != 0].tolist()
+    assert may_score is bool((why & SCORE).any())
+
+
+def test_screen_of_touched_parts_refuses_a_slot_out_of_range():
+    cfg, counters, stat, now_ms = _setup(3, 5, 1.0)
+    args = (counters.acc, counters.global_acc, counters.lam, counters.dt_s(now_ms))
+    for bad in (5, -1):
+        with pytest.raises(ValueError, match="slots"):
+            _prepared(cfg).touched(*args, [np.array([1, bad])], observed_s=60.0, n_products=5, stat=stat)
+
+
+def _tick_setup(seed: int, n_products: int, prior_factor: float, later_ms: int = 0):
+    """Counters, trust counters and a change detector after random events, as at an engine tick."""
+    import dataclasses
+    import math
+
+    from viraltrend.detect import _CYCLE_CLIP, SequentialDetector
+    from viraltrend.kernels.prefilter import TickBaseline
+
+    cfg, counters, _, now_ms = _setup(seed, n_products, 3.0)
+    now_ms += later_ms  # hours after the events: the 1-hour rate falls below the baseline's
+    cfg = dataclasses.replace(cfg, detect=dataclasses.replace(cfg.detect, prior_factor=prior_factor))
+    rng = np.random.default_rng(seed)
+    trust_hl = (cfg.score.trend_half_life_s, cfg.score.baseline_half_life_s)
+    trust = DecayedCounters(half_lives_s=trust_hl, n_types=3, capacity=n_products)
+    ev = reference.random_events(seed + 1, n=200, n_products=n_products, n_types=3, span_ms=4 * 3_600_000)
+    trust.add(*ev.columns())
+    detector = SequentialDetector(cfg, n_products)
+    now_ms -= now_ms % detector.tick_ms
+    for k in range(3):  # some history in the CUSUMs
+        slots = np.unique(rng.integers(0, n_products, 5))
+        detector.cusum.update(
+            slots, rng.integers(1, 4, slots.size).astype(np.float64), np.full(slots.size, 0.01),
+            now_ms=now_ms - (3 - k) * detector.tick_ms,
+        )  # fmt: skip
+    hl, d = cfg.decay.half_lives_s, cfg.detect
+    base_s = cfg.score.baseline_half_life_s
+    base = TickBaseline(
+        i_hour=hl.index(3600.0), lam_hour=math.log(2.0) / 3600.0, i_base=hl.index(base_s),
+        lam_base=math.log(2.0) / base_s, prior_factor=d.prior_factor,
+        floor_min=d.baseline_floor_users_per_h / 3600.0, clip=_CYCLE_CLIP,
+    )  # fmt: skip
+    return cfg, counters, trust, detector, base, now_ms
+
+
+def _plain_tick(cfg, counters, trust, detector, now_ms, start_ms, n_live, new_users):
+    """The engine's steps before the fused call: _TickBaseline.params, then update_from_users."""
+    import math
+
+    from viraltrend.kernels.decay import global_figures
+
+    hl, base_s = cfg.decay.half_lives_s, cfg.score.baseline_half_life_s
+    seen = max((now_ms - start_ms) / 1000.0 if start_ms is not None else 0.0, 1.0)
+
+    def norm(half_life_s):
+        lam = math.log(2.0) / half_life_s
+        return lam / -math.expm1(-lam * seen)
+
+    cycle = 1.0
+    g, users = global_figures(counters, trust, now_ms, channel=0, half_life=1)
+    if start_ms is not None:
+        cycle = detector.cycle_factor(
+            float(g[hl.index(3600.0)]) * norm(3600.0), float(g[hl.index(base_s)]) * norm(base_s)
+        )
+    nb = norm(base_s)
+    memo = (nb, detector.baseline_floor(users, n_live, nb), cycle)
+    if new_users.size:
+        detector.cusum.update_from_users(
+            new_users, trust.acc, channel=0, half_life=1, lam=float(trust.lam[1]), dt_s=trust.dt_s(now_ms),
+            norm=memo[0], floor=memo[1], cycle=memo[2], now_ms=now_ms,
+        )  # fmt: skip
+    return memo
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_products=st.integers(1, 30),
+    new_users=st.lists(st.integers(0, 29), max_size=15),
+    parts=st.lists(st.lists(st.integers(0, 29), min_size=1, max_size=10), min_size=1, max_size=3),
+    started=st.sampled_from([None, 0, 60_000, 7_200_000, 90_000_000, 30 * 86_400_000]),
+    later_h=st.sampled_from([0, 12]),
+    n_live=st.integers(0, 40),
+    prior_factor=st.sampled_from([0.0, 1.0, 50.0]),
+)
+def test_tick_call_is_params_then_cusum_update_then_screen(
+    seed, n_products, new_users, parts, started, later_h, n_live, prior_factor
+):
+    """``Screen.tick`` (one compiled call) against the engine's plain steps, bit for bit."""
+    import copy
+
+    from viraltrend.kernels.columns import unique_counts
+
+    cfg, counters, trust, detector, base, now_ms = _tick_setup(
+        seed, n_products, prior_factor, later_h * 3_600_000
+    )
+    new = np.asarray([u % n_products for u in new_users], np.int64)
+    arrays = [np.asarray([p % n_products for p in part], np.int64) for part in parts]
+    start_ms = None if started is None else now_ms - started
+    screen = _prepared(cfg, 0.3, 0.2)
+    want_cusum = copy.deepcopy(detector.cusum)
+    got_cusum = detector.cusum
+    detector.cusum = want_cusum
+    memo = _plain_tick(cfg, counters, trust, detector, now_ms, start_ms, n_live, new)
+    observed = (now_ms - start_ms) / 1000.0 if start_ms is not None else 0.0
+    touched_want = unique_counts(arrays)[0]
+    why = screen(
+        counters.acc, counters.global_acc, counters.lam, counters.dt_s(now_ms), touched_want,
+        observed_s=observed, n_products=n_live, stat=want_cusum.stat,
+    )  # fmt: skip
+    got_memo, touched, kept, may_score = screen.tick(
+        counters,
+        trust,
+        got_cusum,
+        base,
+        now_ms,
+        start_ms=start_ms,
+        n_live=n_live,
+        new_users=new,
+        parts=arrays,
+    )
+    assert got_memo == memo  # exactly: floats compared bit for bit
+    for name in ("stat", "back", "bins", "coarse", "last_tick"):
+        assert np.array_equal(getattr(got_cusum, name), getattr(want_cusum, name)), name
+    assert touched.tolist() == touched_want.tolist()
+    assert kept.tolist() == touched_want[why != 0].tolist()
+    assert may_score is bool((why & SCORE).any())
+
+
+def test_tick_call_raises_as_the_update_does_and_changes_nothing():
+    import copy
+
+    cfg, counters, trust, detector, base, now_ms = _tick_setup(4, 6, 1.0)
+    screen = _prepared(cfg)
+    before = copy.deepcopy(detector.cusum)
+    args = (counters, trust, detector.cusum, base)
+    with pytest.raises(ValueError, match="new_users|slots"):
+        screen.tick(*args, now_ms, start_ms=0, n_live=6, new_users=np.array([2, 6]), parts=[np.array([2])])
+    with pytest.raises(ValueError, match="multiple of tick_ms"):
+        screen.tick(*args, now_ms + 1, start_ms=0, n_live=6, new_users=np.array([2]), parts=[np.array([2])])
+    for name in ("stat", "back", "bins", "coarse", "last_tick"):
+        assert np.array_equal(getattr(detector.cusum, name), getattr(before, name)), name
+    # as in the engine's steps, the update comes first: a touched slot out of range raises after it
+    with pytest.raises(ValueError, match="slots"):
+        screen.tick(*args, now_ms, start_ms=0, n_live=6, new_users=np.array([2]), parts=[np.array([9])])
+    assert detector.cusum.last_tick[2] == now_ms // detector.tick_ms
+
+
+@pytest.mark.parametrize(("later_h", "clipped"), [(0, 5.0), (12, 0.2), (2, None)])
+def test_tick_call_daily_cycle_factor_at_and_inside_its_clip(later_h, clipped):
+    """A month-old stream read just after a burst (1-hour rate far above the day's), half a day later
+    (far below), and in between: the fused call's factor is the detector's, clipped or not."""
+    cfg, counters, trust, detector, base, now_ms = _tick_setup(7, 20, 1.0, later_h * 3_600_000)
+    start_ms = now_ms - 30 * 86_400_000
+    screen = _prepared(cfg)
+    import copy
+
+    plain = copy.deepcopy(detector)
+    memo = _plain_tick(cfg, counters, trust, plain, now_ms, start_ms, 20, np.zeros(0, np.int64))
+    got, *_ = screen.tick(
+        counters, trust, detector.cusum, base, now_ms, start_ms=start_ms, n_live=20,
+        new_users=np.zeros(0, np.int64), parts=[np.array([1, 2])],
+    )  # fmt: skip
+    assert got == memo
+    if clipped is None:
+        assert 0.2 < got[2] < 5.0
+    else:
+        assert got[2] == clipped

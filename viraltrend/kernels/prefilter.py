@@ -22,9 +22,11 @@ from numba import njit
 from numpy.typing import NDArray
 
 from viraltrend.kernels._checks import check_range, column
-from viraltrend.kernels.decay import _scaled
+from viraltrend.kernels.columns import _unique_counts
+from viraltrend.kernels.cusum import ChangeDetector, _update_from_users
+from viraltrend.kernels.decay import DecayedCounters, _global_figures, _scaled
 
-__all__ = ["EVIDENCE", "MARGIN", "SCORE", "Screen", "may_matter"]
+__all__ = ["EVIDENCE", "MARGIN", "SCORE", "Screen", "TickBaseline", "may_matter"]
 
 #: How far below its limit a quiet product's score and evidence must lie.
 MARGIN: Final = 1e-9
@@ -133,6 +135,104 @@ def may_matter(
     return out
 
 
+@njit(cache=True)
+def _screen_touched(
+    acc: NDArray[np.float64], global_acc: NDArray[np.float64], lam: NDArray[np.float64], dt_s: float,
+    touched: NDArray[np.int64], w: NDArray[np.float64], observed_s: float, n_products: int,
+    i_trend: int, i_base: int, min_baseline_h: float, global_factor: float,
+    lift_mid: float, lift_k: float, z_mid: float, z_k: float,
+    stat: NDArray[np.float32], h: float, score_below: float, evidence_below: float, bound: int,
+) -> tuple[bool, NDArray[np.int64], NDArray[np.int64], bool]:  # fmt: skip
+    """:meth:`Screen.touched`: False (nothing screened) if a slot is outside ``[0, bound)``."""
+    uniq = _unique_counts(touched)[0]
+    m = uniq.shape[0]
+    if m and (uniq[0] < 0 or uniq[m - 1] >= bound):
+        return False, uniq, uniq[:0].copy(), False
+    out = np.empty(m, np.int8)
+    _may_matter(
+        acc, global_acc, lam, dt_s, uniq, w, observed_s, n_products, i_trend, i_base, min_baseline_h,
+        global_factor, lift_mid, lift_k, z_mid, z_k, stat, h, score_below, evidence_below, out,
+    )  # fmt: skip
+    n_kept = 0
+    may_score = False
+    for j in range(m):
+        if out[j] != 0:
+            n_kept += 1
+        if out[j] & SCORE:
+            may_score = True
+    kept = np.empty(n_kept, np.int64)
+    k = 0
+    for j in range(m):
+        if out[j] != 0:
+            kept[k] = uniq[j]
+            k += 1
+    return True, uniq, kept, may_score
+
+
+@njit(cache=True)
+def _tick_prelude(
+    g_acc: NDArray[np.float64], lam: NDArray[np.float64], dt_s: float, t_g_acc: NDArray[np.float64],
+    t_acc: NDArray[np.float64], t_lam: NDArray[np.float64], t_dt_s: float, channel: int, half_life: int,
+    i_hour: int, i_base: int, norm_hour: float, norm_base: float, cycle_on: bool, n_live: int,
+    prior_factor: float, floor_min: float, clip_lo: float, clip_hi: float,
+    new_users: NDArray[np.int64], stat: NDArray[np.float32], back: NDArray[np.int32], bins: NDArray[np.uint8],
+    coarse: NDArray[np.uint16], per_coarse: int, last_tick: NDArray[np.int64], log_rho: NDArray[np.float64],
+    rho_m1: NDArray[np.float64], tick: int, tick_s: float,
+    acc: NDArray[np.float64], touched: NDArray[np.int64], w: NDArray[np.float64], observed_s: float,
+    i_trend: int, i_base_s: int, min_baseline_h: float, global_factor: float, lift_mid: float, lift_k: float,
+    z_mid: float, z_k: float, h: float, score_below: float, evidence_below: float, bound: int,
+) -> tuple[int, float, float, bool, NDArray[np.int64], NDArray[np.int64], bool]:  # fmt: skip
+    """:func:`tick_prelude` in one call: (update code, floor, cycle, screened, touched, kept, may score)."""
+    # the engine's _TickBaseline.params: global figures, daily-cycle factor, floor (detect.py's formulas)
+    g, users = _global_figures(g_acc, lam, dt_s, t_g_acc, t_lam, t_dt_s, channel, half_life)
+    cycle = 1.0
+    if cycle_on:
+        rate_1h, rate_24h = g[i_hour] * norm_hour, g[i_base] * norm_base
+        if not (rate_24h <= 0.0) and math.isfinite(rate_1h / rate_24h):
+            cycle = rate_1h / rate_24h
+            cycle = clip_lo if clip_lo > cycle else cycle  # min(max(r, lo), hi) as Python takes them
+            cycle = clip_hi if clip_hi < cycle else cycle
+    prior = prior_factor * users * norm_base / max(n_live, 1)
+    floor = floor_min if floor_min > prior else prior  # max(prior, floor_min)
+    empty = touched[:0].copy()
+    if new_users.shape[0]:  # the change detector's update_from_users
+        code = _update_from_users(
+            stat, back, bins, coarse, per_coarse, last_tick, new_users, t_acc, channel, half_life,
+            t_lam[half_life], t_dt_s, norm_base, floor, cycle, log_rho, rho_m1, tick, tick_s,
+        )  # fmt: skip
+        if code:
+            return code, floor, cycle, False, empty, empty, False
+    ok, uniq, kept, may_score = _screen_touched(
+        acc, g_acc, lam, dt_s, touched, w, observed_s, n_live, i_trend, i_base_s, min_baseline_h,
+        global_factor, lift_mid, lift_k, z_mid, z_k, stat, h, score_below, evidence_below, bound,
+    )  # fmt: skip
+    return 0, floor, cycle, ok, uniq, kept, may_score
+
+
+class TickBaseline:
+    """The fixed arguments of the detector's baseline at ticks (the engine's ``_TickBaseline.params``).
+
+    ``i_hour``/``lam_hour``: index and ``ln 2 / 3600`` of the 1-hour half-life (``i_hour`` -1:
+    none, no daily-cycle factor); ``i_base``/``lam_base``: of the baseline half-life;
+    ``prior_factor`` and ``floor_min`` (per second) of ``SequentialDetector.baseline_floor``;
+    ``clip`` the daily-cycle factor's bounds.
+    """
+
+    def __init__(
+        self, *, i_hour: int, lam_hour: float, i_base: int, lam_base: float, prior_factor: float,
+        floor_min: float, clip: tuple[float, float],
+    ) -> None:  # fmt: skip
+        self.i_hour, self.lam_hour, self.i_base, self.lam_base = int(i_hour), lam_hour, int(i_base), lam_base
+        self.prior_factor, self.floor_min, self.clip = float(prior_factor), float(floor_min), clip
+
+    def norms(self, seen_s: float) -> tuple[float, float]:
+        """``lam / -expm1(-lam * seen_s)`` of the 1-hour and the baseline half-life: rates from counts."""
+        return (
+            self.lam_hour / -math.expm1(-self.lam_hour * seen_s),
+            self.lam_base / -math.expm1(-self.lam_base * seen_s),
+        )
+
+
 class Screen:
     """:func:`may_matter` with the arguments that never change prepared once (the engine's ticks).
 
@@ -187,3 +287,88 @@ class Screen:
             *self._fixed, stat, self._h, *self._limits, out,
         )  # fmt: skip
         return out
+
+    def touched(
+        self,
+        acc: NDArray[np.float64],
+        global_acc: NDArray[np.float64],
+        lam: NDArray[np.float64],
+        dt_s: float,
+        parts: list[NDArray[np.int64]],
+        *,
+        observed_s: float,
+        n_products: int,
+        stat: NDArray[np.float32],
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], bool]:
+        """A tick's touched products screened, in one compiled call (the engine's ticks).
+
+        ``parts`` holds the slots applied since the last tick (int64 arrays, repeats allowed).
+        Returns ``touched`` (their distinct values, sorted: ``unique_counts(parts)[0]``), the
+        touched products that may matter (``touched[why != 0]`` for ``why = self(..., touched,
+        ...)``) and whether any may score (``(why & SCORE).any()``), exactly.
+        """
+        a = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, np.int64)
+        a = column("values", a, np.int64, None, "")
+        bound = min(acc.shape[0], stat.shape[0])
+        ok, uniq, kept, may_score = _screen_touched(
+            acc, global_acc, lam, float(dt_s), a, self._w, float(observed_s), int(n_products),
+            *self._fixed, stat, self._h, *self._limits, bound,
+        )  # fmt: skip
+        if not ok:  # a slot out of range: the checks of __call__ raise
+            check_range("slots", uniq, 0, bound)
+        return uniq, kept, bool(may_score)
+
+    def tick(
+        self,
+        counters: DecayedCounters,
+        trust: DecayedCounters,
+        cusum: ChangeDetector,
+        base: TickBaseline,
+        now_ms: int,
+        *,
+        start_ms: int | None,
+        n_live: int,
+        new_users: NDArray[np.int64],
+        parts: list[NDArray[np.int64]],
+    ) -> tuple[tuple[float, float, float], NDArray[np.int64], NDArray[np.int64], bool]:
+        """The numeric start of a tick (the engine's), in one compiled call.
+
+        Exactly, in this order: the baseline's ``(norm, floor, cycle)`` (the engine's
+        ``_TickBaseline.params``: ``global_figures`` of both counters at ``now_ms``, trust channel 0
+        at half-life 1, then ``SequentialDetector.cycle_factor`` and ``baseline_floor``), then
+        ``cusum.update_from_users(new_users, trust.acc, channel=0, half_life=1, ...)`` with them if
+        ``new_users`` is not empty, then :meth:`touched` of ``parts`` (``counters`` at ``now_ms``,
+        ``observed_s`` since ``start_ms``, ``n_live`` products).  Returns the baseline's
+        figures and what :meth:`touched` returns.  Raises as the steps would (nothing changed).
+        """
+        new_users = column("new_users", new_users, np.int64, None, "")
+        if now_ms % cusum.tick_ms:
+            msg = f"now_ms must be a multiple of tick_ms={cusum.tick_ms}, got {now_ms}"
+            raise ValueError(msg)
+        if trust.n_types < 1 or trust.global_acc.shape[1] < 2:
+            msg = "channel 0 or half_life 1 outside the trust counters"
+            raise ValueError(msg)
+        a = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, np.int64)
+        a = column("values", a, np.int64, None, "")
+        seen = max((now_ms - start_ms) / 1000.0 if start_ms is not None else 0.0, 1.0)
+        norm_hour, norm_base = base.norms(seen)
+        dt_s, t_dt_s = counters.dt_s(now_ms), trust.dt_s(now_ms)
+        stat = cusum.stat
+        bound = min(counters.acc.shape[0], stat.shape[0])
+        code, floor, cycle, ok, uniq, kept, may_score = _tick_prelude(
+            counters.global_acc, counters.lam, dt_s, trust.global_acc, trust.acc, trust.lam, t_dt_s, 0, 1,
+            base.i_hour, base.i_base, norm_hour, norm_base, base.i_hour >= 0 and start_ms is not None,
+            int(n_live), base.prior_factor, base.floor_min, base.clip[0], base.clip[1],
+            new_users, stat, cusum.back, cusum.bins, cusum.coarse, cusum.ticks_per_coarse, cusum.last_tick,
+            cusum._log_rho, cusum._rho_m1, int(now_ms) // cusum.tick_ms, cusum.tick_ms / 1000.0,  # noqa: SLF001
+            counters.acc, a, self._w, (now_ms - start_ms) / 1000.0 if start_ms is not None else 0.0,
+            *self._fixed, self._h, *self._limits, bound,
+        )  # fmt: skip
+        if code:  # nothing changed: the step raises its own error
+            cusum.update_from_users(
+                new_users, trust.acc, channel=0, half_life=1, lam=float(trust.lam[1]), dt_s=t_dt_s,
+                norm=norm_base, floor=floor, cycle=cycle, now_ms=now_ms,
+            )  # fmt: skip
+        if not ok:
+            check_range("slots", uniq, 0, bound)
+        return (norm_base, floor, cycle), uniq, kept, bool(may_score)
