@@ -415,6 +415,7 @@ class Engine:
         released = self.users.release_idle()
         if released.size:
             self.user_signals.first_seen_ms[released] = _NEVER  # a reused slot starts unseen
+        self.user_signals.compact()  # expired caps entries out: a table grown for a busy hour shrinks
         self.users.recycle_all()  # audience samples hold user id hashes, never slots: all released slots free
 
     def _apply(
