@@ -211,6 +211,7 @@ class Engine:
             idle_ms=_user_idle_ms(cfg),
             allowed_lateness_ms=round(d.allowed_lateness_s * 1000),
             max_veterans=cfg.state.max_veterans,
+            track_held=False,  # every released slot is recycled at once (_sweep_users): none is held
         )
         self._next_user_sweep_ms: int | None = None
         self.user_signals = UserSignals(
@@ -1245,8 +1246,9 @@ class Engine:
             table.max_veterans = self.cfg.state.max_veterans
             return table
         return UserTable.from_arrays(
-            arrays, idle_ms=idle_ms, allowed_lateness_ms=lateness_ms, max_veterans=self.cfg.state.max_veterans
-        )
+            arrays, idle_ms=idle_ms, allowed_lateness_ms=lateness_ms,
+            max_veterans=self.cfg.state.max_veterans, track_held=False,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ introspection
     @property

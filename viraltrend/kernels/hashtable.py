@@ -40,7 +40,8 @@ no kept minimum, so no kept overlap is lost.)
 
 Memory per live user: the slot table (8-byte hash and 4-byte slot per row, at most 3/4 full, at
 least 3/8 after growth: 16 to 32 bytes), ``hash_of``, ``prev_of`` and ``last_ms`` (24 bytes per
-slot).
+slot; 16 without ``prev_of``, which a caller that never holds slots does not keep), and 4 bytes
+per free slot in the free list.
 
 Examples
 --------
@@ -195,8 +196,8 @@ def _rehash(keys: _U64, vals: _I32, capacity: _Int) -> tuple[_U64, _I32]:
 
 
 @njit(cache=True)
-def _sorted_has(values: _I64, start: _Int, x: _Int) -> bool:
-    """``x in values[start:]`` for an ascending int64 array."""
+def _sorted_has(values: _I32, start: _Int, x: _Int) -> bool:
+    """``x in values[start:]`` for an ascending int32 array."""
     pos = start + np.searchsorted(values[start:], x)
     return pos < values.shape[0] and values[pos] == x  # type: ignore[no-any-return]
 
@@ -204,7 +205,7 @@ def _sorted_has(values: _I64, start: _Int, x: _Int) -> bool:
 @njit(cache=True)
 def _intern(
     keys: _U64, vals: _I32, used: _Int, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int,
-    free: _I64, free_pos: _Int, vet_keys: _U64, vet_vals: _I32, vet_used: _Int, old_keys: _U64,
+    free: _I32, free_pos: _Int, vet_keys: _U64, vet_vals: _I32, vet_used: _Int, old_keys: _U64,
     old_vals: _I32, old_used: _Int, max_ts_ms: _Int, hashes: _U64, ts_ms: _I64, lateness_ms: _Int,
 ) -> tuple[_U64, _I32, _Int, _U64, _U64, _I64, _Int, _Int, _Int, _I64, NDArray[np.bool_]]:  # fmt: skip
     """Slots of ``hashes`` in order, new ones from ``free[free_pos:]`` (sorted) then ``high_water``.
@@ -243,7 +244,12 @@ def _intern(
                     v = old_vals[j]
             if v >= 0:
                 returning[i] = True
-                held = hash_of[v] == _EMPTY and prev_of[v] == h and not _sorted_has(free, free_pos, v)
+                held = (
+                    prev_of.shape[0] > 0  # held slots tracked
+                    and hash_of[v] == _EMPTY
+                    and prev_of[v] == h
+                    and not _sorted_has(free, free_pos, v)
+                )
                 if held:
                     s = v  # held: its MinHash values may be in kept signatures, so keep them its own
             if s < 0 and free_pos < free.shape[0]:
@@ -255,8 +261,8 @@ def _intern(
                 if s >= hash_of.shape[0]:
                     grown_h = np.zeros(2 * hash_of.shape[0], np.uint64)
                     grown_h[: hash_of.shape[0]] = hash_of
-                    grown_p = np.zeros(2 * hash_of.shape[0], np.uint64)
-                    grown_p[: hash_of.shape[0]] = prev_of
+                    grown_p = np.zeros(2 * hash_of.shape[0] if prev_of.shape[0] else 0, np.uint64)
+                    grown_p[: prev_of.shape[0]] = prev_of
                     grown_l = np.full(2 * hash_of.shape[0], _UNSET, np.int64)
                     grown_l[: hash_of.shape[0]] = last_ms
                     hash_of, prev_of, last_ms = grown_h, grown_p, grown_l
@@ -284,7 +290,8 @@ def _release(
     for s in range(high_water):
         if hash_of[s] != _EMPTY and last_ms[s] < cutoff_ms:
             _delete(keys, vals, _find(keys, hash_of[s]))
-            prev_of[s] = hash_of[s]
+            if prev_of.shape[0]:
+                prev_of[s] = hash_of[s]
             hash_of[s] = _EMPTY
             last_ms[s] = _UNSET
             out[m] = s
@@ -369,11 +376,17 @@ class UserTable:
     max_veterans : int or None
         Released users remembered, in two generations of ``max_veterans / 2`` (see the module
         docstring); None: all of them.
+    track_held : bool
+        Keep ``prev_of`` (8 bytes per slot) so that a veteran takes back its *held* slot.  A caller
+        that recycles every released slot at once (:meth:`recycle_all` right after
+        :meth:`release_idle`, as the engine does) never has a held slot and passes False:
+        ``prev_of`` is then empty and no slot is ever taken back.
     """
 
     def __init__(
-        self, *, idle_ms: int, allowed_lateness_ms: int, capacity: int = 1024, max_veterans: int | None = None
-    ) -> None:
+        self, *, idle_ms: int, allowed_lateness_ms: int, capacity: int = 1024,
+        max_veterans: int | None = None, track_held: bool = True,
+    ) -> None:  # fmt: skip
         if idle_ms < 0 or allowed_lateness_ms < 0 or capacity < 1:
             msg = (
                 f"idle_ms and allowed_lateness_ms must be >= 0 and capacity >= 1, got {idle_ms}, "
@@ -387,10 +400,11 @@ class UserTable:
         self._vals: _I32 = np.full(2 * cap, -1, np.int32)
         self._used = 0
         self.hash_of: _U64 = np.zeros(cap, np.uint64)
-        self.prev_of: _U64 = np.zeros(cap, np.uint64)  # the last user released from each slot
+        self.track_held = bool(track_held)
+        self.prev_of: _U64 = np.zeros(cap if track_held else 0, np.uint64)  # last user released per slot
         self.last_ms: _I64 = np.full(cap, _UNSET, np.int64)
         self._high_water = 0
-        self._free: _I64 = np.empty(0, np.int64)
+        self._free: _I32 = np.empty(0, np.int32)  # free slots, ascending (< 2**31)
         self._free_pos = 0
         self._vet_keys: _U64 = np.zeros(16, np.uint64)
         self._vet_vals: _I32 = np.full(16, -1, np.int32)
@@ -523,12 +537,12 @@ class UserTable:
         if slots[0] < 0 or slots[-1] >= self._high_water or not self._held_mask()[slots].all():
             msg = "recycle takes held slots only (released by release_idle and not recycled yet)"
             raise ValueError(msg)
-        self._free = np.sort(np.concatenate([self._free[self._free_pos :], slots]))
+        self._free = np.sort(np.concatenate([self._free[self._free_pos :], slots])).astype(np.int32)
         self._free_pos = 0
 
     def recycle_all(self) -> None:
         """``recycle(held_slots())`` in one pass: every released slot becomes reusable, lowest first."""
-        free = np.flatnonzero(self.hash_of[: self._high_water] == _EMPTY).astype(np.int64)
+        free = np.flatnonzero(self.hash_of[: self._high_water] == _EMPTY).astype(np.int32)
         if free.shape[0] != self._free.shape[0] - self._free_pos:  # some slot is held
             self._free, self._free_pos = free, 0
 
@@ -536,7 +550,8 @@ class UserTable:
         """Plain numpy arrays for a checkpoint (the slot table is rebuilt from ``hash_of`` on restore).
 
         Keys: ``hash_of`` uint64[high_water] (0: free slot), ``prev_of`` uint64[high_water] (the
-        last user released from each slot, 0: none), ``last_ms`` int64[high_water],
+        last user released from each slot, 0: none; uint64[0] without ``track_held``),
+        ``last_ms`` int64[high_water],
         ``free`` int64[m] (free slots, ascending), ``veterans`` uint64[v] (ascending) and
         ``veteran_slots`` int64[v] (the last slot of each), the same of the older generation
         (``veterans_old``, ``veteran_slots_old``; absent in older checkpoints), ``meta``
@@ -554,7 +569,7 @@ class UserTable:
             "hash_of": self.hash_of[:hw].copy(),
             "prev_of": self.prev_of[:hw].copy(),
             "last_ms": self.last_ms[:hw].copy(),
-            "free": self._free[self._free_pos :].copy(),
+            "free": self._free[self._free_pos :].astype(np.int64),
             "veterans": self._vet_keys[filled][order],
             "veteran_slots": self._vet_vals[filled][order].astype(np.int64),
             "meta": np.array([self._max_ts_ms, self.idle_ms, self.allowed_lateness_ms], np.int64),
@@ -568,8 +583,13 @@ class UserTable:
         idle_ms: int,
         allowed_lateness_ms: int,
         max_veterans: int | None = None,
+        track_held: bool = True,
     ) -> UserTable:
-        """Rebuild a table from :meth:`to_arrays` output, exactly; CheckpointError if it does not fit."""
+        """Rebuild a table from :meth:`to_arrays` output, exactly; CheckpointError if it does not fit.
+
+        Without ``track_held`` a checkpoint's ``prev_of`` is dropped; with it, a checkpoint written
+        without (``prev_of`` empty) restores with no slot held for a veteran.
+        """
         try:
             hash_of = np.asarray(arrays["hash_of"], np.uint64)
             prev_of = np.asarray(arrays["prev_of"], np.uint64)
@@ -594,7 +614,7 @@ class UserTable:
         empty = np.flatnonzero(hash_of == _EMPTY)
         if (
             last_ms.shape != (hw,)
-            or prev_of.shape != (hw,)
+            or prev_of.shape not in ((hw,), (0,))
             or np.unique(free).shape[0] != free.shape[0]
             or not np.isin(free, empty).all()
             or np.unique(hash_of[live]).shape[0] != live.shape[0]
@@ -612,12 +632,14 @@ class UserTable:
             allowed_lateness_ms=allowed_lateness_ms,
             capacity=max(hw, 1),
             max_veterans=max_veterans,
+            track_held=track_held,
         )
         out.hash_of[:hw] = hash_of
-        out.prev_of[:hw] = prev_of
+        if track_held and prev_of.shape[0]:
+            out.prev_of[:hw] = prev_of
         out.last_ms[:hw] = last_ms
         out._high_water = hw
-        out._free = np.sort(free)
+        out._free = np.sort(free).astype(np.int32)
         out._keys, out._vals = _rehash(
             np.asarray(hash_of[live], np.uint64), live.astype(np.int32), np.int64(out._keys.shape[0])
         )
