@@ -264,3 +264,22 @@ def test_without_held_slots_a_veteran_does_not_take_its_held_slot_back():
     t.release_idle()
     slots, back = t.intern(hash_ids(["x", "a"]), np.array([3001, 3002], np.int64))
     assert slots.tolist() == [2, 3] and back.tolist() == [False, True]  # still known, not fresh
+
+
+def test_hashes_equal_in_their_low_32_bits_are_different_users():
+    # the slot table keeps only the low 32 bits in a row: the full hash in hash_of tells them apart
+    low = np.uint64(0x9E3779B9)
+    hashes = (np.arange(1, 301, dtype=np.uint64) << np.uint64(32)) | low  # 300 users, one low half
+    t = UserTable(idle_ms=1000, allowed_lateness_ms=0, capacity=2)
+    order = np.concatenate([hashes, hashes[::-1], hashes[::3]])
+    slots, _ = t.intern(order, np.zeros(order.shape[0], np.int64))
+    first = slots[:300]
+    assert sorted(first.tolist()) == list(range(300)) and len(t) == 300
+    assert slots[300:600].tolist() == first[::-1].tolist() and slots[600:].tolist() == first[::3].tolist()
+    t.intern(hashes[:100], np.full(100, 5000, np.int64))  # the first 100 stay active
+    assert t.release_idle().tolist() == sorted(first[100:].tolist())
+    t.recycle_all()
+    again, back = t.intern(hashes, np.full(300, 5001, np.int64))
+    assert again[:100].tolist() == first[:100].tolist() and not back[:100].any() and back[100:].all()
+    restored = UserTable.from_arrays(t.to_arrays(), idle_ms=1000, allowed_lateness_ms=0)
+    assert restored.intern(hashes, np.full(300, 5002, np.int64))[0].tolist() == again.tolist()
