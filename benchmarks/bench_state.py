@@ -29,6 +29,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import _common  # first: sets the numba cache dir before numba is imported  # noqa: I001
 from _common import BENCH_DIR, Report
@@ -61,6 +62,43 @@ def batch(ts, types, pids, users, eids, sellers, cats):
                       seller_id=sellers, category=cats, price=np.full(m, np.nan),
                       quantity=np.ones(m, np.int64), partition=np.zeros(m, np.int32),
                       offset=np.arange(m, dtype=np.int64))
+
+
+def arrays_report(engine, min_bytes=1 << 20):
+    # Every numpy array the engine holds (>= 1 MiB), by attribute path: bytes allocated and resident.
+    # Resident bytes: the array's pages present in memory, from /proc/self/pagemap (bit 63 of each
+    # page's entry; calloc'd pages never written are not present).
+    pagemap = open("/proc/self/pagemap", "rb")
+
+    def resident(addr, nbytes):
+        p0, p1 = addr // 4096, (addr + nbytes - 1) // 4096
+        pagemap.seek(8 * p0)
+        entries = np.frombuffer(pagemap.read(8 * (p1 - p0 + 1)), np.uint64)
+        return int(((entries >> np.uint64(63)) & np.uint64(1)).sum()) * 4096
+
+    found, seen = {}, set()
+
+    def walk(obj, path, depth):
+        if id(obj) in seen or depth > 4:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, np.ndarray):
+            if obj.nbytes >= min_bytes:
+                rss = resident(obj.__array_interface__["data"][0], obj.nbytes)
+                found[path] = (int(obj.nbytes), int(rss), str(obj.dtype), list(obj.shape))
+            return
+        if isinstance(obj, (list, tuple)):
+            for i, x in enumerate(obj[:64]):
+                walk(x, f"{path}[{i}]", depth + 1)
+            return
+        d = getattr(obj, "__dict__", None)
+        if d is None or not type(obj).__module__.startswith("viraltrend"):
+            return
+        for k, v in d.items():
+            walk(v, f"{path}.{k}" if path else k, depth + 1)
+
+    walk(engine, "", 0)
+    return found
 
 
 def user_state(e):
@@ -107,7 +145,7 @@ if mode == "products":
         "products": n, "tracked": e.tracked_products, "rss_mb": rss_mb(), "wall_s": time.perf_counter() - t0,
         "counters_b": e.counters.nbytes + e.trust_counters.nbytes, "cusum_b": e.detector.cusum.nbytes,
         "columns_b": e.seller_of.nbytes + e.category_of.nbytes, "names_b": e.products.nbytes,
-        "capacity": e.counters.capacity, **user_state(e),
+        "capacity": e.counters.capacity, **user_state(e), "arrays": arrays_report(e),
     })
 elif mode == "hostile":  # every product, seller, category, user and event id new and random
     hours = 8.0
@@ -153,9 +191,13 @@ else:
                              [f"e{x:x}" for x in eid.tolist()], ["s-1"] * m, ["c-1"] * m))
         if b % 1_000_000 == 0 or b == n:
             gc.collect()
+            u = engine.users
+            vets = (u._vet_keys, u._vet_vals, u._old_keys, u._old_vals)
+            per_user = u.nbytes - sum(a.nbytes for a in vets)
             samples.append({"events": b, "event_time_h": (int(ts[-1]) - START_MS) / 3.6e6, "rss_mb": rss_mb(),
                             "wall_s": time.perf_counter() - t0, "tracked": engine.tracked_products,
-                            **user_state(engine)})
+                            "per_user_b": per_user + engine.user_signals.first_seen_ms.nbytes,
+                            "caps_rows": engine.user_signals.rows.shape[0], **user_state(engine)})
             print(json.dumps(samples[-1]), file=sys.stderr, flush=True)
     out["samples"] = samples
 print(json.dumps(out))
@@ -164,13 +206,117 @@ print(json.dumps(out))
 
 def child(
     mode: str, n: int, overrides: dict[str, object] | None = None, tree: Path | None = None
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Run one part in a fresh interpreter with PYTHONPATH at ``tree`` (this one); return its JSON."""
     env = {**_common.os.environ, "PYTHONPATH": str(tree or BENCH_DIR.parent)}
     cmd = [sys.executable, "-c", _CHILD, mode, str(START_MS), str(BATCH), str(n), json.dumps(overrides or {})]
-    done = subprocess.run(cmd, env=env, check=True, stdout=subprocess.PIPE, text=True)  # noqa: S603
-    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    # cwd=tree: ``python -c`` puts the working directory first on sys.path, before PYTHONPATH
+    cwd = tree or BENCH_DIR.parent
+    done = subprocess.run(cmd, env=env, cwd=cwd, check=True, stdout=subprocess.PIPE, text=True)  # noqa: S603
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def _budget_rows(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[object, ...]]:
+    """Rows of the per-array budget: allocated and resident bytes per tracked product, before and after."""
+    nb, na = int(before["tracked"]), int(after["tracked"])
+    ab, aa = before["arrays"], after["arrays"]
+
+    def cell(arrays: dict[str, Any], key: str, n: int) -> tuple[str, str, str]:
+        if key not in arrays:
+            return ("-", "-", "-")
+        nbytes, rss, dtype, shape = arrays[key]
+        res = f"{rss / n:.1f}" if rss >= 0 else "?"
+        return (f"{dtype}{shape}", f"{nbytes / n:.1f}", res)
+
+    rows: list[tuple[object, ...]] = []
+    tot = [0.0, 0.0, 0.0, 0.0]
+    for key in sorted(set(ab) | set(aa)):
+        b, a = cell(ab, key, nb), cell(aa, key, na)
+        rows.append((key, b[0], b[1], b[2], a[0], a[1], a[2]))
+        for i, (arrays, n) in enumerate(((ab, nb), (aa, na))):
+            if key in arrays:
+                tot[2 * i] += arrays[key][0] / n
+                tot[2 * i + 1] += max(arrays[key][1], 0) / n
+    rows.append(
+        (
+            "**arrays >= 1 MiB, total**",
+            "",
+            f"{tot[0]:.0f}",
+            f"{tot[1]:.0f}",
+            "",
+            f"{tot[2]:.0f}",
+            f"{tot[3]:.0f}",
+        )
+    )
+    return rows
+
+
+def compare(report: Report, before: Path, products: int, events: int) -> None:
+    """Parts 1 and 2 on ``before`` and on this tree, in one run, as before/after tables."""
+    if products:
+        rb = child("products", products, None, before)
+        ra = child("products", products, None, None)
+        grown = [
+            (float(r["rss_mb"]) - float(r["base_rss_mb"])) * 2**20 / int(r["tracked"]) for r in (rb, ra)
+        ]  # fmt: skip
+        report.table(
+            f"RSS per tracked product at {products:,} products, before ({before}) and after (this tree)",
+            ["measure", "before", "after"],
+            [
+                ("VmRSS growth per tracked product (B)", f"{grown[0]:.0f}", f"{grown[1]:.0f}"),
+                ("base RSS after the JIT warm-up (MB)", f"{rb['base_rss_mb']:.0f}",
+                 f"{ra['base_rss_mb']:.0f}"),
+                ("VmRSS at the end (MB)", f"{rb['rss_mb']:.0f}", f"{ra['rss_mb']:.0f}"),
+                ("product slots allocated", f"{int(rb['capacity']):,}", f"{int(ra['capacity']):,}"),
+                ("caps table (user signals) allocated (MB)", f"{rb['user_signals_b'] / 2**20:.0f}",
+                 f"{ra['user_signals_b'] / 2**20:.0f}"),
+                ("build seconds (wall, shared machine)", f"{rb['wall_s']:.0f}", f"{ra['wall_s']:.0f}"),
+            ],
+            ["target (issue 11): <= 320 bytes of RSS per tracked product at 10M products, id tables in"],
+        )  # fmt: skip
+        report.table(
+            "Budget per tracked product: every array >= 1 MiB the engine holds (B per tracked product)",
+            [
+                "array",
+                "before: dtype[shape]",
+                "alloc",
+                "resident",
+                "after: dtype[shape]",
+                "alloc",
+                "resident",
+            ],
+            _budget_rows(rb, ra),
+            [
+                "resident: the array's pages present in /proc/self/pagemap (calloc'd pages never written "
+                "cost nothing)",
+            ],
+        )
+    if events:
+        ub = child("users", events, None, before)
+        ua = child("users", events, None, None)
+        rows = []
+        for sb, sa in zip(ub["samples"], ua["samples"], strict=True):  # type: ignore[call-overload]
+            rows.append((
+                f"{sa['events']:,}", f"{sa['event_time_h']:.1f}",
+                f"{sb['rss_mb']:.0f}", f"{sa['rss_mb']:.0f}",
+                f"{sa['users_live']:,}",
+                f"{sb.get('per_user_b', 0) / max(sb['users_live'], 1):.0f}",
+                f"{sa['per_user_b'] / max(sa['users_live'], 1):.0f}",
+                f"{sb['user_signals_b'] / 2**20:.0f}", f"{sa['user_signals_b'] / 2**20:.0f}",
+                f"{sb['veterans_b'] / 2**20:.0f}", f"{sa['veterans_b'] / 2**20:.0f}",
+            ))  # fmt: skip
+        report.table(
+            f"RSS under {events:,} events with random user ids (100k products, 8 h), before and after",
+            ["events", "event time h", "VmRSS MB before", "after", "users live", "B per live user before",
+             "after", "caps table + first-seen MB before", "after", "veterans MB before", "after"],
+            rows,
+            [
+                "B per live user: the user table (slot map, hash, previous hash, last time per slot) and the "
+                "first-seen times, veterans apart; the caps table holds (user, product[, type]) entries",
+                f"base RSS after the JIT warm-up {ub['base_rss_mb']:.0f} / {ua['base_rss_mb']:.0f} MB",
+            ],
+        )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -186,12 +332,19 @@ def main(argv: list[str] | None = None) -> None:
         "--tree", default="", help="source tree of parts 1 and 3 (default: this one; e.g. a base checkout)"
     )
     p.add_argument("--max-products", type=int, default=0, help="state.max_products for part 3 (0: default)")
+    p.add_argument(
+        "--before", default="",
+        help="a source tree to compare with: parts 1 and 2 run on it and on this tree, one after the other",
+    )  # fmt: skip
     p.add_argument("--record", action="store_true", help="append the results to benchmarks/RESULTS.md")
     args = p.parse_args(argv)
     report = Report(
         title="Bounded state (issue 11)", argv=["benchmarks/bench_state.py", *(argv or sys.argv[1:])]
     )
     tree = Path(args.tree) if args.tree else None
+    if args.before:
+        compare(report, Path(args.before), args.products, args.events)
+        args.products = args.events = 0
     if args.products:
         r = child("products", args.products, None, tree)
         n = int(r["tracked"])  # type: ignore[call-overload]

@@ -49,7 +49,7 @@ from viraltrend.kernels.columns import (
     trust_rows,
     unique_counts,
 )
-from viraltrend.kernels.decay import DecayedCounters, global_figures
+from viraltrend.kernels.decay import DecayedCounters, global_figures, grown_capacity
 from viraltrend.kernels.hashtable import UserTable, hash_ids
 from viraltrend.kernels.names import CountedNames, NameTable
 from viraltrend.kernels.prefilter import Screen, TickBaseline
@@ -164,7 +164,7 @@ class Engine:
     ) -> None:
         self.cfg = cfg
         d = cfg.decay
-        self.products = NameTable()  # names only for products, in an arena (kernels/names.py)
+        self.products = NameTable(limit=cfg.state.max_products)  # names only for products, in an arena
         self.sellers = CountedNames()  # held while a live product refers to them (bounded by products)
         self.categories = CountedNames()
         self.counters = DecayedCounters(
@@ -212,6 +212,7 @@ class Engine:
             idle_ms=_user_idle_ms(cfg),
             allowed_lateness_ms=round(d.allowed_lateness_s * 1000),
             max_veterans=cfg.state.max_veterans,
+            track_held=False,  # every released slot is recycled at once (_sweep_users): none is held
         )
         self._next_user_sweep_ms: int | None = None
         self.user_signals = UserSignals(
@@ -220,8 +221,8 @@ class Engine:
             allowed_lateness_ms=round(d.allowed_lateness_s * 1000),
         )
         # distinct-user, fresh-account and raw event counts at the trend and baseline half-lives
-        self.trust_counters = DecayedCounters(
-            half_lives_s=_trust_half_lives(cfg), n_types=3, capacity=cfg.state.initial_capacity
+        self.trust_counters = DecayedCounters(  # no first/last times: the counters' own are the product's
+            half_lives_s=_trust_half_lives(cfg), n_types=3, capacity=cfg.state.initial_capacity, times=False
         )
         self.detector = SequentialDetector(cfg, cfg.state.initial_capacity)
         self._new_users: list[NDArray[np.int64]] = []  # one slot per new (user, product) pair this tick
@@ -416,6 +417,7 @@ class Engine:
         released = self.users.release_idle()
         if released.size:
             self.user_signals.first_seen_ms[released] = _NEVER  # a reused slot starts unseen
+        self.user_signals.compact()  # expired caps entries out: a table grown for a busy hour shrinks
         self.users.recycle_all()  # audience samples hold user id hashes, never slots: all released slots free
 
     def _apply(
@@ -447,10 +449,12 @@ class Engine:
     def _grow(self, n: int) -> None:
         if n <= self.seller_of.shape[0]:
             return
-        self.counters.ensure_capacity(n)
-        self.trust_counters.ensure_capacity(n)
-        self.detector.ensure_capacity(n)
-        cap = self.counters.capacity
+        cap = grown_capacity(
+            self.seller_of.shape[0], n, self.cfg.state.max_products
+        )  # no 2x slack at the cap
+        self.counters.ensure_capacity(cap, limit=cap)
+        self.trust_counters.ensure_capacity(cap, limit=cap)
+        self.detector.ensure_capacity(cap)  # the CUSUM still doubles (kernels/cusum.py)
         for name in ("seller_of", "category_of"):
             old = getattr(self, name)
             new = np.full(cap, -1, np.int32)
@@ -1180,7 +1184,7 @@ class Engine:
             engine._touched = [touched] if touched.size else []
             new_users = np.asarray(arrays["new_users"], np.int64)
             engine._new_users = [new_users] if new_users.size else []
-            engine.products = NameTable.from_list(meta["products"])
+            engine.products = NameTable.from_list(meta["products"], limit=cfg.state.max_products)
             engine.sellers = CountedNames.from_list(meta["sellers"], engine.seller_of)
             engine.categories = CountedNames.from_list(meta["categories"], engine.category_of)
 
@@ -1188,7 +1192,7 @@ class Engine:
                 return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
 
             engine.trust_counters = DecayedCounters.from_arrays(
-                part("trust."), half_lives_s=_trust_half_lives(cfg)
+                part("trust."), half_lives_s=_trust_half_lives(cfg), times=False
             )
             engine.detector.load_arrays(part("detect."))
             t = cfg.trust
@@ -1260,8 +1264,9 @@ class Engine:
             table.max_veterans = self.cfg.state.max_veterans
             return table
         return UserTable.from_arrays(
-            arrays, idle_ms=idle_ms, allowed_lateness_ms=lateness_ms, max_veterans=self.cfg.state.max_veterans
-        )
+            arrays, idle_ms=idle_ms, allowed_lateness_ms=lateness_ms,
+            max_veterans=self.cfg.state.max_veterans, track_held=False,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ introspection
     @property

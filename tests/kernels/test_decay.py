@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from tests.kernels import reference
 from tests.kernels.reference import BASE_TS_MS, Events
 from viraltrend.errors import CheckpointError
-from viraltrend.kernels.decay import DecayedCounters
+from viraltrend.kernels.decay import DecayedCounters, grown_capacity
 
 HALF_LIVES_S = (60.0, 3600.0)
 DAY_MS = 86_400_000
@@ -426,3 +426,48 @@ def test_global_figures_are_the_read_global_sums_bit_for_bit():
         sums, users = global_figures(c, t, now, channel=0, half_life=1)
         assert sums.tobytes() == c.read_global(now).sum(axis=0).tobytes()
         assert users == float(t.read_global(now)[0, 1])
+
+
+def test_counters_without_times_hold_the_same_accumulators_and_no_times():
+    events = reference.random_events(7, n=300, n_products=6)
+    with_times = run_kernel(events)
+    without = DecayedCounters(half_lives_s=HALF_LIVES_S, capacity=6, times=False)
+    without.add(*events.columns())
+    np.testing.assert_array_equal(without.acc, with_times.acc)
+    np.testing.assert_array_equal(without.global_acc, with_times.global_acc)
+    assert without.first_ts_ms.shape == without.last_ts_ms.shape == (0,)
+    assert without.nbytes_per_slot == with_times.nbytes_per_slot - 16
+    without.ensure_capacity(13)
+    without.clear(np.array([1, 12], np.int64))
+    assert without.first_ts_ms.shape == (0,) and not without.acc[1].any()
+    # its checkpoint has empty times; one written with times (an older checkpoint) drops them
+    restored = DecayedCounters.from_arrays(without.to_arrays(), half_lives_s=HALF_LIVES_S, times=False)
+    np.testing.assert_array_equal(restored.acc, without.acc)
+    older = DecayedCounters.from_arrays(with_times.to_arrays(), half_lives_s=HALF_LIVES_S, times=False)
+    np.testing.assert_array_equal(older.acc, with_times.acc)
+    assert older.first_ts_ms.shape == (0,)
+    with pytest.raises(CheckpointError, match="first_ts_ms"):
+        DecayedCounters.from_arrays(without.to_arrays(), half_lives_s=HALF_LIVES_S)
+
+
+@pytest.mark.parametrize(
+    ("capacity", "n", "limit", "want"),
+    [
+        (4096, 4097, None, 8192),
+        (4096, 3000, None, 4096),
+        (8_388_608, 9_000_000, 10_000_000, 10_000_000),  # doubling would pass the cap: stop at it
+        (8_388_608, 9_000_000, 20_000_000, 16_777_216),  # the cap is far: double
+        (10_000_000, 10_000_001, 10_000_000, 11_250_000),  # past the cap: an eighth at a time
+        (10_000_000, 13_000_000, 10_000_000, 13_000_000),
+        (1024, 100_000, 50_000, 131_072),  # more than the cap at once: doubling
+    ],
+)
+def test_grown_capacity_stops_at_the_limit(capacity, n, limit, want):
+    assert grown_capacity(capacity, n, limit) == want
+
+
+def test_ensure_capacity_with_a_limit_grows_to_the_limit_exactly():
+    counters = DecayedCounters(half_lives_s=HALF_LIVES_S, capacity=16)
+    counters.ensure_capacity(17, limit=20)
+    assert counters.capacity == 20 and counters.first_ts_ms.shape == (20,)
+    assert (counters.last_ts_ms[16:] == INT64_MIN).all()

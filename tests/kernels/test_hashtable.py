@@ -227,3 +227,59 @@ def test_round_trip_keeps_both_generations_of_veterans():
     assert {k: v.tolist() for k, v in t.to_arrays().items()} == {
         k: v.tolist() for k, v in t2.to_arrays().items()
     }
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batches=st.lists(
+        st.lists(st.tuples(st.integers(0, 12), st.integers(0, 90)), min_size=1, max_size=12), max_size=25
+    )
+)
+def test_without_held_slots_a_table_recycling_at_every_release_gives_the_same_slots(batches):
+    # the engine's use: release_idle then recycle_all; prev_of (8 B per slot) decides nothing then
+    kept = UserTable(idle_ms=50, allowed_lateness_ms=20, capacity=2)
+    lean = UserTable(idle_ms=50, allowed_lateness_ms=20, capacity=2, track_held=False)
+    clock = 0
+    for k, batch in enumerate(batches):
+        users = hash_ids([f"u{u}" for u, _ in batch])
+        ts = np.array([clock + dt for _, dt in batch], np.int64)
+        clock += 100
+        a, b = kept.intern(users, ts), lean.intern(users, ts)
+        assert a[0].tolist() == b[0].tolist() and a[1].tolist() == b[1].tolist()
+        if k % 2:
+            assert kept.release_idle().tolist() == lean.release_idle().tolist()
+            kept.recycle_all()
+            lean.recycle_all()
+        if k % 5 == 4:  # through a checkpoint: the lean one keeps no prev_of, an older one's is dropped
+            lean = UserTable.from_arrays(
+                kept.to_arrays(), idle_ms=50, allowed_lateness_ms=20, track_held=False
+            )
+    assert lean.prev_of.shape == (0,) and lean.to_arrays()["prev_of"].shape == (0,)
+    assert lean.prev_of.nbytes == 0 and kept.prev_of.nbytes > 0
+
+
+def test_without_held_slots_a_veteran_does_not_take_its_held_slot_back():
+    t = UserTable(idle_ms=1000, allowed_lateness_ms=0, track_held=False)
+    t.intern(hash_ids(["a", "b"]), np.array([0, 3000], np.int64))
+    t.release_idle()
+    slots, back = t.intern(hash_ids(["x", "a"]), np.array([3001, 3002], np.int64))
+    assert slots.tolist() == [2, 3] and back.tolist() == [False, True]  # still known, not fresh
+
+
+def test_hashes_equal_in_their_low_32_bits_are_different_users():
+    # the slot table keeps only the low 32 bits in a row: the full hash in hash_of tells them apart
+    low = np.uint64(0x9E3779B9)
+    hashes = (np.arange(1, 301, dtype=np.uint64) << np.uint64(32)) | low  # 300 users, one low half
+    t = UserTable(idle_ms=1000, allowed_lateness_ms=0, capacity=2)
+    order = np.concatenate([hashes, hashes[::-1], hashes[::3]])
+    slots, _ = t.intern(order, np.zeros(order.shape[0], np.int64))
+    first = slots[:300]
+    assert sorted(first.tolist()) == list(range(300)) and len(t) == 300
+    assert slots[300:600].tolist() == first[::-1].tolist() and slots[600:].tolist() == first[::3].tolist()
+    t.intern(hashes[:100], np.full(100, 5000, np.int64))  # the first 100 stay active
+    assert t.release_idle().tolist() == sorted(first[100:].tolist())
+    t.recycle_all()
+    again, back = t.intern(hashes, np.full(300, 5001, np.int64))
+    assert again[:100].tolist() == first[:100].tolist() and not back[:100].any() and back[100:].all()
+    restored = UserTable.from_arrays(t.to_arrays(), idle_ms=1000, allowed_lateness_ms=0)
+    assert restored.intern(hashes, np.full(300, 5002, np.int64))[0].tolist() == again.tolist()

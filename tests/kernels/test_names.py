@@ -101,3 +101,27 @@ def test_counted_names_release_an_id_when_no_product_holds_it():
     assert b.tolist() == [int(a[0])]
     again = CountedNames.from_list(t.to_list(), np.array([a[1], -1, -1]))
     assert len(again) == 1 and again.name(int(a[1])) == "s2"
+
+
+def test_hash_of_is_recomputed_from_the_arena_and_zero_for_free_slots():
+    t = NameTable(capacity=2)
+    ids = ["p1", "é", "", "a\x00b", "long-" * 20]
+    t.intern(ids)
+    t.release([1])
+    got = t.hash_of
+    want = hash_ids(ids)
+    want[1] = 0
+    assert got.dtype == np.uint64 and got.tolist() == want.tolist()
+
+
+def test_slot_arrays_stop_at_the_limit_and_rows_are_eight_bytes():
+    t = NameTable(capacity=16, limit=1000)
+    t.intern([f"p-{i:08d}" for i in range(1000)])
+    assert t._start.shape[0] == t._length.shape[0] == 1000  # doubling would have given 1024
+    t.intern(["one-more"])
+    assert t._start.shape[0] == 1125  # past the limit: an eighth more
+    assert t._rows.dtype == np.uint64 and t._rows.shape[0] == 2048  # 1001 ids at most 3/4 full
+    assert t.nbytes == 2048 * 8 + 1125 * 12 + t._arena.nbytes + t._free.nbytes
+    restored = NameTable.from_list(t.to_list(), limit=1000)
+    assert restored._start.shape[0] == 1001 and restored._rows.shape[0] == 2048
+    assert restored.intern(["p-00000999", "one-more", "new"]).tolist() == [999, 1000, 1001]

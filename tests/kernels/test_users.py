@@ -110,6 +110,38 @@ def test_table_stays_bounded_by_the_live_entries_on_a_long_stream():
     assert signals.nbytes == signals.table_capacity * BYTES_PER_ENTRY + 8 * signals.capacity_users
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_compact_after_a_busy_hour_shrinks_the_table_and_changes_no_output(seed):
+    # a busy hour (many pairs), then a trickle: compacting between batches must match never compacting
+    rng = np.random.default_rng(seed)
+    busy, quiet = 3000, 400
+    ts = np.concatenate(
+        [np.sort(rng.integers(0, HOUR_MS, busy)), HOUR_MS + np.sort(rng.integers(0, 3 * HOUR_MS, quiet))]
+    )
+    n = busy + quiet
+    product = np.where(np.arange(n) < busy, rng.integers(0, 400, n), rng.integers(0, 3, n)).astype(np.int64)
+    user = np.where(np.arange(n) < busy, rng.integers(0, 500, n), rng.integers(0, 4, n)).astype(np.int64)
+    events = UserEvents(product, user, rng.integers(0, 3, n).astype(np.int8), BASE_TS_MS + ts, 500)
+    plain, compacted = (
+        make_signals(n_users=500, table_capacity=16),
+        make_signals(n_users=500, table_capacity=16),
+    )
+    got_plain, got_compacted, shrunk = [], [], []
+    for lo in range(0, n, 100):
+        piece = events.take(slice(lo, lo + 100)).columns()
+        got_plain.append(plain.process(*piece))
+        got_compacted.append(compacted.process(*piece))
+        before = compacted.table_capacity
+        if compacted.compact():
+            shrunk.append((before, compacted.table_capacity))
+    for a, b in zip(got_plain, got_compacted, strict=True):
+        assert_outputs_equal(b, a)
+    assert_outputs_equal(tuple(np.concatenate(c) for c in zip(*got_compacted, strict=True)), want(events))
+    assert shrunk and all(after * 4 <= before for before, after in shrunk)
+    assert compacted.table_capacity * 4 <= plain.table_capacity  # the plain table kept its busy-hour size
+    assert compacted.compact() is False  # nothing more to shrink
+
+
 def test_a_new_key_takes_the_first_expired_row_of_its_probe_run():
     mask = 7
     old, new = [k for k in range(1, 1000) if _bucket(np.int64(k), np.int64(mask)) == 3][:2]  # same home row

@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 from viraltrend.errors import CheckpointError
 from viraltrend.kernels._checks import check_range, column
 
-__all__ = ["PREFETCH_DISTANCE", "RENORM_EXPONENT", "DecayedCounters"]
+__all__ = ["PREFETCH_DISTANCE", "RENORM_EXPONENT", "DecayedCounters", "grown_capacity"]
 
 #: Largest ``lam_max * (t - landmark)`` exponent allowed in an accumulator before the landmark moves.
 RENORM_EXPONENT: Final = 300.0
@@ -87,7 +87,8 @@ def _add_events(
 
     ``v = weight[i] * exp(lam[h] * (ts_ms[i] - landmark_ms) / 1000)`` is added to
     ``acc[slot[i], type_code[i], h]`` and ``global_acc[type_code[i], h]``; the slot's first and
-    last times are updated.  The cells of event ``i + prefetch_distance`` are prefetched (0: off).
+    last times are updated (unless ``first_ts_ms`` is empty: counters kept without times).  The
+    cells of event ``i + prefetch_distance`` are prefetched (0: off).
     Arrays: ``acc`` float64[capacity, n_types, n_hl], ``global_acc`` float64[n_types, n_hl],
     ``first_ts_ms`` and ``last_ts_ms`` int64[capacity], ``slot`` int64[n], ``type_code`` int8[n],
     ``ts_ms`` int64[n], ``weight`` float64[n], ``lam`` float64[n_hl] (1/s).
@@ -96,14 +97,16 @@ def _add_events(
     n_types = acc.shape[1]
     n_hl = lam.shape[0]
     flat = acc.reshape(-1)
+    times = first_ts_ms.shape[0] > 0
     for i in range(n):
         ahead = i + prefetch_distance
         if prefetch_distance > 0 and ahead < n:
             cell = (slot[ahead] * n_types + type_code[ahead]) * n_hl
             _prefetch(flat, cell)
             _prefetch(flat, cell + n_hl - 1)  # the cell may straddle two cache lines
-            _prefetch(first_ts_ms, slot[ahead])
-            _prefetch(last_ts_ms, slot[ahead])
+            if times:
+                _prefetch(first_ts_ms, slot[ahead])
+                _prefetch(last_ts_ms, slot[ahead])
         s = slot[i]
         k = type_code[i]
         t = ts_ms[i]
@@ -113,10 +116,11 @@ def _add_events(
             v = w * math.exp(lam[h] * t_s)
             acc[s, k, h] += v
             global_acc[k, h] += v
-        if t < first_ts_ms[s]:
-            first_ts_ms[s] = t
-        if t > last_ts_ms[s]:
-            last_ts_ms[s] = t
+        if times:
+            if t < first_ts_ms[s]:
+                first_ts_ms[s] = t
+            if t > last_ts_ms[s]:
+                last_ts_ms[s] = t
 
 
 @njit(cache=True)
@@ -192,6 +196,28 @@ def _column(name: str, values: object, dtype: type[_Scalar], n: int | None = Non
 _check_range = check_range
 
 
+def grown_capacity(capacity: int, n_slots: int, limit: int | None = None) -> int:
+    """Capacity for ``n_slots`` slots grown from ``capacity``: doubled, but never past ``limit`` for nothing.
+
+    Doubling alone can leave up to half of the slots unused (10M products in 16.8M slots); arrays
+    filled with a sentinel pay for every slot in resident memory.  So a doubling that would pass
+    ``limit`` (the engine's ``state.max_products``) while ``n_slots`` fits under it stops at
+    ``limit``; past ``limit`` (one tick's new products before the cap evicts) the capacity grows by
+    an eighth at a time.
+    """
+    if n_slots <= capacity:
+        return capacity
+    new = max(capacity, 1)
+    while new < n_slots:
+        new *= 2
+    if limit is not None and limit > 0:
+        if capacity < limit and n_slots <= limit < new:
+            return int(limit)
+        if capacity >= limit:
+            return int(max(n_slots, capacity + max(capacity // 8, 1)))
+    return int(new)
+
+
 class DecayedCounters:
     """Forward-decayed counts per (product slot, event type, half-life), with a global total.
 
@@ -205,13 +231,17 @@ class DecayedCounters:
         Initial number of product slots; grows with :meth:`ensure_capacity`.
     renorm_exponent : float
         Largest ``lam_max * (t - landmark)`` kept in an accumulator before the landmark moves.
+    times : bool
+        Keep each slot's first and last event time (False: ``first_ts_ms`` and ``last_ts_ms`` are
+        empty arrays, 16 bytes per slot saved, for counters whose times nobody reads).
 
     Attributes
     ----------
     acc, global_acc : float64[capacity, n_types, n_hl], float64[n_types, n_hl]
         Accumulators scaled to the landmark, per slot and over all products (kept by :meth:`clear`).
     first_ts_ms, last_ts_ms : int64[capacity]
-        Earliest and latest event time per slot; INT64 max / INT64 min when the slot is unused.
+        Earliest and latest event time per slot; INT64 max / INT64 min when the slot is unused
+        (length 0 with ``times=False``).
 
     Examples
     --------
@@ -224,7 +254,7 @@ class DecayedCounters:
 
     def __init__(
         self, *, half_lives_s: Sequence[float], n_types: int = 6, capacity: int = 1024,
-        renorm_exponent: float = RENORM_EXPONENT,
+        renorm_exponent: float = RENORM_EXPONENT, times: bool = True,
     ) -> None:  # fmt: skip
         hl = np.asarray(half_lives_s, dtype=np.float64)
         ok = hl.ndim == 1 and hl.shape[0] > 0 and bool(np.all(np.isfinite(hl) & (hl > 0)))
@@ -240,8 +270,10 @@ class DecayedCounters:
         self._next_rebase: tuple[int, int] | None = None  # (landmark, next_rebase_ms()) for that landmark
         self.acc: NDArray[np.float64] = np.zeros((capacity, n_types, hl.shape[0]), np.float64)
         self.global_acc: NDArray[np.float64] = np.zeros((n_types, hl.shape[0]), np.float64)
-        self.first_ts_ms: NDArray[np.int64] = np.full(capacity, _INT64_MAX, np.int64)
-        self.last_ts_ms: NDArray[np.int64] = np.full(capacity, _INT64_MIN, np.int64)
+        self.times = bool(times)
+        n_times = capacity if self.times else 0
+        self.first_ts_ms: NDArray[np.int64] = np.full(n_times, _INT64_MAX, np.int64)
+        self.last_ts_ms: NDArray[np.int64] = np.full(n_times, _INT64_MIN, np.int64)
         self._landmark_ms: int | None = None
 
     @property
@@ -256,26 +288,27 @@ class DecayedCounters:
 
     @property
     def nbytes_per_slot(self) -> int:
-        """Bytes of state per product slot: accumulators plus first and last timestamps."""
-        return int(self.acc[0].nbytes + self.first_ts_ms.itemsize + self.last_ts_ms.itemsize)
+        """Bytes of state per product slot: accumulators plus first and last timestamps (if kept)."""
+        return int(self.acc[0].nbytes + (16 if self.times else 0))
 
     @property
     def nbytes(self) -> int:
         """Bytes of all arrays owned, unused slots included."""
         return int(sum(a.nbytes for a in (self.acc, self.global_acc, self.first_ts_ms, self.last_ts_ms)))
 
-    def ensure_capacity(self, n_slots: int) -> None:
-        """Make slots ``0 .. n_slots - 1`` valid: double the capacity as needed, new rows empty."""
+    def ensure_capacity(self, n_slots: int, limit: int | None = None) -> None:
+        """Make slots ``0 .. n_slots - 1`` valid, new rows empty; capacity by :func:`grown_capacity`."""
         if n_slots <= self.capacity:
             return
-        old, new = self.capacity, self.capacity
-        while new < n_slots:
-            new *= 2
-        acc = np.zeros((new, *self.acc.shape[1:]), np.float64)
-        first = np.full(new, _INT64_MAX, np.int64)
-        last = np.full(new, _INT64_MIN, np.int64)
-        acc[:old], first[:old], last[:old] = self.acc, self.first_ts_ms, self.last_ts_ms
-        self.acc, self.first_ts_ms, self.last_ts_ms = acc, first, last
+        old, new = self.capacity, grown_capacity(self.capacity, n_slots, limit)
+        acc = np.zeros((new, *self.acc.shape[1:]), np.float64)  # calloc: unused rows take no RSS
+        acc[:old] = self.acc
+        self.acc = acc
+        if self.times:
+            first = np.full(new, _INT64_MAX, np.int64)
+            last = np.full(new, _INT64_MIN, np.int64)
+            first[:old], last[:old] = self.first_ts_ms, self.last_ts_ms
+            self.first_ts_ms, self.last_ts_ms = first, last
 
     def add(
         self, slot: NDArray[np.int64], type_code: NDArray[np.int8], ts_ms: NDArray[np.int64],
@@ -367,8 +400,9 @@ class DecayedCounters:
         slots = _column("slots", slots, np.int64)
         _check_range("slots", slots, 0, self.capacity)
         self.acc[slots] = 0.0
-        self.first_ts_ms[slots] = _INT64_MAX
-        self.last_ts_ms[slots] = _INT64_MIN
+        if self.times:
+            self.first_ts_ms[slots] = _INT64_MAX
+            self.last_ts_ms[slots] = _INT64_MIN
 
     @property
     def lam(self) -> NDArray[np.float64]:
@@ -415,8 +449,9 @@ class DecayedCounters:
     def to_arrays(self) -> dict[str, NDArray[np.generic]]:
         """Return the state as plain numpy arrays (copies), for a checkpoint.
 
-        Keys: ``acc``, ``global_acc``, ``first_ts_ms``, ``last_ts_ms``, ``landmark_ms`` (int64[1]),
-        ``landmark_set`` (bool[1]) and ``half_lives_s`` (float64[n_hl], checked on restore).
+        Keys: ``acc``, ``global_acc``, ``first_ts_ms``, ``last_ts_ms`` (int64[0] without times),
+        ``landmark_ms`` (int64[1]), ``landmark_set`` (bool[1]) and ``half_lives_s`` (float64[n_hl],
+        checked on restore).
         """
         return {"acc": self.acc.copy(), "global_acc": self.global_acc.copy(),
                 "first_ts_ms": self.first_ts_ms.copy(), "last_ts_ms": self.last_ts_ms.copy(),
@@ -427,9 +462,13 @@ class DecayedCounters:
     @classmethod
     def from_arrays(
         cls, arrays: Mapping[str, NDArray[np.generic]], *, half_lives_s: Sequence[float],
-        renorm_exponent: float = RENORM_EXPONENT,
+        renorm_exponent: float = RENORM_EXPONENT, times: bool = True,
     ) -> DecayedCounters:  # fmt: skip
-        """Rebuild counters from :meth:`to_arrays` output, exactly; CheckpointError if they do not fit."""
+        """Rebuild counters from :meth:`to_arrays` output, exactly; CheckpointError if they do not fit.
+
+        With ``times=False`` the times of a checkpoint written with them (before the counters kept
+        none) are dropped; with ``times=True`` a checkpoint without them is refused.
+        """
         acc = arrays.get("acc")
         n_hl = len(half_lives_s)
         if acc is None or acc.dtype != np.float64 or acc.ndim != 3 or acc.shape[0] < 1:
@@ -441,6 +480,11 @@ class DecayedCounters:
                 "first_ts_ms": (np.int64, (capacity,)), "last_ts_ms": (np.int64, (capacity,)),
                 "landmark_ms": (np.int64, (1,)), "landmark_set": (np.bool_, (1,)),
                 "half_lives_s": (np.float64, (n_hl,))}  # fmt: skip
+        if not times:
+            for key in ("first_ts_ms", "last_ts_ms"):  # none kept, or an older checkpoint's
+                a = arrays.get(key)
+                if a is not None and a.shape in ((0,), (capacity,)):
+                    want[key] = (np.int64, a.shape)
         for key, (dtype, shape) in want.items():
             a = arrays.get(key)
             if a is None or a.dtype != dtype or a.shape != shape:
@@ -453,11 +497,18 @@ class DecayedCounters:
                 f"configuration has {list(half_lives_s)}; restore with the half-lives it was written with"
             )
             raise CheckpointError(msg)
-        out = cls(half_lives_s=half_lives_s, n_types=n_types, capacity=1, renorm_exponent=renorm_exponent)
+        out = cls(
+            half_lives_s=half_lives_s,
+            n_types=n_types,
+            capacity=1,
+            renorm_exponent=renorm_exponent,
+            times=times,
+        )
         out.acc = np.array(acc, np.float64, order="C")
         out.global_acc = np.array(arrays["global_acc"], np.float64, order="C")
-        out.first_ts_ms = np.array(arrays["first_ts_ms"], np.int64)
-        out.last_ts_ms = np.array(arrays["last_ts_ms"], np.int64)
+        if times:
+            out.first_ts_ms = np.array(arrays["first_ts_ms"], np.int64)
+            out.last_ts_ms = np.array(arrays["last_ts_ms"], np.int64)
         out._landmark_ms = int(arrays["landmark_ms"][0]) if bool(arrays["landmark_set"][0]) else None
         return out
 

@@ -38,9 +38,11 @@ that slot back, so a ring's accounts returning hours later are still the same ac
 remembered audiences.  (A veteran whose slot was recycled gets a new one: its old values were in
 no kept minimum, so no kept overlap is lost.)
 
-Memory per live user: the slot table (8-byte hash and 4-byte slot per row, at most 3/4 full, at
-least 3/8 after growth: 16 to 32 bytes), ``hash_of``, ``prev_of`` and ``last_ms`` (24 bytes per
-slot).
+Memory per live user: the slot table (one ``uint64`` per row, the hash's low 32 bits above the
+slot; a probe that matches them checks the full hash in ``hash_of``; at most 3/4 full, at least
+3/8 after growth: 11 to 21 bytes), ``hash_of``, ``prev_of`` and ``last_ms`` (24 bytes per
+slot; 16 without ``prev_of``, which a caller that never holds slots does not keep), and 4 bytes
+per free slot in the free list.
 
 Examples
 --------
@@ -73,6 +75,8 @@ from viraltrend.errors import CheckpointError
 __all__ = ["UserTable", "hash_ids", "signature_slots"]
 
 _EMPTY: Final = 0  # key of an empty row: hash_ids never returns 0
+_FREE_ROW: Final = np.uint64(2**64 - 1)  # an empty row of the slot table (no slot is 2**32 - 1)
+_LOW32: Final = np.uint64(0xFFFFFFFF)
 _UNSET: Final = int(np.iinfo(np.int64).min)
 _FNV_OFFSET: Final = 0xCBF29CE484222325
 _FNV_PRIME: Final = 0x100000001B3
@@ -195,22 +199,83 @@ def _rehash(keys: _U64, vals: _I32, capacity: _Int) -> tuple[_U64, _I32]:
 
 
 @njit(cache=True)
-def _sorted_has(values: _I64, start: _Int, x: _Int) -> bool:
-    """``x in values[start:]`` for an ascending int64 array."""
+def _row_find(rows: _U64, hash_of: _U64, h: np.uint64) -> _Int:
+    """Row of hash ``h`` in the slot table, or the empty row where it would go.
+
+    A row holds the hash's low 32 bits above the slot; the full hash is checked in ``hash_of``.
+    """
+    mask = rows.shape[0] - 1  # < 2**32: the low 32 bits give the home row
+    low = h & _LOW32
+    idx = np.int64(low & np.uint64(mask))
+    while rows[idx] != _FREE_ROW:
+        if rows[idx] >> np.uint64(32) == low and hash_of[np.int64(rows[idx] & _LOW32)] == h:
+            return idx
+        idx = (idx + 1) & mask
+    return idx
+
+
+@njit(cache=True)
+def _row_delete(rows: _U64, idx: _Int) -> None:
+    """Empty row ``idx`` of the slot table by backward-shift deletion."""
+    mask = rows.shape[0] - 1
+    hole = idx
+    j = idx
+    while True:
+        j = (j + 1) & mask
+        if rows[j] == _FREE_ROW:
+            break
+        home = np.int64((rows[j] >> np.uint64(32)) & np.uint64(mask))
+        if (j > hole and (home <= hole or home > j)) or (j < hole and home <= hole and home > j):
+            rows[hole] = rows[j]
+            hole = j
+    rows[hole] = _FREE_ROW
+
+
+@njit(cache=True)
+def _row_rehash(rows: _U64, capacity: _Int) -> _U64:
+    """The slot table's rows in a table of ``capacity`` rows (a power of two)."""
+    out = np.full(capacity, _FREE_ROW, np.uint64)
+    mask = capacity - 1
+    for r in range(rows.shape[0]):
+        if rows[r] != _FREE_ROW:
+            j = np.int64((rows[r] >> np.uint64(32)) & np.uint64(mask))
+            while out[j] != _FREE_ROW:
+                j = (j + 1) & mask
+            out[j] = rows[r]
+    return out
+
+
+@njit(cache=True)
+def _row_build(hashes: _U64, slots: _I64, capacity: _Int) -> _U64:
+    """A slot table of ``capacity`` rows holding ``hashes[i] -> slots[i]``."""
+    out = np.full(capacity, _FREE_ROW, np.uint64)
+    mask = capacity - 1
+    for i in range(hashes.shape[0]):
+        low = hashes[i] & _LOW32
+        j = np.int64(low & np.uint64(mask))
+        while out[j] != _FREE_ROW:
+            j = (j + 1) & mask
+        out[j] = (low << np.uint64(32)) | np.uint64(slots[i])
+    return out
+
+
+@njit(cache=True)
+def _sorted_has(values: _I32, start: _Int, x: _Int) -> bool:
+    """``x in values[start:]`` for an ascending int32 array."""
     pos = start + np.searchsorted(values[start:], x)
     return pos < values.shape[0] and values[pos] == x  # type: ignore[no-any-return]
 
 
 @njit(cache=True)
 def _intern(
-    keys: _U64, vals: _I32, used: _Int, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int,
-    free: _I64, free_pos: _Int, vet_keys: _U64, vet_vals: _I32, vet_used: _Int, old_keys: _U64,
+    rows: _U64, used: _Int, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int,
+    free: _I32, free_pos: _Int, vet_keys: _U64, vet_vals: _I32, vet_used: _Int, old_keys: _U64,
     old_vals: _I32, old_used: _Int, max_ts_ms: _Int, hashes: _U64, ts_ms: _I64, lateness_ms: _Int,
-) -> tuple[_U64, _I32, _Int, _U64, _U64, _I64, _Int, _Int, _Int, _I64, NDArray[np.bool_]]:  # fmt: skip
+) -> tuple[_U64, _Int, _U64, _U64, _I64, _Int, _Int, _Int, _I64, NDArray[np.bool_]]:  # fmt: skip
     """Slots of ``hashes`` in order, new ones from ``free[free_pos:]`` (sorted) then ``high_water``.
 
     Updates ``last_ms`` with each event's effective time; returns the (possibly regrown)
-    ``keys``, ``vals``, ``hash_of``, ``prev_of``, ``last_ms`` and the new ``used``, ``high_water``,
+    slot table ``rows``, ``hash_of``, ``prev_of``, ``last_ms`` and the new ``used``, ``high_water``,
     ``free_pos``, ``max_ts_ms``, plus ``slots`` int64[n] and ``returning`` bool[n] (a new entry
     whose hash is a veteran's).  A veteran takes back its last slot while that slot is held
     (released by it, ``prev_of[slot] == hash``, and not recycled: free slots are ``free[free_pos:]``).
@@ -224,13 +289,13 @@ def _intern(
             max_ts_ms = t
         e = max(t, max_ts_ms - lateness_ms)
         h = hashes[i]
-        idx = _find(keys, h)
-        if keys[idx] == h:
-            s = vals[idx]
+        idx = _row_find(rows, hash_of, h)
+        if rows[idx] != _FREE_ROW:
+            s: _Int = np.int64(rows[idx] & _LOW32)
         else:
-            if 4 * (used + 1) > 3 * keys.shape[0]:
-                keys, vals = _rehash(keys, vals, 2 * keys.shape[0])
-                idx = _find(keys, h)
+            if 4 * (used + 1) > 3 * rows.shape[0]:
+                rows = _row_rehash(rows, 2 * rows.shape[0])
+                idx = _row_find(rows, hash_of, h)
             s = -1
             v = -1
             if vet_used:  # the newer generation of veterans first, then the older one
@@ -243,7 +308,12 @@ def _intern(
                     v = old_vals[j]
             if v >= 0:
                 returning[i] = True
-                held = hash_of[v] == _EMPTY and prev_of[v] == h and not _sorted_has(free, free_pos, v)
+                held = (
+                    prev_of.shape[0] > 0  # held slots tracked
+                    and hash_of[v] == _EMPTY
+                    and prev_of[v] == h
+                    and not _sorted_has(free, free_pos, v)
+                )
                 if held:
                     s = v  # held: its MinHash values may be in kept signatures, so keep them its own
             if s < 0 and free_pos < free.shape[0]:
@@ -255,25 +325,24 @@ def _intern(
                 if s >= hash_of.shape[0]:
                     grown_h = np.zeros(2 * hash_of.shape[0], np.uint64)
                     grown_h[: hash_of.shape[0]] = hash_of
-                    grown_p = np.zeros(2 * hash_of.shape[0], np.uint64)
-                    grown_p[: hash_of.shape[0]] = prev_of
+                    grown_p = np.zeros(2 * hash_of.shape[0] if prev_of.shape[0] else 0, np.uint64)
+                    grown_p[: prev_of.shape[0]] = prev_of
                     grown_l = np.full(2 * hash_of.shape[0], _UNSET, np.int64)
                     grown_l[: hash_of.shape[0]] = last_ms
                     hash_of, prev_of, last_ms = grown_h, grown_p, grown_l
-            keys[idx] = h
-            vals[idx] = s
+            rows[idx] = ((h & _LOW32) << np.uint64(32)) | np.uint64(s)
             used += 1
             hash_of[s] = h
             last_ms[s] = e
         if e > last_ms[s]:
             last_ms[s] = e
         slots[i] = s
-    return keys, vals, used, hash_of, prev_of, last_ms, high_water, free_pos, max_ts_ms, slots, returning
+    return rows, used, hash_of, prev_of, last_ms, high_water, free_pos, max_ts_ms, slots, returning
 
 
 @njit(cache=True)
 def _release(
-    keys: _U64, vals: _I32, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int, cutoff_ms: _Int
+    rows: _U64, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int, cutoff_ms: _Int
 ) -> _I64:
     """Delete the users whose ``last_ms < cutoff_ms`` from the table; return their slots (ascending).
 
@@ -283,8 +352,9 @@ def _release(
     m = 0
     for s in range(high_water):
         if hash_of[s] != _EMPTY and last_ms[s] < cutoff_ms:
-            _delete(keys, vals, _find(keys, hash_of[s]))
-            prev_of[s] = hash_of[s]
+            _row_delete(rows, _row_find(rows, hash_of, hash_of[s]))
+            if prev_of.shape[0]:
+                prev_of[s] = hash_of[s]
             hash_of[s] = _EMPTY
             last_ms[s] = _UNSET
             out[m] = s
@@ -369,11 +439,17 @@ class UserTable:
     max_veterans : int or None
         Released users remembered, in two generations of ``max_veterans / 2`` (see the module
         docstring); None: all of them.
+    track_held : bool
+        Keep ``prev_of`` (8 bytes per slot) so that a veteran takes back its *held* slot.  A caller
+        that recycles every released slot at once (:meth:`recycle_all` right after
+        :meth:`release_idle`, as the engine does) never has a held slot and passes False:
+        ``prev_of`` is then empty and no slot is ever taken back.
     """
 
     def __init__(
-        self, *, idle_ms: int, allowed_lateness_ms: int, capacity: int = 1024, max_veterans: int | None = None
-    ) -> None:
+        self, *, idle_ms: int, allowed_lateness_ms: int, capacity: int = 1024,
+        max_veterans: int | None = None, track_held: bool = True,
+    ) -> None:  # fmt: skip
         if idle_ms < 0 or allowed_lateness_ms < 0 or capacity < 1:
             msg = (
                 f"idle_ms and allowed_lateness_ms must be >= 0 and capacity >= 1, got {idle_ms}, "
@@ -383,14 +459,14 @@ class UserTable:
         self.idle_ms = int(idle_ms)
         self.allowed_lateness_ms = int(allowed_lateness_ms)
         cap = _pow2_at_least(capacity)
-        self._keys: _U64 = np.zeros(2 * cap, np.uint64)
-        self._vals: _I32 = np.full(2 * cap, -1, np.int32)
+        self._rows: _U64 = np.full(2 * cap, _FREE_ROW, np.uint64)  # hash low 32 bits << 32 | slot
         self._used = 0
         self.hash_of: _U64 = np.zeros(cap, np.uint64)
-        self.prev_of: _U64 = np.zeros(cap, np.uint64)  # the last user released from each slot
+        self.track_held = bool(track_held)
+        self.prev_of: _U64 = np.zeros(cap if track_held else 0, np.uint64)  # last user released per slot
         self.last_ms: _I64 = np.full(cap, _UNSET, np.int64)
         self._high_water = 0
-        self._free: _I64 = np.empty(0, np.int64)
+        self._free: _I32 = np.empty(0, np.int32)  # free slots, ascending (< 2**31)
         self._free_pos = 0
         self._vet_keys: _U64 = np.zeros(16, np.uint64)
         self._vet_vals: _I32 = np.full(16, -1, np.int32)
@@ -422,8 +498,7 @@ class UserTable:
     def nbytes(self) -> int:
         """Bytes of all arrays owned (empty rows and unused slots included)."""
         arrays = (
-            self._keys,
-            self._vals,
+            self._rows,
             self.hash_of,
             self.prev_of,
             self.last_ms,
@@ -452,15 +527,14 @@ class UserTable:
             msg = f"the user table holds at most 2**31 - 1 slots; {self._high_water} are in use"
             raise OverflowError(msg)
         out = _intern(
-            self._keys, self._vals, np.int64(self._used), self.hash_of, self.prev_of, self.last_ms,
+            self._rows, np.int64(self._used), self.hash_of, self.prev_of, self.last_ms,
             np.int64(self._high_water), self._free, np.int64(self._free_pos), self._vet_keys,
             self._vet_vals, np.int64(self._vet_used), self._old_keys, self._old_vals,
             np.int64(self._old_used), np.int64(self._max_ts_ms), np.ascontiguousarray(hashes),
             np.ascontiguousarray(ts_ms), np.int64(self.allowed_lateness_ms),
         )  # fmt: skip
         (
-            self._keys,
-            self._vals,
+            self._rows,
             used,
             self.hash_of,
             self.prev_of,
@@ -486,7 +560,7 @@ class UserTable:
         cutoff = max(cutoff, _UNSET + 1)
         gone_hashes = self.hash_of[: self._high_water].copy()
         slots = _release(
-            self._keys, self._vals, self.hash_of, self.prev_of, self.last_ms, np.int64(self._high_water),
+            self._rows, self.hash_of, self.prev_of, self.last_ms, np.int64(self._high_water),
             np.int64(cutoff),
         )  # fmt: skip
         if slots.shape[0]:
@@ -523,12 +597,12 @@ class UserTable:
         if slots[0] < 0 or slots[-1] >= self._high_water or not self._held_mask()[slots].all():
             msg = "recycle takes held slots only (released by release_idle and not recycled yet)"
             raise ValueError(msg)
-        self._free = np.sort(np.concatenate([self._free[self._free_pos :], slots]))
+        self._free = np.sort(np.concatenate([self._free[self._free_pos :], slots])).astype(np.int32)
         self._free_pos = 0
 
     def recycle_all(self) -> None:
         """``recycle(held_slots())`` in one pass: every released slot becomes reusable, lowest first."""
-        free = np.flatnonzero(self.hash_of[: self._high_water] == _EMPTY).astype(np.int64)
+        free = np.flatnonzero(self.hash_of[: self._high_water] == _EMPTY).astype(np.int32)
         if free.shape[0] != self._free.shape[0] - self._free_pos:  # some slot is held
             self._free, self._free_pos = free, 0
 
@@ -536,7 +610,8 @@ class UserTable:
         """Plain numpy arrays for a checkpoint (the slot table is rebuilt from ``hash_of`` on restore).
 
         Keys: ``hash_of`` uint64[high_water] (0: free slot), ``prev_of`` uint64[high_water] (the
-        last user released from each slot, 0: none), ``last_ms`` int64[high_water],
+        last user released from each slot, 0: none; uint64[0] without ``track_held``),
+        ``last_ms`` int64[high_water],
         ``free`` int64[m] (free slots, ascending), ``veterans`` uint64[v] (ascending) and
         ``veteran_slots`` int64[v] (the last slot of each), the same of the older generation
         (``veterans_old``, ``veteran_slots_old``; absent in older checkpoints), ``meta``
@@ -554,7 +629,7 @@ class UserTable:
             "hash_of": self.hash_of[:hw].copy(),
             "prev_of": self.prev_of[:hw].copy(),
             "last_ms": self.last_ms[:hw].copy(),
-            "free": self._free[self._free_pos :].copy(),
+            "free": self._free[self._free_pos :].astype(np.int64),
             "veterans": self._vet_keys[filled][order],
             "veteran_slots": self._vet_vals[filled][order].astype(np.int64),
             "meta": np.array([self._max_ts_ms, self.idle_ms, self.allowed_lateness_ms], np.int64),
@@ -568,8 +643,13 @@ class UserTable:
         idle_ms: int,
         allowed_lateness_ms: int,
         max_veterans: int | None = None,
+        track_held: bool = True,
     ) -> UserTable:
-        """Rebuild a table from :meth:`to_arrays` output, exactly; CheckpointError if it does not fit."""
+        """Rebuild a table from :meth:`to_arrays` output, exactly; CheckpointError if it does not fit.
+
+        Without ``track_held`` a checkpoint's ``prev_of`` is dropped; with it, a checkpoint written
+        without (``prev_of`` empty) restores with no slot held for a veteran.
+        """
         try:
             hash_of = np.asarray(arrays["hash_of"], np.uint64)
             prev_of = np.asarray(arrays["prev_of"], np.uint64)
@@ -594,7 +674,7 @@ class UserTable:
         empty = np.flatnonzero(hash_of == _EMPTY)
         if (
             last_ms.shape != (hw,)
-            or prev_of.shape != (hw,)
+            or prev_of.shape not in ((hw,), (0,))
             or np.unique(free).shape[0] != free.shape[0]
             or not np.isin(free, empty).all()
             or np.unique(hash_of[live]).shape[0] != live.shape[0]
@@ -612,14 +692,16 @@ class UserTable:
             allowed_lateness_ms=allowed_lateness_ms,
             capacity=max(hw, 1),
             max_veterans=max_veterans,
+            track_held=track_held,
         )
         out.hash_of[:hw] = hash_of
-        out.prev_of[:hw] = prev_of
+        if track_held and prev_of.shape[0]:
+            out.prev_of[:hw] = prev_of
         out.last_ms[:hw] = last_ms
         out._high_water = hw
-        out._free = np.sort(free)
-        out._keys, out._vals = _rehash(
-            np.asarray(hash_of[live], np.uint64), live.astype(np.int32), np.int64(out._keys.shape[0])
+        out._free = np.sort(free).astype(np.int32)
+        out._rows = _row_build(
+            np.asarray(hash_of[live], np.uint64), live.astype(np.int64), out._rows.shape[0]
         )
         out._used = int(live.shape[0])
         out._vet_keys, out._vet_vals, vet_used = _add_veterans(

@@ -6,13 +6,18 @@ a Python ``dict`` entry or ``str`` per product: a batch's ids are joined into on
 (``"\0".join``, one ``encode``), hashed in one numba pass (the 64-bit hash of
 :func:`~viraltrend.kernels.hashtable.hash_ids`), and looked up in one compiled loop.
 
-**Collisions never merge two products.**  A table row holds a hash and a slot; a probe stops at a
-row only when the hash matches *and* the slot's name bytes in the arena equal the id's bytes, so
-two ids with the same hash get two slots (the second one's row lies further along the probe run).
+**Collisions never merge two products.**  A table row holds the low 32 bits of a hash and a slot;
+a probe stops at a row only when those bits match *and* the slot's name bytes in the arena equal
+the id's bytes, so two ids with the same hash (or the same low 32 bits) get two slots (the second
+one's row lies further along the probe run).
 
-**Memory.**  Per slot: its hash (8 bytes), the start (8) and length (4) of its name in the arena,
-and the name's UTF-8 bytes; per table row (at most 3/4 full): 12 bytes.  Released names leave
-holes in the arena, squeezed out once they are more than half of it.
+**Memory.**  Per table row (at most 3/4 full): 8 bytes, ``hash_low32 << 32 | slot`` in one
+``uint64`` (a probe reads one word); per slot: the start (8 bytes) and length (4) of its name in the
+arena, and the name's UTF-8 bytes.  No hash per slot: :attr:`NameTable.hash_of` recomputes the
+hashes from the arena when asked (the engine asks when it evicts over its cap).  Per-slot arrays
+double up to ``limit`` (the engine's product cap) and stop there; the arena grows from ``calloc``
+pages, so its unused tail takes no resident memory.  Released names leave holes in the arena,
+squeezed out once they are more than half of it.
 
 Examples
 --------
@@ -36,7 +41,8 @@ from viraltrend.kernels.hashtable import _FNV_OFFSET, _FNV_PRIME, _finish
 
 __all__ = ["CountedNames", "NameTable"]
 
-_EMPTY: Final = 0  # hash of an empty row (hashes are never 0)
+_FREE: Final = np.uint64(2**64 - 1)  # an empty row (no slot is 2**32 - 1)
+_LOW: Final = np.uint64(0xFFFFFFFF)
 _U64: TypeAlias = NDArray[np.uint64]
 _I64: TypeAlias = NDArray[np.int64]
 _I32: TypeAlias = NDArray[np.int32]
@@ -68,14 +74,15 @@ def _same(arena: _U8, a0: _Int, alen: _Int, buf: _U8, b0: _Int, b1: _Int) -> boo
 
 @njit(cache=True)
 def _find(
-    keys: _U64, vals: _I32, arena: _U8, start: _I64, length: _I32, h: np.uint64, buf: _U8, b0: _Int, b1: _Int
+    rows: _U64, arena: _U8, start: _I64, length: _I32, h: np.uint64, buf: _U8, b0: _Int, b1: _Int
 ) -> _Int:
     """Row holding the id ``buf[b0:b1]`` of hash ``h``, or the empty row where it would go."""
-    mask = keys.shape[0] - 1
-    r = np.int64(h & np.uint64(mask))
-    while keys[r] != _EMPTY:
-        if keys[r] == h:
-            s = vals[r]
+    mask = rows.shape[0] - 1  # < 2**32: the low 32 bits of a row's hash give its home
+    low = h & _LOW
+    r = np.int64(low & np.uint64(mask))
+    while rows[r] != _FREE:
+        if rows[r] >> np.uint64(32) == low:
+            s = np.int64(rows[r] & _LOW)
             if _same(arena, start[s], length[s], buf, b0, b1):
                 return r
         r = (r + 1) & mask
@@ -83,26 +90,38 @@ def _find(
 
 
 @njit(cache=True)
-def _rehash(keys: _U64, vals: _I32, size: _Int) -> tuple[_U64, _I32]:
+def _rehash(rows: _U64, size: _Int) -> _U64:
     """The rows in a table of ``size`` rows (equal hashes keep their probe order)."""
-    nk = np.zeros(size, np.uint64)
-    nv = np.full(size, -1, np.int32)
+    out = np.full(size, _FREE, np.uint64)
     mask = size - 1
-    for r in range(keys.shape[0]):
-        if keys[r] != _EMPTY:
-            j = np.int64(keys[r] & np.uint64(mask))
-            while nk[j] != _EMPTY:
+    for r in range(rows.shape[0]):
+        if rows[r] != _FREE:
+            j = np.int64((rows[r] >> np.uint64(32)) & np.uint64(mask))
+            while out[j] != _FREE:
                 j = (j + 1) & mask
-            nk[j] = keys[r]
-            nv[j] = vals[r]
-    return nk, nv
+            out[j] = rows[r]
+    return out
 
 
 @njit(cache=True)
-def _grow1(a: NDArray[Any], n: _Int, fill: Any) -> NDArray[Any]:
-    size = a.shape[0]
-    while size < n:
-        size *= 2
+def _grown_size(size: _Int, n: _Int, limit: _Int) -> _Int:
+    """:func:`~viraltrend.kernels.decay.grown_capacity` (doubling, stopped at ``limit`` > 0)."""
+    if n <= size:
+        return size
+    new = max(size, 1)
+    while new < n:
+        new *= 2
+    if limit > 0:
+        if size < limit and n <= limit < new:
+            return limit
+        if size >= limit:
+            return max(n, size + max(size // 8, 1))
+    return new
+
+
+@njit(cache=True)
+def _grow1(a: NDArray[Any], n: _Int, fill: Any, limit: _Int) -> NDArray[Any]:
+    size = _grown_size(a.shape[0], n, limit)
     if size == a.shape[0]:
         return a
     out = np.full(size, fill, a.dtype)
@@ -112,56 +131,54 @@ def _grow1(a: NDArray[Any], n: _Int, fill: Any) -> NDArray[Any]:
 
 @njit(cache=True)
 def _intern(
-    keys: _U64, vals: _I32, used: _Int, hash_of: _U64, start: _I64, length: _I32, arena: _U8, arena_end: _Int,
+    rows: _U64, used: _Int, start: _I64, length: _I32, arena: _U8, arena_end: _Int,
     high_water: _Int, free: _I64, free_pos: _Int, buf: _U8, starts: _I64, ends: _I64, hashes: _U64,
-    insert: bool,
-) -> tuple[_I64, _U64, _I32, _Int, _U64, _I64, _I32, _U8, _Int, _Int, _Int]:  # fmt: skip
+    insert: bool, limit: _Int,
+) -> tuple[_I64, _U64, _Int, _I64, _I32, _U8, _Int, _Int, _Int]:  # fmt: skip
     """Slot of each id ``buf[starts[i]:ends[i]]`` (hash ``hashes[i]``); new ones added if ``insert``, else -1.
 
     A new id takes ``free[free_pos]`` (ascending) or ``high_water``, and its bytes go to the end of
-    the arena.  Returns the slots and the (possibly regrown) arrays and counters.
+    the arena (grown by the caller beforehand).  Returns the slots and the (possibly regrown)
+    arrays and counters.
     """
     n = hashes.shape[0]
     slots = np.empty(n, np.int64)
     for i in range(n):
         h = hashes[i]
-        r = _find(keys, vals, arena, start, length, h, buf, starts[i], ends[i])
-        if keys[r] != _EMPTY:
-            slots[i] = vals[r]
+        r = _find(rows, arena, start, length, h, buf, starts[i], ends[i])
+        if rows[r] != _FREE:
+            slots[i] = np.int64(rows[r] & _LOW)
             continue
         if not insert:
             slots[i] = -1
             continue
-        if 4 * (used + 1) > 3 * keys.shape[0]:
-            keys, vals = _rehash(keys, vals, 2 * keys.shape[0])
-            r = _find(keys, vals, arena, start, length, h, buf, starts[i], ends[i])
+        if 4 * (used + 1) > 3 * rows.shape[0]:
+            rows = _rehash(rows, 2 * rows.shape[0])
+            r = _find(rows, arena, start, length, h, buf, starts[i], ends[i])
         if free_pos < free.shape[0]:
             s = free[free_pos]
             free_pos += 1
         else:
             s = high_water
             high_water += 1
-            hash_of = _grow1(hash_of, high_water, np.uint64(0))
-            start = _grow1(start, high_water, np.int64(0))
-            length = _grow1(length, high_water, np.int32(-1))
+            start = _grow1(start, high_water, np.int64(0), limit)
+            length = _grow1(length, high_water, np.int32(-1), limit)
         size = ends[i] - starts[i]
-        arena = _grow1(arena, arena_end + size, np.uint8(0))
+        arena = _grow1(arena, arena_end + size, np.uint8(0), 0)  # a no-op: the caller grew it
         arena[arena_end : arena_end + size] = buf[starts[i] : ends[i]]
-        keys[r] = h
-        vals[r] = s
+        rows[r] = ((h & _LOW) << np.uint64(32)) | np.uint64(s)
         used += 1
-        hash_of[s] = h
         start[s] = arena_end
         length[s] = size
         arena_end += size
         slots[i] = s
-    return slots, keys, vals, used, hash_of, start, length, arena, arena_end, high_water, free_pos
+    return slots, rows, used, start, length, arena, arena_end, high_water, free_pos
 
 
 @njit(cache=True)
-def _release(keys: _U64, vals: _I32, hash_of: _U64, length: _I32, slots: _I64) -> tuple[_I64, _Int]:
-    """Delete the rows of ``slots`` (backward-shift); return the slots actually held and their bytes."""
-    mask = keys.shape[0] - 1
+def _release(rows: _U64, length: _I32, slots: _I64, hashes: _U64) -> tuple[_I64, _Int]:
+    """Delete the rows of ``slots`` (their ids' hashes: ``hashes``); return the slots held and their bytes."""
+    mask = rows.shape[0] - 1
     out = np.empty(slots.shape[0], np.int64)
     m = 0
     freed = 0
@@ -169,24 +186,21 @@ def _release(keys: _U64, vals: _I32, hash_of: _U64, length: _I32, slots: _I64) -
         s = slots[i]
         if length[s] < 0:
             continue  # already free
-        r = np.int64(hash_of[s] & np.uint64(mask))
-        while vals[r] != s or keys[r] == _EMPTY:
+        r = np.int64(hashes[i] & np.uint64(mask))
+        while rows[r] == _FREE or np.int64(rows[r] & _LOW) != s:
             r = (r + 1) & mask
         hole = r
         j = r
         while True:
             j = (j + 1) & mask
-            if keys[j] == _EMPTY:
+            if rows[j] == _FREE:
                 break
-            home = np.int64(keys[j] & np.uint64(mask))
+            home = np.int64((rows[j] >> np.uint64(32)) & np.uint64(mask))
             if (j > hole and (home <= hole or home > j)) or (j < hole and home <= hole and home > j):
-                keys[hole] = keys[j]
-                vals[hole] = vals[j]
+                rows[hole] = rows[j]
                 hole = j
-        keys[hole] = _EMPTY
-        vals[hole] = -1
+        rows[hole] = _FREE
         freed += length[s]
-        hash_of[s] = _EMPTY
         length[s] = -1
         out[m] = s
         m += 1
@@ -194,16 +208,15 @@ def _release(keys: _U64, vals: _I32, hash_of: _U64, length: _I32, slots: _I64) -
 
 
 @njit(cache=True)
-def _compact(arena: _U8, start: _I64, length: _I32, high_water: _Int, live_bytes: _Int) -> tuple[_U8, _Int]:
-    """Copy the live names into a fresh arena in slot order; ``start`` is updated in place."""
-    out = np.zeros(max(2 * live_bytes, 64), np.uint8)
+def _compact(arena: _U8, start: _I64, length: _I32, high_water: _Int, out: _U8) -> _Int:
+    """Copy the live names into ``out`` in slot order; ``start`` is updated in place."""
     end = 0
     for s in range(high_water):
         if length[s] >= 0:
             out[end : end + length[s]] = arena[start[s] : start[s] + length[s]]
             start[s] = end
             end += length[s]
-    return out, end
+    return end
 
 
 def _encode(ids: Sequence[str]) -> tuple[_U8, _I64, _I64]:
@@ -225,14 +238,20 @@ def _encode(ids: Sequence[str]) -> tuple[_U8, _I64, _I64]:
 
 
 class NameTable:
-    """Product id -> dense slot, names kept in a byte arena; slots reused lowest first after release."""
+    """Product id -> dense slot, names kept in a byte arena; slots reused lowest first after release.
 
-    def __init__(self, capacity: int = 1024) -> None:
-        cap = 1 << max(int(capacity) - 1, 1).bit_length()
-        self._keys: _U64 = np.zeros(2 * cap, np.uint64)
-        self._vals: _I32 = np.full(2 * cap, -1, np.int32)
+    ``limit``: per-slot arrays double up to it and then grow by an eighth (the engine passes its
+    ``state.max_products``); None: they double.
+    """
+
+    def __init__(self, capacity: int = 1024, *, limit: int | None = None) -> None:
+        cap = max(int(capacity), 1)
+        rows = 2
+        while 3 * rows < 4 * (cap + 1):  # room for ``capacity`` ids at most 3/4 full
+            rows *= 2
+        self.limit = int(limit) if limit else 0
+        self._rows: _U64 = np.full(rows, _FREE, np.uint64)
         self._used = 0
-        self._hash_of: _U64 = np.zeros(cap, np.uint64)
         self._start: _I64 = np.zeros(cap, np.int64)
         self._length: _I32 = np.full(cap, -1, np.int32)  # -1: a free slot
         self._arena: _U8 = np.zeros(16 * cap, np.uint8)
@@ -253,13 +272,18 @@ class NameTable:
 
     @property
     def hash_of(self) -> _U64:
-        """Each slot's id hash (0 for a free slot), uint64[>= high_water]; read-only use."""
-        return self._hash_of
+        """Each slot's id hash (0 for a free slot), uint64[high_water], recomputed from the arena."""
+        hw = self._high_water
+        start, length = self._start[:hw], self._length[:hw]
+        with np.errstate(over="ignore"):  # wrapping arithmetic, for runs with NUMBA_DISABLE_JIT=1
+            out = _hashes(self._arena, start, start + np.maximum(length, 0))
+        out[length < 0] = 0
+        return out
 
     @property
     def nbytes(self) -> int:
         """Bytes of every array owned (free rows and arena space included)."""
-        arrays = (self._keys, self._vals, self._hash_of, self._start, self._length, self._arena, self._free)
+        arrays = (self._rows, self._start, self._length, self._arena, self._free)
         return int(sum(a.nbytes for a in arrays))
 
     def _run(self, ids: Sequence[str], *, insert: bool) -> _I64:
@@ -275,15 +299,19 @@ class NameTable:
             raise ValueError(msg)
         with np.errstate(over="ignore"):  # wrapping arithmetic, for runs with NUMBA_DISABLE_JIT=1
             hashes = _hashes(buf, starts, ends)
+        need = self._arena_end + buf.shape[0]
+        if insert and need > self._arena.shape[0]:  # calloc'd: the unused tail takes no resident memory
+            arena = np.zeros(max(2 * self._arena.shape[0], need), np.uint8)
+            arena[: self._arena_end] = self._arena[: self._arena_end]
+            self._arena = arena
         out = _intern(
-            self._keys, self._vals, np.int64(self._used), self._hash_of, self._start, self._length,
-            self._arena, np.int64(self._arena_end), np.int64(self._high_water), self._free,
-            np.int64(self._free_pos), buf, starts, ends, hashes, insert,
+            self._rows, np.int64(self._used), self._start, self._length, self._arena,
+            np.int64(self._arena_end), np.int64(self._high_water), self._free, np.int64(self._free_pos),
+            buf, starts, ends, hashes, insert, np.int64(self.limit),
         )  # fmt: skip
         slots = out[0]
         if insert:
-            (self._keys, self._vals, used, self._hash_of, self._start, self._length, self._arena,
-             end, hw, fp) = out[1:]  # fmt: skip
+            self._rows, used, self._start, self._length, self._arena, end, hw, fp = out[1:]
             self._used, self._arena_end, self._high_water, self._free_pos = (
                 int(used),
                 int(end),
@@ -321,26 +349,27 @@ class NameTable:
         if ask[0] < 0 or ask[-1] >= self._high_water:
             msg = f"slots must be in [0, {self._high_water}), got {ask[0] if ask[0] < 0 else ask[-1]}"
             raise IndexError(msg)
-        gone, freed = _release(self._keys, self._vals, self._hash_of, self._length, ask)
+        start = self._start[ask]
+        with np.errstate(over="ignore"):  # wrapping arithmetic, for runs with NUMBA_DISABLE_JIT=1
+            hashes = _hashes(self._arena, start, start + np.maximum(self._length[ask], 0))
+        gone, freed = _release(self._rows, self._length, ask, hashes)
         self._used -= int(gone.shape[0])
         self._garbage += int(freed)
         self._free = np.union1d(self._free[self._free_pos :], gone).astype(np.int64)
         self._free_pos = 0
         if self._garbage > max(self._arena_end - self._garbage, 1 << 16):
-            self._arena, end = _compact(
-                self._arena, self._start, self._length, np.int64(self._high_water),
-                np.int64(self._arena_end - self._garbage),
-            )  # fmt: skip
-            self._arena_end, self._garbage = int(end), 0
+            out = np.zeros(max(2 * (self._arena_end - self._garbage), 64), np.uint8)
+            end = _compact(self._arena, self._start, self._length, np.int64(self._high_water), out)
+            self._arena, self._arena_end, self._garbage = out, int(end), 0
 
     def to_list(self) -> list[str | None]:
         """Plain data for a checkpoint: the id of every slot, None for free slots."""
         return [self.name(s) if self._length[s] >= 0 else None for s in range(self._high_water)]
 
     @classmethod
-    def from_list(cls, names: Sequence[str | None]) -> NameTable:
+    def from_list(cls, names: Sequence[str | None], *, limit: int | None = None) -> NameTable:
         """Rebuild a table from :meth:`to_list` output (ValueError if an id appears twice)."""
-        table = cls(capacity=max(len(names), 1))
+        table = cls(capacity=max(len(names), 1), limit=limit)
         live = [i for i, n in enumerate(names) if n is not None]
         held = [names[i] for i in live]
         table._high_water = len(names)
@@ -375,7 +404,7 @@ class CountedNames:
 
     def __init__(self) -> None:
         self.table = NameTable(capacity=64)
-        self.refs: _I64 = np.zeros(64, np.int64)
+        self.refs: _I32 = np.zeros(64, np.int32)  # products holding each id (< 2**31)
         self.released = 0  # ids released so far (a metric: ids the table did not keep)
 
     def __len__(self) -> int:
@@ -392,7 +421,7 @@ class CountedNames:
         slots = self.table.intern(ids)
         hw = self.table.high_water
         if hw > self.refs.shape[0]:
-            refs = np.zeros(max(2 * self.refs.shape[0], hw), np.int64)
+            refs = np.zeros(max(2 * self.refs.shape[0], hw), np.int32)
             refs[: self.refs.shape[0]] = self.refs
             self.refs = refs
         return slots
@@ -438,7 +467,7 @@ class CountedNames:
         ):
             msg = "a product refers to a seller or category slot the checkpoint does not hold"
             raise ValueError(msg)
-        t.refs = np.bincount(held, minlength=n).astype(np.int64)
+        t.refs = np.bincount(held, minlength=n).astype(np.int32)
         live = np.asarray([i for i, x in enumerate(names) if x is not None], np.int64)
         unheld = live[t.refs[live] == 0] if live.size else live
         if unheld.size:

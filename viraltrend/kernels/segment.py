@@ -159,6 +159,7 @@ def apply_segment(
     new_pair, fresh), ones)`` (trust channels 0, 1, 2 as types).  Returns ``(new_pair bool[n],
     first)``, ``first`` the number of distinct slots whose ``counters.last_ts_ms`` was unset before,
     or None, changing nothing, when the steps must be taken one by one (see the module docstring).
+    ``trust`` may keep no times (``times=False``: empty ``first_ts_ms``, which ``_add_events`` skips).
     """
     n = slots.shape[0]
     shape = (n,)

@@ -250,6 +250,16 @@ def _process(
 
 
 @njit(cache=True)
+def _count_live(rows: NDArray[np.int64], cutoff_ms: _Int) -> _Int:
+    """Entries of the table with stored time ``>= cutoff_ms`` (those a rebuild keeps)."""
+    live = 0
+    for idx in range(rows.shape[0]):
+        if rows[idx, 0] != _EMPTY and (rows[idx, 1] & _TS_MASK) - _TS_OFFSET >= cutoff_ms:
+            live += 1
+    return live
+
+
+@njit(cache=True)
 def _count_entries(rows: NDArray[np.int64]) -> _Int:
     """Count the entries of a table; -1 if one is malformed or not where a look-up finds it."""
     mask = rows.shape[0] - 1
@@ -443,6 +453,31 @@ class UserSignals:
                 products, users,
             )  # fmt: skip
             self.rows, self._used = rows, int(used)
+
+    def compact(self) -> bool:
+        """Shrink the table when its live entries would fit one at least four times smaller.
+
+        Expired entries (stored time ``< M - L - W``) can never block an event again (module
+        docstring), so dropping them changes no output; without this, a table grown for a busy hour
+        keeps its rows (and their resident pages) until the next insert-triggered rebuild, which a
+        quiet stream may never make.  O(table): the engine calls it at its user sweeps.  Returns
+        True if the table was rebuilt.
+        """
+        if self._max_ts_ms == _UNSET or self.rows.shape[0] <= self.min_table_capacity:
+            return False
+        cutoff = np.int64(max(self._max_ts_ms - self.allowed_lateness_ms - self.cap_window_ms, _UNSET))
+        live = int(_count_live(self.rows, cutoff))
+        need = self.min_table_capacity
+        while 3 * need < 8 * live:  # the capacity a rebuild picks (at most 3/8 full)
+            need *= 2
+        if 4 * need > self.rows.shape[0]:
+            return False
+        no_drop = np.empty(0, np.int64)
+        self.rows, used = _rebuild(
+            self.rows, cutoff, np.int64(self.min_table_capacity), np.int64(0), no_drop, no_drop
+        )
+        self._used = int(used)
+        return True
 
     def to_arrays(self) -> dict[str, NDArray[np.generic]]:
         """Return the state as plain numpy arrays (copies), for a checkpoint.

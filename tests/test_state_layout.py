@@ -1,0 +1,74 @@
+"""Per-product and per-user state layout (issue 11): what the engine keeps, and checkpoints of the
+earlier layout (trust counters with first/last times, the user table with ``prev_of``) restore."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import read_events, run_engine
+from tests.test_engine_hot_path import SCENARIO
+from viraltrend.config import load_config
+from viraltrend.engine import Engine
+from viraltrend.events import EventBatch
+
+
+@pytest.fixture(scope="module")
+def pinned_events(scenario_factory):
+    return read_events(scenario_factory(**SCENARIO) / "events.ndjson")
+
+
+def test_a_checkpoint_of_the_earlier_layout_restores_and_continues_identically(pinned_events):
+    cfg = load_config(None, environ={})
+    _, whole = run_engine(pinned_events, [])
+    half = len(pinned_events) // 2
+    first = Engine(cfg)
+    msgs, _ = first.process(pinned_events.take(np.arange(half)))
+    arrays, meta = first.state()
+    # the layout now: no times in the trust counters, no prev_of in the user table
+    assert arrays["trust.first_ts_ms"].shape == arrays["trust.last_ts_ms"].shape == (0,)
+    assert arrays["usertable.prev_of"].shape == (0,)
+    older, _ = first.state()  # its own copies: a restored engine may work on the arrays it was given
+    older["trust.first_ts_ms"] = first.counters.first_ts_ms.copy()  # int64[capacity], as written before
+    older["trust.last_ts_ms"] = first.counters.last_ts_ms.copy()
+    older["usertable.prev_of"] = first.users.hash_of[: first.users.high_water].copy()
+    for state in (arrays, older):
+        second = Engine.restore(cfg, state, meta)
+        assert second.trust_counters.first_ts_ms.shape == (0,) and second.users.prev_of.shape == (0,)
+        rest, _ = second.process(pinned_events.take(np.arange(half, len(pinned_events))))
+        assert msgs + rest + second.finish() == whole
+
+
+def _new_products(engine: Engine, start: int, n: int, t_ms: int) -> None:
+    ids = [f"p{i}" for i in range(start, start + n)]
+    engine.process(
+        EventBatch(
+            ts_ms=np.full(n, t_ms, np.int64),
+            type_code=np.zeros(n, np.int8),
+            product_id=ids,
+            user_id=[f"u{i % 97}" for i in range(n)],
+            event_id=[None] * n,
+            seller_id=["s"] * n,
+            category=["c"] * n,
+            price=np.full(n, np.nan),
+            quantity=np.ones(n, np.int64),
+            partition=np.zeros(n, np.int32),
+            offset=np.arange(n, dtype=np.int64),
+        )  # fmt: skip
+    )
+
+
+def test_product_arrays_grow_to_the_cap_not_past_it():
+    cfg = load_config(
+        None, environ={}, overrides={"state": {"max_products": 5_000, "initial_capacity": 1024}}
+    )
+    engine = Engine(cfg)
+    _new_products(engine, 0, 4_500, 1_000_000_000_000)
+    # doubling from 1024 would give 8192 slots; it stops at the cap
+    assert engine.counters.capacity == engine.trust_counters.capacity == engine.seller_of.shape[0] == 5_000
+    assert engine.counters.first_ts_ms.shape == (5_000,) and engine.trust_counters.first_ts_ms.shape == (0,)
+    assert engine.products._start.shape == (5_000,)
+    _new_products(engine, 4_500, 1_000, 1_000_000_001_000)  # over the cap until the next tick: +1/8
+    assert engine.counters.capacity == engine.seller_of.shape[0] == 5_625
+    restored = Engine.restore(cfg, *engine.state())
+    assert restored.counters.capacity == 5_625
