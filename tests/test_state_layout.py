@@ -72,3 +72,18 @@ def test_product_arrays_grow_to_the_cap_not_past_it():
     assert engine.counters.capacity == engine.seller_of.shape[0] == 5_625
     restored = Engine.restore(cfg, *engine.state())
     assert restored.counters.capacity == 5_625
+
+
+def test_two_engines_restored_from_one_state_do_not_share_arrays(pinned_events):
+    cfg = load_config(None, environ={})
+    _, whole = run_engine(pinned_events, [])
+    half = len(pinned_events) // 2
+    first = Engine(cfg)
+    msgs, _ = first.process(pinned_events.take(np.arange(half)))
+    state = first.state()
+    a, b = Engine.restore(cfg, *state), Engine.restore(cfg, *state)
+    rest = pinned_events.take(np.arange(half, len(pinned_events)))
+    out_a = a.process(rest)[0] + a.finish()
+    out_b = b.process(rest)[0] + b.finish()  # b must not see what a wrote into its arrays
+    assert msgs + out_a == whole
+    assert msgs + out_b == whole

@@ -1178,8 +1178,9 @@ class Engine:
                 {k.removeprefix("counters."): v for k, v in arrays.items() if k.startswith("counters.")},
                 half_lives_s=cfg.decay.half_lives_s,
             )
-            engine.seller_of = np.asarray(arrays["seller_of"], np.int32)
-            engine.category_of = np.asarray(arrays["category_of"], np.int32)
+            # copies: two engines restored from one state must not share them
+            engine.seller_of = np.array(arrays["seller_of"], np.int32)
+            engine.category_of = np.array(arrays["category_of"], np.int32)
             touched = np.asarray(arrays["touched"], np.int64)
             engine._touched = [touched] if touched.size else []
             new_users = np.asarray(arrays["new_users"], np.int64)
