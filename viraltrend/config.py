@@ -280,7 +280,7 @@ class DetectConfig:
     window_ticks: int = field(default=18, metadata={"min": 4, "max": 360})
     ticks_per_slow_bin: int = field(default=6, metadata={"min": 1, "max": 8640})
     slow_bins: int = field(default=24, metadata={"min": 4, "max": 1440})
-    growth_z: float = _ge0(3.0)
+    growth_z: float = _ge0(4.0)
     fade_z: float = _ge0(2.0)
     sustain_s: float = _ge0(1500.0)
     max_change_age_s: float = _ge0(10800.0)
