@@ -37,7 +37,7 @@ from viraltrend.dedup import Deduplicator, duplicate_rejects
 from viraltrend.detect import SequentialDetector
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
-from viraltrend.kernels.audience import AudienceSketches
+from viraltrend.kernels.audience import ActivityCounts, AudienceSketches, activity_dispersion
 from viraltrend.kernels.clock import EventClock
 from viraltrend.kernels.columns import (
     baseline_rates,
@@ -57,7 +57,14 @@ from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
-from viraltrend.trust import AudienceMemory, TrustGuard, co_numbers, match_numbers, soft_refusal
+from viraltrend.trust import (
+    AudienceMemory,
+    TrustGuard,
+    co_numbers,
+    match_numbers,
+    soft_refusal,
+    uniform_reason,
+)
 
 __all__ = ["Engine", "EngineStats", "Scorer", "model_features"]
 
@@ -225,6 +232,7 @@ class Engine:
         self.detector = SequentialDetector(cfg, cfg.state.initial_capacity)
         self._new_users: list[NDArray[np.int64]] = []  # one slot per new (user, product) pair this tick
         self.sketches = AudienceSketches(k=t.audience_sample, seed=0)
+        self.activity = ActivityCounts(width=_pow2(t.activity_cells))  # events per user, for uniform_accounts
         self.audiences = AudienceMemory(
             capacity=t.audience_memory_size, k=t.audience_sample, memory_ms=round(t.audience_memory_s * 1000)
         )
@@ -437,7 +445,8 @@ class Engine:
             rows, channel, rows_ts = trust_rows(slots, ts, new_pair, fresh)  # new pairs, fresh, all
             self.trust_counters.add(rows, channel, rows_ts, np.ones(channel.size))
         t0 = time.perf_counter()
-        self.sketches.update(slots, self.users.hash_of[users].view(np.int64))  # ids: slots get reused
+        hashes = self.users.hash_of[users].view(np.int64)  # ids: slots get reused
+        self.sketches.update(slots, hashes, self.activity.observe(hashes))
         self.guard_s += time.perf_counter() - t0
         self._touched.append(slots)
         self._new_users.append(slots[new_pair])
@@ -903,6 +912,7 @@ class Engine:
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             dense, dense_n = self.audiences.block_density(cand, csig, now_ms=now_ms)
+            n_act, mean_act, disp = activity_dispersion(csig, self.sketches.values(cand))
             for j, slot in enumerate(cand.tolist()):
                 if slot in self._ring_refusals:
                     continue
@@ -921,6 +931,12 @@ class Engine:
                     reason = f"co_audience_with_{self.products.name(partner)}_{co_numbers(match, j)}"
                 elif dense[j] >= t.dense_block_density:
                     reason = f"dense_block_{dense[j]:.2f}_over_{dense_n[j]}_products"
+                elif (
+                    n_act[j] >= t.uniform_min_users
+                    and mean_act[j] >= t.uniform_min_events
+                    and disp[j] < t.uniform_max_dispersion  # 0: off
+                ):
+                    reason = uniform_reason(int(n_act[j]), float(mean_act[j]), float(disp[j]))
                 else:
                     continue
                 self._ring_refusals[slot] = (reason, now_ms)
@@ -1083,6 +1099,7 @@ class Engine:
         arrays["sketched_ms"] = self._sketched_ms.copy()
         arrays["sketched_ev"] = self._sketched_ev.copy()
         arrays.update({f"audiences.{k}": v for k, v in self.audiences.to_arrays().items()})
+        arrays.update({f"activity.{k}": v for k, v in self.activity.to_arrays().items()})
         if self.labels is not None:
             arrays.update({f"labels.{k}": v for k, v in self.labels.to_arrays().items()})
         meta: dict[str, Any] = {
@@ -1183,6 +1200,7 @@ class Engine:
             engine.users = engine._restore_users(part("usertable."), meta)
             engine.sketches = AudienceSketches.from_arrays(part("sketches."), k=t.audience_sample, seed=0)
             engine.audiences.load_arrays(part("audiences."))
+            engine.activity.load_arrays(part("activity."))
             engine._sketched = np.asarray(arrays["sketched"], np.int64)
             if "sketched_ms" in arrays:  # older checkpoints: kept as if hot at the next tick
                 engine._sketched_ms = np.asarray(arrays["sketched_ms"], np.int64)
@@ -1328,6 +1346,11 @@ def _unique(parts: list[NDArray[np.int64]]) -> NDArray[np.int64]:
     if not parts:
         return _EMPTY
     return unique_counts(parts)[0]
+
+
+def _pow2(n: int) -> int:
+    """The power of two at or above ``n`` (``trust.activity_cells``)."""
+    return 1 << max(int(n) - 1, 0).bit_length()
 
 
 def _user_idle_ms(cfg: Config) -> int:
