@@ -98,7 +98,7 @@ def test_the_engine_refuses_an_audience_of_uniformly_active_accounts_with_its_nu
     assert float(parts[3]) < 1.6 and float(parts[5]) >= 5.0
     # switched off, or too few users, or light users: not refused
     assert _engine_with_a_candidate(ring, {"trust": {"uniform_max_dispersion": 0.0}}) == ""
-    assert _engine_with_a_candidate(ring[:20]) == ""
+    assert _engine_with_a_candidate(ring[:12]) == ""
     assert _engine_with_a_candidate(rng.poisson(2.0, 40)) == ""
 
 
