@@ -78,7 +78,8 @@ def test_dispersion_is_about_one_for_accounts_at_one_rate_and_large_for_a_heavy_
 def _engine_with_a_candidate(activity: np.ndarray, overrides: dict | None = None):
     from viraltrend.engine import Engine
 
-    engine = Engine(load_config(None, environ={}, overrides=overrides or {}))
+    on = {"trust": {"uniform_max_dispersion": 1.6}}  # off by default
+    engine = Engine(load_config(None, environ={}, overrides=overrides or on))
     engine._grow(16)
     engine.sketches.watch(np.array([9], np.int64))
     users = np.arange(500_000, 500_000 + activity.size, dtype=np.int64)
@@ -86,6 +87,12 @@ def _engine_with_a_candidate(activity: np.ndarray, overrides: dict | None = None
     yes = np.array([True])
     engine._track_audiences(60_000, np.array([9], np.int64), yes, yes, yes, {"evidence": np.array([1.0])})
     return engine.guard.lockstep.get(9, "")
+
+
+def test_the_signal_is_off_by_default():
+    rng = np.random.default_rng(4)
+    assert load_config(None, environ={}).trust.uniform_max_dispersion == 0.0
+    assert _engine_with_a_candidate(rng.poisson(9.0, 40), {"trust": {}}) == ""
 
 
 def test_the_engine_refuses_an_audience_of_uniformly_active_accounts_with_its_numbers():

@@ -204,7 +204,7 @@ class TrustConfig:
     co_audience_lift: float = _ge0(5.0)
     seller_overlap_similarity: float = _unit(0.3)
     dense_block_density: float = _ge0(0.5)
-    uniform_max_dispersion: float = _ge0(1.6)
+    uniform_max_dispersion: float = _ge0(0.0)
     uniform_min_events: float = _ge0(5.0)
     uniform_min_users: int = field(default=15, metadata={"min": 2})
     activity_cells: int = field(default=262144, metadata={"min": 1})
