@@ -138,9 +138,8 @@ ONLY = {
         "trust.co_audience_evidence",
     ),
     "dense block": ("trust.dense_block_density",),
+    "uniform accounts": ("trust.uniform_max_dispersion",),
 }
-#: The uniform-accounts signal (off by default) at its measured setting.
-UNIFORM_ON = {"trust.uniform_max_dispersion": 1.6}
 #: Score-driven rows: the board promotes on the score after its confirm wait (the rule's old path), not on
 #: the sequential detector's verdict (``detect.method = "sequential"``, where the score only ranks).
 SCORED = {"detect.method": "confirm", "model.enabled": False}  # the old engine: the rule and a confirm wait
@@ -178,8 +177,6 @@ METHODS: list[Method] = [
         for name, keys in ONLY.items()
     ),
     Method("guard: blocklist only", {k: v for k, v in GUARD_OFF.items() if "blocked" not in k}),
-    Method("today, uniform accounts on", UNIFORM_ON, default=False),
-    Method("guard: uniform accounts only", {**GUARD_OFF, **UNIFORM_ON}, guarded=False, default=False),
     # Poisson z with no confirm wait (the naive baseline of issue 10), at several thresholds, so it can be
     # compared with the detector at equal precision
     *(

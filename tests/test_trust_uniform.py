@@ -75,13 +75,24 @@ def test_dispersion_is_about_one_for_accounts_at_one_rate_and_large_for_a_heavy_
     assert 0.5 < disp[0] < 1.6 < 4.0 < disp[1]
 
 
-def _engine_with_a_candidate(activity: np.ndarray, overrides: dict | None = None):
+def _engine_with_a_candidate(activity: np.ndarray, overrides: dict | None = None, catalogue: str = "heavy"):
+    """The refusal of candidate slot 9 whose sampled users had ``activity`` events before, among 4 other
+    hot audiences of 80 users each whose activity is heavy-tailed (``catalogue="heavy"``), alike
+    (``"alike"``: Poisson at one rate) or absent (``"none"``)."""
     from viraltrend.engine import Engine
 
-    on = {"trust": {"uniform_max_dispersion": 1.6}}  # off by default
-    engine = Engine(load_config(None, environ={}, overrides=overrides or on))
+    rng = np.random.default_rng(11)
+    engine = Engine(load_config(None, environ={}, overrides=overrides or {}))
     engine._grow(16)
-    engine.sketches.watch(np.array([9], np.int64))
+    others = np.arange(1, 5, dtype=np.int64) if catalogue != "none" else np.empty(0, np.int64)
+    engine.sketches.watch(np.concatenate([others, [9]]).astype(np.int64))
+    for slot in others.tolist():
+        users = np.arange(slot * 10_000, slot * 10_000 + 80, dtype=np.int64)
+        if catalogue == "heavy":
+            act = np.minimum(rng.pareto(1.2, 80) * 4, 60_000)
+        else:
+            act = rng.poisson(9.0, 80)
+        engine.sketches.update(np.full(80, slot, np.int64), users, act.astype(np.uint16))
     users = np.arange(500_000, 500_000 + activity.size, dtype=np.int64)
     engine.sketches.update(np.full(users.size, 9, np.int64), users, activity.astype(np.uint16))
     yes = np.array([True])
@@ -89,27 +100,40 @@ def _engine_with_a_candidate(activity: np.ndarray, overrides: dict | None = None
     return engine.guard.lockstep.get(9, "")
 
 
-def test_the_signal_is_off_by_default():
-    rng = np.random.default_rng(4)
-    assert load_config(None, environ={}).trust.uniform_max_dispersion == 0.0
-    assert _engine_with_a_candidate(rng.poisson(9.0, 40), {"trust": {}}) == ""
-
-
 def test_the_engine_refuses_an_audience_of_uniformly_active_accounts_with_its_numbers():
-    # 40 aged accounts that each acted about 9 times before (Poisson): refused, with the numbers
+    # 40 aged accounts that each acted about 9 times before (Poisson), among heavy-tailed audiences:
+    # refused, with the numbers
     rng = np.random.default_rng(4)
     ring = rng.poisson(9.0, 40)
     reason = _engine_with_a_candidate(ring)
-    assert reason.startswith("uniform_accounts_dispersion_") and reason.endswith("_of_40_sampled"), reason
+    assert reason.startswith("uniform_accounts_dispersion_") and "_of_40_sampled_catalogue_cv2_" in reason, (
+        reason
+    )
     parts = reason.split("_")
-    assert float(parts[3]) < 1.6 and float(parts[5]) >= 5.0
+    assert float(parts[3]) < 1.6 and float(parts[5]) >= 5.0 and float(parts[-1]) >= 0.5
     # switched off, or too few users, or light users: not refused
     assert _engine_with_a_candidate(ring, {"trust": {"uniform_max_dispersion": 0.0}}) == ""
     assert _engine_with_a_candidate(ring[:12]) == ""
     assert _engine_with_a_candidate(rng.poisson(2.0, 40)) == ""
 
 
+def test_nothing_is_refused_as_uniform_where_the_catalogue_s_users_all_act_alike_or_none_is_hot():
+    ring = np.random.default_rng(4).poisson(9.0, 40)
+    assert _engine_with_a_candidate(ring, catalogue="alike") == ""
+    assert _engine_with_a_candidate(ring, catalogue="none") == ""
+
+
 def test_the_engine_leaves_a_heavy_tailed_audience_alone():
     rng = np.random.default_rng(6)
     organic = np.minimum(rng.pareto(1.2, 200) * 4, 60_000)
     assert _engine_with_a_candidate(organic) == ""
+
+
+def test_pooled_overdispersion_tells_alike_users_from_heavy_tailed_ones():
+    from viraltrend.kernels.audience import pooled_overdispersion
+
+    rng = np.random.default_rng(8)
+    sig = np.tile(np.arange(1, 101, dtype=np.uint64), (5, 1))
+    alike, _ = pooled_overdispersion(sig, rng.poisson(9.0, (5, 100)).astype(np.uint16))
+    heavy, n = pooled_overdispersion(sig, np.minimum(rng.pareto(1.2, (5, 100)) * 4, 60_000).astype(np.uint16))
+    assert n == 500 and abs(alike) < 0.1 and heavy > 1.0

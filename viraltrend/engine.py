@@ -37,7 +37,12 @@ from viraltrend.dedup import Deduplicator, duplicate_rejects
 from viraltrend.detect import SequentialDetector
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
-from viraltrend.kernels.audience import ActivityCounts, AudienceSketches, activity_dispersion
+from viraltrend.kernels.audience import (
+    ActivityCounts,
+    AudienceSketches,
+    activity_dispersion,
+    pooled_overdispersion,
+)
 from viraltrend.kernels.clock import EventClock
 from viraltrend.kernels.columns import (
     baseline_rates,
@@ -83,6 +88,9 @@ _STICKY_USERS = 2.0
 _NOT_STICKY = ("product_blocked", "seller_blocked", "blocklist_reason", "low_unique_users")
 _NEVER = np.iinfo(np.int64).min  # last_ts_ms of a slot that holds no events
 _VETERAN_MS = -(2**53)  # first_seen_ms of a released user who came back: long ago, never fresh
+#: Sampled users of the other hot audiences below which the catalogue's activity spread is not judged
+#: (and no audience is refused as uniform accounts).
+_UNIFORM_POOL_USERS = 200
 _USER_SWEEPS = 8  # idle users are released this many times per idle window (at ticks)
 
 
@@ -913,6 +921,15 @@ class Engine:
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             dense, dense_n = self.audiences.block_density(cand, csig, now_ms=now_ms)
             n_act, mean_act, disp = activity_dispersion(csig, self.sketches.values(cand))
+            uniform = (n_act >= t.uniform_min_users) & (mean_act >= t.uniform_min_events)
+            uniform &= disp < t.uniform_max_dispersion  # 0: off
+            if uniform.any():  # only where the catalogue's users are heterogeneous (the other hot audiences)
+                others = sketches.product_of_row >= 0
+                others[sketches.row_of[cand]] = False
+                others &= sketches.nonempty
+                phi, pool = pooled_overdispersion(sketches.sig[others], sketches._fit_val()[others])
+                if pool < _UNIFORM_POOL_USERS or phi < t.uniform_catalogue_overdispersion:
+                    uniform[:] = False
             for j, slot in enumerate(cand.tolist()):
                 if slot in self._ring_refusals:
                     continue
@@ -931,12 +948,8 @@ class Engine:
                     reason = f"co_audience_with_{self.products.name(partner)}_{co_numbers(match, j)}"
                 elif dense[j] >= t.dense_block_density:
                     reason = f"dense_block_{dense[j]:.2f}_over_{dense_n[j]}_products"
-                elif (
-                    n_act[j] >= t.uniform_min_users
-                    and mean_act[j] >= t.uniform_min_events
-                    and disp[j] < t.uniform_max_dispersion  # 0: off
-                ):
-                    reason = uniform_reason(int(n_act[j]), float(mean_act[j]), float(disp[j]))
+                elif uniform[j]:
+                    reason = uniform_reason(int(n_act[j]), float(mean_act[j]), float(disp[j]), phi)
                 else:
                     continue
                 self._ring_refusals[slot] = (reason, now_ms)

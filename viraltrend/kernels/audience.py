@@ -31,7 +31,14 @@ from numpy.typing import NDArray
 from viraltrend.errors import CheckpointError
 from viraltrend.kernels.users import UserSketches, _mix64
 
-__all__ = ["ActivityCounts", "AudienceSketches", "activity_dispersion", "containment", "union_into"]
+__all__ = [
+    "ActivityCounts",
+    "AudienceSketches",
+    "activity_dispersion",
+    "containment",
+    "pooled_overdispersion",
+    "union_into",
+]
 
 _U64_MAX: Final = np.uint64(2**64 - 1)
 _COUNT_MAX: Final = 65535  # uint16 activity counts saturate here
@@ -191,6 +198,25 @@ def activity_dispersion(
     mean = x.sum(axis=-1) / np.maximum(n, 1)
     var = np.where(held, (x - mean[..., None]) ** 2, 0.0).sum(axis=-1) / np.maximum(n, 1)
     return n.astype(np.int64), mean, var / np.maximum(mean, 1e-9)
+
+
+def pooled_overdispersion(sig: NDArray[np.uint64], val: NDArray[np.uint16]) -> tuple[float, int]:
+    """The squared coefficient of variation of the users' activity rates, pooled over audience samples.
+
+    Within each row (uint64/uint16[r, k]), ``variance - mean`` estimates ``mean**2 * CV**2`` (Poisson
+    counts over rates of squared coefficient of variation ``CV**2``); pooled over rows, weighted by
+    their users: ``sum n (var - mean) / sum n mean**2`` (0 where nothing is active), and the users
+    behind it.  About 0 where every user acts at one rate, 1 and more for heavy-tailed activity.
+
+    >>> sig = np.tile(np.arange(1, 5, dtype=np.uint64), (2, 1))
+    >>> phi, n = pooled_overdispersion(sig, np.array([[4, 4, 4, 4], [1, 1, 1, 13]], np.uint16))
+    >>> round(phi, 2), n
+    (0.59, 8)
+    """
+    n, mean, disp = activity_dispersion(sig, val)
+    var = disp * mean
+    den = float((n * mean * mean).sum())
+    return (float((n * (var - mean)).sum()) / den if den > 0 else 0.0), int(n.sum())
 
 
 @njit(cache=True)
