@@ -265,6 +265,7 @@ def guard_off(base: Config, lockstep: float, caps: bool = True) -> Config:
         lockstep_similarity=lockstep,
         co_audience_evidence=1e9,
         dense_block_density=1e9,
+        uniform_max_dispersion=0.0,
         blocked_sellers=(),
         blocked_products=(),
         blocked_sellers_file="",

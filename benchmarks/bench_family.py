@@ -121,6 +121,7 @@ GUARD_OFF = {
     "trust.seller_overlap_similarity": LOCKSTEP_OFF,
     "trust.co_audience_evidence": 1e9,
     "trust.dense_block_density": 1e9,
+    "trust.uniform_max_dispersion": 0.0,
     "trust.blocked_sellers": (),
     "trust.blocked_products": (),
     "trust.blocked_sellers_file": "",
@@ -137,6 +138,7 @@ ONLY = {
         "trust.co_audience_evidence",
     ),
     "dense block": ("trust.dense_block_density",),
+    "uniform accounts": ("trust.uniform_max_dispersion",),
 }
 #: Score-driven rows: the board promotes on the score after its confirm wait (the rule's old path), not on
 #: the sequential detector's verdict (``detect.method = "sequential"``, where the score only ranks).

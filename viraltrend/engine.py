@@ -38,7 +38,12 @@ from viraltrend.dedup import Deduplicator, duplicate_rejects
 from viraltrend.detect import _CYCLE_CLIP, SequentialDetector
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
-from viraltrend.kernels.audience import AudienceSketches
+from viraltrend.kernels.audience import (
+    ActivityCounts,
+    AudienceSketches,
+    activity_dispersion,
+    pooled_overdispersion,
+)
 from viraltrend.kernels.clock import EventClock
 from viraltrend.kernels.columns import (
     baseline_rates,
@@ -58,7 +63,14 @@ from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
-from viraltrend.trust import AudienceMemory, TrustGuard, co_numbers, match_numbers, soft_refusal
+from viraltrend.trust import (
+    AudienceMemory,
+    TrustGuard,
+    co_numbers,
+    match_numbers,
+    soft_refusal,
+    uniform_reason,
+)
 
 __all__ = ["Engine", "EngineStats", "Scorer", "model_features"]
 
@@ -77,6 +89,9 @@ _STICKY_USERS = 2.0
 _NOT_STICKY = ("product_blocked", "seller_blocked", "blocklist_reason", "low_unique_users")
 _NEVER = np.iinfo(np.int64).min  # last_ts_ms of a slot that holds no events
 _VETERAN_MS = -(2**53)  # first_seen_ms of a released user who came back: long ago, never fresh
+#: Sampled users of the other hot audiences below which the catalogue's activity spread is not judged
+#: (and no audience is refused as uniform accounts).
+_UNIFORM_POOL_USERS = 200
 _USER_SWEEPS = 8  # idle users are released this many times per idle window (at ticks)
 
 
@@ -227,6 +242,7 @@ class Engine:
         self.detector = SequentialDetector(cfg, cfg.state.initial_capacity)
         self._new_users: list[NDArray[np.int64]] = []  # one slot per new (user, product) pair this tick
         self.sketches = AudienceSketches(k=t.audience_sample, seed=0)
+        self.activity = ActivityCounts(width=_pow2(t.activity_cells))  # events per user, for uniform_accounts
         self.audiences = AudienceMemory(
             capacity=t.audience_memory_size, k=t.audience_sample, memory_ms=round(t.audience_memory_s * 1000)
         )
@@ -440,7 +456,8 @@ class Engine:
             rows, channel, rows_ts = trust_rows(slots, ts, new_pair, fresh)  # new pairs, fresh, all
             self.trust_counters.add(rows, channel, rows_ts, np.ones(channel.size))
         t0 = time.perf_counter()
-        self.sketches.update(slots, self.users.hash_of[users].view(np.int64))  # ids: slots get reused
+        hashes = self.users.hash_of[users].view(np.int64)  # ids: slots get reused
+        self.sketches.update(slots, hashes, self.activity.observe(hashes))
         self.guard_s += time.perf_counter() - t0
         self._touched.append(slots)
         self._new_users.append(slots[new_pair])
@@ -923,6 +940,16 @@ class Engine:
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             dense, dense_n = self.audiences.block_density(cand, csig, now_ms=now_ms)
+            n_act, mean_act, disp = activity_dispersion(csig, self.sketches.values(cand))
+            uniform = (n_act >= t.uniform_min_users) & (mean_act >= t.uniform_min_events)
+            uniform &= disp < t.uniform_max_dispersion  # 0: off
+            if uniform.any():  # only where the catalogue's users are heterogeneous (the other hot audiences)
+                others = sketches.product_of_row >= 0
+                others[sketches.row_of[cand]] = False
+                others &= sketches.nonempty
+                phi, pool = pooled_overdispersion(sketches.sig[others], sketches._fit_val()[others])
+                if pool < _UNIFORM_POOL_USERS or phi < t.uniform_catalogue_overdispersion:
+                    uniform[:] = False
             for j, slot in enumerate(cand.tolist()):
                 if slot in self._ring_refusals:
                     continue
@@ -941,6 +968,8 @@ class Engine:
                     reason = f"co_audience_with_{self.products.name(partner)}_{co_numbers(match, j)}"
                 elif dense[j] >= t.dense_block_density:
                     reason = f"dense_block_{dense[j]:.2f}_over_{dense_n[j]}_products"
+                elif uniform[j]:
+                    reason = uniform_reason(int(n_act[j]), float(mean_act[j]), float(disp[j]), phi)
                 else:
                     continue
                 self._ring_refusals[slot] = (reason, now_ms)
@@ -1105,6 +1134,7 @@ class Engine:
         arrays["sketched_ms"] = self._sketched_ms.copy()
         arrays["sketched_ev"] = self._sketched_ev.copy()
         arrays.update({f"audiences.{k}": v for k, v in self.audiences.to_arrays().items()})
+        arrays.update({f"activity.{k}": v for k, v in self.activity.to_arrays().items()})
         if self.labels is not None:
             arrays.update({f"labels.{k}": v for k, v in self.labels.to_arrays().items()})
         meta: dict[str, Any] = {
@@ -1206,6 +1236,7 @@ class Engine:
             engine.users = engine._restore_users(part("usertable."), meta)
             engine.sketches = AudienceSketches.from_arrays(part("sketches."), k=t.audience_sample, seed=0)
             engine.audiences.load_arrays(part("audiences."))
+            engine.activity.load_arrays(part("activity."))
             engine._sketched = np.asarray(arrays["sketched"], np.int64)
             if "sketched_ms" in arrays:  # older checkpoints: kept as if hot at the next tick
                 engine._sketched_ms = np.asarray(arrays["sketched_ms"], np.int64)
@@ -1369,6 +1400,11 @@ def _unique(parts: list[NDArray[np.int64]]) -> NDArray[np.int64]:
     if not parts:
         return _EMPTY
     return unique_counts(parts)[0]
+
+
+def _pow2(n: int) -> int:
+    """The power of two at or above ``n`` (``trust.activity_cells``)."""
+    return 1 << max(int(n) - 1, 0).bit_length()
 
 
 def _user_idle_ms(cfg: Config) -> int:

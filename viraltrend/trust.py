@@ -51,6 +51,7 @@ __all__ = [
     "match_numbers",
     "significant_share",
     "soft_refusal",
+    "uniform_reason",
 ]
 
 _LOW_USERS = "low_unique_users"
@@ -200,6 +201,24 @@ class TrustGuard:
         for r in reasons:
             self.refused[r.split(":")[0].split("_x")[0].rstrip("_0123456789.%")] += 1
         return reasons or None
+
+
+def uniform_reason(sampled: int, mean: float, dispersion: float, catalogue: float) -> str:
+    """The refusal of an audience of uniformly active accounts, with its numbers.
+
+    ``sampled`` users of the candidate's audience sample had ``mean`` events each before they
+    joined, with variance ``dispersion`` times the mean (about 1: accounts acting at one common
+    rate, a farm warmed up by a script; real audiences are heavy-tailed, far above 1), where the
+    other hot audiences' users spread their activity rates with squared coefficient of variation
+    ``catalogue`` (:func:`~viraltrend.kernels.audience.pooled_overdispersion`).
+
+    >>> uniform_reason(42, 9.31, 1.12, 2.345)
+    'uniform_accounts_dispersion_1.12_mean_9.3_events_of_42_sampled_catalogue_cv2_2.35'
+    """
+    return (
+        f"uniform_accounts_dispersion_{dispersion:.2f}_mean_{mean:.1f}_events_of_{sampled}_sampled"
+        f"_catalogue_cv2_{catalogue:.2f}"
+    )
 
 
 def significant_share(

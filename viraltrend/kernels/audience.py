@@ -28,11 +28,20 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from viraltrend.errors import CheckpointError
 from viraltrend.kernels.users import UserSketches, _mix64
 
-__all__ = ["AudienceSketches", "containment", "union_into"]
+__all__ = [
+    "ActivityCounts",
+    "AudienceSketches",
+    "activity_dispersion",
+    "containment",
+    "pooled_overdispersion",
+    "union_into",
+]
 
 _U64_MAX: Final = np.uint64(2**64 - 1)
+_COUNT_MAX: Final = 65535  # uint16 activity counts saturate here
 
 
 @njit(cache=True)
@@ -53,6 +62,161 @@ def _insert(sig: NDArray[np.uint64], r: int, h: np.uint64) -> None:
     for j in range(k - 1, lo, -1):
         sig[r, j] = sig[r, j - 1]
     sig[r, lo] = h
+
+
+@njit(cache=True)
+def _insert_val(sig: NDArray[np.uint64], val: NDArray[np.uint16], r: int, h: np.uint64, v: np.uint16) -> None:
+    """:func:`_insert`, moving ``val[r]`` (the sampled users' activity) along with ``sig[r]``."""
+    k = sig.shape[1]
+    if h >= sig[r, k - 1]:
+        return
+    lo, hi = 0, k - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sig[r, mid] < h:
+            lo = mid + 1
+        else:
+            hi = mid
+    if sig[r, lo] == h:
+        return
+    for j in range(k - 1, lo, -1):
+        sig[r, j] = sig[r, j - 1]
+        val[r, j] = val[r, j - 1]
+    sig[r, lo] = h
+    val[r, lo] = v
+
+
+@njit(cache=True)
+def _bottomk_update_val(
+    sig: NDArray[np.uint64], val: NDArray[np.uint16], nonempty: NDArray[np.bool_], row_of: NDArray[np.int64],
+    seed: np.int64, product: NDArray[np.int64], user: NDArray[np.int64], activity: NDArray[np.uint16],
+) -> None:  # fmt: skip
+    """:func:`_bottomk_update`, keeping each sampled user's ``activity`` at its first sampled event."""
+    top: np.uint64 = np.uint64(2**64 - 2)
+    for i in range(product.shape[0]):
+        p = product[i]
+        if p >= row_of.shape[0] or row_of[p] < 0:
+            continue
+        r = row_of[p]
+        nonempty[r] = True
+        h = np.uint64(_mix64(user[i] ^ seed))
+        _insert_val(sig, val, r, min(h, top), activity[i])
+
+
+@njit(cache=True)
+def _count_min_observe(cells: NDArray[np.uint16], user: NDArray[np.int64], out: NDArray[np.uint16]) -> None:
+    """Per event in order: ``out[i]`` = the user's events before it (count-min estimate), then count it.
+
+    ``cells`` uint16[d, w] (``w`` a power of two); row ``j`` hashes ``mix64(user ^ j)``.  Conservative
+    update: only the rows at the minimum are incremented (saturating at 65535).
+    """
+    d, w = cells.shape[0], cells.shape[1]
+    mask = np.uint64(w - 1)
+    for i in range(user.shape[0]):
+        best = _COUNT_MAX
+        for j in range(d):
+            c = int(cells[j, np.int64(np.uint64(_mix64(user[i] ^ np.int64(j * 0x51ED27))) & mask)])
+            if c < best:
+                best = c
+        out[i] = best
+        if best < _COUNT_MAX:
+            for j in range(d):
+                at = np.int64(np.uint64(_mix64(user[i] ^ np.int64(j * 0x51ED27))) & mask)
+                if int(cells[j, at]) == best:
+                    cells[j, at] = best + 1
+
+
+class ActivityCounts:
+    """Events per user since the engine started, in a count-min sketch of configured size.
+
+    The user table releases idle users' slots (after an hour), so a per-slot count would restart
+    at every visit; the audience-uniformity signal needs each account's activity over days.  A
+    count-min sketch (Cormode and Muthukrishnan 2005) of ``depth`` rows of ``width`` uint16 cells,
+    keyed by the users' 64-bit id hashes, holds it in ``2 * depth * width`` bytes whatever the
+    number of users (collisions only ever add to a count; conservative update keeps that small).
+
+    >>> act = ActivityCounts(width=1024, depth=2)
+    >>> act.observe(np.array([7, 7, 9, 7], np.int64)).tolist()
+    [0, 1, 0, 2]
+    >>> act.nbytes
+    4096
+    """
+
+    def __init__(self, *, width: int = 1 << 18, depth: int = 2) -> None:
+        if width < 1 or width & (width - 1) or not 1 <= depth <= 8:
+            msg = f"activity counts: width must be a power of two and depth in [1, 8], got {width}, {depth}"
+            raise ValueError(msg)
+        self.cells: NDArray[np.uint16] = np.zeros((depth, width), np.uint16)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the cells (the configured bound)."""
+        return int(self.cells.nbytes)
+
+    def observe(self, user: NDArray[np.int64]) -> NDArray[np.uint16]:
+        """Each event's user's earlier events (int64[n] id hashes, in order), counting the events in."""
+        out = np.empty(user.shape[0], np.uint16)
+        if user.shape[0]:
+            _count_min_observe(self.cells, np.ascontiguousarray(user, np.int64), out)
+        return out
+
+    def to_arrays(self) -> dict[str, NDArray[np.generic]]:
+        """Plain arrays for a checkpoint."""
+        return {"cells": self.cells.copy()}
+
+    def load_arrays(self, arrays: Mapping[str, NDArray[np.generic]]) -> None:
+        """Restore from :meth:`to_arrays` output (an empty mapping: an older checkpoint, counts restart)."""
+        if "cells" not in arrays:
+            self.cells[:] = 0
+            return
+        got = np.asarray(arrays["cells"])
+        if got.shape != self.cells.shape or got.dtype != self.cells.dtype:
+            msg = (
+                f"activity counts: expected {self.cells.dtype}{self.cells.shape}, got {got.dtype}{got.shape}"
+            )
+            raise ValueError(msg)
+        self.cells = got.copy()
+
+
+def activity_dispersion(
+    sig: NDArray[np.uint64], val: NDArray[np.uint16]
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
+    """Per audience sample: (users sampled, their mean earlier events, variance / mean of those).
+
+    The index of dispersion of the sampled users' activity: about 1 for accounts acting at one
+    common rate (Poisson counts), far above it for real audiences (user activity is heavy-tailed,
+    so ``variance = mean + mean**2 * CV**2`` of the rates).  ``sig``/``val``: uint64/uint16[m, k].
+
+    >>> sig = np.array([[1, 2, 3, 2**64 - 1]], np.uint64)
+    >>> n, mean, disp = activity_dispersion(sig, np.array([[4, 6, 5, 99]], np.uint16))
+    >>> n.tolist(), mean.tolist(), [round(float(x), 2) for x in disp]
+    ([3], [5.0], [0.13])
+    """
+    held = sig != _U64_MAX
+    n = held.sum(axis=-1)
+    x = np.where(held, val.astype(np.float64), 0.0)
+    mean = x.sum(axis=-1) / np.maximum(n, 1)
+    var = np.where(held, (x - mean[..., None]) ** 2, 0.0).sum(axis=-1) / np.maximum(n, 1)
+    return n.astype(np.int64), mean, var / np.maximum(mean, 1e-9)
+
+
+def pooled_overdispersion(sig: NDArray[np.uint64], val: NDArray[np.uint16]) -> tuple[float, int]:
+    """The squared coefficient of variation of the users' activity rates, pooled over audience samples.
+
+    Within each row (uint64/uint16[r, k]), ``variance - mean`` estimates ``mean**2 * CV**2`` (Poisson
+    counts over rates of squared coefficient of variation ``CV**2``); pooled over rows, weighted by
+    their users: ``sum n (var - mean) / sum n mean**2`` (0 where nothing is active), and the users
+    behind it.  About 0 where every user acts at one rate, 1 and more for heavy-tailed activity.
+
+    >>> sig = np.tile(np.arange(1, 5, dtype=np.uint64), (2, 1))
+    >>> phi, n = pooled_overdispersion(sig, np.array([[4, 4, 4, 4], [1, 1, 1, 13]], np.uint16))
+    >>> round(phi, 2), n
+    (0.59, 8)
+    """
+    n, mean, disp = activity_dispersion(sig, val)
+    var = disp * mean
+    den = float((n * mean * mean).sum())
+    return (float((n * (var - mean)).sum()) / den if den > 0 else 0.0), int(n.sum())
 
 
 @njit(cache=True)
@@ -205,16 +369,58 @@ class AudienceSketches(UserSketches):
     [2, 1]
     """
 
-    def update(self, product: NDArray[np.int64], user: NDArray[np.int64]) -> None:
-        """Add the users (id hashes, int64 bits) of events on ``product`` slots (int64[n]) to the samples."""
+    val: NDArray[np.uint16]  # per sampled user: its activity (events before) when first sampled
+
+    def _fit_val(self) -> NDArray[np.uint16]:
+        """``val`` with as many rows as ``sig`` (watch() grows ``sig``; new rows start at 0)."""
+        val: NDArray[np.uint16] | None = getattr(self, "val", None)
+        if val is None or val.shape[0] != self.sig.shape[0]:
+            out = np.zeros((self.sig.shape[0], self.k), np.uint16)
+            if val is not None:
+                n = min(int(val.shape[0]), int(out.shape[0]))
+                out[:n] = val[:n]
+            self.val = val = out
+        return val
+
+    def update(
+        self, product: NDArray[np.int64], user: NDArray[np.int64], activity: NDArray[np.uint16] | None = None
+    ) -> None:
+        """Add the users (id hashes, int64 bits) of events on ``product`` slots (int64[n]) to the samples.
+
+        ``activity`` (uint16[n]): each event's user's earlier events (:class:`ActivityCounts`), kept
+        beside a user when it enters a sample (:meth:`values`).
+        """
         if product.dtype != np.int64 or user.dtype != np.int64 or product.shape != user.shape:
             msg = f"product and user must be int64[n] of one length, got {product.dtype}, {user.dtype}"
             raise TypeError(msg)
-        if product.shape[0]:
+        if not product.shape[0]:
+            return
+        if activity is None:
             _bottomk_update(
                 self.sig, self.nonempty, self.row_of, self._seeds[0], np.ascontiguousarray(product),
                 np.ascontiguousarray(user),
             )  # fmt: skip
+            return
+        if activity.shape != product.shape:
+            msg = f"activity must be uint16[{product.shape[0]}], got {activity.dtype}{list(activity.shape)}"
+            raise TypeError(msg)
+        _bottomk_update_val(
+            self.sig, self._fit_val(), self.nonempty, self.row_of, self._seeds[0],
+            np.ascontiguousarray(product), np.ascontiguousarray(user),
+            np.ascontiguousarray(activity, np.uint16),
+        )  # fmt: skip
+
+    def values(self, products: NDArray[np.int64]) -> NDArray[np.uint16]:
+        """The sampled users' activity of watched ``products`` (uint16[m, k], beside :meth:`signatures`)."""
+        rows = self._rows(self._products("products", products))
+        if (rows < 0).any():
+            msg = f"product {products[rows < 0][0]} is not watched; call watch() first"
+            raise KeyError(msg)
+        return self._fit_val()[rows]
+
+    def to_arrays(self) -> dict[str, NDArray[np.generic]]:
+        """:meth:`UserSketches.to_arrays` plus ``val`` uint16[rows, k]."""
+        return super().to_arrays() | {"val": self._fit_val().copy()}
 
     @classmethod
     def from_arrays(
@@ -223,4 +429,12 @@ class AudienceSketches(UserSketches):
         """Rebuild samples from :meth:`to_arrays` output, exactly; CheckpointError if they do not fit."""
         out = super().from_arrays(arrays, k=k, seed=seed)
         assert isinstance(out, AudienceSketches)
+        if "val" in arrays:  # older checkpoints: the sampled users' activity restarts at 0
+            val = np.asarray(arrays["val"])
+            if val.shape != out.sig.shape or val.dtype != np.uint16:
+                msg = (f"audience sketches checkpoint: val{list(val.shape)} {val.dtype} does not fit "
+                       f"sig{list(out.sig.shape)}")  # fmt: skip
+                raise CheckpointError(msg)
+            out.val = val.copy()
+        out._fit_val()
         return out
