@@ -45,11 +45,11 @@ _COUNT_MAX: Final = 65535  # uint16 activity counts saturate here
 
 
 @njit(cache=True)
-def _insert(sig: NDArray[np.uint64], r: int, h: np.uint64) -> None:
-    """Insert ``h`` into the sorted row ``sig[r]`` (uint64[k]) if it is among the k smallest and new."""
+def _position(sig: NDArray[np.uint64], r: int, h: np.uint64) -> int:
+    """Where ``h`` goes in the sorted row ``sig[r]`` (uint64[k]); -1 if not among the k smallest or held."""
     k = sig.shape[1]
     if h >= sig[r, k - 1]:
-        return
+        return -1
     lo, hi = 0, k - 1
     while lo < hi:  # first position holding a value >= h
         mid = (lo + hi) // 2
@@ -57,9 +57,16 @@ def _insert(sig: NDArray[np.uint64], r: int, h: np.uint64) -> None:
             lo = mid + 1
         else:
             hi = mid
-    if sig[r, lo] == h:
+    return -1 if sig[r, lo] == h else lo
+
+
+@njit(cache=True)
+def _insert(sig: NDArray[np.uint64], r: int, h: np.uint64) -> None:
+    """Insert ``h`` into the sorted row ``sig[r]`` (uint64[k]) if it is among the k smallest and new."""
+    lo = _position(sig, r, h)
+    if lo < 0:
         return
-    for j in range(k - 1, lo, -1):
+    for j in range(sig.shape[1] - 1, lo, -1):
         sig[r, j] = sig[r, j - 1]
     sig[r, lo] = h
 
@@ -67,19 +74,10 @@ def _insert(sig: NDArray[np.uint64], r: int, h: np.uint64) -> None:
 @njit(cache=True)
 def _insert_val(sig: NDArray[np.uint64], val: NDArray[np.uint16], r: int, h: np.uint64, v: np.uint16) -> None:
     """:func:`_insert`, moving ``val[r]`` (the sampled users' activity) along with ``sig[r]``."""
-    k = sig.shape[1]
-    if h >= sig[r, k - 1]:
+    lo = _position(sig, r, h)
+    if lo < 0:
         return
-    lo, hi = 0, k - 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if sig[r, mid] < h:
-            lo = mid + 1
-        else:
-            hi = mid
-    if sig[r, lo] == h:
-        return
-    for j in range(k - 1, lo, -1):
+    for j in range(sig.shape[1] - 1, lo, -1):
         sig[r, j] = sig[r, j - 1]
         val[r, j] = val[r, j - 1]
     sig[r, lo] = h
