@@ -45,11 +45,14 @@ _COUNT_MAX: Final = 65535  # uint16 activity counts saturate here
 
 
 @njit(cache=True)
-def _position(sig: NDArray[np.uint64], r: int, h: np.uint64) -> int:
-    """Where ``h`` goes in the sorted row ``sig[r]`` (uint64[k]); -1 if not among the k smallest or held."""
+def _insert_val(sig: NDArray[np.uint64], val: NDArray[np.uint16], r: int, h: np.uint64, v: np.uint16) -> None:
+    """Insert ``h`` into the sorted row ``sig[r]`` (uint64[k]) if among the k smallest and new.
+
+    ``val[r]`` (the sampled users' activity) moves along with ``sig[r]``.
+    """
     k = sig.shape[1]
     if h >= sig[r, k - 1]:
-        return -1
+        return
     lo, hi = 0, k - 1
     while lo < hi:  # first position holding a value >= h
         mid = (lo + hi) // 2
@@ -57,27 +60,9 @@ def _position(sig: NDArray[np.uint64], r: int, h: np.uint64) -> int:
             lo = mid + 1
         else:
             hi = mid
-    return -1 if sig[r, lo] == h else lo
-
-
-@njit(cache=True)
-def _insert(sig: NDArray[np.uint64], r: int, h: np.uint64) -> None:
-    """Insert ``h`` into the sorted row ``sig[r]`` (uint64[k]) if it is among the k smallest and new."""
-    lo = _position(sig, r, h)
-    if lo < 0:
+    if sig[r, lo] == h:
         return
-    for j in range(sig.shape[1] - 1, lo, -1):
-        sig[r, j] = sig[r, j - 1]
-    sig[r, lo] = h
-
-
-@njit(cache=True)
-def _insert_val(sig: NDArray[np.uint64], val: NDArray[np.uint16], r: int, h: np.uint64, v: np.uint16) -> None:
-    """:func:`_insert`, moving ``val[r]`` (the sampled users' activity) along with ``sig[r]``."""
-    lo = _position(sig, r, h)
-    if lo < 0:
-        return
-    for j in range(sig.shape[1] - 1, lo, -1):
+    for j in range(k - 1, lo, -1):
         sig[r, j] = sig[r, j - 1]
         val[r, j] = val[r, j - 1]
     sig[r, lo] = h
@@ -89,7 +74,14 @@ def _bottomk_update_val(
     sig: NDArray[np.uint64], val: NDArray[np.uint16], nonempty: NDArray[np.bool_], row_of: NDArray[np.int64],
     seed: np.int64, product: NDArray[np.int64], user: NDArray[np.int64], activity: NDArray[np.uint16],
 ) -> None:  # fmt: skip
-    """:func:`_bottomk_update`, keeping each sampled user's ``activity`` at its first sampled event."""
+    """Per event of a watched product: insert ``mix64(user ^ seed)`` into its row (sorted, distinct).
+
+    The user's ``activity`` at its first sampled event is kept beside it in ``val``.
+
+    ``sig`` uint64[rows, k], ``val`` uint16[rows, k], ``nonempty`` bool[rows], ``row_of`` int64[n_slots]
+    (-1: unwatched), ``product`` (>= 0) and ``user`` (id hashes as int64 bits) int64[n].  Serial: rows
+    repeat.  ``2**64 - 1`` is the padding.
+    """
     top: np.uint64 = np.uint64(2**64 - 2)
     for i in range(product.shape[0]):
         p = product[i]
@@ -215,27 +207,6 @@ def pooled_overdispersion(sig: NDArray[np.uint64], val: NDArray[np.uint16]) -> t
     var = disp * mean
     den = float((n * mean * mean).sum())
     return (float((n * (var - mean)).sum()) / den if den > 0 else 0.0), int(n.sum())
-
-
-@njit(cache=True)
-def _bottomk_update(
-    sig: NDArray[np.uint64], nonempty: NDArray[np.bool_], row_of: NDArray[np.int64],
-    seed: np.int64, product: NDArray[np.int64], user: NDArray[np.int64],
-) -> None:  # fmt: skip
-    """Per event of a watched product: insert ``mix64(user ^ seed)`` into its row (sorted, distinct).
-
-    ``sig`` uint64[rows, k], ``nonempty`` bool[rows], ``row_of`` int64[n_slots] (-1: unwatched),
-    ``product`` (>= 0) and ``user`` (id hashes as int64 bits) int64[n].  Serial: rows repeat.
-    """
-    top: np.uint64 = np.uint64(2**64 - 2)
-    for i in range(product.shape[0]):
-        p = product[i]
-        if p >= row_of.shape[0] or row_of[p] < 0:
-            continue
-        r = row_of[p]
-        nonempty[r] = True
-        h = np.uint64(_mix64(user[i] ^ seed))
-        _insert(sig, r, min(h, top))  # 2**64 - 1 is the padding
 
 
 @njit(cache=True)
@@ -394,11 +365,7 @@ class AudienceSketches(UserSketches):
         if not product.shape[0]:
             return
         if activity is None:
-            _bottomk_update(
-                self.sig, self.nonempty, self.row_of, self._seeds[0], np.ascontiguousarray(product),
-                np.ascontiguousarray(user),
-            )  # fmt: skip
-            return
+            activity = np.zeros(product.shape[0], np.uint16)
         if activity.shape != product.shape:
             msg = f"activity must be uint16[{product.shape[0]}], got {activity.dtype}{list(activity.shape)}"
             raise TypeError(msg)
