@@ -443,16 +443,17 @@ def restore_child(bootstrap: str, n_products: int, tmp: str, seed: int) -> dict[
     blob_len = len(enc.to_blob())
     out["encode_s"] = time.perf_counter() - t0
     out["blob_bytes"], out["npz_bytes"], out["meta_bytes"] = blob_len, len(enc.npz), len(enc.meta)
-    user_arrays = sum(v.nbytes for k, v in arrays.items() if k.startswith("users."))
+    is_user = ("users.", "usertable.")  # the user table is arrays of id hashes, no JSON ids
+    user_arrays = sum(v.nbytes for k, v in arrays.items() if k.startswith(is_user))
     out["parts"] = {
-        "arrays_product": sum(v.nbytes for k, v in arrays.items() if not k.startswith("users.")),
+        "arrays_product": sum(v.nbytes for k, v in arrays.items() if not k.startswith(is_user)),
         "arrays_users": user_arrays,
         "json_products": len(json.dumps(meta["products"])),
-        "json_users": len(json.dumps(meta["users"])),
+        "json_users": 0,
         "json_dedup": len(json.dumps(meta["dedup"])),
     }
     out["dedup_ids"] = len(engine.dedup) if engine.dedup is not None else 0
-    out["user_ids"] = len(meta["users"])
+    out["user_ids"] = len(engine.users)
     del enc
     name = f"restore-{n_products}"
     # changelog: save with one store, load with a fresh one (as a worker taking over the partition)
