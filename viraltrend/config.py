@@ -207,7 +207,7 @@ class TrustConfig:
     uniform_max_dispersion: float = _ge0(1.6)
     uniform_catalogue_overdispersion: float = _ge0(0.5)
     uniform_min_events: float = _ge0(5.0)
-    uniform_min_users: int = field(default=15, metadata={"min": 2})
+    uniform_min_users: int = field(default=30, metadata={"min": 2})
     activity_cells: int = field(default=262144, metadata={"min": 1})
     max_events_per_user: float = _gt0(5.0)
     recycled_contrast: float = _gt0(2.0)
