@@ -37,7 +37,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from viraltrend.kernels.hashtable import _FNV_OFFSET, _FNV_PRIME, _finish
+from viraltrend.kernels.hashtable import _FNV_OFFSET, _FNV_PRIME, _finish, _row_rehash
 
 __all__ = ["CountedNames", "NameTable"]
 
@@ -90,20 +90,6 @@ def _find(
 
 
 @njit(cache=True)
-def _rehash(rows: _U64, size: _Int) -> _U64:
-    """The rows in a table of ``size`` rows (equal hashes keep their probe order)."""
-    out = np.full(size, _FREE, np.uint64)
-    mask = size - 1
-    for r in range(rows.shape[0]):
-        if rows[r] != _FREE:
-            j = np.int64((rows[r] >> np.uint64(32)) & np.uint64(mask))
-            while out[j] != _FREE:
-                j = (j + 1) & mask
-            out[j] = rows[r]
-    return out
-
-
-@njit(cache=True)
 def _grown_size(size: _Int, n: _Int, limit: _Int) -> _Int:
     """:func:`~viraltrend.kernels.decay.grown_capacity` (doubling, stopped at ``limit`` > 0)."""
     if n <= size:
@@ -153,7 +139,7 @@ def _intern(
             slots[i] = -1
             continue
         if 4 * (used + 1) > 3 * rows.shape[0]:
-            rows = _rehash(rows, 2 * rows.shape[0])
+            rows = _row_rehash(rows, 2 * rows.shape[0])  # the same row layout
             r = _find(rows, arena, start, length, h, buf, starts[i], ends[i])
         if free_pos < free.shape[0]:
             s = free[free_pos]
