@@ -98,6 +98,30 @@ class Deduplicator:
         n = len(event_id)
         if n == 0:
             return np.ones(0, np.bool_)
+        has_id = np.fromiter(map(bool, event_id), np.bool_, n)
+        h1 = np.zeros(n, np.uint64)
+        h2 = np.zeros(n, np.uint64)
+        if has_id.all():
+            h1, h2 = hash_pairs(event_id)  # type: ignore[arg-type]  # no None: all have an id
+        elif has_id.any():
+            h1[has_id], h2[has_id] = hash_pairs(list(filter(None, event_id)))  # those with an id
+        return self.filter_hashed(h1, h2, ts_ms, future_rule=future_rule)
+
+    def filter_hashed(
+        self,
+        h1: NDArray[np.uint64],
+        h2: NDArray[np.uint64],
+        ts_ms: NDArray[np.int64],
+        *,
+        future_rule: EventClock | None = None,
+    ) -> NDArray[np.bool_]:
+        """:meth:`filter` of events whose ids are given as :func:`~viraltrend.kernels.idset.hash_pairs`.
+
+        ``h1[i] == 0`` (a value ``hash_pairs`` never gives) marks an event without an ``event_id``.
+        """
+        n = h1.shape[0]
+        if n == 0:
+            return np.ones(0, np.bool_)
         if future_rule is not None:
             self._clock.max_future_ms = future_rule.max_future_ms
             self._clock.jump_quorum = future_rule.jump_quorum
@@ -106,13 +130,7 @@ class Deduplicator:
         assert step.watermarks is not None
         running = np.maximum(step.watermarks, _NEVER)  # the clock's "unset" is the int64 minimum
         horizon = np.maximum(running - self.window_ms, _NEVER + 1)  # an id never seen is never a dup
-        has_id = np.fromiter(map(bool, event_id), np.bool_, n)
-        h1 = np.zeros(n, np.uint64)
-        h2 = np.zeros(n, np.uint64)
-        if has_id.all():
-            h1, h2 = hash_pairs(event_id)  # type: ignore[arg-type]  # no None: all have an id
-        elif has_id.any():
-            h1[has_id], h2[has_id] = hash_pairs(list(filter(None, event_id)))  # those with an id
+        has_id = h1 != 0
         # a far-future event (status 2) is rejected as future_ts: it reserves no id, so endless
         # distinct far-future ids cost no memory, and a later copy inside the window is no duplicate
         remember = has_id & (step.status != 2)
@@ -182,11 +200,12 @@ class Deduplicator:
 
 def duplicate_rejects(batch: EventBatch, duplicate: NDArray[np.bool_], window_ms: int) -> list[Reject]:
     """One ``duplicate`` reject per marked event of ``batch``, with its original bytes and place."""
+    seconds = f"{window_ms / 1000:g}"
     return [
         Reject(
             raw=batch.record_bytes(i),
             reason="duplicate",
-            detail=f"event_id {batch.event_id[i]!r} already seen within {window_ms / 1000:g} s of event time",
+            detail=f"event_id {batch.text('event_id', i)!r} already seen within {seconds} s of event time",
             source=batch.source,
             partition=int(batch.partition[i]),
             offset=int(batch.offset[i]),

@@ -24,7 +24,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,7 +54,7 @@ from viraltrend.kernels.columns import (
     unique_counts,
 )
 from viraltrend.kernels.decay import DecayedCounters, global_figures, grown_capacity
-from viraltrend.kernels.hashtable import UserTable, hash_ids
+from viraltrend.kernels.hashtable import UserTable
 from viraltrend.kernels.names import CountedNames, NameTable
 from viraltrend.kernels.prefilter import Screen, TickBaseline
 from viraltrend.kernels.segment import apply_segment
@@ -307,7 +306,8 @@ class Engine:
         self.stats.events_in += len(batch)
         self._duplicates: list[Reject] = []
         if self.dedup is not None and len(batch):
-            keep = self.dedup.filter(batch.event_id, batch.ts_ms, future_rule=self.clock)
+            ids = batch.ids
+            keep = self.dedup.filter_hashed(ids.event_h1, ids.event_h2, batch.ts_ms, future_rule=self.clock)
             if not keep.all():
                 self.stats.duplicates += int((~keep).sum())
                 self.stats.rejected["duplicate"] += int((~keep).sum())
@@ -322,7 +322,7 @@ class Engine:
             self._start_ms = int(batch.ts_ms[accepted[0]])
         slots = self._intern(batch, accepted)
         whole = accepted.size == len(batch)
-        user_hash = hash_ids(batch.user_id if whole else [batch.user_id[i] for i in accepted.tolist()])
+        user_hash = batch.ids.user_hash if whole else batch.ids.user_hash[accepted]
         users = np.empty(accepted.size, np.int64)
         interned = 0  # users[:interned] hold slots; slots are handed out up to the next user sweep only
         messages: list[Message] = []
@@ -388,28 +388,28 @@ class Engine:
 
     def _intern(self, batch: EventBatch, idx: NDArray[np.intp]) -> NDArray[np.int64]:
         """Slots of the events at ``idx``; new products get their seller and category attached."""
-        whole = idx.size == len(batch)
-        slots = self.products.intern(
-            batch.product_id if whole else [batch.product_id[i] for i in idx.tolist()]
-        )
+        ids = batch.ids  # the ids' bytes and hashes: no str per event
+        start, stop, hashes = ids.start[0], ids.stop[0], ids.product_hash
+        if idx.size != len(batch):
+            start, stop, hashes = start[idx], stop[idx], hashes[idx]
+        slots = self.products.intern_spans(ids.buf, start, stop, hashes)
         self._grow(self.products.high_water)
         new = np.flatnonzero(self.counters.last_ts_ms[slots] == _NEVER)
         if new.size:
             new = new[np.unique(slots[new], return_index=True)[1]]  # one event per new product
-            pick = itemgetter(*idx[new].tolist())
-            for names, table, column in (
-                (batch.seller_id, self.sellers, self.seller_of),
-                (batch.category, self.categories, self.category_of),
+            events = idx[new]
+            for row, table, column in (
+                (3, self.sellers, self.seller_of),
+                (4, self.categories, self.category_of),
             ):
-                values = np.empty(new.size, object)  # the new products' names, None where not given
-                values[:] = pick(names) if new.size > 1 else [pick(names)]
-                given = values != None  # noqa: E711 (elementwise)
+                start, stop = ids.start[row, events], ids.stop[row, events]  # the new products' names
+                given = start >= 0  # -1: not given
                 if given.any():
                     rows = slots[new[given]]
-                    ids = table.intern(values[given].tolist())
-                    table.hold(ids)
+                    ids_ = table.intern_spans(ids.buf, start[given], stop[given])
+                    table.hold(ids_)
                     table.drop(column[rows].astype(np.int64))  # a revived product's earlier id
-                    column[rows] = ids.astype(np.int32)
+                    column[rows] = ids_.astype(np.int32)
         return slots
 
     def _intern_users(self, hashes: NDArray[np.uint64], ts_ms: NDArray[np.int64]) -> NDArray[np.int64]:

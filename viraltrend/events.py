@@ -7,18 +7,24 @@ The input contract (``shared/contract/events.md``) is decoded once, at the edge,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, ClassVar, Final
 
 import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
+from viraltrend.kernels.hashtable import hash_ids
+from viraltrend.kernels.idset import hash_pairs
+
 __all__ = [
     "EVENT_TYPES",
     "EVENT_TYPE_CODE",
+    "ID_FIELDS",
     "REJECT_REASONS",
     "EventBatch",
+    "IdColumns",
     "Reject",
 ]
 
@@ -47,7 +53,106 @@ REJECT_REASONS: Final = (
 )
 
 
+#: The string fields of an event, in the row order of :class:`IdColumns`.
+ID_FIELDS: Final = ("product_id", "user_id", "event_id", "seller_id", "category")
+
+
 @dataclass(slots=True)
+class IdColumns:
+    """The string fields of a batch as byte spans of one buffer, with the hashes the engine keys on.
+
+    ``buf`` holds UTF-8 (for a decoded NDJSON record, the record's own bytes: a plain id's JSON text
+    is its UTF-8); ``start``/``stop`` are ``int64[5, n]``, one row per :data:`ID_FIELDS`, -1 where
+    the field is absent.  ``product_hash`` and ``user_hash`` are
+    :func:`~viraltrend.kernels.hashtable.hash_ids` of the product and user ids, ``event_h1`` and
+    ``event_h2`` :func:`~viraltrend.kernels.idset.hash_pairs` of the event ids (0 where none).
+    """
+
+    buf: NDArray[np.uint8]
+    start: NDArray[np.int64]
+    stop: NDArray[np.int64]
+    product_hash: NDArray[np.uint64]
+    user_hash: NDArray[np.uint64]
+    event_h1: NDArray[np.uint64]
+    event_h2: NDArray[np.uint64]
+
+    @classmethod
+    def from_strings(cls, columns: Sequence[Sequence[str | None]]) -> IdColumns:
+        """Encode the five string columns (product, user, event, seller, category; None: absent)."""
+        n = len(columns[0])
+        parts: list[bytes] = []
+        start = np.full((5, n), -1, np.int64)
+        stop = np.full((5, n), -1, np.int64)
+        pos = 0
+        for row, column in enumerate(columns):
+            for i, value in enumerate(column):
+                if value is None:
+                    continue
+                data = value.encode("utf-8", "surrogatepass")
+                parts.append(data)
+                start[row, i] = pos
+                pos += len(data)
+                stop[row, i] = pos
+        buf = np.frombuffer(b"".join(parts), np.uint8)
+        event_h1 = np.zeros(n, np.uint64)
+        event_h2 = np.zeros(n, np.uint64)
+        given = [i for i, v in enumerate(columns[2]) if v]  # an empty id is none (dedup's rule)
+        if given:
+            event_h1[given], event_h2[given] = hash_pairs([columns[2][i] for i in given])  # type: ignore[misc]
+        return cls(
+            buf=buf,
+            start=start,
+            stop=stop,
+            product_hash=hash_ids(columns[0]),  # type: ignore[arg-type]  # required: never None
+            user_hash=hash_ids(columns[1]),  # type: ignore[arg-type]
+            event_h1=event_h1,
+            event_h2=event_h2,
+        )
+
+    def text(self, row: int, i: int) -> str | None:
+        """The string of field ``row`` (an index into :data:`ID_FIELDS`) of event ``i``."""
+        a = int(self.start[row, i])
+        if a < 0:
+            return None
+        return self.buf[a : int(self.stop[row, i])].tobytes().decode("utf-8", "surrogatepass")
+
+    def texts(self, row: int) -> list[str | None]:
+        """The strings of field ``row`` of every event."""
+        data = self.buf.tobytes()
+        return [
+            None if a < 0 else data[a:b].decode("utf-8", "surrogatepass")
+            for a, b in zip(self.start[row].tolist(), self.stop[row].tolist(), strict=True)
+        ]
+
+    def take(self, idx: NDArray[np.intp]) -> IdColumns:
+        """The events at ``idx`` (an integer index), sharing the buffer."""
+        return IdColumns(
+            buf=self.buf,
+            start=self.start[:, idx],
+            stop=self.stop[:, idx],
+            product_hash=self.product_hash[idx],
+            user_hash=self.user_hash[idx],
+            event_h1=self.event_h1[idx],
+            event_h2=self.event_h2[idx],
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[IdColumns]) -> IdColumns:
+        """Concatenate in order (one buffer; spans shifted)."""
+        shift = np.cumsum([0, *(p.buf.shape[0] for p in parts[:-1])]).tolist()
+        starts = [np.where(p.start >= 0, p.start + s, -1) for p, s in zip(parts, shift, strict=True)]
+        stops = [np.where(p.stop >= 0, p.stop + s, -1) for p, s in zip(parts, shift, strict=True)]
+        return cls(
+            buf=np.concatenate([p.buf for p in parts]),
+            start=np.concatenate(starts, axis=1),
+            stop=np.concatenate(stops, axis=1),
+            product_hash=np.concatenate([p.product_hash for p in parts]),
+            user_hash=np.concatenate([p.user_hash for p in parts]),
+            event_h1=np.concatenate([p.event_h1 for p in parts]),
+            event_h2=np.concatenate([p.event_h2 for p in parts]),
+        )
+
+
 class EventBatch:
     """A batch of valid events as columns, in arrival order.
 
@@ -59,6 +164,12 @@ class EventBatch:
         Index into :data:`EVENT_TYPES`.
     product_id, user_id : list[str] of length n
     event_id, seller_id, category : list[str | None] of length n
+        The string fields.  A decoder may give them as :attr:`ids` (byte spans and hashes) instead;
+        then these lists are built on first access (the engine never needs them: it reads
+        :attr:`ids`).
+    ids : IdColumns
+        The string fields as spans of one buffer with their hashes; built from the lists on first
+        access when the batch was made from lists.
     price : float64[n]
         NaN where absent.
     quantity : int64[n]
@@ -77,22 +188,114 @@ class EventBatch:
         after :meth:`concat` of batches of different sources.
     """
 
-    ts_ms: NDArray[np.int64]
-    type_code: NDArray[np.int8]
-    product_id: list[str]
-    user_id: list[str]
-    event_id: list[str | None]
-    seller_id: list[str | None]
-    category: list[str | None]
-    price: NDArray[np.float64]
-    quantity: NDArray[np.int64]
-    partition: NDArray[np.int32]
-    offset: NDArray[np.int64]
-    raw: list[bytes] | None = None
-    source: str = ""
+    #: The public columns, in constructor order.
+    FIELDS: ClassVar = (
+        "ts_ms", "type_code", "product_id", "user_id", "event_id", "seller_id", "category",
+        "price", "quantity", "partition", "offset", "raw", "source",
+    )  # fmt: skip
+    __slots__ = (
+        "_ids",
+        "_text",
+        "offset",
+        "partition",
+        "price",
+        "quantity",
+        "raw",
+        "source",
+        "ts_ms",
+        "type_code",
+    )
+
+    def __init__(  # noqa: PLR0913 (the columns)
+        self,
+        ts_ms: NDArray[np.int64],
+        type_code: NDArray[np.int8],
+        product_id: list[str] | None = None,
+        user_id: list[str] | None = None,
+        event_id: list[str | None] | None = None,
+        seller_id: list[str | None] | None = None,
+        category: list[str | None] | None = None,
+        price: NDArray[np.float64] | None = None,
+        quantity: NDArray[np.int64] | None = None,
+        partition: NDArray[np.int32] | None = None,
+        offset: NDArray[np.int64] | None = None,
+        raw: list[bytes] | None = None,
+        source: str = "",
+        *,
+        ids: IdColumns | None = None,
+    ) -> None:
+        n = int(ts_ms.shape[0])
+        self.ts_ms = ts_ms
+        self.type_code = type_code
+        text: list[list[Any] | None] = [product_id, user_id, event_id, seller_id, category]
+        if ids is None and (product_id is None or user_id is None):
+            msg = "EventBatch needs product_id and user_id, or ids"
+            raise TypeError(msg)
+        if ids is None:
+            text = [t if t is not None else [None] * n for t in text]
+        self._text = text
+        self._ids = ids
+        self.price = price if price is not None else np.full(n, np.nan)
+        self.quantity = quantity if quantity is not None else np.ones(n, np.int64)
+        self.partition = partition if partition is not None else np.zeros(n, np.int32)
+        self.offset = offset if offset is not None else np.arange(1, n + 1, dtype=np.int64)
+        self.raw = raw
+        self.source = source
+
+    def _column(self, row: int) -> list[Any]:
+        column = self._text[row]
+        if column is None:
+            assert self._ids is not None  # one of the two is always set
+            column = self._text[row] = self._ids.texts(row)
+        return column
+
+    @property
+    def product_id(self) -> list[str]:
+        """The product ids (built from :attr:`ids` at the first access if given so)."""
+        return self._column(0)
+
+    @property
+    def user_id(self) -> list[str]:
+        """The user ids."""
+        return self._column(1)
+
+    @property
+    def event_id(self) -> list[str | None]:
+        """The event ids, None where absent."""
+        return self._column(2)
+
+    @property
+    def seller_id(self) -> list[str | None]:
+        """The seller ids, None where absent."""
+        return self._column(3)
+
+    @property
+    def category(self) -> list[str | None]:
+        """The categories, None where absent."""
+        return self._column(4)
+
+    @property
+    def ids(self) -> IdColumns:
+        """The string fields as spans and hashes (built from the lists at the first access)."""
+        if self._ids is None:
+            self._ids = IdColumns.from_strings([self._column(row) for row in range(5)])
+        return self._ids
+
+    def text(self, name: str, i: int) -> str | None:
+        """Field ``name`` (one of :data:`ID_FIELDS`) of event ``i``, without building the whole column."""
+        row = ID_FIELDS.index(name)
+        column = self._text[row]
+        if column is not None:
+            value: str | None = column[i]
+            return value
+        assert self._ids is not None
+        return self._ids.text(row, i)
 
     def __len__(self) -> int:
         return int(self.ts_ms.shape[0])
+
+    def __repr__(self) -> str:
+        return f"EventBatch(n={len(self)}, source={self.source!r})"
 
     @classmethod
     def empty(cls) -> EventBatch:
@@ -116,21 +319,25 @@ class EventBatch:
         """Return the events selected by an integer index or a boolean mask, in that order."""
         idx = np.flatnonzero(index) if index.dtype == np.bool_ else np.asarray(index)
         pick = idx.tolist()
-        return EventBatch(
+        text = [None if t is None else [t[i] for i in pick] for t in self._text]
+        out = EventBatch(
             ts_ms=self.ts_ms[idx],
             type_code=self.type_code[idx],
-            product_id=[self.product_id[i] for i in pick],
-            user_id=[self.user_id[i] for i in pick],
-            event_id=[self.event_id[i] for i in pick],
-            seller_id=[self.seller_id[i] for i in pick],
-            category=[self.category[i] for i in pick],
+            product_id=text[0],
+            user_id=text[1],
+            event_id=text[2],
+            seller_id=text[3],
+            category=text[4],
             price=self.price[idx],
             quantity=self.quantity[idx],
             partition=self.partition[idx],
             offset=self.offset[idx],
             raw=None if self.raw is None else [self.raw[i] for i in pick],
             source=self.source,
+            ids=None if self._ids is None else self._ids.take(idx.astype(np.intp, copy=False)),
         )
+        out._text = text
+        return out
 
     def record_bytes(self, i: int) -> bytes:
         """The event at ``i`` as received, or re-encoded as contract JSON when :attr:`raw` is None."""
@@ -139,11 +346,11 @@ class EventBatch:
         obj: dict[str, object] = {
             "ts": int(self.ts_ms[i]),
             "type": EVENT_TYPES[int(self.type_code[i])],
-            "product_id": self.product_id[i],
-            "user_id": self.user_id[i],
+            "product_id": self.text("product_id", i),
+            "user_id": self.text("user_id", i),
         }
         for name in ("event_id", "seller_id", "category"):
-            value = getattr(self, name)[i]
+            value = self.text(name, i)
             if value is not None:
                 obj[name] = value
         if not np.isnan(self.price[i]):
@@ -159,21 +366,31 @@ class EventBatch:
             return cls.empty()
         if len(batches) == 1:
             return batches[0]
-        return cls(
+        lazy = all(b._ids is not None for b in batches)  # keep spans; lists only where all have them
+        text = [
+            [x for b in batches for x in b._column(row)]
+            if not lazy or all(b._text[row] is not None for b in batches)
+            else None
+            for row in range(5)
+        ]
+        out = cls(
             ts_ms=np.concatenate([b.ts_ms for b in batches]),
             type_code=np.concatenate([b.type_code for b in batches]),
-            product_id=[x for b in batches for x in b.product_id],
-            user_id=[x for b in batches for x in b.user_id],
-            event_id=[x for b in batches for x in b.event_id],
-            seller_id=[x for b in batches for x in b.seller_id],
-            category=[x for b in batches for x in b.category],
+            product_id=text[0],
+            user_id=text[1],
+            event_id=text[2],
+            seller_id=text[3],
+            category=text[4],
             price=np.concatenate([b.price for b in batches]),
             quantity=np.concatenate([b.quantity for b in batches]),
             partition=np.concatenate([b.partition for b in batches]),
             offset=np.concatenate([b.offset for b in batches]),
             raw=None if any(b.raw is None for b in batches) else [x for b in batches for x in b.raw or ()],
             source=",".join(dict.fromkeys(b.source for b in batches if b.source)),
+            ids=IdColumns.concat([b.ids for b in batches]) if lazy else None,
         )
+        out._text = text
+        return out
 
 
 @dataclass(frozen=True, slots=True)

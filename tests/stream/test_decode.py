@@ -25,7 +25,7 @@ def event(**fields: object) -> bytes:
 
 def as_frame(batch: EventBatch) -> pl.DataFrame:
     return pl.DataFrame(
-        {name: getattr(batch, name) for name in EventBatch.__slots__ if name not in ("raw", "source")},
+        {name: getattr(batch, name) for name in EventBatch.FIELDS if name not in ("raw", "source")},
         schema_overrides={"event_id": pl.String, "seller_id": pl.String, "category": pl.String},
     )
 

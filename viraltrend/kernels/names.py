@@ -285,7 +285,24 @@ class NameTable:
             raise ValueError(msg)
         with np.errstate(over="ignore"):  # wrapping arithmetic, for runs with NUMBA_DISABLE_JIT=1
             hashes = _hashes(buf, starts, ends)
-        need = self._arena_end + buf.shape[0]
+        return self._run_spans(buf, starts, ends, hashes, insert=insert)
+
+    def intern_spans(self, buf: _U8, starts: _I64, ends: _I64, hashes: _U64) -> _I64:
+        """:meth:`intern` of the ids ``buf[starts[i]:ends[i]]`` (UTF-8) whose hashes are ``hashes``.
+
+        ``hashes`` must be those of :func:`~viraltrend.kernels.hashtable.hash_ids` (a decoder that
+        hashed the ids from the bytes gives them); no ``str`` is made.
+        """
+        n = starts.shape[0]
+        if n == 0:
+            return np.empty(0, np.int64)
+        if self._high_water + n >= 2**31:
+            msg = f"the name table holds at most 2**31 - 1 slots; {self._high_water} are in use"
+            raise OverflowError(msg)
+        return self._run_spans(buf, starts, ends, hashes, insert=True)
+
+    def _run_spans(self, buf: _U8, starts: _I64, ends: _I64, hashes: _U64, *, insert: bool) -> _I64:
+        need = self._arena_end + int((ends - starts).sum())
         if insert and need > self._arena.shape[0]:  # calloc'd: the unused tail takes no resident memory
             arena = np.zeros(max(2 * self._arena.shape[0], need), np.uint8)
             arena[: self._arena_end] = self._arena[: self._arena_end]
@@ -405,12 +422,23 @@ class CountedNames:
     def intern(self, ids: Sequence[str]) -> _I64:
         """Slots of ``ids`` (new ones added); call :meth:`hold` for the products that take them."""
         slots = self.table.intern(ids)
+        self._grow_refs()
+        return slots
+
+    def intern_spans(self, buf: _U8, starts: _I64, ends: _I64) -> _I64:
+        """:meth:`intern` of the ids ``buf[starts[i]:ends[i]]`` (UTF-8), with no ``str`` made."""
+        with np.errstate(over="ignore"):  # wrapping arithmetic, for runs with NUMBA_DISABLE_JIT=1
+            hashes = _hashes(buf, starts, ends)
+        slots = self.table.intern_spans(buf, starts, ends, hashes)
+        self._grow_refs()
+        return slots
+
+    def _grow_refs(self) -> None:
         hw = self.table.high_water
         if hw > self.refs.shape[0]:
             refs = np.zeros(max(2 * self.refs.shape[0], hw), np.int32)
             refs[: self.refs.shape[0]] = self.refs
             self.refs = refs
-        return slots
 
     def hold(self, slots: _I64) -> None:
         """One more product refers to each of ``slots`` (repeats count each time)."""
