@@ -15,8 +15,7 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from viraltrend.kernels.hashtable import hash_ids
-from viraltrend.kernels.idset import hash_pairs
+from viraltrend.kernels.ndjson import span_hashes
 
 __all__ = [
     "EVENT_TYPES",
@@ -78,33 +77,54 @@ class IdColumns:
 
     @classmethod
     def from_strings(cls, columns: Sequence[Sequence[str | None]]) -> IdColumns:
-        """Encode the five string columns (product, user, event, seller, category; None: absent)."""
+        """Encode the five string columns (product, user, event, seller, category; None: absent).
+
+        One ``join`` and ``encode`` per column (ids holding a NUL, the join's separator, per id) and
+        the hashes from the bytes in one compiled pass.
+        """
         n = len(columns[0])
-        parts: list[bytes] = []
+        chunks: list[bytes] = []
         start = np.full((5, n), -1, np.int64)
         stop = np.full((5, n), -1, np.int64)
         pos = 0
         for row, column in enumerate(columns):
-            for i, value in enumerate(column):
-                if value is None:
-                    continue
-                data = value.encode("utf-8", "surrogatepass")
-                parts.append(data)
-                start[row, i] = pos
-                pos += len(data)
-                stop[row, i] = pos
-        buf = np.frombuffer(b"".join(parts), np.uint8)
-        event_h1 = np.zeros(n, np.uint64)
-        event_h2 = np.zeros(n, np.uint64)
-        given = [i for i, v in enumerate(columns[2]) if v]  # an empty id is none (dedup's rule)
-        if given:
-            event_h1[given], event_h2[given] = hash_pairs([columns[2][i] for i in given])  # type: ignore[misc]
+            if n == 0:
+                break
+            where = None if None not in column else [i for i, v in enumerate(column) if v is not None]
+            values: Sequence[Any] = column if where is None else [column[i] for i in where]
+            m = len(values)
+            if m == 0:
+                continue
+            data = "\x00".join(values).encode("utf-8", "surrogatepass")
+            if data.count(b"\x00") == m - 1:
+                ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 0)
+                ends = np.append(ends, len(data)).astype(np.int64)
+                begins = np.empty(m, np.int64)
+                begins[0] = 0
+                begins[1:] = ends[:-1] + 1
+            else:  # an id holds a NUL
+                parts = [v.encode("utf-8", "surrogatepass") for v in values]
+                sizes = np.fromiter(map(len, parts), np.int64, m)
+                data = b"".join(parts)
+                ends = np.cumsum(sizes)
+                begins = ends - sizes
+            cols = slice(None) if where is None else np.asarray(where, np.int64)
+            start[row, cols] = begins + pos
+            stop[row, cols] = ends + pos
+            chunks.append(data)
+            pos += len(data)
+        buf = np.frombuffer(b"".join(chunks), np.uint8)
+        product_hash, _ = span_hashes(buf, start[0], stop[0])
+        user_hash, _ = span_hashes(buf, start[1], stop[1])
+        events = start[2].copy()
+        events[stop[2] == start[2]] = -1  # an empty event id is none (dedup's rule)
+        event_h1, event_h2 = span_hashes(buf, events, stop[2], pairs=True)
         return cls(
             buf=buf,
             start=start,
             stop=stop,
-            product_hash=hash_ids(columns[0]),  # type: ignore[arg-type]  # required: never None
-            user_hash=hash_ids(columns[1]),  # type: ignore[arg-type]
+            product_hash=product_hash,
+            user_hash=user_hash,
             event_h1=event_h1,
             event_h2=event_h2,
         )

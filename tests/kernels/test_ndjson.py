@@ -8,6 +8,7 @@ msgspec (``_decode_msgspec``, the path every record took before); the two must g
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 from hypothesis import given, settings
@@ -15,6 +16,8 @@ from hypothesis import strategies as st
 
 from viraltrend.events import EVENT_TYPES, EventBatch, IdColumns
 from viraltrend.kernels import ndjson
+from viraltrend.kernels.hashtable import hash_ids
+from viraltrend.kernels.idset import hash_pairs
 from viraltrend.stream.decode import _decode_msgspec, decode_records
 
 TS = 1_764_253_200_123
@@ -190,3 +193,30 @@ def test_the_kernel_and_its_plain_python_run_agree() -> None:
     compiled = ndjson._scan(buf, starts, ends)
     for a, b in zip(python, compiled, strict=True):
         assert a.tobytes() == b.tobytes()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(min_size=1, max_size=5),
+            st.text(min_size=1, max_size=5),
+            st.none() | st.text(max_size=5),
+            st.none() | st.text(max_size=5),
+            st.none() | st.text(max_size=5),
+        ),
+        max_size=20,
+    )
+)
+def test_id_columns_from_strings_give_the_strings_and_their_hashes(rows: list[tuple[Any, ...]]) -> None:
+    columns = [[r[k] for r in rows] for k in range(5)]
+    ids = IdColumns.from_strings(columns)
+    for k in range(5):
+        assert ids.texts(k) == columns[k]
+    assert ids.product_hash.tolist() == hash_ids(columns[0]).tolist()
+    assert ids.user_hash.tolist() == hash_ids(columns[1]).tolist()
+    with_id = [i for i, v in enumerate(columns[2]) if v]  # an empty event id is none (dedup's rule)
+    h1, h2 = hash_pairs([columns[2][i] for i in with_id])
+    assert ids.event_h1[with_id].tolist() == h1.tolist()
+    assert ids.event_h2[with_id].tolist() == h2.tolist()
+    assert not ids.event_h1[[i for i in range(len(rows)) if i not in with_id]].any()

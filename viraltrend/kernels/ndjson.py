@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from viraltrend.kernels.hashtable import _FNV_OFFSET, _FNV_PRIME, _finish
 from viraltrend.kernels.idset import _POLY_MUL, _splitmix
 
-__all__ = ["BLANK", "FALLBACK", "ID_FIELDS", "OK", "ScanResult", "scan"]
+__all__ = ["BLANK", "FALLBACK", "ID_FIELDS", "OK", "ScanResult", "scan", "span_hashes"]
 
 OK: Final = 0
 BLANK: Final = 1  # empty or JSON white space only: not an event, no reject
@@ -73,7 +73,7 @@ _POW10: Final = np.array([10.0**k for k in range(23)], np.float64)  # exact doub
 
 @njit(cache=True)
 def _ws(b: int) -> bool:
-    return b in (0x20, 0x0A, 0x0D, 0x09)
+    return b == 0x20 or b == 0x0A or b == 0x0D or b == 0x09  # noqa: PLR1714 (compiled: no tuple)
 
 
 @njit(cache=True)
@@ -98,6 +98,37 @@ def _match(words: _U8, off: _I64, buf: _U8, a: int, b: int) -> int:
         if same:
             return w
     return -1
+
+
+@njit(cache=True)
+def _key(buf: _U8, a: int, b: int) -> int:
+    """Index in ``_KEYS`` of the field name ``buf[a:b]``, or -1: one guess by length and first byte."""
+    n = b - a
+    c = buf[a] if n > 0 else 0
+    k = -1
+    if n == 2:
+        k = 0  # ts
+    elif n == 4:
+        k = 1  # type
+    elif n == 5:
+        k = 7  # price
+    elif n == 7:
+        k = 3  # user_id
+    elif n == 8:
+        k = 6 if c == 0x63 else 8 if c == 0x71 else 4 if c == 0x65 else 9  # c..., q..., e..., v...
+    elif n == 9:
+        k = 5  # seller_id
+    elif n == 10:
+        k = 2 if c == 0x70 else 10  # product_id, creator_id
+    if k < 0:
+        return -1
+    off = _KEY_OFF[k]
+    if _KEY_OFF[k + 1] - off != n:
+        return -1
+    for j in range(n):
+        if _KEY_BYTES[off + j] != buf[a + j]:
+            return -1
+    return k
 
 
 @njit(cache=True)
@@ -208,7 +239,7 @@ def _scan_one(  # noqa: C901, PLR0911, PLR0912 (one record's grammar, flat)
         q = _string_end(buf, p, end)
         if q < 0:
             return FALLBACK
-        k = _match(_KEY_BYTES, _KEY_OFF, buf, p + 1, q)
+        k = _key(buf, p + 1, q)
         if k < 0 or seen & (1 << k):
             return FALLBACK  # an unknown or repeated field
         seen |= 1 << k
@@ -316,6 +347,32 @@ def _scan(
             hashes[2, i] = _fnv(buf, start[2, i], stop[2, i])
             hashes[3, i] = _poly(buf, start[2, i], stop[2, i])
     return status, ts, code, price, qty, start, stop, hashes
+
+
+@njit(cache=True)
+def _span_hashes(
+    buf: _U8, start: _I64, stop: _I64, pairs: bool
+) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
+    n = start.shape[0]
+    h1 = np.zeros(n, np.uint64)
+    h2 = np.zeros(n, np.uint64)
+    for i in range(n):
+        if start[i] >= 0:
+            h1[i] = _fnv(buf, start[i], stop[i])
+            if pairs:
+                h2[i] = _poly(buf, start[i], stop[i])
+    return h1, h2
+
+
+def span_hashes(
+    buf: _U8, start: _I64, stop: _I64, *, pairs: bool = False
+) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
+    """Hashes of the ids ``buf[start[i]:stop[i]]``: ``hash_ids``'s, and ``hash_pairs``'s second.
+
+    The second only with ``pairs`` (zeros without); 0 for both where ``start[i] < 0`` (absent).
+    """
+    with np.errstate(over="ignore"):  # wrapping arithmetic, for runs with NUMBA_DISABLE_JIT=1
+        return _span_hashes(buf, np.ascontiguousarray(start), np.ascontiguousarray(stop), pairs)
 
 
 class ScanResult:
