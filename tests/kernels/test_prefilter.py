@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from tests.kernels import reference
 from viraltrend.config import load_config
-from viraltrend.kernels.decay import DecayedCounters
-from viraltrend.kernels.prefilter import EVIDENCE, MARGIN, SCORE
+from viraltrend.kernels.decay import DecayedCounters, _exp, _scaled
+from viraltrend.kernels.prefilter import EVIDENCE, MARGIN, SCORE, _scaled_by
 from viraltrend.scoring import FeatureReader, RuleScorer
 
 PROPERTY = settings(max_examples=60, deadline=None)
@@ -324,3 +324,17 @@ def test_tick_call_daily_cycle_factor_at_and_inside_its_clip(later_h, clipped):
         assert 0.2 < got[2] < 5.0
     else:
         assert got[2] == clipped
+
+
+_EXTREME = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 1e300, -1e-310]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_EXTREME, st.one_of(st.floats(-800, 800), st.sampled_from([0.0, -745.2, 709.0, 708.9, -1e-9, 1e-9])))
+def test_scaled_by_a_factor_read_once_is_decays_scaled_bit_for_bit(value: float, exponent: float) -> None:
+    want = _scaled(value, exponent)
+    got = _scaled_by(value, _exp(exponent), exponent)
+    assert np.float64(got).tobytes() == np.float64(want).tobytes()

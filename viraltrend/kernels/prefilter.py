@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from viraltrend.kernels._checks import check_range, column
 from viraltrend.kernels.columns import _unique_counts
 from viraltrend.kernels.cusum import ChangeDetector, _update_from_users
-from viraltrend.kernels.decay import DecayedCounters, _global_figures, _scaled
+from viraltrend.kernels.decay import DecayedCounters, _exp, _global_figures, _scaled
 
 __all__ = ["EVIDENCE", "MARGIN", "SCORE", "Screen", "TickBaseline", "may_matter"]
 
@@ -38,6 +38,21 @@ EVIDENCE: Final = 2
 @njit(cache=True)
 def _sigmoid(x: float) -> float:
     return 0.5 * (1.0 + math.tanh(0.5 * min(max(x, -60.0), 60.0)))
+
+
+@njit(cache=True)
+def _scaled_by(value: float, factor: float, exponent: float) -> float:
+    """``decay._scaled(value, exponent)`` given ``factor = _exp(exponent)``, computed once per tick.
+
+    The same steps: 0 for 0, the plain product when the factor and the product are normal, else
+    ``_scaled`` itself (so the same bits, with one ``exp`` per half-life instead of per value).
+    """
+    if value == 0.0:
+        return 0.0
+    r = value * factor
+    if 2.2250738585072014e-308 <= factor < math.inf and 2.2250738585072014e-308 <= abs(r) < math.inf:
+        return r
+    return _scaled(value, exponent)
 
 
 @njit(cache=True)
@@ -67,6 +82,8 @@ def _may_matter(
     prior_h = global_factor * glob * norm_b * 3600.0 / max(n_products, 1)
     floor_h = max(min_baseline_h, prior_h)
     log_mid = math.log(lift_mid)
+    x_t, x_b = -lam[i_trend] * dt_s, -lam[i_base] * dt_s
+    f_t, f_b = _exp(x_t), _exp(x_b)
     for j in range(slots.shape[0]):
         p = slots[j]
         eng_t = 0.0
@@ -74,8 +91,8 @@ def _may_matter(
         eng_b = 0.0
         ev_b = 0.0
         for k in range(acc.shape[1]):
-            ct = _scaled(acc[p, k, i_trend], -lam[i_trend] * dt_s)
-            cb = _scaled(acc[p, k, i_base], -lam[i_base] * dt_s)
+            ct = _scaled_by(acc[p, k, i_trend], f_t, x_t)
+            cb = _scaled_by(acc[p, k, i_base], f_b, x_b)
             eng_t += ct * w[k]
             ev_t += ct
             eng_b += cb * w[k]
