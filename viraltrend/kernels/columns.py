@@ -7,12 +7,14 @@ they replace (the tests compare them).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
 from viraltrend.kernels._checks import check_range, column
-from viraltrend.kernels.decay import _scaled
+from viraltrend.kernels.decay import _exp, _scaled
 
 #: Relative distance from the limit within which :func:`below` leaves the verdict to the caller.
 BELOW_MARGIN = 1e-9
@@ -89,17 +91,34 @@ def trust_rows(
 
 
 @njit(cache=True)
+def _scaled_by(value: float, factor: float, exponent: float) -> float:
+    """``decay._scaled(value, exponent)`` given ``factor = _exp(exponent)``, computed once per tick.
+
+    The same steps: 0 for 0, the plain product when the factor and the product are normal, else
+    ``_scaled`` itself (so the same bits, with one ``exp`` per half-life instead of per value).
+    """
+    if value == 0.0:
+        return 0.0
+    r = value * factor
+    if 2.2250738585072014e-308 <= factor < math.inf and 2.2250738585072014e-308 <= abs(r) < math.inf:
+        return r
+    return _scaled(value, exponent)
+
+
+@njit(cache=True)
 def _below(
     acc: NDArray[np.float64], slots: NDArray[np.int64], lam: float, dt_s: float, h: int,
     w: NDArray[np.float64], limit: float, margin: float, out: NDArray[np.int8],
 ) -> int:  # fmt: skip
     n_unsure = 0
+    x = -lam * dt_s
+    f = _exp(x)
     for j in range(slots.shape[0]):
         p = slots[j]
         total = 0.0
         size = 0.0
         for k in range(acc.shape[1]):
-            term = _scaled(acc[p, k, h], -lam * dt_s) * w[k]
+            term = _scaled_by(acc[p, k, h], f, x) * w[k]
             total += term
             size += abs(term)
         if not (abs(total - limit) > margin * (size + abs(limit))):  # NaN: unsure
@@ -219,11 +238,13 @@ def _baseline_rates(
     acc: NDArray[np.float64], slots: NDArray[np.int64], k: int, h: int, lam: float, dt_s: float, norm: float,
     floor: float, cycle: float, out: NDArray[np.float64],
 ) -> int:  # fmt: skip
+    x = -lam * dt_s
+    f = _exp(x)
     for j in range(slots.shape[0]):
         p = slots[j]
         if p < 0 or p >= acc.shape[0]:
             return j
-        v = _scaled(acc[p, k, h], -lam * dt_s) * norm
+        v = _scaled_by(acc[p, k, h], f, x) * norm
         out[j] = (v if not v < floor else floor) * cycle  # np.maximum(v, floor): NaN stays NaN
     return -1
 

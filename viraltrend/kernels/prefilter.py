@@ -22,7 +22,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from viraltrend.kernels._checks import check_range, column
-from viraltrend.kernels.columns import _unique_counts
+from viraltrend.kernels.columns import _scaled_by, _unique_counts
 from viraltrend.kernels.cusum import ChangeDetector, _update_from_users
 from viraltrend.kernels.decay import DecayedCounters, _exp, _global_figures, _scaled
 
@@ -38,21 +38,6 @@ EVIDENCE: Final = 2
 @njit(cache=True)
 def _sigmoid(x: float) -> float:
     return 0.5 * (1.0 + math.tanh(0.5 * min(max(x, -60.0), 60.0)))
-
-
-@njit(cache=True)
-def _scaled_by(value: float, factor: float, exponent: float) -> float:
-    """``decay._scaled(value, exponent)`` given ``factor = _exp(exponent)``, computed once per tick.
-
-    The same steps: 0 for 0, the plain product when the factor and the product are normal, else
-    ``_scaled`` itself (so the same bits, with one ``exp`` per half-life instead of per value).
-    """
-    if value == 0.0:
-        return 0.0
-    r = value * factor
-    if 2.2250738585072014e-308 <= factor < math.inf and 2.2250738585072014e-308 <= abs(r) < math.inf:
-        return r
-    return _scaled(value, exponent)
 
 
 @njit(cache=True)
