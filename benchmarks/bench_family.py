@@ -328,6 +328,8 @@ METHODS += [
     # the one-tick vouch above let two flash spikes on; on tuning seeds 105-116 the held vouch kept the rule's
     # precision (101/105) where the one-tick vouch added a staggered-ring product
     Method("model, cold, vouch held 10 s", {**MODEL_ON, "model.vouch_hold_s": 10.0}, default=False),
+    # the default until session 6: a vouch from a change 120 s old (the fine ring two thirds full)
+    Method("today, vouch from 120 s", {"model.min_change_s": 120.0}, default=False),
     # the fast track's knobs around the default, for the sweep on tuning seeds
     *(
         Method(

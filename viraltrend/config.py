@@ -159,7 +159,7 @@ class ModelConfig:
     promote_probability: float = field(default=0.5, metadata={"min": 0.0, "max": 0.999, "strict": True})
     confirm_s: float = _ge0(240.0)
     fast_track_probability: float = _unit(0.5)
-    min_change_s: float = _ge0(120.0)
+    min_change_s: float = _ge0(180.0)
     min_growth_z: float = 1.0
     max_change_users: float = _ge0(60.0)
     vouch_hold_s: float = _ge0(10.0)
