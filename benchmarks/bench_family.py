@@ -76,6 +76,7 @@ RECALL_WINDOW_S = 3600.0
 TUNE_SEEDS = "100-104"
 EVAL_SEEDS = "1-20"
 QUICK_EVAL_SEEDS = "1-2"
+WARM_UP = {"foreign": "the first 12 h", "agents": "a drawn 12-24 h"}  # the report's note, per generator
 PROMOTE_AT = 0.8  # board.promote_threshold of the default config (checked at start)
 
 Columns = dict[str, Any]
@@ -433,6 +434,8 @@ def generated(seed: int, quick: bool, generator: str = "family") -> tuple[Path, 
     """
     if generator == "foreign":
         return _foreign(seed)
+    if generator == "agents":
+        return _agents(seed)
     scenario = family_scenario(seed, quick)
     where = FAMILY_DIR / (f"seed-{seed}-quick" if quick else f"seed-{seed}")
     events, truth_path, stamp = where / "events.ndjson", where / "truth.json", where / "generator.sha256"
@@ -461,6 +464,23 @@ def _foreign(seed: int) -> tuple[Path, dict[str, Any]]:
     truth = write_foreign(seed, where)
     stamp.write_text(digest)
     console.print(f"  generated foreign seed {seed} in {time.perf_counter() - t0:.1f} s")
+    return events, truth
+
+
+def _agents(seed: int) -> tuple[Path, dict[str, Any]]:
+    """The third generator (``benchmarks/agents.py``: sessions, a follower graph, cascades), cached
+    like ``_foreign``."""
+    from agents import write_agents
+
+    where = OUT_DIR / "agents" / f"seed-{seed}"
+    events, truth_path, stamp = where / "events.ndjson", where / "truth.json", where / "generator.sha256"
+    digest = hashlib.sha256((Path(__file__).parent / "agents.py").read_bytes()).hexdigest()
+    if events.exists() and truth_path.exists() and stamp.exists() and stamp.read_text() == digest:
+        return events, json.loads(truth_path.read_text())
+    t0 = time.perf_counter()
+    truth = write_agents(seed, where)
+    stamp.write_text(digest)
+    console.print(f"  generated agents seed {seed} in {time.perf_counter() - t0:.1f} s")
     return events, truth
 
 
@@ -712,23 +732,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--jobs", type=int, default=2, help="seeds run in this many processes (default 2)")
     ap.add_argument(
         "--generator",
-        choices=("family", "foreign"),
+        choices=("family", "foreign", "agents"),
         default="family",
         help="family: viraltrend.family (tuned on its tuning seeds); foreign: benchmarks/foreign.py, an"
-        " independent generator never tuned on (its seeds are all evaluation seeds)",
+        " independent generator never tuned on (its seeds are all evaluation seeds); agents:"
+        " benchmarks/agents.py, a third one (sessions, a follower graph, cascades), never tuned on either",
     )
     args = ap.parse_args(argv)
-    if args.generator == "foreign":  # its own report files, beside the family's
+    if args.generator in ("foreign", "agents"):  # its own report files, beside the family's
         global MD_PATH, JSON_PATH, PLOT_PATH
-        MD_PATH, JSON_PATH = OUT_DIR / "foreign.md", OUT_DIR / "foreign.json"
-        PLOT_PATH = OUT_DIR / "foreign_onset_to_promotion.png"
+        MD_PATH, JSON_PATH = OUT_DIR / f"{args.generator}.md", OUT_DIR / f"{args.generator}.json"
+        PLOT_PATH = OUT_DIR / f"{args.generator}_onset_to_promotion.png"
     tuning = parse_seeds(TUNE_SEEDS)
     if args.tune is not None:
         seeds, kind = parse_seeds(args.tune), "tuning"
     else:
         seeds, kind = parse_seeds(args.eval or (QUICK_EVAL_SEEDS if args.quick else EVAL_SEEDS)), "evaluation"
-        if args.generator == "foreign":
-            kind = "foreign-generator evaluation"
+        if args.generator in ("foreign", "agents"):
+            kind = f"{args.generator}-generator evaluation"
         elif set(seeds) & set(tuning):
             msg = f"evaluation seeds {sorted(set(seeds) & set(tuning))} are tuning seeds; keep them apart"
             raise SystemExit(msg)
@@ -817,7 +838,7 @@ def write_report(
     report.note(
         f"{kind.capitalize()} seeds {seeds[0]}-{seeds[-1]} ({len(seeds)}), each {first['n_days']} days x "
         f"{first['events_per_day']:,} events over {first['n_products']:,} products "
-        f"({'the first 12 h' if args.generator == 'foreign' else 'day 1'} a warm-up); "
+        f"({WARM_UP.get(args.generator, 'day 1')} a warm-up); "
         f"{n_viral} organic viral products in all. Every method runs a fresh engine over the same decoded "
         f"batches of {BATCH:,} events."
     )
@@ -892,7 +913,9 @@ def write_report(
         ["method", "bucket", "viral", "recall <= 1 h", "recall any time", "median s", "p90 s"],
         brows,
     )
-    kinds = [k for k in (*ATTACK_KINDS, "banned_viral") if any(k in m.attacks for m in per_method.values())]
+    seen = {k for m in per_method.values() for k in m.attacks}
+    kinds = [k for k in (*ATTACK_KINDS, "banned_viral") if k in seen]
+    kinds += sorted(seen - set(kinds))  # a generator's own kinds (agents: slow_drip)
     arows = [[label, *(_pct(*per_method[label].attacks.get(k, [0, 0])) for k in kinds)] for label in labels]
     report.table(
         "Attack success: attacked products promoted / attacked products, per kind", ["method", *kinds], arows
