@@ -227,3 +227,41 @@ def test_without_a_model_confirm_time_the_model_waits_like_the_rule():
     row = [(1, "p1", "s1", "c1", 0.9)]
     assert b.step(0, model_cands(row)) == [] and b.step(20_000, model_cands(row)) == []
     assert actions(b.step(60_000, model_cands(row))) == [("promote", "p1")]
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_a_block_holds_for_block_hold_s_even_when_the_guard_relents(sequential):
+    """A hard refusal at one tick and none at the next: no promote until block_hold_s has passed."""
+    refusing = {"on": True}
+    cfg = dataclasses.replace(CFG, confirm_s=0.0, block_hold_s=600.0)
+    guard = lambda cand, i: ["recycled_audience_2.6"] if refusing["on"] else None  # noqa: E731
+    b = Board(cfg, guard=guard, sequential=sequential)
+    rows = [(1, "p1", "s1", "c1", 0.9)]
+
+    def step(t_s):
+        c = cands(rows)
+        c.ready = np.array([True])
+        return actions(b.step(t_s * 1000, c))
+
+    assert step(0) == [("block", "p1")]
+    refusing["on"] = False  # the figure dips under its threshold at the next tick
+    assert step(10) == []
+    assert step(590) == []
+    assert 1 in b.watched_slots()  # scored while held (and never evicted under it)
+    restored = Board(cfg, guard=b.guard, sequential=sequential)
+    restored.load_dict(b.to_dict())  # the hold survives a checkpoint
+    b = restored
+    assert step(600) == [("promote", "p1")]
+    assert b.blocked_until == {}
+
+
+def test_no_block_hold_lets_the_relenting_guard_promote_at_once():
+    refusing = {"on": True}
+    cfg = dataclasses.replace(CFG, confirm_s=0.0, block_hold_s=0.0)
+    guard = lambda cand, i: ["recycled_audience_2.6"] if refusing["on"] else None  # noqa: E731
+    b = Board(cfg, guard=guard, sequential=True)
+    c = cands([(1, "p1", "s1", "c1", 0.9)])
+    c.ready = np.array([True])
+    assert actions(b.step(0, c)) == [("block", "p1")]
+    refusing["on"] = False
+    assert actions(b.step(10_000, c)) == [("promote", "p1")]

@@ -5,7 +5,9 @@ applies, in this order:
 
 1. **demote** members whose score fell below ``demote_threshold`` (hysteresis: the exit bar
    is lower than the entry bar) once they have stayed ``min_dwell_s``;
-2. **block** trending products that the trust guard refuses (once per trending episode);
+2. **block** trending products that the trust guard refuses (once per trending episode); a
+   blocked product stays off the board for ``block_hold_s`` even if the guard's figures dip back
+   under their thresholds at the next tick (a block is a verdict, not a per-tick reading);
    a *soft* refusal (too few distinct users yet, see :func:`~viraltrend.trust.soft_refusal`)
    only holds the product back, and becomes a block if it still holds after ``confirm_s``;
 3. **pending**: a product above ``promote_threshold`` whose momentum holds (its shortest
@@ -89,6 +91,7 @@ class Board:
     pending: dict[int, int] = field(default_factory=dict)
     held: dict[int, int] = field(default_factory=dict)  # slot -> since when a soft refusal holds it back
     blocked_shown: set[int] = field(default_factory=set)
+    blocked_until: dict[int, int] = field(default_factory=dict)  # slot -> event time its block ends
     model_confirm_s: float | None = None  # [model] confirm_s; None: every candidate waits confirm_s
     fast_track_probability: float = 0.0  # [model] fast_track_probability
     sequential: bool = False  # detect.method == "sequential": promote on the detector's verdict, no wait
@@ -111,7 +114,7 @@ class Board:
 
     def watched_slots(self) -> list[int]:
         """Slots the engine must score at every tick (members, pending and held), sorted."""
-        return sorted(set(self.members) | set(self.pending) | set(self.held))
+        return sorted(set(self.members) | set(self.pending) | set(self.held) | set(self.blocked_until))
 
     def ranked(self) -> list[Member]:
         """Members best first (score, then product_id)."""
@@ -155,7 +158,25 @@ class Board:
         for i in eligible:
             self._try_enter(now_ms, cand, i, demotes, promotes)
         blocks.sort(key=lambda m: m.product_id)
+        self._hold_blocks(now_ms, cand, blocks)
         return demotes + blocks + promotes + self._rerank(now_ms, cand, index, promotes)
+
+    def _hold_blocks(self, now_ms: int, cand: Candidates, blocks: list[Decision]) -> None:
+        """Keep this tick's blocked products off the board for ``block_hold_s``; drop ended holds."""
+        for ended in [s for s, until in self.blocked_until.items() if until <= now_ms]:
+            del self.blocked_until[ended]
+        if not blocks or self.cfg.block_hold_s <= 0:
+            return
+        until = now_ms + round(self.cfg.block_hold_s * 1000)
+        slot_of = dict(zip(cand.product_id, cand.slot.tolist(), strict=True))
+        for m in blocks:
+            blocked = slot_of.get(m.product_id)
+            if blocked is not None:
+                self.blocked_until[int(blocked)] = until
+
+    def is_block_held(self, slot: int, now_ms: int) -> bool:
+        """Whether ``slot`` was blocked less than ``block_hold_s`` ago (it may not be promoted)."""
+        return self.blocked_until.get(slot, -1) > now_ms
 
     def _ready(
         self, now_ms: int, cand: Candidates, ready: NDArray[np.bool_], blocks: list[Decision]
@@ -168,7 +189,7 @@ class Board:
         eligible = []
         for i in np.flatnonzero(ready).tolist():
             slot = int(cand.slot[i])
-            if slot in self.members:
+            if slot in self.members or self.is_block_held(slot, now_ms):
                 continue
             refused = self.guard(cand, i)
             if refused is None:
@@ -195,7 +216,7 @@ class Board:
                 del self.pending[slot]
         for i in hot:
             slot = int(cand.slot[i])
-            if slot in self.members or score[i] < c.promote_threshold:
+            if slot in self.members or score[i] < c.promote_threshold or self.is_block_held(slot, now_ms):
                 continue
             refused = self.guard(cand, i)
             if refused is not None:
@@ -358,6 +379,7 @@ class Board:
             "pending": [[s, t] for s, t in self.pending.items()],
             "held": [[s, t] for s, t in self.held.items()],
             "blocked_shown": sorted(self.blocked_shown),
+            "blocked_until": [[s, t] for s, t in sorted(self.blocked_until.items())],
         }
 
     def load_dict(self, data: dict[str, Any]) -> None:
@@ -371,3 +393,4 @@ class Board:
         self.pending = {int(s): int(t) for s, t in data["pending"]}
         self.held = {int(s): int(t) for s, t in data["held"]}
         self.blocked_shown = {int(s) for s in data["blocked_shown"]}
+        self.blocked_until = {int(s): int(t) for s, t in data.get("blocked_until", [])}

@@ -117,6 +117,7 @@ class BoardConfig:
     confirm_s: float = _ge0(240.0)
     min_momentum: float = _ge0(0.9)
     min_dwell_s: float = _ge0(600.0)
+    block_hold_s: float = _ge0(3600.0)
     max_per_seller: int = field(default=3, metadata={"min": 1})
     max_per_category: int = field(default=6, metadata={"min": 1})
     replace_margin: float = _unit(0.05)

@@ -526,7 +526,8 @@ class Engine:
             touched = _unique(parts)
             slots, sketch_only = touched, False
         b = self.board
-        watched = np.asarray(b.watched_slots(), np.int64) if b.members or b.pending or b.held else _EMPTY
+        busy = b.members or b.pending or b.held or b.blocked_until
+        watched = np.asarray(b.watched_slots(), np.int64) if busy else _EMPTY
         traced = _EMPTY
         if self.trace_products:
             traced = self.products.lookup(self.trace_products)
