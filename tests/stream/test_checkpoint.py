@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 
 import numpy as np
@@ -75,18 +76,18 @@ def test_blob_without_magic_is_refused():
 
 def test_flipped_byte_in_a_blob_fails_the_checksum():
     blob = bytearray(encode_checkpoint(sample_arrays(), {}, {0: 1}).to_blob())
-    blob[-100] ^= 0xFF  # inside the npz
+    blob[-100] ^= 0xFF  # inside the arrays
     encoded = EncodedCheckpoint.from_blob(bytes(blob), where="here", remedy="delete it")
-    with pytest.raises(CheckpointError, match=r"arrays\.npz does not match its SHA-256"):
+    with pytest.raises(CheckpointError, match=r"arrays\.bin does not match its SHA-256"):
         decode_checkpoint(encoded, where="here", remedy="delete it")
 
 
-def test_consistent_manifest_over_undecodable_npz_is_refused():
+def test_consistent_manifest_over_undecodable_arrays_is_refused():
     good = encode_checkpoint(sample_arrays(), {}, {0: 1})
-    npz = b"not a zip file at all"
+    data = b"not an arrays file at all"
     manifest = json.loads(good.manifest)
-    manifest["arrays.npz"] = hashlib.sha256(npz).hexdigest()
-    bad = EncodedCheckpoint(npz=npz, meta=good.meta, manifest=json.dumps(manifest).encode())
+    manifest["arrays.bin"] = [hashlib.sha256(data).hexdigest()]
+    bad = EncodedCheckpoint(data=data, meta=good.meta, manifest=json.dumps(manifest).encode())
     with pytest.raises(CheckpointError, match="cannot be decoded"):
         decode_checkpoint(bad, where="here", remedy="delete it")
 
@@ -121,13 +122,30 @@ def test_restored_engine_continues_exactly_like_an_uninterrupted_one(events, tmp
     assert got + more + second.finish() == want
 
 
-def test_checkpoint_is_plain_json_and_npz_named_after_topic_and_partition(events, tmp_path):
+def test_checkpoint_is_plain_json_and_raw_arrays_named_after_topic_and_partition(events, tmp_path):
     engine, _ = run_engine(events.take(np.arange(1000)), [])
     LocalStore(tmp_path, TOPIC).save(2, *engine.state(), {2: 1000})
     meta = json.loads((tmp_path / "events-2" / "meta.json").read_text())
     assert meta["offsets"] == {"2": 1000}
-    with np.load(tmp_path / "events-2" / "arrays.npz", allow_pickle=False) as z:
-        assert "counters.acc" in z.files
+    data = (tmp_path / "events-2" / "arrays.bin").read_bytes()
+    assert data.startswith(b"VTARR") and b'"counters.acc"' in data[:4096]
+
+
+def test_format_1_npz_checkpoints_still_load(tmp_path):
+    arrays = sample_arrays()
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    npz = buf.getvalue()
+    meta = json.dumps({"format": 1, "offsets": {"0": 5}, "saved_at_ms": 0, "state": {"v": 1}}).encode()
+    path = tmp_path / "events-0"
+    path.mkdir()
+    (path / "arrays.npz").write_bytes(npz)
+    (path / "meta.json").write_bytes(meta)
+    manifest = {"format": 1, "arrays.npz": hashlib.sha256(npz).hexdigest(), "meta.json": hashlib.sha256(meta).hexdigest()}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    got, state, offsets = LocalStore(tmp_path, TOPIC).load(0)
+    assert_arrays_equal(got, arrays)
+    assert (state, offsets) == ({"v": 1}, {0: 5})
 
 
 def test_local_store_loads_checkpoints_written_by_name(tmp_path):
@@ -159,7 +177,7 @@ def test_corrupted_checkpoint_is_refused(events, tmp_path):
     engine, _ = run_engine(events.take(np.arange(1000)), [])
     store = LocalStore(tmp_path, TOPIC)
     store.save(0, *engine.state(), {0: 1000})
-    path = store.path(0) / "arrays.npz"
+    path = store.path(0) / "arrays.bin"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
