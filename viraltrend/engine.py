@@ -1137,16 +1137,22 @@ class Engine:
         arrays.update({f"activity.{k}": v for k, v in self.activity.to_arrays().items()})
         if self.labels is not None:
             arrays.update({f"labels.{k}": v for k, v in self.labels.to_arrays().items()})
+        # the product names and the dedup tables as they are in memory: restored without a rehash,
+        # and a checkpoint's delta holds only their changed rows
+        arrays.update({f"products.{k}": v for k, v in self.products.to_arrays().items()})
+        dedup: dict[str, Any] | None = None
+        if self.dedup is not None:
+            dedup, tables = self.dedup.to_state()
+            arrays.update({f"dedup.{k}": v for k, v in tables.items()})
         meta: dict[str, Any] = {
             "config": self._fingerprint(),
-            "products": self.products.to_list(),
             "sellers": self.sellers.to_list(),
             "categories": self.categories.to_list(),
             "users_next_sweep_ms": self._next_user_sweep_ms,
             "blocked_products": self.guard.blocked_products,
             "blocked_sellers": self.guard.blocked_sellers,
             "clock": self.clock.to_dict(),
-            "dedup": self.dedup.to_dict() if self.dedup is not None else None,
+            "dedup": dedup,
             "board": self.board.to_dict(),
             "model": self.model.to_dict() if self.model is not None else None,
             "start_ms": self._start_ms,
@@ -1211,16 +1217,19 @@ class Engine:
             # copies: two engines restored from one state must not share them
             engine.seller_of = np.array(arrays["seller_of"], np.int32)
             engine.category_of = np.array(arrays["category_of"], np.int32)
+            def part(prefix: str) -> dict[str, NDArray[Any]]:
+                return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
+
             touched = np.asarray(arrays["touched"], np.int64)
             engine._touched = [touched] if touched.size else []
             new_users = np.asarray(arrays["new_users"], np.int64)
             engine._new_users = [new_users] if new_users.size else []
-            engine.products = NameTable.from_list(meta["products"], limit=cfg.state.max_products)
+            if "products" in meta:  # written before the name table was saved as arrays
+                engine.products = NameTable.from_list(meta["products"], limit=cfg.state.max_products)
+            else:
+                engine.products = NameTable.from_arrays(part("products."), limit=cfg.state.max_products)
             engine.sellers = CountedNames.from_list(meta["sellers"], engine.seller_of)
             engine.categories = CountedNames.from_list(meta["categories"], engine.category_of)
-
-            def part(prefix: str) -> dict[str, NDArray[Any]]:
-                return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
 
             engine.trust_counters = DecayedCounters.from_arrays(
                 part("trust."), half_lives_s=_trust_half_lives(cfg), times=False
@@ -1249,7 +1258,10 @@ class Engine:
                 engine.labels = LabelBuffer.from_arrays(part("labels."))
             engine.clock = EventClock.from_dict(meta["clock"])
             if meta["dedup"] is not None and engine.dedup is not None:
-                engine.dedup = Deduplicator.from_dict(meta["dedup"])
+                if "current_used" in meta["dedup"]:
+                    engine.dedup = Deduplicator.from_state(meta["dedup"], part("dedup."))
+                else:  # written before the tables were saved as arrays
+                    engine.dedup = Deduplicator.from_dict(meta["dedup"])
             engine.board.load_dict(meta["board"])
             engine._start_ms = meta["start_ms"]
             engine._ring_refusals = {int(s): (str(r), int(t)) for s, r, t in meta["ring_refusals"]}

@@ -352,6 +352,43 @@ class NameTable:
         """Plain data for a checkpoint: the id of every slot, None for free slots."""
         return [self.name(s) if self._length[s] >= 0 else None for s in range(self._high_water)]
 
+    def to_arrays(self) -> dict[str, NDArray[Any]]:
+        """The table as it is in memory, for a checkpoint that :meth:`from_arrays` restores without a rehash.
+
+        Keys: ``rows`` uint64[table rows], ``start`` int64[capacity], ``length`` int32[capacity],
+        ``arena`` uint8[arena capacity], ``free`` int64[k] and ``meta`` int64[5] (used, arena end,
+        garbage bytes, high water, free position).  Copies.
+        """
+        meta = np.array([self._used, self._arena_end, self._garbage, self._high_water, self._free_pos], np.int64)
+        return {
+            "rows": self._rows.copy(), "start": self._start.copy(), "length": self._length.copy(),
+            "arena": self._arena.copy(), "free": self._free.copy(), "meta": meta,
+        }  # fmt: skip
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, NDArray[Any]], *, limit: int | None = None) -> NameTable:
+        """Rebuild from :meth:`to_arrays` output, from copies of its arrays (ValueError if they do not fit)."""
+        table = cls(capacity=1, limit=limit)
+        rows = np.array(arrays["rows"], np.uint64)
+        start = np.array(arrays["start"], np.int64)
+        length = np.array(arrays["length"], np.int32)
+        arena = np.array(arrays["arena"], np.uint8)
+        free = np.array(arrays["free"], np.int64)
+        used, end, garbage, hw, free_pos = (int(x) for x in np.asarray(arrays["meta"], np.int64))
+        n_rows = rows.shape[0]
+        if (
+            rows.ndim != 1 or n_rows < 2 or n_rows & (n_rows - 1) or start.shape != length.shape
+            or not 0 <= hw <= start.shape[0] or not 0 <= end <= arena.shape[0] or not 0 <= free_pos <= free.shape[0]
+            or not 0 <= used <= hw or 4 * used > 3 * n_rows
+            or int(np.count_nonzero(length[:hw] >= 0)) != used
+            or int(np.count_nonzero(rows != np.uint64(_FREE))) != used
+        ):  # fmt: skip
+            msg = "name table checkpoint arrays do not fit together; the checkpoint is corrupt"
+            raise ValueError(msg)
+        table._rows, table._start, table._length, table._arena, table._free = rows, start, length, arena, free
+        table._used, table._arena_end, table._garbage, table._high_water, table._free_pos = used, end, garbage, hw, free_pos
+        return table
+
     @classmethod
     def from_list(cls, names: Sequence[str | None], *, limit: int | None = None) -> NameTable:
         """Rebuild a table from :meth:`to_list` output (ValueError if an id appears twice)."""
