@@ -485,12 +485,13 @@ class CountedNames:
         n = max(t.table.high_water, 64)
         held = np.asarray(column, np.int64)
         held = held[held >= 0]
-        if held.size and (
-            int(held.max()) >= t.table.high_water or any(names[i] is None for i in np.unique(held).tolist())
-        ):
+        if held.size and int(held.max()) >= t.table.high_water:
             msg = "a product refers to a seller or category slot the checkpoint does not hold"
             raise ValueError(msg)
         t.refs = np.bincount(held, minlength=n).astype(np.int32)
+        if any(names[i] is None for i in np.flatnonzero(t.refs).tolist()):
+            msg = "a product refers to a seller or category slot the checkpoint does not hold"
+            raise ValueError(msg)
         live = np.asarray([i for i, x in enumerate(names) if x is not None], np.int64)
         unheld = live[t.refs[live] == 0] if live.size else live
         if unheld.size:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import mmap
 import os
 import secrets
 import shutil
@@ -84,7 +85,7 @@ def _sha256(data: bytes | bytearray | memoryview) -> str:
 
 # ------------------------------------------------------------------------------ shared encoding
 
-Buffer: TypeAlias = bytes | bytearray | memoryview
+Buffer: TypeAlias = bytes | bytearray | memoryview | mmap.mmap
 
 
 def _pad(n: int) -> int:
@@ -419,22 +420,18 @@ def _save_dir(final: Path, encoded: EncodedCheckpoint) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _read_writable(path: Path) -> bytearray:
-    """The bytes of ``path`` in one writable buffer (one read, no copy after it)."""
+def _map_private(path: Path) -> Buffer:
+    """The bytes of ``path`` as a private copy-on-write mapping: writable, and read without a copy.
+
+    The arrays decoded from it are views of the page cache until written (a delta written onto
+    them copies only the pages it touches).  Stores never rewrite a checkpoint file in place (a
+    new one is renamed over it), so the mapping stays valid while the arrays live.
+    """
     with path.open("rb") as fh:
         size = os.fstat(fh.fileno()).st_size
-        buf = bytearray(size)
-        view = memoryview(buf)
-        got = 0
-        while got < size:
-            n = fh.readinto(view[got:])
-            if not n:
-                break
-            got += n
-    if got != size:
-        msg = f"{path} shrank while it was read ({got} of {size} bytes)"
-        raise OSError(msg)
-    return buf
+        if size == 0:
+            return bytearray()
+        return mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_COPY)
 
 
 def _load_dir(path: Path, remedy: str = _REMEDY) -> tuple[Loaded, int] | None:
@@ -447,7 +444,7 @@ def _load_dir(path: Path, remedy: str = _REMEDY) -> tuple[Loaded, int] | None:
     try:
         data_file = path / _ARRAYS if (path / _ARRAYS).exists() else path / _NPZ  # format 1: npz
         encoded = EncodedCheckpoint(
-            data=_read_writable(data_file),
+            data=_map_private(data_file),
             meta=(path / _META).read_bytes(),
             manifest=(path / _MANIFEST).read_bytes(),
         )
