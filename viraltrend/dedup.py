@@ -176,14 +176,22 @@ class Deduplicator:
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> Deduplicator:
-        """Rebuild from :meth:`to_state` output, from copies (ValueError if the tables do not fit their counts)."""
+        """Rebuild from :meth:`to_state` output, from copies (ValueError if a table misfits its count)."""
         d = cls(window_ms=int(meta["window_ms"]))
         d._clock = EventClock.from_dict(meta["clock"])
         for name in ("current", "previous"):
-            rows = np.array(arrays[name], np.int64)  # a copy: two engines restored from one state share nothing
+            rows = np.array(
+                arrays[name], np.int64
+            )  # a copy: two engines restored from one state share nothing
             used = int(meta[f"{name}_used"])
             n = rows.shape[0] if rows.ndim == 2 else 0
-            if rows.ndim != 2 or rows.shape[1] != 3 or n < 2 or n & (n - 1) or int(np.count_nonzero(rows[:, 0])) != used:
+            if (
+                rows.ndim != 2
+                or rows.shape[1] != 3
+                or n < 2
+                or n & (n - 1)
+                or int(np.count_nonzero(rows[:, 0])) != used
+            ):
                 msg = f"dedup table {name!r} does not fit its count of {used} ids; the checkpoint is corrupt"
                 raise ValueError(msg)
             table = SeenIds(capacity=2)

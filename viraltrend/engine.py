@@ -1217,6 +1217,7 @@ class Engine:
             # copies: two engines restored from one state must not share them
             engine.seller_of = np.array(arrays["seller_of"], np.int32)
             engine.category_of = np.array(arrays["category_of"], np.int32)
+
             def part(prefix: str) -> dict[str, NDArray[Any]]:
                 return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
 

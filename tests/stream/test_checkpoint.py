@@ -141,7 +141,11 @@ def test_format_1_npz_checkpoints_still_load(tmp_path):
     path.mkdir()
     (path / "arrays.npz").write_bytes(npz)
     (path / "meta.json").write_bytes(meta)
-    manifest = {"format": 1, "arrays.npz": hashlib.sha256(npz).hexdigest(), "meta.json": hashlib.sha256(meta).hexdigest()}
+    manifest = {
+        "format": 1,
+        "arrays.npz": hashlib.sha256(npz).hexdigest(),
+        "meta.json": hashlib.sha256(meta).hexdigest(),
+    }
     (path / "manifest.json").write_text(json.dumps(manifest))
     got, state, offsets = LocalStore(tmp_path, TOPIC).load(0)
     assert_arrays_equal(got, arrays)

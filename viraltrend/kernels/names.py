@@ -359,7 +359,9 @@ class NameTable:
         ``arena`` uint8[arena capacity], ``free`` int64[k] and ``meta`` int64[5] (used, arena end,
         garbage bytes, high water, free position).  Copies.
         """
-        meta = np.array([self._used, self._arena_end, self._garbage, self._high_water, self._free_pos], np.int64)
+        meta = np.array(
+            [self._used, self._arena_end, self._garbage, self._high_water, self._free_pos], np.int64
+        )
         return {
             "rows": self._rows.copy(), "start": self._start.copy(), "length": self._length.copy(),
             "arena": self._arena.copy(), "free": self._free.copy(), "meta": meta,
@@ -367,7 +369,7 @@ class NameTable:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, NDArray[Any]], *, limit: int | None = None) -> NameTable:
-        """Rebuild from :meth:`to_arrays` output, from copies of its arrays (ValueError if they do not fit)."""
+        """Rebuild from :meth:`to_arrays` output, from copies (ValueError if the arrays do not fit)."""
         table = cls(capacity=1, limit=limit)
         rows = np.array(arrays["rows"], np.uint64)
         start = np.array(arrays["start"], np.int64)
@@ -378,7 +380,8 @@ class NameTable:
         n_rows = rows.shape[0]
         if (
             rows.ndim != 1 or n_rows < 2 or n_rows & (n_rows - 1) or start.shape != length.shape
-            or not 0 <= hw <= start.shape[0] or not 0 <= end <= arena.shape[0] or not 0 <= free_pos <= free.shape[0]
+            or not 0 <= hw <= start.shape[0] or not 0 <= end <= arena.shape[0]
+            or not 0 <= free_pos <= free.shape[0]
             or not 0 <= used <= hw or 4 * used > 3 * n_rows
             or int(np.count_nonzero(length[:hw] >= 0)) != used
             or int(np.count_nonzero(rows != np.uint64(_FREE))) != used
@@ -386,7 +389,13 @@ class NameTable:
             msg = "name table checkpoint arrays do not fit together; the checkpoint is corrupt"
             raise ValueError(msg)
         table._rows, table._start, table._length, table._arena, table._free = rows, start, length, arena, free
-        table._used, table._arena_end, table._garbage, table._high_water, table._free_pos = used, end, garbage, hw, free_pos
+        table._used, table._arena_end, table._garbage, table._high_water, table._free_pos = (
+            used,
+            end,
+            garbage,
+            hw,
+            free_pos,
+        )
         return table
 
     @classmethod

@@ -162,7 +162,9 @@ class _Scan:
             keep = {q for q, _ in self.chain}
             # chunks of older saves are not needed any more (unless the chain holds them); keep their keys
             for old in [
-                k for k in self.chunks if (q := _chunk_seq(k, prefix) or 0) < self.header_seq and q not in keep
+                k
+                for k in self.chunks
+                if (q := _chunk_seq(k, prefix) or 0) < self.header_seq and q not in keep
             ]:
                 del self.chunks[old]
         elif key.startswith(prefix):
@@ -541,7 +543,13 @@ class ChangelogStore:
                 msg = f"it names checkpoint {header['name']!r}, not {name!r}"
                 raise ValueError(msg)
             parts = [
-                (int(q["seq"]), int(q["n_chunks"]), int(q["total_bytes"]), [str(c) for c in q["chunks"]], str(q["sha256"]))
+                (
+                    int(q["seq"]),
+                    int(q["n_chunks"]),
+                    int(q["total_bytes"]),
+                    [str(c) for c in q["chunks"]],
+                    str(q["sha256"]),
+                )
                 for q in [*(header.get("chain") or []), header]
             ]
         except (ValueError, TypeError, KeyError) as exc:
@@ -552,7 +560,16 @@ class ChangelogStore:
 
     @staticmethod
     def _gather(
-        scan: _Scan, name: str, seq: int, n_chunks: int, total: int, shas: list[str], whole: str, *, where: str, remedy: str
+        scan: _Scan,
+        name: str,
+        seq: int,
+        n_chunks: int,
+        total: int,
+        shas: list[str],
+        whole: str,
+        *,
+        where: str,
+        remedy: str,
     ) -> bytearray:
         """The blob of save ``seq`` from its chunks, each checked against the header's SHA-256."""
         if len(shas) != n_chunks:

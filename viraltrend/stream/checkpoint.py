@@ -57,6 +57,8 @@ __all__ = [
     "encode_checkpoint",
 ]
 
+#: Bytes as read or written: a checkpoint's parts are views, not copies, where they can be.
+Buffer: TypeAlias = bytes | bytearray | memoryview | mmap.mmap
 #: Named numpy arrays of numbers (no ``dtype=object``).
 Arrays: TypeAlias = dict[str, NDArray[Any]]
 #: What a store's ``load`` returns: ``(arrays, state meta, offsets by input partition)``.
@@ -79,13 +81,11 @@ _LENGTHS: Final = struct.Struct(">QQQ")  # manifest, meta, npz lengths (big-endi
 _DECODE_ERRORS: Final = (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile)
 
 
-def _sha256(data: bytes | bytearray | memoryview) -> str:
+def _sha256(data: Buffer) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
 # ------------------------------------------------------------------------------ shared encoding
-
-Buffer: TypeAlias = bytes | bytearray | memoryview | mmap.mmap
 
 
 def _pad(n: int) -> int:
@@ -108,7 +108,7 @@ def _pack_arrays(arrays: Arrays) -> list[Buffer]:
     parts: list[Buffer] = [head + bytes(_pad(len(head)))]
     for arr in arrays.values():
         data = np.ascontiguousarray(arr)
-        parts.append(memoryview(data.reshape(-1).view(np.uint8)) if data.size else b"")
+        parts.append(data.reshape(-1).view(np.uint8).data if data.size else b"")
         parts.append(bytes(_pad(arr.nbytes)))
     return parts
 
@@ -372,7 +372,7 @@ class StateStore(Protocol):
 # ---------------------------------------------------------------------------- local directories
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: Path, data: Buffer) -> None:
     with path.open("wb") as fh:
         fh.write(data)
         fh.flush()
@@ -515,7 +515,9 @@ class Chains:
             if chain.chain_bytes + delta.nbytes <= pol.max_chain_ratio * chain.base_bytes:
                 chain.seq += 1
                 state = {**delta.meta, _CHAIN_KEY: {"id": chain.chain_id, "seq": chain.seq}}
-                return SavePlan(delta.arrays, state, chain.chain_id, chain.seq, delta.changed_blocks, delta.total_blocks)
+                return SavePlan(
+                    delta.arrays, state, chain.chain_id, chain.seq, delta.changed_blocks, delta.total_blocks
+                )
         self._chains.pop(partition, None)
         chain_id = secrets.token_hex(8)
         tracker = DeltaTracker()
@@ -665,7 +667,7 @@ class LocalStore:
         *,
         epoch: int = 0,  # noqa: ARG002 - one machine, one worker: nothing to fence
     ) -> int:
-        """Write the next checkpoint of ``partition`` (a delta, or a full one) atomically; return its bytes."""
+        """Write the next checkpoint of ``partition`` (a delta or a full one) atomically; return its bytes."""
         plan = self.chains.plan(partition, arrays, meta)
         base = self.path(partition)
         try:

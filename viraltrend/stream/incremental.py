@@ -54,7 +54,7 @@ def _rotl(x: np.uint64, r: int) -> np.uint64:
 
 @njit(cache=True)
 def _block_hashes(words: NDArray[np.uint64], block_words: int) -> NDArray[np.uint64]:
-    """uint64[n_blocks]: an xxhash64-style hash of each run of ``block_words`` words (the last may be short)."""
+    """uint64[n_blocks]: an xxhash64-style hash of each ``block_words`` words (the last may be short)."""
     n = words.shape[0]
     n_blocks = (n + block_words - 1) // block_words
     out = np.empty(n_blocks, np.uint64)
@@ -88,8 +88,10 @@ def _gather(words: NDArray[np.uint64], blocks: NDArray[np.int64], block_words: i
 
 
 @njit(cache=True)
-def _scatter(words: NDArray[np.uint64], blocks: NDArray[np.int64], block_words: int, data: NDArray[np.uint64]) -> int:
-    """Write :func:`_gather`'s ``data`` back into ``words``; returns the words used (-1: a block out of range)."""
+def _scatter(
+    words: NDArray[np.uint64], blocks: NDArray[np.int64], block_words: int, data: NDArray[np.uint64]
+) -> int:
+    """Write :func:`_gather`'s ``data`` back into ``words``; the words used (-1: a block out of range)."""
     n = words.shape[0]
     j = 0
     for k in range(blocks.shape[0]):
@@ -112,7 +114,7 @@ def _block_words(arr: NDArray[Any]) -> int:
     rows = max(1, -(-BLOCK_BYTES // max(row_bytes, 1)))
     while (rows * row_bytes) % 8:
         rows += 1
-    return rows * row_bytes // 8
+    return int(rows * row_bytes // 8)
 
 
 def _words(arr: NDArray[Any]) -> NDArray[np.uint64]:
@@ -121,7 +123,9 @@ def _words(arr: NDArray[Any]) -> NDArray[np.uint64]:
 
 
 def _json_key_hash(value: Any) -> bytes:
-    return hashlib.blake2b(json.dumps(value, separators=(",", ":"), sort_keys=True).encode(), digest_size=16).digest()
+    return hashlib.blake2b(
+        json.dumps(value, separators=(",", ":"), sort_keys=True).encode(), digest_size=16
+    ).digest()
 
 
 @dataclass(slots=True)
@@ -162,7 +166,9 @@ class DeltaTracker:
         if bw:
             return _Seen(arr.dtype.str, arr.shape, bw, _block_hashes(_words(arr), bw))
         digest = hashlib.blake2b(np.ascontiguousarray(arr).view(np.uint8).tobytes(), digest_size=16).digest()
-        return _Seen(arr.dtype.str, arr.shape, 0, None, digest + arr.dtype.str.encode() + repr(arr.shape).encode())
+        return _Seen(
+            arr.dtype.str, arr.shape, 0, None, digest + arr.dtype.str.encode() + repr(arr.shape).encode()
+        )
 
     def reset(self, arrays: Arrays, meta: dict[str, Any]) -> None:
         """Remember ``arrays`` and ``meta`` as the last checkpoint written (a base)."""
