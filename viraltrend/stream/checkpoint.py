@@ -53,6 +53,7 @@ __all__ = [
     "SavePlan",
     "StateStore",
     "apply_chain",
+    "chain_offsets",
     "decode_checkpoint",
     "encode_checkpoint",
 ]
@@ -596,6 +597,35 @@ def _load_chain(base: Path) -> tuple[Loaded, int, int] | None:
         size += got[1]
         seq += 1
     return apply_chain(loaded, deltas, remedy=_REMEDY), size, len(deltas)
+
+
+def chain_offsets(base: Path) -> dict[int, int] | None:
+    """The offsets of the latest checkpoint in directory ``base`` and its deltas, from the JSON only.
+
+    Cheap (no arrays read, no checksum checked): for monitoring and tests.  None if there is none.
+    """
+
+    def read(path: Path) -> tuple[str | None, int, dict[int, int]] | None:
+        try:
+            meta = json.loads((path / _META).read_bytes())
+            stamp = meta["state"].get(_CHAIN_KEY) or {}
+            offsets = {int(p): int(o) for p, o in meta["offsets"].items()}
+            return stamp.get("id"), int(stamp.get("seq", 0)), offsets
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    got = read(base)
+    if got is None:
+        return None
+    chain_id, _, offsets = got
+    seq = 1
+    while chain_id is not None:
+        delta = read(_delta_path(base, seq))
+        if delta is None or delta[0] != chain_id or delta[1] != seq:
+            break
+        offsets = delta[2]
+        seq += 1
+    return offsets
 
 
 def _drop_deltas(base: Path) -> None:
