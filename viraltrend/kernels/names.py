@@ -356,15 +356,16 @@ class NameTable:
         """The table as it is in memory, for a checkpoint that :meth:`from_arrays` restores without a rehash.
 
         Keys: ``rows`` uint64[table rows], ``start`` int64[capacity], ``length`` int32[capacity],
-        ``arena`` uint8[arena capacity], ``free`` int64[k] and ``meta`` int64[5] (used, arena end,
-        garbage bytes, high water, free position).  Copies.
+        ``arena`` uint8[arena capacity, padded to 64], ``free`` int64[k] and ``meta`` int64[6] (used,
+        arena end, garbage bytes, high water, free position, arena capacity).  Copies.
         """
-        meta = np.array(
-            [self._used, self._arena_end, self._garbage, self._high_water, self._free_pos], np.int64
-        )
+        n = self._arena.shape[0]
+        fields = [self._used, self._arena_end, self._garbage, self._high_water, self._free_pos, n]
+        arena = np.zeros(n + (-n % 64), np.uint8)  # whole 64-byte blocks: a delta holds only those changed
+        arena[:n] = self._arena
         return {
             "rows": self._rows.copy(), "start": self._start.copy(), "length": self._length.copy(),
-            "arena": self._arena.copy(), "free": self._free.copy(), "meta": meta,
+            "arena": arena, "free": self._free.copy(), "meta": np.array(fields, np.int64),
         }  # fmt: skip
 
     @classmethod
@@ -374,9 +375,9 @@ class NameTable:
         rows = np.array(arrays["rows"], np.uint64)
         start = np.array(arrays["start"], np.int64)
         length = np.array(arrays["length"], np.int32)
-        arena = np.array(arrays["arena"], np.uint8)
         free = np.array(arrays["free"], np.int64)
-        used, end, garbage, hw, free_pos = (int(x) for x in np.asarray(arrays["meta"], np.int64))
+        used, end, garbage, hw, free_pos, n_arena = (int(x) for x in np.asarray(arrays["meta"], np.int64))
+        arena = np.array(arrays["arena"][:n_arena], np.uint8)
         n_rows = rows.shape[0]
         if (
             rows.ndim != 1 or n_rows < 2 or n_rows & (n_rows - 1) or start.shape != length.shape

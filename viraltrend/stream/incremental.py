@@ -1,14 +1,17 @@
 """Incremental checkpoints: what changed in a state since the last checkpoint, as plain data.
 
 A chain is a full checkpoint (the *base*) followed by *deltas*.  :class:`DeltaTracker` keeps, per
-array of the last checkpoint written, a 64-bit hash of every block of rows (a block is at least
-:data:`BLOCK_BYTES` bytes: one row, or a few small ones), and of every top-level key of the JSON
+array of the last checkpoint written, a 64-bit hash of every block of :data:`BLOCK_BYTES` bytes
+(in C order, so a block is part of a row or a few rows), and of every top-level key of the JSON
 state.  :meth:`DeltaTracker.delta` compares a new state with them and returns a delta holding
 only
 
 - for an array of the same dtype and shape: the indices of the blocks whose hash changed and
   those blocks' bytes (``<name>@idx`` uint32/int64, ``<name>@data`` uint64 words);
-- an array that is new, changed shape or dtype, or cannot be cut into 8-byte words: whole;
+- an array that is new or changed shape or dtype, but shares most blocks with an array of the last
+  checkpoint (a generation of tables that rotated: ``current`` became ``previous``): that array's
+  name and the blocks that differ from it;
+- another array that is new, changed shape or dtype, or cannot be cut into 8-byte words: whole;
 - the names of arrays that are gone; the JSON keys that changed (whole) and those gone.
 
 So a delta's bytes follow the rows that changed, whatever the state's size.  :func:`apply_delta`
@@ -33,7 +36,7 @@ from numpy.typing import NDArray
 __all__ = ["BLOCK_BYTES", "Delta", "DeltaTracker", "apply_delta", "delta_meta_key"]
 
 Arrays: TypeAlias = dict[str, NDArray[Any]]
-#: Smallest block of rows hashed as one (bytes): the hashes cost 1/8 of the state's memory.
+#: Bytes hashed as one block: the hashes cost 1/8 of the state's memory.
 BLOCK_BYTES: Final = 64
 _SEP: Final = "@"  # <name>@idx, <name>@data: the parts of a changed array (names never hold it)
 _WHOLE_BELOW: Final = 4096  # arrays smaller than this (bytes) go whole into every delta that changes them
@@ -107,14 +110,14 @@ def _scatter(
 
 
 def _block_words(arr: NDArray[Any]) -> int:
-    """Words (uint64) per block of ``arr``'s rows, 0 if it cannot be cut into words."""
-    if arr.ndim == 0 or arr.shape[0] == 0 or arr.nbytes % 8 or arr.dtype.hasobject:
+    """Words (uint64) per block of ``arr``'s bytes, 0 if they cannot be cut into words.
+
+    Blocks run over the array's bytes in C order, whatever its rows: a row of 512 KiB (the
+    activity sketch's) changes a block, not the row.
+    """
+    if arr.ndim == 0 or arr.nbytes == 0 or arr.nbytes % 8 or arr.dtype.hasobject:
         return 0
-    row_bytes = arr.nbytes // arr.shape[0]
-    rows = max(1, -(-BLOCK_BYTES // max(row_bytes, 1)))
-    while (rows * row_bytes) % 8:
-        rows += 1
-    return int(rows * row_bytes // 8)
+    return BLOCK_BYTES // 8
 
 
 def _words(arr: NDArray[Any]) -> NDArray[np.uint64]:
@@ -170,6 +173,19 @@ class DeltaTracker:
             arr.dtype.str, arr.shape, 0, None, digest + arr.dtype.str.encode() + repr(arr.shape).encode()
         )
 
+    def _moved_from(self, now: _Seen) -> tuple[str, _Seen | None]:
+        """The array of the last checkpoint, of ``now``'s layout, sharing most blocks with it."""
+        best, best_same = "", 0
+        assert now.hashes is not None
+        for name, old in self._arrays.items():
+            if old.hashes is not None and old.dtype == now.dtype and old.shape == now.shape:
+                same = int(np.count_nonzero(old.hashes == now.hashes))
+                if same > best_same:
+                    best, best_same = name, same
+        if 2 * best_same <= now.hashes.shape[0]:
+            return "", None
+        return best, self._arrays[best]
+
     def reset(self, arrays: Arrays, meta: dict[str, Any]) -> None:
         """Remember ``arrays`` and ``meta`` as the last checkpoint written (a base)."""
         self._arrays = {k: self._see(v) for k, v in arrays.items()}
@@ -179,12 +195,15 @@ class DeltaTracker:
         """The delta from the last checkpoint to ``(arrays, meta)``, which becomes the last one.
 
         The returned ``meta`` holds the changed JSON keys and, under :func:`delta_meta_key`, the
-        layout: ``{"blocks": {name: block_words}, "removed": [...], "meta_removed": [...]}``.
+        layout: ``{"blocks": {name: block_words}, "moved": {name: source}, "removed": [...],
+        "meta_removed": [...]}``: ``blocks`` lists every array given as changed blocks (maybe
+        none) of itself or, when ``moved`` names a source, of that array of the checkpoint before.
         """
         out: Arrays = {}
         blocks: dict[str, int] = {}
         changed = total = 0
         whole: list[str] = []
+        moved: dict[str, str] = {}
         seen: dict[str, _Seen] = {}
         for name, arr in arrays.items():
             if _SEP in name:
@@ -194,15 +213,20 @@ class DeltaTracker:
             seen[name] = now
             old = self._arrays.get(name)
             same_layout = old is not None and old.dtype == now.dtype and old.shape == now.shape
-            if now.hashes is not None and same_layout and old is not None and old.hashes is not None:
+            source = name
+            if now.hashes is not None and not (same_layout and old is not None and old.hashes is not None):
+                source, old = self._moved_from(now)  # e.g. a generation of tables that rotated
+            if now.hashes is not None and old is not None and old.hashes is not None:
                 diff = np.flatnonzero(now.hashes != old.hashes)
                 total += now.hashes.shape[0]
                 changed += diff.shape[0]
+                if source != name:
+                    moved[name] = source
                 if diff.shape[0]:
                     idx_dtype = np.uint32 if now.hashes.shape[0] < 2**32 else np.int64
                     out[f"{name}{_SEP}idx"] = diff.astype(idx_dtype)
                     out[f"{name}{_SEP}data"] = _gather(_words(arr), diff.astype(np.int64), now.block_words)
-                    blocks[name] = now.block_words
+                blocks[name] = now.block_words
             elif not (same_layout and old is not None and old.hashes is None and old.digest == now.digest):
                 out[name] = np.ascontiguousarray(arr)
                 whole.append(name)
@@ -214,6 +238,7 @@ class DeltaTracker:
                 meta_out[k] = meta[k]
         meta_out[delta_meta_key()] = {
             "blocks": blocks,
+            "moved": moved,
             "removed": removed,
             "meta_removed": sorted(set(self._meta) - set(meta)),
         }
@@ -235,15 +260,21 @@ def apply_delta(arrays: Arrays, meta: dict[str, Any], d_arrays: Arrays, d_meta: 
     if not isinstance(info, dict):
         msg = f"not a delta: its state has no {delta_meta_key()!r}"
         raise ValueError(msg)
+    moved = info.get("moved", {})
+    sources = {name: arrays.get(src) for name, src in moved.items()}  # as they were before the delta
+    sources = {name: None if a is None else np.array(a, order="C") for name, a in sources.items()}
     for name in info["removed"]:
         arrays.pop(name, None)
     for name, bw in info["blocks"].items():
-        target = arrays.get(name)
+        target = sources[name] if name in moved else arrays.get(name)
         if target is None:
             msg = f"the delta changes blocks of array {name!r}, which the checkpoint before it does not hold"
             raise ValueError(msg)
         if not target.flags.writeable or not target.flags.c_contiguous:
-            target = arrays[name] = np.array(target, order="C")
+            target = np.array(target, order="C")
+        arrays[name] = target
+        if f"{name}{_SEP}idx" not in d_arrays:  # moved, unchanged
+            continue
         idx = np.asarray(d_arrays[f"{name}{_SEP}idx"]).astype(np.int64)
         data = np.asarray(d_arrays[f"{name}{_SEP}data"], np.uint64)
         if target.nbytes % 8 or int(bw) < 1:
