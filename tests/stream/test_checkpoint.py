@@ -453,3 +453,32 @@ def test_engine_state_shares_no_memory_with_the_engine(events):
     for k, v in frozen[0].items():
         assert np.array_equal(arrays[k], v, equal_nan=v.dtype.kind == "f"), k
     assert json.dumps(meta, sort_keys=True) == frozen[1]
+
+
+def test_an_array_grown_at_its_end_is_written_as_its_new_blocks(tmp_path):
+    store = LocalStore(tmp_path, TOPIC)
+    arrays = big_arrays()
+    store.save(0, arrays, {}, {0: 0})
+    arrays["ids"] = np.concatenate(
+        [arrays["ids"], np.arange(1_000, dtype=np.int64)]
+    )  # a high-water mark grew
+    arrays["table"] = arrays["table"][:30_001]  # ... or one was cut
+    arrays["table"][5, 1] = 77
+    size = store.save(0, arrays, {}, {0: 1})
+    assert store.last_save[0] == 1 and size < 30_000
+    assert_arrays_equal(LocalStore(tmp_path, TOPIC).load(0)[0], arrays)
+
+
+def test_a_table_that_rotated_is_written_as_moved(tmp_path):
+    store = LocalStore(tmp_path, TOPIC)
+    arrays = big_arrays()
+    arrays["previous"] = np.zeros((4096, 3), np.int64)
+    store.save(0, arrays, {}, {0: 0})
+    arrays["previous"], arrays["table"] = (
+        arrays["table"],
+        np.zeros((1024, 3), np.int64),
+    )  # current -> previous
+    arrays["previous"][3, 0] = 5
+    size = store.save(0, arrays, {}, {0: 1})
+    assert size < 40_000  # not the 960 kB of the moved table
+    assert_arrays_equal(LocalStore(tmp_path, TOPIC).load(0)[0], arrays)

@@ -8,6 +8,8 @@ only
 
 - for an array of the same dtype and shape: the indices of the blocks whose hash changed and
   those blocks' bytes (``<name>@idx`` uint32/int64, ``<name>@data`` uint64 words);
+- an array that grew or shrank along its first axis: its new shape, and the blocks that differ
+  (the bytes before the end stay in place in C order);
 - an array that is new or changed shape or dtype, but shares most blocks with an array of the last
   checkpoint (a generation of tables that rotated: ``current`` became ``previous``): that array's
   name and the blocks that differ from it;
@@ -173,6 +175,33 @@ class DeltaTracker:
             arr.dtype.str, arr.shape, 0, None, digest + arr.dtype.str.encode() + repr(arr.shape).encode()
         )
 
+    def _blocks_of(
+        self, name: str, now: _Seen, old: _Seen | None
+    ) -> tuple[str, NDArray[np.intp], bool] | None:
+        """How to write array ``name`` as blocks: ``(source array, changed blocks, resized)``, or None.
+
+        From its own previous version (same layout, or grown or cut at the end), or, when that
+        changed in most blocks, from the array of the last checkpoint it shares most blocks with.
+        """
+        assert now.hashes is not None
+        best: tuple[str, NDArray[np.intp], bool] | None = None
+        if old is not None and old.hashes is not None and old.dtype == now.dtype:
+            if old.shape == now.shape:
+                best = (name, np.flatnonzero(now.hashes != old.hashes), False)
+            elif len(old.shape) == len(now.shape) and old.shape[1:] == now.shape[1:]:
+                # grown or cut at the end (C order): the bytes before stay where they were
+                n = min(old.hashes.shape[0], now.hashes.shape[0]) - 1  # the last old block may be partial
+                same = np.zeros(now.hashes.shape[0], np.bool_)
+                same[:n] = now.hashes[:n] == old.hashes[:n]
+                best = (name, np.flatnonzero(~same), True)
+        if best is None or 2 * best[1].shape[0] > now.hashes.shape[0]:
+            source, other = self._moved_from(now)  # e.g. a generation of tables that rotated
+            if other is not None and other.hashes is not None:
+                diff = np.flatnonzero(now.hashes != other.hashes)
+                if best is None or diff.shape[0] < best[1].shape[0]:
+                    best = (source, diff, False)
+        return best
+
     def _moved_from(self, now: _Seen) -> tuple[str, _Seen | None]:
         """The array of the last checkpoint, of ``now``'s layout, sharing most blocks with it."""
         best, best_same = "", 0
@@ -195,15 +224,17 @@ class DeltaTracker:
         """The delta from the last checkpoint to ``(arrays, meta)``, which becomes the last one.
 
         The returned ``meta`` holds the changed JSON keys and, under :func:`delta_meta_key`, the
-        layout: ``{"blocks": {name: block_words}, "moved": {name: source}, "removed": [...],
-        "meta_removed": [...]}``: ``blocks`` lists every array given as changed blocks (maybe
-        none) of itself or, when ``moved`` names a source, of that array of the checkpoint before.
+        layout: ``{"blocks": {name: block_words}, "moved": {name: source}, "resized": {name: shape},
+        "removed": [...], "meta_removed": [...]}``: ``blocks`` lists every array given as changed
+        blocks (maybe none) of itself or, when ``moved`` names a source, of that array of the
+        checkpoint before; ``resized`` ones are first grown or cut to their new shape.
         """
         out: Arrays = {}
         blocks: dict[str, int] = {}
         changed = total = 0
         whole: list[str] = []
         moved: dict[str, str] = {}
+        resized: dict[str, list[int]] = {}
         seen: dict[str, _Seen] = {}
         for name, arr in arrays.items():
             if _SEP in name:
@@ -212,22 +243,28 @@ class DeltaTracker:
             now = self._see(arr)
             seen[name] = now
             old = self._arrays.get(name)
-            same_layout = old is not None and old.dtype == now.dtype and old.shape == now.shape
-            source = name
-            if now.hashes is not None and not (same_layout and old is not None and old.hashes is not None):
-                source, old = self._moved_from(now)  # e.g. a generation of tables that rotated
-            if now.hashes is not None and old is not None and old.hashes is not None:
-                diff = np.flatnonzero(now.hashes != old.hashes)
+            plan = self._blocks_of(name, now, old) if now.hashes is not None else None
+            if plan is not None:
+                source, diff, resize = plan
+                assert now.hashes is not None
                 total += now.hashes.shape[0]
                 changed += diff.shape[0]
+                if 2 * diff.shape[0] * BLOCK_BYTES > arr.nbytes:  # most of it changed: cheaper whole
+                    out[name] = np.ascontiguousarray(arr)
+                    whole.append(name)
+                    continue
                 if source != name:
                     moved[name] = source
+                if resize:
+                    resized[name] = list(now.shape)
                 if diff.shape[0]:
                     idx_dtype = np.uint32 if now.hashes.shape[0] < 2**32 else np.int64
                     out[f"{name}{_SEP}idx"] = diff.astype(idx_dtype)
                     out[f"{name}{_SEP}data"] = _gather(_words(arr), diff.astype(np.int64), now.block_words)
                 blocks[name] = now.block_words
-            elif not (same_layout and old is not None and old.hashes is None and old.digest == now.digest):
+            elif not (
+                old is not None and old.hashes is None and old.shape == now.shape and old.digest == now.digest
+            ):
                 out[name] = np.ascontiguousarray(arr)
                 whole.append(name)
         removed = sorted(set(self._arrays) - set(arrays))
@@ -239,6 +276,7 @@ class DeltaTracker:
         meta_out[delta_meta_key()] = {
             "blocks": blocks,
             "moved": moved,
+            "resized": resized,
             "removed": removed,
             "meta_removed": sorted(set(self._meta) - set(meta)),
         }
@@ -270,6 +308,14 @@ def apply_delta(arrays: Arrays, meta: dict[str, Any], d_arrays: Arrays, d_meta: 
         if target is None:
             msg = f"the delta changes blocks of array {name!r}, which the checkpoint before it does not hold"
             raise ValueError(msg)
+        shape = info.get("resized", {}).get(name)
+        if shape is not None:  # grown or cut at the end: keep the bytes before
+            grown = np.zeros(tuple(int(x) for x in shape), target.dtype)
+            keep = min(grown.nbytes, target.nbytes)
+            grown.reshape(-1).view(np.uint8)[:keep] = (
+                np.ascontiguousarray(target).reshape(-1).view(np.uint8)[:keep]
+            )
+            target = grown
         if not target.flags.writeable or not target.flags.c_contiguous:
             target = np.array(target, order="C")
         arrays[name] = target
