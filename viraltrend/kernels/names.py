@@ -353,50 +353,57 @@ class NameTable:
         return [self.name(s) if self._length[s] >= 0 else None for s in range(self._high_water)]
 
     def to_arrays(self) -> dict[str, NDArray[Any]]:
-        """The table as it is in memory, for a checkpoint that :meth:`from_arrays` restores without a rehash.
+        """Plain arrays for a checkpoint, the same whatever the table's history (its arena's layout).
 
-        Keys: ``rows`` uint64[table rows], ``start`` int64[capacity], ``length`` int32[capacity],
-        ``arena`` uint8[arena capacity, padded to 64], ``free`` int64[k] and ``meta`` int64[6] (used,
-        arena end, garbage bytes, high water, free position, arena capacity).  Copies.
+        Keys: ``names`` uint8[...] (the UTF-8 of the live ids in slot order, zero-padded to a
+        multiple of 64 bytes), ``length`` int32[high_water] (-1: a free slot), ``free`` int64[k]
+        (the free slots still to hand out, in order) and ``meta`` int64[1] (the ids held).  What
+        :meth:`to_list` says, without a Python object per id.
         """
-        n = self._arena.shape[0]
-        fields = [self._used, self._arena_end, self._garbage, self._high_water, self._free_pos, n]
-        arena = np.zeros(n + (-n % 64), np.uint8)  # whole 64-byte blocks: a delta holds only those changed
-        arena[:n] = self._arena
-        return {
-            "rows": self._rows.copy(), "start": self._start.copy(), "length": self._length.copy(),
-            "arena": arena, "free": self._free.copy(), "meta": np.array(fields, np.int64),
-        }  # fmt: skip
+        hw = self._high_water
+        length = self._length[:hw].copy()
+        total = int(length[length > 0].sum(dtype=np.int64))
+        names = np.zeros(total + (-total % 64), np.uint8)
+        _compact(self._arena, self._start[:hw].copy(), length, np.int64(hw), names)
+        free = self._free[self._free_pos :].astype(np.int64)
+        return {"names": names, "length": length, "free": free, "meta": np.array([self._used], np.int64)}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, NDArray[Any]], *, limit: int | None = None) -> NameTable:
-        """Rebuild from :meth:`to_arrays` output, from copies (ValueError if the arrays do not fit)."""
-        table = cls(capacity=1, limit=limit)
-        rows = np.array(arrays["rows"], np.uint64)
-        start = np.array(arrays["start"], np.int64)
+        """Rebuild from :meth:`to_arrays` output, in one compiled pass (ValueError if it does not fit)."""
         length = np.array(arrays["length"], np.int32)
         free = np.array(arrays["free"], np.int64)
-        used, end, garbage, hw, free_pos, n_arena = (int(x) for x in np.asarray(arrays["meta"], np.int64))
-        arena = np.array(arrays["arena"][:n_arena], np.uint8)
-        n_rows = rows.shape[0]
+        names = np.asarray(arrays["names"], np.uint8)
+        used = int(np.asarray(arrays["meta"], np.int64)[0])
+        hw = length.shape[0]
+        live = np.flatnonzero(length >= 0)
+        sizes = length[live].astype(np.int64)
+        ends = np.cumsum(sizes)
+        total = int(ends[-1]) if ends.shape[0] else 0
         if (
-            rows.ndim != 1 or n_rows < 2 or n_rows & (n_rows - 1) or start.shape != length.shape
-            or not 0 <= hw <= start.shape[0] or not 0 <= end <= arena.shape[0]
-            or not 0 <= free_pos <= free.shape[0]
-            or not 0 <= used <= hw or 4 * used > 3 * n_rows
-            or int(np.count_nonzero(length[:hw] >= 0)) != used
-            or int(np.count_nonzero(rows != np.uint64(_FREE))) != used
+            length.ndim != 1 or live.shape[0] != used or total > names.shape[0]
+            or (free.shape[0] and (int(free.min()) < 0 or int(free.max()) >= hw))
         ):  # fmt: skip
             msg = "name table checkpoint arrays do not fit together; the checkpoint is corrupt"
             raise ValueError(msg)
-        table._rows, table._start, table._length, table._arena, table._free = rows, start, length, arena, free
-        table._used, table._arena_end, table._garbage, table._high_water, table._free_pos = (
-            used,
-            end,
-            garbage,
-            hw,
-            free_pos,
-        )
+        table = cls(capacity=max(hw, 1), limit=limit)
+        table._high_water = hw
+        table._free = live  # every slot starts free and the live ones are taken in order
+        buf = np.ascontiguousarray(names[:total])
+        starts = ends - sizes
+        with np.errstate(over="ignore"):  # wrapping arithmetic, for runs with NUMBA_DISABLE_JIT=1
+            hashes = _hashes(buf, starts, ends)
+        table._arena = np.zeros(max(table._arena.shape[0], total), np.uint8)
+        out = _intern(
+            table._rows, np.int64(0), table._start, table._length, table._arena, np.int64(0), np.int64(hw),
+            table._free, np.int64(0), buf, starts, ends, hashes, True, np.int64(table.limit),
+        )  # fmt: skip
+        if not np.array_equal(out[0], live):
+            msg = "name table checkpoint holds the same id twice; the checkpoint is corrupt"
+            raise ValueError(msg)
+        table._rows, used_now, table._start, table._length, table._arena, end, _, _ = out[1:]
+        table._used, table._arena_end = int(used_now), int(end)
+        table._free, table._free_pos = free, 0
         return table
 
     @classmethod
