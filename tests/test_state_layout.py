@@ -108,9 +108,10 @@ def test_name_table_checkpoint_arrays_do_not_depend_on_its_history():
         np.testing.assert_array_equal(got[k], want[k], err_msg=k)
     back = NameTable.from_arrays(got)
     assert back.to_list() == one.to_list()
-    assert back.lookup(["p-new-2", "p-00011", "p-00010", "nope"]).tolist() == one.lookup(
-        ["p-new-2", "p-00011", "p-00010", "nope"]
-    ).tolist()
+    assert (
+        back.lookup(["p-new-2", "p-00011", "p-00010", "nope"]).tolist()
+        == one.lookup(["p-new-2", "p-00011", "p-00010", "nope"]).tolist()
+    )
     assert back.intern(["p-x"]).tolist() == one.intern(["p-x"]).tolist()  # the same next free slot
     for k, v in back.to_arrays().items():
         np.testing.assert_array_equal(v, one.to_arrays()[k], err_msg=k)

@@ -23,6 +23,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -38,6 +39,7 @@ from viraltrend.dedup import Deduplicator, duplicate_rejects
 from viraltrend.detect import _CYCLE_CLIP, SequentialDetector
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
+from viraltrend.kernels._checks import adopting, owned
 from viraltrend.kernels.audience import (
     ActivityCounts,
     AudienceSketches,
@@ -1200,8 +1202,20 @@ class Engine:
         meta: dict[str, Any],
         *,
         scorer: Scorer | None = None,
+        copy: bool = True,
     ) -> Engine:
-        """Rebuild an engine from :meth:`state` output; CheckpointError if it does not fit ``cfg``."""
+        """Rebuild an engine from :meth:`state` output; CheckpointError if it does not fit ``cfg``.
+
+        ``copy=False``: the caller hands ``arrays`` over (a store's freshly loaded checkpoint that
+        nothing else holds); the engine then works in the largest of them instead of copies.
+        """
+        with nullcontext() if copy else adopting():
+            return cls._restore(cfg, arrays, meta, scorer=scorer)
+
+    @classmethod
+    def _restore(
+        cls, cfg: Config, arrays: dict[str, NDArray[Any]], meta: dict[str, Any], *, scorer: Scorer | None
+    ) -> Engine:
         engine = cls(cfg, scorer=scorer)
         if meta.get("config") != engine._fingerprint():
             msg = (
@@ -1214,9 +1228,9 @@ class Engine:
                 {k.removeprefix("counters."): v for k, v in arrays.items() if k.startswith("counters.")},
                 half_lives_s=cfg.decay.half_lives_s,
             )
-            # copies: two engines restored from one state must not share them
-            engine.seller_of = np.array(arrays["seller_of"], np.int32)
-            engine.category_of = np.array(arrays["category_of"], np.int32)
+            # copies: two engines restored from one state must not share them (unless handed over)
+            engine.seller_of = owned(arrays["seller_of"], np.int32)
+            engine.category_of = owned(arrays["category_of"], np.int32)
 
             def part(prefix: str) -> dict[str, NDArray[Any]]:
                 return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}

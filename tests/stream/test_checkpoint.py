@@ -482,3 +482,23 @@ def test_a_table_that_rotated_is_written_as_moved(tmp_path):
     size = store.save(0, arrays, {}, {0: 1})
     assert size < 40_000  # not the 960 kB of the moved table
     assert_arrays_equal(LocalStore(tmp_path, TOPIC).load(0)[0], arrays)
+
+
+def test_an_engine_restored_from_a_loaded_checkpoint_works_in_its_arrays_and_continues_exactly(
+    events, tmp_path
+):
+    """copy=False (what the service does with a store's checkpoint): no copy of the state, same run."""
+    cfg = load_config(None, environ={})
+    _, want = run_engine(events, [])
+    first = Engine(cfg)
+    cut = len(events) // 2
+    got, _ = first.process(events.take(np.arange(cut)))
+    store = LocalStore(tmp_path, TOPIC)
+    store.save(0, *first.state(), {0: cut})
+    arrays, meta, _ = store.load(0)
+    second = Engine.restore(cfg, arrays, meta, copy=False)
+    assert np.shares_memory(second.counters.acc, arrays["counters.acc"])  # adopted, not copied
+    more, _ = second.process(events.take(np.arange(cut, len(events))))
+    assert got + more + second.finish() == want
+    again = LocalStore(tmp_path, TOPIC).load(0)[0]  # the file is not written through
+    np.testing.assert_array_equal(again["counters.acc"], first.state()[0]["counters.acc"])

@@ -34,7 +34,7 @@ from numba.extending import intrinsic
 from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
-from viraltrend.kernels._checks import check_range, column
+from viraltrend.kernels._checks import check_range, column, owned
 
 __all__ = ["PREFETCH_DISTANCE", "RENORM_EXPONENT", "DecayedCounters", "grown_capacity"]
 
@@ -504,11 +504,11 @@ class DecayedCounters:
             renorm_exponent=renorm_exponent,
             times=times,
         )
-        out.acc = np.array(acc, np.float64, order="C")
-        out.global_acc = np.array(arrays["global_acc"], np.float64, order="C")
+        out.acc = owned(acc, np.float64)  # a copy, unless the caller hands the arrays over
+        out.global_acc = owned(arrays["global_acc"], np.float64)
         if times:
-            out.first_ts_ms = np.array(arrays["first_ts_ms"], np.int64)
-            out.last_ts_ms = np.array(arrays["last_ts_ms"], np.int64)
+            out.first_ts_ms = owned(arrays["first_ts_ms"], np.int64)
+            out.last_ts_ms = owned(arrays["last_ts_ms"], np.int64)
         out._landmark_ms = int(arrays["landmark_ms"][0]) if bool(arrays["landmark_set"][0]) else None
         return out
 

@@ -62,7 +62,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
-from viraltrend.kernels._checks import check_range, column
+from viraltrend.kernels._checks import check_range, column, owned
 from viraltrend.kernels.decay import PREFETCH_DISTANCE, _prefetch  # one llvm.prefetch intrinsic
 
 __all__ = ["BYTES_PER_ENTRY", "UserSignals", "UserSketches"]
@@ -300,13 +300,13 @@ def _int_arg(name: str, value: object, low: int, high: int) -> int:
 def _checkpoint_array(
     arrays: Mapping[str, NDArray[np.generic]], what: str, key: str, dtype: type[np.generic], ndim: int
 ) -> NDArray[Any]:
-    """Return ``arrays[key]`` as a C-contiguous copy after checking its dtype and number of axes."""
+    """Return ``arrays[key]`` as a C-contiguous copy (see :func:`owned`) after checking its dtype and axes."""
     a = arrays.get(key)
     if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != ndim:
         got = "missing" if a is None else f"{getattr(a, 'dtype', type(a).__name__)}{list(np.shape(a))}"
         msg = f"{what} checkpoint array {key!r} must be {np.dtype(dtype)} with {ndim} axes, got {got}"
         raise CheckpointError(msg)
-    return np.array(a, dtype, order="C")
+    return owned(a, dtype)
 
 
 class UserSignals:

@@ -26,8 +26,12 @@ every ``checkpoint.interval_s``, and on revoke and shutdown):
    delivery or flush timeout, a topic deleted meanwhile) fails the sink for good
    (:class:`~viraltrend.stream.kafka_io.KafkaSink`), so nothing after it is ever committed;
 5. **checkpoint** each partition read since its last checkpoint: its state with the offsets that
-   state reflects, stamped with the partition's epoch (fencing);
-6. **commit** exactly those offsets.
+   state reflects, stamped with the partition's epoch (fencing).  The loop only copies the state;
+   a writer thread (:mod:`~viraltrend.stream.writer`, ``checkpoint.background``) saves it, most
+   often as a delta on the last full checkpoint (:mod:`~viraltrend.stream.incremental`), while the
+   loop goes on with the next turns; a revoke and the shutdown wait for it;
+6. **commit** exactly those offsets, once the writer reports the checkpoint durable (at the first
+   turn after that).
 
 **Guarantees.**  Offsets are committed only after every message produced for those events
 (decisions, snapshots, dead letters, candidates) was acknowledged and the state reflecting them
