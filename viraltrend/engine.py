@@ -1116,22 +1116,27 @@ class Engine:
         self.category_of[cold] = -1
 
     # ------------------------------------------------------------------ checkpoints
-    def state(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+    def state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
         """All state as plain data: numpy arrays and a JSON-able dict (never pickled).
 
         Call between batches.  :meth:`restore` rebuilds an engine that continues exactly as
-        this one would (the same decisions for the same following events).
+        this one would (the same decisions for the same following events).  ``copy=False``: the
+        largest arrays (counters, detector, user signals, seller and category) are views of the
+        engine's own, to be copied before the engine goes on (into buffers kept from the last
+        checkpoint, say); the others are copies either way.
         """
-        arrays = {f"counters.{k}": v for k, v in self.counters.to_arrays().items()}
-        arrays["seller_of"] = self.seller_of.copy()
-        arrays["category_of"] = self.category_of.copy()
+        cp = np.copy if copy else np.ndarray.view  # a view: owndata False, so a caller tells it from a copy
+        arrays = {f"counters.{k}": v for k, v in self.counters.to_arrays(copy=copy).items()}
+        arrays["seller_of"] = cp(self.seller_of)
+        arrays["category_of"] = cp(self.category_of)
         arrays["touched"] = np.concatenate([np.empty(0, np.int64), *self._touched])
         arrays["new_users"] = np.concatenate([np.empty(0, np.int64), *self._new_users])  # this tick's, so far
-        arrays.update({f"trust.{k}": v for k, v in self.trust_counters.to_arrays().items()})
-        arrays.update({f"users.{k}": v for k, v in self.user_signals.to_arrays().items()})
+        arrays.update({f"trust.{k}": v for k, v in self.trust_counters.to_arrays(copy=copy).items()})
+        arrays.update({f"users.{k}": v for k, v in self.user_signals.to_arrays(copy=copy).items()})
         arrays.update({f"usertable.{k}": v for k, v in self.users.to_arrays().items()})
         arrays.update({f"sketches.{k}": v for k, v in self.sketches.to_arrays().items()})
-        arrays.update({f"detect.{k}": v for k, v in self.detector.to_arrays().items()})
+        detect = self.detector.to_arrays() if copy else self.detector.cusum.to_arrays(copy=False)
+        arrays.update({f"detect.{k}": v for k, v in detect.items()})
         arrays["sketched"] = self._sketched.copy()
         arrays["sketched_ms"] = self._sketched_ms.copy()
         arrays["sketched_ev"] = self._sketched_ev.copy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
@@ -67,3 +68,31 @@ def test_close_finishes_the_job_in_progress(tmp_path):
     writer.submit(_job(store, offset=12))  # a closed writer starts a new thread when given work
     assert writer.wait().done == {0: 12}
     writer.close()
+
+
+def test_the_loops_snapshot_is_a_copy_in_buffers_reused_from_one_checkpoint_to_the_next(scenario_factory):
+    """Service._snapshot: the writer saves it while the engine goes on, so nothing may be shared."""
+    from types import SimpleNamespace
+
+    from tests.conftest import read_events
+    from tests.test_engine import SMALL
+    from viraltrend.config import load_config
+    from viraltrend.engine import Engine
+    from viraltrend.stream.loop import Service
+
+    events = read_events(scenario_factory(**SMALL) / "events.ndjson")
+    engine = Engine(load_config(None, environ={}))
+    engine.process(events.take(np.arange(6_000)))
+    fake = SimpleNamespace(_buffers={})
+    arrays, meta = Service._snapshot(fake, 0, engine)
+    want = engine.state()
+    first = {k: arrays[k] for k in fake._buffers[0]}
+    assert "counters.acc" in first and "users.rows" in first and "detect.stat" in first
+    engine.process(events.take(np.arange(6_000, 12_000)))  # the engine goes on while the writer saves
+    for k, v in want[0].items():
+        assert np.array_equal(arrays[k], v, equal_nan=v.dtype.kind == "f"), k
+    assert meta == json.loads(json.dumps(want[1]))
+    again, _ = Service._snapshot(fake, 0, engine)  # the next checkpoint: the same buffers, new contents
+    assert all(again[k] is first[k] for k in first if again[k].shape == first[k].shape)
+    for k, v in engine.state()[0].items():
+        assert np.array_equal(again[k], v, equal_nan=v.dtype.kind == "f"), k

@@ -430,9 +430,9 @@ class ChangeDetector:
         )  # fmt: skip
         return stat, zero * self.tick_ms, bins, coarse
 
-    def to_arrays(self) -> dict[str, NDArray[np.generic]]:
-        """Plain arrays for a checkpoint."""
-        return {k: v.copy() for k, v in self._arrays().items()}
+    def to_arrays(self, *, copy: bool = True) -> dict[str, NDArray[np.generic]]:
+        """Plain arrays for a checkpoint (copies; ``copy=False``: views)."""
+        return {k: v.copy() if copy else v.view() for k, v in self._arrays().items()}
 
     @classmethod
     def from_arrays(

@@ -446,15 +446,16 @@ class DecayedCounters:
         _decay_rows(self.global_acc[None], _ROW0, self._lam, self._dt_s(now_ms), out[None])
         return out
 
-    def to_arrays(self) -> dict[str, NDArray[np.generic]]:
-        """Return the state as plain numpy arrays (copies), for a checkpoint.
+    def to_arrays(self, *, copy: bool = True) -> dict[str, NDArray[np.generic]]:
+        """Return the state as plain numpy arrays for a checkpoint (copies; copy=False: views of big ones).
 
         Keys: ``acc``, ``global_acc``, ``first_ts_ms``, ``last_ts_ms`` (int64[0] without times),
         ``landmark_ms`` (int64[1]), ``landmark_set`` (bool[1]) and ``half_lives_s`` (float64[n_hl],
         checked on restore).
         """
-        return {"acc": self.acc.copy(), "global_acc": self.global_acc.copy(),
-                "first_ts_ms": self.first_ts_ms.copy(), "last_ts_ms": self.last_ts_ms.copy(),
+        cp = np.copy if copy else np.ndarray.view  # a view: owndata False, so a caller tells it from a copy
+        return {"acc": cp(self.acc), "global_acc": self.global_acc.copy(),
+                "first_ts_ms": cp(self.first_ts_ms), "last_ts_ms": cp(self.last_ts_ms),
                 "landmark_ms": np.array([self._landmark_ms or 0], np.int64),
                 "landmark_set": np.array([self._landmark_ms is not None], np.bool_),
                 "half_lives_s": np.array(self.half_lives_s, np.float64)}  # fmt: skip

@@ -479,14 +479,15 @@ class UserSignals:
         self._used = int(used)
         return True
 
-    def to_arrays(self) -> dict[str, NDArray[np.generic]]:
-        """Return the state as plain numpy arrays (copies), for a checkpoint.
+    def to_arrays(self, *, copy: bool = True) -> dict[str, NDArray[np.generic]]:
+        """Return the state as plain numpy arrays for a checkpoint (copies; copy=False: views of big ones).
 
         Keys: ``rows`` int64[table_capacity, 2], ``first_seen_ms`` int64[capacity_users],
         ``max_ts_ms`` int64[1] (INT64 min before the first event) and ``windows_ms`` int64[3]
         (``cap_window_ms``, ``fresh_window_ms``, ``allowed_lateness_ms``; checked on restore).
         """
-        return {"rows": self.rows.copy(), "first_seen_ms": self.first_seen_ms.copy(),
+        cp = np.copy if copy else np.ndarray.view  # a view: owndata False, so a caller tells it from a copy
+        return {"rows": cp(self.rows), "first_seen_ms": cp(self.first_seen_ms),
                 "max_ts_ms": np.array([self._max_ts_ms], np.int64),
                 "windows_ms": np.array(self._windows(), np.int64)}  # fmt: skip
 

@@ -164,6 +164,9 @@ class Service:
         self._freeze_file = os.environ.get(FREEZE_FILE_ENV) or None
         self.writer = CheckpointWriter()  # checkpoints are written off the loop (checkpoint.background)
         self._held_job: CheckpointJob | None = None  # finished during a rebalance, committed next turn
+        self._buffers: dict[
+            int, dict[str, np.ndarray[Any, Any]]
+        ] = {}  # partition -> snapshot buffers, reused
 
     @property
     def engines(self) -> dict[int, Engine]:
@@ -386,9 +389,7 @@ class Service:
             self._maybe_freeze(self._freeze_file, "checkpoint")
         items = []
         for p, engine in due:
-            arrays, meta = engine.state()  # copies: the engine goes on while the writer saves them
-            if not sync:  # JSON round trip: no list or dict shared with the engine
-                meta = json.loads(json.dumps(meta))
+            arrays, meta = self._snapshot(p, engine)
             items.append((p, arrays, meta, offsets[p], self.partitions.epochs.get(p, 0)))
         job = CheckpointJob(self.store, items)
         log.debug(
@@ -399,6 +400,25 @@ class Service:
             self._complete(job)
         else:
             self.writer.submit(job)
+
+    def _snapshot(self, p: int, engine: Engine) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Partition ``p``'s state as a copy the writer can save while the engine goes on.
+
+        The largest arrays are copied into the buffers of ``p``'s last checkpoint (the writer is
+        done with them): copying into memory already mapped costs a fraction of fresh memory's
+        page faults, which made the copy seconds long at a million products.
+        """
+        arrays, meta = engine.state(copy=False)
+        buffers = self._buffers.setdefault(p, {})
+        for name, arr in arrays.items():
+            if arr.flags.owndata:  # already a copy
+                continue
+            buf = buffers.get(name)
+            if buf is None or buf.shape != arr.shape or buf.dtype != arr.dtype:
+                buf = buffers[name] = np.empty_like(arr)
+            np.copyto(buf, arr)
+            arrays[name] = buf
+        return arrays, json.loads(json.dumps(meta))  # JSON round trip: no list or dict shared with the engine
 
     def _collect(self, *, block: bool = False) -> None:
         """Step 6 of a checkpoint the writer finished: commit its offsets (or raise its error)."""
@@ -478,6 +498,8 @@ class Service:
 
     def _drop(self, partitions: set[int]) -> None:
         self.partitions.drop(partitions)
+        for p in partitions:
+            self._buffers.pop(p, None)
         self.board.forget(partitions)
         for p in partitions:
             self.gauges.forget(p)  # not ours any more
