@@ -1144,8 +1144,8 @@ class Engine:
         arrays.update({f"activity.{k}": v for k, v in self.activity.to_arrays().items()})
         if self.labels is not None:
             arrays.update({f"labels.{k}": v for k, v in self.labels.to_arrays().items()})
-        # the product names and the dedup tables as they are in memory: restored without a rehash,
-        # and a checkpoint's delta holds only their changed rows
+        # the product names and the dedup tables as arrays (no JSON, no Python object per id): a
+        # checkpoint's delta holds only their changed blocks
         arrays.update({f"products.{k}": v for k, v in self.products.to_arrays().items()})
         dedup: dict[str, Any] | None = None
         if self.dedup is not None:

@@ -116,6 +116,12 @@ def test_repeated_kill_9_loses_nothing_and_counts_nothing_twice(broker, stream, 
     wait_for(
         lambda: checkpointed_at(meta) == len(records), timeout_s=120, what="the stream's end checkpointed"
     )
+    # the last run holds the partition (restored from the checkpoint), so it publishes the final board
+    wait_for(
+        lambda: (sample(scrape(port), "viraltrend_restore_duration_seconds_count") or 0) >= 1,
+        timeout_s=90,
+        what="the last run to restore the partition",
+    )
     assert_accounted(scrape(port), nothing_left=start_at == len(records))
     last.send_signal(signal.SIGTERM)
     finish(last, tmp_path, timeout_s=30, log_name="last.log")
