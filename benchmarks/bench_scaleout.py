@@ -50,6 +50,7 @@ import urllib.request
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 # _common before viraltrend: it sets NUMBA_CACHE_DIR (out/numba-cache) before numba is first imported
@@ -442,15 +443,15 @@ def restore_child(bootstrap: str, n_products: int, tmp: str, seed: int) -> dict[
     enc = encode_checkpoint(arrays, meta, {0: info["events"]})
     blob_len = len(enc.to_blob())
     out["encode_s"] = time.perf_counter() - t0
-    out["blob_bytes"], out["npz_bytes"], out["meta_bytes"] = blob_len, len(enc.npz), len(enc.meta)
+    out["blob_bytes"], out["npz_bytes"], out["meta_bytes"] = blob_len, len(enc.data), len(enc.meta)
     is_user = ("users.", "usertable.")  # the user table is arrays of id hashes, no JSON ids
     user_arrays = sum(v.nbytes for k, v in arrays.items() if k.startswith(is_user))
     out["parts"] = {
         "arrays_product": sum(v.nbytes for k, v in arrays.items() if not k.startswith(is_user)),
         "arrays_users": user_arrays,
-        "json_products": len(json.dumps(meta["products"])),
+        "json_products": 0,  # product names: the products.* arrays
         "json_users": 0,
-        "json_dedup": len(json.dumps(meta["dedup"])),
+        "json_dedup": sum(v.nbytes for k, v in arrays.items() if k.startswith("dedup.")),
     }
     out["dedup_ids"] = len(engine.dedup) if engine.dedup is not None else 0
     out["user_ids"] = len(engine.users)
@@ -470,7 +471,7 @@ def restore_child(bootstrap: str, n_products: int, tmp: str, seed: int) -> dict[
         out["changelog_records"] = fresh.last_load_records
     assert loaded is not None
     t0 = time.perf_counter()
-    restored = Engine.restore(cfg, loaded[0], loaded[1])
+    restored = Engine.restore(cfg, loaded[0], loaded[1], copy=False)  # as the service does
     out["changelog_restore_s"] = time.perf_counter() - t0
     same = restored.tracked_products == engine.tracked_products and sorted(loaded[0]) == sorted(arrays)
     same = same and all(np.array_equal(loaded[0][k], v) for k, v in arrays.items())
@@ -486,9 +487,118 @@ def restore_child(bootstrap: str, n_products: int, tmp: str, seed: int) -> dict[
     out["local_load_s"] = time.perf_counter() - t0
     assert local is not None
     t0 = time.perf_counter()
-    Engine.restore(cfg, local[0], local[1])
+    Engine.restore(cfg, local[0], local[1], copy=False)  # as the service does (Partitions.restore)
     out["local_restore_s"] = time.perf_counter() - t0
+    del local
+    out["incremental"] = _incremental(engine, arrays, meta, bootstrap, Path(tmp), name, info["events"], seed)
     out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def _touch(engine: Any, n_products: int, n_touch: int, k: int, seed: int) -> int:
+    """Two events on each of ``n_touch`` random products, in minute ``k`` after the restore input."""
+    import numpy as np
+
+    from viraltrend.events import EventBatch
+
+    rng = np.random.default_rng(seed * 1000 + k)
+    prods = np.repeat(rng.choice(n_products, n_touch, replace=False), 2)
+    n = prods.shape[0]
+    t0 = START_MS + RESTORE_SPAN_MS + k * 60_000
+    ts = t0 + np.sort(rng.integers(0, 60_000, n)).astype(np.int64)
+    users = rng.integers(0, max(1_000, n_products // 2), n)
+    for a in range(0, n, RESTORE_BATCH):
+        b = min(n, a + RESTORE_BATCH)
+        part = prods[a:b].tolist()
+        engine.process(
+            EventBatch(
+                ts_ms=ts[a:b],
+                type_code=np.zeros(b - a, np.int8),
+                product_id=[f"p-{i:07d}" for i in part],
+                user_id=[f"u-{u}" for u in users[a:b].tolist()],
+                event_id=[f"t{k}-{i}" for i in range(a, b)],
+                seller_id=[f"s-{i % 10_000}" for i in part],
+                category=[f"c-{i % 40}" for i in part],
+                price=np.full(b - a, np.nan),
+                quantity=np.ones(b - a, np.int64),
+                partition=np.zeros(b - a, np.int32),
+                offset=np.arange(a, b, dtype=np.int64),
+            )
+        )
+    return n
+
+
+def _incremental(  # noqa: PLR0913
+    engine: Any, arrays: Any, meta: Any, bootstrap: str, tmp: Path, name: str, offset: int, seed: int
+) -> dict[str, Any]:
+    """A base, then a delta after each batch of changes (to both stores); restores of the chain."""
+    import numpy as np
+
+    from viraltrend.config import load_config
+    from viraltrend.engine import Engine
+    from viraltrend.stream.changelog import ChangelogStore, create_changelog_topic
+    from viraltrend.stream.checkpoint import ChainPolicy, LocalStore
+    from viraltrend.stream.loop import Service
+
+    cfg = load_config(None, environ={})
+    n_products = engine.tracked_products
+    policy = ChainPolicy(max_deltas=100, max_chain_ratio=100.0)  # deltas only, to measure them
+    topic = f"{name}-inc.state"
+    create_changelog_topic(bootstrap, topic, 1)
+    local = LocalStore(tmp / f"{name}-inc", f"{name}-in", policy=policy)
+    changelog = ChangelogStore(
+        bootstrap, topic, f"{name}-in", partitions=1, load_timeout_s=900, policy=policy
+    )
+    out: dict[str, Any] = {"deltas": []}
+    del arrays, meta
+    loop = SimpleNamespace(_buffers={})  # Service._snapshot's buffers, reused from one checkpoint to the next
+    t0 = time.perf_counter()
+    arrays, meta = Service._snapshot(loop, 0, engine)  # type: ignore[arg-type]
+    out["base_state_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out["base_local_bytes"] = local.save(0, arrays, meta, {0: offset})
+    out["base_local_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out["base_changelog_bytes"] = changelog.save(0, arrays, meta, {0: offset})
+    out["base_changelog_s"] = time.perf_counter() - t0
+    del arrays, meta
+    for k, frac in enumerate((0.001, 0.01, 0.1)):
+        n_touch = max(1, round(frac * n_products))
+        offset += _touch(engine, n_products, n_touch, k, seed)
+        t0 = time.perf_counter()
+        state = Service._snapshot(loop, 0, engine)  # type: ignore[arg-type]  # what the loop does
+        stall = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        local_bytes = local.save(0, *state, {0: offset})
+        local_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        changelog_bytes = changelog.save(0, *state, {0: offset})
+        changelog_s = time.perf_counter() - t0
+        row = {"touched": n_touch, "events": 2 * n_touch, "state_s": stall, "local_bytes": local_bytes}
+        row |= {"local_s": local_s, "changelog_bytes": changelog_bytes, "changelog_s": changelog_s}
+        out["deltas"].append(row)
+        console.print(f"delta after {n_touch:,} products touched: {local_bytes / 1e6:.1f} MB, {row}")
+    want = ({k: v.copy() for k, v in state[0].items()}, state[1])
+    changelog.close()
+    for kind in ("local", "changelog"):
+        if kind == "local":
+            store: Any = LocalStore(tmp / f"{name}-inc", f"{name}-in")
+        else:
+            store = ChangelogStore(bootstrap, topic, f"{name}-in", partitions=1, load_timeout_s=900)
+        t0 = time.perf_counter()
+        loaded = store.load(0)
+        out[f"{kind}_load_s"] = time.perf_counter() - t0
+        out[f"{kind}_load_bytes"] = store.last_load_bytes
+        out[f"{kind}_deltas"] = store.last_load_deltas
+        same = sorted(loaded[0]) == sorted(want[0]) and all(
+            np.array_equal(loaded[0][k], v, equal_nan=v.dtype.kind == "f") for k, v in want[0].items()
+        )
+        out[f"{kind}_identical"] = bool(same) and loaded[1] == json.loads(json.dumps(want[1]))
+        t0 = time.perf_counter()
+        Engine.restore(cfg, loaded[0], loaded[1], copy=False)  # as the service does: no copy of the state
+        out[f"{kind}_restore_s"] = time.perf_counter() - t0
+        store.close()
+        del loaded
     return out
 
 
@@ -685,8 +795,10 @@ def restore_tables(
             "engine rows: an Engine fed 2 synthetic events per product (50 min of event time, users from a "
             "pool of products / 2, every event with an event_id), state saved once, then loaded by a fresh "
             "store instance (ChangelogStore reads the changelog partition from its beginning with "
-            "kafka-python, checks every chunk's SHA-256; LocalStore reads npz + JSON from the page cache) "
-            "and rebuilt by Engine.restore; restore s = load + Engine.restore; each size in its own process",
+            "kafka-python, checks every chunk's SHA-256; LocalStore maps arrays.bin (raw, 64-byte "
+            "aligned) copy-on-write and reads the JSON, from the page cache) and rebuilt by "
+            "Engine.restore(copy=False) as the service does (the engine works in the loaded arrays); "
+            "restore s = load + Engine.restore; each size in its own process",
             "identical: the restored arrays equal the saved ones, and the same products are tracked",
             "`viraltrend run` rows: a new worker joining the group of the first one-worker run restores "
             "every partition from the changelog (viraltrend_restore_duration_seconds, summed over the "
@@ -729,6 +841,52 @@ def restore_tables(
             "upper bound for the trust state per event of the last hour",
             "per dedup id: the event ids remembered for the dedup window (600 s; two generations, so "
             "between 1 and 2 windows of events are held)",
+        ],
+    )
+
+
+def incremental_tables(report: Report, results: list[dict[str, Any]]) -> None:
+    rows = []
+    for r in results:
+        inc = r["incremental"]
+        m = r["products"] / 1e6
+        rows.append(
+            [
+                f"{r['products']:,}", "base (full)", "", "", f"{inc['base_local_bytes'] / 1e6:.1f}", "",
+                f"{inc['base_local_s']:.2f}", f"{inc['base_changelog_s']:.2f}", f"{inc['base_state_s']:.2f}",
+            ]
+        )  # fmt: skip
+        for d in inc["deltas"]:
+            rows.append(
+                [
+                    f"{r['products']:,}", "delta", f"{d['touched']:,}", f"{d['events']:,}",
+                    f"{d['local_bytes'] / 1e6:.2f}", f"{d['local_bytes'] / d['touched']:.0f}",
+                    f"{d['local_s']:.2f}", f"{d['changelog_s']:.2f}", f"{d['state_s']:.2f}",
+                ]
+            )  # fmt: skip
+        for kind in ("local", "changelog"):
+            total = inc[f"{kind}_load_s"] + inc[f"{kind}_restore_s"]
+            rows.append(
+                [
+                    f"{r['products']:,}", f"restore, {kind}: base + {inc[f'{kind}_deltas']} deltas", "", "",
+                    f"{inc[f'{kind}_load_bytes'] / 1e6:.1f}", "",
+                    f"load {inc[f'{kind}_load_s']:.2f} + Engine.restore {inc[f'{kind}_restore_s']:.2f}",
+                    f"{total / m:.2f} s per M", "identical" if inc[f"{kind}_identical"] else "DIFFERENT",
+                ]
+            )  # fmt: skip
+    report.table(
+        "Incremental checkpoints: bytes per interval against the rows that changed",
+        "products|checkpoint|products touched|events|MB written (local)|B per touched product|"
+        "local save s|changelog save s|snapshot s (the loop's part)".split("|"),
+        rows,
+        notes=[
+            "the engine of the restore series; then, per interval, 2 events on each of 0.1 %, 1 % and 10 % "
+            "of the products (new users, new event ids, one minute of event time), the loop's snapshot "
+            "(Service._snapshot: state(copy=False), the big arrays copied into the buffers of the last "
+            "checkpoint; the first one allocates them) and one save to each store (the writer thread's "
+            "part); each save is a delta on the base (compaction off for the measurement)",
+            "restore rows: a fresh store loads the base and applies the deltas, then Engine.restore; "
+            "identical: the loaded arrays and JSON equal the engine's state() after the last interval",
         ],
     )
 
@@ -885,6 +1043,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"broker RSS after the restore series (every checkpoint in memory): {rss:,.0f} MB"
             )
             restore_tables(report, results, service)
+            incremental_tables(report, results)
         if summary and results:
             projection(report, summary, results, args.partitions)
         report.note(

@@ -87,3 +87,31 @@ def test_two_engines_restored_from_one_state_do_not_share_arrays(pinned_events):
     out_b = b.process(rest)[0] + b.finish()  # b must not see what a wrote into its arrays
     assert msgs + out_a == whole
     assert msgs + out_b == whole
+
+
+def test_name_table_checkpoint_arrays_do_not_depend_on_its_history():
+    """Two tables holding the same ids in the same slots checkpoint alike (arena layout aside)."""
+    from viraltrend.kernels.names import NameTable
+
+    ids = [f"p-{i:05d}" for i in range(3_000)]
+    one, two = NameTable(capacity=4), NameTable(capacity=2_048)
+    one.intern(ids)
+    for a in range(0, len(ids), 7):  # other batches: other arena growth
+        two.intern(ids[a : a + 7])
+    for t in (one, two):
+        t.release(list(range(10, 2_000, 3)))
+        t.intern(["p-new-1", "p-new-2"])  # take the lowest free slots
+    got = one.to_arrays()
+    want = two.to_arrays()
+    assert sorted(got) == sorted(want)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    back = NameTable.from_arrays(got)
+    assert back.to_list() == one.to_list()
+    assert (
+        back.lookup(["p-new-2", "p-00011", "p-00010", "nope"]).tolist()
+        == one.lookup(["p-new-2", "p-00011", "p-00010", "nope"]).tolist()
+    )
+    assert back.intern(["p-x"]).tolist() == one.intern(["p-x"]).tolist()  # the same next free slot
+    for k, v in back.to_arrays().items():
+        np.testing.assert_array_equal(v, one.to_arrays()[k], err_msg=k)

@@ -267,13 +267,21 @@ class CheckpointConfig:
 
     ``store = "changelog"`` keeps checkpoints in a compacted Kafka topic (``changelog_topic``,
     default ``<group_id>.state``), so a worker on any machine can restore any partition;
-    ``"local"`` keeps them under ``dir`` (one machine only).
+    ``"local"`` keeps them under ``dir`` (one machine only).  With ``incremental``, a checkpoint
+    writes only the blocks of rows changed since the one before (a delta); a full one is written
+    after ``max_deltas`` deltas or once the deltas add up to ``max_chain_ratio`` of the full one.
+    With ``background``, the service writes checkpoints on a writer thread and commits their
+    offsets once they are durable.
     """
 
     store: str = field(default="changelog", metadata={"choices": ("changelog", "local")})
     changelog_topic: str = ""
     dir: str = "checkpoints"
     interval_s: float = _gt0(10.0)
+    incremental: bool = True
+    max_deltas: int = field(default=30, metadata={"min": 1})
+    max_chain_ratio: float = _gt0(0.5)
+    background: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,6 +176,48 @@ class Deduplicator:
             "current_since_ms": self._current_since_ms,
         }
 
+    def to_state(self) -> tuple[dict[str, object], dict[str, NDArray[np.int64]]]:
+        """Plain data for a checkpoint: small fields as JSON, each generation's table as it is.
+
+        Arrays ``current`` and ``previous``: int64[rows, 3] (copies); :meth:`from_state` takes
+        them back without re-inserting an id, and a checkpoint's delta holds only their changed rows.
+        """
+        meta = {
+            "window_ms": self.window_ms,
+            "watermark_ms": self.watermark_ms,
+            "clock": self._clock.to_dict(),
+            "current_since_ms": self._current_since_ms,
+            "current_used": self._current.used,
+            "previous_used": self._previous.used,
+        }
+        return meta, {"current": self._current.rows.copy(), "previous": self._previous.rows.copy()}
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> Deduplicator:
+        """Rebuild from :meth:`to_state` output, from copies (ValueError if a table misfits its count)."""
+        d = cls(window_ms=int(meta["window_ms"]))
+        d._clock = EventClock.from_dict(meta["clock"])
+        for name in ("current", "previous"):
+            rows = np.array(
+                arrays[name], np.int64
+            )  # a copy: two engines restored from one state share nothing
+            used = int(meta[f"{name}_used"])
+            n = rows.shape[0] if rows.ndim == 2 else 0
+            if (
+                rows.ndim != 2
+                or rows.shape[1] != 3
+                or n < 2
+                or n & (n - 1)
+                or int(np.count_nonzero(rows[:, 0])) != used
+            ):
+                msg = f"dedup table {name!r} does not fit its count of {used} ids; the checkpoint is corrupt"
+                raise ValueError(msg)
+            table = SeenIds(capacity=2)
+            table.rows, table.used = rows, used
+            setattr(d, f"_{name}", table)
+        d._current_since_ms = int(meta["current_since_ms"])
+        return d
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Deduplicator:
         """Rebuild from :meth:`to_dict` output (also from older checkpoints: id strings, no ``clock``)."""

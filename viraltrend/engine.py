@@ -23,6 +23,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +38,7 @@ from viraltrend.dedup import Deduplicator, duplicate_rejects
 from viraltrend.detect import _CYCLE_CLIP, SequentialDetector
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
+from viraltrend.kernels._checks import adopting, owned
 from viraltrend.kernels.audience import (
     ActivityCounts,
     AudienceSketches,
@@ -1115,22 +1117,27 @@ class Engine:
         self.category_of[cold] = -1
 
     # ------------------------------------------------------------------ checkpoints
-    def state(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+    def state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
         """All state as plain data: numpy arrays and a JSON-able dict (never pickled).
 
         Call between batches.  :meth:`restore` rebuilds an engine that continues exactly as
-        this one would (the same decisions for the same following events).
+        this one would (the same decisions for the same following events).  ``copy=False``: the
+        largest arrays (counters, detector, user signals, seller and category) are views of the
+        engine's own, to be copied before the engine goes on (into buffers kept from the last
+        checkpoint, say); the others are copies either way.
         """
-        arrays = {f"counters.{k}": v for k, v in self.counters.to_arrays().items()}
-        arrays["seller_of"] = self.seller_of.copy()
-        arrays["category_of"] = self.category_of.copy()
+        cp = np.copy if copy else np.ndarray.view  # a view: owndata False, so a caller tells it from a copy
+        arrays = {f"counters.{k}": v for k, v in self.counters.to_arrays(copy=copy).items()}
+        arrays["seller_of"] = cp(self.seller_of)
+        arrays["category_of"] = cp(self.category_of)
         arrays["touched"] = np.concatenate([np.empty(0, np.int64), *self._touched])
         arrays["new_users"] = np.concatenate([np.empty(0, np.int64), *self._new_users])  # this tick's, so far
-        arrays.update({f"trust.{k}": v for k, v in self.trust_counters.to_arrays().items()})
-        arrays.update({f"users.{k}": v for k, v in self.user_signals.to_arrays().items()})
+        arrays.update({f"trust.{k}": v for k, v in self.trust_counters.to_arrays(copy=copy).items()})
+        arrays.update({f"users.{k}": v for k, v in self.user_signals.to_arrays(copy=copy).items()})
         arrays.update({f"usertable.{k}": v for k, v in self.users.to_arrays().items()})
         arrays.update({f"sketches.{k}": v for k, v in self.sketches.to_arrays().items()})
-        arrays.update({f"detect.{k}": v for k, v in self.detector.to_arrays().items()})
+        detect = self.detector.to_arrays() if copy else self.detector.cusum.to_arrays(copy=False)
+        arrays.update({f"detect.{k}": v for k, v in detect.items()})
         arrays["sketched"] = self._sketched.copy()
         arrays["sketched_ms"] = self._sketched_ms.copy()
         arrays["sketched_ev"] = self._sketched_ev.copy()
@@ -1138,16 +1145,22 @@ class Engine:
         arrays.update({f"activity.{k}": v for k, v in self.activity.to_arrays().items()})
         if self.labels is not None:
             arrays.update({f"labels.{k}": v for k, v in self.labels.to_arrays().items()})
+        # the product names and the dedup tables as arrays (no JSON, no Python object per id): a
+        # checkpoint's delta holds only their changed blocks
+        arrays.update({f"products.{k}": v for k, v in self.products.to_arrays().items()})
+        dedup: dict[str, Any] | None = None
+        if self.dedup is not None:
+            dedup, tables = self.dedup.to_state()
+            arrays.update({f"dedup.{k}": v for k, v in tables.items()})
         meta: dict[str, Any] = {
             "config": self._fingerprint(),
-            "products": self.products.to_list(),
             "sellers": self.sellers.to_list(),
             "categories": self.categories.to_list(),
             "users_next_sweep_ms": self._next_user_sweep_ms,
             "blocked_products": self.guard.blocked_products,
             "blocked_sellers": self.guard.blocked_sellers,
             "clock": self.clock.to_dict(),
-            "dedup": self.dedup.to_dict() if self.dedup is not None else None,
+            "dedup": dedup,
             "board": self.board.to_dict(),
             "model": self.model.to_dict() if self.model is not None else None,
             "start_ms": self._start_ms,
@@ -1195,8 +1208,20 @@ class Engine:
         meta: dict[str, Any],
         *,
         scorer: Scorer | None = None,
+        copy: bool = True,
     ) -> Engine:
-        """Rebuild an engine from :meth:`state` output; CheckpointError if it does not fit ``cfg``."""
+        """Rebuild an engine from :meth:`state` output; CheckpointError if it does not fit ``cfg``.
+
+        ``copy=False``: the caller hands ``arrays`` over (a store's freshly loaded checkpoint that
+        nothing else holds); the engine then works in the largest of them instead of copies.
+        """
+        with nullcontext() if copy else adopting():
+            return cls._restore(cfg, arrays, meta, scorer=scorer)
+
+    @classmethod
+    def _restore(
+        cls, cfg: Config, arrays: dict[str, NDArray[Any]], meta: dict[str, Any], *, scorer: Scorer | None
+    ) -> Engine:
         engine = cls(cfg, scorer=scorer)
         if meta.get("config") != engine._fingerprint():
             msg = (
@@ -1209,19 +1234,23 @@ class Engine:
                 {k.removeprefix("counters."): v for k, v in arrays.items() if k.startswith("counters.")},
                 half_lives_s=cfg.decay.half_lives_s,
             )
-            # copies: two engines restored from one state must not share them
-            engine.seller_of = np.array(arrays["seller_of"], np.int32)
-            engine.category_of = np.array(arrays["category_of"], np.int32)
+            # copies: two engines restored from one state must not share them (unless handed over)
+            engine.seller_of = owned(arrays["seller_of"], np.int32)
+            engine.category_of = owned(arrays["category_of"], np.int32)
+
+            def part(prefix: str) -> dict[str, NDArray[Any]]:
+                return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
+
             touched = np.asarray(arrays["touched"], np.int64)
             engine._touched = [touched] if touched.size else []
             new_users = np.asarray(arrays["new_users"], np.int64)
             engine._new_users = [new_users] if new_users.size else []
-            engine.products = NameTable.from_list(meta["products"], limit=cfg.state.max_products)
+            if "products" in meta:  # written before the name table was saved as arrays
+                engine.products = NameTable.from_list(meta["products"], limit=cfg.state.max_products)
+            else:
+                engine.products = NameTable.from_arrays(part("products."), limit=cfg.state.max_products)
             engine.sellers = CountedNames.from_list(meta["sellers"], engine.seller_of)
             engine.categories = CountedNames.from_list(meta["categories"], engine.category_of)
-
-            def part(prefix: str) -> dict[str, NDArray[Any]]:
-                return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
 
             engine.trust_counters = DecayedCounters.from_arrays(
                 part("trust."), half_lives_s=_trust_half_lives(cfg), times=False
@@ -1250,7 +1279,10 @@ class Engine:
                 engine.labels = LabelBuffer.from_arrays(part("labels."))
             engine.clock = EventClock.from_dict(meta["clock"])
             if meta["dedup"] is not None and engine.dedup is not None:
-                engine.dedup = Deduplicator.from_dict(meta["dedup"])
+                if "current_used" in meta["dedup"]:
+                    engine.dedup = Deduplicator.from_state(meta["dedup"], part("dedup."))
+                else:  # written before the tables were saved as arrays
+                    engine.dedup = Deduplicator.from_dict(meta["dedup"])
             engine.board.load_dict(meta["board"])
             engine._start_ms = meta["start_ms"]
             engine._ring_refusals = {int(s): (str(r), int(t)) for s, r, t in meta["ring_refusals"]}

@@ -23,7 +23,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from viraltrend.config import load_config
 from viraltrend.engine import Engine
 from viraltrend.stream.broker import create_topics
-from viraltrend.stream.checkpoint import LocalStore
+from viraltrend.stream.checkpoint import LocalStore, chain_offsets
 from viraltrend.stream.files import FileSource
 
 
@@ -185,11 +185,9 @@ def wait_for(predicate, timeout_s: float = 60.0, what: str = "condition") -> Non
 
 
 def checkpointed_at(meta_path: Path) -> int:
-    """The input offset of the local checkpoint whose ``meta.json`` is ``meta_path`` (-1 if none)."""
-    try:
-        return int(json.loads(meta_path.read_text())["offsets"]["0"])
-    except (OSError, ValueError, KeyError):
-        return -1
+    """The input offset of the local checkpoint whose base's ``meta.json`` is ``meta_path`` (-1 if none)."""
+    offsets = chain_offsets(meta_path.parent)  # the base's meta.json, or its latest delta's
+    return -1 if offsets is None else offsets.get(0, -1)
 
 
 def assert_same_state(directory: Path, input_topic: str, n_records: int, uninterrupted: Engine) -> None:
@@ -209,12 +207,19 @@ def assert_same_state(directory: Path, input_topic: str, n_records: int, uninter
     assert restored.board.to_dict() == uninterrupted.board.to_dict()
 
 
-def assert_accounted(text: str) -> None:
-    """consumed = applied + the sum of rejected (duplicates included), from one scrape."""
+def assert_accounted(text: str, *, nothing_left: bool = False) -> None:
+    """consumed = applied + the sum of rejected (duplicates included), from one scrape.
+
+    ``nothing_left``: the service started at a checkpoint of the stream's end, so it must have
+    consumed, applied and rejected nothing; otherwise it must have consumed something.
+    """
     consumed = sum(samples(text, "viraltrend_events_consumed_total").values())
     applied = sum(samples(text, "viraltrend_events_applied_total").values())
     rejected = sum(samples(text, "viraltrend_events_rejected_total").values())
-    assert consumed > 0 and consumed == applied + rejected, (consumed, applied, rejected)
+    if nothing_left:
+        assert consumed == applied == rejected == 0, (consumed, applied, rejected)
+    else:
+        assert consumed > 0 and consumed == applied + rejected, (consumed, applied, rejected)
 
 
 def engine_over(path: Path) -> Engine:

@@ -414,3 +414,64 @@ def test_a_superseded_writer_interleaving_its_chunks_corrupts_nothing(broker, ch
     arrays, meta, _ = store_factory(topic).load(0)
     assert meta == {"who": "new"}
     assert_arrays_equal(arrays, sample_arrays(2))
+
+
+# ------------------------------------------------------------------------------ incremental
+
+
+def test_a_chain_of_deltas_restores_the_latest_state_and_reads_no_chunk_twice(
+    broker, changelog, store_factory
+):
+    topic = changelog()
+    store = store_factory(topic)
+    arrays = {"big": np.arange(200_000, dtype=np.int64), "small": np.arange(3)}
+    sizes = [store.save(0, arrays, {"v": 0}, {0: 0})]
+    for k in range(1, 4):
+        arrays["big"][k * 1000] = -k
+        sizes.append(store.save(0, arrays, {"v": k}, {0: k}))
+    assert store.last_save[0] == 3 and max(sizes[1:]) < sizes[0] / 50  # deltas, a few blocks each
+    fresh = store_factory(topic)
+    got, meta, offsets = fresh.load(0)
+    assert fresh.last_load_deltas == 3
+    np.testing.assert_array_equal(got["big"], arrays["big"])
+    assert (meta, offsets) == ({"v": 3}, {0: 3})
+
+
+def test_a_corrupted_delta_chunk_is_refused(broker, changelog, store_factory):
+    topic = changelog()
+    store = store_factory(topic)
+    arrays = {"big": np.arange(200_000, dtype=np.int64)}
+    store.save(0, arrays, {"v": 0}, {0: 0})
+    arrays["big"][7] = -1
+    store.save(0, arrays, {"v": 1}, {0: 1})
+    head = header(read_partition(broker.bootstrap_servers, topic, 0), f"{INPUT}-0")
+    assert len(head["chain"]) == 1  # a delta on one base
+    produce(broker.bootstrap_servers, topic, 0, [(f"{INPUT}-0/{head['seq']}/0", b"\x00" * 100)])
+    with pytest.raises(
+        CheckpointError, match=rf"chunk .*/{head['seq']}/0.* does not match its SHA-256"
+    ) as info:
+        store_factory(topic).load(0)
+    assert "tombstone" in str(info.value)
+
+
+def test_a_save_after_a_load_writes_a_new_base_and_tombstones_the_old_chain(broker, changelog, store_factory):
+    topic = changelog()
+    store = store_factory(topic)
+    arrays = {"big": np.arange(200_000, dtype=np.int64)}
+    store.save(0, arrays, {}, {0: 0})
+    arrays["big"][0] = 5
+    store.save(0, arrays, {}, {0: 1})
+    other = store_factory(topic)
+    other.load(0)
+    other.save(0, arrays, {}, {0: 2})
+    assert other.last_save[0] == 0
+    records = read_partition(broker.bootstrap_servers, topic, 0)
+    head = header(records, f"{INPUT}-0")
+    assert head["chain"] == []
+    live = {}
+    for key, value in records:
+        live[key] = value
+    chunks = {k for k, v in live.items() if k != f"{INPUT}-0" and v is not None}
+    assert all(
+        k.startswith(f"{INPUT}-0/{head['seq']}/") for k in chunks
+    )  # the old chain's chunks are tombstoned

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 
 import numpy as np
@@ -14,10 +15,12 @@ from viraltrend.config import load_config
 from viraltrend.engine import Engine
 from viraltrend.errors import CheckpointError
 from viraltrend.stream.checkpoint import (
+    ChainPolicy,
     CheckpointStore,
     EncodedCheckpoint,
     LocalStore,
     StateStore,
+    chain_offsets,
     decode_checkpoint,
     encode_checkpoint,
 )
@@ -75,18 +78,18 @@ def test_blob_without_magic_is_refused():
 
 def test_flipped_byte_in_a_blob_fails_the_checksum():
     blob = bytearray(encode_checkpoint(sample_arrays(), {}, {0: 1}).to_blob())
-    blob[-100] ^= 0xFF  # inside the npz
+    blob[-100] ^= 0xFF  # inside the arrays
     encoded = EncodedCheckpoint.from_blob(bytes(blob), where="here", remedy="delete it")
-    with pytest.raises(CheckpointError, match=r"arrays\.npz does not match its SHA-256"):
+    with pytest.raises(CheckpointError, match=r"arrays\.bin does not match its SHA-256"):
         decode_checkpoint(encoded, where="here", remedy="delete it")
 
 
-def test_consistent_manifest_over_undecodable_npz_is_refused():
+def test_consistent_manifest_over_undecodable_arrays_is_refused():
     good = encode_checkpoint(sample_arrays(), {}, {0: 1})
-    npz = b"not a zip file at all"
+    data = b"not an arrays file at all"
     manifest = json.loads(good.manifest)
-    manifest["arrays.npz"] = hashlib.sha256(npz).hexdigest()
-    bad = EncodedCheckpoint(npz=npz, meta=good.meta, manifest=json.dumps(manifest).encode())
+    manifest["arrays.bin"] = [hashlib.sha256(data).hexdigest()]
+    bad = EncodedCheckpoint(data=data, meta=good.meta, manifest=json.dumps(manifest).encode())
     with pytest.raises(CheckpointError, match="cannot be decoded"):
         decode_checkpoint(bad, where="here", remedy="delete it")
 
@@ -121,13 +124,34 @@ def test_restored_engine_continues_exactly_like_an_uninterrupted_one(events, tmp
     assert got + more + second.finish() == want
 
 
-def test_checkpoint_is_plain_json_and_npz_named_after_topic_and_partition(events, tmp_path):
+def test_checkpoint_is_plain_json_and_raw_arrays_named_after_topic_and_partition(events, tmp_path):
     engine, _ = run_engine(events.take(np.arange(1000)), [])
     LocalStore(tmp_path, TOPIC).save(2, *engine.state(), {2: 1000})
     meta = json.loads((tmp_path / "events-2" / "meta.json").read_text())
     assert meta["offsets"] == {"2": 1000}
-    with np.load(tmp_path / "events-2" / "arrays.npz", allow_pickle=False) as z:
-        assert "counters.acc" in z.files
+    data = (tmp_path / "events-2" / "arrays.bin").read_bytes()
+    assert data.startswith(b"VTARR") and b'"counters.acc"' in data[:4096]
+
+
+def test_format_1_npz_checkpoints_still_load(tmp_path):
+    arrays = sample_arrays()
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    npz = buf.getvalue()
+    meta = json.dumps({"format": 1, "offsets": {"0": 5}, "saved_at_ms": 0, "state": {"v": 1}}).encode()
+    path = tmp_path / "events-0"
+    path.mkdir()
+    (path / "arrays.npz").write_bytes(npz)
+    (path / "meta.json").write_bytes(meta)
+    manifest = {
+        "format": 1,
+        "arrays.npz": hashlib.sha256(npz).hexdigest(),
+        "meta.json": hashlib.sha256(meta).hexdigest(),
+    }
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    got, state, offsets = LocalStore(tmp_path, TOPIC).load(0)
+    assert_arrays_equal(got, arrays)
+    assert (state, offsets) == ({"v": 1}, {0: 5})
 
 
 def test_local_store_loads_checkpoints_written_by_name(tmp_path):
@@ -159,7 +183,7 @@ def test_corrupted_checkpoint_is_refused(events, tmp_path):
     engine, _ = run_engine(events.take(np.arange(1000)), [])
     store = LocalStore(tmp_path, TOPIC)
     store.save(0, *engine.state(), {0: 1000})
-    path = store.path(0) / "arrays.npz"
+    path = store.path(0) / "arrays.bin"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -247,3 +271,234 @@ def test_a_local_save_fsyncs_the_directory_after_renaming(tmp_path, monkeypatch)
     store.save(0, sample_arrays(), {}, {0: 1})
     store.save(0, sample_arrays(), {}, {0: 2})
     assert str(tmp_path) in synced_dirs
+
+
+# ------------------------------------------------------------------------------ incremental
+
+
+def big_arrays() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(3)
+    return {
+        "rows": rng.normal(size=(50_000, 6)),  # 48 B rows: one block holds 2
+        "ids": rng.integers(0, 2**62, size=200_000, dtype=np.int64),  # 8 B rows: 8 a block
+        "table": np.zeros((40_000, 3), np.int64),
+        "small": np.arange(7),
+        "names": np.array(["p-1", "p-22"]),
+    }
+
+
+def _delta_bytes(n_changed: int, tmp_path, name: str) -> int:
+    store = LocalStore(tmp_path / name, TOPIC)
+    arrays, meta = big_arrays(), {"clock": 1}
+    store.save(0, arrays, meta, {0: 1})
+    rng = np.random.default_rng(n_changed)
+    rows = rng.choice(arrays["rows"].shape[0], n_changed, replace=False)
+    arrays["rows"][rows] += 1.0
+    arrays["ids"][rng.choice(arrays["ids"].shape[0], n_changed, replace=False)] ^= 1
+    arrays["table"][rng.choice(arrays["table"].shape[0], n_changed, replace=False), 2] = 9
+    size = store.save(0, arrays, meta, {0: 2})
+    assert store.last_save[0] == 1  # a delta
+    return size
+
+
+def test_delta_bytes_follow_the_rows_that_changed_not_the_state(tmp_path):
+    full = LocalStore(tmp_path / "full", TOPIC).save(0, big_arrays(), {"clock": 1}, {0: 1})
+    few, many = _delta_bytes(100, tmp_path, "few"), _delta_bytes(1_000, tmp_path, "many")
+    assert 6 * few < many < 12 * few  # ten times the rows changed: about ten times the bytes
+    assert many < full / 20
+    # per changed row and array, at most one block (64 bytes here) and its index, plus the fixed part
+    assert many < 1_000 * 3 * (96 + 4) + 8_000
+
+
+def test_engine_delta_grows_with_the_events_between_checkpoints(events, tmp_path):
+    cfg = load_config(None, environ={})
+    sizes = []
+    for n in (300, 3_000):
+        engine = Engine(cfg)
+        engine.process(events.take(np.arange(10_000)))
+        store = LocalStore(tmp_path / str(n), TOPIC)
+        full = store.save(0, *engine.state(), {0: 10_000})
+        engine.process(events.take(np.arange(10_000, 10_000 + n)))
+        sizes.append(store.save(0, *engine.state(), {0: 10_000 + n}))
+        assert store.last_save[0] == 1
+    few, many = sizes
+    assert few < many < full
+    assert many > 3 * few  # ten times the events: several times the bytes (the fixed part aside)
+
+
+def test_chain_is_compacted_after_max_deltas(tmp_path):
+    store = LocalStore(tmp_path, TOPIC, policy=ChainPolicy(max_deltas=3))
+    arrays = big_arrays()
+    seqs = []
+    for k in range(9):
+        arrays["small"][0] = k
+        store.save(0, arrays, {"k": k}, {0: k})
+        seqs.append(store.last_save[0])
+    assert seqs == [0, 1, 2, 3, 0, 1, 2, 3, 0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events-0"]  # the old deltas are gone
+    got, meta, offsets = LocalStore(tmp_path, TOPIC).load(0)
+    assert_arrays_equal(got, arrays)
+    assert (meta, offsets) == ({"k": 8}, {0: 8})
+
+
+def test_chain_is_compacted_once_its_deltas_outweigh_the_ratio(tmp_path):
+    store = LocalStore(tmp_path, TOPIC, policy=ChainPolicy(max_deltas=100, max_chain_ratio=0.3))
+    arrays = big_arrays()
+    store.save(0, arrays, {}, {0: 0})
+    seqs = []
+    for k in range(1, 5):
+        arrays["rows"][: 10_000 * k] += 1.0  # each delta about a fifth of the base, then more
+        store.save(0, arrays, {}, {0: k})
+        seqs.append(store.last_save[0])
+    assert seqs[0] == 1 and 0 in seqs  # a delta, then a full checkpoint once the chain is too heavy
+    assert_arrays_equal(LocalStore(tmp_path, TOPIC).load(0)[0], arrays)
+
+
+def test_not_incremental_writes_full_checkpoints(tmp_path):
+    store = LocalStore(tmp_path, TOPIC, policy=ChainPolicy(incremental=False))
+    for k in range(3):
+        store.save(0, big_arrays(), {}, {0: k})
+        assert store.last_save[0] == 0
+
+
+def _chain(tmp_path, n_deltas: int = 3) -> tuple[LocalStore, dict[str, np.ndarray]]:
+    store = LocalStore(tmp_path, TOPIC)
+    arrays = big_arrays()
+    store.save(0, arrays, {"k": 0}, {0: 0})
+    for k in range(1, n_deltas + 1):
+        arrays["rows"][k] += 1
+        store.save(0, arrays, {"k": k}, {0: k})
+    return store, arrays
+
+
+def test_corrupted_delta_is_refused_naming_it_and_the_way_back(tmp_path):
+    store, _ = _chain(tmp_path)
+    path = tmp_path / "events-0.delta-000002" / "arrays.bin"
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        CheckpointError, match=r"events-0\.delta-000002.*does not match its SHA-256.*every later delta"
+    ):
+        LocalStore(tmp_path, TOPIC).load(0)
+
+
+def test_truncated_delta_is_refused(tmp_path):
+    _chain(tmp_path)
+    path = tmp_path / "events-0.delta-000003" / "arrays.bin"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match=r"events-0\.delta-000003.*does not match its SHA-256"):
+        LocalStore(tmp_path, TOPIC).load(0)
+
+
+def test_moving_a_bad_delta_away_restores_the_checkpoint_before_it(tmp_path):
+    _chain(tmp_path)
+    (tmp_path / "events-0.delta-000002").rename(tmp_path / "moved-away")
+    arrays, meta, offsets = LocalStore(tmp_path, TOPIC).load(0)
+    assert (meta, offsets) == ({"k": 1}, {0: 1})
+    want = big_arrays()
+    want["rows"][1] += 1
+    assert_arrays_equal(arrays, want)
+
+
+def test_a_delta_that_does_not_fit_its_base_is_refused(tmp_path):
+    _chain(tmp_path, n_deltas=1)
+    base = tmp_path / "events-0"
+    meta = json.loads((base / "meta.json").read_bytes())
+    # a base of the same chain with an array of another shape: the delta's blocks do not fit
+    arrays, state, _ = LocalStore(tmp_path, TOPIC).load(0)
+    arrays = dict(arrays)
+    arrays["rows"] = np.zeros((1, 6))  # the delta holds blocks past its end
+    state["__chain__"] = meta["state"]["__chain__"]
+    CheckpointStore(tmp_path / "other").save("events-0", arrays, state, {0: 0})
+    for name in ("arrays.bin", "meta.json", "manifest.json"):
+        (base / name).write_bytes((tmp_path / "other" / "events-0" / name).read_bytes())
+    with pytest.raises(CheckpointError, match="does not fit the checkpoint before it"):
+        LocalStore(tmp_path, TOPIC).load(0)
+
+
+def test_deltas_of_an_older_base_are_ignored(tmp_path):
+    _chain(tmp_path)
+    stale = {p.name: p.read_bytes() for p in (tmp_path / "events-0.delta-000001").iterdir()}
+    store = LocalStore(tmp_path, TOPIC)
+    store.save(0, {"x": np.arange(3)}, {"v": "new"}, {0: 50})  # a new base: the old deltas go
+    again = tmp_path / "events-0.delta-000001"  # a crash left one of them behind
+    again.mkdir()
+    for name, data in stale.items():
+        (again / name).write_bytes(data)
+    arrays, meta, offsets = LocalStore(tmp_path, TOPIC).load(0)
+    assert arrays["x"].tolist() == [0, 1, 2]
+    assert (meta, offsets) == ({"v": "new"}, {0: 50})
+
+
+def test_chain_offsets_reads_the_latest_delta(tmp_path):
+    _chain(tmp_path)
+    assert chain_offsets(tmp_path / "events-0") == {0: 3}
+    assert chain_offsets(tmp_path / "events-9") is None
+
+
+def test_a_save_after_a_load_starts_a_new_base(tmp_path):
+    store, _ = _chain(tmp_path)
+    store.load(0)
+    store.save(0, big_arrays(), {}, {0: 9})
+    assert store.last_save[0] == 0
+
+
+def test_engine_state_shares_no_memory_with_the_engine(events):
+    """The writer thread saves a state while the engine goes on: state() must hand out copies."""
+    engine, _ = run_engine(events.take(np.arange(5_000)), [])
+    arrays, meta = engine.state()
+    frozen = ({k: v.copy() for k, v in arrays.items()}, json.dumps(meta, sort_keys=True))
+    engine.process(events.take(np.arange(5_000, 12_000)))
+    for k, v in frozen[0].items():
+        assert np.array_equal(arrays[k], v, equal_nan=v.dtype.kind == "f"), k
+    assert json.dumps(meta, sort_keys=True) == frozen[1]
+
+
+def test_an_array_grown_at_its_end_is_written_as_its_new_blocks(tmp_path):
+    store = LocalStore(tmp_path, TOPIC)
+    arrays = big_arrays()
+    store.save(0, arrays, {}, {0: 0})
+    arrays["ids"] = np.concatenate(
+        [arrays["ids"], np.arange(1_000, dtype=np.int64)]
+    )  # a high-water mark grew
+    arrays["table"] = arrays["table"][:30_001]  # ... or one was cut
+    arrays["table"][5, 1] = 77
+    size = store.save(0, arrays, {}, {0: 1})
+    assert store.last_save[0] == 1 and size < 30_000
+    assert_arrays_equal(LocalStore(tmp_path, TOPIC).load(0)[0], arrays)
+
+
+def test_a_table_that_rotated_is_written_as_moved(tmp_path):
+    store = LocalStore(tmp_path, TOPIC)
+    arrays = big_arrays()
+    arrays["previous"] = np.zeros((4096, 3), np.int64)
+    store.save(0, arrays, {}, {0: 0})
+    arrays["previous"], arrays["table"] = (
+        arrays["table"],
+        np.zeros((1024, 3), np.int64),
+    )  # current -> previous
+    arrays["previous"][3, 0] = 5
+    size = store.save(0, arrays, {}, {0: 1})
+    assert size < 40_000  # not the 960 kB of the moved table
+    assert_arrays_equal(LocalStore(tmp_path, TOPIC).load(0)[0], arrays)
+
+
+def test_an_engine_restored_from_a_loaded_checkpoint_works_in_its_arrays_and_continues_exactly(
+    events, tmp_path
+):
+    """copy=False (what the service does with a store's checkpoint): no copy of the state, same run."""
+    cfg = load_config(None, environ={})
+    _, want = run_engine(events, [])
+    first = Engine(cfg)
+    cut = len(events) // 2
+    got, _ = first.process(events.take(np.arange(cut)))
+    store = LocalStore(tmp_path, TOPIC)
+    store.save(0, *first.state(), {0: cut})
+    arrays, meta, _ = store.load(0)
+    second = Engine.restore(cfg, arrays, meta, copy=False)
+    assert np.shares_memory(second.counters.acc, arrays["counters.acc"])  # adopted, not copied
+    more, _ = second.process(events.take(np.arange(cut, len(events))))
+    assert got + more + second.finish() == want
+    again = LocalStore(tmp_path, TOPIC).load(0)[0]  # the file is not written through
+    np.testing.assert_array_equal(again["counters.acc"], first.state()[0]["counters.acc"])

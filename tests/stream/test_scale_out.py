@@ -75,6 +75,8 @@ def assert_same_state(got: dict[int, dict[str, np.ndarray]], want: dict[int, dic
     for p in range(PARTITIONS):
         assert sorted(got[p]) == sorted(want[p])
         for name, arr in want[p].items():
+            if name.startswith("dedup."):  # its tables' layout depends on the batch a generation rotates
+                continue  # at (as when they were JSON, which this never compared)
             assert np.array_equal(got[p][name], arr, equal_nan=arr.dtype.kind == "f"), (p, name)
 
 

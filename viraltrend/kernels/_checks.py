@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import numpy as np
@@ -9,6 +12,30 @@ from numba import njit
 from numpy.typing import NDArray
 
 _Scalar = TypeVar("_Scalar", bound=np.generic)
+_ADOPT: ContextVar[bool] = ContextVar("viraltrend_adopt_checkpoint_arrays", default=False)
+
+
+@contextmanager
+def adopting() -> Iterator[None]:
+    """Within it, :func:`owned` takes checkpoint arrays as they are instead of copying them.
+
+    For a restore from arrays nobody else holds (a store's freshly loaded checkpoint): the
+    engine then works in them, and a restore costs no copy of the state.
+    """
+    token = _ADOPT.set(True)
+    try:
+        yield
+    finally:
+        _ADOPT.reset(token)
+
+
+def owned(values: Any, dtype: Any) -> NDArray[Any]:
+    """A C-contiguous copy of ``values`` as ``dtype`` (in :func:`adopting`: ``values`` itself if it fits)."""
+    if _ADOPT.get():
+        out = np.asarray(values, dtype, order="C")
+        if out.flags.writeable:
+            return out
+    return np.array(values, dtype, order="C")
 
 
 def column(name: str, values: object, dtype: type[_Scalar], n: int | None, like: str) -> NDArray[_Scalar]:

@@ -41,7 +41,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
-from viraltrend.kernels._checks import check_range, column
+from viraltrend.kernels._checks import check_range, column, owned
 from viraltrend.kernels.columns import _unique_counts
 from viraltrend.kernels.decay import _scaled
 
@@ -430,9 +430,9 @@ class ChangeDetector:
         )  # fmt: skip
         return stat, zero * self.tick_ms, bins, coarse
 
-    def to_arrays(self) -> dict[str, NDArray[np.generic]]:
-        """Plain arrays for a checkpoint."""
-        return {k: v.copy() for k, v in self._arrays().items()}
+    def to_arrays(self, *, copy: bool = True) -> dict[str, NDArray[np.generic]]:
+        """Plain arrays for a checkpoint (copies; ``copy=False``: views)."""
+        return {k: v.copy() if copy else v.view() for k, v in self._arrays().items()}
 
     @classmethod
     def from_arrays(
@@ -452,7 +452,7 @@ class ChangeDetector:
                     shape = (cap, *want.shape[1:])
                     msg = f"detector array {name}: expected {want.dtype}{shape}, got {got.dtype}{got.shape}"
                     raise CheckpointError(msg)
-                setattr(d, name, np.ascontiguousarray(got).copy())
+                setattr(d, name, owned(got, got.dtype))
         except KeyError as exc:
             msg = f"detector checkpoint lacks array {exc}"
             raise CheckpointError(msg) from exc

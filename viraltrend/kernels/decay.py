@@ -34,7 +34,7 @@ from numba.extending import intrinsic
 from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
-from viraltrend.kernels._checks import check_range, column
+from viraltrend.kernels._checks import check_range, column, owned
 
 __all__ = ["PREFETCH_DISTANCE", "RENORM_EXPONENT", "DecayedCounters", "grown_capacity"]
 
@@ -446,15 +446,16 @@ class DecayedCounters:
         _decay_rows(self.global_acc[None], _ROW0, self._lam, self._dt_s(now_ms), out[None])
         return out
 
-    def to_arrays(self) -> dict[str, NDArray[np.generic]]:
-        """Return the state as plain numpy arrays (copies), for a checkpoint.
+    def to_arrays(self, *, copy: bool = True) -> dict[str, NDArray[np.generic]]:
+        """Return the state as plain numpy arrays for a checkpoint (copies; copy=False: views of big ones).
 
         Keys: ``acc``, ``global_acc``, ``first_ts_ms``, ``last_ts_ms`` (int64[0] without times),
         ``landmark_ms`` (int64[1]), ``landmark_set`` (bool[1]) and ``half_lives_s`` (float64[n_hl],
         checked on restore).
         """
-        return {"acc": self.acc.copy(), "global_acc": self.global_acc.copy(),
-                "first_ts_ms": self.first_ts_ms.copy(), "last_ts_ms": self.last_ts_ms.copy(),
+        cp = np.copy if copy else np.ndarray.view  # a view: owndata False, so a caller tells it from a copy
+        return {"acc": cp(self.acc), "global_acc": self.global_acc.copy(),
+                "first_ts_ms": cp(self.first_ts_ms), "last_ts_ms": cp(self.last_ts_ms),
                 "landmark_ms": np.array([self._landmark_ms or 0], np.int64),
                 "landmark_set": np.array([self._landmark_ms is not None], np.bool_),
                 "half_lives_s": np.array(self.half_lives_s, np.float64)}  # fmt: skip
@@ -504,11 +505,11 @@ class DecayedCounters:
             renorm_exponent=renorm_exponent,
             times=times,
         )
-        out.acc = np.array(acc, np.float64, order="C")
-        out.global_acc = np.array(arrays["global_acc"], np.float64, order="C")
+        out.acc = owned(acc, np.float64)  # a copy, unless the caller hands the arrays over
+        out.global_acc = owned(arrays["global_acc"], np.float64)
         if times:
-            out.first_ts_ms = np.array(arrays["first_ts_ms"], np.int64)
-            out.last_ts_ms = np.array(arrays["last_ts_ms"], np.int64)
+            out.first_ts_ms = owned(arrays["first_ts_ms"], np.int64)
+            out.last_ts_ms = owned(arrays["last_ts_ms"], np.int64)
         out._landmark_ms = int(arrays["landmark_ms"][0]) if bool(arrays["landmark_set"][0]) else None
         return out
 

@@ -369,6 +369,60 @@ class NameTable:
         """Plain data for a checkpoint: the id of every slot, None for free slots."""
         return [self.name(s) if self._length[s] >= 0 else None for s in range(self._high_water)]
 
+    def to_arrays(self) -> dict[str, NDArray[Any]]:
+        """Plain arrays for a checkpoint, the same whatever the table's history (its arena's layout).
+
+        Keys: ``names`` uint8[...] (the UTF-8 of the live ids in slot order, zero-padded to a
+        multiple of 64 bytes), ``length`` int32[high_water] (-1: a free slot), ``free`` int64[k]
+        (the free slots still to hand out, in order) and ``meta`` int64[1] (the ids held).  What
+        :meth:`to_list` says, without a Python object per id.
+        """
+        hw = self._high_water
+        length = self._length[:hw].copy()
+        total = int(length[length > 0].sum(dtype=np.int64))
+        names = np.zeros(total + (-total % 64), np.uint8)
+        _compact(self._arena, self._start[:hw].copy(), length, np.int64(hw), names)
+        free = self._free[self._free_pos :].astype(np.int64)
+        return {"names": names, "length": length, "free": free, "meta": np.array([self._used], np.int64)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, NDArray[Any]], *, limit: int | None = None) -> NameTable:
+        """Rebuild from :meth:`to_arrays` output, in one compiled pass (ValueError if it does not fit)."""
+        length = np.array(arrays["length"], np.int32)
+        free = np.array(arrays["free"], np.int64)
+        names = np.asarray(arrays["names"], np.uint8)
+        used = int(np.asarray(arrays["meta"], np.int64)[0])
+        hw = length.shape[0]
+        live = np.flatnonzero(length >= 0)
+        sizes = length[live].astype(np.int64)
+        ends = np.cumsum(sizes)
+        total = int(ends[-1]) if ends.shape[0] else 0
+        if (
+            length.ndim != 1 or live.shape[0] != used or total > names.shape[0]
+            or (free.shape[0] and (int(free.min()) < 0 or int(free.max()) >= hw))
+        ):  # fmt: skip
+            msg = "name table checkpoint arrays do not fit together; the checkpoint is corrupt"
+            raise ValueError(msg)
+        table = cls(capacity=max(hw, 1), limit=limit)
+        table._high_water = hw
+        table._free = live  # every slot starts free and the live ones are taken in order
+        buf = np.ascontiguousarray(names[:total])
+        starts = ends - sizes
+        with np.errstate(over="ignore"):  # wrapping arithmetic, for runs with NUMBA_DISABLE_JIT=1
+            hashes = _hashes(buf, starts, ends)
+        table._arena = np.zeros(max(table._arena.shape[0], total), np.uint8)
+        out = _intern(
+            table._rows, np.int64(0), table._start, table._length, table._arena, np.int64(0), np.int64(hw),
+            table._free, np.int64(0), buf, starts, ends, hashes, True, np.int64(table.limit),
+        )  # fmt: skip
+        if not np.array_equal(out[0], live):
+            msg = "name table checkpoint holds the same id twice; the checkpoint is corrupt"
+            raise ValueError(msg)
+        table._rows, used_now, table._start, table._length, table._arena, end, _, _ = out[1:]
+        table._used, table._arena_end = int(used_now), int(end)
+        table._free, table._free_pos = free, 0
+        return table
+
     @classmethod
     def from_list(cls, names: Sequence[str | None], *, limit: int | None = None) -> NameTable:
         """Rebuild a table from :meth:`to_list` output (ValueError if an id appears twice)."""
@@ -476,12 +530,13 @@ class CountedNames:
         n = max(t.table.high_water, 64)
         held = np.asarray(column, np.int64)
         held = held[held >= 0]
-        if held.size and (
-            int(held.max()) >= t.table.high_water or any(names[i] is None for i in np.unique(held).tolist())
-        ):
+        if held.size and int(held.max()) >= t.table.high_water:
             msg = "a product refers to a seller or category slot the checkpoint does not hold"
             raise ValueError(msg)
         t.refs = np.bincount(held, minlength=n).astype(np.int32)
+        if any(names[i] is None for i in np.flatnonzero(t.refs).tolist()):
+            msg = "a product refers to a seller or category slot the checkpoint does not hold"
+            raise ValueError(msg)
         live = np.asarray([i for i, x in enumerate(names) if x is not None], np.int64)
         unheld = live[t.refs[live] == 0] if live.size else live
         if unheld.size:

@@ -62,7 +62,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
-from viraltrend.kernels._checks import check_range, column
+from viraltrend.kernels._checks import check_range, column, owned
 from viraltrend.kernels.decay import PREFETCH_DISTANCE, _prefetch  # one llvm.prefetch intrinsic
 
 __all__ = ["BYTES_PER_ENTRY", "UserSignals", "UserSketches"]
@@ -300,13 +300,13 @@ def _int_arg(name: str, value: object, low: int, high: int) -> int:
 def _checkpoint_array(
     arrays: Mapping[str, NDArray[np.generic]], what: str, key: str, dtype: type[np.generic], ndim: int
 ) -> NDArray[Any]:
-    """Return ``arrays[key]`` as a C-contiguous copy after checking its dtype and number of axes."""
+    """Return ``arrays[key]`` as a C-contiguous copy (see :func:`owned`) after checking its dtype and axes."""
     a = arrays.get(key)
     if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != ndim:
         got = "missing" if a is None else f"{getattr(a, 'dtype', type(a).__name__)}{list(np.shape(a))}"
         msg = f"{what} checkpoint array {key!r} must be {np.dtype(dtype)} with {ndim} axes, got {got}"
         raise CheckpointError(msg)
-    return np.array(a, dtype, order="C")
+    return owned(a, dtype)
 
 
 class UserSignals:
@@ -479,14 +479,15 @@ class UserSignals:
         self._used = int(used)
         return True
 
-    def to_arrays(self) -> dict[str, NDArray[np.generic]]:
-        """Return the state as plain numpy arrays (copies), for a checkpoint.
+    def to_arrays(self, *, copy: bool = True) -> dict[str, NDArray[np.generic]]:
+        """Return the state as plain numpy arrays for a checkpoint (copies; copy=False: views of big ones).
 
         Keys: ``rows`` int64[table_capacity, 2], ``first_seen_ms`` int64[capacity_users],
         ``max_ts_ms`` int64[1] (INT64 min before the first event) and ``windows_ms`` int64[3]
         (``cap_window_ms``, ``fresh_window_ms``, ``allowed_lateness_ms``; checked on restore).
         """
-        return {"rows": self.rows.copy(), "first_seen_ms": self.first_seen_ms.copy(),
+        cp = np.copy if copy else np.ndarray.view  # a view: owndata False, so a caller tells it from a copy
+        return {"rows": cp(self.rows), "first_seen_ms": cp(self.first_seen_ms),
                 "max_ts_ms": np.array([self._max_ts_ms], np.int64),
                 "windows_ms": np.array(self._windows(), np.int64)}  # fmt: skip
 

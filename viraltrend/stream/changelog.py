@@ -60,8 +60,12 @@ from viraltrend.stream.broker import (
 )
 from viraltrend.stream.checkpoint import (
     Arrays,
+    ChainPolicy,
+    Chains,
     EncodedCheckpoint,
     Loaded,
+    _split_chain,
+    apply_chain,
     decode_checkpoint,
     encode_checkpoint,
 )
@@ -134,6 +138,7 @@ class _Scan:
     headers: list[tuple[int, int]] = field(default_factory=list)  #: (seq, n_chunks) of readable headers
     dead: set[str] = field(default_factory=set)  #: chunk keys whose latest record is a tombstone
     deleted: bool = False  #: the latest header record is a tombstone (the checkpoint was deleted)
+    chain: list[tuple[int, int]] = field(default_factory=list)  #: (seq, n_chunks) of the parts before it
 
     def add(self, name: str, key: str, value: bytes | None, offset: int) -> None:
         """Take one record of the changelog partition, read in offset order."""
@@ -153,8 +158,14 @@ class _Scan:
             self.max_seq = max(self.max_seq, self.header_seq)
             if value is not None and self.header_seq >= 0:
                 self.headers.append((self.header_seq, _header_chunks(value)))
-            # chunks of older saves are not needed any more; keep only their keys
-            for old in [k for k in self.chunks if (_chunk_seq(k, prefix) or 0) < self.header_seq]:
+            self.chain = _header_chain(value) if value is not None else []
+            keep = {q for q, _ in self.chain}
+            # chunks of older saves are not needed any more (unless the chain holds them); keep their keys
+            for old in [
+                k
+                for k in self.chunks
+                if (q := _chunk_seq(k, prefix) or 0) < self.header_seq and q not in keep
+            ]:
                 del self.chunks[old]
         elif key.startswith(prefix):
             seq = _chunk_seq(key, prefix)
@@ -178,8 +189,8 @@ class _Scan:
         """
         if self.deleted or self.header is None or self.header_seq < 0 or len(self.headers) < 2:
             return False
-        n_chunks = self.headers[-1][1]
-        return all(f"{name}/{self.header_seq}/{i}" in self.chunks for i in range(n_chunks))
+        parts = [*self.chain, self.headers[-1]]
+        return all(f"{name}/{q}/{i}" in self.chunks for q, n in parts for i in range(n))
 
     def finish(self, name: str) -> None:
         """Count the chunks of every header seen as live unless a tombstone of theirs was read.
@@ -217,6 +228,15 @@ def _header_int(value: bytes, key: str, default: int) -> int:
     except (ValueError, AttributeError):
         return default
     return got if isinstance(got, int) and not isinstance(got, bool) else default
+
+
+def _header_chain(value: bytes) -> list[tuple[int, int]]:
+    """``(seq, n_chunks)`` of the parts a header's checkpoint is built on (its base and deltas)."""
+    try:
+        chain = json.loads(value).get("chain") or []
+        return [(int(q["seq"]), max(int(q["n_chunks"]), 0)) for q in chain]
+    except (ValueError, AttributeError, TypeError, KeyError):
+        return []
 
 
 def _header_chunks(value: bytes) -> int:
@@ -273,6 +293,7 @@ class ChangelogStore:
         poll_timeout_ms: int = 300,
         flush_timeout_s: float = 30.0,
         connect_timeout_s: float = 10.0,
+        policy: ChainPolicy | None = None,
         **client_options: Any,
     ) -> None:
         if partitions < 1:
@@ -300,6 +321,12 @@ class ChangelogStore:
         #: Bytes of record values read from the changelog by the last :meth:`load`.
         self.last_load_bytes = 0
         self._known: dict[int, _Known] = {}
+        self.chains = Chains(policy)
+        self._parts: dict[int, list[dict[str, Any]]] = {}  # partition -> the chain's parts written so far
+        #: The last save: ``(seq in its chain, bytes)``, 0 for a full checkpoint.
+        self.last_save: tuple[int, int] = (0, 0)
+        #: Deltas applied by the last :meth:`load`.
+        self.last_load_deltas = 0
         self._window: dict[int, int] = {}  # partition -> records read back from its end last time
         self._closed = False
         config: dict[str, Any] = {
@@ -361,7 +388,6 @@ class ChangelogStore:
         if epoch < 0:
             msg = f"epoch must be >= 0, got {epoch}"
             raise ValueError(msg)
-        blob = encode_checkpoint(arrays, meta, offsets).to_blob()
         known = self._known.get(partition)
         if known is None:
             scan = self._scan(partition)
@@ -375,31 +401,50 @@ class ChangelogStore:
                 "the partition (this worker was evicted from the group)"
             )
             raise FencedError(msg)
-        chunks = [blob[i : i + self.max_chunk_bytes] for i in range(0, len(blob), self.max_chunk_bytes)]
-        keys = [f"{name}/{seq}/{i}" for i in range(len(chunks))]
-        header = json.dumps(
-            {
-                "format": HEADER_FORMAT,
-                "name": name,
+        plan = self.chains.plan(partition, arrays, meta)
+        parts = self._parts.get(partition, []) if plan.seq > 0 else []
+        if plan.seq > 0 and not parts:  # no base written by this store: should not happen
+            self.chains.forget(partition)
+            plan = self.chains.plan(partition, arrays, meta)
+        try:
+            blob = encode_checkpoint(plan.arrays, plan.meta, offsets).to_blob()
+            chunks = [blob[i : i + self.max_chunk_bytes] for i in range(0, len(blob), self.max_chunk_bytes)]
+            keys = [f"{name}/{seq}/{i}" for i in range(len(chunks))]
+            part = {
                 "seq": seq,
-                "epoch": epoch,
                 "n_chunks": len(chunks),
                 "total_bytes": len(blob),
                 "sha256": hashlib.sha256(blob).hexdigest(),
                 "chunks": [hashlib.sha256(c).hexdigest() for c in chunks],
-                "offsets": {str(p): int(o) for p, o in offsets.items()},
-                "saved_at_ms": int(time.time() * 1000),
-            },
-            separators=(",", ":"),
-        ).encode("utf-8")
-        stale = sorted(known.live - set(keys))
-        # Until the tombstones are acknowledged, count this save's keys and the stale ones as live
-        # and its seq as used (a failed send may still have reached the broker).
-        self._known[partition] = _Known(seq, known.live | set(keys))
-        self._send(partition, list(zip(keys, chunks, strict=True)), "chunks")
-        self._send(partition, [(name, header)], "header")
-        self._send(partition, [(key, None) for key in stale], "tombstones of the previous chunks")
-        self._known[partition] = _Known(seq, frozenset(keys))
+            }
+            header = json.dumps(
+                {
+                    "format": HEADER_FORMAT,
+                    "name": name,
+                    "epoch": epoch,
+                    **part,
+                    "chain": parts,  # the base and the deltas before this one, oldest first
+                    "offsets": {str(p): int(o) for p, o in offsets.items()},
+                    "saved_at_ms": int(time.time() * 1000),
+                },
+                separators=(",", ":"),
+            ).encode("utf-8")
+            in_chain = {f"{name}/{q['seq']}/{i}" for q in parts for i in range(int(q["n_chunks"]))}
+            stale = sorted(known.live - set(keys) - in_chain)
+            # Until the tombstones are acknowledged, count this save's keys and the stale ones as live
+            # and its seq as used (a failed send may still have reached the broker).
+            self._known[partition] = _Known(seq, known.live | set(keys))
+            self._send(partition, list(zip(keys, chunks, strict=True)), "chunks")
+            self._send(partition, [(name, header)], "header")
+            self._send(partition, [(key, None) for key in stale], "tombstones of the previous chunks")
+        except BaseException:
+            self.chains.forget(partition)
+            self._parts.pop(partition, None)
+            raise
+        self._known[partition] = _Known(seq, frozenset(keys) | in_chain)
+        self._parts[partition] = [*parts, part]
+        self.chains.done(partition, plan, len(blob))
+        self.last_save = (plan.seq, len(blob) + len(header))
         return len(blob) + len(header)
 
     def _send(self, partition: int, records: list[tuple[str, bytes | None]], what: str) -> None:
@@ -446,7 +491,9 @@ class ChangelogStore:
             If the partition cannot be read to its end within ``load_timeout_s``.
         """
         self._check_partition(partition)
-        self.last_load_records = self.last_load_bytes = 0
+        self.last_load_records = self.last_load_bytes = self.last_load_deltas = 0
+        self.chains.forget(partition)  # the next save writes a full checkpoint
+        self._parts.pop(partition, None)
         scan = self._scan(partition)
         self._known[partition] = _Known(scan.max_seq, frozenset(scan.live))
         self.last_load_records, self.last_load_bytes = scan.records, scan.n_bytes
@@ -467,36 +514,71 @@ class ChangelogStore:
             f"{self.name(partition)!r} and a null value (a tombstone) to partition {partition} of "
             f"{self.topic!r}"
         )
-        blob = self._assemble(
+        parts = self._assemble(
             scan, self.name(partition), where=f"{where} at offset {scan.header_offset}", remedy=remedy
         )
-        encoded = EncodedCheckpoint.from_blob(blob, where=where, remedy=remedy)
-        return decode_checkpoint(encoded, where=where, remedy=remedy)
+        loaded: list[tuple[Loaded, str]] = []
+        for seq, blob in parts:
+            part_where = f"{where}, seq {seq}"
+            encoded = EncodedCheckpoint.from_blob(blob, where=part_where, remedy=remedy)
+            got = decode_checkpoint(encoded, where=part_where, remedy=remedy)
+            _split_chain(got[1], part_where, remedy)
+            loaded.append((got, part_where))
+        self.last_load_deltas = len(loaded) - 1
+        return apply_chain(loaded[0][0], loaded[1:], remedy=remedy)
 
-    def _assemble(self, scan: _Scan, name: str, *, where: str, remedy: str) -> bytes:
-        """Check the header of ``scan`` (checkpoint ``name``) and its chunks; return their blob."""
+    def _assemble(self, scan: _Scan, name: str, *, where: str, remedy: str) -> list[tuple[int, bytearray]]:
+        """Check the header of ``scan`` (checkpoint ``name``) and the chunks of its chain.
+
+        Returns ``(seq, blob)`` of the base and each delta on it, oldest first (one part when the
+        checkpoint is full).
+        """
         assert scan.header is not None
         try:
             header = json.loads(scan.header)
             if not isinstance(header, dict) or header.get("format") != HEADER_FORMAT:
                 msg = f"format is not {HEADER_FORMAT!r}"
                 raise ValueError(msg)
-            seq, n_chunks, total = int(header["seq"]), int(header["n_chunks"]), int(header["total_bytes"])
-            shas = [str(s) for s in header["chunks"]]
-            whole = str(header["sha256"])
             if header["name"] != name:
                 msg = f"it names checkpoint {header['name']!r}, not {name!r}"
                 raise ValueError(msg)
+            parts = [
+                (
+                    int(q["seq"]),
+                    int(q["n_chunks"]),
+                    int(q["total_bytes"]),
+                    [str(c) for c in q["chunks"]],
+                    str(q["sha256"]),
+                )
+                for q in [*(header.get("chain") or []), header]
+            ]
         except (ValueError, TypeError, KeyError) as exc:
             msg = f"the checkpoint header in {where} is unreadable ({type(exc).__name__}: {exc}). {remedy}"
             raise CheckpointError(msg) from exc
+        return [(seq, self._gather(scan, name, seq, n, total, shas, whole, where=where, remedy=remedy))
+                for seq, n, total, shas, whole in parts]  # fmt: skip
+
+    @staticmethod
+    def _gather(
+        scan: _Scan,
+        name: str,
+        seq: int,
+        n_chunks: int,
+        total: int,
+        shas: list[str],
+        whole: str,
+        *,
+        where: str,
+        remedy: str,
+    ) -> bytearray:
+        """The blob of save ``seq`` from its chunks, each checked against the header's SHA-256."""
         if len(shas) != n_chunks:
             msg = (
                 f"the checkpoint header in {where} lists {len(shas)} chunk checksums for {n_chunks} "
                 f"chunks. {remedy}"
             )
             raise CheckpointError(msg)
-        parts: list[bytes] = []
+        blob = bytearray()
         for i, sha in enumerate(shas):
             key = f"{name}/{seq}/{i}"
             chunk = scan.chunks.get(key)
@@ -512,8 +594,7 @@ class ChangelogStore:
                     f"header (corrupt or tampered); refusing to load it. {remedy}"
                 )
                 raise CheckpointError(msg)
-            parts.append(chunk)
-        blob = b"".join(parts)
+            blob += chunk
         if len(blob) != total or hashlib.sha256(blob).hexdigest() != whole:
             msg = (
                 f"the chunks of the checkpoint in {where} add up to {len(blob)} bytes that do not match "

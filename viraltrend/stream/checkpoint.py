@@ -24,11 +24,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import mmap
 import os
+import secrets
 import shutil
 import struct
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
@@ -37,25 +40,41 @@ import numpy as np
 from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
+from viraltrend.stream.incremental import DeltaTracker, apply_delta
 
 __all__ = [
     "Arrays",
+    "ChainPolicy",
+    "Chains",
     "CheckpointStore",
     "EncodedCheckpoint",
     "Loaded",
     "LocalStore",
+    "SavePlan",
     "StateStore",
+    "apply_chain",
+    "chain_offsets",
     "decode_checkpoint",
     "encode_checkpoint",
 ]
 
+#: Bytes as read or written: a checkpoint's parts are views, not copies, where they can be.
+Buffer: TypeAlias = bytes | bytearray | memoryview | mmap.mmap
 #: Named numpy arrays of numbers (no ``dtype=object``).
 Arrays: TypeAlias = dict[str, NDArray[Any]]
 #: What a store's ``load`` returns: ``(arrays, state meta, offsets by input partition)``.
 Loaded: TypeAlias = tuple[Arrays, dict[str, Any], dict[int, int]]
 
-_FORMAT: Final = 1
+_FORMAT: Final = 2  # arrays.bin (raw, 64-byte aligned); format 1 was arrays.npz, still read
+_FORMAT_NPZ: Final = 1
 _NPZ: Final = "arrays.npz"
+_ARRAYS: Final = "arrays.bin"
+_ARRAYS_MAGIC: Final = b"VTARR\x00\x02\x00"
+_U64: Final = struct.Struct("<Q")
+_ALIGN: Final = 64
+_REMEDY: Final = "Move the directory away to start that partition fresh"
+_CHAIN_KEY: Final = "__chain__"  # in a checkpoint's state: {"id": base id, "seq": 0 base, 1.. delta}
+_SHA_PART: Final = 32 * 1024 * 1024  # the manifest holds the SHA-256 of each part: checked two at a time
 _META: Final = "meta.json"
 _MANIFEST: Final = "manifest.json"
 _BLOB_MAGIC: Final = b"VTCKPT\x00\x01"  # "viraltrend checkpoint", blob layout 1
@@ -63,48 +82,109 @@ _LENGTHS: Final = struct.Struct(">QQQ")  # manifest, meta, npz lengths (big-endi
 _DECODE_ERRORS: Final = (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile)
 
 
-def _sha256(data: bytes) -> str:
+def _sha256(data: Buffer) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
 # ------------------------------------------------------------------------------ shared encoding
 
 
+def _pad(n: int) -> int:
+    return -n % _ALIGN
+
+
+def _pack_arrays(arrays: Arrays) -> list[Buffer]:
+    """``arrays.bin``: magic, header length, JSON header of (name, dtype, shape, offset), raw bytes.
+
+    Each array starts at a multiple of 64 bytes, so :func:`_unpack_arrays` returns aligned views
+    into the buffer it reads, copying nothing.
+    """
+    entries = []
+    offset = 0
+    for key, arr in arrays.items():
+        entries.append([key, arr.dtype.str, list(arr.shape), offset])
+        offset += arr.nbytes + _pad(arr.nbytes)
+    header = json.dumps(entries, separators=(",", ":")).encode("utf-8")
+    head = _ARRAYS_MAGIC + _U64.pack(len(header)) + header
+    parts: list[Buffer] = [head + bytes(_pad(len(head)))]
+    for arr in arrays.values():
+        data = np.ascontiguousarray(arr)
+        parts.append(data.reshape(-1).view(np.uint8).data if data.size else b"")
+        parts.append(bytes(_pad(arr.nbytes)))
+    return parts
+
+
+def _unpack_arrays(buf: Buffer) -> Arrays:
+    """Views of the arrays in ``buf`` (writable when ``buf`` is); ValueError if it is malformed."""
+    view = memoryview(buf)
+    if bytes(view[: len(_ARRAYS_MAGIC)]) != _ARRAYS_MAGIC:
+        msg = "arrays.bin does not start with its magic bytes"
+        raise ValueError(msg)
+    (n,) = _U64.unpack_from(view, len(_ARRAYS_MAGIC))
+    start = len(_ARRAYS_MAGIC) + _U64.size
+    entries = json.loads(bytes(view[start : start + n]))
+    base = start + n + _pad(start + n)
+    out: Arrays = {}
+    for key, dtype_str, shape, offset in entries:
+        dtype = np.dtype(dtype_str)
+        if dtype.hasobject:
+            msg = f"array {key!r} has dtype object"
+            raise ValueError(msg)
+        count = int(np.prod(shape, dtype=np.int64))
+        if base + offset + count * dtype.itemsize > len(view):
+            msg = f"array {key!r} runs past the end of arrays.bin"
+            raise ValueError(msg)
+        out[str(key)] = np.frombuffer(view, dtype, count, base + offset).reshape(shape)
+    return out
+
+
+def _part_shas(data: Buffer) -> list[str]:
+    """SHA-256 of each :data:`_SHA_PART` bytes of ``data``, two at a time (hashlib frees the GIL)."""
+    view = memoryview(data).cast("B")
+    parts = [view[i : i + _SHA_PART] for i in range(0, len(view), _SHA_PART)] or [view]
+    if len(parts) == 1:
+        return [_sha256(parts[0])]
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(_sha256, parts))
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedCheckpoint:
-    """A checkpoint as bytes: the contents of ``arrays.npz``, ``meta.json`` and ``manifest.json``.
+    """A checkpoint as bytes: the contents of ``arrays.bin``, ``meta.json`` and ``manifest.json``.
 
     Attributes
     ----------
-    npz : bytes
-        The arrays, as written by :func:`numpy.savez`.
+    data : bytes-like
+        The arrays (:func:`_pack_arrays`); in a format-1 checkpoint, ``arrays.npz``.
     meta : bytes
         UTF-8 JSON: ``{"format", "offsets", "saved_at_ms", "state"}``.
     manifest : bytes
-        UTF-8 JSON: ``{"format", "arrays.npz": sha256, "meta.json": sha256}``.
+        UTF-8 JSON: ``{"format", "arrays.bin": [sha256 of each 32 MiB], "meta.json": sha256}``.
     """
 
-    npz: bytes
+    data: Buffer
     meta: bytes
     manifest: bytes
 
     @property
     def nbytes(self) -> int:
-        """Size of the state proper (``npz`` plus ``meta``), as the stores report it."""
-        return len(self.npz) + len(self.meta)
+        """Size of the state proper (``data`` plus ``meta``), as the stores report it."""
+        return len(self.data) + len(self.meta)
 
     def to_blob(self) -> bytes:
         """Pack the three parts into one byte string: magic, three lengths, then the parts."""
-        lengths = _LENGTHS.pack(len(self.manifest), len(self.meta), len(self.npz))
-        return b"".join((_BLOB_MAGIC, lengths, self.manifest, self.meta, self.npz))
+        lengths = _LENGTHS.pack(len(self.manifest), len(self.meta), len(self.data))
+        return b"".join((_BLOB_MAGIC, lengths, self.manifest, self.meta, self.data))
 
     @classmethod
-    def from_blob(cls, blob: bytes, *, where: str, remedy: str) -> EncodedCheckpoint:
+    def from_blob(cls, blob: Buffer, *, where: str, remedy: str) -> EncodedCheckpoint:
         """Unpack :meth:`to_blob`'s output (checksums are checked by :func:`decode_checkpoint`).
+
+        The parts are views of ``blob`` (no copy).
 
         Parameters
         ----------
-        blob : bytes
+        blob : bytes-like
             The packed checkpoint.
         where : str
             Where it came from, for error messages (``"changelog topic T partition 3"``).
@@ -116,26 +196,32 @@ class EncodedCheckpoint:
         CheckpointError
             If the magic bytes or the lengths do not fit.
         """
+        view = memoryview(blob)
         head = len(_BLOB_MAGIC) + _LENGTHS.size
-        if len(blob) < head or not blob.startswith(_BLOB_MAGIC):
+        if len(view) < head or bytes(view[: len(_BLOB_MAGIC)]) != _BLOB_MAGIC:
             msg = f"checkpoint in {where} is not a viraltrend checkpoint blob (bad magic bytes); {remedy}"
             raise CheckpointError(msg)
-        n_manifest, n_meta, n_npz = _LENGTHS.unpack_from(blob, len(_BLOB_MAGIC))
-        if head + n_manifest + n_meta + n_npz != len(blob):
+        n_manifest, n_meta, n_data = _LENGTHS.unpack_from(view, len(_BLOB_MAGIC))
+        if head + n_manifest + n_meta + n_data != len(view):
             msg = (
                 f"checkpoint in {where} is truncated or padded: its header announces "
-                f"{head + n_manifest + n_meta + n_npz} bytes, found {len(blob)}; {remedy}"
+                f"{head + n_manifest + n_meta + n_data} bytes, found {len(view)}; {remedy}"
             )
             raise CheckpointError(msg)
-        view = memoryview(blob)
         manifest = bytes(view[head : head + n_manifest])
         meta = bytes(view[head + n_manifest : head + n_manifest + n_meta])
-        npz = bytes(view[head + n_manifest + n_meta :])
-        return cls(npz=npz, meta=meta, manifest=manifest)
+        return cls(data=view[head + n_manifest + n_meta :], meta=meta, manifest=manifest)
+
+
+def _check_plain(arrays: Arrays) -> None:
+    for key, arr in arrays.items():
+        if arr.dtype.hasobject:
+            msg = f"array {key!r} has dtype object; checkpoints hold plain numbers only"
+            raise CheckpointError(msg)
 
 
 def encode_checkpoint(arrays: Arrays, meta: dict[str, Any], offsets: dict[int, int]) -> EncodedCheckpoint:
-    """Serialise a checkpoint: arrays to npz, meta and offsets to JSON, SHA-256 of both.
+    """Serialise a checkpoint: arrays raw, meta and offsets to JSON, SHA-256 of both.
 
     Parameters
     ----------
@@ -155,13 +241,8 @@ def encode_checkpoint(arrays: Arrays, meta: dict[str, Any], offsets: dict[int, i
     CheckpointError
         If an array has ``dtype=object`` (it could only be stored by pickling).
     """
-    for key, arr in arrays.items():
-        if arr.dtype == object:
-            msg = f"array {key!r} has dtype object; checkpoints hold plain numbers only"
-            raise CheckpointError(msg)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds too narrowly
-    npz = buf.getvalue()
+    _check_plain(arrays)
+    data = b"".join(_pack_arrays(arrays))
     meta_bytes = json.dumps(
         {
             "format": _FORMAT,
@@ -171,12 +252,15 @@ def encode_checkpoint(arrays: Arrays, meta: dict[str, Any], offsets: dict[int, i
         },
         separators=(",", ":"),
     ).encode("utf-8")
-    manifest = json.dumps({"format": _FORMAT, _NPZ: _sha256(npz), _META: _sha256(meta_bytes)})
-    return EncodedCheckpoint(npz=npz, meta=meta_bytes, manifest=manifest.encode("utf-8"))
+    manifest = json.dumps({"format": _FORMAT, _ARRAYS: _part_shas(data), _META: _sha256(meta_bytes)})
+    return EncodedCheckpoint(data=data, meta=meta_bytes, manifest=manifest.encode("utf-8"))
 
 
 def decode_checkpoint(encoded: EncodedCheckpoint, *, where: str, remedy: str) -> Loaded:
     """Verify ``encoded`` against its manifest and decode it (never unpickling anything).
+
+    The arrays are views of ``encoded.data`` (writable when it is a writable buffer).  Reads
+    format 2 (``arrays.bin``) and format 1 (``arrays.npz``).
 
     Parameters
     ----------
@@ -205,22 +289,29 @@ def decode_checkpoint(encoded: EncodedCheckpoint, *, where: str, remedy: str) ->
     except ValueError as exc:
         msg = f"checkpoint {where}: manifest.json is unreadable ({exc}); {remedy}"
         raise CheckpointError(msg) from exc
-    if manifest.get("format") != _FORMAT:
-        msg = (
-            f"checkpoint {where} has format {manifest.get('format')!r}, this version reads format "
-            f"{_FORMAT}; {remedy}"
-        )
+    fmt = manifest.get("format")
+    if fmt not in (_FORMAT, _FORMAT_NPZ):
+        msg = f"checkpoint {where} has format {fmt!r}, this version reads formats 1 and {_FORMAT}; {remedy}"
         raise CheckpointError(msg)
-    for fname, data in ((_NPZ, encoded.npz), (_META, encoded.meta)):
-        if manifest.get(fname) != _sha256(data):
+    data_name = _ARRAYS if fmt == _FORMAT else _NPZ
+    data_ok = (
+        manifest.get(_ARRAYS) == _part_shas(encoded.data)
+        if fmt == _FORMAT
+        else manifest.get(_NPZ) == _sha256(encoded.data)
+    )
+    for fname, ok in ((data_name, data_ok), (_META, manifest.get(_META) == _sha256(encoded.meta))):
+        if not ok:
             msg = (
                 f"checkpoint {where}: {fname} does not match its SHA-256 in manifest.json (corrupt or "
                 f"tampered); refusing to load it. {remedy}"
             )
             raise CheckpointError(msg)
     try:
-        with np.load(io.BytesIO(encoded.npz), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        if fmt == _FORMAT:
+            arrays = _unpack_arrays(encoded.data)
+        else:
+            with np.load(io.BytesIO(encoded.data), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
         meta = json.loads(encoded.meta)
         state = meta["state"]
         offsets = {int(p): int(o) for p, o in meta["offsets"].items()}
@@ -282,7 +373,7 @@ class StateStore(Protocol):
 # ---------------------------------------------------------------------------- local directories
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: Path, data: Buffer) -> None:
     with path.open("wb") as fh:
         fh.write(data)
         fh.flush()
@@ -313,7 +404,7 @@ def _save_dir(final: Path, encoded: EncodedCheckpoint) -> None:
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    _write(tmp / _NPZ, encoded.npz)
+    _write(tmp / _ARRAYS, encoded.data)
     _write(tmp / _META, encoded.meta)
     _write(tmp / _MANIFEST, encoded.manifest)
     _fsync_dir(tmp)
@@ -330,24 +421,216 @@ def _save_dir(final: Path, encoded: EncodedCheckpoint) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_dir(path: Path) -> tuple[Loaded, int] | None:
+def _map_private(path: Path) -> Buffer:
+    """The bytes of ``path`` as a private copy-on-write mapping: writable, and read without a copy.
+
+    The arrays decoded from it are views of the page cache until written (a delta written onto
+    them copies only the pages it touches).  Stores never rewrite a checkpoint file in place (a
+    new one is renamed over it), so the mapping stays valid while the arrays live.
+    """
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return bytearray()
+        return mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_COPY)
+
+
+def _load_dir(path: Path, remedy: str = _REMEDY) -> tuple[Loaded, int] | None:
     """Read, verify and decode the checkpoint directory ``path``; also return its size in bytes."""
     if not path.exists():
         old = path.with_name(path.name + ".old")  # a crash between the two renames of _save_dir()
         if not old.exists():
             return None
         path = old
-    remedy = "Move the directory away to start that partition fresh"
     try:
+        data_file = path / _ARRAYS if (path / _ARRAYS).exists() else path / _NPZ  # format 1: npz
         encoded = EncodedCheckpoint(
-            npz=(path / _NPZ).read_bytes(),
+            data=_map_private(data_file),
             meta=(path / _META).read_bytes(),
             manifest=(path / _MANIFEST).read_bytes(),
         )
     except OSError as exc:
-        msg = f"checkpoint {path} is unreadable ({exc}); {remedy.lower()}"
+        msg = f"checkpoint {path} is unreadable ({exc}); {remedy[0].lower()}{remedy[1:]}"
         raise CheckpointError(msg) from exc
     return decode_checkpoint(encoded, where=str(path), remedy=remedy), encoded.nbytes
+
+
+# ------------------------------------------------------------------------------ chains of deltas
+
+
+@dataclass(frozen=True, slots=True)
+class ChainPolicy:
+    """When a store writes a delta and when a new full checkpoint (compaction).
+
+    Attributes
+    ----------
+    incremental : bool
+        False: every checkpoint is full (the format before deltas).
+    max_deltas : int
+        Deltas on one base before the next checkpoint is full again.
+    max_chain_ratio : float
+        A full checkpoint as soon as the deltas of the chain add up to more than this fraction of
+        the base's bytes (a restore then reads at most ``1 + ratio`` times a full checkpoint).
+    """
+
+    incremental: bool = True
+    max_deltas: int = 30
+    max_chain_ratio: float = 0.5
+
+
+@dataclass(slots=True)
+class _Chain:
+    chain_id: str
+    seq: int  # deltas written on the base so far
+    base_bytes: int
+    chain_bytes: int
+    tracker: DeltaTracker
+
+
+@dataclass(frozen=True, slots=True)
+class SavePlan:
+    """What one save writes: a base (``seq == 0``) or delta ``seq`` of chain ``chain_id``."""
+
+    arrays: Arrays
+    meta: dict[str, Any]
+    chain_id: str
+    seq: int
+    changed_blocks: int = 0
+    total_blocks: int = 0
+
+
+class Chains:
+    """The chain of each partition as its store last wrote it; decides base or delta per save."""
+
+    def __init__(self, policy: ChainPolicy | None = None) -> None:
+        self.policy = policy or ChainPolicy()
+        self._chains: dict[int, _Chain] = {}
+
+    def plan(self, partition: int, arrays: Arrays, meta: dict[str, Any]) -> SavePlan:
+        """The next save of ``partition``: a delta on its chain, or a new base.  Call :meth:`done` after."""
+        _check_plain(arrays)
+        chain = self._chains.get(partition)
+        pol = self.policy
+        if pol.incremental and chain is not None and chain.seq < pol.max_deltas:
+            delta = chain.tracker.delta(arrays, meta)
+            if chain.chain_bytes + delta.nbytes <= pol.max_chain_ratio * chain.base_bytes:
+                chain.seq += 1
+                state = {**delta.meta, _CHAIN_KEY: {"id": chain.chain_id, "seq": chain.seq}}
+                return SavePlan(
+                    delta.arrays, state, chain.chain_id, chain.seq, delta.changed_blocks, delta.total_blocks
+                )
+        self._chains.pop(partition, None)
+        chain_id = secrets.token_hex(8)
+        tracker = DeltaTracker()
+        if pol.incremental:
+            tracker.reset(arrays, meta)
+        self._chains[partition] = _Chain(chain_id, 0, 0, 0, tracker)
+        return SavePlan(arrays, {**meta, _CHAIN_KEY: {"id": chain_id, "seq": 0}}, chain_id, 0)
+
+    def done(self, partition: int, plan: SavePlan, nbytes: int) -> None:
+        """``plan`` was written durably: ``nbytes`` count towards its chain."""
+        chain = self._chains.get(partition)
+        if chain is None or chain.chain_id != plan.chain_id:
+            return
+        if plan.seq == 0:
+            chain.base_bytes = nbytes
+        else:
+            chain.chain_bytes += nbytes
+
+    def forget(self, partition: int) -> None:
+        """The next save of ``partition`` is a base (after a failed save, or a load)."""
+        self._chains.pop(partition, None)
+
+
+def _split_chain(state: dict[str, Any], where: str, remedy: str) -> tuple[str | None, int]:
+    """Remove the chain stamp from a decoded state; ``(chain id, seq)``, ``(None, 0)`` if unstamped."""
+    stamp = state.pop(_CHAIN_KEY, None)
+    if stamp is None:
+        return None, 0
+    try:
+        return str(stamp["id"]), int(stamp["seq"])
+    except (KeyError, TypeError, ValueError) as exc:
+        msg = f"checkpoint {where} has an unreadable chain stamp {stamp!r}; {remedy}"
+        raise CheckpointError(msg) from exc
+
+
+def apply_chain(base: Loaded, deltas: list[tuple[Loaded, str]], *, remedy: str) -> Loaded:
+    """Replay ``deltas`` (each with where it came from) in order onto ``base``; the latest offsets win."""
+    arrays, state, offsets = base
+    for (d_arrays, d_state, d_offsets), where in deltas:
+        try:
+            apply_delta(arrays, state, d_arrays, d_state)
+        except (ValueError, KeyError, TypeError) as exc:
+            msg = f"delta checkpoint {where} does not fit the checkpoint before it ({exc}); {remedy}"
+            raise CheckpointError(msg) from exc
+        offsets = d_offsets
+    return arrays, state, offsets
+
+
+def _delta_path(base: Path, seq: int) -> Path:
+    return base.with_name(f"{base.name}.delta-{seq:06d}")
+
+
+def _load_chain(base: Path) -> tuple[Loaded, int, int] | None:
+    """Load the checkpoint directory ``base`` and apply its deltas; ``(loaded, bytes, deltas)``."""
+    found = _load_dir(base)
+    if found is None:
+        return None
+    loaded, size = found
+    chain_id, _ = _split_chain(loaded[1], str(base), _REMEDY)
+    deltas: list[tuple[Loaded, str]] = []
+    seq = 1
+    while chain_id is not None:
+        path = _delta_path(base, seq)
+        remedy = (
+            f"Move {path.name} and every later delta of {base.name} away to restore the state as "
+            "of the checkpoint before it (the input is re-read from there), or move all of "
+            f"{base.name}* away to start that partition fresh"
+        )
+        got = _load_dir(path, remedy) if path.exists() else None
+        if got is None:
+            break
+        d_chain, d_seq = _split_chain(got[0][1], str(path), remedy)
+        if d_chain != chain_id or d_seq != seq:
+            break  # left from an older base (a crash before its deltas were deleted)
+        deltas.append((got[0], str(path)))
+        size += got[1]
+        seq += 1
+    return apply_chain(loaded, deltas, remedy=_REMEDY), size, len(deltas)
+
+
+def chain_offsets(base: Path) -> dict[int, int] | None:
+    """The offsets of the latest checkpoint in directory ``base`` and its deltas, from the JSON only.
+
+    Cheap (no arrays read, no checksum checked): for monitoring and tests.  None if there is none.
+    """
+
+    def read(path: Path) -> tuple[str | None, int, dict[int, int]] | None:
+        try:
+            meta = json.loads((path / _META).read_bytes())
+            stamp = meta["state"].get(_CHAIN_KEY) or {}
+            offsets = {int(p): int(o) for p, o in meta["offsets"].items()}
+            return stamp.get("id"), int(stamp.get("seq", 0)), offsets
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    got = read(base)
+    if got is None:
+        return None
+    chain_id, _, offsets = got
+    seq = 1
+    while chain_id is not None:
+        delta = read(_delta_path(base, seq))
+        if delta is None or delta[0] != chain_id or delta[1] != seq:
+            break
+        offsets = delta[2]
+        seq += 1
+    return offsets
+
+
+def _drop_deltas(base: Path) -> None:
+    for stale in base.parent.glob(f"{base.name}.delta-*"):  # the old chain's deltas
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 class LocalStore:
@@ -357,9 +640,19 @@ class LocalStore:
     ----------
     directory : str or Path
         Created if missing.  Checkpoint of partition ``p`` goes to ``<directory>/<input_topic>-<p>``
-        (the layout of :class:`CheckpointStore`, so existing checkpoints load).
+        (the layout of :class:`CheckpointStore`, so existing checkpoints load), and the deltas on
+        it to ``<input_topic>-<p>.delta-<seq>`` (``seq`` = 1, 2, ...), each stamped with the id
+        of the base it applies to.
     input_topic : str
         The topic whose partitions the checkpoints belong to.
+    policy : ChainPolicy, optional
+        When to write a delta and when a full checkpoint (compaction).
+
+    A save writes either a full checkpoint (a new base, then the deltas of the old one are
+    deleted) or the next delta; each is written to a temporary directory and renamed into place.
+    A load reads the base and applies its deltas in order, stopping at the first one missing or
+    stamped with another base (left by a crash between a new base and the deletion of the old
+    deltas).  Every part is checked against its SHA-256 manifest.
 
     Examples
     --------
@@ -374,12 +667,17 @@ class LocalStore:
     True
     """
 
-    def __init__(self, directory: str | Path, input_topic: str) -> None:
+    def __init__(self, directory: str | Path, input_topic: str, *, policy: ChainPolicy | None = None) -> None:
         self.directory = Path(directory)
         self.input_topic = input_topic
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.chains = Chains(policy)
         #: Bytes read by the last :meth:`load` (0 when it found nothing).
         self.last_load_bytes = 0
+        #: Deltas applied by the last :meth:`load`.
+        self.last_load_deltas = 0
+        #: The last save: ``(seq, bytes)``, seq 0 for a full checkpoint.
+        self.last_save: tuple[int, int] = (0, 0)
 
     @property
     def describe(self) -> str:
@@ -387,7 +685,7 @@ class LocalStore:
         return f"directory {self.directory}"
 
     def path(self, partition: int) -> Path:
-        """The directory holding the checkpoint of input ``partition``."""
+        """The directory holding the (base) checkpoint of input ``partition``."""
         return self.directory / _safe_name(f"{self.input_topic}-{partition}")
 
     def save(
@@ -399,9 +697,21 @@ class LocalStore:
         *,
         epoch: int = 0,  # noqa: ARG002 - one machine, one worker: nothing to fence
     ) -> int:
-        """Write the checkpoint of ``partition`` atomically; return its size in bytes."""
-        encoded = encode_checkpoint(arrays, meta, offsets)
-        _save_dir(self.path(partition), encoded)
+        """Write the next checkpoint of ``partition`` (a delta or a full one) atomically; return its bytes."""
+        plan = self.chains.plan(partition, arrays, meta)
+        base = self.path(partition)
+        try:
+            encoded = encode_checkpoint(plan.arrays, plan.meta, offsets)
+            if plan.seq == 0:
+                _save_dir(base, encoded)
+                _drop_deltas(base)
+            else:
+                _save_dir(_delta_path(base, plan.seq), encoded)
+        except BaseException:
+            self.chains.forget(partition)
+            raise
+        self.chains.done(partition, plan, encoded.nbytes)
+        self.last_save = (plan.seq, encoded.nbytes)
         return encoded.nbytes
 
     def load(self, partition: int) -> Loaded | None:
@@ -412,11 +722,12 @@ class LocalStore:
         CheckpointError
             If a file is missing, does not match the manifest's checksum, or cannot be decoded.
         """
-        self.last_load_bytes = 0
-        found = _load_dir(self.path(partition))
+        self.last_load_bytes = self.last_load_deltas = 0
+        self.chains.forget(partition)  # the next save starts a new chain
+        found = _load_chain(self.path(partition))
         if found is None:
             return None
-        loaded, self.last_load_bytes = found
+        loaded, self.last_load_bytes, self.last_load_deltas = found
         return loaded
 
     def close(self) -> None:
@@ -441,6 +752,7 @@ class CheckpointStore:
         """Write checkpoint ``name`` atomically; returns its size in bytes."""
         encoded = encode_checkpoint(arrays, meta, offsets)
         _save_dir(self.directory / _safe_name(name), encoded)
+        _drop_deltas(self.directory / _safe_name(name))
         return encoded.nbytes
 
     def load(self, name: str) -> Loaded | None:
@@ -451,5 +763,5 @@ class CheckpointStore:
         CheckpointError
             If a file is missing or does not match the manifest's checksum.
         """
-        found = _load_dir(self.directory / _safe_name(name))
+        found = _load_chain(self.directory / _safe_name(name))
         return None if found is None else found[0]

@@ -65,7 +65,7 @@ class Partitions:
                 log.info("partition %d: no checkpoint in %s, starting fresh", p, store.describe)
                 continue
             arrays, meta, offsets = loaded
-            self.engines[p] = Engine.restore(self.cfg, arrays, meta)
+            self.engines[p] = Engine.restore(self.cfg, arrays, meta, copy=False)  # the store's own arrays
             if delay_s > 0:  # fault injection: a restore as long as one of a few million products
                 log.warning(
                     "partition %d: %s=%g: the restore lasts %g s longer",
