@@ -69,14 +69,17 @@ def test_a_few_accounts_acting_alike_are_held_until_the_uniform_test_has_its_use
     assert 9 not in full.guard.held and full.guard.lockstep[9].startswith("uniform_accounts_")
 
 
-def _sibling_engine(seller_of_candidate: int, candidate_users: int, overrides: dict | None = None):
+def _sibling_engine(
+    seller_of_candidate: int, candidate_users: int, overrides: dict | None = None, sibling_users: int = 30
+):
     engine = _engine(overrides)
     engine.seller_of[3] = 5
     engine.seller_of[9] = seller_of_candidate
     engine.sketches.watch(np.array([3, 9], np.int64))
     rng = np.random.default_rng(3)
+    n = sibling_users
     engine.sketches.update(
-        np.full(30, 3, np.int64), np.arange(1_000, 1_030, dtype=np.int64), np.zeros(30, np.uint16)
+        np.full(n, 3, np.int64), np.arange(1_000, 1_000 + n, dtype=np.int64), np.zeros(n, np.uint16)
     )
     users = np.arange(2_000, 2_000 + candidate_users, dtype=np.int64)  # strangers to product 3 so far
     act = np.minimum(rng.pareto(1.2, users.size) * 4, 60_000).astype(np.uint16)
@@ -92,6 +95,7 @@ def test_a_product_is_held_while_another_product_of_its_seller_trends_and_both_a
     # another seller's product, an audience sample already large enough, or switched off: not held
     assert 9 not in _sibling_engine(6, 12).guard.held
     assert 9 not in _sibling_engine(5, 50).guard.held
+    assert 9 not in _sibling_engine(5, 12, sibling_users=50).guard.held  # the sibling's audience can tell
     assert 9 not in _sibling_engine(5, 12, {"trust": {"hold_max_s": 0.0}}).guard.held
     # a sibling hot longer ago than trust.hold_sibling_s does not hold
     late = _sibling_engine(5, 12, {"trust": {"hold_sibling_s": 10.0}})
@@ -147,3 +151,19 @@ def test_a_quiet_catalogue_judges_uniform_accounts_by_its_last_activity_spread()
     stale.sketches.update(np.full(40, 9, np.int64), users, ring.astype(np.uint16))
     _tick(stale, 60_000 + 21_600_001, [9], [True])  # older than trust.audience_memory_s: not judged
     assert 9 not in stale.guard.lockstep
+
+
+def test_a_held_product_stays_ready_through_its_hold_while_its_change_holds_up():
+    engine = _sibling_engine(5, 12)
+    assert 9 in engine.guard.held
+    slots = np.array([8, 9, 9, 9], np.int64)
+    feats = {
+        "evidence": np.array([2.0, 2.0, 0.5, 2.0]),
+        "growth_z": np.array([1.0, 1.0, 1.0, -9.0]),  # the last row is fading
+        "growth_z_slow": np.zeros(4),
+        "fade_z": np.zeros(4),
+    }
+    assert engine._still_held(70_000, slots, feats).tolist() == [0.0, 1.0, 0.0, 0.0]
+    # no longer than trust.hold_max_s (300 s) since it was first held, plus a tick
+    assert engine._still_held(60_000 + 310_000, slots, feats).tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert engine._still_held(60_000 + 310_001, slots, feats).tolist() == [0.0] * 4

@@ -739,6 +739,8 @@ class Engine:
             feats["ready"] = (rule_ready | vouched).astype(np.float64)
             feats["model_p"] = probability  # the evidence of a vouch, in the messages' features
             feats["model_vouched"] = vouched.astype(np.float64)  # ready only because the model vouched
+        if self.guard.held:  # a product held back at the last tick stays ready while its change holds up
+            feats["ready"] = np.maximum(feats["ready"], self._still_held(now_ms, slots, feats))
         feats["ready"] = np.where(score >= self.cfg.detect.min_score, feats["ready"], 0.0)
         if traced.size:
             self._trace(now_ms, slots, traced, score, feats)
@@ -968,9 +970,10 @@ class Engine:
                 if not phi >= t.uniform_catalogue_overdispersion:  # nan: not judged
                     uniform[:] = False
                     looks[:] = False
-            sibling = self.audiences.recent_sibling(
+            sibling, sibling_n = self.audiences.recent_sibling(
                 cand, sellers, now_ms=now_ms, within_ms=round(t.hold_sibling_s * 1000)
             )
+            sibling[sibling_n >= t.hold_sampled_users] = -1  # an audience that can tell already
             for j, slot in enumerate(cand.tolist()):
                 if slot in self._ring_refusals:
                     continue
@@ -1025,6 +1028,29 @@ class Engine:
             return phi
         last, when = self._catalogue_phi
         return last if now_ms - when <= self.cfg.trust.audience_memory_s * 1000 else math.nan
+
+    def _still_held(
+        self, now_ms: int, slots: NDArray[np.int64], feats: dict[str, NDArray[np.float64]]
+    ) -> NDArray[np.float64]:
+        """1.0 for the products the guard held at the last tick whose change still holds up, else 0.0.
+
+        The detector's verdict comes and goes from tick to tick (a growth z crosses its threshold and
+        falls back); a product held while it was ready keeps its verdict through the hold (at most
+        ``trust.hold_max_s`` since it was first held, plus a tick), so the hold delays it by that
+        much at most, while its change evidence stands and it is not fading.
+        """
+        d = self.cfg.detect
+        limit = round((self.cfg.trust.hold_max_s + self.cfg.decay.tick_s) * 1000)
+        held = np.array(
+            [s for s in self.guard.held if now_ms - self._held_since.get(s, now_ms) <= limit], np.int64
+        )
+        keep = np.isin(slots, held) & (feats["evidence"] >= 1.0)
+        keep &= (
+            (feats["growth_z"] > -d.fade_z)
+            & (feats["growth_z_slow"] > -d.fade_z)
+            & (feats["fade_z"] > -d.fade_z)
+        )
+        return keep.astype(np.float64)
 
     def _hold(
         self, now_ms: int, slot: int, activity: tuple[int, float, float], looks: bool, sibling: int

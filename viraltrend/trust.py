@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from viraltrend.config import TrustConfig
-from viraltrend.kernels.audience import containment, estimated_users, union_into
+from viraltrend.kernels.audience import containment, estimated_users, sample_size, union_into
 
 __all__ = [
     "AudienceMemory",
@@ -490,31 +490,35 @@ class AudienceMemory:
 
     def recent_sibling(
         self, slots: NDArray[np.int64], sellers: NDArray[np.int64], *, now_ms: int, within_ms: int
-    ) -> NDArray[np.int64]:
-        """Per candidate, the slot of another remembered product of its seller hot within ``within_ms``.
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Per candidate, the youngest other remembered product of its seller hot within ``within_ms``.
 
-        The most recently hot one (-1: none, or no seller).  A seller-level view: several of one
-        seller's products trending at the same time.  ``O(m * capacity)``.
+        A seller-level view: several of one seller's products trending at the same time.  Returns
+        its slot (-1: none, or no seller) and the users its sample holds (the fewest among them: the
+        audience that can tell least yet).  ``O(m * capacity)``.
 
         >>> mem = AudienceMemory(capacity=4, k=2, memory_ms=10_000)
-        >>> sig = np.array([[1, 2], [3, 4]], np.uint64)
+        >>> sig = np.array([[1, 2], [3, 2**64 - 1]], np.uint64)
         >>> mem.remember(np.array([5, 6]), np.array([0, 1]), sig, now_ms=0)
-        >>> mem.recent_sibling(np.array([7, 5, 8]), np.array([0, 0, 1]), now_ms=900, within_ms=1000).tolist()
-        [5, -1, 6]
-        >>> mem.recent_sibling(np.array([7]), np.array([0]), now_ms=1001, within_ms=1000).tolist()
+        >>> slot, n = mem.recent_sibling(np.array([7, 5, 8]), np.array([0, 0, 1]), now_ms=900, within_ms=1000)
+        >>> slot.tolist(), n.tolist()
+        ([5, -1, 6], [2, 0, 1])
+        >>> mem.recent_sibling(np.array([7]), np.array([0]), now_ms=1001, within_ms=1000)[0].tolist()
         [-1]
         """
         m = slots.size
-        out = np.full(m, -1, np.int64)
+        out, size = np.full(m, -1, np.int64), np.zeros(m, np.int64)
         live = (self.slot >= 0) & (self.seen_ms >= now_ms - min(within_ms, self.memory_ms))
         if m == 0 or not live.any():
-            return out
+            return out, size
         rows = np.flatnonzero(live)
         mine = (self.seller[rows][None, :] == sellers[:, None]) & (sellers[:, None] >= 0)
         mine &= self.slot[rows][None, :] != slots[:, None]
-        when = np.where(mine, self.seen_ms[rows][None, :], np.iinfo(np.int64).min)
-        at = when.argmax(axis=1)
-        return np.where(mine.any(axis=1), self.slot[rows][at], -1)
+        held = sample_size(self.sig[rows])
+        fewest = np.where(mine, held[None, :], np.iinfo(np.int64).max)
+        at = fewest.argmin(axis=1)
+        has = mine.any(axis=1)
+        return np.where(has, self.slot[rows][at], -1), np.where(has, held[at], 0)
 
     def block_density(
         self, slots: NDArray[np.int64], sig: NDArray[np.uint64], *, now_ms: int
