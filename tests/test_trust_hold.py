@@ -115,8 +115,9 @@ def test_a_hold_is_a_soft_refusal_that_never_sticks_and_survives_a_checkpoint():
     reasons = guard.check("p-7", "s-1", 7, feats, 0)
     assert reasons == ["held_seller_sibling_p-3_12_of_50_sampled"] and soft_refusal(reasons)
     assert guard.check("p-8", "s-1", 8, feats, 0) is None
-    feats["conversion_ratio"] = np.array([0.0])  # a hard refusal too: hard
-    assert not soft_refusal(guard.check("p-7", "s-1", 7, feats, 0) or [])
+    feats["conversion_ratio"] = np.array([0.0])  # a hard refusal: the hold is moot, the refusal stays hard
+    hard = guard.check("p-7", "s-1", 7, feats, 0) or []
+    assert hard and not soft_refusal(hard) and not any(r.startswith("held_") for r in hard)
 
     from viraltrend.engine import Engine
 

@@ -125,8 +125,12 @@ def soft_refusal(reasons: list[str]) -> bool:
     True
     >>> soft_refusal(["held_seller_sibling_p-7_11_of_50_sampled", "no_conversion_x0.02_30_users"])
     False
+    >>> soft_refusal(["fresh_accounts_100%_no_conversion_x0.00", "held_uniform_looking_12_of_30_sampled"])
+    False
     """
-    return any(r.startswith((_LOW_USERS, HELD)) for r in reasons) and all(
+    if all(r.startswith(HELD) for r in reasons):  # only held: the evidence is still accumulating
+        return bool(reasons)
+    return any(r.startswith(_LOW_USERS) for r in reasons) and all(
         r.startswith((*_SOFT_WHILE_FEW_USERS, HELD)) for r in reasons
     )
 
@@ -206,7 +210,7 @@ class TrustGuard:
                 reasons.append(f"recycled_audience_{per_user:.1f}_events_per_user_catalogue_{usual:.1f}")
         if slot in self.lockstep and self.lockstep[slot] not in reasons:
             reasons.append(self.lockstep[slot])  # a ring match, or an earlier hard refusal that sticks
-        elif slot in self.held:
+        elif slot in self.held and (not reasons or soft_refusal(reasons)):
             reasons.append(self.held[slot])  # evidence still accumulating: held back, never blocked for it
         for r in reasons:
             self.refused[r.split(":")[0].split("_x")[0].rstrip("_0123456789.%")] += 1
