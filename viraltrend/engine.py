@@ -97,6 +97,10 @@ _UNIFORM_POOL_USERS = 200
 #: Sampled users from which a few users acting alike hold a candidate back (``held_uniform_looking``):
 #: below it a variance says nothing.
 _HOLD_UNIFORM_USERS = 10
+#: A product held back by the guard keeps the detector's verdict this long (ms of event time) after its
+#: hold ends (trust.hold_max_s after it was first held): a slow product may have no events at the tick
+#: its hold ends.
+_HOLD_CARRY_MS = 300_000
 #: The catalogue's activity spread (the uniform test's reference) is looked at this often (ms of event
 #: time) besides whenever a candidate needs it, so a quiet tick can use a recent figure.
 _CATALOGUE_EVERY_MS = 600_000
@@ -739,7 +743,7 @@ class Engine:
             feats["ready"] = (rule_ready | vouched).astype(np.float64)
             feats["model_p"] = probability  # the evidence of a vouch, in the messages' features
             feats["model_vouched"] = vouched.astype(np.float64)  # ready only because the model vouched
-        if self.guard.held:  # a product held back at the last tick stays ready while its change holds up
+        if self._held_since:  # a product held back keeps its verdict while its change holds up
             feats["ready"] = np.maximum(feats["ready"], self._still_held(now_ms, slots, feats))
         feats["ready"] = np.where(score >= self.cfg.detect.min_score, feats["ready"], 0.0)
         if traced.size:
@@ -1032,18 +1036,17 @@ class Engine:
     def _still_held(
         self, now_ms: int, slots: NDArray[np.int64], feats: dict[str, NDArray[np.float64]]
     ) -> NDArray[np.float64]:
-        """1.0 for the products the guard held at the last tick whose change still holds up, else 0.0.
+        """1.0 for the products held back lately whose change still holds up, else 0.0.
 
         The detector's verdict comes and goes from tick to tick (a growth z crosses its threshold and
-        falls back); a product held while it was ready keeps its verdict through the hold (at most
-        ``trust.hold_max_s`` since it was first held, plus a tick), so the hold delays it by that
-        much at most, while its change evidence stands and it is not fading.
+        falls back), and a slow product has no events at many ticks; a product the guard held keeps
+        its verdict for ``trust.hold_max_s`` after it was first held plus ``_HOLD_CARRY_MS`` (its
+        next ticks with events after the hold), while its change evidence stands and it is not
+        fading, so the hold delays it by about that much at most.
         """
         d = self.cfg.detect
-        limit = round((self.cfg.trust.hold_max_s + self.cfg.decay.tick_s) * 1000)
-        held = np.array(
-            [s for s in self.guard.held if now_ms - self._held_since.get(s, now_ms) <= limit], np.int64
-        )
+        limit = round(self.cfg.trust.hold_max_s * 1000) + _HOLD_CARRY_MS
+        held = np.array([s for s, t in self._held_since.items() if now_ms - t <= limit], np.int64)
         keep = np.isin(slots, held) & (feats["evidence"] >= 1.0)
         keep &= (
             (feats["growth_z"] > -d.fade_z)
