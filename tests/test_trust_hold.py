@@ -97,6 +97,7 @@ def test_a_product_is_held_while_another_product_of_its_seller_trends_and_both_a
     assert 9 not in _sibling_engine(5, 50).guard.held
     assert 9 not in _sibling_engine(5, 12, sibling_users=50).guard.held  # the sibling's audience can tell
     assert 9 not in _sibling_engine(5, 12, {"trust": {"hold_max_s": 0.0}}).guard.held
+    assert 9 not in _sibling_engine(5, 12, {"trust": {"hold_sibling_s": 0.0}}).guard.held  # hot this tick
     # a sibling hot longer ago than trust.hold_sibling_s does not hold
     late = _sibling_engine(5, 12, {"trust": {"hold_sibling_s": 10.0}})
     _tick(late, 60_000 + 11_000, [9], [True])

@@ -978,6 +978,10 @@ class Engine:
                 cand, sellers, now_ms=now_ms, within_ms=round(t.hold_sibling_s * 1000)
             )
             sibling[sibling_n >= t.hold_sampled_users] = -1  # an audience that can tell already
+            if (
+                t.hold_sibling_s <= 0
+            ):  # off (a sibling remembered at this very tick would still be "within 0")
+                sibling[:] = -1
             for j, slot in enumerate(cand.tolist()):
                 if slot in self._ring_refusals:
                     continue
