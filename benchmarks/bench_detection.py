@@ -266,6 +266,7 @@ def guard_off(base: Config, lockstep: float, caps: bool = True) -> Config:
         co_audience_evidence=1e9,
         dense_block_density=1e9,
         uniform_max_dispersion=0.0,
+        hold_max_s=0.0,
         blocked_sellers=(),
         blocked_products=(),
         blocked_sellers_file="",

@@ -123,6 +123,7 @@ GUARD_OFF = {
     "trust.co_audience_evidence": 1e9,
     "trust.dense_block_density": 1e9,
     "trust.uniform_max_dispersion": 0.0,
+    "trust.hold_max_s": 0.0,
     "trust.blocked_sellers": (),
     "trust.blocked_products": (),
     "trust.blocked_sellers_file": "",
@@ -137,9 +138,10 @@ ONLY = {
         "trust.lockstep_similarity",
         "trust.seller_overlap_similarity",
         "trust.co_audience_evidence",
+        "trust.hold_max_s",  # the hold waits for the evidence of these signals (held_seller_sibling)
     ),
     "dense block": ("trust.dense_block_density",),
-    "uniform accounts": ("trust.uniform_max_dispersion",),
+    "uniform accounts": ("trust.uniform_max_dispersion", "trust.hold_max_s"),  # ...and held_uniform_looking
 }
 #: Score-driven rows: the board promotes on the score after its confirm wait (the rule's old path), not on
 #: the sequential detector's verdict (``detect.method = "sequential"``, where the score only ranks).

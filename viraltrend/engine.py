@@ -65,9 +65,11 @@ from viraltrend.messages import Message
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
 from viraltrend.trust import (
+    HELD,
     AudienceMemory,
     TrustGuard,
     co_numbers,
+    hold_reason,
     match_numbers,
     soft_refusal,
     uniform_reason,
@@ -87,12 +89,22 @@ _SKETCH_IDLE_MS = 1_800_000
 #: first users are new accounts must not be refused for hours).  Eval seeds 1-20: the same decisions
 #: as sticking from any count; with the floor lowered to 3, viral products were refused for good.
 _STICKY_USERS = 2.0
-_NOT_STICKY = ("product_blocked", "seller_blocked", "blocklist_reason", "low_unique_users")
+_NOT_STICKY = ("product_blocked", "seller_blocked", "blocklist_reason", "low_unique_users", HELD)
 _NEVER = np.iinfo(np.int64).min  # last_ts_ms of a slot that holds no events
 _VETERAN_MS = -(2**53)  # first_seen_ms of a released user who came back: long ago, never fresh
 #: Sampled users of the other hot audiences below which the catalogue's activity spread is not judged
 #: (and no audience is refused as uniform accounts).
 _UNIFORM_POOL_USERS = 200
+#: Sampled users from which a few users acting alike hold a candidate back (``held_uniform_looking``):
+#: below it a variance says nothing.
+_HOLD_UNIFORM_USERS = 10
+#: A product held back by the guard keeps the detector's verdict this long (ms of event time) after its
+#: hold ends (trust.hold_max_s after it was first held): a slow product may have no events at the tick
+#: its hold ends.
+_HOLD_CARRY_MS = 300_000
+#: The catalogue's activity spread (the uniform test's reference) is looked at this often (ms of event
+#: time) besides whenever a candidate needs it, so a quiet tick can use a recent figure.
+_CATALOGUE_EVERY_MS = 600_000
 _USER_SWEEPS = 8  # idle users are released this many times per idle window (at ticks)
 
 
@@ -295,6 +307,9 @@ class Engine:
         self._sketched_ms = np.empty(0, np.int64)  # per sketched product: last tick hot with events
         self._sketched_ev = np.empty(0, np.float64)  # ...and its change evidence then
         self._ring_refusals: dict[int, tuple[str, int]] = {}  # slot -> (lockstep reason, when found)
+        self._held_since: dict[int, int] = {}  # slot -> when the guard first held it (trust.hold_max_s)
+        self._catalogue_phi = (math.nan, _NEVER)  # the last judged catalogue activity spread, and when
+        self._catalogue_checked_ms = _NEVER  # when it was last looked at (every _CATALOGUE_EVERY_MS)
         self._screen_off = False  # True: no screening of quiet products at ticks (see `screen`)
         self._screen: Screen | None = None  # the screen's fixed arguments (built at its first use)
         self._quiet_until_ms: int | None = None  # idle ticks before it do nothing (see _quiet_until)
@@ -731,6 +746,8 @@ class Engine:
             feats["ready"] = (rule_ready | vouched).astype(np.float64)
             feats["model_p"] = probability  # the evidence of a vouch, in the messages' features
             feats["model_vouched"] = vouched.astype(np.float64)  # ready only because the model vouched
+        if self._held_since:  # a product held back keeps its verdict while its change holds up
+            feats["ready"] = np.maximum(feats["ready"], self._still_held(now_ms, slots, feats))
         feats["ready"] = np.where(score >= self.cfg.detect.min_score, feats["ready"], 0.0)
         if traced.size:
             self._trace(now_ms, slots, traced, score, feats)
@@ -918,6 +935,9 @@ class Engine:
         memory_ms = round(t.audience_memory_s * 1000)
         self._ring_refusals = {s: v for s, v in self._ring_refusals.items() if now_ms - v[1] <= memory_ms}
         self.guard.lockstep = {s: v[0] for s, v in self._ring_refusals.items()}  # a refusal sticks
+        self.guard.held = {}  # holds are decided afresh at every tick (_hold)
+        if self._held_since:
+            self._held_since = {s: v for s, v in self._held_since.items() if now_ms - v <= memory_ms}
         if now_hot.size == 0:
             return
         sketches = self.sketches
@@ -926,6 +946,8 @@ class Engine:
         if changed.size:  # remembered first: ring products hot at the same tick see each other
             sig = sketches.signatures(changed)
             self.audiences.remember(changed, self.seller_of[changed].astype(np.int64), sig, now_ms=now_ms)
+        if now_ms - self._catalogue_checked_ms >= _CATALOGUE_EVERY_MS:  # the uniform test's reference
+            self._catalogue_overdispersion(now_ms, _EMPTY)
         cand = slots[ready]
         cand = cand[sketches.is_watched(cand)]
         cand = cand[sketches.nonempty[sketches.row_of[cand]]]
@@ -944,15 +966,25 @@ class Engine:
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             dense, dense_n = self.audiences.block_density(cand, csig, now_ms=now_ms)
             n_act, mean_act, disp = activity_dispersion(csig, self.sketches.values(cand))
-            uniform = (n_act >= t.uniform_min_users) & (mean_act >= t.uniform_min_events)
-            uniform &= disp < t.uniform_max_dispersion  # 0: off
-            if uniform.any():  # only where the catalogue's users are heterogeneous (the other hot audiences)
-                others = sketches.product_of_row >= 0
-                others[sketches.row_of[cand]] = False
-                others &= sketches.nonempty
-                phi, pool = pooled_overdispersion(sketches.sig[others], sketches._fit_val()[others])
-                if pool < _UNIFORM_POOL_USERS or phi < t.uniform_catalogue_overdispersion:
+            alike = (mean_act >= t.uniform_min_events) & (disp < t.uniform_max_dispersion)  # 0: off
+            uniform = alike & (n_act >= t.uniform_min_users)
+            looks = (
+                alike & (n_act >= _HOLD_UNIFORM_USERS) & (n_act < t.uniform_min_users) & (t.hold_max_s > 0)
+            )
+            phi = math.nan
+            if uniform.any() or looks.any():  # only where the catalogue's users are heterogeneous
+                phi = self._catalogue_overdispersion(now_ms, cand)
+                if not phi >= t.uniform_catalogue_overdispersion:  # nan: not judged
                     uniform[:] = False
+                    looks[:] = False
+            sibling, sibling_n = self.audiences.recent_sibling(
+                cand, sellers, now_ms=now_ms, within_ms=round(t.hold_sibling_s * 1000)
+            )
+            sibling[sibling_n >= t.hold_sampled_users] = -1  # an audience that can tell already
+            if (
+                t.hold_sibling_s <= 0
+            ):  # off (a sibling remembered at this very tick would still be "within 0")
+                sibling[:] = -1
             for j, slot in enumerate(cand.tolist()):
                 if slot in self._ring_refusals:
                     continue
@@ -974,6 +1006,8 @@ class Engine:
                 elif uniform[j]:
                     reason = uniform_reason(int(n_act[j]), float(mean_act[j]), float(disp[j]), phi)
                 else:
+                    act = (int(n_act[j]), float(mean_act[j]), float(disp[j]))
+                    self._hold(now_ms, slot, act, bool(looks[j]), int(sibling[j]))
                     continue
                 self._ring_refusals[slot] = (reason, now_ms)
                 self.guard.lockstep[slot] = reason
@@ -984,6 +1018,81 @@ class Engine:
                     exposed = f"ring_member_of_{self.products.name(slot)}_shared_{shared:.0%}"
                     self._ring_refusals[partner] = (exposed, now_ms)
                     self.guard.lockstep[partner] = exposed
+
+    def _catalogue_overdispersion(self, now_ms: int, cand: NDArray[np.int64]) -> float:
+        """The spread of the catalogue's users' activity rates, the uniform-accounts test's reference.
+
+        Pooled over the other hot audiences' samples (:func:`pooled_overdispersion`, every sketched
+        row but the candidates'), when they hold ``_UNIFORM_POOL_USERS`` sampled users; else the
+        last such figure of the last ``trust.audience_memory_s`` (a quiet hour has few hot audiences,
+        but the population's spread does not change with them); nan when there is none.
+        ``O(max_sketched * k)``.
+        """
+        sketches = self.sketches
+        self._catalogue_checked_ms = now_ms
+        others = sketches.product_of_row >= 0
+        others[sketches.row_of[cand]] = False
+        others &= sketches.nonempty
+        phi, pool = pooled_overdispersion(sketches.sig[others], sketches._fit_val()[others])
+        if pool >= _UNIFORM_POOL_USERS:
+            self._catalogue_phi = (phi, now_ms)
+            return phi
+        last, when = self._catalogue_phi
+        return last if now_ms - when <= self.cfg.trust.audience_memory_s * 1000 else math.nan
+
+    def _still_held(
+        self, now_ms: int, slots: NDArray[np.int64], feats: dict[str, NDArray[np.float64]]
+    ) -> NDArray[np.float64]:
+        """1.0 for the products held back lately whose change still holds up, else 0.0.
+
+        The detector's verdict comes and goes from tick to tick (a growth z crosses its threshold and
+        falls back), and a slow product has no events at many ticks; a product the guard held keeps
+        its verdict for ``trust.hold_max_s`` after it was first held plus ``_HOLD_CARRY_MS`` (its
+        next ticks with events after the hold), while its change evidence stands and it is not
+        fading, so the hold delays it by about that much at most.
+        """
+        d = self.cfg.detect
+        limit = round(self.cfg.trust.hold_max_s * 1000) + _HOLD_CARRY_MS
+        held = np.array([s for s, t in self._held_since.items() if now_ms - t <= limit], np.int64)
+        keep = np.isin(slots, held) & (feats["evidence"] >= 1.0)
+        keep &= (
+            (feats["growth_z"] > -d.fade_z)
+            & (feats["growth_z_slow"] > -d.fade_z)
+            & (feats["fade_z"] > -d.fade_z)
+        )
+        return keep.astype(np.float64)
+
+    def _hold(
+        self, now_ms: int, slot: int, activity: tuple[int, float, float], looks: bool, sibling: int
+    ) -> None:
+        """Hold a ready candidate back while the guard's audience evidence is still accumulating.
+
+        Held (a soft refusal, ``held_...``: never a block by itself) while its audience sample has
+        fewer than ``trust.hold_sampled_users`` users (``trust.uniform_min_users`` for the uniform
+        look) and at most ``trust.hold_max_s`` since it was first held, when either its few sampled
+        users so far act alike (``looks``: the uniform-accounts test short of its users), or another
+        product of its seller (``sibling``) was hot within ``trust.hold_sibling_s``: two young
+        audiences of one seller cannot yet show whether they are one group of accounts, and a few
+        dozen more sampled users can.  Nothing else is held.  ``activity``: sampled users, their mean
+        earlier events and its index of dispersion (:func:`activity_dispersion`).  ``O(1)``.
+        """
+        t = self.cfg.trust
+        sampled, mean, disp = activity
+        if t.hold_max_s <= 0:
+            return
+        if looks:
+            kind, needed, numbers = (
+                "uniform_looking",
+                t.uniform_min_users,
+                f"_dispersion_{disp:.2f}_mean_{mean:.1f}",
+            )
+        elif sibling >= 0 and sampled < t.hold_sampled_users:
+            kind, needed, numbers = f"seller_sibling_{self.products.name(sibling)}", t.hold_sampled_users, ""
+        else:
+            return
+        since = self._held_since.setdefault(slot, now_ms)
+        if now_ms - since <= t.hold_max_s * 1000:
+            self.guard.held[slot] = hold_reason(kind, sampled, needed, numbers)
 
     def _keep_sketched(
         self,
@@ -1111,6 +1220,7 @@ class Engine:
             self._sketched = self._sketched[~gone]
         for s in cold.tolist():
             self._ring_refusals.pop(int(s), None)
+            self._held_since.pop(int(s), None)
         self.sellers.drop(self.seller_of[cold].astype(np.int64))  # ids no live product holds are released
         self.categories.drop(self.category_of[cold].astype(np.int64))
         self.seller_of[cold] = -1
@@ -1165,6 +1275,12 @@ class Engine:
             "model": self.model.to_dict() if self.model is not None else None,
             "start_ms": self._start_ms,
             "ring_refusals": [[s, r, t] for s, (r, t) in sorted(self._ring_refusals.items())],
+            "held_since": sorted(self._held_since.items()),
+            "catalogue_phi": [
+                None if math.isnan(self._catalogue_phi[0]) else self._catalogue_phi[0],
+                self._catalogue_phi[1],
+                self._catalogue_checked_ms,
+            ],
             "ready_ms": sorted(self._ready_ms.items()),
             "vouch_ms": [[s, a, b] for s, (a, b) in sorted(self._vouch_ms.items())],
             "n_live": self._n_live,
@@ -1286,6 +1402,10 @@ class Engine:
             engine.board.load_dict(meta["board"])
             engine._start_ms = meta["start_ms"]
             engine._ring_refusals = {int(s): (str(r), int(t)) for s, r, t in meta["ring_refusals"]}
+            engine._held_since = {int(s): int(t) for s, t in meta.get("held_since", [])}
+            phi, when, checked = meta.get("catalogue_phi", [None, _NEVER, _NEVER])
+            engine._catalogue_phi = (math.nan if phi is None else float(phi), int(when))
+            engine._catalogue_checked_ms = int(checked)
             engine._ready_ms = {int(s): int(t) for s, t in meta.get("ready_ms", [])}
             engine._vouch_ms = {int(s): (int(a), int(b)) for s, a, b in meta.get("vouch_ms", [])}
             engine._n_live = int(meta["n_live"])

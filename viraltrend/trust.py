@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from viraltrend.config import TrustConfig
-from viraltrend.kernels.audience import containment, estimated_users, union_into
+from viraltrend.kernels.audience import containment, estimated_users, sample_size, union_into
 
 __all__ = [
     "AudienceMemory",
@@ -48,6 +48,7 @@ __all__ = [
     "TrustGuard",
     "chance_evidence",
     "co_numbers",
+    "hold_reason",
     "match_numbers",
     "significant_share",
     "soft_refusal",
@@ -55,6 +56,8 @@ __all__ = [
 ]
 
 _LOW_USERS = "low_unique_users"
+#: A hold: the guard's audience evidence is still accumulating (see :func:`hold_reason`); always soft.
+HELD = "held_"
 #: Shared sampled users below which two audiences' overlap is not estimated (see best_match).
 _MIN_SHARED_USERS = 4
 #: "Almost all fresh accounts" alone refuses only where the catalogue's own share of events from
@@ -118,9 +121,17 @@ def soft_refusal(reasons: list[str]) -> bool:
     False
     >>> soft_refusal(["low_unique_users_4", "lockstep_with_p-000001"])
     False
+    >>> soft_refusal(["held_seller_sibling_p-7_11_of_50_sampled"])
+    True
+    >>> soft_refusal(["held_seller_sibling_p-7_11_of_50_sampled", "no_conversion_x0.02_30_users"])
+    False
+    >>> soft_refusal(["fresh_accounts_100%_no_conversion_x0.00", "held_uniform_looking_12_of_30_sampled"])
+    False
     """
+    if all(r.startswith(HELD) for r in reasons):  # only held: the evidence is still accumulating
+        return bool(reasons)
     return any(r.startswith(_LOW_USERS) for r in reasons) and all(
-        r.startswith(_SOFT_WHILE_FEW_USERS) for r in reasons
+        r.startswith((*_SOFT_WHILE_FEW_USERS, HELD)) for r in reasons
     )
 
 
@@ -132,6 +143,7 @@ class TrustGuard:
     blocked_products: dict[str, str] = field(default_factory=dict)  # id -> reason
     blocked_sellers: dict[str, str] = field(default_factory=dict)
     lockstep: dict[int, str] = field(default_factory=dict)  # slot -> a sticky refusal (set by the engine)
+    held: dict[int, str] = field(default_factory=dict)  # slot -> a hold for this tick (set by the engine)
     refused: Counter[str] = field(default_factory=Counter)  # reason -> candidates refused
     catalogue_fresh_share: float = 1.0  # share of all events from fresh accounts (set by the engine per tick)
     min_change_users: float = math.inf  # detect.min_change_users: users since a change point that back it
@@ -198,6 +210,8 @@ class TrustGuard:
                 reasons.append(f"recycled_audience_{per_user:.1f}_events_per_user_catalogue_{usual:.1f}")
         if slot in self.lockstep and self.lockstep[slot] not in reasons:
             reasons.append(self.lockstep[slot])  # a ring match, or an earlier hard refusal that sticks
+        elif slot in self.held and (not reasons or soft_refusal(reasons)):
+            reasons.append(self.held[slot])  # evidence still accumulating: held back, never blocked for it
         for r in reasons:
             self.refused[r.split(":")[0].split("_x")[0].rstrip("_0123456789.%")] += 1
         return reasons or None
@@ -219,6 +233,22 @@ def uniform_reason(sampled: int, mean: float, dispersion: float, catalogue: floa
         f"uniform_accounts_dispersion_{dispersion:.2f}_mean_{mean:.1f}_events_of_{sampled}_sampled"
         f"_catalogue_cv2_{catalogue:.2f}"
     )
+
+
+def hold_reason(kind: str, sampled: int, needed: int, numbers: str = "") -> str:
+    """The soft refusal of a candidate held while the guard's audience evidence accumulates.
+
+    ``kind``: ``uniform_looking`` (its few sampled users so far act alike, see :func:`uniform_reason`)
+    or ``seller_sibling_<id>`` (another product of its seller is trending at the same time, and two
+    young audiences cannot show yet whether they are one group of accounts); ``sampled`` of the
+    ``needed`` sampled users the hold waits for.
+
+    >>> hold_reason("seller_sibling_p-7", 11, 50)
+    'held_seller_sibling_p-7_11_of_50_sampled'
+    >>> hold_reason("uniform_looking", 22, 30, "_dispersion_0.63_mean_7.4")
+    'held_uniform_looking_dispersion_0.63_mean_7.4_22_of_30_sampled'
+    """
+    return f"{HELD}{kind}{numbers}_{sampled}_of_{needed}_sampled"
 
 
 def significant_share(
@@ -461,6 +491,38 @@ class AudienceMemory:
             co, np.where(co > 0, self.slot[rows][at_co], -1), shared[i, at_co], sampled[i, at_co],
             sampled[i, at_co] * chance[i, at_co],
         )  # fmt: skip
+
+    def recent_sibling(
+        self, slots: NDArray[np.int64], sellers: NDArray[np.int64], *, now_ms: int, within_ms: int
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Per candidate, the youngest other remembered product of its seller hot within ``within_ms``.
+
+        A seller-level view: several of one seller's products trending at the same time.  Returns
+        its slot (-1: none, or no seller) and the users its sample holds (the fewest among them: the
+        audience that can tell least yet).  ``O(m * capacity)``.
+
+        >>> mem = AudienceMemory(capacity=4, k=2, memory_ms=10_000)
+        >>> sig = np.array([[1, 2], [3, 2**64 - 1]], np.uint64)
+        >>> mem.remember(np.array([5, 6]), np.array([0, 1]), sig, now_ms=0)
+        >>> slot, n = mem.recent_sibling(np.array([7, 5, 8]), np.array([0, 0, 1]), now_ms=900, within_ms=1000)
+        >>> slot.tolist(), n.tolist()
+        ([5, -1, 6], [2, 0, 1])
+        >>> mem.recent_sibling(np.array([7]), np.array([0]), now_ms=1001, within_ms=1000)[0].tolist()
+        [-1]
+        """
+        m = slots.size
+        out, size = np.full(m, -1, np.int64), np.zeros(m, np.int64)
+        live = (self.slot >= 0) & (self.seen_ms >= now_ms - min(within_ms, self.memory_ms))
+        if m == 0 or not live.any():
+            return out, size
+        rows = np.flatnonzero(live)
+        mine = (self.seller[rows][None, :] == sellers[:, None]) & (sellers[:, None] >= 0)
+        mine &= self.slot[rows][None, :] != slots[:, None]
+        held = sample_size(self.sig[rows])
+        fewest = np.where(mine, held[None, :], np.iinfo(np.int64).max)
+        at = fewest.argmin(axis=1)
+        has = mine.any(axis=1)
+        return np.where(has, self.slot[rows][at], -1), np.where(has, held[at], 0)
 
     def block_density(
         self, slots: NDArray[np.int64], sig: NDArray[np.uint64], *, now_ms: int
