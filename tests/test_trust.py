@@ -146,6 +146,20 @@ def test_a_crowd_that_never_converts_is_refused_whoever_its_accounts_are():
     assert g.check("p", "s", 1, f, 0) == ["no_conversion_x0.00_60_users"]
 
 
+def test_no_conversion_minutes_into_a_change_holds_the_product_back_and_blocks_it_later():
+    """Carts follow views: a crowd with no cart 55 s into its change is held (soft), at 300 s refused."""
+    from viraltrend.trust import soft_refusal
+
+    g = TrustGuard(TrustConfig(min_unique_users=12, conversion_wait_s=300.0), catalogue_fresh_share=0.05)
+    young = features(unique_users=38, fresh_share=0.05, conversion_ratio=0.0, events_per_user=1.2)
+    young["change_s"] = np.array([55.0])
+    early = g.check("p", "s", 1, young, 0)
+    assert early == ["no_conversion_yet_x0.00_38_users_change_55s"] and soft_refusal(early)
+    young["change_s"] = np.array([300.0])
+    late = g.check("p", "s", 1, young, 0)
+    assert late == ["no_conversion_x0.00_38_users"] and not soft_refusal(late)
+
+
 def test_an_organic_trend_that_converts_a_little_is_not_refused_for_conversion():
     g = TrustGuard(TrustConfig(min_unique_users=12), catalogue_fresh_share=0.05)
     few = features(unique_users=20, fresh_share=0.05, conversion_ratio=0.0, events_per_user=1.2)

@@ -217,6 +217,7 @@ class TrustConfig:
     recycled_contrast: float = _gt0(2.0)
     max_fresh_share_any: float = _unit(0.6)
     min_conversion_ratio_any: float = _ge0(0.1)
+    conversion_wait_s: float = _ge0(300.0)
     audience_memory_s: float = _ge0(21600.0)
     audience_memory_size: int = field(default=512, metadata={"min": 1})
     audience_sample: int = field(default=256, metadata={"min": 8, "max": 4096})

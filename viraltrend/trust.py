@@ -86,6 +86,10 @@ _NO_CONVERSION_USERS = 2.0
 #: Signals read off too few distinct users to be final: while ``low_unique_users`` holds, these
 #: only hold the product back (the first users of any product may all be new accounts).
 _SOFT_WHILE_FEW_USERS = (_LOW_USERS, "fresh_accounts")
+#: "No conversion" read before ``trust.conversion_wait_s`` of its change: carts and purchases follow
+#: views by seconds to minutes, so a product minutes into its trend may simply not have converted yet.
+#: It holds the product back (soft); once the change is that old it is a hard ``no_conversion``.
+_CONVERTING = "no_conversion_yet_"
 
 
 #: Refusals that take a product off the board: blocklists (they change live) and a ring exposed after
@@ -127,8 +131,13 @@ def soft_refusal(reasons: list[str]) -> bool:
     False
     >>> soft_refusal(["fresh_accounts_100%_no_conversion_x0.00", "held_uniform_looking_12_of_30_sampled"])
     False
+
+    Soft too: no conversion yet, minutes into a change (``no_conversion_yet_...``).
+
+    >>> soft_refusal(["no_conversion_yet_x0.00_38_users_change_55s"])
+    True
     """
-    if all(r.startswith(HELD) for r in reasons):  # only held: the evidence is still accumulating
+    if all(r.startswith((HELD, _CONVERTING)) for r in reasons):  # the evidence is still accumulating
         return bool(reasons)
     return any(r.startswith(_LOW_USERS) for r in reasons) and all(
         r.startswith((*_SOFT_WHILE_FEW_USERS, HELD)) for r in reasons
@@ -201,7 +210,11 @@ class TrustGuard:
             ):
                 reasons.append(f"fresh_accounts_{fresh:.0%}_catalogue_{self.catalogue_fresh_share:.0%}")
             elif conversion < c.min_conversion_ratio_any and users >= _NO_CONVERSION_USERS * floor:
-                reasons.append(f"no_conversion_x{conversion:.2f}_{users:.0f}_users")
+                change_s = float(features["change_s"][i]) if "change_s" in features else math.inf
+                if change_s < c.conversion_wait_s:
+                    reasons.append(f"{_CONVERTING}x{conversion:.2f}_{users:.0f}_users_change_{change_s:.0f}s")
+                else:
+                    reasons.append(f"no_conversion_x{conversion:.2f}_{users:.0f}_users")
             per_user = float(features["events_per_user"][i]) if "events_per_user" in features else 0.0
             usual = self.catalogue_events_per_user
             if users >= c.min_unique_users and (
