@@ -431,13 +431,11 @@ def family_scenario(seed: int, quick: bool) -> FamilyScenario:
 def generated(seed: int, quick: bool, generator: str = "family") -> tuple[Path, dict[str, Any]]:
     """Events and truth of one member, generated once and cached (regenerated if family.py changed).
 
-    ``generator = "foreign"``: the independent generator of ``benchmarks/foreign.py`` instead (the
-    out-of-family check; quick or not, it draws 100k events a day over 20k products).
+    ``generator = "foreign"`` or ``"agents"``: the independent generator of ``benchmarks/foreign.py``
+    or ``benchmarks/agents.py`` instead (the out-of-family checks; quick or not, their own sizes).
     """
-    if generator == "foreign":
-        return _foreign(seed)
-    if generator == "agents":
-        return _agents(seed)
+    if generator in ("foreign", "agents"):
+        return _independent(generator, seed)
     scenario = family_scenario(seed, quick)
     where = FAMILY_DIR / (f"seed-{seed}-quick" if quick else f"seed-{seed}")
     events, truth_path, stamp = where / "events.ndjson", where / "truth.json", where / "generator.sha256"
@@ -454,35 +452,21 @@ def generated(seed: int, quick: bool, generator: str = "family") -> tuple[Path, 
     return result.events_path, result.truth
 
 
-def _foreign(seed: int) -> tuple[Path, dict[str, Any]]:
-    from foreign import write_foreign
+def _independent(name: str, seed: int) -> tuple[Path, dict[str, Any]]:
+    """Events and truth of an independent generator (``benchmarks/<name>.py``'s ``write_<name>``:
+    ``foreign`` or ``agents``), generated once and cached (regenerated if its module changed)."""
+    import importlib
 
-    where = OUT_DIR / "foreign" / f"seed-{seed}"
+    write = getattr(importlib.import_module(name), f"write_{name}")
+    where = OUT_DIR / name / f"seed-{seed}"
     events, truth_path, stamp = where / "events.ndjson", where / "truth.json", where / "generator.sha256"
-    digest = hashlib.sha256((Path(__file__).parent / "foreign.py").read_bytes()).hexdigest()
+    digest = hashlib.sha256((Path(__file__).parent / f"{name}.py").read_bytes()).hexdigest()
     if events.exists() and truth_path.exists() and stamp.exists() and stamp.read_text() == digest:
         return events, json.loads(truth_path.read_text())
     t0 = time.perf_counter()
-    truth = write_foreign(seed, where)
+    truth = write(seed, where)
     stamp.write_text(digest)
-    console.print(f"  generated foreign seed {seed} in {time.perf_counter() - t0:.1f} s")
-    return events, truth
-
-
-def _agents(seed: int) -> tuple[Path, dict[str, Any]]:
-    """The third generator (``benchmarks/agents.py``: sessions, a follower graph, cascades), cached
-    like ``_foreign``."""
-    from agents import write_agents
-
-    where = OUT_DIR / "agents" / f"seed-{seed}"
-    events, truth_path, stamp = where / "events.ndjson", where / "truth.json", where / "generator.sha256"
-    digest = hashlib.sha256((Path(__file__).parent / "agents.py").read_bytes()).hexdigest()
-    if events.exists() and truth_path.exists() and stamp.exists() and stamp.read_text() == digest:
-        return events, json.loads(truth_path.read_text())
-    t0 = time.perf_counter()
-    truth = write_agents(seed, where)
-    stamp.write_text(digest)
-    console.print(f"  generated agents seed {seed} in {time.perf_counter() - t0:.1f} s")
+    console.print(f"  generated {name} seed {seed} in {time.perf_counter() - t0:.1f} s")
     return events, truth
 
 
