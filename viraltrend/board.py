@@ -113,7 +113,7 @@ class Board:
         return round(wait_s * 1000)
 
     def watched_slots(self) -> list[int]:
-        """Slots the engine must score at every tick (members, pending and held), sorted."""
+        """Slots the engine must score at every tick (members, pending, held, block-held), sorted."""
         return sorted(set(self.members) | set(self.pending) | set(self.held) | set(self.blocked_until))
 
     def ranked(self) -> list[Member]:
@@ -126,6 +126,8 @@ class Board:
         demotes: list[Decision] = []
         blocks: list[Decision] = []
         promotes: list[Decision] = []
+        for ended in [s for s, until in self.blocked_until.items() if until <= now_ms]:
+            del self.blocked_until[ended]  # no longer watched
         index = {int(s): i for i, s in enumerate(cand.slot.tolist())}
         score = cand.score
         for slot, m in list(self.members.items()):
@@ -136,8 +138,7 @@ class Board:
             refused = self.guard(cand, i) if m.score >= c.demote_threshold else None
             if refused is not None and evicts(refused):
                 del self.members[slot]  # blocked while on the board (a live blocklist change, a ring exposed)
-                self.blocked_shown.add(slot)
-                blocks.append(self._message("block", now_ms, cand, i, None, refused))
+                blocks.append(self._block(now_ms, cand, i, refused))
             elif m.score < c.demote_threshold and now_ms - m.since_ms >= c.min_dwell_s * 1000:
                 del self.members[slot]
                 demotes.append(
@@ -158,21 +159,15 @@ class Board:
         for i in eligible:
             self._try_enter(now_ms, cand, i, demotes, promotes)
         blocks.sort(key=lambda m: m.product_id)
-        self._hold_blocks(now_ms, cand, blocks)
         return demotes + blocks + promotes + self._rerank(now_ms, cand, index, promotes)
 
-    def _hold_blocks(self, now_ms: int, cand: Candidates, blocks: list[Decision]) -> None:
-        """Keep this tick's blocked products off the board for ``block_hold_s``; drop ended holds."""
-        for ended in [s for s, until in self.blocked_until.items() if until <= now_ms]:
-            del self.blocked_until[ended]
-        if not blocks or self.cfg.block_hold_s <= 0:
-            return
-        until = now_ms + round(self.cfg.block_hold_s * 1000)
-        slot_of = dict(zip(cand.product_id, cand.slot.tolist(), strict=True))
-        for m in blocks:
-            blocked = slot_of.get(m.product_id)
-            if blocked is not None:
-                self.blocked_until[int(blocked)] = until
+    def _block(self, now_ms: int, cand: Candidates, i: int, reasons: list[str]) -> Decision:
+        """Block candidate ``i``: shown once per trending episode, off the board for ``block_hold_s``."""
+        slot = int(cand.slot[i])
+        self.blocked_shown.add(slot)
+        if self.cfg.block_hold_s > 0:
+            self.blocked_until[slot] = now_ms + round(self.cfg.block_hold_s * 1000)
+        return self._message("block", now_ms, cand, i, None, reasons)
 
     def is_block_held(self, slot: int, now_ms: int) -> bool:
         """Whether ``slot`` was blocked less than ``block_hold_s`` ago (it may not be promoted)."""
@@ -195,10 +190,7 @@ class Board:
             if refused is None:
                 eligible.append(i)
             elif not soft_refusal(refused) and slot not in self.blocked_shown:
-                self.blocked_shown.add(slot)
-                blocks.append(
-                    self._message("block", now_ms, cand, i, None, [*refused, *self._why_trending(cand, i)])
-                )
+                blocks.append(self._block(now_ms, cand, i, [*refused, *self._why_trending(cand, i)]))
         return eligible
 
     def _confirmed(
@@ -224,12 +216,7 @@ class Board:
                 soft = soft_refusal(refused)
                 held_since = self.held.setdefault(slot, now_ms)
                 if slot not in self.blocked_shown and (not soft or now_ms - held_since >= c.confirm_s * 1000):
-                    self.blocked_shown.add(slot)
-                    blocks.append(
-                        self._message(
-                            "block", now_ms, cand, i, None, [*refused, *self._why_trending(cand, i)]
-                        )
-                    )
+                    blocks.append(self._block(now_ms, cand, i, [*refused, *self._why_trending(cand, i)]))
                 continue
             self.held.pop(slot, None)
             if momentum[i] >= c.min_momentum:
