@@ -63,6 +63,7 @@ from viraltrend.stream.checkpoint import (
     ChainPolicy,
     Chains,
     EncodedCheckpoint,
+    Fence,
     Loaded,
     _split_chain,
     apply_chain,
@@ -365,6 +366,7 @@ class ChangelogStore:
         offsets: dict[int, int],
         *,
         epoch: int = 0,
+        fence: Fence | None = None,
     ) -> int:
         """Write the checkpoint of input ``partition`` to changelog partition ``partition``.
 
@@ -372,7 +374,9 @@ class ChangelogStore:
         written (chunks plus header).  If this store has not read or written that partition
         before, it first reads it (as :meth:`load` does) to learn which chunks to tombstone.
         ``epoch`` is the consumer-group generation in which the caller got the partition (see
-        the module's *Fencing*); 0 for an unfenced writer.
+        the module's *Fencing*); 0 for an unfenced writer.  ``fence`` is called after the chunks
+        are acknowledged, right before the header (the write that makes the save visible);
+        whatever it raises aborts the save (the chunks are tombstoned by the next one).
 
         Raises
         ------
@@ -435,6 +439,8 @@ class ChangelogStore:
             # and its seq as used (a failed send may still have reached the broker).
             self._known[partition] = _Known(seq, known.live | set(keys))
             self._send(partition, list(zip(keys, chunks, strict=True)), "chunks")
+            if fence is not None:
+                fence()
             self._send(partition, [(name, header)], "header")
             self._send(partition, [(key, None) for key in stale], "tombstones of the previous chunks")
         except BaseException:
