@@ -564,6 +564,7 @@ class Service:
                     self.k.input_topic,
                     partitions=self.n_partitions,
                     policy=self.chain_policy,
+                    reader="confluent" if self.k.client == "confluent" else "kafka-python",
                     **self.client_options,
                 )
             else:
