@@ -99,13 +99,13 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # NUMBA_CACHE_DIR comes from _common
 
 
-def warm_numba(tmp: Path) -> None:
+def warm_numba(tmp: Path, env: dict[str, str] | None = None) -> None:
     """Compile (or load) every kernel into the shared numba cache before anything is timed."""
     events = simulated(20_000, 2_000, 1, 12345)
     subprocess.run(
         [*viraltrend_cmd(), "replay", str(events), "--out", str(tmp / "warm.ndjson")],
         check=True,
-        env=child_env(),
+        env={**child_env(), **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -211,6 +211,7 @@ class ServiceProc:
         *,
         exit_when_idle: float | None,
         profile_out: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         from viraltrend.stream.broker import free_port
 
@@ -231,7 +232,11 @@ class ServiceProc:
         self.cmd = cmd
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=child_env()
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**child_env(), **(env or {})},
         )
 
     def scrape(self) -> Scrape | None:
@@ -324,15 +329,58 @@ def raw_consume(bootstrap: str, topic: str, n: int, tansu: int | None) -> Rate:
     return Rate(got, t_end - first[0], got - first[1], t_end - t_start, cpu, bcpu)
 
 
+def raw_consume_confluent(bootstrap: str, topic: str, n: int, tansu: int | None) -> Rate:
+    """A manually assigned confluent-kafka (librdkafka) consumer reads ``n`` records; count only.
+
+    The fetch settings are those of ``ConfluentSource``; ``consume`` asks for up to 50k messages
+    (the service's ``kafka.max_batch_events``) and touches nothing but the list's length.
+    """
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    t_start = time.perf_counter()
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": "bench-raw-rdkafka", "enable.auto.commit": False,
+        "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20, "fetch.wait.max.ms": 100,
+        "queued.min.messages": 200_000, "queued.max.messages.kbytes": 256 * 1024,
+    })  # fmt: skip
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    got, first = 0, None
+    cpu0 = bcpu0 = 0.0
+    deadline = time.monotonic() + 600
+    try:
+        while got < n:
+            msgs = consumer.consume(num_messages=50_000, timeout=1.0)
+            k = sum(1 for m in msgs if m.error() is None)
+            if k and first is None:
+                first = (time.perf_counter(), k)
+                cpu0, bcpu0 = time.process_time(), cpu_s(tansu) if tansu else float("nan")
+            got += k
+            if time.monotonic() > deadline:
+                msg = f"raw librdkafka consumer read {got:,} of {n:,} records in 600 s"
+                raise SystemExit(msg)
+        t_end = time.perf_counter()
+        cpu, bcpu = time.process_time() - cpu0, (cpu_s(tansu) - bcpu0) if tansu else float("nan")
+    finally:
+        consumer.close()
+    assert first is not None
+    return Rate(got, t_end - first[0], got - first[1], t_end - t_start, cpu, bcpu)
+
+
 def service_consume(
-    bootstrap: str, topics: tuple[str, str, str], n: int, tmp: Path, group: str, tansu: int | None
+    bootstrap: str,
+    topics: tuple[str, str, str],
+    n: int,
+    tmp: Path,
+    group: str,
+    tansu: int | None,
+    env: dict[str, str] | None = None,
 ) -> tuple[Rate, list[Scrape], tuple[float, float, int]]:
     """``viraltrend run --exit-when-idle`` over a filled topic; rate from the scraped consumed counter.
 
     Returns the rate, the scrapes, and (summed batch durations, summed engine durations, batches)
     over the window: the service's busy time and the part of it spent in the engine.
     """
-    svc = ServiceProc(bootstrap, topics, group, tmp, exit_when_idle=IDLE_EXIT_S)
+    svc = ServiceProc(bootstrap, topics, group, tmp, exit_when_idle=IDLE_EXIT_S, env=env)
     t_start = time.monotonic()
     trace: list[Scrape] = []
     first = svc.wait_consumed(1, 120, trace)
@@ -360,11 +408,17 @@ def steady_rate(trace: list[Scrape], n: int, lo: float = 0.1) -> float:
 
 
 def profile_service(
-    bootstrap: str, topics: tuple[str, str, str], n: int, tmp: Path, top: int = 25
+    bootstrap: str,
+    topics: tuple[str, str, str],
+    n: int,
+    tmp: Path,
+    top: int = 25,
+    env: dict[str, str] | None = None,
+    name: str = "bench-profiled",
 ) -> tuple[str, str]:
     """The same service run under ``python -m cProfile``; (top by tottime, top by cumtime)."""
-    prof = tmp / "service.prof"
-    svc = ServiceProc(bootstrap, topics, "bench-profiled", tmp, exit_when_idle=IDLE_EXIT_S, profile_out=prof)
+    prof = tmp / f"{name}.prof"
+    svc = ServiceProc(bootstrap, topics, name, tmp, exit_when_idle=IDLE_EXIT_S, profile_out=prof, env=env)
     svc.wait_consumed(n, 900)
     code = svc.proc.wait(timeout=300)
     svc.stop()
@@ -579,35 +633,74 @@ def _rate_row(label: str, r: Rate) -> list[object]:
             f"{r.cpu_s / r.window_s:.0%}", _s(cpu_us, 1), _s(r.broker_cpu_s, 1)]  # fmt: skip
 
 
-def throughput_table(report: Report, n: int, raws: list[Rate], svc: Rate, extra: dict[str, Any]) -> float:
-    """The throughput table; ``extra``: steady rate, busy/engine seconds, batches, produce rate, load."""
-    raw = max(raws, key=lambda r: r.rate)
-    ratio = svc.rate / raw.rate
-    cpu_ratio = (raw.cpu_s / raw.counted) / (svc.cpu_s / svc.counted)
-    labels = ("raw consume (before the service)", "raw consume (after the service)")
-    rows = [_rate_row(label, r) for label, r in zip(labels, raws, strict=False)]
-    rows.append(_rate_row("service (`viraltrend run`)", svc))
-    ratio_label = f"ratio service / raw (target >= {TARGET_RATIO:.0%})"
-    rows.append(
-        [ratio_label, f"{ratio:.0%}", "", "", "", "", f"{cpu_ratio:.0%}", verdict(ratio >= TARGET_RATIO)]
-    )
-    e = extra
+CLIENT_LABEL = {"kafka-python": "kafka-python", "confluent": "librdkafka"}
+
+
+@dataclass
+class ServiceRun:
+    """One ``viraltrend run`` of the throughput series: which client, which source tree, what it did."""
+
+    client: str
+    source: str  # "this tree" or the --baseline directory
+    rate: Rate
+    steady: float
+    busy_s: float
+    engine_s: float
+    batches: int
+
+
+def throughput_table(
+    report: Report, n: int, raws: dict[str, list[Rate]], runs: list[ServiceRun], extra: dict[str, Any]
+) -> dict[tuple[str, str], float]:
+    """The throughput table: raw consume per client, then each service run against its client's raw.
+
+    Returns the wall-clock share of raw per (client, source).
+    """
+    rows: list[list[object]] = []
+    best = {c: max(rs, key=lambda r: r.rate) for c, rs in raws.items()}
+    for client, rs in raws.items():
+        for i, r in enumerate(rs):
+            when = "before" if i == 0 else "after"
+            rows.append(
+                [
+                    f"raw {CLIENT_LABEL[client]} consume ({when} the services)",
+                    *_rate_row("", r)[1:],
+                    "",
+                    "",
+                    "",
+                ]
+            )
+    shares = {}
+    for run in runs:
+        raw = best.get(run.client) or best["kafka-python"]
+        share = run.rate.rate / raw.rate
+        cpu_share = (raw.cpu_s / raw.counted) / (run.rate.cpu_s / run.rate.counted)
+        shares[(run.client, run.source)] = share
+        label = f"`viraltrend run`, {CLIENT_LABEL[run.client]} ({run.source})"
+        rows.append([label, *_rate_row("", run.rate)[1:], f"{share:.0%}", f"{cpu_share:.0%}",
+                     f"{run.busy_s:.2f} / {run.engine_s:.2f}"])  # fmt: skip
     report.table(
         f"Throughput: {n:,} events through the embedded broker, 1 partition",
-        "run|events/s|window s|total s|consumer CPU s|CPU / wall|CPU us/event|broker CPU s".split("|"),
+        "run|events/s|window s|total s|consumer CPU s|CPU / wall|CPU us/event|broker CPU s|share of raw "
+        "(wall)|share of raw (CPU per event)|busy s / engine s".split("|"),
         rows,
         notes=[
             *_THROUGHPUT_NOTES,
-            f"service at steady state (from 10% of N to N): {fmt_rate(e['steady'])}/s; in the window it ran "
-            f"{e['batches']} batches, busy {e['busy_s']:.2f} s (summed viraltrend_batch_duration_seconds: "
-            f"poll + decode + engine + publish), of which {e['engine_s']:.2f} s in the engine "
-            f"(viraltrend_kernel_update_duration_seconds), {e['busy_s'] - e['engine_s']:.2f} s polling, "
-            "decoding and publishing",
-            f"loading the topic with produce_file ran at {fmt_rate(e['produce_rate'])}/s; load average at "
-            f"the start of this series: {e['load']}",
+            "raw librdkafka: confluent-kafka Consumer, manually assigned, ConfluentSource's fetch settings, "
+            "consume(50000), counts records; each service run is compared with the raw run of its own client "
+            "(the faster of before and after)",
+            "busy: summed viraltrend_batch_duration_seconds in the window (poll + decode + engine + "
+            "publish); engine: summed viraltrend_kernel_update_duration_seconds",
+            *(
+                f"steady rate (10% of N to N), {CLIENT_LABEL[r.client]} ({r.source}): {fmt_rate(r.steady)}/s "
+                f"in {r.batches} batches"
+                for r in runs
+            ),
+            f"loading the topic with produce_file ran at {fmt_rate(extra['produce_rate'])}/s; load "
+            f"average at the start of this series: {extra['load']}",
         ],
     )
-    return ratio
+    return shares
 
 
 def latency_table(report: Report, runs: list[dict[str, Any]], n_lines: int, duration_s: float) -> None:
@@ -658,10 +751,27 @@ def write_md(report: Report) -> None:
 
 
 # ------------------------------------------------------------------ main
-def series_throughput(events: Path, n: int, tmp: Path, report: Report, profile: str) -> None:
+def series_throughput(
+    events: Path,
+    n: int,
+    tmp: Path,
+    report: Report,
+    profile: str,
+    clients: list[str],
+    baseline: str | None = None,
+    rounds: int = 1,
+) -> None:
+    """Raw consume per client, then ``viraltrend run`` per client (and per source tree), on one topic.
+
+    With ``baseline`` (a directory holding another ``viraltrend/`` tree), each service run is
+    repeated with ``PYTHONPATH`` pointing there, interleaved, so before and after share one run.
+    """
     from viraltrend.stream.feeder import produce_file
 
     load = loadavg()
+    sources = [("this tree", {})]
+    if baseline:
+        sources.append((f"baseline {Path(baseline).name}", {"PYTHONPATH": str(Path(baseline).resolve())}))
     with broker(tmp, "throughput") as b:
         bs, tansu = b.bootstrap_servers, broker_pid()
         topics = make_topics(bs, "tp")
@@ -669,24 +779,41 @@ def series_throughput(events: Path, n: int, tmp: Path, report: Report, profile: 
         sent = produce_file(bs, topics[0], events, limit=n)
         produce_rate = sent / (time.perf_counter() - t0)
         console.print(f"produced {sent:,} records at {fmt_rate(produce_rate)}/s")
-        raws = [raw_consume(bs, topics[0], sent, tansu)]
-        console.print(f"raw consume: {fmt_rate(raws[0].rate)}/s")
-        svc, trace, busy = service_consume(bs, topics, sent, tmp, "bench-throughput", tansu)
-        console.print(f"service: {fmt_rate(svc.rate)}/s")
-        raws.append(raw_consume(bs, topics[0], sent, tansu))
-        extra = {"steady": steady_rate(trace, sent), "busy_s": busy[0], "engine_s": busy[1],
-                 "batches": busy[2], "produce_rate": produce_rate, "load": load}  # fmt: skip
-        ratio = throughput_table(report, sent, raws, svc, extra)
-        if profile == "yes" or (profile == "auto" and ratio < TARGET_RATIO):
-            console.print("[bold]profiling[/bold] the service (python -m cProfile -m viraltrend run ...)")
-            by_tottime, by_cumtime = profile_service(bs, topics, sent, tmp)
-            report.code(
-                by_tottime,
-                f"cProfile of `viraltrend run` over the same {sent:,} records, top 25 by tottime "
-                f"(main thread only: the producer's IO thread is not seen; includes group join and the "
-                f"{IDLE_EXIT_S:g} s idle wait before exit)",
-            )
-            report.code(by_cumtime, "the same profile, top 20 by cumulative time")
+        raw_fns = {"kafka-python": raw_consume, "confluent": raw_consume_confluent}
+        raws: dict[str, list[Rate]] = {}
+        for client in clients:
+            raws[client] = [raw_fns[client](bs, topics[0], sent, tansu)]
+            console.print(f"raw {CLIENT_LABEL[client]} consume: {fmt_rate(raws[client][0].rate)}/s")
+        runs: list[ServiceRun] = []
+        k = 0
+        for _ in range(rounds):
+            for client in clients:
+                for source, env in sources:
+                    k += 1
+                    env = {**env, "VIRALTREND_KAFKA_CLIENT": client}
+                    svc, trace, busy = service_consume(
+                        bs, topics, sent, tmp, f"bench-throughput-{k}", tansu, env
+                    )
+                    runs.append(ServiceRun(client, source, svc, steady_rate(trace, sent), *busy))
+                    console.print(f"service, {CLIENT_LABEL[client]} ({source}): {fmt_rate(svc.rate)}/s")
+        for client in clients:
+            raws[client].append(raw_fns[client](bs, topics[0], sent, tansu))
+        shares = throughput_table(report, sent, raws, runs, {"produce_rate": produce_rate, "load": load})
+        for client in clients:
+            share = shares.get((client, "this tree"), 1.0)
+            if profile == "yes" or (profile == "auto" and share < TARGET_RATIO):
+                console.print(f"[bold]profiling[/bold] the service, {CLIENT_LABEL[client]} (cProfile)")
+                env = {"VIRALTREND_KAFKA_CLIENT": client}
+                by_tottime, by_cumtime = profile_service(
+                    bs, topics, sent, tmp, env=env, name=f"prof-{client}"
+                )
+                report.code(
+                    by_tottime,
+                    f"cProfile of `viraltrend run` ({CLIENT_LABEL[client]}) over the same {sent:,} records, "
+                    f"top 25 by tottime (main thread only: the producer's IO thread is not seen; includes "
+                    f"group join and the {IDLE_EXIT_S:g} s idle wait before exit)",
+                )
+                report.code(by_cumtime, "the same profile, top 20 by cumulative time")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -706,6 +833,18 @@ def main(argv: list[str] | None = None) -> int:
         help="profile the service with cProfile (auto: when below 80%% of raw)",
     )
     ap.add_argument("--skip-latency", action="store_true", help="only the throughput series")
+    ap.add_argument(
+        "--clients",
+        default="kafka-python,confluent",
+        help="comma-separated service clients (kafka-python, confluent), each against its own raw consume",
+    )
+    ap.add_argument(
+        "--baseline",
+        default=None,
+        help="a directory holding another viraltrend/ tree: each service run is repeated from it "
+        "(PYTHONPATH)",
+    )
+    ap.add_argument("--rounds", type=int, default=1, help="service runs per client and source tree")
     ap.add_argument("--quick", action="store_true", help="200k events, 10 s latency series")
     args = ap.parse_args(argv)
     n = args.events or (200_000 if args.quick else 1_000_000)
@@ -720,7 +859,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-service-") as d:
         tmp = Path(d)
         warm_numba(tmp)
-        series_throughput(events, n, tmp, report, args.profile)
+        if args.baseline:
+            warm_numba(tmp, {"PYTHONPATH": str(Path(args.baseline).resolve())})
+        clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+        series_throughput(events, n, tmp, report, args.profile, clients, args.baseline, args.rounds)
         if not args.skip_latency:
             runs = [latency_series(events, args.rate, seconds, tmp, "lat1")]
             if runs[0]["achieved"] < 0.95 * args.rate:

@@ -285,7 +285,7 @@ class CheckpointConfig:
     incremental: bool = True
     max_deltas: int = field(default=30, metadata={"min": 1})
     max_chain_ratio: float = _gt0(0.5)
-    background: bool = False
+    background: bool = True
 
 
 @dataclass(frozen=True, slots=True)

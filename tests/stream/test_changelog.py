@@ -88,13 +88,19 @@ def changelog(broker: EmbeddedBroker, topic_factory: Callable[..., str]) -> Call
     return make
 
 
-@pytest.fixture
-def store_factory(broker: EmbeddedBroker) -> Iterator[Callable[..., ChangelogStore]]:
-    """``store_factory(topic, partitions=1, **options)``: a ChangelogStore closed at teardown."""
+@pytest.fixture(params=["kafka-python", "confluent"])
+def store_factory(
+    broker: EmbeddedBroker, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., ChangelogStore]]:
+    """``store_factory(topic, partitions=1, **options)``: a ChangelogStore closed at teardown.
+
+    Every test runs with both readers of the changelog (kafka-python, librdkafka).
+    """
     made: list[ChangelogStore] = []
 
     def make(topic: str, partitions: int = 1, **options: object) -> ChangelogStore:
         options.setdefault("max_chunk_bytes", CHUNK)
+        options.setdefault("reader", request.param)
         store = ChangelogStore(broker.bootstrap_servers, topic, INPUT, partitions=partitions, **options)  # type: ignore[arg-type]
         made.append(store)
         return store

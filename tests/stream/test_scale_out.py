@@ -429,13 +429,14 @@ def stopped(proc: subprocess.Popen[str]) -> bool:
 def test_a_frozen_worker_is_evicted_and_its_stale_writes_are_fenced(broker, reference, tmp_path, point):
     """The board publisher of two workers is frozen (SIGSTOP) until the group evicts it, then resumed.
 
-    It stops itself (``VTFAULT_FREEZE_FILE``) mid-batch: before publishing (``publish``), or in a
-    checkpoint after its membership check, before its saves (``checkpoint``).  The group evicts
+    It stops itself (``VTFAULT_FREEZE_FILE``) mid-batch: before publishing (``publish``; with the
+    background writer, a save may be in flight meanwhile), or in a save of a checkpoint after its
+    last ownership check, right before the write that makes it visible (``checkpoint``).  The group evicts
     it (its session expires) and gives its partitions to the other worker, which checkpoints them
     in a newer epoch and reads the rest of the input.  Then it is resumed (SIGCONT):
 
     - ``publish``: it sees its session expired and writes nothing (no decision, no merged board,
-      no checkpoint), rolls back and rejoins;
+      no checkpoint: a save in flight is dropped at its fence), rolls back and rejoins;
     - ``checkpoint``: it saves its stale state after the newer owner's checkpoint (the race the
       membership check cannot close), its commit is refused, and a restore ignores that save.
 

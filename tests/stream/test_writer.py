@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -96,3 +97,153 @@ def test_the_loops_snapshot_is_a_copy_in_buffers_reused_from_one_checkpoint_to_t
     assert all(again[k] is first[k] for k in first if again[k].shape == first[k].shape)
     for k, v in engine.state()[0].items():
         assert np.array_equal(again[k], v, equal_nan=v.dtype.kind == "f"), k
+
+
+class FenceGatedStore(LocalStore):
+    """A LocalStore whose saves stop right before they become visible (at the fence) until the gate opens."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+        self.at_fence = threading.Event()
+
+    def save(self, *args, fence=None, **kwargs) -> int:
+        def gated() -> None:
+            self.at_fence.set()
+            assert self.gate.wait(10)
+            if fence is not None:
+                fence()
+
+        return super().save(*args, fence=gated, **kwargs)
+
+
+def test_a_save_whose_partition_was_lost_in_flight_is_dropped_before_it_becomes_visible(tmp_path):
+    """The frozen-worker case, deterministic: the save is written up to its last step, then the
+    worker loses the partition (its session expired while it was frozen), then the save resumes."""
+    store = FenceGatedStore(tmp_path, "in")
+    owner = {"ok": True}
+    checks: list[str] = []
+
+    def owns(p: int, epoch: int) -> bool:
+        checks.append(threading.current_thread().name)
+        return owner["ok"] and (p, epoch) == (0, 3)
+
+    writer = CheckpointWriter()
+    writer.submit(CheckpointJob(store, [(0, {"x": np.arange(5)}, {"v": 1}, 7, 3)], owns=owns))
+    assert store.at_fence.wait(10)  # everything written but the rename that makes it visible
+    owner["ok"] = False  # evicted while the save was in flight
+    store.gate.set()
+    job = writer.wait()  # the loop's thread answers the fence: no longer the owner
+    assert job is not None and job.error is None
+    assert job.done == {} and job.dropped == {0: 7}
+    assert LocalStore(tmp_path, "in").load(0) is None  # nothing visible: the previous state stays
+    # checked on the writer thread before the save, on the loop's (this) thread at the fence
+    assert checks == ["viraltrend-checkpoint", threading.current_thread().name]
+    writer.close()
+
+
+def test_a_save_becomes_visible_only_once_the_loops_thread_checked_ownership(tmp_path):
+    """The writer waits at the fence for the loop's next turn (poll), which checks and lets it write."""
+    store = FenceGatedStore(tmp_path, "in")
+    store.gate.set()
+    writer = CheckpointWriter()
+    writer.submit(CheckpointJob(store, [(0, {"x": np.arange(5)}, {"v": 1}, 7, 3)], owns=lambda p, e: True))
+    assert store.at_fence.wait(10)
+    time.sleep(0.3)
+    assert writer.busy and LocalStore(tmp_path, "in").load(0) is None  # waits for the loop's answer
+    job = writer.poll()  # the loop's turn: answers yes, waits for the visible write, collects the job
+    assert job is not None and job.done == {0: 7} and job.dropped == {}
+    assert LocalStore(tmp_path, "in").load(0)[2] == {0: 7}
+    writer.close()
+
+
+def test_a_save_is_dropped_before_it_starts_when_the_partition_is_already_lost(tmp_path):
+    store = GatedStore(tmp_path, "in")
+    store.gate.set()
+    writer = CheckpointWriter()
+    writer.submit(CheckpointJob(store, [(0, {"x": np.arange(5)}, {}, 7, 3)], owns=lambda p, e: False))
+    job = writer.wait()
+    assert job.dropped == {0: 7} and job.done == {} and store.threads == []  # save never called
+    writer.close()
+
+
+def test_a_worker_evicted_while_its_changelog_save_is_in_flight_never_makes_it_visible(broker, tmp_path):
+    """The scale-out fault test's case, in process and deterministic, on the real broker.
+
+    The service hands a checkpoint to its writer; the writer sends the chunks, then stops (the
+    process frozen) before the header; meanwhile the group session expires.  When the save goes
+    on, the loop's next turn answers its fence: no header is ever written, nothing is committed.
+    """
+    from prometheus_client import CollectorRegistry
+
+    from tests.stream.services import produce, topics
+    from tests.stream.test_accounting import good
+    from tests.stream.test_delivery import committed
+    from viraltrend.config import load_config
+    from viraltrend.errors import StreamError
+    from viraltrend.metrics import Metrics
+    from viraltrend.stream.changelog import ChangelogStore, create_changelog_topic
+    from viraltrend.stream.kafka_io import KafkaSource
+    from viraltrend.stream.loop import Service
+
+    names = topics(broker.bootstrap_servers, f"evicted-in-flight-{time.time_ns() % 10**9}")
+    group = f"g-{names['input']}"
+    produce(broker.bootstrap_servers, names["input"], [good(i) for i in range(500)])
+    create_changelog_topic(broker.bootstrap_servers, f"{group}.state", 1)
+
+    class Source(KafkaSource):
+        expired = False
+
+        def session_expired(self) -> bool:
+            return self.expired or super().session_expired()
+
+    class Store(ChangelogStore):
+        at_gate = threading.Event()
+        gate = threading.Event()
+
+        def _send(self, partition, records, what):
+            super()._send(partition, records, what)
+            if what == "chunks" and not self.gate.is_set():
+                self.at_gate.set()  # chunks acknowledged, the header not sent: frozen here
+                assert self.gate.wait(30)
+
+    env = {
+        "VIRALTREND_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "VIRALTREND_KAFKA_INPUT_TOPIC": names["input"],
+        "VIRALTREND_KAFKA_OUTPUT_TOPIC": names["output"],
+        "VIRALTREND_KAFKA_DLQ_TOPIC": names["dlq"],
+        "VIRALTREND_KAFKA_GROUP_ID": group,
+        "VIRALTREND_CHECKPOINT_BACKGROUND": "true",
+        "VIRALTREND_CHECKPOINT_INTERVAL_S": "0.001",
+    }
+    service = Service(
+        load_config(None, environ=env), metrics=Metrics(CollectorRegistry()), source_factory=Source
+    )
+    service.store = Store(broker.bootstrap_servers, f"{group}.state", names["input"], partitions=1)
+    service.connect()
+    try:
+        deadline = time.monotonic() + 60
+        while not Store.at_gate.is_set():
+            assert time.monotonic() < deadline, "no checkpoint was handed to the writer"
+            service.step()
+        assert service.writer.busy
+        service._source.expired = True  # the group evicted this worker while it was frozen
+        Store.gate.set()  # thawed: the writer goes on to its fence
+        raised = None
+        for _ in range(100):  # the next turn answers the fence (no); the loop's own check fails one
+            try:
+                service.step()
+            except StreamError as exc:
+                raised = exc
+                break
+        service._recover()  # what the loop does next
+        fresh = ChangelogStore(broker.bootstrap_servers, f"{group}.state", names["input"], partitions=1)
+        try:
+            assert fresh.load(0) is None  # chunks only: no header, so no checkpoint
+        finally:
+            fresh.close()
+        assert committed(broker.bootstrap_servers, group, names["input"]) is None
+        assert raised is not None and "no group heartbeat" in str(raised)
+    finally:
+        Store.gate.set()
+        service.close()

@@ -63,6 +63,7 @@ from viraltrend.stream.checkpoint import (
     ChainPolicy,
     Chains,
     EncodedCheckpoint,
+    Fence,
     Loaded,
     _split_chain,
     apply_chain,
@@ -294,8 +295,13 @@ class ChangelogStore:
         flush_timeout_s: float = 30.0,
         connect_timeout_s: float = 10.0,
         policy: ChainPolicy | None = None,
+        reader: str = "kafka-python",
         **client_options: Any,
     ) -> None:
+        if reader not in ("kafka-python", "confluent"):
+            msg = f"reader must be 'kafka-python' or 'confluent', got {reader!r}"
+            raise ValueError(msg)
+        self.reader = reader
         if partitions < 1:
             msg = f"partitions must be >= 1, got {partitions}"
             raise ValueError(msg)
@@ -365,6 +371,7 @@ class ChangelogStore:
         offsets: dict[int, int],
         *,
         epoch: int = 0,
+        fence: Fence | None = None,
     ) -> int:
         """Write the checkpoint of input ``partition`` to changelog partition ``partition``.
 
@@ -372,7 +379,9 @@ class ChangelogStore:
         written (chunks plus header).  If this store has not read or written that partition
         before, it first reads it (as :meth:`load` does) to learn which chunks to tombstone.
         ``epoch`` is the consumer-group generation in which the caller got the partition (see
-        the module's *Fencing*); 0 for an unfenced writer.
+        the module's *Fencing*); 0 for an unfenced writer.  ``fence`` is called after the chunks
+        are acknowledged, right before the header (the write that makes the save visible);
+        whatever it raises aborts the save (the chunks are tombstoned by the next one).
 
         Raises
         ------
@@ -435,6 +444,8 @@ class ChangelogStore:
             # and its seq as used (a failed send may still have reached the broker).
             self._known[partition] = _Known(seq, known.live | set(keys))
             self._send(partition, list(zip(keys, chunks, strict=True)), "chunks")
+            if fence is not None:
+                fence()
             self._send(partition, [(name, header)], "header")
             self._send(partition, [(key, None) for key in stale], "tombstones of the previous chunks")
         except BaseException:
@@ -620,7 +631,8 @@ class ChangelogStore:
             while True:
                 start = max(begin, end - window)
                 scan = _Scan()
-                for key, value, offset in self._read(consumer, tp, start, end):
+                read = self._read_confluent if self.reader == "confluent" else self._read
+                for key, value, offset in read(consumer, tp, start, end):
                     scan.add(name, key, value, offset)
                 if start <= begin or scan.complete(name):
                     self._window[partition] = window
@@ -692,6 +704,69 @@ class ChangelogStore:
                     "load_timeout_s if the changelog is large"
                 )
                 raise StreamError(msg)
+
+    def _read_confluent(
+        self, consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int
+    ) -> Iterator[tuple[str, bytes | None, int]]:
+        """:meth:`_read` with librdkafka (``reader="confluent"``): the same records, read faster.
+
+        The end is reached as in :meth:`_read`: the position at or past both ``end`` and the
+        high watermark, and a consume that returned nothing.  ``consumer`` (kafka-python) only
+        gave the bounds.
+        """
+        del consumer
+        from confluent_kafka import Consumer, KafkaException
+        from confluent_kafka import TopicPartition as RdPartition
+
+        from viraltrend.stream.kafka_confluent import librdkafka_options
+
+        secure = {k: v for k, v in self._options.items() if k.startswith(("security_", "sasl_", "ssl_"))}
+        config = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "group.id": f"{self.topic}.restore",  # never joined nor committed: assign() only
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": max(16 * 1024 * 1024, self.max_chunk_bytes + _REQUEST_OVERHEAD),
+            "receive.message.max.bytes": 100 * 1024 * 1024,
+            "queued.max.messages.kbytes": 1024 * 1024,
+            "fetch.wait.max.ms": 100,
+            **librdkafka_options(secure),
+        }
+        reader = Consumer(config)
+        rd_tp = RdPartition(self.topic, tp.partition, start)
+        deadline = time.monotonic() + self.load_timeout_s
+        position, read = start, 0
+        try:
+            reader.assign([rd_tp])
+            while True:
+                messages = reader.consume(1000, timeout=self.poll_timeout_ms / 1000)
+                for m in messages:
+                    error = m.error()
+                    if error is not None:
+                        msg = f"reading {self.describe}, partition {tp.partition}, failed: {error.str()}"
+                        raise StreamError(msg)
+                    key, offset = m.key(), int(m.offset() or 0)
+                    yield key.decode("utf-8", "replace") if key is not None else "", m.value(), offset
+                    position = offset + 1
+                read += len(messages)
+                if not messages:
+                    high = reader.get_watermark_offsets(rd_tp, timeout=5.0, cached=False)[1]
+                    if position >= max(end, high):
+                        return
+                if time.monotonic() > deadline:
+                    msg = (
+                        f"could not read {self.describe}, partition {tp.partition}, to its end within "
+                        f"{self.load_timeout_s:g} s (read {read} records from offset {start}, at offset "
+                        f"{position}, end {end}); is the broker reachable? raise load_timeout_s if the "
+                        "changelog is large"
+                    )
+                    raise StreamError(msg)
+        except KafkaException as exc:
+            msg = f"reading {self.describe}, partition {tp.partition}, failed: {exc}"
+            raise StreamError(msg) from exc
+        finally:
+            reader.close()
 
     # ------------------------------------------------------------------------------- admin
 

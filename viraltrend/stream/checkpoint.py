@@ -31,6 +31,7 @@ import shutil
 import struct
 import time
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ __all__ = [
     "Chains",
     "CheckpointStore",
     "EncodedCheckpoint",
+    "Fence",
     "Loaded",
     "LocalStore",
     "SavePlan",
@@ -60,6 +62,8 @@ __all__ = [
 
 #: Bytes as read or written: a checkpoint's parts are views, not copies, where they can be.
 Buffer: TypeAlias = bytes | bytearray | memoryview | mmap.mmap
+#: Called by a save right before the one write that makes it visible; raises to abort the save.
+Fence: TypeAlias = Callable[[], None]
 #: Named numpy arrays of numbers (no ``dtype=object``).
 Arrays: TypeAlias = dict[str, NDArray[Any]]
 #: What a store's ``load`` returns: ``(arrays, state meta, offsets by input partition)``.
@@ -348,6 +352,7 @@ class StateStore(Protocol):
         offsets: dict[int, int],
         *,
         epoch: int = 0,
+        fence: Fence | None = None,
     ) -> int:
         """Store the checkpoint of input ``partition`` durably, replacing the previous one.
 
@@ -355,6 +360,9 @@ class StateStore(Protocol):
         a crash during the call leaves the previous one loadable.  Returns the bytes written.
         ``epoch``: the consumer-group generation in which the caller got the partition; a store
         shared by several workers ignores checkpoints of a superseded epoch (fencing).
+        ``fence``: called right before the one write that makes this checkpoint visible (after
+        everything else is written); whatever it raises aborts the save, the previous checkpoint
+        staying the latest one (the writer checks there that the worker still owns the partition).
         """
         ...
 
@@ -393,7 +401,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _save_dir(final: Path, encoded: EncodedCheckpoint) -> None:
+def _save_dir(final: Path, encoded: EncodedCheckpoint, fence: Fence | None = None) -> None:
     """Write ``encoded`` as three files in directory ``final``, atomically by rename.
 
     At every step a complete checkpoint is on disk, in ``final`` or in ``final.old`` (which
@@ -408,6 +416,8 @@ def _save_dir(final: Path, encoded: EncodedCheckpoint) -> None:
     _write(tmp / _META, encoded.meta)
     _write(tmp / _MANIFEST, encoded.manifest)
     _fsync_dir(tmp)
+    if fence is not None:  # the renames below make it visible
+        fence()
     old = final.with_name(final.name + ".old")
     if not final.exists() and old.exists():  # a crash between the renames below: .old is the latest
         old.rename(final)
@@ -696,6 +706,7 @@ class LocalStore:
         offsets: dict[int, int],
         *,
         epoch: int = 0,  # noqa: ARG002 - one machine, one worker: nothing to fence
+        fence: Fence | None = None,
     ) -> int:
         """Write the next checkpoint of ``partition`` (a delta or a full one) atomically; return its bytes."""
         plan = self.chains.plan(partition, arrays, meta)
@@ -703,10 +714,10 @@ class LocalStore:
         try:
             encoded = encode_checkpoint(plan.arrays, plan.meta, offsets)
             if plan.seq == 0:
-                _save_dir(base, encoded)
+                _save_dir(base, encoded, fence)
                 _drop_deltas(base)
             else:
-                _save_dir(_delta_path(base, plan.seq), encoded)
+                _save_dir(_delta_path(base, plan.seq), encoded, fence)
         except BaseException:
             self.chains.forget(partition)
             raise

@@ -21,7 +21,6 @@ from collections.abc import Callable, Collection, Mapping
 from operator import attrgetter
 from typing import Any, Final
 
-import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka import errors as kerr
 from kafka.consumer.subscription_state import (
@@ -42,6 +41,8 @@ from viraltrend.stream.broker import (  # topic admin lives with the broker; re-
     describe_topic,
     topic_exists,
 )
+from viraltrend.stream.kafka_fast import install as install_spans
+from viraltrend.stream.kafka_fast import spans_of
 from viraltrend.stream.sources import KafkaGroupSource
 
 __all__ = [
@@ -187,6 +188,7 @@ class KafkaSource(KafkaGroupSource):
             msg = f"topic {topic!r} does not exist on {bootstrap_servers}; {_CREATE_HINT}"
             raise StreamError(msg)
         self._consumer.subscribe(topics=[topic], listener=_Listener(self))
+        install_spans(self._consumer)  # a poll's values as spans of the fetch buffer, no record objects
 
     # -- the Source interface
 
@@ -212,8 +214,10 @@ class KafkaSource(KafkaGroupSource):
         batches: list[EventBatch] = []
         rejects: list[Reject] = []
         for tp, records in polled.items():
-            offsets = np.fromiter(map(_OFFSET, records), dtype=np.int64, count=len(records))
-            batch, bad = self._decode(tp.partition, list(map(_VALUE, records)), offsets)
+            values, offsets = spans_of(records)
+            if not values:
+                continue
+            batch, bad = self._decode(tp.partition, values, offsets)
             batches.append(batch)
             rejects.extend(bad)
         return EventBatch.concat(batches), rejects

@@ -29,7 +29,9 @@ every ``checkpoint.interval_s``, and on revoke and shutdown):
    state reflects, stamped with the partition's epoch (fencing).  The loop only copies the state;
    a writer thread (:mod:`~viraltrend.stream.writer`, ``checkpoint.background``) saves it, most
    often as a delta on the last full checkpoint (:mod:`~viraltrend.stream.incremental`), while the
-   loop goes on with the next turns; a revoke and the shutdown wait for it;
+   loop goes on with the next turns; a revoke and the shutdown wait for it.  Right before a save
+   becomes visible, the loop's thread checks again that this worker owns the partition (the writer
+   waits for that check at the loop's next turn) and a save whose partition was lost is dropped;
 6. **commit** exactly those offsets, once the writer reports the checkpoint durable (at the first
    turn after that).
 
@@ -81,7 +83,7 @@ __all__ = ["Service", "ServiceOptions", "run_service"]
 
 log = logging.getLogger("viraltrend.service")
 #: Fault injection (the fault suite): a file whose appearance makes the service stop itself (SIGSTOP)
-#: before publishing or before a checkpoint's saves (see :meth:`Service._maybe_freeze`).
+#: before publishing or right before a checkpoint's save becomes visible (see :meth:`Service._maybe_freeze`).
 FREEZE_FILE_ENV = "VTFAULT_FREEZE_FILE"  # not VIRALTREND_*: those are config keys
 
 
@@ -283,8 +285,9 @@ class Service:
 
         A worker whose group session expired (frozen past ``session_timeout_ms``, say) no longer
         owns its partitions; what it would publish or checkpoint now comes from a superseded
-        state.  This catches it before the write; the changelog's epochs fence a save that
-        slips through (the session may expire between this check and the write).
+        state.  This catches it before the write; a checkpoint's saves are checked again right
+        before each becomes visible (:meth:`_owns`), and the changelog's epochs fence one that
+        slips through (the session may expire between that check and the write).
         """
         if self._source is not None and self._source.session_expired():
             msg = (
@@ -293,14 +296,33 @@ class Service:
             )
             raise StreamError(msg)
 
+    def _owns(self, partition: int, epoch: int) -> bool:
+        """Whether this worker still holds ``partition`` in ``epoch`` with its group session alive.
+
+        The checkpoint writer's check before each save and right before the save becomes visible
+        (:mod:`~viraltrend.stream.writer`); never raises (unsure is no).
+        """
+        source = self._source
+        if source is None or partition not in self.partitions.engines:
+            return False
+        if self.partitions.epochs.get(partition, 0) != epoch:
+            return False
+        try:
+            return not source.session_expired()
+        except Exception as exc:  # noqa: BLE001 - e.g. the client's state changing under another thread
+            log.debug("membership check of partition %d failed: %s", partition, exc)
+            return False
+
     @staticmethod
     def _maybe_freeze(path: str, point: str) -> None:
         """Fault injection: once ``path`` holds ``point``, remove it and stop this process (SIGSTOP).
 
-        ``publish``: between a batch's engines and its publication; ``checkpoint``: after the
-        membership check of a checkpoint, before its saves.  The test resumes the process
-        (SIGCONT) once the group evicted it and another worker took its partitions: what it
-        then writes comes from a superseded state, and fencing must keep it harmless.
+        ``publish``: between a batch's engines and its publication; ``checkpoint``: in a save,
+        after its last ownership check, right before the write that makes it visible (the
+        race no check can close: the changelog's epochs fence that save on restore).  The test
+        resumes the process (SIGCONT) once the group evicted it and another worker took its
+        partitions: what it then writes comes from a superseded state, and fencing must keep it
+        harmless.
         """
         try:
             with open(path, encoding="utf-8") as fh:
@@ -383,15 +405,20 @@ class Service:
             return
         # 4. await acks: every output of what was read is acknowledged, or StreamError: no commit
         self._sink.flush()
-        # 5. checkpoint: the state with the offsets it reflects, stamped with the partition's epoch
+        # 5. checkpoint: the state with the offsets it reflects, stamped with the partition's epoch;
+        # each save checks again that this worker owns the partition right before it becomes visible
         self._check_membership("checkpointing")
-        if self._freeze_file is not None:
-            self._maybe_freeze(self._freeze_file, "checkpoint")
         items = []
         for p, engine in due:
             arrays, meta = self._snapshot(p, engine)
             items.append((p, arrays, meta, offsets[p], self.partitions.epochs.get(p, 0)))
-        job = CheckpointJob(self.store, items)
+        freeze = self._freeze_file
+        job = CheckpointJob(
+            self.store,
+            items,
+            owns=self._owns,
+            before_visible=None if freeze is None else lambda: self._maybe_freeze(freeze, "checkpoint"),
+        )
         log.debug(
             "checkpoint of %d partition(s): state copied in %.3f s", len(items), time.perf_counter() - t0
         )
@@ -537,6 +564,7 @@ class Service:
                     self.k.input_topic,
                     partitions=self.n_partitions,
                     policy=self.chain_policy,
+                    reader="confluent" if self.k.client == "confluent" else "kafka-python",
                     **self.client_options,
                 )
             else:
