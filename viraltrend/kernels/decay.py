@@ -176,10 +176,27 @@ def _decay_rows(
     ``acc`` float64[capacity, n_types, n_hl], ``slots`` int64[m], ``lam`` float64[n_hl], ``out``
     float64[m, n_types, n_hl]; ``out`` may be ``acc`` itself when ``slots`` is ``arange(capacity)``.
     """
+    n_hl = acc.shape[2]
+    x = np.empty(n_hl, np.float64)
+    f = np.empty(n_hl, np.float64)
+    for h in range(n_hl):  # one exp per half-life: _scaled's own steps given its factor
+        x[h] = -lam[h] * dt_s
+        f[h] = _exp(x[h])
     for j in range(slots.shape[0]):
         for k in range(acc.shape[1]):
-            for h in range(acc.shape[2]):
-                out[j, k, h] = _scaled(acc[slots[j], k, h], -lam[h] * dt_s)
+            for h in range(n_hl):
+                v = acc[slots[j], k, h]
+                if v == 0.0:
+                    out[j, k, h] = 0.0
+                    continue
+                r = v * f[h]
+                if (
+                    2.2250738585072014e-308 <= f[h] < math.inf
+                    and 2.2250738585072014e-308 <= abs(r) < math.inf
+                ):
+                    out[j, k, h] = r
+                else:
+                    out[j, k, h] = _scaled(v, x[h])
 
 
 def _require(ok: bool, msg: str) -> None:
