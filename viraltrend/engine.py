@@ -106,6 +106,8 @@ _HOLD_CARRY_MS = 300_000
 #: time) besides whenever a candidate needs it, so a quiet tick can use a recent figure.
 _CATALOGUE_EVERY_MS = 600_000
 _USER_SWEEPS = 8  # idle users are released this many times per idle window (at ticks)
+#: At most this many ticks go the Python way before the compiled loop is tried again (Engine.process)
+_FAST_BACKOFF = 32
 
 
 def model_features(cfg: Config) -> tuple[str, ...]:
@@ -317,6 +319,7 @@ class Engine:
         self._ready_ms: dict[int, int] = {}  # slot -> last tick the rule found it ready (model labels)
         self._vouch_ms: dict[int, tuple[int, int]] = {}  # slot -> (first, last) tick of its vouch streak
         self._fast_ticks = True  # False: every tick the step-by-step way (the tests compare both)
+        self._fast_backoff = 0  # ticks taken the usual way after a compiled call that ran none (process)
 
     # ------------------------------------------------------------------ batches
     def process(self, batch: EventBatch) -> tuple[list[Message], list[Reject]]:
@@ -359,7 +362,8 @@ class Engine:
                 batch.type_code[accepted],
                 batch.ts_ms[accepted],
             )
-        k = 0
+        k = skip_until = 0
+        backoff = self._fast_backoff
         while k < len(ticks):
             cut, tick_ms = cuts[k], ticks[k]
             if interned < cut:
@@ -370,11 +374,15 @@ class Engine:
                     user_hash[interned:end], batch.ts_ms[accepted[interned:end]]
                 )
                 interned = end
-            if fast is not None and not self.board.watched_slots():  # ticks in one compiled call
+            if fast is not None and k >= skip_until and not self.board.watched_slots():  # one compiled call
                 k_end = bisect.bisect_right(cuts, interned, lo=k)
                 done = self._run_ticks(fast, step.tick_ms_values, k, k_end, start, messages)
                 if done is not None:
+                    # a call that ran no tick of its own costs more than the tick it handed back: after
+                    # one, the next few ticks go the usual way (either way gives the same decisions)
+                    backoff = 0 if done[0] > k + 1 else min(2 * backoff + 1, _FAST_BACKOFF)
                     k, start = done
+                    skip_until = k + backoff
                     continue
             self._apply(batch, accepted[start:cut], slots[start:cut], users[start:cut])
             start = cut
@@ -384,6 +392,8 @@ class Engine:
             users[interned:] = self._intern_users(user_hash[interned:], batch.ts_ms[accepted[interned:]])
         self._apply(batch, accepted[start:], slots[start:], users[start:])
         self._release_evicted()
+        if fast is not None:
+            self._fast_backoff = backoff
         return messages, rejects
 
     def _fast_ticks_on(self) -> bool:
