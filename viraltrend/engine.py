@@ -107,7 +107,7 @@ _HOLD_CARRY_MS = 300_000
 _CATALOGUE_EVERY_MS = 600_000
 _USER_SWEEPS = 8  # idle users are released this many times per idle window (at ticks)
 #: At most this many ticks go the Python way before the compiled loop is tried again (Engine.process)
-_FAST_BACKOFF = 32
+_FAST_BACKOFF = 8
 
 
 def model_features(cfg: Config) -> tuple[str, ...]:
@@ -380,8 +380,8 @@ class Engine:
                 if done is not None:
                     # a call that ran no tick of its own costs more than the tick it handed back: after
                     # one, the next few ticks go the usual way (either way gives the same decisions)
-                    backoff = 0 if done[0] > k + 1 else min(2 * backoff + 1, _FAST_BACKOFF)
-                    k, start = done
+                    k, start, ran = done
+                    backoff = 0 if ran else min(2 * backoff + 1, _FAST_BACKOFF)
                     skip_until = k + backoff
                     continue
             self._apply(batch, accepted[start:cut], slots[start:cut], users[start:cut])
@@ -416,14 +416,16 @@ class Engine:
         k_end: int,
         start: int,
         messages: list[Message],
-    ) -> tuple[int, int] | None:
+    ) -> tuple[int, int, bool] | None:
         """Ticks ``k .. k_end - 1`` as ``_apply`` and ``_on_tick`` run them, in one compiled call.
 
         While the board watches nothing (:func:`~viraltrend.kernels.segment.run_ticks`): an idle
         tick or a tick whose touched products are all screened out costs no Python.  At the first
         tick that needs Python the call stops and this method takes that tick the usual way (all of
-        it, or its rest after the screen).  Returns the next tick and the accepted events applied,
-        or None (nothing done: take tick ``k`` the usual way).
+        it, or its rest after the screen); at a user sweep or a landmark move due it takes only
+        those (the start of ``_tick``) and hands the tick back to the compiled loop.  Returns the
+        next tick, the accepted events applied and whether the call ran a tick of its own, or None
+        (nothing done: take tick ``k`` the usual way).
         """
         slots, users, cuts, batch, accepted, types, ts = fast
         b = self.board
@@ -454,22 +456,26 @@ class Engine:
         self._new_users = [run.new_users] if run.new_users.size else []
         if run.k > k:  # as _on_tick leaves them after a tick of an idle board
             self._quiet_until_ms, self._quiet_pending = None, True
+        ran = run.k > k
         if run.kind == DONE:
-            return run.k, run.seg
+            return run.k, run.seg, ran
         tick_ms = int(ticks[run.k])
         if run.kind == SEGMENT:  # the fused step refused it: the steps one by one
             cut = int(cuts[run.k])
             self._apply(batch, accepted[run.seg : cut], slots[run.seg : cut], users[run.seg : cut])
             messages.extend(self._on_tick(tick_ms))
-            return run.k + 1, cut
+            return run.k + 1, cut, ran
         if run.kind == BEFORE:
+            label = self.labels.next_due_ms() if self.labels is not None else None
+            if self._tick_start(tick_ms) and (label is None or tick_ms < label):
+                return run.k, run.seg, True  # swept or rebased: the rest of the tick in the compiled loop
             messages.extend(self._on_tick(tick_ms))
-            return run.k + 1, run.seg
+            return run.k + 1, run.seg, ran
         self.stats.ticks += 1  # AFTER: the rest of the tick, as _on_tick runs it
         messages.extend(self._tick(tick_ms, pre=run.prelude))
         self._quiet_until_ms = None
         self._quiet_pending = not (b.members or b.pending or b.held)
-        return run.k + 1, run.seg
+        return run.k + 1, run.seg, ran
 
     def finish(self) -> list[Message]:
         """The final board snapshot at the watermark, for the end of a replay."""
@@ -618,11 +624,7 @@ class Engine:
     def _tick(self, now_ms: int, pre: _Prelude | None = None) -> list[Message]:
         """A tick; ``pre``: its start up to the screen already run (``Screen.tick``'s result, _run_ticks)."""
         if pre is None:
-            self._sweep_users(now_ms)
-            for c in (self.counters, self.trust_counters):  # landmarks move at ticks only: any batching
-                at = c.next_rebase_ms()  # rebase before it changes nothing: skip the call
-                if at is not None and now_ms >= at:
-                    c.rebase(now_ms)
+            self._tick_start(now_ms)
             if self._idle(now_ms):
                 return []
         mu_of = self._baseline_users(now_ms)
@@ -680,6 +682,17 @@ class Engine:
         self._maybe_evict(now_ms)
         self._cap_products()
         return messages
+
+    def _tick_start(self, now_ms: int) -> bool:
+        """A tick's first steps: the user sweep and the landmark moves due; whether any was due."""
+        due = self._next_user_sweep_ms is None or now_ms >= self._next_user_sweep_ms
+        self._sweep_users(now_ms)
+        for c in (self.counters, self.trust_counters):  # landmarks move at ticks only: any batching
+            at = c.next_rebase_ms()  # rebase before it changes nothing: skip the call
+            if at is not None and now_ms >= at:
+                c.rebase(now_ms)
+                due = True
+        return due
 
     def _catalogue_trust(self, now_ms: int) -> None:
         """The catalogue's fresh-account share and raw events per (user, product), for the guard.
