@@ -345,7 +345,8 @@ class EventBatch:
             raw = None if self.raw is None else self.raw[run]
         else:
             pick = idx.tolist()
-            text = [None if t is None else [t[i] for i in pick] for t in self._text]
+            lazy = self._ids is not None  # the strings are decoded from the spans if ever asked for
+            text = [None if t is None or lazy else [t[i] for i in pick] for t in self._text]
             raw = None if self.raw is None else [self.raw[i] for i in pick]
         out = EventBatch(
             ts_ms=self.ts_ms[idx],
