@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
         ],
     )
     report.table(
-        "Cost of a tick (wall time inside Engine._on_tick, per tick)",
+        "Cost of a tick (the engine's wall time per tick; inside Engine._on_tick for the ticks Python ran)",
         [
             "replay", "ticks", "ticks Python ran", "µs of engine per tick", "touched ticks in _on_tick",
             "µs per touched", "untouched ticks in _on_tick", "µs per untouched",
