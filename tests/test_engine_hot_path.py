@@ -25,6 +25,7 @@ def _sparse_rows(n=400, gap_ms=7 * 60_000):
 
 
 def test_idle_ticks_take_the_fast_path_and_change_nothing(monkeypatch):
+    monkeypatch.setattr(Engine, "_fast_ticks_on", lambda self: False)  # the Python ticks' own fast path
     events = batch_of(_sparse_rows())
     fast, fast_msgs = run_engine(events, [57, 200])
     monkeypatch.setattr(Engine, "_idle", lambda self, now_ms: False)
@@ -43,6 +44,7 @@ LABELLED = {"model": {"rows": "touched", "label": "gain", "negative_rate": 1.0, 
 @pytest.mark.parametrize("overrides", [{}, LABELLED], ids=["default", "labels-due-on-idle-ticks"])
 def test_quiet_ticks_skip_every_step_and_change_nothing(monkeypatch, overrides):
     """Hours between events: sweeps, landmark moves, snapshots, evictions and labels fall on idle ticks."""
+    monkeypatch.setattr(Engine, "_fast_ticks_on", lambda self: False)  # the Python ticks' quiet path
     config = load_config(None, environ={}, overrides=overrides)
     events = batch_of(_sparse_rows(n=150, gap_ms=53 * 60_000))
     calls = {"n": 0}
@@ -154,3 +156,70 @@ def test_detector_evidence_is_the_evidence_column_of_read(pinned_events):
     want = engine.detector.read(now_ms, slots, mu, np.full(slots.size, 10.0))["evidence"]
     assert slots.size > 100 and (want >= 0.3).any()
     np.testing.assert_array_equal(got, want)
+
+
+def _same_state(a: Engine, b: Engine) -> bool:
+    aa, am = a.state()
+    ba, bm = b.state()
+    return aa.keys() == ba.keys() and all(np.array_equal(aa[k], ba[k]) for k in aa) and am == bm
+
+
+def _kinds(monkeypatch) -> list[int]:
+    """Record how each compiled run of ticks stopped (segment.DONE ... AFTER)."""
+    import viraltrend.engine as engine_module
+
+    kinds: list[int] = []
+    run = engine_module.run_ticks
+
+    def recorded(**kwargs):
+        out = run(**kwargs)
+        if out is not None:
+            kinds.append(out.kind)
+        return out
+
+    monkeypatch.setattr(engine_module, "run_ticks", recorded)
+    return kinds
+
+
+def _gappy_rows():
+    """Sparse events with a two-day gap (ticks skipped past max_ticks_per_gap) and a busy minute."""
+    rows = _sparse_rows(n=300, gap_ms=3 * 60_000)
+    t = rows[-1][0] + 2 * 86_400_000
+    rows += [(t + i * 50, "view", f"p{i % 5}", "s", None, f"u{i % 40}") for i in range(400)]
+    rows += [(t + 60_000 + i * 90_000, "like", f"p{i % 7}", "s", None, f"u{i % 9}") for i in range(200)]
+    return rows
+
+
+@pytest.mark.parametrize("cuts", [[], [7_001, 30_000], [1, 2, 3, 9_999, 10_000, 25_000]])
+def test_ticks_in_one_compiled_call_give_the_same_decisions_and_state(pinned_events, monkeypatch, cuts):
+    """The compiled loop over a batch's ticks against the engine's Python ticks: messages and checkpoint."""
+    kinds = _kinds(monkeypatch)
+    fast, fast_msgs = run_engine(pinned_events, cuts)
+    monkeypatch.setattr(Engine, "_fast_ticks_on", lambda self: False)
+    slow, slow_msgs = run_engine(pinned_events, cuts)
+    assert fast_msgs == slow_msgs and fast.stats == slow.stats
+    assert _same_state(fast, slow)
+    assert len(kinds) > 100 and {2, 3} <= set(kinds)  # it ran, and stopped for Python in both ways
+
+
+@pytest.mark.parametrize("cuts", [[], [57, 200, 201], list(range(0, 900, 37))])
+def test_compiled_ticks_of_a_sparse_stream_with_a_gap_match_the_python_ticks(monkeypatch, cuts):
+    events = batch_of(_gappy_rows())
+    kinds = _kinds(monkeypatch)
+    fast, fast_msgs = run_engine(events, cuts)
+    monkeypatch.setattr(Engine, "_fast_ticks_on", lambda self: False)
+    slow, slow_msgs = run_engine(events, cuts)
+    assert fast_msgs == slow_msgs and fast.stats == slow.stats and fast.stats.ticks > 5 * len(events)
+    assert _same_state(fast, slow)
+    assert kinds and 2 in kinds
+
+
+def test_the_compiled_tick_loop_agrees_with_its_plain_python_run(monkeypatch):
+    """``_run_ticks`` against its own source run by the interpreter (``py_func``)."""
+    from viraltrend.kernels import segment
+
+    events = batch_of(_gappy_rows()[:350])
+    compiled, compiled_msgs = run_engine(events, [57, 200])
+    monkeypatch.setattr(segment, "_run_ticks", segment._run_ticks.py_func)
+    plain, plain_msgs = run_engine(events, [57, 200])
+    assert compiled_msgs == plain_msgs and _same_state(compiled, plain)

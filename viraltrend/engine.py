@@ -59,7 +59,7 @@ from viraltrend.kernels.decay import DecayedCounters, global_figures, grown_capa
 from viraltrend.kernels.hashtable import UserTable
 from viraltrend.kernels.names import CountedNames, NameTable
 from viraltrend.kernels.prefilter import Screen, TickBaseline
-from viraltrend.kernels.segment import apply_segment
+from viraltrend.kernels.segment import BEFORE, DONE, SEGMENT, apply_segment, run_ticks
 from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
@@ -106,6 +106,8 @@ _HOLD_CARRY_MS = 300_000
 #: time) besides whenever a candidate needs it, so a quiet tick can use a recent figure.
 _CATALOGUE_EVERY_MS = 600_000
 _USER_SWEEPS = 8  # idle users are released this many times per idle window (at ticks)
+#: At most this many ticks go the Python way before the compiled loop is tried again (Engine.process)
+_FAST_BACKOFF = 8
 
 
 def model_features(cfg: Config) -> tuple[str, ...]:
@@ -316,6 +318,8 @@ class Engine:
         self._quiet_pending = False  # True: _quiet_until_ms is to be read at the next idle tick
         self._ready_ms: dict[int, int] = {}  # slot -> last tick the rule found it ready (model labels)
         self._vouch_ms: dict[int, tuple[int, int]] = {}  # slot -> (first, last) tick of its vouch streak
+        self._fast_ticks = True  # False: every tick the step-by-step way (the tests compare both)
+        self._fast_backoff = 0  # ticks taken the usual way after a compiled call that ran none (process)
 
     # ------------------------------------------------------------------ batches
     def process(self, batch: EventBatch) -> tuple[list[Message], list[Reject]]:
@@ -345,9 +349,23 @@ class Engine:
         messages: list[Message] = []
         start = 0
         # ticks fire "before event i": cut the accepted events at those positions
-        cuts = np.searchsorted(accepted, step.tick_before).tolist()
-        ticks = step.tick_ms_values.tolist()
-        for k, (cut, tick_ms) in enumerate(zip(cuts, ticks, strict=True)):
+        cut_array = np.searchsorted(accepted, step.tick_before)
+        cuts, ticks = cut_array.tolist(), step.tick_ms_values.tolist()
+        fast = None
+        if ticks and self._fast_ticks_on():
+            fast = (
+                slots,
+                users,
+                cut_array,
+                batch,
+                accepted,
+                batch.type_code[accepted],
+                batch.ts_ms[accepted],
+            )
+        k = skip_until = 0
+        backoff = self._fast_backoff
+        while k < len(ticks):
+            cut, tick_ms = cuts[k], ticks[k]
             if interned < cut:
                 sweep = self._next_user_sweep_ms
                 j = k if sweep is None else bisect.bisect_left(ticks, sweep, lo=k)
@@ -356,14 +374,108 @@ class Engine:
                     user_hash[interned:end], batch.ts_ms[accepted[interned:end]]
                 )
                 interned = end
+            if fast is not None and k >= skip_until and not self.board.watched_slots():  # one compiled call
+                k_end = bisect.bisect_right(cuts, interned, lo=k)
+                done = self._run_ticks(fast, step.tick_ms_values, k, k_end, start, messages)
+                if done is not None:
+                    # a call that ran no tick of its own costs more than the tick it handed back: after
+                    # one, the next few ticks go the usual way (either way gives the same decisions)
+                    k, start, ran = done
+                    backoff = 0 if ran else min(2 * backoff + 1, _FAST_BACKOFF)
+                    skip_until = k + backoff
+                    continue
             self._apply(batch, accepted[start:cut], slots[start:cut], users[start:cut])
             start = cut
             messages.extend(self._on_tick(int(tick_ms)))
+            k += 1
         if interned < accepted.size:
             users[interned:] = self._intern_users(user_hash[interned:], batch.ts_ms[accepted[interned:]])
         self._apply(batch, accepted[start:], slots[start:], users[start:])
         self._release_evicted()
+        if fast is not None:
+            self._fast_backoff = backoff
         return messages, rejects
+
+    def _fast_ticks_on(self) -> bool:
+        """Whether ticks may run in one compiled call per batch (:meth:`_run_ticks`)."""
+        return self._fast_ticks and self.screen and not self.trace_products
+
+    def _run_ticks(
+        self,
+        fast: tuple[
+            NDArray[np.int64],
+            NDArray[np.int64],
+            NDArray[np.intp],
+            EventBatch,
+            NDArray[np.intp],
+            NDArray[np.int8],
+            NDArray[np.int64],
+        ],  # fmt: skip
+        ticks: NDArray[np.int64],
+        k: int,
+        k_end: int,
+        start: int,
+        messages: list[Message],
+    ) -> tuple[int, int, bool] | None:
+        """Ticks ``k .. k_end - 1`` as ``_apply`` and ``_on_tick`` run them, in one compiled call.
+
+        While the board watches nothing (:func:`~viraltrend.kernels.segment.run_ticks`): an idle
+        tick or a tick whose touched products are all screened out costs no Python.  At the first
+        tick that needs Python the call stops and this method takes that tick the usual way (all of
+        it, or its rest after the screen); at a user sweep or a landmark move due it takes only
+        those (the start of ``_tick``) and hands the tick back to the compiled loop.  Returns the
+        next tick, the accepted events applied and whether the call ran a tick of its own, or None
+        (nothing done: take tick ``k`` the usual way).
+        """
+        slots, users, cuts, batch, accepted, types, ts = fast
+        b = self.board
+        parts, news = self._touched, self._new_users
+        touched = _EMPTY if not parts else parts[0] if len(parts) == 1 else np.concatenate(parts)
+        new_users = _EMPTY if not news else news[0] if len(news) == 1 else np.concatenate(news)
+        run = run_ticks(
+            signals=self.user_signals, counters=self.counters, trust=self.trust_counters,
+            sketches=self.sketches, activity=self.activity, user_hash=self.users.hash_of,
+            cusum=self.detector.cusum, screen=self._screen_of(), base=_tick_base(self.cfg),
+            slots=slots, users=users, types=types, ts_ms=ts, cuts=cuts, ticks=ticks, k0=k, k_end=k_end,
+            seg0=start, touched=touched, new_users=new_users,
+            start_ms=self._start_ms, next_sweep_ms=self._next_user_sweep_ms,
+            label_due_ms=self.labels.next_due_ms() if self.labels is not None else None,
+            last_snapshot_ms=self._last_snapshot_ms,
+            snapshot_interval_ms=self.cfg.board.snapshot_interval_s * 1000,
+            next_evict_ms=self._next_evict_ms, max_products=self.cfg.state.max_products, n_live=self._n_live,
+            quiet_audiences=bool(self._sketched.size or self._ring_refusals),
+        )  # fmt: skip
+        if run is None:
+            return None
+        self._n_live = run.n_live
+        self.stats.events_applied += run.applied
+        self.stats.ticks += run.k - k
+        messages.extend(b.snapshot(t) for t in run.snapshots)  # the board did not change at those ticks
+        self._last_snapshot_ms = run.last_snapshot_ms
+        self._touched = [run.touched] if run.touched.size else []
+        self._new_users = [run.new_users] if run.new_users.size else []
+        if run.k > k:  # as _on_tick leaves them after a tick of an idle board
+            self._quiet_until_ms, self._quiet_pending = None, True
+        ran = run.k > k
+        if run.kind == DONE:
+            return run.k, run.seg, ran
+        tick_ms = int(ticks[run.k])
+        if run.kind == SEGMENT:  # the fused step refused it: the steps one by one
+            cut = int(cuts[run.k])
+            self._apply(batch, accepted[run.seg : cut], slots[run.seg : cut], users[run.seg : cut])
+            messages.extend(self._on_tick(tick_ms))
+            return run.k + 1, cut, ran
+        if run.kind == BEFORE:
+            label = self.labels.next_due_ms() if self.labels is not None else None
+            if self._tick_start(tick_ms) and (label is None or tick_ms < label):
+                return run.k, run.seg, True  # swept or rebased: the rest of the tick in the compiled loop
+            messages.extend(self._on_tick(tick_ms))
+            return run.k + 1, run.seg, ran
+        self.stats.ticks += 1  # AFTER: the rest of the tick, as _on_tick runs it
+        messages.extend(self._tick(tick_ms, pre=run.prelude))
+        self._quiet_until_ms = None
+        self._quiet_pending = not (b.members or b.pending or b.held)
+        return run.k + 1, run.seg, ran
 
     def finish(self) -> list[Message]:
         """The final board snapshot at the watermark, for the end of a replay."""
@@ -509,22 +621,23 @@ class Engine:
         self._quiet_pending = not (b.members or b.pending or b.held)
         return messages
 
-    def _tick(self, now_ms: int) -> list[Message]:
-        self._sweep_users(now_ms)
-        for c in (self.counters, self.trust_counters):  # landmarks move at ticks only: any batching
-            at = c.next_rebase_ms()  # rebase before it changes nothing: skip the call
-            if at is not None and now_ms >= at:
-                c.rebase(now_ms)
-        if self._idle(now_ms):
-            return []
+    def _tick(self, now_ms: int, pre: _Prelude | None = None) -> list[Message]:
+        """A tick; ``pre``: its start up to the screen already run (``Screen.tick``'s result, _run_ticks)."""
+        if pre is None:
+            self._tick_start(now_ms)
+            if self._idle(now_ms):
+                return []
         mu_of = self._baseline_users(now_ms)
         parts, self._touched = self._touched, []
         new_users = _EMPTY
         if self._new_users:
             new_users = self._new_users[0] if len(self._new_users) == 1 else np.concatenate(self._new_users)
             self._new_users = []
-        fused = bool(self.screen and parts)
-        if fused:  # the baseline's figures, the CUSUM update and the screen below, in one compiled call
+        fused = bool(self.screen and parts) or pre is not None
+        if pre is not None:
+            mu_of._memo, touched, slots, may_score = pre
+            sketch_only = touched.size > 0 and not may_score
+        elif fused:  # the baseline's figures, the CUSUM update and the screen below, in one compiled call
             mu_of._memo, touched, slots, may_score = self._screen_of().tick(
                 self.counters, self.trust_counters, self.detector.cusum, _tick_base(self.cfg), now_ms,
                 start_ms=self._start_ms, n_live=mu_of._n_live, new_users=new_users, parts=parts,
@@ -569,6 +682,17 @@ class Engine:
         self._maybe_evict(now_ms)
         self._cap_products()
         return messages
+
+    def _tick_start(self, now_ms: int) -> bool:
+        """A tick's first steps: the user sweep and the landmark moves due; whether any was due."""
+        due = self._next_user_sweep_ms is None or now_ms >= self._next_user_sweep_ms
+        self._sweep_users(now_ms)
+        for c in (self.counters, self.trust_counters):  # landmarks move at ticks only: any batching
+            at = c.next_rebase_ms()  # rebase before it changes nothing: skip the call
+            if at is not None and now_ms >= at:
+                c.rebase(now_ms)
+                due = True
+        return due
 
     def _catalogue_trust(self, now_ms: int) -> None:
         """The catalogue's fresh-account share and raw events per (user, product), for the guard.
@@ -1546,6 +1670,8 @@ def _tick_base_of(
 
 
 _EMPTY = np.zeros(0, np.int64)
+#: Screen.tick's result for a tick: the baseline's (norm, floor, cycle), touched, screened in, may score
+_Prelude = tuple[tuple[float, float, float], NDArray[np.int64], NDArray[np.int64], bool]
 
 
 def _unique(parts: list[NDArray[np.int64]]) -> NDArray[np.int64]:

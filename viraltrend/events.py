@@ -338,8 +338,16 @@ class EventBatch:
     def take(self, index: NDArray[np.intp] | NDArray[np.bool_]) -> EventBatch:
         """Return the events selected by an integer index or a boolean mask, in that order."""
         idx = np.flatnonzero(index) if index.dtype == np.bool_ else np.asarray(index)
-        pick = idx.tolist()
-        text = [None if t is None else [t[i] for i in pick] for t in self._text]
+        n = idx.shape[0]
+        if n and 0 <= idx[0] and idx[-1] - idx[0] == n - 1 and (n == 1 or bool((np.diff(idx) == 1).all())):
+            run = slice(int(idx[0]), int(idx[-1]) + 1)  # a run of events: the lists' slices (copies)
+            text = [None if t is None else t[run] for t in self._text]
+            raw = None if self.raw is None else self.raw[run]
+        else:
+            pick = idx.tolist()
+            lazy = self._ids is not None  # the strings are decoded from the spans if ever asked for
+            text = [None if t is None or lazy else [t[i] for i in pick] for t in self._text]
+            raw = None if self.raw is None else [self.raw[i] for i in pick]
         out = EventBatch(
             ts_ms=self.ts_ms[idx],
             type_code=self.type_code[idx],
@@ -352,7 +360,7 @@ class EventBatch:
             quantity=self.quantity[idx],
             partition=self.partition[idx],
             offset=self.offset[idx],
-            raw=None if self.raw is None else [self.raw[i] for i in pick],
+            raw=raw,
             source=self.source,
             ids=None if self._ids is None else self._ids.take(idx.astype(np.intp, copy=False)),
         )

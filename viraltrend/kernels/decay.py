@@ -176,10 +176,61 @@ def _decay_rows(
     ``acc`` float64[capacity, n_types, n_hl], ``slots`` int64[m], ``lam`` float64[n_hl], ``out``
     float64[m, n_types, n_hl]; ``out`` may be ``acc`` itself when ``slots`` is ``arange(capacity)``.
     """
+    n_hl = acc.shape[2]
+    x = np.empty(n_hl, np.float64)
+    f = np.empty(n_hl, np.float64)
+    for h in range(n_hl):  # one exp per half-life: _scaled's own steps given its factor
+        x[h] = -lam[h] * dt_s
+        f[h] = _exp(x[h])
     for j in range(slots.shape[0]):
         for k in range(acc.shape[1]):
-            for h in range(acc.shape[2]):
-                out[j, k, h] = _scaled(acc[slots[j], k, h], -lam[h] * dt_s)
+            for h in range(n_hl):
+                v = acc[slots[j], k, h]
+                if v == 0.0:
+                    out[j, k, h] = 0.0
+                    continue
+                r = v * f[h]
+                if (
+                    2.2250738585072014e-308 <= f[h] < math.inf
+                    and 2.2250738585072014e-308 <= abs(r) < math.inf
+                ):
+                    out[j, k, h] = r
+                else:
+                    out[j, k, h] = _scaled(v, x[h])
+
+
+@njit(cache=True)
+def _decay_live_rows(
+    acc: NDArray[np.float64], last_ts_ms: NDArray[np.int64], never: int, lam: NDArray[np.float64], dt_s: float
+) -> None:  # fmt: skip
+    """``_decay_rows(acc, arange(capacity), lam, dt_s, acc)`` on the rows with ``last_ts_ms != never``.
+
+    The others hold zeros (cleared, or never written), which ``_decay_rows`` leaves zero: the same
+    array, bit for bit, without reading the rows no event reached.
+    """
+    n_hl = acc.shape[2]
+    x = np.empty(n_hl, np.float64)
+    f = np.empty(n_hl, np.float64)
+    for h in range(n_hl):
+        x[h] = -lam[h] * dt_s
+        f[h] = _exp(x[h])
+    for j in range(acc.shape[0]):
+        if last_ts_ms[j] == never:
+            continue
+        for k in range(acc.shape[1]):
+            for h in range(n_hl):
+                v = acc[j, k, h]
+                if v == 0.0:
+                    acc[j, k, h] = 0.0
+                    continue
+                r = v * f[h]
+                if (
+                    2.2250738585072014e-308 <= f[h] < math.inf
+                    and 2.2250738585072014e-308 <= abs(r) < math.inf
+                ):
+                    acc[j, k, h] = r
+                else:
+                    acc[j, k, h] = _scaled(v, x[h])
 
 
 def _require(ok: bool, msg: str) -> None:
@@ -390,7 +441,10 @@ class DecayedCounters:
         """Move the landmark forward to ``new_landmark_ms`` and rescale every accumulator."""
         assert self._landmark_ms is not None and new_landmark_ms > self._landmark_ms
         shift_s = (new_landmark_ms - self._landmark_ms) / 1000.0
-        _decay_rows(self.acc, np.arange(self.capacity, dtype=np.int64), self._lam, shift_s, self.acc)
+        if self.times:  # a row that never held an event since it was cleared is zero, and stays zero
+            _decay_live_rows(self.acc, self.last_ts_ms, _INT64_MIN, self._lam, shift_s)
+        else:
+            _decay_rows(self.acc, np.arange(self.capacity, dtype=np.int64), self._lam, shift_s, self.acc)
         glob = self.global_acc[np.newaxis]
         _decay_rows(glob, np.zeros(1, np.int64), self._lam, shift_s, glob)
         self._landmark_ms = new_landmark_ms

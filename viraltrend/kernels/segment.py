@@ -13,17 +13,27 @@ than its loop: a counter without a landmark yet, a landmark to move, or any inpu
 
 from __future__ import annotations
 
-from typing import Any, Final, TypeAlias
+import math
+from typing import Any, Final, NamedTuple, TypeAlias
 
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from viraltrend.kernels._checks import check_range
+from viraltrend.kernels.audience import (
+    ActivityCounts,
+    AudienceSketches,
+    _bottomk_update_val,
+    _count_min_observe,
+)
 from viraltrend.kernels.columns import _trust_rows
+from viraltrend.kernels.cusum import ChangeDetector
 from viraltrend.kernels.decay import _MAX_ABS_TS_MS, PREFETCH_DISTANCE, DecayedCounters, _add_events
+from viraltrend.kernels.prefilter import Screen, TickBaseline, _tick_prelude
 from viraltrend.kernels.users import _MAX_PRODUCT, UserSignals, _process
 
-__all__ = ["apply_segment"]
+__all__ = ["AFTER", "BEFORE", "DONE", "SEGMENT", "TickRun", "apply_segment", "run_ticks"]
 
 _NEVER: Final = int(np.iinfo(np.int64).min)
 _I64, _I8 = np.dtype(np.int64), np.dtype(np.int8)
@@ -201,3 +211,277 @@ def apply_segment(
         return None
     signals.rows, signals._used, signals._max_ts_ms = rows, int(used), int(max_ts)  # noqa: SLF001
     return new_pair, int(first)
+
+
+# ---------------------------------------------------------------------- a batch's ticks in one call
+#: How :func:`run_ticks` stopped (``TickRun.kind``).
+DONE: Final = 0  # every tick up to ``k_end`` ran, every segment before them was applied
+SEGMENT: Final = (
+    1  # the segment before tick ``k`` was not applied (the steps must take it), tick ``k`` not run
+)
+BEFORE: Final = 2  # the segment before tick ``k`` was applied, tick ``k`` not started
+AFTER: Final = 3  # tick ``k``'s numeric start (:meth:`~viraltrend.kernels.prefilter.Screen.tick`) ran
+_NONE: Final = int(np.iinfo(np.int64).max)  # an unset time in :func:`_run_ticks` (None in Python)
+
+
+@njit(cache=True)
+def _joined(a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.int64]:
+    if a.shape[0] == 0:
+        return b.copy()
+    out = np.empty(a.shape[0] + b.shape[0], np.int64)
+    out[: a.shape[0]] = a
+    out[a.shape[0] :] = b
+    return out
+
+
+@njit(cache=True)
+def _run_ticks(
+    rows: NDArray[np.int64], used: _Int, max_ts_ms: _Int, first_seen_ms: NDArray[np.int64],
+    cap_window_ms: _Int, fresh_window_ms: _Int, lateness_ms: _Int, min_capacity: _Int,
+    acc: NDArray[np.float64], g_acc: NDArray[np.float64], first_ts: NDArray[np.int64],
+    last_ts: NDArray[np.int64], lam: NDArray[np.float64], landmark: np.int64,
+    t_acc: NDArray[np.float64], t_g_acc: NDArray[np.float64], t_first_ts: NDArray[np.int64],
+    t_last_ts: NDArray[np.int64], t_lam: NDArray[np.float64], t_landmark: np.int64, never: _Int,
+    prefetch: int, n_slots: int, n_users: int, n_types: int, max_abs_ts: int, lam_max: float, renorm: float,
+    t_lam_max: float, t_renorm: float,
+    slots: NDArray[np.int64], users: NDArray[np.int64], types: NDArray[np.int8], ts: NDArray[np.int64],
+    cuts: NDArray[np.int64], tick_values: NDArray[np.int64], k0: int, k_end: int, seg0: int,
+    carry_touched: NDArray[np.int64], carry_new: NDArray[np.int64],
+    sig: NDArray[np.uint64], val: NDArray[np.uint16], nonempty: NDArray[np.bool_], row_of: NDArray[np.int64],
+    seed: np.int64, cells: NDArray[np.uint16], user_hash: NDArray[np.int64],
+    i_hour: int, i_base: int, lam_hour: float, lam_base: float, prior_factor: float, floor_min: float,
+    clip_lo: float, clip_hi: float,
+    stat: NDArray[np.float32], back: NDArray[np.int32], bins: NDArray[np.uint8], coarse: NDArray[np.uint16],
+    per_coarse: int, last_tick: NDArray[np.int64], log_rho: NDArray[np.float64], rho_m1: NDArray[np.float64],
+    cusum_tick_ms: int,
+    w: NDArray[np.float64], i_trend: int, i_base_s: int, min_baseline_h: float, global_factor: float,
+    lift_mid: float, lift_k: float, z_mid: float, z_k: float, h: float, score_below: float,
+    evidence_below: float, has_start: bool, start_ms: int,
+    next_sweep: int, next_rebase: int, t_next_rebase: int, label_due: int, last_snapshot: int,
+    snapshot_ms: float, next_evict: int, max_products: int, n_live: int, quiet_audiences: bool,
+    snaps: NDArray[np.int64],
+) -> tuple[
+    int, int, int, NDArray[np.int64], _Int, _Int, int, int, int, int, NDArray[np.int64], NDArray[np.int64],
+    float, float, float, NDArray[np.int64], NDArray[np.int64], bool, bool,
+]:  # fmt: skip
+    """The engine's loop over a batch's ticks ``k0 .. k_end - 1`` while no tick needs Python.
+
+    Per tick ``k``: the segment before it (accepted events ``[seg, cuts[k])``, users interned) as
+    :func:`apply_segment` and the engine's ``_apply`` add it (user signals, both counters, the
+    audience samples and activity counts); then the tick as the engine's ``_tick`` runs it when
+    the board watches nothing, nothing is traced and the screen is on: an idle tick does nothing;
+    a tick with events runs ``Screen.tick``'s numeric start (``_tick_prelude``); a snapshot due
+    is recorded in ``snaps``.  It stops (see ``DONE`` ... ``AFTER``) where Python must act: a
+    segment the fused step refuses, a user sweep, a landmark move, a label, an eviction or the
+    product cap due, a screened-in product or audiences to age.  Returns ``(kind, k, seg, rows,
+    used, max_ts_ms, n_live, applied, n_snaps, last_snapshot, touched, new_users, norm_base, floor,
+    cycle, uniq, kept, may_score, ok)``: ``touched``/``new_users`` the slots applied and not yet
+    seen by a tick, the last six ``Screen.tick``'s results at ``AFTER``.
+    """
+    n_snaps = 0
+    applied = 0
+    seg = seg0
+    pend_t = carry_touched
+    pend_n = carry_new
+    empty = carry_touched[:0].copy()
+    bound = min(acc.shape[0], stat.shape[0])
+    tick_s = cusum_tick_ms / 1000.0
+    for k in range(k0, k_end):
+        cut = cuts[k]
+        now = tick_values[k]
+        if cut > seg:  # the engine's _apply
+            s_slots, s_users, s_types, s_ts = slots[seg:cut], users[seg:cut], types[seg:cut], ts[seg:cut]
+            ok, rows2, used2, max2, new_pair, first = _checked_segment(
+                rows, used, max_ts_ms, first_seen_ms, s_slots, s_users, s_types, s_ts, cap_window_ms,
+                fresh_window_ms, lateness_ms, min_capacity, acc, g_acc, first_ts, last_ts, lam, landmark,
+                t_acc, t_g_acc, t_first_ts, t_last_ts, t_lam, t_landmark, never, prefetch, n_slots, n_users,
+                n_types, max_abs_ts, lam_max, renorm, t_lam_max, t_renorm,
+            )  # fmt: skip
+            if not ok:
+                return (SEGMENT, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
+                        pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True)  # fmt: skip
+            rows, used, max_ts_ms = rows2, used2, max2
+            n_live += first
+            hashes = np.empty(cut - seg, np.int64)
+            for i in range(cut - seg):
+                hashes[i] = user_hash[s_users[i]]
+            activity = np.empty(cut - seg, np.uint16)
+            _count_min_observe(cells, hashes, activity)
+            _bottomk_update_val(sig, val, nonempty, row_of, seed, s_slots, hashes, activity)
+            pend_t = _joined(pend_t, s_slots)
+            n_new = 0
+            for i in range(cut - seg):
+                if new_pair[i]:
+                    n_new += 1
+            fresh = np.empty(n_new, np.int64)
+            j = 0
+            for i in range(cut - seg):
+                if new_pair[i]:
+                    fresh[j] = s_slots[i]
+                    j += 1
+            pend_n = _joined(pend_n, fresh)
+            applied += cut - seg
+            seg = cut
+        # the engine's _tick: a sweep, a landmark move or a label due first
+        if now >= next_sweep or now >= next_rebase or now >= t_next_rebase or now >= label_due:
+            return (BEFORE, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
+                    pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True)  # fmt: skip
+        snap_due = last_snapshot == _NONE or now - last_snapshot >= snapshot_ms
+        later = next_evict == _NONE or now >= next_evict or n_live > max_products  # eviction, the cap
+        if pend_t.shape[0] == 0:  # idle unless a snapshot, an eviction or the cap is due
+            if later:
+                return (BEFORE, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
+                        pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True)  # fmt: skip
+            if snap_due:
+                snaps[n_snaps] = now
+                n_snaps += 1
+                last_snapshot = now
+            continue
+        observed_s = 0.0
+        if has_start:
+            observed_s = (now - start_ms) / 1000.0
+        seen = max(observed_s, 1.0)  # TickBaseline.norms
+        norm_hour = lam_hour / -math.expm1(-lam_hour * seen)
+        norm_base = lam_base / -math.expm1(-lam_base * seen)
+        cycle_on = i_hour >= 0 and has_start
+        dt_s = (now - landmark) / 1000.0
+        t_dt_s = (now - t_landmark) / 1000.0
+        code, floor, cycle, ok, uniq, kept, may_score = _tick_prelude(
+            g_acc, lam, dt_s, t_g_acc, t_acc, t_lam, t_dt_s, 0, 1, i_hour, i_base, norm_hour, norm_base,
+            cycle_on, n_live, prior_factor, floor_min, clip_lo, clip_hi, pend_n, stat, back, bins, coarse,
+            per_coarse, last_tick, log_rho, rho_m1, now // cusum_tick_ms, tick_s, acc, pend_t, w, observed_s,
+            i_trend, i_base_s, min_baseline_h, global_factor, lift_mid, lift_k, z_mid, z_k, h, score_below,
+            evidence_below, bound,
+        )  # fmt: skip
+        if code:  # nothing changed: the engine's step raises its error
+            return (BEFORE, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
+                    pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True)  # fmt: skip
+        pend_t, pend_n = empty, empty
+        if not ok or kept.shape[0] or quiet_audiences or later:
+            return (AFTER, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
+                    pend_t, pend_n, norm_base, floor, cycle, uniq, kept, may_score, ok)  # fmt: skip
+        if snap_due:
+            snaps[n_snaps] = now
+            n_snaps += 1
+            last_snapshot = now
+    return (DONE, k_end, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
+            pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True)  # fmt: skip
+
+
+class TickRun(NamedTuple):
+    """What :func:`run_ticks` did: see :func:`_run_ticks`.
+
+    ``k``: the tick it stopped at (``k_end`` at ``DONE``); ``seg``: the accepted events before it
+    were applied; ``snapshots``: the ticks whose board snapshot is due, in order (the board did not
+    change at them); ``touched``/``new_users``: applied since the last tick run (the engine's
+    ``_touched``/``_new_users``); ``prelude``: at ``AFTER``, ``Screen.tick``'s result for tick ``k``.
+    """
+
+    kind: int
+    k: int
+    seg: int
+    n_live: int
+    applied: int
+    snapshots: list[int]
+    last_snapshot_ms: int | None
+    touched: NDArray[np.int64]
+    new_users: NDArray[np.int64]
+    prelude: tuple[tuple[float, float, float], NDArray[np.int64], NDArray[np.int64], bool] | None
+
+
+def _time(t: int | None) -> int:
+    return _NONE if t is None else int(t)
+
+
+def run_ticks(
+    *,
+    signals: UserSignals,
+    counters: DecayedCounters,
+    trust: DecayedCounters,
+    sketches: AudienceSketches,
+    activity: ActivityCounts,
+    user_hash: NDArray[np.uint64],
+    cusum: ChangeDetector,
+    screen: Screen,
+    base: TickBaseline,
+    slots: NDArray[np.int64],
+    users: NDArray[np.int64],
+    types: NDArray[np.int8],
+    ts_ms: NDArray[np.int64],
+    cuts: NDArray[np.int64],
+    ticks: NDArray[np.int64],
+    k0: int,
+    k_end: int,
+    seg0: int,
+    touched: NDArray[np.int64],
+    new_users: NDArray[np.int64],
+    start_ms: int | None,
+    next_sweep_ms: int | None,
+    label_due_ms: int | None,
+    last_snapshot_ms: int | None,
+    snapshot_interval_ms: float,
+    next_evict_ms: int | None,
+    max_products: int,
+    n_live: int,
+    quiet_audiences: bool,
+) -> TickRun | None:
+    """Ticks ``k0 .. k_end - 1`` of a batch and the segments before them, in one compiled call.
+
+    The engine's per-tick loop (``_apply`` of each segment, then ``_on_tick``) for a board that
+    watches nothing, with the screen on and nothing traced, bit for bit, until a tick needs Python
+    (:func:`_run_ticks`).  ``slots``/``users``/``types``/``ts_ms``: the batch's accepted events
+    (``users`` interned up to ``cuts[k_end - 1]`` at least); ``cuts``/``ticks`` int64[m]: tick ``k``
+    fires before accepted event ``cuts[k]``; ``seg0``: the events before it are applied.  None
+    (nothing done) where the fused steps do not apply (a counter without a landmark yet, inputs
+    of another dtype).
+    """
+    if counters._landmark_ms is None or trust._landmark_ms is None or trust.n_types < 3:  # noqa: SLF001
+        return None
+    if trust.global_acc.shape[1] < 2 or not k0 < k_end <= ticks.shape[0]:
+        return None
+    arrays = (slots, users, ts_ms, cuts, ticks, touched, new_users)
+    if any(a.dtype != _I64 or a.ndim != 1 or not a.flags.c_contiguous for a in arrays):
+        return None
+    if types.dtype != _I8 or not types.flags.c_contiguous or int(cuts[k_end - 1]) > users.shape[0]:
+        return None
+    if user_hash.dtype != np.uint64:
+        return None
+    n_slots = min(counters.capacity, trust.capacity, _MAX_PRODUCT)
+    snaps = np.empty(k_end - k0, np.int64)
+    fixed = screen._fixed  # noqa: SLF001
+    score_below, evidence_below = screen._limits  # noqa: SLF001
+    out = _run_ticks(
+        signals.rows, signals._used, signals._max_ts_ms, signals.first_seen_ms,  # noqa: SLF001
+        signals.cap_window_ms, signals.fresh_window_ms, signals.allowed_lateness_ms,
+        signals.min_table_capacity,
+        counters.acc, counters.global_acc, counters.first_ts_ms, counters.last_ts_ms, counters.lam,
+        np.int64(counters._landmark_ms), trust.acc, trust.global_acc, trust.first_ts_ms,  # noqa: SLF001
+        trust.last_ts_ms, trust.lam, np.int64(trust._landmark_ms), _NEVER, PREFETCH_DISTANCE,  # noqa: SLF001
+        n_slots, signals.capacity_users, counters.n_types, _MAX_ABS_TS_MS,
+        counters._lam_max, counters.renorm_exponent, trust._lam_max, trust.renorm_exponent,  # noqa: SLF001
+        slots, users, types, ts_ms, cuts, ticks, int(k0), int(k_end), int(seg0), touched, new_users,
+        sketches.sig, sketches._fit_val(), sketches.nonempty, sketches.row_of,  # noqa: SLF001
+        np.int64(sketches._seeds[0]), activity.cells, user_hash.view(np.int64),  # noqa: SLF001
+        base.i_hour, base.i_base, base.lam_hour, base.lam_base, base.prior_factor, base.floor_min,
+        float(base.clip[0]), float(base.clip[1]),
+        cusum.stat, cusum.back, cusum.bins, cusum.coarse, cusum.ticks_per_coarse, cusum.last_tick,
+        cusum._log_rho, cusum._rho_m1, cusum.tick_ms,  # noqa: SLF001
+        screen._w, *fixed, screen._h, score_below, evidence_below,  # noqa: SLF001
+        start_ms is not None, 0 if start_ms is None else int(start_ms),
+        _NEVER if next_sweep_ms is None else int(next_sweep_ms),  # none yet: a sweep is due at once
+        _time(counters.next_rebase_ms()), _time(trust.next_rebase_ms()),
+        _time(label_due_ms), _time(last_snapshot_ms), float(snapshot_interval_ms), _time(next_evict_ms),
+        int(max_products), int(n_live), bool(quiet_audiences), snaps,
+    )  # fmt: skip
+    kind, k, seg, rows, used, max_ts, n_live, applied, n_snaps, last_snap = out[:10]
+    pend_t, pend_n, norm, floor, cycle, uniq, kept, may_score, ok = out[10:]
+    signals.rows, signals._used, signals._max_ts_ms = rows, int(used), int(max_ts)  # noqa: SLF001
+    prelude = None
+    if kind == AFTER:
+        if not ok:  # a slot out of range: Screen.tick's check raises
+            check_range("slots", uniq, 0, min(counters.acc.shape[0], cusum.stat.shape[0]))
+        prelude = ((float(norm), float(floor), float(cycle)), uniq, kept, bool(may_score))
+    return TickRun(
+        int(kind), int(k), int(seg), int(n_live), int(applied), snaps[:n_snaps].tolist(),
+        None if last_snap == _NONE else int(last_snap), pend_t, pend_n, prelude,
+    )  # fmt: skip
