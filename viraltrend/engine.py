@@ -43,6 +43,7 @@ from viraltrend.kernels.audience import (
     ActivityCounts,
     AudienceSketches,
     activity_dispersion,
+    blind_buyers,
     pooled_overdispersion,
 )
 from viraltrend.kernels.clock import EventClock
@@ -68,6 +69,8 @@ from viraltrend.trust import (
     HELD,
     AudienceMemory,
     TrustGuard,
+    blind_buyers_refused,
+    blind_reason,
     co_numbers,
     hold_reason,
     match_numbers,
@@ -98,6 +101,10 @@ _UNIFORM_POOL_USERS = 200
 #: Sampled users from which a few users acting alike hold a candidate back (``held_uniform_looking``):
 #: below it a variance says nothing.
 _HOLD_UNIFORM_USERS = 10
+#: The blind-buyers reference (the median share of blind buyers of the other hot audiences) counts the
+#: audiences with this many sampled buyers, and is judged from this many such audiences on.
+_BLIND_REF_BUYERS = 8
+_BLIND_REF_ROWS = 5
 #: A product held back by the guard keeps the detector's verdict this long (ms of event time) after its
 #: hold ends (trust.hold_max_s after it was first held): a slow product may have no events at the tick
 #: its hold ends.
@@ -309,6 +316,7 @@ class Engine:
         self._ring_refusals: dict[int, tuple[str, int]] = {}  # slot -> (lockstep reason, when found)
         self._held_since: dict[int, int] = {}  # slot -> when the guard first held it (trust.hold_max_s)
         self._catalogue_phi = (math.nan, _NEVER)  # the last judged catalogue activity spread, and when
+        self._catalogue_blind_share = (math.nan, _NEVER)  # the last usual share of blind buyers, and when
         self._catalogue_checked_ms = _NEVER  # when it was last looked at (every _CATALOGUE_EVERY_MS)
         self._screen_off = False  # True: no screening of quiet products at ticks (see `screen`)
         self._screen: Screen | None = None  # the screen's fixed arguments (built at its first use)
@@ -474,7 +482,11 @@ class Engine:
             self.trust_counters.add(rows, channel, rows_ts, np.ones(channel.size))
         t0 = time.perf_counter()
         hashes = self.users.hash_of[users].view(np.int64)  # ids: slots get reused
-        self.sketches.update(slots, hashes, self.activity.observe(hashes))
+        viewed = types >= EVENT_TYPES.index("add_to_cart")  # carts and purchases: was there a view lately?
+        viewed[viewed] = self.user_signals.counted_lately(
+            slots[viewed], users[viewed], EVENT_TYPES.index("view")
+        )
+        self.sketches.update(slots, hashes, self.activity.observe(hashes), types, viewed)
         self.guard_s += time.perf_counter() - t0
         self._touched.append(slots)
         self._new_users.append(slots[new_pair])
@@ -965,6 +977,10 @@ class Engine:
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             dense, dense_n = self.audiences.block_density(cand, csig, now_ms=now_ms)
+            buyers, blind = blind_buyers(csig, self.sketches.funnel(cand))
+            judge = (buyers >= t.blind_min_buyers).any()
+            cat_blind = self._catalogue_blind(now_ms, cand) if judge else math.nan
+            blindly = blind_buyers_refused(buyers, blind, cat_blind, t)
             n_act, mean_act, disp = activity_dispersion(csig, self.sketches.values(cand))
             alike = (mean_act >= t.uniform_min_events) & (disp < t.uniform_max_dispersion)  # 0: off
             uniform = alike & (n_act >= t.uniform_min_users)
@@ -1003,6 +1019,8 @@ class Engine:
                     reason = f"co_audience_with_{self.products.name(partner)}_{co_numbers(match, j)}"
                 elif dense[j] >= t.dense_block_density:
                     reason = f"dense_block_{dense[j]:.2f}_over_{dense_n[j]}_products"
+                elif blindly[j]:
+                    reason = blind_reason(int(buyers[j]), int(blind[j]), cat_blind)
                 elif uniform[j]:
                     reason = uniform_reason(int(n_act[j]), float(mean_act[j]), float(disp[j]), phi)
                 else:
@@ -1038,6 +1056,27 @@ class Engine:
             self._catalogue_phi = (phi, now_ms)
             return phi
         last, when = self._catalogue_phi
+        return last if now_ms - when <= self.cfg.trust.audience_memory_s * 1000 else math.nan
+
+    def _catalogue_blind(self, now_ms: int, cand: NDArray[np.int64]) -> float:
+        """The blind-buyers test's reference: the usual share of blind buyers of the other hot audiences.
+
+        The median over the other sketched audiences with ``_BLIND_REF_BUYERS`` sampled buyers of
+        their share of buyers who bought with no view of theirs seen (a median: a few rings among the
+        hot audiences do not lift it), when ``_BLIND_REF_ROWS`` such audiences exist; else the last
+        such figure of the last ``trust.audience_memory_s``; nan when there is none.
+        ``O(max_sketched * k)``.
+        """
+        sketches = self.sketches
+        others = (sketches.product_of_row >= 0) & sketches.nonempty
+        others[sketches.row_of[cand]] = False
+        buyers, blind = blind_buyers(sketches.sig[others], sketches._fit_fun()[others])
+        enough = buyers >= _BLIND_REF_BUYERS
+        if int(enough.sum()) >= _BLIND_REF_ROWS:
+            share = float(np.median(blind[enough] / buyers[enough]))
+            self._catalogue_blind_share = (share, now_ms)
+            return share
+        last, when = self._catalogue_blind_share
         return last if now_ms - when <= self.cfg.trust.audience_memory_s * 1000 else math.nan
 
     def _still_held(
@@ -1281,6 +1320,10 @@ class Engine:
                 self._catalogue_phi[1],
                 self._catalogue_checked_ms,
             ],
+            "catalogue_blind": [
+                None if math.isnan(self._catalogue_blind_share[0]) else self._catalogue_blind_share[0],
+                self._catalogue_blind_share[1],
+            ],
             "ready_ms": sorted(self._ready_ms.items()),
             "vouch_ms": [[s, a, b] for s, (a, b) in sorted(self._vouch_ms.items())],
             "n_live": self._n_live,
@@ -1406,6 +1449,8 @@ class Engine:
             phi, when, checked = meta.get("catalogue_phi", [None, _NEVER, _NEVER])
             engine._catalogue_phi = (math.nan if phi is None else float(phi), int(when))
             engine._catalogue_checked_ms = int(checked)
+            share, when = meta.get("catalogue_blind", [None, _NEVER])
+            engine._catalogue_blind_share = (math.nan if share is None else float(share), int(when))
             engine._ready_ms = {int(s): int(t) for s, t in meta.get("ready_ms", [])}
             engine._vouch_ms = {int(s): (int(a), int(b)) for s, a, b in meta.get("vouch_ms", [])}
             engine._n_live = int(meta["n_live"])

@@ -44,6 +44,8 @@ from viraltrend.kernels.audience import containment, estimated_users, sample_siz
 
 __all__ = [
     "AudienceMemory",
+    "blind_buyers_refused",
+    "blind_reason",
     "Match",
     "TrustGuard",
     "chance_evidence",
@@ -262,6 +264,42 @@ def hold_reason(kind: str, sampled: int, needed: int, numbers: str = "") -> str:
     'held_uniform_looking_dispersion_0.63_mean_7.4_22_of_30_sampled'
     """
     return f"{HELD}{kind}{numbers}_{sampled}_of_{needed}_sampled"
+
+
+def blind_buyers_refused(
+    buyers: NDArray[np.int64], blind: NDArray[np.int64], catalogue: float, cfg: TrustConfig
+) -> NDArray[np.bool_]:
+    """Which candidates' buyers skipped the funnel: carts and purchases from users who never viewed it.
+
+    ``blind`` of a candidate's ``buyers`` (sampled users with a cart or purchase, see
+    :func:`~viraltrend.kernels.audience.blind_buyers`) bought before any view of theirs was seen;
+    ``catalogue`` is that share over the other hot audiences' buyers (nan: not known).  Refused from
+    ``trust.blind_min_buyers`` buyers on, where the share at its lower confidence bound (Wilson,
+    ``trust.lockstep_z``; 0 below 4 blind buyers) reaches both ``trust.blind_buyer_share`` and
+    ``trust.blind_buyer_contrast`` times the catalogue's.  Where the catalogue's own buyers mostly buy
+    blind (traffic whose views are not reported, or a sampled feed), nothing is refused.
+
+    >>> from viraltrend.config import TrustConfig
+    >>> cfg = TrustConfig(blind_buyer_share=0.15, blind_buyer_contrast=3.0, blind_min_buyers=8)
+    >>> blind_buyers_refused(np.array([40, 40, 5, 40]), np.array([16, 2, 5, 7]), 0.04, cfg).tolist()
+    [True, False, False, False]
+    >>> blind_buyers_refused(np.array([40]), np.array([16]), 0.9, cfg).tolist()
+    [False]
+    """
+    if cfg.blind_buyer_share <= 0 or not catalogue < 1.0:  # off, or no catalogue figure (nan)
+        return np.zeros(buyers.shape, np.bool_)
+    low = significant_share(blind, buyers, np.zeros(buyers.shape), cfg.lockstep_z)
+    bar = max(cfg.blind_buyer_share, cfg.blind_buyer_contrast * catalogue)
+    return np.asarray((buyers >= cfg.blind_min_buyers) & (low >= bar), np.bool_)
+
+
+def blind_reason(buyers: int, blind: int, catalogue: float) -> str:
+    """The refusal of an audience whose buyers skipped the funnel, with its numbers.
+
+    >>> blind_reason(40, 16, 0.041)
+    'blind_buyers_16_of_40_sampled_buyers_never_viewed_catalogue_4%'
+    """
+    return f"blind_buyers_{blind}_of_{buyers}_sampled_buyers_never_viewed_catalogue_{catalogue:.0%}"
 
 
 def significant_share(
