@@ -116,7 +116,7 @@ def test_the_engine_refuses_a_candidate_whose_buyers_skipped_the_funnel():
     ring = _candidate(0.6)
     reason = ring.guard.lockstep.get(9, "")
     assert reason.startswith("blind_buyers_") and reason.endswith(
-        "_of_40_sampled_buyers_never_viewed_catalogue_4%"
+        "_of_40_sampled_buyers_never_viewed_catalogue_3%"
     )
     assert 9 not in _candidate(0.05).guard.lockstep  # buyers who viewed first: an organic funnel
     assert 9 not in _candidate(0.6, {"trust": {"blind_buyer_share": 0.0}}).guard.lockstep
