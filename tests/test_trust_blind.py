@@ -99,13 +99,12 @@ def _walk(engine, slot: int, users: np.ndarray, blind_share: float, rng: np.rand
         )
 
 
-def _candidate(blind_share: float, overrides: dict | None = None):
+def _candidate(blind_share: float, overrides: dict | None = None, buyers: int = 40, catalogue: int = 30):
     engine = _engine(overrides)
     rng = np.random.default_rng(5)
-    engine.sketches.watch(np.array([1, 2, 3, 4, 5, 6, 9], np.int64))
-    for slot in range(1, 7):  # the catalogue: other hot audiences whose buyers walk the funnel
-        _walk(engine, slot, np.arange(slot * 10_000, slot * 10_000 + 60, dtype=np.int64), 0.03, rng)
-    _walk(engine, 9, np.arange(500_000, 500_040, dtype=np.int64), blind_share, rng)
+    engine.funnel_share.add(1000, catalogue, now_ms=60_000)  # the catalogue's carts and purchases
+    engine.sketches.watch(np.array([9], np.int64))
+    _walk(engine, 9, np.arange(500_000, 500_000 + buyers, dtype=np.int64), blind_share, rng)
     s = np.array([9], np.int64)
     yes = np.ones(1, np.bool_)
     engine._track_audiences(60_000, s, yes, yes, yes, {"evidence": np.ones(1)})
@@ -120,3 +119,27 @@ def test_the_engine_refuses_a_candidate_whose_buyers_skipped_the_funnel():
     )
     assert 9 not in _candidate(0.05).guard.lockstep  # buyers who viewed first: an organic funnel
     assert 9 not in _candidate(0.6, {"trust": {"blind_buyer_share": 0.0}}).guard.lockstep
+    # a catalogue whose carts mostly come with no view (views not reported): no contrast, no refusal
+    assert 9 not in _candidate(0.6, catalogue=700).guard.lockstep
+
+
+def test_a_few_buyers_mostly_blind_are_held_not_blocked():
+    few = _candidate(1.0, buyers=3)
+    assert 9 not in few.guard.lockstep
+    held = few.guard.held.get(9, "")
+    assert held == "held_blind_looking_3_blind_3_of_5_sampled", held
+    assert 9 not in _candidate(0.0, buyers=3).guard.held
+    assert 9 not in _candidate(1.0, buyers=3, overrides={"trust": {"hold_max_s": 0.0}}).guard.held
+
+
+def test_a_cart_after_a_view_before_the_product_was_watched_is_not_blind():
+    from viraltrend.kernels.users import UserSignals
+
+    sig = UserSignals(cap_window_ms=3_600_000, fresh_window_ms=600_000)
+    p, u = np.array([3, 3], np.int64), np.array([1, 2], np.int64)
+    sig.process(p[:1], u[:1], np.array([VIEW], np.int8), np.array([1_000], np.int64))  # user 1 viewed
+    assert sig.counted_lately(p, u, VIEW).tolist() == [True, False]
+    sig.process(p[:1], u[:1], np.array([LIKE], np.int8), np.array([3_700_000], np.int64))
+    assert sig.counted_lately(p, u, VIEW).tolist() == [True, False]  # within the window and lateness
+    sig.process(p[:1], u[:1], np.array([LIKE], np.int8), np.array([9_000_000], np.int64))
+    assert sig.counted_lately(p, u, VIEW).tolist() == [False, False]  # hours ago: not lately

@@ -68,6 +68,7 @@ from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
 from viraltrend.trust import (
     HELD,
     AudienceMemory,
+    FunnelShare,
     TrustGuard,
     blind_buyers_refused,
     blind_reason,
@@ -101,10 +102,10 @@ _UNIFORM_POOL_USERS = 200
 #: Sampled users from which a few users acting alike hold a candidate back (``held_uniform_looking``):
 #: below it a variance says nothing.
 _HOLD_UNIFORM_USERS = 10
-#: The blind-buyers reference (the median share of blind buyers of the other hot audiences) counts the
-#: audiences with this many sampled buyers, and is judged from this many such audiences on.
-_BLIND_REF_BUYERS = 8
-_BLIND_REF_ROWS = 5
+#: A candidate with fewer than trust.blind_min_buyers sampled buyers, at least 2 and this share of them
+#: blind (and above the blind-buyers bar), is held back until the test has its buyers
+#: (``held_blind_looking``).
+_HOLD_BLIND_SHARE = 0.5
 #: A product held back by the guard keeps the detector's verdict this long (ms of event time) after its
 #: hold ends (trust.hold_max_s after it was first held): a slow product may have no events at the tick
 #: its hold ends.
@@ -316,7 +317,8 @@ class Engine:
         self._ring_refusals: dict[int, tuple[str, int]] = {}  # slot -> (lockstep reason, when found)
         self._held_since: dict[int, int] = {}  # slot -> when the guard first held it (trust.hold_max_s)
         self._catalogue_phi = (math.nan, _NEVER)  # the last judged catalogue activity spread, and when
-        self._catalogue_blind_share = (math.nan, _NEVER)  # the last usual share of blind buyers, and when
+        # the catalogue's share of carts and purchases with no view lately (the blind-buyers reference)
+        self.funnel_share = FunnelShare(half_life_ms=round(cfg.trust.cap_window_s * 1000))
         self._catalogue_checked_ms = _NEVER  # when it was last looked at (every _CATALOGUE_EVERY_MS)
         self._screen_off = False  # True: no screening of quiet products at ticks (see `screen`)
         self._screen: Screen | None = None  # the screen's fixed arguments (built at its first use)
@@ -482,10 +484,10 @@ class Engine:
             self.trust_counters.add(rows, channel, rows_ts, np.ones(channel.size))
         t0 = time.perf_counter()
         hashes = self.users.hash_of[users].view(np.int64)  # ids: slots get reused
-        viewed = types >= EVENT_TYPES.index("add_to_cart")  # carts and purchases: was there a view lately?
-        viewed[viewed] = self.user_signals.counted_lately(
-            slots[viewed], users[viewed], EVENT_TYPES.index("view")
-        )
+        buys = types >= EVENT_TYPES.index("add_to_cart")  # carts and purchases: was there a view lately?
+        viewed = buys.copy()
+        viewed[buys] = self.user_signals.counted_lately(slots[buys], users[buys], EVENT_TYPES.index("view"))
+        self.funnel_share.add(int(buys.sum()), int((buys & ~viewed).sum()), now_ms=int(ts.max()))
         self.sketches.update(slots, hashes, self.activity.observe(hashes), types, viewed)
         self.guard_s += time.perf_counter() - t0
         self._touched.append(slots)
@@ -979,8 +981,12 @@ class Engine:
             dense, dense_n = self.audiences.block_density(cand, csig, now_ms=now_ms)
             buyers, blind = blind_buyers(csig, self.sketches.funnel(cand))
             judge = (buyers >= t.blind_min_buyers).any()
-            cat_blind = self._catalogue_blind(now_ms, cand) if judge else math.nan
+            cat_blind = self.funnel_share.share() if judge else math.nan
             blindly = blind_buyers_refused(buyers, blind, cat_blind, t)
+            # a few buyers so far, most of them blind: held until the test has its buyers (never a block)
+            blind_looks = (buyers < t.blind_min_buyers) & (blind >= 2) & (blind >= buyers * _HOLD_BLIND_SHARE)
+            blind_looks &= t.blind_buyer_share > 0
+            blind_looks &= blind >= buyers * max(t.blind_buyer_share, t.blind_buyer_contrast * cat_blind)
             n_act, mean_act, disp = activity_dispersion(csig, self.sketches.values(cand))
             alike = (mean_act >= t.uniform_min_events) & (disp < t.uniform_max_dispersion)  # 0: off
             uniform = alike & (n_act >= t.uniform_min_users)
@@ -1025,7 +1031,8 @@ class Engine:
                     reason = uniform_reason(int(n_act[j]), float(mean_act[j]), float(disp[j]), phi)
                 else:
                     act = (int(n_act[j]), float(mean_act[j]), float(disp[j]))
-                    self._hold(now_ms, slot, act, bool(looks[j]), int(sibling[j]))
+                    few = (int(buyers[j]), int(blind[j])) if blind_looks[j] else None
+                    self._hold(now_ms, slot, act, bool(looks[j]), int(sibling[j]), few)
                     continue
                 self._ring_refusals[slot] = (reason, now_ms)
                 self.guard.lockstep[slot] = reason
@@ -1058,27 +1065,6 @@ class Engine:
         last, when = self._catalogue_phi
         return last if now_ms - when <= self.cfg.trust.audience_memory_s * 1000 else math.nan
 
-    def _catalogue_blind(self, now_ms: int, cand: NDArray[np.int64]) -> float:
-        """The blind-buyers test's reference: the usual share of blind buyers of the other hot audiences.
-
-        The median over the other sketched audiences with ``_BLIND_REF_BUYERS`` sampled buyers of
-        their share of buyers who bought with no view of theirs seen (a median: a few rings among the
-        hot audiences do not lift it), when ``_BLIND_REF_ROWS`` such audiences exist; else the last
-        such figure of the last ``trust.audience_memory_s``; nan when there is none.
-        ``O(max_sketched * k)``.
-        """
-        sketches = self.sketches
-        others = (sketches.product_of_row >= 0) & sketches.nonempty
-        others[sketches.row_of[cand]] = False
-        buyers, blind = blind_buyers(sketches.sig[others], sketches._fit_fun()[others])
-        enough = buyers >= _BLIND_REF_BUYERS
-        if int(enough.sum()) >= _BLIND_REF_ROWS:
-            share = float(np.median(blind[enough] / buyers[enough]))
-            self._catalogue_blind_share = (share, now_ms)
-            return share
-        last, when = self._catalogue_blind_share
-        return last if now_ms - when <= self.cfg.trust.audience_memory_s * 1000 else math.nan
-
     def _still_held(
         self, now_ms: int, slots: NDArray[np.int64], feats: dict[str, NDArray[np.float64]]
     ) -> NDArray[np.float64]:
@@ -1102,7 +1088,13 @@ class Engine:
         return keep.astype(np.float64)
 
     def _hold(
-        self, now_ms: int, slot: int, activity: tuple[int, float, float], looks: bool, sibling: int
+        self,
+        now_ms: int,
+        slot: int,
+        activity: tuple[int, float, float],
+        looks: bool,
+        sibling: int,
+        blind: tuple[int, int] | None = None,
     ) -> None:
         """Hold a ready candidate back while the guard's audience evidence is still accumulating.
 
@@ -1112,7 +1104,9 @@ class Engine:
         users so far act alike (``looks``: the uniform-accounts test short of its users), or another
         product of its seller (``sibling``) was hot within ``trust.hold_sibling_s``: two young
         audiences of one seller cannot yet show whether they are one group of accounts, and a few
-        dozen more sampled users can.  Nothing else is held.  ``activity``: sampled users, their mean
+        dozen more sampled users can, or (``blind``: its sampled buyers and the blind ones among them)
+        its few sampled buyers so far mostly bought with no view (the blind-buyers test short of
+        ``trust.blind_min_buyers``).  Nothing else is held.  ``activity``: sampled users, their mean
         earlier events and its index of dispersion (:func:`activity_dispersion`).  ``O(1)``.
         """
         t = self.cfg.trust
@@ -1127,6 +1121,9 @@ class Engine:
             )
         elif sibling >= 0 and sampled < t.hold_sampled_users:
             kind, needed, numbers = f"seller_sibling_{self.products.name(sibling)}", t.hold_sampled_users, ""
+        elif blind is not None:  # buyers, blind ones: the blind-buyers test short of its buyers
+            kind, needed, numbers = f"blind_looking_{blind[1]}_blind", t.blind_min_buyers, ""
+            sampled = blind[0]
         else:
             return
         since = self._held_since.setdefault(slot, now_ms)
@@ -1320,10 +1317,7 @@ class Engine:
                 self._catalogue_phi[1],
                 self._catalogue_checked_ms,
             ],
-            "catalogue_blind": [
-                None if math.isnan(self._catalogue_blind_share[0]) else self._catalogue_blind_share[0],
-                self._catalogue_blind_share[1],
-            ],
+            "funnel_share": [self.funnel_share.buys, self.funnel_share.blind, self.funnel_share.at_ms],
             "ready_ms": sorted(self._ready_ms.items()),
             "vouch_ms": [[s, a, b] for s, (a, b) in sorted(self._vouch_ms.items())],
             "n_live": self._n_live,
@@ -1449,8 +1443,8 @@ class Engine:
             phi, when, checked = meta.get("catalogue_phi", [None, _NEVER, _NEVER])
             engine._catalogue_phi = (math.nan if phi is None else float(phi), int(when))
             engine._catalogue_checked_ms = int(checked)
-            share, when = meta.get("catalogue_blind", [None, _NEVER])
-            engine._catalogue_blind_share = (math.nan if share is None else float(share), int(when))
+            buys, blind, at = meta.get("funnel_share", [0.0, 0.0, -(2**62)])
+            engine.funnel_share.buys, engine.funnel_share.blind, engine.funnel_share.at_ms = buys, blind, at
             engine._ready_ms = {int(s): int(t) for s, t in meta.get("ready_ms", [])}
             engine._vouch_ms = {int(s): (int(a), int(b)) for s, a, b in meta.get("vouch_ms", [])}
             engine._n_live = int(meta["n_live"])
