@@ -99,10 +99,13 @@ def _walk(engine, slot: int, users: np.ndarray, blind_share: float, rng: np.rand
         )
 
 
-def _candidate(blind_share: float, overrides: dict | None = None, buyers: int = 40, catalogue: int = 30):
+def _candidate(
+    blind_share: float, overrides: dict | None = None, buyers: int = 40, catalogue: int | None = 30
+):
     engine = _engine(overrides)
     rng = np.random.default_rng(5)
-    engine.funnel_share.add(1000, catalogue, now_ms=60_000)  # the catalogue's carts and purchases
+    if catalogue is not None:  # the catalogue's carts and purchases (None: none seen, not judged)
+        engine.funnel_share.add(1000, catalogue, now_ms=60_000)
     engine.sketches.watch(np.array([9], np.int64))
     _walk(engine, 9, np.arange(500_000, 500_000 + buyers, dtype=np.int64), blind_share, rng)
     s = np.array([9], np.int64)
@@ -130,6 +133,11 @@ def test_a_few_buyers_mostly_blind_are_held_not_blocked():
     assert held == "held_blind_looking_3_blind_3_of_5_sampled", held
     assert 9 not in _candidate(0.0, buyers=3).guard.held
     assert 9 not in _candidate(1.0, buyers=3, overrides={"trust": {"hold_max_s": 0.0}}).guard.held
+    # where the catalogue's carts mostly come with no view, or its share is not known yet: not held
+    assert 9 not in _candidate(1.0, buyers=3, catalogue=700).guard.held
+    unknown = _candidate(1.0, buyers=3, catalogue=None)
+    assert 9 not in unknown.guard.held and 9 not in unknown.guard.lockstep
+    assert 9 not in _candidate(1.0, catalogue=None).guard.lockstep
 
 
 def test_a_cart_after_a_view_before_the_product_was_watched_is_not_blind():

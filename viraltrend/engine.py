@@ -980,12 +980,11 @@ class Engine:
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             dense, dense_n = self.audiences.block_density(cand, csig, now_ms=now_ms)
             buyers, blind = blind_buyers(csig, self.sketches.funnel(cand))
-            judge = (buyers >= t.blind_min_buyers).any()
-            cat_blind = self.funnel_share.share() if judge else math.nan
+            cat_blind = self.funnel_share.share()  # nan: not judged (then nothing is refused or held)
             blindly = blind_buyers_refused(buyers, blind, cat_blind, t)
             # a few buyers so far, most of them blind: held until the test has its buyers (never a block)
             blind_looks = (buyers < t.blind_min_buyers) & (blind >= 2) & (blind >= buyers * _HOLD_BLIND_SHARE)
-            blind_looks &= t.blind_buyer_share > 0
+            blind_looks &= (t.blind_buyer_share > 0) & (cat_blind < 1.0)  # nan: not judged
             blind_looks &= blind >= buyers * max(t.blind_buyer_share, t.blind_buyer_contrast * cat_blind)
             n_act, mean_act, disp = activity_dispersion(csig, self.sketches.values(cand))
             alike = (mean_act >= t.uniform_min_events) & (disp < t.uniform_max_dispersion)  # 0: off
