@@ -318,7 +318,7 @@ class Engine:
         self._held_since: dict[int, int] = {}  # slot -> when the guard first held it (trust.hold_max_s)
         self._catalogue_phi = (math.nan, _NEVER)  # the last judged catalogue activity spread, and when
         # the catalogue's share of carts and purchases with no view lately (the blind-buyers reference)
-        self.funnel_share = FunnelShare(half_life_ms=round(cfg.trust.cap_window_s * 1000))
+        self.funnel_share = FunnelShare(half_lives_ms=_funnel_half_lives(cfg))
         self._catalogue_checked_ms = _NEVER  # when it was last looked at (every _CATALOGUE_EVERY_MS)
         self._screen_off = False  # True: no screening of quiet products at ticks (see `screen`)
         self._screen: Screen | None = None  # the screen's fixed arguments (built at its first use)
@@ -1316,7 +1316,7 @@ class Engine:
                 self._catalogue_phi[1],
                 self._catalogue_checked_ms,
             ],
-            "funnel_share": [self.funnel_share.buys, self.funnel_share.blind, self.funnel_share.at_ms],
+            "funnel_share": self.funnel_share.to_list(),
             "ready_ms": sorted(self._ready_ms.items()),
             "vouch_ms": [[s, a, b] for s, (a, b) in sorted(self._vouch_ms.items())],
             "n_live": self._n_live,
@@ -1442,8 +1442,7 @@ class Engine:
             phi, when, checked = meta.get("catalogue_phi", [None, _NEVER, _NEVER])
             engine._catalogue_phi = (math.nan if phi is None else float(phi), int(when))
             engine._catalogue_checked_ms = int(checked)
-            buys, blind, at = meta.get("funnel_share", [0.0, 0.0, -(2**62)])
-            engine.funnel_share.buys, engine.funnel_share.blind, engine.funnel_share.at_ms = buys, blind, at
+            engine.funnel_share.load_list(meta.get("funnel_share", []))
             engine._ready_ms = {int(s): int(t) for s, t in meta.get("ready_ms", [])}
             engine._vouch_ms = {int(s): (int(a), int(b)) for s, a, b in meta.get("vouch_ms", [])}
             engine._n_live = int(meta["n_live"])
@@ -1601,6 +1600,11 @@ def _pow2(n: int) -> int:
 def _user_idle_ms(cfg: Config) -> int:
     """Inactivity after which a user is released: both trust windows have passed (caps and freshness)."""
     return round(max(cfg.trust.cap_window_s, cfg.trust.fresh_window_s) * 1000)
+
+
+def _funnel_half_lives(cfg: Config) -> tuple[int, int]:
+    """Half-lives (ms) of the catalogue's blind-cart share: the caps window, and the baseline's."""
+    return (round(cfg.trust.cap_window_s * 1000), round(cfg.score.baseline_half_life_s * 1000))
 
 
 def _trust_half_lives(cfg: Config) -> tuple[float, ...]:

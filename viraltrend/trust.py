@@ -307,36 +307,53 @@ def blind_reason(buyers: int, blind: int, catalogue: float) -> str:
 class FunnelShare:
     """The catalogue's share of carts and purchases with no view of the product by their user lately.
 
-    Decayed counts over every product's carts and purchases (half-life ``half_life_ms`` of event time):
-    the blind-buyers test's reference.  About the late deliveries on traffic whose users walk the
-    funnel; near 1 where views are not reported (or each event's type is drawn on its own), and then
-    nothing is refused for blind buyers.  ``O(1)`` state.
+    Decayed counts over every product's carts and purchases, over a short and a long half-life
+    (``half_lives_ms``, event time): the blind-buyers test's reference is the smaller of the two
+    shares, so a running attack, whose blind carts lift the short window's share, does not lift its
+    own bar (as the other catalogue references).  About the late deliveries on traffic whose users walk
+    the funnel; near 1 where views are not reported (or each event's type is drawn on its own), and
+    then nothing is refused for blind buyers.  ``O(1)`` state.
 
-    >>> f = FunnelShare(half_life_ms=1000)
+    >>> f = FunnelShare(half_lives_ms=(1000, 1000))
     >>> f.add(100, 5, now_ms=0); round(f.share(), 3)
     0.05
     >>> f.add(100, 95, now_ms=1000); round(f.share(), 3)  # the older counts weigh half
-    0.667
-    >>> FunnelShare(half_life_ms=1000).share()
+    0.65
+    >>> g = FunnelShare(half_lives_ms=(1000, 100_000))
+    >>> g.add(1000, 50, now_ms=0); g.add(100, 95, now_ms=1000); round(g.share(), 3)  # the long window's
+    0.132
+    >>> FunnelShare(half_lives_ms=(1000, 1000)).share()
     nan
     """
 
-    half_life_ms: int
-    buys: float = 0.0
-    blind: float = 0.0
+    half_lives_ms: tuple[int, int]
+    buys: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    blind: list[float] = field(default_factory=lambda: [0.0, 0.0])
     at_ms: int = -(2**62)
 
     def add(self, buys: int, blind: int, *, now_ms: int) -> None:
         """Count ``buys`` carts and purchases, ``blind`` of them with no view lately, at ``now_ms``."""
-        if now_ms > self.at_ms:
-            w = 0.5 ** ((now_ms - self.at_ms) / max(self.half_life_ms, 1))
-            self.buys, self.blind, self.at_ms = self.buys * w, self.blind * w, now_ms
-        self.buys += buys
-        self.blind += blind
+        for i, h in enumerate(self.half_lives_ms):
+            if now_ms > self.at_ms:
+                w = 0.5 ** ((now_ms - self.at_ms) / max(h, 1))
+                self.buys[i], self.blind[i] = self.buys[i] * w, self.blind[i] * w
+            self.buys[i] += buys
+            self.blind[i] += blind
+        self.at_ms = max(self.at_ms, now_ms)
 
     def share(self) -> float:
-        """The decayed share of blind carts and purchases; nan under ``_FUNNEL_MIN_BUYS`` (decayed)."""
-        return self.blind / self.buys if self.buys >= _FUNNEL_MIN_BUYS else math.nan
+        """The smaller share of the windows with ``_FUNNEL_MIN_BUYS`` (decayed) buys; nan: none has."""
+        shares = [b / n for b, n in zip(self.blind, self.buys, strict=True) if n >= _FUNNEL_MIN_BUYS]
+        return min(shares) if shares else math.nan
+
+    def to_list(self) -> list[float]:
+        """``[buys short, buys long, blind short, blind long, at_ms]`` for a checkpoint."""
+        return [*self.buys, *self.blind, float(self.at_ms)]
+
+    def load_list(self, values: list[float]) -> None:
+        """Restore from :meth:`to_list` (an older checkpoint without it: empty counts)."""
+        if len(values) == 5:
+            self.buys, self.blind, self.at_ms = [values[0], values[1]], [values[2], values[3]], int(values[4])
 
 
 #: Decayed carts and purchases of the catalogue below which its share of blind ones is not judged.
