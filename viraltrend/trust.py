@@ -16,7 +16,9 @@ Three layers, cheapest first:
    a remembered audience far beyond chance although neither holds half of the other
    (:func:`chance_evidence`, a sibling's first minute); and a dense user x product
    block (:meth:`AudienceMemory.block_density`, the FRAUDAR idea with its log-degree column weights:
-   the candidate's users' weighted number of other recently hot products they acted on).  The
+   the candidate's users' weighted number of other recently hot products they acted on), and blind
+   buyers (the funnel: the share of its sampled buyers whose cart or purchase came with no view of the
+   product lately, against the catalogue's, :func:`blind_buyers_refused`).  The
    catalogue references (fresh share, events per user) are the smaller of the trend and baseline
    windows, so a running attack does not lift its own bar.  A hard refusal sticks to the
    product (the engine keeps it for ``trust.audience_memory_s``).
