@@ -124,6 +124,7 @@ GUARD_OFF = {
     "trust.dense_block_density": 1e9,
     "trust.uniform_max_dispersion": 0.0,
     "trust.hold_max_s": 0.0,
+    "trust.blind_buyer_share": 0.0,
     "trust.blocked_sellers": (),
     "trust.blocked_products": (),
     "trust.blocked_sellers_file": "",
@@ -142,6 +143,7 @@ ONLY = {
     ),
     "dense block": ("trust.dense_block_density",),
     "uniform accounts": ("trust.uniform_max_dispersion", "trust.hold_max_s"),  # ...and held_uniform_looking
+    "blind buyers": ("trust.blind_buyer_share", "trust.hold_max_s"),  # ...and held_blind_looking
 }
 #: Score-driven rows: the board promotes on the score after its confirm wait (the rule's old path), not on
 #: the sequential detector's verdict (``detect.method = "sequential"``, where the score only ranks).

@@ -43,6 +43,7 @@ from viraltrend.kernels.audience import (
     ActivityCounts,
     AudienceSketches,
     activity_dispersion,
+    blind_buyers,
     pooled_overdispersion,
 )
 from viraltrend.kernels.clock import EventClock
@@ -67,7 +68,10 @@ from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
 from viraltrend.trust import (
     HELD,
     AudienceMemory,
+    FunnelShare,
     TrustGuard,
+    blind_buyers_refused,
+    blind_reason,
     co_numbers,
     hold_reason,
     match_numbers,
@@ -98,6 +102,10 @@ _UNIFORM_POOL_USERS = 200
 #: Sampled users from which a few users acting alike hold a candidate back (``held_uniform_looking``):
 #: below it a variance says nothing.
 _HOLD_UNIFORM_USERS = 10
+#: A candidate with fewer than trust.blind_min_buyers sampled buyers, at least 2 and this share of them
+#: blind (and above the blind-buyers bar), is held back until the test has its buyers
+#: (``held_blind_looking``).
+_HOLD_BLIND_SHARE = 0.5
 #: A product held back by the guard keeps the detector's verdict this long (ms of event time) after its
 #: hold ends (trust.hold_max_s after it was first held): a slow product may have no events at the tick
 #: its hold ends.
@@ -311,6 +319,8 @@ class Engine:
         self._ring_refusals: dict[int, tuple[str, int]] = {}  # slot -> (lockstep reason, when found)
         self._held_since: dict[int, int] = {}  # slot -> when the guard first held it (trust.hold_max_s)
         self._catalogue_phi = (math.nan, _NEVER)  # the last judged catalogue activity spread, and when
+        # the catalogue's share of carts and purchases with no view lately (the blind-buyers reference)
+        self.funnel_share = FunnelShare(half_lives_ms=_funnel_half_lives(cfg))
         self._catalogue_checked_ms = _NEVER  # when it was last looked at (every _CATALOGUE_EVERY_MS)
         self._screen_off = False  # True: no screening of quiet products at ticks (see `screen`)
         self._screen: Screen | None = None  # the screen's fixed arguments (built at its first use)
@@ -586,7 +596,11 @@ class Engine:
             self.trust_counters.add(rows, channel, rows_ts, np.ones(channel.size))
         t0 = time.perf_counter()
         hashes = self.users.hash_of[users].view(np.int64)  # ids: slots get reused
-        self.sketches.update(slots, hashes, self.activity.observe(hashes))
+        buys = types >= EVENT_TYPES.index("add_to_cart")  # carts and purchases: was there a view lately?
+        viewed = buys.copy()
+        viewed[buys] = self.user_signals.counted_lately(slots[buys], users[buys], EVENT_TYPES.index("view"))
+        self.funnel_share.add(int(buys.sum()), int((buys & ~viewed).sum()), now_ms=int(ts.max()))
+        self.sketches.update(slots, hashes, self.activity.observe(hashes), types, viewed)
         self.guard_s += time.perf_counter() - t0
         self._touched.append(slots)
         self._new_users.append(slots[new_pair])
@@ -1089,6 +1103,13 @@ class Engine:
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             dense, dense_n = self.audiences.block_density(cand, csig, now_ms=now_ms)
+            buyers, blind = blind_buyers(csig, self.sketches.funnel(cand))
+            cat_blind = self.funnel_share.share()  # nan: not judged (then nothing is refused or held)
+            blindly = blind_buyers_refused(buyers, blind, cat_blind, t)
+            # a few buyers so far, most of them blind: held until the test has its buyers (never a block)
+            blind_looks = (buyers < t.blind_min_buyers) & (blind >= 2) & (blind >= buyers * _HOLD_BLIND_SHARE)
+            blind_looks &= (t.blind_buyer_share > 0) & (cat_blind < 1.0)  # nan: not judged
+            blind_looks &= blind >= buyers * max(t.blind_buyer_share, t.blind_buyer_contrast * cat_blind)
             n_act, mean_act, disp = activity_dispersion(csig, self.sketches.values(cand))
             alike = (mean_act >= t.uniform_min_events) & (disp < t.uniform_max_dispersion)  # 0: off
             uniform = alike & (n_act >= t.uniform_min_users)
@@ -1127,11 +1148,14 @@ class Engine:
                     reason = f"co_audience_with_{self.products.name(partner)}_{co_numbers(match, j)}"
                 elif dense[j] >= t.dense_block_density:
                     reason = f"dense_block_{dense[j]:.2f}_over_{dense_n[j]}_products"
+                elif blindly[j]:
+                    reason = blind_reason(int(buyers[j]), int(blind[j]), cat_blind)
                 elif uniform[j]:
                     reason = uniform_reason(int(n_act[j]), float(mean_act[j]), float(disp[j]), phi)
                 else:
                     act = (int(n_act[j]), float(mean_act[j]), float(disp[j]))
-                    self._hold(now_ms, slot, act, bool(looks[j]), int(sibling[j]))
+                    few = (int(buyers[j]), int(blind[j])) if blind_looks[j] else None
+                    self._hold(now_ms, slot, act, bool(looks[j]), int(sibling[j]), few)
                     continue
                 self._ring_refusals[slot] = (reason, now_ms)
                 self.guard.lockstep[slot] = reason
@@ -1187,7 +1211,13 @@ class Engine:
         return keep.astype(np.float64)
 
     def _hold(
-        self, now_ms: int, slot: int, activity: tuple[int, float, float], looks: bool, sibling: int
+        self,
+        now_ms: int,
+        slot: int,
+        activity: tuple[int, float, float],
+        looks: bool,
+        sibling: int,
+        blind: tuple[int, int] | None = None,
     ) -> None:
         """Hold a ready candidate back while the guard's audience evidence is still accumulating.
 
@@ -1197,7 +1227,9 @@ class Engine:
         users so far act alike (``looks``: the uniform-accounts test short of its users), or another
         product of its seller (``sibling``) was hot within ``trust.hold_sibling_s``: two young
         audiences of one seller cannot yet show whether they are one group of accounts, and a few
-        dozen more sampled users can.  Nothing else is held.  ``activity``: sampled users, their mean
+        dozen more sampled users can, or (``blind``: its sampled buyers and the blind ones among them)
+        its few sampled buyers so far mostly bought with no view (the blind-buyers test short of
+        ``trust.blind_min_buyers``).  Nothing else is held.  ``activity``: sampled users, their mean
         earlier events and its index of dispersion (:func:`activity_dispersion`).  ``O(1)``.
         """
         t = self.cfg.trust
@@ -1212,6 +1244,9 @@ class Engine:
             )
         elif sibling >= 0 and sampled < t.hold_sampled_users:
             kind, needed, numbers = f"seller_sibling_{self.products.name(sibling)}", t.hold_sampled_users, ""
+        elif blind is not None:  # buyers, blind ones: the blind-buyers test short of its buyers
+            kind, needed, numbers = f"blind_looking_{blind[1]}_blind", t.blind_min_buyers, ""
+            sampled = blind[0]
         else:
             return
         since = self._held_since.setdefault(slot, now_ms)
@@ -1405,6 +1440,7 @@ class Engine:
                 self._catalogue_phi[1],
                 self._catalogue_checked_ms,
             ],
+            "funnel_share": self.funnel_share.to_list(),
             "ready_ms": sorted(self._ready_ms.items()),
             "vouch_ms": [[s, a, b] for s, (a, b) in sorted(self._vouch_ms.items())],
             "n_live": self._n_live,
@@ -1530,6 +1566,7 @@ class Engine:
             phi, when, checked = meta.get("catalogue_phi", [None, _NEVER, _NEVER])
             engine._catalogue_phi = (math.nan if phi is None else float(phi), int(when))
             engine._catalogue_checked_ms = int(checked)
+            engine.funnel_share.load_list(meta.get("funnel_share", []))
             engine._ready_ms = {int(s): int(t) for s, t in meta.get("ready_ms", [])}
             engine._vouch_ms = {int(s): (int(a), int(b)) for s, a, b in meta.get("vouch_ms", [])}
             engine._n_live = int(meta["n_live"])
@@ -1689,6 +1726,11 @@ def _pow2(n: int) -> int:
 def _user_idle_ms(cfg: Config) -> int:
     """Inactivity after which a user is released: both trust windows have passed (caps and freshness)."""
     return round(max(cfg.trust.cap_window_s, cfg.trust.fresh_window_s) * 1000)
+
+
+def _funnel_half_lives(cfg: Config) -> tuple[int, int]:
+    """Half-lives (ms) of the catalogue's blind-cart share: the caps window, and the baseline's."""
+    return (round(cfg.trust.cap_window_s * 1000), round(cfg.score.baseline_half_life_s * 1000))
 
 
 def _trust_half_lives(cfg: Config) -> tuple[float, ...]:

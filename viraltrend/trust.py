@@ -16,7 +16,9 @@ Three layers, cheapest first:
    a remembered audience far beyond chance although neither holds half of the other
    (:func:`chance_evidence`, a sibling's first minute); and a dense user x product
    block (:meth:`AudienceMemory.block_density`, the FRAUDAR idea with its log-degree column weights:
-   the candidate's users' weighted number of other recently hot products they acted on).  The
+   the candidate's users' weighted number of other recently hot products they acted on), and blind
+   buyers (the funnel: the share of its sampled buyers whose cart or purchase came with no view of the
+   product lately, against the catalogue's, :func:`blind_buyers_refused`).  The
    catalogue references (fresh share, events per user) are the smaller of the trend and baseline
    windows, so a running attack does not lift its own bar.  A hard refusal sticks to the
    product (the engine keeps it for ``trust.audience_memory_s``).
@@ -44,6 +46,9 @@ from viraltrend.kernels.audience import containment, estimated_users, sample_siz
 
 __all__ = [
     "AudienceMemory",
+    "FunnelShare",
+    "blind_buyers_refused",
+    "blind_reason",
     "Match",
     "TrustGuard",
     "chance_evidence",
@@ -262,6 +267,99 @@ def hold_reason(kind: str, sampled: int, needed: int, numbers: str = "") -> str:
     'held_uniform_looking_dispersion_0.63_mean_7.4_22_of_30_sampled'
     """
     return f"{HELD}{kind}{numbers}_{sampled}_of_{needed}_sampled"
+
+
+def blind_buyers_refused(
+    buyers: NDArray[np.int64], blind: NDArray[np.int64], catalogue: float, cfg: TrustConfig
+) -> NDArray[np.bool_]:
+    """Which candidates' buyers skipped the funnel: carts and purchases from users who never viewed it.
+
+    ``blind`` of a candidate's ``buyers`` (sampled users with a cart or purchase, see
+    :func:`~viraltrend.kernels.audience.blind_buyers`) bought before any view of theirs was seen;
+    ``catalogue`` is that share over the other hot audiences' buyers (nan: not known).  Refused from
+    ``trust.blind_min_buyers`` buyers on, where the share at its lower confidence bound (Wilson,
+    ``trust.lockstep_z``; 0 below 4 blind buyers) reaches both ``trust.blind_buyer_share`` and
+    ``trust.blind_buyer_contrast`` times the catalogue's.  Where the catalogue's own buyers mostly buy
+    blind (traffic whose views are not reported, or a sampled feed), nothing is refused.
+
+    >>> from viraltrend.config import TrustConfig
+    >>> cfg = TrustConfig(blind_buyer_share=0.15, blind_buyer_contrast=3.0, blind_min_buyers=8)
+    >>> blind_buyers_refused(np.array([40, 40, 5, 40]), np.array([16, 2, 5, 7]), 0.04, cfg).tolist()
+    [True, False, False, False]
+    >>> blind_buyers_refused(np.array([40]), np.array([16]), 0.9, cfg).tolist()
+    [False]
+    """
+    if cfg.blind_buyer_share <= 0 or not catalogue < 1.0:  # off, or no catalogue figure (nan)
+        return np.zeros(buyers.shape, np.bool_)
+    low = significant_share(blind, buyers, np.zeros(buyers.shape), cfg.lockstep_z)
+    bar = max(cfg.blind_buyer_share, cfg.blind_buyer_contrast * catalogue)
+    return np.asarray((buyers >= cfg.blind_min_buyers) & (low >= bar), np.bool_)
+
+
+def blind_reason(buyers: int, blind: int, catalogue: float) -> str:
+    """The refusal of an audience whose buyers skipped the funnel, with its numbers.
+
+    >>> blind_reason(40, 16, 0.041)
+    'blind_buyers_16_of_40_sampled_buyers_never_viewed_catalogue_4%'
+    """
+    return f"blind_buyers_{blind}_of_{buyers}_sampled_buyers_never_viewed_catalogue_{catalogue:.0%}"
+
+
+@dataclass(slots=True)
+class FunnelShare:
+    """The catalogue's share of carts and purchases with no view of the product by their user lately.
+
+    Decayed counts over every product's carts and purchases, over a short and a long half-life
+    (``half_lives_ms``, event time): the blind-buyers test's reference is the smaller of the two
+    shares, so a running attack, whose blind carts lift the short window's share, does not lift its
+    own bar (as the other catalogue references).  About the late deliveries on traffic whose users walk
+    the funnel; near 1 where views are not reported (or each event's type is drawn on its own), and
+    then nothing is refused for blind buyers.  ``O(1)`` state.
+
+    >>> f = FunnelShare(half_lives_ms=(1000, 1000))
+    >>> f.add(100, 5, now_ms=0); round(f.share(), 3)
+    0.05
+    >>> f.add(100, 95, now_ms=1000); round(f.share(), 3)  # the older counts weigh half
+    0.65
+    >>> g = FunnelShare(half_lives_ms=(1000, 100_000))
+    >>> g.add(1000, 50, now_ms=0); g.add(100, 95, now_ms=1000); round(g.share(), 3)  # the long window's
+    0.132
+    >>> FunnelShare(half_lives_ms=(1000, 1000)).share()
+    nan
+    """
+
+    half_lives_ms: tuple[int, int]
+    buys: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    blind: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    at_ms: int = -(2**62)
+
+    def add(self, buys: int, blind: int, *, now_ms: int) -> None:
+        """Count ``buys`` carts and purchases, ``blind`` of them with no view lately, at ``now_ms``."""
+        for i, h in enumerate(self.half_lives_ms):
+            if now_ms > self.at_ms:
+                w = 0.5 ** ((now_ms - self.at_ms) / max(h, 1))
+                self.buys[i], self.blind[i] = self.buys[i] * w, self.blind[i] * w
+            self.buys[i] += buys
+            self.blind[i] += blind
+        self.at_ms = max(self.at_ms, now_ms)
+
+    def share(self) -> float:
+        """The smaller share of the windows with ``_FUNNEL_MIN_BUYS`` (decayed) buys; nan: none has."""
+        shares = [b / n for b, n in zip(self.blind, self.buys, strict=True) if n >= _FUNNEL_MIN_BUYS]
+        return min(shares) if shares else math.nan
+
+    def to_list(self) -> list[float]:
+        """``[buys short, buys long, blind short, blind long, at_ms]`` for a checkpoint."""
+        return [*self.buys, *self.blind, float(self.at_ms)]
+
+    def load_list(self, values: list[float]) -> None:
+        """Restore from :meth:`to_list` (an older checkpoint without it: empty counts)."""
+        if len(values) == 5:
+            self.buys, self.blind, self.at_ms = [values[0], values[1]], [values[2], values[3]], int(values[4])
+
+
+#: Decayed carts and purchases of the catalogue below which its share of blind ones is not judged.
+_FUNNEL_MIN_BUYS = 50.0
 
 
 def significant_share(

@@ -16,7 +16,8 @@ users fall below ``tau`` and all of them are found in B.
 
 Values come from the users' 64-bit id hashes (:func:`~viraltrend.kernels.hashtable.hash_ids`),
 not their slots, so a user released and interned again keeps its identity, and no slot has to be
-held back for a stored sample.  Memory: ``8 k + 9`` bytes per watched row, plus ``row_of``.
+held back for a stored sample.  Memory: ``11 k + 9`` bytes per watched row (the sample, its users' activity
+and funnel bits), plus ``row_of``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "ActivityCounts",
     "AudienceSketches",
     "activity_dispersion",
+    "blind_buyers",
     "containment",
     "pooled_overdispersion",
     "union_into",
@@ -44,14 +46,43 @@ _U64_MAX: Final = np.uint64(2**64 - 1)
 _COUNT_MAX: Final = 65535  # uint16 activity counts saturate here
 
 
+#: Funnel bits per sampled user (``fun``): a view of the product seen since the user was sampled,
+#: a cart or purchase seen, and a cart or purchase seen while no view of it had been (a *blind buyer*).
+VIEWED: Final = 1
+BOUGHT: Final = 2
+BLIND: Final = 4
+_VIEW_CODE: Final = 0  # viraltrend.events.EVENT_TYPES: view, like, comment, share, add_to_cart, purchase
+_CART_CODE: Final = 4
+
+
 @njit(cache=True)
-def _insert_val(sig: NDArray[np.uint64], val: NDArray[np.uint16], r: int, h: np.uint64, v: np.uint16) -> None:
+def _funnel_step(state: np.uint8, kind: np.int8, viewed: bool) -> np.uint8:
+    """A sampled user's funnel bits after one more event of type code ``kind`` (-1: unknown).
+
+    ``viewed``: a view of the product by the user was seen lately (before the product was watched too).
+    """
+    s = int(state)
+    if kind >= _CART_CODE:
+        if not s & VIEWED and not viewed:
+            s |= BLIND
+        s |= BOUGHT
+    elif kind == _VIEW_CODE:
+        s |= VIEWED
+    return np.uint8(s)
+
+
+@njit(cache=True)
+def _insert_val(
+    sig: NDArray[np.uint64], val: NDArray[np.uint16], fun: NDArray[np.uint8], r: int, h: np.uint64,
+    v: np.uint16, kind: np.int8, viewed: bool,
+) -> None:  # fmt: skip
     """Insert ``h`` into the sorted row ``sig[r]`` (uint64[k]) if among the k smallest and new.
 
-    ``val[r]`` (the sampled users' activity) moves along with ``sig[r]``.
+    ``val[r]`` (the sampled users' activity) and ``fun[r]`` (their funnel bits) move along with
+    ``sig[r]``; a user already sampled gets its funnel bits updated with the event's ``kind``.
     """
     k = sig.shape[1]
-    if h >= sig[r, k - 1]:
+    if h > sig[r, k - 1]:
         return
     lo, hi = 0, k - 1
     while lo < hi:  # first position holding a value >= h
@@ -61,26 +92,34 @@ def _insert_val(sig: NDArray[np.uint64], val: NDArray[np.uint16], r: int, h: np.
         else:
             hi = mid
     if sig[r, lo] == h:
+        fun[r, lo] = _funnel_step(fun[r, lo], kind, viewed)
+        return
+    if h >= sig[r, k - 1]:
         return
     for j in range(k - 1, lo, -1):
         sig[r, j] = sig[r, j - 1]
         val[r, j] = val[r, j - 1]
+        fun[r, j] = fun[r, j - 1]
     sig[r, lo] = h
     val[r, lo] = v
+    fun[r, lo] = _funnel_step(np.uint8(0), kind, viewed)
 
 
 @njit(cache=True)
 def _bottomk_update_val(
-    sig: NDArray[np.uint64], val: NDArray[np.uint16], nonempty: NDArray[np.bool_], row_of: NDArray[np.int64],
-    seed: np.int64, product: NDArray[np.int64], user: NDArray[np.int64], activity: NDArray[np.uint16],
+    sig: NDArray[np.uint64], val: NDArray[np.uint16], fun: NDArray[np.uint8], nonempty: NDArray[np.bool_],
+    row_of: NDArray[np.int64], seed: np.int64, product: NDArray[np.int64], user: NDArray[np.int64],
+    activity: NDArray[np.uint16], kind: NDArray[np.int8], viewed: NDArray[np.bool_],
 ) -> None:  # fmt: skip
     """Per event of a watched product: insert ``mix64(user ^ seed)`` into its row (sorted, distinct).
 
-    The user's ``activity`` at its first sampled event is kept beside it in ``val``.
+    The user's ``activity`` at its first sampled event is kept beside it in ``val``, and its funnel
+    bits (:data:`VIEWED`, :data:`BOUGHT`, :data:`BLIND`) from the events' type codes ``kind`` in ``fun``
+    (``viewed[i]``: the user viewed the product lately, before it was watched too).
 
-    ``sig`` uint64[rows, k], ``val`` uint16[rows, k], ``nonempty`` bool[rows], ``row_of`` int64[n_slots]
-    (-1: unwatched), ``product`` (>= 0) and ``user`` (id hashes as int64 bits) int64[n].  Serial: rows
-    repeat.  ``2**64 - 1`` is the padding.
+    ``sig`` uint64[rows, k], ``val`` uint16[rows, k], ``fun`` uint8[rows, k], ``nonempty`` bool[rows],
+    ``row_of`` int64[n_slots] (-1: unwatched), ``product`` (>= 0) and ``user`` (id hashes as int64
+    bits) int64[n], ``kind`` int8[n].  Serial: rows repeat.  ``2**64 - 1`` is the padding.
     """
     top: np.uint64 = np.uint64(2**64 - 2)
     for i in range(product.shape[0]):
@@ -90,7 +129,7 @@ def _bottomk_update_val(
         r = row_of[p]
         nonempty[r] = True
         h = np.uint64(_mix64(user[i] ^ seed))
-        _insert_val(sig, val, r, min(h, top), activity[i])
+        _insert_val(sig, val, fun, r, min(h, top), activity[i], kind[i], viewed[i])
 
 
 @njit(cache=True)
@@ -207,6 +246,27 @@ def pooled_overdispersion(sig: NDArray[np.uint64], val: NDArray[np.uint16]) -> t
     var = disp * mean
     den = float((n * mean * mean).sum())
     return (float((n * (var - mean)).sum()) / den if den > 0 else 0.0), int(n.sum())
+
+
+def blind_buyers(
+    sig: NDArray[np.uint64], fun: NDArray[np.uint8]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Per audience sample: (sampled buyers, those of them who bought before any view of theirs was seen).
+
+    A real buyer walks the funnel: views the product, then adds it to a cart, then buys, so an
+    organic product's carts and purchases come from users who viewed it (up to late delivery).
+    Accounts told to "engage with an organic mix" send carts and purchases with no view before them.
+    ``sig``/``fun``: uint64/uint8[m, k] (:meth:`AudienceSketches.funnel`).
+
+    >>> sig = np.array([[1, 2, 3, 4, 2**64 - 1]], np.uint64)
+    >>> fun = np.array([[VIEWED | BOUGHT, BOUGHT | BLIND, VIEWED, BLIND | BOUGHT | VIEWED, BLIND]], np.uint8)
+    >>> [x.tolist() for x in blind_buyers(sig, fun)]
+    [[3], [2]]
+    """
+    held = sig != _U64_MAX
+    bought = held & ((fun & BOUGHT) != 0)
+    blind = bought & ((fun & BLIND) != 0)
+    return bought.sum(axis=-1).astype(np.int64), blind.sum(axis=-1).astype(np.int64)
 
 
 @njit(cache=True)
@@ -339,6 +399,7 @@ class AudienceSketches(UserSketches):
     """
 
     val: NDArray[np.uint16]  # per sampled user: its activity (events before) when first sampled
+    fun: NDArray[np.uint8]  # per sampled user: its funnel bits (VIEWED, BOUGHT, BLIND)
 
     def _fit_val(self) -> NDArray[np.uint16]:
         """``val`` with as many rows as ``sig`` (watch() grows ``sig``; new rows start at 0)."""
@@ -351,13 +412,32 @@ class AudienceSketches(UserSketches):
             self.val = val = out
         return val
 
+    def _fit_fun(self) -> NDArray[np.uint8]:
+        """``fun`` with as many rows as ``sig`` (new rows start at 0: no funnel step seen)."""
+        fun: NDArray[np.uint8] | None = getattr(self, "fun", None)
+        if fun is None or fun.shape[0] != self.sig.shape[0]:
+            out = np.zeros((self.sig.shape[0], self.k), np.uint8)
+            if fun is not None:
+                n = min(int(fun.shape[0]), int(out.shape[0]))
+                out[:n] = fun[:n]
+            self.fun = fun = out
+        return fun
+
     def update(
-        self, product: NDArray[np.int64], user: NDArray[np.int64], activity: NDArray[np.uint16] | None = None
+        self,
+        product: NDArray[np.int64],
+        user: NDArray[np.int64],
+        activity: NDArray[np.uint16] | None = None,
+        kind: NDArray[np.int8] | None = None,
+        viewed: NDArray[np.bool_] | None = None,
     ) -> None:
         """Add the users (id hashes, int64 bits) of events on ``product`` slots (int64[n]) to the samples.
 
         ``activity`` (uint16[n]): each event's user's earlier events (:class:`ActivityCounts`), kept
-        beside a user when it enters a sample (:meth:`values`).
+        beside a user when it enters a sample (:meth:`values`).  ``kind`` (int8[n], the events' type
+        codes; None: unknown) moves the sampled users' funnel bits (:meth:`funnel`); ``viewed`` (bool[n],
+        None: all False) tells the carts and purchases whose user viewed the product lately, also
+        before it was watched (the caps table's view entry, :meth:`UserSignals.counted_lately`).
         """
         if product.dtype != np.int64 or user.dtype != np.int64 or product.shape != user.shape:
             msg = f"product and user must be int64[n] of one length, got {product.dtype}, {user.dtype}"
@@ -369,11 +449,31 @@ class AudienceSketches(UserSketches):
         if activity.shape != product.shape:
             msg = f"activity must be uint16[{product.shape[0]}], got {activity.dtype}{list(activity.shape)}"
             raise TypeError(msg)
+        if kind is None:
+            kind = np.full(product.shape[0], -1, np.int8)
+        if kind.shape != product.shape:
+            msg = f"kind must be int8[{product.shape[0]}], got {kind.dtype}{list(kind.shape)}"
+            raise TypeError(msg)
+        if viewed is None:
+            viewed = np.zeros(product.shape[0], np.bool_)
+        if viewed.shape != product.shape:
+            msg = f"viewed must be bool[{product.shape[0]}], got {viewed.dtype}{list(viewed.shape)}"
+            raise TypeError(msg)
+        val, fun = self._fit_val(), self._fit_fun()
         _bottomk_update_val(
-            self.sig, self._fit_val(), self.nonempty, self.row_of, self._seeds[0],
+            self.sig, val, fun, self.nonempty, self.row_of, self._seeds[0],
             np.ascontiguousarray(product), np.ascontiguousarray(user),
-            np.ascontiguousarray(activity, np.uint16),
+            np.ascontiguousarray(activity, np.uint16), np.ascontiguousarray(kind, np.int8),
+            np.ascontiguousarray(viewed, np.bool_),
         )  # fmt: skip
+
+    def funnel(self, products: NDArray[np.int64]) -> NDArray[np.uint8]:
+        """The sampled users' funnel bits of watched ``products`` (uint8[m, k], beside :meth:`signatures`)."""
+        rows = self._rows(self._products("products", products))
+        if (rows < 0).any():
+            msg = f"product {products[rows < 0][0]} is not watched; call watch() first"
+            raise KeyError(msg)
+        return self._fit_fun()[rows]
 
     def values(self, products: NDArray[np.int64]) -> NDArray[np.uint16]:
         """The sampled users' activity of watched ``products`` (uint16[m, k], beside :meth:`signatures`)."""
@@ -384,8 +484,8 @@ class AudienceSketches(UserSketches):
         return self._fit_val()[rows]
 
     def to_arrays(self) -> dict[str, NDArray[np.generic]]:
-        """:meth:`UserSketches.to_arrays` plus ``val`` uint16[rows, k]."""
-        return super().to_arrays() | {"val": self._fit_val().copy()}
+        """:meth:`UserSketches.to_arrays` plus ``val`` uint16[rows, k] and ``fun`` uint8[rows, k]."""
+        return super().to_arrays() | {"val": self._fit_val().copy(), "fun": self._fit_fun().copy()}
 
     @classmethod
     def from_arrays(
@@ -401,5 +501,13 @@ class AudienceSketches(UserSketches):
                        f"sig{list(out.sig.shape)}")  # fmt: skip
                 raise CheckpointError(msg)
             out.val = val.copy()
+        if "fun" in arrays:  # older checkpoints: the sampled users' funnel bits restart at 0
+            fun = np.asarray(arrays["fun"])
+            if fun.shape != out.sig.shape or fun.dtype != np.uint8:
+                msg = (f"audience sketches checkpoint: fun{list(fun.shape)} {fun.dtype} does not fit "
+                       f"sig{list(out.sig.shape)}")  # fmt: skip
+                raise CheckpointError(msg)
+            out.fun = fun.copy()
         out._fit_val()
+        out._fit_fun()
         return out

@@ -250,6 +250,21 @@ def _process(
 
 
 @njit(cache=True)
+def _has_live(
+    rows: NDArray[np.int64], product: NDArray[np.int64], user: NDArray[np.int64], kind: _Int,
+    cutoff_ms: _Int,
+) -> _Bools:  # fmt: skip
+    """Per (product, user): whether its entry of ``kind`` is in the table, stored at ``>= cutoff_ms``."""
+    mask = rows.shape[0] - 1
+    out = np.zeros(product.shape[0], np.bool_)
+    for i in range(product.shape[0]):
+        key = (product[i] << 32) | user[i]
+        idx = _find(rows, key, kind, mask)
+        out[i] = rows[idx, 0] == key and (rows[idx, 1] & _TS_MASK) - _TS_OFFSET >= cutoff_ms
+    return out
+
+
+@njit(cache=True)
 def _count_live(rows: NDArray[np.int64], cutoff_ms: _Int) -> _Int:
     """Entries of the table with stored time ``>= cutoff_ms`` (those a rebuild keeps)."""
     live = 0
@@ -426,6 +441,28 @@ class UserSignals:
         )  # fmt: skip
         self.rows, self._used, self._max_ts_ms = rows, int(used), int(max_ts)
         return weight, new_pair, fresh
+
+    def counted_lately(
+        self, product: NDArray[np.int64], user: NDArray[np.int64], type_code: int
+    ) -> NDArray[np.bool_]:
+        """Per (product, user) slot pair (int64[n]): whether an event of ``type_code`` was counted lately.
+
+        Lately: the pair's cap entry for that type is still live (stored within ``cap_window_ms`` plus
+        the allowed lateness of the latest event seen), i.e. about the last ``cap_window_ms``.  A
+        read-only look-up in the caps table, ``O(n)``.
+
+        >>> s = UserSignals(cap_window_ms=1000, fresh_window_ms=5000)
+        >>> _ = s.process(np.array([7, 8], np.int64), np.array([3, 3], np.int64), np.array([0, 4], np.int8),
+        ...               np.array([100, 200], np.int64))
+        >>> s.counted_lately(np.array([7, 8, 7]), np.array([3, 3, 4]), 0).tolist()
+        [True, False, False]
+        """
+        product = _column("product", product, np.int64)
+        user = _column("user", user, np.int64, product.shape[0])
+        if product.shape[0] == 0 or self._max_ts_ms == _UNSET:
+            return np.zeros(product.shape[0], np.bool_)
+        cutoff = self._max_ts_ms - self.allowed_lateness_ms - self.cap_window_ms
+        return _has_live(self.rows, product, user, np.int64(type_code), np.int64(cutoff))
 
     def forget_users(self, users: NDArray[np.int64]) -> None:
         """Forget ``users`` (int64[m] slots) before their slots are reused: first-seen times and entries.
