@@ -458,6 +458,8 @@ class Engine:
         if run is None:
             return None
         self._n_live = run.n_live
+        for buys, blind, ts_max in run.funnel:  # as _apply counts each segment's
+            self.funnel_share.add(buys, blind, now_ms=ts_max)
         self.stats.events_applied += run.applied
         self.stats.ticks += run.k - k
         messages.extend(b.snapshot(t) for t in run.snapshots)  # the board did not change at those ticks

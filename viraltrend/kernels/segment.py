@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from viraltrend.events import EVENT_TYPES
 from viraltrend.kernels._checks import check_range
 from viraltrend.kernels.audience import (
     ActivityCounts,
@@ -31,12 +32,14 @@ from viraltrend.kernels.columns import _trust_rows
 from viraltrend.kernels.cusum import ChangeDetector
 from viraltrend.kernels.decay import _MAX_ABS_TS_MS, PREFETCH_DISTANCE, DecayedCounters, _add_events
 from viraltrend.kernels.prefilter import Screen, TickBaseline, _tick_prelude
-from viraltrend.kernels.users import _MAX_PRODUCT, UserSignals, _process
+from viraltrend.kernels.users import _MAX_PRODUCT, UserSignals, _has_live, _process
 
 __all__ = ["AFTER", "BEFORE", "DONE", "SEGMENT", "TickRun", "apply_segment", "run_ticks"]
 
 _NEVER: Final = int(np.iinfo(np.int64).min)
 _I64, _I8 = np.dtype(np.int64), np.dtype(np.int8)
+_VIEW: Final = EVENT_TYPES.index("view")
+_CART: Final = EVENT_TYPES.index("add_to_cart")  # and purchase after it: a buy
 _Int: TypeAlias = int | np.integer[Any]
 
 
@@ -247,8 +250,9 @@ def _run_ticks(
     slots: NDArray[np.int64], users: NDArray[np.int64], types: NDArray[np.int8], ts: NDArray[np.int64],
     cuts: NDArray[np.int64], tick_values: NDArray[np.int64], k0: int, k_end: int, seg0: int,
     carry_touched: NDArray[np.int64], carry_new: NDArray[np.int64],
-    sig: NDArray[np.uint64], val: NDArray[np.uint16], nonempty: NDArray[np.bool_], row_of: NDArray[np.int64],
-    seed: np.int64, cells: NDArray[np.uint16], user_hash: NDArray[np.int64],
+    sig: NDArray[np.uint64], val: NDArray[np.uint16], fun: NDArray[np.uint8], nonempty: NDArray[np.bool_],
+    row_of: NDArray[np.int64], seed: np.int64, cells: NDArray[np.uint16], user_hash: NDArray[np.int64],
+    view_code: int, cart_code: int, funnel: NDArray[np.int64], n_funnel: NDArray[np.int64],
     i_hour: int, i_base: int, lam_hour: float, lam_base: float, prior_factor: float, floor_min: float,
     clip_lo: float, clip_hi: float,
     stat: NDArray[np.float32], back: NDArray[np.int32], bins: NDArray[np.uint8], coarse: NDArray[np.uint16],
@@ -307,7 +311,35 @@ def _run_ticks(
                 hashes[i] = user_hash[s_users[i]]
             activity = np.empty(cut - seg, np.uint16)
             _count_min_observe(cells, hashes, activity)
-            _bottomk_update_val(sig, val, nonempty, row_of, seed, s_slots, hashes, activity)
+            # the engine's funnel step: carts and purchases, and whether their user viewed lately
+            viewed = np.zeros(cut - seg, np.bool_)
+            n_buys = 0
+            for i in range(cut - seg):
+                if s_types[i] >= cart_code:
+                    n_buys += 1
+            n_blind = 0
+            if n_buys:
+                b_slots, b_users = np.empty(n_buys, np.int64), np.empty(n_buys, np.int64)
+                j = 0
+                for i in range(cut - seg):
+                    if s_types[i] >= cart_code:
+                        b_slots[j], b_users[j] = s_slots[i], s_users[i]
+                        j += 1
+                live = _has_live(rows, b_slots, b_users, np.int64(view_code),
+                                 np.int64(max_ts_ms - lateness_ms - cap_window_ms))  # fmt: skip
+                j = 0
+                for i in range(cut - seg):
+                    if s_types[i] >= cart_code:
+                        viewed[i] = live[j]
+                        if not live[j]:
+                            n_blind += 1
+                        j += 1
+            f = n_funnel[0]
+            funnel[f, 0], funnel[f, 1], funnel[f, 2] = n_buys, n_blind, s_ts.max()
+            n_funnel[0] = f + 1
+            _bottomk_update_val(
+                sig, val, fun, nonempty, row_of, seed, s_slots, hashes, activity, s_types, viewed
+            )
             pend_t = _joined(pend_t, s_slots)
             n_new = 0
             for i in range(cut - seg):
@@ -387,6 +419,7 @@ class TickRun(NamedTuple):
     touched: NDArray[np.int64]
     new_users: NDArray[np.int64]
     prelude: tuple[tuple[float, float, float], NDArray[np.int64], NDArray[np.int64], bool] | None
+    funnel: list[tuple[int, int, int]]  # per segment applied: carts and purchases, blind ones, latest ts
 
 
 def _time(t: int | None) -> int:
@@ -448,6 +481,7 @@ def run_ticks(
         return None
     n_slots = min(counters.capacity, trust.capacity, _MAX_PRODUCT)
     snaps = np.empty(k_end - k0, np.int64)
+    funnel, n_funnel = np.empty((k_end - k0, 3), np.int64), np.zeros(1, np.int64)
     fixed = screen._fixed  # noqa: SLF001
     score_below, evidence_below = screen._limits  # noqa: SLF001
     out = _run_ticks(
@@ -460,8 +494,9 @@ def run_ticks(
         n_slots, signals.capacity_users, counters.n_types, _MAX_ABS_TS_MS,
         counters._lam_max, counters.renorm_exponent, trust._lam_max, trust.renorm_exponent,  # noqa: SLF001
         slots, users, types, ts_ms, cuts, ticks, int(k0), int(k_end), int(seg0), touched, new_users,
-        sketches.sig, sketches._fit_val(), sketches.nonempty, sketches.row_of,  # noqa: SLF001
+        sketches.sig, sketches._fit_val(), sketches._fit_fun(), sketches.nonempty, sketches.row_of,  # noqa: SLF001
         np.int64(sketches._seeds[0]), activity.cells, user_hash.view(np.int64),  # noqa: SLF001
+        _VIEW, _CART, funnel, n_funnel,
         base.i_hour, base.i_base, base.lam_hour, base.lam_base, base.prior_factor, base.floor_min,
         float(base.clip[0]), float(base.clip[1]),
         cusum.stat, cusum.back, cusum.bins, cusum.coarse, cusum.ticks_per_coarse, cusum.last_tick,
@@ -484,4 +519,5 @@ def run_ticks(
     return TickRun(
         int(kind), int(k), int(seg), int(n_live), int(applied), snaps[:n_snaps].tolist(),
         None if last_snap == _NONE else int(last_snap), pend_t, pend_n, prelude,
+        [(int(b), int(x), int(t)) for b, x, t in funnel[: int(n_funnel[0])]],
     )  # fmt: skip
