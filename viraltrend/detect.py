@@ -22,6 +22,10 @@ at or below ``-detect.fade_z``), and its growth is either significantly accelera
 (``growth_z >= detect.growth_z``) or has been sustained ``detect.sustain_s`` since the change
 point.  A steep ramp is ready within seconds of enough users; a one-off spike jumps and stays
 flat or fades, so it must last ``sustain_s`` without fading first; a burst that fades never is.
+The sustain path also asks for recruitment: shares per view (the trend window's) at least
+``detect.sustain_min_share_ratio`` x the catalogue's (the feature reader's ``share_ratio``).  A
+plateau nobody passes on (a livestream, a price drop: a level change) is not a trend however long
+it holds, while a cascade's plateau after its creator's seed burst is shared on.
 
 The baseline rate ``mu`` (distinct users per second) is the product's own 24-hour rate, floored
 by the catalogue's average per product (``detect.prior_factor``) and by
