@@ -129,3 +129,43 @@ def test_a_slow_ramp_is_backed_by_its_users_since_the_change_point():
     without = _first_promote_s(1e9)
     assert with_backing is not None
     assert without is None or without >= with_backing + 300.0
+
+
+def _plateau(product: str, start_ms: int, share_every: int, first_user: int) -> list[tuple]:
+    """A flat plateau: a new user every 6 s for 45 minutes (450 users), one in ten an add-to-cart;
+    with ``share_every`` > 0, every ``share_every``-th viewer also shares it 20 s after the view.  The
+    users are the catalogue's accounts from ``first_user`` on (two plateaus apart share no audience)."""
+    rows = []
+    for i in range(450):
+        t, user = T0 + start_ms + i * 6000, f"user{(first_user + i) % 3000}"
+        rows.append((t, "add_to_cart" if i % 10 == 0 else "view", product, "s-x", None, user))
+        if share_every and i % share_every == 0:
+            rows.append((t + 20_000, "share", product, "s-x", None, user))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def plateaus():
+    """A catalogue whose views are shared one in 20; a plateau nobody shares (a livestream, a price
+    drop: a level change) and a plateau whose viewers share one in three (a cascade recruiting)."""
+    rows = _catalogue(every_s=600)
+    rows += [(t + 30_000, "share", *rest) for k, (t, _, *rest) in enumerate(rows) if k % 20 == 0]
+    rows += _plateau("p-level", 0, 0, 0) + _plateau("p-recruits", 2 * HOUR_MS, 3, 1500)
+    out = {}
+    for ratio in (0.0, load_config(None, environ={}).detect.sustain_min_share_ratio):
+        env = {"VIRALTREND_DETECT_SUSTAIN_MIN_SHARE_RATIO": str(ratio)}
+        _, messages = run_engine(batch_of(sorted(rows)), [], load_config(None, environ=env))
+        out[ratio] = {m["product_id"]: m for m in messages if m["action"] == "promote"}
+    return out
+
+
+def test_a_plateau_that_recruits_nobody_is_not_a_trend(plateaus):
+    """Flat for 45 minutes, longer than detect.sustain_s: promoted on the sustain path alone without the
+    recruitment gate; with it (the default), a plateau whose viewers share less than the catalogue's
+    are not promoted, and one whose viewers share more is, with its share ratio among the reasons."""
+    ungated, gated = plateaus[0.0], plateaus[load_config(None, environ={}).detect.sustain_min_share_ratio]
+    assert "p-level" in ungated and "p-recruits" in ungated
+    assert "p-level" not in gated
+    promote = gated["p-recruits"]
+    assert promote["features"]["share_ratio"] >= 1.0
+    assert any(r.startswith("shares_per_view_x") for r in promote["reasons"])

@@ -54,7 +54,10 @@ EVENTS_SHA256 = "9d80085c3dbdbca77b6f442917d4be869c97150b08c5dd1a1b3f08bfdf32a66
 #: block (p-002623) 140 s earlier; promotions carry the model's probability and vouch among their features.
 #: Recomputed for detect.growth_z 4 (issue 10: flat spikes crossed 3 by chance): the same products promoted
 #: and blocked; three promotions 60-160 s later, the four ring blocks 50-60 s later.
-DECISIONS_SHA256 = "f805b631caf42fb2e5148ad322ed3238a55beda114ab001497ed735eee719867"
+#: Recomputed for detect.sustain_min_share_ratio (issue 10, branch detect7: a plateau must be shared on to be
+#: sustained): the same actions, products and times with the gate at 2 (the default) and at 0; messages gained
+#: the ``share_ratio`` feature and promotions the ``shares_per_view_x<r>`` reason.
+DECISIONS_SHA256 = "87de692a61dd4764cc86ae2a73eeb2b9327fb4017d915a81138817fc46c5441a"
 
 _ENCODE = msgspec.json.Encoder(order="sorted")
 

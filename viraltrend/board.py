@@ -304,6 +304,8 @@ class Board:
                 f"change_{float(f['change_s'][i]):.0f}s_ago",
                 f"growth_z_{float(f['growth_z'][i]):.1f}",
             ]
+            if "share_ratio" in f:  # recruitment: shares per view against the catalogue's
+                reasons.append(f"shares_per_view_x{float(f['share_ratio'][i]):.1f}")
         return reasons
 
     def _message(

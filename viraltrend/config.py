@@ -164,6 +164,7 @@ class ModelConfig:
     min_growth_z: float = 1.0
     max_change_users: float = _ge0(60.0)
     vouch_hold_s: float = _ge0(10.0)
+    min_share_ratio: float = _ge0(0.0)
     features: str = field(default="shape", metadata={"choices": ("shape", "rates")})
     label_sustain: float = _ge0(0.0)
     label: str = field(default="ready", metadata={"choices": ("gain", "ready")})
@@ -304,6 +305,7 @@ class DetectConfig:
     growth_z: float = _ge0(4.0)
     fade_z: float = _ge0(2.0)
     sustain_s: float = _ge0(1500.0)
+    sustain_min_share_ratio: float = _ge0(2.0)
     max_change_age_s: float = _ge0(10800.0)
     min_score: float = _unit(0.4)
     min_recent_lift: float = _ge0(3.0)

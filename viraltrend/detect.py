@@ -22,6 +22,10 @@ at or below ``-detect.fade_z``), and its growth is either significantly accelera
 (``growth_z >= detect.growth_z``) or has been sustained ``detect.sustain_s`` since the change
 point.  A steep ramp is ready within seconds of enough users; a one-off spike jumps and stays
 flat or fades, so it must last ``sustain_s`` without fading first; a burst that fades never is.
+The sustain path also asks for recruitment: shares per view (the trend window's) at least
+``detect.sustain_min_share_ratio`` x the catalogue's (the feature reader's ``share_ratio``).  A
+plateau nobody passes on (a livestream, a price drop: a level change) is not a trend however long
+it holds, while a cascade's plateau after its creator's seed burst is shared on.
 
 The baseline rate ``mu`` (distinct users per second) is the product's own 24-hour rate, floored
 by the catalogue's average per product (``detect.prior_factor``) and by
@@ -116,9 +120,19 @@ class SequentialDetector:
         self.cusum.update(slots, counts.astype(np.float64), mu_of(slots), now_ms=now_ms)
 
     def read(
-        self, now_ms: int, slots: NDArray[np.int64], mu: NDArray[np.float64], users: NDArray[np.float64]
+        self,
+        now_ms: int,
+        slots: NDArray[np.int64],
+        mu: NDArray[np.float64],
+        users: NDArray[np.float64],
+        share_ratio: NDArray[np.float64] | None = None,
     ) -> Columns:
-        """Feature columns of the detector for ``slots``, plus ``ready`` (1.0 / 0.0)."""
+        """Feature columns of the detector for ``slots``, plus ``ready`` (1.0 / 0.0).
+
+        ``share_ratio`` (the candidates' shares per view over the catalogue's, float64[m]) is the
+        recruitment the sustain path asks for (``detect.sustain_min_share_ratio``); without it the
+        sustain path does not ask.
+        """
         stat, zero, fine, coarse = self.cusum.read(slots, mu, now_ms=now_ms)
         m, k = fine.shape
         best = stat.argmax(axis=1) if m else np.zeros(0, np.int64)
@@ -162,6 +176,8 @@ class SequentialDetector:
             "recent_lift": recent_lift,
             "change_users": change_users,
         }
+        if share_ratio is not None:
+            cols["share_ratio"] = share_ratio
         cols["ready"] = self.ready(cols, users).astype(np.float64)
         return cols
 
@@ -194,13 +210,21 @@ class SequentialDetector:
         fading = (cols["growth_z"] <= -d.fade_z) | (cols["growth_z_slow"] <= -d.fade_z)
         fading |= cols["fade_z"] <= -d.fade_z
         shaped = (cols["growth_z"] >= d.growth_z) | (cols["growth_z_slow"] >= d.growth_z)
-        shaped |= cols["change_s"] >= d.sustain_s
+        sustained = cols["change_s"] >= d.sustain_s
+        if d.sustain_min_share_ratio > 0.0:  # a plateau that recruits no one is a level change
+            sustained &= (
+                cols.get("share_ratio", np.full_like(sustained, np.inf, np.float64))
+                >= d.sustain_min_share_ratio
+            )
+        shaped |= sustained
         if shape_free:
             shaped = np.ones_like(shaped)
         elif probability is not None:  # too young a change: the rings cannot tell a step from a ramp yet
             m = self.cfg.model
             vouched = (probability >= m.fast_track_probability) & (cols["change_s"] >= m.min_change_s)
             vouched &= cols["change_users"] <= m.max_change_users
+            if m.min_share_ratio > 0.0:
+                vouched &= cols.get("share_ratio", np.full_like(probability, np.inf)) >= m.min_share_ratio
             shaped |= vouched & (np.maximum(cols["growth_z"], cols["growth_z_slow"]) >= m.min_growth_z)
         shaped &= cols["change_s"] <= d.max_change_age_s  # creeping up for hours: a slow riser
         backed = (users >= self.cfg.trust.min_unique_users) | (cols["change_users"] >= d.min_change_users)

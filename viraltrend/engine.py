@@ -868,7 +868,9 @@ class Engine:
             trust=trust[:, :, 0],
             fast=self.model is not None,
         )
-        feats.update(self.detector.read(now_ms, slots, mu_of(slots), feats["unique_users"]))
+        feats.update(
+            self.detector.read(now_ms, slots, mu_of(slots), feats["unique_users"], feats.get("share_ratio"))
+        )
         model = self.model if self.model is not None and self.model.warm else None
         if model is not None and self.cfg.model.rows == "evidence":  # learnt only where the evidence
             score = rule = model.fallback.score_many(feats)  # suffices: it vouches; the rule's score ranks

@@ -36,6 +36,7 @@ _KEY_FEATURES = (
     "events_per_user",
     "fresh_share",
     "conversion_ratio",
+    "share_ratio",
     "model_p",
     "model_vouched",
 )
@@ -196,6 +197,14 @@ def _sequential_story(console: Console, trace: pl.DataFrame, cfg: Config) -> Non
         held.append(
             f"neither accelerating (growth z < {d.growth_z:g}) nor sustained {d.sustain_s:g} s "
             f"(change {r['change_s']:.0f} s old): the shape of a spike"
+        )
+    elif (
+        max(r.get("growth_z", 0.0), r.get("growth_z_slow", 0.0)) < d.growth_z
+        and r.get("share_ratio", float("inf")) < d.sustain_min_share_ratio
+    ):
+        held.append(
+            f"flat, and shared {r['share_ratio']:.2f}x the catalogue's per view < "
+            f"detect.sustain_min_share_ratio {d.sustain_min_share_ratio:g}: a level change recruiting nobody"
         )
     console.print(
         f"never ready; at its strongest evidence ({_utc(r['event_ts'])}): " + "; ".join(held or ["-"])

@@ -29,6 +29,8 @@ from viraltrend.kernels.prefilter import may_matter
 __all__ = ["FeatureReader", "RuleScorer", "half_life_label"]
 
 Columns = dict[str, NDArray[np.float64]]
+#: ``share_ratio`` of every product while the catalogue has no shares at all: no evidence either way.
+NO_SHARES = 1e9
 
 
 def half_life_label(half_life_s: float) -> str:
@@ -165,6 +167,11 @@ class FeatureReader:
                 float(g[EVENT_TYPE_CODE["view"]]), 1.0
             )
             cols["conversion_ratio"] = buys / np.maximum(views, 1.0) / max(global_conv, 1e-9)
+            # recruitment: shares per view against the catalogue's; a stream without shares tells nothing
+            global_share = float(g[EVENT_TYPE_CODE["share"]]) / max(float(g[EVENT_TYPE_CODE["view"]]), 1.0)
+            cols["share_ratio"] = (
+                cols["share_rate"] / global_share if global_share > 0.0 else np.full(views.shape, NO_SHARES)
+            )
         return cols
 
     def screen(
