@@ -7,14 +7,12 @@ they replace (the tests compare them).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
 from viraltrend.kernels._checks import check_range, column
-from viraltrend.kernels.decay import _exp, _scaled
+from viraltrend.kernels.decay import _exp, _scaled_by
 
 #: Relative distance from the limit within which :func:`below` leaves the verdict to the caller.
 BELOW_MARGIN = 1e-9
@@ -88,21 +86,6 @@ def trust_rows(
     new_pair = column("new_pair", new_pair, np.bool_, slots.shape[0], "slots")
     fresh = column("fresh", fresh, np.bool_, slots.shape[0], "slots")
     return _trust_rows(slots, ts_ms, new_pair, fresh)
-
-
-@njit(cache=True)
-def _scaled_by(value: float, factor: float, exponent: float) -> float:
-    """``decay._scaled(value, exponent)`` given ``factor = _exp(exponent)``, computed once per tick.
-
-    The same steps: 0 for 0, the plain product when the factor and the product are normal, else
-    ``_scaled`` itself (so the same bits, with one ``exp`` per half-life instead of per value).
-    """
-    if value == 0.0:
-        return 0.0
-    r = value * factor
-    if 2.2250738585072014e-308 <= factor < math.inf and 2.2250738585072014e-308 <= abs(r) < math.inf:
-        return r
-    return _scaled(value, exponent)
 
 
 @njit(cache=True)

@@ -167,6 +167,21 @@ def _scaled(value: float, exponent: float) -> float:
 
 
 @njit(cache=True)
+def _scaled_by(value: float, factor: float, exponent: float) -> float:
+    """``_scaled(value, exponent)`` given ``factor = _exp(exponent)``, computed once per tick.
+
+    The same steps: 0 for 0, the plain product when the factor and the product are normal, else
+    ``_scaled`` itself (so the same bits, with one ``exp`` per half-life instead of per value).
+    """
+    if value == 0.0:
+        return 0.0
+    r = value * factor
+    if 2.2250738585072014e-308 <= factor < math.inf and 2.2250738585072014e-308 <= abs(r) < math.inf:
+        return r
+    return _scaled(value, exponent)
+
+
+@njit(cache=True)
 def _decay_rows(
     acc: NDArray[np.float64], slots: NDArray[np.int64], lam: NDArray[np.float64], dt_s: float,
     out: NDArray[np.float64],
@@ -185,18 +200,7 @@ def _decay_rows(
     for j in range(slots.shape[0]):
         for k in range(acc.shape[1]):
             for h in range(n_hl):
-                v = acc[slots[j], k, h]
-                if v == 0.0:
-                    out[j, k, h] = 0.0
-                    continue
-                r = v * f[h]
-                if (
-                    2.2250738585072014e-308 <= f[h] < math.inf
-                    and 2.2250738585072014e-308 <= abs(r) < math.inf
-                ):
-                    out[j, k, h] = r
-                else:
-                    out[j, k, h] = _scaled(v, x[h])
+                out[j, k, h] = _scaled_by(acc[slots[j], k, h], f[h], x[h])
 
 
 @njit(cache=True)
@@ -219,18 +223,7 @@ def _decay_live_rows(
             continue
         for k in range(acc.shape[1]):
             for h in range(n_hl):
-                v = acc[j, k, h]
-                if v == 0.0:
-                    acc[j, k, h] = 0.0
-                    continue
-                r = v * f[h]
-                if (
-                    2.2250738585072014e-308 <= f[h] < math.inf
-                    and 2.2250738585072014e-308 <= abs(r) < math.inf
-                ):
-                    acc[j, k, h] = r
-                else:
-                    acc[j, k, h] = _scaled(v, x[h])
+                acc[j, k, h] = _scaled_by(acc[j, k, h], f[h], x[h])
 
 
 def _require(ok: bool, msg: str) -> None:

@@ -22,9 +22,9 @@ from numba import njit
 from numpy.typing import NDArray
 
 from viraltrend.kernels._checks import check_range, column
-from viraltrend.kernels.columns import _scaled_by, _unique_counts
+from viraltrend.kernels.columns import _unique_counts
 from viraltrend.kernels.cusum import ChangeDetector, _update_from_users
-from viraltrend.kernels.decay import DecayedCounters, _exp, _global_figures, _scaled
+from viraltrend.kernels.decay import DecayedCounters, _exp, _global_figures, _scaled, _scaled_by
 
 __all__ = ["EVIDENCE", "MARGIN", "SCORE", "Screen", "TickBaseline", "may_matter"]
 
