@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -299,6 +299,26 @@ class Rate:
         return self.counted / self.window_s if self.window_s > 0 else float("nan")
 
 
+def _count_reads(read: Callable[[], int], who: str, n: int, t_start: float, tansu: int | None) -> Rate:
+    """Call ``read`` (records per poll) until ``n`` records; the window opens at the first non-empty read."""
+    got, first = 0, None
+    cpu0 = bcpu0 = 0.0
+    deadline = time.monotonic() + 600
+    while got < n:
+        k = read()
+        if k and first is None:
+            first = (time.perf_counter(), k)
+            cpu0, bcpu0 = time.process_time(), cpu_s(tansu) if tansu else float("nan")
+        got += k
+        if time.monotonic() > deadline:
+            msg = f"{who} consumer read {got:,} of {n:,} records in 600 s"
+            raise SystemExit(msg)
+    t_end = time.perf_counter()
+    cpu, bcpu = time.process_time() - cpu0, (cpu_s(tansu) - bcpu0) if tansu else float("nan")
+    assert first is not None
+    return Rate(got, t_end - first[0], got - first[1], t_end - t_start, cpu, bcpu)
+
+
 def raw_consume(bootstrap: str, topic: str, n: int, tansu: int | None) -> Rate:
     """A manually assigned kafka-python consumer with large fetch sizes reads ``n`` records; count only."""
     from kafka import KafkaConsumer, TopicPartition  # type: ignore[import-untyped]
@@ -308,25 +328,12 @@ def raw_consume(bootstrap: str, topic: str, n: int, tansu: int | None) -> Rate:
     tp = TopicPartition(topic, 0)
     consumer.assign([tp])
     consumer.seek_to_beginning(tp)
-    got, first = 0, None
-    cpu0 = bcpu0 = 0.0
-    deadline = time.monotonic() + 600
     try:
-        while got < n:
-            k = sum(len(v) for v in consumer.poll(timeout_ms=1000).values())
-            if k and first is None:
-                first = (time.perf_counter(), k)
-                cpu0, bcpu0 = time.process_time(), cpu_s(tansu) if tansu else float("nan")
-            got += k
-            if time.monotonic() > deadline:
-                msg = f"raw consumer read {got:,} of {n:,} records in 600 s"
-                raise SystemExit(msg)
-        t_end = time.perf_counter()
-        cpu, bcpu = time.process_time() - cpu0, (cpu_s(tansu) - bcpu0) if tansu else float("nan")
+        return _count_reads(
+            lambda: sum(len(v) for v in consumer.poll(timeout_ms=1000).values()), "raw", n, t_start, tansu
+        )
     finally:
         consumer.close()
-    assert first is not None
-    return Rate(got, t_end - first[0], got - first[1], t_end - t_start, cpu, bcpu)
 
 
 def raw_consume_confluent(bootstrap: str, topic: str, n: int, tansu: int | None) -> Rate:
@@ -344,26 +351,16 @@ def raw_consume_confluent(bootstrap: str, topic: str, n: int, tansu: int | None)
         "queued.min.messages": 200_000, "queued.max.messages.kbytes": 256 * 1024,
     })  # fmt: skip
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    got, first = 0, None
-    cpu0 = bcpu0 = 0.0
-    deadline = time.monotonic() + 600
     try:
-        while got < n:
-            msgs = consumer.consume(num_messages=50_000, timeout=1.0)
-            k = sum(1 for m in msgs if m.error() is None)
-            if k and first is None:
-                first = (time.perf_counter(), k)
-                cpu0, bcpu0 = time.process_time(), cpu_s(tansu) if tansu else float("nan")
-            got += k
-            if time.monotonic() > deadline:
-                msg = f"raw librdkafka consumer read {got:,} of {n:,} records in 600 s"
-                raise SystemExit(msg)
-        t_end = time.perf_counter()
-        cpu, bcpu = time.process_time() - cpu0, (cpu_s(tansu) - bcpu0) if tansu else float("nan")
+        return _count_reads(
+            lambda: sum(1 for m in consumer.consume(num_messages=50_000, timeout=1.0) if m.error() is None),
+            "raw librdkafka",
+            n,
+            t_start,
+            tansu,
+        )
     finally:
         consumer.close()
-    assert first is not None
-    return Rate(got, t_end - first[0], got - first[1], t_end - t_start, cpu, bcpu)
 
 
 def service_consume(
@@ -628,9 +625,10 @@ def _s(x: float, digits: int = 2) -> str:
 
 
 def _rate_row(label: str, r: Rate) -> list[object]:
-    cpu_us = 1e6 * r.cpu_s / r.counted
+    cpu_us = 1e6 * r.cpu_s / r.counted if r.counted else float("nan")  # one poll read them all: no window
+    busy = f"{r.cpu_s / r.window_s:.0%}" if r.window_s > 0 else "n/a"
     return [label, fmt_rate(r.rate), _s(r.window_s), _s(r.total_s), _s(r.cpu_s, 1),
-            f"{r.cpu_s / r.window_s:.0%}", _s(cpu_us, 1), _s(r.broker_cpu_s, 1)]  # fmt: skip
+            busy, _s(cpu_us, 1), _s(r.broker_cpu_s, 1)]  # fmt: skip
 
 
 CLIENT_LABEL = {"kafka-python": "kafka-python", "confluent": "librdkafka"}
@@ -848,6 +846,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="200k events, 10 s latency series")
     args = ap.parse_args(argv)
     n = args.events or (200_000 if args.quick else 1_000_000)
+    if n < 100_000:
+        ap.error(f"--events {n:,} is too few: a consumer reads them in one or two polls, so no rate is measured")
     products = args.products or (10_000 if args.quick else 100_000)
     seconds = args.seconds or (10.0 if args.quick else 30.0)
     require_crc32c()
