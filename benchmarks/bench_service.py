@@ -847,7 +847,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     n = args.events or (200_000 if args.quick else 1_000_000)
     if n < 100_000:
-        ap.error(f"--events {n:,} is too few: a consumer reads them in one or two polls, so no rate is measured")
+        ap.error(f"--events {n:,} is too few: one or two polls read them all, so no rate is measured")
     products = args.products or (10_000 if args.quick else 100_000)
     seconds = args.seconds or (10.0 if args.quick else 30.0)
     require_crc32c()
