@@ -11,6 +11,7 @@ from tests.test_pinned_decisions import SCENARIO
 from viraltrend.config import load_config
 from viraltrend.engine import Engine
 from viraltrend.kernels.hashtable import hash_ids
+from viraltrend.trust import AudienceMemory
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +224,25 @@ def test_the_compiled_tick_loop_agrees_with_its_plain_python_run(monkeypatch):
     monkeypatch.setattr(segment, "_run_ticks", segment._run_ticks.py_func)
     plain, plain_msgs = run_engine(events, [57, 200])
     assert compiled_msgs == plain_msgs and _same_state(compiled, plain)
+
+
+def test_the_co_audience_population_does_not_depend_on_batching(pinned_events, monkeypatch):
+    """The co-audience test's population is the users of the events before the tick, however batched.
+
+    Users are interned ahead of the tick (up to the next user sweep, within a batch), so the user
+    table's current size depends on where batches end; it once made a block come 40 s earlier or
+    later with the batch size (agents generator, seed 103).
+    """
+    seen: list[float] = []
+    best_match = AudienceMemory.best_match
+
+    def recording(self, *args, **kwargs):
+        seen.append(kwargs["population"])
+        return best_match(self, *args, **kwargs)
+
+    monkeypatch.setattr(AudienceMemory, "best_match", recording)
+    run_engine(pinned_events, [])
+    whole = seen.copy()
+    seen.clear()
+    run_engine(pinned_events, list(range(997, len(pinned_events), 997)))
+    assert whole and seen == whole

@@ -253,6 +253,10 @@ class Engine:
             track_held=False,  # every released slot is recycled at once (_sweep_users): none is held
         )
         self._next_user_sweep_ms: int | None = None
+        # users holding a slot at the last sweep: the co-audience test's population.  Between sweeps the
+        # table also holds users interned ahead of the tick (up to the next sweep, within the batch),
+        # so its current size would depend on where batches end
+        self._population = 0
         self.user_signals = UserSignals(
             cap_window_ms=round(t.cap_window_s * 1000),
             fresh_window_ms=round(t.fresh_window_s * 1000),
@@ -576,6 +580,7 @@ class Engine:
             self.user_signals.first_seen_ms[released] = _NEVER  # a reused slot starts unseen
         self.user_signals.compact()  # expired caps entries out: a table grown for a busy hour shrinks
         self.users.recycle_all()  # audience samples hold user id hashes, never slots: all released slots free
+        self._population = len(self.users)  # the users of the events before this tick, however batched
 
     def _apply(
         self, batch: EventBatch, idx: NDArray[np.intp], slots: NDArray[np.int64], users: NDArray[np.int64]
@@ -1102,7 +1107,7 @@ class Engine:
                 csig,
                 now_ms=now_ms,
                 z=t.lockstep_z,
-                population=float(len(self.users)),
+                population=float(self._population),
                 co_lift=t.co_audience_lift,
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
@@ -1448,6 +1453,7 @@ class Engine:
             "ready_ms": sorted(self._ready_ms.items()),
             "vouch_ms": [[s, a, b] for s, (a, b) in sorted(self._vouch_ms.items())],
             "n_live": self._n_live,
+            "population": self._population,
             "last_snapshot_ms": self._last_snapshot_ms,
             "next_evict_ms": self._next_evict_ms,
             "stats": {
@@ -1574,6 +1580,7 @@ class Engine:
             engine._ready_ms = {int(s): int(t) for s, t in meta.get("ready_ms", [])}
             engine._vouch_ms = {int(s): (int(a), int(b)) for s, a, b in meta.get("vouch_ms", [])}
             engine._n_live = int(meta["n_live"])
+            engine._population = int(meta.get("population", len(engine.users)))
             engine._last_snapshot_ms = meta["last_snapshot_ms"]
             engine._next_evict_ms = meta["next_evict_ms"]
             st = meta["stats"]
