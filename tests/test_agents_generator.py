@@ -142,3 +142,20 @@ def test_the_daily_cycle_has_a_quiet_night(small):
     base = df.filter(pl.col("ts") < truth["score_from_ts"])  # the warm-up: sessions only
     hours = np.bincount(((base["ts"].to_numpy() - base["ts"].min()) // HOUR_MS) % 24, minlength=24)
     assert hours.max() > 4 * max(hours.min(), 1)
+
+
+def test_a_replay_of_agents_traffic_gives_the_same_decisions_in_any_batch_split(small):
+    """Late events, sessions that repeat users, rings: the decisions do not depend on where batches end.
+
+    The batch-split tests elsewhere run the family's own scenarios; this is another shape of stream.
+    (At this size it does not reach the co-audience population bug of d5d8b9e, which needed the
+    full-size agents file; test_engine_hot_path pins that one.)
+    """
+    from tests.conftest import read_events, run_engine
+
+    out, _, _ = small
+    events = read_events(out / "events.ndjson")
+    _, whole = run_engine(events, [])
+    _, split = run_engine(events, list(range(1_237, len(events), 1_237)))
+    assert whole == split
+    assert any(m["action"] in ("promote", "block") for m in whole)  # the guard and the board had work
