@@ -246,3 +246,36 @@ def test_the_co_audience_population_does_not_depend_on_batching(pinned_events, m
     seen.clear()
     run_engine(pinned_events, list(range(997, len(pinned_events), 997)))
     assert whole and seen == whole
+
+
+def _days_of_sparse_rows():
+    """Nine days of a sparse catalogue: products seen once, hourly, or in bursts, some revived later."""
+    t0, rows = 1_000_000_000_000, []
+    for i in range(1500):
+        t = t0 + i * 517_000  # one event every ~8.6 minutes
+        p = f"p{i % 40}" if i % 3 else f"q{i}"  # 40 regulars, and one-off products
+        rows.append((t, "view" if i % 5 else "add_to_cart", p, "s", None, f"u{(i * 7) % 90}"))
+    return rows
+
+
+@pytest.mark.parametrize("cuts", [[], [333, 334, 1_000]])
+def test_the_eviction_sweep_that_skips_products_above_the_limit_evicts_the_same(monkeypatch, cuts):
+    import viraltrend.engine as engine_module
+
+    looked: list[int] = []
+    below = engine_module.below
+
+    def counted(acc, slots, **kwargs):
+        looked.append(int(slots.size))
+        return below(acc, slots, **kwargs)
+
+    monkeypatch.setattr(engine_module, "below", counted)
+    events = batch_of(_days_of_sparse_rows())
+    fast, fast_msgs = run_engine(events, cuts)
+    n_fast = sum(looked)
+    looked.clear()
+    monkeypatch.setattr(Engine, "_evict_skip", False)
+    slow, slow_msgs = run_engine(events, cuts)
+    assert fast_msgs == slow_msgs and fast.stats == slow.stats and _same_state(fast, slow)
+    assert fast.stats.evicted > 200  # one-off products forgotten along the days
+    assert n_fast * 3 < sum(looked)  # most sweeps looked at few products

@@ -419,7 +419,7 @@ class TickRun(NamedTuple):
     touched: NDArray[np.int64]
     new_users: NDArray[np.int64]
     prelude: tuple[tuple[float, float, float], NDArray[np.int64], NDArray[np.int64], bool] | None
-    funnel: list[tuple[int, int, int]]  # per segment applied: carts and purchases, blind ones, latest ts
+    funnel: list[list[int]]  # per segment applied: carts and purchases, blind ones, latest ts
 
 
 def _time(t: int | None) -> int:
@@ -519,5 +519,5 @@ def run_ticks(
     return TickRun(
         int(kind), int(k), int(seg), int(n_live), int(applied), snaps[:n_snaps].tolist(),
         None if last_snap == _NONE else int(last_snap), pend_t, pend_n, prelude,
-        [(int(b), int(x), int(t)) for b, x, t in funnel[: int(n_funnel[0])]],
+        funnel[: int(n_funnel[0])].tolist(),  # lists of Python ints
     )  # fmt: skip
