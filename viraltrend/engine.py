@@ -60,7 +60,7 @@ from viraltrend.kernels.decay import DecayedCounters, global_figures, grown_capa
 from viraltrend.kernels.hashtable import UserTable
 from viraltrend.kernels.names import CountedNames, NameTable
 from viraltrend.kernels.prefilter import Screen, TickBaseline, evict_horizon
-from viraltrend.kernels.segment import BEFORE, DONE, SEGMENT, apply_segment, run_ticks
+from viraltrend.kernels.segment import BEFORE, DONE, SEGMENT, apply_segment, apply_segment_all, run_ticks
 from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
@@ -198,6 +198,7 @@ class Engine:
     """
 
     _evict_skip = True  # False: every eviction sweep looks at every live product (the tests compare)
+    _fused_apply = True  # False: _apply takes the segment's steps in separate calls (the tests compare)
 
     def __init__(
         self, cfg: Config, *, scorer: Scorer | None = None, trace_products: tuple[str, ...] = ()
@@ -594,6 +595,19 @@ class Engine:
         if idx.size == 0:
             return
         types, ts = batch.type_code[idx], batch.ts_ms[idx]
+        if self._fused_apply:  # every step below in one compiled call (bit-identical)
+            done = apply_segment_all(
+                self.user_signals, self.counters, self.trust_counters, self.sketches, self.activity,
+                self.users.hash_of, slots, users, types, ts,
+            )  # fmt: skip
+            if done is not None:
+                pair_slots, first_seen, n_buys, n_blind = done
+                self._n_live += first_seen
+                self.funnel_share.add(n_buys, n_blind, now_ms=int(ts.max()))
+                self._touched.append(slots)
+                self._new_users.append(pair_slots)
+                self.stats.events_applied += idx.size
+                return
         fused = apply_segment(self.user_signals, self.counters, self.trust_counters, slots, users, types, ts)
         if fused is not None:  # the steps below in one compiled call (bit-identical)
             new_pair, first_seen = fused
