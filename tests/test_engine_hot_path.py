@@ -246,3 +246,74 @@ def test_the_co_audience_population_does_not_depend_on_batching(pinned_events, m
     seen.clear()
     run_engine(pinned_events, list(range(997, len(pinned_events), 997)))
     assert whole and seen == whole
+
+
+def _days_of_sparse_rows():
+    """Nine days of a sparse catalogue: products seen once, hourly, or in bursts, some revived later."""
+    t0, rows = 1_000_000_000_000, []
+    for i in range(1500):
+        t = t0 + i * 517_000  # one event every ~8.6 minutes
+        p = f"p{i % 40}" if i % 3 else f"q{i}"  # 40 regulars, and one-off products
+        rows.append((t, "view" if i % 5 else "add_to_cart", p, "s", None, f"u{(i * 7) % 90}"))
+    return rows
+
+
+@pytest.mark.parametrize("cuts", [[], [333, 334, 1_000]])
+def test_the_eviction_sweep_that_skips_products_above_the_limit_evicts_the_same(monkeypatch, cuts):
+    import viraltrend.engine as engine_module
+
+    looked: list[int] = []
+    below = engine_module.below
+
+    def counted(acc, slots, **kwargs):
+        looked.append(int(slots.size))
+        return below(acc, slots, **kwargs)
+
+    monkeypatch.setattr(engine_module, "below", counted)
+    events = batch_of(_days_of_sparse_rows())
+    fast, fast_msgs = run_engine(events, cuts)
+    n_fast = sum(looked)
+    looked.clear()
+    monkeypatch.setattr(Engine, "_evict_skip", False)
+    slow, slow_msgs = run_engine(events, cuts)
+    assert fast_msgs == slow_msgs and fast.stats == slow.stats and _same_state(fast, slow)
+    assert fast.stats.evicted > 200  # one-off products forgotten along the days
+    assert n_fast * 3 < sum(looked)  # most sweeps looked at few products
+
+
+@pytest.mark.parametrize("cuts", [[], [1, 2, 3, 9_999, 10_000, 25_000]])
+@pytest.mark.parametrize("fast_ticks", [False, True], ids=["python-ticks", "compiled-ticks"])
+def test_a_segment_applied_in_one_compiled_call_matches_the_steps(
+    pinned_events, monkeypatch, cuts, fast_ticks
+):
+    """``_apply``'s fused call (segment.apply_segment_all) against its steps taken one by one."""
+    import viraltrend.engine as engine_module
+
+    calls: list[int] = []
+    fused = engine_module.apply_segment_all
+
+    def counted(*args):
+        out = fused(*args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(engine_module, "apply_segment_all", counted)
+    if not fast_ticks:
+        monkeypatch.setattr(Engine, "_fast_ticks_on", lambda self: False)
+    one, one_msgs = run_engine(pinned_events, cuts)
+    monkeypatch.setattr(Engine, "_fused_apply", False)
+    steps, steps_msgs = run_engine(pinned_events, cuts)
+    assert one_msgs == steps_msgs and one.stats == steps.stats and _same_state(one, steps)
+    assert sum(calls) > 100  # the fused call took the segments
+
+
+def test_the_fused_segment_agrees_with_its_plain_python_run(monkeypatch):
+    """``_segment_all`` against its own source run by the interpreter (``py_func``)."""
+    from viraltrend.kernels import segment
+
+    events = batch_of(_gappy_rows()[:350])
+    monkeypatch.setattr(Engine, "_fast_ticks_on", lambda self: False)
+    compiled, compiled_msgs = run_engine(events, [57, 200])
+    monkeypatch.setattr(segment, "_segment_all", segment._segment_all.py_func)
+    plain, plain_msgs = run_engine(events, [57, 200])
+    assert compiled_msgs == plain_msgs and _same_state(compiled, plain)

@@ -59,8 +59,8 @@ from viraltrend.kernels.columns import (
 from viraltrend.kernels.decay import DecayedCounters, global_figures, grown_capacity
 from viraltrend.kernels.hashtable import UserTable
 from viraltrend.kernels.names import CountedNames, NameTable
-from viraltrend.kernels.prefilter import Screen, TickBaseline
-from viraltrend.kernels.segment import BEFORE, DONE, SEGMENT, apply_segment, run_ticks
+from viraltrend.kernels.prefilter import Screen, TickBaseline, evict_horizon
+from viraltrend.kernels.segment import BEFORE, DONE, SEGMENT, apply_segment, apply_segment_all, run_ticks
 from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
@@ -197,6 +197,9 @@ class Engine:
         Product ids whose features and score are recorded at every tick (``trace_rows``).
     """
 
+    _evict_skip = True  # False: every eviction sweep looks at every live product (the tests compare)
+    _fused_apply = True  # False: _apply takes the segment's steps in separate calls (the tests compare)
+
     def __init__(
         self, cfg: Config, *, scorer: Scorer | None = None, trace_products: tuple[str, ...] = ()
     ) -> None:
@@ -316,6 +319,9 @@ class Engine:
         self._next_evict_ms: int | None = None
         self._start_ms: int | None = None  # ts of the first accepted event: the stream's start
         self._n_live = 0  # products with state (at least one event since created or evicted)
+        # per product slot: the eviction sweep need not look at it before this time (evict_horizon);
+        # not checkpointed (empty: look at every product), reset where a slot is cleared
+        self._evict_after_ms = np.empty(0, np.int64)
         self._evicted: list[NDArray[np.int64]] = []
         self._sketched = np.empty(0, np.int64)  # products whose user sets are sketched (hot ones), sorted
         self._sketched_ms = np.empty(0, np.int64)  # per sketched product: last tick hot with events
@@ -589,6 +595,19 @@ class Engine:
         if idx.size == 0:
             return
         types, ts = batch.type_code[idx], batch.ts_ms[idx]
+        if self._fused_apply:  # every step below in one compiled call (bit-identical)
+            done = apply_segment_all(
+                self.user_signals, self.counters, self.trust_counters, self.sketches, self.activity,
+                self.users.hash_of, slots, users, types, ts,
+            )  # fmt: skip
+            if done is not None:
+                pair_slots, first_seen, n_buys, n_blind = done
+                self._n_live += first_seen
+                self.funnel_share.add(n_buys, n_blind, now_ms=int(ts.max()))
+                self._touched.append(slots)
+                self._new_users.append(pair_slots)
+                self.stats.events_applied += idx.size
+                return
         fused = apply_segment(self.user_signals, self.counters, self.trust_counters, slots, users, types, ts)
         if fused is not None:  # the steps below in one compiled call (bit-identical)
             new_pair, first_seen = fused
@@ -967,7 +986,7 @@ class Engine:
         every_ms = round(self.cfg.model.sample_every_s * 1000)
         if now_ms % every_ms:
             return
-        rows = np.flatnonzero(np.isin(slots, touched))
+        rows = np.flatnonzero(in_sorted(slots, touched))  # both ascending: np.isin's sort-based pass, merged
         hint = feats["lift"][rows] >= self.cfg.model.hint_lift
         hint |= feats["evidence"][rows] >= _SKETCH_EVIDENCE
         if self.cfg.model.rows == "evidence":  # only where the fast track decides: all but the shape test
@@ -1325,15 +1344,29 @@ class Engine:
         base = self.cfg.decay.half_lives_s.index(self.cfg.score.baseline_half_life_s)
         weights = np.asarray(self.cfg.signals.weights(), np.float64)
         c = self.counters
-        fast = below(
-            c.acc, live, lam=float(c.lam[base]), dt_s=c.dt_s(now_ms), half_life=base, weights=weights,
-            limit=self.cfg.state.evict_below,
-        )  # fmt: skip
+        limit, lam, dt_s = self.cfg.state.evict_below, float(c.lam[base]), c.dt_s(now_ms)
+        # only the products whose count may have fallen below the limit since they were last looked
+        # at (evict_horizon): the others are above it, as the full sweep would find them
+        skip = self._evict_skip and limit > 0.0 and lam > 0.0 and bool((weights >= 0.0).all())
+        if skip:
+            if self._evict_after_ms.shape[0] < hw:
+                grown = np.full(max(hw, 2 * self._evict_after_ms.shape[0]), _NEVER, np.int64)
+                grown[: self._evict_after_ms.shape[0]] = self._evict_after_ms
+                self._evict_after_ms = grown
+            looked = live[self._evict_after_ms[live] <= now_ms]
+        else:
+            looked = live
+        fast = below(c.acc, looked, lam=lam, dt_s=dt_s, half_life=base, weights=weights, limit=limit)
         if fast is not None:
-            low = fast != 0
-        else:  # some product within rounding of the limit: the exact expression decides
-            low = c.read(live, now_ms)[:, :, base] @ weights < self.cfg.state.evict_below
-        cold = live[low & ~np.isin(live, self.board.watched_slots())]
+            low, rows = fast != 0, looked
+        else:  # some product within rounding of the limit: the exact expression decides, over all as before
+            low, rows = c.read(live, now_ms)[:, :, base] @ weights < limit, live
+        cold = rows[low & ~np.isin(rows, self.board.watched_slots())]
+        if skip:
+            self._evict_after_ms[looked] = evict_horizon(
+                c.acc, looked, lam=lam, dt_s=dt_s, half_life=base, weights=weights, limit=limit, now_ms=now_ms
+            )  # fmt: skip
+            self._evict_after_ms[cold] = _NEVER  # a cleared slot is a fresh product's
         if cold.size:
             self.counters.clear(cold)
             self.trust_counters.clear(cold)
@@ -1366,6 +1399,7 @@ class Engine:
             self.counters.clear(cold)
             self.trust_counters.clear(cold)
             self.detector.clear(cold)
+            self._evict_after_ms[cold[cold < self._evict_after_ms.shape[0]]] = _NEVER  # fresh products next
             self._n_live -= int(cold.size)
             self._evicted.append(cold)
             self.stats.evicted += int(cold.size)

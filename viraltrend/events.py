@@ -113,7 +113,13 @@ class IdColumns:
             stop[row, cols] = ends + pos
             chunks.append(data)
             pos += len(data)
-        buf = np.frombuffer(b"".join(chunks), np.uint8)
+        return cls.from_spans(np.frombuffer(b"".join(chunks), np.uint8), start, stop)
+
+    @classmethod
+    def from_spans(
+        cls, buf: NDArray[np.uint8], start: NDArray[np.int64], stop: NDArray[np.int64]
+    ) -> IdColumns:
+        """The five string columns as UTF-8 spans of ``buf`` (``int64[5, n]``, -1: absent); hashes added."""
         product_hash, _ = span_hashes(buf, start[0], stop[0])
         user_hash, _ = span_hashes(buf, start[1], stop[1])
         events = start[2].copy()

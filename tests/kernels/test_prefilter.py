@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -338,3 +340,51 @@ def test_scaled_by_a_factor_read_once_is_decays_scaled_bit_for_bit(value: float,
     want = _scaled(value, exponent)
     got = _scaled_by(value, _exp(exponent), exponent)
     assert np.float64(got).tobytes() == np.float64(want).tobytes()
+
+
+# ---------------------------------------------------------------------- the eviction sweep's horizon
+@settings(max_examples=200, deadline=None)
+@given(
+    counts=st.lists(st.floats(0.0, 1e3), min_size=12, max_size=12),
+    weights=st.lists(st.floats(0.0, 3.0), min_size=6, max_size=6),
+    limit=st.floats(1e-3, 10.0),
+    half_life_s=st.sampled_from([300.0, 3600.0, 86_400.0]),
+    dt_s=st.floats(0.0, 2e5),
+    later=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=5),
+)
+def test_evict_horizon_promises_only_what_holds(counts, weights, limit, half_life_s, dt_s, later):
+    # before the horizon, the count (no event since: it only decays) is above the limit as the
+    # sweep reads it (columns.below says "not below", sure); the compiled kernel equals its plain run
+    from viraltrend.kernels.columns import below
+    from viraltrend.kernels.prefilter import _evict_horizon, evict_horizon
+
+    lam = math.log(2.0) / half_life_s
+    acc = np.asarray(counts, np.float64).reshape(2, 6, 1) * np.exp(lam * dt_s)  # forward-decayed
+    w = np.asarray(weights, np.float64)
+    slots = np.array([0, 1], np.int64)
+    now_ms = 1_000_000
+    got = evict_horizon(acc, slots, lam=lam, dt_s=dt_s, half_life=0, weights=w, limit=limit, now_ms=now_ms)
+    plain = np.empty(2, np.int64)
+    _evict_horizon.py_func(acc, slots, lam, dt_s, 0, w, limit, now_ms, plain)
+    assert got.tolist() == plain.tolist()
+    values = np.einsum("mk,k->m", np.asarray(counts).reshape(2, 6), w)
+    for j in range(2):
+        if values[j] <= limit:
+            assert got[j] == now_ms  # no promise near or below the limit
+        for f in later:
+            t_ms = now_ms + int(f * (got[j] - now_ms))
+            if t_ms >= got[j]:
+                continue
+            flags = below(acc, slots[j : j + 1], lam=lam, dt_s=dt_s + (t_ms - now_ms) / 1000.0, half_life=0,
+                          weights=w, limit=limit)  # fmt: skip
+            assert flags is not None and flags.tolist() == [0]
+    big = values > limit * 2
+    assert (got[big] > now_ms).all()  # a count well above the limit gets a promise
+
+
+def test_evict_horizon_refuses_negative_weights():
+    from viraltrend.kernels.prefilter import evict_horizon
+
+    with pytest.raises(ValueError, match="weights >= 0"):
+        evict_horizon(np.ones((1, 2, 1)), np.array([0]), lam=1.0, dt_s=0.0, half_life=0,
+                      weights=np.array([1.0, -1.0]), limit=0.1, now_ms=0)  # fmt: skip

@@ -8,7 +8,15 @@ from hypothesis import strategies as st
 from tests.kernels import reference
 from tests.kernels.reference import BASE_TS_MS, UserEvents
 from viraltrend.errors import CheckpointError
-from viraltrend.kernels.users import BYTES_PER_ENTRY, UserSignals, UserSketches, _bucket, _mix64, _probe
+from viraltrend.kernels.users import (
+    BYTES_PER_ENTRY,
+    UserSignals,
+    UserSketches,
+    _bucket,
+    _count_live,
+    _mix64,
+    _probe,
+)
 
 MIN_MS = 60_000
 HOUR_MS = 3_600_000
@@ -613,3 +621,67 @@ def test_compiled_watch_and_unwatch_match_numpy(ops):
         rows = min(a["product_of_row"].shape[0], b["product_of_row"].shape[0])
         for key in ("product_of_row", "sig", "nonempty"):
             np.testing.assert_array_equal(a[key][:rows], b[key][:rows], err_msg=key)
+
+
+def _live_histogram_py(rows, cutoff_ms, step_ms, n_buckets):
+    # plain Python: decode each row's stored time, bucket the live ones
+    out = [0] * n_buckets
+    for key, packed in rows.tolist():
+        s = (packed & (2**55 - 1)) - 2**53
+        if key != -1 and s >= cutoff_ms:
+            out[min((s - cutoff_ms) // step_ms, n_buckets - 1)] += 1
+    return out
+
+
+@PROPERTY
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    pieces=st.lists(st.integers(1, 300), min_size=1, max_size=12),
+    gaps_min=st.lists(st.integers(0, 90), min_size=12, max_size=12),
+    forget=st.lists(st.booleans(), min_size=12, max_size=12),
+)
+def test_compact_without_a_scan_decides_as_the_exact_count(seed, pieces, gaps_min, forget):
+    # compact() skips its O(table) count when the live entries found at the last count still need
+    # more than a quarter of the table; the twin counts at every call (no memory of the last count):
+    # same answers, same tables, same outputs; and the count agrees with a plain-Python count
+    rng = np.random.default_rng(seed)
+    fast, exact = (make_signals(n_users=300, table_capacity=16) for _ in range(2))
+    t = BASE_TS_MS
+    skipped = 0
+    for i, n in enumerate(pieces):
+        t += gaps_min[i] * MIN_MS
+        ts = np.sort(t + rng.integers(0, 20 * MIN_MS, n)).astype(np.int64)
+        hot = rng.integers(1, 400)  # busy pieces and trickles
+        cols = (rng.integers(0, hot, n).astype(np.int64), rng.integers(0, 300, n).astype(np.int64),
+                rng.integers(0, 3, n).astype(np.int8), ts)  # fmt: skip
+        assert_outputs_equal(fast.process(*cols), exact.process(*cols))
+        t = int(ts[-1])
+        if forget[i]:
+            for s in (fast, exact):
+                s.forget_users(np.array([int(cols[1][0])], np.int64))
+        scans = fast._live_at_scan
+        exact._live_at_scan = None
+        assert fast.compact() == exact.compact()
+        skipped += scans is not None and fast._live_at_scan is scans
+        np.testing.assert_array_equal(fast.rows, exact.rows)
+        assert fast.n_entries == exact.n_entries
+        if exact._live_at_scan is not None:
+            lo, step, hist = exact._live_at_scan
+            assert hist.tolist() == _live_histogram_py(exact.rows, lo, step, hist.shape[0])
+            assert int(hist.sum()) == int(_count_live(exact.rows, lo))
+
+
+def test_compact_skips_the_count_while_the_table_is_full_of_live_entries():
+    # steady traffic: after one count, later sweeps within the window prove no rebuild without a scan
+    rng = np.random.default_rng(7)
+    s = make_signals(n_users=2000, table_capacity=16)
+    scans = 0
+    for minute in range(60):
+        n = 200
+        ts = np.sort(BASE_TS_MS + minute * MIN_MS + rng.integers(0, MIN_MS, n)).astype(np.int64)
+        s.process(rng.integers(0, 300, n).astype(np.int64), rng.integers(0, 2000, n).astype(np.int64),
+                  rng.integers(0, 3, n).astype(np.int8), ts)  # fmt: skip
+        before = s._live_at_scan
+        assert s.compact() is False
+        scans += s._live_at_scan is not before
+    assert 1 <= scans <= 20  # the old compact counted at all 60 calls

@@ -26,7 +26,16 @@ from viraltrend.kernels.columns import _unique_counts
 from viraltrend.kernels.cusum import ChangeDetector, _update_from_users
 from viraltrend.kernels.decay import DecayedCounters, _exp, _global_figures, _scaled, _scaled_by
 
-__all__ = ["EVIDENCE", "MARGIN", "SCORE", "Screen", "TickBaseline", "may_matter"]
+__all__ = [
+    "EVICT_SLACK",
+    "EVIDENCE",
+    "MARGIN",
+    "SCORE",
+    "Screen",
+    "TickBaseline",
+    "evict_horizon",
+    "may_matter",
+]
 
 #: How far below its limit a quiet product's score and evidence must lie.
 MARGIN: Final = 1e-9
@@ -209,6 +218,66 @@ def _tick_prelude(
         global_factor, lift_mid, lift_k, z_mid, z_k, stat, h, score_below, evidence_below, bound,
     )  # fmt: skip
     return 0, floor, cycle, ok, uniq, kept, may_score
+
+
+#: How far above the eviction limit a product's value must lie for :func:`evict_horizon` to vouch for it.
+EVICT_SLACK: Final = 1e-6
+
+
+@njit(cache=True)
+def _evict_horizon(
+    acc: NDArray[np.float64], slots: NDArray[np.int64], lam: float, dt_s: float, h: int,
+    w: NDArray[np.float64], limit: float, now_ms: int, out: NDArray[np.int64],
+) -> None:  # fmt: skip
+    """``out[j]``: a time (ms) before which ``slots[j]``'s weighted decayed count stays above ``limit``."""
+    x = -lam * dt_s
+    f = _exp(x)
+    bar = limit * (1.0 + EVICT_SLACK)
+    for j in range(slots.shape[0]):
+        p = slots[j]
+        total = 0.0
+        for k in range(acc.shape[1]):
+            total += _scaled_by(acc[p, k, h], f, x) * w[k]
+        out[j] = now_ms
+        if total > bar and total < math.inf:  # NaN, or near the limit: no promise
+            ahead_ms = math.floor(math.log(total / bar) / lam * 1000.0 * (1.0 - EVICT_SLACK))
+            if ahead_ms > 0:
+                out[j] = now_ms + min(ahead_ms, 2**53)
+
+
+def evict_horizon(
+    acc: NDArray[np.float64],
+    slots: NDArray[np.int64],
+    *,
+    lam: float,
+    dt_s: float,
+    half_life: int,
+    weights: NDArray[np.float64],
+    limit: float,
+    now_ms: int,
+) -> NDArray[np.int64]:
+    """Int64[m]: per slot, a time before which its count at ``half_life`` cannot fall below ``limit``.
+
+    ``acc`` float64[capacity, n_types, n_hl] forward-decay accumulators read at ``dt_s`` seconds
+    past their landmark with rate ``lam > 0`` (that of ``half_life``), ``weights`` float64[n_types]
+    all ``>= 0`` and ``limit > 0``.  Without events a product's count decays as ``exp(-lam t)``;
+    events (of weight ``>= 0``) only add to it.  So a count ``v > limit (1 + EVICT_SLACK)`` now stays
+    above ``limit (1 + EVICT_SLACK)`` for ``ln(v / (limit (1 + EVICT_SLACK))) / lam`` seconds (taken
+    shorter by the same relative slack, far wider than the rounding of any read of it, a landmark
+    move's included): the engine's eviction sweep need not look at it before.  ``now_ms`` where
+    there is no such promise (the count near or below the limit, or not finite).
+    """
+    if not (lam > 0.0 and limit > 0.0 and bool((np.asarray(weights) >= 0.0).all())):
+        msg = "evict_horizon needs lam > 0, limit > 0 and weights >= 0"
+        raise ValueError(msg)
+    slots = column("slots", slots, np.int64, None, "")
+    check_range("slots", slots, 0, acc.shape[0])
+    out = np.empty(slots.shape[0], np.int64)
+    _evict_horizon(
+        acc, slots, float(lam), float(dt_s), int(half_life), np.ascontiguousarray(weights, np.float64),
+        float(limit), int(now_ms), out,
+    )  # fmt: skip
+    return out
 
 
 class TickBaseline:

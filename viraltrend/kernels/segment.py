@@ -34,7 +34,7 @@ from viraltrend.kernels.decay import _MAX_ABS_TS_MS, PREFETCH_DISTANCE, DecayedC
 from viraltrend.kernels.prefilter import Screen, TickBaseline, _tick_prelude
 from viraltrend.kernels.users import _MAX_PRODUCT, UserSignals, _has_live, _process
 
-__all__ = ["AFTER", "BEFORE", "DONE", "SEGMENT", "TickRun", "apply_segment", "run_ticks"]
+__all__ = ["AFTER", "BEFORE", "DONE", "SEGMENT", "TickRun", "apply_segment", "apply_segment_all", "run_ticks"]
 
 _NEVER: Final = int(np.iinfo(np.int64).min)
 _I64, _I8 = np.dtype(np.int64), np.dtype(np.int8)
@@ -216,6 +216,149 @@ def apply_segment(
     return new_pair, int(first)
 
 
+@njit(cache=True)
+def _segment_all(
+    rows: NDArray[np.int64], used: _Int, max_ts_ms: _Int, first_seen_ms: NDArray[np.int64],
+    s_slots: NDArray[np.int64], s_users: NDArray[np.int64], s_types: NDArray[np.int8],
+    s_ts: NDArray[np.int64], cap_window_ms: _Int, fresh_window_ms: _Int, lateness_ms: _Int,
+    min_capacity: _Int,
+    acc: NDArray[np.float64], g_acc: NDArray[np.float64], first_ts: NDArray[np.int64],
+    last_ts: NDArray[np.int64], lam: NDArray[np.float64], landmark: np.int64,
+    t_acc: NDArray[np.float64], t_g_acc: NDArray[np.float64], t_first_ts: NDArray[np.int64],
+    t_last_ts: NDArray[np.int64], t_lam: NDArray[np.float64], t_landmark: np.int64, never: _Int,
+    prefetch: int, n_slots: int, n_users: int, n_types: int, max_abs_ts: int, lam_max: float, renorm: float,
+    t_lam_max: float, t_renorm: float,
+    sig: NDArray[np.uint64], val: NDArray[np.uint16], fun: NDArray[np.uint8], nonempty: NDArray[np.bool_],
+    row_of: NDArray[np.int64], seed: np.int64, cells: NDArray[np.uint16], user_hash: NDArray[np.int64],
+    view_code: int, cart_code: int,
+) -> tuple[bool, NDArray[np.int64], _Int, _Int, _Int, int, int, NDArray[np.int64]]:  # fmt: skip
+    """The engine's ``_apply`` of one segment in one call: :func:`_checked_segment`, then the audiences.
+
+    After the user signals and both counters: the events' users' activity counts
+    (``ActivityCounts.observe``), whether each cart or purchase's user viewed the product lately
+    (``UserSignals.counted_lately``), the audience samples (``AudienceSketches.update``).  Returns
+    ``(ok, rows, used, max_ts_ms, first, n_buys, n_blind, fresh)``: ``first`` the slots with no
+    event before, ``n_buys``/``n_blind`` the carts and purchases and those with no view lately
+    (the funnel share's), ``fresh`` the slots of the events that were a new (product, user) pair;
+    ``ok`` False: nothing changed (a check of :func:`_checked_segment` failed).
+    """
+    ok, rows2, used2, max2, new_pair, first = _checked_segment(
+        rows, used, max_ts_ms, first_seen_ms, s_slots, s_users, s_types, s_ts, cap_window_ms,
+        fresh_window_ms, lateness_ms, min_capacity, acc, g_acc, first_ts, last_ts, lam, landmark,
+        t_acc, t_g_acc, t_first_ts, t_last_ts, t_lam, t_landmark, never, prefetch, n_slots, n_users,
+        n_types, max_abs_ts, lam_max, renorm, t_lam_max, t_renorm,
+    )  # fmt: skip
+    if not ok:
+        return False, rows, used, max_ts_ms, 0, 0, 0, s_slots[:0].copy()
+    rows, used, max_ts_ms = rows2, used2, max2
+    n = s_slots.shape[0]
+    hashes = np.empty(n, np.int64)
+    for i in range(n):
+        hashes[i] = user_hash[s_users[i]]
+    activity = np.empty(n, np.uint16)
+    _count_min_observe(cells, hashes, activity)
+    # the engine's funnel step: carts and purchases, and whether their user viewed lately
+    viewed = np.zeros(n, np.bool_)
+    n_buys = 0
+    for i in range(n):
+        if s_types[i] >= cart_code:
+            n_buys += 1
+    n_blind = 0
+    if n_buys:
+        b_slots, b_users = np.empty(n_buys, np.int64), np.empty(n_buys, np.int64)
+        j = 0
+        for i in range(n):
+            if s_types[i] >= cart_code:
+                b_slots[j], b_users[j] = s_slots[i], s_users[i]
+                j += 1
+        live = _has_live(rows, b_slots, b_users, np.int64(view_code),
+                         np.int64(max_ts_ms - lateness_ms - cap_window_ms))  # fmt: skip
+        j = 0
+        for i in range(n):
+            if s_types[i] >= cart_code:
+                viewed[i] = live[j]
+                if not live[j]:
+                    n_blind += 1
+                j += 1
+    _bottomk_update_val(sig, val, fun, nonempty, row_of, seed, s_slots, hashes, activity, s_types, viewed)
+    n_new = 0
+    for i in range(n):
+        if new_pair[i]:
+            n_new += 1
+    fresh = np.empty(n_new, np.int64)
+    j = 0
+    for i in range(n):
+        if new_pair[i]:
+            fresh[j] = s_slots[i]
+            j += 1
+    return True, rows, used, max_ts_ms, first, n_buys, n_blind, fresh
+
+
+def apply_segment_all(
+    signals: UserSignals,
+    counters: DecayedCounters,
+    trust: DecayedCounters,
+    sketches: AudienceSketches,
+    activity: ActivityCounts,
+    user_hash: NDArray[np.uint64],
+    slots: NDArray[np.int64],
+    users: NDArray[np.int64],
+    types: NDArray[np.int8],
+    ts_ms: NDArray[np.int64],
+) -> tuple[NDArray[np.int64], int, int, int] | None:
+    """The engine's ``_apply`` of a segment in one compiled call: :func:`apply_segment`, then the audiences.
+
+    Exactly :func:`apply_segment`'s steps, then ``hashes = user_hash[users]`` (int64 bits),
+    ``activity.observe(hashes)``, ``viewed`` (carts and purchases whose pair has a live view entry:
+    ``signals.counted_lately``) and ``sketches.update(slots, hashes, activity, types, viewed)``.
+    Returns ``(slots[new_pair], first, n_buys, n_blind)`` (``n_blind``: the carts and purchases not
+    viewed lately), or None, changing nothing, where :func:`apply_segment` would (the caller then
+    takes the steps one by one).
+    """
+    n = slots.shape[0]
+    shape = (n,)
+    if (
+        n == 0
+        or slots.dtype != _I64
+        or users.dtype != _I64
+        or types.dtype != _I8
+        or ts_ms.dtype != _I64
+        or slots.shape != shape
+        or users.shape != shape
+        or types.shape != shape
+        or ts_ms.shape != shape
+        or user_hash.dtype != np.uint64
+    ):
+        return None
+    if trust.n_types < 3 or counters._landmark_ms is None or trust._landmark_ms is None:  # noqa: SLF001
+        return None
+    n_slots = min(counters.capacity, trust.capacity, _MAX_PRODUCT)
+    if not (
+        slots.flags.c_contiguous
+        and users.flags.c_contiguous
+        and types.flags.c_contiguous
+        and ts_ms.flags.c_contiguous
+    ):
+        slots, users = np.ascontiguousarray(slots), np.ascontiguousarray(users)
+        types, ts_ms = np.ascontiguousarray(types), np.ascontiguousarray(ts_ms)
+    ok, rows, used, max_ts, first, n_buys, n_blind, fresh = _segment_all(
+        signals.rows, signals._used, signals._max_ts_ms, signals.first_seen_ms,  # noqa: SLF001
+        slots, users, types, ts_ms, signals.cap_window_ms, signals.fresh_window_ms,
+        signals.allowed_lateness_ms, signals.min_table_capacity,
+        counters.acc, counters.global_acc, counters.first_ts_ms, counters.last_ts_ms, counters.lam,
+        np.int64(counters._landmark_ms), trust.acc, trust.global_acc, trust.first_ts_ms,  # noqa: SLF001
+        trust.last_ts_ms, trust.lam, np.int64(trust._landmark_ms), _NEVER, PREFETCH_DISTANCE,  # noqa: SLF001
+        n_slots, signals.capacity_users, counters.n_types, _MAX_ABS_TS_MS,
+        counters._lam_max, counters.renorm_exponent, trust._lam_max, trust.renorm_exponent,  # noqa: SLF001
+        sketches.sig, sketches._fit_val(), sketches._fit_fun(), sketches.nonempty, sketches.row_of,  # noqa: SLF001
+        np.int64(sketches._seeds[0]), activity.cells, user_hash.view(np.int64), _VIEW, _CART,  # noqa: SLF001
+    )  # fmt: skip
+    if not ok:
+        return None
+    signals.rows, signals._used, signals._max_ts_ms = rows, int(used), int(max_ts)  # noqa: SLF001
+    return fresh, int(first), int(n_buys), int(n_blind)
+
+
 # ---------------------------------------------------------------------- a batch's ticks in one call
 #: How :func:`run_ticks` stopped (``TickRun.kind``).
 DONE: Final = 0  # every tick up to ``k_end`` ran, every segment before them was applied
@@ -294,63 +437,23 @@ def _run_ticks(
         cut = cuts[k]
         now = tick_values[k]
         if cut > seg:  # the engine's _apply
-            s_slots, s_users, s_types, s_ts = slots[seg:cut], users[seg:cut], types[seg:cut], ts[seg:cut]
-            ok, rows2, used2, max2, new_pair, first = _checked_segment(
-                rows, used, max_ts_ms, first_seen_ms, s_slots, s_users, s_types, s_ts, cap_window_ms,
-                fresh_window_ms, lateness_ms, min_capacity, acc, g_acc, first_ts, last_ts, lam, landmark,
-                t_acc, t_g_acc, t_first_ts, t_last_ts, t_lam, t_landmark, never, prefetch, n_slots, n_users,
-                n_types, max_abs_ts, lam_max, renorm, t_lam_max, t_renorm,
+            s_slots, s_ts = slots[seg:cut], ts[seg:cut]
+            ok, rows2, used2, max2, first, n_buys, n_blind, fresh = _segment_all(
+                rows, used, max_ts_ms, first_seen_ms, s_slots, users[seg:cut], types[seg:cut], s_ts,
+                cap_window_ms, fresh_window_ms, lateness_ms, min_capacity, acc, g_acc, first_ts, last_ts, lam,
+                landmark, t_acc, t_g_acc, t_first_ts, t_last_ts, t_lam, t_landmark, never, prefetch, n_slots,
+                n_users, n_types, max_abs_ts, lam_max, renorm, t_lam_max, t_renorm,
+                sig, val, fun, nonempty, row_of, seed, cells, user_hash, view_code, cart_code,
             )  # fmt: skip
             if not ok:
                 return (SEGMENT, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
                         pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True)  # fmt: skip
             rows, used, max_ts_ms = rows2, used2, max2
             n_live += first
-            hashes = np.empty(cut - seg, np.int64)
-            for i in range(cut - seg):
-                hashes[i] = user_hash[s_users[i]]
-            activity = np.empty(cut - seg, np.uint16)
-            _count_min_observe(cells, hashes, activity)
-            # the engine's funnel step: carts and purchases, and whether their user viewed lately
-            viewed = np.zeros(cut - seg, np.bool_)
-            n_buys = 0
-            for i in range(cut - seg):
-                if s_types[i] >= cart_code:
-                    n_buys += 1
-            n_blind = 0
-            if n_buys:
-                b_slots, b_users = np.empty(n_buys, np.int64), np.empty(n_buys, np.int64)
-                j = 0
-                for i in range(cut - seg):
-                    if s_types[i] >= cart_code:
-                        b_slots[j], b_users[j] = s_slots[i], s_users[i]
-                        j += 1
-                live = _has_live(rows, b_slots, b_users, np.int64(view_code),
-                                 np.int64(max_ts_ms - lateness_ms - cap_window_ms))  # fmt: skip
-                j = 0
-                for i in range(cut - seg):
-                    if s_types[i] >= cart_code:
-                        viewed[i] = live[j]
-                        if not live[j]:
-                            n_blind += 1
-                        j += 1
             f = n_funnel[0]
             funnel[f, 0], funnel[f, 1], funnel[f, 2] = n_buys, n_blind, s_ts.max()
             n_funnel[0] = f + 1
-            _bottomk_update_val(
-                sig, val, fun, nonempty, row_of, seed, s_slots, hashes, activity, s_types, viewed
-            )
             pend_t = _joined(pend_t, s_slots)
-            n_new = 0
-            for i in range(cut - seg):
-                if new_pair[i]:
-                    n_new += 1
-            fresh = np.empty(n_new, np.int64)
-            j = 0
-            for i in range(cut - seg):
-                if new_pair[i]:
-                    fresh[j] = s_slots[i]
-                    j += 1
             pend_n = _joined(pend_n, fresh)
             applied += cut - seg
             seg = cut
@@ -419,7 +522,7 @@ class TickRun(NamedTuple):
     touched: NDArray[np.int64]
     new_users: NDArray[np.int64]
     prelude: tuple[tuple[float, float, float], NDArray[np.int64], NDArray[np.int64], bool] | None
-    funnel: list[tuple[int, int, int]]  # per segment applied: carts and purchases, blind ones, latest ts
+    funnel: list[list[int]]  # per segment applied: carts and purchases, blind ones, latest ts
 
 
 def _time(t: int | None) -> int:
@@ -519,5 +622,5 @@ def run_ticks(
     return TickRun(
         int(kind), int(k), int(seg), int(n_live), int(applied), snaps[:n_snaps].tolist(),
         None if last_snap == _NONE else int(last_snap), pend_t, pend_n, prelude,
-        [(int(b), int(x), int(t)) for b, x, t in funnel[: int(n_funnel[0])]],
+        funnel[: int(n_funnel[0])].tolist(),  # lists of Python ints
     )  # fmt: skip

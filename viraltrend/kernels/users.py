@@ -77,6 +77,7 @@ _TS_MASK: Final = 2**55 - 1
 _MAX_ABS_TS_MS: Final = 2**53
 _MAX_PRODUCT: Final = 2**31  # product slots fill bits 32..62 of a key
 _MAX_USERS: Final = 2**32
+_SCAN_BUCKETS: Final = 64  # compact()'s count of live entries, by stored time
 _UNSET: Final = int(np.iinfo(np.int64).min)
 _M64: Final = 2**64 - 1
 _GOLDEN: Final = 0x9E3779B97F4A7C15
@@ -275,6 +276,37 @@ def _count_live(rows: NDArray[np.int64], cutoff_ms: _Int) -> _Int:
 
 
 @njit(cache=True)
+def _live_histogram(
+    rows: NDArray[np.int64], cutoff_ms: _Int, step_ms: _Int, n_buckets: _Int
+) -> NDArray[np.int64]:
+    """Entries with stored time ``s >= cutoff_ms`` per bucket ``min((s - cutoff_ms) // step_ms, n - 1)``.
+
+    Their sum is :func:`_count_live`'s count (one pass over the table as it).
+    """
+    out = np.zeros(n_buckets, np.int64)
+    for idx in range(rows.shape[0]):
+        if rows[idx, 0] != _EMPTY:
+            s = (rows[idx, 1] & _TS_MASK) - _TS_OFFSET
+            if s >= cutoff_ms:
+                out[min((s - cutoff_ms) // step_ms, n_buckets - 1)] += 1
+    return out
+
+
+def _still_live(hist: NDArray[np.int64], lo_ms: int, step_ms: int, cutoff_ms: int) -> int:
+    """Entries of ``hist`` (:func:`_live_histogram` at ``lo_ms``) whose whole bucket is ``>= cutoff_ms``."""
+    first = max(-((lo_ms - cutoff_ms) // step_ms), 0)  # ceil((cutoff - lo) / step): the first such bucket
+    return int(hist[first:].sum()) if first < hist.shape[0] else 0
+
+
+def _rebuild_capacity(live: int, min_capacity: int) -> int:
+    """The capacity :func:`_rebuild` picks for ``live`` entries (at most 3/8 full)."""
+    need = min_capacity
+    while 3 * need < 8 * live:
+        need *= 2
+    return need
+
+
+@njit(cache=True)
 def _count_entries(rows: NDArray[np.int64]) -> _Int:
     """Count the entries of a table; -1 if one is malformed or not where a look-up finds it."""
     mask = rows.shape[0] - 1
@@ -373,6 +405,8 @@ class UserSignals:
         self.rows: NDArray[np.int64] = np.full((self.min_table_capacity, 2), _EMPTY, np.int64)
         self._used = 0
         self._max_ts_ms = _UNSET
+        # compact()'s last count of the live entries by stored time (lo_ms, step_ms, counts): see there
+        self._live_at_scan: tuple[int, int, NDArray[np.int64]] | None = None
 
     @property
     def capacity_users(self) -> int:
@@ -490,6 +524,7 @@ class UserSignals:
                 products, users,
             )  # fmt: skip
             self.rows, self._used = rows, int(used)
+            self._live_at_scan = None  # live entries were dropped: the last count no longer bounds them
 
     def compact(self) -> bool:
         """Shrink the table when its live entries would fit one at least four times smaller.
@@ -497,17 +532,29 @@ class UserSignals:
         Expired entries (stored time ``< M - L - W``) can never block an event again (module
         docstring), so dropping them changes no output; without this, a table grown for a busy hour
         keeps its rows (and their resident pages) until the next insert-triggered rebuild, which a
-        quiet stream may never make.  O(table): the engine calls it at its user sweeps.  Returns
-        True if the table was rebuilt.
+        quiet stream may never make.  The engine calls it at its user sweeps.  Returns True if the
+        table was rebuilt.
+
+        Most calls cost O(1): a stored time only increases and an entry leaves the table only once
+        expired (or by :meth:`forget_users` / :meth:`forget_products`, which forget this), so the
+        entries a count found live at stored times ``>= cutoff`` now are still live: when they
+        alone need a table more than a quarter of this one, no rebuild is due and nothing is
+        scanned.  Otherwise one O(table) pass counts the live entries exactly (and by stored time,
+        for the next calls).  The answer is always the exact count's.
         """
         if self._max_ts_ms == _UNSET or self.rows.shape[0] <= self.min_table_capacity:
             return False
         cutoff = np.int64(max(self._max_ts_ms - self.allowed_lateness_ms - self.cap_window_ms, _UNSET))
-        live = int(_count_live(self.rows, cutoff))
-        need = self.min_table_capacity
-        while 3 * need < 8 * live:  # the capacity a rebuild picks (at most 3/8 full)
-            need *= 2
-        if 4 * need > self.rows.shape[0]:
+        if self._live_at_scan is not None:
+            lo_ms, step_ms, hist = self._live_at_scan
+            bound = _still_live(hist, lo_ms, step_ms, int(cutoff))  # live now, at least
+            if 4 * _rebuild_capacity(bound, self.min_table_capacity) > self.rows.shape[0]:
+                return False
+        step = max(-(-(self._max_ts_ms - int(cutoff) + 1) // _SCAN_BUCKETS), 1)  # stored times <= max_ts
+        hist = _live_histogram(self.rows, cutoff, np.int64(step), np.int64(_SCAN_BUCKETS))
+        self._live_at_scan = (int(cutoff), step, hist)
+        live = int(hist.sum())
+        if 4 * _rebuild_capacity(live, self.min_table_capacity) > self.rows.shape[0]:
             return False
         no_drop = np.empty(0, np.int64)
         self.rows, used = _rebuild(

@@ -35,7 +35,7 @@ from msgspec import Meta
 from numpy.typing import NDArray
 
 from viraltrend.errors import InputError
-from viraltrend.events import EVENT_TYPE_CODE, EVENT_TYPES, EventBatch, IdColumns, Reject
+from viraltrend.events import EVENT_TYPE_CODE, EVENT_TYPES, ID_FIELDS, EventBatch, IdColumns, Reject
 from viraltrend.kernels.ndjson import FALLBACK, OK, scan
 
 __all__ = ["COLUMNS", "REQUIRED_COLUMNS", "TS_MAX_MS", "TS_MIN_MS", "decode_frame", "decode_records"]
@@ -517,11 +517,7 @@ def decode_frame(
     batch = EventBatch(
         ts_ms=(ok.get_column("_ts") * ts_scale).to_numpy().astype(np.int64, copy=False),
         type_code=ok.get_column("_code").to_numpy().astype(np.int8, copy=False),
-        product_id=ok.get_column("product_id").to_list(),
-        user_id=ok.get_column("user_id").to_list(),
-        event_id=ok.get_column("event_id").to_list(),
-        seller_id=ok.get_column("seller_id").to_list(),
-        category=ok.get_column("category").to_list(),
+        ids=_id_spans(ok),  # no str per event: the lists are built from the spans if ever asked for
         price=ok.get_column("_price").fill_null(math.nan).to_numpy().astype(np.float64, copy=False),
         quantity=ok.get_column("_qty").fill_null(1).to_numpy().astype(np.int64, copy=False),
         partition=np.full(m, partition, np.int32),
@@ -544,6 +540,37 @@ def decode_frame(
         detail = _frame_detail(reason, field, row[field], names, ts_scale)
         rejects.append(Reject(original, reason, detail, source, partition, int(offsets[pos])))
     return batch, rejects
+
+
+def _id_spans(frame: pl.DataFrame) -> IdColumns:
+    """The id columns of ``frame`` (String, null: absent) as :class:`IdColumns`, with no ``str`` per row.
+
+    Per column one ``join`` of its values (nulls left out) into UTF-8 bytes and the byte lengths
+    (``len_bytes``), whose running sum gives the spans: the same texts and hashes as
+    :meth:`IdColumns.from_strings` of the column's values (``tests/stream/test_decode_frame_ids.py``).
+    """
+    n = frame.height
+    start = np.full((5, n), -1, np.int64)
+    stop = np.full((5, n), -1, np.int64)
+    chunks: list[bytes] = []
+    pos = 0
+    for row, name in enumerate(ID_FIELDS):
+        column = frame.get_column(name)
+        sizes = column.str.len_bytes()
+        present = sizes.is_not_null().to_numpy()
+        if not present.any():
+            continue
+        data = str(column.str.join("").item()).encode("utf-8")
+        ends = np.cumsum(sizes.drop_nulls().to_numpy().astype(np.int64))
+        begins = np.empty_like(ends)
+        begins[0] = 0
+        begins[1:] = ends[:-1]
+        where = slice(None) if present.all() else np.flatnonzero(present)
+        start[row, where] = begins + pos
+        stop[row, where] = ends + pos
+        chunks.append(data)
+        pos += len(data)
+    return IdColumns.from_spans(np.frombuffer(b"".join(chunks), np.uint8), start, stop)
 
 
 def _frame_checks(ts_scale: int) -> list[tuple[str, str, pl.Expr]]:
