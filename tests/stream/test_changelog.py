@@ -239,6 +239,58 @@ def test_corrupted_chunk_is_refused(broker, changelog, store_factory):
     assert "tombstone" in str(info.value)
 
 
+@pytest.mark.parametrize("how", ["truncated", "foreign"])
+def test_a_truncated_or_foreign_chunk_is_refused(broker, changelog, store_factory, how):
+    topic = changelog()
+    store = store_factory(topic)
+    store.save(0, sample_arrays(), {"v": 1}, {0: 10})
+    records = read_partition(broker.bootstrap_servers, topic, 0)
+    seq = header(records, f"{INPUT}-0")["seq"]
+    chunk = dict(records)[f"{INPUT}-0/{seq}/1"]
+    assert chunk is not None
+    if how == "truncated":
+        value = chunk[:-1]
+    else:  # a chunk of another checkpoint, of the same length
+        other = changelog()
+        store_factory(other).save(0, sample_arrays(seed=5), {"v": 2}, {0: 10})
+        value = dict(read_partition(broker.bootstrap_servers, other, 0))[f"{INPUT}-0/{seq}/1"]
+        assert value is not None and len(value) == len(chunk) and value != chunk
+    produce(broker.bootstrap_servers, topic, 0, [(f"{INPUT}-0/{seq}/1", value)])
+    with pytest.raises(CheckpointError, match=rf"chunk .*/{seq}/1.* does not match its SHA-256.*tombstone"):
+        store_factory(topic).load(0)
+
+
+def test_a_header_whose_total_bytes_disagree_with_its_chunks_is_refused(broker, changelog, store_factory):
+    topic = changelog()
+    store_factory(topic).save(0, sample_arrays(), {"v": 1}, {0: 10})
+    name = f"{INPUT}-0"
+    last = header(read_partition(broker.bootstrap_servers, topic, 0), name)
+    produce(broker.bootstrap_servers, topic, 0, [(name, json.dumps(dict(last, total_bytes=7)).encode())])
+    with pytest.raises(CheckpointError, match="add up to .* bytes, not the header's total_bytes=7"):
+        store_factory(topic).load(0)
+
+
+def test_a_wider_window_reads_only_the_records_before_the_ones_already_read(broker, changelog, store_factory):
+    topic = changelog()
+    writer = store_factory(topic)
+    for i in range(6):
+        writer.save(0, sample_arrays(seed=i), {"v": i}, {0: i})
+    total = len(read_partition(broker.bootstrap_servers, topic, 0))
+    reader = store_factory(topic)
+    read_offsets: list[int] = []
+    inner = reader._read_confluent if reader.reader == "confluent" else reader._read
+
+    def counting(*args, **kwargs):
+        for record in inner(*args, **kwargs):
+            read_offsets.append(record[2])
+            yield record
+
+    reader._read = reader._read_confluent = counting  # type: ignore[method-assign]
+    assert reader.load(0)[1] == {"v": 5}
+    assert len(read_offsets) > 64  # the first window did not hold the checkpoint: it was widened
+    assert len(read_offsets) == len(set(read_offsets)) == reader.last_load_records <= total
+
+
 def test_header_pointing_to_missing_chunks_is_refused(broker, changelog, store_factory):
     topic = changelog()
     store = store_factory(topic)

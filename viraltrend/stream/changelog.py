@@ -44,9 +44,11 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerr
 
@@ -140,6 +142,9 @@ class _Scan:
     dead: set[str] = field(default_factory=set)  #: chunk keys whose latest record is a tombstone
     deleted: bool = False  #: the latest header record is a tombstone (the checkpoint was deleted)
     chain: list[tuple[int, int]] = field(default_factory=list)  #: (seq, n_chunks) of the parts before it
+    #: SHA-256 of each chunk value, computed on a thread as the records arrive, by offset
+    hashes: dict[int, Future[str]] = field(default_factory=dict)
+    chunk_offsets: dict[str, int] = field(default_factory=dict)  #: offset of each value in ``chunks``
 
     def add(self, name: str, key: str, value: bytes | None, offset: int) -> None:
         """Take one record of the changelog partition, read in offset order."""
@@ -168,6 +173,7 @@ class _Scan:
                 if (q := _chunk_seq(k, prefix) or 0) < self.header_seq and q not in keep
             ]:
                 del self.chunks[old]
+                self._forget(old)
         elif key.startswith(prefix):
             seq = _chunk_seq(key, prefix)
             if seq is None:
@@ -177,10 +183,27 @@ class _Scan:
                 self.live.discard(key)
                 self.dead.add(key)
                 self.chunks.pop(key, None)
+                self._forget(key)
             else:
                 self.live.add(key)
                 self.dead.discard(key)
+                self._forget(key)
                 self.chunks[key] = value
+                self.chunk_offsets[key] = offset
+
+    def _forget(self, key: str) -> None:
+        """Drop the hash of chunk ``key``'s older value (cancelled if not computed yet)."""
+        offset = self.chunk_offsets.pop(key, None)
+        future = self.hashes.pop(offset, None) if offset is not None else None
+        if future is not None:
+            future.cancel()
+
+    def sha256(self, key: str) -> str:
+        """SHA-256 (hex) of the value of chunk ``key``: the one computed on arrival, if any."""
+        future = self.hashes.get(self.chunk_offsets.get(key, -1))
+        if future is not None and not future.cancelled():
+            return future.result()
+        return hashlib.sha256(self.chunks[key]).hexdigest()
 
     def complete(self, name: str) -> bool:
         """Whether a read that began past the log's start saw all a load and the next save need.
@@ -220,6 +243,10 @@ def _chunk_seq(key: str, prefix: str) -> int | None:
     if len(parts) != 2 or not (parts[0].isdigit() and parts[1].isdigit()):
         return None
     return int(parts[0])
+
+
+def _sha256(value: bytes) -> str:
+    return hashlib.sha256(value).hexdigest()
 
 
 def _header_int(value: bytes, key: str, default: int) -> int:
@@ -454,7 +481,7 @@ class ChangelogStore:
             raise
         self._known[partition] = _Known(seq, frozenset(keys) | in_chain)
         self._parts[partition] = [*parts, part]
-        self.chains.done(partition, plan, len(blob))
+        self.chains.done(partition, plan)
         self.last_save = (plan.seq, len(blob) + len(header))
         return len(blob) + len(header)
 
@@ -532,13 +559,14 @@ class ChangelogStore:
         for seq, blob in parts:
             part_where = f"{where}, seq {seq}"
             encoded = EncodedCheckpoint.from_blob(blob, where=part_where, remedy=remedy)
-            got = decode_checkpoint(encoded, where=part_where, remedy=remedy)
+            # every byte was checked against the header's SHA-256 of its chunk: not hashed again
+            got = decode_checkpoint(encoded, where=part_where, remedy=remedy, verified=True)
             _split_chain(got[1], part_where, remedy)
             loaded.append((got, part_where))
         self.last_load_deltas = len(loaded) - 1
         return apply_chain(loaded[0][0], loaded[1:], remedy=remedy)
 
-    def _assemble(self, scan: _Scan, name: str, *, where: str, remedy: str) -> list[tuple[int, bytearray]]:
+    def _assemble(self, scan: _Scan, name: str, *, where: str, remedy: str) -> list[tuple[int, memoryview]]:
         """Check the header of ``scan`` (checkpoint ``name``) and the chunks of its chain.
 
         Returns ``(seq, blob)`` of the base and each delta on it, oldest first (one part when the
@@ -581,38 +609,49 @@ class ChangelogStore:
         *,
         where: str,
         remedy: str,
-    ) -> bytearray:
-        """The blob of save ``seq`` from its chunks, each checked against the header's SHA-256."""
+    ) -> memoryview:
+        """The blob of save ``seq`` from its chunks, each checked against the header's SHA-256.
+
+        One pass over the bytes: each chunk's hash (mostly computed while the partition was read)
+        is compared with the header's, and the chunk copied once into a buffer of the header's
+        ``total_bytes``.  The SHA-256 of the whole blob (``whole``) is not computed again: the
+        chunks' hashes, their count and ``total_bytes`` already fix every byte of it.
+        """
+        del whole
         if len(shas) != n_chunks:
             msg = (
                 f"the checkpoint header in {where} lists {len(shas)} chunk checksums for {n_chunks} "
                 f"chunks. {remedy}"
             )
             raise CheckpointError(msg)
-        blob = bytearray()
-        for i, sha in enumerate(shas):
-            key = f"{name}/{seq}/{i}"
-            chunk = scan.chunks.get(key)
-            if chunk is None:
+        keys = [f"{name}/{seq}/{i}" for i in range(n_chunks)]
+        for key, sha in zip(keys, shas, strict=True):
+            if key not in scan.chunks:
                 msg = (
                     f"chunk {key!r} of the checkpoint in {where} is missing (a lost or deleted record; "
                     f"{n_chunks} chunks expected). {remedy}"
                 )
                 raise CheckpointError(msg)
-            if hashlib.sha256(chunk).hexdigest() != sha:
+            if scan.sha256(key) != sha:
                 msg = (
                     f"chunk {key!r} of the checkpoint in {where} does not match its SHA-256 in the "
                     f"header (corrupt or tampered); refusing to load it. {remedy}"
                 )
                 raise CheckpointError(msg)
-            blob += chunk
-        if len(blob) != total or hashlib.sha256(blob).hexdigest() != whole:
+        sizes = [len(scan.chunks[key]) for key in keys]
+        if sum(sizes) != total:
             msg = (
-                f"the chunks of the checkpoint in {where} add up to {len(blob)} bytes that do not match "
-                f"the header's total_bytes={total} and SHA-256; refusing to load it. {remedy}"
+                f"the chunks of the checkpoint in {where} add up to {sum(sizes)} bytes, not the header's "
+                f"total_bytes={total}; refusing to load it. {remedy}"
             )
             raise CheckpointError(msg)
-        return blob
+        blob = np.empty(total, np.uint8)  # not zeroed: every byte is written below
+        view = memoryview(blob.data)
+        pos = 0
+        for key, size in zip(keys, sizes, strict=True):
+            view[pos : pos + size] = scan.chunks.pop(key)  # the chunk's own bytes are freed
+            pos += size
+        return view
 
     def _scan(self, partition: int) -> _Scan:
         """Read changelog ``partition`` to its end from the last complete checkpoint of its name.
@@ -621,28 +660,47 @@ class ChangelogStore:
         start) until it holds the latest header, every chunk of that header and the header
         before it (see :meth:`_Scan.complete`): a load reads about two checkpoints, not the
         whole history (Tansu does not compact, and a real cluster compacts only eventually).
+        A wider window reads only the records before the ones already read, never one twice.
+        Each chunk's SHA-256 is computed on a thread as it arrives, while the read goes on.
         """
         name = self.name(partition)
+        prefix = name + "/"
         tp = TopicPartition(self.topic, partition)
         consumer = self._consumer()
+        hasher = ThreadPoolExecutor(1, thread_name_prefix="changelog-sha256")
+        hashes: dict[int, Future[str]] = {}
         try:
             begin, end = self._bounds(consumer, tp)
             window = self._window.get(partition, _FIRST_WINDOW)
+            records: list[tuple[str, bytes | None, int]] = []  # read so far, in offset order
+            stop: int | None = None  # the first offset read so far (None: nothing read yet)
             while True:
                 start = max(begin, end - window)
+                if stop is None or start < stop:
+                    read = self._read_confluent if self.reader == "confluent" else self._read
+                    got = []
+                    for key, value, offset in read(consumer, tp, start, end, stop):
+                        if value is not None and key.startswith(prefix):
+                            hashes[offset] = hasher.submit(_sha256, value)
+                        got.append((key, value, offset))
+                    records = got + records
+                    stop = start
                 scan = _Scan()
-                read = self._read_confluent if self.reader == "confluent" else self._read
-                for key, value, offset in read(consumer, tp, start, end):
+                for key, value, offset in records:
                     scan.add(name, key, value, offset)
                 if start <= begin or scan.complete(name):
                     self._window[partition] = window
                     scan.finish(name)
+                    scan.hashes = {o: hashes.pop(o) for o in scan.chunk_offsets.values() if o in hashes}
                     return scan
                 window *= 4
         except kerr.KafkaError as exc:
             msg = f"reading {self.describe}, partition {partition}, failed: {_describe(exc)}"
             raise StreamError(msg) from exc
         finally:
+            for future in hashes.values():  # chunks no load needs
+                future.cancel()
+            hasher.shutdown(wait=False)  # the thread computes the scan's remaining hashes, then ends
             consumer.close(autocommit=False)
 
     def _consumer(self) -> KafkaConsumer:
@@ -671,24 +729,31 @@ class ChangelogStore:
         return begin, end
 
     def _read(
-        self, consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int
+        self, consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int, stop: int | None = None
     ) -> Iterator[tuple[str, bytes | None, int]]:
-        """Yield ``(key, value, offset)`` of ``tp`` from offset ``start`` to its end.
+        """Yield ``(key, value, offset)`` of ``tp`` from offset ``start`` to its end, or to ``stop``.
 
         The end is reached when the position is at or past both ``end`` (the end offset asked
         at the start) and the high watermark of the latest fetch, *and* a poll returned nothing.
+        With ``stop``, the records from offset ``stop`` on are not read (they were already).
         """
+        if stop is not None and start >= stop:
+            return
         consumer.seek(tp, start)
         deadline = time.monotonic() + self.load_timeout_s
         read = 0
         while True:
             batch = consumer.poll(timeout_ms=self.poll_timeout_ms).get(tp, [])
             for record in batch:
+                if stop is not None and record.offset >= stop:
+                    return
                 key = record.key.decode("utf-8", "replace") if record.key is not None else ""
                 yield key, record.value, record.offset
             read += len(batch)
             highwater = consumer.highwater(tp)
             position = consumer.position(tp, timeout_ms=1000)
+            if stop is not None and position is not None and position >= stop:
+                return
             if (
                 not batch
                 and highwater is not None
@@ -706,15 +771,17 @@ class ChangelogStore:
                 raise StreamError(msg)
 
     def _read_confluent(
-        self, consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int
+        self, consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int, stop: int | None = None
     ) -> Iterator[tuple[str, bytes | None, int]]:
         """:meth:`_read` with librdkafka (``reader="confluent"``): the same records, read faster.
 
         The end is reached as in :meth:`_read`: the position at or past both ``end`` and the
-        high watermark, and a consume that returned nothing.  ``consumer`` (kafka-python) only
-        gave the bounds.
+        high watermark, and a consume that returned nothing; or, with ``stop``, at ``stop``.
+        ``consumer`` (kafka-python) only gave the bounds.
         """
         del consumer
+        if stop is not None and start >= stop:
+            return
         from confluent_kafka import Consumer, KafkaException
         from confluent_kafka import TopicPartition as RdPartition
 
@@ -747,9 +814,13 @@ class ChangelogStore:
                         msg = f"reading {self.describe}, partition {tp.partition}, failed: {error.str()}"
                         raise StreamError(msg)
                     key, offset = m.key(), int(m.offset() or 0)
+                    if stop is not None and offset >= stop:
+                        return
                     yield key.decode("utf-8", "replace") if key is not None else "", m.value(), offset
                     position = offset + 1
                 read += len(messages)
+                if stop is not None and position >= stop:
+                    return
                 if not messages:
                     high = reader.get_watermark_offsets(rd_tp, timeout=5.0, cached=False)[1]
                     if position >= max(end, high):
