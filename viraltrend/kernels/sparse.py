@@ -5,7 +5,8 @@ elements' values.  Most of a checkpoint's bytes are capacity nobody used yet: em
 open-addressing tables (all bits set), counter cells of event types a product never saw
 (zero).  :func:`encode` keeps an element's raw bits (an unsigned integer of its item size, so
 ``-0.0`` and every NaN pattern survive) when they differ from ``fill``, and one bit per element
-saying which did; :func:`decode` rebuilds the array bit for bit.  Both are one compiled pass.
+saying which did; :func:`decode` rebuilds the array bit for bit.  Both are one compiled pass,
+which releases the GIL (several arrays decode at once on threads).
 
 Layout of an encoded array of ``n`` elements of ``k`` bytes: ``mask`` uint8[ceil(n / 8)] (bit
 ``i % 8`` of byte ``i // 8``: element ``i`` differs from ``fill``; the bits past ``n`` are zero),
@@ -36,7 +37,7 @@ RAW_TYPES: Final = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _SAMPLE: Final = 4096  # elements sampled to choose the fill value
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _count(raw: NDArray[Any], fill: Any) -> int:
     n = 0
     for i in range(raw.shape[0]):
@@ -44,7 +45,7 @@ def _count(raw: NDArray[Any], fill: Any) -> int:
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _encode(raw: NDArray[Any], fill: Any, mask: NDArray[np.uint8], values: NDArray[Any]) -> int:
     """Fill ``mask`` (zeroed, uint8[ceil(n / 8)]) and ``values``; the number of values written."""
     j = 0
@@ -57,7 +58,7 @@ def _encode(raw: NDArray[Any], fill: Any, mask: NDArray[np.uint8], values: NDArr
     return j
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _decode(mask: NDArray[np.uint8], values: NDArray[Any], fill: Any, out: NDArray[Any]) -> int:
     """Write every element of ``out``; the values used, or -1 if ``mask`` asks for more than there are.
 

@@ -79,6 +79,7 @@ _ARRAYS_MAGIC: Final = b"VTARR\x00\x03\x00"
 _ARRAYS_MAGIC_2: Final = b"VTARR\x00\x02\x00"
 _SPARSE_MIN_BYTES: Final = 4096  # smaller arrays are stored raw
 _SPARSE_MAX_SHARE: Final = 0.75  # sparse only if it keeps at most this share of the bytes
+_DECODE_THREADED_BYTES: Final = 64 * 1024 * 1024  # sparse arrays decoded on two threads past this
 _U64: Final = struct.Struct("<Q")
 _ALIGN: Final = 64
 _REMEDY: Final = "Move the directory away to start that partition fresh"
@@ -182,6 +183,7 @@ def _unpack_arrays(buf: Buffer) -> Arrays:
     entries = json.loads(bytes(view[start : start + n]))
     base = start + n + _pad(start + n)
     out: Arrays = {}
+    jobs: list[tuple[NDArray[np.uint8], NDArray[Any], int, NDArray[Any]]] = []  # sparse ones, decoded last
     for entry in entries:
         if len(entry) not in ((4, 6) if magic == _ARRAYS_MAGIC else (4,)):
             msg = f"an entry of arrays.bin has {len(entry)} fields"
@@ -204,8 +206,15 @@ def _unpack_arrays(buf: Buffer) -> Arrays:
         mask = _view(view, key, np.dtype(np.uint8), n_mask, base + offset)
         values = _view(view, key, np.dtype(raw_type), n_values, base + offset + n_mask + _pad(n_mask))
         arr = np.empty(shape, dtype)
-        sparse.decode(mask, values, fill, arr.reshape(-1).view(raw_type))
+        jobs.append((mask, values, fill, arr.reshape(-1).view(raw_type)))
         out[str(key)] = arr
+    if sum(job[3].nbytes for job in jobs) < _DECODE_THREADED_BYTES:
+        for job in jobs:
+            sparse.decode(*job)
+    else:  # the kernel frees the GIL: two arrays at a time (the largest first)
+        jobs.sort(key=lambda job: -job[3].nbytes)
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda job: sparse.decode(*job), jobs))
     return out
 
 
