@@ -121,6 +121,17 @@ def test_sparse_arrays_round_trip_bit_for_bit_and_shrink_the_checkpoint():
     assert got["rows"].flags.writeable and got["acc"].flags.c_contiguous
 
 
+def test_sparse_arrays_decoded_on_threads_are_the_same(monkeypatch):
+    from viraltrend.stream import checkpoint
+
+    arrays = sparse_arrays()
+    encoded = encode_checkpoint(arrays, {}, {0: 1})
+    monkeypatch.setattr(checkpoint, "_DECODE_THREADED_BYTES", 0)  # the path of large checkpoints
+    got, _, _ = decode_checkpoint(encoded, where="here", remedy="x")
+    for key, arr in arrays.items():
+        assert got[key].tobytes() == arr.tobytes(), key
+
+
 def _arrays_bin_format_2(arrays: dict[str, np.ndarray]) -> bytes:
     """``arrays.bin`` as main wrote it before sparse arrays (format 2): every array raw, 64-aligned."""
     entries, offset, bodies = [], 0, []
