@@ -128,6 +128,25 @@ def test_round_trip_of_a_chunked_checkpoint(broker, changelog, store_factory):
     assert head["offsets"] == {"0": 12345}
 
 
+def test_a_sparse_state_round_trips_in_fewer_bytes_than_raw(broker, changelog, store_factory):
+    rng = np.random.default_rng(1)
+    rows = np.full((16_384, 2), -1, np.int64)  # an open-addressing table, a tenth full
+    rows[rng.choice(16_384, 1_600, replace=False)] = rng.integers(0, 2**40, (1_600, 2))
+    acc = np.zeros((4_096, 6, 4))  # counter cells, most never touched
+    acc[rng.choice(4_096, 500), rng.integers(0, 6, 500)] = rng.random((500, 4))
+    acc[1, 0, 0], acc[2, 0, 0] = -0.0, np.nan
+    arrays = {"users.rows": rows, "counters.acc": acc, **sample_arrays()}
+    sizes = {}
+    for sparse in (True, False):
+        topic = changelog()
+        sizes[sparse] = store_factory(topic, sparse=sparse).save(0, arrays, {"v": 1}, {0: 1})
+        got, meta, _ = store_factory(topic).load(0)
+        for key, arr in arrays.items():
+            assert got[key].dtype == arr.dtype and got[key].tobytes() == arr.tobytes(), key
+        assert meta == {"v": 1}
+    assert sizes[True] < 0.5 * sizes[False]
+
+
 def test_store_implements_the_state_store_protocol(changelog, store_factory):
     topic = changelog()
     store = store_factory(topic)

@@ -132,6 +132,23 @@ def test_sparse_arrays_decoded_on_threads_are_the_same(monkeypatch):
         assert got[key].tobytes() == arr.tobytes(), key
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_a_local_store_writes_raw_arrays_unless_told_to_write_them_sparse(tmp_path, sparse):
+    arrays = sparse_arrays()
+    store = LocalStore(tmp_path, TOPIC, sparse=sparse)
+    store.save(0, arrays, {"v": 1}, {0: 3})
+    data = (store.path(0) / "arrays.bin").read_bytes()
+    manifest = json.loads((store.path(0) / "manifest.json").read_text())
+    # raw: format 2, which viraltrend before sparse arrays reads too (and a load maps it, reading nothing)
+    assert (manifest["format"], data[:8]) == (
+        (3, b"VTARR\x00\x03\x00") if sparse else (2, b"VTARR\x00\x02\x00")
+    )
+    assert (len(data) < 0.4 * sum(a.nbytes for a in arrays.values())) == sparse
+    got, meta, offsets = LocalStore(tmp_path, TOPIC).load(0)
+    assert_arrays_equal(got, arrays)
+    assert (meta, offsets) == ({"v": 1}, {0: 3})
+
+
 def _arrays_bin_format_2(arrays: dict[str, np.ndarray]) -> bytes:
     """``arrays.bin`` as main wrote it before sparse arrays (format 2): every array raw, 64-aligned."""
     entries, offset, bodies = [], 0, []

@@ -124,8 +124,11 @@ def _sparse_plan(arr: NDArray[Any]) -> tuple[int, int] | None:
     return fill, n_values
 
 
-def _pack_arrays(arrays: Arrays) -> list[Buffer]:
-    """``arrays.bin``: magic, header length, JSON header of the entries, then their bytes.
+def _pack_arrays(arrays: Arrays, *, sparse_ok: bool = True) -> tuple[list[Buffer], int]:
+    """``arrays.bin``: magic, header length, JSON header of the entries, then their bytes; its format.
+
+    Format 3 when an array is stored sparse (only if ``sparse_ok``), else format 2 (every array
+    raw), which viraltrend before format 3 also reads.
 
     An entry is ``[name, dtype, shape, offset]`` for an array stored raw, and ``[name, dtype,
     shape, offset, fill, values]`` for one stored sparse (its mask at ``offset``, then, at the
@@ -137,7 +140,7 @@ def _pack_arrays(arrays: Arrays) -> list[Buffer]:
     bodies: list[list[Buffer]] = []
     offset = 0
     for key, arr in arrays.items():
-        plan = _sparse_plan(arr)
+        plan = _sparse_plan(arr) if sparse_ok else None
         if plan is None:
             data = np.ascontiguousarray(arr)
             entries.append([key, arr.dtype.str, list(arr.shape), offset])
@@ -152,12 +155,13 @@ def _pack_arrays(arrays: Arrays) -> list[Buffer]:
         body.append(bytes(_pad(size)))
         bodies.append(body)
         offset += size + _pad(size)
+    fmt = _FORMAT if any(len(e) == 6 for e in entries) else _FORMAT_RAW
     header = json.dumps(entries, separators=(",", ":")).encode("utf-8")
-    head = _ARRAYS_MAGIC + _U64.pack(len(header)) + header
+    head = (_ARRAYS_MAGIC if fmt == _FORMAT else _ARRAYS_MAGIC_2) + _U64.pack(len(header)) + header
     parts: list[Buffer] = [head + bytes(_pad(len(head)))]
     for body in bodies:
         parts.extend(body)
-    return parts
+    return parts, fmt
 
 
 def _view(view: memoryview, key: str, dtype: np.dtype[Any], count: int, start: int) -> NDArray[Any]:
@@ -300,8 +304,10 @@ def _check_plain(arrays: Arrays) -> None:
             raise CheckpointError(msg)
 
 
-def encode_checkpoint(arrays: Arrays, meta: dict[str, Any], offsets: dict[int, int]) -> EncodedCheckpoint:
-    """Serialise a checkpoint: arrays raw, meta and offsets to JSON, SHA-256 of both.
+def encode_checkpoint(
+    arrays: Arrays, meta: dict[str, Any], offsets: dict[int, int], *, sparse: bool = True
+) -> EncodedCheckpoint:
+    """Serialise a checkpoint: arrays raw or sparse, meta and offsets to JSON, SHA-256 of both.
 
     Parameters
     ----------
@@ -311,6 +317,10 @@ def encode_checkpoint(arrays: Arrays, meta: dict[str, Any], offsets: dict[int, i
         JSON-serialisable state (ids, board, clock, ...), stored under ``"state"``.
     offsets : dict of int to int
         Per input partition, the offset of the next event to read.
+    sparse : bool
+        Store the arrays that are mostly one value sparse (format 3: fewer bytes to move, but
+        decoded into new memory on load).  False: every array raw (format 2), so a local load
+        maps them without reading them.
 
     Returns
     -------
@@ -322,17 +332,18 @@ def encode_checkpoint(arrays: Arrays, meta: dict[str, Any], offsets: dict[int, i
         If an array has ``dtype=object`` (it could only be stored by pickling).
     """
     _check_plain(arrays)
-    data = b"".join(_pack_arrays(arrays))
+    parts, fmt = _pack_arrays(arrays, sparse_ok=sparse)
+    data = b"".join(parts)
     meta_bytes = json.dumps(
         {
-            "format": _FORMAT,
+            "format": fmt,
             "offsets": {str(p): int(o) for p, o in offsets.items()},
             "saved_at_ms": int(time.time() * 1000),
             "state": meta,
         },
         separators=(",", ":"),
     ).encode("utf-8")
-    manifest = json.dumps({"format": _FORMAT, _ARRAYS: _part_shas(data), _META: _sha256(meta_bytes)})
+    manifest = json.dumps({"format": fmt, _ARRAYS: _part_shas(data), _META: _sha256(meta_bytes)})
     return EncodedCheckpoint(data=data, meta=meta_bytes, manifest=manifest.encode("utf-8"))
 
 
@@ -754,6 +765,11 @@ class LocalStore:
         The topic whose partitions the checkpoints belong to.
     policy : ChainPolicy, optional
         When to write a delta and when a full checkpoint (compaction).
+    sparse : bool
+        Store the arrays that are mostly one value sparse (format 3).  Off by default: a local
+        load maps a raw ``arrays.bin`` copy-on-write and reads a page only when it is used,
+        faster than decoding every array into new memory (a sparse file is a third of the bytes
+        to write and keep, though).
 
     A save writes either a full checkpoint (a new base, then the deltas of the old one are
     deleted) or the next delta; each is written to a temporary directory and renamed into place.
@@ -774,8 +790,16 @@ class LocalStore:
     True
     """
 
-    def __init__(self, directory: str | Path, input_topic: str, *, policy: ChainPolicy | None = None) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        input_topic: str,
+        *,
+        policy: ChainPolicy | None = None,
+        sparse: bool = False,
+    ) -> None:
         self.directory = Path(directory)
+        self.sparse = sparse
         self.input_topic = input_topic
         self.directory.mkdir(parents=True, exist_ok=True)
         self.chains = Chains(policy)
@@ -809,7 +833,7 @@ class LocalStore:
         plan = self.chains.plan(partition, arrays, meta)
         base = self.path(partition)
         try:
-            encoded = encode_checkpoint(plan.arrays, plan.meta, offsets)
+            encoded = encode_checkpoint(plan.arrays, plan.meta, offsets, sparse=self.sparse)
             if plan.seq == 0:
                 _save_dir(base, encoded, fence)
                 _drop_deltas(base)
@@ -858,7 +882,7 @@ class CheckpointStore:
 
     def save(self, name: str, arrays: Arrays, meta: dict[str, Any], offsets: dict[int, int]) -> int:
         """Write checkpoint ``name`` atomically; returns its size in bytes."""
-        encoded = encode_checkpoint(arrays, meta, offsets)
+        encoded = encode_checkpoint(arrays, meta, offsets, sparse=False)
         _save_dir(self.directory / _safe_name(name), encoded)
         _drop_deltas(self.directory / _safe_name(name))
         return encoded.nbytes
