@@ -437,6 +437,17 @@ def _warm(cfg: Any) -> None:
     Engine.restore(cfg, got[0], got[1], copy=False)
 
 
+def _cpu_now() -> tuple[float, float]:
+    """CPU seconds so far of this process (all its threads) and of the broker (``BENCH_BROKER_PID``)."""
+    pid = os.environ.get("BENCH_BROKER_PID")
+    return time.process_time(), cpu_s(int(pid)) if pid else float("nan")
+
+
+def _cpu_since(start: tuple[float, float]) -> list[float]:
+    now = _cpu_now()
+    return [now[0] - start[0], now[1] - start[1]]
+
+
 def restore_child(bootstrap: str, n_products: int, tmp: str, seed: int) -> dict[str, Any]:
     """In a spawned process: build, save (changelog and local), load and restore; times and sizes."""
     import numpy as np
@@ -481,6 +492,7 @@ def restore_child(bootstrap: str, n_products: int, tmp: str, seed: int) -> dict[
         store.save(0, arrays, meta, {0: info["events"]})
         out["changelog_save_s"] = time.perf_counter() - t0
     with ChangelogStore(bootstrap, topic, f"{name}-in", partitions=1, load_timeout_s=900) as fresh:
+        c0 = _cpu_now()
         t0 = time.perf_counter()
         loaded = fresh.load(0)
         out["changelog_load_s"] = time.perf_counter() - t0
@@ -489,6 +501,7 @@ def restore_child(bootstrap: str, n_products: int, tmp: str, seed: int) -> dict[
     t0 = time.perf_counter()
     restored = Engine.restore(cfg, loaded[0], loaded[1], copy=False)  # as the service does
     out["changelog_restore_s"] = time.perf_counter() - t0
+    out["changelog_cpu"] = _cpu_since(c0)
     same = restored.tracked_products == engine.tracked_products and sorted(loaded[0]) == sorted(arrays)
     same = same and all(np.array_equal(loaded[0][k], v) for k, v in arrays.items())
     out["identical"] = bool(same)
@@ -497,6 +510,7 @@ def restore_child(bootstrap: str, n_products: int, tmp: str, seed: int) -> dict[
     with ChangelogStore(
         bootstrap, topic, f"{name}-in", partitions=1, load_timeout_s=900, reader="confluent"
     ) as fresh:
+        c0 = _cpu_now()
         t0 = time.perf_counter()
         loaded = fresh.load(0)
         out["changelog_rd_load_s"] = time.perf_counter() - t0
@@ -504,14 +518,16 @@ def restore_child(bootstrap: str, n_products: int, tmp: str, seed: int) -> dict[
     t0 = time.perf_counter()
     restored = Engine.restore(cfg, loaded[0], loaded[1], copy=False)
     out["changelog_rd_restore_s"] = time.perf_counter() - t0
+    out["changelog_rd_cpu"] = _cpu_since(c0)
     same = restored.tracked_products == engine.tracked_products and sorted(loaded[0]) == sorted(arrays)
     out["rd_identical"] = bool(same and all(np.array_equal(loaded[0][k], v) for k, v in arrays.items()))
     del loaded, restored
     # local directory
     directory = Path(tmp) / name
     t0 = time.perf_counter()
-    LocalStore(directory, f"{name}-in").save(0, arrays, meta, {0: info["events"]})
+    out["local_bytes"] = LocalStore(directory, f"{name}-in").save(0, arrays, meta, {0: info["events"]})
     out["local_save_s"] = time.perf_counter() - t0
+    c0 = _cpu_now()
     t0 = time.perf_counter()
     local = LocalStore(directory, f"{name}-in").load(0)
     out["local_load_s"] = time.perf_counter() - t0
@@ -519,6 +535,7 @@ def restore_child(bootstrap: str, n_products: int, tmp: str, seed: int) -> dict[
     t0 = time.perf_counter()
     Engine.restore(cfg, local[0], local[1], copy=False)  # as the service does (Partitions.restore)
     out["local_restore_s"] = time.perf_counter() - t0
+    out["local_cpu"] = _cpu_since(c0)
     del local
     out["incremental"] = _incremental(engine, arrays, meta, bootstrap, Path(tmp), name, info["events"], seed)
     out["peak_rss_mb"] = peak_rss_mb()
@@ -651,7 +668,7 @@ def _restore_in(tree: Path, bootstrap: str, size: int, tmp: Path, seed: int) -> 
         tmp=str(tmp / tree.name), seed=seed, result=str(result),
     )  # fmt: skip
     (tmp / tree.name).mkdir(exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env = {**os.environ, "PYTHONPATH": str(tree), "BENCH_BROKER_PID": str(broker_pid() or "")}
     subprocess.run([sys.executable, "-c", code], cwd=tree, env=env, check=True)
     out: dict[str, Any] = json.loads(result.read_text())
     return out
@@ -802,6 +819,10 @@ def throughput_tables(
     return summary
 
 
+def _cpu_cell(cpu: list[float] | None) -> str:
+    return "" if not cpu else f"{cpu[0]:.2f} + {cpu[1]:.2f}"
+
+
 def restore_tables(
     report: Report, results: list[dict[str, Any]], service: dict[str, dict[str, float]]
 ) -> None:
@@ -823,6 +844,7 @@ def restore_tables(
                 f"{r['changelog_restore_s']:.2f}",
                 f"{ch:.2f}",
                 f"{ch / m:.2f}",
+                _cpu_cell(r.get("changelog_cpu")),
                 f"{r['blob_bytes'] / 1e6 / ch:.0f}",
                 f"{r['peak_rss_mb']:,.0f}",
                 "yes" if r["identical"] else "NO",
@@ -840,6 +862,7 @@ def restore_tables(
                 f"{r['changelog_rd_restore_s']:.2f}",
                 f"{rd:.2f}",
                 f"{rd / m:.2f}",
+                _cpu_cell(r.get("changelog_rd_cpu")),
                 f"{r['blob_bytes'] / 1e6 / rd:.0f}",
                 "",
                 "yes" if r["rd_identical"] else "NO",
@@ -850,14 +873,15 @@ def restore_tables(
                 r["tree"],
                 "local directory",
                 f"{r['products']:,}",
-                f"{(r['npz_bytes'] + r['meta_bytes']) / 1e6:.0f}",
-                f"{(r['npz_bytes'] + r['meta_bytes']) / 1e6 / m:.0f}",
+                f"{r['local_bytes'] / 1e6:.0f}",
+                f"{r['local_bytes'] / 1e6 / m:.0f}",
                 f"{r['local_save_s']:.2f}",
                 f"{r['local_load_s']:.2f}",
                 f"{r['local_restore_s']:.2f}",
                 f"{lo:.2f}",
                 f"{lo / m:.2f}",
-                f"{r['blob_bytes'] / 1e6 / lo:.0f}",
+                _cpu_cell(r.get("local_cpu")),
+                f"{r['local_bytes'] / 1e6 / lo:.0f}",
                 "",
                 "",
             ]
@@ -881,12 +905,13 @@ def restore_tables(
                     "",
                     "",
                     "",
+                    "",
                 ]
             )
     report.table(
         "Restore time per million products",
         "tree|store|products|checkpoint MB|MB per M products|save s|load s|Engine.restore s|restore s|"
-        "s per M products|MB/s|peak RSS MB|identical".split("|"),
+        "s per M products|CPU s: restorer + broker|MB/s|peak RSS MB|identical".split("|"),
         rows,
         notes=[
             "engine rows: an Engine fed 2 synthetic events per product (50 min of event time, users from a "
@@ -899,6 +924,8 @@ def restore_tables(
             "restores a 20k-product engine (numba's kernels loaded, as in a running service); the "
             "baseline tree is measured with this bench's code, importing that tree's viraltrend",
             "identical: the restored arrays equal the saved ones, and the same products are tracked",
+            "CPU s: of load + Engine.restore, the restoring process (all its threads) + the broker (Tansu), "
+            "from /proc: the measure that holds on a shared machine (wall seconds stretch with its load)",
             "`viraltrend run` rows: a new worker joining the group of the first one-worker run restores "
             "every partition from the changelog (viraltrend_restore_duration_seconds, summed over the "
             "partitions: load + Engine.restore + seek); products = viraltrend_tracked_products after it; "
