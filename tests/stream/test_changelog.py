@@ -403,6 +403,18 @@ def test_a_load_reads_the_last_checkpoints_not_the_whole_changelog(broker, chang
     assert reader.last_load_records <= 4 * per_save, (reader.last_load_records, total)
 
 
+def test_a_load_reads_hardly_any_chunk_of_the_saves_before_the_latest(broker, changelog, store_factory):
+    """Once the latest header is read, the window grows by what is missing, not four times."""
+    topic = changelog()
+    writer = store_factory(topic)
+    for i in range(4):
+        writer.save(0, sample_arrays(seed=i, n=16_000), {"v": i}, {0: i})  # about 45 chunks each
+    one_save = writer.last_save[1]
+    reader = store_factory(topic)
+    assert reader.load(0)[1] == {"v": 3}
+    assert reader.last_load_bytes < 1.2 * one_save, (reader.last_load_bytes, one_save)
+
+
 def test_a_save_after_a_windowed_load_leaves_only_its_own_chunks_live(broker, changelog, store_factory):
     topic = changelog()
     writer = store_factory(topic)

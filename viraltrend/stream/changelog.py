@@ -88,6 +88,7 @@ _CONSUMER_KEYS: Final = frozenset(KafkaConsumer.DEFAULT_CONFIG)
 _REQUEST_OVERHEAD: Final = 64 * 1024  # record and request framing beyond a chunk's bytes
 _CLOSE_TIMEOUT_S: Final = 5.0
 _FIRST_WINDOW: Final = 64  # records read back from the end of a changelog partition at first
+_SLACK: Final = 16  # records read beyond those known to be needed, when widening (doubles each time)
 #: Saves stamped with ``epoch`` use ``seq`` in ``[epoch * SEQS_PER_EPOCH, (epoch + 1) * SEQS_PER_EPOCH)``.
 SEQS_PER_EPOCH: Final = 1_000_000_000
 
@@ -666,9 +667,9 @@ class ChangelogStore:
     def _scan(self, partition: int) -> _Scan:
         """Read changelog ``partition`` to its end from the last complete checkpoint of its name.
 
-        Reads a window at the end of the partition, and widens it (times 4, down to the log's
-        start) until it holds the latest header, every chunk of that header and the header
-        before it (see :meth:`_Scan.complete`): a load reads about two checkpoints, not the
+        Reads a window at the end of the partition, and widens it (see :meth:`_wider`, down to
+        the log's start) until it holds the latest header, every chunk of that header and the
+        header before it (see :meth:`_Scan.complete`): a load reads about one checkpoint, not the
         whole history (Tansu does not compact, and a real cluster compacts only eventually).
         A wider window reads only the records before the ones already read, never one twice.
         Each chunk's SHA-256 is computed on a thread as it arrives, while the read goes on.
@@ -684,6 +685,7 @@ class ChangelogStore:
             window = self._window.get(partition, _FIRST_WINDOW)
             records: list[tuple[str, bytes | None, int]] = []  # read so far, in offset order
             stop: int | None = None  # the first offset read so far (None: nothing read yet)
+            slack = _SLACK
             while True:
                 start = max(begin, end - window)
                 if stop is None or start < stop:
@@ -703,7 +705,8 @@ class ChangelogStore:
                     scan.finish(name)
                     scan.hashes = {o: hashes.pop(o) for o in scan.chunk_offsets.values() if o in hashes}
                     return scan
-                window *= 4
+                window = self._wider(scan, name, window, slack)
+                slack *= 2
         except kerr.KafkaError as exc:
             msg = f"reading {self.describe}, partition {partition}, failed: {_describe(exc)}"
             raise StreamError(msg) from exc
@@ -712,6 +715,22 @@ class ChangelogStore:
                 future.cancel()
             hasher.shutdown(wait=False)  # the thread computes the scan's remaining hashes, then ends
             consumer.close(autocommit=False)
+
+    @staticmethod
+    def _wider(scan: _Scan, name: str, window: int, slack: int) -> int:
+        """The next window of :meth:`_scan` (records back from the end), after ``window`` was not enough.
+
+        Once the latest header was read, the records still needed are known: its chunks (and its
+        chain's) not read yet, then the header before it, which lies behind the tombstones of the
+        save before.  So the window grows by the chunks missing plus ``slack`` records (doubled at
+        each step by the caller), and reads few of the older saves' chunks; without a header yet,
+        it grows four times.
+        """
+        if scan.header is None or scan.deleted or scan.header_seq < 0 or not scan.headers:
+            return window * 4
+        parts = [*scan.chain, scan.headers[-1]]
+        missing = sum(f"{name}/{q}/{i}" not in scan.chunks for q, n in parts for i in range(n))
+        return window + missing + slack
 
     def _consumer(self) -> KafkaConsumer:
         config: dict[str, Any] = {
