@@ -483,7 +483,7 @@ def restore_child(bootstrap: str, n_products: int, tmp: str, seed: int) -> dict[
     out["dedup_ids"] = len(engine.dedup) if engine.dedup is not None else 0
     out["user_ids"] = len(engine.users)
     del enc
-    name = f"restore-{n_products}"
+    name = f"restore-{n_products}-{Path(tmp).name}"  # a topic of its own per tree
     # changelog: save with one store, load with a fresh one (as a worker taking over the partition)
     topic = f"{name}.state"
     create_changelog_topic(bootstrap, topic, 1)
