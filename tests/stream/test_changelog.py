@@ -147,6 +147,16 @@ def test_a_sparse_state_round_trips_in_fewer_bytes_than_raw(broker, changelog, s
     assert sizes[True] < 0.5 * sizes[False]
 
 
+def test_loaded_arrays_are_aligned_in_memory(changelog, store_factory):
+    """Raw arrays are views of the loaded blob: placed so that they start at multiples of 64 bytes."""
+    topic = changelog()
+    for v in range(3):  # meta of another length each time: the arrays' offset in the blob moves
+        store_factory(topic).save(0, sample_arrays(seed=v), {"v": "x" * v}, {0: v})
+        got, meta, _ = store_factory(topic).load(0)
+        assert meta == {"v": "x" * v}
+        assert all(a.ctypes.data % 64 == 0 for a in got.values() if a.size), v
+
+
 def test_store_implements_the_state_store_protocol(changelog, store_factory):
     topic = changelog()
     store = store_factory(topic)

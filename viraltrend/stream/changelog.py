@@ -246,6 +246,27 @@ def _chunk_seq(key: str, prefix: str) -> int | None:
     return int(parts[0])
 
 
+def _data_offset(first_chunk: bytes) -> int:
+    """Where the arrays start in a checkpoint blob (past magic, lengths, manifest, meta); 0 if unknown."""
+    head = 8 + 24  # EncodedCheckpoint.to_blob(): magic, then three big-endian uint64 lengths
+    if len(first_chunk) < head:
+        return 0
+    n_manifest = int.from_bytes(first_chunk[8:16], "big")
+    n_meta = int.from_bytes(first_chunk[16:24], "big")
+    return head + n_manifest + n_meta
+
+
+def _aligned_buffer(total: int, data_offset: int) -> memoryview:
+    """``total`` writable bytes whose byte ``data_offset`` lies at an address that is a multiple of 64.
+
+    The arrays of a blob sit at multiples of 64 from its data part: so they are aligned in memory
+    (numba compiles its kernels once, for aligned arrays, and the engine works in them).
+    """
+    raw = np.empty(total + 64, np.uint8)
+    shift = -(raw.ctypes.data + data_offset) % 64
+    return memoryview(raw[shift : shift + total].data)
+
+
 def _sha256(value: bytes) -> str:
     return hashlib.sha256(value).hexdigest()
 
@@ -656,8 +677,7 @@ class ChangelogStore:
                 f"total_bytes={total}; refusing to load it. {remedy}"
             )
             raise CheckpointError(msg)
-        blob = np.empty(total, np.uint8)  # not zeroed: every byte is written below
-        view = memoryview(blob.data)
+        view = _aligned_buffer(total, _data_offset(scan.chunks[keys[0]]))  # not zeroed: all written below
         pos = 0
         for key, size in zip(keys, sizes, strict=True):
             view[pos : pos + size] = scan.chunks.pop(key)  # the chunk's own bytes are freed
