@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing as mp
 import os
 import signal
 import statistics
@@ -47,7 +46,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -422,6 +420,34 @@ def _synthetic_engine(n_products: int, seed: int) -> tuple[Any, dict[str, float]
     return engine, {"events": n_events, "users": n_users, "build_s": build_s}
 
 
+def _warm(cfg: Any) -> None:
+    """Compile (or load from numba's cache) what a restore runs, so the timings hold no first call.
+
+    A small engine's state is encoded, decoded and restored: the kernels of the checkpoint codec
+    and of ``Engine.restore`` are then ready, as in a service that restores after it started.
+    """
+    from viraltrend.engine import Engine
+    from viraltrend.stream.checkpoint import EncodedCheckpoint, decode_checkpoint, encode_checkpoint
+
+    engine, _ = _synthetic_engine(20_000, 1)
+    arrays, meta = engine.state()
+    blob = bytearray(encode_checkpoint(arrays, meta, {0: 0}).to_blob())  # writable, as the stores load
+    encoded = EncodedCheckpoint.from_blob(blob, where="warm-up", remedy="")
+    got = decode_checkpoint(encoded, where="warm-up", remedy="")
+    Engine.restore(cfg, got[0], got[1], copy=False)
+
+
+def _cpu_now() -> tuple[float, float]:
+    """CPU seconds so far of this process (all its threads) and of the broker (``BENCH_BROKER_PID``)."""
+    pid = os.environ.get("BENCH_BROKER_PID")
+    return time.process_time(), cpu_s(int(pid)) if pid else float("nan")
+
+
+def _cpu_since(start: tuple[float, float]) -> list[float]:
+    now = _cpu_now()
+    return [now[0] - start[0], now[1] - start[1]]
+
+
 def restore_child(bootstrap: str, n_products: int, tmp: str, seed: int) -> dict[str, Any]:
     """In a spawned process: build, save (changelog and local), load and restore; times and sizes."""
     import numpy as np
@@ -432,6 +458,7 @@ def restore_child(bootstrap: str, n_products: int, tmp: str, seed: int) -> dict[
     from viraltrend.stream.checkpoint import LocalStore, encode_checkpoint
 
     cfg = load_config(None, environ={})
+    _warm(cfg)
     engine, info = _synthetic_engine(n_products, seed)
     out: dict[str, Any] = {"products": engine.tracked_products, **info}
     out["bytes_per_product"] = engine.bytes_per_product
@@ -456,7 +483,7 @@ def restore_child(bootstrap: str, n_products: int, tmp: str, seed: int) -> dict[
     out["dedup_ids"] = len(engine.dedup) if engine.dedup is not None else 0
     out["user_ids"] = len(engine.users)
     del enc
-    name = f"restore-{n_products}"
+    name = f"restore-{n_products}-{Path(tmp).name}"  # a topic of its own per tree
     # changelog: save with one store, load with a fresh one (as a worker taking over the partition)
     topic = f"{name}.state"
     create_changelog_topic(bootstrap, topic, 1)
@@ -465,6 +492,7 @@ def restore_child(bootstrap: str, n_products: int, tmp: str, seed: int) -> dict[
         store.save(0, arrays, meta, {0: info["events"]})
         out["changelog_save_s"] = time.perf_counter() - t0
     with ChangelogStore(bootstrap, topic, f"{name}-in", partitions=1, load_timeout_s=900) as fresh:
+        c0 = _cpu_now()
         t0 = time.perf_counter()
         loaded = fresh.load(0)
         out["changelog_load_s"] = time.perf_counter() - t0
@@ -473,15 +501,33 @@ def restore_child(bootstrap: str, n_products: int, tmp: str, seed: int) -> dict[
     t0 = time.perf_counter()
     restored = Engine.restore(cfg, loaded[0], loaded[1], copy=False)  # as the service does
     out["changelog_restore_s"] = time.perf_counter() - t0
+    out["changelog_cpu"] = _cpu_since(c0)
     same = restored.tracked_products == engine.tracked_products and sorted(loaded[0]) == sorted(arrays)
     same = same and all(np.array_equal(loaded[0][k], v) for k, v in arrays.items())
     out["identical"] = bool(same)
     del loaded, restored
+    # the same changelog read with librdkafka (the service's reader with kafka.client = confluent)
+    with ChangelogStore(
+        bootstrap, topic, f"{name}-in", partitions=1, load_timeout_s=900, reader="confluent"
+    ) as fresh:
+        c0 = _cpu_now()
+        t0 = time.perf_counter()
+        loaded = fresh.load(0)
+        out["changelog_rd_load_s"] = time.perf_counter() - t0
+    assert loaded is not None
+    t0 = time.perf_counter()
+    restored = Engine.restore(cfg, loaded[0], loaded[1], copy=False)
+    out["changelog_rd_restore_s"] = time.perf_counter() - t0
+    out["changelog_rd_cpu"] = _cpu_since(c0)
+    same = restored.tracked_products == engine.tracked_products and sorted(loaded[0]) == sorted(arrays)
+    out["rd_identical"] = bool(same and all(np.array_equal(loaded[0][k], v) for k, v in arrays.items()))
+    del loaded, restored
     # local directory
     directory = Path(tmp) / name
     t0 = time.perf_counter()
-    LocalStore(directory, f"{name}-in").save(0, arrays, meta, {0: info["events"]})
+    out["local_bytes"] = LocalStore(directory, f"{name}-in").save(0, arrays, meta, {0: info["events"]})
     out["local_save_s"] = time.perf_counter() - t0
+    c0 = _cpu_now()
     t0 = time.perf_counter()
     local = LocalStore(directory, f"{name}-in").load(0)
     out["local_load_s"] = time.perf_counter() - t0
@@ -489,6 +535,7 @@ def restore_child(bootstrap: str, n_products: int, tmp: str, seed: int) -> dict[
     t0 = time.perf_counter()
     Engine.restore(cfg, local[0], local[1], copy=False)  # as the service does (Partitions.restore)
     out["local_restore_s"] = time.perf_counter() - t0
+    out["local_cpu"] = _cpu_since(c0)
     del local
     out["incremental"] = _incremental(engine, arrays, meta, bootstrap, Path(tmp), name, info["events"], seed)
     out["peak_rss_mb"] = peak_rss_mb()
@@ -602,23 +649,69 @@ def _incremental(  # noqa: PLR0913
     return out
 
 
-def restore_series(sizes: list[int], tmp: Path) -> tuple[list[dict[str, Any]], float]:
-    """A fresh broker; each size in its own spawned child; the broker's RSS at the end."""
+_CHILD = """
+import json, sys
+sys.path[:0] = [{tree!r}, {bench!r}]
+import viraltrend  # from the tree, before _common puts this bench's checkout on the path
+assert viraltrend.__file__.startswith({tree!r} + "/"), viraltrend.__file__
+from bench_scaleout import restore_child
+out = restore_child({bootstrap!r}, {size}, {tmp!r}, {seed})
+open({result!r}, "w").write(json.dumps(out))
+"""
+
+
+def _restore_in(tree: Path, bootstrap: str, size: int, tmp: Path, seed: int) -> dict[str, Any]:
+    """:func:`restore_child` in a new process importing ``viraltrend`` from ``tree`` (this bench's code)."""
+    result = tmp / f"restore-{tree.name}-{size}.json"
+    code = _CHILD.format(
+        tree=str(tree), bench=str(Path(__file__).resolve().parent), bootstrap=bootstrap, size=size,
+        tmp=str(tmp / tree.name), seed=seed, result=str(result),
+    )  # fmt: skip
+    (tmp / tree.name).mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(tree), "BENCH_BROKER_PID": str(broker_pid() or "")}
+    subprocess.run([sys.executable, "-c", code], cwd=tree, env=env, check=True)
+    out: dict[str, Any] = json.loads(result.read_text())
+    return out
+
+
+def restore_series(
+    sizes: list[int], tmp: Path, baseline: Path | None = None
+) -> tuple[list[dict[str, Any]], float]:
+    """A fresh broker; each size and tree in its own process (``baseline`` first); the broker's RSS."""
+    here = Path(__file__).resolve().parents[1]
+    trees = [(baseline, "baseline"), (here, "this tree")] if baseline is not None else [(here, "this tree")]
     results = []
     with broker(tmp, "restore") as b:
         tansu = broker_pid()
         for k, size in enumerate(sizes):
-            console.print(f"[bold]restore[/bold]: building an engine of {size:,} products ...")
-            with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-                r = pool.submit(restore_child, b.bootstrap_servers, size, str(tmp), 100 + k).result()
-            console.print(
-                f"{r['products']:,} products: checkpoint {r['blob_bytes'] / 1e6:.0f} MB; changelog load "
-                f"{r['changelog_load_s']:.2f} s + restore {r['changelog_restore_s']:.2f} s; local load "
-                f"{r['local_load_s']:.2f} s + restore {r['local_restore_s']:.2f} s"
-            )
-            results.append(r)
+            for tree, label in trees:
+                console.print(f"[bold]restore[/bold] ({label}, {tree}): an engine of {size:,} products ...")
+                r = _restore_in(tree, b.bootstrap_servers, size, tmp, 100 + k)
+                r["tree"] = f"{label} ({_git_head(tree)})"
+                console.print(
+                    f"{r['products']:,} products: checkpoint {r['blob_bytes'] / 1e6:.0f} MB; changelog load "
+                    f"{r['changelog_load_s']:.2f} s + restore {r['changelog_restore_s']:.2f} s (librdkafka "
+                    f"{r['changelog_rd_load_s']:.2f} + {r['changelog_rd_restore_s']:.2f}); local load "
+                    f"{r['local_load_s']:.2f} s + restore {r['local_restore_s']:.2f} s"
+                )
+                results.append(r)
         rss = _rss_mb(tansu)
     return results, rss
+
+
+def _git_head(tree: Path) -> str:
+    try:
+        got = subprocess.run(
+            ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
+    return got.stdout.strip() + ("+changes" if dirty else "")
 
 
 # ------------------------------------------------------------------ tables
@@ -726,6 +819,10 @@ def throughput_tables(
     return summary
 
 
+def _cpu_cell(cpu: list[float] | None) -> str:
+    return "" if not cpu else f"{cpu[0]:.2f} + {cpu[1]:.2f}"
+
+
 def restore_tables(
     report: Report, results: list[dict[str, Any]], service: dict[str, dict[str, float]]
 ) -> None:
@@ -734,9 +831,11 @@ def restore_tables(
         m = r["products"] / 1e6
         ch = r["changelog_load_s"] + r["changelog_restore_s"]
         lo = r["local_load_s"] + r["local_restore_s"]
+        rd = r["changelog_rd_load_s"] + r["changelog_rd_restore_s"]
         rows.append(
             [
-                "engine, changelog topic",
+                r["tree"],
+                "changelog topic, kafka-python reader",
                 f"{r['products']:,}",
                 f"{r['blob_bytes'] / 1e6:.0f}",
                 f"{r['blob_bytes'] / 1e6 / m:.0f}",
@@ -745,6 +844,7 @@ def restore_tables(
                 f"{r['changelog_restore_s']:.2f}",
                 f"{ch:.2f}",
                 f"{ch / m:.2f}",
+                _cpu_cell(r.get("changelog_cpu")),
                 f"{r['blob_bytes'] / 1e6 / ch:.0f}",
                 f"{r['peak_rss_mb']:,.0f}",
                 "yes" if r["identical"] else "NO",
@@ -752,16 +852,36 @@ def restore_tables(
         )
         rows.append(
             [
-                "engine, local directory",
+                r["tree"],
+                "changelog topic, librdkafka reader",
                 f"{r['products']:,}",
-                f"{(r['npz_bytes'] + r['meta_bytes']) / 1e6:.0f}",
-                f"{(r['npz_bytes'] + r['meta_bytes']) / 1e6 / m:.0f}",
+                f"{r['blob_bytes'] / 1e6:.0f}",
+                f"{r['blob_bytes'] / 1e6 / m:.0f}",
+                "",
+                f"{r['changelog_rd_load_s']:.2f}",
+                f"{r['changelog_rd_restore_s']:.2f}",
+                f"{rd:.2f}",
+                f"{rd / m:.2f}",
+                _cpu_cell(r.get("changelog_rd_cpu")),
+                f"{r['blob_bytes'] / 1e6 / rd:.0f}",
+                "",
+                "yes" if r["rd_identical"] else "NO",
+            ]
+        )
+        rows.append(
+            [
+                r["tree"],
+                "local directory",
+                f"{r['products']:,}",
+                f"{r['local_bytes'] / 1e6:.0f}",
+                f"{r['local_bytes'] / 1e6 / m:.0f}",
                 f"{r['local_save_s']:.2f}",
                 f"{r['local_load_s']:.2f}",
                 f"{r['local_restore_s']:.2f}",
                 f"{lo:.2f}",
                 f"{lo / m:.2f}",
-                f"{r['blob_bytes'] / 1e6 / lo:.0f}",
+                _cpu_cell(r.get("local_cpu")),
+                f"{r['local_bytes'] / 1e6 / lo:.0f}",
                 "",
                 "",
             ]
@@ -773,6 +893,7 @@ def restore_tables(
                 [
                     f"`viraltrend run` ({client}), {s['partitions']:.0f} partitions "
                     f"({s['seconds'] / s['partitions']:.2f} s each)",
+                    "this tree",
                     f"{s['products']:,.0f}" if m else "(gauge 0)",
                     "",
                     "",
@@ -784,22 +905,27 @@ def restore_tables(
                     "",
                     "",
                     "",
+                    "",
                 ]
             )
     report.table(
         "Restore time per million products",
-        "store|products|checkpoint MB|MB per M products|save s|load s|Engine.restore s|restore s|"
-        "s per M products|MB/s|peak RSS MB|identical".split("|"),
+        "tree|store|products|checkpoint MB|MB per M products|save s|load s|Engine.restore s|restore s|"
+        "s per M products|CPU s: restorer + broker|MB/s|peak RSS MB|identical".split("|"),
         rows,
         notes=[
             "engine rows: an Engine fed 2 synthetic events per product (50 min of event time, users from a "
             "pool of products / 2, every event with an event_id), state saved once, then loaded by a fresh "
-            "store instance (ChangelogStore reads the changelog partition from its beginning with "
-            "kafka-python, checks every chunk's SHA-256; LocalStore maps arrays.bin (raw, 64-byte "
-            "aligned) copy-on-write and reads the JSON, from the page cache) and rebuilt by "
+            "store instance (ChangelogStore reads the end of the changelog partition with kafka-python, "
+            "then again with librdkafka, and checks every chunk's SHA-256; LocalStore maps arrays.bin "
+            "copy-on-write from the page cache and checks its SHA-256) and rebuilt by "
             "Engine.restore(copy=False) as the service does (the engine works in the loaded arrays); "
-            "restore s = load + Engine.restore; each size in its own process",
+            "restore s = load + Engine.restore; each size and tree in its own process, which first "
+            "restores a 20k-product engine (numba's kernels loaded, as in a running service); the "
+            "baseline tree is measured with this bench's code, importing that tree's viraltrend",
             "identical: the restored arrays equal the saved ones, and the same products are tracked",
+            "CPU s: of load + Engine.restore, the restoring process (all its threads) + the broker (Tansu), "
+            "from /proc: the measure that holds on a shared machine (wall seconds stretch with its load)",
             "`viraltrend run` rows: a new worker joining the group of the first one-worker run restores "
             "every partition from the changelog (viraltrend_restore_duration_seconds, summed over the "
             "partitions: load + Engine.restore + seek); products = viraltrend_tracked_products after it; "
@@ -814,6 +940,7 @@ def restore_tables(
         p = r["parts"]
         parts.append(
             [
+                r["tree"],
                 f"{r['products']:,}",
                 f"{r['bytes_per_product']}",
                 f"{r['state_bytes'] / r['products']:.0f}",
@@ -829,7 +956,8 @@ def restore_tables(
         )
     report.table(
         "What a checkpoint holds (from the engine rows above)",
-        "products|engine bytes_per_product|state_bytes per product|checkpoint B per product (arrays + ids)|"
+        "tree|products|engine bytes_per_product|state_bytes per product|"
+        "checkpoint B per product (arrays + ids)|"
         "user ids|events (all in the trust windows)|checkpoint B per event (user arrays + ids)|"
         "dedup ids|checkpoint B per dedup id|checkpoint B per product, all|state() + encode s".split("|"),
         parts,
@@ -852,14 +980,15 @@ def incremental_tables(report: Report, results: list[dict[str, Any]]) -> None:
         m = r["products"] / 1e6
         rows.append(
             [
-                f"{r['products']:,}", "base (full)", "", "", f"{inc['base_local_bytes'] / 1e6:.1f}", "",
+                r["tree"], f"{r['products']:,}", "base (full)", "", "",
+                f"{inc['base_local_bytes'] / 1e6:.1f}", "",
                 f"{inc['base_local_s']:.2f}", f"{inc['base_changelog_s']:.2f}", f"{inc['base_state_s']:.2f}",
             ]
         )  # fmt: skip
         for d in inc["deltas"]:
             rows.append(
                 [
-                    f"{r['products']:,}", "delta", f"{d['touched']:,}", f"{d['events']:,}",
+                    r["tree"], f"{r['products']:,}", "delta", f"{d['touched']:,}", f"{d['events']:,}",
                     f"{d['local_bytes'] / 1e6:.2f}", f"{d['local_bytes'] / d['touched']:.0f}",
                     f"{d['local_s']:.2f}", f"{d['changelog_s']:.2f}", f"{d['state_s']:.2f}",
                 ]
@@ -868,7 +997,9 @@ def incremental_tables(report: Report, results: list[dict[str, Any]]) -> None:
             total = inc[f"{kind}_load_s"] + inc[f"{kind}_restore_s"]
             rows.append(
                 [
-                    f"{r['products']:,}", f"restore, {kind}: base + {inc[f'{kind}_deltas']} deltas", "", "",
+                    r["tree"], f"{r['products']:,}",
+                    f"restore, {kind}: base + {inc[f'{kind}_deltas']} deltas",
+                    "", "",
                     f"{inc[f'{kind}_load_bytes'] / 1e6:.1f}", "",
                     f"load {inc[f'{kind}_load_s']:.2f} + Engine.restore {inc[f'{kind}_restore_s']:.2f}",
                     f"{total / m:.2f} s per M", "identical" if inc[f"{kind}_identical"] else "DIFFERENT",
@@ -876,7 +1007,7 @@ def incremental_tables(report: Report, results: list[dict[str, Any]]) -> None:
             )  # fmt: skip
     report.table(
         "Incremental checkpoints: bytes per interval against the rows that changed",
-        "products|checkpoint|products touched|events|MB written (local)|B per touched product|"
+        "tree|products|checkpoint|products touched|events|MB written (local)|B per touched product|"
         "local save s|changelog save s|snapshot s (the loop's part)".split("|"),
         rows,
         notes=[
@@ -997,6 +1128,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="comma-separated engine sizes for the restore series (default 250000,1000000; quick 100000)",
     )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a checkout (e.g. /work/main) whose restore is measured first, in the same run and broker",
+    )
     ap.add_argument("--skip-throughput", action="store_true", help="only the restore series")
     ap.add_argument("--skip-restore", action="store_true", help="only the throughput series")
     ap.add_argument(
@@ -1038,14 +1175,14 @@ def main(argv: list[str] | None = None) -> int:
             summary = throughput_tables(report, client_runs, n, args.partitions, per_partition)
         if not args.skip_restore:
             console.rule(f"restore (load average {loadavg()})")
-            results, rss = restore_series(sizes, tmp)
+            results, rss = restore_series(sizes, tmp, args.baseline)
             rss_notes.append(
                 f"broker RSS after the restore series (every checkpoint in memory): {rss:,.0f} MB"
             )
             restore_tables(report, results, service)
             incremental_tables(report, results)
         if summary and results:
-            projection(report, summary, results, args.partitions)
+            projection(report, summary, [r for r in results if r["tree"].startswith("this")], args.partitions)
         report.note(
             "; ".join(rss_notes)
             + f". Whole run: {time.perf_counter() - t_all:.0f} s; load average at the end "

@@ -128,6 +128,35 @@ def test_round_trip_of_a_chunked_checkpoint(broker, changelog, store_factory):
     assert head["offsets"] == {"0": 12345}
 
 
+def test_a_sparse_state_round_trips_in_fewer_bytes_than_raw(broker, changelog, store_factory):
+    rng = np.random.default_rng(1)
+    rows = np.full((16_384, 2), -1, np.int64)  # an open-addressing table, a tenth full
+    rows[rng.choice(16_384, 1_600, replace=False)] = rng.integers(0, 2**40, (1_600, 2))
+    acc = np.zeros((4_096, 6, 4))  # counter cells, most never touched
+    acc[rng.choice(4_096, 500), rng.integers(0, 6, 500)] = rng.random((500, 4))
+    acc[1, 0, 0], acc[2, 0, 0] = -0.0, np.nan
+    arrays = {"users.rows": rows, "counters.acc": acc, **sample_arrays()}
+    sizes = {}
+    for sparse in (True, False):
+        topic = changelog()
+        sizes[sparse] = store_factory(topic, sparse=sparse).save(0, arrays, {"v": 1}, {0: 1})
+        got, meta, _ = store_factory(topic).load(0)
+        for key, arr in arrays.items():
+            assert got[key].dtype == arr.dtype and got[key].tobytes() == arr.tobytes(), key
+        assert meta == {"v": 1}
+    assert sizes[True] < 0.5 * sizes[False]
+
+
+def test_loaded_arrays_are_aligned_in_memory(changelog, store_factory):
+    """Raw arrays are views of the loaded blob: placed so that they start at multiples of 64 bytes."""
+    topic = changelog()
+    for v in range(3):  # meta of another length each time: the arrays' offset in the blob moves
+        store_factory(topic).save(0, sample_arrays(seed=v), {"v": "x" * v}, {0: v})
+        got, meta, _ = store_factory(topic).load(0)
+        assert meta == {"v": "x" * v}
+        assert all(a.ctypes.data % 64 == 0 for a in got.values() if a.size), v
+
+
 def test_store_implements_the_state_store_protocol(changelog, store_factory):
     topic = changelog()
     store = store_factory(topic)
@@ -239,6 +268,58 @@ def test_corrupted_chunk_is_refused(broker, changelog, store_factory):
     assert "tombstone" in str(info.value)
 
 
+@pytest.mark.parametrize("how", ["truncated", "foreign"])
+def test_a_truncated_or_foreign_chunk_is_refused(broker, changelog, store_factory, how):
+    topic = changelog()
+    store = store_factory(topic)
+    store.save(0, sample_arrays(), {"v": 1}, {0: 10})
+    records = read_partition(broker.bootstrap_servers, topic, 0)
+    seq = header(records, f"{INPUT}-0")["seq"]
+    chunk = dict(records)[f"{INPUT}-0/{seq}/1"]
+    assert chunk is not None
+    if how == "truncated":
+        value = chunk[:-1]
+    else:  # a chunk of another checkpoint, of the same length
+        other = changelog()
+        store_factory(other).save(0, sample_arrays(seed=5), {"v": 2}, {0: 10})
+        value = dict(read_partition(broker.bootstrap_servers, other, 0))[f"{INPUT}-0/{seq}/1"]
+        assert value is not None and len(value) == len(chunk) and value != chunk
+    produce(broker.bootstrap_servers, topic, 0, [(f"{INPUT}-0/{seq}/1", value)])
+    with pytest.raises(CheckpointError, match=rf"chunk .*/{seq}/1.* does not match its SHA-256.*tombstone"):
+        store_factory(topic).load(0)
+
+
+def test_a_header_whose_total_bytes_disagree_with_its_chunks_is_refused(broker, changelog, store_factory):
+    topic = changelog()
+    store_factory(topic).save(0, sample_arrays(), {"v": 1}, {0: 10})
+    name = f"{INPUT}-0"
+    last = header(read_partition(broker.bootstrap_servers, topic, 0), name)
+    produce(broker.bootstrap_servers, topic, 0, [(name, json.dumps(dict(last, total_bytes=7)).encode())])
+    with pytest.raises(CheckpointError, match="add up to .* bytes, not the header's total_bytes=7"):
+        store_factory(topic).load(0)
+
+
+def test_a_wider_window_reads_only_the_records_before_the_ones_already_read(broker, changelog, store_factory):
+    topic = changelog()
+    writer = store_factory(topic)
+    for i in range(6):
+        writer.save(0, sample_arrays(seed=i), {"v": i}, {0: i})
+    total = len(read_partition(broker.bootstrap_servers, topic, 0))
+    reader = store_factory(topic)
+    read_offsets: list[int] = []
+    inner = reader._read_confluent if reader.reader == "confluent" else reader._read
+
+    def counting(*args, **kwargs):
+        for record in inner(*args, **kwargs):
+            read_offsets.append(record[2])
+            yield record
+
+    reader._read = reader._read_confluent = counting  # type: ignore[method-assign]
+    assert reader.load(0)[1] == {"v": 5}
+    assert len(read_offsets) > 64  # the first window did not hold the checkpoint: it was widened
+    assert len(read_offsets) == len(set(read_offsets)) == reader.last_load_records <= total
+
+
 def test_header_pointing_to_missing_chunks_is_refused(broker, changelog, store_factory):
     topic = changelog()
     store = store_factory(topic)
@@ -330,6 +411,18 @@ def test_a_load_reads_the_last_checkpoints_not_the_whole_changelog(broker, chang
     assert (meta, offsets) == ({"v": saves - 1}, {0: saves - 1})
     per_save = total / saves
     assert reader.last_load_records <= 4 * per_save, (reader.last_load_records, total)
+
+
+def test_a_load_reads_hardly_any_chunk_of_the_saves_before_the_latest(broker, changelog, store_factory):
+    """Once the latest header is read, the window grows by what is missing, not four times."""
+    topic = changelog()
+    writer = store_factory(topic)
+    for i in range(4):
+        writer.save(0, sample_arrays(seed=i, n=16_000), {"v": i}, {0: i})  # about 45 chunks each
+    one_save = writer.last_save[1]
+    reader = store_factory(topic)
+    assert reader.load(0)[1] == {"v": 3}
+    assert reader.last_load_bytes < 1.2 * one_save, (reader.last_load_bytes, one_save)
 
 
 def test_a_save_after_a_windowed_load_leaves_only_its_own_chunks_live(broker, changelog, store_factory):

@@ -94,6 +94,133 @@ def test_consistent_manifest_over_undecodable_arrays_is_refused():
         decode_checkpoint(bad, where="here", remedy="delete it")
 
 
+def sparse_arrays() -> dict[str, np.ndarray]:
+    """Arrays the encoder stores sparse: an open-addressing table, counters with untouched cells."""
+    rng = np.random.default_rng(3)
+    rows = np.full((8192, 2), -1, np.int64)
+    used = rng.choice(8192, 900, replace=False)
+    rows[used] = rng.integers(0, 2**40, (900, 2))
+    acc = np.zeros((2048, 6, 4))
+    acc[rng.choice(2048, 300), rng.integers(0, 6, 300)] = rng.random((300, 4))
+    acc[5, 0, 0], acc[6, 0, 0] = -0.0, np.nan
+    return {"rows": rows, "acc": acc, "dense": rng.normal(size=4096), **sample_arrays()}
+
+
+def test_sparse_arrays_round_trip_bit_for_bit_and_shrink_the_checkpoint():
+    arrays = sparse_arrays()
+    encoded = encode_checkpoint(arrays, {"v": 1}, {0: 1})
+    raw_bytes = sum(a.nbytes for a in arrays.values())
+    assert len(encoded.data) < 0.4 * raw_bytes  # the table and the counters are mostly fill
+    header = json.loads(bytes(encoded.data[16 : 16 + int.from_bytes(encoded.data[8:16], "little")]))
+    stored_sparse = {e[0] for e in header if len(e) == 6}
+    assert stored_sparse == {"rows", "acc"}  # "dense" and the small ones stay raw
+    got, meta, _ = decode_checkpoint(encoded, where="here", remedy="delete it")
+    assert_arrays_equal(got, arrays)
+    for key, arr in arrays.items():
+        assert got[key].tobytes() == arr.tobytes(), key  # -0.0 and NaN bits included
+    assert got["rows"].flags.writeable and got["acc"].flags.c_contiguous
+
+
+def test_sparse_arrays_decoded_on_threads_are_the_same(monkeypatch):
+    from viraltrend.stream import checkpoint
+
+    arrays = sparse_arrays()
+    encoded = encode_checkpoint(arrays, {}, {0: 1})
+    monkeypatch.setattr(checkpoint, "_DECODE_THREADED_BYTES", 0)  # the path of large checkpoints
+    got, _, _ = decode_checkpoint(encoded, where="here", remedy="x")
+    for key, arr in arrays.items():
+        assert got[key].tobytes() == arr.tobytes(), key
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_a_local_store_writes_raw_arrays_unless_told_to_write_them_sparse(tmp_path, sparse):
+    arrays = sparse_arrays()
+    store = LocalStore(tmp_path, TOPIC, sparse=sparse)
+    store.save(0, arrays, {"v": 1}, {0: 3})
+    data = (store.path(0) / "arrays.bin").read_bytes()
+    manifest = json.loads((store.path(0) / "manifest.json").read_text())
+    # raw: format 2, which viraltrend before sparse arrays reads too (and a load maps it, reading nothing)
+    assert (manifest["format"], data[:8]) == (
+        (3, b"VTARR\x00\x03\x00") if sparse else (2, b"VTARR\x00\x02\x00")
+    )
+    assert (len(data) < 0.4 * sum(a.nbytes for a in arrays.values())) == sparse
+    got, meta, offsets = LocalStore(tmp_path, TOPIC).load(0)
+    assert_arrays_equal(got, arrays)
+    assert (meta, offsets) == ({"v": 1}, {0: 3})
+
+
+def _arrays_bin_format_2(arrays: dict[str, np.ndarray]) -> bytes:
+    """``arrays.bin`` as main wrote it before sparse arrays (format 2): every array raw, 64-aligned."""
+    entries, offset, bodies = [], 0, []
+    for key, arr in arrays.items():
+        entries.append([key, arr.dtype.str, list(arr.shape), offset])
+        pad = -arr.nbytes % 64
+        bodies.append(np.ascontiguousarray(arr).tobytes() + bytes(pad))
+        offset += arr.nbytes + pad
+    header = json.dumps(entries, separators=(",", ":")).encode()
+    head = b"VTARR\x00\x02\x00" + len(header).to_bytes(8, "little") + header
+    return head + bytes(-len(head) % 64) + b"".join(bodies)
+
+
+@pytest.mark.parametrize("verified", [False, True])
+def test_format_2_checkpoints_written_before_sparse_arrays_still_load(tmp_path, verified):
+    arrays = sparse_arrays()
+    data = _arrays_bin_format_2(arrays)
+    meta = json.dumps({"format": 2, "offsets": {"0": 5}, "saved_at_ms": 0, "state": {"v": 1}}).encode()
+    parts = [hashlib.sha256(data[i : i + 32 * 2**20]).hexdigest() for i in range(0, len(data), 32 * 2**20)]
+    manifest = json.dumps({"format": 2, "arrays.bin": parts, "meta.json": hashlib.sha256(meta).hexdigest()})
+    encoded = EncodedCheckpoint(data=data, meta=meta, manifest=manifest.encode())
+    got, state, offsets = decode_checkpoint(encoded, where="here", remedy="x", verified=verified)
+    assert_arrays_equal(got, arrays)
+    assert (state, offsets) == ({"v": 1}, {0: 5})
+    path = tmp_path / "events-0"
+    path.mkdir()
+    for name, body in (("arrays.bin", data), ("meta.json", meta), ("manifest.json", manifest.encode())):
+        (path / name).write_bytes(body)
+    assert_arrays_equal(LocalStore(tmp_path, TOPIC).load(0)[0], arrays)
+
+
+def test_a_checkpoint_of_a_newer_format_is_refused_naming_the_formats_read():
+    good = encode_checkpoint(sample_arrays(), {}, {0: 1})
+    manifest = dict(json.loads(good.manifest), format=4)
+    bad = EncodedCheckpoint(data=good.data, meta=good.meta, manifest=json.dumps(manifest).encode())
+    with pytest.raises(CheckpointError, match=r"has format 4, this version reads formats 1 to 3.*delete it"):
+        decode_checkpoint(bad, where="here", remedy="delete it")
+
+
+def _with_entry(encoded: EncodedCheckpoint, key: str, field: int, value: object) -> EncodedCheckpoint:
+    """``encoded`` with one field of one entry of its arrays.bin header changed, checksums made to match."""
+    data = bytes(encoded.data)
+    n = int.from_bytes(data[8:16], "little")
+    body = data[16 + n + (-(16 + n) % 64) :]
+    entries = json.loads(data[16 : 16 + n])
+    next(e for e in entries if e[0] == key)[field] = value
+    header = json.dumps(entries, separators=(",", ":")).encode()
+    head = data[:8] + len(header).to_bytes(8, "little") + header
+    data = head + bytes(-len(head) % 64) + body
+    parts = [hashlib.sha256(data[i : i + 32 * 2**20]).hexdigest() for i in range(0, len(data), 32 * 2**20)]
+    manifest = dict(json.loads(encoded.manifest), **{"arrays.bin": parts})
+    return EncodedCheckpoint(data=data, meta=encoded.meta, manifest=json.dumps(manifest).encode())
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        (5, 10**6, "cannot be sparse"),
+        (5, 3, "selects"),
+        (1, "<c16", "cannot be sparse"),
+        (2, [9000, 2], "selects more elements"),
+    ],
+)
+def test_a_sparse_entry_that_does_not_fit_its_bytes_is_refused_even_under_matching_checksums(
+    field, value, why
+):
+    good = encode_checkpoint(sparse_arrays(), {}, {0: 1})
+    bad = _with_entry(good, "rows", field, value)
+    with pytest.raises(CheckpointError, match=f"cannot be decoded.*{why}.*delete it"):
+        decode_checkpoint(bad, where="here", remedy="delete it")
+
+
 def test_object_arrays_are_refused_on_save():
     with pytest.raises(CheckpointError, match="dtype object"):
         encode_checkpoint({"bad": np.array([{"a": 1}], dtype=object)}, {}, {})

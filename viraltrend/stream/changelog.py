@@ -44,9 +44,11 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerr
 
@@ -86,6 +88,7 @@ _CONSUMER_KEYS: Final = frozenset(KafkaConsumer.DEFAULT_CONFIG)
 _REQUEST_OVERHEAD: Final = 64 * 1024  # record and request framing beyond a chunk's bytes
 _CLOSE_TIMEOUT_S: Final = 5.0
 _FIRST_WINDOW: Final = 64  # records read back from the end of a changelog partition at first
+_SLACK: Final = 16  # records read beyond those known to be needed, when widening (doubles each time)
 #: Saves stamped with ``epoch`` use ``seq`` in ``[epoch * SEQS_PER_EPOCH, (epoch + 1) * SEQS_PER_EPOCH)``.
 SEQS_PER_EPOCH: Final = 1_000_000_000
 
@@ -140,6 +143,9 @@ class _Scan:
     dead: set[str] = field(default_factory=set)  #: chunk keys whose latest record is a tombstone
     deleted: bool = False  #: the latest header record is a tombstone (the checkpoint was deleted)
     chain: list[tuple[int, int]] = field(default_factory=list)  #: (seq, n_chunks) of the parts before it
+    #: SHA-256 of each chunk value, computed on a thread as the records arrive, by offset
+    hashes: dict[int, Future[str]] = field(default_factory=dict)
+    chunk_offsets: dict[str, int] = field(default_factory=dict)  #: offset of each value in ``chunks``
 
     def add(self, name: str, key: str, value: bytes | None, offset: int) -> None:
         """Take one record of the changelog partition, read in offset order."""
@@ -168,6 +174,7 @@ class _Scan:
                 if (q := _chunk_seq(k, prefix) or 0) < self.header_seq and q not in keep
             ]:
                 del self.chunks[old]
+                self._forget(old)
         elif key.startswith(prefix):
             seq = _chunk_seq(key, prefix)
             if seq is None:
@@ -177,10 +184,27 @@ class _Scan:
                 self.live.discard(key)
                 self.dead.add(key)
                 self.chunks.pop(key, None)
+                self._forget(key)
             else:
                 self.live.add(key)
                 self.dead.discard(key)
+                self._forget(key)
                 self.chunks[key] = value
+                self.chunk_offsets[key] = offset
+
+    def _forget(self, key: str) -> None:
+        """Drop the hash of chunk ``key``'s older value (cancelled if not computed yet)."""
+        offset = self.chunk_offsets.pop(key, None)
+        future = self.hashes.pop(offset, None) if offset is not None else None
+        if future is not None:
+            future.cancel()
+
+    def sha256(self, key: str) -> str:
+        """SHA-256 (hex) of the value of chunk ``key``: the one computed on arrival, if any."""
+        future = self.hashes.get(self.chunk_offsets.get(key, -1))
+        if future is not None and not future.cancelled():
+            return future.result()
+        return hashlib.sha256(self.chunks[key]).hexdigest()
 
     def complete(self, name: str) -> bool:
         """Whether a read that began past the log's start saw all a load and the next save need.
@@ -220,6 +244,31 @@ def _chunk_seq(key: str, prefix: str) -> int | None:
     if len(parts) != 2 or not (parts[0].isdigit() and parts[1].isdigit()):
         return None
     return int(parts[0])
+
+
+def _data_offset(first_chunk: bytes) -> int:
+    """Where the arrays start in a checkpoint blob (past magic, lengths, manifest, meta); 0 if unknown."""
+    head = 8 + 24  # EncodedCheckpoint.to_blob(): magic, then three big-endian uint64 lengths
+    if len(first_chunk) < head:
+        return 0
+    n_manifest = int.from_bytes(first_chunk[8:16], "big")
+    n_meta = int.from_bytes(first_chunk[16:24], "big")
+    return head + n_manifest + n_meta
+
+
+def _aligned_buffer(total: int, data_offset: int) -> memoryview:
+    """``total`` writable bytes whose byte ``data_offset`` lies at an address that is a multiple of 64.
+
+    The arrays of a blob sit at multiples of 64 from its data part: so they are aligned in memory
+    (numba compiles its kernels once, for aligned arrays, and the engine works in them).
+    """
+    raw = np.empty(total + 64, np.uint8)
+    shift = -(raw.ctypes.data + data_offset) % 64
+    return memoryview(raw[shift : shift + total].data)
+
+
+def _sha256(value: bytes) -> str:
+    return hashlib.sha256(value).hexdigest()
 
 
 def _header_int(value: bytes, key: str, default: int) -> int:
@@ -271,6 +320,14 @@ class ChangelogStore:
         How long :meth:`save` waits for the broker to acknowledge each step.
     connect_timeout_s : float
         How long to wait for the cluster when connecting.
+    policy : ChainPolicy, optional
+        When to write a delta and when a full checkpoint (compaction).
+    reader : {"kafka-python", "confluent"}
+        The client that reads the partition on :meth:`load` (librdkafka reads it faster).
+    sparse : bool
+        Store the arrays that are mostly one value sparse (checkpoint format 3): about a third of
+        the bytes to write and read back at 1M products.  False writes format 2, which viraltrend
+        before format 3 reads.
     **client_options
         Passed to kafka-python's producer and consumer where they apply (security, ...).
 
@@ -296,12 +353,14 @@ class ChangelogStore:
         connect_timeout_s: float = 10.0,
         policy: ChainPolicy | None = None,
         reader: str = "kafka-python",
+        sparse: bool = True,
         **client_options: Any,
     ) -> None:
         if reader not in ("kafka-python", "confluent"):
             msg = f"reader must be 'kafka-python' or 'confluent', got {reader!r}"
             raise ValueError(msg)
         self.reader = reader
+        self.sparse = sparse
         if partitions < 1:
             msg = f"partitions must be >= 1, got {partitions}"
             raise ValueError(msg)
@@ -416,7 +475,7 @@ class ChangelogStore:
             self.chains.forget(partition)
             plan = self.chains.plan(partition, arrays, meta)
         try:
-            blob = encode_checkpoint(plan.arrays, plan.meta, offsets).to_blob()
+            blob = encode_checkpoint(plan.arrays, plan.meta, offsets, sparse=self.sparse).to_blob()
             chunks = [blob[i : i + self.max_chunk_bytes] for i in range(0, len(blob), self.max_chunk_bytes)]
             keys = [f"{name}/{seq}/{i}" for i in range(len(chunks))]
             part = {
@@ -454,7 +513,7 @@ class ChangelogStore:
             raise
         self._known[partition] = _Known(seq, frozenset(keys) | in_chain)
         self._parts[partition] = [*parts, part]
-        self.chains.done(partition, plan, len(blob))
+        self.chains.done(partition, plan)
         self.last_save = (plan.seq, len(blob) + len(header))
         return len(blob) + len(header)
 
@@ -532,13 +591,14 @@ class ChangelogStore:
         for seq, blob in parts:
             part_where = f"{where}, seq {seq}"
             encoded = EncodedCheckpoint.from_blob(blob, where=part_where, remedy=remedy)
-            got = decode_checkpoint(encoded, where=part_where, remedy=remedy)
+            # every byte was checked against the header's SHA-256 of its chunk: not hashed again
+            got = decode_checkpoint(encoded, where=part_where, remedy=remedy, verified=True)
             _split_chain(got[1], part_where, remedy)
             loaded.append((got, part_where))
         self.last_load_deltas = len(loaded) - 1
         return apply_chain(loaded[0][0], loaded[1:], remedy=remedy)
 
-    def _assemble(self, scan: _Scan, name: str, *, where: str, remedy: str) -> list[tuple[int, bytearray]]:
+    def _assemble(self, scan: _Scan, name: str, *, where: str, remedy: str) -> list[tuple[int, memoryview]]:
         """Check the header of ``scan`` (checkpoint ``name``) and the chunks of its chain.
 
         Returns ``(seq, blob)`` of the base and each delta on it, oldest first (one part when the
@@ -581,69 +641,116 @@ class ChangelogStore:
         *,
         where: str,
         remedy: str,
-    ) -> bytearray:
-        """The blob of save ``seq`` from its chunks, each checked against the header's SHA-256."""
+    ) -> memoryview:
+        """The blob of save ``seq`` from its chunks, each checked against the header's SHA-256.
+
+        One pass over the bytes: each chunk's hash (mostly computed while the partition was read)
+        is compared with the header's, and the chunk copied once into a buffer of the header's
+        ``total_bytes``.  The SHA-256 of the whole blob (``whole``) is not computed again: the
+        chunks' hashes, their count and ``total_bytes`` already fix every byte of it.
+        """
+        del whole
         if len(shas) != n_chunks:
             msg = (
                 f"the checkpoint header in {where} lists {len(shas)} chunk checksums for {n_chunks} "
                 f"chunks. {remedy}"
             )
             raise CheckpointError(msg)
-        blob = bytearray()
-        for i, sha in enumerate(shas):
-            key = f"{name}/{seq}/{i}"
-            chunk = scan.chunks.get(key)
-            if chunk is None:
+        keys = [f"{name}/{seq}/{i}" for i in range(n_chunks)]
+        for key, sha in zip(keys, shas, strict=True):
+            if key not in scan.chunks:
                 msg = (
                     f"chunk {key!r} of the checkpoint in {where} is missing (a lost or deleted record; "
                     f"{n_chunks} chunks expected). {remedy}"
                 )
                 raise CheckpointError(msg)
-            if hashlib.sha256(chunk).hexdigest() != sha:
+            if scan.sha256(key) != sha:
                 msg = (
                     f"chunk {key!r} of the checkpoint in {where} does not match its SHA-256 in the "
                     f"header (corrupt or tampered); refusing to load it. {remedy}"
                 )
                 raise CheckpointError(msg)
-            blob += chunk
-        if len(blob) != total or hashlib.sha256(blob).hexdigest() != whole:
+        sizes = [len(scan.chunks[key]) for key in keys]
+        if sum(sizes) != total:
             msg = (
-                f"the chunks of the checkpoint in {where} add up to {len(blob)} bytes that do not match "
-                f"the header's total_bytes={total} and SHA-256; refusing to load it. {remedy}"
+                f"the chunks of the checkpoint in {where} add up to {sum(sizes)} bytes, not the header's "
+                f"total_bytes={total}; refusing to load it. {remedy}"
             )
             raise CheckpointError(msg)
-        return blob
+        view = _aligned_buffer(total, _data_offset(scan.chunks[keys[0]]))  # not zeroed: all written below
+        pos = 0
+        for key, size in zip(keys, sizes, strict=True):
+            view[pos : pos + size] = scan.chunks.pop(key)  # the chunk's own bytes are freed
+            pos += size
+        return view
 
     def _scan(self, partition: int) -> _Scan:
         """Read changelog ``partition`` to its end from the last complete checkpoint of its name.
 
-        Reads a window at the end of the partition, and widens it (times 4, down to the log's
-        start) until it holds the latest header, every chunk of that header and the header
-        before it (see :meth:`_Scan.complete`): a load reads about two checkpoints, not the
+        Reads a window at the end of the partition, and widens it (see :meth:`_wider`, down to
+        the log's start) until it holds the latest header, every chunk of that header and the
+        header before it (see :meth:`_Scan.complete`): a load reads about one checkpoint, not the
         whole history (Tansu does not compact, and a real cluster compacts only eventually).
+        A wider window reads only the records before the ones already read, never one twice.
+        Each chunk's SHA-256 is computed on a thread as it arrives, while the read goes on.
         """
         name = self.name(partition)
+        prefix = name + "/"
         tp = TopicPartition(self.topic, partition)
         consumer = self._consumer()
+        hasher = ThreadPoolExecutor(1, thread_name_prefix="changelog-sha256")
+        hashes: dict[int, Future[str]] = {}
         try:
             begin, end = self._bounds(consumer, tp)
             window = self._window.get(partition, _FIRST_WINDOW)
+            records: list[tuple[str, bytes | None, int]] = []  # read so far, in offset order
+            stop: int | None = None  # the first offset read so far (None: nothing read yet)
+            slack = _SLACK
             while True:
                 start = max(begin, end - window)
+                if stop is None or start < stop:
+                    read = self._read_confluent if self.reader == "confluent" else self._read
+                    got = []
+                    for key, value, offset in read(consumer, tp, start, end, stop):
+                        if value is not None and key.startswith(prefix):
+                            hashes[offset] = hasher.submit(_sha256, value)
+                        got.append((key, value, offset))
+                    records = got + records
+                    stop = start
                 scan = _Scan()
-                read = self._read_confluent if self.reader == "confluent" else self._read
-                for key, value, offset in read(consumer, tp, start, end):
+                for key, value, offset in records:
                     scan.add(name, key, value, offset)
                 if start <= begin or scan.complete(name):
                     self._window[partition] = window
                     scan.finish(name)
+                    scan.hashes = {o: hashes.pop(o) for o in scan.chunk_offsets.values() if o in hashes}
                     return scan
-                window *= 4
+                window = self._wider(scan, name, window, slack)
+                slack *= 2
         except kerr.KafkaError as exc:
             msg = f"reading {self.describe}, partition {partition}, failed: {_describe(exc)}"
             raise StreamError(msg) from exc
         finally:
+            for future in hashes.values():  # chunks no load needs
+                future.cancel()
+            hasher.shutdown(wait=False)  # the thread computes the scan's remaining hashes, then ends
             consumer.close(autocommit=False)
+
+    @staticmethod
+    def _wider(scan: _Scan, name: str, window: int, slack: int) -> int:
+        """The next window of :meth:`_scan` (records back from the end), after ``window`` was not enough.
+
+        Once the latest header was read, the records still needed are known: its chunks (and its
+        chain's) not read yet, then the header before it, which lies behind the tombstones of the
+        save before.  So the window grows by the chunks missing plus ``slack`` records (doubled at
+        each step by the caller), and reads few of the older saves' chunks; without a header yet,
+        it grows four times.
+        """
+        if scan.header is None or scan.deleted or scan.header_seq < 0 or not scan.headers:
+            return window * 4
+        parts = [*scan.chain, scan.headers[-1]]
+        missing = sum(f"{name}/{q}/{i}" not in scan.chunks for q, n in parts for i in range(n))
+        return window + missing + slack
 
     def _consumer(self) -> KafkaConsumer:
         config: dict[str, Any] = {
@@ -671,24 +778,31 @@ class ChangelogStore:
         return begin, end
 
     def _read(
-        self, consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int
+        self, consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int, stop: int | None = None
     ) -> Iterator[tuple[str, bytes | None, int]]:
-        """Yield ``(key, value, offset)`` of ``tp`` from offset ``start`` to its end.
+        """Yield ``(key, value, offset)`` of ``tp`` from offset ``start`` to its end, or to ``stop``.
 
         The end is reached when the position is at or past both ``end`` (the end offset asked
         at the start) and the high watermark of the latest fetch, *and* a poll returned nothing.
+        With ``stop``, the records from offset ``stop`` on are not read (they were already).
         """
+        if stop is not None and start >= stop:
+            return
         consumer.seek(tp, start)
         deadline = time.monotonic() + self.load_timeout_s
         read = 0
         while True:
             batch = consumer.poll(timeout_ms=self.poll_timeout_ms).get(tp, [])
             for record in batch:
+                if stop is not None and record.offset >= stop:
+                    return
                 key = record.key.decode("utf-8", "replace") if record.key is not None else ""
                 yield key, record.value, record.offset
             read += len(batch)
             highwater = consumer.highwater(tp)
             position = consumer.position(tp, timeout_ms=1000)
+            if stop is not None and position is not None and position >= stop:
+                return
             if (
                 not batch
                 and highwater is not None
@@ -706,15 +820,17 @@ class ChangelogStore:
                 raise StreamError(msg)
 
     def _read_confluent(
-        self, consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int
+        self, consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int, stop: int | None = None
     ) -> Iterator[tuple[str, bytes | None, int]]:
         """:meth:`_read` with librdkafka (``reader="confluent"``): the same records, read faster.
 
         The end is reached as in :meth:`_read`: the position at or past both ``end`` and the
-        high watermark, and a consume that returned nothing.  ``consumer`` (kafka-python) only
-        gave the bounds.
+        high watermark, and a consume that returned nothing; or, with ``stop``, at ``stop``.
+        ``consumer`` (kafka-python) only gave the bounds.
         """
         del consumer
+        if stop is not None and start >= stop:
+            return
         from confluent_kafka import Consumer, KafkaException
         from confluent_kafka import TopicPartition as RdPartition
 
@@ -747,9 +863,13 @@ class ChangelogStore:
                         msg = f"reading {self.describe}, partition {tp.partition}, failed: {error.str()}"
                         raise StreamError(msg)
                     key, offset = m.key(), int(m.offset() or 0)
+                    if stop is not None and offset >= stop:
+                        return
                     yield key.decode("utf-8", "replace") if key is not None else "", m.value(), offset
                     position = offset + 1
                 read += len(messages)
+                if stop is not None and position >= stop:
+                    return
                 if not messages:
                     high = reader.get_watermark_offsets(rd_tp, timeout=5.0, cached=False)[1]
                     if position >= max(end, high):

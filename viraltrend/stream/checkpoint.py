@@ -41,6 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
+from viraltrend.kernels import sparse
 from viraltrend.stream.incremental import DeltaTracker, apply_delta
 
 __all__ = [
@@ -69,11 +70,16 @@ Arrays: TypeAlias = dict[str, NDArray[Any]]
 #: What a store's ``load`` returns: ``(arrays, state meta, offsets by input partition)``.
 Loaded: TypeAlias = tuple[Arrays, dict[str, Any], dict[int, int]]
 
-_FORMAT: Final = 2  # arrays.bin (raw, 64-byte aligned); format 1 was arrays.npz, still read
+_FORMAT: Final = 3  # arrays.bin, arrays raw or sparse; format 2 (raw only) and 1 (arrays.npz) still read
+_FORMAT_RAW: Final = 2
 _FORMAT_NPZ: Final = 1
 _NPZ: Final = "arrays.npz"
 _ARRAYS: Final = "arrays.bin"
-_ARRAYS_MAGIC: Final = b"VTARR\x00\x02\x00"
+_ARRAYS_MAGIC: Final = b"VTARR\x00\x03\x00"
+_ARRAYS_MAGIC_2: Final = b"VTARR\x00\x02\x00"
+_SPARSE_MIN_BYTES: Final = 4096  # smaller arrays are stored raw
+_SPARSE_MAX_SHARE: Final = 0.75  # sparse only if it keeps at most this share of the bytes
+_DECODE_THREADED_BYTES: Final = 64 * 1024 * 1024  # sparse arrays decoded on two threads past this
 _U64: Final = struct.Struct("<Q")
 _ALIGN: Final = 64
 _REMEDY: Final = "Move the directory away to start that partition fresh"
@@ -97,31 +103,83 @@ def _pad(n: int) -> int:
     return -n % _ALIGN
 
 
-def _pack_arrays(arrays: Arrays) -> list[Buffer]:
-    """``arrays.bin``: magic, header length, JSON header of (name, dtype, shape, offset), raw bytes.
+def _sparse_plan(arr: NDArray[Any]) -> tuple[int, int] | None:
+    """``(fill, values)`` if ``arr`` is stored sparse (:mod:`viraltrend.kernels.sparse`), else None.
 
-    Each array starts at a multiple of 64 bytes, so :func:`_unpack_arrays` returns aligned views
+    Sparse when it saves at least a quarter of the bytes: most of a checkpoint's bytes are the
+    unused capacity of tables and counter cells never touched.
+    """
+    if arr.nbytes < _SPARSE_MIN_BYTES:
+        return None
+    raw = sparse.raw_view(arr)
+    if raw is None:
+        return None
+    fill = sparse.choose_fill(raw)
+    sample = sparse.sample(raw)
+    if np.count_nonzero(sample != sample.dtype.type(fill)) > _SPARSE_MAX_SHARE * sample.shape[0]:
+        return None  # dense: not worth a counting pass
+    n_values = sparse.count_values(raw, fill)
+    if sparse.encoded_nbytes(raw.shape[0], n_values, arr.dtype.itemsize) > _SPARSE_MAX_SHARE * arr.nbytes:
+        return None
+    return fill, n_values
+
+
+def _pack_arrays(arrays: Arrays, *, sparse_ok: bool = True) -> tuple[list[Buffer], int]:
+    """``arrays.bin``: magic, header length, JSON header of the entries, then their bytes; its format.
+
+    Format 3 when an array is stored sparse (only if ``sparse_ok``), else format 2 (every array
+    raw), which viraltrend before format 3 also reads.
+
+    An entry is ``[name, dtype, shape, offset]`` for an array stored raw, and ``[name, dtype,
+    shape, offset, fill, values]`` for one stored sparse (its mask at ``offset``, then, at the
+    next multiple of 64, its ``values`` elements that differ from ``fill``).  Each part starts
+    at a multiple of 64 bytes, so :func:`_unpack_arrays` returns aligned views of raw arrays
     into the buffer it reads, copying nothing.
     """
-    entries = []
+    entries: list[list[Any]] = []
+    bodies: list[list[Buffer]] = []
     offset = 0
     for key, arr in arrays.items():
-        entries.append([key, arr.dtype.str, list(arr.shape), offset])
-        offset += arr.nbytes + _pad(arr.nbytes)
+        plan = _sparse_plan(arr) if sparse_ok else None
+        if plan is None:
+            data = np.ascontiguousarray(arr)
+            entries.append([key, arr.dtype.str, list(arr.shape), offset])
+            body: list[Buffer] = [data.reshape(-1).view(np.uint8).data if data.size else b""]
+        else:
+            raw = sparse.raw_view(arr)
+            assert raw is not None
+            mask, values = sparse.encode(raw, plan[0], plan[1])
+            entries.append([key, arr.dtype.str, list(arr.shape), offset, plan[0], plan[1]])
+            body = [mask.data, bytes(_pad(mask.nbytes)), values.view(np.uint8).data]
+        size = sum(len(memoryview(b).cast("B")) for b in body)
+        body.append(bytes(_pad(size)))
+        bodies.append(body)
+        offset += size + _pad(size)
+    fmt = _FORMAT if any(len(e) == 6 for e in entries) else _FORMAT_RAW
     header = json.dumps(entries, separators=(",", ":")).encode("utf-8")
-    head = _ARRAYS_MAGIC + _U64.pack(len(header)) + header
+    head = (_ARRAYS_MAGIC if fmt == _FORMAT else _ARRAYS_MAGIC_2) + _U64.pack(len(header)) + header
     parts: list[Buffer] = [head + bytes(_pad(len(head)))]
-    for arr in arrays.values():
-        data = np.ascontiguousarray(arr)
-        parts.append(data.reshape(-1).view(np.uint8).data if data.size else b"")
-        parts.append(bytes(_pad(arr.nbytes)))
-    return parts
+    for body in bodies:
+        parts.extend(body)
+    return parts, fmt
+
+
+def _view(view: memoryview, key: str, dtype: np.dtype[Any], count: int, start: int) -> NDArray[Any]:
+    if start + count * dtype.itemsize > len(view):
+        msg = f"array {key!r} runs past the end of arrays.bin"
+        raise ValueError(msg)
+    return np.frombuffer(view, dtype, count, start)
 
 
 def _unpack_arrays(buf: Buffer) -> Arrays:
-    """Views of the arrays in ``buf`` (writable when ``buf`` is); ValueError if it is malformed."""
+    """The arrays in ``buf``; ValueError if it is malformed.
+
+    Raw arrays are views of ``buf`` (writable when ``buf`` is); sparse ones are decoded into new
+    memory.  Reads format 2 (raw entries only) and format 3.
+    """
     view = memoryview(buf)
-    if bytes(view[: len(_ARRAYS_MAGIC)]) != _ARRAYS_MAGIC:
+    magic = bytes(view[: len(_ARRAYS_MAGIC)])
+    if magic not in (_ARRAYS_MAGIC, _ARRAYS_MAGIC_2):
         msg = "arrays.bin does not start with its magic bytes"
         raise ValueError(msg)
     (n,) = _U64.unpack_from(view, len(_ARRAYS_MAGIC))
@@ -129,16 +187,38 @@ def _unpack_arrays(buf: Buffer) -> Arrays:
     entries = json.loads(bytes(view[start : start + n]))
     base = start + n + _pad(start + n)
     out: Arrays = {}
-    for key, dtype_str, shape, offset in entries:
+    jobs: list[tuple[NDArray[np.uint8], NDArray[Any], int, NDArray[Any]]] = []  # sparse ones, decoded last
+    for entry in entries:
+        if len(entry) not in ((4, 6) if magic == _ARRAYS_MAGIC else (4,)):
+            msg = f"an entry of arrays.bin has {len(entry)} fields"
+            raise ValueError(msg)
+        key, dtype_str, shape, offset = entry[:4]
         dtype = np.dtype(dtype_str)
         if dtype.hasobject:
             msg = f"array {key!r} has dtype object"
             raise ValueError(msg)
         count = int(np.prod(shape, dtype=np.int64))
-        if base + offset + count * dtype.itemsize > len(view):
-            msg = f"array {key!r} runs past the end of arrays.bin"
+        if len(entry) == 4:
+            out[str(key)] = _view(view, key, dtype, count, base + offset).reshape(shape)
+            continue
+        fill, n_values = int(entry[4]), int(entry[5])
+        raw_type = sparse.RAW_TYPES.get(dtype.itemsize)
+        if raw_type is None or not 0 <= n_values <= count:
+            msg = f"array {key!r} of dtype {dtype} cannot be sparse with {n_values} values"
             raise ValueError(msg)
-        out[str(key)] = np.frombuffer(view, dtype, count, base + offset).reshape(shape)
+        n_mask = (count + 7) // 8
+        mask = _view(view, key, np.dtype(np.uint8), n_mask, base + offset)
+        values = _view(view, key, np.dtype(raw_type), n_values, base + offset + n_mask + _pad(n_mask))
+        arr = np.empty(shape, dtype)
+        jobs.append((mask, values, fill, arr.reshape(-1).view(raw_type)))
+        out[str(key)] = arr
+    if sum(job[3].nbytes for job in jobs) < _DECODE_THREADED_BYTES:
+        for job in jobs:
+            sparse.decode(*job)
+    else:  # the kernel frees the GIL: two arrays at a time (the largest first)
+        jobs.sort(key=lambda job: -job[3].nbytes)
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda job: sparse.decode(*job), jobs))
     return out
 
 
@@ -224,8 +304,10 @@ def _check_plain(arrays: Arrays) -> None:
             raise CheckpointError(msg)
 
 
-def encode_checkpoint(arrays: Arrays, meta: dict[str, Any], offsets: dict[int, int]) -> EncodedCheckpoint:
-    """Serialise a checkpoint: arrays raw, meta and offsets to JSON, SHA-256 of both.
+def encode_checkpoint(
+    arrays: Arrays, meta: dict[str, Any], offsets: dict[int, int], *, sparse: bool = True
+) -> EncodedCheckpoint:
+    """Serialise a checkpoint: arrays raw or sparse, meta and offsets to JSON, SHA-256 of both.
 
     Parameters
     ----------
@@ -235,6 +317,10 @@ def encode_checkpoint(arrays: Arrays, meta: dict[str, Any], offsets: dict[int, i
         JSON-serialisable state (ids, board, clock, ...), stored under ``"state"``.
     offsets : dict of int to int
         Per input partition, the offset of the next event to read.
+    sparse : bool
+        Store the arrays that are mostly one value sparse (format 3: fewer bytes to move, but
+        decoded into new memory on load).  False: every array raw (format 2), so a local load
+        maps them without reading them.
 
     Returns
     -------
@@ -246,25 +332,28 @@ def encode_checkpoint(arrays: Arrays, meta: dict[str, Any], offsets: dict[int, i
         If an array has ``dtype=object`` (it could only be stored by pickling).
     """
     _check_plain(arrays)
-    data = b"".join(_pack_arrays(arrays))
+    parts, fmt = _pack_arrays(arrays, sparse_ok=sparse)
+    data = b"".join(parts)
     meta_bytes = json.dumps(
         {
-            "format": _FORMAT,
+            "format": fmt,
             "offsets": {str(p): int(o) for p, o in offsets.items()},
             "saved_at_ms": int(time.time() * 1000),
             "state": meta,
         },
         separators=(",", ":"),
     ).encode("utf-8")
-    manifest = json.dumps({"format": _FORMAT, _ARRAYS: _part_shas(data), _META: _sha256(meta_bytes)})
+    manifest = json.dumps({"format": fmt, _ARRAYS: _part_shas(data), _META: _sha256(meta_bytes)})
     return EncodedCheckpoint(data=data, meta=meta_bytes, manifest=manifest.encode("utf-8"))
 
 
-def decode_checkpoint(encoded: EncodedCheckpoint, *, where: str, remedy: str) -> Loaded:
+def decode_checkpoint(
+    encoded: EncodedCheckpoint, *, where: str, remedy: str, verified: bool = False
+) -> Loaded:
     """Verify ``encoded`` against its manifest and decode it (never unpickling anything).
 
-    The arrays are views of ``encoded.data`` (writable when it is a writable buffer).  Reads
-    format 2 (``arrays.bin``) and format 1 (``arrays.npz``).
+    The arrays stored raw are views of ``encoded.data`` (writable when it is a writable buffer),
+    the sparse ones new arrays.  Reads formats 3 and 2 (``arrays.bin``) and 1 (``arrays.npz``).
 
     Parameters
     ----------
@@ -274,6 +363,10 @@ def decode_checkpoint(encoded: EncodedCheckpoint, *, where: str, remedy: str) ->
         Where the checkpoint came from, for error messages (a path, or topic and partition).
     remedy : str
         What the user should do if it is refused, appended to error messages.
+    verified : bool
+        True when the caller has already checked every byte of ``encoded`` against checksums
+        written with it (the changelog's SHA-256 of each chunk, from its header): the manifest's
+        own checksums are then not computed again.  The manifest's format is checked either way.
 
     Returns
     -------
@@ -294,24 +387,28 @@ def decode_checkpoint(encoded: EncodedCheckpoint, *, where: str, remedy: str) ->
         msg = f"checkpoint {where}: manifest.json is unreadable ({exc}); {remedy}"
         raise CheckpointError(msg) from exc
     fmt = manifest.get("format")
-    if fmt not in (_FORMAT, _FORMAT_NPZ):
-        msg = f"checkpoint {where} has format {fmt!r}, this version reads formats 1 and {_FORMAT}; {remedy}"
+    if fmt not in (_FORMAT, _FORMAT_RAW, _FORMAT_NPZ):
+        msg = (
+            f"checkpoint {where} has format {fmt!r}, this version reads formats 1 to {_FORMAT} (a "
+            f"checkpoint written by a newer viraltrend?); {remedy}"
+        )
         raise CheckpointError(msg)
-    data_name = _ARRAYS if fmt == _FORMAT else _NPZ
-    data_ok = (
-        manifest.get(_ARRAYS) == _part_shas(encoded.data)
-        if fmt == _FORMAT
-        else manifest.get(_NPZ) == _sha256(encoded.data)
-    )
-    for fname, ok in ((data_name, data_ok), (_META, manifest.get(_META) == _sha256(encoded.meta))):
-        if not ok:
-            msg = (
-                f"checkpoint {where}: {fname} does not match its SHA-256 in manifest.json (corrupt or "
-                f"tampered); refusing to load it. {remedy}"
-            )
-            raise CheckpointError(msg)
+    data_name = _NPZ if fmt == _FORMAT_NPZ else _ARRAYS
+    if not verified:
+        data_ok = (
+            manifest.get(_NPZ) == _sha256(encoded.data)
+            if fmt == _FORMAT_NPZ
+            else manifest.get(_ARRAYS) == _part_shas(encoded.data)
+        )
+        for fname, ok in ((data_name, data_ok), (_META, manifest.get(_META) == _sha256(encoded.meta))):
+            if not ok:
+                msg = (
+                    f"checkpoint {where}: {fname} does not match its SHA-256 in manifest.json (corrupt or "
+                    f"tampered); refusing to load it. {remedy}"
+                )
+                raise CheckpointError(msg)
     try:
-        if fmt == _FORMAT:
+        if fmt != _FORMAT_NPZ:
             arrays = _unpack_arrays(encoded.data)
         else:
             with np.load(io.BytesIO(encoded.data), allow_pickle=False) as z:
@@ -481,6 +578,7 @@ class ChainPolicy:
     max_chain_ratio : float
         A full checkpoint as soon as the deltas of the chain add up to more than this fraction of
         the base's bytes (a restore then reads at most ``1 + ratio`` times a full checkpoint).
+        Both are counted as the arrays' bytes in memory, before the sparse encoding of a save.
     """
 
     incremental: bool = True
@@ -507,6 +605,7 @@ class SavePlan:
     seq: int
     changed_blocks: int = 0
     total_blocks: int = 0
+    state_bytes: int = 0  #: bytes of ``arrays`` in memory (the measure of the chain policy)
 
 
 class Chains:
@@ -527,7 +626,13 @@ class Chains:
                 chain.seq += 1
                 state = {**delta.meta, _CHAIN_KEY: {"id": chain.chain_id, "seq": chain.seq}}
                 return SavePlan(
-                    delta.arrays, state, chain.chain_id, chain.seq, delta.changed_blocks, delta.total_blocks
+                    delta.arrays,
+                    state,
+                    chain.chain_id,
+                    chain.seq,
+                    delta.changed_blocks,
+                    delta.total_blocks,
+                    delta.nbytes,
                 )
         self._chains.pop(partition, None)
         chain_id = secrets.token_hex(8)
@@ -535,17 +640,20 @@ class Chains:
         if pol.incremental:
             tracker.reset(arrays, meta)
         self._chains[partition] = _Chain(chain_id, 0, 0, 0, tracker)
-        return SavePlan(arrays, {**meta, _CHAIN_KEY: {"id": chain_id, "seq": 0}}, chain_id, 0)
+        state_bytes = sum(int(a.nbytes) for a in arrays.values())
+        return SavePlan(
+            arrays, {**meta, _CHAIN_KEY: {"id": chain_id, "seq": 0}}, chain_id, 0, state_bytes=state_bytes
+        )
 
-    def done(self, partition: int, plan: SavePlan, nbytes: int) -> None:
-        """``plan`` was written durably: ``nbytes`` count towards its chain."""
+    def done(self, partition: int, plan: SavePlan) -> None:
+        """``plan`` was written durably: its bytes count towards its chain."""
         chain = self._chains.get(partition)
         if chain is None or chain.chain_id != plan.chain_id:
             return
         if plan.seq == 0:
-            chain.base_bytes = nbytes
+            chain.base_bytes = plan.state_bytes
         else:
-            chain.chain_bytes += nbytes
+            chain.chain_bytes += plan.state_bytes
 
     def forget(self, partition: int) -> None:
         """The next save of ``partition`` is a base (after a failed save, or a load)."""
@@ -657,6 +765,11 @@ class LocalStore:
         The topic whose partitions the checkpoints belong to.
     policy : ChainPolicy, optional
         When to write a delta and when a full checkpoint (compaction).
+    sparse : bool
+        Store the arrays that are mostly one value sparse (format 3).  Off by default: a local
+        load maps a raw ``arrays.bin`` copy-on-write and reads a page only when it is used,
+        faster than decoding every array into new memory (a sparse file is a third of the bytes
+        to write and keep, though).
 
     A save writes either a full checkpoint (a new base, then the deltas of the old one are
     deleted) or the next delta; each is written to a temporary directory and renamed into place.
@@ -677,8 +790,16 @@ class LocalStore:
     True
     """
 
-    def __init__(self, directory: str | Path, input_topic: str, *, policy: ChainPolicy | None = None) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        input_topic: str,
+        *,
+        policy: ChainPolicy | None = None,
+        sparse: bool = False,
+    ) -> None:
         self.directory = Path(directory)
+        self.sparse = sparse
         self.input_topic = input_topic
         self.directory.mkdir(parents=True, exist_ok=True)
         self.chains = Chains(policy)
@@ -712,7 +833,7 @@ class LocalStore:
         plan = self.chains.plan(partition, arrays, meta)
         base = self.path(partition)
         try:
-            encoded = encode_checkpoint(plan.arrays, plan.meta, offsets)
+            encoded = encode_checkpoint(plan.arrays, plan.meta, offsets, sparse=self.sparse)
             if plan.seq == 0:
                 _save_dir(base, encoded, fence)
                 _drop_deltas(base)
@@ -721,7 +842,7 @@ class LocalStore:
         except BaseException:
             self.chains.forget(partition)
             raise
-        self.chains.done(partition, plan, encoded.nbytes)
+        self.chains.done(partition, plan)
         self.last_save = (plan.seq, encoded.nbytes)
         return encoded.nbytes
 
@@ -761,7 +882,7 @@ class CheckpointStore:
 
     def save(self, name: str, arrays: Arrays, meta: dict[str, Any], offsets: dict[int, int]) -> int:
         """Write checkpoint ``name`` atomically; returns its size in bytes."""
-        encoded = encode_checkpoint(arrays, meta, offsets)
+        encoded = encode_checkpoint(arrays, meta, offsets, sparse=False)
         _save_dir(self.directory / _safe_name(name), encoded)
         _drop_deltas(self.directory / _safe_name(name))
         return encoded.nbytes
