@@ -209,7 +209,6 @@ class TrustConfig:
     uniform_max_dispersion: float = _ge0(1.6)
     uniform_catalogue_overdispersion: float = _ge0(0.5)
     uniform_min_events: float = _ge0(5.0)
-    uniform_light_excess: float = _ge0(10.0)
     uniform_min_users: int = field(default=30, metadata={"min": 2})
     activity_cells: int = field(default=262144, metadata={"min": 1})
     hold_max_s: float = _ge0(300.0)

@@ -101,7 +101,6 @@ _VETERAN_MS = -(2**53)  # first_seen_ms of a released user who came back: long a
 _UNIFORM_POOL_USERS = 200
 #: Sampled users from which a few users acting alike hold a candidate back (``held_uniform_looking``):
 #: below it a variance says nothing.
-_UNIFORM_LIGHT_MEAN = 1.0  # light accounts: the uniform test needs this mean at least
 _HOLD_UNIFORM_USERS = 10
 #: A candidate with fewer than trust.blind_min_buyers sampled buyers, at least 2 and this share of them
 #: blind (and above the blind-buyers bar), is held back until the test has its buyers
@@ -1121,11 +1120,7 @@ class Engine:
             blind_looks &= (t.blind_buyer_share > 0) & (cat_blind < 1.0)  # nan: not judged
             blind_looks &= blind >= buyers * max(t.blind_buyer_share, t.blind_buyer_contrast * cat_blind)
             n_act, mean_act, disp = activity_dispersion(csig, self.sketches.values(cand))
-            # light accounts (mean under uniform_min_events) only where the catalogue's spread makes a
-            # real audience of that mean far from Poisson: mean x cv2 >= uniform_light_excess (below)
-            light = t.uniform_light_excess > 0
-            floor = min(t.uniform_min_events, _UNIFORM_LIGHT_MEAN) if light else t.uniform_min_events
-            alike = (mean_act >= floor) & (disp < t.uniform_max_dispersion)  # 0: off
+            alike = (mean_act >= t.uniform_min_events) & (disp < t.uniform_max_dispersion)  # 0: off
             uniform = alike & (n_act >= t.uniform_min_users)
             looks = (
                 alike & (n_act >= _HOLD_UNIFORM_USERS) & (n_act < t.uniform_min_users) & (t.hold_max_s > 0)
@@ -1136,9 +1131,6 @@ class Engine:
                 if not phi >= t.uniform_catalogue_overdispersion:  # nan: not judged
                     uniform[:] = False
                     looks[:] = False
-                heavy = (mean_act >= t.uniform_min_events) | (mean_act * phi >= t.uniform_light_excess)
-                uniform &= heavy
-                looks &= heavy
             sibling, sibling_n = self.audiences.recent_sibling(
                 cand, sellers, now_ms=now_ms, within_ms=round(t.hold_sibling_s * 1000)
             )
