@@ -57,7 +57,10 @@ EVENTS_SHA256 = "9d80085c3dbdbca77b6f442917d4be869c97150b08c5dd1a1b3f08bfdf32a66
 #: Recomputed for detect.sustain_min_share_ratio (issue 10, branch detect7: a plateau must be shared on to be
 #: sustained): the same actions, products and times with the gate at 2 (the default) and at 0; messages gained
 #: the ``share_ratio`` feature and promotions the ``shares_per_view_x<r>`` reason.
-DECISIONS_SHA256 = "87de692a61dd4764cc86ae2a73eeb2b9327fb4017d915a81138817fc46c5441a"
+#: Recomputed for issue 13 (branch trust8: trust.recycled_contrast 2 -> 3): the same actions, products
+#: and times; the 4 ring blocks no longer list ``recycled_audience_2.5-3.0_..._catalogue_1.0`` among their
+#: reasons.
+DECISIONS_SHA256 = "c957ddf6c995baa0edc5279032f7ac75c07300b2b097ab1ccd29c542af533fcd"
 
 _ENCODE = msgspec.json.Encoder(order="sorted")
 

@@ -215,7 +215,7 @@ class TrustConfig:
     hold_sampled_users: int = field(default=50, metadata={"min": 0})
     hold_sibling_s: float = _ge0(1800.0)
     max_events_per_user: float = _gt0(5.0)
-    recycled_contrast: float = _gt0(2.0)
+    recycled_contrast: float = _gt0(3.0)
     max_fresh_share_any: float = _unit(0.6)
     min_conversion_ratio_any: float = _ge0(0.1)
     conversion_wait_s: float = _ge0(300.0)
