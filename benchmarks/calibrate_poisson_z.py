@@ -53,6 +53,8 @@ def grid_label(z: float, confirm_s: float) -> str:
 def _run_one(job: tuple[str, int, bool, list[tuple[str, float, float]], str]) -> dict[str, Any]:
     generator, seed, quick, todo, cache = job
     path, truth = bf.generated(seed, quick, generator)
+    if not todo:  # every row of this seed is in the cache
+        return {"seed": seed, "truth": truth, "runs": {}}
     batches = load_batches(path, bf.BATCH)
     base = load_config(None, environ={})
     runs: dict[str, Any] = {}
