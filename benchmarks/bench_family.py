@@ -22,6 +22,9 @@ report ``--eval`` seeds (1-20, the default).  The two sets may not overlap.
    * ``poisson_z``: ``score = clip(z / 10, 0, 1)`` (bench_detection's PoissonZ: promote at z >= 8)
      with the confirm wait, and the sweep ``poisson_z@k`` (promote at z >= k; k = 12, 16, 24, 32;
      not run by default) to compare it at equal precision;
+   * ``poisson_z held to today's precision`` (by label): poisson_z with its z threshold and confirm wait
+     calibrated once per generator on its tuning seeds to today's pooled precision there
+     (``calibrate_poisson_z.py``, ``poisson_z_held.json``);
    * ``zscore_top20``: a naive board: every product with z >= 3 qualifies at once (no confirm
      wait, no momentum check, no dwell, no seller/category caps), the 20 highest z hold the board;
    * ``today, guard off``: the default config with the trust thresholds off (:data:`GUARD_OFF`);
@@ -111,6 +114,8 @@ class Method:
     scorer: Callable[[Config], Any] | None = None  # None: the engine's own (rule, or model if enabled)
     guarded: bool = True  # the scenario's banned sellers in trust.blocked_sellers
     default: bool = True  # run without --methods (the sweep rows run with --methods all or by label)
+    #: the row as run on one generator (``poisson_z held``: its calibrated knobs differ per generator)
+    per_generator: Callable[[str], Method] | None = None
 
 
 #: Every trust signal off except the per-user caps (they are part of counting distinct users).  The
@@ -358,6 +363,31 @@ METHODS += [
 ]
 
 
+#: "poisson_z held to today's precision" (issue 10's "never later than the Poisson-z baseline held to the
+#: same precision"): the poisson_z row with its z threshold and confirm wait calibrated ONCE per generator
+#: on that generator's tuning seeds, so its pooled precision there is >= today's on the same seeds
+#: (benchmarks/calibrate_poisson_z.py --write; the values, the seeds and both rows' tuning figures are in
+#: benchmarks/poisson_z_held.json).  A generator without a calibration fails loudly.
+HELD_LABEL = "poisson_z held to today's precision"
+HELD_PATH = Path(__file__).resolve().parent / "poisson_z_held.json"
+
+
+def held_method(generator: str) -> Method:
+    held = json.loads(HELD_PATH.read_text()) if HELD_PATH.exists() else {}
+    if generator not in held:
+        msg = f"no poisson_z calibration for {generator!r} in {HELD_PATH.name}: run calibrate_poisson_z.py"
+        raise SystemExit(msg)
+    z, confirm_s = float(held[generator]["z"]), float(held[generator]["confirm_s"])
+    return Method(
+        HELD_LABEL,
+        {**SCORED, "board.confirm_s": confirm_s},
+        scorer=lambda cfg: PoissonZ(z_full=z / PROMOTE_AT),
+    )
+
+
+METHODS.append(Method(HELD_LABEL, SCORED, default=False, per_generator=held_method))
+
+
 def method_by_label() -> dict[str, Method]:
     return {m.label: m for m in METHODS}
 
@@ -529,6 +559,8 @@ def run_seed(
     runs = {}
     for label in labels:
         m = methods[label]
+        if m.per_generator is not None:
+            m = m.per_generator(truth.get("generator", "family"))
         cfg = config_for(m, base, truth)
         runs[label] = run_engine(
             batches, cfg, None if m.scorer is None else m.scorer(cfg), truth["score_from_ts"]

@@ -377,6 +377,8 @@ def _vouched(
     min_growth_z: float = -2.0,
     change_users: float = 0.0,
     max_change_users: float = 1e9,
+    max_change_s: float = 0.0,
+    share_ratio: float | None = None,
 ) -> bool:
     """The detector's verdict on a candidate whose evidence suffices, with the model's probability."""
     from viraltrend.detect import SequentialDetector
@@ -386,6 +388,7 @@ def _vouched(
         "min_change_s": min_change_s,
         "min_growth_z": min_growth_z,
         "max_change_users": max_change_users,
+        "max_change_s": max_change_s,
     }
     config = cfg(model={"enabled": True, **model})
     cols = {
@@ -397,6 +400,8 @@ def _vouched(
         "recent_lift": np.array([20.0]),
         "change_users": np.array([change_users]),
     }
+    if share_ratio is not None:  # a plateau nobody shares on: the rule's sustain path does not take it
+        cols["share_ratio"] = np.array([share_ratio])
     users = np.array([50.0])
     assert not SequentialDetector(config, 16).ready(cols, users)[0]
     return bool(SequentialDetector(config, 16).ready(cols, users, np.array([probability]))[0])
@@ -423,6 +428,15 @@ def test_the_model_does_not_vouch_once_the_growth_test_has_the_users_to_see_a_ra
     assert _vouched(200.0, 0.999, min_change_s=120.0, change_users=100.0, max_change_users=100.0)
     assert not _vouched(200.0, 0.999, min_change_s=120.0, change_users=101.0, max_change_users=100.0)
     assert _vouched(200.0, 0.999, min_change_s=120.0, change_users=5000.0)  # no cap
+
+
+def test_the_model_does_not_vouch_for_a_change_older_than_max_change_s():
+    """An old change has had the sustain path's chance (and its share test); the vouch is for young ones."""
+    old = {"min_change_s": 180.0, "share_ratio": 0.0}
+    assert _vouched(3600.0, 0.999, **old)  # 0: no bound
+    assert not _vouched(3600.0, 0.999, max_change_s=1500.0, **old)
+    assert _vouched(1500.0, 0.999, max_change_s=1500.0, **old)
+    assert _vouched(600.0, 0.999, max_change_s=1500.0, **old)
 
 
 def test_a_vouch_counts_only_once_it_has_held_at_every_tick_for_vouch_hold_s():

@@ -223,6 +223,8 @@ class SequentialDetector:
             m = self.cfg.model
             vouched = (probability >= m.fast_track_probability) & (cols["change_s"] >= m.min_change_s)
             vouched &= cols["change_users"] <= m.max_change_users
+            if m.max_change_s > 0.0:  # an old change has had the sustain path's chance (and its share test)
+                vouched &= cols["change_s"] <= m.max_change_s
             if m.min_share_ratio > 0.0:
                 vouched &= cols.get("share_ratio", np.full_like(probability, np.inf)) >= m.min_share_ratio
             shaped |= vouched & (np.maximum(cols["growth_z"], cols["growth_z_slow"]) >= m.min_growth_z)
