@@ -76,7 +76,11 @@ RECALL_WINDOW_S = 3600.0
 TUNE_SEEDS = "100-104"
 EVAL_SEEDS = "1-20"
 QUICK_EVAL_SEEDS = "1-2"
-WARM_UP = {"foreign": "the first 12 h", "agents": "a drawn 12-24 h"}  # the report's note, per generator
+WARM_UP = {  # the report's note, per generator
+    "foreign": "the first 12 h",
+    "agents": "a drawn 12-24 h",
+    "market": "a drawn 14-20 h",
+}
 PROMOTE_AT = 0.8  # board.promote_threshold of the default config (checked at start)
 
 Columns = dict[str, Any]
@@ -436,7 +440,7 @@ def generated(seed: int, quick: bool, generator: str = "family") -> tuple[Path, 
     ``generator = "foreign"`` or ``"agents"``: the independent generator of ``benchmarks/foreign.py``
     or ``benchmarks/agents.py`` instead (the out-of-family checks; quick or not, their own sizes).
     """
-    if generator in ("foreign", "agents"):
+    if generator in ("foreign", "agents", "market"):
         return _independent(generator, seed)
     scenario = family_scenario(seed, quick)
     where = FAMILY_DIR / (f"seed-{seed}-quick" if quick else f"seed-{seed}")
@@ -720,14 +724,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--jobs", type=int, default=2, help="seeds run in this many processes (default 2)")
     ap.add_argument(
         "--generator",
-        choices=("family", "foreign", "agents"),
+        choices=("family", "foreign", "agents", "market"),
         default="family",
         help="family: viraltrend.family (tuned on its tuning seeds); foreign: benchmarks/foreign.py, an"
         " independent generator never tuned on (its seeds are all evaluation seeds); agents:"
-        " benchmarks/agents.py, a third one (sessions, a follower graph, cascades), never tuned on either",
+        " benchmarks/agents.py, a third one (sessions, a follower graph, cascades), never tuned on either;"
+        " market: benchmarks/market.py, a fourth (Bass diffusion, flash sales, adaptive rings)",
     )
     args = ap.parse_args(argv)
-    if args.generator in ("foreign", "agents"):  # its own report files, beside the family's
+    if args.generator in ("foreign", "agents", "market"):  # its own report files, beside the family's
         global MD_PATH, JSON_PATH, PLOT_PATH
         MD_PATH, JSON_PATH = OUT_DIR / f"{args.generator}.md", OUT_DIR / f"{args.generator}.json"
         PLOT_PATH = OUT_DIR / f"{args.generator}_onset_to_promotion.png"
@@ -736,7 +741,7 @@ def main(argv: list[str] | None = None) -> None:
         seeds, kind = parse_seeds(args.tune), "tuning"
     else:
         seeds, kind = parse_seeds(args.eval or (QUICK_EVAL_SEEDS if args.quick else EVAL_SEEDS)), "evaluation"
-        if args.generator in ("foreign", "agents"):
+        if args.generator in ("foreign", "agents", "market"):
             kind = f"{args.generator}-generator evaluation"
         elif set(seeds) & set(tuning):
             msg = f"evaluation seeds {sorted(set(seeds) & set(tuning))} are tuning seeds; keep them apart"
