@@ -1,9 +1,10 @@
-"""A heterogeneous chance null for lockstep and co-audience (``trust.chance_by_activity``).
+"""A heterogeneous chance null for lockstep and co-audience (``trust.chance_heavy_users``).
 
 Heavy users (deal hunters: tens of visits a day, early in many trends and in most flash sales) are
 in many audiences by chance; the uniform null (``chance = audience users / population``) treats
 their overlap between a small trend and a sale as a ring.  The activity-weighted null expects them
-there, while accounts that act little but always together still stand out.
+there (from ``heavy`` times the active users' mean activity on), while accounts that act little but
+always together, even with a few earlier events of the ring's own work, still stand out.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ def _sample(users, activity, k=256):
     return sk.signatures(rows), sk.values(rows)
 
 
-def _match(mem, users, activity, share):
+def _match(mem, users, activity, heavy):
     sig, val = _sample(users, activity)
     t = load_config(None, environ={}).trust
-    weight = activity_weights(sig, val, MEAN, share)
+    weight = activity_weights(sig, val, MEAN, heavy)
     return mem.best_match(np.array([9], np.int64), np.array([-1], np.int64), sig, now_ms=1, z=t.lockstep_z,
                           population=POPULATION, co_lift=t.co_audience_lift, weight=weight)  # fmt: skip
 
@@ -65,9 +66,9 @@ def test_deal_hunters_early_in_a_small_trend_are_a_ring_under_the_uniform_null_a
     uniform = _match(memory, users, activity, 0.0)
     assert uniform.co_other[0] == 1 and uniform.co_shared[0] == 14 and uniform.co_sampled[0] == 40
     assert uniform.co_evidence[0] >= t.co_audience_evidence  # the old null: a co-audience block
-    weighted = _match(memory, users, activity, 1.0)
+    weighted = _match(memory, users, activity, 4.0)
     assert weighted.co_evidence[0] < t.co_audience_evidence  # heavy users explain it
-    assert weighted.co_evidence[0] == 0.0 and weighted.sim[0] == 0.0
+    assert weighted.co_evidence[0] == 0.0 and weighted.sim[0] < t.lockstep_similarity
     assert weighted.chance[0] > uniform.chance[0]
 
 
@@ -75,12 +76,13 @@ def test_light_accounts_acting_together_still_stand_out_under_the_weighted_null(
     """14 of 40 sampled users from the ring: evidence under both nulls, more when weighted."""
     t = load_config(None, environ={}).trust
     users = np.concatenate([np.arange(5000, 5014), np.arange(30_000, 30_026)])
-    activity = np.full(40, CASUAL)
+    activity = np.concatenate([np.full(14, 3 * CASUAL), np.full(26, CASUAL)])  # the ring's own earlier events
     uniform = _match(memory, users, activity, 0.0)
-    weighted = _match(memory, users, activity, 1.0)
+    weighted = _match(memory, users, activity, 4.0)
     assert uniform.co_other[0] == weighted.co_other[0] == 2
-    assert weighted.co_evidence[0] >= uniform.co_evidence[0] >= t.co_audience_evidence
-    ring = _match(memory, np.arange(5000, 5040), np.full(40, CASUAL), 1.0)  # all 40 from the ring
+    assert weighted.co_evidence[0] == pytest.approx(uniform.co_evidence[0])
+    assert uniform.co_evidence[0] >= t.co_audience_evidence
+    ring = _match(memory, np.arange(5000, 5040), np.full(40, 3 * CASUAL), 4.0)  # all 40 from the ring
     assert ring.other[0] == 2 and ring.sim[0] >= t.lockstep_similarity
 
 
@@ -89,10 +91,10 @@ def test_share_zero_is_the_uniform_null_exactly(memory):
     activity = np.concatenate([np.full(14, HEAVY), np.full(26, CASUAL)])
     sig, val = _sample(users, activity)
     assert activity_weights(sig, val, MEAN, 0.0) is None
-    assert activity_weights(sig, val, float("nan"), 1.0) is None  # no reference yet: uniform
+    assert activity_weights(sig, val, float("nan"), 4.0) is None  # no reference yet: uniform
     plain = memory.best_match(np.array([9], np.int64), np.array([-1], np.int64), sig, now_ms=1, z=1.0,
                               population=POPULATION, co_lift=5.0)  # fmt: skip
-    ones = activity_weights(sig, np.full_like(val, 0), 1.0, 1.0)  # every user at the mean
+    ones = activity_weights(sig, np.full_like(val, 3), 1.0, 4.0)  # every user up to heavy x the mean
     same = memory.best_match(np.array([9], np.int64), np.array([-1], np.int64), sig, now_ms=1, z=1.0,
                              population=POPULATION, co_lift=5.0, weight=ones)  # fmt: skip
     for a, b in zip(plain, same, strict=True):

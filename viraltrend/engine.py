@@ -1103,12 +1103,12 @@ class Engine:
         if cand.size:  # best_match skips a product's own entry
             csig = self.sketches.signatures(cand)
             sellers = self.seller_of[cand].astype(np.int64)
-            weight = None  # heavy users are in many audiences by chance (trust.chance_by_activity)
-            if t.chance_by_activity > 0:
+            weight = None  # heavy users are in many audiences by chance (trust.chance_heavy_users)
+            if t.chance_heavy_users > 0:
                 pool = (sketches.product_of_row >= 0) & sketches.nonempty
                 pool[sketches.row_of[cand]] = False  # the reference: the other hot audiences' users
                 ref = activity_reference(sketches.sig[pool], sketches._fit_val()[pool])
-                weight = activity_weights(csig, sketches.values(cand), ref, t.chance_by_activity)
+                weight = activity_weights(csig, sketches.values(cand), ref, t.chance_heavy_users)
             match = self.audiences.best_match(
                 cand,
                 sellers,

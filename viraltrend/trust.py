@@ -434,23 +434,25 @@ def activity_reference(sig: NDArray[np.uint64], val: NDArray[np.uint16]) -> floa
 
 
 def activity_weights(
-    sig: NDArray[np.uint64], val: NDArray[np.uint16], reference: float, share: float
+    sig: NDArray[np.uint64], val: NDArray[np.uint16], reference: float, heavy: float
 ) -> NDArray[np.float64] | None:
     """Each sampled user's chance of being in an audience, relative to an average user's (float64[m, k]).
 
-    A user with ``a`` earlier events is in ``(a + 1) / reference`` times as many audiences as the
-    average user (:func:`activity_reference`); ``share`` in [0, 1] mixes that with the uniform null:
-    ``1 - share + share * (a + 1) / reference`` (population mean 1).  None where ``share`` is 0 or the
-    reference is not known (the uniform null).  Padding gets weight 1 (never read: see best_match).
+    A user with ``a`` earlier events is in about ``(a + 1) / reference`` times as many audiences as
+    the average user (:func:`activity_reference`).  Only heavy users are given that: the weight is
+    ``max(1, (a + 1) / (heavy * reference))``, so users up to ``heavy`` times the mean count as
+    average (as in the uniform null: a ring's accounts, whose earlier events are mostly the ring's own
+    work, are not explained by them) and a deal hunter with tens of times the mean is expected in
+    tens of times more audiences.  None where ``heavy`` is 0 or the reference is not known (the
+    uniform null).  Padding gets weight 1 (never read: see best_match).
 
-    >>> sig = np.array([[1, 2, 2**64 - 1]], np.uint64)
-    >>> activity_weights(sig, np.array([[0, 19, 0]], np.uint16), 2.0, 1.0).tolist()
-    [[0.5, 10.0, 1.0]]
+    >>> sig = np.array([[1, 2, 3, 2**64 - 1]], np.uint64)
+    >>> activity_weights(sig, np.array([[0, 15, 79, 0]], np.uint16), 2.0, 4.0).tolist()
+    [[1.0, 2.0, 10.0, 1.0]]
     """
-    if share <= 0 or not reference > 0:
+    if heavy <= 0 or not reference > 0:
         return None
-    rel = (val.astype(np.float64) + 1.0) / reference
-    w = 1.0 - share + share * rel
+    w = np.maximum(1.0, (val.astype(np.float64) + 1.0) / (heavy * reference))
     return np.where(sig != np.iinfo(np.uint64).max, w, 1.0)
 
 
