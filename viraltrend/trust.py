@@ -12,7 +12,8 @@ Three layers, cheapest first:
    (``conversion_ratio``), and lockstep: the share of a candidate's users found in the audience of
    a product hot in the last hours (:class:`AudienceMemory`, bottom-k samples; the CopyCatch idea:
    the same accounts hitting the same products in the same windows), counted at its lower
-   confidence bound and beyond chance (:func:`significant_share`); a co-audience: an overlap with
+   confidence bound and beyond chance (:func:`significant_share`; chance per sampled user: a heavy user,
+   in many audiences anyway, is expected in more, :func:`activity_chance`); a co-audience: an overlap with
    a remembered audience far beyond chance although neither holds half of the other
    (:func:`chance_evidence`, a sibling's first minute); and a dense user x product
    block (:meth:`AudienceMemory.block_density`, the FRAUDAR idea with its log-degree column weights:
