@@ -70,6 +70,8 @@ from viraltrend.trust import (
     AudienceMemory,
     FunnelShare,
     TrustGuard,
+    activity_reference,
+    activity_weights,
     blind_buyers_refused,
     blind_reason,
     co_numbers,
@@ -1120,6 +1122,12 @@ class Engine:
         if cand.size:  # best_match skips a product's own entry
             csig = self.sketches.signatures(cand)
             sellers = self.seller_of[cand].astype(np.int64)
+            weight = None  # heavy users are in many audiences by chance (trust.chance_heavy_users)
+            if t.chance_heavy_users > 0:
+                pool = (sketches.product_of_row >= 0) & sketches.nonempty
+                pool[sketches.row_of[cand]] = False  # the reference: the other hot audiences' users
+                ref = activity_reference(sketches.sig[pool], sketches._fit_val()[pool])
+                weight = activity_weights(csig, sketches.values(cand), ref, t.chance_heavy_users)
             match = self.audiences.best_match(
                 cand,
                 sellers,
@@ -1128,6 +1136,7 @@ class Engine:
                 z=t.lockstep_z,
                 population=float(self._population),
                 co_lift=t.co_audience_lift,
+                weight=weight,
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             dense, dense_n = self.audiences.block_density(cand, csig, now_ms=now_ms)

@@ -12,7 +12,8 @@ Three layers, cheapest first:
    (``conversion_ratio``), and lockstep: the share of a candidate's users found in the audience of
    a product hot in the last hours (:class:`AudienceMemory`, bottom-k samples; the CopyCatch idea:
    the same accounts hitting the same products in the same windows), counted at its lower
-   confidence bound and beyond chance (:func:`significant_share`); a co-audience: an overlap with
+   confidence bound and beyond chance (:func:`significant_share`; chance per sampled user: a heavy user,
+   in many audiences anyway, is expected in more, :func:`activity_chance`); a co-audience: an overlap with
    a remembered audience far beyond chance although neither holds half of the other
    (:func:`chance_evidence`, a sibling's first minute); and a dense user x product
    block (:meth:`AudienceMemory.block_density`, the FRAUDAR idea with its log-degree column weights:
@@ -51,6 +52,9 @@ __all__ = [
     "blind_reason",
     "Match",
     "TrustGuard",
+    "activity_chance",
+    "activity_reference",
+    "activity_weights",
     "chance_evidence",
     "co_numbers",
     "hold_reason",
@@ -411,6 +415,76 @@ def chance_evidence(
     return np.where(ok, n * kl / math.log(10.0), 0.0)
 
 
+def activity_reference(sig: NDArray[np.uint64], val: NDArray[np.uint16]) -> float:
+    """The active population's mean activity, from audience samples: the harmonic mean of ``val + 1``.
+
+    ``val`` (uint16[r, k], beside the sorted samples ``sig``) holds each sampled user's earlier events.
+    A user is in audiences about in proportion to its activity, so pooled audience samples hold user
+    ``u`` with weight ``a_u``: the mean of ``1 / a`` over them is ``N / sum(a)``, one over the
+    population's plain mean (a heavy user seen in many audiences does not inflate it).  nan where no
+    user is sampled.
+
+    >>> sig = np.array([[1, 2, 3, 4], [1, 2, 3, 4]], np.uint64)
+    >>> round(activity_reference(sig, np.array([[0, 0, 0, 9], [0, 0, 9, 9]], np.uint16)), 2)
+    1.51
+    """
+    held = sig != np.iinfo(np.uint64).max
+    if not held.any():
+        return math.nan
+    return float(1.0 / np.mean(1.0 / (val[held].astype(np.float64) + 1.0)))
+
+
+def activity_weights(
+    sig: NDArray[np.uint64], val: NDArray[np.uint16], reference: float, heavy: float
+) -> NDArray[np.float64] | None:
+    """Each sampled user's chance of being in an audience, relative to an average user's (float64[m, k]).
+
+    A user with ``a`` earlier events is in about ``(a + 1) / reference`` times as many audiences as
+    the average user (:func:`activity_reference`).  Only heavy users are given that: the weight is
+    ``max(1, (a + 1) / (heavy * reference))``, so users up to ``heavy`` times the mean count as
+    average (as in the uniform null: a ring's accounts, whose earlier events are mostly the ring's own
+    work, are not explained by them) and a deal hunter with tens of times the mean is expected in
+    tens of times more audiences.  None where ``heavy`` is 0 or the reference is not known (the
+    uniform null).  Padding gets weight 1 (never read: see best_match).
+
+    >>> sig = np.array([[1, 2, 3, 2**64 - 1]], np.uint64)
+    >>> activity_weights(sig, np.array([[0, 15, 79, 0]], np.uint16), 2.0, 4.0).tolist()
+    [[1.0, 2.0, 10.0, 1.0]]
+    """
+    if heavy <= 0 or not reference > 0:
+        return None
+    w = np.maximum(1.0, (val.astype(np.float64) + 1.0) / (heavy * reference))
+    return np.where(sig != np.iinfo(np.uint64).max, w, 1.0)
+
+
+def activity_chance(
+    chance: NDArray[np.float64], weight: NDArray[np.float64], sampled: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """The share of each candidate's sampled users expected in each other audience by chance.
+
+    Heterogeneous users: sampled user ``u`` of candidate ``i`` is in audience ``j`` by chance with
+    probability ``min(1, chance_j * weight_iu)`` (``chance``: float64[r], audience ``j``'s users over
+    the active population; ``weight``: float64[m, k], :func:`activity_weights`), so heavy users, in
+    many audiences anyway, explain an overlap, while accounts that act little but always together do
+    not.  The pair's sampled users are the first ``sampled[i, j]`` of the candidate's sorted sample
+    (:func:`~viraltrend.kernels.audience.containment`); returns their mean chance, float64[m, r]
+    (``chance_j`` where none is sampled).  ``O(m * r * k)``.
+
+    >>> w = np.array([[1.0, 1.0, 1.0, 1.0], [10.0, 10.0, 0.1, 0.1]])
+    >>> [[round(float(x), 3) for x in row] for row in activity_chance(np.array([0.02, 0.5]), w,
+    ...                                                                 np.array([[4, 4], [2, 4]]))]
+    [[0.02, 0.5], [0.2, 0.525]]
+    """
+    m, k = weight.shape
+    out = np.empty(sampled.shape)
+    idx = np.clip(sampled - 1, 0, k - 1)
+    for i in range(m):
+        cum = np.cumsum(np.minimum(1.0, chance[:, None] * weight[i][None, :]), axis=1)  # [r, k]
+        tot = np.take_along_axis(cum, idx[i][:, None], axis=1)[:, 0]
+        out[i] = np.where(sampled[i] > 0, tot / np.maximum(sampled[i], 1), chance)
+    return out
+
+
 class Match(NamedTuple):
     """:meth:`AudienceMemory.best_match`'s answer per candidate (float64[m] / int64[m] arrays)."""
 
@@ -548,6 +622,7 @@ class AudienceMemory:
         z: float = 0.0,
         population: float = 0.0,
         co_lift: float = math.inf,
+        weight: NDArray[np.float64] | None = None,
     ) -> Match:
         """Per row of ``sig`` (uint64[m, k]), the remembered audience that holds most of it.
 
@@ -564,7 +639,10 @@ class AudienceMemory:
         numbers behind both.  ``co_*``: the remembered audience whose overlap with the candidate's is
         least likely by chance (:func:`chance_evidence`) among those sharing at least ``co_lift``
         times the users chance would (needs ``population``): small groups of accounts acting together
-        that hold only a part of each other's audiences.
+        that hold only a part of each other's audiences.  ``weight`` (float64[m, k], beside ``sig``;
+        None: every user alike): each sampled user's chance relative to an average user's
+        (:func:`activity_weights`), so chance is :func:`activity_chance`: heavy users shared with a big
+        audience are expected there.
         """
         m = slots.size
         i0, f0 = np.full(m, -1, np.int64), np.zeros(m)
@@ -574,7 +652,10 @@ class AudienceMemory:
             return out
         rows = np.flatnonzero(live).astype(np.int64)
         sampled, shared = containment(sig, self.sig, rows)
-        if population > 0:
+        if population > 0 and weight is not None:
+            each = np.clip(estimated_users(self.sig[rows]) / population, 0.0, 1.0)
+            chance = activity_chance(each, weight, sampled)
+        elif population > 0:
             chance = np.broadcast_to(estimated_users(self.sig[rows]) / population, sampled.shape)
         else:
             chance = np.zeros(sampled.shape)
