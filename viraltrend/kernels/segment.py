@@ -156,7 +156,7 @@ def _checked_segment(
     return True, rows, used, max_ts_ms, new_pair, first
 
 
-def apply_segment(
+def _segment_args(
     signals: UserSignals,
     counters: DecayedCounters,
     trust: DecayedCounters,
@@ -164,15 +164,11 @@ def apply_segment(
     users: NDArray[np.int64],
     types: NDArray[np.int8],
     ts_ms: NDArray[np.int64],
-) -> tuple[NDArray[np.bool_], int] | None:
-    """Add a segment (``slots``, ``users`` int64[n], ``types`` int8[n], ``ts_ms`` int64[n]) in one call.
+) -> tuple[Any, ...] | None:
+    """The arguments :func:`_checked_segment` and :func:`_segment_all` share, or None.
 
-    Exactly ``weight, new_pair, fresh = signals.process(slots, users, types, ts_ms)``,
-    ``counters.add(slots, types, ts_ms, weight)``, ``trust.add(*trust_rows(slots, ts_ms,
-    new_pair, fresh), ones)`` (trust channels 0, 1, 2 as types).  Returns ``(new_pair bool[n],
-    first)``, ``first`` the number of distinct slots whose ``counters.last_ts_ms`` was unset before,
-    or None, changing nothing, when the steps must be taken one by one (see the module docstring).
-    ``trust`` may keep no times (``times=False``: empty ``first_ts_ms``, which ``_add_events`` skips).
+    None where a segment must be taken step by step: empty, other dtypes or shapes, a counter
+    without a landmark, fewer than 3 trust channels.  Columns are made contiguous.
     """
     n = slots.shape[0]
     shape = (n,)
@@ -191,16 +187,9 @@ def apply_segment(
     if trust.n_types < 3 or counters._landmark_ms is None or trust._landmark_ms is None:  # noqa: SLF001
         return None
     n_slots = min(counters.capacity, trust.capacity, _MAX_PRODUCT)
-    if not (
-        slots.flags.c_contiguous
-        and users.flags.c_contiguous
-        and types.flags.c_contiguous
-        and ts_ms.flags.c_contiguous
-    ):
-        slots, users = np.ascontiguousarray(slots), np.ascontiguousarray(users)
-        types, ts_ms = np.ascontiguousarray(types), np.ascontiguousarray(ts_ms)
-    # _valid, _steady (both counters) and _segment in one call: False when a check fails
-    ok, rows, used, max_ts, new_pair, first = _checked_segment(
+    slots, users = np.ascontiguousarray(slots), np.ascontiguousarray(users)
+    types, ts_ms = np.ascontiguousarray(types), np.ascontiguousarray(ts_ms)
+    return (
         signals.rows, signals._used, signals._max_ts_ms, signals.first_seen_ms,  # noqa: SLF001
         slots, users, types, ts_ms, signals.cap_window_ms, signals.fresh_window_ms,
         signals.allowed_lateness_ms, signals.min_table_capacity,
@@ -210,6 +199,31 @@ def apply_segment(
         n_slots, signals.capacity_users, counters.n_types, _MAX_ABS_TS_MS,
         counters._lam_max, counters.renorm_exponent, trust._lam_max, trust.renorm_exponent,  # noqa: SLF001
     )  # fmt: skip
+
+
+def apply_segment(
+    signals: UserSignals,
+    counters: DecayedCounters,
+    trust: DecayedCounters,
+    slots: NDArray[np.int64],
+    users: NDArray[np.int64],
+    types: NDArray[np.int8],
+    ts_ms: NDArray[np.int64],
+) -> tuple[NDArray[np.bool_], int] | None:
+    """Add a segment (``slots``, ``users`` int64[n], ``types`` int8[n], ``ts_ms`` int64[n]) in one call.
+
+    Exactly ``weight, new_pair, fresh = signals.process(slots, users, types, ts_ms)``,
+    ``counters.add(slots, types, ts_ms, weight)``, ``trust.add(*trust_rows(slots, ts_ms,
+    new_pair, fresh), ones)`` (trust channels 0, 1, 2 as types).  Returns ``(new_pair bool[n],
+    first)``, ``first`` the number of distinct slots whose ``counters.last_ts_ms`` was unset before,
+    or None, changing nothing, when the steps must be taken one by one (see the module docstring).
+    ``trust`` may keep no times (``times=False``: empty ``first_ts_ms``, which ``_add_events`` skips).
+    """
+    args = _segment_args(signals, counters, trust, slots, users, types, ts_ms)
+    if args is None:
+        return None
+    # _valid, _steady (both counters) and _segment in one call: False when a check fails
+    ok, rows, used, max_ts, new_pair, first = _checked_segment(*args)
     if not ok:
         return None
     signals.rows, signals._used, signals._max_ts_ms = rows, int(used), int(max_ts)  # noqa: SLF001
@@ -315,44 +329,17 @@ def apply_segment_all(
     viewed lately), or None, changing nothing, where :func:`apply_segment` would (the caller then
     takes the steps one by one).
     """
-    n = slots.shape[0]
-    shape = (n,)
-    if (
-        n == 0
-        or slots.dtype != _I64
-        or users.dtype != _I64
-        or types.dtype != _I8
-        or ts_ms.dtype != _I64
-        or slots.shape != shape
-        or users.shape != shape
-        or types.shape != shape
-        or ts_ms.shape != shape
-        or user_hash.dtype != np.uint64
-    ):
+    if user_hash.dtype != np.uint64:
         return None
-    if trust.n_types < 3 or counters._landmark_ms is None or trust._landmark_ms is None:  # noqa: SLF001
+    args = _segment_args(signals, counters, trust, slots, users, types, ts_ms)
+    if args is None:
         return None
-    n_slots = min(counters.capacity, trust.capacity, _MAX_PRODUCT)
-    if not (
-        slots.flags.c_contiguous
-        and users.flags.c_contiguous
-        and types.flags.c_contiguous
-        and ts_ms.flags.c_contiguous
-    ):
-        slots, users = np.ascontiguousarray(slots), np.ascontiguousarray(users)
-        types, ts_ms = np.ascontiguousarray(types), np.ascontiguousarray(ts_ms)
-    ok, rows, used, max_ts, first, n_buys, n_blind, fresh = _segment_all(
-        signals.rows, signals._used, signals._max_ts_ms, signals.first_seen_ms,  # noqa: SLF001
-        slots, users, types, ts_ms, signals.cap_window_ms, signals.fresh_window_ms,
-        signals.allowed_lateness_ms, signals.min_table_capacity,
-        counters.acc, counters.global_acc, counters.first_ts_ms, counters.last_ts_ms, counters.lam,
-        np.int64(counters._landmark_ms), trust.acc, trust.global_acc, trust.first_ts_ms,  # noqa: SLF001
-        trust.last_ts_ms, trust.lam, np.int64(trust._landmark_ms), _NEVER, PREFETCH_DISTANCE,  # noqa: SLF001
-        n_slots, signals.capacity_users, counters.n_types, _MAX_ABS_TS_MS,
-        counters._lam_max, counters.renorm_exponent, trust._lam_max, trust.renorm_exponent,  # noqa: SLF001
+    audiences = (
         sketches.sig, sketches._fit_val(), sketches._fit_fun(), sketches.nonempty, sketches.row_of,  # noqa: SLF001
         np.int64(sketches._seeds[0]), activity.cells, user_hash.view(np.int64), _VIEW, _CART,  # noqa: SLF001
     )  # fmt: skip
+    full: tuple[Any, ...] = args + audiences
+    ok, rows, used, max_ts, first, n_buys, n_blind, fresh = _segment_all(*full)
     if not ok:
         return None
     signals.rows, signals._used, signals._max_ts_ms = rows, int(used), int(max_ts)  # noqa: SLF001
