@@ -60,7 +60,7 @@ from viraltrend.kernels.decay import DecayedCounters, global_figures, grown_capa
 from viraltrend.kernels.hashtable import UserTable
 from viraltrend.kernels.names import CountedNames, NameTable
 from viraltrend.kernels.prefilter import Screen, TickBaseline, evict_horizon
-from viraltrend.kernels.segment import BEFORE, DONE, SEGMENT, apply_segment, apply_segment_all, run_ticks
+from viraltrend.kernels.segment import BEFORE, DONE, SEGMENT, apply_segment_all, run_ticks
 from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
@@ -200,7 +200,7 @@ class Engine:
     """
 
     _evict_skip = True  # False: every eviction sweep looks at every live product (the tests compare)
-    _fused_apply = True  # False: _apply takes the segment's steps in separate calls (the tests compare)
+    _fused_apply = True  # False: _apply takes the segment's steps one by one (the tests compare)
 
     def __init__(
         self, cfg: Config, *, scorer: Scorer | None = None, trace_products: tuple[str, ...] = ()
@@ -610,18 +610,14 @@ class Engine:
                 self._new_users.append(pair_slots)
                 self.stats.events_applied += idx.size
                 return
-        fused = apply_segment(self.user_signals, self.counters, self.trust_counters, slots, users, types, ts)
-        if fused is not None:  # the steps below in one compiled call (bit-identical)
-            new_pair, first_seen = fused
-            self._n_live += first_seen
-        else:
-            first = slots[self.counters.last_ts_ms[slots] == _NEVER]
-            if first.size:
-                self._n_live += int(np.unique(first).size)
-            weight, new_pair, fresh = self.user_signals.process(slots, users, types, ts)
-            self.counters.add(slots, types, ts, weight)  # per-user caps: repeats within the window weigh 0
-            rows, channel, rows_ts = trust_rows(slots, ts, new_pair, fresh)  # new pairs, fresh, all
-            self.trust_counters.add(rows, channel, rows_ts, np.ones(channel.size))
+        # one by one (apply_segment_all refused the segment: see kernels/segment.py, or the tests compare)
+        first = slots[self.counters.last_ts_ms[slots] == _NEVER]
+        if first.size:
+            self._n_live += int(np.unique(first).size)
+        weight, new_pair, fresh = self.user_signals.process(slots, users, types, ts)
+        self.counters.add(slots, types, ts, weight)  # per-user caps: repeats within the window weigh 0
+        rows, channel, rows_ts = trust_rows(slots, ts, new_pair, fresh)  # new pairs, fresh, all
+        self.trust_counters.add(rows, channel, rows_ts, np.ones(channel.size))
         t0 = time.perf_counter()
         hashes = self.users.hash_of[users].view(np.int64)  # ids: slots get reused
         buys = types >= EVENT_TYPES.index("add_to_cart")  # carts and purchases: was there a view lately?

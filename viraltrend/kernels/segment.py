@@ -9,6 +9,7 @@ order in one numba call, so every sum is added in the same order and the state i
 (the tests compare it with the step-by-step path).  It checks once what the steps would have
 checked, and returns None (the caller then takes the steps) when a step would do something else
 than its loop: a counter without a landmark yet, a landmark to move, or any input out of range.
+:func:`apply_segment_all`, the one the engine calls, adds the audience steps to the same call.
 """
 
 from __future__ import annotations
