@@ -218,6 +218,41 @@ def test_tracing_does_not_change_decisions(small_events, small_reference):
     assert run_engine(small_events, [], trace_products=(traced, "p-000002"))[1] == small_reference
 
 
+def test_tracing_reads_quiet_products_without_evaluating_them(monkeypatch):
+    """A traced product is read at every tick, also at ticks without its events.  Those reads must
+    not reach the evaluation: it remembers from tick to tick (the rule's ready ticks for the model's
+    labels, the model's vouch streaks, holds), so extra rows there would let a traced replay decide
+    differently from an untraced one (``viraltrend explain`` would tell another story)."""
+    t0 = 1_000_000_000_000
+    rows = _burst("p-hot", "s", t0, 400)
+    end = t0 + 400 * 200
+    # then a sparse tail: an event every 25 s, so most ticks have none of its events
+    rows += [(end + k * 25_000, "share", "p-hot", "s", None, f"tail{k}") for k in range(1, 40)]
+    events = batch_of(sorted(rows))
+    real = Engine._evaluate
+
+    def run(trace):
+        seen = []
+
+        def spy(self, now_ms, slots, *args):
+            seen.append((now_ms, slots.tolist()))
+            return real(self, now_ms, slots, *args)
+
+        monkeypatch.setattr(Engine, "_evaluate", spy)
+        engine, messages = run_engine(events, [len(events) // 3], trace_products=trace)
+        return engine, seen, messages
+
+    _, plain, plain_messages = run(())
+    traced, seen, messages = run(("p-hot",))
+    assert seen == plain
+    decisions = [m for m in messages if m["action"] != "board"]
+    assert decisions == [m for m in plain_messages if m["action"] != "board"]
+    quiet = [r for r in traced.trace_rows if r["evaluated"] == 0.0]
+    assert quiet and {r["event_ts"] for r in quiet}.isdisjoint({t for t, _ in plain})
+    ticks = [r["event_ts"] for r in traced.trace_rows]
+    assert ticks == sorted(set(ticks))  # one row per tick, evaluated or not
+
+
 def test_state_stays_under_390_bytes_per_product(small_events):
     # 256 (counters, trust counters at the trend half-life, seller, category) + 24 (trust counters at
     # the baseline half-life: the detector's own baseline) + 106 (the change detector and its rings)

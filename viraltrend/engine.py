@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from viraltrend.board import Board, Candidates
 from viraltrend.config import Config
 from viraltrend.dedup import Deduplicator, duplicate_rejects
-from viraltrend.detect import _CYCLE_CLIP, SequentialDetector
+from viraltrend.detect import _CYCLE_CLIP, Columns, SequentialDetector
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels._checks import adopting, owned
@@ -696,14 +696,18 @@ class Engine:
         b = self.board
         busy = b.members or b.pending or b.held or b.blocked_until
         watched = np.asarray(b.watched_slots(), np.int64) if busy else _EMPTY
-        traced = _EMPTY
-        if self.trace_products:
-            traced = self.products.lookup(self.trace_products)
-            traced = traced[traced >= 0]
-            traced = traced[self.counters.last_ts_ms[traced] != _NEVER]  # from its first applied event on
-        if watched.size or traced.size:
-            slots = np.union1d(np.union1d(slots, watched), traced).astype(np.int64)
+        if watched.size:
+            slots = np.union1d(slots, watched).astype(np.int64)
             sketch_only = False
+        traced = quiet = _EMPTY
+        if self.trace_products:  # traced products outside this tick's rows are read, never evaluated:
+            traced = np.unique(self.products.lookup(self.trace_products))  # the decisions and what the
+            traced = traced[traced >= 0]  # engine remembers between ticks stay those of an untraced run
+            traced = traced[self.counters.last_ts_ms[traced] != _NEVER]  # from its first applied event on
+            inside = in_sorted(traced, slots) & (not sketch_only)  # a tick that only sketches evaluates none
+            traced, quiet = traced[inside], traced[~inside]
+        if quiet.size:
+            self._trace_quiet(now_ms, quiet, mu_of)
         messages: list[Message] = []
         if slots.size and sketch_only:
             self._sketch_only(now_ms, slots, mu_of)
@@ -867,15 +871,15 @@ class Engine:
             return None
         return int(min(t for t in due if t is not None))
 
-    def _evaluate(
-        self,
-        now_ms: int,
-        slots: NDArray[np.int64],
-        touched: NDArray[np.int64],
-        watched: NDArray[np.int64],
-        traced: NDArray[np.int64],
-        mu_of: Callable[[NDArray[np.int64]], NDArray[np.float64]],
-    ) -> list[Message]:
+    def _features(
+        self, now_ms: int, slots: NDArray[np.int64], mu_of: Callable[[NDArray[np.int64]], NDArray[np.float64]]
+    ) -> tuple[NDArray[np.float64], Columns, NDArray[np.float64], NDArray[np.float64], Any, _Proba]:
+        """The feature columns of ``slots`` at ``now_ms`` and their scores; changes nothing.
+
+        Returns the decayed counts, the columns (the reader's and the detector's), the score, the
+        rule's own score (the same array unless a model scores), the warm model (or None) and its
+        probabilities (or None).
+        """
         counts = self.counters.read(slots, now_ms)
         trust = self.trust_counters.read(slots, now_ms)
         first = self.counters.first_ts_ms[slots]
@@ -901,6 +905,33 @@ class Engine:
             if model is not None:  # the rule's own verdict, for the "ready" labels
                 rule = model.fallback.score_many(feats)
         probability = model.predict_proba_many(feats) if model is not None else None  # once per tick
+        return counts, feats, score, rule, model, probability
+
+    def _trace_quiet(
+        self, now_ms: int, slots: NDArray[np.int64], mu_of: Callable[[NDArray[np.int64]], NDArray[np.float64]]
+    ) -> None:
+        """Trace rows of traced products this tick does not evaluate (no events, not watched).
+
+        Read only: the board, the guard and the model's labels never see them, so a traced replay
+        decides exactly as an untraced one.  ``evaluated`` is 0.0 in these rows.
+        """
+        _, feats, score, _, _, probability = self._features(now_ms, slots, mu_of)
+        if probability is not None and self.board.sequential:
+            feats["model_p"] = probability
+            feats["model_vouched"] = np.zeros(slots.size)
+        feats["evaluated"] = np.zeros(slots.size)
+        self._trace(now_ms, slots, slots, score, feats)
+
+    def _evaluate(
+        self,
+        now_ms: int,
+        slots: NDArray[np.int64],
+        touched: NDArray[np.int64],
+        watched: NDArray[np.int64],
+        traced: NDArray[np.int64],
+        mu_of: Callable[[NDArray[np.int64]], NDArray[np.float64]],
+    ) -> list[Message]:
+        counts, feats, score, rule, model, probability = self._features(now_ms, slots, mu_of)
         if self.labels is not None:
             self._note_ready(now_ms, slots[(feats["ready"] > 0.0) & (rule >= self.cfg.detect.min_score)])
         if probability is not None and self.board.sequential:  # the model vouches for the shape
@@ -914,7 +945,9 @@ class Engine:
             feats["ready"] = np.maximum(feats["ready"], self._still_held(now_ms, slots, feats))
         feats["ready"] = np.where(score >= self.cfg.detect.min_score, feats["ready"], 0.0)
         if traced.size:
+            feats["evaluated"] = np.ones(slots.size)
             self._trace(now_ms, slots, traced, score, feats)
+            del feats["evaluated"]
         if self.labels is not None:
             self._sample(now_ms, slots, touched, feats, counts, rule)
         is_watched = in_sorted(slots, watched)
@@ -927,8 +960,6 @@ class Engine:
         t0 = time.perf_counter()
         self._track_audiences(now_ms, slots, hot, is_touched, judged & ~in_sorted(slots, members), feats)
         self.guard_s += time.perf_counter() - t0
-        if traced.size:  # a traced product is scored for the trace; the board sees it only as usual
-            keep &= is_watched | is_touched
         sel = np.flatnonzero(keep)
         if sel.size == 0 and not self.board.members:
             return []
@@ -1691,6 +1722,9 @@ class Engine:
             + self.seller_of.nbytes
             + self.category_of.nbytes
         )
+
+
+_Proba = NDArray[np.float64] | None  # the warm model's probabilities, if any
 
 
 class _TickBaseline:
