@@ -638,7 +638,7 @@ class Engine:
         )  # no 2x slack at the cap
         self.counters.ensure_capacity(cap, limit=cap)
         self.trust_counters.ensure_capacity(cap, limit=cap)
-        self.detector.ensure_capacity(cap)  # the CUSUM still doubles (kernels/cusum.py)
+        self.detector.cusum.ensure_capacity(cap, limit=cap)  # the CUSUM too: no doubling past the cap
         for name in ("seller_of", "category_of"):
             old = getattr(self, name)
             new = np.full(cap, -1, np.int32)
