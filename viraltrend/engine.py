@@ -97,6 +97,7 @@ _SKETCH_IDLE_MS = 1_800_000
 _STICKY_USERS = 2.0
 _NOT_STICKY = ("product_blocked", "seller_blocked", "blocklist_reason", "low_unique_users", HELD)
 _NEVER = np.iinfo(np.int64).min  # last_ts_ms of a slot that holds no events
+_I32_MIN, _I32_MAX = int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max)
 _VETERAN_MS = -(2**53)  # first_seen_ms of a released user who came back: long ago, never fresh
 #: Sampled users of the other hot audiences below which the catalogue's activity spread is not judged
 #: (and no audience is refused as uniform accounts).
@@ -321,9 +322,12 @@ class Engine:
         self._next_evict_ms: int | None = None
         self._start_ms: int | None = None  # ts of the first accepted event: the stream's start
         self._n_live = 0  # products with state (at least one event since created or evicted)
-        # per product slot: the eviction sweep need not look at it before this time (evict_horizon);
-        # not checkpointed (empty: look at every product), reset where a slot is cleared
-        self._evict_after_ms = np.empty(0, np.int64)
+        # per product slot: the eviction sweep need not look at it before this time (evict_horizon), in
+        # whole seconds after _evict_base_ms, rounded down (int32: 4 bytes; a look earlier than the
+        # promise only costs the look); not checkpointed (empty: look at every product), reset where a
+        # slot is cleared
+        self._evict_after_s = np.empty(0, np.int32)
+        self._evict_base_ms: int | None = None
         self._evicted: list[NDArray[np.int64]] = []
         self._sketched = np.empty(0, np.int64)  # products whose user sets are sketched (hot ones), sorted
         self._sketched_ms = np.empty(0, np.int64)  # per sketched product: last tick hot with events
@@ -1354,11 +1358,14 @@ class Engine:
         # at (evict_horizon): the others are above it, as the full sweep would find them
         skip = self._evict_skip and limit > 0.0 and lam > 0.0 and bool((weights >= 0.0).all())
         if skip:
-            if self._evict_after_ms.shape[0] < hw:
-                grown = np.full(max(hw, 2 * self._evict_after_ms.shape[0]), _NEVER, np.int64)
-                grown[: self._evict_after_ms.shape[0]] = self._evict_after_ms
-                self._evict_after_ms = grown
-            looked = live[self._evict_after_ms[live] <= now_ms]
+            after = self._evict_after_s
+            if after.shape[0] < hw:
+                grown = np.full(self.seller_of.shape[0], _I32_MIN, np.int32)  # the product arrays' capacity
+                grown[: after.shape[0]] = after
+                self._evict_after_s = grown
+            if self._evict_base_ms is None:
+                self._evict_base_ms = now_ms
+            looked = live[self._evict_after_s[live] <= (now_ms - self._evict_base_ms) // 1000]
         else:
             looked = live
         fast = below(c.acc, looked, lam=lam, dt_s=dt_s, half_life=base, weights=weights, limit=limit)
@@ -1368,10 +1375,13 @@ class Engine:
             low, rows = c.read(live, now_ms)[:, :, base] @ weights < limit, live
         cold = rows[low & ~np.isin(rows, self.board.watched_slots())]
         if skip:
-            self._evict_after_ms[looked] = evict_horizon(
+            horizon = evict_horizon(
                 c.acc, looked, lam=lam, dt_s=dt_s, half_life=base, weights=weights, limit=limit, now_ms=now_ms
             )  # fmt: skip
-            self._evict_after_ms[cold] = _NEVER  # a cleared slot is a fresh product's
+            assert self._evict_base_ms is not None
+            # floor: the stored second is never later than the promise (nor past int32, clipped down)
+            self._evict_after_s[looked] = np.clip((horizon - self._evict_base_ms) // 1000, _I32_MIN, _I32_MAX)
+            self._evict_after_s[cold] = _I32_MIN  # a cleared slot is a fresh product's
         if cold.size:
             self.counters.clear(cold)
             self.trust_counters.clear(cold)
@@ -1404,7 +1414,7 @@ class Engine:
             self.counters.clear(cold)
             self.trust_counters.clear(cold)
             self.detector.clear(cold)
-            self._evict_after_ms[cold[cold < self._evict_after_ms.shape[0]]] = _NEVER  # fresh products next
+            self._evict_after_s[cold[cold < self._evict_after_s.shape[0]]] = _I32_MIN  # fresh products next
             self._n_live -= int(cold.size)
             self._evicted.append(cold)
             self.stats.evicted += int(cold.size)
