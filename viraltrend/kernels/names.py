@@ -13,8 +13,9 @@ one's row lies further along the probe run).
 
 **Memory.**  Per table row (at most 3/4 full): 8 bytes, ``hash_low32 << 32 | slot`` in one
 ``uint64`` (a probe reads one word); per slot: the start (4 bytes: ``int32`` while the arena is under
-2 GiB, then ``int64``) and length (4) of its name in the arena, and the name's UTF-8 bytes.  No hash per slot: :attr:`NameTable.hash_of` recomputes the
-hashes from the arena when asked (the engine asks when it evicts over its cap).  Per-slot arrays
+2 GiB, then ``int64``) and length (4) of its name in the arena, and the name's UTF-8 bytes.  No hash
+per slot: :attr:`NameTable.hash_of` recomputes the hashes from the arena when asked (the engine asks
+when it evicts over its cap).  Per-slot arrays
 double up to ``limit`` (the engine's product cap) and stop there; the arena grows from ``calloc``
 pages, so its unused tail takes no resident memory.  Released names leave holes in the arena,
 squeezed out once they are more than half of it.
