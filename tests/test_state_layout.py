@@ -69,6 +69,7 @@ def test_product_arrays_grow_to_the_cap_not_past_it():
     assert engine.counters.first_ts_ms.shape == (5_000,) and engine.trust_counters.first_ts_ms.shape == (0,)
     assert engine.products._start.shape == (5_000,)
     assert engine.detector.cusum.capacity == engine.detector.cusum.stat.shape[0] == 5_000  # the CUSUM too
+    assert engine.counters.acc.dtype == engine.trust_counters.acc.dtype == np.float32  # 4 bytes a cell
     _new_products(engine, 4_500, 1_000, 1_000_000_001_000)  # over the cap until the next tick: +1/8
     assert engine.counters.capacity == engine.seller_of.shape[0] == engine.detector.cusum.capacity == 5_625
     restored = Engine.restore(cfg, *engine.state())
