@@ -117,3 +117,17 @@ def test_name_table_checkpoint_arrays_do_not_depend_on_its_history():
     assert back.intern(["p-x"]).tolist() == one.intern(["p-x"]).tolist()  # the same next free slot
     for k, v in back.to_arrays().items():
         np.testing.assert_array_equal(v, one.to_arrays()[k], err_msg=k)
+
+
+def test_eviction_promises_of_float32_cells_end_before_their_landmark_roundings_pass_the_slack():
+    from viraltrend.engine import _evict_promise_ms
+    from viraltrend.kernels.prefilter import EVICT_SLACK
+
+    cfg = load_config(None, environ={})
+    engine = Engine(cfg)
+    promise = _evict_promise_ms(cfg, engine.counters)
+    half_ms = engine.counters.renorm_exponent / 2 / float(engine.counters.lam.max()) * 1000
+    moves = (promise + cfg.decay.max_future_s * 1000 + half_ms) / half_ms + 1  # at most, in a promise
+    assert 7 * 3_600_000 < promise and moves * 2.0**-24 < EVICT_SLACK
+    far = load_config(None, environ={}, overrides={"decay": {"max_future_s": 86_400.0}})
+    assert _evict_promise_ms(far, Engine(far).counters) == 0  # no promise then: every sweep looks at all

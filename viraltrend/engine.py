@@ -59,7 +59,7 @@ from viraltrend.kernels.columns import (
 from viraltrend.kernels.decay import F32_RENORM_EXPONENT, DecayedCounters, global_figures, grown_capacity
 from viraltrend.kernels.hashtable import UserTable
 from viraltrend.kernels.names import CountedNames, NameTable
-from viraltrend.kernels.prefilter import Screen, TickBaseline, evict_horizon
+from viraltrend.kernels.prefilter import EVICT_SLACK, Screen, TickBaseline, evict_horizon
 from viraltrend.kernels.segment import BEFORE, DONE, SEGMENT, apply_segment_all, run_ticks
 from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
@@ -1384,7 +1384,7 @@ class Engine:
         if skip:
             horizon = np.minimum(evict_horizon(
                 c.acc, looked, lam=lam, dt_s=dt_s, half_life=base, weights=weights, limit=limit, now_ms=now_ms
-            ), now_ms + _EVICT_PROMISE_MS)  # fmt: skip
+            ), now_ms + _evict_promise_ms(self.cfg, c))  # fmt: skip
             assert self._evict_base_ms is not None
             # floor: the stored second is never later than the promise (nor past int32, clipped down)
             self._evict_after_s[looked] = np.clip((horizon - self._evict_base_ms) // 1000, _I32_MIN, _I32_MAX)
@@ -1804,10 +1804,25 @@ def _funnel_half_lives(cfg: Config) -> tuple[int, int]:
 #: The per-product accumulators of both counters: float32 (4 bytes a cell, 120 of the 240 per product
 #: saved), landmark moves at exponent 30 (renormalisation limit 60; float32 ends at exp(88.7)).
 _ACC_LAYOUT: dict[str, Any] = {"dtype": np.float32, "renorm_exponent": F32_RENORM_EXPONENT}
-#: Longest eviction promise kept (ms): float32 cells are rounded at each landmark move (2**-24 relative);
-#: in 6 h at most 9 moves (one per 2,597 s of event time with a 60 s shortest half-life), 5.4e-7 of
-#: rounding in all, inside evict_horizon's slack (1e-6).
-_EVICT_PROMISE_MS = 6 * 3_600_000
+
+
+def _evict_promise_ms(cfg: Config, counters: DecayedCounters) -> int:
+    """Longest eviction promise (ms) float32 cells keep: their landmark roundings stay inside EVICT_SLACK.
+
+    A landmark move rounds each float32 cell by up to 2**-24 (relative), so a promise of
+    :func:`~viraltrend.kernels.prefilter.evict_horizon` (slack 1e-6) survives at most
+    ``floor(EVICT_SLACK * 2**24) - 1`` = 15 of them.  Every move advances the landmark by at least
+    ``half`` (the ticks move it once it is ``renorm_exponent / 2 / lam_max`` behind, ``add`` once an
+    event is twice that ahead), and the landmark stays within ``[now - half, now + max_future]``; so
+    a promise of ``P`` ms sees at most ``(P + max_future + half) / half + 1`` moves: ``P = 12 half -
+    max_future`` (one move of margin; 7.7 h with the defaults: half 2,597 s, max_future 1 h; 0 when
+    max_future is larger: every sweep then looks at every product).  Float64 cells: no limit.
+    """
+    if counters.acc.dtype != np.float32:
+        return 2**62
+    n_moves = math.floor(EVICT_SLACK * 2**24) - 1
+    half_ms = counters.renorm_exponent / 2.0 / float(counters.lam.max()) * 1000.0
+    return max(0, math.floor((n_moves - 3) * half_ms - cfg.decay.max_future_s * 1000.0))
 
 
 def _trust_half_lives(cfg: Config) -> tuple[float, ...]:
