@@ -131,3 +131,34 @@ def test_eviction_promises_of_float32_cells_end_before_their_landmark_roundings_
     assert 7 * 3_600_000 < promise and moves * 2.0**-24 < EVICT_SLACK
     far = load_config(None, environ={}, overrides={"decay": {"max_future_s": 86_400.0}})
     assert _evict_promise_ms(far, Engine(far).counters) == 0  # no promise then: every sweep looks at all
+
+
+def test_a_checkpoint_of_float64_cells_restores_narrowed_and_continues_with_the_same_actions(
+    pinned_events, monkeypatch
+):
+    """A checkpoint written before the float32 layout (float64 cells) loads: its landmark moved to its
+    latest event, the cells rounded; the run continues with the actions, products and times of an
+    engine that kept float64 cells (the pinned scenario, cut in half)."""
+    import viraltrend.engine as engine_module
+
+    def core(msgs):
+        return [(m["action"], m["event_ts"], m.get("product_id")) for m in msgs]
+
+    cfg = load_config(None, environ={})
+    half = len(pinned_events) // 2
+    with monkeypatch.context() as m:
+        m.setattr(engine_module, "_ACC_LAYOUT", {})  # the engine before: float64 cells, exponent 300
+        old = Engine(cfg)
+        msgs, _ = old.process(pinned_events.take(np.arange(half)))
+        arrays, meta = old.state()
+        _, wide = run_engine(pinned_events, [], cfg)
+    assert arrays["counters.acc"].dtype == arrays["trust.acc"].dtype == np.float64
+    new = Engine.restore(cfg, arrays, meta)
+    assert new.counters.acc.dtype == new.trust_counters.acc.dtype == np.float32
+    live = np.flatnonzero(old.counters.last_ts_ms != np.iinfo(np.int64).min)
+    now = int(old.counters.last_ts_ms.max())
+    for a, b in ((old.counters, new.counters), (old.trust_counters, new.trust_counters)):
+        x, y = a.read(live, now), b.read(live, now)
+        assert np.allclose(y, x, rtol=1e-6, atol=1e-30)
+    rest, _ = new.process(pinned_events.take(np.arange(half, len(pinned_events))))
+    assert core(msgs + rest + new.finish()) == core(wide)

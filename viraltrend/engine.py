@@ -1572,9 +1572,13 @@ class Engine:
             )
             raise CheckpointError(msg)
         try:
+            # a checkpoint of float64 cells (before the float32 layout): narrowed at its latest event
+            last = np.asarray(arrays.get("counters.last_ts_ms", np.empty(0, np.int64)), np.int64)
+            narrow_at = int(last.max()) if last.size and int(last.max()) != _NEVER else None
             engine.counters = DecayedCounters.from_arrays(
                 {k.removeprefix("counters."): v for k, v in arrays.items() if k.startswith("counters.")},
                 half_lives_s=cfg.decay.half_lives_s,
+                narrow_at_ms=narrow_at,
                 **_ACC_LAYOUT,
             )
             # copies: two engines restored from one state must not share them (unless handed over)
@@ -1596,7 +1600,11 @@ class Engine:
             engine.categories = CountedNames.from_list(meta["categories"], engine.category_of)
 
             engine.trust_counters = DecayedCounters.from_arrays(
-                part("trust."), half_lives_s=_trust_half_lives(cfg), times=False, **_ACC_LAYOUT
+                part("trust."),
+                half_lives_s=_trust_half_lives(cfg),
+                times=False,
+                narrow_at_ms=narrow_at,
+                **_ACC_LAYOUT,
             )
             engine.detector.load_arrays(part("detect."))
             t = cfg.trust

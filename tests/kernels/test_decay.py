@@ -579,3 +579,17 @@ def test_float32_checkpoints_restore_exactly_and_the_other_width_is_refused_by_n
         DecayedCounters.from_arrays(wide.to_arrays(), half_lives_s=wide.half_lives_s, **f32)
     with pytest.raises(CheckpointError, match="with float32 accumulators and this version keeps float64"):
         DecayedCounters.from_arrays(narrow.to_arrays(), half_lives_s=narrow.half_lives_s)
+
+
+def test_a_float64_checkpoint_narrowed_at_its_latest_event_reads_as_before():
+    from viraltrend.kernels.decay import F32_RENORM_EXPONENT
+
+    wide, _, end = _twins(5_000, 20.0, 3)
+    f32 = {"dtype": np.float32, "renorm_exponent": F32_RENORM_EXPONENT}
+    narrow = DecayedCounters.from_arrays(
+        wide.to_arrays(), half_lives_s=wide.half_lives_s, narrow_at_ms=end, **f32
+    )
+    assert narrow.acc.dtype == np.float32 and narrow.landmark_ms == end // 1000 * 1000
+    for now in (end, end + 3_600_000):
+        a, b = wide.read(np.arange(8), now), narrow.read(np.arange(8), now)
+        assert np.allclose(b, a, rtol=1e-6, atol=0.0)

@@ -520,9 +520,14 @@ class DecayedCounters:
     def from_arrays(
         cls, arrays: Mapping[str, NDArray[np.generic]], *, half_lives_s: Sequence[float],
         renorm_exponent: float = RENORM_EXPONENT, times: bool = True,
-        dtype: type[np.floating[Any]] = np.float64,
+        dtype: type[np.floating[Any]] = np.float64, narrow_at_ms: int | None = None,
     ) -> DecayedCounters:  # fmt: skip
         """Rebuild counters from :meth:`to_arrays` output, exactly; CheckpointError if they do not fit.
+
+        ``narrow_at_ms``: float32 counters from a float64 checkpoint, not exactly: the landmark first
+        moves (in float64, as :meth:`rebase` moves it) to that time, at or after every event counted
+        (whole seconds), so every cell fits float32, then the cells are rounded to float32.  Without
+        it such a checkpoint is refused by name.
 
         With ``times=False`` the times of a checkpoint written with them (before the counters kept
         none) are dropped; with ``times=True`` a checkpoint without them is refused.
@@ -530,6 +535,20 @@ class DecayedCounters:
         acc = arrays.get("acc")
         n_hl = len(half_lives_s)
         kind = np.dtype(dtype)
+        if narrow_at_ms is not None and kind == np.float32 and acc is not None and acc.dtype == np.float64:
+            wide = cls.from_arrays(arrays, half_lives_s=half_lives_s, times=times)
+            at = (int(narrow_at_ms) // 1000) * 1000
+            if wide._landmark_ms is not None and at > wide._landmark_ms:
+                wide._move_landmark(at)
+            out = cls(
+                half_lives_s=half_lives_s, n_types=wide.n_types, capacity=1,
+                renorm_exponent=renorm_exponent, times=times, dtype=np.float32,
+            )  # fmt: skip
+            out.acc = wide.acc.astype(np.float32)  # every event at or before the landmark: cells <= weights
+            out.global_acc, out.first_ts_ms = wide.global_acc, wide.first_ts_ms
+            out.last_ts_ms = wide.last_ts_ms
+            out._landmark_ms = wide._landmark_ms
+            return out
         if acc is None or acc.dtype != kind or acc.ndim != 3 or acc.shape[0] < 1:
             got = "missing" if acc is None else f"{acc.dtype}{list(acc.shape)}"
             msg = f"decay checkpoint array 'acc' must be {kind}[capacity, n_types, n_hl], got {got}"
