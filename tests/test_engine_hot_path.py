@@ -279,6 +279,7 @@ def test_the_eviction_sweep_that_skips_products_above_the_limit_evicts_the_same(
     assert fast_msgs == slow_msgs and fast.stats == slow.stats and _same_state(fast, slow)
     assert fast.stats.evicted > 200  # one-off products forgotten along the days
     assert n_fast * 3 < sum(looked)  # most sweeps looked at few products
+    assert fast._evict_after_s.dtype == np.int32  # whole seconds: 4 bytes per product
 
 
 @pytest.mark.parametrize("cuts", [[], [1, 2, 3, 9_999, 10_000, 25_000]])

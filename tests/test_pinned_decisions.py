@@ -60,7 +60,12 @@ EVENTS_SHA256 = "9d80085c3dbdbca77b6f442917d4be869c97150b08c5dd1a1b3f08bfdf32a66
 #: Recomputed for issue 13 (branch trust8: trust.recycled_contrast 2 -> 3): the same actions, products
 #: and times; the 4 ring blocks no longer list ``recycled_audience_2.5-3.0_..._catalogue_1.0`` among their
 #: reasons.
-DECISIONS_SHA256 = "c957ddf6c995baa0edc5279032f7ac75c07300b2b097ab1ccd29c542af533fcd"
+#: Recomputed for float32 per-product accumulators (issue 11, branch perf9-f32: 240 -> 120 bytes per
+#: product, landmark moves at exponent 30): the same 532 messages, actions, products and times; features
+#: (printed to 6 significant digits) differ in the sixth digit in 54 values of promote/update/demote/block
+#: messages (at most 1.2e-5 relative: z_1m 0.0251424 -> 0.0251427), three board scores in the 6th decimal
+#: (0.898768 -> 0.898767, 0.440765 -> 0.440766, 0.733061 -> 0.733062).  Before: c957ddf6c995....
+DECISIONS_SHA256 = "614786d161f8c34953151f7887703f4307c9f2ce5dac1a89fe4eae154acf58db"
 
 _ENCODE = msgspec.json.Encoder(order="sorted")
 

@@ -68,10 +68,12 @@ def test_product_arrays_grow_to_the_cap_not_past_it():
     assert engine.counters.capacity == engine.trust_counters.capacity == engine.seller_of.shape[0] == 5_000
     assert engine.counters.first_ts_ms.shape == (5_000,) and engine.trust_counters.first_ts_ms.shape == (0,)
     assert engine.products._start.shape == (5_000,)
+    assert engine.detector.cusum.capacity == engine.detector.cusum.stat.shape[0] == 5_000  # the CUSUM too
+    assert engine.counters.acc.dtype == engine.trust_counters.acc.dtype == np.float32  # 4 bytes a cell
     _new_products(engine, 4_500, 1_000, 1_000_000_001_000)  # over the cap until the next tick: +1/8
-    assert engine.counters.capacity == engine.seller_of.shape[0] == 5_625
+    assert engine.counters.capacity == engine.seller_of.shape[0] == engine.detector.cusum.capacity == 5_625
     restored = Engine.restore(cfg, *engine.state())
-    assert restored.counters.capacity == 5_625
+    assert restored.counters.capacity == restored.detector.cusum.capacity == 5_625
 
 
 def test_two_engines_restored_from_one_state_do_not_share_arrays(pinned_events):
@@ -115,3 +117,48 @@ def test_name_table_checkpoint_arrays_do_not_depend_on_its_history():
     assert back.intern(["p-x"]).tolist() == one.intern(["p-x"]).tolist()  # the same next free slot
     for k, v in back.to_arrays().items():
         np.testing.assert_array_equal(v, one.to_arrays()[k], err_msg=k)
+
+
+def test_eviction_promises_of_float32_cells_end_before_their_landmark_roundings_pass_the_slack():
+    from viraltrend.engine import _evict_promise_ms
+    from viraltrend.kernels.prefilter import EVICT_SLACK
+
+    cfg = load_config(None, environ={})
+    engine = Engine(cfg)
+    promise = _evict_promise_ms(cfg, engine.counters)
+    half_ms = engine.counters.renorm_exponent / 2 / float(engine.counters.lam.max()) * 1000
+    moves = (promise + cfg.decay.max_future_s * 1000 + half_ms) / half_ms + 1  # at most, in a promise
+    assert 7 * 3_600_000 < promise and moves * 2.0**-24 < EVICT_SLACK
+    far = load_config(None, environ={}, overrides={"decay": {"max_future_s": 86_400.0}})
+    assert _evict_promise_ms(far, Engine(far).counters) == 0  # no promise then: every sweep looks at all
+
+
+def test_a_checkpoint_of_float64_cells_restores_narrowed_and_continues_with_the_same_actions(
+    pinned_events, monkeypatch
+):
+    """A checkpoint written before the float32 layout (float64 cells) loads: its landmark moved to its
+    latest event, the cells rounded; the run continues with the actions, products and times of an
+    engine that kept float64 cells (the pinned scenario, cut in half)."""
+    import viraltrend.engine as engine_module
+
+    def core(msgs):
+        return [(m["action"], m["event_ts"], m.get("product_id")) for m in msgs]
+
+    cfg = load_config(None, environ={})
+    half = len(pinned_events) // 2
+    with monkeypatch.context() as m:
+        m.setattr(engine_module, "_ACC_LAYOUT", {})  # the engine before: float64 cells, exponent 300
+        old = Engine(cfg)
+        msgs, _ = old.process(pinned_events.take(np.arange(half)))
+        arrays, meta = old.state()
+        _, wide = run_engine(pinned_events, [], cfg)
+    assert arrays["counters.acc"].dtype == arrays["trust.acc"].dtype == np.float64
+    new = Engine.restore(cfg, arrays, meta)
+    assert new.counters.acc.dtype == new.trust_counters.acc.dtype == np.float32
+    live = np.flatnonzero(old.counters.last_ts_ms != np.iinfo(np.int64).min)
+    now = int(old.counters.last_ts_ms.max())
+    for a, b in ((old.counters, new.counters), (old.trust_counters, new.trust_counters)):
+        x, y = a.read(live, now), b.read(live, now)
+        assert np.allclose(y, x, rtol=1e-6, atol=1e-30)
+    rest, _ = new.process(pinned_events.take(np.arange(half, len(pinned_events))))
+    assert core(msgs + rest + new.finish()) == core(wide)

@@ -56,10 +56,10 @@ from viraltrend.kernels.columns import (
     trust_rows,
     unique_counts,
 )
-from viraltrend.kernels.decay import DecayedCounters, global_figures, grown_capacity
+from viraltrend.kernels.decay import F32_RENORM_EXPONENT, DecayedCounters, global_figures, grown_capacity
 from viraltrend.kernels.hashtable import UserTable
 from viraltrend.kernels.names import CountedNames, NameTable
-from viraltrend.kernels.prefilter import Screen, TickBaseline, evict_horizon
+from viraltrend.kernels.prefilter import EVICT_SLACK, Screen, TickBaseline, evict_horizon
 from viraltrend.kernels.segment import BEFORE, DONE, SEGMENT, apply_segment_all, run_ticks
 from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
@@ -97,6 +97,7 @@ _SKETCH_IDLE_MS = 1_800_000
 _STICKY_USERS = 2.0
 _NOT_STICKY = ("product_blocked", "seller_blocked", "blocklist_reason", "low_unique_users", HELD)
 _NEVER = np.iinfo(np.int64).min  # last_ts_ms of a slot that holds no events
+_I32_MIN, _I32_MAX = int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max)
 _VETERAN_MS = -(2**53)  # first_seen_ms of a released user who came back: long ago, never fresh
 #: Sampled users of the other hot audiences below which the catalogue's activity spread is not judged
 #: (and no audience is refused as uniform accounts).
@@ -211,7 +212,10 @@ class Engine:
         self.sellers = CountedNames()  # held while a live product refers to them (bounded by products)
         self.categories = CountedNames()
         self.counters = DecayedCounters(
-            half_lives_s=d.half_lives_s, n_types=len(EVENT_TYPES), capacity=cfg.state.initial_capacity
+            half_lives_s=d.half_lives_s,
+            n_types=len(EVENT_TYPES),
+            capacity=cfg.state.initial_capacity,
+            **_ACC_LAYOUT,
         )
         self.seller_of = np.full(cfg.state.initial_capacity, -1, np.int32)
         self.category_of = np.full(cfg.state.initial_capacity, -1, np.int32)
@@ -269,7 +273,11 @@ class Engine:
         )
         # distinct-user, fresh-account and raw event counts at the trend and baseline half-lives
         self.trust_counters = DecayedCounters(  # no first/last times: the counters' own are the product's
-            half_lives_s=_trust_half_lives(cfg), n_types=3, capacity=cfg.state.initial_capacity, times=False
+            half_lives_s=_trust_half_lives(cfg),
+            n_types=3,
+            capacity=cfg.state.initial_capacity,
+            times=False,
+            **_ACC_LAYOUT,
         )
         self.detector = SequentialDetector(cfg, cfg.state.initial_capacity)
         self._new_users: list[NDArray[np.int64]] = []  # one slot per new (user, product) pair this tick
@@ -321,9 +329,12 @@ class Engine:
         self._next_evict_ms: int | None = None
         self._start_ms: int | None = None  # ts of the first accepted event: the stream's start
         self._n_live = 0  # products with state (at least one event since created or evicted)
-        # per product slot: the eviction sweep need not look at it before this time (evict_horizon);
-        # not checkpointed (empty: look at every product), reset where a slot is cleared
-        self._evict_after_ms = np.empty(0, np.int64)
+        # per product slot: the eviction sweep need not look at it before this time (evict_horizon), in
+        # whole seconds after _evict_base_ms, rounded down (int32: 4 bytes; a look earlier than the
+        # promise only costs the look); not checkpointed (empty: look at every product), reset where a
+        # slot is cleared
+        self._evict_after_s = np.empty(0, np.int32)
+        self._evict_base_ms: int | None = None
         self._evicted: list[NDArray[np.int64]] = []
         self._sketched = np.empty(0, np.int64)  # products whose user sets are sketched (hot ones), sorted
         self._sketched_ms = np.empty(0, np.int64)  # per sketched product: last tick hot with events
@@ -638,7 +649,7 @@ class Engine:
         )  # no 2x slack at the cap
         self.counters.ensure_capacity(cap, limit=cap)
         self.trust_counters.ensure_capacity(cap, limit=cap)
-        self.detector.ensure_capacity(cap)  # the CUSUM still doubles (kernels/cusum.py)
+        self.detector.cusum.ensure_capacity(cap, limit=cap)  # the CUSUM too: no doubling past the cap
         for name in ("seller_of", "category_of"):
             old = getattr(self, name)
             new = np.full(cap, -1, np.int32)
@@ -1385,11 +1396,14 @@ class Engine:
         # at (evict_horizon): the others are above it, as the full sweep would find them
         skip = self._evict_skip and limit > 0.0 and lam > 0.0 and bool((weights >= 0.0).all())
         if skip:
-            if self._evict_after_ms.shape[0] < hw:
-                grown = np.full(max(hw, 2 * self._evict_after_ms.shape[0]), _NEVER, np.int64)
-                grown[: self._evict_after_ms.shape[0]] = self._evict_after_ms
-                self._evict_after_ms = grown
-            looked = live[self._evict_after_ms[live] <= now_ms]
+            after = self._evict_after_s
+            if after.shape[0] < hw:
+                grown = np.full(self.seller_of.shape[0], _I32_MIN, np.int32)  # the product arrays' capacity
+                grown[: after.shape[0]] = after
+                self._evict_after_s = grown
+            if self._evict_base_ms is None:
+                self._evict_base_ms = now_ms
+            looked = live[self._evict_after_s[live] <= (now_ms - self._evict_base_ms) // 1000]
         else:
             looked = live
         fast = below(c.acc, looked, lam=lam, dt_s=dt_s, half_life=base, weights=weights, limit=limit)
@@ -1399,10 +1413,13 @@ class Engine:
             low, rows = c.read(live, now_ms)[:, :, base] @ weights < limit, live
         cold = rows[low & ~np.isin(rows, self.board.watched_slots())]
         if skip:
-            self._evict_after_ms[looked] = evict_horizon(
+            horizon = np.minimum(evict_horizon(
                 c.acc, looked, lam=lam, dt_s=dt_s, half_life=base, weights=weights, limit=limit, now_ms=now_ms
-            )  # fmt: skip
-            self._evict_after_ms[cold] = _NEVER  # a cleared slot is a fresh product's
+            ), now_ms + _evict_promise_ms(self.cfg, c))  # fmt: skip
+            assert self._evict_base_ms is not None
+            # floor: the stored second is never later than the promise (nor past int32, clipped down)
+            self._evict_after_s[looked] = np.clip((horizon - self._evict_base_ms) // 1000, _I32_MIN, _I32_MAX)
+            self._evict_after_s[cold] = _I32_MIN  # a cleared slot is a fresh product's
         if cold.size:
             self.counters.clear(cold)
             self.trust_counters.clear(cold)
@@ -1435,7 +1452,7 @@ class Engine:
             self.counters.clear(cold)
             self.trust_counters.clear(cold)
             self.detector.clear(cold)
-            self._evict_after_ms[cold[cold < self._evict_after_ms.shape[0]]] = _NEVER  # fresh products next
+            self._evict_after_s[cold[cold < self._evict_after_s.shape[0]]] = _I32_MIN  # fresh products next
             self._n_live -= int(cold.size)
             self._evicted.append(cold)
             self.stats.evicted += int(cold.size)
@@ -1586,9 +1603,14 @@ class Engine:
             )
             raise CheckpointError(msg)
         try:
+            # a checkpoint of float64 cells (before the float32 layout): narrowed at its latest event
+            last = np.asarray(arrays.get("counters.last_ts_ms", np.empty(0, np.int64)), np.int64)
+            narrow_at = int(last.max()) if last.size and int(last.max()) != _NEVER else None
             engine.counters = DecayedCounters.from_arrays(
                 {k.removeprefix("counters."): v for k, v in arrays.items() if k.startswith("counters.")},
                 half_lives_s=cfg.decay.half_lives_s,
+                narrow_at_ms=narrow_at,
+                **_ACC_LAYOUT,
             )
             # copies: two engines restored from one state must not share them (unless handed over)
             engine.seller_of = owned(arrays["seller_of"], np.int32)
@@ -1609,7 +1631,11 @@ class Engine:
             engine.categories = CountedNames.from_list(meta["categories"], engine.category_of)
 
             engine.trust_counters = DecayedCounters.from_arrays(
-                part("trust."), half_lives_s=_trust_half_lives(cfg), times=False
+                part("trust."),
+                half_lives_s=_trust_half_lives(cfg),
+                times=False,
+                narrow_at_ms=narrow_at,
+                **_ACC_LAYOUT,
             )
             engine.detector.load_arrays(part("detect."))
             t = cfg.trust
@@ -1815,6 +1841,30 @@ def _user_idle_ms(cfg: Config) -> int:
 def _funnel_half_lives(cfg: Config) -> tuple[int, int]:
     """Half-lives (ms) of the catalogue's blind-cart share: the caps window, and the baseline's."""
     return (round(cfg.trust.cap_window_s * 1000), round(cfg.score.baseline_half_life_s * 1000))
+
+
+#: The per-product accumulators of both counters: float32 (4 bytes a cell, 120 of the 240 per product
+#: saved), landmark moves at exponent 30 (renormalisation limit 60; float32 ends at exp(88.7)).
+_ACC_LAYOUT: dict[str, Any] = {"dtype": np.float32, "renorm_exponent": F32_RENORM_EXPONENT}
+
+
+def _evict_promise_ms(cfg: Config, counters: DecayedCounters) -> int:
+    """Longest eviction promise (ms) float32 cells keep: their landmark roundings stay inside EVICT_SLACK.
+
+    A landmark move rounds each float32 cell by up to 2**-24 (relative), so a promise of
+    :func:`~viraltrend.kernels.prefilter.evict_horizon` (slack 1e-6) survives at most
+    ``floor(EVICT_SLACK * 2**24) - 1`` = 15 of them.  Every move advances the landmark by at least
+    ``half`` (the ticks move it once it is ``renorm_exponent / 2 / lam_max`` behind, ``add`` once an
+    event is twice that ahead), and the landmark stays within ``[now - half, now + max_future]``; so
+    a promise of ``P`` ms sees at most ``(P + max_future + half) / half + 1`` moves: ``P = 12 half -
+    max_future`` (one move of margin; 7.7 h with the defaults: half 2,597 s, max_future 1 h; 0 when
+    max_future is larger: every sweep then looks at every product).  Float64 cells: no limit.
+    """
+    if counters.acc.dtype != np.float32:
+        return 2**62
+    n_moves = math.floor(EVICT_SLACK * 2**24) - 1
+    half_ms = counters.renorm_exponent / 2.0 / float(counters.lam.max()) * 1000.0
+    return max(0, math.floor((n_moves - 3) * half_ms - cfg.decay.max_future_s * 1000.0))
 
 
 def _trust_half_lives(cfg: Config) -> tuple[float, ...]:

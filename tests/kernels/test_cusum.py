@@ -184,3 +184,14 @@ def test_update_from_users_is_update_of_the_counted_users_bit_for_bit(seed, tick
     with pytest.raises(ValueError, match="mu must be finite"):
         b.update_from_users(np.array([1], np.int64), trust.acc, floor=0.0, norm=0.0, cycle=1.0, channel=0,
                             half_life=1, lam=1.0, dt_s=0.0, now_ms=now)  # fmt: skip
+
+
+def test_ensure_capacity_with_a_limit_grows_to_the_limit_exactly():
+    d = ChangeDetector(lifts=(4.0,), tick_ms=10_000, n_bins=6, capacity=16)
+    d.ensure_capacity(17, limit=20)  # doubling would give 32 slots; it stops at the limit
+    assert d.capacity == 20 and {a.shape[0] for a in (d.stat, d.back, d.bins, d.coarse, d.last_tick)} == {20}
+    assert (d.last_tick[16:] == np.iinfo(np.int64).min).all() and not d.coarse[16:].any()
+    d.ensure_capacity(21, limit=20)  # past the limit: by an eighth
+    assert d.capacity == 22
+    d.ensure_capacity(40)  # no limit: doubling as before
+    assert d.capacity == 44

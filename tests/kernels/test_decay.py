@@ -525,3 +525,71 @@ def test_a_landmark_move_decays_only_rows_with_events_and_gives_the_same_bits(ts
     _decay_rows(want, np.arange(16, dtype=np.int64), c.lam, float(shift_s), want)
     c._move_landmark(c.landmark_ms + shift_s * 1000)
     assert c.acc.view(np.int64).tolist() == want.view(np.int64).tolist()
+
+
+def _twins(n_events: int, hours: float, seed: int) -> tuple[DecayedCounters, DecayedCounters, int]:
+    """Float64 and float32 counters fed the same events, ticked (rebase) every minute; the last time."""
+    from viraltrend.kernels.decay import F32_RENORM_EXPONENT
+
+    rng = np.random.default_rng(seed)
+    hl = (60.0, 300.0, 3600.0, 86400.0)
+    wide = DecayedCounters(half_lives_s=hl, n_types=3, capacity=8)
+    narrow = DecayedCounters(
+        half_lives_s=hl, n_types=3, capacity=8, dtype=np.float32, renorm_exponent=F32_RENORM_EXPONENT
+    )
+    ts = np.sort(BASE_TS_MS + rng.integers(0, int(hours * 3.6e6), n_events)).astype(np.int64)
+    slot = rng.integers(0, 8, n_events).astype(np.int64)
+    kind = rng.integers(0, 3, n_events).astype(np.int8)
+    weight = rng.choice([0.0, 1.0, 2.5], n_events)
+    for a in range(0, n_events, 97):
+        for c in (wide, narrow):
+            c.add(slot[a : a + 97], kind[a : a + 97], ts[a : a + 97], weight[a : a + 97])
+            c.rebase(int(ts[min(a + 96, n_events - 1)]) // 60_000 * 60_000)
+    return wide, narrow, int(ts[-1])
+
+
+def test_float32_accumulators_read_within_their_rounding_of_float64_ones_across_landmark_moves():
+    wide, narrow, end = _twins(20_000, 30.0, 1)
+    assert narrow.acc.dtype == np.float32 and narrow.global_acc.dtype == np.float64
+    assert narrow.landmark_ms != wide.landmark_ms  # float32 moved its landmark (every ~43 min here)
+    assert np.isfinite(narrow.acc).all() and narrow.acc.max() < 3e38
+    for now in (end, end + 600_000, end + 7_200_000):
+        a, b = wide.read(np.arange(8), now), narrow.read(np.arange(8), now)
+        big = a > 1e-3 * a.max(axis=0, keepdims=True)  # cells not decayed to nothing
+        assert np.allclose(b[big], a[big], rtol=2e-5, atol=0.0)
+        assert np.allclose(narrow.read_global(now), wide.read_global(now), rtol=1e-9, atol=0.0)
+
+
+def test_float32_accumulators_need_a_renormalisation_limit_float32_holds():
+    with pytest.raises(ValueError, match="renorm_exponent must be <= 60"):
+        DecayedCounters(half_lives_s=HALF_LIVES_S, dtype=np.float32)  # 300: exp(300) overflows float32
+    with pytest.raises(ValueError, match="dtype must be float64 or float32"):
+        DecayedCounters(half_lives_s=HALF_LIVES_S, dtype=np.float16)
+
+
+def test_float32_checkpoints_restore_exactly_and_the_other_width_is_refused_by_name():
+    from viraltrend.kernels.decay import F32_RENORM_EXPONENT
+
+    wide, narrow, end = _twins(2_000, 3.0, 2)
+    f32 = {"dtype": np.float32, "renorm_exponent": F32_RENORM_EXPONENT}
+    back = DecayedCounters.from_arrays(narrow.to_arrays(), half_lives_s=narrow.half_lives_s, **f32)
+    assert back.acc.dtype == np.float32 and np.array_equal(back.acc, narrow.acc)
+    assert np.array_equal(back.read(np.arange(8), end), narrow.read(np.arange(8), end))
+    with pytest.raises(CheckpointError, match="with float64 accumulators and this version keeps float32"):
+        DecayedCounters.from_arrays(wide.to_arrays(), half_lives_s=wide.half_lives_s, **f32)
+    with pytest.raises(CheckpointError, match="with float32 accumulators and this version keeps float64"):
+        DecayedCounters.from_arrays(narrow.to_arrays(), half_lives_s=narrow.half_lives_s)
+
+
+def test_a_float64_checkpoint_narrowed_at_its_latest_event_reads_as_before():
+    from viraltrend.kernels.decay import F32_RENORM_EXPONENT
+
+    wide, _, end = _twins(5_000, 20.0, 3)
+    f32 = {"dtype": np.float32, "renorm_exponent": F32_RENORM_EXPONENT}
+    narrow = DecayedCounters.from_arrays(
+        wide.to_arrays(), half_lives_s=wide.half_lives_s, narrow_at_ms=end, **f32
+    )
+    assert narrow.acc.dtype == np.float32 and narrow.landmark_ms == end // 1000 * 1000
+    for now in (end, end + 3_600_000):
+        a, b = wide.read(np.arange(8), now), narrow.read(np.arange(8), now)
+        assert np.allclose(b, a, rtol=1e-6, atol=0.0)

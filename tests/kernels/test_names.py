@@ -121,7 +121,22 @@ def test_slot_arrays_stop_at_the_limit_and_rows_are_eight_bytes():
     t.intern(["one-more"])
     assert t._start.shape[0] == 1125  # past the limit: an eighth more
     assert t._rows.dtype == np.uint64 and t._rows.shape[0] == 2048  # 1001 ids at most 3/4 full
-    assert t.nbytes == 2048 * 8 + 1125 * 12 + t._arena.nbytes + t._free.nbytes
+    assert t.nbytes == 2048 * 8 + 1125 * 8 + t._arena.nbytes + t._free.nbytes  # start int32, length int32
     restored = NameTable.from_list(t.to_list(), limit=1000)
     assert restored._start.shape[0] == 1001 and restored._rows.shape[0] == 2048
     assert restored.intern(["p-00000999", "one-more", "new"]).tolist() == [999, 1000, 1001]
+
+
+def test_starts_are_int32_and_widen_before_the_arena_passes_int32(monkeypatch):
+    """Per-slot starts take 4 bytes; an arena past what int32 holds widens them first (no offset wraps)."""
+    t = NameTable(capacity=4)
+    t.intern(["alpha", "beta"])
+    assert t._start.dtype == np.int32
+    monkeypatch.setattr(names_module, "_START32_MAX", 12)  # a small arena limit stands for 2 GiB
+    t.intern(["gamma"])  # 9 + 5 = 14 bytes > 12: widened before the kernel writes the offset 9
+    assert t._start.dtype == np.int64
+    assert [t.name(s) for s in range(3)] == ["alpha", "beta", "gamma"]
+    assert t.lookup(["gamma", "alpha", "delta"]).tolist() == [2, 0, -1]
+    back = NameTable.from_arrays(t.to_arrays())  # restored over the limit: int64 from the start
+    assert back._start.dtype == np.int64 and back.to_list() == t.to_list()
+    assert np.array_equal(back.hash_of, t.hash_of)

@@ -43,7 +43,7 @@ from numpy.typing import NDArray
 from viraltrend.errors import CheckpointError
 from viraltrend.kernels._checks import check_range, column, owned
 from viraltrend.kernels.columns import _unique_counts
-from viraltrend.kernels.decay import _scaled
+from viraltrend.kernels.decay import _scaled, grown_capacity
 
 __all__ = ["ChangeDetector"]
 
@@ -312,13 +312,16 @@ class ChangeDetector:
             "last_tick": self.last_tick,
         }
 
-    def ensure_capacity(self, n_slots: int) -> None:
-        """Make slots ``0 .. n_slots - 1`` valid (capacity doubles; new rows empty)."""
+    def ensure_capacity(self, n_slots: int, limit: int | None = None) -> None:
+        """Make slots ``0 .. n_slots - 1`` valid, new rows empty; capacity by :func:`~.decay.grown_capacity`.
+
+        Doubling, but a doubling that would pass ``limit`` (the engine's ``state.max_products``) while
+        ``n_slots`` fits under it stops at ``limit``: ``last_tick`` is filled with a sentinel, so every
+        slot allocated costs resident memory (8 bytes), used or not.
+        """
         if n_slots <= self.capacity:
             return
-        new = self.capacity
-        while new < n_slots:
-            new *= 2
+        new = grown_capacity(self.capacity, n_slots, limit)
         for name, old in self._arrays().items():
             # zeros come from calloc: the pages of the unused capacity stay untouched (no RSS)
             shape = (new, *old.shape[1:])

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import numba
 import numpy as np
@@ -36,10 +36,13 @@ from numpy.typing import NDArray
 from viraltrend.errors import CheckpointError
 from viraltrend.kernels._checks import check_range, column, owned
 
-__all__ = ["PREFETCH_DISTANCE", "RENORM_EXPONENT", "DecayedCounters", "grown_capacity"]
+__all__ = ["F32_RENORM_EXPONENT", "PREFETCH_DISTANCE", "RENORM_EXPONENT", "DecayedCounters", "grown_capacity"]
 
 #: Largest ``lam_max * (t - landmark)`` exponent allowed in an accumulator before the landmark moves.
 RENORM_EXPONENT: Final = 300.0
+#: Largest renormalisation exponent for float32 accumulators: ``exp(60)`` leaves ``exp(28)`` (1e12) of
+#: weight below float32's ``3.4e38`` (``exp(88.7)``).
+F32_RENORM_EXPONENT: Final = 60.0
 #: Events ahead whose cells :func:`_add_events` prefetches (best of 4..24 on a 2-core AMD EPYC VM).
 PREFETCH_DISTANCE: Final = 8
 _MAX_ABS_TS_MS: Final = 2**53  # |ts_ms| bound: differences of two times stay exact in int64 and float64
@@ -299,6 +302,7 @@ class DecayedCounters:
     def __init__(
         self, *, half_lives_s: Sequence[float], n_types: int = 6, capacity: int = 1024,
         renorm_exponent: float = RENORM_EXPONENT, times: bool = True,
+        dtype: type[np.floating[Any]] = np.float64,
     ) -> None:  # fmt: skip
         hl = np.asarray(half_lives_s, dtype=np.float64)
         ok = hl.ndim == 1 and hl.shape[0] > 0 and bool(np.all(np.isfinite(hl) & (hl > 0)))
@@ -306,13 +310,18 @@ class DecayedCounters:
         _require(1 <= n_types <= 127, f"n_types must be in [1, 127] (type_code is int8), got {n_types}")
         _require(capacity >= 1, f"capacity must be >= 1, got {capacity}")
         _require(0 < renorm_exponent <= 600, f"renorm_exponent must be in (0, 600], got {renorm_exponent}")
+        kind = np.dtype(dtype)
+        _require(kind in (np.float64, np.float32), f"dtype must be float64 or float32, got {dtype!r}")
+        limit = F32_RENORM_EXPONENT if kind == np.float32 else 600
+        _require(renorm_exponent <= limit, f"renorm_exponent must be <= {limit} for {kind} accumulators")
         self.half_lives_s: tuple[float, ...] = tuple(float(x) for x in hl)
         self.n_types = int(n_types)
         self.renorm_exponent = float(renorm_exponent)
         self._lam: NDArray[np.float64] = math.log(2.0) / hl
         self._lam_max = float(self._lam.max())
         self._next_rebase: tuple[int, int] | None = None  # (landmark, next_rebase_ms()) for that landmark
-        self.acc: NDArray[np.float64] = np.zeros((capacity, n_types, hl.shape[0]), np.float64)
+        self.dtype = np.dtype(dtype)  # of the per-slot accumulators; the global ones are float64
+        self.acc: NDArray[np.float64] = np.zeros((capacity, n_types, hl.shape[0]), self.dtype)
         self.global_acc: NDArray[np.float64] = np.zeros((n_types, hl.shape[0]), np.float64)
         self.times = bool(times)
         n_times = capacity if self.times else 0
@@ -345,7 +354,7 @@ class DecayedCounters:
         if n_slots <= self.capacity:
             return
         old, new = self.capacity, grown_capacity(self.capacity, n_slots, limit)
-        acc = np.zeros((new, *self.acc.shape[1:]), np.float64)  # calloc: unused rows take no RSS
+        acc = np.zeros((new, *self.acc.shape[1:]), self.dtype)  # calloc: unused rows take no RSS
         acc[:old] = self.acc
         self.acc = acc
         if self.times:
@@ -511,20 +520,47 @@ class DecayedCounters:
     def from_arrays(
         cls, arrays: Mapping[str, NDArray[np.generic]], *, half_lives_s: Sequence[float],
         renorm_exponent: float = RENORM_EXPONENT, times: bool = True,
+        dtype: type[np.floating[Any]] = np.float64, narrow_at_ms: int | None = None,
     ) -> DecayedCounters:  # fmt: skip
         """Rebuild counters from :meth:`to_arrays` output, exactly; CheckpointError if they do not fit.
+
+        ``narrow_at_ms``: float32 counters from a float64 checkpoint, not exactly: the landmark first
+        moves (in float64, as :meth:`rebase` moves it) to that time, at or after every event counted
+        (whole seconds), so every cell fits float32, then the cells are rounded to float32.  Without
+        it such a checkpoint is refused by name.
 
         With ``times=False`` the times of a checkpoint written with them (before the counters kept
         none) are dropped; with ``times=True`` a checkpoint without them is refused.
         """
         acc = arrays.get("acc")
         n_hl = len(half_lives_s)
-        if acc is None or acc.dtype != np.float64 or acc.ndim != 3 or acc.shape[0] < 1:
+        kind = np.dtype(dtype)
+        if narrow_at_ms is not None and kind == np.float32 and acc is not None and acc.dtype == np.float64:
+            wide = cls.from_arrays(arrays, half_lives_s=half_lives_s, times=times)
+            at = (int(narrow_at_ms) // 1000) * 1000
+            if wide._landmark_ms is not None and at > wide._landmark_ms:
+                wide._move_landmark(at)
+            out = cls(
+                half_lives_s=half_lives_s, n_types=wide.n_types, capacity=1,
+                renorm_exponent=renorm_exponent, times=times, dtype=np.float32,
+            )  # fmt: skip
+            out.acc = wide.acc.astype(np.float32)  # every event at or before the landmark: cells <= weights
+            out.global_acc, out.first_ts_ms = wide.global_acc, wide.first_ts_ms
+            out.last_ts_ms = wide.last_ts_ms
+            out._landmark_ms = wide._landmark_ms
+            return out
+        if acc is None or acc.dtype != kind or acc.ndim != 3 or acc.shape[0] < 1:
             got = "missing" if acc is None else f"{acc.dtype}{list(acc.shape)}"
-            msg = f"decay checkpoint array 'acc' must be float64[capacity, n_types, n_hl], got {got}"
+            msg = f"decay checkpoint array 'acc' must be {kind}[capacity, n_types, n_hl], got {got}"
+            if acc is not None and acc.dtype in (np.float32, np.float64) and acc.dtype != kind:
+                msg += (
+                    f": the checkpoint was written with {acc.dtype} accumulators and this version keeps "
+                    f"{kind} ones; restore it with the version that wrote it, or delete it and start afresh"
+                )
             raise CheckpointError(msg)
         capacity, n_types = acc.shape[:2]
-        want = {"acc": (np.float64, (capacity, n_types, n_hl)), "global_acc": (np.float64, (n_types, n_hl)),
+        want: dict[str, tuple[Any, tuple[int, ...]]]
+        want = {"acc": (kind.type, (capacity, n_types, n_hl)), "global_acc": (np.float64, (n_types, n_hl)),
                 "first_ts_ms": (np.int64, (capacity,)), "last_ts_ms": (np.int64, (capacity,)),
                 "landmark_ms": (np.int64, (1,)), "landmark_set": (np.bool_, (1,)),
                 "half_lives_s": (np.float64, (n_hl,))}  # fmt: skip
@@ -533,11 +569,11 @@ class DecayedCounters:
                 a = arrays.get(key)
                 if a is not None and a.shape in ((0,), (capacity,)):
                     want[key] = (np.int64, a.shape)
-        for key, (dtype, shape) in want.items():
+        for key, (kind_of, shape) in want.items():
             a = arrays.get(key)
-            if a is None or a.dtype != dtype or a.shape != shape:
+            if a is None or a.dtype != kind_of or a.shape != shape:
                 got = "missing" if a is None else f"{a.dtype}{list(a.shape)}"
-                msg = f"decay checkpoint array {key!r} must be {np.dtype(dtype)}{list(shape)}, got {got}"
+                msg = f"decay checkpoint array {key!r} must be {np.dtype(kind_of)}{list(shape)}, got {got}"
                 raise CheckpointError(msg)
         if not np.array_equal(arrays["half_lives_s"], np.asarray(half_lives_s, np.float64)):
             msg = (
@@ -551,8 +587,9 @@ class DecayedCounters:
             capacity=1,
             renorm_exponent=renorm_exponent,
             times=times,
+            dtype=kind.type,
         )
-        out.acc = owned(acc, np.float64)  # a copy, unless the caller hands the arrays over
+        out.acc = owned(acc, kind.type)  # a copy, unless the caller hands the arrays over
         out.global_acc = owned(arrays["global_acc"], np.float64)
         if times:
             out.first_ts_ms = owned(arrays["first_ts_ms"], np.int64)

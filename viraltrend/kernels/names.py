@@ -12,9 +12,10 @@ the id's bytes, so two ids with the same hash (or the same low 32 bits) get two 
 one's row lies further along the probe run).
 
 **Memory.**  Per table row (at most 3/4 full): 8 bytes, ``hash_low32 << 32 | slot`` in one
-``uint64`` (a probe reads one word); per slot: the start (8 bytes) and length (4) of its name in the
-arena, and the name's UTF-8 bytes.  No hash per slot: :attr:`NameTable.hash_of` recomputes the
-hashes from the arena when asked (the engine asks when it evicts over its cap).  Per-slot arrays
+``uint64`` (a probe reads one word); per slot: the start (4 bytes: ``int32`` while the arena is under
+2 GiB, then ``int64``) and length (4) of its name in the arena, and the name's UTF-8 bytes.  No hash
+per slot: :attr:`NameTable.hash_of` recomputes the hashes from the arena when asked (the engine asks
+when it evicts over its cap).  Per-slot arrays
 double up to ``limit`` (the engine's product cap) and stop there; the arena grows from ``calloc``
 pages, so its unused tail takes no resident memory.  Released names leave holes in the arena,
 squeezed out once they are more than half of it.
@@ -48,6 +49,8 @@ _I64: TypeAlias = NDArray[np.int64]
 _I32: TypeAlias = NDArray[np.int32]
 _U8: TypeAlias = NDArray[np.uint8]
 _Int: TypeAlias = int | np.integer[Any]
+#: Arena offsets a table's ``int32`` per-slot starts hold; an arena that would pass it widens them to int64.
+_START32_MAX: int = 2**31 - 1
 
 
 @njit(cache=True)
@@ -238,7 +241,7 @@ class NameTable:
         self.limit = int(limit) if limit else 0
         self._rows: _U64 = np.full(rows, _FREE, np.uint64)
         self._used = 0
-        self._start: _I64 = np.zeros(cap, np.int64)
+        self._start: _I64 = np.zeros(cap, np.int32)  # arena offsets: int32 until the arena passes 2 GiB
         self._length: _I32 = np.full(cap, -1, np.int32)  # -1: a free slot
         self._arena: _U8 = np.zeros(16 * cap, np.uint8)
         self._arena_end = 0
@@ -301,8 +304,15 @@ class NameTable:
             raise OverflowError(msg)
         return self._run_spans(buf, starts, ends, hashes, insert=True)
 
+    def _fit_start(self, need: int) -> None:
+        """Widen the per-slot starts to int64 before the arena passes what int32 holds (no offset wraps)."""
+        if need > _START32_MAX and self._start.dtype != np.int64:
+            self._start = self._start.astype(np.int64)
+
     def _run_spans(self, buf: _U8, starts: _I64, ends: _I64, hashes: _U64, *, insert: bool) -> _I64:
         need = self._arena_end + int((ends - starts).sum())
+        if insert:
+            self._fit_start(need)
         if insert and need > self._arena.shape[0]:  # calloc'd: the unused tail takes no resident memory
             arena = np.zeros(max(2 * self._arena.shape[0], need), np.uint8)
             arena[: self._arena_end] = self._arena[: self._arena_end]
@@ -411,6 +421,7 @@ class NameTable:
         with np.errstate(over="ignore"):  # wrapping arithmetic, for runs with NUMBA_DISABLE_JIT=1
             hashes = _hashes(buf, starts, ends)
         table._arena = np.zeros(max(table._arena.shape[0], total), np.uint8)
+        table._fit_start(total)
         out = _intern(
             table._rows, np.int64(0), table._start, table._length, table._arena, np.int64(0), np.int64(hw),
             table._free, np.int64(0), buf, starts, ends, hashes, True, np.int64(table.limit),
