@@ -225,9 +225,12 @@ def _vouch_cols(engaged: float) -> dict[str, np.ndarray]:
 
 def test_the_vouch_asks_for_more_than_views():
     """model.min_engaged_ratio: a warm model's vouch for a product seen and nothing more (no like, share,
-    cart) does not make it ready; with engagement at the catalogue's rate it does; off (0), views do."""
+    cart) does not make it ready (the default asks a quarter of the catalogue's engagement per view); with
+    engagement at the catalogue's rate it does; off (0), views do."""
     p, users = np.array([0.9]), np.array([30.0])
-    off = SequentialDetector(load_config(None, environ={}), capacity=2)
+    off = SequentialDetector(
+        load_config(None, environ={"VIRALTREND_MODEL_MIN_ENGAGED_RATIO": "0"}), capacity=2
+    )
     on = SequentialDetector(
         load_config(None, environ={"VIRALTREND_MODEL_MIN_ENGAGED_RATIO": "0.25"}), capacity=2
     )

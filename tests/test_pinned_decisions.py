@@ -60,7 +60,10 @@ EVENTS_SHA256 = "9d80085c3dbdbca77b6f442917d4be869c97150b08c5dd1a1b3f08bfdf32a66
 #: Recomputed for issue 13 (branch trust8: trust.recycled_contrast 2 -> 3): the same actions, products
 #: and times; the 4 ring blocks no longer list ``recycled_audience_2.5-3.0_..._catalogue_1.0`` among their
 #: reasons.
-DECISIONS_SHA256 = "c957ddf6c995baa0edc5279032f7ac75c07300b2b097ab1ccd29c542af533fcd"
+#: Recomputed for model.min_engaged_ratio 0.25 (issue 10, branch detect9: the vouch asks for engagement beyond
+#: views): the same actions, products, times and reasons with the gate at 0.25 (the default) and at 0
+#: (c957ddf6...); messages gained the ``engaged_ratio`` feature.
+DECISIONS_SHA256 = "ef75a6756433f62da9f280abf004e8bbe032885abad7a480156a970bd9c50353"
 
 _ENCODE = msgspec.json.Encoder(order="sorted")
 
