@@ -370,6 +370,14 @@ METHODS += [
         Method(f"growth from a step, margin {g:g}", {"detect.step_margin": g}, default=False)
         for g in (4.0, 6.0, 8.0)
     ),
+    # the vouch before detect9 (no engagement asked), with the guard and without it (detection alone)
+    Method("today, vouch engaged 0", {"model.min_engaged_ratio": 0.0}, default=False),
+    Method(
+        "today, guard off, vouch engaged 0",
+        {**GUARD_OFF, "model.min_engaged_ratio": 0.0},
+        guarded=False,
+        default=False,
+    ),
     Method(
         "vouch engaged >= 0.25, step margin 6",
         {"model.min_engaged_ratio": 0.25, "detect.step_margin": 6.0},
