@@ -17,6 +17,7 @@ The result goes to ``benchmarks/poisson_z_held.json`` (read by ``bench_family``'
     .venv/bin/python benchmarks/calibrate_poisson_z.py --generator family --seeds 100-102 --quick
     .venv/bin/python benchmarks/calibrate_poisson_z.py --generator foreign --seeds 101-103
     .venv/bin/python benchmarks/calibrate_poisson_z.py --generator agents --seeds 101-104
+    .venv/bin/python benchmarks/calibrate_poisson_z.py --generator market --seeds 101-110
 
 ``--cache DIR`` keeps each (seed, row) run so a wider grid reuses the runs already made.
 """
@@ -43,7 +44,7 @@ HELD_PATH = Path(__file__).resolve().parent / "poisson_z_held.json"
 #: row is (8, 240); a higher z alone does not stop flash spikes and bursts (their z is far above 32, see
 #: RESULTS "poisson_z@k, no wait"), a confirm wait longer than a spike does, so the grid is mostly waits.
 GRID = ((8.0, 240.0), (8.0, 600.0), (24.0, 600.0), (24.0, 1200.0))
-TUNING = {"family": (100, 199), "foreign": (101, 199), "agents": (101, 199)}
+TUNING = {"family": (100, 199), "foreign": (101, 199), "agents": (101, 199), "market": (101, 199)}
 
 
 def grid_label(z: float, confirm_s: float) -> str:

@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from viraltrend.board import Board, Candidates
 from viraltrend.config import Config
 from viraltrend.dedup import Deduplicator, duplicate_rejects
-from viraltrend.detect import _CYCLE_CLIP, Columns, SequentialDetector
+from viraltrend.detect import _CYCLE_CLIP, Columns, SequentialDetector, engaged_ratio
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels._checks import adopting, owned
@@ -896,9 +896,10 @@ class Engine:
         first = self.counters.first_ts_ms[slots]
         age_s = np.maximum(now_ms - first, 0) / 1000.0
         observed_s = (now_ms - self._start_ms) / 1000.0 if self._start_ms is not None else 0.0
+        global_counts = self.counters.read_global(now_ms)
         feats = self.reader.read(
             counts,
-            self.counters.read_global(now_ms),
+            global_counts,
             self._n_live,
             age_s,
             observed_s,
@@ -908,6 +909,14 @@ class Engine:
         feats.update(
             self.detector.read(now_ms, slots, mu_of(slots), feats["unique_users"], feats.get("share_ratio"))
         )
+        if self.cfg.model.min_engaged_ratio > 0.0:  # the vouch's gate: more than views (detect.engaged_ratio)
+            hl = self.cfg.decay.half_lives_s
+            feats["engaged_ratio"] = engaged_ratio(
+                counts,
+                global_counts,
+                hl.index(self.cfg.score.trend_half_life_s),
+                hl.index(self.cfg.score.baseline_half_life_s),
+            )
         model = self.model if self.model is not None and self.model.warm else None
         if model is not None and self.cfg.model.rows == "evidence":  # learnt only where the evidence
             score = rule = model.fallback.score_many(feats)  # suffices: it vouches; the rule's score ranks
