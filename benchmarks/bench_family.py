@@ -361,14 +361,11 @@ METHODS += [
         for u in (60, 100, 200)
     ),
     # session 9 (detect9): the vouch asks for engagement beyond views (a view-only wishlist trickle is no
-    # onset), and a ring's growth is read from a level step where a step fits better than a ramp
+    # onset); its other gate, growth read from a level step (detect.step_margin), lost and was removed
+    # (RESULTS.md "detect9")
     *(
         Method(f"vouch: engaged >= {r:g}", {"model.min_engaged_ratio": r}, default=False)
         for r in (0.1, 0.25, 0.5)
-    ),
-    *(
-        Method(f"growth from a step, margin {g:g}", {"detect.step_margin": g}, default=False)
-        for g in (4.0, 6.0, 8.0)
     ),
     # the vouch before detect9 (no engagement asked), with the guard and without it (detection alone)
     Method("today, vouch engaged 0", {"model.min_engaged_ratio": 0.0}, default=False),
@@ -376,11 +373,6 @@ METHODS += [
         "today, guard off, vouch engaged 0",
         {**GUARD_OFF, "model.min_engaged_ratio": 0.0},
         guarded=False,
-        default=False,
-    ),
-    Method(
-        "vouch engaged >= 0.25, step margin 6",
-        {"model.min_engaged_ratio": 0.25, "detect.step_margin": 6.0},
         default=False,
     ),
 ]

@@ -171,48 +171,6 @@ def test_a_plateau_that_recruits_nobody_is_not_a_trend(plateaus):
     assert any(r.startswith("shares_per_view_x") for r in promote["reasons"])
 
 
-def _ring_cols(counts: list[int], step_margin: float) -> dict[str, np.ndarray]:
-    """The detector's columns for one product whose new users per 10-s tick were ``counts`` (a quiet
-    baseline of 0.5 users an hour before them)."""
-    cfg = load_config(None, environ={"VIRALTREND_DETECT_STEP_MARGIN": str(step_margin)})
-    det = SequentialDetector(cfg, capacity=4)
-    slot = np.array([1], np.int64)
-    mu = np.array([0.5 / 3600.0])
-    now = 0
-    for c in counts:
-        now += det.tick_ms
-        det.update(now, np.repeat(slot, c), lambda s: np.full(s.shape, mu[0]))
-    return det.read(now, slot, mu, np.array([float(sum(counts))]))
-
-
-# a wishlist trickle (1 user every other tick for 3 minutes) and then the first tick of a price drop
-_TRICKLE_STEP = [1, 0] * 8 + [1, 0, 30]
-# a ramp doubling every 30 s from one user a tick
-_RAMP = [round(2 ** (i / 3)) for i in range(19)]
-
-
-def test_a_level_step_after_a_trickle_is_not_acceleration():
-    """The growth score test over the ring since the change point (set by the trickle) reads the step's
-    first tick as steep acceleration (z >= detect.growth_z: ready at once).  With detect.step_margin the
-    step fits the counts better than a log-linear ramp, and the growth is read from the step on: one
-    tick, too few to call it growing.  A ramp fits a ramp: its growth is unchanged."""
-    growth_z = load_config(None, environ={}).detect.growth_z
-    off, on = _ring_cols(_TRICKLE_STEP, 0.0), _ring_cols(_TRICKLE_STEP, 6.0)
-    assert off["growth_z"][0] >= growth_z and off["ready"][0] == 1.0
-    assert on["growth_z"][0] < growth_z and on["ready"][0] == 0.0
-    ramp_off, ramp_on = _ring_cols(_RAMP, 0.0), _ring_cols(_RAMP, 6.0)
-    assert ramp_off["growth_z"][0] >= growth_z
-    assert ramp_on["growth_z"][0] == ramp_off["growth_z"][0] and ramp_on["ready"][0] == ramp_off["ready"][0]
-
-
-def test_step_after_finds_the_step_not_a_ramp():
-    from viraltrend.detect import _step_after
-
-    bins = np.array([_RAMP[1:], [*_TRICKLE_STEP[1:]]], np.float64)
-    is_step, after = _step_after(bins, np.array([18, 18]), 17, 6.0)
-    assert is_step.tolist() == [False, True] and after[1] == 1
-
-
 def _vouch_cols(engaged: float) -> dict[str, np.ndarray]:
     """A candidate where only the shape test waits and the model vouches (the flash sale's trickle)."""
     one = np.ones(1)

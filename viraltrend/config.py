@@ -309,7 +309,6 @@ class DetectConfig:
     fade_z: float = _ge0(2.0)
     sustain_s: float = _ge0(1500.0)
     sustain_min_share_ratio: float = _ge0(2.0)
-    step_margin: float = _ge0(0.0)
     max_change_age_s: float = _ge0(10800.0)
     min_score: float = _unit(0.4)
     min_recent_lift: float = _ge0(3.0)

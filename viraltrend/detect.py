@@ -151,9 +151,6 @@ class SequentialDetector:
         c_now, c_zero = tick // per, (zero[rows, best] // self.tick_ms) // per
         usable = np.clip(c_now - c_zero - 1 + complete, 0, newest + 1)
         growth_slow = _growth(coarse, usable, newest)
-        if self.cfg.detect.step_margin > 0.0:  # a level step is one jump: read the growth from it
-            growth_fine = _from_step(fine, np.maximum(ticks - 1, 0), k - 1, growth_fine, self.cfg)
-            growth_slow = _from_step(coarse, usable, newest, growth_slow, self.cfg)
         j = np.arange(k)[None, :]
         last = fine[:, k - _FADE_TICKS :].sum(axis=1)
         before = (j >= k - ticks[:, None]) & (j < k - _FADE_TICKS)
@@ -294,91 +291,6 @@ def engaged_ratio(
     if not g_rate > 0.0:
         return np.full(views.shape, np.inf)
     return np.asarray(other / np.maximum(views, 1.0) / g_rate, np.float64)
-
-
-def _from_step(
-    bins: NDArray[np.float64], usable: NDArray[np.int64], newest: int, z: NDArray[np.float64], cfg: Config
-) -> NDArray[np.float64]:
-    """``z`` (a ring's growth, :func:`_growth`), read from the step where the growth is a level step.
-
-    Only rows whose ``z`` reaches ``detect.growth_z`` (where it would make the product ready) are
-    tested: where :func:`_step_after` finds a step beating a log-linear ramp by
-    ``detect.step_margin``, the growth is that of the bins from the step on (0 while fewer than
-    four): a rate that jumped once and then holds or fades is not accelerating.
-    """
-    test = np.flatnonzero(z >= cfg.detect.growth_z)
-    if test.size == 0:
-        return z
-    is_step, after = _step_after(bins[test], usable[test], newest, cfg.detect.step_margin)
-    if not is_step.any():
-        return z
-    rows = test[is_step]
-    out = z.copy()
-    out[rows] = _growth(bins[rows], after[is_step], newest)
-    return out
-
-
-def _step_after(
-    bins: NDArray[np.float64], usable: NDArray[np.int64], newest: int, margin: float
-) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
-    """Whether each row's growth over its ``usable`` bins (ending at ``newest``) is a level step, not a ramp.
-
-    Two fits of the counts by Poisson likelihood: a log-linear ramp (``log rate = a + b j``, two
-    parameters, Newton's method) and a step (one rate before bin ``tau``, another from it, the best
-    ``tau``).  A step that beats the ramp by at least ``margin`` (log-likelihood) is a level step: a
-    rate that jumped once (a price drop after a trickle, a push) rather than kept growing.  Returns
-    that verdict, bool[m], and the bins from the step on (``usable - tau``), int64[m].
-
-    >>> ramp = [1, 1, 2, 2, 3, 4, 5, 7, 9, 12, 15, 20]
-    >>> step = [1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 30]
-    >>> is_step, after = _step_after(np.array([ramp, step], np.float64), np.array([12, 12]), 11, 4.0)
-    >>> is_step.tolist(), after.tolist()
-    ([False, True], [5, 1])
-    """
-    m, n = bins.shape
-    u = np.minimum(usable, newest + 1)
-    j = np.arange(n, dtype=np.float64)[None, :]
-    inside = (j > newest - u[:, None]) & (j <= newest)
-    c = np.where(inside, bins, 0.0)
-    total = c.sum(axis=1)
-    # the ramp: Newton's method on (a, b) with j centred on the window
-    centre = (newest - (np.maximum(u, 1) - 1) / 2.0)[:, None]
-    x = np.where(inside, j - centre, 0.0)
-    a = np.log(np.maximum(total, 0.5) / np.maximum(u, 1))
-    b = np.zeros(m)
-    for _ in range(25):
-        mu = np.where(inside, np.exp(np.clip(a[:, None] + b[:, None] * x, -50.0, 50.0)), 0.0)
-        r = c - mu
-        g0, g1 = r.sum(axis=1), (r * x).sum(axis=1)
-        h00, h01, h11 = mu.sum(axis=1), (mu * x).sum(axis=1), (mu * x * x).sum(axis=1)
-        det = np.maximum(h00 * h11 - h01 * h01, 1e-12)
-        a += np.clip((h11 * g0 - h01 * g1) / det, -2.0, 2.0)
-        b += np.clip((h00 * g1 - h01 * g0) / det, -1.0, 1.0)
-    log_mu = np.clip(a[:, None] + b[:, None] * x, -50.0, 50.0)
-    ll_ramp = np.where(inside, c * log_mu - np.exp(log_mu), 0.0).sum(axis=1)
-    # the step: the best split of the window into two constant rates
-    first = (newest + 1 - u)[:, None]  # column of the window's oldest bin
-    cum = np.cumsum(c, axis=1)
-    best = np.full(m, -np.inf)
-    best_after = np.zeros(m, np.int64)
-    for tau in range(1, n):  # bins before the step: tau (of the window), after: u - tau
-        n1 = np.full(m, float(tau))
-        n2 = (u - tau).astype(np.float64)
-        ok = n2 >= 1.0
-        col = np.clip(first + tau - 1, 0, n - 1)  # the last bin before the step (c is 0 before the window)
-        s1 = np.where(ok, np.take_along_axis(cum, col, axis=1)[:, 0], 0.0)
-        s2 = total - s1
-        ll = _xlogx_mean(s1, n1) + _xlogx_mean(s2, np.maximum(n2, 1.0))
-        better = ok & (ll > best)
-        best = np.where(better, ll, best)
-        best_after = np.where(better, u - tau, best_after)
-    is_step = (u >= 4) & (best - ll_ramp >= margin)
-    return np.asarray(is_step, np.bool_), best_after.astype(np.int64)
-
-
-def _xlogx_mean(s: NDArray[np.float64], n: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Poisson log-likelihood (without ``-log c!``) of ``n`` bins summing to ``s`` at their mean rate."""
-    return np.where(s > 0.0, s * np.log(np.maximum(s, 1e-300) / n) - s, 0.0)
 
 
 def _growth(bins: NDArray[np.float64], usable: NDArray[np.int64], newest: int) -> NDArray[np.float64]:
