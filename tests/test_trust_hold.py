@@ -151,7 +151,8 @@ def test_a_quiet_catalogue_judges_uniform_accounts_by_its_last_activity_spread()
     stale._catalogue_phi = (phi, 60_000)
     stale.sketches.watch(np.array([9], np.int64))
     stale.sketches.update(np.full(40, 9, np.int64), users, ring.astype(np.uint16))
-    _tick(stale, 60_000 + 21_600_001, [9], [True])  # older than trust.audience_memory_s: not judged
+    memory_ms = round(engine.cfg.trust.audience_memory_s * 1000)
+    _tick(stale, 60_000 + memory_ms + 1, [9], [True])  # older than trust.audience_memory_s: not judged
     assert 9 not in stale.guard.lockstep
 
 
