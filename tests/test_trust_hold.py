@@ -55,9 +55,10 @@ def test_a_few_accounts_acting_alike_are_held_until_the_uniform_test_has_its_use
     assert 9 not in engine.guard.lockstep  # held, not refused
     assert soft_refusal([reason])
     # the hold lasts at most trust.hold_max_s since the product was first held
-    _tick(engine, 60_000 + 300_000, [9], [True])
+    hold_ms = round(engine.cfg.trust.hold_max_s * 1000)
+    _tick(engine, 60_000 + hold_ms, [9], [True])
     assert 9 in engine.guard.held
-    _tick(engine, 60_000 + 301_000, [9], [True])
+    _tick(engine, 60_000 + hold_ms + 1_000, [9], [True])
     assert 9 not in engine.guard.held and 9 not in engine.guard.lockstep
     # switched off, too few users to judge, or a heavy-tailed audience: not held
     assert 9 not in _uniform_candidate(ring, {"trust": {"hold_max_s": 0.0}}).guard.held
@@ -151,7 +152,8 @@ def test_a_quiet_catalogue_judges_uniform_accounts_by_its_last_activity_spread()
     stale._catalogue_phi = (phi, 60_000)
     stale.sketches.watch(np.array([9], np.int64))
     stale.sketches.update(np.full(40, 9, np.int64), users, ring.astype(np.uint16))
-    _tick(stale, 60_000 + 21_600_001, [9], [True])  # older than trust.audience_memory_s: not judged
+    memory_ms = round(engine.cfg.trust.audience_memory_s * 1000)
+    _tick(stale, 60_000 + memory_ms + 1, [9], [True])  # older than trust.audience_memory_s: not judged
     assert 9 not in stale.guard.lockstep
 
 
@@ -168,5 +170,6 @@ def test_a_held_product_stays_ready_through_its_hold_while_its_change_holds_up()
     assert engine._still_held(70_000, slots, feats).tolist() == [0.0, 1.0, 0.0, 0.0]
     # no longer than trust.hold_max_s (300 s) since it was first held, plus 300 s (its next ticks with
     # events after the hold: a slow product has none at many ticks)
-    assert engine._still_held(60_000 + 600_000, slots, feats).tolist() == [0.0, 1.0, 0.0, 0.0]
-    assert engine._still_held(60_000 + 600_001, slots, feats).tolist() == [0.0] * 4
+    limit = round(engine.cfg.trust.hold_max_s * 1000) + 300_000
+    assert engine._still_held(60_000 + limit, slots, feats).tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert engine._still_held(60_000 + limit + 1, slots, feats).tolist() == [0.0] * 4

@@ -207,6 +207,8 @@ class TrustConfig:
     co_audience_evidence: float = _gt0(6.0)
     co_audience_lift: float = _ge0(5.0)
     chance_heavy_users: float = _ge0(16.0)
+    chance_over_span: bool = False
+    chance_span_steady_users: float = _ge0(4.0)
     seller_overlap_similarity: float = _unit(0.3)
     dense_block_density: float = _ge0(0.5)
     uniform_max_dispersion: float = _ge0(1.6)
@@ -217,6 +219,8 @@ class TrustConfig:
     hold_max_s: float = _ge0(300.0)
     hold_sampled_users: int = field(default=50, metadata={"min": 0})
     hold_sibling_s: float = _ge0(1800.0)
+    hold_evidence: float = _ge0(2.0)
+    hold_evidence_s: float = _ge0(1800.0)
     max_events_per_user: float = _gt0(5.0)
     recycled_contrast: float = _gt0(3.0)
     max_fresh_share_any: float = _unit(0.6)

@@ -77,6 +77,8 @@ from viraltrend.trust import (
     co_numbers,
     hold_reason,
     match_numbers,
+    pooled_evidence,
+    pooled_numbers,
     soft_refusal,
     uniform_reason,
 )
@@ -109,6 +111,10 @@ _HOLD_UNIFORM_USERS = 10
 #: blind (and above the blind-buyers bar), is held back until the test has its buyers
 #: (``held_blind_looking``).
 _HOLD_BLIND_SHARE = 0.5
+#: The evidence hold (trust.hold_evidence) waits only for overlaps this many times trust.co_audience_lift
+#: beyond chance: on market tuning seeds 101-110 organic trends' co-audiences with flash sales hours
+#: earlier (deal hunters and regulars) ran at 5-8 times chance and, held, reached a refusal.
+_HOLD_LIFT = 2.0
 #: A product held back by the guard keeps the detector's verdict this long (ms of event time) after its
 #: hold ends (trust.hold_max_s after it was first held): a slow product may have no events at the tick
 #: its hold ends.
@@ -266,6 +272,7 @@ class Engine:
         # table also holds users interned ahead of the tick (up to the next sweep, within the batch),
         # so its current size would depend on where batches end
         self._population = 0
+        self._users_left = 0  # users released by the sweeps so far (the audience memory's span population)
         self.user_signals = UserSignals(
             cap_window_ms=round(t.cap_window_s * 1000),
             fresh_window_ms=round(t.fresh_window_s * 1000),
@@ -341,6 +348,9 @@ class Engine:
         self._sketched_ev = np.empty(0, np.float64)  # ...and its change evidence then
         self._ring_refusals: dict[int, tuple[str, int]] = {}  # slot -> (lockstep reason, when found)
         self._held_since: dict[int, int] = {}  # slot -> when the guard first held it (trust.hold_max_s)
+        self._suspected: dict[
+            int, int
+        ] = {}  # the same, held for co-audience evidence (trust.hold_evidence_s)
         self._catalogue_phi = (math.nan, _NEVER)  # the last judged catalogue activity spread, and when
         # the catalogue's share of carts and purchases with no view lately (the blind-buyers reference)
         self.funnel_share = FunnelShare(half_lives_ms=_funnel_half_lives(cfg))
@@ -595,6 +605,7 @@ class Engine:
         every_ms = max(_user_idle_ms(self.cfg) // _USER_SWEEPS, 1)
         self._next_user_sweep_ms = (now_ms // every_ms + 1) * every_ms
         released = self.users.release_idle()
+        self._users_left += int(released.size)
         if released.size:
             self.user_signals.first_seen_ms[released] = _NEVER  # a reused slot starts unseen
         self.user_signals.compact()  # expired caps entries out: a table grown for a busy hour shrinks
@@ -1153,6 +1164,7 @@ class Engine:
         self.guard.held = {}  # holds are decided afresh at every tick (_hold)
         if self._held_since:
             self._held_since = {s: v for s, v in self._held_since.items() if now_ms - v <= memory_ms}
+            self._suspected = {s: v for s, v in self._suspected.items() if s in self._held_since}
         if now_hot.size == 0:
             return
         sketches = self.sketches
@@ -1160,7 +1172,9 @@ class Engine:
         changed = changed[sketches.nonempty[sketches.row_of[changed]]]
         if changed.size:  # remembered first: ring products hot at the same tick see each other
             sig = sketches.signatures(changed)
-            self.audiences.remember(changed, self.seller_of[changed].astype(np.int64), sig, now_ms=now_ms)
+            self.audiences.remember(
+                changed, self.seller_of[changed].astype(np.int64), sig, now_ms=now_ms, left=self._users_left
+            )
         if now_ms - self._catalogue_checked_ms >= _CATALOGUE_EVERY_MS:  # the uniform test's reference
             self._catalogue_overdispersion(now_ms, _EMPTY)
         cand = slots[ready]
@@ -1170,11 +1184,15 @@ class Engine:
             csig = self.sketches.signatures(cand)
             sellers = self.seller_of[cand].astype(np.int64)
             weight = None  # heavy users are in many audiences by chance (trust.chance_heavy_users)
+            steady = None
             if t.chance_heavy_users > 0:
                 pool = (sketches.product_of_row >= 0) & sketches.nonempty
                 pool[sketches.row_of[cand]] = False  # the reference: the other hot audiences' users
                 ref = activity_reference(sketches.sig[pool], sketches._fit_val()[pool])
                 weight = activity_weights(csig, sketches.values(cand), ref, t.chance_heavy_users)
+                if t.chance_over_span and t.chance_span_steady_users > 0:  # active all along: the now chance
+                    lighter = activity_weights(csig, sketches.values(cand), ref, t.chance_span_steady_users)
+                    steady = None if lighter is None else lighter > 1.0
             match = self.audiences.best_match(
                 cand,
                 sellers,
@@ -1184,6 +1202,8 @@ class Engine:
                 population=float(self._population),
                 co_lift=t.co_audience_lift,
                 weight=weight,
+                left=self._users_left if t.chance_over_span else -1,
+                steady=steady,
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             dense, dense_n = self.audiences.block_density(cand, csig, now_ms=now_ms)
@@ -1209,6 +1229,12 @@ class Engine:
             sibling, sibling_n = self.audiences.recent_sibling(
                 cand, sellers, now_ms=now_ms, within_ms=round(t.hold_sibling_s * 1000)
             )
+            # the candidate's users in the remembered audiences of its seller's other products, pooled
+            none_i, none_f = np.zeros(cand.size, np.int64), np.zeros(cand.size)
+            s_shared = none_i if match.seller_shared is None else match.seller_shared
+            s_expected = none_f if match.seller_expected is None else match.seller_expected
+            pooled = pooled_evidence(s_shared, s_expected)
+            pooled[s_shared < t.co_audience_lift * s_expected] = 0.0
             sibling[sibling_n >= t.hold_sampled_users] = -1  # an audience that can tell already
             if (
                 t.hold_sibling_s <= 0
@@ -1230,6 +1256,13 @@ class Engine:
                     partner = int(match.co_other[j])
                     shared = match.co_shared[j] / max(match.co_sampled[j], 1)
                     reason = f"co_audience_with_{self.products.name(partner)}_{co_numbers(match, j)}"
+                elif pooled[j] >= t.co_audience_evidence:
+                    partner = int(other_same[j])
+                    shared = s_shared[j] / max(int(match.sampled_same[j]), 1)
+                    reason = (
+                        f"co_audience_with_seller_{self.sellers.name(int(sellers[j]))}_"
+                        + pooled_numbers(int(s_shared[j]), float(s_expected[j]), float(pooled[j]))
+                    )
                 elif dense[j] >= t.dense_block_density:
                     reason = f"dense_block_{dense[j]:.2f}_over_{dense_n[j]}_products"
                 elif blindly[j]:
@@ -1239,7 +1272,22 @@ class Engine:
                 else:
                     act = (int(n_act[j]), float(mean_act[j]), float(disp[j]))
                     few = (int(buyers[j]), int(blind[j])) if blind_looks[j] else None
-                    self._hold(now_ms, slot, act, bool(looks[j]), int(sibling[j]), few)
+                    suspect = None  # co-audience evidence short of a refusal: held while it accumulates
+                    lift = _HOLD_LIFT * t.co_audience_lift  # a concentrated overlap: organic ones are 5-8x
+                    if t.hold_evidence > 0:
+                        pooled_lift = s_shared[j] >= lift * s_expected[j]
+                        if pooled[j] >= t.hold_evidence and pooled[j] >= match.co_evidence[j] and pooled_lift:
+                            numbers = pooled_numbers(int(s_shared[j]), float(s_expected[j]), float(pooled[j]))
+                            suspect = f"co_audience_looking_seller_{numbers}"
+                        elif (
+                            match.co_evidence[j] >= t.hold_evidence
+                            and match.co_shared[j] >= lift * match.co_expected[j]
+                        ):
+                            partner = int(match.co_other[j])
+                            suspect = (
+                                f"co_audience_looking_{self.products.name(partner)}_{co_numbers(match, j)}"
+                            )
+                    self._hold(now_ms, slot, act, bool(looks[j]), int(sibling[j]), few, suspect)
                     continue
                 self._ring_refusals[slot] = (reason, now_ms)
                 self.guard.lockstep[slot] = reason
@@ -1285,7 +1333,17 @@ class Engine:
         """
         d = self.cfg.detect
         limit = round(self.cfg.trust.hold_max_s * 1000) + _HOLD_CARRY_MS
-        held = np.array([s for s, t in self._held_since.items() if now_ms - t <= limit], np.int64)
+        longer = (
+            round(self.cfg.trust.hold_evidence_s * 1000) + _HOLD_CARRY_MS
+        )  # held for co-audience evidence
+        held = np.array(
+            [
+                s
+                for s, t in self._held_since.items()
+                if now_ms - t <= (longer if s in self._suspected else limit)
+            ],
+            np.int64,
+        )
         keep = np.isin(slots, held) & (feats["evidence"] >= 1.0)
         keep &= (
             (feats["growth_z"] > -d.fade_z)
@@ -1302,6 +1360,7 @@ class Engine:
         looks: bool,
         sibling: int,
         blind: tuple[int, int] | None = None,
+        suspect: str | None = None,
     ) -> None:
         """Hold a ready candidate back while the guard's audience evidence is still accumulating.
 
@@ -1313,11 +1372,20 @@ class Engine:
         audiences of one seller cannot yet show whether they are one group of accounts, and a few
         dozen more sampled users can, or (``blind``: its sampled buyers and the blind ones among them)
         its few sampled buyers so far mostly bought with no view (the blind-buyers test short of
-        ``trust.blind_min_buyers``).  Nothing else is held.  ``activity``: sampled users, their mean
+        ``trust.blind_min_buyers``), or (``suspect``: the hold's reason) its users overlap remembered
+        audiences beyond chance by ``trust.hold_evidence`` powers of ten, short of a refusal: held up to
+        ``trust.hold_evidence_s`` while the evidence accumulates (re-judged at every tick, so it ends in a
+        refusal once the evidence is there).  Nothing else is held.  ``activity``: sampled users, their mean
         earlier events and its index of dispersion (:func:`activity_dispersion`).  ``O(1)``.
         """
         t = self.cfg.trust
         sampled, mean, disp = activity
+        if suspect is not None and t.hold_evidence_s > 0:
+            since = self._held_since.setdefault(slot, now_ms)
+            if now_ms - since <= t.hold_evidence_s * 1000:
+                self._suspected[slot] = since
+                self.guard.held[slot] = f"{HELD}{suspect}"
+                return
         if t.hold_max_s <= 0:
             return
         if looks:
@@ -1485,6 +1553,7 @@ class Engine:
         for s in cold.tolist():
             self._ring_refusals.pop(int(s), None)
             self._held_since.pop(int(s), None)
+            self._suspected.pop(int(s), None)
         self.sellers.drop(self.seller_of[cold].astype(np.int64))  # ids no live product holds are released
         self.categories.drop(self.category_of[cold].astype(np.int64))
         self.seller_of[cold] = -1
@@ -1540,6 +1609,7 @@ class Engine:
             "start_ms": self._start_ms,
             "ring_refusals": [[s, r, t] for s, (r, t) in sorted(self._ring_refusals.items())],
             "held_since": sorted(self._held_since.items()),
+            "suspected": sorted(self._suspected.items()),
             "catalogue_phi": [
                 None if math.isnan(self._catalogue_phi[0]) else self._catalogue_phi[0],
                 self._catalogue_phi[1],
@@ -1550,6 +1620,7 @@ class Engine:
             "vouch_ms": [[s, a, b] for s, (a, b) in sorted(self._vouch_ms.items())],
             "n_live": self._n_live,
             "population": self._population,
+            "users_left": self._users_left,
             "last_snapshot_ms": self._last_snapshot_ms,
             "next_evict_ms": self._next_evict_ms,
             "stats": {
@@ -1678,6 +1749,7 @@ class Engine:
             engine._start_ms = meta["start_ms"]
             engine._ring_refusals = {int(s): (str(r), int(t)) for s, r, t in meta["ring_refusals"]}
             engine._held_since = {int(s): int(t) for s, t in meta.get("held_since", [])}
+            engine._suspected = {int(s): int(t) for s, t in meta.get("suspected", [])}
             phi, when, checked = meta.get("catalogue_phi", [None, _NEVER, _NEVER])
             engine._catalogue_phi = (math.nan if phi is None else float(phi), int(when))
             engine._catalogue_checked_ms = int(checked)
@@ -1686,6 +1758,7 @@ class Engine:
             engine._vouch_ms = {int(s): (int(a), int(b)) for s, a, b in meta.get("vouch_ms", [])}
             engine._n_live = int(meta["n_live"])
             engine._population = int(meta.get("population", len(engine.users)))
+            engine._users_left = int(meta.get("users_left", 0))
             engine._last_snapshot_ms = meta["last_snapshot_ms"]
             engine._next_evict_ms = meta["next_evict_ms"]
             st = meta["stats"]
