@@ -272,7 +272,6 @@ class Engine:
         # table also holds users interned ahead of the tick (up to the next sweep, within the batch),
         # so its current size would depend on where batches end
         self._population = 0
-        self._users_left = 0  # users released by the sweeps so far (the audience memory's span population)
         self.user_signals = UserSignals(
             cap_window_ms=round(t.cap_window_s * 1000),
             fresh_window_ms=round(t.fresh_window_s * 1000),
@@ -605,7 +604,6 @@ class Engine:
         every_ms = max(_user_idle_ms(self.cfg) // _USER_SWEEPS, 1)
         self._next_user_sweep_ms = (now_ms // every_ms + 1) * every_ms
         released = self.users.release_idle()
-        self._users_left += int(released.size)
         if released.size:
             self.user_signals.first_seen_ms[released] = _NEVER  # a reused slot starts unseen
         self.user_signals.compact()  # expired caps entries out: a table grown for a busy hour shrinks
@@ -1172,9 +1170,7 @@ class Engine:
         changed = changed[sketches.nonempty[sketches.row_of[changed]]]
         if changed.size:  # remembered first: ring products hot at the same tick see each other
             sig = sketches.signatures(changed)
-            self.audiences.remember(
-                changed, self.seller_of[changed].astype(np.int64), sig, now_ms=now_ms, left=self._users_left
-            )
+            self.audiences.remember(changed, self.seller_of[changed].astype(np.int64), sig, now_ms=now_ms)
         if now_ms - self._catalogue_checked_ms >= _CATALOGUE_EVERY_MS:  # the uniform test's reference
             self._catalogue_overdispersion(now_ms, _EMPTY)
         cand = slots[ready]
@@ -1184,15 +1180,11 @@ class Engine:
             csig = self.sketches.signatures(cand)
             sellers = self.seller_of[cand].astype(np.int64)
             weight = None  # heavy users are in many audiences by chance (trust.chance_heavy_users)
-            steady = None
             if t.chance_heavy_users > 0:
                 pool = (sketches.product_of_row >= 0) & sketches.nonempty
                 pool[sketches.row_of[cand]] = False  # the reference: the other hot audiences' users
                 ref = activity_reference(sketches.sig[pool], sketches._fit_val()[pool])
                 weight = activity_weights(csig, sketches.values(cand), ref, t.chance_heavy_users)
-                if t.chance_over_span and t.chance_span_steady_users > 0:  # active all along: the now chance
-                    lighter = activity_weights(csig, sketches.values(cand), ref, t.chance_span_steady_users)
-                    steady = None if lighter is None else lighter > 1.0
             match = self.audiences.best_match(
                 cand,
                 sellers,
@@ -1202,8 +1194,6 @@ class Engine:
                 population=float(self._population),
                 co_lift=t.co_audience_lift,
                 weight=weight,
-                left=self._users_left if t.chance_over_span else -1,
-                steady=steady,
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             dense, dense_n = self.audiences.block_density(cand, csig, now_ms=now_ms)
@@ -1620,7 +1610,6 @@ class Engine:
             "vouch_ms": [[s, a, b] for s, (a, b) in sorted(self._vouch_ms.items())],
             "n_live": self._n_live,
             "population": self._population,
-            "users_left": self._users_left,
             "last_snapshot_ms": self._last_snapshot_ms,
             "next_evict_ms": self._next_evict_ms,
             "stats": {
@@ -1758,7 +1747,6 @@ class Engine:
             engine._vouch_ms = {int(s): (int(a), int(b)) for s, a, b in meta.get("vouch_ms", [])}
             engine._n_live = int(meta["n_live"])
             engine._population = int(meta.get("population", len(engine.users)))
-            engine._users_left = int(meta.get("users_left", 0))
             engine._last_snapshot_ms = meta["last_snapshot_ms"]
             engine._next_evict_ms = meta["next_evict_ms"]
             st = meta["stats"]

@@ -489,11 +489,7 @@ def activity_weights(
 
 
 def activity_chance(
-    chance: NDArray[np.float64],
-    weight: NDArray[np.float64],
-    sampled: NDArray[np.int64],
-    heavy_chance: NDArray[np.float64] | None = None,
-    steady: NDArray[np.bool_] | None = None,
+    chance: NDArray[np.float64], weight: NDArray[np.float64], sampled: NDArray[np.int64]
 ) -> NDArray[np.float64]:
     """The share of each candidate's sampled users expected in each other audience by chance.
 
@@ -503,11 +499,7 @@ def activity_chance(
     many audiences anyway, explain an overlap, while accounts that act little but always together do
     not.  The pair's sampled users are the first ``sampled[i, j]`` of the candidate's sorted sample
     (:func:`~viraltrend.kernels.audience.containment`); returns their mean chance, float64[m, r]
-    (``chance_j`` where none is sampled).  ``O(m * r * k)``.  ``heavy_chance`` (float64[r], None: ``chance``):
-    the base chance of the users active all along (``steady``, bool[m, k]; None: weight above 1): an
-    audience gathered over hours is a small share of the users active over its span (``chance``), but a
-    user active all along was there for all of it, so its chance is that audience's share of the users
-    active now, times its weight.
+    (``chance_j`` where none is sampled).  ``O(m * r * k)``.
 
     >>> w = np.array([[1.0, 1.0, 1.0, 1.0], [10.0, 10.0, 0.1, 0.1]])
     >>> [[round(float(x), 3) for x in row] for row in activity_chance(np.array([0.02, 0.5]), w,
@@ -518,11 +510,7 @@ def activity_chance(
     out = np.empty(sampled.shape)
     idx = np.clip(sampled - 1, 0, k - 1)
     for i in range(m):
-        each = np.minimum(1.0, chance[:, None] * weight[i][None, :])  # [r, k]
-        if heavy_chance is not None:
-            heavy = weight[i] > 1.0 if steady is None else steady[i]
-            each[:, heavy] = np.minimum(1.0, heavy_chance[:, None] * weight[i][None, heavy])
-        cum = np.cumsum(each, axis=1)
+        cum = np.cumsum(np.minimum(1.0, chance[:, None] * weight[i][None, :]), axis=1)  # [r, k]
         tot = np.take_along_axis(cum, idx[i][:, None], axis=1)[:, 0]
         out[i] = np.where(sampled[i] > 0, tot / np.maximum(sampled[i], 1), chance)
     return out
@@ -616,8 +604,6 @@ class AudienceMemory:
     seller: NDArray[np.int64] = field(init=False)
     seen_ms: NDArray[np.int64] = field(init=False)
     sig: NDArray[np.uint64] = field(init=False)
-    #: the engine's count of users who had left (their slots released) when the entry was made; -1: unknown
-    left_at: NDArray[np.int64] = field(init=False)
     _row: dict[int, int] = field(init=False)  # slot -> row, for the entries held
 
     def __post_init__(self) -> None:
@@ -626,33 +612,16 @@ class AudienceMemory:
         self.seller = np.full(self.capacity, -1, np.int64)
         self.seen_ms = np.full(self.capacity, np.iinfo(np.int64).min, np.int64)
         self.sig = np.full((self.capacity, self.k), np.iinfo(np.uint64).max, np.uint64)
-        self.left_at = np.full(self.capacity, -1, np.int64)
 
     @property
     def nbytes(self) -> int:
         """Bytes of the table (its configured bound)."""
-        return int(
-            self.slot.nbytes
-            + self.seller.nbytes
-            + self.seen_ms.nbytes
-            + self.sig.nbytes
-            + self.left_at.nbytes
-        )
+        return int(self.slot.nbytes + self.seller.nbytes + self.seen_ms.nbytes + self.sig.nbytes)
 
     def remember(
-        self,
-        slots: NDArray[np.int64],
-        sellers: NDArray[np.int64],
-        sig: NDArray[np.uint64],
-        *,
-        now_ms: int,
-        left: int = -1,
+        self, slots: NDArray[np.int64], sellers: NDArray[np.int64], sig: NDArray[np.uint64], *, now_ms: int
     ) -> None:
-        """Store the audience samples (``sig``: uint64[m, k], sorted) of hot ``slots`` (int64[m], unique).
-
-        ``left``: how many users had left the active population so far (the engine's count of released
-        user slots; -1: not counted), kept with a new entry for :meth:`best_match`'s span population.
-        """
+        """Store the audience samples (``sig``: uint64[m, k], sorted) of hot ``slots`` (int64[m], unique)."""
         row_of = self._row
         rows = np.empty(len(slots), np.int64)
         for i, s in enumerate(slots.tolist()):
@@ -663,7 +632,6 @@ class AudienceMemory:
                     row_of.pop(int(self.slot[r]), None)
                 self.slot[r] = s
                 self.sig[r] = np.iinfo(np.uint64).max
-                self.left_at[r] = left
                 row_of[s] = r
             rows[i] = r
             self.seller[r], self.seen_ms[r] = int(sellers[i]), now_ms
@@ -677,7 +645,6 @@ class AudienceMemory:
         self.slot[gone] = -1
         self.seen_ms[gone] = np.iinfo(np.int64).min
         self.sig[gone] = np.iinfo(np.uint64).max
-        self.left_at[gone] = -1
 
     def best_match(
         self,
@@ -690,8 +657,6 @@ class AudienceMemory:
         population: float = 0.0,
         co_lift: float = math.inf,
         weight: NDArray[np.float64] | None = None,
-        left: int = -1,
-        steady: NDArray[np.bool_] | None = None,
     ) -> Match:
         """Per row of ``sig`` (uint64[m, k]), the remembered audience that holds most of it.
 
@@ -711,12 +676,7 @@ class AudienceMemory:
         that hold only a part of each other's audiences.  ``weight`` (float64[m, k], beside ``sig``;
         None: every user alike): each sampled user's chance relative to an average user's
         (:func:`activity_weights`), so chance is :func:`activity_chance`: heavy users shared with a big
-        audience are expected there.  ``left`` (the engine's count of users released so far, -1: none):
-        an audience remembered since ``left_at`` was drawn from the users active over its span, those
-        active now (``population``) plus those who left since (:meth:`span_population`), not from the
-        users active now alone: an audience gathered over hours is not a large share of one hour's users.
-        ``steady`` (bool[m, k], beside ``sig``): the sampled users active all along (heavy users), whose
-        chance stays the users-active-now one (see :func:`activity_chance`).
+        audience are expected there.
         """
         m = slots.size
         i0, f0 = np.full(m, -1, np.int64), np.zeros(m)
@@ -726,13 +686,11 @@ class AudienceMemory:
             return out
         rows = np.flatnonzero(live).astype(np.int64)
         sampled, shared = containment(sig, self.sig, rows)
-        pop = self.span_population(rows, population, left)
         if population > 0 and weight is not None:
-            users = estimated_users(self.sig[rows])
-            each = np.clip(users / pop, 0.0, 1.0)
-            chance = activity_chance(each, weight, sampled, np.clip(users / population, 0.0, 1.0), steady)
+            each = np.clip(estimated_users(self.sig[rows]) / population, 0.0, 1.0)
+            chance = activity_chance(each, weight, sampled)
         elif population > 0:
-            chance = np.broadcast_to(estimated_users(self.sig[rows]) / pop, sampled.shape)
+            chance = np.broadcast_to(estimated_users(self.sig[rows]) / population, sampled.shape)
         else:
             chance = np.zeros(sampled.shape)
         sim = significant_share(shared, sampled, chance, z)
@@ -761,25 +719,6 @@ class AudienceMemory:
             co, np.where(co > 0, self.slot[rows][at_co], -1), shared[i, at_co], sampled[i, at_co],
             sampled[i, at_co] * chance[i, at_co], seller_shared, seller_expected,
         )  # fmt: skip
-
-    def span_population(self, rows: NDArray[np.int64], population: float, left: int) -> NDArray[np.float64]:
-        """The users active over each entry's span: those active now plus those who left since it was made.
-
-        ``population``: users active now (holding a slot); ``left``: the engine's count of users released
-        so far (-1: not counted, then ``population`` for every entry, as for entries made before counting).
-
-        >>> mem = AudienceMemory(capacity=2, k=2, memory_ms=10)
-        >>> empty = np.full((2, 2), 2**64 - 1, np.uint64)
-        >>> mem.remember(np.array([1, 2]), np.array([0, 0]), empty, now_ms=0, left=100)
-        >>> mem.left_at[1] = -1
-        >>> mem.span_population(np.array([0, 1]), 50.0, 400).tolist()
-        [350.0, 50.0]
-        >>> mem.span_population(np.array([0]), 50.0, -1).tolist()
-        [50.0]
-        """
-        at = self.left_at[rows]
-        gone = np.where((at >= 0) & (left >= 0), np.maximum(left - at, 0), 0)
-        return np.maximum(population + gone.astype(np.float64), 1.0)
 
     def recent_sibling(
         self, slots: NDArray[np.int64], sellers: NDArray[np.int64], *, now_ms: int, within_ms: int
@@ -853,16 +792,11 @@ class AudienceMemory:
     def to_arrays(self) -> dict[str, NDArray[np.generic]]:
         """Plain arrays for a checkpoint."""
         return {"slot": self.slot.copy(), "seller": self.seller.copy(), "seen_ms": self.seen_ms.copy(),
-                "sig": self.sig.copy(), "left_at": self.left_at.copy()}  # fmt: skip
+                "sig": self.sig.copy()}  # fmt: skip
 
     def load_arrays(self, arrays: dict[str, NDArray[np.generic]]) -> None:
-        """Restore from :meth:`to_arrays` output (shapes must match the config).
-
-        An older checkpoint without ``left_at``: every entry's span is unknown (chance over the users
-        active now).
-        """
-        arrays = {"left_at": np.full(self.capacity, -1, np.int64), **arrays}
-        for name in ("slot", "seller", "seen_ms", "sig", "left_at"):
+        """Restore from :meth:`to_arrays` output (shapes must match the config)."""
+        for name in ("slot", "seller", "seen_ms", "sig"):
             got = np.asarray(arrays[name])
             want = getattr(self, name)
             if got.shape != want.shape or got.dtype != want.dtype:
