@@ -109,7 +109,7 @@ def test_consumed_equals_applied_plus_rejected_and_every_reject_is_in_the_dlq(br
 
         wait_for(consumed_all, what="every record consumed")
         wait_for(
-            lambda: len(read_topic(broker.bootstrap_servers, names["dlq"], timeout_s=2)) >= len(expected),
+            lambda: len(read_topic(broker.bootstrap_servers, names["dlq"], timeout_s=10)) >= len(expected),
             what="every dead letter",
         )
         text = scrape(port)

@@ -77,7 +77,7 @@ def test_an_oversized_record_reaches_the_dlq_truncated_with_size_and_sha256(brok
     proc = start_service(broker.bootstrap_servers, names, tmp_path, metrics_port=port, idle_s=None)
     try:
         wait_for(
-            lambda: len(read_topic(broker.bootstrap_servers, names["dlq"], timeout_s=2)) >= 1,
+            lambda: len(read_topic(broker.bootstrap_servers, names["dlq"], timeout_s=10)) >= 1,
             timeout_s=60,
             what="the dead letter of the oversized record",
         )

@@ -72,7 +72,7 @@ def test_every_hostile_record_reaches_the_dlq_with_its_reason_and_the_good_ones_
     proc = start_service(broker.bootstrap_servers, names, tmp_path, metrics_port=port, idle_s=None)
     try:
         wait_for(
-            lambda: len(read_topic(broker.bootstrap_servers, names["dlq"], timeout_s=2)) >= len(hostile_at),
+            lambda: len(read_topic(broker.bootstrap_servers, names["dlq"], timeout_s=10)) >= len(hostile_at),
             what="every dead letter",
         )
 

@@ -94,7 +94,7 @@ def test_bad_messages_go_to_the_dlq_with_reasons_and_good_ones_flow(broker, tmp_
     proc = start_service(broker.bootstrap_servers, names, tmp_path, metrics_port=port, idle_s=None)
     try:
         wait_for(
-            lambda: len(read_topic(broker.bootstrap_servers, names["dlq"], timeout_s=2)) >= len(bad),
+            lambda: len(read_topic(broker.bootstrap_servers, names["dlq"], timeout_s=10)) >= len(bad),
             what="dead letters",
         )
         text = scrape(port)
