@@ -34,10 +34,11 @@ def test_thread_cpu_reads_every_thread_of_a_live_process():
 
 
 def test_components_attribute_busy_samples_per_component_and_thread():
+    main = "thread (1): MainThread;run (loop.py:1);Service.step (loop.py:2)"
     raw = "\n".join(
         [
-            "thread (1): MainThread;run (loop.py:1);Service.step (loop.py:2);Service._run_engines (loop.py:3) 300",
-            "thread (1): MainThread;run (loop.py:1);Service.step (loop.py:2);KafkaSource.next_batch (k.py:9) 100",
+            f"{main};Service._run_engines (loop.py:3) 300",
+            f"{main};KafkaSource.next_batch (k.py:9) 100",
             "thread (2): viraltrend-checkpoint;run (writer.py:1) 50",
         ]
     )
@@ -46,5 +47,5 @@ def test_components_attribute_busy_samples_per_component_and_thread():
     assert lines["engine"][-2:] == ["3.00", "30.00"]
     assert lines["source: poll (kafka-python)"][-2:] == ["1.00", "10.00"]
     assert lines["checkpoint: writer thread"][-2:] == ["0.50", "5.00"]
-    main = next(v for k, v in lines.items() if k.startswith("thread (1)"))
-    assert main[-2:] == ["4.00", "40.00"]
+    main_thread = next(v for k, v in lines.items() if k.startswith("thread (1)"))
+    assert main_thread[-2:] == ["4.00", "40.00"]
