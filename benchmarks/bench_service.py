@@ -129,6 +129,51 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def thread_names(pid: int) -> dict[str, str]:
+    """Native thread id -> Python thread name, from ``py-spy dump`` (Python 3.11 names no OS thread)."""
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        return {}
+    try:
+        out = subprocess.run([str(spy), "dump", "--nonblocking", "--pid", str(pid)],
+                             capture_output=True, text=True, timeout=20, check=False).stdout  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    names: dict[str, str] = {}
+    for line in out.splitlines():  # Thread 27922 (idle): "MainThread"
+        if line.startswith("Thread ") and '"' in line:
+            tid = line.split()[1].strip("()")
+            names[tid] = line.split('"')[1]
+    return names
+
+
+def thread_cpu(pid: int) -> dict[str, tuple[str, float]]:
+    """Native thread id -> (Python thread name or ``thread``, utime + stime in seconds)."""
+    names = thread_names(pid)
+    out: dict[str, tuple[str, float]] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[task.name] = (names.get(task.name, "thread"), (int(fields[11]) + int(fields[12])) / _CLK_TCK)
+    return out
+
+
+def thread_table(before: dict[str, tuple[str, float]], after: dict[str, tuple[str, float]], n: float) -> str:
+    """CPU per thread over a window (diffed by thread id, named at the end), µs per event, by name."""
+    by: dict[str, float] = {}
+    for tid, (name, c) in after.items():
+        label = name if name != "thread" else before.get(tid, (name, 0.0))[0]
+        by[label] = by.get(label, 0.0) + c - before.get(tid, (name, 0.0))[1]
+    rows = [
+        f"{name}: {c:.2f} s, {1e6 * c / n:.2f} µs/event"
+        for name, c in sorted(by.items(), key=lambda kv: -kv[1])
+        if c > 0
+    ]
+    return "; ".join(rows)
+
+
 def broker_pid() -> int | None:
     """The pid of our own ``tansu`` child (the broker), for CPU accounting."""
     me = os.getpid()
@@ -174,6 +219,7 @@ class Scrape:
     kernel_sum: float = 0.0
     ckpt_sum: float = 0.0
     ckpt_count: float = 0.0
+    cpu: float = float("nan")  # the service process's utime+stime at the scrape
 
 
 _SCALARS = {
@@ -212,6 +258,7 @@ class ServiceProc:
         exit_when_idle: float | None,
         profile_out: Path | None = None,
         env: dict[str, str] | None = None,
+        prefix: list[str] | None = None,
     ) -> None:
         from viraltrend.stream.broker import free_port
 
@@ -229,6 +276,8 @@ class ServiceProc:
         cmd += ["run", "--no-create-topics", *(x for kv in flags.items() for x in kv)]
         if exit_when_idle is not None:
             cmd += ["--exit-when-idle", str(exit_when_idle)]
+        if prefix:  # e.g. py-spy record ... --: every thread sampled, not only the main one
+            cmd = [*prefix, *cmd]
         self.cmd = cmd
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -245,7 +294,9 @@ class ServiceProc:
                 text = r.read().decode()
         except OSError:
             return None
-        return parse_metrics(text, time.monotonic())
+        s = parse_metrics(text, time.monotonic())
+        s.cpu = cpu_s(self.proc.pid)
+        return s
 
     def wait_consumed(self, n: int, timeout_s: float, trace: list[Scrape] | None = None) -> Scrape:
         """Scrape every SCRAPE_S until the consumed counter reaches ``n``; exit if it dies or stalls."""
@@ -371,7 +422,7 @@ def service_consume(
     group: str,
     tansu: int | None,
     env: dict[str, str] | None = None,
-) -> tuple[Rate, list[Scrape], tuple[float, float, int]]:
+) -> tuple[Rate, list[Scrape], tuple[float, float, int, str]]:
     """``viraltrend run --exit-when-idle`` over a filled topic; rate from the scraped consumed counter.
 
     Returns the rate, the scrapes, and (summed batch durations, summed engine durations, batches)
@@ -382,8 +433,10 @@ def service_consume(
     trace: list[Scrape] = []
     first = svc.wait_consumed(1, 120, trace)
     cpu0, bcpu0 = cpu_s(svc.proc.pid), cpu_s(tansu) if tansu else float("nan")
+    threads0 = thread_cpu(svc.proc.pid)
     last = svc.wait_consumed(n, 600, trace)
     cpu, bcpu = cpu_s(svc.proc.pid) - cpu0, (cpu_s(tansu) - bcpu0) if tansu else float("nan")
+    threads = thread_table(threads0, thread_cpu(svc.proc.pid), n - first.consumed)
     code = svc.proc.wait(timeout=120)  # exits by itself after IDLE_EXIT_S idle
     svc.stop()
     if code != 0:
@@ -394,7 +447,44 @@ def service_consume(
         last.kernel_sum - first.kernel_sum,
         int(last.batch_count - first.batch_count),
     )
-    return rate, trace, busy
+    return rate, trace, (*busy, threads)
+
+
+def engine_floor(events: Path, n: int, batch: int = 30_000) -> float:
+    """CPU µs per event of ``Engine.process`` alone over the first ``n`` events, in a child process.
+
+    The lower bound of any service over these events: a throwaway engine runs the first batch
+    first, so the kernels are loaded; the engine measured is a fresh one.
+    """
+    code = (
+        "import sys, time\n"
+        "from viraltrend.config import load_config\n"
+        "from viraltrend.engine import Engine\n"
+        "from viraltrend.stream.files import FileSource\n"
+        f"src = FileSource([{str(events)!r}]); batches = []; got = 0\n"
+        f"while got < {n}:\n"
+        f"    b, _ = src.next_batch(min({batch}, {n} - got))\n"
+        "    if len(b) == 0: break\n"
+        "    batches.append(b); got += len(b)\n"
+        "cfg = load_config(); Engine(cfg).process(batches[0]); e = Engine(cfg)\n"
+        "t = time.process_time()\n"
+        "for b in batches: e.process(b)\n"
+        "print((time.process_time() - t) / got * 1e6)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(),
+                         check=True).stdout  # fmt: skip
+    return float(out.strip().splitlines()[-1])
+
+
+def steady_cpu(trace: list[Scrape], n: int, lo: float = 0.1) -> float:
+    """CPU µs per event between the first scrapes at or past ``lo * n`` and ``n``.
+
+    Leaves out the first batches, whose engine work (counted as consumed before the engine runs)
+    includes loading each kernel from the numba cache on its first call.
+    """
+    a = next(s for s in trace if s.consumed >= lo * n)
+    b = next(s for s in trace if s.consumed >= n)
+    return 1e6 * (b.cpu - a.cpu) / (b.consumed - a.consumed) if b.consumed > a.consumed else float("nan")
 
 
 def steady_rate(trace: list[Scrape], n: int, lo: float = 0.1) -> float:
@@ -431,6 +521,82 @@ def profile_service(
     head = buf.getvalue().split("   ncalls")[0].strip().splitlines()
     total = next((h.strip() for h in head if "function calls" in h), "")
     return f"{total}\n\n{out[0]}", out[1]
+
+
+def pyspy_service(
+    bootstrap: str,
+    topics: tuple[str, str, str],
+    n: int,
+    tmp: Path,
+    env: dict[str, str] | None = None,
+    name: str = "bench-pyspy",
+    rate_hz: int = 250,
+) -> str:
+    """The same service run under ``py-spy record --threads`` (every thread, raw collapsed stacks).
+
+    Returns a table of sampled time per thread and per component (:func:`components`), in
+    µs per event; the raw stacks are kept in ``out/<name>.pyspy.txt``.
+    """
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        msg = "--profile pyspy needs py-spy in the venv (pip install py-spy)"
+        raise SystemExit(msg)
+    raw = OUT_DIR / f"{name}.pyspy.txt"
+    prefix = [str(spy), "record", "--threads", "--format", "raw", "--rate", str(rate_hz),
+              "--output", str(raw), "--"]  # fmt: skip
+    svc = ServiceProc(bootstrap, topics, name, tmp, exit_when_idle=IDLE_EXIT_S, env=env, prefix=prefix)
+    svc.wait_consumed(n, 900)
+    code = svc.proc.wait(timeout=300)
+    svc.stop()
+    if code != 0 or not raw.exists():
+        svc.fail(f"(py-spy) exited with code {code}")
+    return components(raw.read_text(), n, rate_hz)
+
+
+#: Where a sampled stack's time goes, first match from the leaf's side wins (substring of a frame).
+_COMPONENTS: tuple[tuple[str, str], ...] = (
+    ("engine", "_run_engines"),
+    ("source: poll (kafka-python)", "next_batch"),
+    ("publish (encode, produce)", "_publish"),
+    ("flush (await acks)", "flush ("),
+    ("checkpoint: copy (loop)", "checkpoint ("),
+    ("checkpoint: writer thread", "writer.py"),
+    ("commit", "commit ("),
+    ("gauges / metrics", "_update_gauges"),
+    ("gauges / metrics", "gauges.py"),
+    ("metrics http", "http"),
+    ("producer IO thread", "sender.py"),
+    ("producer IO thread", "producer"),
+    ("consumer heartbeat thread", "heartbeat"),
+    ("consumer heartbeat thread", "coordinator"),
+    ("startup (import, JIT load, connect)", "<module>"),
+    ("startup (import, JIT load, connect)", "connect ("),
+)
+
+
+def components(raw: str, n: int, rate_hz: int) -> str:
+    """µs per event of sampled time per component, busy samples only, from py-spy's raw output."""
+    busy: dict[str, float] = {}
+    threads: dict[str, float] = {}
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        frames = stack.split(";")
+        idle = False  # without --idle, py-spy samples only threads on the CPU
+        c = int(count) / rate_hz
+        thread = frames[0]
+        threads[thread] = threads.get(thread, 0.0) + (0.0 if idle else c)
+        what = next((label for label, key in _COMPONENTS if any(key in f for f in frames)), "other")
+        busy[what] = busy.get(what, 0.0) + c
+    rows = [f"{'component':<40} {'s':>8} {'µs/event':>9}"]
+    for label, s in sorted(busy.items(), key=lambda kv: -kv[1]):
+        rows.append(f"{label:<40} {s:8.2f} {s / n * 1e6:9.2f}")
+    rows.append("")
+    rows.append(f"{'thread (busy samples)':<60} {'s':>8} {'µs/event':>9}")
+    for thread, s in sorted(threads.items(), key=lambda kv: -kv[1]):
+        rows.append(f"{thread[:60]:<60} {s:8.2f} {s / n * 1e6:9.2f}")
+    return "\n".join(rows)
 
 
 # ------------------------------------------------------------------ series B/C: latency at a fixed rate
@@ -783,6 +949,7 @@ def series_throughput(
             raws[client] = [raw_fns[client](bs, topics[0], sent, tansu)]
             console.print(f"raw {CLIENT_LABEL[client]} consume: {fmt_rate(raws[client][0].rate)}/s")
         runs: list[ServiceRun] = []
+        thread_notes: list[str] = []
         k = 0
         for _ in range(rounds):
             for client in clients:
@@ -792,13 +959,38 @@ def series_throughput(
                     svc, trace, busy = service_consume(
                         bs, topics, sent, tmp, f"bench-throughput-{k}", tansu, env
                     )
-                    runs.append(ServiceRun(client, source, svc, steady_rate(trace, sent), *busy))
+                    *busy3, threads = busy
+                    runs.append(ServiceRun(client, source, svc, steady_rate(trace, sent), *busy3))
                     console.print(f"service, {CLIENT_LABEL[client]} ({source}): {fmt_rate(svc.rate)}/s")
+                    thread_notes.append(
+                        f"CPU from 10% of N to N, {CLIENT_LABEL[client]} ({source}): "
+                        f"{steady_cpu(trace, sent):.2f} µs/event; "
+                        f"CPU per thread over the window: {threads}"
+                    )
         for client in clients:
             raws[client].append(raw_fns[client](bs, topics[0], sent, tansu))
         shares = throughput_table(report, sent, raws, runs, {"produce_rate": produce_rate, "load": load})
+        for note in thread_notes:
+            report.note(note)
+        floor = engine_floor(events, sent)
+        for client in clients:
+            best = min(1e6 * r.cpu_s / r.counted for r in raws[client] if r.counted)
+            note = (
+                f"the engine alone (in process, same events, batches of 30,000, kernels warm): "
+                f"{floor:.2f} µs/event of CPU; against raw {CLIENT_LABEL[client]} ({best:.2f} µs/record) "
+                f"nothing else spent, a service would reach {best / floor:.0%} of raw by CPU"
+            )
+            report.note(note)
         for client in clients:
             share = shares.get((client, "this tree"), 1.0)
+            if profile == "pyspy":
+                console.print(f"[bold]py-spy[/bold] over every thread of the service, {CLIENT_LABEL[client]}")
+                table = pyspy_service(bs, topics, sent, tmp, env={"VIRALTREND_KAFKA_CLIENT": client},
+                                      name=f"pyspy-{client}")  # fmt: skip
+                console.print(table)
+                report.code(table, f"py-spy (all threads) of `viraltrend run` ({CLIENT_LABEL[client]}), "
+                            f"{sent:,} records; samples of threads on the CPU only")  # fmt: skip
+                continue
             if profile == "yes" or (profile == "auto" and share < TARGET_RATIO):
                 console.print(f"[bold]profiling[/bold] the service, {CLIENT_LABEL[client]} (cProfile)")
                 env = {"VIRALTREND_KAFKA_CLIENT": client}
@@ -826,9 +1018,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--profile",
-        choices=("auto", "yes", "no"),
+        choices=("auto", "yes", "no", "pyspy"),
         default="auto",
-        help="profile the service with cProfile (auto: when below 80%% of raw)",
+        help="profile the service with cProfile (auto: when below 80%% of raw), or every thread of it "
+        "with py-spy (pyspy)",
     )
     ap.add_argument("--skip-latency", action="store_true", help="only the throughput series")
     ap.add_argument(
