@@ -506,11 +506,7 @@ def profile_service(
     """The same service run under ``python -m cProfile``; (top by tottime, top by cumtime)."""
     prof = tmp / f"{name}.prof"
     svc = ServiceProc(bootstrap, topics, name, tmp, exit_when_idle=IDLE_EXIT_S, profile_out=prof, env=env)
-    svc.wait_consumed(n, 900)
-    code = svc.proc.wait(timeout=300)
-    svc.stop()
-    if code != 0 or not prof.exists():
-        svc.fail(f"(profiled) exited with code {code}")
+    _run_to_end(svc, n, prof, "profiled")
     out = []
     for key, k in (("tottime", top), ("cumulative", 20)):
         buf = io.StringIO()
@@ -521,6 +517,15 @@ def profile_service(
     head = buf.getvalue().split("   ncalls")[0].strip().splitlines()
     total = next((h.strip() for h in head if "function calls" in h), "")
     return f"{total}\n\n{out[0]}", out[1]
+
+
+def _run_to_end(svc: ServiceProc, n: int, out: Path, what: str) -> None:
+    """Wait for a profiled service to consume ``n`` events and exit idle; fail unless it wrote ``out``."""
+    svc.wait_consumed(n, 900)
+    code = svc.proc.wait(timeout=300)
+    svc.stop()
+    if code != 0 or not out.exists():
+        svc.fail(f"({what}) exited with code {code}")
 
 
 def pyspy_service(
@@ -545,11 +550,7 @@ def pyspy_service(
     prefix = [str(spy), "record", "--threads", "--format", "raw", "--rate", str(rate_hz),
               "--output", str(raw), "--"]  # fmt: skip
     svc = ServiceProc(bootstrap, topics, name, tmp, exit_when_idle=IDLE_EXIT_S, env=env, prefix=prefix)
-    svc.wait_consumed(n, 900)
-    code = svc.proc.wait(timeout=300)
-    svc.stop()
-    if code != 0 or not raw.exists():
-        svc.fail(f"(py-spy) exited with code {code}")
+    _run_to_end(svc, n, raw, "py-spy")
     return components(raw.read_text(), n, rate_hz)
 
 
