@@ -133,6 +133,7 @@ GUARD_OFF = {
     "trust.dense_block_density": 1e9,
     "trust.uniform_max_dispersion": 0.0,
     "trust.hold_max_s": 0.0,
+    "trust.hold_evidence": 0.0,
     "trust.blind_buyer_share": 0.0,
     "trust.blocked_sellers": (),
     "trust.blocked_products": (),
@@ -149,6 +150,7 @@ ONLY = {
         "trust.seller_overlap_similarity",
         "trust.co_audience_evidence",
         "trust.hold_max_s",  # the hold waits for the evidence of these signals (held_seller_sibling)
+        "trust.hold_evidence",  # ...and for co-audience evidence short of a refusal (held_co_audience_...)
     ),
     "dense block": ("trust.dense_block_density",),
     "uniform accounts": ("trust.uniform_max_dispersion", "trust.hold_max_s"),  # ...and held_uniform_looking
