@@ -59,7 +59,7 @@ from viraltrend.kernels.columns import (
 from viraltrend.kernels.decay import F32_RENORM_EXPONENT, DecayedCounters, global_figures, grown_capacity
 from viraltrend.kernels.hashtable import UserTable
 from viraltrend.kernels.names import CountedNames, NameTable
-from viraltrend.kernels.prefilter import EVICT_SLACK, Screen, TickBaseline, evict_horizon
+from viraltrend.kernels.prefilter import EVICT_SLACK, Screen, TickBaseline, evict_horizon, evict_looked
 from viraltrend.kernels.segment import BEFORE, DONE, SEGMENT, apply_segment_all, run_ticks
 from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
@@ -1452,9 +1452,6 @@ class Engine:
             return
         self._next_evict_ms = (now_ms // every_ms + 1) * every_ms
         hw = self.products.high_water
-        live = np.flatnonzero(self.counters.last_ts_ms[:hw] != _NEVER).astype(np.int64)
-        if live.size == 0:
-            return
         base = self.cfg.decay.half_lives_s.index(self.cfg.score.baseline_half_life_s)
         weights = np.asarray(self.cfg.signals.weights(), np.float64)
         c = self.counters
@@ -1462,7 +1459,19 @@ class Engine:
         # only the products whose count may have fallen below the limit since they were last looked
         # at (evict_horizon): the others are above it, as the full sweep would find them
         skip = self._evict_skip and limit > 0.0 and lam > 0.0 and bool((weights >= 0.0).all())
-        if skip:
+        live: NDArray[np.int64] | None = None  # every live product: read only where the exact test runs
+        if skip and self._evict_base_ms is not None and self._evict_after_s.shape[0] >= hw:
+            # the usual sweep: the live products and those past their promise in one compiled pass
+            n_live, looked = evict_looked(
+                c.last_ts_ms, _NEVER, hw, self._evict_after_s, (now_ms - self._evict_base_ms) // 1000
+            )
+            if n_live == 0:
+                return
+        else:
+            live = np.flatnonzero(c.last_ts_ms[:hw] != _NEVER).astype(np.int64)
+            if live.size == 0:
+                return
+        if live is not None and skip:
             after = self._evict_after_s
             if after.shape[0] < hw:
                 grown = np.full(self.seller_of.shape[0], _I32_MIN, np.int32)  # the product arrays' capacity
@@ -1471,12 +1480,14 @@ class Engine:
             if self._evict_base_ms is None:
                 self._evict_base_ms = now_ms
             looked = live[self._evict_after_s[live] <= (now_ms - self._evict_base_ms) // 1000]
-        else:
+        elif live is not None:
             looked = live
         fast = below(c.acc, looked, lam=lam, dt_s=dt_s, half_life=base, weights=weights, limit=limit)
         if fast is not None:
             low, rows = fast != 0, looked
         else:  # some product within rounding of the limit: the exact expression decides, over all as before
+            if live is None:
+                live = np.flatnonzero(c.last_ts_ms[:hw] != _NEVER).astype(np.int64)
             low, rows = c.read(live, now_ms)[:, :, base] @ weights < limit, live
         cold = rows[low & ~np.isin(rows, self.board.watched_slots())]
         if skip:

@@ -388,3 +388,29 @@ def test_evict_horizon_refuses_negative_weights():
     with pytest.raises(ValueError, match="weights >= 0"):
         evict_horizon(np.ones((1, 2, 1)), np.array([0]), lam=1.0, dt_s=0.0, half_life=0,
                       weights=np.array([1.0, -1.0]), limit=0.1, now_ms=0)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.sampled_from([-5, 0, 3, 2**31 - 1]) | st.integers(-(2**31), 2**31 - 1)),
+        max_size=60,
+    ),
+    st.integers(0, 60),
+    st.sampled_from([-(2**40), -5, 0, 3, 2**31 - 1, 2**31, 2**40]),
+)
+def test_evict_looked_is_the_sweeps_live_products_and_those_past_their_promise(rows, n, elapsed_s):
+    from viraltrend.kernels.prefilter import _evict_looked, evict_looked
+
+    never = np.iinfo(np.int64).min
+    last = np.array([7 if live else never for live, _ in rows] + [never] * 3, np.int64)
+    after = np.array([a for _, a in rows] + [0] * 3, np.int32)
+    n = min(n, len(rows))
+    live = np.flatnonzero(last[:n] != never).astype(np.int64)
+    want = live[after[live].astype(np.int64) <= elapsed_s]
+    for fn in (evict_looked, lambda *a: _evict_looked.py_func(*a)):
+        n_live, looked = fn(last, never, n, after, elapsed_s)
+        assert int(n_live) == live.size
+        assert looked.dtype == np.int64 and looked.tolist() == want.tolist()
+    with pytest.raises(ValueError, match="n must be"):
+        evict_looked(last, never, last.shape[0] + 1, np.zeros(last.shape[0] + 1, np.int32), 0)

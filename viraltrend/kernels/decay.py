@@ -50,6 +50,7 @@ _INT64_MAX: Final = int(np.iinfo(np.int64).max)
 _INT64_MIN: Final = int(np.iinfo(np.int64).min)
 _Scalar = TypeVar("_Scalar", bound=np.generic)
 _ROW0: Final = np.zeros(1, np.int64)  # the one row of the global accumulator, as slots
+_EVERY_ROW: Final = np.zeros(0, np.int64)  # _decay_live_rows_flat: no times, every row
 
 if numba.config.DISABLE_JIT:  # type: ignore[attr-defined]
 
@@ -227,6 +228,56 @@ def _decay_live_rows(
         for k in range(acc.shape[1]):
             for h in range(n_hl):
                 acc[j, k, h] = _scaled_by(acc[j, k, h], f[h], x[h])
+
+
+@njit(cache=True)
+def _decay_live_rows_flat(
+    acc: NDArray[np.float64], last_ts_ms: NDArray[np.int64], never: int, lam: NDArray[np.float64], dt_s: float
+) -> None:  # fmt: skip
+    """:func:`_decay_live_rows` (every row when ``last_ts_ms`` is empty), bit for bit, row by row.
+
+    ``acc`` C-contiguous.  A landmark move is O(live rows) and memory-bound; the cell-by-cell
+    form branches per cell (``_scaled_by``) and does not vectorise.  Here a row's cells are first
+    scaled as plain products into a buffer while one flag notes whether any nonzero cell's product
+    is not a normal double (or the factor itself is not): such a row, rare, takes ``_scaled_by``'s
+    own steps cell by cell; the others store the products (zero for a zero cell: ``_scaled_by``
+    returns +0.0 there, also for -0.0).  So every cell gets exactly ``_scaled_by``'s value.
+    """
+    n_types, n_hl = acc.shape[1], acc.shape[2]
+    m = n_types * n_hl
+    x = np.empty(n_hl, np.float64)
+    f = np.empty(n_hl, np.float64)
+    normal = True
+    for h in range(n_hl):
+        x[h] = -lam[h] * dt_s
+        f[h] = _exp(x[h])
+        normal = normal and 2.2250738585072014e-308 <= f[h] < math.inf
+    fc = np.empty(m, np.float64)  # per cell of a row (k, h): its half-life's factor and exponent
+    xc = np.empty(m, np.float64)
+    for k in range(n_types):
+        for h in range(n_hl):
+            fc[k * n_hl + h] = f[h]
+            xc[k * n_hl + h] = x[h]
+    flat = acc.reshape(acc.shape[0], m)
+    buf = np.empty(m, np.float64)
+    every = last_ts_ms.shape[0] == 0
+    for j in range(acc.shape[0]):
+        if not every and last_ts_ms[j] == never:
+            continue
+        row = flat[j]
+        odd = not normal
+        for c in range(m):
+            v = np.float64(row[c])
+            r = v * fc[c]
+            a = abs(r)
+            odd |= (v != 0.0) & ((a < 2.2250738585072014e-308) | (a >= math.inf) | (a != a))
+            buf[c] = r
+        if odd:
+            for c in range(m):
+                row[c] = _scaled_by(np.float64(row[c]), fc[c], xc[c])
+        else:
+            for c in range(m):
+                row[c] = buf[c] if row[c] != 0.0 else 0.0
 
 
 def _require(ok: bool, msg: str) -> None:
@@ -443,7 +494,10 @@ class DecayedCounters:
         """Move the landmark forward to ``new_landmark_ms`` and rescale every accumulator."""
         assert self._landmark_ms is not None and new_landmark_ms > self._landmark_ms
         shift_s = (new_landmark_ms - self._landmark_ms) / 1000.0
-        if self.times:  # a row that never held an event since it was cleared is zero, and stays zero
+        if self.acc.flags.c_contiguous:  # the same bits row by row (a row never written stays zero)
+            live = self.last_ts_ms if self.times else _EVERY_ROW
+            _decay_live_rows_flat(self.acc, live, _INT64_MIN, self._lam, shift_s)
+        elif self.times:  # a row that never held an event since it was cleared is zero, and stays zero
             _decay_live_rows(self.acc, self.last_ts_ms, _INT64_MIN, self._lam, shift_s)
         else:
             _decay_rows(self.acc, np.arange(self.capacity, dtype=np.int64), self._lam, shift_s, self.acc)

@@ -34,6 +34,7 @@ __all__ = [
     "Screen",
     "TickBaseline",
     "evict_horizon",
+    "evict_looked",
     "may_matter",
 ]
 
@@ -243,6 +244,45 @@ def _evict_horizon(
             ahead_ms = math.floor(math.log(total / bar) / lam * 1000.0 * (1.0 - EVICT_SLACK))
             if ahead_ms > 0:
                 out[j] = now_ms + min(ahead_ms, 2**53)
+
+
+@njit(cache=True)
+def _evict_looked(
+    last_ts_ms: NDArray[np.int64],
+    never: np.int64,
+    n: np.int64,
+    after_s: NDArray[np.int32],
+    elapsed_s: np.int64,
+) -> tuple[int, NDArray[np.int64]]:
+    """``(len(live), live[after_s[live] <= elapsed_s])``, ``live`` the slots ``< n`` with an event."""
+    out = np.empty(n, np.int64)
+    n_live = 0
+    m = 0
+    for s in range(n):
+        if last_ts_ms[s] != never:
+            n_live += 1
+            if np.int64(after_s[s]) <= elapsed_s:
+                out[m] = s
+                m += 1
+    return n_live, out[:m]
+
+
+def evict_looked(
+    last_ts_ms: NDArray[np.int64], never: int, n: int, after_s: NDArray[np.int32], elapsed_s: int
+) -> tuple[int, NDArray[np.int64]]:
+    """The eviction sweep's live products and those past their promise, in one pass.
+
+    Returns the number of slots ``s < n`` with ``last_ts_ms[s] != never`` (live) and, ascending,
+    those of them with ``after_s[s] <= elapsed_s`` (int32 promises in seconds, compared exactly):
+    ``np.flatnonzero(last_ts_ms[:n] != never)`` and its filter, without the two temporaries.
+    """
+    last_ts_ms = column("last_ts_ms", last_ts_ms, np.int64, None, "")
+    after_s = column("after_s", after_s, np.int32, None, "")
+    if not 0 <= n <= min(last_ts_ms.shape[0], after_s.shape[0]):
+        msg = f"n must be in [0, {min(last_ts_ms.shape[0], after_s.shape[0])}], got {n}"
+        raise ValueError(msg)
+    n_live, looked = _evict_looked(last_ts_ms, np.int64(never), np.int64(n), after_s, np.int64(elapsed_s))
+    return int(n_live), looked
 
 
 def evict_horizon(
