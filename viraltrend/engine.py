@@ -1170,7 +1170,10 @@ class Engine:
         changed = changed[sketches.nonempty[sketches.row_of[changed]]]
         if changed.size:  # remembered first: ring products hot at the same tick see each other
             sig = sketches.signatures(changed)
-            self.audiences.remember(changed, self.seller_of[changed].astype(np.int64), sig, now_ms=now_ms)
+            self.audiences.remember(
+                changed, self.seller_of[changed].astype(np.int64), sig, now_ms=now_ms,
+                population=float(self._population),
+            )  # fmt: skip
         if now_ms - self._catalogue_checked_ms >= _CATALOGUE_EVERY_MS:  # the uniform test's reference
             self._catalogue_overdispersion(now_ms, _EMPTY)
         cand = slots[ready]
@@ -1194,9 +1197,12 @@ class Engine:
                 population=float(self._population),
                 co_lift=t.co_audience_lift,
                 weight=weight,
+                entry_population=t.chance_entry_population,
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
-            dense, dense_n = self.audiences.block_density(cand, csig, now_ms=now_ms)
+            dense, dense_n = self.audiences.block_density(
+                cand, csig, now_ms=now_ms, within_ms=round(t.dense_block_memory_s * 1000)
+            )
             buyers, blind = blind_buyers(csig, self.sketches.funnel(cand))
             cat_blind = self.funnel_share.share()  # nan: not judged (then nothing is refused or held)
             blindly = blind_buyers_refused(buyers, blind, cat_blind, t)

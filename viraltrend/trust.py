@@ -581,7 +581,7 @@ class AudienceMemory:
     A product about to be promoted is compared with every remembered one (``O(capacity * k)`` per candidate,
     never all pairs of hot products): a ring recycling the same accounts over several products, at
     once or staggered by hours, shows the same audience again.  The oldest entry gives way when
-    the table is full.  Memory: ``capacity * (8 k + 24)`` bytes.
+    the table is full.  Memory: ``capacity * (8 k + 32)`` bytes.
 
     Examples
     --------
@@ -604,6 +604,9 @@ class AudienceMemory:
     seller: NDArray[np.int64] = field(init=False)
     seen_ms: NDArray[np.int64] = field(init=False)
     sig: NDArray[np.uint64] = field(init=False)
+    #: the largest population (users active) at the ticks each entry was remembered: the pool its
+    #: audience was drawn from (0: unknown, e.g. restored from an older checkpoint)
+    pop: NDArray[np.float64] = field(init=False)
     _row: dict[int, int] = field(init=False)  # slot -> row, for the entries held
 
     def __post_init__(self) -> None:
@@ -612,16 +615,27 @@ class AudienceMemory:
         self.seller = np.full(self.capacity, -1, np.int64)
         self.seen_ms = np.full(self.capacity, np.iinfo(np.int64).min, np.int64)
         self.sig = np.full((self.capacity, self.k), np.iinfo(np.uint64).max, np.uint64)
+        self.pop = np.zeros(self.capacity, np.float64)
 
     @property
     def nbytes(self) -> int:
         """Bytes of the table (its configured bound)."""
-        return int(self.slot.nbytes + self.seller.nbytes + self.seen_ms.nbytes + self.sig.nbytes)
+        arrays = (self.slot, self.seller, self.seen_ms, self.sig, self.pop)
+        return int(sum(a.nbytes for a in arrays))
 
     def remember(
-        self, slots: NDArray[np.int64], sellers: NDArray[np.int64], sig: NDArray[np.uint64], *, now_ms: int
+        self,
+        slots: NDArray[np.int64],
+        sellers: NDArray[np.int64],
+        sig: NDArray[np.uint64],
+        *,
+        now_ms: int,
+        population: float = 0.0,
     ) -> None:
-        """Store the audience samples (``sig``: uint64[m, k], sorted) of hot ``slots`` (int64[m], unique)."""
+        """Store the audience samples (``sig``: uint64[m, k], sorted) of hot ``slots`` (int64[m], unique).
+
+        ``population``: the users active now, kept per entry as the largest seen while it was hot.
+        """
         row_of = self._row
         rows = np.empty(len(slots), np.int64)
         for i, s in enumerate(slots.tolist()):
@@ -632,8 +646,10 @@ class AudienceMemory:
                     row_of.pop(int(self.slot[r]), None)
                 self.slot[r] = s
                 self.sig[r] = np.iinfo(np.uint64).max
+                self.pop[r] = 0.0
                 row_of[s] = r
             rows[i] = r
+            self.pop[r] = max(self.pop[r], population)
             self.seller[r], self.seen_ms[r] = int(sellers[i]), now_ms
         union_into(self.sig, rows, sig)
 
@@ -645,6 +661,7 @@ class AudienceMemory:
         self.slot[gone] = -1
         self.seen_ms[gone] = np.iinfo(np.int64).min
         self.sig[gone] = np.iinfo(np.uint64).max
+        self.pop[gone] = 0.0
 
     def best_match(
         self,
@@ -657,6 +674,7 @@ class AudienceMemory:
         population: float = 0.0,
         co_lift: float = math.inf,
         weight: NDArray[np.float64] | None = None,
+        entry_population: bool = False,
     ) -> Match:
         """Per row of ``sig`` (uint64[m, k]), the remembered audience that holds most of it.
 
@@ -676,7 +694,9 @@ class AudienceMemory:
         that hold only a part of each other's audiences.  ``weight`` (float64[m, k], beside ``sig``;
         None: every user alike): each sampled user's chance relative to an average user's
         (:func:`activity_weights`), so chance is :func:`activity_chance`: heavy users shared with a big
-        audience are expected there.
+        audience are expected there.  ``entry_population``: chance for audience ``j`` is its users
+        over the larger of ``population`` and the population when ``j`` was hot (:attr:`pop`): an
+        audience drawn from the day's crowd is not a third of the few users active at night.
         """
         m = slots.size
         i0, f0 = np.full(m, -1, np.int64), np.zeros(m)
@@ -686,11 +706,12 @@ class AudienceMemory:
             return out
         rows = np.flatnonzero(live).astype(np.int64)
         sampled, shared = containment(sig, self.sig, rows)
+        pool = np.maximum(self.pop[rows], population) if entry_population else np.full(rows.size, population)
         if population > 0 and weight is not None:
-            each = np.clip(estimated_users(self.sig[rows]) / population, 0.0, 1.0)
+            each = np.clip(estimated_users(self.sig[rows]) / pool, 0.0, 1.0)
             chance = activity_chance(each, weight, sampled)
         elif population > 0:
-            chance = np.broadcast_to(estimated_users(self.sig[rows]) / population, sampled.shape)
+            chance = np.broadcast_to(estimated_users(self.sig[rows]) / pool, sampled.shape)
         else:
             chance = np.zeros(sampled.shape)
         sim = significant_share(shared, sampled, chance, z)
@@ -753,7 +774,7 @@ class AudienceMemory:
         return np.where(has, self.slot[rows][at], -1), np.where(has, held[at], 0)
 
     def block_density(
-        self, slots: NDArray[np.int64], sig: NDArray[np.uint64], *, now_ms: int
+        self, slots: NDArray[np.int64], sig: NDArray[np.uint64], *, now_ms: int, within_ms: int | None = None
     ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         """FRAUDAR-style density of the user x product block around each candidate (``sig``: uint64[m, k]).
 
@@ -767,7 +788,10 @@ class AudienceMemory:
         audience, as in :meth:`best_match`, from ``_MIN_SHARED_USERS`` shared users).  Organic
         audiences spread over the whole catalogue and score near 0; a ring that spreads its accounts
         over many products scores high although no single pair of its products shares most users.
-        Returns the density and the number of products behind it.  ``O(m * capacity * k)``.
+        Returns the density and the number of products behind it.  ``O(m * capacity * k)``.  Only
+        the products hot within ``within_ms`` (at most ``memory_ms``; None: ``memory_ms``) count: a
+        density sums over every product in its window, so a longer memory kept for pairwise overlaps
+        would also let the heavy users of many hours' trends add up to a block.
 
         >>> mem = AudienceMemory(capacity=4, k=8, memory_ms=1000)
         >>> pad = 2**64 - 1
@@ -776,10 +800,14 @@ class AudienceMemory:
         >>> d, n = mem.block_density(np.array([7]), np.array([[1, 2, 3, 4, 5, 6, 7, 8]], np.uint64), now_ms=1)
         >>> round(float(d[0]), 3), n.tolist()
         (0.626, [2])
+        >>> mem.block_density(np.array([7]), np.array([[1, 2, 3, 4, 5, 6, 7, 8]], np.uint64), now_ms=600,
+        ...                   within_ms=500)[1].tolist()
+        [0]
         """
         m = slots.size
         dens, n = np.zeros(m), np.zeros(m, np.int64)
-        live = (self.slot >= 0) & (self.seen_ms >= now_ms - self.memory_ms)
+        span = self.memory_ms if within_ms is None else min(within_ms, self.memory_ms)
+        live = (self.slot >= 0) & (self.seen_ms >= now_ms - span)
         if m == 0 or not live.any():
             return dens, n
         rows = np.flatnonzero(live).astype(np.int64)
@@ -792,11 +820,13 @@ class AudienceMemory:
     def to_arrays(self) -> dict[str, NDArray[np.generic]]:
         """Plain arrays for a checkpoint."""
         return {"slot": self.slot.copy(), "seller": self.seller.copy(), "seen_ms": self.seen_ms.copy(),
-                "sig": self.sig.copy()}  # fmt: skip
+                "sig": self.sig.copy(), "pop": self.pop.copy()}  # fmt: skip
 
     def load_arrays(self, arrays: dict[str, NDArray[np.generic]]) -> None:
-        """Restore from :meth:`to_arrays` output (shapes must match the config)."""
-        for name in ("slot", "seller", "seen_ms", "sig"):
+        """Restore from :meth:`to_arrays` output (shapes must match the config; ``pop`` may be missing)."""
+        if "pop" not in arrays:  # an older checkpoint: populations unknown (judged by the users active now)
+            arrays = {**arrays, "pop": np.zeros(self.capacity, np.float64)}
+        for name in ("slot", "seller", "seen_ms", "sig", "pop"):
             got = np.asarray(arrays[name])
             want = getattr(self, name)
             if got.shape != want.shape or got.dtype != want.dtype:
