@@ -63,34 +63,3 @@ def test_the_dense_block_counts_only_products_hot_within_its_own_window():
     assert recent[0] >= t.dense_block_density and n_recent[0] == 7
     m = mem.best_match(np.array([99], np.int64), np.array([-1], np.int64), cand, now_ms=now)
     assert m.other[0] >= 0  # the pairwise overlap still sees them
-
-
-def test_chance_for_an_audience_of_the_day_is_judged_over_the_day_s_users_at_night():
-    # a crowd's product, hot among 6,000 active users, is remembered; 8 h later at night 600 users are
-    # active: over those alone its 240 users would be 40 % of everyone (no overlap is beyond chance),
-    # over the population it was drawn from they are 4 %
-    rng = np.random.default_rng(7)
-    crowd = np.arange(10_000, 10_600)
-    mem = AudienceMemory(capacity=8, k=256, memory_ms=24 * HOUR_MS)
-    mem.remember(np.array([1], np.int64), np.array([3], np.int64),
-                 _signature(rng.choice(crowd, 240, replace=False)), now_ms=0, population=6000.0)  # fmt: skip
-    few = _signature(rng.choice(crowd, 10, replace=False))
-    mem.remember(np.array([1], np.int64), np.array([3], np.int64), few, now_ms=HOUR_MS, population=4000.0)
-    assert mem.pop[mem._row[1]] == 6000.0  # the largest while hot
-    second = _signature(rng.choice(crowd, 40, replace=False))
-    kw = dict(now_ms=8 * HOUR_MS, population=600.0, co_lift=5.0)
-    night = mem.best_match(np.array([2], np.int64), np.array([4], np.int64), second, **kw)
-    assert night.co_evidence[0] == 0.0
-    day = mem.best_match(
-        np.array([2], np.int64), np.array([4], np.int64), second, entry_population=True, **kw
-    )
-    assert day.co_other[0] == 1 and day.co_evidence[0] >= 6.0
-    restored = AudienceMemory(capacity=8, k=256, memory_ms=24 * HOUR_MS)
-    old = {k: v for k, v in mem.to_arrays().items() if k != "pop"}  # an older checkpoint: unknown
-    restored.load_arrays(old)
-    again = restored.best_match(
-        np.array([2], np.int64), np.array([4], np.int64), second, entry_population=True, **kw
-    )
-    assert again.co_evidence[0] == 0.0
-    restored.load_arrays(mem.to_arrays())
-    assert restored.pop[restored._row[1]] == 6000.0

@@ -207,7 +207,6 @@ class TrustConfig:
     co_audience_evidence: float = _gt0(6.0)
     co_audience_lift: float = _ge0(5.0)
     chance_heavy_users: float = _ge0(16.0)
-    chance_entry_population: bool = False
     seller_overlap_similarity: float = _unit(0.3)
     dense_block_density: float = _ge0(0.5)
     dense_block_memory_s: float = _ge0(21600.0)

@@ -1170,10 +1170,7 @@ class Engine:
         changed = changed[sketches.nonempty[sketches.row_of[changed]]]
         if changed.size:  # remembered first: ring products hot at the same tick see each other
             sig = sketches.signatures(changed)
-            self.audiences.remember(
-                changed, self.seller_of[changed].astype(np.int64), sig, now_ms=now_ms,
-                population=float(self._population),
-            )  # fmt: skip
+            self.audiences.remember(changed, self.seller_of[changed].astype(np.int64), sig, now_ms=now_ms)
         if now_ms - self._catalogue_checked_ms >= _CATALOGUE_EVERY_MS:  # the uniform test's reference
             self._catalogue_overdispersion(now_ms, _EMPTY)
         cand = slots[ready]
@@ -1197,7 +1194,6 @@ class Engine:
                 population=float(self._population),
                 co_lift=t.co_audience_lift,
                 weight=weight,
-                entry_population=t.chance_entry_population,
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             dense, dense_n = self.audiences.block_density(

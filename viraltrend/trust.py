@@ -581,7 +581,7 @@ class AudienceMemory:
     A product about to be promoted is compared with every remembered one (``O(capacity * k)`` per candidate,
     never all pairs of hot products): a ring recycling the same accounts over several products, at
     once or staggered by hours, shows the same audience again.  The oldest entry gives way when
-    the table is full.  Memory: ``capacity * (8 k + 32)`` bytes.
+    the table is full.  Memory: ``capacity * (8 k + 24)`` bytes.
 
     Examples
     --------
@@ -604,9 +604,6 @@ class AudienceMemory:
     seller: NDArray[np.int64] = field(init=False)
     seen_ms: NDArray[np.int64] = field(init=False)
     sig: NDArray[np.uint64] = field(init=False)
-    #: the largest population (users active) at the ticks each entry was remembered: the pool its
-    #: audience was drawn from (0: unknown, e.g. restored from an older checkpoint)
-    pop: NDArray[np.float64] = field(init=False)
     _row: dict[int, int] = field(init=False)  # slot -> row, for the entries held
 
     def __post_init__(self) -> None:
@@ -615,27 +612,16 @@ class AudienceMemory:
         self.seller = np.full(self.capacity, -1, np.int64)
         self.seen_ms = np.full(self.capacity, np.iinfo(np.int64).min, np.int64)
         self.sig = np.full((self.capacity, self.k), np.iinfo(np.uint64).max, np.uint64)
-        self.pop = np.zeros(self.capacity, np.float64)
 
     @property
     def nbytes(self) -> int:
         """Bytes of the table (its configured bound)."""
-        arrays = (self.slot, self.seller, self.seen_ms, self.sig, self.pop)
-        return int(sum(a.nbytes for a in arrays))
+        return int(self.slot.nbytes + self.seller.nbytes + self.seen_ms.nbytes + self.sig.nbytes)
 
     def remember(
-        self,
-        slots: NDArray[np.int64],
-        sellers: NDArray[np.int64],
-        sig: NDArray[np.uint64],
-        *,
-        now_ms: int,
-        population: float = 0.0,
+        self, slots: NDArray[np.int64], sellers: NDArray[np.int64], sig: NDArray[np.uint64], *, now_ms: int
     ) -> None:
-        """Store the audience samples (``sig``: uint64[m, k], sorted) of hot ``slots`` (int64[m], unique).
-
-        ``population``: the users active now, kept per entry as the largest seen while it was hot.
-        """
+        """Store the audience samples (``sig``: uint64[m, k], sorted) of hot ``slots`` (int64[m], unique)."""
         row_of = self._row
         rows = np.empty(len(slots), np.int64)
         for i, s in enumerate(slots.tolist()):
@@ -646,10 +632,8 @@ class AudienceMemory:
                     row_of.pop(int(self.slot[r]), None)
                 self.slot[r] = s
                 self.sig[r] = np.iinfo(np.uint64).max
-                self.pop[r] = 0.0
                 row_of[s] = r
             rows[i] = r
-            self.pop[r] = max(self.pop[r], population)
             self.seller[r], self.seen_ms[r] = int(sellers[i]), now_ms
         union_into(self.sig, rows, sig)
 
@@ -661,7 +645,6 @@ class AudienceMemory:
         self.slot[gone] = -1
         self.seen_ms[gone] = np.iinfo(np.int64).min
         self.sig[gone] = np.iinfo(np.uint64).max
-        self.pop[gone] = 0.0
 
     def best_match(
         self,
@@ -674,7 +657,6 @@ class AudienceMemory:
         population: float = 0.0,
         co_lift: float = math.inf,
         weight: NDArray[np.float64] | None = None,
-        entry_population: bool = False,
     ) -> Match:
         """Per row of ``sig`` (uint64[m, k]), the remembered audience that holds most of it.
 
@@ -694,9 +676,7 @@ class AudienceMemory:
         that hold only a part of each other's audiences.  ``weight`` (float64[m, k], beside ``sig``;
         None: every user alike): each sampled user's chance relative to an average user's
         (:func:`activity_weights`), so chance is :func:`activity_chance`: heavy users shared with a big
-        audience are expected there.  ``entry_population``: chance for audience ``j`` is its users
-        over the larger of ``population`` and the population when ``j`` was hot (:attr:`pop`): an
-        audience drawn from the day's crowd is not a third of the few users active at night.
+        audience are expected there.
         """
         m = slots.size
         i0, f0 = np.full(m, -1, np.int64), np.zeros(m)
@@ -706,12 +686,11 @@ class AudienceMemory:
             return out
         rows = np.flatnonzero(live).astype(np.int64)
         sampled, shared = containment(sig, self.sig, rows)
-        pool = np.maximum(self.pop[rows], population) if entry_population else np.full(rows.size, population)
         if population > 0 and weight is not None:
-            each = np.clip(estimated_users(self.sig[rows]) / pool, 0.0, 1.0)
+            each = np.clip(estimated_users(self.sig[rows]) / population, 0.0, 1.0)
             chance = activity_chance(each, weight, sampled)
         elif population > 0:
-            chance = np.broadcast_to(estimated_users(self.sig[rows]) / pool, sampled.shape)
+            chance = np.broadcast_to(estimated_users(self.sig[rows]) / population, sampled.shape)
         else:
             chance = np.zeros(sampled.shape)
         sim = significant_share(shared, sampled, chance, z)
@@ -820,13 +799,11 @@ class AudienceMemory:
     def to_arrays(self) -> dict[str, NDArray[np.generic]]:
         """Plain arrays for a checkpoint."""
         return {"slot": self.slot.copy(), "seller": self.seller.copy(), "seen_ms": self.seen_ms.copy(),
-                "sig": self.sig.copy(), "pop": self.pop.copy()}  # fmt: skip
+                "sig": self.sig.copy()}  # fmt: skip
 
     def load_arrays(self, arrays: dict[str, NDArray[np.generic]]) -> None:
-        """Restore from :meth:`to_arrays` output (shapes must match the config; ``pop`` may be missing)."""
-        if "pop" not in arrays:  # an older checkpoint: populations unknown (judged by the users active now)
-            arrays = {**arrays, "pop": np.zeros(self.capacity, np.float64)}
-        for name in ("slot", "seller", "seen_ms", "sig", "pop"):
+        """Restore from :meth:`to_arrays` output (shapes must match the config)."""
+        for name in ("slot", "seller", "seen_ms", "sig"):
             got = np.asarray(arrays[name])
             want = getattr(self, name)
             if got.shape != want.shape or got.dtype != want.dtype:
