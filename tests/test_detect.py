@@ -220,3 +220,28 @@ def test_the_vouch_asks_an_older_change_to_have_been_passed_on():
     assert not on.ready(_recruit_cols(1200.0, 0.5), users, p)[0]  # asks 1.6
     assert on.ready(_recruit_cols(1200.0, 2.0), users, p)[0]
     assert off.ready(_recruit_cols(1200.0, 0.5), users, p)[0]
+
+
+def test_the_vouch_takes_more_users_while_the_slow_ring_sees_growth():
+    """model.grown_change_users: past max_change_users users since the change point the vouch holds up
+    to grown_change_users while the slow ring sees growth (growth z >= model.min_growth_z); a spike's or
+    a burst's slow ring (flat, fading, or too young to say) does not."""
+    p, users = np.array([0.9]), np.array([150.0])
+    base = {"VIRALTREND_MODEL_RECRUIT_SHARE_RATIO": "0", "VIRALTREND_MODEL_MAX_CHANGE_USERS": "60"}
+    off = SequentialDetector(
+        load_config(None, environ={**base, "VIRALTREND_MODEL_GROWN_CHANGE_USERS": "0"}), 2
+    )
+    on = SequentialDetector(
+        load_config(None, environ={**base, "VIRALTREND_MODEL_GROWN_CHANGE_USERS": "200"}), 2
+    )
+
+    def cols(slow_z: float, change_users: float = 120.0) -> dict[str, np.ndarray]:
+        c = _vouch_cols(1.0)
+        c["growth_z_slow"], c["change_users"] = np.array([slow_z]), np.array([change_users])
+        return c
+
+    assert on.ready(cols(1.5), users, p)[0]
+    assert not off.ready(cols(1.5), users, p)[0]
+    assert not on.ready(cols(0.5), users, p)[0]  # sees no growth
+    assert not on.ready(cols(0.0), users, p)[0]  # too young to see any
+    assert not on.ready(cols(1.5, 250.0), users, p)[0]  # past grown_change_users
