@@ -186,12 +186,62 @@ def test_the_vouch_asks_for_more_than_views():
     cart) does not make it ready (the default asks a quarter of the catalogue's engagement per view); with
     engagement at the catalogue's rate it does; off (0), views do."""
     p, users = np.array([0.9]), np.array([30.0])
+    alone = {"VIRALTREND_MODEL_RECRUIT_SHARE_RATIO": "0"}  # the share gate apart (its own test below)
     off = SequentialDetector(
-        load_config(None, environ={"VIRALTREND_MODEL_MIN_ENGAGED_RATIO": "0"}), capacity=2
+        load_config(None, environ={**alone, "VIRALTREND_MODEL_MIN_ENGAGED_RATIO": "0"}), capacity=2
     )
     on = SequentialDetector(
-        load_config(None, environ={"VIRALTREND_MODEL_MIN_ENGAGED_RATIO": "0.25"}), capacity=2
+        load_config(None, environ={**alone, "VIRALTREND_MODEL_MIN_ENGAGED_RATIO": "0.25"}), capacity=2
     )
     assert off.ready(_vouch_cols(0.0), users, p)[0]
     assert not on.ready(_vouch_cols(0.0), users, p)[0]
     assert on.ready(_vouch_cols(1.0), users, p)[0]
+
+
+def _recruit_cols(change_s: float, share: float) -> dict[str, np.ndarray]:
+    """:func:`_vouch_cols`' candidate (engaged), with its change's age and its shares per view."""
+    cols = _vouch_cols(1.0)
+    cols["change_s"] = np.array([change_s])
+    cols["share_ratio"] = np.array([share])
+    return cols
+
+
+def test_the_vouch_asks_an_older_change_to_have_been_passed_on():
+    """model.recruit_share_ratio: the model's vouch asks shares per view (x the catalogue's) in proportion
+    to the change's age over detect.sustain_s.  A young change is vouched for with few shares; a change
+    1200 s old that nobody passes on (a ring's accounts arriving at a flat rate) is not, unless shared
+    on; off (0), it is."""
+    p, users = np.array([0.9]), np.array([30.0])
+    env = {"VIRALTREND_DETECT_SUSTAIN_S": "1500"}
+    key = "VIRALTREND_MODEL_RECRUIT_SHARE_RATIO"
+    off = SequentialDetector(load_config(None, environ={**env, key: "0"}), 2)
+    on = SequentialDetector(load_config(None, environ={**env, key: "2"}), 2)
+    assert on.ready(_recruit_cols(200.0, 0.5), users, p)[0]  # asks 2 x 200 / 1500 = 0.27
+    assert not on.ready(_recruit_cols(1200.0, 0.5), users, p)[0]  # asks 1.6
+    assert on.ready(_recruit_cols(1200.0, 2.0), users, p)[0]
+    assert off.ready(_recruit_cols(1200.0, 0.5), users, p)[0]
+
+
+def test_the_vouch_takes_more_users_while_the_slow_ring_sees_growth():
+    """model.grown_change_users: past max_change_users users since the change point the vouch holds up
+    to grown_change_users while the slow ring sees growth (growth z >= model.min_growth_z); a spike's or
+    a burst's slow ring (flat, fading, or too young to say) does not."""
+    p, users = np.array([0.9]), np.array([150.0])
+    base = {"VIRALTREND_MODEL_RECRUIT_SHARE_RATIO": "0", "VIRALTREND_MODEL_MAX_CHANGE_USERS": "60"}
+    off = SequentialDetector(
+        load_config(None, environ={**base, "VIRALTREND_MODEL_GROWN_CHANGE_USERS": "0"}), 2
+    )
+    on = SequentialDetector(
+        load_config(None, environ={**base, "VIRALTREND_MODEL_GROWN_CHANGE_USERS": "200"}), 2
+    )
+
+    def cols(slow_z: float, change_users: float = 120.0) -> dict[str, np.ndarray]:
+        c = _vouch_cols(1.0)
+        c["growth_z_slow"], c["change_users"] = np.array([slow_z]), np.array([change_users])
+        return c
+
+    assert on.ready(cols(1.5), users, p)[0]
+    assert not off.ready(cols(1.5), users, p)[0]
+    assert not on.ready(cols(0.5), users, p)[0]  # sees no growth
+    assert not on.ready(cols(0.0), users, p)[0]  # too young to see any
+    assert not on.ready(cols(1.5, 250.0), users, p)[0]  # past grown_change_users

@@ -389,6 +389,8 @@ def _vouched(
         "min_growth_z": min_growth_z,
         "max_change_users": max_change_users,
         "max_change_s": max_change_s,
+        "recruit_share_ratio": 0.0,  # the share gate has its own test (test_detect.py)
+        "grown_change_users": 0.0,  # and so has the larger audience of a growing slow ring
     }
     config = cfg(model={"enabled": True, **model})
     cols = {

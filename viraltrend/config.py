@@ -163,9 +163,11 @@ class ModelConfig:
     min_change_s: float = _ge0(180.0)
     min_growth_z: float = 1.0
     max_change_users: float = _ge0(60.0)
+    grown_change_users: float = _ge0(200.0)
     max_change_s: float = _ge0(1500.0)
     vouch_hold_s: float = _ge0(10.0)
     min_share_ratio: float = _ge0(0.0)
+    recruit_share_ratio: float = _ge0(0.5)
     min_engaged_ratio: float = _ge0(0.25)
     features: str = field(default="shape", metadata={"choices": ("shape", "rates")})
     label_sustain: float = _ge0(0.0)

@@ -202,7 +202,11 @@ class SequentialDetector:
         once its change is ``model.min_change_s`` old, its growth z (either ring) is at least
         ``model.min_growth_z`` and at most ``model.max_change_users`` distinct users came since
         the change point (beyond that the growth test has the power to see a ramp: a flat step
-        there is a spike): the model has learnt from the stream which early shapes go on to grow.
+        there is a spike; up to ``model.grown_change_users`` while the slow ring's growth z is at
+        least ``model.min_growth_z``), and its shares per view (x the
+        catalogue's) are at least ``model.recruit_share_ratio`` times the change's age over
+        ``detect.sustain_s`` (capped at 1): the longer a change has run, the more it must have been
+        passed on.  The model has learnt from the stream which early shapes go on to grow.
         The change evidence, the distinct-user floor, the recent lift and the fading check still
         apply.  ``shape_free=True`` drops the shape test altogether (growth, sustain or vouch): where
         only the shape still waits, the rows the online model learns from.
@@ -223,11 +227,17 @@ class SequentialDetector:
         elif probability is not None:  # too young a change: the rings cannot tell a step from a ramp yet
             m = self.cfg.model
             vouched = (probability >= m.fast_track_probability) & (cols["change_s"] >= m.min_change_s)
-            vouched &= cols["change_users"] <= m.max_change_users
+            cap = np.full_like(probability, m.max_change_users)
+            if m.grown_change_users > m.max_change_users:  # more users while the slow ring sees growth
+                cap[cols["growth_z_slow"] >= m.min_growth_z] = m.grown_change_users
+            vouched &= cols["change_users"] <= cap
             if m.max_change_s > 0.0:  # an old change has had the sustain path's chance (and its share test)
                 vouched &= cols["change_s"] <= m.max_change_s
             if m.min_share_ratio > 0.0:
                 vouched &= cols.get("share_ratio", np.full_like(probability, np.inf)) >= m.min_share_ratio
+            if m.recruit_share_ratio > 0.0:  # the older the change, the more it must have been passed on
+                need = m.recruit_share_ratio * np.minimum(cols["change_s"] / max(d.sustain_s, 1.0), 1.0)
+                vouched &= cols.get("share_ratio", np.full_like(probability, np.inf)) >= need
             if m.min_engaged_ratio > 0.0:  # views alone (a wishlist trickle) are no onset
                 vouched &= cols.get("engaged_ratio", np.full_like(probability, np.inf)) >= m.min_engaged_ratio
             shaped |= vouched & (np.maximum(cols["growth_z"], cols["growth_z_slow"]) >= m.min_growth_z)
