@@ -233,11 +233,12 @@ class SequentialDetector:
             vouched &= cols["change_users"] <= cap
             if m.max_change_s > 0.0:  # an old change has had the sustain path's chance (and its share test)
                 vouched &= cols["change_s"] <= m.max_change_s
+            shares = cols.get("share_ratio", np.full_like(probability, np.inf))  # none reported: no test
             if m.min_share_ratio > 0.0:
-                vouched &= cols.get("share_ratio", np.full_like(probability, np.inf)) >= m.min_share_ratio
+                vouched &= shares >= m.min_share_ratio
             if m.recruit_share_ratio > 0.0:  # the older the change, the more it must have been passed on
                 need = m.recruit_share_ratio * np.minimum(cols["change_s"] / max(d.sustain_s, 1.0), 1.0)
-                vouched &= cols.get("share_ratio", np.full_like(probability, np.inf)) >= need
+                vouched &= shares >= need
             if m.min_engaged_ratio > 0.0:  # views alone (a wishlist trickle) are no onset
                 vouched &= cols.get("engaged_ratio", np.full_like(probability, np.inf)) >= m.min_engaged_ratio
             shaped |= vouched & (np.maximum(cols["growth_z"], cols["growth_z_slow"]) >= m.min_growth_z)

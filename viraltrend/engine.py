@@ -1462,28 +1462,27 @@ class Engine:
         # at (evict_horizon): the others are above it, as the full sweep would find them
         skip = self._evict_skip and limit > 0.0 and lam > 0.0 and bool((weights >= 0.0).all())
         live: NDArray[np.int64] | None = None  # every live product: read only where the exact test runs
-        if skip and self._evict_base_ms is not None and self._evict_after_s.shape[0] >= hw:
-            # the usual sweep: the live products and those past their promise in one compiled pass
+        if skip:
+            if self._evict_base_ms is None or self._evict_after_s.shape[0] < hw:  # first sweep, or grown
+                if not (c.last_ts_ms[:hw] != _NEVER).any():
+                    return
+                after = self._evict_after_s
+                if after.shape[0] < hw:
+                    grown = np.full(self.seller_of.shape[0], _I32_MIN, np.int32)  # product capacity
+                    grown[: after.shape[0]] = after
+                    self._evict_after_s = grown
+                if self._evict_base_ms is None:
+                    self._evict_base_ms = now_ms
+            # the live products and those past their promise, in one compiled pass
             n_live, looked = evict_looked(
                 c.last_ts_ms, _NEVER, hw, self._evict_after_s, (now_ms - self._evict_base_ms) // 1000
             )
             if n_live == 0:
                 return
         else:
-            live = np.flatnonzero(c.last_ts_ms[:hw] != _NEVER).astype(np.int64)
+            live = looked = np.flatnonzero(c.last_ts_ms[:hw] != _NEVER).astype(np.int64)
             if live.size == 0:
                 return
-        if live is not None and skip:
-            after = self._evict_after_s
-            if after.shape[0] < hw:
-                grown = np.full(self.seller_of.shape[0], _I32_MIN, np.int32)  # the product arrays' capacity
-                grown[: after.shape[0]] = after
-                self._evict_after_s = grown
-            if self._evict_base_ms is None:
-                self._evict_base_ms = now_ms
-            looked = live[self._evict_after_s[live] <= (now_ms - self._evict_base_ms) // 1000]
-        elif live is not None:
-            looked = live
         fast = below(c.acc, looked, lam=lam, dt_s=dt_s, half_life=base, weights=weights, limit=limit)
         if fast is not None:
             low, rows = fast != 0, looked

@@ -214,7 +214,8 @@ def _decay_live_rows(
     """``_decay_rows(acc, arange(capacity), lam, dt_s, acc)`` on the rows with ``last_ts_ms != never``.
 
     The others hold zeros (cleared, or never written), which ``_decay_rows`` leaves zero: the same
-    array, bit for bit, without reading the rows no event reached.
+    array, bit for bit, without reading the rows no event reached.  The cell-by-cell reference that
+    :func:`_decay_live_rows_flat` (the landmark move's kernel) is tested against.
     """
     n_hl = acc.shape[2]
     x = np.empty(n_hl, np.float64)
@@ -494,13 +495,10 @@ class DecayedCounters:
         """Move the landmark forward to ``new_landmark_ms`` and rescale every accumulator."""
         assert self._landmark_ms is not None and new_landmark_ms > self._landmark_ms
         shift_s = (new_landmark_ms - self._landmark_ms) / 1000.0
-        if self.acc.flags.c_contiguous:  # the same bits row by row (a row never written stays zero)
-            live = self.last_ts_ms if self.times else _EVERY_ROW
-            _decay_live_rows_flat(self.acc, live, _INT64_MIN, self._lam, shift_s)
-        elif self.times:  # a row that never held an event since it was cleared is zero, and stays zero
-            _decay_live_rows(self.acc, self.last_ts_ms, _INT64_MIN, self._lam, shift_s)
-        else:
-            _decay_rows(self.acc, np.arange(self.capacity, dtype=np.int64), self._lam, shift_s, self.acc)
+        # row by row, the bits of _decay_live_rows / _decay_rows (a row never written stays zero);
+        # acc is always C-contiguous (np.zeros when grown, a C-order copy when restored: owned)
+        live = self.last_ts_ms if self.times else _EVERY_ROW
+        _decay_live_rows_flat(self.acc, live, _INT64_MIN, self._lam, shift_s)
         glob = self.global_acc[np.newaxis]
         _decay_rows(glob, np.zeros(1, np.int64), self._lam, shift_s, glob)
         self._landmark_ms = new_landmark_ms
