@@ -60,7 +60,7 @@ from viraltrend.kernels.decay import F32_RENORM_EXPONENT, DecayedCounters, globa
 from viraltrend.kernels.hashtable import UserTable
 from viraltrend.kernels.names import CountedNames, NameTable
 from viraltrend.kernels.prefilter import EVICT_SLACK, Screen, TickBaseline, evict_horizon, evict_looked
-from viraltrend.kernels.segment import BEFORE, DONE, SEGMENT, apply_segment_all, run_ticks
+from viraltrend.kernels.segment import BEFORE, DONE, SEGMENT, apply_segment_all, fold_funnel, run_ticks
 from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
@@ -490,8 +490,15 @@ class Engine:
         if run is None:
             return None
         self._n_live = run.n_live
-        for buys, blind, ts_max in run.funnel:  # as _apply counts each segment's
-            self.funnel_share.add(buys, blind, now_ms=ts_max)
+        rows, fs = run.funnel, self.funnel_share  # as _apply counts each segment's, in one compiled call
+        while rows.shape[0]:
+            hl = fs.half_lives_ms
+            fs.buys, fs.blind, fs.at_ms, done = fold_funnel(hl, fs.buys, fs.blind, fs.at_ms, rows)
+            if done < rows.shape[0]:  # a step too long to fold bit for bit (the first ever): the Python way
+                buys, blind, ts_max = rows[done].tolist()
+                fs.add(buys, blind, now_ms=ts_max)
+                done += 1
+            rows = rows[done:]
         self.stats.events_applied += run.applied
         self.stats.ticks += run.k - k
         messages.extend(b.snapshot(t) for t in run.snapshots)  # the board did not change at those ticks

@@ -24,6 +24,7 @@ __all__ = [
     "REJECT_REASONS",
     "EventBatch",
     "IdColumns",
+    "LineSpans",
     "Reject",
 ]
 
@@ -179,6 +180,68 @@ class IdColumns:
         )
 
 
+class LineSpans(Sequence[bytes]):
+    """Records as spans of one buffer: ``data[start[i]:stop[i]]`` is record ``i`` (a file line).
+
+    A read-only sequence of bytes, the :attr:`EventBatch.raw` of a block of NDJSON lines: the
+    reader finds the line ends in its block and the decoder scans the spans in place, so no
+    ``bytes`` object is made per line unless one is asked for (a reject, a late event).  Equal
+    to any sequence of the same bytes.
+
+    >>> raw = LineSpans(b"ab;cd;", np.array([0, 3]), np.array([2, 5]))
+    >>> raw[1], list(raw[:1]), raw == [b"ab", b"cd"], raw.take(np.array([1, 0])) == [b"cd", b"ab"]
+    (b'cd', [b'ab'], True, True)
+    """
+
+    __slots__ = ("data", "start", "stop")
+
+    def __init__(self, data: bytes, start: NDArray[np.int64], stop: NDArray[np.int64]) -> None:
+        self.data, self.start, self.stop = data, start, stop
+
+    def __len__(self) -> int:
+        return int(self.start.shape[0])
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return LineSpans(self.data, self.start[i], self.stop[i])
+        return self.data[int(self.start[i]) : int(self.stop[i])]
+
+    def __iter__(self) -> Any:
+        data = self.data
+        return (data[a:b] for a, b in zip(self.start.tolist(), self.stop.tolist(), strict=True))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (bytes, str)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking sequence, as a list
+
+    def __repr__(self) -> str:
+        return f"LineSpans({list(self)!r})"
+
+    def take(self, idx: NDArray[Any]) -> LineSpans:
+        """The records at ``idx``, in that order (the same buffer)."""
+        return LineSpans(self.data, self.start[idx], self.stop[idx])
+
+    @classmethod
+    def concat(cls, parts: Sequence[LineSpans]) -> LineSpans:
+        """The records of ``parts`` in order, over one buffer (copied only for several parts)."""
+        parts = [p for p in parts if len(p)]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return cls(b"", np.empty(0, np.int64), np.empty(0, np.int64))
+        chunks, starts, stops, at = [], [], [], 0
+        for p in parts:
+            lo, hi = int(p.start.min()), int(p.stop.max())
+            chunks.append(memoryview(p.data)[lo:hi])
+            starts.append(p.start + (at - lo))
+            stops.append(p.stop + (at - lo))
+            at += hi - lo
+        return cls(b"".join(chunks), np.concatenate(starts), np.concatenate(stops))
+
+
 class EventBatch:
     """A batch of valid events as columns, in arrival order.
 
@@ -204,7 +267,7 @@ class EventBatch:
         Source partition (0 for files).
     offset : int64[n]
         Source offset (Kafka) or 1-based line number (files).
-    raw : list[bytes] of length n, or None
+    raw : sequence of bytes of length n (a list, or :class:`LineSpans`), or None
         The original bytes of each event as received (a Kafka value, a file line), kept so that
         an event refused after decoding (late, far-future, duplicate) reaches the rejects file or
         the dead-letter topic exactly as it came; None when the source has no such bytes
@@ -245,7 +308,7 @@ class EventBatch:
         quantity: NDArray[np.int64] | None = None,
         partition: NDArray[np.int32] | None = None,
         offset: NDArray[np.int64] | None = None,
-        raw: list[bytes] | None = None,
+        raw: Sequence[bytes] | None = None,
         source: str = "",
         *,
         ids: IdColumns | None = None,
@@ -353,7 +416,11 @@ class EventBatch:
             pick = idx.tolist()
             lazy = self._ids is not None  # the strings are decoded from the spans if ever asked for
             text = [None if t is None or lazy else [t[i] for i in pick] for t in self._text]
-            raw = None if self.raw is None else [self.raw[i] for i in pick]
+            raw = (
+                None if self.raw is None
+                else self.raw.take(idx) if isinstance(self.raw, LineSpans)
+                else [self.raw[i] for i in pick]
+            )  # fmt: skip
         out = EventBatch(
             ts_ms=self.ts_ms[idx],
             type_code=self.type_code[idx],

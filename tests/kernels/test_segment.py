@@ -77,3 +77,34 @@ def test_out_of_range_inputs_leave_it_to_the_steps():
     assert apply_segment(signals, counters, trust, one, big, np.ones(1, np.int8), one * START) is None
     assert apply_segment(signals, counters, trust, one, one, np.full(1, 6, np.int8), one * START) is None
     assert apply_segment(signals, counters, trust, one, one, np.ones(1, np.int8), one * START) is not None
+
+
+def test_fold_funnel_is_funnel_share_add_bit_for_bit() -> None:
+    from viraltrend.kernels.segment import fold_funnel
+    from viraltrend.trust import FunnelShare
+
+    rng = np.random.default_rng(11)
+    for half_lives in ((60_000, 3_600_000), (1, 1), (0, 7), (1000, 100_000)):
+        ref = FunnelShare(half_lives_ms=half_lives)
+        got = FunnelShare(half_lives_ms=half_lives)
+        at = 1_764_000_000_000
+        for _ in range(30):  # runs of rows as the compiled tick loop hands them over
+            m = int(rng.integers(0, 40))
+            steps = rng.choice([0, 1, 7, 999, 10_000, 3_600_001, -5_000], size=m)  # late rows too
+            ts = at + np.cumsum(steps)
+            rows = np.stack([rng.integers(0, 50, m), rng.integers(0, 5, m), ts], axis=1).astype(np.int64)
+            for buys, blind, t in rows.tolist():
+                ref.add(buys, blind, now_ms=t)
+            left = rows
+            while left.shape[0]:  # as Engine._run_ticks folds them
+                got.buys, got.blind, got.at_ms, done = fold_funnel(
+                    half_lives, got.buys, got.blind, got.at_ms, left
+                )
+                if done < left.shape[0]:
+                    b, bl, t = left[done].tolist()
+                    got.add(b, bl, now_ms=t)
+                    done += 1
+                left = left[done:]
+            assert (got.buys, got.blind, got.at_ms) == (ref.buys, ref.blind, ref.at_ms)  # exact floats
+            at = int(ts[-1]) if m else at
+        assert ref.buys[0] > 0

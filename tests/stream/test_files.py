@@ -14,9 +14,10 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from viraltrend.errors import InputError
-from viraltrend.events import EVENT_TYPES, EventBatch, Reject
+from viraltrend.events import EVENT_TYPES, EventBatch, LineSpans, Reject
 from viraltrend.messages import dead_letter
 from viraltrend.stream import files
+from viraltrend.stream.decode import decode_records
 from viraltrend.stream.files import FileSource
 
 TS = 1_764_253_200_123
@@ -374,3 +375,39 @@ def test_oversized_csv_lines_are_rejected_too(write_csv: Callable[..., Path]) ->
     batch, rejects = read_all(FileSource([write_csv(text)], max_line_bytes=10_000))
     assert batch.product_id == ["p-0", "p,1", "p-2", "p-4"]
     assert [(r.reason, r.offset) for r in rejects] == [("oversized", 5)]  # line 5, after the header
+
+
+# ------------------------------------------------------------------- NDJSON blocks as line spans
+
+
+@pytest.mark.parametrize("read_bytes", [7, 100, 1 << 22])
+@pytest.mark.parametrize("batch_size", [1, 3, 1000])
+def test_ndjson_blocks_read_as_spans_equal_the_lines_decoded_as_a_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_bytes: int, batch_size: int
+) -> None:
+    huge = b'{"ts": 1, "junk": "' + b"x" * 300 + b'"}'
+    lines = [GOOD[0], b"", GOOD[1], b"{bad", huge, GOOD[2], b"  ", GOOD[0] + b"\r", b'{"ts":1}', GOOD[1]]
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b"\n".join(lines))  # the last line has no line end
+    monkeypatch.setattr(files, "_READ_BYTES", read_bytes)
+    batch, rejects = read_all(FileSource([path], batch_size=batch_size, max_line_bytes=200))
+    expected, expected_rejects = decode_records([b"" if x is huge else x for x in lines], source=str(path))
+    assert_frame_equal(as_frame(batch), as_frame(expected))
+    assert list(batch.raw or ()) == list(expected.raw or ())
+    oversized = [r for r in rejects if r.reason == "oversized"]  # its start only, the full size and digest
+    assert [(r.offset, r.full_size, huge.startswith(r.raw)) for r in oversized] == [(5, len(huge), True)]
+    assert [(r.reason, r.offset, r.raw) for r in rejects if r.reason != "oversized"] == [
+        (r.reason, r.offset, r.raw) for r in expected_rejects
+    ]
+
+
+def test_a_plain_ndjson_block_is_decoded_in_place_as_line_spans(write_ndjson: Callable[..., Path]) -> None:
+    path = write_ndjson([GOOD[0], b"{bad", GOOD[1]])
+    batch, rejects = FileSource([path]).next_batch(10)
+    assert isinstance(batch.raw, LineSpans)  # no bytes object per line
+    assert batch.raw == [GOOD[0], GOOD[1]] and batch.offset.tolist() == [1, 3]
+    assert [(r.reason, r.raw) for r in rejects] == [("bad_json", b"{bad")]
+    assert batch.take(np.array([1])).raw == [GOOD[1]] and batch.take(np.array([1, 0])).raw == [
+        GOOD[1],
+        GOOD[0],
+    ]

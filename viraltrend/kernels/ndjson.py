@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from viraltrend.kernels.hashtable import _FNV_OFFSET, _FNV_PRIME, _finish
 from viraltrend.kernels.idset import _POLY_MUL, _splitmix
 
-__all__ = ["BLANK", "FALLBACK", "ID_FIELDS", "OK", "ScanResult", "scan", "span_hashes"]
+__all__ = ["BLANK", "FALLBACK", "ID_FIELDS", "OK", "ScanResult", "line_ends", "scan", "span_hashes"]
 
 OK: Final = 0
 BLANK: Final = 1  # empty or JSON white space only: not an event, no reject
@@ -389,6 +389,29 @@ class ScanResult:
         with np.errstate(over="ignore"):  # wrapping arithmetic, for runs with NUMBA_DISABLE_JIT=1
             out = _scan(buf, starts, ends)
         self.status, self.ts, self.code, self.price, self.quantity, self.start, self.stop, self.hashes = out
+
+
+@njit(cache=True)
+def _line_ends(buf: _U8) -> _I64:
+    n = 0
+    for i in range(buf.shape[0]):
+        n += buf[i] == 0x0A
+    out = np.empty(n, np.int64)
+    k = 0
+    for i in range(buf.shape[0]):
+        if buf[i] == 0x0A:
+            out[k] = i
+            k += 1
+    return out
+
+
+def line_ends(buf: _U8) -> _I64:
+    r"""The positions of the line feeds (``\n``) in ``buf``, in order: ``bytes.split``'s cuts.
+
+    >>> line_ends(np.frombuffer(b'{"a":1}\n\nx\n', np.uint8)).tolist()
+    [7, 8, 10]
+    """
+    return _line_ends(np.ascontiguousarray(buf, np.uint8))
 
 
 def scan(buf: _U8, starts: _I64, ends: _I64) -> ScanResult:

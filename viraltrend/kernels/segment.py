@@ -35,7 +35,17 @@ from viraltrend.kernels.decay import _MAX_ABS_TS_MS, PREFETCH_DISTANCE, DecayedC
 from viraltrend.kernels.prefilter import Screen, TickBaseline, _tick_prelude
 from viraltrend.kernels.users import _MAX_PRODUCT, UserSignals, _has_live, _process
 
-__all__ = ["AFTER", "BEFORE", "DONE", "SEGMENT", "TickRun", "apply_segment", "apply_segment_all", "run_ticks"]
+__all__ = [
+    "AFTER",
+    "BEFORE",
+    "DONE",
+    "SEGMENT",
+    "TickRun",
+    "apply_segment",
+    "apply_segment_all",
+    "fold_funnel",
+    "run_ticks",
+]
 
 _NEVER: Final = int(np.iinfo(np.int64).min)
 _I64, _I8 = np.dtype(np.int64), np.dtype(np.int8)
@@ -510,7 +520,48 @@ class TickRun(NamedTuple):
     touched: NDArray[np.int64]
     new_users: NDArray[np.int64]
     prelude: tuple[tuple[float, float, float], NDArray[np.int64], NDArray[np.int64], bool] | None
-    funnel: list[list[int]]  # per segment applied: carts and purchases, blind ones, latest ts
+    funnel: NDArray[np.int64]  # [m, 3] per segment applied: carts and purchases, blind ones, latest ts
+
+
+_EXACT_SPAN: Final = 2**53  # a time step whose division by a half-life is Python's bit for bit
+
+
+@njit(cache=True)
+def _fold_funnel(
+    half_lives: NDArray[np.int64], buys: NDArray[np.float64], blind: NDArray[np.float64], at_ms: int,
+    rows: NDArray[np.int64],
+) -> tuple[int, int]:  # fmt: skip
+    """:func:`fold_funnel`'s loop: ``(at_ms, rows folded)``; stops at a step of ``_EXACT_SPAN`` or more."""
+    at = at_ms
+    for r in range(rows.shape[0]):
+        now = rows[r, 2]
+        if now > at and now - at >= _EXACT_SPAN:
+            return at, r
+        for i in range(half_lives.shape[0]):
+            if now > at:
+                h = half_lives[i] if half_lives[i] > 1 else 1
+                w = 0.5 ** (np.float64(now - at) / np.float64(h))
+                buys[i], blind[i] = buys[i] * w, blind[i] * w
+            buys[i] += np.float64(rows[r, 0])
+            blind[i] += np.float64(rows[r, 1])
+        at = now if now > at else at
+    return at, rows.shape[0]
+
+
+def fold_funnel(
+    half_lives_ms: tuple[int, ...], buys: list[float], blind: list[float], at_ms: int, rows: NDArray[np.int64]
+) -> tuple[list[float], list[float], int, int]:
+    """``FunnelShare.add(rows[j, 0], rows[j, 1], now_ms=rows[j, 2])`` for each row, in one compiled call.
+
+    Takes and returns the share's state (``buys``, ``blind``, ``at_ms``) and how many rows were
+    folded: all but from a row whose step from ``at_ms`` is ``2**53`` ms or more (where Python's
+    exact integer division could round otherwise; the caller adds those the Python way).  Bit for
+    bit :meth:`viraltrend.trust.FunnelShare.add` (``tests/kernels/test_segment.py``).
+    """
+    b, bl = np.array(buys, np.float64), np.array(blind, np.float64)
+    hl = np.array(half_lives_ms, np.int64)
+    at, done = _fold_funnel(hl, b, bl, int(at_ms), np.ascontiguousarray(rows, np.int64).reshape(-1, 3))
+    return b.tolist(), bl.tolist(), int(at), int(done)
 
 
 def _time(t: int | None) -> int:
@@ -610,5 +661,5 @@ def run_ticks(
     return TickRun(
         int(kind), int(k), int(seg), int(n_live), int(applied), snaps[:n_snaps].tolist(),
         None if last_snap == _NONE else int(last_snap), pend_t, pend_n, prelude,
-        funnel[: int(n_funnel[0])].tolist(),  # lists of Python ints
+        funnel[: int(n_funnel[0])],
     )  # fmt: skip

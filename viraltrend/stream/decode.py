@@ -35,7 +35,15 @@ from msgspec import Meta
 from numpy.typing import NDArray
 
 from viraltrend.errors import InputError
-from viraltrend.events import EVENT_TYPE_CODE, EVENT_TYPES, ID_FIELDS, EventBatch, IdColumns, Reject
+from viraltrend.events import (
+    EVENT_TYPE_CODE,
+    EVENT_TYPES,
+    ID_FIELDS,
+    EventBatch,
+    IdColumns,
+    LineSpans,
+    Reject,
+)
 from viraltrend.kernels.ndjson import FALLBACK, OK, scan
 
 __all__ = ["COLUMNS", "REQUIRED_COLUMNS", "TS_MAX_MS", "TS_MIN_MS", "decode_frame", "decode_records"]
@@ -115,7 +123,8 @@ def decode_records(
     Parameters
     ----------
     raw : sequence of bytes
-        One JSON object per element: an NDJSON line without its newline, or a Kafka value.
+        One JSON object per element: an NDJSON line without its newline, or a Kafka value.  A
+        :class:`~viraltrend.events.LineSpans` (a file reader's block) is scanned in place.
     offsets : int64[n], optional
         The source offset of each record; defaults to the line numbers ``1..n``.
     partition : int
@@ -141,11 +150,14 @@ def decode_records(
     offsets = _check_offsets(offsets, n)
     if n == 0:
         return _decode_msgspec(raw, offsets=offsets, partition=partition, source=source)
-    sizes = np.fromiter(map(len, raw), np.int64, n)
-    ends = np.cumsum(sizes)
-    joined = b"".join(raw)
-    buf = np.frombuffer(joined, np.uint8)
-    found = scan(buf, ends - sizes, ends)
+    if isinstance(raw, LineSpans):  # a reader's block of lines: scanned in place
+        buf = np.frombuffer(raw.data, np.uint8)
+        found = scan(buf, raw.start, raw.stop)
+    else:
+        sizes = np.fromiter(map(len, raw), np.int64, n)
+        ends = np.cumsum(sizes)
+        buf = np.frombuffer(b"".join(raw), np.uint8)
+        found = scan(buf, ends - sizes, ends)
     status = found.status
     fast = np.flatnonzero(status == OK)
     ids = IdColumns(
@@ -180,11 +192,18 @@ def decode_records(
         quantity=qty,
         partition=np.full(m, partition, np.int32),
         offset=offsets[kept],
-        raw=list(raw) if m == n else [raw[i] for i in kept.tolist()],
+        raw=_kept_raw(raw, kept, m == n),
         source=source,
         ids=ids,
     )
     return batch, rejects
+
+
+def _kept_raw(raw: Sequence[bytes], kept: NDArray[np.intp], whole: bool) -> Sequence[bytes]:
+    """The records of ``raw`` at ``kept`` (all of them when ``whole``), spans kept as spans."""
+    if isinstance(raw, LineSpans):
+        return raw if whole else raw.take(kept)
+    return list(raw) if whole else [raw[i] for i in kept.tolist()]
 
 
 def _decode_msgspec(

@@ -26,7 +26,8 @@ import polars as pl
 from numpy.typing import NDArray
 
 from viraltrend.errors import InputError
-from viraltrend.events import EventBatch, Reject
+from viraltrend.events import EventBatch, LineSpans, Reject
+from viraltrend.kernels.ndjson import line_ends
 from viraltrend.stream.decode import COLUMNS, REQUIRED_COLUMNS, decode_frame, decode_records
 from viraltrend.stream.sources import Source
 
@@ -245,7 +246,8 @@ class _LineReader(_Reader):
             gzip.GzipFile(fileobj=self._raw, mode="rb") if gzipped else self._raw  # type: ignore[assignment]
         )
         self._crlf = fmt != "ndjson"  # JSON takes the \r as white space; CSV must drop it
-        self._pending: list[bytes] = []  # whole lines read ahead
+        self._pending: list[list[bytes] | LineSpans] = []  # whole lines read ahead, in pieces
+        self._count = 0  # lines in _pending
         self._tail = b""  # the start of a line whose end is not read yet
         self._started = self._eof = False
         self._line = 0  # lines handed out so far, header included
@@ -262,7 +264,7 @@ class _LineReader(_Reader):
         try:
             block = self._stream.read(_READ_BYTES)
         except (OSError, EOFError, zlib.error) as exc:  # a damaged or truncated .gz
-            msg = f"cannot read '{self.path}' after line {self._line + len(self._pending)}: {exc}"
+            msg = f"cannot read '{self.path}' after line {self._line + self._count}: {exc}"
             raise InputError(msg) from exc
         if not self._started:  # a UTF-8 byte order mark is not data
             self._started = True
@@ -270,6 +272,8 @@ class _LineReader(_Reader):
         data = self._tail + block
         if self._crlf:
             data = data.replace(b"\r\n", b"\n")
+        elif self._skip is None and self._spans(data, eof=not block):
+            return
         lines = data.split(b"\n")
         self._tail = lines.pop()
         if self._skip is not None:  # inside an oversized line: its bytes are counted, not kept
@@ -296,15 +300,60 @@ class _LineReader(_Reader):
             if self._tail:  # a last line without a line end
                 lines.append(self._tail.removesuffix(b"\r") if self._crlf else self._tail)
                 self._tail = b""
-        self._pending += lines
+        if lines:
+            self._pending.append(lines)
+            self._count += len(lines)
+
+    def _spans(self, data: bytes, *, eof: bool) -> bool:
+        r"""Queue the whole lines of ``data`` as spans (NDJSON), unless one is over the limit.
+
+        The same lines as ``data.split(b"\n")`` with the last (unended) one kept as the tail, or
+        at the end of the file taken as a line; False (nothing done) when a line or the tail is
+        longer than ``max_line_bytes``: the list path then makes its rejects.
+        """
+        ends = line_ends(np.frombuffer(data, np.uint8))
+        starts = np.empty_like(ends)
+        starts[:1] = 0
+        starts[1:] = ends[:-1] + 1
+        last = int(ends[-1]) + 1 if ends.shape[0] else 0
+        if len(data) - last > self.max_line_bytes or (
+            ends.shape[0] and int((ends - starts).max()) > self.max_line_bytes
+        ):
+            return False
+        self._tail = data[last:]
+        if eof:
+            self._eof = True
+            if self._tail:  # a last line without a line end
+                starts = np.append(starts, last)
+                ends = np.append(ends, len(data))
+                self._tail = b""
+        if ends.shape[0]:
+            self._pending.append(LineSpans(data, starts, ends))
+            self._count += int(ends.shape[0])
+        return True
+
+    def _take(self, n: int) -> list[list[bytes] | LineSpans]:
+        """The pieces holding the next ``n`` lines (fewer at the end of the file)."""
+        while self._count < n and not self._eof:
+            self._fill()
+        out: list[list[bytes] | LineSpans] = []
+        left = n
+        while left and self._pending:
+            piece = self._pending[0]
+            if len(piece) <= left:
+                out.append(self._pending.pop(0))
+            else:
+                out.append(piece[:left])
+                self._pending[0] = piece[left:]
+            left -= len(out[-1])
+        taken = n - left
+        self._count -= taken
+        self._line += taken
+        return out
 
     def _lines(self, n: int) -> list[bytes]:
         """The next ``n`` lines (fewer at the end of the file), without their line ends."""
-        while len(self._pending) < n and not self._eof:
-            self._fill()
-        lines, self._pending = self._pending[:n], self._pending[n:]
-        self._line += len(lines)
-        return lines
+        return [line for piece in self._take(n) for line in piece]
 
     def _read_header(self) -> tuple[str, ...]:
         first = self._lines(1)
@@ -327,7 +376,13 @@ class _LineReader(_Reader):
 
     def read(self, n: int) -> tuple[EventBatch, list[Reject], int]:
         first = self._line + 1
-        lines = self._lines(n)
+        pieces = self._take(n)
+        if self.fmt == "ndjson" and all(isinstance(piece, LineSpans) for piece in pieces):
+            spans = LineSpans.concat(pieces)  # type: ignore[arg-type]
+            offsets = np.arange(first, first + len(spans), dtype=np.int64)
+            batch, rejects = decode_records(spans, offsets=offsets, source=self.source)
+            return batch, rejects, len(spans)
+        lines = [line for piece in pieces for line in piece]
         offsets = np.arange(first, first + len(lines), dtype=np.int64)
         oversized = self._oversized(lines, offsets)
         if self.fmt == "ndjson":
@@ -390,9 +445,9 @@ class _LineReader(_Reader):
         return batch, rejects
 
     def at_end(self) -> bool:
-        while not self._pending and not self._eof:
+        while not self._count and not self._eof:
             self._fill()
-        return not self._pending
+        return not self._count
 
     def position(self) -> int:
         return self.size if self._raw.closed else self._raw.tell()
