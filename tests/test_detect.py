@@ -227,7 +227,11 @@ def test_the_vouch_takes_more_users_while_the_slow_ring_sees_growth():
     to grown_change_users while the slow ring sees growth (growth z >= model.min_growth_z); a spike's or
     a burst's slow ring (flat, fading, or too young to say) does not."""
     p, users = np.array([0.9]), np.array([150.0])
-    base = {"VIRALTREND_MODEL_RECRUIT_SHARE_RATIO": "0", "VIRALTREND_MODEL_MAX_CHANGE_USERS": "60"}
+    base = {
+        "VIRALTREND_MODEL_RECRUIT_SHARE_RATIO": "0",
+        "VIRALTREND_MODEL_MAX_CHANGE_USERS": "60",
+        "VIRALTREND_MODEL_GROWTH_Z_USERS": "0",  # the z a larger audience asks: its own test below
+    }
     off = SequentialDetector(
         load_config(None, environ={**base, "VIRALTREND_MODEL_GROWN_CHANGE_USERS": "0"}), 2
     )
