@@ -227,7 +227,11 @@ def test_the_vouch_takes_more_users_while_the_slow_ring_sees_growth():
     to grown_change_users while the slow ring sees growth (growth z >= model.min_growth_z); a spike's or
     a burst's slow ring (flat, fading, or too young to say) does not."""
     p, users = np.array([0.9]), np.array([150.0])
-    base = {"VIRALTREND_MODEL_RECRUIT_SHARE_RATIO": "0", "VIRALTREND_MODEL_MAX_CHANGE_USERS": "60"}
+    base = {
+        "VIRALTREND_MODEL_RECRUIT_SHARE_RATIO": "0",
+        "VIRALTREND_MODEL_MAX_CHANGE_USERS": "60",
+        "VIRALTREND_MODEL_GROWTH_Z_USERS": "0",  # the z a larger audience asks: its own test below
+    }
     off = SequentialDetector(
         load_config(None, environ={**base, "VIRALTREND_MODEL_GROWN_CHANGE_USERS": "0"}), 2
     )
@@ -245,3 +249,25 @@ def test_the_vouch_takes_more_users_while_the_slow_ring_sees_growth():
     assert not on.ready(cols(0.5), users, p)[0]  # sees no growth
     assert not on.ready(cols(0.0), users, p)[0]  # too young to see any
     assert not on.ready(cols(1.5, 250.0), users, p)[0]  # past grown_change_users
+
+
+def test_the_vouch_asks_a_larger_audience_for_a_larger_growth_z():
+    """model.growth_z_users: past growth_z_users users since the change point, the growth z the vouch asks
+    grows as the root of the users (the same growth per user: a z grows with the root of the count).  A
+    burst of 125 users whose rings see a growth z of 1.1 (market tuning seed 111: flat, not a ramp) is not
+    vouched for; a ramp with as many users and a z of 2.7 is, and so are 40 users at a z of 1.1."""
+    p, users = np.array([0.9]), np.array([150.0])
+    base = {"VIRALTREND_MODEL_RECRUIT_SHARE_RATIO": "0", "VIRALTREND_MODEL_GROWN_CHANGE_USERS": "200"}
+    off = SequentialDetector(load_config(None, environ={**base, "VIRALTREND_MODEL_GROWTH_Z_USERS": "0"}), 2)
+    on = SequentialDetector(load_config(None, environ={**base, "VIRALTREND_MODEL_GROWTH_Z_USERS": "60"}), 2)
+
+    def cols(z: float, change_users: float) -> dict[str, np.ndarray]:
+        c = _vouch_cols(1.0)
+        c["growth_z"], c["growth_z_slow"] = np.array([z - 0.5]), np.array([z])
+        c["change_users"] = np.array([change_users])
+        return c
+
+    assert off.ready(cols(1.1, 125.0), users, p)[0]
+    assert not on.ready(cols(1.1, 125.0), users, p)[0]  # asks sqrt(125 / 60) = 1.44
+    assert on.ready(cols(2.7, 125.0), users, p)[0]
+    assert on.ready(cols(1.1, 40.0), users, p)[0]  # asks min_growth_z (1.0)

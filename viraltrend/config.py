@@ -164,6 +164,7 @@ class ModelConfig:
     min_growth_z: float = 1.0
     max_change_users: float = _ge0(60.0)
     grown_change_users: float = _ge0(200.0)
+    growth_z_users: float = _ge0(50.0)
     max_change_s: float = _ge0(1500.0)
     vouch_hold_s: float = _ge0(10.0)
     min_share_ratio: float = _ge0(0.0)

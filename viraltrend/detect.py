@@ -203,7 +203,8 @@ class SequentialDetector:
         ``model.min_growth_z`` and at most ``model.max_change_users`` distinct users came since
         the change point (beyond that the growth test has the power to see a ramp: a flat step
         there is a spike; up to ``model.grown_change_users`` while the slow ring's growth z is at
-        least ``model.min_growth_z``), and its shares per view (x the
+        least ``model.min_growth_z``; past ``model.growth_z_users`` users the growth z asked grows as
+        the root of the users: as much growth per user), and its shares per view (x the
         catalogue's) are at least ``model.recruit_share_ratio`` times the change's age over
         ``detect.sustain_s`` (capped at 1): the longer a change has run, the more it must have been
         passed on.  The model has learnt from the stream which early shapes go on to grow.
@@ -241,7 +242,10 @@ class SequentialDetector:
                 vouched &= shares >= need
             if m.min_engaged_ratio > 0.0:  # views alone (a wishlist trickle) are no onset
                 vouched &= cols.get("engaged_ratio", np.full_like(probability, np.inf)) >= m.min_engaged_ratio
-            shaped |= vouched & (np.maximum(cols["growth_z"], cols["growth_z_slow"]) >= m.min_growth_z)
+            need_z = np.full_like(probability, m.min_growth_z)
+            if m.growth_z_users > 0.0 and m.min_growth_z > 0.0:  # as much growth per user: z grows as sqrt(n)
+                need_z *= np.sqrt(np.maximum(cols["change_users"] / m.growth_z_users, 1.0))
+            shaped |= vouched & (np.maximum(cols["growth_z"], cols["growth_z_slow"]) >= need_z)
         shaped &= cols["change_s"] <= d.max_change_age_s  # creeping up for hours: a slow riser
         backed = (users >= self.cfg.trust.min_unique_users) | (cols["change_users"] >= d.min_change_users)
         ok = (cols["evidence"] >= 1.0) & backed & ~fading & shaped
