@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.audience_helpers import signature
 from tests.conftest import read_events, run_engine, truth
 from viraltrend.board import Board, Candidates
 from viraltrend.config import BoardConfig, TrustConfig, load_config
-from viraltrend.kernels.audience import AudienceSketches, containment
+from viraltrend.kernels.audience import containment
 from viraltrend.trust import AudienceMemory, TrustGuard, soft_refusal
 
 ATTACKS = dict(
@@ -184,10 +185,7 @@ def test_live_blocklist_change_blocks_and_unblocks():
 
 
 def _signature(users, k=32):
-    sk = AudienceSketches(k=k)
-    sk.watch(np.array([0], np.int64))
-    sk.update(np.zeros(len(users), np.int64), np.asarray(users, np.int64))
-    return sk.signatures(np.array([0], np.int64))
+    return signature(users, k)
 
 
 def test_audience_memory_finds_a_ring_hours_later_and_not_a_stranger():

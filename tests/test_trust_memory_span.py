@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from tests.audience_helpers import signature as _signature
 from viraltrend.config import TrustConfig
-from viraltrend.kernels.audience import AudienceSketches
 from viraltrend.trust import AudienceMemory
 
 HOUR_MS = 3_600_000
-
-
-def _signature(users, k=256):
-    sk = AudienceSketches(k=k)
-    sk.watch(np.array([0], np.int64))
-    sk.update(np.zeros(len(users), np.int64), np.asarray(users, np.int64))
-    return sk.signatures(np.array([0], np.int64))
 
 
 def _memory(t: TrustConfig) -> AudienceMemory:

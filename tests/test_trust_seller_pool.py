@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from tests.audience_helpers import add_users as _add
+from tests.audience_helpers import guard_engine
+from tests.audience_helpers import signature as _sig
 from viraltrend.config import load_config
-from viraltrend.kernels.audience import AudienceSketches
 from viraltrend.trust import AudienceMemory, pooled_evidence, soft_refusal
 
 T = load_config(None, environ={}).trust
-
-
-def _sig(users) -> np.ndarray:
-    sk = AudienceSketches(k=256)
-    sk.watch(np.array([0], np.int64))
-    users = np.asarray(users, np.int64)
-    sk.update(np.zeros(users.size, np.int64), users, np.zeros(users.size, np.uint16))
-    return sk.signatures(np.array([0], np.int64))
 
 
 def test_a_seller_s_other_products_are_pooled():
@@ -42,25 +36,13 @@ def test_a_seller_s_other_products_are_pooled():
 
 
 def _engine(overrides: dict | None = None):
-    from viraltrend.engine import Engine
-
-    engine = Engine(load_config(None, environ={}, overrides=overrides or {}))
-    engine.products.intern([f"p-{i}" for i in range(16)])
-    engine.sellers.intern([f"s-{i}" for i in range(8)])
-    engine._grow(16)
-    engine._population = 20_000
-    return engine
+    return guard_engine(overrides, population=20_000)
 
 
 def _tick(engine, now_ms: int, slots: list[int], ready: list[bool]) -> None:
     s = np.array(slots, np.int64)
     yes = np.ones(s.size, np.bool_)
     engine._track_audiences(now_ms, s, yes, yes, np.array(ready), {"evidence": np.ones(s.size)})
-
-
-def _add(engine, slot: int, users) -> None:
-    users = np.asarray(users, np.int64)
-    engine.sketches.update(np.full(users.size, slot, np.int64), users, np.zeros(users.size, np.uint16))
 
 
 def _ring(overrides: dict | None = None):

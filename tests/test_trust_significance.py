@@ -5,16 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.audience_helpers import signature as _signature
 from viraltrend.config import load_config
-from viraltrend.kernels.audience import AudienceSketches
 from viraltrend.trust import AudienceMemory, match_numbers, significant_share
-
-
-def _signature(users, k=256):
-    sk = AudienceSketches(k=k)
-    sk.watch(np.array([0], np.int64))
-    sk.update(np.zeros(len(users), np.int64), np.asarray(users, np.int64))
-    return sk.signatures(np.array([0], np.int64))
 
 
 @pytest.mark.parametrize(

@@ -16,20 +16,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from tests.audience_helpers import add_users as _add
+from tests.audience_helpers import guard_engine
+from tests.audience_helpers import signature as _sig
 from viraltrend.config import load_config
-from viraltrend.kernels.audience import AudienceSketches
 from viraltrend.trust import AudienceMemory, soft_refusal
 
 T = load_config(None, environ={}).trust
 CROWD = np.arange(100_000, 100_200)  # an earlier product's audience: 200 users, all held by the sample
-
-
-def _sig(users) -> np.ndarray:
-    sk = AudienceSketches(k=256)
-    sk.watch(np.array([0], np.int64))
-    users = np.asarray(users, np.int64)
-    sk.update(np.zeros(users.size, np.int64), users, np.zeros(users.size, np.uint16))
-    return sk.signatures(np.array([0], np.int64))
 
 
 def test_best_match_reports_the_overlap_at_the_lower_lift():
@@ -49,23 +43,12 @@ def test_best_match_reports_the_overlap_at_the_lower_lift():
 
 
 def _engine(overrides: dict | None = None):
-    from viraltrend.engine import Engine
-
-    engine = Engine(load_config(None, environ={}, overrides=overrides or {}))
-    engine.products.intern([f"p-{i}" for i in range(16)])
-    engine.sellers.intern([f"s-{i}" for i in range(8)])
-    engine._grow(16)
-    engine._population = round(200 / 0.069)
+    engine = guard_engine(overrides, population=round(200 / 0.069))
     engine.seller_of[[3, 9]] = [1, 2]  # two sellers: no sibling hold, no seller pool
     engine.sketches.watch(np.array([3, 9], np.int64))
     _add(engine, 3, CROWD)
     _add(engine, 9, np.concatenate([CROWD[:6], np.arange(9_000, 9_012)]))
     return engine
-
-
-def _add(engine, slot: int, users) -> None:
-    users = np.asarray(users, np.int64)
-    engine.sketches.update(np.full(users.size, slot, np.int64), users, np.zeros(users.size, np.uint16))
 
 
 def _tick(engine, now_ms: int, vouched: bool) -> None:
