@@ -76,7 +76,6 @@ from viraltrend.trust import (
     blind_reason,
     co_numbers,
     hold_reason,
-    look_numbers,
     match_numbers,
     pooled_evidence,
     pooled_numbers,
@@ -1181,10 +1180,9 @@ class Engine:
             self.audiences.remember(changed, self.seller_of[changed].astype(np.int64), sig, now_ms=now_ms)
         if now_ms - self._catalogue_checked_ms >= _CATALOGUE_EVERY_MS:  # the uniform test's reference
             self._catalogue_overdispersion(now_ms, _EMPTY)
-        ci = np.flatnonzero(ready)
-        ci = ci[sketches.is_watched(slots[ci])]
-        ci = ci[sketches.nonempty[sketches.row_of[slots[ci]]]]
-        cand = slots[ci]
+        cand = slots[ready]
+        cand = cand[sketches.is_watched(cand)]
+        cand = cand[sketches.nonempty[sketches.row_of[cand]]]
         if cand.size:  # best_match skips a product's own entry
             csig = self.sketches.signatures(cand)
             sellers = self.seller_of[cand].astype(np.int64)
@@ -1203,13 +1201,7 @@ class Engine:
                 population=float(self._population),
                 co_lift=t.co_audience_lift,
                 weight=weight,
-                look_lift=t.hold_vouch_lift if t.hold_vouch_lift > 0 and t.hold_evidence > 0 else math.inf,
             )
-            # ready only because the model vouched: the rule's own evidence is not there yet, and the guard's
-            # audience evidence is young too (trust.hold_vouch_lift)
-            vouched = np.zeros(ci.size, np.bool_)
-            if "model_vouched" in feats:
-                vouched = feats["model_vouched"][ci] > 0
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             dense, dense_n = self.audiences.block_density(
                 cand, csig, now_ms=now_ms, within_ms=round(t.dense_block_memory_s * 1000)
@@ -1294,17 +1286,6 @@ class Engine:
                             suspect = (
                                 f"co_audience_looking_{self.products.name(partner)}_{co_numbers(match, j)}"
                             )
-                        elif (
-                            match.look_evidence is not None
-                            and match.look_evidence[j] >= t.hold_evidence
-                            and (vouched[j] or slot in self._suspected)
-                            and n_act[j] < t.hold_sampled_users
-                        ):  # a vouch on a young audience, or a product already held for its overlap: the
-                            # lower bar, so a hold does not lapse while the evidence is still coming in,
-                            # until its audience can tell (trust.hold_sampled_users)
-                            partner = int(match.look_other[j])  # type: ignore[index]
-                            numbers = look_numbers(match, j)
-                            suspect = f"co_audience_looking_{self.products.name(partner)}_{numbers}"
                     self._hold(now_ms, slot, act, bool(looks[j]), int(sibling[j]), few, suspect)
                     continue
                 self._ring_refusals[slot] = (reason, now_ms)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -59,7 +59,6 @@ __all__ = [
     "pooled_evidence",
     "pooled_numbers",
     "co_numbers",
-    "look_numbers",
     "hold_reason",
     "match_numbers",
     "significant_share",
@@ -538,12 +537,6 @@ class Match(NamedTuple):
     #: pooled over the remembered products of the candidate's seller: shared sampled users, and expected
     seller_shared: NDArray[np.int64] | None = None
     seller_expected: NDArray[np.float64] | None = None
-    #: as co_*, among overlaps of at least ``look_lift`` times chance (best_match; None: not asked)
-    look_evidence: NDArray[np.float64] | None = None
-    look_other: NDArray[np.int64] | None = None
-    look_shared: NDArray[np.int64] | None = None
-    look_sampled: NDArray[np.int64] | None = None
-    look_expected: NDArray[np.float64] | None = None
 
 
 def match_numbers(match: Match, j: int, *, same: bool = False) -> str:
@@ -559,23 +552,6 @@ def match_numbers(match: Match, j: int, *, same: bool = False) -> str:
     else:
         shared, sampled, chance = match.shared[j], match.sampled[j], match.chance[j]
     return f"shared_{shared / max(sampled, 1):.0%}_of_{sampled}_sampled_chance_{chance:.0%}"
-
-
-def look_numbers(match: Match, j: int) -> str:
-    """The numbers behind candidate ``j``'s overlap at the hold's lower lift (``look_*``), for a hold.
-
-    >>> one = lambda x: np.array([x])
-    >>> z = one(0)
-    >>> m = Match(*[z] * 17, one(2.4), one(4), one(6), one(18), one(1.24))
-    >>> look_numbers(m, 0)
-    'shared_6_of_18_sampled_expected_1.2_evidence_2.4'
-    """
-    assert match.look_evidence is not None and match.look_shared is not None
-    assert match.look_sampled is not None and match.look_expected is not None
-    return (
-        f"shared_{match.look_shared[j]}_of_{match.look_sampled[j]}_sampled_expected_{match.look_expected[j]:.1f}"
-        f"_evidence_{match.look_evidence[j]:.1f}"
-    )
 
 
 def co_numbers(match: Match, j: int) -> str:
@@ -681,7 +657,6 @@ class AudienceMemory:
         population: float = 0.0,
         co_lift: float = math.inf,
         weight: NDArray[np.float64] | None = None,
-        look_lift: float = math.inf,
     ) -> Match:
         """Per row of ``sig`` (uint64[m, k]), the remembered audience that holds most of it.
 
@@ -727,30 +702,22 @@ class AudienceMemory:
         i = np.arange(m)
         has = mine.any(axis=1)
         other_same = np.where(has, self.slot[rows][at_same], -1)
-        low = min(co_lift, look_lift)
-        if population > 0 and math.isfinite(low):
-            raw = chance_evidence(shared, sampled, chance)
-            raw[self.slot[rows][None, :] == slots[:, None]] = 0.0
-            evidence = np.where(shared >= co_lift * sampled * chance, raw, 0.0)
+        if population > 0 and math.isfinite(co_lift):
+            lifted = shared >= co_lift * sampled * chance
+            evidence = np.where(lifted, chance_evidence(shared, sampled, chance), 0.0)
         else:
-            raw = evidence = np.zeros(sim.shape)
+            evidence = np.zeros(sim.shape)
+        evidence[self.slot[rows][None, :] == slots[:, None]] = 0.0
         at_co = evidence.argmax(axis=1)
         co = evidence[i, at_co]
         seller_shared = np.where(mine, shared, 0).sum(axis=1).astype(np.int64)
         seller_expected = np.where(mine, sampled * chance, 0.0).sum(axis=1)
-        look: tuple[Any, ...] = (None,) * 5
-        if population > 0 and math.isfinite(look_lift):
-            loose = np.where(shared >= look_lift * sampled * chance, raw, 0.0)
-            at_lk = loose.argmax(axis=1)
-            lk = loose[i, at_lk]
-            look = (lk, np.where(lk > 0, self.slot[rows][at_lk], -1), shared[i, at_lk], sampled[i, at_lk],
-                    sampled[i, at_lk] * chance[i, at_lk])  # fmt: skip
         return Match(
             sim[i, at], self.slot[rows][at], np.where(has, same[i, at_same], 0.0), other_same,
             shared[i, at], sampled[i, at], chance[i, at],
             shared[i, at_same], sampled[i, at_same], chance[i, at_same],
             co, np.where(co > 0, self.slot[rows][at_co], -1), shared[i, at_co], sampled[i, at_co],
-            sampled[i, at_co] * chance[i, at_co], seller_shared, seller_expected, *look,
+            sampled[i, at_co] * chance[i, at_co], seller_shared, seller_expected,
         )  # fmt: skip
 
     def recent_sibling(
