@@ -175,13 +175,34 @@ def samples(text: str, name: str) -> dict[str, float]:
     return out
 
 
-def wait_for(predicate, timeout_s: float = 60.0, what: str = "condition") -> None:
+def wait_for(
+    predicate,
+    timeout_s: float = 60.0,
+    what: str = "condition",
+    proc: subprocess.Popen[str] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Poll ``predicate`` until it holds; with ``proc``, fail at once if the process exits first.
+
+    A failure names what was awaited and, with ``log``, shows the process's state and its log's
+    last lines (the long config line left out), so a timeout on a loaded machine says why.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
             return
+        if proc is not None and proc.poll() is not None and not predicate():
+            pytest.fail(f"the service exited ({proc.returncode}) before {what}{_log_tail(log)}")
         time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
+    state = "" if proc is None else f" (service {'running' if proc.poll() is None else 'exited'})"
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}{state}{_log_tail(log)}")
+
+
+def _log_tail(log: Path | None, lines: int = 40) -> str:
+    if log is None or not log.exists():
+        return ""
+    kept = [x[:300] for x in log.read_text(errors="replace").splitlines() if "effective config" not in x]
+    return f"\n--- last {lines} lines of {log.name} ---\n" + "\n".join(kept[-lines:])
 
 
 def checkpointed_at(meta_path: Path) -> int:

@@ -558,6 +558,31 @@ def test_deltas_of_an_older_base_are_ignored(tmp_path):
     assert (meta, offsets) == ({"v": "new"}, {0: 50})
 
 
+@pytest.mark.parametrize("kept", [("meta.json",), ("meta.json", "manifest.json"), ("arrays.bin",), ()])
+def test_a_delta_of_an_older_base_left_half_deleted_is_ignored(tmp_path, kept):
+    """A kill while a new base's old deltas are deleted can leave a delta directory with only some
+    of its files (seen under ``kill -9``: only ``meta.json``); the new base still loads."""
+    _chain(tmp_path)
+    LocalStore(tmp_path, TOPIC).save(0, {"x": np.arange(3)}, {"v": "new"}, {0: 50})
+    _chain(tmp_path / "old")  # an older chain's delta, deleted part way
+    again = tmp_path / "events-0.delta-000001"
+    again.mkdir()
+    for name in kept:
+        (again / name).write_bytes((tmp_path / "old" / "events-0.delta-000001" / name).read_bytes())
+    arrays, meta, offsets = LocalStore(tmp_path, TOPIC).load(0)
+    assert arrays["x"].tolist() == [0, 1, 2]
+    assert (meta, offsets) == ({"v": "new"}, {0: 50})
+    assert chain_offsets(tmp_path / "events-0") == {0: 50}
+
+
+@pytest.mark.parametrize("name", ["arrays.bin", "meta.json", "manifest.json"])
+def test_a_delta_of_its_own_chain_missing_a_file_is_still_refused(tmp_path, name):
+    _chain(tmp_path)
+    (tmp_path / "events-0.delta-000002" / name).unlink()
+    with pytest.raises(CheckpointError, match=r"events-0\.delta-000002"):
+        LocalStore(tmp_path, TOPIC).load(0)
+
+
 def test_chain_offsets_reads_the_latest_delta(tmp_path):
     _chain(tmp_path)
     assert chain_offsets(tmp_path / "events-0") == {0: 3}

@@ -95,7 +95,9 @@ def test_repeated_kill_9_loses_nothing_and_counts_nothing_twice(broker, stream, 
         wait_for(
             lambda point=point: checkpointed_at(meta) >= point,
             timeout_s=90,
-            what=f"a checkpoint past {point}",
+            what=f"a checkpoint past {point} (run {k}, started at {checkpointed_at(meta)})",
+            proc=proc,
+            log=tmp_path / f"run{k}.log",
         )
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)

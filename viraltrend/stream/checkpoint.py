@@ -705,16 +705,46 @@ def _load_chain(base: Path) -> tuple[Loaded, int, int] | None:
             "of the checkpoint before it (the input is re-read from there), or move all of "
             f"{base.name}* away to start that partition fresh"
         )
-        got = _load_dir(path, remedy) if path.exists() else None
+        # Missing, or left from an older base (a crash before or while its deltas were deleted,
+        # which can leave a delta directory holding only some of its files): the chain ends here.
+        # The stamp is read from the JSON alone so such a leftover is never read as a checkpoint.
+        stamp = _read_stamp(path)
+        if stamp != (chain_id, seq):
+            later = _read_stamp(_delta_path(base, seq + 1))
+            if stamp is None and path.exists() and later == (chain_id, seq + 1):
+                msg = (  # a delta of this very chain, damaged
+                    f"checkpoint {path} has no readable {_META}, yet later deltas of its chain "
+                    f"follow it; {remedy}"
+                )
+                raise CheckpointError(msg)
+            break
+        got = _load_dir(path, remedy)
         if got is None:
             break
         d_chain, d_seq = _split_chain(got[0][1], str(path), remedy)
         if d_chain != chain_id or d_seq != seq:
-            break  # left from an older base (a crash before its deltas were deleted)
+            break
         deltas.append((got[0], str(path)))
         size += got[1]
         seq += 1
     return apply_chain(loaded, deltas, remedy=_REMEDY), size, len(deltas)
+
+
+def _read_meta(path: Path) -> tuple[str | None, int, dict[int, int]] | None:
+    """``(chain id, seq, offsets)`` from the ``meta.json`` in ``path`` alone; None if unreadable."""
+    try:
+        meta = json.loads((path / _META).read_bytes())
+        stamp = meta["state"].get(_CHAIN_KEY) or {}
+        offsets = {int(p): int(o) for p, o in meta["offsets"].items()}
+        return stamp.get("id"), int(stamp.get("seq", 0)), offsets
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _read_stamp(path: Path) -> tuple[str | None, int] | None:
+    """The chain stamp ``(id, seq)`` of the checkpoint directory ``path``; None if unreadable."""
+    got = _read_meta(path)
+    return None if got is None else got[:2]
 
 
 def chain_offsets(base: Path) -> dict[int, int] | None:
@@ -722,23 +752,13 @@ def chain_offsets(base: Path) -> dict[int, int] | None:
 
     Cheap (no arrays read, no checksum checked): for monitoring and tests.  None if there is none.
     """
-
-    def read(path: Path) -> tuple[str | None, int, dict[int, int]] | None:
-        try:
-            meta = json.loads((path / _META).read_bytes())
-            stamp = meta["state"].get(_CHAIN_KEY) or {}
-            offsets = {int(p): int(o) for p, o in meta["offsets"].items()}
-            return stamp.get("id"), int(stamp.get("seq", 0)), offsets
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return None
-
-    got = read(base)
+    got = _read_meta(base)
     if got is None:
         return None
     chain_id, _, offsets = got
     seq = 1
     while chain_id is not None:
-        delta = read(_delta_path(base, seq))
+        delta = _read_meta(_delta_path(base, seq))
         if delta is None or delta[0] != chain_id or delta[1] != seq:
             break
         offsets = delta[2]
