@@ -66,7 +66,6 @@ from viraltrend.kernels.segment import (
     SEGMENT,
     EvictSweep,
     apply_segment_all,
-    fold_funnel,
     run_ticks,
 )
 from viraltrend.kernels.users import UserSignals
@@ -507,15 +506,7 @@ class Engine:
         if run.evicted.size:
             self._evicted.append(run.evicted)
             self.stats.evicted += int(run.evicted.size)
-        rows, fs = run.funnel, self.funnel_share  # as _apply counts each segment's, in one compiled call
-        while rows.shape[0]:
-            hl = fs.half_lives_ms
-            fs.buys, fs.blind, fs.at_ms, done = fold_funnel(hl, fs.buys, fs.blind, fs.at_ms, rows)
-            if done < rows.shape[0]:  # a step too long to fold bit for bit (the first ever): the Python way
-                buys, blind, ts_max = rows[done].tolist()
-                fs.add(buys, blind, now_ms=ts_max)
-                done += 1
-            rows = rows[done:]
+        self.funnel_share.add_rows(run.funnel)  # as _apply counts each segment's
         self.stats.events_applied += run.applied
         self.stats.ticks += run.k - k
         messages.extend(b.snapshot(t) for t in run.snapshots)  # the board did not change at those ticks

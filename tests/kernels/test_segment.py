@@ -80,7 +80,7 @@ def test_out_of_range_inputs_leave_it_to_the_steps():
 
 
 def test_fold_funnel_is_funnel_share_add_bit_for_bit() -> None:
-    from viraltrend.kernels.segment import fold_funnel
+    """``FunnelShare.add_rows`` (``fold_funnel``, one compiled call) against ``add`` row by row."""
     from viraltrend.trust import FunnelShare
 
     rng = np.random.default_rng(11)
@@ -95,16 +95,7 @@ def test_fold_funnel_is_funnel_share_add_bit_for_bit() -> None:
             rows = np.stack([rng.integers(0, 50, m), rng.integers(0, 5, m), ts], axis=1).astype(np.int64)
             for buys, blind, t in rows.tolist():
                 ref.add(buys, blind, now_ms=t)
-            left = rows
-            while left.shape[0]:  # as Engine._run_ticks folds them
-                got.buys, got.blind, got.at_ms, done = fold_funnel(
-                    half_lives, got.buys, got.blind, got.at_ms, left
-                )
-                if done < left.shape[0]:
-                    b, bl, t = left[done].tolist()
-                    got.add(b, bl, now_ms=t)
-                    done += 1
-                left = left[done:]
+            got.add_rows(rows)  # as Engine._run_ticks hands them over
             assert (got.buys, got.blind, got.at_ms) == (ref.buys, ref.blind, ref.at_ms)  # exact floats
             at = int(ts[-1]) if m else at
         assert ref.buys[0] > 0
