@@ -282,6 +282,58 @@ def test_the_eviction_sweep_that_skips_products_above_the_limit_evicts_the_same(
     assert fast._evict_after_s.dtype == np.int32  # whole seconds: 4 bytes per product
 
 
+def _python_sweeps(monkeypatch) -> dict[str, int]:
+    """Count the eviction sweeps and landmark moves Python runs (``_maybe_evict``, ``_move_landmark``)."""
+    from viraltrend.kernels.decay import DecayedCounters
+
+    n = {"evict": 0, "move": 0}
+    evict, move = Engine._maybe_evict, DecayedCounters._move_landmark
+
+    def evicting(self, now_ms):
+        n["evict"] += self._next_evict_ms is None or now_ms >= self._next_evict_ms
+        return evict(self, now_ms)
+
+    def moving(self, new_landmark_ms):
+        n["move"] += 1
+        return move(self, new_landmark_ms)
+
+    monkeypatch.setattr(Engine, "_maybe_evict", evicting)
+    monkeypatch.setattr(DecayedCounters, "_move_landmark", moving)
+    return n
+
+
+@pytest.mark.parametrize("cuts", [[], [333, 334, 1_000], list(range(0, 1_500, 97))])
+def test_landmark_moves_and_eviction_sweeps_run_inside_the_compiled_tick_loop(monkeypatch, cuts):
+    """Nine sparse days: the compiled loop moves the landmarks and sweeps cold products itself, bit for
+    bit as the Python ticks do (messages, stats, checkpoint), instead of stopping for Python at each."""
+    events = batch_of(_days_of_sparse_rows())
+    n = _python_sweeps(monkeypatch)
+    fast, fast_msgs = run_engine(events, cuts)
+    in_python = dict(n)
+    n.update(evict=0, move=0)
+    monkeypatch.setattr(Engine, "_fast_ticks_on", lambda self: False)
+    slow, slow_msgs = run_engine(events, cuts)
+    assert fast_msgs == slow_msgs and fast.stats == slow.stats and _same_state(fast, slow)
+    assert slow.stats.evicted > 200 and n["evict"] > 150 and n["move"] > 300  # nine days of both
+    # Python runs only those due where the loop stopped for Python anyway (the first sweep, a tick
+    # that scores or ages audiences, a batch's last ticks)
+    assert in_python["evict"] * 4 < n["evict"] and in_python["move"] * 4 < n["move"]
+
+
+def test_the_tick_loop_sweeps_agree_with_their_plain_python_run(monkeypatch):
+    """``_run_ticks`` with its landmark moves and eviction sweeps, compiled and run by the interpreter."""
+    from viraltrend.kernels import segment
+
+    config = load_config(None, environ={}, overrides={"state": {"evict_below": 0.5}})  # evictions soon
+    events = batch_of(_days_of_sparse_rows()[:400])
+    compiled, compiled_msgs = run_engine(events, [57, 200], config)
+    for name in ("_run_ticks", "_rebase", "_next_rebase", "_moves", "_evict_sweep"):
+        monkeypatch.setattr(segment, name, getattr(segment, name).py_func)
+    plain, plain_msgs = run_engine(events, [57, 200], config)
+    assert compiled_msgs == plain_msgs and _same_state(compiled, plain)
+    assert compiled.stats == plain.stats and plain.stats.evicted > 20
+
+
 @pytest.mark.parametrize("cuts", [[], [1, 2, 3, 9_999, 10_000, 25_000]])
 @pytest.mark.parametrize("fast_ticks", [False, True], ids=["python-ticks", "compiled-ticks"])
 def test_a_segment_applied_in_one_compiled_call_matches_the_steps(

@@ -60,7 +60,14 @@ from viraltrend.kernels.decay import F32_RENORM_EXPONENT, DecayedCounters, globa
 from viraltrend.kernels.hashtable import UserTable
 from viraltrend.kernels.names import CountedNames, NameTable
 from viraltrend.kernels.prefilter import EVICT_SLACK, Screen, TickBaseline, evict_horizon, evict_looked
-from viraltrend.kernels.segment import BEFORE, DONE, SEGMENT, apply_segment_all, fold_funnel, run_ticks
+from viraltrend.kernels.segment import (
+    BEFORE,
+    DONE,
+    SEGMENT,
+    EvictSweep,
+    apply_segment_all,
+    run_ticks,
+)
 from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
@@ -341,6 +348,7 @@ class Engine:
         # slot is cleared
         self._evict_after_s = np.empty(0, np.int32)
         self._evict_base_ms: int | None = None
+        self._evict_figures: tuple[int, float, NDArray[np.float64], float, int, int] | None = None
         self._evicted: list[NDArray[np.int64]] = []
         self._sketched = np.empty(0, np.int64)  # products whose user sets are sketched (hot ones), sorted
         self._sketched_ms = np.empty(0, np.int64)  # per sketched product: last tick hot with events
@@ -408,14 +416,18 @@ class Engine:
         backoff = self._fast_backoff
         while k < len(ticks):
             cut, tick_ms = cuts[k], ticks[k]
-            if interned < cut:
+            # the users of the events up to the next user sweep's tick (those of tick k's segment at
+            # least); right after a sweep at tick k, those up to the following one, so the compiled
+            # loop runs on past tick k in the same call
+            if interned < cut or (interned == cut < accepted.size and fast is not None):
                 sweep = self._next_user_sweep_ms
                 j = k if sweep is None else bisect.bisect_left(ticks, sweep, lo=k)
                 end = cuts[j] if j < len(ticks) else accepted.size
-                users[interned:end] = self._intern_users(
-                    user_hash[interned:end], batch.ts_ms[accepted[interned:end]]
-                )
-                interned = end
+                if end > interned:
+                    users[interned:end] = self._intern_users(
+                        user_hash[interned:end], batch.ts_ms[accepted[interned:end]]
+                    )
+                    interned = end
             if fast is not None and k >= skip_until and not self.board.watched_slots():  # one compiled call
                 k_end = bisect.bisect_right(cuts, interned, lo=k)
                 done = self._run_ticks(fast, step.tick_ms_values, k, k_end, start, messages)
@@ -485,20 +497,16 @@ class Engine:
             last_snapshot_ms=self._last_snapshot_ms,
             snapshot_interval_ms=self.cfg.board.snapshot_interval_s * 1000,
             next_evict_ms=self._next_evict_ms, max_products=self.cfg.state.max_products, n_live=self._n_live,
-            quiet_audiences=bool(self._sketched.size or self._ring_refusals),
+            quiet_audiences=bool(self._sketched.size or self._ring_refusals), evict=self._evict_sweep(),
         )  # fmt: skip
         if run is None:
             return None
         self._n_live = run.n_live
-        rows, fs = run.funnel, self.funnel_share  # as _apply counts each segment's, in one compiled call
-        while rows.shape[0]:
-            hl = fs.half_lives_ms
-            fs.buys, fs.blind, fs.at_ms, done = fold_funnel(hl, fs.buys, fs.blind, fs.at_ms, rows)
-            if done < rows.shape[0]:  # a step too long to fold bit for bit (the first ever): the Python way
-                buys, blind, ts_max = rows[done].tolist()
-                fs.add(buys, blind, now_ms=ts_max)
-                done += 1
-            rows = rows[done:]
+        self._next_evict_ms = run.next_evict_ms  # the eviction sweeps it ran, as _maybe_evict's
+        if run.evicted.size:
+            self._evicted.append(run.evicted)
+            self.stats.evicted += int(run.evicted.size)
+        self.funnel_share.add_rows(run.funnel)  # as _apply counts each segment's
         self.stats.events_applied += run.applied
         self.stats.ticks += run.k - k
         messages.extend(b.snapshot(t) for t in run.snapshots)  # the board did not change at those ticks
@@ -527,6 +535,29 @@ class Engine:
         self._quiet_until_ms = None
         self._quiet_pending = not (b.members or b.pending or b.held)
         return run.k + 1, run.seg, ran
+
+    def _evict_sweep(self) -> EvictSweep | None:
+        """:meth:`_maybe_evict`'s figures for the compiled tick loop (None: it stops for Python at a sweep).
+
+        Given where the sweep takes the path that skips the products above the limit and has swept once.
+        """
+        figures = self._evict_figures
+        if figures is None:
+            c = self.counters
+            base = self.cfg.decay.half_lives_s.index(self.cfg.score.baseline_half_life_s)
+            weights = np.asarray(self.cfg.signals.weights(), np.float64)
+            figures = self._evict_figures = (
+                base, float(c.lam[base]), weights, self.cfg.state.evict_below, _evict_promise_ms(self.cfg, c),
+                round(self.cfg.state.evict_every_s * 1000),
+            )  # fmt: skip
+        base, lam, weights, limit, promise_ms, every_ms = figures
+        hw = self.products.high_water
+        skip = self._evict_skip and limit > 0.0 and lam > 0.0 and bool((weights >= 0.0).all())
+        if not skip or self._evict_base_ms is None or self._evict_after_s.shape[0] < hw:
+            return None
+        return EvictSweep(
+            every_ms, self._evict_base_ms, self._evict_after_s, hw, base, lam, weights, limit, promise_ms
+        )  # fmt: skip
 
     def finish(self) -> list[Message]:
         """The final board snapshot at the watermark, for the end of a replay."""

@@ -44,6 +44,7 @@ from numpy.typing import NDArray
 
 from viraltrend.config import TrustConfig
 from viraltrend.kernels.audience import containment, estimated_users, sample_size, union_into
+from viraltrend.kernels.segment import fold_funnel
 
 __all__ = [
     "AudienceMemory",
@@ -348,6 +349,22 @@ class FunnelShare:
             self.buys[i] += buys
             self.blind[i] += blind
         self.at_ms = max(self.at_ms, now_ms)
+
+    def add_rows(self, rows: NDArray[np.int64]) -> None:
+        """:meth:`add` of each row ``(buys, blind, now_ms)`` of int64[m, 3], in order, bit for bit.
+
+        One compiled call (:func:`~viraltrend.kernels.segment.fold_funnel`) for the rows it can fold
+        exactly; a step of ``2**53`` ms or more from :attr:`at_ms` (the first add ever) the Python way.
+        """
+        while rows.shape[0]:
+            self.buys, self.blind, self.at_ms, done = fold_funnel(
+                self.half_lives_ms, self.buys, self.blind, self.at_ms, rows
+            )
+            if done < rows.shape[0]:
+                buys, blind, now_ms = rows[done].tolist()
+                self.add(buys, blind, now_ms=now_ms)
+                done += 1
+            rows = rows[done:]
 
     def share(self) -> float:
         """The smaller share of the windows with ``_FUNNEL_MIN_BUYS`` (decayed) buys; nan: none has."""

@@ -80,7 +80,7 @@ def test_out_of_range_inputs_leave_it_to_the_steps():
 
 
 def test_fold_funnel_is_funnel_share_add_bit_for_bit() -> None:
-    from viraltrend.kernels.segment import fold_funnel
+    """``FunnelShare.add_rows`` (``fold_funnel``, one compiled call) against ``add`` row by row."""
     from viraltrend.trust import FunnelShare
 
     rng = np.random.default_rng(11)
@@ -95,16 +95,79 @@ def test_fold_funnel_is_funnel_share_add_bit_for_bit() -> None:
             rows = np.stack([rng.integers(0, 50, m), rng.integers(0, 5, m), ts], axis=1).astype(np.int64)
             for buys, blind, t in rows.tolist():
                 ref.add(buys, blind, now_ms=t)
-            left = rows
-            while left.shape[0]:  # as Engine._run_ticks folds them
-                got.buys, got.blind, got.at_ms, done = fold_funnel(
-                    half_lives, got.buys, got.blind, got.at_ms, left
-                )
-                if done < left.shape[0]:
-                    b, bl, t = left[done].tolist()
-                    got.add(b, bl, now_ms=t)
-                    done += 1
-                left = left[done:]
+            got.add_rows(rows)  # as Engine._run_ticks hands them over
             assert (got.buys, got.blind, got.at_ms) == (ref.buys, ref.blind, ref.at_ms)  # exact floats
             at = int(ts[-1]) if m else at
         assert ref.buys[0] > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([(60.0, 3600.0), (300.0, 86400.0), (1.0,), (7.0, 900.0, 86400.0)]),
+    st.sampled_from([np.float32, np.float64]),
+    st.integers(-5_000_000, 5_000_000),
+    st.lists(st.integers(0, 400_000_000), min_size=1, max_size=6),
+    st.booleans(),
+)
+def test_rebase_in_the_tick_loop_is_the_counters_rebase(half_lives, dtype, first_ms, steps_ms, times):
+    """``_rebase``/``_next_rebase`` (the compiled tick loop's landmark moves) against ``DecayedCounters``.
+
+    The same landmarks, the same next-move times and the same bits of every accumulator after each
+    tick, with and without per-slot times (the trust counters keep none) and both cell types.
+    """
+    from viraltrend.kernels.segment import _EVERY_ROW, _next_rebase, _rebase
+
+    def counters():
+        renorm = {} if dtype == np.float64 else {"renorm_exponent": 30.0}  # the engine's float32 layout
+        c = DecayedCounters(
+            half_lives_s=half_lives, n_types=3, capacity=6, dtype=dtype, times=times, **renorm
+        )
+        slots = np.array([0, 2, 2, 5], np.int64)
+        c.add(slots, np.array([0, 1, 2, 0], np.int8), np.full(4, START + first_ms, np.int64), np.ones(4))
+        if times:
+            c.clear(np.array([5], np.int64))  # a cleared row: never written again, stays zero
+        return c
+
+    ref, got = counters(), counters()
+    now = START + first_ms
+    for step in steps_ms:
+        now += step
+        assert _next_rebase(got._landmark_ms, got._lam_max, got.renorm_exponent) == ref.next_rebase_ms()
+        ref.rebase(now)
+        live = got.last_ts_ms if times else _EVERY_ROW
+        got._landmark_ms = int(
+            _rebase(
+                got.acc,
+                got.global_acc,
+                live,
+                got.lam,
+                got._lam_max,
+                got.renorm_exponent,
+                got._landmark_ms,
+                now,
+            )
+        )
+        assert got._landmark_ms == ref._landmark_ms
+        assert got.acc.tobytes() == ref.acc.tobytes() and got.global_acc.tobytes() == ref.global_acc.tobytes()
+
+
+def test_the_tick_loop_helpers_agree_with_their_plain_python_runs():
+    """``_moves``, ``_next_rebase`` and ``_rebase`` compiled, and their source run by the interpreter."""
+    from viraltrend.kernels.segment import _moves, _next_rebase, _rebase
+
+    rng = np.random.default_rng(7)
+    for landmark in (0, 1_000, 1_764_201_600_123, -3_000):
+        for lam_max, renorm in ((np.log(2) / 60, 30.0), (np.log(2) / 1.0, 700.0), (1e-5, 30.0)):
+            assert _next_rebase(landmark, lam_max, renorm) == _next_rebase.py_func(landmark, lam_max, renorm)
+            for new in (landmark + 999, landmark + 10**6, landmark + 10**9):
+                assert _moves(landmark, new, lam_max, renorm) == _moves.py_func(
+                    landmark, new, lam_max, renorm
+                )
+    acc = rng.random((5, 3, 2)).astype(np.float32)
+    g = rng.random((3, 2))
+    lam = np.array([np.log(2) / 60, np.log(2) / 3600])
+    live = np.array([1, NEVER, 3, NEVER, 9], np.int64)
+    a2, g2 = acc.copy(), g.copy()
+    n1 = _rebase(acc, g, live, lam, float(lam.max()), 30.0, 0, 4_000_123)
+    n2 = _rebase.py_func(a2, g2, live, lam, float(lam.max()), 30.0, 0, 4_000_123)
+    assert n1 == n2 == 4_000_000 and acc.tobytes() == a2.tobytes() and g.tobytes() == g2.tobytes()

@@ -29,16 +29,26 @@ from viraltrend.kernels.audience import (
     _bottomk_update_val,
     _count_min_observe,
 )
-from viraltrend.kernels.columns import _trust_rows
+from viraltrend.kernels.columns import BELOW_MARGIN, _below, _trust_rows
 from viraltrend.kernels.cusum import ChangeDetector
-from viraltrend.kernels.decay import _MAX_ABS_TS_MS, PREFETCH_DISTANCE, DecayedCounters, _add_events
-from viraltrend.kernels.prefilter import Screen, TickBaseline, _tick_prelude
+from viraltrend.kernels.decay import (
+    _EVERY_ROW,
+    _MAX_ABS_TS_MS,
+    PREFETCH_DISTANCE,
+    DecayedCounters,
+    _add_events,
+    _decay_live_rows_flat,
+    _exp,
+    _scaled_by,
+)
+from viraltrend.kernels.prefilter import Screen, TickBaseline, _evict_horizon, _evict_looked, _tick_prelude
 from viraltrend.kernels.users import _MAX_PRODUCT, UserSignals, _has_live, _process
 
 __all__ = [
     "AFTER",
     "BEFORE",
     "DONE",
+    "EvictSweep",
     "SEGMENT",
     "TickRun",
     "apply_segment",
@@ -48,6 +58,8 @@ __all__ = [
 ]
 
 _NEVER: Final = int(np.iinfo(np.int64).min)
+_INT64_MAX: Final = int(np.iinfo(np.int64).max)
+_I32_LO, _I32_HI = int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max)
 _I64, _I8 = np.dtype(np.int64), np.dtype(np.int8)
 _VIEW: Final = EVENT_TYPES.index("view")
 _CART: Final = EVENT_TYPES.index("add_to_cart")  # and purchase after it: a buy
@@ -379,6 +391,104 @@ def _joined(a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.int64]:
 
 
 @njit(cache=True)
+def _moves(landmark: _Int, new: _Int, lam_max: float, renorm: float) -> bool:
+    """:meth:`DecayedCounters.rebase`'s test: a landmark at ``landmark`` moves to ``new`` (whole seconds)."""
+    return bool(new > landmark and lam_max * (new - landmark) / 1000.0 > renorm / 2)
+
+
+@njit(cache=True)
+def _next_rebase(landmark: _Int, lam_max: float, renorm: float) -> _Int:
+    """:meth:`DecayedCounters.next_rebase_ms` for a landmark at ``landmark``, the same search."""
+    new = landmark + (int(renorm / 2 / lam_max) + 1) * 1000
+    while new - 1000 > landmark and _moves(landmark, new - 1000, lam_max, renorm):
+        new -= 1000
+    while not _moves(landmark, new, lam_max, renorm):
+        new += 1000
+    return new
+
+
+@njit(cache=True)
+def _rebase(
+    acc: NDArray[np.float64], g_acc: NDArray[np.float64], live: NDArray[np.int64], lam: NDArray[np.float64],
+    lam_max: float, renorm: float, landmark: _Int, now: _Int,
+) -> _Int:  # fmt: skip
+    """:meth:`DecayedCounters.rebase` at ``now`` on the counters' arrays: the landmark after it.
+
+    The same steps as ``_move_landmark``: the live rows (``live``: ``last_ts_ms``, or empty for
+    every row) by ``_decay_live_rows_flat``, the global totals as ``_decay_rows`` scales them.
+    """
+    new = (now // 1000) * 1000
+    if not _moves(landmark, new, lam_max, renorm):
+        return landmark
+    shift_s = (new - landmark) / 1000.0
+    _decay_live_rows_flat(acc, live, _NEVER, lam, shift_s)
+    n_hl = g_acc.shape[1]
+    x = np.empty(n_hl, np.float64)
+    f = np.empty(n_hl, np.float64)
+    for h in range(n_hl):
+        x[h] = -lam[h] * shift_s
+        f[h] = _exp(x[h])
+    for k in range(g_acc.shape[0]):
+        for h in range(n_hl):
+            g_acc[k, h] = _scaled_by(g_acc[k, h], f[h], x[h])
+    return new
+
+
+@njit(cache=True)
+def _evict_sweep(
+    acc: NDArray[np.float64], first_ts: NDArray[np.int64], last_ts: NDArray[np.int64],
+    t_acc: NDArray[np.float64], t_first_ts: NDArray[np.int64], t_last_ts: NDArray[np.int64],
+    stat: NDArray[np.float32], back: NDArray[np.int32], bins: NDArray[np.uint8], coarse: NDArray[np.uint16],
+    last_tick: NDArray[np.int64], hw: int, after_s: NDArray[np.int32], base_ms: int, now: _Int,
+    landmark: _Int,
+    h: int, lam: float, w: NDArray[np.float64], limit: float, margin: float, promise_ms: int,
+) -> tuple[bool, NDArray[np.int64]]:  # fmt: skip
+    """The engine's eviction sweep at ``now``: ``(done, cold)``, the products it cleared.
+
+    ``Engine._maybe_evict``'s path that skips the products above the limit, nothing watched.
+
+    Not done (nothing changed; the engine's own sweep decides) where a product lies within
+    ``margin`` of the limit (:func:`~viraltrend.kernels.columns.below` returns None there).
+    Clears as ``DecayedCounters.clear`` (both counters) and ``ChangeDetector.clear`` do.
+    """
+    elapsed_s = np.int64((now - base_ms) // 1000)
+    n_live, looked = _evict_looked(last_ts, np.int64(_NEVER), np.int64(hw), after_s, elapsed_s)
+    if n_live == 0:
+        return True, looked[:0]
+    dt_s = (now - landmark) / 1000.0
+    low = np.empty(looked.shape[0], np.int8)
+    if _below(acc, looked, lam, dt_s, h, w, limit, margin, low):
+        return False, looked[:0]
+    horizon = np.empty(looked.shape[0], np.int64)
+    _evict_horizon(acc, looked, lam, dt_s, h, w, limit, int(now), horizon)
+    cap = now + promise_ms
+    cold = np.empty(looked.shape[0], np.int64)
+    n_cold = 0
+    for j in range(looked.shape[0]):
+        s = looked[j]
+        after = (min(horizon[j], cap) - base_ms) // 1000
+        after_s[s] = min(max(after, _I32_LO), _I32_HI)
+        if low[j] != 0:
+            after_s[s] = _I32_LO  # a cleared slot is a fresh product's
+            cold[n_cold] = s
+            n_cold += 1
+    for j in range(n_cold):
+        s = cold[j]
+        acc[s] = 0.0
+        t_acc[s] = 0.0
+        if first_ts.shape[0]:
+            first_ts[s], last_ts[s] = _INT64_MAX, _NEVER
+        if t_first_ts.shape[0]:
+            t_first_ts[s], t_last_ts[s] = _INT64_MAX, _NEVER
+        stat[s] = 0.0
+        back[s] = 0
+        bins[s] = 0
+        coarse[s] = 0
+        last_tick[s] = _NEVER
+    return True, cold[:n_cold]
+
+
+@njit(cache=True)
 def _run_ticks(
     rows: NDArray[np.int64], used: _Int, max_ts_ms: _Int, first_seen_ms: NDArray[np.int64],
     cap_window_ms: _Int, fresh_window_ms: _Int, lateness_ms: _Int, min_capacity: _Int,
@@ -405,9 +515,13 @@ def _run_ticks(
     next_sweep: int, next_rebase: int, t_next_rebase: int, label_due: int, last_snapshot: int,
     snapshot_ms: float, next_evict: int, max_products: int, n_live: int, quiet_audiences: bool,
     snaps: NDArray[np.int64],
+    live: NDArray[np.int64], t_live: NDArray[np.int64], evict_on: bool, evict_every_ms: int,
+    evict_base_ms: int,
+    hw: int, after_s: NDArray[np.int32], e_h: int, e_lam: float, e_w: NDArray[np.float64], e_limit: float,
+    e_margin: float, e_promise_ms: int,
 ) -> tuple[
     int, int, int, NDArray[np.int64], _Int, _Int, int, int, int, int, NDArray[np.int64], NDArray[np.int64],
-    float, float, float, NDArray[np.int64], NDArray[np.int64], bool, bool,
+    float, float, float, NDArray[np.int64], NDArray[np.int64], bool, bool, _Int, _Int, int, NDArray[np.int64],
 ]:  # fmt: skip
     """The engine's loop over a batch's ticks ``k0 .. k_end - 1`` while no tick needs Python.
 
@@ -429,6 +543,7 @@ def _run_ticks(
     pend_t = carry_touched
     pend_n = carry_new
     empty = carry_touched[:0].copy()
+    cold = empty  # the products the sweeps below cleared (the engine's _evicted)
     bound = min(acc.shape[0], stat.shape[0])
     tick_s = cusum_tick_ms / 1000.0
     for k in range(k0, k_end):
@@ -445,7 +560,9 @@ def _run_ticks(
             )  # fmt: skip
             if not ok:
                 return (SEGMENT, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
-                        pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True)  # fmt: skip
+                        pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True,
+                    landmark, t_landmark, next_evict,
+                    cold)  # fmt: skip
             rows, used, max_ts_ms = rows2, used2, max2
             n_live += first
             f = n_funnel[0]
@@ -455,16 +572,40 @@ def _run_ticks(
             pend_n = _joined(pend_n, fresh)
             applied += cut - seg
             seg = cut
-        # the engine's _tick: a sweep, a landmark move or a label due first
-        if now >= next_sweep or now >= next_rebase or now >= t_next_rebase or now >= label_due:
+        # the engine's _tick: a user sweep or a label due first: Python
+        if now >= next_sweep or now >= label_due:
             return (BEFORE, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
-                    pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True)  # fmt: skip
+                    pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True,
+                    landmark, t_landmark, next_evict,
+                    cold)  # fmt: skip
+        if now >= next_rebase:  # _tick_start's landmark moves (DecayedCounters.rebase), the same steps
+            moved = _rebase(acc, g_acc, live, lam, lam_max, renorm, landmark, now)
+            if moved != landmark:
+                landmark, next_rebase = np.int64(moved), int(_next_rebase(moved, lam_max, renorm))
+        if now >= t_next_rebase:
+            moved = _rebase(t_acc, t_g_acc, t_live, t_lam, t_lam_max, t_renorm, t_landmark, now)
+            if moved != t_landmark:
+                t_landmark, t_next_rebase = np.int64(moved), int(_next_rebase(moved, t_lam_max, t_renorm))
         snap_due = last_snapshot == _NONE or now - last_snapshot >= snapshot_ms
-        later = next_evict == _NONE or now >= next_evict or n_live > max_products  # eviction, the cap
+        evict_due = next_evict == _NONE or now >= next_evict
+        # the cap, or an eviction sweep not run here: Python (the engine's _maybe_evict, _cap_products)
+        later = n_live > max_products or (evict_due and not evict_on)
         if pend_t.shape[0] == 0:  # idle unless a snapshot, an eviction or the cap is due
-            if later:
+            swept = not later
+            if evict_due and not later:
+                swept, gone = _evict_sweep(
+                acc, first_ts, last_ts, t_acc, t_first_ts, t_last_ts, stat, back, bins, coarse, last_tick, hw,
+                after_s, evict_base_ms, now, landmark, e_h, e_lam, e_w, e_limit, e_margin, e_promise_ms,
+            )  # fmt: skip
+                if swept:
+                    next_evict = (now // evict_every_ms + 1) * evict_every_ms
+                    n_live -= gone.shape[0]
+                    cold = _joined(cold, gone)
+            if not swept:
                 return (BEFORE, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
-                        pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True)  # fmt: skip
+                        pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True,
+                    landmark, t_landmark, next_evict,
+                    cold)  # fmt: skip
             if snap_due:
                 snaps[n_snaps] = now
                 n_snaps += 1
@@ -488,17 +629,33 @@ def _run_ticks(
         )  # fmt: skip
         if code:  # nothing changed: the engine's step raises its error
             return (BEFORE, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
-                    pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True)  # fmt: skip
+                    pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True,
+                    landmark, t_landmark, next_evict,
+                    cold)  # fmt: skip
         pend_t, pend_n = empty, empty
-        if not ok or kept.shape[0] or quiet_audiences or later:
+        swept = not (not ok or kept.shape[0] or quiet_audiences or later)
+        if swept and evict_due:  # the engine's _maybe_evict, at the end of the tick
+            swept, gone = _evict_sweep(
+                acc, first_ts, last_ts, t_acc, t_first_ts, t_last_ts, stat, back, bins, coarse, last_tick, hw,
+                after_s, evict_base_ms, now, landmark, e_h, e_lam, e_w, e_limit, e_margin, e_promise_ms,
+            )  # fmt: skip
+            if swept:
+                next_evict = (now // evict_every_ms + 1) * evict_every_ms
+                n_live -= gone.shape[0]
+                cold = _joined(cold, gone)
+        if not swept:
             return (AFTER, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
-                    pend_t, pend_n, norm_base, floor, cycle, uniq, kept, may_score, ok)  # fmt: skip
+                    pend_t, pend_n, norm_base, floor, cycle, uniq, kept, may_score, ok,
+                    landmark, t_landmark, next_evict,
+                    cold)  # fmt: skip
         if snap_due:
             snaps[n_snaps] = now
             n_snaps += 1
             last_snapshot = now
     return (DONE, k_end, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
-            pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True)  # fmt: skip
+            pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True,
+                    landmark, t_landmark, next_evict,
+                    cold)  # fmt: skip
 
 
 class TickRun(NamedTuple):
@@ -521,6 +678,28 @@ class TickRun(NamedTuple):
     new_users: NDArray[np.int64]
     prelude: tuple[tuple[float, float, float], NDArray[np.int64], NDArray[np.int64], bool] | None
     funnel: NDArray[np.int64]  # [m, 3] per segment applied: carts and purchases, blind ones, latest ts
+    next_evict_ms: int | None  # after the eviction sweeps the loop ran (EvictSweep)
+    evicted: NDArray[np.int64]  # the products those sweeps cleared, for the engine's _evicted
+
+
+class EvictSweep(NamedTuple):
+    """The engine's eviction sweep, for :func:`run_ticks` to run at the ticks it is due.
+
+    ``Engine._maybe_evict``'s path that skips products above the limit: ``every_ms`` apart, promises in
+    ``after_s`` (int32 seconds past ``base_ms``, one per product slot up to ``hw`` at least), the
+    weighted count at half-life index ``half_life`` (rate ``lam``) below ``limit`` clears a product,
+    promises no longer than ``promise_ms``.
+    """
+
+    every_ms: int
+    base_ms: int
+    after_s: NDArray[np.int32]
+    hw: int
+    half_life: int
+    lam: float
+    weights: NDArray[np.float64]
+    limit: float
+    promise_ms: int
 
 
 _EXACT_SPAN: Final = 2**53  # a time step whose division by a half-life is Python's bit for bit
@@ -564,6 +743,9 @@ def fold_funnel(
     return b.tolist(), bl.tolist(), int(at), int(done)
 
 
+_NO_EVICT: Final = EvictSweep(1, 0, np.zeros(0, np.int32), 0, 0, 1.0, np.zeros(1), 1.0, 0)
+
+
 def _time(t: int | None) -> int:
     return _NONE if t is None else int(t)
 
@@ -599,6 +781,7 @@ def run_ticks(
     max_products: int,
     n_live: int,
     quiet_audiences: bool,
+    evict: EvictSweep | None = None,
 ) -> TickRun | None:
     """Ticks ``k0 .. k_end - 1`` of a batch and the segments before them, in one compiled call.
 
@@ -608,7 +791,8 @@ def run_ticks(
     (``users`` interned up to ``cuts[k_end - 1]`` at least); ``cuts``/``ticks`` int64[m]: tick ``k``
     fires before accepted event ``cuts[k]``; ``seg0``: the events before it are applied.  None
     (nothing done) where the fused steps do not apply (a counter without a landmark yet, inputs
-    of another dtype).
+    of another dtype).  Landmark moves due run in the loop (``DecayedCounters.rebase``'s steps) and
+    so do eviction sweeps when ``evict`` is given (else the loop stops for Python at them).
     """
     if counters._landmark_ms is None or trust._landmark_ms is None or trust.n_types < 3:  # noqa: SLF001
         return None
@@ -624,6 +808,12 @@ def run_ticks(
     n_slots = min(counters.capacity, trust.capacity, _MAX_PRODUCT)
     snaps = np.empty(k_end - k0, np.int64)
     funnel, n_funnel = np.empty((k_end - k0, 3), np.int64), np.zeros(1, np.int64)
+    ev_on = evict is not None and next_evict_ms is not None and counters.times
+    if evict is not None and not (evict.after_s.dtype == np.int32 and evict.after_s.flags.c_contiguous):
+        ev_on = False
+    ev = evict if ev_on and evict is not None else _NO_EVICT
+    if not 0 <= ev.hw <= min(ev.after_s.shape[0], n_slots, cusum.stat.shape[0]):
+        ev_on, ev = False, _NO_EVICT
     fixed = screen._fixed  # noqa: SLF001
     score_below, evidence_below = screen._limits  # noqa: SLF001
     out = _run_ticks(
@@ -649,10 +839,16 @@ def run_ticks(
         _time(counters.next_rebase_ms()), _time(trust.next_rebase_ms()),
         _time(label_due_ms), _time(last_snapshot_ms), float(snapshot_interval_ms), _time(next_evict_ms),
         int(max_products), int(n_live), bool(quiet_audiences), snaps,
+        counters.last_ts_ms if counters.times else _EVERY_ROW,
+        trust.last_ts_ms if trust.times else _EVERY_ROW,
+        ev_on, int(ev.every_ms), int(ev.base_ms), int(ev.hw), ev.after_s, int(ev.half_life), float(ev.lam),
+        np.ascontiguousarray(ev.weights, np.float64), float(ev.limit), BELOW_MARGIN, int(ev.promise_ms),
     )  # fmt: skip
     kind, k, seg, rows, used, max_ts, n_live, applied, n_snaps, last_snap = out[:10]
-    pend_t, pend_n, norm, floor, cycle, uniq, kept, may_score, ok = out[10:]
+    pend_t, pend_n, norm, floor, cycle, uniq, kept, may_score, ok = out[10:19]
+    landmark, t_landmark, next_evict, evicted = out[19:]
     signals.rows, signals._used, signals._max_ts_ms = rows, int(used), int(max_ts)  # noqa: SLF001
+    counters._landmark_ms, trust._landmark_ms = int(landmark), int(t_landmark)  # noqa: SLF001
     prelude = None
     if kind == AFTER:
         if not ok:  # a slot out of range: Screen.tick's check raises
@@ -661,5 +857,5 @@ def run_ticks(
     return TickRun(
         int(kind), int(k), int(seg), int(n_live), int(applied), snaps[:n_snaps].tolist(),
         None if last_snap == _NONE else int(last_snap), pend_t, pend_n, prelude,
-        funnel[: int(n_funnel[0])],
+        funnel[: int(n_funnel[0])], None if next_evict == _NONE else int(next_evict), evicted,
     )  # fmt: skip
