@@ -37,7 +37,7 @@ def test_a_crowd_that_buys_and_shares_nothing_is_held_a_trend_that_shares_is_not
     now = T0 + 86_400_000
     start = now - 1_800_000  # half an hour of each
     _events(engine, 1, {VIEW: 60, CART: 25, PURCHASE: 12, SHARE: 1}, start=start, span_ms=1_800_000)
-    _events(engine, 2, {VIEW: 60, CART: 25, PURCHASE: 12, SHARE: 30}, start=start, span_ms=1_800_000)
+    _events(engine, 2, {VIEW: 60, CART: 25, PURCHASE: 12, SHARE: 15}, start=start, span_ms=1_800_000)
     _events(engine, 3, {VIEW: 60, SHARE: 0}, start=start, span_ms=1_800_000)  # no buys: nothing expected
     engine.guard.held = {}
     engine._passed_on(now, np.array([1, 2, 3], np.int64))
