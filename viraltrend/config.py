@@ -223,8 +223,6 @@ class TrustConfig:
     hold_sibling_s: float = _ge0(1800.0)
     hold_evidence: float = _ge0(2.0)
     hold_evidence_s: float = _ge0(1800.0)
-    pass_on_contrast: float = _ge0(1.5)
-    pass_on_evidence: float = _gt0(2.0)
     max_events_per_user: float = _gt0(5.0)
     recycled_contrast: float = _gt0(3.0)
     max_fresh_share_any: float = _unit(0.6)

@@ -37,7 +37,7 @@ from viraltrend.config import Config
 from viraltrend.dedup import Deduplicator, duplicate_rejects
 from viraltrend.detect import _CYCLE_CLIP, Columns, SequentialDetector, engaged_ratio
 from viraltrend.errors import CheckpointError, ConfigError
-from viraltrend.events import EVENT_TYPE_CODE, EVENT_TYPES, EventBatch, Reject
+from viraltrend.events import EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels._checks import adopting, owned
 from viraltrend.kernels.audience import (
     ActivityCounts,
@@ -79,7 +79,6 @@ from viraltrend.trust import (
     match_numbers,
     pooled_evidence,
     pooled_numbers,
-    short_evidence,
     soft_refusal,
     uniform_reason,
 )
@@ -116,10 +115,6 @@ _HOLD_BLIND_SHARE = 0.5
 #: beyond chance: on market tuning seeds 101-110 organic trends' co-audiences with flash sales hours
 #: earlier (deal hunters and regulars) ran at 5-8 times chance and, held, reached a refusal.
 _HOLD_LIFT = 2.0
-#: The window (a ``decay.half_lives_s``) over which a ready candidate's shares and buys are compared
-#: (``trust.pass_on_contrast``): long enough to hold the carts and purchases of a ramp of an hour.
-_PASS_ON_HALF_LIFE_S = 3600.0
-_SHARE, _CART, _PURCHASE = (EVENT_TYPE_CODE[k] for k in ("share", "add_to_cart", "purchase"))
 #: A product held back by the guard keeps the detector's verdict this long (ms of event time) after its
 #: hold ends (trust.hold_max_s after it was first held): a slow product may have no events at the tick
 #: its hold ends.
@@ -1176,7 +1171,6 @@ class Engine:
             self._held_since = {s: v for s, v in self._held_since.items() if now_ms - v <= memory_ms}
             self._suspected = {s: v for s, v in self._suspected.items() if s in self._held_since}
         if now_hot.size == 0:
-            self._passed_on(now_ms, slots[ready])
             return
         sketches = self.sketches
         changed = slots[idx][in_sorted(slots[idx], now_hot)]
@@ -1303,43 +1297,6 @@ class Engine:
                     exposed = f"ring_member_of_{self.products.name(slot)}_shared_{shared:.0%}"
                     self._ring_refusals[partner] = (exposed, now_ms)
                     self.guard.lockstep[partner] = exposed
-        self._passed_on(now_ms, slots[ready])
-
-    def _passed_on(self, now_ms: int, cand: NDArray[np.int64]) -> None:
-        """Hold the ready candidates whose buyers pass the product on far less than a trend's do.
-
-        A trend spreads because its users pass it on; a paid crowd walks the funnel and buys, but
-        shares little.  Over the last ``_PASS_ON_HALF_LIFE_S`` (decayed), a candidate's carts and
-        purchases ``b`` would bring ``trust.pass_on_contrast`` x ``b`` x the catalogue's shares per
-        cart or purchase (baseline half-life) shares; held (``held_not_passed_on_...``, soft: never a
-        block by itself) while its shares fall short of that by ``trust.pass_on_evidence`` powers of
-        ten (the Poisson lower tail's Chernoff bound), re-judged at every tick.  Products already
-        refused or held keep that.  ``O(len(cand))``.
-        """
-        t = self.cfg.trust
-        if t.pass_on_contrast <= 0 or cand.size == 0:
-            return
-        judged = [s for s in cand.tolist() if s not in self._ring_refusals and s not in self.guard.held]
-        cand = np.array(judged, np.int64)
-        if cand.size == 0:
-            return
-        hl = self.cfg.decay.half_lives_s
-        i_win, i_base = hl.index(_PASS_ON_HALF_LIFE_S), hl.index(self.cfg.score.baseline_half_life_s)
-        g = self.counters.read_global(now_ms)[:, i_base]
-        g_buys = float(g[_CART] + g[_PURCHASE])
-        if g_buys <= 0.0 or g[_SHARE] <= 0.0:  # a stream without shares or buys tells nothing
-            return
-        per_buy = float(g[_SHARE]) / g_buys
-        counts = self.counters.read(cand, now_ms)[:, :, i_win]
-        buys = counts[:, _CART] + counts[:, _PURCHASE]
-        shares = counts[:, _SHARE]
-        expected = t.pass_on_contrast * per_buy * buys
-        evidence = short_evidence(shares, expected)
-        for j in np.flatnonzero(evidence >= t.pass_on_evidence).tolist():
-            self.guard.held[int(cand[j])] = (
-                f"{HELD}not_passed_on_{shares[j]:.1f}_shares_of_{buys[j]:.1f}_buys_expected_"
-                f"{expected[j]:.1f}_evidence_{evidence[j]:.1f}"
-            )
 
     def _catalogue_overdispersion(self, now_ms: int, cand: NDArray[np.int64]) -> float:
         """The spread of the catalogue's users' activity rates, the uniform-accounts test's reference.

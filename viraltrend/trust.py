@@ -58,7 +58,6 @@ __all__ = [
     "chance_evidence",
     "pooled_evidence",
     "pooled_numbers",
-    "short_evidence",
     "co_numbers",
     "hold_reason",
     "match_numbers",
@@ -436,22 +435,6 @@ def pooled_evidence(shared: NDArray[np.int64], expected: NDArray[np.float64]) ->
     ok = (shared >= _MIN_SHARED_USERS) & (s > e)
     nats = s * np.log(np.maximum(s, 1e-12) / e) - s + e
     return np.where(ok, nats / math.log(10.0), 0.0)
-
-
-def short_evidence(observed: NDArray[np.float64], expected: NDArray[np.float64]) -> NDArray[np.float64]:
-    """How unlikely so few as ``observed`` are where ``expected`` are, in powers of ten (Poisson).
-
-    The Chernoff bound of a Poisson count's lower tail, ``P(X <= s) <= exp(-(s ln(s / e) - s + e))``,
-    in powers of ten; 0 where ``s`` is not below ``e``.  No share where 4.6 were expected is 2 powers of
-    ten; 2 shares where 10 were expected, 2.1.
-
-    >>> [round(float(x), 1) for x in short_evidence(np.array([0.0, 2.0, 5.0]), np.array([4.6, 10.0, 4.0]))]
-    [2.0, 2.1, 0.0]
-    """
-    s = np.maximum(observed.astype(np.float64), 0.0)
-    e = np.maximum(expected, 1e-12)
-    nats = np.where(s > 0, s * np.log(np.maximum(s, 1e-12) / e), 0.0) - s + e
-    return np.where(s < e, nats / math.log(10.0), 0.0)
 
 
 def pooled_numbers(shared: int, expected: float, evidence: float) -> str:
