@@ -649,11 +649,11 @@ class Engine:
             return
         every_ms = max(_user_idle_ms(self.cfg) // _USER_SWEEPS, 1)
         self._next_user_sweep_ms = (now_ms // every_ms + 1) * every_ms
-        released = self.users.release_idle()
+        # audience samples hold user id hashes, never slots: all released slots free at once (recycled)
+        released = self.users.release_and_recycle()
         if released.size:
             self.user_signals.first_seen_ms[released] = _NEVER  # a reused slot starts unseen
         self.user_signals.compact()  # expired caps entries out: a table grown for a busy hour shrinks
-        self.users.recycle_all()  # audience samples hold user id hashes, never slots: all released slots free
         self._population = len(self.users)  # the users of the events before this tick, however batched
 
     def _apply(
