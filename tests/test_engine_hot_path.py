@@ -293,9 +293,9 @@ def _python_sweeps(monkeypatch) -> dict[str, int]:
         n["evict"] += self._next_evict_ms is None or now_ms >= self._next_evict_ms
         return evict(self, now_ms)
 
-    def moving(self, new_landmark_ms):
+    def moving(self, new_landmark_ms, live=None):
         n["move"] += 1
-        return move(self, new_landmark_ms)
+        return move(self, new_landmark_ms, live)
 
     monkeypatch.setattr(Engine, "_maybe_evict", evicting)
     monkeypatch.setattr(DecayedCounters, "_move_landmark", moving)
@@ -318,6 +318,49 @@ def test_landmark_moves_and_eviction_sweeps_run_inside_the_compiled_tick_loop(mo
     # Python runs only those due where the loop stopped for Python anyway (the first sweep, a tick
     # that scores or ages audiences, a batch's last ticks)
     assert in_python["evict"] * 4 < n["evict"] and in_python["move"] * 4 < n["move"]
+
+
+def _dead_trust_cells(engine: Engine) -> np.ndarray:
+    """The trust counters' cells (as bytes) in the rows the counters hold no event in."""
+    t, last = engine.trust_counters, engine.counters.last_ts_ms
+    return t.acc.reshape(t.capacity, -1)[last[: t.capacity] == np.iinfo(np.int64).min].view(np.uint8)
+
+
+@pytest.mark.parametrize("cuts", [[], [333, 334, 1_000]])
+def test_the_trust_counters_move_only_the_rows_the_counters_hold(monkeypatch, cuts):
+    """The trust counters keep no times: their moves take the counters' live rows as their mask, which
+    is exact because every row the counters hold no event in is +0.0 in the trust counters too (fed by
+    the same events, cleared together) -- checked here after nine days of evictions and moves."""
+    from viraltrend.kernels.decay import DecayedCounters
+
+    masks: list[bool] = []
+    move = DecayedCounters._move_landmark
+
+    def moving(self, new_landmark_ms, live=None):
+        masks.append(live is not None)
+        return move(self, new_landmark_ms, live)
+
+    monkeypatch.setattr(DecayedCounters, "_move_landmark", moving)
+    monkeypatch.setattr(Engine, "_fast_ticks_on", lambda self: False)  # Python moves, counted above
+    events = batch_of(_days_of_sparse_rows())
+    engine, msgs = run_engine(events, cuts)
+    assert engine.stats.evicted > 200 and not _dead_trust_cells(engine).any()
+    assert engine._trust_live() is engine.counters.last_ts_ms
+    assert sum(masks) > 50  # the trust counters' moves, with the mask (the counters' own: their times)
+    # a restored engine checks the rule once before it relies on it; a checkpoint that breaks it
+    # (a -0.0 cell in a row the counters never wrote) moves every row, as before
+    half = len(events) // 2
+    first = Engine(load_config(None, environ={}))
+    first.process(events.take(np.arange(half)))
+    arrays, meta = first.state()
+    good = Engine.restore(load_config(None, environ={}), arrays, meta)
+    assert good._trust_live() is good.counters.last_ts_ms
+    dead = int(np.flatnonzero(arrays["counters.last_ts_ms"] == np.iinfo(np.int64).min)[0])
+    arrays = dict(arrays)
+    arrays["trust.acc"] = arrays["trust.acc"].copy()
+    arrays["trust.acc"][dead, 0, 0] = -0.0
+    bad = Engine.restore(load_config(None, environ={}), arrays, meta)
+    assert bad._trust_live() is None
 
 
 def test_the_tick_loop_sweeps_agree_with_their_plain_python_run(monkeypatch):

@@ -292,6 +292,13 @@ class Engine:
             times=False,
             **_ACC_LAYOUT,
         )
+        # (counters, trust counters, whether the counters' live rows cover the trust counters' nonzero
+        # ones): _trust_live; both new here, all zeros
+        self._trust_follows: tuple[DecayedCounters, DecayedCounters, bool] | None = (
+            self.counters,
+            self.trust_counters,
+            self.counters.times,
+        )
         self.detector = SequentialDetector(cfg, cfg.state.initial_capacity)
         self._new_users: list[NDArray[np.int64]] = []  # one slot per new (user, product) pair this tick
         self.sketches = AudienceSketches(k=t.audience_sample, seed=0)
@@ -498,6 +505,7 @@ class Engine:
             snapshot_interval_ms=self.cfg.board.snapshot_interval_s * 1000,
             next_evict_ms=self._next_evict_ms, max_products=self.cfg.state.max_products, n_live=self._n_live,
             quiet_audiences=bool(self._sketched.size or self._ring_refusals), evict=self._evict_sweep(),
+            trust_live=self._trust_live(),
         )  # fmt: skip
         if run is None:
             return None
@@ -641,11 +649,11 @@ class Engine:
             return
         every_ms = max(_user_idle_ms(self.cfg) // _USER_SWEEPS, 1)
         self._next_user_sweep_ms = (now_ms // every_ms + 1) * every_ms
-        released = self.users.release_idle()
+        # audience samples hold user id hashes, never slots: all released slots free at once (recycled)
+        released = self.users.release_and_recycle()
         if released.size:
             self.user_signals.first_seen_ms[released] = _NEVER  # a reused slot starts unseen
         self.user_signals.compact()  # expired caps entries out: a table grown for a busy hour shrinks
-        self.users.recycle_all()  # audience samples hold user id hashes, never slots: all released slots free
         self._population = len(self.users)  # the users of the events before this tick, however batched
 
     def _apply(
@@ -790,9 +798,28 @@ class Engine:
         for c in (self.counters, self.trust_counters):  # landmarks move at ticks only: any batching
             at = c.next_rebase_ms()  # rebase before it changes nothing: skip the call
             if at is not None and now_ms >= at:
-                c.rebase(now_ms)
+                c.rebase(now_ms, self._trust_live() if c is self.trust_counters else None)
                 due = True
         return due
+
+    def _trust_live(self) -> NDArray[np.int64] | None:
+        """The counters' ``last_ts_ms`` as the trust counters' live rows for a move, or None (every row).
+
+        The trust counters keep no per-slot times.  Their rows are fed by the counters' events (the
+        same slots, ``trust_rows``) and cleared with them (eviction, the product cap), so a row the
+        counters never wrote since its last clear holds ``+0.0`` in every trust cell, and a move
+        leaves it so: skipping it gives the same bits.  Checked once per pair of counter objects (a
+        restored engine's first move reads every row); a pair that fails it moves every row.
+        """
+        c, t = self.counters, self.trust_counters
+        known = self._trust_follows
+        if known is None or known[0] is not c or known[1] is not t:
+            ok = c.times and not t.times and c.last_ts_ms.shape[0] >= t.capacity
+            if ok:
+                cells = t.acc.reshape(t.capacity, -1)[c.last_ts_ms[: t.capacity] == _NEVER]
+                ok = not cells.view(np.uint8).any()  # +0.0 only: -0.0 has its sign bit set
+            known = self._trust_follows = (c, t, ok)
+        return c.last_ts_ms if known[2] else None
 
     def _catalogue_trust(self, now_ms: int) -> None:
         """The catalogue's fresh-account share and raw events per (user, product), for the guard.

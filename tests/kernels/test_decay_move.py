@@ -90,3 +90,55 @@ def test_a_move_leaves_the_counters_as_the_cell_by_cell_kernels_do(py: bool, dty
         assert c.landmark_ms is not None
         c._move_landmark(c.landmark_ms + 2_600_000)  # the counters' own move: the same cells
         assert c.acc.tobytes() == want.tobytes()
+
+
+@st.composite
+def _masked(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """A move's rows with a mask from another counter: the rows it marks never-written hold +0.0."""
+    acc, last, lam, dt_s = draw(_case())
+    acc[last == _INT64_MIN] = 0.0  # +0.0: what a never-written or cleared row holds
+    longer = draw(st.integers(0, 3))  # the mask may be longer than the counters (another capacity)
+    last = np.concatenate([last, np.full(longer, _INT64_MIN, np.int64)])
+    return acc, last, lam, dt_s
+
+
+@settings(max_examples=300, deadline=None)
+@given(_masked())
+def test_a_move_that_skips_the_rows_another_counter_never_wrote_is_the_move_of_every_row(
+    case: tuple[np.ndarray, np.ndarray, np.ndarray, float],
+) -> None:
+    """The trust counters' move with the counters' ``last_ts_ms`` as its mask: the same bits as the
+    move of every row (-0.0, subnormal, zero, inf and NaN cells in the live rows; +0.0 elsewhere)."""
+    acc, last, lam, dt_s = case
+    every, masked = acc.copy(), acc.copy()
+    with np.errstate(all="ignore"):
+        _decay_rows(every, np.arange(acc.shape[0], dtype=np.int64), lam, dt_s, every)
+        _decay_live_rows_flat(masked, last, _INT64_MIN, lam, dt_s)
+    assert masked.tobytes() == every.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rebase_skips_the_rows_the_mask_marks_never_written(dtype: type) -> None:
+    """``rebase(now, live)`` leaves the rows ``live`` marks never written alone and moves the others as
+    ``rebase(now)`` does; a mask shorter than the capacity is ignored (every row)."""
+    kw = {"renorm_exponent": 60} if dtype is np.float32 else {}
+
+    def counters() -> DecayedCounters:
+        c = DecayedCounters(
+            half_lives_s=(60.0, 3600.0), n_types=3, capacity=8, times=False, dtype=dtype, **kw
+        )
+        slots, types = np.array([1, 4, 6], np.int64), np.array([0, 1, 2], np.int8)
+        c.add(slots, types, np.full(3, 5_000, np.int64), np.ones(3))
+        c.acc[3] = 1.0  # a row the mask calls never written (never so in the engine): shows the skip
+        return c
+
+    live = np.full(8, _INT64_MIN, np.int64)
+    live[[1, 4, 6]] = 5_000
+    every, masked, short = counters(), counters(), counters()
+    now = 5_000 + 100_000_000
+    assert every.rebase(now) and masked.rebase(now, live) and short.rebase(now, live[:7])
+    assert np.all(masked.acc[3] == 1.0) and np.all(every.acc[3] < 1.0)
+    rows = [0, 1, 2, 4, 5, 6, 7]
+    assert masked.acc[rows].tobytes() == every.acc[rows].tobytes()
+    assert short.acc.tobytes() == every.acc.tobytes()
+    assert masked.global_acc.tobytes() == every.global_acc.tobytes()

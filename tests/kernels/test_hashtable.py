@@ -74,6 +74,41 @@ def test_user_table_matches_reference(ops):
         assert len(got) == len(want.slot_of) and got.high_water == want.high_water
 
 
+SWEEP_OPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("intern"), st.lists(st.tuples(st.integers(0, 40), st.integers(0, 400)), max_size=30)
+        ),
+        st.tuples(st.just("sweep"), st.none()),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(ops=SWEEP_OPS, max_veterans=st.sampled_from([None, 2, 6]), track_held=st.booleans())
+def test_release_and_recycle_is_release_idle_then_recycle_all(ops, max_veterans, track_held):
+    """The engine's sweep in one compiled call: the same slots, and the same table after (veterans,
+    their rotation, free slots, every array of a checkpoint)."""
+    kw = {"idle_ms": 50, "allowed_lateness_ms": 20, "capacity": 2, "max_veterans": max_veterans}
+    one, two = UserTable(**kw, track_held=track_held), UserTable(**kw, track_held=track_held)
+    clock = 0
+    for op, arg in ops:
+        if op == "intern":
+            users = hash_ids([f"u{u}" for u, _ in arg])
+            ts = np.array([clock + dt for _, dt in arg], np.int64)
+            clock += 100
+            a, b = one.intern(users, ts), two.intern(users, ts)
+            assert a[0].tolist() == b[0].tolist() and a[1].tolist() == b[1].tolist()
+        else:
+            want = one.release_idle()
+            one.recycle_all()
+            assert two.release_and_recycle().tolist() == want.tolist()
+        x, y = one.to_arrays(), two.to_arrays()
+        assert x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)
+        assert len(one) == len(two) and one.n_veterans == two.n_veterans and one.high_water == two.high_water
+
+
 def test_batch_of_events_equals_one_event_at_a_time():
     users = [f"u{i % 37}" for i in range(500)]
     ts = np.arange(500, dtype=np.int64) * 7

@@ -379,6 +379,34 @@ def _add_veterans(
 
 
 @njit(cache=True)
+def _release_recycle(
+    rows: _U64, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int, cutoff_ms: _Int,
+    vet_keys: _U64, vet_vals: _I32, vet_used: _Int, free: _I32, free_pos: _Int,
+) -> tuple[_I64, _U64, _I32, _Int, _I32, _Int]:  # fmt: skip
+    """:meth:`UserTable.release_idle`'s steps then :meth:`UserTable.recycle_all`'s, in one call.
+
+    Returns ``(slots, vet_keys, vet_vals, vet_used, free, free_pos)``; the veterans' rotation is the
+    caller's (after it, as ``release_idle`` does).
+    """
+    gone = hash_of[:high_water].copy()
+    slots = _release(rows, hash_of, prev_of, last_ms, high_water, cutoff_ms)
+    if slots.shape[0]:
+        vet_keys, vet_vals, vet_used = _add_veterans(vet_keys, vet_vals, vet_used, gone[slots], slots)
+    n_free = 0
+    for s in range(high_water):
+        n_free += hash_of[s] == _EMPTY
+    if n_free != free.shape[0] - free_pos:  # some slot is held: recycle_all's new free list
+        free = np.empty(n_free, np.int32)
+        m = 0
+        for s in range(high_water):
+            if hash_of[s] == _EMPTY:
+                free[m] = s
+                m += 1
+        free_pos = 0
+    return slots, vet_keys, vet_vals, vet_used, free, free_pos
+
+
+@njit(cache=True)
 def _signature_slots(stored: _U64, seeds: _U64, high_water: _Int) -> NDArray[np.bool_]:
     """Mark each slot ``s < high_water`` whose ``splitmix64(s ^ seeds[j])`` is some ``stored[r, j]``.
 
@@ -577,6 +605,25 @@ class UserTable:
                 self._vet_keys, self._vet_vals, np.int64(self._vet_used), gone_hashes[slots], slots
             )
             self._vet_used = int(vet_used)
+            if self.max_veterans is not None and self._vet_used >= self.max_veterans // 2:
+                self._rotate_veterans()
+        return slots
+
+    def release_and_recycle(self) -> _I64:
+        """``slots = release_idle(); recycle_all(); return slots`` in one compiled call (the engine's)."""
+        if self._max_ts_ms == _UNSET or self._used == 0:
+            slots = self.release_idle()
+            self.recycle_all()
+            return slots
+        cutoff = max(self._max_ts_ms - self.allowed_lateness_ms - self.idle_ms, _UNSET + 1)
+        slots, self._vet_keys, self._vet_vals, vet_used, self._free, free_pos = _release_recycle(
+            self._rows, self.hash_of, self.prev_of, self.last_ms, np.int64(self._high_water),
+            np.int64(cutoff), self._vet_keys, self._vet_vals, np.int64(self._vet_used), self._free,
+            np.int64(self._free_pos),
+        )  # fmt: skip
+        self._vet_used, self._free_pos = int(vet_used), int(free_pos)
+        if slots.shape[0]:
+            self._used -= int(slots.shape[0])
             if self.max_veterans is not None and self._vet_used >= self.max_veterans // 2:
                 self._rotate_veterans()
         return slots

@@ -40,6 +40,7 @@ from viraltrend.kernels.decay import (
     _decay_live_rows_flat,
     _exp,
     _scaled_by,
+    live_rows,
 )
 from viraltrend.kernels.prefilter import Screen, TickBaseline, _evict_horizon, _evict_looked, _tick_prelude
 from viraltrend.kernels.users import _MAX_PRODUCT, UserSignals, _has_live, _process
@@ -782,6 +783,7 @@ def run_ticks(
     n_live: int,
     quiet_audiences: bool,
     evict: EvictSweep | None = None,
+    trust_live: NDArray[np.int64] | None = None,
 ) -> TickRun | None:
     """Ticks ``k0 .. k_end - 1`` of a batch and the segments before them, in one compiled call.
 
@@ -793,6 +795,7 @@ def run_ticks(
     (nothing done) where the fused steps do not apply (a counter without a landmark yet, inputs
     of another dtype).  Landmark moves due run in the loop (``DecayedCounters.rebase``'s steps) and
     so do eviction sweeps when ``evict`` is given (else the loop stops for Python at them).
+    ``trust_live``: as :meth:`DecayedCounters.rebase`'s ``live`` for the trust counters' moves.
     """
     if counters._landmark_ms is None or trust._landmark_ms is None or trust.n_types < 3:  # noqa: SLF001
         return None
@@ -840,7 +843,7 @@ def run_ticks(
         _time(label_due_ms), _time(last_snapshot_ms), float(snapshot_interval_ms), _time(next_evict_ms),
         int(max_products), int(n_live), bool(quiet_audiences), snaps,
         counters.last_ts_ms if counters.times else _EVERY_ROW,
-        trust.last_ts_ms if trust.times else _EVERY_ROW,
+        trust.last_ts_ms if trust.times else live_rows(trust_live, trust.capacity),
         ev_on, int(ev.every_ms), int(ev.base_ms), int(ev.hw), ev.after_s, int(ev.half_life), float(ev.lam),
         np.ascontiguousarray(ev.weights, np.float64), float(ev.limit), BELOW_MARGIN, int(ev.promise_ms),
     )  # fmt: skip
