@@ -8,9 +8,14 @@ import time
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
+from viraltrend.config import load_config
+from viraltrend.engine import Engine
 from viraltrend.errors import CheckpointError
+from viraltrend.metrics import Metrics
 from viraltrend.stream.checkpoint import LocalStore
+from viraltrend.stream.loop import Service
 from viraltrend.stream.writer import CheckpointJob, CheckpointWriter
 
 
@@ -247,3 +252,27 @@ def test_a_worker_evicted_while_its_changelog_save_is_in_flight_never_makes_it_v
     finally:
         Store.gate.set()
         service.close()
+
+
+def test_a_finished_checkpoint_shows_its_bytes_no_later_than_its_lag_of_zero(tmp_path):
+    """The metrics server scrapes from its own thread while the loop commits a finished checkpoint's
+    offsets (a broker round trip): whenever the lag reads 0, the checkpoint's bytes are already set
+    (CI once scraped ``changelog_lag 0`` beside ``checkpoint_bytes 0`` during that commit)."""
+    cfg = load_config(None, environ={})
+    metrics = Metrics(CollectorRegistry())
+    service = Service(cfg, metrics=metrics)
+    service.partitions.engines[0] = Engine(cfg)
+    service.partitions.epochs[0] = 3
+    metrics.changelog_lag.labels(partition="0").set(500)
+    seen: list[tuple[float, float]] = []
+
+    class Source:  # what the commit sees is what a scrape during it would see
+        def commit(self, offsets: dict[int, int]) -> None:
+            lag = metrics.registry.get_sample_value("viraltrend_changelog_lag", {"partition": "0"})
+            seen.append((lag, metrics.registry.get_sample_value("viraltrend_checkpoint_bytes")))
+
+    service._source = Source()  # type: ignore[assignment]
+    job = CheckpointJob(LocalStore(tmp_path, "events"), [], done={0: 500}, epochs={0: 3}, size=4321)
+    service._complete(job)
+    assert seen == [(0.0, 4321.0)]
+    assert service.partitions.checkpointed[0] == 500

@@ -462,16 +462,16 @@ class Service:
             for p, o in job.done.items()
             if p in self.engines and self.partitions.epochs.get(p, 0) == job.epochs.get(p)
         }
+        if job.done:  # before the lag reads 0: a scrape that sees no lag sees this checkpoint's figures
+            self.metrics.checkpoint_bytes.set(job.size)
+            self.metrics.checkpoint_duration.observe(job.finished - job.started)
+            self.metrics.last_checkpoint.set(time.time())
         for p, o in done.items():
             self.partitions.checkpointed[p] = o
             self.metrics.changelog_lag.labels(partition=str(p)).set(0)
         if done and self._source is not None:
             # 6. commit exactly those offsets
             self._source.commit(done)
-        if job.done:
-            self.metrics.checkpoint_bytes.set(job.size)
-            self.metrics.checkpoint_duration.observe(job.finished - job.started)
-            self.metrics.last_checkpoint.set(time.time())
         if job.error is not None:
             raise job.error
 
