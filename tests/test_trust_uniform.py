@@ -137,3 +137,51 @@ def test_pooled_overdispersion_tells_alike_users_from_heavy_tailed_ones():
     alike, _ = pooled_overdispersion(sig, rng.poisson(9.0, (5, 100)).astype(np.uint16))
     heavy, n = pooled_overdispersion(sig, np.minimum(rng.pareto(1.2, (5, 100)) * 4, 60_000).astype(np.uint16))
     assert n == 500 and abs(alike) < 0.1 and heavy > 1.0
+
+
+def _judge_uniform(activity: np.ndarray, overrides: dict, held_for_s: float | None = None):
+    """(refusal, hold) of candidate slot 9 (``activity`` as in :func:`_engine_with_a_candidate`), first
+    held ``held_for_s`` before this tick (None: never held)."""
+    from viraltrend.engine import Engine
+
+    rng = np.random.default_rng(11)
+    engine = Engine(load_config(None, environ={}, overrides=overrides))
+    engine._grow(16)
+    others = np.arange(1, 5, dtype=np.int64)
+    engine.sketches.watch(np.concatenate([others, [9]]).astype(np.int64))
+    for slot in others.tolist():
+        users = np.arange(slot * 10_000, slot * 10_000 + 80, dtype=np.int64)
+        act = np.minimum(rng.pareto(1.2, 80) * 4, 60_000)
+        engine.sketches.update(np.full(80, slot, np.int64), users, act.astype(np.uint16))
+    users = np.arange(500_000, 500_000 + activity.size, dtype=np.int64)
+    engine.sketches.update(np.full(users.size, 9, np.int64), users, activity.astype(np.uint16))
+    now_ms = 4_000_000
+    if held_for_s is not None:
+        engine._held_since[9] = now_ms - round(held_for_s * 1000)
+    yes = np.array([True])
+    engine._track_audiences(now_ms, np.array([9], np.int64), yes, yes, yes, {"evidence": np.array([1.0])})
+    return engine.guard.lockstep.get(9, ""), engine.guard.held.get(9, "")
+
+
+def test_a_uniform_look_short_of_the_confirm_sample_is_held_while_the_hold_lasts_then_refused():
+    ring = np.random.default_rng(4).poisson(9.0, 60)
+    confirm = {"trust": {"uniform_confirm_users": 45}}
+    # 40 sampled users acting alike, short of 45: held with the numbers, not refused
+    refused, held = _judge_uniform(ring[:40], confirm)
+    assert (
+        refused == ""
+        and held.startswith("held_uniform_looking_dispersion_")
+        and held.endswith("_40_of_45_sampled")
+    )
+    refused, held = _judge_uniform(ring[:40], confirm, held_for_s=200.0)
+    assert refused == "" and held.endswith("_40_of_45_sampled")
+    # the hold has run out (hold_max_s 300): judged on the users it has
+    refused, held = _judge_uniform(ring[:40], confirm, held_for_s=301.0)
+    assert refused.startswith("uniform_accounts_dispersion_") and "_of_40_sampled_" in refused and held == ""
+    # the confirm sample reached: refused at once
+    refused, _ = _judge_uniform(ring[:50], confirm)
+    assert refused.startswith("uniform_accounts_dispersion_") and "_of_50_sampled_" in refused
+    # off (0, the default) or no hold (hold_max_s 0): refused from uniform_min_users on, as before
+    assert _judge_uniform(ring[:40], {})[0].startswith("uniform_accounts_")
+    no_hold = {"trust": {"uniform_confirm_users": 45, "hold_max_s": 0.0}}
+    assert _judge_uniform(ring[:40], no_hold)[0].startswith("uniform_accounts_")

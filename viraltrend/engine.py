@@ -1277,6 +1277,12 @@ class Engine:
             looks = (
                 alike & (n_act >= _HOLD_UNIFORM_USERS) & (n_act < t.uniform_min_users) & (t.hold_max_s > 0)
             )
+            confirm = t.uniform_confirm_users  # a larger sample while the hold lasts (0: off)
+            if confirm > t.uniform_min_users and t.hold_max_s > 0 and uniform.any():
+                since = np.array([self._held_since.get(s, now_ms) for s in cand.tolist()], np.int64)
+                short = uniform & (n_act < confirm) & (now_ms - since <= t.hold_max_s * 1000)
+                uniform &= ~short
+                looks |= short
             phi = math.nan
             if uniform.any() or looks.any():  # only where the catalogue's users are heterogeneous
                 phi = self._catalogue_overdispersion(now_ms, cand)
@@ -1448,7 +1454,7 @@ class Engine:
         if looks:
             kind, needed, numbers = (
                 "uniform_looking",
-                t.uniform_min_users,
+                t.uniform_min_users if sampled < t.uniform_min_users else t.uniform_confirm_users,
                 f"_dispersion_{disp:.2f}_mean_{mean:.1f}",
             )
         elif sibling >= 0 and sampled < t.hold_sampled_users:
