@@ -65,7 +65,7 @@ def test_a_few_accounts_acting_alike_are_held_until_the_uniform_test_has_its_use
     assert 9 not in _uniform_candidate(ring[:8]).guard.held
     organic = np.minimum(rng.pareto(1.2, 20) * 4, 60_000)
     assert 9 not in _uniform_candidate(organic).guard.held
-    # from uniform_min_users on the uniform test itself decides: a refusal, no hold
+    # from uniform_confirm_users (36) on the uniform test itself decides: a refusal, no hold
     full = _uniform_candidate(rng.poisson(9.0, 40))
     assert 9 not in full.guard.held and full.guard.lockstep[9].startswith("uniform_accounts_")
 

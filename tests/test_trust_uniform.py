@@ -181,7 +181,12 @@ def test_a_uniform_look_short_of_the_confirm_sample_is_held_while_the_hold_lasts
     # the confirm sample reached: refused at once
     refused, _ = _judge_uniform(ring[:50], confirm)
     assert refused.startswith("uniform_accounts_dispersion_") and "_of_50_sampled_" in refused
-    # off (0, the default) or no hold (hold_max_s 0): refused from uniform_min_users on, as before
+    # the default (36): 32 users are held, 40 refused
+    assert _judge_uniform(ring[:32], {})[1].endswith("_32_of_36_sampled")
     assert _judge_uniform(ring[:40], {})[0].startswith("uniform_accounts_")
+    # off (0) or no hold (hold_max_s 0): refused from uniform_min_users (30) on
+    assert _judge_uniform(ring[:32], {"trust": {"uniform_confirm_users": 0}})[0].startswith(
+        "uniform_accounts_"
+    )
     no_hold = {"trust": {"uniform_confirm_users": 45, "hold_max_s": 0.0}}
-    assert _judge_uniform(ring[:40], no_hold)[0].startswith("uniform_accounts_")
+    assert _judge_uniform(ring[:32], no_hold)[0].startswith("uniform_accounts_")

@@ -217,7 +217,7 @@ class TrustConfig:
     uniform_catalogue_overdispersion: float = _ge0(0.5)
     uniform_min_events: float = _ge0(5.0)
     uniform_min_users: int = field(default=30, metadata={"min": 2})
-    uniform_confirm_users: int = field(default=0, metadata={"min": 0})
+    uniform_confirm_users: int = field(default=36, metadata={"min": 0})
     activity_cells: int = field(default=262144, metadata={"min": 1})
     hold_max_s: float = _ge0(300.0)
     hold_sampled_users: int = field(default=50, metadata={"min": 0})
