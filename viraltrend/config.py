@@ -258,6 +258,8 @@ class KafkaConfig:
     partitions: int = field(default=3, metadata={"min": 1})
     max_batch_events: int = field(default=50_000, metadata={"min": 1})
     poll_timeout_ms: int = field(default=200, metadata={"min": 1})
+    # the group session: a worker that answers no heartbeat for this long loses its partitions
+    session_timeout_ms: int = field(default=6000, metadata={"min": 2000})
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = ""
     sasl_plain_username: str = ""

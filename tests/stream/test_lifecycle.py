@@ -162,3 +162,33 @@ def test_checkpoints_are_stamped_with_the_group_generation_that_owns_them(broker
         assert heads[-1]["offsets"] == {"0": run * 50 + 50}
         epochs.append(heads[-1]["epoch"])
     assert epochs[0] < epochs[1], epochs  # (Tansu numbers generations from 0)
+
+
+@pytest.mark.parametrize("session_ms", [2500, None])
+def test_the_configured_session_timeout_reaches_the_consumer(broker, tmp_path, session_ms):
+    """``kafka.session_timeout_ms`` sets the group session of the worker's consumer (default 6 s)."""
+    from prometheus_client import CollectorRegistry
+
+    from viraltrend.metrics import Metrics
+    from viraltrend.stream.loop import Service
+
+    names = topics(broker.bootstrap_servers, f"session{session_ms}")
+    env = {
+        "VIRALTREND_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "VIRALTREND_KAFKA_INPUT_TOPIC": names["input"],
+        "VIRALTREND_KAFKA_OUTPUT_TOPIC": names["output"],
+        "VIRALTREND_KAFKA_DLQ_TOPIC": names["dlq"],
+        "VIRALTREND_KAFKA_GROUP_ID": f"g-{names['input']}",
+        "VIRALTREND_CHECKPOINT_STORE": "local",
+        "VIRALTREND_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
+    }
+    if session_ms is not None:
+        env["VIRALTREND_KAFKA_SESSION_TIMEOUT_MS"] = str(session_ms)
+    service = Service(load_config(None, environ=env), metrics=Metrics(CollectorRegistry()))
+    service.connect()
+    try:
+        consumer = service._source._consumer  # type: ignore[union-attr]
+        assert consumer.config["session_timeout_ms"] == (session_ms or 6000)
+        assert service._source._session_timeout_s == (session_ms or 6000) / 1000  # type: ignore[union-attr]
+    finally:
+        service.shutdown()

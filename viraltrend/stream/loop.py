@@ -592,6 +592,7 @@ class Service:
             self.k.input_topic,
             group_id=self.k.group_id,
             poll_timeout_ms=self.k.poll_timeout_ms,
+            session_timeout_ms=self.k.session_timeout_ms,
             on_assign=self._restore,
             on_revoke=self._revoke,
             on_lost=self._lost,
