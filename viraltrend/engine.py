@@ -429,7 +429,7 @@ class Engine:
                 user_hash,
             )
             if self._plan_ahead:  # every user now, each user sweep's table steps planned at its tick
-                self._plan_sweeps(user_hash, ts_acc, cuts, ticks, users)
+                self._plan_sweeps(user_hash, ts_acc, cut_array, step.tick_ms_values, users)
                 interned = accepted.size
         k = skip_until = 0
         backoff = self._fast_backoff
@@ -665,63 +665,35 @@ class Engine:
         return users
 
     def _plan_sweeps(
-        self, user_hash: NDArray[np.uint64], ts_ms: NDArray[np.int64], cuts: list[int], ticks: list[int],
-        users: NDArray[np.int64],
+        self, user_hash: NDArray[np.uint64], ts_ms: NDArray[np.int64], cuts: NDArray[np.intp],
+        ticks: NDArray[np.int64], users: NDArray[np.int64],
     ) -> None:  # fmt: skip
         """Intern every accepted event's user now, taking each user sweep's table steps at its tick.
 
         The user table's part of a sweep (``UserTable.release_and_recycle``, the population) depends
         only on the users of the events before its tick, so it can run ahead of the ticks: in event
-        order, intern up to a sweep's tick, release, intern up to the next one...  The user
-        signals' part (first-seen resets, ``compact``, the returning users of the window after)
-        runs at the tick itself (:meth:`_sweep_users`, or the compiled loop): ``self._sweeps``.
-        The slots are those of interning up to each sweep then sweeping (``process`` without a
-        plan).  A slot released at a sweep may hold a later user by the time an earlier event is
-        applied, so segments take each event's own hash, never ``users.hash_of`` by slot.
+        order, intern up to a sweep's tick, release, intern up to the next one... in one compiled
+        call (``UserTable.plan_sweeps``).  The user signals' part (first-seen resets, ``compact``,
+        the returning users of the window after) runs at the tick itself (:meth:`_sweep_users`, or
+        the compiled loop): ``self._sweeps``.  The slots are those of interning up to each sweep
+        then sweeping (``process`` without a plan).  A slot released at a sweep may hold a later
+        user by the time an earlier event is applied, so segments take each event's own hash,
+        never ``users.hash_of`` by slot.
         """
         every_ms = max(_user_idle_ms(self.cfg) // _USER_SWEEPS, 1)
-        signals = self.user_signals
-        sweep, n, done = self._next_user_sweep_ms, users.shape[0], 0
-        at: list[int] = []
-        next_ms: list[int] = []
-        released: list[NDArray[np.int64]] = []
-        returning: list[NDArray[np.int64]] = []
-        pops: list[int] = []
-        j = 0
-        while True:
-            j = j if sweep is None else bisect.bisect_left(ticks, sweep, lo=j)
-            end = cuts[j] if j < len(ticks) else n
-            if end > done:
-                u, back = self.users.intern(user_hash[done:end], ts_ms[done:end])
-                signals.ensure_users(self.users.high_water)
-                users[done:end] = u
-                if at:
-                    returning.append(u[back])
-                elif back.any():  # before the first sweep: now, as _intern_users
-                    signals.first_seen_ms[u[back]] = _VETERAN_MS
-                done = end
-            elif at:
-                returning.append(_EMPTY)
-            if j >= len(ticks):
-                break
-            now = ticks[j]
-            sweep = (now // every_ms + 1) * every_ms
-            at.append(now)
-            next_ms.append(sweep)
-            released.append(self.users.release_and_recycle())
-            pops.append(len(self.users))
-        if not at:
-            self._sweeps = None
-            return
-        off = np.zeros(len(at) + 1, np.int64)
-        off[1:] = np.cumsum([r.size for r in released])
-        r_off = np.zeros(len(at) + 1, np.int64)
-        r_off[1:] = np.cumsum([r.size for r in returning])
-        self._sweeps = SweepPlan(
-            np.array(at, np.int64), np.array(next_ms, np.int64),
-            np.concatenate(released).astype(np.int64), off,
-            np.concatenate(returning).astype(np.int64), r_off, pops,
-        )  # fmt: skip
+        slots, back, plan = self.users.plan_sweeps(
+            user_hash, ts_ms, cuts, ticks, self._next_user_sweep_ms, every_ms
+        )
+        users[:] = slots
+        self.user_signals.ensure_users(self.users.high_water)  # doubling: the capacity of any batching
+        if back.size:  # returning before the first sweep: now, as _intern_users
+            self.user_signals.first_seen_ms[back] = _VETERAN_MS
+        at, next_ms, pops, released, released_off, returning, returning_off = plan
+        self._sweeps = None
+        if at.size:
+            self._sweeps = SweepPlan(
+                at, next_ms, released, released_off, returning, returning_off, pops.tolist()
+            )  # fmt: skip
         self._sweep_pos = 0
 
     def _sweep_users(self, now_ms: int) -> None:
