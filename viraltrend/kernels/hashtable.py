@@ -388,27 +388,13 @@ def _release_recycle(
     Returns ``(slots, vet_keys, vet_vals, vet_used, free, free_pos)``; the veterans' rotation is the
     caller's (after it, as ``release_idle`` does).
     """
-    # _release's loop, recording the released hashes and counting the free slots in the same pass
-    slots = np.empty(high_water, np.int64)
-    gone = np.empty(high_water, np.uint64)
-    m = 0
+    gone = hash_of[:high_water].copy()
+    slots = _release(rows, hash_of, prev_of, last_ms, high_water, cutoff_ms)
+    if slots.shape[0]:
+        vet_keys, vet_vals, vet_used = _add_veterans(vet_keys, vet_vals, vet_used, gone[slots], slots)
     n_free = 0
     for s in range(high_water):
-        h = hash_of[s]
-        if h == _EMPTY:
-            n_free += 1
-        elif last_ms[s] < cutoff_ms:
-            _row_delete(rows, _row_find(rows, hash_of, h))
-            if prev_of.shape[0]:
-                prev_of[s] = h
-            hash_of[s] = _EMPTY
-            last_ms[s] = _UNSET
-            slots[m], gone[m] = s, h
-            m += 1
-            n_free += 1
-    slots = slots[:m]
-    if m:
-        vet_keys, vet_vals, vet_used = _add_veterans(vet_keys, vet_vals, vet_used, gone[:m], slots)
+        n_free += hash_of[s] == _EMPTY
     if n_free != free.shape[0] - free_pos:  # some slot is held: recycle_all's new free list
         free = np.empty(n_free, np.int32)
         m = 0
