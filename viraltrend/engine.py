@@ -499,8 +499,8 @@ class Engine:
         While the board watches nothing (:func:`~viraltrend.kernels.segment.run_ticks`): an idle
         tick or a tick whose touched products are all screened out costs no Python.  At the first
         tick that needs Python the call stops and this method takes that tick the usual way (all of
-        it, or its rest after the screen); at a user sweep or a landmark move due it takes only
-        those (the start of ``_tick``) and hands the tick back to the compiled loop.  Returns the
+        it, or its rest after the screen); at a user sweep not planned (:meth:`_plan_sweeps`) it
+        takes only the start of ``_tick`` and hands the tick back to the compiled loop.  Returns the
         next tick, the accepted events applied and whether the call ran a tick of its own, or None
         (nothing done: take tick ``k`` the usual way).
         """

@@ -544,8 +544,11 @@ def _run_ticks(
     the board watches nothing, nothing is traced and the screen is on: an idle tick does nothing;
     a tick with events runs ``Screen.tick``'s numeric start (``_tick_prelude``); a snapshot due
     is recorded in ``snaps``.  It stops (see ``DONE`` ... ``AFTER``) where Python must act: a
-    segment the fused step refuses, a user sweep, a landmark move, a label, an eviction or the
-    product cap due, a screened-in product or audiences to age.  Returns ``(kind, k, seg, rows,
+    segment the fused step refuses, a user sweep not planned (``sw_*``: the planned ones run here,
+    their user-signal steps; ``sweep_out`` [planned sweeps run, next sweep time, then the caps
+    table's last count: has one, its low time, its step, counted again] in and out, ``scan_hist``
+    its counts), a label, an eviction not run here or the product cap due, a screened-in product
+    or audiences to age.  Returns ``(kind, k, seg, rows,
     used, max_ts_ms, n_live, applied, n_snaps, last_snapshot, touched, new_users, norm_base, floor,
     cycle, uniq, kept, may_score, ok)``: ``touched``/``new_users`` the slots applied and not yet
     seen by a tick, the last six ``Screen.tick``'s results at ``AFTER``.
