@@ -413,3 +413,77 @@ def test_the_fused_segment_agrees_with_its_plain_python_run(monkeypatch):
     monkeypatch.setattr(segment, "_segment_all", segment._segment_all.py_func)
     plain, plain_msgs = run_engine(events, [57, 200])
     assert compiled_msgs == plain_msgs and _same_state(compiled, plain)
+
+
+def _days_with_a_busy_hour():
+    """Nine sparse days (users leave and come back) and a busy hour that grows the caps table."""
+    rows = _days_of_sparse_rows()
+    t = rows[500][0] + 1_000
+    busy = [(t + i * 360, "view" if i % 4 else "like", f"b{i % 100}", "s", None, f"v{(i * 13) % 1_999}")
+            for i in range(10_000)]  # fmt: skip
+    return sorted(rows + busy, key=lambda r: r[0])
+
+
+def _python_user_sweeps(monkeypatch) -> dict[str, int]:
+    """Count the user sweeps Python runs (``Engine._sweep_users`` when due) and the caps tables rebuilt."""
+    from viraltrend.kernels.users import UserSignals
+
+    n = {"sweep": 0, "rebuilt": 0}
+    sweep, compact = Engine._sweep_users, UserSignals.compact
+
+    def sweeping(self, now_ms):
+        n["sweep"] += self._next_user_sweep_ms is None or now_ms >= self._next_user_sweep_ms
+        return sweep(self, now_ms)
+
+    def compacting(self):
+        out = compact(self)
+        n["rebuilt"] += out
+        return out
+
+    monkeypatch.setattr(Engine, "_sweep_users", sweeping)
+    monkeypatch.setattr(UserSignals, "compact", compacting)
+    return n
+
+
+@pytest.mark.parametrize("cuts", [[], [333, 334, 2_000, 8_100], list(range(0, 11_500, 97)), [5, 2_777]])
+def test_user_sweeps_run_inside_the_compiled_tick_loop(monkeypatch, cuts):
+    """Nine days of users released and coming back, a busy hour whose caps table shrinks later: the
+    compiled loop runs the planned user sweeps itself, bit for bit as the Python ticks do (messages,
+    stats, checkpoint: first-seen times, caps table, user table, population), in any batching."""
+    events = batch_of(_days_with_a_busy_hour())
+    n = _python_user_sweeps(monkeypatch)
+    fast, fast_msgs = run_engine(events, cuts)
+    in_python = dict(n)
+    n.update(sweep=0, rebuilt=0)
+    monkeypatch.setattr(Engine, "_fast_ticks_on", lambda self: False)
+    slow, slow_msgs = run_engine(events, cuts)
+    assert fast_msgs == slow_msgs and fast.stats == slow.stats and _same_state(fast, slow)
+    assert fast._population == slow._population and fast._sweeps is None
+    released = slow.users.to_arrays()["veterans"].size + slow.users.to_arrays()["veterans_old"].size
+    assert n["sweep"] > 1_000 and n["rebuilt"] >= 1 and released > 500  # sweeps that release and compact
+    # Python runs only those due where the loop stopped for Python anyway (a tick that scores or
+    # ages audiences, a batch's first sweep when the loop had not started)
+    assert in_python["sweep"] * 4 < n["sweep"]
+
+
+@pytest.mark.parametrize("cuts", [[], [333, 334, 2_000, 8_100]])
+def test_planned_user_sweeps_give_the_slots_of_sweeping_at_each_tick(monkeypatch, cuts):
+    """The plan (users interned for the whole batch, each sweep's table steps taken ahead) against
+    interning up to each sweep: the same slots, so the same state and messages, compiled or not."""
+    events = batch_of(_days_with_a_busy_hour())
+    fast, fast_msgs = run_engine(events, cuts)
+    monkeypatch.setattr(Engine, "_plan_ahead", False)
+    unplanned, unplanned_msgs = run_engine(events, cuts)
+    assert fast_msgs == unplanned_msgs and fast.stats == unplanned.stats and _same_state(fast, unplanned)
+
+
+def test_the_tick_loop_user_sweeps_agree_with_their_plain_python_run(monkeypatch):
+    """``_run_ticks`` with its planned user sweeps (and ``_compact_step``), compiled and interpreted."""
+    from viraltrend.kernels import segment
+
+    events = batch_of(_days_with_a_busy_hour()[:1_500])
+    compiled, compiled_msgs = run_engine(events, [57, 700])
+    monkeypatch.setattr(segment, "_run_ticks", segment._run_ticks.py_func)
+    monkeypatch.setattr(segment, "_compact_step", segment._compact_step.py_func)
+    plain, plain_msgs = run_engine(events, [57, 700])
+    assert compiled_msgs == plain_msgs and _same_state(compiled, plain) and compiled.stats == plain.stats

@@ -65,6 +65,7 @@ from viraltrend.kernels.segment import (
     DONE,
     SEGMENT,
     EvictSweep,
+    SweepPlan,
     apply_segment_all,
     run_ticks,
 )
@@ -215,6 +216,7 @@ class Engine:
 
     _evict_skip = True  # False: every eviction sweep looks at every live product (the tests compare)
     _fused_apply = True  # False: _apply takes the segment's steps one by one (the tests compare)
+    _plan_ahead = True  # False: users interned up to the next sweep only, sweeps in Python (tests compare)
 
     def __init__(
         self, cfg: Config, *, scorer: Scorer | None = None, trace_products: tuple[str, ...] = ()
@@ -275,6 +277,10 @@ class Engine:
             track_held=False,  # every released slot is recycled at once (_sweep_users): none is held
         )
         self._next_user_sweep_ms: int | None = None
+        # the user sweeps of this batch's ticks, their table steps taken ahead (_plan_sweeps), and
+        # how many ran; None outside a batch or without a plan
+        self._sweeps: SweepPlan | None = None
+        self._sweep_pos = 0
         # users holding a slot at the last sweep: the co-audience test's population.  Between sweeps the
         # table also holds users interned ahead of the tick (up to the next sweep, within the batch),
         # so its current size would depend on where batches end
@@ -409,7 +415,9 @@ class Engine:
         cut_array = np.searchsorted(accepted, step.tick_before)
         cuts, ticks = cut_array.tolist(), step.tick_ms_values.tolist()
         fast = None
+        ts_acc = batch.ts_ms[accepted]
         if ticks and self._fast_ticks_on():
+            user_hash = np.ascontiguousarray(user_hash)
             fast = (
                 slots,
                 users,
@@ -417,8 +425,12 @@ class Engine:
                 batch,
                 accepted,
                 batch.type_code[accepted],
-                batch.ts_ms[accepted],
+                ts_acc,
+                user_hash,
             )
+            if self._plan_ahead:  # every user now, each user sweep's table steps planned at its tick
+                self._plan_sweeps(user_hash, ts_acc, cut_array, step.tick_ms_values, users)
+                interned = accepted.size
         k = skip_until = 0
         backoff = self._fast_backoff
         while k < len(ticks):
@@ -431,9 +443,7 @@ class Engine:
                 j = k if sweep is None else bisect.bisect_left(ticks, sweep, lo=k)
                 end = cuts[j] if j < len(ticks) else accepted.size
                 if end > interned:
-                    users[interned:end] = self._intern_users(
-                        user_hash[interned:end], batch.ts_ms[accepted[interned:end]]
-                    )
+                    users[interned:end] = self._intern_users(user_hash[interned:end], ts_acc[interned:end])
                     interned = end
             if fast is not None and k >= skip_until and not self.board.watched_slots():  # one compiled call
                 k_end = bisect.bisect_right(cuts, interned, lo=k)
@@ -445,13 +455,18 @@ class Engine:
                     backoff = 0 if ran else min(2 * backoff + 1, _FAST_BACKOFF)
                     skip_until = k + backoff
                     continue
-            self._apply(batch, accepted[start:cut], slots[start:cut], users[start:cut])
+            self._apply(batch, accepted[start:cut], slots[start:cut], users[start:cut], user_hash[start:cut])
             start = cut
             messages.extend(self._on_tick(int(tick_ms)))
             k += 1
         if interned < accepted.size:
-            users[interned:] = self._intern_users(user_hash[interned:], batch.ts_ms[accepted[interned:]])
-        self._apply(batch, accepted[start:], slots[start:], users[start:])
+            users[interned:] = self._intern_users(user_hash[interned:], ts_acc[interned:])
+        self._apply(batch, accepted[start:], slots[start:], users[start:], user_hash[start:])
+        if self._sweeps is not None:  # every planned sweep ran at its tick
+            if self._sweep_pos != len(self._sweeps.populations):
+                msg = "a planned user sweep did not run"
+                raise AssertionError(msg)
+            self._sweeps = None
         self._release_evicted()
         if fast is not None:
             self._fast_backoff = backoff
@@ -471,6 +486,7 @@ class Engine:
             NDArray[np.intp],
             NDArray[np.int8],
             NDArray[np.int64],
+            NDArray[np.uint64],
         ],  # fmt: skip
         ticks: NDArray[np.int64],
         k: int,
@@ -483,19 +499,19 @@ class Engine:
         While the board watches nothing (:func:`~viraltrend.kernels.segment.run_ticks`): an idle
         tick or a tick whose touched products are all screened out costs no Python.  At the first
         tick that needs Python the call stops and this method takes that tick the usual way (all of
-        it, or its rest after the screen); at a user sweep or a landmark move due it takes only
-        those (the start of ``_tick``) and hands the tick back to the compiled loop.  Returns the
+        it, or its rest after the screen); at a user sweep not planned (:meth:`_plan_sweeps`) it
+        takes only the start of ``_tick`` and hands the tick back to the compiled loop.  Returns the
         next tick, the accepted events applied and whether the call ran a tick of its own, or None
         (nothing done: take tick ``k`` the usual way).
         """
-        slots, users, cuts, batch, accepted, types, ts = fast
+        slots, users, cuts, batch, accepted, types, ts, user_hash = fast
         b = self.board
         parts, news = self._touched, self._new_users
         touched = _EMPTY if not parts else parts[0] if len(parts) == 1 else np.concatenate(parts)
         new_users = _EMPTY if not news else news[0] if len(news) == 1 else np.concatenate(news)
         run = run_ticks(
             signals=self.user_signals, counters=self.counters, trust=self.trust_counters,
-            sketches=self.sketches, activity=self.activity, user_hash=self.users.hash_of,
+            sketches=self.sketches, activity=self.activity, user_hash=user_hash,
             cusum=self.detector.cusum, screen=self._screen_of(), base=_tick_base(self.cfg),
             slots=slots, users=users, types=types, ts_ms=ts, cuts=cuts, ticks=ticks, k0=k, k_end=k_end,
             seg0=start, touched=touched, new_users=new_users,
@@ -505,10 +521,14 @@ class Engine:
             snapshot_interval_ms=self.cfg.board.snapshot_interval_s * 1000,
             next_evict_ms=self._next_evict_ms, max_products=self.cfg.state.max_products, n_live=self._n_live,
             quiet_audiences=bool(self._sketched.size or self._ring_refusals), evict=self._evict_sweep(),
-            trust_live=self._trust_live(),
+            trust_live=self._trust_live(), sweeps=self._sweeps, sweep_pos=self._sweep_pos,
         )  # fmt: skip
         if run is None:
             return None
+        if self._sweeps is not None and run.sweep_pos > self._sweep_pos:  # the planned sweeps it ran
+            self._sweep_pos = run.sweep_pos
+            self._next_user_sweep_ms = run.next_sweep_ms
+            self._population = self._sweeps.populations[run.sweep_pos - 1]
         self._n_live = run.n_live
         self._next_evict_ms = run.next_evict_ms  # the eviction sweeps it ran, as _maybe_evict's
         if run.evicted.size:
@@ -529,7 +549,8 @@ class Engine:
         tick_ms = int(ticks[run.k])
         if run.kind == SEGMENT:  # the fused step refused it: the steps one by one
             cut = int(cuts[run.k])
-            self._apply(batch, accepted[run.seg : cut], slots[run.seg : cut], users[run.seg : cut])
+            seg = slice(run.seg, cut)
+            self._apply(batch, accepted[seg], slots[seg], users[seg], user_hash[seg])
             messages.extend(self._on_tick(tick_ms))
             return run.k + 1, cut, ran
         if run.kind == BEFORE:
@@ -643,9 +664,57 @@ class Engine:
             self.user_signals.first_seen_ms[users[returning]] = _VETERAN_MS
         return users
 
+    def _plan_sweeps(
+        self, user_hash: NDArray[np.uint64], ts_ms: NDArray[np.int64], cuts: NDArray[np.intp],
+        ticks: NDArray[np.int64], users: NDArray[np.int64],
+    ) -> None:  # fmt: skip
+        """Intern every accepted event's user now, taking each user sweep's table steps at its tick.
+
+        The user table's part of a sweep (``UserTable.release_and_recycle``, the population) depends
+        only on the users of the events before its tick, so it can run ahead of the ticks: in event
+        order, intern up to a sweep's tick, release, intern up to the next one... in one compiled
+        call (``UserTable.plan_sweeps``).  The user signals' part (first-seen resets, ``compact``,
+        the returning users of the window after) runs at the tick itself (:meth:`_sweep_users`, or
+        the compiled loop): ``self._sweeps``.  The slots are those of interning up to each sweep
+        then sweeping (``process`` without a plan).  A slot released at a sweep may hold a later
+        user by the time an earlier event is applied, so segments take each event's own hash,
+        never ``users.hash_of`` by slot.
+        """
+        every_ms = max(_user_idle_ms(self.cfg) // _USER_SWEEPS, 1)
+        slots, back, plan = self.users.plan_sweeps(
+            user_hash, ts_ms, cuts, ticks, self._next_user_sweep_ms, every_ms
+        )
+        users[:] = slots
+        self.user_signals.ensure_users(self.users.high_water)  # doubling: the capacity of any batching
+        if back.size:  # returning before the first sweep: now, as _intern_users
+            self.user_signals.first_seen_ms[back] = _VETERAN_MS
+        at, next_ms, pops, released, released_off, returning, returning_off = plan
+        self._sweeps = None
+        if at.size:
+            self._sweeps = SweepPlan(
+                at, next_ms, released, released_off, returning, returning_off, pops.tolist()
+            )  # fmt: skip
+        self._sweep_pos = 0
+
     def _sweep_users(self, now_ms: int) -> None:
         """At ``_USER_SWEEPS`` points per idle window of event time, release the idle users' slots."""
         if self._next_user_sweep_ms is not None and now_ms < self._next_user_sweep_ms:
+            return
+        plan, p = self._sweeps, self._sweep_pos
+        if plan is not None and p < len(plan.populations):  # planned (_plan_sweeps): the signals' steps
+            if int(plan.ticks[p]) != now_ms:
+                msg = f"the user sweep planned at {int(plan.ticks[p])} runs at {now_ms}"
+                raise AssertionError(msg)
+            self._next_user_sweep_ms = int(plan.next_ms[p])
+            gone = plan.released[plan.released_off[p] : plan.released_off[p + 1]]
+            if gone.size:
+                self.user_signals.first_seen_ms[gone] = _NEVER
+            self.user_signals.compact()
+            self._population = plan.populations[p]
+            back = plan.returning[plan.returning_off[p] : plan.returning_off[p + 1]]
+            if back.size:
+                self.user_signals.first_seen_ms[back] = _VETERAN_MS
+            self._sweep_pos = p + 1
             return
         every_ms = max(_user_idle_ms(self.cfg) // _USER_SWEEPS, 1)
         self._next_user_sweep_ms = (now_ms // every_ms + 1) * every_ms
@@ -657,16 +726,17 @@ class Engine:
         self._population = len(self.users)  # the users of the events before this tick, however batched
 
     def _apply(
-        self, batch: EventBatch, idx: NDArray[np.intp], slots: NDArray[np.int64], users: NDArray[np.int64]
-    ) -> None:
-        """Add the events at ``idx`` (slots and users already interned) to the counters."""
+        self, batch: EventBatch, idx: NDArray[np.intp], slots: NDArray[np.int64], users: NDArray[np.int64],
+        user_hash: NDArray[np.uint64],
+    ) -> None:  # fmt: skip
+        """Add the events at ``idx`` (slots, users and their ``user_hash`` interned) to the counters."""
         if idx.size == 0:
             return
         types, ts = batch.type_code[idx], batch.ts_ms[idx]
         if self._fused_apply:  # every step below in one compiled call (bit-identical)
             done = apply_segment_all(
                 self.user_signals, self.counters, self.trust_counters, self.sketches, self.activity,
-                self.users.hash_of, slots, users, types, ts,
+                user_hash, slots, users, types, ts,
             )  # fmt: skip
             if done is not None:
                 pair_slots, first_seen, n_buys, n_blind = done
@@ -685,7 +755,7 @@ class Engine:
         rows, channel, rows_ts = trust_rows(slots, ts, new_pair, fresh)  # new pairs, fresh, all
         self.trust_counters.add(rows, channel, rows_ts, np.ones(channel.size))
         t0 = time.perf_counter()
-        hashes = self.users.hash_of[users].view(np.int64)  # ids: slots get reused
+        hashes = user_hash.view(np.int64)  # ids: slots get reused
         buys = types >= EVENT_TYPES.index("add_to_cart")  # carts and purchases: was there a view lately?
         viewed = buys.copy()
         viewed[buys] = self.user_signals.counted_lately(slots[buys], users[buys], EVENT_TYPES.index("view"))

@@ -407,6 +407,105 @@ def _release_recycle(
 
 
 @njit(cache=True)
+def _grown(buf: _I64, n: _Int, need: _Int) -> _I64:
+    """``buf`` (its first ``n`` values kept) with room for ``need`` values."""
+    if need <= buf.shape[0]:
+        return buf
+    out = np.empty(max(2 * buf.shape[0], need), np.int64)
+    out[:n] = buf[:n]
+    return out
+
+
+@njit(cache=True)
+def _plan_sweeps(
+    rows: _U64, used: _Int, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int,
+    free: _I32, free_pos: _Int, vet_keys: _U64, vet_vals: _I32, vet_used: _Int, old_keys: _U64,
+    old_vals: _I32, old_used: _Int, max_ts_ms: _Int, hashes: _U64, ts_ms: _I64, lateness_ms: _Int,
+    idle_ms: _Int, half_veterans: _Int, cuts: _I64, ticks: _I64, has_next: bool, next_sweep_ms: _Int,
+    every_ms: _Int,
+) -> tuple[
+    _U64, _Int, _U64, _U64, _I64, _Int, _I32, _Int, _U64, _I32, _Int, _U64, _I32, _Int, _Int, _I64, _I64,
+    _I64, _I64, _I64, _I64, _I64, _I64, _I64,
+]:  # fmt: skip
+    """:meth:`UserTable.plan_sweeps`'s loop: intern up to a sweep's tick, release and recycle, and on.
+
+    The same calls as :meth:`UserTable.intern` on each window and :meth:`UserTable.release_and_recycle`
+    at each sweep (``half_veterans``: ``max_veterans // 2``, or -1 for None).  Returns the table's
+    state, then ``slots`` int64[n], the returning slots before the first sweep, and per sweep its
+    tick, the next sweep's time, the users holding a slot after it, its released slots and the
+    returning slots of the window after it (values and offsets).
+    """
+    n, m = hashes.shape[0], ticks.shape[0]
+    slots = np.empty(n, np.int64)
+    at, nxt, pops = np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int64)
+    rel_off, ret_off = np.zeros(m + 1, np.int64), np.zeros(m + 1, np.int64)
+    rel, ret, pre = np.empty(16, np.int64), np.empty(16, np.int64), np.empty(0, np.int64)
+    n_rel = n_ret = 0
+    n_sw = 0
+    j = 0
+    done = 0
+    sweep, has = next_sweep_ms, has_next
+    while True:
+        if has:
+            while j < m and ticks[j] < sweep:
+                j += 1
+        end = cuts[j] if j < m else n
+        if end > done:
+            out = _intern(
+                rows, used, hash_of, prev_of, last_ms, high_water, free, free_pos, vet_keys, vet_vals,
+                vet_used, old_keys, old_vals, old_used, max_ts_ms, hashes[done:end], ts_ms[done:end],
+                lateness_ms,
+            )  # fmt: skip
+            rows, used, hash_of, prev_of, last_ms, high_water, free_pos, max_ts_ms, got, back = out
+            slots[done:end] = got
+            k = 0
+            for i in range(got.shape[0]):
+                k += back[i]
+            if n_sw == 0:
+                pre = np.empty(k, np.int64)
+                k = 0
+                for i in range(got.shape[0]):
+                    if back[i]:
+                        pre[k] = got[i]
+                        k += 1
+            else:
+                ret = _grown(ret, n_ret, n_ret + k)
+                for i in range(got.shape[0]):
+                    if back[i]:
+                        ret[n_ret] = got[i]
+                        n_ret += 1
+            done = end
+        if n_sw:
+            ret_off[n_sw] = n_ret
+        if j >= m:
+            break
+        now = ticks[j]
+        sweep, has = (now // every_ms + 1) * every_ms, True
+        cutoff = _UNSET + 1 if max_ts_ms == _UNSET else max(max_ts_ms - lateness_ms - idle_ms, _UNSET + 1)
+        gone, vet_keys, vet_vals, vet_used, free, free_pos = _release_recycle(
+            rows, hash_of, prev_of, last_ms, high_water, cutoff, vet_keys, vet_vals, vet_used, free, free_pos
+        )
+        if gone.shape[0]:
+            used -= gone.shape[0]
+            if half_veterans >= 0 and vet_used >= half_veterans:  # _rotate_veterans
+                old_keys, old_vals, old_used = vet_keys, vet_vals, vet_used
+                vet_keys = np.zeros(16, np.uint64)
+                vet_vals = np.full(16, -1, np.int32)
+                vet_used = 0
+        rel = _grown(rel, n_rel, n_rel + gone.shape[0])
+        rel[n_rel : n_rel + gone.shape[0]] = gone
+        n_rel += gone.shape[0]
+        at[n_sw], nxt[n_sw], pops[n_sw] = now, sweep, used
+        n_sw += 1
+        rel_off[n_sw] = n_rel
+    return (
+        rows, used, hash_of, prev_of, last_ms, high_water, free, free_pos, vet_keys, vet_vals, vet_used,
+        old_keys, old_vals, old_used, max_ts_ms, slots, pre, at[:n_sw], nxt[:n_sw], pops[:n_sw],
+        rel[:n_rel], rel_off[: n_sw + 1], ret[:n_ret], ret_off[: n_sw + 1],
+    )  # fmt: skip
+
+
+@njit(cache=True)
 def _signature_slots(stored: _U64, seeds: _U64, high_water: _Int) -> NDArray[np.bool_]:
     """Mark each slot ``s < high_water`` whose ``splitmix64(s ^ seeds[j])`` is some ``stored[r, j]``.
 
@@ -627,6 +726,45 @@ class UserTable:
             if self.max_veterans is not None and self._vet_used >= self.max_veterans // 2:
                 self._rotate_veterans()
         return slots
+
+    def plan_sweeps(
+        self, hashes: _U64, ts_ms: _I64, cuts: _I64, ticks: _I64, next_sweep_ms: int | None, every_ms: int
+    ) -> tuple[_I64, _I64, tuple[_I64, ...]]:
+        """Intern a batch's events and run the sweeps due at its ticks, in one compiled call.
+
+        Exactly, in event order: :meth:`intern` of the events before the first tick at or after
+        ``next_sweep_ms`` (None: the first tick), :meth:`release_and_recycle` there, the next sweep
+        ``every_ms`` after that tick's whole multiple, and so on; then :meth:`intern` of the rest.
+        ``cuts``/``ticks`` int64[m]: tick ``k`` (ascending) comes before event ``cuts[k]``.
+        Returns ``(slots int64[n], returning slots before the first sweep, (ticks, next sweep
+        times, users holding a slot after each, released slots, their offsets int64[s + 1],
+        returning slots of the window after each, their offsets))``.
+        """
+        if hashes.dtype != np.uint64 or ts_ms.dtype != np.int64 or hashes.shape != ts_ms.shape:
+            msg = f"hashes must be uint64[n] and ts_ms int64[n], got {hashes.dtype}, {ts_ms.dtype}"
+            raise TypeError(msg)
+        if (hashes == _EMPTY).any():
+            msg = "hashes must come from hash_ids (never 0)"
+            raise ValueError(msg)
+        if self._high_water + hashes.shape[0] >= 2**31:
+            msg = f"the user table holds at most 2**31 - 1 slots; {self._high_water} are in use"
+            raise OverflowError(msg)
+        half = -1 if self.max_veterans is None else self.max_veterans // 2
+        out = _plan_sweeps(
+            self._rows, np.int64(self._used), self.hash_of, self.prev_of, self.last_ms,
+            np.int64(self._high_water), self._free, np.int64(self._free_pos), self._vet_keys,
+            self._vet_vals, np.int64(self._vet_used), self._old_keys, self._old_vals,
+            np.int64(self._old_used), np.int64(self._max_ts_ms), np.ascontiguousarray(hashes),
+            np.ascontiguousarray(ts_ms), np.int64(self.allowed_lateness_ms), np.int64(self.idle_ms),
+            np.int64(half), np.ascontiguousarray(cuts, np.int64), np.ascontiguousarray(ticks, np.int64),
+            next_sweep_ms is not None, np.int64(0 if next_sweep_ms is None else next_sweep_ms),
+            np.int64(every_ms),
+        )  # fmt: skip
+        self._rows, used, self.hash_of, self.prev_of, self.last_ms, hw, self._free, fp = out[:8]
+        self._vet_keys, self._vet_vals, vu, self._old_keys, self._old_vals, ou, mx = out[8:15]
+        self._used, self._high_water, self._free_pos, self._max_ts_ms = int(used), int(hw), int(fp), int(mx)
+        self._vet_used, self._old_used = int(vu), int(ou)
+        return out[15], out[16], tuple(out[17:])
 
     def _rotate_veterans(self) -> None:
         """The newer generation of veterans becomes the older one; the older one is forgotten."""

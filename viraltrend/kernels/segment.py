@@ -43,7 +43,14 @@ from viraltrend.kernels.decay import (
     live_rows,
 )
 from viraltrend.kernels.prefilter import Screen, TickBaseline, _evict_horizon, _evict_looked, _tick_prelude
-from viraltrend.kernels.users import _MAX_PRODUCT, UserSignals, _has_live, _process
+from viraltrend.kernels.users import (
+    _MAX_PRODUCT,
+    _SCAN_BUCKETS,
+    UserSignals,
+    _compact_step,
+    _has_live,
+    _process,
+)
 
 __all__ = [
     "AFTER",
@@ -51,7 +58,9 @@ __all__ = [
     "DONE",
     "EvictSweep",
     "SEGMENT",
+    "SweepPlan",
     "TickRun",
+    "VETERAN_MS",
     "apply_segment",
     "apply_segment_all",
     "fold_funnel",
@@ -267,7 +276,7 @@ def _segment_all(
     prefetch: int, n_slots: int, n_users: int, n_types: int, max_abs_ts: int, lam_max: float, renorm: float,
     t_lam_max: float, t_renorm: float,
     sig: NDArray[np.uint64], val: NDArray[np.uint16], fun: NDArray[np.uint8], nonempty: NDArray[np.bool_],
-    row_of: NDArray[np.int64], seed: np.int64, cells: NDArray[np.uint16], user_hash: NDArray[np.int64],
+    row_of: NDArray[np.int64], seed: np.int64, cells: NDArray[np.uint16], ev_hash: NDArray[np.int64],
     view_code: int, cart_code: int,
 ) -> tuple[bool, NDArray[np.int64], _Int, _Int, _Int, int, int, NDArray[np.int64]]:  # fmt: skip
     """The engine's ``_apply`` of one segment in one call: :func:`_checked_segment`, then the audiences.
@@ -290,9 +299,7 @@ def _segment_all(
         return False, rows, used, max_ts_ms, 0, 0, 0, s_slots[:0].copy()
     rows, used, max_ts_ms = rows2, used2, max2
     n = s_slots.shape[0]
-    hashes = np.empty(n, np.int64)
-    for i in range(n):
-        hashes[i] = user_hash[s_users[i]]
+    hashes = ev_hash  # each event's own user hash (a slot may already hold a later user's: _run_ticks)
     activity = np.empty(n, np.uint16)
     _count_min_observe(cells, hashes, activity)
     # the engine's funnel step: carts and purchases, and whether their user viewed lately
@@ -338,7 +345,7 @@ def apply_segment_all(
     trust: DecayedCounters,
     sketches: AudienceSketches,
     activity: ActivityCounts,
-    user_hash: NDArray[np.uint64],
+    hashes: NDArray[np.uint64],
     slots: NDArray[np.int64],
     users: NDArray[np.int64],
     types: NDArray[np.int8],
@@ -346,21 +353,23 @@ def apply_segment_all(
 ) -> tuple[NDArray[np.int64], int, int, int] | None:
     """The engine's ``_apply`` of a segment in one compiled call: :func:`apply_segment`, then the audiences.
 
-    Exactly :func:`apply_segment`'s steps, then ``hashes = user_hash[users]`` (int64 bits),
+    Exactly :func:`apply_segment`'s steps, then with ``hashes`` (uint64[n], each event's user id
+    hash, as int64 bits; the user slot's hash when the event was interned)
     ``activity.observe(hashes)``, ``viewed`` (carts and purchases whose pair has a live view entry:
     ``signals.counted_lately``) and ``sketches.update(slots, hashes, activity, types, viewed)``.
     Returns ``(slots[new_pair], first, n_buys, n_blind)`` (``n_blind``: the carts and purchases not
     viewed lately), or None, changing nothing, where :func:`apply_segment` would (the caller then
     takes the steps one by one).
     """
-    if user_hash.dtype != np.uint64:
+    if hashes.dtype != np.uint64 or hashes.shape != slots.shape:
         return None
     args = _segment_args(signals, counters, trust, slots, users, types, ts_ms)
     if args is None:
         return None
     audiences = (
         sketches.sig, sketches._fit_val(), sketches._fit_fun(), sketches.nonempty, sketches.row_of,  # noqa: SLF001
-        np.int64(sketches._seeds[0]), activity.cells, user_hash.view(np.int64), _VIEW, _CART,  # noqa: SLF001
+        np.int64(sketches._seeds[0]),  # noqa: SLF001
+        activity.cells, np.ascontiguousarray(hashes).view(np.int64), _VIEW, _CART,
     )  # fmt: skip
     full: tuple[Any, ...] = args + audiences
     ok, rows, used, max_ts, first, n_buys, n_blind, fresh = _segment_all(*full)
@@ -503,7 +512,7 @@ def _run_ticks(
     cuts: NDArray[np.int64], tick_values: NDArray[np.int64], k0: int, k_end: int, seg0: int,
     carry_touched: NDArray[np.int64], carry_new: NDArray[np.int64],
     sig: NDArray[np.uint64], val: NDArray[np.uint16], fun: NDArray[np.uint8], nonempty: NDArray[np.bool_],
-    row_of: NDArray[np.int64], seed: np.int64, cells: NDArray[np.uint16], user_hash: NDArray[np.int64],
+    row_of: NDArray[np.int64], seed: np.int64, cells: NDArray[np.uint16], ev_hash: NDArray[np.int64],
     view_code: int, cart_code: int, funnel: NDArray[np.int64], n_funnel: NDArray[np.int64],
     i_hour: int, i_base: int, lam_hour: float, lam_base: float, prior_factor: float, floor_min: float,
     clip_lo: float, clip_hi: float,
@@ -520,6 +529,9 @@ def _run_ticks(
     evict_base_ms: int,
     hw: int, after_s: NDArray[np.int32], e_h: int, e_lam: float, e_w: NDArray[np.float64], e_limit: float,
     e_margin: float, e_promise_ms: int,
+    sw_ticks: NDArray[np.int64], sw_next: NDArray[np.int64], sw_rel: NDArray[np.int64],
+    sw_rel_off: NDArray[np.int64], sw_ret: NDArray[np.int64], sw_ret_off: NDArray[np.int64], veteran_ms: int,
+    sweep_out: NDArray[np.int64], scan_hist: NDArray[np.int64],
 ) -> tuple[
     int, int, int, NDArray[np.int64], _Int, _Int, int, int, int, int, NDArray[np.int64], NDArray[np.int64],
     float, float, float, NDArray[np.int64], NDArray[np.int64], bool, bool, _Int, _Int, int, NDArray[np.int64],
@@ -532,8 +544,11 @@ def _run_ticks(
     the board watches nothing, nothing is traced and the screen is on: an idle tick does nothing;
     a tick with events runs ``Screen.tick``'s numeric start (``_tick_prelude``); a snapshot due
     is recorded in ``snaps``.  It stops (see ``DONE`` ... ``AFTER``) where Python must act: a
-    segment the fused step refuses, a user sweep, a landmark move, a label, an eviction or the
-    product cap due, a screened-in product or audiences to age.  Returns ``(kind, k, seg, rows,
+    segment the fused step refuses, a user sweep not planned (``sw_*``: the planned ones run here,
+    their user-signal steps; ``sweep_out`` [planned sweeps run, next sweep time, then the caps
+    table's last count: has one, its low time, its step, counted again] in and out, ``scan_hist``
+    its counts), a label, an eviction not run here or the product cap due, a screened-in product
+    or audiences to age.  Returns ``(kind, k, seg, rows,
     used, max_ts_ms, n_live, applied, n_snaps, last_snapshot, touched, new_users, norm_base, floor,
     cycle, uniq, kept, may_score, ok)``: ``touched``/``new_users`` the slots applied and not yet
     seen by a tick, the last six ``Screen.tick``'s results at ``AFTER``.
@@ -557,7 +572,7 @@ def _run_ticks(
                 cap_window_ms, fresh_window_ms, lateness_ms, min_capacity, acc, g_acc, first_ts, last_ts, lam,
                 landmark, t_acc, t_g_acc, t_first_ts, t_last_ts, t_lam, t_landmark, never, prefetch, n_slots,
                 n_users, n_types, max_abs_ts, lam_max, renorm, t_lam_max, t_renorm,
-                sig, val, fun, nonempty, row_of, seed, cells, user_hash, view_code, cart_code,
+                sig, val, fun, nonempty, row_of, seed, cells, ev_hash[seg:cut], view_code, cart_code,
             )  # fmt: skip
             if not ok:
                 return (SEGMENT, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
@@ -573,8 +588,30 @@ def _run_ticks(
             pend_n = _joined(pend_n, fresh)
             applied += cut - seg
             seg = cut
-        # the engine's _tick: a user sweep or a label due first: Python
-        if now >= next_sweep or now >= label_due:
+        # the engine's _tick: a user sweep first (planned: Engine._plan_sweeps), else Python; a label: Python
+        if now >= next_sweep:
+            p = sweep_out[0]
+            if not (p < sw_ticks.shape[0] and sw_ticks[p] == now):
+                return (BEFORE, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
+                        pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True,
+                    landmark, t_landmark, next_evict,
+                    cold)  # fmt: skip
+            # Engine._sweep_users' steps on the user signals: the released slots start unseen, the
+            # caps table compacts, the users coming back in the next window are not fresh
+            for j in range(sw_rel_off[p], sw_rel_off[p + 1]):
+                first_seen_ms[sw_rel[j]] = never
+            rows, used, _, counted, lo, step, hist = _compact_step(
+                rows, used, max_ts_ms, min_capacity, lateness_ms, cap_window_ms, sweep_out[2] != 0,
+                sweep_out[3], sweep_out[4], scan_hist,
+            )  # fmt: skip
+            if counted:
+                sweep_out[2], sweep_out[3], sweep_out[4], sweep_out[5] = 1, lo, step, 1
+                scan_hist[:] = hist
+            for j in range(sw_ret_off[p], sw_ret_off[p + 1]):
+                first_seen_ms[sw_ret[j]] = veteran_ms
+            next_sweep = sw_next[p]
+            sweep_out[0], sweep_out[1] = p + 1, next_sweep
+        if now >= label_due:
             return (BEFORE, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
                     pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True,
                     landmark, t_landmark, next_evict,
@@ -681,6 +718,27 @@ class TickRun(NamedTuple):
     funnel: NDArray[np.int64]  # [m, 3] per segment applied: carts and purchases, blind ones, latest ts
     next_evict_ms: int | None  # after the eviction sweeps the loop ran (EvictSweep)
     evicted: NDArray[np.int64]  # the products those sweeps cleared, for the engine's _evicted
+    sweep_pos: int  # the planned user sweeps run up to here (SweepPlan entries)
+    next_sweep_ms: int | None  # the next user sweep due after them
+
+
+class SweepPlan(NamedTuple):
+    """The user sweeps due at a batch's ticks, their user-table steps already taken (``Engine._plan_sweeps``).
+
+    Per sweep ``i``: the tick it runs at (``ticks[i]``), the next sweep's time after it
+    (``next_ms[i]``), the slots it released (``released[released_off[i]:released_off[i + 1]]``:
+    their first-seen times reset to never), the slots of users coming back in the window after it
+    (``returning[...]``: first seen long ago, set after the reset) and the users holding a slot
+    then (``populations[i]``, the co-audience test's population).
+    """
+
+    ticks: NDArray[np.int64]
+    next_ms: NDArray[np.int64]
+    released: NDArray[np.int64]
+    released_off: NDArray[np.int64]
+    returning: NDArray[np.int64]
+    returning_off: NDArray[np.int64]
+    populations: list[int]
 
 
 class EvictSweep(NamedTuple):
@@ -745,6 +803,17 @@ def fold_funnel(
 
 
 _NO_EVICT: Final = EvictSweep(1, 0, np.zeros(0, np.int32), 0, 0, 1.0, np.zeros(1), 1.0, 0)
+_NO_SWEEPS: Final = SweepPlan(
+    np.zeros(0, np.int64),
+    np.zeros(0, np.int64),
+    np.zeros(0, np.int64),
+    np.zeros(1, np.int64),
+    np.zeros(0, np.int64),
+    np.zeros(1, np.int64),
+    [],
+)
+#: first_seen_ms of a released user who came back: long ago, never fresh (the engine's)
+VETERAN_MS: Final = -(2**53)
 
 
 def _time(t: int | None) -> int:
@@ -784,6 +853,8 @@ def run_ticks(
     quiet_audiences: bool,
     evict: EvictSweep | None = None,
     trust_live: NDArray[np.int64] | None = None,
+    sweeps: SweepPlan | None = None,
+    sweep_pos: int = 0,
 ) -> TickRun | None:
     """Ticks ``k0 .. k_end - 1`` of a batch and the segments before them, in one compiled call.
 
@@ -796,6 +867,10 @@ def run_ticks(
     of another dtype).  Landmark moves due run in the loop (``DecayedCounters.rebase``'s steps) and
     so do eviction sweeps when ``evict`` is given (else the loop stops for Python at them).
     ``trust_live``: as :meth:`DecayedCounters.rebase`'s ``live`` for the trust counters' moves.
+    ``user_hash``: each accepted event's user id hash (uint64, as ``slots``).  ``sweeps``: the
+    user sweeps planned for this batch's ticks (:class:`SweepPlan`, from entry ``sweep_pos`` on):
+    the loop runs their steps on the user signals at their ticks; without one (or past it) it
+    stops for Python at a user sweep due.
     """
     if counters._landmark_ms is None or trust._landmark_ms is None or trust.n_types < 3:  # noqa: SLF001
         return None
@@ -806,8 +881,24 @@ def run_ticks(
         return None
     if types.dtype != _I8 or not types.flags.c_contiguous or int(cuts[k_end - 1]) > users.shape[0]:
         return None
-    if user_hash.dtype != np.uint64:
+    if user_hash.dtype != np.uint64 or user_hash.shape != slots.shape or not user_hash.flags.c_contiguous:
         return None
+    plan = sweeps if sweeps is not None else _NO_SWEEPS
+    if plan is not _NO_SWEEPS and not (
+        all(a.dtype == _I64 and a.flags.c_contiguous for a in plan[:6])
+        and 0 <= sweep_pos <= plan.ticks.shape[0]
+        and int(plan.released_off[-1]) == plan.released.shape[0]
+        and int(plan.returning_off[-1]) == plan.returning.shape[0]
+        and not (plan.released >= signals.capacity_users).any()
+        and not (plan.returning >= signals.capacity_users).any()
+    ):
+        plan = _NO_SWEEPS
+    scan = signals._live_at_scan  # noqa: SLF001
+    sweep_out = np.zeros(6, np.int64)
+    sweep_out[0], sweep_out[1] = sweep_pos, _NEVER if next_sweep_ms is None else int(next_sweep_ms)
+    if scan is not None:
+        sweep_out[2], sweep_out[3], sweep_out[4] = 1, scan[0], scan[1]
+    scan_hist = scan[2].copy() if scan is not None else np.zeros(_SCAN_BUCKETS, np.int64)
     n_slots = min(counters.capacity, trust.capacity, _MAX_PRODUCT)
     snaps = np.empty(k_end - k0, np.int64)
     funnel, n_funnel = np.empty((k_end - k0, 3), np.int64), np.zeros(1, np.int64)
@@ -846,12 +937,16 @@ def run_ticks(
         trust.last_ts_ms if trust.times else live_rows(trust_live, trust.capacity),
         ev_on, int(ev.every_ms), int(ev.base_ms), int(ev.hw), ev.after_s, int(ev.half_life), float(ev.lam),
         np.ascontiguousarray(ev.weights, np.float64), float(ev.limit), BELOW_MARGIN, int(ev.promise_ms),
+        plan.ticks, plan.next_ms, plan.released, plan.released_off, plan.returning, plan.returning_off,
+        VETERAN_MS, sweep_out, scan_hist,
     )  # fmt: skip
     kind, k, seg, rows, used, max_ts, n_live, applied, n_snaps, last_snap = out[:10]
     pend_t, pend_n, norm, floor, cycle, uniq, kept, may_score, ok = out[10:19]
     landmark, t_landmark, next_evict, evicted = out[19:]
     signals.rows, signals._used, signals._max_ts_ms = rows, int(used), int(max_ts)  # noqa: SLF001
     counters._landmark_ms, trust._landmark_ms = int(landmark), int(t_landmark)  # noqa: SLF001
+    if sweep_out[5]:  # the sweeps' compaction counted the live entries again: compact()'s memory of it
+        signals._live_at_scan = (int(sweep_out[3]), int(sweep_out[4]), scan_hist)  # noqa: SLF001
     prelude = None
     if kind == AFTER:
         if not ok:  # a slot out of range: Screen.tick's check raises
@@ -861,4 +956,5 @@ def run_ticks(
         int(kind), int(k), int(seg), int(n_live), int(applied), snaps[:n_snaps].tolist(),
         None if last_snap == _NONE else int(last_snap), pend_t, pend_n, prelude,
         funnel[: int(n_funnel[0])], None if next_evict == _NONE else int(next_evict), evicted,
+        int(sweep_out[0]), None if sweep_out[1] == _NEVER else int(sweep_out[1]),
     )  # fmt: skip

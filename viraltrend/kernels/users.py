@@ -307,6 +307,45 @@ def _rebuild_capacity(live: int, min_capacity: int) -> int:
 
 
 @njit(cache=True)
+def _compact_step(
+    rows: NDArray[np.int64], used: _Int, max_ts_ms: _Int, min_capacity: _Int, lateness_ms: _Int,
+    cap_window_ms: _Int, has_scan: bool, scan_lo: _Int, scan_step: _Int, scan_hist: NDArray[np.int64],
+) -> tuple[NDArray[np.int64], _Int, bool, bool, _Int, _Int, NDArray[np.int64]]:  # fmt: skip
+    """:meth:`UserSignals.compact`'s steps in one compiled call (the tick loop's user sweeps run it).
+
+    ``has_scan``, ``scan_lo``, ``scan_step``, ``scan_hist``: its last count (``_live_at_scan``).
+    Returns ``(rows, used, rebuilt, counted, lo, step, hist)``: ``counted`` True when it counted
+    again (``(lo, step, hist)`` the new ``_live_at_scan``, ``hist`` a new array).
+    """
+    if max_ts_ms == _UNSET or rows.shape[0] <= min_capacity:
+        return rows, used, False, False, scan_lo, scan_step, scan_hist
+    cutoff = max(max_ts_ms - lateness_ms - cap_window_ms, _UNSET)
+    if has_scan:  # _still_live's bound, then _rebuild_capacity's
+        first = max(-((scan_lo - cutoff) // scan_step), 0)
+        bound = 0
+        for b in range(first, scan_hist.shape[0]):
+            bound += scan_hist[b]
+        need = min_capacity
+        while 3 * need < 8 * bound:
+            need *= 2
+        if 4 * need > rows.shape[0]:
+            return rows, used, False, False, scan_lo, scan_step, scan_hist
+    step = max(-(-(max_ts_ms - cutoff + 1) // _SCAN_BUCKETS), 1)
+    hist = _live_histogram(rows, cutoff, step, _SCAN_BUCKETS)
+    live = 0
+    for b in range(hist.shape[0]):
+        live += hist[b]
+    need = min_capacity
+    while 3 * need < 8 * live:
+        need *= 2
+    if 4 * need > rows.shape[0]:
+        return rows, used, False, True, cutoff, step, hist
+    no_drop = np.empty(0, np.int64)
+    rows, used = _rebuild(rows, cutoff, min_capacity, 0, no_drop, no_drop)
+    return rows, used, True, True, cutoff, step, hist
+
+
+@njit(cache=True)
 def _count_entries(rows: NDArray[np.int64]) -> _Int:
     """Count the entries of a table; -1 if one is malformed or not where a look-up finds it."""
     mask = rows.shape[0] - 1
