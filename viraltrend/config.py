@@ -224,6 +224,8 @@ class TrustConfig:
     hold_sibling_s: float = _ge0(1800.0)
     hold_evidence: float = _ge0(2.0)
     hold_evidence_s: float = _ge0(1800.0)
+    vouch_confirm_users: int = field(default=0, metadata={"min": 0})
+    vouch_confirm_s: float = _ge0(0.0)
     max_events_per_user: float = _gt0(5.0)
     recycled_contrast: float = _gt0(3.0)
     max_fresh_share_any: float = _unit(0.6)
