@@ -17,7 +17,7 @@ from viraltrend.config import load_config
 from viraltrend.trust import soft_refusal
 
 CROWD = np.arange(100_000, 100_200)  # an earlier product's audience: 200 users, all held by the sample
-ON = {"trust": {"vouch_confirm_users": 30, "vouch_confirm_s": 600.0}}
+ON = {"trust": {"vouch_confirm_users": 30, "vouch_confirm_s": 600.0, "vouch_confirm_evidence": 0.0}}
 
 
 def _engine(overrides: dict | None = None):
@@ -95,3 +95,15 @@ def test_the_hold_is_bounded_and_survives_a_checkpoint():
     assert 9 not in engine.guard.held and 9 not in engine.guard.lockstep  # held, never refused for it
     _, meta = engine.state()
     assert meta["vouch_since"] == [(9, 60_000)] or meta["vouch_since"] == [[9, 60_000]]
+
+
+def test_the_default_holds_only_a_vouch_whose_users_already_overlap_beyond_chance():
+    """6 of 18 shared at 4.8 x chance (under co_audience_lift): not held; 9 of 24 shared: held."""
+    engine = _engine()
+    _tick(engine, 60_000, vouched=True)
+    assert 9 not in engine.guard.held and 9 not in engine.guard.lockstep
+    _add(
+        engine, 9, np.concatenate([CROWD[6:9], np.arange(9_200, 9_203)])
+    )  # 9 of 24: beyond chance, no refusal
+    _tick(engine, 120_000, vouched=True)
+    assert engine.guard.held.get(9, "").startswith("held_"), (engine.guard.held, engine.guard.lockstep)

@@ -1357,7 +1357,8 @@ class Engine:
                                 f"co_audience_looking_{self.products.name(partner)}_{co_numbers(match, j)}"
                             )
                     self._hold(now_ms, slot, act, bool(looks[j]), int(sibling[j]), few, suspect)
-                    if slot not in self.guard.held and vouched[j]:
+                    looked = max(float(match.co_evidence[j]), float(pooled[j]))  # overlap beyond co_lift
+                    if slot not in self.guard.held and vouched[j] and looked >= t.vouch_confirm_evidence:
                         self._hold_vouch(now_ms, slot, int(n_act[j]))
                     continue
                 self._ring_refusals[slot] = (reason, now_ms)
