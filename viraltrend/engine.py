@@ -371,6 +371,7 @@ class Engine:
         self._suspected: dict[
             int, int
         ] = {}  # the same, held for co-audience evidence (trust.hold_evidence_s)
+        self._vouch_since: dict[int, int] = {}  # slot -> first held as a vouch on a short sample
         self._catalogue_phi = (math.nan, _NEVER)  # the last judged catalogue activity spread, and when
         # the catalogue's share of carts and purchases with no view lately (the blind-buyers reference)
         self.funnel_share = FunnelShare(half_lives_ms=_funnel_half_lives(cfg))
@@ -1298,6 +1299,8 @@ class Engine:
         if self._held_since:
             self._held_since = {s: v for s, v in self._held_since.items() if now_ms - v <= memory_ms}
             self._suspected = {s: v for s, v in self._suspected.items() if s in self._held_since}
+        if self._vouch_since:
+            self._vouch_since = {s: v for s, v in self._vouch_since.items() if now_ms - v <= memory_ms}
         if now_hot.size == 0:
             return
         sketches = self.sketches
@@ -1331,6 +1334,9 @@ class Engine:
                 weight=weight,
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
+            vouched = np.zeros(cand.size, np.bool_)  # ready only because the model vouched, this tick
+            if "model_vouched" in feats:
+                vouched = feats["model_vouched"][np.searchsorted(slots, cand)] > 0.0
             dense, dense_n = self.audiences.block_density(
                 cand, csig, now_ms=now_ms, within_ms=round(t.dense_block_memory_s * 1000)
             )
@@ -1421,6 +1427,9 @@ class Engine:
                                 f"co_audience_looking_{self.products.name(partner)}_{co_numbers(match, j)}"
                             )
                     self._hold(now_ms, slot, act, bool(looks[j]), int(sibling[j]), few, suspect)
+                    looked = max(float(match.co_evidence[j]), float(pooled[j]))  # overlap beyond co_lift
+                    if slot not in self.guard.held and vouched[j] and looked >= t.vouch_confirm_evidence:
+                        self._hold_vouch(now_ms, slot, int(n_act[j]))
                     continue
                 self._ring_refusals[slot] = (reason, now_ms)
                 self.guard.lockstep[slot] = reason
@@ -1537,6 +1546,25 @@ class Engine:
         since = self._held_since.setdefault(slot, now_ms)
         if now_ms - since <= t.hold_max_s * 1000:
             self.guard.held[slot] = hold_reason(kind, sampled, needed, numbers)
+
+    def _hold_vouch(self, now_ms: int, slot: int, sampled: int) -> None:
+        """Hold a candidate the model vouched for until the guard has sampled its audience.
+
+        The model vouches for an early shape, often while the guard's audience sample holds a dozen
+        users, and a promoted product is not judged again; so a candidate ready only because the
+        model vouched, whose audience sample holds fewer than ``trust.vouch_confirm_users`` users, is
+        held (``held_vouch_sample_<n>_of_<K>_sampled``, a soft refusal: never a block by itself) for
+        at most ``trust.vouch_confirm_s`` since it was first held so, and re-judged at every tick it
+        is ready: it is judged by every test once it has the users (a refusal then), and passes when
+        the hold has run out.  Nothing is carried: a tick it is not ready it is simply not judged.
+        ``O(1)``.
+        """
+        t = self.cfg.trust
+        if t.vouch_confirm_users <= 0 or t.vouch_confirm_s <= 0 or sampled >= t.vouch_confirm_users:
+            return
+        since = self._vouch_since.setdefault(slot, now_ms)
+        if now_ms - since <= t.vouch_confirm_s * 1000:
+            self.guard.held[slot] = hold_reason("vouch_sample", sampled, t.vouch_confirm_users)
 
     def _keep_sketched(
         self,
@@ -1697,6 +1725,7 @@ class Engine:
             self._ring_refusals.pop(int(s), None)
             self._held_since.pop(int(s), None)
             self._suspected.pop(int(s), None)
+            self._vouch_since.pop(int(s), None)
         self.sellers.drop(self.seller_of[cold].astype(np.int64))  # ids no live product holds are released
         self.categories.drop(self.category_of[cold].astype(np.int64))
         self.seller_of[cold] = -1
@@ -1753,6 +1782,7 @@ class Engine:
             "ring_refusals": [[s, r, t] for s, (r, t) in sorted(self._ring_refusals.items())],
             "held_since": sorted(self._held_since.items()),
             "suspected": sorted(self._suspected.items()),
+            "vouch_since": sorted(self._vouch_since.items()),
             "catalogue_phi": [
                 None if math.isnan(self._catalogue_phi[0]) else self._catalogue_phi[0],
                 self._catalogue_phi[1],
@@ -1892,6 +1922,7 @@ class Engine:
             engine._ring_refusals = {int(s): (str(r), int(t)) for s, r, t in meta["ring_refusals"]}
             engine._held_since = {int(s): int(t) for s, t in meta.get("held_since", [])}
             engine._suspected = {int(s): int(t) for s, t in meta.get("suspected", [])}
+            engine._vouch_since = {int(s): int(t) for s, t in meta.get("vouch_since", [])}
             phi, when, checked = meta.get("catalogue_phi", [None, _NEVER, _NEVER])
             engine._catalogue_phi = (math.nan if phi is None else float(phi), int(when))
             engine._catalogue_checked_ms = int(checked)
