@@ -645,13 +645,8 @@ class UserTable:
         )
         return int(sum(a.nbytes for a in arrays))
 
-    def intern(self, hashes: _U64, ts_ms: _I64) -> tuple[_I64, NDArray[np.bool_]]:
-        """Return ``(slots int64[n], returning bool[n])`` for events' user hashes, in arrival order.
-
-        ``hashes`` uint64[n] from :func:`hash_ids`, ``ts_ms`` int64[n] the events' times (only
-        accepted events: they set the effective times).  ``returning`` marks an event that gave a
-        released user a new slot: that user is known, not new.
-        """
+    def _check_new(self, hashes: _U64, ts_ms: _I64) -> None:
+        """Refuse events' user hashes and times that :meth:`intern` or :meth:`plan_sweeps` cannot take."""
         if hashes.dtype != np.uint64 or ts_ms.dtype != np.int64 or hashes.shape != ts_ms.shape:
             msg = f"hashes must be uint64[n] and ts_ms int64[n], got {hashes.dtype}, {ts_ms.dtype}"
             raise TypeError(msg)
@@ -661,6 +656,15 @@ class UserTable:
         if self._high_water + hashes.shape[0] >= 2**31:
             msg = f"the user table holds at most 2**31 - 1 slots; {self._high_water} are in use"
             raise OverflowError(msg)
+
+    def intern(self, hashes: _U64, ts_ms: _I64) -> tuple[_I64, NDArray[np.bool_]]:
+        """Return ``(slots int64[n], returning bool[n])`` for events' user hashes, in arrival order.
+
+        ``hashes`` uint64[n] from :func:`hash_ids`, ``ts_ms`` int64[n] the events' times (only
+        accepted events: they set the effective times).  ``returning`` marks an event that gave a
+        released user a new slot: that user is known, not new.
+        """
+        self._check_new(hashes, ts_ms)
         out = _intern(
             self._rows, np.int64(self._used), self.hash_of, self.prev_of, self.last_ms,
             np.int64(self._high_water), self._free, np.int64(self._free_pos), self._vet_keys,
@@ -740,15 +744,7 @@ class UserTable:
         times, users holding a slot after each, released slots, their offsets int64[s + 1],
         returning slots of the window after each, their offsets))``.
         """
-        if hashes.dtype != np.uint64 or ts_ms.dtype != np.int64 or hashes.shape != ts_ms.shape:
-            msg = f"hashes must be uint64[n] and ts_ms int64[n], got {hashes.dtype}, {ts_ms.dtype}"
-            raise TypeError(msg)
-        if (hashes == _EMPTY).any():
-            msg = "hashes must come from hash_ids (never 0)"
-            raise ValueError(msg)
-        if self._high_water + hashes.shape[0] >= 2**31:
-            msg = f"the user table holds at most 2**31 - 1 slots; {self._high_water} are in use"
-            raise OverflowError(msg)
+        self._check_new(hashes, ts_ms)
         half = -1 if self.max_veterans is None else self.max_veterans // 2
         out = _plan_sweeps(
             self._rows, np.int64(self._used), self.hash_of, self.prev_of, self.last_ms,
