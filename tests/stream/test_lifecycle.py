@@ -192,3 +192,46 @@ def test_the_configured_session_timeout_reaches_the_consumer(broker, tmp_path, s
         assert service._source._session_timeout_s == (session_ms or 6000) / 1000  # type: ignore[union-attr]
     finally:
         service.shutdown()
+
+
+def test_idle_is_zero_while_a_batch_is_in_hand(broker, tmp_path):
+    """``Service.idle_s`` (the demo's "the board settled") does not count a batch's processing as idle.
+
+    On a cold numba cache a batch's first engine call compiles for a minute; the demo used to end
+    meanwhile and show an empty board.
+    """
+    from prometheus_client import CollectorRegistry
+
+    from viraltrend.metrics import Metrics
+    from viraltrend.stream.loop import Service
+
+    names = topics(broker.bootstrap_servers, "idle-busy")
+    produce(broker.bootstrap_servers, names["input"], [event(i) for i in range(20)])
+    env = {
+        "VIRALTREND_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "VIRALTREND_KAFKA_INPUT_TOPIC": names["input"],
+        "VIRALTREND_KAFKA_OUTPUT_TOPIC": names["output"],
+        "VIRALTREND_KAFKA_DLQ_TOPIC": names["dlq"],
+        "VIRALTREND_KAFKA_GROUP_ID": f"g-{names['input']}",
+        "VIRALTREND_CHECKPOINT_STORE": "local",
+        "VIRALTREND_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
+    }
+    service = Service(load_config(None, environ=env), metrics=Metrics(CollectorRegistry()))
+    service.connect()
+    seen: list[float] = []
+    run_engines = service._run_engines
+
+    def slow_engines(batch, rejects):  # type: ignore[no-untyped-def]
+        service._last_record_at -= 3600  # as if the batch had been in hand for an hour
+        seen.append(service.idle_s)
+        return run_engines(batch, rejects)
+
+    service._run_engines = slow_engines  # type: ignore[method-assign]
+    try:
+        for _ in range(1000):  # until a batch with records has been processed
+            if service.step() > 0 and seen:
+                break
+        assert seen and seen[0] == 0.0
+        assert 0.0 <= service.idle_s < 60  # done: idle counts from the batch's end
+    finally:
+        service.shutdown()

@@ -52,6 +52,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import math
 import os
 import signal
 import threading
@@ -196,8 +197,12 @@ class Service:
 
     @property
     def idle_s(self) -> float:
-        """Seconds since the last polled batch held any record."""
-        return time.monotonic() - self._last_record_at
+        """Seconds since the last batch holding any record was done (0 while one is in hand).
+
+        A batch's first engine call may compile kernels for a minute on a cold numba cache: the
+        demo's "the board settled" waits on this, so it must not count that time as idle.
+        """
+        return max(time.monotonic() - self._last_record_at, 0.0)
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> None:
@@ -259,7 +264,7 @@ class Service:
         if n == 0 and shared == 0 and not (self.board.announce and self.is_publisher):
             self._idle()
             return 0
-        self._last_record_at = time.monotonic()
+        self._last_record_at = math.inf  # busy until this batch is done (idle_s is 0 meanwhile)
         if n:
             self.gauges.consumed(batch, rejects)
         # 2. engines (rejects grow by the events they refuse)
@@ -279,6 +284,7 @@ class Service:
         # 4-6. await acks, checkpoint, commit
         if time.monotonic() - self._last_checkpoint >= self.cfg.checkpoint.interval_s:
             self.checkpoint()
+        self._last_record_at = time.monotonic()
         return n + shared
 
     def _check_membership(self, what: str) -> None:
