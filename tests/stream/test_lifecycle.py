@@ -164,15 +164,13 @@ def test_checkpoints_are_stamped_with_the_group_generation_that_owns_them(broker
     assert epochs[0] < epochs[1], epochs  # (Tansu numbers generations from 0)
 
 
-@pytest.mark.parametrize("session_ms", [2500, None])
-def test_the_configured_session_timeout_reaches_the_consumer(broker, tmp_path, session_ms):
-    """``kafka.session_timeout_ms`` sets the group session of the worker's consumer (default 6 s)."""
+def _connected_service(broker, names, tmp_path, extra=None):  # type: ignore[no-untyped-def]
+    """An in-process :class:`Service` on ``names``' topics (local checkpoints), connected."""
     from prometheus_client import CollectorRegistry
 
     from viraltrend.metrics import Metrics
     from viraltrend.stream.loop import Service
 
-    names = topics(broker.bootstrap_servers, f"session{session_ms}")
     env = {
         "VIRALTREND_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "VIRALTREND_KAFKA_INPUT_TOPIC": names["input"],
@@ -182,10 +180,19 @@ def test_the_configured_session_timeout_reaches_the_consumer(broker, tmp_path, s
         "VIRALTREND_CHECKPOINT_STORE": "local",
         "VIRALTREND_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
     }
-    if session_ms is not None:
-        env["VIRALTREND_KAFKA_SESSION_TIMEOUT_MS"] = str(session_ms)
-    service = Service(load_config(None, environ=env), metrics=Metrics(CollectorRegistry()))
+    service = Service(
+        load_config(None, environ={**env, **(extra or {})}), metrics=Metrics(CollectorRegistry())
+    )
     service.connect()
+    return service
+
+
+@pytest.mark.parametrize("session_ms", [2500, None])
+def test_the_configured_session_timeout_reaches_the_consumer(broker, tmp_path, session_ms):
+    """``kafka.session_timeout_ms`` sets the group session of the worker's consumer (default 6 s)."""
+    names = topics(broker.bootstrap_servers, f"session{session_ms}")
+    extra = {} if session_ms is None else {"VIRALTREND_KAFKA_SESSION_TIMEOUT_MS": str(session_ms)}
+    service = _connected_service(broker, names, tmp_path, extra)
     try:
         consumer = service._source._consumer  # type: ignore[union-attr]
         assert consumer.config["session_timeout_ms"] == (session_ms or 6000)
@@ -200,24 +207,9 @@ def test_idle_is_zero_while_a_batch_is_in_hand(broker, tmp_path):
     On a cold numba cache a batch's first engine call compiles for a minute; the demo used to end
     meanwhile and show an empty board.
     """
-    from prometheus_client import CollectorRegistry
-
-    from viraltrend.metrics import Metrics
-    from viraltrend.stream.loop import Service
-
     names = topics(broker.bootstrap_servers, "idle-busy")
     produce(broker.bootstrap_servers, names["input"], [event(i) for i in range(20)])
-    env = {
-        "VIRALTREND_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "VIRALTREND_KAFKA_INPUT_TOPIC": names["input"],
-        "VIRALTREND_KAFKA_OUTPUT_TOPIC": names["output"],
-        "VIRALTREND_KAFKA_DLQ_TOPIC": names["dlq"],
-        "VIRALTREND_KAFKA_GROUP_ID": f"g-{names['input']}",
-        "VIRALTREND_CHECKPOINT_STORE": "local",
-        "VIRALTREND_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
-    }
-    service = Service(load_config(None, environ=env), metrics=Metrics(CollectorRegistry()))
-    service.connect()
+    service = _connected_service(broker, names, tmp_path)
     seen: list[float] = []
     run_engines = service._run_engines
 
