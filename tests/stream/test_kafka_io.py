@@ -1,4 +1,7 @@
-"""KafkaSource, KafkaSink, topic admin and DLQ records against the real embedded broker."""
+"""KafkaSink, topic admin and DLQ records against the real embedded broker.
+
+The sources' contract (both clients) is in ``test_sources.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,55 +9,19 @@ import base64
 import json
 import socket
 import time
-from collections import defaultdict
 
-import numpy as np
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
-from tests.stream.conftest import drain
-from viraltrend.errors import ConfigError, StreamError
-from viraltrend.events import EVENT_TYPE_CODE, Reject
+from viraltrend.errors import StreamError
+from viraltrend.events import Reject
 from viraltrend.stream.kafka_io import (
     KafkaSink,
-    KafkaSource,
     create_topics,
     describe_topic,
     dlq_record,
     topic_exists,
 )
-
-TS = 1_764_253_200_123
-
-
-def event(i: int, product: str = "p-1", **extra: object) -> bytes:
-    obj = {"event_id": f"e-{i}", "ts": TS + i, "type": "view", "product_id": product, "user_id": f"u-{i}"}
-    obj.update(extra)
-    return json.dumps(obj).encode()
-
-
-#: (value, reason) for each bad message; the reasons are the decoder's.
-BAD = [
-    (b"this is not json", "bad_json"),
-    (b'{"ts": 1764253200123, "type": "view", "product_id": "p-1"', "bad_json"),
-    (b"[1, 2, 3]", "not_object"),
-    (b'{"ts": "yesterday", "type": "view", "product_id": "p-1", "user_id": "u"}', "bad_ts"),
-    (b'{"ts": 1764253200123, "type": "view", "product_id": 42, "user_id": "u"}', "wrong_type"),
-    (b'{"ts": 1764253200123, "type": "view", "user_id": "u"}', "missing_field"),
-    (b'{"ts": 1764253200123, "type": "teleport", "product_id": "p-1", "user_id": "u"}', "unknown_event_type"),
-    (event(0, product="p" * 5000), "bad_string"),
-    (b'{"ts": -5, "type": "view", "product_id": "p-1", "user_id": "u"}', "bad_ts"),
-    (b'{"ts": 1764253200123, "type": "view", "product_id": "p-\xff\xfe", "user_id": "u"}', "bad_utf8"),
-    (b"", "bad_json"),
-]
-
-
-def produce(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes] | None = None) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    for i, value in enumerate(values):
-        producer.send(topic, key=None if keys is None else keys[i], value=value)
-    producer.flush(timeout=30)
-    producer.close()
 
 
 def closed_port() -> int:
@@ -63,180 +30,16 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# ------------------------------------------------------------------------------- decoding corpus
-
-
-@pytest.fixture(scope="module")
-def corpus(broker):
-    """One partition, good events interleaved with every kind of bad message, consumed once."""
-    name = f"corpus-{time.monotonic_ns()}"
-    create_topics(broker.bootstrap_servers, {name: 1})
-    values, expected_good, expected_bad = [], [], {}
-    for i, (bad, reason) in enumerate(BAD):
-        expected_good.append(len(values))
-        values.append(event(i, product=f"p-{i}"))
-        expected_bad[len(values)] = reason
-        values.append(bad)
-    expected_good.append(len(values))
-    values.append(event(99, product="p-last", price=12.5, quantity=2))
-    produce(broker.bootstrap_servers, name, values)
-    source = KafkaSource(broker.bootstrap_servers, name, group_id=f"{name}-g")
-    try:
-        batch, rejects = drain(source, len(values))
-        snapshot = source.snapshot()
-    finally:
-        source.close()
-    return {"values": values, "good": expected_good, "bad": expected_bad, "batch": batch,
-            "rejects": rejects, "snapshot": snapshot, "topic": name}  # fmt: skip
-
-
-@pytest.mark.integration
-def test_good_events_come_back_in_order_with_partition_and_offset(corpus):
-    batch = corpus["batch"]
-    assert batch.offset.tolist() == corpus["good"]
-    assert batch.partition.tolist() == [0] * len(corpus["good"])
-    assert batch.product_id == [f"p-{i}" for i in range(len(BAD))] + ["p-last"]
-    assert batch.ts_ms[-1] == TS + 99
-    assert batch.price[-1] == 12.5 and batch.quantity[-1] == 2
-    assert set(batch.type_code.tolist()) == {EVENT_TYPE_CODE["view"]}
-
-
-@pytest.mark.integration
-def test_bad_messages_become_rejects_with_reasons_offsets_and_original_bytes(corpus):
-    rejects = corpus["rejects"]
-    assert {r.offset: r.reason for r in rejects} == corpus["bad"]
-    for r in rejects:
-        assert r.raw == corpus["values"][r.offset]
-        assert (r.source, r.partition) == (corpus["topic"], 0)
-        assert r.detail and "\n" not in r.detail
-
-
-@pytest.mark.integration
-def test_snapshot_is_the_offset_after_the_last_record_returned(corpus):
-    assert corpus["snapshot"] == {0: len(corpus["values"])}
-
-
-# ------------------------------------------------------------------------------- groups, offsets
-
-
-@pytest.mark.integration
-def test_a_new_consumer_in_the_group_resumes_after_the_committed_offsets(
-    broker, topic_factory, source_factory
-):
-    topic = topic_factory(partitions=1)
-    produce(broker.bootstrap_servers, topic, [event(i) for i in range(10)])
-    first = source_factory(topic, group_id=f"{topic}-g")
-    drain(first, 10)
-    first.commit({0: 6})  # as if only the first 6 were checkpointed
-    first.close()
-    produce(broker.bootstrap_servers, topic, [event(i) for i in range(10, 12)])
-    second = source_factory(topic, group_id=f"{topic}-g")
-    batch, _ = drain(second, 6)
-    assert batch.offset.tolist() == [6, 7, 8, 9, 10, 11]
-    assert second.snapshot() == {0: 12}
-
-
-@pytest.mark.integration
-def test_keyed_messages_on_two_partitions_keep_per_key_order(broker, topic_factory, source_factory):
-    topic = topic_factory(partitions=2)
-    products = [f"p-{i % 5}" for i in range(60)]
-    produce(broker.bootstrap_servers, topic, [event(i, p) for i, p in enumerate(products)],
-            keys=[p.encode() for p in products])  # fmt: skip
-    source = source_factory(topic)
-    batch, rejects = drain(source, 60)
-    assert not rejects and len(batch) == 60
-    partitions_of = defaultdict(set)
-    ts_of = defaultdict(list)
-    for p, part, ts in zip(batch.product_id, batch.partition.tolist(), batch.ts_ms.tolist(), strict=True):
-        partitions_of[p].add(part)
-        ts_of[p].append(ts)
-    assert all(len(parts) == 1 for parts in partitions_of.values())  # one product, one partition
-    assert all(ts == sorted(ts) for ts in ts_of.values())  # produced order kept per product
-    assert set(batch.partition.tolist()) == {0, 1}
-    assert source.assignment() == {0, 1}
-    counts = np.bincount(batch.partition, minlength=2)
-    assert source.snapshot() == {0: int(counts[0]), 1: int(counts[1])}
-    assert source.lag() == {0: 0, 1: 0}
-
-
-@pytest.mark.integration
-def test_lag_counts_the_records_beyond_those_returned(broker, topic_factory, source_factory):
-    topic = topic_factory(partitions=1)
-    produce(broker.bootstrap_servers, topic, [event(i) for i in range(50)])
-    source = source_factory(topic)
-    drain(source, 10, max_events=10)
-    assert source.snapshot() == {0: 10}
-    assert source.lag() == {0: 40}
-
-
-@pytest.mark.integration
-def test_rebalance_hooks_restore_on_assign_and_checkpoint_and_commit_on_revoke(
-    broker, topic_factory, source_factory
-):
-    topic = topic_factory(partitions=1)
-    produce(broker.bootstrap_servers, topic, [event(i) for i in range(8)])
-    calls = []
-
-    def on_assign(parts):
-        calls.append(("assign", parts))
-        source.seek({p: 3 for p in parts})  # restore: the checkpoint said offset 3
-
-    def on_revoke(parts):
-        calls.append(("revoke", parts, source.snapshot()))
-        source.commit(source.snapshot())  # inside the hook: sent and awaited by the source
-
-    source = source_factory(topic, group_id=f"{topic}-g", on_assign=on_assign, on_revoke=on_revoke)
-    batch, _ = drain(source, 5)
-    assert batch.offset.tolist() == [3, 4, 5, 6, 7]
-    source.close()  # leaving the group revokes
-    assert calls == [("assign", {0}), ("revoke", {0}, {0: 8})]
-    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=f"{topic}-g")
-    assert consumer.committed(TopicPartition(topic, 0)) == 8
-    consumer.close()
-
-
-@pytest.mark.integration
-def test_an_error_in_a_rebalance_hook_is_raised_by_next_batch(topic_factory, source_factory):
-    def on_assign(parts):
-        msg = f"cannot restore {sorted(parts)}"
-        raise RuntimeError(msg)
-
-    source = source_factory(topic_factory(partitions=1), on_assign=on_assign)
-    deadline = time.monotonic() + 20
-    with pytest.raises(RuntimeError, match=r"cannot restore \[0\]"):
-        while time.monotonic() < deadline:
-            source.next_batch(100)
-
-
-@pytest.mark.integration
-def test_next_batch_returns_empty_batches_while_the_group_joins(topic_factory, source_factory):
-    source = source_factory(topic_factory(partitions=1), poll_timeout_ms=100)
-    for _ in range(10):
-        batch, rejects = source.next_batch(100)
-        assert len(batch) == 0 and rejects == []
-    assert source.exhausted is False
-
-
 # ------------------------------------------------------------------------------------- errors
 
 
 @pytest.mark.integration
 def test_an_unreachable_bootstrap_is_a_stream_error_within_a_bounded_time():
     address = f"127.0.0.1:{closed_port()}"
-    with pytest.raises(StreamError, match=rf"cannot reach Kafka at {address}.*is the broker running"):
-        KafkaSource(address, "events", group_id="g", connect_timeout_s=1.5)
     with pytest.raises(StreamError, match="check --bootstrap-servers"):
         KafkaSink(address, connect_timeout_s=1.5)
     with pytest.raises(StreamError, match=f"cannot reach Kafka at {address}"):
         topic_exists(address, "events", timeout_s=1.5)
-
-
-@pytest.mark.integration
-def test_a_missing_topic_is_a_stream_error_naming_it_and_the_create_flag(broker):
-    name = f"no-such-events-{time.monotonic_ns()}"
-    with pytest.raises(StreamError, match=rf"topic '{name}' does not exist.*--create-topics"):
-        KafkaSource(broker.bootstrap_servers, name, group_id="g")
-    assert not topic_exists(broker.bootstrap_servers, name)  # asking did not create it
 
 
 @pytest.mark.integration
@@ -246,11 +49,6 @@ def test_sending_to_a_missing_topic_is_a_stream_error_and_does_not_create_it(bro
         with pytest.raises(StreamError, match=rf"topic '{name}': it does not exist.*--create-topics"):
             sink.send(name, b"k", b"v")
     assert not topic_exists(broker.bootstrap_servers, name)
-
-
-def test_reserved_consumer_options_are_refused():
-    with pytest.raises(ConfigError, match="enable_auto_commit"):
-        KafkaSource("127.0.0.1:1", "events", group_id="g", enable_auto_commit=True)
 
 
 # ------------------------------------------------------------------------------- sink, DLQ, admin
