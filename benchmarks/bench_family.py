@@ -708,6 +708,43 @@ def measure(
         acc.model.append({"seed": seed, **run["model_metrics"]})
 
 
+#: Baselines the paired table sets "today" against, product by product.
+PAIRED_AGAINST = ("rule only", "poisson_z", HELD_LABEL, "rule+confirm", "zscore_top20")
+
+
+def paired(
+    results: dict[int, dict[str, Any]], seeds: list[int], ours: str, theirs: str
+) -> dict[str, dict[str, Any]]:
+    """Per ramp bucket, ``ours`` against ``theirs`` on the same organic viral products.
+
+    A bucket's median delays compare different sets of products when one method misses some; this
+    pairs them: ``both`` promoted by both (at or after onset), of those ``earlier`` /
+    ``later`` / ``same`` for ``ours``, the median of ours - theirs in seconds, and the products only
+    one of them promoted (any delay).
+    """
+    out: dict[str, dict[str, Any]] = {b: {"both": 0, "earlier": 0, "later": 0, "same": 0, "diffs": [],
+                                          "only_ours": 0, "only_theirs": 0} for b in BUCKETS}  # fmt: skip
+    for seed in seeds:
+        truth, runs = results[seed]["truth"], results[seed]["runs"]
+        a, b = runs[ours]["first_promote"], runs[theirs]["first_promote"]
+        for pid, r in roles(truth).items():
+            if r["role"] != "viral":
+                continue
+            onset = r["onset_ts"]
+            ta = a.get(pid) if a.get(pid) is not None and a[pid] >= onset else None
+            tb = b.get(pid) if b.get(pid) is not None and b[pid] >= onset else None
+            row = out[r["bucket"]]
+            if ta is not None and tb is not None:
+                row["both"] += 1
+                row["diffs"].append((ta - tb) / 1000.0)
+                row["earlier" if ta < tb else "later" if ta > tb else "same"] += 1
+            elif ta is not None:
+                row["only_ours"] += 1
+            elif tb is not None:
+                row["only_theirs"] += 1
+    return out
+
+
 def _pct(num: int, den: int) -> str:
     return f"{num}/{den} ({100 * num / den:.0f}%)" if den else "-"
 
@@ -955,6 +992,26 @@ def write_report(
         ["method", "bucket", "viral", "recall <= 1 h", "recall any time", "median s", "p90 s"],
         brows,
     )
+    if "today" in labels:
+        prows = []
+        for theirs in (x for x in PAIRED_AGAINST if x in labels):
+            for b, row in paired(results, seeds, "today", theirs).items():
+                prows.append(
+                    [theirs, b, str(row["both"]), str(row["earlier"]), str(row["later"]), str(row["same"]),
+                     _q(row["diffs"], 0.5), str(row["only_ours"]), str(row["only_theirs"])]
+                )  # fmt: skip
+        if prows:
+            report.table(
+                "Today against each baseline, product by product (organic viral products)",
+                ["baseline", "bucket", "both promoted", "today earlier", "today later", "same tick",
+                 "median today - baseline s", "only today", "only baseline"],
+                prows,
+                notes=[
+                    "both promoted: first promoted at or after onset by both methods; the median difference "
+                    "is over those pairs (negative: today earlier), so it compares the same products, which "
+                    "the bucket medians above do not when one method misses some"
+                ],
+            )  # fmt: skip
     seen = {k for m in per_method.values() for k in m.attacks}
     kinds = [k for k in (*ATTACK_KINDS, "banned_viral") if k in seen]
     kinds += sorted(seen - set(kinds))  # a generator's own kinds (agents: slow_drip)

@@ -46,3 +46,22 @@ def test_the_committed_calibration_names_its_seeds_and_both_rows() -> None:
         t, h = c["today_tuning"]["precision"], c["held_tuning"]["precision"]
         if c["reached"]:
             assert h[0] * t[1] >= t[0] * h[1]  # held precision >= today's on the same seeds
+
+
+def test_the_paired_table_compares_the_same_products() -> None:
+    def viral(pid: str, bucket: str) -> dict[str, object]:
+        return {"product_id": pid, "bucket": bucket, "onset_ts": 1_000, "doubling_s": 60.0, "shape": "x",
+                "events": 500}  # fmt: skip
+
+    truth = {"viral": [viral("a", "fast"), viral("b", "fast"), viral("c", "fast"), viral("d", "slow")],
+             "spikes": [], "bursts": [], "slow_risers": [], "steady": [], "attacks": []}  # fmt: skip
+    runs = {
+        "today": {"first_promote": {"a": 61_000, "b": 200_000, "d": 5_000, "x": 9}},
+        "poisson_z": {"first_promote": {"a": 121_000, "b": 100_000, "c": 50_000, "d": 500}},
+    }
+    rows = bf.paired({7: {"truth": truth, "runs": runs}}, [7], "today", "poisson_z")
+    fast, slow = rows["fast"], rows["slow"]
+    assert (fast["both"], fast["earlier"], fast["later"], fast["same"]) == (2, 1, 1, 0)
+    assert sorted(fast["diffs"]) == [-60.0, 100.0]
+    assert (fast["only_ours"], fast["only_theirs"]) == (0, 1)  # c: only the baseline promoted it
+    assert (slow["both"], slow["only_ours"]) == (0, 1)  # the baseline's promotion of d came before onset
