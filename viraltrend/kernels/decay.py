@@ -55,10 +55,10 @@ _EVERY_ROW: Final = np.zeros(0, np.int64)  # _decay_live_rows_flat: no times, ev
 
 if numba.config.DISABLE_JIT:  # type: ignore[attr-defined]
 
-    def _prefetch(array: NDArray[np.generic], index: int) -> None:
+    def _prefetch(array: NDArray[np.generic], index: int | np.integer[Any]) -> None:
         """Do nothing: without the JIT there is no cache to warm."""
 
-    def _prefetch_2d(array: NDArray[np.generic], row: int, col: int) -> None:
+    def _prefetch_2d(array: NDArray[np.generic], row: int | np.integer[Any], col: int) -> None:
         """Do nothing: without the JIT there is no cache to warm."""
 
 else:
@@ -86,14 +86,16 @@ else:
     def _prefetch_2d(
         typingctx: object, array: types.Array, row: types.Integer, col: types.Integer
     ) -> tuple[object, object]:
-        """``_prefetch`` of ``array[row, col]`` of a 2-D array of any layout (the address from its strides)."""
+        """``_prefetch`` of ``array[row, col]``, a 2-D array of any layout (the address by its strides)."""
 
         def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
             aryty = signature.args[0]
             ary = context.make_array(aryty)(context, builder, args[0])
             r = context.cast(builder, args[1], signature.args[1], types.intp)
             c = context.cast(builder, args[2], signature.args[2], types.intp)
-            ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [r, c], wraparound=False)
+            ptr = cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+                context, builder, aryty, ary, [r, c], wraparound=False
+            )
             i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
             fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
             fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], fnty)
