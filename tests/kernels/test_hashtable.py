@@ -318,3 +318,46 @@ def test_hashes_equal_in_their_low_32_bits_are_different_users():
     assert again[:100].tolist() == first[:100].tolist() and not back[:100].any() and back[100:].all()
     restored = UserTable.from_arrays(t.to_arrays(), idle_ms=1000, allowed_lateness_ms=0)
     assert restored.intern(hashes, np.full(300, 5002, np.int64))[0].tolist() == again.tolist()
+
+
+def _release_one_pass(rows, hash_of, prev_of, last_ms, high_water, cutoff_ms):
+    """``_release`` as it was before perf14: each idle slot's row deleted as the scan finds it."""
+    from viraltrend.kernels import hashtable as ht
+
+    out = []
+    for s in range(high_water):
+        if hash_of[s] != 0 and last_ms[s] < cutoff_ms:
+            ht._row_delete(rows, ht._row_find(rows, hash_of, hash_of[s]))
+            if prev_of.shape[0]:
+                prev_of[s] = hash_of[s]
+            hash_of[s] = 0
+            last_ms[s] = np.iinfo(np.int64).min
+            out.append(s)
+    return np.array(out, np.int64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    users=st.lists(st.integers(0, 3000), min_size=1, max_size=400),
+    times=st.lists(st.integers(0, 1000), min_size=1, max_size=400),
+    cutoff=st.integers(0, 1000),
+)
+def test_release_deletes_the_rows_in_slot_order_as_one_pass_did(users, times, cutoff):
+    """The releases' rows, found first then deleted (with prefetches), leave the one-pass tables.
+
+    The slots, the rows table and every per-slot array must be those of deleting each row as the
+    slot scan finds it (the deletions keep that order; many users on a small table make long probe
+    runs for the backward-shift deletions to move).
+    """
+    from viraltrend.kernels import hashtable as ht
+
+    t = UserTable(idle_ms=1, allowed_lateness_ms=0, max_veterans=None)
+    ts = np.array([times[i % len(times)] for i in range(len(users))], np.int64)
+    t.intern(hash_ids([f"u{u}" for u in users]), np.sort(ts))
+    a = [t._rows.copy(), t.hash_of.copy(), t.prev_of.copy(), t.last_ms.copy()]
+    b = [x.copy() for x in a]
+    got = ht._release(*a, np.int64(t._high_water), np.int64(cutoff))
+    want = _release_one_pass(*b, t._high_water, cutoff)
+    assert got.tolist() == want.tolist()
+    for x, y in zip(a, b, strict=True):
+        assert x.tobytes() == y.tobytes()

@@ -30,6 +30,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 from numpy.typing import NDArray
 
@@ -54,7 +55,10 @@ _EVERY_ROW: Final = np.zeros(0, np.int64)  # _decay_live_rows_flat: no times, ev
 
 if numba.config.DISABLE_JIT:  # type: ignore[attr-defined]
 
-    def _prefetch(array: NDArray[np.generic], index: int) -> None:
+    def _prefetch(array: NDArray[np.generic], index: int | np.integer[Any]) -> None:
+        """Do nothing: without the JIT there is no cache to warm."""
+
+    def _prefetch_2d(array: NDArray[np.generic], row: int | np.integer[Any], col: int) -> None:
         """Do nothing: without the JIT there is no cache to warm."""
 
 else:
@@ -77,6 +81,28 @@ else:
             return context.get_dummy_value()
 
         return types.void(array, index), codegen
+
+    @intrinsic
+    def _prefetch_2d(
+        typingctx: object, array: types.Array, row: types.Integer, col: types.Integer
+    ) -> tuple[object, object]:
+        """``_prefetch`` of ``array[row, col]``, a 2-D array of any layout (the address by its strides)."""
+
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            aryty = signature.args[0]
+            ary = context.make_array(aryty)(context, builder, args[0])
+            r = context.cast(builder, args[1], signature.args[1], types.intp)
+            c = context.cast(builder, args[2], signature.args[2], types.intp)
+            ptr = cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+                context, builder, aryty, ary, [r, c], wraparound=False
+            )
+            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+            fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], fnty)
+            builder.call(fn, [builder.bitcast(ptr, i8p), i32(1), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return types.void(array, row, col), codegen
 
 
 @njit(cache=True)

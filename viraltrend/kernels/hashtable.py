@@ -71,6 +71,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
+from viraltrend.kernels.decay import _prefetch
 
 __all__ = ["UserTable", "hash_ids", "signature_slots"]
 
@@ -78,6 +79,9 @@ _EMPTY: Final = 0  # key of an empty row: hash_ids never returns 0
 _FREE_ROW: Final = np.uint64(2**64 - 1)  # an empty row of the slot table (no slot is 2**32 - 1)
 _LOW32: Final = np.uint64(0xFFFFFFFF)
 _UNSET: Final = int(np.iinfo(np.int64).min)
+#: Hashes ahead whose home rows the interning, the releases and the veterans' inserts prefetch: the
+#: veterans' map (millions of rows on a busy day) does not fit in cache, nor, mostly, the slot table.
+_AHEAD: Final = 8
 _FNV_OFFSET: Final = 0xCBF29CE484222325
 _FNV_PRIME: Final = 0x100000001B3
 _Int: TypeAlias = int | np.integer[Any]
@@ -284,6 +288,13 @@ def _intern(
     slots = np.empty(n, np.int64)
     returning = np.zeros(n, np.bool_)
     for i in range(n):
+        if i + _AHEAD < n:  # a hint only (never faults): the rows the lookups below will read
+            ha = hashes[i + _AHEAD]
+            _prefetch(rows, np.int64(ha & _LOW32 & np.uint64(rows.shape[0] - 1)))
+            if vet_used:
+                _prefetch(vet_keys, _home(ha, vet_keys.shape[0] - 1))
+            if old_used:
+                _prefetch(old_keys, _home(ha, old_keys.shape[0] - 1))
         t = ts_ms[i]
         if t > max_ts_ms:
             max_ts_ms = t
@@ -350,15 +361,20 @@ def _release(
     """
     out = np.empty(high_water, np.int64)
     m = 0
-    for s in range(high_water):
+    for s in range(high_water):  # the slots first, then their rows deleted in the same order
         if hash_of[s] != _EMPTY and last_ms[s] < cutoff_ms:
-            _row_delete(rows, _row_find(rows, hash_of, hash_of[s]))
-            if prev_of.shape[0]:
-                prev_of[s] = hash_of[s]
-            hash_of[s] = _EMPTY
-            last_ms[s] = _UNSET
             out[m] = s
             m += 1
+    mask = np.uint64(rows.shape[0] - 1)
+    for j in range(m):
+        if j + _AHEAD < m:  # a hint only: the home row of a release a few places ahead
+            _prefetch(rows, np.int64(hash_of[out[j + _AHEAD]] & _LOW32 & mask))
+        s = out[j]
+        _row_delete(rows, _row_find(rows, hash_of, hash_of[s]))
+        if prev_of.shape[0]:
+            prev_of[s] = hash_of[s]
+        hash_of[s] = _EMPTY
+        last_ms[s] = _UNSET
     return out[:m]
 
 
@@ -367,9 +383,14 @@ def _add_veterans(
     vet_keys: _U64, vet_vals: _I32, vet_used: _Int, hashes: _U64, slots: _I64
 ) -> tuple[_U64, _I32, _Int]:
     """Set ``veteran[hashes[i]] = slots[i]`` (the map grows to stay at most 3/4 full)."""
-    for i in range(hashes.shape[0]):
+    n = hashes.shape[0]
+    for i in range(n):
         if 4 * (vet_used + 1) > 3 * vet_keys.shape[0]:
             vet_keys, vet_vals = _rehash(vet_keys, vet_vals, 2 * vet_keys.shape[0])
+        if i + _AHEAD < n:  # a hint only: the home row of an insert a few places ahead
+            home = _home(hashes[i + _AHEAD], vet_keys.shape[0] - 1)
+            _prefetch(vet_keys, home)
+            _prefetch(vet_vals, home)
         j = _find(vet_keys, hashes[i])
         if vet_keys[j] == _EMPTY:
             vet_keys[j] = hashes[i]

@@ -21,11 +21,13 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from viraltrend.kernels.decay import _prefetch_2d
 from viraltrend.kernels.hashtable import _FNV_OFFSET, _FNV_PRIME, _finish
 
 __all__ = ["SeenIds", "filter_seen", "hash_pairs"]
 
 _EMPTY: Final = 0  # first key of an empty row: hash_pairs never returns 0 there
+_AHEAD: Final = 8  # events ahead whose home rows _filter prefetches (the tables outgrow the cache)
 _POLY_MUL: Final = 0x9E3779B97F4A7C15  # odd: the polynomial hash's multiplier (golden ratio)
 _U64: TypeAlias = NDArray[np.uint64]
 _I64: TypeAlias = NDArray[np.int64]
@@ -115,6 +117,16 @@ def _filter(
     n = h1.shape[0]
     keep = np.ones(n, np.bool_)
     for i in range(n):
+        ahead = i + _AHEAD
+        if ahead < n and has_id[ahead]:  # a hint only (never faults): the home rows of an id ahead
+            h = np.uint64(h1[ahead])
+            r = np.int64(h & np.uint64(cur.shape[0] - 1))
+            _prefetch_2d(cur, r, 0)
+            _prefetch_2d(cur, r, 2)  # a row may straddle two cache lines
+            if p_used:
+                r = np.int64(h & np.uint64(prev.shape[0] - 1))
+                _prefetch_2d(prev, r, 0)
+                _prefetch_2d(prev, r, 2)
         if not has_id[i]:
             continue
         a, b = h1[i], h2[i]
