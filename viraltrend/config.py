@@ -207,6 +207,7 @@ class TrustConfig:
     min_conversion_ratio: float = _ge0(0.2)
     lockstep_similarity: float = _unit(0.5)
     lockstep_z: float = _ge0(1.0)
+    lockstep_evidence: float = _ge0(4.0)
     co_audience_evidence: float = _gt0(6.0)
     co_audience_lift: float = _ge0(5.0)
     chance_heavy_users: float = _ge0(16.0)

@@ -1332,6 +1332,7 @@ class Engine:
                 population=float(self._population),
                 co_lift=t.co_audience_lift,
                 weight=weight,
+                min_evidence=t.lockstep_evidence,
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             vouched = np.zeros(cand.size, np.bool_)  # ready only because the model vouched, this tick
@@ -1435,6 +1436,14 @@ class Engine:
                 self.guard.lockstep[slot] = reason
                 earlier = self._ring_refusals.get(partner, ("", 0))[0]
                 if partner in self.board.members and not earlier.startswith("ring_member_of_"):
+                    # a candidate refused on its own figures (a flash sale that never converts) does not
+                    # expose a board member it shares deal hunters with: its overlap is no ring's proof
+                    seller = self.sellers.name(int(sellers[j])) if sellers[j] >= 0 else None
+                    own = self.guard.own_reasons(
+                        self.products.name(slot), seller, feats, int(np.searchsorted(slots, slot))
+                    )
+                    if own and not soft_refusal(own):
+                        continue
                     # the ring's earlier product, promoted before its sibling exposed it, leaves the board
                     # (a sticky refusal it got on the board, e.g. a recycled audience, did not evict it)
                     exposed = f"ring_member_of_{self.products.name(slot)}_shared_{shared:.0%}"

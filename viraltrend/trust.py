@@ -187,6 +187,19 @@ class TrustGuard:
         i: int,
     ) -> list[str] | None:
         """Reasons to refuse candidate ``i`` (machine-readable strings), or None if it may be promoted."""
+        reasons = self.own_reasons(product_id, seller_id, features, i)
+        if slot in self.lockstep and self.lockstep[slot] not in reasons:
+            reasons.append(self.lockstep[slot])  # a ring match, or an earlier hard refusal that sticks
+        elif slot in self.held and (not reasons or soft_refusal(reasons)):
+            reasons.append(self.held[slot])  # evidence still accumulating: held back, never blocked for it
+        for r in reasons:
+            self.refused[r.split(":")[0].split("_x")[0].rstrip("_0123456789.%")] += 1
+        return reasons or None
+
+    def own_reasons(
+        self, product_id: str, seller_id: str | None, features: dict[str, NDArray[np.float64]], i: int
+    ) -> list[str]:
+        """Candidate ``i``'s refusals on its own figures and blocklists (no ring match or hold, uncounted)."""
         c = self.cfg
         reasons: list[str] = []
         for kind, table, ident in (
@@ -233,13 +246,7 @@ class TrustGuard:
                 per_user >= c.max_events_per_user or per_user >= c.recycled_contrast * usual
             ):
                 reasons.append(f"recycled_audience_{per_user:.1f}_events_per_user_catalogue_{usual:.1f}")
-        if slot in self.lockstep and self.lockstep[slot] not in reasons:
-            reasons.append(self.lockstep[slot])  # a ring match, or an earlier hard refusal that sticks
-        elif slot in self.held and (not reasons or soft_refusal(reasons)):
-            reasons.append(self.held[slot])  # evidence still accumulating: held back, never blocked for it
-        for r in reasons:
-            self.refused[r.split(":")[0].split("_x")[0].rstrip("_0123456789.%")] += 1
-        return reasons or None
+        return reasons
 
 
 def uniform_reason(sampled: int, mean: float, dispersion: float, catalogue: float) -> str:
@@ -674,6 +681,7 @@ class AudienceMemory:
         population: float = 0.0,
         co_lift: float = math.inf,
         weight: NDArray[np.float64] | None = None,
+        min_evidence: float = 0.0,
     ) -> Match:
         """Per row of ``sig`` (uint64[m, k]), the remembered audience that holds most of it.
 
@@ -693,7 +701,10 @@ class AudienceMemory:
         that hold only a part of each other's audiences.  ``weight`` (float64[m, k], beside ``sig``;
         None: every user alike): each sampled user's chance relative to an average user's
         (:func:`activity_weights`), so chance is :func:`activity_chance`: heavy users shared with a big
-        audience are expected there.
+        audience are expected there.  ``min_evidence`` (powers of ten; 0: none): a share counts for the
+        lockstep answer (``sim``, ``other``) only where that many shared users are also that unlikely by
+        chance (:func:`chance_evidence`): 5 of 6 sampled users in an audience holding a quarter of the
+        active users is a lower bound past half, but 1 chance in 100; the same-seller answer is not gated.
         """
         m = slots.size
         i0, f0 = np.full(m, -1, np.int64), np.zeros(m)
@@ -712,10 +723,13 @@ class AudienceMemory:
             chance = np.zeros(sampled.shape)
         sim = significant_share(shared, sampled, chance, z)
         sim[self.slot[rows][None, :] == slots[:, None]] = 0.0
+        lock = sim
+        if min_evidence > 0:
+            lock = np.where(chance_evidence(shared, sampled, chance) >= min_evidence, sim, 0.0)
         mine = (self.seller[rows][None, :] == sellers[:, None]) & (sellers[:, None] >= 0)
         mine &= self.slot[rows][None, :] != slots[:, None]
         same = np.where(mine, sim, -1.0)
-        at, at_same = sim.argmax(axis=1), same.argmax(axis=1)
+        at, at_same = lock.argmax(axis=1), same.argmax(axis=1)
         i = np.arange(m)
         has = mine.any(axis=1)
         other_same = np.where(has, self.slot[rows][at_same], -1)
@@ -730,7 +744,7 @@ class AudienceMemory:
         seller_shared = np.where(mine, shared, 0).sum(axis=1).astype(np.int64)
         seller_expected = np.where(mine, sampled * chance, 0.0).sum(axis=1)
         return Match(
-            sim[i, at], self.slot[rows][at], np.where(has, same[i, at_same], 0.0), other_same,
+            lock[i, at], self.slot[rows][at], np.where(has, same[i, at_same], 0.0), other_same,
             shared[i, at], sampled[i, at], chance[i, at],
             shared[i, at_same], sampled[i, at_same], chance[i, at_same],
             co, np.where(co > 0, self.slot[rows][at_co], -1), shared[i, at_co], sampled[i, at_co],
