@@ -271,3 +271,24 @@ def test_the_vouch_asks_a_larger_audience_for_a_larger_growth_z():
     assert not on.ready(cols(1.1, 125.0), users, p)[0]  # asks sqrt(125 / 60) = 1.44
     assert on.ready(cols(2.7, 125.0), users, p)[0]
     assert on.ready(cols(1.1, 40.0), users, p)[0]  # asks min_growth_z (1.0)
+
+
+def test_the_warm_model_takes_a_flat_step_that_is_passed_on():
+    """model.step_share_ratio: a flat step (growth z 0, young: no rule path) whose viewers share far more
+    than the catalogue's is ready under the warm model whatever its probability, as a saturated cascade;
+    one shared like a creator burst (4 x) is not, nor is any under the rule alone (no model), nor once the
+    key is off (0), nor while its change is younger than model.min_change_s."""
+    users, p = np.array([30.0]), np.array([0.1])  # the model does not vouch by its probability
+
+    def cols(share: float, change_s: float = 300.0) -> dict[str, np.ndarray]:
+        c = _recruit_cols(change_s, share)
+        c["growth_z"] = c["growth_z_slow"] = np.zeros(1)  # flat: neither accelerating nor fading
+        return c
+
+    on = SequentialDetector(load_config(None, environ={"VIRALTREND_MODEL_STEP_SHARE_RATIO": "9"}), 2)
+    off = SequentialDetector(load_config(None, environ={"VIRALTREND_MODEL_STEP_SHARE_RATIO": "0"}), 2)
+    assert on.ready(cols(12.0), users, p)[0]
+    assert not on.ready(cols(4.0), users, p)[0]
+    assert not on.ready(cols(12.0), users)[0]  # the rule's own verdict
+    assert not on.ready(cols(12.0, change_s=120.0), users, p)[0]
+    assert not off.ready(cols(12.0), users, p)[0]

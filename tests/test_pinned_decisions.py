@@ -69,7 +69,10 @@ EVENTS_SHA256 = "9d80085c3dbdbca77b6f442917d4be869c97150b08c5dd1a1b3f08bfdf32a66
 #: views): the same actions, products, times and reasons with the gate at 0.25 (the default) and at 0
 #: (c957ddf6...); messages gained the ``engaged_ratio`` feature.  Both merged (session 9): the same 39
 #: actions, products and times as 614786d1... (checked).
-DECISIONS_SHA256 = "90421188bd75fe0d8b007f1b898fb9bc4999a7255586b4dffa216b872e0a017b"
+#: Recomputed for model.step_share_ratio 9 (issue 10, branch detect14: the warm model takes a flat step shared
+#: on 9 x the catalogue's): the same actions and products; one block (p-002623, fresh accounts 100 %) 80 s
+#: earlier (1764221910000 -> 1764221830000), its reasons now from that tick.  Before: 90421188bd75....
+DECISIONS_SHA256 = "52fda576b84d08b0c4541c386fc3dd996e30853c1d414baa3ef4822675c3fae2"
 
 _ENCODE = msgspec.json.Encoder(order="sorted")
 

@@ -170,6 +170,7 @@ class ModelConfig:
     min_share_ratio: float = _ge0(0.0)
     recruit_share_ratio: float = _ge0(0.5)
     min_engaged_ratio: float = _ge0(0.25)
+    step_share_ratio: float = _ge0(9.0)
     features: str = field(default="shape", metadata={"choices": ("shape", "rates")})
     label_sustain: float = _ge0(0.0)
     label: str = field(default="ready", metadata={"choices": ("gain", "ready")})

@@ -208,6 +208,10 @@ class SequentialDetector:
         catalogue's) are at least ``model.recruit_share_ratio`` times the change's age over
         ``detect.sustain_s`` (capped at 1): the longer a change has run, the more it must have been
         passed on.  The model has learnt from the stream which early shapes go on to grow.
+        With the warm model the vouch also takes a flat step whose shares per view are at least
+        ``model.step_share_ratio`` x the catalogue's once its change is ``model.min_change_s`` old,
+        whatever its probability: a cascade that saturates within minutes has no growth to see, but
+        its viewers pass it on far more than a burst's or a flash spike's do.
         The change evidence, the distinct-user floor, the recent lift and the fading check still
         apply.  ``shape_free=True`` drops the shape test altogether (growth, sustain or vouch): where
         only the shape still waits, the rows the online model learns from.
@@ -246,6 +250,9 @@ class SequentialDetector:
             if m.growth_z_users > 0.0 and m.min_growth_z > 0.0:  # as much growth per user: z grows as sqrt(n)
                 need_z *= np.sqrt(np.maximum(cols["change_users"] / m.growth_z_users, 1.0))
             shaped |= vouched & (np.maximum(cols["growth_z"], cols["growth_z_slow"]) >= need_z)
+            if m.step_share_ratio > 0.0 and "share_ratio" in cols:  # a flat step passed on far more than a
+                step = cols["change_s"] >= m.min_change_s  # burst or a spike is: a cascade that saturated
+                shaped |= step & (cols["share_ratio"] >= m.step_share_ratio)
         shaped &= cols["change_s"] <= d.max_change_age_s  # creeping up for hours: a slow riser
         backed = (users >= self.cfg.trust.min_unique_users) | (cols["change_users"] >= d.min_change_users)
         ok = (cols["evidence"] >= 1.0) & backed & ~fading & shaped
