@@ -3,8 +3,8 @@
 In one run, on the simulated 2M-event day (100k products, 5 viral, seed 1; cached in ``out/``):
 
 1. ``viraltrend.replay.replay`` with the default config, in a child process, for the sources now
-   (*after*) and for those of ``--before`` with ``engine.py`` of ``--before-engine`` (git
-   revisions, extracted under ``out/``: the engine before issue 11, all else equal), each
+   (*after*) and for those of ``--before`` (default HEAD) with ``engine.py`` of ``--before-engine``
+   (default: ``--before``'s own; git revisions, extracted under ``out/``), each
    after a JIT warm-up: events/s, peak RSS, user-table bytes per user, and whether both gave
    the same decisions (``emitted_at`` aside);
 2. a polars micro-batch pipeline written for this comparison (what a user could write in an
@@ -161,7 +161,10 @@ def replay_child(tree: Path, path: Path, fmt: str, tag: str, *, profile: bool = 
     # cwd=tree: ``python -c`` puts the working directory first on sys.path
     done = subprocess.run(args, env=env, cwd=tree, capture_output=True, text=True, check=False)
     if done.returncode:
-        msg = f"replay child {tag} failed:\n{done.stderr[-3000:]}"
+        msg = (
+            f"replay child {tag} failed (sources {tree}; with --before-engine, that engine.py may not fit "
+            f"--before's other modules):\n{done.stderr[-3000:]}"
+        )
         raise RuntimeError(msg)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result["decisions"] = out
@@ -314,7 +317,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="200k events (profile 100k) instead of 2M (1M)")
     p.add_argument("--before", default="HEAD", help="git revision of the 'before' sources")
     p.add_argument(
-        "--before-engine", default="465de36", help="git revision of the 'before' engine.py (before issue 11)"
+        "--before-engine",
+        default="",
+        help="git revision of the 'before' engine.py (default: --before's own); an engine.py older than the "
+        "other sources may not run with them (465de36, before issue 11, no longer does)",
     )
     p.add_argument("--record", action="store_true", help="append the results to benchmarks/RESULTS.md")
     args = p.parse_args(argv)
@@ -330,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     report = Report(
         title="Columnar hot path (issue 11)", argv=["benchmarks/bench_columnar.py", *(argv or sys.argv[1:])]
     )
+    args.before_engine = args.before_engine or args.before
     old, new = before_tree(args.before, args.before_engine), BENCH_DIR.parent
 
     runs = {}
