@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 
 import pytest
 
@@ -225,5 +226,18 @@ def test_idle_is_zero_while_a_batch_is_in_hand(broker, tmp_path):
                 break
         assert seen and seen[0] == 0.0
         assert 0.0 <= service.idle_s < 60  # done: idle counts from the batch's end
+
+        def failing_engines(batch, rejects):  # type: ignore[no-untyped-def]
+            msg = "engine failed mid-batch"
+            raise RuntimeError(msg)
+
+        service._run_engines = failing_engines  # type: ignore[method-assign]
+        produce(broker.bootstrap_servers, names["input"], [event(i) for i in range(20, 30)])
+        with pytest.raises(RuntimeError, match="mid-batch"):
+            for _ in range(1000):
+                service.step()
+        service._recover()  # what the loop does after a failed step
+        time.sleep(0.05)
+        assert service.idle_s > 0.0  # a failed batch is not in hand for ever
     finally:
         service.shutdown()

@@ -640,6 +640,7 @@ class Service:
         checkpoint may not have been published).
         """
         self._drop(set(self.engines))  # the next assignment restores them from their checkpoints
+        self._last_record_at = time.monotonic()  # the failed batch is no longer in hand (idle_s counts again)
         job = self.writer.wait() or self._held_job  # durable or not, nothing is committed now
         self._held_job = None
         if job is not None and job.error is not None:
