@@ -816,6 +816,37 @@ _NO_SWEEPS: Final = SweepPlan(
 VETERAN_MS: Final = -(2**53)
 
 
+#: The last plan :func:`_plan_fits` looked at, whether its arrays passed, and its largest released or
+#: returning slot (-1: none).  A batch's plan is checked once, not at each of its compiled calls.
+_PLAN_MEMO: list[Any] = [None, False, -1]
+
+
+def _plan_fits(plan: SweepPlan, sweep_pos: int, capacity_users: int) -> bool:
+    """Whether :func:`run_ticks` may take ``plan`` from entry ``sweep_pos`` with ``capacity_users`` users.
+
+    Its arrays int64 and contiguous, the offsets closing on their arrays, ``sweep_pos`` in range and
+    every released or returning slot below ``capacity_users``.  A plan is never changed once made
+    (``Engine._plan_sweeps``), so its arrays are read once per plan (O(batch)); then each call
+    compares the largest slot with the user capacity (O(1): a batch's compiled calls would otherwise
+    scan the whole plan each time).
+    """
+    if _PLAN_MEMO[0] is not plan:
+        ok = (
+            all(a.dtype == _I64 and a.flags.c_contiguous for a in plan[:6])
+            and int(plan.released_off[-1]) == plan.released.shape[0]
+            and int(plan.returning_off[-1]) == plan.returning.shape[0]
+        )
+        top = -1
+        if ok:
+            for a in (plan.released, plan.returning):
+                if a.shape[0]:
+                    top = max(top, int(a.max()))
+        _PLAN_MEMO[:] = [plan, ok, top]
+    return (
+        bool(_PLAN_MEMO[1]) and 0 <= sweep_pos <= plan.ticks.shape[0] and int(_PLAN_MEMO[2]) < capacity_users
+    )
+
+
 def _time(t: int | None) -> int:
     return _NONE if t is None else int(t)
 
@@ -884,14 +915,7 @@ def run_ticks(
     if user_hash.dtype != np.uint64 or user_hash.shape != slots.shape or not user_hash.flags.c_contiguous:
         return None
     plan = sweeps if sweeps is not None else _NO_SWEEPS
-    if plan is not _NO_SWEEPS and not (
-        all(a.dtype == _I64 and a.flags.c_contiguous for a in plan[:6])
-        and 0 <= sweep_pos <= plan.ticks.shape[0]
-        and int(plan.released_off[-1]) == plan.released.shape[0]
-        and int(plan.returning_off[-1]) == plan.returning.shape[0]
-        and not (plan.released >= signals.capacity_users).any()
-        and not (plan.returning >= signals.capacity_users).any()
-    ):
+    if plan is not _NO_SWEEPS and not _plan_fits(plan, sweep_pos, signals.capacity_users):
         plan = _NO_SWEEPS
     scan = signals._live_at_scan  # noqa: SLF001
     sweep_out = np.zeros(6, np.int64)
