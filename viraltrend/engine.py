@@ -84,6 +84,7 @@ from viraltrend.trust import (
     blind_reason,
     co_numbers,
     hold_reason,
+    light_numbers,
     match_numbers,
     pooled_evidence,
     pooled_numbers,
@@ -1333,6 +1334,7 @@ class Engine:
                 co_lift=t.co_audience_lift,
                 weight=weight,
                 min_evidence=t.lockstep_evidence,
+                light=t.co_audience_light_evidence > 0,
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             vouched = np.zeros(cand.size, np.bool_)  # ready only because the model vouched, this tick
@@ -1374,6 +1376,11 @@ class Engine:
             s_shared = none_i if match.seller_shared is None else match.seller_shared
             s_expected = none_f if match.seller_expected is None else match.seller_expected
             pooled = pooled_evidence(s_shared, s_expected)
+            # the co-audience among the light users (whose activity explains no overlap)
+            l_ev = none_f if match.light_evidence is None else match.light_evidence
+            l_other = none_i - 1 if match.light_other is None else match.light_other
+            l_shared = none_i if match.light_shared is None else match.light_shared
+            l_sampled = none_i if match.light_sampled is None else match.light_sampled
             pooled[s_shared < t.co_audience_lift * s_expected] = 0.0
             sibling[sibling_n >= t.hold_sampled_users] = -1  # an audience that can tell already
             if (
@@ -1396,6 +1403,10 @@ class Engine:
                     partner = int(match.co_other[j])
                     shared = match.co_shared[j] / max(match.co_sampled[j], 1)
                     reason = f"co_audience_with_{self.products.name(partner)}_{co_numbers(match, j)}"
+                elif t.co_audience_light_evidence > 0 and l_ev[j] >= t.co_audience_light_evidence:
+                    partner = int(l_other[j])
+                    shared = int(l_shared[j]) / max(int(l_sampled[j]), 1)
+                    reason = f"co_audience_light_with_{self.products.name(partner)}_{light_numbers(match, j)}"
                 elif pooled[j] >= t.co_audience_evidence:
                     partner = int(other_same[j])
                     shared = s_shared[j] / max(int(match.sampled_same[j]), 1)
