@@ -89,7 +89,6 @@ from viraltrend.trust import (
     match_numbers,
     pooled_evidence,
     pooled_numbers,
-    regulars_absent,
     soft_refusal,
     uniform_reason,
 )
@@ -1378,16 +1377,6 @@ class Engine:
             s_shared = none_i if match.seller_shared is None else match.seller_shared
             s_expected = none_f if match.seller_expected is None else match.seller_expected
             pooled = pooled_evidence(s_shared, s_expected)
-            # few regulars (the upper quartile of the hot audiences' users' earlier events) in its sample
-            r_n, r_x, r_h, r_f, r_ev = regulars_absent(
-                np.zeros(csig.shape, np.uint16), csig, np.zeros(0, np.uint16)
-            )
-            if t.regulars_absent_evidence > 0:
-                others = (sketches.product_of_row >= 0) & sketches.nonempty
-                others[sketches.row_of[cand]] = False
-                pool_v = sketches._fit_val()[others][sketches.sig[others] != np.iinfo(np.uint64).max]
-                if pool_v.size >= _UNIFORM_POOL_USERS:
-                    r_n, r_x, r_h, r_f, r_ev = regulars_absent(sketches.values(cand), csig, pool_v)
             # the best same-seller overlap's evidence against chance, from hold_seller_lift x chance on
             same_ev = chance_evidence(match.shared_same, match.sampled_same, match.chance_same)
             same_ev[match.shared_same < t.hold_seller_lift * match.sampled_same * match.chance_same] = 0.0
@@ -1428,15 +1417,6 @@ class Engine:
                     reason = (
                         f"co_audience_with_seller_{self.sellers.name(int(sellers[j]))}_"
                         + pooled_numbers(int(s_shared[j]), float(s_expected[j]), float(pooled[j]))
-                    )
-                elif (
-                    t.regulars_absent_evidence > 0
-                    and r_n[j] >= t.uniform_min_users
-                    and r_ev[j] >= t.regulars_absent_evidence
-                ):
-                    reason = (
-                        f"regulars_absent_{r_x[j]}_of_{r_n[j]}_sampled_at_{r_h:.0f}_events_catalogue_"
-                        f"{r_f:.0%}_evidence_{r_ev[j]:.1f}"
                     )
                 elif dense[j] >= t.dense_block_density:
                     reason = f"dense_block_{dense[j]:.2f}_over_{dense_n[j]}_products"

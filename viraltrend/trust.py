@@ -62,7 +62,6 @@ __all__ = [
     "co_numbers",
     "light_numbers",
     "light_sample",
-    "regulars_absent",
     "hold_reason",
     "match_numbers",
     "significant_share",
@@ -603,41 +602,6 @@ def light_numbers(match: Match, j: int) -> str:
         f"shared_{match.light_shared[j]}_of_{match.light_sampled[j]}_light_sampled_expected_"
         f"{match.light_expected[j]:.1f}_evidence_{match.light_evidence[j]:.1f}"
     )
-
-
-def regulars_absent(
-    vals: NDArray[np.uint16], sig: NDArray[np.uint64], pool: NDArray[np.uint16]
-) -> tuple[NDArray[np.int64], NDArray[np.int64], float, float, NDArray[np.float64]]:
-    """How unlikely it is by chance that so few of each candidate's sampled users are regulars.
-
-    ``pool``: the earlier events of every sampled user of the other hot audiences (a user counted once per
-    audience it is in, so as a random member of a hot audience).  Its upper quartile ``h`` marks the regulars,
-    a share ``f`` of the pool; a candidate with ``x`` of ``n`` sampled users at ``h`` or more, ``x / n < f``,
-    gets the Chernoff bound of the lower tail, ``n KL(x / n || f) / ln 10`` powers of ten.  An organic trend
-    draws on the users active anyway, the platform's regulars among them; accounts kept for a ring act
-    little elsewhere.  Returns ``(n, x, h, f, evidence)``.
-
-    >>> pad = 2**64 - 1
-    >>> sig = np.array([[1, 2, 3, pad]], np.uint64)
-    >>> pool = np.arange(100, dtype=np.uint16)
-    >>> n, x, h, f, ev = regulars_absent(np.array([[1, 2, 3, 0]], np.uint16), sig, pool)
-    >>> n.tolist(), x.tolist(), round(h, 2), round(f, 2), round(float(ev[0]), 2)
-    ([3], [0], 74.25, 0.25, 0.37)
-    """
-    held = sig != np.iinfo(np.uint64).max
-    n = held.sum(axis=1).astype(np.int64)
-    if pool.size == 0:
-        return n, n * 0, math.nan, math.nan, np.zeros(n.shape)
-    h = max(float(np.quantile(pool.astype(np.float64), 0.75)), 1.0)
-    f = float(np.mean(pool >= h))
-    x = ((vals >= h) & held).sum(axis=1).astype(np.int64)
-    ev = np.zeros(n.shape)
-    if 0.0 < f < 1.0:
-        nn = np.maximum(n, 1).astype(np.float64)
-        q = np.clip(x / nn, 1e-12, 1 - 1e-12)
-        kl = q * np.log(q / f) + (1 - q) * np.log((1 - q) / (1 - f))
-        ev = np.where((x < f * n) & (n > 0), nn * kl / math.log(10.0), 0.0)
-    return n, x, h, f, ev
 
 
 def light_sample(sig: NDArray[np.uint64], weight: NDArray[np.float64]) -> NDArray[np.uint64]:
