@@ -82,8 +82,10 @@ from viraltrend.trust import (
     activity_weights,
     blind_buyers_refused,
     blind_reason,
+    chance_evidence,
     co_numbers,
     hold_reason,
+    light_numbers,
     match_numbers,
     pooled_evidence,
     pooled_numbers,
@@ -1333,6 +1335,7 @@ class Engine:
                 co_lift=t.co_audience_lift,
                 weight=weight,
                 min_evidence=t.lockstep_evidence,
+                light=t.co_audience_light_evidence > 0,
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             vouched = np.zeros(cand.size, np.bool_)  # ready only because the model vouched, this tick
@@ -1374,6 +1377,14 @@ class Engine:
             s_shared = none_i if match.seller_shared is None else match.seller_shared
             s_expected = none_f if match.seller_expected is None else match.seller_expected
             pooled = pooled_evidence(s_shared, s_expected)
+            # the best same-seller overlap's evidence against chance, from hold_seller_lift x chance on
+            same_ev = chance_evidence(match.shared_same, match.sampled_same, match.chance_same)
+            same_ev[match.shared_same < t.hold_seller_lift * match.sampled_same * match.chance_same] = 0.0
+            # the co-audience among the light users (whose activity explains no overlap)
+            l_ev = none_f if match.light_evidence is None else match.light_evidence
+            l_other = none_i - 1 if match.light_other is None else match.light_other
+            l_shared = none_i if match.light_shared is None else match.light_shared
+            l_sampled = none_i if match.light_sampled is None else match.light_sampled
             pooled[s_shared < t.co_audience_lift * s_expected] = 0.0
             sibling[sibling_n >= t.hold_sampled_users] = -1  # an audience that can tell already
             if (
@@ -1396,6 +1407,10 @@ class Engine:
                     partner = int(match.co_other[j])
                     shared = match.co_shared[j] / max(match.co_sampled[j], 1)
                     reason = f"co_audience_with_{self.products.name(partner)}_{co_numbers(match, j)}"
+                elif t.co_audience_light_evidence > 0 and l_ev[j] >= t.co_audience_light_evidence:
+                    partner = int(l_other[j])
+                    shared = int(l_shared[j]) / max(int(l_sampled[j]), 1)
+                    reason = f"co_audience_light_with_{self.products.name(partner)}_{light_numbers(match, j)}"
                 elif pooled[j] >= t.co_audience_evidence:
                     partner = int(other_same[j])
                     shared = s_shared[j] / max(int(match.sampled_same[j]), 1)
@@ -1427,6 +1442,11 @@ class Engine:
                             suspect = (
                                 f"co_audience_looking_{self.products.name(partner)}_{co_numbers(match, j)}"
                             )
+                        elif t.hold_seller_lift > 0 and other_same[j] >= 0 and same_ev[j] >= t.hold_evidence:
+                            # a sibling of its seller shares its users beyond chance, short of a refusal
+                            partner = int(other_same[j])
+                            numbers = match_numbers(match, j, same=True)
+                            suspect = f"seller_ring_looking_{self.products.name(partner)}_{numbers}"
                     self._hold(now_ms, slot, act, bool(looks[j]), int(sibling[j]), few, suspect)
                     looked = max(float(match.co_evidence[j]), float(pooled[j]))  # overlap beyond co_lift
                     if slot not in self.guard.held and vouched[j] and looked >= t.vouch_confirm_evidence:

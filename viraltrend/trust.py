@@ -60,6 +60,8 @@ __all__ = [
     "pooled_evidence",
     "pooled_numbers",
     "co_numbers",
+    "light_numbers",
+    "light_sample",
     "hold_reason",
     "match_numbers",
     "significant_share",
@@ -561,6 +563,13 @@ class Match(NamedTuple):
     #: pooled over the remembered products of the candidate's seller: shared sampled users, and expected
     seller_shared: NDArray[np.int64] | None = None
     seller_expected: NDArray[np.float64] | None = None
+    #: the co-audience among the candidate's light users only (those whose activity does not explain an
+    #: overlap, weight 1 in :func:`activity_weights`), chance the plain audience share: see best_match
+    light_evidence: NDArray[np.float64] | None = None
+    light_other: NDArray[np.int64] | None = None
+    light_shared: NDArray[np.int64] | None = None
+    light_sampled: NDArray[np.int64] | None = None
+    light_expected: NDArray[np.float64] | None = None
 
 
 def match_numbers(match: Match, j: int, *, same: bool = False) -> str:
@@ -576,6 +585,40 @@ def match_numbers(match: Match, j: int, *, same: bool = False) -> str:
     else:
         shared, sampled, chance = match.shared[j], match.sampled[j], match.chance[j]
     return f"shared_{shared / max(sampled, 1):.0%}_of_{sampled}_sampled_chance_{chance:.0%}"
+
+
+def light_numbers(match: Match, j: int) -> str:
+    """The numbers behind candidate ``j``'s co-audience among light users, for its refusal reason.
+
+    >>> one = lambda x: np.array([x])
+    >>> z = one(0)
+    >>> m = Match(*[z] * 15, None, None, one(9.7), one(3), one(16), one(36), one(1.1))
+    >>> "co_audience_light_with_p-3_" + light_numbers(m, 0)
+    'co_audience_light_with_p-3_shared_16_of_36_light_sampled_expected_1.1_evidence_9.7'
+    """
+    assert match.light_evidence is not None and match.light_shared is not None
+    assert match.light_sampled is not None and match.light_expected is not None
+    return (
+        f"shared_{match.light_shared[j]}_of_{match.light_sampled[j]}_light_sampled_expected_"
+        f"{match.light_expected[j]:.1f}_evidence_{match.light_evidence[j]:.1f}"
+    )
+
+
+def light_sample(sig: NDArray[np.uint64], weight: NDArray[np.float64]) -> NDArray[np.uint64]:
+    """The sorted samples ``sig`` (uint64[m, k]) without their heavy users (``weight`` > 1), padded.
+
+    A subset of a bottom-k sample is still sorted, so :func:`containment` reads it as it reads a sample.
+
+    >>> pad = 2**64 - 1
+    >>> light_sample(np.array([[1, 2, 3, pad]], np.uint64), np.array([[1.0, 4.0, 1.0, 1.0]])).tolist()
+    [[1, 3, 18446744073709551615, 18446744073709551615]]
+    """
+    out = np.full(sig.shape, np.iinfo(np.uint64).max, np.uint64)
+    keep = (weight <= 1.0) & (sig != np.iinfo(np.uint64).max)
+    for i in range(sig.shape[0]):
+        row = sig[i][keep[i]]
+        out[i, : row.size] = row
+    return out
 
 
 def co_numbers(match: Match, j: int) -> str:
@@ -682,6 +725,7 @@ class AudienceMemory:
         co_lift: float = math.inf,
         weight: NDArray[np.float64] | None = None,
         min_evidence: float = 0.0,
+        light: bool = False,
     ) -> Match:
         """Per row of ``sig`` (uint64[m, k]), the remembered audience that holds most of it.
 
@@ -705,6 +749,10 @@ class AudienceMemory:
         lockstep answer (``sim``, ``other``) only where that many shared users are also that unlikely by
         chance (:func:`chance_evidence`): 5 of 6 sampled users in an audience holding a quarter of the
         active users is a lower bound past half, but 1 chance in 100; the same-seller answer is not gated.
+        ``light`` (needs ``weight`` and ``population``): ``light_*``, the co-audience among the candidate's
+        light users only (weight 1: activity that explains no overlap), chance each audience's plain share
+        of the active users, with the same ``co_lift``: a crowd of real users paid per task holds heavy
+        users, whose chance of the mean dilutes the overlap its light users show.
         """
         m = slots.size
         i0, f0 = np.full(m, -1, np.int64), np.zeros(m)
@@ -743,12 +791,25 @@ class AudienceMemory:
         co = evidence[i, at_co]
         seller_shared = np.where(mine, shared, 0).sum(axis=1).astype(np.int64)
         seller_expected = np.where(mine, sampled * chance, 0.0).sum(axis=1)
+        l_best, l_other, l_sh, l_sa, l_ex = f0, i0, i0 * 0, i0 * 0, f0
+        if light and weight is not None and population > 0 and math.isfinite(co_lift):
+            l_sampled, l_shared = containment(light_sample(sig, weight), self.sig, rows)
+            plain = np.clip(estimated_users(self.sig[rows]) / population, 0.0, 1.0)
+            each = np.broadcast_to(plain, l_sampled.shape)
+            l_ev = chance_evidence(l_shared, l_sampled, each)
+            l_ev[l_shared < co_lift * l_sampled * each] = 0.0
+            l_ev[self.slot[rows][None, :] == slots[:, None]] = 0.0
+            at_l = l_ev.argmax(axis=1)
+            l_best = l_ev[i, at_l]
+            l_other = np.where(l_best > 0, self.slot[rows][at_l], -1)
+            l_sh, l_sa, l_ex = l_shared[i, at_l], l_sampled[i, at_l], l_sampled[i, at_l] * each[i, at_l]
         return Match(
             lock[i, at], self.slot[rows][at], np.where(has, same[i, at_same], 0.0), other_same,
             shared[i, at], sampled[i, at], chance[i, at],
             shared[i, at_same], sampled[i, at_same], chance[i, at_same],
             co, np.where(co > 0, self.slot[rows][at_co], -1), shared[i, at_co], sampled[i, at_co],
             sampled[i, at_co] * chance[i, at_co], seller_shared, seller_expected,
+            l_best, l_other, l_sh, l_sa, l_ex,
         )  # fmt: skip
 
     def recent_sibling(
