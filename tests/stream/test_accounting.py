@@ -110,7 +110,9 @@ def test_consumed_equals_applied_plus_rejected_and_every_reject_is_in_the_dlq(br
         wait_for(consumed_all, what="every record consumed")
         wait_for(
             lambda: len(read_topic(broker.bootstrap_servers, names["dlq"], timeout_s=10)) >= len(expected),
+            timeout_s=180.0,  # each read is a fresh consumer of up to 10 s; a loaded 2-core machine took 72 s
             what="every dead letter",
+            proc=proc,
         )
         text = scrape(port)
     finally:
