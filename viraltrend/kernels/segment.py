@@ -817,8 +817,9 @@ VETERAN_MS: Final = -(2**53)
 
 
 #: The last plan :func:`_plan_fits` looked at, whether its arrays passed, and its largest released or
-#: returning slot (-1: none).  A batch's plan is checked once, not at each of its compiled calls.
-_PLAN_MEMO: list[Any] = [None, False, -1]
+#: returning slot (-1: none), as one tuple replaced whole (a reader never sees two plans' halves).
+#: A batch's plan is checked once, not at each of its compiled calls.
+_PLAN_MEMO: list[tuple[Any, bool, int]] = [(None, False, -1)]
 
 
 def _plan_fits(plan: SweepPlan, sweep_pos: int, capacity_users: int) -> bool:
@@ -830,7 +831,8 @@ def _plan_fits(plan: SweepPlan, sweep_pos: int, capacity_users: int) -> bool:
     compares the largest slot with the user capacity (O(1): a batch's compiled calls would otherwise
     scan the whole plan each time).
     """
-    if _PLAN_MEMO[0] is not plan:
+    memo = _PLAN_MEMO[0]
+    if memo[0] is not plan:
         ok = (
             all(a.dtype == _I64 and a.flags.c_contiguous for a in plan[:6])
             and int(plan.released_off[-1]) == plan.released.shape[0]
@@ -841,10 +843,10 @@ def _plan_fits(plan: SweepPlan, sweep_pos: int, capacity_users: int) -> bool:
             for a in (plan.released, plan.returning):
                 if a.shape[0]:
                     top = max(top, int(a.max()))
-        _PLAN_MEMO[:] = [plan, ok, top]
-    return (
-        bool(_PLAN_MEMO[1]) and 0 <= sweep_pos <= plan.ticks.shape[0] and int(_PLAN_MEMO[2]) < capacity_users
-    )
+        memo = (plan, ok, top)
+        _PLAN_MEMO[0] = memo
+    _, ok, top = memo
+    return ok and 0 <= sweep_pos <= plan.ticks.shape[0] and top < capacity_users
 
 
 def _time(t: int | None) -> int:
