@@ -212,6 +212,8 @@ class TrustConfig:
     co_audience_evidence: float = _gt0(6.0)
     co_audience_lift: float = _ge0(5.0)
     co_audience_light_evidence: float = _ge0(6.0)
+    co_audience_light_lift: float = _ge0(0.0)
+    hold_light_evidence: float = _ge0(0.0)
     hold_seller_lift: float = _ge0(2.0)
     chance_heavy_users: float = _ge0(16.0)
     seller_overlap_similarity: float = _unit(0.3)

@@ -1336,6 +1336,7 @@ class Engine:
                 weight=weight,
                 min_evidence=t.lockstep_evidence,
                 light=t.co_audience_light_evidence > 0,
+                light_lift=t.co_audience_light_lift,
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             vouched = np.zeros(cand.size, np.bool_)  # ready only because the model vouched, this tick
@@ -1447,6 +1448,11 @@ class Engine:
                             partner = int(other_same[j])
                             numbers = match_numbers(match, j, same=True)
                             suspect = f"seller_ring_looking_{self.products.name(partner)}_{numbers}"
+                    if suspect is None and t.hold_light_evidence > 0 and l_ev[j] >= t.hold_light_evidence:
+                        # its light users overlap a remembered audience beyond chance, short of a refusal:
+                        # a recycled crowd's lift stays near active users / crowd while its evidence grows
+                        partner = int(l_other[j])
+                        suspect = f"co_audience_light_looking_{self.products.name(partner)}_{light_numbers(match, j)}"
                     self._hold(now_ms, slot, act, bool(looks[j]), int(sibling[j]), few, suspect)
                     looked = max(float(match.co_evidence[j]), float(pooled[j]))  # overlap beyond co_lift
                     if slot not in self.guard.held and vouched[j] and looked >= t.vouch_confirm_evidence:

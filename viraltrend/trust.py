@@ -726,6 +726,7 @@ class AudienceMemory:
         weight: NDArray[np.float64] | None = None,
         min_evidence: float = 0.0,
         light: bool = False,
+        light_lift: float = 0.0,
     ) -> Match:
         """Per row of ``sig`` (uint64[m, k]), the remembered audience that holds most of it.
 
@@ -752,7 +753,9 @@ class AudienceMemory:
         ``light`` (needs ``weight`` and ``population``): ``light_*``, the co-audience among the candidate's
         light users only (weight 1: activity that explains no overlap), chance each audience's plain share
         of the active users, with the same ``co_lift``: a crowd of real users paid per task holds heavy
-        users, whose chance of the mean dilutes the overlap its light users show.
+        users, whose chance of the mean dilutes the overlap its light users show.  ``light_lift`` (> 0): the
+        light users' own lift bar instead of ``co_lift``: a crowd drawn from the active users overlaps
+        every product it worked on at a lift near active users / crowd size, often 2-5.
         """
         m = slots.size
         i0, f0 = np.full(m, -1, np.int64), np.zeros(m)
@@ -797,7 +800,8 @@ class AudienceMemory:
             plain = np.clip(estimated_users(self.sig[rows]) / population, 0.0, 1.0)
             each = np.broadcast_to(plain, l_sampled.shape)
             l_ev = chance_evidence(l_shared, l_sampled, each)
-            l_ev[l_shared < co_lift * l_sampled * each] = 0.0
+            l_lift = light_lift if light_lift > 0 else co_lift
+            l_ev[l_shared < l_lift * l_sampled * each] = 0.0
             l_ev[self.slot[rows][None, :] == slots[:, None]] = 0.0
             at_l = l_ev.argmax(axis=1)
             l_best = l_ev[i, at_l]
