@@ -2,10 +2,10 @@
 
 A crowd drawn from the users active now overlaps every earlier product it worked on at a lift near
 active users / crowd members (2-5 on the market generator), whatever the sample: under
-``trust.co_audience_lift``, so the light users' co-audience never fired on it.  ``trust.co_audience_light_lift``
-is the light users' own lift bar, and ``trust.hold_light_evidence`` holds (soft) a candidate whose light users
-already overlap beyond chance by that many powers of ten, re-judged while its sample grows, so the evidence
-reaches ``trust.co_audience_light_evidence`` or the hold runs out.
+``trust.co_audience_lift``, so the light users' co-audience never fired on it.
+``trust.co_audience_light_lift`` is the light users' own lift bar, and ``trust.hold_light_evidence`` holds
+(soft) a candidate whose light users already overlap beyond chance by that many powers of ten, re-judged
+while its sample grows, so the evidence reaches ``trust.co_audience_light_evidence`` or the hold runs out.
 """
 
 from __future__ import annotations

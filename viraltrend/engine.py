@@ -1451,8 +1451,8 @@ class Engine:
                     if suspect is None and t.hold_light_evidence > 0 and l_ev[j] >= t.hold_light_evidence:
                         # its light users overlap a remembered audience beyond chance, short of a refusal:
                         # a recycled crowd's lift stays near active users / crowd while its evidence grows
-                        partner = int(l_other[j])
-                        suspect = f"co_audience_light_looking_{self.products.name(partner)}_{light_numbers(match, j)}"
+                        numbers = light_numbers(match, j)
+                        suspect = f"co_audience_light_looking_{self.products.name(int(l_other[j]))}_{numbers}"
                     self._hold(now_ms, slot, act, bool(looks[j]), int(sibling[j]), few, suspect)
                     looked = max(float(match.co_evidence[j]), float(pooled[j]))  # overlap beyond co_lift
                     if slot not in self.guard.held and vouched[j] and looked >= t.vouch_confirm_evidence:
