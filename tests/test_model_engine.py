@@ -475,3 +475,17 @@ def test_screened_ticks_change_nothing_under_a_model_learning_on_evidence_rows(s
     slow, slow_msgs = run_engine(small_events, [7_001], config)
     assert fast_msgs == slow_msgs
     assert fast.model.to_dict() == slow.model.to_dict()
+
+
+def test_a_vouch_asks_for_a_share_of_fresh_accounts_against_the_catalogues():
+    """vouch_fresh_ratio: a ring reuses old accounts (fresh share 0-0.07), a cascade brings new ones."""
+    feats = {"evidence": np.ones(4), "fresh_share": np.array([0.0, 0.05, 0.1, 0.3])}
+    engine = Engine(cfg(model={**MODEL["model"], "vouch_fresh_ratio": 0.5}))
+    engine.guard.catalogue_fresh_share = 0.2
+    assert engine._vouch_fresh(feats).tolist() == [False, False, True, True]
+    engine.guard.catalogue_fresh_share = 0.0  # a catalogue of no newcomers asks nothing
+    assert engine._vouch_fresh(feats).all()
+    assert engine._vouch_fresh({"evidence": np.ones(2)}).all()  # no fresh-share column: no test
+    engine = Engine(cfg(model={**MODEL["model"], "vouch_fresh_ratio": 0.0}))  # off
+    engine.guard.catalogue_fresh_share = 0.2
+    assert engine._vouch_fresh(feats).all()

@@ -1104,6 +1104,7 @@ class Engine:
         if probability is not None and self.board.sequential:  # the model vouches for the shape
             rule_ready = feats["ready"] > 0.0
             vouched = self.detector.ready(feats, feats["unique_users"], probability) & ~rule_ready
+            vouched &= self._vouch_fresh(feats)
             vouched &= self._vouch_held(now_ms, slots, vouched)
             feats["ready"] = (rule_ready | vouched).astype(np.float64)
             feats["model_p"] = probability  # the evidence of a vouch, in the messages' features
@@ -1259,6 +1260,21 @@ class Engine:
             held[i] = now_ms - start >= hold_ms
         self._vouch_ms = streaks
         return held
+
+    def _vouch_fresh(self, feats: Columns) -> NDArray[np.bool_]:
+        """Which candidates bring fresh accounts enough for a vouch, bool[m] (``model.vouch_fresh_ratio``).
+
+        A vouch needs a share of events from accounts first seen within ``trust.fresh_window_s``
+        (``fresh_share``) of at least ``model.vouch_fresh_ratio`` x the catalogue's (the guard's
+        ``catalogue_fresh_share``, read as this tick's ``_catalogue_trust`` left it): a cascade
+        keeps bringing newcomers to the stream, a ring or a crowd-turfing pool reuses accounts it
+        has had for long.  0 (or no ``fresh_share`` column): every candidate passes.
+        """
+        ratio = self.cfg.model.vouch_fresh_ratio
+        fresh = feats.get("fresh_share")
+        if ratio <= 0.0 or fresh is None:
+            return np.ones(len(feats["evidence"]), np.bool_)
+        return np.asarray(fresh >= ratio * self.guard.catalogue_fresh_share, np.bool_)
 
     def _note_ready(self, now_ms: int, ready_slots: NDArray[np.int64]) -> None:
         """Remember the last tick at which the rule found each product ready (the "ready" labels)."""
