@@ -326,6 +326,10 @@ class DetectConfig:
     sustain_s: float = _ge0(1500.0)
     sustain_min_share_ratio: float = _ge0(2.0)
     max_change_age_s: float = _ge0(10800.0)
+    recent_change_after_s: float = _ge0(0.0)
+    old_change_evidence_power: float = _ge0(0.0)
+    old_change_alarm_s: float = _ge0(0.0)
+    age_gate_recent: bool = False
     min_score: float = _unit(0.4)
     min_recent_lift: float = _ge0(3.0)
     min_change_users: float = _ge0(16.0)
