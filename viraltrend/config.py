@@ -330,6 +330,8 @@ class DetectConfig:
     old_change_evidence_power: float = _ge0(0.0)
     old_change_alarm_s: float = _ge0(0.0)
     age_gate_recent: bool = False
+    sustain_share_half_life_s: float = _ge0(0.0)
+    sustain_share_long_ratio: float = _ge0(0.0)
     min_score: float = _unit(0.4)
     min_recent_lift: float = _ge0(3.0)
     min_change_users: float = _ge0(16.0)
