@@ -9,10 +9,12 @@ larger of that ratio and the one over the longer half-life.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.test_detect import _recruit_cols
 from viraltrend.config import load_config
 from viraltrend.detect import SequentialDetector, share_ratio
+from viraltrend.errors import ConfigError
 
 
 def _sustained(share_5m: float, share_long: float | None) -> dict[str, np.ndarray]:
@@ -24,7 +26,10 @@ def _sustained(share_5m: float, share_long: float | None) -> dict[str, np.ndarra
 
 
 def test_a_sustained_ramp_shared_over_the_hour_is_ready():
-    det = SequentialDetector(load_config(None, environ={}), 2)
+    """With the longer window's bar at the trend window's (sustain_share_long_ratio 0: 2)."""
+    det = SequentialDetector(
+        load_config(None, environ={"VIRALTREND_DETECT_SUSTAIN_SHARE_LONG_RATIO": "0"}), 2
+    )
     users = np.array([30.0])
     assert not det.ready(_sustained(0.1, None), users)[0]  # the 5-minute window alone: no share lately
     assert det.ready(_sustained(0.1, 3.0), users)[0]  # shared over the hour
@@ -44,11 +49,22 @@ def test_shares_per_view_over_a_half_life_against_the_catalogue():
 
 
 def test_the_longer_window_can_ask_a_higher_bar():
-    """detect.sustain_share_long_ratio: the longer window's ratio must reach its own bar (the trend
-    window's, 2 by default, while 0)."""
+    """detect.sustain_share_long_ratio: the longer window's ratio must reach its own bar (4: the default)."""
     env = {"VIRALTREND_DETECT_SUSTAIN_SHARE_LONG_RATIO": "4"}
     det = SequentialDetector(load_config(None, environ=env), 2)
     users = np.array([30.0])
     assert not det.ready(_sustained(0.1, 3.0), users)[0]
     assert det.ready(_sustained(0.1, 4.5), users)[0]
     assert det.ready(_sustained(2.5, 0.1), users)[0]  # the trend window keeps its own bar
+
+
+def test_off_is_the_trend_window_alone():
+    det = SequentialDetector(
+        load_config(None, environ={"VIRALTREND_DETECT_SUSTAIN_SHARE_HALF_LIFE_S": "0"}), 2
+    )
+    assert det.cfg.detect.sustain_share_half_life_s == 0.0  # the engine then passes no longer-window column
+
+
+def test_the_half_life_must_be_one_the_counters_keep():
+    with pytest.raises(ConfigError, match="sustain_share_half_life_s"):
+        load_config(None, environ={"VIRALTREND_DETECT_SUSTAIN_SHARE_HALF_LIFE_S": "1800"})

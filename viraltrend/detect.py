@@ -25,7 +25,9 @@ flat or fades, so it must last ``sustain_s`` without fading first; a burst that 
 The sustain path also asks for recruitment: shares per view (the trend window's) at least
 ``detect.sustain_min_share_ratio`` x the catalogue's (the feature reader's ``share_ratio``).  A
 plateau nobody passes on (a livestream, a price drop: a level change) is not a trend however long
-it holds, while a cascade's plateau after its creator's seed burst is shared on.
+it holds, while a cascade's plateau after its creator's seed burst is shared on.  A slow ramp's few
+shares come and go from the trend window, so the ratio over ``detect.sustain_share_half_life_s`` (the
+1-hour counters) passes the test too when it reaches ``detect.sustain_share_long_ratio``.
 
 The baseline rate ``mu`` (distinct users per second) is the product's own 24-hour rate, floored
 by the catalogue's average per product (``detect.prior_factor``) and by
@@ -139,13 +141,6 @@ class SequentialDetector:
         m, k = fine.shape
         best = stat.argmax(axis=1) if m else np.zeros(0, np.int64)
         rows = np.arange(m)
-        after_ms = self.cfg.detect.recent_change_after_s * 1000.0
-        if after_ms > 0.0 and m:  # the strongest lift's change is old: the most recent sufficient one
-            old = now_ms - zero[rows, best] > after_ms
-            if old.any():
-                sufficient = stat >= self.h
-                young = np.where(sufficient, zero, np.iinfo(np.int64).min).argmax(axis=1)
-                best = np.where(old & sufficient.any(axis=1), young, best)
         s = stat[rows, best]
         since_ms = now_ms - zero[rows, best]
         ticks = np.clip(np.ceil(since_ms / self.tick_ms).astype(np.int64), 1, k)
@@ -185,43 +180,12 @@ class SequentialDetector:
             "recent_lift": recent_lift,
             "change_users": change_users,
         }
-        if self.cfg.detect.age_gate_recent and m:  # the age gate's change: the most recent sufficient one
-            sufficient = stat >= self.h
-            young = np.where(sufficient, zero, np.iinfo(np.int64).min).max(axis=1)
-            recent_s = (now_ms - young) / 1000.0
-            cols["recent_change_s"] = np.where(sufficient.any(axis=1), recent_s, cols["change_s"])
-        if self.cfg.detect.old_change_alarm_s > 0.0:  # kept only where the age gate asks
-            cols["alarm_s"] = self._alarm_age(now_ms, slots, s, stat, zero)
         if share_ratio is not None:
             cols["share_ratio"] = share_ratio
         if sustain_share is not None:  # the sustain path's recruitment over a longer window as well
             cols["sustain_share_ratio"] = sustain_share
         cols["ready"] = self.ready(cols, users).astype(np.float64)
         return cols
-
-    def _alarm_age(
-        self,
-        now_ms: int,
-        slots: NDArray[np.int64],
-        s: NDArray[np.float64],
-        stat: NDArray[np.float64],
-        zero: NDArray[np.int64],
-    ) -> NDArray[np.float64]:
-        """Seconds since the evidence last reached the threshold (0 below it), kept per slot.
-
-        An alarm begins at the first read that sees ``evidence >= 1`` with no alarm running, or with one
-        older than every lift's change point (the statistics have all restarted since: a new excursion,
-        or an evicted slot reused); a read below the threshold ends it.  A dip between two reads that
-        no read sees keeps the older alarm (the older, the stricter the age gate).
-        """
-        tick = now_ms // self.tick_ms
-        alarm = self.cusum.alarm[slots].astype(np.int64)
-        on = s >= self.h
-        oldest = np.where(stat > 0.0, zero, now_ms).min(axis=1) // self.tick_ms if slots.size else alarm
-        fresh = on & ((alarm <= 0) | (alarm < oldest))
-        alarm = np.where(on, np.where(fresh, tick, alarm), 0)
-        self.cusum.alarm[slots] = alarm.astype(np.int32)
-        return np.where(on, (tick - alarm) * (self.tick_ms / 1000.0), 0.0)
 
     def evidence(self, now_ms: int, slots: NDArray[np.int64], mu: NDArray[np.float64]) -> NDArray[np.float64]:
         """:meth:`read`'s ``evidence`` column alone, float64[m] (the engine's ticks that only sketch)."""
@@ -296,15 +260,7 @@ class SequentialDetector:
             if m.step_share_ratio > 0.0 and "share_ratio" in cols:  # a flat step passed on far more than a
                 step = cols["change_s"] >= m.min_change_s  # burst or a spike is: a cascade that saturated
                 shaped |= step & (cols["share_ratio"] >= m.step_share_ratio)
-        too_old = cols["change_s"] > d.max_change_age_s  # creeping up for hours: a slow riser
-        if "recent_change_s" in cols:  # ...unless a lift's evidence suffices since a recent change
-            too_old &= cols["recent_change_s"] > d.max_change_age_s
-        if d.old_change_alarm_s > 0.0 and "alarm_s" in cols:  # ...unless its evidence reached the bar
-            too_old &= cols["alarm_s"] > d.old_change_alarm_s  # only lately: an old blip, then a ramp
-        if d.old_change_evidence_power > 0.0 and d.max_change_age_s > 0.0:  # ...unless the evidence is
-            ratio = cols["change_s"] / d.max_change_age_s  # as many times the bar as the age is the limit's
-            too_old &= cols["evidence"] < ratio**d.old_change_evidence_power
-        shaped &= ~too_old
+        shaped &= cols["change_s"] <= d.max_change_age_s  # creeping up for hours: a slow riser
         backed = (users >= self.cfg.trust.min_unique_users) | (cols["change_users"] >= d.min_change_users)
         ok = (cols["evidence"] >= 1.0) & backed & ~fading & shaped
         return np.asarray(ok & (cols["recent_lift"] >= d.min_recent_lift), np.bool_)

@@ -25,11 +25,9 @@ point (sustained, accelerating or fading) rather than wait a fixed time.
 
 A second, coarse ring (``uint16``) sums the same counts over ``ticks_per_coarse`` ticks per bin,
 for the growth of slower ramps.  Updates happen at ticks only, so a slot's last update is its
-``last_tick`` (int64), and each change point is kept as ticks before it (int32).  The tick the
-current alarm began (int32) is kept here for the caller, which alone knows the threshold
-(:mod:`viraltrend.detect`).  State per product: ``n_lifts`` statistics (float32) and change points,
-the last tick, the alarm and the rings: ``8 * n_lifts + 12 + n_bins + 2 * n_coarse`` bytes (110 with
-four lifts, 18 fine and 24 coarse bins).
+``last_tick`` (int64), and each change point is kept as ticks before it (int32).  State per
+product: ``n_lifts`` statistics (float32) and change points, the last tick and the rings:
+``8 * n_lifts + 8 + n_bins + 2 * n_coarse`` bytes (106 with four lifts, 18 fine and 24 coarse bins).
 """
 
 from __future__ import annotations
@@ -287,9 +285,6 @@ class ChangeDetector:
         self.bins: NDArray[np.uint8] = np.zeros((capacity, n_bins), np.uint8)
         self.coarse: NDArray[np.uint16] = np.zeros((capacity, n_coarse), np.uint16)
         self.last_tick: NDArray[np.int64] = np.full(capacity, _NEVER, np.int64)
-        # the tick the current alarm began (evidence at or above the threshold since), 0: none; kept by
-        # the caller (viraltrend.detect), which alone knows the threshold
-        self.alarm: NDArray[np.int32] = np.zeros(capacity, np.int32)
 
     @property
     def capacity(self) -> int:
@@ -300,7 +295,7 @@ class ChangeDetector:
     def nbytes_per_slot(self) -> int:
         """Bytes of state per product slot."""
         return int(
-            self.stat[0].nbytes + self.back[0].nbytes + self.bins[0].nbytes + self.coarse[0].nbytes + 8 + 4
+            self.stat[0].nbytes + self.back[0].nbytes + self.bins[0].nbytes + self.coarse[0].nbytes + 8
         )
 
     @property
@@ -315,7 +310,6 @@ class ChangeDetector:
             "bins": self.bins,
             "coarse": self.coarse,
             "last_tick": self.last_tick,
-            "alarm": self.alarm,
         }
 
     def ensure_capacity(self, n_slots: int, limit: int | None = None) -> None:
@@ -344,7 +338,6 @@ class ChangeDetector:
         self.bins[slots] = 0
         self.coarse[slots] = 0
         self.last_tick[slots] = _NEVER
-        self.alarm[slots] = 0
 
     def _check(
         self,
@@ -457,8 +450,6 @@ class ChangeDetector:
                 ticks_per_coarse=ticks_per_coarse, n_coarse=n_coarse,
             )  # fmt: skip
             for name, want in d._arrays().items():
-                if name == "alarm" and name not in arrays:  # a checkpoint from before alarms were kept
-                    continue
                 got = np.asarray(arrays[name])
                 if got.shape != (cap, *want.shape[1:]) or got.dtype != want.dtype:
                     shape = (cap, *want.shape[1:])
