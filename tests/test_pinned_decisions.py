@@ -72,7 +72,11 @@ EVENTS_SHA256 = "9d80085c3dbdbca77b6f442917d4be869c97150b08c5dd1a1b3f08bfdf32a66
 #: Recomputed for model.step_share_ratio 9 (issue 10, branch detect14: the warm model takes a flat step shared
 #: on 9 x the catalogue's): the same actions and products; one block (p-002623, fresh accounts 100 %) 80 s
 #: earlier (1764221910000 -> 1764221830000), its reasons now from that tick.  Before: 90421188bd75....
-DECISIONS_SHA256 = "52fda576b84d08b0c4541c386fc3dd996e30853c1d414baa3ef4822675c3fae2"
+#: Recomputed for detect.sustain_share_half_life_s 3600 / sustain_share_long_ratio 4 (issue 10, branch
+#: detect16: the sustain path's share test over the hour as well): with the key at 0 the digest is the
+#: one before (52fda576...); on, the same 532 messages, actions, products, times and reasons; messages
+#: gained the ``sustain_share_ratio`` and ``sustain_shares`` features.
+DECISIONS_SHA256 = "9009c8bdda6bee37b5a7a2a3f2c45052929dc631bee38344f16c1afda685dfac"
 
 _ENCODE = msgspec.json.Encoder(order="sorted")
 

@@ -328,6 +328,8 @@ class DetectConfig:
     fade_z: float = _ge0(2.0)
     sustain_s: float = _ge0(1500.0)
     sustain_min_share_ratio: float = _ge0(2.0)
+    sustain_share_half_life_s: float = _ge0(3600.0)
+    sustain_share_long_ratio: float = _ge0(4.0)
     max_change_age_s: float = _ge0(10800.0)
     min_score: float = _unit(0.4)
     min_recent_lift: float = _ge0(3.0)
@@ -462,6 +464,12 @@ def _build(overrides: Mapping[str, Any], origin: Mapping[str, str], problems: li
             problems.append(
                 f"score.{role} = {value:g} must be one of decay.half_lives_s {list(cfg.decay.half_lives_s)}"
             )
+    hl_share = cfg.detect.sustain_share_half_life_s
+    if hl_share > 0.0 and hl_share not in cfg.decay.half_lives_s:
+        problems.append(
+            f"detect.sustain_share_half_life_s = {hl_share:g} must be 0 or one of decay.half_lives_s "
+            f"{list(cfg.decay.half_lives_s)}"
+        )
     if not cfg.score.momentum_half_life_s <= cfg.score.trend_half_life_s < cfg.score.baseline_half_life_s:
         problems.append("score half-lives must satisfy momentum <= trend < baseline")
     if len(cfg.decay.half_lives_s) < 2:

@@ -25,7 +25,9 @@ flat or fades, so it must last ``sustain_s`` without fading first; a burst that 
 The sustain path also asks for recruitment: shares per view (the trend window's) at least
 ``detect.sustain_min_share_ratio`` x the catalogue's (the feature reader's ``share_ratio``).  A
 plateau nobody passes on (a livestream, a price drop: a level change) is not a trend however long
-it holds, while a cascade's plateau after its creator's seed burst is shared on.
+it holds, while a cascade's plateau after its creator's seed burst is shared on.  A slow ramp's few
+shares come and go from the trend window, so the ratio over ``detect.sustain_share_half_life_s`` (the
+1-hour counters) passes the test too when it reaches ``detect.sustain_share_long_ratio``.
 
 The baseline rate ``mu`` (distinct users per second) is the product's own 24-hour rate, floored
 by the catalogue's average per product (``detect.prior_factor``) and by
@@ -46,7 +48,7 @@ from viraltrend.errors import CheckpointError
 from viraltrend.events import EVENT_TYPE_CODE
 from viraltrend.kernels.cusum import ChangeDetector, alarm_threshold
 
-__all__ = ["SequentialDetector", "engaged_ratio"]
+__all__ = ["SequentialDetector", "engaged_ratio", "share_ratio"]
 
 Columns = dict[str, NDArray[np.float64]]
 _MuFn = Callable[[NDArray[np.int64]], NDArray[np.float64]]
@@ -127,6 +129,7 @@ class SequentialDetector:
         mu: NDArray[np.float64],
         users: NDArray[np.float64],
         share_ratio: NDArray[np.float64] | None = None,
+        sustain_share: NDArray[np.float64] | None = None,
     ) -> Columns:
         """Feature columns of the detector for ``slots``, plus ``ready`` (1.0 / 0.0).
 
@@ -179,6 +182,8 @@ class SequentialDetector:
         }
         if share_ratio is not None:
             cols["share_ratio"] = share_ratio
+        if sustain_share is not None:  # the sustain path's recruitment over a longer window as well
+            cols["sustain_share_ratio"] = sustain_share
         cols["ready"] = self.ready(cols, users).astype(np.float64)
         return cols
 
@@ -222,10 +227,12 @@ class SequentialDetector:
         shaped = (cols["growth_z"] >= d.growth_z) | (cols["growth_z_slow"] >= d.growth_z)
         sustained = cols["change_s"] >= d.sustain_s
         if d.sustain_min_share_ratio > 0.0:  # a plateau that recruits no one is a level change
-            sustained &= (
-                cols.get("share_ratio", np.full_like(sustained, np.inf, np.float64))
-                >= d.sustain_min_share_ratio
-            )
+            share = cols.get("share_ratio", np.full_like(sustained, np.inf, np.float64))
+            shared = share >= d.sustain_min_share_ratio
+            if "sustain_share_ratio" in cols:  # a slow ramp's few shares, read over a longer window too
+                bar = d.sustain_share_long_ratio or d.sustain_min_share_ratio
+                shared |= cols["sustain_share_ratio"] >= bar
+            sustained &= shared
         shaped |= sustained
         if shape_free:
             shaped = np.ones_like(shaped)
@@ -313,6 +320,26 @@ def engaged_ratio(
     if not g_rate > 0.0:
         return np.full(views.shape, np.inf)
     return np.asarray(other / np.maximum(views, 1.0) / g_rate, np.float64)
+
+
+def share_ratio(
+    counts: NDArray[np.float64], global_counts: NDArray[np.float64], i: int, i_base: int
+) -> NDArray[np.float64] | None:
+    """Shares per view at half-life index ``i`` over the catalogue's (at ``i_base``), float64[m].
+
+    None while the catalogue has no shares (no evidence either way).
+
+    >>> c = np.zeros((2, 6, 2)); c[:, 0, 1] = 40.0; c[1, 3, 1] = 2.0  # 40 views; the second 2 shares
+    >>> g = np.zeros((6, 2)); g[0, 1], g[3, 1] = 100.0, 1.0  # the catalogue: 1 share per 100 views
+    >>> share_ratio(c, g, 1, 1).tolist()
+    [0.0, 5.0]
+    """
+    share, view = EVENT_TYPE_CODE["share"], EVENT_TYPE_CODE["view"]
+    g = global_counts[:, i_base]
+    global_share = float(g[share]) / max(float(g[view]), 1.0)
+    if not global_share > 0.0:
+        return None
+    return np.asarray(counts[:, share, i] / np.maximum(counts[:, view, i], 1.0) / global_share, np.float64)
 
 
 def _growth(bins: NDArray[np.float64], usable: NDArray[np.int64], newest: int) -> NDArray[np.float64]:

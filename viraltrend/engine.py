@@ -35,9 +35,9 @@ from numpy.typing import NDArray
 from viraltrend.board import Board, Candidates
 from viraltrend.config import Config
 from viraltrend.dedup import Deduplicator, duplicate_rejects
-from viraltrend.detect import _CYCLE_CLIP, Columns, SequentialDetector, engaged_ratio
+from viraltrend.detect import _CYCLE_CLIP, Columns, SequentialDetector, engaged_ratio, share_ratio
 from viraltrend.errors import CheckpointError, ConfigError
-from viraltrend.events import EVENT_TYPES, EventBatch, Reject
+from viraltrend.events import EVENT_TYPE_CODE, EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels._checks import adopting, owned
 from viraltrend.kernels.audience import (
     ActivityCounts,
@@ -1053,8 +1053,17 @@ class Engine:
             trust=trust[:, :, 0],
             fast=self.model is not None,
         )
+        sustain_share = None  # the sustain path's recruitment over a longer window (detect.sustain_share_...)
+        hl_s = self.cfg.detect.sustain_share_half_life_s
+        if hl_s > 0.0 and "share_ratio" in feats:
+            hl = self.cfg.decay.half_lives_s
+            i_base = hl.index(self.cfg.score.baseline_half_life_s)
+            sustain_share = share_ratio(counts, global_counts, hl.index(hl_s), i_base)
+            feats["sustain_shares"] = counts[:, EVENT_TYPE_CODE["share"], hl.index(hl_s)]
         feats.update(
-            self.detector.read(now_ms, slots, mu_of(slots), feats["unique_users"], feats.get("share_ratio"))
+            self.detector.read(
+                now_ms, slots, mu_of(slots), feats["unique_users"], feats.get("share_ratio"), sustain_share
+            )
         )
         if self.cfg.model.min_engaged_ratio > 0.0:  # the vouch's gate: more than views (detect.engaged_ratio)
             hl = self.cfg.decay.half_lives_s
