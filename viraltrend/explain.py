@@ -201,10 +201,18 @@ def _sequential_story(console: Console, trace: pl.DataFrame, cfg: Config) -> Non
     elif (
         max(r.get("growth_z", 0.0), r.get("growth_z_slow", 0.0)) < d.growth_z
         and r.get("share_ratio", float("inf")) < d.sustain_min_share_ratio
+        and r.get("sustain_share_ratio", 0.0) < (d.sustain_share_long_ratio or d.sustain_min_share_ratio)
     ):
+        long = ""
+        if "sustain_share_ratio" in r:
+            bar = d.sustain_share_long_ratio or d.sustain_min_share_ratio
+            long = (
+                f", and {r['sustain_share_ratio']:.2f}x over {d.sustain_share_half_life_s:g} s < "
+                f"detect.sustain_share_long_ratio {bar:g}"
+            )
         held.append(
             f"flat, and shared {r['share_ratio']:.2f}x the catalogue's per view < "
-            f"detect.sustain_min_share_ratio {d.sustain_min_share_ratio:g}: a level change recruiting nobody"
+            f"detect.sustain_min_share_ratio {d.sustain_min_share_ratio:g}{long}: a level change recruiting nobody"
         )
     console.print(
         f"never ready; at its strongest evidence ({_utc(r['event_ts'])}): " + "; ".join(held or ["-"])
