@@ -212,7 +212,8 @@ def _sequential_story(console: Console, trace: pl.DataFrame, cfg: Config) -> Non
             )
         held.append(
             f"flat, and shared {r['share_ratio']:.2f}x the catalogue's per view < "
-            f"detect.sustain_min_share_ratio {d.sustain_min_share_ratio:g}{long}: a level change recruiting nobody"
+            f"detect.sustain_min_share_ratio {d.sustain_min_share_ratio:g}{long}: "
+            "a level change recruiting nobody"
         )
     console.print(
         f"never ready; at its strongest evidence ({_utc(r['event_ts'])}): " + "; ".join(held or ["-"])
