@@ -343,6 +343,7 @@ def test_checkpoint_from_other_half_lives_is_refused(events, tmp_path):
         overrides={
             "decay": {"half_lives_s": [60.0, 300.0, 86400.0]},
             "score": {"baseline_half_life_s": 86400.0},
+            "detect": {"sustain_share_half_life_s": 0.0},  # it names a half-life these counters lack
         },
     )
     with pytest.raises(CheckpointError, match="delete the checkpoint directory"):
