@@ -13,8 +13,9 @@ import pytest
 
 from tests.test_detect import _recruit_cols
 from viraltrend.config import load_config
-from viraltrend.detect import SequentialDetector, share_ratio
+from viraltrend.detect import SequentialDetector
 from viraltrend.errors import ConfigError
+from viraltrend.scoring import share_ratio
 
 
 def _sustained(share_5m: float, share_long: float | None) -> dict[str, np.ndarray]:

@@ -48,7 +48,7 @@ from viraltrend.errors import CheckpointError
 from viraltrend.events import EVENT_TYPE_CODE
 from viraltrend.kernels.cusum import ChangeDetector, alarm_threshold
 
-__all__ = ["SequentialDetector", "engaged_ratio", "share_ratio"]
+__all__ = ["SequentialDetector", "engaged_ratio"]
 
 Columns = dict[str, NDArray[np.float64]]
 _MuFn = Callable[[NDArray[np.int64]], NDArray[np.float64]]
@@ -320,26 +320,6 @@ def engaged_ratio(
     if not g_rate > 0.0:
         return np.full(views.shape, np.inf)
     return np.asarray(other / np.maximum(views, 1.0) / g_rate, np.float64)
-
-
-def share_ratio(
-    counts: NDArray[np.float64], global_counts: NDArray[np.float64], i: int, i_base: int
-) -> NDArray[np.float64] | None:
-    """Shares per view at half-life index ``i`` over the catalogue's (at ``i_base``), float64[m].
-
-    None while the catalogue has no shares (no evidence either way).
-
-    >>> c = np.zeros((2, 6, 2)); c[:, 0, 1] = 40.0; c[1, 3, 1] = 2.0  # 40 views; the second 2 shares
-    >>> g = np.zeros((6, 2)); g[0, 1], g[3, 1] = 100.0, 1.0  # the catalogue: 1 share per 100 views
-    >>> share_ratio(c, g, 1, 1).tolist()
-    [0.0, 5.0]
-    """
-    share, view = EVENT_TYPE_CODE["share"], EVENT_TYPE_CODE["view"]
-    g = global_counts[:, i_base]
-    global_share = float(g[share]) / max(float(g[view]), 1.0)
-    if not global_share > 0.0:
-        return None
-    return np.asarray(counts[:, share, i] / np.maximum(counts[:, view, i], 1.0) / global_share, np.float64)
 
 
 def _growth(bins: NDArray[np.float64], usable: NDArray[np.int64], newest: int) -> NDArray[np.float64]:

@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from viraltrend.board import Board, Candidates
 from viraltrend.config import Config
 from viraltrend.dedup import Deduplicator, duplicate_rejects
-from viraltrend.detect import _CYCLE_CLIP, Columns, SequentialDetector, engaged_ratio, share_ratio
+from viraltrend.detect import _CYCLE_CLIP, Columns, SequentialDetector, engaged_ratio
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPE_CODE, EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels._checks import adopting, owned
@@ -72,7 +72,7 @@ from viraltrend.kernels.segment import (
 from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
 from viraltrend.model import LabelBuffer, OnlineModel, load_model
-from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label
+from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label, share_ratio
 from viraltrend.trust import (
     HELD,
     AudienceMemory,

@@ -26,7 +26,7 @@ from viraltrend.config import Config, ScoreConfig
 from viraltrend.events import EVENT_TYPE_CODE
 from viraltrend.kernels.prefilter import may_matter
 
-__all__ = ["FeatureReader", "RuleScorer", "half_life_label"]
+__all__ = ["FeatureReader", "RuleScorer", "half_life_label", "share_ratio"]
 
 Columns = dict[str, NDArray[np.float64]]
 #: ``share_ratio`` of every product while the catalogue has no shares at all: no evidence either way.
@@ -168,10 +168,8 @@ class FeatureReader:
             )
             cols["conversion_ratio"] = buys / np.maximum(views, 1.0) / max(global_conv, 1e-9)
             # recruitment: shares per view against the catalogue's; a stream without shares tells nothing
-            global_share = float(g[EVENT_TYPE_CODE["share"]]) / max(float(g[EVENT_TYPE_CODE["view"]]), 1.0)
-            cols["share_ratio"] = (
-                cols["share_rate"] / global_share if global_share > 0.0 else np.full(views.shape, NO_SHARES)
-            )
+            ratio = share_ratio(counts, global_counts, i_trend, i_base)
+            cols["share_ratio"] = ratio if ratio is not None else np.full(views.shape, NO_SHARES)
         return cols
 
     def screen(
@@ -247,3 +245,23 @@ class RuleScorer:
 
 def _sigmoid(x: NDArray[np.float64]) -> NDArray[np.float64]:
     return 0.5 * (1.0 + np.tanh(0.5 * np.clip(x, -60.0, 60.0)))
+
+
+def share_ratio(
+    counts: NDArray[np.float64], global_counts: NDArray[np.float64], i: int, i_base: int
+) -> NDArray[np.float64] | None:
+    """Shares per view at half-life index ``i`` over the catalogue's (at ``i_base``), float64[m].
+
+    None while the catalogue has no shares (no evidence either way).
+
+    >>> c = np.zeros((2, 6, 2)); c[:, 0, 1] = 40.0; c[1, 3, 1] = 2.0  # 40 views; the second 2 shares
+    >>> g = np.zeros((6, 2)); g[0, 1], g[3, 1] = 100.0, 1.0  # the catalogue: 1 share per 100 views
+    >>> share_ratio(c, g, 1, 1).tolist()
+    [0.0, 5.0]
+    """
+    share, view = EVENT_TYPE_CODE["share"], EVENT_TYPE_CODE["view"]
+    g = global_counts[:, i_base]
+    global_share = float(g[share]) / max(float(g[view]), 1.0)
+    if not global_share > 0.0:
+        return None
+    return np.asarray(counts[:, share, i] / np.maximum(counts[:, view, i], 1.0) / global_share, np.float64)
