@@ -177,6 +177,7 @@ def _sequential_story(console: Console, trace: pl.DataFrame, cfg: Config) -> Non
         console.print(f"first ready for the board at {_utc(ready['event_ts'][0])}")
         return
     r = alarmed.sort("evidence", descending=True).row(0, named=True)
+    long_bar = d.sustain_share_long_ratio or d.sustain_min_share_ratio  # the hourly share test's bar
     held = []
     if (
         r.get("unique_users", 0.0) < cfg.trust.min_unique_users
@@ -201,14 +202,13 @@ def _sequential_story(console: Console, trace: pl.DataFrame, cfg: Config) -> Non
     elif (
         max(r.get("growth_z", 0.0), r.get("growth_z_slow", 0.0)) < d.growth_z
         and r.get("share_ratio", float("inf")) < d.sustain_min_share_ratio
-        and r.get("sustain_share_ratio", 0.0) < (d.sustain_share_long_ratio or d.sustain_min_share_ratio)
+        and r.get("sustain_share_ratio", 0.0) < long_bar
     ):
         long = ""
         if "sustain_share_ratio" in r:
-            bar = d.sustain_share_long_ratio or d.sustain_min_share_ratio
             long = (
                 f", and {r['sustain_share_ratio']:.2f}x over {d.sustain_share_half_life_s:g} s < "
-                f"detect.sustain_share_long_ratio {bar:g}"
+                f"detect.sustain_share_long_ratio {long_bar:g}"
             )
         held.append(
             f"flat, and shared {r['share_ratio']:.2f}x the catalogue's per view < "
