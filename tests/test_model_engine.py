@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from tests.conftest import read_events, run_engine, truth
 from tests.test_engine import SMALL, _burst, batch_of
 from viraltrend.config import load_config
-from viraltrend.engine import Engine
+from viraltrend.engine import Engine, fresh_shortfall_evidence
 from viraltrend.stream.checkpoint import CheckpointStore
 
 #: The model before ready labels: gain labels on every touched product, the rates alone, its score ranks.
@@ -480,7 +482,7 @@ def test_screened_ticks_change_nothing_under_a_model_learning_on_evidence_rows(s
 def test_a_vouch_asks_for_a_share_of_fresh_accounts_against_the_catalogues():
     """vouch_fresh_ratio: a ring reuses old accounts (fresh share 0-0.07), a cascade brings new ones."""
     feats = {"evidence": np.ones(4), "fresh_share": np.array([0.0, 0.05, 0.1, 0.3])}
-    engine = Engine(cfg(model={**MODEL["model"], "vouch_fresh_ratio": 0.5}))
+    engine = Engine(cfg(model={**MODEL["model"], "vouch_fresh_ratio": 0.5, "vouch_fresh_evidence": 0.0}))
     engine.guard.catalogue_fresh_share = 0.2
     assert engine._vouch_fresh(feats).tolist() == [False, False, True, True]
     engine.guard.catalogue_fresh_share = 0.0  # a catalogue of no newcomers asks nothing
@@ -489,3 +491,38 @@ def test_a_vouch_asks_for_a_share_of_fresh_accounts_against_the_catalogues():
     engine = Engine(cfg(model={**MODEL["model"], "vouch_fresh_ratio": 0.0}))  # off
     engine.guard.catalogue_fresh_share = 0.2
     assert engine._vouch_fresh(feats).all()
+
+
+def test_a_vouch_is_refused_for_few_fresh_accounts_only_where_its_sample_can_tell():
+    """vouch_fresh_evidence: a dozen events without a fresh account tell little, a ring's hundreds a lot."""
+    feats = {
+        "evidence": np.ones(4),
+        "fresh_share": np.array([0.0, 0.0, 0.02, 0.3]),
+        "unique_users": np.array([12.0, 150.0, 150.0, 12.0]),
+        "events_per_user": np.array([1.0, 1.0, 1.0, 1.0]),
+    }
+    model = {**MODEL["model"], "vouch_fresh_ratio": 0.5}
+    engine = Engine(cfg(model={**model, "vouch_fresh_evidence": 1.0}))
+    engine.guard.catalogue_fresh_share = 0.2  # the bar: 0.1; 12 events expect 1.2 fresh, 150 expect 15
+    assert engine._vouch_fresh(feats).tolist() == [True, False, False, True]
+    engine = Engine(
+        cfg(model={**model, "vouch_fresh_evidence": 0.0})
+    )  # off: every share below the bar is refused
+    engine.guard.catalogue_fresh_share = 0.2
+    assert engine._vouch_fresh(feats).tolist() == [False, False, False, True]
+    ev = fresh_shortfall_evidence(feats["fresh_share"], 0.1, feats["events_per_user"], feats["unique_users"])
+    assert ev[0] == pytest.approx(1.2 / math.log(10.0)) and ev[3] == 0.0
+
+
+def test_a_vouch_is_refused_for_a_step_already_falling_on_both_rings():
+    """vouch_refuse_falling: a burst shared on (the step path) has turned down on both growth rings."""
+    feats = {
+        "evidence": np.ones(4),
+        "growth_z": np.array([-1.14, 0.0, -0.7, 2.5, 0.0]),
+        "growth_z_slow": np.array([-1.35, -1.35, 2.2, -0.1, 0.0]),
+    }
+    feats["evidence"] = np.ones(5)
+    engine = Engine(cfg(model={**MODEL["model"], "vouch_refuse_falling": True}))
+    assert engine._vouch_not_falling(feats).tolist() == [False, False, True, True, False]
+    off = Engine(cfg(model={**MODEL["model"], "vouch_refuse_falling": False}))
+    assert off._vouch_not_falling(feats).all()

@@ -1114,6 +1114,7 @@ class Engine:
             rule_ready = feats["ready"] > 0.0
             vouched = self.detector.ready(feats, feats["unique_users"], probability) & ~rule_ready
             vouched &= self._vouch_fresh(feats)
+            vouched &= self._vouch_not_falling(feats)
             vouched &= self._vouch_held(now_ms, slots, vouched)
             feats["ready"] = (rule_ready | vouched).astype(np.float64)
             feats["model_p"] = probability  # the evidence of a vouch, in the messages' features
@@ -1277,13 +1278,34 @@ class Engine:
         (``fresh_share``) of at least ``model.vouch_fresh_ratio`` x the catalogue's (the guard's
         ``catalogue_fresh_share``, read as this tick's ``_catalogue_trust`` left it): a cascade
         keeps bringing newcomers to the stream, a ring or a crowd-turfing pool reuses accounts it
-        has had for long.  0 (or no ``fresh_share`` column): every candidate passes.
+        has had for long.  Below that bar it is refused only where the shortfall reaches
+        ``model.vouch_fresh_evidence`` powers of ten against chance (:func:`fresh_shortfall_evidence`;
+        0: always): a young cascade's dozen events without a fresh account tell little.  0 (or no
+        ``fresh_share`` column): every candidate passes.
         """
         ratio = self.cfg.model.vouch_fresh_ratio
         fresh = feats.get("fresh_share")
         if ratio <= 0.0 or fresh is None:
             return np.ones(len(feats["evidence"]), np.bool_)
-        return np.asarray(fresh >= ratio * self.guard.catalogue_fresh_share, np.bool_)
+        bar = ratio * self.guard.catalogue_fresh_share
+        ok = fresh >= bar
+        need = self.cfg.model.vouch_fresh_evidence
+        if need > 0.0 and "events_per_user" in feats:  # refused only where the sample can tell
+            ok |= fresh_shortfall_evidence(fresh, bar, feats["events_per_user"], feats["unique_users"]) < need
+        return np.asarray(ok, np.bool_)
+
+    def _vouch_not_falling(self, feats: Columns) -> NDArray[np.bool_]:
+        """Which candidates grow on one growth ring at least, bool[m] (``model.vouch_refuse_falling``).
+
+        The vouch's step path (``model.step_share_ratio``) takes a flat step whatever its growth z: a
+        cascade that saturated within minutes.  A creator's burst, shared on as much, has already
+        turned down at the vouch: new users in the newer half of either ring no more than in the
+        older half (``growth_z`` and ``growth_z_slow`` at most 0; 0 where a ring cannot tell yet).
+        False (or no growth columns): every candidate passes.
+        """
+        if not self.cfg.model.vouch_refuse_falling or "growth_z_slow" not in feats:
+            return np.ones(len(feats["evidence"]), np.bool_)
+        return np.asarray(np.maximum(feats["growth_z"], feats["growth_z_slow"]) > 0.0, np.bool_)
 
     def _note_ready(self, now_ms: int, ready_slots: NDArray[np.int64]) -> None:
         """Remember the last tick at which the rule found each product ready (the "ready" labels)."""
@@ -2192,3 +2214,26 @@ _ENCODE = msgspec.json.Encoder()
 def _reencode(batch: EventBatch, i: int) -> bytes:
     """The event at ``i`` as received (re-encoded as contract JSON only if the source kept no bytes)."""
     return batch.record_bytes(i)
+
+
+def fresh_shortfall_evidence(
+    fresh_share: NDArray[np.float64],
+    bar: float,
+    events_per_user: NDArray[np.float64],
+    users: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """How far below ``bar`` a product's fresh share is, in powers of ten against chance, float64[m].
+
+    Its events (decayed, trend window: ``events_per_user`` x ``unique_users``, as the reader divides
+    them) hold ``f`` from fresh accounts where a share of ``bar`` would give ``lam``; the chance of so
+    few fresh events or fewer is at most ``exp(-(lam - f + f ln(f / lam)))`` (the Poisson lower
+    tail's Chernoff bound), its minus log10 is returned (0 where the share reaches the bar).  A young
+    product's dozen events without a fresh account tell little against a catalogue share of a few
+    percent; a ring's hundred events without one tell a lot.
+    """
+    raw = events_per_user * np.maximum(users, 1.0)
+    lam = bar * raw
+    f = np.minimum(fresh_share * raw, lam)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = lam - f + np.where(f > 0.0, f * np.log(np.where(f > 0.0, f, 1.0) / np.maximum(lam, 1e-300)), 0.0)
+    return np.asarray(np.maximum(kl, 0.0) / math.log(10.0), np.float64)
