@@ -41,3 +41,19 @@ def test_the_labels_read_as_without_the_floor():
     det = _det(sustain_share_long_floor="2", max_change_age_s="10800")
     assert not det.ready(cols, users)[0]
     assert det.ready(cols, users, long_floor=False)[0]
+
+
+def test_the_floor_can_spare_younger_changes():
+    """detect.sustain_share_long_floor_age_s: a slow Bass ramp on its few shares (market 120
+    `p2ed0b3c7fdfef554`: change 2,280 s old, 3.4 x in the trend window, 1.7 x over the hour) is spared."""
+    users = np.array([30.0])
+    cols = _recruit_cols(2280.0, 3.4)
+    cols["growth_z"] = cols["growth_z_slow"] = np.zeros(1)
+    cols["sustain_share_ratio"] = np.array([1.7])
+    env = {"sustain_share_long_floor": "2", "max_change_age_s": "10800"}
+    assert not _det(**env).ready(cols, users)[0]
+    assert _det(sustain_share_long_floor_age_s="3600", **env).ready(cols, users)[0]
+    cols["change_s"] = np.array([6550.0])  # the price drop's hours-old change
+    cols["share_ratio"] = np.array([6.5])
+    cols["sustain_share_ratio"] = np.array([1.5])
+    assert not _det(sustain_share_long_floor_age_s="3600", **env).ready(cols, users)[0]

@@ -235,7 +235,10 @@ class SequentialDetector:
             shared = share >= d.sustain_min_share_ratio
             if "sustain_share_ratio" in cols:  # a slow ramp's few shares, read over a longer window too
                 if long_floor and d.sustain_share_long_floor > 0.0:  # the trend window's few shares, backed
-                    shared &= cols["sustain_share_ratio"] >= d.sustain_share_long_floor
+                    young = (
+                        cols["change_s"] < d.sustain_share_long_floor_age_s
+                    )  # a level change held for long
+                    shared &= young | (cols["sustain_share_ratio"] >= d.sustain_share_long_floor)
                 bar = d.sustain_share_long_ratio or d.sustain_min_share_ratio
                 shared |= cols["sustain_share_ratio"] >= bar
             sustained &= shared
