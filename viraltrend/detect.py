@@ -185,6 +185,9 @@ class SequentialDetector:
         if sustain_share is not None:  # the sustain path's recruitment over a longer window as well
             cols["sustain_share_ratio"] = sustain_share
         cols["ready"] = self.ready(cols, users).astype(np.float64)
+        if self.cfg.detect.sustain_share_long_floor > 0.0 and "sustain_share_ratio" in cols:
+            # the online model's "ready" labels as without the floor: a refusal of the board's, not a lesson
+            cols["ready_label"] = self.ready(cols, users, long_floor=False).astype(np.float64)
         return cols
 
     def evidence(self, now_ms: int, slots: NDArray[np.int64], mu: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -199,6 +202,7 @@ class SequentialDetector:
         probability: NDArray[np.float64] | None = None,
         *,
         shape_free: bool = False,
+        long_floor: bool = True,
     ) -> NDArray[np.bool_]:
         """The verdict from :meth:`read`'s columns (see the module docstring).
 
@@ -230,6 +234,11 @@ class SequentialDetector:
             share = cols.get("share_ratio", np.full_like(sustained, np.inf, np.float64))
             shared = share >= d.sustain_min_share_ratio
             if "sustain_share_ratio" in cols:  # a slow ramp's few shares, read over a longer window too
+                if long_floor and d.sustain_share_long_floor > 0.0:  # the trend window's few shares, backed
+                    young = (
+                        cols["change_s"] < d.sustain_share_long_floor_age_s
+                    )  # a level change held for long
+                    shared &= young | (cols["sustain_share_ratio"] >= d.sustain_share_long_floor)
                 bar = d.sustain_share_long_ratio or d.sustain_min_share_ratio
                 shared |= cols["sustain_share_ratio"] >= bar
             sustained &= shared

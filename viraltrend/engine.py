@@ -1108,8 +1108,10 @@ class Engine:
         mu_of: Callable[[NDArray[np.int64]], NDArray[np.float64]],
     ) -> list[Message]:
         counts, feats, score, rule, model, probability = self._features(now_ms, slots, mu_of)
+        # the model's "ready" labels as without detect.sustain_share_long_floor: a refusal, not a lesson
+        label_ready = feats.pop("ready_label", feats["ready"])
         if self.labels is not None:
-            self._note_ready(now_ms, slots[(feats["ready"] > 0.0) & (rule >= self.cfg.detect.min_score)])
+            self._note_ready(now_ms, slots[(label_ready > 0.0) & (rule >= self.cfg.detect.min_score)])
         if probability is not None and self.board.sequential:  # the model vouches for the shape
             rule_ready = feats["ready"] > 0.0
             vouched = self.detector.ready(feats, feats["unique_users"], probability) & ~rule_ready
