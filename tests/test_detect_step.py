@@ -51,7 +51,7 @@ def test_the_floor_can_spare_younger_changes():
     cols["growth_z"] = cols["growth_z_slow"] = np.zeros(1)
     cols["sustain_share_ratio"] = np.array([1.7])
     env = {"sustain_share_long_floor": "2", "max_change_age_s": "10800"}
-    assert not _det(**env).ready(cols, users)[0]
+    assert not _det(sustain_share_long_floor_age_s="0", **env).ready(cols, users)[0]
     assert _det(sustain_share_long_floor_age_s="3600", **env).ready(cols, users)[0]
     cols["change_s"] = np.array([6550.0])  # the price drop's hours-old change
     cols["share_ratio"] = np.array([6.5])
