@@ -73,6 +73,7 @@ def test_every_hostile_record_reaches_the_dlq_with_its_reason_and_the_good_ones_
     try:
         wait_for(
             lambda: len(read_topic(broker.bootstrap_servers, names["dlq"], timeout_s=10)) >= len(hostile_at),
+            timeout_s=180.0,  # a first start may compile kernels (cold numba cache, loaded machine)
             what="every dead letter",
         )
 
