@@ -234,10 +234,8 @@ class SequentialDetector:
             share = cols.get("share_ratio", np.full_like(sustained, np.inf, np.float64))
             shared = share >= d.sustain_min_share_ratio
             if "sustain_share_ratio" in cols:  # a slow ramp's few shares, read over a longer window too
-                if long_floor and d.sustain_share_long_floor > 0.0:  # the trend window's few shares, backed
-                    young = (
-                        cols["change_s"] < d.sustain_share_long_floor_age_s
-                    )  # a level change held for long
+                if long_floor and d.sustain_share_long_floor > 0.0:  # on an old change, backed by the hour's
+                    young = cols["change_s"] < d.sustain_share_long_floor_age_s
                     shared &= young | (cols["sustain_share_ratio"] >= d.sustain_share_long_floor)
                 bar = d.sustain_share_long_ratio or d.sustain_min_share_ratio
                 shared |= cols["sustain_share_ratio"] >= bar
