@@ -203,6 +203,37 @@ def test_ticks_in_one_compiled_call_give_the_same_decisions_and_state(pinned_eve
     assert len(kinds) > 100 and {2, 3} <= set(kinds)  # it ran, and stopped for Python in both ways
 
 
+@pytest.mark.parametrize("fast_ticks", [True, False])
+def test_quiet_audiences_run_only_when_they_would_change_something(pinned_events, monkeypatch, fast_ticks):
+    """Ticks whose touched products are all quiet age the audiences only from ``_quiet_from_ms`` on.
+
+    Against calling ``_quiet_audiences`` at every such tick while anything is sketched or refused
+    (the compiled loop stopping for Python there): the same messages and checkpoint, fewer calls.
+    """
+    from viraltrend.engine import _NEVER
+
+    calls: list[int] = []
+    quiet = Engine._quiet_audiences
+
+    def counting(self, now_ms):
+        calls.append(now_ms)
+        return quiet(self, now_ms)
+
+    monkeypatch.setattr(Engine, "_quiet_audiences", counting)
+    if not fast_ticks:
+        monkeypatch.setattr(Engine, "_fast_ticks_on", lambda self: False)
+    cuts = [7_001, 30_000]
+    lazy, lazy_msgs = run_engine(pinned_events, cuts)
+    n_lazy = len(calls)
+    calls.clear()
+    every = lambda self: _NEVER if (self._sketched.size or self._ring_refusals) else None  # noqa: E731
+    monkeypatch.setattr(Engine, "_quiet_from_ms", every)
+    eager, eager_msgs = run_engine(pinned_events, cuts)
+    assert lazy_msgs == eager_msgs and lazy.stats == eager.stats
+    assert _same_state(lazy, eager)
+    assert len(calls) > 20 and n_lazy < len(calls) / 2
+
+
 @pytest.mark.parametrize("cuts", [[], [57, 200, 201], list(range(0, 900, 37))])
 def test_compiled_ticks_of_a_sparse_stream_with_a_gap_match_the_python_ticks(monkeypatch, cuts):
     events = batch_of(_gappy_rows())

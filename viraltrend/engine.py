@@ -523,7 +523,7 @@ class Engine:
             last_snapshot_ms=self._last_snapshot_ms,
             snapshot_interval_ms=self.cfg.board.snapshot_interval_s * 1000,
             next_evict_ms=self._next_evict_ms, max_products=self.cfg.state.max_products, n_live=self._n_live,
-            quiet_audiences=bool(self._sketched.size or self._ring_refusals), evict=self._evict_sweep(),
+            quiet_from_ms=self._quiet_from_ms(), evict=self._evict_sweep(),
             trust_live=self._trust_live(), sweeps=self._sweeps, sweep_pos=self._sweep_pos,
         )  # fmt: skip
         if run is None:
@@ -853,7 +853,7 @@ class Engine:
         elif slots.size:
             self._catalogue_trust(now_ms)
             messages = self._evaluate(now_ms, slots, touched, watched, traced, mu_of)
-        elif touched.size and (self._sketched.size or self._ring_refusals):
+        elif touched.size and (quiet_from := self._quiet_from_ms()) is not None and now_ms >= quiet_from:
             self._quiet_audiences(now_ms)
         interval_ms = self.cfg.board.snapshot_interval_s * 1000
         due = self._last_snapshot_ms is None or now_ms - self._last_snapshot_ms >= interval_ms
@@ -988,6 +988,39 @@ class Engine:
         t0 = time.perf_counter()
         self._track_audiences(now_ms, _EMPTY, empty, empty, empty, {"evidence": np.zeros(0)})
         self.guard_s += time.perf_counter() - t0
+
+    def _quiet_from_ms(self) -> int | None:
+        """The first tick at which :meth:`_quiet_audiences` may change anything; None: it is not called.
+
+        A tick whose touched products are all quiet calls it while products are sketched or ring
+        refusals remembered.  With nothing hot it only ages what the guard remembers (sketched
+        products idle past ``_SKETCH_IDLE_MS``; refusals, holds and vouches past
+        ``trust.audience_memory_s``), reads the catalogue's reference every ``_CATALOGUE_EVERY_MS``
+        while anything is sketched, and resets the guard's holds and refusals from
+        ``_ring_refusals``.  Before the first of those times, with the guard's fields already as it
+        sets them, a call leaves every field with the same values: skipping it gives the same
+        decisions, and the compiled tick loop need not stop for it.  ``_NEVER``: at once.
+        """
+        sk, refusals = self._sketched, self._ring_refusals
+        if not (sk.size or refusals):
+            return None
+        g = self.guard
+        if g.held or list(g.lockstep.items()) != [(s, v[0]) for s, v in refusals.items()]:
+            return _NEVER
+        if not self._suspected.keys() <= self._held_since.keys():
+            return _NEVER
+        memory_ms = round(self.cfg.trust.audience_memory_s * 1000)
+        due = [min(v[1] for v in refusals.values()) + memory_ms + 1] if refusals else []
+        for since in (self._held_since, self._vouch_since):
+            if since:
+                due.append(min(since.values()) + memory_ms + 1)
+        if sk.size:
+            ms = self._sketched_ms
+            if ms.shape != sk.shape or sk.size > self.cfg.trust.max_sketched or not (sk[1:] > sk[:-1]).all():
+                return _NEVER  # restored without the times, or a set keep_hot would reorder or trim
+            due.append(int(ms.min()) + _SKETCH_IDLE_MS + 1)
+            due.append(self._catalogue_checked_ms + _CATALOGUE_EVERY_MS)
+        return max(min(due), _NEVER)
 
     def _idle(self, now_ms: int) -> bool:
         """Whether this tick would change nothing (the fast path of idle ticks).

@@ -523,7 +523,7 @@ def _run_ticks(
     lift_mid: float, lift_k: float, z_mid: float, z_k: float, h: float, score_below: float,
     evidence_below: float, has_start: bool, start_ms: int,
     next_sweep: int, next_rebase: int, t_next_rebase: int, label_due: int, last_snapshot: int,
-    snapshot_ms: float, next_evict: int, max_products: int, n_live: int, quiet_audiences: bool,
+    snapshot_ms: float, next_evict: int, max_products: int, n_live: int, quiet_from: int,
     snaps: NDArray[np.int64],
     live: NDArray[np.int64], t_live: NDArray[np.int64], evict_on: bool, evict_every_ms: int,
     evict_base_ms: int,
@@ -548,7 +548,7 @@ def _run_ticks(
     their user-signal steps; ``sweep_out`` [planned sweeps run, next sweep time, then the caps
     table's last count: has one, its low time, its step, counted again] in and out, ``scan_hist``
     its counts), a label, an eviction not run here or the product cap due, a screened-in product
-    or audiences to age.  Returns ``(kind, k, seg, rows,
+    or audiences to age (a tick with events at ``quiet_from`` or later).  Returns ``(kind, k, seg, rows,
     used, max_ts_ms, n_live, applied, n_snaps, last_snapshot, touched, new_users, norm_base, floor,
     cycle, uniq, kept, may_score, ok)``: ``touched``/``new_users`` the slots applied and not yet
     seen by a tick, the last six ``Screen.tick``'s results at ``AFTER``.
@@ -671,7 +671,7 @@ def _run_ticks(
                     landmark, t_landmark, next_evict,
                     cold)  # fmt: skip
         pend_t, pend_n = empty, empty
-        swept = not (not ok or kept.shape[0] or quiet_audiences or later)
+        swept = not (not ok or kept.shape[0] or now >= quiet_from or later)
         if swept and evict_due:  # the engine's _maybe_evict, at the end of the tick
             swept, gone = _evict_sweep(
                 acc, first_ts, last_ts, t_acc, t_first_ts, t_last_ts, stat, back, bins, coarse, last_tick, hw,
@@ -883,7 +883,7 @@ def run_ticks(
     next_evict_ms: int | None,
     max_products: int,
     n_live: int,
-    quiet_audiences: bool,
+    quiet_from_ms: int | None,
     evict: EvictSweep | None = None,
     trust_live: NDArray[np.int64] | None = None,
     sweeps: SweepPlan | None = None,
@@ -900,6 +900,8 @@ def run_ticks(
     of another dtype).  Landmark moves due run in the loop (``DecayedCounters.rebase``'s steps) and
     so do eviction sweeps when ``evict`` is given (else the loop stops for Python at them).
     ``trust_live``: as :meth:`DecayedCounters.rebase`'s ``live`` for the trust counters' moves.
+    ``quiet_from_ms``: the first tick at which a tick with events, all screened out, stops for
+    Python to age the audiences (the engine's ``_quiet_audiences``; None: never).
     ``user_hash``: each accepted event's user id hash (uint64, as ``slots``).  ``sweeps``: the
     user sweeps planned for this batch's ticks (:class:`SweepPlan`, from entry ``sweep_pos`` on):
     the loop runs their steps on the user signals at their ticks; without one (or past it) it
@@ -958,7 +960,7 @@ def run_ticks(
         _NEVER if next_sweep_ms is None else int(next_sweep_ms),  # none yet: a sweep is due at once
         _time(counters.next_rebase_ms()), _time(trust.next_rebase_ms()),
         _time(label_due_ms), _time(last_snapshot_ms), float(snapshot_interval_ms), _time(next_evict_ms),
-        int(max_products), int(n_live), bool(quiet_audiences), snaps,
+        int(max_products), int(n_live), _time(quiet_from_ms), snaps,
         counters.last_ts_ms if counters.times else _EVERY_ROW,
         trust.last_ts_ms if trust.times else live_rows(trust_live, trust.capacity),
         ev_on, int(ev.every_ms), int(ev.base_ms), int(ev.hw), ev.after_s, int(ev.half_life), float(ev.lam),
