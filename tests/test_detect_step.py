@@ -57,20 +57,3 @@ def test_the_floor_can_spare_younger_changes():
     cols["share_ratio"] = np.array([6.5])
     cols["sustain_share_ratio"] = np.array([1.5])
     assert not _det(sustain_share_long_floor_age_s="3600", **env).ready(cols, users)[0]
-
-
-def test_the_floor_spares_a_change_passed_on_far_beyond_its_own_day():
-    """detect.sustain_share_long_floor_own (detect18): a slow organic ramp on a product with a day of history
-    (family tuning seed 215 `p-012553`: change 3,600 s old, 2.3 x in the trend window, 1.56 x over the hour,
-    its own 24-hour ratio 0.50) is passed on 3 x its own usual; the floor's refusals on fresh seeds (ring
-    products, slow drips, a flash spike, all new products) read 0.8-1.7 x their own day's."""
-    users = np.array([30.0])
-    cols = _recruit_cols(3600.0, 2.3)
-    cols["growth_z"] = cols["growth_z_slow"] = np.zeros(1)
-    cols["sustain_share_ratio"] = np.array([1.56])
-    cols["own_share_ratio"] = np.array([0.50])
-    env = {"sustain_share_long_floor": "2", "max_change_age_s": "10800"}
-    assert not _det(sustain_share_long_floor_own="0", **env).ready(cols, users)[0]
-    assert _det(sustain_share_long_floor_own="2.5", **env).ready(cols, users)[0]
-    cols["own_share_ratio"] = np.array([1.2])  # a ring product's hour is its whole life: ~1 x its own day
-    assert not _det(sustain_share_long_floor_own="2.5", **env).ready(cols, users)[0]

@@ -334,7 +334,6 @@ class DetectConfig:
     sustain_share_long_ratio: float = _ge0(4.0)
     sustain_share_long_floor: float = _ge0(2.0)
     sustain_share_long_floor_age_s: float = _ge0(3600.0)
-    sustain_share_long_floor_own: float = _ge0(0.0)
     max_change_age_s: float = _ge0(10800.0)
     min_score: float = _unit(0.4)
     min_recent_lift: float = _ge0(3.0)

@@ -130,16 +130,12 @@ class SequentialDetector:
         users: NDArray[np.float64],
         share_ratio: NDArray[np.float64] | None = None,
         sustain_share: NDArray[np.float64] | None = None,
-        own_share: NDArray[np.float64] | None = None,
     ) -> Columns:
         """Feature columns of the detector for ``slots``, plus ``ready`` (1.0 / 0.0).
 
         ``share_ratio`` (the candidates' shares per view over the catalogue's, float64[m]) is the
         recruitment the sustain path asks for (``detect.sustain_min_share_ratio``); without it the
-        sustain path does not ask.  ``own_share`` (the candidates' shares per view over the baseline
-        half-life, over the catalogue's, float64[m]) is their own usual recruitment: a change passed on
-        far more over the hour than the product's own day is spared the hourly share floor
-        (``detect.sustain_share_long_floor_own``).
+        sustain path does not ask.
         """
         stat, zero, fine, coarse = self.cusum.read(slots, mu, now_ms=now_ms)
         m, k = fine.shape
@@ -188,13 +184,10 @@ class SequentialDetector:
             cols["share_ratio"] = share_ratio
         if sustain_share is not None:  # the sustain path's recruitment over a longer window as well
             cols["sustain_share_ratio"] = sustain_share
-        if own_share is not None:
-            cols["own_share_ratio"] = own_share
         cols["ready"] = self.ready(cols, users).astype(np.float64)
         if self.cfg.detect.sustain_share_long_floor > 0.0 and "sustain_share_ratio" in cols:
             # the online model's "ready" labels as without the floor: a refusal of the board's, not a lesson
             cols["ready_label"] = self.ready(cols, users, long_floor=False).astype(np.float64)
-        cols.pop("own_share_ratio", None)  # read by the verdict only: the messages are as before
         return cols
 
     def evidence(self, now_ms: int, slots: NDArray[np.int64], mu: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -243,9 +236,6 @@ class SequentialDetector:
             if "sustain_share_ratio" in cols:  # a slow ramp's few shares, read over a longer window too
                 if long_floor and d.sustain_share_long_floor > 0.0:  # on an old change, backed by the hour's
                     young = cols["change_s"] < d.sustain_share_long_floor_age_s
-                    if d.sustain_share_long_floor_own > 0.0 and "own_share_ratio" in cols:  # its own day's
-                        own = d.sustain_share_long_floor_own * cols["own_share_ratio"]  # far exceeded
-                        young |= (cols["own_share_ratio"] > 0.0) & (cols["sustain_share_ratio"] >= own)
                     shared &= young | (cols["sustain_share_ratio"] >= d.sustain_share_long_floor)
                 bar = d.sustain_share_long_ratio or d.sustain_min_share_ratio
                 shared |= cols["sustain_share_ratio"] >= bar

@@ -1020,7 +1020,7 @@ class Engine:
                 return _NEVER  # restored without the times, or a set keep_hot would reorder or trim
             due.append(int(ms.min()) + _SKETCH_IDLE_MS + 1)
             due.append(self._catalogue_checked_ms + _CATALOGUE_EVERY_MS)
-        return max(min(due), _NEVER)
+        return min(due)
 
     def _idle(self, now_ms: int) -> bool:
         """Whether this tick would change nothing (the fast path of idle ticks).
@@ -1093,20 +1093,9 @@ class Engine:
             i_base = hl.index(self.cfg.score.baseline_half_life_s)
             sustain_share = share_ratio(counts, global_counts, hl.index(hl_s), i_base)
             feats["sustain_shares"] = counts[:, EVENT_TYPE_CODE["share"], hl.index(hl_s)]
-        own_share = None  # the product's own day's recruitment (detect.sustain_share_long_floor_own)
-        d = self.cfg.detect
-        if sustain_share is not None and d.sustain_share_long_floor > 0.0 < d.sustain_share_long_floor_own:
-            i_base = self.cfg.decay.half_lives_s.index(self.cfg.score.baseline_half_life_s)
-            own_share = share_ratio(counts, global_counts, i_base, i_base)
         feats.update(
             self.detector.read(
-                now_ms,
-                slots,
-                mu_of(slots),
-                feats["unique_users"],
-                feats.get("share_ratio"),
-                sustain_share,
-                own_share,
+                now_ms, slots, mu_of(slots), feats["unique_users"], feats.get("share_ratio"), sustain_share
             )
         )
         if self.cfg.model.min_engaged_ratio > 0.0:  # the vouch's gate: more than views (detect.engaged_ratio)
