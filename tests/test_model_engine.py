@@ -512,17 +512,3 @@ def test_a_vouch_is_refused_for_few_fresh_accounts_only_where_its_sample_can_tel
     assert engine._vouch_fresh(feats).tolist() == [False, False, False, True]
     ev = fresh_shortfall_evidence(feats["fresh_share"], 0.1, feats["events_per_user"], feats["unique_users"])
     assert ev[0] == pytest.approx(1.2 / math.log(10.0)) and ev[3] == 0.0
-
-
-def test_a_vouch_is_refused_for_a_step_already_falling_on_both_rings():
-    """vouch_refuse_falling: a burst shared on (the step path) has turned down on both growth rings."""
-    feats = {
-        "evidence": np.ones(4),
-        "growth_z": np.array([-1.14, 0.0, -0.7, 2.5, 0.0]),
-        "growth_z_slow": np.array([-1.35, -1.35, 2.2, -0.1, 0.0]),
-    }
-    feats["evidence"] = np.ones(5)
-    engine = Engine(cfg(model={**MODEL["model"], "vouch_refuse_falling": True}))
-    assert engine._vouch_not_falling(feats).tolist() == [False, False, True, True, False]
-    off = Engine(cfg(model={**MODEL["model"], "vouch_refuse_falling": False}))
-    assert off._vouch_not_falling(feats).all()

@@ -169,8 +169,6 @@ class ModelConfig:
     vouch_hold_s: float = _ge0(10.0)
     vouch_fresh_ratio: float = _ge0(0.5)
     vouch_fresh_evidence: float = _ge0(0.1)
-    vouch_refuse_falling: bool = False
-    min_share_ratio: float = _ge0(0.0)
     recruit_share_ratio: float = _ge0(0.5)
     min_engaged_ratio: float = _ge0(0.25)
     step_share_ratio: float = _ge0(9.0)

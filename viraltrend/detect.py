@@ -253,8 +253,6 @@ class SequentialDetector:
             if m.max_change_s > 0.0:  # an old change has had the sustain path's chance (and its share test)
                 vouched &= cols["change_s"] <= m.max_change_s
             shares = cols.get("share_ratio", np.full_like(probability, np.inf))  # none reported: no test
-            if m.min_share_ratio > 0.0:
-                vouched &= shares >= m.min_share_ratio
             if m.recruit_share_ratio > 0.0:  # the older the change, the more it must have been passed on
                 need = m.recruit_share_ratio * np.minimum(cols["change_s"] / max(d.sustain_s, 1.0), 1.0)
                 vouched &= shares >= need

@@ -1149,7 +1149,6 @@ class Engine:
             rule_ready = feats["ready"] > 0.0
             vouched = self.detector.ready(feats, feats["unique_users"], probability) & ~rule_ready
             vouched &= self._vouch_fresh(feats)
-            vouched &= self._vouch_not_falling(feats)
             vouched &= self._vouch_held(now_ms, slots, vouched)
             feats["ready"] = (rule_ready | vouched).astype(np.float64)
             feats["model_p"] = probability  # the evidence of a vouch, in the messages' features
@@ -1328,19 +1327,6 @@ class Engine:
         if need > 0.0 and "events_per_user" in feats:  # refused only where the sample can tell
             ok |= fresh_shortfall_evidence(fresh, bar, feats["events_per_user"], feats["unique_users"]) < need
         return np.asarray(ok, np.bool_)
-
-    def _vouch_not_falling(self, feats: Columns) -> NDArray[np.bool_]:
-        """Which candidates grow on one growth ring at least, bool[m] (``model.vouch_refuse_falling``).
-
-        The vouch's step path (``model.step_share_ratio``) takes a flat step whatever its growth z: a
-        cascade that saturated within minutes.  A creator's burst, shared on as much, has already
-        turned down at the vouch: new users in the newer half of either ring no more than in the
-        older half (``growth_z`` and ``growth_z_slow`` at most 0; 0 where a ring cannot tell yet).
-        False (or no growth columns): every candidate passes.
-        """
-        if not self.cfg.model.vouch_refuse_falling or "growth_z_slow" not in feats:
-            return np.ones(len(feats["evidence"]), np.bool_)
-        return np.asarray(np.maximum(feats["growth_z"], feats["growth_z_slow"]) > 0.0, np.bool_)
 
     def _note_ready(self, now_ms: int, ready_slots: NDArray[np.int64]) -> None:
         """Remember the last tick at which the rule found each product ready (the "ready" labels)."""
