@@ -13,11 +13,12 @@ import numpy as np
 
 from tests.audience_helpers import add_users as _add
 from tests.audience_helpers import guard_engine
+from viraltrend.config import load_config
 from viraltrend.trust import soft_refusal
 
 LOW = {"hold_light_low_lift": 1.5, "hold_light_low_evidence": 1.0, "hold_light_low_users": 40}
-OFF = {"trust": {"hold_seller_lift": 0.0}}
-HOLD = {"trust": {**LOW, "hold_seller_lift": 0.0}}
+OFF = {"trust": {"hold_light_low_lift": 0.0, "hold_seller_lift": 0.0}}
+HOLD = {"trust": {**LOW, "hold_light_low_refuse": 0.0, "hold_seller_lift": 0.0}}
 REFUSE = {"trust": {**LOW, "hold_light_low_refuse": 3.0, "hold_seller_lift": 0.0}}
 
 
@@ -63,11 +64,17 @@ def test_the_hold_alone_delays_and_never_refuses():
     assert 9 not in engine.guard.lockstep
 
 
-def test_off_by_default_nothing_is_held():
+def test_off_nothing_is_held():
     engine, crowd = _crowd(OFF)
     assert 9 not in engine.guard.held and 9 not in engine.guard.lockstep
     _grow(engine, crowd)
     assert 9 not in engine.guard.held and 9 not in engine.guard.lockstep  # lift 2.25 < co_audience_light_lift
+
+
+def test_on_by_default():
+    cfg = load_config(None, environ={})
+    assert (cfg.trust.hold_light_low_lift, cfg.trust.hold_light_low_refuse) == (1.5, 3.0)
+    assert cfg.trust.hold_light_low_users == 80 and cfg.trust.lockstep_look_elsewhere is False
 
 
 def test_a_long_sample_is_not_held_at_the_weaker_lift():

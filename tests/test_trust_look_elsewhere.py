@@ -41,7 +41,7 @@ def test_six_of_seven_in_one_of_300_audiences_is_lockstep_only_at_the_plain_bar(
     plain = _match(_memory(), users, False)
     assert (plain.shared[0], plain.sampled[0]) == (6, 7) and plain.other[0] == 1 and plain.sim[0] >= 0.5
     assert 4.0 <= chance_evidence(plain.shared, plain.sampled, plain.chance)[0] < 4.0 + np.log10(300)
-    assert plain.plain_sim is None
+    assert plain.plain_sim is not None and plain.plain_sim[0] == 0.0  # not asked
     look = _match(_memory(), users, True)
     assert look.sim[0] < 0.5
     assert look.plain_sim is not None and look.plain_sim[0] >= 0.5 and look.plain_other is not None

@@ -571,14 +571,14 @@ class Match(NamedTuple):
     light_shared: NDArray[np.int64] | None = None
     light_sampled: NDArray[np.int64] | None = None
     light_expected: NDArray[np.float64] | None = None
-    #: the same at the weaker lift ``light_low_lift`` (see best_match; None: not asked)
+    #: the same at the weaker lift ``light_low_lift`` (see best_match; zeros where not asked)
     low_evidence: NDArray[np.float64] | None = None
     low_other: NDArray[np.int64] | None = None
     low_shared: NDArray[np.int64] | None = None
     low_sampled: NDArray[np.int64] | None = None
     low_expected: NDArray[np.float64] | None = None
     #: with ``look_elsewhere``: the lockstep answer at the plain ``min_evidence`` bar (``sim`` / ``other`` are
-    #: then at the raised one), and the numbers behind it
+    #: then at the raised one), and the numbers behind it (zeros without it)
     plain_sim: NDArray[np.float64] | None = None
     plain_other: NDArray[np.int64] | None = None
     plain_shared: NDArray[np.int64] | None = None
@@ -813,7 +813,7 @@ class AudienceMemory:
         sim = significant_share(shared, sampled, chance, z)
         sim[self.slot[rows][None, :] == slots[:, None]] = 0.0
         lock = sim
-        at_plain: tuple[NDArray[np.generic] | None, ...] = (None,) * 5
+        at_plain: tuple[NDArray[np.generic], ...] = (f0, i0, i0 * 0, i0 * 0, f0)  # not asked: nothing
         if min_evidence > 0:
             lock_ev = chance_evidence(shared, sampled, chance)
             lock = np.where(lock_ev >= min_evidence, sim, 0.0)
@@ -842,7 +842,7 @@ class AudienceMemory:
         seller_shared = np.where(mine, shared, 0).sum(axis=1).astype(np.int64)
         seller_expected = np.where(mine, sampled * chance, 0.0).sum(axis=1)
         l_best, l_other, l_sh, l_sa, l_ex = f0, i0, i0 * 0, i0 * 0, f0
-        low: tuple[NDArray[np.generic] | None, ...] = (None,) * 5
+        low: tuple[NDArray[np.generic], ...] = (f0, i0, i0 * 0, i0 * 0, f0)  # not asked: nothing
         if light and weight is not None and population > 0 and math.isfinite(co_lift):
             l_sampled, l_shared = containment(light_sample(sig, weight), self.sig, rows)
             plain = np.clip(estimated_users(self.sig[rows]) / population, 0.0, 1.0)
