@@ -52,7 +52,9 @@ def test_a_crowd_at_its_own_lift_is_held_then_refused():
 
 
 def test_the_light_lift_defaults_to_the_co_audience_lift():
-    engine, crowd, _ = _crowd({"trust": {"co_audience_light_lift": 0.0, "hold_light_evidence": 2.0}})
+    engine, crowd, _ = _crowd(
+        {"trust": {"co_audience_light_lift": 0.0, "hold_light_evidence": 2.0, "hold_light_low_lift": 0.0}}
+    )
     assert 9 not in engine.guard.held and 9 not in engine.guard.lockstep
     _add(engine, 9, np.concatenate([crowd[18:45], np.arange(400_000, 400_063)]))
     _tick(engine, 660_000, [3, 9], [False, True])

@@ -47,5 +47,7 @@ def test_a_sibling_overlap_at_a_ring_s_lift_is_held_then_refused():
 
 
 def test_the_seller_hold_can_be_switched_off():
-    engine, _ = _ring({"trust": {"hold_seller_lift": 0.0, "hold_light_evidence": 0.0}})
+    engine, _ = _ring(
+        {"trust": {"hold_seller_lift": 0.0, "hold_light_evidence": 0.0, "hold_light_low_lift": 0.0}}
+    )
     assert 9 not in engine.guard.held and 9 not in engine.guard.lockstep

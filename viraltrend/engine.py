@@ -86,6 +86,7 @@ from viraltrend.trust import (
     co_numbers,
     hold_reason,
     light_numbers,
+    low_numbers,
     match_numbers,
     pooled_evidence,
     pooled_numbers,
@@ -374,6 +375,7 @@ class Engine:
             int, int
         ] = {}  # the same, held for co-audience evidence (trust.hold_evidence_s)
         self._vouch_since: dict[int, int] = {}  # slot -> first held as a vouch on a short sample
+        self._low_held: dict[int, int] = {}  # of _suspected: held at hold_light_low_lift
         self._catalogue_phi = (math.nan, _NEVER)  # the last judged catalogue activity spread, and when
         # the catalogue's share of carts and purchases with no view lately (the blind-buyers reference)
         self.funnel_share = FunnelShare(half_lives_ms=_funnel_half_lives(cfg))
@@ -1009,6 +1011,8 @@ class Engine:
             return _NEVER
         if not self._suspected.keys() <= self._held_since.keys():
             return _NEVER
+        if not self._low_held.keys() <= self._suspected.keys():
+            return _NEVER
         memory_ms = round(self.cfg.trust.audience_memory_s * 1000)
         due = [min(v[1] for v in refusals.values()) + memory_ms + 1] if refusals else []
         for since in (self._held_since, self._vouch_since):
@@ -1369,6 +1373,8 @@ class Engine:
         if self._held_since:
             self._held_since = {s: v for s, v in self._held_since.items() if now_ms - v <= memory_ms}
             self._suspected = {s: v for s, v in self._suspected.items() if s in self._held_since}
+        if self._low_held:
+            self._low_held = {s: v for s, v in self._low_held.items() if s in self._suspected}
         if self._vouch_since:
             self._vouch_since = {s: v for s, v in self._vouch_since.items() if now_ms - v <= memory_ms}
         if now_hot.size == 0:
@@ -1405,6 +1411,8 @@ class Engine:
                 min_evidence=t.lockstep_evidence,
                 light=t.co_audience_light_evidence > 0,
                 light_lift=t.co_audience_light_lift,
+                light_low_lift=t.hold_light_low_lift,
+                look_elsewhere=t.lockstep_look_elsewhere,
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             vouched = np.zeros(cand.size, np.bool_)  # ready only because the model vouched, this tick
@@ -1454,6 +1462,10 @@ class Engine:
             l_other = none_i - 1 if match.light_other is None else match.light_other
             l_shared = none_i if match.light_shared is None else match.light_shared
             l_sampled = none_i if match.light_sampled is None else match.light_sampled
+            # the same at the weaker lift (trust.hold_light_low_lift): a crowd's later product
+            w_ev = none_f if match.low_evidence is None else match.low_evidence
+            w_other = none_i - 1 if match.low_other is None else match.low_other
+            w_sampled = none_i if match.low_sampled is None else match.low_sampled
             pooled[s_shared < t.co_audience_lift * s_expected] = 0.0
             sibling[sibling_n >= t.hold_sampled_users] = -1  # an audience that can tell already
             if (
@@ -1480,6 +1492,12 @@ class Engine:
                     partner = int(l_other[j])
                     shared = int(l_shared[j]) / max(int(l_sampled[j]), 1)
                     reason = f"co_audience_light_with_{self.products.name(partner)}_{light_numbers(match, j)}"
+                elif 0 < t.hold_light_low_refuse <= w_ev[j] and slot in self._low_held:
+                    # held at the weaker lift, and the overlap held up as its sample grew
+                    partner = int(w_other[j])
+                    shared = float(match.low_shared[j]) / max(int(w_sampled[j]), 1)  # type: ignore[index]
+                    numbers = low_numbers(match, j)
+                    reason = f"co_audience_light_low_with_{self.products.name(partner)}_{numbers}"
                 elif pooled[j] >= t.co_audience_evidence:
                     partner = int(other_same[j])
                     shared = s_shared[j] / max(int(match.sampled_same[j]), 1)
@@ -1498,7 +1516,17 @@ class Engine:
                     few = (int(buyers[j]), int(blind[j])) if blind_looks[j] else None
                     suspect = None  # co-audience evidence short of a refusal: held while it accumulates
                     lift = _HOLD_LIFT * t.co_audience_lift  # a concentrated overlap: organic ones are 5-8x
-                    if t.hold_evidence > 0:
+                    if match.plain_sim is not None and match.plain_sim[j] >= t.lockstep_similarity:
+                        # lockstep at the plain bar, short of the bar raised for the audiences compared
+                        assert match.plain_other is not None and match.plain_shared is not None
+                        assert match.plain_sampled is not None and match.plain_chance is not None
+                        p_sampled, p_shared = int(match.plain_sampled[j]), int(match.plain_shared[j])
+                        suspect = (
+                            f"lockstep_looking_{self.products.name(int(match.plain_other[j]))}_shared_"
+                            f"{p_shared / max(p_sampled, 1):.0%}_of_{p_sampled}_sampled_chance_"
+                            f"{float(match.plain_chance[j]):.0%}"
+                        )
+                    if suspect is None and t.hold_evidence > 0:
                         pooled_lift = s_shared[j] >= lift * s_expected[j]
                         if pooled[j] >= t.hold_evidence and pooled[j] >= match.co_evidence[j] and pooled_lift:
                             numbers = pooled_numbers(int(s_shared[j]), float(s_expected[j]), float(pooled[j]))
@@ -1521,7 +1549,19 @@ class Engine:
                         # a recycled crowd's lift stays near active users / crowd while its evidence grows
                         numbers = light_numbers(match, j)
                         suspect = f"co_audience_light_looking_{self.products.name(int(l_other[j]))}_{numbers}"
+                    low = False
+                    if (
+                        suspect is None
+                        and t.hold_light_low_lift > 0
+                        and w_ev[j] >= t.hold_light_low_evidence
+                        and (slot in self._low_held or w_sampled[j] < t.hold_light_low_users)
+                    ):  # a short sample's light users overlap a remembered audience at a crowd's lift
+                        numbers = f"{self.products.name(int(w_other[j]))}_{low_numbers(match, j)}"
+                        suspect = f"co_audience_light_low_looking_{numbers}"
+                        low = True
                     self._hold(now_ms, slot, act, bool(looks[j]), int(sibling[j]), few, suspect)
+                    if low and slot in self.guard.held:
+                        self._low_held.setdefault(slot, self._suspected[slot])
                     looked = max(float(match.co_evidence[j]), float(pooled[j]))  # overlap beyond co_lift
                     if slot not in self.guard.held and vouched[j] and looked >= t.vouch_confirm_evidence:
                         self._hold_vouch(now_ms, slot, int(n_act[j]))
@@ -1828,6 +1868,7 @@ class Engine:
             self._ring_refusals.pop(int(s), None)
             self._held_since.pop(int(s), None)
             self._suspected.pop(int(s), None)
+            self._low_held.pop(int(s), None)
             self._vouch_since.pop(int(s), None)
         self.sellers.drop(self.seller_of[cold].astype(np.int64))  # ids no live product holds are released
         self.categories.drop(self.category_of[cold].astype(np.int64))
@@ -1885,6 +1926,7 @@ class Engine:
             "ring_refusals": [[s, r, t] for s, (r, t) in sorted(self._ring_refusals.items())],
             "held_since": sorted(self._held_since.items()),
             "suspected": sorted(self._suspected.items()),
+            "low_held": sorted(self._low_held.items()),
             "vouch_since": sorted(self._vouch_since.items()),
             "catalogue_phi": [
                 None if math.isnan(self._catalogue_phi[0]) else self._catalogue_phi[0],
@@ -2025,6 +2067,7 @@ class Engine:
             engine._ring_refusals = {int(s): (str(r), int(t)) for s, r, t in meta["ring_refusals"]}
             engine._held_since = {int(s): int(t) for s, t in meta.get("held_since", [])}
             engine._suspected = {int(s): int(t) for s, t in meta.get("suspected", [])}
+            engine._low_held = {int(s): int(t) for s, t in meta.get("low_held", [])}
             engine._vouch_since = {int(s): int(t) for s, t in meta.get("vouch_since", [])}
             phi, when, checked = meta.get("catalogue_phi", [None, _NEVER, _NEVER])
             engine._catalogue_phi = (math.nan if phi is None else float(phi), int(when))

@@ -61,6 +61,7 @@ __all__ = [
     "pooled_numbers",
     "co_numbers",
     "light_numbers",
+    "low_numbers",
     "light_sample",
     "hold_reason",
     "match_numbers",
@@ -570,6 +571,19 @@ class Match(NamedTuple):
     light_shared: NDArray[np.int64] | None = None
     light_sampled: NDArray[np.int64] | None = None
     light_expected: NDArray[np.float64] | None = None
+    #: the same at the weaker lift ``light_low_lift`` (see best_match; zeros where not asked)
+    low_evidence: NDArray[np.float64] | None = None
+    low_other: NDArray[np.int64] | None = None
+    low_shared: NDArray[np.int64] | None = None
+    low_sampled: NDArray[np.int64] | None = None
+    low_expected: NDArray[np.float64] | None = None
+    #: with ``look_elsewhere``: the lockstep answer at the plain ``min_evidence`` bar (``sim`` / ``other`` are
+    #: then at the raised one), and the numbers behind it (zeros without it)
+    plain_sim: NDArray[np.float64] | None = None
+    plain_other: NDArray[np.int64] | None = None
+    plain_shared: NDArray[np.int64] | None = None
+    plain_sampled: NDArray[np.int64] | None = None
+    plain_chance: NDArray[np.float64] | None = None
 
 
 def match_numbers(match: Match, j: int, *, same: bool = False) -> str:
@@ -601,6 +615,22 @@ def light_numbers(match: Match, j: int) -> str:
     return (
         f"shared_{match.light_shared[j]}_of_{match.light_sampled[j]}_light_sampled_expected_"
         f"{match.light_expected[j]:.1f}_evidence_{match.light_evidence[j]:.1f}"
+    )
+
+
+def low_numbers(match: Match, j: int) -> str:
+    """The numbers behind candidate ``j``'s co-audience among light users at the weaker lift.
+
+    >>> one = lambda x: np.array([x])
+    >>> m = Match(*[one(0)] * 15, *[None] * 7, one(1.3), one(3), one(9), one(20), one(4.0))
+    >>> low_numbers(m, 0)
+    'shared_9_of_20_light_sampled_expected_4.0_evidence_1.3'
+    """
+    assert match.low_evidence is not None and match.low_shared is not None
+    assert match.low_sampled is not None and match.low_expected is not None
+    return (
+        f"shared_{match.low_shared[j]}_of_{match.low_sampled[j]}_light_sampled_expected_"
+        f"{match.low_expected[j]:.1f}_evidence_{match.low_evidence[j]:.1f}"
     )
 
 
@@ -727,6 +757,8 @@ class AudienceMemory:
         min_evidence: float = 0.0,
         light: bool = False,
         light_lift: float = 0.0,
+        light_low_lift: float = 0.0,
+        look_elsewhere: bool = False,
     ) -> Match:
         """Per row of ``sig`` (uint64[m, k]), the remembered audience that holds most of it.
 
@@ -756,6 +788,12 @@ class AudienceMemory:
         users, whose chance of the mean dilutes the overlap its light users show.  ``light_lift`` (> 0): the
         light users' own lift bar instead of ``co_lift``: a crowd drawn from the active users overlaps
         every product it worked on at a lift near active users / crowd size, often 2-5.
+        ``light_low_lift`` (> 0, with ``light``): ``low_*``, the same light-user co-audience from this weaker
+        lift on (a crowd's later product against its large first one: lift about 2).
+        ``look_elsewhere`` (with ``min_evidence``): the lockstep bar rises by ``log10`` of the remembered
+        audiences compared (the best of L audiences is L times likelier by chance than any one of them), and
+        ``plain_*`` is the answer at the plain bar: 6 of 7 sampled users in an audience holding 12 % of the
+        active users is 4.3 powers of ten against one audience, about 1.9 against the best of 250.
         """
         m = slots.size
         i0, f0 = np.full(m, -1, np.int64), np.zeros(m)
@@ -775,8 +813,17 @@ class AudienceMemory:
         sim = significant_share(shared, sampled, chance, z)
         sim[self.slot[rows][None, :] == slots[:, None]] = 0.0
         lock = sim
+        at_plain: tuple[NDArray[np.generic], ...] = (f0, i0, i0 * 0, i0 * 0, f0)  # not asked: nothing
         if min_evidence > 0:
-            lock = np.where(chance_evidence(shared, sampled, chance) >= min_evidence, sim, 0.0)
+            lock_ev = chance_evidence(shared, sampled, chance)
+            lock = np.where(lock_ev >= min_evidence, sim, 0.0)
+            if look_elsewhere:
+                at_p, ip = lock.argmax(axis=1), np.arange(m)
+                at_plain = (
+                    lock[ip, at_p], self.slot[rows][at_p], shared[ip, at_p], sampled[ip, at_p],
+                    chance[ip, at_p],
+                )  # fmt: skip
+                lock = np.where(lock_ev >= min_evidence + math.log10(rows.size), sim, 0.0)
         mine = (self.seller[rows][None, :] == sellers[:, None]) & (sellers[:, None] >= 0)
         mine &= self.slot[rows][None, :] != slots[:, None]
         same = np.where(mine, sim, -1.0)
@@ -795,6 +842,7 @@ class AudienceMemory:
         seller_shared = np.where(mine, shared, 0).sum(axis=1).astype(np.int64)
         seller_expected = np.where(mine, sampled * chance, 0.0).sum(axis=1)
         l_best, l_other, l_sh, l_sa, l_ex = f0, i0, i0 * 0, i0 * 0, f0
+        low: tuple[NDArray[np.generic], ...] = (f0, i0, i0 * 0, i0 * 0, f0)  # not asked: nothing
         if light and weight is not None and population > 0 and math.isfinite(co_lift):
             l_sampled, l_shared = containment(light_sample(sig, weight), self.sig, rows)
             plain = np.clip(estimated_users(self.sig[rows]) / population, 0.0, 1.0)
@@ -807,13 +855,23 @@ class AudienceMemory:
             l_best = l_ev[i, at_l]
             l_other = np.where(l_best > 0, self.slot[rows][at_l], -1)
             l_sh, l_sa, l_ex = l_shared[i, at_l], l_sampled[i, at_l], l_sampled[i, at_l] * each[i, at_l]
+            if light_low_lift > 0:
+                w_ev = chance_evidence(l_shared, l_sampled, each)
+                w_ev[l_shared < light_low_lift * l_sampled * each] = 0.0
+                w_ev[self.slot[rows][None, :] == slots[:, None]] = 0.0
+                at_w = w_ev.argmax(axis=1)
+                w_best = w_ev[i, at_w]
+                low = (
+                    w_best, np.where(w_best > 0, self.slot[rows][at_w], -1), l_shared[i, at_w],
+                    l_sampled[i, at_w], l_sampled[i, at_w] * each[i, at_w],
+                )  # fmt: skip
         return Match(
             lock[i, at], self.slot[rows][at], np.where(has, same[i, at_same], 0.0), other_same,
             shared[i, at], sampled[i, at], chance[i, at],
             shared[i, at_same], sampled[i, at_same], chance[i, at_same],
             co, np.where(co > 0, self.slot[rows][at_co], -1), shared[i, at_co], sampled[i, at_co],
             sampled[i, at_co] * chance[i, at_co], seller_shared, seller_expected,
-            l_best, l_other, l_sh, l_sa, l_ex,
+            l_best, l_other, l_sh, l_sa, l_ex, *low, *at_plain,  # type: ignore[arg-type]
         )  # fmt: skip
 
     def recent_sibling(
