@@ -74,7 +74,7 @@ def test_off_nothing_is_held():
 def test_on_by_default():
     cfg = load_config(None, environ={})
     assert (cfg.trust.hold_light_low_lift, cfg.trust.hold_light_low_refuse) == (1.5, 3.0)
-    assert cfg.trust.hold_light_low_users == 80 and cfg.trust.lockstep_look_elsewhere is False
+    assert cfg.trust.hold_light_low_users == 80
 
 
 def test_a_long_sample_is_not_held_at_the_weaker_lift():

@@ -24,9 +24,10 @@ def _engine(overrides: dict | None = None):
     from viraltrend.engine import Engine
 
     overrides = {k: dict(v) for k, v in (overrides or {}).items()}
-    # the light users' hold (trust16) would hold this 6-of-18 sample at 4.8 x chance on its own:
-    # off here, so each test looks at the vouch hold alone
+    # the light users' holds (trust16, trust19's weaker lift) would hold this 6-of-18 sample at 4.8 x
+    # chance on their own: off here, so each test looks at the vouch hold alone
     overrides.setdefault("trust", {}).setdefault("hold_light_evidence", 0.0)
+    overrides["trust"].setdefault("hold_light_low_lift", 0.0)
     engine = Engine(load_config(None, environ={}, overrides=overrides))
     engine.products.intern([f"p-{i}" for i in range(16)])
     engine.sellers.intern([f"s-{i}" for i in range(8)])

@@ -210,7 +210,6 @@ class TrustConfig:
     lockstep_similarity: float = _unit(0.5)
     lockstep_z: float = _ge0(1.0)
     lockstep_evidence: float = _ge0(4.0)
-    lockstep_look_elsewhere: bool = False
     co_audience_evidence: float = _gt0(6.0)
     co_audience_lift: float = _ge0(5.0)
     co_audience_light_evidence: float = _ge0(6.0)

@@ -1412,7 +1412,6 @@ class Engine:
                 light=t.co_audience_light_evidence > 0,
                 light_lift=t.co_audience_light_lift,
                 light_low_lift=t.hold_light_low_lift,
-                look_elsewhere=t.lockstep_look_elsewhere,
             )
             sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
             vouched = np.zeros(cand.size, np.bool_)  # ready only because the model vouched, this tick
@@ -1516,17 +1515,7 @@ class Engine:
                     few = (int(buyers[j]), int(blind[j])) if blind_looks[j] else None
                     suspect = None  # co-audience evidence short of a refusal: held while it accumulates
                     lift = _HOLD_LIFT * t.co_audience_lift  # a concentrated overlap: organic ones are 5-8x
-                    if match.plain_sim is not None and match.plain_sim[j] >= t.lockstep_similarity:
-                        # lockstep at the plain bar, short of the bar raised for the audiences compared
-                        assert match.plain_other is not None and match.plain_shared is not None
-                        assert match.plain_sampled is not None and match.plain_chance is not None
-                        p_sampled, p_shared = int(match.plain_sampled[j]), int(match.plain_shared[j])
-                        suspect = (
-                            f"lockstep_looking_{self.products.name(int(match.plain_other[j]))}_shared_"
-                            f"{p_shared / max(p_sampled, 1):.0%}_of_{p_sampled}_sampled_chance_"
-                            f"{float(match.plain_chance[j]):.0%}"
-                        )
-                    if suspect is None and t.hold_evidence > 0:
+                    if t.hold_evidence > 0:
                         pooled_lift = s_shared[j] >= lift * s_expected[j]
                         if pooled[j] >= t.hold_evidence and pooled[j] >= match.co_evidence[j] and pooled_lift:
                             numbers = pooled_numbers(int(s_shared[j]), float(s_expected[j]), float(pooled[j]))

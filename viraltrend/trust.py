@@ -577,13 +577,6 @@ class Match(NamedTuple):
     low_shared: NDArray[np.int64] | None = None
     low_sampled: NDArray[np.int64] | None = None
     low_expected: NDArray[np.float64] | None = None
-    #: with ``look_elsewhere``: the lockstep answer at the plain ``min_evidence`` bar (``sim`` / ``other`` are
-    #: then at the raised one), and the numbers behind it (zeros without it)
-    plain_sim: NDArray[np.float64] | None = None
-    plain_other: NDArray[np.int64] | None = None
-    plain_shared: NDArray[np.int64] | None = None
-    plain_sampled: NDArray[np.int64] | None = None
-    plain_chance: NDArray[np.float64] | None = None
 
 
 def match_numbers(match: Match, j: int, *, same: bool = False) -> str:
@@ -758,7 +751,6 @@ class AudienceMemory:
         light: bool = False,
         light_lift: float = 0.0,
         light_low_lift: float = 0.0,
-        look_elsewhere: bool = False,
     ) -> Match:
         """Per row of ``sig`` (uint64[m, k]), the remembered audience that holds most of it.
 
@@ -790,10 +782,6 @@ class AudienceMemory:
         every product it worked on at a lift near active users / crowd size, often 2-5.
         ``light_low_lift`` (> 0, with ``light``): ``low_*``, the same light-user co-audience from this weaker
         lift on (a crowd's later product against its large first one: lift about 2).
-        ``look_elsewhere`` (with ``min_evidence``): the lockstep bar rises by ``log10`` of the remembered
-        audiences compared (the best of L audiences is L times likelier by chance than any one of them), and
-        ``plain_*`` is the answer at the plain bar: 6 of 7 sampled users in an audience holding 12 % of the
-        active users is 4.3 powers of ten against one audience, about 1.9 against the best of 250.
         """
         m = slots.size
         i0, f0 = np.full(m, -1, np.int64), np.zeros(m)
@@ -813,17 +801,8 @@ class AudienceMemory:
         sim = significant_share(shared, sampled, chance, z)
         sim[self.slot[rows][None, :] == slots[:, None]] = 0.0
         lock = sim
-        at_plain: tuple[NDArray[np.generic], ...] = (f0, i0, i0 * 0, i0 * 0, f0)  # not asked: nothing
         if min_evidence > 0:
-            lock_ev = chance_evidence(shared, sampled, chance)
-            lock = np.where(lock_ev >= min_evidence, sim, 0.0)
-            if look_elsewhere:
-                at_p, ip = lock.argmax(axis=1), np.arange(m)
-                at_plain = (
-                    lock[ip, at_p], self.slot[rows][at_p], shared[ip, at_p], sampled[ip, at_p],
-                    chance[ip, at_p],
-                )  # fmt: skip
-                lock = np.where(lock_ev >= min_evidence + math.log10(rows.size), sim, 0.0)
+            lock = np.where(chance_evidence(shared, sampled, chance) >= min_evidence, sim, 0.0)
         mine = (self.seller[rows][None, :] == sellers[:, None]) & (sellers[:, None] >= 0)
         mine &= self.slot[rows][None, :] != slots[:, None]
         same = np.where(mine, sim, -1.0)
@@ -871,7 +850,7 @@ class AudienceMemory:
             shared[i, at_same], sampled[i, at_same], chance[i, at_same],
             co, np.where(co > 0, self.slot[rows][at_co], -1), shared[i, at_co], sampled[i, at_co],
             sampled[i, at_co] * chance[i, at_co], seller_shared, seller_expected,
-            l_best, l_other, l_sh, l_sa, l_ex, *low, *at_plain,  # type: ignore[arg-type]
+            l_best, l_other, l_sh, l_sa, l_ex, *low,  # type: ignore[arg-type]
         )  # fmt: skip
 
     def recent_sibling(
