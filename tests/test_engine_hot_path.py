@@ -220,6 +220,7 @@ def test_quiet_audiences_run_only_when_they_would_change_something(pinned_events
         return quiet(self, now_ms)
 
     monkeypatch.setattr(Engine, "_quiet_audiences", counting)
+    monkeypatch.setattr(Engine, "_fast_sketch", False)  # the compiled loop stops for the audiences
     if not fast_ticks:
         monkeypatch.setattr(Engine, "_fast_ticks_on", lambda self: False)
     cuts = [7_001, 30_000]
@@ -232,6 +233,33 @@ def test_quiet_audiences_run_only_when_they_would_change_something(pinned_events
     assert lazy_msgs == eager_msgs and lazy.stats == eager.stats
     assert _same_state(lazy, eager)
     assert len(calls) > 20 and n_lazy < len(calls) / 2
+
+
+@pytest.mark.parametrize("cuts", [[], [7_001, 30_000], [1, 2, 3, 9_999, 10_000, 25_000]])
+def test_ticks_that_only_sketch_run_inside_the_compiled_tick_loop(pinned_events, monkeypatch, cuts):
+    """The compiled loop's own audience steps against stopping for Python at every tick that sketches.
+
+    The same messages, stats and checkpoint (sketched set, audience samples and memory), the
+    memory's index of its rows as its slots give it, and most ``_sketch_only`` calls gone.
+    """
+    calls: list[int] = []
+    sketch_only = Engine._sketch_only
+
+    def counting(self, now_ms, slots, mu_of):
+        calls.append(now_ms)
+        return sketch_only(self, now_ms, slots, mu_of)
+
+    monkeypatch.setattr(Engine, "_sketch_only", counting)
+    fast, fast_msgs = run_engine(pinned_events, cuts)
+    n_fast = len(calls)
+    calls.clear()
+    monkeypatch.setattr(Engine, "_fast_sketch", False)
+    slow, slow_msgs = run_engine(pinned_events, cuts)
+    assert fast_msgs == slow_msgs and fast.stats == slow.stats
+    assert _same_state(fast, slow)
+    for e in (fast, slow):
+        assert e.audiences._row == {s: r for r, s in enumerate(e.audiences.slot.tolist()) if s >= 0}
+    assert len(calls) > 20 and n_fast < len(calls) / 2
 
 
 @pytest.mark.parametrize("cuts", [[], [57, 200, 201], list(range(0, 900, 37))])

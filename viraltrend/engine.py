@@ -64,6 +64,7 @@ from viraltrend.kernels.segment import (
     BEFORE,
     DONE,
     SEGMENT,
+    AudienceStep,
     EvictSweep,
     SweepPlan,
     apply_segment_all,
@@ -110,6 +111,7 @@ _STICKY_USERS = 2.0
 _NOT_STICKY = ("product_blocked", "seller_blocked", "blocklist_reason", "low_unique_users", HELD)
 _NEVER = np.iinfo(np.int64).min  # last_ts_ms of a slot that holds no events
 _I32_MIN, _I32_MAX = int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max)
+_FAR = int(np.iinfo(np.int64).max)  # no time due
 _VETERAN_MS = -(2**53)  # first_seen_ms of a released user who came back: long ago, never fresh
 #: Sampled users of the other hot audiences below which the catalogue's activity spread is not judged
 #: (and no audience is refused as uniform accounts).
@@ -219,6 +221,7 @@ class Engine:
     _evict_skip = True  # False: every eviction sweep looks at every live product (the tests compare)
     _fused_apply = True  # False: _apply takes the segment's steps one by one (the tests compare)
     _plan_ahead = True  # False: users interned up to the next sweep only, sweeps in Python (tests compare)
+    _fast_sketch = True  # False: the compiled tick loop stops for every tick that sketches (tests compare)
 
     def __init__(
         self, cfg: Config, *, scorer: Scorer | None = None, trace_products: tuple[str, ...] = ()
@@ -525,9 +528,17 @@ class Engine:
             next_evict_ms=self._next_evict_ms, max_products=self.cfg.state.max_products, n_live=self._n_live,
             quiet_from_ms=self._quiet_from_ms(), evict=self._evict_sweep(),
             trust_live=self._trust_live(), sweeps=self._sweeps, sweep_pos=self._sweep_pos,
+            audiences=self._audience_step(),
         )  # fmt: skip
         if run is None:
             return None
+        if run.sketched is not None:  # the audience steps it took (_sketch_only, _quiet_audiences)
+            self._sketched, self._sketched_ms, self._sketched_ev = run.sketched
+            if run.sketched_at_ms is not None:
+                self._guard_now_ms = run.sketched_at_ms
+            if run.memory_taken:  # rows given to new products: the memory's index of its rows again
+                mem = self.audiences
+                mem._row = {s: r for r, s in enumerate(mem.slot.tolist()) if s >= 0}  # noqa: SLF001
         if self._sweeps is not None and run.sweep_pos > self._sweep_pos:  # the planned sweeps it ran
             self._sweep_pos = run.sweep_pos
             self._next_user_sweep_ms = run.next_sweep_ms
@@ -1021,6 +1032,40 @@ class Engine:
             due.append(int(ms.min()) + _SKETCH_IDLE_MS + 1)
             due.append(self._catalogue_checked_ms + _CATALOGUE_EVERY_MS)
         return min(due)
+
+    def _audience_step(self) -> AudienceStep | None:
+        """The audiences for the compiled tick loop's own audience steps; None: it stops for them.
+
+        The loop then takes ``_sketch_only`` (a tick whose screened-in products may not score) and
+        ``_quiet_audiences`` (a tick whose touched products are all screened out) itself, as
+        :meth:`_track_audiences` runs them with nothing ready, and stops for Python before any such
+        tick at which a ring refusal, hold or vouch is to be forgotten (``py_due``) or the
+        catalogue's reference is due while anything is sketched: up to then those steps only change
+        the sketched set, the audience samples watched and the audience memory.  None where
+        :meth:`_quiet_from_ms` finds the guard's fields not already as a call sets them.
+        """
+        if not self._fast_sketch:
+            return None
+        sk, refusals = self._sketched, self._ring_refusals
+        g = self.guard
+        if g.held or list(g.lockstep.items()) != [(s, v[0]) for s, v in refusals.items()]:
+            return None
+        if not self._suspected.keys() <= self._held_since.keys():
+            return None
+        ms, ev, cap = self._sketched_ms, self._sketched_ev, self.cfg.trust.max_sketched
+        if ms.shape != sk.shape or ev.shape != sk.shape or sk.size > cap or not (sk[1:] > sk[:-1]).all():
+            return None  # restored without the times, or a set keep_hot would reorder or trim
+        memory_ms = round(self.cfg.trust.audience_memory_s * 1000)
+        due = [min(v[1] for v in refusals.values()) + memory_ms + 1] if refusals else []
+        for since in (self._held_since, self._vouch_since):
+            if since:
+                due.append(min(since.values()) + memory_ms + 1)
+        mem = self.audiences
+        return AudienceStep(
+            sk, ms, ev, _SKETCH_IDLE_MS, cap, _SKETCH_EVIDENCE, bool(refusals), min(due, default=_FAR),
+            self._catalogue_checked_ms + _CATALOGUE_EVERY_MS, mem.slot, mem.seller, mem.seen_ms, mem.sig,
+            self.seller_of,
+        )  # fmt: skip
 
     def _idle(self, now_ms: int) -> bool:
         """Whether this tick would change nothing (the fast path of idle ticks).
