@@ -11,6 +11,7 @@ from tests.test_pinned_decisions import SCENARIO
 from viraltrend.config import load_config
 from viraltrend.engine import Engine
 from viraltrend.kernels.hashtable import hash_ids
+from viraltrend.kernels.segment import CATALOGUE
 from viraltrend.trust import AudienceMemory
 
 
@@ -240,7 +241,8 @@ def test_ticks_that_only_sketch_run_inside_the_compiled_tick_loop(pinned_events,
     """The compiled loop's own audience steps against stopping for Python at every tick that sketches.
 
     The same messages, stats and checkpoint (sketched set, audience samples and memory), the
-    memory's index of its rows as its slots give it, and most ``_sketch_only`` calls gone.
+    memory's index of its rows as its slots give it, and most ``_sketch_only`` calls gone.  Some
+    steps stop after the step for the catalogue's reference (Python's), then the tick's end.
     """
     calls: list[int] = []
     sketch_only = Engine._sketch_only
@@ -250,8 +252,10 @@ def test_ticks_that_only_sketch_run_inside_the_compiled_tick_loop(pinned_events,
         return sketch_only(self, now_ms, slots, mu_of)
 
     monkeypatch.setattr(Engine, "_sketch_only", counting)
+    kinds = _kinds(monkeypatch)
     fast, fast_msgs = run_engine(pinned_events, cuts)
     n_fast = len(calls)
+    assert CATALOGUE in kinds  # a step that left the catalogue's reference to Python
     calls.clear()
     monkeypatch.setattr(Engine, "_fast_sketch", False)
     slow, slow_msgs = run_engine(pinned_events, cuts)

@@ -58,11 +58,13 @@ from viraltrend.kernels.users import (
 __all__ = [
     "AFTER",
     "AudienceStep",
+    "CATALOGUE",
     "BEFORE",
     "DONE",
     "EvictSweep",
     "SEGMENT",
     "SweepPlan",
+    "TAIL",
     "TickRun",
     "VETERAN_MS",
     "apply_segment",
@@ -391,6 +393,8 @@ SEGMENT: Final = (
 )
 BEFORE: Final = 2  # the segment before tick ``k`` was applied, tick ``k`` not started
 AFTER: Final = 3  # tick ``k``'s numeric start (:meth:`~viraltrend.kernels.prefilter.Screen.tick`) ran
+TAIL: Final = 4  # tick ``k`` ran up to its audience step: its end (snapshot, eviction, cap) is Python's
+CATALOGUE: Final = 5  # as TAIL, and the audience step's last part (the catalogue's reference) first
 _NONE: Final = int(np.iinfo(np.int64).max)  # an unset time in :func:`_run_ticks` (None in Python)
 
 
@@ -506,12 +510,27 @@ _U64_TOP: Final = np.uint64(2**64 - 1)
 
 
 @njit(cache=True)
+def _quiet_due(sk_ms: NDArray[np.int64], idle_ms: int, has_ref: bool, py_due: int, cat_due: int) -> int:
+    """The first tick at which :func:`_audience_step` may act at a tick with no screened-in product.
+
+    Before it such a step changes nothing (``Engine._quiet_from_ms``'s times): no sketched product
+    idle past ``idle_ms``, no dict of the guard to age, the catalogue's reference not due.
+    """
+    if sk_ms.shape[0] == 0:
+        return py_due if has_ref else _NONE
+    oldest = sk_ms[0]
+    for i in range(sk_ms.shape[0]):
+        oldest = min(oldest, sk_ms[i])
+    return int(min(py_due, cat_due, oldest + idle_ms + 1))
+
+
+@njit(cache=True)
 def _audience_step(
     kept: NDArray[np.int64], t_acc: NDArray[np.float64], t_lam1: float, t_dt_s: float, norm: float,
     floor: float, cycle: float, stat: NDArray[np.float32], last_tick: NDArray[np.int64],
     rho_m1: NDArray[np.float64], tick: int, tick_s: float, h: float, hot_evidence: float,
     sk: NDArray[np.int64], sk_ms: NDArray[np.int64], sk_ev: NDArray[np.float64], now: _Int, idle_ms: int,
-    cap: int, has_ref: bool, py_due: int, cat_due: int, evict_due: bool,
+    cap: int, has_ref: bool, py_due: int, cat_due: int,
     row_of: NDArray[np.int64], product_of_row: NDArray[np.int64], sig: NDArray[np.uint64],
     nonempty: NDArray[np.bool_], m_slot: NDArray[np.int64], m_seller: NDArray[np.int64],
     m_seen: NDArray[np.int64], m_sig: NDArray[np.uint64], seller_of: NDArray[np.int32],
@@ -521,9 +540,10 @@ def _audience_step(
     ``(code, sketched, their last hot times, their evidence, memory rows taken)``.  Code 0: done
     (or nothing to do: what ``_quiet_from_ms`` skips), the sketched set and the audience samples and
     memory (``row_of`` ... ``sig``, ``m_*``: ``AudienceMemory``'s arrays) updated in place exactly as
-    ``Engine._track_audiences`` with nothing ready; 1: nothing changed, Python must take the tick
-    (a dict of the guard due to age at ``py_due``, the catalogue's reference due at ``cat_due``, an
-    eviction sweep due, a sample table that must grow, a baseline the detector refuses).  The
+    ``Engine._track_audiences`` with nothing ready; 2: the same, and its last step, the catalogue's
+    reference (due from ``cat_due`` while anything is sketched), is Python's; 1: nothing changed,
+    Python must take the tick (a dict of the guard due to age at ``py_due``, a sample table that
+    must grow, a baseline the detector refuses).  The
     evidence is ``SequentialDetector.evidence``'s (``ChangeDetector.read``'s statistics, the baseline
     ``columns.baseline_rates`` of the trust counters' channel 0, half-life 1), bit for bit.
     """
@@ -536,14 +556,12 @@ def _audience_step(
             return 1, sk, sk_ms, sk_ev, 0
         if n_sk == 0:
             return 0, sk, sk_ms, sk_ev, 0  # refusals only, none due: nothing changes
-        if now >= cat_due or evict_due:
-            return 1, sk, sk_ms, sk_ev, 0
         oldest = sk_ms[0]
         for i in range(n_sk):
             oldest = min(oldest, sk_ms[i])
-        if now - oldest <= idle_ms:  # keep_hot keeps every one: nothing changes
+        if now < cat_due and now - oldest <= idle_ms:  # keep_hot keeps every one: nothing changes
             return 0, sk, sk_ms, sk_ev, 0
-    elif now >= py_due or evict_due:
+    elif now >= py_due:
         return 1, sk, sk_ms, sk_ev, 0
     hot = np.empty(n, np.int64)
     hot_ev = np.empty(n, np.float64)
@@ -575,8 +593,6 @@ def _audience_step(
             if ev >= hot_evidence:
                 hot[n_hot], hot_ev[n_hot] = p, ev
                 n_hot += 1
-        if now >= cat_due and (n_sk > 0 or n_hot > 0):
-            return 1, sk, sk_ms, sk_ev, 0
     hot, hot_ev = hot[:n_hot], hot_ev[:n_hot]
     if n_sk + n_hot > cap:
         for i in range(n_sk):
@@ -655,7 +671,7 @@ def _audience_step(
         for i in range(n_c):
             src[i, :] = sig[row_of[changed[i]], :]
         _union_rows(m_sig, rows, src)
-    return 0, new, new_ms, new_ev, taken
+    return (2 if now >= cat_due else 0), new, new_ms, new_ev, taken  # 2: the catalogue's reference is due
 
 
 @njit(cache=True)
@@ -724,6 +740,7 @@ def _run_ticks(
     """
     aud_now = _NEVER
     n_new = 0
+    q_due = _quiet_due(sk_ms, sk_idle_ms, has_ref, py_due, cat_due)
     n_snaps = 0
     applied = 0
     seg = seg0
@@ -842,21 +859,28 @@ def _run_ticks(
                     landmark, t_landmark, next_evict,
                     cold, sk, sk_ms, sk_ev, aud_now, n_new)  # fmt: skip
         pend_t, pend_n = empty, empty
+        tail = AFTER  # TAIL or CATALOGUE: the audience step ran here, Python takes the rest of the tick
         if not ok or later or (kept.shape[0] > 0 and may_score):
             swept = False
+        elif aud_on and kept.shape[0] == 0 and now < q_due:
+            swept = True  # a quiet tick whose audience step would change nothing
+            tail = TAIL
         elif aud_on:  # the engine's _sketch_only or _quiet_audiences, here unless Python must act
             code, sk2, ms2, ev2, taken = _audience_step(
                 kept, t_acc, t_lam[1], t_dt_s, norm_base, floor, cycle, stat, last_tick, rho_m1,
                 now // cusum_tick_ms, tick_s, h, hot_evidence, sk, sk_ms, sk_ev, now, sk_idle_ms, sk_cap,
-                has_ref, py_due, cat_due, evict_due, row_of, product_of_row, sig, nonempty, m_slot, m_seller,
+                has_ref, py_due, cat_due, row_of, product_of_row, sig, nonempty, m_slot, m_seller,
                 m_seen, m_sig, seller_of,
             )  # fmt: skip
-            swept = code == 0
+            swept = code != 1
             if swept:
                 sk, sk_ms, sk_ev = sk2, ms2, ev2
                 n_new += taken
+                q_due = _quiet_due(sk_ms, sk_idle_ms, has_ref, py_due, cat_due)
                 if kept.shape[0]:
                     aud_now = now
+                tail = CATALOGUE if code == 2 else TAIL
+                swept = code == 0
         else:
             swept = not (kept.shape[0] or now >= quiet_from)
         if swept and evict_due:  # the engine's _maybe_evict, at the end of the tick
@@ -869,7 +893,7 @@ def _run_ticks(
                 n_live -= gone.shape[0]
                 cold = _joined(cold, gone)
         if not swept:
-            return (AFTER, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
+            return (tail, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
                     pend_t, pend_n, norm_base, floor, cycle, uniq, kept, may_score, ok,
                     landmark, t_landmark, next_evict,
                     cold, sk, sk_ms, sk_ev, aud_now, n_new)  # fmt: skip
