@@ -11,6 +11,7 @@ from tests.test_pinned_decisions import SCENARIO
 from viraltrend.config import load_config
 from viraltrend.engine import Engine
 from viraltrend.kernels.hashtable import hash_ids
+from viraltrend.kernels.segment import CATALOGUE
 from viraltrend.trust import AudienceMemory
 
 
@@ -220,6 +221,7 @@ def test_quiet_audiences_run_only_when_they_would_change_something(pinned_events
         return quiet(self, now_ms)
 
     monkeypatch.setattr(Engine, "_quiet_audiences", counting)
+    monkeypatch.setattr(Engine, "_fast_sketch", False)  # the compiled loop stops for the audiences
     if not fast_ticks:
         monkeypatch.setattr(Engine, "_fast_ticks_on", lambda self: False)
     cuts = [7_001, 30_000]
@@ -232,6 +234,36 @@ def test_quiet_audiences_run_only_when_they_would_change_something(pinned_events
     assert lazy_msgs == eager_msgs and lazy.stats == eager.stats
     assert _same_state(lazy, eager)
     assert len(calls) > 20 and n_lazy < len(calls) / 2
+
+
+@pytest.mark.parametrize("cuts", [[], [7_001, 30_000], [1, 2, 3, 9_999, 10_000, 25_000]])
+def test_ticks_that_only_sketch_run_inside_the_compiled_tick_loop(pinned_events, monkeypatch, cuts):
+    """The compiled loop's own audience steps against stopping for Python at every tick that sketches.
+
+    The same messages, stats and checkpoint (sketched set, audience samples and memory), the
+    memory's index of its rows as its slots give it, and most ``_sketch_only`` calls gone.  Some
+    steps stop after the step for the catalogue's reference (Python's), then the tick's end.
+    """
+    calls: list[int] = []
+    sketch_only = Engine._sketch_only
+
+    def counting(self, now_ms, slots, mu_of):
+        calls.append(now_ms)
+        return sketch_only(self, now_ms, slots, mu_of)
+
+    monkeypatch.setattr(Engine, "_sketch_only", counting)
+    kinds = _kinds(monkeypatch)
+    fast, fast_msgs = run_engine(pinned_events, cuts)
+    n_fast = len(calls)
+    assert CATALOGUE in kinds  # a step that left the catalogue's reference to Python
+    calls.clear()
+    monkeypatch.setattr(Engine, "_fast_sketch", False)
+    slow, slow_msgs = run_engine(pinned_events, cuts)
+    assert fast_msgs == slow_msgs and fast.stats == slow.stats
+    assert _same_state(fast, slow)
+    for e in (fast, slow):
+        assert e.audiences._row == {s: r for r, s in enumerate(e.audiences.slot.tolist()) if s >= 0}
+    assert len(calls) > 20 and n_fast < len(calls) / 2
 
 
 @pytest.mark.parametrize("cuts", [[], [57, 200, 201], list(range(0, 900, 37))])

@@ -62,8 +62,11 @@ from viraltrend.kernels.names import CountedNames, NameTable
 from viraltrend.kernels.prefilter import EVICT_SLACK, Screen, TickBaseline, evict_horizon, evict_looked
 from viraltrend.kernels.segment import (
     BEFORE,
+    CATALOGUE,
     DONE,
     SEGMENT,
+    TAIL,
+    AudienceStep,
     EvictSweep,
     SweepPlan,
     apply_segment_all,
@@ -111,6 +114,7 @@ _STICKY_USERS = 2.0
 _NOT_STICKY = ("product_blocked", "seller_blocked", "blocklist_reason", "low_unique_users", HELD)
 _NEVER = np.iinfo(np.int64).min  # last_ts_ms of a slot that holds no events
 _I32_MIN, _I32_MAX = int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max)
+_FAR = int(np.iinfo(np.int64).max)  # no time due
 _VETERAN_MS = -(2**53)  # first_seen_ms of a released user who came back: long ago, never fresh
 #: Sampled users of the other hot audiences below which the catalogue's activity spread is not judged
 #: (and no audience is refused as uniform accounts).
@@ -220,6 +224,7 @@ class Engine:
     _evict_skip = True  # False: every eviction sweep looks at every live product (the tests compare)
     _fused_apply = True  # False: _apply takes the segment's steps one by one (the tests compare)
     _plan_ahead = True  # False: users interned up to the next sweep only, sweeps in Python (tests compare)
+    _fast_sketch = True  # False: the compiled tick loop stops for every tick that sketches (tests compare)
 
     def __init__(
         self, cfg: Config, *, scorer: Scorer | None = None, trace_products: tuple[str, ...] = ()
@@ -514,6 +519,8 @@ class Engine:
         parts, news = self._touched, self._new_users
         touched = _EMPTY if not parts else parts[0] if len(parts) == 1 else np.concatenate(parts)
         new_users = _EMPTY if not news else news[0] if len(news) == 1 else np.concatenate(news)
+        aud = self._audience_step()
+        mem_slots = self.audiences.slot.copy() if aud is not None else None
         run = run_ticks(
             signals=self.user_signals, counters=self.counters, trust=self.trust_counters,
             sketches=self.sketches, activity=self.activity, user_hash=user_hash,
@@ -527,9 +534,16 @@ class Engine:
             next_evict_ms=self._next_evict_ms, max_products=self.cfg.state.max_products, n_live=self._n_live,
             quiet_from_ms=self._quiet_from_ms(), evict=self._evict_sweep(),
             trust_live=self._trust_live(), sweeps=self._sweeps, sweep_pos=self._sweep_pos,
+            audiences=aud,
         )  # fmt: skip
         if run is None:
             return None
+        if run.sketched is not None:  # the audience steps it took (_sketch_only, _quiet_audiences)
+            self._sketched, self._sketched_ms, self._sketched_ev = run.sketched
+            if run.sketched_at_ms is not None:
+                self._guard_now_ms = run.sketched_at_ms
+            if run.memory_taken and mem_slots is not None:  # rows given to new products: re-indexed
+                self._index_memory_rows(mem_slots)
         if self._sweeps is not None and run.sweep_pos > self._sweep_pos:  # the planned sweeps it ran
             self._sweep_pos = run.sweep_pos
             self._next_user_sweep_ms = run.next_sweep_ms
@@ -564,6 +578,14 @@ class Engine:
                 return run.k, run.seg, True  # swept or rebased: the rest of the tick in the compiled loop
             messages.extend(self._on_tick(tick_ms))
             return run.k + 1, run.seg, ran
+        if run.kind in (TAIL, CATALOGUE):  # its audience step ran in the loop: the rest of the tick
+            self.stats.ticks += 1
+            if run.kind == CATALOGUE:  # _track_audiences' last step with nothing ready
+                self._catalogue_overdispersion(tick_ms, _EMPTY)
+            messages.extend(self._tick_end(tick_ms, []))
+            self._quiet_until_ms = None
+            self._quiet_pending = not (b.members or b.pending or b.held)
+            return run.k + 1, run.seg, True
         self.stats.ticks += 1  # AFTER: the rest of the tick, as _on_tick runs it
         messages.extend(self._tick(tick_ms, pre=run.prelude))
         self._quiet_until_ms = None
@@ -857,6 +879,10 @@ class Engine:
             messages = self._evaluate(now_ms, slots, touched, watched, traced, mu_of)
         elif touched.size and (quiet_from := self._quiet_from_ms()) is not None and now_ms >= quiet_from:
             self._quiet_audiences(now_ms)
+        return self._tick_end(now_ms, messages)
+
+    def _tick_end(self, now_ms: int, messages: list[Message]) -> list[Message]:
+        """A tick's last steps: the board's snapshot (on change or when due), eviction, the product cap."""
         interval_ms = self.cfg.board.snapshot_interval_s * 1000
         due = self._last_snapshot_ms is None or now_ms - self._last_snapshot_ms >= interval_ms
         if messages or due:  # on change, and periodically (empty boards too: subscribers see time move)
@@ -1025,6 +1051,58 @@ class Engine:
             due.append(int(ms.min()) + _SKETCH_IDLE_MS + 1)
             due.append(self._catalogue_checked_ms + _CATALOGUE_EVERY_MS)
         return min(due)
+
+    def _index_memory_rows(self, before: NDArray[np.int64]) -> None:
+        """The audience memory's index of its rows (slot -> row) after the compiled loop gave rows away.
+
+        ``before``: its slots before the call.  A row that changed hands drops its old slot from the
+        index (unless the slot holds another row by now) and indexes its new one: the index then
+        maps every held slot to its row, as :meth:`AudienceMemory.remember` keeps it.
+        """
+        mem = self.audiences
+        index = mem._row  # noqa: SLF001
+        now = mem.slot
+        for r in np.flatnonzero(now != before).tolist():
+            old, new = int(before[r]), int(now[r])
+            if old >= 0 and index.get(old) == r:
+                del index[old]
+            if new >= 0:
+                index[new] = r
+
+    def _audience_step(self) -> AudienceStep | None:
+        """The audiences for the compiled tick loop's own audience steps; None: it stops for them.
+
+        The loop then takes ``_sketch_only`` (a tick whose screened-in products may not score) and
+        ``_quiet_audiences`` (a tick whose touched products are all screened out) itself, as
+        :meth:`_track_audiences` runs them with nothing ready, and stops for Python before any such
+        tick at which a ring refusal, hold or vouch is to be forgotten (``py_due``): up to then those
+        steps only change the sketched set, the audience samples watched and the audience memory.
+        Where the catalogue's reference is due (``catalogue_due``, while anything is sketched) it
+        stops after the step, and Python takes that reference and the tick's end (``CATALOGUE``).
+        None where :meth:`_quiet_from_ms` finds the guard's fields not already as a call sets them.
+        """
+        if not self._fast_sketch:
+            return None
+        sk, refusals = self._sketched, self._ring_refusals
+        g = self.guard
+        if g.held or list(g.lockstep.items()) != [(s, v[0]) for s, v in refusals.items()]:
+            return None
+        if not self._suspected.keys() <= self._held_since.keys():
+            return None
+        ms, ev, cap = self._sketched_ms, self._sketched_ev, self.cfg.trust.max_sketched
+        if ms.shape != sk.shape or ev.shape != sk.shape or sk.size > cap or not (sk[1:] > sk[:-1]).all():
+            return None  # restored without the times, or a set keep_hot would reorder or trim
+        memory_ms = round(self.cfg.trust.audience_memory_s * 1000)
+        due = [min(v[1] for v in refusals.values()) + memory_ms + 1] if refusals else []
+        for since in (self._held_since, self._vouch_since):
+            if since:
+                due.append(min(since.values()) + memory_ms + 1)
+        mem = self.audiences
+        return AudienceStep(
+            sk, ms, ev, _SKETCH_IDLE_MS, cap, _SKETCH_EVIDENCE, bool(refusals), min(due, default=_FAR),
+            self._catalogue_checked_ms + _CATALOGUE_EVERY_MS, mem.slot, mem.seller, mem.seen_ms, mem.sig,
+            self.seller_of,
+        )  # fmt: skip
 
     def _idle(self, now_ms: int) -> bool:
         """Whether this tick would change nothing (the fast path of idle ticks).

@@ -28,8 +28,9 @@ from viraltrend.kernels.audience import (
     AudienceSketches,
     _bottomk_update_val,
     _count_min_observe,
+    _union_rows,
 )
-from viraltrend.kernels.columns import BELOW_MARGIN, _below, _trust_rows
+from viraltrend.kernels.columns import BELOW_MARGIN, _baseline_rates, _below, _keep_hot, _trust_rows
 from viraltrend.kernels.cusum import ChangeDetector
 from viraltrend.kernels.decay import (
     _EVERY_ROW,
@@ -50,15 +51,20 @@ from viraltrend.kernels.users import (
     _compact_step,
     _has_live,
     _process,
+    _unwatch,
+    _watch,
 )
 
 __all__ = [
     "AFTER",
+    "AudienceStep",
+    "CATALOGUE",
     "BEFORE",
     "DONE",
     "EvictSweep",
     "SEGMENT",
     "SweepPlan",
+    "TAIL",
     "TickRun",
     "VETERAN_MS",
     "apply_segment",
@@ -387,6 +393,8 @@ SEGMENT: Final = (
 )
 BEFORE: Final = 2  # the segment before tick ``k`` was applied, tick ``k`` not started
 AFTER: Final = 3  # tick ``k``'s numeric start (:meth:`~viraltrend.kernels.prefilter.Screen.tick`) ran
+TAIL: Final = 4  # tick ``k`` ran up to its audience step: its end (snapshot, eviction, cap) is Python's
+CATALOGUE: Final = 5  # as TAIL, and the audience step's last part (the catalogue's reference) first
 _NONE: Final = int(np.iinfo(np.int64).max)  # an unset time in :func:`_run_ticks` (None in Python)
 
 
@@ -498,6 +506,174 @@ def _evict_sweep(
     return True, cold[:n_cold]
 
 
+_U64_TOP: Final = np.uint64(2**64 - 1)
+
+
+@njit(cache=True)
+def _quiet_due(sk_ms: NDArray[np.int64], idle_ms: int, has_ref: bool, py_due: int, cat_due: int) -> int:
+    """The first tick at which :func:`_audience_step` may act at a tick with no screened-in product.
+
+    Before it such a step changes nothing (``Engine._quiet_from_ms``'s times): no sketched product
+    idle past ``idle_ms``, no dict of the guard to age, the catalogue's reference not due.
+    """
+    if sk_ms.shape[0] == 0:
+        return py_due if has_ref else _NONE
+    oldest = sk_ms[0]
+    for i in range(sk_ms.shape[0]):
+        oldest = min(oldest, sk_ms[i])
+    return int(min(py_due, cat_due, oldest + idle_ms + 1))
+
+
+@njit(cache=True)
+def _audience_step(
+    kept: NDArray[np.int64], t_acc: NDArray[np.float64], t_lam1: float, t_dt_s: float, norm: float,
+    floor: float, cycle: float, stat: NDArray[np.float32], last_tick: NDArray[np.int64],
+    rho_m1: NDArray[np.float64], tick: int, tick_s: float, h: float, hot_evidence: float,
+    sk: NDArray[np.int64], sk_ms: NDArray[np.int64], sk_ev: NDArray[np.float64], now: _Int, idle_ms: int,
+    cap: int, has_ref: bool, py_due: int, cat_due: int,
+    row_of: NDArray[np.int64], product_of_row: NDArray[np.int64], sig: NDArray[np.uint64],
+    nonempty: NDArray[np.bool_], m_slot: NDArray[np.int64], m_seller: NDArray[np.int64],
+    m_seen: NDArray[np.int64], m_sig: NDArray[np.uint64], seller_of: NDArray[np.int32],
+) -> tuple[int, NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], int]:  # fmt: skip
+    """The engine's ``_sketch_only`` (``kept`` screened in, none may score) or ``_quiet_audiences`` (none).
+
+    ``(code, sketched, their last hot times, their evidence, memory rows taken)``.  Code 0: done
+    (or nothing to do: what ``_quiet_from_ms`` skips), the sketched set and the audience samples and
+    memory (``row_of`` ... ``sig``, ``m_*``: ``AudienceMemory``'s arrays) updated in place exactly as
+    ``Engine._track_audiences`` with nothing ready; 2: the same, and its last step, the catalogue's
+    reference (due from ``cat_due`` while anything is sketched), is Python's; 1: nothing changed,
+    Python must take the tick (a dict of the guard due to age at ``py_due``, a sample table that
+    must grow, a baseline the detector refuses).  The
+    evidence is ``SequentialDetector.evidence``'s (``ChangeDetector.read``'s statistics, the baseline
+    ``columns.baseline_rates`` of the trust counters' channel 0, half-life 1), bit for bit.
+    """
+    n = kept.shape[0]
+    n_sk = sk.shape[0]
+    if n == 0:  # the engine's _quiet_audiences: called while products are sketched or refusals kept
+        if n_sk == 0 and not has_ref:
+            return 0, sk, sk_ms, sk_ev, 0
+        if now >= py_due:
+            return 1, sk, sk_ms, sk_ev, 0
+        if n_sk == 0:
+            return 0, sk, sk_ms, sk_ev, 0  # refusals only, none due: nothing changes
+        oldest = sk_ms[0]
+        for i in range(n_sk):
+            oldest = min(oldest, sk_ms[i])
+        if now < cat_due and now - oldest <= idle_ms:  # keep_hot keeps every one: nothing changes
+            return 0, sk, sk_ms, sk_ev, 0
+    elif now >= py_due:
+        return 1, sk, sk_ms, sk_ev, 0
+    hot = np.empty(n, np.int64)
+    hot_ev = np.empty(n, np.float64)
+    n_hot = 0
+    if n:
+        mu = np.empty(n, np.float64)
+        if _baseline_rates(t_acc, kept, 0, 1, t_lam1, t_dt_s, norm, floor, cycle, mu) >= 0:
+            return 1, sk, sk_ms, sk_ev, 0
+        for j in range(n):
+            if not (mu[j] > 0.0 and mu[j] < np.inf):  # ChangeDetector.read raises
+                return 1, sk, sk_ms, sk_ev, 0
+        for j in range(n):  # ChangeDetector.read's statistics (idle ticks applied), max / h
+            p = kept[j]
+            last = last_tick[p]
+            top = -np.inf
+            nan = False
+            for g in range(rho_m1.shape[0]):
+                s = float(stat[p, g])
+                if last == _NEVER:
+                    s = 0.0
+                elif s > 0.0 and tick > last:
+                    drop = rho_m1[g] * mu[j] * tick_s * (tick - last)
+                    s = 0.0 if drop >= s else s - drop
+                if s != s:
+                    nan = True
+                elif s > top:
+                    top = s
+            ev = (np.nan if nan else top) / h  # stat.max(axis=1) / h: a NaN wins numpy's max
+            if ev >= hot_evidence:
+                hot[n_hot], hot_ev[n_hot] = p, ev
+                n_hot += 1
+    hot, hot_ev = hot[:n_hot], hot_ev[:n_hot]
+    if n_sk + n_hot > cap:
+        for i in range(n_sk):
+            if sk_ev[i] != sk_ev[i]:  # keep_hot's numpy path
+                return 1, sk, sk_ms, sk_ev, 0
+    new, new_ms, new_ev = _keep_hot(sk, sk_ms, sk_ev, hot, hot_ev, int(now), idle_ms, cap)
+    same = new.shape[0] == n_sk
+    if same:
+        for i in range(n_sk):
+            if new[i] != sk[i]:
+                same = False
+                break
+    if not same:  # the sketches' watch must not grow an array: else Python
+        gone = np.empty(n_sk, np.int64)
+        n_gone = 0
+        j = 0
+        for i in range(n_sk):
+            while j < new.shape[0] and new[j] < sk[i]:
+                j += 1
+            if not (j < new.shape[0] and new[j] == sk[i]):
+                gone[n_gone] = sk[i]
+                n_gone += 1
+        free = 0
+        for r in range(product_of_row.shape[0]):
+            if product_of_row[r] < 0:
+                free += 1
+        for i in range(n_gone):
+            p = gone[i]
+            if p < row_of.shape[0] and row_of[p] >= 0:
+                free += 1
+        need = 0
+        for i in range(new.shape[0]):
+            p = new[i]
+            if p >= row_of.shape[0]:
+                return 1, sk, sk_ms, sk_ev, 0
+            if row_of[p] < 0:
+                need += 1
+        if free < need:
+            return 1, sk, sk_ms, sk_ev, 0
+        if n_gone:
+            _unwatch(row_of, product_of_row, sig, nonempty, gone[:n_gone])
+        _watch(row_of, product_of_row, sig, nonempty, new)
+    if new.shape[0] == 0:
+        return 0, new, new_ms, new_ev, 0
+    # the hot ones with events still sketched, with users sampled: remembered (AudienceMemory.remember)
+    changed = np.empty(n_hot, np.int64)
+    n_c = 0
+    j = 0
+    for i in range(n_hot):
+        while j < new.shape[0] and new[j] < hot[i]:
+            j += 1
+        if j < new.shape[0] and new[j] == hot[i] and nonempty[row_of[hot[i]]]:
+            changed[n_c] = hot[i]
+            n_c += 1
+    taken = 0
+    if n_c:
+        rows = np.empty(n_c, np.int64)
+        for i in range(n_c):
+            c = changed[i]
+            r = -1
+            for q in range(m_slot.shape[0]):
+                if m_slot[q] == c:
+                    r = q
+                    break
+            if r < 0:  # a free row (never seen) or the oldest: numpy's argmin, the first minimum
+                r = 0
+                for q in range(1, m_seen.shape[0]):
+                    if m_seen[q] < m_seen[r]:
+                        r = q
+                m_slot[r] = c
+                m_sig[r, :] = _U64_TOP
+                taken += 1
+            rows[i] = r
+            m_seller[r], m_seen[r] = np.int64(seller_of[c]), now
+        src = np.empty((n_c, sig.shape[1]), np.uint64)
+        for i in range(n_c):
+            src[i, :] = sig[row_of[changed[i]], :]
+        _union_rows(m_sig, rows, src)
+    return (2 if now >= cat_due else 0), new, new_ms, new_ev, taken  # 2: the catalogue's reference is due
+
+
 @njit(cache=True)
 def _run_ticks(
     rows: NDArray[np.int64], used: _Int, max_ts_ms: _Int, first_seen_ms: NDArray[np.int64],
@@ -532,9 +708,14 @@ def _run_ticks(
     sw_ticks: NDArray[np.int64], sw_next: NDArray[np.int64], sw_rel: NDArray[np.int64],
     sw_rel_off: NDArray[np.int64], sw_ret: NDArray[np.int64], sw_ret_off: NDArray[np.int64], veteran_ms: int,
     sweep_out: NDArray[np.int64], scan_hist: NDArray[np.int64],
+    aud_on: bool, has_ref: bool, py_due: int, cat_due: int, sk_idle_ms: int, sk_cap: int, hot_evidence: float,
+    sk: NDArray[np.int64], sk_ms: NDArray[np.int64], sk_ev: NDArray[np.float64],
+    product_of_row: NDArray[np.int64], m_slot: NDArray[np.int64], m_seller: NDArray[np.int64],
+    m_seen: NDArray[np.int64], m_sig: NDArray[np.uint64], seller_of: NDArray[np.int32],
 ) -> tuple[
     int, int, int, NDArray[np.int64], _Int, _Int, int, int, int, int, NDArray[np.int64], NDArray[np.int64],
     float, float, float, NDArray[np.int64], NDArray[np.int64], bool, bool, _Int, _Int, int, NDArray[np.int64],
+    NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], int, int,
 ]:  # fmt: skip
     """The engine's loop over a batch's ticks ``k0 .. k_end - 1`` while no tick needs Python.
 
@@ -551,8 +732,15 @@ def _run_ticks(
     or audiences to age (a tick with events at ``quiet_from`` or later).  Returns ``(kind, k, seg, rows,
     used, max_ts_ms, n_live, applied, n_snaps, last_snapshot, touched, new_users, norm_base, floor,
     cycle, uniq, kept, may_score, ok)``: ``touched``/``new_users`` the slots applied and not yet
-    seen by a tick, the last six ``Screen.tick``'s results at ``AFTER``.
+    seen by a tick, the last six ``Screen.tick``'s results at ``AFTER``; then (``aud_on``) the
+    sketched products after the audience steps it ran (:func:`_audience_step`: a tick whose
+    screened-in products may not score, or whose touched ones are all screened out, stops for
+    Python only where that step cannot run), their times and evidence, the last tick that
+    sketched (``_NEVER``: none) and the audience memory's rows newly taken.
     """
+    aud_now = _NEVER
+    n_new = 0
+    q_due = _quiet_due(sk_ms, sk_idle_ms, has_ref, py_due, cat_due)
     n_snaps = 0
     applied = 0
     seg = seg0
@@ -578,7 +766,7 @@ def _run_ticks(
                 return (SEGMENT, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
                         pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True,
                     landmark, t_landmark, next_evict,
-                    cold)  # fmt: skip
+                    cold, sk, sk_ms, sk_ev, aud_now, n_new)  # fmt: skip
             rows, used, max_ts_ms = rows2, used2, max2
             n_live += first
             f = n_funnel[0]
@@ -595,7 +783,7 @@ def _run_ticks(
                 return (BEFORE, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
                         pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True,
                     landmark, t_landmark, next_evict,
-                    cold)  # fmt: skip
+                    cold, sk, sk_ms, sk_ev, aud_now, n_new)  # fmt: skip
             # Engine._sweep_users' steps on the user signals: the released slots start unseen, the
             # caps table compacts, the users coming back in the next window are not fresh
             for j in range(sw_rel_off[p], sw_rel_off[p + 1]):
@@ -615,7 +803,7 @@ def _run_ticks(
             return (BEFORE, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
                     pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True,
                     landmark, t_landmark, next_evict,
-                    cold)  # fmt: skip
+                    cold, sk, sk_ms, sk_ev, aud_now, n_new)  # fmt: skip
         if now >= next_rebase:  # _tick_start's landmark moves (DecayedCounters.rebase), the same steps
             moved = _rebase(acc, g_acc, live, lam, lam_max, renorm, landmark, now)
             if moved != landmark:
@@ -643,7 +831,7 @@ def _run_ticks(
                 return (BEFORE, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
                         pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True,
                     landmark, t_landmark, next_evict,
-                    cold)  # fmt: skip
+                    cold, sk, sk_ms, sk_ev, aud_now, n_new)  # fmt: skip
             if snap_due:
                 snaps[n_snaps] = now
                 n_snaps += 1
@@ -669,9 +857,32 @@ def _run_ticks(
             return (BEFORE, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
                     pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True,
                     landmark, t_landmark, next_evict,
-                    cold)  # fmt: skip
+                    cold, sk, sk_ms, sk_ev, aud_now, n_new)  # fmt: skip
         pend_t, pend_n = empty, empty
-        swept = not (not ok or kept.shape[0] or now >= quiet_from or later)
+        tail = AFTER  # TAIL or CATALOGUE: the audience step ran here, Python takes the rest of the tick
+        if not ok or later or (kept.shape[0] > 0 and may_score):
+            swept = False
+        elif aud_on and kept.shape[0] == 0 and now < q_due:
+            swept = True  # a quiet tick whose audience step would change nothing
+            tail = TAIL
+        elif aud_on:  # the engine's _sketch_only or _quiet_audiences, here unless Python must act
+            code, sk2, ms2, ev2, taken = _audience_step(
+                kept, t_acc, t_lam[1], t_dt_s, norm_base, floor, cycle, stat, last_tick, rho_m1,
+                now // cusum_tick_ms, tick_s, h, hot_evidence, sk, sk_ms, sk_ev, now, sk_idle_ms, sk_cap,
+                has_ref, py_due, cat_due, row_of, product_of_row, sig, nonempty, m_slot, m_seller,
+                m_seen, m_sig, seller_of,
+            )  # fmt: skip
+            swept = code != 1
+            if swept:
+                sk, sk_ms, sk_ev = sk2, ms2, ev2
+                n_new += taken
+                q_due = _quiet_due(sk_ms, sk_idle_ms, has_ref, py_due, cat_due)
+                if kept.shape[0]:
+                    aud_now = now
+                tail = CATALOGUE if code == 2 else TAIL
+                swept = code == 0
+        else:
+            swept = not (kept.shape[0] or now >= quiet_from)
         if swept and evict_due:  # the engine's _maybe_evict, at the end of the tick
             swept, gone = _evict_sweep(
                 acc, first_ts, last_ts, t_acc, t_first_ts, t_last_ts, stat, back, bins, coarse, last_tick, hw,
@@ -682,10 +893,10 @@ def _run_ticks(
                 n_live -= gone.shape[0]
                 cold = _joined(cold, gone)
         if not swept:
-            return (AFTER, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
+            return (tail, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
                     pend_t, pend_n, norm_base, floor, cycle, uniq, kept, may_score, ok,
                     landmark, t_landmark, next_evict,
-                    cold)  # fmt: skip
+                    cold, sk, sk_ms, sk_ev, aud_now, n_new)  # fmt: skip
         if snap_due:
             snaps[n_snaps] = now
             n_snaps += 1
@@ -693,7 +904,7 @@ def _run_ticks(
     return (DONE, k_end, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
             pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True,
                     landmark, t_landmark, next_evict,
-                    cold)  # fmt: skip
+                    cold, sk, sk_ms, sk_ev, aud_now, n_new)  # fmt: skip
 
 
 class TickRun(NamedTuple):
@@ -720,6 +931,11 @@ class TickRun(NamedTuple):
     evicted: NDArray[np.int64]  # the products those sweeps cleared, for the engine's _evicted
     sweep_pos: int  # the planned user sweeps run up to here (SweepPlan entries)
     next_sweep_ms: int | None  # the next user sweep due after them
+    sketched: (
+        tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]] | None
+    )  # after its audience steps
+    sketched_at_ms: int | None  # the last tick that sketched (the engine's _guard_now_ms), None: none
+    memory_taken: int  # audience memory rows given to new products (the memory's slot index is stale)
 
 
 class SweepPlan(NamedTuple):
@@ -759,6 +975,34 @@ class EvictSweep(NamedTuple):
     weights: NDArray[np.float64]
     limit: float
     promise_ms: int
+
+
+class AudienceStep(NamedTuple):
+    """The engine's audience state for :func:`run_ticks` to sketch at ticks that only sketch.
+
+    ``Engine._track_audiences`` with nothing ready: ``sketched`` (sorted slots), their last hot
+    times and evidence (``_sketched_ms``/``_sketched_ev``), ``idle_ms``/``cap`` (``_SKETCH_IDLE_MS``,
+    ``trust.max_sketched``), ``evidence`` (``_SKETCH_EVIDENCE``), the audience memory's arrays
+    (``AudienceMemory.slot``/``seller``/``seen_ms``/``sig``) and the products' sellers; the loop
+    stops for Python from ``py_due`` (a refusal, hold or vouch of the guard to age: ``_NEVER`` at
+    once) and, while anything is or becomes sketched, from ``catalogue_due`` (the catalogue's
+    reference); ``refusals``: ring refusals are kept (``_quiet_audiences`` is called for them).
+    """
+
+    sketched: NDArray[np.int64]
+    sketched_ms: NDArray[np.int64]
+    sketched_ev: NDArray[np.float64]
+    idle_ms: int
+    cap: int
+    evidence: float
+    refusals: bool
+    py_due: int
+    catalogue_due: int
+    mem_slot: NDArray[np.int64]
+    mem_seller: NDArray[np.int64]
+    mem_seen_ms: NDArray[np.int64]
+    mem_sig: NDArray[np.uint64]
+    seller_of: NDArray[np.int32]
 
 
 _EXACT_SPAN: Final = 2**53  # a time step whose division by a half-life is Python's bit for bit
@@ -849,6 +1093,50 @@ def _plan_fits(plan: SweepPlan, sweep_pos: int, capacity_users: int) -> bool:
     return ok and 0 <= sweep_pos <= plan.ticks.shape[0] and top < capacity_users
 
 
+_NO_AUDIENCES: Final = AudienceStep(
+    np.zeros(0, np.int64),
+    np.zeros(0, np.int64),
+    np.zeros(0, np.float64),
+    0,
+    0,
+    0.0,
+    False,
+    _NEVER,
+    _NEVER,
+    np.zeros(0, np.int64),
+    np.zeros(0, np.int64),
+    np.zeros(0, np.int64),
+    np.zeros((0, 1), np.uint64),
+    np.zeros(0, np.int32),
+)
+
+
+def _audience_fits(aud: AudienceStep, sketches: AudienceSketches, n_slots: int) -> bool:
+    """Whether :func:`_audience_step` may take ``aud``: its arrays as the engine keeps them (else off)."""
+    n = aud.sketched.shape[0]
+    one = (aud.sketched, aud.sketched_ms, aud.mem_slot, aud.mem_seller, aud.mem_seen_ms)
+    if any(a.dtype != _I64 or a.ndim != 1 or not a.flags.c_contiguous for a in one):
+        return False
+    if aud.sketched_ms.shape[0] != n or aud.sketched_ev.shape != (n,) or aud.sketched_ev.dtype != np.float64:
+        return False
+    m = aud.mem_slot.shape[0]
+    if aud.mem_seller.shape[0] != m or aud.mem_seen_ms.shape[0] != m or m == 0:
+        return False
+    sig = sketches.sig
+    if aud.mem_sig.dtype != np.uint64 or aud.mem_sig.shape != (m, sig.shape[1]) or sig.dtype != np.uint64:
+        return False
+    if not (aud.mem_sig.flags.c_contiguous and sig.flags.c_contiguous and aud.sketched_ev.flags.c_contiguous):
+        return False
+    if aud.seller_of.dtype != np.int32 or aud.seller_of.ndim != 1 or aud.seller_of.shape[0] < n_slots:
+        return False
+    por = sketches.product_of_row
+    return bool(
+        por.dtype == _I64
+        and por.shape[0] == sig.shape[0] == sketches.nonempty.shape[0]
+        and sketches.row_of.dtype == _I64
+    )
+
+
 def _time(t: int | None) -> int:
     return _NONE if t is None else int(t)
 
@@ -888,6 +1176,7 @@ def run_ticks(
     trust_live: NDArray[np.int64] | None = None,
     sweeps: SweepPlan | None = None,
     sweep_pos: int = 0,
+    audiences: AudienceStep | None = None,
 ) -> TickRun | None:
     """Ticks ``k0 .. k_end - 1`` of a batch and the segments before them, in one compiled call.
 
@@ -905,7 +1194,10 @@ def run_ticks(
     ``user_hash``: each accepted event's user id hash (uint64, as ``slots``).  ``sweeps``: the
     user sweeps planned for this batch's ticks (:class:`SweepPlan`, from entry ``sweep_pos`` on):
     the loop runs their steps on the user signals at their ticks; without one (or past it) it
-    stops for Python at a user sweep due.
+    stops for Python at a user sweep due.  ``audiences`` (:class:`AudienceStep`; None: off): the
+    loop takes the audience steps of the ticks whose screened-in products may not score and of those
+    whose touched products are all screened out (then ``quiet_from_ms`` is not read), and stops for
+    Python only where those steps need it.
     """
     if counters._landmark_ms is None or trust._landmark_ms is None or trust.n_types < 3:  # noqa: SLF001
         return None
@@ -938,6 +1230,8 @@ def run_ticks(
         ev_on, ev = False, _NO_EVICT
     fixed = screen._fixed  # noqa: SLF001
     score_below, evidence_below = screen._limits  # noqa: SLF001
+    bound = min(counters.acc.shape[0], cusum.stat.shape[0])  # the screened-in slots lie below it
+    aud = audiences if audiences is not None and _audience_fits(audiences, sketches, bound) else _NO_AUDIENCES
     out = _run_ticks(
         signals.rows, signals._used, signals._max_ts_ms, signals.first_seen_ms,  # noqa: SLF001
         signals.cap_window_ms, signals.fresh_window_ms, signals.allowed_lateness_ms,
@@ -967,10 +1261,14 @@ def run_ticks(
         np.ascontiguousarray(ev.weights, np.float64), float(ev.limit), BELOW_MARGIN, int(ev.promise_ms),
         plan.ticks, plan.next_ms, plan.released, plan.released_off, plan.returning, plan.returning_off,
         VETERAN_MS, sweep_out, scan_hist,
+        aud is not _NO_AUDIENCES, aud.refusals, int(aud.py_due), int(aud.catalogue_due), int(aud.idle_ms),
+        int(aud.cap), float(aud.evidence), aud.sketched, aud.sketched_ms, aud.sketched_ev,
+        sketches.product_of_row, aud.mem_slot, aud.mem_seller, aud.mem_seen_ms, aud.mem_sig, aud.seller_of,
     )  # fmt: skip
     kind, k, seg, rows, used, max_ts, n_live, applied, n_snaps, last_snap = out[:10]
     pend_t, pend_n, norm, floor, cycle, uniq, kept, may_score, ok = out[10:19]
-    landmark, t_landmark, next_evict, evicted = out[19:]
+    landmark, t_landmark, next_evict, evicted = out[19:23]
+    sk, sk_ms, sk_ev, aud_now, taken = out[23:]
     signals.rows, signals._used, signals._max_ts_ms = rows, int(used), int(max_ts)  # noqa: SLF001
     counters._landmark_ms, trust._landmark_ms = int(landmark), int(t_landmark)  # noqa: SLF001
     if sweep_out[5]:  # the sweeps' compaction counted the live entries again: compact()'s memory of it
@@ -985,4 +1283,6 @@ def run_ticks(
         None if last_snap == _NONE else int(last_snap), pend_t, pend_n, prelude,
         funnel[: int(n_funnel[0])], None if next_evict == _NONE else int(next_evict), evicted,
         int(sweep_out[0]), None if sweep_out[1] == _NEVER else int(sweep_out[1]),
+        None if aud is _NO_AUDIENCES else (sk, sk_ms, sk_ev), None if aud_now == _NEVER else int(aud_now),
+        int(taken),
     )  # fmt: skip
