@@ -774,7 +774,7 @@ def run_service(
     from prometheus_client import CollectorRegistry
 
     from viraltrend.config import config_as_dict
-    from viraltrend.metrics import serve_metrics
+    from viraltrend.metrics import serve_metrics, stop_metrics
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     preload = import_in_background(cfg)  # while the service connects and its consumer joins the group
@@ -805,10 +805,10 @@ def run_service(
         prepare_topics(cfg, options)
         service.connect()
     except StreamError:
-        server.shutdown()  # type: ignore[attr-defined]
+        stop_metrics(server)
         raise
     _freeze_startup_objects()
     service.run()
-    server.shutdown()  # type: ignore[attr-defined]
+    stop_metrics(server)
     log.info("stopped cleanly")
     return 0
