@@ -17,12 +17,17 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from viraltrend import __version__
 from viraltrend.events import REJECT_REASONS
 
-__all__ = ["DECISION_ACTIONS", "Metrics", "serve_metrics"]
+__all__ = ["DECISION_ACTIONS", "Metrics", "serve_metrics", "stop_metrics"]
 
 DECISION_ACTIONS = ("promote", "update", "demote", "block", "board")
 
@@ -233,3 +238,22 @@ def serve_metrics(registry: CollectorRegistry, *, host: str, port: int) -> tuple
     """
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server, int(server.server_address[1])
+
+
+def stop_metrics(server: object) -> None:
+    """Stop a server of :func:`serve_metrics` at once, not at the next turn of its 0.5 s poll.
+
+    ``shutdown()`` asks the server's ``serve_forever`` loop to stop and waits until it does; the
+    loop looks between two 0.5 s ``select`` calls, so a stop waited 0.25 s on average.  A
+    connection wakes the loop (it is closed without a request, which the server drops).
+    """
+    srv: Any = server
+    waiter = threading.Thread(target=srv.shutdown, name="metrics-shutdown", daemon=True)
+    waiter.start()
+    host, port = srv.server_address[:2]
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1" if host != "::" else "::1"
+    while waiter.is_alive():
+        with contextlib.suppress(OSError):
+            socket.create_connection((host, port), timeout=1.0).close()
+        waiter.join(0.05)

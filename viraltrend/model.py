@@ -18,13 +18,15 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-from river import compose, linear_model, metrics, optim, preprocessing, utils
 
 from viraltrend.errors import CheckpointError
+
+if TYPE_CHECKING:  # river is imported where a model is built (it pulls in scipy.stats: ~1 s of startup)
+    from river import metrics
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -195,6 +197,8 @@ class OnlineModel:
                 msg = f"{key} must be in (0, 1), got {v}"
                 raise ValueError(msg)
         self._shift = _logit(promote_score) - _logit(promote_probability)
+        from river import compose, linear_model, metrics, optim, preprocessing  # lazy: see the imports
+
         self._scaler = preprocessing.StandardScaler()
         self._logreg = linear_model.LogisticRegression(
             optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=learning_rate
@@ -388,6 +392,8 @@ class OnlineModel:
         sc, lr = model._scaler, model._logreg
         for key in ("counts", "means", "vars"):  # StandardScaler's public running statistics
             getattr(sc, key).update(d["scaler"][key])
+        from river import utils  # lazy, as in __init__
+
         lr._weights = utils.VectorDict(dict(d["logreg"]["weights"]))
         lr.intercept = d["logreg"]["intercept"]
         lr.optimizer.n_iterations = d["logreg"]["n_iterations"]

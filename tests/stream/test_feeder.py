@@ -88,7 +88,9 @@ def test_stop_ends_the_feeder_early_and_delivers_what_it_sent(broker, topic_fact
     n = 5_000
     path = write(tmp_path / "events.ndjson", [line(i) for i in range(n)])
     feeder = Feeder(broker.bootstrap_servers, topic, path, rate_per_s=200).start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 20  # it has sent some (a fixed 0.5 s could pass before its first send)
+    while feeder.sent == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     feeder.stop()
     assert feeder.join(timeout=20)
     assert 0 < feeder.sent < n

@@ -15,6 +15,7 @@ import threading
 import time
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from tests.stream.conftest import drain
 from tests.stream.services import (
@@ -241,3 +242,44 @@ def test_idle_is_zero_while_a_batch_is_in_hand(broker, tmp_path):
         assert service.idle_s > 0.0  # a failed batch is not in hand for ever
     finally:
         service.shutdown()
+
+
+def test_shutdown_saves_once_and_leaving_the_group_saves_nothing_again(broker, tmp_path):
+    """SIGTERM's path: the final checkpoint, then closing the consumer leaves the group, which
+    revokes the partitions; that revoke used to save the same state a second time (hashing and
+    writing it all again) right before the process exited.  The final checkpoint and commit hold.
+    """
+    from viraltrend.stream.checkpoint import LocalStore
+
+    names = topics(broker.bootstrap_servers, "shutdown-once")
+    produce(broker.bootstrap_servers, names["input"], [event(i) for i in range(20)])
+    service = _connected_service(broker, names, tmp_path, {"VIRALTREND_CHECKPOINT_INTERVAL_S": "3600"})
+    assert service.store is not None
+    saves: list[int] = []
+    save = service.store.save
+
+    def counted(partition, *args, **kwargs):  # type: ignore[no-untyped-def]
+        saves.append(partition)
+        return save(partition, *args, **kwargs)
+
+    service.store.save = counted  # type: ignore[method-assign]
+    try:
+        read = 0
+        for _ in range(1000):  # until every record was read and applied
+            read += service.step()
+            if read >= 20:
+                break
+        assert read == 20 and saves == []  # no checkpoint due before the shutdown
+    finally:
+        service.shutdown()
+    assert saves == [0]
+    loaded = LocalStore(tmp_path / "ckpt" / f"g-{names['input']}", names["input"]).load(0)
+    assert loaded is not None and loaded[2] == {0: 20}
+    group = f"g-{names['input']}"
+    consumer = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    try:
+        assert consumer.committed(TopicPartition(names["input"], 0)) == 20
+    finally:
+        consumer.close()

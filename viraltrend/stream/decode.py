@@ -26,11 +26,10 @@ import re
 from collections.abc import Mapping, Sequence
 from itertools import chain
 from operator import attrgetter
-from typing import Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 import msgspec
 import numpy as np
-import polars as pl
 from msgspec import Meta
 from numpy.typing import NDArray
 
@@ -45,6 +44,9 @@ from viraltrend.events import (
     Reject,
 )
 from viraltrend.kernels.ndjson import FALLBACK, OK, scan
+
+if TYPE_CHECKING:  # polars is imported by the frame decoder only (files); the live service never needs it
+    import polars as pl
 
 __all__ = ["COLUMNS", "REQUIRED_COLUMNS", "TS_MAX_MS", "TS_MIN_MS", "decode_frame", "decode_records"]
 
@@ -504,6 +506,8 @@ def decode_frame(
     InputError
         A required column is absent, or a column cannot be read as text.
     """
+    import polars as pl  # the caller has a frame, so polars is imported already
+
     absent = [name for name in REQUIRED_COLUMNS if name not in frame.columns]
     if absent:
         msg = f"columns {absent} are required; found columns {frame.columns}"
@@ -594,6 +598,8 @@ def _id_spans(frame: pl.DataFrame) -> IdColumns:
 
 def _frame_checks(ts_scale: int) -> list[tuple[str, str, pl.Expr]]:
     """The row checks of :func:`decode_frame` in priority order: ``(reason, field, is_bad)``."""
+    import polars as pl
+
     lo, hi = -(-TS_MIN_MS // ts_scale), TS_MAX_MS // ts_scale
     integer = r"^-?[0-9]+$"
     checks = [("missing_field", name, pl.col(name).is_null()) for name in REQUIRED_COLUMNS]

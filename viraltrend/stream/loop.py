@@ -171,6 +171,10 @@ class Service:
         self._buffers: dict[
             int, dict[str, np.ndarray[Any, Any]]
         ] = {}  # partition -> snapshot buffers, reused
+        #: ``viraltrend run``'s startup imports left to a thread (:func:`import_in_background`): awaited
+        #: before the first restore, and what they made frozen then (:meth:`_after_preload`)
+        self.preload: threading.Thread | None = None
+        self._closing = False  # the final checkpoint is done: closing the clients saves nothing again
 
     @property
     def engines(self) -> dict[int, Engine]:
@@ -342,6 +346,22 @@ class Service:
         os.kill(os.getpid(), signal.SIGSTOP)
         log.warning("fault injection (%s): resumed", FREEZE_FILE_ENV)
 
+    def _after_preload(self) -> None:
+        """Once: wait for the background imports, and freeze their objects as the startup's were."""
+        if self.preload is None:
+            return
+        t0 = time.perf_counter()
+        self.preload.join()
+        self.preload = None
+        waited = time.perf_counter() - t0
+        gc.collect()
+        gc.freeze()
+        log.info(
+            "gc: %d objects frozen after the background imports (waited %.2f s)",
+            gc.get_freeze_count(),
+            waited,
+        )
+
     def _idle(self) -> None:
         """Nothing read: the caught-up publisher's final snapshot, and a checkpoint when due."""
         if self.n_partitions > 1:
@@ -400,15 +420,20 @@ class Service:
         t0 = time.perf_counter()
         offsets = self._source.snapshot()
         checkpointed = self.partitions.checkpointed
+        # a revoke saves its partitions whatever was read; but leaving the group on shutdown revokes
+        # them right after the final checkpoint, which left nothing unsaved
+        skip_unchanged = only is None or self._closing
         due = [
             (p, engine)
             for p, engine in sorted(self.engines.items())
             if (only is None or p in only)
             and p in offsets
-            and not (only is None and checkpointed.get(p) == offsets[p])  # nothing read since
+            and not (skip_unchanged and checkpointed.get(p) == offsets[p])  # nothing read since
         ]
         self._last_checkpoint = time.monotonic()
         if not due:
+            if only is not None and self._closing:  # await what the revoke shared (candidates) all the same
+                self._sink.flush()
             return
         # 4. await acks: every output of what was read is acknowledged, or StreamError: no commit
         self._sink.flush()
@@ -502,6 +527,7 @@ class Service:
     def _restore(self, partitions: set[int]) -> None:
         """Assign hook, on the loop's thread: restore each partition's checkpoint, seek to its offsets."""
         assert self.store is not None
+        self._after_preload()  # before the first engine is built
         if self.writer.busy:  # a checkpoint of a partition may be in flight: load after it
             self._held_job = self.writer.wait()
         was_publisher = self.is_publisher
@@ -659,12 +685,16 @@ class Service:
 
     def shutdown(self) -> None:
         """Finish: publish the final board (the publisher only), checkpoint, commit, close."""
+        t0 = time.perf_counter()
+        t_saved = None
         try:
             if self._sink is not None and self.engines:
                 final = self._final_board()
                 if final:
                     self._publish(final, [])
             self.checkpoint(wait=True)
+            self._closing = True
+            t_saved = time.perf_counter()
         except StreamError as exc:
             log.warning(
                 "could not checkpoint on shutdown (%s); the next start resumes from the last one", exc
@@ -674,6 +704,12 @@ class Service:
             self.close()
             if self._blocklist is not None:
                 self._blocklist.close()
+        if t_saved is not None:
+            log.info(
+                "shutdown: final board and checkpoint in %.2f s, clients closed in %.2f s",
+                t_saved - t0,
+                time.perf_counter() - t_saved,
+            )
 
     def _final_board(self) -> list[Message]:
         engines = list(self.engines.values())
@@ -683,6 +719,35 @@ class Service:
         if self.n_partitions == 1:
             return [engines[0].board.snapshot(wms[0])]
         return self.board.final_board()
+
+
+def import_in_background(cfg: Config) -> threading.Thread | None:
+    """Import what the first engine needs but startup does not, on a thread; None if nothing.
+
+    The online model's library (river, which pulls in ``scipy.stats``: ~0.9 s of CPU on a quiet
+    machine, several seconds under load) is needed only once a partition is assigned and its
+    engine built.  Until then the service connects and joins its consumer group, which is mostly
+    waiting (about 3 s on Tansu): imported meanwhile, it no longer delays the first event.  The
+    engine's own import waits for this one if it is still running (Python's import lock); an
+    error here is left to that import to raise.
+    """
+    if not cfg.model.enabled:
+        return None
+
+    def _import() -> None:
+        try:
+            import river.compose
+            import river.linear_model
+            import river.metrics
+            import river.optim
+            import river.preprocessing
+            import river.utils  # noqa: F401 - imported for the engine's later use
+        except Exception as exc:  # noqa: BLE001 - the engine's import reports it
+            log.debug("background import of river failed: %s", exc)
+
+    thread = threading.Thread(target=_import, name="viraltrend-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def _freeze_startup_objects() -> None:
@@ -709,9 +774,10 @@ def run_service(
     from prometheus_client import CollectorRegistry
 
     from viraltrend.config import config_as_dict
-    from viraltrend.metrics import serve_metrics
+    from viraltrend.metrics import serve_metrics, stop_metrics
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    preload = import_in_background(cfg)  # while the service connects and its consumer joins the group
     log.info("effective config: %s", json.dumps(config_as_dict(cfg)))
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
@@ -724,6 +790,7 @@ def run_service(
         client_options=options,
         options=ServiceOptions(exit_when_idle_s=exit_when_idle_s),
     )
+    service.preload = preload
 
     def _stop(signum: int, _frame: object) -> None:
         log.info("signal %d: finishing the batch, checkpointing, stopping", signum)
@@ -738,10 +805,10 @@ def run_service(
         prepare_topics(cfg, options)
         service.connect()
     except StreamError:
-        server.shutdown()  # type: ignore[attr-defined]
+        stop_metrics(server)
         raise
     _freeze_startup_objects()
     service.run()
-    server.shutdown()  # type: ignore[attr-defined]
+    stop_metrics(server)
     log.info("stopped cleanly")
     return 0
