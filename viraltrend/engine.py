@@ -1029,21 +1029,13 @@ class Engine:
         sets them, a call leaves every field with the same values: skipping it gives the same
         decisions, and the compiled tick loop need not stop for it.  ``_NEVER``: at once.
         """
-        sk, refusals = self._sketched, self._ring_refusals
-        if not (sk.size or refusals):
+        sk = self._sketched
+        if not (sk.size or self._ring_refusals):
             return None
-        g = self.guard
-        if g.held or list(g.lockstep.items()) != [(s, v[0]) for s, v in refusals.items()]:
+        forgets = self._guard_forgets_ms()
+        if forgets is None:
             return _NEVER
-        if not self._suspected.keys() <= self._held_since.keys():
-            return _NEVER
-        if not self._low_held.keys() <= self._suspected.keys():
-            return _NEVER
-        memory_ms = round(self.cfg.trust.audience_memory_s * 1000)
-        due = [min(v[1] for v in refusals.values()) + memory_ms + 1] if refusals else []
-        for since in (self._held_since, self._vouch_since):
-            if since:
-                due.append(min(since.values()) + memory_ms + 1)
+        due = [forgets]
         if sk.size:
             ms = self._sketched_ms
             if ms.shape != sk.shape or sk.size > self.cfg.trust.max_sketched or not (sk[1:] > sk[:-1]).all():
@@ -1051,6 +1043,28 @@ class Engine:
             due.append(int(ms.min()) + _SKETCH_IDLE_MS + 1)
             due.append(self._catalogue_checked_ms + _CATALOGUE_EVERY_MS)
         return min(due)
+
+    def _guard_forgets_ms(self) -> int | None:
+        """The first tick at which the guard forgets a ring refusal, hold or vouch, or ``_FAR``.
+
+        Forgotten past ``trust.audience_memory_s`` (:meth:`_track_audiences` ages them at every
+        call).  None where the guard's fields are not as such a call with nothing ready leaves them:
+        products held, lockstep refusals other than ``_ring_refusals``', suspects no hold keeps.
+        """
+        refusals, g = self._ring_refusals, self.guard
+        if g.held or list(g.lockstep.items()) != [(s, v[0]) for s, v in refusals.items()]:
+            return None
+        if not (
+            self._suspected.keys() <= self._held_since.keys()
+            and self._low_held.keys() <= self._suspected.keys()
+        ):
+            return None
+        memory_ms = round(self.cfg.trust.audience_memory_s * 1000)
+        due = [min(v[1] for v in refusals.values()) + memory_ms + 1] if refusals else []
+        for since in (self._held_since, self._vouch_since):
+            if since:
+                due.append(min(since.values()) + memory_ms + 1)
+        return min(due, default=_FAR)
 
     def _index_memory_rows(self, before: NDArray[np.int64]) -> None:
         """The audience memory's index of its rows (slot -> row) after the compiled loop gave rows away.
@@ -1079,27 +1093,16 @@ class Engine:
         steps only change the sketched set, the audience samples watched and the audience memory.
         Where the catalogue's reference is due (``catalogue_due``, while anything is sketched) it
         stops after the step, and Python takes that reference and the tick's end (``CATALOGUE``).
-        None where :meth:`_quiet_from_ms` finds the guard's fields not already as a call sets them.
+        None where :meth:`_guard_forgets_ms` finds the guard's fields not already as a call sets them.
         """
-        if not self._fast_sketch:
+        if not self._fast_sketch or (forgets := self._guard_forgets_ms()) is None:
             return None
-        sk, refusals = self._sketched, self._ring_refusals
-        g = self.guard
-        if g.held or list(g.lockstep.items()) != [(s, v[0]) for s, v in refusals.items()]:
-            return None
-        if not self._suspected.keys() <= self._held_since.keys():
-            return None
-        ms, ev, cap = self._sketched_ms, self._sketched_ev, self.cfg.trust.max_sketched
+        sk, ms, ev, cap = self._sketched, self._sketched_ms, self._sketched_ev, self.cfg.trust.max_sketched
         if ms.shape != sk.shape or ev.shape != sk.shape or sk.size > cap or not (sk[1:] > sk[:-1]).all():
             return None  # restored without the times, or a set keep_hot would reorder or trim
-        memory_ms = round(self.cfg.trust.audience_memory_s * 1000)
-        due = [min(v[1] for v in refusals.values()) + memory_ms + 1] if refusals else []
-        for since in (self._held_since, self._vouch_since):
-            if since:
-                due.append(min(since.values()) + memory_ms + 1)
         mem = self.audiences
         return AudienceStep(
-            sk, ms, ev, _SKETCH_IDLE_MS, cap, _SKETCH_EVIDENCE, bool(refusals), min(due, default=_FAR),
+            sk, ms, ev, _SKETCH_IDLE_MS, cap, _SKETCH_EVIDENCE, bool(self._ring_refusals), forgets,
             self._catalogue_checked_ms + _CATALOGUE_EVERY_MS, mem.slot, mem.seller, mem.seen_ms, mem.sig,
             self.seller_of,
         )  # fmt: skip
