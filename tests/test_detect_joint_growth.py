@@ -58,6 +58,7 @@ def test_a_fast_ramp_is_ready_sooner_read_as_one_series():
     cols = on[first_on][0]
     assert cols["growth_z_joint"] >= 4.0 > max(cols["growth_z"], cols["growth_z_slow"])
     assert "growth_z_joint" not in off[first_on][0]  # off: not even read
+    assert cols["ready_label"] == 0.0  # the online model's labels: as without the key
 
 
 def test_a_flat_step_is_not_made_ready():

@@ -190,9 +190,11 @@ class SequentialDetector:
         if sustain_share is not None:  # the sustain path's recruitment over a longer window as well
             cols["sustain_share_ratio"] = sustain_share
         cols["ready"] = self.ready(cols, users).astype(np.float64)
-        if self.cfg.detect.sustain_share_long_floor > 0.0 and "sustain_share_ratio" in cols:
-            # the online model's "ready" labels as without the floor: a refusal of the board's, not a lesson
-            cols["ready_label"] = self.ready(cols, users, long_floor=False).astype(np.float64)
+        floor = self.cfg.detect.sustain_share_long_floor > 0.0 and "sustain_share_ratio" in cols
+        if floor or joint is not None:
+            # the online model's "ready" labels as without the floor (a refusal of the board's, not a
+            # lesson) and without the joint growth test (the model learns what it learnt without the key)
+            cols["ready_label"] = self.ready(cols, users, long_floor=False, joint=False).astype(np.float64)
         return cols
 
     def evidence(self, now_ms: int, slots: NDArray[np.int64], mu: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -208,6 +210,7 @@ class SequentialDetector:
         *,
         shape_free: bool = False,
         long_floor: bool = True,
+        joint: bool = True,
     ) -> NDArray[np.bool_]:
         """The verdict from :meth:`read`'s columns (see the module docstring).
 
@@ -228,13 +231,14 @@ class SequentialDetector:
         its viewers pass it on far more than a burst's or a flash spike's do.
         The change evidence, the distinct-user floor, the recent lift and the fading check still
         apply.  ``shape_free=True`` drops the shape test altogether (growth, sustain or vouch): where
-        only the shape still waits, the rows the online model learns from.
+        only the shape still waits, the rows the online model learns from.  ``joint=False`` leaves
+        out the joint growth test (``detect.joint_growth_z``): the model's labels as without it.
         """
         d = self.cfg.detect
         fading = (cols["growth_z"] <= -d.fade_z) | (cols["growth_z_slow"] <= -d.fade_z)
         fading |= cols["fade_z"] <= -d.fade_z
         shaped = (cols["growth_z"] >= d.growth_z) | (cols["growth_z_slow"] >= d.growth_z)
-        if d.joint_growth_z > 0.0 and "growth_z_joint" in cols:
+        if joint and d.joint_growth_z > 0.0 and "growth_z_joint" in cols:
             shaped |= cols["growth_z_joint"] >= d.joint_growth_z
         sustained = cols["change_s"] >= d.sustain_s
         if d.sustain_min_share_ratio > 0.0:  # a plateau that recruits no one is a level change
