@@ -50,7 +50,7 @@ def test_flat_counts_read_no_trend_and_growth_reads_one():
 
 def test_a_fast_ramp_is_ready_sooner_read_as_one_series():
     per_tick = _ramp(150.0, 60)
-    off = _run({}, per_tick)
+    off = _run({"VIRALTREND_DETECT_JOINT_GROWTH_Z": "0"}, per_tick)
     on = _run({"VIRALTREND_DETECT_JOINT_GROWTH_Z": "4"}, per_tick)
     first_off = next(i for i, (_, r) in enumerate(off) if r)
     first_on = next(i for i, (_, r) in enumerate(on) if r)
