@@ -76,7 +76,11 @@ EVENTS_SHA256 = "9d80085c3dbdbca77b6f442917d4be869c97150b08c5dd1a1b3f08bfdf32a66
 #: detect16: the sustain path's share test over the hour as well): with the key at 0 the digest is the
 #: one before (52fda576...); on, the same 532 messages, actions, products, times and reasons; messages
 #: gained the ``sustain_share_ratio`` and ``sustain_shares`` features.
-DECISIONS_SHA256 = "9009c8bdda6bee37b5a7a2a3f2c45052929dc631bee38344f16c1afda685dfac"
+#: Recomputed for detect.joint_growth_z 4 (issue 10, branch detect20b: the growth test over both rings as one
+#: series): with the key at 0 the digest is the one before (9009c8bd...); on, the same three products
+#: promoted, two of them earlier (p-003556 50 s, p-001505 30 s); messages gained the ``growth_z_joint``
+#: feature.
+DECISIONS_SHA256 = "2acc4a5d952606b1aa6d8a38f51baea45a1f9c22a25e87805d3a8321ee9788cf"
 
 _ENCODE = msgspec.json.Encoder(order="sorted")
 

@@ -329,6 +329,7 @@ class DetectConfig:
     ticks_per_slow_bin: int = field(default=6, metadata={"min": 1, "max": 8640})
     slow_bins: int = field(default=24, metadata={"min": 4, "max": 1440})
     growth_z: float = _ge0(4.0)
+    joint_growth_z: float = _ge0(4.0)
     fade_z: float = _ge0(2.0)
     sustain_s: float = _ge0(1500.0)
     sustain_min_share_ratio: float = _ge0(2.0)

@@ -169,6 +169,9 @@ class SequentialDetector:
         in_coarse = np.arange(n_slow)[None, :] >= n_slow - c_since[:, None]
         change_users = np.where(since_ms <= k * self.tick_ms, fine_users, (coarse * in_coarse).sum(axis=1))
         lifts = np.asarray(self.cusum.lifts)
+        joint = None
+        if self.cfg.detect.joint_growth_z > 0.0:  # both rings as one series, the newest minutes by tick
+            joint = _growth_joint(fine, coarse, np.maximum(ticks - 1, 0), c_zero, tick, per)
         cols = {
             "evidence": s / self.h,
             "evidence_lift": lifts[best] if m else np.zeros(0),
@@ -180,14 +183,18 @@ class SequentialDetector:
             "recent_lift": recent_lift,
             "change_users": change_users,
         }
+        if joint is not None:
+            cols["growth_z_joint"] = joint
         if share_ratio is not None:
             cols["share_ratio"] = share_ratio
         if sustain_share is not None:  # the sustain path's recruitment over a longer window as well
             cols["sustain_share_ratio"] = sustain_share
         cols["ready"] = self.ready(cols, users).astype(np.float64)
-        if self.cfg.detect.sustain_share_long_floor > 0.0 and "sustain_share_ratio" in cols:
-            # the online model's "ready" labels as without the floor: a refusal of the board's, not a lesson
-            cols["ready_label"] = self.ready(cols, users, long_floor=False).astype(np.float64)
+        floor = self.cfg.detect.sustain_share_long_floor > 0.0 and "sustain_share_ratio" in cols
+        if floor or joint is not None:
+            # the online model's "ready" labels as without the floor (a refusal of the board's, not a
+            # lesson) and without the joint growth test (the model learns what it learnt without the key)
+            cols["ready_label"] = self.ready(cols, users, long_floor=False, joint=False).astype(np.float64)
         return cols
 
     def evidence(self, now_ms: int, slots: NDArray[np.int64], mu: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -203,6 +210,7 @@ class SequentialDetector:
         *,
         shape_free: bool = False,
         long_floor: bool = True,
+        joint: bool = True,
     ) -> NDArray[np.bool_]:
         """The verdict from :meth:`read`'s columns (see the module docstring).
 
@@ -223,12 +231,15 @@ class SequentialDetector:
         its viewers pass it on far more than a burst's or a flash spike's do.
         The change evidence, the distinct-user floor, the recent lift and the fading check still
         apply.  ``shape_free=True`` drops the shape test altogether (growth, sustain or vouch): where
-        only the shape still waits, the rows the online model learns from.
+        only the shape still waits, the rows the online model learns from.  ``joint=False`` leaves
+        out the joint growth test (``detect.joint_growth_z``): the model's labels as without it.
         """
         d = self.cfg.detect
         fading = (cols["growth_z"] <= -d.fade_z) | (cols["growth_z_slow"] <= -d.fade_z)
         fading |= cols["fade_z"] <= -d.fade_z
         shaped = (cols["growth_z"] >= d.growth_z) | (cols["growth_z_slow"] >= d.growth_z)
+        if joint and d.joint_growth_z > 0.0 and "growth_z_joint" in cols:
+            shaped |= cols["growth_z_joint"] >= d.joint_growth_z
         sustained = cols["change_s"] >= d.sustain_s
         if d.sustain_min_share_ratio > 0.0:  # a plateau that recruits no one is a level change
             share = cols.get("share_ratio", np.full_like(sustained, np.inf, np.float64))
@@ -349,3 +360,58 @@ def _growth(bins: NDArray[np.float64], usable: NDArray[np.int64], newest: int) -
     score = (dev * bins).sum(axis=1)
     var = mean_count * (dev**2).sum(axis=1)
     return np.where(u >= 4, score / np.sqrt(var + 1.0), 0.0)
+
+
+def _growth_joint(
+    fine: NDArray[np.float64],
+    coarse: NDArray[np.float64],
+    fine_usable: NDArray[np.int64],
+    c_zero: NDArray[np.int64],
+    tick: int,
+    per: int,
+) -> NDArray[np.float64]:
+    """:func:`_growth`'s trend test over both rings as one series since the change point, as a z-score.
+
+    The coarse ring's whole bins after the change point's bin up to where the fine ring takes over
+    (the first coarse bin the fine ring holds whole), then the fine ring's ticks from there on to
+    the tick ending now (``fine_usable`` of them at most: the whole ticks after the change point).
+    Each unit ``i`` has a width ``w_i`` (1 tick or ``per``), a centre ``t_i`` and a count ``c_i``;
+    the score test for a log-linear trend in Poisson counts with exposures:
+    ``z = sum(c_i (t_i - tbar)) / sqrt(N / W * sum(w_i (t_i - tbar)**2) + 1)`` with
+    ``tbar = sum(w_i t_i) / W``, ``W = sum(w_i)``, ``N = sum(c_i)``.  Unlike the slow ring alone it
+    reads the newest minutes (the current coarse bin while it is partial, the most users of a
+    ramp) by tick as they come; unlike the fine ring alone it reads the whole change.
+    0 while fewer than four units are usable.
+
+    >>> fine = np.zeros((2, 18)); fine[0, 6:] = [1, 1, 2, 2, 2, 3, 3, 4, 4, 5, 6, 7]
+    >>> coarse = np.zeros((2, 24)); coarse[0, -6:] = [2, 3, 4, 8, 16, 19]  # the newest 3 as the ticks above
+    >>> fine[1, :] = 5.0; coarse[1, :] = 30.0; coarse[1, -1] = 25.0  # flat (the current bin 5 ticks in)
+    >>> _growth_joint(fine, coarse, np.array([17, 17]), np.array([0, 0]), 6 * 100 + 4, 6).round(2).tolist()
+    [6.78, 0.0]
+    """
+    m, k = fine.shape
+    n = coarse.shape[1]
+    f0 = -(-(tick - k + 1) // per) * per  # first tick of the first coarse bin the fine ring holds whole
+    nf = tick - f0 + 1
+    c_now = tick // per
+    n_fine = np.minimum(fine_usable, nf)
+    jf = np.arange(k)[None, :]
+    in_fine = jf >= k - n_fine[:, None]
+    t_fine = (jf - (k - 1)).astype(np.float64) + 0.5  # tick centres, the tick ending now at 0.5
+    last_c = f0 // per - 1  # the newest coarse bin before the fine ring's part
+    col_last = n - 1 - (c_now - last_c)  # its column
+    n_c = np.clip(last_c - c_zero, 0, col_last + 1)  # whole bins after the change point's, up to it
+    jc = np.arange(n)[None, :]
+    in_coarse = (jc <= col_last) & (jc > col_last - n_c[:, None])
+    bin_of = c_now - (n - 1 - jc)  # the coarse bin held by each column
+    t_coarse = (bin_of * per + per / 2.0 - tick).astype(np.float64)
+    w = np.concatenate([np.where(in_fine, 1.0, 0.0), np.where(in_coarse, float(per), 0.0)], axis=1)
+    t = np.concatenate([np.broadcast_to(t_fine, (m, k)), np.broadcast_to(t_coarse, (m, n))], axis=1)
+    c = np.concatenate([fine * in_fine, coarse * in_coarse], axis=1)
+    big_w = w.sum(axis=1)
+    tbar = (w * t).sum(axis=1) / np.maximum(big_w, 1.0)
+    dev = np.where(w > 0.0, t - tbar[:, None], 0.0)
+    score = (c * dev).sum(axis=1)
+    var = c.sum(axis=1) / np.maximum(big_w, 1.0) * (w * dev**2).sum(axis=1)
+    units = n_fine + n_c
+    return np.where(units >= 4, score / np.sqrt(var + 1.0), 0.0)

@@ -190,17 +190,18 @@ def _sequential_story(console: Console, trace: pl.DataFrame, cfg: Config) -> Non
         )
     if r.get("recent_lift", 0.0) < d.min_recent_lift:
         held.append(f"recent lift {r['recent_lift']:.1f} < detect.min_recent_lift {d.min_recent_lift:g}")
+    accelerating = max(r.get("growth_z", 0.0), r.get("growth_z_slow", 0.0)) >= d.growth_z
+    if d.joint_growth_z > 0.0:  # both rings as one series (detect.joint_growth_z)
+        accelerating |= r.get("growth_z_joint", 0.0) >= d.joint_growth_z
     if min(r.get("growth_z", 0.0), r.get("growth_z_slow", 0.0), r.get("fade_z", 0.0)) <= -d.fade_z:
         held.append("fading (a growth z at or below -detect.fade_z)")
-    elif (
-        max(r.get("growth_z", 0.0), r.get("growth_z_slow", 0.0)) < d.growth_z and r["change_s"] < d.sustain_s
-    ):
+    elif not accelerating and r["change_s"] < d.sustain_s:
         held.append(
             f"neither accelerating (growth z < {d.growth_z:g}) nor sustained {d.sustain_s:g} s "
             f"(change {r['change_s']:.0f} s old): the shape of a spike"
         )
     elif (
-        max(r.get("growth_z", 0.0), r.get("growth_z_slow", 0.0)) < d.growth_z
+        not accelerating
         and r.get("share_ratio", float("inf")) < d.sustain_min_share_ratio
         and r.get("sustain_share_ratio", 0.0) < long_bar
     ):
