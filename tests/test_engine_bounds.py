@@ -112,3 +112,22 @@ def test_the_product_cap_does_not_depend_on_batching(scenario_factory):
     assert out_a == out_b
     assert a.stats.evicted_over_cap == b.stats.evicted_over_cap
     assert sorted(x for x in a.products.to_list() if x) == sorted(x for x in b.products.to_list() if x)
+
+
+def test_released_products_leave_the_guards_slot_tables_and_only_they_do():
+    # _release_evicted drops a released slot from each of the guard's slot -> value dicts (a recycled slot
+    # must not inherit a refusal or a hold) and keeps every other entry, in its order
+    engine = Engine(load_config(None, environ={}))
+    assert engine.products.intern([f"p-{i}" for i in range(12)]).tolist() == list(range(12))
+    engine._grow(16)
+    e = engine
+    tables = (e._ring_refusals, e._held_since, e._suspected, e._low_held, e._vouch_since)
+    for n, d in enumerate(tables):
+        for slot in (7, 2, 9, 5, 11)[n % 2 :]:
+            d[slot] = slot * 10 + n
+    engine._evicted = [np.array([9, 3], np.int64), np.array([2, 9], np.int64)]  # 3 holds no entry
+    engine._release_evicted()
+    assert engine.products.lookup(["p-2", "p-3", "p-9", "p-5"]).tolist() == [-1, -1, -1, 5]
+    for n, d in enumerate(tables):
+        left = [s for s in (7, 2, 9, 5, 11)[n % 2 :] if s not in (2, 3, 9)]
+        assert list(d.items()) == [(s, s * 10 + n) for s in left]

@@ -46,6 +46,7 @@ from numpy.typing import NDArray
 from viraltrend.config import Config
 from viraltrend.errors import CheckpointError
 from viraltrend.events import EVENT_TYPE_CODE
+from viraltrend.kernels.change import COLUMNS, change_array, verdicts
 from viraltrend.kernels.cusum import ChangeDetector, alarm_threshold
 
 __all__ = ["SequentialDetector", "engaged_ratio"]
@@ -138,64 +139,48 @@ class SequentialDetector:
         sustain path does not ask.
         """
         stat, zero, fine, coarse = self.cusum.read(slots, mu, now_ms=now_ms)
-        m, k = fine.shape
-        best = stat.argmax(axis=1) if m else np.zeros(0, np.int64)
-        rows = np.arange(m)
-        s = stat[rows, best]
-        since_ms = now_ms - zero[rows, best]
-        ticks = np.clip(np.ceil(since_ms / self.tick_ms).astype(np.int64), 1, k)
-        # fine ring: whole ticks, but the one holding the change point is partial
-        growth_fine = _growth(fine, np.maximum(ticks - 1, 0), k - 1)
-        # slow ring: whole bins after the change point's bin, the current one if it is complete
-        per, n_slow = self.cusum.ticks_per_coarse, coarse.shape[1]
-        tick = now_ms // self.tick_ms
-        complete = int(tick % per == per - 1)
-        newest = n_slow - 2 + complete
-        c_now, c_zero = tick // per, (zero[rows, best] // self.tick_ms) // per
-        usable = np.clip(c_now - c_zero - 1 + complete, 0, newest + 1)
-        growth_slow = _growth(coarse, usable, newest)
-        j = np.arange(k)[None, :]
-        last = fine[:, k - _FADE_TICKS :].sum(axis=1)
-        before = (j >= k - ticks[:, None]) & (j < k - _FADE_TICKS)
-        n_before = before.sum(axis=1)
-        expected = (fine * before).sum(axis=1) / np.maximum(n_before, 1) * _FADE_TICKS
-        fade = np.where(n_before >= _FADE_TICKS, (last - expected) / np.sqrt(expected + 1.0), 0.0)
-        window = (j >= k - ticks[:, None]).astype(np.float64)
-        fine_users = (fine * window).sum(axis=1)
-        recent_lift = fine_users / (mu * ticks * self.tick_ms / 1000.0)
-        # distinct users since the change point: the fine ring while it reaches back to it, else the
-        # coarse bins from the one holding it to the current one (at most the whole coarse ring)
-        c_since = np.clip(c_now - c_zero + 1, 1, n_slow)
-        in_coarse = np.arange(n_slow)[None, :] >= n_slow - c_since[:, None]
-        change_users = np.where(since_ms <= k * self.tick_ms, fine_users, (coarse * in_coarse).sum(axis=1))
-        lifts = np.asarray(self.cusum.lifts)
+        lifts = np.asarray(self.cusum.lifts, np.float64)
+        array = change_array(
+            stat, zero, fine, coarse, np.asarray(mu, np.float64), lifts, now_ms=now_ms, tick_ms=self.tick_ms,
+            ticks_per_coarse=self.cusum.ticks_per_coarse, h=self.h, fade_ticks=_FADE_TICKS,
+        )  # fmt: skip
+        cols: Columns = dict(zip(COLUMNS, array, strict=True))
         joint = None
         if self.cfg.detect.joint_growth_z > 0.0:  # both rings as one series, the newest minutes by tick
-            joint = _growth_joint(fine, coarse, np.maximum(ticks - 1, 0), c_zero, tick, per)
-        cols = {
-            "evidence": s / self.h,
-            "evidence_lift": lifts[best] if m else np.zeros(0),
-            "change_s": since_ms / 1000.0,
-            "growth_z": growth_fine,
-            "growth_z_slow": growth_slow,
-            "fade_z": fade,
-            "recent_users": last,
-            "recent_lift": recent_lift,
-            "change_users": change_users,
-        }
-        if joint is not None:
+            m, k = fine.shape
+            zero_ms = zero[np.arange(m), stat.argmax(axis=1)] if m else np.zeros(0, np.int64)
+            ticks = np.clip(np.ceil((now_ms - zero_ms) / self.tick_ms).astype(np.int64), 1, k)
+            per = self.cusum.ticks_per_coarse
+            c_zero = (zero_ms // self.tick_ms) // per
+            joint = _growth_joint(fine, coarse, np.maximum(ticks - 1, 0), c_zero, now_ms // self.tick_ms, per)
             cols["growth_z_joint"] = joint
         if share_ratio is not None:
             cols["share_ratio"] = share_ratio
         if sustain_share is not None:  # the sustain path's recruitment over a longer window as well
             cols["sustain_share_ratio"] = sustain_share
-        cols["ready"] = self.ready(cols, users).astype(np.float64)
-        floor = self.cfg.detect.sustain_share_long_floor > 0.0 and "sustain_share_ratio" in cols
-        if floor or joint is not None:
-            # the online model's "ready" labels as without the floor (a refusal of the board's, not a
-            # lesson) and without the joint growth test (the model learns what it learnt without the key)
-            cols["ready_label"] = self.ready(cols, users, long_floor=False, joint=False).astype(np.float64)
+        # ready(cols, users) and, for the online model's labels, as without the long floor (a refusal of
+        # the board's, not a lesson) and without the joint growth test (the model learns what it learnt
+        # without the key): one compiled pass for both
+        ready, label = verdicts(
+            array, np.asarray(users, np.float64), share_ratio, sustain_share, self._limits(),
+            share_test=self.cfg.detect.sustain_min_share_ratio > 0.0, joint=joint,
+        )  # fmt: skip
+        cols["ready"] = ready.astype(np.float64)
+        if (
+            self.cfg.detect.sustain_share_long_floor > 0.0 and sustain_share is not None
+        ) or joint is not None:
+            cols["ready_label"] = label.astype(np.float64)
         return cols
+
+    def _limits(self) -> tuple[float, ...]:
+        """:meth:`ready`'s limits without the model, in :func:`~viraltrend.kernels.change.verdicts`' order."""
+        d = self.cfg.detect
+        return (
+            d.fade_z, d.growth_z, d.sustain_s, d.sustain_min_share_ratio, d.sustain_share_long_floor,
+            d.sustain_share_long_floor_age_s, d.sustain_share_long_ratio or d.sustain_min_share_ratio,
+            d.max_change_age_s, self.cfg.trust.min_unique_users, d.min_change_users, d.min_recent_lift,
+            d.joint_growth_z,
+        )  # fmt: skip
 
     def evidence(self, now_ms: int, slots: NDArray[np.int64], mu: NDArray[np.float64]) -> NDArray[np.float64]:
         """:meth:`read`'s ``evidence`` column alone, float64[m] (the engine's ticks that only sketch)."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Events", "clock_reference", "decayed_counts", "decayed_global", "random_events"]
+__all__ = ["Events", "change_columns", "clock_reference", "decayed_counts", "decayed_global", "random_events"]
 
 BASE_TS_MS = 1_700_000_000_000  # 2023-11-14, a realistic epoch-ms magnitude
 
@@ -431,3 +431,60 @@ def seen_filter(
             keep.append(True)
             current[key] = t
     return keep
+
+
+def change_columns(
+    stat: np.ndarray, zero: np.ndarray, fine: np.ndarray, coarse: np.ndarray, mu: np.ndarray,
+    lifts: np.ndarray, *, now_ms: int, tick_ms: int, ticks_per_coarse: int, h: float, fade_ticks: int,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """The detector's read columns as ``SequentialDetector.read`` computed them in numpy (main, 3d5e6af)."""
+    m, k = fine.shape
+    best = stat.argmax(axis=1) if m else np.zeros(0, np.int64)
+    rows = np.arange(m)
+    s = stat[rows, best]
+    since_ms = now_ms - zero[rows, best]
+    ticks = np.clip(np.ceil(since_ms / tick_ms).astype(np.int64), 1, k)
+    growth_fine = _growth_numpy(fine, np.maximum(ticks - 1, 0), k - 1)
+    per, n_slow = ticks_per_coarse, coarse.shape[1]
+    tick = now_ms // tick_ms
+    complete = int(tick % per == per - 1)
+    newest = n_slow - 2 + complete
+    c_now, c_zero = tick // per, (zero[rows, best] // tick_ms) // per
+    usable = np.clip(c_now - c_zero - 1 + complete, 0, newest + 1)
+    growth_slow = _growth_numpy(coarse, usable, newest)
+    j = np.arange(k)[None, :]
+    last = fine[:, k - fade_ticks :].sum(axis=1)
+    before = (j >= k - ticks[:, None]) & (j < k - fade_ticks)
+    n_before = before.sum(axis=1)
+    expected = (fine * before).sum(axis=1) / np.maximum(n_before, 1) * fade_ticks
+    fade = np.where(n_before >= fade_ticks, (last - expected) / np.sqrt(expected + 1.0), 0.0)
+    window = (j >= k - ticks[:, None]).astype(np.float64)
+    fine_users = (fine * window).sum(axis=1)
+    recent_lift = fine_users / (mu * ticks * tick_ms / 1000.0)
+    c_since = np.clip(c_now - c_zero + 1, 1, n_slow)
+    in_coarse = np.arange(n_slow)[None, :] >= n_slow - c_since[:, None]
+    change_users = np.where(since_ms <= k * tick_ms, fine_users, (coarse * in_coarse).sum(axis=1))
+    return {
+        "evidence": s / h,
+        "evidence_lift": lifts[best] if m else np.zeros(0),
+        "change_s": since_ms / 1000.0,
+        "growth_z": growth_fine,
+        "growth_z_slow": growth_slow,
+        "fade_z": fade,
+        "recent_users": last,
+        "recent_lift": recent_lift,
+        "change_users": change_users,
+    }
+
+
+def _growth_numpy(bins: np.ndarray, usable: np.ndarray, newest: int) -> np.ndarray:
+    u = np.minimum(usable, newest + 1)
+    j = np.arange(bins.shape[1], dtype=np.float64)[None, :]
+    inside = (j > newest - u[:, None]) & (j <= newest)
+    n = np.maximum(u, 1).astype(np.float64)
+    centre = (newest - (u - 1) / 2.0)[:, None]
+    dev = np.where(inside, j - centre, 0.0)
+    mean_count = (bins * inside).sum(axis=1) / n
+    score = (dev * bins).sum(axis=1)
+    var = mean_count * (dev**2).sum(axis=1)
+    return np.where(u >= 4, score / np.sqrt(var + 1.0), 0.0)

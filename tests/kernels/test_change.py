@@ -1,0 +1,128 @@
+"""The detector's read columns in one compiled loop, bit for bit the numpy form they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.kernels import reference
+from viraltrend.kernels.change import COLUMNS, _columns, change_columns
+from viraltrend.kernels.cusum import ChangeDetector
+
+TICK_MS = 10_000
+PROPERTY = settings(max_examples=120, deadline=None)
+
+
+def _inputs(seed: int, m: int, n_lifts: int, k: int, n_slow: int) -> tuple[np.ndarray, ...]:
+    """Candidates as ChangeDetector.read gives them: whole-number rings, ties and NaN statistics."""
+    rng = np.random.default_rng(seed)
+    stat = rng.choice([0.0, 0.5, 1.0, 3.25, 7.0, np.nan], size=(m, n_lifts))
+    spread = rng.random((m, n_lifts)) < 0.5
+    stat[spread] = rng.exponential(3.0, int(spread.sum()))  # the rest: ties (the first wins) and NaN
+    zero = rng.integers(-4000, 1001, size=(m, n_lifts)) * TICK_MS  # change points: now to 11 h back
+    fine = rng.integers(0, 256, size=(m, k)).astype(np.float64)
+    fine[rng.random((m, k)) < 0.5] = 0.0  # empty ticks: -0.0 products in the growth test
+    coarse = rng.integers(0, 3000, size=(m, n_slow)).astype(np.float64)
+    coarse[rng.random((m, n_slow)) < 0.5] = 0.0
+    mu = rng.choice([0.0, 1e-4, 0.0123, 0.5, 3.0], size=m)  # 0: inf/nan lifts, as numpy gives
+    lifts = np.linspace(3.0, 100.0, n_lifts)
+    return stat, zero, fine, coarse, mu, lifts
+
+
+def _bits(cols: dict[str, np.ndarray]) -> dict[str, bytes]:
+    return {k: np.ascontiguousarray(v, np.float64).view(np.uint64).tobytes() for k, v in cols.items()}
+
+
+@PROPERTY
+@given(
+    st.integers(0, 2**32 - 1), st.integers(0, 12), st.integers(1, 5), st.integers(2, 30), st.integers(2, 30),
+    st.integers(1, 8), st.integers(0, 100), st.sampled_from([1, 3, 5]),
+)  # fmt: skip
+def test_columns_equal_the_numpy_form_bit_for_bit(seed, m, n_lifts, k, n_slow, per, now_tick, fade):
+    stat, zero, fine, coarse, mu, lifts = _inputs(seed, m, n_lifts, k, n_slow)
+    fade = min(fade, k)
+    kw = dict(now_ms=now_tick * TICK_MS, tick_ms=TICK_MS, ticks_per_coarse=per, h=4.7, fade_ticks=fade)
+    with np.errstate(all="ignore"):
+        want = reference.change_columns(stat, zero, fine, coarse, mu, lifts, **kw)
+    got = change_columns(stat, zero, fine, coarse, mu, lifts, **kw)
+    assert list(got) == list(COLUMNS) == list(want)
+    assert _bits(got) == _bits(want)
+    out = np.empty((len(COLUMNS), m))  # the plain-Python form of the kernel, too
+    args = (kw["now_ms"], TICK_MS, per, 4.7, fade, out)
+    with np.errstate(all="ignore"):
+        getattr(_columns, "py_func", _columns)(stat, zero, fine, coarse, mu, lifts, *args)  # no JIT: itself
+    assert _bits(dict(zip(COLUMNS, out, strict=True))) == _bits(want)
+
+
+def test_a_detectors_read_equals_the_numpy_form():
+    """A ChangeDetector fed a ramp, a spike and noise: the columns of its own read, as numpy gives them."""
+    d = ChangeDetector(lifts=(3.0, 10.0, 30.0, 100.0), tick_ms=TICK_MS, n_bins=18, capacity=4, n_coarse=24)
+    rng = np.random.default_rng(7)
+    mu = np.array([0.002, 0.01, 0.05, 0.3])
+    for t in range(1000, 1400):
+        x = np.array([min(t - 1000, 250), 200 * (t == 1200), 0, rng.poisson(3)], np.float64)
+        live = np.flatnonzero(x > 0)
+        if live.size:
+            d.update(live.astype(np.int64), x[live], mu[live], now_ms=t * TICK_MS)
+        if t % 7 == 0:
+            slots = np.arange(4, dtype=np.int64)
+            stat, zero, fine, coarse = d.read(slots, mu, now_ms=t * TICK_MS)
+            kw = dict(now_ms=t * TICK_MS, tick_ms=TICK_MS, ticks_per_coarse=6, h=5.0, fade_ticks=3)
+            lifts = np.asarray(d.lifts)
+            with np.errstate(all="ignore"):
+                want = reference.change_columns(stat, zero, fine, coarse, mu, lifts, **kw)
+            assert _bits(change_columns(stat, zero, fine, coarse, mu, lifts, **kw)) == _bits(want)
+
+
+def test_shapes_that_do_not_fit_are_refused():
+    stat, zero, fine, coarse, mu, lifts = _inputs(1, 3, 2, 6, 4)
+    kw = dict(now_ms=0, tick_ms=TICK_MS, ticks_per_coarse=2, h=1.0, fade_ticks=3)
+    with pytest.raises(ValueError, match="shapes"):
+        change_columns(stat, zero, fine, coarse, mu[:2], lifts, **kw)
+    with pytest.raises(ValueError, match="a lift per"):
+        change_columns(stat, zero, fine, coarse, mu, lifts[:1], **kw)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1), st.integers(0, 40), st.sampled_from([0.0, 2.0]), st.sampled_from([0.0, 2.0]),
+    st.sampled_from([0.0, 4.0]), st.booleans(), st.booleans(), st.sampled_from([0.0, 4.0]),
+)  # fmt: skip
+def test_verdicts_equal_the_detectors_ready(
+    seed, m, share_min, floor, long_ratio, has_share, has_long, joint_z
+):
+    """The compiled verdict (read's ``ready`` and ``ready_label``) against ``SequentialDetector.ready``."""
+    from viraltrend.config import load_config
+    from viraltrend.detect import SequentialDetector
+
+    detect = {"sustain_min_share_ratio": share_min, "sustain_share_long_floor": floor}
+    detect["sustain_share_long_ratio"] = long_ratio
+    detect["joint_growth_z"] = joint_z
+    det = SequentialDetector(load_config(None, environ={}, overrides={"detect": detect}), capacity=4)
+    rng = np.random.default_rng(seed)
+    pick = lambda *v: rng.choice(np.array(v, np.float64), size=m)  # noqa: E731
+    cols = np.stack([
+        pick(0.0, 0.99, 1.0, 1.5, 30.0, np.nan), np.full(m, 3.0), pick(0.0, 600.0, 1500.0, 3600.0, 9e3, 11e3),
+        pick(-3.0, -2.0, 0.0, 3.9, 4.0, 9.0, np.nan), pick(-2.5, -2.0, 1.0, 4.0, 5.0), pick(-2.0, -1.0, 0.5),
+        pick(0.0, 5.0), pick(0.0, 2.9, 3.0, 8.0, np.inf, np.nan), pick(0.0, 15.0, 16.0, 40.0),
+    ])  # fmt: skip
+    users = pick(0.0, 4.0, 5.0, 20.0, 100.0)
+    share = pick(0.0, 1.0, 2.0, 3.0, np.inf, np.nan) if has_share else None
+    long_share = pick(0.0, 1.9, 2.0, 4.0, 7.0, np.nan) if has_long else None
+    from viraltrend.kernels.change import verdicts
+
+    joint = pick(-1.0, 3.9, 4.0, 6.0, np.nan) if joint_z > 0.0 else None
+    ready, label = verdicts(
+        cols, users, share, long_share, det._limits(), share_test=share_min > 0.0, joint=joint
+    )
+    as_dict = dict(zip(COLUMNS, cols, strict=True))
+    if joint is not None:
+        as_dict["growth_z_joint"] = joint
+    if share is not None:
+        as_dict["share_ratio"] = share
+    if long_share is not None:
+        as_dict["sustain_share_ratio"] = long_share
+    assert ready.tolist() == det.ready(as_dict, users).tolist()
+    assert label.tolist() == det.ready(as_dict, users, long_floor=False, joint=False).tolist()
