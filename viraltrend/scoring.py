@@ -167,6 +167,9 @@ class FeatureReader:
                 float(g[EVENT_TYPE_CODE["view"]]), 1.0
             )
             cols["conversion_ratio"] = buys / np.maximum(views, 1.0) / max(global_conv, 1e-9)
+            # the carts and purchases its views would have brought at the catalogue's rate: how much
+            # evidence "it does not convert" rests on (trust.no_conversion_expected_buys)
+            cols["expected_buys"] = views * global_conv
             # recruitment: shares per view against the catalogue's; a stream without shares tells nothing
             ratio = share_ratio(counts, global_counts, i_trend, i_base)
             cols["share_ratio"] = ratio if ratio is not None else np.full(views.shape, NO_SHARES)
