@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from viraltrend.detect import _growth as _growth_numpy  # numpy: the compiled growth's reference
+
 __all__ = ["Events", "change_columns", "clock_reference", "decayed_counts", "decayed_global", "random_events"]
 
 BASE_TS_MS = 1_700_000_000_000  # 2023-11-14, a realistic epoch-ms magnitude
@@ -475,16 +477,3 @@ def change_columns(
         "recent_lift": recent_lift,
         "change_users": change_users,
     }
-
-
-def _growth_numpy(bins: np.ndarray, usable: np.ndarray, newest: int) -> np.ndarray:
-    u = np.minimum(usable, newest + 1)
-    j = np.arange(bins.shape[1], dtype=np.float64)[None, :]
-    inside = (j > newest - u[:, None]) & (j <= newest)
-    n = np.maximum(u, 1).astype(np.float64)
-    centre = (newest - (u - 1) / 2.0)[:, None]
-    dev = np.where(inside, j - centre, 0.0)
-    mean_count = (bins * inside).sum(axis=1) / n
-    score = (dev * bins).sum(axis=1)
-    var = mean_count * (dev**2).sum(axis=1)
-    return np.where(u >= 4, score / np.sqrt(var + 1.0), 0.0)
