@@ -47,6 +47,7 @@ from viraltrend.config import Config
 from viraltrend.errors import CheckpointError
 from viraltrend.events import EVENT_TYPE_CODE
 from viraltrend.kernels.change import COLUMNS, change_array, growth_joint, verdicts
+from viraltrend.kernels.change import ready as change_ready
 from viraltrend.kernels.cusum import ChangeDetector, alarm_threshold
 
 __all__ = ["SequentialDetector", "engaged_ratio"]
@@ -77,6 +78,7 @@ class SequentialDetector:
             lifts=d.lifts, tick_ms=self.tick_ms, n_bins=d.window_ticks, capacity=capacity,
             ticks_per_coarse=d.ticks_per_slow_bin, n_coarse=d.slow_bins,
         )  # fmt: skip
+        self._limits_of: tuple[Config, NDArray[np.float64], NDArray[np.float64]] | None = None
 
     # ------------------------------------------------------------------ baseline
     def baseline(
@@ -216,53 +218,30 @@ class SequentialDetector:
         apply.  ``shape_free=True`` drops the shape test altogether (growth, sustain or vouch): where
         only the shape still waits, the rows the online model learns from.  ``joint=False`` leaves
         out the joint growth test (``detect.joint_growth_z``): the model's labels as without it.
+        One compiled pass (:func:`~viraltrend.kernels.change.ready`); the numpy form it replaced is
+        ``tests/kernels/reference.py``'s ``detector_ready``.
         """
-        d = self.cfg.detect
-        fading = (cols["growth_z"] <= -d.fade_z) | (cols["growth_z_slow"] <= -d.fade_z)
-        fading |= cols["fade_z"] <= -d.fade_z
-        shaped = (cols["growth_z"] >= d.growth_z) | (cols["growth_z_slow"] >= d.growth_z)
-        if joint and d.joint_growth_z > 0.0 and "growth_z_joint" in cols:
-            shaped |= cols["growth_z_joint"] >= d.joint_growth_z
-        sustained = cols["change_s"] >= d.sustain_s
-        if d.sustain_min_share_ratio > 0.0:  # a plateau that recruits no one is a level change
-            share = cols.get("share_ratio", np.full_like(sustained, np.inf, np.float64))
-            shared = share >= d.sustain_min_share_ratio
-            if "sustain_share_ratio" in cols:  # a slow ramp's few shares, read over a longer window too
-                if long_floor and d.sustain_share_long_floor > 0.0:  # on an old change, backed by the hour's
-                    young = cols["change_s"] < d.sustain_share_long_floor_age_s
-                    shared &= young | (cols["sustain_share_ratio"] >= d.sustain_share_long_floor)
-                bar = d.sustain_share_long_ratio or d.sustain_min_share_ratio
-                shared |= cols["sustain_share_ratio"] >= bar
-            sustained &= shared
-        shaped |= sustained
-        if shape_free:
-            shaped = np.ones_like(shaped)
-        elif probability is not None:  # too young a change: the rings cannot tell a step from a ramp yet
-            m = self.cfg.model
-            vouched = (probability >= m.fast_track_probability) & (cols["change_s"] >= m.min_change_s)
-            cap = np.full_like(probability, m.max_change_users)
-            if m.grown_change_users > m.max_change_users:  # more users while the slow ring sees growth
-                cap[cols["growth_z_slow"] >= m.min_growth_z] = m.grown_change_users
-            vouched &= cols["change_users"] <= cap
-            if m.max_change_s > 0.0:  # an old change has had the sustain path's chance (and its share test)
-                vouched &= cols["change_s"] <= m.max_change_s
-            shares = cols.get("share_ratio", np.full_like(probability, np.inf))  # none reported: no test
-            if m.recruit_share_ratio > 0.0:  # the older the change, the more it must have been passed on
-                need = m.recruit_share_ratio * np.minimum(cols["change_s"] / max(d.sustain_s, 1.0), 1.0)
-                vouched &= shares >= need
-            if m.min_engaged_ratio > 0.0:  # views alone (a wishlist trickle) are no onset
-                vouched &= cols.get("engaged_ratio", np.full_like(probability, np.inf)) >= m.min_engaged_ratio
-            need_z = np.full_like(probability, m.min_growth_z)
-            if m.growth_z_users > 0.0 and m.min_growth_z > 0.0:  # as much growth per user: z grows as sqrt(n)
-                need_z *= np.sqrt(np.maximum(cols["change_users"] / m.growth_z_users, 1.0))
-            shaped |= vouched & (np.maximum(cols["growth_z"], cols["growth_z_slow"]) >= need_z)
-            if m.step_share_ratio > 0.0 and "share_ratio" in cols:  # a flat step passed on far more than a
-                step = cols["change_s"] >= m.min_change_s  # burst or a spike is: a cascade that saturated
-                shaped |= step & (cols["share_ratio"] >= m.step_share_ratio)
-        shaped &= cols["change_s"] <= d.max_change_age_s  # creeping up for hours: a slow riser
-        backed = (users >= self.cfg.trust.min_unique_users) | (cols["change_users"] >= d.min_change_users)
-        ok = (cols["evidence"] >= 1.0) & backed & ~fading & shaped
-        return np.asarray(ok & (cols["recent_lift"] >= d.min_recent_lift), np.bool_)
+        limits, model = self._limit_arrays()
+        return change_ready(
+            cols, users, probability, limits, model, shape_free=shape_free, long_floor=long_floor, joint=joint
+        )
+
+    def _limit_arrays(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """:meth:`_limits` and :meth:`_model_limits` as arrays, read once per config object."""
+        cached = self._limits_of
+        if cached is None or cached[0] is not self.cfg:
+            limits = np.asarray(self._limits(), np.float64)
+            cached = self._limits_of = (self.cfg, limits, np.asarray(self._model_limits(), np.float64))
+        return cached[1], cached[2]
+
+    def _model_limits(self) -> tuple[float, ...]:
+        """:meth:`ready`'s vouch limits, in :func:`~viraltrend.kernels.change.ready`'s order."""
+        m = self.cfg.model
+        return (
+            m.fast_track_probability, m.min_change_s, m.max_change_users, m.grown_change_users,
+            m.min_growth_z,
+            m.max_change_s, m.recruit_share_ratio, m.min_engaged_ratio, m.growth_z_users, m.step_share_ratio,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ state
     def ensure_capacity(self, n: int) -> None:

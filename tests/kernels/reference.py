@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Events", "change_columns", "clock_reference", "decayed_counts", "decayed_global", "random_events"]
+__all__ = [
+    "Events", "change_columns", "clock_reference", "decayed_counts", "decayed_global", "detector_ready",
+    "random_events",
+]  # fmt: skip
 
 BASE_TS_MS = 1_700_000_000_000  # 2023-11-14, a realistic epoch-ms magnitude
 
@@ -488,3 +491,54 @@ def _growth_numpy(bins: np.ndarray, usable: np.ndarray, newest: int) -> np.ndarr
     score = (dev * bins).sum(axis=1)
     var = mean_count * (dev**2).sum(axis=1)
     return np.where(u >= 4, score / np.sqrt(var + 1.0), 0.0)
+
+
+def detector_ready(det, cols, users, probability=None, *, shape_free=False, long_floor=True, joint=True):
+    """``SequentialDetector.ready`` as main (6cf2e65) computed it, in numpy (``det``: the detector)."""
+    self = det
+    d = self.cfg.detect
+    fading = (cols["growth_z"] <= -d.fade_z) | (cols["growth_z_slow"] <= -d.fade_z)
+    fading |= cols["fade_z"] <= -d.fade_z
+    shaped = (cols["growth_z"] >= d.growth_z) | (cols["growth_z_slow"] >= d.growth_z)
+    if joint and d.joint_growth_z > 0.0 and "growth_z_joint" in cols:
+        shaped |= cols["growth_z_joint"] >= d.joint_growth_z
+    sustained = cols["change_s"] >= d.sustain_s
+    if d.sustain_min_share_ratio > 0.0:  # a plateau that recruits no one is a level change
+        share = cols.get("share_ratio", np.full_like(sustained, np.inf, np.float64))
+        shared = share >= d.sustain_min_share_ratio
+        if "sustain_share_ratio" in cols:  # a slow ramp's few shares, read over a longer window too
+            if long_floor and d.sustain_share_long_floor > 0.0:  # on an old change, backed by the hour's
+                young = cols["change_s"] < d.sustain_share_long_floor_age_s
+                shared &= young | (cols["sustain_share_ratio"] >= d.sustain_share_long_floor)
+            bar = d.sustain_share_long_ratio or d.sustain_min_share_ratio
+            shared |= cols["sustain_share_ratio"] >= bar
+        sustained &= shared
+    shaped |= sustained
+    if shape_free:
+        shaped = np.ones_like(shaped)
+    elif probability is not None:  # too young a change: the rings cannot tell a step from a ramp yet
+        m = self.cfg.model
+        vouched = (probability >= m.fast_track_probability) & (cols["change_s"] >= m.min_change_s)
+        cap = np.full_like(probability, m.max_change_users)
+        if m.grown_change_users > m.max_change_users:  # more users while the slow ring sees growth
+            cap[cols["growth_z_slow"] >= m.min_growth_z] = m.grown_change_users
+        vouched &= cols["change_users"] <= cap
+        if m.max_change_s > 0.0:  # an old change has had the sustain path's chance (and its share test)
+            vouched &= cols["change_s"] <= m.max_change_s
+        shares = cols.get("share_ratio", np.full_like(probability, np.inf))  # none reported: no test
+        if m.recruit_share_ratio > 0.0:  # the older the change, the more it must have been passed on
+            need = m.recruit_share_ratio * np.minimum(cols["change_s"] / max(d.sustain_s, 1.0), 1.0)
+            vouched &= shares >= need
+        if m.min_engaged_ratio > 0.0:  # views alone (a wishlist trickle) are no onset
+            vouched &= cols.get("engaged_ratio", np.full_like(probability, np.inf)) >= m.min_engaged_ratio
+        need_z = np.full_like(probability, m.min_growth_z)
+        if m.growth_z_users > 0.0 and m.min_growth_z > 0.0:  # as much growth per user: z grows as sqrt(n)
+            need_z *= np.sqrt(np.maximum(cols["change_users"] / m.growth_z_users, 1.0))
+        shaped |= vouched & (np.maximum(cols["growth_z"], cols["growth_z_slow"]) >= need_z)
+        if m.step_share_ratio > 0.0 and "share_ratio" in cols:  # a flat step passed on far more than a
+            step = cols["change_s"] >= m.min_change_s  # burst or a spike is: a cascade that saturated
+            shaped |= step & (cols["share_ratio"] >= m.step_share_ratio)
+    shaped &= cols["change_s"] <= d.max_change_age_s  # creeping up for hours: a slow riser
+    backed = (users >= self.cfg.trust.min_unique_users) | (cols["change_users"] >= d.min_change_users)
+    ok = (cols["evidence"] >= 1.0) & backed & ~fading & shaped
+    return np.asarray(ok & (cols["recent_lift"] >= d.min_recent_lift), np.bool_)

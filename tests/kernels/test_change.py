@@ -198,3 +198,83 @@ def test_a_detectors_joint_growth_equals_the_numpy_form():
         assert got.view(np.uint64).tolist() == want.view(np.uint64).tolist()
         seen += int((want != 0.0).sum())
     assert seen > 500  # the test read real z-scores, not only the zeros of short changes
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1), st.integers(0, 40), st.sampled_from([0.0, 2.0]), st.sampled_from([0.0, 2.0]),
+    st.sampled_from([0.0, 4.0]), st.booleans(), st.booleans(), st.booleans(), st.booleans(),
+    st.sampled_from(["none", "p", "shape_free"]), st.booleans(), st.booleans(), st.integers(0, 3),
+)  # fmt: skip
+def test_ready_equals_the_numpy_form(
+    seed,
+    m,
+    share_min,
+    floor,
+    joint_z,
+    has_share,
+    has_long,
+    has_joint,
+    has_engaged,
+    mode,
+    long_floor,
+    joint,
+    model,
+):
+    """The compiled ``SequentialDetector.ready`` against main's numpy form: ties at every bar, NaN, inf."""
+    from viraltrend.config import load_config
+    from viraltrend.detect import SequentialDetector
+
+    detect = {
+        "sustain_min_share_ratio": share_min,
+        "sustain_share_long_floor": floor,
+        "joint_growth_z": joint_z,
+    }
+    vouch = [  # the default vouch, everything off, and two others
+        {},
+        {"recruit_share_ratio": 0.0, "min_engaged_ratio": 0.0, "growth_z_users": 0.0, "step_share_ratio": 0.0,
+         "max_change_s": 0.0, "grown_change_users": 0.0},
+        {"min_growth_z": 0.0, "grown_change_users": 30.0, "recruit_share_ratio": 2.0},
+        {"min_growth_z": -1.0, "growth_z_users": 20.0, "step_share_ratio": 1.0, "max_change_s": 600.0},
+    ][model]  # fmt: skip
+    cfg = load_config(None, environ={}, overrides={"detect": detect, "model": vouch})
+    det = SequentialDetector(cfg, capacity=4)
+    rng = np.random.default_rng(seed)
+    pick = lambda *v: rng.choice(np.array(v, np.float64), size=m)  # noqa: E731
+    cols = {
+        "evidence": pick(0.0, 0.99, 1.0, 1.5, 30.0, np.nan),
+        "change_s": pick(0.0, 179.0, 180.0, 600.0, 1500.0, 1501.0, 3600.0, 9e3, 11e3, np.nan),
+        "growth_z": pick(-3.0, -2.0, 0.0, 1.0, 1.44, 3.9, 4.0, 9.0, np.nan, -np.inf),
+        "growth_z_slow": pick(-2.5, -2.0, 0.999, 1.0, 4.0, 5.0, np.nan),
+        "fade_z": pick(-2.0, -1.0, 0.5, np.nan),
+        "recent_lift": pick(0.0, 2.9, 3.0, 8.0, np.inf, np.nan),
+        "change_users": pick(0.0, 15.0, 16.0, 40.0, 50.0, 60.0, 61.0, 125.0, 200.0, 250.0, np.nan),
+    }
+    if has_joint:
+        cols["growth_z_joint"] = pick(-1.0, 3.9, 4.0, 6.0, np.nan)
+    if has_share:
+        cols["share_ratio"] = pick(0.0, 0.1, 0.5, 1.0, 2.0, 3.0, 9.0, 12.0, np.inf, np.nan)
+    if has_long:
+        cols["sustain_share_ratio"] = pick(0.0, 1.9, 2.0, 4.0, 7.0, np.nan)
+    if has_engaged:
+        cols["engaged_ratio"] = pick(0.0, 0.24, 0.25, 1.0, np.inf, np.nan)
+    users = pick(0.0, 4.0, 5.0, 20.0, 100.0)
+    p = pick(0.0, 0.49, 0.5, 0.9, np.nan) if mode == "p" else None
+    kw = dict(shape_free=mode == "shape_free", long_floor=long_floor, joint=joint)
+    want = reference.detector_ready(det, cols, users, p, **kw)
+    assert det.ready(cols, users, p, **kw).tolist() == want.tolist()
+    from viraltrend.kernels.change import _ready, ready
+
+    got = ready(cols, users, p, det._limits(), det._model_limits(), **kw)
+    assert got.tolist() == want.tolist()
+    if m and mode == "p":  # the plain-Python form of the kernel, too (every optional column given)
+        flags = (joint and joint_z > 0.0 and has_joint) | 2 * has_share | 4 * has_long | 8 * long_floor | 32
+        flags |= 64 * has_engaged
+        get = lambda n: cols.get(n, np.zeros(m))  # noqa: E731
+        out = np.empty(m, np.bool_)
+        getattr(_ready, "py_func", _ready)(
+            *(cols[n] for n in ("evidence", "change_s", "growth_z", "growth_z_slow", "fade_z")),
+            cols["recent_lift"], cols["change_users"], users, get("growth_z_joint"), get("share_ratio"),
+            get("sustain_share_ratio"), get("engaged_ratio"), p, int(flags), *det._limit_arrays(), out,
+        )  # fmt: skip
+        assert out.tolist() == want.tolist()

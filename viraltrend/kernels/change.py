@@ -22,13 +22,14 @@ rounded mean, so its sums are not exact: it adds its terms in numpy's own order 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Final
 
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-__all__ = ["COLUMNS", "change_array", "change_columns", "growth_joint", "verdicts"]
+__all__ = ["COLUMNS", "change_array", "change_columns", "growth_joint", "ready", "verdicts"]
 
 _F = NDArray[np.float64]
 
@@ -403,5 +404,145 @@ def growth_joint(
         np.ascontiguousarray(stat, np.float64), np.ascontiguousarray(zero, np.int64),
         np.ascontiguousarray(fine, np.float64), np.ascontiguousarray(coarse, np.float64),
         int(now_ms), int(tick_ms), int(ticks_per_coarse), out,
+    )  # fmt: skip
+    return out
+
+
+@njit(cache=True)
+def _nan_max(a: float, b: float) -> float:
+    """As numpy's ``maximum``: NaN if either is NaN."""
+    if a != a:
+        return a
+    if b != b:
+        return b
+    return a if a >= b else b
+
+
+@njit(cache=True)
+def _ready(
+    evidence_: _F, change_s_: _F, gz_: _F, gz_slow_: _F, fz_: _F, lift_: _F, change_users_: _F, users: _F,
+    joint: _F, share: _F, long_share: _F, engaged: _F, probability: _F, flags: int, limits: _F, model: _F,
+    out: NDArray[np.bool_],
+) -> None:  # fmt: skip
+    """Fill ``out`` (bool[m]); see :func:`ready` (``flags``: its bits, the limits in its order)."""
+    use_joint, has_share, has_long = flags & 1 != 0, flags & 2 != 0, flags & 4 != 0
+    long_floor, shape_free, has_p, has_engaged = (
+        flags & 8 != 0,
+        flags & 16 != 0,
+        flags & 32 != 0,
+        flags & 64 != 0,
+    )
+    fade, growth, sustain_s, share_min, floor, floor_age, bar = (
+        limits[0], limits[1], limits[2], limits[3], limits[4], limits[5], limits[6],
+    )  # fmt: skip
+    max_age, min_users, min_change, min_lift, joint_z = (
+        limits[7],
+        limits[8],
+        limits[9],
+        limits[10],
+        limits[11],
+    )
+    fast_p, min_change_s, max_users, grown_users, min_gz = model[0], model[1], model[2], model[3], model[4]
+    max_change_s, recruit, min_engaged, gz_users, step_share = (
+        model[5],
+        model[6],
+        model[7],
+        model[8],
+        model[9],
+    )
+    inf = np.inf
+    for i in range(out.shape[0]):
+        evidence, change_s, gz, gz_slow, fz = evidence_[i], change_s_[i], gz_[i], gz_slow_[i], fz_[i]
+        lift, change_users = lift_[i], change_users_[i]
+        sh = share[i] if has_share else inf
+        fading = gz <= -fade or gz_slow <= -fade or fz <= -fade
+        shaped = gz >= growth or gz_slow >= growth
+        if use_joint:
+            shaped = shaped or joint[i] >= joint_z
+        sustained = change_s >= sustain_s
+        if share_min > 0.0:  # a plateau that recruits no one is a level change
+            shared = sh >= share_min
+            if has_long:
+                if long_floor and floor > 0.0:
+                    shared = shared and (change_s < floor_age or long_share[i] >= floor)
+                shared = shared or long_share[i] >= bar
+            sustained = sustained and shared
+        shaped = shaped or sustained
+        if shape_free:
+            shaped = True
+        elif has_p:
+            vouched = probability[i] >= fast_p and change_s >= min_change_s
+            cap = max_users
+            if grown_users > max_users and gz_slow >= min_gz:
+                cap = grown_users
+            vouched = vouched and change_users <= cap
+            if max_change_s > 0.0:
+                vouched = vouched and change_s <= max_change_s
+            if recruit > 0.0:
+                q = change_s / max(sustain_s, 1.0)
+                if q > 1.0:  # numpy's minimum(q, 1.0): NaN stays NaN
+                    q = 1.0
+                vouched = vouched and sh >= recruit * q
+            if min_engaged > 0.0 and has_engaged:  # none reported: inf, no test
+                vouched = vouched and engaged[i] >= min_engaged
+            need_z = min_gz
+            if gz_users > 0.0 and min_gz > 0.0:
+                need_z = min_gz * math.sqrt(_nan_max(change_users / gz_users, 1.0))
+            shaped = shaped or (vouched and _nan_max(gz, gz_slow) >= need_z)
+            if step_share > 0.0 and has_share:
+                shaped = shaped or (change_s >= min_change_s and sh >= step_share)
+        shaped = shaped and change_s <= max_age
+        backed = users[i] >= min_users or change_users >= min_change
+        out[i] = evidence >= 1.0 and backed and not fading and shaped and lift >= min_lift
+
+
+READY_COLUMNS: Final = (
+    "evidence", "change_s", "growth_z", "growth_z_slow", "fade_z", "recent_lift", "change_users",
+)  # fmt: skip
+
+
+def ready(
+    cols: Mapping[str, _F], users: _F, probability: _F | None, limits: _F | tuple[float, ...],
+    model: _F | tuple[float, ...], *, shape_free: bool, long_floor: bool, joint: bool,
+) -> NDArray[np.bool_]:  # fmt: skip
+    """:meth:`~viraltrend.detect.SequentialDetector.ready` in one compiled pass: bool[m].
+
+    ``cols``: the detector's columns (:data:`READY_COLUMNS`, and where present ``growth_z_joint``,
+    ``share_ratio``, ``sustain_share_ratio``, ``engaged_ratio``); ``users`` float64[m];
+    ``probability`` the warm model's (None: the rule's verdict); ``limits`` :func:`verdicts`'
+    twelve; ``model``: ``fast_track_probability``, ``min_change_s``, ``max_change_users``,
+    ``grown_change_users``, ``min_growth_z``, ``max_change_s``, ``recruit_share_ratio``,
+    ``min_engaged_ratio``, ``growth_z_users``, ``step_share_ratio``.  Comparisons, and the vouch's
+    two bars computed as numpy did (one division and ``minimum``; one division, ``maximum``,
+    ``sqrt`` and product): the same booleans (``tests/kernels/test_change.py`` against the numpy
+    form, ``tests/kernels/reference.py``'s ``detector_ready``).
+    """
+    f = [np.ascontiguousarray(cols[n], np.float64) for n in READY_COLUMNS]
+    m = f[0].shape[0]
+    users = np.ascontiguousarray(users, np.float64)
+    limits, model = np.asarray(limits, np.float64), np.asarray(model, np.float64)
+    if any(a.shape != (m,) for a in (*f, users)) or limits.shape != (12,) or model.shape != (10,):
+        msg = f"ready: need columns and users [m] (m = {m}), 12 limits and 10 model limits"
+        raise ValueError(msg)
+    use_joint = joint and limits[11] > 0.0 and "growth_z_joint" in cols
+    flags = 0
+    given = []  # the optional columns, each in its slot (users where absent: never read)
+    for bit, (name, present) in enumerate((
+        ("growth_z_joint", use_joint), ("share_ratio", "share_ratio" in cols),
+        ("sustain_share_ratio", "sustain_share_ratio" in cols),
+    )):  # fmt: skip
+        given.append(np.ascontiguousarray(cols[name], np.float64) if present else users)
+        flags |= (1 << bit) if present else 0
+    has_engaged = "engaged_ratio" in cols
+    engaged = np.ascontiguousarray(cols["engaged_ratio"], np.float64) if has_engaged else users
+    p = users if probability is None else np.ascontiguousarray(probability, np.float64)
+    if any(a.shape != (m,) for a in (*given, engaged, p)):
+        msg = f"ready: every column and the probabilities need shape ({m},)"
+        raise ValueError(msg)
+    flags |= 8 * bool(long_floor) | 16 * bool(shape_free) | 32 * (probability is not None) | 64 * has_engaged
+    out = np.empty(m, np.bool_)
+    _ready(
+        f[0], f[1], f[2], f[3], f[4], f[5], f[6], users, given[0], given[1], given[2], engaged, p, flags,
+        limits, model, out,
     )  # fmt: skip
     return out
