@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "Events", "change_columns", "clock_reference", "decayed_counts", "decayed_global", "detector_ready",
+    "Events", "activity_chance", "change_columns", "clock_reference", "decayed_counts", "decayed_global",
+    "detector_ready",
     "random_events",
 ]  # fmt: skip
 
@@ -542,3 +543,15 @@ def detector_ready(det, cols, users, probability=None, *, shape_free=False, long
     backed = (users >= self.cfg.trust.min_unique_users) | (cols["change_users"] >= d.min_change_users)
     ok = (cols["evidence"] >= 1.0) & backed & ~fading & shaped
     return np.asarray(ok & (cols["recent_lift"] >= d.min_recent_lift), np.bool_)
+
+
+def activity_chance(chance, weight, sampled):
+    """``trust.activity_chance`` as main (6cf2e65) computed it, in numpy."""
+    m, k = weight.shape
+    out = np.empty(sampled.shape)
+    idx = np.clip(sampled - 1, 0, k - 1)
+    for i in range(m):
+        cum = np.cumsum(np.minimum(1.0, chance[:, None] * weight[i][None, :]), axis=1)  # [r, k]
+        tot = np.take_along_axis(cum, idx[i][:, None], axis=1)[:, 0]
+        out[i] = np.where(sampled[i] > 0, tot / np.maximum(sampled[i], 1), chance)
+    return out
