@@ -10,10 +10,17 @@ from tests.test_model import make_model, rows_of, synthetic
 from viraltrend.model import LabelBuffer, OnlineModel, _bound_and_scale, _squash
 
 
+def _squash_numpy(x: np.ndarray) -> np.ndarray:
+    """``model._squash`` as main (6cf2e65) computed it."""
+    with np.errstate(invalid="ignore"):
+        t = np.sign(x) * np.log1p(np.abs(x))
+    return np.clip(np.nan_to_num(t, nan=0.0, posinf=50.0, neginf=-50.0), -50.0, 50.0)
+
+
 def _scaled_numpy(model: OnlineModel, features, rows=slice(None)):
     """``OnlineModel._scaled`` as main (6cf2e65) computed it: numpy, river's dicts read at every call."""
     cols = [np.atleast_1d(np.asarray(features[n], dtype=np.float64)[rows]) for n in model.features]
-    x = _squash(np.stack(cols, axis=1))
+    x = _squash_numpy(np.stack(cols, axis=1))
     means, variances, weights = model._scaler.means, model._scaler.vars, model._logreg.weights
     mean = np.array([means.get(n, 0.0) for n in model.features], dtype=np.float64)
     std = np.sqrt(np.array([variances.get(n, 0.0) for n in model.features], dtype=np.float64))
@@ -93,3 +100,11 @@ def test_the_label_buffer_counts_its_rows_through_adds_drops_dues_and_a_restore(
     assert buf.dropped > 0
     again = LabelBuffer.from_arrays(buf.to_arrays())
     assert len(again) == len(buf) == sum(len(c) for c in again._chunks)
+
+
+def test_a_rows_squash_equals_the_numpy_form_bit_for_bit():
+    """The learnt rows' squash (``_row``): NaN, infinities, signed zeros, extremes, ordinary values."""
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        x = rng.choice(np.concatenate([ODD, rng.normal(0.0, 1e3, 12)]), size=11)
+        assert _bits(_squash(x)) == _bits(_squash_numpy(x))
