@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -108,3 +109,19 @@ def test_a_rows_squash_equals_the_numpy_form_bit_for_bit():
     for _ in range(50):
         x = rng.choice(np.concatenate([ODD, rng.normal(0.0, 1e3, 12)]), size=11)
         assert _bits(_squash(x)) == _bits(_squash_numpy(x))
+
+
+def test_columns_of_other_dtypes_and_shapes_score_as_numpy_did():
+    """Integer and float32 columns, a list, unequal lengths: as numpy did (the general path too)."""
+    model = make_model(min_labels=10)
+    train, y = synthetic(8, 80)
+    model.learn_many(rows_of(train), y)
+    cols, _ = synthetic(9, 25)
+    cols["lift"] = np.round(cols["lift"]).astype(np.int64)
+    cols["z"] = cols["z"].astype(np.float32)
+    assert _bits(model.predict_proba_many(cols)) == _bits(_proba_numpy(model, cols))
+    cols["velocity"] = cols["velocity"].tolist()  # not an array: the general path
+    assert _bits(model.predict_proba_many(cols)) == _bits(_proba_numpy(model, cols))
+    short = dict(cols, z=cols["z"][:5])  # columns of unequal lengths: refused as before
+    with pytest.raises(ValueError):
+        model.predict_proba_many(short)

@@ -316,17 +316,35 @@ class OnlineModel:
 
     def _scaled(self, features: Columns, rows: slice | int = slice(None)) -> tuple[NDArray[np.float64], ...]:
         """Squashed, standardised inputs ``float64[m, f]``, weights ``float64[f]`` and intercept."""
-        cols = []
-        for n in self.features:
-            if n not in features:
-                msg = f"feature column {n!r} is missing; the model uses {list(self.features)}"
-                raise KeyError(msg)
-            cols.append(np.atleast_1d(np.asarray(features[n], dtype=np.float64)[rows]))
-        x = np.stack(cols, axis=1)
+        x = self._inputs(features) if rows == slice(None) else None
+        if x is None:
+            cols = []
+            for n in self.features:
+                if n not in features:
+                    msg = f"feature column {n!r} is missing; the model uses {list(self.features)}"
+                    raise KeyError(msg)
+                cols.append(np.atleast_1d(np.asarray(features[n], dtype=np.float64)[rows]))
+            x = np.stack(cols, axis=1)
         with np.errstate(invalid="ignore"):
             t = np.sign(x) * np.log1p(np.abs(x))
         mean, std, w, b = self._params()
         return _bound_and_scale(t, mean, std), w, b
+
+    def _inputs(self, features: Columns) -> NDArray[np.float64] | None:
+        """The raw inputs float64[m, f] of whole 1-d columns (``np.stack``'s array, filled by column).
+
+        None where a column is missing or not a 1-d array of the first one's length (the general path).
+        """
+        first = features.get(self.features[0])
+        if not isinstance(first, np.ndarray) or first.ndim != 1:
+            return None
+        x = np.empty((first.shape[0], len(self.features)))
+        for j, n in enumerate(self.features):
+            c = features.get(n)
+            if not isinstance(c, np.ndarray) or c.shape != first.shape:
+                return None
+            x[:, j] = c  # cast to float64 as np.asarray(c, np.float64) does
+        return x
 
     def _params(self) -> tuple[NDArray[np.float64], ...]:
         """The scaler's means and standard deviations, the weights and the intercept, as arrays.
