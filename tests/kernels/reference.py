@@ -11,8 +11,7 @@ import numpy as np
 
 __all__ = [
     "Events", "activity_chance", "change_columns", "clock_reference", "decayed_counts", "decayed_global",
-    "detector_ready",
-    "random_events",
+    "detector_ready", "feature_columns", "random_events",
 ]  # fmt: skip
 
 BASE_TS_MS = 1_700_000_000_000  # 2023-11-14, a realistic epoch-ms magnitude
@@ -555,3 +554,77 @@ def activity_chance(chance, weight, sampled):
         tot = np.take_along_axis(cum, idx[i][:, None], axis=1)[:, 0]
         out[i] = np.where(sampled[i] > 0, tot / np.maximum(sampled[i], 1), chance)
     return out
+
+
+def feature_columns(
+    reader, counts, global_counts, n_products, age_s, observed_s=math.inf, trust=None, fast=False
+):
+    """``FeatureReader.read`` as main (6cf2e65) computed it, in numpy (``reader``: the FeatureReader)."""
+    from viraltrend.events import EVENT_TYPE_CODE
+    from viraltrend.scoring import NO_SHARES, events_per_weight, half_life_label, share_ratio
+
+    self = reader
+    Columns = dict
+    lam = math.log(2.0) / np.asarray(self.half_lives_s)
+    w = np.asarray(self.type_weights)
+    eng = np.einsum("mkh,k->mh", counts, w)  # weighted engagement, decayed count
+    events = counts.sum(axis=1)  # unweighted event counts
+    seen = max(observed_s, 1.0)
+    norm = lam / -np.expm1(-lam * seen)  # -> lam once seen >> half-life
+    rate_h = eng * norm * 3600.0  # per hour
+    cfg = self.score
+    i_mom, i_trend, i_base = (
+        self._index(cfg.momentum_half_life_s),
+        self._index(cfg.trend_half_life_s),
+        self._index(cfg.baseline_half_life_s),
+    )
+    i_mid = min(i_trend + 1, i_base)
+    floor_h = cfg.min_baseline_per_hour
+    prior_h = cfg.global_baseline_factor * float(global_counts[:, i_base] @ w) * norm[i_base] * 3600.0
+    prior_h /= max(n_products, 1)
+    baseline_h = np.maximum(rate_h[:, i_base], max(floor_h, prior_h))
+    # Poisson significance on unweighted events: the trend-window count vs its baseline expectation
+    base_events_h = baseline_h * events_per_weight(eng, events, i_base)
+    expected = base_events_h / 3600.0 / norm[i_trend]
+    observed = events[:, i_trend]
+    cols: Columns = {}
+    for h, hl in enumerate(self.half_lives_s):
+        cols[f"rate_{half_life_label(hl)}_per_h"] = rate_h[:, h]
+    trend = half_life_label(self.half_lives_s[i_trend])
+    for name in ("view", "like", "share", "add_to_cart", "purchase"):
+        cols[f"{name}s_{trend}"] = counts[:, EVENT_TYPE_CODE[name], i_trend]
+    cols["baseline_per_h"] = baseline_h
+    cols["lift"] = rate_h[:, i_trend] / baseline_h
+    cols["velocity"] = rate_h[:, i_trend] / np.maximum(rate_h[:, i_mid], floor_h)
+    cols["momentum"] = rate_h[:, i_mom] / np.maximum(rate_h[:, i_trend], 1e-9)
+    cols["acceleration"] = cols["velocity"] - rate_h[:, i_mid] / np.maximum(baseline_h, floor_h)
+    cols["z"] = (observed - expected) / np.sqrt(expected + 1.0)
+    views = counts[:, EVENT_TYPE_CODE["view"], i_trend]
+    carts = counts[:, EVENT_TYPE_CODE["add_to_cart"], i_trend]
+    cols["share_rate"] = counts[:, EVENT_TYPE_CODE["share"], i_trend] / np.maximum(views, 1.0)
+    cols["cart_rate"] = carts / np.maximum(views, 1.0)
+    cols["purchase_rate"] = counts[:, EVENT_TYPE_CODE["purchase"], i_trend] / np.maximum(carts, 1.0)
+    cols["age_s"] = np.asarray(age_s, np.float64)
+    if fast:
+        mom = half_life_label(self.half_lives_s[i_mom])
+        expected_mom = base_events_h / 3600.0 / norm[i_mom]
+        cols[f"lift_{mom}"] = rate_h[:, i_mom] / baseline_h
+        cols[f"z_{mom}"] = (events[:, i_mom] - expected_mom) / np.sqrt(expected_mom + 1.0)
+    if trust is not None:
+        raw = np.maximum(trust[:, 2], 1e-12)
+        cols["unique_users"] = trust[:, 0]
+        cols["events_per_user"] = trust[:, 2] / np.maximum(trust[:, 0], 1.0)
+        cols["fresh_share"] = np.minimum(trust[:, 1] / raw, 1.0)
+        buys = (
+            counts[:, EVENT_TYPE_CODE["add_to_cart"], i_trend]
+            + counts[:, EVENT_TYPE_CODE["purchase"], i_trend]
+        )
+        g = global_counts[:, i_base]
+        global_conv = (g[EVENT_TYPE_CODE["add_to_cart"]] + g[EVENT_TYPE_CODE["purchase"]]) / max(
+            float(g[EVENT_TYPE_CODE["view"]]), 1.0
+        )
+        cols["conversion_ratio"] = buys / np.maximum(views, 1.0) / max(global_conv, 1e-9)
+        # recruitment: shares per view against the catalogue's; a stream without shares tells nothing
+        ratio = share_ratio(counts, global_counts, i_trend, i_base)
+        cols["share_ratio"] = ratio if ratio is not None else np.full(views.shape, NO_SHARES)
+    return cols
