@@ -161,6 +161,28 @@ def test_no_conversion_minutes_into_a_change_holds_the_product_back_and_blocks_i
     assert late == ["no_conversion_x0.00_38_users"] and not soft_refusal(late)
 
 
+def test_no_conversion_where_few_carts_were_expected_holds_rather_than_blocks():
+    """No cart where the catalogue's rate expects 1.5 is chance (e^-1.5 = 22 %): held; where 4, refused."""
+    from viraltrend.trust import soft_refusal
+
+    cfg = TrustConfig(min_unique_users=12, conversion_wait_s=300.0)
+    g = TrustGuard(cfg, catalogue_fresh_share=0.05)
+    f = features(unique_users=29, fresh_share=0.05, conversion_ratio=0.0, events_per_user=1.2)
+    f["change_s"] = np.array([390.0])
+    f["expected_buys"] = np.array([1.5])
+    held = g.check("p", "s", 1, f, 0)
+    assert held == ["no_conversion_yet_x0.00_29_users_expected_1.5"] and soft_refusal(held)
+    f["expected_buys"] = np.array([4.0])
+    refused = g.check("p", "s", 1, f, 0)
+    assert refused == ["no_conversion_x0.00_29_users"] and not soft_refusal(refused)
+    off = TrustGuard(
+        TrustConfig(min_unique_users=12, conversion_wait_s=300.0, no_conversion_expected_buys=0.0),
+        catalogue_fresh_share=0.05,
+    )
+    f["expected_buys"] = np.array([1.5])
+    assert off.check("p", "s", 1, f, 0) == ["no_conversion_x0.00_29_users"]  # the key at 0: as before
+
+
 def test_an_organic_trend_that_converts_a_little_is_not_refused_for_conversion():
     g = TrustGuard(TrustConfig(min_unique_users=12), catalogue_fresh_share=0.05)
     few = features(unique_users=20, fresh_share=0.05, conversion_ratio=0.0, events_per_user=1.2)

@@ -243,6 +243,7 @@ class TrustConfig:
     max_fresh_share_any: float = _unit(0.6)
     min_conversion_ratio_any: float = _ge0(0.1)
     conversion_wait_s: float = _ge0(300.0)
+    no_conversion_expected_buys: float = _ge0(3.0)
     blind_buyer_share: float = _unit(0.15)
     blind_buyer_contrast: float = _ge0(3.0)
     blind_min_buyers: int = field(default=5, metadata={"min": 1})

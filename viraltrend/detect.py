@@ -350,7 +350,7 @@ def _growth_joint(
     0 while fewer than four units are usable.
 
     >>> fine = np.zeros((2, 18)); fine[0, 6:] = [1, 1, 2, 2, 2, 3, 3, 4, 4, 5, 6, 7]
-    >>> coarse = np.zeros((2, 24)); coarse[0, -6:] = [2, 3, 4, 8, 16, 19]  # the newest 3 as the ticks above
+    >>> coarse = np.zeros((2, 24)); coarse[0, -6:] = [2, 3, 4, 8, 16, 19]  # bins 95-100
     >>> fine[1, :] = 5.0; coarse[1, :] = 30.0; coarse[1, -1] = 25.0  # flat (the current bin 5 ticks in)
     >>> _growth_joint(fine, coarse, np.array([17, 17]), np.array([0, 0]), 6 * 100 + 4, 6).round(2).tolist()
     [10.79, 0.0]

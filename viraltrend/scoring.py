@@ -130,14 +130,14 @@ class FeatureReader:
         global_conv = (g[cart] + g[buy]) / max(float(g[view]), 1.0)
         global_share = float(g[share]) / max(float(g[view]), 1.0)  # share_ratio's catalogue
         n_h = len(self.half_lives_s)
-        out = np.empty((n_h + 9 + 2 * fast + 4 * (trust is not None), counts.shape[0]))
+        out = np.empty((n_h + 9 + 2 * fast + 5 * (trust is not None), counts.shape[0]))
         _read_columns(  # every column below from eng, events and counts, one compiled pass (numpy's bits)
             np.ascontiguousarray(eng, np.float64), np.ascontiguousarray(events, np.float64),
             np.ascontiguousarray(counts, np.float64),
             np.zeros((0, 3)) if trust is None else np.ascontiguousarray(trust, np.float64),
             np.ascontiguousarray(norm, np.float64), i_trend, i_base, i_mid, i_mom, float(floor_h),
-            float(max(floor_h, prior_h)), bool(fast), trust is not None, float(max(global_conv, 1e-9)),
-            global_share, view, share, cart, buy, out,
+            float(max(floor_h, prior_h)), bool(fast), trust is not None, float(global_conv),
+            float(max(global_conv, 1e-9)), global_share, view, share, cart, buy, out,
         )  # fmt: skip
         cols: Columns = {}
         for h, hl in enumerate(self.half_lives_s):
@@ -165,7 +165,14 @@ class FeatureReader:
             k += 2
         if trust is not None:
             cols["unique_users"] = trust[:, 0]
-            for j, name in enumerate(("events_per_user", "fresh_share", "conversion_ratio", "share_ratio")):
+            trust_names = (
+                "events_per_user",
+                "fresh_share",
+                "conversion_ratio",
+                "expected_buys",
+                "share_ratio",
+            )
+            for j, name in enumerate(trust_names):
                 cols[name] = out[k + j]
         return cols
 
@@ -229,7 +236,8 @@ def _min(a: float, b: float) -> float:
 def _read_columns(
     eng: NDArray[np.float64], events: NDArray[np.float64], counts: NDArray[np.float64],
     trust: NDArray[np.float64], norm: NDArray[np.float64], i_trend: int, i_base: int, i_mid: int, i_mom: int,
-    floor_h: float, base_floor: float, fast: bool, has_trust: bool, conv: float, global_share: float,
+    floor_h: float, base_floor: float, fast: bool, has_trust: bool, global_conv: float, conv: float,
+    global_share: float,
     view: int, share: int, cart: int, buy: int, out: NDArray[np.float64],
 ) -> None:  # fmt: skip
     """:meth:`FeatureReader.read`'s computed columns into ``out``'s rows (see there for the order).
@@ -270,10 +278,11 @@ def _read_columns(
             out[k, i] = trust[i, 2] / _max(trust[i, 0], 1.0)
             out[k + 1, i] = _min(trust[i, 1] / raw, 1.0)
             out[k + 2, i] = (counts[i, cart, i_trend] + counts[i, buy, i_trend]) / _max(views, 1.0) / conv
+            out[k + 3, i] = views * global_conv  # the carts and purchases its views would have brought
             if global_share > 0.0:
-                out[k + 3, i] = counts[i, share, i_trend] / _max(views, 1.0) / global_share
+                out[k + 4, i] = counts[i, share, i_trend] / _max(views, 1.0) / global_share
             else:  # a stream without shares tells nothing
-                out[k + 3, i] = NO_SHARES
+                out[k + 4, i] = NO_SHARES
 
 
 def events_per_weight(eng: NDArray[np.float64], events: NDArray[np.float64], h: int) -> NDArray[np.float64]:

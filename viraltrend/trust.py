@@ -245,8 +245,13 @@ class TrustGuard:
                 reasons.append(f"fresh_accounts_{fresh:.0%}_catalogue_{self.catalogue_fresh_share:.0%}")
             elif conversion < c.min_conversion_ratio_any and users >= _NO_CONVERSION_USERS * floor:
                 change_s = float(features["change_s"][i]) if "change_s" in features else math.inf
+                expected = float(features["expected_buys"][i]) if "expected_buys" in features else math.inf
                 if change_s < c.conversion_wait_s:
                     reasons.append(f"{_CONVERTING}x{conversion:.2f}_{users:.0f}_users_change_{change_s:.0f}s")
+                elif expected < c.no_conversion_expected_buys:  # too few views yet to tell from chance
+                    reasons.append(
+                        f"{_CONVERTING}x{conversion:.2f}_{users:.0f}_users_expected_{expected:.1f}"
+                    )
                 else:
                     reasons.append(f"no_conversion_x{conversion:.2f}_{users:.0f}_users")
             per_user = float(features["events_per_user"][i]) if "events_per_user" in features else 0.0

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from viraltrend.detect import _growth as _growth_numpy  # numpy: the compiled growth's reference
+
 __all__ = [
     "Events", "activity_chance", "change_columns", "clock_reference", "decayed_counts", "decayed_global",
     "detector_ready", "feature_columns", "random_events",
@@ -480,19 +482,6 @@ def change_columns(
     }
 
 
-def _growth_numpy(bins: np.ndarray, usable: np.ndarray, newest: int) -> np.ndarray:
-    u = np.minimum(usable, newest + 1)
-    j = np.arange(bins.shape[1], dtype=np.float64)[None, :]
-    inside = (j > newest - u[:, None]) & (j <= newest)
-    n = np.maximum(u, 1).astype(np.float64)
-    centre = (newest - (u - 1) / 2.0)[:, None]
-    dev = np.where(inside, j - centre, 0.0)
-    mean_count = (bins * inside).sum(axis=1) / n
-    score = (dev * bins).sum(axis=1)
-    var = mean_count * (dev**2).sum(axis=1)
-    return np.where(u >= 4, score / np.sqrt(var + 1.0), 0.0)
-
-
 def detector_ready(det, cols, users, probability=None, *, shape_free=False, long_floor=True, joint=True):
     """``SequentialDetector.ready`` as main (6cf2e65) computed it, in numpy (``det``: the detector)."""
     self = det
@@ -559,7 +548,7 @@ def activity_chance(chance, weight, sampled):
 def feature_columns(
     reader, counts, global_counts, n_products, age_s, observed_s=math.inf, trust=None, fast=False
 ):
-    """``FeatureReader.read`` as main (6cf2e65) computed it, in numpy (``reader``: the FeatureReader)."""
+    """``FeatureReader.read`` as main (8f0cba5) computed it, in numpy (``reader``: the FeatureReader)."""
     from viraltrend.events import EVENT_TYPE_CODE
     from viraltrend.scoring import NO_SHARES, events_per_weight, half_life_label, share_ratio
 
@@ -624,6 +613,7 @@ def feature_columns(
             float(g[EVENT_TYPE_CODE["view"]]), 1.0
         )
         cols["conversion_ratio"] = buys / np.maximum(views, 1.0) / max(global_conv, 1e-9)
+        cols["expected_buys"] = views * global_conv  # main 8f0cba5 (trust.no_conversion_expected_buys)
         # recruitment: shares per view against the catalogue's; a stream without shares tells nothing
         ratio = share_ratio(counts, global_counts, i_trend, i_base)
         cols["share_ratio"] = ratio if ratio is not None else np.full(views.shape, NO_SHARES)
