@@ -46,7 +46,8 @@ from numpy.typing import NDArray
 from viraltrend.config import Config
 from viraltrend.errors import CheckpointError
 from viraltrend.events import EVENT_TYPE_CODE
-from viraltrend.kernels.change import COLUMNS, change_array, verdicts
+from viraltrend.kernels.change import COLUMNS, change_array, growth_joint, verdicts
+from viraltrend.kernels.change import ready as change_ready
 from viraltrend.kernels.cusum import ChangeDetector, alarm_threshold
 
 __all__ = ["SequentialDetector", "engaged_ratio"]
@@ -77,6 +78,7 @@ class SequentialDetector:
             lifts=d.lifts, tick_ms=self.tick_ms, n_bins=d.window_ticks, capacity=capacity,
             ticks_per_coarse=d.ticks_per_slow_bin, n_coarse=d.slow_bins,
         )  # fmt: skip
+        self._limits_of: tuple[Config, NDArray[np.float64], NDArray[np.float64]] | None = None
 
     # ------------------------------------------------------------------ baseline
     def baseline(
@@ -147,12 +149,10 @@ class SequentialDetector:
         cols: Columns = dict(zip(COLUMNS, array, strict=True))
         joint = None
         if self.cfg.detect.joint_growth_z > 0.0:  # both rings as one series, the newest minutes by tick
-            m, k = fine.shape
-            zero_ms = zero[np.arange(m), stat.argmax(axis=1)] if m else np.zeros(0, np.int64)
-            ticks = np.clip(np.ceil((now_ms - zero_ms) / self.tick_ms).astype(np.int64), 1, k)
-            per = self.cusum.ticks_per_coarse
-            c_zero = (zero_ms // self.tick_ms) // per
-            joint = _growth_joint(fine, coarse, np.maximum(ticks - 1, 0), c_zero, now_ms // self.tick_ms, per)
+            joint = growth_joint(  # _growth_joint's bits, in one compiled pass
+                stat, zero, fine, coarse, now_ms=now_ms, tick_ms=self.tick_ms,
+                ticks_per_coarse=self.cusum.ticks_per_coarse,
+            )  # fmt: skip
             cols["growth_z_joint"] = joint
         if share_ratio is not None:
             cols["share_ratio"] = share_ratio
@@ -218,53 +218,30 @@ class SequentialDetector:
         apply.  ``shape_free=True`` drops the shape test altogether (growth, sustain or vouch): where
         only the shape still waits, the rows the online model learns from.  ``joint=False`` leaves
         out the joint growth test (``detect.joint_growth_z``): the model's labels as without it.
+        One compiled pass (:func:`~viraltrend.kernels.change.ready`); the numpy form it replaced is
+        ``tests/kernels/reference.py``'s ``detector_ready``.
         """
-        d = self.cfg.detect
-        fading = (cols["growth_z"] <= -d.fade_z) | (cols["growth_z_slow"] <= -d.fade_z)
-        fading |= cols["fade_z"] <= -d.fade_z
-        shaped = (cols["growth_z"] >= d.growth_z) | (cols["growth_z_slow"] >= d.growth_z)
-        if joint and d.joint_growth_z > 0.0 and "growth_z_joint" in cols:
-            shaped |= cols["growth_z_joint"] >= d.joint_growth_z
-        sustained = cols["change_s"] >= d.sustain_s
-        if d.sustain_min_share_ratio > 0.0:  # a plateau that recruits no one is a level change
-            share = cols.get("share_ratio", np.full_like(sustained, np.inf, np.float64))
-            shared = share >= d.sustain_min_share_ratio
-            if "sustain_share_ratio" in cols:  # a slow ramp's few shares, read over a longer window too
-                if long_floor and d.sustain_share_long_floor > 0.0:  # on an old change, backed by the hour's
-                    young = cols["change_s"] < d.sustain_share_long_floor_age_s
-                    shared &= young | (cols["sustain_share_ratio"] >= d.sustain_share_long_floor)
-                bar = d.sustain_share_long_ratio or d.sustain_min_share_ratio
-                shared |= cols["sustain_share_ratio"] >= bar
-            sustained &= shared
-        shaped |= sustained
-        if shape_free:
-            shaped = np.ones_like(shaped)
-        elif probability is not None:  # too young a change: the rings cannot tell a step from a ramp yet
-            m = self.cfg.model
-            vouched = (probability >= m.fast_track_probability) & (cols["change_s"] >= m.min_change_s)
-            cap = np.full_like(probability, m.max_change_users)
-            if m.grown_change_users > m.max_change_users:  # more users while the slow ring sees growth
-                cap[cols["growth_z_slow"] >= m.min_growth_z] = m.grown_change_users
-            vouched &= cols["change_users"] <= cap
-            if m.max_change_s > 0.0:  # an old change has had the sustain path's chance (and its share test)
-                vouched &= cols["change_s"] <= m.max_change_s
-            shares = cols.get("share_ratio", np.full_like(probability, np.inf))  # none reported: no test
-            if m.recruit_share_ratio > 0.0:  # the older the change, the more it must have been passed on
-                need = m.recruit_share_ratio * np.minimum(cols["change_s"] / max(d.sustain_s, 1.0), 1.0)
-                vouched &= shares >= need
-            if m.min_engaged_ratio > 0.0:  # views alone (a wishlist trickle) are no onset
-                vouched &= cols.get("engaged_ratio", np.full_like(probability, np.inf)) >= m.min_engaged_ratio
-            need_z = np.full_like(probability, m.min_growth_z)
-            if m.growth_z_users > 0.0 and m.min_growth_z > 0.0:  # as much growth per user: z grows as sqrt(n)
-                need_z *= np.sqrt(np.maximum(cols["change_users"] / m.growth_z_users, 1.0))
-            shaped |= vouched & (np.maximum(cols["growth_z"], cols["growth_z_slow"]) >= need_z)
-            if m.step_share_ratio > 0.0 and "share_ratio" in cols:  # a flat step passed on far more than a
-                step = cols["change_s"] >= m.min_change_s  # burst or a spike is: a cascade that saturated
-                shaped |= step & (cols["share_ratio"] >= m.step_share_ratio)
-        shaped &= cols["change_s"] <= d.max_change_age_s  # creeping up for hours: a slow riser
-        backed = (users >= self.cfg.trust.min_unique_users) | (cols["change_users"] >= d.min_change_users)
-        ok = (cols["evidence"] >= 1.0) & backed & ~fading & shaped
-        return np.asarray(ok & (cols["recent_lift"] >= d.min_recent_lift), np.bool_)
+        limits, model = self._limit_arrays()
+        return change_ready(
+            cols, users, probability, limits, model, shape_free=shape_free, long_floor=long_floor, joint=joint
+        )
+
+    def _limit_arrays(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """:meth:`_limits` and :meth:`_model_limits` as arrays, read once per config object."""
+        cached = self._limits_of
+        if cached is None or cached[0] is not self.cfg:
+            limits = np.asarray(self._limits(), np.float64)
+            cached = self._limits_of = (self.cfg, limits, np.asarray(self._model_limits(), np.float64))
+        return cached[1], cached[2]
+
+    def _model_limits(self) -> tuple[float, ...]:
+        """:meth:`ready`'s vouch limits, in :func:`~viraltrend.kernels.change.ready`'s order."""
+        m = self.cfg.model
+        return (
+            m.fast_track_probability, m.min_change_s, m.max_change_users, m.grown_change_users,
+            m.min_growth_z,
+            m.max_change_s, m.recruit_share_ratio, m.min_engaged_ratio, m.growth_z_users, m.step_share_ratio,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ state
     def ensure_capacity(self, n: int) -> None:
@@ -356,6 +333,10 @@ def _growth_joint(
     per: int,
 ) -> NDArray[np.float64]:
     """:func:`_growth`'s trend test over both rings as one series since the change point, as a z-score.
+
+    The numpy form: :meth:`SequentialDetector.read` computes it with the compiled
+    :func:`~viraltrend.kernels.change.growth_joint`, which gives these bits
+    (``tests/kernels/test_change.py``).
 
     The coarse ring's whole bins after the change point's bin up to where the fine ring takes over
     (the first coarse bin the fine ring holds whole), then the fine ring's ticks from there on to

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
@@ -67,12 +68,50 @@ class Scorer(Protocol):
 
 
 def _squash(x: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``sign(x) * log1p(|x|)``, NaN -> 0, clipped to ``[-50, 50]`` (so ``+-inf -> +-50``)."""
+    """``sign(x) * log1p(|x|)``, NaN -> 0, clipped to ``[-50, 50]`` (so ``+-inf -> +-50``), float64[f].
+
+    ``x`` float64[f] (one row).  numpy's ``nan_to_num`` then ``clip``, as one compiled pass
+    (:func:`_bound`): the same values.
+    """
     with np.errstate(invalid="ignore"):
         t = np.sign(x) * np.log1p(np.abs(x))
-    out: NDArray[np.float64] = np.clip(
-        np.nan_to_num(t, nan=0.0, posinf=_T_MAX, neginf=-_T_MAX), -_T_MAX, _T_MAX
-    )
+    return _bound(np.ascontiguousarray(t, np.float64))
+
+
+@njit(cache=True)
+def _bound(t: NDArray[np.float64]) -> NDArray[np.float64]:
+    """NaN -> 0, then clipped to ``[-50, 50]`` (``+-inf -> +-50``): a new float64[f]."""
+    out = np.empty(t.shape[0])
+    for j in range(t.shape[0]):
+        v = t[j]
+        out[j] = 0.0 if v != v else (_T_MAX if v > _T_MAX else (-_T_MAX if v < -_T_MAX else v))
+    return out
+
+
+@njit(cache=True)
+def _bound_and_scale(
+    t: NDArray[np.float64], mean: NDArray[np.float64], std: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """:func:`_squash`'s last steps and the scaler's, in one pass: float64[m, f] from ``t`` (the log1p's).
+
+    NaN -> 0 and clipped to ``[-50, 50]`` (``nan_to_num`` then ``clip``), then
+    ``(x - mean) / std`` where ``std > 0``, else 0 (a zero-variance or NaN ``std``), as
+    :meth:`OnlineModel._scaled`'s numpy did: comparisons and one subtraction and division per cell,
+    the same bits.  ``log1p`` stays numpy's (its vectorised log may round differently from libm's).
+    """
+    m, f = t.shape
+    out = np.empty((m, f))
+    for i in range(m):
+        for j in range(f):
+            v = t[i, j]
+            if v != v:
+                v = 0.0
+            elif v > _T_MAX:
+                v = _T_MAX
+            elif v < -_T_MAX:
+                v = -_T_MAX
+            s = std[j]
+            out[i, j] = (v - mean[j]) / s if s > 0.0 else 0.0
     return out
 
 
@@ -210,6 +249,7 @@ class OnlineModel:
         self.positives_seen = 0
         self._pos_mass = 0.0  # sum of the sample weights of positive rows
         self._neg_mass = 0.0
+        self._params_copy: tuple[NDArray[np.float64], ...] | None = None  # _params, until a learn
 
     @property
     def warm(self) -> bool:
@@ -258,6 +298,7 @@ class OnlineModel:
         self._pos_mass += w if y else 0.0
         self._neg_mass += 0.0 if y else w
         self._pipeline.learn_one(xt, y, w=w * self._class_weight(y))
+        self._params_copy = None  # the scaler and the weights moved
 
     def learn_many(
         self,
@@ -275,19 +316,49 @@ class OnlineModel:
 
     def _scaled(self, features: Columns, rows: slice | int = slice(None)) -> tuple[NDArray[np.float64], ...]:
         """Squashed, standardised inputs ``float64[m, f]``, weights ``float64[f]`` and intercept."""
-        cols = []
-        for n in self.features:
-            if n not in features:
-                msg = f"feature column {n!r} is missing; the model uses {list(self.features)}"
-                raise KeyError(msg)
-            cols.append(np.atleast_1d(np.asarray(features[n], dtype=np.float64)[rows]))
-        x = _squash(np.stack(cols, axis=1))
-        means, variances, weights = self._scaler.means, self._scaler.vars, self._logreg.weights
-        mean = np.array([means.get(n, 0.0) for n in self.features], dtype=np.float64)
-        std = np.sqrt(np.array([variances.get(n, 0.0) for n in self.features], dtype=np.float64))
-        w = np.array([weights.get(n, 0.0) for n in self.features], dtype=np.float64)
-        scaled = np.where(std > 0, (x - mean) / np.where(std > 0, std, 1.0), 0.0)
-        return scaled, w, np.array(float(self._logreg.intercept))
+        x = self._inputs(features) if rows == slice(None) else None
+        if x is None:
+            cols = []
+            for n in self.features:
+                if n not in features:
+                    msg = f"feature column {n!r} is missing; the model uses {list(self.features)}"
+                    raise KeyError(msg)
+                cols.append(np.atleast_1d(np.asarray(features[n], dtype=np.float64)[rows]))
+            x = np.stack(cols, axis=1)
+        with np.errstate(invalid="ignore"):
+            t = np.sign(x) * np.log1p(np.abs(x))
+        mean, std, w, b = self._params()
+        return _bound_and_scale(t, mean, std), w, b
+
+    def _inputs(self, features: Columns) -> NDArray[np.float64] | None:
+        """The raw inputs float64[m, f] of whole 1-d columns (``np.stack``'s array, filled by column).
+
+        None where a column is missing or not a 1-d array of the first one's length (the general path).
+        """
+        first = features.get(self.features[0])
+        if not isinstance(first, np.ndarray) or first.ndim != 1:
+            return None
+        x = np.empty((first.shape[0], len(self.features)))
+        for j, n in enumerate(self.features):
+            c = features.get(n)
+            if not isinstance(c, np.ndarray) or c.shape != first.shape:
+                return None
+            x[:, j] = c  # cast to float64 as np.asarray(c, np.float64) does
+        return x
+
+    def _params(self) -> tuple[NDArray[np.float64], ...]:
+        """The scaler's means and standard deviations, the weights and the intercept, as arrays.
+
+        Read from river's dicts once per state: they change only in :meth:`learn_one` (and a
+        restore, :meth:`from_dict`), which drop the copy.
+        """
+        if self._params_copy is None:
+            means, variances, weights = self._scaler.means, self._scaler.vars, self._logreg.weights
+            mean = np.array([means.get(n, 0.0) for n in self.features], dtype=np.float64)
+            std = np.sqrt(np.array([variances.get(n, 0.0) for n in self.features], dtype=np.float64))
+            w = np.array([weights.get(n, 0.0) for n in self.features], dtype=np.float64)
+            self._params_copy = (mean, std, w, np.array(float(self._logreg.intercept)))
+        return self._params_copy
 
     def _logits(self, features: Columns) -> NDArray[np.float64]:
         scaled, w, b = self._scaled(features)
@@ -402,6 +473,7 @@ class OnlineModel:
             _cm_restore(cm, cd)
         _cm_restore(model._precision.cm, d["metrics"]["precision"])
         model._log_loss._mean.n, model._log_loss._mean._mean = d["metrics"]["log_loss"]
+        model._params_copy = None
         return model
 
 
@@ -608,9 +680,10 @@ class LabelBuffer:
         self.dropped = 0
         self.last_t_ms: int | None = None
         self._chunks: deque[DueRows] = deque()  # one per tick, oldest first
+        self._n = 0  # rows in _chunks
 
     def __len__(self) -> int:
-        return sum(map(len, self._chunks))
+        return self._n
 
     def add(
         self,
@@ -660,6 +733,7 @@ class LabelBuffer:
                 np.full(keep.size, t_ms, np.int64), slots[keep], mat, weight, base[keep], count[keep], names
             )
         )
+        self._n += int(keep.size)
         excess = len(self) - self.capacity
         while excess > 0:  # drop the oldest rows
             first = self._chunks.popleft()
@@ -668,6 +742,7 @@ class LabelBuffer:
                 self._chunks.appendleft(first._take(slice(drop, None)))
             excess -= drop
             self.dropped += drop
+            self._n -= drop
 
     def next_due_ms(self) -> int | None:
         """When the oldest row comes due (:meth:`due` returns it from then on); None if empty."""
@@ -684,6 +759,7 @@ class LabelBuffer:
             if k < len(first):  # a restored chunk may span several ticks
                 self._chunks.appendleft(first._take(slice(k, None)))
             out.append(first._take(slice(0, k)))
+            self._n -= k
         return DueRows._concat(out, self.feature_names or ())
 
     def to_arrays(self) -> dict[str, NDArray[Any]]:
@@ -708,4 +784,5 @@ class LabelBuffer:
         rows = DueRows(*(np.array(arrays[a]) for a in _ARRAYS), feature_names=buf.feature_names or ())  # type: ignore[misc, arg-type]
         if len(rows):
             buf._chunks.append(rows)
+            buf._n = len(rows)
         return buf

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
 
 from viraltrend.config import Config, ScoreConfig
@@ -114,7 +115,6 @@ class FeatureReader:
         events = counts.sum(axis=1)  # unweighted event counts
         seen = max(observed_s, 1.0)
         norm = lam / -np.expm1(-lam * seen)  # -> lam once seen >> half-life
-        rate_h = eng * norm * 3600.0  # per hour
         cfg = self.score
         i_mom, i_trend, i_base = (
             self._index(cfg.momentum_half_life_s),
@@ -125,54 +125,55 @@ class FeatureReader:
         floor_h = cfg.min_baseline_per_hour
         prior_h = cfg.global_baseline_factor * float(global_counts[:, i_base] @ w) * norm[i_base] * 3600.0
         prior_h /= max(n_products, 1)
-        baseline_h = np.maximum(rate_h[:, i_base], max(floor_h, prior_h))
-        # Poisson significance on unweighted events: the trend-window count vs its baseline expectation
-        base_events_h = baseline_h * events_per_weight(eng, events, i_base)
-        expected = base_events_h / 3600.0 / norm[i_trend]
-        observed = events[:, i_trend]
+        g = global_counts[:, i_base]
+        view, share, cart, buy = (EVENT_TYPE_CODE[n] for n in ("view", "share", "add_to_cart", "purchase"))
+        global_conv = (g[cart] + g[buy]) / max(float(g[view]), 1.0)
+        global_share = float(g[share]) / max(float(g[view]), 1.0)  # share_ratio's catalogue
+        n_h = len(self.half_lives_s)
+        out = np.empty((n_h + 9 + 2 * fast + 5 * (trust is not None), counts.shape[0]))
+        _read_columns(  # every column below from eng, events and counts, one compiled pass (numpy's bits)
+            np.ascontiguousarray(eng, np.float64), np.ascontiguousarray(events, np.float64),
+            np.ascontiguousarray(counts, np.float64),
+            np.zeros((0, 3)) if trust is None else np.ascontiguousarray(trust, np.float64),
+            np.ascontiguousarray(norm, np.float64), i_trend, i_base, i_mid, i_mom, float(floor_h),
+            float(max(floor_h, prior_h)), bool(fast), trust is not None, float(global_conv),
+            float(max(global_conv, 1e-9)), global_share, view, share, cart, buy, out,
+        )  # fmt: skip
         cols: Columns = {}
         for h, hl in enumerate(self.half_lives_s):
-            cols[f"rate_{half_life_label(hl)}_per_h"] = rate_h[:, h]
+            cols[f"rate_{half_life_label(hl)}_per_h"] = out[h]
         trend = half_life_label(self.half_lives_s[i_trend])
         for name in ("view", "like", "share", "add_to_cart", "purchase"):
             cols[f"{name}s_{trend}"] = counts[:, EVENT_TYPE_CODE[name], i_trend]
-        cols["baseline_per_h"] = baseline_h
-        cols["lift"] = rate_h[:, i_trend] / baseline_h
-        cols["velocity"] = rate_h[:, i_trend] / np.maximum(rate_h[:, i_mid], floor_h)
-        cols["momentum"] = rate_h[:, i_mom] / np.maximum(rate_h[:, i_trend], 1e-9)
-        cols["acceleration"] = cols["velocity"] - rate_h[:, i_mid] / np.maximum(baseline_h, floor_h)
-        cols["z"] = (observed - expected) / np.sqrt(expected + 1.0)
-        views = counts[:, EVENT_TYPE_CODE["view"], i_trend]
-        carts = counts[:, EVENT_TYPE_CODE["add_to_cart"], i_trend]
-        cols["share_rate"] = counts[:, EVENT_TYPE_CODE["share"], i_trend] / np.maximum(views, 1.0)
-        cols["cart_rate"] = carts / np.maximum(views, 1.0)
-        cols["purchase_rate"] = counts[:, EVENT_TYPE_CODE["purchase"], i_trend] / np.maximum(carts, 1.0)
+        names = [
+            "baseline_per_h",
+            "lift",
+            "velocity",
+            "momentum",
+            "acceleration",
+            "z",
+            "share_rate",
+            "cart_rate",
+        ]
+        for k, name in enumerate((*names, "purchase_rate"), start=n_h):
+            cols[name] = out[k]
         cols["age_s"] = np.asarray(age_s, np.float64)
+        k = n_h + 9
         if fast:
             mom = half_life_label(self.half_lives_s[i_mom])
-            expected_mom = base_events_h / 3600.0 / norm[i_mom]
-            cols[f"lift_{mom}"] = rate_h[:, i_mom] / baseline_h
-            cols[f"z_{mom}"] = (events[:, i_mom] - expected_mom) / np.sqrt(expected_mom + 1.0)
+            cols[f"lift_{mom}"], cols[f"z_{mom}"] = out[k], out[k + 1]
+            k += 2
         if trust is not None:
-            raw = np.maximum(trust[:, 2], 1e-12)
             cols["unique_users"] = trust[:, 0]
-            cols["events_per_user"] = trust[:, 2] / np.maximum(trust[:, 0], 1.0)
-            cols["fresh_share"] = np.minimum(trust[:, 1] / raw, 1.0)
-            buys = (
-                counts[:, EVENT_TYPE_CODE["add_to_cart"], i_trend]
-                + counts[:, EVENT_TYPE_CODE["purchase"], i_trend]
+            trust_names = (
+                "events_per_user",
+                "fresh_share",
+                "conversion_ratio",
+                "expected_buys",
+                "share_ratio",
             )
-            g = global_counts[:, i_base]
-            global_conv = (g[EVENT_TYPE_CODE["add_to_cart"]] + g[EVENT_TYPE_CODE["purchase"]]) / max(
-                float(g[EVENT_TYPE_CODE["view"]]), 1.0
-            )
-            cols["conversion_ratio"] = buys / np.maximum(views, 1.0) / max(global_conv, 1e-9)
-            # the carts and purchases its views would have brought at the catalogue's rate: how much
-            # evidence "it does not convert" rests on (trust.no_conversion_expected_buys)
-            cols["expected_buys"] = views * global_conv
-            # recruitment: shares per view against the catalogue's; a stream without shares tells nothing
-            ratio = share_ratio(counts, global_counts, i_trend, i_base)
-            cols["share_ratio"] = ratio if ratio is not None else np.full(views.shape, NO_SHARES)
+            for j, name in enumerate(trust_names):
+                cols[name] = out[k + j]
         return cols
 
     def screen(
@@ -213,6 +214,75 @@ class FeatureReader:
     @property
     def _weights(self) -> NDArray[np.float64]:
         return np.asarray(self.type_weights, np.float64)
+
+
+@njit(cache=True)
+def _max(a: float, b: float) -> float:
+    """As numpy's ``maximum``: NaN if either is NaN."""
+    if a != a or b != b:
+        return a + b
+    return a if a >= b else b
+
+
+@njit(cache=True)
+def _min(a: float, b: float) -> float:
+    """As numpy's ``minimum``: NaN if either is NaN."""
+    if a != a or b != b:
+        return a + b
+    return a if a <= b else b
+
+
+@njit(cache=True, error_model="numpy")
+def _read_columns(
+    eng: NDArray[np.float64], events: NDArray[np.float64], counts: NDArray[np.float64],
+    trust: NDArray[np.float64], norm: NDArray[np.float64], i_trend: int, i_base: int, i_mid: int, i_mom: int,
+    floor_h: float, base_floor: float, fast: bool, has_trust: bool, global_conv: float, conv: float,
+    global_share: float,
+    view: int, share: int, cart: int, buy: int, out: NDArray[np.float64],
+) -> None:  # fmt: skip
+    """:meth:`FeatureReader.read`'s computed columns into ``out``'s rows (see there for the order).
+
+    Each cell is the numpy form's operations on the same operands in the same order (numpy's
+    ``maximum``/``minimum`` keep NaN; ``sqrt`` of a negative is NaN): the same bits.
+    """
+    m, n_h = eng.shape
+    for i in range(m):
+        for h in range(n_h):
+            out[h, i] = eng[i, h] * norm[h] * 3600.0
+        r_trend, r_base, r_mid, r_mom = out[i_trend, i], out[i_base, i], out[i_mid, i], out[i_mom, i]
+        baseline = _max(r_base, base_floor)
+        e = eng[i, i_base]
+        per_weight = events[i, i_base] / _max(e, 1e-300) if e > 0 else 1.0
+        base_events = baseline * per_weight
+        expected = base_events / 3600.0 / norm[i_trend]
+        views, carts = counts[i, view, i_trend], counts[i, cart, i_trend]
+        k = n_h
+        velocity = r_trend / _max(r_mid, floor_h)
+        out[k, i] = baseline
+        out[k + 1, i] = r_trend / baseline
+        out[k + 2, i] = velocity
+        out[k + 3, i] = r_mom / _max(r_trend, 1e-9)
+        out[k + 4, i] = velocity - r_mid / _max(baseline, floor_h)
+        out[k + 5, i] = (events[i, i_trend] - expected) / np.sqrt(expected + 1.0)
+        out[k + 6, i] = counts[i, share, i_trend] / _max(views, 1.0)
+        out[k + 7, i] = carts / _max(views, 1.0)
+        out[k + 8, i] = counts[i, buy, i_trend] / _max(carts, 1.0)
+        k += 9
+        if fast:
+            expected_mom = base_events / 3600.0 / norm[i_mom]
+            out[k, i] = r_mom / baseline
+            out[k + 1, i] = (events[i, i_mom] - expected_mom) / np.sqrt(expected_mom + 1.0)
+            k += 2
+        if has_trust:
+            raw = _max(trust[i, 2], 1e-12)
+            out[k, i] = trust[i, 2] / _max(trust[i, 0], 1.0)
+            out[k + 1, i] = _min(trust[i, 1] / raw, 1.0)
+            out[k + 2, i] = (counts[i, cart, i_trend] + counts[i, buy, i_trend]) / _max(views, 1.0) / conv
+            out[k + 3, i] = views * global_conv  # the carts and purchases its views would have brought
+            if global_share > 0.0:
+                out[k + 4, i] = counts[i, share, i_trend] / _max(views, 1.0) / global_share
+            else:  # a stream without shares tells nothing
+                out[k + 4, i] = NO_SHARES
 
 
 def events_per_weight(eng: NDArray[np.float64], events: NDArray[np.float64], h: int) -> NDArray[np.float64]:

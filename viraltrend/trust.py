@@ -43,7 +43,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from viraltrend.config import TrustConfig
-from viraltrend.kernels.audience import containment, estimated_users, sample_size, union_into
+from viraltrend.kernels.audience import (
+    _activity_chance,
+    containment,
+    estimated_users,
+    sample_size,
+    union_into,
+)
 from viraltrend.kernels.segment import fold_funnel
 
 __all__ = [
@@ -531,7 +537,9 @@ def activity_chance(
     many audiences anyway, explain an overlap, while accounts that act little but always together do
     not.  The pair's sampled users are the first ``sampled[i, j]`` of the candidate's sorted sample
     (:func:`~viraltrend.kernels.audience.containment`); returns their mean chance, float64[m, r]
-    (``chance_j`` where none is sampled).  ``O(m * r * k)``.
+    (``chance_j`` where none is sampled).  ``O(m * r * k)``, compiled
+    (:func:`~viraltrend.kernels.audience._activity_chance`: the same bits as the numpy form,
+    ``tests/kernels/reference.py``'s ``activity_chance``).
 
     >>> w = np.array([[1.0, 1.0, 1.0, 1.0], [10.0, 10.0, 0.1, 0.1]])
     >>> [[round(float(x), 3) for x in row] for row in activity_chance(np.array([0.02, 0.5]), w,
@@ -540,11 +548,13 @@ def activity_chance(
     """
     m, k = weight.shape
     out = np.empty(sampled.shape)
-    idx = np.clip(sampled - 1, 0, k - 1)
-    for i in range(m):
-        cum = np.cumsum(np.minimum(1.0, chance[:, None] * weight[i][None, :]), axis=1)  # [r, k]
-        tot = np.take_along_axis(cum, idx[i][:, None], axis=1)[:, 0]
-        out[i] = np.where(sampled[i] > 0, tot / np.maximum(sampled[i], 1), chance)
+    if k == 0 or chance.shape != (sampled.shape[1],) or sampled.shape[0] != m:
+        msg = f"activity_chance: shapes do not fit {chance.shape}, {weight.shape}, {sampled.shape}"
+        raise ValueError(msg)
+    _activity_chance(  # numpy's running (cumsum) sums, one compiled pass
+        np.ascontiguousarray(chance, np.float64), np.ascontiguousarray(weight, np.float64),
+        np.ascontiguousarray(sampled, np.int64), out,
+    )  # fmt: skip
     return out
 
 

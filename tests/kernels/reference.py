@@ -11,7 +11,10 @@ import numpy as np
 
 from viraltrend.detect import _growth as _growth_numpy  # numpy: the compiled growth's reference
 
-__all__ = ["Events", "change_columns", "clock_reference", "decayed_counts", "decayed_global", "random_events"]
+__all__ = [
+    "Events", "activity_chance", "change_columns", "clock_reference", "decayed_counts", "decayed_global",
+    "detector_ready", "feature_columns", "random_events",
+]  # fmt: skip
 
 BASE_TS_MS = 1_700_000_000_000  # 2023-11-14, a realistic epoch-ms magnitude
 
@@ -477,3 +480,141 @@ def change_columns(
         "recent_lift": recent_lift,
         "change_users": change_users,
     }
+
+
+def detector_ready(det, cols, users, probability=None, *, shape_free=False, long_floor=True, joint=True):
+    """``SequentialDetector.ready`` as main (6cf2e65) computed it, in numpy (``det``: the detector)."""
+    self = det
+    d = self.cfg.detect
+    fading = (cols["growth_z"] <= -d.fade_z) | (cols["growth_z_slow"] <= -d.fade_z)
+    fading |= cols["fade_z"] <= -d.fade_z
+    shaped = (cols["growth_z"] >= d.growth_z) | (cols["growth_z_slow"] >= d.growth_z)
+    if joint and d.joint_growth_z > 0.0 and "growth_z_joint" in cols:
+        shaped |= cols["growth_z_joint"] >= d.joint_growth_z
+    sustained = cols["change_s"] >= d.sustain_s
+    if d.sustain_min_share_ratio > 0.0:  # a plateau that recruits no one is a level change
+        share = cols.get("share_ratio", np.full_like(sustained, np.inf, np.float64))
+        shared = share >= d.sustain_min_share_ratio
+        if "sustain_share_ratio" in cols:  # a slow ramp's few shares, read over a longer window too
+            if long_floor and d.sustain_share_long_floor > 0.0:  # on an old change, backed by the hour's
+                young = cols["change_s"] < d.sustain_share_long_floor_age_s
+                shared &= young | (cols["sustain_share_ratio"] >= d.sustain_share_long_floor)
+            bar = d.sustain_share_long_ratio or d.sustain_min_share_ratio
+            shared |= cols["sustain_share_ratio"] >= bar
+        sustained &= shared
+    shaped |= sustained
+    if shape_free:
+        shaped = np.ones_like(shaped)
+    elif probability is not None:  # too young a change: the rings cannot tell a step from a ramp yet
+        m = self.cfg.model
+        vouched = (probability >= m.fast_track_probability) & (cols["change_s"] >= m.min_change_s)
+        cap = np.full_like(probability, m.max_change_users)
+        if m.grown_change_users > m.max_change_users:  # more users while the slow ring sees growth
+            cap[cols["growth_z_slow"] >= m.min_growth_z] = m.grown_change_users
+        vouched &= cols["change_users"] <= cap
+        if m.max_change_s > 0.0:  # an old change has had the sustain path's chance (and its share test)
+            vouched &= cols["change_s"] <= m.max_change_s
+        shares = cols.get("share_ratio", np.full_like(probability, np.inf))  # none reported: no test
+        if m.recruit_share_ratio > 0.0:  # the older the change, the more it must have been passed on
+            need = m.recruit_share_ratio * np.minimum(cols["change_s"] / max(d.sustain_s, 1.0), 1.0)
+            vouched &= shares >= need
+        if m.min_engaged_ratio > 0.0:  # views alone (a wishlist trickle) are no onset
+            vouched &= cols.get("engaged_ratio", np.full_like(probability, np.inf)) >= m.min_engaged_ratio
+        need_z = np.full_like(probability, m.min_growth_z)
+        if m.growth_z_users > 0.0 and m.min_growth_z > 0.0:  # as much growth per user: z grows as sqrt(n)
+            need_z *= np.sqrt(np.maximum(cols["change_users"] / m.growth_z_users, 1.0))
+        shaped |= vouched & (np.maximum(cols["growth_z"], cols["growth_z_slow"]) >= need_z)
+        if m.step_share_ratio > 0.0 and "share_ratio" in cols:  # a flat step passed on far more than a
+            step = cols["change_s"] >= m.min_change_s  # burst or a spike is: a cascade that saturated
+            shaped |= step & (cols["share_ratio"] >= m.step_share_ratio)
+    shaped &= cols["change_s"] <= d.max_change_age_s  # creeping up for hours: a slow riser
+    backed = (users >= self.cfg.trust.min_unique_users) | (cols["change_users"] >= d.min_change_users)
+    ok = (cols["evidence"] >= 1.0) & backed & ~fading & shaped
+    return np.asarray(ok & (cols["recent_lift"] >= d.min_recent_lift), np.bool_)
+
+
+def activity_chance(chance, weight, sampled):
+    """``trust.activity_chance`` as main (6cf2e65) computed it, in numpy."""
+    m, k = weight.shape
+    out = np.empty(sampled.shape)
+    idx = np.clip(sampled - 1, 0, k - 1)
+    for i in range(m):
+        cum = np.cumsum(np.minimum(1.0, chance[:, None] * weight[i][None, :]), axis=1)  # [r, k]
+        tot = np.take_along_axis(cum, idx[i][:, None], axis=1)[:, 0]
+        out[i] = np.where(sampled[i] > 0, tot / np.maximum(sampled[i], 1), chance)
+    return out
+
+
+def feature_columns(
+    reader, counts, global_counts, n_products, age_s, observed_s=math.inf, trust=None, fast=False
+):
+    """``FeatureReader.read`` as main (8f0cba5) computed it, in numpy (``reader``: the FeatureReader)."""
+    from viraltrend.events import EVENT_TYPE_CODE
+    from viraltrend.scoring import NO_SHARES, events_per_weight, half_life_label, share_ratio
+
+    self = reader
+    Columns = dict
+    lam = math.log(2.0) / np.asarray(self.half_lives_s)
+    w = np.asarray(self.type_weights)
+    eng = np.einsum("mkh,k->mh", counts, w)  # weighted engagement, decayed count
+    events = counts.sum(axis=1)  # unweighted event counts
+    seen = max(observed_s, 1.0)
+    norm = lam / -np.expm1(-lam * seen)  # -> lam once seen >> half-life
+    rate_h = eng * norm * 3600.0  # per hour
+    cfg = self.score
+    i_mom, i_trend, i_base = (
+        self._index(cfg.momentum_half_life_s),
+        self._index(cfg.trend_half_life_s),
+        self._index(cfg.baseline_half_life_s),
+    )
+    i_mid = min(i_trend + 1, i_base)
+    floor_h = cfg.min_baseline_per_hour
+    prior_h = cfg.global_baseline_factor * float(global_counts[:, i_base] @ w) * norm[i_base] * 3600.0
+    prior_h /= max(n_products, 1)
+    baseline_h = np.maximum(rate_h[:, i_base], max(floor_h, prior_h))
+    # Poisson significance on unweighted events: the trend-window count vs its baseline expectation
+    base_events_h = baseline_h * events_per_weight(eng, events, i_base)
+    expected = base_events_h / 3600.0 / norm[i_trend]
+    observed = events[:, i_trend]
+    cols: Columns = {}
+    for h, hl in enumerate(self.half_lives_s):
+        cols[f"rate_{half_life_label(hl)}_per_h"] = rate_h[:, h]
+    trend = half_life_label(self.half_lives_s[i_trend])
+    for name in ("view", "like", "share", "add_to_cart", "purchase"):
+        cols[f"{name}s_{trend}"] = counts[:, EVENT_TYPE_CODE[name], i_trend]
+    cols["baseline_per_h"] = baseline_h
+    cols["lift"] = rate_h[:, i_trend] / baseline_h
+    cols["velocity"] = rate_h[:, i_trend] / np.maximum(rate_h[:, i_mid], floor_h)
+    cols["momentum"] = rate_h[:, i_mom] / np.maximum(rate_h[:, i_trend], 1e-9)
+    cols["acceleration"] = cols["velocity"] - rate_h[:, i_mid] / np.maximum(baseline_h, floor_h)
+    cols["z"] = (observed - expected) / np.sqrt(expected + 1.0)
+    views = counts[:, EVENT_TYPE_CODE["view"], i_trend]
+    carts = counts[:, EVENT_TYPE_CODE["add_to_cart"], i_trend]
+    cols["share_rate"] = counts[:, EVENT_TYPE_CODE["share"], i_trend] / np.maximum(views, 1.0)
+    cols["cart_rate"] = carts / np.maximum(views, 1.0)
+    cols["purchase_rate"] = counts[:, EVENT_TYPE_CODE["purchase"], i_trend] / np.maximum(carts, 1.0)
+    cols["age_s"] = np.asarray(age_s, np.float64)
+    if fast:
+        mom = half_life_label(self.half_lives_s[i_mom])
+        expected_mom = base_events_h / 3600.0 / norm[i_mom]
+        cols[f"lift_{mom}"] = rate_h[:, i_mom] / baseline_h
+        cols[f"z_{mom}"] = (events[:, i_mom] - expected_mom) / np.sqrt(expected_mom + 1.0)
+    if trust is not None:
+        raw = np.maximum(trust[:, 2], 1e-12)
+        cols["unique_users"] = trust[:, 0]
+        cols["events_per_user"] = trust[:, 2] / np.maximum(trust[:, 0], 1.0)
+        cols["fresh_share"] = np.minimum(trust[:, 1] / raw, 1.0)
+        buys = (
+            counts[:, EVENT_TYPE_CODE["add_to_cart"], i_trend]
+            + counts[:, EVENT_TYPE_CODE["purchase"], i_trend]
+        )
+        g = global_counts[:, i_base]
+        global_conv = (g[EVENT_TYPE_CODE["add_to_cart"]] + g[EVENT_TYPE_CODE["purchase"]]) / max(
+            float(g[EVENT_TYPE_CODE["view"]]), 1.0
+        )
+        cols["conversion_ratio"] = buys / np.maximum(views, 1.0) / max(global_conv, 1e-9)
+        cols["expected_buys"] = views * global_conv  # main 8f0cba5 (trust.no_conversion_expected_buys)
+        # recruitment: shares per view against the catalogue's; a stream without shares tells nothing
+        ratio = share_ratio(counts, global_counts, i_trend, i_base)
+        cols["share_ratio"] = ratio if ratio is not None else np.full(views.shape, NO_SHARES)
+    return cols

@@ -511,3 +511,36 @@ class AudienceSketches(UserSketches):
         out._fit_val()
         out._fit_fun()
         return out
+
+
+@njit(cache=True)
+def _activity_chance(
+    chance: NDArray[np.float64],
+    weight: NDArray[np.float64],
+    sampled: NDArray[np.int64],
+    out: NDArray[np.float64],
+) -> None:
+    """Fill ``out`` (float64[m, r]) with :func:`~viraltrend.trust.activity_chance`'s mean chances.
+
+    Per candidate ``i`` and audience ``j``: the first ``sampled[i, j]`` terms
+    ``min(1, chance[j] * weight[i, t])`` added one after the other from the first (numpy's
+    ``cumsum``, a running sum, read at the last of them), over ``max(sampled, 1)``; ``chance[j]``
+    where none is sampled.  numpy's ``minimum`` keeps a NaN; a running sum in the same order, the
+    same bits (``k >= 1``).
+    """
+    m, k = weight.shape
+    r = chance.shape[0]
+    for i in range(m):
+        for j in range(r):
+            n = sampled[i, j]
+            if n <= 0:
+                out[i, j] = chance[j]
+                continue
+            last = min(max(n - 1, 0), k - 1)  # numpy's clip of the index
+            c = chance[j]
+            tot = 0.0
+            for t in range(last + 1):
+                x = c * weight[i, t]
+                v = x if (x != x or x < 1.0) else 1.0  # minimum(1.0, x)
+                tot = v if t == 0 else tot + v
+            out[i, j] = tot / float(max(n, 1))
