@@ -40,6 +40,17 @@ COLUMNS: Final = (
 
 
 @njit(cache=True)
+def _argmax_row(stat: _F, i: int) -> int:
+    """``np.argmax(stat[i])``: the first maximum, or the first NaN."""
+    b = 0
+    for q in range(1, stat.shape[1]):
+        x, y = stat[i, q], stat[i, b]
+        if x > y or (x != x and y == y):
+            b = q
+    return b
+
+
+@njit(cache=True)
 def _growth_row(bins: _F, i: int, usable: int, newest: int) -> float:
     """``detect._growth`` of row ``i`` (its ``usable`` bins ending at column ``newest``)."""
     u = min(usable, newest + 1)
@@ -70,11 +81,7 @@ def _columns(
     newest = n_slow - 2 + complete
     c_now = tick // per
     for i in range(m):
-        b = 0
-        for q in range(1, stat.shape[1]):
-            x, y = stat[i, q], stat[i, b]
-            if x > y or (x != x and y == y):  # numpy's argmax: the first maximum, or the first NaN
-                b = q
+        b = _argmax_row(stat, i)
         since = now_ms - zero[i, b]
         ticks = min(max(np.int64(math.ceil(since / tick_ms)), 1), k)
         c_zero = (zero[i, b] // tick_ms) // per
@@ -326,11 +333,7 @@ def _joint(
     c = np.empty(k + n)
     buf = np.empty(k + n)
     for i in range(m):
-        b = 0
-        for q in range(1, stat.shape[1]):
-            x, y = stat[i, q], stat[i, b]
-            if x > y or (x != x and y == y):  # numpy's argmax: the first maximum, or the first NaN
-                b = q
+        b = _argmax_row(stat, i)
         zero_ms = zero[i, b]
         ticks = min(max(np.int64(math.ceil((now_ms - zero_ms) / tick_ms)), 1), k)
         n_fine = min(max(ticks - 1, 0), nf)
