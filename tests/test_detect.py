@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_engine
+from tests.kernels.reference import _growth
 from tests.test_engine import batch_of
 from viraltrend.config import load_config
-from viraltrend.detect import SequentialDetector, _growth
+from viraltrend.detect import SequentialDetector
 
 T0 = 1_000_000_000_000
 HOUR_MS = 3_600_000

@@ -12,8 +12,9 @@ import math
 
 import numpy as np
 
+from tests.kernels.reference import _growth_joint
 from viraltrend.config import load_config
-from viraltrend.detect import SequentialDetector, _growth_joint
+from viraltrend.detect import SequentialDetector
 
 T0 = 1_000_000_000_000 // 10_000 * 10_000  # a tick boundary
 MU = 1.0 / 3600.0  # baseline: one distinct user an hour

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from viraltrend.detect import _growth as _growth_numpy  # numpy: the compiled growth's reference
-
 __all__ = [
     "Events", "activity_chance", "change_columns", "clock_reference", "decayed_counts", "decayed_global",
     "detector_ready", "feature_columns", "random_events",
@@ -449,14 +447,14 @@ def change_columns(
     s = stat[rows, best]
     since_ms = now_ms - zero[rows, best]
     ticks = np.clip(np.ceil(since_ms / tick_ms).astype(np.int64), 1, k)
-    growth_fine = _growth_numpy(fine, np.maximum(ticks - 1, 0), k - 1)
+    growth_fine = _growth(fine, np.maximum(ticks - 1, 0), k - 1)
     per, n_slow = ticks_per_coarse, coarse.shape[1]
     tick = now_ms // tick_ms
     complete = int(tick % per == per - 1)
     newest = n_slow - 2 + complete
     c_now, c_zero = tick // per, (zero[rows, best] // tick_ms) // per
     usable = np.clip(c_now - c_zero - 1 + complete, 0, newest + 1)
-    growth_slow = _growth_numpy(coarse, usable, newest)
+    growth_slow = _growth(coarse, usable, newest)
     j = np.arange(k)[None, :]
     last = fine[:, k - fade_ticks :].sum(axis=1)
     before = (j >= k - ticks[:, None]) & (j < k - fade_ticks)
@@ -618,3 +616,87 @@ def feature_columns(
         ratio = share_ratio(counts, global_counts, i_trend, i_base)
         cols["share_ratio"] = ratio if ratio is not None else np.full(views.shape, NO_SHARES)
     return cols
+
+
+# -- the detector's growth tests in numpy (references of viraltrend.kernels.change) ----------------
+def _growth(bins: np.ndarray, usable: np.ndarray, newest: int) -> np.ndarray:
+    """Trend of each row's ``usable`` bins ending at column ``newest``, as a z-score.
+
+    The score test for a log-linear trend in Poisson counts: with ``j`` the bin index and ``c_j``
+    its count, ``z = sum((j - mean j) c_j) / sqrt(mean c * sum((j - mean j)**2))``.  Positive when
+    the counts grow, negative when they fade, 0 while fewer than four bins are usable.  It uses
+    every bin (more power than comparing halves) and needs no model of the rate.
+
+    >>> b = np.array([[0, 0, 2, 4, 8, 16], [9, 9, 9, 9, 9, 9], [0, 0, 16, 8, 4, 2]], np.float64)
+    >>> _growth(b, np.array([4, 6, 4]), 5).round(2).tolist()
+    [3.71, 0.0, -3.71]
+    """
+    u = np.minimum(usable, newest + 1)
+    j = np.arange(bins.shape[1], dtype=np.float64)[None, :]
+    inside = (j > newest - u[:, None]) & (j <= newest)
+    n = np.maximum(u, 1).astype(np.float64)
+    centre = (newest - (u - 1) / 2.0)[:, None]
+    dev = np.where(inside, j - centre, 0.0)
+    mean_count = (bins * inside).sum(axis=1) / n
+    score = (dev * bins).sum(axis=1)
+    var = mean_count * (dev**2).sum(axis=1)
+    return np.where(u >= 4, score / np.sqrt(var + 1.0), 0.0)
+
+
+def _growth_joint(
+    fine: np.ndarray,
+    coarse: np.ndarray,
+    fine_usable: np.ndarray,
+    c_zero: np.ndarray,
+    tick: int,
+    per: int,
+) -> np.ndarray:
+    """:func:`_growth`'s trend test over both rings as one series since the change point, as a z-score.
+
+    The numpy form: :meth:`SequentialDetector.read` computes it with the compiled
+    :func:`~viraltrend.kernels.change.growth_joint`, which gives these bits
+    (``tests/kernels/test_change.py``).
+
+    The coarse ring's whole bins after the change point's bin up to where the fine ring takes over
+    (the first coarse bin the fine ring holds whole), then the fine ring's ticks from there on to
+    the tick ending now (``fine_usable`` of them at most: the whole ticks after the change point).
+    Each unit ``i`` has a width ``w_i`` (1 tick or ``per``), a centre ``t_i`` and a count ``c_i``;
+    the score test for a log-linear trend in Poisson counts with exposures:
+    ``z = sum(c_i (t_i - tbar)) / sqrt(N / W * sum(w_i (t_i - tbar)**2) + 1)`` with
+    ``tbar = sum(w_i t_i) / W``, ``W = sum(w_i)``, ``N = sum(c_i)``.  Unlike the slow ring alone it
+    reads the newest minutes (the current coarse bin while it is partial, the most users of a
+    ramp) by tick as they come; unlike the fine ring alone it reads the whole change.
+    0 while fewer than four units are usable.
+
+    >>> fine = np.zeros((2, 18)); fine[0, 6:] = [1, 1, 2, 2, 2, 3, 3, 4, 4, 5, 6, 7]
+    >>> coarse = np.zeros((2, 24)); coarse[0, -6:] = [2, 3, 4, 8, 16, 19]  # bins 95-100
+    >>> fine[1, :] = 5.0; coarse[1, :] = 30.0; coarse[1, -1] = 25.0  # flat (the current bin 5 ticks in)
+    >>> _growth_joint(fine, coarse, np.array([17, 17]), np.array([0, 0]), 6 * 100 + 4, 6).round(2).tolist()
+    [10.79, 0.0]
+    """
+    m, k = fine.shape
+    n = coarse.shape[1]
+    f0 = -(-(tick - k + 1) // per) * per  # first tick of the first coarse bin the fine ring holds whole
+    nf = tick - f0 + 1
+    c_now = tick // per
+    n_fine = np.minimum(fine_usable, nf)
+    jf = np.arange(k)[None, :]
+    in_fine = jf >= k - n_fine[:, None]
+    t_fine = (jf - (k - 1)).astype(np.float64) + 0.5  # tick centres, the tick ending now at 0.5
+    last_c = f0 // per - 1  # the newest coarse bin before the fine ring's part
+    col_last = n - 1 - (c_now - last_c)  # its column
+    n_c = np.clip(last_c - c_zero, 0, col_last + 1)  # whole bins after the change point's, up to it
+    jc = np.arange(n)[None, :]
+    in_coarse = (jc <= col_last) & (jc > col_last - n_c[:, None])
+    bin_of = c_now - (n - 1 - jc)  # the coarse bin held by each column
+    t_coarse = (bin_of * per + per / 2.0 - tick).astype(np.float64)
+    w = np.concatenate([np.where(in_fine, 1.0, 0.0), np.where(in_coarse, float(per), 0.0)], axis=1)
+    t = np.concatenate([np.broadcast_to(t_fine, (m, k)), np.broadcast_to(t_coarse, (m, n))], axis=1)
+    c = np.concatenate([fine * in_fine, coarse * in_coarse], axis=1)
+    big_w = w.sum(axis=1)
+    tbar = (w * t).sum(axis=1) / np.maximum(big_w, 1.0)
+    dev = np.where(w > 0.0, t - tbar[:, None], 0.0)
+    score = (c * dev).sum(axis=1)
+    var = c.sum(axis=1) / np.maximum(big_w, 1.0) * (w * dev**2).sum(axis=1)
+    units = n_fine + n_c
+    return np.where(units >= 4, score / np.sqrt(var + 1.0), 0.0)

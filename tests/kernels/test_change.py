@@ -130,7 +130,7 @@ def test_verdicts_equal_the_detectors_ready(
 
 def _joint_numpy(stat, zero, fine, coarse, now_ms, tick_ms, per):
     """``SequentialDetector.read``'s joint growth column as main (6cf2e65) computed it, in numpy."""
-    from viraltrend.detect import _growth_joint
+    from tests.kernels.reference import _growth_joint
 
     m, k = fine.shape
     zero_ms = zero[np.arange(m), stat.argmax(axis=1)] if m else np.zeros(0, np.int64)

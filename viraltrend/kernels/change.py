@@ -52,7 +52,12 @@ def _argmax_row(stat: _F, i: int) -> int:
 
 @njit(cache=True)
 def _growth_row(bins: _F, i: int, usable: int, newest: int) -> float:
-    """``detect._growth`` of row ``i`` (its ``usable`` bins ending at column ``newest``)."""
+    """Trend of row ``i``'s ``usable`` bins ending at column ``newest``, as a z-score (0 under 4 bins).
+
+    The score test for a log-linear trend in Poisson counts, ``j`` the bin and ``c_j`` its count:
+    ``z = sum((j - mean j) c_j) / sqrt(mean c * sum((j - mean j)**2) + 1)``; the numpy reference is
+    ``tests/kernels/reference.py``'s ``_growth``.
+    """
     u = min(usable, newest + 1)
     n = float(max(u, 1))
     centre = newest - (u - 1) / 2.0
