@@ -154,6 +154,10 @@ class SequentialDetector:
                 ticks_per_coarse=self.cusum.ticks_per_coarse,
             )  # fmt: skip
             cols["growth_z_joint"] = joint
+        jump = None
+        if self.cfg.detect.step_jump_z > 0.0:  # a step since the change point: no ramp rises that fast
+            jump = self.step_jump(now_ms, stat, zero, fine, coarse)
+            cols["step_jump"] = jump
         if share_ratio is not None:
             cols["share_ratio"] = share_ratio
         if sustain_share is not None:  # the sustain path's recruitment over a longer window as well
@@ -165,12 +169,48 @@ class SequentialDetector:
             array, np.asarray(users, np.float64), share_ratio, sustain_share, self._limits(),
             share_test=self.cfg.detect.sustain_min_share_ratio > 0.0, joint=joint,
         )  # fmt: skip
+        if jump is not None:  # the labels are read without it (as without the joint test)
+            ready = ready & (jump < self.cfg.detect.step_jump_z)
         cols["ready"] = ready.astype(np.float64)
         if (
-            self.cfg.detect.sustain_share_long_floor > 0.0 and sustain_share is not None
-        ) or joint is not None:
+            (self.cfg.detect.sustain_share_long_floor > 0.0 and sustain_share is not None)
+            or joint is not None
+            or jump is not None
+        ):
             cols["ready_label"] = label.astype(np.float64)
         return cols
+
+    def step_jump(
+        self,
+        now_ms: int,
+        stat: NDArray[np.float64],
+        zero: NDArray[np.int64],
+        fine: NDArray[np.float64],
+        coarse: NDArray[np.float64],
+    ) -> NDArray[np.float64]:
+        """The largest step since each row's change point beyond a ramp's growth, in powers of ten.
+
+        :func:`_jump_tail` over the fine ring's ticks since the change point (30 s against the 30 s
+        before) and over the slow ring's whole bins after the change point's bin (2 minutes against
+        the 2 before), against a ramp doubling every ``detect.step_doubling_s``; the larger of the two.
+        """
+        m, k = fine.shape
+        if m == 0:
+            return np.zeros(0)
+        d = self.cfg.detect
+        per = self.cusum.ticks_per_coarse
+        tick = now_ms // self.tick_ms
+        zero_ms = zero[np.arange(m), stat.argmax(axis=1)]
+        ticks = np.clip(np.ceil((now_ms - zero_ms) / self.tick_ms).astype(np.int64), 1, k)
+        tick_s = self.tick_ms / 1000.0
+        doubling = max(d.step_doubling_s, tick_s)
+        f = _jump_tail(fine, ticks, np.full(m, k - 1, np.int64), 2.0 ** (tick_s / doubling), 3)
+        n = coarse.shape[1]
+        complete = 1 if tick % per == per - 1 else 0
+        newest = n - 2 + complete
+        slow = np.clip(tick // per - (zero_ms // self.tick_ms) // per - 1 + complete, 0, newest + 1)
+        c = _jump_tail(coarse, slow, np.full(m, newest, np.int64), 2.0 ** (per * tick_s / doubling), 2)
+        return np.maximum(f, c)
 
     def _limits(self) -> tuple[float, ...]:
         """:meth:`ready`'s limits without the model, in :func:`~viraltrend.kernels.change.verdicts`' order."""
@@ -222,9 +262,13 @@ class SequentialDetector:
         ``tests/kernels/reference.py``'s ``detector_ready``.
         """
         limits, model = self._limit_arrays()
-        return change_ready(
+        ok = change_ready(
             cols, users, probability, limits, model, shape_free=shape_free, long_floor=long_floor, joint=joint
         )
+        z = self.cfg.detect.step_jump_z
+        if z > 0.0 and not shape_free and "step_jump" in cols:  # no ramp jumps, by any path (a shape test:
+            ok &= cols["step_jump"] < z  # not in the learnt rows' gate, which drops every shape test)
+        return ok
 
     def _limit_arrays(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """:meth:`_limits` and :meth:`_model_limits` as arrays, read once per config object."""
@@ -298,3 +342,100 @@ def engaged_ratio(
     if not g_rate > 0.0:
         return np.full(views.shape, np.inf)
     return np.asarray(other / np.maximum(views, 1.0) / g_rate, np.float64)
+
+
+def _jump_tail(bins: NDArray[np.float64], usable: NDArray[np.int64], newest: NDArray[np.int64], ratio: float,
+               width: int) -> NDArray[np.float64]:  # fmt: skip
+    """The largest step of each row's ``usable`` bins ending at column ``newest``, in powers of ten.
+
+    For every split of the span with ``width`` bins of the span before it (``A`` users): the bins
+    after it, ``width`` of them or up to the newest (``v`` bins, ``B`` users), against ``A``.  A ramp
+    growing by ``ratio`` a bin gives the newer window at most ``R = ratio ** ((width + v) / 2)`` (the
+    distance between the windows' centres) times the older's rate, so ``B`` of ``N = A + B`` at most
+    ``p = R v / (R v + width)``; the Chernoff bound of the binomial upper tail,
+    ``N KL(B/N || p)`` in ``log10`` units where ``B / N > p``, else 0.  The largest over the splits.
+
+    >>> b = np.array([[0, 0, 1, 0, 1, 30, 28, 31, 29], [1, 1, 2, 2, 3, 3, 4, 5, 6],
+    ...               [1, 0, 0, 0, 0, 0, 0, 0, 28]], np.float64)
+    >>> _jump_tail(b, np.array([9, 9, 9]), np.full(3, 8), 2 ** (10 / 60), 3).round(1).tolist()
+    [17.3, 0.1, 14.8]
+    """
+    m, n = bins.shape
+    out = np.zeros(m)
+    if m == 0:
+        return out
+    c = np.concatenate([np.zeros((m, 1)), np.cumsum(bins, axis=1)], axis=1)
+    rows = np.arange(m)
+    first = newest - np.minimum(usable, newest + 1) + 1  # the span's first column
+    for s in range(width, n):  # the split before column s: [s - width, s) against [s, s + v)
+        v = np.minimum(newest - s + 1, width)
+        ok = (s - width >= first) & (v >= 1)
+        if not ok.any():
+            continue
+        vv = np.maximum(v, 1)
+        a = c[rows, s] - c[rows, s - width]
+        b = c[rows, np.minimum(s + vv, n)] - c[rows, s]
+        r = ratio ** ((width + vv) / 2.0)
+        p = r * vv / (r * vv + width)
+        big_n = a + b
+        q = b / np.maximum(big_n, 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kl = np.where(q > 0.0, q * np.log(q / p), 0.0)
+            kl += np.where(q < 1.0, (1.0 - q) * np.log((1.0 - q) / (1.0 - p)), 0.0)
+        out = np.maximum(out, np.where(ok & (q > p), big_n * kl / math.log(10.0), 0.0))
+    return out
+
+
+def _growth_joint(
+    fine: NDArray[np.float64],
+    coarse: NDArray[np.float64],
+    fine_usable: NDArray[np.int64],
+    c_zero: NDArray[np.int64],
+    tick: int,
+    per: int,
+) -> NDArray[np.float64]:
+    """:func:`_growth`'s trend test over both rings as one series since the change point, as a z-score.
+
+    The coarse ring's whole bins after the change point's bin up to where the fine ring takes over
+    (the first coarse bin the fine ring holds whole), then the fine ring's ticks from there on to
+    the tick ending now (``fine_usable`` of them at most: the whole ticks after the change point).
+    Each unit ``i`` has a width ``w_i`` (1 tick or ``per``), a centre ``t_i`` and a count ``c_i``;
+    the score test for a log-linear trend in Poisson counts with exposures:
+    ``z = sum(c_i (t_i - tbar)) / sqrt(N / W * sum(w_i (t_i - tbar)**2) + 1)`` with
+    ``tbar = sum(w_i t_i) / W``, ``W = sum(w_i)``, ``N = sum(c_i)``.  Unlike the slow ring alone it
+    reads the newest minutes (the current coarse bin while it is partial, the most users of a
+    ramp) by tick as they come; unlike the fine ring alone it reads the whole change.
+    0 while fewer than four units are usable.
+
+    >>> fine = np.zeros((2, 18)); fine[0, 6:] = [1, 1, 2, 2, 2, 3, 3, 4, 4, 5, 6, 7]
+    >>> coarse = np.zeros((2, 24)); coarse[0, -6:] = [2, 3, 4, 8, 16, 19]  # the newest 3 as the ticks above
+    >>> fine[1, :] = 5.0; coarse[1, :] = 30.0; coarse[1, -1] = 25.0  # flat (the current bin 5 ticks in)
+    >>> _growth_joint(fine, coarse, np.array([17, 17]), np.array([0, 0]), 6 * 100 + 4, 6).round(2).tolist()
+    [6.78, 0.0]
+    """
+    m, k = fine.shape
+    n = coarse.shape[1]
+    f0 = -(-(tick - k + 1) // per) * per  # first tick of the first coarse bin the fine ring holds whole
+    nf = tick - f0 + 1
+    c_now = tick // per
+    n_fine = np.minimum(fine_usable, nf)
+    jf = np.arange(k)[None, :]
+    in_fine = jf >= k - n_fine[:, None]
+    t_fine = (jf - (k - 1)).astype(np.float64) + 0.5  # tick centres, the tick ending now at 0.5
+    last_c = f0 // per - 1  # the newest coarse bin before the fine ring's part
+    col_last = n - 1 - (c_now - last_c)  # its column
+    n_c = np.clip(last_c - c_zero, 0, col_last + 1)  # whole bins after the change point's, up to it
+    jc = np.arange(n)[None, :]
+    in_coarse = (jc <= col_last) & (jc > col_last - n_c[:, None])
+    bin_of = c_now - (n - 1 - jc)  # the coarse bin held by each column
+    t_coarse = (bin_of * per + per / 2.0 - tick).astype(np.float64)
+    w = np.concatenate([np.where(in_fine, 1.0, 0.0), np.where(in_coarse, float(per), 0.0)], axis=1)
+    t = np.concatenate([np.broadcast_to(t_fine, (m, k)), np.broadcast_to(t_coarse, (m, n))], axis=1)
+    c = np.concatenate([fine * in_fine, coarse * in_coarse], axis=1)
+    big_w = w.sum(axis=1)
+    tbar = (w * t).sum(axis=1) / np.maximum(big_w, 1.0)
+    dev = np.where(w > 0.0, t - tbar[:, None], 0.0)
+    score = (c * dev).sum(axis=1)
+    var = c.sum(axis=1) / np.maximum(big_w, 1.0) * (w * dev**2).sum(axis=1)
+    units = n_fine + n_c
+    return np.where(units >= 4, score / np.sqrt(var + 1.0), 0.0)
