@@ -361,29 +361,25 @@ def _jump_tail(bins: NDArray[np.float64], usable: NDArray[np.int64], newest: NDA
     [17.3, 0.1, 14.8]
     """
     m, n = bins.shape
-    out = np.zeros(m)
-    if m == 0:
-        return out
+    if m == 0 or n <= width:
+        return np.zeros(m)
     c = np.concatenate([np.zeros((m, 1)), np.cumsum(bins, axis=1)], axis=1)
-    rows = np.arange(m)
     first = newest - np.minimum(usable, newest + 1) + 1  # the span's first column
-    for s in range(width, n):  # the split before column s: [s - width, s) against [s, s + v)
-        v = np.minimum(newest - s + 1, width)
-        ok = (s - width >= first) & (v >= 1)
-        if not ok.any():
-            continue
-        vv = np.maximum(v, 1)
-        a = c[rows, s] - c[rows, s - width]
-        b = c[rows, np.minimum(s + vv, n)] - c[rows, s]
-        r = ratio ** ((width + vv) / 2.0)
-        p = r * vv / (r * vv + width)
-        big_n = a + b
-        q = b / np.maximum(big_n, 1.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            kl = np.where(q > 0.0, q * np.log(q / p), 0.0)
-            kl += np.where(q < 1.0, (1.0 - q) * np.log((1.0 - q) / (1.0 - p)), 0.0)
-        out = np.maximum(out, np.where(ok & (q > p), big_n * kl / math.log(10.0), 0.0))
-    return out
+    s = np.arange(width, n)[None, :]  # the split before column s: [s - width, s) against [s, s + v)
+    v = np.minimum(newest[:, None] - s + 1, width)
+    ok = (s - width >= first[:, None]) & (v >= 1)
+    vv = np.maximum(v, 1)
+    a = c[:, width:n] - c[:, : n - width]
+    b = np.take_along_axis(c, np.minimum(s + vv, n), axis=1) - c[:, width:n]
+    r = ratio ** ((width + vv) / 2.0)
+    p = r * vv / (r * vv + width)
+    big_n = a + b
+    q = b / np.maximum(big_n, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = np.where(q > 0.0, q * np.log(q / p), 0.0)
+        kl += np.where(q < 1.0, (1.0 - q) * np.log((1.0 - q) / (1.0 - p)), 0.0)
+    tail = np.where(ok & (q > p), big_n * kl / math.log(10.0), 0.0)
+    return np.asarray(tail.max(axis=1, initial=0.0), np.float64)
 
 
 def _growth_joint(
