@@ -60,3 +60,14 @@ def test_the_vouch_refuses_a_step_too():
     assert not det.ready(cols, np.array([60.0]), p)[0]
     cols["step_jump"] = np.array([0.0])
     assert det.ready(cols, np.array([60.0]), p)[0]
+
+
+def test_the_learnt_rows_gate_ignores_the_step():
+    """``shape_free=True`` (the gate of the rows the online model learns from) drops every shape test,
+    this one too: a refused step still teaches the model (model21: refusing its rows sent the model's
+    weights elsewhere for hours)."""
+    det = SequentialDetector(load_config(None, environ={KEY: "6"}), 2)
+    cols = _fed("6", SALE)
+    assert cols["step_jump"][0] >= 6.0
+    assert not det.ready(cols, np.array([60.0]), None)[0]
+    assert det.ready(cols, np.array([60.0]), None, shape_free=True)[0]
