@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from viraltrend.config import load_config
-from viraltrend.detect import SequentialDetector, _jump_tail
+from viraltrend.detect import SequentialDetector
+from viraltrend.kernels.change import jump_tail as _jump_tail
 
 KEY = "VIRALTREND_DETECT_STEP_JUMP_Z"
 

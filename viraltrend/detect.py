@@ -46,7 +46,7 @@ from numpy.typing import NDArray
 from viraltrend.config import Config
 from viraltrend.errors import CheckpointError
 from viraltrend.events import EVENT_TYPE_CODE
-from viraltrend.kernels.change import COLUMNS, change_array, growth_joint, verdicts
+from viraltrend.kernels.change import COLUMNS, change_array, growth_joint, jump_tail, verdicts
 from viraltrend.kernels.change import ready as change_ready
 from viraltrend.kernels.cusum import ChangeDetector, alarm_threshold
 
@@ -190,9 +190,10 @@ class SequentialDetector:
     ) -> NDArray[np.float64]:
         """The largest step since each row's change point beyond a ramp's growth, in powers of ten.
 
-        :func:`_jump_tail` over the fine ring's ticks since the change point (30 s against the 30 s
-        before) and over the slow ring's whole bins after the change point's bin (2 minutes against
-        the 2 before), against a ramp doubling every ``detect.step_doubling_s``; the larger of the two.
+        :func:`~viraltrend.kernels.change.jump_tail` over the fine ring's ticks since the change point
+        (30 s against the 30 s before) and over the slow ring's whole bins after the change point's
+        bin (2 minutes against the 2 before), against a ramp doubling every
+        ``detect.step_doubling_s``; the larger of the two.
         """
         m, k = fine.shape
         if m == 0:
@@ -204,12 +205,12 @@ class SequentialDetector:
         ticks = np.clip(np.ceil((now_ms - zero_ms) / self.tick_ms).astype(np.int64), 1, k)
         tick_s = self.tick_ms / 1000.0
         doubling = max(d.step_doubling_s, tick_s)
-        f = _jump_tail(fine, ticks, np.full(m, k - 1, np.int64), 2.0 ** (tick_s / doubling), 3)
+        f = jump_tail(fine, ticks, np.full(m, k - 1, np.int64), 2.0 ** (tick_s / doubling), 3)
         n = coarse.shape[1]
         complete = 1 if tick % per == per - 1 else 0
         newest = n - 2 + complete
         slow = np.clip(tick // per - (zero_ms // self.tick_ms) // per - 1 + complete, 0, newest + 1)
-        c = _jump_tail(coarse, slow, np.full(m, newest, np.int64), 2.0 ** (per * tick_s / doubling), 2)
+        c = jump_tail(coarse, slow, np.full(m, newest, np.int64), 2.0 ** (per * tick_s / doubling), 2)
         return np.maximum(f, c)
 
     def _limits(self) -> tuple[float, ...]:
@@ -342,41 +343,3 @@ def engaged_ratio(
     if not g_rate > 0.0:
         return np.full(views.shape, np.inf)
     return np.asarray(other / np.maximum(views, 1.0) / g_rate, np.float64)
-
-
-def _jump_tail(bins: NDArray[np.float64], usable: NDArray[np.int64], newest: NDArray[np.int64], ratio: float,
-               width: int) -> NDArray[np.float64]:  # fmt: skip
-    """The largest step of each row's ``usable`` bins ending at column ``newest``, in powers of ten.
-
-    For every split of the span with ``width`` bins of the span before it (``A`` users): the bins
-    after it, ``width`` of them or up to the newest (``v`` bins, ``B`` users), against ``A``.  A ramp
-    growing by ``ratio`` a bin gives the newer window at most ``R = ratio ** ((width + v) / 2)`` (the
-    distance between the windows' centres) times the older's rate, so ``B`` of ``N = A + B`` at most
-    ``p = R v / (R v + width)``; the Chernoff bound of the binomial upper tail,
-    ``N KL(B/N || p)`` in ``log10`` units where ``B / N > p``, else 0.  The largest over the splits.
-
-    >>> b = np.array([[0, 0, 1, 0, 1, 30, 28, 31, 29], [1, 1, 2, 2, 3, 3, 4, 5, 6],
-    ...               [1, 0, 0, 0, 0, 0, 0, 0, 28]], np.float64)
-    >>> _jump_tail(b, np.array([9, 9, 9]), np.full(3, 8), 2 ** (10 / 60), 3).round(1).tolist()
-    [17.3, 0.1, 14.8]
-    """
-    m, n = bins.shape
-    if m == 0 or n <= width:
-        return np.zeros(m)
-    c = np.concatenate([np.zeros((m, 1)), np.cumsum(bins, axis=1)], axis=1)
-    first = newest - np.minimum(usable, newest + 1) + 1  # the span's first column
-    s = np.arange(width, n)[None, :]  # the split before column s: [s - width, s) against [s, s + v)
-    v = np.minimum(newest[:, None] - s + 1, width)
-    ok = (s - width >= first[:, None]) & (v >= 1)
-    vv = np.maximum(v, 1)
-    a = c[:, width:n] - c[:, : n - width]
-    b = np.take_along_axis(c, np.minimum(s + vv, n), axis=1) - c[:, width:n]
-    r = ratio ** ((width + vv) / 2.0)
-    p = r * vv / (r * vv + width)
-    big_n = a + b
-    q = b / np.maximum(big_n, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl = np.where(q > 0.0, q * np.log(q / p), 0.0)
-        kl += np.where(q < 1.0, (1.0 - q) * np.log((1.0 - q) / (1.0 - p)), 0.0)
-    tail = np.where(ok & (q > p), big_n * kl / math.log(10.0), 0.0)
-    return np.asarray(tail.max(axis=1, initial=0.0), np.float64)
