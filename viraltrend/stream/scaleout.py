@@ -48,6 +48,7 @@ class BoardShare:
         self._published: dict[int, tuple[Any, ...]] = {}  # partition -> board signature last shared
         self._round: dict[int, dict[str, Decision]] = {}  # partition -> decisions since its last share
         self._snapshot_wm = 0  # event time of the last merged snapshot
+        self._snapshot_sig: tuple[Any, ...] | None = None  # what the last merged snapshot showed
         self.merged_wm = 0  # event time of the last merge: the newest watermark of any partition
         self.announce = False  # publish a board snapshot at the next merge (just became publisher)
 
@@ -123,11 +124,32 @@ class BoardShare:
         return out
 
     def idle_snapshot(self) -> BoardSnapshot | None:
-        """Caught up: the publisher's snapshot with the newest event time, the final board."""
-        if self.is_publisher and self.merged_wm > self._snapshot_wm:
-            self._snapshot_wm = self.merged_wm
-            return self.merger.snapshot(self.merged_wm)
+        """Caught up: the publisher's snapshot with the newest event time, the final board.
+
+        Published when it differs from the last snapshot published: a newer event time, or a
+        merged board that changed without any message.  A partition behind the newest watermark
+        (one a new owner replays after a failover) changes its members' scores at its later
+        ticks without moving the merged event time, and a score that moves by less than
+        ``board.update_min_score_delta`` at an unchanged rank is no ``update``: the last snapshot
+        would otherwise keep the score of an earlier tick, and the published board would not be
+        the one every partition's state gives (the one the shutdown publishes).
+        """
+        if not self.is_publisher:
+            return None
+        if self.merged_wm > self._snapshot_wm or self._signature(self.merged_wm) != self._snapshot_sig:
+            return self._snapshot(self.merged_wm)
         return None
+
+    def _signature(self, wm: int) -> tuple[Any, ...]:
+        """What a merged snapshot at ``wm`` shows (the members' values, not the live objects)."""
+        items = sorted(self.merger.current.items(), key=lambda kv: self.merger.ranks[kv[0]])
+        return (wm, *((pid, self.merger.ranks[pid], m.score, m.since_ms) for pid, m in items))
+
+    def _snapshot(self, wm: int) -> BoardSnapshot:
+        """The merged board as a snapshot at ``wm``, remembered as the last one published."""
+        self._snapshot_wm = wm
+        self._snapshot_sig = self._signature(wm)
+        return self.merger.snapshot(wm)
 
     def all_members(self) -> list[Member]:
         """Members of every partition's board: this worker's own, and the others' latest candidates."""
@@ -181,8 +203,9 @@ class BoardShare:
         every_ms = self.cfg.board.snapshot_interval_s * 1000
         if not merged and (self.announce or wm - self._snapshot_wm >= every_ms):
             merged = [self.merger.snapshot(wm)]  # periodically, so subscribers see event time move
-        if merged:
+        if merged:  # ends with the snapshot of the merged board
             self._snapshot_wm = wm
+            self._snapshot_sig = self._signature(wm)
         self.announce = False
         return merged
 
@@ -193,4 +216,4 @@ class BoardShare:
         if self.follower is not None:
             self.follower.poll(timeout_ms=200)
         out = [m for m in self.merge({}) if isinstance(m, Decision)]
-        return [*out, self.merger.snapshot(self.merged_wm)]
+        return [*out, self._snapshot(self.merged_wm)]
