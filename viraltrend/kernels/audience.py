@@ -72,7 +72,7 @@ def _funnel_step(state: np.uint8, kind: np.int8, viewed: bool) -> np.uint8:
     return np.uint8(s)
 
 
-@njit(cache=True)
+@no_refcounts
 def _insert_val(
     sig: NDArray[np.uint64], val: NDArray[np.uint16], fun: NDArray[np.uint8], r: int, h: np.uint64,
     v: np.uint16, kind: np.int8, viewed: bool,
