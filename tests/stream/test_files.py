@@ -411,3 +411,52 @@ def test_a_plain_ndjson_block_is_decoded_in_place_as_line_spans(write_ndjson: Ca
         GOOD[1],
         GOOD[0],
     ]
+
+
+@pytest.mark.parametrize("read_bytes", [7, 300, 5_000])
+@pytest.mark.parametrize("batch_size", [1, 13, 400])
+def test_a_batch_of_ndjson_lines_is_one_buffer_read_ahead_lines_are_read_again_with_the_next_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_bytes: int, batch_size: int
+) -> None:
+    """Lines read ahead as spans go into the next block's buffer: no batch is joined from pieces.
+
+    The same events, raw lines and rejects as the lines decoded as one list, whatever the block and
+    batch sizes (a block that is all tail, a line cut anywhere, blank, bad and oversized lines).
+    """
+    huge = b'{"ts": 1, "junk": "' + b"x" * 300 + b'"}'
+    rng = np.random.default_rng(7)
+    lines = []
+    for i in range(600):
+        kind = rng.integers(0, 20)
+        if kind == 0:
+            lines.append(b"")
+        elif kind == 1:
+            lines.append(b"{bad")
+        elif kind == 2 and i % 7 == 0:
+            lines.append(huge)
+        else:
+            pad = b" " * int(rng.integers(0, 40))
+            lines.append(msgspec.json.encode(event(i, price=round(float(rng.random()) * 50, 2))) + pad)
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    joined: list[int] = []
+    concat = LineSpans.concat.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[LineSpans], parts: list[LineSpans]) -> LineSpans:
+        joined.append(sum(1 for p in parts if len(p)))
+        return concat(cls, parts)
+
+    monkeypatch.setattr(LineSpans, "concat", classmethod(counted))
+    monkeypatch.setattr(files, "_READ_BYTES", read_bytes)
+    batch, rejects = read_all(FileSource([path], batch_size=batch_size, max_line_bytes=200))
+    expected, expected_rejects = decode_records([b"" if x is huge else x for x in lines], source=str(path))
+    assert_frame_equal(as_frame(batch), as_frame(expected))
+    assert list(batch.raw or ()) == list(expected.raw or ())
+    assert [(r.reason, r.offset) for r in rejects if r.reason != "oversized"] == [
+        (r.reason, r.offset) for r in expected_rejects
+    ]
+    assert [r.offset for r in rejects if r.reason == "oversized"] == [
+        i + 1 for i, x in enumerate(lines) if x is huge
+    ]
+    if huge not in lines or read_bytes > 300:  # the spans path throughout: one piece per batch
+        assert joined and max(joined) <= 1

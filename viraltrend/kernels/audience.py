@@ -30,6 +30,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
+from viraltrend.kernels._jit import no_refcounts
 from viraltrend.kernels.users import UserSketches, _mix64
 
 __all__ = [
@@ -71,7 +72,7 @@ def _funnel_step(state: np.uint8, kind: np.int8, viewed: bool) -> np.uint8:
     return np.uint8(s)
 
 
-@njit(cache=True)
+@no_refcounts
 def _insert_val(
     sig: NDArray[np.uint64], val: NDArray[np.uint16], fun: NDArray[np.uint8], r: int, h: np.uint64,
     v: np.uint16, kind: np.int8, viewed: bool,
@@ -105,7 +106,7 @@ def _insert_val(
     fun[r, lo] = _funnel_step(np.uint8(0), kind, viewed)
 
 
-@njit(cache=True)
+@no_refcounts
 def _bottomk_update_val(
     sig: NDArray[np.uint64], val: NDArray[np.uint16], fun: NDArray[np.uint8], nonempty: NDArray[np.bool_],
     row_of: NDArray[np.int64], seed: np.int64, product: NDArray[np.int64], user: NDArray[np.int64],
@@ -132,7 +133,7 @@ def _bottomk_update_val(
         _insert_val(sig, val, fun, r, min(h, top), activity[i], kind[i], viewed[i])
 
 
-@njit(cache=True)
+@no_refcounts
 def _count_min_observe(cells: NDArray[np.uint16], user: NDArray[np.int64], out: NDArray[np.uint16]) -> None:
     """Per event in order: ``out[i]`` = the user's events before it (count-min estimate), then count it.
 

@@ -12,6 +12,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from viraltrend.kernels._checks import check_range, column
+from viraltrend.kernels._jit import no_refcounts
 from viraltrend.kernels.decay import _exp, _scaled_by
 
 #: Relative distance from the limit within which :func:`below` leaves the verdict to the caller.
@@ -20,7 +21,7 @@ BELOW_MARGIN = 1e-9
 __all__ = ["baseline_rates", "below", "coldest", "in_sorted", "keep_hot", "trust_rows", "unique_counts"]
 
 
-@njit(cache=True)
+@no_refcounts
 def _in_sorted(a: NDArray[np.int64], b: NDArray[np.int64], out: NDArray[np.bool_]) -> None:
     """``out[i] = a[i] in b`` for ascending ``a`` and ``b``: one merge pass."""
     j = 0

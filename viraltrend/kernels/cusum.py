@@ -42,6 +42,7 @@ from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
 from viraltrend.kernels._checks import check_range, column, owned
+from viraltrend.kernels._jit import no_refcounts
 from viraltrend.kernels.columns import _unique_counts
 from viraltrend.kernels.decay import _scaled, grown_capacity
 
@@ -85,7 +86,7 @@ def _first_bad(
     return 0 if ascending else 4
 
 
-@njit(cache=True)
+@no_refcounts
 def _update(
     stat: NDArray[np.float32],
     back: NDArray[np.int32],

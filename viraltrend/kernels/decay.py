@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
 from viraltrend.kernels._checks import check_range, column, owned
+from viraltrend.kernels._jit import no_refcounts
 
 __all__ = ["F32_RENORM_EXPONENT", "PREFETCH_DISTANCE", "RENORM_EXPONENT", "DecayedCounters", "grown_capacity"]
 
@@ -105,7 +106,7 @@ else:
         return types.void(array, row, col), codegen
 
 
-@njit(cache=True)
+@no_refcounts
 def _add_events(
     acc: NDArray[np.float64], global_acc: NDArray[np.float64],
     first_ts_ms: NDArray[np.int64], last_ts_ms: NDArray[np.int64],

@@ -71,6 +71,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
+from viraltrend.kernels._jit import no_refcounts
 from viraltrend.kernels.decay import _prefetch
 
 __all__ = ["UserTable", "hash_ids", "signature_slots"]
@@ -159,7 +160,7 @@ def _home(h: np.uint64, mask: _Int) -> _Int:
     return np.int64(h & np.uint64(mask))
 
 
-@njit(cache=True)
+@no_refcounts
 def _find(keys: _U64, h: np.uint64) -> _Int:
     """Row of ``h`` in ``keys`` (linear probing), or the empty row where it would go."""
     mask = keys.shape[0] - 1
@@ -202,7 +203,7 @@ def _rehash(keys: _U64, vals: _I32, capacity: _Int) -> tuple[_U64, _I32]:
     return nk, nv
 
 
-@njit(cache=True)
+@no_refcounts
 def _row_find(rows: _U64, hash_of: _U64, h: np.uint64) -> _Int:
     """Row of hash ``h`` in the slot table, or the empty row where it would go.
 

@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from viraltrend.kernels._jit import no_refcounts
 from viraltrend.kernels.decay import _prefetch_2d
 from viraltrend.kernels.hashtable import _FNV_OFFSET, _FNV_PRIME, _finish
 
@@ -83,7 +84,7 @@ def hash_pairs(ids: Sequence[str]) -> tuple[_U64, _U64]:
         return _hash_pairs(np.frombuffer(b"\x00".join(parts), np.uint8), ends)
 
 
-@njit(cache=True)
+@no_refcounts
 def _find(rows: _I64_2, a: np.int64, b: np.int64) -> _Int:
     """Row of the pair ``(a, b)`` (linear probing), or the empty row where it would go."""
     mask = rows.shape[0] - 1

@@ -38,6 +38,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from viraltrend.kernels._jit import no_refcounts
 from viraltrend.kernels.hashtable import _FNV_OFFSET, _FNV_PRIME, _finish, _row_rehash
 
 __all__ = ["CountedNames", "NameTable"]
@@ -65,7 +66,7 @@ def _hashes(buf: _U8, starts: _I64, ends: _I64) -> _U64:
     return out
 
 
-@njit(cache=True)
+@no_refcounts
 def _same(arena: _U8, a0: _Int, alen: _Int, buf: _U8, b0: _Int, b1: _Int) -> bool:
     if alen != b1 - b0:
         return False
@@ -75,7 +76,7 @@ def _same(arena: _U8, a0: _Int, alen: _Int, buf: _U8, b0: _Int, b1: _Int) -> boo
     return True
 
 
-@njit(cache=True)
+@no_refcounts
 def _find(
     rows: _U64, arena: _U8, start: _I64, length: _I32, h: np.uint64, buf: _U8, b0: _Int, b1: _Int
 ) -> _Int:

@@ -22,6 +22,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from viraltrend.kernels._checks import check_range, column
+from viraltrend.kernels._jit import no_refcounts
 from viraltrend.kernels.columns import _unique_counts
 from viraltrend.kernels.cusum import ChangeDetector, _update_from_users
 from viraltrend.kernels.decay import DecayedCounters, _exp, _global_figures, _scaled, _scaled_by
@@ -50,7 +51,7 @@ def _sigmoid(x: float) -> float:
     return 0.5 * (1.0 + math.tanh(0.5 * min(max(x, -60.0), 60.0)))
 
 
-@njit(cache=True)
+@no_refcounts
 def _may_matter(
     acc: NDArray[np.float64], global_acc: NDArray[np.float64], lam: NDArray[np.float64], dt_s: float,
     slots: NDArray[np.int64], w: NDArray[np.float64], observed_s: float, n_products: int,

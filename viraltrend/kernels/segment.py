@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from viraltrend.events import EVENT_TYPES
 from viraltrend.kernels._checks import check_range
+from viraltrend.kernels._jit import no_refcounts
 from viraltrend.kernels.audience import (
     ActivityCounts,
     AudienceSketches,
@@ -82,7 +83,7 @@ _CART: Final = EVENT_TYPES.index("add_to_cart")  # and purchase after it: a buy
 _Int: TypeAlias = int | np.integer[Any]
 
 
-@njit(cache=True)
+@no_refcounts
 def _valid(
     slots: NDArray[np.int64], users: NDArray[np.int64], types: NDArray[np.int8], ts: NDArray[np.int64],
     n_slots: int, n_users: int, n_types: int, max_abs_ts: int,

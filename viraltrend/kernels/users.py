@@ -63,6 +63,7 @@ from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
 from viraltrend.kernels._checks import check_range, column, owned
+from viraltrend.kernels._jit import no_refcounts
 from viraltrend.kernels.decay import PREFETCH_DISTANCE, _prefetch  # one llvm.prefetch intrinsic
 
 __all__ = ["BYTES_PER_ENTRY", "UserSignals", "UserSketches"]
@@ -115,7 +116,7 @@ def _bucket(key: _Int, mask: _Int) -> _Int:
     return np.int64(_mix64(key) & np.uint64(mask))
 
 
-@njit(cache=True)
+@no_refcounts
 def _find(rows: NDArray[np.int64], key: _Int, kind: _Int, mask: _Int) -> _Int:
     """Row of the entry (``key``, ``kind``), or the empty row where it would go (the table is never full)."""
     idx = _bucket(key, mask)
@@ -126,7 +127,7 @@ def _find(rows: NDArray[np.int64], key: _Int, kind: _Int, mask: _Int) -> _Int:
         idx = (idx + 1) & mask
 
 
-@njit(cache=True)
+@no_refcounts
 def _probe(rows: NDArray[np.int64], key: _Int, kind: _Int, mask: _Int, cutoff_ms: _Int) -> tuple[_Int, bool]:
     """Return ``(row, found)``: the row of (``key``, ``kind``), else where to insert it.
 

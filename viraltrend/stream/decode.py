@@ -162,16 +162,18 @@ def decode_records(
         found = scan(buf, ends - sizes, ends)
     status = found.status
     fast = np.flatnonzero(status == OK)
+    # every record plain (a replay's usual block): the scan's own arrays, not copies of them all
+    pick: slice | NDArray[np.intp] = slice(None) if fast.shape[0] == n else fast
     ids = IdColumns(
         buf=buf,
-        start=found.start[:, fast],
-        stop=found.stop[:, fast],
-        product_hash=found.hashes[0, fast],
-        user_hash=found.hashes[1, fast],
-        event_h1=found.hashes[2, fast],
-        event_h2=found.hashes[3, fast],
+        start=found.start[:, pick],
+        stop=found.stop[:, pick],
+        product_hash=found.hashes[0, pick],
+        user_hash=found.hashes[1, pick],
+        event_h1=found.hashes[2, pick],
+        event_h2=found.hashes[3, pick],
     )
-    ts, code, price, qty = found.ts[fast], found.code[fast], found.price[fast], found.quantity[fast]
+    ts, code, price, qty = found.ts[pick], found.code[pick], found.price[pick], found.quantity[pick]
     kept, rejects = fast, list[Reject]()
     slow = np.flatnonzero(status == FALLBACK)
     if slow.size:  # msgspec judges what the scanner does not take; offsets here are positions

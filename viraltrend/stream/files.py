@@ -43,6 +43,7 @@ _SUFFIXES: Final = {
 }  # fmt: skip
 _BOM: Final = b"\xef\xbb\xbf"
 _READ_BYTES: Final = 1 << 22  # bytes read from a file at a time
+_MAX_READ_BYTES: Final = 1 << 26  # at most, when NDJSON lines read ahead are short of a batch
 _END: Final = "\x1e"  # sentinel field appended to every CSV line to detect ragged rows
 #: Default longest line of a file (a contract event is well under 2 KiB).
 MAX_LINE_BYTES: Final = 1 << 20
@@ -249,6 +250,7 @@ class _LineReader(_Reader):
         self._pending: list[list[bytes] | LineSpans] = []  # whole lines read ahead, in pieces
         self._count = 0  # lines in _pending
         self._tail = b""  # the start of a line whose end is not read yet
+        self._line_bytes = 0.0  # mean bytes per line of the last block queued as spans
         self._started = self._eof = False
         self._line = 0  # lines handed out so far, header included
         self._columns: tuple[str, ...] = _TAOBAO_COLUMNS if fmt == "taobao" else ()
@@ -259,17 +261,37 @@ class _LineReader(_Reader):
                 self.close()
                 raise
 
-    def _fill(self) -> None:
-        """Read one block and split it into lines (C-level: read, join, split)."""
+    def _fill(self, want: int = 0) -> None:
+        """Read one block and split it into lines (C-level: read, join, split).
+
+        ``want``: the lines still wanted by the caller.  NDJSON lines already read ahead as spans
+        (the last pending piece) are read again with the block as one buffer, and the block is
+        sized to hold about ``want`` lines at the last block's line length: a batch's lines are
+        then one piece, scanned in place, never joined from several (the same lines either way).
+        """
+        size = _READ_BYTES
+        merge = (
+            not self._crlf
+            and self._skip is None
+            and self._pending
+            and isinstance(self._pending[-1], LineSpans)
+        )
+        if merge and self._line_bytes:
+            size = max(size, min(int(want * self._line_bytes * 1.05), _MAX_READ_BYTES))
         try:
-            block = self._stream.read(_READ_BYTES)
+            block = self._stream.read(size)
         except (OSError, EOFError, zlib.error) as exc:  # a damaged or truncated .gz
             msg = f"cannot read '{self.path}' after line {self._line + self._count}: {exc}"
             raise InputError(msg) from exc
         if not self._started:  # a UTF-8 byte order mark is not data
             self._started = True
             block = block.removeprefix(_BOM)
-        data = self._tail + block
+        if merge:  # the pending spans, their line ends and the tail are the end of their buffer
+            ahead = self._pending.pop()
+            self._count -= len(ahead)
+            data = b"".join((memoryview(ahead.data)[int(ahead.start[0]) :], block))  # type: ignore[union-attr]
+        else:
+            data = self._tail + block
         if self._crlf:
             data = data.replace(b"\r\n", b"\n")
         elif self._skip is None and self._spans(data, eof=not block):
@@ -330,12 +352,13 @@ class _LineReader(_Reader):
         if ends.shape[0]:
             self._pending.append(LineSpans(data, starts, ends))
             self._count += int(ends.shape[0])
+            self._line_bytes = len(data) / ends.shape[0]
         return True
 
     def _take(self, n: int) -> list[list[bytes] | LineSpans]:
         """The pieces holding the next ``n`` lines (fewer at the end of the file)."""
         while self._count < n and not self._eof:
-            self._fill()
+            self._fill(n - self._count)
         out: list[list[bytes] | LineSpans] = []
         left = n
         while left and self._pending:
