@@ -260,6 +260,7 @@ class Engine:
                 learning_rate=m.learning_rate,
                 l2=m.l2,
                 positive_weight=m.positive_weight if m.positive_weight > 0 else None,
+                **({"max_class_weight": m.max_class_weight} if m.max_class_weight > 0 else {}),
                 promote_probability=m.promote_probability,
                 promote_score=cfg.board.promote_threshold,
             )
