@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # river is imported where a model is built (it pulls in scipy
 
 __all__ = [
     "DEFAULT_FEATURES",
+    "MAX_CLASS_WEIGHT",
     "MODEL_FORMAT",
     "DueRows",
     "LabelBuffer",
@@ -55,7 +56,7 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "age_s",
 )
 _T_MAX = 50.0  # bound of a squashed input: log1p(|x|) = 50 at |x| ~ 5e21
-_MAX_CLASS_WEIGHT = 100.0  # bound of the online-balanced positive weight (and of its inverse)
+MAX_CLASS_WEIGHT = 100.0  # default bound of the online-balanced positive weight (and of its inverse)
 
 
 class Scorer(Protocol):
@@ -214,7 +215,7 @@ class OnlineModel:
         learning_rate: float = 0.05,
         l2: float = 1e-4,
         positive_weight: float | None = None,
-        max_class_weight: float = _MAX_CLASS_WEIGHT,
+        max_class_weight: float = MAX_CLASS_WEIGHT,
         min_per_class: int = 10,
         promote_probability: float = 0.5,
         promote_score: float = 0.5,
@@ -437,7 +438,7 @@ class OnlineModel:
             "positive_weight": self.positive_weight,
             **(
                 {}
-                if self.max_class_weight == _MAX_CLASS_WEIGHT
+                if self.max_class_weight == MAX_CLASS_WEIGHT
                 else {"max_class_weight": self.max_class_weight}
             ),
             "min_per_class": self.min_per_class,
