@@ -157,6 +157,7 @@ class ModelConfig:
     l2: float = _ge0(1e-4)
     buffer_capacity: int = field(default=50_000, metadata={"min": 1})
     positive_weight: float = _ge0(0.0)
+    max_class_weight: float = _ge0(0.0)
     promote_probability: float = field(default=0.5, metadata={"min": 0.0, "max": 0.999, "strict": True})
     confirm_s: float = _ge0(240.0)
     fast_track_probability: float = _unit(0.5)
