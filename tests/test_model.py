@@ -144,6 +144,30 @@ def test_sampled_negative_weights_do_not_blow_up_the_step():
     assert np.all(np.abs(list(model._logreg.weights.values())) < 50)
 
 
+def test_max_class_weight_bounds_the_first_positives_weight():
+    # 80 negatives, then one positive: balanced online, the positive weighs 80 negatives; bounded at 4, 4
+    neg = {"lift": 1.0, "z": 0.0, "velocity": 1.0, "share_rate": 0.0, "age_s": 10.0}
+    steps = {}
+    for cap in (None, 4.0):
+        model = make_model() if cap is None else make_model(max_class_weight=cap)
+        model.learn_many([neg] * 80, np.zeros(80, bool))
+        w_before = dict(model._logreg.weights)
+        model.learn_one({"lift": 30.0, "z": 20.0, "velocity": 5.0, "share_rate": 0.05, "age_s": 10.0}, True)
+        steps[cap] = float(
+            np.linalg.norm([model._logreg.weights[k] - w_before.get(k, 0.0) for k in FEATURES])
+        )
+        assert model._class_weight(True) / model._class_weight(False) == pytest.approx(
+            80.0 if cap is None else 4.0
+        )
+    assert steps[4.0] < steps[None] / 5  # the capped positive moves the weights far less
+    capped = make_model(max_class_weight=4.0)
+    restored = OnlineModel.from_dict(json.loads(json.dumps(capped.to_dict())), fallback=capped.fallback)
+    assert restored.max_class_weight == 4.0
+    assert "max_class_weight" not in make_model().to_dict()["params"]  # the default writes main's checkpoint
+    with pytest.raises(ValueError, match="max_class_weight"):
+        make_model(max_class_weight=0.5)
+
+
 def test_explain_names_the_dominant_feature_first():
     model = trained(seed=6, n=2000, min_labels=100)
     cols = {

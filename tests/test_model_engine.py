@@ -11,6 +11,7 @@ from tests.conftest import read_events, run_engine, truth
 from tests.test_engine import SMALL, _burst, batch_of
 from viraltrend.config import load_config
 from viraltrend.engine import Engine, fresh_shortfall_evidence
+from viraltrend.errors import ConfigError
 from viraltrend.stream.checkpoint import CheckpointStore
 
 #: The model before ready labels: gain labels on every touched product, the rates alone, its score ranks.
@@ -512,3 +513,19 @@ def test_a_vouch_is_refused_for_few_fresh_accounts_only_where_its_sample_can_tel
     assert engine._vouch_fresh(feats).tolist() == [False, False, False, True]
     ev = fresh_shortfall_evidence(feats["fresh_share"], 0.1, feats["events_per_user"], feats["unique_users"])
     assert ev[0] == pytest.approx(1.2 / math.log(10.0)) and ev[3] == 0.0
+
+
+def test_max_class_weight_reaches_the_engines_model_and_zero_keeps_the_built_in_bound():
+    assert Engine(load_config(None, environ={})).model.max_class_weight == 10.0  # the default
+    built_in = load_config(None, environ={}, overrides={"model": {"max_class_weight": 0.0}})
+    assert Engine(built_in).model.max_class_weight == 100.0
+    capped = Engine(load_config(None, environ={}, overrides={"model": {"max_class_weight": 10.0}}))
+    assert capped.model.max_class_weight == 10.0
+    capped.model.learn_many([{"lift": 1.0}] * 50, np.zeros(50, bool))
+    capped.model.learn_one({"lift": 9.0}, True)
+    assert capped.model._class_weight(True) / capped.model._class_weight(False) == pytest.approx(10.0)
+
+
+def test_a_max_class_weight_below_one_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"model.max_class_weight must be 0 \(the built-in 100\) or >= 1"):
+        load_config(None, environ={}, overrides={"model": {"max_class_weight": 0.5}})

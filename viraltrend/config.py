@@ -157,6 +157,7 @@ class ModelConfig:
     l2: float = _ge0(1e-4)
     buffer_capacity: int = field(default=50_000, metadata={"min": 1})
     positive_weight: float = _ge0(0.0)
+    max_class_weight: float = _ge0(10.0)
     promote_probability: float = field(default=0.5, metadata={"min": 0.0, "max": 0.999, "strict": True})
     confirm_s: float = _ge0(240.0)
     fast_track_probability: float = _unit(0.5)
@@ -484,6 +485,10 @@ def _build(overrides: Mapping[str, Any], origin: Mapping[str, str], problems: li
         problems.append("score half-lives must satisfy momentum <= trend < baseline")
     if len(cfg.decay.half_lives_s) < 2:
         problems.append("decay.half_lives_s needs at least 2 half-lives (a short one and a baseline)")
+    if 0.0 < cfg.model.max_class_weight < 1.0:
+        problems.append(
+            f"model.max_class_weight must be 0 (the built-in 100) or >= 1, got {cfg.model.max_class_weight:g}"
+        )
     return cfg
 
 

@@ -74,7 +74,7 @@ from viraltrend.kernels.segment import (
 )
 from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
-from viraltrend.model import LabelBuffer, OnlineModel, load_model
+from viraltrend.model import MAX_CLASS_WEIGHT, LabelBuffer, OnlineModel, load_model
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label, share_ratio
 from viraltrend.trust import (
     HELD,
@@ -260,6 +260,7 @@ class Engine:
                 learning_rate=m.learning_rate,
                 l2=m.l2,
                 positive_weight=m.positive_weight if m.positive_weight > 0 else None,
+                max_class_weight=m.max_class_weight if m.max_class_weight > 0 else MAX_CLASS_WEIGHT,
                 promote_probability=m.promote_probability,
                 promote_score=cfg.board.promote_threshold,
             )

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # river is imported where a model is built (it pulls in scipy
 
 __all__ = [
     "DEFAULT_FEATURES",
+    "MAX_CLASS_WEIGHT",
     "MODEL_FORMAT",
     "DueRows",
     "LabelBuffer",
@@ -55,7 +56,7 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "age_s",
 )
 _T_MAX = 50.0  # bound of a squashed input: log1p(|x|) = 50 at |x| ~ 5e21
-_MAX_CLASS_WEIGHT = 100.0  # bound of the online-balanced positive weight (and of its inverse)
+MAX_CLASS_WEIGHT = 100.0  # default bound of the online-balanced positive weight (and of its inverse)
 
 
 class Scorer(Protocol):
@@ -156,7 +157,11 @@ class OnlineModel:
         L2 penalty on the weights.
     positive_weight
         Class weight of positive rows relative to negatives.  None balances online: the
-        weighted mass of negatives seen so far over that of positives, bounded to [1/100, 100].
+        weighted mass of negatives seen so far over that of positives, bounded to
+        [1/max_class_weight, max_class_weight].
+    max_class_weight
+        Bound of the online-balanced positive weight (and of its inverse), > 1; 100 by default.
+        A lower bound keeps the first few positives from carrying ~100 negatives' weight each.
     min_per_class
         Labels of each class needed before warming up.
     promote_probability, promote_score
@@ -210,6 +215,7 @@ class OnlineModel:
         learning_rate: float = 0.05,
         l2: float = 1e-4,
         positive_weight: float | None = None,
+        max_class_weight: float = MAX_CLASS_WEIGHT,
         min_per_class: int = 10,
         promote_probability: float = 0.5,
         promote_score: float = 0.5,
@@ -221,6 +227,7 @@ class OnlineModel:
         self.learning_rate = learning_rate
         self.l2 = l2
         self.positive_weight = positive_weight
+        self.max_class_weight = max_class_weight
         self.min_per_class = min_per_class
         self.promote_probability = promote_probability
         self.promote_score = promote_score
@@ -230,6 +237,9 @@ class OnlineModel:
             raise ValueError(msg)
         if positive_weight is not None and not positive_weight > 0:
             msg = f"positive_weight must be > 0, or None to balance online; got {positive_weight}"
+            raise ValueError(msg)
+        if not max_class_weight >= 1.0:
+            msg = f"max_class_weight must be >= 1, got {max_class_weight}"
             raise ValueError(msg)
         for key, v in (("promote_probability", promote_probability), ("promote_score", promote_score)):
             if not 0.0 < v < 1.0:
@@ -274,7 +284,7 @@ class OnlineModel:
         pos = self.positive_weight
         if pos is None:
             ratio = self._neg_mass / self._pos_mass if self._pos_mass > 0 and self._neg_mass > 0 else 1.0
-            pos = min(max(ratio, 1 / _MAX_CLASS_WEIGHT), _MAX_CLASS_WEIGHT)
+            pos = min(max(ratio, 1 / self.max_class_weight), self.max_class_weight)
         mean_effective = (self._neg_mass + pos * self._pos_mass) / max(self.labels_seen, 1)
         return (pos if y else 1.0) / mean_effective
 
@@ -426,6 +436,11 @@ class OnlineModel:
             "l2": self.l2,
             "learning_rate": self.learning_rate,
             "positive_weight": self.positive_weight,
+            **(
+                {}
+                if self.max_class_weight == MAX_CLASS_WEIGHT
+                else {"max_class_weight": self.max_class_weight}
+            ),
             "min_per_class": self.min_per_class,
             "promote_probability": self.promote_probability,
             "promote_score": self.promote_score,
