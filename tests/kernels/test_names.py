@@ -140,3 +140,75 @@ def test_starts_are_int32_and_widen_before_the_arena_passes_int32(monkeypatch):
     back = NameTable.from_arrays(t.to_arrays())  # restored over the limit: int64 from the start
     assert back._start.dtype == np.int64 and back.to_list() == t.to_list()
     assert np.array_equal(back.hash_of, t.hash_of)
+
+
+def _intern_before_perf23(rows, used, start, length, arena, arena_end, high_water, free, free_pos, buf,
+                          starts, ends, hashes, insert, limit):  # fmt: skip
+    """``names._intern`` as it was before perf23 split it (one loop, every step in it): the reference."""
+    from viraltrend.kernels.names import _FREE, _LOW, _find, _grow1, _row_rehash
+
+    slots = np.empty(hashes.shape[0], np.int64)
+    for i in range(hashes.shape[0]):
+        h = hashes[i]
+        r = _find(rows, arena, start, length, h, buf, starts[i], ends[i])
+        if rows[r] != _FREE:
+            slots[i] = np.int64(rows[r] & _LOW)
+            continue
+        if not insert:
+            slots[i] = -1
+            continue
+        if 4 * (used + 1) > 3 * rows.shape[0]:
+            rows = _row_rehash(rows, 2 * rows.shape[0])
+            r = _find(rows, arena, start, length, h, buf, starts[i], ends[i])
+        if free_pos < free.shape[0]:
+            s = free[free_pos]
+            free_pos += 1
+        else:
+            s = high_water
+            high_water += 1
+            start = _grow1(start, high_water, np.int64(0), limit)
+            length = _grow1(length, high_water, np.int32(-1), limit)
+        size = ends[i] - starts[i]
+        arena = _grow1(arena, arena_end + size, np.uint8(0), 0)
+        arena[arena_end : arena_end + size] = buf[starts[i] : ends[i]]
+        rows[r] = ((h & _LOW) << np.uint64(32)) | np.uint64(s)
+        used += 1
+        start[s] = arena_end
+        length[s] = size
+        arena_end += size
+        slots[i] = s
+    return slots, rows, used, start, length, arena, arena_end, high_water, free_pos
+
+
+@pytest.mark.parametrize("limit", [0, 37])
+def test_the_split_intern_equals_the_one_loop_it_replaced(limit):
+    """perf23: ``_intern`` + ``_intern_run`` (no reference counts) give every output of the old loop."""
+    from viraltrend.kernels.names import _FREE, _intern
+
+    rng = np.random.default_rng(11 + limit)
+    state = [np.full(4, _FREE, np.uint64), 0, np.zeros(2, np.int64), np.full(2, -1, np.int32),
+             np.zeros(16, np.uint8), 0, 0, np.array([], np.int64), 0]  # fmt: skip
+    ref = [a.copy() if isinstance(a, np.ndarray) else a for a in state]
+    for batch in range(40):
+        ids = [f"p{int(x)}".encode() for x in rng.integers(0, 60 + 10 * batch, int(rng.integers(1, 30)))]
+        buf = np.frombuffer(b"".join(ids), np.uint8).copy()
+        ends = np.cumsum([len(x) for x in ids]).astype(np.int64)
+        starts = ends - np.array([len(x) for x in ids], np.int64)
+        hashes = np.array([sum(x) % 11 for x in ids], np.uint64)  # the same id the same hash; collisions
+        insert = bool(batch % 5)
+        if batch == 20:  # released slots to take again, ascending
+            free = np.array([0, 2], np.int64)
+            state[7], state[8], ref[7], ref[8] = free, 0, free.copy(), 0
+        for st_ in (state, ref):  # the caller grows the arena beforehand
+            need = st_[5] + buf.shape[0]
+            if need > st_[4].shape[0]:
+                grown = np.zeros(2 * need, np.uint8)
+                grown[: st_[4].shape[0]] = st_[4]
+                st_[4] = grown
+        got = _intern(*state[:9], buf, starts, ends, hashes, insert, limit)
+        exp = _intern_before_perf23(*ref[:9], buf, starts, ends, hashes, insert, limit)
+        for a, b in zip(got, exp, strict=True):
+            assert (a.tobytes() == b.tobytes()) if isinstance(a, np.ndarray) else int(a) == int(b)
+        state = [got[1], got[2], got[3], got[4], got[5], got[6], got[7], state[7], got[8]]
+        ref = [exp[1], exp[2], exp[3], exp[4], exp[5], exp[6], exp[7], ref[7], exp[8]]
+    assert int(state[6]) > 100  # slots were taken past several growths

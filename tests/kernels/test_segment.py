@@ -171,3 +171,79 @@ def test_the_tick_loop_helpers_agree_with_their_plain_python_runs():
     n1 = _rebase(acc, g, live, lam, float(lam.max()), 30.0, 0, 4_000_123)
     n2 = _rebase.py_func(a2, g2, live, lam, float(lam.max()), 30.0, 0, 4_000_123)
     assert n1 == n2 == 4_000_000 and acc.tobytes() == a2.tobytes() and g.tobytes() == g2.tobytes()
+
+
+def test_the_idle_ticks_without_reference_counts_stop_where_the_loop_must_act():
+    """``_idle_ticks`` (perf23): idle ticks snapshot only; it stops at a segment, sweep, label, eviction."""
+    from viraltrend.kernels.segment import _NONE, _idle_ticks
+
+    ticks = np.arange(0, 20_000, 1_000, dtype=np.int64)  # 20 ticks, 1 s apart
+    cuts = np.zeros(20, np.int64)
+    cuts[12:] = 5  # a segment before tick 12
+    far = 10**12
+
+    def run(
+        fn, k, seg=0, sweep=far, label=far, rebase=far, t_rebase=far, evict=far, last=_NONE, every=3000.0
+    ):
+        snaps = np.full(20, -1, np.int64)
+        k2, n, last2 = fn(
+            cuts, ticks, k, 20, seg, sweep, label, rebase, t_rebase, evict, last, every, snaps, 0
+        )
+        return k2, last2, snaps[:n].tolist()
+
+    for fn in (_idle_ticks, _idle_ticks.py_func):
+        assert run(fn, 0) == (12, 9_000, [0, 3_000, 6_000, 9_000])  # the segment before tick 12
+        assert run(fn, 0, seg=5) == (20, 18_000, [0, 3_000, 6_000, 9_000, 12_000, 15_000, 18_000])
+        assert run(fn, 0, last=-500) == (12, 9_000, [3_000, 6_000, 9_000])
+        assert run(fn, 0, sweep=4_000) == (4, 3_000, [0, 3_000])
+        assert run(fn, 2, label=2_000) == (2, _NONE, [])
+        assert run(fn, 0, rebase=5_500)[0] == 6 and run(fn, 0, t_rebase=7_000)[0] == 7
+        assert run(fn, 0, evict=1_000)[0] == 1 and run(fn, 0, evict=_NONE)[0] == 0
+    rng = np.random.default_rng(23)
+    for _ in range(300):  # compiled and plain Python alike, many calls on the same arrays
+        args = dict(
+            seg=int(rng.integers(0, 6)),
+            sweep=int(rng.integers(0, 25_000)),
+            label=int(rng.integers(0, 25_000)),
+            rebase=int(rng.integers(0, 25_000)),
+            t_rebase=int(rng.integers(0, 25_000)),
+            evict=int(rng.choice([_NONE, int(rng.integers(0, 25_000))])),
+            last=int(rng.choice([_NONE, int(rng.integers(-5_000, 5_000))])),
+            every=float(rng.integers(1, 5_000)),
+        )
+        k = int(rng.integers(0, 20))
+        assert run(_idle_ticks, k, **args) == run(_idle_ticks.py_func, k, **args)
+
+
+def test_the_segment_checks_and_first_marks_run_compiled_and_as_plain_python_alike():
+    """``_segment_ok`` and ``_mark_first`` (perf23, no reference counts) against their plain-Python runs."""
+    from viraltrend.kernels.segment import _mark_first, _segment_ok
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n = int(rng.integers(1, 30))
+        slots, users = rng.integers(-1, 9, n).astype(np.int64), rng.integers(0, 7, n).astype(np.int64)
+        types, ts = rng.integers(0, 7, n).astype(np.int8), rng.integers(0, 10**7, n).astype(np.int64)
+        args = (
+            slots,
+            users,
+            types,
+            ts,
+            8,
+            6,
+            6,
+            10**12,
+            np.int64(0),
+            np.int64(10**6),
+            0.0116,
+            30.0,
+            0.001,
+            30.0,
+        )
+        assert _segment_ok(*args) == _segment_ok.py_func(*args)
+        ok = slots[(slots >= 0)]
+        last, last2 = np.full(9, NEVER, np.int64), np.full(9, NEVER, np.int64)
+        last[::3] = last2[::3] = 5
+        assert _mark_first(ok, last, NEVER) == _mark_first.py_func(ok, last2, NEVER)
+        assert last.tobytes() == last2.tobytes()
+        assert _mark_first(ok, last, NEVER) == 0
