@@ -49,13 +49,15 @@ Run: ``.venv/bin/python benchmarks/bench_family.py [--tune | --eval] [--quick] [
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import multiprocessing as mp
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -483,6 +485,22 @@ def family_scenario(seed: int, quick: bool) -> FamilyScenario:
     return FamilyScenario(seed=seed)
 
 
+@contextlib.contextmanager
+def _generating(where: Path) -> Iterator[None]:
+    """Hold ``where``'s lock file: one process at a time checks and (re)generates a cached scenario.
+
+    Two benchmark runs asking for the same seed at once would otherwise both write its files, and one
+    could read the other's half-written events (seen once, session 22).
+    """
+    where.parent.mkdir(parents=True, exist_ok=True)
+    with (where.parent / f".{where.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def generated(seed: int, quick: bool, generator: str = "family") -> tuple[Path, dict[str, Any]]:
     """Events and truth of one member, generated once and cached (regenerated if family.py changed).
 
@@ -490,9 +508,16 @@ def generated(seed: int, quick: bool, generator: str = "family") -> tuple[Path, 
     or ``benchmarks/agents.py`` instead (the out-of-family checks; quick or not, their own sizes).
     """
     if generator in ("foreign", "agents", "market"):
-        return _independent(generator, seed)
-    scenario = family_scenario(seed, quick)
+        with _generating(OUT_DIR / generator / f"seed-{seed}"):
+            return _independent(generator, seed)
     where = FAMILY_DIR / (f"seed-{seed}-quick" if quick else f"seed-{seed}")
+    with _generating(where):
+        return _family_member(seed, quick, where)
+
+
+def _family_member(seed: int, quick: bool, where: Path) -> tuple[Path, dict[str, Any]]:
+    """:func:`generated` for a member of the family (under its lock)."""
+    scenario = family_scenario(seed, quick)
     events, truth_path, stamp = where / "events.ndjson", where / "truth.json", where / "generator.sha256"
     digest = hashlib.sha256(GENERATOR.read_bytes()).hexdigest()
     want = json.loads(json.dumps(dataclasses.asdict(scenario)))
