@@ -405,7 +405,6 @@ def held_method(generator: str) -> Method:
 
 
 METHODS.append(Method(HELD_LABEL, SCORED, default=False, per_generator=held_method))
-METHODS.append(Method("step jump 6", {"detect.step_jump_z": 6.0}, default=False))
 METHODS.append(Method("class weight <= 100", {"model.max_class_weight": 0.0}, default=False))
 
 

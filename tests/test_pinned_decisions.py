@@ -83,8 +83,6 @@ EVENTS_SHA256 = "9d80085c3dbdbca77b6f442917d4be869c97150b08c5dd1a1b3f08bfdf32a66
 #: Recomputed for trust.no_conversion_expected_buys 3 (issue 13, session 21: no cart where fewer than 3 were
 #: due at the catalogue's rate holds rather than blocks): with the new ``expected_buys`` feature removed from
 #: every message the digest is the one before (2acc4a5d...): the same 535 messages, decisions and reasons.
-#: (Session 22 had detect.step_jump_z 6 on for an hour: 4045a4c9..., the same 535 messages and decisions with
-#: the ``step_jump`` feature removed; back off after the evaluation seeds, so the digest is this one again.)
 #: Recomputed for model.max_class_weight 10 (issue 10, branch model22, on in session 22): with 0 (the
 #: built-in 100) the digest is the one before (59e8c210...); at 10 the same 535 messages, the same actions,
 #: products and times and board snapshots; the online model's ``model_p`` feature differs in 13 messages and

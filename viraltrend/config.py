@@ -332,8 +332,6 @@ class DetectConfig:
     slow_bins: int = field(default=24, metadata={"min": 4, "max": 1440})
     growth_z: float = _ge0(4.0)
     joint_growth_z: float = _ge0(4.0)
-    step_jump_z: float = _ge0(0.0)
-    step_doubling_s: float = _ge0(60.0)
     fade_z: float = _ge0(2.0)
     sustain_s: float = _ge0(1500.0)
     sustain_min_share_ratio: float = _ge0(2.0)

@@ -46,7 +46,7 @@ from numpy.typing import NDArray
 from viraltrend.config import Config
 from viraltrend.errors import CheckpointError
 from viraltrend.events import EVENT_TYPE_CODE
-from viraltrend.kernels.change import COLUMNS, change_array, growth_joint, jump_tail, verdicts
+from viraltrend.kernels.change import COLUMNS, change_array, growth_joint, verdicts
 from viraltrend.kernels.change import ready as change_ready
 from viraltrend.kernels.cusum import ChangeDetector, alarm_threshold
 
@@ -154,10 +154,6 @@ class SequentialDetector:
                 ticks_per_coarse=self.cusum.ticks_per_coarse,
             )  # fmt: skip
             cols["growth_z_joint"] = joint
-        jump = None
-        if self.cfg.detect.step_jump_z > 0.0:  # a step since the change point: no ramp rises that fast
-            jump = self.step_jump(now_ms, stat, zero, fine, coarse)
-            cols["step_jump"] = jump
         if share_ratio is not None:
             cols["share_ratio"] = share_ratio
         if sustain_share is not None:  # the sustain path's recruitment over a longer window as well
@@ -169,49 +165,12 @@ class SequentialDetector:
             array, np.asarray(users, np.float64), share_ratio, sustain_share, self._limits(),
             share_test=self.cfg.detect.sustain_min_share_ratio > 0.0, joint=joint,
         )  # fmt: skip
-        if jump is not None:  # the labels are read without it (as without the joint test)
-            ready = ready & (jump < self.cfg.detect.step_jump_z)
         cols["ready"] = ready.astype(np.float64)
         if (
-            (self.cfg.detect.sustain_share_long_floor > 0.0 and sustain_share is not None)
-            or joint is not None
-            or jump is not None
-        ):
+            self.cfg.detect.sustain_share_long_floor > 0.0 and sustain_share is not None
+        ) or joint is not None:
             cols["ready_label"] = label.astype(np.float64)
         return cols
-
-    def step_jump(
-        self,
-        now_ms: int,
-        stat: NDArray[np.float64],
-        zero: NDArray[np.int64],
-        fine: NDArray[np.float64],
-        coarse: NDArray[np.float64],
-    ) -> NDArray[np.float64]:
-        """The largest step since each row's change point beyond a ramp's growth, in powers of ten.
-
-        :func:`~viraltrend.kernels.change.jump_tail` over the fine ring's ticks since the change point
-        (30 s against the 30 s before) and over the slow ring's whole bins after the change point's
-        bin (2 minutes against the 2 before), against a ramp doubling every
-        ``detect.step_doubling_s``; the larger of the two.
-        """
-        m, k = fine.shape
-        if m == 0:
-            return np.zeros(0)
-        d = self.cfg.detect
-        per = self.cusum.ticks_per_coarse
-        tick = now_ms // self.tick_ms
-        zero_ms = zero[np.arange(m), stat.argmax(axis=1)]
-        ticks = np.clip(np.ceil((now_ms - zero_ms) / self.tick_ms).astype(np.int64), 1, k)
-        tick_s = self.tick_ms / 1000.0
-        doubling = max(d.step_doubling_s, tick_s)
-        f = jump_tail(fine, ticks, np.full(m, k - 1, np.int64), 2.0 ** (tick_s / doubling), 3)
-        n = coarse.shape[1]
-        complete = 1 if tick % per == per - 1 else 0
-        newest = n - 2 + complete
-        slow = np.clip(tick // per - (zero_ms // self.tick_ms) // per - 1 + complete, 0, newest + 1)
-        c = jump_tail(coarse, slow, np.full(m, newest, np.int64), 2.0 ** (per * tick_s / doubling), 2)
-        return np.maximum(f, c)
 
     def _limits(self) -> tuple[float, ...]:
         """:meth:`ready`'s limits without the model, in :func:`~viraltrend.kernels.change.verdicts`' order."""
@@ -263,13 +222,9 @@ class SequentialDetector:
         ``tests/kernels/reference.py``'s ``detector_ready``.
         """
         limits, model = self._limit_arrays()
-        ok = change_ready(
+        return change_ready(
             cols, users, probability, limits, model, shape_free=shape_free, long_floor=long_floor, joint=joint
         )
-        z = self.cfg.detect.step_jump_z
-        if z > 0.0 and not shape_free and "step_jump" in cols:  # no ramp jumps, by any path (a shape test:
-            ok &= cols["step_jump"] < z  # not in the learnt rows' gate, which drops every shape test)
-        return ok
 
     def _limit_arrays(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """:meth:`_limits` and :meth:`_model_limits` as arrays, read once per config object."""

@@ -11,7 +11,7 @@ import numpy as np
 
 __all__ = [
     "Events", "activity_chance", "change_columns", "clock_reference", "decayed_counts", "decayed_global",
-    "detector_ready", "feature_columns", "jump_tail", "random_events",
+    "detector_ready", "feature_columns", "random_events",
 ]  # fmt: skip
 
 BASE_TS_MS = 1_700_000_000_000  # 2023-11-14, a realistic epoch-ms magnitude
@@ -700,38 +700,3 @@ def _growth_joint(
     var = c.sum(axis=1) / np.maximum(big_w, 1.0) * (w * dev**2).sum(axis=1)
     units = n_fine + n_c
     return np.where(units >= 4, score / np.sqrt(var + 1.0), 0.0)
-
-
-def jump_tail(
-    bins: np.ndarray, usable: np.ndarray, newest: np.ndarray, ratio: float, width: int
-) -> np.ndarray:
-    """The largest step of each row's ``usable`` bins ending at column ``newest``, in powers of ten.
-
-    For every split of the span with ``width`` bins of the span before it (``A`` users): the bins
-    after it, ``width`` of them or up to the newest (``v`` bins, ``B`` users), against ``A``.  A ramp
-    growing by ``ratio`` a bin gives the newer window at most ``R = ratio ** ((width + v) / 2)`` (the
-    distance between the windows' centres) times the older's rate, so ``B`` of ``N = A + B`` at most
-    ``p = R v / (R v + width)``; the Chernoff bound of the binomial upper tail,
-    ``N KL(B/N || p)`` in ``log10`` units where ``B / N > p``, else 0.  The largest over the splits.
-    The numpy form the compiled :func:`viraltrend.kernels.change.jump_tail` replaced (detect21).
-    """
-    m, n = bins.shape
-    if m == 0 or n <= width:
-        return np.zeros(m)
-    c = np.concatenate([np.zeros((m, 1)), np.cumsum(bins, axis=1)], axis=1)
-    first = newest - np.minimum(usable, newest + 1) + 1  # the span's first column
-    s = np.arange(width, n)[None, :]  # the split before column s: [s - width, s) against [s, s + v)
-    v = np.minimum(newest[:, None] - s + 1, width)
-    ok = (s - width >= first[:, None]) & (v >= 1)
-    vv = np.maximum(v, 1)
-    a = c[:, width:n] - c[:, : n - width]
-    b = np.take_along_axis(c, np.minimum(s + vv, n), axis=1) - c[:, width:n]
-    r = ratio ** ((width + vv) / 2.0)
-    p = r * vv / (r * vv + width)
-    big_n = a + b
-    q = b / np.maximum(big_n, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl = np.where(q > 0.0, q * np.log(q / p), 0.0)
-        kl += np.where(q < 1.0, (1.0 - q) * np.log((1.0 - q) / (1.0 - p)), 0.0)
-    tail = np.where(ok & (q > p), big_n * kl / math.log(10.0), 0.0)
-    return np.asarray(tail.max(axis=1, initial=0.0), np.float64)

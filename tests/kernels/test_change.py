@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.kernels import reference
-from viraltrend.kernels.change import COLUMNS, _columns, change_columns, jump_tail
+from viraltrend.kernels.change import COLUMNS, _columns, change_columns
 from viraltrend.kernels.cusum import ChangeDetector
 
 TICK_MS = 10_000
@@ -278,26 +278,3 @@ def test_ready_equals_the_numpy_form(
             get("sustain_share_ratio"), get("engaged_ratio"), p, int(flags), *det._limit_arrays(), out,
         )  # fmt: skip
         assert out.tolist() == want.tolist()
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    m=st.integers(0, 12),
-    n=st.integers(1, 40),
-    width=st.integers(1, 4),
-    doubling_ticks=st.floats(1.0, 60.0),
-    scale=st.sampled_from([1, 5, 40]),
-)
-def test_jump_tail_equals_the_numpy_form(seed, m, n, width, doubling_ticks, scale):
-    """The step-jump statistic (``detect.step_jump_z``) compiled against its numpy form, to rounding:
-    counts with steps, quiet stretches and ramps, any span and newest column."""
-    rng = np.random.default_rng(seed)
-    bins = rng.poisson(rng.uniform(0, scale, (m, n)) * (rng.random((m, n)) < 0.6)).astype(np.float64)
-    bins[:, n // 2 :] *= rng.integers(1, 8, (m, 1))  # a step in some rows
-    usable = rng.integers(0, n + 2, m)
-    newest = rng.integers(0, n, m)
-    ratio = 2.0 ** (1.0 / doubling_ticks)
-    got = jump_tail(bins, usable, newest, ratio, width)
-    want = reference.jump_tail(bins, usable, newest, ratio, width)
-    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

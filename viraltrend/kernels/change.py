@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-__all__ = ["COLUMNS", "change_array", "change_columns", "growth_joint", "jump_tail", "ready", "verdicts"]
+__all__ = ["COLUMNS", "change_array", "change_columns", "growth_joint", "ready", "verdicts"]
 
 _F = NDArray[np.float64]
 
@@ -553,72 +553,4 @@ def ready(
         f[0], f[1], f[2], f[3], f[4], f[5], f[6], users, given[0], given[1], given[2], engaged, p, flags,
         limits, model, out,
     )  # fmt: skip
-    return out
-
-
-@njit(cache=True)
-def _jump_tail(bins: _F, usable: NDArray[np.int64], newest: NDArray[np.int64], ratio: float, width: int,
-               out: _F) -> None:  # fmt: skip
-    """Fill ``out`` (float64[m]); see :func:`jump_tail`."""
-    m, n = bins.shape
-    ln10 = math.log(10.0)
-    p_of = np.empty(width + 1)  # the ramp's share of the newer window, by its width v
-    for v in range(1, width + 1):
-        r = ratio ** ((width + v) / 2.0)
-        p_of[v] = r * v / (r * v + width)
-    for i in range(m):
-        first = newest[i] - min(usable[i], newest[i] + 1) + 1  # the span's first column
-        best = 0.0
-        for s in range(max(width, first + width), n):  # the split before column s
-            v = min(newest[i] - s + 1, width)
-            if v < 1:
-                continue
-            a = 0.0
-            for j in range(s - width, s):
-                a += bins[i, j]
-            b = 0.0
-            for j in range(s, min(s + v, n)):
-                b += bins[i, j]
-            p = p_of[v]
-            big_n = a + b
-            q = b / max(big_n, 1.0)
-            if not q > p:
-                continue
-            kl = q * math.log(q / p) if q > 0.0 else 0.0
-            if q < 1.0:
-                kl += (1.0 - q) * math.log((1.0 - q) / (1.0 - p))
-            tail = big_n * kl / ln10
-            if tail > best:
-                best = tail
-        out[i] = best
-
-
-def jump_tail(
-    bins: NDArray[np.generic], usable: NDArray[np.int64], newest: NDArray[np.int64], ratio: float, width: int
-) -> _F:
-    """The largest step of each row's ``usable`` bins ending at column ``newest``, in powers of ten.
-
-    For every split of the span with ``width`` bins of the span before it (``A`` users): the bins
-    after it, ``width`` of them or up to the newest (``v`` bins, ``B`` users), against ``A``.  A ramp
-    growing by ``ratio`` a bin gives the newer window at most ``R = ratio ** ((width + v) / 2)`` (the
-    distance between the windows' centres) times the older's rate, so ``B`` of ``N = A + B`` at most
-    ``p = R v / (R v + width)``; the Chernoff bound of the binomial upper tail,
-    ``N KL(B/N || p)`` in ``log10`` units where ``B / N > p``, else 0.  The largest over the splits
-    (:meth:`~viraltrend.detect.SequentialDetector.step_jump`, ``detect.step_jump_z``).  The numpy
-    form is ``tests/kernels/reference.py``'s ``jump_tail`` (the same values to rounding).
-
-    >>> b = np.array([[0, 0, 1, 0, 1, 30, 28, 31, 29], [1, 1, 2, 2, 3, 3, 4, 5, 6],
-    ...               [1, 0, 0, 0, 0, 0, 0, 0, 28]], np.float64)
-    >>> jump_tail(b, np.array([9, 9, 9]), np.full(3, 8), 2 ** (10 / 60), 3).round(1).tolist()
-    [17.3, 0.1, 14.8]
-    """
-    b64: _F = np.ascontiguousarray(bins, np.float64)
-    m = b64.shape[0]
-    usable, newest = np.ascontiguousarray(usable, np.int64), np.ascontiguousarray(newest, np.int64)
-    if b64.ndim != 2 or usable.shape != (m,) or newest.shape != (m,) or width < 1:
-        msg = f"jump_tail: need bins [m, n], usable and newest [m] and width >= 1, got {b64.shape}"
-        raise ValueError(msg)
-    out = np.zeros(m, np.float64)
-    if m and b64.shape[1] > width:
-        _jump_tail(b64, usable, newest, float(ratio), int(width), out)
     return out

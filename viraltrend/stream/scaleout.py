@@ -136,7 +136,7 @@ class BoardShare:
         """
         if not self.is_publisher:
             return None
-        if self.merged_wm > self._snapshot_wm or self._signature(self.merged_wm) != self._snapshot_sig:
+        if self._signature(self.merged_wm) != self._snapshot_sig:  # the signature holds the event time
             return self._snapshot(self.merged_wm)
         return None
 
