@@ -231,7 +231,10 @@ def _parser() -> argparse.ArgumentParser:
         "--exit-when-idle",
         type=float,
         metavar="SECONDS",
-        help="stop (publishing the final board) after this long with no input; for batch jobs and tests",
+        help=(
+            "stop (publishing the final board) after this long with no input and no lag left on the broker"
+            " (a slow fetch is waited for, up to 10x as long); for batch jobs and tests"
+        ),
     )
     run.add_argument("--security-protocol", help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
     run.add_argument("--sasl-mechanism", help="e.g. PLAIN, SCRAM-SHA-256")

@@ -283,3 +283,66 @@ def test_shutdown_saves_once_and_leaving_the_group_saves_nothing_again(broker, t
         assert consumer.committed(TopicPartition(names["input"], 0)) == 20
     finally:
         consumer.close()
+
+
+def test_an_idle_exit_waits_while_the_broker_still_holds_input(broker, tmp_path):
+    """Polls that come back empty (a starved broker's slow fetch) do not end a run with input left.
+
+    The service exits after 1 s without records (``exit_when_idle_s``); its source returns nothing
+    for 3 s after its first 100 records although 300 more wait on the broker.  The idle exit asks the
+    broker for the lag first and reads on: every record is consumed and committed.  CI once ended
+    a service this way before it had read the stream's last minutes (load 5-7, 2 cores).
+    """
+    from prometheus_client import CollectorRegistry
+
+    from tests.stream.test_accounting import good
+    from tests.stream.test_delivery import committed
+    from viraltrend.events import EventBatch
+    from viraltrend.metrics import Metrics
+    from viraltrend.stream.kafka_io import KafkaSource
+    from viraltrend.stream.loop import Service, ServiceOptions
+
+    names = topics(broker.bootstrap_servers, f"idle-exit-{time.time_ns() % 10**9}")
+    group = f"g-{names['input']}"
+    produce(broker.bootstrap_servers, names["input"], [good(i) for i in range(400)])
+
+    class StarvedSource(KafkaSource):
+        stalled_until: float | None = None
+        stalled_polls = 0
+
+        def next_batch(self, max_events):
+            if self.stalled_until is not None and time.monotonic() < self.stalled_until:
+                type(self).stalled_polls += 1
+                time.sleep(self.poll_timeout_ms / 1000)
+                return EventBatch.empty(), []
+            batch, rejects = super().next_batch(max_events)
+            if len(batch) and self.stalled_until is None:  # after the first 100 records
+                type(self).stalled_until = time.monotonic() + 3.0
+            return batch, rejects
+
+    env = {
+        "VIRALTREND_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "VIRALTREND_KAFKA_INPUT_TOPIC": names["input"],
+        "VIRALTREND_KAFKA_OUTPUT_TOPIC": names["output"],
+        "VIRALTREND_KAFKA_DLQ_TOPIC": names["dlq"],
+        "VIRALTREND_KAFKA_GROUP_ID": group,
+        "VIRALTREND_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+        "VIRALTREND_KAFKA_MAX_BATCH_EVENTS": "100",
+    }
+    metrics = Metrics(CollectorRegistry())
+    service = Service(
+        load_config(None, environ=env),
+        metrics=metrics,
+        source_factory=StarvedSource,
+        options=ServiceOptions(exit_when_idle_s=1.0),
+    )
+    service.run()
+    consumed = sum(
+        s.value
+        for m in metrics.registry.collect()
+        for s in m.samples
+        if s.name == "viraltrend_events_consumed_total"
+    )
+    assert consumed == 400
+    assert StarvedSource.stalled_polls >= 5, "the source must have stalled past the idle limit"
+    assert committed(broker.bootstrap_servers, group, names["input"]) == 400

@@ -327,15 +327,16 @@ class ConfluentSource(KafkaGroupSource):
         """Return the partitions of the topic currently assigned to this consumer."""
         return {tp.partition for tp in self._consumer.assignment() if tp.topic == self.topic}
 
-    def lag(self) -> dict[int, int]:
+    def lag(self, *, fresh: bool = False) -> dict[int, int]:
         """Per assigned partition, how many records lie beyond what was returned.
 
-        Uses the high watermark of the latest fetch and, at most every ``lag_interval_s``,
-        the broker's end offsets (the larger of the two: Tansu's ``ListOffsets`` can lag).
+        Uses the high watermark of the latest fetch and, at most every ``lag_interval_s`` (or now,
+        when ``fresh``), the broker's end offsets (the larger of the two: Tansu's ``ListOffsets``
+        can lag).  A partition whose read position is not known yet is left out.
         """
         assigned = [tp for tp in self._consumer.assignment() if tp.topic == self.topic]
         now = time.monotonic()
-        if assigned and now >= self._ends_due:
+        if assigned and (fresh or now >= self._ends_due):
             self._ends_due = now + self.lag_interval_s
             for tp in assigned:
                 try:

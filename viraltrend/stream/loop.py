@@ -87,6 +87,8 @@ log = logging.getLogger("viraltrend.service")
 #: Fault injection (the fault suite): a file whose appearance makes the service stop itself (SIGSTOP)
 #: before publishing or right before a checkpoint's save becomes visible (see :meth:`Service._maybe_freeze`).
 FREEZE_FILE_ENV = "VTFAULT_FREEZE_FILE"  # not VIRALTREND_*: those are config keys
+#: An idle exit waits this many times ``exit_when_idle_s`` while the broker still reports lag.
+IDLE_EXIT_PATIENCE = 10
 
 
 class GroupSource(Protocol):
@@ -116,8 +118,12 @@ class GroupSource(Protocol):
         """True when the group has surely evicted this member (no heartbeat answered in time)."""
         ...
 
-    def lag(self) -> dict[int, int]:
-        """Messages behind the end, per partition."""
+    def assignment(self) -> set[int]:
+        """The input partitions assigned to this member now."""
+        ...
+
+    def lag(self, *, fresh: bool = False) -> dict[int, int]:
+        """Messages behind the end, per partition (``fresh``: ask the broker now)."""
         ...
 
     def close(self) -> None:
@@ -243,6 +249,8 @@ class Service:
             elif self.options.exit_when_idle_s is not None and (
                 time.monotonic() - idle_since >= self.options.exit_when_idle_s
             ):
+                if self._input_left(time.monotonic() - idle_since):
+                    continue
                 log.info("input idle for %.1f s: stopping", self.options.exit_when_idle_s)
                 break
             self.metrics.broker_up.set(1)
@@ -644,6 +652,40 @@ class Service:
                 closer.close()
         self.board.follower = None
         self.store = None
+
+    def _input_left(self, idle_s: float) -> bool:
+        """Whether idle polls hide input still on the broker (a starved broker's fetch can be slow).
+
+        An idle exit stops only once every assigned partition is read to the broker's end offset,
+        or once polls have returned nothing for :data:`IDLE_EXIT_PATIENCE` times the idle limit
+        despite the lag (then with a warning: the fetches are failing, not slow).
+        """
+        assert self._source is not None and self.options.exit_when_idle_s is not None
+        try:
+            lag = self._source.lag(fresh=True)
+            assigned = self._source.assignment()
+        except StreamError as exc:
+            log.debug("lag unavailable at the idle exit: %s", exc)
+            return False
+        # a partition whose position is not known yet counts as read, as before
+        behind = {p: n for p, n in sorted(lag.items()) if n > 0 and p in assigned}
+        if not behind:
+            return False
+        if idle_s >= IDLE_EXIT_PATIENCE * self.options.exit_when_idle_s:
+            log.warning(
+                "stopping after %.1f s with nothing read, though partitions %s lag %s",
+                idle_s,
+                list(behind),
+                list(behind.values()),
+            )
+            return False
+        log.debug(
+            "idle for %.1f s but partitions %s lag %s: reading on",
+            idle_s,
+            list(behind),
+            list(behind.values()),
+        )
+        return True
 
     def _broker_gone(self) -> bool:
         """While idle, every 2 s, check the broker is still there (an idle poll cannot tell)."""
