@@ -86,6 +86,18 @@ def topics(bootstrap: str, stem: str, partitions: int = 1) -> dict[str, str]:
 STARTED: list[subprocess.Popen[str]] = []
 
 
+def service_env(bootstrap: str, names: dict[str, str], group: str, **extra: str) -> dict[str, str]:
+    """Config keys (as ``VIRALTREND_*`` variables) of an in-process ``Service`` over ``names``' topics."""
+    env = {
+        "VIRALTREND_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "VIRALTREND_KAFKA_INPUT_TOPIC": names["input"],
+        "VIRALTREND_KAFKA_OUTPUT_TOPIC": names["output"],
+        "VIRALTREND_KAFKA_DLQ_TOPIC": names["dlq"],
+        "VIRALTREND_KAFKA_GROUP_ID": group,
+    }
+    return {**env, **{f"VIRALTREND_{k.upper()}": v for k, v in extra.items()}}
+
+
 def start_service(
     bootstrap: str,
     names: dict[str, str],

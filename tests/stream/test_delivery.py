@@ -23,6 +23,7 @@ from tests.stream.services import (
     sample,
     samples,
     scrape,
+    service_env,
     start_service,
     tick_events,
     topics,
@@ -240,17 +241,15 @@ def test_shutdown_after_a_failed_publish_checkpoints_and_commits_nothing(broker,
     names = topics(broker.bootstrap_servers, "shutdown-failed")
     produce(broker.bootstrap_servers, names["input"], lines)
     group = f"g-{names['input']}"
-    env = {
-        "VIRALTREND_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "VIRALTREND_KAFKA_INPUT_TOPIC": names["input"],
-        "VIRALTREND_KAFKA_OUTPUT_TOPIC": names["output"],
-        "VIRALTREND_KAFKA_DLQ_TOPIC": names["dlq"],
-        "VIRALTREND_KAFKA_GROUP_ID": group,
-        "VIRALTREND_KAFKA_MAX_MESSAGE_BYTES": "600",
-        "VIRALTREND_CHECKPOINT_STORE": "local",
-        "VIRALTREND_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
-        "VIRALTREND_CHECKPOINT_INTERVAL_S": "3600",  # only shutdown() would checkpoint
-    }
+    env = service_env(
+        broker.bootstrap_servers,
+        names,
+        group,
+        kafka_max_message_bytes="600",
+        checkpoint_store="local",
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        checkpoint_interval_s="3600",  # only shutdown() would checkpoint
+    )
     service = Service(load_config(None, environ=env), metrics=Metrics(CollectorRegistry()))
     service.connect()
     with pytest.raises(StreamError, match="cannot send"):

@@ -25,6 +25,7 @@ from tests.stream.services import (
     read_topic,
     samples,
     scrape,
+    service_env,
     start_service,
     topics,
     wait_for,
@@ -173,15 +174,13 @@ def _connected_service(broker, names, tmp_path, extra=None):  # type: ignore[no-
     from viraltrend.metrics import Metrics
     from viraltrend.stream.loop import Service
 
-    env = {
-        "VIRALTREND_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "VIRALTREND_KAFKA_INPUT_TOPIC": names["input"],
-        "VIRALTREND_KAFKA_OUTPUT_TOPIC": names["output"],
-        "VIRALTREND_KAFKA_DLQ_TOPIC": names["dlq"],
-        "VIRALTREND_KAFKA_GROUP_ID": f"g-{names['input']}",
-        "VIRALTREND_CHECKPOINT_STORE": "local",
-        "VIRALTREND_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
-    }
+    env = service_env(
+        broker.bootstrap_servers,
+        names,
+        f"g-{names['input']}",
+        checkpoint_store="local",
+        checkpoint_dir=str(tmp_path / "ckpt"),
+    )
     service = Service(
         load_config(None, environ={**env, **(extra or {})}), metrics=Metrics(CollectorRegistry())
     )
@@ -320,15 +319,13 @@ def test_an_idle_exit_waits_while_the_broker_still_holds_input(broker, tmp_path)
                 type(self).stalled_until = time.monotonic() + 3.0
             return batch, rejects
 
-    env = {
-        "VIRALTREND_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "VIRALTREND_KAFKA_INPUT_TOPIC": names["input"],
-        "VIRALTREND_KAFKA_OUTPUT_TOPIC": names["output"],
-        "VIRALTREND_KAFKA_DLQ_TOPIC": names["dlq"],
-        "VIRALTREND_KAFKA_GROUP_ID": group,
-        "VIRALTREND_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
-        "VIRALTREND_KAFKA_MAX_BATCH_EVENTS": "100",
-    }
+    env = service_env(
+        broker.bootstrap_servers,
+        names,
+        group,
+        checkpoint_dir=str(tmp_path / "checkpoints"),
+        kafka_max_batch_events="100",
+    )
     metrics = Metrics(CollectorRegistry())
     service = Service(
         load_config(None, environ=env),

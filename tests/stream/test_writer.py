@@ -181,7 +181,7 @@ def test_a_worker_evicted_while_its_changelog_save_is_in_flight_never_makes_it_v
     """
     from prometheus_client import CollectorRegistry
 
-    from tests.stream.services import produce, topics
+    from tests.stream.services import produce, service_env, topics
     from tests.stream.test_accounting import good
     from tests.stream.test_delivery import committed
     from viraltrend.config import load_config
@@ -212,15 +212,9 @@ def test_a_worker_evicted_while_its_changelog_save_is_in_flight_never_makes_it_v
                 self.at_gate.set()  # chunks acknowledged, the header not sent: frozen here
                 assert self.gate.wait(30)
 
-    env = {
-        "VIRALTREND_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "VIRALTREND_KAFKA_INPUT_TOPIC": names["input"],
-        "VIRALTREND_KAFKA_OUTPUT_TOPIC": names["output"],
-        "VIRALTREND_KAFKA_DLQ_TOPIC": names["dlq"],
-        "VIRALTREND_KAFKA_GROUP_ID": group,
-        "VIRALTREND_CHECKPOINT_BACKGROUND": "true",
-        "VIRALTREND_CHECKPOINT_INTERVAL_S": "0.001",
-    }
+    env = service_env(
+        broker.bootstrap_servers, names, group, checkpoint_background="true", checkpoint_interval_s="0.001"
+    )
     service = Service(
         load_config(None, environ=env), metrics=Metrics(CollectorRegistry()), source_factory=Source
     )

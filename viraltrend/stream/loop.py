@@ -671,21 +671,16 @@ class Service:
         behind = {p: n for p, n in sorted(lag.items()) if n > 0 and p in assigned}
         if not behind:
             return False
-        if idle_s >= IDLE_EXIT_PATIENCE * self.options.exit_when_idle_s:
-            log.warning(
-                "stopping after %.1f s with nothing read, though partitions %s lag %s",
-                idle_s,
-                list(behind),
-                list(behind.values()),
-            )
-            return False
-        log.debug(
-            "idle for %.1f s but partitions %s lag %s: reading on",
+        give_up = idle_s >= IDLE_EXIT_PATIENCE * self.options.exit_when_idle_s
+        log.log(
+            logging.WARNING if give_up else logging.DEBUG,
+            "nothing read for %.1f s, though partitions %s lag %s: %s",
             idle_s,
             list(behind),
             list(behind.values()),
+            "stopping" if give_up else "reading on",
         )
-        return True
+        return not give_up
 
     def _broker_gone(self) -> bool:
         """While idle, every 2 s, check the broker is still there (an idle poll cannot tell)."""
