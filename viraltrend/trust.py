@@ -879,9 +879,7 @@ class AudienceMemory:
         population: float,
         weight: NDArray[np.float64] | None = None,
     ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
-        """Per row of ``sig``: its users in the *union* of its seller's other products hot lately.
-
-        Lately: within ``within_ms``.
+        """Per row of ``sig``: its users in the union of its seller's other products hot within ``within_ms``.
 
         A ring boosting several products of one seller at once draws each product's accounts from the
         same pool, so while the products are young each pair shares 0-1 sampled users, but together
