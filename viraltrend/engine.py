@@ -1679,20 +1679,29 @@ class Engine:
         members = members[sketches.nonempty[sketches.row_of[members]]]
         if members.size == 0:
             return
+        within_ms = round(t.board_seller_union_s * 1000)
+        sellers = self.seller_of[members].astype(np.int64)
+        mem = self.audiences  # only the members with a sibling remembered in the window are compared
+        live = (mem.slot >= 0) & (mem.seen_ms >= now_ms - min(within_ms, mem.memory_ms))
+        sib = (mem.seller[live][None, :] == sellers[:, None]) & (mem.slot[live][None, :] != members[:, None])
+        has = sib.any(axis=1) & (sellers >= 0)
+        if not has.any():
+            return
+        every = members  # the reference pool leaves out every member's row, compared or not
+        members, sellers = members[has], sellers[has]
         sig = sketches.signatures(members)
         weight = None
         if t.chance_heavy_users > 0:
             pool = (sketches.product_of_row >= 0) & sketches.nonempty
-            pool[sketches.row_of[members]] = False
+            pool[sketches.row_of[every]] = False
             ref = activity_reference(sketches.sig[pool], sketches._fit_val()[pool])
             weight = activity_weights(sig, sketches.values(members), ref, t.chance_heavy_users)
-        sellers = self.seller_of[members].astype(np.int64)
         shared, expected, sibling = self.audiences.seller_union(
             members,
             sellers,
             sig,
             now_ms=now_ms,
-            within_ms=round(t.board_seller_union_s * 1000),
+            within_ms=within_ms,
             population=float(self._population),
             weight=weight,
         )
