@@ -406,6 +406,8 @@ def held_method(generator: str) -> Method:
 
 METHODS.append(Method(HELD_LABEL, SCORED, default=False, per_generator=held_method))
 METHODS.append(Method("class weight <= 100", {"model.max_class_weight": 0.0}, default=False))
+#: trust24: a board member whose users its seller's other hot products hold together leaves the board
+METHODS.append(Method("board seller union", {"trust.board_seller_union_evidence": 6.0}, default=False))
 
 
 def method_by_label() -> dict[str, Method]:

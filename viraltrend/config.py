@@ -220,6 +220,8 @@ class TrustConfig:
     hold_light_low_evidence: float = _ge0(1.0)
     hold_light_low_users: int = field(default=80, metadata={"min": 0})
     hold_light_low_refuse: float = _ge0(3.0)
+    board_seller_union_evidence: float = _ge0(0.0)
+    board_seller_union_s: float = _ge0(3600.0)
     hold_seller_lift: float = _ge0(2.0)
     chance_heavy_users: float = _ge0(16.0)
     seller_overlap_similarity: float = _unit(0.3)

@@ -1654,6 +1654,65 @@ class Engine:
                     exposed = f"ring_member_of_{self.products.name(slot)}_shared_{shared:.0%}"
                     self._ring_refusals[partner] = (exposed, now_ms)
                     self.guard.lockstep[partner] = exposed
+        if t.board_seller_union_evidence > 0 and self.board.members:
+            self._board_seller_union(now_ms)
+
+    def _board_seller_union(self, now_ms: int) -> None:
+        """Take off the board a member whose users its seller's other hot products hold.
+
+        ``trust.board_seller_union_*``.
+
+        Each member's sampled users are compared with the union of the remembered audiences of its
+        seller's other products hot within ``trust.board_seller_union_s``
+        (:meth:`AudienceMemory.seller_union`, chance by the users' activity weights as for candidates);
+        from ``trust.board_seller_union_evidence`` powers of ten (:func:`pooled_evidence`) at
+        ``trust.co_audience_lift`` x chance on, the member is exposed (``ring_member_of_seller_union_...``,
+        an evicting refusal).  ``O(members * siblings * k log k)`` per tick.
+        """
+        t = self.cfg.trust
+        sketches = self.sketches
+        members = np.array(sorted(self.board.members), np.int64)
+        refused = self._ring_refusals
+        done = [refused.get(s, ("", 0))[0].startswith("ring_member_of_") for s in members.tolist()]
+        members = members[~np.array(done, np.bool_)]
+        members = members[sketches.is_watched(members)]
+        members = members[sketches.nonempty[sketches.row_of[members]]]
+        if members.size == 0:
+            return
+        within_ms = round(t.board_seller_union_s * 1000)
+        sellers = self.seller_of[members].astype(np.int64)
+        mem = self.audiences  # only the members with a sibling remembered in the window are compared
+        live = (mem.slot >= 0) & (mem.seen_ms >= now_ms - min(within_ms, mem.memory_ms))
+        sib = (mem.seller[live][None, :] == sellers[:, None]) & (mem.slot[live][None, :] != members[:, None])
+        has = sib.any(axis=1) & (sellers >= 0)
+        if not has.any():
+            return
+        every = members  # the reference pool leaves out every member's row, compared or not
+        members, sellers = members[has], sellers[has]
+        sig = sketches.signatures(members)
+        weight = None
+        if t.chance_heavy_users > 0:
+            pool = (sketches.product_of_row >= 0) & sketches.nonempty
+            pool[sketches.row_of[every]] = False
+            ref = activity_reference(sketches.sig[pool], sketches._fit_val()[pool])
+            weight = activity_weights(sig, sketches.values(members), ref, t.chance_heavy_users)
+        shared, expected, sibling = self.audiences.seller_union(
+            members,
+            sellers,
+            sig,
+            now_ms=now_ms,
+            within_ms=within_ms,
+            population=float(self._population),
+            weight=weight,
+        )
+        evidence = pooled_evidence(shared, expected)
+        evidence[shared < t.co_audience_lift * expected] = 0.0
+        for j in np.flatnonzero(evidence >= t.board_seller_union_evidence).tolist():
+            slot = int(members[j])
+            numbers = pooled_numbers(int(shared[j]), float(expected[j]), float(evidence[j]))
+            exposed = f"ring_member_of_seller_union_{self.products.name(int(sibling[j]))}_{numbers}"
+            self._ring_refusals[slot] = (exposed, now_ms)
+            self.guard.lockstep[slot] = exposed
 
     def _catalogue_overdispersion(self, now_ms: int, cand: NDArray[np.int64]) -> float:
         """The spread of the catalogue's users' activity rates, the uniform-accounts test's reference.

@@ -868,6 +868,68 @@ class AudienceMemory:
             l_best, l_other, l_sh, l_sa, l_ex, *low,  # type: ignore[arg-type]
         )  # fmt: skip
 
+    def seller_union(
+        self,
+        slots: NDArray[np.int64],
+        sellers: NDArray[np.int64],
+        sig: NDArray[np.uint64],
+        *,
+        now_ms: int,
+        within_ms: int,
+        population: float,
+        weight: NDArray[np.float64] | None = None,
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
+        """Per row of ``sig``: its users in the union of its seller's other products hot within ``within_ms``.
+
+        A ring boosting several products of one seller at once draws each product's accounts from the
+        same pool, so while the products are young each pair shares 0-1 sampled users, but together
+        the siblings' audiences hold a growing part of the pool.  A sampled user ``u`` is compared
+        with remembered audience ``r`` where ``r``'s bottom-k sample could hold it (below its
+        threshold, or ``r`` not full); it is *shared* if some such ``r`` holds it, and is expected
+        there by chance with ``1 - prod_r (1 - min(1, w_u n_r / population))`` (``n_r``: ``r``'s
+        estimated users; ``w_u``: the user's activity weight, :func:`activity_weights`, 1 if None):
+        a deal hunter in many hot audiences is expected in the union too.  Returns ``(shared,
+        expected, sibling)``, int64[m] / float64[m] / int64[m]: the count, its chance expectation
+        (:func:`pooled_evidence` reads both) and the sibling holding most of the shared users (-1:
+        none).  ``O(m * s * k log k)`` for ``s`` siblings remembered per seller.
+
+        >>> mem = AudienceMemory(capacity=4, k=8, memory_ms=10_000)
+        >>> pad = 2**64 - 1
+        >>> sibs = np.array([[1, 2, 3] + [pad] * 5, [4, 5, 6] + [pad] * 5], np.uint64)
+        >>> mem.remember(np.array([5, 6]), np.array([0, 0]), sibs, now_ms=0)
+        >>> cand = np.array([[2, 5, 9, pad, pad, pad, pad, pad]], np.uint64)
+        >>> sh, ex, sib = mem.seller_union(np.array([7]), np.array([0]), cand, now_ms=500, within_ms=1000,
+        ...                                population=100.0)
+        >>> sh.tolist(), [round(float(x), 3) for x in ex], sib.tolist()
+        ([2], [0.177], [5])
+        """
+        m = slots.size
+        shared, expected, sibling = np.zeros(m, np.int64), np.zeros(m), np.full(m, -1, np.int64)
+        live = (self.slot >= 0) & (self.seen_ms >= now_ms - min(within_ms, self.memory_ms))
+        if m == 0 or population <= 0 or not live.any():
+            return shared, expected, sibling
+        rows = np.flatnonzero(live)
+        top = np.iinfo(np.uint64).max
+        for j in range(m):
+            if sellers[j] < 0:
+                continue
+            mine = rows[(self.seller[rows] == sellers[j]) & (self.slot[rows] != slots[j])]
+            if mine.size == 0:
+                continue
+            held = sig[j] != top
+            users = sig[j][held]
+            w = np.ones(users.size) if weight is None else weight[j][held]
+            share = np.clip(estimated_users(self.sig[mine]) / population, 0.0, 1.0)
+            thr = self.sig[mine, -1]  # top (padding) where the sample is not full: every value comparable
+            comparable = users[:, None] <= thr[None, :]
+            inside = np.stack([np.isin(users, self.sig[r]) for r in mine.tolist()], axis=1) & comparable
+            miss = np.where(comparable, 1.0 - np.clip(w[:, None] * share[None, :], 0.0, 1.0), 1.0)
+            shared[j] = int(inside.any(axis=1).sum())
+            expected[j] = float((1.0 - miss.prod(axis=1)).sum())
+            if shared[j] > 0:
+                sibling[j] = int(self.slot[mine[int(inside.sum(axis=0).argmax())]])
+        return shared, expected, sibling
+
     def recent_sibling(
         self, slots: NDArray[np.int64], sellers: NDArray[np.int64], *, now_ms: int, within_ms: int
     ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
