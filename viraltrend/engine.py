@@ -1235,6 +1235,7 @@ class Engine:
             rule_ready = feats["ready"] > 0.0
             vouched = self.detector.ready(feats, feats["unique_users"], probability) & ~rule_ready
             vouched &= self._vouch_fresh(feats)
+            vouched &= self._vouch_rate(feats)
             vouched &= self._vouch_held(now_ms, slots, vouched)
             feats["ready"] = (rule_ready | vouched).astype(np.float64)
             feats["model_p"] = probability  # the evidence of a vouch, in the messages' features
@@ -1390,6 +1391,28 @@ class Engine:
             held[i] = now_ms - start >= hold_ms
         self._vouch_ms = streaks
         return held
+
+    def _vouch_rate(self, feats: Columns) -> NDArray[np.bool_]:
+        """Which candidates' changes are young enough in users for the model's vouch, bool[m].
+
+        ``model.vouch_max_user_rate`` (distinct users per second since the change point; 0: every
+        candidate passes): the model vouches for a shape the detector's growth test cannot yet see,
+        but a change that already brings users faster than this has given the test the users to see a
+        ramp, and a shape it still does not call growing is a flat step (a flash spike's level, a
+        burst), whatever the model's probability.  A step whose viewers pass it on like a cascade
+        (``share_ratio`` at least ``model.step_share_ratio``, the detector's step path) is not asked.
+        """
+        cap = self.cfg.model.vouch_max_user_rate
+        n = len(feats["evidence"])
+        if cap <= 0.0 or "change_users" not in feats:
+            return np.ones(n, np.bool_)
+        m = self.cfg.model
+        change_s = feats["change_s"]
+        ok = feats["change_users"] <= cap * np.maximum(change_s, 1.0)
+        share = feats.get("share_ratio")
+        if m.step_share_ratio > 0.0 and share is not None:
+            ok |= (change_s >= m.min_change_s) & (share >= m.step_share_ratio)
+        return np.asarray(ok, np.bool_)
 
     def _vouch_fresh(self, feats: Columns) -> NDArray[np.bool_]:
         """Which candidates bring fresh accounts enough for a vouch, bool[m] (``model.vouch_fresh_ratio``).
