@@ -1393,25 +1393,23 @@ class Engine:
         return held
 
     def _vouch_rate(self, feats: Columns) -> NDArray[np.bool_]:
-        """Which candidates' changes are young enough in users for the model's vouch, bool[m].
+        """Which candidates' changes the model may vouch for at their rate of users, bool[m].
 
         ``model.vouch_max_user_rate`` (distinct users per second since the change point; 0: every
         candidate passes): the model vouches for a shape the detector's growth test cannot yet see,
         but a change that already brings users faster than this has given the test the users to see a
-        ramp, and a shape it still does not call growing is a flat step (a flash spike's level, a
-        burst), whatever the model's probability.  A step whose viewers pass it on like a cascade
-        (``share_ratio`` at least ``model.step_share_ratio``, the detector's step path) is not asked.
+        ramp; one it still does not call growing, and whose viewers pass it on less than
+        ``model.vouch_rate_share_ratio`` x the catalogue's shares per view (``share_ratio``), is a
+        level its audience does not spread (a flash spike, a burst), however sure the model is.
         """
         cap = self.cfg.model.vouch_max_user_rate
         n = len(feats["evidence"])
         if cap <= 0.0 or "change_users" not in feats:
             return np.ones(n, np.bool_)
-        m = self.cfg.model
-        change_s = feats["change_s"]
-        ok = feats["change_users"] <= cap * np.maximum(change_s, 1.0)
+        ok = feats["change_users"] <= cap * np.maximum(feats["change_s"], 1.0)
         share = feats.get("share_ratio")
-        if m.step_share_ratio > 0.0 and share is not None:
-            ok |= (change_s >= m.min_change_s) & (share >= m.step_share_ratio)
+        if share is not None:
+            ok |= share >= self.cfg.model.vouch_rate_share_ratio
         return np.asarray(ok, np.bool_)
 
     def _vouch_fresh(self, feats: Columns) -> NDArray[np.bool_]:
