@@ -168,6 +168,8 @@ class ModelConfig:
     growth_z_users: float = _ge0(50.0)
     max_change_s: float = _ge0(1500.0)
     vouch_hold_s: float = _ge0(10.0)
+    vouch_max_user_rate: float = _ge0(0.0)
+    vouch_rate_share_ratio: float = _ge0(1.0)
     vouch_fresh_ratio: float = _ge0(0.5)
     vouch_fresh_evidence: float = _ge0(0.1)
     recruit_share_ratio: float = _ge0(0.5)
