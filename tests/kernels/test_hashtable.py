@@ -4,10 +4,26 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 
 from tests.kernels import reference
 from viraltrend.errors import CheckpointError
-from viraltrend.kernels.hashtable import UserTable, hash_ids, signature_slots
+from viraltrend.kernels.decay import _prefetch
+from viraltrend.kernels.hashtable import (
+    _AHEAD,
+    _EMPTY,
+    _FREE_ROW,
+    _LOW32,
+    _UNSET,
+    UserTable,
+    _find,
+    _home,
+    _row_find,
+    _row_rehash,
+    _sorted_has,
+    hash_ids,
+    signature_slots,
+)
 from viraltrend.kernels.users import UserSketches
 
 IDS = st.text(min_size=1, max_size=12)
@@ -361,3 +377,131 @@ def test_release_deletes_the_rows_in_slot_order_as_one_pass_did(users, times, cu
     assert got.tolist() == want.tolist()
     for x, y in zip(a, b, strict=True):
         assert x.tobytes() == y.tobytes()
+
+
+# perf24: the user table's interning before its split into a no-reference-count run and a shell, kept as
+# the reference the split must equal (the same loop, one event at a time, arrays regrown in place)
+@njit(cache=False)
+def _one_loop_intern(
+    rows, used, hash_of, prev_of, last_ms, high_water,
+    free, free_pos, vet_keys, vet_vals, vet_used, old_keys,
+    old_vals, old_used, max_ts_ms, hashes, ts_ms, lateness_ms,
+):  # fmt: skip
+    """Slots of ``hashes`` in order, new ones from ``free[free_pos:]`` (sorted) then ``high_water``.
+
+    Updates ``last_ms`` with each event's effective time; returns the (possibly regrown)
+    slot table ``rows``, ``hash_of``, ``prev_of``, ``last_ms`` and the new ``used``, ``high_water``,
+    ``free_pos``, ``max_ts_ms``, plus ``slots`` int64[n] and ``returning`` bool[n] (a new entry
+    whose hash is a veteran's).  A veteran takes back its last slot while that slot is held
+    (released by it, ``prev_of[slot] == hash``, and not recycled: free slots are ``free[free_pos:]``).
+    """
+    n = hashes.shape[0]
+    slots = np.empty(n, np.int64)
+    returning = np.zeros(n, np.bool_)
+    for i in range(n):
+        if i + _AHEAD < n:  # a hint only (never faults): the rows the lookups below will read
+            ha = hashes[i + _AHEAD]
+            _prefetch(rows, np.int64(ha & _LOW32 & np.uint64(rows.shape[0] - 1)))
+            if vet_used:
+                _prefetch(vet_keys, _home(ha, vet_keys.shape[0] - 1))
+            if old_used:
+                _prefetch(old_keys, _home(ha, old_keys.shape[0] - 1))
+        t = ts_ms[i]
+        if t > max_ts_ms:
+            max_ts_ms = t
+        e = max(t, max_ts_ms - lateness_ms)
+        h = hashes[i]
+        idx = _row_find(rows, hash_of, h)
+        if rows[idx] != _FREE_ROW:
+            s = np.int64(rows[idx] & _LOW32)
+        else:
+            if 4 * (used + 1) > 3 * rows.shape[0]:
+                rows = _row_rehash(rows, 2 * rows.shape[0])
+                idx = _row_find(rows, hash_of, h)
+            s = -1
+            v = -1
+            if vet_used:  # the newer generation of veterans first, then the older one
+                j = _find(vet_keys, h)
+                if vet_keys[j] == h:
+                    v = vet_vals[j]
+            if v < 0 and old_used:
+                j = _find(old_keys, h)
+                if old_keys[j] == h:
+                    v = old_vals[j]
+            if v >= 0:
+                returning[i] = True
+                held = (
+                    prev_of.shape[0] > 0  # held slots tracked
+                    and hash_of[v] == _EMPTY
+                    and prev_of[v] == h
+                    and not _sorted_has(free, free_pos, v)
+                )
+                if held:
+                    s = v  # held: its MinHash values may be in kept signatures, so keep them its own
+            if s < 0 and free_pos < free.shape[0]:
+                s = free[free_pos]
+                free_pos += 1
+            elif s < 0:
+                s = high_water
+                high_water += 1
+                if s >= hash_of.shape[0]:
+                    grown_h = np.zeros(2 * hash_of.shape[0], np.uint64)
+                    grown_h[: hash_of.shape[0]] = hash_of
+                    grown_p = np.zeros(2 * hash_of.shape[0] if prev_of.shape[0] else 0, np.uint64)
+                    grown_p[: prev_of.shape[0]] = prev_of
+                    grown_l = np.full(2 * hash_of.shape[0], _UNSET, np.int64)
+                    grown_l[: hash_of.shape[0]] = last_ms
+                    hash_of, prev_of, last_ms = grown_h, grown_p, grown_l
+            rows[idx] = ((h & _LOW32) << np.uint64(32)) | np.uint64(s)
+            used += 1
+            hash_of[s] = h
+            last_ms[s] = e
+        if e > last_ms[s]:
+            last_ms[s] = e
+        slots[i] = s
+    return rows, used, hash_of, prev_of, last_ms, high_water, free_pos, max_ts_ms, slots, returning
+
+
+@settings(max_examples=80, deadline=None)
+@given(ops=SWEEP_OPS, max_veterans=st.sampled_from([None, 2, 6]), track_held=st.booleans())
+def test_the_split_intern_equals_the_one_loop_it_replaced(ops, max_veterans, track_held):
+    """``_intern`` (``_intern_run`` without reference counts, the shell at each growth) against the one
+    loop it replaced: the same slots, returning marks and table after every batch, from a table of
+    capacity 2 (rehashes and slot growth at once), with released slots and veterans taken back."""
+    from viraltrend.kernels import hashtable
+
+    kw = {"idle_ms": 50, "allowed_lateness_ms": 20, "capacity": 2, "max_veterans": max_veterans}
+    one, two = UserTable(**kw, track_held=track_held), UserTable(**kw, track_held=track_held)
+    split = hashtable._intern
+    clock = 0
+    for op, arg in ops:
+        if op == "intern":
+            users = hash_ids([f"u{u}" for u, _ in arg])
+            ts = np.array([clock + dt for _, dt in arg], np.int64)
+            clock += 100
+            hashtable._intern = _one_loop_intern  # UserTable.intern calls the module's _intern
+            try:
+                a = one.intern(users, ts)
+            finally:
+                hashtable._intern = split
+            b = two.intern(users, ts)
+            assert a[0].tolist() == b[0].tolist() and a[1].tolist() == b[1].tolist()
+        else:
+            assert one.release_and_recycle().tolist() == two.release_and_recycle().tolist()
+        x, y = one.to_arrays(), two.to_arrays()
+        assert x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)
+        assert len(one) == len(two) and one.high_water == two.high_water
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.integers(0, 60), max_size=30, unique=True),
+    start=st.integers(0, 32),
+    x=st.integers(-1, 62),
+)
+def test_the_binary_search_without_slices_is_sorted_has(values, start, x):
+    from viraltrend.kernels.hashtable import _sorted_has, _sorted_has_from
+
+    a = np.asarray(sorted(values), np.int32)
+    start = min(start, a.size)
+    assert _sorted_has_from(a, start, x) == _sorted_has(a, start, x) == (x in a[start:].tolist())

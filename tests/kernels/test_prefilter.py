@@ -414,3 +414,103 @@ def test_evict_looked_is_the_sweeps_live_products_and_those_past_their_promise(r
         assert looked.dtype == np.int64 and looked.tolist() == want.tolist()
     with pytest.raises(ValueError, match="n must be"):
         evict_looked(last, never, last.shape[0] + 1, np.zeros(last.shape[0] + 1, np.int32), 0)
+
+
+def _prelude_args(cfg, counters, trust, cusum, base, screen, now_ms, start_ms, n_live, new_users, touched):
+    """``Screen.tick``'s arguments of ``_tick_prelude`` (the compiled tick loop passes the same)."""
+    seen = max((now_ms - start_ms) / 1000.0 if start_ms is not None else 0.0, 1.0)
+    norm_hour, norm_base = base.norms(seen)
+    bound = min(counters.acc.shape[0], cusum.stat.shape[0])
+    return (
+        counters.global_acc, counters.lam, counters.dt_s(now_ms), trust.global_acc, trust.acc, trust.lam,
+        trust.dt_s(now_ms), 0, 1, base.i_hour, base.i_base, norm_hour, norm_base,
+        base.i_hour >= 0 and start_ms is not None, int(n_live), base.prior_factor, base.floor_min,
+        base.clip[0], base.clip[1], new_users, cusum.stat, cusum.back, cusum.bins, cusum.coarse,
+        cusum.ticks_per_coarse, cusum.last_tick, cusum._log_rho, cusum._rho_m1,
+        int(now_ms) // cusum.tick_ms, cusum.tick_ms / 1000.0, counters.acc, touched, screen._w,
+        (now_ms - start_ms) / 1000.0 if start_ms is not None else 0.0, *screen._fixed, screen._h,
+        *screen._limits, bound,
+    )  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_products=st.integers(1, 30),
+    new_users=st.lists(st.integers(-2, 33), max_size=40),
+    touched=st.lists(st.integers(-1, 31), max_size=60),
+    started=st.sampled_from([None, 0, 60_000, 7_200_000, 30 * 86_400_000]),
+    later_h=st.sampled_from([0, 12]),
+    n_live=st.integers(0, 40),
+    prior_factor=st.sampled_from([0.0, 1.0, 50.0]),
+    plain=st.booleans(),
+)
+def test_the_prelude_into_scratch_equals_the_allocating_prelude(
+    seed, n_products, new_users, touched, started, later_h, n_live, prior_factor, plain
+):
+    """``_tick_prelude_into`` (no reference counts, the compiled tick loop's) against ``_tick_prelude``.
+
+    The same code, floor, cycle, screen, touched and kept products and the same change-detector
+    state bit for bit, on slots in and out of range (the codes that change nothing), compiled and as
+    plain Python, with scratch longer than needed and full of garbage.
+    """
+    import copy
+
+    from viraltrend.kernels.columns import SORT_STACK
+    from viraltrend.kernels.prefilter import _tick_prelude, _tick_prelude_into
+
+    cfg, counters, trust, detector, base, now_ms = _tick_setup(
+        seed, n_products, prior_factor, later_h * 3_600_000
+    )
+    start_ms = None if started is None else now_ms - started
+    screen = _prepared(cfg, 0.3, 0.2)
+    new = np.asarray(new_users, np.int64)
+    parts = np.asarray(touched, np.int64)
+    want_cusum, got_cusum = detector.cusum, copy.deepcopy(detector.cusum)
+    want = _tick_prelude(
+        *_prelude_args(cfg, counters, trust, want_cusum, base, screen, now_ms, start_ms, n_live, new, parts)
+    )
+    rng = np.random.default_rng(seed)
+    n = max(new.size, parts.size) + int(rng.integers(0, 5))
+    scratch = (
+        rng.normal(size=counters.global_acc.shape[1]), *(rng.integers(-9, 99, n) for _ in range(2)),
+        np.full(SORT_STACK, -7, np.int64), *(rng.integers(-9, 99, n) for _ in range(2)), rng.normal(size=n),
+        rng.normal(size=n), rng.integers(-3, 3, n).astype(np.int8), rng.integers(-9, 99, n),
+    )  # fmt: skip
+    g, buf, _, stack, uniq, counts, x, mu, out, kept = scratch
+    fn = _tick_prelude_into.py_func if plain else _tick_prelude_into
+    code, floor, cycle, ok, m, n_kept, may_score = fn(
+        *_prelude_args(cfg, counters, trust, got_cusum, base, screen, now_ms, start_ms, n_live, new, parts),
+        g, buf, stack, uniq, counts, x, mu, out, kept,
+    )  # fmt: skip
+    assert (code, floor, cycle) == want[:3]  # floats bit for bit (== on the same doubles)
+    if code == 0:
+        assert (ok, may_score) == (want[3], want[6])
+        assert uniq[:m].tolist() == want[4].tolist()
+        assert kept[:n_kept].tolist() == want[5].tolist()
+    for name in ("stat", "back", "bins", "coarse", "last_tick"):
+        assert np.array_equal(getattr(got_cusum, name), getattr(want_cusum, name)), name
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    values=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=300)
+    | st.lists(st.integers(-3, 3), max_size=300)
+    | st.integers(0, 3000).map(lambda n: list(range(n, 0, -1))),
+    plain=st.booleans(),
+)
+def test_the_scratch_unique_counts_is_numpys_unique(values, plain):
+    """``_unique_counts_into`` (its own in-place sort, no allocation) equals ``np.unique`` with counts."""
+    from viraltrend.kernels.columns import SORT_STACK, _sort_in_place, _unique_counts_into
+
+    a = np.asarray(values, np.int64)
+    buf, vals, counts = (np.full(a.size + 2, 5, np.int64) for _ in range(3))
+    stack = np.zeros(SORT_STACK, np.int64)
+    fn = _unique_counts_into.py_func if plain else _unique_counts_into
+    m = fn(a, buf, stack, vals, counts)
+    want_v, want_c = np.unique(a, return_counts=True)
+    assert vals[:m].tolist() == want_v.tolist()
+    assert counts[:m].tolist() == want_c.tolist()
+    b = a.copy()
+    (_sort_in_place.py_func if plain else _sort_in_place)(b, b.size, stack)
+    assert b.tolist() == sorted(values)

@@ -7,6 +7,8 @@ they replace (the tests compare them).
 
 from __future__ import annotations
 
+from typing import Final
+
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
@@ -154,6 +156,87 @@ def _unique_counts(a: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.
             counts[m] = 1
             m += 1
     return vals[:m].copy(), counts[:m].copy()
+
+
+#: Entries of :func:`_unique_counts_into`'s ``stack`` scratch: two per pending partition, at most
+#: log2(n) + 1 pending (the larger side is pushed, the smaller sorted first).
+SORT_STACK: Final = 130
+_INSERTION_BELOW: Final = 16
+
+
+@no_refcounts
+def _sort_in_place(a: NDArray[np.int64], n: int, stack: NDArray[np.int64]) -> None:
+    """Sort ``a[:n]`` ascending in place, allocating nothing (``stack``: int64[>= SORT_STACK] scratch).
+
+    An iterative quicksort (median of three, Hoare partition) with insertion sort below 16 entries:
+    the larger side is pushed, so at most ``log2(n) + 1`` partitions wait.  Integers in ascending
+    order are one answer whatever the algorithm: ``np.sort``'s, bit for bit.
+    """
+    top = 0
+    lo, hi = 0, n - 1
+    while True:
+        while hi - lo >= _INSERTION_BELOW:
+            mid = (lo + hi) >> 1
+            if a[mid] < a[lo]:
+                a[mid], a[lo] = a[lo], a[mid]
+            if a[hi] < a[mid]:
+                a[hi], a[mid] = a[mid], a[hi]
+                if a[mid] < a[lo]:
+                    a[mid], a[lo] = a[lo], a[mid]
+            pivot = a[mid]
+            i, j = lo, hi
+            while i <= j:
+                while a[i] < pivot:
+                    i += 1
+                while a[j] > pivot:
+                    j -= 1
+                if i <= j:
+                    a[i], a[j] = a[j], a[i]
+                    i += 1
+                    j -= 1
+            if j - lo < hi - i:  # [lo, j] <= pivot <= [i, hi]: push the larger, go on with the smaller
+                stack[top], stack[top + 1] = i, hi
+                hi = j
+            else:
+                stack[top], stack[top + 1] = lo, j
+                lo = i
+            top += 2
+        for k in range(lo + 1, hi + 1):
+            v = a[k]
+            p = k - 1
+            while p >= lo and a[p] > v:
+                a[p + 1] = a[p]
+                p -= 1
+            a[p + 1] = v
+        if top == 0:
+            return
+        top -= 2
+        lo, hi = stack[top], stack[top + 1]
+
+
+@no_refcounts
+def _unique_counts_into(
+    a: NDArray[np.int64], buf: NDArray[np.int64], stack: NDArray[np.int64], vals: NDArray[np.int64],
+    counts: NDArray[np.int64],
+) -> int:  # fmt: skip
+    """:func:`_unique_counts` of ``a`` into scratch, allocating nothing: ``m``, ``vals[:m]``, ``counts[:m]``.
+
+    ``buf``, ``vals``, ``counts`` at least as long as ``a`` (``buf`` holds ``a`` sorted), ``stack``
+    :func:`_sort_in_place`'s.  The same values and counts as :func:`_unique_counts`.
+    """
+    n = a.shape[0]
+    for i in range(n):
+        buf[i] = a[i]
+    _sort_in_place(buf, n, stack)
+    m = 0
+    for i in range(n):
+        if m and vals[m - 1] == buf[i]:
+            counts[m - 1] += 1
+        else:
+            vals[m] = buf[i]
+            counts[m] = 1
+            m += 1
+    return m
 
 
 def unique_counts(parts: list[NDArray[np.int64]]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:

@@ -43,7 +43,7 @@ from numpy.typing import NDArray
 from viraltrend.errors import CheckpointError
 from viraltrend.kernels._checks import check_range, column, owned
 from viraltrend.kernels._jit import no_refcounts
-from viraltrend.kernels.columns import _unique_counts
+from viraltrend.kernels.columns import _unique_counts, _unique_counts_into
 from viraltrend.kernels.decay import _scaled, grown_capacity
 
 __all__ = ["ChangeDetector"]
@@ -178,6 +178,49 @@ def _update_from_users(
         if not (mu[j] > 0.0 and mu[j] < np.inf):
             return 2
     _update(stat, back, bins, coarse, per_coarse, last_tick, slots, x, mu, log_rho, rho_m1, tick, tick_s)
+    return 0
+
+
+@no_refcounts
+def _update_from_users_into(
+    stat: NDArray[np.float32], back: NDArray[np.int32], bins: NDArray[np.uint8], coarse: NDArray[np.uint16],
+    per_coarse: int, last_tick: NDArray[np.int64], new_users: NDArray[np.int64], acc: NDArray[np.float64],
+    channel: int, half_life: int, lam: float, dt_s: float, norm: float, floor: float, cycle: float,
+    log_rho: NDArray[np.float64], rho_m1: NDArray[np.float64], tick: int, tick_s: float,
+    buf: NDArray[np.int64], stack: NDArray[np.int64], vals: NDArray[np.int64], counts: NDArray[np.int64],
+    x: NDArray[np.float64], mu: NDArray[np.float64],
+) -> int:  # fmt: skip
+    """:func:`_update_from_users` with its temporaries in scratch (at least as long as ``new_users``).
+
+    The same steps and codes, without reference counts or allocations (the compiled tick loop calls
+    it at every tick with new users).
+    """
+    m = _unique_counts_into(new_users, buf, stack, vals, counts)
+    for j in range(m):
+        x[j] = np.float64(counts[j])
+    for j in range(m):
+        p = vals[j]
+        if p < 0 or p >= acc.shape[0] or p >= last_tick.shape[0]:
+            return 1
+        v = _scaled(acc[p, channel, half_life], -lam * dt_s) * norm
+        mu[j] = (v if not v < floor else floor) * cycle
+        if not (mu[j] > 0.0 and mu[j] < np.inf):
+            return 2
+    _update(
+        stat,
+        back,
+        bins,
+        coarse,
+        per_coarse,
+        last_tick,
+        vals[:m],
+        x[:m],
+        mu[:m],
+        log_rho,
+        rho_m1,
+        tick,
+        tick_s,
+    )
     return 0
 
 

@@ -702,6 +702,20 @@ def _global_figures(
     return out, _scaled(t_acc[channel, half_life], -t_lam[half_life] * t_dt_s)
 
 
+@no_refcounts
+def _global_figures_into(
+    g_acc: NDArray[np.float64], lam: NDArray[np.float64], dt_s: float, t_acc: NDArray[np.float64],
+    t_lam: NDArray[np.float64], t_dt_s: float, channel: int, half_life: int, out: NDArray[np.float64],
+) -> float:  # fmt: skip
+    """:func:`_global_figures` with its sums written to ``out`` (float64[n_hl]): the same, no allocation."""
+    for h in range(g_acc.shape[1]):
+        out[h] = _scaled(g_acc[0, h], -lam[h] * dt_s)
+    for k in range(1, g_acc.shape[0]):  # row by row, as numpy's sum over axis 0 adds them
+        for h in range(g_acc.shape[1]):
+            out[h] += _scaled(g_acc[k, h], -lam[h] * dt_s)
+    return _scaled(t_acc[channel, half_life], -t_lam[half_life] * t_dt_s)
+
+
 def global_figures(
     counters: DecayedCounters, trust: DecayedCounters, now_ms: int, *, channel: int, half_life: int
 ) -> tuple[NDArray[np.float64], float]:

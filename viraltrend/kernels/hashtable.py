@@ -271,6 +271,95 @@ def _sorted_has(values: _I32, start: _Int, x: _Int) -> bool:
     return pos < values.shape[0] and values[pos] == x  # type: ignore[no-any-return]
 
 
+@no_refcounts
+def _sorted_has_from(values: _I32, start: _Int, x: _Int) -> bool:
+    """:func:`_sorted_has` by a binary search of its own (no slice, no reference counts): the same answer."""
+    lo, hi = start, values.shape[0]
+    while lo < hi:  # the first position >= start holding a value >= x, as searchsorted's left side
+        mid = (lo + hi) >> 1
+        if values[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return bool(lo < values.shape[0] and values[lo] == x)
+
+
+@no_refcounts
+def _intern_run(
+    rows: _U64, used: _Int, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int,
+    free: _I32, free_pos: _Int, vet_keys: _U64, vet_vals: _I32, vet_used: _Int, old_keys: _U64,
+    old_vals: _I32, old_used: _Int, max_ts_ms: _Int, hashes: _U64, ts_ms: _I64, lateness_ms: _Int,
+    i: int, slots: _I64, returning: NDArray[np.bool_],
+) -> tuple[int, _Int, _Int, _Int, _Int]:  # fmt: skip
+    """:func:`_intern`'s steps from event ``i`` on while no array must grow; the scalars after them.
+
+    Returns ``(i, used, high_water, free_pos, max_ts_ms)``.  Stops before (nothing of it done) the
+    first event whose new entry needs the row table rehashed or a slot at ``high_water`` past
+    ``hash_of``'s end, or at the end; the shell takes that event with the allocating steps.  Without
+    reference counts (perf23: the arrays carried round the per-event loop were taken and dropped at
+    each event).
+    """
+    n = hashes.shape[0]
+    while i < n:
+        if i + _AHEAD < n:  # a hint only (never faults): the rows the lookups below will read
+            ha = hashes[i + _AHEAD]
+            _prefetch(rows, np.int64(ha & _LOW32 & np.uint64(rows.shape[0] - 1)))
+            if vet_used:
+                _prefetch(vet_keys, _home(ha, vet_keys.shape[0] - 1))
+            if old_used:
+                _prefetch(old_keys, _home(ha, old_keys.shape[0] - 1))
+        h = hashes[i]
+        idx = _row_find(rows, hash_of, h)
+        t = ts_ms[i]
+        m_ts = t if t > max_ts_ms else max_ts_ms
+        e = max(t, m_ts - lateness_ms)
+        if rows[idx] != _FREE_ROW:
+            s: _Int = np.int64(rows[idx] & _LOW32)
+        else:
+            if 4 * (used + 1) > 3 * rows.shape[0]:
+                break  # a rehash: the shell's
+            s = -1
+            v = -1
+            if vet_used:  # the newer generation of veterans first, then the older one
+                j = _find(vet_keys, h)
+                if vet_keys[j] == h:
+                    v = vet_vals[j]
+            if v < 0 and old_used:
+                j = _find(old_keys, h)
+                if old_keys[j] == h:
+                    v = old_vals[j]
+            back = False
+            if v >= 0:
+                back = True
+                held = (
+                    prev_of.shape[0] > 0  # held slots tracked
+                    and hash_of[v] == _EMPTY
+                    and prev_of[v] == h
+                    and not _sorted_has_from(free, free_pos, v)
+                )
+                if held:
+                    s = v  # held: its MinHash values may be in kept signatures, so keep them its own
+            if s < 0 and free_pos < free.shape[0]:
+                s = free[free_pos]
+                free_pos += 1
+            elif s < 0:
+                if high_water >= hash_of.shape[0]:
+                    break  # the slot arrays grow: the shell's
+                s = high_water
+                high_water += 1
+            returning[i] = back
+            rows[idx] = ((h & _LOW32) << np.uint64(32)) | np.uint64(s)
+            used += 1
+            hash_of[s] = h
+            last_ms[s] = e
+        max_ts_ms = m_ts
+        if e > last_ms[s]:
+            last_ms[s] = e
+        slots[i] = s
+        i += 1
+    return i, used, high_water, free_pos, max_ts_ms
+
+
 @njit(cache=True)
 def _intern(
     rows: _U64, used: _Int, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int,
@@ -284,71 +373,72 @@ def _intern(
     ``free_pos``, ``max_ts_ms``, plus ``slots`` int64[n] and ``returning`` bool[n] (a new entry
     whose hash is a veteran's).  A veteran takes back its last slot while that slot is held
     (released by it, ``prev_of[slot] == hash``, and not recycled: free slots are ``free[free_pos:]``).
+    The events run in :func:`_intern_run` (no reference counts); an event whose entry needs an array
+    grown takes the steps here, one at a time.
     """
     n = hashes.shape[0]
     slots = np.empty(n, np.int64)
     returning = np.zeros(n, np.bool_)
-    for i in range(n):
-        if i + _AHEAD < n:  # a hint only (never faults): the rows the lookups below will read
-            ha = hashes[i + _AHEAD]
-            _prefetch(rows, np.int64(ha & _LOW32 & np.uint64(rows.shape[0] - 1)))
-            if vet_used:
-                _prefetch(vet_keys, _home(ha, vet_keys.shape[0] - 1))
-            if old_used:
-                _prefetch(old_keys, _home(ha, old_keys.shape[0] - 1))
+    i = 0
+    while True:
+        i, used, high_water, free_pos, max_ts_ms = _intern_run(
+            rows, used, hash_of, prev_of, last_ms, high_water, free, free_pos, vet_keys, vet_vals, vet_used,
+            old_keys, old_vals, old_used, max_ts_ms, hashes, ts_ms, lateness_ms, i, slots, returning,
+        )  # fmt: skip
+        if i >= n:
+            break
+        # event i's new entry needs the row table rehashed or the slot arrays grown: the same steps
         t = ts_ms[i]
         if t > max_ts_ms:
             max_ts_ms = t
         e = max(t, max_ts_ms - lateness_ms)
         h = hashes[i]
         idx = _row_find(rows, hash_of, h)
-        if rows[idx] != _FREE_ROW:
-            s: _Int = np.int64(rows[idx] & _LOW32)
-        else:
-            if 4 * (used + 1) > 3 * rows.shape[0]:
-                rows = _row_rehash(rows, 2 * rows.shape[0])
-                idx = _row_find(rows, hash_of, h)
-            s = -1
-            v = -1
-            if vet_used:  # the newer generation of veterans first, then the older one
-                j = _find(vet_keys, h)
-                if vet_keys[j] == h:
-                    v = vet_vals[j]
-            if v < 0 and old_used:
-                j = _find(old_keys, h)
-                if old_keys[j] == h:
-                    v = old_vals[j]
-            if v >= 0:
-                returning[i] = True
-                held = (
-                    prev_of.shape[0] > 0  # held slots tracked
-                    and hash_of[v] == _EMPTY
-                    and prev_of[v] == h
-                    and not _sorted_has(free, free_pos, v)
-                )
-                if held:
-                    s = v  # held: its MinHash values may be in kept signatures, so keep them its own
-            if s < 0 and free_pos < free.shape[0]:
-                s = free[free_pos]
-                free_pos += 1
-            elif s < 0:
-                s = high_water
-                high_water += 1
-                if s >= hash_of.shape[0]:
-                    grown_h = np.zeros(2 * hash_of.shape[0], np.uint64)
-                    grown_h[: hash_of.shape[0]] = hash_of
-                    grown_p = np.zeros(2 * hash_of.shape[0] if prev_of.shape[0] else 0, np.uint64)
-                    grown_p[: prev_of.shape[0]] = prev_of
-                    grown_l = np.full(2 * hash_of.shape[0], _UNSET, np.int64)
-                    grown_l[: hash_of.shape[0]] = last_ms
-                    hash_of, prev_of, last_ms = grown_h, grown_p, grown_l
-            rows[idx] = ((h & _LOW32) << np.uint64(32)) | np.uint64(s)
-            used += 1
-            hash_of[s] = h
-            last_ms[s] = e
+        if 4 * (used + 1) > 3 * rows.shape[0]:
+            rows = _row_rehash(rows, 2 * rows.shape[0])
+            idx = _row_find(rows, hash_of, h)
+        s: _Int = -1
+        v = -1
+        if vet_used:
+            j = _find(vet_keys, h)
+            if vet_keys[j] == h:
+                v = vet_vals[j]
+        if v < 0 and old_used:
+            j = _find(old_keys, h)
+            if old_keys[j] == h:
+                v = old_vals[j]
+        if v >= 0:
+            returning[i] = True
+            held = (
+                prev_of.shape[0] > 0
+                and hash_of[v] == _EMPTY
+                and prev_of[v] == h
+                and not _sorted_has(free, free_pos, v)
+            )
+            if held:
+                s = v
+        if s < 0 and free_pos < free.shape[0]:
+            s = free[free_pos]
+            free_pos += 1
+        elif s < 0:
+            s = high_water
+            high_water += 1
+            if s >= hash_of.shape[0]:
+                grown_h = np.zeros(2 * hash_of.shape[0], np.uint64)
+                grown_h[: hash_of.shape[0]] = hash_of
+                grown_p = np.zeros(2 * hash_of.shape[0] if prev_of.shape[0] else 0, np.uint64)
+                grown_p[: prev_of.shape[0]] = prev_of
+                grown_l = np.full(2 * hash_of.shape[0], _UNSET, np.int64)
+                grown_l[: hash_of.shape[0]] = last_ms
+                hash_of, prev_of, last_ms = grown_h, grown_p, grown_l
+        rows[idx] = ((h & _LOW32) << np.uint64(32)) | np.uint64(s)
+        used += 1
+        hash_of[s] = h
+        last_ms[s] = e
         if e > last_ms[s]:
             last_ms[s] = e
         slots[i] = s
+        i += 1
     return rows, used, hash_of, prev_of, last_ms, high_water, free_pos, max_ts_ms, slots, returning
 
 

@@ -23,9 +23,16 @@ from numpy.typing import NDArray
 
 from viraltrend.kernels._checks import check_range, column
 from viraltrend.kernels._jit import no_refcounts
-from viraltrend.kernels.columns import _unique_counts
-from viraltrend.kernels.cusum import ChangeDetector, _update_from_users
-from viraltrend.kernels.decay import DecayedCounters, _exp, _global_figures, _scaled, _scaled_by
+from viraltrend.kernels.columns import _unique_counts, _unique_counts_into
+from viraltrend.kernels.cusum import ChangeDetector, _update_from_users, _update_from_users_into
+from viraltrend.kernels.decay import (
+    DecayedCounters,
+    _exp,
+    _global_figures,
+    _global_figures_into,
+    _scaled,
+    _scaled_by,
+)
 
 __all__ = [
     "EVICT_SLACK",
@@ -220,6 +227,89 @@ def _tick_prelude(
         global_factor, lift_mid, lift_k, z_mid, z_k, stat, h, score_below, evidence_below, bound,
     )  # fmt: skip
     return 0, floor, cycle, ok, uniq, kept, may_score
+
+
+@no_refcounts
+def _screen_touched_into(
+    acc: NDArray[np.float64], global_acc: NDArray[np.float64], lam: NDArray[np.float64], dt_s: float,
+    touched: NDArray[np.int64], w: NDArray[np.float64], observed_s: float, n_products: int,
+    i_trend: int, i_base: int, min_baseline_h: float, global_factor: float,
+    lift_mid: float, lift_k: float, z_mid: float, z_k: float,
+    stat: NDArray[np.float32], h: float, score_below: float, evidence_below: float, bound: int,
+    buf: NDArray[np.int64], stack: NDArray[np.int64], uniq: NDArray[np.int64], counts: NDArray[np.int64],
+    out: NDArray[np.int8], kept: NDArray[np.int64],
+) -> tuple[bool, int, int, bool]:  # fmt: skip
+    """:func:`_screen_touched` into scratch (as long as ``touched`` at least): ``(ok, m, n_kept, may_score)``.
+
+    ``uniq[:m]`` and ``kept[:n_kept]`` hold :func:`_screen_touched`'s ``uniq`` and ``kept`` (none kept
+    when not ok); the same steps, without reference counts or allocations.
+    """
+    m = _unique_counts_into(touched, buf, stack, uniq, counts)
+    if m and (uniq[0] < 0 or uniq[m - 1] >= bound):
+        return False, m, 0, False
+    _may_matter(
+        acc, global_acc, lam, dt_s, uniq[:m], w, observed_s, n_products, i_trend, i_base, min_baseline_h,
+        global_factor, lift_mid, lift_k, z_mid, z_k, stat, h, score_below, evidence_below, out[:m],
+    )  # fmt: skip
+    n_kept = 0
+    may_score = False
+    for j in range(m):
+        if out[j] != 0:
+            kept[n_kept] = uniq[j]
+            n_kept += 1
+        if out[j] & SCORE:
+            may_score = True
+    return True, m, n_kept, may_score
+
+
+@no_refcounts
+def _tick_prelude_into(
+    g_acc: NDArray[np.float64], lam: NDArray[np.float64], dt_s: float, t_g_acc: NDArray[np.float64],
+    t_acc: NDArray[np.float64], t_lam: NDArray[np.float64], t_dt_s: float, channel: int, half_life: int,
+    i_hour: int, i_base: int, norm_hour: float, norm_base: float, cycle_on: bool, n_live: int,
+    prior_factor: float, floor_min: float, clip_lo: float, clip_hi: float,
+    new_users: NDArray[np.int64], stat: NDArray[np.float32], back: NDArray[np.int32], bins: NDArray[np.uint8],
+    coarse: NDArray[np.uint16], per_coarse: int, last_tick: NDArray[np.int64], log_rho: NDArray[np.float64],
+    rho_m1: NDArray[np.float64], tick: int, tick_s: float,
+    acc: NDArray[np.float64], touched: NDArray[np.int64], w: NDArray[np.float64], observed_s: float,
+    i_trend: int, i_base_s: int, min_baseline_h: float, global_factor: float, lift_mid: float, lift_k: float,
+    z_mid: float, z_k: float, h: float, score_below: float, evidence_below: float, bound: int,
+    g: NDArray[np.float64], buf: NDArray[np.int64], stack: NDArray[np.int64], uniq: NDArray[np.int64],
+    counts: NDArray[np.int64], x: NDArray[np.float64], mu: NDArray[np.float64], out: NDArray[np.int8],
+    kept: NDArray[np.int64],
+) -> tuple[int, float, float, bool, int, int, bool]:  # fmt: skip
+    """:func:`_tick_prelude` into scratch: ``(code, floor, cycle, ok, m, n_kept, may_score)``.
+
+    The same steps in the same order, without reference counts or allocations (the compiled tick
+    loop runs it at every tick with events): ``g`` float64[n_hl]; ``buf``, ``uniq``, ``counts``,
+    ``x``, ``mu``, ``out``, ``kept`` at least as long as ``new_users`` and ``touched``; ``stack``
+    ``columns.SORT_STACK`` entries.  ``uniq[:m]``/``kept[:n_kept]``: ``_tick_prelude``'s ``uniq``/``kept``
+    when the code is 0 (``m`` = ``n_kept`` = 0 otherwise).
+    """
+    users = _global_figures_into(g_acc, lam, dt_s, t_g_acc, t_lam, t_dt_s, channel, half_life, g)
+    cycle = 1.0
+    if cycle_on:
+        rate_1h, rate_24h = g[i_hour] * norm_hour, g[i_base] * norm_base
+        if not (rate_24h <= 0.0) and math.isfinite(rate_1h / rate_24h):
+            cycle = rate_1h / rate_24h
+            cycle = clip_lo if clip_lo > cycle else cycle  # min(max(r, lo), hi) as Python takes them
+            cycle = clip_hi if clip_hi < cycle else cycle
+    prior = prior_factor * users * norm_base / max(n_live, 1)
+    floor = floor_min if floor_min > prior else prior  # max(prior, floor_min)
+    if new_users.shape[0]:  # the change detector's update_from_users
+        code = _update_from_users_into(
+            stat, back, bins, coarse, per_coarse, last_tick, new_users, t_acc, channel, half_life,
+            t_lam[half_life], t_dt_s, norm_base, floor, cycle, log_rho, rho_m1, tick, tick_s,
+            buf, stack, uniq, counts, x, mu,
+        )  # fmt: skip
+        if code:
+            return code, floor, cycle, False, 0, 0, False
+    ok, m, n_kept, may_score = _screen_touched_into(
+        acc, g_acc, lam, dt_s, touched, w, observed_s, n_live, i_trend, i_base_s, min_baseline_h,
+        global_factor, lift_mid, lift_k, z_mid, z_k, stat, h, score_below, evidence_below, bound,
+        buf, stack, uniq, counts, out, kept,
+    )  # fmt: skip
+    return 0, floor, cycle, ok, m, n_kept, may_score
 
 
 #: How far above the eviction limit a product's value must lie for :func:`evict_horizon` to vouch for it.

@@ -31,7 +31,14 @@ from viraltrend.kernels.audience import (
     _count_min_observe,
     _union_rows,
 )
-from viraltrend.kernels.columns import BELOW_MARGIN, _baseline_rates, _below, _keep_hot, _trust_rows
+from viraltrend.kernels.columns import (
+    BELOW_MARGIN,
+    SORT_STACK,
+    _baseline_rates,
+    _below,
+    _keep_hot,
+    _trust_rows,
+)
 from viraltrend.kernels.cusum import ChangeDetector
 from viraltrend.kernels.decay import (
     _EVERY_ROW,
@@ -44,7 +51,13 @@ from viraltrend.kernels.decay import (
     _scaled_by,
     live_rows,
 )
-from viraltrend.kernels.prefilter import Screen, TickBaseline, _evict_horizon, _evict_looked, _tick_prelude
+from viraltrend.kernels.prefilter import (
+    Screen,
+    TickBaseline,
+    _evict_horizon,
+    _evict_looked,
+    _tick_prelude_into,
+)
 from viraltrend.kernels.users import (
     _MAX_PRODUCT,
     _SCAN_BUCKETS,
@@ -819,6 +832,14 @@ def _run_ticks(
     cold = empty  # the products the sweeps below cleared (the engine's _evicted)
     bound = min(acc.shape[0], stat.shape[0])
     tick_s = cusum_tick_ms / 1000.0
+    # the prelude's temporaries (_tick_prelude_into), grown to the longest touched / new users seen
+    sc_n = 64
+    sc_buf, sc_uniq = np.empty(sc_n, np.int64), np.empty(sc_n, np.int64)
+    sc_counts, sc_kept = np.empty(sc_n, np.int64), np.empty(sc_n, np.int64)
+    sc_x, sc_mu = np.empty(sc_n, np.float64), np.empty(sc_n, np.float64)
+    sc_out = np.empty(sc_n, np.int8)
+    sc_stack = np.empty(SORT_STACK, np.int64)
+    sc_g = np.empty(g_acc.shape[1], np.float64)
     k = k0
     while k < k_end:
         if pend_t.shape[0] == 0 and n_live <= max_products:  # idle ticks first, without reference counts
@@ -924,12 +945,18 @@ def _run_ticks(
         cycle_on = i_hour >= 0 and has_start
         dt_s = (now - landmark) / 1000.0
         t_dt_s = (now - t_landmark) / 1000.0
-        code, floor, cycle, ok, uniq, kept, may_score = _tick_prelude(
+        if pend_t.shape[0] > sc_n or pend_n.shape[0] > sc_n:
+            sc_n = max(2 * sc_n, pend_t.shape[0], pend_n.shape[0])
+            sc_buf, sc_uniq = np.empty(sc_n, np.int64), np.empty(sc_n, np.int64)
+            sc_counts, sc_kept = np.empty(sc_n, np.int64), np.empty(sc_n, np.int64)
+            sc_x, sc_mu = np.empty(sc_n, np.float64), np.empty(sc_n, np.float64)
+            sc_out = np.empty(sc_n, np.int8)
+        code, floor, cycle, ok, n_uniq, n_kept, may_score = _tick_prelude_into(
             g_acc, lam, dt_s, t_g_acc, t_acc, t_lam, t_dt_s, 0, 1, i_hour, i_base, norm_hour, norm_base,
             cycle_on, n_live, prior_factor, floor_min, clip_lo, clip_hi, pend_n, stat, back, bins, coarse,
             per_coarse, last_tick, log_rho, rho_m1, now // cusum_tick_ms, tick_s, acc, pend_t, w, observed_s,
             i_trend, i_base_s, min_baseline_h, global_factor, lift_mid, lift_k, z_mid, z_k, h, score_below,
-            evidence_below, bound,
+            evidence_below, bound, sc_g, sc_buf, sc_stack, sc_uniq, sc_counts, sc_x, sc_mu, sc_out, sc_kept,
         )  # fmt: skip
         if code:  # nothing changed: the engine's step raises its error
             return (BEFORE, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
@@ -938,16 +965,16 @@ def _run_ticks(
                     cold, sk, sk_ms, sk_ev, aud_now, n_new)  # fmt: skip
         pend_t, pend_n = empty, empty
         tail = AFTER  # TAIL or CATALOGUE: the audience step ran here, Python takes the rest of the tick
-        if not ok or later or (kept.shape[0] > 0 and may_score):
+        if not ok or later or (n_kept > 0 and may_score):
             swept = False
-        elif aud_on and kept.shape[0] == 0 and now < q_due:
+        elif aud_on and n_kept == 0 and now < q_due:
             swept = True  # a quiet tick whose audience step would change nothing
             tail = TAIL
         elif aud_on:  # the engine's _sketch_only or _quiet_audiences, here unless Python must act
             code, sk2, ms2, ev2, taken = _audience_step(
-                kept, t_acc, t_lam[1], t_dt_s, norm_base, floor, cycle, stat, last_tick, rho_m1,
-                now // cusum_tick_ms, tick_s, h, hot_evidence, sk, sk_ms, sk_ev, now, sk_idle_ms, sk_cap,
-                has_ref, py_due, cat_due, row_of, product_of_row, sig, nonempty, m_slot, m_seller,
+                sc_kept[:n_kept].copy(), t_acc, t_lam[1], t_dt_s, norm_base, floor, cycle, stat, last_tick,
+                rho_m1, now // cusum_tick_ms, tick_s, h, hot_evidence, sk, sk_ms, sk_ev, now, sk_idle_ms,
+                sk_cap, has_ref, py_due, cat_due, row_of, product_of_row, sig, nonempty, m_slot, m_seller,
                 m_seen, m_sig, seller_of,
             )  # fmt: skip
             swept = code != 1
@@ -955,12 +982,12 @@ def _run_ticks(
                 sk, sk_ms, sk_ev = sk2, ms2, ev2
                 n_new += taken
                 q_due = _quiet_due(sk_ms, sk_idle_ms, has_ref, py_due, cat_due)
-                if kept.shape[0]:
+                if n_kept:
                     aud_now = now
                 tail = CATALOGUE if code == 2 else TAIL
                 swept = code == 0
         else:
-            swept = not (kept.shape[0] or now >= quiet_from)
+            swept = not (n_kept or now >= quiet_from)
         if swept and evict_due:  # the engine's _maybe_evict, at the end of the tick
             swept, gone = _evict_sweep(
                 acc, first_ts, last_ts, t_acc, t_first_ts, t_last_ts, stat, back, bins, coarse, last_tick, hw,
@@ -972,7 +999,8 @@ def _run_ticks(
                 cold = _joined(cold, gone)
         if not swept:
             return (tail, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
-                    pend_t, pend_n, norm_base, floor, cycle, uniq, kept, may_score, ok,
+                    pend_t, pend_n, norm_base, floor, cycle, sc_uniq[:n_uniq].copy(), sc_kept[:n_kept].copy(),
+                    may_score, ok,
                     landmark, t_landmark, next_evict,
                     cold, sk, sk_ms, sk_ev, aud_now, n_new)  # fmt: skip
         if snap_due:
