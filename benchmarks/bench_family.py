@@ -406,18 +406,8 @@ def held_method(generator: str) -> Method:
 
 METHODS.append(Method(HELD_LABEL, SCORED, default=False, per_generator=held_method))
 METHODS.append(Method("class weight <= 100", {"model.max_class_weight": 0.0}, default=False))
-#: trust24: a board member whose users its seller's other hot products hold together leaves the board
-METHODS.append(Method("board seller union", {"trust.board_seller_union_evidence": 6.0}, default=False))
-#: model24: a model vouch refused for a change that brings users fast without being shared on
-METHODS.append(Method("vouch user rate", {"model.vouch_max_user_rate": 0.15}, default=False))
-#: session 23's two candidate keys together (one evaluation row for both)
-METHODS.append(
-    Method(
-        "union + vouch rate",
-        {"trust.board_seller_union_evidence": 6.0, "model.vouch_max_user_rate": 0.15},
-        default=False,
-    )
-)
+#: trust24's board re-check off (on by default since session 23)
+METHODS.append(Method("seller union off", {"trust.board_seller_union_evidence": 0.0}, default=False))
 
 
 def method_by_label() -> dict[str, Method]:

@@ -529,33 +529,3 @@ def test_max_class_weight_reaches_the_engines_model_and_zero_keeps_the_built_in_
 def test_a_max_class_weight_below_one_is_a_config_error():
     with pytest.raises(ConfigError, match=r"model.max_class_weight must be 0 \(the built-in 100\) or >= 1"):
         load_config(None, environ={}, overrides={"model": {"max_class_weight": 0.5}})
-
-
-def test_a_vouch_is_refused_where_the_change_brings_users_too_fast_and_nobody_passes_it_on():
-    """vouch_max_user_rate: users per second since the change point; shares per view exempt."""
-    feats = {
-        "evidence": np.ones(5),
-        "change_s": np.array([190.0, 190.0, 610.0, 260.0, 190.0]),
-        "change_users": np.array([25.0, 45.0, 97.0, 56.0, 97.0]),  # 0.13, 0.24, 0.16, 0.22, 0.51 users/s
-        "share_ratio": np.array([0.5, 0.6, 0.3, 3.9, 13.9]),
-    }
-    engine = Engine(cfg(model={**READY, "vouch_max_user_rate": 0.15, "vouch_rate_share_ratio": 1.0}))
-    assert engine._vouch_rate(feats).tolist() == [True, False, False, True, True]
-    engine = Engine(cfg(model={**READY, "vouch_max_user_rate": 0.15, "vouch_rate_share_ratio": 9.0}))
-    assert engine._vouch_rate(feats).tolist() == [True, False, False, False, True]
-    assert engine._vouch_rate({"evidence": np.ones(2)}).all()  # no change_users column: no test
-    engine = Engine(cfg(model={**READY, "vouch_max_user_rate": 0.0}))  # off: every candidate passes
-    assert engine._vouch_rate(feats).all()
-
-
-def test_vouch_max_user_rate_reaches_the_engines_vouch(small_events):
-    """With a cap no change meets (and no step path), no promotion is vouched; off, some are."""
-    model = {**MODEL["model"], **READY, "min_labels": 20, "step_share_ratio": 0.0}
-    model["vouch_rate_share_ratio"] = 1e9  # no share exempts
-
-    def vouched(rate: float) -> int:
-        _, msgs = run_engine(small_events, [], cfg(model={**model, "vouch_max_user_rate": rate}))
-        return sum(any(r.startswith("model_vouched") for r in m.get("reasons", [])) for m in msgs)
-
-    assert vouched(0.0) > 0
-    assert vouched(1e-9) == 0

@@ -2,8 +2,8 @@
 
 A ring boosting several products of one seller at once (market's funnel ring) has its first product
 promoted while its siblings' audiences are young: each sibling shares a few of its sampled users, short
-of every pairwise test.  ``trust.board_seller_union_evidence`` (off by default) compares each board
-member with the *union* of its seller's other remembered audiences and exposes it
+of every pairwise test.  ``trust.board_seller_union_evidence`` (6 by default since session 23; 0: off)
+compares each board member with the *union* of its seller's other remembered audiences and exposes it
 (``ring_member_of_seller_union_...``, an evicting refusal) once the count is that many powers of ten
 beyond chance.
 """
@@ -64,7 +64,8 @@ def test_another_sellers_member_is_left_alone():
     assert 3 not in engine.guard.lockstep
 
 
-def test_off_by_default():
-    assert load_config(None, environ={}).trust.board_seller_union_evidence == 0.0
-    engine = _ring({}, seller_of_member=1)
+def test_on_by_default_and_off_at_zero():
+    assert load_config(None, environ={}).trust.board_seller_union_evidence == 6.0
+    assert _ring({}, seller_of_member=1).guard.lockstep.get(3, "").startswith("ring_member_of_seller_union_")
+    engine = _ring({"trust": {"board_seller_union_evidence": 0.0}}, seller_of_member=1)
     assert 3 not in engine.guard.lockstep

@@ -1235,7 +1235,6 @@ class Engine:
             rule_ready = feats["ready"] > 0.0
             vouched = self.detector.ready(feats, feats["unique_users"], probability) & ~rule_ready
             vouched &= self._vouch_fresh(feats)
-            vouched &= self._vouch_rate(feats)
             vouched &= self._vouch_held(now_ms, slots, vouched)
             feats["ready"] = (rule_ready | vouched).astype(np.float64)
             feats["model_p"] = probability  # the evidence of a vouch, in the messages' features
@@ -1391,26 +1390,6 @@ class Engine:
             held[i] = now_ms - start >= hold_ms
         self._vouch_ms = streaks
         return held
-
-    def _vouch_rate(self, feats: Columns) -> NDArray[np.bool_]:
-        """Which candidates' changes the model may vouch for at their rate of users, bool[m].
-
-        ``model.vouch_max_user_rate`` (distinct users per second since the change point; 0: every
-        candidate passes): the model vouches for a shape the detector's growth test cannot yet see,
-        but a change that already brings users faster than this has given the test the users to see a
-        ramp; one it still does not call growing, and whose viewers pass it on less than
-        ``model.vouch_rate_share_ratio`` x the catalogue's shares per view (``share_ratio``), is a
-        level its audience does not spread (a flash spike, a burst), however sure the model is.
-        """
-        cap = self.cfg.model.vouch_max_user_rate
-        n = len(feats["evidence"])
-        if cap <= 0.0 or "change_users" not in feats:
-            return np.ones(n, np.bool_)
-        ok = feats["change_users"] <= cap * np.maximum(feats["change_s"], 1.0)
-        share = feats.get("share_ratio")
-        if share is not None:
-            ok |= share >= self.cfg.model.vouch_rate_share_ratio
-        return np.asarray(ok, np.bool_)
 
     def _vouch_fresh(self, feats: Columns) -> NDArray[np.bool_]:
         """Which candidates bring fresh accounts enough for a vouch, bool[m] (``model.vouch_fresh_ratio``).
