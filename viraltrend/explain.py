@@ -95,7 +95,11 @@ def explain(
     trace = None
     if trace_path is not None:
         try:
-            trace = pl.read_csv(trace_path).filter(pl.col("product_id") == product_id).sort("event_ts")
+            trace = (
+                pl.read_csv(trace_path, infer_schema_length=None)
+                .filter(pl.col("product_id") == product_id)
+                .sort("event_ts")
+            )
         except (OSError, pl.exceptions.PolarsError) as exc:
             msg = f"cannot read trace {trace_path}: {exc}; pass the CSV written by replay --trace-out"
             raise InputError(msg) from exc

@@ -198,8 +198,9 @@ def engine_reasons() -> frozenset[str]:
 
 
 def _write_trace(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """The traced rows as CSV; a key that comes late (``model_p`` once the model is warm) is empty before."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if rows:
-        pl.DataFrame(rows).write_csv(path)
+    if rows:  # every row read for the schema: polars >= 2.2 refuses a key its first 100 rows lack
+        pl.DataFrame(rows, infer_schema_length=None).write_csv(path)
     else:
         Path(path).write_text("event_ts,product_id,score\n", encoding="utf-8")
