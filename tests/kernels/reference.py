@@ -700,3 +700,45 @@ def _growth_joint(
     var = c.sum(axis=1) / np.maximum(big_w, 1.0) * (w * dev**2).sum(axis=1)
     units = n_fine + n_c
     return np.where(units >= 4, score / np.sqrt(var + 1.0), 0.0)
+
+
+def tick_prelude(
+    g_acc, lam, dt_s, t_g_acc, t_acc, t_lam, t_dt_s, channel, half_life, i_hour, i_base, norm_hour,
+    norm_base, cycle_on, n_live, prior_factor, floor_min, clip_lo, clip_hi, new_users, stat, back, bins,
+    coarse, per_coarse, last_tick, log_rho, rho_m1, tick, tick_s, acc, touched, w, observed_s, i_trend,
+    i_base_s, min_baseline_h, global_factor, lift_mid, lift_k, z_mid, z_k, h, score_below, evidence_below,
+    bound,
+):  # fmt: skip
+    """``prefilter._tick_prelude`` as the composition of the allocating kernels it replaced (perf24).
+
+    The global figures, the daily-cycle factor and floor, the change detector's ``_update_from_users``
+    and ``_screen_touched``, in that order: ``(code, floor, cycle, screened, touched, kept, may score)``.
+    """
+    from viraltrend.kernels.cusum import _update_from_users
+    from viraltrend.kernels.decay import _global_figures
+    from viraltrend.kernels.prefilter import _screen_touched
+
+    # the engine's _TickBaseline.params: global figures, daily-cycle factor, floor (detect.py's formulas)
+    g, users = _global_figures(g_acc, lam, dt_s, t_g_acc, t_lam, t_dt_s, channel, half_life)
+    cycle = 1.0
+    if cycle_on:
+        rate_1h, rate_24h = g[i_hour] * norm_hour, g[i_base] * norm_base
+        if not (rate_24h <= 0.0) and math.isfinite(rate_1h / rate_24h):
+            cycle = rate_1h / rate_24h
+            cycle = clip_lo if clip_lo > cycle else cycle  # min(max(r, lo), hi) as Python takes them
+            cycle = clip_hi if clip_hi < cycle else cycle
+    prior = prior_factor * users * norm_base / max(n_live, 1)
+    floor = floor_min if floor_min > prior else prior  # max(prior, floor_min)
+    empty = touched[:0].copy()
+    if new_users.shape[0]:  # the change detector's update_from_users
+        code = _update_from_users(
+            stat, back, bins, coarse, per_coarse, last_tick, new_users, t_acc, channel, half_life,
+            t_lam[half_life], t_dt_s, norm_base, floor, cycle, log_rho, rho_m1, tick, tick_s,
+        )  # fmt: skip
+        if code:
+            return code, floor, cycle, False, empty, empty, False
+    ok, uniq, kept, may_score = _screen_touched(
+        acc, g_acc, lam, dt_s, touched, w, observed_s, n_live, i_trend, i_base_s, min_baseline_h,
+        global_factor, lift_mid, lift_k, z_mid, z_k, stat, h, score_below, evidence_below, bound,
+    )  # fmt: skip
+    return 0, floor, cycle, ok, uniq, kept, may_score

@@ -448,7 +448,7 @@ def _prelude_args(cfg, counters, trust, cusum, base, screen, now_ms, start_ms, n
 def test_the_prelude_into_scratch_equals_the_allocating_prelude(
     seed, n_products, new_users, touched, started, later_h, n_live, prior_factor, plain
 ):
-    """``_tick_prelude_into`` (no reference counts, the compiled tick loop's) against ``_tick_prelude``.
+    """``_tick_prelude_into`` (no reference counts, the compiled tick loop's) against the allocating kernels.
 
     The same code, floor, cycle, screen, touched and kept products and the same change-detector
     state bit for bit, on slots in and out of range (the codes that change nothing), compiled and as
@@ -456,6 +456,7 @@ def test_the_prelude_into_scratch_equals_the_allocating_prelude(
     """
     import copy
 
+    from tests.kernels.reference import tick_prelude
     from viraltrend.kernels.columns import SORT_STACK
     from viraltrend.kernels.prefilter import _tick_prelude, _tick_prelude_into
 
@@ -466,9 +467,13 @@ def test_the_prelude_into_scratch_equals_the_allocating_prelude(
     screen = _prepared(cfg, 0.3, 0.2)
     new = np.asarray(new_users, np.int64)
     parts = np.asarray(touched, np.int64)
-    want_cusum, got_cusum = detector.cusum, copy.deepcopy(detector.cusum)
-    want = _tick_prelude(
+    want_cusum = detector.cusum
+    got_cusum, again_cusum = copy.deepcopy(want_cusum), copy.deepcopy(want_cusum)
+    want = tick_prelude(
         *_prelude_args(cfg, counters, trust, want_cusum, base, screen, now_ms, start_ms, n_live, new, parts)
+    )
+    again = _tick_prelude(  # Screen.tick's call: the same prelude into scratch of its own
+        *_prelude_args(cfg, counters, trust, again_cusum, base, screen, now_ms, start_ms, n_live, new, parts)
     )
     rng = np.random.default_rng(seed)
     n = max(new.size, parts.size) + int(rng.integers(0, 5))
@@ -490,6 +495,9 @@ def test_the_prelude_into_scratch_equals_the_allocating_prelude(
         assert kept[:n_kept].tolist() == want[5].tolist()
     for name in ("stat", "back", "bins", "coarse", "last_tick"):
         assert np.array_equal(getattr(got_cusum, name), getattr(want_cusum, name)), name
+        assert np.array_equal(getattr(again_cusum, name), getattr(want_cusum, name)), name
+    assert again[:4] + (again[6],) == want[:4] + (want[6],)
+    assert again[4].tolist() == want[4].tolist() and again[5].tolist() == want[5].tolist()
 
 
 @settings(max_examples=80, deadline=None)

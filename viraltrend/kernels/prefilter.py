@@ -23,12 +23,11 @@ from numpy.typing import NDArray
 
 from viraltrend.kernels._checks import check_range, column
 from viraltrend.kernels._jit import no_refcounts
-from viraltrend.kernels.columns import _unique_counts, _unique_counts_into
-from viraltrend.kernels.cusum import ChangeDetector, _update_from_users, _update_from_users_into
+from viraltrend.kernels.columns import SORT_STACK, _unique_counts, _unique_counts_into
+from viraltrend.kernels.cusum import ChangeDetector, _update_from_users_into
 from viraltrend.kernels.decay import (
     DecayedCounters,
     _exp,
-    _global_figures,
     _global_figures_into,
     _scaled,
     _scaled_by,
@@ -202,31 +201,23 @@ def _tick_prelude(
     i_trend: int, i_base_s: int, min_baseline_h: float, global_factor: float, lift_mid: float, lift_k: float,
     z_mid: float, z_k: float, h: float, score_below: float, evidence_below: float, bound: int,
 ) -> tuple[int, float, float, bool, NDArray[np.int64], NDArray[np.int64], bool]:  # fmt: skip
-    """:func:`tick_prelude` in one call: (update code, floor, cycle, screened, touched, kept, may score)."""
-    # the engine's _TickBaseline.params: global figures, daily-cycle factor, floor (detect.py's formulas)
-    g, users = _global_figures(g_acc, lam, dt_s, t_g_acc, t_lam, t_dt_s, channel, half_life)
-    cycle = 1.0
-    if cycle_on:
-        rate_1h, rate_24h = g[i_hour] * norm_hour, g[i_base] * norm_base
-        if not (rate_24h <= 0.0) and math.isfinite(rate_1h / rate_24h):
-            cycle = rate_1h / rate_24h
-            cycle = clip_lo if clip_lo > cycle else cycle  # min(max(r, lo), hi) as Python takes them
-            cycle = clip_hi if clip_hi < cycle else cycle
-    prior = prior_factor * users * norm_base / max(n_live, 1)
-    floor = floor_min if floor_min > prior else prior  # max(prior, floor_min)
-    empty = touched[:0].copy()
-    if new_users.shape[0]:  # the change detector's update_from_users
-        code = _update_from_users(
-            stat, back, bins, coarse, per_coarse, last_tick, new_users, t_acc, channel, half_life,
-            t_lam[half_life], t_dt_s, norm_base, floor, cycle, log_rho, rho_m1, tick, tick_s,
-        )  # fmt: skip
-        if code:
-            return code, floor, cycle, False, empty, empty, False
-    ok, uniq, kept, may_score = _screen_touched(
-        acc, g_acc, lam, dt_s, touched, w, observed_s, n_live, i_trend, i_base_s, min_baseline_h,
-        global_factor, lift_mid, lift_k, z_mid, z_k, stat, h, score_below, evidence_below, bound,
+    """:func:`tick_prelude` in one call: (update code, floor, cycle, screened, touched, kept, may score).
+
+    :func:`_tick_prelude_into` with scratch of its own (``Screen.tick``'s Python path; the compiled
+    tick loop keeps its scratch across ticks).
+    """
+    n = max(new_users.shape[0], touched.shape[0])
+    uniq, kept = np.empty(n, np.int64), np.empty(n, np.int64)
+    code, floor, cycle, ok, m, n_kept, may_score = _tick_prelude_into(
+        g_acc, lam, dt_s, t_g_acc, t_acc, t_lam, t_dt_s, channel, half_life, i_hour, i_base, norm_hour,
+        norm_base, cycle_on, n_live, prior_factor, floor_min, clip_lo, clip_hi, new_users, stat, back, bins,
+        coarse, per_coarse, last_tick, log_rho, rho_m1, tick, tick_s, acc, touched, w, observed_s, i_trend,
+        i_base_s, min_baseline_h, global_factor, lift_mid, lift_k, z_mid, z_k, h, score_below, evidence_below,
+        bound, np.empty(g_acc.shape[1], np.float64), np.empty(n, np.int64), np.empty(SORT_STACK, np.int64),
+        uniq, np.empty(n, np.int64), np.empty(n, np.float64), np.empty(n, np.float64), np.empty(n, np.int8),
+        kept,
     )  # fmt: skip
-    return 0, floor, cycle, ok, uniq, kept, may_score
+    return code, floor, cycle, ok, uniq[:m].copy(), kept[:n_kept].copy(), may_score
 
 
 @no_refcounts
