@@ -709,17 +709,24 @@ def tick_prelude(
     i_base_s, min_baseline_h, global_factor, lift_mid, lift_k, z_mid, z_k, h, score_below, evidence_below,
     bound,
 ):  # fmt: skip
-    """``prefilter._tick_prelude`` as the composition of the allocating kernels it replaced (perf24).
+    """``prefilter._tick_prelude`` as the composition of its steps, each called on its own (perf24).
 
-    The global figures, the daily-cycle factor and floor, the change detector's ``_update_from_users``
-    and ``_screen_touched``, in that order: ``(code, floor, cycle, screened, touched, kept, may score)``.
+    The global figures, the daily-cycle factor and floor, the change detector's update from the new
+    users and the screen of the touched products, in that order: ``(code, floor, cycle, screened,
+    touched, kept, may score)``.  Each step is tested against its own reference elsewhere
+    (``test_decay``, ``test_cusum``, ``test_prefilter``); this checks how the prelude chains them.
     """
-    from viraltrend.kernels.cusum import _update_from_users
-    from viraltrend.kernels.decay import _global_figures
-    from viraltrend.kernels.prefilter import _screen_touched
+    from viraltrend.kernels.columns import SORT_STACK
+    from viraltrend.kernels.cusum import _update_from_users_into
+    from viraltrend.kernels.decay import _global_figures_into
+    from viraltrend.kernels.prefilter import _screen_touched_into
+
+    def scratch(n, dtype=np.int64):
+        return np.empty(n, dtype)
 
     # the engine's _TickBaseline.params: global figures, daily-cycle factor, floor (detect.py's formulas)
-    g, users = _global_figures(g_acc, lam, dt_s, t_g_acc, t_lam, t_dt_s, channel, half_life)
+    g = np.empty(g_acc.shape[1], np.float64)
+    users = _global_figures_into(g_acc, lam, dt_s, t_g_acc, t_lam, t_dt_s, channel, half_life, g)
     cycle = 1.0
     if cycle_on:
         rate_1h, rate_24h = g[i_hour] * norm_hour, g[i_base] * norm_base
@@ -731,14 +738,19 @@ def tick_prelude(
     floor = floor_min if floor_min > prior else prior  # max(prior, floor_min)
     empty = touched[:0].copy()
     if new_users.shape[0]:  # the change detector's update_from_users
-        code = _update_from_users(
+        n = new_users.shape[0]
+        code = _update_from_users_into(
             stat, back, bins, coarse, per_coarse, last_tick, new_users, t_acc, channel, half_life,
-            t_lam[half_life], t_dt_s, norm_base, floor, cycle, log_rho, rho_m1, tick, tick_s,
+            t_lam[half_life], t_dt_s, norm_base, floor, cycle, log_rho, rho_m1, tick, tick_s, scratch(n),
+            scratch(SORT_STACK), scratch(n), scratch(n), scratch(n, np.float64), scratch(n, np.float64),
         )  # fmt: skip
         if code:
             return code, floor, cycle, False, empty, empty, False
-    ok, uniq, kept, may_score = _screen_touched(
+    n = touched.shape[0]
+    uniq, kept = scratch(n), scratch(n)
+    ok, m, n_kept, may_score = _screen_touched_into(
         acc, g_acc, lam, dt_s, touched, w, observed_s, n_live, i_trend, i_base_s, min_baseline_h,
-        global_factor, lift_mid, lift_k, z_mid, z_k, stat, h, score_below, evidence_below, bound,
+        global_factor, lift_mid, lift_k, z_mid, z_k, stat, h, score_below, evidence_below, bound, scratch(n),
+        scratch(SORT_STACK), uniq, scratch(n), scratch(n, np.int8), kept,
     )  # fmt: skip
-    return 0, floor, cycle, ok, uniq, kept, may_score
+    return 0, floor, cycle, ok, uniq[:m], kept[:n_kept], may_score

@@ -445,10 +445,10 @@ def _prelude_args(cfg, counters, trust, cusum, base, screen, now_ms, start_ms, n
     prior_factor=st.sampled_from([0.0, 1.0, 50.0]),
     plain=st.booleans(),
 )
-def test_the_prelude_into_scratch_equals_the_allocating_prelude(
+def test_the_prelude_into_scratch_equals_its_steps_chained(
     seed, n_products, new_users, touched, started, later_h, n_live, prior_factor, plain
 ):
-    """``_tick_prelude_into`` (no reference counts, the compiled tick loop's) against the allocating kernels.
+    """``_tick_prelude_into`` (no reference counts, the compiled tick loop's) against its steps chained.
 
     The same code, floor, cycle, screen, touched and kept products and the same change-detector
     state bit for bit, on slots in and out of range (the codes that change nothing), compiled and as

@@ -141,23 +141,6 @@ def below(
     return None if unsure else out
 
 
-@njit(cache=True)
-def _unique_counts(a: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    s = np.sort(a)
-    n = s.shape[0]
-    vals = np.empty(n, np.int64)
-    counts = np.empty(n, np.int64)
-    m = 0
-    for i in range(n):
-        if m and vals[m - 1] == s[i]:
-            counts[m - 1] += 1
-        else:
-            vals[m] = s[i]
-            counts[m] = 1
-            m += 1
-    return vals[:m].copy(), counts[:m].copy()
-
-
 #: Entries of :func:`_unique_counts_into`'s ``stack`` scratch: two per pending partition, at most
 #: log2(n) + 1 pending (the larger side is pushed, the smaller sorted first).
 SORT_STACK: Final = 130
@@ -219,10 +202,10 @@ def _unique_counts_into(
     a: NDArray[np.int64], buf: NDArray[np.int64], stack: NDArray[np.int64], vals: NDArray[np.int64],
     counts: NDArray[np.int64],
 ) -> int:  # fmt: skip
-    """:func:`_unique_counts` of ``a`` into scratch, allocating nothing: ``m``, ``vals[:m]``, ``counts[:m]``.
+    """The distinct values of ``a`` and their counts, into scratch: ``m``, ``vals[:m]``, ``counts[:m]``.
 
-    ``buf``, ``vals``, ``counts`` at least as long as ``a`` (``buf`` holds ``a`` sorted), ``stack``
-    :func:`_sort_in_place`'s.  The same values and counts as :func:`_unique_counts`.
+    ``np.unique(a, return_counts=True)`` without allocating: ``buf``, ``vals``, ``counts`` at least
+    as long as ``a`` (``buf`` holds ``a`` sorted), ``stack`` :func:`_sort_in_place`'s.
     """
     n = a.shape[0]
     for i in range(n):
@@ -253,7 +236,10 @@ def unique_counts(parts: list[NDArray[np.int64]]) -> tuple[NDArray[np.int64], ND
         return np.empty(0, np.int64), np.empty(0, np.int64)
     a = parts[0] if len(parts) == 1 else np.concatenate(parts)
     a = column("values", a, np.int64, None, "")
-    return _unique_counts(a)
+    n = a.shape[0]
+    vals, counts = np.empty(n, np.int64), np.empty(n, np.int64)
+    m = _unique_counts_into(a, np.empty(n, np.int64), np.empty(SORT_STACK, np.int64), vals, counts)
+    return vals[:m].copy(), counts[:m].copy()
 
 
 @njit(cache=True)

@@ -43,7 +43,7 @@ from numpy.typing import NDArray
 from viraltrend.errors import CheckpointError
 from viraltrend.kernels._checks import check_range, column, owned
 from viraltrend.kernels._jit import no_refcounts
-from viraltrend.kernels.columns import _unique_counts, _unique_counts_into
+from viraltrend.kernels.columns import SORT_STACK, _unique_counts_into
 from viraltrend.kernels.decay import _scaled, grown_capacity
 
 __all__ = ["ChangeDetector"]
@@ -152,35 +152,6 @@ def _update(
         last_tick[p] = tick
 
 
-@njit(cache=True)
-def _update_from_users(
-    stat: NDArray[np.float32], back: NDArray[np.int32], bins: NDArray[np.uint8], coarse: NDArray[np.uint16],
-    per_coarse: int, last_tick: NDArray[np.int64], new_users: NDArray[np.int64], acc: NDArray[np.float64],
-    channel: int, half_life: int, lam: float, dt_s: float, norm: float, floor: float, cycle: float,
-    log_rho: NDArray[np.float64], rho_m1: NDArray[np.float64], tick: int, tick_s: float,
-) -> int:  # fmt: skip
-    """:func:`_update` of the tick's new users (one slot per new user, any order), in one call.
-
-    The slots are counted (``np.unique(..., return_counts=True)``) and each one's baseline ``mu`` read
-    as ``columns.baseline_rates`` reads it, bit for bit.  Returns 0, or (nothing changed) 1 for a slot
-    outside both arrays, 2 for a ``mu`` not finite and > 0.
-    """
-    slots, counts = _unique_counts(new_users)
-    x = counts.astype(np.float64)
-    m = slots.shape[0]
-    mu = np.empty(m, np.float64)
-    for j in range(m):
-        p = slots[j]
-        if p < 0 or p >= acc.shape[0] or p >= last_tick.shape[0]:
-            return 1
-        v = _scaled(acc[p, channel, half_life], -lam * dt_s) * norm
-        mu[j] = (v if not v < floor else floor) * cycle
-        if not (mu[j] > 0.0 and mu[j] < np.inf):
-            return 2
-    _update(stat, back, bins, coarse, per_coarse, last_tick, slots, x, mu, log_rho, rho_m1, tick, tick_s)
-    return 0
-
-
 @no_refcounts
 def _update_from_users_into(
     stat: NDArray[np.float32], back: NDArray[np.int32], bins: NDArray[np.uint8], coarse: NDArray[np.uint16],
@@ -190,10 +161,13 @@ def _update_from_users_into(
     buf: NDArray[np.int64], stack: NDArray[np.int64], vals: NDArray[np.int64], counts: NDArray[np.int64],
     x: NDArray[np.float64], mu: NDArray[np.float64],
 ) -> int:  # fmt: skip
-    """:func:`_update_from_users` with its temporaries in scratch (at least as long as ``new_users``).
+    """:func:`_update` of the tick's new users (one slot per new user, any order), in one call.
 
-    The same steps and codes, without reference counts or allocations (the compiled tick loop calls
-    it at every tick with new users).
+    The slots are counted (``np.unique(..., return_counts=True)``) and each one's baseline ``mu`` read
+    as ``columns.baseline_rates`` reads it, bit for bit.  Returns 0, or (nothing changed) 1 for a slot
+    outside both arrays, 2 for a ``mu`` not finite and > 0.  Its temporaries are scratch at least as
+    long as ``new_users`` (``stack``: ``columns.SORT_STACK`` entries): no reference counts, no
+    allocation (the compiled tick loop calls it at every tick with new users).
     """
     m = _unique_counts_into(new_users, buf, stack, vals, counts)
     for j in range(m):
@@ -445,10 +419,13 @@ class ChangeDetector:
         if now_ms % self.tick_ms:
             msg = f"now_ms must be a multiple of tick_ms={self.tick_ms}, got {now_ms}"
             raise ValueError(msg)
-        bad = _update_from_users(
+        n = new_users.shape[0]
+        bad = _update_from_users_into(
             self.stat, self.back, self.bins, self.coarse, self.ticks_per_coarse, self.last_tick, new_users,
             acc, int(channel), int(half_life), float(lam), float(dt_s), float(norm), float(floor),
             float(cycle), self._log_rho, self._rho_m1, int(now_ms) // self.tick_ms, self.tick_ms / 1000.0,
+            np.empty(n, np.int64), np.empty(SORT_STACK, np.int64), np.empty(n, np.int64),
+            np.empty(n, np.int64), np.empty(n, np.float64), np.empty(n, np.float64),
         )  # fmt: skip
         if bad == 1:
             check_range("slots", new_users, 0, min(self.capacity, acc.shape[0]))

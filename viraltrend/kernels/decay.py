@@ -688,26 +688,15 @@ class DecayedCounters:
         return out
 
 
-@njit(cache=True)
-def _global_figures(
-    g_acc: NDArray[np.float64], lam: NDArray[np.float64], dt_s: float, t_acc: NDArray[np.float64],
-    t_lam: NDArray[np.float64], t_dt_s: float, channel: int, half_life: int,
-) -> tuple[NDArray[np.float64], float]:  # fmt: skip
-    out = np.empty(g_acc.shape[1], np.float64)
-    for h in range(g_acc.shape[1]):
-        out[h] = _scaled(g_acc[0, h], -lam[h] * dt_s)
-    for k in range(1, g_acc.shape[0]):  # row by row, as numpy's sum over axis 0 adds them
-        for h in range(g_acc.shape[1]):
-            out[h] += _scaled(g_acc[k, h], -lam[h] * dt_s)
-    return out, _scaled(t_acc[channel, half_life], -t_lam[half_life] * t_dt_s)
-
-
 @no_refcounts
 def _global_figures_into(
     g_acc: NDArray[np.float64], lam: NDArray[np.float64], dt_s: float, t_acc: NDArray[np.float64],
     t_lam: NDArray[np.float64], t_dt_s: float, channel: int, half_life: int, out: NDArray[np.float64],
 ) -> float:  # fmt: skip
-    """:func:`_global_figures` with its sums written to ``out`` (float64[n_hl]): the same, no allocation."""
+    """The global counters' sums over types into ``out`` (float64[n_hl]); returns the trust figure.
+
+    No allocation: the body of :func:`global_figures` (the compiled tick loop calls it at every tick).
+    """
     for h in range(g_acc.shape[1]):
         out[h] = _scaled(g_acc[0, h], -lam[h] * dt_s)
     for k in range(1, g_acc.shape[0]):  # row by row, as numpy's sum over axis 0 adds them
@@ -727,8 +716,9 @@ def global_figures(
     if not (0 <= channel < trust.n_types and 0 <= half_life < trust.global_acc.shape[1]):
         msg = f"channel {channel} or half_life {half_life} outside the trust counters"
         raise ValueError(msg)
-    sums, value = _global_figures(
+    sums = np.empty(counters.global_acc.shape[1], np.float64)
+    value = _global_figures_into(
         counters.global_acc, counters.lam, counters.dt_s(now_ms), trust.global_acc, trust.lam,
-        trust.dt_s(now_ms), int(channel), int(half_life),
+        trust.dt_s(now_ms), int(channel), int(half_life), sums,
     )  # fmt: skip
     return sums, float(value)

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from viraltrend.kernels._checks import check_range, column
 from viraltrend.kernels._jit import no_refcounts
-from viraltrend.kernels.columns import SORT_STACK, _unique_counts, _unique_counts_into
+from viraltrend.kernels.columns import SORT_STACK, _unique_counts_into
 from viraltrend.kernels.cusum import ChangeDetector, _update_from_users_into
 from viraltrend.kernels.decay import (
     DecayedCounters,
@@ -155,40 +155,6 @@ def may_matter(
 
 
 @njit(cache=True)
-def _screen_touched(
-    acc: NDArray[np.float64], global_acc: NDArray[np.float64], lam: NDArray[np.float64], dt_s: float,
-    touched: NDArray[np.int64], w: NDArray[np.float64], observed_s: float, n_products: int,
-    i_trend: int, i_base: int, min_baseline_h: float, global_factor: float,
-    lift_mid: float, lift_k: float, z_mid: float, z_k: float,
-    stat: NDArray[np.float32], h: float, score_below: float, evidence_below: float, bound: int,
-) -> tuple[bool, NDArray[np.int64], NDArray[np.int64], bool]:  # fmt: skip
-    """:meth:`Screen.touched`: False (nothing screened) if a slot is outside ``[0, bound)``."""
-    uniq = _unique_counts(touched)[0]
-    m = uniq.shape[0]
-    if m and (uniq[0] < 0 or uniq[m - 1] >= bound):
-        return False, uniq, uniq[:0].copy(), False
-    out = np.empty(m, np.int8)
-    _may_matter(
-        acc, global_acc, lam, dt_s, uniq, w, observed_s, n_products, i_trend, i_base, min_baseline_h,
-        global_factor, lift_mid, lift_k, z_mid, z_k, stat, h, score_below, evidence_below, out,
-    )  # fmt: skip
-    n_kept = 0
-    may_score = False
-    for j in range(m):
-        if out[j] != 0:
-            n_kept += 1
-        if out[j] & SCORE:
-            may_score = True
-    kept = np.empty(n_kept, np.int64)
-    k = 0
-    for j in range(m):
-        if out[j] != 0:
-            kept[k] = uniq[j]
-            k += 1
-    return True, uniq, kept, may_score
-
-
-@njit(cache=True)
 def _tick_prelude(
     g_acc: NDArray[np.float64], lam: NDArray[np.float64], dt_s: float, t_g_acc: NDArray[np.float64],
     t_acc: NDArray[np.float64], t_lam: NDArray[np.float64], t_dt_s: float, channel: int, half_life: int,
@@ -230,10 +196,11 @@ def _screen_touched_into(
     buf: NDArray[np.int64], stack: NDArray[np.int64], uniq: NDArray[np.int64], counts: NDArray[np.int64],
     out: NDArray[np.int8], kept: NDArray[np.int64],
 ) -> tuple[bool, int, int, bool]:  # fmt: skip
-    """:func:`_screen_touched` into scratch (as long as ``touched`` at least): ``(ok, m, n_kept, may_score)``.
+    """:meth:`Screen.touched` into scratch (as long as ``touched`` at least): ``(ok, m, n_kept, may_score)``.
 
-    ``uniq[:m]`` and ``kept[:n_kept]`` hold :func:`_screen_touched`'s ``uniq`` and ``kept`` (none kept
-    when not ok); the same steps, without reference counts or allocations.
+    ``uniq[:m]`` holds the distinct touched slots, ``kept[:n_kept]`` those that may matter; not ok
+    (nothing screened, none kept) if a slot is outside ``[0, bound)``.  No reference counts, no
+    allocation.
     """
     m = _unique_counts_into(touched, buf, stack, uniq, counts)
     if m and (uniq[0] < 0 or uniq[m - 1] >= bound):
@@ -503,13 +470,16 @@ class Screen:
         a = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, np.int64)
         a = column("values", a, np.int64, None, "")
         bound = min(acc.shape[0], stat.shape[0])
-        ok, uniq, kept, may_score = _screen_touched(
+        n = a.shape[0]
+        uniq, kept = np.empty(n, np.int64), np.empty(n, np.int64)
+        ok, m, n_kept, may_score = _screen_touched_into(
             acc, global_acc, lam, float(dt_s), a, self._w, float(observed_s), int(n_products),
-            *self._fixed, stat, self._h, *self._limits, bound,
+            *self._fixed, stat, self._h, *self._limits, bound, np.empty(n, np.int64),
+            np.empty(SORT_STACK, np.int64), uniq, np.empty(n, np.int64), np.empty(n, np.int8), kept,
         )  # fmt: skip
         if not ok:  # a slot out of range: the checks of __call__ raise
-            check_range("slots", uniq, 0, bound)
-        return uniq, kept, bool(may_score)
+            check_range("slots", uniq[:m], 0, bound)
+        return uniq[:m].copy(), kept[:n_kept].copy(), bool(may_score)
 
     def tick(
         self,
