@@ -14,7 +14,7 @@ their state: the array names (the changelog store's deltas key on them) and meta
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, runtime_checkable
 
 from numpy.typing import NDArray
 
@@ -24,6 +24,7 @@ Arrays = dict[str, NDArray[Any]]
 Meta = dict[str, Any]
 
 
+@runtime_checkable
 class Stateful(Protocol):
     """A part of the engine whose state a checkpoint holds."""
 

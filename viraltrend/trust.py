@@ -703,7 +703,7 @@ def _empty(dtype: type[np.generic]) -> Any:
     return field(default_factory=lambda: np.empty(0, dtype))
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # arrays: no field-wise ==
 class GuardBook:
     """The trust guard's bookkeeping per product slot, carried from tick to tick.
 
