@@ -156,7 +156,8 @@ def test_a_restore_at_any_batch_boundary_changes_no_message(pinned_events, whole
         out += messages
         if b == at:
             arrays, meta = engine.state()
-            engine = Engine.restore(cfg, {k: v.copy() for k, v in arrays.items()}, json.loads(json.dumps(meta)))
+            arrays = {k: v.copy() for k, v in arrays.items()}
+            engine = Engine.restore(cfg, arrays, json.loads(json.dumps(meta)))
     assert out + engine.finish() == whole
 
 
@@ -186,7 +187,8 @@ def test_the_guard_book_forgets_released_slots_and_round_trips():
     arrays, meta = book.to_state()
     back = GuardBook().load_state(arrays, json.loads(json.dumps(meta)))
     assert back.ring_refusals == book.ring_refusals and back.vouch_ms == book.vouch_ms
-    assert (back.held_since, back.suspected, back.low_held) == (book.held_since, book.suspected, book.low_held)
+    for name in ("held_since", "suspected", "low_held", "vouch_since", "ready_ms"):
+        assert getattr(back, name) == getattr(book, name), name
     assert back.catalogue_phi == (1.5, 60_000) and back.catalogue_checked_ms == 70_000
     assert np.array_equal(back.sketched_ev, book.sketched_ev)
     gone = back.release(np.array([3, 5], np.int64))
