@@ -1030,7 +1030,7 @@ class Engine:
         products idle past ``_SKETCH_IDLE_MS``; refusals, holds and vouches past
         ``trust.audience_memory_s``), reads the catalogue's reference every ``_CATALOGUE_EVERY_MS``
         while anything is sketched, and resets the guard's holds and refusals from
-        ``_ring_refusals``.  Before the first of those times, with the guard's fields already as it
+        ``book.ring_refusals``.  Before the first of those times, with the guard's fields already as it
         sets them, a call leaves every field with the same values: skipping it gives the same
         decisions, and the compiled tick loop need not stop for it.  ``_NEVER``: at once.
         """
@@ -1054,7 +1054,7 @@ class Engine:
 
         Forgotten past ``trust.audience_memory_s`` (:meth:`_track_audiences` ages them at every
         call).  None where the guard's fields are not as such a call with nothing ready leaves them:
-        products held, lockstep refusals other than ``_ring_refusals``', suspects no hold keeps.
+        products held, lockstep refusals other than ``book.ring_refusals``', suspects no hold keeps.
         """
         refusals, g = self.book.ring_refusals, self.guard
         if g.held or list(g.lockstep.items()) != [(s, v[0]) for s, v in refusals.items()]:
