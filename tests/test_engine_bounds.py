@@ -121,7 +121,7 @@ def test_released_products_leave_the_guards_slot_tables_and_only_they_do():
     assert engine.products.intern([f"p-{i}" for i in range(12)]).tolist() == list(range(12))
     engine._grow(16)
     e = engine
-    tables = (e._ring_refusals, e._held_since, e._suspected, e._low_held, e._vouch_since)
+    tables = (e.book.ring_refusals, e.book.held_since, e.book.suspected, e.book.low_held, e.book.vouch_since)
     for n, d in enumerate(tables):
         for slot in (7, 2, 9, 5, 11)[n % 2 :]:
             d[slot] = slot * 10 + n

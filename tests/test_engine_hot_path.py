@@ -228,7 +228,7 @@ def test_quiet_audiences_run_only_when_they_would_change_something(pinned_events
     lazy, lazy_msgs = run_engine(pinned_events, cuts)
     n_lazy = len(calls)
     calls.clear()
-    every = lambda self: _NEVER if (self._sketched.size or self._ring_refusals) else None  # noqa: E731
+    every = lambda self: _NEVER if (self.book.sketched.size or self.book.ring_refusals) else None  # noqa: E731
     monkeypatch.setattr(Engine, "_quiet_from_ms", every)
     eager, eager_msgs = run_engine(pinned_events, cuts)
     assert lazy_msgs == eager_msgs and lazy.stats == eager.stats

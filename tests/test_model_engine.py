@@ -460,7 +460,7 @@ def test_a_vouch_counts_only_once_it_has_held_at_every_tick_for_vouch_hold_s():
     assert tick(160, True, True) == [True, True]
     assert tick(170, False, True) == [False, True]
     state = Engine.restore(engine.cfg, *engine.state())
-    assert state._vouch_ms == engine._vouch_ms == {7: (140_000, 170_000)}
+    assert state.book.vouch_ms == engine.book.vouch_ms == {7: (140_000, 170_000)}
     engine = Engine(cfg(model={**MODEL["model"], "vouch_hold_s": 0.0}))  # no hold: every vouch counts at once
     assert tick(100, True, False) == [True, False]
 

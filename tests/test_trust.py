@@ -432,13 +432,13 @@ def test_a_hot_product_stays_sketched_across_ticks_without_its_events():
     engine = Engine(load_config(None, environ={}))
     a, b = np.array([3, 8], np.int64), np.array([0.9, 0.5])
     kept = engine._keep_sketched(0, a, b, cap=4)
-    engine._sketched = kept
+    engine.book.sketched = kept
     kept = engine._keep_sketched(60_000, np.array([5], np.int64), np.array([0.4]), cap=4)
     assert kept.tolist() == [3, 5, 8]  # 3 and 8 had no events this tick: still sketched
-    engine._sketched = kept
+    engine.book.sketched = kept
     kept = engine._keep_sketched(1_800_001, np.array([7], np.int64), np.array([0.2]), cap=4)
     assert kept.tolist() == [5, 7]  # 3 and 8 were last hot 30 min + 1 ms ago (_SKETCH_IDLE_MS); 5, 29 min ago
-    engine._sketched = kept
+    engine.book.sketched = kept
     kept = engine._keep_sketched(1_800_002, np.array([1, 2, 9], np.int64), np.array([0.3, 0.6, 0.1]), cap=3)
     assert kept.tolist() == [1, 2, 5]  # at most cap, most evidence first (9: the least)
 
@@ -483,7 +483,7 @@ def test_a_ring_product_already_on_the_board_is_exposed_by_its_later_sibling():
     engine.board.members[0] = Member(
         slot=0, product_id="p-first", seller_id=None, category=None, score=1.0, since_ms=0
     )
-    engine._ring_refusals[0] = ("recycled_audience_3.1_per_user", 0)  # got on the board: did not evict it
+    engine.book.ring_refusals[0] = ("recycled_audience_3.1_per_user", 0)  # got on the board: did not evict it
     yes = np.array([True, True])
     for slot, users in ((9, rng.choice(ring, 120, replace=False)), (11, np.arange(900_000, 900_120))):
         engine.sketches.watch(np.array([slot], np.int64))

@@ -126,7 +126,7 @@ def test_a_hold_is_a_soft_refusal_that_never_sticks_and_survives_a_checkpoint():
     engine = _sibling_engine(5, 12)
     arrays, meta = engine.state()
     back = Engine.restore(engine.cfg, arrays, meta)
-    assert back._held_since == engine._held_since == {9: 60_000}
+    assert back.book.held_since == engine.book.held_since == {9: 60_000}
 
 
 def test_a_quiet_catalogue_judges_uniform_accounts_by_its_last_activity_spread():
@@ -134,13 +134,13 @@ def test_a_quiet_catalogue_judges_uniform_accounts_by_its_last_activity_spread()
 
     ring = np.random.default_rng(4).poisson(9.0, 40)
     engine = _uniform_candidate(ring)  # heavy-tailed hot audiences: judged, and remembered
-    phi, when = engine._catalogue_phi
+    phi, when = engine.book.catalogue_phi
     assert phi > 0.5 and when == 60_000
     # later, no other audience is hot: the figure of the last audience_memory_s stands in
     later = Engine(engine.cfg)
     later.products.intern([f"p-{i}" for i in range(16)])
     later._grow(16)
-    later._catalogue_phi = (phi, 60_000)
+    later.book.catalogue_phi = (phi, 60_000)
     later.sketches.watch(np.array([9], np.int64))
     users = np.arange(500_000, 500_040, dtype=np.int64)
     later.sketches.update(np.full(40, 9, np.int64), users, ring.astype(np.uint16))
@@ -149,7 +149,7 @@ def test_a_quiet_catalogue_judges_uniform_accounts_by_its_last_activity_spread()
     stale = Engine(engine.cfg)
     stale.products.intern([f"p-{i}" for i in range(16)])
     stale._grow(16)
-    stale._catalogue_phi = (phi, 60_000)
+    stale.book.catalogue_phi = (phi, 60_000)
     stale.sketches.watch(np.array([9], np.int64))
     stale.sketches.update(np.full(40, 9, np.int64), users, ring.astype(np.uint16))
     memory_ms = round(engine.cfg.trust.audience_memory_s * 1000)

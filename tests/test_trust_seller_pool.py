@@ -105,7 +105,7 @@ def test_a_suspect_hold_survives_a_checkpoint():
     engine, _ = _ring()
     arrays, meta = engine.state()
     back = Engine.restore(engine.cfg, arrays, meta)
-    assert back._suspected == engine._suspected == {9: 60_000}
+    assert back.book.suspected == engine.book.suspected == {9: 60_000}
 
 
 def test_a_candidate_sharing_a_few_accounts_with_each_of_its_seller_s_products_is_refused_pooled():

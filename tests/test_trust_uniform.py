@@ -157,7 +157,7 @@ def _judge_uniform(activity: np.ndarray, overrides: dict, held_for_s: float | No
     engine.sketches.update(np.full(users.size, 9, np.int64), users, activity.astype(np.uint16))
     now_ms = 4_000_000
     if held_for_s is not None:
-        engine._held_since[9] = now_ms - round(held_for_s * 1000)
+        engine.book.held_since[9] = now_ms - round(held_for_s * 1000)
     yes = np.array([True])
     engine._track_audiences(now_ms, np.array([9], np.int64), yes, yes, yes, {"evidence": np.array([1.0])})
     return engine.guard.lockstep.get(9, ""), engine.guard.held.get(9, "")

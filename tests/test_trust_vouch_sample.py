@@ -93,7 +93,7 @@ def test_the_hold_is_bounded_and_survives_a_checkpoint():
     engine = _engine(ON)
     _tick(engine, 60_000, vouched=True)
     _tick(engine, 90_000, vouched=False)  # a tick without the vouch keeps the first-held time
-    assert engine._vouch_since == {9: 60_000}
+    assert engine.book.vouch_since == {9: 60_000}
     _tick(engine, 60_000 + 600_000, vouched=True)
     assert 9 in engine.guard.held
     _tick(engine, 60_000 + 600_001, vouched=True)

@@ -31,7 +31,7 @@ by ``product_id`` so the board is a deterministic function of the scores.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -370,6 +370,15 @@ class Board:
             "blocked_shown": sorted(self.blocked_shown),
             "blocked_until": [[s, t] for s, t in sorted(self.blocked_until.items())],
         }
+
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """:meth:`to_dict` as a part of the engine's checkpoint (:mod:`viraltrend.stateful`)."""
+        return {}, {"board": self.to_dict()}
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> Board:
+        """:meth:`load_dict` of ``meta["board"]``, in place."""
+        self.load_dict(meta["board"])
+        return self
 
     def load_dict(self, data: dict[str, Any]) -> None:
         """Restore from :meth:`to_dict` output."""

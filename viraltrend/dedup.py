@@ -32,7 +32,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -176,8 +176,10 @@ class Deduplicator:
             "current_since_ms": self._current_since_ms,
         }
 
-    def to_state(self) -> tuple[dict[str, object], dict[str, NDArray[np.int64]]]:
-        """Plain data for a checkpoint: small fields as JSON, each generation's table as it is.
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """Plain data for a checkpoint (:mod:`viraltrend.stateful`): small fields as JSON, tables as they are.
+
+        Meta ``dedup``: the small fields.
 
         Arrays ``current`` and ``previous``: int64[rows, 3] (copies); :meth:`from_state` takes
         them back without re-inserting an id, and a checkpoint's delta holds only their changed rows.
@@ -190,7 +192,16 @@ class Deduplicator:
             "current_used": self._current.used,
             "previous_used": self._previous.used,
         }
-        return meta, {"current": self._current.rows.copy(), "previous": self._previous.rows.copy()}
+        return {"current": self._current.rows.copy(), "previous": self._previous.rows.copy()}, {"dedup": meta}
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> Deduplicator:
+        """:meth:`from_state` of ``meta["dedup"]`` (None: a checkpoint without dedup, this one)."""
+        data = meta["dedup"]
+        if data is None:
+            return self
+        if "current_used" in data:
+            return type(self).from_state(data, dict(arrays))
+        return type(self).from_dict(data)  # written before the tables were saved as arrays
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> Deduplicator:

@@ -38,7 +38,8 @@ catalogue's 1-hour rate over its 24-hour rate, so night traffic is not judged as
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -260,6 +261,15 @@ class SequentialDetector:
     def to_arrays(self) -> dict[str, NDArray[np.generic]]:
         """Plain arrays for a checkpoint."""
         return self.cusum.to_arrays()
+
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """The CUSUM's arrays as a part of the engine's checkpoint (``copy=False``: views of the largest)."""
+        return dict(self.to_arrays() if copy else self.cusum.to_arrays(copy=False)), {}
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> SequentialDetector:
+        """:meth:`load_arrays`, in place."""
+        self.load_arrays(dict(arrays))
+        return self
 
     def load_arrays(self, arrays: dict[str, NDArray[np.generic]]) -> None:
         """Restore from :meth:`to_arrays` output."""

@@ -22,9 +22,9 @@ import functools
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -76,10 +76,12 @@ from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
 from viraltrend.model import MAX_CLASS_WEIGHT, LabelBuffer, OnlineModel, load_model
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label, share_ratio
+from viraltrend.stateful import Stateful, under
 from viraltrend.trust import (
     HELD,
     AudienceMemory,
     FunnelShare,
+    GuardBook,
     TrustGuard,
     activity_reference,
     activity_weights,
@@ -194,6 +196,21 @@ class EngineStats:
     decisions: Counter[str] = field(default_factory=Counter)
     evicted: int = 0
     evicted_over_cap: int = 0  # of ``evicted``: those evicted because over state.max_products
+
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """The totals as a part of a checkpoint (:mod:`viraltrend.stateful`)."""
+        return {}, {"stats": {f.name: _plain(getattr(self, f.name)) for f in fields(self)}}
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> EngineStats:
+        """Totals from :meth:`to_state` output (older checkpoints counted none evicted over the cap)."""
+        st = meta["stats"]
+        kept = {f.name: st[f.name] for f in fields(self) if f.name in st or f.name != "evicted_over_cap"}
+        counts = {"rejected": Counter(st["rejected"]), "decisions": Counter(st["decisions"])}
+        return EngineStats(**kept | counts)
+
+
+def _plain(value: Any) -> Any:
+    return dict(value) if isinstance(value, Counter) else value
 
 
 def _load_ids(inline: tuple[str, ...], path: str, key: str) -> frozenset[str]:
@@ -337,13 +354,13 @@ class Engine:
             enough = users >= _STICKY_USERS * t.min_unique_users  # a handful of users is no verdict
             if (
                 reasons is not None
-                and slot not in self._ring_refusals
+                and slot not in self.book.ring_refusals
                 and not soft_refusal(reasons)
                 and enough
             ):
                 hard = [r for r in reasons if not r.startswith(_NOT_STICKY)]
                 if hard:  # a hard refusal sticks for the episode: the ring does not wait out a window
-                    self._ring_refusals[slot] = (hard[0], self._guard_now_ms)
+                    self.book.ring_refusals[slot] = (hard[0], self._guard_now_ms)
                     self.guard.lockstep[slot] = hard[0]
             self.guard_s += time.perf_counter() - t0
             return reasons
@@ -372,26 +389,13 @@ class Engine:
         self._evict_base_ms: int | None = None
         self._evict_figures: tuple[int, float, NDArray[np.float64], float, int, int] | None = None
         self._evicted: list[NDArray[np.int64]] = []
-        self._sketched = np.empty(0, np.int64)  # products whose user sets are sketched (hot ones), sorted
-        self._sketched_ms = np.empty(0, np.int64)  # per sketched product: last tick hot with events
-        self._sketched_ev = np.empty(0, np.float64)  # ...and its change evidence then
-        self._ring_refusals: dict[int, tuple[str, int]] = {}  # slot -> (lockstep reason, when found)
-        self._held_since: dict[int, int] = {}  # slot -> when the guard first held it (trust.hold_max_s)
-        self._suspected: dict[
-            int, int
-        ] = {}  # the same, held for co-audience evidence (trust.hold_evidence_s)
-        self._vouch_since: dict[int, int] = {}  # slot -> first held as a vouch on a short sample
-        self._low_held: dict[int, int] = {}  # of _suspected: held at hold_light_low_lift
-        self._catalogue_phi = (math.nan, _NEVER)  # the last judged catalogue activity spread, and when
+        self.book = GuardBook()  # the guard's bookkeeping per slot, tick to tick (held, sketched...)
         # the catalogue's share of carts and purchases with no view lately (the blind-buyers reference)
         self.funnel_share = FunnelShare(half_lives_ms=_funnel_half_lives(cfg))
-        self._catalogue_checked_ms = _NEVER  # when it was last looked at (every _CATALOGUE_EVERY_MS)
         self._screen_off = False  # True: no screening of quiet products at ticks (see `screen`)
         self._screen: Screen | None = None  # the screen's fixed arguments (built at its first use)
         self._quiet_until_ms: int | None = None  # idle ticks before it do nothing (see _quiet_until)
         self._quiet_pending = False  # True: _quiet_until_ms is to be read at the next idle tick
-        self._ready_ms: dict[int, int] = {}  # slot -> last tick the rule found it ready (model labels)
-        self._vouch_ms: dict[int, tuple[int, int]] = {}  # slot -> (first, last) tick of its vouch streak
         self._fast_ticks = True  # False: every tick the step-by-step way (the tests compare both)
         self._fast_backoff = 0  # ticks taken the usual way after a compiled call that ran none (process)
 
@@ -540,7 +544,7 @@ class Engine:
         if run is None:
             return None
         if run.sketched is not None:  # the audience steps it took (_sketch_only, _quiet_audiences)
-            self._sketched, self._sketched_ms, self._sketched_ev = run.sketched
+            self.book.sketched, self.book.sketched_ms, self.book.sketched_ev = run.sketched
             if run.sketched_at_ms is not None:
                 self._guard_now_ms = run.sketched_at_ms
             if run.memory_taken and mem_slots is not None:  # rows given to new products: re-indexed
@@ -1026,23 +1030,23 @@ class Engine:
         products idle past ``_SKETCH_IDLE_MS``; refusals, holds and vouches past
         ``trust.audience_memory_s``), reads the catalogue's reference every ``_CATALOGUE_EVERY_MS``
         while anything is sketched, and resets the guard's holds and refusals from
-        ``_ring_refusals``.  Before the first of those times, with the guard's fields already as it
+        ``book.ring_refusals``.  Before the first of those times, with the guard's fields already as it
         sets them, a call leaves every field with the same values: skipping it gives the same
         decisions, and the compiled tick loop need not stop for it.  ``_NEVER``: at once.
         """
-        sk = self._sketched
-        if not (sk.size or self._ring_refusals):
+        sk = self.book.sketched
+        if not (sk.size or self.book.ring_refusals):
             return None
         forgets = self._guard_forgets_ms()
         if forgets is None:
             return _NEVER
         due = [forgets]
         if sk.size:
-            ms = self._sketched_ms
+            ms = self.book.sketched_ms
             if ms.shape != sk.shape or sk.size > self.cfg.trust.max_sketched or not (sk[1:] > sk[:-1]).all():
                 return _NEVER  # restored without the times, or a set keep_hot would reorder or trim
             due.append(int(ms.min()) + _SKETCH_IDLE_MS + 1)
-            due.append(self._catalogue_checked_ms + _CATALOGUE_EVERY_MS)
+            due.append(self.book.catalogue_checked_ms + _CATALOGUE_EVERY_MS)
         return min(due)
 
     def _guard_forgets_ms(self) -> int | None:
@@ -1050,19 +1054,19 @@ class Engine:
 
         Forgotten past ``trust.audience_memory_s`` (:meth:`_track_audiences` ages them at every
         call).  None where the guard's fields are not as such a call with nothing ready leaves them:
-        products held, lockstep refusals other than ``_ring_refusals``', suspects no hold keeps.
+        products held, lockstep refusals other than ``book.ring_refusals``', suspects no hold keeps.
         """
-        refusals, g = self._ring_refusals, self.guard
+        refusals, g = self.book.ring_refusals, self.guard
         if g.held or list(g.lockstep.items()) != [(s, v[0]) for s, v in refusals.items()]:
             return None
         if not (
-            self._suspected.keys() <= self._held_since.keys()
-            and self._low_held.keys() <= self._suspected.keys()
+            self.book.suspected.keys() <= self.book.held_since.keys()
+            and self.book.low_held.keys() <= self.book.suspected.keys()
         ):
             return None
         memory_ms = round(self.cfg.trust.audience_memory_s * 1000)
         due = [min(v[1] for v in refusals.values()) + memory_ms + 1] if refusals else []
-        for since in (self._held_since, self._vouch_since):
+        for since in (self.book.held_since, self.book.vouch_since):
             if since:
                 due.append(min(since.values()) + memory_ms + 1)
         return min(due, default=_FAR)
@@ -1098,13 +1102,14 @@ class Engine:
         """
         if not self._fast_sketch or (forgets := self._guard_forgets_ms()) is None:
             return None
-        sk, ms, ev, cap = self._sketched, self._sketched_ms, self._sketched_ev, self.cfg.trust.max_sketched
+        book, cap = self.book, self.cfg.trust.max_sketched
+        sk, ms, ev = book.sketched, book.sketched_ms, book.sketched_ev
         if ms.shape != sk.shape or ev.shape != sk.shape or sk.size > cap or not (sk[1:] > sk[:-1]).all():
             return None  # restored without the times, or a set keep_hot would reorder or trim
         mem = self.audiences
         return AudienceStep(
-            sk, ms, ev, _SKETCH_IDLE_MS, cap, _SKETCH_EVIDENCE, bool(self._ring_refusals), forgets,
-            self._catalogue_checked_ms + _CATALOGUE_EVERY_MS, mem.slot, mem.seller, mem.seen_ms, mem.sig,
+            sk, ms, ev, _SKETCH_IDLE_MS, cap, _SKETCH_EVIDENCE, bool(self.book.ring_refusals), forgets,
+            self.book.catalogue_checked_ms + _CATALOGUE_EVERY_MS, mem.slot, mem.seller, mem.seen_ms, mem.sig,
             self.seller_of,
         )  # fmt: skip
 
@@ -1239,7 +1244,7 @@ class Engine:
             feats["ready"] = (rule_ready | vouched).astype(np.float64)
             feats["model_p"] = probability  # the evidence of a vouch, in the messages' features
             feats["model_vouched"] = vouched.astype(np.float64)  # ready only because the model vouched
-        if self._held_since:  # a product held back keeps its verdict while its change holds up
+        if self.book.held_since:  # a product held back keeps its verdict while its change holds up
             feats["ready"] = np.maximum(feats["ready"], self._still_held(now_ms, slots, feats))
         feats["ready"] = np.where(score >= self.cfg.detect.min_score, feats["ready"], 0.0)
         if traced.size:
@@ -1354,11 +1359,11 @@ class Engine:
         )
         labels = gained >= np.maximum(m.label_min_events, m.label_lift * due.baseline_per_s * elapsed_s)
         if m.label == "ready":  # did the rule itself find it ready at some tick in [t, now]?
-            seen = self._ready_ms
+            seen = self.book.ready_ms
             ready_ms = np.array([seen.get(s, _NEVER) for s in due.slot.tolist()], np.int64)
             labels = ready_ms >= due.t_ms
             oldest = now_ms - 2 * round(m.horizon_s * 1000)
-            self._ready_ms = {s: t for s, t in seen.items() if t >= oldest}
+            self.book.ready_ms = {s: t for s, t in seen.items() if t >= oldest}
         elif m.label_sustain > 0:  # onset phase: still running at the horizon, not a spike that stopped
             trend_s = self.cfg.score.trend_half_life_s
             trend = self.cfg.decay.half_lives_s.index(trend_s)
@@ -1383,12 +1388,12 @@ class Engine:
         held = np.zeros_like(vouched)
         for i in np.flatnonzero(vouched).tolist():
             s = int(slots[i])
-            start, last = self._vouch_ms.get(s, (now_ms, now_ms))
+            start, last = self.book.vouch_ms.get(s, (now_ms, now_ms))
             if now_ms - last > tick_ms:  # a tick without the vouch broke the streak
                 start = now_ms
             streaks[s] = (start, now_ms)
             held[i] = now_ms - start >= hold_ms
-        self._vouch_ms = streaks
+        self.book.vouch_ms = streaks
         return held
 
     def _vouch_fresh(self, feats: Columns) -> NDArray[np.bool_]:
@@ -1417,7 +1422,7 @@ class Engine:
     def _note_ready(self, now_ms: int, ready_slots: NDArray[np.int64]) -> None:
         """Remember the last tick at which the rule found each product ready (the "ready" labels)."""
         for s in ready_slots.tolist():
-            self._ready_ms[int(s)] = now_ms
+            self.book.ready_ms[int(s)] = now_ms
 
     def _track_audiences(
         self,
@@ -1442,23 +1447,24 @@ class Engine:
         self._guard_now_ms = now_ms
         idx = np.flatnonzero(hot & touched)
         now_hot = self._keep_sketched(now_ms, slots[idx], feats["evidence"][idx], t.max_sketched)
-        if not np.array_equal(now_hot, self._sketched):
-            gone = self._sketched[~in_sorted(self._sketched, now_hot)]
+        if not np.array_equal(now_hot, self.book.sketched):
+            gone = self.book.sketched[~in_sorted(self.book.sketched, now_hot)]
             if gone.size:
                 self.sketches.unwatch(gone)
             self.sketches.watch(now_hot)
-        self._sketched = now_hot
+        self.book.sketched = now_hot
         memory_ms = round(t.audience_memory_s * 1000)
-        self._ring_refusals = {s: v for s, v in self._ring_refusals.items() if now_ms - v[1] <= memory_ms}
-        self.guard.lockstep = {s: v[0] for s, v in self._ring_refusals.items()}  # a refusal sticks
+        book = self.book
+        book.ring_refusals = {s: v for s, v in book.ring_refusals.items() if now_ms - v[1] <= memory_ms}
+        self.guard.lockstep = {s: v[0] for s, v in self.book.ring_refusals.items()}  # a refusal sticks
         self.guard.held = {}  # holds are decided afresh at every tick (_hold)
-        if self._held_since:
-            self._held_since = {s: v for s, v in self._held_since.items() if now_ms - v <= memory_ms}
-            self._suspected = {s: v for s, v in self._suspected.items() if s in self._held_since}
-        if self._low_held:
-            self._low_held = {s: v for s, v in self._low_held.items() if s in self._suspected}
-        if self._vouch_since:
-            self._vouch_since = {s: v for s, v in self._vouch_since.items() if now_ms - v <= memory_ms}
+        if self.book.held_since:
+            self.book.held_since = {s: v for s, v in self.book.held_since.items() if now_ms - v <= memory_ms}
+            self.book.suspected = {s: v for s, v in self.book.suspected.items() if s in self.book.held_since}
+        if self.book.low_held:
+            self.book.low_held = {s: v for s, v in self.book.low_held.items() if s in self.book.suspected}
+        if self.book.vouch_since:
+            book.vouch_since = {s: v for s, v in book.vouch_since.items() if now_ms - v <= memory_ms}
         if now_hot.size == 0:
             return
         sketches = self.sketches
@@ -1467,7 +1473,7 @@ class Engine:
         if changed.size:  # remembered first: ring products hot at the same tick see each other
             sig = sketches.signatures(changed)
             self.audiences.remember(changed, self.seller_of[changed].astype(np.int64), sig, now_ms=now_ms)
-        if now_ms - self._catalogue_checked_ms >= _CATALOGUE_EVERY_MS:  # the uniform test's reference
+        if now_ms - self.book.catalogue_checked_ms >= _CATALOGUE_EVERY_MS:  # the uniform test's reference
             self._catalogue_overdispersion(now_ms, _EMPTY)
         cand = slots[ready]
         cand = cand[sketches.is_watched(cand)]
@@ -1517,7 +1523,7 @@ class Engine:
             )
             confirm = t.uniform_confirm_users  # a larger sample while the hold lasts (0: off)
             if confirm > t.uniform_min_users and t.hold_max_s > 0 and uniform.any():
-                since = np.array([self._held_since.get(s, now_ms) for s in cand.tolist()], np.int64)
+                since = np.array([self.book.held_since.get(s, now_ms) for s in cand.tolist()], np.int64)
                 short = uniform & (n_act < confirm) & (now_ms - since <= t.hold_max_s * 1000)
                 uniform &= ~short
                 looks |= short
@@ -1554,7 +1560,7 @@ class Engine:
             ):  # off (a sibling remembered at this very tick would still be "within 0")
                 sibling[:] = -1
             for j, slot in enumerate(cand.tolist()):
-                if slot in self._ring_refusals:
+                if slot in self.book.ring_refusals:
                     continue
                 partner, shared = -1, 0.0
                 if sim[j] >= t.lockstep_similarity:
@@ -1573,7 +1579,7 @@ class Engine:
                     partner = int(l_other[j])
                     shared = int(l_shared[j]) / max(int(l_sampled[j]), 1)
                     reason = f"co_audience_light_with_{self.products.name(partner)}_{light_numbers(match, j)}"
-                elif 0 < t.hold_light_low_refuse <= w_ev[j] and slot in self._low_held:
+                elif 0 < t.hold_light_low_refuse <= w_ev[j] and slot in self.book.low_held:
                     # held at the weaker lift, and the overlap held up as its sample grew
                     partner = int(w_other[j])
                     shared = float(match.low_shared[j]) / max(int(w_sampled[j]), 1)  # type: ignore[index]
@@ -1625,21 +1631,21 @@ class Engine:
                         suspect is None
                         and t.hold_light_low_lift > 0
                         and w_ev[j] >= t.hold_light_low_evidence
-                        and (slot in self._low_held or w_sampled[j] < t.hold_light_low_users)
+                        and (slot in self.book.low_held or w_sampled[j] < t.hold_light_low_users)
                     ):  # a short sample's light users overlap a remembered audience at a crowd's lift
                         numbers = f"{self.products.name(int(w_other[j]))}_{low_numbers(match, j)}"
                         suspect = f"co_audience_light_low_looking_{numbers}"
                         low = True
                     self._hold(now_ms, slot, act, bool(looks[j]), int(sibling[j]), few, suspect)
                     if low and slot in self.guard.held:
-                        self._low_held.setdefault(slot, self._suspected[slot])
+                        self.book.low_held.setdefault(slot, self.book.suspected[slot])
                     looked = max(float(match.co_evidence[j]), float(pooled[j]))  # overlap beyond co_lift
                     if slot not in self.guard.held and vouched[j] and looked >= t.vouch_confirm_evidence:
                         self._hold_vouch(now_ms, slot, int(n_act[j]))
                     continue
-                self._ring_refusals[slot] = (reason, now_ms)
+                self.book.ring_refusals[slot] = (reason, now_ms)
                 self.guard.lockstep[slot] = reason
-                earlier = self._ring_refusals.get(partner, ("", 0))[0]
+                earlier = self.book.ring_refusals.get(partner, ("", 0))[0]
                 if partner in self.board.members and not earlier.startswith("ring_member_of_"):
                     # a candidate refused on its own figures (a flash sale that never converts) does not
                     # expose a board member it shares deal hunters with: its overlap is no ring's proof
@@ -1652,7 +1658,7 @@ class Engine:
                     # the ring's earlier product, promoted before its sibling exposed it, leaves the board
                     # (a sticky refusal it got on the board, e.g. a recycled audience, did not evict it)
                     exposed = f"ring_member_of_{self.products.name(slot)}_shared_{shared:.0%}"
-                    self._ring_refusals[partner] = (exposed, now_ms)
+                    self.book.ring_refusals[partner] = (exposed, now_ms)
                     self.guard.lockstep[partner] = exposed
         if t.board_seller_union_evidence > 0 and self.board.members:
             self._board_seller_union(now_ms)
@@ -1672,7 +1678,7 @@ class Engine:
         t = self.cfg.trust
         sketches = self.sketches
         members = np.array(sorted(self.board.members), np.int64)
-        refused = self._ring_refusals
+        refused = self.book.ring_refusals
         done = [refused.get(s, ("", 0))[0].startswith("ring_member_of_") for s in members.tolist()]
         members = members[~np.array(done, np.bool_)]
         members = members[sketches.is_watched(members)]
@@ -1711,7 +1717,7 @@ class Engine:
             slot = int(members[j])
             numbers = pooled_numbers(int(shared[j]), float(expected[j]), float(evidence[j]))
             exposed = f"ring_member_of_seller_union_{self.products.name(int(sibling[j]))}_{numbers}"
-            self._ring_refusals[slot] = (exposed, now_ms)
+            self.book.ring_refusals[slot] = (exposed, now_ms)
             self.guard.lockstep[slot] = exposed
 
     def _catalogue_overdispersion(self, now_ms: int, cand: NDArray[np.int64]) -> float:
@@ -1724,15 +1730,15 @@ class Engine:
         ``O(max_sketched * k)``.
         """
         sketches = self.sketches
-        self._catalogue_checked_ms = now_ms
+        self.book.catalogue_checked_ms = now_ms
         others = sketches.product_of_row >= 0
         others[sketches.row_of[cand]] = False
         others &= sketches.nonempty
         phi, pool = pooled_overdispersion(sketches.sig[others], sketches._fit_val()[others])
         if pool >= _UNIFORM_POOL_USERS:
-            self._catalogue_phi = (phi, now_ms)
+            self.book.catalogue_phi = (phi, now_ms)
             return phi
-        last, when = self._catalogue_phi
+        last, when = self.book.catalogue_phi
         return last if now_ms - when <= self.cfg.trust.audience_memory_s * 1000 else math.nan
 
     def _still_held(
@@ -1754,8 +1760,8 @@ class Engine:
         held = np.array(
             [
                 s
-                for s, t in self._held_since.items()
-                if now_ms - t <= (longer if s in self._suspected else limit)
+                for s, t in self.book.held_since.items()
+                if now_ms - t <= (longer if s in self.book.suspected else limit)
             ],
             np.int64,
         )
@@ -1796,9 +1802,9 @@ class Engine:
         t = self.cfg.trust
         sampled, mean, disp = activity
         if suspect is not None and t.hold_evidence_s > 0:
-            since = self._held_since.setdefault(slot, now_ms)
+            since = self.book.held_since.setdefault(slot, now_ms)
             if now_ms - since <= t.hold_evidence_s * 1000:
-                self._suspected[slot] = since
+                self.book.suspected[slot] = since
                 self.guard.held[slot] = f"{HELD}{suspect}"
                 return
         if t.hold_max_s <= 0:
@@ -1816,7 +1822,7 @@ class Engine:
             sampled = blind[0]
         else:
             return
-        since = self._held_since.setdefault(slot, now_ms)
+        since = self.book.held_since.setdefault(slot, now_ms)
         if now_ms - since <= t.hold_max_s * 1000:
             self.guard.held[slot] = hold_reason(kind, sampled, needed, numbers)
 
@@ -1835,7 +1841,7 @@ class Engine:
         t = self.cfg.trust
         if t.vouch_confirm_users <= 0 or t.vouch_confirm_s <= 0 or sampled >= t.vouch_confirm_users:
             return
-        since = self._vouch_since.setdefault(slot, now_ms)
+        since = self.book.vouch_since.setdefault(slot, now_ms)
         if now_ms - since <= t.vouch_confirm_s * 1000:
             self.guard.held[slot] = hold_reason("vouch_sample", sampled, t.vouch_confirm_users)
 
@@ -1852,12 +1858,12 @@ class Engine:
         at most ``_SKETCH_IDLE_MS`` ago.  Only hot products with events count, so screened ticks
         (quiet products not read) keep the same set.  ``O(sketched + hot)`` per tick.
         """
-        old, old_ms, old_ev = self._sketched, self._sketched_ms, self._sketched_ev
+        old, old_ms, old_ev = self.book.sketched, self.book.sketched_ms, self.book.sketched_ev
         if old_ms.shape != old.shape:  # restored from a checkpoint without the times: hot as of now
             old_ms, old_ev = np.full(old.size, now_ms, np.int64), np.full(old.size, np.inf)
         # old ones hot within _SKETCH_IDLE_MS and not hot now, then the hot ones; at most cap (most
         # evidence first, stable), sorted by slot: one compiled pass (kernels/columns.py keep_hot)
-        slots, self._sketched_ms, self._sketched_ev = keep_hot(
+        slots, self.book.sketched_ms, self.book.sketched_ev = keep_hot(
             old, old_ms, old_ev, hot, evidence, now_ms=now_ms, idle_ms=_SKETCH_IDLE_MS, cap=cap
         )
         return slots
@@ -1988,23 +1994,43 @@ class Engine:
         self.products.release(cold.tolist())
         self.user_signals.forget_products(cold)
         self.audiences.forget(cold)
-        gone = in_sorted(self._sketched, cold)
-        if gone.any():  # a released slot's sample must not carry over to the next product in it
-            self.sketches.unwatch(self._sketched[gone])
-            if self._sketched_ms.shape == self._sketched.shape:  # else restored without the times
-                self._sketched_ms, self._sketched_ev = self._sketched_ms[~gone], self._sketched_ev[~gone]
-            self._sketched = self._sketched[~gone]
-        for d in (self._ring_refusals, self._held_since, self._suspected, self._low_held, self._vouch_since):
-            if d:  # the few slots each holds, looked up in the (many) released ones: not one pop per slot
-                keys = np.sort(np.fromiter(d, np.int64, len(d)))
-                for s in keys[in_sorted(keys, cold)].tolist():
-                    del d[s]
+        gone = self.book.release(cold)
+        if gone.size:  # a released slot's sample must not carry over to the next product in it
+            self.sketches.unwatch(gone)
         self.sellers.drop(self.seller_of[cold].astype(np.int64))  # ids no live product holds are released
         self.categories.drop(self.category_of[cold].astype(np.int64))
         self.seller_of[cold] = -1
         self.category_of[cold] = -1
 
     # ------------------------------------------------------------------ checkpoints
+    def _parts(self) -> tuple[tuple[str, str, Stateful | None], ...]:
+        """The engine's stateful parts: (array-name prefix, attribute, part), restored in this order.
+
+        A checkpoint is their :meth:`~viraltrend.stateful.Stateful.to_state` output, arrays under
+        their prefix and meta entries in one flat dict; None: a part this engine does not keep.
+        """
+        return (
+            ("products.", "products", self.products),  # the product table: names...
+            ("counters.", "counters", self.counters),
+            ("trust.", "trust_counters", self.trust_counters),  # the trust signals...
+            ("users.", "user_signals", self.user_signals),
+            ("usertable.", "users", self.users),  # after the user signals (an older one's names)
+            ("sketches.", "sketches", self.sketches),
+            ("audiences.", "audiences", self.audiences),
+            ("activity.", "activity", self.activity),
+            ("", "funnel_share", self.funnel_share),
+            ("detect.", "detector", self.detector),
+            ("dedup.", "dedup", self.dedup),
+            ("", "clock", self.clock),
+            ("", "guard", self.guard),  # the blocklists
+            ("", "book", self.book),  # the guard's bookkeeping
+            ("", "model", self.model),
+            ("labels.", "labels", self.labels),
+            ("", "board", self.board),
+            ("", "stats", self.stats),
+            ("", "", _Loose(self)),  # ...sellers and categories, the schedule; after the user table
+        )
+
     def state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
         """All state as plain data: numpy arrays and a JSON-able dict (never pickled).
 
@@ -2014,72 +2040,13 @@ class Engine:
         engine's own, to be copied before the engine goes on (into buffers kept from the last
         checkpoint, say); the others are copies either way.
         """
-        cp = np.copy if copy else np.ndarray.view  # a view: owndata False, so a caller tells it from a copy
-        arrays = {f"counters.{k}": v for k, v in self.counters.to_arrays(copy=copy).items()}
-        arrays["seller_of"] = cp(self.seller_of)
-        arrays["category_of"] = cp(self.category_of)
-        arrays["touched"] = np.concatenate([np.empty(0, np.int64), *self._touched])
-        arrays["new_users"] = np.concatenate([np.empty(0, np.int64), *self._new_users])  # this tick's, so far
-        arrays.update({f"trust.{k}": v for k, v in self.trust_counters.to_arrays(copy=copy).items()})
-        arrays.update({f"users.{k}": v for k, v in self.user_signals.to_arrays(copy=copy).items()})
-        arrays.update({f"usertable.{k}": v for k, v in self.users.to_arrays().items()})
-        arrays.update({f"sketches.{k}": v for k, v in self.sketches.to_arrays().items()})
-        detect = self.detector.to_arrays() if copy else self.detector.cusum.to_arrays(copy=False)
-        arrays.update({f"detect.{k}": v for k, v in detect.items()})
-        arrays["sketched"] = self._sketched.copy()
-        arrays["sketched_ms"] = self._sketched_ms.copy()
-        arrays["sketched_ev"] = self._sketched_ev.copy()
-        arrays.update({f"audiences.{k}": v for k, v in self.audiences.to_arrays().items()})
-        arrays.update({f"activity.{k}": v for k, v in self.activity.to_arrays().items()})
-        if self.labels is not None:
-            arrays.update({f"labels.{k}": v for k, v in self.labels.to_arrays().items()})
-        # the product names and the dedup tables as arrays (no JSON, no Python object per id): a
-        # checkpoint's delta holds only their changed blocks
-        arrays.update({f"products.{k}": v for k, v in self.products.to_arrays().items()})
-        dedup: dict[str, Any] | None = None
-        if self.dedup is not None:
-            dedup, tables = self.dedup.to_state()
-            arrays.update({f"dedup.{k}": v for k, v in tables.items()})
-        meta: dict[str, Any] = {
-            "config": self._fingerprint(),
-            "sellers": self.sellers.to_list(),
-            "categories": self.categories.to_list(),
-            "users_next_sweep_ms": self._next_user_sweep_ms,
-            "blocked_products": self.guard.blocked_products,
-            "blocked_sellers": self.guard.blocked_sellers,
-            "clock": self.clock.to_dict(),
-            "dedup": dedup,
-            "board": self.board.to_dict(),
-            "model": self.model.to_dict() if self.model is not None else None,
-            "start_ms": self._start_ms,
-            "ring_refusals": [[s, r, t] for s, (r, t) in sorted(self._ring_refusals.items())],
-            "held_since": sorted(self._held_since.items()),
-            "suspected": sorted(self._suspected.items()),
-            "low_held": sorted(self._low_held.items()),
-            "vouch_since": sorted(self._vouch_since.items()),
-            "catalogue_phi": [
-                None if math.isnan(self._catalogue_phi[0]) else self._catalogue_phi[0],
-                self._catalogue_phi[1],
-                self._catalogue_checked_ms,
-            ],
-            "funnel_share": self.funnel_share.to_list(),
-            "ready_ms": sorted(self._ready_ms.items()),
-            "vouch_ms": [[s, a, b] for s, (a, b) in sorted(self._vouch_ms.items())],
-            "n_live": self._n_live,
-            "population": self._population,
-            "last_snapshot_ms": self._last_snapshot_ms,
-            "next_evict_ms": self._next_evict_ms,
-            "stats": {
-                "events_in": self.stats.events_in,
-                "events_applied": self.stats.events_applied,
-                "duplicates": self.stats.duplicates,
-                "rejected": dict(self.stats.rejected),
-                "ticks": self.stats.ticks,
-                "decisions": dict(self.stats.decisions),
-                "evicted": self.stats.evicted,
-                "evicted_over_cap": self.stats.evicted_over_cap,
-            },
-        }
+        arrays: dict[str, NDArray[Any]] = {}
+        meta: dict[str, Any] = {"config": self._fingerprint(), "dedup": None, "model": None}  # None: not kept
+        for prefix, _, part in self._parts():
+            if part is not None:
+                got, entries = part.to_state(copy=copy)
+                arrays.update({prefix + k: v for k, v in got.items()})
+                meta.update(entries)
         return arrays, meta
 
     def _fingerprint(self) -> dict[str, Any]:
@@ -2114,13 +2081,6 @@ class Engine:
         ``copy=False``: the caller hands ``arrays`` over (a store's freshly loaded checkpoint that
         nothing else holds); the engine then works in the largest of them instead of copies.
         """
-        with nullcontext() if copy else adopting():
-            return cls._restore(cfg, arrays, meta, scorer=scorer)
-
-    @classmethod
-    def _restore(
-        cls, cfg: Config, arrays: dict[str, NDArray[Any]], meta: dict[str, Any], *, scorer: Scorer | None
-    ) -> Engine:
         engine = cls(cfg, scorer=scorer)
         if meta.get("config") != engine._fingerprint():
             msg = (
@@ -2128,102 +2088,30 @@ class Engine:
                 f"{engine._fingerprint()}; delete the checkpoint directory or restore the old config"
             )
             raise CheckpointError(msg)
+        # what a part restores from that another one holds: the latest event (a checkpoint of float64
+        # cells, before the float32 layout, is narrowed there) and the user signals' (an older
+        # checkpoint's user names are taken as last seen then)
+        last = np.asarray(arrays.get("counters.last_ts_ms", np.empty(0, np.int64)), np.int64)
+        users_ts = np.asarray(arrays.get("users.max_ts_ms", [_NEVER]), np.int64)
+        meta = {
+            **meta,
+            "narrow_at_ms": int(last.max()) if last.size and int(last.max()) != _NEVER else None,
+            "users_max_ts_ms": int(users_ts[0]) if users_ts.size and int(users_ts[0]) != _NEVER else None,
+        }
         try:
-            # a checkpoint of float64 cells (before the float32 layout): narrowed at its latest event
-            last = np.asarray(arrays.get("counters.last_ts_ms", np.empty(0, np.int64)), np.int64)
-            narrow_at = int(last.max()) if last.size and int(last.max()) != _NEVER else None
-            engine.counters = DecayedCounters.from_arrays(
-                {k.removeprefix("counters."): v for k, v in arrays.items() if k.startswith("counters.")},
-                half_lives_s=cfg.decay.half_lives_s,
-                narrow_at_ms=narrow_at,
-                **_ACC_LAYOUT,
-            )
-            # copies: two engines restored from one state must not share them (unless handed over)
-            engine.seller_of = owned(arrays["seller_of"], np.int32)
-            engine.category_of = owned(arrays["category_of"], np.int32)
-
-            def part(prefix: str) -> dict[str, NDArray[Any]]:
-                return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
-
-            touched = np.asarray(arrays["touched"], np.int64)
-            engine._touched = [touched] if touched.size else []
-            new_users = np.asarray(arrays["new_users"], np.int64)
-            engine._new_users = [new_users] if new_users.size else []
-            if "products" in meta:  # written before the name table was saved as arrays
-                engine.products = NameTable.from_list(meta["products"], limit=cfg.state.max_products)
-            else:
-                engine.products = NameTable.from_arrays(part("products."), limit=cfg.state.max_products)
-            engine.sellers = CountedNames.from_list(meta["sellers"], engine.seller_of)
-            engine.categories = CountedNames.from_list(meta["categories"], engine.category_of)
-
-            engine.trust_counters = DecayedCounters.from_arrays(
-                part("trust."),
-                half_lives_s=_trust_half_lives(cfg),
-                times=False,
-                narrow_at_ms=narrow_at,
-                **_ACC_LAYOUT,
-            )
-            engine.detector.load_arrays(part("detect."))
-            t = cfg.trust
-            engine.user_signals = UserSignals.from_arrays(
-                part("users."),
-                cap_window_ms=round(t.cap_window_s * 1000),
-                fresh_window_ms=round(t.fresh_window_s * 1000),
-                allowed_lateness_ms=round(cfg.decay.allowed_lateness_s * 1000),
-            )
-            engine.users = engine._restore_users(part("usertable."), meta)
-            engine.sketches = AudienceSketches.from_arrays(part("sketches."), k=t.audience_sample, seed=0)
-            engine.audiences.load_arrays(part("audiences."))
-            engine.activity.load_arrays(part("activity."))
-            engine._sketched = np.asarray(arrays["sketched"], np.int64)
-            if "sketched_ms" in arrays:  # older checkpoints: kept as if hot at the next tick
-                engine._sketched_ms = np.asarray(arrays["sketched_ms"], np.int64)
-                engine._sketched_ev = np.asarray(arrays["sketched_ev"], np.float64)
-            engine.guard.blocked_products = dict(meta["blocked_products"])
-            engine.guard.blocked_sellers = dict(meta["blocked_sellers"])
-            if engine.model is not None and meta.get("model") is not None:
-                engine.model = OnlineModel.from_dict(meta["model"], fallback=RuleScorer(cfg.score))
-                engine.scorer = engine.model
-                engine.labels = LabelBuffer.from_arrays(part("labels."))
-            engine.clock = EventClock.from_dict(meta["clock"])
-            if meta["dedup"] is not None and engine.dedup is not None:
-                if "current_used" in meta["dedup"]:
-                    engine.dedup = Deduplicator.from_state(meta["dedup"], part("dedup."))
-                else:  # written before the tables were saved as arrays
-                    engine.dedup = Deduplicator.from_dict(meta["dedup"])
-            engine.board.load_dict(meta["board"])
-            engine._start_ms = meta["start_ms"]
-            engine._ring_refusals = {int(s): (str(r), int(t)) for s, r, t in meta["ring_refusals"]}
-            engine._held_since = {int(s): int(t) for s, t in meta.get("held_since", [])}
-            engine._suspected = {int(s): int(t) for s, t in meta.get("suspected", [])}
-            engine._low_held = {int(s): int(t) for s, t in meta.get("low_held", [])}
-            engine._vouch_since = {int(s): int(t) for s, t in meta.get("vouch_since", [])}
-            phi, when, checked = meta.get("catalogue_phi", [None, _NEVER, _NEVER])
-            engine._catalogue_phi = (math.nan if phi is None else float(phi), int(when))
-            engine._catalogue_checked_ms = int(checked)
-            engine.funnel_share.load_list(meta.get("funnel_share", []))
-            engine._ready_ms = {int(s): int(t) for s, t in meta.get("ready_ms", [])}
-            engine._vouch_ms = {int(s): (int(a), int(b)) for s, a, b in meta.get("vouch_ms", [])}
-            engine._n_live = int(meta["n_live"])
-            engine._population = int(meta.get("population", len(engine.users)))
-            engine._last_snapshot_ms = meta["last_snapshot_ms"]
-            engine._next_evict_ms = meta["next_evict_ms"]
-            st = meta["stats"]
-            engine.stats = EngineStats(
-                st["events_in"],
-                st["events_applied"],
-                st["duplicates"],
-                Counter(st["rejected"]),
-                st["ticks"],
-                Counter(st["decisions"]),
-                st["evicted"],
-                st.get("evicted_over_cap", 0),  # older checkpoints: none counted
-            )
+            with nullcontext() if copy else adopting():
+                for prefix, attr, part in engine._parts():
+                    if part is not None:
+                        got = part.load_state(under(arrays, prefix), meta)
+                        if attr:
+                            setattr(engine, attr, got)
         except (KeyError, TypeError, ValueError) as exc:
             msg = (
                 f"checkpoint is incomplete or malformed ({type(exc).__name__}: {exc}); it cannot be restored"
             )
             raise CheckpointError(msg) from exc
+        if engine.model is not None:  # built with no scorer of its own: the model scores
+            engine.scorer = engine.model
         if (
             engine.seller_of.shape[0] != engine.counters.capacity
             or engine.products.high_water > engine.counters.capacity
@@ -2231,24 +2119,6 @@ class Engine:
             msg = "checkpoint arrays disagree in size; it is corrupt"
             raise CheckpointError(msg)
         return engine
-
-    def _restore_users(self, arrays: dict[str, NDArray[Any]], meta: dict[str, Any]) -> UserTable:
-        """The user table of a checkpoint; from the user names of a checkpoint written before hashing."""
-        idle_ms, lateness_ms = self.users.idle_ms, self.users.allowed_lateness_ms
-        self._next_user_sweep_ms = meta.get("users_next_sweep_ms")
-        if "users" in meta:
-            table = UserTable.from_names(
-                meta["users"],
-                idle_ms=idle_ms,
-                allowed_lateness_ms=lateness_ms,
-                max_ts_ms=self.user_signals.max_ts_ms,
-            )
-            table.max_veterans = self.cfg.state.max_veterans
-            return table
-        return UserTable.from_arrays(
-            arrays, idle_ms=idle_ms, allowed_lateness_ms=lateness_ms,
-            max_veterans=self.cfg.state.max_veterans, track_held=False,
-        )  # fmt: skip
 
     # ------------------------------------------------------------------ introspection
     @property
@@ -2277,6 +2147,47 @@ class Engine:
             + self.seller_of.nbytes
             + self.category_of.nbytes
         )
+
+
+class _Loose:
+    """The engine's own loose state as a part (:mod:`viraltrend.stateful`), kept as the engine's fields.
+
+    The hot path reads them as they are: each product's seller and category (columns, and the ids
+    behind them), this tick's touched products and new (user, product) pairs so far, the stream's
+    start, the next snapshot, eviction and user sweep, the live products and the co-audience
+    population.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """The columns (views with ``copy=False``) and this tick's slots as arrays, the rest as meta."""
+        e = self.engine
+        cp = np.copy if copy else np.ndarray.view  # a view: owndata False, so a caller tells it from a copy
+        arrays = {"seller_of": cp(e.seller_of), "category_of": cp(e.category_of),
+                  "touched": np.concatenate([_EMPTY, *e._touched]),
+                  "new_users": np.concatenate([_EMPTY, *e._new_users])}  # fmt: skip
+        meta = {"sellers": e.sellers.to_list(), "categories": e.categories.to_list(),
+                "users_next_sweep_ms": e._next_user_sweep_ms, "start_ms": e._start_ms, "n_live": e._n_live,
+                "population": e._population, "last_snapshot_ms": e._last_snapshot_ms,
+                "next_evict_ms": e._next_evict_ms}  # fmt: skip
+        return arrays, meta
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> _Loose:
+        """Into the engine's fields; after its user table (an older checkpoint's population)."""
+        e = self.engine
+        # copies: two engines restored from one state must not share them (unless handed over)
+        e.seller_of = owned(arrays["seller_of"], np.int32)
+        e.category_of = owned(arrays["category_of"], np.int32)
+        e.sellers = CountedNames.from_list(meta["sellers"], e.seller_of)
+        e.categories = CountedNames.from_list(meta["categories"], e.category_of)
+        touched, new_users = (np.asarray(arrays[k], np.int64) for k in ("touched", "new_users"))
+        e._touched, e._new_users = [touched] if touched.size else [], [new_users] if new_users.size else []
+        e._next_user_sweep_ms, e._start_ms = meta.get("users_next_sweep_ms"), meta["start_ms"]
+        e._n_live, e._population = int(meta["n_live"]), int(meta.get("population", len(e.users)))
+        e._last_snapshot_ms, e._next_evict_ms = meta["last_snapshot_ms"], meta["next_evict_ms"]
+        return self
 
 
 _Proba = NDArray[np.float64] | None  # the warm model's probabilities, if any

@@ -467,6 +467,16 @@ class OnlineModel:
             },
         }
 
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """:meth:`to_dict` as a part of the engine's checkpoint (:mod:`viraltrend.stateful`)."""
+        return {}, {"model": self.to_dict()}
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> OnlineModel:
+        """:meth:`from_dict` of ``meta["model"]`` with this model's fallback (None there: this model)."""
+        if meta.get("model") is None:
+            return self
+        return type(self).from_dict(meta["model"], fallback=self.fallback)
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, fallback: Scorer) -> OnlineModel:
         """Rebuild a model from :meth:`to_dict`'s output; it scores and learns as the original did."""
@@ -786,6 +796,14 @@ class LabelBuffer:
         out["negative_rate"] = np.array(self.negative_rate)
         out["last_t_ms"] = np.array([] if self.last_t_ms is None else [self.last_t_ms], dtype=np.int64)
         return out
+
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """:meth:`to_arrays` as a part of the engine's checkpoint (:mod:`viraltrend.stateful`)."""
+        return self.to_arrays(), {}
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> LabelBuffer:
+        """:meth:`from_arrays` (none: a checkpoint without a model, this buffer)."""
+        return type(self).from_arrays(arrays) if arrays else self
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, NDArray[Any]]) -> LabelBuffer:

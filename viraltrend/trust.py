@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,6 +51,7 @@ from viraltrend.kernels.audience import (
     sample_size,
     union_into,
 )
+from viraltrend.kernels.columns import in_sorted
 from viraltrend.kernels.segment import fold_funnel
 
 __all__ = [
@@ -186,6 +188,17 @@ class TrustGuard:
             table.pop(ident, None)
         else:
             table[ident] = reason
+
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """The blocklists, as they stand (set live), for a checkpoint (:mod:`viraltrend.stateful`)."""
+        products, sellers = dict(self.blocked_products), dict(self.blocked_sellers)
+        return {}, {"blocked_products": products, "blocked_sellers": sellers}
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> TrustGuard:
+        """The blocklists of a checkpoint, in place (the rest is config or set per tick)."""
+        self.blocked_products = dict(meta["blocked_products"])
+        self.blocked_sellers = dict(meta["blocked_sellers"])
+        return self
 
     def check(
         self,
@@ -400,6 +413,15 @@ class FunnelShare:
         """Restore from :meth:`to_list` (an older checkpoint without it: empty counts)."""
         if len(values) == 5:
             self.buys, self.blind, self.at_ms = [values[0], values[1]], [values[2], values[3]], int(values[4])
+
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """:meth:`to_list` as a part of a checkpoint (:mod:`viraltrend.stateful`)."""
+        return {}, {"funnel_share": self.to_list()}
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> FunnelShare:
+        """:meth:`load_list`, in place."""
+        self.load_list(meta.get("funnel_share", []))
+        return self
 
 
 #: Decayed carts and purchases of the catalogue below which its share of blind ones is not judged.
@@ -672,6 +694,83 @@ def co_numbers(match: Match, j: int) -> str:
         f"shared_{match.co_shared[j]}_of_{match.co_sampled[j]}_sampled_expected_{match.co_expected[j]:.1f}"
         f"_evidence_{match.co_evidence[j]:.1f}"
     )
+
+
+_NEVER = int(np.iinfo(np.int64).min)  # a time not yet come
+
+
+def _empty(dtype: type[np.generic]) -> Any:
+    return field(default_factory=lambda: np.empty(0, dtype))
+
+
+@dataclass(slots=True, eq=False)  # arrays: no field-wise ==
+class GuardBook:
+    """The trust guard's bookkeeping per product slot, carried from tick to tick.
+
+    The engine's guard steps keep it (``Engine._hold``, ``_track_audiences``, the board's guard
+    call); it holds what they found, so a restored engine goes on holding and refusing exactly as
+    one never stopped.  Released slots are forgotten (:meth:`release`).
+    """
+
+    ring_refusals: dict[int, tuple[str, int]] = field(default_factory=dict)  # slot -> (lockstep reason, when)
+    held_since: dict[int, int] = field(default_factory=dict)  # slot -> first held by the guard (hold_max_s)
+    suspected: dict[int, int] = field(default_factory=dict)  # the same, held for co-audience evidence
+    low_held: dict[int, int] = field(default_factory=dict)  # of suspected: held at hold_light_low_lift
+    vouch_since: dict[int, int] = field(default_factory=dict)  # slot -> first held as a vouch, short sample
+    ready_ms: dict[int, int] = field(default_factory=dict)  # slot -> last tick the rule found it ready
+    vouch_ms: dict[int, tuple[int, int]] = field(default_factory=dict)  # slot -> (first, last) vouch tick
+    catalogue_phi: tuple[float, int] = (math.nan, _NEVER)  # the last judged catalogue activity spread, when
+    catalogue_checked_ms: int = _NEVER  # when it was last looked at (every _CATALOGUE_EVERY_MS, engine)
+    sketched: NDArray[np.int64] = _empty(np.int64)  # products whose user sets are sketched (hot ones), sorted
+    sketched_ms: NDArray[np.int64] = _empty(np.int64)  # per sketched product: last tick hot with events
+    sketched_ev: NDArray[np.float64] = _empty(np.float64)  # ...and its change evidence then
+
+    def release(self, cold: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Forget the released slots ``cold`` (sorted); return the sketched ones (their samples must go)."""
+        gone = in_sorted(self.sketched, cold)
+        out = self.sketched[gone]
+        if out.size:
+            if self.sketched_ms.shape == self.sketched.shape:  # else restored without the times
+                self.sketched_ms, self.sketched_ev = self.sketched_ms[~gone], self.sketched_ev[~gone]
+            self.sketched = self.sketched[~gone]
+        for d in (self.ring_refusals, self.held_since, self.suspected, self.low_held, self.vouch_since):
+            if d:  # the few slots each holds, looked up in the (many) released ones: not one pop per slot
+                keys = np.sort(np.fromiter(d, np.int64, len(d)))
+                for s in keys[in_sorted(keys, cold)].tolist():
+                    del d[s]
+        return out
+
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """The sketched products as arrays, the rest as meta lists (:mod:`viraltrend.stateful`)."""
+        arrays = {"sketched": self.sketched.copy(), "sketched_ms": self.sketched_ms.copy(),
+                  "sketched_ev": self.sketched_ev.copy()}  # fmt: skip
+        phi, when = self.catalogue_phi
+        meta = {
+            "ring_refusals": [[s, r, t] for s, (r, t) in sorted(self.ring_refusals.items())],
+            **{k: sorted(getattr(self, k).items()) for k in _BOOK_TIMES},
+            "catalogue_phi": [None if math.isnan(phi) else phi, when, self.catalogue_checked_ms],
+            "vouch_ms": [[s, a, b] for s, (a, b) in sorted(self.vouch_ms.items())],
+        }
+        return arrays, meta
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> GuardBook:
+        """A book from :meth:`to_state` output (older checkpoints: the entries they lack start empty)."""
+        book = GuardBook({int(s): (str(r), int(t)) for s, r, t in meta["ring_refusals"]})
+        for k in _BOOK_TIMES:
+            setattr(book, k, {int(s): int(t) for s, t in meta.get(k, [])})
+        book.vouch_ms = {int(s): (int(a), int(b)) for s, a, b in meta.get("vouch_ms", [])}
+        book.sketched = np.asarray(arrays["sketched"], np.int64)
+        phi, when, checked = meta.get("catalogue_phi", [None, _NEVER, _NEVER])
+        book.catalogue_phi = (math.nan if phi is None else float(phi), int(when))
+        book.catalogue_checked_ms = int(checked)
+        if "sketched_ms" in arrays:  # older checkpoints: kept as if hot at the next tick
+            book.sketched_ms = np.asarray(arrays["sketched_ms"], np.int64)
+            book.sketched_ev = np.asarray(arrays["sketched_ev"], np.float64)
+        return book
+
+
+#: GuardBook's slot -> time tables, saved as sorted [slot, ms] pairs under their own names
+_BOOK_TIMES = ("held_since", "suspected", "low_held", "vouch_since", "ready_ms")
 
 
 @dataclass(slots=True)
@@ -1021,3 +1120,12 @@ class AudienceMemory:
                 raise ValueError(msg)
             setattr(self, name, got.copy())
         self._row = {s: r for r, s in enumerate(self.slot.tolist()) if s >= 0}
+
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """:meth:`to_arrays` as a part of a checkpoint (:mod:`viraltrend.stateful`)."""
+        return dict(self.to_arrays()), {}
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> AudienceMemory:
+        """:meth:`load_arrays`, in place."""
+        self.load_arrays(dict(arrays))
+        return self

@@ -23,7 +23,7 @@ and funnel bits), plus ``row_of``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numba import njit
@@ -193,6 +193,15 @@ class ActivityCounts:
     def to_arrays(self) -> dict[str, NDArray[np.generic]]:
         """Plain arrays for a checkpoint."""
         return {"cells": self.cells.copy()}
+
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """:meth:`to_arrays` as a part of the engine's checkpoint (:mod:`viraltrend.stateful`)."""
+        return dict(self.to_arrays()), {}
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> ActivityCounts:
+        """:meth:`load_arrays`, in place."""
+        self.load_arrays(arrays)
+        return self
 
     def load_arrays(self, arrays: Mapping[str, NDArray[np.generic]]) -> None:
         """Restore from :meth:`to_arrays` output (an empty mapping: an older checkpoint, counts restart)."""
@@ -487,6 +496,14 @@ class AudienceSketches(UserSketches):
     def to_arrays(self) -> dict[str, NDArray[np.generic]]:
         """:meth:`UserSketches.to_arrays` plus ``val`` uint16[rows, k] and ``fun`` uint8[rows, k]."""
         return super().to_arrays() | {"val": self._fit_val().copy(), "fun": self._fit_fun().copy()}
+
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """:meth:`to_arrays` as a part of the engine's checkpoint (:mod:`viraltrend.stateful`)."""
+        return dict(self.to_arrays()), {}
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> AudienceSketches:
+        """:meth:`from_arrays` with these samples' size and seed."""
+        return type(self).from_arrays(arrays, k=self.k, seed=self.seed)
 
     @classmethod
     def from_arrays(

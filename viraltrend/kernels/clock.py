@@ -293,6 +293,14 @@ class EventClock:
             "jump_votes": [votes_for, votes_against],
         }
 
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """:meth:`to_dict` as a part of the engine's checkpoint (:mod:`viraltrend.stateful`)."""
+        return {}, {"clock": self.to_dict()}
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> EventClock:
+        """:meth:`from_dict` of ``meta["clock"]``."""
+        return type(self).from_dict(meta["clock"])
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EventClock:
         """Rebuild a clock from :meth:`to_dict` output; CheckpointError if it does not fit.

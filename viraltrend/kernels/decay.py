@@ -606,6 +606,17 @@ class DecayedCounters:
                 "landmark_set": np.array([self._landmark_ms is not None], np.bool_),
                 "half_lives_s": np.array(self.half_lives_s, np.float64)}  # fmt: skip
 
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """:meth:`to_arrays` as a part of the engine's checkpoint (:mod:`viraltrend.stateful`)."""
+        return dict(self.to_arrays(copy=copy)), {}
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> DecayedCounters:
+        """:meth:`from_arrays` in these counters' layout, ``narrow_at_ms`` from ``meta`` (if there)."""
+        return type(self).from_arrays(
+            arrays, half_lives_s=self.half_lives_s, renorm_exponent=self.renorm_exponent, times=self.times,
+            dtype=self.dtype.type, narrow_at_ms=meta.get("narrow_at_ms"),
+        )  # fmt: skip
+
     @classmethod
     def from_arrays(
         cls, arrays: Mapping[str, NDArray[np.generic]], *, half_lives_s: Sequence[float],

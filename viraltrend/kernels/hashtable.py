@@ -936,6 +936,28 @@ class UserTable:
             "meta": np.array([self._max_ts_ms, self.idle_ms, self.allowed_lateness_ms], np.int64),
         }
 
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """:meth:`to_arrays` as a part of the engine's checkpoint (:mod:`viraltrend.stateful`)."""
+        return dict(self.to_arrays()), {}
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> UserTable:
+        """:meth:`from_arrays` with this table's settings.
+
+        From ``meta["users"]``, the user names of a checkpoint written before hashing: :meth:`from_names`,
+        last seen at ``meta["users_max_ts_ms"]``.
+        """
+        if "users" in meta:
+            table = type(self).from_names(
+                meta["users"], idle_ms=self.idle_ms, allowed_lateness_ms=self.allowed_lateness_ms,
+                max_ts_ms=meta.get("users_max_ts_ms"),
+            )  # fmt: skip
+            table.max_veterans = self.max_veterans
+            return table
+        return type(self).from_arrays(
+            arrays, idle_ms=self.idle_ms, allowed_lateness_ms=self.allowed_lateness_ms,
+            max_veterans=self.max_veterans, track_held=self.track_held,
+        )  # fmt: skip
+
     @classmethod
     def from_arrays(
         cls,

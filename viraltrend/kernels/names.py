@@ -31,7 +31,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, TypeAlias
 
 import numpy as np
@@ -467,6 +467,20 @@ class NameTable:
         _compact(self._arena, self._start[:hw].copy(), length, np.int64(hw), names)
         free = self._free[self._free_pos :].astype(np.int64)
         return {"names": names, "length": length, "free": free, "meta": np.array([self._used], np.int64)}
+
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """:meth:`to_arrays` as a part of the engine's checkpoint (:mod:`viraltrend.stateful`)."""
+        return self.to_arrays(), {}
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> NameTable:
+        """:meth:`from_arrays` under this table's limit.
+
+        From ``meta["products"]``, the names of a checkpoint written before the table was saved as
+        arrays: :meth:`from_list`.
+        """
+        if "products" in meta:
+            return type(self).from_list(meta["products"], limit=self.limit)
+        return type(self).from_arrays(dict(arrays), limit=self.limit)
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, NDArray[Any]], *, limit: int | None = None) -> NameTable:

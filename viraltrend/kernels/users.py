@@ -618,6 +618,17 @@ class UserSignals:
     def _windows(self) -> list[int]:
         return [self.cap_window_ms, self.fresh_window_ms, self.allowed_lateness_ms]
 
+    def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """:meth:`to_arrays` as a part of the engine's checkpoint (:mod:`viraltrend.stateful`)."""
+        return dict(self.to_arrays(copy=copy)), {}
+
+    def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> UserSignals:
+        """:meth:`from_arrays` with these signals' windows."""
+        return type(self).from_arrays(
+            arrays, cap_window_ms=self.cap_window_ms, fresh_window_ms=self.fresh_window_ms,
+            table_capacity=self.min_table_capacity, allowed_lateness_ms=self.allowed_lateness_ms,
+        )  # fmt: skip
+
     @classmethod
     def from_arrays(
         cls, arrays: Mapping[str, NDArray[np.generic]], *, cap_window_ms: int, fresh_window_ms: int,
