@@ -38,7 +38,7 @@ from viraltrend.dedup import Deduplicator, duplicate_rejects
 from viraltrend.detect import _CYCLE_CLIP, Columns, SequentialDetector, engaged_ratio
 from viraltrend.errors import CheckpointError, ConfigError
 from viraltrend.events import EVENT_TYPE_CODE, EVENT_TYPES, EventBatch, Reject
-from viraltrend.kernels._checks import adopting, owned
+from viraltrend.kernels._checks import adopting
 from viraltrend.kernels.audience import (
     ActivityCounts,
     AudienceSketches,
@@ -56,7 +56,7 @@ from viraltrend.kernels.columns import (
     trust_rows,
     unique_counts,
 )
-from viraltrend.kernels.decay import F32_RENORM_EXPONENT, DecayedCounters, global_figures, grown_capacity
+from viraltrend.kernels.decay import F32_RENORM_EXPONENT, DecayedCounters, global_figures
 from viraltrend.kernels.hashtable import UserTable
 from viraltrend.kernels.names import CountedNames, NameTable
 from viraltrend.kernels.prefilter import EVICT_SLACK, Screen, TickBaseline, evict_horizon, evict_looked
@@ -75,6 +75,7 @@ from viraltrend.kernels.segment import (
 from viraltrend.kernels.users import UserSignals
 from viraltrend.messages import Message
 from viraltrend.model import MAX_CLASS_WEIGHT, LabelBuffer, OnlineModel, load_model
+from viraltrend.products import ProductTable
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label, share_ratio
 from viraltrend.stateful import Stateful, under
 from viraltrend.trust import (
@@ -248,17 +249,14 @@ class Engine:
     ) -> None:
         self.cfg = cfg
         d = cfg.decay
-        self.products = NameTable(limit=cfg.state.max_products)  # names only for products, in an arena
-        self.sellers = CountedNames()  # held while a live product refers to them (bounded by products)
-        self.categories = CountedNames()
+        # product ids -> slots, with each product's seller and category
+        self.catalog = ProductTable(cfg.state.initial_capacity, limit=cfg.state.max_products)
         self.counters = DecayedCounters(
             half_lives_s=d.half_lives_s,
             n_types=len(EVENT_TYPES),
             capacity=cfg.state.initial_capacity,
             **_ACC_LAYOUT,
         )
-        self.seller_of = np.full(cfg.state.initial_capacity, -1, np.int32)
-        self.category_of = np.full(cfg.state.initial_capacity, -1, np.int32)
         self.clock = EventClock(
             tick_ms=round(d.tick_s * 1000),
             allowed_lateness_ms=round(d.allowed_lateness_s * 1000),
@@ -660,28 +658,10 @@ class Engine:
 
     def _intern(self, batch: EventBatch, idx: NDArray[np.intp]) -> NDArray[np.int64]:
         """Slots of the events at ``idx``; new products get their seller and category attached."""
-        ids = batch.ids  # the ids' bytes and hashes: no str per event
-        start, stop, hashes = ids.start[0], ids.stop[0], ids.product_hash
-        if idx.size != len(batch):
-            start, stop, hashes = start[idx], stop[idx], hashes[idx]
-        slots = self.products.intern_spans(ids.buf, start, stop, hashes)
-        self._grow(self.products.high_water)
-        new = np.flatnonzero(self.counters.last_ts_ms[slots] == _NEVER)
-        if new.size:
-            new = new[np.unique(slots[new], return_index=True)[1]]  # one event per new product
-            events = idx[new]
-            for row, table, column in (
-                (3, self.sellers, self.seller_of),
-                (4, self.categories, self.category_of),
-            ):
-                start, stop = ids.start[row, events], ids.stop[row, events]  # the new products' names
-                given = start >= 0  # -1: not given
-                if given.any():
-                    rows = slots[new[given]]
-                    ids_ = table.intern_spans(ids.buf, start[given], stop[given])
-                    table.hold(ids_)
-                    table.drop(column[rows].astype(np.int64))  # a revived product's earlier id
-                    column[rows] = ids_.astype(np.int32)
+        catalog, ids = self.catalog, batch.ids  # the ids' bytes and hashes: no str per event
+        slots = catalog.intern(ids, idx)
+        self._grow(catalog.high_water)
+        catalog.attach(ids, idx, slots, self.counters.last_ts_ms[slots] == _NEVER)  # fresh: no state yet
         return slots
 
     def _intern_users(self, hashes: NDArray[np.uint64], ts_ms: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -799,19 +779,39 @@ class Engine:
         self.stats.events_applied += idx.size
 
     def _grow(self, n: int) -> None:
-        if n <= self.seller_of.shape[0]:
+        """Room for ``n`` product slots: the product table's columns, and the counters to its capacity."""
+        cap = self.catalog.grow(n)
+        if cap is None:
             return
-        cap = grown_capacity(
-            self.seller_of.shape[0], n, self.cfg.state.max_products
-        )  # no 2x slack at the cap
         self.counters.ensure_capacity(cap, limit=cap)
         self.trust_counters.ensure_capacity(cap, limit=cap)
         self.detector.cusum.ensure_capacity(cap, limit=cap)  # the CUSUM too: no doubling past the cap
-        for name in ("seller_of", "category_of"):
-            old = getattr(self, name)
-            new = np.full(cap, -1, np.int32)
-            new[: old.shape[0]] = old
-            setattr(self, name, new)
+
+    # the product table's fields, read where they were the engine's own (tests, trust, messages)
+    @property
+    def products(self) -> NameTable:
+        """Product ids -> slots (the product table's names)."""
+        return self.catalog.products
+
+    @property
+    def sellers(self) -> CountedNames:
+        """The seller ids live products refer to."""
+        return self.catalog.sellers
+
+    @property
+    def categories(self) -> CountedNames:
+        """The categories live products refer to."""
+        return self.catalog.categories
+
+    @property
+    def seller_of(self) -> NDArray[np.int32]:
+        """Each product slot's seller (a slot of :attr:`sellers`, -1: none), as long as the counters."""
+        return self.catalog.seller_of
+
+    @property
+    def category_of(self) -> NDArray[np.int32]:
+        """Each product slot's category (a slot of :attr:`categories`, -1: none)."""
+        return self.catalog.category_of
 
     # ------------------------------------------------------------------ ticks
     def _on_tick(self, now_ms: int) -> list[Message]:
@@ -1916,7 +1916,7 @@ class Engine:
                     return
                 after = self._evict_after_s
                 if after.shape[0] < hw:
-                    grown = np.full(self.seller_of.shape[0], _I32_MIN, np.int32)  # product capacity
+                    grown = np.full(self.catalog.capacity, _I32_MIN, np.int32)  # product capacity
                     grown[: after.shape[0]] = after
                     self._evict_after_s = grown
                 if self._evict_base_ms is None:
@@ -1991,16 +1991,12 @@ class Engine:
         cold = np.unique(np.concatenate(self._evicted))
         self._evicted = []
         cold = cold[self.counters.last_ts_ms[cold] == _NEVER]  # no event since it was cleared
-        self.products.release(cold.tolist())
+        self.catalog.release(cold)  # names, sellers and categories
         self.user_signals.forget_products(cold)
         self.audiences.forget(cold)
         gone = self.book.release(cold)
         if gone.size:  # a released slot's sample must not carry over to the next product in it
             self.sketches.unwatch(gone)
-        self.sellers.drop(self.seller_of[cold].astype(np.int64))  # ids no live product holds are released
-        self.categories.drop(self.category_of[cold].astype(np.int64))
-        self.seller_of[cold] = -1
-        self.category_of[cold] = -1
 
     # ------------------------------------------------------------------ checkpoints
     def _parts(self) -> tuple[tuple[str, str, Stateful | None], ...]:
@@ -2010,7 +2006,7 @@ class Engine:
         their prefix and meta entries in one flat dict; None: a part this engine does not keep.
         """
         return (
-            ("products.", "products", self.products),  # the product table: names...
+            ("", "catalog", self.catalog),  # the product table: names (products.*), sellers and categories
             ("counters.", "counters", self.counters),
             ("trust.", "trust_counters", self.trust_counters),  # the trust signals...
             ("users.", "user_signals", self.user_signals),
@@ -2028,7 +2024,7 @@ class Engine:
             ("labels.", "labels", self.labels),
             ("", "board", self.board),
             ("", "stats", self.stats),
-            ("", "", _Loose(self)),  # ...sellers and categories, the schedule; after the user table
+            ("", "", _Loose(self)),  # this tick's slots, the schedule; after the user table
         )
 
     def state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
@@ -2113,8 +2109,8 @@ class Engine:
         if engine.model is not None:  # built with no scorer of its own: the model scores
             engine.scorer = engine.model
         if (
-            engine.seller_of.shape[0] != engine.counters.capacity
-            or engine.products.high_water > engine.counters.capacity
+            engine.catalog.capacity != engine.counters.capacity
+            or engine.catalog.high_water > engine.counters.capacity
         ):
             msg = "checkpoint arrays disagree in size; it is corrupt"
             raise CheckpointError(msg)
@@ -2133,8 +2129,7 @@ class Engine:
             self.counters.nbytes_per_slot
             + self.trust_counters.nbytes_per_slot
             + self.detector.nbytes_per_slot
-            + self.seller_of.itemsize
-            + self.category_of.itemsize
+            + self.catalog.itemsize
         )
 
     @property
@@ -2144,32 +2139,27 @@ class Engine:
             self.counters.nbytes
             + self.trust_counters.nbytes
             + self.detector.cusum.nbytes
-            + self.seller_of.nbytes
-            + self.category_of.nbytes
+            + self.catalog.nbytes
         )
 
 
 class _Loose:
     """The engine's own loose state as a part (:mod:`viraltrend.stateful`), kept as the engine's fields.
 
-    The hot path reads them as they are: each product's seller and category (columns, and the ids
-    behind them), this tick's touched products and new (user, product) pairs so far, the stream's
-    start, the next snapshot, eviction and user sweep, the live products and the co-audience
-    population.
+    The hot path reads them as they are: this tick's touched products and new (user, product) pairs
+    so far, the stream's start, the next snapshot, eviction and user sweep, the live products and the
+    co-audience population.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def to_state(self, *, copy: bool = True) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
-        """The columns (views with ``copy=False``) and this tick's slots as arrays, the rest as meta."""
+        """The tick's touched slots and new pairs as arrays (copies either way), the rest as meta."""
         e = self.engine
-        cp = np.copy if copy else np.ndarray.view  # a view: owndata False, so a caller tells it from a copy
-        arrays = {"seller_of": cp(e.seller_of), "category_of": cp(e.category_of),
-                  "touched": np.concatenate([_EMPTY, *e._touched]),
+        arrays = {"touched": np.concatenate([_EMPTY, *e._touched]),
                   "new_users": np.concatenate([_EMPTY, *e._new_users])}  # fmt: skip
-        meta = {"sellers": e.sellers.to_list(), "categories": e.categories.to_list(),
-                "users_next_sweep_ms": e._next_user_sweep_ms, "start_ms": e._start_ms, "n_live": e._n_live,
+        meta = {"users_next_sweep_ms": e._next_user_sweep_ms, "start_ms": e._start_ms, "n_live": e._n_live,
                 "population": e._population, "last_snapshot_ms": e._last_snapshot_ms,
                 "next_evict_ms": e._next_evict_ms}  # fmt: skip
         return arrays, meta
@@ -2177,11 +2167,6 @@ class _Loose:
     def load_state(self, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> _Loose:
         """Into the engine's fields; after its user table (an older checkpoint's population)."""
         e = self.engine
-        # copies: two engines restored from one state must not share them (unless handed over)
-        e.seller_of = owned(arrays["seller_of"], np.int32)
-        e.category_of = owned(arrays["category_of"], np.int32)
-        e.sellers = CountedNames.from_list(meta["sellers"], e.seller_of)
-        e.categories = CountedNames.from_list(meta["categories"], e.category_of)
         touched, new_users = (np.asarray(arrays[k], np.int64) for k in ("touched", "new_users"))
         e._touched, e._new_users = [touched] if touched.size else [], [new_users] if new_users.size else []
         e._next_user_sweep_ms, e._start_ms = meta.get("users_next_sweep_ms"), meta["start_ms"]
