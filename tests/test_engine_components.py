@@ -23,6 +23,7 @@ from tests.test_pinned_decisions import SCENARIO
 from viraltrend.config import load_config
 from viraltrend.engine import Engine
 from viraltrend.errors import CheckpointError
+from viraltrend.events import EventBatch
 from viraltrend.stateful import Stateful
 from viraltrend.trust import GuardBook
 
@@ -126,6 +127,73 @@ def test_the_checkpoint_layout_is_main_s(pinned_events):
     want = _v23_state(engine)
     _assert_same(engine.state(), want)
     _assert_same(engine.state(copy=False), want)
+    # each array and meta entry comes from one part (none overwritten by a later one); the product
+    # table's share is exactly main's names, columns and shared ids
+    shares = {attr: part.to_state() for _, attr, part in engine._parts() if part is not None}
+    names = [
+        prefix + k for prefix, attr, part in engine._parts() if part is not None for k in shares[attr][0]
+    ]
+    keys = [k for arrays_meta in shares.values() for k in arrays_meta[1]]
+    assert len(names) == len(set(names)) == len(want[0]) and len(keys) == len(set(keys))
+    arrays, meta = shares["catalog"]
+    assert sorted(arrays) == sorted(
+        k for k in want[0] if k.startswith("products.") or k in ("seller_of", "category_of")
+    )
+    assert sorted(meta) == ["categories", "sellers"]
+
+
+def _evicting_cfg(**state: Any):
+    return load_config(
+        None,
+        environ={},
+        overrides={
+            "state": {"evict_every_s": 600.0, "evict_below": 0.5, **state},
+            "decay": {"half_lives_s": [60.0, 300.0, 3600.0, 7200.0]},
+            "score": {"baseline_half_life_s": 7200.0},
+        },
+    )
+
+
+def _round(r: int, n: int = 40) -> EventBatch:
+    """Round ``r``: ``n`` products, new but every third of every eighth round: round ``r - 7``'s, evicted
+    and released a round before, back in a reused slot with another seller.
+
+    Sellers shared by four products, categories by ten, some not given; 20 minutes of event time a round.
+    """
+    products = [f"p{r - 7}-{i}" if i % 3 == 0 and r % 8 == 7 else f"p{r}-{i}" for i in range(n)]
+    return EventBatch(
+        ts_ms=np.asarray([1_000_000_000_000 + r * 1_200_000 + i for i in range(n)], np.int64),
+        type_code=np.zeros(n, np.int8),
+        product_id=products,
+        user_id=[f"u{r}-{i % 7}" for i in range(n)],
+        event_id=[None] * n,
+        seller_id=[None if i % 5 == 4 else f"s{r}-{i // 4}" for i in range(n)],
+        category=[None if i % 9 == 8 else f"c{(r + i) // 10}" for i in range(n)],
+        price=np.full(n, np.nan),
+        quantity=np.ones(n, np.int64),
+        partition=np.zeros(n, np.int32),
+        offset=np.arange(n, dtype=np.int64),
+    )
+
+
+def test_the_product_table_after_evictions_is_main_s_layout_and_restores_exactly():
+    """Slots released and reused, products back after release, shared ids released, columns grown."""
+    cfg = _evicting_cfg(initial_capacity=64)
+    engine = Engine(cfg)
+    for r in range(14):
+        engine.process(_round(r))
+    assert engine.stats.evicted > 0 and engine.catalog.capacity > 64 and engine.sellers.released > 0
+    assert len(engine.products) < engine.products.high_water  # free slots in the names
+    assert (engine.seller_of[: engine.products.high_water] < 0).any()  # and in the columns
+    want = _v23_state(engine)
+    _assert_same(engine.state(), want)
+    _assert_same(engine.state(copy=False), want)
+    arrays, meta = want
+    restored = Engine.restore(cfg, {k: v.copy() for k, v in arrays.items()}, json.loads(json.dumps(meta)))
+    for r in range(14, 24):
+        got, want_messages = restored.process(_round(r)), engine.process(_round(r))
+        assert got == want_messages, r
+    _assert_same(restored.state(), _v23_state(engine))
 
 
 def test_a_checkpoint_main_wrote_restores_and_continues_exactly(pinned_events, whole):
