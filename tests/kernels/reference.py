@@ -754,3 +754,81 @@ def tick_prelude(
         scratch(SORT_STACK), uniq, scratch(n), scratch(n, np.int8), kept,
     )  # fmt: skip
     return 0, floor, cycle, ok, uniq[:m], kept[:n_kept], may_score
+
+
+_FREE_ROW = 2**64 - 1  # hashtable's empty row of the slot table
+_LOW32 = 0xFFFFFFFF
+_INT64_MIN = -(2**63)
+
+
+def _row_find_ref(rows: list[int], hash_of: list[int], h: int) -> int:
+    """The slot table's row of hash ``h`` (linear probing on its low 32 bits), or the empty row."""
+    mask, low = len(rows) - 1, h & _LOW32
+    idx = low & mask
+    while rows[idx] != _FREE_ROW:
+        if rows[idx] >> 32 == low and hash_of[rows[idx] & _LOW32] == h:
+            return idx
+        idx = (idx + 1) & mask
+    return idx
+
+
+def _row_delete_ref(rows: list[int], idx: int) -> None:
+    """Backward-shift deletion of row ``idx``: later rows of its run move up unless home lies between."""
+    mask = len(rows) - 1
+    hole = j = idx
+    while True:
+        j = (j + 1) & mask
+        if rows[j] == _FREE_ROW:
+            break
+        home = (rows[j] >> 32) & mask
+        if (j > hole and (home <= hole or home > j)) or (j < hole and home <= hole and home > j):
+            rows[hole] = rows[j]
+            hole = j
+    rows[hole] = _FREE_ROW
+
+
+def _vet_find_ref(keys: list[int], h: int) -> int:
+    mask = len(keys) - 1
+    idx = h & mask
+    while keys[idx] != h and keys[idx] != 0:
+        idx = (idx + 1) & mask
+    return idx
+
+
+def release_recycle_reference(
+    rows, hash_of, prev_of, last_ms, high_water, cutoff_ms, vet_keys, vet_vals, vet_used, free, free_pos
+):  # fmt: skip
+    """``hashtable._release_recycle`` as plain loops over lists (copies of the arrays given).
+
+    Slots with a hash and ``last_ms < cutoff_ms`` are released in ascending order: each one's row
+    deleted (backward shift), ``prev_of`` (when kept) given its hash, the slot emptied; their hashes
+    join the veterans (the map doubled before an insert that would make it more than 3/4 full); when
+    the empty slots below ``high_water`` are not the free list's rest, they become the free list.
+    Returns ``(slots, rows, hash_of, prev_of, last_ms, vet_keys, vet_vals, vet_used, free, free_pos)``.
+    """
+    rows, hash_of, prev_of, last_ms = (list(map(int, a)) for a in (rows, hash_of, prev_of, last_ms))
+    vet_keys, vet_vals, free = list(map(int, vet_keys)), list(map(int, vet_vals)), list(map(int, free))
+    gone = [s for s in range(high_water) if hash_of[s] != 0 and last_ms[s] < cutoff_ms]
+    hashes = [hash_of[s] for s in gone]
+    for s, h in zip(gone, hashes, strict=True):
+        _row_delete_ref(rows, _row_find_ref(rows, hash_of, h))
+        if prev_of:
+            prev_of[s] = h
+        hash_of[s] = 0
+        last_ms[s] = _INT64_MIN
+    for s, h in zip(gone, hashes, strict=True):
+        if 4 * (vet_used + 1) > 3 * len(vet_keys):
+            old = [(k, v) for k, v in zip(vet_keys, vet_vals, strict=True) if k != 0]
+            vet_keys, vet_vals = [0] * (2 * len(vet_keys)), [-1] * (2 * len(vet_keys))
+            for k, v in old:
+                j = _vet_find_ref(vet_keys, k)
+                vet_keys[j], vet_vals[j] = k, v
+        j = _vet_find_ref(vet_keys, h)
+        if vet_keys[j] == 0:
+            vet_keys[j] = h
+            vet_used += 1
+        vet_vals[j] = s
+    empty = [s for s in range(high_water) if hash_of[s] == 0]
+    if len(empty) != len(free) - free_pos:
+        free, free_pos = empty, 0
+    return gone, rows, hash_of, prev_of, last_ms, vet_keys, vet_vals, vet_used, free, free_pos

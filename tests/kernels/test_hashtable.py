@@ -505,3 +505,56 @@ def test_the_binary_search_without_slices_is_sorted_has(values, start, x):
     a = np.asarray(sorted(values), np.int32)
     start = min(start, a.size)
     assert _sorted_has_from(a, start, x) == _sorted_has(a, start, x) == (x in a[start:].tolist())
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    ops=SWEEP_OPS,
+    max_veterans=st.sampled_from([None, 2, 6]),
+    track_held=st.booleans(),
+    share=st.floats(0.0, 1.0),
+    compiled=st.booleans(),
+)
+def test_the_one_pass_release_and_recycle_equals_the_plain_reference(
+    ops, max_veterans, track_held, share, compiled
+):
+    """perf25: ``_release_recycle`` (one pass over the slots in ``_release_into``, no reference counts,
+    the veterans' inserts in ``_add_veterans_run``, the free list merged) against the plain loops of
+    ``reference.release_recycle_reference``, on the tables a random history of interning, releases
+    and held slots leaves (capacity 2: the veterans' map grows inside the call): the released slots,
+    every table array, the veterans and the free list equal."""
+    from viraltrend.kernels import hashtable as ht
+
+    t = UserTable(
+        idle_ms=50, allowed_lateness_ms=20, capacity=2, max_veterans=max_veterans, track_held=track_held
+    )
+    clock = sweeps = 0
+    for op in ops:
+        if op[0] == "intern":
+            users = hash_ids([f"u{u}" for u, _ in op[1]])
+            t.intern(users, np.array([clock + dt for _, dt in op[1]], np.int64))
+            clock += 40
+        elif sweeps % 2 == 0:
+            sweeps += 1
+            t.release_idle()  # slots held until the next sweep's recycle
+        else:
+            sweeps += 1
+            t.recycle_all()
+        if t._high_water == 0:
+            continue
+        live = np.sort(t.last_ms[: t._high_water][t.hash_of[: t._high_water] != 0])
+        cutoff = int(live[int(share * (live.size - 1))]) if live.size else clock  # about that share released
+        args = [t._rows, t.hash_of, t.prev_of, t.last_ms, t._high_water, cutoff, t._vet_keys, t._vet_vals,
+                t._vet_used, t._free, t._free_pos]  # fmt: skip
+        want = reference.release_recycle_reference(
+            *[a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        )
+        a = [x.copy() if isinstance(x, np.ndarray) else np.int64(x) for x in args]
+        fn = ht._release_recycle if compiled else ht._release_recycle.py_func
+        with np.errstate(over="ignore"):
+            slots, vk, vv, vu, free, fp = fn(*a)
+        assert slots.tolist() == want[0]
+        for got, ref in zip(a[:4], want[1:5], strict=True):
+            assert [int(x) for x in got] == ref
+        assert [int(x) for x in vk] == want[5] and [int(x) for x in vv] == want[6] and int(vu) == want[7]
+        assert [int(x) for x in free] == want[8] and int(fp) == want[9]

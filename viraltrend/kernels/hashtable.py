@@ -219,7 +219,7 @@ def _row_find(rows: _U64, hash_of: _U64, h: np.uint64) -> _Int:
     return idx
 
 
-@njit(cache=True)
+@no_refcounts
 def _row_delete(rows: _U64, idx: _Int) -> None:
     """Empty row ``idx`` of the slot table by backward-shift deletion."""
     mask = rows.shape[0] - 1
@@ -442,6 +442,43 @@ def _intern(
     return rows, used, hash_of, prev_of, last_ms, high_water, free_pos, max_ts_ms, slots, returning
 
 
+@no_refcounts
+def _release_into(
+    rows: _U64, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int, cutoff_ms: _Int,
+    out: _I64, out_h: _U64, empty: _I64,
+) -> tuple[_Int, _Int]:  # fmt: skip
+    """:func:`_release`'s steps into scratch of at least ``high_water`` values; ``(m, k)``.
+
+    One pass over the slots writes the released slots (``last_ms < cutoff_ms``, ascending) to
+    ``out[:m]`` with their hashes in ``out_h[:m]``, and the slots already empty to ``empty[:k]``;
+    then the released rows are deleted in that order, as before.  Without reference counts (perf25:
+    each deletion's helper calls took and dropped the table's arrays).
+    """
+    m = 0
+    k = 0
+    for s in range(high_water):  # the slots first, then their rows deleted in the same order
+        h = hash_of[s]
+        if h == _EMPTY:
+            empty[k] = s
+            k += 1
+        elif last_ms[s] < cutoff_ms:
+            out[m] = s
+            out_h[m] = h
+            m += 1
+    mask = np.uint64(rows.shape[0] - 1)
+    for j in range(m):
+        if j + _AHEAD < m:  # a hint only: the home row of a release a few places ahead
+            _prefetch(rows, np.int64(out_h[j + _AHEAD] & _LOW32 & mask))
+        s = out[j]
+        h = out_h[j]
+        _row_delete(rows, _row_find(rows, hash_of, h))
+        if prev_of.shape[0]:
+            prev_of[s] = h
+        hash_of[s] = _EMPTY
+        last_ms[s] = _UNSET
+    return m, k
+
+
 @njit(cache=True)
 def _release(
     rows: _U64, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int, cutoff_ms: _Int
@@ -451,33 +488,26 @@ def _release(
     ``prev_of[slot]`` keeps the released hash (a veteran takes its slot back only if it is still its).
     """
     out = np.empty(high_water, np.int64)
-    m = 0
-    for s in range(high_water):  # the slots first, then their rows deleted in the same order
-        if hash_of[s] != _EMPTY and last_ms[s] < cutoff_ms:
-            out[m] = s
-            m += 1
-    mask = np.uint64(rows.shape[0] - 1)
-    for j in range(m):
-        if j + _AHEAD < m:  # a hint only: the home row of a release a few places ahead
-            _prefetch(rows, np.int64(hash_of[out[j + _AHEAD]] & _LOW32 & mask))
-        s = out[j]
-        _row_delete(rows, _row_find(rows, hash_of, hash_of[s]))
-        if prev_of.shape[0]:
-            prev_of[s] = hash_of[s]
-        hash_of[s] = _EMPTY
-        last_ms[s] = _UNSET
+    m, _ = _release_into(
+        rows, hash_of, prev_of, last_ms, high_water, cutoff_ms, out, np.empty(high_water, np.uint64),
+        np.empty(high_water, np.int64),
+    )  # fmt: skip
     return out[:m]
 
 
-@njit(cache=True)
-def _add_veterans(
-    vet_keys: _U64, vet_vals: _I32, vet_used: _Int, hashes: _U64, slots: _I64
-) -> tuple[_U64, _I32, _Int]:
-    """Set ``veteran[hashes[i]] = slots[i]`` (the map grows to stay at most 3/4 full)."""
+@no_refcounts
+def _add_veterans_run(
+    vet_keys: _U64, vet_vals: _I32, vet_used: _Int, hashes: _U64, slots: _I64, i: int
+) -> tuple[int, _Int]:
+    """:func:`_add_veterans`' steps from ``i`` on while the map need not grow; ``(i, vet_used)``.
+
+    Stops before (nothing of it done) the first insert that needs the map rehashed, or at the end.
+    Without reference counts (perf25).
+    """
     n = hashes.shape[0]
-    for i in range(n):
+    while i < n:
         if 4 * (vet_used + 1) > 3 * vet_keys.shape[0]:
-            vet_keys, vet_vals = _rehash(vet_keys, vet_vals, 2 * vet_keys.shape[0])
+            break  # a rehash: the shell's
         if i + _AHEAD < n:  # a hint only: the home row of an insert a few places ahead
             home = _home(hashes[i + _AHEAD], vet_keys.shape[0] - 1)
             _prefetch(vet_keys, home)
@@ -487,6 +517,31 @@ def _add_veterans(
             vet_keys[j] = hashes[i]
             vet_used += 1
         vet_vals[j] = slots[i]
+        i += 1
+    return i, vet_used
+
+
+@njit(cache=True)
+def _add_veterans(
+    vet_keys: _U64, vet_vals: _I32, vet_used: _Int, hashes: _U64, slots: _I64
+) -> tuple[_U64, _I32, _Int]:
+    """Set ``veteran[hashes[i]] = slots[i]`` (the map grows to stay at most 3/4 full).
+
+    The inserts run in :func:`_add_veterans_run`; one that needs the map grown is taken here.
+    """
+    n = hashes.shape[0]
+    i = 0
+    while True:
+        i, vet_used = _add_veterans_run(vet_keys, vet_vals, vet_used, hashes, slots, i)
+        if i >= n:
+            break
+        vet_keys, vet_vals = _rehash(vet_keys, vet_vals, 2 * vet_keys.shape[0])  # then insert i as before
+        j = _find(vet_keys, hashes[i])
+        if vet_keys[j] == _EMPTY:
+            vet_keys[j] = hashes[i]
+            vet_used += 1
+        vet_vals[j] = slots[i]
+        i += 1
     return vet_keys, vet_vals, vet_used
 
 
@@ -498,22 +553,28 @@ def _release_recycle(
     """:meth:`UserTable.release_idle`'s steps then :meth:`UserTable.recycle_all`'s, in one call.
 
     Returns ``(slots, vet_keys, vet_vals, vet_used, free, free_pos)``; the veterans' rotation is the
-    caller's (after it, as ``release_idle`` does).
+    caller's (after it, as ``release_idle`` does).  One pass over the slots (:func:`_release_into`):
+    the released hashes are kept as found and the free slots after the release are the ones empty
+    before it and the released ones, merged (no copy of ``hash_of``, no second and third pass).
     """
-    gone = hash_of[:high_water].copy()
-    slots = _release(rows, hash_of, prev_of, last_ms, high_water, cutoff_ms)
-    if slots.shape[0]:
-        vet_keys, vet_vals, vet_used = _add_veterans(vet_keys, vet_vals, vet_used, gone[slots], slots)
-    n_free = 0
-    for s in range(high_water):
-        n_free += hash_of[s] == _EMPTY
+    out = np.empty(high_water, np.int64)
+    out_h = np.empty(high_water, np.uint64)
+    empty = np.empty(high_water, np.int64)
+    m, k = _release_into(rows, hash_of, prev_of, last_ms, high_water, cutoff_ms, out, out_h, empty)
+    slots = out[:m]
+    if m:
+        vet_keys, vet_vals, vet_used = _add_veterans(vet_keys, vet_vals, vet_used, out_h[:m], slots)
+    n_free = m + k  # the empty slots below high_water now
     if n_free != free.shape[0] - free_pos:  # some slot is held: recycle_all's new free list
         free = np.empty(n_free, np.int32)
-        m = 0
-        for s in range(high_water):
-            if hash_of[s] == _EMPTY:
-                free[m] = s
-                m += 1
+        a = b = 0
+        for q in range(n_free):  # both ascending, disjoint
+            if b >= m or (a < k and empty[a] < out[b]):
+                free[q] = empty[a]
+                a += 1
+            else:
+                free[q] = out[b]
+                b += 1
         free_pos = 0
     return slots, vet_keys, vet_vals, vet_used, free, free_pos
 
