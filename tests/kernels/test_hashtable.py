@@ -558,3 +558,31 @@ def test_the_one_pass_release_and_recycle_equals_the_plain_reference(
             assert [int(x) for x in got] == ref
         assert [int(x) for x in vk] == want[5] and [int(x) for x in vv] == want[6] and int(vu) == want[7]
         assert [int(x) for x in free] == want[8] and int(fp) == want[9]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    mask=st.lists(st.booleans(), max_size=60),
+    at=st.integers(0, 5),
+    k=st.integers(0, 5),
+    compiled=st.booleans(),
+)
+def test_the_plan_loops_without_reference_counts_are_numpys_take_and_copy(mask, at, k, compiled):
+    """perf25: ``_plan_sweeps``' per-event loops as ``no_refcounts`` helpers: a copy into a slice, the
+    count of a mask and the values under it written on from ``k`` equal numpy's."""
+    from viraltrend.kernels import hashtable as ht
+
+    m = np.array(mask, np.bool_)
+    values = np.arange(m.shape[0], dtype=np.int64) * 7 - 3
+    fns = (ht._copy_into, ht._count_true, ht._take_true)
+    copy_into, count_true, take_true = fns if compiled else (f.py_func for f in fns)
+    dst = np.full(at + m.shape[0] + 2, -9, np.int64)
+    copy_into(values, dst, np.int64(at))
+    want = np.full_like(dst, -9)
+    want[at : at + m.shape[0]] = values
+    assert dst.tolist() == want.tolist()
+    assert int(count_true(m)) == int(m.sum())
+    out = np.full(k + m.shape[0] + 1, -9, np.int64)
+    end = take_true(values, m, out, np.int64(k))
+    assert int(end) == k + int(m.sum())
+    assert out[k:end].tolist() == values[m].tolist() and (out[:k] == -9).all() and (out[end:] == -9).all()

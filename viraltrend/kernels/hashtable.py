@@ -589,6 +589,32 @@ def _grown(buf: _I64, n: _Int, need: _Int) -> _I64:
     return out
 
 
+@no_refcounts
+def _copy_into(src: _I64, dst: _I64, at: _Int) -> None:
+    """``dst[at:at + len(src)] = src`` (without the slice's reference counts)."""
+    for i in range(src.shape[0]):
+        dst[at + i] = src[i]
+
+
+@no_refcounts
+def _count_true(mask: NDArray[np.bool_]) -> _Int:
+    """How many of ``mask`` are set."""
+    k = 0
+    for i in range(mask.shape[0]):
+        k += mask[i]
+    return k
+
+
+@no_refcounts
+def _take_true(values: _I64, mask: NDArray[np.bool_], out: _I64, k: _Int) -> _Int:
+    """Write ``values[mask]`` to ``out`` from ``k`` on, in order; return the next position."""
+    for i in range(values.shape[0]):
+        if mask[i]:
+            out[k] = values[i]
+            k += 1
+    return k
+
+
 @njit(cache=True)
 def _plan_sweeps(
     rows: _U64, used: _Int, hash_of: _U64, prev_of: _U64, last_ms: _I64, high_water: _Int,
@@ -613,7 +639,8 @@ def _plan_sweeps(
     at, nxt, pops = np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int64)
     rel_off, ret_off = np.zeros(m + 1, np.int64), np.zeros(m + 1, np.int64)
     rel, ret, pre = np.empty(16, np.int64), np.empty(16, np.int64), np.empty(0, np.int64)
-    n_rel = n_ret = 0
+    n_rel = 0
+    n_ret: _Int = 0
     n_sw = 0
     j = 0
     done = 0
@@ -630,23 +657,14 @@ def _plan_sweeps(
                 lateness_ms,
             )  # fmt: skip
             rows, used, hash_of, prev_of, last_ms, high_water, free_pos, max_ts_ms, got, back = out
-            slots[done:end] = got
-            k = 0
-            for i in range(got.shape[0]):
-                k += back[i]
+            _copy_into(got, slots, done)
+            k = _count_true(back)
             if n_sw == 0:
                 pre = np.empty(k, np.int64)
-                k = 0
-                for i in range(got.shape[0]):
-                    if back[i]:
-                        pre[k] = got[i]
-                        k += 1
+                _take_true(got, back, pre, 0)
             else:
                 ret = _grown(ret, n_ret, n_ret + k)
-                for i in range(got.shape[0]):
-                    if back[i]:
-                        ret[n_ret] = got[i]
-                        n_ret += 1
+                n_ret = _take_true(got, back, ret, n_ret)
             done = end
         if n_sw:
             ret_off[n_sw] = n_ret
