@@ -91,3 +91,31 @@ def test_bad_table_arrays_are_refused():
     with pytest.raises(ValueError, match="length of ts_ms"):
         filter_seen(SeenIds(), SeenIds(), np.ones(2, np.uint64), np.ones(1, np.uint64),
                     np.ones(2, np.bool_), np.ones(2, np.int64), np.ones(2, np.int64), NEVER)  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 60), fill=st.integers(0, 12))
+def test_the_filter_run_stops_before_the_first_entry_that_needs_the_table_grown(n, fill):
+    """perf25: ``_filter_run`` (no reference counts) takes events until a new entry needs the table
+    grown and stops there with nothing of that event done; ``_filter`` (the shell) then equals the
+    plain reference.  A 16-row table with ``fill`` entries: the growth comes at the 12th entry."""
+    from viraltrend.kernels import idset
+
+    ids = [f"e{k}" for k in range(n)]
+    h1, h2 = hash_pairs(ids)
+    h1, h2 = h1.view(np.int64), h2.view(np.int64)
+    table = SeenIds(capacity=16)
+    if fill:
+        zeros = np.zeros(fill, np.int64)
+        old = hash_pairs([f"old{k}" for k in range(fill)])
+        filter_seen(table, SeenIds(capacity=2), *old, np.ones(fill, np.bool_), zeros, zeros, NEVER)
+    rows, used = table.rows.copy(), table.used
+    keep = np.ones(n, np.bool_)
+    ts = np.arange(n, dtype=np.int64) + 10
+    no_prev, has_id, horizon = np.zeros((2, 3), np.int64), np.ones(n, np.bool_), np.full(n, NEVER + 1)
+    i, used_after = idset._filter_run(
+        rows, np.int64(used), no_prev, np.int64(0), h1, h2, has_id, ts, horizon, np.int64(NEVER), 0, keep
+    )
+    room = 12 - used  # entries that fit before 4 * (used + 1) > 3 * 16
+    assert int(i) == min(n, max(room, 0)) and int(used_after) == used + int(i)
+    assert keep.all() and (rows[:, 0] != 0).sum() == used + int(i)  # nothing of event i written

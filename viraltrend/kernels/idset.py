@@ -104,20 +104,19 @@ def _grow(rows: _I64_2) -> _I64_2:
     return out
 
 
-@njit(cache=True)
-def _filter(
+@no_refcounts
+def _filter_run(
     cur: _I64_2, used: _Int, prev: _I64_2, p_used: _Int, h1: _I64, h2: _I64, has_id: NDArray[np.bool_],
-    ts: _I64, horizon: _I64, never: _Int,
-) -> tuple[NDArray[np.bool_], _I64_2, _Int]:  # fmt: skip
-    """``keep[i]``: event ``i`` has no id, or the last kept ``ts`` of its id is below ``horizon[i]``.
+    ts: _I64, horizon: _I64, never: _Int, i: int, keep: NDArray[np.bool_],
+) -> tuple[int, _Int]:  # fmt: skip
+    """:func:`_filter`'s steps from event ``i`` on while the current table need not grow.
 
-    Tables are ``int64[rows, 3]`` (both hashes' bits, then ``ts``: one cache line per probe).  Kept
-    events with an id are stored in the current table at once, so a repeat later in the batch sees
-    them; ``prev`` is the previous generation (read only).
+    Returns ``(i, used)``: stops before (nothing of it done) the first event whose new entry needs
+    the table grown, or at the end; the shell takes that event.  Without reference counts (perf25:
+    the tables were taken and dropped at each event's probes).
     """
     n = h1.shape[0]
-    keep = np.ones(n, np.bool_)
-    for i in range(n):
+    while i < n:
         ahead = i + _AHEAD
         if ahead < n and has_id[ahead]:  # a hint only (never faults): the home rows of an id ahead
             h = np.uint64(h1[ahead])
@@ -129,6 +128,7 @@ def _filter(
                 _prefetch_2d(prev, r, 0)
                 _prefetch_2d(prev, r, 2)
         if not has_id[i]:
+            i += 1
             continue
         a, b = h1[i], h2[i]
         j = _find(cur, a, b)
@@ -139,14 +139,45 @@ def _filter(
                 before = prev[q, 2]
         if before >= horizon[i]:
             keep[i] = False
+            i += 1
             continue
         if cur[j, 0] == _EMPTY:
             if 4 * (used + 1) > 3 * cur.shape[0]:
-                cur = _grow(cur)
-                j = _find(cur, a, b)
+                break  # the table grows: the shell's
             cur[j, 0], cur[j, 1] = a, b
             used += 1
         cur[j, 2] = ts[i]
+        i += 1
+    return i, used
+
+
+@njit(cache=True)
+def _filter(
+    cur: _I64_2, used: _Int, prev: _I64_2, p_used: _Int, h1: _I64, h2: _I64, has_id: NDArray[np.bool_],
+    ts: _I64, horizon: _I64, never: _Int,
+) -> tuple[NDArray[np.bool_], _I64_2, _Int]:  # fmt: skip
+    """``keep[i]``: event ``i`` has no id, or the last kept ``ts`` of its id is below ``horizon[i]``.
+
+    Tables are ``int64[rows, 3]`` (both hashes' bits, then ``ts``: one cache line per probe).  Kept
+    events with an id are stored in the current table at once, so a repeat later in the batch sees
+    them; ``prev`` is the previous generation (read only).  The events run in :func:`_filter_run`
+    (no reference counts); an event whose new entry needs the table grown is taken here.
+    """
+    n = h1.shape[0]
+    keep = np.ones(n, np.bool_)
+    i = 0
+    while True:
+        i, used = _filter_run(cur, used, prev, p_used, h1, h2, has_id, ts, horizon, never, i, keep)
+        if i >= n:
+            break
+        # event i is kept and its new entry needs the table grown: the same steps
+        a, b = h1[i], h2[i]
+        cur = _grow(cur)
+        j = _find(cur, a, b)
+        cur[j, 0], cur[j, 1] = a, b
+        used += 1
+        cur[j, 2] = ts[i]
+        i += 1
     return keep, cur, used
 
 
