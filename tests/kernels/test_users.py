@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 
+import viraltrend.kernels.users as U
 from tests.kernels import reference
 from tests.kernels.reference import BASE_TS_MS, UserEvents
 from viraltrend.errors import CheckpointError
@@ -685,3 +687,86 @@ def test_compact_skips_the_count_while_the_table_is_full_of_live_entries():
         assert s.compact() is False
         scans += s._live_at_scan is not before
     assert 1 <= scans <= 20  # the old compact counted at all 60 calls
+
+
+# perf25: users._process before its split into a no-reference-count run and a shell, kept as the
+# reference the split must equal (the same loop, the table rebuilt in place where an insert needs it)
+@njit(cache=False)
+def _one_loop_process(
+    rows, used, max_ts_ms, first_seen_ms, product, user, type_code, ts_ms, cap_window_ms, fresh_window_ms,
+    lateness_ms, min_capacity,
+):  # fmt: skip
+    n = ts_ms.shape[0]
+    weight = np.zeros(n, np.float64)
+    new_pair = np.zeros(n, np.bool_)
+    fresh = np.zeros(n, np.bool_)
+    no_drop = np.empty(0, np.int64)
+    mask = rows.shape[0] - 1
+    for i in range(n):
+        t = ts_ms[i]
+        if t > max_ts_ms:
+            max_ts_ms = t
+        e = max(t, max_ts_ms - lateness_ms)
+        u = user[i]
+        if first_seen_ms[u] == U._UNSET:
+            first_seen_ms[u] = e
+        fresh[i] = e - first_seen_ms[u] < fresh_window_ms
+        key = (product[i] << 32) | u
+        cutoff = max_ts_ms - lateness_ms - cap_window_ms
+        for step in range(2):
+            kind = U._PAIR_KIND if step == 0 else np.int64(type_code[i])
+            idx, found = U._probe(rows, key, kind, mask, cutoff)
+            if found:
+                counted = (rows[idx, 1] & U._TS_MASK) - U._TS_OFFSET < e - cap_window_ms
+            else:
+                if rows[idx, 0] == U._EMPTY:
+                    if 4 * (used + 1) > 3 * rows.shape[0]:
+                        rows, used = U._rebuild(rows, cutoff, min_capacity, 2, no_drop, no_drop)
+                        mask = rows.shape[0] - 1
+                        idx = U._find(rows, key, kind, mask)
+                    used += 1
+                rows[idx, 0] = key
+                counted = True
+            if counted:
+                rows[idx, 1] = (kind << U._KIND_SHIFT) | (e + U._TS_OFFSET)
+            if step == 0:
+                new_pair[i] = counted
+            else:
+                weight[i] = 1.0 if counted else 0.0
+    return rows, used, max_ts_ms, weight, new_pair, fresh
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(0, 400),
+    pieces=st.integers(1, 6),
+    capacity=st.sampled_from([2, 4, 16]),
+    n_users=st.sampled_from([3, 30, 300]),
+)
+def test_the_split_process_equals_the_one_loop_it_replaced(seed, n, pieces, capacity, n_users):
+    """``users._process`` (``_process_run`` without reference counts, the shell from two inserts
+    before a rebuild) against the one loop it replaced, batch after batch from tiny tables (rebuilds
+    inside a batch, at an event's first or second insert): every output, the table and the first-seen
+    times equal."""
+    rng = np.random.default_rng(seed)
+    product = rng.integers(0, 40, n).astype(np.int64)
+    user = rng.integers(0, n_users, n).astype(np.int64)
+    types = rng.integers(0, 6, n).astype(np.int8)
+    ts = np.sort(rng.integers(0, 4 * CAP_MS, n)).astype(np.int64) - rng.integers(0, 2000, n)
+    state = [
+        [np.full((capacity, 2), U._EMPTY, np.int64), 0, U._UNSET, np.full(n_users, U._UNSET, np.int64)]
+        for _ in range(2)
+    ]
+    cuts = np.sort(rng.integers(0, n + 1, pieces - 1)).tolist()
+    for a, b in zip([0, *cuts], [*cuts, n], strict=True):
+        got = []
+        for k, fn in enumerate((U._process, _one_loop_process)):
+            rows, used, mx, first = state[k]
+            args = (product[a:b], user[a:b], types[a:b], ts[a:b], CAP_MS, FRESH_MS, 500, capacity)
+            out = fn(rows, used, mx, first, *args, 8) if k == 0 else fn(rows, used, mx, first, *args)
+            state[k][:3] = out[:3]
+            got.append(out)
+        for x, y in zip(got[0], got[1], strict=True):
+            assert np.array_equal(np.asarray(x), np.asarray(y))
+        assert np.array_equal(state[0][3], state[1][3])
