@@ -8,6 +8,7 @@ import pytest
 from tests.conftest import read_events, run_engine
 from tests.test_engine import batch_of
 from tests.test_pinned_decisions import SCENARIO
+from viraltrend.audience_guard import AudienceGuard
 from viraltrend.config import load_config
 from viraltrend.engine import Engine
 from viraltrend.kernels.hashtable import hash_ids
@@ -206,21 +207,21 @@ def test_ticks_in_one_compiled_call_give_the_same_decisions_and_state(pinned_eve
 
 @pytest.mark.parametrize("fast_ticks", [True, False])
 def test_quiet_audiences_run_only_when_they_would_change_something(pinned_events, monkeypatch, fast_ticks):
-    """Ticks whose touched products are all quiet age the audiences only from ``_quiet_from_ms`` on.
+    """Ticks whose touched products are all quiet age the audiences only from ``quiet_from_ms`` on.
 
-    Against calling ``_quiet_audiences`` at every such tick while anything is sketched or refused
+    Against calling ``AudienceGuard.quiet`` at every such tick while anything is sketched or refused
     (the compiled loop stopping for Python there): the same messages and checkpoint, fewer calls.
     """
     from viraltrend.engine import _NEVER
 
     calls: list[int] = []
-    quiet = Engine._quiet_audiences
+    quiet = AudienceGuard.quiet
 
     def counting(self, now_ms):
         calls.append(now_ms)
         return quiet(self, now_ms)
 
-    monkeypatch.setattr(Engine, "_quiet_audiences", counting)
+    monkeypatch.setattr(AudienceGuard, "quiet", counting)
     monkeypatch.setattr(Engine, "_fast_sketch", False)  # the compiled loop stops for the audiences
     if not fast_ticks:
         monkeypatch.setattr(Engine, "_fast_ticks_on", lambda self: False)
@@ -229,7 +230,7 @@ def test_quiet_audiences_run_only_when_they_would_change_something(pinned_events
     n_lazy = len(calls)
     calls.clear()
     every = lambda self: _NEVER if (self.book.sketched.size or self.book.ring_refusals) else None  # noqa: E731
-    monkeypatch.setattr(Engine, "_quiet_from_ms", every)
+    monkeypatch.setattr(AudienceGuard, "quiet_from_ms", every)
     eager, eager_msgs = run_engine(pinned_events, cuts)
     assert lazy_msgs == eager_msgs and lazy.stats == eager.stats
     assert _same_state(lazy, eager)

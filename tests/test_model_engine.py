@@ -9,8 +9,9 @@ import pytest
 
 from tests.conftest import read_events, run_engine, truth
 from tests.test_engine import SMALL, _burst, batch_of
+from viraltrend.audience_guard import fresh_shortfall_evidence
 from viraltrend.config import load_config
-from viraltrend.engine import Engine, fresh_shortfall_evidence
+from viraltrend.engine import Engine
 from viraltrend.errors import ConfigError
 from viraltrend.stream.checkpoint import CheckpointStore
 
@@ -450,7 +451,7 @@ def test_a_vouch_counts_only_once_it_has_held_at_every_tick_for_vouch_hold_s():
     slots = np.array([3, 7], np.int64)
 
     def tick(t_s: int, *vouched: bool) -> list[bool]:
-        return engine._vouch_held(t_s * 1000, slots, np.array(vouched)).tolist()
+        return engine.audience_guard.vouch_held(t_s * 1000, slots, np.array(vouched)).tolist()
 
     assert tick(100, True, True) == [False, False]
     assert tick(110, True, False) == [False, False]  # slot 7's streak broke
@@ -485,13 +486,13 @@ def test_a_vouch_asks_for_a_share_of_fresh_accounts_against_the_catalogues():
     feats = {"evidence": np.ones(4), "fresh_share": np.array([0.0, 0.05, 0.1, 0.3])}
     engine = Engine(cfg(model={**MODEL["model"], "vouch_fresh_ratio": 0.5, "vouch_fresh_evidence": 0.0}))
     engine.guard.catalogue_fresh_share = 0.2
-    assert engine._vouch_fresh(feats).tolist() == [False, False, True, True]
+    assert engine.audience_guard.vouch_fresh(feats).tolist() == [False, False, True, True]
     engine.guard.catalogue_fresh_share = 0.0  # a catalogue of no newcomers asks nothing
-    assert engine._vouch_fresh(feats).all()
-    assert engine._vouch_fresh({"evidence": np.ones(2)}).all()  # no fresh-share column: no test
+    assert engine.audience_guard.vouch_fresh(feats).all()
+    assert engine.audience_guard.vouch_fresh({"evidence": np.ones(2)}).all()  # no fresh-share column: no test
     engine = Engine(cfg(model={**MODEL["model"], "vouch_fresh_ratio": 0.0}))  # off
     engine.guard.catalogue_fresh_share = 0.2
-    assert engine._vouch_fresh(feats).all()
+    assert engine.audience_guard.vouch_fresh(feats).all()
 
 
 def test_a_vouch_is_refused_for_few_fresh_accounts_only_where_its_sample_can_tell():
@@ -505,12 +506,12 @@ def test_a_vouch_is_refused_for_few_fresh_accounts_only_where_its_sample_can_tel
     model = {**MODEL["model"], "vouch_fresh_ratio": 0.5}
     engine = Engine(cfg(model={**model, "vouch_fresh_evidence": 1.0}))
     engine.guard.catalogue_fresh_share = 0.2  # the bar: 0.1; 12 events expect 1.2 fresh, 150 expect 15
-    assert engine._vouch_fresh(feats).tolist() == [True, False, False, True]
+    assert engine.audience_guard.vouch_fresh(feats).tolist() == [True, False, False, True]
     engine = Engine(
         cfg(model={**model, "vouch_fresh_evidence": 0.0})
     )  # off: every share below the bar is refused
     engine.guard.catalogue_fresh_share = 0.2
-    assert engine._vouch_fresh(feats).tolist() == [False, False, False, True]
+    assert engine.audience_guard.vouch_fresh(feats).tolist() == [False, False, False, True]
     ev = fresh_shortfall_evidence(feats["fresh_share"], 0.1, feats["events_per_user"], feats["unique_users"])
     assert ev[0] == pytest.approx(1.2 / math.log(10.0)) and ev[3] == 0.0
 

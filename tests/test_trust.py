@@ -431,15 +431,17 @@ def test_a_hot_product_stays_sketched_across_ticks_without_its_events():
 
     engine = Engine(load_config(None, environ={}))
     a, b = np.array([3, 8], np.int64), np.array([0.9, 0.5])
-    kept = engine._keep_sketched(0, a, b, cap=4)
+    kept = engine.audience_guard.keep_sketched(0, a, b, cap=4)
     engine.book.sketched = kept
-    kept = engine._keep_sketched(60_000, np.array([5], np.int64), np.array([0.4]), cap=4)
+    kept = engine.audience_guard.keep_sketched(60_000, np.array([5], np.int64), np.array([0.4]), cap=4)
     assert kept.tolist() == [3, 5, 8]  # 3 and 8 had no events this tick: still sketched
     engine.book.sketched = kept
-    kept = engine._keep_sketched(1_800_001, np.array([7], np.int64), np.array([0.2]), cap=4)
+    kept = engine.audience_guard.keep_sketched(1_800_001, np.array([7], np.int64), np.array([0.2]), cap=4)
     assert kept.tolist() == [5, 7]  # 3 and 8 were last hot 30 min + 1 ms ago (_SKETCH_IDLE_MS); 5, 29 min ago
     engine.book.sketched = kept
-    kept = engine._keep_sketched(1_800_002, np.array([1, 2, 9], np.int64), np.array([0.3, 0.6, 0.1]), cap=3)
+    kept = engine.audience_guard.keep_sketched(
+        1_800_002, np.array([1, 2, 9], np.int64), np.array([0.3, 0.6, 0.1]), cap=3
+    )
     assert kept.tolist() == [1, 2, 5]  # at most cap, most evidence first (9: the least)
 
 
@@ -460,7 +462,7 @@ def test_the_engine_refuses_a_ring_spread_over_many_products_as_a_dense_block_wi
     engine.sketches.watch(cand)
     engine.sketches.update(np.full(100, 9, np.int64), rng.choice(ring, 100, replace=False).astype(np.int64))
     yes = np.array([True])
-    engine._track_audiences(60_000, cand, yes, yes, yes, {"evidence": np.array([1.0])})
+    engine.audience_guard.track(60_000, cand, yes, yes, yes, {"evidence": np.array([1.0])})
     reason = engine.guard.lockstep.get(9, "")
     assert reason.startswith("dense_block_") and reason.endswith("_over_7_products"), reason
     assert float(reason.split("_")[2]) >= engine.cfg.trust.dense_block_density
@@ -488,7 +490,7 @@ def test_a_ring_product_already_on_the_board_is_exposed_by_its_later_sibling():
     for slot, users in ((9, rng.choice(ring, 120, replace=False)), (11, np.arange(900_000, 900_120))):
         engine.sketches.watch(np.array([slot], np.int64))
         engine.sketches.update(np.full(users.size, slot, np.int64), users.astype(np.int64))
-    engine._track_audiences(60_000, np.array([9, 11], np.int64), yes, yes, yes, {"evidence": np.ones(2)})
+    engine.audience_guard.track(60_000, np.array([9, 11], np.int64), yes, yes, yes, {"evidence": np.ones(2)})
     assert engine.guard.lockstep[9].startswith("lockstep_with_")
     assert 11 not in engine.guard.lockstep
     exposed = engine.guard.lockstep.get(0, "")

@@ -110,7 +110,7 @@ def _candidate(
     _walk(engine, 9, np.arange(500_000, 500_000 + buyers, dtype=np.int64), blind_share, rng)
     s = np.array([9], np.int64)
     yes = np.ones(1, np.bool_)
-    engine._track_audiences(60_000, s, yes, yes, yes, {"evidence": np.ones(1)})
+    engine.audience_guard.track(60_000, s, yes, yes, yes, {"evidence": np.ones(1)})
     return engine
 
 

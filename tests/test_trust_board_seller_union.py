@@ -41,7 +41,7 @@ def _ring(overrides: dict, seller_of_member: int, siblings: tuple[int, ...] = SI
     engine.board.members[3] = Member(3, "p-3", f"s-{seller_of_member}", None, 1.0, 0)
     yes = np.ones(slots.size, np.bool_)
     no = np.zeros(slots.size, np.bool_)
-    engine._track_audiences(60_000, slots, yes, yes, no, {"evidence": np.ones(slots.size)})
+    engine.audience_guard.track(60_000, slots, yes, yes, no, {"evidence": np.ones(slots.size)})
     return engine
 
 

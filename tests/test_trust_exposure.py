@@ -38,7 +38,7 @@ def _exposed(conversion: float) -> tuple[str, str]:
         "conversion_ratio": np.array([conversion]), "change_s": np.array([1200.0]),
         "events_per_user": np.ones(1),
     }  # fmt: skip
-    engine._track_audiences(60_000, np.array([9], np.int64), one, one, one, feats)
+    engine.audience_guard.track(60_000, np.array([9], np.int64), one, one, one, feats)
     return engine.guard.lockstep.get(9, ""), engine.guard.lockstep.get(0, "")
 
 

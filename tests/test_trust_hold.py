@@ -31,7 +31,7 @@ def _heavy_catalogue(engine, rng: np.random.Generator) -> None:
 def _tick(engine, now_ms: int, slots: list[int], ready: list[bool]) -> None:
     s = np.array(slots, np.int64)
     yes = np.ones(s.size, np.bool_)
-    engine._track_audiences(now_ms, s, yes, yes, np.array(ready), {"evidence": np.ones(s.size)})
+    engine.audience_guard.track(now_ms, s, yes, yes, np.array(ready), {"evidence": np.ones(s.size)})
 
 
 def _uniform_candidate(activity: np.ndarray, overrides: dict | None = None):
@@ -167,9 +167,9 @@ def test_a_held_product_stays_ready_through_its_hold_while_its_change_holds_up()
         "growth_z_slow": np.zeros(4),
         "fade_z": np.zeros(4),
     }
-    assert engine._still_held(70_000, slots, feats).tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert engine.audience_guard.still_held(70_000, slots, feats).tolist() == [0.0, 1.0, 0.0, 0.0]
     # no longer than trust.hold_max_s (300 s) since it was first held, plus 300 s (its next ticks with
     # events after the hold: a slow product has none at many ticks)
     limit = round(engine.cfg.trust.hold_max_s * 1000) + 300_000
-    assert engine._still_held(60_000 + limit, slots, feats).tolist() == [0.0, 1.0, 0.0, 0.0]
-    assert engine._still_held(60_000 + limit + 1, slots, feats).tolist() == [0.0] * 4
+    assert engine.audience_guard.still_held(60_000 + limit, slots, feats).tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert engine.audience_guard.still_held(60_000 + limit + 1, slots, feats).tolist() == [0.0] * 4

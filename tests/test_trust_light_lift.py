@@ -22,7 +22,7 @@ ON = {"trust": {"co_audience_light_lift": 2.5, "hold_light_evidence": 2.0, "hold
 def _tick(engine, now_ms: int, slots: list[int], ready: list[bool]) -> None:
     s = np.array(slots, np.int64)
     yes = np.ones(s.size, np.bool_)
-    engine._track_audiences(now_ms, s, yes, yes, np.array(ready), {"evidence": np.ones(s.size)})
+    engine.audience_guard.track(now_ms, s, yes, yes, np.array(ready), {"evidence": np.ones(s.size)})
 
 
 def _crowd(overrides: dict | None):

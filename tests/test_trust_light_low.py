@@ -25,7 +25,7 @@ REFUSE = {"trust": {**LOW, "hold_light_low_refuse": 3.0, "hold_seller_lift": 0.0
 def _tick(engine, now_ms: int, slots: list[int], ready: list[bool]) -> None:
     s = np.array(slots, np.int64)
     yes = np.ones(s.size, np.bool_)
-    engine._track_audiences(now_ms, s, yes, yes, np.array(ready), {"evidence": np.ones(s.size)})
+    engine.audience_guard.track(now_ms, s, yes, yes, np.array(ready), {"evidence": np.ones(s.size)})
 
 
 def _crowd(overrides: dict):

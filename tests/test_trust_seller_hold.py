@@ -19,7 +19,7 @@ from viraltrend.trust import soft_refusal
 def _tick(engine, now_ms: int, slots: list[int], ready: list[bool]) -> None:
     s = np.array(slots, np.int64)
     yes = np.ones(s.size, np.bool_)
-    engine._track_audiences(now_ms, s, yes, yes, np.array(ready), {"evidence": np.ones(s.size)})
+    engine.audience_guard.track(now_ms, s, yes, yes, np.array(ready), {"evidence": np.ones(s.size)})
 
 
 def _ring(overrides: dict | None = None):

@@ -42,7 +42,7 @@ def _engine(overrides: dict | None = None):
 def _tick(engine, now_ms: int, slots: list[int], ready: list[bool]) -> None:
     s = np.array(slots, np.int64)
     yes = np.ones(s.size, np.bool_)
-    engine._track_audiences(now_ms, s, yes, yes, np.array(ready), {"evidence": np.ones(s.size)})
+    engine.audience_guard.track(now_ms, s, yes, yes, np.array(ready), {"evidence": np.ones(s.size)})
 
 
 def _ring(overrides: dict | None = None):
@@ -67,7 +67,9 @@ def test_a_ring_s_first_product_is_held_while_its_siblings_overlap_beyond_chance
     # the held product keeps its verdict through the longer hold (trust.hold_evidence_s), not only hold_max_s
     feats = {"evidence": np.array([2.0]), "growth_z": np.ones(1), "growth_z_slow": np.zeros(1),
              "fade_z": np.zeros(1)}  # fmt: skip
-    assert engine._still_held(60_000 + 900_000, np.array([9], np.int64), feats).tolist() == [1.0]
+    assert engine.audience_guard.still_held(60_000 + 900_000, np.array([9], np.int64), feats).tolist() == [
+        1.0
+    ]
     # ten minutes on, the siblings' audiences have grown: the same accounts, far beyond chance
     _add(engine, 3, ring[200:230])
     _add(engine, 4, ring[230:260])

@@ -96,7 +96,7 @@ def _engine_with_a_candidate(activity: np.ndarray, overrides: dict | None = None
     users = np.arange(500_000, 500_000 + activity.size, dtype=np.int64)
     engine.sketches.update(np.full(users.size, 9, np.int64), users, activity.astype(np.uint16))
     yes = np.array([True])
-    engine._track_audiences(60_000, np.array([9], np.int64), yes, yes, yes, {"evidence": np.array([1.0])})
+    engine.audience_guard.track(60_000, np.array([9], np.int64), yes, yes, yes, {"evidence": np.array([1.0])})
     return engine.guard.lockstep.get(9, "")
 
 
@@ -159,7 +159,7 @@ def _judge_uniform(activity: np.ndarray, overrides: dict, held_for_s: float | No
     if held_for_s is not None:
         engine.book.held_since[9] = now_ms - round(held_for_s * 1000)
     yes = np.array([True])
-    engine._track_audiences(now_ms, np.array([9], np.int64), yes, yes, yes, {"evidence": np.array([1.0])})
+    engine.audience_guard.track(now_ms, np.array([9], np.int64), yes, yes, yes, {"evidence": np.array([1.0])})
     return engine.guard.lockstep.get(9, ""), engine.guard.held.get(9, "")
 
 

@@ -1,7 +1,7 @@
 """A vouched promotion waits for the guard's audience sample (issue 13, session 13).
 
 The online model makes a product ready minutes before the rule would, while the guard has sampled a
-dozen or two of its users, and a promoted product is not judged again (``_track_audiences`` judges
+dozen or two of its users, and a promoted product is not judged again (``AudienceGuard.track`` judges
 only ready products off the board).  On the market generator's tuning seeds attacked products were
 promoted that way and blocked under ``rule only`` once the rule made them ready, on 27-68 sampled
 users (RESULTS detect12).  ``trust.vouch_confirm_users``: a candidate ready only because the model
@@ -49,7 +49,7 @@ def _tick(engine, now_ms: int, vouched: bool) -> None:
     s = np.array([3, 9], np.int64)
     yes = np.ones(2, np.bool_)
     feats = {"evidence": np.ones(2), "model_vouched": np.array([0.0, float(vouched)])}
-    engine._track_audiences(now_ms, s, yes, yes, np.array([False, True]), feats)
+    engine.audience_guard.track(now_ms, s, yes, yes, np.array([False, True]), feats)
 
 
 def test_a_vouch_on_a_short_sample_is_held_then_refused_once_the_sample_shows_the_crowd():

@@ -25,34 +25,27 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
+from viraltrend.audience_guard import SKETCH_EVIDENCE, AudienceGuard
 from viraltrend.board import Board, Candidates
 from viraltrend.config import Config
 from viraltrend.dedup import Deduplicator, duplicate_rejects
 from viraltrend.detect import _CYCLE_CLIP, Columns, SequentialDetector, engaged_ratio
-from viraltrend.errors import CheckpointError, ConfigError
+from viraltrend.errors import CheckpointError
 from viraltrend.events import EVENT_TYPE_CODE, EVENT_TYPES, EventBatch, Reject
 from viraltrend.kernels._checks import adopting
-from viraltrend.kernels.audience import (
-    ActivityCounts,
-    AudienceSketches,
-    activity_dispersion,
-    blind_buyers,
-    pooled_overdispersion,
-)
+from viraltrend.kernels.audience import ActivityCounts, AudienceSketches
 from viraltrend.kernels.clock import EventClock
 from viraltrend.kernels.columns import (
     baseline_rates,
     below,
     coldest,
     in_sorted,
-    keep_hot,
     trust_rows,
     unique_counts,
 )
@@ -66,7 +59,6 @@ from viraltrend.kernels.segment import (
     DONE,
     SEGMENT,
     TAIL,
-    AudienceStep,
     EvictSweep,
     SweepPlan,
     apply_segment_all,
@@ -78,68 +70,14 @@ from viraltrend.model import MAX_CLASS_WEIGHT, LabelBuffer, OnlineModel, load_mo
 from viraltrend.products import ProductTable
 from viraltrend.scoring import FeatureReader, RuleScorer, half_life_label, share_ratio
 from viraltrend.stateful import Stateful, under
-from viraltrend.trust import (
-    HELD,
-    AudienceMemory,
-    FunnelShare,
-    GuardBook,
-    TrustGuard,
-    activity_reference,
-    activity_weights,
-    blind_buyers_refused,
-    blind_reason,
-    chance_evidence,
-    co_numbers,
-    hold_reason,
-    light_numbers,
-    low_numbers,
-    match_numbers,
-    pooled_evidence,
-    pooled_numbers,
-    soft_refusal,
-    uniform_reason,
-)
+from viraltrend.trust import AudienceMemory, FunnelShare, GuardBook, TrustGuard
 
 __all__ = ["Engine", "EngineStats", "Scorer", "model_features"]
 
 _STATUS_REASON = {1: "late", 2: "future_ts"}
-_SKETCH_EVIDENCE = 0.3  # change evidence (fraction of the alarm threshold) from which a product is sketched
-#: A sketched product stays sketched while it has events at least this often (ms of event time), so its
-#: audience sample spans its whole trend, not the events of one tick (a product with events every few
-#: minutes used to be unwatched, and its sample emptied, at every tick without one of its events).
-_SKETCH_IDLE_MS = 1_800_000
-#: Refusals that do not stick (blocklists change live; too few users is soft)
-#: A hard refusal sticks only when this many times ``trust.min_unique_users`` distinct users are behind
-#: it: from fewer, a fresh-account share or a conversion rate is a coin toss (an organic product whose
-#: first users are new accounts must not be refused for hours).  Eval seeds 1-20: the same decisions
-#: as sticking from any count; with the floor lowered to 3, viral products were refused for good.
-_STICKY_USERS = 2.0
-_NOT_STICKY = ("product_blocked", "seller_blocked", "blocklist_reason", "low_unique_users", HELD)
 _NEVER = np.iinfo(np.int64).min  # last_ts_ms of a slot that holds no events
 _I32_MIN, _I32_MAX = int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max)
-_FAR = int(np.iinfo(np.int64).max)  # no time due
 _VETERAN_MS = -(2**53)  # first_seen_ms of a released user who came back: long ago, never fresh
-#: Sampled users of the other hot audiences below which the catalogue's activity spread is not judged
-#: (and no audience is refused as uniform accounts).
-_UNIFORM_POOL_USERS = 200
-#: Sampled users from which a few users acting alike hold a candidate back (``held_uniform_looking``):
-#: below it a variance says nothing.
-_HOLD_UNIFORM_USERS = 10
-#: A candidate with fewer than trust.blind_min_buyers sampled buyers, at least 2 and this share of them
-#: blind (and above the blind-buyers bar), is held back until the test has its buyers
-#: (``held_blind_looking``).
-_HOLD_BLIND_SHARE = 0.5
-#: The evidence hold (trust.hold_evidence) waits only for overlaps this many times trust.co_audience_lift
-#: beyond chance: on market tuning seeds 101-110 organic trends' co-audiences with flash sales hours
-#: earlier (deal hunters and regulars) ran at 5-8 times chance and, held, reached a refusal.
-_HOLD_LIFT = 2.0
-#: A product held back by the guard keeps the detector's verdict this long (ms of event time) after its
-#: hold ends (trust.hold_max_s after it was first held): a slow product may have no events at the tick
-#: its hold ends.
-_HOLD_CARRY_MS = 300_000
-#: The catalogue's activity spread (the uniform test's reference) is looked at this often (ms of event
-#: time) besides whenever a candidate needs it, so a quiet tick can use a recent figure.
-_CATALOGUE_EVERY_MS = 600_000
 _USER_SWEEPS = 8  # idle users are released this many times per idle window (at ticks)
 #: At most this many ticks go the Python way before the compiled loop is tried again (Engine.process)
 _FAST_BACKOFF = 8
@@ -212,18 +150,6 @@ class EngineStats:
 
 def _plain(value: Any) -> Any:
     return dict(value) if isinstance(value, Counter) else value
-
-
-def _load_ids(inline: tuple[str, ...], path: str, key: str) -> frozenset[str]:
-    ids = set(inline)
-    if path:
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            msg = f"trust.{key}: cannot read {path}: {exc.strerror}; give a file with one id per line"
-            raise ConfigError(msg) from exc
-        ids.update(s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#"))
-    return frozenset(ids)
 
 
 class Engine:
@@ -331,42 +257,14 @@ class Engine:
         )
         self.detector = SequentialDetector(cfg, cfg.state.initial_capacity)
         self._new_users: list[NDArray[np.int64]] = []  # one slot per new (user, product) pair this tick
-        self.sketches = AudienceSketches(k=t.audience_sample, seed=0)
-        self.activity = ActivityCounts(width=_pow2(t.activity_cells))  # events per user, for uniform_accounts
-        self.audiences = AudienceMemory(
-            capacity=t.audience_memory_size, k=t.audience_sample, memory_ms=round(t.audience_memory_s * 1000)
+        # the trust guard: audience samples and memory, the funnel share, the checks and their bookkeeping
+        self.audience_guard = AudienceGuard(
+            cfg, self.catalog, members=lambda: self.board.members, population=lambda: self._population
         )
-        self.guard_s = 0.0  # seconds spent in the trust guard (sketches, audience memory, checks)
-        self._guard_now_ms = 0
-        self.guard = TrustGuard(t, min_change_users=cfg.detect.min_change_users)
-        for pid in _load_ids(t.blocked_products, t.blocked_products_file, "blocked_products_file"):
-            self.guard.set_blocked("product", pid, "config")
-        for sid in _load_ids(t.blocked_sellers, t.blocked_sellers_file, "blocked_sellers_file"):
-            self.guard.set_blocked("seller", sid, "config")
-
-        def guard(cand: Candidates, i: int) -> list[str] | None:
-            t0 = time.perf_counter()
-            slot = int(cand.slot[i])
-            reasons = self.guard.check(cand.product_id[i], cand.seller_id[i], slot, cand.features, i)
-            users = float(cand.features["unique_users"][i]) if "unique_users" in cand.features else math.inf
-            enough = users >= _STICKY_USERS * t.min_unique_users  # a handful of users is no verdict
-            if (
-                reasons is not None
-                and slot not in self.book.ring_refusals
-                and not soft_refusal(reasons)
-                and enough
-            ):
-                hard = [r for r in reasons if not r.startswith(_NOT_STICKY)]
-                if hard:  # a hard refusal sticks for the episode: the ring does not wait out a window
-                    self.book.ring_refusals[slot] = (hard[0], self._guard_now_ms)
-                    self.guard.lockstep[slot] = hard[0]
-            self.guard_s += time.perf_counter() - t0
-            return reasons
-
         self.board = Board(
             cfg.board,
             trend_label=half_life_label(cfg.score.trend_half_life_s),
-            guard=guard,
+            guard=self.audience_guard.check,
             model_confirm_s=cfg.model.confirm_s if self.model is not None else None,
             fast_track_probability=cfg.model.fast_track_probability,
             sequential=cfg.detect.method == "sequential",
@@ -387,9 +285,6 @@ class Engine:
         self._evict_base_ms: int | None = None
         self._evict_figures: tuple[int, float, NDArray[np.float64], float, int, int] | None = None
         self._evicted: list[NDArray[np.int64]] = []
-        self.book = GuardBook()  # the guard's bookkeeping per slot, tick to tick (held, sketched...)
-        # the catalogue's share of carts and purchases with no view lately (the blind-buyers reference)
-        self.funnel_share = FunnelShare(half_lives_ms=_funnel_half_lives(cfg))
         self._screen_off = False  # True: no screening of quiet products at ticks (see `screen`)
         self._screen: Screen | None = None  # the screen's fixed arguments (built at its first use)
         self._quiet_until_ms: int | None = None  # idle ticks before it do nothing (see _quiet_until)
@@ -522,11 +417,12 @@ class Engine:
         parts, news = self._touched, self._new_users
         touched = _EMPTY if not parts else parts[0] if len(parts) == 1 else np.concatenate(parts)
         new_users = _EMPTY if not news else news[0] if len(news) == 1 else np.concatenate(news)
-        aud = self._audience_step()
-        mem_slots = self.audiences.slot.copy() if aud is not None else None
+        ag = self.audience_guard
+        aud = ag.step() if self._fast_sketch else None
+        mem_slots = ag.audiences.slot.copy() if aud is not None else None
         run = run_ticks(
             signals=self.user_signals, counters=self.counters, trust=self.trust_counters,
-            sketches=self.sketches, activity=self.activity, user_hash=user_hash,
+            sketches=ag.sketches, activity=ag.activity, user_hash=user_hash,
             cusum=self.detector.cusum, screen=self._screen_of(), base=_tick_base(self.cfg),
             slots=slots, users=users, types=types, ts_ms=ts, cuts=cuts, ticks=ticks, k0=k, k_end=k_end,
             seg0=start, touched=touched, new_users=new_users,
@@ -535,18 +431,18 @@ class Engine:
             last_snapshot_ms=self._last_snapshot_ms,
             snapshot_interval_ms=self.cfg.board.snapshot_interval_s * 1000,
             next_evict_ms=self._next_evict_ms, max_products=self.cfg.state.max_products, n_live=self._n_live,
-            quiet_from_ms=self._quiet_from_ms(), evict=self._evict_sweep(),
+            quiet_from_ms=ag.quiet_from_ms(), evict=self._evict_sweep(),
             trust_live=self._trust_live(), sweeps=self._sweeps, sweep_pos=self._sweep_pos,
             audiences=aud,
         )  # fmt: skip
         if run is None:
             return None
-        if run.sketched is not None:  # the audience steps it took (_sketch_only, _quiet_audiences)
-            self.book.sketched, self.book.sketched_ms, self.book.sketched_ev = run.sketched
+        if run.sketched is not None:  # the audience steps it took (_sketch_only, AudienceGuard.quiet)
+            ag.book.sketched, ag.book.sketched_ms, ag.book.sketched_ev = run.sketched
             if run.sketched_at_ms is not None:
-                self._guard_now_ms = run.sketched_at_ms
+                ag.now_ms = run.sketched_at_ms
             if run.memory_taken and mem_slots is not None:  # rows given to new products: re-indexed
-                self._index_memory_rows(mem_slots)
+                ag.index_memory_rows(mem_slots)
         if self._sweeps is not None and run.sweep_pos > self._sweep_pos:  # the planned sweeps it ran
             self._sweep_pos = run.sweep_pos
             self._next_user_sweep_ms = run.next_sweep_ms
@@ -556,7 +452,7 @@ class Engine:
         if run.evicted.size:
             self._evicted.append(run.evicted)
             self.stats.evicted += int(run.evicted.size)
-        self.funnel_share.add_rows(run.funnel)  # as _apply counts each segment's
+        ag.funnel_share.add_rows(run.funnel)  # as _apply counts each segment's
         self.stats.events_applied += run.applied
         self.stats.ticks += run.k - k
         messages.extend(b.snapshot(t) for t in run.snapshots)  # the board did not change at those ticks
@@ -583,8 +479,8 @@ class Engine:
             return run.k + 1, run.seg, ran
         if run.kind in (TAIL, CATALOGUE):  # its audience step ran in the loop: the rest of the tick
             self.stats.ticks += 1
-            if run.kind == CATALOGUE:  # _track_audiences' last step with nothing ready
-                self._catalogue_overdispersion(tick_ms, _EMPTY)
+            if run.kind == CATALOGUE:  # AudienceGuard.track's last step with nothing ready
+                ag.catalogue_overdispersion(tick_ms, _EMPTY)
             messages.extend(self._tick_end(tick_ms, []))
             self._quiet_until_ms = None
             self._quiet_pending = not (b.members or b.pending or b.held)
@@ -773,7 +669,7 @@ class Engine:
         viewed[buys] = self.user_signals.counted_lately(slots[buys], users[buys], EVENT_TYPES.index("view"))
         self.funnel_share.add(int(buys.sum()), int((buys & ~viewed).sum()), now_ms=int(ts.max()))
         self.sketches.update(slots, hashes, self.activity.observe(hashes), types, viewed)
-        self.guard_s += time.perf_counter() - t0
+        self.audience_guard.guard_s += time.perf_counter() - t0
         self._touched.append(slots)
         self._new_users.append(slots[new_pair])
         self.stats.events_applied += idx.size
@@ -812,6 +708,66 @@ class Engine:
     def category_of(self) -> NDArray[np.int32]:
         """Each product slot's category (a slot of :attr:`categories`, -1: none)."""
         return self.catalog.category_of
+
+    # the trust guard's parts, kept by the audience guard (read and restored here: tests, checkpoints)
+    @property
+    def sketches(self) -> AudienceSketches:
+        """The audience samples of hot products."""
+        return self.audience_guard.sketches
+
+    @sketches.setter
+    def sketches(self, part: AudienceSketches) -> None:
+        self.audience_guard.sketches = part
+
+    @property
+    def activity(self) -> ActivityCounts:
+        """Events per user (the uniform-accounts test's activity)."""
+        return self.audience_guard.activity
+
+    @activity.setter
+    def activity(self, part: ActivityCounts) -> None:
+        self.audience_guard.activity = part
+
+    @property
+    def audiences(self) -> AudienceMemory:
+        """The remembered audiences of products hot lately."""
+        return self.audience_guard.audiences
+
+    @audiences.setter
+    def audiences(self, part: AudienceMemory) -> None:
+        self.audience_guard.audiences = part
+
+    @property
+    def funnel_share(self) -> FunnelShare:
+        """The catalogue's blind-buyer share."""
+        return self.audience_guard.funnel_share
+
+    @funnel_share.setter
+    def funnel_share(self, part: FunnelShare) -> None:
+        self.audience_guard.funnel_share = part
+
+    @property
+    def guard(self) -> TrustGuard:
+        """The trust guard: blocklists, per-candidate checks, this tick's holds and sticky refusals."""
+        return self.audience_guard.guard
+
+    @guard.setter
+    def guard(self, part: TrustGuard) -> None:
+        self.audience_guard.guard = part
+
+    @property
+    def book(self) -> GuardBook:
+        """The guard's bookkeeping per product slot, tick to tick."""
+        return self.audience_guard.book
+
+    @book.setter
+    def book(self, part: GuardBook) -> None:
+        self.audience_guard.book = part
+
+    @property
+    def guard_s(self) -> float:
+        """Seconds spent in the trust guard (audience sampling, audience memory, checks)."""
+        return self.audience_guard.guard_s
 
     # ------------------------------------------------------------------ ticks
     def _on_tick(self, now_ms: int) -> list[Message]:
@@ -880,10 +836,14 @@ class Engine:
         if slots.size and sketch_only:
             self._sketch_only(now_ms, slots, mu_of)
         elif slots.size:
-            self._catalogue_trust(now_ms)
+            self.audience_guard.catalogue_trust(self.trust_counters.read_global(now_ms))
             messages = self._evaluate(now_ms, slots, touched, watched, traced, mu_of)
-        elif touched.size and (quiet_from := self._quiet_from_ms()) is not None and now_ms >= quiet_from:
-            self._quiet_audiences(now_ms)
+        elif (
+            touched.size
+            and (quiet_from := self.audience_guard.quiet_from_ms()) is not None
+            and now_ms >= quiet_from
+        ):
+            self.audience_guard.quiet(now_ms)
         return self._tick_end(now_ms, messages)
 
     def _tick_end(self, now_ms: int, messages: list[Message]) -> list[Message]:
@@ -927,25 +887,11 @@ class Engine:
             known = self._trust_follows = (c, t, ok)
         return c.last_ts_ms if known[2] else None
 
-    def _catalogue_trust(self, now_ms: int) -> None:
-        """The catalogue's fresh-account share and raw events per (user, product), for the guard.
-
-        The smaller of the trend and the baseline half-life: an attack running now inflates the
-        trend-window figures of the whole catalogue (its own events are in them), and would raise the
-        bar it is measured against; the baseline window moves slowly.
-        """
-        g = self.trust_counters.read_global(now_ms)  # new pairs, fresh, raw x (trend, baseline half-life)
-        pairs, fresh, raw = g[0], g[1], g[2]
-        ok = raw > 0
-        self.guard.catalogue_fresh_share = float((fresh[ok] / raw[ok]).min()) if ok.any() else 1.0
-        ok = pairs > 0
-        self.guard.catalogue_events_per_user = float((raw[ok] / pairs[ok]).min()) if ok.any() else 1.0
-
     def _may_matter(self, now_ms: int, touched: NDArray[np.int64]) -> NDArray[np.int8]:
         """Per product of ``touched``: may its score (bit ``SCORE``) or evidence (``EVIDENCE``) matter.
 
         The others are quiet: rule score below ``min(board.demote_threshold, detect.min_score,
-        board.promote_threshold)`` and change evidence below ``_SKETCH_EVIDENCE``, so
+        board.promote_threshold)`` and change evidence below ``SKETCH_EVIDENCE``, so
         :meth:`_evaluate` would neither keep nor sketch them, and its result for the other rows does
         not depend on them (every column is row-wise).  Only used under the rule scorer without
         labels (:attr:`screen`).
@@ -973,7 +919,7 @@ class Engine:
                 lift_steepness=c.score.lift_steepness, z_midpoint=c.score.z_midpoint,
                 z_steepness=c.score.z_steepness, h=self.detector.h,
                 score_limit=min(c.board.demote_threshold, c.detect.min_score, c.board.promote_threshold),
-                evidence_limit=_SKETCH_EVIDENCE,
+                evidence_limit=SKETCH_EVIDENCE,
             )  # fmt: skip
         return self._screen
 
@@ -997,121 +943,8 @@ class Engine:
     def _sketch_only(
         self, now_ms: int, slots: NDArray[np.int64], mu_of: Callable[[NDArray[np.int64]], NDArray[np.float64]]
     ) -> None:
-        """What :meth:`_evaluate` does when no candidate's score can reach a board limit.
-
-        Nothing is watched or traced and every candidate (touched, may be sketched) has a rule score
-        below ``_may_matter``'s limit: none is kept, ready or judged, so the only effect is on the
-        audiences, where products whose change evidence reaches ``_SKETCH_EVIDENCE`` are hot.  The
-        evidence is the detector's own column, exactly.
-        """
-        evidence = self.detector.evidence(now_ms, slots, mu_of(slots))
-        hot = evidence >= _SKETCH_EVIDENCE
-        t0 = time.perf_counter()
-        none = np.zeros(slots.size, np.bool_)
-        self._track_audiences(now_ms, slots, hot, ~none, none, {"evidence": evidence})  # all touched
-        self.guard_s += time.perf_counter() - t0
-
-    def _quiet_audiences(self, now_ms: int) -> None:
-        """What :meth:`_evaluate` does to the audiences at a tick whose candidates are all quiet.
-
-        None is hot: sketched products are unwatched and old lockstep refusals expire, exactly as
-        :meth:`_track_audiences` does with no hot row (called so, with empty columns).
-        """
-        empty = np.zeros(0, np.bool_)
-        t0 = time.perf_counter()
-        self._track_audiences(now_ms, _EMPTY, empty, empty, empty, {"evidence": np.zeros(0)})
-        self.guard_s += time.perf_counter() - t0
-
-    def _quiet_from_ms(self) -> int | None:
-        """The first tick at which :meth:`_quiet_audiences` may change anything; None: it is not called.
-
-        A tick whose touched products are all quiet calls it while products are sketched or ring
-        refusals remembered.  With nothing hot it only ages what the guard remembers (sketched
-        products idle past ``_SKETCH_IDLE_MS``; refusals, holds and vouches past
-        ``trust.audience_memory_s``), reads the catalogue's reference every ``_CATALOGUE_EVERY_MS``
-        while anything is sketched, and resets the guard's holds and refusals from
-        ``book.ring_refusals``.  Before the first of those times, with the guard's fields already as it
-        sets them, a call leaves every field with the same values: skipping it gives the same
-        decisions, and the compiled tick loop need not stop for it.  ``_NEVER``: at once.
-        """
-        sk = self.book.sketched
-        if not (sk.size or self.book.ring_refusals):
-            return None
-        forgets = self._guard_forgets_ms()
-        if forgets is None:
-            return _NEVER
-        due = [forgets]
-        if sk.size:
-            ms = self.book.sketched_ms
-            if ms.shape != sk.shape or sk.size > self.cfg.trust.max_sketched or not (sk[1:] > sk[:-1]).all():
-                return _NEVER  # restored without the times, or a set keep_hot would reorder or trim
-            due.append(int(ms.min()) + _SKETCH_IDLE_MS + 1)
-            due.append(self.book.catalogue_checked_ms + _CATALOGUE_EVERY_MS)
-        return min(due)
-
-    def _guard_forgets_ms(self) -> int | None:
-        """The first tick at which the guard forgets a ring refusal, hold or vouch, or ``_FAR``.
-
-        Forgotten past ``trust.audience_memory_s`` (:meth:`_track_audiences` ages them at every
-        call).  None where the guard's fields are not as such a call with nothing ready leaves them:
-        products held, lockstep refusals other than ``book.ring_refusals``', suspects no hold keeps.
-        """
-        refusals, g = self.book.ring_refusals, self.guard
-        if g.held or list(g.lockstep.items()) != [(s, v[0]) for s, v in refusals.items()]:
-            return None
-        if not (
-            self.book.suspected.keys() <= self.book.held_since.keys()
-            and self.book.low_held.keys() <= self.book.suspected.keys()
-        ):
-            return None
-        memory_ms = round(self.cfg.trust.audience_memory_s * 1000)
-        due = [min(v[1] for v in refusals.values()) + memory_ms + 1] if refusals else []
-        for since in (self.book.held_since, self.book.vouch_since):
-            if since:
-                due.append(min(since.values()) + memory_ms + 1)
-        return min(due, default=_FAR)
-
-    def _index_memory_rows(self, before: NDArray[np.int64]) -> None:
-        """The audience memory's index of its rows (slot -> row) after the compiled loop gave rows away.
-
-        ``before``: its slots before the call.  A row that changed hands drops its old slot from the
-        index (unless the slot holds another row by now) and indexes its new one: the index then
-        maps every held slot to its row, as :meth:`AudienceMemory.remember` keeps it.
-        """
-        mem = self.audiences
-        index = mem._row  # noqa: SLF001
-        now = mem.slot
-        for r in np.flatnonzero(now != before).tolist():
-            old, new = int(before[r]), int(now[r])
-            if old >= 0 and index.get(old) == r:
-                del index[old]
-            if new >= 0:
-                index[new] = r
-
-    def _audience_step(self) -> AudienceStep | None:
-        """The audiences for the compiled tick loop's own audience steps; None: it stops for them.
-
-        The loop then takes ``_sketch_only`` (a tick whose screened-in products may not score) and
-        ``_quiet_audiences`` (a tick whose touched products are all screened out) itself, as
-        :meth:`_track_audiences` runs them with nothing ready, and stops for Python before any such
-        tick at which a ring refusal, hold or vouch is to be forgotten (``py_due``): up to then those
-        steps only change the sketched set, the audience samples watched and the audience memory.
-        Where the catalogue's reference is due (``catalogue_due``, while anything is sketched) it
-        stops after the step, and Python takes that reference and the tick's end (``CATALOGUE``).
-        None where :meth:`_guard_forgets_ms` finds the guard's fields not already as a call sets them.
-        """
-        if not self._fast_sketch or (forgets := self._guard_forgets_ms()) is None:
-            return None
-        book, cap = self.book, self.cfg.trust.max_sketched
-        sk, ms, ev = book.sketched, book.sketched_ms, book.sketched_ev
-        if ms.shape != sk.shape or ev.shape != sk.shape or sk.size > cap or not (sk[1:] > sk[:-1]).all():
-            return None  # restored without the times, or a set keep_hot would reorder or trim
-        mem = self.audiences
-        return AudienceStep(
-            sk, ms, ev, _SKETCH_IDLE_MS, cap, _SKETCH_EVIDENCE, bool(self.book.ring_refusals), forgets,
-            self.book.catalogue_checked_ms + _CATALOGUE_EVERY_MS, mem.slot, mem.seller, mem.seen_ms, mem.sig,
-            self.seller_of,
-        )  # fmt: skip
+        """A tick whose candidates may not score: the audiences only, by the detector's evidence."""
+        self.audience_guard.sketch_only(now_ms, slots, self.detector.evidence(now_ms, slots, mu_of(slots)))
 
     def _idle(self, now_ms: int) -> bool:
         """Whether this tick would change nothing (the fast path of idle ticks).
@@ -1239,13 +1072,13 @@ class Engine:
         if probability is not None and self.board.sequential:  # the model vouches for the shape
             rule_ready = feats["ready"] > 0.0
             vouched = self.detector.ready(feats, feats["unique_users"], probability) & ~rule_ready
-            vouched &= self._vouch_fresh(feats)
-            vouched &= self._vouch_held(now_ms, slots, vouched)
+            vouched &= self.audience_guard.vouch_fresh(feats)
+            vouched &= self.audience_guard.vouch_held(now_ms, slots, vouched)
             feats["ready"] = (rule_ready | vouched).astype(np.float64)
             feats["model_p"] = probability  # the evidence of a vouch, in the messages' features
             feats["model_vouched"] = vouched.astype(np.float64)  # ready only because the model vouched
         if self.book.held_since:  # a product held back keeps its verdict while its change holds up
-            feats["ready"] = np.maximum(feats["ready"], self._still_held(now_ms, slots, feats))
+            feats["ready"] = np.maximum(feats["ready"], self.audience_guard.still_held(now_ms, slots, feats))
         feats["ready"] = np.where(score >= self.cfg.detect.min_score, feats["ready"], 0.0)
         if traced.size:
             feats["evaluated"] = np.ones(slots.size)
@@ -1257,12 +1090,10 @@ class Engine:
         ready = feats["ready"] > 0.0
         keep = (score >= self.cfg.board.demote_threshold) | is_watched | ready
         is_touched = in_sorted(slots, touched)
-        hot = (keep | (feats["evidence"] >= _SKETCH_EVIDENCE)) & (is_touched | is_watched)
+        hot = (keep | (feats["evidence"] >= SKETCH_EVIDENCE)) & (is_touched | is_watched)
         judged = ready if self.board.sequential else score >= self.cfg.board.promote_threshold
         members = np.sort(np.fromiter(self.board.members, np.int64, len(self.board.members)))
-        t0 = time.perf_counter()
-        self._track_audiences(now_ms, slots, hot, is_touched, judged & ~in_sorted(slots, members), feats)
-        self.guard_s += time.perf_counter() - t0
+        self.audience_guard.track(now_ms, slots, hot, is_touched, judged & ~in_sorted(slots, members), feats)
         sel = np.flatnonzero(keep)
         if sel.size == 0 and not self.board.members:
             return []
@@ -1320,7 +1151,7 @@ class Engine:
             return
         rows = np.flatnonzero(in_sorted(slots, touched))  # both ascending: np.isin's sort-based pass, merged
         hint = feats["lift"][rows] >= self.cfg.model.hint_lift
-        hint |= feats["evidence"][rows] >= _SKETCH_EVIDENCE
+        hint |= feats["evidence"][rows] >= SKETCH_EVIDENCE
         if self.cfg.model.rows == "evidence":  # only where the fast track decides: all but the shape test
             gate = self.detector.ready(feats, feats["unique_users"], shape_free=True)[rows]
             rows = rows[gate & (rule_score[rows] >= self.cfg.detect.min_score)]
@@ -1372,501 +1203,10 @@ class Engine:
             labels &= rate_now >= m.label_sustain * gained / np.maximum(elapsed_s, 1.0)
         self.model.learn_many(due.rows(), labels, due.weight)
 
-    def _vouch_held(
-        self, now_ms: int, slots: NDArray[np.int64], vouched: NDArray[np.bool_]
-    ) -> NDArray[np.bool_]:
-        """Which of this tick's vouches have held at every tick for ``model.vouch_hold_s``, bool[m].
-
-        A streak starts at a product's first vouched tick and breaks at the first tick it is not
-        vouched (or not evaluated); only the vouched products of a tick are kept.
-        """
-        hold_ms = round(self.cfg.model.vouch_hold_s * 1000)
-        if hold_ms <= 0:
-            return vouched
-        tick_ms = round(self.cfg.decay.tick_s * 1000)
-        streaks: dict[int, tuple[int, int]] = {}
-        held = np.zeros_like(vouched)
-        for i in np.flatnonzero(vouched).tolist():
-            s = int(slots[i])
-            start, last = self.book.vouch_ms.get(s, (now_ms, now_ms))
-            if now_ms - last > tick_ms:  # a tick without the vouch broke the streak
-                start = now_ms
-            streaks[s] = (start, now_ms)
-            held[i] = now_ms - start >= hold_ms
-        self.book.vouch_ms = streaks
-        return held
-
-    def _vouch_fresh(self, feats: Columns) -> NDArray[np.bool_]:
-        """Which candidates bring fresh accounts enough for a vouch, bool[m] (``model.vouch_fresh_ratio``).
-
-        A vouch needs a share of events from accounts first seen within ``trust.fresh_window_s``
-        (``fresh_share``) of at least ``model.vouch_fresh_ratio`` x the catalogue's (the guard's
-        ``catalogue_fresh_share``, read as this tick's ``_catalogue_trust`` left it): a cascade
-        keeps bringing newcomers to the stream, a ring or a crowd-turfing pool reuses accounts it
-        has had for long.  Below that bar it is refused only where the shortfall reaches
-        ``model.vouch_fresh_evidence`` powers of ten against chance (:func:`fresh_shortfall_evidence`;
-        0: always): a young cascade's dozen events without a fresh account tell little.  0 (or no
-        ``fresh_share`` column): every candidate passes.
-        """
-        ratio = self.cfg.model.vouch_fresh_ratio
-        fresh = feats.get("fresh_share")
-        if ratio <= 0.0 or fresh is None:
-            return np.ones(len(feats["evidence"]), np.bool_)
-        bar = ratio * self.guard.catalogue_fresh_share
-        ok = fresh >= bar
-        need = self.cfg.model.vouch_fresh_evidence
-        if need > 0.0 and "events_per_user" in feats:  # refused only where the sample can tell
-            ok |= fresh_shortfall_evidence(fresh, bar, feats["events_per_user"], feats["unique_users"]) < need
-        return np.asarray(ok, np.bool_)
-
     def _note_ready(self, now_ms: int, ready_slots: NDArray[np.int64]) -> None:
         """Remember the last tick at which the rule found each product ready (the "ready" labels)."""
         for s in ready_slots.tolist():
             self.book.ready_ms[int(s)] = now_ms
-
-    def _track_audiences(
-        self,
-        now_ms: int,
-        slots: NDArray[np.int64],
-        hot: NDArray[np.bool_],
-        touched: NDArray[np.bool_],
-        ready: NDArray[np.bool_],
-        feats: dict[str, NDArray[np.float64]],
-    ) -> None:
-        """Sketch the audiences of hot products, remember them, and compare the ready ones with memory.
-
-        Hot: on or near the board, or with change evidence building (at most ``trust.max_sketched``,
-        most evidence first); the hot products with events this tick (``touched``) refresh their
-        remembered audience.  Per tick ``O(hot * k)`` plus ``O(capacity * k)`` per ready product.
-        A ready product whose audience repeats a remembered one's
-        (``trust.lockstep_similarity``), or a remembered product's of the same seller
-        (``trust.seller_overlap_similarity``), or overlaps one far beyond chance
-        (``trust.co_audience_evidence``), gets a lockstep refusal with the numbers.
-        """
-        t = self.cfg.trust
-        self._guard_now_ms = now_ms
-        idx = np.flatnonzero(hot & touched)
-        now_hot = self._keep_sketched(now_ms, slots[idx], feats["evidence"][idx], t.max_sketched)
-        if not np.array_equal(now_hot, self.book.sketched):
-            gone = self.book.sketched[~in_sorted(self.book.sketched, now_hot)]
-            if gone.size:
-                self.sketches.unwatch(gone)
-            self.sketches.watch(now_hot)
-        self.book.sketched = now_hot
-        memory_ms = round(t.audience_memory_s * 1000)
-        book = self.book
-        book.ring_refusals = {s: v for s, v in book.ring_refusals.items() if now_ms - v[1] <= memory_ms}
-        self.guard.lockstep = {s: v[0] for s, v in self.book.ring_refusals.items()}  # a refusal sticks
-        self.guard.held = {}  # holds are decided afresh at every tick (_hold)
-        if self.book.held_since:
-            self.book.held_since = {s: v for s, v in self.book.held_since.items() if now_ms - v <= memory_ms}
-            self.book.suspected = {s: v for s, v in self.book.suspected.items() if s in self.book.held_since}
-        if self.book.low_held:
-            self.book.low_held = {s: v for s, v in self.book.low_held.items() if s in self.book.suspected}
-        if self.book.vouch_since:
-            book.vouch_since = {s: v for s, v in book.vouch_since.items() if now_ms - v <= memory_ms}
-        if now_hot.size == 0:
-            return
-        sketches = self.sketches
-        changed = slots[idx][in_sorted(slots[idx], now_hot)]
-        changed = changed[sketches.nonempty[sketches.row_of[changed]]]
-        if changed.size:  # remembered first: ring products hot at the same tick see each other
-            sig = sketches.signatures(changed)
-            self.audiences.remember(changed, self.seller_of[changed].astype(np.int64), sig, now_ms=now_ms)
-        if now_ms - self.book.catalogue_checked_ms >= _CATALOGUE_EVERY_MS:  # the uniform test's reference
-            self._catalogue_overdispersion(now_ms, _EMPTY)
-        cand = slots[ready]
-        cand = cand[sketches.is_watched(cand)]
-        cand = cand[sketches.nonempty[sketches.row_of[cand]]]
-        if cand.size:  # best_match skips a product's own entry
-            csig = self.sketches.signatures(cand)
-            sellers = self.seller_of[cand].astype(np.int64)
-            weight = None  # heavy users are in many audiences by chance (trust.chance_heavy_users)
-            if t.chance_heavy_users > 0:
-                pool = (sketches.product_of_row >= 0) & sketches.nonempty
-                pool[sketches.row_of[cand]] = False  # the reference: the other hot audiences' users
-                ref = activity_reference(sketches.sig[pool], sketches._fit_val()[pool])
-                weight = activity_weights(csig, sketches.values(cand), ref, t.chance_heavy_users)
-            match = self.audiences.best_match(
-                cand,
-                sellers,
-                csig,
-                now_ms=now_ms,
-                z=t.lockstep_z,
-                population=float(self._population),
-                co_lift=t.co_audience_lift,
-                weight=weight,
-                min_evidence=t.lockstep_evidence,
-                light=t.co_audience_light_evidence > 0,
-                light_lift=t.co_audience_light_lift,
-                light_low_lift=t.hold_light_low_lift,
-            )
-            sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
-            vouched = np.zeros(cand.size, np.bool_)  # ready only because the model vouched, this tick
-            if "model_vouched" in feats:
-                vouched = feats["model_vouched"][np.searchsorted(slots, cand)] > 0.0
-            dense, dense_n = self.audiences.block_density(
-                cand, csig, now_ms=now_ms, within_ms=round(t.dense_block_memory_s * 1000)
-            )
-            buyers, blind = blind_buyers(csig, self.sketches.funnel(cand))
-            cat_blind = self.funnel_share.share()  # nan: not judged (then nothing is refused or held)
-            blindly = blind_buyers_refused(buyers, blind, cat_blind, t)
-            # a few buyers so far, most of them blind: held until the test has its buyers (never a block)
-            blind_looks = (buyers < t.blind_min_buyers) & (blind >= 2) & (blind >= buyers * _HOLD_BLIND_SHARE)
-            blind_looks &= (t.blind_buyer_share > 0) & (cat_blind < 1.0)  # nan: not judged
-            blind_looks &= blind >= buyers * max(t.blind_buyer_share, t.blind_buyer_contrast * cat_blind)
-            n_act, mean_act, disp = activity_dispersion(csig, self.sketches.values(cand))
-            alike = (mean_act >= t.uniform_min_events) & (disp < t.uniform_max_dispersion)  # 0: off
-            uniform = alike & (n_act >= t.uniform_min_users)
-            looks = (
-                alike & (n_act >= _HOLD_UNIFORM_USERS) & (n_act < t.uniform_min_users) & (t.hold_max_s > 0)
-            )
-            confirm = t.uniform_confirm_users  # a larger sample while the hold lasts (0: off)
-            if confirm > t.uniform_min_users and t.hold_max_s > 0 and uniform.any():
-                since = np.array([self.book.held_since.get(s, now_ms) for s in cand.tolist()], np.int64)
-                short = uniform & (n_act < confirm) & (now_ms - since <= t.hold_max_s * 1000)
-                uniform &= ~short
-                looks |= short
-            phi = math.nan
-            if uniform.any() or looks.any():  # only where the catalogue's users are heterogeneous
-                phi = self._catalogue_overdispersion(now_ms, cand)
-                if not phi >= t.uniform_catalogue_overdispersion:  # nan: not judged
-                    uniform[:] = False
-                    looks[:] = False
-            sibling, sibling_n = self.audiences.recent_sibling(
-                cand, sellers, now_ms=now_ms, within_ms=round(t.hold_sibling_s * 1000)
-            )
-            # the candidate's users in the remembered audiences of its seller's other products, pooled
-            none_i, none_f = np.zeros(cand.size, np.int64), np.zeros(cand.size)
-            s_shared = none_i if match.seller_shared is None else match.seller_shared
-            s_expected = none_f if match.seller_expected is None else match.seller_expected
-            pooled = pooled_evidence(s_shared, s_expected)
-            # the best same-seller overlap's evidence against chance, from hold_seller_lift x chance on
-            same_ev = chance_evidence(match.shared_same, match.sampled_same, match.chance_same)
-            same_ev[match.shared_same < t.hold_seller_lift * match.sampled_same * match.chance_same] = 0.0
-            # the co-audience among the light users (whose activity explains no overlap)
-            l_ev = none_f if match.light_evidence is None else match.light_evidence
-            l_other = none_i - 1 if match.light_other is None else match.light_other
-            l_shared = none_i if match.light_shared is None else match.light_shared
-            l_sampled = none_i if match.light_sampled is None else match.light_sampled
-            # the same at the weaker lift (trust.hold_light_low_lift): a crowd's later product
-            w_ev = none_f if match.low_evidence is None else match.low_evidence
-            w_other = none_i - 1 if match.low_other is None else match.low_other
-            w_sampled = none_i if match.low_sampled is None else match.low_sampled
-            pooled[s_shared < t.co_audience_lift * s_expected] = 0.0
-            sibling[sibling_n >= t.hold_sampled_users] = -1  # an audience that can tell already
-            if (
-                t.hold_sibling_s <= 0
-            ):  # off (a sibling remembered at this very tick would still be "within 0")
-                sibling[:] = -1
-            for j, slot in enumerate(cand.tolist()):
-                if slot in self.book.ring_refusals:
-                    continue
-                partner, shared = -1, 0.0
-                if sim[j] >= t.lockstep_similarity:
-                    partner, shared = int(other[j]), match.shared[j] / max(match.sampled[j], 1)
-                    reason = f"lockstep_with_{self.products.name(partner)}_{match_numbers(match, j)}"
-                elif other_same[j] >= 0 and sim_same[j] >= t.seller_overlap_similarity:
-                    partner = int(other_same[j])
-                    shared = match.shared_same[j] / max(match.sampled_same[j], 1)
-                    numbers = match_numbers(match, j, same=True)
-                    reason = f"seller_ring_with_{self.products.name(partner)}_{numbers}"
-                elif match.co_evidence[j] >= t.co_audience_evidence:
-                    partner = int(match.co_other[j])
-                    shared = match.co_shared[j] / max(match.co_sampled[j], 1)
-                    reason = f"co_audience_with_{self.products.name(partner)}_{co_numbers(match, j)}"
-                elif t.co_audience_light_evidence > 0 and l_ev[j] >= t.co_audience_light_evidence:
-                    partner = int(l_other[j])
-                    shared = int(l_shared[j]) / max(int(l_sampled[j]), 1)
-                    reason = f"co_audience_light_with_{self.products.name(partner)}_{light_numbers(match, j)}"
-                elif 0 < t.hold_light_low_refuse <= w_ev[j] and slot in self.book.low_held:
-                    # held at the weaker lift, and the overlap held up as its sample grew
-                    partner = int(w_other[j])
-                    shared = float(match.low_shared[j]) / max(int(w_sampled[j]), 1)  # type: ignore[index]
-                    numbers = low_numbers(match, j)
-                    reason = f"co_audience_light_low_with_{self.products.name(partner)}_{numbers}"
-                elif pooled[j] >= t.co_audience_evidence:
-                    partner = int(other_same[j])
-                    shared = s_shared[j] / max(int(match.sampled_same[j]), 1)
-                    reason = (
-                        f"co_audience_with_seller_{self.sellers.name(int(sellers[j]))}_"
-                        + pooled_numbers(int(s_shared[j]), float(s_expected[j]), float(pooled[j]))
-                    )
-                elif dense[j] >= t.dense_block_density:
-                    reason = f"dense_block_{dense[j]:.2f}_over_{dense_n[j]}_products"
-                elif blindly[j]:
-                    reason = blind_reason(int(buyers[j]), int(blind[j]), cat_blind)
-                elif uniform[j]:
-                    reason = uniform_reason(int(n_act[j]), float(mean_act[j]), float(disp[j]), phi)
-                else:
-                    act = (int(n_act[j]), float(mean_act[j]), float(disp[j]))
-                    few = (int(buyers[j]), int(blind[j])) if blind_looks[j] else None
-                    suspect = None  # co-audience evidence short of a refusal: held while it accumulates
-                    lift = _HOLD_LIFT * t.co_audience_lift  # a concentrated overlap: organic ones are 5-8x
-                    if t.hold_evidence > 0:
-                        pooled_lift = s_shared[j] >= lift * s_expected[j]
-                        if pooled[j] >= t.hold_evidence and pooled[j] >= match.co_evidence[j] and pooled_lift:
-                            numbers = pooled_numbers(int(s_shared[j]), float(s_expected[j]), float(pooled[j]))
-                            suspect = f"co_audience_looking_seller_{numbers}"
-                        elif (
-                            match.co_evidence[j] >= t.hold_evidence
-                            and match.co_shared[j] >= lift * match.co_expected[j]
-                        ):
-                            partner = int(match.co_other[j])
-                            suspect = (
-                                f"co_audience_looking_{self.products.name(partner)}_{co_numbers(match, j)}"
-                            )
-                        elif t.hold_seller_lift > 0 and other_same[j] >= 0 and same_ev[j] >= t.hold_evidence:
-                            # a sibling of its seller shares its users beyond chance, short of a refusal
-                            partner = int(other_same[j])
-                            numbers = match_numbers(match, j, same=True)
-                            suspect = f"seller_ring_looking_{self.products.name(partner)}_{numbers}"
-                    if suspect is None and t.hold_light_evidence > 0 and l_ev[j] >= t.hold_light_evidence:
-                        # its light users overlap a remembered audience beyond chance, short of a refusal:
-                        # a recycled crowd's lift stays near active users / crowd while its evidence grows
-                        numbers = light_numbers(match, j)
-                        suspect = f"co_audience_light_looking_{self.products.name(int(l_other[j]))}_{numbers}"
-                    low = False
-                    if (
-                        suspect is None
-                        and t.hold_light_low_lift > 0
-                        and w_ev[j] >= t.hold_light_low_evidence
-                        and (slot in self.book.low_held or w_sampled[j] < t.hold_light_low_users)
-                    ):  # a short sample's light users overlap a remembered audience at a crowd's lift
-                        numbers = f"{self.products.name(int(w_other[j]))}_{low_numbers(match, j)}"
-                        suspect = f"co_audience_light_low_looking_{numbers}"
-                        low = True
-                    self._hold(now_ms, slot, act, bool(looks[j]), int(sibling[j]), few, suspect)
-                    if low and slot in self.guard.held:
-                        self.book.low_held.setdefault(slot, self.book.suspected[slot])
-                    looked = max(float(match.co_evidence[j]), float(pooled[j]))  # overlap beyond co_lift
-                    if slot not in self.guard.held and vouched[j] and looked >= t.vouch_confirm_evidence:
-                        self._hold_vouch(now_ms, slot, int(n_act[j]))
-                    continue
-                self.book.ring_refusals[slot] = (reason, now_ms)
-                self.guard.lockstep[slot] = reason
-                earlier = self.book.ring_refusals.get(partner, ("", 0))[0]
-                if partner in self.board.members and not earlier.startswith("ring_member_of_"):
-                    # a candidate refused on its own figures (a flash sale that never converts) does not
-                    # expose a board member it shares deal hunters with: its overlap is no ring's proof
-                    seller = self.sellers.name(int(sellers[j])) if sellers[j] >= 0 else None
-                    own = self.guard.own_reasons(
-                        self.products.name(slot), seller, feats, int(np.searchsorted(slots, slot))
-                    )
-                    if own and not soft_refusal(own):
-                        continue
-                    # the ring's earlier product, promoted before its sibling exposed it, leaves the board
-                    # (a sticky refusal it got on the board, e.g. a recycled audience, did not evict it)
-                    exposed = f"ring_member_of_{self.products.name(slot)}_shared_{shared:.0%}"
-                    self.book.ring_refusals[partner] = (exposed, now_ms)
-                    self.guard.lockstep[partner] = exposed
-        if t.board_seller_union_evidence > 0 and self.board.members:
-            self._board_seller_union(now_ms)
-
-    def _board_seller_union(self, now_ms: int) -> None:
-        """Take off the board a member whose users its seller's other hot products hold.
-
-        ``trust.board_seller_union_*``.
-
-        Each member's sampled users are compared with the union of the remembered audiences of its
-        seller's other products hot within ``trust.board_seller_union_s``
-        (:meth:`AudienceMemory.seller_union`, chance by the users' activity weights as for candidates);
-        from ``trust.board_seller_union_evidence`` powers of ten (:func:`pooled_evidence`) at
-        ``trust.co_audience_lift`` x chance on, the member is exposed (``ring_member_of_seller_union_...``,
-        an evicting refusal).  ``O(members * siblings * k log k)`` per tick.
-        """
-        t = self.cfg.trust
-        sketches = self.sketches
-        members = np.array(sorted(self.board.members), np.int64)
-        refused = self.book.ring_refusals
-        done = [refused.get(s, ("", 0))[0].startswith("ring_member_of_") for s in members.tolist()]
-        members = members[~np.array(done, np.bool_)]
-        members = members[sketches.is_watched(members)]
-        members = members[sketches.nonempty[sketches.row_of[members]]]
-        if members.size == 0:
-            return
-        within_ms = round(t.board_seller_union_s * 1000)
-        sellers = self.seller_of[members].astype(np.int64)
-        mem = self.audiences  # only the members with a sibling remembered in the window are compared
-        live = (mem.slot >= 0) & (mem.seen_ms >= now_ms - min(within_ms, mem.memory_ms))
-        sib = (mem.seller[live][None, :] == sellers[:, None]) & (mem.slot[live][None, :] != members[:, None])
-        has = sib.any(axis=1) & (sellers >= 0)
-        if not has.any():
-            return
-        every = members  # the reference pool leaves out every member's row, compared or not
-        members, sellers = members[has], sellers[has]
-        sig = sketches.signatures(members)
-        weight = None
-        if t.chance_heavy_users > 0:
-            pool = (sketches.product_of_row >= 0) & sketches.nonempty
-            pool[sketches.row_of[every]] = False
-            ref = activity_reference(sketches.sig[pool], sketches._fit_val()[pool])
-            weight = activity_weights(sig, sketches.values(members), ref, t.chance_heavy_users)
-        shared, expected, sibling = self.audiences.seller_union(
-            members,
-            sellers,
-            sig,
-            now_ms=now_ms,
-            within_ms=within_ms,
-            population=float(self._population),
-            weight=weight,
-        )
-        evidence = pooled_evidence(shared, expected)
-        evidence[shared < t.co_audience_lift * expected] = 0.0
-        for j in np.flatnonzero(evidence >= t.board_seller_union_evidence).tolist():
-            slot = int(members[j])
-            numbers = pooled_numbers(int(shared[j]), float(expected[j]), float(evidence[j]))
-            exposed = f"ring_member_of_seller_union_{self.products.name(int(sibling[j]))}_{numbers}"
-            self.book.ring_refusals[slot] = (exposed, now_ms)
-            self.guard.lockstep[slot] = exposed
-
-    def _catalogue_overdispersion(self, now_ms: int, cand: NDArray[np.int64]) -> float:
-        """The spread of the catalogue's users' activity rates, the uniform-accounts test's reference.
-
-        Pooled over the other hot audiences' samples (:func:`pooled_overdispersion`, every sketched
-        row but the candidates'), when they hold ``_UNIFORM_POOL_USERS`` sampled users; else the
-        last such figure of the last ``trust.audience_memory_s`` (a quiet hour has few hot audiences,
-        but the population's spread does not change with them); nan when there is none.
-        ``O(max_sketched * k)``.
-        """
-        sketches = self.sketches
-        self.book.catalogue_checked_ms = now_ms
-        others = sketches.product_of_row >= 0
-        others[sketches.row_of[cand]] = False
-        others &= sketches.nonempty
-        phi, pool = pooled_overdispersion(sketches.sig[others], sketches._fit_val()[others])
-        if pool >= _UNIFORM_POOL_USERS:
-            self.book.catalogue_phi = (phi, now_ms)
-            return phi
-        last, when = self.book.catalogue_phi
-        return last if now_ms - when <= self.cfg.trust.audience_memory_s * 1000 else math.nan
-
-    def _still_held(
-        self, now_ms: int, slots: NDArray[np.int64], feats: dict[str, NDArray[np.float64]]
-    ) -> NDArray[np.float64]:
-        """1.0 for the products held back lately whose change still holds up, else 0.0.
-
-        The detector's verdict comes and goes from tick to tick (a growth z crosses its threshold and
-        falls back), and a slow product has no events at many ticks; a product the guard held keeps
-        its verdict for ``trust.hold_max_s`` after it was first held plus ``_HOLD_CARRY_MS`` (its
-        next ticks with events after the hold), while its change evidence stands and it is not
-        fading, so the hold delays it by about that much at most.
-        """
-        d = self.cfg.detect
-        limit = round(self.cfg.trust.hold_max_s * 1000) + _HOLD_CARRY_MS
-        longer = (
-            round(self.cfg.trust.hold_evidence_s * 1000) + _HOLD_CARRY_MS
-        )  # held for co-audience evidence
-        held = np.array(
-            [
-                s
-                for s, t in self.book.held_since.items()
-                if now_ms - t <= (longer if s in self.book.suspected else limit)
-            ],
-            np.int64,
-        )
-        keep = np.isin(slots, held) & (feats["evidence"] >= 1.0)
-        keep &= (
-            (feats["growth_z"] > -d.fade_z)
-            & (feats["growth_z_slow"] > -d.fade_z)
-            & (feats["fade_z"] > -d.fade_z)
-        )
-        return keep.astype(np.float64)
-
-    def _hold(
-        self,
-        now_ms: int,
-        slot: int,
-        activity: tuple[int, float, float],
-        looks: bool,
-        sibling: int,
-        blind: tuple[int, int] | None = None,
-        suspect: str | None = None,
-    ) -> None:
-        """Hold a ready candidate back while the guard's audience evidence is still accumulating.
-
-        Held (a soft refusal, ``held_...``: never a block by itself) while its audience sample has
-        fewer than ``trust.hold_sampled_users`` users (``trust.uniform_min_users`` for the uniform
-        look) and at most ``trust.hold_max_s`` since it was first held, when either its few sampled
-        users so far act alike (``looks``: the uniform-accounts test short of its users), or another
-        product of its seller (``sibling``) was hot within ``trust.hold_sibling_s``: two young
-        audiences of one seller cannot yet show whether they are one group of accounts, and a few
-        dozen more sampled users can, or (``blind``: its sampled buyers and the blind ones among them)
-        its few sampled buyers so far mostly bought with no view (the blind-buyers test short of
-        ``trust.blind_min_buyers``), or (``suspect``: the hold's reason) its users overlap remembered
-        audiences beyond chance by ``trust.hold_evidence`` powers of ten, short of a refusal: held up to
-        ``trust.hold_evidence_s`` while the evidence accumulates (re-judged at every tick, so it ends in a
-        refusal once the evidence is there).  Nothing else is held.  ``activity``: sampled users, their mean
-        earlier events and its index of dispersion (:func:`activity_dispersion`).  ``O(1)``.
-        """
-        t = self.cfg.trust
-        sampled, mean, disp = activity
-        if suspect is not None and t.hold_evidence_s > 0:
-            since = self.book.held_since.setdefault(slot, now_ms)
-            if now_ms - since <= t.hold_evidence_s * 1000:
-                self.book.suspected[slot] = since
-                self.guard.held[slot] = f"{HELD}{suspect}"
-                return
-        if t.hold_max_s <= 0:
-            return
-        if looks:
-            kind, needed, numbers = (
-                "uniform_looking",
-                t.uniform_min_users if sampled < t.uniform_min_users else t.uniform_confirm_users,
-                f"_dispersion_{disp:.2f}_mean_{mean:.1f}",
-            )
-        elif sibling >= 0 and sampled < t.hold_sampled_users:
-            kind, needed, numbers = f"seller_sibling_{self.products.name(sibling)}", t.hold_sampled_users, ""
-        elif blind is not None:  # buyers, blind ones: the blind-buyers test short of its buyers
-            kind, needed, numbers = f"blind_looking_{blind[1]}_blind", t.blind_min_buyers, ""
-            sampled = blind[0]
-        else:
-            return
-        since = self.book.held_since.setdefault(slot, now_ms)
-        if now_ms - since <= t.hold_max_s * 1000:
-            self.guard.held[slot] = hold_reason(kind, sampled, needed, numbers)
-
-    def _hold_vouch(self, now_ms: int, slot: int, sampled: int) -> None:
-        """Hold a candidate the model vouched for until the guard has sampled its audience.
-
-        The model vouches for an early shape, often while the guard's audience sample holds a dozen
-        users, and a promoted product is not judged again; so a candidate ready only because the
-        model vouched, whose audience sample holds fewer than ``trust.vouch_confirm_users`` users, is
-        held (``held_vouch_sample_<n>_of_<K>_sampled``, a soft refusal: never a block by itself) for
-        at most ``trust.vouch_confirm_s`` since it was first held so, and re-judged at every tick it
-        is ready: it is judged by every test once it has the users (a refusal then), and passes when
-        the hold has run out.  Nothing is carried: a tick it is not ready it is simply not judged.
-        ``O(1)``.
-        """
-        t = self.cfg.trust
-        if t.vouch_confirm_users <= 0 or t.vouch_confirm_s <= 0 or sampled >= t.vouch_confirm_users:
-            return
-        since = self.book.vouch_since.setdefault(slot, now_ms)
-        if now_ms - since <= t.vouch_confirm_s * 1000:
-            self.guard.held[slot] = hold_reason("vouch_sample", sampled, t.vouch_confirm_users)
-
-    def _keep_sketched(
-        self,
-        now_ms: int,
-        hot: NDArray[np.int64],
-        evidence: NDArray[np.float64],
-        cap: int,
-    ) -> NDArray[np.int64]:
-        """The products to sketch after this tick (sorted), at most ``cap``, most evidence first.
-
-        The ``hot`` ones with events now, and those sketched before that were last hot with events
-        at most ``_SKETCH_IDLE_MS`` ago.  Only hot products with events count, so screened ticks
-        (quiet products not read) keep the same set.  ``O(sketched + hot)`` per tick.
-        """
-        old, old_ms, old_ev = self.book.sketched, self.book.sketched_ms, self.book.sketched_ev
-        if old_ms.shape != old.shape:  # restored from a checkpoint without the times: hot as of now
-            old_ms, old_ev = np.full(old.size, now_ms, np.int64), np.full(old.size, np.inf)
-        # old ones hot within _SKETCH_IDLE_MS and not hot now, then the hot ones; at most cap (most
-        # evidence first, stable), sorted by slot: one compiled pass (kernels/columns.py keep_hot)
-        slots, self.book.sketched_ms, self.book.sketched_ev = keep_hot(
-            old, old_ms, old_ev, hot, evidence, now_ms=now_ms, idle_ms=_SKETCH_IDLE_MS, cap=cap
-        )
-        return slots
 
     def _trace(
         self,
@@ -1993,10 +1333,7 @@ class Engine:
         cold = cold[self.counters.last_ts_ms[cold] == _NEVER]  # no event since it was cleared
         self.catalog.release(cold)  # names, sellers and categories
         self.user_signals.forget_products(cold)
-        self.audiences.forget(cold)
-        gone = self.book.release(cold)
-        if gone.size:  # a released slot's sample must not carry over to the next product in it
-            self.sketches.unwatch(gone)
+        self.audience_guard.release(cold)
 
     # ------------------------------------------------------------------ checkpoints
     def _parts(self) -> tuple[tuple[str, str, Stateful | None], ...]:
@@ -2253,19 +1590,9 @@ def _unique(parts: list[NDArray[np.int64]]) -> NDArray[np.int64]:
     return unique_counts(parts)[0]
 
 
-def _pow2(n: int) -> int:
-    """The power of two at or above ``n`` (``trust.activity_cells``)."""
-    return 1 << max(int(n) - 1, 0).bit_length()
-
-
 def _user_idle_ms(cfg: Config) -> int:
     """Inactivity after which a user is released: both trust windows have passed (caps and freshness)."""
     return round(max(cfg.trust.cap_window_s, cfg.trust.fresh_window_s) * 1000)
-
-
-def _funnel_half_lives(cfg: Config) -> tuple[int, int]:
-    """Half-lives (ms) of the catalogue's blind-cart share: the caps window, and the baseline's."""
-    return (round(cfg.trust.cap_window_s * 1000), round(cfg.score.baseline_half_life_s * 1000))
 
 
 #: The per-product accumulators of both counters: float32 (4 bytes a cell, 120 of the 240 per product
@@ -2303,26 +1630,3 @@ _ENCODE = msgspec.json.Encoder()
 def _reencode(batch: EventBatch, i: int) -> bytes:
     """The event at ``i`` as received (re-encoded as contract JSON only if the source kept no bytes)."""
     return batch.record_bytes(i)
-
-
-def fresh_shortfall_evidence(
-    fresh_share: NDArray[np.float64],
-    bar: float,
-    events_per_user: NDArray[np.float64],
-    users: NDArray[np.float64],
-) -> NDArray[np.float64]:
-    """How far below ``bar`` a product's fresh share is, in powers of ten against chance, float64[m].
-
-    Its events (decayed, trend window: ``events_per_user`` x ``unique_users``, as the reader divides
-    them) hold ``f`` from fresh accounts where a share of ``bar`` would give ``lam``; the chance of so
-    few fresh events or fewer is at most ``exp(-(lam - f + f ln(f / lam)))`` (the Poisson lower
-    tail's Chernoff bound), its minus log10 is returned (0 where the share reaches the bar).  A young
-    product's dozen events without a fresh account tell little against a catalogue share of a few
-    percent; a ring's hundred events without one tell a lot.
-    """
-    raw = events_per_user * np.maximum(users, 1.0)
-    lam = bar * raw
-    f = np.minimum(fresh_share * raw, lam)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl = lam - f + np.where(f > 0.0, f * np.log(np.where(f > 0.0, f, 1.0) / np.maximum(lam, 1e-300)), 0.0)
-    return np.asarray(np.maximum(kl, 0.0) / math.log(10.0), np.float64)

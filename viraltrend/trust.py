@@ -707,7 +707,7 @@ def _empty(dtype: type[np.generic]) -> Any:
 class GuardBook:
     """The trust guard's bookkeeping per product slot, carried from tick to tick.
 
-    The engine's guard steps keep it (``Engine._hold``, ``_track_audiences``, the board's guard
+    The engine's guard steps keep it (``AudienceGuard``: its holds, ``track``, the board's guard
     call); it holds what they found, so a restored engine goes on holding and refusing exactly as
     one never stopped.  Released slots are forgotten (:meth:`release`).
     """
@@ -720,7 +720,7 @@ class GuardBook:
     ready_ms: dict[int, int] = field(default_factory=dict)  # slot -> last tick the rule found it ready
     vouch_ms: dict[int, tuple[int, int]] = field(default_factory=dict)  # slot -> (first, last) vouch tick
     catalogue_phi: tuple[float, int] = (math.nan, _NEVER)  # the last judged catalogue activity spread, when
-    catalogue_checked_ms: int = _NEVER  # when it was last looked at (every _CATALOGUE_EVERY_MS, engine)
+    catalogue_checked_ms: int = _NEVER  # when it was last looked at (every _CATALOGUE_EVERY_MS)
     sketched: NDArray[np.int64] = _empty(np.int64)  # products whose user sets are sketched (hot ones), sorted
     sketched_ms: NDArray[np.int64] = _empty(np.int64)  # per sketched product: last tick hot with events
     sketched_ev: NDArray[np.float64] = _empty(np.float64)  # ...and its change evidence then
