@@ -417,7 +417,7 @@ def test_catalogue_figures_are_the_smaller_of_the_trend_and_baseline_windows():
     engine = Engine(load_config(None, environ={}))
     counters = engine.trust_counters
     counters.global_acc[:] = np.array([[100.0, 100.0], [10.0, 20.0], [400.0, 150.0]])  # pairs, fresh, raw
-    engine._catalogue_trust(0)
+    engine.audience_guard.catalogue_trust(counters.read_global(0))
     g = counters.read_global(0)
     assert engine.guard.catalogue_events_per_user == pytest.approx(min(g[2] / g[0]))
     assert engine.guard.catalogue_fresh_share == pytest.approx(min(g[1] / g[2]))
