@@ -7,8 +7,10 @@ Per batch (DESIGN.md, "The way data flows"):
    become rejects; the ticks the watermark crosses split the batch into segments;
 3. per segment: intern ids to slots and add the events to the decayed counters (numba);
 4. at each tick: read features of the candidates (products that got events since the last
-   tick, plus the board's members and pending products), score them, run the board policy,
-   emit decision messages, a board snapshot when due, and evict cold products when due.
+   tick, plus the board's members and pending products), score them, let the trust guard's
+   audience steps judge them (:class:`~viraltrend.audience_guard.AudienceGuard`: audience
+   samples and memory, refusals and holds), run the board policy (the guard checks each
+   candidate), emit decision messages, a board snapshot when due, and evict cold products when due.
 
 Decisions depend only on the sequence of events, never on how it was cut into batches:
 ticks are multiples of ``decay.tick_s`` of event time, and evaluation at tick ``T`` sees
