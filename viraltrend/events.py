@@ -15,7 +15,7 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from viraltrend.kernels.ndjson import span_hashes
+from viraltrend.kernels.ndjson import EVENT_TYPES, span_hashes
 
 __all__ = [
     "EVENT_TYPES",
@@ -28,8 +28,6 @@ __all__ = [
     "Reject",
 ]
 
-#: Event types in code order; ``type_code`` columns index into this tuple.
-EVENT_TYPES: Final = ("view", "like", "comment", "share", "add_to_cart", "purchase")
 EVENT_TYPE_CODE: Final = {name: code for code, name in enumerate(EVENT_TYPES)}
 
 _ENCODE: Final = msgspec.json.Encoder()

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
 from viraltrend.kernels._jit import no_refcounts
+from viraltrend.kernels.ndjson import EVENT_TYPES
 from viraltrend.kernels.users import UserSketches, _mix64
 
 __all__ = [
@@ -52,7 +53,7 @@ _COUNT_MAX: Final = 65535  # uint16 activity counts saturate here
 VIEWED: Final = 1
 BOUGHT: Final = 2
 BLIND: Final = 4
-_VIEW_CODE: Final = 0  # viraltrend.events.EVENT_TYPES: view, like, comment, share, add_to_cart, purchase
+_VIEW_CODE: Final = EVENT_TYPES.index("view")
 _CART_CODE: Final = 4
 
 

@@ -61,7 +61,9 @@ _SPAN_ROW: Final = np.array([-1, -1, 0, 1, 2, 3, 4, -1, -1, -1, -1], np.int64)
 _MAX_LEN: Final = np.array([0, 0, 128, 128, 128, 128, 64, 0, 0, 128, 128], np.int64)
 #: key index -> 1 when the value may not begin "__" (the id fields)
 _NO_RESERVED: Final = np.array([0, 0, 1, 1, 1, 1, 0, 0, 0, 1, 1], np.int64)
-_TYPES: Final = ("view", "like", "comment", "share", "add_to_cart", "purchase")
+#: Event types in code order: a ``type_code`` column indexes into this tuple (``viraltrend.events``
+#: re-exports it; the kernels read it from here, so nothing below ``events`` imports it).
+EVENT_TYPES: Final = ("view", "like", "comment", "share", "add_to_cart", "purchase")
 _U8: TypeAlias = NDArray[np.uint8]
 _I64: TypeAlias = NDArray[np.int64]
 
@@ -73,7 +75,7 @@ def _packed(words: tuple[str, ...]) -> tuple[_U8, _I64]:
 
 
 _KEY_BYTES, _KEY_OFF = _packed(_KEYS)
-_TYPE_BYTES, _TYPE_OFF = _packed(_TYPES)
+_TYPE_BYTES, _TYPE_OFF = _packed(EVENT_TYPES)
 _POW10: Final = np.array([10.0**k for k in range(23)], np.float64)  # exact doubles
 
 

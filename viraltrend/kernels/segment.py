@@ -21,7 +21,6 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from viraltrend.events import EVENT_TYPES
 from viraltrend.kernels._checks import check_range
 from viraltrend.kernels._jit import no_refcounts
 from viraltrend.kernels.audience import (
@@ -51,6 +50,7 @@ from viraltrend.kernels.decay import (
     _scaled_by,
     live_rows,
 )
+from viraltrend.kernels.ndjson import EVENT_TYPES
 from viraltrend.kernels.prefilter import (
     Screen,
     TickBaseline,
