@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import read_events, run_engine
 from tests.test_engine import batch_of
@@ -528,6 +530,31 @@ def test_user_sweeps_run_inside_the_compiled_tick_loop(monkeypatch, cuts):
     # Python runs only those due where the loop stopped for Python anyway (a tick that scores or
     # ages audiences, a batch's first sweep when the loop had not started)
     assert in_python["sweep"] * 4 < n["sweep"]
+
+
+@settings(max_examples=6, deadline=None)
+@given(cuts=st.lists(st.integers(1, 11_499), max_size=5))
+def test_the_loops_compaction_skips_decide_as_counting_at_every_sweep(cuts):
+    """perf25b: the compiled loop's compaction, which skips its count while the last count's live
+    entries plus those inserted since still need the table, against Python ticks whose compaction
+    counts at every sweep (no memory of a count): the same messages, stats and checkpoint."""
+    from viraltrend.kernels.users import UserSignals
+
+    events = batch_of(_days_with_a_busy_hour())
+    fast, fast_msgs = run_engine(events, cuts)
+    compact, fast_ticks = UserSignals.compact, Engine._fast_ticks_on
+
+    def counting(self):
+        self._live_at_scan = None
+        return compact(self)
+
+    try:
+        UserSignals.compact = counting  # type: ignore[method-assign]
+        Engine._fast_ticks_on = lambda self: False  # type: ignore[method-assign]
+        slow, slow_msgs = run_engine(events, cuts)
+    finally:
+        UserSignals.compact, Engine._fast_ticks_on = compact, fast_ticks  # type: ignore[method-assign]
+    assert fast_msgs == slow_msgs and fast.stats == slow.stats and _same_state(fast, slow)
 
 
 @pytest.mark.parametrize("cuts", [[], [333, 334, 2_000, 8_100]])

@@ -87,7 +87,7 @@ def test_compact_step_is_compact(seed, pieces, gaps_min):
     a, b = (UserSignals(cap_window_ms=10 * 60_000, fresh_window_ms=60_000, capacity_users=300,
                         table_capacity=16) for _ in range(2))  # fmt: skip
     t = 1_700_000_000_000
-    scan = (False, 0, 1, np.zeros(64, np.int64))
+    scan = (False, 0, 1, np.zeros(64, np.int64), 0, 0)
     for i, n in enumerate(pieces):
         t += gaps_min[i] * 60_000
         ts = np.sort(t + rng.integers(0, 20 * 60_000, n)).astype(np.int64)
@@ -100,13 +100,14 @@ def test_compact_step_is_compact(seed, pieces, gaps_min):
         rows, used, did, counted, lo, step, hist = _compact_step(
             b.rows, np.int64(b.n_entries), np.int64(b._max_ts_ms), np.int64(b.min_table_capacity),
             np.int64(b.allowed_lateness_ms), np.int64(b.cap_window_ms), scan[0], np.int64(scan[1]),
-            np.int64(scan[2]), scan[3],
+            np.int64(scan[2]), scan[3], np.int64(scan[4]), np.int64(scan[5]),
         )  # fmt: skip
         b.rows, b._used = rows, int(used)
         if counted:
-            scan = (True, int(lo), int(step), hist)
+            scan = (True, int(lo), int(step), hist, int(used), b._max_ts_ms)
         assert bool(did) == rebuilt and np.array_equal(a.rows, b.rows) and a.n_entries == b.n_entries
         mem = a._live_at_scan
         assert (mem is None) == (not scan[0])
         if mem is not None:
-            assert (mem[0], mem[1], mem[2].tolist()) == (scan[1], scan[2], scan[3].tolist())
+            lo, step, hist, used0, max0 = mem
+            assert (lo, step, hist.tolist(), used0, max0) == (scan[1], scan[2], scan[3].tolist(), *scan[4:])

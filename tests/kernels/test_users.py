@@ -668,9 +668,55 @@ def test_compact_without_a_scan_decides_as_the_exact_count(seed, pieces, gaps_mi
         np.testing.assert_array_equal(fast.rows, exact.rows)
         assert fast.n_entries == exact.n_entries
         if exact._live_at_scan is not None:
-            lo, step, hist = exact._live_at_scan
+            lo, step, hist, _, _ = exact._live_at_scan
             assert hist.tolist() == _live_histogram_py(exact.rows, lo, step, hist.shape[0])
             assert int(hist.sum()) == int(_count_live(exact.rows, lo))
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    pieces=st.lists(st.integers(0, 200), min_size=1, max_size=16),
+    gaps_s=st.lists(st.integers(0, 15 * 60), min_size=16, max_size=16),
+    late_share=st.sampled_from([0.0, 0.1, 0.5]),
+    forget=st.lists(st.booleans(), min_size=16, max_size=16),
+)
+def test_compact_bound_with_the_inserts_since_the_count_never_exceeds_the_live_entries(
+    seed, pieces, gaps_s, late_share, forget
+):
+    # perf25b: compact()'s lower bound -- the last count's entries still live plus the entries
+    # inserted since it, while at most cap_window of event time has passed -- is never above the live
+    # entries a count finds now, before any call (small tables: rebuilds and expired rows taken between
+    # counts; gaps around cap_window; late events); and the skipping and the always-counting twins give
+    # the same answers, tables and outputs
+    rng = np.random.default_rng(seed)
+    fast, exact = (make_signals(n_users=300, table_capacity=16) for _ in range(2))
+    t = BASE_TS_MS
+    used_part = 0
+    for i, n in enumerate(pieces):
+        t += gaps_s[i] * 1000
+        ts = t + rng.integers(0, 3 * MIN_MS, n)
+        late = rng.random(n) < late_share
+        ts[late] -= rng.integers(0, 3 * LATE_MS, int(late.sum()))  # some beyond the allowed lateness
+        hot = rng.integers(1, 400)
+        cols = (rng.integers(0, hot, n).astype(np.int64), rng.integers(0, 300, n).astype(np.int64),
+                rng.integers(0, 3, n).astype(np.int8), ts.astype(np.int64))  # fmt: skip
+        assert_outputs_equal(fast.process(*cols), exact.process(*cols))
+        t = max(t, int(ts.max())) if n else t
+        if forget[i] and n:
+            for s in (fast, exact):
+                s.forget_users(np.array([int(cols[1][0])], np.int64))
+        if fast._live_at_scan is not None and fast.max_ts_ms is not None:
+            lo, step, hist, used0, max0 = fast._live_at_scan
+            cutoff = max(fast._max_ts_ms - LATE_MS - CAP_MS, U._UNSET)
+            since = U._inserted_since(fast.n_entries, fast._max_ts_ms, used0, max0, CAP_MS)
+            bound = U._still_live(hist, lo, step, cutoff) + since
+            assert bound <= int(_count_live(fast.rows, cutoff))
+            used_part += since > 0
+        exact._live_at_scan = None
+        assert fast.compact() == exact.compact()
+        np.testing.assert_array_equal(fast.rows, exact.rows)
+        assert fast.n_entries == exact.n_entries
 
 
 def test_compact_skips_the_count_while_the_table_is_full_of_live_entries():

@@ -809,7 +809,8 @@ def _run_ticks(
     is recorded in ``snaps``.  It stops (see ``DONE`` ... ``AFTER``) where Python must act: a
     segment the fused step refuses, a user sweep not planned (``sw_*``: the planned ones run here,
     their user-signal steps; ``sweep_out`` [planned sweeps run, next sweep time, then the caps
-    table's last count: has one, its low time, its step, counted again] in and out, ``scan_hist``
+    table's last count: has one, its low time, its step, counted again, its entry count, its
+    latest time] in and out, ``scan_hist``
     its counts), a label, an eviction not run here or the product cap due, a screened-in product
     or audiences to age (a tick with events at ``quiet_from`` or later).  Returns ``(kind, k, seg, rows,
     used, max_ts_ms, n_live, applied, n_snaps, last_snapshot, touched, new_users, norm_base, floor,
@@ -888,10 +889,11 @@ def _run_ticks(
                 first_seen_ms[sw_rel[j]] = never
             rows, used, _, counted, lo, step, hist = _compact_step(
                 rows, used, max_ts_ms, min_capacity, lateness_ms, cap_window_ms, sweep_out[2] != 0,
-                sweep_out[3], sweep_out[4], scan_hist,
+                sweep_out[3], sweep_out[4], scan_hist, sweep_out[6], sweep_out[7],
             )  # fmt: skip
             if counted:
                 sweep_out[2], sweep_out[3], sweep_out[4], sweep_out[5] = 1, lo, step, 1
+                sweep_out[6], sweep_out[7] = used, max_ts_ms
                 scan_hist[:] = hist
             for j in range(sw_ret_off[p], sw_ret_off[p + 1]):
                 first_seen_ms[sw_ret[j]] = veteran_ms
@@ -1321,10 +1323,11 @@ def run_ticks(
     if plan is not _NO_SWEEPS and not _plan_fits(plan, sweep_pos, signals.capacity_users):
         plan = _NO_SWEEPS
     scan = signals._live_at_scan  # noqa: SLF001
-    sweep_out = np.zeros(6, np.int64)
+    sweep_out = np.zeros(8, np.int64)
     sweep_out[0], sweep_out[1] = sweep_pos, _NEVER if next_sweep_ms is None else int(next_sweep_ms)
     if scan is not None:
         sweep_out[2], sweep_out[3], sweep_out[4] = 1, scan[0], scan[1]
+        sweep_out[6], sweep_out[7] = scan[3], scan[4]
     scan_hist = scan[2].copy() if scan is not None else np.zeros(_SCAN_BUCKETS, np.int64)
     n_slots = min(counters.capacity, trust.capacity, _MAX_PRODUCT)
     snaps = np.empty(k_end - k0, np.int64)
@@ -1379,7 +1382,8 @@ def run_ticks(
     signals.rows, signals._used, signals._max_ts_ms = rows, int(used), int(max_ts)  # noqa: SLF001
     counters._landmark_ms, trust._landmark_ms = int(landmark), int(t_landmark)  # noqa: SLF001
     if sweep_out[5]:  # the sweeps' compaction counted the live entries again: compact()'s memory of it
-        signals._live_at_scan = (int(sweep_out[3]), int(sweep_out[4]), scan_hist)  # noqa: SLF001
+        scan_at = (int(sweep_out[3]), int(sweep_out[4]), scan_hist, int(sweep_out[6]), int(sweep_out[7]))
+        signals._live_at_scan = scan_at  # noqa: SLF001
     prelude = None
     if kind == AFTER:
         if not ok:  # a slot out of range: Screen.tick's check raises

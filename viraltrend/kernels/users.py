@@ -365,25 +365,39 @@ def _rebuild_capacity(live: int, min_capacity: int) -> int:
     return need
 
 
+def _inserted_since(used: int, max_ts_ms: int, scan_used: int, scan_max_ms: int, cap_window_ms: int) -> int:
+    """Live entries, at least, among those that entered the table since a count (``used``, ``max_ts`` then).
+
+    While the latest time has moved at most ``cap_window_ms`` since the count, every entry
+    inserted since is live and the table holds at least ``used - scan_used`` of them
+    (:meth:`UserSignals.compact`'s docstring); afterwards nothing is known (0).
+    """
+    return max(used - scan_used, 0) if max_ts_ms - scan_max_ms <= cap_window_ms else 0
+
+
 @njit(cache=True)
 def _compact_step(
     rows: NDArray[np.int64], used: _Int, max_ts_ms: _Int, min_capacity: _Int, lateness_ms: _Int,
     cap_window_ms: _Int, has_scan: bool, scan_lo: _Int, scan_step: _Int, scan_hist: NDArray[np.int64],
+    scan_used: _Int, scan_max_ms: _Int,
 ) -> tuple[NDArray[np.int64], _Int, bool, bool, _Int, _Int, NDArray[np.int64]]:  # fmt: skip
     """:meth:`UserSignals.compact`'s steps in one compiled call (the tick loop's user sweeps run it).
 
-    ``has_scan``, ``scan_lo``, ``scan_step``, ``scan_hist``: its last count (``_live_at_scan``).
-    Returns ``(rows, used, rebuilt, counted, lo, step, hist)``: ``counted`` True when it counted
-    again (``(lo, step, hist)`` the new ``_live_at_scan``, ``hist`` a new array).
+    ``has_scan``, ``scan_lo``, ``scan_step``, ``scan_hist``, ``scan_used``, ``scan_max_ms``: its
+    last count (``_live_at_scan``).  Returns ``(rows, used, rebuilt, counted, lo, step, hist)``:
+    ``counted`` True when it counted again (``(lo, step, hist, used, max_ts_ms)`` the new
+    ``_live_at_scan``, ``hist`` a new array, ``used`` the returned one).
     """
     if max_ts_ms == _UNSET or rows.shape[0] <= min_capacity:
         return rows, used, False, False, scan_lo, scan_step, scan_hist
     cutoff = max(max_ts_ms - lateness_ms - cap_window_ms, _UNSET)
-    if has_scan:  # _still_live's bound, then _rebuild_capacity's
+    if has_scan:  # _still_live's bound plus _inserted_since's, then _rebuild_capacity's
         first = max(-((scan_lo - cutoff) // scan_step), 0)
         bound = 0
         for b in range(first, scan_hist.shape[0]):
             bound += scan_hist[b]
+        if max_ts_ms - scan_max_ms <= cap_window_ms and used > scan_used:
+            bound += used - scan_used
         need = min_capacity
         while 3 * need < 8 * bound:
             need *= 2
@@ -503,8 +517,9 @@ class UserSignals:
         self.rows: NDArray[np.int64] = np.full((self.min_table_capacity, 2), _EMPTY, np.int64)
         self._used = 0
         self._max_ts_ms = _UNSET
-        # compact()'s last count of the live entries by stored time (lo_ms, step_ms, counts): see there
-        self._live_at_scan: tuple[int, int, NDArray[np.int64]] | None = None
+        # compact()'s last count of the live entries by stored time (lo_ms, step_ms, counts) and the
+        # entry count and latest time at it (after its rebuild, if any): see there
+        self._live_at_scan: tuple[int, int, NDArray[np.int64], int, int] | None = None
 
     @property
     def capacity_users(self) -> int:
@@ -633,33 +648,48 @@ class UserSignals:
         quiet stream may never make.  The engine calls it at its user sweeps.  Returns True if the
         table was rebuilt.
 
-        Most calls cost O(1): a stored time only increases and an entry leaves the table only once
-        expired (or by :meth:`forget_users` / :meth:`forget_products`, which forget this), so the
-        entries a count found live at stored times ``>= cutoff`` now are still live: when they
-        alone need a table more than a quarter of this one, no rebuild is due and nothing is
-        scanned.  Otherwise one O(table) pass counts the live entries exactly (and by stored time,
-        for the next calls).  The answer is always the exact count's.
+        Most calls cost O(1): one O(table) pass counts the live entries exactly, by stored time,
+        and remembers that count with the entry count ``used0`` and latest time ``M0`` at it (just
+        after its rebuild, if it rebuilt).  A later call first takes a lower bound ``A + B`` of the
+        live entries; when they alone need a table more than a quarter of this one, no rebuild is
+        due and nothing is scanned.  Otherwise it counts again.  The answer is always the exact
+        count's, because ``A + B`` is never above it:
+
+        * ``A``: the entries counted then at stored times ``>= cutoff`` now (whole buckets).  They
+          are still live and still in the table: a stored time only increases, and an entry
+          leaves the table only expired (a rebuild's drop, or an expired row taken by a new key)
+          or by :meth:`forget_users` / :meth:`forget_products`, which forget the count.
+        * ``B = max(used - used0, 0)`` while ``M - M0 <= W``, else 0 (perf25b).  Let ``N`` be the
+          entries inserted since the count (a probe that did not find them).  Each stored its
+          effective time ``e >= M_then - L >= M0 - L >= M - L - W`` and a stored time only
+          increases: all of ``N`` is live now and still in the table, and none of ``A`` is in
+          ``N`` (found all along).  ``used`` is the number of entries in the table, and each of
+          them was in the table at the count (``used0`` of them) or is in ``N``, whatever
+          rebuilds came between: ``used <= used0 + |N|``, so ``A + B <= |A| + |N| <= live``.
+          (New keys that took an expired row are in ``N`` but did not raise ``used``: the bound
+          misses them, it never counts one twice.)
         """
         if self._max_ts_ms == _UNSET or self.rows.shape[0] <= self.min_table_capacity:
             return False
         cutoff = np.int64(max(self._max_ts_ms - self.allowed_lateness_ms - self.cap_window_ms, _UNSET))
         if self._live_at_scan is not None:
-            lo_ms, step_ms, hist = self._live_at_scan
+            lo_ms, step_ms, hist, used0, max0 = self._live_at_scan
             bound = _still_live(hist, lo_ms, step_ms, int(cutoff))  # live now, at least
+            bound += _inserted_since(self._used, self._max_ts_ms, used0, max0, self.cap_window_ms)
             if 4 * _rebuild_capacity(bound, self.min_table_capacity) > self.rows.shape[0]:
                 return False
         step = max(-(-(self._max_ts_ms - int(cutoff) + 1) // _SCAN_BUCKETS), 1)  # stored times <= max_ts
         hist = _live_histogram(self.rows, cutoff, np.int64(step), np.int64(_SCAN_BUCKETS))
-        self._live_at_scan = (int(cutoff), step, hist)
         live = int(hist.sum())
-        if 4 * _rebuild_capacity(live, self.min_table_capacity) > self.rows.shape[0]:
-            return False
-        no_drop = np.empty(0, np.int64)
-        self.rows, used = _rebuild(
-            self.rows, cutoff, np.int64(self.min_table_capacity), np.int64(0), no_drop, no_drop
-        )
-        self._used = int(used)
-        return True
+        rebuilt = 4 * _rebuild_capacity(live, self.min_table_capacity) <= int(self.rows.shape[0])
+        if rebuilt:
+            no_drop = np.empty(0, np.int64)
+            self.rows, used = _rebuild(
+                self.rows, cutoff, np.int64(self.min_table_capacity), np.int64(0), no_drop, no_drop
+            )
+            self._used = int(used)
+        self._live_at_scan = (int(cutoff), step, hist, self._used, self._max_ts_ms)
+        return rebuilt
 
     def to_arrays(self, *, copy: bool = True) -> dict[str, NDArray[np.generic]]:
         """Return the state as plain numpy arrays for a checkpoint (copies; copy=False: views of big ones).
