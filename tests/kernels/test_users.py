@@ -735,6 +735,24 @@ def test_compact_skips_the_count_while_the_table_is_full_of_live_entries():
     assert 1 <= scans <= 20  # the old compact counted at all 60 calls
 
 
+def test_compact_counts_the_inserts_since_its_last_count_towards_its_bound():
+    # perf25b: a busy hour then a quiet one, a compaction a minute; the entries inserted since the
+    # last count keep the bound up while the counted ones age out: 16 counts (the bound without
+    # them: 26), the same one rebuild
+    rng = np.random.default_rng(7)
+    s = make_signals(n_users=2000, table_capacity=16)
+    scans = rebuilt = 0
+    for minute in range(120):
+        n = 200 if minute < 60 else 20
+        ts = np.sort(BASE_TS_MS + minute * MIN_MS + rng.integers(0, MIN_MS, n)).astype(np.int64)
+        s.process(rng.integers(0, 300, n).astype(np.int64), rng.integers(0, 2000, n).astype(np.int64),
+                  rng.integers(0, 3, n).astype(np.int8), ts)  # fmt: skip
+        before = s._live_at_scan
+        rebuilt += s.compact()
+        scans += s._live_at_scan is not before
+    assert rebuilt == 1 and scans <= 18
+
+
 # perf25: users._process before its split into a no-reference-count run and a shell, kept as the
 # reference the split must equal (the same loop, the table rebuilt in place where an insert needs it)
 @njit(cache=False)
