@@ -375,7 +375,7 @@ def keep_hot(
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
     """The sketched set after a tick: ``old`` ones hot within ``idle_ms`` and not in ``hot``, plus ``hot``.
 
-    Exactly the numpy expression of ``Engine._keep_sketched`` (``old`` and ``hot`` ascending int64):
+    Exactly the numpy expression of ``AudienceGuard.keep_sketched`` (``old`` and ``hot`` ascending int64):
     at most ``cap``, most evidence first (stable: earlier rows win ties), returned sorted by slot
     with each one's last hot time and evidence.
     """

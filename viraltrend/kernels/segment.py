@@ -581,12 +581,12 @@ def _audience_step(
     nonempty: NDArray[np.bool_], m_slot: NDArray[np.int64], m_seller: NDArray[np.int64],
     m_seen: NDArray[np.int64], m_sig: NDArray[np.uint64], seller_of: NDArray[np.int32],
 ) -> tuple[int, NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], int]:  # fmt: skip
-    """The engine's ``_sketch_only`` (``kept`` screened in, none may score) or ``_quiet_audiences`` (none).
+    """The engine's ``_sketch_only`` (``kept`` screened in, none may score) or ``AudienceGuard.quiet`` (none).
 
     ``(code, sketched, their last hot times, their evidence, memory rows taken)``.  Code 0: done
     (or nothing to do: what ``_quiet_from_ms`` skips), the sketched set and the audience samples and
     memory (``row_of`` ... ``sig``, ``m_*``: ``AudienceMemory``'s arrays) updated in place exactly as
-    ``Engine._track_audiences`` with nothing ready; 2: the same, and its last step, the catalogue's
+    ``AudienceGuard.track`` with nothing ready; 2: the same, and its last step, the catalogue's
     reference (due from ``cat_due`` while anything is sketched), is Python's; 1: nothing changed,
     Python must take the tick (a dict of the guard due to age at ``py_due``, a sample table that
     must grow, a baseline the detector refuses).  The
@@ -595,7 +595,7 @@ def _audience_step(
     """
     n = kept.shape[0]
     n_sk = sk.shape[0]
-    if n == 0:  # the engine's _quiet_audiences: called while products are sketched or refusals kept
+    if n == 0:  # AudienceGuard.quiet: called while products are sketched or refusals kept
         if n_sk == 0 and not has_ref:
             return 0, sk, sk_ms, sk_ev, 0
         if now >= py_due:
@@ -972,7 +972,7 @@ def _run_ticks(
         elif aud_on and n_kept == 0 and now < q_due:
             swept = True  # a quiet tick whose audience step would change nothing
             tail = TAIL
-        elif aud_on:  # the engine's _sketch_only or _quiet_audiences, here unless Python must act
+        elif aud_on:  # the engine's _sketch_only or AudienceGuard.quiet, here unless Python must act
             code, sk2, ms2, ev2, taken = _audience_step(
                 sc_kept[:n_kept].copy(), t_acc, t_lam[1], t_dt_s, norm_base, floor, cycle, stat, last_tick,
                 rho_m1, now // cusum_tick_ms, tick_s, h, hot_evidence, sk, sk_ms, sk_ev, now, sk_idle_ms,
@@ -1089,13 +1089,13 @@ class EvictSweep(NamedTuple):
 class AudienceStep(NamedTuple):
     """The engine's audience state for :func:`run_ticks` to sketch at ticks that only sketch.
 
-    ``Engine._track_audiences`` with nothing ready: ``sketched`` (sorted slots), their last hot
-    times and evidence (``_sketched_ms``/``_sketched_ev``), ``idle_ms``/``cap`` (``_SKETCH_IDLE_MS``,
+    ``AudienceGuard.track`` with nothing ready: ``sketched`` (sorted slots), their last hot
+    times and evidence (``GuardBook.sketched_ms``/``sketched_ev``), ``idle_ms``/``cap`` (``_SKETCH_IDLE_MS``,
     ``trust.max_sketched``), ``evidence`` (``_SKETCH_EVIDENCE``), the audience memory's arrays
     (``AudienceMemory.slot``/``seller``/``seen_ms``/``sig``) and the products' sellers; the loop
     stops for Python from ``py_due`` (a refusal, hold or vouch of the guard to age: ``_NEVER`` at
     once) and, while anything is or becomes sketched, from ``catalogue_due`` (the catalogue's
-    reference); ``refusals``: ring refusals are kept (``_quiet_audiences`` is called for them).
+    reference); ``refusals``: ring refusals are kept (``AudienceGuard.quiet`` is called for them).
     """
 
     sketched: NDArray[np.int64]
@@ -1299,7 +1299,7 @@ def run_ticks(
     so do eviction sweeps when ``evict`` is given (else the loop stops for Python at them).
     ``trust_live``: as :meth:`DecayedCounters.rebase`'s ``live`` for the trust counters' moves.
     ``quiet_from_ms``: the first tick at which a tick with events, all screened out, stops for
-    Python to age the audiences (the engine's ``_quiet_audiences``; None: never).
+    Python to age the audiences (``AudienceGuard.quiet``; None: never).
     ``user_hash``: each accepted event's user id hash (uint64, as ``slots``).  ``sweeps``: the
     user sweeps planned for this batch's ticks (:class:`SweepPlan`, from entry ``sweep_pos`` on):
     the loop runs their steps on the user signals at their ticks; without one (or past it) it
