@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Collection
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -538,6 +539,12 @@ class AudienceGuard:
             if slot not in self.guard.held and vouched[j] and looked >= t.vouch_confirm_evidence:
                 self._hold_vouch(now_ms, slot, int(a.sampled[j]))
 
+    def _with(
+        self, kind: str, partner: NDArray[np.int64], numbers: Callable[[int], str]
+    ) -> Callable[[int], str]:
+        """Candidate ``j``'s reason ``<kind>_<partner j's id>_<numbers(j)>``: an overlap's refusal or hold."""
+        return lambda j: f"{kind}_{self._name(int(partner[j]))}_{numbers(j)}"
+
     def _lockstep(self, a: _Audiences) -> Verdict:
         """*Lockstep* (README, "audience memory"): its users largely in a remembered audience.
 
@@ -545,11 +552,8 @@ class AudienceGuard:
         and ``trust.lockstep_evidence`` powers of ten against it (:meth:`AudienceMemory.best_match`).
         """
         m = a.match
-
-        def reason(j: int) -> str:
-            return f"lockstep_with_{self._name(int(m.other[j]))}_{match_numbers(m, j)}"
-
         hit = m.sim >= self.cfg.trust.lockstep_similarity
+        reason = self._with("lockstep_with", m.other, partial(match_numbers, m))
         return Verdict(hit, reason, m.sim, m.other, m.shared / np.maximum(m.sampled, 1))
 
     def _seller_ring(self, a: _Audiences) -> tuple[Verdict, Verdict]:
@@ -560,13 +564,9 @@ class AudienceGuard:
         chance at ``trust.hold_seller_lift`` times chance or more, short of it.
         """
         t, m = self.cfg.trust, a.match
-
-        def reason(j: int) -> str:
-            return f"seller_ring_with_{self._name(int(m.other_same[j]))}_{match_numbers(m, j, same=True)}"
-
-        def looking(j: int) -> str:
-            return f"seller_ring_looking_{self._name(int(m.other_same[j]))}_{match_numbers(m, j, same=True)}"
-
+        numbers = partial(match_numbers, m, same=True)
+        reason = self._with("seller_ring_with", m.other_same, numbers)
+        looking = self._with("seller_ring_looking", m.other_same, numbers)
         hit = (m.other_same >= 0) & (m.sim_same >= t.seller_overlap_similarity)
         evidence = chance_evidence(m.shared_same, m.sampled_same, m.chance_same)
         evidence[m.shared_same < t.hold_seller_lift * m.sampled_same * m.chance_same] = 0.0
@@ -586,13 +586,9 @@ class AudienceGuard:
         times that lift, short of a refusal.
         """
         t, m = self.cfg.trust, a.match
-
-        def reason(j: int) -> str:
-            return f"co_audience_with_{self._name(int(m.co_other[j]))}_{co_numbers(m, j)}"
-
-        def looking(j: int) -> str:
-            return f"co_audience_looking_{self._name(int(m.co_other[j]))}_{co_numbers(m, j)}"
-
+        numbers = partial(co_numbers, m)
+        reason = self._with("co_audience_with", m.co_other, numbers)
+        looking = self._with("co_audience_looking", m.co_other, numbers)
         hit = m.co_evidence >= t.co_audience_evidence
         lift = _HOLD_LIFT * t.co_audience_lift  # a concentrated overlap: organic ones are 5-8x chance
         held = (
@@ -607,14 +603,9 @@ class AudienceGuard:
         Refused from ``trust.co_audience_light_evidence`` powers of ten (0: off), held
         (``co_audience_light_looking``) from ``trust.hold_light_evidence`` (0: off).
         """
-        t, m, light = self.cfg.trust, a.match, a.light
-
-        def reason(j: int) -> str:
-            return f"co_audience_light_with_{self._name(int(light.other[j]))}_{light_numbers(m, j)}"
-
-        def looking(j: int) -> str:
-            return f"co_audience_light_looking_{self._name(int(light.other[j]))}_{light_numbers(m, j)}"
-
+        t, light, numbers = self.cfg.trust, a.light, partial(light_numbers, a.match)
+        reason = self._with("co_audience_light_with", light.other, numbers)
+        looking = self._with("co_audience_light_looking", light.other, numbers)
         hit = (light.evidence >= t.co_audience_light_evidence) & (t.co_audience_light_evidence > 0)
         held = (light.evidence >= t.hold_light_evidence) & (t.hold_light_evidence > 0)
         shared = light.shared / np.maximum(light.sampled, 1)
@@ -629,15 +620,10 @@ class AudienceGuard:
         ``trust.hold_light_low_users`` light users are sampled (or since held so); a product so held is
         refused once its overlap reaches ``trust.hold_light_low_refuse`` powers of ten (0: never).
         """
-        t, m, low = self.cfg.trust, a.match, a.low
+        t, low, numbers = self.cfg.trust, a.low, partial(low_numbers, a.match)
+        reason = self._with("co_audience_light_low_with", low.other, numbers)
+        looking = self._with("co_audience_light_low_looking", low.other, numbers)
         low_held = np.array([s in self.book.low_held for s in a.slots.tolist()], np.bool_)
-
-        def reason(j: int) -> str:
-            return f"co_audience_light_low_with_{self._name(int(low.other[j]))}_{low_numbers(m, j)}"
-
-        def looking(j: int) -> str:
-            return f"co_audience_light_low_looking_{self._name(int(low.other[j]))}_{low_numbers(m, j)}"
-
         hit = low_held & (low.evidence >= t.hold_light_low_refuse) & (t.hold_light_low_refuse > 0)
         held = (low.evidence >= t.hold_light_low_evidence) & (
             low_held | (low.sampled < t.hold_light_low_users)
