@@ -12,9 +12,11 @@ its guard step's audience side (DESIGN.md, "The trust guard").  It owns the guar
   (:class:`~viraltrend.trust.GuardBook`: ring refusals, holds, vouches, the sketched products).
 
 Per tick the engine calls :meth:`AudienceGuard.track` (sketch the hot products' audiences, remember
-them, compare the ready ones with memory: lockstep, seller-ring, co-audience, dense-block, blind-buyer
-and uniform-accounts refusals, or holds while the evidence accumulates; board members exposed by
-their seller's other audiences), or :meth:`~AudienceGuard.sketch_only` / :meth:`~AudienceGuard.quiet`
+them, and judge the ready ones, :meth:`AudienceGuard._judge`: the refusal ladder, one method per
+signal the README names, lockstep, seller ring, co-audience (light, light low, the seller pool),
+dense block, blind buyers and uniform accounts, each with its verdict and numbers on every candidate,
+then the holds while the evidence accumulates; board members exposed by their seller's other
+audiences), or :meth:`~AudienceGuard.sketch_only` / :meth:`~AudienceGuard.quiet`
 at ticks where nothing may score; the board calls :meth:`AudienceGuard.check` per candidate.  The
 compiled tick loop takes the ticks with nothing ready itself (:meth:`AudienceGuard.step`).  The
 engine checkpoints each part under its own name (``Engine._parts``); this class adds no state of its
@@ -201,8 +203,8 @@ class AudienceGuard:
     def check(self, cand: Candidates, i: int) -> list[str] | None:
         """The board's guard: candidate ``i``'s refusal reasons (None: it passes); hard ones stick.
 
-        A hard refusal behind at least ``_STICKY_USERS`` x ``trust.min_unique_users`` users sticks
-        for the episode (``book.ring_refusals``): the ring does not wait out a window.
+        *Sticky refusals*: a hard refusal behind at least ``_STICKY_USERS`` x ``trust.min_unique_users``
+        users sticks for the episode (``book.ring_refusals``): the ring does not wait out a window.
         """
         t0 = time.perf_counter()
         slot = int(cand.slot[i])
@@ -234,7 +236,7 @@ class AudienceGuard:
             self.sketches.unwatch(gone)
 
     def catalogue_trust(self, g: NDArray[np.float64]) -> None:
-        """The catalogue's fresh-account share and raw events per (user, product), for the guard.
+        """*Catalogue references*: the catalogue's fresh-account share and events per (user, product).
 
         The smaller of the trend and the baseline half-life: an attack running now inflates the
         trend-window figures of the whole catalogue (its own events are in them), and would raise the
@@ -792,7 +794,7 @@ class AudienceGuard:
         self.guard.lockstep[partner] = exposed
 
     def _board_seller_union(self, now_ms: int) -> None:
-        """Take off the board a member whose users its seller's other hot products hold.
+        """*A board member re-judged against its seller*: off the board once its seller's audiences hold it.
 
         ``trust.board_seller_union_*``.
 
