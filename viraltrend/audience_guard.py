@@ -535,8 +535,8 @@ class AudienceGuard:
                 None if suspect is None else suspect.reason(j),
                 None if hold is None else hold.reason(j),
             )
-            if suspect is light_low_looking and slot in self.guard.held:
-                self.book.low_held.setdefault(slot, self.book.suspected[slot])
+            if suspect is light_low_looking and slot in self.guard.held and slot in self.book.suspected:
+                self.book.low_held.setdefault(slot, self.book.suspected[slot])  # of suspected only
             looked = max(float(co_audience.value[j]), float(seller_pool.value[j]))  # beyond co_lift
             if slot not in self.guard.held and vouched[j] and looked >= t.vouch_confirm_evidence:
                 self._hold_vouch(now_ms, slot, int(a.sampled[j]))
