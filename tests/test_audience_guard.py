@@ -68,3 +68,32 @@ def test_the_audience_guard_refuses_a_recycled_audience_and_forgets_it_on_its_ow
     assert 1 in ag.guard.lockstep
     ag.quiet(60_000 + memory_ms + 1)  # ...and forgotten past trust.audience_memory_s
     assert not ag.guard.lockstep and not ag.book.ring_refusals and ag.book.sketched.size == 0
+
+
+def test_each_signal_gives_its_verdict_on_every_candidate_and_the_ladder_records_the_first_refusal():
+    """A recycled audience is lockstep and co-audience at once: the ladder records lockstep, with numbers."""
+    cfg = load_config(None, environ={})
+    catalog = ProductTable(16, limit=cfg.state.max_products)
+    catalog.products.intern(["p-0", "p-1", "p-2"])
+    catalog.grow(16)
+    ag = AudienceGuard(cfg, catalog, members=lambda: {}, population=lambda: 1_000_000)
+    ring, strangers = np.arange(300_000, 300_120, dtype=np.int64), np.arange(500_000, 500_120, dtype=np.int64)
+    ag.audiences.remember(np.array([0], np.int64), np.array([-1], np.int64), signature(ring), now_ms=0)
+    cand = np.array([1, 2], np.int64)  # p-1 recycles p-0's audience, p-2's users are strangers
+    ag.sketches.watch(cand)
+    ag.sketches.update(np.repeat(cand, ring.size), np.concatenate([ring, strangers]))
+    a = ag._read(60_000, cand)
+    lockstep, (co_audience, _) = ag._lockstep(a), ag._co_audience(a)
+    assert lockstep.hit.tolist() == [True, False] and co_audience.hit.tolist() == [True, False]
+    assert lockstep.value[0] >= cfg.trust.lockstep_similarity and co_audience.value[0] >= 6.0
+    assert lockstep.partner is not None and lockstep.partner[0] == 0
+    assert lockstep.shared is not None and lockstep.shared[0] == 1.0
+    assert co_audience.reason(0).startswith("co_audience_with_p-0_shared_")
+    assert not ag._dense_block(60_000, a).hit.any() and not ag._uniform_accounts(60_000, a)[0].hit.any()
+    both = np.array([True, True])
+    ag.track(60_000, cand, both, both, both, {"evidence": np.ones(2)})
+    assert ag.guard.lockstep == {1: lockstep.reason(0)}, (
+        ag.guard.lockstep
+    )  # the first refusal, not the second
+    assert lockstep.reason(0).startswith("lockstep_with_p-0_shared_100%_of_"), lockstep.reason(0)
+    assert not ag.guard.held  # the strangers' product: nothing refuses or holds it

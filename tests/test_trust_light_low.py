@@ -86,3 +86,25 @@ def test_a_long_sample_is_not_held_at_the_weaker_lift():
     _add(engine, 9, np.concatenate([crowd[:27], np.arange(300_000, 300_033)]))  # 60 light users, 45 %
     _tick(engine, 60_000, [3, 9], [False, True])
     assert 9 not in engine.guard.held and 9 not in engine.guard.lockstep
+
+
+def test_with_the_evidence_hold_off_a_crowds_lift_held_by_a_sibling_is_no_low_hold():
+    """``trust.hold_evidence_s = 0`` (the evidence hold off): the weaker-lift look is no hold of its own.
+
+    Product 9 is held by its seller's young sibling instead (``trust.hold_max_s``); it was recorded as
+    held at the weaker lift (``book.low_held``) from the evidence hold's start, which it never had:
+    a KeyError before ladder26.
+    """
+    engine = guard_engine(
+        {"trust": {**LOW, "hold_seller_lift": 0.0, "hold_evidence_s": 0.0}}, population=1_000
+    )
+    engine.seller_of[3], engine.seller_of[9], engine.seller_of[10] = 1, 5, 5
+    engine.sketches.watch(np.array([3, 9, 10], np.int64))
+    crowd = np.random.default_rng(7).permutation(np.arange(100_000, 100_200))
+    _add(engine, 3, crowd)
+    _add(engine, 9, np.concatenate([crowd[:9], np.arange(300_000, 300_011)]))
+    _add(engine, 10, np.arange(500_000, 500_012))  # its sibling: 12 users, none shared
+    _tick(engine, 60_000, [3, 9, 10], [False, True, False])
+    reason = engine.guard.held.get(9, "")
+    assert reason.startswith("held_seller_sibling_p-10_20_of_50_sampled"), reason
+    assert not engine.book.low_held and not engine.book.suspected

@@ -12,9 +12,11 @@ its guard step's audience side (DESIGN.md, "The trust guard").  It owns the guar
   (:class:`~viraltrend.trust.GuardBook`: ring refusals, holds, vouches, the sketched products).
 
 Per tick the engine calls :meth:`AudienceGuard.track` (sketch the hot products' audiences, remember
-them, compare the ready ones with memory: lockstep, seller-ring, co-audience, dense-block, blind-buyer
-and uniform-accounts refusals, or holds while the evidence accumulates; board members exposed by
-their seller's other audiences), or :meth:`~AudienceGuard.sketch_only` / :meth:`~AudienceGuard.quiet`
+them, and judge the ready ones, :meth:`AudienceGuard._judge`: the refusal ladder, one method per
+signal the README names, lockstep, seller ring, co-audience (light, light low, the seller pool),
+dense block, blind buyers and uniform accounts, each with its verdict and numbers on every candidate,
+then the holds while the evidence accumulates; board members exposed by their seller's other
+audiences), or :meth:`~AudienceGuard.sketch_only` / :meth:`~AudienceGuard.quiet`
 at ticks where nothing may score; the board calls :meth:`AudienceGuard.check` per candidate.  The
 compiled tick loop takes the ticks with nothing ready itself (:meth:`AudienceGuard.step`).  The
 engine checkpoints each part under its own name (``Engine._parts``); this class adds no state of its
@@ -26,7 +28,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Collection
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,6 +54,7 @@ from viraltrend.trust import (
     AudienceMemory,
     FunnelShare,
     GuardBook,
+    Match,
     TrustGuard,
     activity_reference,
     activity_weights,
@@ -109,6 +114,48 @@ _CATALOGUE_EVERY_MS = 600_000
 _EMPTY = np.zeros(0, np.int64)
 
 
+class Verdict(NamedTuple):
+    """One signal's verdict on the candidates judged at a tick (arrays over them), with the numbers behind it.
+
+    ``hit[j]``: the signal refuses candidate ``j`` (in the refusal ladder) or holds it (a hold);
+    ``reason(j)``: why, with the numbers (asked only where it is hit); ``value[j]``: the figure the
+    test reads (a share, powers of ten against chance, a density, a dispersion...).  ``partner[j]``: the
+    remembered product whose audience holds the candidate's users (-1: none), ``shared[j]`` the share
+    of its sampled users found there: a board member so found is exposed (:meth:`AudienceGuard._expose`).
+    """
+
+    hit: NDArray[np.bool_]
+    reason: Callable[[int], str]
+    value: NDArray[np.float64]
+    partner: NDArray[np.int64] | None = None
+    shared: NDArray[np.float64] | None = None
+
+
+class _Overlap(NamedTuple):
+    """A co-audience among the light users (:class:`~viraltrend.trust.Match`'s ``light_*`` / ``low_*``)."""
+
+    evidence: NDArray[np.float64]  # powers of ten against chance (0: not beyond the lift)
+    other: NDArray[np.int64]  # the remembered product, -1: none
+    shared: NDArray[np.int64]  # light users shared / sampled
+    sampled: NDArray[np.int64]
+
+
+class _Audiences(NamedTuple):
+    """The candidates judged at a tick and their audiences as several signals read them (arrays over them)."""
+
+    slots: NDArray[np.int64]  # the candidates' product slots (sorted)
+    sellers: NDArray[np.int64]  # their sellers (-1: none)
+    sig: NDArray[np.uint64]  # their audience samples, uint64[m, k]
+    match: Match  # their best matches in the audience memory (one pass: AudienceMemory.best_match)
+    light: _Overlap  # the co-audience among their light users
+    low: _Overlap  # the same at a crowd's weaker lift (trust.hold_light_low_lift)
+    pool_shared: NDArray[np.int64]  # their users in their seller's other remembered audiences, pooled
+    pool_expected: NDArray[np.float64]  # ... and the number chance expects there
+    sampled: NDArray[np.int64]  # sampled users (activity_dispersion)
+    mean: NDArray[np.float64]  # their mean earlier events
+    dispersion: NDArray[np.float64]  # its index of dispersion (variance / mean)
+
+
 class AudienceGuard:
     """The trust guard's parts and its per-tick audience steps (see the module's docstring).
 
@@ -156,8 +203,8 @@ class AudienceGuard:
     def check(self, cand: Candidates, i: int) -> list[str] | None:
         """The board's guard: candidate ``i``'s refusal reasons (None: it passes); hard ones stick.
 
-        A hard refusal behind at least ``_STICKY_USERS`` x ``trust.min_unique_users`` users sticks
-        for the episode (``book.ring_refusals``): the ring does not wait out a window.
+        *Sticky refusals*: a hard refusal behind at least ``_STICKY_USERS`` x ``trust.min_unique_users``
+        users sticks for the episode (``book.ring_refusals``): the ring does not wait out a window.
         """
         t0 = time.perf_counter()
         slot = int(cand.slot[i])
@@ -189,7 +236,7 @@ class AudienceGuard:
             self.sketches.unwatch(gone)
 
     def catalogue_trust(self, g: NDArray[np.float64]) -> None:
-        """The catalogue's fresh-account share and raw events per (user, product), for the guard.
+        """*Catalogue references*: the catalogue's fresh-account share and events per (user, product).
 
         The smaller of the trend and the baseline half-life: an attack running now inflates the
         trend-window figures of the whole catalogue (its own events are in them), and would raise the
@@ -304,238 +351,450 @@ class AudienceGuard:
         ready: NDArray[np.bool_],
         feats: dict[str, NDArray[np.float64]],
     ) -> None:
-        """Sketch the audiences of hot products, remember them, and compare the ready ones with memory.
+        """Sketch the audiences of hot products, remember them, and judge the ready ones against memory.
 
         Hot: on or near the board, or with change evidence building (at most ``trust.max_sketched``,
         most evidence first); the hot products with events this tick (``touched``) refresh their
-        remembered audience.  Per tick ``O(hot * k)`` plus ``O(capacity * k)`` per ready product.
-        A ready product whose audience repeats a remembered one's
-        (``trust.lockstep_similarity``), or a remembered product's of the same seller
-        (``trust.seller_overlap_similarity``), or overlaps one far beyond chance
-        (``trust.co_audience_evidence``), gets a lockstep refusal with the numbers.
+        remembered audience.  The ready ones with a sampled audience are judged (:meth:`_judge`), then
+        the board's members against their sellers (:meth:`_board_seller_union`).  Per tick
+        ``O(hot * k)`` plus ``O(capacity * k)`` per ready product.
         """
         t = self.cfg.trust
         self.now_ms = now_ms
         idx = np.flatnonzero(hot & touched)
-        now_hot = self.keep_sketched(now_ms, slots[idx], feats["evidence"][idx], t.max_sketched)
-        if not np.array_equal(now_hot, self.book.sketched):
-            gone = self.book.sketched[~in_sorted(self.book.sketched, now_hot)]
+        now_hot = self._sketch(now_ms, slots[idx], feats["evidence"][idx])
+        self._age(now_ms)
+        if now_hot.size == 0:
+            return
+        self._remember(now_ms, slots[idx], now_hot)
+        if now_ms - self.book.catalogue_checked_ms >= _CATALOGUE_EVERY_MS:  # the uniform test's reference
+            self.catalogue_overdispersion(now_ms, _EMPTY)
+        sketches = self.sketches
+        cand = slots[ready]
+        cand = cand[sketches.is_watched(cand)]
+        cand = cand[sketches.nonempty[sketches.row_of[cand]]]
+        if cand.size:
+            self._judge(now_ms, self._read(now_ms, cand), slots, feats)
+        if t.board_seller_union_evidence > 0 and self._members():
+            self._board_seller_union(now_ms)
+
+    def _sketch(
+        self, now_ms: int, hot: NDArray[np.int64], evidence: NDArray[np.float64]
+    ) -> NDArray[np.int64]:
+        """Watch the audiences of the products to sketch after this tick (:meth:`keep_sketched`), only them.
+
+        ``hot``: the hot products with events now, ``evidence`` their change evidence.  Returns the
+        sketched set (sorted), also kept in ``book.sketched``.
+        """
+        now_hot = self.keep_sketched(now_ms, hot, evidence, self.cfg.trust.max_sketched)
+        book = self.book
+        if not np.array_equal(now_hot, book.sketched):
+            gone = book.sketched[~in_sorted(book.sketched, now_hot)]
             if gone.size:
                 self.sketches.unwatch(gone)
             self.sketches.watch(now_hot)
-        self.book.sketched = now_hot
-        memory_ms = round(t.audience_memory_s * 1000)
+        book.sketched = now_hot
+        return now_hot
+
+    def _age(self, now_ms: int) -> None:
+        """Forget refusals, holds and vouches older than ``trust.audience_memory_s``; drop this tick's holds.
+
+        The refusals left stick (``guard.lockstep``); holds are decided afresh at every tick (:meth:`_hold`).
+        """
+        memory_ms = round(self.cfg.trust.audience_memory_s * 1000)
         book = self.book
         book.ring_refusals = {s: v for s, v in book.ring_refusals.items() if now_ms - v[1] <= memory_ms}
-        self.guard.lockstep = {s: v[0] for s, v in self.book.ring_refusals.items()}  # a refusal sticks
-        self.guard.held = {}  # holds are decided afresh at every tick (_hold)
-        if self.book.held_since:
-            self.book.held_since = {s: v for s, v in self.book.held_since.items() if now_ms - v <= memory_ms}
-            self.book.suspected = {s: v for s, v in self.book.suspected.items() if s in self.book.held_since}
-        if self.book.low_held:
-            self.book.low_held = {s: v for s, v in self.book.low_held.items() if s in self.book.suspected}
-        if self.book.vouch_since:
+        self.guard.lockstep = {s: v[0] for s, v in book.ring_refusals.items()}  # a refusal sticks
+        self.guard.held = {}
+        if book.held_since:
+            book.held_since = {s: v for s, v in book.held_since.items() if now_ms - v <= memory_ms}
+            book.suspected = {s: v for s, v in book.suspected.items() if s in book.held_since}
+        if book.low_held:
+            book.low_held = {s: v for s, v in book.low_held.items() if s in book.suspected}
+        if book.vouch_since:
             book.vouch_since = {s: v for s, v in book.vouch_since.items() if now_ms - v <= memory_ms}
-        if now_hot.size == 0:
-            return
+
+    def _remember(self, now_ms: int, hot: NDArray[np.int64], now_hot: NDArray[np.int64]) -> None:
+        """Remember the audiences of the sketched products with events now (``hot``, sorted), if sampled.
+
+        Before any candidate is judged: ring products hot at the same tick see each other.
+        """
         sketches = self.sketches
-        changed = slots[idx][in_sorted(slots[idx], now_hot)]
+        changed = hot[in_sorted(hot, now_hot)]
         changed = changed[sketches.nonempty[sketches.row_of[changed]]]
-        if changed.size:  # remembered first: ring products hot at the same tick see each other
+        if changed.size:
             sig = sketches.signatures(changed)
             self.audiences.remember(
                 changed, self.catalog.seller_of[changed].astype(np.int64), sig, now_ms=now_ms
             )
-        if now_ms - self.book.catalogue_checked_ms >= _CATALOGUE_EVERY_MS:  # the uniform test's reference
-            self.catalogue_overdispersion(now_ms, _EMPTY)
-        cand = slots[ready]
-        cand = cand[sketches.is_watched(cand)]
-        cand = cand[sketches.nonempty[sketches.row_of[cand]]]
-        if cand.size:  # best_match skips a product's own entry
-            csig = self.sketches.signatures(cand)
-            sellers = self.catalog.seller_of[cand].astype(np.int64)
-            weight = None  # heavy users are in many audiences by chance (trust.chance_heavy_users)
-            if t.chance_heavy_users > 0:
-                pool = (sketches.product_of_row >= 0) & sketches.nonempty
-                pool[sketches.row_of[cand]] = False  # the reference: the other hot audiences' users
-                ref = activity_reference(sketches.sig[pool], sketches._fit_val()[pool])
-                weight = activity_weights(csig, sketches.values(cand), ref, t.chance_heavy_users)
-            match = self.audiences.best_match(
-                cand,
-                sellers,
-                csig,
-                now_ms=now_ms,
-                z=t.lockstep_z,
-                population=float(self._population()),
-                co_lift=t.co_audience_lift,
-                weight=weight,
-                min_evidence=t.lockstep_evidence,
-                light=t.co_audience_light_evidence > 0,
-                light_lift=t.co_audience_light_lift,
-                light_low_lift=t.hold_light_low_lift,
-            )
-            sim, other, sim_same, other_same = match.sim, match.other, match.sim_same, match.other_same
-            vouched = np.zeros(cand.size, np.bool_)  # ready only because the model vouched, this tick
-            if "model_vouched" in feats:
-                vouched = feats["model_vouched"][np.searchsorted(slots, cand)] > 0.0
-            dense, dense_n = self.audiences.block_density(
-                cand, csig, now_ms=now_ms, within_ms=round(t.dense_block_memory_s * 1000)
-            )
-            buyers, blind = blind_buyers(csig, self.sketches.funnel(cand))
-            cat_blind = self.funnel_share.share()  # nan: not judged (then nothing is refused or held)
-            blindly = blind_buyers_refused(buyers, blind, cat_blind, t)
-            # a few buyers so far, most of them blind: held until the test has its buyers (never a block)
-            blind_looks = (buyers < t.blind_min_buyers) & (blind >= 2) & (blind >= buyers * _HOLD_BLIND_SHARE)
-            blind_looks &= (t.blind_buyer_share > 0) & (cat_blind < 1.0)  # nan: not judged
-            blind_looks &= blind >= buyers * max(t.blind_buyer_share, t.blind_buyer_contrast * cat_blind)
-            n_act, mean_act, disp = activity_dispersion(csig, self.sketches.values(cand))
-            alike = (mean_act >= t.uniform_min_events) & (disp < t.uniform_max_dispersion)  # 0: off
-            uniform = alike & (n_act >= t.uniform_min_users)
-            looks = (
-                alike & (n_act >= _HOLD_UNIFORM_USERS) & (n_act < t.uniform_min_users) & (t.hold_max_s > 0)
-            )
-            confirm = t.uniform_confirm_users  # a larger sample while the hold lasts (0: off)
-            if confirm > t.uniform_min_users and t.hold_max_s > 0 and uniform.any():
-                since = np.array([self.book.held_since.get(s, now_ms) for s in cand.tolist()], np.int64)
-                short = uniform & (n_act < confirm) & (now_ms - since <= t.hold_max_s * 1000)
-                uniform &= ~short
-                looks |= short
-            phi = math.nan
-            if uniform.any() or looks.any():  # only where the catalogue's users are heterogeneous
-                phi = self.catalogue_overdispersion(now_ms, cand)
-                if not phi >= t.uniform_catalogue_overdispersion:  # nan: not judged
-                    uniform[:] = False
-                    looks[:] = False
-            sibling, sibling_n = self.audiences.recent_sibling(
-                cand, sellers, now_ms=now_ms, within_ms=round(t.hold_sibling_s * 1000)
-            )
-            # the candidate's users in the remembered audiences of its seller's other products, pooled
-            none_i, none_f = np.zeros(cand.size, np.int64), np.zeros(cand.size)
-            s_shared = none_i if match.seller_shared is None else match.seller_shared
-            s_expected = none_f if match.seller_expected is None else match.seller_expected
-            pooled = pooled_evidence(s_shared, s_expected)
-            # the best same-seller overlap's evidence against chance, from hold_seller_lift x chance on
-            same_ev = chance_evidence(match.shared_same, match.sampled_same, match.chance_same)
-            same_ev[match.shared_same < t.hold_seller_lift * match.sampled_same * match.chance_same] = 0.0
-            # the co-audience among the light users (whose activity explains no overlap)
-            l_ev = none_f if match.light_evidence is None else match.light_evidence
-            l_other = none_i - 1 if match.light_other is None else match.light_other
-            l_shared = none_i if match.light_shared is None else match.light_shared
-            l_sampled = none_i if match.light_sampled is None else match.light_sampled
-            # the same at the weaker lift (trust.hold_light_low_lift): a crowd's later product
-            w_ev = none_f if match.low_evidence is None else match.low_evidence
-            w_other = none_i - 1 if match.low_other is None else match.low_other
-            w_sampled = none_i if match.low_sampled is None else match.low_sampled
-            pooled[s_shared < t.co_audience_lift * s_expected] = 0.0
-            sibling[sibling_n >= t.hold_sampled_users] = -1  # an audience that can tell already
-            if (
-                t.hold_sibling_s <= 0
-            ):  # off (a sibling remembered at this very tick would still be "within 0")
-                sibling[:] = -1
-            for j, slot in enumerate(cand.tolist()):
-                if slot in self.book.ring_refusals:
-                    continue
-                partner, shared = -1, 0.0
-                if sim[j] >= t.lockstep_similarity:
-                    partner, shared = int(other[j]), match.shared[j] / max(match.sampled[j], 1)
-                    reason = f"lockstep_with_{self._name(partner)}_{match_numbers(match, j)}"
-                elif other_same[j] >= 0 and sim_same[j] >= t.seller_overlap_similarity:
-                    partner = int(other_same[j])
-                    shared = match.shared_same[j] / max(match.sampled_same[j], 1)
-                    numbers = match_numbers(match, j, same=True)
-                    reason = f"seller_ring_with_{self._name(partner)}_{numbers}"
-                elif match.co_evidence[j] >= t.co_audience_evidence:
-                    partner = int(match.co_other[j])
-                    shared = match.co_shared[j] / max(match.co_sampled[j], 1)
-                    reason = f"co_audience_with_{self._name(partner)}_{co_numbers(match, j)}"
-                elif t.co_audience_light_evidence > 0 and l_ev[j] >= t.co_audience_light_evidence:
-                    partner = int(l_other[j])
-                    shared = int(l_shared[j]) / max(int(l_sampled[j]), 1)
-                    reason = f"co_audience_light_with_{self._name(partner)}_{light_numbers(match, j)}"
-                elif 0 < t.hold_light_low_refuse <= w_ev[j] and slot in self.book.low_held:
-                    # held at the weaker lift, and the overlap held up as its sample grew
-                    partner = int(w_other[j])
-                    shared = float(match.low_shared[j]) / max(int(w_sampled[j]), 1)  # type: ignore[index]
-                    numbers = low_numbers(match, j)
-                    reason = f"co_audience_light_low_with_{self._name(partner)}_{numbers}"
-                elif pooled[j] >= t.co_audience_evidence:
-                    partner = int(other_same[j])
-                    shared = s_shared[j] / max(int(match.sampled_same[j]), 1)
-                    reason = (
-                        f"co_audience_with_seller_{self.catalog.sellers.name(int(sellers[j]))}_"
-                        + pooled_numbers(int(s_shared[j]), float(s_expected[j]), float(pooled[j]))
-                    )
-                elif dense[j] >= t.dense_block_density:
-                    reason = f"dense_block_{dense[j]:.2f}_over_{dense_n[j]}_products"
-                elif blindly[j]:
-                    reason = blind_reason(int(buyers[j]), int(blind[j]), cat_blind)
-                elif uniform[j]:
-                    reason = uniform_reason(int(n_act[j]), float(mean_act[j]), float(disp[j]), phi)
-                else:
-                    act = (int(n_act[j]), float(mean_act[j]), float(disp[j]))
-                    few = (int(buyers[j]), int(blind[j])) if blind_looks[j] else None
-                    suspect = None  # co-audience evidence short of a refusal: held while it accumulates
-                    lift = _HOLD_LIFT * t.co_audience_lift  # a concentrated overlap: organic ones are 5-8x
-                    if t.hold_evidence > 0:
-                        pooled_lift = s_shared[j] >= lift * s_expected[j]
-                        if pooled[j] >= t.hold_evidence and pooled[j] >= match.co_evidence[j] and pooled_lift:
-                            numbers = pooled_numbers(int(s_shared[j]), float(s_expected[j]), float(pooled[j]))
-                            suspect = f"co_audience_looking_seller_{numbers}"
-                        elif (
-                            match.co_evidence[j] >= t.hold_evidence
-                            and match.co_shared[j] >= lift * match.co_expected[j]
-                        ):
-                            partner = int(match.co_other[j])
-                            suspect = f"co_audience_looking_{self._name(partner)}_{co_numbers(match, j)}"
-                        elif t.hold_seller_lift > 0 and other_same[j] >= 0 and same_ev[j] >= t.hold_evidence:
-                            # a sibling of its seller shares its users beyond chance, short of a refusal
-                            partner = int(other_same[j])
-                            numbers = match_numbers(match, j, same=True)
-                            suspect = f"seller_ring_looking_{self._name(partner)}_{numbers}"
-                    if suspect is None and t.hold_light_evidence > 0 and l_ev[j] >= t.hold_light_evidence:
-                        # its light users overlap a remembered audience beyond chance, short of a refusal:
-                        # a recycled crowd's lift stays near active users / crowd while its evidence grows
-                        numbers = light_numbers(match, j)
-                        suspect = f"co_audience_light_looking_{self._name(int(l_other[j]))}_{numbers}"
-                    low = False
-                    if (
-                        suspect is None
-                        and t.hold_light_low_lift > 0
-                        and w_ev[j] >= t.hold_light_low_evidence
-                        and (slot in self.book.low_held or w_sampled[j] < t.hold_light_low_users)
-                    ):  # a short sample's light users overlap a remembered audience at a crowd's lift
-                        numbers = f"{self._name(int(w_other[j]))}_{low_numbers(match, j)}"
-                        suspect = f"co_audience_light_low_looking_{numbers}"
-                        low = True
-                    self._hold(now_ms, slot, act, bool(looks[j]), int(sibling[j]), few, suspect)
-                    if low and slot in self.guard.held:
-                        self.book.low_held.setdefault(slot, self.book.suspected[slot])
-                    looked = max(float(match.co_evidence[j]), float(pooled[j]))  # overlap beyond co_lift
-                    if slot not in self.guard.held and vouched[j] and looked >= t.vouch_confirm_evidence:
-                        self._hold_vouch(now_ms, slot, int(n_act[j]))
-                    continue
+
+    def _read(self, now_ms: int, cand: NDArray[np.int64]) -> _Audiences:
+        """The audiences of the candidates ``cand`` (sorted, watched, sampled), as several signals read them.
+
+        Their samples and their sampled users' earlier events; one pass over the audience memory for
+        each (:meth:`AudienceMemory.best_match`: lockstep, seller ring, the co-audiences, the seller
+        pool), chance weighed by each user's activity (``trust.chance_heavy_users``: heavy users are in
+        many audiences by chance); the activity's spread (:func:`activity_dispersion`).
+        """
+        t = self.cfg.trust
+        sketches = self.sketches
+        sig = sketches.signatures(cand)
+        values = sketches.values(cand)
+        sellers = self.catalog.seller_of[cand].astype(np.int64)
+        weight = None
+        if t.chance_heavy_users > 0:
+            pool = (sketches.product_of_row >= 0) & sketches.nonempty
+            pool[sketches.row_of[cand]] = False  # the reference: the other hot audiences' users
+            ref = activity_reference(sketches.sig[pool], sketches._fit_val()[pool])
+            weight = activity_weights(sig, values, ref, t.chance_heavy_users)
+        match = self.audiences.best_match(
+            cand,
+            sellers,
+            sig,
+            now_ms=now_ms,
+            z=t.lockstep_z,
+            population=float(self._population()),
+            co_lift=t.co_audience_lift,
+            weight=weight,
+            min_evidence=t.lockstep_evidence,
+            light=t.co_audience_light_evidence > 0,
+            light_lift=t.co_audience_light_lift,
+            light_low_lift=t.hold_light_low_lift,
+        )
+        sampled, mean, dispersion = activity_dispersion(sig, values)
+        m, n = match, cand.size
+        light = _overlap(n, m.light_evidence, m.light_other, m.light_shared, m.light_sampled)
+        low = _overlap(n, m.low_evidence, m.low_other, m.low_shared, m.low_sampled)
+        pool_shared = np.zeros(n, np.int64) if m.seller_shared is None else m.seller_shared
+        pool_expected = np.zeros(n) if m.seller_expected is None else m.seller_expected
+        return _Audiences(
+            cand, sellers, sig, match, light, low, pool_shared, pool_expected, sampled, mean, dispersion
+        )
+
+    def _judge(
+        self, now_ms: int, a: _Audiences, slots: NDArray[np.int64], feats: dict[str, NDArray[np.float64]]
+    ) -> None:
+        """The refusal ladder: each ready candidate's first refusal, else its hold (README, "Trust guard").
+
+        Every signal gives its verdict on all the candidates at once, with the numbers behind it; a
+        candidate is refused by the first signal in this order that refuses it (a sticky refusal,
+        ``book.ring_refusals``, that may expose a board member it shares its users with:
+        :meth:`_expose`), else held by the first whose evidence is still accumulating (:meth:`_hold`),
+        else held for a vouch with a short sample (:meth:`_hold_vouch`).  A candidate refused earlier
+        (or exposed by a candidate judged before it) is not judged again.
+        """
+        t = self.cfg.trust
+        seller_ring, seller_ring_looking = self._seller_ring(a)
+        co_audience, co_audience_looking = self._co_audience(a)
+        light, light_looking = self._co_audience_light(a)
+        light_low, light_low_looking = self._co_audience_light_low(a)
+        seller_pool, seller_pool_looking = self._seller_pool(a)
+        blind, blind_looking = self._blind_buyers(a)
+        uniform, uniform_looking = self._uniform_accounts(now_ms, a)
+        lockstep, dense_block = self._lockstep(a), self._dense_block(now_ms, a)
+        refusals = (
+            lockstep,
+            seller_ring,
+            co_audience,
+            light,
+            light_low,
+            seller_pool,
+            dense_block,
+            blind,
+            uniform,
+        )
+        # held up to trust.hold_evidence_s while the overlap's evidence grows, else up to trust.hold_max_s
+        suspects = (
+            seller_pool_looking,
+            co_audience_looking,
+            seller_ring_looking,
+            light_looking,
+            light_low_looking,
+        )
+        holds = (uniform_looking, self._seller_sibling(now_ms, a), blind_looking)
+        vouched = np.zeros(a.slots.size, np.bool_)  # ready only because the model vouched, this tick
+        if "model_vouched" in feats:
+            vouched = feats["model_vouched"][np.searchsorted(slots, a.slots)] > 0.0
+        for j, slot in enumerate(a.slots.tolist()):
+            if slot in self.book.ring_refusals:
+                continue
+            refusal = next((v for v in refusals if v.hit[j]), None)
+            if refusal is not None:
+                reason = refusal.reason(j)
                 self.book.ring_refusals[slot] = (reason, now_ms)
                 self.guard.lockstep[slot] = reason
-                earlier = self.book.ring_refusals.get(partner, ("", 0))[0]
-                if partner in self._members() and not earlier.startswith("ring_member_of_"):
-                    # a candidate refused on its own figures (a flash sale that never converts) does not
-                    # expose a board member it shares deal hunters with: its overlap is no ring's proof
-                    seller = self.catalog.sellers.name(int(sellers[j])) if sellers[j] >= 0 else None
-                    own = self.guard.own_reasons(
-                        self._name(slot), seller, feats, int(np.searchsorted(slots, slot))
-                    )
-                    if own and not soft_refusal(own):
-                        continue
-                    # the ring's earlier product, promoted before its sibling exposed it, leaves the board
-                    # (a sticky refusal it got on the board, e.g. a recycled audience, did not evict it)
-                    exposed = f"ring_member_of_{self._name(slot)}_shared_{shared:.0%}"
-                    self.book.ring_refusals[partner] = (exposed, now_ms)
-                    self.guard.lockstep[partner] = exposed
-        if t.board_seller_union_evidence > 0 and self._members():
-            self._board_seller_union(now_ms)
+                if refusal.partner is not None and refusal.shared is not None:
+                    partner, shared = int(refusal.partner[j]), float(refusal.shared[j])
+                    self._expose(now_ms, slot, partner, shared, int(a.sellers[j]), slots, feats)
+                continue
+            suspect = next((v for v in suspects if v.hit[j]), None)
+            hold = next((v for v in holds if v.hit[j]), None)
+            self._hold(
+                now_ms,
+                slot,
+                None if suspect is None else suspect.reason(j),
+                None if hold is None else hold.reason(j),
+            )
+            if suspect is light_low_looking and slot in self.guard.held and slot in self.book.suspected:
+                self.book.low_held.setdefault(slot, self.book.suspected[slot])  # of suspected only
+            looked = max(float(co_audience.value[j]), float(seller_pool.value[j]))  # beyond co_lift
+            if slot not in self.guard.held and vouched[j] and looked >= t.vouch_confirm_evidence:
+                self._hold_vouch(now_ms, slot, int(a.sampled[j]))
+
+    def _with(
+        self, kind: str, partner: NDArray[np.int64], numbers: Callable[[int], str]
+    ) -> Callable[[int], str]:
+        """Candidate ``j``'s reason ``<kind>_<partner j's id>_<numbers(j)>``: an overlap's refusal or hold."""
+        return lambda j: f"{kind}_{self._name(int(partner[j]))}_{numbers(j)}"
+
+    def _lockstep(self, a: _Audiences) -> Verdict:
+        """*Lockstep* (README, "audience memory"): its users largely in a remembered audience.
+
+        ``trust.lockstep_similarity`` of its sampled users, at their lower confidence bound, beyond chance
+        and ``trust.lockstep_evidence`` powers of ten against it (:meth:`AudienceMemory.best_match`).
+        """
+        m = a.match
+        hit = m.sim >= self.cfg.trust.lockstep_similarity
+        reason = self._with("lockstep_with", m.other, partial(match_numbers, m))
+        return Verdict(hit, reason, m.sim, m.other, m.shared / np.maximum(m.sampled, 1))
+
+    def _seller_ring(self, a: _Audiences) -> tuple[Verdict, Verdict]:
+        """*Seller ring* (README, "audience memory"): its users in a remembered audience of its own seller.
+
+        Refused from ``trust.seller_overlap_similarity`` of its sampled users; held
+        (``seller_ring_looking``) while that overlap is ``trust.hold_evidence`` powers of ten against
+        chance at ``trust.hold_seller_lift`` times chance or more, short of it.
+        """
+        t, m = self.cfg.trust, a.match
+        numbers = partial(match_numbers, m, same=True)
+        reason = self._with("seller_ring_with", m.other_same, numbers)
+        looking = self._with("seller_ring_looking", m.other_same, numbers)
+        hit = (m.other_same >= 0) & (m.sim_same >= t.seller_overlap_similarity)
+        evidence = chance_evidence(m.shared_same, m.sampled_same, m.chance_same)
+        evidence[m.shared_same < t.hold_seller_lift * m.sampled_same * m.chance_same] = 0.0
+        held = (
+            (m.other_same >= 0)
+            & (evidence >= t.hold_evidence)
+            & (t.hold_evidence > 0 and t.hold_seller_lift > 0)
+        )
+        shared = m.shared_same / np.maximum(m.sampled_same, 1)
+        return Verdict(hit, reason, m.sim_same, m.other_same, shared), Verdict(held, looking, evidence)
+
+    def _co_audience(self, a: _Audiences) -> tuple[Verdict, Verdict]:
+        """*Co-audience*: its users in a remembered audience far beyond chance (CopyCatch's question).
+
+        ``trust.co_audience_lift`` times chance and ``trust.co_audience_evidence`` powers of ten against
+        it; held (``co_audience_looking``) from ``trust.hold_evidence`` powers of ten at ``_HOLD_LIFT``
+        times that lift, short of a refusal.
+        """
+        t, m = self.cfg.trust, a.match
+        numbers = partial(co_numbers, m)
+        reason = self._with("co_audience_with", m.co_other, numbers)
+        looking = self._with("co_audience_looking", m.co_other, numbers)
+        hit = m.co_evidence >= t.co_audience_evidence
+        lift = _HOLD_LIFT * t.co_audience_lift  # a concentrated overlap: organic ones are 5-8x chance
+        held = (
+            (m.co_evidence >= t.hold_evidence) & (m.co_shared >= lift * m.co_expected) & (t.hold_evidence > 0)
+        )
+        shared = m.co_shared / np.maximum(m.co_sampled, 1)
+        return Verdict(hit, reason, m.co_evidence, m.co_other, shared), Verdict(held, looking, m.co_evidence)
+
+    def _co_audience_light(self, a: _Audiences) -> tuple[Verdict, Verdict]:
+        """*Co-audience among the light users* (those the heavy-user rule leaves at weight 1).
+
+        Refused from ``trust.co_audience_light_evidence`` powers of ten (0: off), held
+        (``co_audience_light_looking``) from ``trust.hold_light_evidence`` (0: off).
+        """
+        t, light, numbers = self.cfg.trust, a.light, partial(light_numbers, a.match)
+        reason = self._with("co_audience_light_with", light.other, numbers)
+        looking = self._with("co_audience_light_looking", light.other, numbers)
+        hit = (light.evidence >= t.co_audience_light_evidence) & (t.co_audience_light_evidence > 0)
+        held = (light.evidence >= t.hold_light_evidence) & (t.hold_light_evidence > 0)
+        shared = light.shared / np.maximum(light.sampled, 1)
+        refuse = Verdict(hit, reason, light.evidence, light.other, shared)
+        return refuse, Verdict(held, looking, light.evidence)
+
+    def _co_audience_light_low(self, a: _Audiences) -> tuple[Verdict, Verdict]:
+        """*Co-audience among the light users at a crowd's weaker lift* (a crowd's later product).
+
+        From ``trust.hold_light_low_lift`` times chance (0: off) and ``trust.hold_light_low_evidence``
+        powers of ten, held (``co_audience_light_low_looking``, ``book.low_held``) while fewer than
+        ``trust.hold_light_low_users`` light users are sampled (or since held so); a product so held is
+        refused once its overlap reaches ``trust.hold_light_low_refuse`` powers of ten (0: never).
+        """
+        t, low, numbers = self.cfg.trust, a.low, partial(low_numbers, a.match)
+        reason = self._with("co_audience_light_low_with", low.other, numbers)
+        looking = self._with("co_audience_light_low_looking", low.other, numbers)
+        low_held = np.array([s in self.book.low_held for s in a.slots.tolist()], np.bool_)
+        hit = low_held & (low.evidence >= t.hold_light_low_refuse) & (t.hold_light_low_refuse > 0)
+        held = (low.evidence >= t.hold_light_low_evidence) & (
+            low_held | (low.sampled < t.hold_light_low_users)
+        )
+        held &= t.hold_light_low_lift > 0
+        shared = low.shared / np.maximum(low.sampled, 1)
+        return Verdict(hit, reason, low.evidence, low.other, shared), Verdict(held, looking, low.evidence)
+
+    def _seller_pool(self, a: _Audiences) -> tuple[Verdict, Verdict]:
+        """*Co-audience with the seller*: its users pooled over its seller's other remembered audiences.
+
+        One count against the summed expectation (:func:`pooled_evidence`) at ``trust.co_audience_lift``
+        times chance: refused from ``trust.co_audience_evidence`` powers of ten, held
+        (``co_audience_looking_seller``) from ``trust.hold_evidence`` at ``_HOLD_LIFT`` times that lift
+        where it is the candidate's strongest overlap.
+        """
+        t, m = self.cfg.trust, a.match
+        shared, expected = a.pool_shared, a.pool_expected
+        evidence = pooled_evidence(shared, expected)
+        evidence[shared < t.co_audience_lift * expected] = 0.0
+
+        def numbers(j: int) -> str:
+            return pooled_numbers(int(shared[j]), float(expected[j]), float(evidence[j]))
+
+        def reason(j: int) -> str:
+            return f"co_audience_with_seller_{self.catalog.sellers.name(int(a.sellers[j]))}_" + numbers(j)
+
+        def looking(j: int) -> str:
+            return f"co_audience_looking_seller_{numbers(j)}"
+
+        hit = evidence >= t.co_audience_evidence
+        lift = _HOLD_LIFT * t.co_audience_lift
+        held = (evidence >= t.hold_evidence) & (evidence >= m.co_evidence) & (shared >= lift * expected)
+        held &= t.hold_evidence > 0
+        share = shared / np.maximum(m.sampled_same, 1)
+        return Verdict(hit, reason, evidence, m.other_same, share), Verdict(held, looking, evidence)
+
+    def _dense_block(self, now_ms: int, a: _Audiences) -> Verdict:
+        """*Dense block* (FRAUDAR): its users' weighted number of other recently hot products they acted on.
+
+        Each product hot within ``trust.dense_block_memory_s`` weighs ``1 / log(its users + 5)``
+        (:meth:`AudienceMemory.block_density`); refused from ``trust.dense_block_density``.
+        """
+        t = self.cfg.trust
+        within_ms = round(t.dense_block_memory_s * 1000)
+        dense, n = self.audiences.block_density(a.slots, a.sig, now_ms=now_ms, within_ms=within_ms)
+
+        def reason(j: int) -> str:
+            return f"dense_block_{dense[j]:.2f}_over_{n[j]}_products"
+
+        return Verdict(dense >= t.dense_block_density, reason, dense)
+
+    def _blind_buyers(self, a: _Audiences) -> tuple[Verdict, Verdict]:
+        """*Blind buyers* (the funnel): its sampled buyers who bought with no view of theirs seen.
+
+        Refused by :func:`blind_buyers_refused` (against the catalogue's share, ``funnel_share``; nan:
+        not judged, then nothing is refused or held); held (``blind_looking``) with fewer than
+        ``trust.blind_min_buyers`` buyers, at least 2 and ``_HOLD_BLIND_SHARE`` of them blind (and above
+        the refusal's bar), until the test has its buyers.
+        """
+        t = self.cfg.trust
+        buyers, blind = blind_buyers(a.sig, self.sketches.funnel(a.slots))
+        catalogue = self.funnel_share.share()
+
+        def reason(j: int) -> str:
+            return blind_reason(int(buyers[j]), int(blind[j]), catalogue)
+
+        def looking(j: int) -> str:
+            return hold_reason(f"blind_looking_{int(blind[j])}_blind", int(buyers[j]), t.blind_min_buyers)
+
+        hit = blind_buyers_refused(buyers, blind, catalogue, t)
+        held = (buyers < t.blind_min_buyers) & (blind >= 2) & (blind >= buyers * _HOLD_BLIND_SHARE)
+        held &= (t.blind_buyer_share > 0) & (catalogue < 1.0)  # nan: not judged
+        held &= blind >= buyers * max(t.blind_buyer_share, t.blind_buyer_contrast * catalogue)
+        share = blind / np.maximum(buyers, 1)
+        return Verdict(hit, reason, share), Verdict(held, looking, share)
+
+    def _uniform_accounts(self, now_ms: int, a: _Audiences) -> tuple[Verdict, Verdict]:
+        """*Uniform accounts*: its sampled users acted alike before (variance about their mean).
+
+        From ``trust.uniform_min_users`` sampled users averaging ``trust.uniform_min_events`` earlier
+        events with a variance below ``trust.uniform_max_dispersion`` times that mean, only where the
+        catalogue's users spread their rates (:meth:`catalogue_overdispersion`, from
+        ``trust.uniform_catalogue_overdispersion``; nan: not judged).  Held (``uniform_looking``) from
+        ``_HOLD_UNIFORM_USERS`` sampled users short of the test's, and, for up to ``trust.hold_max_s``,
+        short of ``trust.uniform_confirm_users``.
+        """
+        t = self.cfg.trust
+        n, mean, disp = a.sampled, a.mean, a.dispersion
+        alike = (mean >= t.uniform_min_events) & (disp < t.uniform_max_dispersion)  # 0: off
+        uniform = alike & (n >= t.uniform_min_users)
+        looks = alike & (n >= _HOLD_UNIFORM_USERS) & (n < t.uniform_min_users) & (t.hold_max_s > 0)
+        confirm = t.uniform_confirm_users  # a larger sample while the hold lasts (0: off)
+        if confirm > t.uniform_min_users and t.hold_max_s > 0 and uniform.any():
+            since = np.array([self.book.held_since.get(s, now_ms) for s in a.slots.tolist()], np.int64)
+            short = uniform & (n < confirm) & (now_ms - since <= t.hold_max_s * 1000)
+            uniform &= ~short
+            looks |= short
+        phi = math.nan
+        if uniform.any() or looks.any():  # only where the catalogue's users are heterogeneous
+            phi = self.catalogue_overdispersion(now_ms, a.slots)
+            if not phi >= t.uniform_catalogue_overdispersion:  # nan: not judged
+                uniform[:] = False
+                looks[:] = False
+
+        def reason(j: int) -> str:
+            return uniform_reason(int(n[j]), float(mean[j]), float(disp[j]), phi)
+
+        def looking(j: int) -> str:
+            sampled = int(n[j])
+            needed = t.uniform_min_users if sampled < t.uniform_min_users else t.uniform_confirm_users
+            numbers = f"_dispersion_{float(disp[j]):.2f}_mean_{float(mean[j]):.1f}"
+            return hold_reason("uniform_looking", sampled, needed, numbers)
+
+        return Verdict(uniform, reason, disp), Verdict(looks, looking, disp)
+
+    def _seller_sibling(self, now_ms: int, a: _Audiences) -> Verdict:
+        """*The sibling hold*: another product of its seller hot within ``trust.hold_sibling_s`` (0: off).
+
+        Held (``seller_sibling_<id>``) while both audience samples hold fewer than
+        ``trust.hold_sampled_users`` users: two young audiences of one seller cannot yet show whether
+        they are one group of accounts.
+        """
+        t = self.cfg.trust
+        within_ms = round(t.hold_sibling_s * 1000)
+        sibling, sibling_n = self.audiences.recent_sibling(
+            a.slots, a.sellers, now_ms=now_ms, within_ms=within_ms
+        )
+
+        def looking(j: int) -> str:
+            return hold_reason(
+                f"seller_sibling_{self._name(int(sibling[j]))}", int(a.sampled[j]), t.hold_sampled_users
+            )
+
+        held = (sibling >= 0) & (sibling_n < t.hold_sampled_users) & (a.sampled < t.hold_sampled_users)
+        held &= t.hold_sibling_s > 0  # off (a sibling remembered at this very tick would still be "within 0")
+        return Verdict(held, looking, sibling_n.astype(np.float64))
+
+    def _expose(
+        self,
+        now_ms: int,
+        slot: int,
+        partner: int,
+        shared: float,
+        seller: int,
+        slots: NDArray[np.int64],
+        feats: dict[str, NDArray[np.float64]],
+    ) -> None:
+        """*A ring exposed later*: the board member ``partner`` whose audience holds refused ``slot``'s users.
+
+        The ring's earlier product, promoted before its sibling exposed it, leaves the board
+        (``ring_member_of_<slot>_shared_<n>%``, a sticky, evicting refusal; a sticky refusal it got on the
+        board, e.g. a recycled audience, did not evict it), unless it was exposed so already, or the
+        refused candidate fails its own figures (``TrustGuard.own_reasons``: a flash sale that never
+        converts shares deal hunters with real trends, and its overlap is no ring's proof).
+        """
+        earlier = self.book.ring_refusals.get(partner, ("", 0))[0]
+        if partner not in self._members() or earlier.startswith("ring_member_of_"):
+            return
+        seller_id = self.catalog.sellers.name(seller) if seller >= 0 else None
+        own = self.guard.own_reasons(self._name(slot), seller_id, feats, int(np.searchsorted(slots, slot)))
+        if own and not soft_refusal(own):
+            return
+        exposed = f"ring_member_of_{self._name(slot)}_shared_{shared:.0%}"
+        self.book.ring_refusals[partner] = (exposed, now_ms)
+        self.guard.lockstep[partner] = exposed
 
     def _board_seller_union(self, now_ms: int) -> None:
-        """Take off the board a member whose users its seller's other hot products hold.
+        """*A board member re-judged against its seller*: off the board once its seller's audiences hold it.
 
         ``trust.board_seller_union_*``.
 
@@ -612,62 +871,28 @@ class AudienceGuard:
         last, when = self.book.catalogue_phi
         return last if now_ms - when <= self.cfg.trust.audience_memory_s * 1000 else math.nan
 
-    def _hold(
-        self,
-        now_ms: int,
-        slot: int,
-        activity: tuple[int, float, float],
-        looks: bool,
-        sibling: int,
-        blind: tuple[int, int] | None = None,
-        suspect: str | None = None,
-    ) -> None:
-        """Hold a ready candidate back while the guard's audience evidence is still accumulating.
+    def _hold(self, now_ms: int, slot: int, suspect: str | None, hold: str | None) -> None:
+        """*The hold*: a ready candidate held back while the guard's audience evidence is still accumulating.
 
-        Held (a soft refusal, ``held_...``: never a block by itself) while its audience sample has
-        fewer than ``trust.hold_sampled_users`` users (``trust.uniform_min_users`` for the uniform
-        look) and at most ``trust.hold_max_s`` since it was first held, when either its few sampled
-        users so far act alike (``looks``: the uniform-accounts test short of its users), or another
-        product of its seller (``sibling``) was hot within ``trust.hold_sibling_s``: two young
-        audiences of one seller cannot yet show whether they are one group of accounts, and a few
-        dozen more sampled users can, or (``blind``: its sampled buyers and the blind ones among them)
-        its few sampled buyers so far mostly bought with no view (the blind-buyers test short of
-        ``trust.blind_min_buyers``), or (``suspect``: the hold's reason) its users overlap remembered
-        audiences beyond chance by ``trust.hold_evidence`` powers of ten, short of a refusal: held up to
-        ``trust.hold_evidence_s`` while the evidence accumulates (re-judged at every tick, so it ends in a
-        refusal once the evidence is there).  Nothing else is held.  ``activity``: sampled users, their mean
-        earlier events and its index of dispersion (:func:`activity_dispersion`).  ``O(1)``.
+        Held (a soft refusal, ``held_...``: never a block by itself) with ``suspect``, the first hold of an
+        overlap beyond chance short of a refusal (:meth:`_judge`'s ``suspects``), for up to
+        ``trust.hold_evidence_s`` since it was first held (re-judged at every tick, so it ends in a
+        refusal once the evidence is there); else with ``hold`` (its few sampled users act alike, a
+        sibling of its seller is hot, its few buyers so far are blind: :meth:`_judge`'s ``holds``), for
+        up to ``trust.hold_max_s``.  None: no such hold.  Nothing else is held.  ``O(1)``.
         """
         t = self.cfg.trust
-        sampled, mean, disp = activity
         if suspect is not None and t.hold_evidence_s > 0:
             since = self.book.held_since.setdefault(slot, now_ms)
             if now_ms - since <= t.hold_evidence_s * 1000:
                 self.book.suspected[slot] = since
                 self.guard.held[slot] = f"{HELD}{suspect}"
                 return
-        if t.hold_max_s <= 0:
-            return
-        if looks:
-            kind, needed, numbers = (
-                "uniform_looking",
-                t.uniform_min_users if sampled < t.uniform_min_users else t.uniform_confirm_users,
-                f"_dispersion_{disp:.2f}_mean_{mean:.1f}",
-            )
-        elif sibling >= 0 and sampled < t.hold_sampled_users:
-            kind, needed, numbers = (
-                f"seller_sibling_{self._name(sibling)}",
-                t.hold_sampled_users,
-                "",
-            )
-        elif blind is not None:  # buyers, blind ones: the blind-buyers test short of its buyers
-            kind, needed, numbers = f"blind_looking_{blind[1]}_blind", t.blind_min_buyers, ""
-            sampled = blind[0]
-        else:
+        if hold is None or t.hold_max_s <= 0:
             return
         since = self.book.held_since.setdefault(slot, now_ms)
         if now_ms - since <= t.hold_max_s * 1000:
-            self.guard.held[slot] = hold_reason(kind, sampled, needed, numbers)
+            self.guard.held[slot] = hold
 
     def _hold_vouch(self, now_ms: int, slot: int, sampled: int) -> None:
         """Hold a candidate the model vouched for until the guard has sampled its audience.
@@ -822,6 +1047,20 @@ class AudienceGuard:
                 del index[old]
             if new >= 0:
                 index[new] = r
+
+
+def _overlap(
+    n: int,
+    evidence: NDArray[np.float64] | None,
+    other: NDArray[np.int64] | None,
+    shared: NDArray[np.int64] | None,
+    sampled: NDArray[np.int64] | None,
+) -> _Overlap:
+    """A light-user co-audience of :meth:`AudienceMemory.best_match` (None: nothing remembered, none)."""
+    if evidence is None or other is None or shared is None or sampled is None:
+        zero = np.zeros(n, np.int64)
+        return _Overlap(np.zeros(n), zero - 1, zero, zero)
+    return _Overlap(evidence, other, shared, sampled)
 
 
 def _load_ids(inline: tuple[str, ...], path: str, key: str) -> frozenset[str]:
