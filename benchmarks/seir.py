@@ -624,6 +624,8 @@ def write_seir(seed: int, out_dir: Path, events_per_day: int = 120_000, n_produc
     w = _World(rng, seed, events_per_day, n_products, n_users, stats)
     score_from = float(rng.uniform(12, 20)) * 3600
     truth: dict[str, Any] = {"generator": "seir", "seed": seed, "base_stats": stats["source"],
+                             "family": {"n_days": 2, "events_per_day": events_per_day,
+                                        "n_products": n_products, "n_users": n_users},
                              "viral": [], "spikes": [], "bursts": [], "slow_risers": [], "steady": [],
                              "attacks": [], "attack_accounts": {}, "banned_sellers": []}  # fmt: skip
     rank = np.argsort(-w.pop)

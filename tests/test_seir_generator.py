@@ -45,6 +45,7 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(small, tmp_pa
 
 def test_truth_has_the_keys_bench_family_reads_and_every_role(small):
     _, truth, df = small
+    assert {"n_days", "events_per_day", "n_products"} <= set(truth["family"])  # bench_family's report
     for key in (*ROLE_KEYS, "banned_sellers"):
         assert isinstance(truth[key], list) and truth[key], key
     assert (
