@@ -76,9 +76,8 @@ from typing import Any
 
 import numpy as np
 
+#: the real sample, read from ``shared/data`` beside the checkout (its licence keeps it out of the repo)
 TAOBAO = Path(__file__).resolve().parents[2] / "shared" / "data" / "taobao_userbehavior_sample.csv.gz"
-if not TAOBAO.exists():  # a worktree beside /work/main: the shared data lives at /work/shared
-    TAOBAO = Path("/work/shared/data/taobao_userbehavior_sample.csv.gz")
 
 # --- statistics measured from the Taobao sample (84,440 events in 2017-11-25..12-03, 815 users) ---
 _TAOBAO_TYPE_MIX = {"view": 0.8981, "like": 0.0279, "add_to_cart": 0.0533, "purchase": 0.0207}
