@@ -85,6 +85,7 @@ WARM_UP = {  # the report's note, per generator
     "foreign": "the first 12 h",
     "agents": "a drawn 12-24 h",
     "market": "a drawn 14-20 h",
+    "seir": "a drawn 12-20 h",
 }
 PROMOTE_AT = 0.8  # board.promote_threshold of the default config (checked at start)
 
@@ -331,7 +332,7 @@ def generated(seed: int, quick: bool, generator: str = "family") -> tuple[Path, 
     ``generator = "foreign"`` or ``"agents"``: the independent generator of ``benchmarks/foreign.py``
     or ``benchmarks/agents.py`` instead (the out-of-family checks; quick or not, their own sizes).
     """
-    if generator in ("foreign", "agents", "market"):
+    if generator in ("foreign", "agents", "market", "seir"):
         with _generating(OUT_DIR / generator / f"seed-{seed}"):
             return _independent(generator, seed)
     where = FAMILY_DIR / (f"seed-{seed}-quick" if quick else f"seed-{seed}")
@@ -661,15 +662,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--jobs", type=int, default=2, help="seeds run in this many processes (default 2)")
     ap.add_argument(
         "--generator",
-        choices=("family", "foreign", "agents", "market"),
+        choices=("family", "foreign", "agents", "market", "seir"),
         default="family",
         help="family: viraltrend.family (tuned on its tuning seeds); foreign: benchmarks/foreign.py, an"
         " independent generator never tuned on (its seeds are all evaluation seeds); agents:"
         " benchmarks/agents.py, a third one (sessions, a follower graph, cascades), never tuned on either;"
-        " market: benchmarks/market.py, a fourth (Bass diffusion, flash sales, adaptive rings)",
+        " market: benchmarks/market.py, a fourth (Bass diffusion, flash sales, adaptive rings); seir:"
+        " benchmarks/seir.py, a fifth (Taobao-resampled sessions, SEIR epidemics on contact graphs)",
     )
     args = ap.parse_args(argv)
-    if args.generator in ("foreign", "agents", "market"):  # its own report files, beside the family's
+    if args.generator in ("foreign", "agents", "market", "seir"):  # its own report files, beside the family's
         global MD_PATH, JSON_PATH, PLOT_PATH
         MD_PATH, JSON_PATH = OUT_DIR / f"{args.generator}.md", OUT_DIR / f"{args.generator}.json"
         PLOT_PATH = OUT_DIR / f"{args.generator}_onset_to_promotion.png"
@@ -678,7 +680,7 @@ def main(argv: list[str] | None = None) -> None:
         seeds, kind = parse_seeds(args.tune), "tuning"
     else:
         seeds, kind = parse_seeds(args.eval or (QUICK_EVAL_SEEDS if args.quick else EVAL_SEEDS)), "evaluation"
-        if args.generator in ("foreign", "agents", "market"):
+        if args.generator in ("foreign", "agents", "market", "seir"):
             kind = f"{args.generator}-generator evaluation"
         elif set(seeds) & set(tuning):
             msg = f"evaluation seeds {sorted(set(seeds) & set(tuning))} are tuning seeds; keep them apart"
