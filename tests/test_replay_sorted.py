@@ -51,8 +51,8 @@ def _old_sorted_batches(source: FileSource, batch_size: int, read_size: int) -> 
     if (np.diff(whole.ts_ms) < 0).any():
         whole.ids  # noqa: B018
         whole = whole.take(np.argsort(whole.ts_ms, kind="stable"))
-    out = [whole.take(np.arange(i, min(i + batch_size, len(whole)))) for i in range(0, len(whole), batch_size)]
-    return out, rejects
+    n = len(whole)
+    return [whole.take(np.arange(i, min(i + batch_size, n))) for i in range(0, n, batch_size)], rejects
 
 
 def _texts(b: EventBatch) -> list[list[str | None]]:
@@ -74,8 +74,13 @@ def test_sorted_batches_are_the_old_ones_for_any_read_size(tmp_path_factory, n, 
         assert _columns(g) == _columns(w)
         assert _texts(g) == _texts(w)
         for a, b in ((g.ids.start, w.ids.start), (g.ts_ms, w.ts_ms), (g.ids.user_hash, w.ids.user_hash)):
-            assert (a.flags.c_contiguous, a.flags.f_contiguous) == (b.flags.c_contiguous, b.flags.f_contiguous)
-    assert [(r.offset, r.reason, r.raw) for r in got_rejects] == [(r.offset, r.reason, r.raw) for r in want_rejects]
+            layout = (a.flags.c_contiguous, a.flags.f_contiguous)
+            assert layout == (b.flags.c_contiguous, b.flags.f_contiguous)  # the kernels' signatures
+
+    def key(rejects: list[Reject]) -> list[tuple]:
+        return [(r.offset, r.reason, r.raw) for r in rejects]
+
+    assert key(got_rejects) == key(want_rejects)
 
 
 def test_a_sorted_replay_gives_the_same_decisions_for_any_read_size(tmp_path: Path, monkeypatch) -> None:
@@ -132,8 +137,12 @@ def _spans(rows: list[bytes]) -> LineSpans:
 
 def test_decode_frame_keeps_the_raw_rows_of_the_valid_events() -> None:
     frame = pl.DataFrame(
-        {"ts": ["1511544070000", "x", "1511544071000"], "type": ["view", "view", "view"], "product_id": ["a", "b", "c"],
-         "user_id": ["u", "u", "u"]}  # fmt: skip
+        {
+            "ts": ["1511544070000", "x", "1511544071000"],
+            "type": ["view", "view", "view"],
+            "product_id": ["a", "b", "c"],
+            "user_id": ["u", "u", "u"],
+        }
     )
     raw = [b"r0", b"r1", b"r2"]
     batch, rejects = decode_frame(frame, raw=raw)
