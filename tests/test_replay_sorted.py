@@ -88,8 +88,19 @@ def test_a_sorted_replay_gives_the_same_decisions_for_any_read_size(tmp_path: Pa
     path.write_text("".join(_taobao_lines(3_000, 7)))
     cfg = load_config(None, environ={})
 
+    reads: list[int] = []
+    next_batch = FileSource.next_batch
+
+    def spy(self: FileSource, max_events: int) -> tuple[EventBatch, list[Reject]]:
+        batch, rejects = next_batch(self, max_events)
+        reads.append(len(batch) + len(rejects))
+        return batch, rejects
+
+    monkeypatch.setattr(FileSource, "next_batch", spy)
+
     def decisions(read_events: int, batch_size: int) -> list[dict]:
         monkeypatch.setattr(replay_mod, "_SORT_READ_EVENTS", read_events)
+        reads.clear()
         out = tmp_path / f"d-{read_events}-{batch_size}.ndjson"
         replay_mod.replay([path], cfg, out=out, batch_size=batch_size, file_format="taobao", sort=True)
         rows = [msgspec.json.decode(line) for line in out.read_bytes().splitlines()]
@@ -99,8 +110,11 @@ def test_a_sorted_replay_gives_the_same_decisions_for_any_read_size(tmp_path: Pa
 
     base = decisions(1, 50_000)  # reads of 50k (the batch size), as main read them
     assert base, "the replay wrote no message"
+    assert decisions(10**6, 333) == base
+    assert reads[0] == 3_000  # the file in one read, whatever the engine's batch size
+    assert decisions(1, 333) == base
+    assert max(reads) == 333
     assert decisions(10**6, 50_000) == base
-    assert decisions(10**6, 333) == decisions(1, 333) == base
 
 
 def test_snapshots_of_an_unchanged_board_are_one_snapshot_per_time() -> None:

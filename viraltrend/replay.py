@@ -68,7 +68,7 @@ def _sorted_batches(
 ) -> list[EventBatch]:
     parts = []
     while not source.exhausted:
-        batch, rejects = source.next_batch(batch_size)
+        batch, rejects = source.next_batch(max(batch_size, _SORT_READ_EVENTS))
         on_rejects(rejects)
         parts.append(batch)
     whole = EventBatch.concat(parts)
