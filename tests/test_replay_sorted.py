@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_board import CFG, promoted_board
+from tests.test_board import CFG, cands, promoted_board
 from tests.test_events_take import _columns
 from viraltrend import replay as replay_mod
 from viraltrend.board import Board
@@ -26,6 +26,7 @@ from viraltrend.events import EventBatch, LineSpans, Reject
 from viraltrend.messages import ENCODER
 from viraltrend.stream.decode import _valid_raw, decode_frame
 from viraltrend.stream.files import FileSource
+from viraltrend.stream.sinks import DecisionFile
 
 
 def _taobao_lines(n: int, seed: int) -> list[str]:
@@ -168,3 +169,19 @@ def test_decode_frame_keeps_the_raw_rows_of_the_valid_events() -> None:
 @pytest.mark.parametrize("n", [0, 1])
 def test_snapshots_of_few_times(n: int) -> None:
     assert len(Board(CFG).snapshots(list(range(n)))) == n
+
+
+def test_the_decisions_file_writes_each_message_encoded_on_its_own_line(tmp_path: Path) -> None:
+    board = promoted_board(rows=((1, "p1", "s1", "c1", 0.9), (2, "p2", "s2", "c2", 0.95)))
+    first = board.step(120_000, cands([(1, "p1", "s1", "c1", 0.1), (2, "p2", "s2", "c2", 0.95)]))
+    messages = [*board.snapshots([1, 2]), *first, board.snapshot(3)]
+    path = tmp_path / "d.ndjson"
+    with DecisionFile(path) as out:
+        out.write([])
+        out.write(messages[:2])
+        out.write(messages[2:])
+        assert out.count == len(messages)
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and len(lines) == len(messages) + 1
+    assert all(m.emitted_at is not None for m in messages)
+    assert lines[:-1] == [ENCODER.encode(m) for m in messages]
