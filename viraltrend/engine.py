@@ -457,7 +457,7 @@ class Engine:
         ag.funnel_share.add_rows(run.funnel)  # as _apply counts each segment's
         self.stats.events_applied += run.applied
         self.stats.ticks += run.k - k
-        messages.extend(b.snapshot(t) for t in run.snapshots)  # the board did not change at those ticks
+        messages.extend(b.snapshots(run.snapshots))  # the board did not change at those ticks
         self._last_snapshot_ms = run.last_snapshot_ms
         self._touched = [run.touched] if run.touched.size else []
         self._new_users = [run.new_users] if run.new_users.size else []

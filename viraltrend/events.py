@@ -417,7 +417,7 @@ class EventBatch:
             raw = (
                 None if self.raw is None
                 else self.raw.take(idx) if isinstance(self.raw, LineSpans)
-                else [self.raw[i] for i in pick]
+                else list(map(self.raw.__getitem__, pick))
             )  # fmt: skip
         out = EventBatch(
             ts_ms=self.ts_ms[idx],

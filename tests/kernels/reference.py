@@ -832,3 +832,36 @@ def release_recycle_reference(
     if len(empty) != len(free) - free_pos:
         free, free_pos = empty, 0
     return gone, rows, hash_of, prev_of, last_ms, vet_keys, vet_vals, vet_used, free, free_pos
+
+
+def _scaled_reference(value: float, factor: float, exponent: float) -> float:
+    """``value * exp(exponent)`` as ``decay._scaled_by`` computes it (``factor = exp(exponent)``)."""
+    if value == 0.0:
+        return 0.0
+    r = value * factor
+    tiny = 2.2250738585072014e-308
+    if tiny <= factor < math.inf and tiny <= abs(r) < math.inf:
+        return r
+    m, e = math.frexp(value)
+    y = 0.5 * (exponent + e * 0.6931471805599453)
+    half = math.exp(y) if y < 709.0 else math.inf
+    return m * half * half
+
+
+def landmark_move(
+    acc: np.ndarray, last_ts_ms: np.ndarray, never: int, lam: np.ndarray, dt_s: float
+) -> np.ndarray:
+    """A landmark move by ``dt_s`` seconds, plain Python: a copy of ``acc`` (rows x types x half-lives)
+    whose rows with ``last_ts_ms != never`` (every row when ``last_ts_ms`` is empty) have each cell
+    scaled by ``exp(-lam[h] * dt_s)`` cell by cell, stored in ``acc``'s dtype (perf26)."""
+    out = acc.copy()
+    x = [-float(v) * dt_s for v in lam]
+    f = [math.exp(v) if v < 709.0 else math.inf for v in x]
+    every = last_ts_ms.shape[0] == 0
+    for j in range(acc.shape[0]):
+        if not every and int(last_ts_ms[j]) == never:
+            continue
+        for k in range(acc.shape[1]):
+            for h in range(acc.shape[2]):
+                out[j, k, h] = _scaled_reference(float(acc[j, k, h]), f[h], x[h])
+    return out

@@ -7,12 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.kernels import reference
 from viraltrend.kernels.decay import (
     _INT64_MIN,
     DecayedCounters,
     _decay_live_rows,
     _decay_live_rows_flat,
     _decay_rows,
+    _f32_plain,
 )
 
 _ODD = [0.0, -0.0, 1e-310, -1e-310, 1e-45, 3.4e38, 1e300, -1e300, np.inf, -np.inf, np.nan, 1.0, 7.5]
@@ -142,3 +144,65 @@ def test_rebase_skips_the_rows_the_mask_marks_never_written(dtype: type) -> None
     assert masked.acc[rows].tobytes() == every.acc[rows].tobytes()
     assert short.acc.tobytes() == every.acc.tobytes()
     assert masked.global_acc.tobytes() == every.global_acc.tobytes()
+
+
+# perf26: float32 cells whose move factors are all "plain" take the product without a per-row flag
+
+
+@st.composite
+def _bits_case(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """float32 cells from any bit pattern (every NaN payload, subnormals, infs), some rows dead."""
+    rows, n_types, n_hl = draw(st.integers(1, 7)), draw(st.integers(1, 6)), draw(st.integers(1, 4))
+    n = rows * n_types * n_hl
+    special = st.sampled_from([0, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0x7F800001, 0xFFFFFFFF, 1])
+    bits = draw(st.lists(st.one_of(st.integers(0, 2**32 - 1), special), min_size=n, max_size=n))
+    acc = np.asarray(bits, np.uint32).view(np.float32).reshape(rows, n_types, n_hl)
+    live = np.asarray(draw(st.lists(st.booleans(), min_size=rows, max_size=rows)))
+    last = np.where(live, 1, _INT64_MIN).astype(np.int64)
+    if draw(st.booleans()):
+        last = np.zeros(0, np.int64)  # every row
+    half_lives = draw(st.lists(st.sampled_from([1e-3, 1.0, 60.0, 300.0, 3600.0, 86400.0]), min_size=n_hl,
+                               max_size=n_hl))  # fmt: skip
+    lam = np.log(2.0) / np.asarray(half_lives, np.float64)
+    dt_s = draw(st.sampled_from([0.0, 1e-9, 1.0, 2597.0, 2598.0, 13000.0, 9e4, 1e6, -2597.0]))
+    return acc, last, lam, dt_s
+
+
+@settings(max_examples=400, deadline=None)
+@given(_bits_case())
+def test_the_move_equals_the_plain_reference_for_any_float32_bits(
+    case: tuple[np.ndarray, np.ndarray, np.ndarray, float],
+) -> None:
+    acc, last, lam, dt_s = case
+    with np.errstate(all="ignore"):
+        want = reference.landmark_move(acc, last, _INT64_MIN, lam, dt_s)
+        for kernel in (_decay_live_rows_flat, _decay_live_rows_flat.py_func):
+            got = acc.copy()
+            kernel(got, last, _INT64_MIN, lam, dt_s)
+            assert got.view(np.uint32).tolist() == want.view(np.uint32).tolist()
+
+
+def test_every_float32_inf_and_nan_moves_as_the_cell_by_cell_kernel_moves_it() -> None:
+    """All 2**24 float32 bit patterns with the exponent all ones, in rows of the engine's 6 x 4 cells,
+    moved by the engine's half-lives over one fast-half-life landmark step (the factors are plain)."""
+    mantissa = np.arange(2**23, dtype=np.uint32)
+    bits = np.concatenate([0x7F800000 | mantissa, 0xFF800000 | mantissa])
+    bits = np.concatenate([bits, np.zeros(-bits.shape[0] % 24, np.uint32)])  # whole rows
+    acc = bits.view(np.float32).reshape(-1, 6, 4)
+    lam = np.log(2.0) / np.asarray([60.0, 300.0, 3600.0, 86400.0])
+    last = np.ones(acc.shape[0], np.int64)
+    last[::3] = _INT64_MIN  # some rows dead
+    assert _f32_plain(np.exp(-lam * 2598.0))
+    want, got = acc.copy(), acc.copy()
+    _decay_live_rows(want, last, _INT64_MIN, lam, 2598.0)
+    _decay_live_rows_flat(got, last, _INT64_MIN, lam, 2598.0)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert np.array_equal(got.view(np.uint32)[::3], acc.view(np.uint32)[::3])  # dead rows untouched
+
+
+def test_the_plain_factor_test_refuses_what_a_float32_product_could_leave_subnormal() -> None:
+    tiny = float(np.finfo(np.float32).smallest_subnormal)
+    assert _f32_plain(np.array([1.0, 0.5, 1e-200]))
+    assert not _f32_plain(np.array([1.0, 2.2250738585072014e-308 / tiny * 0.99]))
+    assert not _f32_plain(np.array([1.0 + 1e-12]))  # a backwards move
+    assert not _f32_plain(np.array([0.0])) and not _f32_plain(np.array([np.nan]))

@@ -547,7 +547,7 @@ def decode_frame(
         quantity=ok.get_column("_qty").fill_null(1).to_numpy().astype(np.int64, copy=False),
         partition=np.full(m, partition, np.int32),
         offset=offsets[valid],
-        raw=None if raw is None else [bytes(raw[i]) for i in np.flatnonzero(valid).tolist()],
+        raw=None if raw is None else _valid_raw(raw, valid, m == frame.height),
         source=source,
     )
     if m == frame.height:
@@ -565,6 +565,13 @@ def decode_frame(
         detail = _frame_detail(reason, field, row[field], names, ts_scale)
         rejects.append(Reject(original, reason, detail, source, partition, int(offsets[pos])))
     return batch, rejects
+
+
+def _valid_raw(raw: Sequence[bytes], valid: NDArray[np.bool_], every: bool) -> list[bytes]:
+    """``bytes`` of the rows of ``raw`` where ``valid`` (``every``: all of them), in order."""
+    if every:
+        return list(map(bytes, raw))
+    return list(map(bytes, map(raw.__getitem__, np.flatnonzero(valid).tolist())))
 
 
 def _id_spans(frame: pl.DataFrame) -> IdColumns:

@@ -47,10 +47,14 @@ class DecisionFile(_NdjsonFile):
     """Writes decision messages, one JSON object per line, stamping ``emitted_at``."""
 
     def write(self, messages: list[Message]) -> None:
-        """Append ``messages`` in order."""
+        """Append ``messages`` in order (one ``encode_lines`` call and one file write for them all)."""
+        if not messages:
+            return
         now = int(time.time() * 1000)
         for m in messages:
-            self._write(ENCODER.encode(stamp(m, now)))
+            stamp(m, now)
+        self._fh.write(ENCODER.encode_lines(messages))  # each message's encode() and a newline
+        self.count += len(messages)
 
 
 class RejectsFile(_NdjsonFile):
