@@ -20,7 +20,7 @@ from viraltrend.kernels.hashtable import (
     _home,
     _row_find,
     _row_rehash,
-    _sorted_has,
+    _sorted_has_from,
     hash_ids,
     signature_slots,
 )
@@ -379,6 +379,13 @@ def test_release_deletes_the_rows_in_slot_order_as_one_pass_did(users, times, cu
         assert x.tobytes() == y.tobytes()
 
 
+@njit(cache=False)
+def _sorted_has(values, start, x):
+    """``x in values[start:]`` for an ascending int32 array: the search the one loop below used."""
+    pos = start + np.searchsorted(values[start:], x)
+    return pos < values.shape[0] and values[pos] == x
+
+
 # perf24: the user table's interning before its split into a no-reference-count run and a shell, kept as
 # the reference the split must equal (the same loop, one event at a time, arrays regrown in place)
 @njit(cache=False)
@@ -500,8 +507,6 @@ def test_the_split_intern_equals_the_one_loop_it_replaced(ops, max_veterans, tra
     x=st.integers(-1, 62),
 )
 def test_the_binary_search_without_slices_is_sorted_has(values, start, x):
-    from viraltrend.kernels.hashtable import _sorted_has, _sorted_has_from
-
     a = np.asarray(sorted(values), np.int32)
     start = min(start, a.size)
     assert _sorted_has_from(a, start, x) == _sorted_has(a, start, x) == (x in a[start:].tolist())
