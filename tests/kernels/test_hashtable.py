@@ -472,8 +472,9 @@ def _one_loop_intern(
 @settings(max_examples=80, deadline=None)
 @given(ops=SWEEP_OPS, max_veterans=st.sampled_from([None, 2, 6]), track_held=st.booleans())
 def test_the_split_intern_equals_the_one_loop_it_replaced(ops, max_veterans, track_held):
-    """``_intern`` (``_intern_run`` without reference counts, the shell at each growth) against the one
-    loop it replaced: the same slots, returning marks and table after every batch, from a table of
+    """``_intern`` (``_intern_run`` without reference counts; the shell only grows the array the run
+    stopped for, then the run takes the event) against the one loop it replaced: the same slots,
+    returning marks, table and held arrays (sizes included) after every batch, from a table of
     capacity 2 (rehashes and slot growth at once), with released slots and veterans taken back."""
     from viraltrend.kernels import hashtable
 
@@ -498,6 +499,9 @@ def test_the_split_intern_equals_the_one_loop_it_replaced(ops, max_veterans, tra
         x, y = one.to_arrays(), two.to_arrays()
         assert x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)
         assert len(one) == len(two) and one.high_water == two.high_water
+        # dedupe26: and the arrays as held, not only as checkpointed: every growth at the same event
+        for name in ("_rows", "hash_of", "prev_of", "last_ms", "_vet_keys", "_vet_vals", "_old_keys"):
+            assert getattr(one, name).tobytes() == getattr(two, name).tobytes(), name
 
 
 @settings(max_examples=60, deadline=None)
