@@ -809,19 +809,22 @@ def _one_loop_process(
     capacity=st.sampled_from([2, 4, 16]),
     n_users=st.sampled_from([3, 30, 300]),
     grain=st.sampled_from([1, 500]),
+    window=st.sampled_from([CAP_MS, 5_000]),
 )
-def test_the_split_process_equals_the_one_loop_it_replaced(seed, n, pieces, capacity, n_users, grain):
+def test_the_split_process_equals_the_one_loop_it_replaced(seed, n, pieces, capacity, n_users, grain, window):
     """``users._process`` (``_process_run`` without reference counts; the shell only rebuilds the
     table where the run stops, before an insert that would fill it past 3/4, and the run resumes at
     that insert) against the one loop it replaced, batch after batch from tiny tables (rebuilds
     inside a batch, at an event's first or second insert): every output, the table's bytes, its
-    entry count, the latest time and the first-seen times equal (entries at the rebuild's cutoff too)."""
+    entry count, the latest time and the first-seen times equal.  Times on a 500-ms grid and a 5-s
+    cap window (entries expiring all along, rebuilds past the first window) put entries exactly at a
+    rebuild's cutoff."""
     rng = np.random.default_rng(seed)
     product = rng.integers(0, 40, n).astype(np.int64)
     user = rng.integers(0, n_users, n).astype(np.int64)
     types = rng.integers(0, 6, n).astype(np.int8)
     ts = np.sort(rng.integers(0, 4 * CAP_MS, n)).astype(np.int64) - rng.integers(0, 2000, n)
-    ts = ts // grain * grain  # 500: times on a coarse grid, so entries stored exactly at a rebuild's cutoff
+    ts = ts // grain * grain
     state = [
         [np.full((capacity, 2), U._EMPTY, np.int64), 0, U._UNSET, np.full(n_users, U._UNSET, np.int64)]
         for _ in range(2)
@@ -831,7 +834,7 @@ def test_the_split_process_equals_the_one_loop_it_replaced(seed, n, pieces, capa
         got = []
         for k, fn in enumerate((U._process, _one_loop_process)):
             rows, used, mx, first = state[k]
-            args = (product[a:b], user[a:b], types[a:b], ts[a:b], CAP_MS, FRESH_MS, 500, capacity)
+            args = (product[a:b], user[a:b], types[a:b], ts[a:b], window, FRESH_MS, 500, capacity)
             out = fn(rows, used, mx, first, *args, 8) if k == 0 else fn(rows, used, mx, first, *args)
             state[k][:3] = out[:3]
             got.append(out)
