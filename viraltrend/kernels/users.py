@@ -226,7 +226,9 @@ def _process_run(
         fresh[i] = e - first_seen_ms[u] < fresh_window_ms
         key = (product[i] << 32) | u
         cutoff = max_ts_ms - lateness_ms - cap_window_ms
-        for step in range(first_step, 2):
+        for step in range(2):  # a constant trip count: range(first_step, 2) measured ~3 % slower
+            if step < first_step:
+                continue  # inserted before the rebuild
             kind = _PAIR_KIND if step == 0 else np.int64(type_code[i])
             idx, found = _probe(rows, key, kind, mask, cutoff)
             if found:
