@@ -20,7 +20,7 @@ from viraltrend.kernels.hashtable import (
     _home,
     _row_find,
     _row_rehash,
-    _sorted_has,
+    _sorted_has_from,
     hash_ids,
     signature_slots,
 )
@@ -379,6 +379,13 @@ def test_release_deletes_the_rows_in_slot_order_as_one_pass_did(users, times, cu
         assert x.tobytes() == y.tobytes()
 
 
+@njit(cache=False)
+def _sorted_has(values, start, x):
+    """``x in values[start:]`` for an ascending int32 array: the search the one loop below used."""
+    pos = start + np.searchsorted(values[start:], x)
+    return pos < values.shape[0] and values[pos] == x
+
+
 # perf24: the user table's interning before its split into a no-reference-count run and a shell, kept as
 # the reference the split must equal (the same loop, one event at a time, arrays regrown in place)
 @njit(cache=False)
@@ -465,8 +472,9 @@ def _one_loop_intern(
 @settings(max_examples=80, deadline=None)
 @given(ops=SWEEP_OPS, max_veterans=st.sampled_from([None, 2, 6]), track_held=st.booleans())
 def test_the_split_intern_equals_the_one_loop_it_replaced(ops, max_veterans, track_held):
-    """``_intern`` (``_intern_run`` without reference counts, the shell at each growth) against the one
-    loop it replaced: the same slots, returning marks and table after every batch, from a table of
+    """``_intern`` (``_intern_run`` without reference counts; the shell only grows the array the run
+    stopped for, then the run takes the event) against the one loop it replaced: the same slots,
+    returning marks, table and held arrays (sizes included) after every batch, from a table of
     capacity 2 (rehashes and slot growth at once), with released slots and veterans taken back."""
     from viraltrend.kernels import hashtable
 
@@ -491,6 +499,9 @@ def test_the_split_intern_equals_the_one_loop_it_replaced(ops, max_veterans, tra
         x, y = one.to_arrays(), two.to_arrays()
         assert x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)
         assert len(one) == len(two) and one.high_water == two.high_water
+        # dedupe26: and the arrays as held, not only as checkpointed: every growth at the same event
+        for name in ("_rows", "hash_of", "prev_of", "last_ms", "_vet_keys", "_vet_vals", "_old_keys"):
+            assert getattr(one, name).tobytes() == getattr(two, name).tobytes(), name
 
 
 @settings(max_examples=60, deadline=None)
@@ -500,8 +511,6 @@ def test_the_split_intern_equals_the_one_loop_it_replaced(ops, max_veterans, tra
     x=st.integers(-1, 62),
 )
 def test_the_binary_search_without_slices_is_sorted_has(values, start, x):
-    from viraltrend.kernels.hashtable import _sorted_has, _sorted_has_from
-
     a = np.asarray(sorted(values), np.int32)
     start = min(start, a.size)
     assert _sorted_has_from(a, start, x) == _sorted_has(a, start, x) == (x in a[start:].tolist())

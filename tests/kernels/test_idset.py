@@ -64,6 +64,8 @@ def test_filter_matches_the_reference_across_batches_and_generations(batches, wi
         want = reference.seen_filter(rcur, rprev, keys, ts.tolist(), horizon, NEVER)
         assert got.tolist() == want
         assert len(cur) == len(rcur)
+        # grown only where an insert would fill it past 3/4, by doubling (dedupe26: the shell only grows)
+        assert cur.rows.shape[0] == max(2, 1 << max(-(-4 * len(rcur) // 3) - 1, 0).bit_length())
         if rotate and n % 2:
             prev, cur = cur, SeenIds(capacity=2)
             rprev, rcur = rcur, {}

@@ -754,7 +754,8 @@ def test_compact_counts_the_inserts_since_its_last_count_towards_its_bound():
 
 
 # perf25: users._process before its split into a no-reference-count run and a shell, kept as the
-# reference the split must equal (the same loop, the table rebuilt in place where an insert needs it)
+# reference the split must equal (the same loop, the table rebuilt in place where an insert needs it).
+# dedupe26: the shell only rebuilds, where this loop did; every output and the table's bytes equal.
 @njit(cache=False)
 def _one_loop_process(
     rows, used, max_ts_ms, first_seen_ms, product, user, type_code, ts_ms, cap_window_ms, fresh_window_ms,
@@ -807,17 +808,23 @@ def _one_loop_process(
     pieces=st.integers(1, 6),
     capacity=st.sampled_from([2, 4, 16]),
     n_users=st.sampled_from([3, 30, 300]),
+    grain=st.sampled_from([1, 500]),
+    window=st.sampled_from([CAP_MS, 5_000]),
 )
-def test_the_split_process_equals_the_one_loop_it_replaced(seed, n, pieces, capacity, n_users):
-    """``users._process`` (``_process_run`` without reference counts, the shell from two inserts
-    before a rebuild) against the one loop it replaced, batch after batch from tiny tables (rebuilds
-    inside a batch, at an event's first or second insert): every output, the table and the first-seen
-    times equal."""
+def test_the_split_process_equals_the_one_loop_it_replaced(seed, n, pieces, capacity, n_users, grain, window):
+    """``users._process`` (``_process_run`` without reference counts; the shell only rebuilds the
+    table where the run stops, before an insert that would fill it past 3/4, and the run resumes at
+    that insert) against the one loop it replaced, batch after batch from tiny tables (rebuilds
+    inside a batch, at an event's first or second insert): every output, the table's bytes, its
+    entry count, the latest time and the first-seen times equal.  Times on a 500-ms grid and a 5-s
+    cap window (entries expiring all along, rebuilds past the first window) put entries exactly at a
+    rebuild's cutoff."""
     rng = np.random.default_rng(seed)
     product = rng.integers(0, 40, n).astype(np.int64)
     user = rng.integers(0, n_users, n).astype(np.int64)
     types = rng.integers(0, 6, n).astype(np.int8)
     ts = np.sort(rng.integers(0, 4 * CAP_MS, n)).astype(np.int64) - rng.integers(0, 2000, n)
+    ts = ts // grain * grain
     state = [
         [np.full((capacity, 2), U._EMPTY, np.int64), 0, U._UNSET, np.full(n_users, U._UNSET, np.int64)]
         for _ in range(2)
@@ -827,10 +834,50 @@ def test_the_split_process_equals_the_one_loop_it_replaced(seed, n, pieces, capa
         got = []
         for k, fn in enumerate((U._process, _one_loop_process)):
             rows, used, mx, first = state[k]
-            args = (product[a:b], user[a:b], types[a:b], ts[a:b], CAP_MS, FRESH_MS, 500, capacity)
+            args = (product[a:b], user[a:b], types[a:b], ts[a:b], window, FRESH_MS, 500, capacity)
             out = fn(rows, used, mx, first, *args, 8) if k == 0 else fn(rows, used, mx, first, *args)
             state[k][:3] = out[:3]
             got.append(out)
         for x, y in zip(got[0], got[1], strict=True):
             assert np.array_equal(np.asarray(x), np.asarray(y))
         assert np.array_equal(state[0][3], state[1][3])
+
+
+def test_the_run_stops_at_the_insert_that_needs_the_rebuild_and_resumes_there():
+    """The run returns the event and the insert (0: pair entry, 1: cap entry) that would fill the
+    table past 3/4, with nothing of that insert done; resumed there after the shell's rebuild, it
+    does not insert the event's pair entry twice (``new_pair`` stays True)."""
+    cap = 16  # 3/4 full at 12 entries: the 13th insert into an empty row stops the run
+    # five new pairs (2 entries each), pair 0 again with another type (its cap entry only: 11), then
+    # a new pair: its pair entry is the 12th, its cap entry the 13th
+    product = np.array([0, 1, 2, 3, 4, 0, 5, 6], np.int64)
+    user = np.array([0, 1, 2, 3, 4, 0, 5, 6], np.int64)
+    types = np.array([0, 0, 0, 0, 0, 1, 0, 0], np.int8)
+    ts = BASE_TS_MS + np.arange(8, dtype=np.int64) * 1000
+    rows = np.full((cap, 2), U._EMPTY, np.int64)
+    first = np.full(8, U._UNSET, np.int64)
+    weight, new_pair, fresh = np.zeros(8), np.zeros(8, np.bool_), np.zeros(8, np.bool_)
+    args = (product, user, types, ts, CAP_MS, FRESH_MS, LATE_MS, 0)
+    i, step, used, mx = U._process_run(rows, 0, U._UNSET, first, *args, 0, 0, weight, new_pair, fresh)
+    assert (i, step, used, mx) == (6, 1, 12, ts[6])
+    assert new_pair[:7].tolist() == [True] * 5 + [False, True] and weight[6] == 0.0
+    kept = rows.copy()
+    grown, used = U._rebuild(
+        rows, mx - LATE_MS - CAP_MS, cap, 2, np.empty(0, np.int64), np.empty(0, np.int64)
+    )
+    assert grown.shape[0] == 64 and used == 12
+    i, step, used, mx = U._process_run(grown, used, mx, first, *args, 6, 1, weight, new_pair, fresh)
+    assert (i, step, used) == (8, 0, 15) and weight.tolist() == [1.0] * 8
+    assert new_pair.tolist() == [True] * 5 + [False, True, True]
+    # a table with room for one entry only stops at an event's pair entry
+    i, step, used, _ = U._process_run(kept, 12, mx, first, *args, 7, 0, weight, new_pair, fresh)
+    assert (i, step, used) == (7, 0, 12)
+    # the shell gives the one loop's outputs and table
+    out = U._process(
+        np.full((cap, 2), U._EMPTY, np.int64), 0, U._UNSET, np.full(8, U._UNSET, np.int64), *args[:-1], cap, 0
+    )
+    want = _one_loop_process(
+        np.full((cap, 2), U._EMPTY, np.int64), 0, U._UNSET, np.full(8, U._UNSET, np.int64), *args[:-1], cap
+    )
+    for x, y in zip(out, want, strict=True):
+        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()

@@ -264,16 +264,9 @@ def _row_build(hashes: _U64, slots: _I64, capacity: _Int) -> _U64:
     return out
 
 
-@njit(cache=True)
-def _sorted_has(values: _I32, start: _Int, x: _Int) -> bool:
-    """``x in values[start:]`` for an ascending int32 array."""
-    pos = start + np.searchsorted(values[start:], x)
-    return pos < values.shape[0] and values[pos] == x  # type: ignore[no-any-return]
-
-
 @no_refcounts
 def _sorted_has_from(values: _I32, start: _Int, x: _Int) -> bool:
-    """:func:`_sorted_has` by a binary search of its own (no slice, no reference counts): the same answer."""
+    """``x in values[start:]`` for an ascending int32 array: a binary search without a slice."""
     lo, hi = start, values.shape[0]
     while lo < hi:  # the first position >= start holding a value >= x, as searchsorted's left side
         mid = (lo + hi) >> 1
@@ -295,7 +288,7 @@ def _intern_run(
 
     Returns ``(i, used, high_water, free_pos, max_ts_ms)``.  Stops before (nothing of it done) the
     first event whose new entry needs the row table rehashed or a slot at ``high_water`` past
-    ``hash_of``'s end, or at the end; the shell takes that event with the allocating steps.  Without
+    ``hash_of``'s end, or at the end; the shell grows that array and calls it again from there.  Without
     reference counts (perf23: the arrays carried round the per-event loop were taken and dropped at
     each event).
     """
@@ -373,8 +366,9 @@ def _intern(
     ``free_pos``, ``max_ts_ms``, plus ``slots`` int64[n] and ``returning`` bool[n] (a new entry
     whose hash is a veteran's).  A veteran takes back its last slot while that slot is held
     (released by it, ``prev_of[slot] == hash``, and not recycled: free slots are ``free[free_pos:]``).
-    The events run in :func:`_intern_run` (no reference counts); an event whose entry needs an array
-    grown takes the steps here, one at a time.
+    The events run in :func:`_intern_run` (no reference counts); where an event's new entry needs the
+    row table rehashed or the slot arrays grown, it stops, the array grows here and the run takes
+    that event.
     """
     n = hashes.shape[0]
     slots = np.empty(n, np.int64)
@@ -387,58 +381,16 @@ def _intern(
         )  # fmt: skip
         if i >= n:
             break
-        # event i's new entry needs the row table rehashed or the slot arrays grown: the same steps
-        t = ts_ms[i]
-        if t > max_ts_ms:
-            max_ts_ms = t
-        e = max(t, max_ts_ms - lateness_ms)
-        h = hashes[i]
-        idx = _row_find(rows, hash_of, h)
-        if 4 * (used + 1) > 3 * rows.shape[0]:
+        if 4 * (used + 1) > 3 * rows.shape[0]:  # event i's new entry would fill the row table past 3/4
             rows = _row_rehash(rows, 2 * rows.shape[0])
-            idx = _row_find(rows, hash_of, h)
-        s: _Int = -1
-        v = -1
-        if vet_used:
-            j = _find(vet_keys, h)
-            if vet_keys[j] == h:
-                v = vet_vals[j]
-        if v < 0 and old_used:
-            j = _find(old_keys, h)
-            if old_keys[j] == h:
-                v = old_vals[j]
-        if v >= 0:
-            returning[i] = True
-            held = (
-                prev_of.shape[0] > 0
-                and hash_of[v] == _EMPTY
-                and prev_of[v] == h
-                and not _sorted_has(free, free_pos, v)
-            )
-            if held:
-                s = v
-        if s < 0 and free_pos < free.shape[0]:
-            s = free[free_pos]
-            free_pos += 1
-        elif s < 0:
-            s = high_water
-            high_water += 1
-            if s >= hash_of.shape[0]:
-                grown_h = np.zeros(2 * hash_of.shape[0], np.uint64)
-                grown_h[: hash_of.shape[0]] = hash_of
-                grown_p = np.zeros(2 * hash_of.shape[0] if prev_of.shape[0] else 0, np.uint64)
-                grown_p[: prev_of.shape[0]] = prev_of
-                grown_l = np.full(2 * hash_of.shape[0], _UNSET, np.int64)
-                grown_l[: hash_of.shape[0]] = last_ms
-                hash_of, prev_of, last_ms = grown_h, grown_p, grown_l
-        rows[idx] = ((h & _LOW32) << np.uint64(32)) | np.uint64(s)
-        used += 1
-        hash_of[s] = h
-        last_ms[s] = e
-        if e > last_ms[s]:
-            last_ms[s] = e
-        slots[i] = s
-        i += 1
+        else:  # event i's new user takes a slot at high_water, past hash_of's end
+            grown_h = np.zeros(2 * hash_of.shape[0], np.uint64)
+            grown_h[: hash_of.shape[0]] = hash_of
+            grown_p = np.zeros(2 * hash_of.shape[0] if prev_of.shape[0] else 0, np.uint64)
+            grown_p[: prev_of.shape[0]] = prev_of
+            grown_l = np.full(2 * hash_of.shape[0], _UNSET, np.int64)
+            grown_l[: hash_of.shape[0]] = last_ms
+            hash_of, prev_of, last_ms = grown_h, grown_p, grown_l
     return rows, used, hash_of, prev_of, last_ms, high_water, free_pos, max_ts_ms, slots, returning
 
 
@@ -527,7 +479,8 @@ def _add_veterans(
 ) -> tuple[_U64, _I32, _Int]:
     """Set ``veteran[hashes[i]] = slots[i]`` (the map grows to stay at most 3/4 full).
 
-    The inserts run in :func:`_add_veterans_run`; one that needs the map grown is taken here.
+    The inserts run in :func:`_add_veterans_run`; where one would fill the map past 3/4, the map is
+    rehashed here into twice the rows and the run takes that insert.
     """
     n = hashes.shape[0]
     i = 0
@@ -535,13 +488,7 @@ def _add_veterans(
         i, vet_used = _add_veterans_run(vet_keys, vet_vals, vet_used, hashes, slots, i)
         if i >= n:
             break
-        vet_keys, vet_vals = _rehash(vet_keys, vet_vals, 2 * vet_keys.shape[0])  # then insert i as before
-        j = _find(vet_keys, hashes[i])
-        if vet_keys[j] == _EMPTY:
-            vet_keys[j] = hashes[i]
-            vet_used += 1
-        vet_vals[j] = slots[i]
-        i += 1
+        vet_keys, vet_vals = _rehash(vet_keys, vet_vals, 2 * vet_keys.shape[0])  # the run takes insert i
     return vet_keys, vet_vals, vet_used
 
 

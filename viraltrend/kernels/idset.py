@@ -112,8 +112,8 @@ def _filter_run(
     """:func:`_filter`'s steps from event ``i`` on while the current table need not grow.
 
     Returns ``(i, used)``: stops before (nothing of it done) the first event whose new entry needs
-    the table grown, or at the end; the shell takes that event.  Without reference counts (perf25:
-    the tables were taken and dropped at each event's probes).
+    the table grown, or at the end; the shell grows it and calls it again from there.  Without
+    reference counts (perf25: the tables were taken and dropped at each event's probes).
     """
     n = h1.shape[0]
     while i < n:
@@ -161,7 +161,8 @@ def _filter(
     Tables are ``int64[rows, 3]`` (both hashes' bits, then ``ts``: one cache line per probe).  Kept
     events with an id are stored in the current table at once, so a repeat later in the batch sees
     them; ``prev`` is the previous generation (read only).  The events run in :func:`_filter_run`
-    (no reference counts); an event whose new entry needs the table grown is taken here.
+    (no reference counts); where a kept event's new entry would fill the table past 3/4, it stops,
+    the table grows here and the run takes that event.
     """
     n = h1.shape[0]
     keep = np.ones(n, np.bool_)
@@ -170,14 +171,7 @@ def _filter(
         i, used = _filter_run(cur, used, prev, p_used, h1, h2, has_id, ts, horizon, never, i, keep)
         if i >= n:
             break
-        # event i is kept and its new entry needs the table grown: the same steps
-        a, b = h1[i], h2[i]
-        cur = _grow(cur)
-        j = _find(cur, a, b)
-        cur[j, 0], cur[j, 1] = a, b
-        used += 1
-        cur[j, 2] = ts[i]
-        i += 1
+        cur = _grow(cur)  # event i is kept and its new entry would fill the table past 3/4: the run's
     return keep, cur, used
 
 

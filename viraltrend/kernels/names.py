@@ -181,8 +181,8 @@ def _intern(
 
     A new id takes ``free[free_pos]`` (ascending) or ``high_water``, and its bytes go to the end of
     the arena (grown by the caller beforehand).  Returns the slots and the (possibly regrown)
-    arrays and counters.  The ids that need no array grown are taken by :func:`_intern_run`
-    (no reference counts); the others here, one at a time.
+    arrays and counters.  The ids run in :func:`_intern_run` (no reference counts); where a new id
+    needs an array grown, it stops, the arrays grow here and the run takes that id.
     """
     n = hashes.shape[0]
     slots = np.empty(n, np.int64)
@@ -194,30 +194,13 @@ def _intern(
         )  # fmt: skip
         if i >= n:
             break
-        # id i is new and needs an array grown: the steps with the allocations
-        h = hashes[i]
-        r = _find(rows, arena, start, length, h, buf, starts[i], ends[i])
+        # id i is new and needs an array grown: those the run found short grow, then the run takes it
         if 4 * (used + 1) > 3 * rows.shape[0]:
             rows = _row_rehash(rows, 2 * rows.shape[0])  # the same row layout
-            r = _find(rows, arena, start, length, h, buf, starts[i], ends[i])
-        if free_pos < free.shape[0]:
-            s = free[free_pos]
-            free_pos += 1
-        else:
-            s = high_water
-            high_water += 1
-            start = _grow1(start, high_water, np.int64(0), limit)
-            length = _grow1(length, high_water, np.int32(-1), limit)
-        size = ends[i] - starts[i]
-        arena = _grow1(arena, arena_end + size, np.uint8(0), 0)  # a no-op: the caller grew it
-        arena[arena_end : arena_end + size] = buf[starts[i] : ends[i]]
-        rows[r] = ((h & _LOW) << np.uint64(32)) | np.uint64(s)
-        used += 1
-        start[s] = arena_end
-        length[s] = size
-        arena_end += size
-        slots[i] = s
-        i += 1
+        arena = _grow1(arena, arena_end + ends[i] - starts[i], np.uint8(0), 0)  # a no-op: the caller grew it
+        if free_pos >= free.shape[0]:
+            start = _grow1(start, high_water + 1, np.int64(0), limit)
+            length = _grow1(length, high_water + 1, np.int32(-1), limit)
     return slots, rows, used, start, length, arena, arena_end, high_water, free_pos
 
 
