@@ -68,7 +68,7 @@ def _sorted_batches(
 ) -> list[EventBatch]:
     parts = []
     while not source.exhausted:
-        batch, rejects = source.next_batch(max(batch_size, _SORT_READ_EVENTS))
+        batch, rejects = source.next_batch(source.batch_size)  # replay() made it read large batches
         on_rejects(rejects)
         parts.append(batch)
     whole = EventBatch.concat(parts)
