@@ -436,3 +436,45 @@ def test_buffer_feeds_the_model_end_to_end():
             model.learn_many(rows.rows(), y, rows.weight)
     assert model.name == "model"
     assert model.metrics()["roc_auc"] > 0.8
+
+
+def test_a_model_that_never_learns_does_not_build_river_and_reports_rivers_fresh_metrics() -> None:
+    """perf27: river (and scipy.stats under it) is built at the first use; a fresh model's metrics
+    and checkpoint are the ones a model that built river at once gives."""
+    from river import metrics
+
+    lazy, built = make_model(), make_model()
+    built._parts()  # noqa: SLF001 - the river objects built at once, as before perf27
+    assert lazy._river is None  # noqa: SLF001
+    cols, _ = synthetic(3, 20)
+    np.testing.assert_array_equal(lazy.score_many(cols), built.score_many(cols))  # cold: the fallback
+    assert lazy.name == built.name == "rule"
+    fresh = {
+        "roc_auc": metrics.ROCAUC().get(),
+        "log_loss": metrics.LogLoss().get(),
+        "precision": metrics.Precision().get(),
+    }
+    got = lazy.metrics()
+    assert lazy._river is None  # noqa: SLF001 - reporting the metrics does not build it
+    assert (
+        json.dumps(got)
+        == json.dumps(built.metrics())
+        == json.dumps({**fresh, **{k: got[k] for k in got if k not in fresh}})
+    )
+    assert {k: np.copysign(1.0, got[k]) for k in fresh} == {
+        k: np.copysign(1.0, float(v)) for k, v in fresh.items()
+    }
+    assert json.dumps(lazy.to_dict()) == json.dumps(built.to_dict())  # a checkpoint builds it
+    assert lazy._river is not None  # noqa: SLF001
+
+
+def test_a_lazily_built_model_learns_and_scores_as_one_built_at_once() -> None:
+    cols, y = synthetic(4, 400)
+    lazy, built = make_model(min_labels=50), make_model(min_labels=50)
+    built._parts()  # noqa: SLF001
+    assert json.dumps(lazy.metrics()) == json.dumps(built.metrics())  # read while fresh, then learn
+    lazy.learn_many(rows_of(cols), y)
+    built.learn_many(rows_of(cols), y)
+    np.testing.assert_array_equal(lazy.score_many(cols), built.score_many(cols))
+    assert json.dumps(lazy.metrics()) == json.dumps(built.metrics())
+    assert json.dumps(lazy.to_dict()) == json.dumps(built.to_dict())

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
 from numba import njit
@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from viraltrend.errors import CheckpointError
 
-if TYPE_CHECKING:  # river is imported where a model is built (it pulls in scipy.stats: ~1 s of startup)
+if TYPE_CHECKING:  # river is imported at a model's first use (_parts: it pulls in scipy.stats)
     from river import metrics
 
 __all__ = [
@@ -139,6 +139,34 @@ def _cm_restore(cm: metrics.ConfusionMatrix, d: Mapping[str, Any]) -> None:
     cm.n_samples, cm.total_weight, cm._total_true_positives = d["n"], d["total"], d["tp"]
 
 
+#: What river's fresh ``ROCAUC``, ``LogLoss`` and ``Precision`` give (``get()``) before any update:
+#: :meth:`OnlineModel.metrics` of a model that never built river (tests/test_model.py checks them).
+_FRESH_METRICS: Final = {"roc_auc": -0.0, "log_loss": 0.0, "precision": 0.0}
+
+
+@dataclass
+class _RiverParts:
+    """An :class:`OnlineModel`'s river objects (the pipeline and the progressive metrics)."""
+
+    scaler: Any
+    logreg: Any
+    pipeline: Any
+    roc_auc: Any
+    log_loss: Any
+    precision: Any
+
+    @classmethod
+    def build(cls, learning_rate: float, l2: float) -> _RiverParts:
+        from river import compose, linear_model, metrics, optim, preprocessing  # lazy: see the imports
+
+        scaler = preprocessing.StandardScaler()
+        logreg = linear_model.LogisticRegression(
+            optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=learning_rate
+        )
+        pipeline = compose.Pipeline(scaler, logreg)
+        return cls(scaler, logreg, pipeline, metrics.ROCAUC(), metrics.LogLoss(), metrics.Precision())
+
+
 class OnlineModel:
     """Online logistic regression on squashed, standardised features, with a cold-start fallback.
 
@@ -246,20 +274,50 @@ class OnlineModel:
                 msg = f"{key} must be in (0, 1), got {v}"
                 raise ValueError(msg)
         self._shift = _logit(promote_score) - _logit(promote_probability)
-        from river import compose, linear_model, metrics, optim, preprocessing  # lazy: see the imports
-
-        self._scaler = preprocessing.StandardScaler()
-        self._logreg = linear_model.LogisticRegression(
-            optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=learning_rate
-        )
-        self._pipeline = compose.Pipeline(self._scaler, self._logreg)
-        self._roc_auc, self._log_loss = metrics.ROCAUC(), metrics.LogLoss()
-        self._precision = metrics.Precision()  # of predictions >= promote_probability
+        self._river: _RiverParts | None = None  # built at the first use (_parts): a replay may never learn
+        self._fresh_read = False  # metrics() was read before river was built
         self.labels_seen = 0
         self.positives_seen = 0
         self._pos_mass = 0.0  # sum of the sample weights of positive rows
         self._neg_mass = 0.0
         self._params_copy: tuple[NDArray[np.float64], ...] | None = None  # _params, until a learn
+
+    def _parts(self) -> _RiverParts:
+        """River's scaler, regression, pipeline and metrics, built at the first call.
+
+        Building them imports river, which pulls in scipy.stats (~0.5-0.8 CPU s of a process's
+        start): a model that never learns (a replay whose labels never come due) scores through its
+        fallback and reports the fresh metrics (:meth:`metrics`) without them.
+        """
+        if self._river is None:
+            self._river = _RiverParts.build(self.learning_rate, self.l2)
+            if self._fresh_read:  # river's get() fills zero cells in: the state main's eager build had
+                self.metrics()
+        return self._river
+
+    @property
+    def _scaler(self) -> Any:
+        return self._parts().scaler
+
+    @property
+    def _logreg(self) -> Any:
+        return self._parts().logreg
+
+    @property
+    def _pipeline(self) -> Any:
+        return self._parts().pipeline
+
+    @property
+    def _roc_auc(self) -> Any:
+        return self._parts().roc_auc
+
+    @property
+    def _log_loss(self) -> Any:
+        return self._parts().log_loss
+
+    @property
+    def _precision(self) -> Any:
+        return self._parts().precision  # of predictions >= promote_probability
 
     @property
     def warm(self) -> bool:
@@ -412,6 +470,10 @@ class OnlineModel:
 
     def metrics(self) -> dict[str, Any]:
         """Progressive-validation metrics (weighted by sample weight) and label counts."""
+        if self._river is None:  # nothing learned: the fresh metrics' values, without building river
+            self._fresh_read = True
+            return {**_FRESH_METRICS, "labels_seen": self.labels_seen, "positives_seen": self.positives_seen,
+                    "warm": self.warm}  # fmt: skip
         return {
             "roc_auc": float(self._roc_auc.get()),
             "log_loss": float(self._log_loss.get()),
