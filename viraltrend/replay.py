@@ -19,7 +19,6 @@ from typing import Any
 
 import msgspec
 import numpy as np
-import polars as pl
 
 from viraltrend.config import Config
 from viraltrend.engine import Engine, Scorer
@@ -209,6 +208,8 @@ def _write_trace(rows: list[dict[str, Any]], path: str | Path) -> None:
     """The traced rows as CSV; a key that comes late (``model_p`` once the model is warm) is empty before."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if rows:  # every row read for the schema: polars >= 2.2 refuses a key its first 100 rows lack
+        import polars as pl  # lazy: an untraced replay of NDJSON never needs polars
+
         pl.DataFrame(rows, infer_schema_length=None).write_csv(path)
     else:
         Path(path).write_text("event_ts,product_id,score\n", encoding="utf-8")

@@ -19,10 +19,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from operator import attrgetter
 from pathlib import Path
-from typing import IO, Any, Final, Literal, get_args
+from typing import IO, TYPE_CHECKING, Any, Final, Literal, get_args
 
 import numpy as np
-import polars as pl
 from numpy.typing import NDArray
 
 from viraltrend.errors import InputError
@@ -30,6 +29,9 @@ from viraltrend.events import EventBatch, LineSpans, Reject
 from viraltrend.kernels.ndjson import line_ends
 from viraltrend.stream.decode import COLUMNS, REQUIRED_COLUMNS, decode_frame, decode_records
 from viraltrend.stream.sources import Source
+
+if TYPE_CHECKING:  # polars is imported where CSV or Parquet is read: an NDJSON replay never needs it
+    import polars as pl
 
 __all__ = ["FORMATS", "MAX_LINE_BYTES", "TAOBAO_BEHAVIORS", "FileFormat", "FileSource"]
 
@@ -491,6 +493,8 @@ def _parse_csv(
     last field so that a short or long row, or a quote spanning lines, shows up; any surprise
     sends the whole chunk to the per-line path with Python's csv module.
     """
+    import polars as pl  # lazy: see the imports
+
     schema = {name: pl.String for name in columns}
     if lines and all(map(bytes.strip, lines)):
         buffer = (f",{_END}\n".encode()).join(lines) + f",{_END}".encode()
@@ -526,6 +530,8 @@ def _parse_csv(
 
 
 def _empty_as_null(frame: pl.DataFrame) -> pl.DataFrame:
+    import polars as pl  # lazy: see the imports
+
     return frame.select(pl.when(pl.col(name) != "").then(pl.col(name)).alias(name) for name in frame.columns)
 
 
@@ -533,6 +539,8 @@ class _ParquetReader(_Reader):
     """A Parquet file with the contract's columns, read ``n`` rows at a time."""
 
     def __init__(self, path: Path) -> None:
+        import polars as pl  # lazy: see the imports
+
         self.path, self.source = path, str(path)
         self.size = path.stat().st_size
         try:
@@ -550,6 +558,8 @@ class _ParquetReader(_Reader):
         self._pos = 0
 
     def read(self, n: int) -> tuple[EventBatch, list[Reject], int]:
+        import polars as pl  # lazy: see the imports
+
         try:
             frame = self._scan.slice(self._pos, n).select(self._columns).collect()
             offsets = np.arange(self._pos + 1, self._pos + 1 + frame.height, dtype=np.int64)
