@@ -59,6 +59,16 @@ def _trust_rows(
     out_slot = np.empty(m, np.int64)
     channel = np.empty(m, np.int8)
     out_ts = np.empty(m, np.int64)
+    _trust_rows_into(slots, ts_ms, new_pair, fresh, out_slot, channel, out_ts)
+    return out_slot, channel, out_ts
+
+
+@no_refcounts
+def _trust_rows_into(
+    slots: NDArray[np.int64], ts_ms: NDArray[np.int64], new_pair: NDArray[np.bool_], fresh: NDArray[np.bool_],
+    out_slot: NDArray[np.int64], channel: NDArray[np.int8], out_ts: NDArray[np.int64],
+) -> int:  # fmt: skip
+    """:func:`_trust_rows` into the caller's arrays (each at least ``3 n`` long); returns the row count."""
     j = 0
     for c in range(3):
         for i in range(slots.shape[0]):
@@ -67,7 +77,7 @@ def _trust_rows(
                 channel[j] = c
                 out_ts[j] = ts_ms[i]
                 j += 1
-    return out_slot, channel, out_ts
+    return j
 
 
 def trust_rows(

@@ -37,6 +37,7 @@ from viraltrend.kernels.columns import (
     _below,
     _keep_hot,
     _trust_rows,
+    _trust_rows_into,
 )
 from viraltrend.kernels.cusum import ChangeDetector
 from viraltrend.kernels.decay import (
@@ -63,8 +64,9 @@ from viraltrend.kernels.users import (
     _SCAN_BUCKETS,
     UserSignals,
     _compact_step,
-    _has_live,
+    _live_entry,
     _process,
+    _process_into,
     _unwatch,
     _watch,
 )
@@ -319,17 +321,19 @@ def _segment_all(
     t_lam_max: float, t_renorm: float,
     sig: NDArray[np.uint64], val: NDArray[np.uint16], fun: NDArray[np.uint8], nonempty: NDArray[np.bool_],
     row_of: NDArray[np.int64], seed: np.int64, cells: NDArray[np.uint16], ev_hash: NDArray[np.int64],
-    view_code: int, cart_code: int,
-) -> tuple[bool, NDArray[np.int64], _Int, _Int, _Int, int, int, NDArray[np.int64]]:  # fmt: skip
+    view_code: int, cart_code: int, scratch: SegmentScratch,
+) -> tuple[bool, NDArray[np.int64], _Int, _Int, _Int, int, int, int]:  # fmt: skip
     """The engine's ``_apply`` of one segment in one call: :func:`_checked_segment`, then the audiences.
 
     After the user signals and both counters: the events' users' activity counts
     (``ActivityCounts.observe``), whether each cart or purchase's user viewed the product lately
     (``UserSignals.counted_lately``), the audience samples (``AudienceSketches.update``).  Returns
-    ``(ok, rows, used, max_ts_ms, first, n_buys, n_blind, fresh)``: ``first`` the slots with no
+    ``(ok, rows, used, max_ts_ms, first, n_buys, n_blind, n_new)``: ``first`` the slots with no
     event before, ``n_buys``/``n_blind`` the carts and purchases and those with no view lately
-    (the funnel share's), ``fresh`` the slots of the events that were a new (product, user) pair;
-    ``ok`` False: nothing changed (a check of :func:`_checked_segment` failed).
+    (the funnel share's), ``scratch.fresh[:n_new]`` the slots of the events that were a new
+    (product, user) pair; ``ok`` False: nothing changed (a check of :func:`_checked_segment` failed).
+    Its per-event columns live in ``scratch`` (:func:`segment_scratch`, at least the segment's length):
+    the tick loop allocates them once per call, not per segment (perf27).
     """
     # _checked_segment's steps written out (its checks, then _segment's): each compiled call takes and
     # drops a reference on every array it receives (perf23: the two calls were 15 % of a Taobao
@@ -338,57 +342,75 @@ def _segment_all(
         s_slots, s_users, s_types, s_ts, n_slots, n_users, n_types, max_abs_ts, landmark, t_landmark, lam_max,
         renorm, t_lam_max, t_renorm,
     ):  # fmt: skip
-        return False, rows, used, max_ts_ms, 0, 0, 0, s_slots[:0].copy()
+        return False, rows, used, max_ts_ms, 0, 0, 0, 0
+    n = s_slots.shape[0]
+    weight, new_pair, fresh_pair = scratch.weight[:n], scratch.new_pair[:n], scratch.fresh_pair[:n]
     first = _mark_first(s_slots, last_ts, never)
-    rows, used, max_ts_ms, weight, new_pair, fresh_pair = _process(
+    rows, used, max_ts_ms = _process_into(
         rows, used, max_ts_ms, first_seen_ms, s_slots, s_users, s_types, s_ts, cap_window_ms, fresh_window_ms,
-        lateness_ms, min_capacity, prefetch,
+        lateness_ms, min_capacity, prefetch, weight, new_pair, fresh_pair,
     )  # fmt: skip
     _add_events(acc, g_acc, first_ts, last_ts, s_slots, s_types, s_ts, weight, lam, landmark, prefetch)
-    t_slots, channel, t_ts = _trust_rows(s_slots, s_ts, new_pair, fresh_pair)
-    ones = np.ones(channel.shape[0], np.float64)
+    m = _trust_rows_into(s_slots, s_ts, new_pair, fresh_pair, scratch.t_slots, scratch.channel, scratch.t_ts)
     _add_events(
-        t_acc, t_g_acc, t_first_ts, t_last_ts, t_slots, channel, t_ts, ones, t_lam, t_landmark, prefetch
-    )
-    n = s_slots.shape[0]
+        t_acc, t_g_acc, t_first_ts, t_last_ts, scratch.t_slots[:m], scratch.channel[:m], scratch.t_ts[:m],
+        scratch.ones[:m], t_lam, t_landmark, prefetch,
+    )  # fmt: skip
     hashes = ev_hash  # each event's own user hash (a slot may already hold a later user's: _run_ticks)
-    activity = np.empty(n, np.uint16)
+    activity = scratch.activity[:n]
     _count_min_observe(cells, hashes, activity)
     # the engine's funnel step: carts and purchases, and whether their user viewed lately
-    viewed = np.zeros(n, np.bool_)
+    viewed = scratch.viewed[:n]
     n_buys = 0
+    n_blind = 0
+    cutoff = np.int64(max_ts_ms - lateness_ms - cap_window_ms)
     for i in range(n):
+        seen = False
         if s_types[i] >= cart_code:
             n_buys += 1
-    n_blind = 0
-    if n_buys:
-        b_slots, b_users = np.empty(n_buys, np.int64), np.empty(n_buys, np.int64)
-        j = 0
-        for i in range(n):
-            if s_types[i] >= cart_code:
-                b_slots[j], b_users[j] = s_slots[i], s_users[i]
-                j += 1
-        live = _has_live(rows, b_slots, b_users, np.int64(view_code),
-                         np.int64(max_ts_ms - lateness_ms - cap_window_ms))  # fmt: skip
-        j = 0
-        for i in range(n):
-            if s_types[i] >= cart_code:
-                viewed[i] = live[j]
-                if not live[j]:
-                    n_blind += 1
-                j += 1
+            seen = _live_entry(rows, s_slots[i], s_users[i], np.int64(view_code), cutoff)
+            if not seen:
+                n_blind += 1
+        viewed[i] = seen
     _bottomk_update_val(sig, val, fun, nonempty, row_of, seed, s_slots, hashes, activity, s_types, viewed)
+    fresh = scratch.fresh
     n_new = 0
     for i in range(n):
         if new_pair[i]:
+            fresh[n_new] = s_slots[i]
             n_new += 1
-    fresh = np.empty(n_new, np.int64)
-    j = 0
-    for i in range(n):
-        if new_pair[i]:
-            fresh[j] = s_slots[i]
-            j += 1
-    return True, rows, used, max_ts_ms, first, n_buys, n_blind, fresh
+    return True, rows, used, max_ts_ms, first, n_buys, n_blind, n_new
+
+
+class SegmentScratch(NamedTuple):
+    """:func:`_segment_all`'s per-event columns, each at least a segment long.
+
+    ``t_*``, ``channel`` and ``ones`` three times that.  Written before they are read: the user
+    signals' outputs, the trust counters' rows (their weights, all 1.0), the activity counts, the
+    funnel's ``viewed`` and the new pairs' slots.
+    """
+
+    weight: NDArray[np.float64]
+    new_pair: NDArray[np.bool_]
+    fresh_pair: NDArray[np.bool_]
+    t_slots: NDArray[np.int64]
+    channel: NDArray[np.int8]
+    t_ts: NDArray[np.int64]
+    ones: NDArray[np.float64]
+    activity: NDArray[np.uint16]
+    viewed: NDArray[np.bool_]
+    fresh: NDArray[np.int64]
+
+
+@njit(cache=True)
+def segment_scratch(n: int) -> SegmentScratch:
+    """:class:`SegmentScratch` for segments of up to ``n`` events."""
+    n = max(n, 1)
+    return SegmentScratch(
+        np.empty(n, np.float64), np.empty(n, np.bool_), np.empty(n, np.bool_),
+        np.empty(3 * n, np.int64), np.empty(3 * n, np.int8), np.empty(3 * n, np.int64),
+        np.ones(3 * n, np.float64), np.empty(n, np.uint16), np.empty(n, np.bool_), np.empty(n, np.int64),
+    )  # fmt: skip
 
 
 def apply_segment_all(
@@ -423,12 +445,13 @@ def apply_segment_all(
         np.int64(sketches._seeds[0]),  # noqa: SLF001
         activity.cells, np.ascontiguousarray(hashes).view(np.int64), _VIEW, _CART,
     )  # fmt: skip
-    full: tuple[Any, ...] = args + audiences
-    ok, rows, used, max_ts, first, n_buys, n_blind, fresh = _segment_all(*full)
+    scratch = segment_scratch(slots.shape[0])
+    full: tuple[Any, ...] = (*args, *audiences, scratch)
+    ok, rows, used, max_ts, first, n_buys, n_blind, n_new = _segment_all(*full)
     if not ok:
         return None
     signals.rows, signals._used, signals._max_ts_ms = rows, int(used), int(max_ts)  # noqa: SLF001
-    return fresh, int(first), int(n_buys), int(n_blind)
+    return scratch.fresh[:n_new].copy(), int(first), int(n_buys), int(n_blind)
 
 
 # ---------------------------------------------------------------------- a batch's ticks in one call
@@ -841,6 +864,12 @@ def _run_ticks(
     sc_out = np.empty(sc_n, np.int8)
     sc_stack = np.empty(SORT_STACK, np.int64)
     sc_g = np.empty(g_acc.shape[1], np.float64)
+    longest = 0  # the longest segment of these ticks: _segment_all's columns, allocated once
+    at = seg0
+    for kk in range(k0, k_end):
+        longest = max(longest, cuts[kk] - at)
+        at = max(at, cuts[kk])
+    scratch = segment_scratch(longest)
     k = k0
     while k < k_end:
         if pend_t.shape[0] == 0 and n_live <= max_products:  # idle ticks first, without reference counts
@@ -854,12 +883,12 @@ def _run_ticks(
         now = tick_values[k]
         if cut > seg:  # the engine's _apply
             s_slots, s_ts = slots[seg:cut], ts[seg:cut]
-            ok, rows2, used2, max2, first, n_buys, n_blind, fresh = _segment_all(
+            ok, rows2, used2, max2, first, n_buys, n_blind, n_fresh = _segment_all(
                 rows, used, max_ts_ms, first_seen_ms, s_slots, users[seg:cut], types[seg:cut], s_ts,
                 cap_window_ms, fresh_window_ms, lateness_ms, min_capacity, acc, g_acc, first_ts, last_ts, lam,
                 landmark, t_acc, t_g_acc, t_first_ts, t_last_ts, t_lam, t_landmark, never, prefetch, n_slots,
                 n_users, n_types, max_abs_ts, lam_max, renorm, t_lam_max, t_renorm,
-                sig, val, fun, nonempty, row_of, seed, cells, ev_hash[seg:cut], view_code, cart_code,
+                sig, val, fun, nonempty, row_of, seed, cells, ev_hash[seg:cut], view_code, cart_code, scratch,
             )  # fmt: skip
             if not ok:
                 return (SEGMENT, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
@@ -872,7 +901,7 @@ def _run_ticks(
             funnel[f, 0], funnel[f, 1], funnel[f, 2] = n_buys, n_blind, s_ts.max()
             n_funnel[0] = f + 1
             pend_t = _joined(pend_t, s_slots)
-            pend_n = _joined(pend_n, fresh)
+            pend_n = _joined(pend_n, scratch.fresh[:n_fresh])
             applied += cut - seg
             seg = cut
         # the engine's _tick: a user sweep first (planned: Engine._plan_sweeps), else Python; a label: Python

@@ -272,7 +272,28 @@ def _process(
     weight = np.zeros(n, np.float64)
     new_pair = np.zeros(n, np.bool_)
     fresh = np.zeros(n, np.bool_)
-    no_drop = np.empty(0, np.int64)
+    rows, used, max_ts_ms = _process_into(
+        rows, used, max_ts_ms, first_seen_ms, product, user, type_code, ts_ms, cap_window_ms, fresh_window_ms,
+        lateness_ms, min_capacity, prefetch_distance, weight, new_pair, fresh,
+    )  # fmt: skip
+    return rows, used, max_ts_ms, weight, new_pair, fresh
+
+
+@njit(cache=True)
+def _process_into(
+    rows: NDArray[np.int64], used: _Int, max_ts_ms: _Int, first_seen_ms: NDArray[np.int64],
+    product: NDArray[np.int64], user: NDArray[np.int64], type_code: NDArray[np.int8],
+    ts_ms: NDArray[np.int64], cap_window_ms: _Int, fresh_window_ms: _Int, lateness_ms: _Int,
+    min_capacity: _Int, prefetch_distance: int, weight: NDArray[np.float64], new_pair: _Bools, fresh: _Bools,
+) -> tuple[NDArray[np.int64], _Int, _Int]:  # fmt: skip
+    """:func:`_process` writing ``weight``, ``new_pair`` and ``fresh`` into the caller's arrays.
+
+    Each must hold at least ``n`` entries; entries ``[0, n)`` are all written (every event's three
+    outputs, also an event resumed after a rebuild), the rest are left as they are.  Returns the
+    table, its entry count and the new ``max_ts_ms``.  The engine's tick loop passes scratch arrays
+    (perf27: no allocation per segment).
+    """
+    n = ts_ms.shape[0]
     i = 0
     step = 0
     while True:
@@ -283,8 +304,17 @@ def _process(
         if i >= n:
             break
         cutoff = max_ts_ms - lateness_ms - cap_window_ms  # max_ts_ms holds event i's time
+        no_drop = np.empty(0, np.int64)
         rows, used = _rebuild(rows, cutoff, min_capacity, 2, no_drop, no_drop)
-    return rows, used, max_ts_ms, weight, new_pair, fresh
+    return rows, used, max_ts_ms
+
+
+@no_refcounts
+def _live_entry(rows: NDArray[np.int64], product: _Int, user: _Int, kind: _Int, cutoff_ms: _Int) -> bool:
+    """Whether (``product``, ``user``)'s entry of ``kind`` is in the table, stored at ``>= cutoff_ms``."""
+    key = (product << 32) | user
+    idx = _find(rows, key, kind, rows.shape[0] - 1)
+    return rows[idx, 0] == key and (rows[idx, 1] & _TS_MASK) - _TS_OFFSET >= cutoff_ms  # type: ignore[no-any-return]
 
 
 @njit(cache=True)
@@ -293,12 +323,9 @@ def _has_live(
     cutoff_ms: _Int,
 ) -> _Bools:  # fmt: skip
     """Per (product, user): whether its entry of ``kind`` is in the table, stored at ``>= cutoff_ms``."""
-    mask = rows.shape[0] - 1
     out = np.zeros(product.shape[0], np.bool_)
     for i in range(product.shape[0]):
-        key = (product[i] << 32) | user[i]
-        idx = _find(rows, key, kind, mask)
-        out[i] = rows[idx, 0] == key and (rows[idx, 1] & _TS_MASK) - _TS_OFFSET >= cutoff_ms
+        out[i] = _live_entry(rows, product[i], user[i], kind, cutoff_ms)
     return out
 
 
