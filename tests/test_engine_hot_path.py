@@ -578,3 +578,29 @@ def test_the_tick_loop_user_sweeps_agree_with_their_plain_python_run(monkeypatch
     monkeypatch.setattr(segment, "_compact_step", segment._compact_step.py_func)
     plain, plain_msgs = run_engine(events, [57, 700])
     assert compiled_msgs == plain_msgs and _same_state(compiled, plain) and compiled.stats == plain.stats
+
+
+def test_the_segment_scratch_carries_nothing_from_one_segment_to_the_next(monkeypatch):
+    """perf27: ``_segment_all``'s columns live in scratch allocated once per tick-loop call.  Filled with
+    garbage before the loop (its source run by the interpreter, so that it calls the garbage maker),
+    the run equals the compiled one: every column is written before it is read."""
+    from viraltrend.kernels import segment
+
+    events = batch_of(_gappy_rows()[:350])
+    compiled, compiled_msgs = run_engine(events, [57, 200])
+    made: list[int] = []
+    make = segment.segment_scratch
+
+    def garbage(n):
+        s = make(n)
+        for name, a in zip(s._fields, s, strict=True):
+            if name != "ones":  # the trust counters' weights: ones by contract
+                a[...] = 1 if a.dtype == np.bool_ else 77
+        made.append(n)
+        return s
+
+    monkeypatch.setattr(segment, "_run_ticks", segment._run_ticks.py_func)
+    monkeypatch.setattr(segment, "segment_scratch", garbage)
+    dirty, dirty_msgs = run_engine(events, [57, 200])
+    assert made and max(made) > 1
+    assert compiled_msgs == dirty_msgs and _same_state(compiled, dirty)

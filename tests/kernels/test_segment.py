@@ -247,3 +247,65 @@ def test_the_segment_checks_and_first_marks_run_compiled_and_as_plain_python_ali
         assert _mark_first(ok, last, NEVER) == _mark_first.py_func(ok, last2, NEVER)
         assert last.tobytes() == last2.tobytes()
         assert _mark_first(ok, last, NEVER) == 0
+
+
+# perf27: the per-event columns written into the caller's (scratch) arrays ----------------------------
+INT64_MIN = int(np.iinfo(np.int64).min)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(st.integers(0, 40), st.integers(0, 30), st.integers(0, 5), st.integers(0, 7_200_000)),
+        max_size=120,
+    ),
+    capacity=st.sampled_from([4, 8, 64]),
+)
+def test_the_user_signals_into_scratch_equal_their_allocating_call(events, capacity):
+    """``_process_into`` over arrays holding anything, longer than the batch, and with rebuilds of a small
+    table, gives ``_process``'s outputs and table; the entries past the batch stay untouched."""
+    from viraltrend.kernels.users import _process, _process_into
+
+    product = np.array([e[0] for e in events], np.int64)
+    user = np.array([e[1] for e in events], np.int64)
+    kind = np.array([e[2] for e in events], np.int8)
+    ts = np.array([START + e[3] for e in events], np.int64)
+    n = len(events)
+
+    def state():
+        return np.full((capacity, 2), -1, np.int64), np.full(31, INT64_MIN, np.int64)
+
+    rows, seen = state()
+    r1, u1, m1, weight, new_pair, fresh = _process(
+        rows, 0, INT64_MIN, seen, product, user, kind, ts, 600_000, 300_000, 30_000, capacity, 2
+    )
+    rows2, seen2 = state()
+    w2, p2, f2 = np.full(n + 5, np.nan), np.ones(n + 5, np.bool_), np.ones(n + 5, np.bool_)
+    r2, u2, m2 = _process_into(
+        rows2, 0, INT64_MIN, seen2, product, user, kind, ts, 600_000, 300_000, 30_000, capacity, 2, w2, p2, f2
+    )
+    np.testing.assert_array_equal(r1, r2, strict=True)
+    np.testing.assert_array_equal(seen, seen2, strict=True)
+    assert (u1, m1) == (u2, m2)
+    np.testing.assert_array_equal(weight, w2[:n], strict=True)
+    np.testing.assert_array_equal(new_pair, p2[:n], strict=True)
+    np.testing.assert_array_equal(fresh, f2[:n], strict=True)
+    assert np.isnan(w2[n:]).all() and p2[n:].all() and f2[n:].all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(flags=st.lists(st.tuples(st.booleans(), st.booleans()), max_size=40))
+def test_the_trust_rows_into_scratch_equal_their_allocating_call(flags):
+    from viraltrend.kernels.columns import _trust_rows, _trust_rows_into
+
+    n = len(flags)
+    slots, ts = np.arange(n, dtype=np.int64) * 3, START + np.arange(n, dtype=np.int64)
+    new_pair = np.array([a for a, _ in flags], np.bool_)
+    fresh = np.array([b for _, b in flags], np.bool_)
+    want = _trust_rows(slots, ts, new_pair, fresh)
+    got = np.full(3 * n + 2, -7, np.int64), np.full(3 * n + 2, 9, np.int8), np.full(3 * n + 2, -7, np.int64)
+    m = _trust_rows_into(slots, ts, new_pair, fresh, *got)
+    assert m == want[0].shape[0]
+    for w, g in zip(want, got, strict=True):
+        np.testing.assert_array_equal(w, g[:m], strict=True)
+        assert (g[m:] == g[-1]).all()

@@ -350,6 +350,35 @@ def _segment_all(
         rows, used, max_ts_ms, first_seen_ms, s_slots, s_users, s_types, s_ts, cap_window_ms, fresh_window_ms,
         lateness_ms, min_capacity, prefetch, weight, new_pair, fresh_pair,
     )  # fmt: skip
+    n_buys, n_blind, n_new = _segment_rest(
+        rows, max_ts_ms - lateness_ms - cap_window_ms, s_slots, s_users, s_types, s_ts, acc, g_acc,
+        first_ts, last_ts, lam, landmark, t_acc, t_g_acc, t_first_ts, t_last_ts, t_lam, t_landmark, prefetch,
+        sig, val, fun, nonempty, row_of, seed, cells, ev_hash, view_code, cart_code, scratch,
+    )  # fmt: skip
+    return True, rows, used, max_ts_ms, first, n_buys, n_blind, n_new
+
+
+@no_refcounts
+def _segment_rest(
+    rows: NDArray[np.int64], cutoff_ms: _Int, s_slots: NDArray[np.int64], s_users: NDArray[np.int64],
+    s_types: NDArray[np.int8], s_ts: NDArray[np.int64],
+    acc: NDArray[np.float64], g_acc: NDArray[np.float64], first_ts: NDArray[np.int64],
+    last_ts: NDArray[np.int64], lam: NDArray[np.float64], landmark: np.int64,
+    t_acc: NDArray[np.float64], t_g_acc: NDArray[np.float64], t_first_ts: NDArray[np.int64],
+    t_last_ts: NDArray[np.int64], t_lam: NDArray[np.float64], t_landmark: np.int64, prefetch: int,
+    sig: NDArray[np.uint64], val: NDArray[np.uint16], fun: NDArray[np.uint8], nonempty: NDArray[np.bool_],
+    row_of: NDArray[np.int64], seed: np.int64, cells: NDArray[np.uint16], ev_hash: NDArray[np.int64],
+    view_code: int, cart_code: int, scratch: SegmentScratch,
+) -> tuple[int, int, int]:  # fmt: skip
+    """:func:`_segment_all`'s steps after the user signals (their outputs in ``scratch``).
+
+    Both counters, the activity counts, the funnel and the audience samples, then the new pairs'
+    slots into ``scratch.fresh``.  Returns ``(n_buys, n_blind, n_new)``; ``cutoff_ms`` is the caps
+    table's expiry (a view counted lately is stored at or after it).  Allocates nothing: without
+    reference counts (perf27: the tick loop calls it once per tick with events, with ~40 arrays).
+    """
+    n = s_slots.shape[0]
+    weight, new_pair, fresh_pair = scratch.weight[:n], scratch.new_pair[:n], scratch.fresh_pair[:n]
     _add_events(acc, g_acc, first_ts, last_ts, s_slots, s_types, s_ts, weight, lam, landmark, prefetch)
     m = _trust_rows_into(s_slots, s_ts, new_pair, fresh_pair, scratch.t_slots, scratch.channel, scratch.t_ts)
     _add_events(
@@ -363,12 +392,11 @@ def _segment_all(
     viewed = scratch.viewed[:n]
     n_buys = 0
     n_blind = 0
-    cutoff = np.int64(max_ts_ms - lateness_ms - cap_window_ms)
     for i in range(n):
         seen = False
         if s_types[i] >= cart_code:
             n_buys += 1
-            seen = _live_entry(rows, s_slots[i], s_users[i], np.int64(view_code), cutoff)
+            seen = _live_entry(rows, s_slots[i], s_users[i], np.int64(view_code), np.int64(cutoff_ms))
             if not seen:
                 n_blind += 1
         viewed[i] = seen
@@ -379,7 +407,7 @@ def _segment_all(
         if new_pair[i]:
             fresh[n_new] = s_slots[i]
             n_new += 1
-    return True, rows, used, max_ts_ms, first, n_buys, n_blind, n_new
+    return n_buys, n_blind, n_new
 
 
 class SegmentScratch(NamedTuple):
@@ -883,19 +911,30 @@ def _run_ticks(
         now = tick_values[k]
         if cut > seg:  # the engine's _apply
             s_slots, s_ts = slots[seg:cut], ts[seg:cut]
-            ok, rows2, used2, max2, first, n_buys, n_blind, n_fresh = _segment_all(
-                rows, used, max_ts_ms, first_seen_ms, s_slots, users[seg:cut], types[seg:cut], s_ts,
-                cap_window_ms, fresh_window_ms, lateness_ms, min_capacity, acc, g_acc, first_ts, last_ts, lam,
-                landmark, t_acc, t_g_acc, t_first_ts, t_last_ts, t_lam, t_landmark, never, prefetch, n_slots,
-                n_users, n_types, max_abs_ts, lam_max, renorm, t_lam_max, t_renorm,
-                sig, val, fun, nonempty, row_of, seed, cells, ev_hash[seg:cut], view_code, cart_code, scratch,
-            )  # fmt: skip
-            if not ok:
+            # _segment_all's steps written out: its call would take and drop a reference on each of its
+            # ~50 arrays per tick with events (perf27); _segment_rest runs without reference counts
+            s_users, s_types = users[seg:cut], types[seg:cut]
+            if not _segment_ok(
+                s_slots, s_users, s_types, s_ts, n_slots, n_users, n_types, max_abs_ts, landmark, t_landmark,
+                lam_max, renorm, t_lam_max, t_renorm,
+            ):  # fmt: skip
                 return (SEGMENT, k, seg, rows, used, max_ts_ms, n_live, applied, n_snaps, last_snapshot,
                         pend_t, pend_n, 0.0, 0.0, 0.0, empty, empty, False, True,
                     landmark, t_landmark, next_evict,
                     cold, sk, sk_ms, sk_ev, aud_now, n_new)  # fmt: skip
-            rows, used, max_ts_ms = rows2, used2, max2
+            n = cut - seg
+            first = _mark_first(s_slots, last_ts, never)
+            rows, used, max_ts_ms = _process_into(
+                rows, used, max_ts_ms, first_seen_ms, s_slots, s_users, s_types, s_ts, cap_window_ms,
+                fresh_window_ms, lateness_ms, min_capacity, prefetch, scratch.weight[:n],
+                scratch.new_pair[:n], scratch.fresh_pair[:n],
+            )  # fmt: skip
+            n_buys, n_blind, n_fresh = _segment_rest(
+                rows, max_ts_ms - lateness_ms - cap_window_ms, s_slots, s_users, s_types, s_ts, acc, g_acc,
+                first_ts, last_ts, lam, landmark, t_acc, t_g_acc, t_first_ts, t_last_ts, t_lam, t_landmark,
+                prefetch, sig, val, fun, nonempty, row_of, seed, cells, ev_hash[seg:cut], view_code,
+                cart_code, scratch,
+            )  # fmt: skip
             n_live += first
             f = n_funnel[0]
             funnel[f, 0], funnel[f, 1], funnel[f, 2] = n_buys, n_blind, s_ts.max()
