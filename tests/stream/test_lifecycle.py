@@ -121,6 +121,7 @@ def test_a_restore_longer_than_the_session_timeout_keeps_the_worker_in_the_group
         finish(proc, tmp_path, timeout_s=60, log_name="slow.log")
     log = (tmp_path / "slow.log").read_text()
     assert f"the restore lasts {RESTORE_S:g} s longer" in log  # the fault was injected
+    assert f'"session_timeout_ms": {SESSION_TIMEOUT_MS}' in log  # ... 1.5 times this service's session
     assert rebalances == {"assigned": 1.0, "revoked": 0.0, "lost": 0.0}, log[-3000:]
     assert broker_errors == {"": 0.0}
     # Before, kafka-python said so itself: the restore blocked its IO thread and the heartbeats.
