@@ -85,6 +85,13 @@ def topics(bootstrap: str, stem: str, partitions: int = 1) -> dict[str, str]:
 
 STARTED: list[subprocess.Popen[str]] = []
 
+#: The group session of every service started here (``kafka.session_timeout_ms``; the default is 6 s),
+#: unless a test sets its own.  Tansu holds a new member's join about half a session, rounded up
+#: to whole seconds (measured: 3 s at 6 s, 2 s at 3-4 s), and a killed or frozen worker's
+#: partitions move one session after its last heartbeat: at 3 s each start joins a second
+#: sooner and each eviction comes 3 s sooner.  Heartbeats stay at 1 s, on their own thread.
+SESSION_TIMEOUT_MS = "3000"
+
 
 def service_env(bootstrap: str, names: dict[str, str], group: str, **extra: str) -> dict[str, str]:
     """Config keys (as ``VIRALTREND_*`` variables) of an in-process ``Service`` over ``names``' topics."""
@@ -103,14 +110,20 @@ def start_service(
     names: dict[str, str],
     tmp: Path,
     *,
-    idle_s: float | None = 4.0,
+    idle_s: float | None = 2.0,
     metrics_port: int = 0,
     env: dict[str, str] | None = None,
     store: str = "changelog",
     group_id: str | None = None,
     log_name: str = "service.log",
 ) -> subprocess.Popen[str]:
-    """Start ``viraltrend run`` as a subprocess (reaped after the test by the stream conftest)."""
+    """Start ``viraltrend run`` as a subprocess (reaped after the test by the stream conftest).
+
+    ``idle_s``: ``--exit-when-idle`` (None: run until stopped).  An idle exit also waits until every
+    assigned partition is read to the broker's end offset (``loop.IDLE_EXIT_PATIENCE``), so a short
+    idle time cannot end a run that still has input on the broker; every test produces its input
+    before it starts an idle-exiting service.
+    """
     args = [
         sys.executable,
         "-m",
@@ -138,7 +151,11 @@ def start_service(
         args += ["--exit-when-idle", str(idle_s)]
     log = (tmp / log_name).open("a")
     proc = subprocess.Popen(
-        args, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
+        args,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "VIRALTREND_KAFKA_SESSION_TIMEOUT_MS": SESSION_TIMEOUT_MS, **(env or {})},
     )
     STARTED.append(proc)
     return proc

@@ -1,7 +1,7 @@
 """Partition lifecycle (issue 12, item 3): restore outside kafka-python's rebalance callback.
 
 kafka-python runs its rebalance listener on its IO thread, the one that also sends the group
-heartbeats: a restore inside it that lasts longer than ``session_timeout_ms`` (6 s) gets the
+heartbeats: a restore inside it that lasts longer than ``session_timeout_ms`` (6 s by default) gets the
 worker evicted, which starts another rebalance, and another restore.  The source now only pauses
 a newly assigned partition in the callback; the restore runs on the caller's thread and the
 partition is resumed after it.  Real broker, real ``viraltrend run`` subprocesses.
@@ -19,6 +19,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from tests.stream.conftest import drain
 from tests.stream.services import (
+    SESSION_TIMEOUT_MS,
     decisions,
     finish,
     produce,
@@ -71,9 +72,14 @@ def _counts(port: int, name: str) -> dict[str, float]:
         return {}
 
 
+#: The slow restore: 1.5 group sessions, as it was at the default 6 s session (9 s).
+RESTORE_S = 1.5 * int(SESSION_TIMEOUT_MS) / 1000
+
+
 @pytest.mark.parametrize("client", ["kafka-python", "confluent"])
 def test_a_restore_longer_than_the_session_timeout_keeps_the_worker_in_the_group(broker, tmp_path, client):
-    """A restore of 9 s (session timeout 6 s): one assignment, no eviction, the board of one run.
+    """A restore of 1.5 sessions (4.5 s; the services' session is 3 s): one assignment, no eviction,
+    the board of one run.
 
     librdkafka heartbeats on its own threads and calls the hook on the polling thread anyway.
     """
@@ -99,7 +105,7 @@ def test_a_restore_longer_than_the_session_timeout_keeps_the_worker_in_the_group
         tmp_path,
         idle_s=None,
         metrics_port=port,
-        env={RESTORE_DELAY_ENV: "9", "VIRALTREND_KAFKA_CLIENT": client},
+        env={RESTORE_DELAY_ENV: f"{RESTORE_S:g}", "VIRALTREND_KAFKA_CLIENT": client},
         log_name="slow.log",
     )
     try:
@@ -114,7 +120,8 @@ def test_a_restore_longer_than_the_session_timeout_keeps_the_worker_in_the_group
         proc.send_signal(signal.SIGTERM)
         finish(proc, tmp_path, timeout_s=60, log_name="slow.log")
     log = (tmp_path / "slow.log").read_text()
-    assert "the restore lasts 9 s longer" in log  # the fault was injected
+    assert f"the restore lasts {RESTORE_S:g} s longer" in log  # the fault was injected
+    assert f'"session_timeout_ms": {SESSION_TIMEOUT_MS}' in log  # ... 1.5 times this service's session
     assert rebalances == {"assigned": 1.0, "revoked": 0.0, "lost": 0.0}, log[-3000:]
     assert broker_errors == {"": 0.0}
     # Before, kafka-python said so itself: the restore blocked its IO thread and the heartbeats.
