@@ -4,7 +4,8 @@ A service subprocess is started dozens of times by the stream tests, and every s
 river (the online model, which pulls in ``scipy.stats``) and polars (the file decoder) before its
 first log line: ~1 s on a quiet machine, several seconds on a loaded one.  river is now imported
 on a thread while the consumer joins its group (the engine is built only once a partition is
-assigned), and polars only by the file sources.
+assigned), and polars only where a file source reads CSV or Parquet; an engine builds river at its
+model's first use (perf27).
 """
 
 from __future__ import annotations
@@ -34,10 +35,26 @@ def test_the_service_and_cli_modules_import_neither_river_nor_scipy_stats_nor_po
     assert _imported_after("import viraltrend.cli, viraltrend.stream.loop, viraltrend.engine") == []
 
 
-def test_the_file_source_and_an_engine_with_the_model_still_import_what_they_use():
-    assert _imported_after("from viraltrend.stream import FileSource") == ["polars"]
-    engine = "from viraltrend.config import load_config\nfrom viraltrend.engine import Engine\n"
-    assert _imported_after(engine + "Engine(load_config(None, environ={}))") == ["river", "scipy.stats"]
+def test_the_file_source_and_the_model_import_polars_and_river_only_when_they_use_them():
+    """An NDJSON replay whose model never learns pays for neither (perf27); a CSV read and a model's
+    first use still import what they need."""
+    source = "from viraltrend.stream import FileSource\n"
+    assert _imported_after(source) == []
+    read_csv = """
+import pathlib, tempfile
+p = pathlib.Path(tempfile.mkdtemp()) / "e.csv"
+p.write_text("ts,type,product_id,user_id\\n1700000000000,view,p1,u1\\n")
+batch, rejects = FileSource([p]).next_batch(10)
+assert len(batch) == 1 and not rejects
+"""
+    assert _imported_after(source + read_csv) == ["polars"]
+    engine = """
+from viraltrend.config import load_config
+from viraltrend.engine import Engine
+e = Engine(load_config(None, environ={}))
+"""
+    assert _imported_after(engine) == []
+    assert _imported_after(engine + "e.model._parts()") == ["river", "scipy.stats"]
 
 
 def test_the_background_import_brings_in_river_and_only_when_the_model_is_on():
